@@ -1,0 +1,80 @@
+// swift-tools-version:6.0
+// bridge: trace database-driven OpenAI-Agents-style runs, span for span.
+//
+// Layering (bottom to top), visible as targets:
+//   1. C bindings        CBridgeLibPQ, CBridgeCurl, CBridgeCurlShim
+//   2. Clients           BridgePostgres, BridgeHTTP (BridgeCore holds shared errors/utilities)
+//   3. Mapping + bridge  BridgeMigrate (schema upgrades), BridgeMapping
+//   4. Runner            BridgeRunner
+//   5. Tracing           BridgeTracing
+//   6. Verify            BridgeVerify
+//   CLI                  bridge (thin: parses flags, calls the libraries)
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "bridge",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "bridge", targets: ["bridge"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // 1. C bindings
+        .systemLibrary(
+            name: "CBridgeLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .systemLibrary(
+            name: "CBridgeCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        .target(
+            name: "CBridgeCurlShim",
+            dependencies: ["CBridgeCurl"]
+        ),
+        // 2. Clients
+        .target(name: "BridgeCore", swiftSettings: strict),
+        .target(
+            name: "BridgePostgres",
+            dependencies: ["CBridgeLibPQ", "BridgeCore"],
+            swiftSettings: strict
+        ),
+        // 3. Schema upgrades
+        .target(
+            name: "BridgeMigrate",
+            dependencies: ["BridgePostgres", "BridgeCore"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "BridgeTestSupport",
+            dependencies: ["BridgeCore", "BridgePostgres"],
+            swiftSettings: strict
+        ),
+        // CLI
+        .executableTarget(
+            name: "bridge",
+            dependencies: [
+                "BridgeCore", "BridgePostgres", "BridgeMigrate",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "BridgeUnitTests",
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMigrate"]
+        ),
+        .testTarget(
+            name: "BridgeIntegrationTests",
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeTestSupport"]
+        ),
+    ]
+)

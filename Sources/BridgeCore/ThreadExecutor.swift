@@ -1,0 +1,56 @@
+import Foundation
+
+/// A serial executor that runs every job on one dedicated OS thread.
+///
+/// Actors that wrap blocking C handles (a libpq connection, a curl multi handle) use it as
+/// their `unownedExecutor`, so blocking calls never run on Swift's cooperative thread pool
+/// and the handle is only ever touched by its own thread.
+public final class ThreadExecutor: SerialExecutor, @unchecked Sendable {
+    // @unchecked Sendable: `jobs` and `stopped` are only accessed with `condition` locked.
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+    private var stopped = false
+
+    /// Starts the thread. `name` shows in debuggers and `top -H`.
+    public init(name: String) {
+        let thread = Thread { [self] in self.run() }
+        thread.name = name
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        condition.lock()
+        jobs.append(unowned)
+        condition.signal()
+        condition.unlock()
+    }
+
+    public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+        UnownedSerialExecutor(ordinary: self)
+    }
+
+    /// Lets the thread exit once the queued jobs have run.
+    public func shutdown() {
+        condition.lock()
+        stopped = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while jobs.isEmpty && !stopped { condition.wait() }
+            if jobs.isEmpty && stopped {
+                condition.unlock()
+                return
+            }
+            let batch = jobs
+            jobs.removeAll(keepingCapacity: true)
+            condition.unlock()
+            for job in batch { job.runSynchronously(on: asUnownedSerialExecutor()) }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+import BridgeCore
+import CBridgeLibPQ
+import Foundation
+
+/// One PostgreSQL connection over libpq.
+///
+/// The actor runs on its own dedicated thread (`ThreadExecutor`), so every blocking libpq
+/// call happens off Swift's cooperative pool, and actor isolation gives the connection one
+/// user at a time. Each call is synchronous inside the actor, so a statement or a
+/// `transaction { }` body is never interleaved with another caller's work.
+/// Every `PGresult` is cleared before a call returns.
+public actor PostgresConnection {
+    private let executor: ThreadExecutor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    // Owned by this actor's thread only.
+    private nonisolated(unsafe) var handle: OpaquePointer?
+    private var secrets: [String] = []
+    /// The server's version number, e.g. 150018 for 15.18.
+    public private(set) var serverVersion: Int = 0
+    /// The backend process id of this session.
+    public private(set) var backendPID: Int32 = 0
+    /// Where this connection went, with the password redacted.
+    public nonisolated let redactedTarget: String
+
+    private init(config: ConnectionConfig) {
+        self.executor = ThreadExecutor(name: "bridge-pg")
+        self.redactedTarget = config.redacted
+    }
+
+    /// Opens a connection and applies the session settings.
+    public static func connect(_ config: ConnectionConfig) async throws(PostgresError) -> PostgresConnection {
+        let conn = PostgresConnection(config: config)
+        do {
+            try await conn.open(config)
+        } catch {
+            await conn.close()
+            throw error
+        }
+        return conn
+    }
+
+    private func open(_ config: ConnectionConfig) throws(PostgresError) {
+        let keys = ["dbname", "application_name", "connect_timeout", "client_encoding"]
+        let values = [config.conninfo, config.applicationName, String(config.connectTimeout), "UTF8"]
+        var cKeys = keys.map { strdup($0) }
+        var cValues = values.map { strdup($0) }
+        cKeys.append(nil)
+        cValues.append(nil)
+        defer {
+            cKeys.forEach { free($0) }
+            cValues.forEach { free($0) }
+        }
+        let conn = cKeys.withUnsafeBufferPointer { kp in
+            cValues.withUnsafeBufferPointer { vp in
+                kp.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: kp.count) { k in
+                    vp.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: vp.count) { v in
+                        PQconnectdbParams(k, v, 1)
+                    }
+                }
+            }
+        }
+        handle = conn
+        if let pw = PQpass(conn).map({ String(cString: $0) }), !pw.isEmpty { secrets.append(pw) }
+        guard let conn, PQstatus(conn) == CONNECTION_OK else {
+            let raw = handle.flatMap { PQerrorMessage($0) }.map { String(cString: $0) } ?? "out of memory"
+            let msg = Redaction.scrub(raw.trimmingCharacters(in: .whitespacesAndNewlines), secrets: secrets)
+            throw PostgresError(kind: .connection, message: "cannot connect to \(config.redacted): \(msg)")
+        }
+        serverVersion = Int(PQserverVersion(conn))
+        backendPID = PQbackendPID(conn)
+        for (name, value) in config.sessionSettings {
+            try set(name, value)
+        }
+    }
+
+    /// Closes the connection. Safe to call twice.
+    public func close() {
+        if let handle { PQfinish(handle) }
+        handle = nil
+        executor.shutdown()
+    }
+
+    deinit {
+        if let handle { PQfinish(handle) }
+        executor.shutdown()
+    }
+
+    /// Whether the connection is open and healthy.
+    public var isOpen: Bool {
+        guard let handle else { return false }
+        return PQstatus(handle) == CONNECTION_OK
+    }
+
+    /// Runs one statement with its binds (extended protocol) and returns its rows.
+    @discardableResult
+    public func query(_ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
+        let conn = try requireHandle()
+        let values: [UnsafeMutablePointer<CChar>?] = query.binds.map {
+            switch $0 {
+            case .null: nil
+            case .text(let s): strdup(s)
+            }
+        }
+        defer { values.forEach { free($0) } }
+        let result: OpaquePointer? = values.withUnsafeBufferPointer { vp in
+            vp.baseAddress.map { base in
+                base.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: values.count) { v in
+                    PQexecParams(conn, query.sql, Int32(values.count), nil, v, nil, nil, 0)
+                }
+            } ?? PQexecParams(conn, query.sql, 0, nil, nil, nil, nil, 0)
+        }
+        return try consume(result, statement: query.sql)
+    }
+
+    /// Runs SQL text exactly as written (simple protocol), for trusted SQL from migration
+    /// files and for statements that take no values. Returns the last result's rows.
+    @discardableResult
+    public func simpleQuery(_ sql: String) throws(PostgresError) -> PostgresRows {
+        let conn = try requireHandle()
+        guard PQsendQuery(conn, sql) == 1 else { throw connectionError(statement: sql) }
+        var last = PostgresRows(columns: [], rows: [], affectedRows: 0)
+        var firstError: PostgresError?
+        while let result = PQgetResult(conn) {
+            do {
+                last = try consume(result, statement: sql)
+            } catch {
+                if firstError == nil { firstError = error }
+            }
+        }
+        if let firstError { throw firstError }
+        return last
+    }
+
+    /// `SET name = value` with the value quoted as a literal (settings cannot be bound).
+    public func set(_ name: String, _ value: String) throws(PostgresError) {
+        let literal = "'" + value.replacingOccurrences(of: "'", with: "''") + "'"
+        try simpleQuery("SET \(PostgresQuery.quoteIdentifier(name)) = \(literal)")
+    }
+
+    /// Runs `body` inside BEGIN … COMMIT on this connection, rolling back if it throws.
+    /// The body runs synchronously on the connection's thread, so nothing interleaves.
+    public func transaction<T: Sendable>(
+        readOnly: Bool = false,
+        _ body: @Sendable (isolated PostgresConnection) throws -> T
+    ) throws -> T {
+        try simpleQuery(readOnly ? "BEGIN READ ONLY" : "BEGIN")
+        do {
+            let value = try body(self)
+            try simpleQuery("COMMIT")
+            return value
+        } catch {
+            _ = try? simpleQuery("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Whether a transaction block is open on this session.
+    public var inTransaction: Bool {
+        guard let handle else { return false }
+        let s = PQtransactionStatus(handle)
+        return s == PQTRANS_INTRANS || s == PQTRANS_INERROR
+    }
+
+    // MARK: - Internals
+
+    private func requireHandle() throws(PostgresError) -> OpaquePointer {
+        guard let handle else { throw PostgresError(kind: .client, message: "connection is closed") }
+        if PQstatus(handle) != CONNECTION_OK {
+            throw connectionError(statement: nil)
+        }
+        return handle
+    }
+
+    private func connectionError(statement: String?) -> PostgresError {
+        let raw = handle.flatMap { PQerrorMessage($0) }.map { String(cString: $0) } ?? "connection lost"
+        var e = PostgresError(kind: .connection,
+                              message: Redaction.scrub(raw.trimmingCharacters(in: .whitespacesAndNewlines), secrets: secrets))
+        e.statement = statement
+        return e
+    }
+
+    private func consume(_ result: OpaquePointer?, statement: String) throws(PostgresError) -> PostgresRows {
+        guard let result else { throw connectionError(statement: statement) }
+        defer { PQclear(result) }
+        let status = PQresultStatus(result)
+        switch status {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY, PGRES_SINGLE_TUPLE:
+            let nFields = Int(PQnfields(result))
+            let nRows = Int(PQntuples(result))
+            var columns: [String] = []
+            columns.reserveCapacity(nFields)
+            for f in 0..<nFields { columns.append(String(cString: PQfname(result, Int32(f)))) }
+            var rows: [[String?]] = []
+            rows.reserveCapacity(nRows)
+            for r in 0..<nRows {
+                var row: [String?] = []
+                row.reserveCapacity(nFields)
+                for f in 0..<nFields {
+                    if PQgetisnull(result, Int32(r), Int32(f)) == 1 {
+                        row.append(nil)
+                    } else {
+                        row.append(String(cString: PQgetvalue(result, Int32(r), Int32(f))))
+                    }
+                }
+                rows.append(row)
+            }
+            let tuples = PQcmdTuples(result).map { String(cString: $0) } ?? ""
+            return PostgresRows(columns: columns, rows: rows, affectedRows: Int(tuples) ?? nRows)
+        default:
+            throw serverError(result, statement: statement)
+        }
+    }
+
+    private func serverError(_ result: OpaquePointer, statement: String) -> PostgresError {
+        func field(_ code: Int32) -> String? {
+            PQresultErrorField(result, code).map { String(cString: $0) }
+        }
+        let fallback = PQresultErrorMessage(result).map { String(cString: $0) } ?? "unknown error"
+        let message = field(Int32(UInt8(ascii: "M"))) ?? fallback.trimmingCharacters(in: .whitespacesAndNewlines)
+        var e = PostgresError(
+            kind: field(Int32(UInt8(ascii: "C"))) == nil ? .connection : .server,
+            message: Redaction.scrub(message, secrets: secrets),
+            sqlState: field(Int32(UInt8(ascii: "C"))),
+            severity: field(Int32(UInt8(ascii: "V"))) ?? field(Int32(UInt8(ascii: "S"))),
+            detail: field(Int32(UInt8(ascii: "D"))).map { Redaction.scrub($0, secrets: secrets) },
+            hint: field(Int32(UInt8(ascii: "H"))),
+            position: field(Int32(UInt8(ascii: "P"))).flatMap { Int($0) },
+            statement: statement
+        )
+        e.schemaName = field(Int32(UInt8(ascii: "s")))
+        e.tableName = field(Int32(UInt8(ascii: "t")))
+        e.columnName = field(Int32(UInt8(ascii: "c")))
+        e.constraintName = field(Int32(UInt8(ascii: "n")))
+        return e
+    }
+}

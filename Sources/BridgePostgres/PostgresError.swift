@@ -1,0 +1,68 @@
+import BridgeCore
+
+/// An error from libpq or from the PostgreSQL server, with the server's own fields.
+///
+/// `description` is one readable paragraph: the message, SQLSTATE, detail, hint and, when a
+/// statement position is known, the position. Passwords never appear in it.
+public struct PostgresError: BridgeError, Sendable, Equatable {
+    /// What went wrong, broadly.
+    public enum Kind: String, Sendable {
+        /// The server could not be reached or the connection broke.
+        case connection
+        /// The server rejected a statement (it carries a SQLSTATE).
+        case server
+        /// The client was used wrongly (for example a closed connection).
+        case client
+    }
+
+    public var kind: Kind
+    /// The primary message (`PG_DIAG_MESSAGE_PRIMARY`, or libpq's message).
+    public var message: String
+    /// The five-character SQLSTATE, e.g. `55P03` for lock_not_available.
+    public var sqlState: String?
+    public var severity: String?
+    public var detail: String?
+    public var hint: String?
+    /// 1-based character position of the error in the statement text, as the server reports it.
+    public var position: Int?
+    /// Schema, table, column and constraint names the server attached, when any.
+    public var schemaName: String?
+    public var tableName: String?
+    public var columnName: String?
+    public var constraintName: String?
+    /// The statement text (values are always bound separately, so it holds no data).
+    public var statement: String?
+
+    public init(kind: Kind, message: String, sqlState: String? = nil, severity: String? = nil,
+                detail: String? = nil, hint: String? = nil, position: Int? = nil, statement: String? = nil) {
+        self.kind = kind
+        self.message = message
+        self.sqlState = sqlState
+        self.severity = severity
+        self.detail = detail
+        self.hint = hint
+        self.position = position
+        self.statement = statement
+    }
+
+    /// Connection failures are configuration problems (exit 2); statement failures are work failures (exit 1).
+    public var exitStatus: ExitStatus { kind == .server ? .failed : .badInput }
+
+    /// True for `55P03` lock_not_available (a `lock_timeout` fired) and `40P01` deadlock_detected.
+    public var isLockConflict: Bool { sqlState == "55P03" || sqlState == "40P01" }
+
+    /// True for serialization failures and lock conflicts, which are worth retrying.
+    public var isTransient: Bool { isLockConflict || sqlState == "40001" }
+
+    public var description: String {
+        var parts = [message]
+        if let sqlState { parts[0] += " (SQLSTATE \(sqlState))" }
+        if let tableName {
+            parts.append("table: \(schemaName.map { "\($0)." } ?? "")\(tableName)\(columnName.map { ".\($0)" } ?? "")")
+        }
+        if let detail { parts.append("detail: \(detail)") }
+        if let hint { parts.append("hint: \(hint)") }
+        if let position { parts.append("at character \(position)") }
+        return parts.joined(separator: "; ")
+    }
+}

@@ -1,0 +1,210 @@
+import Foundation
+
+/// A parameter value, always sent to the server in text format with its type left for the
+/// server to infer (cast in SQL, e.g. `\(json)::jsonb`, where inference is not enough).
+public enum PostgresValue: Sendable, Equatable, CustomStringConvertible {
+    case null
+    case text(String)
+
+    public var description: String {
+        switch self {
+        case .null: "NULL"
+        case .text(let s): "'\(s)'"
+        }
+    }
+}
+
+/// Types that can be bound as a query parameter.
+public protocol PostgresBindable: Sendable {
+    var postgresValue: PostgresValue { get }
+}
+
+extension String: PostgresBindable { public var postgresValue: PostgresValue { .text(self) } }
+extension Substring: PostgresBindable { public var postgresValue: PostgresValue { .text(String(self)) } }
+extension Int: PostgresBindable { public var postgresValue: PostgresValue { .text(String(self)) } }
+extension Int32: PostgresBindable { public var postgresValue: PostgresValue { .text(String(self)) } }
+extension Int64: PostgresBindable { public var postgresValue: PostgresValue { .text(String(self)) } }
+extension Double: PostgresBindable { public var postgresValue: PostgresValue { .text(String(self)) } }
+extension Bool: PostgresBindable { public var postgresValue: PostgresValue { .text(self ? "true" : "false") } }
+extension UUID: PostgresBindable { public var postgresValue: PostgresValue { .text(uuidString.lowercased()) } }
+extension PostgresValue: PostgresBindable { public var postgresValue: PostgresValue { self } }
+extension Date: PostgresBindable {
+    public var postgresValue: PostgresValue { .text(PostgresTimestamp.format(self)) }
+}
+extension Optional: PostgresBindable where Wrapped: PostgresBindable {
+    public var postgresValue: PostgresValue { self?.postgresValue ?? .null }
+}
+
+/// A statement whose values travel as `$n` parameters, never inside the SQL text.
+///
+/// Build it by string interpolation: every interpolated value becomes the next `$n` bind.
+/// Identifiers (table and column names from configuration) use `\(identifier: name)`, which
+/// quotes them; trusted SQL fragments written in code use `\(unsafeRaw: fragment)`.
+///
+///     let q: PostgresQuery = "SELECT * FROM \(identifier: table) WHERE id = \(taskID)"
+///     // sql: SELECT * FROM "tasks" WHERE id = $1   binds: [taskID]
+public struct PostgresQuery: Sendable, Equatable, ExpressibleByStringInterpolation, CustomStringConvertible {
+    public var sql: String
+    public var binds: [PostgresValue]
+
+    public init(sql: String, binds: [PostgresValue] = []) {
+        self.sql = sql
+        self.binds = binds
+    }
+
+    public init(stringLiteral value: String) { self.init(sql: value) }
+
+    public init(stringInterpolation: StringInterpolation) {
+        self.init(sql: stringInterpolation.sql, binds: stringInterpolation.binds)
+    }
+
+    public var description: String { sql }
+
+    /// Appends another query, renumbering its parameters.
+    public mutating func append(_ other: PostgresQuery) {
+        sql += Self.renumber(other.sql, offset: binds.count)
+        binds += other.binds
+    }
+
+    /// Joins queries with a separator, renumbering parameters.
+    public static func joined(_ parts: [PostgresQuery], separator: String) -> PostgresQuery {
+        var out = PostgresQuery(sql: "")
+        for (i, p) in parts.enumerated() {
+            if i > 0 { out.sql += separator }
+            out.append(p)
+        }
+        return out
+    }
+
+    private static func renumber(_ sql: String, offset: Int) -> String {
+        guard offset > 0 else { return sql }
+        var out = ""
+        var chars = sql.makeIterator()
+        var pending: Character? = chars.next()
+        while let c = pending {
+            pending = chars.next()
+            if c == "$", let d = pending, d.isNumber {
+                var digits = ""
+                while let n = pending, n.isNumber {
+                    digits.append(n)
+                    pending = chars.next()
+                }
+                out += "$\(Int(digits)! + offset)"
+            } else {
+                out.append(c)
+            }
+        }
+        return out
+    }
+
+    public struct StringInterpolation: StringInterpolationProtocol, Sendable {
+        var sql = ""
+        var binds: [PostgresValue] = []
+
+        public init(literalCapacity: Int, interpolationCount: Int) {
+            sql.reserveCapacity(literalCapacity + interpolationCount * 3)
+        }
+
+        public mutating func appendLiteral(_ literal: String) { sql += literal }
+
+        /// A value: becomes the next `$n` parameter.
+        public mutating func appendInterpolation(_ value: some PostgresBindable) {
+            binds.append(value.postgresValue)
+            sql += "$\(binds.count)"
+        }
+
+        /// An identifier such as a table or column name: double-quoted, with embedded quotes
+        /// doubled. A dotted name (`schema.table`) quotes each part.
+        public mutating func appendInterpolation(identifier: String) {
+            sql += PostgresQuery.quoteQualified(identifier)
+        }
+
+        /// SQL text written in code (never user data).
+        public mutating func appendInterpolation(unsafeRaw: String) { sql += unsafeRaw }
+
+        /// Another query, with its parameters renumbered.
+        public mutating func appendInterpolation(_ query: PostgresQuery) {
+            sql += PostgresQuery.renumber(query.sql, offset: binds.count)
+            binds += query.binds
+        }
+    }
+
+    /// Quotes one identifier.
+    public static func quoteIdentifier(_ name: String) -> String {
+        "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    /// Quotes a possibly schema-qualified name (`bridge.spans` → `"bridge"."spans"`).
+    public static func quoteQualified(_ name: String) -> String {
+        name.split(separator: ".", omittingEmptySubsequences: false).map { quoteIdentifier(String($0)) }
+            .joined(separator: ".")
+    }
+}
+
+/// Formatting and parsing of PostgreSQL `timestamptz` text.
+public enum PostgresTimestamp {
+    /// ISO 8601 with microseconds in UTC, e.g. `2026-11-26T09:03:44.123456Z`.
+    public static func format(_ date: Date) -> String {
+        let t = date.timeIntervalSince1970
+        var secs = t.rounded(.down)
+        var micros = Int(((t - secs) * 1_000_000).rounded())
+        if micros >= 1_000_000 { micros -= 1_000_000; secs += 1 }
+        var tm = tm()
+        var time = time_t(secs)
+        gmtime_r(&time, &tm)
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+                      Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1, Int(tm.tm_mday),
+                      Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec), micros)
+    }
+
+    /// Parses the server's text output for timestamptz (`2026-11-26 09:03:44.123456+00`)
+    /// and ISO 8601 forms. Returns nil on anything else.
+    public static func parse(_ s: String) -> Date? {
+        let u = Array(s.utf8)
+        func num(_ from: Int, _ len: Int) -> Int? {
+            guard from + len <= u.count else { return nil }
+            var v = 0
+            for i in from..<from + len {
+                guard u[i] >= 48, u[i] <= 57 else { return nil }
+                v = v * 10 + Int(u[i] - 48)
+            }
+            return v
+        }
+        guard let y = num(0, 4), let mo = num(5, 2), let d = num(8, 2),
+              let h = num(11, 2), let mi = num(14, 2), let se = num(17, 2) else { return nil }
+        var i = 19
+        var frac = 0.0
+        if i < u.count, u[i] == UInt8(ascii: ".") {
+            i += 1
+            var scale = 0.1
+            while i < u.count, u[i] >= 48, u[i] <= 57 {
+                frac += Double(u[i] - 48) * scale
+                scale /= 10
+                i += 1
+            }
+        }
+        var offset = 0
+        if i < u.count {
+            if u[i] == UInt8(ascii: "Z") {
+                offset = 0
+            } else if u[i] == UInt8(ascii: "+") || u[i] == UInt8(ascii: "-") {
+                let sign = u[i] == UInt8(ascii: "+") ? 1 : -1
+                let oh = num(i + 1, 2) ?? 0
+                var om = 0
+                if i + 3 < u.count {
+                    om = u[i + 3] == UInt8(ascii: ":") ? (num(i + 4, 2) ?? 0) : (num(i + 3, 2) ?? 0)
+                }
+                offset = sign * (oh * 3600 + om * 60)
+            }
+        }
+        var tm = tm()
+        tm.tm_year = Int32(y - 1900)
+        tm.tm_mon = Int32(mo - 1)
+        tm.tm_mday = Int32(d)
+        tm.tm_hour = Int32(h)
+        tm.tm_min = Int32(mi)
+        tm.tm_sec = Int32(se)
+        let epoch = timegm(&tm)
+        return Date(timeIntervalSince1970: Double(epoch - offset) + frac)
+    }
+}

@@ -1,0 +1,126 @@
+import BridgeCore
+import BridgePostgres
+import Foundation
+
+/// Test helpers shared by the integration and end-to-end suites (not linked into `bridge`).
+///
+/// Integration tests need `BRIDGE_TEST_DATABASE_URL`, a superuser URL that
+/// `scripts/with-postgres.sh` exports. Each test gets its own fresh database, so tests run in
+/// parallel without seeing each other's rows.
+public enum TestDatabase {
+    /// The server URL, or nil when integration tests cannot run here.
+    public static var serverURL: String? { Environment.process["BRIDGE_TEST_DATABASE_URL"] }
+
+    /// True when integration tests should run. When `BRIDGE_REQUIRE_DB=1` and no server is
+    /// configured, this crashes loudly instead of silently skipping.
+    public static var isAvailable: Bool {
+        if serverURL != nil { return true }
+        if Environment.process["BRIDGE_REQUIRE_DB"] == "1" {
+            fatalError("BRIDGE_REQUIRE_DB=1 but BRIDGE_TEST_DATABASE_URL is not set; run scripts/test.sh")
+        }
+        return false
+    }
+
+    /// Creates a new empty database and returns its URL.
+    public static func create(prefix: String = "t") async throws -> String {
+        guard let server = serverURL else { throw PostgresError(kind: .client, message: "BRIDGE_TEST_DATABASE_URL not set") }
+        let name = "\(prefix)_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16))"
+        let admin = try await PostgresConnection.connect(ConnectionConfig(conninfo: server, applicationName: "bridge-tests"))
+        try await admin.simpleQuery("CREATE DATABASE \(PostgresQuery.quoteIdentifier(name))")
+        await admin.close()
+        return url(server, database: name)
+    }
+
+    /// Creates a database loaded with the reference schema (and optionally the seed).
+    public static func createReference(seed: Bool, workspaces: Int = 3, tasksPerWorkspace: Int = 20) async throws -> String {
+        let url = try await create(prefix: "ref")
+        try runPsql(url: url, file: fixture("reference-schema.sql"))
+        if seed {
+            try runPsql(url: url, file: fixture("reference-seed.sql"),
+                        variables: ["workspaces": "\(workspaces)", "tasks_per_workspace": "\(tasksPerWorkspace)"])
+        }
+        return url
+    }
+
+    /// Opens a connection to `url`.
+    public static func connect(_ url: String, applicationName: String = "bridge-tests") async throws -> PostgresConnection {
+        try await PostgresConnection.connect(ConnectionConfig(conninfo: url, applicationName: applicationName))
+    }
+
+    /// Replaces the database name in a `postgres://` URL.
+    public static func url(_ server: String, database: String) -> String {
+        guard var c = URLComponents(string: server) else { return server }
+        c.path = "/" + database
+        return c.string ?? server
+    }
+
+    /// The project's root folder (where Package.swift is).
+    public static var projectRoot: URL {
+        var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        while dir.path != "/" {
+            if FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) { return dir }
+            dir.deleteLastPathComponent()
+        }
+        return URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+    }
+
+    /// A file from the project's copy of the reference fixtures (`examples/`).
+    public static func fixture(_ name: String) -> String {
+        projectRoot.appendingPathComponent("examples").appendingPathComponent(name).path
+    }
+
+    /// Runs `psql -v ON_ERROR_STOP=1 -f file`.
+    public static func runPsql(url: String, file: String, variables: [String: String] = [:]) throws {
+        var args = [url, "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+        for (k, v) in variables.sorted(by: { $0.key < $1.key }) { args += ["-v", "\(k)=\(v)"] }
+        args += ["-f", file]
+        let result = try Subprocess.run("psql", args)
+        if result.status != 0 {
+            throw PostgresError(kind: .client, message: "psql -f \(file) failed: \(result.stderr)")
+        }
+    }
+}
+
+/// Runs a program and collects its output (for end-to-end tests of the built binary).
+public enum Subprocess {
+    public struct Result: Sendable {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+    }
+
+    /// Runs `program` (looked up in PATH unless it has a slash) with `arguments`.
+    public static func run(_ program: String, _ arguments: [String], environment: [String: String]? = nil,
+                           currentDirectory: String? = nil, stdin: String? = nil) throws -> Result {
+        let p = Process()
+        if program.contains("/") {
+            p.executableURL = URL(fileURLWithPath: program)
+            p.arguments = arguments
+        } else {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = [program] + arguments
+        }
+        if let environment { p.environment = environment }
+        if let currentDirectory { p.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+        let out = Pipe(), err = Pipe(), inp = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = inp
+        try p.run()
+        if let stdin { inp.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try? inp.fileHandleForWriting.close()
+        // Read both pipes concurrently so a full pipe never blocks the child.
+        nonisolated(unsafe) var errData = Data()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async {
+            errData = err.fileHandleForReading.readDataToEndOfFile()
+            group.leave()
+        }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self))
+    }
+}

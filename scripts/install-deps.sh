@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the system packages bridge needs on Debian/Ubuntu (run as root, or with sudo on PATH):
+# libpq-dev and libcurl4-openssl-dev to build, postgresql to run tests and the quick start.
+set -euo pipefail
+need=()
+for pkg in libpq-dev libcurl4-openssl-dev postgresql postgresql-client pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+SUDO=""
+[ "$(id -u)" = "0" ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update
+$SUDO apt-get install -y --no-install-recommends "${need[@]}"
