@@ -48,10 +48,38 @@ let package = Package(
             dependencies: ["CBridgeLibPQ", "BridgeCore"],
             swiftSettings: strict
         ),
-        // 3. Schema upgrades
+        .target(
+            name: "BridgeHTTP",
+            dependencies: ["CBridgeCurl", "CBridgeCurlShim", "BridgeCore"],
+            swiftSettings: strict
+        ),
+        // 3. Schema upgrades, the mapping model and the DatabaseToSDKBridge
+        .target(
+            name: "BridgeMapping",
+            dependencies: ["BridgeCore", "BridgePostgres", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict
+        ),
         .target(
             name: "BridgeMigrate",
             dependencies: ["BridgePostgres", "BridgeCore"],
+            swiftSettings: strict
+        ),
+        // 4. The runner: model providers and tool executors
+        .target(
+            name: "BridgeRunner",
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping"],
+            swiftSettings: strict
+        ),
+        // 5. Tracing: spans, the ledger and exporters
+        .target(
+            name: "BridgeTracing",
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMapping", "BridgeRunner"],
+            swiftSettings: strict
+        ),
+        // The exec worker: claims tasks, runs them traced, records results
+        .target(
+            name: "BridgeWorker",
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMapping", "BridgeRunner", "BridgeTracing"],
             swiftSettings: strict
         ),
         .target(
@@ -63,18 +91,22 @@ let package = Package(
         .executableTarget(
             name: "bridge",
             dependencies: [
-                "BridgeCore", "BridgePostgres", "BridgeMigrate",
+                "BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner",
+                "BridgeTracing", "BridgeWorker", "BridgeHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "BridgeUnitTests",
-            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMigrate"]
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner", "BridgeTracing", "BridgeHTTP"]
         ),
         .testTarget(
             name: "BridgeIntegrationTests",
-            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeTestSupport"]
+            dependencies: [
+                "BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner",
+                "BridgeTracing", "BridgeWorker", "BridgeHTTP", "BridgeTestSupport",
+            ]
         ),
     ]
 )

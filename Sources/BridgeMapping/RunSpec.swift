@@ -1,0 +1,303 @@
+import BridgeCore
+
+/// Everything one agent run needs, built from a task row plus the mappings by the
+/// DatabaseToSDKBridge. `bridge exec --dry-run` prints it as one JSON line.
+///
+/// JSON keys are snake_case, as in the Agents SDK.
+public struct RunSpec: Codable, Sendable, Equatable {
+    /// `trace_` + 32 lowercase hex, deterministic for (task id, attempt); see `TraceID`.
+    public var traceId: String
+    public var workflowName: String
+    /// The trace's `group_id` (the reference mappings use the task's `workspace_id`).
+    public var groupId: String?
+    /// Flat string-to-string trace metadata: task_id, workspace_id, agent_id, attempt, …
+    public var metadata: [String: String]
+    /// Name of the agent the run starts with (a key of `agents`).
+    public var startingAgent: String
+    public var agents: [String: AgentSpec]
+    /// Every tool any agent in `agents` may call, keyed by name.
+    public var tools: [String: ToolSpec]
+    /// The first user message.
+    public var input: String
+    /// Turn limit across all agents (default 10).
+    public var maxTurns: Int
+    /// When false, tool inputs/outputs and model messages are redacted in spans.
+    public var traceIncludeSensitiveData: Bool
+    /// The task's key value and the attempt number (1-based).
+    public var taskId: String
+    public var attempt: Int
+
+    public init(traceId: String, workflowName: String, groupId: String?, metadata: [String: String],
+                startingAgent: String, agents: [String: AgentSpec], tools: [String: ToolSpec], input: String,
+                maxTurns: Int, traceIncludeSensitiveData: Bool, taskId: String, attempt: Int) {
+        self.traceId = traceId
+        self.workflowName = workflowName
+        self.groupId = groupId
+        self.metadata = metadata
+        self.startingAgent = startingAgent
+        self.agents = agents
+        self.tools = tools
+        self.input = input
+        self.maxTurns = maxTurns
+        self.traceIncludeSensitiveData = traceIncludeSensitiveData
+        self.taskId = taskId
+        self.attempt = attempt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case traceId = "trace_id", workflowName = "workflow_name", groupId = "group_id", metadata
+        case startingAgent = "starting_agent", agents, tools, input, maxTurns = "max_turns"
+        case traceIncludeSensitiveData = "trace_include_sensitive_data", taskId = "task_id", attempt
+    }
+}
+
+/// One agent as the runner sees it: instructions already rendered from templates.
+public struct AgentSpec: Codable, Sendable, Equatable {
+    public var name: String
+    public var instructions: String
+    public var model: String
+    /// Passed through to the model API (temperature, top_p, …).
+    public var modelSettings: [String: JSONValue]
+    /// Names of tools (keys of `RunSpec.tools`), in declaration order.
+    public var tools: [String]
+    public var handoffs: [HandoffSpec]
+    public var toolUseBehavior: ToolUseBehavior
+    /// Which model API to call for this agent: `responses` (default) or `chat_completions`.
+    public var modelAPI: String?
+    /// The agent span's `output_type` (the SDK reports "str" for plain text).
+    public var outputType: String
+
+    public init(name: String, instructions: String, model: String, modelSettings: [String: JSONValue] = [:],
+                tools: [String], handoffs: [HandoffSpec], toolUseBehavior: ToolUseBehavior = .runLLMAgain,
+                modelAPI: String? = nil, outputType: String = "str") {
+        self.name = name
+        self.instructions = instructions
+        self.model = model
+        self.modelSettings = modelSettings
+        self.tools = tools
+        self.handoffs = handoffs
+        self.toolUseBehavior = toolUseBehavior
+        self.modelAPI = modelAPI
+        self.outputType = outputType
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, instructions, model, modelSettings = "model_settings", tools, handoffs
+        case toolUseBehavior = "tool_use_behavior", modelAPI = "model_api", outputType = "output_type"
+    }
+}
+
+/// A handoff from one agent to another, exposed to the model as a function tool.
+public struct HandoffSpec: Codable, Sendable, Equatable {
+    /// Target agent name (a key of `RunSpec.agents`).
+    public var agent: String
+    /// `transfer_to_<snake_case agent name>`.
+    public var toolName: String
+    /// "Handoff to the {name} agent to handle the request. {handoff_description}"
+    public var toolDescription: String
+
+    public init(agent: String, toolName: String, toolDescription: String) {
+        self.agent = agent
+        self.toolName = toolName
+        self.toolDescription = toolDescription
+    }
+
+    /// The SDK's default tool name for a handoff to `agentName`:
+    /// lowercased, every character outside `[a-zA-Z0-9_]` replaced by `_`.
+    public static func defaultToolName(for agentName: String) -> String {
+        let mapped = agentName.lowercased().unicodeScalars.map { s -> Character in
+            (s.isASCII && (s.properties.isAlphabetic || ("0"..."9").contains(s) || s == "_")) ? Character(s) : "_"
+        }
+        return "transfer_to_" + String(mapped)
+    }
+
+    /// The SDK's default handoff tool description.
+    public static func defaultDescription(for agentName: String, handoffDescription: String?) -> String {
+        "Handoff to the \(agentName) agent to handle the request. \(handoffDescription ?? "")"
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case agent, toolName = "tool_name", toolDescription = "tool_description"
+    }
+}
+
+/// What happens after a tool call, as in the SDK's `tool_use_behavior`.
+public enum ToolUseBehavior: Sendable, Equatable, Codable {
+    /// Tool outputs go back to the model (default).
+    case runLLMAgain
+    /// The first tool's output is the final output.
+    case stopOnFirstTool
+    /// Stop when any of these tools is called; its output is the final output.
+    case stopAtToolNames([String])
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let s = try? c.decode(String.self) {
+            switch s {
+            case "run_llm_again": self = .runLLMAgain
+            case "stop_on_first_tool": self = .stopOnFirstTool
+            default:
+                throw DecodingError.dataCorruptedError(in: c, debugDescription:
+                    "unknown tool_use_behavior '\(s)' (expected run_llm_again, stop_on_first_tool or {stop_at_tool_names: [...]})")
+            }
+        } else {
+            let o = try c.decode([String: [String]].self)
+            guard o.count == 1, let names = o["stop_at_tool_names"] else {
+                throw DecodingError.dataCorruptedError(in: c, debugDescription: "expected {stop_at_tool_names: [...]}")
+            }
+            self = .stopAtToolNames(names)
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .runLLMAgain: try c.encode("run_llm_again")
+        case .stopOnFirstTool: try c.encode("stop_on_first_tool")
+        case .stopAtToolNames(let n): try c.encode(["stop_at_tool_names": n])
+        }
+    }
+}
+
+/// A tool: its schema for the model and how bridge runs it.
+public struct ToolSpec: Codable, Sendable, Equatable {
+    public var name: String
+    public var description: String
+    /// JSON Schema of the arguments (an object schema; strict: additionalProperties false,
+    /// every property required). Empty object for hosted tools.
+    public var parameters: JSONValue
+    public var strict: Bool
+    public var implementation: ToolImplementation
+
+    public init(name: String, description: String, parameters: JSONValue, strict: Bool = true,
+                implementation: ToolImplementation) {
+        self.name = name
+        self.description = description
+        self.parameters = parameters
+        self.strict = strict
+        self.implementation = implementation
+    }
+
+    /// True for function tools that bridge executes (sql, http, command).
+    public var isFunctionTool: Bool {
+        if case .hosted = implementation { return false }
+        return true
+    }
+}
+
+/// How a function tool is executed, or which hosted tool it is.
+public enum ToolImplementation: Codable, Sendable, Equatable {
+    case sql(SQLToolSpec)
+    case http(HTTPToolSpec)
+    case command(CommandToolSpec)
+    case hosted(HostedToolSpec)
+
+    enum CodingKeys: String, CodingKey { case kind, sql, http, command, hosted }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        switch try c.decode(String.self, forKey: .kind) {
+        case "sql": self = .sql(try c.decode(SQLToolSpec.self, forKey: .sql))
+        case "http": self = .http(try c.decode(HTTPToolSpec.self, forKey: .http))
+        case "command": self = .command(try c.decode(CommandToolSpec.self, forKey: .command))
+        case "hosted": self = .hosted(try c.decode(HostedToolSpec.self, forKey: .hosted))
+        case let other:
+            throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown tool kind \(other)")
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        switch self {
+        case .sql(let s): try c.encode("sql", forKey: .kind); try c.encode(s, forKey: .sql)
+        case .http(let s): try c.encode("http", forKey: .kind); try c.encode(s, forKey: .http)
+        case .command(let s): try c.encode("command", forKey: .kind); try c.encode(s, forKey: .command)
+        case .hosted(let s): try c.encode("hosted", forKey: .kind); try c.encode(s, forKey: .hosted)
+        }
+    }
+}
+
+/// A SQL tool. `:name` is a tool argument, `:task.column` a column of the current task; both
+/// are compiled to `$n` binds (see `SQLToolSpec.compile`). Runs READ ONLY with a
+/// `statement_timeout` unless `writes` is true.
+public struct SQLToolSpec: Codable, Sendable, Equatable {
+    public var sql: String
+    public var writes: Bool
+    public var timeoutMs: Int
+    public var maxRows: Int
+    public var maxBytes: Int
+
+    public init(sql: String, writes: Bool = false, timeoutMs: Int = 5_000, maxRows: Int = 100, maxBytes: Int = 65_536) {
+        self.sql = sql
+        self.writes = writes
+        self.timeoutMs = timeoutMs
+        self.maxRows = maxRows
+        self.maxBytes = maxBytes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case sql, writes, timeoutMs = "timeout_ms", maxRows = "max_rows", maxBytes = "max_bytes"
+    }
+}
+
+/// An HTTP tool: POSTs the JSON arguments to `url`; the response body is the output.
+/// Header values may reference `${ENV_VAR}`; they are resolved at execution time and never
+/// recorded.
+public struct HTTPToolSpec: Codable, Sendable, Equatable {
+    public var url: String
+    public var headers: [String: String]
+    public var timeoutMs: Int
+    public var maxBytes: Int
+
+    public init(url: String, headers: [String: String] = [:], timeoutMs: Int = 10_000, maxBytes: Int = 1_048_576) {
+        self.url = url
+        self.headers = headers
+        self.timeoutMs = timeoutMs
+        self.maxBytes = maxBytes
+    }
+
+    enum CodingKeys: String, CodingKey { case url, headers, timeoutMs = "timeout_ms", maxBytes = "max_bytes" }
+}
+
+/// A command tool: runs `argv` with no shell; the JSON arguments go to stdin, stdout is the
+/// output; a non-zero exit is a tool error.
+public struct CommandToolSpec: Codable, Sendable, Equatable {
+    public var argv: [String]
+    public var timeoutMs: Int
+    public var maxBytes: Int
+
+    public init(argv: [String], timeoutMs: Int = 10_000, maxBytes: Int = 1_048_576) {
+        self.argv = argv
+        self.timeoutMs = timeoutMs
+        self.maxBytes = maxBytes
+    }
+
+    enum CodingKeys: String, CodingKey { case argv, timeoutMs = "timeout_ms", maxBytes = "max_bytes" }
+}
+
+/// A hosted tool that the model provider runs (`web_search`, `file_search`, `code_interpreter`).
+public struct HostedToolSpec: Codable, Sendable, Equatable {
+    public var type: String
+    public var vectorStoreIds: [String]
+
+    public init(type: String, vectorStoreIds: [String] = []) {
+        self.type = type
+        self.vectorStoreIds = vectorStoreIds
+    }
+
+    enum CodingKeys: String, CodingKey { case type, vectorStoreIds = "vector_store_ids" }
+}
+
+/// Deterministic trace ids.
+public enum TraceID {
+    /// `trace_` + the first 32 hex characters of SHA-256("bridge-trace:<task id>:<attempt>").
+    public static func forTask(_ taskId: String, attempt: Int) -> String {
+        "trace_" + SHA256.hex("bridge-trace:\(taskId):\(attempt)").prefix(32)
+    }
+
+    /// Whether `s` is `trace_` followed by 32 lowercase hex characters.
+    public static func isWellFormed(_ s: String) -> Bool {
+        guard s.hasPrefix("trace_"), s.utf8.count == 38 else { return false }
+        return s.utf8.dropFirst(6).allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+    }
+}

@@ -1,0 +1,226 @@
+import BridgeCore
+import BridgeMapping
+import Foundation
+
+// The runner's contracts. The runner executes a `RunSpec` with a `ModelProvider` and a
+// `ToolExecutor`, and reports what happens as `RunEvent`s to a `RunObserver`; the tracing
+// layer (above) turns those events into spans in the Agents SDK's format.
+
+/// One item of the conversation, in the Responses API's item shapes:
+/// `{"role":"user","content":"..."}`, `{"type":"message","role":"assistant","content":[{"type":"output_text","text":"..."}]}`,
+/// `{"type":"function_call","call_id":...,"name":...,"arguments":...}`,
+/// `{"type":"function_call_output","call_id":...,"output":...}`, hosted tool call items.
+public typealias ConversationItem = JSONValue
+
+/// A function tool as offered to the model (bridge tools and handoff tools alike).
+public struct FunctionToolDefinition: Sendable, Equatable {
+    public var name: String
+    public var description: String
+    public var parameters: JSONValue
+    public var strict: Bool
+
+    public init(name: String, description: String, parameters: JSONValue, strict: Bool) {
+        self.name = name
+        self.description = description
+        self.parameters = parameters
+        self.strict = strict
+    }
+}
+
+/// What the runner asks the model for one turn.
+public struct ModelRequest: Sendable {
+    public var agent: AgentSpec
+    /// The full history so far (the next agent after a handoff receives all of it).
+    public var input: [ConversationItem]
+    /// Function tools: the agent's bridge tools plus one per handoff.
+    public var functionTools: [FunctionToolDefinition]
+    /// Hosted tools the provider passes through (`web_search`, …).
+    public var hostedTools: [HostedToolSpec]
+    /// The turn number across the run (1-based).
+    public var turn: Int
+
+    public init(agent: AgentSpec, input: [ConversationItem], functionTools: [FunctionToolDefinition],
+                hostedTools: [HostedToolSpec], turn: Int) {
+        self.agent = agent
+        self.input = input
+        self.functionTools = functionTools
+        self.hostedTools = hostedTools
+        self.turn = turn
+    }
+}
+
+/// Token usage in the Responses API's shape.
+public struct Usage: Sendable, Equatable, Codable {
+    public var requests: Int
+    public var inputTokens: Int
+    public var outputTokens: Int
+    public var cachedTokens: Int
+    public var reasoningTokens: Int
+
+    public init(requests: Int = 0, inputTokens: Int = 0, outputTokens: Int = 0, cachedTokens: Int = 0, reasoningTokens: Int = 0) {
+        self.requests = requests
+        self.inputTokens = inputTokens
+        self.outputTokens = outputTokens
+        self.cachedTokens = cachedTokens
+        self.reasoningTokens = reasoningTokens
+    }
+
+    public var totalTokens: Int { inputTokens + outputTokens }
+
+    public static func + (a: Usage, b: Usage) -> Usage {
+        Usage(requests: a.requests + b.requests, inputTokens: a.inputTokens + b.inputTokens,
+              outputTokens: a.outputTokens + b.outputTokens, cachedTokens: a.cachedTokens + b.cachedTokens,
+              reasoningTokens: a.reasoningTokens + b.reasoningTokens)
+    }
+
+    /// `{"requests","input_tokens","output_tokens","total_tokens","input_tokens_details":{"cached_tokens"},"output_tokens_details":{"reasoning_tokens"}}`
+    public var json: JSONValue {
+        [
+            "requests": .number(Double(requests)),
+            "input_tokens": .number(Double(inputTokens)),
+            "output_tokens": .number(Double(outputTokens)),
+            "total_tokens": .number(Double(totalTokens)),
+            "input_tokens_details": ["cached_tokens": .number(Double(cachedTokens))],
+            "output_tokens_details": ["reasoning_tokens": .number(Double(reasoningTokens))],
+        ]
+    }
+}
+
+/// The model's answer for one turn.
+public struct ModelResponse: Sendable {
+    /// Output items (messages, function_call items, hosted tool calls).
+    public var output: [ConversationItem]
+    public var usage: Usage
+    /// The Responses API response id (nil for chat-style and offline calls).
+    public var responseId: String?
+    /// The model that answered.
+    public var model: String
+
+    public init(output: [ConversationItem], usage: Usage, responseId: String? = nil, model: String) {
+        self.output = output
+        self.usage = usage
+        self.responseId = responseId
+        self.model = model
+    }
+}
+
+/// The kind of span a model call becomes: `response` (Responses API) or `generation`
+/// (chat-style and offline calls, with input and output messages).
+public enum ModelSpanKind: String, Sendable { case response, generation }
+
+/// A model backend (offline, Responses API, Chat Completions).
+public protocol ModelProvider: Sendable {
+    /// How its calls appear in traces.
+    var spanKind: ModelSpanKind { get }
+    func respond(_ request: ModelRequest) async throws -> ModelResponse
+}
+
+/// Per-run facts a tool may need (the SQL tool binds `:task.column` from `taskRow`).
+public struct ToolContext: Sendable {
+    public var spec: RunSpec
+    /// The task row's columns as JSON values.
+    public var taskRow: [String: JSONValue]
+    public var agentName: String
+
+    public init(spec: RunSpec, taskRow: [String: JSONValue], agentName: String) {
+        self.spec = spec
+        self.taskRow = taskRow
+        self.agentName = agentName
+    }
+}
+
+/// A tool failure whose message goes back to the model (in the SDK's wording) and into the
+/// function span's `error`.
+public struct ToolFailure: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var data: JSONValue?
+    public init(_ message: String, data: JSONValue? = nil) {
+        self.message = message
+        self.data = data
+    }
+    public var description: String { message }
+}
+
+/// Runs function tools (sql, http, command).
+public protocol ToolExecutor: Sendable {
+    /// Returns the tool's output as a string, or throws `ToolFailure`.
+    func execute(_ tool: ToolSpec, arguments: JSONValue, context: ToolContext) async throws -> String
+}
+
+/// Identifies one span-to-be within a run. Allocated by the runner, unique within the run.
+public typealias EventID = Int
+
+/// An error attached to a span, as the SDK records it: `{message, data}`.
+public struct SpanErrorInfo: Sendable, Equatable {
+    public var message: String
+    public var data: JSONValue?
+    public init(message: String, data: JSONValue? = nil) {
+        self.message = message
+        self.data = data
+    }
+}
+
+/// What happened during a run, in order. Every `…Started` has a matching `…Ended` with the
+/// same id, also when the run fails. `parent` is the enclosing event's id (nil for the task).
+public enum RunEvent: Sendable {
+    case taskStarted(id: EventID, at: Date)
+    case taskEnded(id: EventID, usage: Usage, error: SpanErrorInfo?, at: Date)
+    case agentStarted(id: EventID, parent: EventID, agent: String, tools: [String], handoffs: [String], outputType: String, at: Date)
+    case agentEnded(id: EventID, error: SpanErrorInfo?, at: Date)
+    case turnStarted(id: EventID, parent: EventID, turn: Int, agent: String, at: Date)
+    case turnEnded(id: EventID, usage: Usage, error: SpanErrorInfo?, at: Date)
+    case modelStarted(id: EventID, parent: EventID, kind: ModelSpanKind, model: String, input: [ConversationItem], at: Date)
+    case modelEnded(id: EventID, response: ModelResponse?, error: SpanErrorInfo?, at: Date)
+    case toolStarted(id: EventID, parent: EventID, name: String, arguments: String, at: Date)
+    case toolEnded(id: EventID, output: String?, error: SpanErrorInfo?, at: Date)
+    /// A handoff is instantaneous: one event carries both times.
+    case handoff(id: EventID, parent: EventID, from: String, to: String, startedAt: Date, endedAt: Date)
+}
+
+/// Receives events as they happen (the tracing layer records each span as it ends).
+public protocol RunObserver: Sendable {
+    func record(_ event: RunEvent) async
+}
+
+/// How a run ended.
+public struct RunResult: Sendable {
+    public enum Status: String, Sendable { case completed, failed }
+    public var status: Status
+    /// The final output text (for completed runs).
+    public var finalOutput: String?
+    /// The agent that produced the final output, or was running when the run failed.
+    public var lastAgent: String
+    public var usage: Usage
+    /// Every model output item and tool output of the run, in order (the transcript that
+    /// `verify` reconciles against spans).
+    public var transcript: [ConversationItem]
+    public var error: RunFailure?
+    public var turns: Int
+    public var toolCalls: Int
+
+    public init(status: Status, finalOutput: String?, lastAgent: String, usage: Usage,
+                transcript: [ConversationItem], error: RunFailure?, turns: Int, toolCalls: Int) {
+        self.status = status
+        self.finalOutput = finalOutput
+        self.lastAgent = lastAgent
+        self.usage = usage
+        self.transcript = transcript
+        self.error = error
+        self.turns = turns
+        self.toolCalls = toolCalls
+    }
+}
+
+/// Why a run failed. `retriable` decides `failed_retriable` vs `failed_terminal`.
+public struct RunFailure: Error, Sendable, CustomStringConvertible {
+    /// A short type, e.g. `MaxTurnsExceeded`, `ModelError`, `ModelBehaviorError`.
+    public var type: String
+    public var message: String
+    public var retriable: Bool
+    public init(type: String, message: String, retriable: Bool) {
+        self.type = type
+        self.message = message
+        self.retriable = retriable
+    }
+    public var description: String { "\(type): \(message)" }
+}

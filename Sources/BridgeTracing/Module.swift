@@ -1,0 +1,1 @@
+// BridgeTracing: see Package.swift for this layer's role.

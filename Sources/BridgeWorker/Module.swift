@@ -1,0 +1,1 @@
+// BridgeWorker: see Package.swift for this layer's role.
