@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, integration (real PostgreSQL) and end-to-end (the built binary).
-# Starts its own throwaway PostgreSQL cluster; needs Swift, PostgreSQL server binaries,
-# libpq-dev and libcurl4-openssl-dev (scripts/install-deps.sh installs them on Debian/Ubuntu).
+# Installs missing system packages (Debian/Ubuntu), builds, starts its own throwaway
+# PostgreSQL cluster, runs `swift test`, and removes the cluster. Extra arguments go to
+# `swift test` (e.g. --filter Migrate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/install-deps.sh
 export BRIDGE_REQUIRE_DB=1
-swift build --build-tests "$@"
+swift build --build-tests
 exec scripts/with-postgres.sh swift test --skip-build "$@"

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The README quick start: from a fresh Debian/Ubuntu machine with Swift, install what bridge
+# needs, build it, start a throwaway PostgreSQL in ./.demo, load the sample "existing schema"
+# (examples/reference-schema.sql) with its seed data, and run the pipeline on it:
+#   bridge migrate → bridge migrate status → bridge exec --offline → bridge verify
+# The cluster keeps running afterwards so you can look around; `scripts/quickstart.sh --stop`
+# stops it and removes ./.demo. Running the script again starts from scratch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/pg.sh
+DEMO="$PWD/.demo"
+
+if [ "${1:-}" = "--stop" ]; then
+  pg_stop "$DEMO"; rm -rf "$DEMO"; echo "quickstart: stopped and removed $DEMO"; exit 0
+fi
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "installing system packages (libpq-dev, libcurl4-openssl-dev, postgresql)"
+scripts/install-deps.sh
+export PATH="/opt/swift/usr/bin:$PATH"
+
+step "building bridge (swift build -c release)"
+swift build -c release --product bridge 2>&1 | tail -n 3
+BRIDGE="$PWD/.build/release/bridge"
+
+step "starting a throwaway PostgreSQL in $DEMO"
+pg_stop "$DEMO"; rm -rf "$DEMO"
+pg_start "$DEMO"
+psql "$PG_URL" -X -q -c "CREATE DATABASE bridge_demo"
+export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/bridge_demo"
+echo "DATABASE_URL=$DATABASE_URL"
+
+step "loading the sample existing schema and seed data (3 workspaces x 20 tasks)"
+psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -f examples/reference-schema.sql
+psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -v workspaces=3 -v tasks_per_workspace=20 -f examples/reference-seed.sql
+psql "$DATABASE_URL" -X -A -t -c "SELECT status || ': ' || count(*) FROM tasks GROUP BY status ORDER BY status"
+
+step "bridge migrate plan (changes nothing)"
+"$BRIDGE" migrate plan
+
+step "bridge migrate"
+"$BRIDGE" migrate
+
+step "bridge migrate status"
+"$BRIDGE" migrate status
+
+if "$BRIDGE" exec --help >/dev/null 2>&1; then
+  step "bridge exec --offline (the built-in deterministic model: no network, no key)"
+  "$BRIDGE" exec --offline --trace-file "$DEMO/traces.jsonl"
+fi
+
+if "$BRIDGE" verify --help >/dev/null 2>&1; then
+  step "bridge verify"
+  "$BRIDGE" verify
+fi
+
+step "done"
+cat <<MSG
+The demo database is still running:
+  psql "$DATABASE_URL"
+Where to look:
+  SELECT * FROM bridge.schema_migrations;                        -- migration history
+  SELECT id, status, openai_trace_id FROM tasks;                 -- trace ids on tasks
+  SELECT trace_id, workflow_name, metadata FROM bridge.traces;   -- traces
+  SELECT span_id, parent_id, span_data->>'type' FROM bridge.spans; -- spans (SDK format)
+MSG
+[ -f "$DEMO/traces.jsonl" ] && echo "  $DEMO/traces.jsonl                 -- spans as JSONL in the SDK's export format"
+echo "Stop it with: scripts/quickstart.sh --stop"
