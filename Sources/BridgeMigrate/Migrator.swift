@@ -62,7 +62,7 @@ public struct Migrator: Sendable {
     func connect(readOnly: Bool) async throws(MigrateError) -> PostgresConnection {
         var config = options.connection
         config.applicationName = "bridge-migrate"
-        var settings = [("lock_timeout", "\(options.lockTimeoutMS)ms")]
+        var settings = [("lock_timeout", "\(options.lockTimeoutMS)ms"), ("client_min_messages", "warning")]
         if readOnly { settings.append(("default_transaction_read_only", "on")) }
         config.sessionSettings = settings + config.sessionSettings
         if let port = Self.port(of: config.conninfo, environment: .process), port == 6543 {
