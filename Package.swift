@@ -76,5 +76,9 @@ let package = Package(
             name: "BridgeIntegrationTests",
             dependencies: ["BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeTestSupport"]
         ),
+        .testTarget(
+            name: "BridgeEndToEndTests",
+            dependencies: ["BridgeCore", "BridgeTestSupport"]
+        ),
     ]
 )
