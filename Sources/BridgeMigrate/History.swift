@@ -65,10 +65,11 @@ enum History {
     /// Inserts or replaces the row for `file`.
     static func upsert(_ conn: isolated PostgresConnection, file: MigrationFile, status: String, executionMS: Int,
                        done: Int, error: String?) throws(PostgresError) {
+        let errorValue: PostgresValue = error.map { .text($0) } ?? .null
         try conn.query("""
             INSERT INTO \(identifier: table) (version, name, checksum, execution_ms, status, statements_done, statements_total, error)
             VALUES (\(file.version)::bigint, \(file.name), \(file.checksum), \(executionMS)::bigint, \(status), \(done)::int,
-                    \(file.statements.count)::int, \(error))
+                    \(file.statements.count)::int, \(errorValue))
             ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum,
                 applied_at = now(), applied_by = current_user, execution_ms = EXCLUDED.execution_ms,
                 status = EXCLUDED.status, statements_done = EXCLUDED.statements_done,

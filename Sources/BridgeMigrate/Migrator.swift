@@ -366,8 +366,13 @@ public struct Migrator: Sendable {
         let qualified = PostgresQuery.quoteIdentifier(schema) + "." + PostgresQuery.quoteIdentifier(name)
         options.log("\(file.fileName):\(statement.line): dropping invalid index \(schema).\(name) left by an earlier build")
         try await conn.set("statement_timeout", "0")
-        defer { Task { _ = try? await conn.simpleQuery("RESET statement_timeout") } }
-        try await conn.simpleQuery("DROP INDEX CONCURRENTLY IF EXISTS \(qualified)")
+        do {
+            try await conn.simpleQuery("DROP INDEX CONCURRENTLY IF EXISTS \(qualified)")
+        } catch {
+            _ = try? await conn.simpleQuery("RESET statement_timeout")
+            throw error
+        }
+        try await conn.simpleQuery("RESET statement_timeout")
     }
 
     /// The index a `CREATE INDEX` statement names, qualified with its table's schema when the
