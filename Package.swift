@@ -108,5 +108,9 @@ let package = Package(
                 "BridgeTracing", "BridgeWorker", "BridgeHTTP", "BridgeTestSupport",
             ]
         ),
+        .testTarget(
+            name: "BridgeEndToEndTests",
+            dependencies: ["BridgeCore", "BridgeTestSupport"]
+        ),
     ]
 )

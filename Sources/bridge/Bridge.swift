@@ -4,6 +4,7 @@ import ArgumentParser
 struct Bridge: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bridge",
-        abstract: "Trace database-driven agent runs in the OpenAI Agents SDK's format."
+        abstract: "Trace database-driven agent runs in the OpenAI Agents SDK's format.",
+        subcommands: [Migrate.self]
     )
 }

@@ -1,0 +1,470 @@
+import BridgePostgres
+
+/// One lint result for a statement of a migration file.
+public struct LintFinding: Sendable, Equatable, Codable, CustomStringConvertible {
+    /// Errors stop `up` (unless `--allow-lint`); warnings are advice.
+    public enum Severity: String, Sendable, Codable { case error, warning }
+
+    /// The rule id, e.g. `index-not-concurrent`; `-- bridge:lint-ignore RULE reason` names it.
+    public var rule: String
+    public var severity: Severity
+    public var file: String
+    public var line: Int
+    /// What is wrong and what to do instead.
+    public var message: String
+    /// The reason given in a `-- bridge:lint-ignore` comment; an ignored finding never blocks.
+    public var ignoredBecause: String?
+
+    /// True when this finding stops `up`.
+    public var blocks: Bool { severity == .error && ignoredBecause == nil }
+
+    public var description: String {
+        var s = "\(file):\(line): \(severity.rawValue) [\(rule)] \(message)"
+        if let why = ignoredBecause { s += " (ignored: \(why))" }
+        return s
+    }
+}
+
+/// What a statement does to the table it touches, from cheapest to most disruptive.
+public enum StatementEffect: String, Sendable, Codable, Comparable {
+    /// Creates an object, or changes a table created earlier in this run (no rows to touch).
+    case newObject = "new-object"
+    /// Changes the catalog only; holds its lock for a moment.
+    case metadataOnly = "metadata-only"
+    /// Runs concurrently with reads and writes (CREATE INDEX CONCURRENTLY, VALIDATE CONSTRAINT).
+    case concurrent
+    /// Reads every row while holding a lock that blocks writes (or all access).
+    case scan
+    /// Blocks writes for as long as it runs (a non-concurrent index build).
+    case blocksWrites = "blocks-writes"
+    /// Rewrites every row under an ACCESS EXCLUSIVE lock.
+    case rewrite
+    /// Not classified (data changes, functions, grants, ...).
+    case other
+
+    private var rank: Int {
+        switch self {
+        case .newObject: 0
+        case .other: 1
+        case .metadataOnly: 2
+        case .concurrent: 3
+        case .scan: 4
+        case .blocksWrites: 5
+        case .rewrite: 6
+        }
+    }
+
+    public static func < (a: StatementEffect, b: StatementEffect) -> Bool { a.rank < b.rank }
+}
+
+/// Facts about the live database that the lint checks statements against.
+public struct CatalogSnapshot: Sendable {
+    /// What the catalog says about one existing table.
+    public struct Table: Sendable, Codable, Equatable {
+        /// The table as the catalog names it (`public.tasks`).
+        public var qualifiedName: String
+        /// `pg_class.reltuples` (−1 or 0 when never analysed).
+        public var estimatedRows: Double
+        /// `pg_total_relation_size` in bytes.
+        public var totalBytes: Int64
+
+        public init(qualifiedName: String, estimatedRows: Double, totalBytes: Int64) {
+            self.qualifiedName = qualifiedName
+            self.estimatedRows = estimatedRows
+            self.totalBytes = totalBytes
+        }
+
+        /// "public.tasks (~1200 rows, 2.1 MB)".
+        public var summary: String {
+            let rows = estimatedRows < 0 ? "never analysed" : "~\(Int(estimatedRows)) rows"
+            return "\(qualifiedName) (\(rows), \(Self.formatBytes(totalBytes)))"
+        }
+
+        static func formatBytes(_ b: Int64) -> String {
+            let units = ["bytes", "kB", "MB", "GB", "TB"]
+            var v = Double(b)
+            var u = 0
+            while v >= 1024, u < units.count - 1 { v /= 1024; u += 1 }
+            return u == 0 ? "\(b) bytes" : "\((v * 10).rounded() / 10) \(units[u])"
+        }
+    }
+
+    /// `server_version_num`, e.g. 150018.
+    public var serverVersion: Int
+    /// Existing tables keyed by the name as the migration writes it (``TableName/key``).
+    public var tables: [String: Table]
+    /// Names of volatile functions among those the statements call.
+    public var volatileFunctions: Set<String>
+
+    /// Functions known to be volatile, used when no catalog is at hand.
+    public static let knownVolatileFunctions: Set<String> = [
+        "random", "gen_random_uuid", "uuid_generate_v1", "uuid_generate_v1mc", "uuid_generate_v4",
+        "clock_timestamp", "timeofday", "nextval", "txid_current", "setseed", "random_normal",
+    ]
+
+    public init(serverVersion: Int, tables: [String: Table] = [:],
+                volatileFunctions: Set<String> = CatalogSnapshot.knownVolatileFunctions) {
+        self.serverVersion = serverVersion
+        self.tables = tables
+        self.volatileFunctions = volatileFunctions
+    }
+}
+
+/// A possibly schema-qualified table name as written in a statement.
+public struct TableName: Sendable, Hashable {
+    /// Each part, unquoted words folded to lower case.
+    public var parts: [String]
+    /// `schema.table` or `table`, for display and as a dictionary key.
+    public var key: String { parts.joined(separator: ".") }
+    /// The quoted form for `to_regclass`, resolved with the session's search_path.
+    public var regclassText: String { parts.map(PostgresQuery.quoteIdentifier).joined(separator: ".") }
+}
+
+/// The lint's verdict on one statement.
+public struct StatementAnalysis: Sendable {
+    /// The worst effect among the statement's actions.
+    public var effect: StatementEffect
+    /// The table the statement changes, when it changes one.
+    public var table: TableName?
+    /// Human-readable facts: lock taken, table size, why an effect applies.
+    public var notes: [String]
+    /// Lint findings for this statement.
+    public var findings: [LintFinding]
+}
+
+/// Checks migration statements for changes that would block or rewrite a live table.
+///
+/// Knows which tables are new in this run (created by an earlier statement or file), so
+/// plain `CREATE INDEX` on them is fine. Everything else is checked against a
+/// ``CatalogSnapshot`` of the live database.
+public struct Linter: Sendable {
+    /// The catalog facts used.
+    public var catalog: CatalogSnapshot
+    /// Tables created earlier in this run.
+    public private(set) var newTables: Set<String> = []
+
+    public init(catalog: CatalogSnapshot) { self.catalog = catalog }
+
+    /// Every table name the statements refer to after CREATE INDEX … ON, ALTER TABLE and
+    /// similar, so the caller can look them up in the catalog first.
+    public static func referencedTables(_ files: [MigrationFile]) -> Set<TableName> {
+        var out: Set<TableName> = []
+        for f in files { for s in f.statements { if let t = target(of: s.tokens)?.table { out.insert(t) } } }
+        return out
+    }
+
+    /// Every function name called in a DEFAULT expression.
+    public static func referencedFunctions(_ files: [MigrationFile]) -> Set<String> {
+        var out: Set<String> = []
+        for f in files {
+            for s in f.statements {
+                let t = s.tokens
+                for i in t.indices.dropLast() where t[i].kind == .word && t[i + 1].isPunctuation("(") {
+                    out.insert(t[i].text.lowercased())
+                }
+            }
+        }
+        return out
+    }
+
+    /// Analyses every statement of `file` and returns one analysis per statement, plus
+    /// file-level findings attached to the first affected statement.
+    public mutating func analyze(_ file: MigrationFile) -> [StatementAnalysis] {
+        var out: [StatementAnalysis] = []
+        let mixed = !file.runsWithoutTransaction && file.statements.contains { $0.nonTransactionalReason != nil }
+        for statement in file.statements {
+            var a = analyze(statement, file: file.fileName)
+            if let reason = statement.nonTransactionalReason, mixed {
+                a.findings.append(LintFinding(rule: "mixed-transaction", severity: .error, file: file.fileName, line: statement.line,
+                    message: "\(reason) cannot run in a transaction, but the file's other statements need one; "
+                        + "move it to its own file marked `-- bridge:no-transaction`"))
+            }
+            if !file.runsWithoutTransaction, let k = statement.leadingKeywords(2).first,
+               ["BEGIN", "COMMIT", "ROLLBACK", "END", "START", "ABORT"].contains(k) {
+                a.findings.append(LintFinding(rule: "explicit-transaction", severity: .error, file: file.fileName, line: statement.line,
+                    message: "\(k) in a migration file: bridge already runs each file in one transaction; remove it"))
+            }
+            a.findings = applyIgnores(a.findings, comments: statement.comments)
+            out.append(a)
+        }
+        return out
+    }
+
+    private func applyIgnores(_ findings: [LintFinding], comments: [SQLToken]) -> [LintFinding] {
+        var ignores: [String: String] = [:]
+        for c in comments {
+            let body = SQLSplitter.commentBody(c.text)
+            guard body.lowercased().hasPrefix("bridge:lint-ignore") else { continue }
+            let rest = body.dropFirst("bridge:lint-ignore".count).split(separator: " ", maxSplits: 1)
+            guard let rule = rest.first else { continue }
+            ignores[String(rule)] = rest.count > 1 ? String(rest[1]) : "(no reason given)"
+        }
+        return findings.map { f in
+            var f = f
+            if let why = ignores[f.rule] { f.ignoredBecause = why }
+            return f
+        }
+    }
+
+    // MARK: - Statement analysis
+
+    enum Verb { case createTable, createIndex, alterTable, other }
+
+    /// The table a statement targets and what kind of statement it is.
+    static func target(of t: [SQLToken]) -> (verb: Verb, table: TableName?, index: Int)? {
+        let kw = t.map { $0.keyword ?? "" }
+        guard let first = kw.first else { return nil }
+        var i = 1
+        func skip(_ words: String...) { while i < kw.count, words.contains(kw[i]) { i += 1 } }
+        func skipIfNotExists() {
+            if i + 2 < kw.count, kw[i] == "IF", kw[i + 1] == "NOT", kw[i + 2] == "EXISTS" { i += 3 }
+            if i + 1 < kw.count, kw[i] == "IF", kw[i + 1] == "EXISTS" { i += 2 }
+        }
+        if first == "CREATE" {
+            skip("OR", "REPLACE", "GLOBAL", "LOCAL", "TEMP", "TEMPORARY", "UNLOGGED", "UNIQUE")
+            guard i < kw.count else { return nil }
+            if kw[i] == "TABLE" {
+                i += 1
+                skipIfNotExists()
+                guard let (name, next) = qualifiedName(t, i) else { return nil }
+                return (.createTable, name, next)
+            }
+            if kw[i] == "INDEX" {
+                guard let on = kw[i...].firstIndex(of: "ON") else { return nil }
+                i = on + 1
+                skip("ONLY")
+                guard let (name, next) = qualifiedName(t, i) else { return nil }
+                return (.createIndex, name, next)
+            }
+            return (.other, nil, i)
+        }
+        if first == "ALTER", kw.count > 1, kw[1] == "TABLE" {
+            i = 2
+            skipIfNotExists()
+            skip("ONLY")
+            guard let (name, next) = qualifiedName(t, i) else { return nil }
+            return (.alterTable, name, next)
+        }
+        return (.other, nil, 0)
+    }
+
+    static func qualifiedName(_ t: [SQLToken], _ start: Int) -> (TableName, Int)? {
+        var parts: [String] = []
+        var i = start
+        while i < t.count {
+            let tok = t[i]
+            switch tok.kind {
+            case .word: parts.append(tok.text.lowercased())
+            case .quotedIdentifier: parts.append(tok.text)
+            default: return nil
+            }
+            i += 1
+            if i < t.count, t[i].isPunctuation(".") { i += 1 } else { break }
+        }
+        return parts.isEmpty ? nil : (TableName(parts: parts), i)
+    }
+
+    mutating func analyze(_ statement: SQLStatement, file: String) -> StatementAnalysis {
+        let t = statement.tokens
+        let kw = t.map { $0.keyword ?? "" }
+        var a = StatementAnalysis(effect: .other, table: nil, notes: [], findings: [])
+        func finding(_ rule: String, _ severity: LintFinding.Severity, _ message: String) {
+            a.findings.append(LintFinding(rule: rule, severity: severity, file: file, line: statement.line, message: message))
+        }
+
+        if kw.first == "VACUUM" && kw.contains("FULL") || kw.first == "CLUSTER" {
+            a.effect = .rewrite
+            a.notes.append("rewrites the table under ACCESS EXCLUSIVE")
+            finding("rewrite-table", .error, "\(kw[0]) rewrites the whole table while blocking reads and writes; use pg_repack or run it in a maintenance window")
+            return a
+        }
+        if kw.starts(with: ["DROP", "TABLE"]) {
+            a.effect = .metadataOnly
+            a.notes.append("ACCESS EXCLUSIVE lock, brief")
+            finding("drop-table", .warning, "drops a table; make sure no deployed code still reads it")
+            return a
+        }
+        if kw.first == "CREATE", kw.dropFirst().prefix(3).contains("SCHEMA") || kw.dropFirst().prefix(3).contains("FUNCTION")
+            || kw.dropFirst().prefix(3).contains("VIEW") || kw.dropFirst().prefix(3).contains("TYPE") {
+            a.effect = .newObject
+            return a
+        }
+        guard let (verb, table, next) = Self.target(of: t), let table else {
+            if let k = kw.first, ["INSERT", "UPDATE", "DELETE", "COPY"].contains(k) {
+                a.notes.append("changes rows; keep data backfills small or batch them outside migrations")
+            }
+            return a
+        }
+        a.table = table
+        let isNew = newTables.contains(table.key)
+        let existing = isNew ? nil : catalog.tables[table.key]
+        if let existing { a.notes.append("table \(existing.summary)") }
+
+        switch verb {
+        case .createTable:
+            newTables.insert(table.key)
+            a.effect = .newObject
+            a.notes.append("new table")
+        case .createIndex:
+            let concurrent = kw.prefix(4).contains("CONCURRENTLY")
+            if existing == nil {
+                a.effect = .newObject
+                a.notes.append(isNew ? "index on a table created in this run" : "table \(table.key) does not exist yet")
+            } else if concurrent {
+                a.effect = .concurrent
+                a.notes.append("SHARE UPDATE EXCLUSIVE lock: reads and writes continue; statement_timeout 0")
+            } else {
+                a.effect = .blocksWrites
+                a.notes.append("SHARE lock: blocks writes for the whole build")
+                finding("index-not-concurrent", .error, "CREATE INDEX on existing table \(table.key) blocks writes while it builds; "
+                    + "use CREATE INDEX CONCURRENTLY in a file marked `-- bridge:no-transaction`")
+            }
+        case .alterTable:
+            if existing == nil {
+                a.effect = .newObject
+                a.notes.append(isNew ? "table created in this run" : "table \(table.key) does not exist yet")
+                return a
+            }
+            a.effect = .metadataOnly
+            for action in Self.splitActions(Array(t[next...])) {
+                let (effect, notes) = analyzeAction(action, table: table, finding: finding)
+                a.effect = max(a.effect, effect)
+                a.notes += notes
+            }
+        case .other:
+            break
+        }
+        return a
+    }
+
+    /// Splits ALTER TABLE actions at top-level commas.
+    static func splitActions(_ t: [SQLToken]) -> [[SQLToken]] {
+        var out: [[SQLToken]] = [[]]
+        var depth = 0
+        for tok in t {
+            if tok.isPunctuation("(") { depth += 1 }
+            if tok.isPunctuation(")") { depth -= 1 }
+            if depth == 0, tok.isPunctuation(",") { out.append([]); continue }
+            out[out.count - 1].append(tok)
+        }
+        return out.filter { !$0.isEmpty }
+    }
+
+    private func analyzeAction(_ t: [SQLToken], table: TableName,
+                               finding: (String, LintFinding.Severity, String) -> Void) -> (StatementEffect, [String]) {
+        let kw = t.map { $0.keyword ?? "" }
+        let text = kw.joined(separator: " ")
+        let notValid = text.contains("NOT VALID")
+        let constraintWords: Set<String> = ["CONSTRAINT", "FOREIGN", "CHECK", "UNIQUE", "PRIMARY", "EXCLUDE"]
+        guard let verb = kw.first else { return (.metadataOnly, []) }
+
+        if verb == "ADD" {
+            let isConstraint = kw.count > 1 && constraintWords.contains(kw[1])
+            if isConstraint {
+                if kw.contains("FOREIGN") {
+                    if notValid { return (.metadataOnly, ["FOREIGN KEY NOT VALID: brief SHARE ROW EXCLUSIVE lock on both tables"]) }
+                    finding("fk-not-valid", .error, "FOREIGN KEY on existing table \(table.key) without NOT VALID scans it while locking both tables; "
+                        + "add it NOT VALID, then VALIDATE CONSTRAINT in a later statement")
+                    return (.scan, ["validates every row under SHARE ROW EXCLUSIVE on both tables"])
+                }
+                if kw.contains("CHECK") {
+                    if notValid { return (.metadataOnly, ["CHECK NOT VALID: metadata-only"]) }
+                    finding("constraint-not-valid", .error, "CHECK on existing table \(table.key) without NOT VALID scans it under ACCESS EXCLUSIVE; "
+                        + "add it NOT VALID, then VALIDATE CONSTRAINT")
+                    return (.scan, ["scans every row under ACCESS EXCLUSIVE"])
+                }
+                if kw.contains("UNIQUE") || kw.contains("PRIMARY") || kw.contains("EXCLUDE") {
+                    if text.contains("USING INDEX") { return (.metadataOnly, ["uses an existing index"]) }
+                    finding("unique-not-using-index", .error, "a UNIQUE/PRIMARY KEY/EXCLUDE constraint on existing table \(table.key) builds an index "
+                        + "while blocking writes; build a unique index CONCURRENTLY first, then ADD CONSTRAINT … USING INDEX")
+                    return (.blocksWrites, ["builds an index under ACCESS EXCLUSIVE"])
+                }
+                return (.metadataOnly, [])
+            }
+            // ADD [COLUMN] [IF NOT EXISTS] name type ...
+            var effect = StatementEffect.metadataOnly
+            var notes: [String] = []
+            let typeWords = Set(kw)
+            let serial = !typeWords.isDisjoint(with: ["SERIAL", "BIGSERIAL", "SMALLSERIAL", "SERIAL4", "SERIAL8", "SERIAL2"])
+            if let d = kw.firstIndex(of: "DEFAULT") {
+                let stops: Set<String> = ["NOT", "NULL", "CONSTRAINT", "CHECK", "REFERENCES", "PRIMARY", "UNIQUE", "GENERATED", "COLLATE"]
+                var end = d + 1
+                var depth = 0
+                while end < t.count {
+                    if t[end].isPunctuation("(") { depth += 1 }
+                    if t[end].isPunctuation(")") { depth -= 1 }
+                    if depth == 0, stops.contains(kw[end]) { break }
+                    end += 1
+                }
+                let expr = Array(t[(d + 1)..<end])
+                let volatile = expr.indices.dropLast().compactMap { i -> String? in
+                    guard expr[i].kind == .word, expr[i + 1].isPunctuation("(") else { return nil }
+                    let name = expr[i].text.lowercased()
+                    return catalog.volatileFunctions.contains(name) ? name : nil
+                }.first
+                if let volatile {
+                    effect = .rewrite
+                    notes.append("volatile default \(volatile)() rewrites every row under ACCESS EXCLUSIVE")
+                    finding("volatile-default", .error, "ADD COLUMN with volatile default \(volatile)() on existing table \(table.key) rewrites it; "
+                        + "add the column without a default (or with a constant one), then backfill in batches")
+                } else if catalog.serverVersion < 110000 {
+                    effect = .rewrite
+                    notes.append("a default rewrites the table before PostgreSQL 11")
+                    finding("default-rewrites-pre11", .error, "ADD COLUMN with a default rewrites \(table.key) on PostgreSQL \(catalog.serverVersion / 10000); "
+                        + "add the column without a default, then SET DEFAULT and backfill")
+                } else {
+                    notes.append("ADD COLUMN with a non-volatile default: metadata-only on PostgreSQL 11+, brief ACCESS EXCLUSIVE lock")
+                }
+            } else if serial {
+                effect = .rewrite
+                notes.append("serial column fills nextval() for every row")
+                finding("volatile-default", .error, "a serial column on existing table \(table.key) rewrites it; add a plain column and backfill")
+            } else {
+                notes.append("ADD COLUMN without a default: metadata-only, brief ACCESS EXCLUSIVE lock")
+            }
+            if kw.contains("GENERATED") {
+                effect = .rewrite
+                notes.append("a generated or identity column rewrites the table")
+                finding("generated-column", .error, "a GENERATED column on existing table \(table.key) rewrites it under ACCESS EXCLUSIVE")
+            }
+            if text.contains("NOT NULL"), !kw.contains("DEFAULT") {
+                finding("not-null-without-default", .warning, "NOT NULL without a default fails if \(table.key) has rows")
+            }
+            if kw.contains("REFERENCES") {
+                effect = max(effect, .scan)
+                finding("fk-not-valid", .error, "an inline REFERENCES on existing table \(table.key) is validated at once with a lock on both tables; "
+                    + "add the column, then ADD CONSTRAINT … FOREIGN KEY … NOT VALID and VALIDATE separately")
+            }
+            if kw.contains("PRIMARY") || kw.contains("UNIQUE") {
+                effect = max(effect, .blocksWrites)
+                finding("unique-not-using-index", .error, "a UNIQUE/PRIMARY KEY column on existing table \(table.key) builds an index while blocking writes")
+            }
+            return (effect, notes)
+        }
+        if verb == "ALTER" {
+            if kw.contains("TYPE") {
+                finding("alter-column-type", .error, "changing a column type on existing table \(table.key) rewrites it under ACCESS EXCLUSIVE; "
+                    + "add a new column, backfill, and switch over")
+                return (.rewrite, ["ALTER COLUMN TYPE rewrites every row (and its indexes) under ACCESS EXCLUSIVE"])
+            }
+            if text.contains("SET NOT NULL") {
+                finding("set-not-null", .error, "SET NOT NULL on existing table \(table.key) scans it under ACCESS EXCLUSIVE; "
+                    + "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL (PostgreSQL 12+ skips the scan)")
+                return (.scan, ["SET NOT NULL scans every row under ACCESS EXCLUSIVE"])
+            }
+            return (.metadataOnly, ["metadata-only, brief ACCESS EXCLUSIVE lock"])
+        }
+        if verb == "VALIDATE" {
+            return (.concurrent, ["VALIDATE CONSTRAINT scans under SHARE UPDATE EXCLUSIVE: reads and writes continue"])
+        }
+        if verb == "DROP", kw.count > 1, kw[1] == "COLUMN" || (kw[1] != "CONSTRAINT" && kw[1] != "DEFAULT") {
+            finding("drop-column", .warning, "drops a column of \(table.key); make sure no deployed code still reads it")
+            return (.metadataOnly, ["DROP COLUMN: metadata-only, brief ACCESS EXCLUSIVE lock"])
+        }
+        if verb == "SET", kw.count > 1, ["TABLESPACE", "LOGGED", "UNLOGGED"].contains(kw[1]) {
+            finding("rewrite-table", .error, "SET \(kw[1]) rewrites \(table.key) under ACCESS EXCLUSIVE")
+            return (.rewrite, ["rewrites the table"])
+        }
+        return (.metadataOnly, ["metadata-only, brief ACCESS EXCLUSIVE lock"])
+    }
+}

@@ -1,0 +1,78 @@
+import ArgumentParser
+import BridgeCore
+import BridgeMigrate
+import Foundation
+
+extension Bridge {
+    /// `bridge migrate`: safe, live upgrades of an existing PostgreSQL schema.
+    struct Migrate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "migrate",
+            abstract: "Apply bridge's schema migrations safely to a live PostgreSQL database.",
+            discussion: """
+                Migrations are NNNN_name.sql files in --dir (default: migrations/), applied in version order and \
+                recorded in bridge.schema_migrations with a SHA-256 checksum.
+
+                Each file runs in one transaction together with its history row, so a failure leaves schema and \
+                history untouched. Statements that cannot run in a transaction (CREATE INDEX CONCURRENTLY, VACUUM, \
+                ...) or files marked `-- bridge:no-transaction` run statement by statement, recording progress so a \
+                re-run resumes safely. Every statement runs under a short lock_timeout and is retried with jittered \
+                backoff on lock timeouts and deadlocks, so a queued exclusive lock never stalls the application.
+
+                Exit status: 0 ok, 1 a migration or check failed, 2 bad input or unreachable database, \
+                3 migrations pending (status only).
+                """,
+            subcommands: [Up.self, Status.self, Plan.self, Baseline.self, Repair.self],
+            defaultSubcommand: Up.self
+        )
+    }
+}
+
+/// Options shared by the migrate subcommands.
+struct MigrateOptionsGroup: ParsableArguments {
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(help: ArgumentHelp("The migrations folder.", valueName: "path"))
+    var dir: String = "migrations"
+
+    @Option(name: .customLong("lock-timeout"),
+            help: ArgumentHelp("lock_timeout for every statement, e.g. 3s or 500ms.", valueName: "duration"))
+    var lockTimeout: String = "3s"
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Fill ${name} placeholders (repeatable).", valueName: "name=value"))
+    var assignments: [String] = []
+
+    @Flag(help: "Print machine-readable JSON on stdout.")
+    var json = false
+
+    @Flag(name: .customLong("allow-out-of-order"), help: "Apply pending files older than the newest applied one.")
+    var allowOutOfOrder = false
+
+    /// Builds the library options; throws MigrateError for bad values.
+    func options() throws -> MigrateOptions {
+        var o = MigrateOptions(connection: connection.config(applicationName: "bridge-migrate"))
+        o.directory = dir
+        o.lockTimeoutMS = try MigrateOptions.parseDuration(lockTimeout)
+        o.placeholders = try Placeholders.parseAssignments(assignments)
+        o.allowOutOfOrder = allowOutOfOrder
+        o.log = { message in FileHandle.standardError.write(Data("bridge: \(message)\n".utf8)) }
+        return o
+    }
+}
+
+/// Runs a migrate action: prints its report (text or JSON) and maps errors to exit codes.
+func runMigrate<R: MigrateReport>(json: Bool, _ body: () async throws -> R) async throws {
+    do {
+        let report = try await body()
+        print(json ? report.json : report.text)
+        if report.exitStatus != .ok { throw ExitCode(report.exitStatus.rawValue) }
+    } catch let error as any BridgeError {
+        if json {
+            let payload = ["error": error.description, "exit_status": "\(error.exitStatus.rawValue)"]
+            let data = (try? JSONSerialization.data(withJSONObject: payload, options: [.prettyPrinted, .sortedKeys])) ?? Data()
+            print(String(decoding: data, as: UTF8.self))
+        }
+        FileHandle.standardError.write(Data("bridge: error: \(error.description)\n".utf8))
+        throw ExitCode(error.exitStatus.rawValue)
+    }
+}

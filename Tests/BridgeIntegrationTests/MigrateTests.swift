@@ -1,0 +1,295 @@
+import BridgeCore
+import BridgeMigrate
+import BridgePostgres
+import BridgeTestSupport
+import Foundation
+import Testing
+
+/// Collects progress messages from concurrent code.
+final class LogLines: @unchecked Sendable {
+    // @unchecked Sendable: `storage` is only touched with `lock` held.
+    private let lock = NSLock()
+    private var storage: [String] = []
+    func append(_ s: String) { lock.lock(); storage.append(s); lock.unlock() }
+    var lines: [String] { lock.lock(); defer { lock.unlock() }; return storage }
+}
+
+/// Helpers for the migrate integration tests.
+enum MigrateFixture {
+    static var shippedDir: String { TestDatabase.projectRoot.appendingPathComponent("migrations").path }
+
+    static func options(_ url: String, dir: String = shippedDir, lockTimeoutMS: Int = 3000) -> MigrateOptions {
+        var o = MigrateOptions(connection: ConnectionConfig(conninfo: url))
+        o.directory = dir
+        o.lockTimeoutMS = lockTimeoutMS
+        o.lockWaitSeconds = 60
+        return o
+    }
+
+    /// A temporary copy of migrations/.
+    static func copyOfMigrations() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-mig-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: shippedDir) {
+            try FileManager.default.copyItem(atPath: shippedDir + "/" + name, toPath: dir + "/" + name)
+        }
+        return dir
+    }
+
+    static func write(_ dir: String, _ name: String, _ text: String) throws {
+        try text.write(toFile: dir + "/" + name, atomically: true, encoding: .utf8)
+    }
+
+    /// Every relation, column, index (with validity) and constraint outside the system schemas.
+    static func catalogSnapshot(_ url: String) async throws -> [String] {
+        let c = try await TestDatabase.connect(url)
+        defer { Task { await c.close() } }
+        var out: [String] = []
+        for r in try await c.query("""
+            SELECT n.nspname || '.' || c.relname || ':' || c.relkind::text AS x FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+            UNION ALL SELECT table_schema || '.' || table_name || '.' || column_name || ' ' || data_type FROM information_schema.columns
+            WHERE table_schema NOT IN ('pg_catalog', 'information_schema')
+            UNION ALL SELECT 'schema ' || nspname FROM pg_namespace
+            UNION ALL SELECT indexrelid::regclass::text || ' valid=' || indisvalid FROM pg_index
+            UNION ALL SELECT conname || ' ' || contype::text FROM pg_constraint
+            ORDER BY 1
+            """) { out.append(r["x"] ?? "") }
+        return out
+    }
+
+    static func scalar(_ url: String, _ sql: String) async throws -> String? {
+        let c = try await TestDatabase.connect(url)
+        let v = try await c.simpleQuery(sql).first?.values.first ?? nil
+        await c.close()
+        return v
+    }
+}
+
+@Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
+struct MigrateReferenceTests {
+    @Test func planChangesNothingThenConcurrentUpsApplyOnce() async throws {
+        let url = try await TestDatabase.createReference(seed: true)
+        let before = try await MigrateFixture.catalogSnapshot(url)
+        let plan = try await Migrator(options: MigrateFixture.options(url)).plan()
+        #expect(plan.files.map(\.file) == ["0001_bridge_schema.sql", "0002_trace_columns.sql", "0003_trace_indexes.sql"])
+        #expect(plan.refusal == nil)
+        #expect(plan.files[2].transaction == false)
+        #expect(plan.files[1].statements.allSatisfy { $0.effect == .metadataOnly })
+        #expect(plan.text.contains("BEGIN") && plan.text.contains("COMMIT") && plan.text.contains("lock_timeout"))
+        #expect(try await MigrateFixture.catalogSnapshot(url) == before)
+        let status = try await Migrator(options: MigrateFixture.options(url)).status()
+        #expect(status.exitStatus == .pending)
+        #expect(try await MigrateFixture.catalogSnapshot(url) == before)
+
+        // Two runs started at the same moment: both succeed, each file is applied once.
+        async let a = Migrator(options: MigrateFixture.options(url)).up()
+        async let b = Migrator(options: MigrateFixture.options(url)).up()
+        let (ra, rb) = try await (a, b)
+        #expect(ra.applied.count + rb.applied.count == 3)
+        #expect(ra.applied.isEmpty || rb.applied.isEmpty)
+        #expect(try await MigrateFixture.scalar(url, "SELECT count(*) FROM bridge.schema_migrations WHERE status = 'applied'") == "3")
+
+        let again = try await Migrator(options: MigrateFixture.options(url)).up()
+        #expect(again.upToDate && again.applied.isEmpty)
+        #expect(try await Migrator(options: MigrateFixture.options(url)).status().exitStatus == .ok)
+
+        #expect(try await MigrateFixture.scalar(url, """
+            SELECT count(*) FROM information_schema.columns
+            WHERE column_name = 'openai_trace_id' AND table_name IN ('tasks', 'task_executions')
+            """) == "2")
+        #expect(try await MigrateFixture.scalar(url, """
+            SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_schema = 'bridge'
+            """) == "run_transcripts,schema_migrations,spans,traces")
+        #expect(try await MigrateFixture.scalar(url, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == "0")
+        #expect(try await MigrateFixture.scalar(url, "SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_tasks_openai_trace_id'") == "1")
+    }
+
+    @Test func brokenFileLeavesNoTrace() async throws {
+        let url = try await TestDatabase.createReference(seed: true)
+        let dir = try MigrateFixture.copyOfMigrations()
+        _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        try MigrateFixture.write(dir, "0004_broken.sql", """
+            ALTER TABLE tasks ADD COLUMN half_done text;
+            CREATE TABLE bridge.partial (id int);
+
+            SELECT no_such_column FROM tasks;
+            """)
+        let before = try await MigrateFixture.catalogSnapshot(url)
+        do {
+            _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+            Issue.record("expected failure")
+        } catch {
+            #expect(error.exitStatus == .failed)
+            #expect(error.description.contains("0004_broken.sql:4"))
+            #expect(error.description.contains("42703"))
+            #expect(error.description.contains("no_such_column"))
+        }
+        #expect(try await MigrateFixture.catalogSnapshot(url) == before)
+        #expect(try await MigrateFixture.scalar(url, "SELECT count(*) FROM bridge.schema_migrations") == "3")
+        #expect(try await Migrator(options: MigrateFixture.options(url, dir: dir)).status().exitStatus == .pending)
+    }
+
+    @Test func concurrentIndexRebuildsInvalidIndex() async throws {
+        let url = try await TestDatabase.createReference(seed: true)
+        let dir = try MigrateFixture.copyOfMigrations()
+        _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        // A failed concurrent build leaves an INVALID index behind.
+        let c = try await TestDatabase.connect(url)
+        await #expect(throws: PostgresError.self) { try await c.simpleQuery("CREATE UNIQUE INDEX CONCURRENTLY idx_tasks_status2 ON tasks (status)") }
+        await c.close()
+        #expect(try await MigrateFixture.scalar(url, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == "1")
+        try MigrateFixture.write(dir, "0004_status_index.sql", """
+            CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_tasks_status2 ON tasks (status, priority);
+            """)
+        let r = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        #expect(r.applied.map(\.file) == ["0004_status_index.sql"])
+        #expect(r.applied[0].transactional == false)
+        #expect(try await MigrateFixture.scalar(url, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == "0")
+        #expect(try await MigrateFixture.scalar(url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_tasks_status2'")?
+            .contains("priority") == true)
+    }
+
+    @Test func failedNonTransactionalRunResumes() async throws {
+        let url = try await TestDatabase.createReference(seed: false)
+        let dir = try MigrateFixture.copyOfMigrations()
+        _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        try MigrateFixture.write(dir, "0004_two_indexes.sql", """
+            -- bridge:no-transaction
+            CREATE INDEX CONCURRENTLY idx_one ON tasks (name);
+            CREATE INDEX CONCURRENTLY idx_two ON later_table (x);
+            """)
+        do {
+            _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+            Issue.record("expected failure")
+        } catch {
+            #expect(error.description.contains("0004_two_indexes.sql:3"))
+            #expect(error.description.contains("1 of 2 statements completed"))
+        }
+        let status = try await Migrator(options: MigrateFixture.options(url, dir: dir)).status()
+        #expect(status.exitStatus == .failed)
+        #expect(status.files.last?.state == .failed)
+        #expect(status.files.last?.history?.statementsDone == 1)
+        // Fix the cause; the re-run resumes at statement 2 (statement 1 has no IF NOT EXISTS).
+        _ = try await MigrateFixture.scalar(url, "CREATE TABLE later_table (x int)")
+        let r = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        #expect(r.applied.first?.resumedAtStatement == 2)
+        #expect(try await Migrator(options: MigrateFixture.options(url, dir: dir)).status().exitStatus == .ok)
+    }
+
+    @Test func driftIsRefusedAndRepairAcceptsIt() async throws {
+        let url = try await TestDatabase.createReference(seed: false)
+        let dir = try MigrateFixture.copyOfMigrations()
+        _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        let path = dir + "/0002_trace_columns.sql"
+        try (String(contentsOfFile: path, encoding: .utf8) + "\n-- edited\n").write(toFile: path, atomically: true, encoding: .utf8)
+        try MigrateFixture.write(dir, "0004_more.sql", "CREATE TABLE bridge.more (id int);")
+        do {
+            _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+            Issue.record("expected drift")
+        } catch {
+            #expect(error == .drift(["0002_trace_columns.sql"]))
+            #expect(error.exitStatus == .failed)
+            #expect(error.description.contains("0002_trace_columns.sql"))
+        }
+        #expect(try await MigrateFixture.scalar(url, "SELECT to_regclass('bridge.more') IS NULL") == "t")
+        #expect(try await Migrator(options: MigrateFixture.options(url, dir: dir)).status().exitStatus == .failed)
+        let repair = try await Migrator(options: MigrateFixture.options(url, dir: dir)).repair()
+        #expect(repair.changes.count == 1 && repair.changes[0].contains("0002_trace_columns.sql"))
+        let r = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        #expect(r.applied.map(\.file) == ["0004_more.sql"])
+    }
+
+    @Test func baselineRecordsWithoutRunning() async throws {
+        let url = try await TestDatabase.createReference(seed: false)
+        let dir = try MigrateFixture.copyOfMigrations()
+        let b = try await Migrator(options: MigrateFixture.options(url, dir: dir)).baseline(version: 1)
+        #expect(b.recorded == ["0001_bridge_schema.sql"])
+        #expect(try await MigrateFixture.scalar(url, "SELECT to_regclass('bridge.traces') IS NULL") == "t")
+        let status = try await Migrator(options: MigrateFixture.options(url, dir: dir)).status()
+        #expect(status.files.map(\.state) == [.baseline, .pending, .pending])
+        let r = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        #expect(r.applied.map(\.file) == ["0002_trace_columns.sql", "0003_trace_indexes.sql"])
+        await #expect(throws: MigrateError.self) { try await Migrator(options: MigrateFixture.options(url, dir: dir)).baseline(version: 99) }
+    }
+
+    @Test func outOfOrderIsRefusedUnlessAllowed() async throws {
+        let url = try await TestDatabase.createReference(seed: false)
+        let dir = try MigrateFixture.copyOfMigrations()
+        _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        try MigrateFixture.write(dir, "0000_early.sql", "CREATE TABLE bridge.early (id int);")
+        do {
+            _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+            Issue.record("expected refusal")
+        } catch {
+            #expect(error == .outOfOrder(files: ["0000_early.sql"], newestApplied: "0003_trace_indexes.sql"))
+        }
+        var options = MigrateFixture.options(url, dir: dir)
+        options.allowOutOfOrder = true
+        #expect(try await Migrator(options: options).up().applied.map(\.file) == ["0000_early.sql"])
+    }
+
+    @Test func lintErrorsStopUp() async throws {
+        let url = try await TestDatabase.createReference(seed: false)
+        let dir = try MigrateFixture.copyOfMigrations()
+        try MigrateFixture.write(dir, "0004_bad.sql", "CREATE INDEX idx_bad ON tasks (name);")
+        do {
+            _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+            Issue.record("expected lint refusal")
+        } catch {
+            #expect(error.description.contains("0004_bad.sql:1"))
+            #expect(error.description.contains("index-not-concurrent"))
+        }
+        // Nothing ran, not even the earlier files.
+        #expect(try await MigrateFixture.scalar(url, "SELECT count(*) FROM bridge.schema_migrations") == "0")
+        let plan = try await Migrator(options: MigrateFixture.options(url, dir: dir)).plan()
+        #expect(plan.refusal != nil)
+    }
+
+    @Test func unknownPlaceholderFailsBeforeConnecting() async throws {
+        let dir = try MigrateFixture.copyOfMigrations()
+        try MigrateFixture.write(dir, "0004_p.sql", "SELECT 1;\nALTER TABLE ${nope} ADD COLUMN x text;")
+        do {
+            _ = try await Migrator(options: MigrateFixture.options("postgres://nobody@127.0.0.1:1/x", dir: dir)).up()
+            Issue.record("expected failure")
+        } catch {
+            #expect(error.exitStatus == .badInput)
+            #expect(error.description.contains("0004_p.sql:2"))
+        }
+    }
+
+    /// A long report holds ACCESS SHARE on tasks; migrate's ALTER TABLE queues for ACCESS
+    /// EXCLUSIVE. lock_timeout makes it give up and retry, so readers are never stalled long.
+    @Test func readersAreNotStalledBehindAQueuedMigration() async throws {
+        let url = try await TestDatabase.createReference(seed: true)
+        let report = try await TestDatabase.connect(url)
+        try await report.simpleQuery("BEGIN; LOCK TABLE tasks IN ACCESS SHARE MODE")
+        let clock = ContinuousClock()
+        let reader = Task { () -> Duration in
+            let c = try await TestDatabase.connect(url)
+            var worst = Duration.zero
+            let end = clock.now + .seconds(9)
+            while clock.now < end {
+                let t0 = clock.now
+                _ = try await c.query("SELECT count(*) FROM tasks")
+                worst = max(worst, clock.now - t0)
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            await c.close()
+            return worst
+        }
+        let log = LogLines()
+        var options = MigrateFixture.options(url)
+        options.log = { log.append($0) }
+        let migrate = Task { [options] in try await Migrator(options: options).up() }
+        try await Task.sleep(for: .seconds(5))
+        try await report.simpleQuery("COMMIT")
+        await report.close()
+        let result = try await migrate.value
+        let worst = try await reader.value
+        #expect(result.applied.count == 3)
+        #expect(worst < .milliseconds(3500), "reader waited \(worst)")
+        #expect(log.lines.contains { $0.contains("lock timeout (SQLSTATE 55P03)") }, "\(log.lines)")
+        #expect(try await MigrateFixture.scalar(url, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == "0")
+    }
+}
