@@ -45,12 +45,14 @@ step "bridge migrate"
 step "bridge migrate status"
 "$BRIDGE" migrate status
 
-if "$BRIDGE" exec --help >/dev/null 2>&1; then
+has_command() { "$BRIDGE" --help 2>/dev/null | grep -qE "^ +$1( |$)"; }
+
+if has_command exec; then
   step "bridge exec --offline (the built-in deterministic model: no network, no key)"
   "$BRIDGE" exec --offline --trace-file "$DEMO/traces.jsonl"
 fi
 
-if "$BRIDGE" verify --help >/dev/null 2>&1; then
+if has_command verify; then
   step "bridge verify"
   "$BRIDGE" verify
 fi

@@ -47,7 +47,8 @@ public struct TaskStore: Sendable {
             FROM picked WHERE x.\(q(layout.key)) = picked.k
             RETURNING to_jsonb(x.*)::text AS row
             """, binds: [.text(layout.pending), .text(String(limit)), .text(layout.running)])
-        return try await conn.query(sql).map { try Self.parseRow($0["row"]) }
+        let rows = try await conn.query(sql)
+        return try Self.parseRows(rows)
     }
 
     /// Reads tasks without claiming them (for --dry-run): the given keys, or the pending ones.
@@ -64,7 +65,8 @@ public struct TaskStore: Sendable {
                 ORDER BY \(q(layout.key))
                 """, binds: [.text(Self.textArray(keys))])
         }
-        return try await conn.query(sql).map { try Self.parseRow($0["row"]) }
+        let rows = try await conn.query(sql)
+        return try Self.parseRows(rows)
     }
 
     /// The agent rows a task's run may need: the rows of the task's group (workspace) when the
@@ -76,7 +78,8 @@ public struct TaskStore: Sendable {
             sql.sql += " WHERE a.\(q(gc))::text = $1"
             sql.binds = [.text(value.templateText)]
         }
-        return try await conn.query(sql).map { try Self.parseRow($0["row"]) }
+        let rows = try await conn.query(sql)
+        return try Self.parseRows(rows)
     }
 
     /// Handoff edges whose source is one of `agentIds`.
@@ -215,6 +218,15 @@ public struct TaskStore: Sendable {
 
     /// Thrown inside `finish` when the task is no longer `running` (the transaction rolls back).
     public struct StaleTask: Error {}
+
+    // Parsing is kept out of the async functions: a throwing closure right after a typed-throws
+    // await crashes the Swift 6.3 optimizer (coroutine splitting) in release builds.
+    static func parseRows(_ rows: PostgresRows) throws -> [Row] {
+        var out: [Row] = []
+        out.reserveCapacity(rows.count)
+        for r in rows { out.append(try parseRow(r["row"])) }
+        return out
+    }
 
     static func parseRow(_ text: String?) throws -> Row {
         guard let text, case .object(let o) = try JSONValue.parse(text) else {
