@@ -84,7 +84,7 @@ public enum SDKTime {
     public static func iso(_ date: Date) -> String {
         let t = date.timeIntervalSince1970
         var secs = t.rounded(.down)
-        var micros = Int(((t - secs) * 1_000_000).rounded(.down))
+        var micros = Int(((t - secs) * 1_000_000).rounded())  // as PostgresTimestamp.format, so file and ledger agree
         if micros >= 1_000_000 { micros -= 1_000_000; secs += 1 }
         var tm = tm()
         var time = time_t(secs)
