@@ -38,6 +38,9 @@ public struct ModelRequest: Sendable {
     public var hostedTools: [HostedToolSpec]
     /// The turn number across the run (1-based).
     public var turn: Int
+    /// The run's trace id (`trace_<32 hex>`); empty when unknown. Providers may use it to
+    /// derive deterministic ids (the offline model does).
+    public var traceId: String = ""
 
     public init(agent: AgentSpec, input: [ConversationItem], functionTools: [FunctionToolDefinition],
                 hostedTools: [HostedToolSpec], turn: Int) {
@@ -46,6 +49,12 @@ public struct ModelRequest: Sendable {
         self.functionTools = functionTools
         self.hostedTools = hostedTools
         self.turn = turn
+    }
+
+    public init(agent: AgentSpec, input: [ConversationItem], functionTools: [FunctionToolDefinition],
+                hostedTools: [HostedToolSpec], turn: Int, traceId: String) {
+        self.init(agent: agent, input: input, functionTools: functionTools, hostedTools: hostedTools, turn: turn)
+        self.traceId = traceId
     }
 }
 
@@ -175,6 +184,10 @@ public enum RunEvent: Sendable {
     case toolEnded(id: EventID, output: String?, error: SpanErrorInfo?, at: Date)
     /// A handoff is instantaneous: one event carries both times.
     case handoff(id: EventID, parent: EventID, from: String, to: String, startedAt: Date, endedAt: Date)
+    /// Attaches an error to span `id` before it ends (for a handoff: before its `.handoff` event),
+    /// as the SDK does for "Multiple handoffs requested" on the handoff span and "Tool not found"
+    /// on the turn span. A later error for the same span replaces an earlier one.
+    case spanError(id: EventID, error: SpanErrorInfo)
 }
 
 /// Receives events as they happen (the tracing layer records each span as it ends).

@@ -1,0 +1,409 @@
+import BridgeCore
+import BridgeMapping
+import Foundation
+
+/// A failure of a model backend. HTTP providers throw it with `retriable` set for 408, 409,
+/// 429, 5xx and network errors; the runner turns it into a `RunFailure` of type `ModelError`
+/// carrying the same flag.
+public struct ModelProviderError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var retriable: Bool
+    /// The HTTP status, when there was one.
+    public var statusCode: Int?
+
+    public init(_ message: String, retriable: Bool, statusCode: Int? = nil) {
+        self.message = message
+        self.retriable = retriable
+        self.statusCode = statusCode
+    }
+
+    public var description: String { message }
+}
+
+/// The SDK's wording, in one place (tests and `verify` compare against these).
+public enum RunnerMessages {
+    /// What the model receives when a tool throws.
+    public static func toolError(_ error: String) -> String {
+        "An error occurred while running the tool. Please try again. Error: \(error)"
+    }
+
+    /// What the model receives when the arguments are not valid JSON.
+    public static func argumentsError(_ error: String) -> String {
+        "An error occurred while parsing tool arguments. Please try again with valid JSON. Error: \(error)"
+    }
+
+    /// Output of every handoff call after the first in one response.
+    public static let multipleHandoffsIgnored = "Multiple handoffs detected, ignoring this one."
+
+    /// The handoff tool's output: Python's `json.dumps({"assistant": name})`.
+    public static func transferMessage(to agentName: String) -> String {
+        "{\"assistant\": \(PythonJSON.string(agentName))}"
+    }
+
+    /// The strict, empty parameter schema of a handoff tool.
+    public static let emptyStrictSchema: JSONValue = [
+        "type": "object", "properties": [:], "required": [], "additionalProperties": false,
+    ]
+
+    // Span error messages.
+    public static let spanToolErrorNonFatal = "Error running tool (non-fatal)"
+    public static let spanToolError = "Error running tool"
+    public static let spanMaxTurns = "Max turns exceeded"
+    public static let spanModelError = "Error getting response"
+    public static let spanAgentError = "Error in agent run"
+    public static let spanToolNotFound = "Tool not found"
+    public static let spanMultipleHandoffs = "Multiple handoffs requested"
+}
+
+/// JSON text as Python's `json.dumps` writes it by default (`ensure_ascii=True`).
+public enum PythonJSON {
+    public static func string(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
+            case let c where c.value < 0x20 || c.value >= 0x7F:
+                for unit in String(c).utf16 { out += String(format: "\\u%04x", unit) }
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// Runs a `RunSpec` the way the Agents SDK's `Runner.run` does: turns across agents, tools
+/// called concurrently, handoffs as tools, `tool_use_behavior`, `max_turns`; and reports every
+/// step to the observer as `RunEvent`s (the tracing layer turns them into spans).
+public struct AgentRunner: Sendable {
+    public let model: any ModelProvider
+    public let tools: any ToolExecutor
+    public let observer: any RunObserver
+
+    public init(model: any ModelProvider, tools: any ToolExecutor, observer: any RunObserver) {
+        self.model = model
+        self.tools = tools
+        self.observer = observer
+    }
+
+    /// The function tools an agent offers the model: its bridge function tools in declaration
+    /// order, then one tool per handoff.
+    public static func functionTools(for agent: AgentSpec, in spec: RunSpec) -> [FunctionToolDefinition] {
+        var out: [FunctionToolDefinition] = []
+        for name in agent.tools {
+            guard let tool = spec.tools[name], tool.isFunctionTool else { continue }
+            out.append(FunctionToolDefinition(name: tool.name, description: tool.description,
+                                              parameters: tool.parameters, strict: tool.strict))
+        }
+        for h in agent.handoffs {
+            out.append(FunctionToolDefinition(name: h.toolName, description: h.toolDescription,
+                                              parameters: RunnerMessages.emptyStrictSchema, strict: true))
+        }
+        return out
+    }
+
+    /// The hosted tools an agent offers (run by the model provider, never by bridge).
+    public static func hostedTools(for agent: AgentSpec, in spec: RunSpec) -> [HostedToolSpec] {
+        agent.tools.compactMap { name in
+            if case .hosted(let h)? = spec.tools[name]?.implementation { return h }
+            return nil
+        }
+    }
+
+    public func run(_ spec: RunSpec, taskRow: [String: JSONValue]) async -> RunResult {
+        var run = RunState(spec: spec, taskRow: taskRow, runner: self)
+        return await run.execute()
+    }
+}
+
+/// One function call of a response that bridge executes.
+struct PendingToolCall: Sendable {
+    var index: Int
+    var callId: String
+    var name: String
+    var arguments: String
+    var tool: ToolSpec
+    var eventId: EventID
+}
+
+struct ToolCallOutcome: Sendable {
+    var index: Int
+    var callId: String
+    var name: String
+    var output: String
+}
+
+/// The mutable state of one run.
+struct RunState {
+    let spec: RunSpec
+    let taskRow: [String: JSONValue]
+    let runner: AgentRunner
+    var nextId: EventID = 0
+    var history: [ConversationItem]
+    var transcript: [ConversationItem] = []
+    var usage = Usage()
+    var turn = 0
+    var toolCalls = 0
+
+    init(spec: RunSpec, taskRow: [String: JSONValue], runner: AgentRunner) {
+        self.spec = spec
+        self.taskRow = taskRow
+        self.runner = runner
+        self.history = [["role": "user", "content": .string(spec.input)]]
+    }
+
+    mutating func allocate() -> EventID {
+        nextId += 1
+        return nextId
+    }
+
+    func emit(_ e: RunEvent) async { await runner.observer.record(e) }
+
+    /// How one agent stint ended.
+    enum StintEnd {
+        case final(String)
+        case handoff(to: String)
+        case failed(RunFailure)
+    }
+
+    mutating func execute() async -> RunResult {
+        let taskId = allocate()
+        await emit(.taskStarted(id: taskId, at: Date()))
+        var agentName = spec.startingAgent
+        var outcome: StintEnd
+        while true {
+            guard let agent = spec.agents[agentName] else {
+                outcome = .failed(RunFailure(type: "UserError", message: "Agent \(agentName) not found in the run spec",
+                                             retriable: false))
+                break
+            }
+            outcome = await runStint(agent, parent: taskId)
+            if case .handoff(let next) = outcome {
+                agentName = next
+                continue
+            }
+            break
+        }
+        await emit(.taskEnded(id: taskId, usage: usage, error: nil, at: Date()))
+        switch outcome {
+        case .final(let text):
+            return RunResult(status: .completed, finalOutput: text, lastAgent: agentName, usage: usage,
+                             transcript: transcript, error: nil, turns: turn, toolCalls: toolCalls)
+        case .failed(let failure):
+            return RunResult(status: .failed, finalOutput: nil, lastAgent: agentName, usage: usage,
+                             transcript: transcript, error: failure, turns: min(turn, spec.maxTurns), toolCalls: toolCalls)
+        case .handoff:
+            fatalError("unreachable: handoffs continue the loop")
+        }
+    }
+
+    /// Runs turns for one agent until it produces a final output, hands off, or fails.
+    mutating func runStint(_ agent: AgentSpec, parent: EventID) async -> StintEnd {
+        let agentId = allocate()
+        let functionTools = AgentRunner.functionTools(for: agent, in: spec)
+        let hostedTools = AgentRunner.hostedTools(for: agent, in: spec)
+        await emit(.agentStarted(id: agentId, parent: parent, agent: agent.name, tools: agent.tools,
+                                 handoffs: agent.handoffs.map(\.agent), outputType: agent.outputType, at: Date()))
+        while true {
+            turn += 1
+            if turn > spec.maxTurns {
+                let agentError = SpanErrorInfo(message: RunnerMessages.spanMaxTurns, data: ["max_turns": .number(Double(spec.maxTurns))])
+                await emit(.agentEnded(id: agentId, error: agentError, at: Date()))
+                return .failed(RunFailure(type: "MaxTurnsExceeded", message: "Max turns (\(spec.maxTurns)) exceeded",
+                                          retriable: false))
+            }
+            let step = await runTurn(agent, parent: agentId, functionTools: functionTools, hostedTools: hostedTools)
+            switch step {
+            case .again:
+                continue
+            case .final(let text):
+                await emit(.agentEnded(id: agentId, error: nil, at: Date()))
+                return .final(text)
+            case .handoff(let to):
+                await emit(.agentEnded(id: agentId, error: nil, at: Date()))
+                return .handoff(to: to)
+            case .failed(let failure, let spanError):
+                await emit(.agentEnded(id: agentId, error: spanError, at: Date()))
+                return .failed(failure)
+            }
+        }
+    }
+
+    enum TurnStep {
+        case again
+        case final(String)
+        case handoff(String)
+        /// The failure and the error for the agent span (nil when the SDK records none there).
+        case failed(RunFailure, SpanErrorInfo?)
+    }
+
+    mutating func runTurn(_ agent: AgentSpec, parent agentId: EventID, functionTools: [FunctionToolDefinition],
+                          hostedTools: [HostedToolSpec]) async -> TurnStep {
+        let turnId = allocate()
+        await emit(.turnStarted(id: turnId, parent: agentId, turn: turn, agent: agent.name, at: Date()))
+        var turnUsage = Usage()
+
+        // The model call.
+        let modelId = allocate()
+        let request = ModelRequest(agent: agent, input: history, functionTools: functionTools,
+                                   hostedTools: hostedTools, turn: turn, traceId: spec.traceId)
+        let spanInput: [ConversationItem] = [["content": .string(agent.instructions), "role": "system"]] + history
+        await emit(.modelStarted(id: modelId, parent: turnId, kind: runner.model.spanKind, model: agent.model,
+                                 input: spanInput, at: Date()))
+        let response: ModelResponse
+        do {
+            response = try await runner.model.respond(request)
+        } catch {
+            let text = String(describing: error)
+            await emit(.modelEnded(id: modelId, response: nil,
+                                   error: SpanErrorInfo(message: RunnerMessages.spanModelError, data: ["error": .string(text)]),
+                                   at: Date()))
+            await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
+            let retriable = (error as? ModelProviderError)?.retriable ?? false
+            return .failed(RunFailure(type: "ModelError", message: text, retriable: retriable),
+                           SpanErrorInfo(message: RunnerMessages.spanAgentError, data: ["error": .string(text)]))
+        }
+        await emit(.modelEnded(id: modelId, response: response, error: nil, at: Date()))
+        turnUsage = turnUsage + response.usage
+        usage = usage + response.usage
+        history += response.output
+        transcript += response.output
+
+        // Sort the function calls into tools to run and handoffs.
+        let handoffsByTool = Dictionary(agent.handoffs.map { ($0.toolName, $0) }, uniquingKeysWith: { a, _ in a })
+        var calls: [PendingToolCall] = []
+        var handoffCalls: [(callId: String, spec: HandoffSpec)] = []
+        for item in response.output where item["type"]?.stringValue == "function_call" {
+            let name = item["name"]?.stringValue ?? ""
+            let callId = item["call_id"]?.stringValue ?? ""
+            let arguments = item["arguments"]?.stringValue ?? ""
+            if let h = handoffsByTool[name] {
+                handoffCalls.append((callId, h))
+            } else if agent.tools.contains(name), let tool = spec.tools[name], tool.isFunctionTool {
+                calls.append(PendingToolCall(index: calls.count, callId: callId, name: name, arguments: arguments,
+                                             tool: tool, eventId: 0))
+            } else {
+                await emit(.spanError(id: turnId, error: SpanErrorInfo(message: RunnerMessages.spanToolNotFound,
+                                                                       data: ["tool_name": .string(name)])))
+                await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
+                return .failed(RunFailure(type: "ModelBehaviorError", message: "Tool \(name) not found in agent \(agent.name)",
+                                          retriable: false), nil)
+            }
+        }
+
+        // Run the function tools concurrently; outputs go back in call order.
+        for i in calls.indices { calls[i].eventId = allocate() }
+        let outcomes = await runTools(calls, parent: turnId, agent: agent)
+        toolCalls += outcomes.count
+        for o in outcomes {
+            let item: ConversationItem = ["type": "function_call_output", "call_id": .string(o.callId), "output": .string(o.output)]
+            history.append(item)
+            transcript.append(item)
+        }
+
+        // Handoffs: the first wins, the others are told they were ignored.
+        if let first = handoffCalls.first {
+            for ignored in handoffCalls.dropFirst() {
+                let item: ConversationItem = ["type": "function_call_output", "call_id": .string(ignored.callId),
+                                              "output": .string(RunnerMessages.multipleHandoffsIgnored)]
+                history.append(item)
+                transcript.append(item)
+            }
+            let handoffId = allocate()
+            let start = Date()
+            if handoffCalls.count > 1 {
+                let requested = handoffCalls.map { JSONValue.string($0.spec.agent) }
+                await emit(.spanError(id: handoffId, error: SpanErrorInfo(message: RunnerMessages.spanMultipleHandoffs,
+                                                                          data: ["requested_agents": .array(requested)])))
+            }
+            let item: ConversationItem = ["type": "function_call_output", "call_id": .string(first.callId),
+                                          "output": .string(RunnerMessages.transferMessage(to: first.spec.agent))]
+            history.append(item)
+            transcript.append(item)
+            await emit(.handoff(id: handoffId, parent: turnId, from: agent.name, to: first.spec.agent,
+                                startedAt: start, endedAt: Date()))
+            await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
+            return .handoff(first.spec.agent)
+        }
+
+        // Tools ran: tool_use_behavior decides whether their output is final.
+        if !outcomes.isEmpty {
+            await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
+            switch agent.toolUseBehavior {
+            case .runLLMAgain:
+                return .again
+            case .stopOnFirstTool:
+                return .final(outcomes[0].output)
+            case .stopAtToolNames(let names):
+                if let hit = outcomes.first(where: { names.contains($0.name) }) { return .final(hit.output) }
+                return .again
+            }
+        }
+
+        await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
+        // No tools: the last assistant message is the final output; without one, run again.
+        if let text = Self.lastMessageText(response.output) { return .final(text) }
+        return .again
+    }
+
+    /// The text of the last assistant message among `items` (its `output_text` parts joined).
+    static func lastMessageText(_ items: [ConversationItem]) -> String? {
+        guard let message = items.last(where: { $0["type"]?.stringValue == "message" }) else { return nil }
+        if let s = message["content"]?.stringValue { return s }
+        let parts = (message["content"]?.arrayValue ?? []).compactMap { part -> String? in
+            part["type"]?.stringValue == "output_text" ? part["text"]?.stringValue : nil
+        }
+        return parts.joined()
+    }
+
+    func runTools(_ calls: [PendingToolCall], parent: EventID, agent: AgentSpec) async -> [ToolCallOutcome] {
+        guard !calls.isEmpty else { return [] }
+        let context = ToolContext(spec: spec, taskRow: taskRow, agentName: agent.name)
+        let runner = self.runner
+        let outcomes = await withTaskGroup(of: ToolCallOutcome.self) { group in
+            for call in calls {
+                group.addTask {
+                    await Self.runTool(call, parent: parent, context: context, runner: runner)
+                }
+            }
+            var collected: [ToolCallOutcome] = []
+            for await o in group { collected.append(o) }
+            return collected
+        }
+        return outcomes.sorted { $0.index < $1.index }
+    }
+
+    static func runTool(_ call: PendingToolCall, parent: EventID, context: ToolContext, runner: AgentRunner) async -> ToolCallOutcome {
+        await runner.observer.record(.toolStarted(id: call.eventId, parent: parent, name: call.name,
+                                                  arguments: call.arguments, at: Date()))
+        let output: String
+        var spanError: SpanErrorInfo?
+        let trimmed = call.arguments.trimmingCharacters(in: .whitespacesAndNewlines)
+        var arguments: JSONValue = [:]
+        var parseError: String?
+        if !trimmed.isEmpty {
+            do { arguments = try JSONValue.parse(call.arguments) } catch { parseError = error.description }
+        }
+        if let parseError {
+            output = RunnerMessages.argumentsError(parseError)
+            spanError = SpanErrorInfo(message: RunnerMessages.spanToolError,
+                                      data: ["tool_name": .string(call.name), "error": .string(parseError)])
+        } else {
+            do {
+                output = try await runner.tools.execute(call.tool, arguments: arguments, context: context)
+            } catch {
+                let text = (error as? ToolFailure)?.message ?? String(describing: error)
+                output = RunnerMessages.toolError(text)
+                spanError = SpanErrorInfo(message: RunnerMessages.spanToolErrorNonFatal,
+                                          data: ["tool_name": .string(call.name), "error": .string(text)])
+            }
+        }
+        await runner.observer.record(.toolEnded(id: call.eventId, output: output, error: spanError, at: Date()))
+        return ToolCallOutcome(index: call.index, callId: call.callId, name: call.name, output: output)
+    }
+}

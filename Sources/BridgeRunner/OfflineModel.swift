@@ -1,0 +1,153 @@
+import BridgeCore
+import BridgeMapping
+import Foundation
+
+/// The built-in deterministic model for `bridge exec --offline`: no network, no key.
+///
+/// For each agent stint:
+/// 1. first turn: it calls every function tool of the agent at once, with arguments generated
+///    from the tools' JSON Schemas (`OfflineModel.exampleArguments`);
+/// 2. then it takes the first handoff that no earlier turn of the run has taken;
+/// 3. then it answers with a short summary of the tool outputs of its stint.
+///
+/// Ids (`call_…`, `fc_…`, `msg_…`) derive from the trace id, the turn and the item's position,
+/// and usage from the sizes of input and output, so the same request gives the same response.
+public struct OfflineModel: ModelProvider {
+    public var spanKind: ModelSpanKind { .generation }
+
+    public init() {}
+
+    public func respond(_ request: ModelRequest) async throws -> ModelResponse {
+        let output = Self.plan(request)
+        let inputChars = request.agent.instructions.count + request.input.reduce(0) { $0 + $1.compact.count }
+        let outputChars = output.reduce(0) { $0 + $1.compact.count }
+        let usage = Usage(requests: 1, inputTokens: max(1, inputChars / 4), outputTokens: max(1, outputChars / 4))
+        return ModelResponse(output: output, usage: usage, responseId: nil, model: request.agent.model)
+    }
+
+    static func id(_ prefix: String, _ request: ModelRequest, _ index: Int) -> String {
+        prefix + SHA256.hex("bridge-offline:\(request.traceId):\(request.turn):\(index)").prefix(24)
+    }
+
+    /// The response items for `request`.
+    static func plan(_ request: ModelRequest) -> [ConversationItem] {
+        let agent = request.agent
+        let handoffNames = Set(agent.handoffs.map(\.toolName))
+        let ownTools = request.functionTools.filter { !handoffNames.contains($0.name) }
+        let stint = stintItems(request.input, agent: agent.name)
+        let calledInStint = Set(stint.compactMap { $0["type"]?.stringValue == "function_call" ? $0["name"]?.stringValue : nil })
+
+        // 1. First turn of the stint: every function tool, in parallel.
+        if !ownTools.isEmpty, calledInStint.isDisjoint(with: ownTools.map(\.name)) {
+            return ownTools.enumerated().map { i, tool in
+                functionCall(request, index: i, name: tool.name,
+                             arguments: exampleArguments(for: tool.parameters, strict: tool.strict).compact)
+            }
+        }
+        // 2. The first handoff not taken yet in this run.
+        let calledEver = Set(request.input.compactMap {
+            $0["type"]?.stringValue == "function_call" ? $0["name"]?.stringValue : nil
+        })
+        if let next = agent.handoffs.first(where: { !calledEver.contains($0.toolName) }) {
+            return [functionCall(request, index: 0, name: next.toolName, arguments: "{}")]
+        }
+        // 3. The summary.
+        return [message(request, text: summary(agent: agent.name, stint: stint, ownTools: Set(ownTools.map(\.name))))]
+    }
+
+    /// The items of the current agent's stint: everything after the last handoff output that
+    /// transferred to it (the whole input for the starting agent).
+    static func stintItems(_ input: [ConversationItem], agent: String) -> ArraySlice<ConversationItem> {
+        let marker = RunnerMessages.transferMessage(to: agent)
+        if let i = input.lastIndex(where: {
+            $0["type"]?.stringValue == "function_call_output" && $0["output"]?.stringValue == marker
+        }) {
+            return input[(i + 1)...]
+        }
+        return input[...]
+    }
+
+    static func summary(agent: String, stint: ArraySlice<ConversationItem>, ownTools: Set<String>) -> String {
+        var names: [String: String] = [:]
+        for item in stint where item["type"]?.stringValue == "function_call" {
+            if let id = item["call_id"]?.stringValue, let name = item["name"]?.stringValue { names[id] = name }
+        }
+        var parts: [String] = []
+        for item in stint where item["type"]?.stringValue == "function_call_output" {
+            guard let id = item["call_id"]?.stringValue, let name = names[id], ownTools.contains(name) else { continue }
+            let output = item["output"]?.stringValue ?? ""
+            parts.append("\(name) → \(String(output.prefix(80)))")
+        }
+        return parts.isEmpty ? "\(agent) done: no tool calls." : "\(agent) done: " + parts.joined(separator: "; ")
+    }
+
+    static func functionCall(_ request: ModelRequest, index: Int, name: String, arguments: String) -> ConversationItem {
+        [
+            "type": "function_call",
+            "id": .string(id("fc_", request, index)),
+            "call_id": .string(id("call_", request, index)),
+            "name": .string(name),
+            "arguments": .string(arguments),
+            "status": "completed",
+        ]
+    }
+
+    static func message(_ request: ModelRequest, text: String) -> ConversationItem {
+        [
+            "type": "message",
+            "id": .string(id("msg_", request, 0)),
+            "role": "assistant",
+            "status": "completed",
+            "content": [["type": "output_text", "text": .string(text), "annotations": []]],
+        ]
+    }
+
+    /// Arguments for a tool with parameter schema `schema`: for every property its `default`,
+    /// else its first `examples` entry, else its `const`, else its first `enum` value, else a
+    /// placeholder of its type (string "example", integer and number 1, boolean true, array [],
+    /// objects recursively). Strict schemas get every property; others their `required` ones.
+    public static func exampleArguments(for schema: JSONValue, strict: Bool = true) -> JSONValue {
+        let value = exampleValue(for: schema, strict: strict, depth: 0)
+        return value.objectValue != nil ? value : [:]
+    }
+
+    static func exampleValue(for schema: JSONValue, strict: Bool, depth: Int) -> JSONValue {
+        guard let s = schema.objectValue, depth < 16 else { return .null }
+        if let d = s["default"] { return d }
+        if let first = s["examples"]?.arrayValue?.first { return first }
+        if let c = s["const"] { return c }
+        if let first = s["enum"]?.arrayValue?.first { return first }
+        for key in ["anyOf", "oneOf", "allOf"] {
+            if let branches = s[key]?.arrayValue {
+                // Prefer a branch that is not just `{"type": "null"}`.
+                let branch = branches.first(where: { $0["type"]?.stringValue != "null" }) ?? branches.first
+                if let branch { return exampleValue(for: branch, strict: strict, depth: depth + 1) }
+            }
+        }
+        var type = s["type"]?.stringValue
+        if type == nil, let types = s["type"]?.arrayValue {
+            type = types.compactMap(\.stringValue).first(where: { $0 != "null" }) ?? types.first?.stringValue
+        }
+        if type == nil, s["properties"] != nil { type = "object" }
+        switch type {
+        case "string": return "example"
+        case "integer", "number":
+            if let min = s["minimum"]?.doubleValue, min > 1 { return .number(min.rounded(.up)) }
+            if let min = s["exclusiveMinimum"]?.doubleValue, min >= 1 { return .number(min.rounded(.down) + 1) }
+            return 1
+        case "boolean": return true
+        case "array": return []
+        case "null": return .null
+        case "object":
+            let props = s["properties"]?.objectValue ?? [:]
+            let required = Set((s["required"]?.arrayValue ?? []).compactMap(\.stringValue))
+            var out: [String: JSONValue] = [:]
+            for (name, sub) in props where strict || required.contains(name) {
+                out[name] = exampleValue(for: sub, strict: strict, depth: depth + 1)
+            }
+            return .object(out)
+        default:
+            return "example"
+        }
+    }
+}

@@ -1,0 +1,56 @@
+import BridgeCore
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Appends traces and spans to a JSONL file in the SDK's export format (`--trace-file PATH`):
+/// a `{"object":"trace",…}` line when a run starts, then one `{"object":"trace.span",…}` line
+/// per span as it ends. Each line goes out in one `write(2)` on an `O_APPEND` descriptor, so
+/// concurrent runs (and processes) never interleave within a line.
+public actor FileExporter: SpanSink {
+    public nonisolated let path: String
+    private let fd: Int32
+
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw FileExporterError(message: "cannot open trace file \(path): \(String(cString: strerror(errno)))")
+        }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// Writes one JSON value as a line.
+    public func writeLine(_ value: JSONValue) throws {
+        let bytes = Array((value.compact + "\n").utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileExporterError(message: "cannot write trace file \(path): \(String(cString: strerror(errno)))")
+            }
+            offset += n
+        }
+    }
+
+    public func traceStarted(_ trace: TraceRecord, taskId: String?, at: Date) async throws {
+        try writeLine(trace.exportJSON)
+    }
+
+    public func spanEnded(_ span: SpanRecord) async throws {
+        try writeLine(span.exportJSON)
+    }
+}
+
+public struct FileExporterError: BridgeError, Sendable {
+    public var message: String
+    public var exitStatus: ExitStatus { .badInput }
+    public var description: String { message }
+}

@@ -1,0 +1,93 @@
+import BridgeCore
+import BridgePostgres
+import BridgeRunner
+import Foundation
+
+/// bridge's own record of traces, spans and transcripts (`bridge.traces`, `bridge.spans`,
+/// `bridge.run_transcripts`). Every value is bound; writes are idempotent.
+public struct Ledger: SpanSink {
+    public let connection: PostgresConnection
+
+    public init(connection: PostgresConnection) {
+        self.connection = connection
+    }
+
+    /// Inserts the trace, or refreshes its name, group and metadata if it exists; keeps the
+    /// earliest `started_at`.
+    public func insertTrace(_ trace: TraceRecord, taskId: String?, startedAt: Date?) async throws {
+        let metadata = trace.metadataJSON.compact
+        try await connection.query("""
+            INSERT INTO bridge.traces (trace_id, workflow_name, group_id, metadata, task_id, started_at)
+            VALUES (\(trace.id), \(trace.workflowName), \(trace.groupId.postgresValue), \(metadata)::jsonb, \(taskId.postgresValue), \(startedAt.postgresValue)::timestamptz)
+            ON CONFLICT (trace_id) DO UPDATE SET
+              workflow_name = EXCLUDED.workflow_name, group_id = EXCLUDED.group_id, metadata = EXCLUDED.metadata,
+              task_id = EXCLUDED.task_id,
+              started_at = least(bridge.traces.started_at, EXCLUDED.started_at), updated_at = now()
+            """)
+    }
+
+    /// Sets the trace's `ended_at`.
+    public func endTrace(_ traceId: String, endedAt: Date) async throws {
+        try await connection.query("""
+            UPDATE bridge.traces SET ended_at = \(endedAt)::timestamptz, updated_at = now() WHERE trace_id = \(traceId)
+            """)
+    }
+
+    /// Inserts a span; a span id that exists already is left as it is.
+    public func insertSpan(_ span: SpanRecord) async throws {
+        try await connection.query("""
+            INSERT INTO bridge.spans (span_id, trace_id, parent_id, started_at, ended_at, span_data, error)
+            VALUES (\(span.id), \(span.traceId), \(span.parentId.postgresValue), \(span.startedAt)::timestamptz, \(span.endedAt)::timestamptz,
+                    \(span.spanData.compact)::jsonb, \(span.error?.compact.postgresValue ?? .null)::jsonb)
+            ON CONFLICT (span_id) DO NOTHING
+            """)
+    }
+
+    /// Stores (or replaces) a run's transcript: every model output item and tool output, in order.
+    public func storeTranscript(traceId: String, taskId: String, attempt: Int, items: [ConversationItem]) async throws {
+        try await connection.query("""
+            INSERT INTO bridge.run_transcripts (trace_id, task_id, attempt, items)
+            VALUES (\(traceId), \(taskId), \(attempt), \(JSONValue.array(items).compact)::jsonb)
+            ON CONFLICT (trace_id) DO UPDATE SET task_id = EXCLUDED.task_id, attempt = EXCLUDED.attempt, items = EXCLUDED.items
+            """)
+    }
+
+    /// The spans of a trace, oldest first.
+    public func spans(traceId: String) async throws -> [SpanRecord] {
+        let rows = try await connection.query("""
+            SELECT span_id, trace_id, parent_id, started_at, ended_at, span_data::text AS span_data, error::text AS error
+            FROM bridge.spans WHERE trace_id = \(traceId) ORDER BY started_at, ended_at, span_id
+            """)
+        return try rows.map { row in
+            SpanRecord(id: row["span_id"] ?? "", traceId: row["trace_id"] ?? "", parentId: row["parent_id"],
+                       startedAt: row.date("started_at") ?? .distantPast, endedAt: row.date("ended_at") ?? .distantPast,
+                       spanData: try JSONValue.parse(row["span_data"] ?? "null"),
+                       error: try row["error"].map { try JSONValue.parse($0) })
+        }
+    }
+
+    /// The stored trace, if any.
+    public func trace(id: String) async throws -> TraceRecord? {
+        let rows = try await connection.query("""
+            SELECT trace_id, workflow_name, group_id, metadata::text AS metadata FROM bridge.traces WHERE trace_id = \(id)
+            """)
+        guard let row = rows.first else { return nil }
+        let meta = try JSONValue.parse(row["metadata"] ?? "{}").objectValue ?? [:]
+        return TraceRecord(id: row["trace_id"] ?? id, workflowName: row["workflow_name"] ?? "", groupId: row["group_id"],
+                           metadata: meta.compactMapValues(\.stringValue))
+    }
+
+    // MARK: SpanSink
+
+    public func traceStarted(_ trace: TraceRecord, taskId: String?, at: Date) async throws {
+        try await insertTrace(trace, taskId: taskId, startedAt: at)
+    }
+
+    public func spanEnded(_ span: SpanRecord) async throws {
+        try await insertSpan(span)
+    }
+
+    public func traceEnded(_ traceId: String, at: Date) async throws {
+        try await endTrace(traceId, endedAt: at)
+    }
+}
