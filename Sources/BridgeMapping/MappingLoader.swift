@@ -81,13 +81,14 @@ struct LoadState {
     var agents: [AgentMapping] = []
     var tools: [ToolMapping] = []
     /// Where each entry of `agents`/`tools` names things (for cross-checks).
-    var agentNodes: [(name: Node?, reader: YAMLReader)] = []
+    /// A file did not parse, so missing sections may be in it.
+    var unparsedFiles = false
 
     static let topKeys = ["version", "source", "results", "tracing", "handoffs_table", "agents", "tools"]
 
     mutating func parse(file: String, text: String) {
         files.append(file)
-        let r = YAMLReader(file: file)
+        let r = YAMLReader(file: file, text: text)
         defer {
             issues += r.issues
             locations.merge(r.locations) { a, _ in a }
@@ -99,9 +100,11 @@ struct LoadState {
             let (mark, problem) = Self.describe(e)
             r.issues.append(MappingIssue(file: file, line: mark?.line ?? 0, column: mark?.column ?? 0, path: "",
                                          message: "YAML syntax error: \(problem)"))
+            unparsedFiles = true
             return
         } catch {
             r.issues.append(MappingIssue(file: file, line: 0, column: 0, path: "", message: "YAML error: \(error)"))
+            unparsedFiles = true
             return
         }
         guard let root else {
@@ -432,6 +435,7 @@ struct LoadState {
             let full = origin.path.isEmpty ? path : origin.path + "." + path
             return locations[origin.file + "#" + full] ?? origin
         }
+        if unparsedFiles { return nil }
         if source == nil && sections["source"] == nil {
             issue(MappingLocation(file: firstFile, line: 1, column: 1, path: ""), "missing section 'source' (in any mapping file)")
         }

@@ -9,10 +9,35 @@ final class YAMLReader {
     /// `file#path` → location of the value written at `path`.
     var locations: [String: MappingLocation] = [:]
 
-    init(file: String) { self.file = file }
+    let lines: [[Unicode.Scalar]]
+
+    init(file: String, text: String = "") {
+        self.file = file
+        self.lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { Array($0.unicodeScalars) }
+    }
+
+    /// The character at a 1-based mark (libyaml counts columns in Unicode scalars).
+    func character(at mark: Mark) -> Unicode.Scalar? {
+        guard mark.line >= 1, mark.line <= lines.count else { return nil }
+        let l = lines[mark.line - 1]
+        return mark.column >= 1 && mark.column <= l.count ? l[mark.column - 1] : nil
+    }
+
+    /// Marks of the keys under which values were found, by key path: block mappings and lists
+    /// are located at their key (their own start mark is where the previous token ended).
+    var keyMarks: [String: Mark] = [:]
 
     func location(_ node: Node?, _ path: String) -> MappingLocation {
-        let m = node?.mark
+        var m = node?.mark
+        if let node, let k = keyMarks[path], let own = m {
+            switch node {
+            case .mapping, .sequence:
+                // Flow collections start at their bracket; block ones are located at their key.
+                let c = character(at: own)
+                if c != "{" && c != "[" { m = k }
+            default: break
+            }
+        }
         return MappingLocation(file: file, line: m?.line ?? 1, column: m?.column ?? 1, path: path)
     }
 
@@ -63,6 +88,7 @@ final class YAMLReader {
                 issue(k, childPath, msg)
                 continue
             }
+            if let mark = k.mark { keyMarks[Self.join(path, s.string)] = mark }
             entries.append((s.string, k, v))
         }
         return MapReader(reader: self, node: node, path: path, entries: entries)
