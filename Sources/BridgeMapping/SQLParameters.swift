@@ -159,6 +159,7 @@ public struct SQLNamedParameters: Sendable, Equatable {
 /// A SQL tool call that cannot be compiled: a missing argument or task column.
 public struct SQLCompileError: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
+    public init(message: String) { self.message = message }
     public var description: String { message }
 }
 

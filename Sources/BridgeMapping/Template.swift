@@ -111,6 +111,7 @@ public struct Template: Sendable, Equatable, Hashable, Codable, CustomStringConv
 /// A template that could not be parsed.
 public struct TemplateError: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
+    public init(message: String) { self.message = message }
     public var description: String { message }
 }
 
