@@ -1,0 +1,203 @@
+import BridgeCore
+import BridgePostgres
+
+/// One row of the handoffs edge table: the source and target agents' keys (as text) and the
+/// edge's description.
+public struct HandoffEdge: Sendable, Equatable, Hashable {
+    public var sourceId: String
+    public var targetId: String
+    public var description: String?
+
+    public init(sourceId: String, targetId: String, description: String? = nil) {
+        self.sourceId = sourceId
+        self.targetId = targetId
+        self.description = description
+    }
+}
+
+/// Why a task row could not become a run spec. Ends a task as failed, not the process.
+public struct RunSpecError: BridgeError, Sendable, Equatable {
+    public var taskId: String
+    public var message: String
+
+    public init(taskId: String, message: String) {
+        self.taskId = taskId
+        self.message = message
+    }
+
+    public var exitStatus: ExitStatus { .failed }
+    public var description: String { "task \(taskId): \(message)" }
+}
+
+/// Turns a task row plus the mappings into a `RunSpec`: selects the starting agent, renders
+/// instructions and input, resolves handoffs (from YAML and the edge table) and collects every
+/// agent reachable by handoffs, with their tools.
+public struct DatabaseToSDKBridge: Sendable {
+    /// Reported in trace metadata as `bridge_version`.
+    public static let bridgeVersion = "0.1.0"
+    /// `max_turns` when the starting agent sets none.
+    public static let defaultMaxTurns = 10
+
+    public let config: MappingConfig
+
+    public init(config: MappingConfig) { self.config = config }
+
+    /// Builds the run spec for one attempt (1-based) of `task`.
+    ///
+    /// - Parameters:
+    ///   - task: the task row, column name → value (json/jsonb columns as JSON values).
+    ///   - agentRows: the database agent rows of the task's group (workspace).
+    ///   - handoffEdges: rows of `handoffs_table` (ignored when it is not configured).
+    public func runSpec(task: [String: JSONValue], agentRows: [[String: JSONValue]], handoffEdges: [HandoffEdge],
+                        attempt: Int) throws(RunSpecError) -> RunSpec {
+        let source = config.source
+        guard let keyValue = task[source.key], !keyValue.isNull else {
+            throw RunSpecError(taskId: "?", message: "the task row has no value for its key column '\(source.key)'")
+        }
+        let taskId = keyValue.templateText
+        let selection = source.agentSelection
+
+        // The task's own agent row, then the YAML agent it selects.
+        var taskAgentRow: [String: JSONValue]?
+        if let sel = selection, let col = sel.taskColumn, let ref = task[col], !ref.isNull {
+            taskAgentRow = agentRows.first { $0[sel.key]?.templateText == ref.templateText }
+        }
+        var starting: AgentMapping?
+        if let sel = selection, let row = taskAgentRow, let m = row[sel.matchColumn], !m.isNull {
+            starting = agent(matching: m.templateText)
+        }
+        if starting == nil, let col = selection?.fallbackColumn, let v = task[col], !v.isNull {
+            starting = agent(matching: v.templateText)
+        }
+        if starting == nil, let d = selection?.defaultAgent { starting = config.agent(named: d) }
+        if starting == nil, selection == nil, config.agents.count == 1 { starting = config.agents[0] }
+        guard let starting else {
+            var tried: [String] = []
+            if let sel = selection {
+                if let row = taskAgentRow { tried.append("\(sel.matchColumn)='\(row[sel.matchColumn]?.templateText ?? "")'") }
+                if let col = sel.fallbackColumn { tried.append("\(col)='\(task[col]?.templateText ?? "")'") }
+            }
+            throw RunSpecError(taskId: taskId, message: "no mapped agent for this task"
+                + (tried.isEmpty ? "" : " (tried \(tried.joined(separator: ", ")))") + " and no default_agent")
+        }
+
+        // Agents reachable by handoffs, breadth first from the starting agent.
+        var order: [String] = [starting.name]
+        var specs: [String: AgentSpec] = [:]
+        var tools: [String: ToolSpec] = [:]
+        var queue = [starting]
+        while !queue.isEmpty {
+            let a = queue.removeFirst()
+            let row = a.name == starting.name ? (taskAgentRow ?? self.row(for: a, in: agentRows)) : self.row(for: a, in: agentRows)
+            let handoffs = resolveHandoffs(of: a, row: row, agentRows: agentRows, edges: handoffEdges)
+            for h in handoffs where !order.contains(h.agent) {
+                order.append(h.agent)
+                if let next = config.agent(named: h.agent) { queue.append(next) }
+            }
+            for name in a.tools {
+                if let t = config.tool(named: name) { tools[name] = t.spec }
+            }
+            specs[a.name] = AgentSpec(name: a.name, instructions: a.instructions.render(task: task, agent: row),
+                                      model: a.model, modelSettings: a.modelSettings, tools: a.tools,
+                                      handoffs: handoffs, toolUseBehavior: a.toolUseBehavior, modelAPI: a.modelAPI)
+        }
+
+        // Trace metadata: flat strings only.
+        var metadata: [String: String] = ["task_id": taskId, "attempt": String(attempt),
+                                          "bridge_version": Self.bridgeVersion]
+        var groupId: String?
+        if let g = source.groupColumn, let v = task[g], !v.isNull {
+            groupId = v.templateText
+            metadata["workspace_id"] = groupId
+        }
+        if let sel = selection, let row = taskAgentRow, let id = row[sel.key], !id.isNull {
+            metadata["agent_id"] = id.templateText
+        } else if let sel = selection, let col = sel.taskColumn, let id = task[col], !id.isNull {
+            metadata["agent_id"] = id.templateText
+        }
+
+        let startingRow = taskAgentRow ?? row(for: starting, in: agentRows)
+        return RunSpec(traceId: TraceID.forTask(taskId, attempt: attempt), workflowName: config.tracing.workflowName,
+                       groupId: groupId, metadata: metadata, startingAgent: starting.name, agents: specs, tools: tools,
+                       input: source.input.render(task: task, agent: startingRow),
+                       maxTurns: starting.maxTurns ?? Self.defaultMaxTurns,
+                       traceIncludeSensitiveData: config.tracing.includeSensitiveData, taskId: taskId, attempt: attempt)
+    }
+
+    /// The YAML agent whose `match` equals `value`.
+    public func agent(matching value: String) -> AgentMapping? { config.agents.first { $0.match == value } }
+
+    /// The first database agent row whose match column equals the YAML agent's `match`.
+    func row(for agent: AgentMapping, in rows: [[String: JSONValue]]) -> [String: JSONValue]? {
+        guard let sel = config.source.agentSelection else { return nil }
+        return rows.first { $0[sel.matchColumn]?.templateText == agent.match }
+    }
+
+    /// YAML handoffs first, then edges from this agent's database row (mapped to YAML agents
+    /// through the target row's match column); one handoff per target.
+    ///
+    /// Tool description: the SDK's default, with the target's `handoff_description`, else the
+    /// YAML handoff's `description`, else the edge's description.
+    func resolveHandoffs(of agent: AgentMapping, row: [String: JSONValue]?, agentRows: [[String: JSONValue]],
+                         edges: [HandoffEdge]) -> [HandoffSpec] {
+        var targets: [(name: String, description: String?)] = agent.handoffs.map { ($0.agent, $0.description) }
+        if config.handoffsTable != nil, let sel = config.source.agentSelection, let id = row?[sel.key]?.templateText {
+            for e in edges where e.sourceId == id {
+                guard let targetRow = agentRows.first(where: { $0[sel.key]?.templateText == e.targetId }),
+                      let m = targetRow[sel.matchColumn], let target = self.agent(matching: m.templateText) else { continue }
+                targets.append((target.name, e.description))
+            }
+        }
+        var out: [HandoffSpec] = []
+        for t in targets where !out.contains(where: { $0.agent == t.name }) {
+            guard let target = config.agent(named: t.name) else { continue }
+            out.append(HandoffSpec(agent: target.name, toolName: HandoffSpec.defaultToolName(for: target.name),
+                                   toolDescription: HandoffSpec.defaultDescription(
+                                       for: target.name, handoffDescription: target.handoffDescription ?? t.description)))
+        }
+        return out
+    }
+}
+
+// MARK: Reading rows
+
+extension DatabaseToSDKBridge {
+    /// Reads the task row with key `taskId` as column → JSON value (jsonb columns as JSON).
+    public func loadTask(id taskId: String, connection: PostgresConnection) async throws(PostgresError) -> [String: JSONValue]? {
+        let s = config.source
+        let rows = try await connection.query(
+            "SELECT to_jsonb(t)::text AS j FROM \(identifier: s.table) t WHERE \(identifier: s.key)::text = \(taskId)")
+        return rows.first?["j"].flatMap(Self.parseRow)
+    }
+
+    /// Reads the agent rows of the task's group (all rows when `agent_selection.group_column`
+    /// or `source.group_column` is not set) and the handoff edges among them.
+    public func loadAgentsAndEdges(for task: [String: JSONValue], connection: PostgresConnection)
+        async throws(PostgresError) -> (agentRows: [[String: JSONValue]], edges: [HandoffEdge]) {
+        guard let sel = config.source.agentSelection else { return ([], []) }
+        var q: PostgresQuery = "SELECT to_jsonb(a)::text AS j FROM \(identifier: sel.table) a"
+        if let agentGroup = sel.groupColumn, let taskGroup = config.source.groupColumn,
+           let g = task[taskGroup], !g.isNull {
+            q.append(" WHERE \(identifier: agentGroup)::text = \(g.templateText)")
+        }
+        let rows = try await connection.query(q).compactMap { $0["j"].flatMap(Self.parseRow) }
+        guard let h = config.handoffsTable else { return (rows, []) }
+        let ids = rows.compactMap { $0[sel.key].map(\.templateText) }
+        guard !ids.isEmpty else { return (rows, []) }
+        let idsJSON = JSONValue.array(ids.map(JSONValue.string)).compact
+        let desc: PostgresQuery = h.descriptionColumn.map { "\(identifier: $0)::text" } ?? "NULL::text"
+        let edges = try await connection.query("""
+            SELECT \(identifier: h.sourceColumn)::text AS s, \(identifier: h.targetColumn)::text AS t, \(desc) AS d
+            FROM \(identifier: h.table)
+            WHERE \(identifier: h.sourceColumn)::text IN (SELECT jsonb_array_elements_text(\(idsJSON)::jsonb))
+            """)
+        return (rows, edges.compactMap { r in
+            guard let s = r["s"], let t = r["t"] else { return nil }
+            return HandoffEdge(sourceId: s, targetId: t, description: r["d"])
+        })
+    }
+
+    static func parseRow(_ text: String) -> [String: JSONValue]? {
+        (try? JSONValue.parse(text))?.objectValue
+    }
+}

@@ -1,0 +1,436 @@
+import BridgeCore
+
+/// The loaded, validated mappings (every `*.yaml` in the mappings directory, merged).
+///
+/// Version 1 of the format. Sections: `source`, `results`, `tracing`, `handoffs_table`,
+/// `agents`, `tools`. Column and table names are identifiers, never SQL text.
+public struct MappingConfig: Sendable, Equatable, Codable {
+    public var version: Int
+    public var source: SourceMapping
+    public var results: ResultsMapping
+    public var tracing: TracingMapping
+    public var handoffsTable: HandoffsTableMapping?
+    public var agents: [AgentMapping]
+    public var tools: [ToolMapping]
+    /// The files the mappings were read from, in load order.
+    public var files: [String]
+    /// Where each key was written, keyed by `file#keypath` (not encoded).
+    public var locations: [String: MappingLocation]
+
+    public init(version: Int = 1, source: SourceMapping, results: ResultsMapping, tracing: TracingMapping = .init(),
+                handoffsTable: HandoffsTableMapping? = nil, agents: [AgentMapping], tools: [ToolMapping],
+                files: [String] = [], locations: [String: MappingLocation] = [:]) {
+        self.version = version
+        self.source = source
+        self.results = results
+        self.tracing = tracing
+        self.handoffsTable = handoffsTable
+        self.agents = agents
+        self.tools = tools
+        self.files = files
+        self.locations = locations
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case version, source, results, tracing, handoffsTable = "handoffs_table", agents, tools, files
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        version = try c.decode(Int.self, forKey: .version)
+        source = try c.decode(SourceMapping.self, forKey: .source)
+        results = try c.decode(ResultsMapping.self, forKey: .results)
+        tracing = try c.decode(TracingMapping.self, forKey: .tracing)
+        handoffsTable = try c.decodeIfPresent(HandoffsTableMapping.self, forKey: .handoffsTable)
+        agents = try c.decode([AgentMapping].self, forKey: .agents)
+        tools = try c.decode([ToolMapping].self, forKey: .tools)
+        files = try c.decodeIfPresent([String].self, forKey: .files) ?? []
+        locations = [:]
+    }
+
+    // MARK: What the worker and the migrations need
+
+    /// The agent named `name`.
+    public func agent(named name: String) -> AgentMapping? { agents.first { $0.name == name } }
+
+    /// The tool named `name`.
+    public func tool(named name: String) -> ToolMapping? { tools.first { $0.name == name } }
+
+    /// Claim order for the priority column's values, highest first (empty: no priority).
+    public var priorityOrder: [String] { source.priority?.order ?? [] }
+
+    /// The execution table's logical columns (`status`, `trace_id`, …) mapped to real column
+    /// names; only the configured ones. Empty when there is no `results.executions` section.
+    public var executionColumns: [String: String] { results.executions?.columns.byLogicalName ?? [:] }
+
+    /// Names that migrations substitute: `tasks_table` always, `executions_table` only when
+    /// `results.executions` is configured.
+    public var placeholders: [String: String] {
+        var p = ["tasks_table": source.table]
+        if let e = results.executions { p["executions_table"] = e.table }
+        return p
+    }
+
+    /// Where `path` (a key path relative to `origin`) was written; falls back to `origin`.
+    public func location(_ origin: MappingLocation, _ path: String = "") -> MappingLocation {
+        let full = path.isEmpty ? origin.path : (origin.path.isEmpty ? path : origin.path + "." + path)
+        return locations[origin.file + "#" + full] ?? MappingLocation(file: origin.file, line: origin.line,
+                                                                      column: origin.column, path: full)
+    }
+
+    public static func == (a: MappingConfig, b: MappingConfig) -> Bool {
+        a.version == b.version && a.source == b.source && a.results == b.results && a.tracing == b.tracing
+            && a.handoffsTable == b.handoffsTable && a.agents == b.agents && a.tools == b.tools
+    }
+}
+
+/// `source`: where tasks come from and how a task selects its agent.
+public struct SourceMapping: Sendable, Equatable, Codable {
+    /// The task table (default `tasks`); may be schema-qualified.
+    public var table: String
+    /// The key column (default `id`).
+    public var key: String
+    public var status: StatusMapping
+    /// Column whose value becomes the trace's `group_id` and `metadata.workspace_id`.
+    public var groupColumn: String?
+    /// Optional claim order.
+    public var priority: PriorityMapping?
+    /// Column used as a tie-breaker when claiming (oldest first).
+    public var createdAtColumn: String?
+    public var agentSelection: AgentSelectionMapping?
+    /// The first user message, rendered from the task row (and the matched agent row).
+    public var input: Template
+    /// Where the `source` section was written.
+    public var origin: MappingLocation
+
+    public init(table: String = "tasks", key: String = "id", status: StatusMapping = .init(), groupColumn: String? = nil,
+                priority: PriorityMapping? = nil, createdAtColumn: String? = nil,
+                agentSelection: AgentSelectionMapping? = nil, input: Template, origin: MappingLocation = .unknown) {
+        self.table = table
+        self.key = key
+        self.status = status
+        self.groupColumn = groupColumn
+        self.priority = priority
+        self.createdAtColumn = createdAtColumn
+        self.agentSelection = agentSelection
+        self.input = input
+        self.origin = origin
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case table, key, status, groupColumn = "group_column", priority, createdAtColumn = "created_at_column"
+        case agentSelection = "agent_selection", input, origin
+    }
+}
+
+/// `source.status`: the status column and the values meaning pending, running, completed, failed.
+public struct StatusMapping: Sendable, Equatable, Codable {
+    public var column: String
+    public var pending: String
+    public var running: String
+    public var completed: String
+    public var failed: String
+
+    public init(column: String = "status", pending: String = "pending", running: String = "in_progress",
+                completed: String = "completed", failed: String = "failed") {
+        self.column = column
+        self.pending = pending
+        self.running = running
+        self.completed = completed
+        self.failed = failed
+    }
+}
+
+/// `source.priority`: the priority column and its values, highest first.
+public struct PriorityMapping: Sendable, Equatable, Codable {
+    public var column: String
+    public var order: [String]
+
+    public init(column: String, order: [String]) {
+        self.column = column
+        self.order = order
+    }
+}
+
+/// `source.agent_selection`: how a task row selects its agent.
+///
+/// The task's `task_column` joins `table.key`; that row's `match_column` is compared with each
+/// YAML agent's `match`. Without an agent row, the task's `fallback_column` is compared; then
+/// `default_agent` applies.
+public struct AgentSelectionMapping: Sendable, Equatable, Codable {
+    public var table: String
+    public var key: String
+    public var taskColumn: String?
+    public var matchColumn: String
+    public var fallbackColumn: String?
+    /// Column of the agent table holding the group (workspace) value; used to load the agent
+    /// rows of a task's group.
+    public var groupColumn: String?
+    /// Name of a YAML agent.
+    public var defaultAgent: String?
+
+    public init(table: String = "agents", key: String = "id", taskColumn: String? = nil, matchColumn: String = "name",
+                fallbackColumn: String? = nil, groupColumn: String? = nil, defaultAgent: String? = nil) {
+        self.table = table
+        self.key = key
+        self.taskColumn = taskColumn
+        self.matchColumn = matchColumn
+        self.fallbackColumn = fallbackColumn
+        self.groupColumn = groupColumn
+        self.defaultAgent = defaultAgent
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case table, key, taskColumn = "task_column", matchColumn = "match_column", fallbackColumn = "fallback_column"
+        case groupColumn = "group_column", defaultAgent = "default_agent"
+    }
+}
+
+/// `results`: where results go.
+public struct ResultsMapping: Sendable, Equatable, Codable {
+    /// The task column (jsonb) receiving the final output and usage.
+    public var resultColumn: String
+    /// Set to now() when the task completes, if configured.
+    public var completedAtColumn: String?
+    /// Receives the trace id, if configured.
+    public var traceIdColumn: String?
+    /// One row per attempt, if configured.
+    public var executions: ExecutionsMapping?
+    public var origin: MappingLocation
+
+    public init(resultColumn: String = "result", completedAtColumn: String? = nil, traceIdColumn: String? = nil,
+                executions: ExecutionsMapping? = nil, origin: MappingLocation = .unknown) {
+        self.resultColumn = resultColumn
+        self.completedAtColumn = completedAtColumn
+        self.traceIdColumn = traceIdColumn
+        self.executions = executions
+        self.origin = origin
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case resultColumn = "result_column", completedAtColumn = "completed_at_column"
+        case traceIdColumn = "trace_id_column", executions, origin
+    }
+}
+
+/// `results.executions`: the per-attempt execution table.
+public struct ExecutionsMapping: Sendable, Equatable, Codable {
+    public var table: String
+    /// Column referencing the task key.
+    public var taskColumn: String
+    public var columns: ExecutionColumns
+    public var statuses: ExecutionStatuses
+
+    public init(table: String = "task_executions", taskColumn: String = "task_id", columns: ExecutionColumns = .init(),
+                statuses: ExecutionStatuses = .init()) {
+        self.table = table
+        self.taskColumn = taskColumn
+        self.columns = columns
+        self.statuses = statuses
+    }
+
+    enum CodingKeys: String, CodingKey { case table, taskColumn = "task_column", columns, statuses }
+}
+
+/// Real column names of the execution table; nil means the schema has no such column.
+public struct ExecutionColumns: Sendable, Equatable, Codable {
+    public var status: String
+    public var traceId: String?
+    public var startedAt: String?
+    public var completedAt: String?
+    public var durationSeconds: String?
+    public var tokenUsage: String?
+    public var result: String?
+    public var errorMessage: String?
+    public var errorType: String?
+    public var agentId: String?
+    public var workspaceId: String?
+    public var retryCount: String?
+
+    public init(status: String = "status", traceId: String? = nil, startedAt: String? = nil, completedAt: String? = nil,
+                durationSeconds: String? = nil, tokenUsage: String? = nil, result: String? = nil,
+                errorMessage: String? = nil, errorType: String? = nil, agentId: String? = nil,
+                workspaceId: String? = nil, retryCount: String? = nil) {
+        self.status = status
+        self.traceId = traceId
+        self.startedAt = startedAt
+        self.completedAt = completedAt
+        self.durationSeconds = durationSeconds
+        self.tokenUsage = tokenUsage
+        self.result = result
+        self.errorMessage = errorMessage
+        self.errorType = errorType
+        self.agentId = agentId
+        self.workspaceId = workspaceId
+        self.retryCount = retryCount
+    }
+
+    /// The YAML keys, in order.
+    public static let logicalNames = ["status", "trace_id", "started_at", "completed_at", "duration_seconds",
+                                      "token_usage", "result", "error_message", "error_type", "agent_id",
+                                      "workspace_id", "retry_count"]
+
+    /// Configured columns keyed by their YAML (logical) name.
+    public var byLogicalName: [String: String] {
+        let values: [String?] = [status, traceId, startedAt, completedAt, durationSeconds, tokenUsage, result,
+                                 errorMessage, errorType, agentId, workspaceId, retryCount]
+        var out: [String: String] = [:]
+        for (k, v) in zip(Self.logicalNames, values) { if let v { out[k] = v } }
+        return out
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case status, traceId = "trace_id", startedAt = "started_at", completedAt = "completed_at"
+        case durationSeconds = "duration_seconds", tokenUsage = "token_usage", result
+        case errorMessage = "error_message", errorType = "error_type", agentId = "agent_id"
+        case workspaceId = "workspace_id", retryCount = "retry_count"
+    }
+}
+
+/// Values of the execution table's status column.
+public struct ExecutionStatuses: Sendable, Equatable, Codable {
+    public var started: String
+    public var completed: String
+    public var failedRetriable: String
+    public var failedTerminal: String
+
+    public init(started: String = "started", completed: String = "completed",
+                failedRetriable: String = "failed_retriable", failedTerminal: String = "failed_terminal") {
+        self.started = started
+        self.completed = completed
+        self.failedRetriable = failedRetriable
+        self.failedTerminal = failedTerminal
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case started, completed, failedRetriable = "failed_retriable", failedTerminal = "failed_terminal"
+    }
+}
+
+/// `handoffs_table`: an edge table of agent-to-agent handoffs (e.g. `agent_handoffs`).
+public struct HandoffsTableMapping: Sendable, Equatable, Codable {
+    public var table: String
+    public var sourceColumn: String
+    public var targetColumn: String
+    public var descriptionColumn: String?
+    public var origin: MappingLocation
+
+    public init(table: String, sourceColumn: String, targetColumn: String, descriptionColumn: String? = nil,
+                origin: MappingLocation = .unknown) {
+        self.table = table
+        self.sourceColumn = sourceColumn
+        self.targetColumn = targetColumn
+        self.descriptionColumn = descriptionColumn
+        self.origin = origin
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case table, sourceColumn = "source_column", targetColumn = "target_column"
+        case descriptionColumn = "description_column", origin
+    }
+}
+
+/// `tracing`: the workflow name and whether tool inputs/outputs are recorded.
+public struct TracingMapping: Sendable, Equatable, Codable {
+    public var workflowName: String
+    public var includeSensitiveData: Bool
+
+    public init(workflowName: String = "bridge exec", includeSensitiveData: Bool = true) {
+        self.workflowName = workflowName
+        self.includeSensitiveData = includeSensitiveData
+    }
+
+    enum CodingKeys: String, CodingKey { case workflowName = "workflow_name", includeSensitiveData = "include_sensitive_data" }
+}
+
+/// One entry of `agents`.
+public struct AgentMapping: Sendable, Equatable, Codable {
+    public var name: String
+    /// The value of `agent_selection.match_column` that selects this agent (default: `name`).
+    public var match: String
+    public var instructions: Template
+    public var model: String
+    public var modelSettings: [String: JSONValue]
+    /// `responses` or `chat_completions`; nil means the provider's default (responses).
+    public var modelAPI: String?
+    /// Tool names, in order.
+    public var tools: [String]
+    public var handoffs: [HandoffMapping]
+    /// Used when other agents hand off to this one.
+    public var handoffDescription: String?
+    public var maxTurns: Int?
+    public var toolUseBehavior: ToolUseBehavior
+    public var origin: MappingLocation
+
+    public init(name: String, match: String? = nil, instructions: Template = Template(""), model: String = "gpt-4.1",
+                modelSettings: [String: JSONValue] = [:], modelAPI: String? = nil, tools: [String] = [],
+                handoffs: [HandoffMapping] = [], handoffDescription: String? = nil, maxTurns: Int? = nil,
+                toolUseBehavior: ToolUseBehavior = .runLLMAgain, origin: MappingLocation = .unknown) {
+        self.name = name
+        self.match = match ?? name
+        self.instructions = instructions
+        self.model = model
+        self.modelSettings = modelSettings
+        self.modelAPI = modelAPI
+        self.tools = tools
+        self.handoffs = handoffs
+        self.handoffDescription = handoffDescription
+        self.maxTurns = maxTurns
+        self.toolUseBehavior = toolUseBehavior
+        self.origin = origin
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, match, instructions, model, modelSettings = "model_settings", modelAPI = "model_api", tools
+        case handoffs, handoffDescription = "handoff_description", maxTurns = "max_turns"
+        case toolUseBehavior = "tool_use_behavior", origin
+    }
+}
+
+/// A handoff declared in YAML: the target agent and an optional description.
+public struct HandoffMapping: Sendable, Equatable, Codable {
+    public var agent: String
+    public var description: String?
+
+    public init(agent: String, description: String? = nil) {
+        self.agent = agent
+        self.description = description
+    }
+}
+
+/// One entry of `tools`: its schema and how it runs.
+public struct ToolMapping: Sendable, Equatable, Codable {
+    public var name: String
+    public var description: String
+    /// JSON Schema of the arguments (`{}` for hosted tools).
+    public var parameters: JSONValue
+    public var strict: Bool
+    public var implementation: ToolImplementation
+    public var origin: MappingLocation
+
+    public init(name: String, description: String = "", parameters: JSONValue = ToolMapping.emptyParameters,
+                strict: Bool = true, implementation: ToolImplementation, origin: MappingLocation = .unknown) {
+        self.name = name
+        self.description = description
+        self.parameters = parameters
+        self.strict = strict
+        self.implementation = implementation
+        self.origin = origin
+    }
+
+    /// `{type: object, properties: {}, required: [], additionalProperties: false}`
+    public static let emptyParameters: JSONValue = [
+        "type": "object", "properties": [:], "required": [], "additionalProperties": false,
+    ]
+
+    /// The run-spec form of this tool.
+    public var spec: ToolSpec {
+        ToolSpec(name: name, description: description, parameters: parameters, strict: strict,
+                 implementation: implementation)
+    }
+}
+
+extension MappingLocation {
+    /// A placeholder for models built in code rather than loaded from a file.
+    public static let unknown = MappingLocation(file: "<code>", line: 0, column: 0, path: "")
+}

@@ -1,0 +1,155 @@
+import BridgeCore
+import BridgePostgres
+
+/// Checks loaded mappings against a live database: every table and column they name exists,
+/// and every SQL tool prepares (parses, resolves names and infers parameter types) without
+/// running.
+public enum MappingValidator {
+    /// A table or column the mappings name, and where.
+    public struct Reference: Sendable, Equatable {
+        public var table: String
+        /// nil: the table itself.
+        public var column: String?
+        public var location: MappingLocation
+    }
+
+    /// Every table and column reference in `config`, in YAML order.
+    public static func references(_ config: MappingConfig) -> [Reference] {
+        var out: [Reference] = []
+        func add(_ table: String, _ column: String?, _ origin: MappingLocation, _ path: String) {
+            out.append(Reference(table: table, column: column, location: config.location(origin, path)))
+        }
+        let s = config.source
+        let t = s.table
+        add(t, nil, s.origin, "table")
+        add(t, s.key, s.origin, "key")
+        add(t, s.status.column, s.origin, "status.column")
+        if let g = s.groupColumn { add(t, g, s.origin, "group_column") }
+        if let p = s.priority { add(t, p.column, s.origin, "priority.column") }
+        if let c = s.createdAtColumn { add(t, c, s.origin, "created_at_column") }
+        for c in s.input.columns(root: "task") { add(t, c, s.origin, "input") }
+        if let a = s.agentSelection {
+            add(a.table, nil, s.origin, "agent_selection.table")
+            add(a.table, a.key, s.origin, "agent_selection.key")
+            add(a.table, a.matchColumn, s.origin, "agent_selection.match_column")
+            if let g = a.groupColumn { add(a.table, g, s.origin, "agent_selection.group_column") }
+            if let c = a.taskColumn { add(t, c, s.origin, "agent_selection.task_column") }
+            if let c = a.fallbackColumn { add(t, c, s.origin, "agent_selection.fallback_column") }
+            for c in s.input.columns(root: "agent") { add(a.table, c, s.origin, "input") }
+        }
+        let r = config.results
+        add(t, r.resultColumn, r.origin, "result_column")
+        if let c = r.completedAtColumn { add(t, c, r.origin, "completed_at_column") }
+        if let c = r.traceIdColumn { add(t, c, r.origin, "trace_id_column") }
+        if let e = r.executions {
+            add(e.table, nil, r.origin, "executions.table")
+            add(e.table, e.taskColumn, r.origin, "executions.task_column")
+            for (logical, column) in e.columns.byLogicalName.sorted(by: { $0.key < $1.key }) {
+                add(e.table, column, r.origin, "executions.columns.\(logical)")
+            }
+        }
+        if let h = config.handoffsTable {
+            add(h.table, nil, h.origin, "table")
+            add(h.table, h.sourceColumn, h.origin, "source_column")
+            add(h.table, h.targetColumn, h.origin, "target_column")
+            if let d = h.descriptionColumn { add(h.table, d, h.origin, "description_column") }
+        }
+        for a in config.agents {
+            for c in a.instructions.columns(root: "task") { add(t, c, a.origin, "instructions") }
+            if let sel = s.agentSelection {
+                for c in a.instructions.columns(root: "agent") { add(sel.table, c, a.origin, "instructions") }
+            }
+        }
+        for tool in config.tools {
+            if case .sql(let spec) = tool.implementation {
+                for c in spec.namedParameters.taskColumns { add(t, c, tool.origin, "sql.query") }
+            }
+        }
+        return out
+    }
+
+    /// Checks `config` against the database behind `connection`. Returns every problem; an
+    /// empty list means the mappings fit the schema.
+    public static func checkLive(_ config: MappingConfig, connection: PostgresConnection) async -> [MappingIssue] {
+        var issues: [MappingIssue] = []
+        var columnsByTable: [String: Set<String>?] = [:]
+        let refs = references(config)
+        for ref in refs {
+            if columnsByTable[ref.table] == nil {
+                do {
+                    columnsByTable[ref.table] = .some(try await columns(of: ref.table, connection: connection))
+                } catch {
+                    issues.append(MappingIssue(ref.location, "cannot read the columns of \(ref.table): \(error.message)"))
+                    columnsByTable[ref.table] = .some(nil)
+                    continue
+                }
+            }
+            guard let known = columnsByTable[ref.table] ?? nil else { continue }
+            if known.isEmpty {
+                if ref.column == nil { issues.append(MappingIssue(ref.location, "table \(ref.table) does not exist")) }
+                continue
+            }
+            if let c = ref.column, !known.contains(c) {
+                var msg = "column \(ref.table).\(c) does not exist"
+                if ref.location.path.hasSuffix("trace_id_column") || ref.location.path.hasSuffix("columns.trace_id") {
+                    msg += " (bridge migrate adds it)"
+                } else if let near = nearest(c, in: known.sorted()) {
+                    msg += " (did you mean \(ref.table).\(near)?)"
+                }
+                if !issues.contains(MappingIssue(ref.location, msg)) { issues.append(MappingIssue(ref.location, msg)) }
+            }
+        }
+        // Tables that do not exist are reported once (at the table reference); column
+        // references to them add nothing.
+        for tool in config.tools {
+            guard case .sql(let spec) = tool.implementation else { continue }
+            let (text, _) = spec.positionalSQL()
+            let name = "bridge_mapping_check"
+            do {
+                _ = try await connection.simpleQuery("PREPARE \(name) AS \(text)")
+                _ = try await connection.simpleQuery("DEALLOCATE \(name)")
+            } catch {
+                issues.append(MappingIssue(config.location(tool.origin, "sql.query"),
+                                           "the SQL of tool '\(tool.name)' does not prepare: \(error.message)"))
+            }
+        }
+        return issues
+    }
+
+    /// Column names of `table` (`name` or `schema.name`, searched in the search path); empty
+    /// when the table does not exist.
+    static func columns(of table: String, connection: PostgresConnection) async throws(PostgresError) -> Set<String> {
+        let parts = table.split(separator: ".", maxSplits: 1).map(String.init)
+        let schema = parts.count == 2 ? parts[0] : ""
+        let name = parts.count == 2 ? parts[1] : parts[0]
+        let rows = try await connection.query("""
+            WITH t AS (
+              SELECT table_schema FROM information_schema.tables
+              WHERE table_name = \(name)
+                AND (table_schema = \(schema) OR (\(schema) = '' AND table_schema = ANY (current_schemas(false))))
+              ORDER BY array_position(current_schemas(false), table_schema::name) NULLS LAST
+              LIMIT 1)
+            SELECT c.column_name::text AS column_name
+            FROM information_schema.columns c JOIN t ON c.table_schema = t.table_schema
+            WHERE c.table_name = \(name)
+            """)
+        return Set(rows.compactMap { $0["column_name"] })
+    }
+}
+
+extension SQLToolSpec {
+    /// The SQL with named parameters replaced by `$n` (each name numbered once) and the
+    /// parameter paths in `$n` order. Used to PREPARE the statement when checking.
+    public func positionalSQL() -> (sql: String, parameters: [[String]]) {
+        var text = ""
+        var order: [[String]] = []
+        for piece in namedParameters.pieces {
+            switch piece {
+            case .sql(let s): text += s
+            case .parameter(let p):
+                if let i = order.firstIndex(of: p) { text += "$\(i + 1)" } else { order.append(p); text += "$\(order.count)" }
+            }
+        }
+        return (text, order)
+    }
+}

@@ -1,0 +1,281 @@
+import BridgeCore
+import Yams
+
+/// Walks a composed Yams `Node` tree, checking types and keys, recording where every key was
+/// written and collecting every problem as a `MappingIssue`.
+final class YAMLReader {
+    let file: String
+    var issues: [MappingIssue] = []
+    /// `file#path` → location of the value written at `path`.
+    var locations: [String: MappingLocation] = [:]
+
+    let lines: [[Unicode.Scalar]]
+
+    init(file: String, text: String = "") {
+        self.file = file
+        self.lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { Array($0.unicodeScalars) }
+    }
+
+    /// The character at a 1-based mark (libyaml counts columns in Unicode scalars).
+    func character(at mark: Mark) -> Unicode.Scalar? {
+        guard mark.line >= 1, mark.line <= lines.count else { return nil }
+        let l = lines[mark.line - 1]
+        return mark.column >= 1 && mark.column <= l.count ? l[mark.column - 1] : nil
+    }
+
+    /// Marks of the keys under which values were found, by key path: block mappings and lists
+    /// are located at their key (their own start mark is where the previous token ended).
+    var keyMarks: [String: Mark] = [:]
+
+    func location(_ node: Node?, _ path: String) -> MappingLocation {
+        var m = node?.mark
+        if let node, let k = keyMarks[path], let own = m {
+            switch node {
+            case .mapping, .sequence:
+                // Flow collections start at their bracket; block ones are located at their key.
+                let c = character(at: own)
+                if c != "{" && c != "[" { m = k }
+            default: break
+            }
+        }
+        return MappingLocation(file: file, line: m?.line ?? 1, column: m?.column ?? 1, path: path)
+    }
+
+    func issue(_ node: Node?, _ path: String, _ message: String) {
+        issues.append(MappingIssue(location(node, path), message))
+    }
+
+    func record(_ node: Node, _ path: String) {
+        locations[file + "#" + path] = location(node, path)
+    }
+
+    static func join(_ base: String, _ key: String) -> String { base.isEmpty ? key : base + "." + key }
+
+    static func kind(_ node: Node) -> String {
+        switch node {
+        case .mapping: return "a mapping"
+        case .sequence: return "a list"
+        case .alias: return "an alias"
+        case .scalar:
+            switch node.tagName {
+            case .null: return "null"
+            case .bool: return "a boolean"
+            case .int: return "an integer"
+            case .float: return "a number"
+            default: return "a string"
+            }
+        }
+    }
+
+    /// A mapping with string keys, every key in `allowed` (unknown keys are reported at the key).
+    func map(_ node: Node, _ path: String, allowed: [String]) -> MapReader? {
+        record(node, path)
+        guard case .mapping(let m) = node else {
+            issue(node, path, "expected a mapping, got \(Self.kind(node))")
+            return nil
+        }
+        var entries: [(key: String, keyNode: Node, value: Node)] = []
+        for (k, v) in m {
+            guard case .scalar(let s) = k else {
+                issue(k, path, "mapping keys must be strings")
+                continue
+            }
+            if !allowed.contains(s.string) {
+                let childPath = Self.join(path, s.string)
+                var msg = "unknown key '\(s.string)'"
+                if let near = nearest(s.string, in: allowed) { msg += " (did you mean '\(near)'?)" }
+                else { msg += " (expected one of: \(allowed.joined(separator: ", ")))" }
+                issue(k, childPath, msg)
+                continue
+            }
+            if let mark = k.mark { keyMarks[Self.join(path, s.string)] = mark }
+            entries.append((s.string, k, v))
+        }
+        return MapReader(reader: self, node: node, path: path, entries: entries)
+    }
+
+    /// A list.
+    func list(_ node: Node, _ path: String) -> [Node]? {
+        record(node, path)
+        guard case .sequence(let s) = node else {
+            issue(node, path, "expected a list, got \(Self.kind(node))")
+            return nil
+        }
+        return Array(s)
+    }
+
+    /// A string (integers and numbers are taken as their text; booleans and null are not).
+    func string(_ node: Node, _ path: String) -> String? {
+        record(node, path)
+        guard case .scalar(let s) = node, [.str, .int, .float].contains(node.tagName) else {
+            issue(node, path, "expected a string, got \(Self.kind(node))")
+            return nil
+        }
+        return s.string
+    }
+
+    /// A non-empty string (an identifier such as a table or column name, or a name).
+    func name(_ node: Node, _ path: String) -> String? {
+        guard let s = string(node, path) else { return nil }
+        if s.trimmingSpaces.isEmpty { issue(node, path, "must not be empty"); return nil }
+        return s
+    }
+
+    func int(_ node: Node, _ path: String, min: Int? = nil) -> Int? {
+        record(node, path)
+        guard node.tagName == .int, let v = node.int else {
+            issue(node, path, "expected an integer, got \(Self.kind(node))")
+            return nil
+        }
+        if let min, v < min { issue(node, path, "must be at least \(min)"); return nil }
+        return v
+    }
+
+    func bool(_ node: Node, _ path: String) -> Bool? {
+        record(node, path)
+        guard node.tagName == .bool, let v = node.bool else {
+            issue(node, path, "expected true or false, got \(Self.kind(node))")
+            return nil
+        }
+        return v
+    }
+
+    func strings(_ node: Node, _ path: String) -> [String]? {
+        guard let items = list(node, path) else { return nil }
+        var out: [String] = []
+        var ok = true
+        for (i, item) in items.enumerated() {
+            if let s = name(item, "\(path)[\(i)]") { out.append(s) } else { ok = false }
+        }
+        return ok ? out : nil
+    }
+
+    func stringMap(_ node: Node, _ path: String) -> [String: String]? {
+        record(node, path)
+        guard case .mapping(let m) = node else {
+            issue(node, path, "expected a mapping, got \(Self.kind(node))")
+            return nil
+        }
+        var out: [String: String] = [:]
+        for (k, v) in m {
+            guard let key = k.scalar?.string else { issue(k, path, "mapping keys must be strings"); continue }
+            if let s = string(v, Self.join(path, key)) { out[key] = s }
+        }
+        return out
+    }
+
+    func template(_ node: Node, _ path: String) -> Template? {
+        guard let s = string(node, path) else { return nil }
+        do { return try Template(parsing: s) } catch {
+            issue(node, path, error.message)
+            return nil
+        }
+    }
+
+    /// Any YAML value as JSON (recording the location of every nested key).
+    func json(_ node: Node, _ path: String) -> JSONValue? {
+        record(node, path)
+        switch node {
+        case .alias:
+            issue(node, path, "aliases are not supported here")
+            return nil
+        case .scalar(let s):
+            switch node.tagName {
+            case .null: return .null
+            case .bool: return node.bool.map(JSONValue.bool)
+            case .int: return node.int.map { .number(Double($0)) }
+            case .float:
+                guard let d = node.float, d.isFinite else { issue(node, path, "not a finite number"); return nil }
+                return .number(d)
+            default: return .string(s.string)
+            }
+        case .sequence(let seq):
+            var out: [JSONValue] = []
+            for (i, item) in seq.enumerated() {
+                guard let v = json(item, "\(path)[\(i)]") else { return nil }
+                out.append(v)
+            }
+            return .array(out)
+        case .mapping(let m):
+            var out: [String: JSONValue] = [:]
+            for (k, v) in m {
+                guard let key = k.scalar?.string else { issue(k, path, "mapping keys must be strings"); return nil }
+                guard let value = json(v, Self.join(path, key)) else { return nil }
+                out[key] = value
+            }
+            return .object(out)
+        }
+    }
+}
+
+/// The checked entries of one YAML mapping.
+struct MapReader {
+    let reader: YAMLReader
+    let node: Node
+    let path: String
+    let entries: [(key: String, keyNode: Node, value: Node)]
+
+    func has(_ key: String) -> Bool { entries.contains { $0.key == key } }
+    func node(_ key: String) -> Node? { entries.first { $0.key == key }?.value }
+    func keyNode(_ key: String) -> Node? { entries.first { $0.key == key }?.keyNode }
+    func path(_ key: String) -> String { YAMLReader.join(path, key) }
+
+    /// The value of a required key, or an issue at this mapping.
+    func required(_ key: String) -> Node? {
+        if let n = node(key) {
+            if n.tagName == .null, case .scalar = n {
+                reader.issue(n, path(key), "must not be empty")
+                return nil
+            }
+            return n
+        }
+        reader.issue(node, path, "missing required key '\(key)'")
+        return nil
+    }
+
+    func string(_ key: String, required req: Bool = false) -> String? {
+        guard let n = req ? required(key) : node(key) else { return nil }
+        return reader.string(n, path(key))
+    }
+
+    func name(_ key: String, required req: Bool = false) -> String? {
+        guard let n = req ? required(key) : node(key) else { return nil }
+        return reader.name(n, path(key))
+    }
+
+    func int(_ key: String, min: Int? = nil) -> Int? { node(key).flatMap { reader.int($0, path(key), min: min) } }
+    func bool(_ key: String) -> Bool? { node(key).flatMap { reader.bool($0, path(key)) } }
+    func strings(_ key: String) -> [String]? { node(key).flatMap { reader.strings($0, path(key)) } }
+    func template(_ key: String, required req: Bool = false) -> Template? {
+        guard let n = req ? required(key) : node(key) else { return nil }
+        return reader.template(n, path(key))
+    }
+    func map(_ key: String, allowed: [String]) -> MapReader? {
+        node(key).flatMap { reader.map($0, path(key), allowed: allowed) }
+    }
+}
+
+/// The closest candidate within an edit distance of 2 (for "did you mean").
+func nearest(_ word: String, in candidates: [String]) -> String? {
+    func distance(_ a: [Character], _ b: [Character]) -> Int {
+        if a.isEmpty { return b.count }
+        if b.isEmpty { return a.count }
+        var prev = Array(0...b.count)
+        for i in 1...a.count {
+            var cur = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...b.count {
+                cur[j] = Swift.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            prev = cur
+        }
+        return prev[b.count]
+    }
+    let w = Array(word.lowercased())
+    let scored = candidates.map { ($0, distance(w, Array($0.lowercased()))) }.filter { $0.1 <= 2 }
+    return scored.min { $0.1 < $1.1 }?.0
+}
+
+extension Node {
+    /// The resolved tag's name (`Tag.name` is internal to Yams; its raw value is public).
+    var tagName: Tag.Name { Tag.Name(rawValue: tag.rawValue) }
+}

@@ -1,0 +1,74 @@
+import BridgeCore
+import BridgeMapping
+import BridgePostgres
+import Testing
+
+@Suite struct MappingTemplateTests {
+    @Test func rendersTaskJSONAndAgentReferences() throws {
+        let t = try Template(parsing: "{{task.name}} / {{ task.context_data.project_phase }} / {{agent.system_prompt}} / {{task.context_data.tags.1}} / {{task.missing}}|{{task.n}}")
+        let task: [String: JSONValue] = ["name": "Write", "context_data": ["project_phase": "ANALYSIS", "tags": ["a", "b"]],
+                                         "n": 3]
+        #expect(t.render(task: task, agent: ["system_prompt": "Be brief."]) == "Write / ANALYSIS / Be brief. / b / |3")
+        #expect(t.render(task: task) == "Write / ANALYSIS /  / b / |3")
+        #expect(t.columns(root: "task") == ["name", "context_data", "missing", "n"])
+        #expect(t.columns(root: "agent") == ["system_prompt"])
+    }
+
+    @Test func jsonStoredAsTextIsFollowed() throws {
+        let t = try Template(parsing: "{{task.ctx.k}}")
+        #expect(t.render(task: ["ctx": .string("{\"k\": {\"x\": 1}}")]) == "{\"x\":1}")
+    }
+
+    @Test func rejectsBadReferences() {
+        #expect(throws: TemplateError.self) { try Template(parsing: "{{foo.bar}}") }
+        #expect(throws: TemplateError.self) { try Template(parsing: "{{task}}") }
+        #expect(throws: TemplateError.self) { try Template(parsing: "{{task.}}") }
+        #expect(throws: TemplateError.self) { try Template(parsing: "{{task.name") }
+        #expect(throws: TemplateError.self) { try Template(parsing: "{{}}") }
+        #expect((try? Template(parsing: "no placeholders { } }}")) != nil)
+    }
+}
+
+@Suite struct MappingSQLCompileTests {
+    @Test func namedParametersBecomeBinds() throws {
+        let spec = SQLToolSpec(sql: "SELECT * FROM t WHERE a = :a AND w = :task.workspace_id AND b = :a AND c = :flag")
+        let q = try spec.compile(arguments: ["a": "x", "flag": true], task: ["workspace_id": "w1"])
+        #expect(q.sql == "SELECT * FROM t WHERE a = $1 AND w = $2 AND b = $1 AND c = $3")
+        #expect(q.binds == [.text("x"), .text("w1"), .text("true")])
+    }
+
+    @Test func skipsCastsLiteralsIdentifiersCommentsAndDollarQuotes() throws {
+        let sql = """
+            SELECT :x::int, ':no', E'it\\'s :no', "col:no", $$ :no $$, $tag$ :no $tag$ -- :no
+            , /* :no /* nested :no */ */ arr[1:2], :y
+            """
+        let q = try SQLToolSpec(sql: sql).compile(arguments: ["x": 5, "y": .null], task: [:])
+        #expect(q.sql == """
+            SELECT $1::int, ':no', E'it\\'s :no', "col:no", $$ :no $$, $tag$ :no $tag$ -- :no
+            , /* :no /* nested :no */ */ arr[1:2], $2
+            """)
+        #expect(q.binds == [.text("5"), .null])
+        #expect(SQLNamedParameters(scanning: sql).argumentNames == ["x", "y"])
+    }
+
+    @Test func objectsAndArraysBindAsCompactJSON() throws {
+        let q = try SQLToolSpec(sql: "SELECT :o::jsonb, :a::jsonb, :n, :f").compile(
+            arguments: ["o": ["b": 1, "a": [true, nil]], "a": [1, "two"], "n": 42, "f": 1.5], task: [:])
+        #expect(q.binds == [.text("{\"a\":[true,null],\"b\":1}"), .text("[1,\"two\"]"), .text("42"), .text("1.5")])
+    }
+
+    @Test func missingArgumentsAndTaskColumnsThrow() {
+        #expect(throws: SQLCompileError.self) { try SQLToolSpec(sql: "SELECT :a").compile(arguments: [:], task: [:]) }
+        #expect(throws: SQLCompileError.self) {
+            try SQLToolSpec(sql: "SELECT :task.id").compile(arguments: [:], task: ["name": "x"])
+        }
+        // A task column that is present but NULL binds as NULL.
+        #expect((try? SQLToolSpec(sql: "SELECT :task.agent_id").compile(arguments: [:], task: ["agent_id": .null]))?.binds == [.null])
+    }
+
+    @Test func positionalSQLNumbersEachNameOnce() {
+        let (sql, params) = SQLToolSpec(sql: "SELECT :a, :task.id, :a").positionalSQL()
+        #expect(sql == "SELECT $1, $2, $1")
+        #expect(params == [["a"], ["task", "id"]])
+    }
+}
