@@ -216,20 +216,23 @@ public struct ResultsMapping: Sendable, Equatable, Codable {
 /// `results.executions`: the per-attempt execution table.
 public struct ExecutionsMapping: Sendable, Equatable, Codable {
     public var table: String
+    /// The execution table's key column (default `id`), returned by the insert of each attempt.
+    public var key: String
     /// Column referencing the task key.
     public var taskColumn: String
     public var columns: ExecutionColumns
     public var statuses: ExecutionStatuses
 
-    public init(table: String = "task_executions", taskColumn: String = "task_id", columns: ExecutionColumns = .init(),
-                statuses: ExecutionStatuses = .init()) {
+    public init(table: String = "task_executions", key: String = "id", taskColumn: String = "task_id",
+                columns: ExecutionColumns = .init(), statuses: ExecutionStatuses = .init()) {
         self.table = table
+        self.key = key
         self.taskColumn = taskColumn
         self.columns = columns
         self.statuses = statuses
     }
 
-    enum CodingKeys: String, CodingKey { case table, taskColumn = "task_column", columns, statuses }
+    enum CodingKeys: String, CodingKey { case table, key, taskColumn = "task_column", columns, statuses }
 }
 
 /// Real column names of the execution table; nil means the schema has no such column.

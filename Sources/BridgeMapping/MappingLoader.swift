@@ -210,9 +210,10 @@ struct LoadState {
         var out = ResultsMapping(resultColumn: m.name("result_column") ?? "result",
                                  completedAtColumn: m.name("completed_at_column"),
                                  traceIdColumn: m.name("trace_id_column"), origin: origin)
-        if let e = m.map("executions", allowed: ["table", "task_column", "columns", "statuses"]) {
+        if let e = m.map("executions", allowed: ["table", "key", "task_column", "columns", "statuses"]) {
             var ex = ExecutionsMapping()
             ex.table = e.name("table") ?? ex.table
+            ex.key = e.name("key") ?? ex.key
             ex.taskColumn = e.name("task_column") ?? ex.taskColumn
             if let c = e.map("columns", allowed: ExecutionColumns.logicalNames) {
                 var cols = ExecutionColumns()

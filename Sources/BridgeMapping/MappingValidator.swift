@@ -44,6 +44,7 @@ public enum MappingValidator {
         if let e = r.executions {
             add(e.table, nil, r.origin, "executions.table")
             add(e.table, e.taskColumn, r.origin, "executions.task_column")
+            add(e.table, e.key, r.origin, "executions.key")
             for (logical, column) in e.columns.byLogicalName.sorted(by: { $0.key < $1.key }) {
                 add(e.table, column, r.origin, "executions.columns.\(logical)")
             }

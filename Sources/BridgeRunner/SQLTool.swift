@@ -21,11 +21,9 @@ public struct SQLToolExecutor: ToolExecutor {
     /// Compiles a tool's SQL with the call's arguments and the task row.
     public typealias Compiler = @Sendable (SQLToolSpec, JSONValue, [String: JSONValue]) throws -> PostgresQuery
 
-    /// TEMPORARY: uses the runner branch's stand-in (SQLCompileShim.swift) until
-    /// `SQLToolSpec.compile(arguments:task:)` is merged; then becomes
-    /// `{ try $0.compile(arguments: $1, task: $2) }`.
+    /// `SQLToolSpec.compile(arguments:task:)` from the mapping layer.
     public static let defaultCompile: Compiler = { spec, arguments, task in
-        try spec.runnerTemporaryCompile(arguments: arguments, task: task)
+        try spec.compile(arguments: arguments, task: task)
     }
 
     let connection: ConnectionProvider

@@ -1,0 +1,113 @@
+import BridgeCore
+import BridgeMapping
+import BridgePostgres
+import BridgeRunner
+import BridgeTracing
+import Foundation
+
+/// A configuration problem found before any task is touched (exit 2).
+public struct ExecSetupError: BridgeError {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var exitStatus: ExitStatus { .badInput }
+    public var description: String { message }
+}
+
+/// Everything `bridge exec` needs, validated up front: the mappings (statically and against
+/// the live database), the connection, and the ledger tables created by `bridge migrate`.
+public struct ExecApp: Sendable {
+    public let config: MappingConfig
+    public let connectionConfig: ConnectionConfig
+    let environment: Environment
+
+    /// Loads and validates the mappings, then checks them against the database. Throws a
+    /// `BridgeError` with exit status 2 before anything is written.
+    public static func prepare(mappingsDirectory: String, connection: ConnectionConfig,
+                               environment: Environment) async throws -> ExecApp {
+        let config = try MappingLoader.load(directory: mappingsDirectory)
+        let conn = try await PostgresConnection.connect(connection)
+        do {
+            // The ledger comes from `bridge migrate`; say so rather than listing missing columns.
+            let ledger = try await conn.query("SELECT to_regclass('bridge.spans') IS NOT NULL AS ok").first?.bool("ok") ?? false
+            guard ledger else {
+                throw ExecSetupError("bridge.spans does not exist in \(connection.redacted): run `bridge migrate` first")
+            }
+            let issues = await MappingValidator.checkLive(config, connection: conn)
+            if !issues.isEmpty { throw MappingErrors(issues) }
+        } catch {
+            await conn.close()
+            throw error
+        }
+        await conn.close()
+        return ExecApp(config: config, connectionConfig: connection, environment: environment)
+    }
+
+    /// One JSON line per task's run spec. Reads only: nothing is claimed or written.
+    public func dryRun(keys: [String], limit: Int) async throws -> [String] {
+        let conn = try await PostgresConnection.connect(connectionConfig)
+        do {
+            let lines = try await specLines(conn, keys: keys, limit: limit)
+            await conn.close()
+            return lines
+        } catch {
+            await conn.close()
+            throw error
+        }
+    }
+
+    private func specLines(_ conn: PostgresConnection, keys: [String], limit: Int) async throws -> [String] {
+        let store = TaskStore(config: config)
+        let bridge = DatabaseToSDKBridge(config: config)
+        let source = config.source
+        let rows = try await store.peek(on: conn, keys: keys, limit: limit)
+        if !keys.isEmpty {
+            let found = Set(rows.compactMap { $0[source.key]?.templateText })
+            let missing = keys.filter { !found.contains($0) }
+            if !missing.isEmpty {
+                throw ExecSetupError("no task with \(source.table).\(source.key) = \(missing.joined(separator: ", "))")
+            }
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var lines: [String] = []
+        for row in rows {
+            let key = row[source.key]?.templateText ?? "?"
+            let attempt = try await store.previousAttempts(on: conn, taskKey: key) + 1
+            let (agents, edges) = try await bridge.loadAgentsAndEdges(for: row, connection: conn)
+            let spec = try bridge.runSpec(task: row, agentRows: agents, handoffEdges: edges, attempt: attempt)
+            lines.append(String(decoding: try encoder.encode(spec), as: UTF8.self))
+        }
+        return lines
+    }
+
+    /// Drains pending tasks with the given model and returns the summary.
+    public func execute(options: WorkerOptions, model: any ModelProvider, traceFile: String?,
+                        progress: ProgressReporter) async throws -> WorkerSummary {
+        let cc = connectionConfig
+        let connect: @Sendable () async throws -> PostgresConnection = { try await PostgresConnection.connect(cc) }
+        var sinks: [any SpanSink] = []
+        if let traceFile { sinks.append(try FileExporter(path: traceFile)) }
+        let env = environment
+        let secrets = ["OPENAI_API_KEY", "OPENAI_TRACING_API_KEY", "PGPASSWORD"].compactMap { env[$0] }
+            + Self.password(in: cc.conninfo).map { [$0] }.orEmpty
+        let worker = Worker(
+            config: config, connect: connect, model: model,
+            tools: { conn in
+                CompositeToolExecutor(sql: SQLToolExecutor(connection: { conn }),
+                                      http: HTTPToolExecutor(environment: env),
+                                      command: CommandToolExecutor())
+            },
+            extraSinks: sinks, progress: progress, options: options, secrets: secrets)
+        return try await worker.drain()
+    }
+
+    /// The password of a `postgres://user:password@host` URL, if any.
+    static func password(in conninfo: String) -> String? {
+        guard let c = URLComponents(string: conninfo), let p = c.password, !p.isEmpty else { return nil }
+        return p.removingPercentEncoding ?? p
+    }
+}
+
+extension Optional where Wrapped == [String] {
+    var orEmpty: [String] { self ?? [] }
+}

@@ -1,1 +1,0 @@
-// BridgeWorker: see Package.swift for this layer's role.
