@@ -156,8 +156,7 @@ final class CommandRun: @unchecked Sendable {
         // - Blocking pipe I/O parked on Dispatch's global queues starves them (their width
         //   grows slowly) and on the cooperative pool it starves Swift concurrency.
         let io = Thread { [self] in
-            var all = sigset_t(), none = sigset_t(), previous = sigset_t()
-            sigfillset(&all)
+            var none = sigset_t(), previous = sigset_t()
             sigemptyset(&none)
             pthread_sigmask(SIG_SETMASK, &none, &previous)
             let started: Bool

@@ -269,4 +269,26 @@ import Testing
         }
         #expect(try await client.execute(HTTPRequest(url: server.url("/s"))).json() == ["ok": true])
     }
+
+    @Test func serverRoutesClosesAndContinues() async throws {
+        let server = try TestHTTPServer(handler: TestHTTPServer.routes([
+            "/close": { _ in TestHTTPResponse(status: 200, body: Array("bye".utf8), closeConnection: true) },
+            "/echo": { request in TestHTTPResponse(body: request.body) },
+        ]))
+        defer { server.stop() }
+        let client = HTTPClient()
+        defer { client.shutdown() }
+
+        #expect(try await client.execute(HTTPRequest(url: server.url("/nowhere"))).status == 404)
+        #expect(try await client.execute(HTTPRequest(url: server.url("/close"))).bodyText == "bye")
+        #expect(try await client.execute(HTTPRequest(url: server.url("/close"))).bodyText == "bye")
+        // The server closed after each /close, so each request after it needed a new connection.
+        #expect(server.connectionCount == 2)
+        // An explicit `Expect: 100-continue` is answered by the server before the body flows.
+        let body = [UInt8](repeating: 0x42, count: 100_000)
+        let echoed = try await client.execute(HTTPRequest(method: .post, url: server.url("/echo"),
+                                                          headers: ["Expect": "100-continue"], body: body))
+        #expect(echoed.body == body)
+        #expect(server.requests.last?.header("Expect") == "100-continue")
+    }
 }
