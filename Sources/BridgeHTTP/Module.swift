@@ -1,1 +1,0 @@
-// BridgeHTTP: see Package.swift for this layer's role.
