@@ -79,7 +79,9 @@ let package = Package(
         // The exec worker: claims tasks, runs them traced, records results
         .target(
             name: "BridgeWorker",
-            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMapping", "BridgeRunner", "BridgeTracing"],
+            dependencies: [
+                "BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeRunner", "BridgeTracing",
+            ],
             swiftSettings: strict
         ),
         .target(

@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgeHTTP
 import BridgeMapping
 import BridgePostgres
 import BridgeRunner
@@ -88,13 +89,15 @@ public struct ExecApp: Sendable {
         var sinks: [any SpanSink] = []
         if let traceFile { sinks.append(try FileExporter(path: traceFile)) }
         let env = environment
+        let httpClient = HTTPClient()
+        defer { httpClient.shutdown() }
         let secrets = ["OPENAI_API_KEY", "OPENAI_TRACING_API_KEY", "PGPASSWORD"].compactMap { env[$0] }
             + Self.password(in: cc.conninfo).map { [$0] }.orEmpty
         let worker = Worker(
             config: config, connect: connect, model: model,
             tools: { conn in
                 CompositeToolExecutor(sql: SQLToolExecutor(connection: { conn }),
-                                      http: HTTPToolExecutor(environment: env),
+                                      http: HTTPToolExecutor(client: httpClient, environment: env),
                                       command: CommandToolExecutor())
             },
             extraSinks: sinks, progress: progress, options: options, secrets: secrets)

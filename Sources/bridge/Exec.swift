@@ -1,0 +1,91 @@
+import ArgumentParser
+import BridgeCore
+import BridgeRunner
+import BridgeWorker
+import Foundation
+
+extension Bridge {
+    /// `bridge exec`: the DatabaseToSDKBridge worker.
+    struct Exec: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run pending tasks through their agents, traced span for span.",
+            discussion: """
+                Claims pending task rows (FOR NO KEY UPDATE SKIP LOCKED in a short autocommitted \
+                statement, so several workers can run at once), turns each into a run spec through the \
+                YAML mappings, runs it with its tools and handoffs, records every span in bridge.spans \
+                as it ends, and writes the result, the execution row and the trace id back in one \
+                transaction. Exits when nothing is left to claim, including sub-tasks created during \
+                the run. Finished tasks are never touched.
+
+                --offline uses the built-in deterministic model (no network, no key): each agent calls \
+                all its function tools once, then takes its handoffs, then answers.
+
+                Exit status: 0 every task completed, 1 a task failed, 2 bad flags, mappings or \
+                connection (nothing is touched then).
+                """
+        )
+
+        @OptionGroup var connection: ConnectionOptions
+
+        @Option(help: ArgumentHelp("Directory of *.yaml agent and tool mappings.", valueName: "dir"))
+        var mappings: String = "mappings"
+
+        @Flag(help: "Use the built-in deterministic offline model (no network, no API key).")
+        var offline = false
+
+        @Flag(name: .customLong("dry-run"), help: "Print one run spec per task as a JSON line and change nothing.")
+        var dryRun = false
+
+        @Option(help: ArgumentHelp("Only this task id (repeatable). With --dry-run the task may be in any status.",
+                                   valueName: "id"))
+        var task: [String] = []
+
+        @Option(help: "Run at most this many tasks at once.")
+        var concurrency: Int = 4
+
+        @Option(name: .customLong("max-attempts"), help: "Attempts before a retriable failure marks the task failed.")
+        var maxAttempts: Int = 3
+
+        @Option(help: "Stop after this many tasks.")
+        var limit: Int?
+
+        @Option(name: .customLong("trace-file"),
+                help: ArgumentHelp("Also append every trace and span as JSONL in the Agents SDK's export format.",
+                                   valueName: "path"))
+        var traceFile: String?
+
+        @Flag(help: "Only the summary line, no per-task lines.")
+        var quiet = false
+
+        func validate() throws {
+            guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+            guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
+            if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        }
+
+        func run() async throws {
+            try await runReportingErrors {
+                let env = Environment.process
+                if !offline && !dryRun {
+                    guard env["OPENAI_API_KEY"] != nil else {
+                        throw UsageError("no model configured: pass --offline for the built-in offline model, or set OPENAI_API_KEY to call OpenAI")
+                    }
+                    throw UsageError("OPENAI_API_KEY is set, but the OpenAI model providers are not part of this build yet; pass --offline")
+                }
+                let app = try await ExecApp.prepare(mappingsDirectory: mappings,
+                                                    connection: connection.config(applicationName: "bridge-exec"),
+                                                    environment: env)
+                if dryRun {
+                    for line in try await app.dryRun(keys: task, limit: limit ?? 1_000) { print(line) }
+                    return
+                }
+                let summary = try await app.execute(
+                    options: WorkerOptions(concurrency: concurrency, maxAttempts: maxAttempts, taskKeys: task, limit: limit),
+                    model: OfflineModel(), traceFile: traceFile, progress: ProgressReporter(quiet: quiet))
+                print("bridge exec: \(summary.line)")
+                if let traceFile { print("bridge exec: spans also written to \(traceFile)") }
+                if summary.failed > 0 { throw ExitCode(ExitStatus.failed.rawValue) }
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+import ArgumentParser
+import BridgeCore
+import BridgeMapping
+import BridgePostgres
+import Foundation
+
+extension Bridge {
+    /// `bridge mappings`: work with the YAML agent and tool mappings.
+    struct Mappings: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate the YAML agent and tool mappings.",
+            subcommands: [Check.self]
+        )
+    }
+}
+
+extension Bridge.Mappings {
+    /// `bridge mappings check`.
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the mappings, statically and against the live database, and report every problem.",
+            discussion: """
+                Reports each problem as file:line:column: key.path: message — unknown keys, unknown agent \
+                or tool names, duplicates, bad JSON Schemas, templates, and (unless --offline-only) tables \
+                and columns that do not exist in the database.
+
+                Exit status: 0 no problems, 2 problems found or the database is unreachable.
+                """
+        )
+
+        @OptionGroup var connection: ConnectionOptions
+
+        @Option(help: ArgumentHelp("Directory of *.yaml mappings.", valueName: "dir"))
+        var mappings: String = "mappings"
+
+        @Flag(name: .customLong("static-only"), help: "Skip the checks against the database.")
+        var staticOnly = false
+
+        func run() async throws {
+            try await runReportingErrors {
+                let config = try MappingLoader.load(directory: mappings)
+                var issues: [MappingIssue] = []
+                if !staticOnly {
+                    let conn = try await PostgresConnection.connect(connection.config(applicationName: "bridge-mappings"))
+                    issues = await MappingValidator.checkLive(config, connection: conn)
+                    await conn.close()
+                }
+                if !issues.isEmpty { throw MappingErrors(issues) }
+                print("\(mappings): ok (\(config.agents.count) agents, \(config.tools.count) tools, \(config.files.count) files)")
+            }
+        }
+    }
+}
