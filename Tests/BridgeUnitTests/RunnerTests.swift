@@ -375,14 +375,12 @@ func checkBalanced(_ events: [RunEvent]) {
 
     @Test func toolCallsRunConcurrently() async throws {
         let tools = FakeTools(delayMs: 300)
-        let started = Date()
         let (result, _, _) = await Fixture.run(Fixture.team(pmBehavior: .stopOnFirstTool), tools: tools)
         #expect(result.status == .completed)
         let entries = await tools.log.entries
         #expect(entries.count == 2)
         // Each started before the other ended.
         #expect(entries[0].start < entries[1].end && entries[1].start < entries[0].end)
-        #expect(Date().timeIntervalSince(started) < 0.58)
     }
 
     @Test func unknownToolFailsTheRun() async throws {
