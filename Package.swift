@@ -112,7 +112,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BridgeEndToEndTests",
-            dependencies: ["BridgeCore", "BridgeTestSupport"]
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMapping", "BridgeTestSupport"]
         ),
     ]
 )
