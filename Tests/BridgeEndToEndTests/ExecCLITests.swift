@@ -210,3 +210,32 @@ struct ExecCLITests {
         #expect(r.stdout.contains("ok"))
     }
 }
+
+/// Other schemas: table names come from the mappings, for migrations too.
+@Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
+struct OtherSchemaTests {
+    @Test func migratePlaceholdersComeFromTheMappings() async throws {
+        let url = try await TestDatabase.createReference(seed: false)
+        let c = try await TestDatabase.connect(url)
+        try await c.simpleQuery("ALTER TABLE tasks RENAME TO jobs; ALTER TABLE task_executions RENAME TO job_runs")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-jobs-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let source = try String(contentsOfFile: ExecCLITests.mappings + "/bridge.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "table: tasks", with: "table: jobs")
+            .replacingOccurrences(of: "table: task_executions", with: "table: job_runs")
+        try source.write(to: dir.appendingPathComponent("bridge.yaml"), atomically: true, encoding: .utf8)
+        for name in ["agents.yaml", "tools.yaml"] {
+            try FileManager.default.copyItem(atPath: ExecCLITests.mappings + "/" + name, toPath: dir.appendingPathComponent(name).path)
+        }
+
+        let r = try BridgeBinary.run(["migrate", "--database-url", url, "--dir", BridgeBinary.migrations, "--mappings", dir.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let cols = try await c.query("""
+            SELECT string_agg(table_name, ',' ORDER BY table_name) AS t FROM information_schema.columns
+            WHERE column_name = 'openai_trace_id'
+            """).first?["t"]
+        #expect(cols == "job_runs,jobs")
+        await c.close()
+    }
+}
