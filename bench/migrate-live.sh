@@ -19,6 +19,7 @@ BRIDGE=${BRIDGE:-$PWD/.build/release/bridge}
 [ -x "$BRIDGE" ] || swift build -c release --product bridge >/dev/null
 WORK=$(mktemp -d /tmp/bridge-bench.XXXXXX)
 trap 'pg_stop "$WORK"; rm -rf "$WORK"' EXIT
+trap 'exit 130' INT TERM
 pg_start "$WORK"
 PGBENCH="$PG_BIN/pgbench"
 
@@ -50,7 +51,7 @@ SQL
 run_with_writer() {
   local url=$1 label=$2; shift 2
   rm -f "$WORK"/pgbench_log.*
-  (cd "$WORK" && "$PGBENCH" -n -c 4 -j 2 -T 600 -l -f writer.sql "$url" >"$WORK/pgbench.out" 2>&1) &
+  (cd "$WORK" && exec "$PGBENCH" -n -c 4 -j 2 -T 600 -l -f writer.sql "$url" >"$WORK/pgbench.out" 2>&1) &
   local writer=$!
   sleep 3
   local t0 t1
