@@ -61,8 +61,8 @@ run_with_writer() {
   sleep 2
   kill -INT $writer 2>/dev/null || true; wait $writer 2>/dev/null || true
   local s_us e_us
-  s_us=$(awk -v t="$t0" 'BEGIN{printf "%d", t*1000000}')
-  e_us=$(awk -v t="$t1" 'BEGIN{printf "%d", t*1000000}')
+  s_us=$(awk -v t="$t0" 'BEGIN{printf "%.0f", t*1000000}')
+  e_us=$(awk -v t="$t1" 'BEGIN{printf "%.0f", t*1000000}')
   # pgbench log columns: client txno latency_us script epoch_s epoch_us (end time of each transaction)
   local max_ms
   max_ms=$(cat "$WORK"/pgbench_log.* | awk -v s="$s_us" -v e="$e_us" '
