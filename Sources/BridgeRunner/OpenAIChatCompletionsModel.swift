@@ -95,7 +95,8 @@ public struct ChatCompletionsModel: ModelProvider {
     }
 
     /// Turns a chat completion into a `ModelResponse` (output as Responses items, the raw
-    /// assistant message as the span output).
+    /// assistant message as the span output). `model` is the requested model, not the one the
+    /// server names, because the SDK's generation span records the requested one.
     public static func parseResponse(_ json: JSONValue, requestedModel: String,
                                      scrub: (String) -> String = { $0 }) throws(ModelProviderError) -> ModelResponse {
         guard let choice = json["choices"]?.arrayValue?.first else {
@@ -114,8 +115,7 @@ public struct ChatCompletionsModel: ModelProvider {
         }
         let usage = self.usage(json["usage"])
         return ModelResponse(output: message.isNull ? [] : ChatConverter.outputItems(message), usage: usage, responseId: nil,
-                             model: json["model"]?.stringValue ?? requestedModel,
-                             spanOutput: message.isNull ? [] : [message])
+                             model: requestedModel, spanOutput: message.isNull ? [] : [message])
     }
 
     /// Usage from `prompt_tokens`, `completion_tokens` and their details; one request even
