@@ -584,6 +584,24 @@ private func chatHandler(_ r: TestHTTPRequest) -> TestHTTPResponse {
     }
 }
 
+@Suite struct ModelRoutingMappingsTests {
+    static var shippedMappings: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("mappings").path
+    }
+
+    @Test func shippedMappingsNeedTheResponsesAPIForTheResearcher() throws {
+        let config = try MappingLoader.load(directory: Self.shippedMappings)
+        try ModelRouting.validate(config, defaultAPI: .responses)
+        let error = #expect(throws: ModelConfigurationError.self) {
+            try ModelRouting.validate(config, defaultAPI: .chatCompletions)
+        }
+        #expect(error?.description.contains("agent 'Researcher'") == true)
+        #expect(error?.description.contains("agents.yaml:") == true)
+        #expect(error?.description.contains("'web_search' (web_search)") == true)
+    }
+}
+
 @Suite struct ModelSettingsTests {
     @Test func settingsFromTheEnvironment() {
         let defaults = OpenAISettings(environment: Environment(["OPENAI_API_KEY": ""]))
