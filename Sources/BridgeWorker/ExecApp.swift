@@ -81,8 +81,25 @@ public struct ExecApp: Sendable {
         return lines
     }
 
+    /// Which model the runs call.
+    public enum ModelChoice: Sendable {
+        /// The built-in deterministic offline model.
+        case offline
+        /// OpenAI (or an OpenAI-compatible server at OPENAI_BASE_URL) with this default API;
+        /// agents may choose their own with `model_api`.
+        case openAI(ModelAPI)
+    }
+
+    /// Checks that the model choice can serve every agent (hosted tools need the Responses
+    /// API; a key is needed for api.openai.com). Throws a `BridgeError` with exit status 2.
+    public func validate(model: ModelChoice) throws {
+        guard case .openAI(let api) = model else { return }
+        try ModelRouting.validate(config, defaultAPI: api)
+        if let why = ModelProviders.missingKeyExplanation(environment: environment) { throw ExecSetupError(why) }
+    }
+
     /// Drains pending tasks with the given model and returns the summary.
-    public func execute(options: WorkerOptions, model: any ModelProvider, traceFile: String?,
+    public func execute(options: WorkerOptions, model choice: ModelChoice, traceFile: String?,
                         progress: ProgressReporter) async throws -> WorkerSummary {
         let cc = connectionConfig
         let connect: @Sendable () async throws -> PostgresConnection = { try await PostgresConnection.connect(cc) }
@@ -91,6 +108,10 @@ public struct ExecApp: Sendable {
         let env = environment
         let httpClient = HTTPClient()
         defer { httpClient.shutdown() }
+        let model: any ModelProvider = switch choice {
+        case .offline: OfflineModel()
+        case .openAI(let api): try ModelProviders.make(environment: env, defaultAPI: api, client: httpClient)
+        }
         let secrets = ["OPENAI_API_KEY", "OPENAI_TRACING_API_KEY", "PGPASSWORD"].compactMap { env[$0] }
             + Self.password(in: cc.conninfo).map { [$0] }.orEmpty
         let worker = Worker(
