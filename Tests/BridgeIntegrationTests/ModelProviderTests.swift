@@ -591,7 +591,17 @@ private func chatHandler(_ r: TestHTTPRequest) -> TestHTTPResponse {
     }
 
     @Test func shippedMappingsNeedTheResponsesAPIForTheResearcher() throws {
-        let config = try MappingLoader.load(directory: Self.shippedMappings)
+        // The shipped Researcher pins model_api: responses, so both defaults work.
+        let shipped = try MappingLoader.load(directory: Self.shippedMappings)
+        try ModelRouting.validate(shipped, defaultAPI: .responses)
+        try ModelRouting.validate(shipped, defaultAPI: .chatCompletions)
+        // Without the pin, chat-completions would hand the hosted web_search to an API without it.
+        let dir = Self.shippedMappings
+        let docs = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") }.sorted().map { name in
+            (file: "\(dir)/\(name)", text: try String(contentsOfFile: "\(dir)/\(name)", encoding: .utf8)
+                .replacingOccurrences(of: "    model_api: responses\n", with: ""))
+        }
+        let config = try MappingLoader.load(documents: docs)
         try ModelRouting.validate(config, defaultAPI: .responses)
         let error = #expect(throws: ModelConfigurationError.self) {
             try ModelRouting.validate(config, defaultAPI: .chatCompletions)
