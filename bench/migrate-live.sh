@@ -87,6 +87,8 @@ for f in migrations/*.sql; do
 done
 peer_migrate() { for f in "$WORK"/peer/*.sql; do psql "$URL_P" -X -q -1 -v ON_ERROR_STOP=1 -f "$f" || return 1; done; }
 
+echo "bench: baseline (writer alone, 2 s, no migration)..." >&2
+read -r N_MAX N_TOTAL N_TX < <(run_with_writer "$URL_B" baseline sleep 2)
 echo "bench: bridge migrate under write load..." >&2
 read -r B_MAX B_TOTAL B_TX < <(run_with_writer "$URL_B" bridge "$BRIDGE" migrate --database-url "$URL_B")
 echo "bench: naive peer (psql -1 -f per file) under write load..." >&2
@@ -94,6 +96,7 @@ read -r P_MAX P_TOTAL P_TX < <(run_with_writer "$URL_P" peer peer_migrate)
 
 INVALID=$(psql "$URL_B" -X -A -t -c "SELECT count(*) FROM pg_index WHERE NOT indisvalid")
 printf '\n| tool | rows | longest writer stall (ms) | migration time (s) | writer txns |\n|---|---|---|---|---|\n'
+printf '| no migration (writer alone) | %s | %s | %s | %s |\n' "$ROWS" "$N_MAX" "$N_TOTAL" "$N_TX"
 printf '| bridge migrate | %s | %s | %s | %s |\n' "$ROWS" "$B_MAX" "$B_TOTAL" "$B_TX"
 printf '| psql -1 -f (dbmate-style) | %s | %s | %s | %s |\n' "$ROWS" "$P_MAX" "$P_TOTAL" "$P_TX"
 awk -v b="$B_MAX" -v p="$P_MAX" 'BEGIN{ if (b > 0) printf "\nstall ratio peer/bridge: %.1fx\n", p / b }'
