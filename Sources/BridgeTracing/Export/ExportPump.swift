@@ -263,12 +263,12 @@ public actor ExportPump {
                 SELECT x.kind, x.id, x.trace_id FROM jsonb_to_recordset(\(json)::jsonb) AS x(kind text, id text, trace_id text)
             ), spans AS (
                 INSERT INTO bridge.span_deliveries (exporter, span_id, trace_id, status, attempts, error)
-                SELECT \(exporter.name)::text, i.id, i.trace_id, \(status)::text, \(attempts)::int, \(error)::text
+                SELECT \(exporter.name)::text, i.id, i.trace_id, \(status)::text, \(attempts)::int, \(error.postgresValue)::text
                 FROM items i WHERE i.kind = 'span'
                 ON CONFLICT (exporter, span_id) DO NOTHING
             ), traces AS (
                 INSERT INTO bridge.trace_deliveries (exporter, trace_id, status, attempts, error)
-                SELECT \(exporter.name)::text, i.id, \(status)::text, \(attempts)::int, \(error)::text
+                SELECT \(exporter.name)::text, i.id, \(status)::text, \(attempts)::int, \(error.postgresValue)::text
                 FROM items i WHERE i.kind = 'trace'
                 ON CONFLICT (exporter, trace_id) DO NOTHING
             )
@@ -285,6 +285,15 @@ public actor ExportPump {
 }
 
 extension ExportPump {
+    /// How many traces and spans `exporter` has recorded as rejected (all time).
+    public static func rejectedCount(exporter: String, connection: PostgresConnection) async throws -> ExportBacklog {
+        let row = try await connection.query("""
+            SELECT (SELECT count(*) FROM bridge.trace_deliveries WHERE exporter = \(exporter) AND status = 'rejected') AS traces,
+                   (SELECT count(*) FROM bridge.span_deliveries WHERE exporter = \(exporter) AND status = 'rejected') AS spans
+            """).first
+        return ExportBacklog(traces: row?.int("traces") ?? 0, spans: row?.int("spans") ?? 0)
+    }
+
     /// Makes every `rejected` row of `exporter` undelivered again, so the next pump sends those
     /// items once more (after the cause was fixed). Returns how many rows were cleared.
     public static func retryRejected(exporter: String, connection: PostgresConnection) async throws -> Int {

@@ -60,11 +60,19 @@ public final class ExportSession: Sendable {
     }
 
     /// Starts a pump per exporter, each on its own connection; they poll every `pollInterval`.
+    ///
+    /// When another process holds an exporter's lock (it exports for everyone), that pump
+    /// idles; at `finish` it waits for the lock until the timeout only with `waitForLock`
+    /// (`bridge export`), else it stops at once (`bridge exec`: the other process delivers).
     public static func start(exporters: [any TraceExporter], connect: @escaping @Sendable () async throws -> PostgresConnection,
-                             options: ExportPumpOptions, pollInterval: Duration = .seconds(1)) -> ExportSession {
+                             options: ExportPumpOptions, pollInterval: Duration = .seconds(1),
+                             waitForLock: Bool = false) -> ExportSession {
         let signal = StopSignal()
         let tasks = exporters.map { exporter in
-            Task { await run(exporter, connect: connect, options: options, pollInterval: pollInterval, signal: signal) }
+            Task {
+                await run(exporter, connect: connect, options: options, pollInterval: pollInterval, signal: signal,
+                          waitForLock: waitForLock)
+            }
         }
         return ExportSession(tasks: tasks, signal: signal)
     }
@@ -83,11 +91,19 @@ public final class ExportSession: Sendable {
         return reports
     }
 
+    /// Waits until every pump has stopped by itself (`--watch`: only a fatal error stops one).
+    public func wait() async -> [ExportReport] {
+        var reports: [ExportReport] = []
+        for t in tasks { reports.append(await t.value) }
+        return reports
+    }
+
     /// Cancels every pump at once (what is unsent stays in the ledger).
     public func cancel() { for t in tasks { t.cancel() } }
 
     static func run(_ exporter: any TraceExporter, connect: @Sendable () async throws -> PostgresConnection,
-                    options: ExportPumpOptions, pollInterval: Duration, signal: StopSignal) async -> ExportReport {
+                    options: ExportPumpOptions, pollInterval: Duration, signal: StopSignal,
+                    waitForLock: Bool) async -> ExportReport {
         var report = ExportReport(exporter: exporter.name, target: exporter.target, stats: ExportStats(exporter: exporter.name),
                                   backlog: nil, error: nil, lockedOut: true)
         let conn: PostgresConnection
@@ -99,18 +115,25 @@ public final class ExportSession: Sendable {
         var toldWaiting = false
         do {
             try await pump.register()
-            var last = false
             while true {
+                // Read before draining, so the drain that follows a stop is the last one.
+                let stopped = await signal.isStopped
                 if try await pump.tryLock() {
                     report.lockedOut = false
                     try await pump.drain()
-                } else if !toldWaiting {
-                    toldWaiting = true
-                    options.onEvent(.waitingForLock(exporter: exporter.name))
+                    if stopped { break }
+                } else {
+                    if !toldWaiting {
+                        toldWaiting = true
+                        options.onEvent(.waitingForLock(exporter: exporter.name))
+                    }
+                    if stopped && !waitForLock { break }
                 }
-                if last { break }
-                if await signal.isStopped { last = true; continue }
-                await signal.sleep(for: pollInterval)
+                if stopped {
+                    try await Task.sleep(for: pollInterval)  // waiting for the lock
+                } else {
+                    await signal.sleep(for: pollInterval)
+                }
                 try Task.checkCancellation()
             }
         } catch is CancellationError {
