@@ -404,4 +404,42 @@ struct ExportCLITests {
         #expect(notEnabled.status == 2 && notEnabled.stderr.contains("OTEL_EXPORTER_OTLP_ENDPOINT"))
         await fx.conn.close()
     }
+
+    @Test func execExportsWhileItWorksAndFlushesBeforeExit() async throws {
+        let url = try await TestDatabase.createReference(seed: true, workspaces: 1, tasksPerWorkspace: 4)
+        let root = TestDatabase.projectRoot.path
+        let migrate = try run(["migrate", "--database-url", url, "--dir", root + "/migrations"], env: [:])
+        #expect(migrate.status == 0, "\(migrate.stderr)")
+        let ingest = try TestHTTPServer(handler: TestHTTPServer.sequence([
+            .text("", status: 503), .text("", status: 503), .text("", status: 429, headers: [("retry-after", "0")]),
+        ], then: { _ in .json([:]) }))
+        defer { ingest.stop() }
+        let otlp = try TestHTTPServer { _ in .json([:]) }
+        defer { otlp.stop() }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-exec-\(UUID().uuidString).jsonl").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let r = try run(["exec", "--offline", "--database-url", url, "--mappings", root + "/mappings", "--trace-file", file,
+                         "--flush-timeout", "60"],
+                        env: ["OPENAI_API_KEY": "sk-exec-secret", "OPENAI_BASE_URL": ingest.url("/v1"),
+                              "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.baseURL])
+        #expect(r.status == 0 || r.status == 1, "\(r.stderr)")
+        #expect(!r.stderr.contains("not yet exported"), "\(r.stderr)")
+        #expect(!r.stderr.contains("sk-exec-secret") && !r.stdout.contains("sk-exec-secret"))
+        let conn = try await TestDatabase.connect(url)
+        let spans = Set(try await conn.query("SELECT span_id FROM bridge.spans").map { $0["span_id"] ?? "" })
+        let traces = Set(try await conn.query("SELECT trace_id FROM bridge.traces").map { $0["trace_id"] ?? "" })
+        #expect(!spans.isEmpty)
+        for name in ["openai", "otlp", "file"] {
+            #expect(try await ExportPump.backlog(exporter: name, connection: conn).isEmpty, "\(name)")
+        }
+        // Every trace and span reached the ingest stand-in exactly once after two 503s and a 429.
+        let ingested = ingestedIds(ingest.requests, acceptedFrom: 3)
+        #expect(ingested.count == spans.count + traces.count)
+        #expect(Set(ingested) == spans.union(traces))
+        #expect(r.stdout.contains("export openai: delivered \(spans.count) spans"))
+        let lines = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == spans.count + traces.count)
+        #expect(try await conn.query("SELECT name FROM bridge.exporters ORDER BY name").map { $0["name"] ?? "" } == ["file", "openai", "otlp"])
+        await conn.close()
+    }
 }
