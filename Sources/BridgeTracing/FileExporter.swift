@@ -7,10 +7,13 @@ import Glibc
 import Darwin
 #endif
 
-/// Appends traces and spans to a JSONL file in the SDK's export format (`--trace-file PATH`):
-/// a `{"object":"trace",…}` line when a run starts, then one `{"object":"trace.span",…}` line
-/// per span as it ends. Each line goes out in one `write(2)` on an `O_APPEND` descriptor, so
-/// concurrent runs (and processes) never interleave within a line.
+/// Appends traces and spans to a JSONL file in the SDK's export format (`--trace-file PATH`).
+///
+/// `bridge exec` and `bridge export` use it as the `file` exporter (see the `TraceExporter`
+/// conformance below): it is fed from the ledger by an `ExportPump`, which records each
+/// delivery. It can still be used directly as a `SpanSink` (a trace line when a run starts,
+/// then a span line as each span ends), which records nothing. Each line (or batch) goes out
+/// through an `O_APPEND` descriptor, so concurrent writers never interleave within a line.
 public actor FileExporter: SpanSink {
     public nonisolated let path: String
     private let fd: Int32
