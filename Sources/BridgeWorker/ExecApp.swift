@@ -99,12 +99,16 @@ public struct ExecApp: Sendable {
     }
 
     /// Drains pending tasks with the given model and returns the summary.
+    ///
+    /// Exporters (`openai`, `otlp` from the environment; `file` for `traceFile`) run
+    /// concurrently, reading the ledger as spans land, and get up to `flushTimeout` after the
+    /// last task to deliver the rest; what is left stays in the ledger for `bridge export` and
+    /// is reported in `summary.exports`.
     public func execute(options: WorkerOptions, model choice: ModelChoice, traceFile: String?,
-                        progress: ProgressReporter) async throws -> WorkerSummary {
+                        progress: ProgressReporter, flushTimeout: Duration = .seconds(10)) async throws -> WorkerSummary {
         let cc = connectionConfig
         let connect: @Sendable () async throws -> PostgresConnection = { try await PostgresConnection.connect(cc) }
-        var sinks: [any SpanSink] = []
-        if let traceFile { sinks.append(try FileExporter(path: traceFile)) }
+        let sinks: [any SpanSink] = []
         let env = environment
         let httpClient = HTTPClient()
         defer { httpClient.shutdown() }
@@ -112,8 +116,14 @@ public struct ExecApp: Sendable {
         case .offline: OfflineModel()
         case .openAI(let api): try ModelProviders.make(environment: env, defaultAPI: api, client: httpClient)
         }
+        let exporters = try ExporterSetup.enabled(environment: env, traceFile: traceFile, client: httpClient)
         let secrets = ["OPENAI_API_KEY", "OPENAI_TRACING_API_KEY", "PGPASSWORD"].compactMap { env[$0] }
-            + Self.password(in: cc.conninfo).map { [$0] }.orEmpty
+            + Self.password(in: cc.conninfo).map { [$0] }.orEmpty + ExporterSetup.secrets(of: exporters)
+        let exportOptions = ExportPumpOptions(onEvent: { event in
+            if case .delivered = event { return }
+            progress.log("bridge exec: export: \(event.line)")
+        }, secrets: secrets)
+        let session = ExportSession.start(exporters: exporters, connect: connect, options: exportOptions)
         let worker = Worker(
             config: config, connect: connect, model: model,
             tools: { conn in
@@ -122,7 +132,15 @@ public struct ExecApp: Sendable {
                                       command: CommandToolExecutor())
             },
             extraSinks: sinks, progress: progress, options: options, secrets: secrets)
-        return try await worker.drain()
+        var summary: WorkerSummary
+        do {
+            summary = try await worker.drain()
+        } catch {
+            _ = await session.finish(flushTimeout: flushTimeout)
+            throw error
+        }
+        summary.exports = await session.finish(flushTimeout: flushTimeout)
+        return summary
     }
 
     /// The password of a `postgres://user:password@host` URL, if any.

@@ -33,6 +33,8 @@ public struct WorkerSummary: Sendable {
     public var toolCalls = 0
     public var spans = 0
     public var elapsed: Double = 0
+    /// One report per exporter that ran (what it delivered, what it left in the ledger).
+    public var exports: [ExportReport] = []
 
     public var line: String {
         String(format: "completed %d, failed %d, retried %d, tool calls %d, spans %d, elapsed %.2fs",

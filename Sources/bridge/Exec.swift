@@ -69,6 +69,12 @@ extension Bridge {
         @Flag(help: "Only the summary line, no per-task lines.")
         var quiet = false
 
+        // Exporters (openai, otlp, file): see `bridge export`.
+        @Option(name: .customLong("flush-timeout"),
+                help: ArgumentHelp("Seconds the exporters get to deliver what is left after the last task; the rest stays in the ledger for `bridge export`.",
+                                   valueName: "seconds"))
+        var flushTimeout: Double = 10
+
         func validate() throws {
             guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
             guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
@@ -76,6 +82,7 @@ extension Bridge {
             guard ModelAPI(name: modelAPI) != nil else {
                 throw ValidationError("--model-api must be responses or chat-completions, not '\(modelAPI)'")
             }
+            guard flushTimeout >= 0 else { throw ValidationError("--flush-timeout must not be negative") }
         }
 
         func run() async throws {
@@ -95,9 +102,17 @@ extension Bridge {
                 }
                 let summary = try await app.execute(
                     options: WorkerOptions(concurrency: concurrency, maxAttempts: maxAttempts, taskKeys: task, limit: limit),
-                    model: model, traceFile: traceFile, progress: ProgressReporter(quiet: quiet))
+                    model: model, traceFile: traceFile, progress: ProgressReporter(quiet: quiet),
+                    flushTimeout: .milliseconds(Int64(flushTimeout * 1000)))
                 print("bridge exec: \(summary.line)")
-                if let traceFile { print("bridge exec: spans also written to \(traceFile)") }
+                // Exporters: what each delivered, and what it left in the ledger.
+                for report in summary.exports {
+                    print("bridge exec: export \(report.exporter): delivered \(report.stats.deliveredSpans) spans, \(report.stats.deliveredTraces) traces"
+                          + (report.stats.rejectedSpans + report.stats.rejectedTraces > 0
+                             ? ", rejected \(report.stats.rejectedSpans) spans, \(report.stats.rejectedTraces) traces" : ""))
+                    if let error = report.error { FileHandle.standardError.write(Data("bridge exec: export \(report.exporter): \(error)\n".utf8)) }
+                    if let line = report.leftoverLine { FileHandle.standardError.write(Data("bridge exec: \(line)\n".utf8)) }
+                }
                 if summary.failed > 0 { throw ExitCode(ExitStatus.failed.rawValue) }
             }
         }
