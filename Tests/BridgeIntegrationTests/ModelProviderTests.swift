@@ -14,12 +14,12 @@ import Testing
 private let testKey = "sk-test-SECRET-4f1c9e0b7a"
 
 /// Records the delays the retry policy asked for, without waiting.
-private actor SleepLog {
+private actor ModelSleepLog {
     var delays: [Duration] = []
     func add(_ d: Duration) { delays.append(d) }
 }
 
-private func settings(_ server: TestHTTPServer, retries: Int = 2, sleeps: SleepLog = SleepLog()) -> OpenAISettings {
+private func settings(_ server: TestHTTPServer, retries: Int = 2, sleeps: ModelSleepLog = ModelSleepLog()) -> OpenAISettings {
     OpenAISettings(baseURL: server.url("/v1/"), apiKey: testKey, organization: "org-test", project: "proj-test",
                    retry: RetryPolicy(maxRetries: retries, initialDelay: .milliseconds(1), maxDelay: .milliseconds(4),
                                       sleep: { await sleeps.add($0) }))
@@ -240,13 +240,13 @@ private func providerError(_ body: () async throws -> Void) async -> ModelProvid
 }
 
 @Suite struct ModelRetryTests {
-    fileprivate func model(_ server: TestHTTPServer, retries: Int = 2, sleeps: SleepLog = SleepLog()) -> (ResponsesModel, HTTPClient) {
+    fileprivate func model(_ server: TestHTTPServer, retries: Int = 2, sleeps: ModelSleepLog = ModelSleepLog()) -> (ResponsesModel, HTTPClient) {
         let client = HTTPClient()
         return (ResponsesModel(settings: settings(server, retries: retries, sleeps: sleeps), client: client), client)
     }
 
     @Test func twoServiceUnavailablesThenSuccess() async throws {
-        let sleeps = SleepLog()
+        let sleeps = ModelSleepLog()
         let server = try TestHTTPServer(handler: TestHTTPServer.sequence(
             [.text("busy", status: 503), .text("busy", status: 503)], then: responsesHandler))
         defer { server.stop() }
@@ -263,7 +263,7 @@ private func providerError(_ body: () async throws -> Void) async -> ModelProvid
     }
 
     @Test func retryAfterHeadersAreHonoured() async throws {
-        let sleeps = SleepLog()
+        let sleeps = ModelSleepLog()
         let server = try TestHTTPServer(handler: TestHTTPServer.sequence([
             .json(["error": ["message": "slow down", "type": "rate_limit"]], status: 429, headers: [("retry-after-ms", "1")]),
             .json(["error": ["message": "slow down", "type": "rate_limit"]], status: 429, headers: [("retry-after", "3")]),
@@ -300,7 +300,7 @@ private func providerError(_ body: () async throws -> Void) async -> ModelProvid
     }
 
     @Test func exhaustedRateLimitIsRetriable() async throws {
-        let sleeps = SleepLog()
+        let sleeps = ModelSleepLog()
         let server = try TestHTTPServer { _ in
             .json(["error": ["message": "Rate limit reached", "type": "requests"]], status: 429, headers: [("retry-after-ms", "1")])
         }
