@@ -231,3 +231,13 @@ import Testing
         #expect(!files[0].runsWithoutTransaction && !files[1].runsWithoutTransaction)
     }
 }
+
+@Suite struct LockTimeoutEscalationTests {
+    @Test func doublesFromTheStartUpToTheCeiling() {
+        #expect((0..<8).map { Migrator.lockTimeout(attempt: $0, initial: 50, ceiling: 3000) }
+                == [50, 100, 200, 400, 800, 1600, 3000, 3000])
+        // A ceiling at or below the start disables escalation.
+        #expect(Migrator.lockTimeout(attempt: 0, initial: 50, ceiling: 20) == 20)
+        #expect(Migrator.lockTimeout(attempt: 3, initial: 0, ceiling: 3000) == 3000)
+    }
+}
