@@ -57,6 +57,8 @@ extension Bridge {
         @Flag(help: "Only the summary line, no per-task lines.")
         var quiet = false
 
+        @OptionGroup(title: "Backfill") var backfillFlags: BackfillFlags
+
         func validate() throws {
             guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
             guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
@@ -66,6 +68,7 @@ extension Bridge {
         func run() async throws {
             try await runReportingErrors {
                 let env = Environment.process
+                if backfillFlags.backfill { return try await runBackfill(env) }
                 if !offline && !dryRun {
                     guard env["OPENAI_API_KEY"] != nil else {
                         throw UsageError("no model configured: pass --offline for the built-in offline model, or set OPENAI_API_KEY to call OpenAI")
