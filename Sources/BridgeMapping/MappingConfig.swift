@@ -67,10 +67,10 @@ public struct MappingConfig: Sendable, Equatable, Codable {
     /// names; only the configured ones. Empty when there is no `results.executions` section.
     public var executionColumns: [String: String] { results.executions?.columns.byLogicalName ?? [:] }
 
-    /// Names that migrations substitute: `tasks_table` always, `executions_table` only when
-    /// `results.executions` is configured.
+    /// Names that migrations substitute: `tasks_table` and `tasks_key` always,
+    /// `executions_table` only when `results.executions` is configured.
     public var placeholders: [String: String] {
-        var p = ["tasks_table": source.table]
+        var p = ["tasks_table": source.table, "tasks_key": source.key]
         if let e = results.executions { p["executions_table"] = e.table }
         return p
     }
