@@ -340,6 +340,7 @@ public struct Backfiller: Sendable {
         let taskCompleted = r.completedAtColumn.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
         let taskCreated = s.createdAtColumn.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
         let failed = b.bind(s.status.failed)
+        let sid = Self.spanIdSQL
         ctes.append("""
             base AS MATERIALIZED (
               SELECT p.k, p.task_key, p.trace_id, \(group) AS group_id, \(agentKey) AS agent_key,
@@ -361,6 +362,8 @@ public struct Backfiller: Sendable {
             ),
             b AS MATERIALIZED (
               SELECT starts.*, least(start0, first_start) AS t0, greatest(coalesce(end0, start0), last_end) AS t1,
+                     \(sid("trace_id", "'task'")) AS s_task, \(sid("trace_id", "'agent'")) AS s_agent,
+                     \(sid("trace_id", "'turn:1'")) AS s_turn1,
                      coalesce(n_calls, 0) AS calls,
                      CASE WHEN jsonb_typeof(x_usage) = 'object' AND (x_usage ? 'input_tokens' OR x_usage ? 'output_tokens') THEN
                        jsonb_build_object('input_tokens', coalesce(x_usage -> 'input_tokens', '0'),
@@ -382,7 +385,6 @@ public struct Backfiller: Sendable {
         let workflow = b.bind(config.tracing.workflowName)
         let version = b.bind(DatabaseToSDKBridge.bridgeVersion)
         let sensitive = b.bind(config.tracing.includeSensitiveData ? "true" : "false")
-        let sid = Self.spanIdSQL
         ctes.append("""
             trace_rows AS (
               SELECT trace_id, \(workflow)::text AS workflow_name, group_id, task_key, t0 AS started_at, t1 AS ended_at,
@@ -392,14 +394,14 @@ public struct Backfiller: Sendable {
               FROM b
             ),
             span_rows AS (
-              SELECT \(sid("trace_id", "'task'")) AS span_id, trace_id, NULL::text AS parent_id, t0 AS started_at, t1 AS ended_at,
+              SELECT s_task AS span_id, trace_id, NULL::text AS parent_id, t0 AS started_at, t1 AS ended_at,
                      jsonb_build_object('type', 'custom', 'name', 'task', 'data',
                        jsonb_build_object('sdk_span_type', 'task', 'name', \(workflow)::text, 'backfilled', true)
                        || CASE WHEN usage IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('usage', usage) END) AS span_data,
                      run_error AS error
               FROM b
               UNION ALL
-              SELECT \(sid("trace_id", "'agent'")), trace_id, \(sid("trace_id", "'task'")), t0, t1,
+              SELECT s_agent, trace_id, s_task, t0, t1,
                      jsonb_build_object('type', 'agent', 'name', agent_name,
                                         'handoffs', coalesce(\(agentsParam)::jsonb -> agent_name -> 'handoffs', '[]'::jsonb),
                                         'tools', coalesce(\(agentsParam)::jsonb -> agent_name -> 'tools', '[]'::jsonb),
@@ -407,14 +409,14 @@ public struct Backfiller: Sendable {
                      run_error
               FROM b
               UNION ALL
-              SELECT \(sid("trace_id", "'turn:1'")), trace_id, \(sid("trace_id", "'agent'")), t0,
+              SELECT s_turn1, trace_id, s_agent, t0,
                      CASE WHEN calls > 0 THEN last_end ELSE t1 END,
                      jsonb_build_object('type', 'custom', 'name', 'turn', 'data',
                                         jsonb_build_object('sdk_span_type', 'turn', 'turn', 1, 'agent_name', agent_name)),
                      NULL::jsonb
               FROM b
               UNION ALL
-              SELECT \(sid("trace_id", "'turn:2'")), trace_id, \(sid("trace_id", "'agent'")), last_end, t1,
+              SELECT \(sid("trace_id", "'turn:2'")), trace_id, s_agent, last_end, t1,
                      jsonb_build_object('type', 'custom', 'name', 'turn', 'data',
                                         jsonb_build_object('sdk_span_type', 'turn', 'turn', 2, 'agent_name', agent_name)),
                      NULL::jsonb
