@@ -221,7 +221,11 @@ import Testing
         let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("migrations").path
         let files = try MigrationFile.load(directory: dir, placeholders: Placeholders())
-        #expect(files.map(\.version) == [1, 2, 3])
+        let names: [String] = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".sql") }.sorted()
+        let expected: [Int64] = names.compactMap { Int64(String($0.prefix(4))) }
+        let versions: [Int64] = files.map { $0.version }
+        #expect(versions == expected)
+        #expect(Array(versions.prefix(3)) == [1, 2, 3])
         var catalog = Self.catalog
         catalog.tables["task_executions"] = .init(qualifiedName: "public.task_executions", estimatedRows: 10, totalBytes: 1)
         var linter = Linter(catalog: catalog)
