@@ -2,7 +2,7 @@ import BridgeCore
 
 /// The loaded, validated mappings (every `*.yaml` in the mappings directory, merged).
 ///
-/// Version 1 of the format. Sections: `source`, `results`, `tracing`, `handoffs_table`,
+/// Version 1 of the format. Sections: `source`, `results`, `tracing`, `handoffs_table`, `backfill`,
 /// `agents`, `tools`. Column and table names are identifiers, never SQL text.
 public struct MappingConfig: Sendable, Equatable, Codable {
     public var version: Int
@@ -12,6 +12,8 @@ public struct MappingConfig: Sendable, Equatable, Codable {
     public var handoffsTable: HandoffsTableMapping?
     public var agents: [AgentMapping]
     public var tools: [ToolMapping]
+    /// How `bridge exec --backfill` reads historical runs (optional).
+    public var backfill: BackfillMapping?
     /// The files the mappings were read from, in load order.
     public var files: [String]
     /// Where each key was written, keyed by `file#keypath` (not encoded).
@@ -19,7 +21,7 @@ public struct MappingConfig: Sendable, Equatable, Codable {
 
     public init(version: Int = 1, source: SourceMapping, results: ResultsMapping, tracing: TracingMapping = .init(),
                 handoffsTable: HandoffsTableMapping? = nil, agents: [AgentMapping], tools: [ToolMapping],
-                files: [String] = [], locations: [String: MappingLocation] = [:]) {
+                files: [String] = [], locations: [String: MappingLocation] = [:], backfill: BackfillMapping? = nil) {
         self.version = version
         self.source = source
         self.results = results
@@ -27,12 +29,13 @@ public struct MappingConfig: Sendable, Equatable, Codable {
         self.handoffsTable = handoffsTable
         self.agents = agents
         self.tools = tools
+        self.backfill = backfill
         self.files = files
         self.locations = locations
     }
 
     enum CodingKeys: String, CodingKey {
-        case version, source, results, tracing, handoffsTable = "handoffs_table", agents, tools, files
+        case version, source, results, tracing, handoffsTable = "handoffs_table", agents, tools, backfill, files
     }
 
     public init(from decoder: any Decoder) throws {
@@ -44,6 +47,7 @@ public struct MappingConfig: Sendable, Equatable, Codable {
         handoffsTable = try c.decodeIfPresent(HandoffsTableMapping.self, forKey: .handoffsTable)
         agents = try c.decode([AgentMapping].self, forKey: .agents)
         tools = try c.decode([ToolMapping].self, forKey: .tools)
+        backfill = try c.decodeIfPresent(BackfillMapping.self, forKey: .backfill)
         files = try c.decodeIfPresent([String].self, forKey: .files) ?? []
         locations = [:]
     }
@@ -63,10 +67,10 @@ public struct MappingConfig: Sendable, Equatable, Codable {
     /// names; only the configured ones. Empty when there is no `results.executions` section.
     public var executionColumns: [String: String] { results.executions?.columns.byLogicalName ?? [:] }
 
-    /// Names that migrations substitute: `tasks_table` always, `executions_table` only when
-    /// `results.executions` is configured.
+    /// Names that migrations substitute: `tasks_table` and `tasks_key` always,
+    /// `executions_table` only when `results.executions` is configured.
     public var placeholders: [String: String] {
-        var p = ["tasks_table": source.table]
+        var p = ["tasks_table": source.table, "tasks_key": source.key]
         if let e = results.executions { p["executions_table"] = e.table }
         return p
     }
@@ -81,6 +85,7 @@ public struct MappingConfig: Sendable, Equatable, Codable {
     public static func == (a: MappingConfig, b: MappingConfig) -> Bool {
         a.version == b.version && a.source == b.source && a.results == b.results && a.tracing == b.tracing
             && a.handoffsTable == b.handoffsTable && a.agents == b.agents && a.tools == b.tools
+            && a.backfill == b.backfill
     }
 }
 

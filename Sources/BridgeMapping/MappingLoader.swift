@@ -5,7 +5,7 @@ import Yams
 /// Loads and validates the mappings: every `*.yaml` file of a directory, sorted by name.
 ///
 /// Each file has `version: 1` and any of the sections `source`, `results`, `tracing`,
-/// `handoffs_table`, `agents` and `tools`. A section may appear in one file only; the
+/// `handoffs_table`, `backfill`, `agents` and `tools`. A section may appear in one file only; the
 /// `agents` and `tools` lists merge across files. Every problem is reported (not just the
 /// first) as a `MappingIssue` quoting `file:line:column` and the key path.
 public enum MappingLoader {
@@ -78,13 +78,14 @@ struct LoadState {
     var results: ResultsMapping?
     var tracing: TracingMapping?
     var handoffsTable: HandoffsTableMapping?
+    var backfill: BackfillMapping?
     var agents: [AgentMapping] = []
     var tools: [ToolMapping] = []
     /// Where each entry of `agents`/`tools` names things (for cross-checks).
     /// A file did not parse, so missing sections may be in it.
     var unparsedFiles = false
 
-    static let topKeys = ["version", "source", "results", "tracing", "handoffs_table", "agents", "tools"]
+    static let topKeys = ["version", "source", "results", "tracing", "handoffs_table", "backfill", "agents", "tools"]
 
     mutating func parse(file: String, text: String) {
         files.append(file)
@@ -117,7 +118,7 @@ struct LoadState {
                 r.issue(v, "version", "unsupported version '\(v.scalar?.string ?? YAMLReader.kind(v))' (this bridge reads version \(MappingLoader.currentVersion))")
             }
         }
-        for key in ["source", "results", "tracing", "handoffs_table"] {
+        for key in ["source", "results", "tracing", "handoffs_table", "backfill"] {
             guard let node = m.node(key) else { continue }
             let here = r.location(m.keyNode(key), key)
             if let first = sections[key] {
@@ -129,6 +130,7 @@ struct LoadState {
             case "source": source = Self.parseSource(r, node, here)
             case "results": results = Self.parseResults(r, node, here)
             case "tracing": tracing = Self.parseTracing(r, node)
+            case "backfill": backfill = Self.parseBackfill(r, node, here)
             default: handoffsTable = Self.parseHandoffsTable(r, node, here)
             }
         }
@@ -514,6 +516,6 @@ struct LoadState {
         guard let source, let results else { return nil }
         return MappingConfig(version: MappingLoader.currentVersion, source: source, results: results,
                              tracing: tracing ?? TracingMapping(), handoffsTable: handoffsTable, agents: agents,
-                             tools: tools, files: files, locations: locations)
+                             tools: tools, files: files, locations: locations, backfill: backfill)
     }
 }

@@ -55,6 +55,14 @@ public enum MappingValidator {
             add(h.table, h.targetColumn, h.origin, "target_column")
             if let d = h.descriptionColumn { add(h.table, d, h.origin, "description_column") }
         }
+        if let l = config.backfill?.logs, let b = config.backfill {
+            add(l.table, nil, b.origin, "logs.table")
+            add(l.table, l.key, b.origin, "logs.key")
+            add(l.table, l.taskColumn, b.origin, "logs.task_column")
+            add(l.table, l.typeColumn, b.origin, "logs.type_column")
+            add(l.table, l.contentColumn, b.origin, "logs.content_column")
+            if let c = l.createdAtColumn { add(l.table, c, b.origin, "logs.created_at_column") }
+        }
         for a in config.agents {
             for c in a.instructions.columns(root: "task") { add(t, c, a.origin, "instructions") }
             if let sel = s.agentSelection {

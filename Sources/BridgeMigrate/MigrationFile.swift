@@ -122,6 +122,7 @@ public struct Placeholders: Sendable, Equatable {
     /// The built-in defaults: the reference schema's table names.
     public static let defaults: [String: String] = [
         "tasks_table": "tasks",
+        "tasks_key": "id",
         "executions_table": "task_executions",
     ]
 

@@ -14,6 +14,9 @@ public final class ProgressReporter: @unchecked Sendable {
         self.isTTY = isTTY
     }
 
+    /// Whether `update` draws a live line (a terminal, not quiet).
+    public var isLive: Bool { isTTY && !quiet }
+
     /// Replaces the live line (TTY) or does nothing (logs get `log` lines instead).
     public func update(_ line: String) {
         guard isTTY, !quiet else { return }

@@ -75,6 +75,8 @@ extension Bridge {
                                    valueName: "seconds"))
         var flushTimeout: Double = 10
 
+        @OptionGroup(title: "Backfill") var backfillFlags: BackfillFlags
+
         func validate() throws {
             guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
             guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
@@ -88,6 +90,7 @@ extension Bridge {
         func run() async throws {
             try await runReportingErrors {
                 let env = Environment.process
+                if backfillFlags.backfill { return try await runBackfill(env) }
                 let model: ExecApp.ModelChoice = offline ? .offline : .openAI(ModelAPI(name: modelAPI) ?? .responses)
                 if !offline && !dryRun, let why = ModelProviders.missingKeyExplanation(environment: env) {
                     throw UsageError(why)

@@ -1,0 +1,176 @@
+import BridgeCore
+import BridgeMapping
+import BridgePostgres
+import BridgeRunner
+import BridgeTracing
+import Foundation
+
+/// What one `--backfill --rerun` did.
+public struct RerunSummary: Sendable, Equatable {
+    public var completed = 0
+    public var failed = 0
+    public var spans = 0
+    public var elapsed: TimeInterval = 0
+
+    public init() {}
+
+    public var line: String {
+        String(format: "re-ran %d historical tasks as new executions: %d completed, %d failed, %d spans, elapsed %.2fs",
+               completed + failed, completed, failed, spans, elapsed)
+    }
+}
+
+/// `bridge exec --backfill --rerun`: runs historical (finished, untraced) tasks through the
+/// model again, each as a NEW execution row with its own trace (attempt = earlier execution
+/// rows + 1). The task's result, status and completed_at are never written; only its trace id
+/// column, when still null, receives the new trace id, which is what keeps a second run from
+/// paying for the same tasks again. Tools run for real (SQL tools with `writes: true` write).
+public struct Rerunner: Sendable {
+    let config: MappingConfig
+    let backfiller: Backfiller
+    let bridge: DatabaseToSDKBridge
+    let store: TaskStore
+    let connect: @Sendable () async throws -> PostgresConnection
+    let model: any ModelProvider
+    let toolsFactory: @Sendable (PostgresConnection) -> any ToolExecutor
+    let extraSinks: [any SpanSink]
+    let secrets: [String]
+
+    public init(config: MappingConfig, connect: @escaping @Sendable () async throws -> PostgresConnection,
+                model: any ModelProvider, tools: @escaping @Sendable (PostgresConnection) -> any ToolExecutor,
+                extraSinks: [any SpanSink] = [], secrets: [String] = []) throws(ExecSetupError) {
+        self.config = config
+        self.backfiller = try Backfiller(config: config)
+        self.bridge = DatabaseToSDKBridge(config: config)
+        self.store = TaskStore(config: config)
+        self.connect = connect
+        self.model = model
+        self.toolsFactory = tools
+        self.extraSinks = extraSinks
+        self.secrets = secrets
+    }
+
+    /// Selects matching tasks in keyset batches and runs them one by one.
+    public func run(options: BackfillOptions, progress: ProgressReporter) async throws -> RerunSummary {
+        let started = Date()
+        var summary = RerunSummary()
+        let conn = try await connect()
+        defer { Task { await conn.close() } }
+        let matching = try await backfiller.count(on: conn, options: options)
+        let total = options.limit.map { min($0, matching) } ?? matching
+        progress.log("bridge exec --backfill --rerun: \(total) task(s) to run again")
+        var cursor: String?
+        var done = 0
+        while done < total {
+            let rows = try await select(conn, cursor: cursor, limit: min(options.batchSize, total - done), since: options.since)
+            guard !rows.isEmpty else { break }
+            for (key, row) in rows {
+                cursor = key
+                let (ok, spans) = await runOne(row, key: key, progress: progress)
+                if ok { summary.completed += 1 } else { summary.failed += 1 }
+                summary.spans += spans
+                done += 1
+                progress.update(Backfiller.progressLine(done: done, total: total, elapsed: Date().timeIntervalSince(started)))
+            }
+        }
+        progress.finish()
+        summary.elapsed = Date().timeIntervalSince(started)
+        return summary
+    }
+
+    func select(_ conn: PostgresConnection, cursor: String?, limit: Int, since: String?) async throws -> [(String, Row)] {
+        let s = config.source
+        var b = Backfiller.Binder()
+        let key = PostgresQuery.quoteIdentifier(s.key)
+        var sql = "SELECT t.\(key)::text AS k, to_jsonb(t.*)::text AS row FROM \(PostgresQuery.quoteQualified(s.table)) t WHERE "
+            + backfiller.filter(&b, alias: "t")
+        if let cursor { sql += " AND t.\(key) > \(b.bind(cursor))" }
+        if let since { sql += " AND " + backfiller.sinceCondition(&b, alias: "t", since) }
+        sql += " ORDER BY t.\(key) LIMIT \(b.bind(String(limit)))::bigint"
+        let rows = try await conn.query(PostgresQuery(sql: sql, binds: b.binds))
+        return try Self.pairs(rows)
+    }
+
+    static func pairs(_ rows: PostgresRows) throws -> [(String, Row)] {
+        var out: [(String, Row)] = []
+        for r in rows { out.append((r["k"] ?? "", try TaskStore.parseRow(r["row"]))) }
+        return out
+    }
+
+    /// One task: a new execution row, the traced run, the execution's outcome and the task's
+    /// trace id (if still null) in one transaction. Never throws.
+    func runOne(_ task: Row, key: String, progress: ProgressReporter) async -> (Bool, Int) {
+        do {
+            let c = try await connect()
+            defer { Task { await c.close() } }
+            let attempt = try await store.previousAttempts(on: c, taskKey: key) + 1
+            let (agents, edges) = try await bridge.loadAgentsAndEdges(for: task, connection: c)
+            var spec = try bridge.runSpec(task: task, agentRows: agents, handoffEdges: edges, attempt: attempt)
+            spec.metadata["rerun"] = "true"
+            let startedAt = Date()
+            let executionKey = try await store.startExecution(on: c, task: task, traceId: spec.traceId,
+                                                              agentId: spec.metadata["agent_id"], attempt: attempt,
+                                                              startedAt: startedAt)
+            let ledger = Ledger(connection: c)
+            let recorder = TraceRecorder(spec: spec, ledger: ledger, includeSensitiveData: spec.traceIncludeSensitiveData,
+                                         extraSinks: extraSinks, secrets: secrets)
+            let runner = AgentRunner(model: model, tools: toolsFactory(c), observer: recorder)
+            let result = await runner.run(spec, taskRow: task)
+            try await ledger.storeTranscript(traceId: spec.traceId, taskId: key, attempt: attempt, items: result.transcript)
+            let spans = await recorder.spanCount
+            let completedAt = Date()
+            let ok = result.status == .completed
+            let failure = result.error
+            let outcome = TaskStore.Outcome(
+                status: ok ? .completed : .failedTerminal, taskStatus: "",
+                result: ok ? ["output": .string(result.finalOutput ?? ""), "usage": result.usage.json,
+                              "trace_id": .string(spec.traceId), "rerun": true]
+                    : ["error": .string(failure?.message ?? "unknown failure"), "error_type": .string(failure?.type ?? "RunError"),
+                       "usage": result.usage.json, "trace_id": .string(spec.traceId), "rerun": true],
+                tokenUsage: result.usage.json, errorMessage: ok ? nil : failure?.message, errorType: ok ? nil : failure?.type,
+                completedAt: completedAt, durationSeconds: completedAt.timeIntervalSince(startedAt))
+            try await record(c, taskKey: key, executionKey: executionKey, traceId: spec.traceId, outcome: outcome)
+            progress.log("re-ran task \(key) as attempt \(attempt): \(ok ? "completed" : "failed") trace \(spec.traceId)")
+            return (ok, spans)
+        } catch {
+            progress.log("re-run of task \(key) failed: \(error)")
+            return (false, 0)
+        }
+    }
+
+    /// The execution row's outcome and the task's trace id (only when null), together.
+    func record(_ conn: PostgresConnection, taskKey: String, executionKey: String?, traceId: String,
+                outcome: TaskStore.Outcome) async throws {
+        let config = self.config
+        try await conn.transaction { c in
+            let s = config.source
+            if let tc = config.results.traceIdColumn {
+                let q = PostgresQuery.quoteIdentifier
+                try c.query(PostgresQuery(sql: """
+                    UPDATE \(PostgresQuery.quoteQualified(s.table)) SET \(q(tc)) = $1
+                    WHERE \(q(s.key))::text = $2 AND \(q(tc)) IS NULL
+                    """, binds: [.text(traceId), .text(taskKey)]))
+            }
+            guard let e = config.results.executions, let executionKey else { return }
+            var sets: [String] = []
+            var binds: [PostgresValue] = []
+            func add(_ col: String?, _ v: PostgresValue, cast: String = "") {
+                guard let col else { return }
+                binds.append(v)
+                sets.append("\(PostgresQuery.quoteIdentifier(col)) = $\(binds.count)\(cast)")
+            }
+            add(e.columns.status, .text(outcome.status == .completed ? e.statuses.completed : e.statuses.failedTerminal))
+            add(e.columns.completedAt, .text(PostgresTimestamp.format(outcome.completedAt)), cast: "::timestamptz")
+            add(e.columns.durationSeconds, .text(String(outcome.durationSeconds)), cast: "::double precision")
+            add(e.columns.tokenUsage, .text(outcome.tokenUsage.compact), cast: "::jsonb")
+            add(e.columns.result, .text(outcome.result.compact), cast: "::jsonb")
+            add(e.columns.errorMessage, outcome.errorMessage.map { .text($0) } ?? .null)
+            add(e.columns.errorType, outcome.errorType.map { .text($0) } ?? .null)
+            binds.append(.text(executionKey))
+            try c.query(PostgresQuery(sql: """
+                UPDATE \(PostgresQuery.quoteQualified(e.table)) SET \(sets.joined(separator: ", "))
+                WHERE \(PostgresQuery.quoteIdentifier(e.key))::text = $\(binds.count)
+                """, binds: binds))
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import ArgumentParser
+import BridgeCore
+import BridgeRunner
+import BridgeWorker
+import Foundation
+
+/// The `--backfill` flags of `bridge exec` (kept apart from exec's own flags).
+struct BackfillFlags: ParsableArguments {
+    @Flag(help: ArgumentHelp("Rebuild the traces of finished tasks that have none, from task_executions and the logs named in the mappings' backfill section; no model is called. Resumable and idempotent."))
+    var backfill = false
+
+    @Option(help: ArgumentHelp("With --backfill: only tasks finished at or after this time (e.g. 2026-01-01 or 2026-01-01T12:00:00Z).",
+                               valueName: "time"))
+    var since: String?
+
+    @Option(name: .customLong("batch-size"), help: "With --backfill: tasks per batch (one statement, one short transaction each).")
+    var batchSize: Int = 1_000
+
+    @Option(name: .customLong("pause-ms"), help: "With --backfill: pause between batches, in milliseconds.")
+    var pauseMs: Int = 0
+
+    @Flag(help: "With --backfill: re-execute the historical tasks through the model as new executions instead (costs model calls; needs --yes). tasks.result is never overwritten.")
+    var rerun = false
+
+    @Flag(help: "Confirm --rerun.")
+    var yes = false
+
+    func validate() throws {
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        guard pauseMs >= 0 else { throw ValidationError("--pause-ms must not be negative") }
+        if !backfill {
+            for (set, flag) in [(since != nil, "--since"), (rerun, "--rerun"), (yes, "--yes")] where set {
+                throw ValidationError("\(flag) needs --backfill")
+            }
+        }
+    }
+}
+
+extension Bridge.Exec {
+    /// `bridge exec --backfill [--dry-run | --rerun --yes]`.
+    func runBackfill(_ env: Environment) async throws {
+        let flags = backfillFlags
+        if flags.rerun {
+            guard flags.yes else {
+                throw UsageError("--rerun sends every selected historical task through the model again: that costs model calls (money) and runs their tools, writing tools included. Count them first with --backfill --dry-run, then confirm with --yes")
+            }
+            if !offline && !dryRun, let why = ModelProviders.missingKeyExplanation(environment: env) {
+                throw UsageError(why)
+            }
+        }
+        let app = try await ExecApp.prepare(mappingsDirectory: mappings,
+                                            connection: connection.config(applicationName: "bridge-backfill"),
+                                            environment: env)
+        let options = BackfillOptions(batchSize: flags.batchSize, limit: limit, since: flags.since,
+                                      pauseMilliseconds: flags.pauseMs)
+        if dryRun {
+            let p = try await app.backfillPreview(options: options)
+            for line in p.sample { print(line) }
+            print("bridge exec --backfill --dry-run: would \(flags.rerun ? "re-run" : "rebuild") \(p.tasks) task(s): \(p.tasks) traces, \(p.spans) spans (\(p.functionSpans) function spans from tool-call logs); nothing was written")
+            return
+        }
+        let progress = ProgressReporter(quiet: quiet)
+        if flags.rerun {
+            let model: ExecApp.ModelChoice = offline ? .offline : .openAI(ModelAPI(name: modelAPI) ?? .responses)
+            try app.validate(model: model)
+            let s = try await app.rerun(options: options, model: model, traceFile: traceFile, progress: progress)
+            print("bridge exec --backfill --rerun: \(s.line)")
+            if s.failed > 0 { throw ExitCode(ExitStatus.failed.rawValue) }
+            return
+        }
+        let s = try await app.backfill(options: options, progress: progress)
+        print("bridge exec --backfill: \(s.line)")
+    }
+}

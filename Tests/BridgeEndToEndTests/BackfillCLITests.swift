@@ -1,0 +1,257 @@
+import BridgeCore
+import BridgeMapping
+import BridgePostgres
+import BridgeTestSupport
+import Foundation
+import Testing
+
+/// `bridge exec --backfill` end to end: the built binary against the seeded reference schema
+/// (3 workspaces × 20 tasks: 24 finished, 36 pending).
+@Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
+struct BackfillCLITests {
+    static var mappings: String { ExecCLITests.mappings }
+
+    static func backfill(_ url: String, _ extra: [String] = []) throws -> Subprocess.Result {
+        try BridgeBinary.run(["exec", "--backfill", "--database-url", url, "--mappings", mappings] + extra)
+    }
+
+    /// The trace id the backfill gives a task (its SQL computes the same hash).
+    static func expectedTraceId(_ taskId: String) -> String {
+        "trace_" + SHA256.hex("bridge-backfill:" + taskId).prefix(32)
+    }
+
+    /// md5 of what must never change: results and statuses of tasks and executions.
+    static func resultsAndStatuses(_ c: PostgresConnection, tasksWhere: String = "true") async throws -> [String?] {
+        [
+            try await c.query(PostgresQuery(sql: """
+                SELECT md5(string_agg(id::text || ':' || status || ':' || coalesce(result::text, 'null')
+                                      || ':' || coalesce(completed_at::text, 'null'), '|' ORDER BY id)) AS h FROM tasks
+                WHERE \(tasksWhere)
+                """)).first?["h"],
+            try await c.query("""
+                SELECT md5(string_agg(id::text || ':' || status || ':' || coalesce(result::text, 'null'), '|' ORDER BY id)) AS h
+                FROM task_executions
+                """).first?["h"],
+        ]
+    }
+
+    static func pendingRows(_ c: PostgresConnection) async throws -> String? {
+        try await c.query("SELECT md5(string_agg(t::text, '|' ORDER BY t.id)) AS h FROM tasks t WHERE status = 'pending'").first?["h"]
+    }
+
+    static func count(_ c: PostgresConnection, _ sql: String) async throws -> Int {
+        try await c.query(PostgresQuery(sql: sql)).first?.int("n") ?? -1
+    }
+
+    @Test func backfillTracesEveryHistoricalTaskAndASecondRunCreatesNothing() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let c = try await TestDatabase.connect(url)
+        let before = try await Self.resultsAndStatuses(c)
+        let pendingBefore = try await Self.pendingRows(c)
+        let toolLogs = try await Self.count(c, """
+            SELECT count(*) AS n FROM execution_logs l JOIN tasks t ON t.id = l.task_id
+            WHERE l.type = 'tool_call' AND t.status IN ('completed', 'failed')
+            """)
+        #expect(toolLogs > 0)
+
+        let r = try Self.backfill(url)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("backfilled 24 tasks (24 traces"), "\(r.stdout)")
+        #expect(r.stderr.contains("24/24 tasks (100%)"), "\(r.stderr)")
+        #expect(r.stderr.contains("ETA"))
+
+        // Every historical task has its trace; results and statuses are byte-identical; pending
+        // tasks are untouched (whole rows).
+        #expect(try await Self.resultsAndStatuses(c) == before)
+        #expect(try await Self.pendingRows(c) == pendingBefore)
+        #expect(try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE status = 'pending' AND openai_trace_id IS NOT NULL") == 0)
+        let tasks = try await c.query("""
+            SELECT t.id::text AS id, t.openai_trace_id AS trace, t.workspace_id::text AS ws, t.agent_id::text AS agent,
+                   e.openai_trace_id AS exec_trace, tr.metadata::text AS metadata, tr.group_id, tr.started_at IS NOT NULL AS timed
+            FROM tasks t
+            LEFT JOIN task_executions e ON e.task_id = t.id
+            LEFT JOIN bridge.traces tr ON tr.trace_id = t.openai_trace_id
+            WHERE t.status IN ('completed', 'failed')
+            """)
+        #expect(tasks.count == 24)
+        for row in tasks {
+            let id = row["id"] ?? "?"
+            #expect(row["trace"] == Self.expectedTraceId(id), "task \(id)")
+            #expect(TraceID.isWellFormed(row["trace"] ?? ""), "task \(id)")
+            #expect(row["exec_trace"] == row["trace"], "task \(id)")
+            let meta = try JSONValue.parse(row["metadata"] ?? "null")
+            #expect(meta["backfilled"] == "true", "task \(id)")
+            #expect(meta["task_id"]?.stringValue == id)
+            #expect(meta["workspace_id"]?.stringValue == row["ws"])
+            #expect(meta["agent_id"]?.stringValue == row["agent"])
+            #expect(meta["attempt"] == "1")
+            #expect(meta.objectValue?.values.allSatisfy { $0.stringValue != nil } == true, "metadata must be flat strings")
+            #expect(row["group_id"] == row["ws"])
+            #expect(row.bool("timed") == true)
+        }
+
+        // Span tree per trace: one task root > one agent > turn(s) > one function span per
+        // tool_call log, with the log's tool name, compact arguments and output.
+        let spans = try await c.query("""
+            SELECT s.span_id, s.trace_id, s.span_data::text AS data, p.span_data::text AS parent_data, s.error IS NOT NULL AS has_error,
+                   s.started_at <= s.ended_at AS ordered
+            FROM bridge.spans s LEFT JOIN bridge.spans p ON p.span_id = s.parent_id
+            """)
+        var roots: [String: Int] = [:], agents: [String: Int] = [:], functions = 0
+        for s in spans {
+            let d = try JSONValue.parse(s["data"] ?? "null")
+            let parent = try JSONValue.parse(s["parent_data"] ?? "null")
+            let sid = s["span_id"] ?? ""
+            #expect(sid.hasPrefix("span_") && sid.count == 29 && sid.dropFirst(5).allSatisfy { $0.isHexDigit && !$0.isUppercase })
+            #expect(s.bool("ordered") == true)
+            let trace = s["trace_id"] ?? ""
+            switch d["type"]?.stringValue {
+            case "custom" where d["name"] == "task":
+                #expect(parent == .null)
+                #expect(d["data"]?["sdk_span_type"] == "task")
+                roots[trace, default: 0] += 1
+            case "agent":
+                #expect(parent["name"] == "task")
+                #expect(["Project Manager", "Researcher", "Content Specialist"].contains(d["name"]?.stringValue ?? ""))
+                agents[trace, default: 0] += 1
+            case "custom":
+                #expect(d["name"] == "turn" && parent["type"] == "agent")
+            case "function":
+                #expect(parent["data"]?["sdk_span_type"] == "turn")
+                let input = try #require(d["input"]?.stringValue)
+                #expect(input.hasPrefix("{\"workspace_id\":\""), "\(input)")
+                #expect(d["output"]?.stringValue != nil)
+                #expect(["get_team_roles_and_status", "create_and_assign_sub_task", "store_data"].contains(d["name"]?.stringValue ?? ""))
+                functions += 1
+            default:
+                Issue.record("unexpected span \(d)")
+            }
+        }
+        #expect(roots.count == 24 && roots.values.allSatisfy { $0 == 1 })
+        #expect(agents.count == 24 && agents.values.allSatisfy { $0 == 1 })
+        #expect(functions == toolLogs)
+        // Failed tasks carry the error on their task and agent spans.
+        #expect(try await Self.count(c, """
+            SELECT count(*) AS n FROM bridge.spans s JOIN tasks t ON t.openai_trace_id = s.trace_id
+            WHERE t.status = 'failed' AND s.span_data->>'type' = 'agent' AND s.error->>'message' = 'Error in agent run'
+            """) == 6)
+
+        // A second run creates nothing and changes nothing.
+        let snapshot = try await ExecCLITests.snapshot(url)
+        let traces = try await Self.count(c, "SELECT count(*) AS n FROM bridge.traces")
+        let again = try Self.backfill(url)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout.contains("backfilled 0 tasks (0 traces, 0 spans, 0 execution rows)"), "\(again.stdout)")
+        #expect(try await ExecCLITests.snapshot(url) == snapshot)
+        #expect(try await Self.count(c, "SELECT count(*) AS n FROM bridge.traces") == traces)
+        await c.close()
+    }
+
+    @Test func dryRunReportsAndChangesNothing() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let before = try await ExecCLITests.snapshot(url)
+        let r = try Self.backfill(url, ["--dry-run"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try await ExecCLITests.snapshot(url) == before)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.last?.contains("would rebuild 24 task(s)") == true, "\(r.stdout)")
+        #expect(lines.last?.contains("nothing was written") == true)
+        let samples = lines.dropLast()
+        #expect(samples.count == 3)
+        for line in samples {
+            let j = try JSONValue.parse(line)
+            #expect(j["trace"]?["object"] == "trace")
+            #expect(j["trace"]?["metadata"]?["backfilled"] == "true")
+            #expect((j["spans"]?.arrayValue?.count ?? 0) >= 4)
+            #expect(j["spans"]?.arrayValue?.allSatisfy { $0["object"] == "trace.span" } == true)
+        }
+    }
+
+    @Test func limitThenResumeCompletesWithoutDuplicates() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let c = try await TestDatabase.connect(url)
+        let planned = try Self.backfill(url, ["--dry-run"])
+        let totalSpans = try #require(planned.stdout.split(separator: "\n").last.flatMap { line -> Int? in
+            guard let r = line.range(of: " traces, ") else { return nil }
+            return Int(line[r.upperBound...].prefix { $0.isNumber })
+        })
+        let first = try Self.backfill(url, ["--limit", "5", "--batch-size", "2"])
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout.contains("backfilled 5 tasks") && first.stdout.contains("in 3 batches") && first.stdout.contains("19 left"),
+                "\(first.stdout)")
+        #expect(try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE openai_trace_id IS NOT NULL") == 5)
+        let rest = try Self.backfill(url, ["--batch-size", "4"])
+        #expect(rest.status == 0, "\(rest.stderr)")
+        #expect(rest.stdout.contains("backfilled 19 tasks"), "\(rest.stdout)")
+        #expect(try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE openai_trace_id IS NOT NULL") == 24)
+        #expect(try await Self.count(c, "SELECT count(*) AS n FROM bridge.spans") == totalSpans)
+        await c.close()
+    }
+
+    @Test func killedMidwayThenResumedCompletes() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let c = try await TestDatabase.connect(url)
+        let planned = try Self.backfill(url, ["--dry-run"])
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: BridgeBinary.path)
+        p.arguments = ["exec", "--backfill", "--database-url", url, "--mappings", Self.mappings, "--batch-size", "1", "--pause-ms", "150"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        try await Task.sleep(for: .milliseconds(900))
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        let partial = try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE openai_trace_id IS NOT NULL")
+        #expect(partial > 0 && partial < 24, "killed after \(partial) tasks")
+        // Every task that has a trace id has its whole trace; no trace is left without its task.
+        #expect(try await Self.count(c, """
+            SELECT count(*) AS n FROM bridge.traces tr LEFT JOIN tasks t ON t.openai_trace_id = tr.trace_id WHERE t.id IS NULL
+            """) == 0)
+        let resumed = try Self.backfill(url)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.stdout.contains("backfilled \(24 - partial) tasks"), "\(resumed.stdout)")
+        #expect(try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE openai_trace_id IS NOT NULL") == 24)
+        #expect(planned.stdout.contains("\(try await Self.count(c, "SELECT count(*) AS n FROM bridge.spans")) spans"))
+        await c.close()
+    }
+
+    @Test func sinceRestrictsTheBackfill() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let future = try Self.backfill(url, ["--since", "2999-01-01T00:00:00Z"])
+        #expect(future.status == 0, "\(future.stderr)")
+        #expect(future.stdout.contains("backfilled 0 tasks"))
+        let past = try Self.backfill(url, ["--since", "2000-01-01"])
+        #expect(past.stdout.contains("backfilled 24 tasks"), "\(past.stdout)")
+    }
+
+    @Test func rerunNeedsYesAndNeverOverwritesResults() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let c = try await TestDatabase.connect(url)
+        let before = try await ExecCLITests.snapshot(url)
+        let refused = try Self.backfill(url, ["--rerun", "--offline"])
+        #expect(refused.status == 2)
+        #expect(refused.stderr.contains("--yes") && refused.stderr.contains("cost"), "\(refused.stderr)")
+        #expect(try await ExecCLITests.snapshot(url) == before)
+
+        // (The offline model's Project Manager creates sub-tasks: new pending rows.)
+        let finished = "status IN ('completed', 'failed')"
+        let results = try await Self.resultsAndStatuses(c, tasksWhere: finished)[0]
+        let executions = try await Self.count(c, "SELECT count(*) AS n FROM task_executions")
+        let r = try Self.backfill(url, ["--rerun", "--yes", "--offline", "--limit", "2"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("re-ran 2 historical tasks"), "\(r.stdout)")
+        #expect(try await Self.resultsAndStatuses(c, tasksWhere: finished)[0] == results)
+        #expect(try await Self.count(c, "SELECT count(*) AS n FROM task_executions") == executions + 2)
+        let rerun = try await c.query("""
+            SELECT t.id::text AS id, t.openai_trace_id AS trace, e.status, tr.metadata->>'rerun' AS rerun
+            FROM tasks t JOIN task_executions e ON e.task_id = t.id AND e.openai_trace_id = t.openai_trace_id
+            JOIN bridge.traces tr ON tr.trace_id = t.openai_trace_id
+            """)
+        #expect(rerun.count == 2)
+        for row in rerun {
+            #expect(row["trace"] == TraceID.forTask(row["id"] ?? "", attempt: 2))
+            #expect(row["status"] == "completed" && row["rerun"] == "true")
+        }
+        await c.close()
+    }
+}
