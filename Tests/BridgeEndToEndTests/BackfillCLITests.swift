@@ -194,11 +194,15 @@ struct BackfillCLITests {
         let planned = try Self.backfill(url, ["--dry-run"])
         let p = Process()
         p.executableURL = URL(fileURLWithPath: BridgeBinary.path)
-        p.arguments = ["exec", "--backfill", "--database-url", url, "--mappings", Self.mappings, "--batch-size", "1", "--pause-ms", "150"]
+        p.arguments = ["exec", "--backfill", "--database-url", url, "--mappings", Self.mappings, "--batch-size", "1", "--pause-ms", "500"]
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
-        try await Task.sleep(for: .milliseconds(900))
+        // Kill it as soon as the first batches have landed (polling, not guessing a time).
+        for _ in 0..<200 {
+            if try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE openai_trace_id IS NOT NULL") > 0 { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
         let partial = try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE openai_trace_id IS NOT NULL")
