@@ -110,7 +110,12 @@ public struct ExecApp: Sendable {
         let connect: @Sendable () async throws -> PostgresConnection = { try await PostgresConnection.connect(cc) }
         let sinks: [any SpanSink] = []
         let env = environment
-        let httpClient = HTTPClient()
+        // One connection per concurrently running task: an HTTP/1.1 server (a local or
+        // OpenAI-compatible one) serves one request per connection, so the default cap of 8
+        // would hold `--concurrency 50` to 8 model calls in flight.
+        let httpClient = HTTPClient(configuration: HTTPClient.Configuration(
+            maxConnectionsPerHost: max(8, options.concurrency),
+            maxCachedConnections: max(32, 2 * options.concurrency)))
         defer { httpClient.shutdown() }
         let model: any ModelProvider = switch choice {
         case .offline: OfflineModel()

@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# Benchmarks 1 and 2 of issue 7: bridge against the official Python Agents SDK.
+#
+# The same scenario runs on both sides against the same scripted loopback model
+# (bench/standin_model.py, its own process, counted for neither): a Project Manager hands off to
+# a Specialist, who calls two function tools in one turn and then answers (3 model calls a run).
+#   bridge: `bridge exec` (release build) with bench/mappings/ on a throwaway PostgreSQL with the
+#           reference schema, `bridge migrate` applied, and RUNS pending tasks of the Project
+#           Manager; the two tools are SQL SELECTs and every span goes to the bridge.spans ledger.
+#   SDK:    bench/sdk_bench.py, openai-agents==$SDK_VERSION from PyPI in a fresh virtualenv,
+#           Runner.run RUNS times under an asyncio semaphore; the tools are Python functions and
+#           nothing is stored anywhere. Tracing is off on both sides.
+#
+# 1. Zero model latency, concurrency 20: CPU seconds (user + sys of the measured process, from
+#    /usr/bin/time) per model call and peak RSS. Targets: bridge <= 1/4 of the SDK's CPU per model
+#    call and <= 1/2 of its peak RSS (aim 1/10). The PostgreSQL server's CPU during bridge's run is
+#    shown separately (it is not in bridge's process).
+# 2. 200 ms model latency, concurrency 50: elapsed time against the ideal (model calls x 0.2 s /
+#    50). Target: bridge >= 60 % of the ideal (aim 90 %). The SDK runs the same way.
+#
+# Each measurement is repeated REPEAT times, the two contenders alternating, and the table shows
+# medians (and every run, so noise is visible). Model calls are counted by the stand-in.
+#
+#   bench/sdk-compare.sh [--runs N] [--repeat R] [--only 1|2]
+# Environment: BRIDGE (default .build/release/bridge, built if missing), PYTHON (python3),
+# SDK_VERSION (0.24.0), BENCH_VENV (reuse this virtualenv instead of making a fresh one),
+# KEEP_LOGS=1 (keep the work directory).
+# Needs: Swift (to build bridge), PostgreSQL server binaries, psql, python3 with venv, PyPI access.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/pg.sh
+
+RUNS=200
+REPEAT=3
+ONLY=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --runs) RUNS=$2; shift 2 ;;
+    --repeat) REPEAT=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+SDK_VERSION=${SDK_VERSION:-0.24.0}
+PYTHON=${PYTHON:-python3}
+BRIDGE=${BRIDGE:-$PWD/.build/release/bridge}
+TIME=/usr/bin/time
+[ -x "$TIME" ] || { echo "needs GNU time at /usr/bin/time (apt-get install time)" >&2; exit 2; }
+[ -x "$BRIDGE" ] || swift build -c release --product bridge >/dev/null
+
+WORK=$(mktemp -d /tmp/bridge-sdkbench.XXXXXX)
+STANDIN_PID=""
+cleanup() {
+  [ -n "$STANDIN_PID" ] && kill "$STANDIN_PID" 2>/dev/null && wait "$STANDIN_PID" 2>/dev/null || true
+  pg_stop "$WORK"
+  if [ "${KEEP_LOGS:-}" = 1 ]; then echo "logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+log() { echo "bench: $*" >&2; }
+
+# --- the Python side ------------------------------------------------------------------------
+if [ -n "${BENCH_VENV:-}" ] && [ -x "$BENCH_VENV/bin/python" ]; then
+  VENV=$BENCH_VENV
+else
+  VENV=$WORK/venv
+  log "installing openai-agents==$SDK_VERSION into a fresh virtualenv..."
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "openai-agents==$SDK_VERSION" >"$WORK/pip.log" 2>&1 \
+    || { cat "$WORK/pip.log" >&2; exit 2; }
+fi
+SDK_INSTALLED=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("openai-agents"))')
+OPENAI_INSTALLED=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("openai"))')
+PY_VERSION=$("$VENV/bin/python" -c 'import platform; print(platform.python_version())')
+
+# --- the database -----------------------------------------------------------------------------
+log "starting a throwaway PostgreSQL with the reference schema..."
+pg_start "$WORK"
+psql "$PG_URL" -X -q -v ON_ERROR_STOP=1 -f examples/reference-schema.sql >/dev/null
+psql "$PG_URL" -X -q -v ON_ERROR_STOP=1 -v workspaces=10 -v tasks_per_workspace=0 -f examples/reference-seed.sql >/dev/null
+"$BRIDGE" migrate --database-url "$PG_URL" --mappings bench/mappings >"$WORK/migrate.log" 2>&1 \
+  || { cat "$WORK/migrate.log" >&2; exit 2; }
+PG_VERSION=$(psql "$PG_URL" -X -A -t -c "SHOW server_version")
+
+# add_tasks N: N pending tasks of the workspaces' Project Managers.
+add_tasks() {
+  psql "$PG_URL" -X -q -v ON_ERROR_STOP=1 <<SQL
+INSERT INTO tasks (workspace_id, agent_id, assigned_to_role, name, description, status, priority, context_data)
+SELECT pm.workspace_id, pm.id, pm.role, 'Bench task ' || g, 'Produce deliverable ' || g, 'pending', 'medium',
+       jsonb_build_object('project_phase', 'ANALYSIS', 'n', g)
+FROM generate_series(1, $1) g
+CROSS JOIN LATERAL (SELECT * FROM agents WHERE role = 'Project Manager' ORDER BY id OFFSET g % 10 LIMIT 1) pm;
+VACUUM ANALYZE tasks;
+SQL
+}
+
+# pg_cpu: CPU seconds used so far by the PostgreSQL server (postmaster, its live children and
+# the children it has reaped, i.e. the backends of closed connections).
+CLK_TCK=$(getconf CLK_TCK)
+pg_cpu() {
+  local pm kids
+  pm=$(head -1 "$WORK/data/postmaster.pid")
+  kids=$(cat /proc/"$pm"/task/*/children 2>/dev/null || true)
+  { awk '{print $14 + $15 + $16 + $17}' /proc/"$pm"/stat
+    for k in $kids; do awk '{print $14 + $15}' /proc/"$k"/stat 2>/dev/null || true; done
+  } | awk -v hz="$CLK_TCK" '{s += $1} END {printf "%.3f", s / hz}'
+}
+
+# --- the stand-in model ---------------------------------------------------------------------
+start_standin() { # $1 = latency in ms
+  if [ -n "$STANDIN_PID" ]; then kill "$STANDIN_PID"; wait "$STANDIN_PID" 2>/dev/null || true; fi
+  rm -f "$WORK/port"
+  "$VENV/bin/python" bench/standin_model.py --latency-ms "$1" --port-file "$WORK/port" 2>>"$WORK/standin.log" &
+  STANDIN_PID=$!
+  for _ in $(seq 1 100); do [ -s "$WORK/port" ] && break; sleep 0.1; done
+  [ -s "$WORK/port" ] || { cat "$WORK/standin.log" >&2; echo "the stand-in model did not start" >&2; exit 2; }
+  BASE_URL="http://127.0.0.1:$(cat "$WORK/port")/v1"
+}
+model_calls() { curl -s "${BASE_URL%/v1}/stats" | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["responses"])'; }
+standin_errors() { curl -s "${BASE_URL%/v1}/stats" | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["errors"])'; }
+
+# run_bridge CONCURRENCY LABEL -> prints "cpu_s rss_kb calls wall_s pg_cpu_s loop_s"
+run_bridge() {
+  local conc=$1 label=$2 c0 c1 p0 p1
+  add_tasks "$RUNS"
+  c0=$(model_calls); p0=$(pg_cpu)
+  OPENAI_BASE_URL=$BASE_URL OPENAI_API_KEY=sk-bench OPENAI_AGENTS_DISABLE_TRACING=1 \
+    "$TIME" -f "%U %S %M %e" -o "$WORK/$label.time" \
+    "$BRIDGE" exec --database-url "$PG_URL" --mappings bench/mappings --concurrency "$conc" --quiet \
+    >"$WORK/$label.out" 2>&1 || { cat "$WORK/$label.out" >&2; echo "bridge exec failed ($label)" >&2; exit 1; }
+  sleep 0.3 # let the postmaster reap the closed connections' backends
+  c1=$(model_calls); p1=$(pg_cpu)
+  grep -q "completed $RUNS, failed 0" "$WORK/$label.out" \
+    || { cat "$WORK/$label.out" >&2; echo "bridge did not complete $RUNS tasks ($label)" >&2; exit 1; }
+  local loop
+  loop=$(sed -n 's/.*elapsed \([0-9.]*\)s.*/\1/p' "$WORK/$label.out" | tail -1)
+  awk -v c=$((c1 - c0)) -v p0="$p0" -v p1="$p1" -v l="$loop" \
+    '{printf "%.3f %d %d %.3f %.3f %.3f\n", $1 + $2, $3, c, $4, p1 - p0, l}' "$WORK/$label.time"
+}
+
+# run_sdk CONCURRENCY LABEL -> prints "cpu_s rss_kb calls wall_s 0 loop_s"
+run_sdk() {
+  local conc=$1 label=$2 c0 c1
+  c0=$(model_calls)
+  "$TIME" -f "%U %S %M %e" -o "$WORK/$label.time" \
+    "$VENV/bin/python" bench/sdk_bench.py --base-url "$BASE_URL" --runs "$RUNS" --concurrency "$conc" \
+    >"$WORK/$label.out" 2>"$WORK/$label.err" || { cat "$WORK/$label.out" "$WORK/$label.err" >&2; echo "the SDK run failed ($label)" >&2; exit 1; }
+  c1=$(model_calls)
+  local loop
+  loop=$("$VENV/bin/python" -c 'import json,sys; print(json.loads(open(sys.argv[1]).read())["wall_seconds"])' "$WORK/$label.out")
+  awk -v c=$((c1 - c0)) -v l="$loop" '{printf "%.3f %d %d %.3f 0 %.3f\n", $1 + $2, $3, c, $4, l}' "$WORK/$label.time"
+}
+
+median() { sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.4f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+col() { awk -v c="$1" '{print $c}' "$2"; }
+
+echo "# bench/sdk-compare.sh --runs $RUNS --repeat $REPEAT"
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo);" \
+     "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# bridge $(git rev-parse --short HEAD 2>/dev/null || echo '?') (release), PostgreSQL $PG_VERSION;" \
+     "openai-agents $SDK_INSTALLED, openai $OPENAI_INSTALLED, Python $PY_VERSION"
+
+STATUS=0
+# --- benchmark 1 ------------------------------------------------------------------------------
+if [ -z "$ONLY" ] || [ "$ONLY" = 1 ]; then
+  start_standin 0
+  : >"$WORK/b1.bridge"; : >"$WORK/b1.sdk"
+  for r in $(seq 1 "$REPEAT"); do
+    log "benchmark 1, round $r of $REPEAT: bridge exec --concurrency 20 ($RUNS tasks)..."
+    run_bridge 20 "b1-bridge-$r" >>"$WORK/b1.bridge"
+    log "benchmark 1, round $r of $REPEAT: SDK, $RUNS runs at concurrency 20..."
+    run_sdk 20 "b1-sdk-$r" >>"$WORK/b1.sdk"
+  done
+  [ "$(standin_errors)" = 0 ] || { echo "the stand-in answered errors; see $WORK" >&2; STATUS=1; }
+  echo
+  echo "## Benchmark 1: $RUNS runs at concurrency 20, zero model latency (medians of $REPEAT)"
+  echo
+  echo "| round | contender | model calls | CPU s | CPU ms / model call | peak RSS MiB | wall s | PostgreSQL server CPU s |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for r in $(seq 1 "$REPEAT"); do
+    sed -n "${r}p" "$WORK/b1.bridge" | awk -v r="$r" '{printf "| %s | bridge | %d | %.2f | %.2f | %.1f | %.2f | %.2f |\n", r, $3, $1, 1000 * $1 / $3, $2 / 1024, $4, $5}'
+    sed -n "${r}p" "$WORK/b1.sdk" | awk -v r="$r" '{printf "| %s | SDK | %d | %.2f | %.2f | %.1f | %.2f | - |\n", r, $3, $1, 1000 * $1 / $3, $2 / 1024, $4}'
+  done
+  B_CPC=$(awk '{print $1 / $3}' "$WORK/b1.bridge" | median)
+  S_CPC=$(awk '{print $1 / $3}' "$WORK/b1.sdk" | median)
+  B_RSS=$(col 2 "$WORK/b1.bridge" | median)
+  S_RSS=$(col 2 "$WORK/b1.sdk" | median)
+  B_PG=$(awk '{print $5 / $3}' "$WORK/b1.bridge" | median)
+  S_LOOP=$("$VENV/bin/python" -c '
+import json, sys, statistics
+rows = [json.loads(open(f).read()) for f in sys.argv[1:]]
+print(statistics.median((r["cpu_loop_seconds"]) / r["model_calls"] for r in rows))' "$WORK"/b1-sdk-*.out)
+  echo
+  echo "| median | bridge | SDK | bridge / SDK | target | met |"
+  echo "|---|---|---|---|---|---|"
+  awk -v b="$B_CPC" -v s="$S_CPC" 'BEGIN{r = b / s; printf "| CPU ms per model call | %.2f | %.2f | 1/%.1f | <= 1/4 (aim 1/10) | %s |\n", 1000 * b, 1000 * s, s / b, (r <= 0.25 ? "yes" : "NO")}'
+  awk -v b="$B_RSS" -v s="$S_RSS" 'BEGIN{r = b / s; printf "| peak RSS MiB | %.1f | %.1f | 1/%.1f | <= 1/2 (aim 1/10) | %s |\n", b / 1024, s / 1024, s / b, (r <= 0.5 ? "yes" : "NO")}'
+  echo
+  awk -v b="$B_CPC" -v p="$B_PG" -v l="$S_LOOP" 'BEGIN{
+    printf "Not in the ratios: the PostgreSQL server spent %.2f ms per model call serving bridge (bridge + server: %.2f ms);\n", 1000 * p, 1000 * (b + p)
+    printf "the SDK run loop alone (without interpreter start and imports) spent %.2f ms per model call.\n", 1000 * l }'
+  awk -v b="$B_CPC" -v s="$S_CPC" -v bm="$B_RSS" -v sm="$S_RSS" 'BEGIN{exit !(b / s <= 0.25 && bm / sm <= 0.5)}' || STATUS=1
+fi
+
+# --- benchmark 2 ------------------------------------------------------------------------------
+if [ -z "$ONLY" ] || [ "$ONLY" = 2 ]; then
+  start_standin 200
+  : >"$WORK/b2.bridge"; : >"$WORK/b2.sdk"
+  for r in $(seq 1 "$REPEAT"); do
+    log "benchmark 2, round $r of $REPEAT: bridge exec --concurrency 50 ($RUNS tasks, 200 ms model latency)..."
+    run_bridge 50 "b2-bridge-$r" >>"$WORK/b2.bridge"
+    log "benchmark 2, round $r of $REPEAT: SDK, $RUNS runs at concurrency 50 (200 ms model latency)..."
+    run_sdk 50 "b2-sdk-$r" >>"$WORK/b2.sdk"
+  done
+  [ "$(standin_errors)" = 0 ] || { echo "the stand-in answered errors; see $WORK" >&2; STATUS=1; }
+  echo
+  echo "## Benchmark 2: $RUNS runs at concurrency 50, 200 ms model latency (medians of $REPEAT)"
+  echo
+  echo "ideal = model calls x 0.2 s / 50; efficiency = ideal / elapsed. 'process' is the whole process"
+  echo "(start, mappings, connections); 'run loop' is the contender's own timing of its runs."
+  echo
+  echo "| round | contender | model calls | ideal s | process s | run loop s | efficiency (process) | efficiency (run loop) |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for r in $(seq 1 "$REPEAT"); do
+    for side in bridge sdk; do
+      sed -n "${r}p" "$WORK/b2.$side" | awk -v r="$r" -v s="$side" '{i = $3 * 0.2 / 50;
+        printf "| %s | %s | %d | %.2f | %.2f | %.2f | %.0f %% | %.0f %% |\n", r, (s == "sdk" ? "SDK" : s), $3, i, $4, $6, 100 * i / $4, 100 * i / $6}'
+    done
+  done
+  B_EFF=$(awk '{print 100 * ($3 * 0.2 / 50) / $4}' "$WORK/b2.bridge" | median)
+  B_EFFL=$(awk '{print 100 * ($3 * 0.2 / 50) / $6}' "$WORK/b2.bridge" | median)
+  S_EFF=$(awk '{print 100 * ($3 * 0.2 / 50) / $4}' "$WORK/b2.sdk" | median)
+  S_EFFL=$(awk '{print 100 * ($3 * 0.2 / 50) / $6}' "$WORK/b2.sdk" | median)
+  echo
+  echo "| median efficiency | process | run loop | target | met |"
+  echo "|---|---|---|---|---|"
+  awk -v p="$B_EFF" -v l="$B_EFFL" 'BEGIN{printf "| bridge | %.0f %% | %.0f %% | >= 60 %% (aim 90 %%) of the process | %s |\n", p, l, (p >= 60 ? "yes" : "NO")}'
+  awk -v p="$S_EFF" -v l="$S_EFFL" 'BEGIN{printf "| SDK | %.0f %% | %.0f %% | (for comparison) | |\n", p, l}'
+  awk -v p="$B_EFF" 'BEGIN{exit !(p >= 60)}' || STATUS=1
+fi
+
+[ "$STATUS" = 0 ] && echo && echo "all targets met" || { echo; echo "TARGET MISSED (see above)"; }
+exit "$STATUS"
