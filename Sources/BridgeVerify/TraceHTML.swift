@@ -72,11 +72,13 @@ public enum TraceHTML {
   .row .name .caret { display: inline-block; width: 14px; color: var(--muted); text-align: center; }
   .row .name .k { font-size: 10px; text-transform: uppercase; letter-spacing: .04em; color: #fff; background: var(--c); border-radius: 3px; padding: 0 4px; margin-right: 5px; }
   .row.err .name { color: #b91c1c; }
-  .bar { position: absolute; top: 5px; height: 14px; min-width: 2px; border-radius: 3px; background: var(--c); }
+  .bar { position: absolute; top: 5px; height: 14px; min-width: 3px; border-radius: 3px; background: var(--c); }
   .row.err .bar { background: repeating-linear-gradient(135deg, var(--c) 0 6px, #dc2626 6px 9px); outline: 1px solid #dc2626; }
   .dur { position: absolute; top: 3px; font-size: 11px; color: var(--muted); white-space: nowrap; }
   .gridline { position: absolute; top: 0; bottom: 0; border-left: 1px dashed #f1f5f9; }
-  #details h2 { font-size: 14px; margin: 0 0 8px; }
+  #details h2 { font-size: 14px; margin: 0 0 8px; overflow-wrap: anywhere; }
+  #details h3 { font-size: 12px; margin: 12px 0 6px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
+  .dur.in { color: #fff; font-weight: 600; }
   #details table { border-collapse: collapse; width: 100%; margin-bottom: 10px; }
   #details td { padding: 2px 0; vertical-align: top; }
   #details td:first-child { color: var(--muted); width: 92px; }
@@ -137,7 +139,10 @@ public enum TraceHTML {
   if (total / step > 10) step *= 2; if (total / step > 10) step *= 2.5;
   var tickAt = [];
   for (var t = 0; t <= total + 1e-9; t += step) tickAt.push(t);
-  tickAt.forEach(function (t) { var d = el("div", "tick", fmt(t)); d.style.left = (t / total * 100) + "%"; ticks.appendChild(d); });
+  tickAt.forEach(function (t) {
+    if (t / total > 0.93 && t > 0) return;  // no room for the label at the right edge
+    var d = el("div", "tick", fmt(t)); d.style.left = (t / total * 100) + "%"; ticks.appendChild(d);
+  });
 
   var byId = {}, children = {}, rows = {};
   spans.forEach(function (s) { byId[s.id] = s; if (s.parent_id) (children[s.parent_id] = children[s.parent_id] || []).push(s.id); });
@@ -156,7 +161,9 @@ public enum TraceHTML {
     var left = s.start_ms / total * 100, width = Math.max(s.dur_ms / total * 100, 0.15);
     var bar = el("div", "bar"); bar.style.left = left + "%"; bar.style.width = width + "%"; track.appendChild(bar);
     var dur = el("div", "dur", fmt(s.dur_ms));
-    if (left + width > 85) { dur.style.right = (100 - left + 0.5) + "%"; } else { dur.style.left = (left + width + 0.5) + "%"; }
+    if (left + width <= 88) { dur.style.left = (left + width + 0.5) + "%"; }
+    else if (width >= 12) { dur.className = "dur in"; dur.style.right = (100 - left - width + 0.5) + "%"; }
+    else { dur.style.right = (100 - left + 0.5) + "%"; }
     track.appendChild(dur);
     row.appendChild(track);
     caret.addEventListener("click", function (ev) { ev.stopPropagation(); toggle(s.id); });
@@ -179,7 +186,11 @@ public enum TraceHTML {
     var s = byId[id]; if (!s) return;
     Object.keys(rows).forEach(function (k) { rows[k].classList.toggle("sel", k === id); });
     var d = document.getElementById("details"); d.innerHTML = "";
-    var title = el("h2", null, s.label); d.appendChild(title);
+    var sd = s.span_data || {};
+    var name = s.kind === "turn" ? "turn " + ((sd.data || {}).turn || "") + " · " + ((sd.data || {}).agent_name || "")
+             : s.kind === "handoff" ? (sd.from_agent || "?") + " → " + (sd.to_agent || "?")
+             : s.kind === "generation" ? (sd.model || "") : (sd.name || ((sd.data || {}).name) || "");
+    d.appendChild(el("h2", null, s.kind + " " + name));
     if (s.error) {
       var e = el("div", "error", "✗ " + (s.error.message || JSON.stringify(s.error)) + (s.error.data ? "\n" + JSON.stringify(s.error.data) : ""));
       e.style.whiteSpace = "pre-wrap"; d.appendChild(e);
@@ -189,14 +200,13 @@ public enum TraceHTML {
      ["started", s.started_at], ["ended", s.ended_at], ["duration", fmt(s.dur_ms)], ["offset", "+" + fmt(s.start_ms)]]
       .forEach(function (r) { var tr = el("tr"); tr.appendChild(el("td", null, r[0])); tr.appendChild(el("td", null, r[1])); tb.appendChild(tr); });
     d.appendChild(tb);
-    var sd = s.span_data || {};
     if (s.kind === "function") {
-      d.appendChild(el("h2", null, "input"));
+      d.appendChild(el("h3", null, "input"));
       d.appendChild(el("pre", null, pretty(sd.input)));
-      d.appendChild(el("h2", null, "output"));
+      d.appendChild(el("h3", null, "output"));
       d.appendChild(el("pre", null, pretty(sd.output)));
     }
-    d.appendChild(el("h2", null, "span_data"));
+    d.appendChild(el("h3", null, "span_data"));
     d.appendChild(el("pre", null, JSON.stringify(sd, null, 2)));
     if (location.hash !== "#" + id) history.replaceState(null, "", "#" + id);
   }

@@ -205,7 +205,7 @@ public enum TraceText {
                 prefix += hasLaterSibling(rows, from: i, depth: entry.depth) ? "├─ " : "└─ "
             }
             let s = entry.span
-            let label = prefix + SpanLabel.line(s)
+            let label = prefix + SpanLabel.line(s, argLimit: 36)
             let dur = SpanLabel.duration(s.endedAt.timeIntervalSince(s.startedAt))
             let offset = "+" + SpanLabel.duration(s.startedAt.timeIntervalSince(doc.origin))
             lines.append((label, dur, offset))
@@ -217,7 +217,7 @@ public enum TraceText {
                 lines.append((cont + "   ✗ error: " + SpanLabel.shorten(e, 120), "", ""))
             }
         }
-        let width = min(110, lines.map { $0.0.count }.max() ?? 0)
+        let width = min(96, lines.map { $0.0.count }.max() ?? 0)
         for (label, dur, offset) in lines {
             if dur.isEmpty { out.append(label); continue }
             let l = label.count > width ? String(label.prefix(width - 1)) + "…" : label
