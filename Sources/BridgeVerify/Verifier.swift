@@ -6,8 +6,9 @@ import Foundation
 /// Runs the tracing validation checklist against a database.
 ///
 /// Every check is one set-based statement (CTEs, hash joins, aggregates): the number of round
-/// trips does not grow with the number of tasks or spans. All checks run inside one
-/// `REPEATABLE READ READ ONLY` transaction, so they see the same snapshot. Table and column
+/// trips does not grow with the number of tasks or spans. The checks run in `REPEATABLE READ
+/// READ ONLY` transactions on one or more connections that share one snapshot, so they all see
+/// the same data. Table and column
 /// names come from the mappings (quoted identifiers); every value is a `$n` parameter.
 ///
 /// Scope parameters shared by every statement: `$1` since (timestamptz or NULL), `$2` task id
@@ -21,27 +22,46 @@ public struct Verifier: Sendable {
         self.options = options
     }
 
-    /// Loads the mappings from `mappingsDirectory`, connects, and runs the checklist.
+    /// Loads the mappings from `mappingsDirectory`, reads the `--spans` file, opens
+    /// `options.connections` connections and runs the checklist.
     public static func run(mappingsDirectory: String, connection: ConnectionConfig,
                            options: VerifyOptions) async throws -> VerifyReport {
         let config = try MappingLoader.load(directory: mappingsDirectory)
-        let conn = try await PostgresConnection.connect(connection)
+        let file = try options.spansFile.map { path throws(VerifyInputError) in try SpanFile.read(path: path) }
+        var conns: [PostgresConnection] = []
         do {
-            let report = try await Verifier(config: config, options: options).run(on: conn)
-            await conn.close()
+            for _ in 0..<max(1, options.connections) { conns.append(try await PostgresConnection.connect(connection)) }
+            let report = try await Verifier(config: config, options: options)
+                .run(on: conns[0], helpers: Array(conns.dropFirst()), spanFile: file)
+            for c in conns { await c.close() }
             return report
         } catch {
-            await conn.close()
+            for c in conns { await c.close() }
             throw error
         }
     }
 
-    /// Runs all six checks on `connection` and returns the report.
-    public func run(on connection: PostgresConnection) async throws -> VerifyReport {
+    /// Runs all six checks and returns the report.
+    ///
+    /// The checks run on `connection` and, in parallel, on the `helpers`, which import the
+    /// first connection's snapshot (`pg_export_snapshot`), so every check sees the same data.
+    /// The `--spans` comparison runs on `connection`, which holds the file's temp tables.
+    /// `spanFile` is the parsed `--spans` file (read here from `options.spansFile` if nil).
+    public func run(on connection: PostgresConnection, helpers: [PostgresConnection] = [],
+                    spanFile: SpanFile? = nil) async throws -> VerifyReport {
         let clock = ContinuousClock()
         let start = clock.now
         var scope = options.scope
-        try await connection.set("client_min_messages", "warning")
+        if scope.workspace != nil && config.source.groupColumn == nil {
+            throw VerifyInputError("--workspace needs source.group_column in the mappings")
+        }
+        // A reporting session: no notices on stderr, no JIT (it costs ~0.4 s per statement and
+        // saves nothing here), and room for the hash tables and sorts of 1,000,000 spans.
+        for c in [connection] + helpers {
+            try await c.set("client_min_messages", "warning")
+            try await c.set("jit", "off")
+            try await c.set("work_mem", "128MB")
+        }
         scope.sinceTimestamp = try await resolveSince(scope.since, on: connection)
         let binds: [PostgresValue] = [
             scope.sinceTimestamp.map { .text(PostgresTimestamp.format($0)) } ?? .null,
@@ -49,12 +69,9 @@ public struct Verifier: Sendable {
             scope.workspace.map { .text($0) } ?? .null,
             .text(String(options.maxExamples)),
         ]
-        if scope.workspace != nil && config.source.groupColumn == nil {
-            throw VerifyInputError("--workspace needs source.group_column in the mappings")
-        }
         var spanFileSummary: SpanFileSummary?
         if let path = options.spansFile {
-            let file = try SpanFile.read(path: path)
+            let file = try spanFile ?? SpanFile.read(path: path)
             try await loadSpanFile(file, on: connection)
             spanFileSummary = SpanFileSummary(path: path, format: file.format, traces: file.traceIds.count, spans: file.spans.count)
         }
@@ -63,32 +80,88 @@ public struct Verifier: Sendable {
             """).first?.bool("ok") ?? false
         try await requireLedger(on: connection)
 
-        try await connection.simpleQuery("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        let all = [connection] + helpers
+        var open: [PostgresConnection] = []
         var results: [CheckResult] = []
         do {
-            let sql = VerifySQL(config: config)
-            for check in Check.allCases {
-                let t0 = clock.now
-                var r: CheckResult
-                switch check {
-                case .toolsTraced: r = try await toolsTraced(sql, binds, connection)
-                case .handoffsTraced: r = try await handoffsTraced(sql, binds, connection)
-                case .toolIOCaptured: r = try await toolIOCaptured(sql, binds, connection)
-                case .traceIdsCorrelate: r = try await traceIdsCorrelate(sql, binds, spanFileSummary, connection)
-                case .exportDelivered:
-                    r = hasExporters ? try await exportDelivered(sql, binds, connection)
-                        : .skipped(.exportDelivered, "bridge.exporters does not exist yet (run bridge migrate); no exporter is configured")
-                case .toolTiming: r = try await toolTiming(sql, binds, connection)
+            try await connection.simpleQuery("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            open.append(connection)
+            if !helpers.isEmpty {
+                let snapshot = try await connection.query("SELECT pg_export_snapshot() AS s").first?["s"] ?? ""
+                // SET TRANSACTION SNAPSHOT takes no parameters; the id comes from the server
+                // (hex digits and dashes) and is checked before it is quoted.
+                guard !snapshot.isEmpty, snapshot.unicodeScalars.allSatisfy({ $0.properties.isASCIIHexDigit || $0 == "-" }) else {
+                    throw VerifyInputError("unexpected snapshot id from pg_export_snapshot(): \(snapshot)")
                 }
-                r.elapsedMs = Self.ms(clock.now - t0)
-                results.append(r)
+                for h in helpers {
+                    try await h.simpleQuery("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    open.append(h)
+                    try await h.simpleQuery("SET TRANSACTION SNAPSHOT '\(snapshot)'")
+                }
             }
-            try await connection.simpleQuery("COMMIT")
+            let sql = VerifySQL(config: config)
+            let fileSummary = spanFileSummary
+            // Most expensive first, so the connections finish at about the same time.
+            let queue = CheckQueue([.exportDelivered, .handoffsTraced, .toolsTraced, .traceIdsCorrelate, .toolIOCaptured, .toolTiming],
+                                   primaryOnly: fileSummary == nil ? [] : [.traceIdsCorrelate])
+            results = try await withThrowingTaskGroup(of: [CheckResult].self) { group in
+                for (i, c) in all.enumerated() {
+                    group.addTask {
+                        var done: [CheckResult] = []
+                        while let check = await queue.next(primary: i == 0) {
+                            let t0 = clock.now
+                            var r = try await self.run(check, sql: sql, binds: binds, file: fileSummary,
+                                                       hasExporters: hasExporters, on: c)
+                            r.elapsedMs = Self.ms(clock.now - t0)
+                            done.append(r)
+                        }
+                        return done
+                    }
+                }
+                var out: [CheckResult] = []
+                for try await part in group { out += part }
+                return out
+            }
+            for c in open { try await c.simpleQuery("COMMIT") }
         } catch {
-            _ = try? await connection.simpleQuery("ROLLBACK")
+            for c in open { _ = try? await c.simpleQuery("ROLLBACK") }
             throw error
         }
+        let order = Check.allCases.map(\.rawValue)
+        results.sort { (order.firstIndex(of: $0.id) ?? 0) < (order.firstIndex(of: $1.id) ?? 0) }
         return VerifyReport(scope: scope, checks: results, elapsedMs: Self.ms(clock.now - start))
+    }
+
+    func run(_ check: Check, sql: VerifySQL, binds: [PostgresValue], file: SpanFileSummary?, hasExporters: Bool,
+             on c: PostgresConnection) async throws -> CheckResult {
+        switch check {
+        case .toolsTraced: return try await toolsTraced(sql, binds, c)
+        case .handoffsTraced: return try await handoffsTraced(sql, binds, c)
+        case .toolIOCaptured: return try await toolIOCaptured(sql, binds, c)
+        case .traceIdsCorrelate: return try await traceIdsCorrelate(sql, binds, file, c)
+        case .exportDelivered:
+            guard hasExporters else {
+                return .skipped(.exportDelivered, "bridge.exporters does not exist yet (run bridge migrate); no exporter is configured")
+            }
+            return try await exportDelivered(sql, binds, c)
+        case .toolTiming: return try await toolTiming(sql, binds, c)
+        }
+    }
+
+    /// Hands out the checks to the connections, one at a time.
+    actor CheckQueue {
+        var pending: [Check]
+        let primaryOnly: Set<Check>
+
+        init(_ checks: [Check], primaryOnly: Set<Check>) {
+            self.pending = checks
+            self.primaryOnly = primaryOnly
+        }
+
+        func next(primary: Bool) -> Check? {
+            guard let i = pending.firstIndex(where: { primary || !primaryOnly.contains($0) }) else { return nil }
+            return pending.remove(at: i)
+        }
     }
 
     static func ms(_ d: Duration) -> Double {

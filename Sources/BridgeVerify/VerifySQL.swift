@@ -83,54 +83,67 @@ struct VerifySQL: Sendable {
 
     // MARK: handoffs_traced
 
-    /// Every `transfer_to_…` call in a transcript (except those the runner ignored as
-    /// "Multiple handoffs detected") is paired, in order, with the trace's handoff spans to the
-    /// agent whose default tool name it is. The span must name both agents, sit under a turn
-    /// (or the agent span) of the source agent, and the target agent's span must start after it.
+    /// Per trace and handoff tool (`transfer_to_<agent>`): the calls in the transcript (except
+    /// those the runner ignored as "Multiple handoffs detected") against the trace's handoff
+    /// spans to the agent whose default tool name it is; and every such handoff span must name
+    /// both agents, sit under a turn (or the agent span) of the source agent, and be followed
+    /// by a span of the target agent. Items: the handoff calls.
     var handoffsTraced: String {
-        let slug = "'transfer_to_' || regexp_replace(lower(coalesce(s.span_data->>'to_agent', '')), '[^a-z0-9_]', '_', 'g')"
-        return """
+        """
         WITH \(Self.scopedTraces),
         hcalls AS (
-            SELECT st.trace_id, st.task_id, x.it->>'name' AS tool,
-                   row_number() OVER (PARTITION BY st.trace_id, x.it->>'name' ORDER BY x.ord) AS k
+            SELECT st.trace_id, st.task_id, x.it->>'name' AS tool, count(*) AS n
             FROM st JOIN bridge.run_transcripts rt ON rt.trace_id = st.trace_id
-            CROSS JOIN LATERAL \(Self.transcriptItems) WITH ORDINALITY AS x(it, ord)
+            CROSS JOIN LATERAL \(Self.transcriptItems) AS x(it)
             WHERE x.it->>'type' = 'function_call' AND x.it->>'name' LIKE 'transfer\\_to\\_%'
               AND NOT jsonb_path_exists(rt.items,
                     '$[*] ? (@.type == "function_call_output" && @.call_id == $c && @.output starts with "Multiple handoffs")',
                     jsonb_build_object('c', x.it->'call_id'))
+            GROUP BY 1, 2, 3
         ),
-        hspans AS (
-            SELECT s.trace_id, s.span_id, s.parent_id, s.started_at,
-                   s.span_data->>'from_agent' AS from_agent, s.span_data->>'to_agent' AS to_agent, \(slug) AS tool,
-                   row_number() OVER (PARTITION BY s.trace_id, \(slug) ORDER BY s.started_at, s.span_id) AS k
+        hspans AS MATERIALIZED (
+            SELECT st.task_id, s.trace_id, s.span_id, s.parent_id, s.started_at,
+                   s.span_data->>'from_agent' AS from_agent, s.span_data->>'to_agent' AS to_agent,
+                   'transfer_to_' || regexp_replace(lower(coalesce(s.span_data->>'to_agent', '')), '[^a-z0-9_]', '_', 'g') AS tool
             FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
             WHERE s.span_data->>'type' = 'handoff'
         ),
-        items AS MATERIALIZED (
-            SELECT c.trace_id, c.task_id, c.tool, h.span_id, h.from_agent, h.to_agent,
+        agent_starts AS (
+            SELECT s.trace_id, s.span_data->>'name' AS name, max(s.started_at) AS last_start
+            FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
+            WHERE s.span_data->>'type' = 'agent'
+            GROUP BY 1, 2
+        ),
+        checked_spans AS (
+            SELECT h.*,
                    coalesce((p.span_data->>'type' = 'custom' AND p.span_data->'data'->>'sdk_span_type' = 'turn'
                              AND p.span_data->'data'->>'agent_name' = h.from_agent)
                             OR (p.span_data->>'type' = 'agent' AND p.span_data->>'name' = h.from_agent), false) AS parent_ok,
-                   EXISTS (SELECT 1 FROM bridge.spans a
-                           WHERE a.trace_id = c.trace_id AND a.span_data->>'type' = 'agent'
-                             AND a.span_data->>'name' = h.to_agent AND a.started_at >= h.started_at) AS target_after
-            FROM hcalls c
-            LEFT JOIN hspans h ON h.trace_id = c.trace_id AND h.tool = c.tool AND h.k = c.k
+                   coalesce(a.last_start >= h.started_at, false) AS target_after
+            FROM hspans h
             LEFT JOIN bridge.spans p ON p.span_id = h.parent_id
+            LEFT JOIN agent_starts a ON a.trace_id = h.trace_id AND a.name = h.to_agent
+        ),
+        span_counts AS (SELECT trace_id, tool, count(*) AS n FROM hspans GROUP BY 1, 2),
+        items AS MATERIALIZED (
+            SELECT c.trace_id, c.task_id, c.tool, c.n AS calls, coalesce(sc.n, 0) AS spans
+            FROM hcalls c LEFT JOIN span_counts sc ON sc.trace_id = c.trace_id AND sc.tool = c.tool
         ),
         bad AS (
+            SELECT task_id, trace_id,
+                   format('the run transcript calls %s %s time(s), but the trace has %s handoff span(s) to that agent', tool, calls, spans) AS message,
+                   calls - spans AS weight
+            FROM items WHERE spans < calls
+            UNION ALL
             SELECT task_id, trace_id, CASE
-                WHEN span_id IS NULL THEN format('the run transcript calls %s, but the trace has no handoff span to that agent', tool)
                 WHEN from_agent IS NULL OR to_agent IS NULL THEN format('handoff span %s lacks from_agent or to_agent', span_id)
                 WHEN NOT parent_ok THEN format('handoff %s → %s (%s) is not under a turn of %s', from_agent, to_agent, span_id, from_agent)
                 ELSE format('handoff %s → %s (%s): no agent span of %s starts after it', from_agent, to_agent, span_id, to_agent)
-            END AS message
-            FROM items
-            WHERE span_id IS NULL OR from_agent IS NULL OR to_agent IS NULL OR NOT parent_ok OR NOT target_after
+            END, 1
+            FROM checked_spans
+            WHERE from_agent IS NULL OR to_agent IS NULL OR NOT parent_ok OR NOT target_after
         ),
-        \(Self.tail(checked: "SELECT count(*) FROM items", failed: "SELECT count(*) FROM bad"))
+        \(Self.tail(checked: "SELECT coalesce(sum(calls), 0) FROM items", failed: "SELECT coalesce(sum(weight), 0) FROM bad"))
         """
     }
 
@@ -205,39 +218,49 @@ struct VerifySQL: Sendable {
     var exportDelivered: String {
         """
         WITH \(Self.scopedTraces),
+        limits AS MATERIALIZED (SELECT now() - make_interval(secs => $5::float8) AS cutoff),
         pairs AS MATERIALIZED (
-            SELECT st.task_id, s.trace_id, s.span_id, s.ended_at, x.name AS exporter, d.status, d.error,
+            SELECT s.trace_id, s.span_id, s.ended_at, x.name AS exporter, d.status,
                    extract(epoch FROM d.delivered_at - s.ended_at)::float8 AS lag
             FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
             CROSS JOIN bridge.exporters x
             LEFT JOIN bridge.span_deliveries d ON d.exporter = x.name AND d.span_id = s.span_id
             WHERE s.ended_at >= x.registered_at OR d.span_id IS NOT NULL
         ),
-        limits AS (SELECT now() - make_interval(secs => $5::float8) AS cutoff)
-        SELECT 'exporter' AS kind, exporter, count(*) AS spans,
-               count(*) FILTER (WHERE status = 'delivered') AS delivered,
-               count(*) FILTER (WHERE status = 'rejected') AS rejected,
-               count(*) FILTER (WHERE status IS NULL AND ended_at < (SELECT cutoff FROM limits)) AS missing,
-               count(*) FILTER (WHERE status IS NULL AND ended_at >= (SELECT cutoff FROM limits)) AS in_flight,
-               count(*) FILTER (WHERE status = 'delivered' AND lag > $5::float8) AS late,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY lag) FILTER (WHERE status = 'delivered') AS p50,
-               percentile_cont(0.95) WITHIN GROUP (ORDER BY lag) FILTER (WHERE status = 'delivered') AS p95,
-               max(lag) FILTER (WHERE status = 'delivered') AS max,
+        stats AS (
+            SELECT exporter, count(*) AS spans,
+                   count(*) FILTER (WHERE status = 'delivered') AS delivered,
+                   count(*) FILTER (WHERE status = 'rejected') AS rejected,
+                   count(*) FILTER (WHERE status IS NULL AND ended_at < (SELECT cutoff FROM limits)) AS missing,
+                   count(*) FILTER (WHERE status IS NULL AND ended_at >= (SELECT cutoff FROM limits)) AS in_flight,
+                   count(*) FILTER (WHERE status = 'delivered' AND lag > $5::float8) AS late,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY lag) FILTER (WHERE status = 'delivered') AS p50,
+                   percentile_cont(0.95) WITHIN GROUP (ORDER BY lag) FILTER (WHERE status = 'delivered') AS p95,
+                   max(lag) FILTER (WHERE status = 'delivered') AS max
+            FROM pairs GROUP BY exporter
+        ),
+        failing AS (
+            (SELECT 'example' AS kind, p.exporter, p.trace_id, p.span_id, p.status, p.ended_at, p.lag FROM pairs p
+             WHERE p.status = 'rejected' OR (p.status IS NULL AND p.ended_at < (SELECT cutoff FROM limits))
+             ORDER BY coalesce(p.status, '') = 'rejected' DESC, p.trace_id, p.span_id LIMIT $4::int)
+            UNION ALL
+            (SELECT 'late', p.exporter, p.trace_id, p.span_id, p.status, p.ended_at, p.lag FROM pairs p
+             WHERE p.status = 'delivered' AND p.lag > $5::float8
+             ORDER BY p.lag DESC LIMIT $4::int)
+        )
+        SELECT 'exporter' AS kind, exporter, spans, delivered, rejected, missing, in_flight, late, p50, p95, max,
                NULL::text AS task_id, NULL::text AS trace_id, NULL::text AS message
-        FROM pairs GROUP BY exporter
+        FROM stats
         UNION ALL
-        (SELECT 'example', exporter, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, task_id, trace_id,
-                CASE WHEN status = 'rejected' THEN format('span %s rejected by %s: %s', span_id, exporter, coalesce(error, 'no message'))
-                     ELSE format('span %s not delivered to %s (ended %s s ago)', span_id, exporter,
-                                 round(extract(epoch FROM now() - ended_at)::numeric)) END
-         FROM pairs
-         WHERE status = 'rejected' OR (status IS NULL AND ended_at < (SELECT cutoff FROM limits))
-         ORDER BY coalesce(status, '') = 'rejected' DESC, trace_id, span_id LIMIT $4::int)
-        UNION ALL
-        (SELECT 'late', exporter, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, task_id, trace_id,
-                format('span %s acknowledged by %s %s s after it ended', span_id, exporter, round(lag::numeric, 1))
-         FROM pairs WHERE status = 'delivered' AND lag > $5::float8
-         ORDER BY lag DESC LIMIT $4::int)
+        SELECT f.kind, f.exporter, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+               coalesce(tr.task_id, tr.metadata->>'task_id'), f.trace_id,
+               CASE WHEN f.kind = 'late' THEN format('span %s acknowledged by %s %s s after it ended', f.span_id, f.exporter, round(f.lag::numeric, 1))
+                    WHEN f.status = 'rejected' THEN format('span %s rejected by %s: %s', f.span_id, f.exporter, coalesce(d.error, 'no message'))
+                    ELSE format('span %s not delivered to %s (ended %s s ago)', f.span_id, f.exporter,
+                                round(extract(epoch FROM now() - f.ended_at)::numeric)) END
+        FROM failing f
+        LEFT JOIN bridge.traces tr ON tr.trace_id = f.trace_id
+        LEFT JOIN bridge.span_deliveries d ON d.exporter = f.exporter AND d.span_id = f.span_id
         """
     }
 

@@ -74,10 +74,13 @@ public struct VerifyOptions: Sendable {
     public var maxExportLagSeconds: Double
     /// Examples kept per check.
     public var maxExamples: Int
+    /// Database connections the checks are spread over (sharing one snapshot).
+    public var connections: Int
 
     public init(scope: VerifyScope = .init(), spansFile: String? = nil, maxExportLagSeconds: Double = 30,
-                maxExamples: Int = 5) {
+                maxExamples: Int = 5, connections: Int = 2) {
         self.scope = scope
+        self.connections = connections
         self.spansFile = spansFile
         self.maxExportLagSeconds = maxExportLagSeconds
         self.maxExamples = maxExamples

@@ -49,6 +49,10 @@ extension Bridge {
                 help: ArgumentHelp("Limit for the p95 lag from span end to exporter acknowledgement, in seconds.", valueName: "seconds"))
         var maxExportLag: Double = 30
 
+        @Option(help: ArgumentHelp("Database connections to spread the checks over (they share one snapshot).",
+                                   valueName: "n"))
+        var jobs: Int = 2
+
         @Option(help: ArgumentHelp("Output format: text, json, junit or markdown.", valueName: "format"))
         var format: ReportFormat = .text
 
@@ -59,13 +63,15 @@ extension Bridge {
             if let since, Since.parse(since) == nil {
                 throw ValidationError("--since must be a duration like 30m, 24h or 7d, or a timestamp like 2026-11-26T09:00:00Z")
             }
+            guard (1...16).contains(jobs) else { throw ValidationError("--jobs must be between 1 and 16") }
             guard maxExportLag > 0, maxExportLag.isFinite else { throw ValidationError("--max-export-lag must be positive") }
         }
 
         func run() async throws {
             try await runReportingErrors {
                 let scope = VerifyScope(since: since.flatMap(Since.parse), task: task, workspace: workspace)
-                let options = VerifyOptions(scope: scope, spansFile: spans, maxExportLagSeconds: maxExportLag)
+                let options = VerifyOptions(scope: scope, spansFile: spans, maxExportLagSeconds: maxExportLag,
+                                            connections: jobs)
                 let report = try await Verifier.run(mappingsDirectory: mappings,
                                                     connection: connection.config(applicationName: "bridge-verify"),
                                                     options: options)
