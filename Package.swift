@@ -73,7 +73,7 @@ let package = Package(
         // 5. Tracing: spans, the ledger and exporters
         .target(
             name: "BridgeTracing",
-            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMapping", "BridgeRunner"],
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeRunner"],
             swiftSettings: strict
         ),
         // The exec worker: claims tasks, runs them traced, records results
@@ -119,7 +119,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BridgeEndToEndTests",
-            dependencies: ["BridgeCore", "BridgeTestSupport"]
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMapping", "BridgeTestSupport"]
         ),
     ]
 )

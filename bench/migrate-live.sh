@@ -19,6 +19,7 @@ BRIDGE=${BRIDGE:-$PWD/.build/release/bridge}
 [ -x "$BRIDGE" ] || swift build -c release --product bridge >/dev/null
 WORK=$(mktemp -d /tmp/bridge-bench.XXXXXX)
 trap 'pg_stop "$WORK"; rm -rf "$WORK"' EXIT
+trap 'exit 130' INT TERM
 pg_start "$WORK"
 PGBENCH="$PG_BIN/pgbench"
 
@@ -50,7 +51,7 @@ SQL
 run_with_writer() {
   local url=$1 label=$2; shift 2
   rm -f "$WORK"/pgbench_log.*
-  (cd "$WORK" && "$PGBENCH" -n -c 4 -j 2 -T 600 -l -f writer.sql "$url" >"$WORK/pgbench.out" 2>&1) &
+  (cd "$WORK" && exec "$PGBENCH" -n -c 4 -j 2 -T 600 -l -f writer.sql "$url" >"$WORK/pgbench.out" 2>&1) &
   local writer=$!
   sleep 3
   local t0 t1
@@ -60,8 +61,8 @@ run_with_writer() {
   sleep 2
   kill -INT $writer 2>/dev/null || true; wait $writer 2>/dev/null || true
   local s_us e_us
-  s_us=$(awk -v t="$t0" 'BEGIN{printf "%d", t*1000000}')
-  e_us=$(awk -v t="$t1" 'BEGIN{printf "%d", t*1000000}')
+  s_us=$(awk -v t="$t0" 'BEGIN{printf "%.0f", t*1000000}')
+  e_us=$(awk -v t="$t1" 'BEGIN{printf "%.0f", t*1000000}')
   # pgbench log columns: client txno latency_us script epoch_s epoch_us (end time of each transaction)
   local max_ms
   max_ms=$(cat "$WORK"/pgbench_log.* | awk -v s="$s_us" -v e="$e_us" '
@@ -86,6 +87,8 @@ for f in migrations/*.sql; do
 done
 peer_migrate() { for f in "$WORK"/peer/*.sql; do psql "$URL_P" -X -q -1 -v ON_ERROR_STOP=1 -f "$f" || return 1; done; }
 
+echo "bench: baseline (writer alone, 2 s, no migration)..." >&2
+read -r N_MAX N_TOTAL N_TX < <(run_with_writer "$URL_B" baseline sleep 2)
 echo "bench: bridge migrate under write load..." >&2
 read -r B_MAX B_TOTAL B_TX < <(run_with_writer "$URL_B" bridge "$BRIDGE" migrate --database-url "$URL_B")
 echo "bench: naive peer (psql -1 -f per file) under write load..." >&2
@@ -93,6 +96,7 @@ read -r P_MAX P_TOTAL P_TX < <(run_with_writer "$URL_P" peer peer_migrate)
 
 INVALID=$(psql "$URL_B" -X -A -t -c "SELECT count(*) FROM pg_index WHERE NOT indisvalid")
 printf '\n| tool | rows | longest writer stall (ms) | migration time (s) | writer txns |\n|---|---|---|---|---|\n'
+printf '| no migration (writer alone) | %s | %s | %s | %s |\n' "$ROWS" "$N_MAX" "$N_TOTAL" "$N_TX"
 printf '| bridge migrate | %s | %s | %s | %s |\n' "$ROWS" "$B_MAX" "$B_TOTAL" "$B_TX"
 printf '| psql -1 -f (dbmate-style) | %s | %s | %s | %s |\n' "$ROWS" "$P_MAX" "$P_TOTAL" "$P_TX"
 awk -v b="$B_MAX" -v p="$P_MAX" 'BEGIN{ if (b > 0) printf "\nstall ratio peer/bridge: %.1fx\n", p / b }'

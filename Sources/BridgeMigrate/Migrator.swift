@@ -9,7 +9,12 @@ public struct MigrateOptions: Sendable {
     /// Where to connect.
     public var connection: ConnectionConfig
     /// `lock_timeout` for every statement, in milliseconds (`--lock-timeout`, default 3 s).
+    /// Transactional files start lower (`initialLockTimeoutMS`) and double on each retry up to
+    /// this ceiling, so a queued ACCESS EXCLUSIVE request on a busy table holds the
+    /// application's queries up for tens of milliseconds, not seconds.
     public var lockTimeoutMS: Int = 3000
+    /// The first attempt's `lock_timeout` for a transactional file, in milliseconds (default 50).
+    public var initialLockTimeoutMS: Int = 50
     /// How long to wait for another run's migration lock, in seconds (`--lock-wait`, default 60).
     public var lockWaitSeconds: Double = 60
     /// Retries of a file (or a single non-transactional statement) after a lock timeout or deadlock.
@@ -132,6 +137,13 @@ public struct Migrator: Sendable {
 
     func releaseLock(_ conn: PostgresConnection) async {
         _ = try? await conn.query("SELECT pg_advisory_unlock(\(Self.lockKey)::bigint)")
+    }
+
+    /// The `lock_timeout` of attempt `attempt` (0-based) of a transactional file: `initial`
+    /// doubled per retry, capped at `ceiling`.
+    static func lockTimeout(attempt: Int, initial: Int, ceiling: Int) -> Int {
+        guard initial > 0, initial < ceiling else { return ceiling }
+        return min(ceiling, initial << min(attempt, 20))
     }
 
     /// Jittered exponential backoff for lock-conflict retries: 0.2 s, 0.4 s, … up to 5 s, ±50 %.
@@ -266,9 +278,14 @@ public struct Migrator: Sendable {
     private func applyInTransaction(_ conn: PostgresConnection, file: MigrationFile) async throws(MigrateError) {
         var attempt = 0
         while true {
+            let lockTimeout = Self.lockTimeout(attempt: attempt, initial: options.initialLockTimeoutMS,
+                                               ceiling: options.lockTimeoutMS)
             do {
                 try await conn.transaction { c in
                     let start = ContinuousClock.now
+                    do { try c.simpleQuery("SET LOCAL lock_timeout = '\(lockTimeout)ms'") } catch {
+                        throw StatementFailure(index: -1, error: Self.pgError(error))
+                    }
                     for (i, s) in file.statements.enumerated() {
                         do { try c.simpleQuery(s.text) } catch { throw StatementFailure(index: i, error: Self.pgError(error)) }
                     }
@@ -284,7 +301,7 @@ public struct Migrator: Sendable {
                     attempt += 1
                     let wait = Self.backoff(attempt)
                     options.log("\(file.fileName): \(failure.error.sqlState == "40P01" ? "deadlock" : "lock timeout") "
-                        + "(SQLSTATE \(failure.error.sqlState ?? "")); rolled back, retry \(attempt)/\(options.lockRetries) in \(wait)")
+                        + "(SQLSTATE \(failure.error.sqlState ?? "")) after \(lockTimeout)ms; rolled back, retry \(attempt)/\(options.lockRetries) in \(wait)")
                     try? await Task.sleep(for: wait)
                     continue
                 }
@@ -436,7 +453,8 @@ public struct Migrator: Sendable {
         } catch { throw .database(error) }
         var report = PlanReport(server: "PostgreSQL \(versionText)", serverVersionNum: await conn.serverVersion,
                                 target: conn.redactedTarget, historyTableExists: exists,
-                                sessionSettings: ["application_name = 'bridge-migrate'", "lock_timeout = '\(options.lockTimeoutMS)ms'"],
+                                sessionSettings: ["application_name = 'bridge-migrate'", "lock_timeout = '\(options.lockTimeoutMS)ms'",
+                                                  "LOCAL lock_timeout = '\(Self.lockTimeout(attempt: 0, initial: options.initialLockTimeoutMS, ceiling: options.lockTimeoutMS))ms' in each file's transaction, doubling per retry up to \(options.lockTimeoutMS)ms"],
                                 lock: "pg_try_advisory_lock(\(Self.lockKey)) polled for up to \(MigrateError.seconds(options.lockWaitSeconds))",
                                 files: [], refusal: nil)
         let pending: [(MigrationFile, resumeAt: Int)]

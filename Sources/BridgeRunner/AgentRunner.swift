@@ -252,9 +252,8 @@ struct RunState {
         let modelId = allocate()
         let request = ModelRequest(agent: agent, input: history, functionTools: functionTools,
                                    hostedTools: hostedTools, turn: turn, traceId: spec.traceId)
-        let spanInput: [ConversationItem] = [["content": .string(agent.instructions), "role": "system"]] + history
-        await emit(.modelStarted(id: modelId, parent: turnId, kind: runner.model.spanKind, model: agent.model,
-                                 input: spanInput, at: Date()))
+        await emit(.modelStarted(id: modelId, parent: turnId, kind: runner.model.spanKind(for: agent), model: agent.model,
+                                 input: runner.model.spanInput(for: request), at: Date()))
         let response: ModelResponse
         do {
             response = try await runner.model.respond(request)

@@ -104,12 +104,19 @@ public struct ModelResponse: Sendable {
     public var responseId: String?
     /// The model that answered.
     public var model: String
+    /// What a `generation` span records as its output when that differs from `output`:
+    /// the Chat Completions provider puts the raw assistant message here (as the SDK's chat
+    /// path does), while `output` holds the same answer as Responses-API items for the runner.
+    /// Nil: the span records `output`.
+    public var spanOutput: [JSONValue]?
 
-    public init(output: [ConversationItem], usage: Usage, responseId: String? = nil, model: String) {
+    public init(output: [ConversationItem], usage: Usage, responseId: String? = nil, model: String,
+                spanOutput: [JSONValue]? = nil) {
         self.output = output
         self.usage = usage
         self.responseId = responseId
         self.model = model
+        self.spanOutput = spanOutput
     }
 }
 
@@ -117,11 +124,26 @@ public struct ModelResponse: Sendable {
 /// (chat-style and offline calls, with input and output messages).
 public enum ModelSpanKind: String, Sendable { case response, generation }
 
-/// A model backend (offline, Responses API, Chat Completions).
+/// A model backend (offline, Responses API, Chat Completions, or a router choosing one per agent).
 public protocol ModelProvider: Sendable {
     /// How its calls appear in traces.
     var spanKind: ModelSpanKind { get }
     func respond(_ request: ModelRequest) async throws -> ModelResponse
+    /// How calls for `agent` appear in traces. Default: `spanKind`. A router that sends
+    /// different agents to different APIs answers per agent.
+    func spanKind(for agent: AgentSpec) -> ModelSpanKind
+    /// The input a `generation` span records for `request`. Default: a system message with the
+    /// agent's instructions followed by the history items. The Chat Completions provider
+    /// returns the chat messages it sends.
+    func spanInput(for request: ModelRequest) -> [JSONValue]
+}
+
+extension ModelProvider {
+    public func spanKind(for agent: AgentSpec) -> ModelSpanKind { spanKind }
+
+    public func spanInput(for request: ModelRequest) -> [JSONValue] {
+        [["content": .string(request.agent.instructions), "role": "system"]] + request.input
+    }
 }
 
 /// Per-run facts a tool may need (the SQL tool binds `:task.column` from `taskRow`).

@@ -7,10 +7,13 @@ import Glibc
 import Darwin
 #endif
 
-/// Appends traces and spans to a JSONL file in the SDK's export format (`--trace-file PATH`):
-/// a `{"object":"trace",…}` line when a run starts, then one `{"object":"trace.span",…}` line
-/// per span as it ends. Each line goes out in one `write(2)` on an `O_APPEND` descriptor, so
-/// concurrent runs (and processes) never interleave within a line.
+/// Appends traces and spans to a JSONL file in the SDK's export format (`--trace-file PATH`).
+///
+/// `bridge exec` and `bridge export` use it as the `file` exporter (see the `TraceExporter`
+/// conformance below): it is fed from the ledger by an `ExportPump`, which records each
+/// delivery. It can still be used directly as a `SpanSink` (a trace line when a run starts,
+/// then a span line as each span ends), which records nothing. Each line (or batch) goes out
+/// through an `O_APPEND` descriptor, so concurrent writers never interleave within a line.
 public actor FileExporter: SpanSink {
     public nonisolated let path: String
     private let fd: Int32
@@ -28,7 +31,12 @@ public actor FileExporter: SpanSink {
 
     /// Writes one JSON value as a line.
     public func writeLine(_ value: JSONValue) throws {
-        let bytes = Array((value.compact + "\n").utf8)
+        try writeText(value.compact + "\n")
+    }
+
+    /// Appends `text` with as few `write(2)` calls as the kernel allows.
+    func writeText(_ text: String) throws {
+        let bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
@@ -53,4 +61,28 @@ public struct FileExporterError: BridgeError, Sendable {
     public var message: String
     public var exitStatus: ExitStatus { .badInput }
     public var description: String { message }
+}
+
+/// The `file` exporter (`--trace-file PATH`): like the other exporters it reads the ledger
+/// through an `ExportPump` and records each delivery, so a span the process did not get to
+/// write (a crash, a full disk) is written by the next `bridge exec --trace-file` or
+/// `bridge export --trace-file` instead of going missing. A batch is appended as one buffer;
+/// a run killed between writing and recording writes that batch again (readers deduplicate by
+/// `id`). Trace lines come before the lines of their spans.
+extension FileExporter: TraceExporter {
+    public nonisolated var name: String { "file" }
+    public nonisolated var target: String { path }
+    public nonisolated var batchSize: Int { 512 }
+
+    public func send(_ batch: ExportBatch) async -> ExportResult {
+        var text = ""
+        for t in batch.traces { text += t.exportJSON.compact + "\n" }
+        for s in batch.spans { text += s.record.exportJSON.compact + "\n" }
+        do {
+            try writeText(text)
+            return .delivered()
+        } catch {
+            return .fatal(reason: "\(error)")
+        }
+    }
 }

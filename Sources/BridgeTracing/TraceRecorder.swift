@@ -107,7 +107,7 @@ public actor TraceRecorder: RunObserver {
         case .modelEnded(let id, let response, let error, let at):
             if let response, var o = open[id] {
                 if o.data["type"] == "generation" {
-                    o.data["output"] = includeSensitiveData ? .array(response.output) : .null
+                    o.data["output"] = includeSensitiveData ? .array(response.spanOutput ?? response.output) : .null
                     o.data["model"] = .string(response.model)
                 } else {
                     o.data["response_id"] = response.responseId.map(JSONValue.string) ?? .null

@@ -81,18 +81,49 @@ public struct ExecApp: Sendable {
         return lines
     }
 
+    /// Which model the runs call.
+    public enum ModelChoice: Sendable {
+        /// The built-in deterministic offline model.
+        case offline
+        /// OpenAI (or an OpenAI-compatible server at OPENAI_BASE_URL) with this default API;
+        /// agents may choose their own with `model_api`.
+        case openAI(ModelAPI)
+    }
+
+    /// Checks that the model choice can serve every agent (hosted tools need the Responses
+    /// API; a key is needed for api.openai.com). Throws a `BridgeError` with exit status 2.
+    public func validate(model: ModelChoice) throws {
+        guard case .openAI(let api) = model else { return }
+        try ModelRouting.validate(config, defaultAPI: api)
+        if let why = ModelProviders.missingKeyExplanation(environment: environment) { throw ExecSetupError(why) }
+    }
+
     /// Drains pending tasks with the given model and returns the summary.
-    public func execute(options: WorkerOptions, model: any ModelProvider, traceFile: String?,
-                        progress: ProgressReporter) async throws -> WorkerSummary {
+    ///
+    /// Exporters (`openai`, `otlp` from the environment; `file` for `traceFile`) run
+    /// concurrently, reading the ledger as spans land, and get up to `flushTimeout` after the
+    /// last task to deliver the rest; what is left stays in the ledger for `bridge export` and
+    /// is reported in `summary.exports`.
+    public func execute(options: WorkerOptions, model choice: ModelChoice, traceFile: String?,
+                        progress: ProgressReporter, flushTimeout: Duration = .seconds(10)) async throws -> WorkerSummary {
         let cc = connectionConfig
         let connect: @Sendable () async throws -> PostgresConnection = { try await PostgresConnection.connect(cc) }
-        var sinks: [any SpanSink] = []
-        if let traceFile { sinks.append(try FileExporter(path: traceFile)) }
+        let sinks: [any SpanSink] = []
         let env = environment
         let httpClient = HTTPClient()
         defer { httpClient.shutdown() }
+        let model: any ModelProvider = switch choice {
+        case .offline: OfflineModel()
+        case .openAI(let api): try ModelProviders.make(environment: env, defaultAPI: api, client: httpClient)
+        }
+        let exporters = try ExporterSetup.enabled(environment: env, traceFile: traceFile, client: httpClient)
         let secrets = ["OPENAI_API_KEY", "OPENAI_TRACING_API_KEY", "PGPASSWORD"].compactMap { env[$0] }
-            + Self.password(in: cc.conninfo).map { [$0] }.orEmpty
+            + Self.password(in: cc.conninfo).map { [$0] }.orEmpty + ExporterSetup.secrets(of: exporters)
+        let exportOptions = ExportPumpOptions(onEvent: { event in
+            if case .delivered = event { return }
+            progress.log("bridge exec: export: \(event.line)")
+        }, secrets: secrets)
+        let session = ExportSession.start(exporters: exporters, connect: connect, options: exportOptions)
         let worker = Worker(
             config: config, connect: connect, model: model,
             tools: { conn in
@@ -101,7 +132,15 @@ public struct ExecApp: Sendable {
                                       command: CommandToolExecutor())
             },
             extraSinks: sinks, progress: progress, options: options, secrets: secrets)
-        return try await worker.drain()
+        var summary: WorkerSummary
+        do {
+            summary = try await worker.drain()
+        } catch {
+            _ = await session.finish(flushTimeout: flushTimeout)
+            throw error
+        }
+        summary.exports = await session.finish(flushTimeout: flushTimeout)
+        return summary
     }
 
     /// The password of a `postgres://user:password@host` URL, if any.

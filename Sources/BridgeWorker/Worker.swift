@@ -33,6 +33,8 @@ public struct WorkerSummary: Sendable {
     public var toolCalls = 0
     public var spans = 0
     public var elapsed: Double = 0
+    /// One report per exporter that ran (what it delivered, what it left in the ledger).
+    public var exports: [ExportReport] = []
 
     public var line: String {
         String(format: "completed %d, failed %d, retried %d, tool calls %d, spans %d, elapsed %.2fs",
@@ -77,7 +79,21 @@ public actor Worker {
     public func drain() async throws -> WorkerSummary {
         let started = Date()
         let claimer = try await connect()
-        defer { Task { await claimer.close() } }
+        do {
+            try await claimLoop(claimer)
+        } catch {
+            await claimer.close()
+            throw error
+        }
+        await claimer.close()
+        progress.finish()
+        summary.elapsed = Date().timeIntervalSince(started)
+        return summary
+    }
+
+    /// Claims at most the free slots, runs the claimed tasks concurrently, and claims again
+    /// whenever a run finishes, until nothing is running and nothing is left to claim.
+    private func claimLoop(_ claimer: PostgresConnection) async throws {
         var inFlight = 0
         var processed = 0
         try await withThrowingTaskGroup(of: TaskOutcome.self) { group in
@@ -102,9 +118,6 @@ public actor Worker {
                 }
             }
         }
-        progress.finish()
-        summary.elapsed = Date().timeIntervalSince(started)
-        return summary
     }
 
     enum TaskOutcome: Sendable {

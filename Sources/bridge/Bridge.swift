@@ -7,7 +7,7 @@ struct Bridge: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bridge",
         abstract: "Trace database-driven agent runs in the OpenAI Agents SDK's format.",
-        subcommands: [Migrate.self, Exec.self, Mappings.self, Verify.self, Trace.self]
+        subcommands: [Migrate.self, Exec.self, Mappings.self, Export.self, Verify.self, Trace.self]
     )
 
     /// As ArgumentParser's, except that bad usage (unknown flags, failed validation; its exit

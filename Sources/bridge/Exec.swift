@@ -17,6 +17,13 @@ extension Bridge {
                 transaction. Exits when nothing is left to claim, including sub-tasks created during \
                 the run. Finished tasks are never touched.
 
+                Without --offline the runs call OpenAI: the Responses API by default, or Chat \
+                Completions with --model-api chat-completions (or per agent with model_api), at \
+                OPENAI_BASE_URL (default https://api.openai.com/v1) with OPENAI_API_KEY, \
+                OPENAI_ORG_ID and OPENAI_PROJECT_ID. 408, 409, 429, 5xx and transport errors are retried \
+                with backoff; running out of retries leaves the task for a later attempt \
+                (failed_retriable), other 4xx fail it (failed_terminal).
+
                 --offline uses the built-in deterministic model (no network, no key): each agent calls \
                 all its function tools once, then takes its handoffs, then answers.
 
@@ -32,6 +39,11 @@ extension Bridge {
 
         @Flag(help: "Use the built-in deterministic offline model (no network, no API key).")
         var offline = false
+
+        @Option(name: .customLong("model-api"),
+                help: ArgumentHelp("responses (default) or chat-completions (for OpenAI-compatible servers such as vLLM, Ollama, LiteLLM); an agent's model_api wins.",
+                                   valueName: "api"))
+        var modelAPI: String = "responses"
 
         @Flag(name: .customLong("dry-run"), help: "Print one run spec per task as a JSON line and change nothing.")
         var dryRun = false
@@ -57,33 +69,50 @@ extension Bridge {
         @Flag(help: "Only the summary line, no per-task lines.")
         var quiet = false
 
+        // Exporters (openai, otlp, file): see `bridge export`.
+        @Option(name: .customLong("flush-timeout"),
+                help: ArgumentHelp("Seconds the exporters get to deliver what is left after the last task; the rest stays in the ledger for `bridge export`.",
+                                   valueName: "seconds"))
+        var flushTimeout: Double = 10
+
         func validate() throws {
             guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
             guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
             if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+            guard ModelAPI(name: modelAPI) != nil else {
+                throw ValidationError("--model-api must be responses or chat-completions, not '\(modelAPI)'")
+            }
+            guard flushTimeout >= 0 else { throw ValidationError("--flush-timeout must not be negative") }
         }
 
         func run() async throws {
             try await runReportingErrors {
                 let env = Environment.process
-                if !offline && !dryRun {
-                    guard env["OPENAI_API_KEY"] != nil else {
-                        throw UsageError("no model configured: pass --offline for the built-in offline model, or set OPENAI_API_KEY to call OpenAI")
-                    }
-                    throw UsageError("OPENAI_API_KEY is set, but the OpenAI model providers are not part of this build yet; pass --offline")
+                let model: ExecApp.ModelChoice = offline ? .offline : .openAI(ModelAPI(name: modelAPI) ?? .responses)
+                if !offline && !dryRun, let why = ModelProviders.missingKeyExplanation(environment: env) {
+                    throw UsageError(why)
                 }
                 let app = try await ExecApp.prepare(mappingsDirectory: mappings,
                                                     connection: connection.config(applicationName: "bridge-exec"),
                                                     environment: env)
+                if !dryRun { try app.validate(model: model) }
                 if dryRun {
                     for line in try await app.dryRun(keys: task, limit: limit ?? 1_000) { print(line) }
                     return
                 }
                 let summary = try await app.execute(
                     options: WorkerOptions(concurrency: concurrency, maxAttempts: maxAttempts, taskKeys: task, limit: limit),
-                    model: OfflineModel(), traceFile: traceFile, progress: ProgressReporter(quiet: quiet))
+                    model: model, traceFile: traceFile, progress: ProgressReporter(quiet: quiet),
+                    flushTimeout: .milliseconds(Int64(flushTimeout * 1000)))
                 print("bridge exec: \(summary.line)")
-                if let traceFile { print("bridge exec: spans also written to \(traceFile)") }
+                // Exporters: what each delivered, and what it left in the ledger.
+                for report in summary.exports {
+                    print("bridge exec: export \(report.exporter): delivered \(report.stats.deliveredSpans) spans, \(report.stats.deliveredTraces) traces"
+                          + (report.stats.rejectedSpans + report.stats.rejectedTraces > 0
+                             ? ", rejected \(report.stats.rejectedSpans) spans, \(report.stats.rejectedTraces) traces" : ""))
+                    if let error = report.error { FileHandle.standardError.write(Data("bridge exec: export \(report.exporter): \(error)\n".utf8)) }
+                    if let line = report.leftoverLine { FileHandle.standardError.write(Data("bridge exec: \(line)\n".utf8)) }
+                }
                 if summary.failed > 0 { throw ExitCode(ExitStatus.failed.rawValue) }
             }
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BridgeCore
+import BridgeMapping
 import BridgeMigrate
 import Foundation
 
@@ -42,6 +43,10 @@ struct MigrateOptionsGroup: ParsableArguments {
     @Option(name: .customLong("set"), help: ArgumentHelp("Fill ${name} placeholders (repeatable).", valueName: "name=value"))
     var assignments: [String] = []
 
+    @Option(help: ArgumentHelp("Take placeholder values (tasks_table, executions_table) from these YAML mappings; --set overrides them.",
+                               valueName: "dir"))
+    var mappings: String?
+
     @Flag(help: "Print machine-readable JSON on stdout.")
     var json = false
 
@@ -53,7 +58,10 @@ struct MigrateOptionsGroup: ParsableArguments {
         var o = MigrateOptions(connection: connection.config(applicationName: "bridge-migrate"))
         o.directory = dir
         o.lockTimeoutMS = try MigrateOptions.parseDuration(lockTimeout)
-        o.placeholders = try Placeholders.parseAssignments(assignments)
+        var values: [String: String] = [:]
+        if let mappings { values = try MappingLoader.load(directory: mappings).placeholders }
+        values.merge(try Placeholders.parseAssignments(assignments)) { _, explicit in explicit }
+        o.placeholders = values
         o.allowOutOfOrder = allowOutOfOrder
         o.log = { message in FileHandle.standardError.write(Data("bridge: \(message)\n".utf8)) }
         return o

@@ -1,0 +1,142 @@
+import BridgeCore
+import BridgeHTTP
+import Foundation
+
+/// How the model providers retry a failed call, after openai-python's client.
+///
+/// Retried: HTTP 408, 409, 429 and 5xx, transport failures and timeouts — unless the server
+/// answers `x-should-retry: false` (and `x-should-retry: true` makes any status retriable).
+/// Other 4xx are never retried.
+///
+/// The wait before retry n (0-based) is `retry-after-ms`, else `retry-after` (seconds) when
+/// the server sent one, capped at `maxRetryAfter`; otherwise `initialDelay × 2ⁿ` capped at
+/// `maxDelay`, times a jitter factor in [0.75, 1].
+public struct RetryPolicy: Sendable {
+    /// Retries after the first attempt (default 2, as openai-python: 3 attempts in all).
+    public var maxRetries: Int
+    /// Default 0.5 s.
+    public var initialDelay: Duration
+    /// Default 8 s.
+    public var maxDelay: Duration
+    /// The longest server-requested wait honoured (default 60 s); longer ones are cut to it.
+    public var maxRetryAfter: Duration
+    /// Waits; tests inject one that returns at once. Default `Task.sleep`.
+    public var sleep: @Sendable (Duration) async throws -> Void
+
+    public init(maxRetries: Int = 2, initialDelay: Duration = .milliseconds(500), maxDelay: Duration = .seconds(8),
+                maxRetryAfter: Duration = .seconds(60),
+                sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }) {
+        self.maxRetries = max(0, maxRetries)
+        self.initialDelay = initialDelay
+        self.maxDelay = maxDelay
+        self.maxRetryAfter = maxRetryAfter
+        self.sleep = sleep
+    }
+
+    /// The wait before retry `retry` (0-based), given what the server asked for.
+    public func delay(retry: Int, retryAfter: Duration?) -> Duration {
+        if let retryAfter, retryAfter >= .zero { return min(retryAfter, maxRetryAfter) }
+        var d = initialDelay
+        for _ in 0..<min(retry, 30) where d < maxDelay { d = d * 2 }
+        return min(d, maxDelay) * Double.random(in: 0.75...1.0)
+    }
+
+    /// True for statuses worth retrying by default: 408, 409, 429, 5xx.
+    public static func isRetriableStatus(_ code: Int) -> Bool {
+        code == 408 || code == 409 || code == 429 || code >= 500
+    }
+}
+
+/// POSTs JSON to an OpenAI-style API with `RetryPolicy`, and turns every failure into a
+/// `ModelProviderError` whose text never contains the API key.
+///
+/// Outcomes:
+/// - 2xx with a JSON body: returned.
+/// - 2xx with a body that is not JSON: retried once (a garbled answer from a proxy or an
+///   overloaded server is usually transient), then a terminal error.
+/// - a retriable status or transport failure: retried; when retries run out, an error with
+///   `retriable: true` (the worker records `failed_retriable`).
+/// - any other status: a terminal error quoting the API's own `error.message`.
+struct OpenAITransport: Sendable {
+    let settings: OpenAISettings
+    let client: HTTPClient
+
+    /// POSTs `body` to `{baseURL}{path}` and returns the parsed JSON answer.
+    func post(_ path: String, body: JSONValue) async throws(ModelProviderError) -> JSONValue {
+        let policy = settings.retry
+        let url = settings.baseURL + path
+        let what = "POST \(path)"
+        var retry = 0
+        var malformedRetried = false
+        while true {
+            var request = HTTPRequest.postJSON(url, body, headers: settings.headers)
+            request.deadline = .now + settings.requestTimeout
+            let failure: ModelProviderError
+            var retryAfter: Duration?
+            var shouldRetry: Bool
+            do {
+                let response = try await client.execute(request)
+                if response.isSuccess {
+                    do {
+                        return try response.json()
+                    } catch {
+                        failure = ModelProviderError(
+                            settings.scrub("\(what): the API answered \(response.status) with a body that is not JSON: \(error)"),
+                            retriable: false, statusCode: response.status)
+                        shouldRetry = !malformedRetried
+                        malformedRetried = true
+                    }
+                } else {
+                    let error = HTTPError.status(code: response.status, body: response.body, headers: response.headers)
+                    shouldRetry = error.isRetriable
+                    retryAfter = response.headers.retryAfter
+                    failure = ModelProviderError(settings.scrub("\(what) failed: \(Self.apiMessage(response))"),
+                                                 retriable: shouldRetry, statusCode: response.status)
+                }
+            } catch {
+                switch error {
+                case .cancelled, .shutdown:
+                    throw ModelProviderError(settings.scrub("\(what): \(error)"), retriable: true)
+                case .transport, .timeout:
+                    shouldRetry = true
+                    failure = ModelProviderError(settings.scrub("\(what): \(error)"), retriable: true)
+                default:
+                    throw ModelProviderError(settings.scrub("\(what): \(error)"), retriable: false)
+                }
+            }
+            guard shouldRetry, retry < policy.maxRetries else {
+                if retry > 0 {
+                    var f = failure
+                    f.message += " (after \(retry + 1) attempts)"
+                    throw f
+                }
+                throw failure
+            }
+            do {
+                try await policy.sleep(policy.delay(retry: retry, retryAfter: retryAfter))
+            } catch {
+                throw ModelProviderError(settings.scrub("\(what): cancelled while waiting to retry: \(failure.message)"),
+                                         retriable: true, statusCode: failure.statusCode)
+            }
+            retry += 1
+        }
+    }
+
+    /// `HTTP 400 (invalid_request_error, code …): <error.message>` from the API's
+    /// `{"error":{"message","type","code"}}`, or the status and a prefix of the body.
+    static func apiMessage(_ response: HTTPResponse) -> String {
+        if let json = try? response.json(), let error = json["error"] {
+            if let message = error["message"]?.stringValue {
+                var tags: [String] = []
+                if let type = error["type"]?.stringValue { tags.append(type) }
+                if let code = error["code"]?.stringValue { tags.append("code \(code)") }
+                if let param = error["param"]?.stringValue { tags.append("param \(param)") }
+                let suffix = tags.isEmpty ? "" : " (" + tags.joined(separator: ", ") + ")"
+                return "HTTP \(response.status)\(suffix): \(message)"
+            }
+            if let text = error.stringValue { return "HTTP \(response.status): \(text)" }
+        }
+        let text = HTTPError.prefix(response.body)
+        return text.isEmpty ? "HTTP \(response.status)" : "HTTP \(response.status): \(text)"
+    }
+}

@@ -1,0 +1,307 @@
+import BridgeCore
+import BridgePostgres
+import Foundation
+
+/// Settings of an `ExportPump`. The clock is injectable so tests never wait.
+public struct ExportPumpOptions: Sendable {
+    /// The first retry waits about this long (with jitter); each retry doubles it.
+    public var initialBackoff: Duration
+    /// Backoff never grows past this.
+    public var maxBackoff: Duration
+    /// A server's `Retry-After` is honoured up to this long.
+    public var maxRetryAfter: Duration
+    /// Waits between retries; throws when the task is cancelled.
+    public var sleep: @Sendable (Duration) async throws -> Void
+    /// Progress and warnings.
+    public var onEvent: @Sendable (ExportEvent) -> Void
+    /// Removed from every message stored in the ledger or reported (API keys, header values).
+    public var secrets: [String]
+
+    public init(initialBackoff: Duration = .seconds(1), maxBackoff: Duration = .seconds(30),
+                maxRetryAfter: Duration = .seconds(300),
+                sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
+                onEvent: @escaping @Sendable (ExportEvent) -> Void = { _ in }, secrets: [String] = []) {
+        self.initialBackoff = initialBackoff
+        self.maxBackoff = maxBackoff
+        self.maxRetryAfter = maxRetryAfter
+        self.sleep = sleep
+        self.onEvent = onEvent
+        self.secrets = secrets
+    }
+}
+
+/// Moves the ledger's undelivered traces and spans to one exporter. The ledger is the outbox:
+/// an item is undelivered while it has no row for this exporter in `bridge.trace_deliveries`
+/// / `bridge.span_deliveries`, so whatever a crash, a kill or an outage leaves behind is
+/// found again by the next pump (`bridge exec`'s, or `bridge export`).
+///
+/// - Batches are read set-based (anti-join on the delivery tables, ended spans only, in the
+///   order they were stored), at most `exporter.batchSize` items each, and each batch's
+///   outcome is recorded in one statement.
+/// - Temporary failures (429, 5xx, transport) are retried with capped exponential backoff and
+///   jitter, honouring `Retry-After`, for as long as the pump runs: nothing is dropped.
+/// - A batch the receiver refuses for good (4xx) is split in halves until the refused items
+///   are found; only those are recorded `rejected`, with the server's message.
+/// - Misconfiguration (401/403/404, an unwritable file) stops the pump with
+///   `ExportFatalError`; nothing is recorded, so the items wait for a fixed configuration.
+/// - Delivery is at least once: a pump killed after the receiver accepted a batch but before
+///   the delivery rows were written sends that batch again next time (receivers get stable
+///   ids to deduplicate on).
+///
+/// One pump per exporter runs at a time across all processes: the pump takes a session
+/// advisory lock on its own connection (`tryLock()`), so concurrent workers do not send the
+/// same spans twice. The lock goes with the connection, also when a process dies.
+public actor ExportPump {
+    public let exporter: any TraceExporter
+    let connection: PostgresConnection
+    let options: ExportPumpOptions
+    public private(set) var stats: ExportStats
+    public private(set) var holdsLock = false
+
+    /// Advisory lock namespace (first key): "brdg".
+    static let lockClass: Int32 = 0x6272_6467
+
+    public init(exporter: any TraceExporter, connection: PostgresConnection, options: ExportPumpOptions = ExportPumpOptions()) {
+        self.exporter = exporter
+        self.connection = connection
+        self.options = options
+        self.stats = ExportStats(exporter: exporter.name)
+    }
+
+    /// Adds the exporter to `bridge.exporters` (or refreshes its target and `last_seen_at`).
+    public func register() async throws {
+        try await connection.query("""
+            INSERT INTO bridge.exporters (name, target) VALUES (\(exporter.name), \(exporter.target))
+            ON CONFLICT (name) DO UPDATE SET target = EXCLUDED.target, last_seen_at = now()
+            """)
+    }
+
+    /// Takes this exporter's advisory lock if no other session holds it. Returns whether this
+    /// pump holds it now.
+    @discardableResult
+    public func tryLock() async throws -> Bool {
+        if holdsLock { return true }
+        let row = try await connection.query("""
+            SELECT pg_try_advisory_lock(\(Int(Self.lockClass))::int, hashtext(\(exporter.name))) AS ok
+            """).first
+        holdsLock = row?.bool("ok") ?? false
+        return holdsLock
+    }
+
+    /// Releases the advisory lock (closing the connection does too).
+    public func unlock() async {
+        guard holdsLock else { return }
+        _ = try? await connection.query("SELECT pg_advisory_unlock(\(Int(Self.lockClass))::int, hashtext(\(exporter.name)))")
+        holdsLock = false
+    }
+
+    /// Sends batches until nothing is left undelivered. Returns what this call did. Needs the
+    /// lock (see `tryLock()`); throws `ExportFatalError` when the exporter is misconfigured and
+    /// `CancellationError` when cancelled (nothing half-recorded: an unanswered batch stays
+    /// undelivered).
+    @discardableResult
+    public func drain() async throws -> ExportStats {
+        var done = ExportStats(exporter: exporter.name)
+        while let s = try await exportNextBatch() { done.add(s) }
+        return done
+    }
+
+    /// Reads and delivers one batch; nil when nothing is undelivered.
+    public func exportNextBatch() async throws -> ExportStats? {
+        try Task.checkCancellation()
+        guard holdsLock else { throw ExportFatalError(exporter: exporter.name, message: "the pump does not hold the export lock") }
+        let batch = try await nextBatch()
+        if batch.isEmpty { return nil }
+        var s = ExportStats(exporter: exporter.name)
+        try await deliver(batch, priorAttempts: 0, stats: &s)
+        stats.add(s)
+        return s
+    }
+
+    /// What is still undelivered for this exporter.
+    public func backlog() async throws -> ExportBacklog {
+        try await Self.backlog(exporter: exporter.name, connection: connection)
+    }
+
+    /// What is still undelivered for `exporter` (also for an exporter that is not running).
+    public static func backlog(exporter: String, connection: PostgresConnection) async throws -> ExportBacklog {
+        let row = try await connection.query("""
+            SELECT (SELECT count(*) FROM bridge.traces t WHERE NOT EXISTS (
+                      SELECT 1 FROM bridge.trace_deliveries d WHERE d.exporter = \(exporter) AND d.trace_id = t.trace_id)) AS traces,
+                   (SELECT count(*) FROM bridge.spans s WHERE s.ended_at IS NOT NULL AND NOT EXISTS (
+                      SELECT 1 FROM bridge.span_deliveries d WHERE d.exporter = \(exporter) AND d.span_id = s.span_id)) AS spans
+            """).first
+        return ExportBacklog(traces: row?.int("traces") ?? 0, spans: row?.int("spans") ?? 0)
+    }
+
+    // MARK: - Reading
+
+    /// Up to `batchSize` undelivered items: traces first, then spans.
+    func nextBatch() async throws -> ExportBatch {
+        let limit = max(1, exporter.batchSize)
+        let name = exporter.name
+        var batch = ExportBatch()
+        let traceRows = try await connection.query("""
+            SELECT t.trace_id, t.workflow_name, t.group_id, t.metadata::text AS metadata
+            FROM bridge.traces t
+            WHERE NOT EXISTS (SELECT 1 FROM bridge.trace_deliveries d WHERE d.exporter = \(name) AND d.trace_id = t.trace_id)
+            ORDER BY t.created_at, t.trace_id
+            LIMIT \(limit)
+            """)
+        for row in traceRows {
+            batch.traces.append(try Self.trace(row, prefix: ""))
+        }
+        let room = limit - batch.traces.count
+        guard room > 0 else { return batch }
+        let spanRows = try await connection.query("""
+            SELECT s.span_id, s.trace_id, s.parent_id, s.started_at, s.ended_at, s.span_data::text AS span_data,
+                   s.error::text AS error, t.workflow_name AS t_workflow_name, t.group_id AS t_group_id,
+                   t.metadata::text AS t_metadata
+            FROM bridge.spans s JOIN bridge.traces t ON t.trace_id = s.trace_id
+            WHERE s.ended_at IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM bridge.span_deliveries d WHERE d.exporter = \(name) AND d.span_id = s.span_id)
+            ORDER BY s.created_at, s.ended_at, s.span_id
+            LIMIT \(room)
+            """)
+        for row in spanRows {
+            let record = SpanRecord(
+                id: row["span_id"] ?? "", traceId: row["trace_id"] ?? "", parentId: row["parent_id"],
+                startedAt: row.date("started_at") ?? .distantPast, endedAt: row.date("ended_at") ?? .distantPast,
+                spanData: try JSONValue.parse(row["span_data"] ?? "null"),
+                error: try row["error"].map { try JSONValue.parse($0) })
+            var trace = try Self.trace(row, prefix: "t_")
+            trace.id = record.traceId
+            batch.spans.append(ExportSpan(record: record, trace: trace))
+        }
+        return batch
+    }
+
+    /// A trace from a row; metadata values that are not strings become their JSON text, so
+    /// the metadata stays flat string-to-string as the ingest API requires.
+    static func trace(_ row: PostgresRow, prefix: String) throws -> TraceRecord {
+        let meta = try JSONValue.parse(row[prefix + "metadata"] ?? "{}").objectValue ?? [:]
+        return TraceRecord(id: row["trace_id"] ?? "", workflowName: row[prefix + "workflow_name"] ?? "",
+                           groupId: row[prefix + "group_id"],
+                           metadata: meta.compactMapValues { $0.isNull ? nil : ($0.stringValue ?? $0.compact) })
+    }
+
+    // MARK: - Delivering
+
+    func deliver(_ batch: ExportBatch, priorAttempts: Int, stats s: inout ExportStats) async throws {
+        var attempts = 0
+        var backoff = options.initialBackoff
+        while true {
+            try Task.checkCancellation()
+            attempts += 1
+            s.requests += 1
+            let result = await exporter.send(batch)
+            switch result {
+            case .delivered(let warning):
+                try await record(batch, status: "delivered", attempts: priorAttempts + attempts, error: warning.map(scrub))
+                s.deliveredTraces += batch.traces.count
+                s.deliveredSpans += batch.spans.count
+                options.onEvent(.delivered(exporter: exporter.name, traces: batch.traces.count, spans: batch.spans.count))
+                return
+            case .partial(let rejected, let message):
+                // OTLP does not say which spans were dropped. When it dropped them all, they are
+                // rejected; otherwise the batch counts as delivered and every row of it keeps the
+                // receiver's message, so `bridge verify` can show it.
+                let text = scrub("receiver dropped \(rejected) of \(batch.spans.count) spans: \(message)")
+                options.onEvent(.partial(exporter: exporter.name, rejectedSpans: rejected, of: batch.spans.count, message: scrub(message)))
+                if rejected >= batch.spans.count, !batch.spans.isEmpty {
+                    try await record(ExportBatch(spans: batch.spans), status: "rejected", attempts: priorAttempts + attempts, error: text)
+                    if !batch.traces.isEmpty {
+                        try await record(ExportBatch(traces: batch.traces), status: "delivered", attempts: priorAttempts + attempts, error: nil)
+                    }
+                    s.rejectedSpans += batch.spans.count
+                    s.deliveredTraces += batch.traces.count
+                } else {
+                    try await record(batch, status: "delivered", attempts: priorAttempts + attempts, error: text)
+                    s.deliveredTraces += batch.traces.count
+                    s.deliveredSpans += batch.spans.count
+                }
+                return
+            case .retry(let reason, let after):
+                s.retries += 1
+                let delay: Duration
+                if let after {
+                    delay = min(max(after, .zero), options.maxRetryAfter)
+                } else {
+                    delay = Self.jittered(backoff)
+                    backoff = min(backoff * 2, options.maxBackoff)
+                }
+                options.onEvent(.retrying(exporter: exporter.name, reason: scrub(reason), after: delay, attempt: attempts))
+                try await options.sleep(delay)
+            case .reject(let reason):
+                if batch.count > 1 {
+                    options.onEvent(.splitting(exporter: exporter.name, items: batch.count, reason: scrub(reason)))
+                    let (a, b) = batch.halves()
+                    try await deliver(a, priorAttempts: priorAttempts + attempts, stats: &s)
+                    try await deliver(b, priorAttempts: priorAttempts + attempts, stats: &s)
+                    return
+                }
+                try await record(batch, status: "rejected", attempts: priorAttempts + attempts, error: scrub(reason))
+                s.rejectedTraces += batch.traces.count
+                s.rejectedSpans += batch.spans.count
+                options.onEvent(.rejected(exporter: exporter.name, traces: batch.traces.count, spans: batch.spans.count,
+                                          reason: scrub(reason)))
+                return
+            case .fatal(let reason):
+                throw ExportFatalError(exporter: exporter.name, message: scrub(reason))
+            }
+        }
+    }
+
+    /// Records the outcome for every item of `batch` in one statement (and refreshes the
+    /// exporter's `last_seen_at`). An item that has a row already keeps it.
+    func record(_ batch: ExportBatch, status: String, attempts: Int, error: String?) async throws {
+        var items: [JSONValue] = batch.traces.map { ["kind": "trace", "id": .string($0.id), "trace_id": .string($0.id)] }
+        items += batch.spans.map { ["kind": "span", "id": .string($0.record.id), "trace_id": .string($0.record.traceId)] }
+        let json = JSONValue.array(items).compact
+        try await connection.query("""
+            WITH items AS (
+                SELECT x.kind, x.id, x.trace_id FROM jsonb_to_recordset(\(json)::jsonb) AS x(kind text, id text, trace_id text)
+            ), spans AS (
+                INSERT INTO bridge.span_deliveries (exporter, span_id, trace_id, status, attempts, error)
+                SELECT \(exporter.name)::text, i.id, i.trace_id, \(status)::text, \(attempts)::int, \(error.postgresValue)::text
+                FROM items i WHERE i.kind = 'span'
+                ON CONFLICT (exporter, span_id) DO NOTHING
+            ), traces AS (
+                INSERT INTO bridge.trace_deliveries (exporter, trace_id, status, attempts, error)
+                SELECT \(exporter.name)::text, i.id, \(status)::text, \(attempts)::int, \(error.postgresValue)::text
+                FROM items i WHERE i.kind = 'trace'
+                ON CONFLICT (exporter, trace_id) DO NOTHING
+            )
+            UPDATE bridge.exporters SET last_seen_at = now() WHERE name = \(exporter.name)
+            """)
+    }
+
+    func scrub(_ text: String) -> String { Redaction.scrub(text, secrets: options.secrets) }
+
+    /// Between half and all of `d` ("equal jitter"), so retrying processes spread out.
+    static func jittered(_ d: Duration) -> Duration {
+        d * Double.random(in: 0.5...1.0)
+    }
+}
+
+extension ExportPump {
+    /// How many traces and spans `exporter` has recorded as rejected (all time).
+    public static func rejectedCount(exporter: String, connection: PostgresConnection) async throws -> ExportBacklog {
+        let row = try await connection.query("""
+            SELECT (SELECT count(*) FROM bridge.trace_deliveries WHERE exporter = \(exporter) AND status = 'rejected') AS traces,
+                   (SELECT count(*) FROM bridge.span_deliveries WHERE exporter = \(exporter) AND status = 'rejected') AS spans
+            """).first
+        return ExportBacklog(traces: row?.int("traces") ?? 0, spans: row?.int("spans") ?? 0)
+    }
+
+    /// Makes every `rejected` row of `exporter` undelivered again, so the next pump sends those
+    /// items once more (after the cause was fixed). Returns how many rows were cleared.
+    public static func retryRejected(exporter: String, connection: PostgresConnection) async throws -> Int {
+        let rows = try await connection.query("""
+            WITH s AS (DELETE FROM bridge.span_deliveries WHERE exporter = \(exporter) AND status = 'rejected' RETURNING 1),
+                 t AS (DELETE FROM bridge.trace_deliveries WHERE exporter = \(exporter) AND status = 'rejected' RETURNING 1)
+            SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM t) AS n
+            """)
+        return rows.first?.int("n") ?? 0
+    }
+}

@@ -1,0 +1,100 @@
+import BridgeCore
+import BridgeHTTP
+import BridgeMapping
+import BridgePostgres
+import BridgeRunner
+import BridgeTestSupport
+import BridgeTracing
+import Foundation
+import Testing
+
+/// A ledger with a few traced runs, for the exporter tests.
+struct ExportLedger {
+    let url: String
+    let conn: PostgresConnection
+    /// Every trace id and span id in the ledger.
+    let traceIds: Set<String>
+    let spanIds: Set<String>
+    /// Special spans added beside the runs.
+    let bigInputSpan: String
+    let responseSpan: String
+    let failedToolSpan: String
+
+    static let migration0004 = TestDatabase.projectRoot.appendingPathComponent("migrations/0004_export_deliveries.sql").path
+
+    /// `runs` offline runs (8 spans each) plus a generation span with a 150 kB input, a response
+    /// span with usage and a failed function span, in a fresh database with the ledger tables
+    /// and migration 0004.
+    static func make(runs: Int = 3) async throws -> ExportLedger {
+        let url = try await TestDatabase.create(prefix: "export")
+        let conn = try await TestDatabase.connect(url)
+        try await conn.simpleQuery(ledgerDDL)
+        try await conn.simpleQuery(try String(contentsOfFile: migration0004, encoding: .utf8))
+        let ledger = Ledger(connection: conn)
+        var traces: Set<String> = []
+        var lastTrace = ""
+        for i in 0..<runs {
+            var spec = runnerSpec(tools: [:], pmTools: [])
+            spec.traceId = TraceID.forTask("x\(i)", attempt: 1)
+            spec.metadata["task_id"] = "x\(i)"
+            let recorder = TraceRecorder(spec: spec, ledger: ledger, includeSensitiveData: true)
+            let result = await AgentRunner(model: OfflineModel(), tools: CompositeToolExecutor(), observer: recorder)
+                .run(spec, taskRow: [:])
+            #expect(result.status == .completed)
+            #expect(await recorder.sinkErrors.isEmpty)
+            traces.insert(spec.traceId)
+            lastTrace = spec.traceId
+        }
+        let now = Date()
+        let big = SpanRecord(id: SpanID.random(), traceId: lastTrace, parentId: nil, startedAt: now, endedAt: now.addingTimeInterval(0.5),
+                             spanData: ["type": "generation", "input": .string(String(repeating: "é", count: 10) + String(repeating: "x", count: 150_000)),
+                                        "output": [["role": "assistant", "content": "ok"]], "model": "gpt-4.1",
+                                        "model_config": [:], "usage": ["input_tokens": 7, "output_tokens": 3, "total_tokens": 10, "requests": 1]],
+                             error: nil)
+        let response = SpanRecord(id: SpanID.random(), traceId: lastTrace, parentId: nil, startedAt: now, endedAt: now,
+                                  spanData: ["type": "response", "response_id": "resp_123", "usage": ["input_tokens": 5, "output_tokens": 2]],
+                                  error: nil)
+        let failed = SpanRecord(id: SpanID.random(), traceId: lastTrace, parentId: response.id, startedAt: now, endedAt: now,
+                                spanData: ["type": "function", "name": "lookup", "input": "{\"q\":1}", "output": nil, "mcp_data": nil],
+                                error: ["message": "Error running tool", "data": ["tool_name": "lookup", "error": "boom"]])
+        for s in [big, response, failed] { try await ledger.insertSpan(s) }
+        let ids = Set(try await conn.query("SELECT span_id FROM bridge.spans").map { $0["span_id"] ?? "" })
+        #expect(ids.count == runs * 8 + 3)
+        return ExportLedger(url: url, conn: conn, traceIds: traces, spanIds: ids, bigInputSpan: big.id,
+                            responseSpan: response.id, failedToolSpan: failed.id)
+    }
+
+    func count(_ sql: String) async throws -> Int {
+        try await conn.simpleQuery(sql).first?.values.first.flatMap { $0.flatMap { Int($0) } } ?? -1
+    }
+}
+
+/// Records the pump's waits instead of waiting.
+final class SleepLog: @unchecked Sendable {
+    // @unchecked Sendable: `items` is guarded by `lock`.
+    private let lock = NSLock()
+    private var items: [Duration] = []
+    var sleeps: [Duration] { lock.lock(); defer { lock.unlock() }; return items }
+    private func record(_ d: Duration) { lock.withLock { items.append(d) } }
+    var sleep: @Sendable (Duration) async throws -> Void {
+        { [self] d in
+            record(d)
+            try Task.checkCancellation()
+            await Task.yield()
+        }
+    }
+}
+
+/// Item ids (`data[].id`) of the ingest requests that were answered 2xx.
+func ingestedIds(_ requests: [TestHTTPRequest], acceptedFrom first: Int = 0) -> [String] {
+    requests.dropFirst(first).flatMap { r in (r.json?["data"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue } }
+}
+
+/// Waits (polling) until `condition` holds; fails the test after 30 s.
+func eventually(_ what: String, _ condition: () async throws -> Bool) async throws {
+    for _ in 0..<3_000 {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    Issue.record("never happened: \(what)")
+}

@@ -1,0 +1,120 @@
+import BridgeCore
+import BridgeHTTP
+import BridgeTracing
+import Foundation
+import Testing
+
+@Suite struct OpenAISanitizerTests {
+    func span(_ data: JSONValue) -> JSONValue {
+        SpanRecord(id: "span_" + String(repeating: "a", count: 24), traceId: "trace_" + String(repeating: "b", count: 32),
+                   parentId: nil, startedAt: Date(timeIntervalSince1970: 1), endedAt: Date(timeIntervalSince1970: 2),
+                   spanData: data, error: nil).exportJSON
+    }
+
+    @Test func smallFieldsAreUntouched() {
+        let item = span(["type": "function", "name": "f", "input": "{}", "output": "ok", "mcp_data": nil])
+        #expect(OpenAISanitizer.sanitize(item) == item)
+        let trace: JSONValue = ["object": "trace", "id": "trace_x", "workflow_name": "w", "group_id": nil, "metadata": [:]]
+        #expect(OpenAISanitizer.sanitize(trace) == trace)
+    }
+
+    @Test func longStringsAreCutToTheLimitWithTheSuffix() {
+        let long = String(repeating: "ab\"", count: 50_000)  // 150,000 characters, 200,002 bytes of JSON
+        let out = OpenAISanitizer.sanitize(span(["type": "function", "name": "f", "input": .string(long), "output": nil]))
+        let input = out["span_data"]?["input"]?.stringValue ?? ""
+        #expect(input.hasSuffix("... [truncated]"))
+        #expect(long.hasPrefix(String(input.dropLast(15))))
+        #expect(OpenAISanitizer.size(.string(input)) <= 100_000)
+        #expect(OpenAISanitizer.size(.string(input)) > 99_000)
+        // Multi-byte characters are counted as UTF-8 and never split.
+        let emoji = String(repeating: "🙂", count: 40_000)
+        let cut = OpenAISanitizer.truncateField(.string(emoji)).stringValue ?? ""
+        #expect(OpenAISanitizer.size(.string(cut)) <= 100_000)
+        #expect(cut.dropLast(15).allSatisfy { $0 == "🙂" })
+    }
+
+    @Test func largeMessageListsKeepTheirShape() {
+        let messages: JSONValue = .array((0..<5).map { i in ["role": "user", "content": .string(String(repeating: "m", count: 30_000 + i))] })
+        let out = OpenAISanitizer.truncateField(messages)
+        #expect(OpenAISanitizer.size(out) <= 100_000)
+        let kept = out.arrayValue ?? []
+        // As in the SDK: the largest member is cut to what is left of the budget, which can be
+        // nothing at all (an empty object) before the next one is cut to fit.
+        #expect(kept.count == 5 && kept.filter { $0 != [:] }.allSatisfy { $0["role"] == "user" })
+        #expect(kept.filter { $0 == [:] }.count == 1)
+        #expect(kept.contains { $0["content"]?.stringValue?.hasSuffix("... [truncated]") == true })
+        #expect(OpenAISanitizer.truncateField(["a": 1]) == ["a": 1])
+    }
+
+    @Test func usageIsKeptOnlyOnGenerationsReshaped() {
+        let usage: JSONValue = ["requests": 1, "input_tokens": 10, "output_tokens": 4, "total_tokens": 14,
+                                "input_tokens_details": ["cached_tokens": 2], "output_tokens_details": ["reasoning_tokens": 0]]
+        let gen = OpenAISanitizer.sanitize(span(["type": "generation", "input": [], "output": [], "model": "m", "model_config": [:], "usage": usage]))
+        #expect(gen["span_data"]?["usage"] == ["input_tokens": 10, "output_tokens": 4, "details": [
+            "requests": 1, "total_tokens": 14, "input_tokens_details": ["cached_tokens": 2], "output_tokens_details": ["reasoning_tokens": 0]]])
+        let plain = OpenAISanitizer.sanitize(span(["type": "generation", "usage": ["input_tokens": 1, "output_tokens": 2]]))
+        #expect(plain["span_data"]?["usage"] == ["input_tokens": 1, "output_tokens": 2])
+        let broken = OpenAISanitizer.sanitize(span(["type": "generation", "usage": ["input_tokens": "x", "output_tokens": 2]]))
+        #expect(broken["span_data"]?["usage"] == nil)
+        let nullUsage = OpenAISanitizer.sanitize(span(["type": "generation", "usage": nil]))
+        #expect(nullUsage["span_data"]?["usage"] == .null)
+        let response = OpenAISanitizer.sanitize(span(["type": "response", "response_id": "r", "usage": usage]))
+        #expect(response["span_data"] == ["type": "response", "response_id": "r"])
+        // Custom task/turn data is free-form: like the SDK, its nested usage stays.
+        let task: JSONValue = ["type": "custom", "name": "task", "data": ["sdk_span_type": "task", "name": "w", "usage": ["requests": 1]]]
+        #expect(OpenAISanitizer.sanitize(span(task))["span_data"] == task)
+    }
+}
+
+@Suite struct ExporterConfigTests {
+    @Test func openAIFromEnvironment() {
+        let client = HTTPClient()
+        defer { client.shutdown() }
+        #expect(OpenAITracesExporter.fromEnvironment(Environment([:]), client: client) == nil)
+        let e = OpenAITracesExporter.fromEnvironment(Environment(["OPENAI_API_KEY": "sk-model", "OPENAI_TRACING_API_KEY": "sk-trace",
+                                                                  "OPENAI_BASE_URL": "http://h/v1/"]), client: client)
+        #expect(e?.endpoint == "http://h/v1/traces/ingest")
+        #expect(e?.secrets == ["sk-trace"])
+        #expect(OpenAITracesExporter.fromEnvironment(Environment(["OPENAI_API_KEY": "k"]), client: client)?.endpoint
+                == "https://api.openai.com/v1/traces/ingest")
+        for off in ["1", "true", "TRUE"] {
+            #expect(OpenAITracesExporter.fromEnvironment(Environment(["OPENAI_API_KEY": "k", "OPENAI_AGENTS_DISABLE_TRACING": off]), client: client) == nil)
+        }
+        #expect(OpenAITracesExporter.fromEnvironment(Environment(["OPENAI_API_KEY": "k", "OPENAI_AGENTS_DISABLE_TRACING": "0"]), client: client) != nil)
+    }
+
+    @Test func otlpFromEnvironment() {
+        let client = HTTPClient()
+        defer { client.shutdown() }
+        #expect(OTLPExporter.fromEnvironment(Environment([:]), client: client) == nil)
+        let base = OTLPExporter.fromEnvironment(Environment(["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"]), client: client)
+        #expect(base?.endpoint == "http://c:4318/v1/traces" && base?.serviceName == "bridge")
+        let exact = OTLPExporter.fromEnvironment(Environment(["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
+                                                             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://u:p@x/api/public/otel/v1/traces?k=1"]),
+                                                 client: client)
+        #expect(exact?.endpoint == "https://u:p@x/api/public/otel/v1/traces?k=1")
+        #expect(exact?.target == "https://x/api/public/otel/v1/traces")
+        let h = OTLPExporter.parseHeaders(" Authorization=Basic%20abc%3D%3D , x=1=2,novalue, =skip")
+        #expect(h.map(\.0) == ["Authorization", "x"] && h.map(\.1) == ["Basic abc==", "1=2"])
+    }
+
+    @Test func idsAndTimes() {
+        #expect(OTLPExporter.traceId("trace_0123456789abcdef0123456789abcdef") == "0123456789abcdef0123456789abcdef")
+        #expect(OTLPExporter.spanId("span_0123456789abcdef01234567") == "0123456789abcdef")
+        #expect(OTLPExporter.traceId("odd").count == 32 && OTLPExporter.spanId("odd").count == 16)
+        #expect(OTLPExporter.unixNanos(Date(timeIntervalSince1970: 1_700_000_000.123456)) == "1700000000123456000")
+    }
+
+    @Test func batchHalvesKeepOrder() {
+        let t = (0..<3).map { TraceRecord(id: "trace_\($0)", workflowName: "w", groupId: nil, metadata: [:]) }
+        let s = (0..<4).map { i in
+            ExportSpan(record: SpanRecord(id: "span_\(i)", traceId: "trace_0", parentId: nil, startedAt: Date(), endedAt: Date(),
+                                          spanData: ["type": "custom"], error: nil), trace: t[0])
+        }
+        let (a, b) = ExportBatch(traces: t, spans: s).halves()
+        #expect(a.traces.map(\.id) == ["trace_0", "trace_1", "trace_2"] && a.spans.map(\.record.id) == [])
+        #expect(b.traces.isEmpty && b.spans.map(\.record.id) == ["span_0", "span_1", "span_2", "span_3"])
+        let (c, d) = b.halves()
+        #expect(c.count == 2 && d.count == 2)
+    }
+}
