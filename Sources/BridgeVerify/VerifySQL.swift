@@ -210,9 +210,11 @@ struct VerifySQL: Sendable {
 
     // MARK: export_delivered
 
-    /// Span × exporter pairs: every span in scope for every row of `bridge.exporters` whose
-    /// registration precedes the span's end (or that delivered it anyway), with its delivery.
-    /// `$5` is `--max-export-lag` in seconds: undelivered spans younger than that are in flight.
+    /// Span × exporter pairs: every span in scope for every row of `bridge.exporters`, with its
+    /// delivery. The exporters work the ledger as an outbox, so spans that ended before an
+    /// exporter was registered are sent too; a span's clock starts at the later of its end and
+    /// the exporter's registration (`due`). `$5` is `--max-export-lag` in seconds: undelivered
+    /// spans due less than that ago are in flight, not failures. Lag = acknowledgement − due.
     /// Returns `exporter` rows (counts and lag percentiles), up to $4 `example` rows (rejected
     /// first, then missing) and up to $4 `late` rows (slowest deliveries over the limit).
     var exportDelivered: String {
@@ -220,12 +222,11 @@ struct VerifySQL: Sendable {
         WITH \(Self.scopedTraces),
         limits AS MATERIALIZED (SELECT now() - make_interval(secs => $5::float8) AS cutoff),
         pairs AS MATERIALIZED (
-            SELECT s.trace_id, s.span_id, s.ended_at, x.name AS exporter, d.status,
-                   extract(epoch FROM d.delivered_at - s.ended_at)::float8 AS lag
+            SELECT s.trace_id, s.span_id, greatest(s.ended_at, x.registered_at) AS ended_at, x.name AS exporter, d.status,
+                   extract(epoch FROM d.delivered_at - greatest(s.ended_at, x.registered_at))::float8 AS lag
             FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
             CROSS JOIN bridge.exporters x
             LEFT JOIN bridge.span_deliveries d ON d.exporter = x.name AND d.span_id = s.span_id
-            WHERE s.ended_at >= x.registered_at OR d.span_id IS NOT NULL
         ),
         stats AS (
             SELECT exporter, count(*) AS spans,
@@ -254,9 +255,9 @@ struct VerifySQL: Sendable {
         UNION ALL
         SELECT f.kind, f.exporter, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                coalesce(tr.task_id, tr.metadata->>'task_id'), f.trace_id,
-               CASE WHEN f.kind = 'late' THEN format('span %s acknowledged by %s %s s after it ended', f.span_id, f.exporter, round(f.lag::numeric, 1))
+               CASE WHEN f.kind = 'late' THEN format('span %s acknowledged by %s %s s after it was due', f.span_id, f.exporter, round(f.lag::numeric, 1))
                     WHEN f.status = 'rejected' THEN format('span %s rejected by %s: %s', f.span_id, f.exporter, coalesce(d.error, 'no message'))
-                    ELSE format('span %s not delivered to %s (ended %s s ago)', f.span_id, f.exporter,
+                    ELSE format('span %s not delivered to %s (due %s s ago)', f.span_id, f.exporter,
                                 round(extract(epoch FROM now() - f.ended_at)::numeric)) END
         FROM failing f
         LEFT JOIN bridge.traces tr ON tr.trace_id = f.trace_id

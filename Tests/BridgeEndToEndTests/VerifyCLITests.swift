@@ -86,7 +86,10 @@ struct VerifyCLITests {
         }
         #expect(all["tools_traced"]?["title"] as? String == "Tools appear in traces")
         #expect(all["handoffs_traced"]?["status"] as? String == "pass")
-        #expect(all["export_delivered"]?["status"] as? String == "skip")
+        // `exec --trace-file` registers the `file` exporter and records its deliveries.
+        #expect(all["export_delivered"]?["status"] as? String == "pass", "\(all["export_delivered"] ?? [:])")
+        let fileExporter = (all["export_delivered"]?["exporters"] as? [[String: Any]])?.first { $0["exporter"] as? String == "file" }
+        #expect(fileExporter?["rejected"] as? Int == 0 && fileExporter?["missing"] as? Int == 0)
         let tools = all["tool_timing"]?["tools"] as? [[String: Any]] ?? []
         #expect(tools.contains { $0["tool"] as? String == "store_data" && ($0["count"] as? Int ?? 0) > 0 && $0["p95_ms"] != nil })
 
@@ -200,14 +203,14 @@ struct VerifyCLITests {
         #expect(ok.status == 0, "\(ok.json)")
         let export = checks(ok.json)["export_delivered"]
         #expect(export?["status"] as? String == "pass")
-        let exporters = export?["exporters"] as? [[String: Any]] ?? []
-        #expect((exporters.first?["p95_lag_s"] as? NSNumber)?.doubleValue == 2)
+        let otlp = (export?["exporters"] as? [[String: Any]] ?? []).first { $0["exporter"] as? String == "otlp" }
+        #expect((otlp?["p95_lag_s"] as? NSNumber)?.doubleValue == 2, "\(otlp ?? [:])")
 
         #expect(try db.verify(["--max-export-lag", "1"]).status == 1)
 
         let span = try db.psql("""
             UPDATE bridge.span_deliveries SET status = 'rejected', error = '400: usage.requests is not allowed'
-            WHERE span_id = (SELECT span_id FROM bridge.span_deliveries ORDER BY span_id LIMIT 1) RETURNING span_id
+            WHERE exporter = 'otlp' AND span_id = (SELECT min(span_id) FROM bridge.span_deliveries) RETURNING span_id
             """)
         let rejected = try db.verify([])
         #expect(rejected.status == 1)
