@@ -84,6 +84,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // 6. Verify: the tracing validation checklist and trace views
+        .target(
+            name: "BridgeVerify",
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMapping", "BridgeTracing"],
+            swiftSettings: strict
+        ),
         .target(
             name: "BridgeTestSupport",
             dependencies: ["BridgeCore", "BridgePostgres"],
@@ -94,20 +100,21 @@ let package = Package(
             name: "bridge",
             dependencies: [
                 "BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner",
-                "BridgeTracing", "BridgeWorker", "BridgeHTTP",
+                "BridgeTracing", "BridgeWorker", "BridgeHTTP", "BridgeVerify",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "BridgeUnitTests",
-            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner", "BridgeTracing", "BridgeHTTP"]
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner", "BridgeTracing", "BridgeHTTP",
+                           "BridgeVerify"]
         ),
         .testTarget(
             name: "BridgeIntegrationTests",
             dependencies: [
                 "BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner",
-                "BridgeTracing", "BridgeWorker", "BridgeHTTP", "BridgeTestSupport",
+                "BridgeTracing", "BridgeWorker", "BridgeHTTP", "BridgeTestSupport", "BridgeVerify",
             ]
         ),
         .testTarget(

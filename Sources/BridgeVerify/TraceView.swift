@@ -1,0 +1,244 @@
+import BridgeCore
+import BridgePostgres
+import BridgeTracing
+import Foundation
+
+/// One stored trace with its spans, as `bridge trace show` presents it.
+public struct TraceDocument: Sendable, Equatable {
+    public var trace: TraceRecord
+    public var taskId: String?
+    public var startedAt: Date?
+    public var endedAt: Date?
+    public var spans: [SpanRecord]
+    /// Other traces of the same task (earlier or later attempts), newest first.
+    public var otherAttempts: [String]
+
+    public init(trace: TraceRecord, taskId: String?, startedAt: Date?, endedAt: Date?, spans: [SpanRecord],
+                otherAttempts: [String] = []) {
+        self.trace = trace
+        self.taskId = taskId
+        self.startedAt = startedAt
+        self.endedAt = endedAt
+        self.spans = spans
+        self.otherAttempts = otherAttempts
+    }
+
+    /// Loads a trace by trace id, or the newest trace of a task by task id.
+    public static func load(id: String, on c: PostgresConnection) async throws -> TraceDocument {
+        let rows = try await c.query("""
+            SELECT trace_id, workflow_name, group_id, metadata::text AS metadata,
+                   coalesce(task_id, metadata->>'task_id') AS task_id, started_at, ended_at
+            FROM bridge.traces
+            WHERE trace_id = \(id) OR coalesce(task_id, metadata->>'task_id') = \(id)
+            ORDER BY (trace_id = \(id)) DESC, started_at DESC NULLS LAST
+            """)
+        guard let row = rows.first, let traceId = row["trace_id"] else {
+            throw VerifyInputError("no trace with id or task id \(id) in bridge.traces")
+        }
+        let meta = (try? JSONValue.parse(row["metadata"] ?? "{}"))?.objectValue ?? [:]
+        let record = TraceRecord(id: traceId, workflowName: row["workflow_name"] ?? "", groupId: row["group_id"],
+                                 metadata: meta.compactMapValues(\.stringValue))
+        let taskId = row["task_id"]
+        var others: [String] = []
+        if let taskId {
+            let more = try await c.query("""
+                SELECT trace_id FROM bridge.traces
+                WHERE coalesce(task_id, metadata->>'task_id') = \(taskId) AND trace_id <> \(traceId)
+                ORDER BY started_at DESC NULLS LAST
+                """)
+            others = more.compactMap { $0["trace_id"] }
+        }
+        let spans = try await Ledger(connection: c).spans(traceId: traceId)
+        return TraceDocument(trace: record, taskId: taskId, startedAt: row.date("started_at"), endedAt: row.date("ended_at"),
+                             spans: spans, otherAttempts: others)
+    }
+
+    // MARK: Shape
+
+    /// The first instant of the trace (its start, or its earliest span).
+    public var origin: Date {
+        ([startedAt].compactMap { $0 } + spans.map(\.startedAt)).min() ?? Date(timeIntervalSince1970: 0)
+    }
+
+    /// The last instant of the trace.
+    public var end: Date {
+        ([endedAt].compactMap { $0 } + spans.map(\.endedAt)).max() ?? origin
+    }
+
+    /// Spans in tree order (depth first, siblings by start time) with their depth. A span whose
+    /// parent is not in the trace is shown as a root.
+    public var ordered: [(span: SpanRecord, depth: Int)] {
+        let ids = Set(spans.map(\.id))
+        var children: [String: [SpanRecord]] = [:]
+        var roots: [SpanRecord] = []
+        for s in spans {
+            if let p = s.parentId, ids.contains(p), p != s.id { children[p, default: []].append(s) } else { roots.append(s) }
+        }
+        func sorted(_ a: [SpanRecord]) -> [SpanRecord] {
+            a.sorted { ($0.startedAt, $0.endedAt, $0.id) < ($1.startedAt, $1.endedAt, $1.id) }
+        }
+        var out: [(SpanRecord, Int)] = []
+        var seen = Set<String>()
+        func visit(_ s: SpanRecord, _ depth: Int) {
+            guard seen.insert(s.id).inserted else { return }
+            out.append((s, depth))
+            for c in sorted(children[s.id] ?? []) { visit(c, depth + 1) }
+        }
+        for r in sorted(roots) { visit(r, 0) }
+        return out
+    }
+
+    /// Agent names in the order their spans start.
+    public var agents: [String] {
+        var names: [String] = []
+        for s in spans.sorted(by: { $0.startedAt < $1.startedAt }) where s.type == "agent" {
+            if let n = s.spanData["name"]?.stringValue, !names.contains(n) { names.append(n) }
+        }
+        return names
+    }
+}
+
+/// Short descriptions of spans, shared by the text and HTML views.
+enum SpanLabel {
+    /// Collapses whitespace and cuts to `limit` characters with an ellipsis.
+    static func shorten(_ s: String, _ limit: Int = 80) -> String {
+        let flat = s.split(whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\t" || $0 == " " }).joined(separator: " ")
+        return flat.count <= limit ? flat : String(flat.prefix(limit - 1)) + "…"
+    }
+
+    static func text(_ v: JSONValue?) -> String? {
+        guard let v, !v.isNull else { return nil }
+        return v.stringValue ?? v.compact
+    }
+
+    static func tokens(_ usage: JSONValue?) -> String? {
+        guard let u = usage, let i = u["input_tokens"]?.intValue, let o = u["output_tokens"]?.intValue else { return nil }
+        return "\(i) in / \(o) out tokens"
+    }
+
+    /// The span's kind as shown in the legend: `task`, `turn`, `agent`, `function`, …
+    static func kind(_ s: SpanRecord) -> String {
+        if s.type == "custom", let k = s.spanData["data"]?["sdk_span_type"]?.stringValue { return k }
+        return s.type.isEmpty ? "span" : s.type
+    }
+
+    /// One line without the duration, e.g. `tool store_data({"key":…}) → "ok"`.
+    static func line(_ s: SpanRecord, argLimit: Int = 60) -> String {
+        let d = s.spanData
+        switch kind(s) {
+        case "task": return "task \(d["data"]?["name"]?.stringValue ?? "")"
+        case "turn":
+            var l = "turn \(d["data"]?["turn"]?.intValue.map(String.init) ?? "?")"
+            if let a = d["data"]?["agent_name"]?.stringValue { l += " · \(a)" }
+            if let t = tokens(d["data"]?["usage"]) { l += " · \(t)" }
+            return l
+        case "agent":
+            var l = "agent \(d["name"]?.stringValue ?? "?")"
+            let tools = d["tools"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            let handoffs = d["handoffs"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            if !tools.isEmpty { l += " · tools: \(tools.joined(separator: ", "))" }
+            if !handoffs.isEmpty { l += " · handoffs: \(handoffs.joined(separator: ", "))" }
+            return l
+        case "generation":
+            var l = "generation \(d["model"]?.stringValue ?? "")"
+            if let t = tokens(d["usage"]) { l += " · \(t)" }
+            return l
+        case "response": return "response \(d["response_id"]?.stringValue ?? "")"
+        case "function":
+            let name = d["name"]?.stringValue ?? "?"
+            let args = text(d["input"]).map { shorten($0, argLimit) } ?? "–"
+            var l = "tool \(name)(\(args))"
+            if let out = text(d["output"]) { l += " → \(shorten(out, argLimit))" }
+            return l
+        case "handoff":
+            return "handoff \(d["from_agent"]?.stringValue ?? "?") → \(d["to_agent"]?.stringValue ?? "?")"
+        case "guardrail":
+            return "guardrail \(d["name"]?.stringValue ?? "?")\(d["triggered"]?.boolValue == true ? " · triggered" : "")"
+        default:
+            return "\(s.type) \(d["name"]?.stringValue ?? "")"
+        }
+    }
+
+    static func error(_ s: SpanRecord) -> String? {
+        guard let e = s.error, !e.isNull else { return nil }
+        var m = e["message"]?.stringValue ?? e.compact
+        if let data = e["data"], !data.isNull { m += " " + shorten(data.compact, 100) }
+        return m
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        let ms = seconds * 1000
+        if ms >= 10_000 { return String(format: "%.1f s", seconds) }
+        if ms >= 1000 { return String(format: "%.2f s", seconds) }
+        if ms >= 10 { return String(format: "%.1f ms", ms) }
+        return String(format: "%.2f ms", ms)
+    }
+}
+
+/// The text view: a header, then the span tree with durations and start offsets.
+public enum TraceText {
+    public static func render(_ doc: TraceDocument) -> String {
+        let t = doc.trace
+        var head = "trace \(t.id) · \(t.workflowName)"
+        if let task = doc.taskId { head += " · task \(task)" }
+        if let g = t.groupId { head += " · workspace \(g)" }
+        if let a = t.metadata["attempt"] { head += " · attempt \(a)" }
+        let fn = doc.spans.filter { $0.type == "function" }.count
+        let handoffs = doc.spans.filter { $0.type == "handoff" }.count
+        let errors = doc.spans.filter { SpanLabel.error($0) != nil }.count
+        var out = [head]
+        out.append("started \(PostgresTimestamp.format(doc.origin)) · \(SpanLabel.duration(doc.end.timeIntervalSince(doc.origin))) · \(doc.spans.count) spans · \(fn) tool call(s) · \(handoffs) handoff(s) · \(errors) error(s)")
+        let agents = doc.agents
+        if !agents.isEmpty { out.append("agents: \(agents.joined(separator: " → "))") }
+        if doc.endedAt == nil { out.append("(the trace has not ended: still running, or the run stopped)") }
+        out.append("")
+
+        let rows = doc.ordered
+        // Tree prefixes: for each depth, whether an ancestor at that depth has later siblings.
+        var lines: [(String, String, String)] = []
+        for (i, entry) in rows.enumerated() {
+            var prefix = ""
+            if entry.depth > 0 {
+                for d in 1..<entry.depth {
+                    prefix += hasLaterSibling(rows, from: i, depth: d) ? "│  " : "   "
+                }
+                prefix += hasLaterSibling(rows, from: i, depth: entry.depth) ? "├─ " : "└─ "
+            }
+            let s = entry.span
+            let label = prefix + SpanLabel.line(s, argLimit: 36)
+            let dur = SpanLabel.duration(s.endedAt.timeIntervalSince(s.startedAt))
+            let offset = "+" + SpanLabel.duration(s.startedAt.timeIntervalSince(doc.origin))
+            lines.append((label, dur, offset))
+            if let e = SpanLabel.error(s) {
+                var cont = ""
+                for d in 1...(entry.depth + 1) where d <= entry.depth {
+                    cont += hasLaterSibling(rows, from: i, depth: d) ? "│  " : "   "
+                }
+                lines.append((cont + "   ✗ error: " + SpanLabel.shorten(e, 120), "", ""))
+            }
+        }
+        let width = min(96, lines.map { $0.0.count }.max() ?? 0)
+        for (label, dur, offset) in lines {
+            if dur.isEmpty { out.append(label); continue }
+            let l = label.count > width ? String(label.prefix(width - 1)) + "…" : label
+            let pad = String(repeating: " ", count: max(1, width - l.count + 2))
+            out.append(l + pad + String(repeating: " ", count: max(0, 9 - dur.count)) + dur + "  " + offset)
+        }
+        if !doc.otherAttempts.isEmpty {
+            out.append("")
+            out.append("other traces of this task: \(doc.otherAttempts.joined(separator: ", "))")
+        }
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    /// Whether the row at `from` (or its ancestor at `depth`) has a later sibling at `depth`.
+    static func hasLaterSibling(_ rows: [(span: SpanRecord, depth: Int)], from: Int, depth: Int) -> Bool {
+        var j = from + 1
+        while j < rows.count {
+            if rows[j].depth < depth { return false }
+            if rows[j].depth == depth { return true }
+            j += 1
+        }
+        return false
+    }
+}

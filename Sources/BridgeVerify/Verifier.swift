@@ -1,0 +1,365 @@
+import BridgeCore
+import BridgeMapping
+import BridgePostgres
+import Foundation
+
+/// Runs the tracing validation checklist against a database.
+///
+/// Every check is one set-based statement (CTEs, hash joins, aggregates): the number of round
+/// trips does not grow with the number of tasks or spans. The checks run in `REPEATABLE READ
+/// READ ONLY` transactions on one or more connections that share one snapshot, so they all see
+/// the same data. Table and column
+/// names come from the mappings (quoted identifiers); every value is a `$n` parameter.
+///
+/// Scope parameters shared by every statement: `$1` since (timestamptz or NULL), `$2` task id
+/// (text or NULL), `$3` workspace (text or NULL). Check-specific values follow from `$4`.
+public struct Verifier: Sendable {
+    public let config: MappingConfig
+    public let options: VerifyOptions
+
+    public init(config: MappingConfig, options: VerifyOptions) {
+        self.config = config
+        self.options = options
+    }
+
+    /// Loads the mappings from `mappingsDirectory`, reads the `--spans` file, opens
+    /// `options.connections` connections and runs the checklist.
+    public static func run(mappingsDirectory: String, connection: ConnectionConfig,
+                           options: VerifyOptions) async throws -> VerifyReport {
+        let config = try MappingLoader.load(directory: mappingsDirectory)
+        let file = try options.spansFile.map { path throws(VerifyInputError) in try SpanFile.read(path: path) }
+        var conns: [PostgresConnection] = []
+        do {
+            for _ in 0..<max(1, options.connections) { conns.append(try await PostgresConnection.connect(connection)) }
+            let report = try await Verifier(config: config, options: options)
+                .run(on: conns[0], helpers: Array(conns.dropFirst()), spanFile: file)
+            for c in conns { await c.close() }
+            return report
+        } catch {
+            for c in conns { await c.close() }
+            throw error
+        }
+    }
+
+    /// Runs all six checks and returns the report.
+    ///
+    /// The checks run on `connection` and, in parallel, on the `helpers`, which import the
+    /// first connection's snapshot (`pg_export_snapshot`), so every check sees the same data.
+    /// The `--spans` comparison runs on `connection`, which holds the file's temp tables.
+    /// `spanFile` is the parsed `--spans` file (read here from `options.spansFile` if nil).
+    public func run(on connection: PostgresConnection, helpers: [PostgresConnection] = [],
+                    spanFile: SpanFile? = nil) async throws -> VerifyReport {
+        let clock = ContinuousClock()
+        let start = clock.now
+        var scope = options.scope
+        if scope.workspace != nil && config.source.groupColumn == nil {
+            throw VerifyInputError("--workspace needs source.group_column in the mappings")
+        }
+        // A reporting session: no notices on stderr, no JIT (it costs ~0.4 s per statement and
+        // saves nothing here), and room for the hash tables and sorts of 1,000,000 spans.
+        for c in [connection] + helpers {
+            try await c.set("client_min_messages", "warning")
+            try await c.set("jit", "off")
+            try await c.set("work_mem", "128MB")
+        }
+        scope.sinceTimestamp = try await resolveSince(scope.since, on: connection)
+        let binds: [PostgresValue] = [
+            scope.sinceTimestamp.map { .text(PostgresTimestamp.format($0)) } ?? .null,
+            scope.task.map { .text($0) } ?? .null,
+            scope.workspace.map { .text($0) } ?? .null,
+            .text(String(options.maxExamples)),
+        ]
+        var spanFileSummary: SpanFileSummary?
+        if let path = options.spansFile {
+            let file = try spanFile ?? SpanFile.read(path: path)
+            try await loadSpanFile(file, on: connection)
+            spanFileSummary = SpanFileSummary(path: path, format: file.format, traces: file.traceIds.count, spans: file.spans.count)
+        }
+        let hasExporters = try await connection.query("""
+            SELECT to_regclass('bridge.exporters') IS NOT NULL AND to_regclass('bridge.span_deliveries') IS NOT NULL AS ok
+            """).first?.bool("ok") ?? false
+        try await requireLedger(on: connection)
+
+        let all = [connection] + helpers
+        var open: [PostgresConnection] = []
+        var results: [CheckResult] = []
+        do {
+            try await connection.simpleQuery("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            open.append(connection)
+            if !helpers.isEmpty {
+                let snapshot = try await connection.query("SELECT pg_export_snapshot() AS s").first?["s"] ?? ""
+                // SET TRANSACTION SNAPSHOT takes no parameters; the id comes from the server
+                // (hex digits and dashes) and is checked before it is quoted.
+                guard !snapshot.isEmpty, snapshot.unicodeScalars.allSatisfy({ $0.properties.isASCIIHexDigit || $0 == "-" }) else {
+                    throw VerifyInputError("unexpected snapshot id from pg_export_snapshot(): \(snapshot)")
+                }
+                for h in helpers {
+                    try await h.simpleQuery("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    open.append(h)
+                    try await h.simpleQuery("SET TRANSACTION SNAPSHOT '\(snapshot)'")
+                }
+            }
+            let sql = VerifySQL(config: config)
+            let fileSummary = spanFileSummary
+            // Most expensive first, so the connections finish at about the same time.
+            let queue = CheckQueue([.exportDelivered, .handoffsTraced, .toolsTraced, .traceIdsCorrelate, .toolIOCaptured, .toolTiming],
+                                   primaryOnly: fileSummary == nil ? [] : [.traceIdsCorrelate])
+            results = try await withThrowingTaskGroup(of: [CheckResult].self) { group in
+                for (i, c) in all.enumerated() {
+                    group.addTask {
+                        var done: [CheckResult] = []
+                        while let check = await queue.next(primary: i == 0) {
+                            let t0 = clock.now
+                            var r = try await self.run(check, sql: sql, binds: binds, file: fileSummary,
+                                                       hasExporters: hasExporters, on: c)
+                            r.elapsedMs = Self.ms(clock.now - t0)
+                            done.append(r)
+                        }
+                        return done
+                    }
+                }
+                var out: [CheckResult] = []
+                for try await part in group { out += part }
+                return out
+            }
+            for c in open { try await c.simpleQuery("COMMIT") }
+        } catch {
+            for c in open { _ = try? await c.simpleQuery("ROLLBACK") }
+            throw error
+        }
+        let order = Check.allCases.map(\.rawValue)
+        results.sort { (order.firstIndex(of: $0.id) ?? 0) < (order.firstIndex(of: $1.id) ?? 0) }
+        return VerifyReport(scope: scope, checks: results, elapsedMs: Self.ms(clock.now - start))
+    }
+
+    func run(_ check: Check, sql: VerifySQL, binds: [PostgresValue], file: SpanFileSummary?, hasExporters: Bool,
+             on c: PostgresConnection) async throws -> CheckResult {
+        switch check {
+        case .toolsTraced: return try await toolsTraced(sql, binds, c)
+        case .handoffsTraced: return try await handoffsTraced(sql, binds, c)
+        case .toolIOCaptured: return try await toolIOCaptured(sql, binds, c)
+        case .traceIdsCorrelate: return try await traceIdsCorrelate(sql, binds, file, c)
+        case .exportDelivered:
+            guard hasExporters else {
+                return .skipped(.exportDelivered, "bridge.exporters does not exist yet (run bridge migrate); no exporter is configured")
+            }
+            return try await exportDelivered(sql, binds, c)
+        case .toolTiming: return try await toolTiming(sql, binds, c)
+        }
+    }
+
+    /// Hands out the checks to the connections, one at a time.
+    actor CheckQueue {
+        var pending: [Check]
+        let primaryOnly: Set<Check>
+
+        init(_ checks: [Check], primaryOnly: Set<Check>) {
+            self.pending = checks
+            self.primaryOnly = primaryOnly
+        }
+
+        func next(primary: Bool) -> Check? {
+            guard let i = pending.firstIndex(where: { primary || !primaryOnly.contains($0) }) else { return nil }
+            return pending.remove(at: i)
+        }
+    }
+
+    static func ms(_ d: Duration) -> Double {
+        Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+    }
+
+    /// A duration is subtracted from the server's `now()`; a timestamp is taken as given.
+    func resolveSince(_ since: Since?, on c: PostgresConnection) async throws -> Date? {
+        switch since {
+        case nil: return nil
+        case .timestamp(let d, _): return d
+        case .duration(let seconds, _):
+            let rows = try await c.query("SELECT now() - make_interval(secs => \(seconds)::double precision) AS t")
+            return rows.first?.date("t")
+        }
+    }
+
+    func requireLedger(on c: PostgresConnection) async throws {
+        let ok = try await c.query("""
+            SELECT to_regclass('bridge.traces') IS NOT NULL AND to_regclass('bridge.spans') IS NOT NULL
+               AND to_regclass('bridge.run_transcripts') IS NOT NULL AS ok
+            """).first?.bool("ok") ?? false
+        guard ok else { throw VerifyInputError("bridge.traces, bridge.spans or bridge.run_transcripts is missing: run bridge migrate first") }
+    }
+
+    /// Loads the file's ids into session temp tables `pg_temp.verify_file_traces` and
+    /// `pg_temp.verify_file_spans`, 50,000 rows per statement (arrays bound as parameters).
+    func loadSpanFile(_ file: SpanFile, on c: PostgresConnection) async throws {
+        try await c.simpleQuery("""
+            DROP TABLE IF EXISTS pg_temp.verify_file_traces, pg_temp.verify_file_spans;
+            CREATE TEMP TABLE verify_file_traces (trace_id text PRIMARY KEY);
+            CREATE TEMP TABLE verify_file_spans (trace_id text NOT NULL, span_key text NOT NULL);
+            """)
+        let traces = Array(file.traceIds)
+        for chunk in stride(from: 0, to: traces.count, by: 50_000) {
+            let part = Array(traces[chunk..<min(chunk + 50_000, traces.count)])
+            try await c.query("""
+                INSERT INTO pg_temp.verify_file_traces SELECT DISTINCT unnest(\(Self.textArray(part))::text[]) ON CONFLICT DO NOTHING
+                """)
+        }
+        for chunk in stride(from: 0, to: file.spans.count, by: 50_000) {
+            let part = file.spans[chunk..<min(chunk + 50_000, file.spans.count)]
+            try await c.query("""
+                INSERT INTO pg_temp.verify_file_spans
+                SELECT * FROM unnest(\(Self.textArray(part.map(\.traceId)))::text[], \(Self.textArray(part.map(\.spanKey)))::text[])
+                """)
+        }
+        try await c.simpleQuery("CREATE INDEX ON pg_temp.verify_file_spans (span_key); ANALYZE pg_temp.verify_file_traces; ANALYZE pg_temp.verify_file_spans")
+    }
+
+    /// A PostgreSQL text[] literal for binding, with quotes and backslashes escaped.
+    static func textArray(_ items: [String]) -> String {
+        "{" + items.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+            .joined(separator: ",") + "}"
+    }
+
+    struct SpanFileSummary {
+        var path: String
+        var format: SpanFile.Format
+        var traces: Int
+        var spans: Int
+    }
+
+    // MARK: The checks
+
+    func query(_ sql: String, _ binds: [PostgresValue], _ c: PostgresConnection) async throws -> PostgresRows {
+        try await c.query(PostgresQuery(sql: sql, binds: binds))
+    }
+
+    /// Reads the shared result shape: one row per example (or one row with NULL example
+    /// columns), each carrying `checked` and `failed`.
+    func counted(_ rows: PostgresRows) -> (checked: Int, failed: Int, examples: [CheckExample]) {
+        let checked = rows.first?.int("checked") ?? 0
+        let failed = rows.first?.int("failed") ?? 0
+        let examples = rows.compactMap { r -> CheckExample? in
+            guard let m = r["message"] else { return nil }
+            return CheckExample(taskId: r["task_id"], traceId: r["trace_id"], message: m)
+        }
+        return (checked, failed, examples)
+    }
+
+    func result(_ check: Check, _ counts: (checked: Int, failed: Int, examples: [CheckExample]), emptyReason: String,
+                note: String? = nil) -> CheckResult {
+        if counts.checked == 0 && counts.failed == 0 { return .skipped(check, emptyReason) }
+        return CheckResult(id: check.rawValue, title: check.title, status: counts.failed > 0 ? .fail : .pass,
+                           reason: note, checked: counts.checked, failed: counts.failed, examples: counts.examples)
+    }
+
+    func toolsTraced(_ sql: VerifySQL, _ binds: [PostgresValue], _ c: PostgresConnection) async throws -> CheckResult {
+        let rows = try await query(sql.toolsTraced, binds, c)
+        return result(.toolsTraced, counted(rows), emptyReason: "no tool calls in the run transcripts in scope")
+    }
+
+    func handoffsTraced(_ sql: VerifySQL, _ binds: [PostgresValue], _ c: PostgresConnection) async throws -> CheckResult {
+        let rows = try await query(sql.handoffsTraced, binds, c)
+        return result(.handoffsTraced, counted(rows), emptyReason: "no agent switches in the run transcripts in scope")
+    }
+
+    func toolIOCaptured(_ sql: VerifySQL, _ binds: [PostgresValue], _ c: PostgresConnection) async throws -> CheckResult {
+        guard config.tracing.includeSensitiveData else {
+            return .skipped(.toolIOCaptured, "tracing.include_sensitive_data is false in the mappings: like the SDK, bridge then records no tool input or output on purpose")
+        }
+        let rows = try await query(sql.toolIOCaptured, binds, c)
+        return result(.toolIOCaptured, counted(rows), emptyReason: "no function spans in scope")
+    }
+
+    func traceIdsCorrelate(_ sql: VerifySQL, _ binds: [PostgresValue], _ file: SpanFileSummary?,
+                           _ c: PostgresConnection) async throws -> CheckResult {
+        guard let text = sql.traceIdsCorrelate(withFile: file != nil) else {
+            return .skipped(.traceIdsCorrelate, "the mappings configure no trace id column (results.trace_id_column or results.executions.columns.trace_id)")
+        }
+        let s = config.source.status
+        let e = config.results.executions?.statuses ?? ExecutionStatuses()
+        let statusBinds: [PostgresValue] = [.text(s.completed), .text(s.failed), .text(e.completed),
+                                            .text(e.failedRetriable), .text(e.failedTerminal)]
+        let rows = try await query(text, binds + statusBinds, c)
+        var note = "executions checked: \(rows.first?.int("executions") ?? 0), traces checked: \(rows.first?.int("traces") ?? 0)"
+        if let file {
+            note += "; \(file.path) (\(file.format.rawValue)): \(file.traces) traces, \(file.spans) spans"
+        }
+        return result(.traceIdsCorrelate, counted(rows), emptyReason: "no executions or traces in scope", note: note)
+    }
+
+    func exportDelivered(_ sql: VerifySQL, _ binds: [PostgresValue], _ c: PostgresConnection) async throws -> CheckResult {
+        let configured = try await c.query("SELECT count(*) AS n FROM bridge.exporters").first?.int("n") ?? 0
+        guard configured > 0 else { return .skipped(.exportDelivered, "no exporter is configured (bridge.exporters is empty)") }
+        let maxLag = options.maxExportLagSeconds
+        let rows = try await query(sql.exportDelivered, binds + [.text(String(maxLag))], c)
+        var exporters: [ExporterDelivery] = []
+        var late = 0
+        var overLimit: [String] = []
+        var examples: [CheckExample] = []
+        var lateExamples: [CheckExample] = []
+        for r in rows {
+            switch r["kind"] {
+            case "exporter":
+                let e = ExporterDelivery(exporter: r["exporter"] ?? "", spans: r.int("spans") ?? 0,
+                                         delivered: r.int("delivered") ?? 0, rejected: r.int("rejected") ?? 0,
+                                         missing: r.int("missing") ?? 0, inFlight: r.int("in_flight") ?? 0,
+                                         p50LagSeconds: r.double("p50"), p95LagSeconds: r.double("p95"),
+                                         maxLagSeconds: r.double("max"))
+                if let p95 = e.p95LagSeconds, p95 > maxLag {
+                    overLimit.append("\(e.exporter): p95 lag \(Self.seconds(p95))")
+                    late += r.int("late") ?? 0
+                }
+                exporters.append(e)
+            case "example":
+                if let m = r["message"] { examples.append(CheckExample(taskId: r["task_id"], traceId: r["trace_id"], message: m)) }
+            default:
+                if let m = r["message"] { lateExamples.append(CheckExample(taskId: r["task_id"], traceId: r["trace_id"], message: m)) }
+            }
+        }
+        exporters.sort { $0.exporter < $1.exporter }
+        let undelivered = exporters.reduce(0) { $0 + $1.rejected + $1.missing }
+        if !overLimit.isEmpty {
+            examples = Array((examples + lateExamples).prefix(options.maxExamples))
+        }
+        let checked = exporters.reduce(0) { $0 + $1.spans }
+        if checked == 0 { return .skipped(.exportDelivered, "no spans in scope") }
+        let failed = undelivered + late
+        var notes: [String] = []
+        if !overLimit.isEmpty {
+            notes.append(overLimit.joined(separator: ", ") + " exceeds --max-export-lag \(Self.seconds(maxLag))")
+        }
+        let inFlight = exporters.reduce(0) { $0 + $1.inFlight }
+        if inFlight > 0 {
+            notes.append("\(inFlight) span(s) ended less than \(Self.seconds(maxLag)) ago and are not acknowledged yet (in flight, not counted as failures)")
+        }
+        return CheckResult(id: Check.exportDelivered.rawValue, title: Check.exportDelivered.title,
+                           status: failed > 0 ? .fail : .pass, reason: notes.isEmpty ? nil : notes.joined(separator: "; "),
+                           checked: checked, failed: failed, examples: examples, exporters: exporters)
+    }
+
+    static func seconds(_ v: Double) -> String {
+        v == v.rounded() ? "\(Int(v)) s" : String(format: "%.1f s", v)
+    }
+
+    func toolTiming(_ sql: VerifySQL, _ binds: [PostgresValue], _ c: PostgresConnection) async throws -> CheckResult {
+        let rows = try await query(sql.toolTiming, binds, c)
+        var checked = 0
+        var failed = 0
+        var timings: [ToolTiming] = []
+        var examples: [CheckExample] = []
+        for r in rows {
+            switch r["kind"] {
+            case "total":
+                checked = r.int("checked") ?? 0
+                failed = r.int("failed") ?? 0
+            case "tool":
+                timings.append(ToolTiming(tool: r["tool"] ?? "", count: r.int("n") ?? 0, p50: r.double("p50") ?? 0,
+                                          p95: r.double("p95") ?? 0, max: r.double("max") ?? 0))
+            default:
+                if let m = r["message"] { examples.append(CheckExample(taskId: r["task_id"], traceId: r["trace_id"], message: m)) }
+            }
+        }
+        if checked == 0 { return .skipped(.toolTiming, "no function spans in scope") }
+        timings.sort { $0.tool < $1.tool }
+        return CheckResult(id: Check.toolTiming.rawValue, title: Check.toolTiming.title, status: failed > 0 ? .fail : .pass,
+                           checked: checked, failed: failed, examples: examples, toolTimings: timings)
+    }
+}

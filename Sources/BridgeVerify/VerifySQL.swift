@@ -1,0 +1,398 @@
+import BridgeMapping
+import BridgePostgres
+
+/// The checks' SQL, built from the mappings' table and column names (quoted identifiers).
+///
+/// Parameters shared by every statement: `$1` since (timestamptz or NULL), `$2` task id,
+/// `$3` workspace (group value), `$4` the number of examples to return. Check-specific values
+/// are `$5` onwards. Statements that report counts with examples return one row per example,
+/// or a single row with NULL example columns, each carrying `checked` and `failed`.
+struct VerifySQL: Sendable {
+    let config: MappingConfig
+
+    init(config: MappingConfig) { self.config = config }
+
+    private func q(_ name: String) -> String { PostgresQuery.quoteIdentifier(name) }
+    private func qq(_ name: String) -> String { PostgresQuery.quoteQualified(name) }
+
+    /// `st`: the traces in scope (ended, started since $1, of task $2 and workspace $3).
+    static let scopedTraces = """
+        st AS MATERIALIZED (
+            SELECT tr.trace_id, coalesce(tr.task_id, tr.metadata->>'task_id') AS task_id
+            FROM bridge.traces tr
+            WHERE tr.ended_at IS NOT NULL
+              AND ($1::timestamptz IS NULL OR tr.started_at >= $1::timestamptz)
+              AND ($2::text IS NULL OR coalesce(tr.task_id, tr.metadata->>'task_id') = $2::text)
+              AND ($3::text IS NULL OR coalesce(tr.group_id, tr.metadata->>'workspace_id') = $3::text)
+        )
+        """
+
+    /// The common tail: `items` counted into `agg`, and up to $4 rows of `bad` as examples.
+    static func tail(checked: String, failed: String, order: String = "trace_id, message") -> String {
+        """
+        agg AS (SELECT (\(checked))::bigint AS checked, (\(failed))::bigint AS failed)
+        SELECT agg.*, ex.task_id, ex.trace_id, ex.message
+        FROM agg LEFT JOIN LATERAL (SELECT task_id, trace_id, message FROM bad ORDER BY \(order) LIMIT $4::int) ex ON true
+        """
+    }
+
+    /// Safe element iteration of a transcript (a non-array `items` counts as empty).
+    static let transcriptItems = "jsonb_array_elements(CASE WHEN jsonb_typeof(rt.items) = 'array' THEN rt.items ELSE '[]'::jsonb END)"
+
+    // MARK: tools_traced
+
+    /// Per trace and tool name: calls in the transcript (handoff `transfer_to_…` calls excluded)
+    /// against function spans with that name. A trace without a transcript fails (its tool
+    /// calls cannot be checked).
+    var toolsTraced: String {
+        """
+        WITH \(Self.scopedTraces),
+        calls AS (
+            SELECT st.trace_id, st.task_id, it->>'name' AS name, count(*) AS n
+            FROM st JOIN bridge.run_transcripts rt ON rt.trace_id = st.trace_id
+            CROSS JOIN LATERAL \(Self.transcriptItems) AS it
+            WHERE it->>'type' = 'function_call' AND it->>'name' NOT LIKE 'transfer\\_to\\_%'
+            GROUP BY 1, 2, 3
+        ),
+        fspans AS (
+            SELECT s.trace_id, s.span_data->>'name' AS name, count(*) AS n
+            FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
+            WHERE s.span_data->>'type' = 'function'
+            GROUP BY 1, 2
+        ),
+        items AS MATERIALIZED (
+            SELECT c.trace_id, c.task_id, c.name, c.n AS calls, coalesce(f.n, 0) AS spans
+            FROM calls c LEFT JOIN fspans f ON f.trace_id = c.trace_id AND f.name = c.name
+        ),
+        untranscribed AS MATERIALIZED (
+            SELECT st.trace_id, st.task_id FROM st
+            WHERE NOT EXISTS (SELECT 1 FROM bridge.run_transcripts rt WHERE rt.trace_id = st.trace_id)
+        ),
+        bad AS (
+            SELECT task_id, trace_id,
+                   format('tool %s: called %s time(s) in the run transcript, %s function span(s) in the trace', name, calls, spans) AS message
+            FROM items WHERE spans < calls
+            UNION ALL
+            SELECT task_id, trace_id, 'no run transcript stored (bridge.run_transcripts): its tool calls cannot be checked'
+            FROM untranscribed
+        ),
+        \(Self.tail(checked: "SELECT coalesce(sum(calls), 0) FROM items) + (SELECT count(*) FROM untranscribed",
+                    failed: "SELECT coalesce(sum(calls - spans), 0) FROM items WHERE spans < calls) + (SELECT count(*) FROM untranscribed"))
+        """
+    }
+
+    // MARK: handoffs_traced
+
+    /// Per trace and handoff tool (`transfer_to_<agent>`): the calls in the transcript (except
+    /// those the runner ignored as "Multiple handoffs detected") against the trace's handoff
+    /// spans to the agent whose default tool name it is; and every such handoff span must name
+    /// both agents, sit under a turn (or the agent span) of the source agent, and be followed
+    /// by a span of the target agent. Items: the handoff calls.
+    var handoffsTraced: String {
+        """
+        WITH \(Self.scopedTraces),
+        hcalls AS (
+            SELECT st.trace_id, st.task_id, x.it->>'name' AS tool, count(*) AS n
+            FROM st JOIN bridge.run_transcripts rt ON rt.trace_id = st.trace_id
+            CROSS JOIN LATERAL \(Self.transcriptItems) AS x(it)
+            WHERE x.it->>'type' = 'function_call' AND x.it->>'name' LIKE 'transfer\\_to\\_%'
+              AND NOT jsonb_path_exists(rt.items,
+                    '$[*] ? (@.type == "function_call_output" && @.call_id == $c && @.output starts with "Multiple handoffs")',
+                    jsonb_build_object('c', x.it->'call_id'))
+            GROUP BY 1, 2, 3
+        ),
+        hspans AS MATERIALIZED (
+            SELECT st.task_id, s.trace_id, s.span_id, s.parent_id, s.started_at,
+                   s.span_data->>'from_agent' AS from_agent, s.span_data->>'to_agent' AS to_agent,
+                   'transfer_to_' || regexp_replace(lower(coalesce(s.span_data->>'to_agent', '')), '[^a-z0-9_]', '_', 'g') AS tool
+            FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
+            WHERE s.span_data->>'type' = 'handoff'
+        ),
+        agent_starts AS (
+            SELECT s.trace_id, s.span_data->>'name' AS name, max(s.started_at) AS last_start
+            FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
+            WHERE s.span_data->>'type' = 'agent'
+            GROUP BY 1, 2
+        ),
+        checked_spans AS (
+            SELECT h.*,
+                   coalesce((p.span_data->>'type' = 'custom' AND p.span_data->'data'->>'sdk_span_type' = 'turn'
+                             AND p.span_data->'data'->>'agent_name' = h.from_agent)
+                            OR (p.span_data->>'type' = 'agent' AND p.span_data->>'name' = h.from_agent), false) AS parent_ok,
+                   coalesce(a.last_start >= h.started_at, false) AS target_after
+            FROM hspans h
+            LEFT JOIN bridge.spans p ON p.span_id = h.parent_id
+            LEFT JOIN agent_starts a ON a.trace_id = h.trace_id AND a.name = h.to_agent
+        ),
+        span_counts AS (SELECT trace_id, tool, count(*) AS n FROM hspans GROUP BY 1, 2),
+        items AS MATERIALIZED (
+            SELECT c.trace_id, c.task_id, c.tool, c.n AS calls, coalesce(sc.n, 0) AS spans
+            FROM hcalls c LEFT JOIN span_counts sc ON sc.trace_id = c.trace_id AND sc.tool = c.tool
+        ),
+        bad AS (
+            SELECT task_id, trace_id,
+                   format('the run transcript calls %s %s time(s), but the trace has %s handoff span(s) to that agent', tool, calls, spans) AS message,
+                   calls - spans AS weight
+            FROM items WHERE spans < calls
+            UNION ALL
+            SELECT task_id, trace_id, CASE
+                WHEN from_agent IS NULL OR to_agent IS NULL THEN format('handoff span %s lacks from_agent or to_agent', span_id)
+                WHEN NOT parent_ok THEN format('handoff %s → %s (%s) is not under a turn of %s', from_agent, to_agent, span_id, from_agent)
+                ELSE format('handoff %s → %s (%s): no agent span of %s starts after it', from_agent, to_agent, span_id, to_agent)
+            END, 1
+            FROM checked_spans
+            WHERE from_agent IS NULL OR to_agent IS NULL OR NOT parent_ok OR NOT target_after
+        ),
+        \(Self.tail(checked: "SELECT coalesce(sum(calls), 0) FROM items", failed: "SELECT coalesce(sum(weight), 0) FROM bad"))
+        """
+    }
+
+    // MARK: tool_io_captured
+
+    /// Function spans whose `input` is missing or JSON null, or that have neither an `output`
+    /// nor an `error`.
+    var toolIOCaptured: String {
+        """
+        WITH \(Self.scopedTraces),
+        fs AS MATERIALIZED (
+            SELECT st.task_id, s.trace_id, s.span_id, s.span_data->>'name' AS name,
+                   coalesce(jsonb_typeof(s.span_data->'input'), 'null') <> 'null' AS has_input,
+                   coalesce(jsonb_typeof(s.span_data->'output'), 'null') <> 'null' AS has_output,
+                   coalesce(jsonb_typeof(s.error), 'null') <> 'null' AS has_error
+            FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
+            WHERE s.span_data->>'type' = 'function'
+        ),
+        bad AS (
+            SELECT task_id, trace_id, CASE
+                WHEN NOT has_input AND NOT (has_output OR has_error) THEN format('function span %s (%s) has no input and no output or error', span_id, name)
+                WHEN NOT has_input THEN format('function span %s (%s) has no input', span_id, name)
+                ELSE format('function span %s (%s) has no output and no error', span_id, name)
+            END AS message
+            FROM fs WHERE NOT has_input OR NOT (has_output OR has_error)
+        ),
+        \(Self.tail(checked: "SELECT count(*) FROM fs", failed: "SELECT count(*) FROM bad"))
+        """
+    }
+
+    // MARK: tool_timing
+
+    /// One `total` row, one `tool` row per tool name (count, p50, p95, max in ms, over spans
+    /// with valid times), and up to $4 `example` rows of spans without valid times.
+    var toolTiming: String {
+        """
+        WITH \(Self.scopedTraces),
+        fs AS MATERIALIZED (
+            SELECT st.task_id, s.trace_id, s.span_id, s.span_data->>'name' AS name, s.started_at, s.ended_at,
+                   coalesce(s.started_at <= s.ended_at, false) AS ok
+            FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
+            WHERE s.span_data->>'type' = 'function'
+        )
+        SELECT 'total' AS kind, count(*) AS checked, count(*) FILTER (WHERE NOT ok) AS failed, NULL::text AS tool,
+               NULL::bigint AS n, NULL::float8 AS p50, NULL::float8 AS p95, NULL::float8 AS max,
+               NULL::text AS task_id, NULL::text AS trace_id, NULL::text AS message
+        FROM fs
+        UNION ALL
+        SELECT 'tool', NULL, NULL, name, count(*),
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY d), percentile_cont(0.95) WITHIN GROUP (ORDER BY d), max(d),
+               NULL, NULL, NULL
+        FROM (SELECT coalesce(name, '?') AS name, extract(epoch FROM ended_at - started_at)::float8 * 1000 AS d FROM fs WHERE ok) t
+        GROUP BY name
+        UNION ALL
+        (SELECT 'example', NULL, NULL, NULL, NULL, NULL, NULL, NULL, task_id, trace_id,
+                CASE WHEN started_at IS NULL OR ended_at IS NULL
+                     THEN format('function span %s (%s) has no %s', span_id, name, CASE WHEN started_at IS NULL THEN 'started_at' ELSE 'ended_at' END)
+                     ELSE format('function span %s (%s) ends %s ms before it starts', span_id, name,
+                                 round((extract(epoch FROM started_at - ended_at) * 1000)::numeric, 3))
+                END
+         FROM fs WHERE NOT ok ORDER BY trace_id, span_id LIMIT $4::int)
+        """
+    }
+
+    // MARK: export_delivered
+
+    /// Span × exporter pairs: every span in scope for every row of `bridge.exporters`, with its
+    /// delivery. The exporters work the ledger as an outbox, so spans that ended before an
+    /// exporter was registered are sent too; a span's clock starts at the later of its end and
+    /// the exporter's registration (`due`). `$5` is `--max-export-lag` in seconds: undelivered
+    /// spans due less than that ago are in flight, not failures. Lag = acknowledgement − due.
+    /// Returns `exporter` rows (counts and lag percentiles), up to $4 `example` rows (rejected
+    /// first, then missing) and up to $4 `late` rows (slowest deliveries over the limit).
+    var exportDelivered: String {
+        """
+        WITH \(Self.scopedTraces),
+        limits AS MATERIALIZED (SELECT now() - make_interval(secs => $5::float8) AS cutoff),
+        pairs AS MATERIALIZED (
+            SELECT s.trace_id, s.span_id, greatest(s.ended_at, x.registered_at) AS ended_at, x.name AS exporter, d.status,
+                   extract(epoch FROM d.delivered_at - greatest(s.ended_at, x.registered_at))::float8 AS lag
+            FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
+            CROSS JOIN bridge.exporters x
+            LEFT JOIN bridge.span_deliveries d ON d.exporter = x.name AND d.span_id = s.span_id
+        ),
+        stats AS (
+            SELECT exporter, count(*) AS spans,
+                   count(*) FILTER (WHERE status = 'delivered') AS delivered,
+                   count(*) FILTER (WHERE status = 'rejected') AS rejected,
+                   count(*) FILTER (WHERE status IS NULL AND ended_at < (SELECT cutoff FROM limits)) AS missing,
+                   count(*) FILTER (WHERE status IS NULL AND ended_at >= (SELECT cutoff FROM limits)) AS in_flight,
+                   count(*) FILTER (WHERE status = 'delivered' AND lag > $5::float8) AS late,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY lag) FILTER (WHERE status = 'delivered') AS p50,
+                   percentile_cont(0.95) WITHIN GROUP (ORDER BY lag) FILTER (WHERE status = 'delivered') AS p95,
+                   max(lag) FILTER (WHERE status = 'delivered') AS max
+            FROM pairs GROUP BY exporter
+        ),
+        failing AS (
+            (SELECT 'example' AS kind, p.exporter, p.trace_id, p.span_id, p.status, p.ended_at, p.lag FROM pairs p
+             WHERE p.status = 'rejected' OR (p.status IS NULL AND p.ended_at < (SELECT cutoff FROM limits))
+             ORDER BY coalesce(p.status, '') = 'rejected' DESC, p.trace_id, p.span_id LIMIT $4::int)
+            UNION ALL
+            (SELECT 'late', p.exporter, p.trace_id, p.span_id, p.status, p.ended_at, p.lag FROM pairs p
+             WHERE p.status = 'delivered' AND p.lag > $5::float8
+             ORDER BY p.lag DESC LIMIT $4::int)
+        )
+        SELECT 'exporter' AS kind, exporter, spans, delivered, rejected, missing, in_flight, late, p50, p95, max,
+               NULL::text AS task_id, NULL::text AS trace_id, NULL::text AS message
+        FROM stats
+        UNION ALL
+        SELECT f.kind, f.exporter, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+               coalesce(tr.task_id, tr.metadata->>'task_id'), f.trace_id,
+               CASE WHEN f.kind = 'late' THEN format('span %s acknowledged by %s %s s after it was due', f.span_id, f.exporter, round(f.lag::numeric, 1))
+                    WHEN f.status = 'rejected' THEN format('span %s rejected by %s: %s', f.span_id, f.exporter, coalesce(d.error, 'no message'))
+                    ELSE format('span %s not delivered to %s (due %s s ago)', f.span_id, f.exporter,
+                                round(extract(epoch FROM now() - f.ended_at)::numeric)) END
+        FROM failing f
+        LEFT JOIN bridge.traces tr ON tr.trace_id = f.trace_id
+        LEFT JOIN bridge.span_deliveries d ON d.exporter = f.exporter AND d.span_id = f.span_id
+        """
+    }
+
+    // MARK: trace_ids_correlate
+
+    /// Nil when the mappings configure no trace id column at all.
+    ///
+    /// Items: (1) finished executions that bridge ran; (2) traces in scope; (3) with a spans
+    /// file, traces in scope against the file. `$5`, `$6` are the task table's completed and
+    /// failed status values; `$7`–`$9` the execution table's completed, failed_retriable and
+    /// failed_terminal values.
+    ///
+    /// An execution counts as run by bridge when it has a trace id, or when it finished after
+    /// the first trace bridge recorded for its task. Historical rows that predate bridge have
+    /// neither and are not checked.
+    func traceIdsCorrelate(withFile: Bool) -> String? {
+        let s = config.source
+        let T = qq(s.table), K = q(s.key), TS = q(s.status.column)
+        let TT = config.results.traceIdColumn.map(q)
+        let groupFilter = s.groupColumn.map { "($3::text IS NULL OR t.\(q($0))::text = $3::text)" } ?? "$3::text IS NULL"
+        var executions: String
+        var unreferenced = "false"
+        let label: String
+        if let e = config.results.executions {
+            let E = qq(e.table), EK = q(e.key), ET = q(e.taskColumn), ES = q(e.columns.status)
+            let ETR = e.columns.traceId.map(q)
+            guard ETR != nil || TT != nil else { return nil }
+            let times = [e.columns.completedAt, e.columns.startedAt].compactMap { $0 }.map { "e.\(q($0))" }
+            let at = times.isEmpty ? "NULL::timestamptz" : "coalesce(\(times.joined(separator: ", ")))::timestamptz"
+            let order = (e.columns.startedAt.map { "e.\(q($0)) DESC NULLS LAST, " } ?? "") + "e.\(EK)::text DESC"
+            let traceExpr = ETR.map { "e.\($0)::text" } ?? "t.\(TT!)::text"
+            executions = """
+                SELECT * FROM (
+                    SELECT e.\(EK)::text AS execution_id, t.\(K)::text AS task_id, \(traceExpr) AS trace_id,
+                           \(TT.map { "t.\($0)::text" } ?? "NULL::text") AS task_trace_id,
+                           t.\(TS)::text IN ($5::text, $6::text) AS task_finished, \(at) AS at,
+                           row_number() OVER (PARTITION BY e.\(ET) ORDER BY \(order)) AS latest
+                    FROM \(E) e JOIN \(T) t ON t.\(K) = e.\(ET)
+                    WHERE e.\(ES)::text IN ($7::text, $8::text, $9::text)
+                      AND ($1::timestamptz IS NULL OR \(at) IS NULL OR \(at) >= $1::timestamptz)
+                      AND ($2::text IS NULL OR t.\(K)::text = $2::text)
+                      AND \(groupFilter)
+                ) x \(ETR == nil ? "WHERE latest = 1" : "")
+                """
+            if let ETR { unreferenced = "NOT EXISTS (SELECT 1 FROM \(E) e WHERE e.\(ETR)::text = st.trace_id)" }
+            label = "execution"
+        } else {
+            guard let TT else { return nil }
+            let at = config.results.completedAtColumn.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
+            executions = """
+                SELECT t.\(K)::text AS execution_id, t.\(K)::text AS task_id, t.\(TT)::text AS trace_id,
+                       t.\(TT)::text AS task_trace_id, true AS task_finished, \(at) AS at, 1::bigint AS latest
+                FROM \(T) t
+                WHERE t.\(TS)::text IN ($5::text, $6::text) AND $7::text IS NOT NULL AND $8::text IS NOT NULL AND $9::text IS NOT NULL
+                  AND ($1::timestamptz IS NULL OR \(at) IS NULL OR \(at) >= $1::timestamptz)
+                  AND ($2::text IS NULL OR t.\(K)::text = $2::text)
+                  AND \(groupFilter)
+                """
+            label = "task"
+        }
+        let equality = TT == nil ? "" : """
+            WHEN latest = 1 AND task_finished AND task_trace_id IS DISTINCT FROM trace_id
+                THEN format('\(label) %s has trace id %s, but its task has %s', execution_id, trace_id, coalesce(task_trace_id, 'none'))
+            """
+        let fileItems = withFile ? """
+            ,
+            fspans AS (
+                SELECT s.trace_id, count(*) AS total, count(f.span_key) AS present
+                FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
+                LEFT JOIN (SELECT DISTINCT trace_id, span_key FROM pg_temp.verify_file_spans) f
+                       ON f.trace_id = s.trace_id AND f.span_key = substr(s.span_id, 6, 16)
+                GROUP BY s.trace_id
+            ),
+            fl AS MATERIALIZED (
+                SELECT st.task_id, st.trace_id, CASE
+                    WHEN ft.trace_id IS NULL THEN 'trace is missing from the spans file'
+                    WHEN coalesce(fs.present, 0) < coalesce(fs.total, 0)
+                        THEN format('%s of the %s spans of this trace are missing from the spans file', fs.total - fs.present, fs.total)
+                END AS message
+                FROM st
+                LEFT JOIN pg_temp.verify_file_traces ft ON ft.trace_id = st.trace_id
+                LEFT JOIN fspans fs ON fs.trace_id = st.trace_id
+            )
+            """ : ""
+        let fileBad = withFile ? "UNION ALL SELECT 3, task_id, trace_id, message FROM fl WHERE message IS NOT NULL" : ""
+        let fileCount = withFile ? " + (SELECT count(*) FROM fl)" : ""
+        return """
+            WITH \(Self.scopedTraces),
+            ex AS MATERIALIZED (\(executions)),
+            first_trace AS (
+                SELECT coalesce(task_id, metadata->>'task_id') AS task_id, min(started_at) AS first_at
+                FROM bridge.traces GROUP BY 1
+            ),
+            bx AS MATERIALIZED (
+                SELECT ex.*, ft.first_at, tr.trace_id IS NOT NULL AS trace_found, tr.metadata->>'task_id' AS trace_task,
+                       EXISTS (SELECT 1 FROM bridge.spans s WHERE s.trace_id = ex.trace_id) AS has_spans
+                FROM ex
+                LEFT JOIN first_trace ft ON ft.task_id = ex.task_id
+                LEFT JOIN bridge.traces tr ON tr.trace_id = ex.trace_id
+                WHERE ex.trace_id IS NOT NULL OR (ft.first_at IS NOT NULL AND ex.at >= ft.first_at)
+            ),
+            ot AS MATERIALIZED (
+                SELECT st.trace_id, st.task_id, CASE
+                    WHEN st.task_id IS NULL THEN 'trace has no task_id in its metadata'
+                    WHEN NOT EXISTS (SELECT 1 FROM \(T) t WHERE t.\(K)::text = st.task_id) THEN format('the task %s of this trace does not exist', st.task_id)
+                    WHEN \(unreferenced) THEN 'no execution row carries this trace id'
+                END AS message
+                FROM st
+            )\(fileItems),
+            bad AS (
+                SELECT 1 AS part, task_id, trace_id, CASE
+                    WHEN trace_id IS NULL THEN format('\(label) %s has no trace id, although bridge ran this task (first trace %s)', execution_id, first_at)
+                    WHEN trace_id !~ '^trace_[0-9a-f]{32}$' THEN format('\(label) %s has a malformed trace id %s', execution_id, trace_id)
+                    \(equality)
+                    WHEN NOT trace_found THEN format('\(label) %s: its trace is not in bridge.traces', execution_id)
+                    WHEN NOT has_spans THEN format('\(label) %s: its trace has no spans', execution_id)
+                    WHEN trace_task IS DISTINCT FROM task_id THEN format('\(label) %s: trace metadata.task_id is %s', execution_id, coalesce(trace_task, 'missing'))
+                END AS message
+                FROM bx
+                UNION ALL SELECT 2, task_id, trace_id, message FROM ot WHERE message IS NOT NULL
+                \(fileBad)
+            ),
+            counts AS (SELECT (SELECT count(*) FROM bx) AS executions, (SELECT count(*) FROM ot) AS traces),
+            agg AS (SELECT counts.*, (SELECT count(*) FROM bx) + (SELECT count(*) FROM ot)\(fileCount) AS checked,
+                           (SELECT count(*) FROM bad WHERE message IS NOT NULL) AS failed FROM counts)
+            SELECT agg.*, ex.task_id, ex.trace_id, ex.message
+            FROM agg LEFT JOIN LATERAL (
+                SELECT task_id, trace_id, message FROM (
+                    SELECT *, row_number() OVER (PARTITION BY part ORDER BY trace_id, message) AS r FROM bad WHERE message IS NOT NULL
+                ) b ORDER BY r, part LIMIT $4::int
+            ) ex ON true
+            """
+    }
+}

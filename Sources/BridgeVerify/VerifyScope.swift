@@ -1,0 +1,96 @@
+import BridgeCore
+import BridgePostgres
+import Foundation
+
+/// `--since`: a duration back from now (`30m`, `24h`, `7d`, `2w`, `90s`) or a timestamp
+/// (`2026-11-26`, `2026-11-26T09:00:00Z`, `2026-11-26 09:00:00+01`).
+public enum Since: Sendable, Equatable, CustomStringConvertible {
+    case duration(seconds: Double, text: String)
+    case timestamp(Date, text: String)
+
+    /// Parses the flag's value; nil when it is neither form.
+    public static func parse(_ text: String) -> Since? {
+        let s = text.trimmingCharacters(in: .whitespaces)
+        if let unit = s.last, let factor = Self.units[unit], let n = Double(s.dropLast()), n >= 0, n.isFinite {
+            return .duration(seconds: n * factor, text: s)
+        }
+        let full = s.count == 10 ? s + "T00:00:00Z" : s
+        guard full.count >= 19, let date = PostgresTimestamp.parse(full) else { return nil }
+        return .timestamp(date, text: s)
+    }
+
+    private static let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800]
+
+    public var description: String {
+        switch self {
+        case .duration(_, let text): "last \(text)"
+        case .timestamp(_, let text): "since \(text)"
+        }
+    }
+}
+
+/// Which executions and traces the checks look at. Every filter is optional; by default all.
+///
+/// - Executions in scope: finished execution rows (status completed, failed_retriable or
+///   failed_terminal in the mappings' values) whose completion (or start) time is within
+///   `since`, of the task `task` and of tasks in the workspace (group column) `workspace`.
+/// - Traces in scope: rows of `bridge.traces` that have ended, started within `since`, and
+///   whose task and group match.
+public struct VerifyScope: Sendable, Equatable {
+    public var since: Since?
+    public var task: String?
+    public var workspace: String?
+    /// The absolute lower bound, resolved against the server's clock (set by the verifier).
+    public var sinceTimestamp: Date?
+
+    public init(since: Since? = nil, task: String? = nil, workspace: String? = nil) {
+        self.since = since
+        self.task = task
+        self.workspace = workspace
+    }
+
+    /// `everything`, or e.g. `last 24h, task 12, workspace w1`.
+    public var description: String {
+        var parts: [String] = []
+        if let since { parts.append(since.description) }
+        if let task { parts.append("task \(task)") }
+        if let workspace { parts.append("workspace \(workspace)") }
+        return parts.isEmpty ? "everything" : parts.joined(separator: ", ")
+    }
+
+    var json: JSONValue {
+        ["since": sinceTimestamp.map { .string(PostgresTimestamp.format($0)) } ?? .null,
+         "task": task.map(JSONValue.string) ?? .null, "workspace": workspace.map(JSONValue.string) ?? .null,
+         "description": .string(description)]
+    }
+}
+
+/// Options of one `bridge verify` run.
+public struct VerifyOptions: Sendable {
+    public var scope: VerifyScope
+    /// `--spans FILE`: reconcile stored traces against this export (JSONL or OTLP JSON).
+    public var spansFile: String?
+    /// `--max-export-lag`: the p95 limit from span end to exporter acknowledgement.
+    public var maxExportLagSeconds: Double
+    /// Examples kept per check.
+    public var maxExamples: Int
+    /// Database connections the checks are spread over (sharing one snapshot).
+    public var connections: Int
+
+    public init(scope: VerifyScope = .init(), spansFile: String? = nil, maxExportLagSeconds: Double = 30,
+                maxExamples: Int = 5, connections: Int = 2) {
+        self.scope = scope
+        self.connections = connections
+        self.spansFile = spansFile
+        self.maxExportLagSeconds = maxExportLagSeconds
+        self.maxExamples = maxExamples
+    }
+}
+
+/// A problem with the verify run's input (exit 2): a spans file that cannot be read, a bad flag.
+public struct VerifyInputError: BridgeError {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var exitStatus: ExitStatus { .badInput }
+    public var description: String { message }
+}
