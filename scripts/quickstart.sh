@@ -2,7 +2,8 @@
 # The README quick start: from a fresh Debian/Ubuntu machine with Swift, install what bridge
 # needs, build it, start a throwaway PostgreSQL in ./.demo, load the sample "existing schema"
 # (examples/reference-schema.sql) with its seed data, and run the pipeline on it:
-#   bridge migrate → bridge migrate status → bridge exec --offline → bridge verify
+#   bridge migrate → bridge migrate status → bridge exec --offline → bridge exec --backfill
+#   → bridge verify → bridge trace show
 # The cluster keeps running afterwards so you can look around; `scripts/quickstart.sh --stop`
 # stops it and removes ./.demo. Running the script again starts from scratch.
 set -euo pipefail
@@ -52,9 +53,22 @@ if has_command exec; then
   "$BRIDGE" exec --offline --trace-file "$DEMO/traces.jsonl"
 fi
 
+if has_command exec && "$BRIDGE" exec --help 2>/dev/null | grep -q -- "--backfill"; then
+  step "bridge exec --backfill (traces for the historical tasks, rebuilt from stored records; no model)"
+  "$BRIDGE" exec --backfill
+fi
+
 if has_command verify; then
   step "bridge verify"
   "$BRIDGE" verify
+fi
+
+if has_command trace; then
+  PM_TASK=$(psql "$DATABASE_URL" -X -A -t -c "SELECT t.id FROM tasks t JOIN agents a ON a.id = t.agent_id WHERE a.role = 'Project Manager' AND t.openai_trace_id LIKE 'trace_%' AND t.status = 'completed' AND t.result ? 'last_agent' LIMIT 1")
+  if [ -n "$PM_TASK" ]; then
+    step "bridge trace show $PM_TASK (a Project Manager task: tools, then a handoff)"
+    "$BRIDGE" trace show "$PM_TASK" --html "$DEMO/trace.html"
+  fi
 fi
 
 step "done"
@@ -67,5 +81,6 @@ Where to look:
   SELECT trace_id, workflow_name, metadata FROM bridge.traces;   -- traces
   SELECT span_id, parent_id, span_data->>'type' FROM bridge.spans; -- spans (SDK format)
 MSG
-[ -f "$DEMO/traces.jsonl" ] && echo "  $DEMO/traces.jsonl                 -- spans as JSONL in the SDK's export format"
+[ -f "$DEMO/traces.jsonl" ] && echo "  $DEMO/traces.jsonl   -- spans as JSONL in the SDK's export format"
+[ -f "$DEMO/trace.html" ] && echo "  $DEMO/trace.html     -- a trace's timeline (open it in a browser)"
 echo "Stop it with: scripts/quickstart.sh --stop"

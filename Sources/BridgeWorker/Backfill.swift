@@ -449,6 +449,22 @@ public struct Backfiller: Sendable {
                   SELECT span_id, trace_id, parent_id, started_at, ended_at, span_data, error FROM span_rows
                   ON CONFLICT (span_id) DO NOTHING RETURNING 1
                 ),
+                ins_transcripts AS (
+                  -- The run's transcript as the logs tell it (a function_call and its output per
+                  -- tool call), so `verify` reconciles backfilled traces like any other.
+                  INSERT INTO bridge.run_transcripts (trace_id, task_id, attempt, items)
+                  SELECT b.trace_id, b.task_key, b.attempts::int,
+                         coalesce((SELECT jsonb_agg(v.item ORDER BY c.n, v.ord)
+                                   FROM calls c
+                                   CROSS JOIN LATERAL (VALUES
+                                     (1, jsonb_build_object('type', 'function_call', 'call_id', 'bf_call_' || c.n,
+                                                            'name', c.name, 'arguments', coalesce(c.input, '{}'))),
+                                     (2, jsonb_build_object('type', 'function_call_output', 'call_id', 'bf_call_' || c.n,
+                                                            'output', coalesce(c.output, c.error, '')))) AS v(ord, item)
+                                   WHERE c.trace_id = b.trace_id), '[]'::jsonb)
+                  FROM b
+                  ON CONFLICT (trace_id) DO NOTHING RETURNING 1
+                ),
                 upd_tasks AS (
                   UPDATE \(tasks) AS u SET \(traceCol) = b.trace_id FROM b
                   WHERE u.\(key) = b.k AND u.\(traceCol) IS NULL RETURNING 1

@@ -147,6 +147,26 @@ struct BackfillCLITests {
         await c.close()
     }
 
+    @Test func backfilledTracesPassVerify() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let r = try Self.backfill(url)
+        #expect(r.status == 0, "\(r.stderr)")
+        let c = try await TestDatabase.connect(url)
+        // Each backfilled trace has its transcript, rebuilt from the tool-call logs.
+        #expect(try await Self.count(c, "SELECT count(*) AS n FROM bridge.run_transcripts") == 24)
+        #expect(try await Self.count(c, """
+            SELECT count(*) AS n FROM bridge.run_transcripts r, jsonb_array_elements(r.items) i
+            WHERE i->>'type' = 'function_call'
+            """) == Self.count(c, "SELECT count(*) AS n FROM bridge.spans WHERE span_data->>'type' = 'function'"))
+        await c.close()
+        let v = try BridgeBinary.run(["verify", "--format", "json", "--database-url", url, "--mappings", Self.mappings])
+        #expect(v.status == 0, "\(v.stdout)\n\(v.stderr)")
+        let report = try JSONValue.parse(v.stdout)
+        let tools = report["checks"]?.arrayValue?.first { $0["id"]?.stringValue == "tools_traced" }
+        #expect(tools?["status"]?.stringValue == "pass")
+        #expect((tools?["checked"]?.intValue ?? 0) > 0)
+    }
+
     @Test func dryRunReportsAndChangesNothing() async throws {
         let url = try await ExecCLITests.migratedReference()
         let before = try await ExecCLITests.snapshot(url)
