@@ -17,11 +17,24 @@ extension Bridge {
                 transaction. Exits when nothing is left to claim, including sub-tasks created during \
                 the run. Finished tasks are never touched.
 
+                Leases: each claim records a random token, an expiry (--lease, extended by a heartbeat \
+                every lease/3) and the worker id; every write is guarded on the token, so a stale \
+                worker's late result is discarded. Any worker returns expired leases to pending (or \
+                failed after --max-attempts); retriable failures wait an exponential backoff with \
+                jitter (at least the model's Retry-After). Without --watch, exec exits once nothing \
+                is claimable, running, waiting for a retry or leased by another worker.
+
+                --watch keeps running: LISTEN/NOTIFY when migrations/optional is applied (backstop \
+                poll every 20 s), else a poll every 2 s; connections are re-established after a \
+                database restart. SIGTERM/SIGINT: stop claiming, let runs finish within \
+                --drain-timeout, release the rest to pending, exit 0; a second signal exits at once.
+
                 --offline uses the built-in deterministic model (no network, no key): each agent calls \
                 all its function tools once, then takes its handoffs, then answers.
 
-                Exit status: 0 every task completed, 1 a task failed, 2 bad flags, mappings or \
-                connection (nothing is touched then).
+                Exit status: 0 every task completed (also after a graceful shutdown), 1 a task failed, \
+                2 bad flags, mappings or connection (nothing is touched then), 128+N after a second \
+                signal N.
                 """
         )
 
@@ -46,6 +59,27 @@ extension Bridge {
         @Option(name: .customLong("max-attempts"), help: "Attempts before a retriable failure marks the task failed.")
         var maxAttempts: Int = 3
 
+        @Option(help: ArgumentHelp("Seconds a claim stays valid without a heartbeat (heartbeat every lease/3).",
+                                   valueName: "seconds"))
+        var lease: Double = 60
+
+        @Flag(help: "Keep running and pick up new tasks as they arrive (until SIGTERM/SIGINT).")
+        var watch = false
+
+        @Option(name: .customLong("drain-timeout"),
+                help: ArgumentHelp("On SIGTERM/SIGINT, seconds in-flight runs may take before they are released.",
+                                   valueName: "seconds"))
+        var drainTimeout: Double = 30
+
+        @Option(name: .customLong("poll-interval"),
+                help: ArgumentHelp("Backstop polling in seconds (default 2 without NOTIFY, 20 with it).", valueName: "seconds"))
+        var pollInterval: Double?
+
+        @Option(name: .customLong("offline-latency-ms"),
+                help: ArgumentHelp("With --offline: wait this long before each model answer (tests, benchmarks).",
+                                   valueName: "ms"))
+        var offlineLatencyMs: Int = 0
+
         @Option(help: "Stop after this many tasks.")
         var limit: Int?
 
@@ -61,6 +95,10 @@ extension Bridge {
             guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
             guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
             if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+            guard lease >= 1 else { throw ValidationError("--lease must be at least 1 second") }
+            guard drainTimeout >= 0 else { throw ValidationError("--drain-timeout must not be negative") }
+            if let pollInterval, pollInterval <= 0 { throw ValidationError("--poll-interval must be positive") }
+            guard offlineLatencyMs >= 0 else { throw ValidationError("--offline-latency-ms must not be negative") }
         }
 
         func run() async throws {
@@ -80,8 +118,11 @@ extension Bridge {
                     return
                 }
                 let summary = try await app.execute(
-                    options: WorkerOptions(concurrency: concurrency, maxAttempts: maxAttempts, taskKeys: task, limit: limit),
-                    model: OfflineModel(), traceFile: traceFile, progress: ProgressReporter(quiet: quiet))
+                    options: WorkerOptions(concurrency: concurrency, maxAttempts: maxAttempts, taskKeys: task, limit: limit,
+                                           leaseSeconds: lease, watch: watch, drainTimeout: drainTimeout,
+                                           pollInterval: pollInterval),
+                    model: OfflineModel(latency: .milliseconds(offlineLatencyMs)), traceFile: traceFile,
+                    progress: ProgressReporter(quiet: quiet), handleSignals: true)
                 print("bridge exec: \(summary.line)")
                 if let traceFile { print("bridge exec: spans also written to \(traceFile)") }
                 if summary.failed > 0 { throw ExitCode(ExitStatus.failed.rawValue) }
