@@ -221,7 +221,8 @@ import Testing
         let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("migrations").path
         let files = try MigrationFile.load(directory: dir, placeholders: Placeholders())
-        #expect(files.map(\.version) == [1, 2, 3])
+        #expect(Array(files.map(\.version).prefix(3)) == [1, 2, 3])
+        #expect(files.count == (try FileManager.default.contentsOfDirectory(atPath: dir)).filter { $0.hasSuffix(".sql") }.count)
         var catalog = Self.catalog
         catalog.tables["task_executions"] = .init(qualifiedName: "public.task_executions", estimatedRows: 10, totalBytes: 1)
         var linter = Linter(catalog: catalog)
