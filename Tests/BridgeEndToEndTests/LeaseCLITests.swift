@@ -49,6 +49,35 @@ final class BackgroundBridge: @unchecked Sendable {
 }
 
 enum LeaseFixture {
+    /// Runs `bash -c script args…` with posix_spawn and waits for it with waitpid; output (stdout
+    /// and stderr) is returned. Used for pg_ctl, which leaves a daemon behind: Foundation's
+    /// Process hangs waiting for such a child here, and the script closes every inherited
+    /// descriptor above 2 first so the daemon holds none of the test process's pipes.
+    static func shell(_ script: String, _ args: [String]) throws -> (status: Int32, output: String) {
+        let outPath = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-sh-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: outPath) }
+        let closeInherited = "for fd in $(ls /proc/$$/fd); do [ \"$fd\" -gt 2 ] && eval \"exec $fd>&-\" 2>/dev/null; done; "
+        let argv = ["/bin/bash", "-c", closeInherited + script] + args
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var cArgs = argv.map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, "/bin/bash", &actions, nil, &cArgs, environ)
+        guard rc == 0 else { throw PostgresError(kind: .client, message: "posix_spawn failed: \(rc)") }
+        var status: Int32 = 0
+        var waited: pid_t
+        repeat { waited = waitpid(pid, &status, 0) } while waited == -1 && errno == EINTR
+        let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        // WIFEXITED / WEXITSTATUS by hand (macros are not imported).
+        let exitCode: Int32 = waited == pid ? ((status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)) : 0
+        return (exitCode, output)
+    }
+
     /// The shipped bridge.yaml with one tool-less agent: each run is one model call (4 spans).
     static func noopMappings() throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-noop-\(UUID().uuidString)")
@@ -243,10 +272,11 @@ struct LeaseCLITests {
         // A cluster of our own, so it can be restarted.
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-restart-\(UUID().uuidString)").path
         let lib = TestDatabase.projectRoot.appendingPathComponent("scripts/lib/pg.sh").path
-        let started = try Subprocess.run("bash", ["-c", ". \"$0\" && pg_start \"$1\" >&2 && echo \"$PG_URL\"", lib, dir])
-        try #require(started.status == 0, "\(started.stderr)")
-        defer { _ = try? Subprocess.run("bash", ["-c", ". \"$0\" && pg_stop \"$1\"; rm -rf \"$1\"", lib, dir]) }
-        let server = started.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let started = try LeaseFixture.shell(". \"$0\" && pg_start \"$1\" && echo \"URL=$PG_URL\"", [lib, dir])
+        try #require(started.status == 0, "\(started.output)")
+        defer { _ = try? LeaseFixture.shell(". \"$0\" && pg_stop \"$1\"; rm -rf \"$1\"", [lib, dir]) }
+        let server = try #require(started.output.split(separator: "\n").last { $0.hasPrefix("URL=") }).dropFirst(4)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
         let admin = try await TestDatabase.connect(server)
         try await admin.simpleQuery("CREATE DATABASE restart_test")
         await admin.close()
@@ -269,9 +299,9 @@ struct LeaseCLITests {
         #expect(Date().timeIntervalSince(inserted) < 10)
 
         // Restart PostgreSQL under the worker.
-        let restart = try Subprocess.run("bash", ["-c", ". \"$0\" && PG_BIN=$(pg_find_bin) && pg_run_as \"$PG_BIN/pg_ctl\" -D \"$1/data\" -m fast -w restart >&2",
-                                                  lib, dir])
-        try #require(restart.status == 0, "\(restart.stderr)")
+        let restart = try LeaseFixture.shell(". \"$0\" && PG_BIN=$(pg_find_bin) && pg_run_as \"$PG_BIN/pg_ctl\" -D \"$1/data\" -m fast -w restart",
+                                             [lib, dir])
+        try #require(restart.status == 0, "\(restart.output)")
         #expect(try await LeaseFixture.waitUntil(timeout: 30) {
             try await LeaseFixture.insertTasks(url, 3, prefix: "after")
             return true
