@@ -162,6 +162,47 @@ public actor PostgresConnection {
         return s == PQTRANS_INTRANS || s == PQTRANS_INERROR
     }
 
+    // MARK: - LISTEN / NOTIFY
+
+    /// `LISTEN channel` on this session. Notifications are then collected by
+    /// `waitForNotifications(timeout:)`; use a connection dedicated to listening.
+    public func listen(_ channel: String) throws(PostgresError) {
+        try simpleQuery("LISTEN \(PostgresQuery.quoteIdentifier(channel))")
+    }
+
+    /// Waits up to `timeout` seconds for notifications and returns those that arrived (empty
+    /// on timeout). The wait is a `poll` on the connection's socket, on this connection's own
+    /// thread, never on Swift's cooperative pool; keep `timeout` short (it blocks this actor).
+    /// Throws a `.connection` error when the connection is broken (e.g. the server restarted).
+    public func waitForNotifications(timeout: Double) throws(PostgresError) -> [PostgresNotification] {
+        let conn = try requireHandle()
+        var out = drainNotifications(conn)
+        if !out.isEmpty { return out }
+        let fd = PQsocket(conn)
+        guard fd >= 0 else { throw connectionError(statement: nil) }
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let rc = poll(&pfd, 1, Int32(max(0, timeout * 1000)))
+        if rc < 0 && errno != EINTR { throw PostgresError(kind: .connection, message: "poll failed: errno \(errno)") }
+        if rc > 0 {
+            guard PQconsumeInput(conn) == 1 else { throw connectionError(statement: nil) }
+            if PQstatus(conn) != CONNECTION_OK { throw connectionError(statement: nil) }
+            out = drainNotifications(conn)
+        }
+        return out
+    }
+
+    private func drainNotifications(_ conn: OpaquePointer) -> [PostgresNotification] {
+        var out: [PostgresNotification] = []
+        while let n = PQnotifies(conn) {
+            let note = n.pointee
+            out.append(PostgresNotification(channel: String(cString: note.relname),
+                                            payload: note.extra.map { String(cString: $0) } ?? "",
+                                            backendPID: note.be_pid))
+            PQfreemem(n)
+        }
+        return out
+    }
+
     // MARK: - Internals
 
     private func requireHandle() throws(PostgresError) -> OpaquePointer {
@@ -234,4 +275,12 @@ public actor PostgresConnection {
         e.constraintName = field(Int32(UInt8(ascii: "n")))
         return e
     }
+}
+
+/// One `NOTIFY` received by a listening connection.
+public struct PostgresNotification: Sendable, Equatable {
+    public var channel: String
+    public var payload: String
+    /// The backend that sent it.
+    public var backendPID: Int32
 }

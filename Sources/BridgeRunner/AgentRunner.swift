@@ -10,11 +10,14 @@ public struct ModelProviderError: Error, Sendable, CustomStringConvertible {
     public var retriable: Bool
     /// The HTTP status, when there was one.
     public var statusCode: Int?
+    /// Seconds the server asked to wait (`Retry-After`), when it said.
+    public var retryAfter: Double?
 
-    public init(_ message: String, retriable: Bool, statusCode: Int? = nil) {
+    public init(_ message: String, retriable: Bool, statusCode: Int? = nil, retryAfter: Double? = nil) {
         self.message = message
         self.retriable = retriable
         self.statusCode = statusCode
+        self.retryAfter = retryAfter
     }
 
     public var description: String { message }
@@ -210,6 +213,12 @@ struct RunState {
         await emit(.agentStarted(id: agentId, parent: parent, agent: agent.name, tools: agent.tools,
                                  handoffs: agent.handoffs.map(\.agent), outputType: agent.outputType, at: Date()))
         while true {
+            // A cancelled run (its lease was lost, or shutdown) stops before the next turn.
+            if Task.isCancelled {
+                let error = SpanErrorInfo(message: RunnerMessages.spanAgentError, data: ["error": "cancelled"])
+                await emit(.agentEnded(id: agentId, error: error, at: Date()))
+                return .failed(RunFailure(type: "Cancelled", message: "the run was cancelled", retriable: true))
+            }
             turn += 1
             if turn > spec.maxTurns {
                 let agentError = SpanErrorInfo(message: RunnerMessages.spanMaxTurns, data: ["max_turns": .number(Double(spec.maxTurns))])
@@ -263,8 +272,10 @@ struct RunState {
                                    error: SpanErrorInfo(message: RunnerMessages.spanModelError, data: ["error": .string(text)]),
                                    at: Date()))
             await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
-            let retriable = (error as? ModelProviderError)?.retriable ?? false
-            return .failed(RunFailure(type: "ModelError", message: text, retriable: retriable),
+            let providerError = error as? ModelProviderError
+            let retriable = providerError?.retriable ?? (error is CancellationError)
+            return .failed(RunFailure(type: error is CancellationError ? "Cancelled" : "ModelError", message: text,
+                                      retriable: retriable, retryAfter: providerError?.retryAfter),
                            SpanErrorInfo(message: RunnerMessages.spanAgentError, data: ["error": .string(text)]))
         }
         await emit(.modelEnded(id: modelId, response: response, error: nil, at: Date()))

@@ -252,10 +252,13 @@ public struct RunFailure: Error, Sendable, CustomStringConvertible {
     public var type: String
     public var message: String
     public var retriable: Bool
-    public init(type: String, message: String, retriable: Bool) {
+    /// How long the model asked to wait before trying again (HTTP `Retry-After`), if it did.
+    public var retryAfter: Double?
+    public init(type: String, message: String, retriable: Bool, retryAfter: Double? = nil) {
         self.type = type
         self.message = message
         self.retriable = retriable
+        self.retryAfter = retryAfter
     }
     public var description: String { "\(type): \(message)" }
 }

@@ -14,10 +14,16 @@ import Foundation
 /// and usage from the sizes of input and output, so the same request gives the same response.
 public struct OfflineModel: ModelProvider {
     public var spanKind: ModelSpanKind { .generation }
+    /// How long each call waits before answering (for tests and benchmarks that need runs
+    /// slow enough to interrupt). Cancellation ends the wait with `CancellationError`.
+    public var latency: Duration
 
-    public init() {}
+    public init(latency: Duration = .zero) {
+        self.latency = latency
+    }
 
     public func respond(_ request: ModelRequest) async throws -> ModelResponse {
+        if latency > .zero { try await Task.sleep(for: latency) }
         let output = Self.plan(request)
         let inputChars = request.agent.instructions.count + request.input.reduce(0) { $0 + $1.compact.count }
         let outputChars = output.reduce(0) { $0 + $1.compact.count }

@@ -45,7 +45,7 @@ extension ExecApp {
         let httpClient = HTTPClient()
         defer { httpClient.shutdown() }
         let model: any ModelProvider = switch choice {
-        case .offline: OfflineModel()
+        case .offline(let latency): OfflineModel(latency: latency)
         case .openAI(let api): try ModelProviders.make(environment: env, defaultAPI: api, client: httpClient)
         }
         let secrets = ["OPENAI_API_KEY", "OPENAI_TRACING_API_KEY", "PGPASSWORD"].compactMap { env[$0] }

@@ -26,7 +26,7 @@ public struct ExecApp: Sendable {
     public static func prepare(mappingsDirectory: String, connection: ConnectionConfig,
                                environment: Environment) async throws -> ExecApp {
         let config = try MappingLoader.load(directory: mappingsDirectory)
-        let conn = try await PostgresConnection.connect(connection)
+        let conn = try await PostgresConnection.connect(withSessionLimits(connection))
         do {
             // The ledger comes from `bridge migrate`; say so rather than listing missing columns.
             let ledger = try await conn.query("SELECT to_regclass('bridge.spans') IS NOT NULL AS ok").first?.bool("ok") ?? false
@@ -35,12 +35,32 @@ public struct ExecApp: Sendable {
             }
             let issues = await MappingValidator.checkLive(config, connection: conn)
             if !issues.isEmpty { throw MappingErrors(issues) }
+            guard try await TaskStore(config: config).hasLeaseColumns(on: conn) else {
+                throw ExecSetupError("\(config.source.table) has no lease columns (\(TaskStore.Lease.all.joined(separator: ", "))): run `bridge migrate` first (migrations/0007_task_leases.sql)")
+            }
         } catch {
             await conn.close()
             throw error
         }
         await conn.close()
-        return ExecApp(config: config, connectionConfig: connection, environment: environment)
+        return ExecApp(config: config, connectionConfig: Self.withSessionLimits(connection), environment: environment)
+    }
+
+    /// Every exec connection runs with timeouts, so no statement, lock wait or forgotten
+    /// transaction of ours can hold up the application that owns the tables. Settings the
+    /// caller gave already are kept.
+    public static let sessionLimits: [(String, String)] = [
+        ("statement_timeout", "30s"),
+        ("lock_timeout", "5s"),
+        ("idle_in_transaction_session_timeout", "60s"),
+    ]
+
+    static func withSessionLimits(_ config: ConnectionConfig) -> ConnectionConfig {
+        var c = config
+        for (name, value) in sessionLimits where !c.sessionSettings.contains(where: { $0.0 == name }) {
+            c.sessionSettings.append((name, value))
+        }
+        return c
     }
 
     /// One JSON line per task's run spec. Reads only: nothing is claimed or written.
@@ -73,7 +93,8 @@ public struct ExecApp: Sendable {
         var lines: [String] = []
         for row in rows {
             let key = row[source.key]?.templateText ?? "?"
-            let attempt = try await store.previousAttempts(on: conn, taskKey: key) + 1
+            // The attempt the next claim will make (claims count attempts in bridge_attempts).
+            let attempt = (row[TaskStore.Lease.attempts]?.intValue ?? 0) + 1
             let (agents, edges) = try await bridge.loadAgentsAndEdges(for: row, connection: conn)
             let spec = try bridge.runSpec(task: row, agentRows: agents, handoffEdges: edges, attempt: attempt)
             lines.append(String(decoding: try encoder.encode(spec), as: UTF8.self))
@@ -83,8 +104,9 @@ public struct ExecApp: Sendable {
 
     /// Which model the runs call.
     public enum ModelChoice: Sendable {
-        /// The built-in deterministic offline model.
-        case offline
+        /// The built-in deterministic offline model, answering after `latency` (for tests and
+        /// benchmarks; zero by default).
+        case offline(latency: Duration = .zero)
         /// OpenAI (or an OpenAI-compatible server at OPENAI_BASE_URL) with this default API;
         /// agents may choose their own with `model_api`.
         case openAI(ModelAPI)
@@ -103,9 +125,11 @@ public struct ExecApp: Sendable {
     /// Exporters (`openai`, `otlp` from the environment; `file` for `traceFile`) run
     /// concurrently, reading the ledger as spans land, and get up to `flushTimeout` after the
     /// last task to deliver the rest; what is left stays in the ledger for `bridge export` and
-    /// is reported in `summary.exports`.
+    /// is reported in `summary.exports`. With `handleSignals`, SIGTERM/SIGINT start a graceful
+    /// shutdown (a second one exits at once); the exporters are flushed after the drain.
     public func execute(options: WorkerOptions, model choice: ModelChoice, traceFile: String?,
-                        progress: ProgressReporter, flushTimeout: Duration = .seconds(10)) async throws -> WorkerSummary {
+                        progress: ProgressReporter, flushTimeout: Duration = .seconds(10),
+                        handleSignals: Bool = false) async throws -> WorkerSummary {
         let cc = connectionConfig
         let connect: @Sendable () async throws -> PostgresConnection = { try await PostgresConnection.connect(cc) }
         let sinks: [any SpanSink] = []
@@ -118,7 +142,7 @@ public struct ExecApp: Sendable {
             maxCachedConnections: max(32, 2 * options.concurrency)))
         defer { httpClient.shutdown() }
         let model: any ModelProvider = switch choice {
-        case .offline: OfflineModel()
+        case .offline(let latency): OfflineModel(latency: latency)
         case .openAI(let api): try ModelProviders.make(environment: env, defaultAPI: api, client: httpClient)
         }
         let exporters = try ExporterSetup.enabled(environment: env, traceFile: traceFile, client: httpClient)
@@ -137,6 +161,8 @@ public struct ExecApp: Sendable {
                                       command: CommandToolExecutor())
             },
             extraSinks: sinks, progress: progress, options: options, secrets: secrets)
+        let signals = handleSignals ? ShutdownSignals { _ in worker.requestShutdown() } : nil
+        defer { signals?.cancel() }
         var summary: WorkerSummary
         do {
             summary = try await worker.drain()

@@ -108,7 +108,7 @@ public struct Rerunner: Sendable {
             var spec = try bridge.runSpec(task: task, agentRows: agents, handoffEdges: edges, attempt: attempt)
             spec.metadata["rerun"] = "true"
             let startedAt = Date()
-            let executionKey = try await store.startExecution(on: c, task: task, traceId: spec.traceId,
+            let executionKey = try await store.startExecution(on: c, task: task, token: nil, traceId: spec.traceId,
                                                               agentId: spec.metadata["agent_id"], attempt: attempt,
                                                               startedAt: startedAt)
             let ledger = Ledger(connection: c)

@@ -34,28 +34,179 @@ public struct TaskStore: Sendable {
         return (parts.joined(separator: ", "), binds)
     }
 
+    /// The lease columns that `migrations/0007_task_leases.sql` adds to the task table.
+    public enum Lease {
+        public static let token = "bridge_lease_token"
+        public static let expiresAt = "bridge_lease_expires_at"
+        public static let workerId = "bridge_worker_id"
+        public static let attempts = "bridge_attempts"
+        public static let runAfter = "bridge_run_after"
+        public static let all = [token, expiresAt, workerId, attempts, runAfter]
+    }
+
+    /// One claimed task: its row, its key, the lease's fencing token and the attempt number.
+    public struct Claim: Sendable {
+        public var row: Row
+        public var key: String
+        public var token: String
+        public var attempt: Int
+    }
+
     /// Claims up to `limit` pending tasks in one short autocommitted statement: a MATERIALIZED
     /// CTE picks rows with FOR NO KEY UPDATE SKIP LOCKED (so concurrent workers never claim the
     /// same task and the application's foreign-key checks are not blocked), and the UPDATE marks
-    /// them running. `keys` restricts the claim to those task keys. Returns the claimed rows.
-    public func claim(on conn: PostgresConnection, limit: Int, keys: [String] = []) async throws -> [Row] {
-        let order = claimOrder(firstParam: 5)
+    /// them running with a lease: a random token, an expiry `leaseSeconds` from now (server
+    /// clock), the worker id and the attempt count. Tasks waiting for a retry backoff
+    /// (`bridge_run_after` in the future) are skipped. `keys` restricts the claim to those keys.
+    public func claim(on conn: PostgresConnection, limit: Int, workerId: String, leaseSeconds: Double,
+                      keys: [String] = []) async throws -> [Claim] {
+        let order = claimOrder(firstParam: 7)
         let keyFilter = "AND (cardinality($4::text[]) = 0 OR \(q(source.key))::text = ANY($4::text[]))"
         let sql = PostgresQuery(sql: """
             WITH picked AS MATERIALIZED (
                 SELECT \(q(source.key)) AS k FROM \(t)
                 WHERE \(q(source.status.column)) = $1 \(keyFilter)
+                  AND (\(q(Lease.runAfter)) IS NULL OR \(q(Lease.runAfter)) <= now())
                 ORDER BY \(order.sql)
                 LIMIT $2
                 FOR NO KEY UPDATE SKIP LOCKED
             )
-            UPDATE \(t) AS x SET \(q(source.status.column)) = $3
+            UPDATE \(t) AS x SET \(q(source.status.column)) = $3,
+                \(q(Lease.token)) = gen_random_uuid()::text,
+                \(q(Lease.expiresAt)) = now() + $5::double precision * interval '1 second',
+                \(q(Lease.workerId)) = $6,
+                \(q(Lease.attempts)) = coalesce(x.\(q(Lease.attempts)), 0) + 1,
+                \(q(Lease.runAfter)) = NULL
             FROM picked WHERE x.\(q(source.key)) = picked.k
-            RETURNING to_jsonb(x.*)::text AS row
+            RETURNING to_jsonb(x.*)::text AS row, x.\(q(source.key))::text AS k, x.\(q(Lease.token)) AS token,
+                      x.\(q(Lease.attempts)) AS attempt
             """, binds: [.text(source.status.pending), .text(String(limit)), .text(source.status.running),
-                         .text(Self.textArray(keys))] + order.binds)
+                         .text(Self.textArray(keys)), .text(String(leaseSeconds)), .text(workerId)] + order.binds)
         let rows = try await conn.query(sql)
-        return try Self.parseRows(rows)
+        return try Self.parseClaims(rows)
+    }
+
+    /// Extends the leases of every task this worker still holds, in one statement, and
+    /// returns the tokens that are still valid. A token missing from the answer is a lost
+    /// lease (reaped, released or finished elsewhere): its run must stop.
+    public func heartbeat(on conn: PostgresConnection, tokens: [String], leaseSeconds: Double) async throws -> Set<String> {
+        guard !tokens.isEmpty else { return [] }
+        let sql = PostgresQuery(sql: """
+            UPDATE \(t) SET \(q(Lease.expiresAt)) = now() + $1::double precision * interval '1 second'
+            WHERE \(q(Lease.token)) = ANY($2::text[]) AND \(q(source.status.column)) = $3
+            RETURNING \(q(Lease.token)) AS token
+            """, binds: [.text(String(leaseSeconds)), .text(Self.textArray(tokens)), .text(source.status.running)])
+        let rows = try await conn.query(sql)
+        return Set(rows.compactMap { $0["token"] })
+    }
+
+    /// What one reaper pass did.
+    public struct Reaped: Sendable, Equatable {
+        public var requeued: Int
+        public var failed: Int
+        public init(requeued: Int, failed: Int) {
+            self.requeued = requeued
+            self.failed = failed
+        }
+    }
+
+    /// Returns every task whose lease expired to pending, or marks it failed once it has had
+    /// `maxAttempts` attempts, in one statement; the abandoned attempts' execution rows still
+    /// marked started become failed_retriable. Any worker may run it, any number at once
+    /// (SKIP LOCKED): a row a worker is writing right now is left for the next pass.
+    public func reap(on conn: PostgresConnection, maxAttempts: Int) async throws -> Reaped {
+        let st = source.status
+        var binds: [PostgresValue] = [.text(st.running), .text(String(maxAttempts)), .text(st.failed), .text(st.pending)]
+        var resultSet = ""
+        do {
+            let r = config.results.resultColumn
+            resultSet = """
+                , \(q(r)) = CASE WHEN coalesce(x.\(q(Lease.attempts)), 0) >= $2::int
+                    THEN jsonb_build_object('error', 'lease expired on attempt ' || coalesce(x.\(q(Lease.attempts)), 0) || ' (worker ' || coalesce(x.\(q(Lease.workerId)), '?') || '); no attempts left', 'error_type', 'LeaseExpired')
+                    ELSE x.\(q(r)) END
+                """
+        }
+        var executionsCTE = ""
+        if let e = config.results.executions {
+            let statusColumn = e.columns.status
+            binds.append(.text(e.statuses.failedRetriable))
+            let fr = binds.count
+            binds.append(.text(e.statuses.started))
+            let started = binds.count
+            var sets = ["\(q(statusColumn)) = $\(fr)"]
+            if let c = e.columns.errorType { sets.append("\(q(c)) = 'LeaseExpired'") }
+            if let c = e.columns.errorMessage { sets.append("\(q(c)) = 'the worker stopped renewing its lease'") }
+            if let c = e.columns.completedAt { sets.append("\(q(c)) = now()") }
+            executionsCTE = """
+                , abandoned AS (
+                    UPDATE \(PostgresQuery.quoteQualified(e.table)) AS e SET \(sets.joined(separator: ", "))
+                    WHERE e.\(q(e.taskColumn)) IN (SELECT k FROM reaped) AND e.\(q(statusColumn)) = $\(started)
+                )
+                """
+        }
+        let sql = PostgresQuery(sql: """
+            WITH expired AS MATERIALIZED (
+                SELECT \(q(source.key)) AS k FROM \(t)
+                WHERE \(q(Lease.token)) IS NOT NULL AND \(q(Lease.expiresAt)) < now()
+                  AND \(q(source.status.column)) = $1
+                FOR NO KEY UPDATE SKIP LOCKED
+            ), reaped AS (
+                UPDATE \(t) AS x SET
+                    \(q(source.status.column)) = CASE WHEN coalesce(x.\(q(Lease.attempts)), 0) >= $2::int THEN $3 ELSE $4 END,
+                    \(q(Lease.token)) = NULL, \(q(Lease.expiresAt)) = NULL, \(q(Lease.workerId)) = NULL,
+                    \(q(Lease.runAfter)) = NULL\(resultSet)
+                FROM expired WHERE x.\(q(source.key)) = expired.k
+                RETURNING x.\(q(source.key)) AS k, x.\(q(source.status.column))::text AS s
+            )\(executionsCTE)
+            SELECT count(*) FILTER (WHERE s = $4) AS requeued, count(*) FILTER (WHERE s = $3) AS failed FROM reaped
+            """, binds: binds)
+        let row = try await conn.query(sql).first
+        return Reaped(requeued: row?.int("requeued") ?? 0, failed: row?.int("failed") ?? 0)
+    }
+
+    /// Work that is not claimable right now but will be: retries waiting for their backoff
+    /// (and when the first is due) and tasks leased by some worker (which may still come back
+    /// to pending if that worker dies). A draining worker waits for both before it exits.
+    public struct Outstanding: Sendable {
+        public var waitingRetries: Int
+        public var nextRetryIn: Double?
+        public var leased: Int
+        public var isEmpty: Bool { waitingRetries == 0 && leased == 0 }
+    }
+
+    public func outstanding(on conn: PostgresConnection, keys: [String] = []) async throws -> Outstanding {
+        let keyFilter = "(cardinality($3::text[]) = 0 OR \(q(source.key))::text = ANY($3::text[]))"
+        let sql = PostgresQuery(sql: """
+            SELECT count(*) FILTER (WHERE \(q(source.status.column)) = $1 AND \(q(Lease.runAfter)) > now()) AS waiting,
+                   extract(epoch FROM min(\(q(Lease.runAfter)) - now())
+                       FILTER (WHERE \(q(source.status.column)) = $1 AND \(q(Lease.runAfter)) > now()))::float8 AS next_in,
+                   count(*) FILTER (WHERE \(q(Lease.token)) IS NOT NULL AND \(q(source.status.column)) = $2) AS leased
+            FROM \(t)
+            WHERE ((\(q(source.status.column)) = $1 AND \(q(Lease.runAfter)) IS NOT NULL) OR \(q(Lease.token)) IS NOT NULL)
+              AND \(keyFilter)
+            """, binds: [.text(source.status.pending), .text(source.status.running), .text(Self.textArray(keys))])
+        let row = try await conn.query(sql).first
+        return Outstanding(waitingRetries: row?.int("waiting") ?? 0, nextRetryIn: row?.double("next_in"),
+                           leased: row?.int("leased") ?? 0)
+    }
+
+    /// Whether the task table has the lease columns of `migrations/0007_task_leases.sql`.
+    public func hasLeaseColumns(on conn: PostgresConnection) async throws -> Bool {
+        let sql = PostgresQuery(sql: """
+            SELECT count(*) AS n FROM pg_attribute
+            WHERE attrelid = to_regclass($1) AND attname = ANY($2::text[]) AND NOT attisdropped
+            """, binds: [.text(t), .text(Self.textArray(Lease.all))])
+        return try await conn.query(sql).first?.int("n") == Lease.all.count
+    }
+
+    /// Whether the opt-in NOTIFY triggers (`migrations/optional/0010_task_notify.sql`) are
+    /// installed on the task table.
+    public func hasNotifyTrigger(on conn: PostgresConnection) async throws -> Bool {
+        let sql = PostgresQuery(sql: """
+            SELECT count(*) AS n FROM pg_trigger
+            WHERE tgrelid = to_regclass($1) AND tgname IN ('bridge_notify_insert', 'bridge_notify_update') AND tgenabled <> 'D'
+            """, binds: [.text(t)])
+        return try await conn.query(sql).first?.int("n") ?? 0 > 0
     }
 
     /// Reads tasks without claiming them (for --dry-run): the given keys, or the pending ones.
@@ -86,10 +237,28 @@ public struct TaskStore: Sendable {
         return try await conn.query(sql).first?.int("n") ?? 0
     }
 
-    /// Inserts the attempt's execution row with the `started` status; returns its key.
-    public func startExecution(on conn: PostgresConnection, task: Row, traceId: String, agentId: String?,
+    /// The lease behind `token` is gone: the task was reaped, released or finished elsewhere.
+    public struct LeaseLost: Error, CustomStringConvertible {
+        public var taskKey: String
+        public var description: String { "the lease on task \(taskKey) was lost" }
+    }
+
+    /// Inserts the attempt's execution row with the `started` status and returns its key, in a
+    /// short transaction that first checks (and share-locks) the task's lease: a worker whose
+    /// lease is gone gets `LeaseLost` and writes nothing. `token` nil (a re-run of a finished
+    /// task, which holds no lease) inserts without the check.
+    public func startExecution(on conn: PostgresConnection, task: Row, token: String?, traceId: String, agentId: String?,
                                attempt: Int, startedAt: Date) async throws -> String? {
-        guard let e = config.results.executions else { return nil }
+        let key = task[source.key]?.templateText ?? ""
+        let check: PostgresQuery? = token.map { token in
+            PostgresQuery(sql: """
+                SELECT 1 AS ok FROM \(t) WHERE \(q(Lease.token)) = $1 AND \(q(source.status.column)) = $2 FOR SHARE
+                """, binds: [.text(token), .text(source.status.running)])
+        }
+        guard let e = config.results.executions else {
+            if let check, try await conn.query(check).count != 1 { throw LeaseLost(taskKey: key) }
+            return nil
+        }
         var cols: [String] = [q(e.taskColumn)]
         var vals: [PostgresValue] = [.text(task[source.key]?.templateText ?? "")]
         func add(_ col: String?, _ v: PostgresValue) {
@@ -110,7 +279,18 @@ public struct TaskStore: Sendable {
             INSERT INTO \(PostgresQuery.quoteQualified(e.table)) (\(cols.joined(separator: ", ")))
             VALUES (\(placeholders)) RETURNING \(q(e.key))::text AS k
             """, binds: vals)
-        return try await conn.query(sql).first?["k"]
+        guard let check else { return try await conn.query(sql).first?["k"] }
+        return try await Self.insertLeased(conn, check: check, insert: sql, taskKey: key)
+    }
+
+    static func insertLeased(_ conn: PostgresConnection, check: PostgresQuery, insert: PostgresQuery,
+                             taskKey: String) async throws -> String? {
+        do {
+            return try await conn.transaction { c in
+                guard try c.query(check).count == 1 else { throw LeaseLost(taskKey: taskKey) }
+                return try c.query(insert).first?["k"]
+            }
+        }
     }
 
     /// The outcome of one attempt, written atomically with the task's new state.
@@ -125,9 +305,12 @@ public struct TaskStore: Sendable {
         public var errorType: String?
         public var completedAt: Date
         public var durationSeconds: Double
+        /// For a retry: how long the task waits before it can be claimed again (backoff).
+        public var retryAfterSeconds: Double?
 
         public init(status: Status, taskStatus: String, result: JSONValue, tokenUsage: JSONValue, errorMessage: String?,
-                    errorType: String?, completedAt: Date, durationSeconds: Double) {
+                    errorType: String?, completedAt: Date, durationSeconds: Double, retryAfterSeconds: Double? = nil) {
+            self.retryAfterSeconds = retryAfterSeconds
             self.status = status
             self.taskStatus = taskStatus
             self.result = result
@@ -139,14 +322,15 @@ public struct TaskStore: Sendable {
         }
     }
 
-    /// Thrown inside `finish` when the task is no longer `running` (the transaction rolls back).
+    /// Thrown inside `finish` when the lease is gone (the transaction rolls back).
     public struct StaleTask: Error {}
 
     /// Writes the task's final status, result and trace id together with its execution row, in
-    /// one transaction. The task update is guarded on the task still being `running`, so a task
-    /// changed by someone else meanwhile is never overwritten: then nothing is written and the
-    /// result is false. A retry (`taskStatus` = pending) leaves result and trace id alone.
-    public func finish(on conn: PostgresConnection, taskKey: String, executionKey: String?, traceId: String?,
+    /// one transaction, and ends the lease. The task update is guarded on the lease token (and
+    /// the task still being `running`), so a stale worker's late result never overwrites a
+    /// newer one: then nothing is written and the result is false. A retry (`taskStatus` =
+    /// pending) leaves result and trace id alone and sets the backoff (`bridge_run_after`).
+    public func finish(on conn: PostgresConnection, taskKey: String, token: String, executionKey: String?, traceId: String?,
                        outcome: Outcome) async throws -> Bool {
         let config = self.config
         do {
@@ -164,12 +348,23 @@ public struct TaskStore: Sendable {
                     add(config.results.completedAtColumn, .text(PostgresTimestamp.format(outcome.completedAt)), cast: "::timestamptz")
                     if let traceId { add(config.results.traceIdColumn, .text(traceId)) }
                 }
+                let L = TaskStore.Lease.self
+                sets.append("\(PostgresQuery.quoteIdentifier(L.token)) = NULL")
+                sets.append("\(PostgresQuery.quoteIdentifier(L.expiresAt)) = NULL")
+                sets.append("\(PostgresQuery.quoteIdentifier(L.workerId)) = NULL")
+                if outcome.taskStatus == s.status.pending, let wait = outcome.retryAfterSeconds, wait > 0 {
+                    binds.append(.text(String(wait)))
+                    sets.append("\(PostgresQuery.quoteIdentifier(L.runAfter)) = now() + $\(binds.count)::double precision * interval '1 second'")
+                }
+                binds.append(.text(token))
+                let tokenParam = binds.count
                 binds.append(.text(taskKey))
                 let keyParam = binds.count
                 binds.append(.text(s.status.running))
                 let update = PostgresQuery(sql: """
                     UPDATE \(PostgresQuery.quoteQualified(s.table)) SET \(sets.joined(separator: ", "))
-                    WHERE \(PostgresQuery.quoteIdentifier(s.key))::text = $\(keyParam)
+                    WHERE \(PostgresQuery.quoteIdentifier(L.token)) = $\(tokenParam)
+                      AND \(PostgresQuery.quoteIdentifier(s.key))::text = $\(keyParam)
                       AND \(PostgresQuery.quoteIdentifier(s.status.column)) = $\(binds.count)
                     """, binds: binds)
                 guard try c.query(update).affectedRows == 1 else { throw StaleTask() }
@@ -211,6 +406,16 @@ public struct TaskStore: Sendable {
         var out: [Row] = []
         out.reserveCapacity(rows.count)
         for r in rows { out.append(try parseRow(r["row"])) }
+        return out
+    }
+
+    static func parseClaims(_ rows: PostgresRows) throws -> [Claim] {
+        var out: [Claim] = []
+        out.reserveCapacity(rows.count)
+        for r in rows {
+            out.append(Claim(row: try parseRow(r["row"]), key: r["k"] ?? "", token: r["token"] ?? "",
+                             attempt: r.int("attempt") ?? 1))
+        }
         return out
     }
 

@@ -9,18 +9,40 @@ import Foundation
 public struct WorkerOptions: Sendable {
     /// Runs at most this many tasks at once (and never claims more than free slots).
     public var concurrency: Int
-    /// A task that failed retriably this many times is marked failed.
+    /// A task that failed retriably (or whose lease expired) this many times is marked failed.
     public var maxAttempts: Int
     /// Only these task keys (empty: all pending tasks).
     public var taskKeys: [String]
     /// Stop after this many tasks (nil: drain everything).
     public var limit: Int?
+    /// How long a claim is valid without a heartbeat (heartbeats run every lease/3).
+    public var leaseSeconds: Double
+    /// Keep running and wait for new tasks (LISTEN/NOTIFY when installed, plus polling).
+    public var watch: Bool
+    /// On SIGTERM/SIGINT: how long in-flight runs may take before they are released.
+    public var drainTimeout: Double
+    /// Backstop polling interval; nil: 2 s without NOTIFY, 20 s with it.
+    public var pollInterval: Double?
+    /// Retry backoff: first delay and cap, in seconds.
+    public var retryBaseSeconds: Double
+    public var retryMaxSeconds: Double
+    /// Recorded on every claim (`bridge_worker_id`).
+    public var workerId: String
 
-    public init(concurrency: Int = 4, maxAttempts: Int = 3, taskKeys: [String] = [], limit: Int? = nil) {
+    public init(concurrency: Int = 4, maxAttempts: Int = 3, taskKeys: [String] = [], limit: Int? = nil,
+                leaseSeconds: Double = 60, watch: Bool = false, drainTimeout: Double = 30, pollInterval: Double? = nil,
+                retryBaseSeconds: Double = 2, retryMaxSeconds: Double = 300, workerId: String = WorkerIdentity.make()) {
         self.concurrency = concurrency
         self.maxAttempts = maxAttempts
         self.taskKeys = taskKeys
         self.limit = limit
+        self.leaseSeconds = leaseSeconds
+        self.watch = watch
+        self.drainTimeout = drainTimeout
+        self.pollInterval = pollInterval
+        self.retryBaseSeconds = retryBaseSeconds
+        self.retryMaxSeconds = retryMaxSeconds
+        self.workerId = workerId
     }
 }
 
@@ -29,7 +51,12 @@ public struct WorkerSummary: Sendable {
     public var completed = 0
     public var failed = 0
     public var retried = 0
+    /// Results discarded because the lease was lost (reaped, or finished elsewhere).
     public var stale = 0
+    /// Runs handed back to pending at shutdown.
+    public var released = 0
+    /// Expired leases (of any worker) this worker's reaper returned to pending or failed.
+    public var reaped = 0
     public var toolCalls = 0
     public var spans = 0
     public var elapsed: Double = 0
@@ -37,13 +64,27 @@ public struct WorkerSummary: Sendable {
     public var exports: [ExportReport] = []
 
     public var line: String {
-        String(format: "completed %d, failed %d, retried %d, tool calls %d, spans %d, elapsed %.2fs",
-               completed, failed, retried, toolCalls, spans, elapsed)
+        var s = String(format: "completed %d, failed %d, retried %d, tool calls %d, spans %d, elapsed %.2fs",
+                       completed, failed, retried, toolCalls, spans, elapsed)
+        if stale > 0 { s += ", discarded \(stale) (lease lost)" }
+        if released > 0 { s += ", released \(released)" }
+        if reaped > 0 { s += ", reaped \(reaped)" }
+        return s
     }
 }
 
-/// The DatabaseToSDKBridge worker: claims pending tasks, turns each into a run spec, runs it
-/// traced, and writes the result, the execution row and the trace id back.
+/// The channel the opt-in trigger (`migrations/optional/0010_task_notify.sql`) notifies.
+public let taskNotifyChannel = "bridge_tasks"
+
+/// The DatabaseToSDKBridge worker: claims pending tasks under leases, turns each into a run
+/// spec, runs it traced, and writes the result, the execution row and the trace id back,
+/// guarded on the lease's token.
+///
+/// Three loops share the actor: the claim loop (never more claims than free slots), the
+/// heartbeat (extends all of this worker's leases in one statement every lease/3, cancels runs
+/// whose lease is gone, and runs the reaper), and in watch mode the listener (LISTEN on
+/// `bridge_tasks`, health-checked, reconnected with backoff). Each has its own connection and
+/// survives losing the database.
 public actor Worker {
     let config: MappingConfig
     let bridge: DatabaseToSDKBridge
@@ -59,6 +100,25 @@ public actor Worker {
 
     private var summary = WorkerSummary()
 
+    struct Running {
+        var key: String
+        var task: Task<Void, Never>
+    }
+
+    /// In-flight runs by lease token.
+    private var running: [String: Running] = [:]
+    /// Tokens whose lease is gone (their runs are cancelled and write nothing).
+    private var lost: Set<String> = []
+    /// Tokens cancelled for shutdown (their runs release the task to pending).
+    private var releasing: Set<String> = []
+    private var processed = 0
+    private var shuttingDown = false
+    private var loopsStopped = false
+    /// Whether the listener is connected and the NOTIFY trigger is installed.
+    private var notifyActive = false
+    private let doorbell = Doorbell()
+    private let pool: RunConnectionPool
+
     public init(config: MappingConfig, connect: @escaping @Sendable () async throws -> PostgresConnection,
                 model: any ModelProvider, tools: @escaping @Sendable (PostgresConnection) -> any ToolExecutor,
                 extraSinks: [any SpanSink], progress: ProgressReporter, options: WorkerOptions, secrets: [String] = []) {
@@ -72,58 +132,246 @@ public actor Worker {
         self.progress = progress
         self.options = options
         self.secrets = secrets
+        self.pool = RunConnectionPool(capacity: options.concurrency, connect: connect)
     }
 
-    /// Claims and runs tasks until none is left to claim (including sub-tasks created by the
-    /// runs themselves), then returns the summary.
+    /// Asks the worker to stop: no more claims; in-flight runs get `drainTimeout` to finish,
+    /// then they are cancelled and their tasks released to pending. Safe from any thread.
+    public nonisolated func requestShutdown() {
+        Task { await self.beginShutdown() }
+    }
+
+    private func beginShutdown() async {
+        guard !shuttingDown else { return }
+        shuttingDown = true
+        progress.log("bridge exec: shutting down: no new claims; waiting up to \(Self.seconds(options.drainTimeout)) for \(running.count) run(s)")
+        await doorbell.ring()
+    }
+
+    /// Claims and runs tasks. Without `watch`, returns once nothing is left: nothing to claim,
+    /// nothing running, no retry waiting for its backoff and no task leased by another worker
+    /// (a dead worker's leases expire and are reaped, then run here). With `watch`, runs until
+    /// `requestShutdown()`.
     public func drain() async throws -> WorkerSummary {
         let started = Date()
-        let claimer = try await connect()
-        do {
-            try await claimLoop(claimer)
-        } catch {
-            await claimer.close()
-            throw error
+        let claimer = ConnectionSlot(connect: connect)
+        let heartbeat = Task { await self.heartbeatLoop() }
+        let listener: Task<Void, Never>? = options.watch ? Task { await self.listenLoop() } : nil
+        var failures = 0
+        var lastError = ""
+        while !shuttingDown {
+            let budget = options.limit.map { max(0, $0 - processed - running.count) } ?? Int.max
+            if budget == 0 && running.isEmpty { break }
+            let free = min(options.concurrency - running.count, budget)
+            var claimed = 0
+            var outstanding: TaskStore.Outstanding?
+            do {
+                if free > 0 {
+                    let claims = try await claimer.use { [store, options] c in
+                        try await store.claim(on: c, limit: free, workerId: options.workerId,
+                                              leaseSeconds: options.leaseSeconds, keys: options.taskKeys)
+                    }
+                    claimed = claims.count
+                    for claim in claims { start(claim) }
+                }
+                if !options.watch && claimed == 0 && running.isEmpty {
+                    outstanding = try await claimer.use { [store, options] c in
+                        try await store.outstanding(on: c, keys: options.taskKeys)
+                    }
+                }
+                if failures > 0 { progress.log("bridge exec: database reachable again") }
+                failures = 0
+            } catch {
+                failures += 1
+                let message = "\(error)"
+                if failures == 1 || message != lastError {
+                    progress.log("bridge exec: cannot claim (\(message)); retrying")
+                }
+                lastError = message
+                await doorbell.wait(timeout: min(5, 0.25 * pow(2, Double(min(failures, 5)))))
+                continue
+            }
+            // A full batch: there may be more right away.
+            if claimed > 0 && claimed == free { continue }
+            if let outstanding {
+                if outstanding.isEmpty { break }
+                // Wait for retries to come due and for other workers' leases to end or expire.
+                await doorbell.wait(timeout: min(1, max(0.05, outstanding.nextRetryIn ?? 1)))
+                continue
+            }
+            await doorbell.wait(timeout: pollInterval)
         }
+        if shuttingDown { await drainInFlight() }
+        // Without a shutdown, the loop only ends with nothing running.
+        loopsStopped = true
+        heartbeat.cancel()
+        listener?.cancel()
+        _ = await heartbeat.value
+        _ = await listener?.value
         await claimer.close()
+        await pool.closeAll()
         progress.finish()
         summary.elapsed = Date().timeIntervalSince(started)
         return summary
     }
 
-    /// Claims at most the free slots, runs the claimed tasks concurrently, and claims again
-    /// whenever a run finishes, until nothing is running and nothing is left to claim.
-    private func claimLoop(_ claimer: PostgresConnection) async throws {
-        var inFlight = 0
-        var processed = 0
-        try await withThrowingTaskGroup(of: TaskOutcome.self) { group in
-            while true {
-                let budget = options.limit.map { max(0, $0 - processed - inFlight) } ?? Int.max
-                let free = min(options.concurrency - inFlight, budget)
-                var claimed: [Row] = []
-                if free > 0 {
-                    claimed = try await store.claim(on: claimer, limit: free, keys: options.taskKeys)
+    private var pollInterval: Double {
+        if let p = options.pollInterval { return p }
+        return notifyActive ? 20 : 2
+    }
+
+    /// Shutdown: let in-flight runs finish within `drainTimeout`, then cancel the rest, which
+    /// release their tasks to pending (token-checked), and wait for those writes.
+    private func drainInFlight() async {
+        let deadline = Date().addingTimeInterval(options.drainTimeout)
+        while !running.isEmpty, Date() < deadline {
+            await doorbell.wait(timeout: min(1, deadline.timeIntervalSinceNow))
+        }
+        guard !running.isEmpty else { return }
+        progress.log("bridge exec: drain timeout: releasing \(running.count) unfinished task(s) to pending")
+        for (token, r) in running {
+            releasing.insert(token)
+            r.task.cancel()
+        }
+        let hardDeadline = Date().addingTimeInterval(max(10, options.leaseSeconds / 3))
+        while !running.isEmpty, Date() < hardDeadline {
+            await doorbell.wait(timeout: 0.5)
+        }
+    }
+
+    private func start(_ claim: TaskStore.Claim) {
+        let task = Task { [self] in
+            let outcome = await self.runOne(claim)
+            await self.finished(claim.token, outcome)
+        }
+        running[claim.token] = Running(key: claim.key, task: task)
+    }
+
+    private func finished(_ token: String, _ outcome: TaskOutcome) async {
+        running[token] = nil
+        lost.remove(token)
+        releasing.remove(token)
+        processed += 1
+        record(outcome)
+        progress.update("bridge exec: \(summary.completed) completed, \(summary.failed) failed, \(running.count) running")
+        await doorbell.ring()
+    }
+
+    func isLost(_ token: String) -> Bool { lost.contains(token) }
+    func isReleasing(_ token: String) -> Bool { releasing.contains(token) }
+
+    /// Marks leases as lost and cancels their runs.
+    private func lose(_ tokens: [String], reason: String) {
+        for t in tokens {
+            guard let r = running[t], !lost.contains(t) else { continue }
+            lost.insert(t)
+            progress.log("task \(r.key): \(reason); cancelling its run")
+            r.task.cancel()
+        }
+    }
+
+    private func noteReaped(_ r: TaskStore.Reaped) async {
+        guard r.requeued + r.failed > 0 else { return }
+        summary.reaped += r.requeued + r.failed
+        progress.log("reaper: \(r.requeued) expired lease(s) back to pending, \(r.failed) failed after \(options.maxAttempts) attempts")
+        await doorbell.ring()
+    }
+
+    // MARK: - Heartbeat and reaper
+
+    /// Every lease/3: extend this worker's leases in one statement, cancel runs whose lease is
+    /// gone, and reap expired leases. When the database cannot be reached for a whole lease,
+    /// every run is cancelled: its lease may have been reaped and its result would be refused.
+    private func heartbeatLoop() async {
+        let slot = ConnectionSlot(connect: connect)
+        let interval = max(0.2, options.leaseSeconds / 3)
+        var lastOK = Date()
+        var failing = false
+        // Reap once at start: a restarted worker picks up what a dead one left.
+        if let r = try? await slot.use({ [store, options] c in try await store.reap(on: c, maxAttempts: options.maxAttempts) }) {
+            await noteReaped(r)
+        }
+        while !loopsStopped && !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+            if loopsStopped || Task.isCancelled { break }
+            let tokens = Array(running.keys)
+            do {
+                let alive = try await slot.use { [store, options] c in
+                    try await store.heartbeat(on: c, tokens: tokens, leaseSeconds: options.leaseSeconds)
                 }
-                for row in claimed {
-                    inFlight += 1
-                    group.addTask { await self.runOne(row) }
-                }
-                if inFlight == 0 { break }
-                // Wait for one run to finish, then look for more work.
-                if let outcome = try await group.next() {
-                    inFlight -= 1
-                    processed += 1
-                    record(outcome)
-                    progress.update("bridge exec: \(summary.completed) completed, \(summary.failed) failed, \(inFlight) running")
+                lastOK = Date()
+                if failing { progress.log("heartbeat: database reachable again") }
+                failing = false
+                lose(tokens.filter { !alive.contains($0) }, reason: "lease lost (reaped or finished elsewhere)")
+                let r = try await slot.use { [store, options] c in try await store.reap(on: c, maxAttempts: options.maxAttempts) }
+                await noteReaped(r)
+            } catch {
+                if !failing { progress.log("heartbeat failed (\(error)); retrying") }
+                failing = true
+                if Date().timeIntervalSince(lastOK) > options.leaseSeconds {
+                    lose(Array(running.keys), reason: "lease not renewed for \(Self.seconds(options.leaseSeconds))")
                 }
             }
         }
+        await slot.close()
     }
+
+    // MARK: - Listener
+
+    /// LISTEN on `bridge_tasks` on a dedicated connection; ring the doorbell on every
+    /// notification and after every (re)connect (notifications sent while disconnected are
+    /// lost, so look for work at once). Health-checked with `SELECT 1` every 10 s; reconnects
+    /// with exponential backoff and jitter.
+    private func listenLoop() async {
+        var conn: PostgresConnection?
+        var backoff = 0.5
+        var lastCheck = Date()
+        var everConnected = false
+        while !loopsStopped && !Task.isCancelled {
+            do {
+                if conn == nil {
+                    let c = try await connect()
+                    conn = c
+                    try await c.listen(taskNotifyChannel)
+                    let trigger = try await store.hasNotifyTrigger(on: c)
+                    notifyActive = trigger
+                    if everConnected {
+                        progress.log("listener: reconnected")
+                    } else if !trigger {
+                        progress.log("listener: NOTIFY trigger not installed (migrations/optional); polling every \(Self.seconds(pollInterval))")
+                    }
+                    everConnected = true
+                    backoff = 0.5
+                    lastCheck = Date()
+                    await doorbell.ring()
+                }
+                guard let c = conn else { continue }
+                let notes = try await c.waitForNotifications(timeout: 0.5)
+                if !notes.isEmpty { await doorbell.ring() }
+                if Date().timeIntervalSince(lastCheck) > 10 {
+                    try await c.simpleQuery("SELECT 1")
+                    lastCheck = Date()
+                }
+            } catch {
+                notifyActive = false
+                if let c = conn { await c.close() }
+                conn = nil
+                let wait = backoff / 2 + Double.random(in: 0...(backoff / 2))
+                progress.log("listener: \(error); reconnecting in \(Self.seconds(wait))")
+                try? await Task.sleep(for: .milliseconds(Int(wait * 1000)))
+                backoff = min(backoff * 2, 15)
+            }
+        }
+        if let c = conn { await c.close() }
+    }
+
+    static func seconds(_ s: Double) -> String { String(format: "%.1fs", s) }
 
     enum TaskOutcome: Sendable {
         case completed(taskKey: String, traceId: String, toolCalls: Int, spans: Int)
         case failed(taskKey: String, traceId: String?, message: String, retried: Bool, toolCalls: Int, spans: Int)
-        case stale(taskKey: String)
+        case stale(taskKey: String, traceId: String?)
+        case released(taskKey: String)
     }
 
     private func record(_ o: TaskOutcome) {
@@ -138,42 +386,66 @@ public actor Worker {
             summary.toolCalls += tools
             summary.spans += spans
             progress.log("\(retried ? "will retry" : "failed") task \(key)\(trace.map { " trace \($0)" } ?? ""): \(message)")
-        case .stale(let key):
+        case .stale(let key, let trace):
             summary.stale += 1
-            progress.log("task \(key) changed while running; its result was discarded")
+            progress.log("task \(key): lease lost; the late result\(trace.map { " of \($0)" } ?? "") was discarded")
+        case .released(let key):
+            summary.released += 1
+            progress.log("task \(key): released to pending (shutdown)")
         }
     }
 
-    /// Runs one claimed task end to end. Never throws: every failure is recorded on the task.
-    nonisolated func runOne(_ task: Row) async -> TaskOutcome {
+    // MARK: - One run
+
+    /// Runs one claimed task end to end. Never throws: every failure is recorded on the task,
+    /// and every write is guarded on the lease token.
+    nonisolated func runOne(_ claim: TaskStore.Claim) async -> TaskOutcome {
         let status = config.source.status
-        let key = task[config.source.key]?.templateText ?? "?"
+        let task = claim.row
+        let key = claim.key
+        let token = claim.token
+        let attempt = claim.attempt
         let startedAt = Date()
         var conn: PostgresConnection?
+        var traceId: String?
+        var executionKey: String?
         do {
-            let c = try await connect()
+            let c = try await pool.checkout()
             conn = c
-            let attempt = try await store.previousAttempts(on: c, taskKey: key) + 1
             let (agents, edges) = try await bridge.loadAgentsAndEdges(for: task, connection: c)
             let spec: RunSpec
             do {
                 spec = try bridge.runSpec(task: task, agentRows: agents, handoffEdges: edges, attempt: attempt)
             } catch {
                 let msg = "cannot build run spec for task \(key): \(error)"
-                _ = try await finishFailed(c, key: key, executionKey: nil, traceId: nil, startedAt: startedAt,
-                                           type: "ConfigurationError", message: msg, retriable: false, attempt: attempt)
-                await c.close()
+                let written = try await finishFailed(c, key: key, token: token, executionKey: nil, traceId: nil, startedAt: startedAt,
+                                                     type: "ConfigurationError", message: msg, retriable: false, attempt: attempt)
+                await pool.checkin(c)
+                if !written { return .stale(taskKey: key, traceId: nil) }
                 return .failed(taskKey: key, traceId: nil, message: msg, retried: false, toolCalls: 0, spans: 0)
             }
-            let executionKey = try await store.startExecution(on: c, task: task, traceId: spec.traceId,
-                                                              agentId: spec.metadata["agent_id"], attempt: attempt, startedAt: startedAt)
+            traceId = spec.traceId
+            executionKey = try await store.startExecution(on: c, task: task, token: token, traceId: spec.traceId,
+                                                          agentId: spec.metadata["agent_id"], attempt: attempt, startedAt: startedAt)
             let ledger = Ledger(connection: c)
             let recorder = TraceRecorder(spec: spec, ledger: ledger, includeSensitiveData: spec.traceIncludeSensitiveData,
                                          extraSinks: extraSinks, secrets: secrets)
             let runner = AgentRunner(model: model, tools: toolsFactory(c), observer: recorder)
             let result = await runner.run(spec, taskRow: task)
-            try await ledger.storeTranscript(traceId: spec.traceId, taskId: key, attempt: attempt, items: result.transcript)
             let spanCount = await recorder.spanCount
+            // Cancelled: the lease is gone (write nothing: a newer attempt may own the task), or
+            // the worker is shutting down (release the task, token-checked).
+            if await isLost(token) {
+                await pool.checkin(c)
+                return .stale(taskKey: key, traceId: spec.traceId)
+            }
+            if result.status == .failed && (Task.isCancelled || result.error?.type == "Cancelled") {
+                let released = try await release(c, key: key, token: token, executionKey: executionKey, startedAt: startedAt,
+                                                  message: "released at shutdown before the run finished")
+                await pool.checkin(c)
+                return released ? .released(taskKey: key) : .stale(taskKey: key, traceId: spec.traceId)
+            }
+            try await ledger.storeTranscript(traceId: spec.traceId, taskId: key, attempt: attempt, items: result.transcript)
             let sinkErrors = await recorder.sinkErrors
             if !sinkErrors.isEmpty {
                 // A span that did not reach the ledger would be lost: fail the attempt, retriably.
@@ -200,38 +472,73 @@ public actor Worker {
                     result: ["error": .string(failure.message), "error_type": .string(failure.type),
                              "usage": result.usage.json, "trace_id": .string(spec.traceId)],
                     tokenUsage: result.usage.json, errorMessage: failure.message, errorType: failure.type,
-                    completedAt: completedAt, durationSeconds: completedAt.timeIntervalSince(startedAt))
+                    completedAt: completedAt, durationSeconds: completedAt.timeIntervalSince(startedAt),
+                    retryAfterSeconds: retried ? backoff(attempt: attempt, retryAfter: failure.retryAfter) : nil)
             }
-            let written = try await store.finish(on: c, taskKey: key, executionKey: executionKey, traceId: spec.traceId, outcome: outcome)
-            await c.close()
-            if !written { return .stale(taskKey: key) }
+            let written = try await store.finish(on: c, taskKey: key, token: token, executionKey: executionKey,
+                                                 traceId: spec.traceId, outcome: outcome)
+            await pool.checkin(c)
+            if !written { return .stale(taskKey: key, traceId: spec.traceId) }
             if result.status == .completed {
                 return .completed(taskKey: key, traceId: spec.traceId, toolCalls: result.toolCalls, spans: spanCount)
             }
             return .failed(taskKey: key, traceId: spec.traceId, message: outcome.errorMessage ?? "", retried: retried,
                            toolCalls: result.toolCalls, spans: spanCount)
+        } catch is TaskStore.LeaseLost {
+            if let c = conn { await pool.checkin(c) }
+            return .stale(taskKey: key, traceId: traceId)
         } catch {
-            // Infrastructure failure (database, ledger): put the task back so it is not stuck running.
+            // Infrastructure failure (database, ledger): put the task back (token-checked) so it is
+            // not stuck running, on a fresh connection if this one broke; the lease covers the
+            // case where the database stays unreachable.
             let message = "\(error)"
-            if let c = conn {
-                _ = try? await finishFailed(c, key: key, executionKey: nil, traceId: nil, startedAt: startedAt,
-                                            type: "InfrastructureError", message: message, retriable: true, attempt: 1)
+            if let c = conn { await c.close() }
+            if await isLost(token) { return .stale(taskKey: key, traceId: traceId) }
+            var written = false
+            for pause in [0.0, 0.5, 2.0] {
+                if pause > 0 { try? await Task.sleep(for: .milliseconds(Int(pause * 1000))) }
+                guard let c = try? await connect() else { continue }
+                let ok = try? await finishFailed(c, key: key, token: token, executionKey: executionKey, traceId: nil,
+                                                 startedAt: startedAt, type: "InfrastructureError", message: message,
+                                                 retriable: true, attempt: attempt)
                 await c.close()
+                if let ok { written = ok; break }
             }
-            return .failed(taskKey: key, traceId: nil, message: message, retried: true, toolCalls: 0, spans: 0)
+            if !written && conn == nil {
+                return .failed(taskKey: key, traceId: traceId, message: message + " (the lease will return the task)",
+                               retried: true, toolCalls: 0, spans: 0)
+            }
+            return .failed(taskKey: key, traceId: traceId, message: message, retried: attempt < options.maxAttempts,
+                           toolCalls: 0, spans: 0)
         }
     }
 
-    nonisolated func finishFailed(_ c: PostgresConnection, key: String, executionKey: String?, traceId: String?, startedAt: Date,
-                                  type: String, message: String, retriable: Bool, attempt: Int) async throws -> Bool {
+    nonisolated func backoff(attempt: Int, retryAfter: Double?) -> Double {
+        RetryBackoff.delay(attempt: attempt, base: options.retryBaseSeconds, cap: options.retryMaxSeconds, retryAfter: retryAfter)
+    }
+
+    /// Hands a task back to pending without a backoff (shutdown), token-checked.
+    nonisolated func release(_ c: PostgresConnection, key: String, token: String, executionKey: String?, startedAt: Date,
+                             message: String) async throws -> Bool {
+        let now = Date()
+        let outcome = TaskStore.Outcome(
+            status: .failedRetriable, taskStatus: config.source.status.pending,
+            result: ["error": .string(message), "error_type": "Released"], tokenUsage: [:],
+            errorMessage: message, errorType: "Released", completedAt: now, durationSeconds: now.timeIntervalSince(startedAt))
+        return try await store.finish(on: c, taskKey: key, token: token, executionKey: executionKey, traceId: nil, outcome: outcome)
+    }
+
+    nonisolated func finishFailed(_ c: PostgresConnection, key: String, token: String, executionKey: String?, traceId: String?,
+                                  startedAt: Date, type: String, message: String, retriable: Bool, attempt: Int) async throws -> Bool {
         let status = config.source.status
         let now = Date()
         let again = retriable && attempt < options.maxAttempts
         let outcome = TaskStore.Outcome(
             status: retriable ? .failedRetriable : .failedTerminal, taskStatus: again ? status.pending : status.failed,
             result: ["error": .string(message), "error_type": .string(type)], tokenUsage: [:],
-            errorMessage: message, errorType: type, completedAt: now, durationSeconds: now.timeIntervalSince(startedAt))
-        return try await store.finish(on: c, taskKey: key, executionKey: executionKey, traceId: traceId, outcome: outcome)
+            errorMessage: message, errorType: type, completedAt: now, durationSeconds: now.timeIntervalSince(startedAt),
+            retryAfterSeconds: again ? backoff(attempt: attempt, retryAfter: nil) : nil)
+        return try await store.finish(on: c, taskKey: key, token: token, executionKey: executionKey, traceId: traceId, outcome: outcome)
     }
 }
 

@@ -24,11 +24,24 @@ extension Bridge {
                 with backoff; running out of retries leaves the task for a later attempt \
                 (failed_retriable), other 4xx fail it (failed_terminal).
 
+                Leases: each claim records a random token, an expiry (--lease, extended by a heartbeat \
+                every lease/3) and the worker id; every write is guarded on the token, so a stale \
+                worker's late result is discarded. Any worker returns expired leases to pending (or \
+                failed after --max-attempts); retriable failures wait an exponential backoff with \
+                jitter (at least the model's Retry-After). Without --watch, exec exits once nothing \
+                is claimable, running, waiting for a retry or leased by another worker.
+
+                --watch keeps running: LISTEN/NOTIFY when migrations/optional is applied (backstop \
+                poll every 20 s), else a poll every 2 s; connections are re-established after a \
+                database restart. SIGTERM/SIGINT: stop claiming, let runs finish within \
+                --drain-timeout, release the rest to pending, exit 0; a second signal exits at once.
+
                 --offline uses the built-in deterministic model (no network, no key): each agent calls \
                 all its function tools once, then takes its handoffs, then answers.
 
-                Exit status: 0 every task completed, 1 a task failed, 2 bad flags, mappings or \
-                connection (nothing is touched then).
+                Exit status: 0 every task completed (also after a graceful shutdown), 1 a task failed, \
+                2 bad flags, mappings or connection (nothing is touched then), 128+N after a second \
+                signal N.
                 """
         )
 
@@ -58,6 +71,27 @@ extension Bridge {
         @Option(name: .customLong("max-attempts"), help: "Attempts before a retriable failure marks the task failed.")
         var maxAttempts: Int = 3
 
+        @Option(help: ArgumentHelp("Seconds a claim stays valid without a heartbeat (heartbeat every lease/3).",
+                                   valueName: "seconds"))
+        var lease: Double = 60
+
+        @Flag(help: "Keep running and pick up new tasks as they arrive (until SIGTERM/SIGINT).")
+        var watch = false
+
+        @Option(name: .customLong("drain-timeout"),
+                help: ArgumentHelp("On SIGTERM/SIGINT, seconds in-flight runs may take before they are released.",
+                                   valueName: "seconds"))
+        var drainTimeout: Double = 30
+
+        @Option(name: .customLong("poll-interval"),
+                help: ArgumentHelp("Backstop polling in seconds (default 2 without NOTIFY, 20 with it).", valueName: "seconds"))
+        var pollInterval: Double?
+
+        @Option(name: .customLong("offline-latency-ms"),
+                help: ArgumentHelp("With --offline: wait this long before each model answer (tests, benchmarks).",
+                                   valueName: "ms"))
+        var offlineLatencyMs: Int = 0
+
         @Option(help: "Stop after this many tasks.")
         var limit: Int?
 
@@ -85,13 +119,18 @@ extension Bridge {
                 throw ValidationError("--model-api must be responses or chat-completions, not '\(modelAPI)'")
             }
             guard flushTimeout >= 0 else { throw ValidationError("--flush-timeout must not be negative") }
+            guard lease >= 1 else { throw ValidationError("--lease must be at least 1 second") }
+            guard drainTimeout >= 0 else { throw ValidationError("--drain-timeout must not be negative") }
+            if let pollInterval, pollInterval <= 0 { throw ValidationError("--poll-interval must be positive") }
+            guard offlineLatencyMs >= 0 else { throw ValidationError("--offline-latency-ms must not be negative") }
         }
 
         func run() async throws {
             try await runReportingErrors {
                 let env = Environment.process
                 if backfillFlags.backfill { return try await runBackfill(env) }
-                let model: ExecApp.ModelChoice = offline ? .offline : .openAI(ModelAPI(name: modelAPI) ?? .responses)
+                let model: ExecApp.ModelChoice = offline
+                    ? .offline(latency: .milliseconds(offlineLatencyMs)) : .openAI(ModelAPI(name: modelAPI) ?? .responses)
                 if !offline && !dryRun, let why = ModelProviders.missingKeyExplanation(environment: env) {
                     throw UsageError(why)
                 }
@@ -104,9 +143,11 @@ extension Bridge {
                     return
                 }
                 let summary = try await app.execute(
-                    options: WorkerOptions(concurrency: concurrency, maxAttempts: maxAttempts, taskKeys: task, limit: limit),
+                    options: WorkerOptions(concurrency: concurrency, maxAttempts: maxAttempts, taskKeys: task, limit: limit,
+                                           leaseSeconds: lease, watch: watch, drainTimeout: drainTimeout,
+                                           pollInterval: pollInterval),
                     model: model, traceFile: traceFile, progress: ProgressReporter(quiet: quiet),
-                    flushTimeout: .milliseconds(Int64(flushTimeout * 1000)))
+                    flushTimeout: .milliseconds(Int64(flushTimeout * 1000)), handleSignals: true)
                 print("bridge exec: \(summary.line)")
                 // Exporters: what each delivered, and what it left in the ledger.
                 for report in summary.exports {

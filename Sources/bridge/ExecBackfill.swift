@@ -61,7 +61,7 @@ extension Bridge.Exec {
         }
         let progress = ProgressReporter(quiet: quiet)
         if flags.rerun {
-            let model: ExecApp.ModelChoice = offline ? .offline : .openAI(ModelAPI(name: modelAPI) ?? .responses)
+            let model: ExecApp.ModelChoice = offline ? .offline(latency: .zero) : .openAI(ModelAPI(name: modelAPI) ?? .responses)
             try app.validate(model: model)
             let s = try await app.rerun(options: options, model: model, traceFile: traceFile, progress: progress)
             print("bridge exec --backfill --rerun: \(s.line)")

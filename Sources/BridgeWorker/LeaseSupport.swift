@@ -1,0 +1,181 @@
+import BridgePostgres
+import Dispatch
+import Foundation
+
+/// Wakes the worker's main loop: a run finished, a notification arrived, a lease was reaped,
+/// shutdown was asked for. A ring with nobody waiting is kept for the next `wait`.
+actor Doorbell {
+    private var rung = false
+    private var waiter: (id: Int, continuation: CheckedContinuation<Void, Never>)?
+    private var nextId = 0
+
+    func ring() {
+        if let w = waiter {
+            waiter = nil
+            w.continuation.resume()
+        } else {
+            rung = true
+        }
+    }
+
+    /// Returns at the next ring, or after `timeout` seconds.
+    func wait(timeout: Double) async {
+        if rung {
+            rung = false
+            return
+        }
+        nextId += 1
+        let id = nextId
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            waiter = (id, c)
+            Task { [weak self] in
+                try? await Task.sleep(for: .milliseconds(Int(max(0, timeout) * 1000)))
+                await self?.expire(id)
+            }
+        }
+    }
+
+    private func expire(_ id: Int) {
+        guard let w = waiter, w.id == id else { return }
+        waiter = nil
+        w.continuation.resume()
+    }
+}
+
+/// One lazily (re)opened connection: a connection error closes it, and the next use opens a
+/// new one. Used by the claim loop, the heartbeat/reaper and the listener, so that losing the
+/// database at any point is survived.
+actor ConnectionSlot {
+    private let connect: @Sendable () async throws -> PostgresConnection
+    private var connection: PostgresConnection?
+
+    init(connect: @escaping @Sendable () async throws -> PostgresConnection) {
+        self.connect = connect
+    }
+
+    func use<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let c: PostgresConnection
+        if let existing = connection {
+            c = existing
+        } else {
+            c = try await connect()
+            connection = c
+        }
+        do {
+            return try await body(c)
+        } catch {
+            let open = await c.isOpen
+            if (error as? PostgresError)?.kind != .server || !open {
+                connection = nil
+                await c.close()
+            }
+            throw error
+        }
+    }
+
+    func close() async {
+        if let c = connection { await c.close() }
+        connection = nil
+    }
+}
+
+/// Connections for runs, reused between runs (a run's SQL tools and ledger writes use its
+/// connection). A connection idle for more than a second is checked with `SELECT 1` before it
+/// is handed out, so a database restart costs no attempt.
+actor RunConnectionPool {
+    private let connect: @Sendable () async throws -> PostgresConnection
+    private let capacity: Int
+    private var idle: [(PostgresConnection, Date)] = []
+
+    init(capacity: Int, connect: @escaping @Sendable () async throws -> PostgresConnection) {
+        self.capacity = capacity
+        self.connect = connect
+    }
+
+    func checkout() async throws -> PostgresConnection {
+        while let (c, since) = idle.popLast() {
+            let open = await c.isOpen, inTx = await c.inTransaction
+            guard open, !inTx else {
+                await c.close()
+                continue
+            }
+            if Date().timeIntervalSince(since) > 1 {
+                do { try await c.simpleQuery("SELECT 1") } catch {
+                    await c.close()
+                    continue
+                }
+            }
+            return c
+        }
+        return try await connect()
+    }
+
+    func checkin(_ c: PostgresConnection) async {
+        let open = await c.isOpen, inTx = await c.inTransaction
+        if idle.count < capacity, open, !inTx {
+            idle.append((c, Date()))
+        } else {
+            await c.close()
+        }
+    }
+
+    func closeAll() async {
+        for (c, _) in idle { await c.close() }
+        idle.removeAll()
+    }
+}
+
+/// Retry delays: exponential with jitter, never shorter than what the model asked for.
+public enum RetryBackoff {
+    /// Attempt 1 failed → about `base` seconds, attempt 2 → 2×base, … capped at `cap`; the
+    /// delay is drawn uniformly from its upper half ("equal jitter"), so workers that failed
+    /// together do not retry together. A `Retry-After` from the model is a lower bound.
+    public static func delay(attempt: Int, base: Double, cap: Double, retryAfter: Double? = nil,
+                             random: Double = Double.random(in: 0...1)) -> Double {
+        let exponential = min(cap, base * pow(2, Double(max(0, attempt - 1))))
+        let jittered = exponential / 2 + exponential / 2 * random
+        return max(jittered, retryAfter ?? 0)
+    }
+}
+
+/// The worker id recorded on each claim: host, process id and a random suffix.
+public enum WorkerIdentity {
+    public static func make() -> String {
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
+        let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        return "\(host):\(getpid()):\(suffix)"
+    }
+}
+
+/// SIGTERM and SIGINT handling for graceful shutdown: the first signal calls `onFirst` (stop
+/// claiming, drain, release, exit 0); a second one ends the process at once with 128 + the
+/// signal number (the leases cover what was left). The default handlers are ignored so the
+/// signals reach the dispatch sources.
+public final class ShutdownSignals: @unchecked Sendable {
+    // @unchecked Sendable: `count` is only touched on `queue`; sources are set up once in init.
+    private let queue = DispatchQueue(label: "bridge.signals")
+    private var sources: [any DispatchSourceSignal] = []
+    private var count = 0
+
+    public init(onFirst: @escaping @Sendable (Int32) -> Void) {
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+            source.setEventHandler { [unowned self] in
+                self.count += 1
+                if self.count == 1 {
+                    onFirst(sig)
+                } else {
+                    FileHandle.standardError.write(Data("bridge exec: second signal, exiting now; leases cover unfinished tasks\n".utf8))
+                    exit(128 + sig)
+                }
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    public func cancel() {
+        for s in sources { s.cancel() }
+    }
+}
