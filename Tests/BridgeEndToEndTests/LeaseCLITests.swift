@@ -316,9 +316,74 @@ struct LeaseCLITests {
         try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: 6)
     }
 
-    @Test(.disabled("TODO(exporters): needs the OpenAI/OTLP exporters and `bridge export`, not merged into this branch yet"))
+    @Test(.timeLimit(.minutes(3)))
     func leaseIngestOutageThenRecoveryDeliversEverything() async throws {
-        // Plan: TestHTTPServer as the ingest endpoint answering 503 for a while, two workers
-        // with the exporter on, then 200s; every span in bridge.span_deliveries as delivered.
+        let url = try await LeaseFixture.database()
+        let mappings = try LeaseFixture.noopMappings()
+        try await LeaseFixture.insertTasks(url, 40)
+        // The ingest endpoint is down (503) until `up` is set.
+        let state = IngestState()
+        let server = try TestHTTPServer { request in
+            guard request.path == "/v1/traces/ingest" else { return .json(["error": ["message": "no"]], status: 404) }
+            guard state.isUp else { return .json(["error": ["message": "ingest unavailable"]], status: 503) }
+            state.record(request.json?["data"]?.arrayValue ?? [])
+            return .json([:])
+        }
+        defer { server.stop() }
+        var env = ProcessInfo.processInfo.environment
+        env["DATABASE_URL"] = nil
+        env["OPENAI_BASE_URL"] = server.url("/v1")
+        env["OPENAI_API_KEY"] = "sk-ingest-test"
+        env["OPENAI_AGENTS_DISABLE_TRACING"] = nil
+        let args = ["exec", "--offline", "--concurrency", "4", "--flush-timeout", "1", "--database-url", url, "--mappings", mappings]
+        // Two workers run everything while the endpoint is down: the tasks complete, the spans wait in the ledger.
+        let workerEnv = env
+        async let a = Task.detached { try Subprocess.run(BridgeBinary.path, args, environment: workerEnv) }.value
+        async let b = Task.detached { try Subprocess.run(BridgeBinary.path, args, environment: workerEnv) }.value
+        let (ra, rb) = try await (a, b)
+        #expect(ra.status == 0 && rb.status == 0, "\(ra.stderr.suffix(1500))\n\(rb.stderr.suffix(1500))")
+        #expect((ra.stderr + rb.stderr).contains("bridge export"))
+        try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: 40)
+        let spans = try await LeaseFixture.count(url, "true", table: "bridge.spans")
+        #expect(spans == 160)
+        #expect(try await LeaseFixture.count(url, "exporter = 'openai' AND status = 'delivered'", table: "bridge.span_deliveries") < spans)
+
+        // The endpoint comes back; `bridge export` delivers everything, each span once.
+        state.isUp = true
+        let export = try Subprocess.run(BridgeBinary.path, ["export", "--timeout", "60", "--database-url", url], environment: env)
+        #expect(export.status == 0, "\(export.stdout)\n\(export.stderr)")
+        #expect(try await LeaseFixture.count(url, "exporter = 'openai' AND status = 'delivered'", table: "bridge.span_deliveries") == spans)
+        let received = state.spanIds
+        #expect(received.count == spans)
+        #expect(Set(received).count == spans)
+        #expect(state.traceIds.count == 40)
+    }
+}
+
+/// What the ingest stand-in received, and whether it is up.
+final class IngestState: @unchecked Sendable {
+    // @unchecked Sendable: every field is guarded by `lock`.
+    private let lock = NSLock()
+    private var up = false
+    private var spans: [String] = []
+    private var traces: Set<String> = []
+
+    var isUp: Bool {
+        get { lock.withLock { up } }
+        set { lock.withLock { up = newValue } }
+    }
+    var spanIds: [String] { lock.withLock { spans } }
+    var traceIds: Set<String> { lock.withLock { traces } }
+
+    func record(_ items: [JSONValue]) {
+        lock.withLock {
+            for item in items {
+                switch item["object"]?.stringValue {
+                case "trace.span": spans.append(item["id"]?.stringValue ?? "")
+                case "trace": traces.insert(item["id"]?.stringValue ?? "")
+                default: break
+                }
+            }
+        }
     }
 }
