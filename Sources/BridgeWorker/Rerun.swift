@@ -151,26 +151,9 @@ public struct Rerunner: Sendable {
                     WHERE \(q(s.key))::text = $2 AND \(q(tc)) IS NULL
                     """, binds: [.text(traceId), .text(taskKey)]))
             }
-            guard let e = config.results.executions, let executionKey else { return }
-            var sets: [String] = []
-            var binds: [PostgresValue] = []
-            func add(_ col: String?, _ v: PostgresValue, cast: String = "") {
-                guard let col else { return }
-                binds.append(v)
-                sets.append("\(PostgresQuery.quoteIdentifier(col)) = $\(binds.count)\(cast)")
+            if let executionKey, let finish = TaskStore.executionUpdate(config, executionKey: executionKey, outcome: outcome) {
+                try c.query(finish)
             }
-            add(e.columns.status, .text(outcome.status == .completed ? e.statuses.completed : e.statuses.failedTerminal))
-            add(e.columns.completedAt, .text(PostgresTimestamp.format(outcome.completedAt)), cast: "::timestamptz")
-            add(e.columns.durationSeconds, .text(String(outcome.durationSeconds)), cast: "::double precision")
-            add(e.columns.tokenUsage, .text(outcome.tokenUsage.compact), cast: "::jsonb")
-            add(e.columns.result, .text(outcome.result.compact), cast: "::jsonb")
-            add(e.columns.errorMessage, outcome.errorMessage.map { .text($0) } ?? .null)
-            add(e.columns.errorType, outcome.errorType.map { .text($0) } ?? .null)
-            binds.append(.text(executionKey))
-            try c.query(PostgresQuery(sql: """
-                UPDATE \(PostgresQuery.quoteQualified(e.table)) SET \(sets.joined(separator: ", "))
-                WHERE \(PostgresQuery.quoteIdentifier(e.key))::text = $\(binds.count)
-                """, binds: binds))
         }
     }
 }

@@ -368,36 +368,44 @@ public struct TaskStore: Sendable {
                       AND \(PostgresQuery.quoteIdentifier(s.status.column)) = $\(binds.count)
                     """, binds: binds)
                 guard try c.query(update).affectedRows == 1 else { throw StaleTask() }
-                guard let e = config.results.executions, let executionKey else { return true }
-                var esets: [String] = []
-                var ebinds: [PostgresValue] = []
-                func eadd(_ col: String?, _ v: PostgresValue, cast: String = "") {
-                    guard let col else { return }
-                    ebinds.append(v)
-                    esets.append("\(PostgresQuery.quoteIdentifier(col)) = $\(ebinds.count)\(cast)")
+                if let executionKey, let finish = TaskStore.executionUpdate(config, executionKey: executionKey, outcome: outcome) {
+                    try c.query(finish)
                 }
-                let status: String = switch outcome.status {
-                case .completed: e.statuses.completed
-                case .failedRetriable: e.statuses.failedRetriable
-                case .failedTerminal: e.statuses.failedTerminal
-                }
-                eadd(e.columns.status, .text(status))
-                eadd(e.columns.completedAt, .text(PostgresTimestamp.format(outcome.completedAt)), cast: "::timestamptz")
-                eadd(e.columns.durationSeconds, .text(String(outcome.durationSeconds)), cast: "::double precision")
-                eadd(e.columns.tokenUsage, .text(outcome.tokenUsage.compact), cast: "::jsonb")
-                eadd(e.columns.result, .text(outcome.result.compact), cast: "::jsonb")
-                eadd(e.columns.errorMessage, outcome.errorMessage.map { .text($0) } ?? .null)
-                eadd(e.columns.errorType, outcome.errorType.map { .text($0) } ?? .null)
-                ebinds.append(.text(executionKey))
-                try c.query(PostgresQuery(sql: """
-                    UPDATE \(PostgresQuery.quoteQualified(e.table)) SET \(esets.joined(separator: ", "))
-                    WHERE \(PostgresQuery.quoteIdentifier(e.key))::text = $\(ebinds.count)
-                    """, binds: ebinds))
                 return true
             }
         } catch is StaleTask {
             return false
         }
+    }
+
+    /// The UPDATE that writes an attempt's outcome onto its execution row (status, timings,
+    /// usage, result, error), or nil when the mappings have no executions table.
+    static func executionUpdate(_ config: MappingConfig, executionKey: String, outcome: Outcome) -> PostgresQuery? {
+        guard let e = config.results.executions else { return nil }
+        var sets: [String] = []
+        var binds: [PostgresValue] = []
+        func add(_ col: String?, _ v: PostgresValue, cast: String = "") {
+            guard let col else { return }
+            binds.append(v)
+            sets.append("\(PostgresQuery.quoteIdentifier(col)) = $\(binds.count)\(cast)")
+        }
+        let status: String = switch outcome.status {
+        case .completed: e.statuses.completed
+        case .failedRetriable: e.statuses.failedRetriable
+        case .failedTerminal: e.statuses.failedTerminal
+        }
+        add(e.columns.status, .text(status))
+        add(e.columns.completedAt, .text(PostgresTimestamp.format(outcome.completedAt)), cast: "::timestamptz")
+        add(e.columns.durationSeconds, .text(String(outcome.durationSeconds)), cast: "::double precision")
+        add(e.columns.tokenUsage, .text(outcome.tokenUsage.compact), cast: "::jsonb")
+        add(e.columns.result, .text(outcome.result.compact), cast: "::jsonb")
+        add(e.columns.errorMessage, outcome.errorMessage.map { .text($0) } ?? .null)
+        add(e.columns.errorType, outcome.errorType.map { .text($0) } ?? .null)
+        binds.append(.text(executionKey))
+        return PostgresQuery(sql: """
+            UPDATE \(PostgresQuery.quoteQualified(e.table)) SET \(sets.joined(separator: ", "))
+            WHERE \(PostgresQuery.quoteIdentifier(e.key))::text = $\(binds.count)
+            """, binds: binds)
     }
 
     // Parsing is kept out of the async functions above: a throwing closure right after a
