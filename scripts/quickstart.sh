@@ -3,7 +3,7 @@
 # needs, build it, start a throwaway PostgreSQL in ./.demo, load the sample "existing schema"
 # (examples/reference-schema.sql) with its seed data, and run the pipeline on it:
 #   bridge migrate → bridge migrate status → bridge exec --offline → bridge exec --backfill
-#   → bridge verify → bridge trace show
+#   → bridge trace show → bridge verify
 # The cluster keeps running afterwards so you can look around; `scripts/quickstart.sh --stop`
 # stops it and removes ./.demo. Running the script again starts from scratch.
 set -euo pipefail
@@ -58,17 +58,17 @@ if has_command exec && "$BRIDGE" exec --help 2>/dev/null | grep -q -- "--backfil
   "$BRIDGE" exec --backfill
 fi
 
-if has_command verify; then
-  step "bridge verify"
-  "$BRIDGE" verify
-fi
-
 if has_command trace; then
   PM_TASK=$(psql "$DATABASE_URL" -X -A -t -c "SELECT t.id FROM tasks t JOIN agents a ON a.id = t.agent_id WHERE a.role = 'Project Manager' AND t.openai_trace_id LIKE 'trace_%' AND t.status = 'completed' AND t.result ? 'last_agent' LIMIT 1")
   if [ -n "$PM_TASK" ]; then
     step "bridge trace show $PM_TASK (a Project Manager task: tools, then a handoff)"
     "$BRIDGE" trace show "$PM_TASK" --html "$DEMO/trace.html"
   fi
+fi
+
+if has_command verify; then
+  step "bridge verify"
+  "$BRIDGE" verify
 fi
 
 step "done"

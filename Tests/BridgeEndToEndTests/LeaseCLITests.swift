@@ -11,13 +11,13 @@ final class BackgroundBridge: @unchecked Sendable {
     let process = Process()
     let logPath: String
 
-    init(_ args: [String]) throws {
+    init(_ args: [String], environment: [String: String]? = nil) throws {
         logPath = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-bg-\(UUID().uuidString).log").path
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.executableURL = URL(fileURLWithPath: BridgeBinary.path)
         process.arguments = args
-        var env = ProcessInfo.processInfo.environment
+        var env = environment ?? ProcessInfo.processInfo.environment
         env["DATABASE_URL"] = nil
         process.environment = env
         process.standardOutput = log
@@ -357,6 +357,51 @@ struct LeaseCLITests {
         #expect(received.count == spans)
         #expect(Set(received).count == spans)
         #expect(state.traceIds.count == 40)
+    }
+}
+
+extension LeaseCLITests {
+    @Test(.timeLimit(.minutes(3)))
+    func killedWhileIngestIsDownThenExportLosesNothing() async throws {
+        let url = try await LeaseFixture.database()
+        let mappings = try LeaseFixture.noopMappings()
+        try await LeaseFixture.insertTasks(url, 20)
+        let state = IngestState()
+        let server = try TestHTTPServer { request in
+            guard request.path == "/v1/traces/ingest" else { return .json(["error": ["message": "no"]], status: 404) }
+            guard state.isUp else { return .json(["error": ["message": "ingest unavailable"]], status: 503) }
+            state.record(request.json?["data"]?.arrayValue ?? [])
+            return .json([:])
+        }
+        defer { server.stop() }
+        var env = ProcessInfo.processInfo.environment
+        env["DATABASE_URL"] = nil
+        env["OPENAI_BASE_URL"] = server.url("/v1")
+        env["OPENAI_API_KEY"] = "sk-kill-test"
+        env["OPENAI_AGENTS_DISABLE_TRACING"] = nil
+        let args = ["exec", "--offline", "--offline-latency-ms", "200", "--concurrency", "4", "--lease", "2",
+                    "--database-url", url, "--mappings", mappings]
+        // bridge dies (SIGKILL) mid-run while the ingest endpoint is down.
+        let worker = try BackgroundBridge(args, environment: env)
+        #expect(try await LeaseFixture.waitUntil(timeout: 60) { try await LeaseFixture.count(url, "status = 'completed'") >= 6 })
+        worker.send(SIGKILL)
+        _ = await worker.wait(timeout: 10)
+        #expect(try await LeaseFixture.count(url, "status = 'completed'") < 20)
+        #expect(state.spanIds.isEmpty)
+
+        // The endpoint is back: `bridge export` sends what the dead process left in the ledger,
+        // then a new exec finishes the tasks (after their leases expire) and exports the rest.
+        state.isUp = true
+        let export = try Subprocess.run(BridgeBinary.path, ["export", "--timeout", "60", "--database-url", url], environment: env)
+        #expect(export.status == 0, "\(export.stdout)\n\(export.stderr)")
+        let rest = try Subprocess.run(BridgeBinary.path, args, environment: env)
+        #expect(rest.status == 0, "\(rest.stderr.suffix(2000))")
+        try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: 20)
+        let ended = try await LeaseFixture.count(url, "ended_at IS NOT NULL", table: "bridge.spans")
+        #expect(try await LeaseFixture.count(url, "exporter = 'openai' AND status = 'delivered'", table: "bridge.span_deliveries") == ended)
+        let received = state.spanIds
+        #expect(Set(received).count == ended)
+        #expect(received.count == ended, "a span was sent twice")
     }
 }
 
