@@ -105,12 +105,13 @@ struct OpenAITransport: Sendable {
                 }
             }
             guard shouldRetry, retry < policy.maxRetries else {
-                if retry > 0 {
-                    var f = failure
-                    f.message += " (after \(retry + 1) attempts)"
-                    throw f
+                var f = failure
+                if retry > 0 { f.message += " (after \(retry + 1) attempts)" }
+                // The server's Retry-After carries over to the task's retry backoff.
+                if let retryAfter {
+                    f.retryAfter = Double(retryAfter.components.seconds) + Double(retryAfter.components.attoseconds) / 1e18
                 }
-                throw failure
+                throw f
             }
             do {
                 try await policy.sleep(policy.delay(retry: retry, retryAfter: retryAfter))

@@ -318,6 +318,9 @@ private func providerError(_ body: () async throws -> Void) async -> ModelProvid
         let (result, _) = await runTraced(modelSpec(), model: m)
         #expect(result.status == .failed)
         #expect(result.error?.retriable == true)
+        // The server's Retry-After carries over, so the task's retry waits at least that long.
+        #expect(error?.retryAfter == 0.001)
+        #expect(result.error?.retryAfter == 0.001)
     }
 
     @Test func shouldRetryHeaderDecides() async throws {
