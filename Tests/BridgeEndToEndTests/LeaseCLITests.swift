@@ -365,7 +365,7 @@ extension LeaseCLITests {
     func killedWhileIngestIsDownThenExportLosesNothing() async throws {
         let url = try await LeaseFixture.database()
         let mappings = try LeaseFixture.noopMappings()
-        try await LeaseFixture.insertTasks(url, 20)
+        try await LeaseFixture.insertTasks(url, 30)
         let state = IngestState()
         let server = try TestHTTPServer { request in
             guard request.path == "/v1/traces/ingest" else { return .json(["error": ["message": "no"]], status: 404) }
@@ -379,14 +379,14 @@ extension LeaseCLITests {
         env["OPENAI_BASE_URL"] = server.url("/v1")
         env["OPENAI_API_KEY"] = "sk-kill-test"
         env["OPENAI_AGENTS_DISABLE_TRACING"] = nil
-        let args = ["exec", "--offline", "--offline-latency-ms", "200", "--concurrency", "4", "--lease", "2",
+        let args = ["exec", "--offline", "--offline-latency-ms", "500", "--concurrency", "2", "--lease", "2",
                     "--database-url", url, "--mappings", mappings]
         // bridge dies (SIGKILL) mid-run while the ingest endpoint is down.
         let worker = try BackgroundBridge(args, environment: env)
-        #expect(try await LeaseFixture.waitUntil(timeout: 60) { try await LeaseFixture.count(url, "status = 'completed'") >= 6 })
+        #expect(try await LeaseFixture.waitUntil(timeout: 60) { try await LeaseFixture.count(url, "status = 'completed'") >= 2 })
         worker.send(SIGKILL)
         _ = await worker.wait(timeout: 10)
-        #expect(try await LeaseFixture.count(url, "status = 'completed'") < 20)
+        #expect(try await LeaseFixture.count(url, "status = 'completed'") < 30)
         #expect(state.spanIds.isEmpty)
 
         // The endpoint is back: `bridge export` sends what the dead process left in the ledger,
@@ -396,7 +396,7 @@ extension LeaseCLITests {
         #expect(export.status == 0, "\(export.stdout)\n\(export.stderr)")
         let rest = try Subprocess.run(BridgeBinary.path, args, environment: env)
         #expect(rest.status == 0, "\(rest.stderr.suffix(2000))")
-        try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: 20)
+        try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: 30)
         let ended = try await LeaseFixture.count(url, "ended_at IS NOT NULL", table: "bridge.spans")
         #expect(try await LeaseFixture.count(url, "exporter = 'openai' AND status = 'delivered'", table: "bridge.span_deliveries") == ended)
         let received = state.spanIds
