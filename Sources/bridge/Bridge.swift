@@ -7,6 +7,20 @@ struct Bridge: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bridge",
         abstract: "Trace database-driven agent runs in the OpenAI Agents SDK's format.",
+        discussion: """
+            A typical run against a task table in PostgreSQL:
+
+              bridge migrate           trace columns and bridge's tables, safely
+              bridge mappings check    validate mappings/*.yaml against the database
+              bridge exec --offline    run pending tasks traced (real model: OPENAI_API_KEY)
+              bridge exec --backfill   traces for tasks that ran before bridge
+              bridge verify            the tracing checklist, for CI
+
+            The database comes from --database-url, else DATABASE_URL, else libpq's PG* variables.
+
+            Exit status: 0 ok; 1 work or checks failed; 2 bad usage, configuration or input \
+            (including an unreachable database); 3 migrations pending (migrate status only).
+            """,
         subcommands: [Migrate.self, Exec.self, Mappings.self, Export.self, Verify.self, Trace.self]
     )
 
