@@ -55,7 +55,7 @@ fi
 
 if has_command exec && "$BRIDGE" exec --help 2>/dev/null | grep -q -- "--backfill"; then
   step "bridge exec --backfill (traces for the historical tasks, rebuilt from stored records; no model)"
-  "$BRIDGE" exec --backfill
+  "$BRIDGE" exec --backfill --trace-file "$DEMO/traces.jsonl"
 fi
 
 if has_command trace; then

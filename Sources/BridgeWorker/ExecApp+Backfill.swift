@@ -7,16 +7,29 @@ import BridgeTracing
 import Foundation
 
 extension ExecApp {
-    /// `--backfill`: rebuilds the traces of finished, untraced tasks from stored records.
-    public func backfill(options: BackfillOptions, progress: ProgressReporter) async throws -> BackfillSummary {
+    /// `--backfill`: rebuilds the traces of finished, untraced tasks from stored records. The
+    /// enabled exporters deliver the rebuilt traces like any others while the batches run, and
+    /// get `flushTimeout` at the end; what is left stays in the ledger for `bridge export`.
+    public func backfill(options: BackfillOptions, traceFile: String? = nil, progress: ProgressReporter,
+                         flushTimeout: Duration = .seconds(10)) async throws -> (BackfillSummary, [ExportReport]) {
         let backfiller = try Backfiller(config: config)
-        let conn = try await PostgresConnection.connect(connectionConfig)
+        let httpClient = HTTPClient()
+        defer { httpClient.shutdown() }
+        let (session, _) = try startExports(traceFile: traceFile, client: httpClient, progress: progress)
+        let conn: PostgresConnection
+        do {
+            conn = try await PostgresConnection.connect(connectionConfig)
+        } catch {
+            _ = await session.finish(flushTimeout: .zero)
+            throw error
+        }
         do {
             let summary = try await backfiller.run(on: conn, options: options, progress: progress)
             await conn.close()
-            return summary
+            return (summary, await session.finish(flushTimeout: flushTimeout))
         } catch {
             await conn.close()
+            _ = await session.finish(flushTimeout: flushTimeout)
             throw error
         }
     }

@@ -145,14 +145,7 @@ public struct ExecApp: Sendable {
         case .offline(let latency): OfflineModel(latency: latency)
         case .openAI(let api): try ModelProviders.make(environment: env, defaultAPI: api, client: httpClient)
         }
-        let exporters = try ExporterSetup.enabled(environment: env, traceFile: traceFile, client: httpClient)
-        let secrets = ["OPENAI_API_KEY", "OPENAI_TRACING_API_KEY", "PGPASSWORD"].compactMap { env[$0] }
-            + Self.password(in: cc.conninfo).map { [$0] }.orEmpty + ExporterSetup.secrets(of: exporters)
-        let exportOptions = ExportPumpOptions(onEvent: { event in
-            if case .delivered = event { return }
-            progress.log("bridge exec: export: \(event.line)")
-        }, secrets: secrets)
-        let session = ExportSession.start(exporters: exporters, connect: connect, options: exportOptions)
+        let (session, secrets) = try startExports(traceFile: traceFile, client: httpClient, progress: progress)
         let worker = Worker(
             config: config, connect: connect, model: model,
             tools: { conn in
@@ -172,6 +165,25 @@ public struct ExecApp: Sendable {
         }
         summary.exports = await session.finish(flushTimeout: flushTimeout)
         return summary
+    }
+
+    /// Starts the exporters the environment enables (`openai`, `otlp`) and `file` for
+    /// `traceFile`, reading the ledger as spans land. Returns the session to `finish` and the
+    /// secrets (keys, the database password) that must never be recorded.
+    func startExports(traceFile: String?, client: HTTPClient,
+                      progress: ProgressReporter) throws -> (ExportSession, secrets: [String]) {
+        let cc = connectionConfig
+        let env = environment
+        let exporters = try ExporterSetup.enabled(environment: env, traceFile: traceFile, client: client)
+        let secrets = ["OPENAI_API_KEY", "OPENAI_TRACING_API_KEY", "PGPASSWORD"].compactMap { env[$0] }
+            + Self.password(in: cc.conninfo).map { [$0] }.orEmpty + ExporterSetup.secrets(of: exporters)
+        let exportOptions = ExportPumpOptions(onEvent: { event in
+            if case .delivered = event { return }
+            progress.log("bridge exec: export: \(event.line)")
+        }, secrets: secrets)
+        let session = ExportSession.start(exporters: exporters, connect: { try await PostgresConnection.connect(cc) },
+                                          options: exportOptions)
+        return (session, secrets)
     }
 
     /// The password of a `postgres://user:password@host` URL, if any.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BridgeCore
 import BridgeRunner
+import BridgeTracing
 import BridgeWorker
 import Foundation
 
@@ -149,15 +150,19 @@ extension Bridge {
                     model: model, traceFile: traceFile, progress: ProgressReporter(quiet: quiet),
                     flushTimeout: .milliseconds(Int64(flushTimeout * 1000)), handleSignals: true)
                 print("bridge exec: \(summary.line)")
-                // Exporters: what each delivered, and what it left in the ledger.
-                for report in summary.exports {
-                    print("bridge exec: export \(report.exporter): delivered \(report.stats.deliveredSpans) spans, \(report.stats.deliveredTraces) traces"
-                          + (report.stats.rejectedSpans + report.stats.rejectedTraces > 0
-                             ? ", rejected \(report.stats.rejectedSpans) spans, \(report.stats.rejectedTraces) traces" : ""))
-                    if let error = report.error { FileHandle.standardError.write(Data("bridge exec: export \(report.exporter): \(error)\n".utf8)) }
-                    if let line = report.leftoverLine { FileHandle.standardError.write(Data("bridge exec: \(line)\n".utf8)) }
-                }
+                Self.printExports(summary.exports)
                 if summary.failed > 0 { throw ExitCode(ExitStatus.failed.rawValue) }
+            }
+        }
+
+        /// What each exporter delivered, and what it left in the ledger for `bridge export`.
+        static func printExports(_ reports: [ExportReport]) {
+            for report in reports {
+                print("bridge exec: export \(report.exporter): delivered \(report.stats.deliveredSpans) spans, \(report.stats.deliveredTraces) traces"
+                      + (report.stats.rejectedSpans + report.stats.rejectedTraces > 0
+                         ? ", rejected \(report.stats.rejectedSpans) spans, \(report.stats.rejectedTraces) traces" : ""))
+                if let error = report.error { FileHandle.standardError.write(Data("bridge exec: export \(report.exporter): \(error)\n".utf8)) }
+                if let line = report.leftoverLine { FileHandle.standardError.write(Data("bridge exec: \(line)\n".utf8)) }
             }
         }
     }

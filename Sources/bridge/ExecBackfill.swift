@@ -68,7 +68,9 @@ extension Bridge.Exec {
             if s.failed > 0 { throw ExitCode(ExitStatus.failed.rawValue) }
             return
         }
-        let s = try await app.backfill(options: options, progress: progress)
+        let (s, exports) = try await app.backfill(options: options, traceFile: traceFile, progress: progress,
+                                                  flushTimeout: .milliseconds(Int64(flushTimeout * 1000)))
         print("bridge exec --backfill: \(s.line)")
+        Self.printExports(exports)
     }
 }

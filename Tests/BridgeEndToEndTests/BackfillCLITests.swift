@@ -149,9 +149,16 @@ struct BackfillCLITests {
 
     @Test func backfilledTracesPassVerify() async throws {
         let url = try await ExecCLITests.migratedReference()
-        let r = try Self.backfill(url)
+        let traceFile = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-backfill-\(UUID().uuidString).jsonl").path
+        defer { try? FileManager.default.removeItem(atPath: traceFile) }
+        let r = try Self.backfill(url, ["--trace-file", traceFile])
         #expect(r.status == 0, "\(r.stderr)")
         let c = try await TestDatabase.connect(url)
+        // The exporters deliver backfilled traces like any others.
+        #expect(try await Self.count(c, "SELECT count(*) AS n FROM bridge.span_deliveries WHERE exporter = 'file' AND status = 'delivered'")
+                == Self.count(c, "SELECT count(*) AS n FROM bridge.spans"))
+        let lines = try String(contentsOfFile: traceFile, encoding: .utf8).split(separator: "\n")
+        #expect(lines.filter { $0.contains("\"object\":\"trace\"") }.count == 24)
         // Each backfilled trace has its transcript, rebuilt from the tool-call logs.
         #expect(try await Self.count(c, "SELECT count(*) AS n FROM bridge.run_transcripts") == 24)
         #expect(try await Self.count(c, """
