@@ -111,22 +111,14 @@ public struct Rerunner: Sendable {
             let executionKey = try await store.startExecution(on: c, task: task, token: nil, traceId: spec.traceId,
                                                               agentId: spec.metadata["agent_id"], attempt: attempt,
                                                               startedAt: startedAt)
-            let ledger = Ledger(connection: c)
-            let recorder = TraceRecorder(spec: spec, ledger: ledger, includeSensitiveData: spec.traceIncludeSensitiveData,
-                                         extraSinks: extraSinks, secrets: secrets)
-            let runner = AgentRunner(model: model, tools: toolsFactory(c), observer: recorder)
-            let result = await runner.run(spec, taskRow: task)
-            try await ledger.storeTranscript(traceId: spec.traceId, taskId: key, attempt: attempt, items: result.transcript)
-            let spans = await recorder.spanCount
+            let (result, spans) = try await TracedRun(model: model, extraSinks: extraSinks, secrets: secrets)
+                .run(spec, task: task, taskKey: key, connection: c, tools: toolsFactory(c))
             let completedAt = Date()
             let ok = result.status == .completed
             let failure = result.error
             let outcome = TaskStore.Outcome(
                 status: ok ? .completed : .failedTerminal, taskStatus: "",
-                result: ok ? ["output": .string(result.finalOutput ?? ""), "usage": result.usage.json,
-                              "trace_id": .string(spec.traceId), "rerun": true]
-                    : ["error": .string(failure?.message ?? "unknown failure"), "error_type": .string(failure?.type ?? "RunError"),
-                       "usage": result.usage.json, "trace_id": .string(spec.traceId), "rerun": true],
+                result: TracedRun.resultJSON(result, traceId: spec.traceId, extra: ["rerun": true]),
                 tokenUsage: result.usage.json, errorMessage: ok ? nil : failure?.message, errorType: ok ? nil : failure?.type,
                 completedAt: completedAt, durationSeconds: completedAt.timeIntervalSince(startedAt))
             try await record(c, taskKey: key, executionKey: executionKey, traceId: spec.traceId, outcome: outcome)

@@ -427,12 +427,8 @@ public actor Worker {
             traceId = spec.traceId
             executionKey = try await store.startExecution(on: c, task: task, token: token, traceId: spec.traceId,
                                                           agentId: spec.metadata["agent_id"], attempt: attempt, startedAt: startedAt)
-            let ledger = Ledger(connection: c)
-            let recorder = TraceRecorder(spec: spec, ledger: ledger, includeSensitiveData: spec.traceIncludeSensitiveData,
-                                         extraSinks: extraSinks, secrets: secrets)
-            let runner = AgentRunner(model: model, tools: toolsFactory(c), observer: recorder)
-            let result = await runner.run(spec, taskRow: task)
-            let spanCount = await recorder.spanCount
+            let (result, spanCount) = try await TracedRun(model: model, extraSinks: extraSinks, secrets: secrets)
+                .run(spec, task: task, taskKey: key, connection: c, tools: toolsFactory(c))
             // Cancelled: the lease is gone (write nothing: a newer attempt may own the task), or
             // the worker is shutting down (release the task, token-checked).
             if await isLost(token) {
@@ -445,12 +441,6 @@ public actor Worker {
                 await pool.checkin(c)
                 return released ? .released(taskKey: key) : .stale(taskKey: key, traceId: spec.traceId)
             }
-            try await ledger.storeTranscript(traceId: spec.traceId, taskId: key, attempt: attempt, items: result.transcript)
-            let sinkErrors = await recorder.sinkErrors
-            if !sinkErrors.isEmpty {
-                // A span that did not reach the ledger would be lost: fail the attempt, retriably.
-                throw LedgerWriteError(message: "recording spans failed: \(sinkErrors.joined(separator: "; "))")
-            }
             let completedAt = Date()
             let outcome: TaskStore.Outcome
             let retried: Bool
@@ -459,8 +449,7 @@ public actor Worker {
                 retried = false
                 outcome = TaskStore.Outcome(
                     status: .completed, taskStatus: status.completed,
-                    result: ["output": .string(result.finalOutput ?? ""), "usage": result.usage.json,
-                             "trace_id": .string(spec.traceId), "last_agent": .string(result.lastAgent)],
+                    result: TracedRun.resultJSON(result, traceId: spec.traceId),
                     tokenUsage: result.usage.json, errorMessage: nil, errorType: nil, completedAt: completedAt,
                     durationSeconds: completedAt.timeIntervalSince(startedAt))
             case .failed:
@@ -469,8 +458,7 @@ public actor Worker {
                 outcome = TaskStore.Outcome(
                     status: failure.retriable ? .failedRetriable : .failedTerminal,
                     taskStatus: retried ? status.pending : status.failed,
-                    result: ["error": .string(failure.message), "error_type": .string(failure.type),
-                             "usage": result.usage.json, "trace_id": .string(spec.traceId)],
+                    result: TracedRun.resultJSON(result, traceId: spec.traceId),
                     tokenUsage: result.usage.json, errorMessage: failure.message, errorType: failure.type,
                     completedAt: completedAt, durationSeconds: completedAt.timeIntervalSince(startedAt),
                     retryAfterSeconds: retried ? backoff(attempt: attempt, retryAfter: failure.retryAfter) : nil)
@@ -540,10 +528,4 @@ public actor Worker {
             retryAfterSeconds: again ? backoff(attempt: attempt, retryAfter: nil) : nil)
         return try await store.finish(on: c, taskKey: key, token: token, executionKey: executionKey, traceId: traceId, outcome: outcome)
     }
-}
-
-/// Spans could not be written to the ledger.
-struct LedgerWriteError: Error, CustomStringConvertible {
-    var message: String
-    var description: String { message }
 }

@@ -1,0 +1,54 @@
+import BridgeCore
+import BridgeMapping
+import BridgePostgres
+import BridgeRunner
+import BridgeTracing
+import Foundation
+
+/// One run of a spec, traced: every span goes to the ledger (and the extra sinks) as it ends,
+/// and the run's transcript is stored for `bridge verify`. Shared by `bridge exec` and
+/// `--backfill --rerun`.
+struct TracedRun: Sendable {
+    let model: any ModelProvider
+    let extraSinks: [any SpanSink]
+    /// Values never to be recorded in spans (API keys, the database password).
+    let secrets: [String]
+
+    /// Runs `spec` on `connection` (tools and ledger writes share it) and returns the result and
+    /// the number of spans recorded. Throws when a span or the transcript did not reach the
+    /// ledger, since a span that is not there would be lost.
+    func run(_ spec: RunSpec, task: Row, taskKey: String, connection: PostgresConnection,
+             tools: any ToolExecutor) async throws -> (result: RunResult, spans: Int) {
+        let ledger = Ledger(connection: connection)
+        let recorder = TraceRecorder(spec: spec, ledger: ledger, includeSensitiveData: spec.traceIncludeSensitiveData,
+                                     extraSinks: extraSinks, secrets: secrets)
+        let result = await AgentRunner(model: model, tools: tools, observer: recorder).run(spec, taskRow: task)
+        try await ledger.storeTranscript(traceId: spec.traceId, taskId: taskKey, attempt: spec.attempt, items: result.transcript)
+        let sinkErrors = await recorder.sinkErrors
+        if !sinkErrors.isEmpty {
+            throw LedgerWriteError(message: "recording spans failed: \(sinkErrors.joined(separator: "; "))")
+        }
+        return (result, await recorder.spanCount)
+    }
+
+    /// What goes into the task's (or execution's) result column for a run: the final output
+    /// and usage, or the error; always the trace id.
+    static func resultJSON(_ result: RunResult, traceId: String, extra: [String: JSONValue] = [:]) -> JSONValue {
+        var out: [String: JSONValue] = ["usage": result.usage.json, "trace_id": .string(traceId)]
+        if result.status == .completed {
+            out["output"] = .string(result.finalOutput ?? "")
+            out["last_agent"] = .string(result.lastAgent)
+        } else {
+            let failure = result.error ?? RunFailure(type: "RunError", message: "unknown failure", retriable: false)
+            out["error"] = .string(failure.message)
+            out["error_type"] = .string(failure.type)
+        }
+        return .object(out.merging(extra) { _, new in new })
+    }
+}
+
+/// Spans could not be written to the ledger.
+struct LedgerWriteError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
