@@ -207,21 +207,7 @@ public struct Migrator: Sendable {
     /// Applies every pending file. A second run that waited for the lock finds nothing to do.
     public func up() async throws(MigrateError) -> UpReport {
         let files = try loadFiles()
-        let conn = try await connect(readOnly: false)
-        do { try await acquireLock(conn) } catch {
-            await conn.close()
-            throw error
-        }
-        do {
-            let report = try await upLocked(conn, files: files)
-            await releaseLock(conn)
-            await conn.close()
-            return report
-        } catch {
-            await releaseLock(conn)
-            await conn.close()
-            throw error
-        }
+        return try await withMigrationLock { conn throws(MigrateError) in try await upLocked(conn, files: files) }
     }
 
     private func upLocked(_ conn: PostgresConnection, files: [MigrationFile]) async throws(MigrateError) -> UpReport {
@@ -500,26 +486,19 @@ public struct Migrator: Sendable {
         guard files.contains(where: { $0.version == version }) else {
             throw .baseline("no migration file has version \(version) in \(options.directory)")
         }
-        let conn = try await connect(readOnly: false)
-        do { try await acquireLock(conn) } catch {
-            await conn.close()
-            throw error
-        }
-        do {
-            try await History.ensure(conn)
-            let history = try await History.read(conn)
-            var recorded: [String] = []
-            for f in files where f.version <= version && !history.contains(where: { $0.version == f.version }) {
-                try await History.upsert(conn, file: f, status: "baseline", executionMS: 0, done: 0, error: nil)
-                recorded.append(f.fileName)
+        return try await withMigrationLock { conn throws(MigrateError) in
+            do throws(PostgresError) {
+                try await History.ensure(conn)
+                let history = try await History.read(conn)
+                var recorded: [String] = []
+                for f in files where f.version <= version && !history.contains(where: { $0.version == f.version }) {
+                    try await History.upsert(conn, file: f, status: "baseline", executionMS: 0, done: 0, error: nil)
+                    recorded.append(f.fileName)
+                }
+                return BaselineReport(version: version, recorded: recorded)
+            } catch {
+                throw .database(error)
             }
-            await releaseLock(conn)
-            await conn.close()
-            return BaselineReport(version: version, recorded: recorded)
-        } catch {
-            await releaseLock(conn)
-            await conn.close()
-            throw .database(error)
         }
     }
 
@@ -529,37 +508,52 @@ public struct Migrator: Sendable {
     /// checksum of applied files that were edited.
     public func repair() async throws(MigrateError) -> RepairReport {
         let files = try loadFiles()
+        return try await withMigrationLock { conn throws(MigrateError) in
+            do throws(PostgresError) {
+                var report = RepairReport(changes: [])
+                if try await History.exists(conn) {
+                    let history = try await History.read(conn)
+                    for s in FileState.compare(files: files, history: history) {
+                        switch s.state {
+                        case .failed:
+                            try await conn.query("DELETE FROM \(identifier: History.table) WHERE version = \(s.version)::bigint AND status = 'failed'")
+                            report.changes.append("\(s.file): cleared failed run (\(s.history?.statementsDone ?? 0)/\(s.history?.statementsTotal ?? 0) statements done); it runs again from its first statement")
+                        case .drifted:
+                            try await conn.query("UPDATE \(identifier: History.table) SET checksum = \(s.checksum ?? "") WHERE version = \(s.version)::bigint")
+                            report.changes.append("\(s.file): accepted new checksum \(String((s.checksum ?? "").prefix(12))) (was \(String((s.history?.checksum ?? "").prefix(12))))")
+                        case .missing:
+                            report.notes.append("\(s.file): in history but the file is missing; left as is")
+                        default:
+                            break
+                        }
+                    }
+                }
+                return report
+            } catch {
+                throw .database(error)
+            }
+        }
+    }
+
+    /// Runs `body` on a connection that holds the migration lock, then releases the lock and
+    /// closes the connection, whatever happens.
+    private func withMigrationLock<T>(
+        _ body: (PostgresConnection) async throws(MigrateError) -> T
+    ) async throws(MigrateError) -> T {
         let conn = try await connect(readOnly: false)
         do { try await acquireLock(conn) } catch {
             await conn.close()
             throw error
         }
         do {
-            var report = RepairReport(changes: [])
-            if try await History.exists(conn) {
-                let history = try await History.read(conn)
-                for s in FileState.compare(files: files, history: history) {
-                    switch s.state {
-                    case .failed:
-                        try await conn.query("DELETE FROM \(identifier: History.table) WHERE version = \(s.version)::bigint AND status = 'failed'")
-                        report.changes.append("\(s.file): cleared failed run (\(s.history?.statementsDone ?? 0)/\(s.history?.statementsTotal ?? 0) statements done); it runs again from its first statement")
-                    case .drifted:
-                        try await conn.query("UPDATE \(identifier: History.table) SET checksum = \(s.checksum ?? "") WHERE version = \(s.version)::bigint")
-                        report.changes.append("\(s.file): accepted new checksum \(String((s.checksum ?? "").prefix(12))) (was \(String((s.history?.checksum ?? "").prefix(12))))")
-                    case .missing:
-                        report.notes.append("\(s.file): in history but the file is missing; left as is")
-                    default:
-                        break
-                    }
-                }
-            }
+            let value = try await body(conn)
             await releaseLock(conn)
             await conn.close()
-            return report
+            return value
         } catch {
             await releaseLock(conn)
             await conn.close()
-            throw .database(error)
+            throw error
         }
     }
 }

@@ -321,20 +321,8 @@ struct LeaseCLITests {
         let url = try await LeaseFixture.database()
         let mappings = try LeaseFixture.noopMappings()
         try await LeaseFixture.insertTasks(url, 40)
-        // The ingest endpoint is down (503) until `up` is set.
-        let state = IngestState()
-        let server = try TestHTTPServer { request in
-            guard request.path == "/v1/traces/ingest" else { return .json(["error": ["message": "no"]], status: 404) }
-            guard state.isUp else { return .json(["error": ["message": "ingest unavailable"]], status: 503) }
-            state.record(request.json?["data"]?.arrayValue ?? [])
-            return .json([:])
-        }
+        let (state, server, env) = try IngestState.standIn()
         defer { server.stop() }
-        var env = ProcessInfo.processInfo.environment
-        env["DATABASE_URL"] = nil
-        env["OPENAI_BASE_URL"] = server.url("/v1")
-        env["OPENAI_API_KEY"] = "sk-ingest-test"
-        env["OPENAI_AGENTS_DISABLE_TRACING"] = nil
         let args = ["exec", "--offline", "--concurrency", "4", "--flush-timeout", "1", "--database-url", url, "--mappings", mappings]
         // Two workers run everything while the endpoint is down: the tasks complete, the spans wait in the ledger.
         let workerEnv = env
@@ -366,19 +354,8 @@ extension LeaseCLITests {
         let url = try await LeaseFixture.database()
         let mappings = try LeaseFixture.noopMappings()
         try await LeaseFixture.insertTasks(url, 30)
-        let state = IngestState()
-        let server = try TestHTTPServer { request in
-            guard request.path == "/v1/traces/ingest" else { return .json(["error": ["message": "no"]], status: 404) }
-            guard state.isUp else { return .json(["error": ["message": "ingest unavailable"]], status: 503) }
-            state.record(request.json?["data"]?.arrayValue ?? [])
-            return .json([:])
-        }
+        let (state, server, env) = try IngestState.standIn()
         defer { server.stop() }
-        var env = ProcessInfo.processInfo.environment
-        env["DATABASE_URL"] = nil
-        env["OPENAI_BASE_URL"] = server.url("/v1")
-        env["OPENAI_API_KEY"] = "sk-kill-test"
-        env["OPENAI_AGENTS_DISABLE_TRACING"] = nil
         let args = ["exec", "--offline", "--offline-latency-ms", "500", "--concurrency", "2", "--lease", "2",
                     "--database-url", url, "--mappings", mappings]
         // bridge dies (SIGKILL) mid-run while the ingest endpoint is down.
@@ -407,6 +384,24 @@ extension LeaseCLITests {
 
 /// What the ingest stand-in received, and whether it is up.
 final class IngestState: @unchecked Sendable {
+    /// A loopback `/v1/traces/ingest` that answers 503 until `isUp`, and the environment that
+    /// points bridge's `openai` exporter at it.
+    static func standIn() throws -> (IngestState, TestHTTPServer, [String: String]) {
+        let state = IngestState()
+        let server = try TestHTTPServer { request in
+            guard request.path == "/v1/traces/ingest" else { return .json(["error": ["message": "no"]], status: 404) }
+            guard state.isUp else { return .json(["error": ["message": "ingest unavailable"]], status: 503) }
+            state.record(request.json?["data"]?.arrayValue ?? [])
+            return .json([:])
+        }
+        var env = ProcessInfo.processInfo.environment
+        env["DATABASE_URL"] = nil
+        env["OPENAI_BASE_URL"] = server.url("/v1")
+        env["OPENAI_API_KEY"] = "sk-ingest-test"
+        env["OPENAI_AGENTS_DISABLE_TRACING"] = nil
+        return (state, server, env)
+    }
+
     // @unchecked Sendable: every field is guarded by `lock`.
     private let lock = NSLock()
     private var up = false

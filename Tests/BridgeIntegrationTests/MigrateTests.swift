@@ -277,11 +277,12 @@ struct MigrateReferenceTests {
         let report = try await TestDatabase.connect(url)
         try await report.simpleQuery("BEGIN; LOCK TABLE tasks IN ACCESS SHARE MODE")
         let clock = ContinuousClock()
+        let migrationDone = LogLines()  // non-empty once migrate has returned
         let reader = Task { () -> Duration in
             let c = try await TestDatabase.connect(url)
             var worst = Duration.zero
-            let end = clock.now + .seconds(9)
-            while clock.now < end {
+            let end = clock.now + .seconds(120)
+            while clock.now < end && migrationDone.lines.isEmpty {
                 let t0 = clock.now
                 _ = try await c.query("SELECT count(*) FROM tasks")
                 worst = max(worst, clock.now - t0)
@@ -294,10 +295,19 @@ struct MigrateReferenceTests {
         var options = MigrateFixture.options(url)
         options.log = { log.append($0) }
         let migrate = Task { [options] in try await Migrator(options: options).up() }
-        try await Task.sleep(for: .seconds(5))
+        // Hold the report until migrate has queued behind it and given up at least once (on a
+        // loaded machine migrate may take a while to get there), then a little longer.
+        var queued = false
+        for _ in 0..<600 where !queued {
+            queued = log.lines.contains { $0.contains("lock timeout (SQLSTATE 55P03)") }
+            if !queued { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(queued, "migrate never hit the report's lock: \(log.lines)")
+        try await Task.sleep(for: .seconds(2))
         try await report.simpleQuery("COMMIT")
         await report.close()
         let result = try await migrate.value
+        migrationDone.append("done")
         let worst = try await reader.value
         #expect(result.applied.count == MigrateFixture.shipped.count)
         #expect(worst < .milliseconds(3500), "reader waited \(worst)")
