@@ -187,7 +187,14 @@ struct LeaseCLITests {
         let a = try BackgroundBridge(args)
         let b = try BackgroundBridge(args)
         #expect(try await LeaseFixture.waitUntil(timeout: 60) { try await LeaseFixture.count(url, "status = 'completed'") >= 40 })
-        // Worker A dies mid-run, holding leases; it is restarted at once.
+        // Worker A dies mid-run, holding leases with started executions; it is restarted at once.
+        let pid = a.process.processIdentifier
+        #expect(try await LeaseFixture.waitUntil(timeout: 30) {
+            try await LeaseFixture.count(url, """
+                status = 'in_progress' AND bridge_worker_id LIKE '%:\(pid):%'
+                AND EXISTS (SELECT 1 FROM task_executions e WHERE e.task_id = tasks.id AND e.status = 'started')
+                """) >= 1
+        })
         a.send(SIGKILL)
         _ = await a.wait(timeout: 10)
         #expect(try await LeaseFixture.count(url, "status = 'completed'") < 200)
