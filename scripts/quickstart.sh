@@ -46,14 +46,18 @@ step "bridge migrate"
 step "bridge migrate status"
 "$BRIDGE" migrate status
 
-has_command() { "$BRIDGE" --help 2>/dev/null | grep -qE "^ +$1( |$)"; }
+# (Read the help into a variable first: with pipefail, `grep -q` closing the pipe early could
+# fail the check at random.)
+ROOT_HELP=$("$BRIDGE" --help 2>/dev/null || true)
+EXEC_HELP=$("$BRIDGE" exec --help 2>/dev/null || true)
+has_command() { grep -E "^ +$1( |$)" <<<"$ROOT_HELP" >/dev/null; }
 
 if has_command exec; then
   step "bridge exec --offline (the built-in deterministic model: no network, no key)"
   "$BRIDGE" exec --offline --trace-file "$DEMO/traces.jsonl"
 fi
 
-if has_command exec && "$BRIDGE" exec --help 2>/dev/null | grep -q -- "--backfill"; then
+if has_command exec && grep -- "--backfill" <<<"$EXEC_HELP" >/dev/null; then
   step "bridge exec --backfill (traces for the historical tasks, rebuilt from stored records; no model)"
   "$BRIDGE" exec --backfill --trace-file "$DEMO/traces.jsonl"
 fi
