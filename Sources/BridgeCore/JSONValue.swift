@@ -82,7 +82,15 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable, CustomStringConve
         }
     }
 
-    static func writeString(_ s: String, into out: inout String) {
+    /// `s` as a JSON string literal. With `asciiOnly`, every non-ASCII character is written as
+    /// `\uXXXX` (UTF-16 units), as Python's `json.dumps` does by default (`ensure_ascii`).
+    public static func quote(_ s: String, asciiOnly: Bool = false) -> String {
+        var out = ""
+        writeString(s, into: &out, asciiOnly: asciiOnly)
+        return out
+    }
+
+    static func writeString(_ s: String, into out: inout String, asciiOnly: Bool = false) {
         out += "\""
         for u in s.unicodeScalars {
             switch u {
@@ -91,8 +99,10 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable, CustomStringConve
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case let c where c.value < 0x20:
-                out += String(format: "\\u%04x", c.value)
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
+            case let c where c.value < 0x20 || (asciiOnly && c.value >= 0x7F):
+                for unit in String(c).utf16 { out += String(format: "\\u%04x", unit) }
             default: out.unicodeScalars.append(u)
             }
         }

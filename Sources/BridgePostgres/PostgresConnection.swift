@@ -40,6 +40,21 @@ public actor PostgresConnection {
         return conn
     }
 
+    /// Opens a connection, runs `body` with it and closes it afterwards, also when `body` throws.
+    public static func withConnection<T: Sendable>(
+        _ config: ConnectionConfig, _ body: (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        let conn = try await connect(config)
+        do {
+            let value = try await body(conn)
+            await conn.close()
+            return value
+        } catch {
+            await conn.close()
+            throw error
+        }
+    }
+
     private func open(_ config: ConnectionConfig) throws(PostgresError) {
         let keys = ["dbname", "application_name", "connect_timeout", "client_encoding"]
         let values = [config.conninfo, config.applicationName, String(config.connectTimeout), "UTF8"]

@@ -60,24 +60,7 @@ public enum RunnerMessages {
 
 /// JSON text as Python's `json.dumps` writes it by default (`ensure_ascii=True`).
 public enum PythonJSON {
-    public static func string(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            case let c where c.value < 0x20 || c.value >= 0x7F:
-                for unit in String(c).utf16 { out += String(format: "\\u%04x", unit) }
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
-    }
+    public static func string(_ s: String) -> String { JSONValue.quote(s, asciiOnly: true) }
 }
 
 /// Runs a `RunSpec` the way the Agents SDK's `Runner.run` does: turns across agents, tools

@@ -16,35 +16,23 @@ extension ExecApp {
         let httpClient = HTTPClient()
         defer { httpClient.shutdown() }
         let (session, _) = try startExports(traceFile: traceFile, client: httpClient, progress: progress)
-        let conn: PostgresConnection
+        let summary: BackfillSummary
         do {
-            conn = try await PostgresConnection.connect(connectionConfig)
+            summary = try await PostgresConnection.withConnection(connectionConfig) { conn in
+                try await backfiller.run(on: conn, options: options, progress: progress)
+            }
         } catch {
-            _ = await session.finish(flushTimeout: .zero)
-            throw error
-        }
-        do {
-            let summary = try await backfiller.run(on: conn, options: options, progress: progress)
-            await conn.close()
-            return (summary, await session.finish(flushTimeout: flushTimeout))
-        } catch {
-            await conn.close()
             _ = await session.finish(flushTimeout: flushTimeout)
             throw error
         }
+        return (summary, await session.finish(flushTimeout: flushTimeout))
     }
 
     /// `--backfill --dry-run`: what would be rebuilt. Reads only.
     public func backfillPreview(options: BackfillOptions, sampleSize: Int = 3) async throws -> BackfillPreview {
         let backfiller = try Backfiller(config: config)
-        let conn = try await PostgresConnection.connect(connectionConfig)
-        do {
-            let preview = try await backfiller.preview(on: conn, options: options, sampleSize: sampleSize)
-            await conn.close()
-            return preview
-        } catch {
-            await conn.close()
-            throw error
+        return try await PostgresConnection.withConnection(connectionConfig) { conn in
+            try await backfiller.preview(on: conn, options: options, sampleSize: sampleSize)
         }
     }
 

@@ -26,8 +26,7 @@ public struct ExecApp: Sendable {
     public static func prepare(mappingsDirectory: String, connection: ConnectionConfig,
                                environment: Environment) async throws -> ExecApp {
         let config = try MappingLoader.load(directory: mappingsDirectory)
-        let conn = try await PostgresConnection.connect(withSessionLimits(connection))
-        do {
+        try await PostgresConnection.withConnection(withSessionLimits(connection)) { conn in
             // The ledger comes from `bridge migrate`; say so rather than listing missing columns.
             let ledger = try await conn.query("SELECT to_regclass('bridge.spans') IS NOT NULL AS ok").first?.bool("ok") ?? false
             guard ledger else {
@@ -38,11 +37,7 @@ public struct ExecApp: Sendable {
             guard try await TaskStore(config: config).hasLeaseColumns(on: conn) else {
                 throw ExecSetupError("\(config.source.table) has no lease columns (\(TaskStore.Lease.all.joined(separator: ", "))): run `bridge migrate` first (migrations/0007_task_leases.sql)")
             }
-        } catch {
-            await conn.close()
-            throw error
         }
-        await conn.close()
         return ExecApp(config: config, connectionConfig: Self.withSessionLimits(connection), environment: environment)
     }
 
@@ -65,14 +60,8 @@ public struct ExecApp: Sendable {
 
     /// One JSON line per task's run spec. Reads only: nothing is claimed or written.
     public func dryRun(keys: [String], limit: Int) async throws -> [String] {
-        let conn = try await PostgresConnection.connect(connectionConfig)
-        do {
-            let lines = try await specLines(conn, keys: keys, limit: limit)
-            await conn.close()
-            return lines
-        } catch {
-            await conn.close()
-            throw error
+        try await PostgresConnection.withConnection(connectionConfig) { conn in
+            try await specLines(conn, keys: keys, limit: limit)
         }
     }
 

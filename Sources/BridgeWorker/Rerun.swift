@@ -55,7 +55,20 @@ public struct Rerunner: Sendable {
         let started = Date()
         var summary = RerunSummary()
         let conn = try await connect()
-        defer { Task { await conn.close() } }
+        do {
+            try await runBatches(conn, options: options, progress: progress, started: started, summary: &summary)
+        } catch {
+            await conn.close()
+            throw error
+        }
+        await conn.close()
+        progress.finish()
+        summary.elapsed = Date().timeIntervalSince(started)
+        return summary
+    }
+
+    private func runBatches(_ conn: PostgresConnection, options: BackfillOptions, progress: ProgressReporter,
+                            started: Date, summary: inout RerunSummary) async throws {
         let matching = try await backfiller.count(on: conn, options: options)
         let total = options.limit.map { min($0, matching) } ?? matching
         progress.log("bridge exec --backfill --rerun: \(total) task(s) to run again")
@@ -73,9 +86,6 @@ public struct Rerunner: Sendable {
                 progress.update(Backfiller.progressLine(done: done, total: total, elapsed: Date().timeIntervalSince(started)))
             }
         }
-        progress.finish()
-        summary.elapsed = Date().timeIntervalSince(started)
-        return summary
     }
 
     func select(_ conn: PostgresConnection, cursor: String?, limit: Int, since: String?) async throws -> [(String, Row)] {
@@ -100,9 +110,20 @@ public struct Rerunner: Sendable {
     /// One task: a new execution row, the traced run, the execution's outcome and the task's
     /// trace id (if still null) in one transaction. Never throws.
     func runOne(_ task: Row, key: String, progress: ProgressReporter) async -> (Bool, Int) {
+        let c: PostgresConnection
         do {
-            let c = try await connect()
-            defer { Task { await c.close() } }
+            c = try await connect()
+        } catch {
+            progress.log("re-run of task \(key) failed: \(error)")
+            return (false, 0)
+        }
+        let outcome = await runOne(task, key: key, on: c, progress: progress)
+        await c.close()
+        return outcome
+    }
+
+    private func runOne(_ task: Row, key: String, on c: PostgresConnection, progress: ProgressReporter) async -> (Bool, Int) {
+        do {
             let attempt = try await store.previousAttempts(on: c, taskKey: key) + 1
             let (agents, edges) = try await bridge.loadAgentsAndEdges(for: task, connection: c)
             var spec = try bridge.runSpec(task: task, agentRows: agents, handoffEdges: edges, attempt: attempt)

@@ -82,40 +82,41 @@ extension Bridge {
                     throw UsageError("no exporter is enabled: set OPENAI_API_KEY (or OPENAI_TRACING_API_KEY), OTEL_EXPORTER_OTLP_ENDPOINT, or pass --trace-file")
                 }
                 let config = connection.config(applicationName: "bridge-export")
-                let conn = try await PostgresConnection.connect(config)
-                defer { Task { await conn.close() } }
-                let ledger = try await conn.query("SELECT to_regclass('bridge.span_deliveries') IS NOT NULL AS ok").first?.bool("ok") ?? false
-                guard ledger else {
-                    throw UsageError("bridge.span_deliveries does not exist in \(config.redacted): run `bridge migrate` first")
-                }
-                if retryRejected {
-                    for e in enabled {
-                        let n = try await ExportPump.retryRejected(exporter: e.name, connection: conn)
-                        if n > 0 { log("\(e.name): \(n) rejected items will be sent again") }
+                let ok = try await PostgresConnection.withConnection(config) { conn in
+                    let ledger = try await conn.query("SELECT to_regclass('bridge.span_deliveries') IS NOT NULL AS ok").first?.bool("ok") ?? false
+                    guard ledger else {
+                        throw UsageError("bridge.span_deliveries does not exist in \(config.redacted): run `bridge migrate` first")
                     }
-                }
-                let quiet = self.quiet
-                let options = ExportPumpOptions(onEvent: { event in
-                    if !quiet { FileHandle.standardError.write(Data("bridge export: \(event.line)\n".utf8)) }
-                }, secrets: ExporterSetup.secrets(of: enabled))
-                let session = ExportSession.start(exporters: enabled, connect: { try await PostgresConnection.connect(config) },
-                                                  options: options, pollInterval: .milliseconds(Int64(pollInterval * 1000)),
-                                                  waitForLock: true)
-                let reports: [ExportReport]
-                if watch {
-                    reports = await session.wait()
-                } else {
-                    reports = await session.finish(flushTimeout: timeout.map { .milliseconds(Int64($0 * 1000)) } ?? .seconds(86_400 * 365))
-                }
-                var ok = true
-                for r in reports {
-                    let rejected = try await ExportPump.rejectedCount(exporter: r.exporter, connection: conn)
-                    var line = "bridge export: \(r.exporter) (\(r.target)): delivered \(r.stats.deliveredSpans) spans, \(r.stats.deliveredTraces) traces"
-                    if let b = r.backlog { line += "; left \(b.spans) spans, \(b.traces) traces" }
-                    if !rejected.isEmpty { line += "; rejected \(rejected.spans) spans, \(rejected.traces) traces in all" }
-                    print(line)
-                    if let error = r.error { FileHandle.standardError.write(Data("bridge export: \(r.exporter): \(error)\n".utf8)) }
-                    if r.error != nil || r.backlog.map({ !$0.isEmpty }) ?? true || !rejected.isEmpty { ok = false }
+                    if retryRejected {
+                        for e in enabled {
+                            let n = try await ExportPump.retryRejected(exporter: e.name, connection: conn)
+                            if n > 0 { log("\(e.name): \(n) rejected items will be sent again") }
+                        }
+                    }
+                    let quiet = self.quiet
+                    let options = ExportPumpOptions(onEvent: { event in
+                        if !quiet { FileHandle.standardError.write(Data("bridge export: \(event.line)\n".utf8)) }
+                    }, secrets: ExporterSetup.secrets(of: enabled))
+                    let session = ExportSession.start(exporters: enabled, connect: { try await PostgresConnection.connect(config) },
+                                                      options: options, pollInterval: .milliseconds(Int64(pollInterval * 1000)),
+                                                      waitForLock: true)
+                    let reports: [ExportReport]
+                    if watch {
+                        reports = await session.wait()
+                    } else {
+                        reports = await session.finish(flushTimeout: timeout.map { .milliseconds(Int64($0 * 1000)) } ?? .seconds(86_400 * 365))
+                    }
+                    var ok = true
+                    for r in reports {
+                        let rejected = try await ExportPump.rejectedCount(exporter: r.exporter, connection: conn)
+                        var line = "bridge export: \(r.exporter) (\(r.target)): delivered \(r.stats.deliveredSpans) spans, \(r.stats.deliveredTraces) traces"
+                        if let b = r.backlog { line += "; left \(b.spans) spans, \(b.traces) traces" }
+                        if !rejected.isEmpty { line += "; rejected \(rejected.spans) spans, \(rejected.traces) traces in all" }
+                        print(line)
+                        if let error = r.error { FileHandle.standardError.write(Data("bridge export: \(r.exporter): \(error)\n".utf8)) }
+                        if r.error != nil || r.backlog.map({ !$0.isEmpty }) ?? true || !rejected.isEmpty { ok = false }
+                    }
+                    return ok
                 }
                 if !ok { throw ExitCode(ExitStatus.failed.rawValue) }
             }

@@ -41,9 +41,9 @@ extension Bridge.Mappings {
                 let config = try MappingLoader.load(directory: mappings)
                 var issues: [MappingIssue] = []
                 if !staticOnly {
-                    let conn = try await PostgresConnection.connect(connection.config(applicationName: "bridge-mappings"))
-                    issues = await MappingValidator.checkLive(config, connection: conn)
-                    await conn.close()
+                    issues = try await PostgresConnection.withConnection(connection.config(applicationName: "bridge-mappings")) { conn in
+                        await MappingValidator.checkLive(config, connection: conn)
+                    }
                 }
                 if !issues.isEmpty { throw MappingErrors(issues) }
                 print("\(mappings): ok (\(config.agents.count) agents, \(config.tools.count) tools, \(config.files.count) files)")

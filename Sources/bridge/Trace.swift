@@ -40,14 +40,9 @@ extension Bridge.Trace {
 
         func run() async throws {
             try await runReportingErrors {
-                let conn = try await PostgresConnection.connect(connection.config(applicationName: "bridge-trace"))
-                let doc: TraceDocument
-                do {
-                    doc = try await TraceDocument.load(id: id, on: conn)
-                    await conn.close()
-                } catch {
-                    await conn.close()
-                    throw error
+                let id = self.id
+                let doc = try await PostgresConnection.withConnection(connection.config(applicationName: "bridge-trace")) { conn in
+                    try await TraceDocument.load(id: id, on: conn)
                 }
                 if let html {
                     do { try Data(TraceHTML.render(doc).utf8).write(to: URL(fileURLWithPath: html)) } catch {

@@ -66,3 +66,13 @@ import Testing
         #expect(e.timeIntervalSince1970.rounded() == d.timeIntervalSince1970.rounded(.down))
     }
 }
+
+@Suite struct JSONQuoteTests {
+    @Test func escapesAsJSONAndAsPythonDoes() throws {
+        let s = "a\"b\\c\n\u{08}\u{01}é😀"
+        #expect(JSONValue.quote(s) == "\"a\\\"b\\\\c\\n\\b\\u0001é😀\"")
+        // Python: json.dumps("a\"b\\c\n\b\x01é😀") (ensure_ascii=True)
+        #expect(JSONValue.quote(s, asciiOnly: true) == "\"a\\\"b\\\\c\\n\\b\\u0001\\u00e9\\ud83d\\ude00\"")
+        #expect(try JSONValue.parse(JSONValue.quote(s, asciiOnly: true)) == .string(s))
+    }
+}
