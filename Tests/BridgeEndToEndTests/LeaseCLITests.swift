@@ -300,10 +300,8 @@ struct LeaseCLITests {
                                       "--database-url", url, "--mappings", mappings])
         try await Task.sleep(for: .seconds(1))
         // With NOTIFY, a new task is picked up at once (the backstop poll is 20 s).
-        let inserted = Date()
         try await LeaseFixture.insertTasks(url, 3, prefix: "before")
         #expect(try await LeaseFixture.waitUntil(timeout: 10) { try await LeaseFixture.count(url, "status = 'completed'") == 3 })
-        #expect(Date().timeIntervalSince(inserted) < 10)
 
         // Restart PostgreSQL under the worker.
         let restart = try LeaseFixture.shell(". \"$0\" && PG_BIN=$(pg_find_bin) && pg_run_as \"$PG_BIN/pg_ctl\" -D \"$1/data\" -m fast -w restart",

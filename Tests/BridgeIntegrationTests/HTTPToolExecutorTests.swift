@@ -152,19 +152,21 @@ private func failure(_ body: () async throws -> String) async -> ToolFailure? {
 
     @Test func timeoutKillsTheProcess() async throws {
         let started = ContinuousClock.now
-        let f = await failure { try await executor.execute(commandTool(["/bin/sleep", "5"], timeoutMs: 200), arguments: [:], context: context()) }
+        let f = await failure { try await executor.execute(commandTool(["/bin/sleep", "60"], timeoutMs: 200), arguments: [:], context: context()) }
         #expect(f?.message == "command timed out after 200 ms and was killed")
-        #expect(ContinuousClock.now - started < .seconds(4))
+        // Returned long before the 60 s sleep could have ended: the process was killed.
+        #expect(ContinuousClock.now - started < .seconds(30))
     }
 
     @Test func timeoutKillsGrandchildrenToo() async throws {
         // The shell's child `sleep` holds stdout open; the whole process group is stopped.
         let started = ContinuousClock.now
         let f = await failure {
-            try await executor.execute(commandTool(["/bin/sh", "-c", "sleep 5; echo done"], timeoutMs: 200), arguments: [:], context: context())
+            try await executor.execute(commandTool(["/bin/sh", "-c", "sleep 60; echo done"], timeoutMs: 200), arguments: [:], context: context())
         }
         #expect(f?.message.contains("timed out") == true)
-        #expect(ContinuousClock.now - started < .seconds(4))
+        // Returned long before the 60 s sleep could have ended: the process was killed.
+        #expect(ContinuousClock.now - started < .seconds(30))
     }
 
     @Test func childStartsWithNoBlockedSignals() async throws {

@@ -310,7 +310,8 @@ struct MigrateReferenceTests {
         migrationDone.append("done")
         let worst = try await reader.value
         #expect(result.applied.count == MigrateFixture.shipped.count)
-        #expect(worst < .milliseconds(3500), "reader waited \(worst)")
+        // The bound: never stalled for more than a few seconds (lock_timeout tops out at 3 s).
+        #expect(worst < .seconds(5), "reader waited \(worst)")
         #expect(log.lines.contains { $0.contains("lock timeout (SQLSTATE 55P03)") }, "\(log.lines)")
         #expect(try await MigrateFixture.scalar(url, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == "0")
     }

@@ -110,14 +110,13 @@ struct SQLToolExecutorTests {
     @Test func timesOut() async throws {
         let (conn, exec) = try await setUp()
         let slow = sqlTool("slow", "SELECT pg_sleep(5)", timeoutMs: 100)
-        let start = Date()
         do {
             _ = try await exec.execute(slow, arguments: [:], context: context())
             Issue.record("expected a timeout")
         } catch let f as ToolFailure {
+            // 57014 query_canceled: the tool's statement_timeout stopped it, not the sleep ending.
             #expect(f.message.contains("57014"))
         }
-        #expect(Date().timeIntervalSince(start) < 3)
         // The timeout was local to the tool's transaction.
         #expect(try await conn.query("SHOW statement_timeout").first?["statement_timeout"] == "0")
         await conn.close()
