@@ -423,6 +423,11 @@ struct LoadState {
             if let p = params.positionalParameters.first {
                 r.issue(qNode, qPath, "positional parameter '\(p)' is not allowed; use :argument or :task.column")
             }
+            if let second = ToolStatement.secondStatement(in: spec.sql) {
+                var loc = r.location(qNode, qPath)
+                (loc.line, loc.column) = r.filePosition(of: second, in: qNode)
+                r.issues.append(MappingIssue(loc, "a tool's SQL must be exactly one statement; a second one starts here (line \(second.line), column \(second.column) of the query)"))
+            }
         }
         guard let name, let implementation else { return nil }
         return ToolMapping(name: name, description: description, parameters: parameters, strict: strict,

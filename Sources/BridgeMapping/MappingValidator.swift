@@ -112,11 +112,11 @@ public enum MappingValidator {
         // references to them add nothing.
         for tool in config.tools {
             guard case .sql(let spec) = tool.implementation else { continue }
+            // A second statement is reported by the loader, with its position.
+            if ToolStatement.secondStatement(in: spec.sql) != nil { continue }
             let (text, _) = spec.positionalSQL()
-            let name = "bridge_mapping_check"
             do {
-                _ = try await connection.simpleQuery("PREPARE \(name) AS \(text)")
-                _ = try await connection.simpleQuery("DEALLOCATE \(name)")
+                try await connection.checkPrepares(text)
             } catch {
                 issues.append(MappingIssue(config.location(tool.origin, "sql.query"),
                                            "the SQL of tool '\(tool.name)' does not prepare: \(error.message)"))
@@ -148,7 +148,7 @@ public enum MappingValidator {
 
 extension SQLToolSpec {
     /// The SQL with named parameters replaced by `$n` (each name numbered once) and the
-    /// parameter paths in `$n` order. Used to PREPARE the statement when checking.
+    /// parameter paths in `$n` order. Used to prepare the statement when checking.
     public func positionalSQL() -> (sql: String, parameters: [[String]]) {
         var text = ""
         var order: [[String]] = []

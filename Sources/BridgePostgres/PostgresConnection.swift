@@ -128,6 +128,21 @@ public actor PostgresConnection {
         return try consume(result, statement: query.sql)
     }
 
+    /// Checks that `sql` is one statement that parses, resolves its names and infers its
+    /// parameter types, without running it: it is prepared as the unnamed statement (extended
+    /// protocol, so a second statement is refused and nothing executes) inside a READ ONLY
+    /// transaction that is always rolled back. The unnamed statement is replaced by the next
+    /// one, so nothing is left behind. Needs a session with no open transaction.
+    public func checkPrepares(_ sql: String) throws(PostgresError) {
+        let conn = try requireHandle()
+        guard !inTransaction else {
+            throw PostgresError(kind: .client, message: "checkPrepares needs a session with no open transaction")
+        }
+        try simpleQuery("BEGIN READ ONLY")
+        defer { _ = try? simpleQuery("ROLLBACK") }
+        _ = try consume(PQprepare(conn, "", sql, 0, nil), statement: sql)
+    }
+
     /// Runs SQL text exactly as written (simple protocol), for trusted SQL from migration
     /// files and for statements that take no values. Returns the last result's rows.
     @discardableResult

@@ -1,0 +1,147 @@
+import BridgeCore
+import BridgePostgres
+import BridgeTestSupport
+import Foundation
+import Testing
+
+/// Adversarial probes (issue 11): each reproduces an attack on the built binary, then checks
+/// the error, the exit code and that nothing changed.
+@Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
+struct HardeningCLITests {
+    /// A copy of the shipped mappings with `tool` (YAML of one list item under `tools:`) added
+    /// and given to the Content Specialist.
+    static func mappings(withTool tool: String, agentsEdit: ((String) -> String)? = nil) throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-probe-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let src = ExecCLITests.mappings
+        try FileManager.default.copyItem(atPath: src + "/bridge.yaml", toPath: dir.appendingPathComponent("bridge.yaml").path)
+        var agents = try String(contentsOfFile: src + "/agents.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "    tools: [store_data]\n", with: "    tools: [store_data, probe]\n")
+        if let agentsEdit { agents = agentsEdit(agents) }
+        try agents.write(to: dir.appendingPathComponent("agents.yaml"), atomically: true, encoding: .utf8)
+        let tools = try String(contentsOfFile: src + "/tools.yaml", encoding: .utf8) + "\n" + tool
+        try tools.write(to: dir.appendingPathComponent("tools.yaml"), atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    static func hacked(_ url: String) async throws -> Int {
+        let c = try await TestDatabase.connect(url)
+        defer { Task { await c.close() } }
+        return try await c.query("SELECT count(*) AS n FROM tasks WHERE name = 'HACKED'").first?.int("n") ?? -1
+    }
+
+    @Test func multiStatementToolSQLIsRejectedWithItsPositionAndNeverRuns() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        for query in ["SELECT 1; UPDATE tasks SET name = 'HACKED'",
+                      "SELECT :key::text AS k; UPDATE tasks SET name = 'HACKED' WHERE :key::text IS NOT NULL"] {
+            let dir = try Self.mappings(withTool: """
+                  - name: probe
+                    description: Probe.
+                    parameters:
+                      type: object
+                      properties: {key: {type: string}}
+                      required: [key]
+                      additionalProperties: false
+                    sql:
+                      query: "\(query)"
+                """)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let before = try await ExecCLITests.snapshot(url)
+            let check = try BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", dir.path])
+            #expect(check.status == 2, "\(check.stdout)\(check.stderr)")
+            // The second statement's own position: the line of `query:` and the column of UPDATE.
+            let toolsLines = try String(contentsOf: dir.appendingPathComponent("tools.yaml"), encoding: .utf8)
+                .components(separatedBy: "\n")
+            let line = try #require(toolsLines.lastIndex { $0.contains("UPDATE tasks SET name = 'HACKED'") }) + 1
+            let column = try #require(toolsLines[line - 1].range(of: "UPDATE")).lowerBound.utf16Offset(in: toolsLines[line - 1]) + 1
+            #expect(check.stderr.contains("tools.yaml:\(line):\(column):"), "\(check.stderr)")
+            #expect(check.stderr.contains("exactly one statement"))
+            let dry = try BridgeBinary.run(["exec", "--dry-run", "--database-url", url, "--mappings", dir.path])
+            #expect(dry.status == 2)
+            let run = try BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", dir.path])
+            #expect(run.status == 2)
+            #expect(try await Self.hacked(url) == 0)
+            #expect(try await ExecCLITests.snapshot(url) == before)
+            // No prepared statement is left behind: the shipped mappings still check clean.
+            let again = try BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", ExecCLITests.mappings])
+            #expect(again.status == 0, "\(again.stderr)")
+        }
+    }
+
+    @Test func checksPrepareWritingToolsWithoutRunningThem() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let dir = try Self.mappings(withTool: """
+              - name: probe
+                description: Probe.
+                sql:
+                  query: "UPDATE tasks SET name = 'HACKED' RETURNING id"
+                  writes: true
+            """)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let before = try await ExecCLITests.snapshot(url)
+        let check = try BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", dir.path])
+        #expect(check.status == 0, "\(check.stderr)")
+        let dry = try BridgeBinary.run(["exec", "--dry-run", "--database-url", url, "--mappings", dir.path])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(try await Self.hacked(url) == 0)
+        #expect(try await ExecCLITests.snapshot(url) == before)
+    }
+
+    @Test func trailingCommentBehavesAlikeAtCheckAndRunTime() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let dir = try Self.mappings(withTool: """
+              - name: probe
+                description: Probe.
+                parameters:
+                  type: object
+                  properties: {key: {type: string, examples: [k1]}}
+                  required: [key]
+                  additionalProperties: false
+                sql:
+                  query: |-
+                    SELECT :key::text AS k; -- the key back
+                    -- and a last comment
+            """)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let check = try BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", dir.path])
+        #expect(check.status == 0, "\(check.stderr)")
+        let run = try BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", dir.path])
+        #expect(run.status == 0, "\(run.stderr)")
+        let c = try await TestDatabase.connect(url)
+        let rows = try await c.query("""
+            SELECT error IS NULL AS ok, span_data->>'output' AS output FROM bridge.spans
+            WHERE span_data->>'type' = 'function' AND span_data->>'name' = 'probe'
+            """)
+        await c.close()
+        #expect(!rows.isEmpty)
+        for r in rows {
+            #expect(r.bool("ok") == true, "\(r["output"] ?? "")")
+            #expect(r["output"]?.contains("k1") == true, "\(r["output"] ?? "")")
+        }
+    }
+
+    @Test func aReadOnlyToolThatWritesNamesItsStatement() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let dir = try Self.mappings(withTool: """
+              - name: probe
+                description: Probe.
+                sql:
+                  query: "UPDATE tasks SET name = 'HACKED' WHERE false RETURNING id"
+            """)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = try BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", dir.path])
+        #expect(run.status == 0, "\(run.stderr)")
+        let c = try await TestDatabase.connect(url)
+        let errors = try await c.query("""
+            SELECT error::text AS e FROM bridge.spans
+            WHERE span_data->>'type' = 'function' AND span_data->>'name' = 'probe'
+            """)
+        await c.close()
+        #expect(!errors.isEmpty)
+        for r in errors {
+            let e = r["e"] ?? ""
+            #expect(e.contains("UPDATE") && e.contains("writes: false") && !e.contains("cannot execute SELECT"), "\(e)")
+        }
+        #expect(try await Self.hacked(url) == 0)
+    }
+}
