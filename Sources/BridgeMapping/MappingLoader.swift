@@ -366,10 +366,14 @@ struct LoadState {
                 }
             }
         case "command":
-            if let c = m.map("command", allowed: ["argv", "timeout_ms", "max_bytes"]) {
+            if let c = m.map("command", allowed: ["argv", "timeout_ms", "max_bytes", "env"]) {
                 if let argv = c.required("argv").flatMap({ r.strings($0, c.path("argv")) }) {
                     if argv.isEmpty { r.issue(c.node("argv"), c.path("argv"), "must name a program") }
                     var spec = CommandToolSpec(argv: argv)
+                    spec.env = c.strings("env") ?? []
+                    for name in spec.env where !ChildEnvironment.isValidName(name) {
+                        r.issue(c.node("env"), c.path("env"), "'\(name)' is not an environment variable name (^[A-Za-z_][A-Za-z0-9_]*$)")
+                    }
                     spec.timeoutMs = c.int("timeout_ms", min: 1) ?? spec.timeoutMs
                     spec.maxBytes = c.int("max_bytes", min: 1) ?? spec.maxBytes
                     implementation = .command(spec)

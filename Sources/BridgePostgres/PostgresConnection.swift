@@ -56,6 +56,9 @@ public actor PostgresConnection {
     }
 
     private func open(_ config: ConnectionConfig) throws(PostgresError) {
+        // Parsed first: libpq's own parse errors would repeat the string, password included.
+        _ = try config.parsedOptions()
+        secrets = Secrets.collect(connection: config, environment: .process)
         let keys = ["dbname", "application_name", "connect_timeout", "client_encoding"]
         let values = [config.conninfo, config.applicationName, String(config.connectTimeout), "UTF8"]
         var cKeys = keys.map { strdup($0) }
@@ -76,7 +79,6 @@ public actor PostgresConnection {
             }
         }
         handle = conn
-        if let pw = PQpass(conn).map({ String(cString: $0) }), !pw.isEmpty { secrets.append(pw) }
         guard let conn, PQstatus(conn) == CONNECTION_OK else {
             let raw = handle.flatMap { PQerrorMessage($0) }.map { String(cString: $0) } ?? "out of memory"
             let msg = Redaction.scrub(raw.trimmingCharacters(in: .whitespacesAndNewlines), secrets: secrets)

@@ -186,15 +186,7 @@ public actor TraceRecorder: RunObserver {
         return t
     }
 
-    func scrub(_ v: JSONValue) -> JSONValue {
-        guard !secrets.isEmpty else { return v }
-        switch v {
-        case .string(let s): return .string(Redaction.scrub(s, secrets: secrets))
-        case .array(let a): return .array(a.map(scrub))
-        case .object(let o): return .object(o.mapValues(scrub))
-        default: return v
-        }
-    }
+    func scrub(_ v: JSONValue) -> JSONValue { Redaction.scrub(v, secrets: secrets) }
 
     /// The SDK's turn span usage (omitted when all zero).
     static func turnUsage(_ u: Usage) -> JSONValue? {

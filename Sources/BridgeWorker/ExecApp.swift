@@ -140,7 +140,7 @@ public struct ExecApp: Sendable {
             tools: { conn in
                 CompositeToolExecutor(sql: SQLToolExecutor(connection: { conn }),
                                       http: HTTPToolExecutor(client: httpClient, environment: env),
-                                      command: CommandToolExecutor())
+                                      command: CommandToolExecutor(environment: env))
             },
             extraSinks: sinks, progress: progress, options: options, secrets: secrets)
         let signals = handleSignals ? ShutdownSignals { _ in worker.requestShutdown() } : nil
@@ -164,8 +164,7 @@ public struct ExecApp: Sendable {
         let cc = connectionConfig
         let env = environment
         let exporters = try ExporterSetup.enabled(environment: env, traceFile: traceFile, client: client)
-        let secrets = ["OPENAI_API_KEY", "OPENAI_TRACING_API_KEY", "PGPASSWORD"].compactMap { env[$0] }
-            + Self.password(in: cc.conninfo).map { [$0] }.orEmpty + ExporterSetup.secrets(of: exporters)
+        let secrets = Secrets.collect(connection: cc, environment: env, extra: ExporterSetup.secrets(of: exporters))
         let exportOptions = ExportPumpOptions(onEvent: { event in
             if case .delivered = event { return }
             progress.log("bridge exec: export: \(event.line)")
@@ -175,13 +174,4 @@ public struct ExecApp: Sendable {
         return (session, secrets)
     }
 
-    /// The password of a `postgres://user:password@host` URL, if any.
-    static func password(in conninfo: String) -> String? {
-        guard let c = URLComponents(string: conninfo), let p = c.password, !p.isEmpty else { return nil }
-        return p.removingPercentEncoding ?? p
-    }
-}
-
-extension Optional where Wrapped == [String] {
-    var orEmpty: [String] { self ?? [] }
 }

@@ -22,13 +22,25 @@ struct TracedRun: Sendable {
         let ledger = Ledger(connection: connection)
         let recorder = TraceRecorder(spec: spec, ledger: ledger, includeSensitiveData: spec.traceIncludeSensitiveData,
                                      extraSinks: extraSinks, secrets: secrets)
-        let result = await AgentRunner(model: model, tools: tools, observer: recorder).run(spec, taskRow: task)
+        let result = redacted(await AgentRunner(model: model, tools: tools, observer: recorder).run(spec, taskRow: task))
         try await ledger.storeTranscript(traceId: spec.traceId, taskId: taskKey, attempt: spec.attempt, items: result.transcript)
         let sinkErrors = await recorder.sinkErrors
         if !sinkErrors.isEmpty {
             throw LedgerWriteError(message: "recording spans failed: \(sinkErrors.joined(separator: "; "))")
         }
         return (result, await recorder.spanCount)
+    }
+
+    /// `result` with every secret replaced by `***` in what gets stored or printed: the final
+    /// output, the error message and the transcript (a tool that prints a key must not put it
+    /// into `tasks.result`, the execution row or `bridge.run_transcripts`).
+    func redacted(_ result: RunResult) -> RunResult {
+        guard !secrets.isEmpty else { return result }
+        var r = result
+        r.finalOutput = r.finalOutput.map { Redaction.scrub($0, secrets: secrets) }
+        if let message = r.error?.message { r.error?.message = Redaction.scrub(message, secrets: secrets) }
+        r.transcript = r.transcript.map { Redaction.scrub($0, secrets: secrets) }
+        return r
     }
 
     /// What goes into the task's (or execution's) result column for a run: the final output

@@ -144,4 +144,65 @@ struct HardeningCLITests {
         }
         #expect(try await Self.hacked(url) == 0)
     }
+
+    @Test func commandToolsSeeNoSecretsAndStoredDataIsRedacted() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        // The tool dumps its environment; OPENAI_API_KEY is allowlisted on purpose, so the
+        // key reaches the output and only redaction keeps it out of what bridge stores.
+        let dir = try Self.mappings(withTool: """
+              - name: probe
+                description: Probe.
+                command:
+                  argv:
+                    - /bin/sh
+                    - -c
+                    - 'env; echo "pw=${PGPASSWORD:-none}"'
+                  env: [OPENAI_API_KEY]
+            """)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var env = ProcessInfo.processInfo.environment
+        env["OPENAI_API_KEY"] = "sk-probe-key-0123456789"
+        env["PGPASSWORD"] = "pg-probe-password-42"
+        env["DATABASE_URL"] = url
+        let r = try Subprocess.run(BridgeBinary.path, ["exec", "--offline", "--mappings", dir.path], environment: env)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(!r.stdout.contains("sk-probe-key") && !r.stderr.contains("sk-probe-key"))
+        let c = try await TestDatabase.connect(url)
+        let stored = try await c.query("""
+            SELECT (SELECT string_agg(coalesce(result::text, ''), '|') FROM tasks) AS tasks,
+                   (SELECT string_agg(coalesce(result::text, '') || coalesce(error_message, ''), '|') FROM task_executions) AS executions,
+                   (SELECT string_agg(items::text, '|') FROM bridge.run_transcripts) AS transcripts,
+                   (SELECT string_agg(span_data::text || coalesce(error::text, ''), '|') FROM bridge.spans) AS spans
+            """).first
+        let outputs = try await c.query("""
+            SELECT span_data->>'output' AS o FROM bridge.spans WHERE span_data->>'name' = 'probe'
+            """)
+        await c.close()
+        #expect(!outputs.isEmpty)
+        for o in outputs {
+            let text = o["o"] ?? ""
+            // The allowlisted key arrived (redacted); nothing else of bridge's environment did.
+            #expect(text.contains("OPENAI_API_KEY=***"), "\(text)")
+            #expect(text.contains("pw=none"), "PGPASSWORD reached the child: \(text)")
+            #expect(!text.contains("DATABASE_URL") && !text.contains("BRIDGE_TEST_DATABASE_URL"), "\(text)")
+        }
+        for column in ["tasks", "executions", "transcripts", "spans"] {
+            let text = stored?[column] ?? ""
+            #expect(!text.isEmpty, "\(column)")
+            #expect(!text.contains("sk-probe-key-0123456789") && !text.contains("pg-probe-password-42"), "\(column)")
+        }
+        #expect(stored?["transcripts"]?.contains("OPENAI_API_KEY=***") == true)
+    }
+
+    @Test func unparsableConnectionStringsNeverEchoThePassword() throws {
+        for bad in ["postgres://u:pw-echo-secret@[::1/db", "postgres://u:pw-echo%zzsecret@localhost/db",
+                    "host=localhost password=pw-echo-secret 'unterminated"] {
+            for args in [["mappings", "check", "--mappings", ExecCLITests.mappings], ["migrate", "status", "--dir", BridgeBinary.migrations]] {
+                let r = try BridgeBinary.run(args + ["--database-url", bad])
+                #expect(r.status == 2, "\(bad): \(r.stderr)")
+                #expect(!r.stderr.contains("pw-echo") && !r.stdout.contains("pw-echo"), "\(r.stderr)")
+                #expect(!r.stderr.contains("secret"), "\(r.stderr)")
+            }
+        }
+    }
 }
