@@ -6,7 +6,9 @@ import Testing
 
 /// Adversarial probes (issue 11): each reproduces an attack on the built binary, then checks
 /// the error, the exit code and that nothing changed.
-@Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
+/// Serialized: the probes start many bridge processes, and the lease and kill tests that run
+/// alongside are sensitive to load.
+@Suite(.serialized, .enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct HardeningCLITests {
     /// A copy of the shipped mappings with `tool` (YAML of one list item under `tools:`) added
     /// and given to the Content Specialist.
@@ -204,5 +206,58 @@ struct HardeningCLITests {
                 #expect(!r.stderr.contains("secret"), "\(r.stderr)")
             }
         }
+    }
+
+    @Test func migrateMappingsRefusesTableNamesThatAreSQL() async throws {
+        let url = try await TestDatabase.createReference(seed: false)
+        let c = try await TestDatabase.connect(url)
+        try await c.simpleQuery("CREATE TABLE x (id int)")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-inject-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let attack = "tasks ADD COLUMN IF NOT EXISTS zz int; DROP TABLE x; ALTER TABLE tasks"
+        let source = try String(contentsOfFile: ExecCLITests.mappings + "/bridge.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "table: tasks\n", with: "table: \"\(attack)\"\n")
+        try source.write(to: dir.appendingPathComponent("bridge.yaml"), atomically: true, encoding: .utf8)
+        for name in ["agents.yaml", "tools.yaml"] {
+            try FileManager.default.copyItem(atPath: ExecCLITests.mappings + "/" + name, toPath: dir.appendingPathComponent(name).path)
+        }
+        let r = try BridgeBinary.run(["migrate", "--database-url", url, "--dir", BridgeBinary.migrations, "--mappings", dir.path])
+        #expect(r.status == 2, "\(r.stderr)")
+        #expect(r.stderr.contains("bridge.yaml:") && r.stderr.contains("not a valid identifier"), "\(r.stderr)")
+        // Nothing ran: x is still there, no zz column, no bridge schema.
+        #expect(try await c.query("SELECT to_regclass('x') IS NOT NULL AS ok").first?.bool("ok") == true)
+        #expect(try await c.query("SELECT to_regclass('bridge.spans') IS NULL AS ok").first?.bool("ok") == true)
+        #expect(try await c.query("""
+            SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'tasks' AND column_name = 'zz'
+            """).first?.int("n") == 0)
+        // A --set value is held to the same rule.
+        let set = try BridgeBinary.run(["migrate", "--database-url", url, "--dir", BridgeBinary.migrations,
+                                        "--set", "tasks_table=\(attack)"])
+        #expect(set.status == 2, "\(set.stderr)")
+        #expect(set.stderr.contains("${tasks_table}"), "\(set.stderr)")
+        #expect(try await c.query("SELECT to_regclass('x') IS NOT NULL AS ok").first?.bool("ok") == true)
+        await c.close()
+    }
+
+    @Test func billionLaughsIsRefusedQuickly() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-laughs-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var lines = ["version: 1", "tools:", "  - name: t", "    description: d", "    parameters:", "      type: object",
+                     "      properties:", "        x:", "          type: string",
+                     "          examples: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]"]
+        let names = ["b", "c", "d", "e", "f", "g", "h", "i"]
+        for (i, name) in names.enumerated() {
+            let prev = i == 0 ? "a" : names[i - 1]
+            lines.append("        \(name): {type: string, examples: &\(name) [\(Array(repeating: "*\(prev)", count: 9).joined(separator: ","))]}")
+        }
+        try lines.joined(separator: "\n").write(to: dir.appendingPathComponent("laughs.yaml"), atomically: true, encoding: .utf8)
+        let started = Date()
+        let r = try BridgeBinary.run(["mappings", "check", "--static-only", "--mappings", dir.path])
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("laughs.yaml:") && r.stderr.contains("aliases expand"), "\(r.stderr)")
+        // Generous: unbounded, this took over 60 s and 3 GB.
+        #expect(Date().timeIntervalSince(started) < 20)
     }
 }
