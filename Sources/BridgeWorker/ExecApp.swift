@@ -70,13 +70,7 @@ public struct ExecApp: Sendable {
         let bridge = DatabaseToSDKBridge(config: config)
         let source = config.source
         let rows = try await store.peek(on: conn, keys: keys, limit: limit)
-        if !keys.isEmpty {
-            let found = Set(rows.compactMap { $0[source.key]?.templateText })
-            let missing = keys.filter { !found.contains($0) }
-            if !missing.isEmpty {
-                throw ExecSetupError("no task with \(source.table).\(source.key) = \(missing.joined(separator: ", "))")
-            }
-        }
+        try requireAll(keys, in: rows)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var lines: [String] = []
@@ -89,6 +83,24 @@ public struct ExecApp: Sendable {
             lines.append(String(decoding: try encoder.encode(spec), as: UTF8.self))
         }
         return lines
+    }
+
+    /// Throws (exit 2) naming every `--task` id that matches no row, in any status. Reads only.
+    public func requireTasks(_ keys: [String]) async throws {
+        guard !keys.isEmpty else { return }
+        try await PostgresConnection.withConnection(connectionConfig) { conn in
+            try requireAll(keys, in: try await TaskStore(config: config).peek(on: conn, keys: keys, limit: keys.count))
+        }
+    }
+
+    private func requireAll(_ keys: [String], in rows: [Row]) throws {
+        guard !keys.isEmpty else { return }
+        let source = config.source
+        let found = Set(rows.compactMap { $0[source.key]?.templateText })
+        let missing = keys.filter { !found.contains($0) }
+        if !missing.isEmpty {
+            throw ExecSetupError("--task: no task with \(source.table).\(source.key) = \(missing.joined(separator: ", "))")
+        }
     }
 
     /// Which model the runs call.

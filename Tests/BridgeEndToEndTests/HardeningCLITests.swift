@@ -260,4 +260,37 @@ struct HardeningCLITests {
         // Generous: unbounded, this took over 60 s and 3 GB.
         #expect(Date().timeIntervalSince(started) < 20)
     }
+
+    @Test func badFlagValuesExitTwoNamingTheFlag() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let before = try await ExecCLITests.snapshot(url)
+        let m = ["--database-url", url, "--mappings", ExecCLITests.mappings]
+        let cases: [([String], String)] = [
+            (["verify", "--since", "99999999d"] + m, "--since"),
+            (["verify", "--since", "yesterday"] + m, "--since"),
+            (["exec", "--backfill", "--since", "notadate"] + m, "--since"),
+            (["exec", "--offline", "--task", "00000000-0000-0000-0000-00000000abcd"] + m, "00000000-0000-0000-0000-00000000abcd"),
+            (["verify", "--task", "00000000-0000-0000-0000-00000000abcd"] + m, "00000000-0000-0000-0000-00000000abcd"),
+            (["verify", "--task", "not-a-uuid"] + m, "not-a-uuid"),
+        ]
+        for (args, needle) in cases {
+            let r = try BridgeBinary.run(args)
+            #expect(r.status == 2, "\(args): \(r.stderr)")
+            #expect(r.stderr.contains(needle), "\(args): \(r.stderr)")
+            #expect(!r.stderr.contains("SQLSTATE"), "\(args): \(r.stderr)")
+        }
+        // verify with mappings naming a table that is not there: exit 2 naming it, not a raw SQL error.
+        let dir = try Self.mappings(withTool: "", agentsEdit: nil)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bridgeYAML = dir.appendingPathComponent("bridge.yaml")
+        try String(contentsOf: bridgeYAML, encoding: .utf8).replacingOccurrences(of: "table: task_executions\n", with: "table: task_executionz\n")
+            .write(to: bridgeYAML, atomically: true, encoding: .utf8)
+        let agents = dir.appendingPathComponent("agents.yaml")
+        try String(contentsOf: agents, encoding: .utf8).replacingOccurrences(of: "[store_data, probe]", with: "[store_data]")
+            .write(to: agents, atomically: true, encoding: .utf8)
+        let v = try BridgeBinary.run(["verify", "--database-url", url, "--mappings", dir.path])
+        #expect(v.status == 2, "\(v.stdout)\(v.stderr)")
+        #expect(v.stderr.contains("task_executionz") && v.stderr.contains("bridge.yaml:"), "\(v.stderr)")
+        #expect(try await ExecCLITests.snapshot(url) == before)
+    }
 }
