@@ -113,6 +113,13 @@ public actor PostgresConnection {
     @discardableResult
     public func query(_ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
         let conn = try requireHandle()
+        // libpq takes C strings: a U+0000 would silently cut the value there.
+        for (i, bind) in query.binds.enumerated() {
+            if case .text(let t) = bind, t.utf8.contains(0) {
+                throw PostgresError(kind: .client, message: "bind $\(i + 1) contains a NUL character (U+0000), which PostgreSQL text cannot hold",
+                                    statement: query.sql)
+            }
+        }
         let values: [UnsafeMutablePointer<CChar>?] = query.binds.map {
             switch $0 {
             case .null: nil

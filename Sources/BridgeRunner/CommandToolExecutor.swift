@@ -58,7 +58,9 @@ public struct CommandToolExecutor: ToolExecutor {
         }
         switch outcome.termination {
         case .exit(0):
-            return String(decoding: outcome.stdout, as: UTF8.self)
+            let (text, replaced) = TextSafety.decode(outcome.stdout)
+            context.notes.add(replaced)
+            return text
         case .exit(let code):
             throw ToolFailure("command exited with status \(code)" + (stderrText.isEmpty ? "" : ": \(stderrText)"),
                               data: ["exit_code": .number(Double(code)), "stderr": .string(stderrText)])

@@ -129,6 +129,8 @@ public actor TraceRecorder: RunObserver {
             await end(id, error: nil, at: endedAt)
         case .spanError(let id, let error):
             if open[id] != nil { open[id]?.error = error } else { pendingErrors[id] = error }
+        case .spanNote(let id, let key, let value):
+            open[id]?.data[key] = value
         }
     }
 

@@ -293,4 +293,82 @@ struct HardeningCLITests {
         #expect(v.stderr.contains("task_executionz") && v.stderr.contains("bridge.yaml:"), "\(v.stderr)")
         #expect(try await ExecCLITests.snapshot(url) == before)
     }
+
+    @Test func nulAndInvalidUTF8FromToolsAreStoredReplacedAndFlagged() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let dir = try Self.mappings(withTool: """
+              - name: probe
+                description: Probe.
+                command:
+                  argv: [/usr/bin/printf, 'a\\000b\\377c']
+              - name: probe_sql
+                description: Probe.
+                parameters:
+                  type: object
+                  properties: {v: {type: string, examples: ["a\\0b"]}}
+                  required: [v]
+                  additionalProperties: false
+                sql:
+                  query: "SELECT :v::text AS v"
+            """, agentsEdit: { $0.replacingOccurrences(of: "[store_data, probe]", with: "[store_data, probe, probe_sql]") })
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let c = try await TestDatabase.connect(url)
+        let failedBefore = try await c.query("SELECT count(*) AS n FROM tasks WHERE status = 'failed'").first?.int("n")
+        let r = try BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", dir.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let failed = try await c.query("SELECT count(*) AS n FROM tasks WHERE status = 'failed'").first?.int("n")
+        let command = try await c.query("""
+            SELECT span_data->>'output' AS output, span_data->'text_replaced' AS flag, error IS NULL AS ok FROM bridge.spans
+            WHERE span_data->>'name' = 'probe'
+            """)
+        let sql = try await c.query("""
+            SELECT span_data->>'output' AS output, error::text AS error FROM bridge.spans WHERE span_data->>'name' = 'probe_sql'
+            """)
+        await c.close()
+        #expect(failed == failedBefore)
+        #expect(!command.isEmpty && !sql.isEmpty)
+        for row in command {
+            #expect(row["output"] == "a\u{FFFD}b\u{FFFD}c", "\(row["output"] ?? "nil")")
+            #expect(row["flag"].map { (try? JSONValue.parse($0)) ?? .null } == ["nul": 1, "invalid_utf8": true])
+            #expect(row.bool("ok") == true)
+        }
+        // A NUL in a SQL argument is never cut ("a\0b" stored as "a"): the call is refused, the
+        // model is told why, and the run goes on.
+        for row in sql {
+            #expect(row["error"]?.contains("NUL") == true, "\(row["error"] ?? "nil")")
+            #expect(row["output"]?.contains("\"v\":\"a\"") != true)
+        }
+    }
+
+    @Test func nulFromTheModelIsStoredReplacedAndTheRunGoesOn() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let server = try TestHTTPServer { request in
+            guard request.path == "/v1/responses", let body = request.json else { return .json([:], status: 404) }
+            return .json(["id": "resp_nul", "object": "response", "status": "completed", "model": body["model"] ?? "gpt-4.1",
+                          "output": [["type": "message", "id": "msg_nul", "role": "assistant", "status": "completed",
+                                      "content": [["type": "output_text", "text": "ok\u{0}done", "annotations": []]]]],
+                          "usage": ["input_tokens": 10, "output_tokens": 2, "total_tokens": 12]])
+        }
+        defer { server.stop() }
+        var env = ProcessInfo.processInfo.environment
+        env["DATABASE_URL"] = nil
+        env["OPENAI_BASE_URL"] = server.url("/v1")
+        env["OPENAI_API_KEY"] = "sk-test-nul"
+        env["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
+        let r = try Subprocess.run(BridgeBinary.path, ["exec", "--limit", "1", "--database-url", url, "--mappings", ExecCLITests.mappings],
+                                   environment: env)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(server.requests.filter { $0.path == "/v1/responses" }.count == 1)  // no retries
+        let c = try await TestDatabase.connect(url)
+        let row = try await c.query("""
+            SELECT t.status, t.result->>'output' AS output,
+                   (SELECT s.span_data->'text_replaced' FROM bridge.spans s
+                     WHERE s.trace_id = t.openai_trace_id AND s.span_data->>'type' = 'response') AS flag
+            FROM tasks t WHERE t.openai_trace_id IS NOT NULL AND t.result ? 'last_agent'
+            """).first
+        await c.close()
+        #expect(row?["status"] == "completed")
+        #expect(row?["output"] == "ok\u{FFFD}done")
+        #expect(row?["flag"].map { (try? JSONValue.parse($0)) ?? .null } == ["nul": 1])
+    }
 }
