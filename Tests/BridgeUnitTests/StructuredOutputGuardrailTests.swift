@@ -242,3 +242,68 @@ struct GuardrailSQL: ToolExecutor {
         #expect(spans.first { $0.type == "guardrail" }?.error?["message"] == "Error running guardrail")
     }
 }
+
+@Suite struct GuardrailMappingTests {
+    @Test func outputTypeAndGuardrailsLoadIntoTheRunSpec() throws {
+        let text = MappingFixtures.base + """
+            agents:
+              - name: A
+                output_type:
+                  name: Report
+                  schema: {type: object, properties: {summary: {type: string}}, required: [summary], additionalProperties: false}
+                  columns: {summary: summary_text}
+                input_guardrails: [no_secrets]
+                output_guardrails: [checked]
+              - name: Checker
+                output_type:
+                  name: Verdict
+                  schema:
+                    type: object
+                    properties: {tripwire_triggered: {type: boolean}, output_info: {type: string}}
+                    required: [tripwire_triggered, output_info]
+                    additionalProperties: false
+            guardrails:
+              - name: no_secrets
+                sql: {query: "SELECT CAST(:input AS text) ~ 'sk-' AS tripwire_triggered"}
+              - name: checked
+                agent: Checker
+            """
+        let config = try MappingLoader.load(documents: [("m.yaml", text)])
+        let spec = try DatabaseToSDKBridge(config: config).runSpec(task: ["id": 1, "name": "n"], agentRows: [], handoffEdges: [],
+                                                                    attempt: 1)
+        let a = try #require(spec.agents["A"])
+        #expect(a.outputType == "Report")
+        #expect(a.outputSchema?.strict == true)
+        #expect(a.outputSchema?.columns == ["summary": "summary_text"])
+        #expect(a.inputGuardrails == ["no_secrets"])
+        #expect(spec.agents["Checker"] != nil, "a guardrail agent travels with the spec")
+        #expect(Set(spec.guardrails.keys) == ["no_secrets", "checked"])
+        #expect(spec.guardrails["checked"]?.implementation == .agent("Checker"))
+    }
+
+    @Test func badGuardrailsAndOutputTypesAreLocated() {
+        let text = MappingFixtures.base + """
+            agents:
+              - name: A
+                output_type: {name: "bad name", schema: {type: object, properties: {x: {type: string}}}, columns: {y: c}}
+                input_guardrails: [no_secret]
+              - name: Plain
+            guardrails:
+              - name: no_secrets
+                sql: {query: "SELECT :secret AS tripwire_triggered"}
+              - name: by_agent
+                agent: Plain
+              - name: both
+                agent: Plain
+                sql: {query: "SELECT 1"}
+            """
+        let messages = MappingFixtures.issues([("m.yaml", text)]).map(\.description)
+        #expect(messages.contains { $0.contains("output_type name 'bad name' must match") })
+        #expect(messages.contains { $0.contains("'y' is not a top-level property of the output_type schema") })
+        #expect(messages.contains { $0.contains("additionalProperties") }, "strict by default")
+        #expect(messages.contains { $0.contains("unknown guardrail 'no_secret' (did you mean 'no_secrets'?)") })
+        #expect(messages.contains { $0.contains("SQL parameter ':secret' is not available to a guardrail") })
+        #expect(messages.contains { $0.contains("guardrail agent 'Plain' needs an output_type with a required boolean property 'tripwire_triggered'") })
+        #expect(messages.contains { $0.contains("give exactly one of sql or agent, not both") })
+    }
+}
