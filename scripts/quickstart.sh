@@ -57,6 +57,21 @@ if has_command exec; then
   "$BRIDGE" exec --offline --trace-file "$DEMO/traces.jsonl"
 fi
 
+if has_command approvals; then
+  step "bridge approvals list (Project Manager runs paused at create_and_assign_sub_task, which needs approval)"
+  "$BRIDGE" approvals list
+  PENDING=$("$BRIDGE" approvals list --ids)
+  FIRST=$(head -n 1 <<<"$PENDING")
+  if [ -n "$FIRST" ]; then
+    step "bridge reject one request with a message, bridge approve the others"
+    "$BRIDGE" reject "$FIRST" --message "Not now: the Researcher has enough work this week."
+    for id in $(tail -n +2 <<<"$PENDING"); do "$BRIDGE" approve "$id" >/dev/null; done
+    echo "approved $(($(wc -l <<<"$PENDING") - 1)) request(s)"
+    step "bridge exec --offline again: the paused runs resume in their own traces"
+    "$BRIDGE" exec --offline --trace-file "$DEMO/traces.jsonl"
+  fi
+fi
+
 if has_command exec && grep -- "--backfill" <<<"$EXEC_HELP" >/dev/null; then
   step "bridge exec --backfill (traces for the historical tasks, rebuilt from stored records; no model)"
   "$BRIDGE" exec --backfill --trace-file "$DEMO/traces.jsonl"

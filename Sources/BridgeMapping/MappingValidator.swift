@@ -84,6 +84,17 @@ public enum MappingValidator {
                 for c in spec.namedParameters.taskColumns { add(t, c, g.origin, "sql.query") }
             }
         }
+        if let a = config.approvals {
+            add(a.table, nil, a.origin, "table")
+            add(a.table, a.key, a.origin, "key")
+            add(a.table, a.statusColumn, a.origin, "status.column")
+            for (path, column) in [("expires_at_column", a.expiresAtColumn), ("response_column", a.responseColumn),
+                                   ("responded_at_column", a.respondedAtColumn), ("group_column", a.groupColumn)] {
+                if let column { add(a.table, column, a.origin, path) }
+            }
+            for (k, column) in a.columns.sorted(by: { $0.key < $1.key }) { add(a.table, column, a.origin, "columns.\(k)") }
+            for column in a.values.keys.sorted() { add(a.table, column, a.origin, "values") }
+        }
         return out
     }
 
