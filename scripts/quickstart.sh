@@ -52,6 +52,11 @@ ROOT_HELP=$("$BRIDGE" --help 2>/dev/null || true)
 EXEC_HELP=$("$BRIDGE" exec --help 2>/dev/null || true)
 has_command() { grep -E "^ +$1( |$)" <<<"$ROOT_HELP" >/dev/null; }
 
+if has_command approvals; then
+  step "flagging two Project Manager tasks for review (their sub-task delegation will need approval)"
+  psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -c "UPDATE tasks SET context_data = coalesce(context_data, '{}') || '{\"requires_approval\": true}' WHERE id IN (SELECT t.id FROM tasks t JOIN agents a ON a.id = t.agent_id WHERE a.role = 'Project Manager' AND t.status = 'pending' ORDER BY t.created_at LIMIT 2)"
+fi
+
 if has_command exec; then
   step "bridge exec --offline (the built-in deterministic model: no network, no key)"
   "$BRIDGE" exec --offline --trace-file "$DEMO/traces.jsonl"

@@ -180,7 +180,7 @@ public actor Worker {
                 if free > 0 && config.approvals != nil {
                     let slots = free
                     let ready = try await claimer.use { [approvals] c in try await approvals.ready(on: c, limit: slots) }
-                    for taskKey in ready {
+                    for taskKey in ready where options.taskKeys.isEmpty || options.taskKeys.contains(taskKey) {
                         let claim = try await claimer.use { [approvals, options] c in
                             try await approvals.claim(on: c, taskKey: taskKey, workerId: options.workerId,
                                                       leaseSeconds: options.leaseSeconds)
