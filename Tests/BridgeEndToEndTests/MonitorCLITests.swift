@@ -38,6 +38,44 @@ struct Exposition {
     }
 }
 
+/// Records when each JSON line's `id` first appears in a background process's output.
+final class OutputSampler: @unchecked Sendable {
+    // @unchecked Sendable: the fields are only touched with `lock` held.
+    private let lock = NSLock()
+    private var firstSeen: [String: Date] = [:]
+    private var duplicates: [String] = []
+    private var stopped = false
+
+    init(worker: BackgroundBridge) {
+        let thread = Thread { [self] in
+            var lines = 0
+            while true {
+                let out = worker.output.split(separator: "\n").filter { $0.hasPrefix("{") }
+                let now = Date()
+                lock.lock()
+                for line in out.dropFirst(lines) {
+                    let id = (try? JSONValue.parse(String(line)))?["id"]?.stringValue ?? "?"
+                    if firstSeen[id] != nil { duplicates.append(id) } else { firstSeen[id] = now }
+                }
+                let done = stopped
+                lock.unlock()
+                lines = out.count
+                if done { return }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+        }
+        thread.start()
+    }
+
+    func stop() -> (firstSeen: [String: Date], duplicates: [String]) {
+        lock.lock()
+        stopped = true
+        let result = (firstSeen, duplicates)
+        lock.unlock()
+        return result
+    }
+}
+
 enum MonitorFixture {
     /// Waits for `bridge exec --metrics-addr …:0` to log where it serves.
     static func metricsURL(_ worker: BackgroundBridge) async throws -> String? {
@@ -118,6 +156,76 @@ struct MonitorCLITests {
         #expect(other.status == 404)
         worker.send(SIGTERM)
         #expect(await worker.wait(timeout: 30)?.status == 0)
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func traceTailFollowPrintsEachNewSpanWithinASecond() async throws {
+        let url = try await LeaseFixture.database()
+        let tail = try BackgroundBridge(["trace", "tail", "--follow", "--json", "-n", "0", "--database-url", url])
+        defer { tail.send(SIGKILL) }
+        #expect(try await LeaseFixture.waitUntil(timeout: 30) {
+            try await LeaseFixture.count(url, "application_name = 'bridge-trace-tail'", table: "pg_stat_activity") == 1
+        }, "\(tail.output)")
+        let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "0.2", "--offline-latency-ms", "100",
+                                           "--database-url", url, "--mappings", ExecCLITests.mappings])
+        defer { worker.send(SIGKILL) }
+        try await Task.sleep(for: .milliseconds(500))
+        // When each span id first shows up in the tail's output, sampled on a thread of its own
+        // (not the test's busy cooperative pool) every 10 ms.
+        let sampler = OutputSampler(worker: tail)
+        try await LeaseFixture.insertTasks(url, 1)
+        #expect(try await LeaseFixture.waitUntil(timeout: 90) {
+            try await LeaseFixture.count(url, "status NOT IN ('completed', 'failed')") == 0
+        }, "\(worker.output.suffix(2000))")
+        try await Task.sleep(for: .milliseconds(1500))
+        let (firstSeen, duplicates) = sampler.stop()
+        #expect(duplicates.isEmpty, "printed twice: \(duplicates)")
+        let c = try await TestDatabase.connect(url)
+        let spans = try await c.simpleQuery("SELECT span_id, extract(epoch FROM created_at)::float8 AS at FROM bridge.spans")
+        await c.close()
+        #expect(spans.count >= 8)
+        #expect(Set(firstSeen.keys) == Set(spans.compactMap { $0["span_id"] }))
+        var late: [String] = []
+        for row in spans {
+            guard let id = row["span_id"], let at = row.double("at"), let seen = firstSeen[id] else { continue }
+            let delay = seen.timeIntervalSince1970 - at
+            if delay > 1.0 { late.append(String(format: "%@ after %.2fs", id, delay)) }
+        }
+        #expect(late.isEmpty, "spans printed more than 1 s after insertion: \(late)")
+        worker.send(SIGTERM)
+        _ = await worker.wait(timeout: 30)
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func topShowsARunningWorkerAndItsToolCalls() async throws {
+        let url = try await LeaseFixture.database()
+        let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "0.2", "--offline-latency-ms", "1500",
+                                           "--concurrency", "2", "--database-url", url, "--mappings", ExecCLITests.mappings])
+        defer { worker.send(SIGKILL) }
+        try await LeaseFixture.insertTasks(url, 3)
+        #expect(try await LeaseFixture.waitUntil(timeout: 60) {
+            try await LeaseFixture.count(url, "status = 'in_progress'") >= 1
+        })
+        let top = ["top", "--database-url", url, "--mappings", ExecCLITests.mappings]
+        let running = try BridgeBinary.run(top + ["--json"])
+        #expect(running.status == 0, "\(running.stderr)")
+        let json = try JSONValue.parse(running.stdout)
+        #expect((json["tasks"]?["running"]?.doubleValue ?? 0) >= 1)
+        #expect(json["tasks"]?["pending"]?.doubleValue != nil && json["tasks"]?["waiting_retry"]?.doubleValue != nil)
+        let workers = json["workers"]?.arrayValue ?? []
+        #expect(workers.contains { ($0["worker"]?.stringValue ?? "").contains(":\(worker.process.processIdentifier):")
+                && $0["alive"] == .bool(true) }, "\(running.stdout)")
+        #expect(try await LeaseFixture.waitUntil(timeout: 90) {
+            try await LeaseFixture.count(url, "status NOT IN ('completed', 'failed')") == 0
+        })
+        // Not a terminal: one snapshot, then exit.
+        let text = try BridgeBinary.run(top)
+        #expect(text.status == 0, "\(text.stderr)")
+        for word in ["TASKS", "TOOL", "get_team_roles_and_status", "MODEL", "gpt-4.1", "EXPORTER", "WORKER"] {
+            #expect(text.stdout.contains(word), "\(word): \(text.stdout)")
+        }
+        worker.send(SIGTERM)
+        _ = await worker.wait(timeout: 30)
     }
 
     @Test func badMetricsAddressExitsTwo() async throws {
