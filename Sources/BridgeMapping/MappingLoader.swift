@@ -94,12 +94,21 @@ public enum MappingLoader {
         return out
     }
 
+    /// Guardrail SQL and needs_approval predicates must be one statement too (tool SQL is
+    /// checked as it is read, with the second statement's own position).
+    static func statementIssues(_ config: MappingConfig) -> [MappingIssue] {
+        MappingValidator.sqlPieces(config).compactMap { spec, location, what in
+            guard !what.hasPrefix("tool "), let second = ToolStatement.secondStatement(in: spec.sql) else { return nil }
+            return MappingIssue(location, "the SQL of \(what) must be exactly one statement; a second one starts at line \(second.line), column \(second.column) of the query")
+        }
+    }
+
     /// Loads mappings from in-memory documents, in the given order.
     public static func load(documents: [(file: String, text: String)]) throws(MappingErrors) -> MappingConfig {
         var state = LoadState()
         for doc in documents { state.parse(file: doc.file, text: doc.text) }
         let config = state.finish()
-        if let config { state.issues += identifierIssues(config) }
+        if let config { state.issues += identifierIssues(config) + statementIssues(config) }
         let order = Dictionary(documents.enumerated().map { ($1.file, $0) }, uniquingKeysWith: { a, _ in a })
         let issues = state.issues.enumerated().sorted { a, b in
             let (x, y) = (a.element, b.element)

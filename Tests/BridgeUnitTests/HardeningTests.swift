@@ -64,6 +64,17 @@ import Testing
         #expect(issues.count == 1 && issues[0].message.contains("'BAD NAME' is not an environment variable name"), "\(issues)")
     }
 
+    @Test func guardrailSQLIsOneStatementToo() {
+        let doc = MappingFixtures.base + """
+            agents: [{name: A, instructions: hi, input_guardrails: [g]}]
+            guardrails:
+              - name: g
+                sql: {query: "SELECT false AS tripwire_triggered; UPDATE tasks SET name = 'HACKED'"}
+            """
+        let issues = MappingFixtures.issues([("g.yaml", doc)])
+        #expect(issues.contains { $0.message.contains("guardrail 'g' must be exactly one statement") && $0.line > 0 }, "\(issues)")
+    }
+
     @Test func toolStatementsAreSplitByTheLexer() {
         #expect(ToolStatement.secondStatement(in: "SELECT ';' AS a; -- trailing\n/* more */") == nil)
         #expect(ToolStatement.secondStatement(in: "SELECT $$;$$, \";\"") == nil)
