@@ -127,7 +127,7 @@ let package = Package(
         .testTarget(
             name: "BridgeUnitTests",
             dependencies: ["BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner", "BridgeTracing", "BridgeHTTP",
-                           "BridgeVerify"]
+                           "BridgeVerify", "BridgeMetrics"]
         ),
         .testTarget(
             name: "BridgeIntegrationTests",
