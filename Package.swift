@@ -97,7 +97,7 @@ let package = Package(
         .target(
             name: "BridgeMonitor",
             dependencies: [
-                "BridgeCore", "BridgePostgres", "BridgeMapping", "BridgeMetrics", "BridgeTracing",
+                "BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeMetrics", "BridgeTracing",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
