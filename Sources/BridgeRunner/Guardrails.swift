@@ -118,6 +118,10 @@ enum GuardrailRun {
             case .failed(let f):
                 outcome.failure = RunFailure(type: f.type, message: "guardrail \(g.name) (agent \(agentName)) failed: \(f.message)",
                                              retriable: f.retriable, retryAfter: f.retryAfter)
+            case .paused:
+                outcome.failure = RunFailure(type: "UserError",
+                                             message: "guardrail \(g.name): agent \(agentName) called a tool that needs approval; guardrail agents cannot wait",
+                                             retriable: false)
             case .handoff:
                 break
             }
