@@ -212,6 +212,7 @@ struct MonitorCLITests {
         let json = try JSONValue.parse(running.stdout)
         #expect((json["tasks"]?["running"]?.doubleValue ?? 0) >= 1)
         #expect(json["tasks"]?["pending"]?.doubleValue != nil && json["tasks"]?["waiting_retry"]?.doubleValue != nil)
+        #expect(json["tasks"]?["waiting_approval"]?.doubleValue == 0, "approvals are migrated (0020): the count is shown")
         let workers = json["workers"]?.arrayValue ?? []
         #expect(workers.contains { ($0["worker"]?.stringValue ?? "").contains(":\(worker.process.processIdentifier):")
                 && $0["alive"] == .bool(true) }, "\(running.stdout)")
