@@ -280,6 +280,7 @@ struct RunState {
                     let verdict = await GuardrailRun.all(guards, input: spec.input, output: text, parent: agentId,
                                                          state: self, kind: .output)
                     usage = usage + verdict.usage
+                    transcript += verdict.items
                     if let failure = verdict.failure {
                         await emit(.agentEnded(id: agentId, error: verdict.spanError, at: Date()))
                         return .failed(failure)
@@ -330,6 +331,7 @@ struct RunState {
                 let (answer, verdict) = await GuardrailRun.alongside(request, guards: inputGuards, parent: turnId, state: self)
                 usage = usage + verdict.usage
                 turnUsage = turnUsage + verdict.usage
+                transcript += verdict.items
                 if let failure = verdict.failure {
                     // The tripwire cancelled the model call (its span ends without a response).
                     await emit(.modelEnded(id: modelId, response: try? answer?.get(), error: nil, at: Date()))

@@ -127,6 +127,9 @@ extension RunState {
         for call in paused.pending {
             guard let d = byCall[call.callId] else { continue }
             await emit(.approvalWait(id: allocate(), parent: agentId, decision: d, startedAt: paused.pausedAt, endedAt: now))
+            // For `bridge verify`: this run resumed after a decision on this call.
+            transcript.append(["type": "approval_result", "call_id": .string(call.callId), "name": .string(call.name),
+                               "decision": .string(d.outcome.rawValue), "request_id": .string(d.requestId)])
         }
         // The resumed turn: approved calls run, rejected ones get the rejection.
         let turnId = allocate()

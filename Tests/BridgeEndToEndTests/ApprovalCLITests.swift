@@ -129,10 +129,23 @@ struct ApprovalCLITests {
         #expect(wait["span_data"]?["data"]?["decision"] == "approved")
         #expect(wait["span_data"]?["data"]?["request_id"]?.stringValue == id)
 
-        let verify = try Self.bridge(["verify", "--database-url", url, "--mappings", ExecCLITests.mappings, "--task", task], env)
+        let verifyArgs = ["verify", "--database-url", url, "--mappings", ExecCLITests.mappings, "--task", task]
+        let verify = try Self.bridge(verifyArgs, env)
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        #expect(verify.stdout.contains("✓ Guardrails and approvals traced [guardrails_approvals_traced]"), "\(verify.stdout)")
         let show = try Self.bridge(["trace", "show", task, "--database-url", url], env)
         #expect(show.stdout.contains("approval create_and_assign_sub_task · approved by"), "\(show.stdout)")
+
+        // The check catches a resumed trace that lost its approval span or a guardrail span.
+        try await c.query("""
+            DELETE FROM bridge.spans WHERE trace_id = \(traceId)
+              AND (span_data->>'name' = 'approval' OR span_data->>'type' = 'guardrail')
+            """)
+        let broken = try Self.bridge(verifyArgs, env)
+        #expect(broken.status == 1)
+        #expect(broken.stdout.contains("✗ Guardrails and approvals traced"), "\(broken.stdout)")
+        #expect(broken.stdout.contains("guardrail no_secrets: ran 1 time(s), 0 guardrail span(s) in the trace"), "\(broken.stdout)")
+        #expect(broken.stdout.contains("was decided and the run resumed, but the trace has no approval span"), "\(broken.stdout)")
         await c.close()
     }
 
