@@ -142,11 +142,19 @@ public struct ApprovalStore: Sendable {
     /// Waiting tasks whose every request is decided (approved, rejected, or past its expiry),
     /// oldest pause first.
     public func ready(on conn: PostgresConnection, limit: Int) async throws -> [String] {
-        guard let a = config.approvals else { return [] }
+        guard config.approvals != nil else { return [] }
+        return try await conn.query(try await readyQuery(on: conn, limit: limit)).compactMap { $0["task_key"] }
+    }
+
+    /// The statement of `ready`: driven by `bridge.run_states` (one row per waiting task); the
+    /// user's tables are reached by their keys (bridge's text keys cast to the key types), so
+    /// their primary key indexes apply however large they grow.
+    public func readyQuery(on conn: PostgresConnection, limit: Int) async throws -> PostgresQuery {
+        let a = try mapping()
         let keyType = try await columnType(a.table, a.key, on: conn)
         let taskKeyType = try await columnType(source.table, source.key, on: conn)
         let expiry = a.expiresAtColumn.map { "AND (r.\(q($0)) IS NULL OR r.\(q($0)) > now())" } ?? ""
-        let rows = try await conn.query(PostgresQuery(sql: """
+        return PostgresQuery(sql: """
             SELECT s.task_key FROM bridge.run_states s
             JOIN \(tasks) t ON t.\(q(source.key)) = s.task_key::\(taskKeyType)
             WHERE t.\(q(Self.waitingColumn)) IS NOT NULL
@@ -155,8 +163,7 @@ public struct ApprovalStore: Sendable {
                 JOIN \(PostgresQuery.quoteQualified(a.table)) r ON r.\(q(a.key)) = w.request_key::\(keyType)
                 WHERE w.task_key = s.task_key AND r.\(q(a.statusColumn)) = $1 \(expiry))
             ORDER BY s.paused_at LIMIT $2
-            """, binds: [.text(a.pending), .text(String(limit))]))
-        return rows.compactMap { $0["task_key"] }
+            """, binds: [.text(a.pending), .text(String(limit))])
     }
 
     /// Claims a waiting task for resumption (one worker wins): clears the waiting mark and

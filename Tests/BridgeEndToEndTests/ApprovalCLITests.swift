@@ -149,6 +149,49 @@ struct ApprovalCLITests {
         await c.close()
     }
 
+    @Test func watchResumesAtOnceWhenTheApplicationDecidesWithTheOptionalTrigger() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let optional = try BridgeBinary.run(["migrate", "--database-url", url, "--dir", BridgeBinary.migrations + "/optional"])
+        #expect(optional.status == 0, "\(optional.stderr)")
+        var env = ProcessInfo.processInfo.environment
+        env["DATABASE_URL"] = nil
+        env["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
+        let c = try await TestDatabase.connect(url)
+        let task = try await Self.managerTask(c)
+        // Polling every 10 minutes: only a notification can wake the worker in time.
+        let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "600", "--task", task,
+                                           "--database-url", url, "--mappings", ExecCLITests.mappings], environment: env)
+        func status() async throws -> String? {
+            try await c.query("SELECT status FROM tasks WHERE id = \(task)::uuid").first?["status"]
+        }
+        var request: String?
+        for _ in 0..<200 where request == nil {
+            try await Task.sleep(for: .milliseconds(100))
+            request = try await c.query("SELECT id::text AS id FROM human_feedback_requests WHERE context->>'task_id' = \(task)")
+                .first?["id"]
+        }
+        let id = try #require(request, "\(worker.output)")
+        // The application's UI decides: a plain UPDATE of its own table.
+        try await c.query("""
+            UPDATE human_feedback_requests SET status = 'approved', response = '{"by": "ana"}', responded_at = now()
+            WHERE id = \(id)::uuid
+            """)
+        var done = false
+        for _ in 0..<150 where !done {
+            try await Task.sleep(for: .milliseconds(100))
+            done = try await status() == "completed"
+        }
+        #expect(done, "\(worker.output)")
+        worker.send(SIGTERM)
+        _ = await worker.wait(timeout: 20)
+        let decidedBy = try await c.query("""
+            SELECT s.span_data->'data'->>'decided_by' AS by FROM bridge.spans s JOIN tasks t ON t.openai_trace_id = s.trace_id
+            WHERE t.id = \(task)::uuid AND s.span_data->>'name' = 'approval'
+            """).first?["by"]
+        #expect(decidedBy == "ana")
+        await c.close()
+    }
+
     @Test func rejectedAndExpiredRequestsResumeWithTheRejection() async throws {
         let url = try await ExecCLITests.migratedReference()
         var env = ProcessInfo.processInfo.environment
