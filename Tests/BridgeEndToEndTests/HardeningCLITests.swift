@@ -397,4 +397,21 @@ struct HardeningCLITests {
         let bad = try BridgeBinary.run(["exec", "--offline", "--model-timeout", "0", "--database-url", url, "--mappings", ExecCLITests.mappings])
         #expect(bad.status == 2 && bad.stderr.contains("--model-timeout"), "\(bad.stderr)")
     }
+
+    @Test func planFlagsAStatementOnAMissingTableAndUpAppliesNothing() async throws {
+        // As the origin's supabase setup leaves it: no task_executions table.
+        let url = try await TestDatabase.createReference(seed: false)
+        let c = try await TestDatabase.connect(url)
+        try await c.simpleQuery("DROP TABLE task_executions CASCADE")
+        let plan = try BridgeBinary.run(["migrate", "plan", "--database-url", url, "--dir", BridgeBinary.migrations])
+        #expect(plan.status == 1, "\(plan.stdout)\(plan.stderr)")
+        let out = plan.stdout + plan.stderr
+        #expect(out.contains("0002_trace_columns.sql") && out.contains("task_executions does not exist"), "\(out)")
+        let up = try BridgeBinary.run(["migrate", "--database-url", url, "--dir", BridgeBinary.migrations])
+        #expect(up.status == 1, "\(up.stderr)")
+        #expect(up.stderr.contains("task_executions"), "\(up.stderr)")
+        // Refused up front: not even 0001 ran.
+        #expect(try await c.query("SELECT to_regclass('bridge.spans') IS NULL AS ok").first?.bool("ok") == true)
+        await c.close()
+    }
 }
