@@ -364,7 +364,7 @@ struct LoadState {
 
     /// `{name, sql: {query, timeout_ms}}` or `{name, agent: <agent name>}`.
     static func parseGuardrail(_ r: YAMLReader, _ node: Node, _ path: String) -> GuardrailMapping? {
-        guard let m = r.map(node, path, allowed: ["name", "sql", "agent"]) else { return nil }
+        guard let m = r.map(node, path, allowed: ["name", "sql", "agent", "run_in_parallel"]) else { return nil }
         let name = m.name("name", required: true)
         let kinds = ["sql", "agent"].filter { m.has($0) }
         if kinds.count != 1 {
@@ -395,7 +395,8 @@ struct LoadState {
         default: break
         }
         guard let name, let implementation else { return nil }
-        return GuardrailMapping(name: name, implementation: implementation, origin: r.location(node, path))
+        return GuardrailMapping(name: name, implementation: implementation, runInParallel: m.bool("run_in_parallel") ?? true,
+                                origin: r.location(node, path))
     }
 
     // MARK: Tools

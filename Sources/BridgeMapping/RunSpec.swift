@@ -345,11 +345,17 @@ public struct OutputSchemaSpec: Codable, Sendable, Equatable {
 public struct GuardrailSpec: Codable, Sendable, Equatable {
     public var name: String
     public var implementation: GuardrailImplementation
+    /// Input guardrails only: true (the SDK's default) runs beside the first model call and
+    /// cancels it on a tripwire; false runs before it, so a tripwire costs no model call.
+    public var runInParallel: Bool
 
-    public init(name: String, implementation: GuardrailImplementation) {
+    public init(name: String, implementation: GuardrailImplementation, runInParallel: Bool = true) {
         self.name = name
         self.implementation = implementation
+        self.runInParallel = runInParallel
     }
+
+    enum CodingKeys: String, CodingKey { case name, implementation, runInParallel = "run_in_parallel" }
 }
 
 /// How a guardrail decides.

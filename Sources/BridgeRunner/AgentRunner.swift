@@ -316,6 +316,22 @@ struct RunState {
         await emit(.turnStarted(id: turnId, parent: agentId, turn: turn, agent: agent.name, at: Date()))
         var turnUsage = Usage()
 
+        // Sequential input guardrails (run_in_parallel: false) run before the model call.
+        let firstTurnGuards = turn == 1 ? agent.inputGuardrails.compactMap { spec.guardrails[$0] } : []
+        let sequential = firstTurnGuards.filter { !$0.runInParallel }
+        if !sequential.isEmpty {
+            let verdict = await GuardrailRun.all(sequential, input: spec.input, output: nil, parent: turnId, state: self,
+                                                 kind: .input)
+            usage = usage + verdict.usage
+            turnUsage = turnUsage + verdict.usage
+            transcript += verdict.items
+            if let failure = verdict.failure {
+                if let e = verdict.spanError { await emit(.spanError(id: turnId, error: e)) }
+                await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
+                return .failed(failure, nil)
+            }
+        }
+
         // The model call.
         let modelId = allocate()
         let request = ModelRequest(agent: agent, input: history, functionTools: functionTools,
@@ -323,7 +339,7 @@ struct RunState {
         await emit(.modelStarted(id: modelId, parent: turnId, kind: runner.model.spanKind(for: agent), model: agent.model,
                                  input: runner.model.spanInput(for: request), at: Date()))
         let response: ModelResponse
-        let inputGuards = turn == 1 ? agent.inputGuardrails.compactMap { spec.guardrails[$0] } : []
+        let inputGuards = firstTurnGuards.filter(\.runInParallel)
         do {
             if inputGuards.isEmpty {
                 response = try await runner.model.respond(request)
