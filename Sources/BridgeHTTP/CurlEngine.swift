@@ -30,6 +30,7 @@ final class Transfer: @unchecked Sendable {
     let body: [UInt8]?
     let connectTimeoutMs: Int?
     let readTimeoutSeconds: Int?
+    let minimumRate: Int
     let deadline: ContinuousClock.Instant?
     let maxBytes: Int
     let userAgent: String
@@ -81,6 +82,8 @@ final class Transfer: @unchecked Sendable {
         self.body = request.body
         self.connectTimeoutMs = (timeout?.connect ?? configuration.timeout.connect).map(milliseconds)
         self.readTimeoutSeconds = (timeout?.read ?? configuration.timeout.read).map { (milliseconds($0) + 999) / 1000 }
+        // The rate belongs to the stall window it is measured over.
+        self.minimumRate = timeout?.read != nil ? timeout!.minimumRate : configuration.timeout.minimumRate
         self.deadline = request.deadline
         self.maxBytes = max(0, request.maxResponseBytes ?? configuration.maxResponseBytes)
         self.userAgent = hasUserAgent ? "" : configuration.userAgent
@@ -297,7 +300,7 @@ final class CurlMultiEngine: @unchecked Sendable {
         check(cbridge_curl_setopt_off_t(easy, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(transfer.maxBytes)))
         if let ms = transfer.connectTimeoutMs { check(cbridge_curl_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, ms)) }
         if let s = transfer.readTimeoutSeconds {
-            check(cbridge_curl_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, 1))
+            check(cbridge_curl_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, transfer.minimumRate))
             check(cbridge_curl_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, max(1, s)))
         }
         if let ms = timeoutMs { check(cbridge_curl_setopt_long(easy, CURLOPT_TIMEOUT_MS, ms)) }

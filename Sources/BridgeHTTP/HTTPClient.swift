@@ -21,14 +21,19 @@ public final class HTTPClient: Sendable {
     public struct Timeout: Sendable, Equatable {
         /// Maximum time to establish a connection (TCP + TLS). Nil: curl's default (300 s).
         public var connect: Duration?
-        /// Maximum time without receiving or sending a single byte once connected
-        /// (curl's low-speed limit of 1 byte per interval; whole seconds, rounded up).
-        /// Nil: no read timeout.
+        /// The stall window: the longest time the transfer may stay below `minimumRate` once
+        /// connected; with the default rate, the longest time without a single byte (curl's
+        /// low-speed limit; whole seconds, rounded up). Nil: no stall limit.
         public var read: Duration?
+        /// Bytes per second a transfer must keep up over the `read` window; a server that
+        /// trickles below it (one byte a second, say) fails as a timeout after `read` instead of
+        /// holding the request until its total deadline. Default 1: only silence counts.
+        public var minimumRate: Int
 
-        public init(connect: Duration? = nil, read: Duration? = nil) {
+        public init(connect: Duration? = nil, read: Duration? = nil, minimumRate: Int = 1) {
             self.connect = connect
             self.read = read
+            self.minimumRate = max(1, minimumRate)
         }
     }
 

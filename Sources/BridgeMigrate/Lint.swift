@@ -70,12 +70,17 @@ public struct CatalogSnapshot: Sendable {
 
         /// The table's column names; nil when not read (then no column is checked).
         public var columns: Set<String>?
+        /// Each column's type as `format_type` prints it (`timestamp with time zone`); nil when
+        /// not read (then no type is compared).
+        public var columnTypes: [String: String]?
 
-        public init(qualifiedName: String, estimatedRows: Double, totalBytes: Int64, columns: Set<String>? = nil) {
+        public init(qualifiedName: String, estimatedRows: Double, totalBytes: Int64, columns: Set<String>? = nil,
+                    columnTypes: [String: String]? = nil) {
             self.qualifiedName = qualifiedName
             self.estimatedRows = estimatedRows
             self.totalBytes = totalBytes
-            self.columns = columns
+            self.columns = columns ?? columnTypes.map { Set($0.keys) }
+            self.columnTypes = columnTypes
         }
 
         /// "public.tasks (~1200 rows, 2.1 MB)".
@@ -345,7 +350,12 @@ public struct Linter: Sendable {
             }
             a.effect = .metadataOnly
             for action in Self.splitActions(Array(t[next...])) {
-                if let column = Self.addedColumn(action) { addedColumns[table.key, default: []].insert(column) }
+                if let column = Self.addedColumn(action) {
+                    if let conflict = Self.addColumnConflict(action, column: column, table: existing) {
+                        finding(conflict.rule, .error, conflict.message(table.key, column))
+                    }
+                    addedColumns[table.key, default: []].insert(column)
+                }
                 let (effect, notes) = analyzeAction(action, table: table, finding: finding)
                 a.effect = max(a.effect, effect)
                 a.notes += notes
@@ -371,6 +381,81 @@ public struct Linter: Sendable {
         case .quotedIdentifier: return t[i].text
         default: return nil
         }
+    }
+
+    /// What is wrong with `ADD [COLUMN] [IF NOT EXISTS] column type …` on a live table that already
+    /// has that column: without IF NOT EXISTS the statement fails; with it the add is skipped
+    /// silently, so a different declared type is a conflict that later statements and the
+    /// application run into. Only built-in types are compared (a user-defined or unreadable type
+    /// is never flagged).
+    static func addColumnConflict(_ t: [SQLToken], column: String, table: CatalogSnapshot.Table?)
+        -> (rule: String, message: (String, String) -> String)? {
+        guard let table, let live = table.columnTypes?[column] ?? (table.columns?.contains(column) == true ? "" : nil) else { return nil }
+        let kw = t.map { $0.keyword ?? "" }
+        let ifNotExists = kw.prefix(5).joined(separator: " ").contains("IF NOT EXISTS")
+        if !ifNotExists {
+            return ("duplicate-column", { "will fail: column \($0).\($1) already exists (add IF NOT EXISTS, or drop the statement)" })
+        }
+        guard !live.isEmpty, let nameIndex = t.firstIndex(where: { ($0.kind == .word && $0.text.lowercased() == column) || ($0.kind == .quotedIdentifier && $0.text == column) }),
+              let declared = Self.canonicalType(Array(t[(nameIndex + 1)...])), let current = Self.canonicalType(live) else { return nil }
+        guard declared != current else { return nil }
+        return ("type-conflict", { "type conflict: column \($0).\($1) already exists as \(live); ADD COLUMN IF NOT EXISTS declares \(declared) and will be skipped, so the column stays \(live)" })
+    }
+
+    /// Built-in type names and their aliases, mapped to `format_type`'s spelling.
+    static let typeAliases: [String: String] = [
+        "int": "integer", "int4": "integer", "integer": "integer", "serial": "integer", "serial4": "integer",
+        "int8": "bigint", "bigint": "bigint", "bigserial": "bigint", "serial8": "bigint",
+        "int2": "smallint", "smallint": "smallint", "smallserial": "smallint", "serial2": "smallint",
+        "bool": "boolean", "boolean": "boolean", "text": "text", "uuid": "uuid", "json": "json", "jsonb": "jsonb",
+        "bytea": "bytea", "date": "date", "float8": "double precision", "double precision": "double precision",
+        "float4": "real", "real": "real", "numeric": "numeric", "decimal": "numeric",
+        "varchar": "character varying", "character varying": "character varying", "char": "character", "character": "character",
+        "timestamptz": "timestamp with time zone", "timestamp with time zone": "timestamp with time zone",
+        "timestamp": "timestamp without time zone", "timestamp without time zone": "timestamp without time zone",
+        "timetz": "time with time zone", "time with time zone": "time with time zone",
+        "time": "time without time zone", "time without time zone": "time without time zone",
+        "interval": "interval", "inet": "inet", "cidr": "cidr", "tsvector": "tsvector", "xml": "xml",
+    ]
+
+    /// The declared type at the start of `t` (up to the first constraint keyword), in
+    /// `format_type`'s spelling with any modifier and array brackets; nil for a type this lint
+    /// does not know.
+    static func canonicalType(_ t: [SQLToken]) -> String? {
+        let stops: Set<String> = ["NOT", "NULL", "DEFAULT", "REFERENCES", "PRIMARY", "UNIQUE", "CHECK", "CONSTRAINT",
+                                  "GENERATED", "COLLATE", "USING", "STORAGE", "COMPRESSION"]
+        var words: [String] = []
+        var suffix = ""
+        var depth = 0
+        for tok in t {
+            if tok.kind == .comment { continue }
+            if depth == 0, let k = tok.keyword, stops.contains(k) { break }
+            if tok.isPunctuation("(") { depth += 1 }
+            if depth > 0 || tok.kind == .punctuation {
+                suffix += tok.text
+                if tok.isPunctuation(")") { depth -= 1 }
+                continue
+            }
+            guard tok.kind == .word, suffix.isEmpty else { return nil }
+            words.append(tok.text.lowercased())
+        }
+        return canonicalType(words.joined(separator: " ") + suffix)
+    }
+
+    /// `format_type` text (or a declared type) in one canonical spelling; nil when unknown.
+    static func canonicalType(_ text: String) -> String? {
+        var s = text.lowercased().replacingOccurrences(of: " (", with: "(")
+        var brackets = ""
+        while s.hasSuffix("[]") { brackets += "[]"; s.removeLast(2) }
+        var modifier = ""
+        // `timestamp(3) with time zone`: the modifier may sit inside the name.
+        if let open = s.firstIndex(of: "("), let close = s[open...].firstIndex(of: ")") {
+            modifier = String(s[open...close]).replacingOccurrences(of: " ", with: "")
+            s = String(s[..<open]) + " " + String(s[s.index(after: close)...])
+        }
+        s = s.split(separator: " ").joined(separator: " ")
+        guard let base = typeAliases[s] else { return nil }
+        return base + modifier + brackets
     }
 
     /// The plain column names of a `CREATE INDEX … ON table [USING method] (…)` column list

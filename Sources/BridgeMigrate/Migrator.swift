@@ -164,12 +164,13 @@ public struct Migrator: Sendable {
                     """)
                 if let r = rows?.first {
                     let columns = try? await conn.query("""
-                        SELECT attname::text AS a FROM pg_attribute
+                        SELECT attname::text AS a, format_type(atttypid, atttypmod) AS t FROM pg_attribute
                         WHERE attrelid = to_regclass(\(name.regclassText)) AND attnum > 0 AND NOT attisdropped
                         """)
                     snapshot.tables[name.key] = CatalogSnapshot.Table(qualifiedName: r["qn"] ?? name.key,
                         estimatedRows: r.double("est") ?? -1, totalBytes: Int64(r["bytes"] ?? "0") ?? 0,
-                        columns: columns.map { Set($0.compactMap { $0["a"] }) })
+                        columnTypes: columns.map { Dictionary($0.compactMap { row in row["a"].map { ($0, row["t"] ?? "") } },
+                                                              uniquingKeysWith: { a, _ in a }) })
                 }
             }
             var volatile = CatalogSnapshot.knownVolatileFunctions

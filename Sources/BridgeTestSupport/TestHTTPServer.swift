@@ -46,10 +46,14 @@ public struct TestHTTPResponse: Sendable {
     /// Sends the body with `Transfer-Encoding: chunked` (no `Content-Length`), so the client
     /// cannot know its size in advance.
     public var chunked: Bool
+    /// Sends the head at once, then the body one byte at a time with this pause between bytes
+    /// (a server that trickles, for stall tests); `stop()` cuts it short.
+    public var trickle: Duration?
 
     public init(status: Int = 200, headers: [(String, String)] = [], body: [UInt8] = [],
                 delay: Duration = .zero, closeConnection: Bool = false, disconnect: Bool = false,
-                chunked: Bool = false) {
+                chunked: Bool = false, trickle: Duration? = nil) {
+        self.trickle = trickle
         self.status = status
         self.headers = headers.map { (name: $0.0, value: $0.1) }
         self.body = body
@@ -267,7 +271,17 @@ public final class TestHTTPServer: @unchecked Sendable {
             if response.disconnect { return }
             let clientCloses = request.header("Connection")?.lowercased() == "close"
             let close = response.closeConnection || clientCloses
-            guard writeAll(fd: fd, bytes: encode(response, method: request.method, close: close)), !close else { return }
+            let bytes = encode(response, method: request.method, close: close)
+            if let pause = response.trickle {
+                let bodyStart = bytes.count - response.body.count
+                guard writeAll(fd: fd, bytes: Array(bytes[..<bodyStart])) else { return }
+                for byte in bytes[bodyStart...] {
+                    guard sleep(pause), writeAll(fd: fd, bytes: [byte]) else { return }
+                }
+                if close { return }
+                continue
+            }
+            guard writeAll(fd: fd, bytes: bytes), !close else { return }
         }
     }
 

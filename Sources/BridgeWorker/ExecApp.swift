@@ -31,6 +31,10 @@ public struct ExecApp: Sendable {
         /// The longest time without a byte in either direction (a server that never answers,
         /// or stops mid-answer). `--http-stall-timeout`.
         public var stall: Duration = .seconds(300)
+        /// Bytes per second a response must keep up over the stall window: a server that
+        /// trickles slower than this fails as a timeout after `stall`, not after the total
+        /// deadline. `--http-min-rate`.
+        public var minimumRate: Int = 64
         /// The whole of one model call attempt, however slowly bytes trickle in (the OpenAI
         /// SDKs' 600 s). `--model-timeout`. Exporters use 60 s (OpenAI) and 30 s (OTLP); http
         /// tools their `timeout_ms`.
@@ -39,7 +43,7 @@ public struct ExecApp: Sendable {
         public init() {}
 
         func clientConfiguration(concurrency: Int = 1) -> HTTPClient.Configuration {
-            HTTPClient.Configuration(timeout: .init(connect: connect, read: stall),
+            HTTPClient.Configuration(timeout: .init(connect: connect, read: stall, minimumRate: minimumRate),
                                      maxConnectionsPerHost: max(8, concurrency), maxCachedConnections: max(32, 2 * concurrency))
         }
     }

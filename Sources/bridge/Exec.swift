@@ -129,6 +129,11 @@ extension Bridge {
                 help: ArgumentHelp("Seconds any HTTP request may go without a byte in either direction.", valueName: "seconds"))
         var httpStallTimeout: Double = 300
 
+        @Option(name: .customLong("http-min-rate"),
+                help: ArgumentHelp("Bytes per second any HTTP response must keep up over the stall window; a slower trickle fails as a timeout after --http-stall-timeout.",
+                                   valueName: "bytes"))
+        var httpMinRate: Int = 64
+
         @OptionGroup(title: "Backfill") var backfillFlags: BackfillFlags
 
         /// The HTTP bounds from the flags.
@@ -136,6 +141,7 @@ extension Bridge {
             var l = ExecApp.HTTPLimits()
             l.connect = .milliseconds(Int64(httpConnectTimeout * 1000))
             l.stall = .milliseconds(Int64(httpStallTimeout * 1000))
+            l.minimumRate = httpMinRate
             l.modelTimeout = .milliseconds(Int64(modelTimeout * 1000))
             return l
         }
@@ -151,6 +157,9 @@ extension Bridge {
             guard lease >= 1 else { throw ValidationError("--lease must be at least 1 second") }
             guard drainTimeout >= 0 else { throw ValidationError("--drain-timeout must not be negative") }
             if let pollInterval, pollInterval <= 0 { throw ValidationError("--poll-interval must be positive") }
+            guard (1...1_000_000_000).contains(httpMinRate) else {
+                throw ValidationError("--http-min-rate must be between 1 and 1000000000 bytes per second, not \(httpMinRate)")
+            }
             guard offlineLatencyMs >= 0 else { throw ValidationError("--offline-latency-ms must not be negative") }
             for (value, flag) in [(modelTimeout, "--model-timeout"), (httpConnectTimeout, "--http-connect-timeout"),
                                   (httpStallTimeout, "--http-stall-timeout")] where !(value > 0 && value <= 86_400) {

@@ -282,6 +282,7 @@ struct HardeningCLITests {
             (["exec", "--offline", "--task", "00000000-0000-0000-0000-00000000abcd"] + m, "00000000-0000-0000-0000-00000000abcd"),
             (["verify", "--task", "00000000-0000-0000-0000-00000000abcd"] + m, "00000000-0000-0000-0000-00000000abcd"),
             (["verify", "--task", "not-a-uuid"] + m, "not-a-uuid"),
+            (["exec", "--offline", "--http-min-rate", "0"] + m, "--http-min-rate"),
         ]
         for (args, needle) in cases {
             let r = try BridgeBinary.run(args)

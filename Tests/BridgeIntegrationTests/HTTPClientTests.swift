@@ -142,6 +142,28 @@ import Testing
         }
     }
 
+    /// A server that answers at once but trickles its body (20 bytes/s) is cut off after the
+    /// stall window when the client asks for a higher minimum rate, and is not when it doesn't.
+    @Test func trickleBelowMinimumRateGivesTimeout() async throws {
+        let body = [UInt8](repeating: 0x61, count: 400)
+        let server = try TestHTTPServer { _ in TestHTTPResponse(body: body, trickle: .milliseconds(50)) }
+        defer { server.stop() }
+        let client = HTTPClient()
+        defer { client.shutdown() }
+        let strict = HTTPRequest(url: server.url("/trickle"), timeout: .init(read: .seconds(1), minimumRate: 1000))
+        await #expect {
+            _ = try await client.execute(strict)
+        } throws: { error in
+            guard let e = error as? HTTPError, case .timeout = e else { return false }
+            return e.isRetriable
+        }
+        let short = [UInt8](repeating: 0x62, count: 30)
+        let patient = try TestHTTPServer { _ in TestHTTPResponse(body: short, trickle: .milliseconds(50)) }
+        defer { patient.stop() }
+        let response = try await client.execute(HTTPRequest(url: patient.url("/trickle"), timeout: .init(read: .seconds(1))))
+        #expect(response.body == short)
+    }
+
     @Test func responseOverCapIsTooLarge() async throws {
         let server = try TestHTTPServer { request in
             TestHTTPResponse(body: [UInt8](repeating: 0x7A, count: 2 << 20), chunked: request.path == "/chunked")

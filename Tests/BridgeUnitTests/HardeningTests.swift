@@ -132,6 +132,31 @@ import Testing
 }
 
 @Suite struct PlanCatalogTests {
+    /// A column that already exists: without IF NOT EXISTS the add fails; with it, a different
+    /// declared type is a conflict (the add is skipped and the column keeps its live type).
+    /// Aliases (`timestamptz`, `int8`, `varchar(64)`) are the same type; unknown types are not judged.
+    @Test func existingColumnsWithAnotherTypeAreFlagged() throws {
+        let catalog = CatalogSnapshot(serverVersion: 150000, tables: [
+            "tasks": .init(qualifiedName: "public.tasks", estimatedRows: 10, totalBytes: 8192,
+                           columnTypes: ["id": "uuid", "trace_id": "uuid", "at": "timestamp with time zone", "n": "bigint",
+                                         "label": "character varying(64)", "tags": "text[]", "kind": "my_enum"]),
+        ])
+        var linter = Linter(catalog: catalog)
+        let file = try MigrationFile(fileName: "0902_x.sql", text: """
+            ALTER TABLE tasks ADD COLUMN IF NOT EXISTS trace_id text;
+            ALTER TABLE tasks ADD COLUMN IF NOT EXISTS at timestamptz, ADD COLUMN IF NOT EXISTS n int8 NOT NULL DEFAULT 0;
+            ALTER TABLE tasks ADD COLUMN IF NOT EXISTS label varchar(64), ADD COLUMN IF NOT EXISTS tags text[];
+            ALTER TABLE tasks ADD COLUMN IF NOT EXISTS kind public.other_enum;
+            ALTER TABLE tasks ADD COLUMN IF NOT EXISTS label varchar(32);
+            ALTER TABLE tasks ADD COLUMN n bigint;
+            """, placeholders: Placeholders())
+        let findings = linter.analyze(file).flatMap(\.findings).filter(\.blocks)
+        #expect(findings.map(\.rule) == ["type-conflict", "type-conflict", "duplicate-column"], "\(findings)")
+        #expect(findings.first?.message.contains("tasks.trace_id already exists as uuid") == true, "\(findings)")
+        #expect(findings.first?.message.contains("declares text") == true, "\(findings)")
+        #expect(findings.map(\.line) == [1, 5, 6])
+    }
+
     /// `migrate plan` against the live catalog: statements that will fail are errors.
     @Test func missingRelationsAndColumnsAreFlagged() throws {
         let catalog = CatalogSnapshot(serverVersion: 150000, tables: [
