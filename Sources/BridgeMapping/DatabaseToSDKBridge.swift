@@ -97,9 +97,11 @@ public struct DatabaseToSDKBridge: Sendable {
             for name in a.tools {
                 if let t = config.tool(named: name) { tools[name] = t.spec }
             }
-            specs[a.name] = AgentSpec(name: a.name, instructions: a.instructions.render(task: task, agent: row),
-                                      model: a.model, modelSettings: a.modelSettings, tools: a.tools,
-                                      handoffs: handoffs, toolUseBehavior: a.toolUseBehavior, modelAPI: a.modelAPI)
+            var spec = AgentSpec(name: a.name, instructions: a.instructions.render(task: task, agent: row),
+                                 model: a.model, modelSettings: a.modelSettings, tools: a.tools,
+                                 handoffs: handoffs, toolUseBehavior: a.toolUseBehavior, modelAPI: a.modelAPI)
+            spec.mcpServers = a.mcpServers
+            specs[a.name] = spec
         }
 
         // Trace metadata: flat strings only.

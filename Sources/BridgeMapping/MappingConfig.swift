@@ -14,6 +14,8 @@ public struct MappingConfig: Sendable, Equatable, Codable {
     public var tools: [ToolMapping]
     /// How `bridge exec --backfill` reads historical runs (optional).
     public var backfill: BackfillMapping?
+    /// MCP servers whose tools agents may use (`mcp_servers`).
+    public var mcpServers: [MCPServerMapping]
     /// The files the mappings were read from, in load order.
     public var files: [String]
     /// Where each key was written, keyed by `file#keypath` (not encoded).
@@ -21,7 +23,9 @@ public struct MappingConfig: Sendable, Equatable, Codable {
 
     public init(version: Int = 1, source: SourceMapping, results: ResultsMapping, tracing: TracingMapping = .init(),
                 handoffsTable: HandoffsTableMapping? = nil, agents: [AgentMapping], tools: [ToolMapping],
-                files: [String] = [], locations: [String: MappingLocation] = [:], backfill: BackfillMapping? = nil) {
+                files: [String] = [], locations: [String: MappingLocation] = [:], backfill: BackfillMapping? = nil,
+                mcpServers: [MCPServerMapping] = []) {
+        self.mcpServers = mcpServers
         self.version = version
         self.source = source
         self.results = results
@@ -36,6 +40,7 @@ public struct MappingConfig: Sendable, Equatable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case version, source, results, tracing, handoffsTable = "handoffs_table", agents, tools, backfill, files
+        case mcpServers = "mcp_servers"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -48,6 +53,7 @@ public struct MappingConfig: Sendable, Equatable, Codable {
         agents = try c.decode([AgentMapping].self, forKey: .agents)
         tools = try c.decode([ToolMapping].self, forKey: .tools)
         backfill = try c.decodeIfPresent(BackfillMapping.self, forKey: .backfill)
+        mcpServers = try c.decodeIfPresent([MCPServerMapping].self, forKey: .mcpServers) ?? []
         files = try c.decodeIfPresent([String].self, forKey: .files) ?? []
         locations = [:]
     }
@@ -56,6 +62,9 @@ public struct MappingConfig: Sendable, Equatable, Codable {
 
     /// The agent named `name`.
     public func agent(named name: String) -> AgentMapping? { agents.first { $0.name == name } }
+
+    /// The MCP server named `name`.
+    public func mcpServer(named name: String) -> MCPServerMapping? { mcpServers.first { $0.name == name } }
 
     /// The tool named `name`.
     public func tool(named name: String) -> ToolMapping? { tools.first { $0.name == name } }
@@ -85,7 +94,7 @@ public struct MappingConfig: Sendable, Equatable, Codable {
     public static func == (a: MappingConfig, b: MappingConfig) -> Bool {
         a.version == b.version && a.source == b.source && a.results == b.results && a.tracing == b.tracing
             && a.handoffsTable == b.handoffsTable && a.agents == b.agents && a.tools == b.tools
-            && a.backfill == b.backfill
+            && a.backfill == b.backfill && a.mcpServers == b.mcpServers
     }
 }
 
@@ -368,12 +377,16 @@ public struct AgentMapping: Sendable, Equatable, Codable {
     public var handoffDescription: String?
     public var maxTurns: Int?
     public var toolUseBehavior: ToolUseBehavior
+    /// Names of `mcp_servers` whose tools this agent may call, in order.
+    public var mcpServers: [String]
     public var origin: MappingLocation
 
     public init(name: String, match: String? = nil, instructions: Template = Template(""), model: String = "gpt-4.1",
                 modelSettings: [String: JSONValue] = [:], modelAPI: String? = nil, tools: [String] = [],
                 handoffs: [HandoffMapping] = [], handoffDescription: String? = nil, maxTurns: Int? = nil,
-                toolUseBehavior: ToolUseBehavior = .runLLMAgain, origin: MappingLocation = .unknown) {
+                toolUseBehavior: ToolUseBehavior = .runLLMAgain, mcpServers: [String] = [],
+                origin: MappingLocation = .unknown) {
+        self.mcpServers = mcpServers
         self.name = name
         self.match = match ?? name
         self.instructions = instructions
@@ -391,7 +404,21 @@ public struct AgentMapping: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case name, match, instructions, model, modelSettings = "model_settings", modelAPI = "model_api", tools
         case handoffs, handoffDescription = "handoff_description", maxTurns = "max_turns"
-        case toolUseBehavior = "tool_use_behavior", origin
+        case toolUseBehavior = "tool_use_behavior", mcpServers = "mcp_servers", origin
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(name: try c.decode(String.self, forKey: .name), match: try c.decode(String.self, forKey: .match),
+                  instructions: try c.decode(Template.self, forKey: .instructions), model: try c.decode(String.self, forKey: .model),
+                  modelSettings: try c.decode([String: JSONValue].self, forKey: .modelSettings),
+                  modelAPI: try c.decodeIfPresent(String.self, forKey: .modelAPI), tools: try c.decode([String].self, forKey: .tools),
+                  handoffs: try c.decode([HandoffMapping].self, forKey: .handoffs),
+                  handoffDescription: try c.decodeIfPresent(String.self, forKey: .handoffDescription),
+                  maxTurns: try c.decodeIfPresent(Int.self, forKey: .maxTurns),
+                  toolUseBehavior: try c.decode(ToolUseBehavior.self, forKey: .toolUseBehavior),
+                  mcpServers: try c.decodeIfPresent([String].self, forKey: .mcpServers) ?? [],
+                  origin: try c.decode(MappingLocation.self, forKey: .origin))
     }
 }
 

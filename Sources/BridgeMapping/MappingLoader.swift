@@ -81,11 +81,13 @@ struct LoadState {
     var backfill: BackfillMapping?
     var agents: [AgentMapping] = []
     var tools: [ToolMapping] = []
+    var mcpServers: [MCPServerMapping] = []
     /// Where each entry of `agents`/`tools` names things (for cross-checks).
     /// A file did not parse, so missing sections may be in it.
     var unparsedFiles = false
 
-    static let topKeys = ["version", "source", "results", "tracing", "handoffs_table", "backfill", "agents", "tools"]
+    static let topKeys = ["version", "source", "results", "tracing", "handoffs_table", "backfill", "agents", "tools",
+                          "mcp_servers"]
 
     mutating func parse(file: String, text: String) {
         files.append(file)
@@ -144,6 +146,20 @@ struct LoadState {
                 if let t = Self.parseTool(r, item, "tools[\(i)]") { tools.append(t) }
             }
         }
+        if let list = m.node("mcp_servers").flatMap({ r.list($0, "mcp_servers") }) {
+            let directory = Self.absoluteDirectory(of: file)
+            for (i, item) in list.enumerated() {
+                if let s = Self.parseMCPServer(r, item, "mcp_servers[\(i)]", baseDirectory: directory) { mcpServers.append(s) }
+            }
+        }
+    }
+
+    /// The absolute directory of `file` (relative `cwd`s of MCP servers are resolved against it).
+    static func absoluteDirectory(of file: String) -> String {
+        var dir = (file as NSString).deletingLastPathComponent
+        if dir.isEmpty { dir = "." }
+        if !dir.hasPrefix("/") { dir = FileManager.default.currentDirectoryPath + "/" + dir }
+        return (dir as NSString).standardizingPath
     }
 
     static func describe(_ e: YamlError) -> (Mark?, String) {
@@ -267,7 +283,7 @@ struct LoadState {
     // MARK: Agents
 
     static let agentKeys = ["name", "match", "instructions", "model", "model_settings", "model_api", "tools",
-                            "handoffs", "handoff_description", "max_turns", "tool_use_behavior"]
+                            "handoffs", "handoff_description", "max_turns", "tool_use_behavior", "mcp_servers"]
 
     static func parseAgent(_ r: YAMLReader, _ node: Node, _ path: String) -> AgentMapping? {
         guard let m = r.map(node, path, allowed: agentKeys) else { return nil }
@@ -317,7 +333,8 @@ struct LoadState {
                             model: m.name("model") ?? "gpt-4.1", modelSettings: settings, modelAPI: api,
                             tools: m.strings("tools") ?? [], handoffs: handoffs,
                             handoffDescription: m.string("handoff_description"), maxTurns: m.int("max_turns", min: 1),
-                            toolUseBehavior: behavior, origin: r.location(node, path))
+                            toolUseBehavior: behavior, mcpServers: m.strings("mcp_servers") ?? [],
+                            origin: r.location(node, path))
     }
 
     // MARK: Tools
@@ -466,8 +483,28 @@ struct LoadState {
                 issue(loc(t.origin, "name"), "duplicate tool name '\(t.name)' (first defined at \(first.origin))")
             } else { toolByName[t.name] = t }
         }
+        var serverByName: [String: MCPServerMapping] = [:]
+        for server in mcpServers {
+            if let first = serverByName[server.name] {
+                issue(loc(server.origin, "name"), "duplicate MCP server name '\(server.name)' (first defined at \(first.origin))")
+            } else { serverByName[server.name] = server }
+            for (i, t) in (server.allowedTools ?? []).enumerated() where toolByName[t] != nil {
+                issue(loc(server.origin, "tool_filter.allowed[\(i)]"),
+                      "MCP tool '\(t)' has the same name as the YAML tool defined at \(toolByName[t]!.origin)")
+            }
+        }
         // References from agents.
         for a in agents {
+            for (i, name) in a.mcpServers.enumerated() {
+                let l = loc(a.origin, "mcp_servers[\(i)]")
+                if serverByName[name] == nil {
+                    var msg = "unknown MCP server '\(name)'"
+                    if let near = nearest(name, in: mcpServers.map(\.name)) { msg += " (did you mean '\(near)'?)" }
+                    issue(l, msg)
+                } else if a.mcpServers[..<i].contains(name) {
+                    issue(l, "MCP server '\(name)' is listed twice")
+                }
+            }
             var handoffToolNames: [String: String] = [:]
             for (i, h) in a.handoffs.enumerated() {
                 let l = loc(a.origin, "handoffs[\(i)]")
@@ -516,6 +553,7 @@ struct LoadState {
         guard let source, let results else { return nil }
         return MappingConfig(version: MappingLoader.currentVersion, source: source, results: results,
                              tracing: tracing ?? TracingMapping(), handoffsTable: handoffsTable, agents: agents,
-                             tools: tools, files: files, locations: locations, backfill: backfill)
+                             tools: tools, files: files, locations: locations, backfill: backfill,
+                             mcpServers: mcpServers)
     }
 }

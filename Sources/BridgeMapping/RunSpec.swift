@@ -66,6 +66,8 @@ public struct AgentSpec: Codable, Sendable, Equatable {
     public var modelAPI: String?
     /// The agent span's `output_type` (the SDK reports "str" for plain text).
     public var outputType: String
+    /// MCP servers (names of `mcp_servers`) whose tools the agent offers besides `tools`.
+    public var mcpServers: [String] = []
 
     public init(name: String, instructions: String, model: String, modelSettings: [String: JSONValue] = [:],
                 tools: [String], handoffs: [HandoffSpec], toolUseBehavior: ToolUseBehavior = .runLLMAgain,
@@ -84,6 +86,7 @@ public struct AgentSpec: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name, instructions, model, modelSettings = "model_settings", tools, handoffs
         case toolUseBehavior = "tool_use_behavior", modelAPI = "model_api", outputType = "output_type"
+        case mcpServers = "mcp_servers"
     }
 }
 

@@ -210,6 +210,13 @@ public enum RunEvent: Sendable {
     /// as the SDK does for "Multiple handoffs requested" on the handoff span and "Tool not found"
     /// on the turn span. A later error for the same span replaces an earlier one.
     case spanError(id: EventID, error: SpanErrorInfo)
+    /// An MCP server's tools were listed for an agent (the SDK's `mcp_tools` span, under the
+    /// agent span): the tool names after the server's filter, or nil when listing failed.
+    case mcpToolsListed(id: EventID, parent: EventID, server: String, tools: [String]?, error: SpanErrorInfo?,
+                        startedAt: Date, endedAt: Date)
+    /// Marks function span `id` (already started) as a call to MCP server `server`: its
+    /// `mcp_data` becomes `{"server": server}`.
+    case mcpCall(id: EventID, server: String)
 }
 
 /// Receives events as they happen (the tracing layer records each span as it ends).

@@ -13,6 +13,8 @@ struct TracedRun: Sendable {
     let extraSinks: [any SpanSink]
     /// Values never to be recorded in spans (API keys, the database password).
     let secrets: [String]
+    /// The worker's MCP servers (shared by its runs).
+    var mcp: (any MCPToolSource)? = nil
 
     /// Runs `spec` on `connection` (tools and ledger writes share it) and returns the result and
     /// the number of spans recorded. Throws when a span or the transcript did not reach the
@@ -22,7 +24,7 @@ struct TracedRun: Sendable {
         let ledger = Ledger(connection: connection)
         let recorder = TraceRecorder(spec: spec, ledger: ledger, includeSensitiveData: spec.traceIncludeSensitiveData,
                                      extraSinks: extraSinks, secrets: secrets)
-        let result = await AgentRunner(model: model, tools: tools, observer: recorder).run(spec, taskRow: task)
+        let result = await AgentRunner(model: model, tools: tools, observer: recorder, mcp: mcp).run(spec, taskRow: task)
         try await ledger.storeTranscript(traceId: spec.traceId, taskId: taskKey, attempt: spec.attempt, items: result.transcript)
         let sinkErrors = await recorder.sinkErrors
         if !sinkErrors.isEmpty {

@@ -92,6 +92,7 @@ public actor Worker {
     let connect: @Sendable () async throws -> PostgresConnection
     let model: any ModelProvider
     let toolsFactory: @Sendable (PostgresConnection) -> any ToolExecutor
+    let mcp: (any MCPToolSource)?
     let extraSinks: [any SpanSink]
     let progress: ProgressReporter
     let options: WorkerOptions
@@ -121,13 +122,15 @@ public actor Worker {
 
     public init(config: MappingConfig, connect: @escaping @Sendable () async throws -> PostgresConnection,
                 model: any ModelProvider, tools: @escaping @Sendable (PostgresConnection) -> any ToolExecutor,
-                extraSinks: [any SpanSink], progress: ProgressReporter, options: WorkerOptions, secrets: [String] = []) {
+                extraSinks: [any SpanSink], progress: ProgressReporter, options: WorkerOptions, secrets: [String] = [],
+                mcp: (any MCPToolSource)? = nil) {
         self.config = config
         self.bridge = DatabaseToSDKBridge(config: config)
         self.store = TaskStore(config: config)
         self.connect = connect
         self.model = model
         self.toolsFactory = tools
+        self.mcp = mcp
         self.extraSinks = extraSinks
         self.progress = progress
         self.options = options
@@ -427,7 +430,7 @@ public actor Worker {
             traceId = spec.traceId
             executionKey = try await store.startExecution(on: c, task: task, token: token, traceId: spec.traceId,
                                                           agentId: spec.metadata["agent_id"], attempt: attempt, startedAt: startedAt)
-            let (result, spanCount) = try await TracedRun(model: model, extraSinks: extraSinks, secrets: secrets)
+            let (result, spanCount) = try await TracedRun(model: model, extraSinks: extraSinks, secrets: secrets, mcp: mcp)
                 .run(spec, task: task, taskKey: key, connection: c, tools: toolsFactory(c))
             // Cancelled: the lease is gone (write nothing: a newer attempt may own the task), or
             // the worker is shutting down (release the task, token-checked).
