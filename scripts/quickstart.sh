@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 DEMO="$PWD/.demo"
 
 if [ "${1:-}" = "--stop" ]; then
-  pg_stop "$DEMO"; rm -rf "$DEMO"; echo "quickstart: stopped and removed $DEMO"; exit 0
+  pg_stop "$DEMO"; rm -rf "$DEMO" "$PWD/.demo-mappings"; echo "quickstart: stopped and removed $DEMO"; exit 0
 fi
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -24,6 +24,22 @@ export PATH="/opt/swift/usr/bin:$PATH"
 step "building bridge (swift build -c release)"
 swift build -c release --product bridge 2>&1 | tail -n 3
 BRIDGE="$PWD/.build/release/bridge"
+
+step "the Python MCP SDK for the example MCP server (examples/team_tools_server.py)"
+MAPPINGS="$PWD/mappings"
+if MCP_PYTHON="$(scripts/mcp-venv.sh)"; then
+  # The shipped mappings start the server with `python3`: the virtualenv's comes first.
+  export PATH="$(dirname "$MCP_PYTHON"):$PATH"
+  echo "using $MCP_PYTHON"
+else
+  # No PyPI here: run the demo with the mappings minus the example MCP server.
+  MAPPINGS="$PWD/.demo-mappings"
+  rm -rf "$MAPPINGS"; mkdir -p "$MAPPINGS"
+  for f in mappings/*.yaml; do
+    [ "$(basename "$f")" = "mcp.yaml" ] || grep -v '^ *mcp_servers: \[team_tools\]' "$f" >"$MAPPINGS/$(basename "$f")"
+  done
+  echo "note: the MCP SDK could not be installed; the demo runs without the example MCP server ($MAPPINGS)"
+fi
 
 step "starting a throwaway PostgreSQL in $DEMO"
 pg_stop "$DEMO"; rm -rf "$DEMO"
@@ -54,12 +70,12 @@ has_command() { grep -E "^ +$1( |$)" <<<"$ROOT_HELP" >/dev/null; }
 
 if has_command exec; then
   step "bridge exec --offline (the built-in deterministic model: no network, no key)"
-  "$BRIDGE" exec --offline --trace-file "$DEMO/traces.jsonl"
+  "$BRIDGE" exec --offline --mappings "$MAPPINGS" --trace-file "$DEMO/traces.jsonl"
 fi
 
 if has_command exec && grep -- "--backfill" <<<"$EXEC_HELP" >/dev/null; then
   step "bridge exec --backfill (traces for the historical tasks, rebuilt from stored records; no model)"
-  "$BRIDGE" exec --backfill --trace-file "$DEMO/traces.jsonl"
+  "$BRIDGE" exec --backfill --mappings "$MAPPINGS" --trace-file "$DEMO/traces.jsonl"
 fi
 
 if has_command trace; then
@@ -72,7 +88,7 @@ fi
 
 if has_command verify; then
   step "bridge verify"
-  "$BRIDGE" verify
+  "$BRIDGE" verify --mappings "$MAPPINGS"
 fi
 
 step "done"

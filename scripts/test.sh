@@ -7,15 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export BRIDGE_REQUIRE_DB=1
-# The MCP tests run against a real server written with the official Python MCP SDK, installed
-# into a cached virtualenv. CI (and anyone running this script) must have it: a failed install
-# fails the run. BRIDGE_REQUIRE_MCP=0 skips those tests instead, for a machine without PyPI.
-if [ "${BRIDGE_REQUIRE_MCP:-1}" = "1" ]; then
-  export BRIDGE_REQUIRE_MCP=1
-  BRIDGE_MCP_PYTHON="$(scripts/mcp-venv.sh)" || { echo "test.sh: cannot install the MCP SDK for the MCP tests (set BRIDGE_REQUIRE_MCP=0 to skip them)" >&2; exit 1; }
-  export BRIDGE_MCP_PYTHON
-elif BRIDGE_MCP_PYTHON="$(scripts/mcp-venv.sh 2>/dev/null)"; then
-  export BRIDGE_MCP_PYTHON
-fi
+# The MCP tests, and the shipped mappings' example MCP server, run on the official Python MCP
+# SDK, installed into a cached virtualenv (the first run downloads it from PyPI). Like
+# PostgreSQL it is required: a failed install fails the run. Its bin directory goes first on
+# PATH, so the shipped mappings' `python3` is that one.
+export BRIDGE_REQUIRE_MCP=1
+BRIDGE_MCP_PYTHON="$(scripts/mcp-venv.sh)" || { echo "test.sh: cannot install the Python MCP SDK (PyPI package mcp) that the tests need" >&2; exit 1; }
+export BRIDGE_MCP_PYTHON
+export PATH="$(dirname "$BRIDGE_MCP_PYTHON"):$PATH"
 swift build --build-tests
 exec scripts/with-postgres.sh swift test --skip-build "$@"

@@ -536,7 +536,8 @@ struct LoadState {
                 }
             }
             if case .stopAtToolNames(let names) = a.toolUseBehavior {
-                for (i, n) in names.enumerated() where !a.tools.contains(n) {
+                // With MCP servers, their tools count too: checked against the live servers.
+                for (i, n) in names.enumerated() where !a.tools.contains(n) && a.mcpServers.isEmpty {
                     issue(loc(a.origin, "tool_use_behavior.stop_at_tool_names[\(i)]"),
                           "'\(n)' is not one of this agent's tools")
                 }
