@@ -24,6 +24,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // 1. C bindings
@@ -72,10 +74,16 @@ let package = Package(
             dependencies: ["BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "CBridgeSpawn"],
             swiftSettings: strict
         ),
+        // Metrics: every instrument's name and labels, recorded through swift-metrics
+        .target(
+            name: "BridgeMetrics",
+            dependencies: ["BridgeCore", "BridgeRunner", .product(name: "CoreMetrics", package: "swift-metrics")],
+            swiftSettings: strict
+        ),
         // 5. Tracing: spans, the ledger and exporters
         .target(
             name: "BridgeTracing",
-            dependencies: ["BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeRunner"],
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeRunner", "BridgeMetrics"],
             swiftSettings: strict
         ),
         // The exec worker: claims tasks, runs them traced, records results
@@ -83,6 +91,17 @@ let package = Package(
             name: "BridgeWorker",
             dependencies: [
                 "BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeRunner", "BridgeTracing",
+                "BridgeMetrics",
+            ],
+            swiftSettings: strict
+        ),
+        // Monitoring: the Prometheus endpoint, `bridge top` and `bridge trace tail`
+        .target(
+            name: "BridgeMonitor",
+            dependencies: [
+                "BridgeCore", "BridgePostgres", "BridgeMetrics", "BridgeTracing",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: strict
         ),
@@ -102,7 +121,7 @@ let package = Package(
             name: "bridge",
             dependencies: [
                 "BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner",
-                "BridgeTracing", "BridgeWorker", "BridgeHTTP", "BridgeVerify",
+                "BridgeTracing", "BridgeWorker", "BridgeHTTP", "BridgeVerify", "BridgeMonitor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -117,11 +136,12 @@ let package = Package(
             dependencies: [
                 "BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner",
                 "BridgeTracing", "BridgeWorker", "BridgeHTTP", "BridgeTestSupport", "BridgeVerify",
+                "BridgeMetrics", "BridgeMonitor",
             ]
         ),
         .testTarget(
             name: "BridgeEndToEndTests",
-            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMapping", "BridgeTestSupport"]
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMapping", "BridgeTestSupport", "BridgeHTTP"]
         ),
     ]
 )

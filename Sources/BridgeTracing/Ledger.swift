@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgeMetrics
 import BridgePostgres
 import BridgeRunner
 import Foundation
@@ -85,6 +86,7 @@ public struct Ledger: SpanSink {
 
     public func spanEnded(_ span: SpanRecord) async throws {
         try await insertSpan(span)
+        BridgeMetrics.spansRecorded(1)
     }
 
     public func traceEnded(_ traceId: String, at: Date) async throws {

@@ -1,5 +1,6 @@
 import BridgeCore
 import BridgeMapping
+import BridgeMetrics
 import BridgePostgres
 import BridgeRunner
 import BridgeTracing
@@ -24,7 +25,8 @@ struct TracedRun: Sendable {
         let ledger = Ledger(connection: connection)
         let recorder = TraceRecorder(spec: spec, ledger: ledger, includeSensitiveData: spec.traceIncludeSensitiveData,
                                      extraSinks: extraSinks, secrets: secrets)
-        let result = await AgentRunner(model: model, tools: tools, observer: recorder, mcp: mcp).run(spec, taskRow: task)
+        let result = await AgentRunner(model: model, tools: tools, observer: MetricsObserver(next: recorder), mcp: mcp)
+            .run(spec, taskRow: task)
         try await ledger.storeTranscript(traceId: spec.traceId, taskId: taskKey, attempt: spec.attempt, items: result.transcript)
         let sinkErrors = await recorder.sinkErrors
         if !sinkErrors.isEmpty {

@@ -1,5 +1,6 @@
 import BridgeCore
 import BridgeMapping
+import BridgeMetrics
 import BridgePostgres
 import BridgeRunner
 import BridgeTracing
@@ -104,6 +105,7 @@ public actor Worker {
     struct Running {
         var key: String
         var task: Task<Void, Never>
+        var claimedAt = Date()
     }
 
     /// In-flight runs by lease token.
@@ -175,6 +177,7 @@ public actor Worker {
                                               leaseSeconds: options.leaseSeconds, keys: options.taskKeys)
                     }
                     claimed = claims.count
+                    BridgeMetrics.tasksClaimed(claimed)
                     for claim in claims { start(claim) }
                 }
                 if !options.watch && claimed == 0 && running.isEmpty {
@@ -248,10 +251,13 @@ public actor Worker {
             await self.finished(claim.token, outcome)
         }
         running[claim.token] = Running(key: claim.key, task: task)
+        BridgeMetrics.runsInFlight(running.count)
     }
 
     private func finished(_ token: String, _ outcome: TaskOutcome) async {
-        running[token] = nil
+        let claimedAt = running.removeValue(forKey: token)?.claimedAt
+        BridgeMetrics.runsInFlight(running.count)
+        if let end = outcome.metric, let claimedAt { BridgeMetrics.taskEnded(end, seconds: Date().timeIntervalSince(claimedAt)) }
         lost.remove(token)
         releasing.remove(token)
         processed += 1
@@ -276,6 +282,7 @@ public actor Worker {
     private func noteReaped(_ r: TaskStore.Reaped) async {
         guard r.requeued + r.failed > 0 else { return }
         summary.reaped += r.requeued + r.failed
+        BridgeMetrics.tasksReaped(r.requeued + r.failed)
         progress.log("reaper: \(r.requeued) expired lease(s) back to pending, \(r.failed) failed after \(options.maxAttempts) attempts")
         await doorbell.ring()
     }
@@ -303,6 +310,7 @@ public actor Worker {
                     try await store.heartbeat(on: c, tokens: tokens, leaseSeconds: options.leaseSeconds)
                 }
                 lastOK = Date()
+                BridgeMetrics.leases(alive.count)
                 if failing { progress.log("heartbeat: database reachable again") }
                 failing = false
                 lose(tokens.filter { !alive.contains($0) }, reason: "lease lost (reaped or finished elsewhere)")
@@ -372,9 +380,19 @@ public actor Worker {
 
     enum TaskOutcome: Sendable {
         case completed(taskKey: String, traceId: String, toolCalls: Int, spans: Int)
-        case failed(taskKey: String, traceId: String?, message: String, retried: Bool, toolCalls: Int, spans: Int)
+        case failed(taskKey: String, traceId: String?, message: String, retried: Bool, toolCalls: Int, spans: Int,
+                    errorType: String)
         case stale(taskKey: String, traceId: String?)
         case released(taskKey: String)
+
+        /// How `bridge_tasks_*_total` counts it (nil: the attempt's result was not written here).
+        var metric: BridgeMetrics.TaskEnd? {
+            switch self {
+            case .completed: .completed
+            case .failed(_, _, _, let retried, _, _, let type): retried ? .retried(errorType: type) : .failed(errorType: type)
+            case .stale, .released: nil
+            }
+        }
     }
 
     private func record(_ o: TaskOutcome) {
@@ -384,7 +402,7 @@ public actor Worker {
             summary.toolCalls += tools
             summary.spans += spans
             progress.log("completed task \(key) trace \(trace)")
-        case .failed(let key, let trace, let message, let retried, let tools, let spans):
+        case .failed(let key, let trace, let message, let retried, let tools, let spans, _):
             if retried { summary.retried += 1 } else { summary.failed += 1 }
             summary.toolCalls += tools
             summary.spans += spans
@@ -425,7 +443,8 @@ public actor Worker {
                                                      type: "ConfigurationError", message: msg, retriable: false, attempt: attempt)
                 await pool.checkin(c)
                 if !written { return .stale(taskKey: key, traceId: nil) }
-                return .failed(taskKey: key, traceId: nil, message: msg, retried: false, toolCalls: 0, spans: 0)
+                return .failed(taskKey: key, traceId: nil, message: msg, retried: false, toolCalls: 0, spans: 0,
+                               errorType: "ConfigurationError")
             }
             traceId = spec.traceId
             executionKey = try await store.startExecution(on: c, task: task, token: token, traceId: spec.traceId,
@@ -474,7 +493,7 @@ public actor Worker {
                 return .completed(taskKey: key, traceId: spec.traceId, toolCalls: result.toolCalls, spans: spanCount)
             }
             return .failed(taskKey: key, traceId: spec.traceId, message: outcome.errorMessage ?? "", retried: retried,
-                           toolCalls: result.toolCalls, spans: spanCount)
+                           toolCalls: result.toolCalls, spans: spanCount, errorType: outcome.errorType ?? "RunError")
         } catch is TaskStore.LeaseLost {
             if let c = conn { await pool.checkin(c) }
             return .stale(taskKey: key, traceId: traceId)
@@ -497,10 +516,10 @@ public actor Worker {
             }
             if !written && conn == nil {
                 return .failed(taskKey: key, traceId: traceId, message: message + " (the lease will return the task)",
-                               retried: true, toolCalls: 0, spans: 0)
+                               retried: true, toolCalls: 0, spans: 0, errorType: "InfrastructureError")
             }
             return .failed(taskKey: key, traceId: traceId, message: message, retried: attempt < options.maxAttempts,
-                           toolCalls: 0, spans: 0)
+                           toolCalls: 0, spans: 0, errorType: "InfrastructureError")
         }
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BridgeCore
+import BridgeMonitor
 import BridgeRunner
 import BridgeTracing
 import BridgeWorker
@@ -104,6 +105,11 @@ extension Bridge {
         @Flag(help: "Only the summary line, no per-task lines.")
         var quiet = false
 
+        @Option(name: .customLong("metrics-addr"),
+                help: ArgumentHelp("Serve Prometheus metrics on GET http://HOST:PORT/metrics while running (e.g. 127.0.0.1:9464; port 0 picks a free one, logged on stderr).",
+                                   valueName: "host:port"))
+        var metricsAddr: String?
+
         // Exporters (openai, otlp, file): see `bridge export`.
         @Option(name: .customLong("flush-timeout"),
                 help: ArgumentHelp("Seconds the exporters get to deliver what is left after the last task; the rest stays in the ledger for `bridge export`.",
@@ -142,6 +148,11 @@ extension Bridge {
                 if dryRun {
                     for line in try await app.dryRun(keys: task, limit: limit ?? 1_000) { print(line) }
                     return
+                }
+                let metrics = try metricsAddr.map { try PrometheusEndpoint.serve(hostPort: $0) }
+                defer { metrics?.stop() }
+                if let metrics {
+                    FileHandle.standardError.write(Data("bridge exec: metrics on http://\(metrics.address)/metrics\n".utf8))
                 }
                 let summary = try await app.execute(
                     options: WorkerOptions(concurrency: concurrency, maxAttempts: maxAttempts, taskKeys: task, limit: limit,

@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgeMetrics
 import BridgePostgres
 import Foundation
 
@@ -111,6 +112,7 @@ public actor ExportPump {
         try Task.checkCancellation()
         guard holdsLock else { throw ExportFatalError(exporter: exporter.name, message: "the pump does not hold the export lock") }
         let batch = try await nextBatch()
+        BridgeMetrics.exportBacklog(exporter: exporter.name, spans: batch.spans.count)
         if batch.isEmpty { return nil }
         var s = ExportStats(exporter: exporter.name)
         try await deliver(batch, priorAttempts: 0, stats: &s)
@@ -274,6 +276,7 @@ public actor ExportPump {
             )
             UPDATE bridge.exporters SET last_seen_at = now() WHERE name = \(exporter.name)
             """)
+        BridgeMetrics.spansExported(exporter: exporter.name, delivered: status == "delivered", count: batch.spans.count)
     }
 
     func scrub(_ text: String) -> String { Redaction.scrub(text, secrets: options.secrets) }

@@ -1,0 +1,131 @@
+import BridgeCore
+import BridgeHTTP
+import BridgePostgres
+import BridgeTestSupport
+import Foundation
+import Testing
+
+/// Prometheus text exposition, parsed just enough for the tests: sample name + labels → value.
+struct Exposition {
+    var samples: [(name: String, labels: [String: String], value: Double)] = []
+
+    init(_ text: String) {
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            let series = line[..<space]
+            var labels: [String: String] = [:]
+            var name = String(series)
+            if let brace = series.firstIndex(of: "{") {
+                name = String(series[..<brace])
+                let inner = series[series.index(after: brace)..<(series.lastIndex(of: "}") ?? series.endIndex)]
+                for pair in inner.split(separator: ",") {
+                    let kv = pair.split(separator: "=", maxSplits: 1)
+                    if kv.count == 2 { labels[String(kv[0])] = String(kv[1].dropFirst().dropLast()) }
+                }
+            }
+            samples.append((name, labels, value))
+        }
+    }
+
+    /// The sum of `name`'s samples whose labels include `matching`.
+    func sum(_ name: String, _ matching: [String: String] = [:]) -> Double {
+        samples.filter { s in s.name == name && matching.allSatisfy { s.labels[$0.key] == $0.value } }.reduce(0) { $0 + $1.value }
+    }
+
+    /// `label`'s values among `name`'s samples.
+    func values(_ name: String, label: String) -> Set<String> {
+        Set(samples.filter { $0.name == name }.compactMap { $0.labels[label] })
+    }
+}
+
+enum MonitorFixture {
+    /// Waits for `bridge exec --metrics-addr …:0` to log where it serves.
+    static func metricsURL(_ worker: BackgroundBridge) async throws -> String? {
+        var url: String?
+        _ = try await LeaseFixture.waitUntil(timeout: 30) {
+            guard let line = worker.output.split(separator: "\n").first(where: { $0.contains("metrics on http://") }) else { return false }
+            url = line.split(separator: " ").last.map(String.init)
+            return true
+        }
+        return url
+    }
+
+    static func scrape(_ url: String) async throws -> (status: Int, contentType: String, body: String) {
+        let client = HTTPClient()
+        defer { client.shutdown() }
+        let r = try await client.execute(HTTPRequest(url: url))
+        return (r.status, r.headers["Content-Type"] ?? "", String(decoding: r.body, as: UTF8.self))
+    }
+}
+
+@Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
+struct MonitorCLITests {
+    @Test(.timeLimit(.minutes(3)))
+    func metricsEndpointCountsEveryToolCallTheLedgerRecorded() async throws {
+        let url = try await LeaseFixture.database()
+        let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "0.2", "--database-url", url,
+                                           "--mappings", ExecCLITests.mappings, "--metrics-addr", "127.0.0.1:0"])
+        defer { worker.send(SIGKILL) }
+        let metricsURL = try #require(try await MonitorFixture.metricsURL(worker), "\(worker.output)")
+        #expect(metricsURL.hasPrefix("http://127.0.0.1:") && metricsURL.hasSuffix("/metrics"))
+        let before = try await MonitorFixture.scrape(metricsURL)
+        #expect(before.status == 200 && before.contentType.hasPrefix("text/plain"))
+        #expect(Exposition(before.body).sum("bridge_tasks_claimed_total") == 0)
+        #expect(Exposition(before.body).sum("bridge_tool_calls_total") == 0)
+
+        try await LeaseFixture.insertTasks(url, 5)
+        // The runs create sub-tasks, which run too: wait until nothing is left.
+        #expect(try await LeaseFixture.waitUntil(timeout: 90) {
+            try await LeaseFixture.count(url, "status NOT IN ('completed', 'failed')") == 0
+        }, "\(worker.output.suffix(2000))")
+        let tasks = try await LeaseFixture.count(url, "status = 'completed'")
+        let after = Exposition(try await MonitorFixture.scrape(metricsURL).body)
+
+        let c = try await TestDatabase.connect(url)
+        let perTool = try await c.simpleQuery("""
+            SELECT span_data->>'name' AS tool, count(*) AS n, count(*) FILTER (WHERE error IS NOT NULL) AS errors
+            FROM bridge.spans WHERE span_data->>'type' = 'function' GROUP BY 1
+            """)
+        let spans = try await c.simpleQuery("SELECT count(*) AS n FROM bridge.spans").first?.int("n") ?? -1
+        let models = try await c.simpleQuery("""
+            SELECT count(*) AS n, coalesce(sum((span_data->'usage'->>'input_tokens')::bigint), 0) AS input
+            FROM bridge.spans WHERE span_data->>'type' = 'generation'
+            """).first
+        await c.close()
+
+        // Exactly one tool-call count per function span, per tool, with the same errors.
+        #expect(perTool.count >= 2, "the offline runs call the shipped tools")
+        #expect(after.values("bridge_tool_calls_total", label: "tool") == Set(perTool.compactMap { $0["tool"] }))
+        for row in perTool {
+            let tool = row["tool"] ?? ""
+            #expect(after.sum("bridge_tool_calls_total", ["tool": tool]) == Double(row.int("n") ?? -1), "\(tool)")
+            #expect(after.sum("bridge_tool_calls_total", ["tool": tool, "outcome": "error"]) == Double(row.int("errors") ?? -1), "\(tool)")
+            #expect(after.sum("bridge_tool_duration_seconds_count", ["tool": tool]) == Double(row.int("n") ?? -1), "\(tool)")
+        }
+        #expect(after.sum("bridge_spans_recorded_total") == Double(spans))
+        #expect(after.sum("bridge_tasks_claimed_total") == Double(tasks))
+        #expect(after.sum("bridge_tasks_completed_total") == Double(tasks))
+        #expect(after.sum("bridge_task_duration_seconds_count") == Double(tasks))
+        #expect(after.sum("bridge_model_calls_total") == Double(models?.int("n") ?? -1))
+        #expect(after.sum("bridge_model_calls_total", ["model": "gpt-4.1", "status": "ok"]) > 0)
+        #expect(after.sum("bridge_model_tokens_total", ["direction": "input"]) == Double(models?.int("input") ?? -1))
+        #expect(after.sum("bridge_runs_in_flight") == 0)
+        // No task or trace ids in any label.
+        #expect(!after.samples.contains { s in s.labels.values.contains { $0.hasPrefix("trace_") || $0.hasPrefix("span_") } })
+
+        // Only GET /metrics is served.
+        let other = try await MonitorFixture.scrape(metricsURL.replacingOccurrences(of: "/metrics", with: "/nope"))
+        #expect(other.status == 404)
+        worker.send(SIGTERM)
+        #expect(await worker.wait(timeout: 30)?.status == 0)
+    }
+
+    @Test func badMetricsAddressExitsTwo() async throws {
+        let url = try await LeaseFixture.database()
+        for addr in ["9464", "127.0.0.1:notaport", "127.0.0.1:70000"] {
+            let r = try BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", ExecCLITests.mappings,
+                                          "--metrics-addr", addr])
+            #expect(r.status == 2 && r.stderr.contains("--metrics-addr"), "\(addr): \(r.stderr)")
+        }
+    }
+}
