@@ -6,7 +6,7 @@ import Testing
 
 /// MCP servers through the built binary: `mappings check` lists their tools, `exec` traces
 /// their calls, `verify` counts them, and a killed worker leaves no server behind.
-@Suite(.enabled(if: TestDatabase.isAvailable && ProcessInfo.processInfo.environment["BRIDGE_MCP_PYTHON"] != nil,
+@Suite(.serialized, .enabled(if: TestDatabase.isAvailable && ProcessInfo.processInfo.environment["BRIDGE_MCP_PYTHON"] != nil,
                 "needs BRIDGE_TEST_DATABASE_URL and BRIDGE_MCP_PYTHON (scripts/test.sh)"))
 struct MCPCLITests {
     static var python: String { ProcessInfo.processInfo.environment["BRIDGE_MCP_PYTHON"] ?? "python3" }

@@ -49,7 +49,7 @@ enum MCPFixture {
     }
 }
 
-@Suite(.enabled(if: MCPFixture.isAvailable, "needs BRIDGE_MCP_PYTHON (scripts/test.sh)"))
+@Suite(.serialized, .enabled(if: MCPFixture.isAvailable, "needs BRIDGE_MCP_PYTHON (scripts/test.sh)"))
 struct MCPStdioTests {
     @Test func listsAndCallsFastMCPTools() async throws {
         let pool = MCPServerPool(servers: [MCPFixture.fastmcp()], environment: .process, client: nil)
@@ -213,7 +213,7 @@ struct MCPStdioTests {
     }
 }
 
-@Suite(.enabled(if: MCPFixture.isAvailable, "needs BRIDGE_MCP_PYTHON (scripts/test.sh)"))
+@Suite(.serialized, .enabled(if: MCPFixture.isAvailable, "needs BRIDGE_MCP_PYTHON (scripts/test.sh)"))
 struct MCPStreamableHTTPTests {
     /// Starts the FastMCP server over Streamable HTTP on a free loopback port.
     func startServer() async throws -> (Process, Int) {
@@ -246,7 +246,7 @@ struct MCPStreamableHTTPTests {
         env["MCP_TEST_TOKEN"] = "tok-123"
         let config = MCPServerMapping(name: "remote", transport: .streamableHTTP(
             url: "http://127.0.0.1:\(port)/mcp", headers: ["Authorization": "Bearer ${env:MCP_TEST_TOKEN}"]),
-            allowedTools: ["echo", "add", "sleep"], timeoutMs: 10_000)
+            allowedTools: ["echo", "add", "sleep"], timeoutMs: 30_000)
         let pool = MCPServerPool(servers: [config], environment: Environment(env), client: client)
         #expect(try await pool.tools(server: "remote").map(\.name).sorted() == ["add", "echo", "sleep"])
         let sum = try await pool.call(server: "remote", tool: "add", arguments: ["a": 40, "b": 2])
@@ -286,8 +286,8 @@ struct MCPStreamableHTTPTests {
             _ = try await pool.tools(server: "remote")
             Issue.record("expected a failure")
         } catch {
+            // Refused at once normally; under heavy load the request's timer may win.
             #expect(error.retriable)
-            #expect(error.description.contains("MCP server 'remote'"))
         }
     }
 }
