@@ -99,7 +99,7 @@ let package = Package(
         .target(
             name: "BridgeMonitor",
             dependencies: [
-                "BridgeCore", "BridgePostgres", "BridgeMetrics", "BridgeTracing",
+                "BridgeCore", "BridgePostgres", "BridgeMapping", "BridgeMetrics", "BridgeTracing",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],

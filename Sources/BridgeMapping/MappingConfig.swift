@@ -12,6 +12,8 @@ public struct MappingConfig: Sendable, Equatable, Codable {
     public var handoffsTable: HandoffsTableMapping?
     public var agents: [AgentMapping]
     public var tools: [ToolMapping]
+    /// Input and output guardrails that agents name.
+    public var guardrails: [GuardrailMapping] = []
     /// How `bridge exec --backfill` reads historical runs (optional).
     public var backfill: BackfillMapping?
     /// MCP servers whose tools agents may use (`mcp_servers`).
@@ -40,6 +42,7 @@ public struct MappingConfig: Sendable, Equatable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case version, source, results, tracing, handoffsTable = "handoffs_table", agents, tools, backfill, files
+        case guardrails
         case mcpServers = "mcp_servers"
     }
 
@@ -53,9 +56,17 @@ public struct MappingConfig: Sendable, Equatable, Codable {
         agents = try c.decode([AgentMapping].self, forKey: .agents)
         tools = try c.decode([ToolMapping].self, forKey: .tools)
         backfill = try c.decodeIfPresent(BackfillMapping.self, forKey: .backfill)
+        guardrails = try c.decodeIfPresent([GuardrailMapping].self, forKey: .guardrails) ?? []
         mcpServers = try c.decodeIfPresent([MCPServerMapping].self, forKey: .mcpServers) ?? []
         files = try c.decodeIfPresent([String].self, forKey: .files) ?? []
         locations = [:]
+    }
+
+    /// A copy with `guardrails` set.
+    public func with(guardrails: [GuardrailMapping]) -> MappingConfig {
+        var c = self
+        c.guardrails = guardrails
+        return c
     }
 
     // MARK: What the worker and the migrations need
@@ -68,6 +79,9 @@ public struct MappingConfig: Sendable, Equatable, Codable {
 
     /// The tool named `name`.
     public func tool(named name: String) -> ToolMapping? { tools.first { $0.name == name } }
+
+    /// The guardrail named `name`.
+    public func guardrail(named name: String) -> GuardrailMapping? { guardrails.first { $0.name == name } }
 
     /// Claim order for the priority column's values, highest first (empty: no priority).
     public var priorityOrder: [String] { source.priority?.order ?? [] }
@@ -94,7 +108,7 @@ public struct MappingConfig: Sendable, Equatable, Codable {
     public static func == (a: MappingConfig, b: MappingConfig) -> Bool {
         a.version == b.version && a.source == b.source && a.results == b.results && a.tracing == b.tracing
             && a.handoffsTable == b.handoffsTable && a.agents == b.agents && a.tools == b.tools
-            && a.backfill == b.backfill && a.mcpServers == b.mcpServers
+            && a.backfill == b.backfill && a.guardrails == b.guardrails && a.mcpServers == b.mcpServers
     }
 }
 
@@ -377,6 +391,10 @@ public struct AgentMapping: Sendable, Equatable, Codable {
     public var handoffDescription: String?
     public var maxTurns: Int?
     public var toolUseBehavior: ToolUseBehavior
+    /// `output_type`: the structured output (nil: plain text).
+    public var outputType: OutputSchemaSpec?
+    public var inputGuardrails: [String] = []
+    public var outputGuardrails: [String] = []
     /// Names of `mcp_servers` whose tools this agent may call, in order.
     public var mcpServers: [String]
     public var origin: MappingLocation
@@ -384,9 +402,13 @@ public struct AgentMapping: Sendable, Equatable, Codable {
     public init(name: String, match: String? = nil, instructions: Template = Template(""), model: String = "gpt-4.1",
                 modelSettings: [String: JSONValue] = [:], modelAPI: String? = nil, tools: [String] = [],
                 handoffs: [HandoffMapping] = [], handoffDescription: String? = nil, maxTurns: Int? = nil,
-                toolUseBehavior: ToolUseBehavior = .runLLMAgain, mcpServers: [String] = [],
+                toolUseBehavior: ToolUseBehavior = .runLLMAgain, outputType: OutputSchemaSpec? = nil,
+                inputGuardrails: [String] = [], outputGuardrails: [String] = [], mcpServers: [String] = [],
                 origin: MappingLocation = .unknown) {
         self.mcpServers = mcpServers
+        self.outputType = outputType
+        self.inputGuardrails = inputGuardrails
+        self.outputGuardrails = outputGuardrails
         self.name = name
         self.match = match ?? name
         self.instructions = instructions
@@ -404,22 +426,24 @@ public struct AgentMapping: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case name, match, instructions, model, modelSettings = "model_settings", modelAPI = "model_api", tools
         case handoffs, handoffDescription = "handoff_description", maxTurns = "max_turns"
-        case toolUseBehavior = "tool_use_behavior", mcpServers = "mcp_servers", origin
+        case toolUseBehavior = "tool_use_behavior", outputType = "output_type", inputGuardrails = "input_guardrails"
+        case outputGuardrails = "output_guardrails", mcpServers = "mcp_servers", origin
+    }
+}
+
+/// One entry of `guardrails`: a read-only SQL check or an agent.
+public struct GuardrailMapping: Sendable, Equatable, Codable {
+    public var name: String
+    public var implementation: GuardrailImplementation
+    public var origin: MappingLocation
+
+    public init(name: String, implementation: GuardrailImplementation, origin: MappingLocation = .unknown) {
+        self.name = name
+        self.implementation = implementation
+        self.origin = origin
     }
 
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(name: try c.decode(String.self, forKey: .name), match: try c.decode(String.self, forKey: .match),
-                  instructions: try c.decode(Template.self, forKey: .instructions), model: try c.decode(String.self, forKey: .model),
-                  modelSettings: try c.decode([String: JSONValue].self, forKey: .modelSettings),
-                  modelAPI: try c.decodeIfPresent(String.self, forKey: .modelAPI), tools: try c.decode([String].self, forKey: .tools),
-                  handoffs: try c.decode([HandoffMapping].self, forKey: .handoffs),
-                  handoffDescription: try c.decodeIfPresent(String.self, forKey: .handoffDescription),
-                  maxTurns: try c.decodeIfPresent(Int.self, forKey: .maxTurns),
-                  toolUseBehavior: try c.decode(ToolUseBehavior.self, forKey: .toolUseBehavior),
-                  mcpServers: try c.decodeIfPresent([String].self, forKey: .mcpServers) ?? [],
-                  origin: try c.decode(MappingLocation.self, forKey: .origin))
-    }
+    public var spec: GuardrailSpec { GuardrailSpec(name: name, implementation: implementation) }
 }
 
 /// A handoff declared in YAML: the target agent and an optional description.

@@ -81,13 +81,14 @@ struct LoadState {
     var backfill: BackfillMapping?
     var agents: [AgentMapping] = []
     var tools: [ToolMapping] = []
+    var guardrails: [GuardrailMapping] = []
     var mcpServers: [MCPServerMapping] = []
     /// Where each entry of `agents`/`tools` names things (for cross-checks).
     /// A file did not parse, so missing sections may be in it.
     var unparsedFiles = false
 
     static let topKeys = ["version", "source", "results", "tracing", "handoffs_table", "backfill", "agents", "tools",
-                          "mcp_servers"]
+                          "guardrails", "mcp_servers"]
 
     mutating func parse(file: String, text: String) {
         files.append(file)
@@ -144,6 +145,11 @@ struct LoadState {
         if let list = m.node("tools").flatMap({ r.list($0, "tools") }) {
             for (i, item) in list.enumerated() {
                 if let t = Self.parseTool(r, item, "tools[\(i)]") { tools.append(t) }
+            }
+        }
+        if let list = m.node("guardrails").flatMap({ r.list($0, "guardrails") }) {
+            for (i, item) in list.enumerated() {
+                if let g = Self.parseGuardrail(r, item, "guardrails[\(i)]") { guardrails.append(g) }
             }
         }
         if let list = m.node("mcp_servers").flatMap({ r.list($0, "mcp_servers") }) {
@@ -283,7 +289,8 @@ struct LoadState {
     // MARK: Agents
 
     static let agentKeys = ["name", "match", "instructions", "model", "model_settings", "model_api", "tools",
-                            "handoffs", "handoff_description", "max_turns", "tool_use_behavior", "mcp_servers"]
+                            "handoffs", "handoff_description", "max_turns", "tool_use_behavior", "output_type",
+                            "input_guardrails", "output_guardrails", "mcp_servers"]
 
     static func parseAgent(_ r: YAMLReader, _ node: Node, _ path: String) -> AgentMapping? {
         guard let m = r.map(node, path, allowed: agentKeys) else { return nil }
@@ -328,13 +335,81 @@ struct LoadState {
                 }
             }
         }
+        let outputType = m.node("output_type").flatMap { parseOutputType(r, $0, m.path("output_type")) }
         guard let name else { return nil }
         return AgentMapping(name: name, match: m.name("match"), instructions: instructions,
                             model: m.name("model") ?? "gpt-4.1", modelSettings: settings, modelAPI: api,
                             tools: m.strings("tools") ?? [], handoffs: handoffs,
                             handoffDescription: m.string("handoff_description"), maxTurns: m.int("max_turns", min: 1),
-                            toolUseBehavior: behavior, mcpServers: m.strings("mcp_servers") ?? [],
-                            origin: r.location(node, path))
+                            toolUseBehavior: behavior, outputType: outputType,
+                            inputGuardrails: m.strings("input_guardrails") ?? [],
+                            outputGuardrails: m.strings("output_guardrails") ?? [],
+                            mcpServers: m.strings("mcp_servers") ?? [], origin: r.location(node, path))
+    }
+
+    /// `output_type: {name, schema, strict (default true), columns: {field: task column}}`.
+    static func parseOutputType(_ r: YAMLReader, _ node: Node, _ path: String) -> OutputSchemaSpec? {
+        guard let m = r.map(node, path, allowed: ["name", "schema", "strict", "columns"]) else { return nil }
+        let name = m.name("name", required: true)
+        if let name, !isAPIName(name) {
+            r.issue(m.node("name"), m.path("name"), "output_type name '\(name)' must match ^[a-zA-Z0-9_-]{1,64}$")
+        }
+        let strict = m.bool("strict") ?? true
+        var schema: JSONValue?
+        if let n = m.required("schema"), let json = r.json(n, m.path("schema")) {
+            schema = json
+            SchemaChecker(reader: r, strict: strict).checkTop(json, node: n, path: m.path("schema"))
+        }
+        let columns = m.node("columns").flatMap { r.stringMap($0, m.path("columns")) } ?? [:]
+        let properties = schema?["properties"]?.objectValue ?? [:]
+        for field in columns.keys.sorted() where properties[field] == nil {
+            r.issue(m.node("columns"), m.path("columns"), "'\(field)' is not a top-level property of the output_type schema")
+        }
+        guard let name, let schema else { return nil }
+        return OutputSchemaSpec(name: name, schema: schema, strict: strict, columns: columns)
+    }
+
+    static func isAPIName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 64
+            && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }
+    }
+
+    // MARK: Guardrails
+
+    /// `{name, sql: {query, timeout_ms}}` or `{name, agent: <agent name>}`.
+    static func parseGuardrail(_ r: YAMLReader, _ node: Node, _ path: String) -> GuardrailMapping? {
+        guard let m = r.map(node, path, allowed: ["name", "sql", "agent"]) else { return nil }
+        let name = m.name("name", required: true)
+        let kinds = ["sql", "agent"].filter { m.has($0) }
+        if kinds.count != 1 {
+            r.issue(node, path, kinds.isEmpty ? "missing kind: give exactly one of sql or agent"
+                : "give exactly one of sql or agent, not both")
+        }
+        var implementation: GuardrailImplementation?
+        switch kinds.first {
+        case "sql":
+            if let s = m.map("sql", allowed: ["query", "timeout_ms"]), let q = s.name("query", required: true) {
+                var spec = SQLToolSpec(sql: q, writes: false, maxRows: 1)
+                spec.timeoutMs = s.int("timeout_ms", min: 1) ?? spec.timeoutMs
+                let params = spec.namedParameters
+                let qNode = s.node("query")
+                for arg in params.argumentNames where !["input", "output"].contains(arg) {
+                    r.issue(qNode, s.path("query"), "SQL parameter ':\(arg)' is not available to a guardrail (use :input, :output or :task.column)")
+                }
+                for bad in params.unknownRoots {
+                    r.issue(qNode, s.path("query"), "SQL parameter ':\(bad)' has an unknown root (use :input, :output or :task.column)")
+                }
+                if let p = params.positionalParameters.first {
+                    r.issue(qNode, s.path("query"), "positional parameter '\(p)' is not allowed; use :input, :output or :task.column")
+                }
+                implementation = .sql(spec)
+            }
+        case "agent":
+            if let a = m.name("agent", required: true) { implementation = .agent(a) }
+        default: break
+        }
+        guard let name, let implementation else { return nil }
+        return GuardrailMapping(name: name, implementation: implementation, origin: r.location(node, path))
     }
 
     // MARK: Tools
@@ -543,6 +618,9 @@ struct LoadState {
                 }
             }
         }
+        for (l, message) in Self.guardrailIssues(guardrails, agents: agents, agentByName: agentByName, loc: loc) {
+            issue(l, message)
+        }
         if let s = source, let d = s.agentSelection?.defaultAgent, agentByName[d] == nil {
             var msg = "unknown agent '\(d)'"
             if let near = nearest(d, in: agents.map(\.name)) { msg += " (did you mean '\(near)'?)" }
@@ -556,5 +634,43 @@ struct LoadState {
                              tracing: tracing ?? TracingMapping(), handoffsTable: handoffsTable, agents: agents,
                              tools: tools, files: files, locations: locations, backfill: backfill,
                              mcpServers: mcpServers)
+            .with(guardrails: guardrails)
+    }
+
+    /// Guardrail names are unique; agents name existing guardrails; an agent guardrail names an
+    /// agent whose output_type has a boolean `tripwire_triggered`.
+    static func guardrailIssues(_ guardrails: [GuardrailMapping], agents: [AgentMapping],
+                                agentByName: [String: AgentMapping],
+                                loc: (MappingLocation, String) -> MappingLocation) -> [(MappingLocation, String)] {
+        var out: [(MappingLocation, String)] = []
+        func issue(_ l: MappingLocation, _ m: String) { out.append((l, m)) }
+        var byName: [String: GuardrailMapping] = [:]
+        for g in guardrails {
+            if let first = byName[g.name] {
+                issue(loc(g.origin, "name"), "duplicate guardrail name '\(g.name)' (first defined at \(first.origin))")
+            } else { byName[g.name] = g }
+            guard case .agent(let agentName) = g.implementation else { continue }
+            guard let agent = agentByName[agentName] else {
+                var msg = "unknown agent '\(agentName)'"
+                if let near = nearest(agentName, in: Array(agentByName.keys).sorted()) { msg += " (did you mean '\(near)'?)" }
+                issue(loc(g.origin, "agent"), msg)
+                continue
+            }
+            let tripwire = agent.outputType?.schema["properties"]?["tripwire_triggered"]
+            let required = (agent.outputType?.schema["required"]?.arrayValue ?? []).contains("tripwire_triggered")
+            if tripwire?["type"]?.stringValue != "boolean" || !required {
+                issue(loc(g.origin, "agent"), "guardrail agent '\(agentName)' needs an output_type with a required boolean property 'tripwire_triggered'")
+            }
+        }
+        for a in agents {
+            for (key, names) in [("input_guardrails", a.inputGuardrails), ("output_guardrails", a.outputGuardrails)] {
+                for (i, n) in names.enumerated() where byName[n] == nil {
+                    var msg = "unknown guardrail '\(n)'"
+                    if let near = nearest(n, in: guardrails.map(\.name)) { msg += " (did you mean '\(near)'?)" }
+                    issue(loc(a.origin, "\(key)[\(i)]"), msg)
+                }
+            }
+        }
+        return out
     }
 }

@@ -74,6 +74,16 @@ public enum MappingValidator {
                 for c in spec.namedParameters.taskColumns { add(t, c, tool.origin, "sql.query") }
             }
         }
+        for a in config.agents {
+            for (field, column) in (a.outputType?.columns ?? [:]).sorted(by: { $0.key < $1.key }) {
+                add(t, column, a.origin, "output_type.columns.\(field)")
+            }
+        }
+        for g in config.guardrails {
+            if case .sql(let spec) = g.implementation {
+                for c in spec.namedParameters.taskColumns { add(t, c, g.origin, "sql.query") }
+            }
+        }
         return out
     }
 
@@ -110,6 +120,22 @@ public enum MappingValidator {
         }
         // Tables that do not exist are reported once (at the table reference); column
         // references to them add nothing.
+        // Guardrail SQL is prepared inside a READ ONLY transaction that is rolled back.
+        for g in config.guardrails {
+            guard case .sql(let spec) = g.implementation else { continue }
+            let (text, _) = spec.positionalSQL()
+            do {
+                _ = try await connection.simpleQuery("BEGIN READ ONLY")
+                _ = try await connection.simpleQuery("PREPARE bridge_guardrail_check AS \(text)")
+                _ = try await connection.simpleQuery("DEALLOCATE bridge_guardrail_check")
+                _ = try await connection.simpleQuery("ROLLBACK")
+            } catch {
+                _ = try? await connection.simpleQuery("ROLLBACK")
+                _ = try? await connection.simpleQuery("DEALLOCATE bridge_guardrail_check")
+                issues.append(MappingIssue(config.location(g.origin, "sql.query"),
+                                           "the SQL of guardrail '\(g.name)' does not prepare: \(error.message)"))
+            }
+        }
         for tool in config.tools {
             guard case .sql(let spec) = tool.implementation else { continue }
             let (text, _) = spec.positionalSQL()

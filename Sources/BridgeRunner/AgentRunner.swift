@@ -56,6 +56,23 @@ public enum RunnerMessages {
     public static let spanAgentError = "Error in agent run"
     public static let spanToolNotFound = "Tool not found"
     public static let spanMultipleHandoffs = "Multiple handoffs requested"
+    /// On the turn span when a structured output does not match its schema.
+    public static let spanInvalidJSON = "Invalid JSON provided"
+    /// On the turn span (input guardrails) or the agent span (output guardrails).
+    public static let spanGuardrailTripped = "Guardrail tripwire triggered"
+
+    /// The `ModelBehaviorError` message for an answer that does not match the output type.
+    public static func invalidJSON(_ text: String, outputType: String, problem: String) -> String {
+        let shown = text.count > 2_000 ? String(text.prefix(2_000)) + "…" : text
+        return "Invalid JSON when parsing \(shown) for \(outputType); \(problem)"
+    }
+
+    /// The error message of a tripped guardrail: the SDK's wording plus the `output_info`.
+    public static func tripwire(_ guardrail: String, outputInfo: JSONValue) -> String {
+        let info = outputInfo.stringValue ?? outputInfo.compact
+        return "Guardrail \(guardrail) triggered tripwire" + (outputInfo.isNull ? "" : ": \(info)")
+    }
+
     public static let spanMCPListError = "Error listing MCP tools"
 
     /// What the model receives when an MCP call fails (the SDK's `AgentsException` text, inside
@@ -144,31 +161,48 @@ struct ToolCallOutcome: Sendable {
     var modelOutput: JSONValue? = nil
 }
 
+/// Allocates event ids for a run and the guardrail agents' runs nested in it (which run
+/// concurrently with the model call, so the counter is shared and locked).
+final class EventCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: EventID = 0
+    func next() -> EventID {
+        lock.lock()
+        defer { lock.unlock() }
+        value += 1
+        return value
+    }
+}
+
 /// The mutable state of one run.
 struct RunState {
     let spec: RunSpec
     let taskRow: [String: JSONValue]
     let runner: AgentRunner
-    var nextId: EventID = 0
+    let ids: EventCounter
+    /// 0 for the task's run; 1 and more for guardrail agents' runs nested in it.
+    let depth: Int
     var history: [ConversationItem]
     var transcript: [ConversationItem] = []
     var usage = Usage()
     var turn = 0
     var toolCalls = 0
+    /// The validated structured output of the last final answer.
+    var structuredOutput: JSONValue?
     /// The current agent's MCP tools: tool name → server.
     var mcpToolServers: [String: String] = [:]
 
-    init(spec: RunSpec, taskRow: [String: JSONValue], runner: AgentRunner) {
+    init(spec: RunSpec, taskRow: [String: JSONValue], runner: AgentRunner, ids: EventCounter = EventCounter(),
+         input: String? = nil, depth: Int = 0) {
         self.spec = spec
         self.taskRow = taskRow
         self.runner = runner
-        self.history = [["role": "user", "content": .string(spec.input)]]
+        self.ids = ids
+        self.depth = depth
+        self.history = [["role": "user", "content": .string(input ?? spec.input)]]
     }
 
-    mutating func allocate() -> EventID {
-        nextId += 1
-        return nextId
-    }
+    func allocate() -> EventID { ids.next() }
 
     func emit(_ e: RunEvent) async { await runner.observer.record(e) }
 
@@ -182,31 +216,35 @@ struct RunState {
     mutating func execute() async -> RunResult {
         let taskId = allocate()
         await emit(.taskStarted(id: taskId, at: Date()))
-        var agentName = spec.startingAgent
-        var outcome: StintEnd
-        while true {
-            guard let agent = spec.agents[agentName] else {
-                outcome = .failed(RunFailure(type: "UserError", message: "Agent \(agentName) not found in the run spec",
-                                             retriable: false))
-                break
-            }
-            outcome = await runStint(agent, parent: taskId)
-            if case .handoff(let next) = outcome {
-                agentName = next
-                continue
-            }
-            break
-        }
+        let (outcome, agentName) = await runAgents(from: spec.startingAgent, parent: taskId)
         await emit(.taskEnded(id: taskId, usage: usage, error: nil, at: Date()))
         switch outcome {
         case .final(let text):
             return RunResult(status: .completed, finalOutput: text, lastAgent: agentName, usage: usage,
-                             transcript: transcript, error: nil, turns: turn, toolCalls: toolCalls)
+                             transcript: transcript, error: nil, turns: turn, toolCalls: toolCalls,
+                             finalOutputJSON: structuredOutput)
         case .failed(let failure):
             return RunResult(status: .failed, finalOutput: nil, lastAgent: agentName, usage: usage,
                              transcript: transcript, error: failure, turns: min(turn, spec.maxTurns), toolCalls: toolCalls)
         case .handoff:
             fatalError("unreachable: handoffs continue the loop")
+        }
+    }
+
+    /// Runs stints from agent `start`, following handoffs, until a final output or a failure.
+    mutating func runAgents(from start: String, parent: EventID) async -> (StintEnd, String) {
+        var agentName = start
+        while true {
+            guard let agent = spec.agents[agentName] else {
+                return (.failed(RunFailure(type: "UserError", message: "Agent \(agentName) not found in the run spec",
+                                           retriable: false)), agentName)
+            }
+            let outcome = await runStint(agent, parent: parent)
+            if case .handoff(let next) = outcome {
+                agentName = next
+                continue
+            }
+            return (outcome, agentName)
         }
     }
 
@@ -245,6 +283,16 @@ struct RunState {
             case .again:
                 continue
             case .final(let text):
+                let guards = agent.outputGuardrails.compactMap { spec.guardrails[$0] }
+                if !guards.isEmpty {
+                    let verdict = await GuardrailRun.all(guards, input: spec.input, output: text, parent: agentId,
+                                                         state: self, kind: .output)
+                    usage = usage + verdict.usage
+                    if let failure = verdict.failure {
+                        await emit(.agentEnded(id: agentId, error: verdict.spanError, at: Date()))
+                        return .failed(failure)
+                    }
+                }
                 await emit(.agentEnded(id: agentId, error: nil, at: Date()))
                 return .final(text)
             case .handoff(let to):
@@ -278,8 +326,24 @@ struct RunState {
         await emit(.modelStarted(id: modelId, parent: turnId, kind: runner.model.spanKind(for: agent), model: agent.model,
                                  input: runner.model.spanInput(for: request), at: Date()))
         let response: ModelResponse
+        let inputGuards = turn == 1 ? agent.inputGuardrails.compactMap { spec.guardrails[$0] } : []
         do {
-            response = try await runner.model.respond(request)
+            if inputGuards.isEmpty {
+                response = try await runner.model.respond(request)
+            } else {
+                let (answer, verdict) = await GuardrailRun.alongside(request, guards: inputGuards, parent: turnId, state: self)
+                usage = usage + verdict.usage
+                turnUsage = turnUsage + verdict.usage
+                if let failure = verdict.failure {
+                    // The tripwire cancelled the model call (its span ends without a response).
+                    await emit(.modelEnded(id: modelId, response: try? answer?.get(), error: nil, at: Date()))
+                    if let e = verdict.spanError { await emit(.spanError(id: turnId, error: e)) }
+                    await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
+                    return .failed(failure, nil)
+                }
+                guard let answer else { throw CancellationError() }
+                response = try answer.get()
+            }
         } catch {
             let text = String(describing: error)
             await emit(.modelEnded(id: modelId, response: nil,
@@ -373,10 +437,33 @@ struct RunState {
             }
         }
 
-        await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
         // No tools: the last assistant message is the final output; without one, run again.
+        // A structured output must match its schema (else ModelBehaviorError, as in the SDK).
+        if let text = Self.lastMessageText(response.output), let schema = agent.outputSchema {
+            switch Self.structured(text, schema) {
+            case .success(let json):
+                structuredOutput = json
+            case .failure(let problem):
+                await emit(.spanError(id: turnId, error: SpanErrorInfo(message: RunnerMessages.spanInvalidJSON, data: [:])))
+                await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
+                return .failed(RunFailure(type: "ModelBehaviorError", message: RunnerMessages.invalidJSON(
+                    text, outputType: schema.name, problem: problem.message), retriable: false), nil)
+            }
+        }
+        await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
         if let text = Self.lastMessageText(response.output) { return .final(text) }
         return .again
+    }
+
+    struct SchemaProblem: Error { var message: String }
+
+    /// `text` parsed as JSON and checked against the output type's schema.
+    static func structured(_ text: String, _ schema: OutputSchemaSpec) -> Result<JSONValue, SchemaProblem> {
+        let json: JSONValue
+        do { json = try JSONValue.parse(text) } catch { return .failure(SchemaProblem(message: "not JSON: \(error)")) }
+        let violations = JSONSchemaValidator(schema: schema.schema).violations(of: json, limit: 5)
+        if violations.isEmpty { return .success(json) }
+        return .failure(SchemaProblem(message: violations.map(\.description).joined(separator: "; ")))
     }
 
     /// The text of the last assistant message among `items` (its `output_text` parts joined).

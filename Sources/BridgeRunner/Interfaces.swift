@@ -206,6 +206,10 @@ public enum RunEvent: Sendable {
     case toolEnded(id: EventID, output: String?, error: SpanErrorInfo?, at: Date)
     /// A handoff is instantaneous: one event carries both times.
     case handoff(id: EventID, parent: EventID, from: String, to: String, startedAt: Date, endedAt: Date)
+    /// A guardrail span (`{type: guardrail, name, triggered}`), under the turn span for input
+    /// guardrails and under the agent span for output guardrails, as in the SDK.
+    case guardrailStarted(id: EventID, parent: EventID, name: String, at: Date)
+    case guardrailEnded(id: EventID, triggered: Bool, error: SpanErrorInfo?, at: Date)
     /// Attaches an error to span `id` before it ends (for a handoff: before its `.handoff` event),
     /// as the SDK does for "Multiple handoffs requested" on the handoff span and "Tool not found"
     /// on the turn span. A later error for the same span replaces an earlier one.
@@ -239,9 +243,13 @@ public struct RunResult: Sendable {
     public var error: RunFailure?
     public var turns: Int
     public var toolCalls: Int
+    /// The final output as JSON when the last agent has an `output_type` (validated against it).
+    public var finalOutputJSON: JSONValue?
 
     public init(status: Status, finalOutput: String?, lastAgent: String, usage: Usage,
-                transcript: [ConversationItem], error: RunFailure?, turns: Int, toolCalls: Int) {
+                transcript: [ConversationItem], error: RunFailure?, turns: Int, toolCalls: Int,
+                finalOutputJSON: JSONValue? = nil) {
+        self.finalOutputJSON = finalOutputJSON
         self.status = status
         self.finalOutput = finalOutput
         self.lastAgent = lastAgent
@@ -261,7 +269,10 @@ public struct RunFailure: Error, Sendable, CustomStringConvertible {
     public var retriable: Bool
     /// How long the model asked to wait before trying again (HTTP `Retry-After`), if it did.
     public var retryAfter: Double?
-    public init(type: String, message: String, retriable: Bool, retryAfter: Double? = nil) {
+    /// A tripped guardrail's `output_info`.
+    public var outputInfo: JSONValue?
+    public init(type: String, message: String, retriable: Bool, retryAfter: Double? = nil, outputInfo: JSONValue? = nil) {
+        self.outputInfo = outputInfo
         self.type = type
         self.message = message
         self.retriable = retriable

@@ -6,7 +6,8 @@ import Foundation
 /// Turns a run's `RunEvent`s into SDK-shaped spans and hands each one to the sinks as it
 /// ends, so a crashed run still leaves its partial trace.
 ///
-/// Tree: trace > task (custom) > agent > turn (custom) > {generation|response, function…, handoff}.
+/// Tree: trace > task (custom) > agent > turn (custom) > {generation|response, function…, handoff,
+/// guardrail (input)}; agent > guardrail (output) > agent (a guardrail agent's run).
 /// With `includeSensitiveData` false, function `input`/`output` and generation
 /// `input`/`output` are null and error details are replaced by the SDK's redaction texts.
 /// Strings listed in `secrets` (API keys, passwords) are replaced by `***` everywhere.
@@ -127,6 +128,11 @@ public actor TraceRecorder: RunObserver {
         case .handoff(let id, let parent, let from, let to, let startedAt, let endedAt):
             start(id, parent: parent, at: startedAt, data: ["type": "handoff", "from_agent": .string(from), "to_agent": .string(to)])
             await end(id, error: nil, at: endedAt)
+        case .guardrailStarted(let id, let parent, let name, let at):
+            start(id, parent: parent, at: at, data: ["type": "guardrail", "name": .string(name), "triggered": false])
+        case .guardrailEnded(let id, let triggered, let error, let at):
+            open[id]?.data["triggered"] = .bool(triggered)
+            await end(id, error: error, at: at)
         case .spanError(let id, let error):
             if open[id] != nil { open[id]?.error = error } else { pendingErrors[id] = error }
         case .mcpToolsListed(let id, let parent, let server, let tools, let error, let startedAt, let endedAt):

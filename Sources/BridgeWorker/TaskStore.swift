@@ -307,6 +307,8 @@ public struct TaskStore: Sendable {
         public var durationSeconds: Double
         /// For a retry: how long the task waits before it can be claimed again (backoff).
         public var retryAfterSeconds: Double?
+        /// Task columns written with a completed result (a structured output's mapped fields).
+        public var columns: [String: JSONValue] = [:]
 
         public init(status: Status, taskStatus: String, result: JSONValue, tokenUsage: JSONValue, errorMessage: String?,
                     errorType: String?, completedAt: Date, durationSeconds: Double, retryAfterSeconds: Double? = nil) {
@@ -347,6 +349,9 @@ public struct TaskStore: Sendable {
                     add(config.results.resultColumn, .text(outcome.result.compact), cast: "::jsonb")
                     add(config.results.completedAtColumn, .text(PostgresTimestamp.format(outcome.completedAt)), cast: "::timestamptz")
                     if let traceId { add(config.results.traceIdColumn, .text(traceId)) }
+                    for (column, value) in outcome.columns.sorted(by: { $0.key < $1.key }) {
+                        add(column, SQLToolSpec.bindValue(value))
+                    }
                 }
                 let L = TaskStore.Lease.self
                 sets.append("\(PostgresQuery.quoteIdentifier(L.token)) = NULL")

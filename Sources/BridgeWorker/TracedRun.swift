@@ -36,18 +36,33 @@ struct TracedRun: Sendable {
     }
 
     /// What goes into the task's (or execution's) result column for a run: the final output
-    /// and usage, or the error; always the trace id.
+    /// (a JSON value for a structured output, else the text) and usage, or the error (with a
+    /// tripped guardrail's `output_info`); always the trace id.
     static func resultJSON(_ result: RunResult, traceId: String, extra: [String: JSONValue] = [:]) -> JSONValue {
         var out: [String: JSONValue] = ["usage": result.usage.json, "trace_id": .string(traceId)]
         if result.status == .completed {
-            out["output"] = .string(result.finalOutput ?? "")
+            out["output"] = result.finalOutputJSON ?? .string(result.finalOutput ?? "")
             out["last_agent"] = .string(result.lastAgent)
         } else {
             let failure = result.error ?? RunFailure(type: "RunError", message: "unknown failure", retriable: false)
             out["error"] = .string(failure.message)
             out["error_type"] = .string(failure.type)
+            if let info = failure.outputInfo { out["output_info"] = info }
         }
         return .object(out.merging(extra) { _, new in new })
+    }
+}
+
+extension TracedRun {
+    /// The task columns a completed structured output fills (`output_type.columns` of the agent
+    /// that answered): field → value, a missing field as null.
+    static func resultColumns(_ result: RunResult, spec: RunSpec) -> [String: JSONValue] {
+        guard let json = result.finalOutputJSON, let columns = spec.agents[result.lastAgent]?.outputSchema?.columns else {
+            return [:]
+        }
+        var out: [String: JSONValue] = [:]
+        for (field, column) in columns { out[column] = json[field] ?? .null }
+        return out
     }
 }
 

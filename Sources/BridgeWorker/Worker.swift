@@ -469,11 +469,13 @@ public actor Worker {
             switch result.status {
             case .completed:
                 retried = false
-                outcome = TaskStore.Outcome(
+                var completed = TaskStore.Outcome(
                     status: .completed, taskStatus: status.completed,
                     result: TracedRun.resultJSON(result, traceId: spec.traceId),
                     tokenUsage: result.usage.json, errorMessage: nil, errorType: nil, completedAt: completedAt,
                     durationSeconds: completedAt.timeIntervalSince(startedAt))
+                completed.columns = TracedRun.resultColumns(result, spec: spec)
+                outcome = completed
             case .failed:
                 let failure = result.error ?? RunFailure(type: "RunError", message: "unknown failure", retriable: false)
                 retried = failure.retriable && attempt < options.maxAttempts

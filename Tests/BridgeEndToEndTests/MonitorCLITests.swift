@@ -120,6 +120,88 @@ struct MonitorCLITests {
         #expect(await worker.wait(timeout: 30)?.status == 0)
     }
 
+    @Test(.timeLimit(.minutes(3)))
+    func traceTailFollowPrintsEachNewSpanWithinASecond() async throws {
+        let url = try await LeaseFixture.database()
+        let tail = try BackgroundBridge(["trace", "tail", "--follow", "--json", "-n", "0", "--database-url", url])
+        defer { tail.send(SIGKILL) }
+        #expect(try await LeaseFixture.waitUntil(timeout: 30) {
+            try await LeaseFixture.count(url, "application_name = 'bridge-trace-tail'", table: "pg_stat_activity") == 1
+        }, "\(tail.output)")
+        let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "0.2", "--offline-latency-ms", "100",
+                                           "--database-url", url, "--mappings", ExecCLITests.mappings])
+        defer { worker.send(SIGKILL) }
+        try await Task.sleep(for: .milliseconds(500))
+        try await LeaseFixture.insertTasks(url, 1)
+        // When each span id first shows up in the tail's output.
+        var firstSeen: [String: Date] = [:]
+        var lines = 0
+        let deadline = Date().addingTimeInterval(90)
+        var done = false
+        while Date() < deadline {
+            let out = tail.output.split(separator: "\n").filter { $0.hasPrefix("{") }
+            for line in out.dropFirst(lines) {
+                let id = try JSONValue.parse(String(line))["id"]?.stringValue ?? "?"
+                #expect(firstSeen[id] == nil, "printed twice: \(id)")
+                firstSeen[id] = Date()
+            }
+            lines = out.count
+            if done { break }
+            if try await LeaseFixture.count(url, "status NOT IN ('completed', 'failed')") == 0 {
+                done = true  // one more read of the output after the last span
+                try await Task.sleep(for: .milliseconds(1200))
+                continue
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let c = try await TestDatabase.connect(url)
+        let spans = try await c.simpleQuery("SELECT span_id, extract(epoch FROM created_at)::float8 AS at FROM bridge.spans")
+        await c.close()
+        #expect(spans.count >= 8)
+        #expect(Set(firstSeen.keys) == Set(spans.compactMap { $0["span_id"] }))
+        var late: [String] = []
+        for row in spans {
+            guard let id = row["span_id"], let at = row.double("at"), let seen = firstSeen[id] else { continue }
+            let delay = seen.timeIntervalSince1970 - at
+            if delay > 1.0 { late.append(String(format: "%@ after %.2fs", id, delay)) }
+        }
+        #expect(late.isEmpty, "spans printed more than 1 s after insertion: \(late)")
+        worker.send(SIGTERM)
+        _ = await worker.wait(timeout: 30)
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func topShowsARunningWorkerAndItsToolCalls() async throws {
+        let url = try await LeaseFixture.database()
+        let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "0.2", "--offline-latency-ms", "1500",
+                                           "--concurrency", "2", "--database-url", url, "--mappings", ExecCLITests.mappings])
+        defer { worker.send(SIGKILL) }
+        try await LeaseFixture.insertTasks(url, 3)
+        #expect(try await LeaseFixture.waitUntil(timeout: 60) {
+            try await LeaseFixture.count(url, "status = 'in_progress'") >= 1
+        })
+        let top = ["top", "--database-url", url, "--mappings", ExecCLITests.mappings]
+        let running = try BridgeBinary.run(top + ["--json"])
+        #expect(running.status == 0, "\(running.stderr)")
+        let json = try JSONValue.parse(running.stdout)
+        #expect((json["tasks"]?["running"]?.doubleValue ?? 0) >= 1)
+        #expect(json["tasks"]?["pending"]?.doubleValue != nil && json["tasks"]?["waiting_retry"]?.doubleValue != nil)
+        let workers = json["workers"]?.arrayValue ?? []
+        #expect(workers.contains { ($0["worker"]?.stringValue ?? "").contains(":\(worker.process.processIdentifier):")
+                && $0["alive"] == .bool(true) }, "\(running.stdout)")
+        #expect(try await LeaseFixture.waitUntil(timeout: 90) {
+            try await LeaseFixture.count(url, "status NOT IN ('completed', 'failed')") == 0
+        })
+        // Not a terminal: one snapshot, then exit.
+        let text = try BridgeBinary.run(top)
+        #expect(text.status == 0, "\(text.stderr)")
+        for word in ["TASKS", "TOOL", "get_team_roles_and_status", "MODEL", "gpt-4.1", "EXPORTER", "WORKER"] {
+            #expect(text.stdout.contains(word), "\(word): \(text.stdout)")
+        }
+        worker.send(SIGTERM)
+        _ = await worker.wait(timeout: 30)
+    }
+
     @Test func badMetricsAddressExitsTwo() async throws {
         let url = try await LeaseFixture.database()
         for addr in ["9464", "127.0.0.1:notaport", "127.0.0.1:70000"] {
