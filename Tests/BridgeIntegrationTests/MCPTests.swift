@@ -28,12 +28,12 @@ enum MCPFixture {
 
     /// The FastMCP test server over stdio.
     static func fastmcp(_ name: String = "team", allowed: [String]? = nil, blocked: [String] = [], env: [String] = [],
-                        timeoutMs: Int = 20_000, cache: Bool = false) -> MCPServerMapping {
+                        timeoutMs: Int = 60_000, cache: Bool = false) -> MCPServerMapping {
         MCPServerMapping(name: name, transport: .stdio(command: python!, args: [script("fastmcp_server.py"), "stdio"], env: env, cwd: nil),
                          allowedTools: allowed, blockedTools: blocked, cacheToolsList: cache, timeoutMs: timeoutMs)
     }
 
-    static func raw(_ mode: String, timeoutMs: Int = 20_000) -> MCPServerMapping {
+    static func raw(_ mode: String, timeoutMs: Int = 60_000) -> MCPServerMapping {
         MCPServerMapping(name: "raw", transport: .stdio(command: python!, args: [script("raw_server.py"), mode], env: [], cwd: nil),
                          timeoutMs: timeoutMs)
     }
@@ -233,13 +233,13 @@ struct MCPStreamableHTTPTests {
             }
             try await Task.sleep(for: .milliseconds(100))
         }
-        p.terminate()
+        kill(p.processIdentifier, SIGKILL)
         throw MCPError.unavailable("the FastMCP HTTP server did not start on port \(port)")
     }
 
     @Test func listsAndCallsOverStreamableHTTPWithASession() async throws {
         let (server, port) = try await startServer()
-        defer { server.terminate() }
+        defer { kill(server.processIdentifier, SIGKILL) }
         let client = HTTPClient()
         defer { client.shutdown() }
         var env = Environment.process.values
@@ -261,7 +261,7 @@ struct MCPStreamableHTTPTests {
 
     @Test func slowHTTPCallTimesOut() async throws {
         let (server, port) = try await startServer()
-        defer { server.terminate() }
+        defer { kill(server.processIdentifier, SIGKILL) }
         let client = HTTPClient()
         defer { client.shutdown() }
         let config = MCPServerMapping(name: "remote", transport: .streamableHTTP(url: "http://127.0.0.1:\(port)/mcp", headers: [:]),
