@@ -38,6 +38,44 @@ struct Exposition {
     }
 }
 
+/// Records when each JSON line's `id` first appears in a background process's output.
+final class OutputSampler: @unchecked Sendable {
+    // @unchecked Sendable: the fields are only touched with `lock` held.
+    private let lock = NSLock()
+    private var firstSeen: [String: Date] = [:]
+    private var duplicates: [String] = []
+    private var stopped = false
+
+    init(worker: BackgroundBridge) {
+        let thread = Thread { [self] in
+            var lines = 0
+            while true {
+                let out = worker.output.split(separator: "\n").filter { $0.hasPrefix("{") }
+                let now = Date()
+                lock.lock()
+                for line in out.dropFirst(lines) {
+                    let id = (try? JSONValue.parse(String(line)))?["id"]?.stringValue ?? "?"
+                    if firstSeen[id] != nil { duplicates.append(id) } else { firstSeen[id] = now }
+                }
+                let done = stopped
+                lock.unlock()
+                lines = out.count
+                if done { return }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+        }
+        thread.start()
+    }
+
+    func stop() -> (firstSeen: [String: Date], duplicates: [String]) {
+        lock.lock()
+        stopped = true
+        let result = (firstSeen, duplicates)
+        lock.unlock()
+        return result
+    }
+}
+
 enum MonitorFixture {
     /// Waits for `bridge exec --metrics-addr …:0` to log where it serves.
     static func metricsURL(_ worker: BackgroundBridge) async throws -> String? {
@@ -132,28 +170,16 @@ struct MonitorCLITests {
                                            "--database-url", url, "--mappings", ExecCLITests.mappings])
         defer { worker.send(SIGKILL) }
         try await Task.sleep(for: .milliseconds(500))
+        // When each span id first shows up in the tail's output, sampled on a thread of its own
+        // (not the test's busy cooperative pool) every 10 ms.
+        let sampler = OutputSampler(worker: tail)
         try await LeaseFixture.insertTasks(url, 1)
-        // When each span id first shows up in the tail's output.
-        var firstSeen: [String: Date] = [:]
-        var lines = 0
-        let deadline = Date().addingTimeInterval(90)
-        var done = false
-        while Date() < deadline {
-            let out = tail.output.split(separator: "\n").filter { $0.hasPrefix("{") }
-            for line in out.dropFirst(lines) {
-                let id = try JSONValue.parse(String(line))["id"]?.stringValue ?? "?"
-                #expect(firstSeen[id] == nil, "printed twice: \(id)")
-                firstSeen[id] = Date()
-            }
-            lines = out.count
-            if done { break }
-            if try await LeaseFixture.count(url, "status NOT IN ('completed', 'failed')") == 0 {
-                done = true  // one more read of the output after the last span
-                try await Task.sleep(for: .milliseconds(1200))
-                continue
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        #expect(try await LeaseFixture.waitUntil(timeout: 90) {
+            try await LeaseFixture.count(url, "status NOT IN ('completed', 'failed')") == 0
+        }, "\(worker.output.suffix(2000))")
+        try await Task.sleep(for: .milliseconds(1500))
+        let (firstSeen, duplicates) = sampler.stop()
+        #expect(duplicates.isEmpty, "printed twice: \(duplicates)")
         let c = try await TestDatabase.connect(url)
         let spans = try await c.simpleQuery("SELECT span_id, extract(epoch FROM created_at)::float8 AS at FROM bridge.spans")
         await c.close()
