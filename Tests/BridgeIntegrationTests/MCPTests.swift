@@ -217,7 +217,7 @@ struct MCPStdioTests {
 struct MCPStreamableHTTPTests {
     /// Starts the FastMCP server over Streamable HTTP on a free loopback port.
     func startServer() async throws -> (Process, Int) {
-        let port = Int.random(in: 20_000..<60_000)
+        let port = try Self.freePort()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: MCPFixture.python!)
         p.arguments = [MCPFixture.script("fastmcp_server.py"), "http", String(port)]
@@ -227,14 +227,33 @@ struct MCPStreamableHTTPTests {
         let client = HTTPClient()
         defer { client.shutdown() }
         for _ in 0..<150 {
-            if let r = try? await client.execute(HTTPRequest(method: .get, url: "http://127.0.0.1:\(port)/mcp",
-                                                             deadline: .now + .seconds(1))), r.status > 0 {
+            // Ready when uvicorn itself answers (not some other test's listener on a reused port).
+            if p.isRunning, let r = try? await client.execute(HTTPRequest(method: .get, url: "http://127.0.0.1:\(port)/mcp",
+                                                                          deadline: .now + .seconds(1))),
+               r.headers["server"] == "uvicorn" {
                 return (p, port)
             }
+            if !p.isRunning { break }
             try await Task.sleep(for: .milliseconds(100))
         }
         kill(p.processIdentifier, SIGKILL)
         throw MCPError.unavailable("the FastMCP HTTP server did not start on port \(port)")
+    }
+
+    /// A port the kernel just handed out (bound to port 0, then released).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &addr) { ptr in
+            ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard bound else { throw MCPError.unavailable("no free port") }
+        return Int(UInt16(bigEndian: addr.sin_port))
     }
 
     @Test func listsAndCallsOverStreamableHTTPWithASession() async throws {
