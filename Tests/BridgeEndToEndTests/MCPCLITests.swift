@@ -12,6 +12,14 @@ struct MCPCLITests {
     static var python: String { ProcessInfo.processInfo.environment["BRIDGE_MCP_PYTHON"] ?? "python3" }
     static var fixture: String { TestDatabase.projectRoot.appendingPathComponent("Tests/Fixtures/mcp/fastmcp_server.py").path }
 
+    /// Runs the binary on a thread of its own: a blocking wait on Swift's small cooperative pool
+    /// would stall every other test's async work (the machine has two cores) while bridge runs.
+    static func bridge(_ args: [String]) async throws -> Subprocess.Result {
+        try await withCheckedThrowingContinuation { c in
+            Thread { c.resume(with: Result { try BridgeBinary.run(args) }) }.start()
+        }
+    }
+
     /// The shipped mappings with `mcp.yaml` replaced by `mcpYAML`.
     static func mappings(_ mcpYAML: String) throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-mcp-\(UUID().uuidString)")
@@ -36,7 +44,7 @@ struct MCPCLITests {
 
     @Test func checkListsToolsAndReportsMissingAndCollidingNames() async throws {
         let url = try await ExecCLITests.migratedReference()
-        let shipped = try BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", ExecCLITests.mappings])
+        let shipped = try await Self.bridge(["mappings", "check", "--database-url", url, "--mappings", ExecCLITests.mappings])
         #expect(shipped.status == 0, "\(shipped.stderr)")
         #expect(shipped.stdout.contains("1 MCP servers with 2 tools"), "\(shipped.stdout)")
 
@@ -54,20 +62,20 @@ struct MCPCLITests {
         let text = try String(contentsOf: agents, encoding: .utf8)
             .replacingOccurrences(of: "mcp_servers: [team_tools]", with: "mcp_servers: [team_tools, other]")
         try text.write(to: agents, atomically: true, encoding: .utf8)
-        let r = try BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", broken.path])
+        let r = try await Self.bridge(["mappings", "check", "--database-url", url, "--mappings", broken.path])
         #expect(r.status == 2)
         #expect(r.stderr.contains("mcp.yaml:5:35: mcp_servers[0].tool_filter.allowed[1]: MCP server 'team_tools' has no tool 'ecko' (did you mean 'echo'?)"), "\(r.stderr)")
         #expect(r.stderr.contains("agents.yaml:") && r.stderr.contains("tool 'echo' of MCP server 'other' has the same name as tool 'echo' of MCP server 'team_tools'"), "\(r.stderr)")
         #expect(r.stderr.contains("cannot list the tools of MCP server 'gone': cannot start MCP server 'gone': command not found: no-such-mcp-server"), "\(r.stderr)")
 
-        let quick = try BridgeBinary.run(["mappings", "check", "--static-only", "--mappings", broken.path])
+        let quick = try await Self.bridge(["mappings", "check", "--static-only", "--mappings", broken.path])
         #expect(quick.status == 0, "\(quick.stderr)")
         #expect(quick.stdout.contains("3 MCP servers,"))
     }
 
     @Test func execTracesMCPCallsAndVerifyCountsThem() async throws {
         let url = try await ExecCLITests.migratedReference()
-        let r = try BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", ExecCLITests.mappings])
+        let r = try await Self.bridge(["exec", "--offline", "--database-url", url, "--mappings", ExecCLITests.mappings])
         #expect(r.status == 0, "\(r.stderr)")
         let c = try await TestDatabase.connect(url)
         let listings = try await c.query("""
@@ -91,7 +99,7 @@ struct MCPCLITests {
             #expect(call["error"] == nil)
         }
         await c.close()
-        let verify = try BridgeBinary.run(["verify", "--database-url", url, "--mappings", ExecCLITests.mappings, "--format", "json"])
+        let verify = try await Self.bridge(["verify", "--database-url", url, "--mappings", ExecCLITests.mappings, "--format", "json"])
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
         let report = try JSONValue.parse(verify.stdout)
         let tools = report["checks"]?.arrayValue?.first { $0["id"] == "tools_traced" }

@@ -265,7 +265,7 @@ struct MCPStreamableHTTPTests {
         env["MCP_TEST_TOKEN"] = "tok-123"
         let config = MCPServerMapping(name: "remote", transport: .streamableHTTP(
             url: "http://127.0.0.1:\(port)/mcp", headers: ["Authorization": "Bearer ${env:MCP_TEST_TOKEN}"]),
-            allowedTools: ["echo", "add", "sleep"], timeoutMs: 30_000)
+            allowedTools: ["echo", "add", "sleep"], timeoutMs: 120_000)
         let pool = MCPServerPool(servers: [config], environment: Environment(env), client: client)
         #expect(try await pool.tools(server: "remote").map(\.name).sorted() == ["add", "echo", "sleep"])
         let sum = try await pool.call(server: "remote", tool: "add", arguments: ["a": 40, "b": 2])
