@@ -99,7 +99,7 @@ let package = Package(
         .target(
             name: "BridgeMonitor",
             dependencies: [
-                "BridgeCore", "BridgePostgres", "BridgeMapping", "BridgeMetrics", "BridgeTracing",
+                "BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeMetrics", "BridgeTracing",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
@@ -129,7 +129,7 @@ let package = Package(
         .testTarget(
             name: "BridgeUnitTests",
             dependencies: ["BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner", "BridgeTracing", "BridgeHTTP",
-                           "BridgeVerify"]
+                           "BridgeVerify", "BridgeMetrics"]
         ),
         .testTarget(
             name: "BridgeIntegrationTests",

@@ -68,9 +68,29 @@ ROOT_HELP=$("$BRIDGE" --help 2>/dev/null || true)
 EXEC_HELP=$("$BRIDGE" exec --help 2>/dev/null || true)
 has_command() { grep -E "^ +$1( |$)" <<<"$ROOT_HELP" >/dev/null; }
 
+if has_command approvals; then
+  step "flagging two Project Manager tasks for review (their sub-task delegation will need approval)"
+  psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -c "UPDATE tasks SET context_data = coalesce(context_data, '{}') || '{\"requires_approval\": true}' WHERE id IN (SELECT t.id FROM tasks t JOIN agents a ON a.id = t.agent_id WHERE a.role = 'Project Manager' AND t.status = 'pending' ORDER BY t.created_at LIMIT 2)"
+fi
+
 if has_command exec; then
   step "bridge exec --offline (the built-in deterministic model: no network, no key)"
   "$BRIDGE" exec --offline --mappings "$MAPPINGS" --trace-file "$DEMO/traces.jsonl"
+fi
+
+if has_command approvals; then
+  step "bridge approvals list (Project Manager runs paused at create_and_assign_sub_task, which needs approval)"
+  "$BRIDGE" approvals list
+  PENDING=$("$BRIDGE" approvals list --ids)
+  FIRST=$(head -n 1 <<<"$PENDING")
+  if [ -n "$FIRST" ]; then
+    step "bridge reject one request with a message, bridge approve the others"
+    "$BRIDGE" reject "$FIRST" --message "Not now: the Researcher has enough work this week."
+    for id in $(tail -n +2 <<<"$PENDING"); do "$BRIDGE" approve "$id" >/dev/null; done
+    echo "approved $(($(wc -l <<<"$PENDING") - 1)) request(s)"
+    step "bridge exec --offline again: the paused runs resume in their own traces"
+    "$BRIDGE" exec --offline --trace-file "$DEMO/traces.jsonl"
+  fi
 fi
 
 if has_command exec && grep -- "--backfill" <<<"$EXEC_HELP" >/dev/null; then

@@ -82,13 +82,14 @@ struct LoadState {
     var agents: [AgentMapping] = []
     var tools: [ToolMapping] = []
     var guardrails: [GuardrailMapping] = []
+    var approvals: ApprovalsMapping?
     var mcpServers: [MCPServerMapping] = []
     /// Where each entry of `agents`/`tools` names things (for cross-checks).
     /// A file did not parse, so missing sections may be in it.
     var unparsedFiles = false
 
     static let topKeys = ["version", "source", "results", "tracing", "handoffs_table", "backfill", "agents", "tools",
-                          "guardrails", "mcp_servers"]
+                          "guardrails", "approvals", "mcp_servers"]
 
     mutating func parse(file: String, text: String) {
         files.append(file)
@@ -121,7 +122,7 @@ struct LoadState {
                 r.issue(v, "version", "unsupported version '\(v.scalar?.string ?? YAMLReader.kind(v))' (this bridge reads version \(MappingLoader.currentVersion))")
             }
         }
-        for key in ["source", "results", "tracing", "handoffs_table", "backfill"] {
+        for key in ["source", "results", "tracing", "handoffs_table", "backfill", "approvals"] {
             guard let node = m.node(key) else { continue }
             let here = r.location(m.keyNode(key), key)
             if let first = sections[key] {
@@ -134,6 +135,7 @@ struct LoadState {
             case "results": results = Self.parseResults(r, node, here)
             case "tracing": tracing = Self.parseTracing(r, node)
             case "backfill": backfill = Self.parseBackfill(r, node, here)
+            case "approvals": approvals = Self.parseApprovals(r, node, here)
             default: handoffsTable = Self.parseHandoffsTable(r, node, here)
             }
         }
@@ -414,7 +416,8 @@ struct LoadState {
 
     // MARK: Tools
 
-    static let toolKeys = ["name", "description", "parameters", "strict", "sql", "http", "command", "hosted"]
+    static let toolKeys = ["name", "description", "parameters", "strict", "sql", "http", "command", "hosted",
+                           "needs_approval"]
     static let hostedTypes = ["web_search", "file_search", "code_interpreter"]
 
     static func parseTool(_ r: YAMLReader, _ node: Node, _ path: String) -> ToolMapping? {
@@ -516,9 +519,80 @@ struct LoadState {
                 r.issue(qNode, qPath, "positional parameter '\(p)' is not allowed; use :argument or :task.column")
             }
         }
+        var approval = ApprovalRule.never
+        if let n = m.node("needs_approval") {
+            let p = m.path("needs_approval")
+            if case .scalar = n {
+                if let b = r.bool(n, p) { approval = b ? .always : .never }
+            } else if let a = r.map(n, p, allowed: ["sql"]), let q = a.name("sql", required: true) {
+                let spec = SQLToolSpec(sql: q, writes: false, maxRows: 1)
+                let properties = parameters["properties"]?.objectValue ?? [:]
+                for arg in spec.namedParameters.argumentNames where properties[arg] == nil {
+                    r.issue(a.node("sql"), a.path("sql"), "SQL parameter ':\(arg)' is not a property of the tool's parameters schema")
+                }
+                for bad in spec.namedParameters.unknownRoots {
+                    r.issue(a.node("sql"), a.path("sql"), "SQL parameter ':\(bad)' has an unknown root (use :argument or :task.column)")
+                }
+                approval = .sql(spec)
+            }
+            if isHosted && approval != .never {
+                r.issue(m.keyNode("needs_approval"), p, "hosted tools run at the model provider and cannot wait for approval")
+            }
+        }
         guard let name, let implementation else { return nil }
         return ToolMapping(name: name, description: description, parameters: parameters, strict: strict,
-                           implementation: implementation, origin: r.location(node, path))
+                           implementation: implementation, needsApproval: approval, origin: r.location(node, path))
+    }
+
+    /// `approvals: {table, key, status: {column, pending, approved, rejected, expired}, expires_at_column,
+    /// expires_after, response_column, responded_at_column, group_column, columns, values}`.
+    static func parseApprovals(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> ApprovalsMapping? {
+        guard let m = r.map(node, "approvals", allowed: ["table", "key", "status", "expires_at_column", "expires_after",
+                                                           "response_column", "responded_at_column", "group_column",
+                                                           "columns", "values"]) else { return nil }
+        var a = ApprovalsMapping(origin: origin)
+        a.table = m.name("table", required: true) ?? a.table
+        a.key = m.name("key") ?? a.key
+        if let st = m.map("status", allowed: ["column", "pending", "approved", "rejected", "expired"]) {
+            a.statusColumn = st.name("column") ?? a.statusColumn
+            a.pending = st.name("pending") ?? a.pending
+            a.approved = st.name("approved") ?? a.approved
+            a.rejected = st.name("rejected") ?? a.rejected
+            a.expired = st.name("expired")
+            let values = [a.pending, a.approved, a.rejected] + (a.expired.map { [$0] } ?? [])
+            if Set(values).count != values.count {
+                r.issue(st.node, st.path, "the pending, approved, rejected and expired values must all differ")
+            }
+        }
+        a.expiresAtColumn = m.name("expires_at_column")
+        if let n = m.node("expires_after") {
+            if let text = r.string(n, m.path("expires_after")) {
+                if let seconds = durationSeconds(text) { a.expiresAfterSeconds = seconds } else {
+                    r.issue(n, m.path("expires_after"), "expected a duration such as 30m, 24h or 7d, got '\(text)'")
+                }
+            }
+        }
+        a.responseColumn = m.name("response_column")
+        a.respondedAtColumn = m.name("responded_at_column")
+        a.groupColumn = m.name("group_column")
+        if let c = m.node("columns").flatMap({ r.stringMap($0, m.path("columns")) }) {
+            for k in c.keys.sorted() where !ApprovalsMapping.contentNames.contains(k) {
+                r.issue(m.node("columns"), m.path("columns"),
+                        "unknown key '\(k)' (expected \(ApprovalsMapping.contentNames.joined(separator: ", ")))")
+            }
+            a.columns = c
+        }
+        a.values = m.node("values").flatMap { r.stringMap($0, m.path("values")) } ?? [:]
+        return a
+    }
+
+    /// `90s`, `30m`, `24h`, `7d`, or plain seconds.
+    static func durationSeconds(_ text: String) -> Double? {
+        let t = text.trimmingSpaces
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        if let u = t.last, let f = units[u], let n = Double(t.dropLast()), n > 0 { return n * f }
+        if let n = Double(t), n > 0 { return n }
+        return nil
     }
 
     // MARK: Cross-checks
@@ -621,6 +695,9 @@ struct LoadState {
         for (l, message) in Self.guardrailIssues(guardrails, agents: agents, agentByName: agentByName, loc: loc) {
             issue(l, message)
         }
+        if approvals == nil, sections["approvals"] == nil, let t = tools.first(where: { !$0.needsApproval.isNever }) {
+            issue(loc(t.origin, "needs_approval"), "tool '\(t.name)' needs approval, but no 'approvals' section says where requests go")
+        }
         if let s = source, let d = s.agentSelection?.defaultAgent, agentByName[d] == nil {
             var msg = "unknown agent '\(d)'"
             if let near = nearest(d, in: agents.map(\.name)) { msg += " (did you mean '\(near)'?)" }
@@ -634,7 +711,7 @@ struct LoadState {
                              tracing: tracing ?? TracingMapping(), handoffsTable: handoffsTable, agents: agents,
                              tools: tools, files: files, locations: locations, backfill: backfill,
                              mcpServers: mcpServers)
-            .with(guardrails: guardrails)
+            .with(guardrails: guardrails, approvals: approvals)
     }
 
     /// Guardrail names are unique; agents name existing guardrails; an agent guardrail names an

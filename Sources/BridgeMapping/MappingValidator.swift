@@ -84,6 +84,22 @@ public enum MappingValidator {
                 for c in spec.namedParameters.taskColumns { add(t, c, g.origin, "sql.query") }
             }
         }
+        for tool in config.tools {
+            if case .sql(let spec) = tool.needsApproval {
+                for c in spec.namedParameters.taskColumns { add(t, c, tool.origin, "needs_approval.sql") }
+            }
+        }
+        if let a = config.approvals {
+            add(a.table, nil, a.origin, "table")
+            add(a.table, a.key, a.origin, "key")
+            add(a.table, a.statusColumn, a.origin, "status.column")
+            for (path, column) in [("expires_at_column", a.expiresAtColumn), ("response_column", a.responseColumn),
+                                   ("responded_at_column", a.respondedAtColumn), ("group_column", a.groupColumn)] {
+                if let column { add(a.table, column, a.origin, path) }
+            }
+            for (k, column) in a.columns.sorted(by: { $0.key < $1.key }) { add(a.table, column, a.origin, "columns.\(k)") }
+            for column in a.values.keys.sorted() { add(a.table, column, a.origin, "values") }
+        }
         return out
     }
 
@@ -120,9 +136,20 @@ public enum MappingValidator {
         }
         // Tables that do not exist are reported once (at the table reference); column
         // references to them add nothing.
-        // Guardrail SQL is prepared inside a READ ONLY transaction that is rolled back.
+        // Guardrail SQL and needs_approval predicates are prepared inside a READ ONLY
+        // transaction that is rolled back.
+        var readOnlyChecks: [(spec: SQLToolSpec, location: MappingLocation, what: String)] = []
         for g in config.guardrails {
-            guard case .sql(let spec) = g.implementation else { continue }
+            if case .sql(let spec) = g.implementation {
+                readOnlyChecks.append((spec, config.location(g.origin, "sql.query"), "guardrail '\(g.name)'"))
+            }
+        }
+        for t in config.tools {
+            if case .sql(let spec) = t.needsApproval {
+                readOnlyChecks.append((spec, config.location(t.origin, "needs_approval.sql"), "the needs_approval predicate of tool '\(t.name)'"))
+            }
+        }
+        for (spec, location, what) in readOnlyChecks {
             let (text, _) = spec.positionalSQL()
             do {
                 _ = try await connection.simpleQuery("BEGIN READ ONLY")
@@ -132,8 +159,7 @@ public enum MappingValidator {
             } catch {
                 _ = try? await connection.simpleQuery("ROLLBACK")
                 _ = try? await connection.simpleQuery("DEALLOCATE bridge_guardrail_check")
-                issues.append(MappingIssue(config.location(g.origin, "sql.query"),
-                                           "the SQL of guardrail '\(g.name)' does not prepare: \(error.message)"))
+                issues.append(MappingIssue(location, "the SQL of \(what) does not prepare: \(error.message)"))
             }
         }
         for tool in config.tools {

@@ -187,9 +187,12 @@ public struct ToolSpec: Codable, Sendable, Equatable {
     public var parameters: JSONValue
     public var strict: Bool
     public var implementation: ToolImplementation
+    /// Whether a call waits for a human decision.
+    public var needsApproval: ApprovalRule
 
     public init(name: String, description: String, parameters: JSONValue, strict: Bool = true,
-                implementation: ToolImplementation) {
+                implementation: ToolImplementation, needsApproval: ApprovalRule = .never) {
+        self.needsApproval = needsApproval
         self.name = name
         self.description = description
         self.parameters = parameters
@@ -361,4 +364,14 @@ public enum GuardrailImplementation: Codable, Sendable, Equatable {
     /// An agent (a key of `RunSpec.agents`) whose structured output has a boolean
     /// `tripwire_triggered`; its `output_info` field (else the whole answer) is the info.
     case agent(String)
+}
+
+/// A tool's `needs_approval`: never, always, or when a read-only SQL predicate over the call's
+/// arguments (`:argument`) and the task (`:task.column`) returns true in its first column.
+public enum ApprovalRule: Codable, Sendable, Equatable {
+    case never
+    case always
+    case sql(SQLToolSpec)
+
+    public var isNever: Bool { self == .never }
 }

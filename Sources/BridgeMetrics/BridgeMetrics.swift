@@ -28,6 +28,12 @@ public enum BridgeMetrics {
         public static let runsInFlight = "bridge_runs_in_flight"
         public static let leases = "bridge_leases"
         public static let exportBacklog = "bridge_export_backlog_spans"
+
+        public static let all = [
+            tasksClaimed, tasksCompleted, tasksFailed, tasksRetried, tasksReaped, toolCalls, modelCalls, modelTokens,
+            spansRecorded, spansExported, spansRejected, taskDuration, toolDuration, modelLatency, runsInFlight, leases,
+            exportBacklog,
+        ]
     }
 
     /// How a call ended (`outcome` / `status` label).

@@ -15,7 +15,10 @@ public enum PrometheusEndpoint {
         return try MetricsServer(hostPort: hostPort) { registry.emitToBuffer() }
     }
 
-    /// The text exposition as served (after `serve`; empty before).
+    /// Bootstraps the metrics system (once per process) without serving it (OTLP push only).
+    public static func bootstrap() { _ = state.registry() }
+
+    /// The text exposition as served (after `serve` or `bootstrap`; empty before).
     public static func exposition() -> String { state.existing?.emitToString() ?? "" }
 
     final class Bootstrap: @unchecked Sendable {

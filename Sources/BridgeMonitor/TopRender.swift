@@ -7,14 +7,16 @@ extension TopSnapshot {
     public var json: JSONValue {
         func num(_ d: Double?) -> JSONValue { d.map { .number(($0 * 1000).rounded() / 1000) } ?? .null }
         func int(_ i: Int) -> JSONValue { .number(Double(i)) }
+        var taskCounts: [String: JSONValue] = [
+            "pending": int(tasks.pending), "waiting_retry": int(tasks.waitingRetry), "running": int(tasks.running),
+            "expired_leases": int(tasks.expiredLeases), "completed_in_window": int(tasks.completedInWindow),
+            "failed_in_window": int(tasks.failedInWindow), "count_cap": int(tasks.cap),
+        ]
+        if let w = tasks.waitingApproval { taskCounts["waiting_approval"] = int(w) }
         return [
             "at": .string(SDKTime.iso(at)),
             "window_seconds": num(window),
-            "tasks": [
-                "pending": int(tasks.pending), "waiting_retry": int(tasks.waitingRetry), "running": int(tasks.running),
-                "expired_leases": int(tasks.expiredLeases), "completed_in_window": int(tasks.completedInWindow),
-                "failed_in_window": int(tasks.failedInWindow), "count_cap": int(tasks.cap),
-            ],
+            "tasks": .object(taskCounts),
             "tools": .array(tools.map {
                 ["tool": .string($0.name), "calls": int($0.calls), "errors": int($0.errors),
                  "p50_seconds": num($0.p50), "p95_seconds": num($0.p95)]
@@ -55,9 +57,12 @@ extension TopSnapshot {
         let alive = workers.filter(\.alive).count
         out.append("bridge top — \(SDKTime.iso(at).prefix(19).replacingOccurrences(of: "T", with: " ")) UTC — workers alive \(alive)")
         out.append("")
-        out.append("TASKS    pending \(count(tasks.pending))   waiting retry \(count(tasks.waitingRetry))   running \(count(tasks.running))"
-                   + (tasks.expiredLeases > 0 ? "   expired leases \(count(tasks.expiredLeases))" : "")
-                   + "   last min: completed \(tasks.completedInWindow)  failed \(tasks.failedInWindow)")
+        out.append("TASKS    pending \(count(tasks.pending))   waiting retry \(count(tasks.waitingRetry))"
+                   + (tasks.waitingApproval.map { "   waiting approval \(count($0))" } ?? "")
+                   + "   running \(count(tasks.running))"
+                   + (tasks.expiredLeases > 0 ? "   expired leases \(count(tasks.expiredLeases))" : ""))
+        out.append("         last \(window == 60 ? "minute" : "\(Int(window)) s"): completed \(tasks.completedInWindow)"
+                   + "   failed \(tasks.failedInWindow)")
         out.append("")
         let tw = [28, 9, 9, 9, 9]
         out.append(row(["TOOL", "calls\(per)", "errors", "p50", "p95"], tw))

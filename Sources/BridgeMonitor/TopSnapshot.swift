@@ -24,6 +24,8 @@ public struct TopSnapshot: Sendable {
         public var running: Int
         /// Leases past their expiry, not yet reaped.
         public var expiredLeases: Int
+        /// Paused runs waiting for a human approval (nil: approvals are not migrated, 0020).
+        public var waitingApproval: Int?
         /// Runs whose trace ended in the window, without / with an error.
         public var completedInWindow: Int
         public var failedInWindow: Int
@@ -159,8 +161,15 @@ public struct TopQueries: Sendable {
             """, binds: [.text(String(window)), .text(String(lagWindow))])
     }
 
+    /// Paused runs waiting for an approval: one `bridge.run_states` row each (its primary key).
+    public var approvalsQuery: PostgresQuery {
+        PostgresQuery(sql: "SELECT count(*) AS n FROM (SELECT 1 FROM bridge.run_states LIMIT $1) x", binds: [.text(String(cap))])
+    }
+
     /// Every statement, for EXPLAIN in tests.
-    public var all: [PostgresQuery] { [tasksQuery, workersQuery, toolsQuery, modelsQuery, finishedQuery, exportersQuery] }
+    public var all: [PostgresQuery] {
+        [tasksQuery, workersQuery, toolsQuery, modelsQuery, finishedQuery, exportersQuery, approvalsQuery]
+    }
 
     /// Reads one snapshot in a READ ONLY transaction (one consistent view, nothing written).
     public func read(on c: PostgresConnection) async throws -> TopSnapshot {
@@ -179,10 +188,12 @@ public struct TopQueries: Sendable {
         let now = try await c.simpleQuery("SELECT now() AS now").first?.date("now") ?? Date()
         let tr = try await c.query(tasksQuery).first
         let fr = try await c.query(finishedQuery).first
+        let approvals = try await c.simpleQuery("SELECT to_regclass('bridge.run_states') IS NOT NULL AS ok").first?.bool("ok") == true
+        let waiting = approvals ? try await c.query(approvalsQuery).first?.int("n") : nil
         let tasks = TopSnapshot.Tasks(
             pending: tr?.int("pending") ?? 0, waitingRetry: tr?.int("retry") ?? 0, running: tr?.int("running") ?? 0,
-            expiredLeases: tr?.int("expired") ?? 0, completedInWindow: fr?.int("ok") ?? 0, failedInWindow: fr?.int("failed") ?? 0,
-            cap: cap)
+            expiredLeases: tr?.int("expired") ?? 0, waitingApproval: waiting, completedInWindow: fr?.int("ok") ?? 0,
+            failedInWindow: fr?.int("failed") ?? 0, cap: cap)
         let tools = try await c.query(toolsQuery).map {
             TopSnapshot.Tool(name: $0["tool"] ?? "?", calls: $0.int("calls") ?? 0, errors: $0.int("errors") ?? 0,
                              p50: $0.double("p50"), p95: $0.double("p95"))

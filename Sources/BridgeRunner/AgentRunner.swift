@@ -166,6 +166,12 @@ struct ToolCallOutcome: Sendable {
 final class EventCounter: @unchecked Sendable {
     private let lock = NSLock()
     private var value: EventID = 0
+    init(start: EventID = 0) { value = start }
+    var current: EventID {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
     func next() -> EventID {
         lock.lock()
         defer { lock.unlock() }
@@ -211,12 +217,26 @@ struct RunState {
         case final(String)
         case handoff(to: String)
         case failed(RunFailure)
+        /// Calls wait for approval; the agent span (`agentId`) stays open.
+        case paused(agentId: EventID, pending: [PendingApproval], deferredHandoffs: [PendingApproval])
     }
 
     mutating func execute() async -> RunResult {
         let taskId = allocate()
         await emit(.taskStarted(id: taskId, at: Date()))
         let (outcome, agentName) = await runAgents(from: spec.startingAgent, parent: taskId)
+        return await finish(outcome, agentName: agentName, taskId: taskId)
+    }
+
+    /// Ends the task span (unless the run paused) and builds the result.
+    mutating func finish(_ outcome: StintEnd, agentName: String, taskId: EventID) async -> RunResult {
+        if case .paused(let agentId, let pending, let deferred) = outcome {
+            let paused = PausedRun(history: history, transcript: transcript, usage: usage, turn: turn, toolCalls: toolCalls,
+                                   agent: agentName, taskEventId: taskId, agentEventId: agentId, nextEventId: ids.current,
+                                   pending: pending, deferredHandoffs: deferred, pausedAt: Date())
+            return RunResult(status: .paused, finalOutput: nil, lastAgent: agentName, usage: usage, transcript: transcript,
+                             error: nil, turns: turn, toolCalls: toolCalls, paused: paused)
+        }
         await emit(.taskEnded(id: taskId, usage: usage, error: nil, at: Date()))
         switch outcome {
         case .final(let text):
@@ -226,20 +246,22 @@ struct RunState {
         case .failed(let failure):
             return RunResult(status: .failed, finalOutput: nil, lastAgent: agentName, usage: usage,
                              transcript: transcript, error: failure, turns: min(turn, spec.maxTurns), toolCalls: toolCalls)
-        case .handoff:
-            fatalError("unreachable: handoffs continue the loop")
+        case .handoff, .paused:
+            fatalError("unreachable: handoffs continue the loop, pauses returned above")
         }
     }
 
     /// Runs stints from agent `start`, following handoffs, until a final output or a failure.
-    mutating func runAgents(from start: String, parent: EventID) async -> (StintEnd, String) {
+    mutating func runAgents(from start: String, parent: EventID, openAgentId: EventID? = nil) async -> (StintEnd, String) {
         var agentName = start
+        var openAgentId = openAgentId
         while true {
             guard let agent = spec.agents[agentName] else {
                 return (.failed(RunFailure(type: "UserError", message: "Agent \(agentName) not found in the run spec",
                                            retriable: false)), agentName)
             }
-            let outcome = await runStint(agent, parent: parent)
+            let outcome = await runStint(agent, parent: parent, agentId: openAgentId)
+            openAgentId = nil
             if case .handoff(let next) = outcome {
                 agentName = next
                 continue
@@ -249,15 +271,19 @@ struct RunState {
     }
 
     /// Runs turns for one agent until it produces a final output, hands off, or fails.
-    mutating func runStint(_ agent: AgentSpec, parent: EventID) async -> StintEnd {
-        let agentId = allocate()
+    mutating func runStint(_ agent: AgentSpec, parent: EventID, agentId openId: EventID? = nil) async -> StintEnd {
+        let agentId = openId ?? allocate()
         let agentStart = Date()
         var functionTools = AgentRunner.functionTools(for: agent, in: spec)
         let hostedTools = AgentRunner.hostedTools(for: agent, in: spec)
+        // MCP tools are listed when the stint starts, and again when a paused stint resumes
+        // (its agent span is already open).
         let mcp = await listMCPTools(agent, parent: agentId, taken: Set(functionTools.map(\.name)))
         functionTools += mcp.tools
-        await emit(.agentStarted(id: agentId, parent: parent, agent: agent.name, tools: agent.tools + mcp.tools.map(\.name),
-                                 handoffs: agent.handoffs.map(\.agent), outputType: agent.outputType, at: agentStart))
+        if openId == nil {
+            await emit(.agentStarted(id: agentId, parent: parent, agent: agent.name, tools: agent.tools + mcp.tools.map(\.name),
+                                     handoffs: agent.handoffs.map(\.agent), outputType: agent.outputType, at: agentStart))
+        }
         for event in mcp.events { await emit(event) }
         if let failure = mcp.failure {
             await emit(.agentEnded(id: agentId, error: SpanErrorInfo(message: RunnerMessages.spanAgentError,
@@ -288,6 +314,7 @@ struct RunState {
                     let verdict = await GuardrailRun.all(guards, input: spec.input, output: text, parent: agentId,
                                                          state: self, kind: .output)
                     usage = usage + verdict.usage
+                    transcript += verdict.items
                     if let failure = verdict.failure {
                         await emit(.agentEnded(id: agentId, error: verdict.spanError, at: Date()))
                         return .failed(failure)
@@ -298,6 +325,8 @@ struct RunState {
             case .handoff(let to):
                 await emit(.agentEnded(id: agentId, error: nil, at: Date()))
                 return .handoff(to: to)
+            case .paused(let pending, let deferred):
+                return .paused(agentId: agentId, pending: pending, deferredHandoffs: deferred)
             case .failed(let failure, let spanError):
                 await emit(.agentEnded(id: agentId, error: spanError, at: Date()))
                 return .failed(failure)
@@ -311,6 +340,8 @@ struct RunState {
         case handoff(String)
         /// The failure and the error for the agent span (nil when the SDK records none there).
         case failed(RunFailure, SpanErrorInfo?)
+        /// Calls wait for a human decision (and handoffs requested beside them wait too).
+        case paused([PendingApproval], [PendingApproval])
     }
 
     mutating func runTurn(_ agent: AgentSpec, parent agentId: EventID, functionTools: [FunctionToolDefinition],
@@ -334,6 +365,7 @@ struct RunState {
                 let (answer, verdict) = await GuardrailRun.alongside(request, guards: inputGuards, parent: turnId, state: self)
                 usage = usage + verdict.usage
                 turnUsage = turnUsage + verdict.usage
+                transcript += verdict.items
                 if let failure = verdict.failure {
                     // The tripwire cancelled the model call (its span ends without a response).
                     await emit(.modelEnded(id: modelId, response: try? answer?.get(), error: nil, at: Date()))
@@ -387,6 +419,21 @@ struct RunState {
             }
         }
 
+        // Calls of needs_approval tools wait for a human; the others run now.
+        var waiting: [PendingApproval] = []
+        if calls.contains(where: { $0.tool.map { !$0.needsApproval.isNever } ?? false }) {
+            var now: [PendingToolCall] = []
+            for call in calls {
+                if await needsApproval(call, agent: agent) {
+                    waiting.append(PendingApproval(callId: call.callId, name: call.name, arguments: call.arguments,
+                                                   agent: agent.name))
+                } else {
+                    now.append(call)
+                }
+            }
+            calls = now.enumerated().map { i, c in var c = c; c.index = i; return c }
+        }
+
         // Run the function tools concurrently; outputs go back in call order.
         for i in calls.indices { calls[i].eventId = allocate() }
         let outcomes = await runTools(calls, parent: turnId, agent: agent)
@@ -396,6 +443,12 @@ struct RunState {
                                           "output": o.modelOutput ?? .string(o.output)]
             history.append(item)
             transcript.append(item)
+        }
+        if !waiting.isEmpty {
+            await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
+            let deferred = handoffCalls.map { PendingApproval(callId: $0.callId, name: $0.spec.toolName, arguments: "{}",
+                                                              agent: $0.spec.agent) }
+            return .paused(waiting, deferred)
         }
 
         // Handoffs: the first wins, the others are told they were ignored.

@@ -21,6 +21,9 @@ enum GuardrailRun {
         var failure: RunFailure?
         var spanError: SpanErrorInfo?
         var usage = Usage()
+        /// One transcript item per guardrail that ran (`{type: guardrail_result, name, kind,
+        /// triggered}`), for `bridge verify`.
+        var items: [ConversationItem] = []
     }
 
     /// One guardrail's result.
@@ -73,6 +76,8 @@ enum GuardrailRun {
             var verdict = Verdict()
             for await o in group {
                 verdict.usage = verdict.usage + o.usage
+                verdict.items.append(["type": "guardrail_result", "name": .string(o.name),
+                                      "kind": kind == .input ? "input" : "output", "triggered": .bool(o.triggered)])
                 guard verdict.failure == nil else { continue }
                 if let failure = o.failure {
                     verdict.failure = failure
@@ -118,6 +123,10 @@ enum GuardrailRun {
             case .failed(let f):
                 outcome.failure = RunFailure(type: f.type, message: "guardrail \(g.name) (agent \(agentName)) failed: \(f.message)",
                                              retriable: f.retriable, retryAfter: f.retryAfter)
+            case .paused:
+                outcome.failure = RunFailure(type: "UserError",
+                                             message: "guardrail \(g.name): agent \(agentName) called a tool that needs approval; guardrail agents cannot wait",
+                                             retriable: false)
             case .handoff:
                 break
             }

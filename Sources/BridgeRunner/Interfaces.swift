@@ -210,6 +210,9 @@ public enum RunEvent: Sendable {
     /// guardrails and under the agent span for output guardrails, as in the SDK.
     case guardrailStarted(id: EventID, parent: EventID, name: String, at: Date)
     case guardrailEnded(id: EventID, triggered: Bool, error: SpanErrorInfo?, at: Date)
+    /// The wait for a human decision on a call (a custom `approval` span from the pause to the
+    /// decision's pick-up, under the agent span).
+    case approvalWait(id: EventID, parent: EventID, decision: ApprovalDecision, startedAt: Date, endedAt: Date)
     /// Attaches an error to span `id` before it ends (for a handoff: before its `.handoff` event),
     /// as the SDK does for "Multiple handoffs requested" on the handoff span and "Tool not found"
     /// on the turn span. A later error for the same span replaces an earlier one.
@@ -230,7 +233,7 @@ public protocol RunObserver: Sendable {
 
 /// How a run ended.
 public struct RunResult: Sendable {
-    public enum Status: String, Sendable { case completed, failed }
+    public enum Status: String, Sendable { case completed, failed, paused }
     public var status: Status
     /// The final output text (for completed runs).
     public var finalOutput: String?
@@ -245,10 +248,13 @@ public struct RunResult: Sendable {
     public var toolCalls: Int
     /// The final output as JSON when the last agent has an `output_type` (validated against it).
     public var finalOutputJSON: JSONValue?
+    /// For a paused run: everything needed to resume it.
+    public var paused: PausedRun?
 
     public init(status: Status, finalOutput: String?, lastAgent: String, usage: Usage,
                 transcript: [ConversationItem], error: RunFailure?, turns: Int, toolCalls: Int,
-                finalOutputJSON: JSONValue? = nil) {
+                finalOutputJSON: JSONValue? = nil, paused: PausedRun? = nil) {
+        self.paused = paused
         self.finalOutputJSON = finalOutputJSON
         self.status = status
         self.finalOutput = finalOutput

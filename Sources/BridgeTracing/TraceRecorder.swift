@@ -133,6 +133,15 @@ public actor TraceRecorder: RunObserver {
         case .guardrailEnded(let id, let triggered, let error, let at):
             open[id]?.data["triggered"] = .bool(triggered)
             await end(id, error: error, at: at)
+        case .approvalWait(let id, let parent, let d, let startedAt, let endedAt):
+            var data: [String: JSONValue] = [
+                "tool_name": .string(d.toolName), "call_id": .string(d.callId), "request_id": .string(d.requestId),
+                "decision": .string(d.outcome.rawValue), "decided_by": d.decidedBy.map(JSONValue.string) ?? .null,
+                "waited_seconds": .number((endedAt.timeIntervalSince(startedAt) * 1000).rounded() / 1000),
+            ]
+            if d.outcome != .approved, includeSensitiveData, let m = d.message { data["message"] = .string(m) }
+            start(id, parent: parent, at: startedAt, data: ["type": "custom", "name": "approval", "data": .object(data)])
+            await end(id, error: nil, at: endedAt)
         case .spanError(let id, let error):
             if open[id] != nil { open[id]?.error = error } else { pendingErrors[id] = error }
         case .mcpToolsListed(let id, let parent, let server, let tools, let error, let startedAt, let endedAt):
@@ -143,6 +152,38 @@ public actor TraceRecorder: RunObserver {
             await end(id, error: error, at: endedAt)
         case .mcpCall(let id, let server):
             open[id]?.data["mcp_data"] = ["server": .string(server)]
+        }
+    }
+
+    // MARK: - Pause and resume
+
+    /// A span still open when a run paused (the task and agent spans), to be reopened on resume.
+    public struct OpenSpan: Codable, Sendable {
+        public var eventId: EventID
+        public var spanId: String
+        public var parentSpanId: String?
+        public var startedAt: Date
+        public var data: JSONValue
+
+        enum CodingKeys: String, CodingKey {
+            case eventId = "event_id", spanId = "span_id", parentSpanId = "parent_span_id", startedAt = "started_at", data
+        }
+    }
+
+    /// The spans open right now (after a run paused: its task and agent spans).
+    public func openSpans() -> [OpenSpan] {
+        open.sorted { $0.key < $1.key }.map { id, o in
+            OpenSpan(eventId: id, spanId: o.spanId, parentSpanId: o.parentSpanId, startedAt: o.startedAt, data: .object(o.data))
+        }
+    }
+
+    /// Reopens spans of a paused run, so the resumed run's events continue them (same span ids,
+    /// same start times) and the trace object is not started again.
+    public func restore(_ spans: [OpenSpan]) {
+        for s in spans {
+            open[s.eventId] = Open(spanId: s.spanId, parentSpanId: s.parentSpanId, startedAt: s.startedAt,
+                                   data: s.data.objectValue ?? [:], error: nil)
+            spanIds[s.eventId] = s.spanId
         }
     }
 

@@ -102,7 +102,8 @@ public struct Verifier: Sendable {
             let sql = VerifySQL(config: config)
             let fileSummary = spanFileSummary
             // Most expensive first, so the connections finish at about the same time.
-            let queue = CheckQueue([.exportDelivered, .handoffsTraced, .toolsTraced, .traceIdsCorrelate, .toolIOCaptured, .toolTiming],
+            let queue = CheckQueue([.exportDelivered, .handoffsTraced, .toolsTraced, .traceIdsCorrelate, .toolIOCaptured, .toolTiming,
+                                    .guardrailsApprovalsTraced],
                                    primaryOnly: fileSummary == nil ? [] : [.traceIdsCorrelate])
             results = try await withThrowingTaskGroup(of: [CheckResult].self) { group in
                 for (i, c) in all.enumerated() {
@@ -145,6 +146,10 @@ public struct Verifier: Sendable {
             }
             return try await exportDelivered(sql, binds, c)
         case .toolTiming: return try await toolTiming(sql, binds, c)
+        case .guardrailsApprovalsTraced:
+            let rows = try await query(sql.guardrailsApprovalsTraced, binds, c)
+            return result(.guardrailsApprovalsTraced, counted(rows),
+                          emptyReason: "no guardrail ran and no run resumed after an approval in scope")
         }
     }
 

@@ -135,11 +135,15 @@ public struct Rerunner: Sendable {
             let executionKey = try await store.startExecution(on: c, task: task, token: nil, traceId: spec.traceId,
                                                               agentId: spec.metadata["agent_id"], attempt: attempt,
                                                               startedAt: startedAt)
-            let (result, spans) = try await TracedRun(model: model, extraSinks: extraSinks, secrets: secrets, mcp: mcp)
+            let (result, spans, _) = try await TracedRun(model: model, extraSinks: extraSinks, secrets: secrets, mcp: mcp)
                 .run(spec, task: task, taskKey: key, connection: c, tools: toolsFactory(c))
             let completedAt = Date()
             let ok = result.status == .completed
-            let failure = result.error
+            var failure = result.error
+            if let paused = result.paused {
+                // A re-run holds no lease and keeps no state: it cannot wait for a human.
+                failure = RunFailure(type: "ApprovalRequired", message: "calls to \(paused.pending.map(\.name).joined(separator: ", ")) need approval; --rerun does not wait for approvals", retriable: false)
+            }
             let outcome = TaskStore.Outcome(
                 status: ok ? .completed : .failedTerminal, taskStatus: "",
                 result: TracedRun.resultJSON(result, traceId: spec.traceId, extra: ["rerun": true]),

@@ -20,19 +20,35 @@ struct TracedRun: Sendable {
     /// Runs `spec` on `connection` (tools and ledger writes share it) and returns the result and
     /// the number of spans recorded. Throws when a span or the transcript did not reach the
     /// ledger, since a span that is not there would be lost.
+    /// A paused run to continue: its state, the decisions on its calls, its open spans.
+    struct Resume: Sendable {
+        var paused: PausedRun
+        var decisions: [ApprovalDecision]
+        var openSpans: [TraceRecorder.OpenSpan]
+    }
+
+    /// Runs `spec` (or resumes a paused run of it) on `connection`; for a run that paused, also
+    /// returns its still-open spans (the task and agent spans) to be stored with its state.
     func run(_ spec: RunSpec, task: Row, taskKey: String, connection: PostgresConnection,
-             tools: any ToolExecutor) async throws -> (result: RunResult, spans: Int) {
+             tools: any ToolExecutor, resume: Resume? = nil)
+        async throws -> (result: RunResult, spans: Int, openSpans: [TraceRecorder.OpenSpan]) {
         let ledger = Ledger(connection: connection)
         let recorder = TraceRecorder(spec: spec, ledger: ledger, includeSensitiveData: spec.traceIncludeSensitiveData,
                                      extraSinks: extraSinks, secrets: secrets)
-        let result = await AgentRunner(model: model, tools: tools, observer: MetricsObserver(next: recorder), mcp: mcp)
-            .run(spec, taskRow: task)
+        let runner = AgentRunner(model: model, tools: tools, observer: MetricsObserver(next: recorder), mcp: mcp)
+        let result: RunResult
+        if let resume {
+            await recorder.restore(resume.openSpans)
+            result = await runner.resume(spec, paused: resume.paused, decisions: resume.decisions, taskRow: task)
+        } else {
+            result = await runner.run(spec, taskRow: task)
+        }
         try await ledger.storeTranscript(traceId: spec.traceId, taskId: taskKey, attempt: spec.attempt, items: result.transcript)
         let sinkErrors = await recorder.sinkErrors
         if !sinkErrors.isEmpty {
             throw LedgerWriteError(message: "recording spans failed: \(sinkErrors.joined(separator: "; "))")
         }
-        return (result, await recorder.spanCount)
+        return (result, await recorder.spanCount, result.status == .paused ? await recorder.openSpans() : [])
     }
 
     /// What goes into the task's (or execution's) result column for a run: the final output

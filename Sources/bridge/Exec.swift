@@ -149,22 +149,36 @@ extension Bridge {
                     for line in try await app.dryRun(keys: task, limit: limit ?? 1_000) { print(line) }
                     return
                 }
+                let options = WorkerOptions(concurrency: concurrency, maxAttempts: maxAttempts, taskKeys: task, limit: limit,
+                                            leaseSeconds: lease, watch: watch, drainTimeout: drainTimeout,
+                                            pollInterval: pollInterval)
                 let metrics = try metricsAddr.map { try PrometheusEndpoint.serve(hostPort: $0) }
                 defer { metrics?.stop() }
-                if let metrics {
-                    FileHandle.standardError.write(Data("bridge exec: metrics on http://\(metrics.address)/metrics\n".utf8))
+                if let metrics { Self.log("metrics on http://\(metrics.address)/metrics") }
+                let push = OTLPMetricsPusher.fromEnvironment(env, instance: options.workerId)
+                if let push {
+                    PrometheusEndpoint.bootstrap()
+                    push.start(exposition: PrometheusEndpoint.exposition, log: { Self.log($0) })
                 }
-                let summary = try await app.execute(
-                    options: WorkerOptions(concurrency: concurrency, maxAttempts: maxAttempts, taskKeys: task, limit: limit,
-                                           leaseSeconds: lease, watch: watch, drainTimeout: drainTimeout,
-                                           pollInterval: pollInterval),
-                    model: model, traceFile: traceFile, progress: ProgressReporter(quiet: quiet),
-                    flushTimeout: .milliseconds(Int64(flushTimeout * 1000)), handleSignals: true)
+                let summary: WorkerSummary
+                do {
+                    summary = try await app.execute(
+                        options: options, model: model, traceFile: traceFile, progress: ProgressReporter(quiet: quiet),
+                        flushTimeout: .milliseconds(Int64(flushTimeout * 1000)), handleSignals: true)
+                } catch {
+                    await push?.finish(exposition: PrometheusEndpoint.exposition())
+                    throw error
+                }
+                if let push, let error = await push.finish(exposition: PrometheusEndpoint.exposition()) {
+                    Self.log("metrics: last OTLP push to \(push.endpoint) failed: \(error)")
+                }
                 print("bridge exec: \(summary.line)")
                 Self.printExports(summary.exports)
                 if summary.failed > 0 { throw ExitCode(ExitStatus.failed.rawValue) }
             }
         }
+
+        static func log(_ line: String) { FileHandle.standardError.write(Data("bridge exec: \(line)\n".utf8)) }
 
         /// What each exporter delivered, and what it left in the ledger for `bridge export`.
         static func printExports(_ reports: [ExportReport]) {

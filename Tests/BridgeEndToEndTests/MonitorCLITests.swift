@@ -212,6 +212,7 @@ struct MonitorCLITests {
         let json = try JSONValue.parse(running.stdout)
         #expect((json["tasks"]?["running"]?.doubleValue ?? 0) >= 1)
         #expect(json["tasks"]?["pending"]?.doubleValue != nil && json["tasks"]?["waiting_retry"]?.doubleValue != nil)
+        #expect(json["tasks"]?["waiting_approval"]?.doubleValue == 0, "approvals are migrated (0020): the count is shown")
         let workers = json["workers"]?.arrayValue ?? []
         #expect(workers.contains { ($0["worker"]?.stringValue ?? "").contains(":\(worker.process.processIdentifier):")
                 && $0["alive"] == .bool(true) }, "\(running.stdout)")
@@ -226,6 +227,55 @@ struct MonitorCLITests {
         }
         worker.send(SIGTERM)
         _ = await worker.wait(timeout: 30)
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func otlpMetricsPushCarriesTheSameToolCounts() async throws {
+        let url = try await LeaseFixture.database()
+        let collector = try TestHTTPServer { _ in .json([:]) }
+        defer { collector.stop() }
+        try await LeaseFixture.insertTasks(url, 2)
+        var env = ProcessInfo.processInfo.environment
+        env["DATABASE_URL"] = nil
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.url("")
+        env["OTEL_EXPORTER_OTLP_HEADERS"] = "x-api-key=secret-123"
+        env["OTEL_METRIC_EXPORT_INTERVAL"] = "200"
+        env["OTEL_SERVICE_NAME"] = "bridge-test"
+        let r = try Subprocess.run(BridgeBinary.path, ["exec", "--offline", "--database-url", url, "--mappings", ExecCLITests.mappings],
+                                   environment: env)
+        #expect(r.status == 0, "\(r.stderr)")
+        let pushes = collector.requests.filter { $0.path == "/v1/metrics" }
+        #expect(pushes.allSatisfy { $0.method == "POST" && $0.header("x-api-key") == "secret-123" })
+        // The last push (at exit) carries the final cumulative values.
+        let last = try #require(pushes.last?.json, "no metrics push: \(collector.requests.map(\.path))")
+        let resource = last["resourceMetrics"]?.arrayValue?.first
+        #expect(resource?["resource"]?["attributes"]?.arrayValue?.contains {
+            $0["key"] == "service.name" && $0["value"]?["stringValue"] == "bridge-test" } == true)
+        let metrics = resource?["scopeMetrics"]?.arrayValue?.first?["metrics"]?.arrayValue ?? []
+        func metric(_ name: String) -> JSONValue? { metrics.first { $0["name"]?.stringValue == name } }
+        func attribute(_ point: JSONValue, _ key: String) -> String? {
+            point["attributes"]?.arrayValue?.first { $0["key"]?.stringValue == key }?["value"]?["stringValue"]?.stringValue
+        }
+        var calls: [String: Double] = [:]
+        for p in metric("bridge_tool_calls_total")?["sum"]?["dataPoints"]?.arrayValue ?? [] {
+            calls[attribute(p, "tool") ?? "?", default: 0] += p["asDouble"]?.doubleValue ?? 0
+        }
+        var durations: [String: Double] = [:]
+        for p in metric("bridge_tool_duration_seconds")?["histogram"]?["dataPoints"]?.arrayValue ?? [] {
+            let count = Double(p["count"]?.stringValue ?? "") ?? -1
+            durations[attribute(p, "tool") ?? "?"] = count
+            let buckets = (p["bucketCounts"]?.arrayValue ?? []).compactMap { Double($0.stringValue ?? "") }
+            #expect(buckets.reduce(0, +) == count && buckets.count == (p["explicitBounds"]?.arrayValue?.count ?? 0) + 1)
+        }
+        let c = try await TestDatabase.connect(url)
+        let perTool = try await c.simpleQuery("""
+            SELECT span_data->>'name' AS tool, count(*) AS n FROM bridge.spans WHERE span_data->>'type' = 'function' GROUP BY 1
+            """)
+        await c.close()
+        let expected = Dictionary(uniqueKeysWithValues: perTool.map { ($0["tool"] ?? "", Double($0.int("n") ?? -1)) })
+        #expect(!expected.isEmpty && calls == expected && durations == expected)
+        #expect(metric("bridge_runs_in_flight")?["gauge"] != nil)
+        #expect(!r.stderr.contains("secret-123") && !r.stdout.contains("secret-123"))
     }
 
     @Test func badMetricsAddressExitsTwo() async throws {
