@@ -60,7 +60,7 @@ let package = Package(
         // 3. Schema upgrades, the mapping model and the DatabaseToSDKBridge
         .target(
             name: "BridgeMapping",
-            dependencies: ["BridgeCore", "BridgePostgres", .product(name: "Yams", package: "Yams")],
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMigrate", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
         .target(

@@ -6,13 +6,26 @@
 #   → bridge trace show → bridge verify
 # The cluster keeps running afterwards so you can look around; `scripts/quickstart.sh --stop`
 # stops it and removes ./.demo. Running the script again starts from scratch.
+# The cluster's files live in a fresh directory under /tmp (named in .demo/cluster), not in the
+# checkout: run as root, initdb runs as `postgres`, which cannot enter a checkout under /root or
+# any other 0700 directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/pg.sh
 DEMO="$PWD/.demo"
 
+stop_demo() {
+  local cluster
+  if [ -f "$DEMO/cluster" ]; then
+    cluster=$(cat "$DEMO/cluster")
+    case "$cluster" in /tmp/bridge-demo.*) pg_stop "$cluster"; rm -rf "$cluster" ;; esac
+  fi
+  pg_stop "$DEMO"  # a cluster made by an older quick start, inside .demo
+  rm -rf "$DEMO"
+}
+
 if [ "${1:-}" = "--stop" ]; then
-  pg_stop "$DEMO"; rm -rf "$DEMO" "$PWD/.demo-mappings"; echo "quickstart: stopped and removed $DEMO"; exit 0
+  stop_demo; rm -rf "$PWD/.demo-mappings"; echo "quickstart: stopped and removed $DEMO"; exit 0
 fi
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -41,9 +54,12 @@ else
   echo "note: the MCP SDK could not be installed; the demo runs without the example MCP server ($MAPPINGS)"
 fi
 
-step "starting a throwaway PostgreSQL in $DEMO"
-pg_stop "$DEMO"; rm -rf "$DEMO"
-pg_start "$DEMO"
+stop_demo
+mkdir -p "$DEMO"
+CLUSTER=$(mktemp -d /tmp/bridge-demo.XXXXXX)
+echo "$CLUSTER" >"$DEMO/cluster"
+step "starting a throwaway PostgreSQL in $CLUSTER"
+pg_start "$CLUSTER"
 psql "$PG_URL" -X -q -c "CREATE DATABASE bridge_demo"
 export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/bridge_demo"
 echo "DATABASE_URL=$DATABASE_URL"
@@ -80,16 +96,16 @@ fi
 
 if has_command approvals; then
   step "bridge approvals list (Project Manager runs paused at create_and_assign_sub_task, which needs approval)"
-  "$BRIDGE" approvals list
-  PENDING=$("$BRIDGE" approvals list --ids)
+  "$BRIDGE" approvals list --mappings "$MAPPINGS"
+  PENDING=$("$BRIDGE" approvals list --mappings "$MAPPINGS" --ids)
   FIRST=$(head -n 1 <<<"$PENDING")
   if [ -n "$FIRST" ]; then
     step "bridge reject one request with a message, bridge approve the others"
-    "$BRIDGE" reject "$FIRST" --message "Not now: the Researcher has enough work this week."
-    for id in $(tail -n +2 <<<"$PENDING"); do "$BRIDGE" approve "$id" >/dev/null; done
+    "$BRIDGE" reject "$FIRST" --mappings "$MAPPINGS" --message "Not now: the Researcher has enough work this week."
+    for id in $(tail -n +2 <<<"$PENDING"); do "$BRIDGE" approve "$id" --mappings "$MAPPINGS" >/dev/null; done
     echo "approved $(($(wc -l <<<"$PENDING") - 1)) request(s)"
     step "bridge exec --offline again: the paused runs resume in their own traces"
-    "$BRIDGE" exec --offline --trace-file "$DEMO/traces.jsonl"
+    "$BRIDGE" exec --offline --mappings "$MAPPINGS" --trace-file "$DEMO/traces.jsonl"
   fi
 fi
 

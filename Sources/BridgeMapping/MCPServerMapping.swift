@@ -80,7 +80,7 @@ extension LoadState {
             let command = s.name("command", required: true)
             let args = s.strings("args") ?? []
             let env = s.strings("env") ?? []
-            for (i, v) in env.enumerated() where !Self.isEnvName(v) {
+            for (i, v) in env.enumerated() where !ChildEnvironment.isValidName(v) {
                 r.issue(s.node("env"), s.path("env") + "[\(i)]", "'\(v)' is not an environment variable name")
             }
             // A relative cwd is relative to the mappings directory, so the mappings can be run from anywhere.
@@ -108,10 +108,5 @@ extension LoadState {
                                 timeoutMs: m.int("timeout_ms", min: 1) ?? MCPServerMapping.defaultTimeoutMs,
                                 useStructuredContent: m.bool("use_structured_content") ?? false,
                                 origin: r.location(node, path))
-    }
-
-    static func isEnvName(_ s: String) -> Bool {
-        guard let f = s.unicodeScalars.first, f == "_" || (f.isASCII && f.properties.isAlphabetic) else { return false }
-        return s.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) }
     }
 }

@@ -439,15 +439,19 @@ public struct AgentMapping: Sendable, Equatable, Codable {
 public struct GuardrailMapping: Sendable, Equatable, Codable {
     public var name: String
     public var implementation: GuardrailImplementation
+    /// `run_in_parallel` (default true): see `GuardrailSpec.runInParallel`.
+    public var runInParallel: Bool
     public var origin: MappingLocation
 
-    public init(name: String, implementation: GuardrailImplementation, origin: MappingLocation = .unknown) {
+    public init(name: String, implementation: GuardrailImplementation, runInParallel: Bool = true,
+                origin: MappingLocation = .unknown) {
         self.name = name
         self.implementation = implementation
+        self.runInParallel = runInParallel
         self.origin = origin
     }
 
-    public var spec: GuardrailSpec { GuardrailSpec(name: name, implementation: implementation) }
+    public var spec: GuardrailSpec { GuardrailSpec(name: name, implementation: implementation, runInParallel: runInParallel) }
 }
 
 /// A handoff declared in YAML: the target agent and an optional description.

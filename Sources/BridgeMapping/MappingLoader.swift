@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgePostgres
 import Foundation
 import Yams
 
@@ -49,11 +50,65 @@ public enum MappingLoader {
         throw MappingErrors(issues)
     }
 
+    /// The largest mapping file read, in bytes.
+    public static let maxFileBytes = 1_048_576
+    /// How many YAML nodes one file may expand to once aliases are followed.
+    public static let maxExpandedNodes = 250_000
+
+    /// The node at which a walk of `root`, following aliases, passes `budget` nodes; nil when
+    /// the whole expanded tree fits. Stops as soon as the budget is spent.
+    static func nodeOverBudget(_ root: Node, budget: Int) -> Node? {
+        var left = budget
+        func walk(_ node: Node) -> Node? {
+            left -= 1
+            if left < 0 { return node }
+            switch node {
+            case .mapping(let m):
+                for (k, v) in m {
+                    if let hit = walk(k) ?? walk(v) { return hit.mark == nil ? node : hit }
+                }
+            case .sequence(let s):
+                for v in s {
+                    if let hit = walk(v) { return hit.mark == nil ? node : hit }
+                }
+            case .scalar, .alias: break
+            }
+            return nil
+        }
+        return walk(root)
+    }
+
+    /// Every table and column name the mappings give must be an identifier (tables may be
+    /// `schema.table`): they are quoted wherever they reach SQL, migrations included, and text
+    /// such as `tasks; DROP TABLE x` is refused before anything runs.
+    static func identifierIssues(_ config: MappingConfig) -> [MappingIssue] {
+        var out: [MappingIssue] = []
+        for ref in MappingValidator.references(config) {
+            let problem = ref.column.map { PostgresQuery.identifierProblem($0) }
+                ?? PostgresQuery.qualifiedIdentifierProblem(ref.table)
+            if let problem {
+                let issue = MappingIssue(ref.location, problem)
+                if !out.contains(issue) { out.append(issue) }
+            }
+        }
+        return out
+    }
+
+    /// Guardrail SQL and needs_approval predicates must be one statement too (tool SQL is
+    /// checked as it is read, with the second statement's own position).
+    static func statementIssues(_ config: MappingConfig) -> [MappingIssue] {
+        MappingValidator.sqlPieces(config).compactMap { spec, location, what in
+            guard !what.hasPrefix("tool "), let second = ToolStatement.secondStatement(in: spec.sql) else { return nil }
+            return MappingIssue(location, "the SQL of \(what) must be exactly one statement; a second one starts at line \(second.line), column \(second.column) of the query")
+        }
+    }
+
     /// Loads mappings from in-memory documents, in the given order.
     public static func load(documents: [(file: String, text: String)]) throws(MappingErrors) -> MappingConfig {
         var state = LoadState()
         for doc in documents { state.parse(file: doc.file, text: doc.text) }
         let config = state.finish()
+        if let config { state.issues += identifierIssues(config) + statementIssues(config) }
         let order = Dictionary(documents.enumerated().map { ($1.file, $0) }, uniquingKeysWith: { a, _ in a })
         let issues = state.issues.enumerated().sorted { a, b in
             let (x, y) = (a.element, b.element)
@@ -98,6 +153,12 @@ struct LoadState {
             issues += r.issues
             locations.merge(r.locations) { a, _ in a }
         }
+        if text.utf8.count > MappingLoader.maxFileBytes {
+            r.issues.append(MappingIssue(file: file, line: 1, column: 1, path: "",
+                                         message: "the file is \(text.utf8.count) bytes; mapping files are limited to \(MappingLoader.maxFileBytes) bytes"))
+            unparsedFiles = true
+            return
+        }
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -114,6 +175,15 @@ struct LoadState {
         }
         guard let root else {
             r.issues.append(MappingIssue(file: file, line: 1, column: 1, path: "", message: "empty file (expected 'version: 1')"))
+            return
+        }
+        // Aliases share nodes, so a small file can stand for an exponential tree ("billion
+        // laughs"); everything below walks the expanded tree, so bound it first.
+        if let heavy = MappingLoader.nodeOverBudget(root, budget: MappingLoader.maxExpandedNodes) {
+            let mark = heavy.mark
+            r.issues.append(MappingIssue(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, path: "",
+                                         message: "aliases expand this file to more than \(MappingLoader.maxExpandedNodes) YAML nodes (the budget); the node here is repeated through aliases (*name) too often"))
+            unparsedFiles = true
             return
         }
         guard let m = r.map(root, "", allowed: Self.topKeys) else { return }
@@ -380,7 +450,7 @@ struct LoadState {
 
     /// `{name, sql: {query, timeout_ms}}` or `{name, agent: <agent name>}`.
     static func parseGuardrail(_ r: YAMLReader, _ node: Node, _ path: String) -> GuardrailMapping? {
-        guard let m = r.map(node, path, allowed: ["name", "sql", "agent"]) else { return nil }
+        guard let m = r.map(node, path, allowed: ["name", "sql", "agent", "run_in_parallel"]) else { return nil }
         let name = m.name("name", required: true)
         let kinds = ["sql", "agent"].filter { m.has($0) }
         if kinds.count != 1 {
@@ -411,7 +481,8 @@ struct LoadState {
         default: break
         }
         guard let name, let implementation else { return nil }
-        return GuardrailMapping(name: name, implementation: implementation, origin: r.location(node, path))
+        return GuardrailMapping(name: name, implementation: implementation, runInParallel: m.bool("run_in_parallel") ?? true,
+                                origin: r.location(node, path))
     }
 
     // MARK: Tools
@@ -461,10 +532,14 @@ struct LoadState {
                 }
             }
         case "command":
-            if let c = m.map("command", allowed: ["argv", "timeout_ms", "max_bytes"]) {
+            if let c = m.map("command", allowed: ["argv", "timeout_ms", "max_bytes", "env"]) {
                 if let argv = c.required("argv").flatMap({ r.strings($0, c.path("argv")) }) {
                     if argv.isEmpty { r.issue(c.node("argv"), c.path("argv"), "must name a program") }
                     var spec = CommandToolSpec(argv: argv)
+                    spec.env = c.strings("env") ?? []
+                    for name in spec.env where !ChildEnvironment.isValidName(name) {
+                        r.issue(c.node("env"), c.path("env"), "'\(name)' is not an environment variable name (^[A-Za-z_][A-Za-z0-9_]*$)")
+                    }
                     spec.timeoutMs = c.int("timeout_ms", min: 1) ?? spec.timeoutMs
                     spec.maxBytes = c.int("max_bytes", min: 1) ?? spec.maxBytes
                     implementation = .command(spec)
@@ -517,6 +592,11 @@ struct LoadState {
             }
             if let p = params.positionalParameters.first {
                 r.issue(qNode, qPath, "positional parameter '\(p)' is not allowed; use :argument or :task.column")
+            }
+            if let second = ToolStatement.secondStatement(in: spec.sql) {
+                var loc = r.location(qNode, qPath)
+                (loc.line, loc.column) = r.filePosition(of: second, in: qNode)
+                r.issues.append(MappingIssue(loc, "a tool's SQL must be exactly one statement; a second one starts here (line \(second.line), column \(second.column) of the query)"))
             }
         }
         var approval = ApprovalRule.never

@@ -103,6 +103,25 @@ public enum MappingValidator {
         return out
     }
 
+    /// Every SQL statement the mappings hold, where it was written, and what it belongs to.
+    public static func sqlPieces(_ config: MappingConfig) -> [(spec: SQLToolSpec, location: MappingLocation, what: String)] {
+        var out: [(spec: SQLToolSpec, location: MappingLocation, what: String)] = []
+        for t in config.tools {
+            if case .sql(let spec) = t.implementation {
+                out.append((spec, config.location(t.origin, "sql.query"), "tool '\(t.name)'"))
+            }
+            if case .sql(let spec) = t.needsApproval {
+                out.append((spec, config.location(t.origin, "needs_approval.sql"), "the needs_approval predicate of tool '\(t.name)'"))
+            }
+        }
+        for g in config.guardrails {
+            if case .sql(let spec) = g.implementation {
+                out.append((spec, config.location(g.origin, "sql.query"), "guardrail '\(g.name)'"))
+            }
+        }
+        return out
+    }
+
     /// Checks `config` against the database behind `connection`. Returns every problem; an
     /// empty list means the mappings fit the schema.
     public static func checkLive(_ config: MappingConfig, connection: PostgresConnection) async -> [MappingIssue] {
@@ -136,42 +155,15 @@ public enum MappingValidator {
         }
         // Tables that do not exist are reported once (at the table reference); column
         // references to them add nothing.
-        // Guardrail SQL and needs_approval predicates are prepared inside a READ ONLY
-        // transaction that is rolled back.
-        var readOnlyChecks: [(spec: SQLToolSpec, location: MappingLocation, what: String)] = []
-        for g in config.guardrails {
-            if case .sql(let spec) = g.implementation {
-                readOnlyChecks.append((spec, config.location(g.origin, "sql.query"), "guardrail '\(g.name)'"))
-            }
-        }
-        for t in config.tools {
-            if case .sql(let spec) = t.needsApproval {
-                readOnlyChecks.append((spec, config.location(t.origin, "needs_approval.sql"), "the needs_approval predicate of tool '\(t.name)'"))
-            }
-        }
-        for (spec, location, what) in readOnlyChecks {
-            let (text, _) = spec.positionalSQL()
+        // Every piece of SQL (tools, guardrails, needs_approval predicates) is checked by
+        // preparing it, never by running it: see `PostgresConnection.checkPrepares`.
+        for (spec, location, what) in sqlPieces(config) {
+            // A second statement is reported by the loader, with its position.
+            if ToolStatement.secondStatement(in: spec.sql) != nil { continue }
             do {
-                _ = try await connection.simpleQuery("BEGIN READ ONLY")
-                _ = try await connection.simpleQuery("PREPARE bridge_guardrail_check AS \(text)")
-                _ = try await connection.simpleQuery("DEALLOCATE bridge_guardrail_check")
-                _ = try await connection.simpleQuery("ROLLBACK")
+                try await connection.checkPrepares(spec.positionalSQL().sql)
             } catch {
-                _ = try? await connection.simpleQuery("ROLLBACK")
-                _ = try? await connection.simpleQuery("DEALLOCATE bridge_guardrail_check")
                 issues.append(MappingIssue(location, "the SQL of \(what) does not prepare: \(error.message)"))
-            }
-        }
-        for tool in config.tools {
-            guard case .sql(let spec) = tool.implementation else { continue }
-            let (text, _) = spec.positionalSQL()
-            let name = "bridge_mapping_check"
-            do {
-                _ = try await connection.simpleQuery("PREPARE \(name) AS \(text)")
-                _ = try await connection.simpleQuery("DEALLOCATE \(name)")
-            } catch {
-                issues.append(MappingIssue(config.location(tool.origin, "sql.query"),
-                                           "the SQL of tool '\(tool.name)' does not prepare: \(error.message)"))
             }
         }
         return issues
@@ -200,7 +192,7 @@ public enum MappingValidator {
 
 extension SQLToolSpec {
     /// The SQL with named parameters replaced by `$n` (each name numbered once) and the
-    /// parameter paths in `$n` order. Used to PREPARE the statement when checking.
+    /// parameter paths in `$n` order. Used to prepare the statement when checking.
     public func positionalSQL() -> (sql: String, parameters: [[String]]) {
         var text = ""
         var order: [[String]] = []

@@ -287,14 +287,24 @@ public struct CommandToolSpec: Codable, Sendable, Equatable {
     public var argv: [String]
     public var timeoutMs: Int
     public var maxBytes: Int
+    /// Names of bridge's environment variables the command may see, besides
+    /// `ChildEnvironment.baseline` (PATH, HOME, LANG, TZ). Nothing else is passed on.
+    public var env: [String]
 
-    public init(argv: [String], timeoutMs: Int = 10_000, maxBytes: Int = 1_048_576) {
+    public init(argv: [String], timeoutMs: Int = 10_000, maxBytes: Int = 1_048_576, env: [String] = []) {
         self.argv = argv
         self.timeoutMs = timeoutMs
         self.maxBytes = maxBytes
+        self.env = env
     }
 
-    enum CodingKeys: String, CodingKey { case argv, timeoutMs = "timeout_ms", maxBytes = "max_bytes" }
+    enum CodingKeys: String, CodingKey { case argv, timeoutMs = "timeout_ms", maxBytes = "max_bytes", env }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(argv: try c.decode([String].self, forKey: .argv), timeoutMs: try c.decode(Int.self, forKey: .timeoutMs),
+                  maxBytes: try c.decode(Int.self, forKey: .maxBytes), env: try c.decodeIfPresent([String].self, forKey: .env) ?? [])
+    }
 }
 
 /// A hosted tool that the model provider runs (`web_search`, `file_search`, `code_interpreter`).
@@ -348,11 +358,17 @@ public struct OutputSchemaSpec: Codable, Sendable, Equatable {
 public struct GuardrailSpec: Codable, Sendable, Equatable {
     public var name: String
     public var implementation: GuardrailImplementation
+    /// Input guardrails only: true (the SDK's default) runs beside the first model call and
+    /// cancels it on a tripwire; false runs before it, so a tripwire costs no model call.
+    public var runInParallel: Bool
 
-    public init(name: String, implementation: GuardrailImplementation) {
+    public init(name: String, implementation: GuardrailImplementation, runInParallel: Bool = true) {
         self.name = name
         self.implementation = implementation
+        self.runInParallel = runInParallel
     }
+
+    enum CodingKeys: String, CodingKey { case name, implementation, runInParallel = "run_in_parallel" }
 }
 
 /// How a guardrail decides.

@@ -26,6 +26,9 @@ public struct ModelProviderError: Error, Sendable, CustomStringConvertible {
 /// The SDK's wording, in one place (tests and `verify` compare against these).
 public enum RunnerMessages {
     /// What the model receives when a tool throws.
+    /// The span data key that flags replaced text (`TextSafety`).
+    public static let textReplacedKey = "text_replaced"
+
     public static func toolError(_ error: String) -> String {
         "An error occurred while running the tool. Please try again. Error: \(error)"
     }
@@ -350,14 +353,30 @@ struct RunState {
         await emit(.turnStarted(id: turnId, parent: agentId, turn: turn, agent: agent.name, at: Date()))
         var turnUsage = Usage()
 
+        // Sequential input guardrails (run_in_parallel: false) run before the model call.
+        let firstTurnGuards = turn == 1 ? agent.inputGuardrails.compactMap { spec.guardrails[$0] } : []
+        let sequential = firstTurnGuards.filter { !$0.runInParallel }
+        if !sequential.isEmpty {
+            let verdict = await GuardrailRun.all(sequential, input: spec.input, output: nil, parent: turnId, state: self,
+                                                 kind: .input)
+            usage = usage + verdict.usage
+            turnUsage = turnUsage + verdict.usage
+            transcript += verdict.items
+            if let failure = verdict.failure {
+                if let e = verdict.spanError { await emit(.spanError(id: turnId, error: e)) }
+                await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
+                return .failed(failure, nil)
+            }
+        }
+
         // The model call.
         let modelId = allocate()
         let request = ModelRequest(agent: agent, input: history, functionTools: functionTools,
                                    hostedTools: hostedTools, turn: turn, traceId: spec.traceId)
         await emit(.modelStarted(id: modelId, parent: turnId, kind: runner.model.spanKind(for: agent), model: agent.model,
                                  input: runner.model.spanInput(for: request), at: Date()))
-        let response: ModelResponse
-        let inputGuards = turn == 1 ? agent.inputGuardrails.compactMap { spec.guardrails[$0] } : []
+        var response: ModelResponse
+        let inputGuards = firstTurnGuards.filter(\.runInParallel)
         do {
             if inputGuards.isEmpty {
                 response = try await runner.model.respond(request)
@@ -377,7 +396,7 @@ struct RunState {
                 response = try answer.get()
             }
         } catch {
-            let text = String(describing: error)
+            let text = TextSafety.storable(String(describing: error)).text
             await emit(.modelEnded(id: modelId, response: nil,
                                    error: SpanErrorInfo(message: RunnerMessages.spanModelError, data: ["error": .string(text)]),
                                    at: Date()))
@@ -387,6 +406,13 @@ struct RunState {
             return .failed(RunFailure(type: error is CancellationError ? "Cancelled" : "ModelError", message: text,
                                       retriable: retriable, retryAfter: providerError?.retryAfter),
                            SpanErrorInfo(message: RunnerMessages.spanAgentError, data: ["error": .string(text)]))
+        }
+        // U+0000 cannot be stored (text, jsonb): replaced, flagged on the span, and the run goes on.
+        let (safeOutput, replaced) = TextSafety.storable(JSONValue.array(response.output))
+        if !replaced.isEmpty {
+            response.output = safeOutput.arrayValue ?? []
+            response.spanOutput = response.spanOutput.map { TextSafety.storable(JSONValue.array($0)).value.arrayValue ?? [] }
+            await emit(.spanNote(id: modelId, key: RunnerMessages.textReplacedKey, value: replaced.json))
         }
         await emit(.modelEnded(id: modelId, response: response, error: nil, at: Date()))
         turnUsage = turnUsage + response.usage
@@ -550,8 +576,10 @@ struct RunState {
         await runner.observer.record(.toolStarted(id: call.eventId, parent: parent, name: call.name,
                                                   arguments: call.arguments, at: Date()))
         guard let tool = call.tool else { return await runMCPTool(call, runner: runner) }
-        let output: String
+        var output: String
         var spanError: SpanErrorInfo?
+        var context = context
+        context.notes = ToolOutputNotes()
         let trimmed = call.arguments.trimmingCharacters(in: .whitespacesAndNewlines)
         var arguments: JSONValue = [:]
         var parseError: String?
@@ -566,11 +594,17 @@ struct RunState {
             do {
                 output = try await runner.tools.execute(tool, arguments: arguments, context: context)
             } catch {
-                let text = (error as? ToolFailure)?.message ?? String(describing: error)
+                let text = TextSafety.storable((error as? ToolFailure)?.message ?? String(describing: error)).text
                 output = RunnerMessages.toolError(text)
                 spanError = SpanErrorInfo(message: RunnerMessages.spanToolErrorNonFatal,
                                           data: ["tool_name": .string(call.name), "error": .string(text)])
             }
+        }
+        let safe = TextSafety.storable(output)
+        let replaced = safe.replaced + context.notes.replaced
+        if !replaced.isEmpty {
+            output = safe.text
+            await runner.observer.record(.spanNote(id: call.eventId, key: RunnerMessages.textReplacedKey, value: replaced.json))
         }
         await runner.observer.record(.toolEnded(id: call.eventId, output: output, error: spanError, at: Date()))
         return ToolCallOutcome(index: call.index, callId: call.callId, name: call.name, output: output)

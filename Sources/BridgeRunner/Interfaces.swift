@@ -152,12 +152,27 @@ public struct ToolContext: Sendable {
     /// The task row's columns as JSON values.
     public var taskRow: [String: JSONValue]
     public var agentName: String
+    /// Where an executor reports what it replaced to make its output text (invalid UTF-8);
+    /// the runner flags it on the function span. One per tool call.
+    public var notes = ToolOutputNotes()
 
     public init(spec: RunSpec, taskRow: [String: JSONValue], agentName: String) {
         self.spec = spec
         self.taskRow = taskRow
         self.agentName = agentName
     }
+}
+
+/// What an executor replaced in one tool call's output (see `TextSafety`).
+public final class ToolOutputNotes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var total = TextSafety.Replacements()
+
+    public init() {}
+
+    public func add(_ r: TextSafety.Replacements) { lock.withLock { total = total + r } }
+
+    public var replaced: TextSafety.Replacements { lock.withLock { total } }
 }
 
 /// A tool failure whose message goes back to the model (in the SDK's wording) and into the
@@ -217,6 +232,9 @@ public enum RunEvent: Sendable {
     /// as the SDK does for "Multiple handoffs requested" on the handoff span and "Tool not found"
     /// on the turn span. A later error for the same span replaces an earlier one.
     case spanError(id: EventID, error: SpanErrorInfo)
+    /// Adds `key` to the data of open span `id`: `text_replaced` (`{"nul": n, "invalid_utf8":
+    /// true}`) when model or tool text had to be made storable (`TextSafety`).
+    case spanNote(id: EventID, key: String, value: JSONValue)
     /// An MCP server's tools were listed for an agent (the SDK's `mcp_tools` span, under the
     /// agent span): the tool names after the server's filter, or nil when listing failed.
     case mcpToolsListed(id: EventID, parent: EventID, server: String, tools: [String]?, error: SpanErrorInfo?,

@@ -144,6 +144,8 @@ public actor TraceRecorder: RunObserver {
             await end(id, error: nil, at: endedAt)
         case .spanError(let id, let error):
             if open[id] != nil { open[id]?.error = error } else { pendingErrors[id] = error }
+        case .spanNote(let id, let key, let value):
+            open[id]?.data[key] = value
         case .mcpToolsListed(let id, let parent, let server, let tools, let error, let startedAt, let endedAt):
             start(id, parent: parent, at: startedAt, data: [
                 "type": "mcp_tools", "server": .string(server),
@@ -241,15 +243,7 @@ public actor TraceRecorder: RunObserver {
         return t
     }
 
-    func scrub(_ v: JSONValue) -> JSONValue {
-        guard !secrets.isEmpty else { return v }
-        switch v {
-        case .string(let s): return .string(Redaction.scrub(s, secrets: secrets))
-        case .array(let a): return .array(a.map(scrub))
-        case .object(let o): return .object(o.mapValues(scrub))
-        default: return v
-        }
-    }
+    func scrub(_ v: JSONValue) -> JSONValue { Redaction.scrub(v, secrets: secrets) }
 
     /// The SDK's turn span usage (omitted when all zero).
     static func turnUsage(_ u: Usage) -> JSONValue? {

@@ -296,10 +296,14 @@ public struct ApprovalStore: Sendable {
             WHERE \(q(a.key)) = $\(n - 2)::\(keyType) AND \(q(a.statusColumn)) = $\(n)
               AND EXISTS (SELECT 1 FROM bridge.approval_waits w WHERE w.request_key = $\(n - 1))
             """, binds: binds)
-        return try await conn.transaction { c in
-            let n = try c.query(update).affectedRows
-            if n == 1 { try c.query(PostgresQuery(sql: "SELECT pg_notify($1, '')", binds: [.text(taskNotifyChannel)])) }
-            return n == 1
+        do {
+            return try await conn.transaction { c in
+                let n = try c.query(update).affectedRows
+                if n == 1 { try c.query(PostgresQuery(sql: "SELECT pg_notify($1, '')", binds: [.text(taskNotifyChannel)])) }
+                return n == 1
+            }
+        } catch let e as PostgresError where e.sqlState == "22P02" {
+            return false  // not even a valid key of the approvals table
         }
     }
 }

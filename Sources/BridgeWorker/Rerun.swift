@@ -117,7 +117,7 @@ public struct Rerunner: Sendable {
         do {
             c = try await connect()
         } catch {
-            progress.log("re-run of task \(key) failed: \(error)")
+            progress.log(Redaction.scrub("re-run of task \(key) failed: \(error)", secrets: secrets))
             return (false, 0)
         }
         let outcome = await runOne(task, key: key, on: c, progress: progress)
@@ -153,7 +153,7 @@ public struct Rerunner: Sendable {
             progress.log("re-ran task \(key) as attempt \(attempt): \(ok ? "completed" : "failed") trace \(spec.traceId)")
             return (ok, spans)
         } catch {
-            progress.log("re-run of task \(key) failed: \(error)")
+            progress.log(Redaction.scrub("re-run of task \(key) failed: \(error)", secrets: secrets))
             return (false, 0)
         }
     }

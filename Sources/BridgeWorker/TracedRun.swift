@@ -39,9 +39,9 @@ struct TracedRun: Sendable {
         let result: RunResult
         if let resume {
             await recorder.restore(resume.openSpans)
-            result = await runner.resume(spec, paused: resume.paused, decisions: resume.decisions, taskRow: task)
+            result = redacted(await runner.resume(spec, paused: resume.paused, decisions: resume.decisions, taskRow: task))
         } else {
-            result = await runner.run(spec, taskRow: task)
+            result = redacted(await runner.run(spec, taskRow: task))
         }
         try await ledger.storeTranscript(traceId: spec.traceId, taskId: taskKey, attempt: spec.attempt, items: result.transcript)
         let sinkErrors = await recorder.sinkErrors
@@ -49,6 +49,25 @@ struct TracedRun: Sendable {
             throw LedgerWriteError(message: "recording spans failed: \(sinkErrors.joined(separator: "; "))")
         }
         return (result, await recorder.spanCount, result.status == .paused ? await recorder.openSpans() : [])
+    }
+
+    /// `result` with every secret replaced by `***` in what gets stored or printed: the final
+    /// output, the error message and the transcript (a tool that prints a key must not put it
+    /// into `tasks.result`, the execution row or `bridge.run_transcripts`).
+    func redacted(_ result: RunResult) -> RunResult {
+        guard !secrets.isEmpty else { return result }
+        var r = result
+        r.finalOutput = r.finalOutput.map { Redaction.scrub($0, secrets: secrets) }
+        if let message = r.error?.message { r.error?.message = Redaction.scrub(message, secrets: secrets) }
+        r.transcript = r.transcript.map { Redaction.scrub($0, secrets: secrets) }
+        r.finalOutputJSON = r.finalOutputJSON.map { Redaction.scrub($0, secrets: secrets) }
+        // A paused run's state is stored too (bridge.run_states) and resumes from what is stored.
+        if var p = r.paused {
+            p.history = p.history.map { Redaction.scrub($0, secrets: secrets) }
+            p.transcript = p.transcript.map { Redaction.scrub($0, secrets: secrets) }
+            r.paused = p
+        }
+        return r
     }
 
     /// What goes into the task's (or execution's) result column for a run: the final output

@@ -488,7 +488,7 @@ public actor Worker {
             do {
                 spec = try bridge.runSpec(task: task, agentRows: agents, handoffEdges: edges, attempt: attempt)
             } catch {
-                let msg = "cannot build run spec for task \(key): \(error)"
+                let msg = Redaction.scrub("cannot build run spec for task \(key): \(error)", secrets: secrets)
                 let written = try await finishFailed(c, key: key, token: token, executionKey: nil, traceId: nil, startedAt: startedAt,
                                                      type: "ConfigurationError", message: msg, retriable: false, attempt: attempt)
                 await pool.checkin(c)
@@ -568,7 +568,7 @@ public actor Worker {
             // Infrastructure failure (database, ledger): put the task back (token-checked) so it is
             // not stuck running, on a fresh connection if this one broke; the lease covers the
             // case where the database stays unreachable.
-            let message = "\(error)"
+            let message = Redaction.scrub("\(error)", secrets: secrets)
             if let c = conn { await c.close() }
             if await isLost(token) { return .stale(taskKey: key, traceId: traceId) }
             var written = false

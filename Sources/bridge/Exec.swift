@@ -144,7 +144,10 @@ extension Bridge {
                 let app = try await ExecApp.prepare(mappingsDirectory: mappings,
                                                     connection: connection.config(applicationName: "bridge-exec"),
                                                     environment: env)
-                if !dryRun { try app.validate(model: model) }
+                if !dryRun {
+                    try app.validate(model: model)
+                    try await app.requireTasks(task)
+                }
                 if dryRun {
                     for line in try await app.dryRun(keys: task, limit: limit ?? 1_000) { print(line) }
                     return

@@ -98,6 +98,8 @@ struct ApprovalCLITests {
         let approve = try Self.bridge(["approve", id] + common, env)
         #expect(approve.status == 0, "\(approve.stderr)")
         #expect(try Self.bridge(["approve", id] + common, env).status == 1, "only a pending request can be decided")
+        let notAKey = try Self.bridge(["reject", "not-a-uuid"] + common, env)
+        #expect(notAKey.status == 1 && notAKey.stderr.contains("not-a-uuid is not a pending approval request"), "\(notAKey.stderr)")
 
         // A new worker resumes and finishes the run.
         let resumed = try Self.bridge(["exec", "--offline", "--task", task] + common, env)

@@ -47,3 +47,26 @@ struct ApprovalStoreTests {
         await c.close()
     }
 }
+
+/// A structured output's mapped fields land in task columns with the completed result.
+@Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
+struct StructuredColumnsTests {
+    @Test func mappedFieldsAreWrittenWithTheResult() async throws {
+        let (url, store) = try await LeaseStoreTests.migrated()
+        let c = try await TestDatabase.connect(url)
+        let claim = try #require(try await store.claim(on: c, limit: 1, workerId: "A", leaseSeconds: 60).first)
+        var outcome = TaskStore.Outcome(status: .completed, taskStatus: "completed",
+                                        result: ["output": ["summary": "Short.", "priority": "high"]], tokenUsage: [:],
+                                        errorMessage: nil, errorType: nil, completedAt: Date(), durationSeconds: 1)
+        outcome.columns = ["description": "Short.", "priority": "high"]
+        #expect(try await store.finish(on: c, taskKey: claim.key, token: claim.token, executionKey: nil, traceId: nil,
+                                       outcome: outcome))
+        let row = try await c.query("""
+            SELECT description, priority, result->'output'->>'summary' AS summary, jsonb_typeof(result->'output') AS kind
+            FROM tasks WHERE id::text = \(claim.key)
+            """).first
+        #expect(row?["description"] == "Short." && row?["priority"] == "high")
+        #expect(row?["summary"] == "Short." && row?["kind"] == "object")
+        await c.close()
+    }
+}

@@ -307,3 +307,27 @@ struct GuardrailSQL: ToolExecutor {
         #expect(messages.contains { $0.contains("give exactly one of sql or agent, not both") })
     }
 }
+
+@Suite struct SequentialGuardrailTests {
+    @Test func aSequentialGuardrailRunsBeforeTheModelCallAndATripCostsNoCall() async throws {
+        var spec = GuardFixture.spec(input: ["no_secrets"])
+        spec.guardrails["no_secrets"]?.runInParallel = false
+        let model = GuardFixture.model()
+        let tripping = GuardrailSQL(row: ["tripwire_triggered": true, "output_info": "API key in input"])
+        let (result, spans, events) = await Fixture.run(spec, model: model, tools: tripping)
+        checkBalanced(events)
+        #expect(result.error?.type == "InputGuardrailTripwireTriggered")
+        #expect(await model.requests.all.isEmpty, "no model call was made")
+        #expect(!spans.contains { $0.type == "generation" })
+        let guardrail = try #require(spans.first { $0.type == "guardrail" })
+        let turn = try #require(spans.first { $0.id == guardrail.parentId })
+        #expect(turn.spanData["name"] == "turn")
+
+        let passing = GuardrailSQL(row: ["tripwire_triggered": false])
+        let (ok, okSpans, _) = await Fixture.run(spec, model: GuardFixture.model(), tools: passing)
+        #expect(ok.status == .completed)
+        let g = try #require(okSpans.first { $0.type == "guardrail" })
+        let generation = try #require(okSpans.first { $0.type == "generation" })
+        #expect(g.endedAt <= generation.startedAt, "the guardrail finished before the model call started")
+    }
+}

@@ -142,7 +142,7 @@ actor MCPServerConnection {
         switch config.transport {
         case .stdio(let command, let args, let env, let cwd):
             ch = try await MCPStdioChannel.start(serverName: config.name, command: command, args: args,
-                                                 environment: MCPStdioChannel.environment(from: environment, allow: env),
+                                                 environment: ChildEnvironment.make(from: environment, allow: env),
                                                  cwd: cwd)
         case .streamableHTTP(let url, let headers):
             guard let client else { throw .unavailable("MCP server '\(config.name)': no HTTP client") }

@@ -33,16 +33,6 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
     static let stderrTailBytes = 4_096
     static let killGrace: Duration = .seconds(2)
 
-    /// The variables every stdio server receives when they are set: the same minimal
-    /// environment as command tools, plus the server's `env` allowlist.
-    static let baseVariables = ["PATH", "HOME", "LANG", "TZ"]
-
-    static func environment(from parent: Environment, allow: [String]) -> [String: String] {
-        var out: [String: String] = [:]
-        for name in baseVariables + allow { if let v = parent.values[name] { out[name] = v } }
-        return out
-    }
-
     private init(serverName: String) { self.serverName = serverName }
 
     /// Starts `command` and returns once it runs (or throws `.unavailable` when it cannot start).
