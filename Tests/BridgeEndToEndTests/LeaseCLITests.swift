@@ -218,9 +218,7 @@ struct LeaseCLITests {
     func sigtermDrainsReleasesAndASecondSignalExitsAtOnce() async throws {
         let url = try await LeaseFixture.database()
         let mappings = try LeaseFixture.noopMappings()
-        // Enough work that phase 1 cannot finish it all before the test's SIGTERM lands, even when a
-        // loaded machine delays the test's polling by several seconds.
-        try await LeaseFixture.insertTasks(url, 60)
+        try await LeaseFixture.insertTasks(url, 30)
         func worker(latency: Int, drainTimeout: String) throws -> BackgroundBridge {
             try BackgroundBridge(["exec", "--offline", "--offline-latency-ms", String(latency), "--concurrency", "4",
                                   "--lease", "3", "--drain-timeout", drainTimeout, "--database-url", url, "--mappings", mappings])
@@ -243,7 +241,7 @@ struct LeaseCLITests {
         #expect(try await LeaseFixture.count(url, "error_type = 'Released'", table: "task_executions") == 0)
         let completed1 = try await LeaseFixture.count(url, "status = 'completed'")
         let pending1 = try await LeaseFixture.count(url, "status = 'pending'")
-        #expect(completed1 < 60 && completed1 + pending1 == 60)
+        #expect(completed1 < 30 && completed1 + pending1 == 30)
 
         // 2. SIGTERM with runs that cannot finish in time: they are cancelled and released to pending.
         let w2 = try worker(latency: 20_000, drainTimeout: "0.5")
@@ -275,7 +273,7 @@ struct LeaseCLITests {
         let rest = try worker(latency: 0, drainTimeout: "30")
         let r4 = await rest.wait(timeout: 60)
         #expect(r4?.status == 0, "\(rest.output.suffix(2000))")
-        try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: 60)
+        try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: 30)
     }
 
     @Test(.timeLimit(.minutes(3)))
