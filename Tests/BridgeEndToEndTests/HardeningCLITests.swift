@@ -30,6 +30,16 @@ struct HardeningCLITests {
         return dir
     }
 
+    /// bridge's environment for a run against a loopback model stand-in (no tracing export).
+    static func standInEnvironment(_ server: TestHTTPServer, key: String) -> [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["DATABASE_URL"] = nil
+        env["OPENAI_BASE_URL"] = server.url("/v1")
+        env["OPENAI_API_KEY"] = key
+        env["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
+        return env
+    }
+
     static func hacked(_ url: String) async throws -> Int {
         let c = try await TestDatabase.connect(url)
         defer { Task { await c.close() } }
@@ -354,11 +364,7 @@ struct HardeningCLITests {
                           "usage": ["input_tokens": 10, "output_tokens": 2, "total_tokens": 12]])
         }
         defer { server.stop() }
-        var env = ProcessInfo.processInfo.environment
-        env["DATABASE_URL"] = nil
-        env["OPENAI_BASE_URL"] = server.url("/v1")
-        env["OPENAI_API_KEY"] = "sk-test-nul"
-        env["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
+        let env = Self.standInEnvironment(server, key: "sk-test-nul")
         let r = try Subprocess.run(BridgeBinary.path, ["exec", "--limit", "1", "--database-url", url, "--mappings", ExecCLITests.mappings],
                                    environment: env)
         #expect(r.status == 0, "\(r.stderr)")
@@ -380,11 +386,7 @@ struct HardeningCLITests {
         let url = try await ExecCLITests.migratedReference()
         let server = try TestHTTPServer { _ in TestHTTPResponse.json([:]).delayed(.seconds(120)) }
         defer { server.stop() }
-        var env = ProcessInfo.processInfo.environment
-        env["DATABASE_URL"] = nil
-        env["OPENAI_BASE_URL"] = server.url("/v1")
-        env["OPENAI_API_KEY"] = "sk-test-timeout"
-        env["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
+        let env = Self.standInEnvironment(server, key: "sk-test-timeout")
         let started = Date()
         let r = try Subprocess.run(BridgeBinary.path, ["exec", "--limit", "1", "--max-attempts", "1", "--model-timeout", "1",
                                                        "--database-url", url, "--mappings", ExecCLITests.mappings],
