@@ -23,6 +23,10 @@ struct HardeningCLITests {
         try agents.write(to: dir.appendingPathComponent("agents.yaml"), atomically: true, encoding: .utf8)
         let tools = try String(contentsOfFile: src + "/tools.yaml", encoding: .utf8) + "\n" + tool
         try tools.write(to: dir.appendingPathComponent("tools.yaml"), atomically: true, encoding: .utf8)
+        // The example MCP server, found from the copy's directory too.
+        let mcp = try String(contentsOfFile: src + "/mcp.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "../examples/", with: src + "/../examples/")
+        try mcp.write(to: dir.appendingPathComponent("mcp.yaml"), atomically: true, encoding: .utf8)
         return dir
     }
 
@@ -229,7 +233,7 @@ struct HardeningCLITests {
         let source = try String(contentsOfFile: ExecCLITests.mappings + "/bridge.yaml", encoding: .utf8)
             .replacingOccurrences(of: "table: tasks\n", with: "table: \"\(attack)\"\n")
         try source.write(to: dir.appendingPathComponent("bridge.yaml"), atomically: true, encoding: .utf8)
-        for name in ["agents.yaml", "tools.yaml"] {
+        for name in ["agents.yaml", "mcp.yaml", "tools.yaml"] {
             try FileManager.default.copyItem(atPath: ExecCLITests.mappings + "/" + name, toPath: dir.appendingPathComponent(name).path)
         }
         let r = try BridgeBinary.run(["migrate", "--database-url", url, "--dir", BridgeBinary.migrations, "--mappings", dir.path])
