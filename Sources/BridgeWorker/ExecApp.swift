@@ -23,10 +23,14 @@ public struct ExecApp: Sendable {
 
     /// Loads and validates the mappings, then checks them against the database. Throws a
     /// `BridgeError` with exit status 2 before anything is written.
+    ///
+    /// The mapped columns' real types are read here, once, so every hot-path statement binds
+    /// values with the column's type (see `ColumnTypes`); `taskKeys` (`--task`) must be values
+    /// of the key's type.
     public static func prepare(mappingsDirectory: String, connection: ConnectionConfig,
-                               environment: Environment) async throws -> ExecApp {
-        let config = try MappingLoader.load(directory: mappingsDirectory)
-        try await PostgresConnection.withConnection(withSessionLimits(connection)) { conn in
+                               environment: Environment, taskKeys: [String] = []) async throws -> ExecApp {
+        var config = try MappingLoader.load(directory: mappingsDirectory)
+        config.columnTypes = try await PostgresConnection.withConnection(withSessionLimits(connection)) { conn in
             // The ledger comes from `bridge migrate`; say so rather than listing missing columns.
             let ledger = try await conn.query("SELECT to_regclass('bridge.spans') IS NOT NULL AS ok").first?.bool("ok") ?? false
             guard ledger else {
@@ -37,8 +41,26 @@ public struct ExecApp: Sendable {
             guard try await TaskStore(config: config).hasLeaseColumns(on: conn) else {
                 throw ExecSetupError("\(config.source.table) has no lease columns (\(TaskStore.Lease.all.joined(separator: ", "))): run `bridge migrate` first (migrations/0007_task_leases.sql)")
             }
+            let types = try await ColumnTypes.load(for: config, connection: conn)
+            try await checkKeys(taskKeys, config: config, types: types, connection: conn)
+            return types
         }
         return ExecApp(config: config, connectionConfig: Self.withSessionLimits(connection), environment: environment)
+    }
+
+    /// Each `--task` value must be a value of the key column's type (a malformed uuid would
+    /// otherwise fail deep inside a claim): exit 2 naming the value, the column and its type.
+    static func checkKeys(_ keys: [String], config: MappingConfig, types: ColumnTypes,
+                          connection conn: PostgresConnection) async throws {
+        let s = config.source
+        guard let type = types.type(s.table, s.key), type != "text" else { return }
+        for key in keys {
+            do {
+                _ = try await conn.query(PostgresQuery(sql: "SELECT $1\(types.cast(s.table, s.key)) AS k", binds: [.text(key)]))
+            } catch let e as PostgresError where e.sqlState?.hasPrefix("22") == true {
+                throw ExecSetupError("--task \(key): not a valid \(type) for \(s.table).\(s.key) (\(e.message))")
+            }
+        }
     }
 
     /// Every exec connection runs with timeouts, so no statement, lock wait or forgotten

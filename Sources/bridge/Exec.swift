@@ -137,7 +137,7 @@ extension Bridge {
                 }
                 let app = try await ExecApp.prepare(mappingsDirectory: mappings,
                                                     connection: connection.config(applicationName: "bridge-exec"),
-                                                    environment: env)
+                                                    environment: env, taskKeys: task)
                 if !dryRun { try app.validate(model: model) }
                 if dryRun {
                     for line in try await app.dryRun(keys: task, limit: limit ?? 1_000) { print(line) }

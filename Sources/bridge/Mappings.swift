@@ -46,6 +46,10 @@ extension Bridge.Mappings {
                     }
                 }
                 if !issues.isEmpty { throw MappingErrors(issues) }
+                if !staticOnly, let warning = try await PostgresConnection.withConnection(
+                    connection.config(applicationName: "bridge-mappings"), { conn in try await ClaimIndex.warning(config, connection: conn) }) {
+                    FileHandle.standardError.write(Data((warning.description + "\n").utf8))
+                }
                 print("\(mappings): ok (\(config.agents.count) agents, \(config.tools.count) tools, \(config.files.count) files)")
             }
         }
