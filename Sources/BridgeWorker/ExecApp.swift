@@ -29,8 +29,9 @@ public struct ExecApp: Sendable {
     /// of the key's type.
     public static func prepare(mappingsDirectory: String, connection: ConnectionConfig,
                                environment: Environment, taskKeys: [String] = []) async throws -> ExecApp {
-        var config = try MappingLoader.load(directory: mappingsDirectory)
-        config.columnTypes = try await PostgresConnection.withConnection(withSessionLimits(connection)) { conn in
+        let loaded = try MappingLoader.load(directory: mappingsDirectory)
+        let types: ColumnTypes = try await PostgresConnection.withConnection(withSessionLimits(connection)) { conn in
+            let config = loaded
             // The ledger comes from `bridge migrate`; say so rather than listing missing columns.
             let ledger = try await conn.query("SELECT to_regclass('bridge.spans') IS NOT NULL AS ok").first?.bool("ok") ?? false
             guard ledger else {
@@ -45,6 +46,8 @@ public struct ExecApp: Sendable {
             try await checkKeys(taskKeys, config: config, types: types, connection: conn)
             return types
         }
+        var config = loaded
+        config.columnTypes = types
         return ExecApp(config: config, connectionConfig: Self.withSessionLimits(connection), environment: environment)
     }
 
@@ -55,11 +58,22 @@ public struct ExecApp: Sendable {
         let s = config.source
         guard let type = types.type(s.table, s.key), type != "text" else { return }
         for key in keys {
-            do {
-                _ = try await conn.query(PostgresQuery(sql: "SELECT $1\(types.cast(s.table, s.key)) AS k", binds: [.text(key)]))
-            } catch let e as PostgresError where e.sqlState?.hasPrefix("22") == true {
+            let probe = PostgresQuery(sql: "SELECT $1\(types.cast(s.table, s.key)) AS k", binds: [.text(key)])
+            guard let e = await failure(of: probe, on: conn) else { continue }
+            if e.sqlState?.hasPrefix("22") == true {
                 throw ExecSetupError("--task \(key): not a valid \(type) for \(s.table).\(s.key) (\(e.message))")
             }
+            throw e
+        }
+    }
+
+    /// The error `query` fails with, or nil.
+    static func failure(of query: PostgresQuery, on conn: PostgresConnection) async -> PostgresError? {
+        do {
+            _ = try await conn.query(query)
+            return nil
+        } catch {
+            return error
         }
     }
 
