@@ -24,6 +24,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // 1. C bindings
@@ -56,7 +58,7 @@ let package = Package(
         // 3. Schema upgrades, the mapping model and the DatabaseToSDKBridge
         .target(
             name: "BridgeMapping",
-            dependencies: ["BridgeCore", "BridgePostgres", .product(name: "Yams", package: "Yams")],
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMigrate", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
         .target(
@@ -70,10 +72,16 @@ let package = Package(
             dependencies: ["BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping"],
             swiftSettings: strict
         ),
+        // Metrics: every instrument's name and labels, recorded through swift-metrics
+        .target(
+            name: "BridgeMetrics",
+            dependencies: ["BridgeCore", "BridgeRunner", .product(name: "CoreMetrics", package: "swift-metrics")],
+            swiftSettings: strict
+        ),
         // 5. Tracing: spans, the ledger and exporters
         .target(
             name: "BridgeTracing",
-            dependencies: ["BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeRunner"],
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeRunner", "BridgeMetrics"],
             swiftSettings: strict
         ),
         // The exec worker: claims tasks, runs them traced, records results
@@ -81,6 +89,17 @@ let package = Package(
             name: "BridgeWorker",
             dependencies: [
                 "BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeRunner", "BridgeTracing",
+                "BridgeMetrics",
+            ],
+            swiftSettings: strict
+        ),
+        // Monitoring: the Prometheus endpoint, `bridge top` and `bridge trace tail`
+        .target(
+            name: "BridgeMonitor",
+            dependencies: [
+                "BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeMetrics", "BridgeTracing",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: strict
         ),
@@ -100,7 +119,7 @@ let package = Package(
             name: "bridge",
             dependencies: [
                 "BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner",
-                "BridgeTracing", "BridgeWorker", "BridgeHTTP", "BridgeVerify",
+                "BridgeTracing", "BridgeWorker", "BridgeHTTP", "BridgeVerify", "BridgeMonitor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -108,18 +127,19 @@ let package = Package(
         .testTarget(
             name: "BridgeUnitTests",
             dependencies: ["BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner", "BridgeTracing", "BridgeHTTP",
-                           "BridgeVerify"]
+                           "BridgeVerify", "BridgeMetrics"]
         ),
         .testTarget(
             name: "BridgeIntegrationTests",
             dependencies: [
                 "BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner",
                 "BridgeTracing", "BridgeWorker", "BridgeHTTP", "BridgeTestSupport", "BridgeVerify",
+                "BridgeMetrics", "BridgeMonitor",
             ]
         ),
         .testTarget(
             name: "BridgeEndToEndTests",
-            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMapping", "BridgeTestSupport"]
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMapping", "BridgeTestSupport", "BridgeHTTP"]
         ),
     ]
 )

@@ -6,13 +6,26 @@
 #   → bridge trace show → bridge verify
 # The cluster keeps running afterwards so you can look around; `scripts/quickstart.sh --stop`
 # stops it and removes ./.demo. Running the script again starts from scratch.
+# The cluster's files live in a fresh directory under /tmp (named in .demo/cluster), not in the
+# checkout: run as root, initdb runs as `postgres`, which cannot enter a checkout under /root or
+# any other 0700 directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/pg.sh
 DEMO="$PWD/.demo"
 
+stop_demo() {
+  local cluster
+  if [ -f "$DEMO/cluster" ]; then
+    cluster=$(cat "$DEMO/cluster")
+    case "$cluster" in /tmp/bridge-demo.*) pg_stop "$cluster"; rm -rf "$cluster" ;; esac
+  fi
+  pg_stop "$DEMO"  # a cluster made by an older quick start, inside .demo
+  rm -rf "$DEMO"
+}
+
 if [ "${1:-}" = "--stop" ]; then
-  pg_stop "$DEMO"; rm -rf "$DEMO"; echo "quickstart: stopped and removed $DEMO"; exit 0
+  stop_demo; echo "quickstart: stopped and removed $DEMO"; exit 0
 fi
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -25,9 +38,12 @@ step "building bridge (swift build -c release)"
 swift build -c release --product bridge 2>&1 | tail -n 3
 BRIDGE="$PWD/.build/release/bridge"
 
-step "starting a throwaway PostgreSQL in $DEMO"
-pg_stop "$DEMO"; rm -rf "$DEMO"
-pg_start "$DEMO"
+stop_demo
+mkdir -p "$DEMO"
+CLUSTER=$(mktemp -d /tmp/bridge-demo.XXXXXX)
+echo "$CLUSTER" >"$DEMO/cluster"
+step "starting a throwaway PostgreSQL in $CLUSTER"
+pg_start "$CLUSTER"
 psql "$PG_URL" -X -q -c "CREATE DATABASE bridge_demo"
 export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/bridge_demo"
 echo "DATABASE_URL=$DATABASE_URL"
@@ -52,9 +68,29 @@ ROOT_HELP=$("$BRIDGE" --help 2>/dev/null || true)
 EXEC_HELP=$("$BRIDGE" exec --help 2>/dev/null || true)
 has_command() { grep -E "^ +$1( |$)" <<<"$ROOT_HELP" >/dev/null; }
 
+if has_command approvals; then
+  step "flagging two Project Manager tasks for review (their sub-task delegation will need approval)"
+  psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -c "UPDATE tasks SET context_data = coalesce(context_data, '{}') || '{\"requires_approval\": true}' WHERE id IN (SELECT t.id FROM tasks t JOIN agents a ON a.id = t.agent_id WHERE a.role = 'Project Manager' AND t.status = 'pending' ORDER BY t.created_at LIMIT 2)"
+fi
+
 if has_command exec; then
   step "bridge exec --offline (the built-in deterministic model: no network, no key)"
   "$BRIDGE" exec --offline --trace-file "$DEMO/traces.jsonl"
+fi
+
+if has_command approvals; then
+  step "bridge approvals list (Project Manager runs paused at create_and_assign_sub_task, which needs approval)"
+  "$BRIDGE" approvals list
+  PENDING=$("$BRIDGE" approvals list --ids)
+  FIRST=$(head -n 1 <<<"$PENDING")
+  if [ -n "$FIRST" ]; then
+    step "bridge reject one request with a message, bridge approve the others"
+    "$BRIDGE" reject "$FIRST" --message "Not now: the Researcher has enough work this week."
+    for id in $(tail -n +2 <<<"$PENDING"); do "$BRIDGE" approve "$id" >/dev/null; done
+    echo "approved $(($(wc -l <<<"$PENDING") - 1)) request(s)"
+    step "bridge exec --offline again: the paused runs resume in their own traces"
+    "$BRIDGE" exec --offline --trace-file "$DEMO/traces.jsonl"
+  fi
 fi
 
 if has_command exec && grep -- "--backfill" <<<"$EXEC_HELP" >/dev/null; then

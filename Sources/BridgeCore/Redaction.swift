@@ -24,10 +24,22 @@ public enum Redaction {
     /// Replaces every occurrence of each secret in `text` with `***`.
     public static func scrub(_ text: String, secrets: [String]) -> String {
         var out = text
-        for secret in secrets where secret.count >= 3 {
+        // Longer secrets first, so one that contains another is replaced whole.
+        for secret in secrets.sorted(by: { $0.count > $1.count }) where secret.count >= 3 {
             out = out.replacingAll(secret, with: "***")
         }
         return out
+    }
+
+    /// `scrub` applied to every string inside a JSON value.
+    public static func scrub(_ value: JSONValue, secrets: [String]) -> JSONValue {
+        guard !secrets.isEmpty else { return value }
+        switch value {
+        case .string(let s): return .string(scrub(s, secrets: secrets))
+        case .array(let a): return .array(a.map { scrub($0, secrets: secrets) })
+        case .object(let o): return .object(o.mapValues { scrub($0, secrets: secrets) })
+        default: return value
+        }
     }
 
     private static func replaceValue(of key: String, in s: String) -> String {

@@ -85,6 +85,7 @@ public struct DatabaseToSDKBridge: Sendable {
         var order: [String] = [starting.name]
         var specs: [String: AgentSpec] = [:]
         var tools: [String: ToolSpec] = [:]
+        var guardrails: [String: GuardrailSpec] = [:]
         var queue = [starting]
         while !queue.isEmpty {
             let a = queue.removeFirst()
@@ -97,9 +98,20 @@ public struct DatabaseToSDKBridge: Sendable {
             for name in a.tools {
                 if let t = config.tool(named: name) { tools[name] = t.spec }
             }
+            for name in a.inputGuardrails + a.outputGuardrails {
+                guard let g = config.guardrail(named: name) else { continue }
+                guardrails[name] = g.spec
+                if case .agent(let checker) = g.implementation, !order.contains(checker),
+                   let next = config.agent(named: checker) {
+                    order.append(checker)
+                    queue.append(next)
+                }
+            }
             specs[a.name] = AgentSpec(name: a.name, instructions: a.instructions.render(task: task, agent: row),
                                       model: a.model, modelSettings: a.modelSettings, tools: a.tools,
-                                      handoffs: handoffs, toolUseBehavior: a.toolUseBehavior, modelAPI: a.modelAPI)
+                                      handoffs: handoffs, toolUseBehavior: a.toolUseBehavior, modelAPI: a.modelAPI,
+                                      outputSchema: a.outputType, inputGuardrails: a.inputGuardrails,
+                                      outputGuardrails: a.outputGuardrails)
         }
 
         // Trace metadata: flat strings only.
@@ -121,7 +133,8 @@ public struct DatabaseToSDKBridge: Sendable {
                        groupId: groupId, metadata: metadata, startingAgent: starting.name, agents: specs, tools: tools,
                        input: source.input.render(task: task, agent: startingRow),
                        maxTurns: starting.maxTurns ?? Self.defaultMaxTurns,
-                       traceIncludeSensitiveData: config.tracing.includeSensitiveData, taskId: taskId, attempt: attempt)
+                       traceIncludeSensitiveData: config.tracing.includeSensitiveData, taskId: taskId, attempt: attempt,
+                       guardrails: guardrails)
     }
 
     /// The YAML agent whose `match` equals `value`.

@@ -12,6 +12,10 @@ public struct MappingConfig: Sendable, Equatable, Codable {
     public var handoffsTable: HandoffsTableMapping?
     public var agents: [AgentMapping]
     public var tools: [ToolMapping]
+    /// Input and output guardrails that agents name.
+    public var guardrails: [GuardrailMapping] = []
+    /// Where approval requests for `needs_approval` tools are written (the user's table).
+    public var approvals: ApprovalsMapping?
     /// How `bridge exec --backfill` reads historical runs (optional).
     public var backfill: BackfillMapping?
     /// The files the mappings were read from, in load order.
@@ -39,6 +43,7 @@ public struct MappingConfig: Sendable, Equatable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case version, source, results, tracing, handoffsTable = "handoffs_table", agents, tools, backfill, files
+        case guardrails, approvals
     }
 
     public init(from decoder: any Decoder) throws {
@@ -51,8 +56,18 @@ public struct MappingConfig: Sendable, Equatable, Codable {
         agents = try c.decode([AgentMapping].self, forKey: .agents)
         tools = try c.decode([ToolMapping].self, forKey: .tools)
         backfill = try c.decodeIfPresent(BackfillMapping.self, forKey: .backfill)
+        guardrails = try c.decodeIfPresent([GuardrailMapping].self, forKey: .guardrails) ?? []
+        approvals = try c.decodeIfPresent(ApprovalsMapping.self, forKey: .approvals)
         files = try c.decodeIfPresent([String].self, forKey: .files) ?? []
         locations = [:]
+    }
+
+    /// A copy with `guardrails` and `approvals` set.
+    public func with(guardrails: [GuardrailMapping], approvals: ApprovalsMapping? = nil) -> MappingConfig {
+        var c = self
+        c.guardrails = guardrails
+        c.approvals = approvals
+        return c
     }
 
     // MARK: What the worker and the migrations need
@@ -62,6 +77,9 @@ public struct MappingConfig: Sendable, Equatable, Codable {
 
     /// The tool named `name`.
     public func tool(named name: String) -> ToolMapping? { tools.first { $0.name == name } }
+
+    /// The guardrail named `name`.
+    public func guardrail(named name: String) -> GuardrailMapping? { guardrails.first { $0.name == name } }
 
     /// Claim order for the priority column's values, highest first (empty: no priority).
     public var priorityOrder: [String] { source.priority?.order ?? [] }
@@ -93,7 +111,7 @@ public struct MappingConfig: Sendable, Equatable, Codable {
     public static func == (a: MappingConfig, b: MappingConfig) -> Bool {
         a.version == b.version && a.source == b.source && a.results == b.results && a.tracing == b.tracing
             && a.handoffsTable == b.handoffsTable && a.agents == b.agents && a.tools == b.tools
-            && a.backfill == b.backfill
+            && a.backfill == b.backfill && a.guardrails == b.guardrails && a.approvals == b.approvals
     }
 }
 
@@ -376,12 +394,20 @@ public struct AgentMapping: Sendable, Equatable, Codable {
     public var handoffDescription: String?
     public var maxTurns: Int?
     public var toolUseBehavior: ToolUseBehavior
+    /// `output_type`: the structured output (nil: plain text).
+    public var outputType: OutputSchemaSpec?
+    public var inputGuardrails: [String] = []
+    public var outputGuardrails: [String] = []
     public var origin: MappingLocation
 
     public init(name: String, match: String? = nil, instructions: Template = Template(""), model: String = "gpt-4.1",
                 modelSettings: [String: JSONValue] = [:], modelAPI: String? = nil, tools: [String] = [],
                 handoffs: [HandoffMapping] = [], handoffDescription: String? = nil, maxTurns: Int? = nil,
-                toolUseBehavior: ToolUseBehavior = .runLLMAgain, origin: MappingLocation = .unknown) {
+                toolUseBehavior: ToolUseBehavior = .runLLMAgain, outputType: OutputSchemaSpec? = nil,
+                inputGuardrails: [String] = [], outputGuardrails: [String] = [], origin: MappingLocation = .unknown) {
+        self.outputType = outputType
+        self.inputGuardrails = inputGuardrails
+        self.outputGuardrails = outputGuardrails
         self.name = name
         self.match = match ?? name
         self.instructions = instructions
@@ -399,8 +425,28 @@ public struct AgentMapping: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case name, match, instructions, model, modelSettings = "model_settings", modelAPI = "model_api", tools
         case handoffs, handoffDescription = "handoff_description", maxTurns = "max_turns"
-        case toolUseBehavior = "tool_use_behavior", origin
+        case toolUseBehavior = "tool_use_behavior", outputType = "output_type", inputGuardrails = "input_guardrails"
+        case outputGuardrails = "output_guardrails", origin
     }
+}
+
+/// One entry of `guardrails`: a read-only SQL check or an agent.
+public struct GuardrailMapping: Sendable, Equatable, Codable {
+    public var name: String
+    public var implementation: GuardrailImplementation
+    /// `run_in_parallel` (default true): see `GuardrailSpec.runInParallel`.
+    public var runInParallel: Bool
+    public var origin: MappingLocation
+
+    public init(name: String, implementation: GuardrailImplementation, runInParallel: Bool = true,
+                origin: MappingLocation = .unknown) {
+        self.name = name
+        self.implementation = implementation
+        self.runInParallel = runInParallel
+        self.origin = origin
+    }
+
+    public var spec: GuardrailSpec { GuardrailSpec(name: name, implementation: implementation, runInParallel: runInParallel) }
 }
 
 /// A handoff declared in YAML: the target agent and an optional description.
@@ -422,10 +468,14 @@ public struct ToolMapping: Sendable, Equatable, Codable {
     public var parameters: JSONValue
     public var strict: Bool
     public var implementation: ToolImplementation
+    /// `needs_approval`: a call pauses the run until a human approves or rejects it.
+    public var needsApproval: ApprovalRule = .never
     public var origin: MappingLocation
 
     public init(name: String, description: String = "", parameters: JSONValue = ToolMapping.emptyParameters,
-                strict: Bool = true, implementation: ToolImplementation, origin: MappingLocation = .unknown) {
+                strict: Bool = true, implementation: ToolImplementation, needsApproval: ApprovalRule = .never,
+                origin: MappingLocation = .unknown) {
+        self.needsApproval = needsApproval
         self.name = name
         self.description = description
         self.parameters = parameters
@@ -442,11 +492,66 @@ public struct ToolMapping: Sendable, Equatable, Codable {
     /// The run-spec form of this tool.
     public var spec: ToolSpec {
         ToolSpec(name: name, description: description, parameters: parameters, strict: strict,
-                 implementation: implementation)
+                 implementation: implementation, needsApproval: needsApproval)
     }
 }
 
 extension MappingLocation {
     /// A placeholder for models built in code rather than loaded from a file.
     public static let unknown = MappingLocation(file: "<code>", line: 0, column: 0, path: "")
+}
+
+/// `approvals`: the user's table of approval requests (e.g. `human_feedback_requests`).
+///
+/// bridge inserts one row per call of a `needs_approval` tool and reads the row's status back;
+/// `bridge approve` / `bridge reject` (or the application's UI) decide it.
+public struct ApprovalsMapping: Sendable, Equatable, Codable {
+    public var table: String
+    public var key: String
+    public var statusColumn: String
+    public var pending: String
+    public var approved: String
+    public var rejected: String
+    /// Written by bridge when it resumes a request that expired undecided (nil: left pending).
+    public var expired: String?
+    /// Receives now() + `expiresAfterSeconds`; past it an undecided request counts as rejected.
+    public var expiresAtColumn: String?
+    public var expiresAfterSeconds: Double
+    /// The reviewer's answer (json/jsonb or text): its `message` (or the text itself) is what
+    /// the model receives for a rejected call; its `by` names the reviewer.
+    public var responseColumn: String?
+    public var respondedAtColumn: String?
+    /// Receives the task's `source.group_column` value.
+    public var groupColumn: String?
+    /// bridge's content → the table's columns: `title`, `description` (text), `proposed_actions`,
+    /// `context` (json: task id, trace id, tool, arguments, call id).
+    public var columns: [String: String]
+    /// Constant values for other columns (e.g. `request_type: tool_approval`).
+    public var values: [String: String]
+    public var origin: MappingLocation
+
+    public init(table: String = "human_feedback_requests", key: String = "id", statusColumn: String = "status",
+                pending: String = "pending", approved: String = "approved", rejected: String = "rejected",
+                expired: String? = nil, expiresAtColumn: String? = nil, expiresAfterSeconds: Double = 86_400,
+                responseColumn: String? = nil, respondedAtColumn: String? = nil, groupColumn: String? = nil,
+                columns: [String: String] = [:], values: [String: String] = [:], origin: MappingLocation = .unknown) {
+        self.table = table
+        self.key = key
+        self.statusColumn = statusColumn
+        self.pending = pending
+        self.approved = approved
+        self.rejected = rejected
+        self.expired = expired
+        self.expiresAtColumn = expiresAtColumn
+        self.expiresAfterSeconds = expiresAfterSeconds
+        self.responseColumn = responseColumn
+        self.respondedAtColumn = respondedAtColumn
+        self.groupColumn = groupColumn
+        self.columns = columns
+        self.values = values
+        self.origin = origin
+    }
+
+    /// The keys of `columns`.
+    public static let contentNames = ["title", "description", "proposed_actions", "context"]
 }

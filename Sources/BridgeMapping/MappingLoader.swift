@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgePostgres
 import Foundation
 import Yams
 
@@ -49,11 +50,65 @@ public enum MappingLoader {
         throw MappingErrors(issues)
     }
 
+    /// The largest mapping file read, in bytes.
+    public static let maxFileBytes = 1_048_576
+    /// How many YAML nodes one file may expand to once aliases are followed.
+    public static let maxExpandedNodes = 250_000
+
+    /// The node at which a walk of `root`, following aliases, passes `budget` nodes; nil when
+    /// the whole expanded tree fits. Stops as soon as the budget is spent.
+    static func nodeOverBudget(_ root: Node, budget: Int) -> Node? {
+        var left = budget
+        func walk(_ node: Node) -> Node? {
+            left -= 1
+            if left < 0 { return node }
+            switch node {
+            case .mapping(let m):
+                for (k, v) in m {
+                    if let hit = walk(k) ?? walk(v) { return hit.mark == nil ? node : hit }
+                }
+            case .sequence(let s):
+                for v in s {
+                    if let hit = walk(v) { return hit.mark == nil ? node : hit }
+                }
+            case .scalar, .alias: break
+            }
+            return nil
+        }
+        return walk(root)
+    }
+
+    /// Every table and column name the mappings give must be an identifier (tables may be
+    /// `schema.table`): they are quoted wherever they reach SQL, migrations included, and text
+    /// such as `tasks; DROP TABLE x` is refused before anything runs.
+    static func identifierIssues(_ config: MappingConfig) -> [MappingIssue] {
+        var out: [MappingIssue] = []
+        for ref in MappingValidator.references(config) {
+            let problem = ref.column.map { PostgresQuery.identifierProblem($0) }
+                ?? PostgresQuery.qualifiedIdentifierProblem(ref.table)
+            if let problem {
+                let issue = MappingIssue(ref.location, problem)
+                if !out.contains(issue) { out.append(issue) }
+            }
+        }
+        return out
+    }
+
+    /// Guardrail SQL and needs_approval predicates must be one statement too (tool SQL is
+    /// checked as it is read, with the second statement's own position).
+    static func statementIssues(_ config: MappingConfig) -> [MappingIssue] {
+        MappingValidator.sqlPieces(config).compactMap { spec, location, what in
+            guard !what.hasPrefix("tool "), let second = ToolStatement.secondStatement(in: spec.sql) else { return nil }
+            return MappingIssue(location, "the SQL of \(what) must be exactly one statement; a second one starts at line \(second.line), column \(second.column) of the query")
+        }
+    }
+
     /// Loads mappings from in-memory documents, in the given order.
     public static func load(documents: [(file: String, text: String)]) throws(MappingErrors) -> MappingConfig {
         var state = LoadState()
         for doc in documents { state.parse(file: doc.file, text: doc.text) }
         let config = state.finish()
+        if let config { state.issues += identifierIssues(config) + statementIssues(config) }
         let order = Dictionary(documents.enumerated().map { ($1.file, $0) }, uniquingKeysWith: { a, _ in a })
         let issues = state.issues.enumerated().sorted { a, b in
             let (x, y) = (a.element, b.element)
@@ -81,11 +136,14 @@ struct LoadState {
     var backfill: BackfillMapping?
     var agents: [AgentMapping] = []
     var tools: [ToolMapping] = []
+    var guardrails: [GuardrailMapping] = []
+    var approvals: ApprovalsMapping?
     /// Where each entry of `agents`/`tools` names things (for cross-checks).
     /// A file did not parse, so missing sections may be in it.
     var unparsedFiles = false
 
-    static let topKeys = ["version", "source", "results", "tracing", "handoffs_table", "backfill", "agents", "tools"]
+    static let topKeys = ["version", "source", "results", "tracing", "handoffs_table", "backfill", "agents", "tools",
+                          "guardrails", "approvals"]
 
     mutating func parse(file: String, text: String) {
         files.append(file)
@@ -93,6 +151,12 @@ struct LoadState {
         defer {
             issues += r.issues
             locations.merge(r.locations) { a, _ in a }
+        }
+        if text.utf8.count > MappingLoader.maxFileBytes {
+            r.issues.append(MappingIssue(file: file, line: 1, column: 1, path: "",
+                                         message: "the file is \(text.utf8.count) bytes; mapping files are limited to \(MappingLoader.maxFileBytes) bytes"))
+            unparsedFiles = true
+            return
         }
         let root: Node?
         do {
@@ -112,13 +176,22 @@ struct LoadState {
             r.issues.append(MappingIssue(file: file, line: 1, column: 1, path: "", message: "empty file (expected 'version: 1')"))
             return
         }
+        // Aliases share nodes, so a small file can stand for an exponential tree ("billion
+        // laughs"); everything below walks the expanded tree, so bound it first.
+        if let heavy = MappingLoader.nodeOverBudget(root, budget: MappingLoader.maxExpandedNodes) {
+            let mark = heavy.mark
+            r.issues.append(MappingIssue(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, path: "",
+                                         message: "aliases expand this file to more than \(MappingLoader.maxExpandedNodes) YAML nodes (the budget); the node here is repeated through aliases (*name) too often"))
+            unparsedFiles = true
+            return
+        }
         guard let m = r.map(root, "", allowed: Self.topKeys) else { return }
         if let v = m.required("version") {
             if v.tagName != .int || v.int != MappingLoader.currentVersion {
                 r.issue(v, "version", "unsupported version '\(v.scalar?.string ?? YAMLReader.kind(v))' (this bridge reads version \(MappingLoader.currentVersion))")
             }
         }
-        for key in ["source", "results", "tracing", "handoffs_table", "backfill"] {
+        for key in ["source", "results", "tracing", "handoffs_table", "backfill", "approvals"] {
             guard let node = m.node(key) else { continue }
             let here = r.location(m.keyNode(key), key)
             if let first = sections[key] {
@@ -131,6 +204,7 @@ struct LoadState {
             case "results": results = Self.parseResults(r, node, here)
             case "tracing": tracing = Self.parseTracing(r, node)
             case "backfill": backfill = Self.parseBackfill(r, node, here)
+            case "approvals": approvals = Self.parseApprovals(r, node, here)
             default: handoffsTable = Self.parseHandoffsTable(r, node, here)
             }
         }
@@ -142,6 +216,11 @@ struct LoadState {
         if let list = m.node("tools").flatMap({ r.list($0, "tools") }) {
             for (i, item) in list.enumerated() {
                 if let t = Self.parseTool(r, item, "tools[\(i)]") { tools.append(t) }
+            }
+        }
+        if let list = m.node("guardrails").flatMap({ r.list($0, "guardrails") }) {
+            for (i, item) in list.enumerated() {
+                if let g = Self.parseGuardrail(r, item, "guardrails[\(i)]") { guardrails.append(g) }
             }
         }
     }
@@ -267,7 +346,8 @@ struct LoadState {
     // MARK: Agents
 
     static let agentKeys = ["name", "match", "instructions", "model", "model_settings", "model_api", "tools",
-                            "handoffs", "handoff_description", "max_turns", "tool_use_behavior"]
+                            "handoffs", "handoff_description", "max_turns", "tool_use_behavior", "output_type",
+                            "input_guardrails", "output_guardrails"]
 
     static func parseAgent(_ r: YAMLReader, _ node: Node, _ path: String) -> AgentMapping? {
         guard let m = r.map(node, path, allowed: agentKeys) else { return nil }
@@ -312,17 +392,87 @@ struct LoadState {
                 }
             }
         }
+        let outputType = m.node("output_type").flatMap { parseOutputType(r, $0, m.path("output_type")) }
         guard let name else { return nil }
         return AgentMapping(name: name, match: m.name("match"), instructions: instructions,
                             model: m.name("model") ?? "gpt-4.1", modelSettings: settings, modelAPI: api,
                             tools: m.strings("tools") ?? [], handoffs: handoffs,
                             handoffDescription: m.string("handoff_description"), maxTurns: m.int("max_turns", min: 1),
-                            toolUseBehavior: behavior, origin: r.location(node, path))
+                            toolUseBehavior: behavior, outputType: outputType,
+                            inputGuardrails: m.strings("input_guardrails") ?? [],
+                            outputGuardrails: m.strings("output_guardrails") ?? [], origin: r.location(node, path))
+    }
+
+    /// `output_type: {name, schema, strict (default true), columns: {field: task column}}`.
+    static func parseOutputType(_ r: YAMLReader, _ node: Node, _ path: String) -> OutputSchemaSpec? {
+        guard let m = r.map(node, path, allowed: ["name", "schema", "strict", "columns"]) else { return nil }
+        let name = m.name("name", required: true)
+        if let name, !isAPIName(name) {
+            r.issue(m.node("name"), m.path("name"), "output_type name '\(name)' must match ^[a-zA-Z0-9_-]{1,64}$")
+        }
+        let strict = m.bool("strict") ?? true
+        var schema: JSONValue?
+        if let n = m.required("schema"), let json = r.json(n, m.path("schema")) {
+            schema = json
+            SchemaChecker(reader: r, strict: strict).checkTop(json, node: n, path: m.path("schema"))
+        }
+        let columns = m.node("columns").flatMap { r.stringMap($0, m.path("columns")) } ?? [:]
+        let properties = schema?["properties"]?.objectValue ?? [:]
+        for field in columns.keys.sorted() where properties[field] == nil {
+            r.issue(m.node("columns"), m.path("columns"), "'\(field)' is not a top-level property of the output_type schema")
+        }
+        guard let name, let schema else { return nil }
+        return OutputSchemaSpec(name: name, schema: schema, strict: strict, columns: columns)
+    }
+
+    static func isAPIName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 64
+            && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }
+    }
+
+    // MARK: Guardrails
+
+    /// `{name, sql: {query, timeout_ms}}` or `{name, agent: <agent name>}`.
+    static func parseGuardrail(_ r: YAMLReader, _ node: Node, _ path: String) -> GuardrailMapping? {
+        guard let m = r.map(node, path, allowed: ["name", "sql", "agent", "run_in_parallel"]) else { return nil }
+        let name = m.name("name", required: true)
+        let kinds = ["sql", "agent"].filter { m.has($0) }
+        if kinds.count != 1 {
+            r.issue(node, path, kinds.isEmpty ? "missing kind: give exactly one of sql or agent"
+                : "give exactly one of sql or agent, not both")
+        }
+        var implementation: GuardrailImplementation?
+        switch kinds.first {
+        case "sql":
+            if let s = m.map("sql", allowed: ["query", "timeout_ms"]), let q = s.name("query", required: true) {
+                var spec = SQLToolSpec(sql: q, writes: false, maxRows: 1)
+                spec.timeoutMs = s.int("timeout_ms", min: 1) ?? spec.timeoutMs
+                let params = spec.namedParameters
+                let qNode = s.node("query")
+                for arg in params.argumentNames where !["input", "output"].contains(arg) {
+                    r.issue(qNode, s.path("query"), "SQL parameter ':\(arg)' is not available to a guardrail (use :input, :output or :task.column)")
+                }
+                for bad in params.unknownRoots {
+                    r.issue(qNode, s.path("query"), "SQL parameter ':\(bad)' has an unknown root (use :input, :output or :task.column)")
+                }
+                if let p = params.positionalParameters.first {
+                    r.issue(qNode, s.path("query"), "positional parameter '\(p)' is not allowed; use :input, :output or :task.column")
+                }
+                implementation = .sql(spec)
+            }
+        case "agent":
+            if let a = m.name("agent", required: true) { implementation = .agent(a) }
+        default: break
+        }
+        guard let name, let implementation else { return nil }
+        return GuardrailMapping(name: name, implementation: implementation, runInParallel: m.bool("run_in_parallel") ?? true,
+                                origin: r.location(node, path))
     }
 
     // MARK: Tools
 
-    static let toolKeys = ["name", "description", "parameters", "strict", "sql", "http", "command", "hosted"]
+    static let toolKeys = ["name", "description", "parameters", "strict", "sql", "http", "command", "hosted",
+                           "needs_approval"]
     static let hostedTypes = ["web_search", "file_search", "code_interpreter"]
 
     static func parseTool(_ r: YAMLReader, _ node: Node, _ path: String) -> ToolMapping? {
@@ -366,10 +516,14 @@ struct LoadState {
                 }
             }
         case "command":
-            if let c = m.map("command", allowed: ["argv", "timeout_ms", "max_bytes"]) {
+            if let c = m.map("command", allowed: ["argv", "timeout_ms", "max_bytes", "env"]) {
                 if let argv = c.required("argv").flatMap({ r.strings($0, c.path("argv")) }) {
                     if argv.isEmpty { r.issue(c.node("argv"), c.path("argv"), "must name a program") }
                     var spec = CommandToolSpec(argv: argv)
+                    spec.env = c.strings("env") ?? []
+                    for name in spec.env where !ChildEnvironment.isValidName(name) {
+                        r.issue(c.node("env"), c.path("env"), "'\(name)' is not an environment variable name (^[A-Za-z_][A-Za-z0-9_]*$)")
+                    }
                     spec.timeoutMs = c.int("timeout_ms", min: 1) ?? spec.timeoutMs
                     spec.maxBytes = c.int("max_bytes", min: 1) ?? spec.maxBytes
                     implementation = .command(spec)
@@ -423,10 +577,86 @@ struct LoadState {
             if let p = params.positionalParameters.first {
                 r.issue(qNode, qPath, "positional parameter '\(p)' is not allowed; use :argument or :task.column")
             }
+            if let second = ToolStatement.secondStatement(in: spec.sql) {
+                var loc = r.location(qNode, qPath)
+                (loc.line, loc.column) = r.filePosition(of: second, in: qNode)
+                r.issues.append(MappingIssue(loc, "a tool's SQL must be exactly one statement; a second one starts here (line \(second.line), column \(second.column) of the query)"))
+            }
+        }
+        var approval = ApprovalRule.never
+        if let n = m.node("needs_approval") {
+            let p = m.path("needs_approval")
+            if case .scalar = n {
+                if let b = r.bool(n, p) { approval = b ? .always : .never }
+            } else if let a = r.map(n, p, allowed: ["sql"]), let q = a.name("sql", required: true) {
+                let spec = SQLToolSpec(sql: q, writes: false, maxRows: 1)
+                let properties = parameters["properties"]?.objectValue ?? [:]
+                for arg in spec.namedParameters.argumentNames where properties[arg] == nil {
+                    r.issue(a.node("sql"), a.path("sql"), "SQL parameter ':\(arg)' is not a property of the tool's parameters schema")
+                }
+                for bad in spec.namedParameters.unknownRoots {
+                    r.issue(a.node("sql"), a.path("sql"), "SQL parameter ':\(bad)' has an unknown root (use :argument or :task.column)")
+                }
+                approval = .sql(spec)
+            }
+            if isHosted && approval != .never {
+                r.issue(m.keyNode("needs_approval"), p, "hosted tools run at the model provider and cannot wait for approval")
+            }
         }
         guard let name, let implementation else { return nil }
         return ToolMapping(name: name, description: description, parameters: parameters, strict: strict,
-                           implementation: implementation, origin: r.location(node, path))
+                           implementation: implementation, needsApproval: approval, origin: r.location(node, path))
+    }
+
+    /// `approvals: {table, key, status: {column, pending, approved, rejected, expired}, expires_at_column,
+    /// expires_after, response_column, responded_at_column, group_column, columns, values}`.
+    static func parseApprovals(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> ApprovalsMapping? {
+        guard let m = r.map(node, "approvals", allowed: ["table", "key", "status", "expires_at_column", "expires_after",
+                                                           "response_column", "responded_at_column", "group_column",
+                                                           "columns", "values"]) else { return nil }
+        var a = ApprovalsMapping(origin: origin)
+        a.table = m.name("table", required: true) ?? a.table
+        a.key = m.name("key") ?? a.key
+        if let st = m.map("status", allowed: ["column", "pending", "approved", "rejected", "expired"]) {
+            a.statusColumn = st.name("column") ?? a.statusColumn
+            a.pending = st.name("pending") ?? a.pending
+            a.approved = st.name("approved") ?? a.approved
+            a.rejected = st.name("rejected") ?? a.rejected
+            a.expired = st.name("expired")
+            let values = [a.pending, a.approved, a.rejected] + (a.expired.map { [$0] } ?? [])
+            if Set(values).count != values.count {
+                r.issue(st.node, st.path, "the pending, approved, rejected and expired values must all differ")
+            }
+        }
+        a.expiresAtColumn = m.name("expires_at_column")
+        if let n = m.node("expires_after") {
+            if let text = r.string(n, m.path("expires_after")) {
+                if let seconds = durationSeconds(text) { a.expiresAfterSeconds = seconds } else {
+                    r.issue(n, m.path("expires_after"), "expected a duration such as 30m, 24h or 7d, got '\(text)'")
+                }
+            }
+        }
+        a.responseColumn = m.name("response_column")
+        a.respondedAtColumn = m.name("responded_at_column")
+        a.groupColumn = m.name("group_column")
+        if let c = m.node("columns").flatMap({ r.stringMap($0, m.path("columns")) }) {
+            for k in c.keys.sorted() where !ApprovalsMapping.contentNames.contains(k) {
+                r.issue(m.node("columns"), m.path("columns"),
+                        "unknown key '\(k)' (expected \(ApprovalsMapping.contentNames.joined(separator: ", ")))")
+            }
+            a.columns = c
+        }
+        a.values = m.node("values").flatMap { r.stringMap($0, m.path("values")) } ?? [:]
+        return a
+    }
+
+    /// `90s`, `30m`, `24h`, `7d`, or plain seconds.
+    static func durationSeconds(_ text: String) -> Double? {
+        let t = text.trimmingSpaces
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        if let u = t.last, let f = units[u], let n = Double(t.dropLast()), n > 0 { return n * f }
+        if let n = Double(t), n > 0 { return n }
+        return nil
     }
 
     // MARK: Cross-checks
@@ -505,6 +735,12 @@ struct LoadState {
                 }
             }
         }
+        for (l, message) in Self.guardrailIssues(guardrails, agents: agents, agentByName: agentByName, loc: loc) {
+            issue(l, message)
+        }
+        if approvals == nil, sections["approvals"] == nil, let t = tools.first(where: { !$0.needsApproval.isNever }) {
+            issue(loc(t.origin, "needs_approval"), "tool '\(t.name)' needs approval, but no 'approvals' section says where requests go")
+        }
         if let s = source, let d = s.agentSelection?.defaultAgent, agentByName[d] == nil {
             var msg = "unknown agent '\(d)'"
             if let near = nearest(d, in: agents.map(\.name)) { msg += " (did you mean '\(near)'?)" }
@@ -517,5 +753,43 @@ struct LoadState {
         return MappingConfig(version: MappingLoader.currentVersion, source: source, results: results,
                              tracing: tracing ?? TracingMapping(), handoffsTable: handoffsTable, agents: agents,
                              tools: tools, files: files, locations: locations, backfill: backfill)
+            .with(guardrails: guardrails, approvals: approvals)
+    }
+
+    /// Guardrail names are unique; agents name existing guardrails; an agent guardrail names an
+    /// agent whose output_type has a boolean `tripwire_triggered`.
+    static func guardrailIssues(_ guardrails: [GuardrailMapping], agents: [AgentMapping],
+                                agentByName: [String: AgentMapping],
+                                loc: (MappingLocation, String) -> MappingLocation) -> [(MappingLocation, String)] {
+        var out: [(MappingLocation, String)] = []
+        func issue(_ l: MappingLocation, _ m: String) { out.append((l, m)) }
+        var byName: [String: GuardrailMapping] = [:]
+        for g in guardrails {
+            if let first = byName[g.name] {
+                issue(loc(g.origin, "name"), "duplicate guardrail name '\(g.name)' (first defined at \(first.origin))")
+            } else { byName[g.name] = g }
+            guard case .agent(let agentName) = g.implementation else { continue }
+            guard let agent = agentByName[agentName] else {
+                var msg = "unknown agent '\(agentName)'"
+                if let near = nearest(agentName, in: Array(agentByName.keys).sorted()) { msg += " (did you mean '\(near)'?)" }
+                issue(loc(g.origin, "agent"), msg)
+                continue
+            }
+            let tripwire = agent.outputType?.schema["properties"]?["tripwire_triggered"]
+            let required = (agent.outputType?.schema["required"]?.arrayValue ?? []).contains("tripwire_triggered")
+            if tripwire?["type"]?.stringValue != "boolean" || !required {
+                issue(loc(g.origin, "agent"), "guardrail agent '\(agentName)' needs an output_type with a required boolean property 'tripwire_triggered'")
+            }
+        }
+        for a in agents {
+            for (key, names) in [("input_guardrails", a.inputGuardrails), ("output_guardrails", a.outputGuardrails)] {
+                for (i, n) in names.enumerated() where byName[n] == nil {
+                    var msg = "unknown guardrail '\(n)'"
+                    if let near = nearest(n, in: guardrails.map(\.name)) { msg += " (did you mean '\(near)'?)" }
+                    issue(loc(a.origin, "\(key)[\(i)]"), msg)
+                }
+            }
+        }
+        return out
     }
 }

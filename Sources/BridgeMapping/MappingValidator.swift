@@ -74,6 +74,51 @@ public enum MappingValidator {
                 for c in spec.namedParameters.taskColumns { add(t, c, tool.origin, "sql.query") }
             }
         }
+        for a in config.agents {
+            for (field, column) in (a.outputType?.columns ?? [:]).sorted(by: { $0.key < $1.key }) {
+                add(t, column, a.origin, "output_type.columns.\(field)")
+            }
+        }
+        for g in config.guardrails {
+            if case .sql(let spec) = g.implementation {
+                for c in spec.namedParameters.taskColumns { add(t, c, g.origin, "sql.query") }
+            }
+        }
+        for tool in config.tools {
+            if case .sql(let spec) = tool.needsApproval {
+                for c in spec.namedParameters.taskColumns { add(t, c, tool.origin, "needs_approval.sql") }
+            }
+        }
+        if let a = config.approvals {
+            add(a.table, nil, a.origin, "table")
+            add(a.table, a.key, a.origin, "key")
+            add(a.table, a.statusColumn, a.origin, "status.column")
+            for (path, column) in [("expires_at_column", a.expiresAtColumn), ("response_column", a.responseColumn),
+                                   ("responded_at_column", a.respondedAtColumn), ("group_column", a.groupColumn)] {
+                if let column { add(a.table, column, a.origin, path) }
+            }
+            for (k, column) in a.columns.sorted(by: { $0.key < $1.key }) { add(a.table, column, a.origin, "columns.\(k)") }
+            for column in a.values.keys.sorted() { add(a.table, column, a.origin, "values") }
+        }
+        return out
+    }
+
+    /// Every SQL statement the mappings hold, where it was written, and what it belongs to.
+    public static func sqlPieces(_ config: MappingConfig) -> [(spec: SQLToolSpec, location: MappingLocation, what: String)] {
+        var out: [(spec: SQLToolSpec, location: MappingLocation, what: String)] = []
+        for t in config.tools {
+            if case .sql(let spec) = t.implementation {
+                out.append((spec, config.location(t.origin, "sql.query"), "tool '\(t.name)'"))
+            }
+            if case .sql(let spec) = t.needsApproval {
+                out.append((spec, config.location(t.origin, "needs_approval.sql"), "the needs_approval predicate of tool '\(t.name)'"))
+            }
+        }
+        for g in config.guardrails {
+            if case .sql(let spec) = g.implementation {
+                out.append((spec, config.location(g.origin, "sql.query"), "guardrail '\(g.name)'"))
+            }
+        }
         return out
     }
 
@@ -110,16 +155,15 @@ public enum MappingValidator {
         }
         // Tables that do not exist are reported once (at the table reference); column
         // references to them add nothing.
-        for tool in config.tools {
-            guard case .sql(let spec) = tool.implementation else { continue }
-            let (text, _) = spec.positionalSQL()
-            let name = "bridge_mapping_check"
+        // Every piece of SQL (tools, guardrails, needs_approval predicates) is checked by
+        // preparing it, never by running it: see `PostgresConnection.checkPrepares`.
+        for (spec, location, what) in sqlPieces(config) {
+            // A second statement is reported by the loader, with its position.
+            if ToolStatement.secondStatement(in: spec.sql) != nil { continue }
             do {
-                _ = try await connection.simpleQuery("PREPARE \(name) AS \(text)")
-                _ = try await connection.simpleQuery("DEALLOCATE \(name)")
+                try await connection.checkPrepares(spec.positionalSQL().sql)
             } catch {
-                issues.append(MappingIssue(config.location(tool.origin, "sql.query"),
-                                           "the SQL of tool '\(tool.name)' does not prepare: \(error.message)"))
+                issues.append(MappingIssue(location, "the SQL of \(what) does not prepare: \(error.message)"))
             }
         }
         return issues
@@ -148,7 +192,7 @@ public enum MappingValidator {
 
 extension SQLToolSpec {
     /// The SQL with named parameters replaced by `$n` (each name numbered once) and the
-    /// parameter paths in `$n` order. Used to PREPARE the statement when checking.
+    /// parameter paths in `$n` order. Used to prepare the statement when checking.
     public func positionalSQL() -> (sql: String, parameters: [[String]]) {
         var text = ""
         var order: [[String]] = []

@@ -26,10 +26,14 @@ public struct RunSpec: Codable, Sendable, Equatable {
     /// The task's key value and the attempt number (1-based).
     public var taskId: String
     public var attempt: Int
+    /// Every guardrail any agent in `agents` names, keyed by name.
+    public var guardrails: [String: GuardrailSpec]
 
     public init(traceId: String, workflowName: String, groupId: String?, metadata: [String: String],
                 startingAgent: String, agents: [String: AgentSpec], tools: [String: ToolSpec], input: String,
-                maxTurns: Int, traceIncludeSensitiveData: Bool, taskId: String, attempt: Int) {
+                maxTurns: Int, traceIncludeSensitiveData: Bool, taskId: String, attempt: Int,
+                guardrails: [String: GuardrailSpec] = [:]) {
+        self.guardrails = guardrails
         self.traceId = traceId
         self.workflowName = workflowName
         self.groupId = groupId
@@ -47,7 +51,7 @@ public struct RunSpec: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case traceId = "trace_id", workflowName = "workflow_name", groupId = "group_id", metadata
         case startingAgent = "starting_agent", agents, tools, input, maxTurns = "max_turns"
-        case traceIncludeSensitiveData = "trace_include_sensitive_data", taskId = "task_id", attempt
+        case traceIncludeSensitiveData = "trace_include_sensitive_data", taskId = "task_id", attempt, guardrails
     }
 }
 
@@ -64,12 +68,23 @@ public struct AgentSpec: Codable, Sendable, Equatable {
     public var toolUseBehavior: ToolUseBehavior
     /// Which model API to call for this agent: `responses` (default) or `chat_completions`.
     public var modelAPI: String?
-    /// The agent span's `output_type` (the SDK reports "str" for plain text).
+    /// The agent span's `output_type` (the SDK reports "str" for plain text; with a structured
+    /// output, the schema's name).
     public var outputType: String
+    /// The structured output the agent must answer in (nil: plain text).
+    public var outputSchema: OutputSchemaSpec?
+    /// Guardrail names (keys of `RunSpec.guardrails`): input ones run when this agent starts
+    /// the run, output ones on its final output.
+    public var inputGuardrails: [String]
+    public var outputGuardrails: [String]
 
     public init(name: String, instructions: String, model: String, modelSettings: [String: JSONValue] = [:],
                 tools: [String], handoffs: [HandoffSpec], toolUseBehavior: ToolUseBehavior = .runLLMAgain,
-                modelAPI: String? = nil, outputType: String = "str") {
+                modelAPI: String? = nil, outputType: String = "str", outputSchema: OutputSchemaSpec? = nil,
+                inputGuardrails: [String] = [], outputGuardrails: [String] = []) {
+        self.outputSchema = outputSchema
+        self.inputGuardrails = inputGuardrails
+        self.outputGuardrails = outputGuardrails
         self.name = name
         self.instructions = instructions
         self.model = model
@@ -78,12 +93,13 @@ public struct AgentSpec: Codable, Sendable, Equatable {
         self.handoffs = handoffs
         self.toolUseBehavior = toolUseBehavior
         self.modelAPI = modelAPI
-        self.outputType = outputType
+        self.outputType = outputSchema?.name ?? outputType
     }
 
     enum CodingKeys: String, CodingKey {
         case name, instructions, model, modelSettings = "model_settings", tools, handoffs
         case toolUseBehavior = "tool_use_behavior", modelAPI = "model_api", outputType = "output_type"
+        case outputSchema = "output_schema", inputGuardrails = "input_guardrails", outputGuardrails = "output_guardrails"
     }
 }
 
@@ -168,9 +184,12 @@ public struct ToolSpec: Codable, Sendable, Equatable {
     public var parameters: JSONValue
     public var strict: Bool
     public var implementation: ToolImplementation
+    /// Whether a call waits for a human decision.
+    public var needsApproval: ApprovalRule
 
     public init(name: String, description: String, parameters: JSONValue, strict: Bool = true,
-                implementation: ToolImplementation) {
+                implementation: ToolImplementation, needsApproval: ApprovalRule = .never) {
+        self.needsApproval = needsApproval
         self.name = name
         self.description = description
         self.parameters = parameters
@@ -265,14 +284,24 @@ public struct CommandToolSpec: Codable, Sendable, Equatable {
     public var argv: [String]
     public var timeoutMs: Int
     public var maxBytes: Int
+    /// Names of bridge's environment variables the command may see, besides
+    /// `ChildEnvironment.baseline` (PATH, HOME, LANG, TZ). Nothing else is passed on.
+    public var env: [String]
 
-    public init(argv: [String], timeoutMs: Int = 10_000, maxBytes: Int = 1_048_576) {
+    public init(argv: [String], timeoutMs: Int = 10_000, maxBytes: Int = 1_048_576, env: [String] = []) {
         self.argv = argv
         self.timeoutMs = timeoutMs
         self.maxBytes = maxBytes
+        self.env = env
     }
 
-    enum CodingKeys: String, CodingKey { case argv, timeoutMs = "timeout_ms", maxBytes = "max_bytes" }
+    enum CodingKeys: String, CodingKey { case argv, timeoutMs = "timeout_ms", maxBytes = "max_bytes", env }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(argv: try c.decode([String].self, forKey: .argv), timeoutMs: try c.decode(Int.self, forKey: .timeoutMs),
+                  maxBytes: try c.decode(Int.self, forKey: .maxBytes), env: try c.decodeIfPresent([String].self, forKey: .env) ?? [])
+    }
 }
 
 /// A hosted tool that the model provider runs (`web_search`, `file_search`, `code_interpreter`).
@@ -300,4 +329,62 @@ public enum TraceID {
         guard s.hasPrefix("trace_"), s.utf8.count == 38 else { return false }
         return s.utf8.dropFirst(6).allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
     }
+}
+
+/// An agent's structured output (the SDK's `output_type`): a JSON Schema the final answer must
+/// match. Sent as the Responses API's `text.format` and Chat Completions' `response_format`.
+public struct OutputSchemaSpec: Codable, Sendable, Equatable {
+    /// The schema's name (`^[a-zA-Z0-9_-]{1,64}$`); also the agent span's `output_type`.
+    public var name: String
+    /// An object schema.
+    public var schema: JSONValue
+    /// Strict mode (default true): every object closed, every property required.
+    public var strict: Bool
+    /// Top-level fields of the answer copied into columns of the task row: field → column.
+    public var columns: [String: String]
+
+    public init(name: String, schema: JSONValue, strict: Bool = true, columns: [String: String] = [:]) {
+        self.name = name
+        self.schema = schema
+        self.strict = strict
+        self.columns = columns
+    }
+}
+
+/// A guardrail (the SDK's input/output guardrails) as the runner sees it.
+public struct GuardrailSpec: Codable, Sendable, Equatable {
+    public var name: String
+    public var implementation: GuardrailImplementation
+    /// Input guardrails only: true (the SDK's default) runs beside the first model call and
+    /// cancels it on a tripwire; false runs before it, so a tripwire costs no model call.
+    public var runInParallel: Bool
+
+    public init(name: String, implementation: GuardrailImplementation, runInParallel: Bool = true) {
+        self.name = name
+        self.implementation = implementation
+        self.runInParallel = runInParallel
+    }
+
+    enum CodingKeys: String, CodingKey { case name, implementation, runInParallel = "run_in_parallel" }
+}
+
+/// How a guardrail decides.
+public enum GuardrailImplementation: Codable, Sendable, Equatable {
+    /// A read-only query; `:input` is the run's input text, `:output` the agent's final output
+    /// (output guardrails), `:task.column` a task column. Its first row's `tripwire_triggered`
+    /// (boolean) and `output_info` are the result; no row means not triggered.
+    case sql(SQLToolSpec)
+    /// An agent (a key of `RunSpec.agents`) whose structured output has a boolean
+    /// `tripwire_triggered`; its `output_info` field (else the whole answer) is the info.
+    case agent(String)
+}
+
+/// A tool's `needs_approval`: never, always, or when a read-only SQL predicate over the call's
+/// arguments (`:argument`) and the task (`:task.column`) returns true in its first column.
+public enum ApprovalRule: Codable, Sendable, Equatable {
+    case never
+    case always
+    case sql(SQLToolSpec)
+
+    public var isNever: Bool { self == .never }
 }

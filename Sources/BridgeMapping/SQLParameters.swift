@@ -195,7 +195,12 @@ extension SQLToolSpec {
                 } else {
                     throw SQLCompileError(message: "unknown parameter ':\(path.joined(separator: "."))' (only :argument and :task.column)")
                 }
-                binds.append(Self.bindValue(value))
+                let bind = Self.bindValue(value)
+                if case .text(let t) = bind, t.utf8.contains(0) {
+                    // PostgreSQL text cannot hold U+0000; cutting the value there would change it.
+                    throw SQLCompileError(message: "the value of :\(path.joined(separator: ".")) contains a NUL character (U+0000), which PostgreSQL text cannot hold; send it without one")
+                }
+                binds.append(bind)
                 numbers[path] = binds.count
                 sqlText += "$\(binds.count)"
             }

@@ -41,6 +41,23 @@ final class YAMLReader {
         return MappingLocation(file: file, line: m?.line ?? 1, column: m?.column ?? 1, path: path)
     }
 
+    /// The file line and column of a 1-based (line, column) position inside the text of the
+    /// scalar `node`: block scalars (`|`, `>`) start on the next line at their indentation;
+    /// flow scalars start at the node (after an opening quote).
+    func filePosition(of position: (line: Int, column: Int), in node: Node?) -> (line: Int, column: Int) {
+        guard case .scalar(let s)? = node, let mark = node?.mark else { return position }
+        switch s.style {
+        case .literal, .folded:
+            let line = mark.line + position.line
+            let indent = line <= lines.count ? lines[line - 1].prefix(while: { $0 == " " }).count : 0
+            return (line, indent + position.column)
+        case .singleQuoted, .doubleQuoted:
+            return position.line == 1 ? (mark.line, mark.column + position.column) : (mark.line + position.line - 1, position.column)
+        default:
+            return position.line == 1 ? (mark.line, mark.column + position.column - 1) : (mark.line + position.line - 1, position.column)
+        }
+    }
+
     func issue(_ node: Node?, _ path: String, _ message: String) {
         issues.append(MappingIssue(location(node, path), message))
     }

@@ -14,6 +14,8 @@ public enum MigrateError: BridgeError, Sendable, Equatable {
     case unreadable(path: String, reason: String)
     /// A `--set` argument is not `name=value`.
     case badSetting(String)
+    /// A placeholder's value is not a (possibly schema-qualified) identifier.
+    case badPlaceholderValue(name: String, problem: String)
     /// A `${name}` with no value.
     case unknownPlaceholder(file: String, line: Int, name: String, known: [String])
     /// Unterminated string, identifier or comment.
@@ -42,7 +44,7 @@ public enum MigrateError: BridgeError, Sendable, Equatable {
     public var exitStatus: ExitStatus {
         switch self {
         case .badFileName, .duplicateVersion, .directoryMissing, .unreadable, .badSetting,
-             .unknownPlaceholder, .syntax, .badOption, .pooler, .baseline:
+             .unknownPlaceholder, .badPlaceholderValue, .syntax, .badOption, .pooler, .baseline:
             return .badInput
         case .database(let e):
             return e.exitStatus
@@ -65,6 +67,8 @@ public enum MigrateError: BridgeError, Sendable, Equatable {
             return "--set \(s): expected name=value with a name of letters, digits and _"
         case .unknownPlaceholder(let f, let l, let n, let known):
             return "\(f):\(l): unknown placeholder ${\(n)}; pass --set \(n)=VALUE (known: \(known.joined(separator: ", ")))"
+        case .badPlaceholderValue(let n, let problem):
+            return "placeholder ${\(n)}: \(problem); placeholders name tables and columns"
         case .syntax(let f, let l, let m):
             return "\(f):\(l): \(m)"
         case .badOption(let m):

@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgePostgres
 import Foundation
 
 /// One `NNNN_name.sql` file from the migrations folder, read, checked and split.
@@ -175,7 +176,11 @@ public struct Placeholders: Sendable, Equatable {
             guard let value = values[name] else {
                 throw .unknownPlaceholder(file: file, line: line, name: name, known: values.keys.sorted())
             }
-            out += value
+            // Values name tables and columns: checked as identifiers and always quoted.
+            if let problem = PostgresQuery.qualifiedIdentifierProblem(value) {
+                throw .badPlaceholderValue(name: name, problem: problem)
+            }
+            out += PostgresQuery.quoteQualified(value)
             rest = afterOpen[afterOpen.index(after: close)...]
         }
         out += rest

@@ -194,7 +194,9 @@ public struct Migrator: Sendable {
             default: break
             }
         }
-        let newest = states.filter { [.applied, .baseline, .drifted, .missing].contains($0.state) }.max { $0.version < $1.version }
+        // Order is checked within this folder: files applied from another folder (`.missing`
+        // here, e.g. migrations/optional applied after newer main files) do not order it.
+        let newest = states.filter { [.applied, .baseline, .drifted].contains($0.state) }.max { $0.version < $1.version }
         if let newest, !options.allowOutOfOrder {
             let old = pending.filter { p in p.0.version < newest.version && !history.contains { $0.version == p.0.version } }
             if !old.isEmpty { throw .outOfOrder(files: old.map(\.0.fileName), newestApplied: newest.file) }

@@ -56,6 +56,9 @@ public actor PostgresConnection {
     }
 
     private func open(_ config: ConnectionConfig) throws(PostgresError) {
+        // Parsed first: libpq's own parse errors would repeat the string, password included.
+        _ = try config.parsedOptions()
+        secrets = Secrets.collect(connection: config, environment: .process)
         let keys = ["dbname", "application_name", "connect_timeout", "client_encoding"]
         let values = [config.conninfo, config.applicationName, String(config.connectTimeout), "UTF8"]
         var cKeys = keys.map { strdup($0) }
@@ -76,7 +79,6 @@ public actor PostgresConnection {
             }
         }
         handle = conn
-        if let pw = PQpass(conn).map({ String(cString: $0) }), !pw.isEmpty { secrets.append(pw) }
         guard let conn, PQstatus(conn) == CONNECTION_OK else {
             let raw = handle.flatMap { PQerrorMessage($0) }.map { String(cString: $0) } ?? "out of memory"
             let msg = Redaction.scrub(raw.trimmingCharacters(in: .whitespacesAndNewlines), secrets: secrets)
@@ -111,6 +113,13 @@ public actor PostgresConnection {
     @discardableResult
     public func query(_ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
         let conn = try requireHandle()
+        // libpq takes C strings: a U+0000 would silently cut the value there.
+        for (i, bind) in query.binds.enumerated() {
+            if case .text(let t) = bind, t.utf8.contains(0) {
+                throw PostgresError(kind: .client, message: "bind $\(i + 1) contains a NUL character (U+0000), which PostgreSQL text cannot hold",
+                                    statement: query.sql)
+            }
+        }
         let values: [UnsafeMutablePointer<CChar>?] = query.binds.map {
             switch $0 {
             case .null: nil
@@ -126,6 +135,21 @@ public actor PostgresConnection {
             } ?? PQexecParams(conn, query.sql, 0, nil, nil, nil, nil, 0)
         }
         return try consume(result, statement: query.sql)
+    }
+
+    /// Checks that `sql` is one statement that parses, resolves its names and infers its
+    /// parameter types, without running it: it is prepared as the unnamed statement (extended
+    /// protocol, so a second statement is refused and nothing executes) inside a READ ONLY
+    /// transaction that is always rolled back. The unnamed statement is replaced by the next
+    /// one, so nothing is left behind. Needs a session with no open transaction.
+    public func checkPrepares(_ sql: String) throws(PostgresError) {
+        let conn = try requireHandle()
+        guard !inTransaction else {
+            throw PostgresError(kind: .client, message: "checkPrepares needs a session with no open transaction")
+        }
+        try simpleQuery("BEGIN READ ONLY")
+        defer { _ = try? simpleQuery("ROLLBACK") }
+        _ = try consume(PQprepare(conn, "", sql, 0, nil), statement: sql)
     }
 
     /// Runs SQL text exactly as written (simple protocol), for trusted SQL from migration

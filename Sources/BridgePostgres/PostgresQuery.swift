@@ -139,6 +139,25 @@ public struct PostgresQuery: Sendable, Equatable, ExpressibleByStringInterpolati
         name.split(separator: ".", omittingEmptySubsequences: false).map { quoteIdentifier(String($0)) }
             .joined(separator: ".")
     }
+
+    /// Why `name` cannot be a table or column name from configuration, or nil when it can: a
+    /// letter or `_`, then letters, digits, `_` or `$`, at most 63 bytes (PostgreSQL's limit).
+    /// Such names are still always quoted where they reach SQL; the rule keeps out text that
+    /// was never meant as a name (spaces, `;`, quotes, control characters).
+    public static func identifierProblem(_ name: String) -> String? {
+        guard let first = name.unicodeScalars.first else { return "an identifier must not be empty" }
+        let ok = (first == "_" || first.properties.isAlphabetic)
+            && name.unicodeScalars.allSatisfy { $0 == "_" || $0 == "$" || $0.properties.isAlphabetic || ("0"..."9").contains($0) }
+        if !ok { return "'\(name.debugDescription.dropFirst().dropLast())' is not a valid identifier (a letter or _, then letters, digits, _ or $)" }
+        return name.utf8.count > 63 ? "'\(name.prefix(70))…' is longer than PostgreSQL's 63-byte identifier limit" : nil
+    }
+
+    /// `identifierProblem` for a name that may be schema-qualified (`schema.table`).
+    public static func qualifiedIdentifierProblem(_ name: String) -> String? {
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count <= 2 else { return "'\(name)' has more than one '.' (expected table or schema.table)" }
+        return parts.lazy.compactMap { identifierProblem(String($0)) }.first
+    }
 }
 
 /// PostgreSQL array literals for binding lists as one parameter.

@@ -26,6 +26,9 @@ public struct ModelProviderError: Error, Sendable, CustomStringConvertible {
 /// The SDK's wording, in one place (tests and `verify` compare against these).
 public enum RunnerMessages {
     /// What the model receives when a tool throws.
+    /// The span data key that flags replaced text (`TextSafety`).
+    public static let textReplacedKey = "text_replaced"
+
     public static func toolError(_ error: String) -> String {
         "An error occurred while running the tool. Please try again. Error: \(error)"
     }
@@ -56,6 +59,22 @@ public enum RunnerMessages {
     public static let spanAgentError = "Error in agent run"
     public static let spanToolNotFound = "Tool not found"
     public static let spanMultipleHandoffs = "Multiple handoffs requested"
+    /// On the turn span when a structured output does not match its schema.
+    public static let spanInvalidJSON = "Invalid JSON provided"
+    /// On the turn span (input guardrails) or the agent span (output guardrails).
+    public static let spanGuardrailTripped = "Guardrail tripwire triggered"
+
+    /// The `ModelBehaviorError` message for an answer that does not match the output type.
+    public static func invalidJSON(_ text: String, outputType: String, problem: String) -> String {
+        let shown = text.count > 2_000 ? String(text.prefix(2_000)) + "…" : text
+        return "Invalid JSON when parsing \(shown) for \(outputType); \(problem)"
+    }
+
+    /// The error message of a tripped guardrail: the SDK's wording plus the `output_info`.
+    public static func tripwire(_ guardrail: String, outputInfo: JSONValue) -> String {
+        let info = outputInfo.stringValue ?? outputInfo.compact
+        return "Guardrail \(guardrail) triggered tripwire" + (outputInfo.isNull ? "" : ": \(info)")
+    }
 }
 
 /// JSON text as Python's `json.dumps` writes it by default (`ensure_ascii=True`).
@@ -124,29 +143,52 @@ struct ToolCallOutcome: Sendable {
     var output: String
 }
 
+/// Allocates event ids for a run and the guardrail agents' runs nested in it (which run
+/// concurrently with the model call, so the counter is shared and locked).
+final class EventCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: EventID = 0
+    init(start: EventID = 0) { value = start }
+    var current: EventID {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+    func next() -> EventID {
+        lock.lock()
+        defer { lock.unlock() }
+        value += 1
+        return value
+    }
+}
+
 /// The mutable state of one run.
 struct RunState {
     let spec: RunSpec
     let taskRow: [String: JSONValue]
     let runner: AgentRunner
-    var nextId: EventID = 0
+    let ids: EventCounter
+    /// 0 for the task's run; 1 and more for guardrail agents' runs nested in it.
+    let depth: Int
     var history: [ConversationItem]
     var transcript: [ConversationItem] = []
     var usage = Usage()
     var turn = 0
     var toolCalls = 0
+    /// The validated structured output of the last final answer.
+    var structuredOutput: JSONValue?
 
-    init(spec: RunSpec, taskRow: [String: JSONValue], runner: AgentRunner) {
+    init(spec: RunSpec, taskRow: [String: JSONValue], runner: AgentRunner, ids: EventCounter = EventCounter(),
+         input: String? = nil, depth: Int = 0) {
         self.spec = spec
         self.taskRow = taskRow
         self.runner = runner
-        self.history = [["role": "user", "content": .string(spec.input)]]
+        self.ids = ids
+        self.depth = depth
+        self.history = [["role": "user", "content": .string(input ?? spec.input)]]
     }
 
-    mutating func allocate() -> EventID {
-        nextId += 1
-        return nextId
-    }
+    func allocate() -> EventID { ids.next() }
 
     func emit(_ e: RunEvent) async { await runner.observer.record(e) }
 
@@ -155,46 +197,68 @@ struct RunState {
         case final(String)
         case handoff(to: String)
         case failed(RunFailure)
+        /// Calls wait for approval; the agent span (`agentId`) stays open.
+        case paused(agentId: EventID, pending: [PendingApproval], deferredHandoffs: [PendingApproval])
     }
 
     mutating func execute() async -> RunResult {
         let taskId = allocate()
         await emit(.taskStarted(id: taskId, at: Date()))
-        var agentName = spec.startingAgent
-        var outcome: StintEnd
-        while true {
-            guard let agent = spec.agents[agentName] else {
-                outcome = .failed(RunFailure(type: "UserError", message: "Agent \(agentName) not found in the run spec",
-                                             retriable: false))
-                break
-            }
-            outcome = await runStint(agent, parent: taskId)
-            if case .handoff(let next) = outcome {
-                agentName = next
-                continue
-            }
-            break
+        let (outcome, agentName) = await runAgents(from: spec.startingAgent, parent: taskId)
+        return await finish(outcome, agentName: agentName, taskId: taskId)
+    }
+
+    /// Ends the task span (unless the run paused) and builds the result.
+    mutating func finish(_ outcome: StintEnd, agentName: String, taskId: EventID) async -> RunResult {
+        if case .paused(let agentId, let pending, let deferred) = outcome {
+            let paused = PausedRun(history: history, transcript: transcript, usage: usage, turn: turn, toolCalls: toolCalls,
+                                   agent: agentName, taskEventId: taskId, agentEventId: agentId, nextEventId: ids.current,
+                                   pending: pending, deferredHandoffs: deferred, pausedAt: Date())
+            return RunResult(status: .paused, finalOutput: nil, lastAgent: agentName, usage: usage, transcript: transcript,
+                             error: nil, turns: turn, toolCalls: toolCalls, paused: paused)
         }
         await emit(.taskEnded(id: taskId, usage: usage, error: nil, at: Date()))
         switch outcome {
         case .final(let text):
             return RunResult(status: .completed, finalOutput: text, lastAgent: agentName, usage: usage,
-                             transcript: transcript, error: nil, turns: turn, toolCalls: toolCalls)
+                             transcript: transcript, error: nil, turns: turn, toolCalls: toolCalls,
+                             finalOutputJSON: structuredOutput)
         case .failed(let failure):
             return RunResult(status: .failed, finalOutput: nil, lastAgent: agentName, usage: usage,
                              transcript: transcript, error: failure, turns: min(turn, spec.maxTurns), toolCalls: toolCalls)
-        case .handoff:
-            fatalError("unreachable: handoffs continue the loop")
+        case .handoff, .paused:
+            fatalError("unreachable: handoffs continue the loop, pauses returned above")
+        }
+    }
+
+    /// Runs stints from agent `start`, following handoffs, until a final output or a failure.
+    mutating func runAgents(from start: String, parent: EventID, openAgentId: EventID? = nil) async -> (StintEnd, String) {
+        var agentName = start
+        var openAgentId = openAgentId
+        while true {
+            guard let agent = spec.agents[agentName] else {
+                return (.failed(RunFailure(type: "UserError", message: "Agent \(agentName) not found in the run spec",
+                                           retriable: false)), agentName)
+            }
+            let outcome = await runStint(agent, parent: parent, agentId: openAgentId)
+            openAgentId = nil
+            if case .handoff(let next) = outcome {
+                agentName = next
+                continue
+            }
+            return (outcome, agentName)
         }
     }
 
     /// Runs turns for one agent until it produces a final output, hands off, or fails.
-    mutating func runStint(_ agent: AgentSpec, parent: EventID) async -> StintEnd {
-        let agentId = allocate()
+    mutating func runStint(_ agent: AgentSpec, parent: EventID, agentId openId: EventID? = nil) async -> StintEnd {
+        let agentId = openId ?? allocate()
         let functionTools = AgentRunner.functionTools(for: agent, in: spec)
         let hostedTools = AgentRunner.hostedTools(for: agent, in: spec)
-        await emit(.agentStarted(id: agentId, parent: parent, agent: agent.name, tools: agent.tools,
-                                 handoffs: agent.handoffs.map(\.agent), outputType: agent.outputType, at: Date()))
+        if openId == nil {
+            await emit(.agentStarted(id: agentId, parent: parent, agent: agent.name, tools: agent.tools,
+                                     handoffs: agent.handoffs.map(\.agent), outputType: agent.outputType, at: Date()))
+        }
         while true {
             // A cancelled run (its lease was lost, or shutdown) stops before the next turn.
             if Task.isCancelled {
@@ -214,11 +278,24 @@ struct RunState {
             case .again:
                 continue
             case .final(let text):
+                let guards = agent.outputGuardrails.compactMap { spec.guardrails[$0] }
+                if !guards.isEmpty {
+                    let verdict = await GuardrailRun.all(guards, input: spec.input, output: text, parent: agentId,
+                                                         state: self, kind: .output)
+                    usage = usage + verdict.usage
+                    transcript += verdict.items
+                    if let failure = verdict.failure {
+                        await emit(.agentEnded(id: agentId, error: verdict.spanError, at: Date()))
+                        return .failed(failure)
+                    }
+                }
                 await emit(.agentEnded(id: agentId, error: nil, at: Date()))
                 return .final(text)
             case .handoff(let to):
                 await emit(.agentEnded(id: agentId, error: nil, at: Date()))
                 return .handoff(to: to)
+            case .paused(let pending, let deferred):
+                return .paused(agentId: agentId, pending: pending, deferredHandoffs: deferred)
             case .failed(let failure, let spanError):
                 await emit(.agentEnded(id: agentId, error: spanError, at: Date()))
                 return .failed(failure)
@@ -232,6 +309,8 @@ struct RunState {
         case handoff(String)
         /// The failure and the error for the agent span (nil when the SDK records none there).
         case failed(RunFailure, SpanErrorInfo?)
+        /// Calls wait for a human decision (and handoffs requested beside them wait too).
+        case paused([PendingApproval], [PendingApproval])
     }
 
     mutating func runTurn(_ agent: AgentSpec, parent agentId: EventID, functionTools: [FunctionToolDefinition],
@@ -240,17 +319,50 @@ struct RunState {
         await emit(.turnStarted(id: turnId, parent: agentId, turn: turn, agent: agent.name, at: Date()))
         var turnUsage = Usage()
 
+        // Sequential input guardrails (run_in_parallel: false) run before the model call.
+        let firstTurnGuards = turn == 1 ? agent.inputGuardrails.compactMap { spec.guardrails[$0] } : []
+        let sequential = firstTurnGuards.filter { !$0.runInParallel }
+        if !sequential.isEmpty {
+            let verdict = await GuardrailRun.all(sequential, input: spec.input, output: nil, parent: turnId, state: self,
+                                                 kind: .input)
+            usage = usage + verdict.usage
+            turnUsage = turnUsage + verdict.usage
+            transcript += verdict.items
+            if let failure = verdict.failure {
+                if let e = verdict.spanError { await emit(.spanError(id: turnId, error: e)) }
+                await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
+                return .failed(failure, nil)
+            }
+        }
+
         // The model call.
         let modelId = allocate()
         let request = ModelRequest(agent: agent, input: history, functionTools: functionTools,
                                    hostedTools: hostedTools, turn: turn, traceId: spec.traceId)
         await emit(.modelStarted(id: modelId, parent: turnId, kind: runner.model.spanKind(for: agent), model: agent.model,
                                  input: runner.model.spanInput(for: request), at: Date()))
-        let response: ModelResponse
+        var response: ModelResponse
+        let inputGuards = firstTurnGuards.filter(\.runInParallel)
         do {
-            response = try await runner.model.respond(request)
+            if inputGuards.isEmpty {
+                response = try await runner.model.respond(request)
+            } else {
+                let (answer, verdict) = await GuardrailRun.alongside(request, guards: inputGuards, parent: turnId, state: self)
+                usage = usage + verdict.usage
+                turnUsage = turnUsage + verdict.usage
+                transcript += verdict.items
+                if let failure = verdict.failure {
+                    // The tripwire cancelled the model call (its span ends without a response).
+                    await emit(.modelEnded(id: modelId, response: try? answer?.get(), error: nil, at: Date()))
+                    if let e = verdict.spanError { await emit(.spanError(id: turnId, error: e)) }
+                    await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
+                    return .failed(failure, nil)
+                }
+                guard let answer else { throw CancellationError() }
+                response = try answer.get()
+            }
         } catch {
-            let text = String(describing: error)
+            let text = TextSafety.storable(String(describing: error)).text
             await emit(.modelEnded(id: modelId, response: nil,
                                    error: SpanErrorInfo(message: RunnerMessages.spanModelError, data: ["error": .string(text)]),
                                    at: Date()))
@@ -260,6 +372,13 @@ struct RunState {
             return .failed(RunFailure(type: error is CancellationError ? "Cancelled" : "ModelError", message: text,
                                       retriable: retriable, retryAfter: providerError?.retryAfter),
                            SpanErrorInfo(message: RunnerMessages.spanAgentError, data: ["error": .string(text)]))
+        }
+        // U+0000 cannot be stored (text, jsonb): replaced, flagged on the span, and the run goes on.
+        let (safeOutput, replaced) = TextSafety.storable(JSONValue.array(response.output))
+        if !replaced.isEmpty {
+            response.output = safeOutput.arrayValue ?? []
+            response.spanOutput = response.spanOutput.map { TextSafety.storable(JSONValue.array($0)).value.arrayValue ?? [] }
+            await emit(.spanNote(id: modelId, key: RunnerMessages.textReplacedKey, value: replaced.json))
         }
         await emit(.modelEnded(id: modelId, response: response, error: nil, at: Date()))
         turnUsage = turnUsage + response.usage
@@ -289,6 +408,21 @@ struct RunState {
             }
         }
 
+        // Calls of needs_approval tools wait for a human; the others run now.
+        var waiting: [PendingApproval] = []
+        if calls.contains(where: { !$0.tool.needsApproval.isNever }) {
+            var now: [PendingToolCall] = []
+            for call in calls {
+                if await needsApproval(call, agent: agent) {
+                    waiting.append(PendingApproval(callId: call.callId, name: call.name, arguments: call.arguments,
+                                                   agent: agent.name))
+                } else {
+                    now.append(call)
+                }
+            }
+            calls = now.enumerated().map { i, c in var c = c; c.index = i; return c }
+        }
+
         // Run the function tools concurrently; outputs go back in call order.
         for i in calls.indices { calls[i].eventId = allocate() }
         let outcomes = await runTools(calls, parent: turnId, agent: agent)
@@ -297,6 +431,12 @@ struct RunState {
             let item: ConversationItem = ["type": "function_call_output", "call_id": .string(o.callId), "output": .string(o.output)]
             history.append(item)
             transcript.append(item)
+        }
+        if !waiting.isEmpty {
+            await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
+            let deferred = handoffCalls.map { PendingApproval(callId: $0.callId, name: $0.spec.toolName, arguments: "{}",
+                                                              agent: $0.spec.agent) }
+            return .paused(waiting, deferred)
         }
 
         // Handoffs: the first wins, the others are told they were ignored.
@@ -338,10 +478,33 @@ struct RunState {
             }
         }
 
-        await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
         // No tools: the last assistant message is the final output; without one, run again.
+        // A structured output must match its schema (else ModelBehaviorError, as in the SDK).
+        if let text = Self.lastMessageText(response.output), let schema = agent.outputSchema {
+            switch Self.structured(text, schema) {
+            case .success(let json):
+                structuredOutput = json
+            case .failure(let problem):
+                await emit(.spanError(id: turnId, error: SpanErrorInfo(message: RunnerMessages.spanInvalidJSON, data: [:])))
+                await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
+                return .failed(RunFailure(type: "ModelBehaviorError", message: RunnerMessages.invalidJSON(
+                    text, outputType: schema.name, problem: problem.message), retriable: false), nil)
+            }
+        }
+        await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
         if let text = Self.lastMessageText(response.output) { return .final(text) }
         return .again
+    }
+
+    struct SchemaProblem: Error { var message: String }
+
+    /// `text` parsed as JSON and checked against the output type's schema.
+    static func structured(_ text: String, _ schema: OutputSchemaSpec) -> Result<JSONValue, SchemaProblem> {
+        let json: JSONValue
+        do { json = try JSONValue.parse(text) } catch { return .failure(SchemaProblem(message: "not JSON: \(error)")) }
+        let violations = JSONSchemaValidator(schema: schema.schema).violations(of: json, limit: 5)
+        if violations.isEmpty { return .success(json) }
+        return .failure(SchemaProblem(message: violations.map(\.description).joined(separator: "; ")))
     }
 
     /// The text of the last assistant message among `items` (its `output_text` parts joined).
@@ -374,8 +537,10 @@ struct RunState {
     static func runTool(_ call: PendingToolCall, parent: EventID, context: ToolContext, runner: AgentRunner) async -> ToolCallOutcome {
         await runner.observer.record(.toolStarted(id: call.eventId, parent: parent, name: call.name,
                                                   arguments: call.arguments, at: Date()))
-        let output: String
+        var output: String
         var spanError: SpanErrorInfo?
+        var context = context
+        context.notes = ToolOutputNotes()
         let trimmed = call.arguments.trimmingCharacters(in: .whitespacesAndNewlines)
         var arguments: JSONValue = [:]
         var parseError: String?
@@ -390,11 +555,17 @@ struct RunState {
             do {
                 output = try await runner.tools.execute(call.tool, arguments: arguments, context: context)
             } catch {
-                let text = (error as? ToolFailure)?.message ?? String(describing: error)
+                let text = TextSafety.storable((error as? ToolFailure)?.message ?? String(describing: error)).text
                 output = RunnerMessages.toolError(text)
                 spanError = SpanErrorInfo(message: RunnerMessages.spanToolErrorNonFatal,
                                           data: ["tool_name": .string(call.name), "error": .string(text)])
             }
+        }
+        let safe = TextSafety.storable(output)
+        let replaced = safe.replaced + context.notes.replaced
+        if !replaced.isEmpty {
+            output = safe.text
+            await runner.observer.record(.spanNote(id: call.eventId, key: RunnerMessages.textReplacedKey, value: replaced.json))
         }
         await runner.observer.record(.toolEnded(id: call.eventId, output: output, error: spanError, at: Date()))
         return ToolCallOutcome(index: call.index, callId: call.callId, name: call.name, output: output)

@@ -9,7 +9,8 @@ import Glibc
 /// (compact) to its stdin, and returns its stdout as the tool's output.
 ///
 /// - `argv[0]` containing a `/` is used as is; otherwise it is looked up on `PATH` from the
-///   injected `Environment`, which is also the child's whole environment.
+///   injected `Environment`. The child sees only PATH, HOME, LANG and TZ from it plus the
+///   tool's `env:` allowlist (`ChildEnvironment`): never API keys or `PG*` by default.
 /// - `timeout_ms` bounds the run: the child's process group gets SIGTERM, then SIGKILL after
 ///   `killGracePeriod`, and the call fails with a `ToolFailure`.
 /// - Output over `max_bytes` stops the child the same way and is a `ToolFailure` (not a
@@ -41,7 +42,8 @@ public struct CommandToolExecutor: ToolExecutor {
         guard let path = Self.resolve(program, environment: environment) else {
             throw ToolFailure("command not found: \(program)", data: ["argv0": .string(program)])
         }
-        let run = CommandRun(path: path, arguments: Array(spec.argv.dropFirst()), environment: environment.values,
+        let run = CommandRun(path: path, arguments: Array(spec.argv.dropFirst()),
+                             environment: ChildEnvironment.make(from: environment, allow: spec.env),
                              stdin: Array(arguments.compact.utf8), maxStdout: max(0, spec.maxBytes),
                              stderrPrefix: Self.stderrPrefixBytes)
         let outcome = try await run.run(timeout: .milliseconds(max(1, spec.timeoutMs)), grace: killGracePeriod)
@@ -56,7 +58,9 @@ public struct CommandToolExecutor: ToolExecutor {
         }
         switch outcome.termination {
         case .exit(0):
-            return String(decoding: outcome.stdout, as: UTF8.self)
+            let (text, replaced) = TextSafety.decode(outcome.stdout)
+            context.notes.add(replaced)
+            return text
         case .exit(let code):
             throw ToolFailure("command exited with status \(code)" + (stderrText.isEmpty ? "" : ": \(stderrText)"),
                               data: ["exit_code": .number(Double(code)), "stderr": .string(stderrText)])

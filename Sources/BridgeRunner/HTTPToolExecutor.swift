@@ -49,7 +49,9 @@ public struct HTTPToolExecutor: ToolExecutor {
             throw ToolFailure(prefix.isEmpty ? "HTTP \(response.status)" : "HTTP \(response.status): \(prefix)",
                               data: ["status": .number(Double(response.status))])
         }
-        return Redaction.scrub(response.bodyText, secrets: secrets)
+        let (text, replaced) = TextSafety.decode(Array(response.body))
+        context.notes.add(replaced)
+        return Redaction.scrub(text, secrets: secrets)
     }
 
     private static func failure(for error: HTTPError, spec: HTTPToolSpec, secrets: [String]) -> any Error {

@@ -152,12 +152,27 @@ public struct ToolContext: Sendable {
     /// The task row's columns as JSON values.
     public var taskRow: [String: JSONValue]
     public var agentName: String
+    /// Where an executor reports what it replaced to make its output text (invalid UTF-8);
+    /// the runner flags it on the function span. One per tool call.
+    public var notes = ToolOutputNotes()
 
     public init(spec: RunSpec, taskRow: [String: JSONValue], agentName: String) {
         self.spec = spec
         self.taskRow = taskRow
         self.agentName = agentName
     }
+}
+
+/// What an executor replaced in one tool call's output (see `TextSafety`).
+public final class ToolOutputNotes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var total = TextSafety.Replacements()
+
+    public init() {}
+
+    public func add(_ r: TextSafety.Replacements) { lock.withLock { total = total + r } }
+
+    public var replaced: TextSafety.Replacements { lock.withLock { total } }
 }
 
 /// A tool failure whose message goes back to the model (in the SDK's wording) and into the
@@ -206,10 +221,20 @@ public enum RunEvent: Sendable {
     case toolEnded(id: EventID, output: String?, error: SpanErrorInfo?, at: Date)
     /// A handoff is instantaneous: one event carries both times.
     case handoff(id: EventID, parent: EventID, from: String, to: String, startedAt: Date, endedAt: Date)
+    /// A guardrail span (`{type: guardrail, name, triggered}`), under the turn span for input
+    /// guardrails and under the agent span for output guardrails, as in the SDK.
+    case guardrailStarted(id: EventID, parent: EventID, name: String, at: Date)
+    case guardrailEnded(id: EventID, triggered: Bool, error: SpanErrorInfo?, at: Date)
+    /// The wait for a human decision on a call (a custom `approval` span from the pause to the
+    /// decision's pick-up, under the agent span).
+    case approvalWait(id: EventID, parent: EventID, decision: ApprovalDecision, startedAt: Date, endedAt: Date)
     /// Attaches an error to span `id` before it ends (for a handoff: before its `.handoff` event),
     /// as the SDK does for "Multiple handoffs requested" on the handoff span and "Tool not found"
     /// on the turn span. A later error for the same span replaces an earlier one.
     case spanError(id: EventID, error: SpanErrorInfo)
+    /// Adds `key` to the data of open span `id`: `text_replaced` (`{"nul": n, "invalid_utf8":
+    /// true}`) when model or tool text had to be made storable (`TextSafety`).
+    case spanNote(id: EventID, key: String, value: JSONValue)
 }
 
 /// Receives events as they happen (the tracing layer records each span as it ends).
@@ -219,7 +244,7 @@ public protocol RunObserver: Sendable {
 
 /// How a run ended.
 public struct RunResult: Sendable {
-    public enum Status: String, Sendable { case completed, failed }
+    public enum Status: String, Sendable { case completed, failed, paused }
     public var status: Status
     /// The final output text (for completed runs).
     public var finalOutput: String?
@@ -232,9 +257,16 @@ public struct RunResult: Sendable {
     public var error: RunFailure?
     public var turns: Int
     public var toolCalls: Int
+    /// The final output as JSON when the last agent has an `output_type` (validated against it).
+    public var finalOutputJSON: JSONValue?
+    /// For a paused run: everything needed to resume it.
+    public var paused: PausedRun?
 
     public init(status: Status, finalOutput: String?, lastAgent: String, usage: Usage,
-                transcript: [ConversationItem], error: RunFailure?, turns: Int, toolCalls: Int) {
+                transcript: [ConversationItem], error: RunFailure?, turns: Int, toolCalls: Int,
+                finalOutputJSON: JSONValue? = nil, paused: PausedRun? = nil) {
+        self.paused = paused
+        self.finalOutputJSON = finalOutputJSON
         self.status = status
         self.finalOutput = finalOutput
         self.lastAgent = lastAgent
@@ -254,7 +286,10 @@ public struct RunFailure: Error, Sendable, CustomStringConvertible {
     public var retriable: Bool
     /// How long the model asked to wait before trying again (HTTP `Retry-After`), if it did.
     public var retryAfter: Double?
-    public init(type: String, message: String, retriable: Bool, retryAfter: Double? = nil) {
+    /// A tripped guardrail's `output_info`.
+    public var outputInfo: JSONValue?
+    public init(type: String, message: String, retriable: Bool, retryAfter: Double? = nil, outputInfo: JSONValue? = nil) {
+        self.outputInfo = outputInfo
         self.type = type
         self.message = message
         self.retriable = retriable

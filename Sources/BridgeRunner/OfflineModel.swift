@@ -8,7 +8,8 @@ import Foundation
 /// 1. first turn: it calls every function tool of the agent at once, with arguments generated
 ///    from the tools' JSON Schemas (`OfflineModel.exampleArguments`);
 /// 2. then it takes the first handoff that no earlier turn of the run has taken;
-/// 3. then it answers with a short summary of the tool outputs of its stint.
+/// 3. then it answers with a short summary of the tool outputs of its stint (with an
+///    `output_type`: a valid instance of its schema, see `structuredAnswer`).
 ///
 /// Ids (`call_…`, `fc_…`, `msg_…`) derive from the trace id, the turn and the item's position,
 /// and usage from the sizes of input and output, so the same request gives the same response.
@@ -57,8 +58,27 @@ public struct OfflineModel: ModelProvider {
         if let next = agent.handoffs.first(where: { !calledEver.contains($0.toolName) }) {
             return [functionCall(request, index: 0, name: next.toolName, arguments: "{}")]
         }
-        // 3. The summary.
-        return [message(request, text: summary(agent: agent.name, stint: stint, ownTools: Set(ownTools.map(\.name))))]
+        // 3. The summary (a schema instance when the agent has an output_type).
+        let text = summary(agent: agent.name, stint: stint, ownTools: Set(ownTools.map(\.name)))
+        if let schema = agent.outputSchema {
+            return [message(request, text: structuredAnswer(schema.schema, summary: text).compact)]
+        }
+        return [message(request, text: text)]
+    }
+
+    /// A valid instance of an output schema: placeholders as for tool arguments, except that
+    /// booleans are false (so a guardrail agent's `tripwire_triggered` does not trip) and the
+    /// first free-text top-level string property carries the summary.
+    static func structuredAnswer(_ schema: JSONValue, summary: String) -> JSONValue {
+        guard case .object(var o) = exampleValue(for: schema, strict: true, depth: 0, boolean: false) else { return [:] }
+        let props = schema["properties"]?.objectValue ?? [:]
+        if let field = props.keys.sorted().first(where: { key in
+            let p = props[key]
+            return p?["type"]?.stringValue == "string" && p?["enum"] == nil && p?["const"] == nil
+        }) {
+            o[field] = .string(summary)
+        }
+        return .object(o)
     }
 
     /// The items of the current agent's stint: everything after the last handoff output that
@@ -117,7 +137,7 @@ public struct OfflineModel: ModelProvider {
         return value.objectValue != nil ? value : [:]
     }
 
-    static func exampleValue(for schema: JSONValue, strict: Bool, depth: Int) -> JSONValue {
+    static func exampleValue(for schema: JSONValue, strict: Bool, depth: Int, boolean: Bool = true) -> JSONValue {
         guard let s = schema.objectValue, depth < 16 else { return .null }
         if let d = s["default"] { return d }
         if let first = s["examples"]?.arrayValue?.first { return first }
@@ -127,7 +147,7 @@ public struct OfflineModel: ModelProvider {
             if let branches = s[key]?.arrayValue {
                 // Prefer a branch that is not just `{"type": "null"}`.
                 let branch = branches.first(where: { $0["type"]?.stringValue != "null" }) ?? branches.first
-                if let branch { return exampleValue(for: branch, strict: strict, depth: depth + 1) }
+                if let branch { return exampleValue(for: branch, strict: strict, depth: depth + 1, boolean: boolean) }
             }
         }
         var type = s["type"]?.stringValue
@@ -141,7 +161,7 @@ public struct OfflineModel: ModelProvider {
             if let min = s["minimum"]?.doubleValue, min > 1 { return .number(min.rounded(.up)) }
             if let min = s["exclusiveMinimum"]?.doubleValue, min >= 1 { return .number(min.rounded(.down) + 1) }
             return 1
-        case "boolean": return true
+        case "boolean": return .bool(boolean)
         case "array": return []
         case "null": return .null
         case "object":
@@ -149,7 +169,7 @@ public struct OfflineModel: ModelProvider {
             let required = Set((s["required"]?.arrayValue ?? []).compactMap(\.stringValue))
             var out: [String: JSONValue] = [:]
             for (name, sub) in props where strict || required.contains(name) {
-                out[name] = exampleValue(for: sub, strict: strict, depth: depth + 1)
+                out[name] = exampleValue(for: sub, strict: strict, depth: depth + 1, boolean: boolean)
             }
             return .object(out)
         default:

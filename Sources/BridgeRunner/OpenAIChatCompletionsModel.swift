@@ -18,7 +18,8 @@ import Foundation
 /// `{type: function, function: {name}}`), `parallel_tool_calls` (only with tools),
 /// `store` (as the SDK: the setting, else `true` on api.openai.com and omitted elsewhere),
 /// `reasoning.effort` → `reasoning_effort`, `verbosity`, `metadata`, `top_logprobs` (with
-/// `logprobs: true`); `extra_body` / `extra_args` are merged in. Responses-only settings
+/// `logprobs: true`); an agent's `output_type` → `response_format` `{type: json_schema,
+/// json_schema: {name, schema, strict}}`; `extra_body` / `extra_args` are merged in. Responses-only settings
 /// (`truncation`, `previous_response_id`, `response_include`) are dropped; others pass through.
 ///
 /// Hosted tools cannot run on this API: `respond` throws `ModelConfigurationError` for them
@@ -87,6 +88,10 @@ public struct ChatCompletionsModel: ModelProvider {
         if let top = settings["top_logprobs"], !top.isNull {
             body["top_logprobs"] = top
             body["logprobs"] = true
+        }
+        if let o = agent.outputSchema {
+            body["response_format"] = ["type": "json_schema",
+                                       "json_schema": ["name": .string(o.name), "schema": o.schema, "strict": .bool(o.strict)]]
         }
         for key in ["extra_body", "extra_args"] {
             for (k, v) in settings[key]?.objectValue ?? [:] { body[k] = v }

@@ -18,6 +18,7 @@ import Foundation
 ///   sends none, so the API's default, true, applies), `previous_response_id`, `temperature`,
 ///   `top_p`, `truncation`, `reasoning`, `metadata`, `max_tokens` → `max_output_tokens`,
 ///   `verbosity` → `text.verbosity`, `response_include` → `include`, `top_logprobs`;
+///   an agent's `output_type` → `text.format` `{type: json_schema, name, schema, strict}`;
 ///   `extra_body` / `extra_args` objects are merged into the body; any other key is passed
 ///   through as is, except Chat-only settings (`frequency_penalty`, `presence_penalty`,
 ///   `include_usage`), which are dropped.
@@ -68,7 +69,12 @@ public struct ResponsesModel: ModelProvider {
             body[key] = value
         }
         if let maxTokens = settings["max_tokens"], !maxTokens.isNull { body["max_output_tokens"] = maxTokens }
-        if let verbosity = settings["verbosity"], !verbosity.isNull { body["text"] = ["verbosity": verbosity] }
+        var text: [String: JSONValue] = [:]
+        if let verbosity = settings["verbosity"], !verbosity.isNull { text["verbosity"] = verbosity }
+        if let o = agent.outputSchema {
+            text["format"] = ["type": "json_schema", "name": .string(o.name), "schema": o.schema, "strict": .bool(o.strict)]
+        }
+        if !text.isEmpty { body["text"] = .object(text) }
         var include = (settings["response_include"]?.arrayValue ?? []).compactMap(\.stringValue)
         if let top = settings["top_logprobs"], !top.isNull {
             body["top_logprobs"] = top

@@ -77,16 +77,20 @@ public struct SQLToolExecutor: ToolExecutor {
         } catch let e as PostgresError {
             var data: [String: JSONValue] = ["tool_name": .string(tool.name)]
             if let s = e.sqlState { data["sqlstate"] = .string(s) }
+            if e.sqlState == "25006" {
+                // PostgreSQL names the wrapping SELECT; name the statement the tool wrote.
+                let verb = ToolStatement.writingVerb(in: spec.sql) ?? "a data-modifying statement"
+                throw ToolFailure("SQL tool \(tool.name) failed: its SQL runs \(verb), but the tool is read-only (writes: false) (SQLSTATE 25006)",
+                                  data: .object(data))
+            }
             throw ToolFailure("SQL tool \(tool.name) failed: \(e.description)", data: .object(data))
         }
         return Self.capBytes(text, maxBytes: spec.maxBytes)
     }
 
-    /// Drops trailing whitespace and semicolons so the statement can be nested.
+    /// Drops trailing comments, semicolons and whitespace so the statement can be nested.
     static func trimmed(_ q: PostgresQuery) -> PostgresQuery {
-        var sql = q.sql
-        while let last = sql.last, last == ";" || last.isWhitespace { sql.removeLast() }
-        return PostgresQuery(sql: sql, binds: q.binds)
+        PostgresQuery(sql: ToolStatement.trimmed(q.sql), binds: q.binds)
     }
 
     /// Whether the statement yields rows: SELECT/WITH/VALUES/TABLE, or anything with RETURNING.
@@ -111,7 +115,8 @@ public struct SQLToolExecutor: ToolExecutor {
     /// `maxRows` as JSON, in the statement's own order.
     static func wrapped(_ q: PostgresQuery, maxRows: Int) -> PostgresQuery {
         """
-        WITH bridge_result AS (\(q)), bridge_limited AS (SELECT * FROM bridge_result LIMIT \(maxRows + 1)) \
+        WITH bridge_result AS (\(q)
+        ), bridge_limited AS (SELECT * FROM bridge_result LIMIT \(maxRows + 1)) \
         SELECT (SELECT count(*) FROM bridge_limited) AS n, \
         coalesce((SELECT json_agg(bridge_row) FROM (SELECT * FROM bridge_limited LIMIT \(maxRows)) bridge_row), '[]'::json)::text AS rows
         """

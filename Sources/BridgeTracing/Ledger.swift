@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgeMetrics
 import BridgePostgres
 import BridgeRunner
 import Foundation
@@ -58,12 +59,16 @@ public struct Ledger: SpanSink {
             SELECT span_id, trace_id, parent_id, started_at, ended_at, span_data::text AS span_data, error::text AS error
             FROM bridge.spans WHERE trace_id = \(traceId) ORDER BY started_at, ended_at, span_id
             """)
-        return try rows.map { row in
-            SpanRecord(id: row["span_id"] ?? "", traceId: row["trace_id"] ?? "", parentId: row["parent_id"],
-                       startedAt: row.date("started_at") ?? .distantPast, endedAt: row.date("ended_at") ?? .distantPast,
-                       spanData: try JSONValue.parse(row["span_data"] ?? "null"),
-                       error: try row["error"].map { try JSONValue.parse($0) })
-        }
+        return try rows.map(Self.span)
+    }
+
+    /// A span from a row with `span_id, trace_id, parent_id, started_at, ended_at`, and
+    /// `span_data` and `error` as text.
+    public static func span(_ row: PostgresRow) throws -> SpanRecord {
+        SpanRecord(id: row["span_id"] ?? "", traceId: row["trace_id"] ?? "", parentId: row["parent_id"],
+                   startedAt: row.date("started_at") ?? .distantPast, endedAt: row.date("ended_at") ?? .distantPast,
+                   spanData: try JSONValue.parse(row["span_data"] ?? "null"),
+                   error: try row["error"].map { try JSONValue.parse($0) })
     }
 
     /// The stored trace, if any.
@@ -85,6 +90,7 @@ public struct Ledger: SpanSink {
 
     public func spanEnded(_ span: SpanRecord) async throws {
         try await insertSpan(span)
+        BridgeMetrics.spansRecorded(1)
     }
 
     public func traceEnded(_ traceId: String, at: Date) async throws {

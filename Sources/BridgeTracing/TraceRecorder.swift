@@ -6,7 +6,8 @@ import Foundation
 /// Turns a run's `RunEvent`s into SDK-shaped spans and hands each one to the sinks as it
 /// ends, so a crashed run still leaves its partial trace.
 ///
-/// Tree: trace > task (custom) > agent > turn (custom) > {generation|response, function…, handoff}.
+/// Tree: trace > task (custom) > agent > turn (custom) > {generation|response, function…, handoff,
+/// guardrail (input)}; agent > guardrail (output) > agent (a guardrail agent's run).
 /// With `includeSensitiveData` false, function `input`/`output` and generation
 /// `input`/`output` are null and error details are replaced by the SDK's redaction texts.
 /// Strings listed in `secrets` (API keys, passwords) are replaced by `***` everywhere.
@@ -127,8 +128,56 @@ public actor TraceRecorder: RunObserver {
         case .handoff(let id, let parent, let from, let to, let startedAt, let endedAt):
             start(id, parent: parent, at: startedAt, data: ["type": "handoff", "from_agent": .string(from), "to_agent": .string(to)])
             await end(id, error: nil, at: endedAt)
+        case .guardrailStarted(let id, let parent, let name, let at):
+            start(id, parent: parent, at: at, data: ["type": "guardrail", "name": .string(name), "triggered": false])
+        case .guardrailEnded(let id, let triggered, let error, let at):
+            open[id]?.data["triggered"] = .bool(triggered)
+            await end(id, error: error, at: at)
+        case .approvalWait(let id, let parent, let d, let startedAt, let endedAt):
+            var data: [String: JSONValue] = [
+                "tool_name": .string(d.toolName), "call_id": .string(d.callId), "request_id": .string(d.requestId),
+                "decision": .string(d.outcome.rawValue), "decided_by": d.decidedBy.map(JSONValue.string) ?? .null,
+                "waited_seconds": .number((endedAt.timeIntervalSince(startedAt) * 1000).rounded() / 1000),
+            ]
+            if d.outcome != .approved, includeSensitiveData, let m = d.message { data["message"] = .string(m) }
+            start(id, parent: parent, at: startedAt, data: ["type": "custom", "name": "approval", "data": .object(data)])
+            await end(id, error: nil, at: endedAt)
         case .spanError(let id, let error):
             if open[id] != nil { open[id]?.error = error } else { pendingErrors[id] = error }
+        case .spanNote(let id, let key, let value):
+            open[id]?.data[key] = value
+        }
+    }
+
+    // MARK: - Pause and resume
+
+    /// A span still open when a run paused (the task and agent spans), to be reopened on resume.
+    public struct OpenSpan: Codable, Sendable {
+        public var eventId: EventID
+        public var spanId: String
+        public var parentSpanId: String?
+        public var startedAt: Date
+        public var data: JSONValue
+
+        enum CodingKeys: String, CodingKey {
+            case eventId = "event_id", spanId = "span_id", parentSpanId = "parent_span_id", startedAt = "started_at", data
+        }
+    }
+
+    /// The spans open right now (after a run paused: its task and agent spans).
+    public func openSpans() -> [OpenSpan] {
+        open.sorted { $0.key < $1.key }.map { id, o in
+            OpenSpan(eventId: id, spanId: o.spanId, parentSpanId: o.parentSpanId, startedAt: o.startedAt, data: .object(o.data))
+        }
+    }
+
+    /// Reopens spans of a paused run, so the resumed run's events continue them (same span ids,
+    /// same start times) and the trace object is not started again.
+    public func restore(_ spans: [OpenSpan]) {
+        for s in spans {
+            open[s.eventId] = Open(spanId: s.spanId, parentSpanId: s.parentSpanId, startedAt: s.startedAt,
+                                   data: s.data.objectValue ?? [:], error: nil)
+            spanIds[s.eventId] = s.spanId
         }
     }
 
@@ -186,15 +235,7 @@ public actor TraceRecorder: RunObserver {
         return t
     }
 
-    func scrub(_ v: JSONValue) -> JSONValue {
-        guard !secrets.isEmpty else { return v }
-        switch v {
-        case .string(let s): return .string(Redaction.scrub(s, secrets: secrets))
-        case .array(let a): return .array(a.map(scrub))
-        case .object(let o): return .object(o.mapValues(scrub))
-        default: return v
-        }
-    }
+    func scrub(_ v: JSONValue) -> JSONValue { Redaction.scrub(v, secrets: secrets) }
 
     /// The SDK's turn span usage (omitted when all zero).
     static func turnUsage(_ u: Usage) -> JSONValue? {

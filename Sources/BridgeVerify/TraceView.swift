@@ -159,6 +159,14 @@ enum SpanLabel {
         case "guardrail":
             return "guardrail \(d["name"]?.stringValue ?? "?")\(d["triggered"]?.boolValue == true ? " · triggered" : "")"
         default:
+            if s.type == "custom", d["name"] == "approval", let a = d["data"] {
+                // The pause of a run for a human decision: the tool, the decision, who, how long.
+                var l = "approval \(a["tool_name"]?.stringValue ?? "?") · \(a["decision"]?.stringValue ?? "?")"
+                if let by = a["decided_by"]?.stringValue { l += " by \(by)" }
+                if let w = a["waited_seconds"]?.doubleValue { l += String(format: " · waited %.1f s", w) }
+                if let id = a["request_id"]?.stringValue { l += " · request \(id)" }
+                return l
+            }
             return "\(s.type) \(d["name"]?.stringValue ?? "")"
         }
     }

@@ -31,6 +31,7 @@ public struct Verifier: Sendable {
         var conns: [PostgresConnection] = []
         do {
             for _ in 0..<max(1, options.connections) { conns.append(try await PostgresConnection.connect(connection)) }
+            try await checkInputs(config, options: options, on: conns[0])
             let report = try await Verifier(config: config, options: options)
                 .run(on: conns[0], helpers: Array(conns.dropFirst()), spanFile: file)
             for c in conns { await c.close() }
@@ -39,6 +40,28 @@ public struct Verifier: Sendable {
             for c in conns { await c.close() }
             throw error
         }
+    }
+
+    /// Bad input is exit 2 with a message, never a raw SQL error: the mappings must fit the
+    /// live schema (tables and columns exist, tool SQL prepares), and a `--task` id must name a
+    /// task.
+    static func checkInputs(_ config: MappingConfig, options: VerifyOptions, on conn: PostgresConnection) async throws {
+        let issues = await MappingValidator.checkLive(config, connection: conn)
+        if !issues.isEmpty { throw MappingErrors(issues) }
+        guard let task = options.scope.task else { return }
+        let s = config.source
+        // Bound with the key column's own type (inferred), so the lookup uses its index.
+        let query = PostgresQuery(sql: """
+            SELECT EXISTS (SELECT 1 FROM \(PostgresQuery.quoteQualified(s.table)) WHERE \(PostgresQuery.quoteIdentifier(s.key)) = $1) AS ok
+            """, binds: [.text(task)])
+        var found = false
+        do {
+            found = try await conn.query(query).first?.bool("ok") ?? false
+        } catch {
+            // Class 22: not even a valid key value (e.g. not a uuid); anything else is real.
+            if error.sqlState?.hasPrefix("22") != true { throw error }
+        }
+        if !found { throw VerifyInputError("--task: no task with \(s.table).\(s.key) = \(task)") }
     }
 
     /// Runs all six checks and returns the report.
@@ -102,7 +125,8 @@ public struct Verifier: Sendable {
             let sql = VerifySQL(config: config)
             let fileSummary = spanFileSummary
             // Most expensive first, so the connections finish at about the same time.
-            let queue = CheckQueue([.exportDelivered, .handoffsTraced, .toolsTraced, .traceIdsCorrelate, .toolIOCaptured, .toolTiming],
+            let queue = CheckQueue([.exportDelivered, .handoffsTraced, .toolsTraced, .traceIdsCorrelate, .toolIOCaptured, .toolTiming,
+                                    .guardrailsApprovalsTraced],
                                    primaryOnly: fileSummary == nil ? [] : [.traceIdsCorrelate])
             results = try await withThrowingTaskGroup(of: [CheckResult].self) { group in
                 for (i, c) in all.enumerated() {
@@ -145,6 +169,10 @@ public struct Verifier: Sendable {
             }
             return try await exportDelivered(sql, binds, c)
         case .toolTiming: return try await toolTiming(sql, binds, c)
+        case .guardrailsApprovalsTraced:
+            let rows = try await query(sql.guardrailsApprovalsTraced, binds, c)
+            return result(.guardrailsApprovalsTraced, counted(rows),
+                          emptyReason: "no guardrail ran and no run resumed after an approval in scope")
         }
     }
 

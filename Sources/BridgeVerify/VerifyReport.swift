@@ -144,7 +144,7 @@ public struct CheckResult: Sendable, Equatable {
     }
 }
 
-/// The six checks of the tracing validation checklist, in report order.
+/// The checks of the tracing validation checklist (and bridge's own), in report order.
 public enum Check: String, Sendable, CaseIterable {
     case toolsTraced = "tools_traced"
     case handoffsTraced = "handoffs_traced"
@@ -152,6 +152,7 @@ public enum Check: String, Sendable, CaseIterable {
     case traceIdsCorrelate = "trace_ids_correlate"
     case exportDelivered = "export_delivered"
     case toolTiming = "tool_timing"
+    case guardrailsApprovalsTraced = "guardrails_approvals_traced"
 
     /// The checklist's wording.
     public var title: String {
@@ -162,6 +163,7 @@ public enum Check: String, Sendable, CaseIterable {
         case .traceIdsCorrelate: "Trace IDs correlate with database tasks"
         case .exportDelivered: "Real-time monitoring shows tool usage"
         case .toolTiming: "Performance metrics include tool execution time"
+        case .guardrailsApprovalsTraced: "Guardrails and approvals traced"
         }
     }
 }

@@ -39,6 +39,63 @@ struct VerifySQL: Sendable {
     /// Safe element iteration of a transcript (a non-array `items` counts as empty).
     static let transcriptItems = "jsonb_array_elements(CASE WHEN jsonb_typeof(rt.items) = 'array' THEN rt.items ELSE '[]'::jsonb END)"
 
+    // MARK: guardrails_approvals_traced
+
+    /// Every guardrail that ran (a `guardrail_result` transcript item) has a `guardrail` span
+    /// with its name in the trace (counted per name); every decision a run resumed after (an
+    /// `approval_result` item) has its `approval` span; and a resumed run is one trace: exactly
+    /// one task span and no span whose parent is missing from the trace.
+    var guardrailsApprovalsTraced: String {
+        """
+        WITH \(Self.scopedTraces),
+        marks AS MATERIALIZED (
+            SELECT st.trace_id, st.task_id, it->>'type' AS type, coalesce(it->>'name', '') AS name,
+                   coalesce(it->>'call_id', '') AS call_id
+            FROM st JOIN bridge.run_transcripts rt ON rt.trace_id = st.trace_id
+            CROSS JOIN LATERAL \(Self.transcriptItems) AS it
+            WHERE it->>'type' IN ('guardrail_result', 'approval_result')
+        ),
+        ran AS (
+            SELECT trace_id, task_id, name, count(*) AS n FROM marks WHERE type = 'guardrail_result' GROUP BY 1, 2, 3
+        ),
+        gspans AS (
+            SELECT s.trace_id, s.span_data->>'name' AS name, count(*) AS n
+            FROM bridge.spans s WHERE s.trace_id IN (SELECT trace_id FROM ran) AND s.span_data->>'type' = 'guardrail'
+            GROUP BY 1, 2
+        ),
+        guards AS (
+            SELECT r.trace_id, r.task_id, r.name, r.n AS ran, coalesce(g.n, 0) AS spans
+            FROM ran r LEFT JOIN gspans g ON g.trace_id = r.trace_id AND g.name = r.name
+        ),
+        decided AS (
+            SELECT m.trace_id, m.task_id, m.call_id,
+                   EXISTS (SELECT 1 FROM bridge.spans s WHERE s.trace_id = m.trace_id AND s.span_data->>'type' = 'custom'
+                           AND s.span_data->>'name' = 'approval' AND s.span_data->'data'->>'call_id' = m.call_id) AS traced
+            FROM marks m WHERE m.type = 'approval_result'
+        ),
+        resumed AS (
+            SELECT r.trace_id, r.task_id,
+                   (SELECT count(*) FROM bridge.spans s WHERE s.trace_id = r.trace_id AND s.span_data->>'type' = 'custom'
+                      AND s.span_data->>'name' = 'task') AS task_spans,
+                   (SELECT count(*) FROM bridge.spans s WHERE s.trace_id = r.trace_id AND s.parent_id IS NOT NULL
+                      AND NOT EXISTS (SELECT 1 FROM bridge.spans p WHERE p.span_id = s.parent_id AND p.trace_id = s.trace_id)) AS orphans
+            FROM (SELECT DISTINCT trace_id, task_id FROM decided) r
+        ),
+        bad AS (
+            SELECT task_id, trace_id, format('guardrail %s: ran %s time(s), %s guardrail span(s) in the trace', name, ran, spans) AS message
+            FROM guards WHERE spans < ran
+            UNION ALL
+            SELECT task_id, trace_id, format('call %s was decided and the run resumed, but the trace has no approval span for it', call_id)
+            FROM decided WHERE NOT traced
+            UNION ALL
+            SELECT task_id, trace_id, format('resumed run: %s task span(s) (expected 1), %s span(s) whose parent is not in the trace', task_spans, orphans)
+            FROM resumed WHERE task_spans <> 1 OR orphans > 0
+        ),
+        \(Self.tail(checked: "SELECT coalesce(sum(ran), 0) FROM guards) + (SELECT count(*) FROM decided) + (SELECT count(*) FROM resumed",
+                    failed: "SELECT coalesce(sum(ran - spans), 0) FROM guards WHERE spans < ran) + (SELECT count(*) FROM decided WHERE NOT traced) + (SELECT count(*) FROM resumed WHERE task_spans <> 1 OR orphans > 0"))
+        """
+    }
+
     // MARK: tools_traced
 
     /// Per trace and tool name: calls in the transcript (handoff `transfer_to_…` calls excluded)

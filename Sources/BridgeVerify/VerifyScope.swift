@@ -12,12 +12,15 @@ public enum Since: Sendable, Equatable, CustomStringConvertible {
     public static func parse(_ text: String) -> Since? {
         let s = text.trimmingCharacters(in: .whitespaces)
         if let unit = s.last, let factor = Self.units[unit], let n = Double(s.dropLast()), n >= 0, n.isFinite {
-            return .duration(seconds: n * factor, text: s)
+            return n * factor <= maxDurationSeconds ? .duration(seconds: n * factor, text: s) : nil
         }
         let full = s.count == 10 ? s + "T00:00:00Z" : s
         guard full.count >= 19, let date = PostgresTimestamp.parse(full) else { return nil }
         return .timestamp(date, text: s)
     }
+
+    /// The longest duration accepted: 100 years (longer ones would reach past year 1).
+    public static let maxDurationSeconds: Double = 100 * 365.25 * 86_400
 
     private static let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800]
 

@@ -49,14 +49,13 @@ extension ExecApp {
         case .offline(let latency): OfflineModel(latency: latency)
         case .openAI(let api): try ModelProviders.make(environment: env, defaultAPI: api, client: httpClient)
         }
-        let secrets = ["OPENAI_API_KEY", "OPENAI_TRACING_API_KEY", "PGPASSWORD"].compactMap { env[$0] }
-            + Self.password(in: cc.conninfo).map { [$0] }.orEmpty
+        let secrets = Secrets.collect(connection: cc, environment: env)
         let rerunner = try Rerunner(
             config: config, connect: { try await PostgresConnection.connect(cc) }, model: model,
             tools: { conn in
                 CompositeToolExecutor(sql: SQLToolExecutor(connection: { conn }),
                                       http: HTTPToolExecutor(client: httpClient, environment: env),
-                                      command: CommandToolExecutor())
+                                      command: CommandToolExecutor(environment: env))
             },
             extraSinks: sinks, secrets: secrets)
         return try await rerunner.run(options: options, progress: progress)

@@ -106,13 +106,7 @@ public struct ExecApp: Sendable {
         let bridge = DatabaseToSDKBridge(config: config)
         let source = config.source
         let rows = try await store.peek(on: conn, keys: keys, limit: limit)
-        if !keys.isEmpty {
-            let found = Set(rows.compactMap { $0[source.key]?.templateText })
-            let missing = keys.filter { !found.contains($0) }
-            if !missing.isEmpty {
-                throw ExecSetupError("no task with \(source.table).\(source.key) = \(missing.joined(separator: ", "))")
-            }
-        }
+        try requireAll(keys, in: rows)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var lines: [String] = []
@@ -125,6 +119,24 @@ public struct ExecApp: Sendable {
             lines.append(String(decoding: try encoder.encode(spec), as: UTF8.self))
         }
         return lines
+    }
+
+    /// Throws (exit 2) naming every `--task` id that matches no row, in any status. Reads only.
+    public func requireTasks(_ keys: [String]) async throws {
+        guard !keys.isEmpty else { return }
+        try await PostgresConnection.withConnection(connectionConfig) { conn in
+            try requireAll(keys, in: try await TaskStore(config: config).peek(on: conn, keys: keys, limit: keys.count))
+        }
+    }
+
+    private func requireAll(_ keys: [String], in rows: [Row]) throws {
+        guard !keys.isEmpty else { return }
+        let source = config.source
+        let found = Set(rows.compactMap { $0[source.key]?.templateText })
+        let missing = keys.filter { !found.contains($0) }
+        if !missing.isEmpty {
+            throw ExecSetupError("--task: no task with \(source.table).\(source.key) = \(missing.joined(separator: ", "))")
+        }
     }
 
     /// Which model the runs call.
@@ -176,7 +188,7 @@ public struct ExecApp: Sendable {
             tools: { conn in
                 CompositeToolExecutor(sql: SQLToolExecutor(connection: { conn }),
                                       http: HTTPToolExecutor(client: httpClient, environment: env),
-                                      command: CommandToolExecutor())
+                                      command: CommandToolExecutor(environment: env))
             },
             extraSinks: sinks, progress: progress, options: options, secrets: secrets)
         let signals = handleSignals ? ShutdownSignals { _ in worker.requestShutdown() } : nil
@@ -200,8 +212,7 @@ public struct ExecApp: Sendable {
         let cc = connectionConfig
         let env = environment
         let exporters = try ExporterSetup.enabled(environment: env, traceFile: traceFile, client: client)
-        let secrets = ["OPENAI_API_KEY", "OPENAI_TRACING_API_KEY", "PGPASSWORD"].compactMap { env[$0] }
-            + Self.password(in: cc.conninfo).map { [$0] }.orEmpty + ExporterSetup.secrets(of: exporters)
+        let secrets = Secrets.collect(connection: cc, environment: env, extra: ExporterSetup.secrets(of: exporters))
         let exportOptions = ExportPumpOptions(onEvent: { event in
             if case .delivered = event { return }
             progress.log("bridge exec: export: \(event.line)")
@@ -211,13 +222,4 @@ public struct ExecApp: Sendable {
         return (session, secrets)
     }
 
-    /// The password of a `postgres://user:password@host` URL, if any.
-    static func password(in conninfo: String) -> String? {
-        guard let c = URLComponents(string: conninfo), let p = c.password, !p.isEmpty else { return nil }
-        return p.removingPercentEncoding ?? p
-    }
-}
-
-extension Optional where Wrapped == [String] {
-    var orEmpty: [String] { self ?? [] }
 }

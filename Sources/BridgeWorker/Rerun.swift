@@ -114,7 +114,7 @@ public struct Rerunner: Sendable {
         do {
             c = try await connect()
         } catch {
-            progress.log("re-run of task \(key) failed: \(error)")
+            progress.log(Redaction.scrub("re-run of task \(key) failed: \(error)", secrets: secrets))
             return (false, 0)
         }
         let outcome = await runOne(task, key: key, on: c, progress: progress)
@@ -132,11 +132,15 @@ public struct Rerunner: Sendable {
             let executionKey = try await store.startExecution(on: c, task: task, token: nil, traceId: spec.traceId,
                                                               agentId: spec.metadata["agent_id"], attempt: attempt,
                                                               startedAt: startedAt)
-            let (result, spans) = try await TracedRun(model: model, extraSinks: extraSinks, secrets: secrets)
+            let (result, spans, _) = try await TracedRun(model: model, extraSinks: extraSinks, secrets: secrets)
                 .run(spec, task: task, taskKey: key, connection: c, tools: toolsFactory(c))
             let completedAt = Date()
             let ok = result.status == .completed
-            let failure = result.error
+            var failure = result.error
+            if let paused = result.paused {
+                // A re-run holds no lease and keeps no state: it cannot wait for a human.
+                failure = RunFailure(type: "ApprovalRequired", message: "calls to \(paused.pending.map(\.name).joined(separator: ", ")) need approval; --rerun does not wait for approvals", retriable: false)
+            }
             let outcome = TaskStore.Outcome(
                 status: ok ? .completed : .failedTerminal, taskStatus: "",
                 result: TracedRun.resultJSON(result, traceId: spec.traceId, extra: ["rerun": true]),
@@ -146,7 +150,7 @@ public struct Rerunner: Sendable {
             progress.log("re-ran task \(key) as attempt \(attempt): \(ok ? "completed" : "failed") trace \(spec.traceId)")
             return (ok, spans)
         } catch {
-            progress.log("re-run of task \(key) failed: \(error)")
+            progress.log(Redaction.scrub("re-run of task \(key) failed: \(error)", secrets: secrets))
             return (false, 0)
         }
     }

@@ -116,7 +116,7 @@ public struct TaskStore: Sendable {
     func claimQuery(limit: Int, workerId: String, leaseSeconds: Double, keys: [String]) -> PostgresQuery {
         var b = SQLBinder()
         let picked = pendingInClaimOrder(&b, limit: limit, lock: true, keys: keys)
-        return b.query("""
+        let sql = """
             WITH picked AS MATERIALIZED (
             \(picked)
             )
@@ -129,7 +129,8 @@ public struct TaskStore: Sendable {
             FROM picked WHERE x.\(q(source.key)) = picked.k
             RETURNING to_jsonb(x.*)::text AS row, x.\(q(source.key))::text AS k, x.\(q(Lease.token)) AS token,
                       x.\(q(Lease.attempts)) AS attempt
-            """)
+            """
+        return b.query(sql)
     }
 
     /// Extends the leases of every task this worker still holds, in one statement, and
@@ -239,14 +240,15 @@ public struct TaskStore: Sendable {
         let pending = b.bind(source.status.pending) + cast(source.status.column)
         let running = b.bind(source.status.running) + cast(source.status.column)
         let keyFilter = keys.isEmpty ? "" : " AND \(q(source.key)) = ANY(\(b.bind(.text(PostgresArray.text(keys))))\(keyArrayCast))"
-        return b.query("""
+        let sql = """
             SELECT count(*) FILTER (WHERE \(q(source.status.column)) = \(pending) AND \(q(Lease.runAfter)) > now()) AS waiting,
                    extract(epoch FROM min(\(q(Lease.runAfter)) - now())
                        FILTER (WHERE \(q(source.status.column)) = \(pending) AND \(q(Lease.runAfter)) > now()))::float8 AS next_in,
                    count(*) FILTER (WHERE \(q(Lease.token)) IS NOT NULL AND \(q(source.status.column)) = \(running)) AS leased
             FROM \(t)
             WHERE ((\(q(Lease.runAfter)) IS NOT NULL AND \(q(source.status.column)) = \(pending)) OR \(q(Lease.token)) IS NOT NULL)\(keyFilter)
-            """)
+            """
+        return b.query(sql)
     }
 
     /// Whether the task table has the lease columns of `migrations/0007_task_leases.sql`.
@@ -376,6 +378,8 @@ public struct TaskStore: Sendable {
         public var durationSeconds: Double
         /// For a retry: how long the task waits before it can be claimed again (backoff).
         public var retryAfterSeconds: Double?
+        /// Task columns written with a completed result (a structured output's mapped fields).
+        public var columns: [String: JSONValue] = [:]
 
         public init(status: Status, taskStatus: String, result: JSONValue, tokenUsage: JSONValue, errorMessage: String?,
                     errorType: String?, completedAt: Date, durationSeconds: Double, retryAfterSeconds: Double? = nil) {
@@ -430,6 +434,9 @@ public struct TaskStore: Sendable {
             add(config.results.resultColumn, .text(outcome.result.compact), cast: "::jsonb")
             add(config.results.completedAtColumn, .text(PostgresTimestamp.format(outcome.completedAt)), cast: "::timestamptz")
             if let traceId { add(config.results.traceIdColumn, .text(traceId)) }
+            for (column, value) in outcome.columns.sorted(by: { $0.key < $1.key }) {
+                add(column, SQLToolSpec.bindValue(value))
+            }
         }
         let L = TaskStore.Lease.self
         sets.append("\(q(L.token)) = NULL")

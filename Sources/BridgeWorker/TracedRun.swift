@@ -1,5 +1,6 @@
 import BridgeCore
 import BridgeMapping
+import BridgeMetrics
 import BridgePostgres
 import BridgeRunner
 import BridgeTracing
@@ -17,33 +18,84 @@ struct TracedRun: Sendable {
     /// Runs `spec` on `connection` (tools and ledger writes share it) and returns the result and
     /// the number of spans recorded. Throws when a span or the transcript did not reach the
     /// ledger, since a span that is not there would be lost.
+    /// A paused run to continue: its state, the decisions on its calls, its open spans.
+    struct Resume: Sendable {
+        var paused: PausedRun
+        var decisions: [ApprovalDecision]
+        var openSpans: [TraceRecorder.OpenSpan]
+    }
+
+    /// Runs `spec` (or resumes a paused run of it) on `connection`; for a run that paused, also
+    /// returns its still-open spans (the task and agent spans) to be stored with its state.
     func run(_ spec: RunSpec, task: Row, taskKey: String, connection: PostgresConnection,
-             tools: any ToolExecutor) async throws -> (result: RunResult, spans: Int) {
+             tools: any ToolExecutor, resume: Resume? = nil)
+        async throws -> (result: RunResult, spans: Int, openSpans: [TraceRecorder.OpenSpan]) {
         let ledger = Ledger(connection: connection)
         let recorder = TraceRecorder(spec: spec, ledger: ledger, includeSensitiveData: spec.traceIncludeSensitiveData,
                                      extraSinks: extraSinks, secrets: secrets)
-        let result = await AgentRunner(model: model, tools: tools, observer: recorder).run(spec, taskRow: task)
+        let runner = AgentRunner(model: model, tools: tools, observer: MetricsObserver(next: recorder))
+        let result: RunResult
+        if let resume {
+            await recorder.restore(resume.openSpans)
+            result = redacted(await runner.resume(spec, paused: resume.paused, decisions: resume.decisions, taskRow: task))
+        } else {
+            result = redacted(await runner.run(spec, taskRow: task))
+        }
         try await ledger.storeTranscript(traceId: spec.traceId, taskId: taskKey, attempt: spec.attempt, items: result.transcript)
         let sinkErrors = await recorder.sinkErrors
         if !sinkErrors.isEmpty {
             throw LedgerWriteError(message: "recording spans failed: \(sinkErrors.joined(separator: "; "))")
         }
-        return (result, await recorder.spanCount)
+        return (result, await recorder.spanCount, result.status == .paused ? await recorder.openSpans() : [])
+    }
+
+    /// `result` with every secret replaced by `***` in what gets stored or printed: the final
+    /// output, the error message and the transcript (a tool that prints a key must not put it
+    /// into `tasks.result`, the execution row or `bridge.run_transcripts`).
+    func redacted(_ result: RunResult) -> RunResult {
+        guard !secrets.isEmpty else { return result }
+        var r = result
+        r.finalOutput = r.finalOutput.map { Redaction.scrub($0, secrets: secrets) }
+        if let message = r.error?.message { r.error?.message = Redaction.scrub(message, secrets: secrets) }
+        r.transcript = r.transcript.map { Redaction.scrub($0, secrets: secrets) }
+        r.finalOutputJSON = r.finalOutputJSON.map { Redaction.scrub($0, secrets: secrets) }
+        // A paused run's state is stored too (bridge.run_states) and resumes from what is stored.
+        if var p = r.paused {
+            p.history = p.history.map { Redaction.scrub($0, secrets: secrets) }
+            p.transcript = p.transcript.map { Redaction.scrub($0, secrets: secrets) }
+            r.paused = p
+        }
+        return r
     }
 
     /// What goes into the task's (or execution's) result column for a run: the final output
-    /// and usage, or the error; always the trace id.
+    /// (a JSON value for a structured output, else the text) and usage, or the error (with a
+    /// tripped guardrail's `output_info`); always the trace id.
     static func resultJSON(_ result: RunResult, traceId: String, extra: [String: JSONValue] = [:]) -> JSONValue {
         var out: [String: JSONValue] = ["usage": result.usage.json, "trace_id": .string(traceId)]
         if result.status == .completed {
-            out["output"] = .string(result.finalOutput ?? "")
+            out["output"] = result.finalOutputJSON ?? .string(result.finalOutput ?? "")
             out["last_agent"] = .string(result.lastAgent)
         } else {
             let failure = result.error ?? RunFailure(type: "RunError", message: "unknown failure", retriable: false)
             out["error"] = .string(failure.message)
             out["error_type"] = .string(failure.type)
+            if let info = failure.outputInfo { out["output_info"] = info }
         }
         return .object(out.merging(extra) { _, new in new })
+    }
+}
+
+extension TracedRun {
+    /// The task columns a completed structured output fills (`output_type.columns` of the agent
+    /// that answered): field → value, a missing field as null.
+    static func resultColumns(_ result: RunResult, spec: RunSpec) -> [String: JSONValue] {
+        guard let json = result.finalOutputJSON, let columns = spec.agents[result.lastAgent]?.outputSchema?.columns else {
+            return [:]
+        }
+        var out: [String: JSONValue] = [:]
+        for (field, column) in columns { out[column] = json[field] ?? .null }
+        return out
     }
 }
 

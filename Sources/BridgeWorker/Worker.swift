@@ -1,5 +1,6 @@
 import BridgeCore
 import BridgeMapping
+import BridgeMetrics
 import BridgePostgres
 import BridgeRunner
 import BridgeTracing
@@ -55,6 +56,10 @@ public struct WorkerSummary: Sendable {
     public var stale = 0
     /// Runs handed back to pending at shutdown.
     public var released = 0
+    /// Runs that paused for an approval (their tasks wait in the database, holding no lease).
+    public var paused = 0
+    /// Paused runs resumed after their approvals were decided.
+    public var resumed = 0
     /// Expired leases (of any worker) this worker's reaper returned to pending or failed.
     public var reaped = 0
     public var toolCalls = 0
@@ -68,6 +73,8 @@ public struct WorkerSummary: Sendable {
                        completed, failed, retried, toolCalls, spans, elapsed)
         if stale > 0 { s += ", discarded \(stale) (lease lost)" }
         if released > 0 { s += ", released \(released)" }
+        if paused > 0 { s += ", waiting for approval \(paused)" }
+        if resumed > 0 { s += ", resumed \(resumed)" }
         if reaped > 0 { s += ", reaped \(reaped)" }
         return s
     }
@@ -89,6 +96,7 @@ public actor Worker {
     let config: MappingConfig
     let bridge: DatabaseToSDKBridge
     let store: TaskStore
+    let approvals: ApprovalStore
     let connect: @Sendable () async throws -> PostgresConnection
     let model: any ModelProvider
     let toolsFactory: @Sendable (PostgresConnection) -> any ToolExecutor
@@ -103,6 +111,7 @@ public actor Worker {
     struct Running {
         var key: String
         var task: Task<Void, Never>
+        var claimedAt = Date()
     }
 
     /// In-flight runs by lease token.
@@ -125,6 +134,7 @@ public actor Worker {
         self.config = config
         self.bridge = DatabaseToSDKBridge(config: config)
         self.store = TaskStore(config: config)
+        self.approvals = ApprovalStore(config: config)
         self.connect = connect
         self.model = model
         self.toolsFactory = tools
@@ -166,12 +176,31 @@ public actor Worker {
             var claimed = 0
             var outstanding: TaskStore.Outstanding?
             do {
+                var free = free
+                if free > 0 && config.approvals != nil {
+                    let slots = free
+                    let ready = try await claimer.use { [approvals] c in try await approvals.ready(on: c, limit: slots) }
+                    for taskKey in ready where options.taskKeys.isEmpty || options.taskKeys.contains(taskKey) {
+                        let claim = try await claimer.use { [approvals, options] c in
+                            try await approvals.claim(on: c, taskKey: taskKey, workerId: options.workerId,
+                                                      leaseSeconds: options.leaseSeconds)
+                        }
+                        if let claim {
+                            start(claim, resuming: true)
+                            summary.resumed += 1
+                            claimed += 1
+                            free -= 1
+                        }
+                    }
+                }
                 if free > 0 {
+                    let slots = free
                     let claims = try await claimer.use { [store, options] c in
-                        try await store.claim(on: c, limit: free, workerId: options.workerId,
+                        try await store.claim(on: c, limit: slots, workerId: options.workerId,
                                               leaseSeconds: options.leaseSeconds, keys: options.taskKeys)
                     }
-                    claimed = claims.count
+                    claimed += claims.count
+                    BridgeMetrics.tasksClaimed(claims.count)
                     for claim in claims { start(claim) }
                 }
                 if !options.watch && claimed == 0 && running.isEmpty {
@@ -239,16 +268,19 @@ public actor Worker {
         }
     }
 
-    private func start(_ claim: TaskStore.Claim) {
+    private func start(_ claim: TaskStore.Claim, resuming: Bool = false) {
         let task = Task { [self] in
-            let outcome = await self.runOne(claim)
+            let outcome = await self.runOne(claim, resuming: resuming)
             await self.finished(claim.token, outcome)
         }
         running[claim.token] = Running(key: claim.key, task: task)
+        BridgeMetrics.runsInFlight(running.count)
     }
 
     private func finished(_ token: String, _ outcome: TaskOutcome) async {
-        running[token] = nil
+        let claimedAt = running.removeValue(forKey: token)?.claimedAt
+        BridgeMetrics.runsInFlight(running.count)
+        if let end = outcome.metric, let claimedAt { BridgeMetrics.taskEnded(end, seconds: Date().timeIntervalSince(claimedAt)) }
         lost.remove(token)
         releasing.remove(token)
         processed += 1
@@ -273,6 +305,7 @@ public actor Worker {
     private func noteReaped(_ r: TaskStore.Reaped) async {
         guard r.requeued + r.failed > 0 else { return }
         summary.reaped += r.requeued + r.failed
+        BridgeMetrics.tasksReaped(r.requeued + r.failed)
         progress.log("reaper: \(r.requeued) expired lease(s) back to pending, \(r.failed) failed after \(options.maxAttempts) attempts")
         await doorbell.ring()
     }
@@ -300,6 +333,7 @@ public actor Worker {
                     try await store.heartbeat(on: c, tokens: tokens, leaseSeconds: options.leaseSeconds)
                 }
                 lastOK = Date()
+                BridgeMetrics.leases(alive.count)
                 if failing { progress.log("heartbeat: database reachable again") }
                 failing = false
                 lose(tokens.filter { !alive.contains($0) }, reason: "lease lost (reaped or finished elsewhere)")
@@ -369,9 +403,20 @@ public actor Worker {
 
     enum TaskOutcome: Sendable {
         case completed(taskKey: String, traceId: String, toolCalls: Int, spans: Int)
-        case failed(taskKey: String, traceId: String?, message: String, retried: Bool, toolCalls: Int, spans: Int)
+        case failed(taskKey: String, traceId: String?, message: String, retried: Bool, toolCalls: Int, spans: Int,
+                    errorType: String)
         case stale(taskKey: String, traceId: String?)
         case released(taskKey: String)
+        case paused(taskKey: String, traceId: String, requests: [String], toolCalls: Int, spans: Int)
+
+        /// How `bridge_tasks_*_total` counts it (nil: the attempt's result was not written here).
+        var metric: BridgeMetrics.TaskEnd? {
+            switch self {
+            case .completed: .completed
+            case .failed(_, _, _, let retried, _, _, let type): retried ? .retried(errorType: type) : .failed(errorType: type)
+            case .stale, .released, .paused: nil
+            }
+        }
     }
 
     private func record(_ o: TaskOutcome) {
@@ -381,7 +426,7 @@ public actor Worker {
             summary.toolCalls += tools
             summary.spans += spans
             progress.log("completed task \(key) trace \(trace)")
-        case .failed(let key, let trace, let message, let retried, let tools, let spans):
+        case .failed(let key, let trace, let message, let retried, let tools, let spans, _):
             if retried { summary.retried += 1 } else { summary.failed += 1 }
             summary.toolCalls += tools
             summary.spans += spans
@@ -389,6 +434,11 @@ public actor Worker {
         case .stale(let key, let trace):
             summary.stale += 1
             progress.log("task \(key): lease lost; the late result\(trace.map { " of \($0)" } ?? "") was discarded")
+        case .paused(let key, let trace, let requests, let tools, let spans):
+            summary.paused += 1
+            summary.toolCalls += tools
+            summary.spans += spans
+            progress.log("task \(key) waits for approval (request\(requests.count == 1 ? "" : "s") \(requests.joined(separator: ", "))) trace \(trace)")
         case .released(let key):
             summary.released += 1
             progress.log("task \(key): released to pending (shutdown)")
@@ -399,36 +449,58 @@ public actor Worker {
 
     /// Runs one claimed task end to end. Never throws: every failure is recorded on the task,
     /// and every write is guarded on the lease token.
-    nonisolated func runOne(_ claim: TaskStore.Claim) async -> TaskOutcome {
+    nonisolated func runOne(_ claim: TaskStore.Claim, resuming: Bool = false) async -> TaskOutcome {
         let status = config.source.status
         let task = claim.row
         let key = claim.key
         let token = claim.token
         let attempt = claim.attempt
-        let startedAt = Date()
+        var startedAt = Date()
         var conn: PostgresConnection?
         var traceId: String?
         var executionKey: String?
         do {
             let c = try await pool.checkout()
             conn = c
-            let (agents, edges) = try await bridge.loadAgentsAndEdges(for: task, connection: c)
             let spec: RunSpec
+            var resumed: (state: ApprovalStore.Stored, decisions: [ApprovalDecision])?
+            if resuming {
+                // A paused run whose requests are decided: continue it from its stored state.
+                guard let loaded = try await approvals.load(on: c, taskKey: key) else {
+                    let msg = "task \(key) was waiting for an approval, but its stored run state is gone"
+                    let written = try await finishFailed(c, key: key, token: token, executionKey: nil, traceId: nil,
+                                                         startedAt: startedAt, type: "ResumeError", message: msg,
+                                                         retriable: false, attempt: attempt)
+                    await pool.checkin(c)
+                    if !written { return .stale(taskKey: key, traceId: nil) }
+                    return .failed(taskKey: key, traceId: nil, message: msg, retried: false, toolCalls: 0, spans: 0,
+                                   errorType: "ResumeError")
+                }
+                resumed = (state: loaded.0, decisions: loaded.1)
+                spec = loaded.0.spec
+                executionKey = loaded.0.executionKey
+                startedAt = loaded.0.openSpans.first { $0.data["name"] == "task" }?.startedAt ?? startedAt
+            } else {
+            let (agents, edges) = try await bridge.loadAgentsAndEdges(for: task, connection: c)
             do {
                 spec = try bridge.runSpec(task: task, agentRows: agents, handoffEdges: edges, attempt: attempt)
             } catch {
-                let msg = "cannot build run spec for task \(key): \(error)"
+                let msg = Redaction.scrub("cannot build run spec for task \(key): \(error)", secrets: secrets)
                 let written = try await finishFailed(c, key: key, token: token, executionKey: nil, traceId: nil, startedAt: startedAt,
                                                      type: "ConfigurationError", message: msg, retriable: false, attempt: attempt)
                 await pool.checkin(c)
                 if !written { return .stale(taskKey: key, traceId: nil) }
-                return .failed(taskKey: key, traceId: nil, message: msg, retried: false, toolCalls: 0, spans: 0)
+                return .failed(taskKey: key, traceId: nil, message: msg, retried: false, toolCalls: 0, spans: 0,
+                               errorType: "ConfigurationError")
             }
-            traceId = spec.traceId
             executionKey = try await store.startExecution(on: c, task: task, token: token, traceId: spec.traceId,
                                                           agentId: spec.metadata["agent_id"], attempt: attempt, startedAt: startedAt)
-            let (result, spanCount) = try await TracedRun(model: model, extraSinks: extraSinks, secrets: secrets)
-                .run(spec, task: task, taskKey: key, connection: c, tools: toolsFactory(c))
+            }
+            traceId = spec.traceId
+            let resume = resumed.map { TracedRun.Resume(paused: $0.state.paused, decisions: $0.decisions,
+                                                        openSpans: $0.state.openSpans) }
+            let (result, spanCount, openSpans) = try await TracedRun(model: model, extraSinks: extraSinks, secrets: secrets)
+                .run(spec, task: task, taskKey: key, connection: c, tools: toolsFactory(c), resume: resume)
             // Cancelled: the lease is gone (write nothing: a newer attempt may own the task), or
             // the worker is shutting down (release the task, token-checked).
             if await isLost(token) {
@@ -441,18 +513,28 @@ public actor Worker {
                 await pool.checkin(c)
                 return released ? .released(taskKey: key) : .stale(taskKey: key, traceId: spec.traceId)
             }
+            if result.status == .paused, let paused = result.paused {
+                let requests = try await approvals.pause(on: c, task: task, taskKey: key, token: token,
+                                                         executionKey: executionKey, spec: spec, paused: paused,
+                                                         openSpans: openSpans)
+                await pool.checkin(c)
+                return .paused(taskKey: key, traceId: spec.traceId, requests: requests, toolCalls: result.toolCalls,
+                               spans: spanCount)
+            }
             let completedAt = Date()
             let outcome: TaskStore.Outcome
             let retried: Bool
             switch result.status {
             case .completed:
                 retried = false
-                outcome = TaskStore.Outcome(
+                var completed = TaskStore.Outcome(
                     status: .completed, taskStatus: status.completed,
                     result: TracedRun.resultJSON(result, traceId: spec.traceId),
                     tokenUsage: result.usage.json, errorMessage: nil, errorType: nil, completedAt: completedAt,
                     durationSeconds: completedAt.timeIntervalSince(startedAt))
-            case .failed:
+                completed.columns = TracedRun.resultColumns(result, spec: spec)
+                outcome = completed
+            case .failed, .paused:
                 let failure = result.error ?? RunFailure(type: "RunError", message: "unknown failure", retriable: false)
                 retried = failure.retriable && attempt < options.maxAttempts
                 outcome = TaskStore.Outcome(
@@ -465,13 +547,17 @@ public actor Worker {
             }
             let written = try await store.finish(on: c, taskKey: key, token: token, executionKey: executionKey,
                                                  traceId: spec.traceId, outcome: outcome)
+            if written, let resumed {
+                try await approvals.finished(on: c, taskKey: key,
+                                             expiredRequests: resumed.decisions.filter { $0.outcome == .expired }.map(\.requestId))
+            }
             await pool.checkin(c)
             if !written { return .stale(taskKey: key, traceId: spec.traceId) }
             if result.status == .completed {
                 return .completed(taskKey: key, traceId: spec.traceId, toolCalls: result.toolCalls, spans: spanCount)
             }
             return .failed(taskKey: key, traceId: spec.traceId, message: outcome.errorMessage ?? "", retried: retried,
-                           toolCalls: result.toolCalls, spans: spanCount)
+                           toolCalls: result.toolCalls, spans: spanCount, errorType: outcome.errorType ?? "RunError")
         } catch is TaskStore.LeaseLost {
             if let c = conn { await pool.checkin(c) }
             return .stale(taskKey: key, traceId: traceId)
@@ -479,7 +565,7 @@ public actor Worker {
             // Infrastructure failure (database, ledger): put the task back (token-checked) so it is
             // not stuck running, on a fresh connection if this one broke; the lease covers the
             // case where the database stays unreachable.
-            let message = "\(error)"
+            let message = Redaction.scrub("\(error)", secrets: secrets)
             if let c = conn { await c.close() }
             if await isLost(token) { return .stale(taskKey: key, traceId: traceId) }
             var written = false
@@ -494,10 +580,10 @@ public actor Worker {
             }
             if !written && conn == nil {
                 return .failed(taskKey: key, traceId: traceId, message: message + " (the lease will return the task)",
-                               retried: true, toolCalls: 0, spans: 0)
+                               retried: true, toolCalls: 0, spans: 0, errorType: "InfrastructureError")
             }
             return .failed(taskKey: key, traceId: traceId, message: message, retried: attempt < options.maxAttempts,
-                           toolCalls: 0, spans: 0)
+                           toolCalls: 0, spans: 0, errorType: "InfrastructureError")
         }
     }
 

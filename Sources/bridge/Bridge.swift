@@ -15,13 +15,16 @@ struct Bridge: AsyncParsableCommand {
               bridge exec --offline    run pending tasks traced (real model: OPENAI_API_KEY)
               bridge exec --backfill   traces for tasks that ran before bridge
               bridge verify            the tracing checklist, for CI
+              bridge top               live view of every worker: tasks, tools, models, export lag
+              bridge trace tail -f     spans as they land
 
             The database comes from --database-url, else DATABASE_URL, else libpq's PG* variables.
 
             Exit status: 0 ok; 1 work or checks failed; 2 bad usage, configuration or input \
             (including an unreachable database); 3 migrations pending (migrate status only).
             """,
-        subcommands: [Migrate.self, Exec.self, Mappings.self, Export.self, Verify.self, Trace.self]
+        subcommands: [Migrate.self, Exec.self, Mappings.self, Export.self, Verify.self, Trace.self, Top.self,
+                      Approvals.self, Approve.self, Reject.self]
     )
 
     /// As ArgumentParser's, except that bad usage (unknown flags, failed validation; its exit

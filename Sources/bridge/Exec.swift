@@ -1,5 +1,6 @@
 import ArgumentParser
 import BridgeCore
+import BridgeMonitor
 import BridgeRunner
 import BridgeTracing
 import BridgeWorker
@@ -104,6 +105,11 @@ extension Bridge {
         @Flag(help: "Only the summary line, no per-task lines.")
         var quiet = false
 
+        @Option(name: .customLong("metrics-addr"),
+                help: ArgumentHelp("Serve Prometheus metrics on GET http://HOST:PORT/metrics while running (e.g. 127.0.0.1:9464; port 0 picks a free one, logged on stderr).",
+                                   valueName: "host:port"))
+        var metricsAddr: String?
+
         // Exporters (openai, otlp, file): see `bridge export`.
         @Option(name: .customLong("flush-timeout"),
                 help: ArgumentHelp("Seconds the exporters get to deliver what is left after the last task; the rest stays in the ledger for `bridge export`.",
@@ -138,22 +144,44 @@ extension Bridge {
                 let app = try await ExecApp.prepare(mappingsDirectory: mappings,
                                                     connection: connection.config(applicationName: "bridge-exec"),
                                                     environment: env, taskKeys: task)
-                if !dryRun { try app.validate(model: model) }
+                if !dryRun {
+                    try app.validate(model: model)
+                    try await app.requireTasks(task)
+                }
                 if dryRun {
                     for line in try await app.dryRun(keys: task, limit: limit ?? 1_000) { print(line) }
                     return
                 }
-                let summary = try await app.execute(
-                    options: WorkerOptions(concurrency: concurrency, maxAttempts: maxAttempts, taskKeys: task, limit: limit,
-                                           leaseSeconds: lease, watch: watch, drainTimeout: drainTimeout,
-                                           pollInterval: pollInterval),
-                    model: model, traceFile: traceFile, progress: ProgressReporter(quiet: quiet),
-                    flushTimeout: .milliseconds(Int64(flushTimeout * 1000)), handleSignals: true)
+                let options = WorkerOptions(concurrency: concurrency, maxAttempts: maxAttempts, taskKeys: task, limit: limit,
+                                            leaseSeconds: lease, watch: watch, drainTimeout: drainTimeout,
+                                            pollInterval: pollInterval)
+                let metrics = try metricsAddr.map { try PrometheusEndpoint.serve(hostPort: $0) }
+                defer { metrics?.stop() }
+                if let metrics { Self.log("metrics on http://\(metrics.address)/metrics") }
+                let push = OTLPMetricsPusher.fromEnvironment(env, instance: options.workerId)
+                if let push {
+                    PrometheusEndpoint.bootstrap()
+                    push.start(exposition: PrometheusEndpoint.exposition, log: { Self.log($0) })
+                }
+                let summary: WorkerSummary
+                do {
+                    summary = try await app.execute(
+                        options: options, model: model, traceFile: traceFile, progress: ProgressReporter(quiet: quiet),
+                        flushTimeout: .milliseconds(Int64(flushTimeout * 1000)), handleSignals: true)
+                } catch {
+                    await push?.finish(exposition: PrometheusEndpoint.exposition())
+                    throw error
+                }
+                if let push, let error = await push.finish(exposition: PrometheusEndpoint.exposition()) {
+                    Self.log("metrics: last OTLP push to \(push.endpoint) failed: \(error)")
+                }
                 print("bridge exec: \(summary.line)")
                 Self.printExports(summary.exports)
                 if summary.failed > 0 { throw ExitCode(ExitStatus.failed.rawValue) }
             }
         }
+
+        static func log(_ line: String) { FileHandle.standardError.write(Data("bridge exec: \(line)\n".utf8)) }
 
         /// What each exporter delivered, and what it left in the ledger for `bridge export`.
         static func printExports(_ reports: [ExportReport]) {

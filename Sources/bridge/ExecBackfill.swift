@@ -1,6 +1,7 @@
 import ArgumentParser
 import BridgeCore
 import BridgeRunner
+import BridgeVerify
 import BridgeWorker
 import Foundation
 
@@ -25,9 +26,17 @@ struct BackfillFlags: ParsableArguments {
     @Flag(help: "Confirm --rerun.")
     var yes = false
 
+    static func isTimestamp(_ text: String) -> Bool {
+        if case .timestamp? = Since.parse(text) { return true }
+        return false
+    }
+
     func validate() throws {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         guard pauseMs >= 0 else { throw ValidationError("--pause-ms must not be negative") }
+        if let since, !Self.isTimestamp(since) {
+            throw ValidationError("--since '\(since)': expected a date or timestamp like 2026-01-01 or 2026-01-01T12:00:00Z")
+        }
         if !backfill {
             for (set, flag) in [(since != nil, "--since"), (rerun, "--rerun"), (yes, "--yes")] where set {
                 throw ValidationError("\(flag) needs --backfill")

@@ -21,7 +21,7 @@ extension Bridge.Mappings {
             abstract: "Check the mappings, statically and against the live database, and report every problem.",
             discussion: """
                 Reports each problem as file:line:column: key.path: message — unknown keys, unknown agent \
-                or tool names, duplicates, bad JSON Schemas, templates, and (unless --offline-only) tables \
+                or tool names, duplicates, bad JSON Schemas, templates, and (unless --static-only) tables \
                 and columns that do not exist in the database.
 
                 Exit status: 0 no problems, 2 problems found or the database is unreachable.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BridgeCore
+import BridgeMonitor
 import BridgePostgres
 import BridgeVerify
 import Foundation
@@ -9,7 +10,7 @@ extension Bridge {
     struct Trace: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Look at stored traces.",
-            subcommands: [Show.self]
+            subcommands: [Show.self, Tail.self]
         )
     }
 }
@@ -53,6 +54,92 @@ extension Bridge.Trace {
                     print(TraceText.render(doc), terminator: "")
                 }
             }
+        }
+    }
+}
+
+extension Bridge.Trace {
+    /// `bridge trace tail`: spans as they land in the ledger.
+    struct Tail: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print spans as they land in the ledger, one line each; --follow keeps streaming.",
+            discussion: """
+                Each line: start time, trace, agent, span type, tool (or model, or handoff target), \
+                for tool calls a short input → output, duration and error. --json prints each span \
+                in the Agents SDK's export format instead, one JSON object per line.
+
+                First the newest --lines spans of the last day are printed (default 10); --follow then \
+                polls every --interval seconds (default 0.25) with a cursor on (created_at, span_id) \
+                (migration 0030's index), so new spans appear within a second and an idle follow \
+                costs the same on a ledger of any size. Spans of transactions that commit late are \
+                still printed (each poll re-reads from the oldest open transaction's start, at most \
+                60 s back). A lost connection is retried. --task and --workspace (the trace's \
+                group id, i.e. the mappings' group_column) narrow the output.
+
+                Exit status: 0 ok (Ctrl-C ends --follow); 2 bad flags or connection, or bridge's \
+                migrations missing.
+                """
+        )
+
+        @OptionGroup var connection: ConnectionOptions
+
+        @Flag(name: [.customShort("f"), .long], help: "Keep printing new spans as they land (until interrupted).")
+        var follow = false
+
+        @Option(help: ArgumentHelp("Only spans of this task's traces.", valueName: "id"))
+        var task: String?
+
+        @Option(help: ArgumentHelp("Only spans of traces of this workspace (group id).", valueName: "id"))
+        var workspace: String?
+
+        @Flag(help: "Print each span as the SDK's span JSON, one per line.")
+        var json = false
+
+        @Option(name: [.customShort("n"), .long], help: ArgumentHelp("Print this many recent spans first.", valueName: "n"))
+        var lines: Int = 10
+
+        @Option(help: ArgumentHelp("Seconds between polls with --follow.", valueName: "seconds"))
+        var interval: Double = 0.25
+
+        func validate() throws {
+            guard lines >= 0 else { throw ValidationError("--lines must not be negative") }
+            guard interval >= 0.05 && interval <= 60 else { throw ValidationError("--interval must be between 0.05 and 60") }
+        }
+
+        func run() async throws {
+            try await runReportingErrors {
+                let config = connection.config(applicationName: "bridge-trace-tail")
+                var tail = SpanTail(filter: SpanTail.Filter(taskId: task, workspace: workspace))
+                var conn = try await PostgresConnection.connect(config)
+                do {
+                    emit(try await tail.start(on: conn, last: lines))
+                } catch let e as PostgresError where e.sqlState == "42P01" || e.sqlState == "42703" {
+                    await conn.close()
+                    throw UsageError("\(e.message.trimmingCharacters(in: .whitespacesAndNewlines)): run bridge migrate first")
+                }
+                guard follow else { return await conn.close() }
+                var failures = 0
+                while true {
+                    try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+                    do {
+                        emit(try await tail.poll(on: conn))
+                        failures = 0
+                    } catch {
+                        failures += 1
+                        if failures == 1 { FileHandle.standardError.write(Data("bridge trace tail: \(error); reconnecting\n".utf8)) }
+                        await conn.close()
+                        try await Task.sleep(for: .milliseconds(min(5000, 250 * (1 << min(failures, 5)))))
+                        if let c = try? await PostgresConnection.connect(config) { conn = c }
+                    }
+                }
+            }
+        }
+
+        /// Writes straight to standard output (unbuffered), so a pipe sees each span at once.
+        func emit(_ spans: [TailSpan]) {
+            guard !spans.isEmpty else { return }
+            let text = spans.map { json ? $0.record.exportJSON.compact : $0.line }.joined(separator: "\n") + "\n"
+            FileHandle.standardOutput.write(Data(text.utf8))
         }
     }
 }

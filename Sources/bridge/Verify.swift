@@ -61,7 +61,7 @@ extension Bridge {
 
         func validate() throws {
             if let since, Since.parse(since) == nil {
-                throw ValidationError("--since must be a duration like 30m, 24h or 7d, or a timestamp like 2026-11-26T09:00:00Z")
+                throw ValidationError("--since '\(since)': expected a duration of at most 100 years like 30m, 24h or 7d, or a timestamp like 2026-11-26T09:00:00Z")
             }
             guard (1...16).contains(jobs) else { throw ValidationError("--jobs must be between 1 and 16") }
             guard maxExportLag > 0, maxExportLag.isFinite else { throw ValidationError("--max-export-lag must be positive") }

@@ -24,8 +24,11 @@ enum ResponsesStandIn {
         } else if tools.contains("store_data") && !called.contains("store_data") {
             output = call("store_data", ["key": "findings", "value": "three facts"])
         } else {
+            // A structured output (the Researcher's ResearchReport) is answered with an instance.
+            let text = body["text"]?["format"]?["name"] == "ResearchReport"
+                ? #"{"summary":"All done.","sources":["https://example.org"]}"# : "All done."
             output = ["type": "message", "id": .string("msg_\(turn)"), "role": "assistant", "status": "completed",
-                      "content": [["type": "output_text", "text": "All done.", "annotations": []]]]
+                      "content": [["type": "output_text", "text": .string(text), "annotations": []]]]
         }
         return ["id": .string("resp_\(turn)_\(UUID().uuidString.prefix(8))"), "object": "response", "status": "completed",
                 "model": body["model"] ?? "gpt-4.1", "output": [output],
@@ -93,6 +96,14 @@ struct ExecOpenAITests {
         #expect((spans?.int("functions") ?? 0) > 0 && (spans?.int("handoffs") ?? 0) > 0)
         let leaked = try await c.query("SELECT count(*) AS n FROM bridge.spans WHERE span_data::text LIKE '%sk-test-e2e-secret%'")
         #expect(leaked.first?.int("n") == 0)
+        // The Researcher's structured output: the schema goes out as text.format, the answer
+        // lands in the result column as a JSON object; the no_secrets guardrail is traced.
+        #expect(requests.contains { $0.json?["text"]?["format"]?["name"] == "ResearchReport" })
+        let structured = try await c.query("SELECT count(*) AS n FROM tasks WHERE jsonb_typeof(result->'output') = 'object'")
+        #expect((structured.first?.int("n") ?? 0) > 0)
+        let guardrails = try await c.query(
+            "SELECT count(*) AS n FROM bridge.spans WHERE span_data->>'type' = 'guardrail' AND span_data->>'name' = 'no_secrets' AND span_data->>'triggered' = 'false'")
+        #expect((guardrails.first?.int("n") ?? 0) > 0)
         await c.close()
     }
 }
@@ -117,7 +128,9 @@ enum ChatStandIn {
         } else if tools.contains("store_data") && !called.contains("store_data") {
             message = call("store_data", ["key": "draft", "value": "copy"])
         } else {
-            message = ["role": "assistant", "content": "Done in chat."]
+            let structured = body["response_format"]?["json_schema"]?["name"] == "ResearchReport"
+            message = ["role": "assistant",
+                       "content": structured ? #"{"summary":"Done in chat.","sources":[]}"# : "Done in chat."]
         }
         return ["id": .string("chatcmpl-\(n)"), "object": "chat.completion", "model": body["model"] ?? "gpt-4.1",
                 "choices": [["index": 0, "message": message, "finish_reason": "stop"]],

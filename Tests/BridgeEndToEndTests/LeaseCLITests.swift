@@ -227,7 +227,9 @@ struct LeaseCLITests {
         let noLeaseLeft = "status = 'in_progress' OR bridge_lease_token IS NOT NULL"
 
         // 1. SIGTERM mid-run with time to drain: the in-flight runs finish, nothing else is claimed.
-        let w1 = try worker(latency: 1000, drainTimeout: "20")
+        // Slow runs (3 s each: 30 tasks take over 20 s), so the signal lands long before the
+        // drain ends even on a loaded machine, and step 2 still finds 4 pending tasks.
+        let w1 = try worker(latency: 3000, drainTimeout: "20")
         #expect(try await LeaseFixture.waitUntil(timeout: 30) { try await LeaseFixture.count(url, "status = 'completed'") >= 4 })
         #expect(try await LeaseFixture.waitUntil(timeout: 10) { try await inFlight() > 0 })
         w1.send(SIGTERM)

@@ -79,8 +79,8 @@ struct VerifyCLITests {
         #expect(r.json["ok"] as? Bool == true)
         let all = checks(r.json)
         #expect(Set(all.keys) == ["tools_traced", "handoffs_traced", "tool_io_captured", "trace_ids_correlate",
-                                  "export_delivered", "tool_timing"])
-        for id in ["tools_traced", "tool_io_captured", "trace_ids_correlate", "tool_timing"] {
+                                  "export_delivered", "tool_timing", "guardrails_approvals_traced"])
+        for id in ["tools_traced", "tool_io_captured", "trace_ids_correlate", "tool_timing", "guardrails_approvals_traced"] {
             #expect(all[id]?["status"] as? String == "pass", "\(id): \(all[id] ?? [:])")
             #expect((all[id]?["checked"] as? Int ?? 0) > 0, "\(id)")
         }
@@ -112,7 +112,7 @@ struct VerifyCLITests {
         let parser = XMLParser(data: xml)
         parser.delegate = cases
         #expect(parser.parse(), "\(parser.parserError.map { "\($0)" } ?? "")")
-        #expect(cases.testcases == 6)
+        #expect(cases.testcases == 7)
         #expect(cases.failures == 0)
 
         // Reconciled against the exec's own JSONL export, and against the same as OTLP JSON.
@@ -153,7 +153,7 @@ struct VerifyCLITests {
         let parser = XMLParser(data: Data(junit.stdout.utf8))
         parser.delegate = cases
         #expect(parser.parse())
-        #expect(cases.testcases == 6 && cases.failures == 1)
+        #expect(cases.testcases == 7 && cases.failures == 1)
     }
 
     @Test func spansFileMissingATraceFailsCorrelation() async throws {

@@ -194,10 +194,18 @@ private func failure(_ body: () async throws -> String) async -> ToolFailure? {
         #expect(output == "")
     }
 
-    @Test func childGetsOnlyTheInjectedEnvironment() async throws {
-        let executor = CommandToolExecutor(environment: Environment(["PATH": "/usr/bin:/bin", "BRIDGE_TEST_VAR": "v1"]))
-        let output = try await executor.execute(commandTool(["/bin/sh", "-c", "echo \"$BRIDGE_TEST_VAR:${HOME:-unset}\""]),
-                                                arguments: [:], context: context())
-        #expect(output == "v1:unset\n")
+    @Test func childGetsOnlyTheBaselineAndItsAllowlist() async throws {
+        let executor = CommandToolExecutor(environment: Environment([
+            "PATH": "/usr/bin:/bin", "BRIDGE_TEST_VAR": "v1", "OPENAI_API_KEY": "sk-secret", "PGPASSWORD": "pw-secret",
+            "DATABASE_URL": "postgres://u:pw-secret@h/db", "LANG": "C.UTF-8"]))
+        let script = "echo \"${BRIDGE_TEST_VAR:-unset}:${HOME:-unset}:${LANG:-unset}\"; env"
+        var tool = commandTool(["/bin/sh", "-c", script])
+        let bare = try await executor.execute(tool, arguments: [:], context: context())
+        #expect(bare.hasPrefix("unset:unset:C.UTF-8\n"))
+        #expect(!bare.contains("secret") && !bare.contains("DATABASE_URL"), "\(bare)")
+        tool.implementation = .command(CommandToolSpec(argv: ["/bin/sh", "-c", script], env: ["BRIDGE_TEST_VAR", "NOT_SET"]))
+        let allowed = try await executor.execute(tool, arguments: [:], context: context())
+        #expect(allowed.hasPrefix("v1:unset:C.UTF-8\n"))
+        #expect(!allowed.contains("secret") && !allowed.contains("NOT_SET"), "\(allowed)")
     }
 }

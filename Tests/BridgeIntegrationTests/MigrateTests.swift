@@ -241,6 +241,18 @@ struct MigrateReferenceTests {
         #expect(try await Migrator(options: options).up().applied.map(\.file) == ["0000_early.sql"])
     }
 
+    /// Another folder's applied files do not order this one: migrations/optional can be applied
+    /// after main migrations with newer versions, and the other way round.
+    @Test func anotherFoldersNewerFilesDoNotMakeThisOneOutOfOrder() async throws {
+        let url = try await TestDatabase.createReference(seed: false)
+        let dir = try MigrateFixture.copyOfMigrations()
+        _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        let other = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-other-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+        try MigrateFixture.write(other, "0006_early.sql", "CREATE TABLE bridge.early (id int);")
+        #expect(try await Migrator(options: MigrateFixture.options(url, dir: other)).up().applied.map(\.file) == ["0006_early.sql"])
+    }
+
     @Test func lintErrorsStopUp() async throws {
         let url = try await TestDatabase.createReference(seed: false)
         let dir = try MigrateFixture.copyOfMigrations()

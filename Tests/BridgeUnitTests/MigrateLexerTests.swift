@@ -100,9 +100,22 @@ import Testing
     @Test func placeholdersFillFromDefaultsAndOverrides() throws {
         let f = try MigrationFile(fileName: "0002_x.sql", text: "ALTER TABLE ${tasks_table} ADD COLUMN c text;\nSELECT '${' ;",
                                   placeholders: Placeholders(overrides: ["tasks_table": "app.jobs"]))
-        #expect(f.statements[0].text == "ALTER TABLE app.jobs ADD COLUMN c text")
+        #expect(f.statements[0].text == "ALTER TABLE \"app\".\"jobs\" ADD COLUMN c text")
         let d = try MigrationFile(fileName: "0002_x.sql", text: "ALTER TABLE ${tasks_table} ADD c text;", placeholders: Placeholders())
-        #expect(d.statements[0].text == "ALTER TABLE tasks ADD c text")
+        #expect(d.statements[0].text == "ALTER TABLE \"tasks\" ADD c text")
+    }
+
+    /// Issue 11: a table name pasted into a migration must never become SQL.
+    @Test func placeholderValuesAreIdentifiersAndAlwaysQuoted() throws {
+        let text = "ALTER TABLE ${tasks_table} ADD COLUMN IF NOT EXISTS openai_trace_id text;"
+        for bad in ["tasks ADD COLUMN IF NOT EXISTS zz int; DROP TABLE x; ALTER TABLE tasks", "tasks\"; DROP TABLE x; --",
+                    "a.b.c", "", "1tasks", String(repeating: "t", count: 64)] {
+            #expect(throws: MigrateError.self, "\(bad)") {
+                try MigrationFile(fileName: "0002_x.sql", text: text, placeholders: Placeholders(overrides: ["tasks_table": bad]))
+            }
+        }
+        let ok = try MigrationFile(fileName: "0002_x.sql", text: text, placeholders: Placeholders(overrides: ["tasks_table": "Übung_$1"]))
+        #expect(ok.statements[0].text.hasPrefix("ALTER TABLE \"Übung_$1\" "))
     }
 
     @Test func unknownPlaceholderNamesFileAndLine() {

@@ -174,15 +174,15 @@ func checkBalanced(_ events: [RunEvent]) {
     for e in events {
         switch e {
         case .taskStarted(let id, _), .agentStarted(let id, _, _, _, _, _, _), .turnStarted(let id, _, _, _, _),
-             .modelStarted(let id, _, _, _, _, _), .toolStarted(let id, _, _, _, _):
+             .modelStarted(let id, _, _, _, _, _), .toolStarted(let id, _, _, _, _), .guardrailStarted(let id, _, _, _):
             #expect(!open.contains(id))
             open.insert(id)
         case .taskEnded(let id, _, _, _), .agentEnded(let id, _, _), .turnEnded(let id, _, _, _),
-             .modelEnded(let id, _, _, _), .toolEnded(let id, _, _, _):
+             .modelEnded(let id, _, _, _), .toolEnded(let id, _, _, _), .guardrailEnded(let id, _, _, _):
             #expect(open.contains(id), "ended \(id) without start")
             #expect(!ended.contains(id))
             ended.insert(id)
-        case .handoff, .spanError: break
+        case .handoff, .spanError, .spanNote, .approvalWait: break
         }
     }
     #expect(open == ended, "unbalanced events: \(open.subtracting(ended))")

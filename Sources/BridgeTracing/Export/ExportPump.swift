@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgeMetrics
 import BridgePostgres
 import Foundation
 
@@ -112,6 +113,7 @@ public actor ExportPump {
         guard holdsLock else { throw ExportFatalError(exporter: exporter.name, message: "the pump does not hold the export lock") }
         let state = try await loadCursor()
         let (batch, next) = try await nextBatch(from: state)
+        BridgeMetrics.exportBacklog(exporter: exporter.name, spans: batch.spans.count)
         if next == state { return nil }
         var s = ExportStats(exporter: exporter.name)
         if !batch.isEmpty { try await deliver(batch, priorAttempts: 0, stats: &s) }
@@ -133,24 +135,27 @@ public actor ExportPump {
     public static func backlog(exporter: String, connection: PostgresConnection) async throws -> ExportBacklog {
         let state = try await loadCursor(exporter: exporter, connection: connection)
         var b = SQLBinder()
-        let name = b.bind(exporter)
         let traceAfter = state.trace.map { "(t.txid, t.seq) > (\(b.bind($0.txid))::xid8, \(b.bind(.text(String($0.seq))))::bigint)" }
             ?? "t.txid IS NOT NULL"
         let spanAfter = state.span.map { "(s.txid, s.seq) > (\(b.bind($0.txid))::xid8, \(b.bind(.text(String($0.seq))))::bigint)" }
             ?? "s.txid IS NOT NULL"
-        let legacy = state.legacyDone ? "0" : ""
-        let row = try await connection.query(b.query("""
-            SELECT (SELECT count(*) FROM bridge.traces t WHERE \(traceAfter))
-                   + \(legacy.isEmpty ? """
-                     (SELECT count(*) FROM bridge.traces t WHERE t.txid IS NULL AND NOT EXISTS (
-                        SELECT 1 FROM bridge.trace_deliveries d WHERE d.exporter = \(name) AND d.trace_id = t.trace_id))
-                     """ : legacy) AS traces,
-                   (SELECT count(*) FROM bridge.spans s WHERE \(spanAfter) AND s.ended_at IS NOT NULL)
-                   + \(legacy.isEmpty ? """
-                     (SELECT count(*) FROM bridge.spans s WHERE s.txid IS NULL AND s.ended_at IS NOT NULL AND NOT EXISTS (
-                        SELECT 1 FROM bridge.span_deliveries d WHERE d.exporter = \(name) AND d.span_id = s.span_id))
-                     """ : legacy) AS spans
-            """)).first
+        var legacyTraces = "0", legacySpans = "0"
+        if !state.legacyDone {
+            let name = b.bind(exporter)
+            legacyTraces = """
+                (SELECT count(*) FROM bridge.traces t WHERE t.txid IS NULL AND NOT EXISTS (
+                   SELECT 1 FROM bridge.trace_deliveries d WHERE d.exporter = \(name) AND d.trace_id = t.trace_id))
+                """
+            legacySpans = """
+                (SELECT count(*) FROM bridge.spans s WHERE s.txid IS NULL AND s.ended_at IS NOT NULL AND NOT EXISTS (
+                   SELECT 1 FROM bridge.span_deliveries d WHERE d.exporter = \(name) AND d.span_id = s.span_id))
+                """
+        }
+        let sql = """
+            SELECT (SELECT count(*) FROM bridge.traces t WHERE \(traceAfter)) + \(legacyTraces) AS traces,
+                   (SELECT count(*) FROM bridge.spans s WHERE \(spanAfter) AND s.ended_at IS NOT NULL) + \(legacySpans) AS spans
+            """
+        let row = try await connection.query(b.query(sql)).first
         return ExportBacklog(traces: row?.int("traces") ?? 0, spans: row?.int("spans") ?? 0)
     }
 
@@ -259,16 +264,17 @@ public actor ExportPump {
         }
         let lim = b.bind(.text(String(limit)))
         if traces {
-            return b.query("""
+            let sql = """
                 SELECT t.trace_id, t.workflow_name, t.group_id, t.metadata::text AS metadata,
                        t.txid::text AS cursor_txid, t.seq AS cursor_seq,
                        EXISTS (SELECT 1 FROM bridge.trace_deliveries d WHERE d.exporter = \(name) AND d.trace_id = t.trace_id) AS done
                 FROM bridge.traces t
                 WHERE \(condition)
                 ORDER BY \(order) LIMIT \(lim)
-                """)
+                """
+            return b.query(sql)
         }
-        return b.query("""
+        let sql = """
             SELECT s.span_id, s.trace_id, s.parent_id, s.started_at, s.ended_at, s.span_data::text AS span_data,
                    s.error::text AS error, t.workflow_name AS t_workflow_name, t.group_id AS t_group_id,
                    t.metadata::text AS t_metadata, s.txid::text AS cursor_txid, s.seq AS cursor_seq,
@@ -276,7 +282,8 @@ public actor ExportPump {
             FROM bridge.spans s JOIN bridge.traces t ON t.trace_id = s.trace_id
             WHERE \(condition)
             ORDER BY \(order) LIMIT \(lim)
-            """)
+            """
+        return b.query(sql)
     }
 
     /// A trace from a row; metadata values that are not strings become their JSON text, so
@@ -377,6 +384,7 @@ public actor ExportPump {
             )
             UPDATE bridge.exporters SET last_seen_at = now() WHERE name = \(exporter.name)
             """)
+        BridgeMetrics.spansExported(exporter: exporter.name, delivered: status == "delivered", count: batch.spans.count)
     }
 
     func scrub(_ text: String) -> String { Redaction.scrub(text, secrets: options.secrets) }

@@ -51,22 +51,32 @@ public struct OTLPExporter: TraceExporter {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` (+ `/v1/traces`); headers from `OTEL_EXPORTER_OTLP_HEADERS`
     /// and `OTEL_EXPORTER_OTLP_TRACES_HEADERS` (which wins per key); `OTEL_SERVICE_NAME`.
     public static func fromEnvironment(_ env: Environment, client: HTTPClient) -> OTLPExporter? {
+        guard let (endpoint, headers) = configuration(signal: "traces", env) else { return nil }
+        return OTLPExporter(endpoint: endpoint, headers: headers, serviceName: env["OTEL_SERVICE_NAME"] ?? "bridge",
+                            client: client)
+    }
+
+    /// Where OTLP/HTTP sends `signal` (`traces`, `metrics`), as the OpenTelemetry SDKs read the
+    /// environment: `OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT` as is, else `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// + `/v1/<signal>`; headers from `OTEL_EXPORTER_OTLP_HEADERS`, overridden per key by
+    /// `OTEL_EXPORTER_OTLP_<SIGNAL>_HEADERS`. Nil when no endpoint is set.
+    public static func configuration(signal: String, _ env: Environment) -> (endpoint: String, headers: [(String, String)])? {
+        let upper = signal.uppercased()
         let endpoint: String
-        if let e = env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] {
+        if let e = env["OTEL_EXPORTER_OTLP_\(upper)_ENDPOINT"] {
             endpoint = e
         } else if var base = env["OTEL_EXPORTER_OTLP_ENDPOINT"] {
             while base.hasSuffix("/") { base.removeLast() }
-            endpoint = base + "/v1/traces"
+            endpoint = base + "/v1/" + signal
         } else {
             return nil
         }
         var headers = parseHeaders(env["OTEL_EXPORTER_OTLP_HEADERS"] ?? "")
-        for (k, v) in parseHeaders(env["OTEL_EXPORTER_OTLP_TRACES_HEADERS"] ?? "") {
+        for (k, v) in parseHeaders(env["OTEL_EXPORTER_OTLP_\(upper)_HEADERS"] ?? "") {
             headers.removeAll { $0.0.lowercased() == k.lowercased() }
             headers.append((k, v))
         }
-        return OTLPExporter(endpoint: endpoint, headers: headers, serviceName: env["OTEL_SERVICE_NAME"] ?? "bridge",
-                            client: client)
+        return (endpoint, headers)
     }
 
     /// `k=v,k2=v2` with percent-encoded values; entries without `=` or with an empty key are skipped.

@@ -1,0 +1,215 @@
+import BridgeCore
+import BridgeMapping
+import BridgePostgres
+import Foundation
+
+/// What `bridge top` shows: one reading of the database, for all workers together.
+public struct TopSnapshot: Sendable {
+    /// The database's clock when read.
+    public var at: Date
+    /// The window of the rates (tool, model and task counts are for the last `window` seconds).
+    public var window: Double
+    public var tasks: Tasks
+    public var tools: [Tool]
+    public var models: [Model]
+    public var exporters: [Exporter]
+    public var workers: [Worker]
+
+    public struct Tasks: Sendable {
+        /// Pending and claimable now.
+        public var pending: Int
+        /// Pending, but waiting for a retry backoff (`bridge_run_after` in the future).
+        public var waitingRetry: Int
+        /// Claimed under a lease.
+        public var running: Int
+        /// Leases past their expiry, not yet reaped.
+        public var expiredLeases: Int
+        /// Paused runs waiting for a human approval (nil: approvals are not migrated, 0020).
+        public var waitingApproval: Int?
+        /// Runs whose trace ended in the window, without / with an error.
+        public var completedInWindow: Int
+        public var failedInWindow: Int
+        /// Counts stop at this (shown as `cap+`): counting a million pending rows is not free.
+        public var cap: Int
+    }
+
+    public struct Tool: Sendable {
+        public var name: String
+        public var calls: Int
+        public var errors: Int
+        public var p50: Double?
+        public var p95: Double?
+    }
+
+    public struct Model: Sendable {
+        public var model: String
+        public var calls: Int
+        public var errors: Int
+        public var inputTokens: Int
+        public var outputTokens: Int
+        public var p50: Double?
+    }
+
+    public struct Exporter: Sendable {
+        public var name: String
+        public var lastSeen: Date?
+        /// Ended spans of the lag window (`lagWindow` seconds) with no delivery row.
+        public var undelivered: Int
+        /// Age of the oldest of those (nil: none).
+        public var oldestUndeliveredAge: Double?
+        /// p95 of delivered_at − created_at over the spans of the rate window.
+        public var p95Lag: Double?
+        public var lagWindow: Double
+    }
+
+    public struct Worker: Sendable {
+        public var id: String
+        public var leases: Int
+        public var alive: Bool
+    }
+}
+
+/// The statements behind `bridge top`. Each reads a bounded, index-served range: the task
+/// table through its status index and the partial lease-token index (counts stop at `cap`),
+/// the ledger through `idx_spans_created_at` for the last `window` seconds, deliveries by
+/// their primary key. No statement's cost grows with the ledger or the finished tasks.
+public struct TopQueries: Sendable {
+    public let config: MappingConfig
+    public var window: Double = 60
+    public var lagWindow: Double = 600
+    public var cap: Int = 100_000
+
+    public init(config: MappingConfig) { self.config = config }
+
+    var t: String { PostgresQuery.quoteQualified(config.source.table) }
+    func q(_ name: String) -> String { PostgresQuery.quoteIdentifier(name) }
+
+    public var tasksQuery: PostgresQuery {
+        let status = q(config.source.status.column)
+        let runAfter = q("bridge_run_after"), token = q("bridge_lease_token"), expires = q("bridge_lease_expires_at")
+        return PostgresQuery(sql: """
+            SELECT
+              (SELECT count(*) FROM (SELECT 1 FROM \(t) WHERE \(status) = $1 AND (\(runAfter) IS NULL OR \(runAfter) <= now()) LIMIT $2) x) AS pending,
+              (SELECT count(*) FROM (SELECT 1 FROM \(t) WHERE \(status) = $1 AND \(runAfter) > now() LIMIT $2) x) AS retry,
+              (SELECT count(*) FROM (SELECT 1 FROM \(t) WHERE \(token) IS NOT NULL LIMIT $2) x) AS running,
+              (SELECT count(*) FROM (SELECT 1 FROM \(t) WHERE \(token) IS NOT NULL AND \(expires) < now() LIMIT $2) x) AS expired
+            """, binds: [.text(config.source.status.pending), .text(String(cap))])
+    }
+
+    public var workersQuery: PostgresQuery {
+        let token = q("bridge_lease_token"), expires = q("bridge_lease_expires_at"), worker = q("bridge_worker_id")
+        return PostgresQuery(sql: """
+            SELECT \(worker) AS worker, count(*) AS leases, bool_or(\(expires) > now()) AS alive
+            FROM \(t) WHERE \(token) IS NOT NULL
+            GROUP BY 1 ORDER BY 1 LIMIT 50
+            """)
+    }
+
+    /// Function spans of the window by tool.
+    public var toolsQuery: PostgresQuery {
+        PostgresQuery(sql: """
+            SELECT span_data->>'name' AS tool, count(*) AS calls, count(*) FILTER (WHERE error IS NOT NULL) AS errors,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ended_at - started_at)) AS p50,
+                   percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM ended_at - started_at)) AS p95
+            FROM bridge.spans
+            WHERE created_at >= now() - $1::double precision * interval '1 second' AND span_data->>'type' = 'function'
+            GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 30
+            """, binds: [.text(String(window))])
+    }
+
+    /// Model call spans of the window by model (`response` spans carry no model name).
+    public var modelsQuery: PostgresQuery {
+        PostgresQuery(sql: """
+            SELECT coalesce(span_data->>'model', '(responses)') AS model, count(*) AS calls,
+                   count(*) FILTER (WHERE error IS NOT NULL) AS errors,
+                   coalesce(sum((span_data->'usage'->>'input_tokens')::bigint), 0) AS input,
+                   coalesce(sum((span_data->'usage'->>'output_tokens')::bigint), 0) AS output,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ended_at - started_at)) AS p50
+            FROM bridge.spans
+            WHERE created_at >= now() - $1::double precision * interval '1 second'
+              AND span_data->>'type' IN ('generation', 'response')
+            GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 30
+            """, binds: [.text(String(window))])
+    }
+
+    /// Root (task) spans of the window: a run's root span is written when it ends.
+    public var finishedQuery: PostgresQuery {
+        PostgresQuery(sql: """
+            SELECT count(*) FILTER (WHERE error IS NULL) AS ok, count(*) FILTER (WHERE error IS NOT NULL) AS failed
+            FROM bridge.spans
+            WHERE created_at >= now() - $1::double precision * interval '1 second' AND parent_id IS NULL
+            """, binds: [.text(String(window))])
+    }
+
+    /// Per exporter: undelivered spans of the lag window, the oldest one's age, and the p95
+    /// delivery lag of the rate window.
+    public var exportersQuery: PostgresQuery {
+        PostgresQuery(sql: """
+            SELECT e.name, e.last_seen_at,
+                   u.n AS undelivered, u.oldest AS oldest,
+                   (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM d.delivered_at - s.created_at))
+                    FROM bridge.spans s JOIN bridge.span_deliveries d ON d.exporter = e.name AND d.span_id = s.span_id
+                    WHERE s.created_at >= now() - $1::double precision * interval '1 second') AS p95_lag
+            FROM bridge.exporters e
+            CROSS JOIN LATERAL (
+                SELECT count(*) AS n, extract(epoch FROM now() - min(s.created_at)) AS oldest
+                FROM bridge.spans s
+                WHERE s.created_at >= now() - $2::double precision * interval '1 second' AND s.ended_at IS NOT NULL
+                  AND NOT EXISTS (SELECT 1 FROM bridge.span_deliveries d WHERE d.exporter = e.name AND d.span_id = s.span_id)
+            ) u
+            ORDER BY e.name LIMIT 20
+            """, binds: [.text(String(window)), .text(String(lagWindow))])
+    }
+
+    /// Paused runs waiting for an approval: one `bridge.run_states` row each (its primary key).
+    public var approvalsQuery: PostgresQuery {
+        PostgresQuery(sql: "SELECT count(*) AS n FROM (SELECT 1 FROM bridge.run_states LIMIT $1) x", binds: [.text(String(cap))])
+    }
+
+    /// Every statement, for EXPLAIN in tests.
+    public var all: [PostgresQuery] {
+        [tasksQuery, workersQuery, toolsQuery, modelsQuery, finishedQuery, exportersQuery, approvalsQuery]
+    }
+
+    /// Reads one snapshot in a READ ONLY transaction (one consistent view, nothing written).
+    public func read(on c: PostgresConnection) async throws -> TopSnapshot {
+        try await c.simpleQuery("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        do {
+            let s = try await readInTransaction(c)
+            try await c.simpleQuery("ROLLBACK")
+            return s
+        } catch {
+            _ = try? await c.simpleQuery("ROLLBACK")
+            throw error
+        }
+    }
+
+    func readInTransaction(_ c: PostgresConnection) async throws -> TopSnapshot {
+        let now = try await c.simpleQuery("SELECT now() AS now").first?.date("now") ?? Date()
+        let tr = try await c.query(tasksQuery).first
+        let fr = try await c.query(finishedQuery).first
+        let approvals = try await c.simpleQuery("SELECT to_regclass('bridge.run_states') IS NOT NULL AS ok").first?.bool("ok") == true
+        let waiting = approvals ? try await c.query(approvalsQuery).first?.int("n") : nil
+        let tasks = TopSnapshot.Tasks(
+            pending: tr?.int("pending") ?? 0, waitingRetry: tr?.int("retry") ?? 0, running: tr?.int("running") ?? 0,
+            expiredLeases: tr?.int("expired") ?? 0, waitingApproval: waiting, completedInWindow: fr?.int("ok") ?? 0,
+            failedInWindow: fr?.int("failed") ?? 0, cap: cap)
+        let tools = try await c.query(toolsQuery).map {
+            TopSnapshot.Tool(name: $0["tool"] ?? "?", calls: $0.int("calls") ?? 0, errors: $0.int("errors") ?? 0,
+                             p50: $0.double("p50"), p95: $0.double("p95"))
+        }
+        let models = try await c.query(modelsQuery).map {
+            TopSnapshot.Model(model: $0["model"] ?? "?", calls: $0.int("calls") ?? 0, errors: $0.int("errors") ?? 0,
+                              inputTokens: $0.int("input") ?? 0, outputTokens: $0.int("output") ?? 0, p50: $0.double("p50"))
+        }
+        let exporters = try await c.query(exportersQuery).map {
+            TopSnapshot.Exporter(name: $0["name"] ?? "?", lastSeen: $0.date("last_seen_at"), undelivered: $0.int("undelivered") ?? 0,
+                                 oldestUndeliveredAge: $0.double("oldest"), p95Lag: $0.double("p95_lag"), lagWindow: lagWindow)
+        }
+        let workers = try await c.query(workersQuery).map {
+            TopSnapshot.Worker(id: $0["worker"] ?? "?", leases: $0.int("leases") ?? 0, alive: $0.bool("alive") ?? false)
+        }
+        return TopSnapshot(at: now, window: window, tasks: tasks, tools: tools, models: models, exporters: exporters,
+                           workers: workers)
+    }
+}

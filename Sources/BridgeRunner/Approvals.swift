@@ -1,0 +1,198 @@
+import BridgeCore
+import BridgeMapping
+import Foundation
+
+/// A call of a `needs_approval` tool waiting for a human decision (or, in
+/// `PausedRun.deferredHandoffs`, a handoff requested in the same response, taken on resume).
+public struct PendingApproval: Codable, Sendable, Equatable {
+    public var callId: String
+    public var name: String
+    public var arguments: String
+    /// The agent that made the call (for a deferred handoff: its target).
+    public var agent: String
+
+    public init(callId: String, name: String, arguments: String, agent: String) {
+        self.callId = callId
+        self.name = name
+        self.arguments = arguments
+        self.agent = agent
+    }
+
+    enum CodingKeys: String, CodingKey { case callId = "call_id", name, arguments, agent }
+}
+
+/// A run stopped at calls that need approval: its transcript so far, counters, pending calls and
+/// the ids of the task and agent spans that stay open until it resumes (the SDK's `RunState`).
+public struct PausedRun: Codable, Sendable {
+    public var history: [ConversationItem]
+    public var transcript: [ConversationItem]
+    public var usage: Usage
+    public var turn: Int
+    public var toolCalls: Int
+    public var agent: String
+    public var taskEventId: EventID
+    public var agentEventId: EventID
+    public var nextEventId: EventID
+    public var pending: [PendingApproval]
+    public var deferredHandoffs: [PendingApproval]
+    public var pausedAt: Date
+
+    enum CodingKeys: String, CodingKey {
+        case history, transcript, usage, turn, agent, pending
+        case toolCalls = "tool_calls", taskEventId = "task_event_id", agentEventId = "agent_event_id"
+        case nextEventId = "next_event_id", deferredHandoffs = "deferred_handoffs", pausedAt = "paused_at"
+    }
+}
+
+/// A human's decision on one pending call.
+public struct ApprovalDecision: Sendable, Equatable {
+    public enum Outcome: String, Sendable { case approved, rejected, expired }
+    public var callId: String
+    public var outcome: Outcome
+    /// The reviewer's text for a rejection (the model receives it instead of the SDK's default).
+    public var message: String?
+    public var decidedBy: String?
+    /// The approval request's key in the user's table.
+    public var requestId: String
+    public var toolName: String
+
+    public init(callId: String, outcome: Outcome, message: String? = nil, decidedBy: String? = nil, requestId: String,
+                toolName: String) {
+        self.callId = callId
+        self.outcome = outcome
+        self.message = message
+        self.decidedBy = decidedBy
+        self.requestId = requestId
+        self.toolName = toolName
+    }
+}
+
+extension RunnerMessages {
+    /// What the model receives for a rejected call (the SDK's `DEFAULT_APPROVAL_REJECTION_MESSAGE`).
+    public static let approvalRejected = "Tool execution was not approved."
+
+    /// The rejected function span's error detail, in the SDK's wording.
+    public static func manuallyRejected(_ callId: String) -> String {
+        "Tool execution for \(callId) was manually rejected by user."
+    }
+}
+
+extension AgentRunner {
+    /// Resumes a paused run with the decisions on its pending calls, in the same trace: the task
+    /// and agent spans of the first stint stay the parents (the observer must have them reopened,
+    /// see `TraceRecorder.restore`), an `approval` span per call shows the wait, and a turn span
+    /// holds the approved calls' function spans and the rejected calls' rejections.
+    public func resume(_ spec: RunSpec, paused: PausedRun, decisions: [ApprovalDecision],
+                       taskRow: [String: JSONValue]) async -> RunResult {
+        var run = RunState(spec: spec, taskRow: taskRow, runner: self, ids: EventCounter(start: paused.nextEventId))
+        return await run.resume(paused, decisions: decisions)
+    }
+}
+
+extension RunState {
+    /// Whether `call` must wait: its tool's rule, evaluated READ ONLY for SQL predicates (their
+    /// first row's first value; an error counts as "needs approval", the safe side).
+    func needsApproval(_ call: PendingToolCall, agent: AgentSpec) async -> Bool {
+        switch call.tool.needsApproval {
+        case .never: return false
+        case .always: return true
+        case .sql(let predicate):
+            var readOnly = predicate
+            readOnly.writes = false
+            let tool = ToolSpec(name: call.name, description: "needs_approval", parameters: [:], implementation: .sql(readOnly))
+            let arguments = (try? JSONValue.parse(call.arguments)) ?? [:]
+            guard let text = try? await runner.tools.execute(tool, arguments: arguments,
+                                                             context: ToolContext(spec: spec, taskRow: taskRow,
+                                                                                  agentName: agent.name)),
+                  let row = (try? JSONValue.parse(text))?.arrayValue?.first?.objectValue else { return true }
+            let value = row["needs_approval"] ?? row.sorted(by: { $0.key < $1.key }).first?.value
+            return value?.boolValue ?? ["t", "true"].contains(value?.stringValue ?? "")
+        }
+    }
+
+    mutating func resume(_ paused: PausedRun, decisions: [ApprovalDecision]) async -> RunResult {
+        history = paused.history
+        transcript = paused.transcript
+        usage = paused.usage
+        turn = paused.turn
+        toolCalls = paused.toolCalls
+        let taskId = paused.taskEventId
+        let agentId = paused.agentEventId
+        guard let agent = spec.agents[paused.agent] else {
+            let failure = RunFailure(type: "UserError", message: "Agent \(paused.agent) not found in the run spec", retriable: false)
+            return await finish(.failed(failure), agentName: paused.agent, taskId: taskId)
+        }
+        let byCall = Dictionary(decisions.map { ($0.callId, $0) }, uniquingKeysWith: { a, _ in a })
+        let now = Date()
+        for call in paused.pending {
+            guard let d = byCall[call.callId] else { continue }
+            await emit(.approvalWait(id: allocate(), parent: agentId, decision: d, startedAt: paused.pausedAt, endedAt: now))
+            // For `bridge verify`: this run resumed after a decision on this call.
+            transcript.append(["type": "approval_result", "call_id": .string(call.callId), "name": .string(call.name),
+                               "decision": .string(d.outcome.rawValue), "request_id": .string(d.requestId)])
+        }
+        // The resumed turn: approved calls run, rejected ones get the rejection.
+        let turnId = allocate()
+        await emit(.turnStarted(id: turnId, parent: agentId, turn: turn, agent: agent.name, at: Date()))
+        var approved: [PendingToolCall] = []
+        var outputs: [String: String] = [:]
+        for call in paused.pending {
+            let d = byCall[call.callId]
+            if d?.outcome == .approved, let tool = spec.tools[call.name] {
+                approved.append(PendingToolCall(index: approved.count, callId: call.callId, name: call.name,
+                                                arguments: call.arguments, tool: tool, eventId: allocate()))
+                continue
+            }
+            let message = d?.message.flatMap { $0.isEmpty ? nil : $0 } ?? RunnerMessages.approvalRejected
+            let id = allocate()
+            let at = Date()
+            await emit(.toolStarted(id: id, parent: turnId, name: call.name, arguments: call.arguments, at: at))
+            await emit(.toolEnded(id: id, output: message,
+                                  error: SpanErrorInfo(message: message, data: [
+                                      "tool_name": .string(call.name),
+                                      "error": .string(RunnerMessages.manuallyRejected(call.callId)),
+                                  ]), at: Date()))
+            outputs[call.callId] = message
+        }
+        let outcomes = await runTools(approved, parent: turnId, agent: agent)
+        toolCalls += outcomes.count
+        for o in outcomes { outputs[o.callId] = o.output }
+        for call in paused.pending {
+            let item: ConversationItem = ["type": "function_call_output", "call_id": .string(call.callId),
+                                          "output": .string(outputs[call.callId] ?? RunnerMessages.approvalRejected)]
+            history.append(item)
+            transcript.append(item)
+        }
+        // A handoff requested beside the calls is taken now (the first wins, as always).
+        if let first = paused.deferredHandoffs.first {
+            for ignored in paused.deferredHandoffs.dropFirst() {
+                let item: ConversationItem = ["type": "function_call_output", "call_id": .string(ignored.callId),
+                                              "output": .string(RunnerMessages.multipleHandoffsIgnored)]
+                history.append(item)
+                transcript.append(item)
+            }
+            let item: ConversationItem = ["type": "function_call_output", "call_id": .string(first.callId),
+                                          "output": .string(RunnerMessages.transferMessage(to: first.agent))]
+            history.append(item)
+            transcript.append(item)
+            let start = Date()
+            await emit(.handoff(id: allocate(), parent: turnId, from: agent.name, to: first.agent, startedAt: start, endedAt: Date()))
+            await emit(.turnEnded(id: turnId, usage: Usage(), error: nil, at: Date()))
+            await emit(.agentEnded(id: agentId, error: nil, at: Date()))
+            let (outcome, last) = await runAgents(from: first.agent, parent: taskId)
+            return await finish(outcome, agentName: last, taskId: taskId)
+        }
+        await emit(.turnEnded(id: turnId, usage: Usage(), error: nil, at: Date()))
+        let stopWith: ToolCallOutcome? = switch agent.toolUseBehavior {
+        case .runLLMAgain: nil
+        case .stopOnFirstTool: outcomes.first
+        case .stopAtToolNames(let names): outcomes.first { names.contains($0.name) }
+        }
+        if let stop = stopWith {
+            await emit(.agentEnded(id: agentId, error: nil, at: Date()))
+            return await finish(.final(stop.output), agentName: agent.name, taskId: taskId)
+        }
+        let (outcome, last) = await runAgents(from: agent.name, parent: taskId, openAgentId: agentId)
+        return await finish(outcome, agentName: last, taskId: taskId)
+    }
+}

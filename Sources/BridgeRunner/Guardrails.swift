@@ -1,0 +1,162 @@
+import BridgeCore
+import BridgeMapping
+import Foundation
+
+/// Input and output guardrails with the SDK's semantics.
+///
+/// - Input guardrails run on the starting agent's first turn, beside the model call (the SDK's
+///   default `run_in_parallel`); their spans are children of the turn span. A tripwire cancels
+///   the model call and fails the run with `InputGuardrailTripwireTriggered`; the turn span gets
+///   "Guardrail tripwire triggered" `{guardrail}`.
+/// - Output guardrails run on the final output of the agent that produced it, after its last
+///   turn; their spans are children of the agent span, which gets the tripwire error.
+/// - Several guardrails run concurrently; the first tripwire cancels the others.
+/// - A guardrail that fails (its SQL errors, its agent fails) fails the run, as an exception in
+///   a guardrail function does in the SDK.
+enum GuardrailRun {
+    enum Kind { case input, output }
+
+    /// What a set of guardrails decided.
+    struct Verdict: Sendable {
+        var failure: RunFailure?
+        var spanError: SpanErrorInfo?
+        var usage = Usage()
+        /// One transcript item per guardrail that ran (`{type: guardrail_result, name, kind,
+        /// triggered}`), for `bridge verify`.
+        var items: [ConversationItem] = []
+    }
+
+    /// One guardrail's result.
+    struct Outcome: Sendable {
+        var name: String
+        var triggered: Bool
+        var outputInfo: JSONValue
+        var usage: Usage
+        var failure: RunFailure?
+    }
+
+    /// Runs `guards` beside the model call for `request`; a tripwire cancels the call. Returns
+    /// the model's answer (nil when cancelled) and the guardrails' verdict.
+    static func alongside(_ request: ModelRequest, guards: [GuardrailSpec], parent: EventID,
+                          state: RunState) async -> (Result<ModelResponse, any Error>?, Verdict) {
+        enum Leg: Sendable {
+            case model(Result<ModelResponse, any Error>)
+            case guards(Verdict)
+        }
+        let model = state.runner.model
+        return await withTaskGroup(of: Leg.self) { group in
+            group.addTask {
+                do { return .model(.success(try await model.respond(request))) } catch { return .model(.failure(error)) }
+            }
+            group.addTask {
+                .guards(await all(guards, input: state.spec.input, output: nil, parent: parent, state: state, kind: .input))
+            }
+            var answer: Result<ModelResponse, any Error>?
+            var verdict = Verdict()
+            for await leg in group {
+                switch leg {
+                case .model(let r): answer = r
+                case .guards(let v):
+                    verdict = v
+                    if v.failure != nil { group.cancelAll() }
+                }
+            }
+            if verdict.failure != nil, case .failure? = answer { answer = nil }
+            return (answer, verdict)
+        }
+    }
+
+    /// Runs `guards` concurrently and returns the first tripwire (or failure) as a verdict.
+    static func all(_ guards: [GuardrailSpec], input: String, output: String?, parent: EventID, state: RunState,
+                    kind: Kind) async -> Verdict {
+        await withTaskGroup(of: Outcome.self) { group in
+            for g in guards {
+                group.addTask { await one(g, input: input, output: output, parent: parent, state: state) }
+            }
+            var verdict = Verdict()
+            for await o in group {
+                verdict.usage = verdict.usage + o.usage
+                verdict.items.append(["type": "guardrail_result", "name": .string(o.name),
+                                      "kind": kind == .input ? "input" : "output", "triggered": .bool(o.triggered)])
+                guard verdict.failure == nil else { continue }
+                if let failure = o.failure {
+                    verdict.failure = failure
+                    verdict.spanError = SpanErrorInfo(message: RunnerMessages.spanAgentError,
+                                                      data: ["error": .string(failure.message)])
+                    group.cancelAll()
+                } else if o.triggered {
+                    let type = kind == .input ? "InputGuardrailTripwireTriggered" : "OutputGuardrailTripwireTriggered"
+                    verdict.failure = RunFailure(type: type, message: RunnerMessages.tripwire(o.name, outputInfo: o.outputInfo),
+                                                 retriable: false, outputInfo: o.outputInfo)
+                    verdict.spanError = SpanErrorInfo(message: RunnerMessages.spanGuardrailTripped,
+                                                      data: ["guardrail": .string(o.name)])
+                    group.cancelAll()
+                }
+            }
+            return verdict
+        }
+    }
+
+    /// Runs one guardrail inside its span.
+    static func one(_ g: GuardrailSpec, input: String, output: String?, parent: EventID, state: RunState) async -> Outcome {
+        let id = state.allocate()
+        await state.emit(.guardrailStarted(id: id, parent: parent, name: g.name, at: Date()))
+        var outcome = Outcome(name: g.name, triggered: false, outputInfo: .null, usage: Usage())
+        switch g.implementation {
+        case .sql(let sql):
+            outcome = await runSQL(g.name, sql, input: input, output: output, state: state)
+        case .agent(let agentName):
+            var nested = RunState(spec: state.spec, taskRow: state.taskRow, runner: state.runner, ids: state.ids,
+                                  input: output ?? input, depth: state.depth + 1)
+            if state.depth >= 3 {
+                outcome.failure = RunFailure(type: "UserError", message: "guardrail \(g.name): guardrail agents nest deeper than 3",
+                                             retriable: false)
+                break
+            }
+            let (end, _) = await nested.runAgents(from: agentName, parent: id)
+            outcome.usage = nested.usage
+            switch end {
+            case .final:
+                let json = nested.structuredOutput ?? .null
+                outcome.triggered = json["tripwire_triggered"]?.boolValue ?? false
+                outcome.outputInfo = json["output_info"] ?? json
+            case .failed(let f):
+                outcome.failure = RunFailure(type: f.type, message: "guardrail \(g.name) (agent \(agentName)) failed: \(f.message)",
+                                             retriable: f.retriable, retryAfter: f.retryAfter)
+            case .paused:
+                outcome.failure = RunFailure(type: "UserError",
+                                             message: "guardrail \(g.name): agent \(agentName) called a tool that needs approval; guardrail agents cannot wait",
+                                             retriable: false)
+            case .handoff:
+                break
+            }
+        }
+        let spanError = outcome.failure.map { SpanErrorInfo(message: "Error running guardrail", data: ["error": .string($0.message)]) }
+        await state.emit(.guardrailEnded(id: id, triggered: outcome.triggered, error: spanError, at: Date()))
+        return outcome
+    }
+
+    /// A SQL guardrail: READ ONLY, through the run's tool executor; `:input` and `:output` are
+    /// bound; the first row's `tripwire_triggered` and `output_info` decide.
+    static func runSQL(_ name: String, _ sql: SQLToolSpec, input: String, output: String?, state: RunState) async -> Outcome {
+        var readOnly = sql
+        readOnly.writes = false
+        let tool = ToolSpec(name: name, description: "guardrail", parameters: [:], implementation: .sql(readOnly))
+        let arguments: JSONValue = ["input": .string(input), "output": output.map(JSONValue.string) ?? .null]
+        var outcome = Outcome(name: name, triggered: false, outputInfo: .null, usage: Usage())
+        do {
+            let text = try await state.runner.tools.execute(tool, arguments: arguments,
+                                                             context: ToolContext(spec: state.spec, taskRow: state.taskRow,
+                                                                                  agentName: name))
+            let parsed = try JSONValue.parse(text)
+            let row = parsed.arrayValue?.first ?? parsed["rows"]?.arrayValue?.first
+            let flag = row?["tripwire_triggered"]
+            outcome.triggered = flag?.boolValue ?? ["t", "true"].contains(flag?.stringValue ?? "")
+            outcome.outputInfo = row?["output_info"] ?? .null
+        } catch {
+            let text = (error as? ToolFailure)?.message ?? String(describing: error)
+            outcome.failure = RunFailure(type: "GuardrailError", message: "guardrail \(name) failed: \(text)", retriable: false)
+        }
+        return outcome
+    }
+}

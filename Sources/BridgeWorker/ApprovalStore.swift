@@ -1,0 +1,309 @@
+import BridgeCore
+import BridgeMapping
+import BridgePostgres
+import BridgeRunner
+import BridgeTracing
+import Foundation
+
+/// Durable approvals in the database: pausing a run (request rows in the user's approvals table,
+/// the run state in `bridge.run_states`, the task marked waiting, the lease released; one
+/// transaction), finding runs whose requests are all decided, claiming them again, and the
+/// shell's `bridge approvals` / `approve` / `reject`. Table and column names come from the
+/// mappings and are quoted; every value is bound.
+public struct ApprovalStore: Sendable {
+    public let config: MappingConfig
+
+    public init(config: MappingConfig) { self.config = config }
+
+    /// The task column that marks a waiting task (`migrations/0020_approvals.sql`).
+    public static let waitingColumn = "bridge_waiting_since"
+
+    var source: SourceMapping { config.source }
+    func q(_ name: String) -> String { PostgresQuery.quoteIdentifier(name) }
+    var tasks: String { PostgresQuery.quoteQualified(source.table) }
+
+    /// The approvals mapping, or a configuration error.
+    func mapping() throws -> ApprovalsMapping {
+        guard let a = config.approvals else {
+            throw PostgresError(kind: .client, message: "the mappings have no 'approvals' section")
+        }
+        return a
+    }
+
+    /// A run state as stored.
+    public struct Stored: Sendable {
+        public var taskKey: String
+        public var traceId: String
+        public var attempt: Int
+        public var executionKey: String?
+        public var spec: RunSpec
+        public var paused: PausedRun
+        public var openSpans: [TraceRecorder.OpenSpan]
+    }
+
+    static func encode<T: Encodable>(_ value: T) throws -> String {
+        String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
+    }
+
+    /// Pauses the task in one transaction: one request row per pending call (its key comes
+    /// back), the run state, the waits, `bridge_waiting_since = now()` and the lease released,
+    /// guarded on the lease token. Returns the request keys, or throws `TaskStore.LeaseLost`.
+    public func pause(on conn: PostgresConnection, task: Row, taskKey: String, token: String, executionKey: String?,
+                      spec: RunSpec, paused: PausedRun, openSpans: [TraceRecorder.OpenSpan]) async throws -> [String] {
+        let a = try mapping()
+        let specText = try Self.encode(spec)
+        let stateText = try Self.encode(paused)
+        let spansText = try Self.encode(openSpans)
+        let inserts = paused.pending.map { requestInsert(a, task: task, taskKey: taskKey, spec: spec, call: $0) }
+        let waiting = PostgresQuery(sql: """
+            UPDATE \(tasks) SET \(q(Self.waitingColumn)) = now(), \(q(TaskStore.Lease.token)) = NULL,
+                \(q(TaskStore.Lease.expiresAt)) = NULL, \(q(TaskStore.Lease.workerId)) = NULL
+            WHERE \(q(TaskStore.Lease.token)) = $1 AND \(q(source.status.column)) = $2
+            """, binds: [.text(token), .text(source.status.running)])
+        let state = PostgresQuery(sql: """
+            INSERT INTO bridge.run_states (task_key, trace_id, attempt, execution_key, spec, state, open_spans, paused_at)
+            VALUES ($1, $2, $3::int, $4, $5::jsonb, $6::jsonb, $7::jsonb, now())
+            ON CONFLICT (task_key) DO UPDATE SET trace_id = EXCLUDED.trace_id, attempt = EXCLUDED.attempt,
+                execution_key = EXCLUDED.execution_key, spec = EXCLUDED.spec, state = EXCLUDED.state,
+                open_spans = EXCLUDED.open_spans, paused_at = EXCLUDED.paused_at
+            """, binds: [.text(taskKey), .text(spec.traceId), .text(String(spec.attempt)),
+                         executionKey.map { .text($0) } ?? .null, .text(specText), .text(stateText), .text(spansText)])
+        let clear = PostgresQuery(sql: "DELETE FROM bridge.approval_waits WHERE task_key = $1", binds: [.text(taskKey)])
+        let calls = paused.pending
+        return try await conn.transaction { c in
+            guard try c.query(waiting).affectedRows == 1 else { throw TaskStore.LeaseLost(taskKey: taskKey) }
+            try c.query(state)
+            try c.query(clear)
+            var keys: [String] = []
+            for (insert, call) in zip(inserts, calls) {
+                guard let key = try c.query(insert).first?["k"] else {
+                    throw PostgresError(kind: .client, message: "the approval request insert returned no key")
+                }
+                try c.query(PostgresQuery(sql: """
+                    INSERT INTO bridge.approval_waits (request_key, task_key, call_id, tool_name, arguments)
+                    VALUES ($1, $2, $3, $4, $5)
+                    """, binds: [.text(key), .text(taskKey), .text(call.callId), .text(call.name), .text(call.arguments)]))
+                keys.append(key)
+            }
+            return keys
+        }
+    }
+
+    /// The INSERT of one request row: status pending, expiry, the task's group, bridge's
+    /// content in the mapped columns, the constant values.
+    func requestInsert(_ a: ApprovalsMapping, task: Row, taskKey: String, spec: RunSpec,
+                       call: PendingApproval) -> PostgresQuery {
+        var cols: [String] = [q(a.statusColumn)]
+        var vals: [String] = ["$1"]
+        var binds: [PostgresValue] = [.text(a.pending)]
+        func add(_ column: String?, _ value: PostgresValue, expression: ((Int) -> String)? = nil) {
+            guard let column else { return }
+            binds.append(value)
+            cols.append(q(column))
+            vals.append(expression?(binds.count) ?? "$\(binds.count)")
+        }
+        add(a.expiresAtColumn, .text(String(a.expiresAfterSeconds))) { "now() + $\($0)::double precision * interval '1 second'" }
+        if let g = source.groupColumn, let v = task[g], !v.isNull { add(a.groupColumn, .text(v.templateText)) }
+        let arguments = (try? JSONValue.parse(call.arguments)) ?? .string(call.arguments)
+        let description = spec.tools[call.name]?.description ?? ""
+        let content: [String: JSONValue] = [
+            "title": .string("Approve \(call.name) for task \(taskKey)"),
+            "description": .string("Agent \(call.agent) wants to call \(call.name)\(description.isEmpty ? "" : " (\(description))") with \(arguments.compact)."),
+            "proposed_actions": [["type": "tool_call", "tool_name": .string(call.name), "arguments": arguments,
+                                  "call_id": .string(call.callId)]],
+            "context": ["task_id": .string(taskKey), "trace_id": .string(spec.traceId), "attempt": .number(Double(spec.attempt)),
+                        "agent": .string(call.agent), "tool_name": .string(call.name), "call_id": .string(call.callId),
+                        "arguments": arguments, "source": "bridge"],
+        ]
+        for name in ApprovalsMapping.contentNames {
+            guard let column = a.columns[name], let v = content[name] else { continue }
+            add(column, .text(v.stringValue ?? v.compact))
+        }
+        for (column, value) in a.values.sorted(by: { $0.key < $1.key }) { add(column, .text(value)) }
+        return PostgresQuery(sql: """
+            INSERT INTO \(PostgresQuery.quoteQualified(a.table)) (\(cols.joined(separator: ", ")))
+            VALUES (\(vals.joined(separator: ", "))) RETURNING \(q(a.key))::text AS k
+            """, binds: binds)
+    }
+
+    /// The SQL type of `table.column` (to cast bridge's text keys to it, so the user's column
+    /// is compared as it is and its index applies).
+    func columnType(_ table: String, _ column: String, on conn: PostgresConnection) async throws -> String {
+        let rows = try await conn.query(PostgresQuery(sql: """
+            SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute
+            WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped
+            """, binds: [.text(PostgresQuery.quoteQualified(table)), .text(column)]))
+        guard let t = rows.first?["t"] else {
+            throw PostgresError(kind: .client, message: "column \(table).\(column) does not exist")
+        }
+        return t
+    }
+
+    /// Waiting tasks whose every request is decided (approved, rejected, or past its expiry),
+    /// oldest pause first.
+    public func ready(on conn: PostgresConnection, limit: Int) async throws -> [String] {
+        guard config.approvals != nil else { return [] }
+        return try await conn.query(try await readyQuery(on: conn, limit: limit)).compactMap { $0["task_key"] }
+    }
+
+    /// The statement of `ready`: driven by `bridge.run_states` (one row per waiting task); the
+    /// user's tables are reached by their keys (bridge's text keys cast to the key types), so
+    /// their primary key indexes apply however large they grow.
+    public func readyQuery(on conn: PostgresConnection, limit: Int) async throws -> PostgresQuery {
+        let a = try mapping()
+        let keyType = try await columnType(a.table, a.key, on: conn)
+        let taskKeyType = try await columnType(source.table, source.key, on: conn)
+        let expiry = a.expiresAtColumn.map { "AND (r.\(q($0)) IS NULL OR r.\(q($0)) > now())" } ?? ""
+        return PostgresQuery(sql: """
+            SELECT s.task_key FROM bridge.run_states s
+            JOIN \(tasks) t ON t.\(q(source.key)) = s.task_key::\(taskKeyType)
+            WHERE t.\(q(Self.waitingColumn)) IS NOT NULL
+              AND NOT EXISTS (
+                SELECT 1 FROM bridge.approval_waits w
+                JOIN \(PostgresQuery.quoteQualified(a.table)) r ON r.\(q(a.key)) = w.request_key::\(keyType)
+                WHERE w.task_key = s.task_key AND r.\(q(a.statusColumn)) = $1 \(expiry))
+            ORDER BY s.paused_at LIMIT $2
+            """, binds: [.text(a.pending), .text(String(limit))])
+    }
+
+    /// Claims a waiting task for resumption (one worker wins): clears the waiting mark and
+    /// takes a lease. Returns the claim, or nil when another worker took it.
+    public func claim(on conn: PostgresConnection, taskKey: String, workerId: String,
+                      leaseSeconds: Double) async throws -> TaskStore.Claim? {
+        let L = TaskStore.Lease.self
+        let rows = try await conn.query(PostgresQuery(sql: """
+            UPDATE \(tasks) AS x SET \(q(Self.waitingColumn)) = NULL, \(q(L.token)) = gen_random_uuid()::text,
+                \(q(L.expiresAt)) = now() + $2::double precision * interval '1 second', \(q(L.workerId)) = $3
+            WHERE \(q(source.key)) = $1 AND \(q(Self.waitingColumn)) IS NOT NULL AND \(q(source.status.column)) = $4
+            RETURNING to_jsonb(x.*)::text AS row, x.\(q(source.key))::text AS k, x.\(q(L.token)) AS token,
+                      coalesce(x.\(q(L.attempts)), 1) AS attempt
+            """, binds: [.text(taskKey), .text(String(leaseSeconds)), .text(workerId), .text(source.status.running)]))
+        return try TaskStore.parseClaims(rows).first
+    }
+
+    /// The stored state of a waiting task and the decisions on its requests.
+    public func load(on conn: PostgresConnection, taskKey: String) async throws -> (Stored, [ApprovalDecision])? {
+        let a = try mapping()
+        guard let row = try await conn.query(PostgresQuery(sql: """
+            SELECT trace_id, attempt, execution_key, spec::text AS spec, state::text AS state, open_spans::text AS spans
+            FROM bridge.run_states WHERE task_key = $1
+            """, binds: [.text(taskKey)])).first else { return nil }
+        let keyType = try await columnType(a.table, a.key, on: conn)
+        let response = a.responseColumn.map { "r.\(q($0))::text" } ?? "NULL::text"
+        let waits = try await conn.query(PostgresQuery(sql: """
+            SELECT w.request_key, w.call_id, w.tool_name, r.\(q(a.statusColumn))::text AS status,
+                   \(response) AS response
+            FROM bridge.approval_waits w
+            LEFT JOIN \(PostgresQuery.quoteQualified(a.table)) r ON r.\(q(a.key)) = w.request_key::\(keyType)
+            WHERE w.task_key = $1 ORDER BY w.created_at, w.request_key
+            """, binds: [.text(taskKey)]))
+        let decoder = JSONDecoder()
+        let stored = Stored(taskKey: taskKey, traceId: row["trace_id"] ?? "", attempt: row.int("attempt") ?? 1,
+                            executionKey: row["execution_key"],
+                            spec: try decoder.decode(RunSpec.self, from: Data((row["spec"] ?? "").utf8)),
+                            paused: try decoder.decode(PausedRun.self, from: Data((row["state"] ?? "").utf8)),
+                            openSpans: try decoder.decode([TraceRecorder.OpenSpan].self, from: Data((row["spans"] ?? "").utf8)))
+        let decisions = waits.map { w in
+            Self.decision(a, requestKey: w["request_key"] ?? "", callId: w["call_id"] ?? "", toolName: w["tool_name"] ?? "",
+                          status: w["status"], response: w["response"])
+        }
+        return (stored, decisions)
+    }
+
+    /// One decision from a request row: approved, or rejected (the reviewer's message from the
+    /// response: a JSON string, or an object's `message` / `reason`), or expired (undecided past
+    /// its expiry, or the row is gone: treated as rejected).
+    static func decision(_ a: ApprovalsMapping, requestKey: String, callId: String, toolName: String, status: String?,
+                         response: String?) -> ApprovalDecision {
+        let json = response.flatMap { try? JSONValue.parse($0) }
+        let message = json?.stringValue ?? json?["message"]?.stringValue ?? json?["reason"]?.stringValue
+            ?? (json == nil ? response : nil)
+        let by = json?["by"]?.stringValue ?? json?["decided_by"]?.stringValue
+        let outcome: ApprovalDecision.Outcome = switch status {
+        case a.approved?: .approved
+        case a.rejected?: .rejected
+        default: .expired
+        }
+        return ApprovalDecision(callId: callId, outcome: outcome, message: outcome == .approved ? nil : message,
+                                decidedBy: by, requestId: requestKey, toolName: toolName)
+    }
+
+    /// After the resumed run finished: the state is no longer needed; requests that expired
+    /// undecided get the `expired` status value (when mapped).
+    public func finished(on conn: PostgresConnection, taskKey: String, expiredRequests: [String]) async throws {
+        if let a = config.approvals, let expired = a.expired, !expiredRequests.isEmpty {
+            let keyType = try await columnType(a.table, a.key, on: conn)
+            try await conn.query(PostgresQuery(sql: """
+                UPDATE \(PostgresQuery.quoteQualified(a.table)) SET \(q(a.statusColumn)) = $1
+                WHERE \(q(a.key)) = ANY($2::\(keyType)[]) AND \(q(a.statusColumn)) = $3
+                """, binds: [.text(expired), .text(TaskStore.textArray(expiredRequests)), .text(a.pending)]))
+        }
+        try await conn.query(PostgresQuery(sql: "DELETE FROM bridge.run_states WHERE task_key = $1", binds: [.text(taskKey)]))
+    }
+
+    // MARK: - The shell: list, approve, reject
+
+    /// A pending request as `bridge approvals list` shows it.
+    public struct Pending: Sendable {
+        public var requestKey: String
+        public var taskKey: String
+        public var toolName: String
+        public var arguments: String
+        public var traceId: String
+        public var waitingSeconds: Double
+        public var status: String
+    }
+
+    /// Requests bridge is waiting on (every status; the undecided first).
+    public func list(on conn: PostgresConnection) async throws -> [Pending] {
+        let a = try mapping()
+        let keyType = try await columnType(a.table, a.key, on: conn)
+        let rows = try await conn.query(PostgresQuery(sql: """
+            SELECT w.request_key, w.task_key, w.tool_name, w.arguments, s.trace_id,
+                   extract(epoch FROM now() - w.created_at)::float8 AS waiting,
+                   coalesce(r.\(q(a.statusColumn))::text, '(deleted)') AS status
+            FROM bridge.approval_waits w JOIN bridge.run_states s ON s.task_key = w.task_key
+            LEFT JOIN \(PostgresQuery.quoteQualified(a.table)) r ON r.\(q(a.key)) = w.request_key::\(keyType)
+            ORDER BY (r.\(q(a.statusColumn)) = $1) DESC, w.created_at, w.request_key
+            """, binds: [.text(a.pending)]))
+        return rows.map { r in
+            Pending(requestKey: r["request_key"] ?? "", taskKey: r["task_key"] ?? "", toolName: r["tool_name"] ?? "",
+                    arguments: r["arguments"] ?? "", traceId: r["trace_id"] ?? "", waitingSeconds: r.double("waiting") ?? 0,
+                    status: r["status"] ?? "")
+        }
+    }
+
+    /// Decides a pending request of bridge's: sets its status (and the response and responded-at
+    /// columns when mapped) and wakes `--watch` workers. Returns false when the request is not
+    /// pending (or not one of bridge's).
+    public func decide(on conn: PostgresConnection, requestKey: String, approve: Bool, message: String?,
+                       by: String) async throws -> Bool {
+        let a = try mapping()
+        let keyType = try await columnType(a.table, a.key, on: conn)
+        var sets = ["\(q(a.statusColumn)) = $1"]
+        var binds: [PostgresValue] = [.text(approve ? a.approved : a.rejected)]
+        if let r = a.responseColumn {
+            var response: [String: JSONValue] = ["decision": .string(approve ? "approved" : "rejected"), "by": .string(by)]
+            if let message { response["message"] = .string(message) }
+            binds.append(.text(JSONValue.object(response).compact))
+            sets.append("\(q(r)) = $\(binds.count)")
+        }
+        if let c = a.respondedAtColumn { sets.append("\(q(c)) = now()") }
+        binds += [.text(requestKey), .text(requestKey), .text(a.pending)]
+        let n = binds.count
+        let update = PostgresQuery(sql: """
+            UPDATE \(PostgresQuery.quoteQualified(a.table)) SET \(sets.joined(separator: ", "))
+            WHERE \(q(a.key)) = $\(n - 2)::\(keyType) AND \(q(a.statusColumn)) = $\(n)
+              AND EXISTS (SELECT 1 FROM bridge.approval_waits w WHERE w.request_key = $\(n - 1))
+            """, binds: binds)
+        do {
+            return try await conn.transaction { c in
+                let n = try c.query(update).affectedRows
+                if n == 1 { try c.query(PostgresQuery(sql: "SELECT pg_notify($1, '')", binds: [.text(taskNotifyChannel)])) }
+                return n == 1
+            }
+        } catch let e as PostgresError where e.sqlState == "22P02" {
+            return false  // not even a valid key of the approvals table
+        }
+    }
+}

@@ -1,0 +1,374 @@
+import BridgeCore
+import BridgePostgres
+import BridgeTestSupport
+import Foundation
+import Testing
+
+/// Adversarial probes (issue 11): each reproduces an attack on the built binary, then checks
+/// the error, the exit code and that nothing changed.
+/// Serialized: the probes start many bridge processes, and the lease and kill tests that run
+/// alongside are sensitive to load.
+@Suite(.serialized, .enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
+struct HardeningCLITests {
+    /// A copy of the shipped mappings with `tool` (YAML of one list item under `tools:`) added
+    /// and given to the Content Specialist.
+    static func mappings(withTool tool: String, agentsEdit: ((String) -> String)? = nil) throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-probe-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let src = ExecCLITests.mappings
+        try FileManager.default.copyItem(atPath: src + "/bridge.yaml", toPath: dir.appendingPathComponent("bridge.yaml").path)
+        var agents = try String(contentsOfFile: src + "/agents.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "    tools: [store_data]\n", with: "    tools: [store_data, probe]\n")
+        if let agentsEdit { agents = agentsEdit(agents) }
+        try agents.write(to: dir.appendingPathComponent("agents.yaml"), atomically: true, encoding: .utf8)
+        let tools = try String(contentsOfFile: src + "/tools.yaml", encoding: .utf8) + "\n" + tool
+        try tools.write(to: dir.appendingPathComponent("tools.yaml"), atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    static func hacked(_ url: String) async throws -> Int {
+        let c = try await TestDatabase.connect(url)
+        defer { Task { await c.close() } }
+        return try await c.query("SELECT count(*) AS n FROM tasks WHERE name = 'HACKED'").first?.int("n") ?? -1
+    }
+
+    @Test func multiStatementToolSQLIsRejectedWithItsPositionAndNeverRuns() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        for query in ["SELECT 1; UPDATE tasks SET name = 'HACKED'",
+                      "SELECT :key::text AS k; UPDATE tasks SET name = 'HACKED' WHERE :key::text IS NOT NULL"] {
+            let dir = try Self.mappings(withTool: """
+                  - name: probe
+                    description: Probe.
+                    parameters:
+                      type: object
+                      properties: {key: {type: string}}
+                      required: [key]
+                      additionalProperties: false
+                    sql:
+                      query: "\(query)"
+                """)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let before = try await ExecCLITests.snapshot(url)
+            let check = try BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", dir.path])
+            #expect(check.status == 2, "\(check.stdout)\(check.stderr)")
+            // The second statement's own position: the line of `query:` and the column of UPDATE.
+            let toolsLines = try String(contentsOf: dir.appendingPathComponent("tools.yaml"), encoding: .utf8)
+                .components(separatedBy: "\n")
+            let line = try #require(toolsLines.lastIndex { $0.contains("UPDATE tasks SET name = 'HACKED'") }) + 1
+            let column = try #require(toolsLines[line - 1].range(of: "UPDATE")).lowerBound.utf16Offset(in: toolsLines[line - 1]) + 1
+            #expect(check.stderr.contains("tools.yaml:\(line):\(column):"), "\(check.stderr)")
+            #expect(check.stderr.contains("exactly one statement"))
+            let dry = try BridgeBinary.run(["exec", "--dry-run", "--database-url", url, "--mappings", dir.path])
+            #expect(dry.status == 2)
+            let run = try BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", dir.path])
+            #expect(run.status == 2)
+            #expect(try await Self.hacked(url) == 0)
+            #expect(try await ExecCLITests.snapshot(url) == before)
+            // No prepared statement is left behind: the shipped mappings still check clean.
+            let again = try BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", ExecCLITests.mappings])
+            #expect(again.status == 0, "\(again.stderr)")
+        }
+    }
+
+    @Test func checksPrepareWritingToolsWithoutRunningThem() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let dir = try Self.mappings(withTool: """
+              - name: probe
+                description: Probe.
+                sql:
+                  query: "UPDATE tasks SET name = 'HACKED' RETURNING id"
+                  writes: true
+            """)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let before = try await ExecCLITests.snapshot(url)
+        let check = try BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", dir.path])
+        #expect(check.status == 0, "\(check.stderr)")
+        let dry = try BridgeBinary.run(["exec", "--dry-run", "--database-url", url, "--mappings", dir.path])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(try await Self.hacked(url) == 0)
+        #expect(try await ExecCLITests.snapshot(url) == before)
+    }
+
+    @Test func trailingCommentBehavesAlikeAtCheckAndRunTime() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let dir = try Self.mappings(withTool: """
+              - name: probe
+                description: Probe.
+                parameters:
+                  type: object
+                  properties: {key: {type: string, examples: [k1]}}
+                  required: [key]
+                  additionalProperties: false
+                sql:
+                  query: |-
+                    SELECT :key::text AS k; -- the key back
+                    -- and a last comment
+            """)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let check = try BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", dir.path])
+        #expect(check.status == 0, "\(check.stderr)")
+        let run = try BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", dir.path])
+        #expect(run.status == 0, "\(run.stderr)")
+        let c = try await TestDatabase.connect(url)
+        let rows = try await c.query("""
+            SELECT error IS NULL AS ok, span_data->>'output' AS output FROM bridge.spans
+            WHERE span_data->>'type' = 'function' AND span_data->>'name' = 'probe'
+            """)
+        await c.close()
+        #expect(!rows.isEmpty)
+        for r in rows {
+            #expect(r.bool("ok") == true, "\(r["output"] ?? "")")
+            #expect(r["output"]?.contains("k1") == true, "\(r["output"] ?? "")")
+        }
+    }
+
+    @Test func aReadOnlyToolThatWritesNamesItsStatement() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let dir = try Self.mappings(withTool: """
+              - name: probe
+                description: Probe.
+                sql:
+                  query: "UPDATE tasks SET name = 'HACKED' WHERE false RETURNING id"
+            """)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = try BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", dir.path])
+        #expect(run.status == 0, "\(run.stderr)")
+        let c = try await TestDatabase.connect(url)
+        let errors = try await c.query("""
+            SELECT error::text AS e FROM bridge.spans
+            WHERE span_data->>'type' = 'function' AND span_data->>'name' = 'probe'
+            """)
+        await c.close()
+        #expect(!errors.isEmpty)
+        for r in errors {
+            let e = r["e"] ?? ""
+            #expect(e.contains("UPDATE") && e.contains("writes: false") && !e.contains("cannot execute SELECT"), "\(e)")
+        }
+        #expect(try await Self.hacked(url) == 0)
+    }
+
+    @Test func commandToolsSeeNoSecretsAndStoredDataIsRedacted() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        // The tool dumps its environment; OPENAI_API_KEY is allowlisted on purpose, so the
+        // key reaches the output and only redaction keeps it out of what bridge stores.
+        let dir = try Self.mappings(withTool: """
+              - name: probe
+                description: Probe.
+                command:
+                  argv:
+                    - /bin/sh
+                    - -c
+                    - 'env; echo "pw=${PGPASSWORD:-none}"'
+                  env: [OPENAI_API_KEY]
+            """)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var env = ProcessInfo.processInfo.environment
+        env["OPENAI_API_KEY"] = "sk-probe-key-0123456789"
+        env["PGPASSWORD"] = "pg-probe-password-42"
+        env["DATABASE_URL"] = url
+        let r = try Subprocess.run(BridgeBinary.path, ["exec", "--offline", "--mappings", dir.path], environment: env)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(!r.stdout.contains("sk-probe-key") && !r.stderr.contains("sk-probe-key"))
+        let c = try await TestDatabase.connect(url)
+        let stored = try await c.query("""
+            SELECT (SELECT string_agg(coalesce(result::text, ''), '|') FROM tasks) AS tasks,
+                   (SELECT string_agg(coalesce(result::text, '') || coalesce(error_message, ''), '|') FROM task_executions) AS executions,
+                   (SELECT string_agg(items::text, '|') FROM bridge.run_transcripts) AS transcripts,
+                   (SELECT string_agg(span_data::text || coalesce(error::text, ''), '|') FROM bridge.spans) AS spans
+            """).first
+        let outputs = try await c.query("""
+            SELECT span_data->>'output' AS o FROM bridge.spans WHERE span_data->>'name' = 'probe'
+            """)
+        await c.close()
+        #expect(!outputs.isEmpty)
+        for o in outputs {
+            let text = o["o"] ?? ""
+            // The allowlisted key arrived (redacted); nothing else of bridge's environment did.
+            #expect(text.contains("OPENAI_API_KEY=***"), "\(text)")
+            #expect(text.contains("pw=none"), "PGPASSWORD reached the child: \(text)")
+            #expect(!text.contains("DATABASE_URL") && !text.contains("BRIDGE_TEST_DATABASE_URL"), "\(text)")
+        }
+        for column in ["tasks", "executions", "transcripts", "spans"] {
+            let text = stored?[column] ?? ""
+            #expect(!text.isEmpty, "\(column)")
+            #expect(!text.contains("sk-probe-key-0123456789") && !text.contains("pg-probe-password-42"), "\(column)")
+        }
+        #expect(stored?["transcripts"]?.contains("OPENAI_API_KEY=***") == true)
+    }
+
+    @Test func unparsableConnectionStringsNeverEchoThePassword() throws {
+        for bad in ["postgres://u:pw-echo-secret@[::1/db", "postgres://u:pw-echo%zzsecret@localhost/db",
+                    "host=localhost password=pw-echo-secret 'unterminated"] {
+            for args in [["mappings", "check", "--mappings", ExecCLITests.mappings], ["migrate", "status", "--dir", BridgeBinary.migrations]] {
+                let r = try BridgeBinary.run(args + ["--database-url", bad])
+                #expect(r.status == 2, "\(bad): \(r.stderr)")
+                #expect(!r.stderr.contains("pw-echo") && !r.stdout.contains("pw-echo"), "\(r.stderr)")
+                #expect(!r.stderr.contains("secret"), "\(r.stderr)")
+            }
+        }
+    }
+
+    @Test func migrateMappingsRefusesTableNamesThatAreSQL() async throws {
+        let url = try await TestDatabase.createReference(seed: false)
+        let c = try await TestDatabase.connect(url)
+        try await c.simpleQuery("CREATE TABLE x (id int)")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-inject-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let attack = "tasks ADD COLUMN IF NOT EXISTS zz int; DROP TABLE x; ALTER TABLE tasks"
+        let source = try String(contentsOfFile: ExecCLITests.mappings + "/bridge.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "table: tasks\n", with: "table: \"\(attack)\"\n")
+        try source.write(to: dir.appendingPathComponent("bridge.yaml"), atomically: true, encoding: .utf8)
+        for name in ["agents.yaml", "tools.yaml"] {
+            try FileManager.default.copyItem(atPath: ExecCLITests.mappings + "/" + name, toPath: dir.appendingPathComponent(name).path)
+        }
+        let r = try BridgeBinary.run(["migrate", "--database-url", url, "--dir", BridgeBinary.migrations, "--mappings", dir.path])
+        #expect(r.status == 2, "\(r.stderr)")
+        #expect(r.stderr.contains("bridge.yaml:") && r.stderr.contains("not a valid identifier"), "\(r.stderr)")
+        // Nothing ran: x is still there, no zz column, no bridge schema.
+        #expect(try await c.query("SELECT to_regclass('x') IS NOT NULL AS ok").first?.bool("ok") == true)
+        #expect(try await c.query("SELECT to_regclass('bridge.spans') IS NULL AS ok").first?.bool("ok") == true)
+        #expect(try await c.query("""
+            SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'tasks' AND column_name = 'zz'
+            """).first?.int("n") == 0)
+        // A --set value is held to the same rule.
+        let set = try BridgeBinary.run(["migrate", "--database-url", url, "--dir", BridgeBinary.migrations,
+                                        "--set", "tasks_table=\(attack)"])
+        #expect(set.status == 2, "\(set.stderr)")
+        #expect(set.stderr.contains("${tasks_table}"), "\(set.stderr)")
+        #expect(try await c.query("SELECT to_regclass('x') IS NOT NULL AS ok").first?.bool("ok") == true)
+        await c.close()
+    }
+
+    @Test func billionLaughsIsRefusedQuickly() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-laughs-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var lines = ["version: 1", "tools:", "  - name: t", "    description: d", "    parameters:", "      type: object",
+                     "      properties:", "        x:", "          type: string",
+                     "          examples: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]"]
+        let names = ["b", "c", "d", "e", "f", "g", "h", "i"]
+        for (i, name) in names.enumerated() {
+            let prev = i == 0 ? "a" : names[i - 1]
+            lines.append("        \(name): {type: string, examples: &\(name) [\(Array(repeating: "*\(prev)", count: 9).joined(separator: ","))]}")
+        }
+        try lines.joined(separator: "\n").write(to: dir.appendingPathComponent("laughs.yaml"), atomically: true, encoding: .utf8)
+        let started = Date()
+        let r = try BridgeBinary.run(["mappings", "check", "--static-only", "--mappings", dir.path])
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("laughs.yaml:") && r.stderr.contains("aliases expand"), "\(r.stderr)")
+        // Generous: unbounded, this took over 60 s and 3 GB.
+        #expect(Date().timeIntervalSince(started) < 20)
+    }
+
+    @Test func badFlagValuesExitTwoNamingTheFlag() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let before = try await ExecCLITests.snapshot(url)
+        let m = ["--database-url", url, "--mappings", ExecCLITests.mappings]
+        let cases: [([String], String)] = [
+            (["verify", "--since", "99999999d"] + m, "--since"),
+            (["verify", "--since", "yesterday"] + m, "--since"),
+            (["exec", "--backfill", "--since", "notadate"] + m, "--since"),
+            (["exec", "--offline", "--task", "00000000-0000-0000-0000-00000000abcd"] + m, "00000000-0000-0000-0000-00000000abcd"),
+            (["verify", "--task", "00000000-0000-0000-0000-00000000abcd"] + m, "00000000-0000-0000-0000-00000000abcd"),
+            (["verify", "--task", "not-a-uuid"] + m, "not-a-uuid"),
+        ]
+        for (args, needle) in cases {
+            let r = try BridgeBinary.run(args)
+            #expect(r.status == 2, "\(args): \(r.stderr)")
+            #expect(r.stderr.contains(needle), "\(args): \(r.stderr)")
+            #expect(!r.stderr.contains("SQLSTATE"), "\(args): \(r.stderr)")
+        }
+        // verify with mappings naming a table that is not there: exit 2 naming it, not a raw SQL error.
+        let dir = try Self.mappings(withTool: "", agentsEdit: nil)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bridgeYAML = dir.appendingPathComponent("bridge.yaml")
+        try String(contentsOf: bridgeYAML, encoding: .utf8).replacingOccurrences(of: "table: task_executions\n", with: "table: task_executionz\n")
+            .write(to: bridgeYAML, atomically: true, encoding: .utf8)
+        let agents = dir.appendingPathComponent("agents.yaml")
+        try String(contentsOf: agents, encoding: .utf8).replacingOccurrences(of: "[store_data, probe]", with: "[store_data]")
+            .write(to: agents, atomically: true, encoding: .utf8)
+        let v = try BridgeBinary.run(["verify", "--database-url", url, "--mappings", dir.path])
+        #expect(v.status == 2, "\(v.stdout)\(v.stderr)")
+        #expect(v.stderr.contains("task_executionz") && v.stderr.contains("bridge.yaml:"), "\(v.stderr)")
+        #expect(try await ExecCLITests.snapshot(url) == before)
+    }
+
+    @Test func nulAndInvalidUTF8FromToolsAreStoredReplacedAndFlagged() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let dir = try Self.mappings(withTool: """
+              - name: probe
+                description: Probe.
+                command:
+                  argv: [/usr/bin/printf, 'a\\000b\\377c']
+              - name: probe_sql
+                description: Probe.
+                parameters:
+                  type: object
+                  properties: {v: {type: string, examples: ["a\\0b"]}}
+                  required: [v]
+                  additionalProperties: false
+                sql:
+                  query: "SELECT :v::text AS v"
+            """, agentsEdit: { $0.replacingOccurrences(of: "[store_data, probe]", with: "[store_data, probe, probe_sql]") })
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let c = try await TestDatabase.connect(url)
+        let failedBefore = try await c.query("SELECT count(*) AS n FROM tasks WHERE status = 'failed'").first?.int("n")
+        let r = try BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", dir.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let failed = try await c.query("SELECT count(*) AS n FROM tasks WHERE status = 'failed'").first?.int("n")
+        let command = try await c.query("""
+            SELECT span_data->>'output' AS output, span_data->'text_replaced' AS flag, error IS NULL AS ok FROM bridge.spans
+            WHERE span_data->>'name' = 'probe'
+            """)
+        let sql = try await c.query("""
+            SELECT span_data->>'output' AS output, error::text AS error FROM bridge.spans WHERE span_data->>'name' = 'probe_sql'
+            """)
+        await c.close()
+        #expect(failed == failedBefore)
+        #expect(!command.isEmpty && !sql.isEmpty)
+        for row in command {
+            #expect(row["output"] == "a\u{FFFD}b\u{FFFD}c", "\(row["output"] ?? "nil")")
+            #expect(row["flag"].map { (try? JSONValue.parse($0)) ?? .null } == ["nul": 1, "invalid_utf8": true])
+            #expect(row.bool("ok") == true)
+        }
+        // A NUL in a SQL argument is never cut ("a\0b" stored as "a"): the call is refused, the
+        // model is told why, and the run goes on.
+        for row in sql {
+            #expect(row["error"]?.contains("NUL") == true, "\(row["error"] ?? "nil")")
+            #expect(row["output"]?.contains("\"v\":\"a\"") != true)
+        }
+    }
+
+    @Test func nulFromTheModelIsStoredReplacedAndTheRunGoesOn() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let server = try TestHTTPServer { request in
+            guard request.path == "/v1/responses", let body = request.json else { return .json([:], status: 404) }
+            return .json(["id": "resp_nul", "object": "response", "status": "completed", "model": body["model"] ?? "gpt-4.1",
+                          "output": [["type": "message", "id": "msg_nul", "role": "assistant", "status": "completed",
+                                      "content": [["type": "output_text", "text": "ok\u{0}done", "annotations": []]]]],
+                          "usage": ["input_tokens": 10, "output_tokens": 2, "total_tokens": 12]])
+        }
+        defer { server.stop() }
+        var env = ProcessInfo.processInfo.environment
+        env["DATABASE_URL"] = nil
+        env["OPENAI_BASE_URL"] = server.url("/v1")
+        env["OPENAI_API_KEY"] = "sk-test-nul"
+        env["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
+        let r = try Subprocess.run(BridgeBinary.path, ["exec", "--limit", "1", "--database-url", url, "--mappings", ExecCLITests.mappings],
+                                   environment: env)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(server.requests.filter { $0.path == "/v1/responses" }.count == 1)  // no retries
+        let c = try await TestDatabase.connect(url)
+        let row = try await c.query("""
+            SELECT t.status, t.result->>'output' AS output,
+                   (SELECT s.span_data->'text_replaced' FROM bridge.spans s
+                     WHERE s.trace_id = t.openai_trace_id AND s.span_data->>'type' = 'response') AS flag
+            FROM tasks t WHERE t.openai_trace_id IS NOT NULL AND t.result ? 'last_agent'
+            """).first
+        await c.close()
+        #expect(row?["status"] == "completed")
+        #expect(row?["output"] == "ok\u{FFFD}done")
+        #expect(row?["flag"].map { (try? JSONValue.parse($0)) ?? .null } == ["nul": 1])
+    }
+}

@@ -1,0 +1,35 @@
+import BridgeCore
+import BridgeMetrics
+import Foundation
+import Testing
+
+struct MetricsTests {
+    /// docs/grafana-dashboard.json charts every metric bridge emits and no other.
+    @Test func dashboardUsesExactlyTheEmittedMetrics() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/grafana-dashboard.json").path
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let dashboard = try JSONValue.parse(Data(text.utf8))
+        #expect(dashboard["uid"]?.stringValue == "bridge-workers")
+        let regex = try NSRegularExpression(pattern: "bridge_[a-z_]+")
+        var used = Set<String>()
+        for m in regex.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+            var name = String(text[Range(m.range, in: text)!])
+            for suffix in ["_bucket", "_sum", "_count"] where name.hasSuffix(suffix) && name.hasSuffix("seconds" + suffix) {
+                name = String(name.dropLast(suffix.count))
+            }
+            if name != "bridge_workers" { used.insert(name) }
+        }
+        #expect(used == Set(BridgeMetrics.Name.all))
+    }
+
+    @Test func namesFollowPrometheusConventions() {
+        for name in BridgeMetrics.Name.all {
+            #expect(name.hasPrefix("bridge_"))
+            #expect(name.allSatisfy { $0.isLowercase || $0 == "_" })
+        }
+        let counters = BridgeMetrics.Name.all.filter { $0.hasSuffix("_total") }
+        #expect(counters.count == 11)
+        #expect(BridgeMetrics.Name.all.filter { $0.hasSuffix("_seconds") }.count == 3)
+    }
+}
