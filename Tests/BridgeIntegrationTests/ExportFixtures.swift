@@ -21,7 +21,6 @@ struct ExportLedger {
     let failedToolSpan: String
 
     static let migration0004 = TestDatabase.projectRoot.appendingPathComponent("migrations/0004_export_deliveries.sql").path
-    static let migration0012 = TestDatabase.projectRoot.appendingPathComponent("migrations/0012_ledger_cursor.sql").path
 
     /// `runs` offline runs (8 spans each) plus a generation span with a 150 kB input, a response
     /// span with usage and a failed function span, in a fresh database with the ledger tables
@@ -31,7 +30,6 @@ struct ExportLedger {
         let conn = try await TestDatabase.connect(url)
         try await conn.simpleQuery(ledgerDDL)
         try await conn.simpleQuery(try String(contentsOfFile: migration0004, encoding: .utf8))
-        try await conn.simpleQuery(try String(contentsOfFile: migration0012, encoding: .utf8))
         let ledger = Ledger(connection: conn)
         var traces: Set<String> = []
         var lastTrace = ""

@@ -111,15 +111,11 @@ public actor ExportPump {
     public func exportNextBatch() async throws -> ExportStats? {
         try Task.checkCancellation()
         guard holdsLock else { throw ExportFatalError(exporter: exporter.name, message: "the pump does not hold the export lock") }
-        let state = try await loadCursor()
-        let (batch, next) = try await nextBatch(from: state)
+        let batch = try await nextBatch()
         BridgeMetrics.exportBacklog(exporter: exporter.name, spans: batch.spans.count)
-        if next == state { return nil }
+        if batch.isEmpty { return nil }
         var s = ExportStats(exporter: exporter.name)
-        if !batch.isEmpty { try await deliver(batch, priorAttempts: 0, stats: &s) }
-        // Only after every item of the batch has its delivery row: a crash before this line
-        // reads the same rows again, and the delivered ones are skipped.
-        try await saveCursor(next)
+        try await deliver(batch, priorAttempts: 0, stats: &s)
         stats.add(s)
         return s
     }
@@ -129,161 +125,57 @@ public actor ExportPump {
         try await Self.backlog(exporter: exporter.name, connection: connection)
     }
 
-    /// What is still undelivered for `exporter` (also for an exporter that is not running):
-    /// the rows after its cursor, and while it has not finished them, the undelivered rows
-    /// stored before the cursor existed. Costs O(backlog), not O(ledger).
+    /// What is still undelivered for `exporter` (also for an exporter that is not running).
     public static func backlog(exporter: String, connection: PostgresConnection) async throws -> ExportBacklog {
-        let state = try await loadCursor(exporter: exporter, connection: connection)
-        var b = SQLBinder()
-        let traceAfter = state.trace.map { "(t.txid, t.seq) > (\(b.bind($0.txid))::xid8, \(b.bind(.text(String($0.seq))))::bigint)" }
-            ?? "t.txid IS NOT NULL"
-        let spanAfter = state.span.map { "(s.txid, s.seq) > (\(b.bind($0.txid))::xid8, \(b.bind(.text(String($0.seq))))::bigint)" }
-            ?? "s.txid IS NOT NULL"
-        var legacyTraces = "0", legacySpans = "0"
-        if !state.legacyDone {
-            let name = b.bind(exporter)
-            legacyTraces = """
-                (SELECT count(*) FROM bridge.traces t WHERE t.txid IS NULL AND NOT EXISTS (
-                   SELECT 1 FROM bridge.trace_deliveries d WHERE d.exporter = \(name) AND d.trace_id = t.trace_id))
-                """
-            legacySpans = """
-                (SELECT count(*) FROM bridge.spans s WHERE s.txid IS NULL AND s.ended_at IS NOT NULL AND NOT EXISTS (
-                   SELECT 1 FROM bridge.span_deliveries d WHERE d.exporter = \(name) AND d.span_id = s.span_id))
-                """
-        }
-        let sql = """
-            SELECT (SELECT count(*) FROM bridge.traces t WHERE \(traceAfter)) + \(legacyTraces) AS traces,
-                   (SELECT count(*) FROM bridge.spans s WHERE \(spanAfter) AND s.ended_at IS NOT NULL) + \(legacySpans) AS spans
-            """
-        let row = try await connection.query(b.query(sql)).first
+        let row = try await connection.query("""
+            SELECT (SELECT count(*) FROM bridge.traces t WHERE NOT EXISTS (
+                      SELECT 1 FROM bridge.trace_deliveries d WHERE d.exporter = \(exporter) AND d.trace_id = t.trace_id)) AS traces,
+                   (SELECT count(*) FROM bridge.spans s WHERE s.ended_at IS NOT NULL AND NOT EXISTS (
+                      SELECT 1 FROM bridge.span_deliveries d WHERE d.exporter = \(exporter) AND d.span_id = s.span_id)) AS spans
+            """).first
         return ExportBacklog(traces: row?.int("traces") ?? 0, spans: row?.int("spans") ?? 0)
     }
 
     // MARK: - Reading
 
-    /// Where an exporter is in the ledger (`bridge.exporters`, see `LedgerPosition`).
-    public struct CursorState: Sendable, Equatable {
-        public var trace: LedgerPosition?
-        public var span: LedgerPosition?
-        /// Rows stored before the cursor existed (NULL txid) are read once, by primary key.
-        public var legacyTrace: String?
-        public var legacySpan: String?
-        public var legacyDone = false
-    }
-
-    func loadCursor() async throws -> CursorState {
-        try await Self.loadCursor(exporter: exporter.name, connection: connection)
-    }
-
-    static func loadCursor(exporter: String, connection: PostgresConnection) async throws -> CursorState {
-        guard let r = try await connection.query("""
-            SELECT trace_txid::text AS trace_txid, trace_seq, span_txid::text AS span_txid, span_seq,
-                   legacy_trace_id, legacy_span_id, legacy_done
-            FROM bridge.exporters WHERE name = \(exporter)
-            """).first else { return CursorState() }
-        func position(_ p: String) -> LedgerPosition? {
-            guard let t = r[p + "_txid"], let s = r[p + "_seq"].flatMap({ Int64($0) }) else { return nil }
-            return LedgerPosition(txid: t, seq: s)
-        }
-        return CursorState(trace: position("trace"), span: position("span"), legacyTrace: r["legacy_trace_id"],
-                           legacySpan: r["legacy_span_id"], legacyDone: r.bool("legacy_done") ?? false)
-    }
-
-    func saveCursor(_ c: CursorState) async throws {
-        try await connection.query("""
-            UPDATE bridge.exporters SET trace_txid = \(c.trace?.txid)::xid8, trace_seq = \(c.trace?.seq),
-                span_txid = \(c.span?.txid)::xid8, span_seq = \(c.span?.seq),
-                legacy_trace_id = \(c.legacyTrace), legacy_span_id = \(c.legacySpan), legacy_done = \(c.legacyDone),
-                last_seen_at = now()
-            WHERE name = \(exporter.name)
-            """)
-    }
-
-    /// Up to `batchSize` undelivered items after the exporter's cursor (traces first, then
-    /// spans), and the cursor past every row read. Each read is one range scan of an index
-    /// (the `(txid, seq)` cursor index; while the rows stored before the cursor existed are
-    /// not done, their primary key), so a poll costs O(batch) at any ledger size. Rows that
-    /// already have a delivery row for this exporter (after a crash, or delivered before the
-    /// upgrade) are passed over without sending them again.
-    func nextBatch(from state: CursorState) async throws -> (ExportBatch, CursorState) {
+    /// Up to `batchSize` undelivered items: traces first, then spans.
+    func nextBatch() async throws -> ExportBatch {
         let limit = max(1, exporter.batchSize)
-        var next = state
+        let name = exporter.name
         var batch = ExportBatch()
-        let legacy = !state.legacyDone
-        let traceRows = try await scan(traces: true, state: state, legacy: legacy, limit: limit)
+        let traceRows = try await connection.query("""
+            SELECT t.trace_id, t.workflow_name, t.group_id, t.metadata::text AS metadata
+            FROM bridge.traces t
+            WHERE NOT EXISTS (SELECT 1 FROM bridge.trace_deliveries d WHERE d.exporter = \(name) AND d.trace_id = t.trace_id)
+            ORDER BY t.created_at, t.trace_id
+            LIMIT \(limit)
+            """)
         for row in traceRows {
-            if legacy { next.legacyTrace = row["trace_id"] } else { next.trace = LedgerPosition(row: row) ?? next.trace }
-            if row.bool("done") == true { continue }
             batch.traces.append(try Self.trace(row, prefix: ""))
         }
-        let room = limit - traceRows.count
-        var spanRows: [PostgresRow] = []
-        if room > 0 {
-            spanRows = try await scan(traces: false, state: state, legacy: legacy, limit: room)
-            for row in spanRows {
-                if legacy { next.legacySpan = row["span_id"] } else { next.span = LedgerPosition(row: row) ?? next.span }
-                if row.bool("done") == true || row["ended_at"] == nil { continue }
-                let record = SpanRecord(
-                    id: row["span_id"] ?? "", traceId: row["trace_id"] ?? "", parentId: row["parent_id"],
-                    startedAt: row.date("started_at") ?? .distantPast, endedAt: row.date("ended_at") ?? .distantPast,
-                    spanData: try JSONValue.parse(row["span_data"] ?? "null"),
-                    error: try row["error"].map { try JSONValue.parse($0) })
-                var trace = try Self.trace(row, prefix: "t_")
-                trace.id = record.traceId
-                batch.spans.append(ExportSpan(record: record, trace: trace))
-            }
-            // The pre-cursor rows are done once both reads came back short.
-            if legacy, traceRows.count < limit, spanRows.count < room { next.legacyDone = true }
-        }
-        return (batch, next)
-    }
-
-    /// One ordered read of traces or spans after the cursor (or, `legacy`, of the rows stored
-    /// before it existed), each with `done`: whether this exporter has a delivery row for it.
-    func scan(traces: Bool, state: CursorState, legacy: Bool, limit: Int) async throws -> [PostgresRow] {
-        let statement = Self.scanStatement(exporter: exporter.name, traces: traces, state: state, legacy: legacy, limit: limit)
-        return try await connection.query(statement).map { $0 }
-    }
-
-    /// The statement of `scan` (also EXPLAINed by the tests).
-    public static func scanStatement(exporter: String, traces: Bool, state: CursorState, legacy: Bool,
-                                     limit: Int) -> PostgresQuery {
-        var b = SQLBinder()
-        let name = b.bind(exporter)
-        let alias = traces ? "t" : "s"
-        let key = traces ? "trace_id" : "span_id"
-        let condition: String
-        let order: String
-        if legacy {
-            let last = traces ? state.legacyTrace : state.legacySpan
-            condition = "\(alias).txid IS NULL" + (last.map { " AND \(alias).\(key) > \(b.bind($0))" } ?? "")
-            order = "\(alias).\(key)"
-        } else {
-            condition = LedgerPosition.after(traces ? state.trace : state.span, alias: alias, &b)
-            order = "\(alias).txid, \(alias).seq"
-        }
-        let lim = b.bind(.text(String(limit)))
-        if traces {
-            let sql = """
-                SELECT t.trace_id, t.workflow_name, t.group_id, t.metadata::text AS metadata,
-                       t.txid::text AS cursor_txid, t.seq AS cursor_seq,
-                       EXISTS (SELECT 1 FROM bridge.trace_deliveries d WHERE d.exporter = \(name) AND d.trace_id = t.trace_id) AS done
-                FROM bridge.traces t
-                WHERE \(condition)
-                ORDER BY \(order) LIMIT \(lim)
-                """
-            return b.query(sql)
-        }
-        let sql = """
+        let room = limit - batch.traces.count
+        guard room > 0 else { return batch }
+        let spanRows = try await connection.query("""
             SELECT s.span_id, s.trace_id, s.parent_id, s.started_at, s.ended_at, s.span_data::text AS span_data,
                    s.error::text AS error, t.workflow_name AS t_workflow_name, t.group_id AS t_group_id,
-                   t.metadata::text AS t_metadata, s.txid::text AS cursor_txid, s.seq AS cursor_seq,
-                   EXISTS (SELECT 1 FROM bridge.span_deliveries d WHERE d.exporter = \(name) AND d.span_id = s.span_id) AS done
+                   t.metadata::text AS t_metadata
             FROM bridge.spans s JOIN bridge.traces t ON t.trace_id = s.trace_id
-            WHERE \(condition)
-            ORDER BY \(order) LIMIT \(lim)
-            """
-        return b.query(sql)
+            WHERE s.ended_at IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM bridge.span_deliveries d WHERE d.exporter = \(name) AND d.span_id = s.span_id)
+            ORDER BY s.created_at, s.ended_at, s.span_id
+            LIMIT \(room)
+            """)
+        for row in spanRows {
+            let record = SpanRecord(
+                id: row["span_id"] ?? "", traceId: row["trace_id"] ?? "", parentId: row["parent_id"],
+                startedAt: row.date("started_at") ?? .distantPast, endedAt: row.date("ended_at") ?? .distantPast,
+                spanData: try JSONValue.parse(row["span_data"] ?? "null"),
+                error: try row["error"].map { try JSONValue.parse($0) })
+            var trace = try Self.trace(row, prefix: "t_")
+            trace.id = record.traceId
+            batch.spans.append(ExportSpan(record: record, trace: trace))
+        }
+        return batch
     }
 
     /// A trace from a row; metadata values that are not strings become their JSON text, so
@@ -406,39 +298,11 @@ extension ExportPump {
     }
 
     /// Makes every `rejected` row of `exporter` undelivered again, so the next pump sends those
-    /// items once more (after the cause was fixed): the rows are deleted and the exporter's
-    /// cursor moves back to just before the earliest of them (the rows in between that were
-    /// delivered are passed over, not sent again). Returns how many rows were cleared.
+    /// items once more (after the cause was fixed). Returns how many rows were cleared.
     public static func retryRejected(exporter: String, connection: PostgresConnection) async throws -> Int {
         let rows = try await connection.query("""
-            WITH s AS (DELETE FROM bridge.span_deliveries WHERE exporter = \(exporter) AND status = 'rejected' RETURNING span_id),
-                 t AS (DELETE FROM bridge.trace_deliveries WHERE exporter = \(exporter) AND status = 'rejected' RETURNING trace_id),
-                 sp AS (SELECT x.txid, x.seq FROM bridge.spans x WHERE x.span_id IN (SELECT span_id FROM s)),
-                 tr AS (SELECT x.txid, x.seq FROM bridge.traces x WHERE x.trace_id IN (SELECT trace_id FROM t)),
-                 sfirst AS (SELECT txid, seq FROM sp WHERE txid IS NOT NULL ORDER BY txid, seq LIMIT 1),
-                 tfirst AS (SELECT txid, seq FROM tr WHERE txid IS NOT NULL ORDER BY txid, seq LIMIT 1),
-                 moved AS (
-                    UPDATE bridge.exporters e SET
-                        span_txid = CASE WHEN (SELECT txid FROM sfirst) IS NOT NULL AND (e.span_txid IS NULL OR
-                            ((SELECT txid FROM sfirst), (SELECT seq FROM sfirst) - 1) < (e.span_txid, e.span_seq))
-                            THEN (SELECT txid FROM sfirst) ELSE e.span_txid END,
-                        span_seq = CASE WHEN (SELECT txid FROM sfirst) IS NOT NULL AND (e.span_txid IS NULL OR
-                            ((SELECT txid FROM sfirst), (SELECT seq FROM sfirst) - 1) < (e.span_txid, e.span_seq))
-                            THEN (SELECT seq FROM sfirst) - 1 ELSE e.span_seq END,
-                        trace_txid = CASE WHEN (SELECT txid FROM tfirst) IS NOT NULL AND (e.trace_txid IS NULL OR
-                            ((SELECT txid FROM tfirst), (SELECT seq FROM tfirst) - 1) < (e.trace_txid, e.trace_seq))
-                            THEN (SELECT txid FROM tfirst) ELSE e.trace_txid END,
-                        trace_seq = CASE WHEN (SELECT txid FROM tfirst) IS NOT NULL AND (e.trace_txid IS NULL OR
-                            ((SELECT txid FROM tfirst), (SELECT seq FROM tfirst) - 1) < (e.trace_txid, e.trace_seq))
-                            THEN (SELECT seq FROM tfirst) - 1 ELSE e.trace_seq END,
-                        legacy_done = e.legacy_done AND NOT EXISTS (SELECT 1 FROM sp WHERE txid IS NULL)
-                            AND NOT EXISTS (SELECT 1 FROM tr WHERE txid IS NULL),
-                        legacy_span_id = CASE WHEN EXISTS (SELECT 1 FROM sp WHERE txid IS NULL) OR EXISTS (SELECT 1 FROM tr WHERE txid IS NULL)
-                            THEN NULL ELSE e.legacy_span_id END,
-                        legacy_trace_id = CASE WHEN EXISTS (SELECT 1 FROM sp WHERE txid IS NULL) OR EXISTS (SELECT 1 FROM tr WHERE txid IS NULL)
-                            THEN NULL ELSE e.legacy_trace_id END
-                    WHERE e.name = \(exporter)
-                 )
+            WITH s AS (DELETE FROM bridge.span_deliveries WHERE exporter = \(exporter) AND status = 'rejected' RETURNING 1),
+                 t AS (DELETE FROM bridge.trace_deliveries WHERE exporter = \(exporter) AND status = 'rejected' RETURNING 1)
             SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM t) AS n
             """)
         return rows.first?.int("n") ?? 0
