@@ -345,6 +345,22 @@ struct LoadState {
 
     // MARK: Agents
 
+    /// The `model_settings` keys bridge accepts: the Agents SDK's `ModelSettings` fields and the
+    /// request parameters of the Responses and Chat Completions APIs. Anything else a provider
+    /// takes goes under `extra_args` (or `extra_body`).
+    public static let modelSettingsKeys = [
+        // Agents SDK ModelSettings
+        "temperature", "top_p", "frequency_penalty", "presence_penalty", "tool_choice", "parallel_tool_calls",
+        "truncation", "max_tokens", "reasoning", "verbosity", "metadata", "store", "include_usage",
+        "response_include", "top_logprobs", "extra_query", "extra_body", "extra_headers", "extra_args",
+        // Responses API
+        "max_output_tokens", "previous_response_id", "service_tier", "user", "prompt_cache_key",
+        "safety_identifier", "background", "max_tool_calls", "prompt", "text", "include", "conversation",
+        // Chat Completions API
+        "seed", "stop", "n", "logit_bias", "logprobs", "max_completion_tokens", "modalities", "prediction",
+        "reasoning_effort", "web_search_options", "audio",
+    ]
+
     static let agentKeys = ["name", "match", "instructions", "model", "model_settings", "model_api", "tools",
                             "handoffs", "handoff_description", "max_turns", "tool_use_behavior", "output_type",
                             "input_guardrails", "output_guardrails"]
@@ -355,6 +371,9 @@ struct LoadState {
         let instructions = m.template("instructions") ?? Template("")
         var settings: [String: JSONValue] = [:]
         if let n = m.node("model_settings") {
+            // Unknown keys (a typo such as `temprature`) are errors, with a suggestion; provider
+            // extras go under `extra_args` / `extra_body`, which are merged into the request.
+            if case .mapping = n { _ = r.map(n, m.path("model_settings"), allowed: Self.modelSettingsKeys) }
             if case .mapping = n, let o = r.json(n, m.path("model_settings"))?.objectValue { settings = o }
             else if case .mapping = n {} else { r.issue(n, m.path("model_settings"), "expected a mapping, got \(YAMLReader.kind(n))") }
         }

@@ -299,6 +299,13 @@ public struct Linter: Sendable {
         let isNew = newTables.contains(table.key)
         let existing = isNew ? nil : catalog.tables[table.key]
         if let existing { a.notes.append("table \(existing.summary)") }
+        // A statement on a table that is neither in the live catalog nor created earlier in this
+        // run will fail when it runs (`ALTER TABLE IF EXISTS` excepted): say so now, so `plan`
+        // exits 1 and `up` refuses before any file is applied.
+        let toleratesMissing = verb == .alterTable && kw.dropFirst(2).starts(with: ["IF", "EXISTS"])
+        if verb != .createTable, existing == nil, !isNew, !toleratesMissing {
+            finding("missing-relation", .error, "will fail: relation \(table.key) does not exist, and no earlier statement of this run creates it")
+        }
 
         switch verb {
         case .createTable:

@@ -150,8 +150,10 @@ public enum ModelProviders {
     /// `model_api`, else `defaultAPI`), both sharing `client` and the settings read from
     /// `environment`. Throws `ModelConfigurationError` when `missingKeyExplanation` has one.
     public static func make(environment: Environment, defaultAPI: ModelAPI = .responses, client: HTTPClient,
-                            retry: RetryPolicy = RetryPolicy()) throws(ModelConfigurationError) -> any ModelProvider {
-        let settings = OpenAISettings(environment: environment, retry: retry)
+                            retry: RetryPolicy = RetryPolicy(),
+                            requestTimeout: Duration = .seconds(600)) throws(ModelConfigurationError) -> any ModelProvider {
+        var settings = OpenAISettings(environment: environment, retry: retry)
+        settings.requestTimeout = requestTimeout
         if let why = missingKeyExplanation(settings) { throw ModelConfigurationError(why) }
         return make(settings: settings, defaultAPI: defaultAPI, client: client)
     }

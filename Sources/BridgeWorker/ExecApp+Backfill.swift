@@ -13,7 +13,7 @@ extension ExecApp {
     public func backfill(options: BackfillOptions, traceFile: String? = nil, progress: ProgressReporter,
                          flushTimeout: Duration = .seconds(10)) async throws -> (BackfillSummary, [ExportReport]) {
         let backfiller = try Backfiller(config: config)
-        let httpClient = HTTPClient()
+        let httpClient = HTTPClient(configuration: httpLimits.clientConfiguration())
         defer { httpClient.shutdown() }
         let (session, _) = try startExports(traceFile: traceFile, client: httpClient, progress: progress)
         let summary: BackfillSummary
@@ -43,11 +43,12 @@ extension ExecApp {
         let env = environment
         var sinks: [any SpanSink] = []
         if let traceFile { sinks.append(try FileExporter(path: traceFile)) }
-        let httpClient = HTTPClient()
+        let httpClient = HTTPClient(configuration: httpLimits.clientConfiguration())
         defer { httpClient.shutdown() }
         let model: any ModelProvider = switch choice {
         case .offline(let latency): OfflineModel(latency: latency)
-        case .openAI(let api): try ModelProviders.make(environment: env, defaultAPI: api, client: httpClient)
+        case .openAI(let api): try ModelProviders.make(environment: env, defaultAPI: api, client: httpClient,
+                                                       requestTimeout: httpLimits.modelTimeout)
         }
         let secrets = Secrets.collect(connection: cc, environment: env)
         let rerunner = try Rerunner(

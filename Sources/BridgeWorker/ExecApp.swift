@@ -20,6 +20,29 @@ public struct ExecApp: Sendable {
     public let config: MappingConfig
     public let connectionConfig: ConnectionConfig
     let environment: Environment
+    /// Bounds on every HTTP request of the run (model calls, http tools, exporters).
+    public var httpLimits = HTTPLimits()
+
+    /// Every HTTP request has a connect timeout, a stall limit and a total deadline; a request
+    /// that runs into one fails as a timeout, which is retried like a 5xx.
+    public struct HTTPLimits: Sendable {
+        /// Establishing a connection (TCP + TLS). `--http-connect-timeout`.
+        public var connect: Duration = .seconds(10)
+        /// The longest time without a byte in either direction (a server that never answers,
+        /// or stops mid-answer). `--http-stall-timeout`.
+        public var stall: Duration = .seconds(300)
+        /// The whole of one model call attempt, however slowly bytes trickle in (the OpenAI
+        /// SDKs' 600 s). `--model-timeout`. Exporters use 60 s (OpenAI) and 30 s (OTLP); http
+        /// tools their `timeout_ms`.
+        public var modelTimeout: Duration = .seconds(600)
+
+        public init() {}
+
+        func clientConfiguration(concurrency: Int = 1) -> HTTPClient.Configuration {
+            HTTPClient.Configuration(timeout: .init(connect: connect, read: stall),
+                                     maxConnectionsPerHost: max(8, concurrency), maxCachedConnections: max(32, 2 * concurrency))
+        }
+    }
 
     /// Loads and validates the mappings, then checks them against the database. Throws a
     /// `BridgeError` with exit status 2 before anything is written.
@@ -174,13 +197,12 @@ public struct ExecApp: Sendable {
         // One connection per concurrently running task: an HTTP/1.1 server (a local or
         // OpenAI-compatible one) serves one request per connection, so the default cap of 8
         // would hold `--concurrency 50` to 8 model calls in flight.
-        let httpClient = HTTPClient(configuration: HTTPClient.Configuration(
-            maxConnectionsPerHost: max(8, options.concurrency),
-            maxCachedConnections: max(32, 2 * options.concurrency)))
+        let httpClient = HTTPClient(configuration: httpLimits.clientConfiguration(concurrency: options.concurrency))
         defer { httpClient.shutdown() }
         let model: any ModelProvider = switch choice {
         case .offline(let latency): OfflineModel(latency: latency)
-        case .openAI(let api): try ModelProviders.make(environment: env, defaultAPI: api, client: httpClient)
+        case .openAI(let api): try ModelProviders.make(environment: env, defaultAPI: api, client: httpClient,
+                                                       requestTimeout: httpLimits.modelTimeout)
         }
         let (session, secrets) = try startExports(traceFile: traceFile, client: httpClient, progress: progress)
         let worker = Worker(

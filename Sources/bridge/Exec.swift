@@ -116,7 +116,29 @@ extension Bridge {
                                    valueName: "seconds"))
         var flushTimeout: Double = 10
 
+        @Option(name: .customLong("model-timeout"),
+                help: ArgumentHelp("Seconds one model call attempt may take in all, however slowly bytes arrive; a timeout is retried like a 5xx.",
+                                   valueName: "seconds"))
+        var modelTimeout: Double = 600
+
+        @Option(name: .customLong("http-connect-timeout"),
+                help: ArgumentHelp("Seconds to establish any HTTP connection (model, http tools, exporters).", valueName: "seconds"))
+        var httpConnectTimeout: Double = 10
+
+        @Option(name: .customLong("http-stall-timeout"),
+                help: ArgumentHelp("Seconds any HTTP request may go without a byte in either direction.", valueName: "seconds"))
+        var httpStallTimeout: Double = 300
+
         @OptionGroup(title: "Backfill") var backfillFlags: BackfillFlags
+
+        /// The HTTP bounds from the flags.
+        var httpLimits: ExecApp.HTTPLimits {
+            var l = ExecApp.HTTPLimits()
+            l.connect = .milliseconds(Int64(httpConnectTimeout * 1000))
+            l.stall = .milliseconds(Int64(httpStallTimeout * 1000))
+            l.modelTimeout = .milliseconds(Int64(modelTimeout * 1000))
+            return l
+        }
 
         func validate() throws {
             guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
@@ -130,6 +152,10 @@ extension Bridge {
             guard drainTimeout >= 0 else { throw ValidationError("--drain-timeout must not be negative") }
             if let pollInterval, pollInterval <= 0 { throw ValidationError("--poll-interval must be positive") }
             guard offlineLatencyMs >= 0 else { throw ValidationError("--offline-latency-ms must not be negative") }
+            for (value, flag) in [(modelTimeout, "--model-timeout"), (httpConnectTimeout, "--http-connect-timeout"),
+                                  (httpStallTimeout, "--http-stall-timeout")] where !(value > 0 && value <= 86_400) {
+                throw ValidationError("\(flag) must be between 0 and 86400 seconds, not \(value)")
+            }
         }
 
         func run() async throws {
@@ -141,9 +167,10 @@ extension Bridge {
                 if !offline && !dryRun, let why = ModelProviders.missingKeyExplanation(environment: env) {
                     throw UsageError(why)
                 }
-                let app = try await ExecApp.prepare(mappingsDirectory: mappings,
+                var app = try await ExecApp.prepare(mappingsDirectory: mappings,
                                                     connection: connection.config(applicationName: "bridge-exec"),
                                                     environment: env, taskKeys: task)
+                app.httpLimits = httpLimits
                 if !dryRun {
                     try app.validate(model: model)
                     try await app.requireTasks(task)

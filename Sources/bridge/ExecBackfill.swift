@@ -57,9 +57,10 @@ extension Bridge.Exec {
                 throw UsageError(why)
             }
         }
-        let app = try await ExecApp.prepare(mappingsDirectory: mappings,
+        var app = try await ExecApp.prepare(mappingsDirectory: mappings,
                                             connection: connection.config(applicationName: "bridge-backfill"),
                                             environment: env)
+        app.httpLimits = httpLimits
         let options = BackfillOptions(batchSize: flags.batchSize, limit: limit, since: flags.since,
                                       pauseMilliseconds: flags.pauseMs)
         if dryRun {

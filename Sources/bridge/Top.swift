@@ -11,8 +11,9 @@ extension Bridge {
         static let configuration = CommandConfiguration(
             abstract: "Live view of tasks, tool and model calls, export lag and workers (all workers, from the database).",
             discussion: """
-                Refreshed every second on a terminal: tasks pending, waiting for a retry and \
-                running (with runs completed and failed in the last minute); tool calls per minute \
+                Refreshed every second on a terminal: tasks pending, waiting for a retry, waiting \
+                for an approval (with migration 0020) and running (with runs completed and failed \
+                in the last minute); tool calls per minute \
                 by tool with p50/p95 durations and error rates; model calls and tokens per minute by \
                 model; per exporter the undelivered spans of the last 10 minutes, the oldest one's \
                 age and the p95 delivery lag; and the workers alive, from their leases. Every \
@@ -73,7 +74,7 @@ extension Bridge {
                     await conn.close()
                     if let c = try? await PostgresConnection.connect(config) { conn = c }
                 }
-                FileHandle.standardOutput.write(Data(("\u{1B}[H\u{1B}[2J" + frame).utf8))
+                await StandardOutput.shared.write("\u{1B}[H\u{1B}[2J" + frame)
                 try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
             }
         }

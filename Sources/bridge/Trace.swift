@@ -112,7 +112,7 @@ extension Bridge.Trace {
                 var tail = SpanTail(filter: SpanTail.Filter(taskId: task, workspace: workspace))
                 var conn = try await PostgresConnection.connect(config)
                 do {
-                    emit(try await tail.start(on: conn, last: lines))
+                    await emit(try await tail.start(on: conn, last: lines))
                 } catch let e as PostgresError where e.sqlState == "42P01" || e.sqlState == "42703" {
                     await conn.close()
                     throw UsageError("\(e.message.trimmingCharacters(in: .whitespacesAndNewlines)): run bridge migrate first")
@@ -122,7 +122,7 @@ extension Bridge.Trace {
                 while true {
                     try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
                     do {
-                        emit(try await tail.poll(on: conn))
+                        await emit(try await tail.poll(on: conn))
                         failures = 0
                     } catch {
                         failures += 1
@@ -136,10 +136,9 @@ extension Bridge.Trace {
         }
 
         /// Writes straight to standard output (unbuffered), so a pipe sees each span at once.
-        func emit(_ spans: [TailSpan]) {
+        func emit(_ spans: [TailSpan]) async {
             guard !spans.isEmpty else { return }
-            let text = spans.map { json ? $0.record.exportJSON.compact : $0.line }.joined(separator: "\n") + "\n"
-            FileHandle.standardOutput.write(Data(text.utf8))
+            await StandardOutput.shared.write(spans.map { json ? $0.record.exportJSON.compact : $0.line }.joined(separator: "\n") + "\n")
         }
     }
 }

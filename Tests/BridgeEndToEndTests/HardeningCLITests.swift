@@ -371,4 +371,47 @@ struct HardeningCLITests {
         #expect(row?["output"] == "ok\u{FFFD}done")
         #expect(row?["flag"].map { (try? JSONValue.parse($0)) ?? .null } == ["nul": 1])
     }
+
+    @Test func aModelThatNeverAnswersTimesOutAndIsRetriedLikeA5xx() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let server = try TestHTTPServer { _ in TestHTTPResponse.json([:]).delayed(.seconds(120)) }
+        defer { server.stop() }
+        var env = ProcessInfo.processInfo.environment
+        env["DATABASE_URL"] = nil
+        env["OPENAI_BASE_URL"] = server.url("/v1")
+        env["OPENAI_API_KEY"] = "sk-test-timeout"
+        env["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
+        let started = Date()
+        let r = try Subprocess.run(BridgeBinary.path, ["exec", "--limit", "1", "--max-attempts", "1", "--model-timeout", "1",
+                                                       "--database-url", url, "--mappings", ExecCLITests.mappings],
+                                   environment: env)
+        #expect(r.status == 1, "\(r.stderr)")
+        // Three attempts (the first and two retries, as for a 5xx), each cut at its deadline.
+        #expect(server.requests.filter { $0.path == "/v1/responses" }.count == 3)
+        #expect(Date().timeIntervalSince(started) < 100)  // generous: unbounded, this waited 300 s and more
+        let c = try await TestDatabase.connect(url)
+        let e = try await c.query("SELECT error_message FROM task_executions WHERE openai_trace_id IS NOT NULL").first?["error_message"]
+        await c.close()
+        #expect(e?.lowercased().contains("time") == true, "\(e ?? "nil")")
+
+        let bad = try BridgeBinary.run(["exec", "--offline", "--model-timeout", "0", "--database-url", url, "--mappings", ExecCLITests.mappings])
+        #expect(bad.status == 2 && bad.stderr.contains("--model-timeout"), "\(bad.stderr)")
+    }
+
+    @Test func planFlagsAStatementOnAMissingTableAndUpAppliesNothing() async throws {
+        // As the origin's supabase setup leaves it: no task_executions table.
+        let url = try await TestDatabase.createReference(seed: false)
+        let c = try await TestDatabase.connect(url)
+        try await c.simpleQuery("DROP TABLE task_executions CASCADE")
+        let plan = try BridgeBinary.run(["migrate", "plan", "--database-url", url, "--dir", BridgeBinary.migrations])
+        #expect(plan.status == 1, "\(plan.stdout)\(plan.stderr)")
+        let out = plan.stdout + plan.stderr
+        #expect(out.contains("0002_trace_columns.sql") && out.contains("task_executions does not exist"), "\(out)")
+        let up = try BridgeBinary.run(["migrate", "--database-url", url, "--dir", BridgeBinary.migrations])
+        #expect(up.status == 1, "\(up.stderr)")
+        #expect(up.stderr.contains("task_executions"), "\(up.stderr)")
+        // Refused up front: not even 0001 ran.
+        #expect(try await c.query("SELECT to_regclass('bridge.spans') IS NULL AS ok").first?.bool("ok") == true)
+        await c.close()
+    }
 }

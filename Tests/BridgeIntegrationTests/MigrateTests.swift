@@ -163,7 +163,7 @@ struct MigrateReferenceTests {
         try MigrateFixture.write(dir, "0900_two_indexes.sql", """
             -- bridge:no-transaction
             CREATE INDEX CONCURRENTLY idx_one ON tasks (name);
-            CREATE INDEX CONCURRENTLY idx_two ON later_table (x);
+            CREATE INDEX CONCURRENTLY idx_two ON tasks (later_x);
             """)
         do {
             _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
@@ -177,7 +177,7 @@ struct MigrateReferenceTests {
         #expect(status.files.last?.state == .failed)
         #expect(status.files.last?.history?.statementsDone == 1)
         // Fix the cause; the re-run resumes at statement 2 (statement 1 has no IF NOT EXISTS).
-        _ = try await MigrateFixture.scalar(url, "CREATE TABLE later_table (x int)")
+        _ = try await MigrateFixture.scalar(url, "ALTER TABLE tasks ADD COLUMN later_x int")
         let r = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
         #expect(r.applied.first?.resumedAtStatement == 2)
         #expect(try await Migrator(options: MigrateFixture.options(url, dir: dir)).status().exitStatus == .ok)

@@ -64,6 +64,19 @@ import Testing
         #expect(issues.count == 1 && issues[0].message.contains("'BAD NAME' is not an environment variable name"), "\(issues)")
     }
 
+    @Test func unknownModelSettingsAreRejectedWithASuggestion() {
+        let doc = MappingFixtures.base + """
+            agents:
+              - name: A
+                instructions: hi
+                model_settings: {temprature: 0.2, top_p: 1, extra_args: {provider_knob: 3}}
+            """
+        let issues = MappingFixtures.issues([("s.yaml", doc)])
+        #expect(issues.count == 1, "\(issues)")
+        #expect(issues.first?.message == "unknown key 'temprature' (did you mean 'temperature'?)", "\(issues)")
+        #expect(issues.first?.path == "agents[0].model_settings.temprature" && (issues.first?.line ?? 0) > 1)
+    }
+
     @Test func guardrailSQLIsOneStatementToo() {
         let doc = MappingFixtures.base + """
             agents: [{name: A, instructions: hi, input_guardrails: [g]}]

@@ -1,5 +1,5 @@
 import BridgeCore
-import BridgeMetrics
+@testable import BridgeMetrics
 import Foundation
 import Testing
 
@@ -31,5 +31,24 @@ struct MetricsTests {
         let counters = BridgeMetrics.Name.all.filter { $0.hasSuffix("_total") }
         #expect(counters.count == 11)
         #expect(BridgeMetrics.Name.all.filter { $0.hasSuffix("_seconds") }.count == 3)
+    }
+}
+
+struct LabelGuardTests {
+    @Test func labelValuesStayBounded() {
+        let guardian = LabelGuard(maxValuesPerLabel: 3)
+        #expect(guardian.value("get_team_roles_and_status", for: "tool") == "get_team_roles_and_status")
+        #expect(guardian.value("gpt-4.1-mini", for: "model") == "gpt-4.1-mini")
+        // Odd text and overlong values never reach a label.
+        #expect(guardian.value("a\"b", for: "tool") == "other")
+        #expect(guardian.value("é", for: "tool") == "other")
+        #expect(guardian.value(String(repeating: "x", count: 65), for: "tool") == "other")
+        #expect(guardian.value("", for: "tool") == "other")
+        // At most 3 distinct values per label; known ones keep their name.
+        #expect(guardian.value("b", for: "tool") == "b")
+        #expect(guardian.value("c", for: "tool") == "c")
+        #expect(guardian.value("d", for: "tool") == "other")
+        #expect(guardian.value("b", for: "tool") == "b")
+        #expect(guardian.value("d", for: "model") == "d")
     }
 }
