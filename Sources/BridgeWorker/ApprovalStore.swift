@@ -12,8 +12,18 @@ import Foundation
 /// mappings and are quoted; every value is bound.
 public struct ApprovalStore: Sendable {
     public let config: MappingConfig
+    /// Column types looked up once per process (the claim loop asks on every pass).
+    private let types = TypeCache()
 
     public init(config: MappingConfig) { self.config = config }
+
+    final class TypeCache: @unchecked Sendable {
+        // @unchecked Sendable: `types` is guarded by `lock`.
+        private let lock = NSLock()
+        private var types: [String: String] = [:]
+        func get(_ key: String) -> String? { lock.withLock { types[key] } }
+        func set(_ key: String, _ value: String) { lock.withLock { types[key] = value } }
+    }
 
     /// The task column that marks a waiting task (`migrations/0020_approvals.sql`).
     public static let waitingColumn = "bridge_waiting_since"
@@ -126,9 +136,21 @@ public struct ApprovalStore: Sendable {
             """, binds: binds)
     }
 
+    /// Whether `migrations/0020_approvals.sql` is applied (the state tables and the waiting column).
+    public func isMigrated(on conn: PostgresConnection) async throws -> Bool {
+        let rows = try await conn.query(PostgresQuery(sql: """
+            SELECT to_regclass('bridge.run_states') IS NOT NULL AND to_regclass('bridge.approval_waits') IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2
+                               AND NOT attisdropped) AS ok
+            """, binds: [.text(tasks), .text(Self.waitingColumn)]))
+        return rows.first?["ok"] == "t"
+    }
+
     /// The SQL type of `table.column` (to cast bridge's text keys to it, so the user's column
     /// is compared as it is and its index applies).
     func columnType(_ table: String, _ column: String, on conn: PostgresConnection) async throws -> String {
+        let cacheKey = table + "." + column
+        if let t = types.get(cacheKey) { return t }
         let rows = try await conn.query(PostgresQuery(sql: """
             SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute
             WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped
@@ -136,6 +158,7 @@ public struct ApprovalStore: Sendable {
         guard let t = rows.first?["t"] else {
             throw PostgresError(kind: .client, message: "column \(table).\(column) does not exist")
         }
+        types.set(cacheKey, t)
         return t
     }
 

@@ -65,6 +65,9 @@ public struct ExecApp: Sendable {
             guard try await TaskStore(config: config).hasLeaseColumns(on: conn) else {
                 throw ExecSetupError("\(config.source.table) has no lease columns (\(TaskStore.Lease.all.joined(separator: ", "))): run `bridge migrate` first (migrations/0007_task_leases.sql)")
             }
+            if config.approvals != nil, try await !ApprovalStore(config: config).isMigrated(on: conn) {
+                throw ExecSetupError("the mappings have an 'approvals' section, but bridge.run_states or \(config.source.table).\(ApprovalStore.waitingColumn) is missing: run `bridge migrate` first (migrations/0020_approvals.sql)")
+            }
             let types = try await ColumnTypes.load(for: config, connection: conn)
             try await checkKeys(taskKeys, config: config, types: types, connection: conn)
             return types

@@ -194,6 +194,18 @@ struct ApprovalCLITests {
         await c.close()
     }
 
+    @Test func execRefusesApprovalsWithoutTheirMigration() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let c = try await TestDatabase.connect(url)
+        try await c.simpleQuery("DROP TABLE bridge.approval_waits; DROP TABLE bridge.run_states")
+        await c.close()
+        var env = ProcessInfo.processInfo.environment
+        env["DATABASE_URL"] = nil
+        let r = try Self.bridge(["exec", "--offline", "--database-url", url, "--mappings", ExecCLITests.mappings], env)
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("run `bridge migrate` first (migrations/0020_approvals.sql)"), "\(r.stderr)")
+    }
+
     @Test func rejectedAndExpiredRequestsResumeWithTheRejection() async throws {
         let url = try await ExecCLITests.migratedReference()
         var env = ProcessInfo.processInfo.environment
