@@ -43,6 +43,8 @@ let package = Package(
             name: "CBridgeCurlShim",
             dependencies: ["CBridgeCurl"]
         ),
+        // fork/exec with PR_SET_PDEATHSIG for MCP stdio servers (no orphans)
+        .target(name: "CBridgeSpawn"),
         // 2. Clients
         .target(name: "BridgeCore", swiftSettings: strict),
         .target(
@@ -69,7 +71,7 @@ let package = Package(
         // 4. The runner: model providers and tool executors
         .target(
             name: "BridgeRunner",
-            dependencies: ["BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping"],
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "CBridgeSpawn"],
             swiftSettings: strict
         ),
         // Metrics: every instrument's name and labels, recorded through swift-metrics

@@ -25,7 +25,7 @@ stop_demo() {
 }
 
 if [ "${1:-}" = "--stop" ]; then
-  stop_demo; echo "quickstart: stopped and removed $DEMO"; exit 0
+  stop_demo; rm -rf "$PWD/.demo-mappings"; echo "quickstart: stopped and removed $DEMO"; exit 0
 fi
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -37,6 +37,22 @@ export PATH="/opt/swift/usr/bin:$PATH"
 step "building bridge (swift build -c release)"
 swift build -c release --product bridge 2>&1 | tail -n 3
 BRIDGE="$PWD/.build/release/bridge"
+
+step "the Python MCP SDK for the example MCP server (examples/team_tools_server.py)"
+MAPPINGS="$PWD/mappings"
+if MCP_PYTHON="$(scripts/mcp-venv.sh)"; then
+  # The shipped mappings start the server with `python3`: the virtualenv's comes first.
+  export PATH="$(dirname "$MCP_PYTHON"):$PATH"
+  echo "using $MCP_PYTHON"
+else
+  # No PyPI here: run the demo with the mappings minus the example MCP server.
+  MAPPINGS="$PWD/.demo-mappings"
+  rm -rf "$MAPPINGS"; mkdir -p "$MAPPINGS"
+  for f in mappings/*.yaml; do
+    [ "$(basename "$f")" = "mcp.yaml" ] || grep -v '^ *mcp_servers: \[team_tools\]' "$f" >"$MAPPINGS/$(basename "$f")"
+  done
+  echo "note: the MCP SDK could not be installed; the demo runs without the example MCP server ($MAPPINGS)"
+fi
 
 stop_demo
 mkdir -p "$DEMO"
@@ -75,27 +91,27 @@ fi
 
 if has_command exec; then
   step "bridge exec --offline (the built-in deterministic model: no network, no key)"
-  "$BRIDGE" exec --offline --trace-file "$DEMO/traces.jsonl"
+  "$BRIDGE" exec --offline --mappings "$MAPPINGS" --trace-file "$DEMO/traces.jsonl"
 fi
 
 if has_command approvals; then
   step "bridge approvals list (Project Manager runs paused at create_and_assign_sub_task, which needs approval)"
-  "$BRIDGE" approvals list
-  PENDING=$("$BRIDGE" approvals list --ids)
+  "$BRIDGE" approvals list --mappings "$MAPPINGS"
+  PENDING=$("$BRIDGE" approvals list --mappings "$MAPPINGS" --ids)
   FIRST=$(head -n 1 <<<"$PENDING")
   if [ -n "$FIRST" ]; then
     step "bridge reject one request with a message, bridge approve the others"
-    "$BRIDGE" reject "$FIRST" --message "Not now: the Researcher has enough work this week."
-    for id in $(tail -n +2 <<<"$PENDING"); do "$BRIDGE" approve "$id" >/dev/null; done
+    "$BRIDGE" reject "$FIRST" --mappings "$MAPPINGS" --message "Not now: the Researcher has enough work this week."
+    for id in $(tail -n +2 <<<"$PENDING"); do "$BRIDGE" approve "$id" --mappings "$MAPPINGS" >/dev/null; done
     echo "approved $(($(wc -l <<<"$PENDING") - 1)) request(s)"
     step "bridge exec --offline again: the paused runs resume in their own traces"
-    "$BRIDGE" exec --offline --trace-file "$DEMO/traces.jsonl"
+    "$BRIDGE" exec --offline --mappings "$MAPPINGS" --trace-file "$DEMO/traces.jsonl"
   fi
 fi
 
 if has_command exec && grep -- "--backfill" <<<"$EXEC_HELP" >/dev/null; then
   step "bridge exec --backfill (traces for the historical tasks, rebuilt from stored records; no model)"
-  "$BRIDGE" exec --backfill --trace-file "$DEMO/traces.jsonl"
+  "$BRIDGE" exec --backfill --mappings "$MAPPINGS" --trace-file "$DEMO/traces.jsonl"
 fi
 
 if has_command trace; then
@@ -108,7 +124,7 @@ fi
 
 if has_command verify; then
   step "bridge verify"
-  "$BRIDGE" verify
+  "$BRIDGE" verify --mappings "$MAPPINGS"
 fi
 
 step "done"

@@ -7,5 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export BRIDGE_REQUIRE_DB=1
+# The MCP tests, and the shipped mappings' example MCP server, run on the official Python MCP
+# SDK, installed into a cached virtualenv (the first run downloads it from PyPI). Like
+# PostgreSQL it is required: a failed install fails the run. Its bin directory goes first on
+# PATH, so the shipped mappings' `python3` is that one.
+export BRIDGE_REQUIRE_MCP=1
+BRIDGE_MCP_PYTHON="$(scripts/mcp-venv.sh)" || { echo "test.sh: cannot install the Python MCP SDK (PyPI package mcp) that the tests need" >&2; exit 1; }
+export BRIDGE_MCP_PYTHON
+export PATH="$(dirname "$BRIDGE_MCP_PYTHON"):$PATH"
 swift build --build-tests
 exec scripts/with-postgres.sh swift test --skip-build "$@"

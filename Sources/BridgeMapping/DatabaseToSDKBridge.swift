@@ -107,11 +107,13 @@ public struct DatabaseToSDKBridge: Sendable {
                     queue.append(next)
                 }
             }
-            specs[a.name] = AgentSpec(name: a.name, instructions: a.instructions.render(task: task, agent: row),
+            var spec = AgentSpec(name: a.name, instructions: a.instructions.render(task: task, agent: row),
                                       model: a.model, modelSettings: a.modelSettings, tools: a.tools,
                                       handoffs: handoffs, toolUseBehavior: a.toolUseBehavior, modelAPI: a.modelAPI,
                                       outputSchema: a.outputType, inputGuardrails: a.inputGuardrails,
                                       outputGuardrails: a.outputGuardrails)
+            spec.mcpServers = a.mcpServers
+            specs[a.name] = spec
         }
 
         // Trace metadata: flat strings only.

@@ -18,6 +18,8 @@ public struct MappingConfig: Sendable, Equatable, Codable {
     public var approvals: ApprovalsMapping?
     /// How `bridge exec --backfill` reads historical runs (optional).
     public var backfill: BackfillMapping?
+    /// MCP servers whose tools agents may use (`mcp_servers`).
+    public var mcpServers: [MCPServerMapping]
     /// The files the mappings were read from, in load order.
     public var files: [String]
     /// Where each key was written, keyed by `file#keypath` (not encoded).
@@ -28,7 +30,9 @@ public struct MappingConfig: Sendable, Equatable, Codable {
 
     public init(version: Int = 1, source: SourceMapping, results: ResultsMapping, tracing: TracingMapping = .init(),
                 handoffsTable: HandoffsTableMapping? = nil, agents: [AgentMapping], tools: [ToolMapping],
-                files: [String] = [], locations: [String: MappingLocation] = [:], backfill: BackfillMapping? = nil) {
+                files: [String] = [], locations: [String: MappingLocation] = [:], backfill: BackfillMapping? = nil,
+                mcpServers: [MCPServerMapping] = []) {
+        self.mcpServers = mcpServers
         self.version = version
         self.source = source
         self.results = results
@@ -44,6 +48,7 @@ public struct MappingConfig: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case version, source, results, tracing, handoffsTable = "handoffs_table", agents, tools, backfill, files
         case guardrails, approvals
+        case mcpServers = "mcp_servers"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -58,6 +63,7 @@ public struct MappingConfig: Sendable, Equatable, Codable {
         backfill = try c.decodeIfPresent(BackfillMapping.self, forKey: .backfill)
         guardrails = try c.decodeIfPresent([GuardrailMapping].self, forKey: .guardrails) ?? []
         approvals = try c.decodeIfPresent(ApprovalsMapping.self, forKey: .approvals)
+        mcpServers = try c.decodeIfPresent([MCPServerMapping].self, forKey: .mcpServers) ?? []
         files = try c.decodeIfPresent([String].self, forKey: .files) ?? []
         locations = [:]
     }
@@ -74,6 +80,9 @@ public struct MappingConfig: Sendable, Equatable, Codable {
 
     /// The agent named `name`.
     public func agent(named name: String) -> AgentMapping? { agents.first { $0.name == name } }
+
+    /// The MCP server named `name`.
+    public func mcpServer(named name: String) -> MCPServerMapping? { mcpServers.first { $0.name == name } }
 
     /// The tool named `name`.
     public func tool(named name: String) -> ToolMapping? { tools.first { $0.name == name } }
@@ -111,7 +120,7 @@ public struct MappingConfig: Sendable, Equatable, Codable {
     public static func == (a: MappingConfig, b: MappingConfig) -> Bool {
         a.version == b.version && a.source == b.source && a.results == b.results && a.tracing == b.tracing
             && a.handoffsTable == b.handoffsTable && a.agents == b.agents && a.tools == b.tools
-            && a.backfill == b.backfill && a.guardrails == b.guardrails && a.approvals == b.approvals
+            && a.backfill == b.backfill && a.guardrails == b.guardrails && a.approvals == b.approvals && a.mcpServers == b.mcpServers
     }
 }
 
@@ -398,13 +407,17 @@ public struct AgentMapping: Sendable, Equatable, Codable {
     public var outputType: OutputSchemaSpec?
     public var inputGuardrails: [String] = []
     public var outputGuardrails: [String] = []
+    /// Names of `mcp_servers` whose tools this agent may call, in order.
+    public var mcpServers: [String]
     public var origin: MappingLocation
 
     public init(name: String, match: String? = nil, instructions: Template = Template(""), model: String = "gpt-4.1",
                 modelSettings: [String: JSONValue] = [:], modelAPI: String? = nil, tools: [String] = [],
                 handoffs: [HandoffMapping] = [], handoffDescription: String? = nil, maxTurns: Int? = nil,
                 toolUseBehavior: ToolUseBehavior = .runLLMAgain, outputType: OutputSchemaSpec? = nil,
-                inputGuardrails: [String] = [], outputGuardrails: [String] = [], origin: MappingLocation = .unknown) {
+                inputGuardrails: [String] = [], outputGuardrails: [String] = [], mcpServers: [String] = [],
+                origin: MappingLocation = .unknown) {
+        self.mcpServers = mcpServers
         self.outputType = outputType
         self.inputGuardrails = inputGuardrails
         self.outputGuardrails = outputGuardrails
@@ -426,7 +439,7 @@ public struct AgentMapping: Sendable, Equatable, Codable {
         case name, match, instructions, model, modelSettings = "model_settings", modelAPI = "model_api", tools
         case handoffs, handoffDescription = "handoff_description", maxTurns = "max_turns"
         case toolUseBehavior = "tool_use_behavior", outputType = "output_type", inputGuardrails = "input_guardrails"
-        case outputGuardrails = "output_guardrails", origin
+        case outputGuardrails = "output_guardrails", mcpServers = "mcp_servers", origin
     }
 }
 

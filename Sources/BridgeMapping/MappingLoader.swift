@@ -138,12 +138,13 @@ struct LoadState {
     var tools: [ToolMapping] = []
     var guardrails: [GuardrailMapping] = []
     var approvals: ApprovalsMapping?
+    var mcpServers: [MCPServerMapping] = []
     /// Where each entry of `agents`/`tools` names things (for cross-checks).
     /// A file did not parse, so missing sections may be in it.
     var unparsedFiles = false
 
     static let topKeys = ["version", "source", "results", "tracing", "handoffs_table", "backfill", "agents", "tools",
-                          "guardrails", "approvals"]
+                          "guardrails", "approvals", "mcp_servers"]
 
     mutating func parse(file: String, text: String) {
         files.append(file)
@@ -223,6 +224,20 @@ struct LoadState {
                 if let g = Self.parseGuardrail(r, item, "guardrails[\(i)]") { guardrails.append(g) }
             }
         }
+        if let list = m.node("mcp_servers").flatMap({ r.list($0, "mcp_servers") }) {
+            let directory = Self.absoluteDirectory(of: file)
+            for (i, item) in list.enumerated() {
+                if let s = Self.parseMCPServer(r, item, "mcp_servers[\(i)]", baseDirectory: directory) { mcpServers.append(s) }
+            }
+        }
+    }
+
+    /// The absolute directory of `file` (relative `cwd`s of MCP servers are resolved against it).
+    static func absoluteDirectory(of file: String) -> String {
+        var dir = (file as NSString).deletingLastPathComponent
+        if dir.isEmpty { dir = "." }
+        if !dir.hasPrefix("/") { dir = FileManager.default.currentDirectoryPath + "/" + dir }
+        return (dir as NSString).standardizingPath
     }
 
     static func describe(_ e: YamlError) -> (Mark?, String) {
@@ -363,7 +378,7 @@ struct LoadState {
 
     static let agentKeys = ["name", "match", "instructions", "model", "model_settings", "model_api", "tools",
                             "handoffs", "handoff_description", "max_turns", "tool_use_behavior", "output_type",
-                            "input_guardrails", "output_guardrails"]
+                            "input_guardrails", "output_guardrails", "mcp_servers"]
 
     static func parseAgent(_ r: YAMLReader, _ node: Node, _ path: String) -> AgentMapping? {
         guard let m = r.map(node, path, allowed: agentKeys) else { return nil }
@@ -419,7 +434,8 @@ struct LoadState {
                             handoffDescription: m.string("handoff_description"), maxTurns: m.int("max_turns", min: 1),
                             toolUseBehavior: behavior, outputType: outputType,
                             inputGuardrails: m.strings("input_guardrails") ?? [],
-                            outputGuardrails: m.strings("output_guardrails") ?? [], origin: r.location(node, path))
+                            outputGuardrails: m.strings("output_guardrails") ?? [],
+                            mcpServers: m.strings("mcp_servers") ?? [], origin: r.location(node, path))
     }
 
     /// `output_type: {name, schema, strict (default true), columns: {field: task column}}`.
@@ -715,8 +731,28 @@ struct LoadState {
                 issue(loc(t.origin, "name"), "duplicate tool name '\(t.name)' (first defined at \(first.origin))")
             } else { toolByName[t.name] = t }
         }
+        var serverByName: [String: MCPServerMapping] = [:]
+        for server in mcpServers {
+            if let first = serverByName[server.name] {
+                issue(loc(server.origin, "name"), "duplicate MCP server name '\(server.name)' (first defined at \(first.origin))")
+            } else { serverByName[server.name] = server }
+            for (i, t) in (server.allowedTools ?? []).enumerated() where toolByName[t] != nil {
+                issue(loc(server.origin, "tool_filter.allowed[\(i)]"),
+                      "MCP tool '\(t)' has the same name as the YAML tool defined at \(toolByName[t]!.origin)")
+            }
+        }
         // References from agents.
         for a in agents {
+            for (i, name) in a.mcpServers.enumerated() {
+                let l = loc(a.origin, "mcp_servers[\(i)]")
+                if serverByName[name] == nil {
+                    var msg = "unknown MCP server '\(name)'"
+                    if let near = nearest(name, in: mcpServers.map(\.name)) { msg += " (did you mean '\(near)'?)" }
+                    issue(l, msg)
+                } else if a.mcpServers[..<i].contains(name) {
+                    issue(l, "MCP server '\(name)' is listed twice")
+                }
+            }
             var handoffToolNames: [String: String] = [:]
             for (i, h) in a.handoffs.enumerated() {
                 let l = loc(a.origin, "handoffs[\(i)]")
@@ -748,7 +784,8 @@ struct LoadState {
                 }
             }
             if case .stopAtToolNames(let names) = a.toolUseBehavior {
-                for (i, n) in names.enumerated() where !a.tools.contains(n) {
+                // With MCP servers, their tools count too: checked against the live servers.
+                for (i, n) in names.enumerated() where !a.tools.contains(n) && a.mcpServers.isEmpty {
                     issue(loc(a.origin, "tool_use_behavior.stop_at_tool_names[\(i)]"),
                           "'\(n)' is not one of this agent's tools")
                 }
@@ -771,7 +808,8 @@ struct LoadState {
         guard let source, let results else { return nil }
         return MappingConfig(version: MappingLoader.currentVersion, source: source, results: results,
                              tracing: tracing ?? TracingMapping(), handoffsTable: handoffsTable, agents: agents,
-                             tools: tools, files: files, locations: locations, backfill: backfill)
+                             tools: tools, files: files, locations: locations, backfill: backfill,
+                             mcpServers: mcpServers)
             .with(guardrails: guardrails, approvals: approvals)
     }
 

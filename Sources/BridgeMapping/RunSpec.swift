@@ -77,6 +77,8 @@ public struct AgentSpec: Codable, Sendable, Equatable {
     /// the run, output ones on its final output.
     public var inputGuardrails: [String]
     public var outputGuardrails: [String]
+    /// MCP servers (names of `mcp_servers`) whose tools the agent offers besides `tools`.
+    public var mcpServers: [String] = []
 
     public init(name: String, instructions: String, model: String, modelSettings: [String: JSONValue] = [:],
                 tools: [String], handoffs: [HandoffSpec], toolUseBehavior: ToolUseBehavior = .runLLMAgain,
@@ -100,6 +102,7 @@ public struct AgentSpec: Codable, Sendable, Equatable {
         case name, instructions, model, modelSettings = "model_settings", tools, handoffs
         case toolUseBehavior = "tool_use_behavior", modelAPI = "model_api", outputType = "output_type"
         case outputSchema = "output_schema", inputGuardrails = "input_guardrails", outputGuardrails = "output_guardrails"
+        case mcpServers = "mcp_servers"
     }
 }
 

@@ -276,7 +276,7 @@ struct MapReader {
 }
 
 /// The closest candidate within an edit distance of 2 (for "did you mean").
-func nearest(_ word: String, in candidates: [String]) -> String? {
+public func nearest(_ word: String, in candidates: [String]) -> String? {
     func distance(_ a: [Character], _ b: [Character]) -> Int {
         if a.isEmpty { return b.count }
         if b.isEmpty { return a.count }

@@ -68,10 +68,14 @@ public struct CatalogSnapshot: Sendable {
         /// `pg_total_relation_size` in bytes.
         public var totalBytes: Int64
 
-        public init(qualifiedName: String, estimatedRows: Double, totalBytes: Int64) {
+        /// The table's column names; nil when not read (then no column is checked).
+        public var columns: Set<String>?
+
+        public init(qualifiedName: String, estimatedRows: Double, totalBytes: Int64, columns: Set<String>? = nil) {
             self.qualifiedName = qualifiedName
             self.estimatedRows = estimatedRows
             self.totalBytes = totalBytes
+            self.columns = columns
         }
 
         /// "public.tasks (~1200 rows, 2.1 MB)".
@@ -142,6 +146,8 @@ public struct Linter: Sendable {
     public var catalog: CatalogSnapshot
     /// Tables created earlier in this run.
     public private(set) var newTables: Set<String> = []
+    /// Columns added to existing tables earlier in this run, by table key.
+    public private(set) var addedColumns: [String: Set<String>] = [:]
 
     public init(catalog: CatalogSnapshot) { self.catalog = catalog }
 
@@ -313,6 +319,11 @@ public struct Linter: Sendable {
             a.effect = .newObject
             a.notes.append("new table")
         case .createIndex:
+            if let known = existing?.columns {
+                for column in Self.indexColumns(Array(t[next...])) where !known.contains(column) && addedColumns[table.key]?.contains(column) != true {
+                    finding("missing-column", .error, "will fail: column \(table.key).\(column) does not exist, and no earlier statement of this run adds it")
+                }
+            }
             let concurrent = kw.prefix(4).contains("CONCURRENTLY")
             if existing == nil {
                 a.effect = .newObject
@@ -334,6 +345,7 @@ public struct Linter: Sendable {
             }
             a.effect = .metadataOnly
             for action in Self.splitActions(Array(t[next...])) {
+                if let column = Self.addedColumn(action) { addedColumns[table.key, default: []].insert(column) }
                 let (effect, notes) = analyzeAction(action, table: table, finding: finding)
                 a.effect = max(a.effect, effect)
                 a.notes += notes
@@ -342,6 +354,55 @@ public struct Linter: Sendable {
             break
         }
         return a
+    }
+
+    /// The column an `ADD [COLUMN] [IF NOT EXISTS] name …` action adds, if it adds one.
+    static func addedColumn(_ t: [SQLToken]) -> String? {
+        var i = 0
+        guard t.first?.keyword == "ADD" else { return nil }
+        i = 1
+        if i < t.count, t[i].keyword == "COLUMN" { i += 1 }
+        if i + 2 < t.count, t[i].keyword == "IF", t[i + 1].keyword == "NOT", t[i + 2].keyword == "EXISTS" { i += 3 }
+        guard i < t.count else { return nil }
+        switch t[i].kind {
+        case .word:
+            let k = t[i].text.uppercased()
+            return ["CONSTRAINT", "FOREIGN", "CHECK", "UNIQUE", "PRIMARY", "EXCLUDE"].contains(k) ? nil : t[i].text.lowercased()
+        case .quotedIdentifier: return t[i].text
+        default: return nil
+        }
+    }
+
+    /// The plain column names of a `CREATE INDEX … ON table [USING method] (…)` column list
+    /// (expressions and anything unusual are skipped: only names are checked).
+    static func indexColumns(_ t: [SQLToken]) -> [String] {
+        var i = 0
+        if i < t.count, t[i].keyword == "USING" { i += 2 }
+        guard i < t.count, t[i].isPunctuation("(") else { return [] }
+        var out: [String] = []
+        var element: [SQLToken] = []
+        var depth = 0
+        func flush() {
+            let rest = element.dropFirst().compactMap(\.keyword)
+            let modifiers: Set<String> = ["ASC", "DESC", "NULLS", "FIRST", "LAST"]
+            if let first = element.first, element.dropFirst().allSatisfy({ $0.kind == .word }), rest.allSatisfy(modifiers.contains) {
+                if first.kind == .word { out.append(first.text.lowercased()) }
+                if first.kind == .quotedIdentifier { out.append(first.text) }
+            }
+            element = []
+        }
+        i += 1
+        while i < t.count {
+            let tok = t[i]
+            if tok.isPunctuation("(") { depth += 1 }
+            if tok.isPunctuation(")") {
+                if depth == 0 { flush(); break }
+                depth -= 1
+            }
+            if depth == 0, tok.isPunctuation(",") { flush() } else { element.append(tok) }
+            i += 1
+        }
+        return out
     }
 
     /// Splits ALTER TABLE actions at top-level commas.

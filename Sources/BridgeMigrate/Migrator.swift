@@ -163,8 +163,13 @@ public struct Migrator: Sendable {
                     WHERE c.oid = to_regclass(\(name.regclassText)) AND c.relkind IN ('r', 'p', 'm')
                     """)
                 if let r = rows?.first {
+                    let columns = try? await conn.query("""
+                        SELECT attname::text AS a FROM pg_attribute
+                        WHERE attrelid = to_regclass(\(name.regclassText)) AND attnum > 0 AND NOT attisdropped
+                        """)
                     snapshot.tables[name.key] = CatalogSnapshot.Table(qualifiedName: r["qn"] ?? name.key,
-                        estimatedRows: r.double("est") ?? -1, totalBytes: Int64(r["bytes"] ?? "0") ?? 0)
+                        estimatedRows: r.double("est") ?? -1, totalBytes: Int64(r["bytes"] ?? "0") ?? 0,
+                        columns: columns.map { Set($0.compactMap { $0["a"] }) })
                 }
             }
             var volatile = CatalogSnapshot.knownVolatileFunctions

@@ -75,6 +75,19 @@ public enum RunnerMessages {
         let info = outputInfo.stringValue ?? outputInfo.compact
         return "Guardrail \(guardrail) triggered tripwire" + (outputInfo.isNull ? "" : ": \(info)")
     }
+
+    public static let spanMCPListError = "Error listing MCP tools"
+
+    /// What the model receives when an MCP call fails (the SDK's `AgentsException` text, inside
+    /// `toolError`).
+    public static func mcpInvokeError(tool: String, server: String, _ error: String) -> String {
+        "Error invoking MCP tool \(tool) on server '\(server)': \(error)"
+    }
+
+    /// The SDK's message for arguments that are not a JSON object.
+    public static func mcpInvalidJSON(tool: String, _ input: String) -> String {
+        "Invalid JSON input for tool \(tool): \(input)"
+    }
 }
 
 /// JSON text as Python's `json.dumps` writes it by default (`ensure_ascii=True`).
@@ -89,11 +102,15 @@ public struct AgentRunner: Sendable {
     public let model: any ModelProvider
     public let tools: any ToolExecutor
     public let observer: any RunObserver
+    /// Where agents with `mcp_servers` find those servers' tools (nil: no MCP servers).
+    public let mcp: (any MCPToolSource)?
 
-    public init(model: any ModelProvider, tools: any ToolExecutor, observer: any RunObserver) {
+    public init(model: any ModelProvider, tools: any ToolExecutor, observer: any RunObserver,
+                mcp: (any MCPToolSource)? = nil) {
         self.model = model
         self.tools = tools
         self.observer = observer
+        self.mcp = mcp
     }
 
     /// The function tools an agent offers the model: its bridge function tools in declaration
@@ -132,7 +149,9 @@ struct PendingToolCall: Sendable {
     var callId: String
     var name: String
     var arguments: String
-    var tool: ToolSpec
+    /// The bridge tool, or nil for an MCP tool (then `mcpServer` names its server).
+    var tool: ToolSpec?
+    var mcpServer: String? = nil
     var eventId: EventID
 }
 
@@ -141,6 +160,8 @@ struct ToolCallOutcome: Sendable {
     var callId: String
     var name: String
     var output: String
+    /// What the model receives when it is not `output` itself (MCP content parts).
+    var modelOutput: JSONValue? = nil
 }
 
 /// Allocates event ids for a run and the guardrail agents' runs nested in it (which run
@@ -177,6 +198,8 @@ struct RunState {
     var toolCalls = 0
     /// The validated structured output of the last final answer.
     var structuredOutput: JSONValue?
+    /// The current agent's MCP tools: tool name → server.
+    var mcpToolServers: [String: String] = [:]
 
     init(spec: RunSpec, taskRow: [String: JSONValue], runner: AgentRunner, ids: EventCounter = EventCounter(),
          input: String? = nil, depth: Int = 0) {
@@ -253,11 +276,22 @@ struct RunState {
     /// Runs turns for one agent until it produces a final output, hands off, or fails.
     mutating func runStint(_ agent: AgentSpec, parent: EventID, agentId openId: EventID? = nil) async -> StintEnd {
         let agentId = openId ?? allocate()
-        let functionTools = AgentRunner.functionTools(for: agent, in: spec)
+        let agentStart = Date()
+        var functionTools = AgentRunner.functionTools(for: agent, in: spec)
         let hostedTools = AgentRunner.hostedTools(for: agent, in: spec)
+        // MCP tools are listed when the stint starts, and again when a paused stint resumes
+        // (its agent span is already open).
+        let mcp = await listMCPTools(agent, parent: agentId, taken: Set(functionTools.map(\.name)))
+        functionTools += mcp.tools
         if openId == nil {
-            await emit(.agentStarted(id: agentId, parent: parent, agent: agent.name, tools: agent.tools,
-                                     handoffs: agent.handoffs.map(\.agent), outputType: agent.outputType, at: Date()))
+            await emit(.agentStarted(id: agentId, parent: parent, agent: agent.name, tools: agent.tools + mcp.tools.map(\.name),
+                                     handoffs: agent.handoffs.map(\.agent), outputType: agent.outputType, at: agentStart))
+        }
+        for event in mcp.events { await emit(event) }
+        if let failure = mcp.failure {
+            await emit(.agentEnded(id: agentId, error: SpanErrorInfo(message: RunnerMessages.spanAgentError,
+                                                                      data: ["error": .string(failure.message)]), at: Date()))
+            return .failed(failure)
         }
         while true {
             // A cancelled run (its lease was lost, or shutdown) stops before the next turn.
@@ -399,6 +433,9 @@ struct RunState {
             } else if agent.tools.contains(name), let tool = spec.tools[name], tool.isFunctionTool {
                 calls.append(PendingToolCall(index: calls.count, callId: callId, name: name, arguments: arguments,
                                              tool: tool, eventId: 0))
+            } else if let server = mcpToolServers[name] {
+                calls.append(PendingToolCall(index: calls.count, callId: callId, name: name, arguments: arguments,
+                                             tool: nil, mcpServer: server, eventId: 0))
             } else {
                 await emit(.spanError(id: turnId, error: SpanErrorInfo(message: RunnerMessages.spanToolNotFound,
                                                                        data: ["tool_name": .string(name)])))
@@ -410,7 +447,7 @@ struct RunState {
 
         // Calls of needs_approval tools wait for a human; the others run now.
         var waiting: [PendingApproval] = []
-        if calls.contains(where: { !$0.tool.needsApproval.isNever }) {
+        if calls.contains(where: { $0.tool.map { !$0.needsApproval.isNever } ?? false }) {
             var now: [PendingToolCall] = []
             for call in calls {
                 if await needsApproval(call, agent: agent) {
@@ -428,7 +465,8 @@ struct RunState {
         let outcomes = await runTools(calls, parent: turnId, agent: agent)
         toolCalls += outcomes.count
         for o in outcomes {
-            let item: ConversationItem = ["type": "function_call_output", "call_id": .string(o.callId), "output": .string(o.output)]
+            let item: ConversationItem = ["type": "function_call_output", "call_id": .string(o.callId),
+                                          "output": o.modelOutput ?? .string(o.output)]
             history.append(item)
             transcript.append(item)
         }
@@ -537,6 +575,7 @@ struct RunState {
     static func runTool(_ call: PendingToolCall, parent: EventID, context: ToolContext, runner: AgentRunner) async -> ToolCallOutcome {
         await runner.observer.record(.toolStarted(id: call.eventId, parent: parent, name: call.name,
                                                   arguments: call.arguments, at: Date()))
+        guard let tool = call.tool else { return await runMCPTool(call, runner: runner) }
         var output: String
         var spanError: SpanErrorInfo?
         var context = context
@@ -553,7 +592,7 @@ struct RunState {
                                       data: ["tool_name": .string(call.name), "error": .string(parseError)])
         } else {
             do {
-                output = try await runner.tools.execute(call.tool, arguments: arguments, context: context)
+                output = try await runner.tools.execute(tool, arguments: arguments, context: context)
             } catch {
                 let text = TextSafety.storable((error as? ToolFailure)?.message ?? String(describing: error)).text
                 output = RunnerMessages.toolError(text)

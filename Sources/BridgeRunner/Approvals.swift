@@ -93,7 +93,9 @@ extension RunState {
     /// Whether `call` must wait: its tool's rule, evaluated READ ONLY for SQL predicates (their
     /// first row's first value; an error counts as "needs approval", the safe side).
     func needsApproval(_ call: PendingToolCall, agent: AgentSpec) async -> Bool {
-        switch call.tool.needsApproval {
+        // MCP tools never wait for approval.
+        guard let callTool = call.tool else { return false }
+        switch callTool.needsApproval {
         case .never: return false
         case .always: return true
         case .sql(let predicate):

@@ -70,7 +70,7 @@ public struct HTTPToolExecutor: ToolExecutor {
         }
     }
 
-    /// Replaces each `${NAME}` in `template` with the variable's value. Returns the result and
+    /// Replaces each `${NAME}` (or `${env:NAME}`) in `template` with the variable's value. Returns the result and
     /// the substituted values (secrets to scrub). Throws `ToolFailure` for an unset variable
     /// or a malformed reference; the message names the header and variable, never a value.
     static func expand(_ template: String, header: String, tool: String,
@@ -83,7 +83,8 @@ public struct HTTPToolExecutor: ToolExecutor {
             guard let close = rest[start.upperBound...].firstIndex(of: "}") else {
                 throw ToolFailure("tool '\(tool)': header '\(header)' has an unterminated ${ reference")
             }
-            let name = String(rest[start.upperBound..<close])
+            var name = String(rest[start.upperBound..<close])
+            if name.hasPrefix("env:") { name.removeFirst(4) }
             guard let first = name.unicodeScalars.first, first == "_" || (first.isASCII && first.properties.isAlphabetic),
                   name.unicodeScalars.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) })
             else {

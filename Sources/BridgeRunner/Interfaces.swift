@@ -235,6 +235,13 @@ public enum RunEvent: Sendable {
     /// Adds `key` to the data of open span `id`: `text_replaced` (`{"nul": n, "invalid_utf8":
     /// true}`) when model or tool text had to be made storable (`TextSafety`).
     case spanNote(id: EventID, key: String, value: JSONValue)
+    /// An MCP server's tools were listed for an agent (the SDK's `mcp_tools` span, under the
+    /// agent span): the tool names after the server's filter, or nil when listing failed.
+    case mcpToolsListed(id: EventID, parent: EventID, server: String, tools: [String]?, error: SpanErrorInfo?,
+                        startedAt: Date, endedAt: Date)
+    /// Marks function span `id` (already started) as a call to MCP server `server`: its
+    /// `mcp_data` becomes `{"server": server}`.
+    case mcpCall(id: EventID, server: String)
 }
 
 /// Receives events as they happen (the tracing layer records each span as it ends).

@@ -146,6 +146,14 @@ public actor TraceRecorder: RunObserver {
             if open[id] != nil { open[id]?.error = error } else { pendingErrors[id] = error }
         case .spanNote(let id, let key, let value):
             open[id]?.data[key] = value
+        case .mcpToolsListed(let id, let parent, let server, let tools, let error, let startedAt, let endedAt):
+            start(id, parent: parent, at: startedAt, data: [
+                "type": "mcp_tools", "server": .string(server),
+                "result": tools.map { .array($0.map(JSONValue.string)) } ?? .null,
+            ])
+            await end(id, error: error, at: endedAt)
+        case .mcpCall(let id, let server):
+            open[id]?.data["mcp_data"] = ["server": .string(server)]
         }
     }
 

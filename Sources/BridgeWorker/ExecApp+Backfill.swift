@@ -51,6 +51,7 @@ extension ExecApp {
                                                        requestTimeout: httpLimits.modelTimeout)
         }
         let secrets = Secrets.collect(connection: cc, environment: env)
+        let mcpServers = MCPServerPool(servers: config.mcpServers, environment: env, client: httpClient)
         let rerunner = try Rerunner(
             config: config, connect: { try await PostgresConnection.connect(cc) }, model: model,
             tools: { conn in
@@ -58,7 +59,14 @@ extension ExecApp {
                                       http: HTTPToolExecutor(client: httpClient, environment: env),
                                       command: CommandToolExecutor(environment: env))
             },
-            extraSinks: sinks, secrets: secrets)
-        return try await rerunner.run(options: options, progress: progress)
+            extraSinks: sinks, secrets: secrets, mcp: mcpServers)
+        do {
+            let summary = try await rerunner.run(options: options, progress: progress)
+            await mcpServers.shutdown()
+            return summary
+        } catch {
+            await mcpServers.shutdown()
+            throw error
+        }
     }
 }

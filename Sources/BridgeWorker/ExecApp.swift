@@ -208,6 +208,9 @@ public struct ExecApp: Sendable {
                                                        requestTimeout: httpLimits.modelTimeout)
         }
         let (session, secrets) = try startExports(traceFile: traceFile, client: httpClient, progress: progress)
+        // One connection per MCP server for the whole worker, started on first use; stopped
+        // (children included) when the drain ends, however it ends.
+        let mcpServers = MCPServerPool(servers: config.mcpServers, environment: env, client: httpClient)
         let worker = Worker(
             config: config, connect: connect, model: model,
             tools: { conn in
@@ -215,16 +218,18 @@ public struct ExecApp: Sendable {
                                       http: HTTPToolExecutor(client: httpClient, environment: env),
                                       command: CommandToolExecutor(environment: env))
             },
-            extraSinks: sinks, progress: progress, options: options, secrets: secrets)
+            extraSinks: sinks, progress: progress, options: options, secrets: secrets, mcp: mcpServers)
         let signals = handleSignals ? ShutdownSignals { _ in worker.requestShutdown() } : nil
         defer { signals?.cancel() }
         var summary: WorkerSummary
         do {
             summary = try await worker.drain()
         } catch {
+            await mcpServers.shutdown()
             _ = await session.finish(flushTimeout: flushTimeout)
             throw error
         }
+        await mcpServers.shutdown()
         summary.exports = await session.finish(flushTimeout: flushTimeout)
         return summary
     }

@@ -33,12 +33,14 @@ public struct Rerunner: Sendable {
     let connect: @Sendable () async throws -> PostgresConnection
     let model: any ModelProvider
     let toolsFactory: @Sendable (PostgresConnection) -> any ToolExecutor
+    let mcp: (any MCPToolSource)?
     let extraSinks: [any SpanSink]
     let secrets: [String]
 
     public init(config: MappingConfig, connect: @escaping @Sendable () async throws -> PostgresConnection,
                 model: any ModelProvider, tools: @escaping @Sendable (PostgresConnection) -> any ToolExecutor,
-                extraSinks: [any SpanSink] = [], secrets: [String] = []) throws(ExecSetupError) {
+                extraSinks: [any SpanSink] = [], secrets: [String] = [],
+                mcp: (any MCPToolSource)? = nil) throws(ExecSetupError) {
         self.config = config
         self.backfiller = try Backfiller(config: config)
         self.bridge = DatabaseToSDKBridge(config: config)
@@ -46,6 +48,7 @@ public struct Rerunner: Sendable {
         self.connect = connect
         self.model = model
         self.toolsFactory = tools
+        self.mcp = mcp
         self.extraSinks = extraSinks
         self.secrets = secrets
     }
@@ -132,7 +135,7 @@ public struct Rerunner: Sendable {
             let executionKey = try await store.startExecution(on: c, task: task, token: nil, traceId: spec.traceId,
                                                               agentId: spec.metadata["agent_id"], attempt: attempt,
                                                               startedAt: startedAt)
-            let (result, spans, _) = try await TracedRun(model: model, extraSinks: extraSinks, secrets: secrets)
+            let (result, spans, _) = try await TracedRun(model: model, extraSinks: extraSinks, secrets: secrets, mcp: mcp)
                 .run(spec, task: task, taskKey: key, connection: c, tools: toolsFactory(c))
             let completedAt = Date()
             let ok = result.status == .completed

@@ -14,6 +14,8 @@ struct TracedRun: Sendable {
     let extraSinks: [any SpanSink]
     /// Values never to be recorded in spans (API keys, the database password).
     let secrets: [String]
+    /// The worker's MCP servers (shared by its runs).
+    var mcp: (any MCPToolSource)? = nil
 
     /// Runs `spec` on `connection` (tools and ledger writes share it) and returns the result and
     /// the number of spans recorded. Throws when a span or the transcript did not reach the
@@ -33,7 +35,7 @@ struct TracedRun: Sendable {
         let ledger = Ledger(connection: connection)
         let recorder = TraceRecorder(spec: spec, ledger: ledger, includeSensitiveData: spec.traceIncludeSensitiveData,
                                      extraSinks: extraSinks, secrets: secrets)
-        let runner = AgentRunner(model: model, tools: tools, observer: MetricsObserver(next: recorder))
+        let runner = AgentRunner(model: model, tools: tools, observer: MetricsObserver(next: recorder), mcp: mcp)
         let result: RunResult
         if let resume {
             await recorder.restore(resume.openSpans)

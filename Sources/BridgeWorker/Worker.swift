@@ -100,6 +100,7 @@ public actor Worker {
     let connect: @Sendable () async throws -> PostgresConnection
     let model: any ModelProvider
     let toolsFactory: @Sendable (PostgresConnection) -> any ToolExecutor
+    let mcp: (any MCPToolSource)?
     let extraSinks: [any SpanSink]
     let progress: ProgressReporter
     let options: WorkerOptions
@@ -130,7 +131,8 @@ public actor Worker {
 
     public init(config: MappingConfig, connect: @escaping @Sendable () async throws -> PostgresConnection,
                 model: any ModelProvider, tools: @escaping @Sendable (PostgresConnection) -> any ToolExecutor,
-                extraSinks: [any SpanSink], progress: ProgressReporter, options: WorkerOptions, secrets: [String] = []) {
+                extraSinks: [any SpanSink], progress: ProgressReporter, options: WorkerOptions, secrets: [String] = [],
+                mcp: (any MCPToolSource)? = nil) {
         self.config = config
         self.bridge = DatabaseToSDKBridge(config: config)
         self.store = TaskStore(config: config)
@@ -138,6 +140,7 @@ public actor Worker {
         self.connect = connect
         self.model = model
         self.toolsFactory = tools
+        self.mcp = mcp
         self.extraSinks = extraSinks
         self.progress = progress
         self.options = options
@@ -499,7 +502,7 @@ public actor Worker {
             traceId = spec.traceId
             let resume = resumed.map { TracedRun.Resume(paused: $0.state.paused, decisions: $0.decisions,
                                                         openSpans: $0.state.openSpans) }
-            let (result, spanCount, openSpans) = try await TracedRun(model: model, extraSinks: extraSinks, secrets: secrets)
+            let (result, spanCount, openSpans) = try await TracedRun(model: model, extraSinks: extraSinks, secrets: secrets, mcp: mcp)
                 .run(spec, task: task, taskKey: key, connection: c, tools: toolsFactory(c), resume: resume)
             // Cancelled: the lease is gone (write nothing: a newer attempt may own the task), or
             // the worker is shutting down (release the task, token-checked).

@@ -1,7 +1,9 @@
 import ArgumentParser
 import BridgeCore
+import BridgeHTTP
 import BridgeMapping
 import BridgePostgres
+import BridgeRunner
 import Foundation
 
 extension Bridge {
@@ -22,7 +24,10 @@ extension Bridge.Mappings {
             discussion: """
                 Reports each problem as file:line:column: key.path: message — unknown keys, unknown agent \
                 or tool names, duplicates, bad JSON Schemas, templates, and (unless --static-only) tables \
-                and columns that do not exist in the database.
+                and columns that do not exist in the database, and MCP servers: each one in mcp_servers is \
+                started or connected to (bounded by its timeout_ms) and its tools listed, so a tool_filter \
+                naming a missing tool, or an MCP tool whose name collides with a YAML tool, a handoff or \
+                another server's tool of the same agent, is reported.
 
                 Exit status: 0 no problems, 2 problems found or the database is unreachable.
                 """
@@ -33,24 +38,32 @@ extension Bridge.Mappings {
         @Option(help: ArgumentHelp("Directory of *.yaml mappings.", valueName: "dir"))
         var mappings: String = "mappings"
 
-        @Flag(name: .customLong("static-only"), help: "Skip the checks against the database.")
+        @Flag(name: .customLong("static-only"), help: "Skip the checks against the database and the MCP servers.")
         var staticOnly = false
 
         func run() async throws {
             try await runReportingErrors {
                 let config = try MappingLoader.load(directory: mappings)
                 var issues: [MappingIssue] = []
+                var mcpTools = 0
                 if !staticOnly {
                     issues = try await PostgresConnection.withConnection(connection.config(applicationName: "bridge-mappings")) { conn in
                         await MappingValidator.checkLive(config, connection: conn)
                     }
+                    let client = HTTPClient()
+                    let report = await MCPMappingCheck.check(config, environment: .process, client: client)
+                    client.shutdown()
+                    issues += report.issues
+                    mcpTools = report.tools.values.reduce(0) { $0 + $1.count }
                 }
                 if !issues.isEmpty { throw MappingErrors(issues) }
                 if !staticOnly, let warning = try await PostgresConnection.withConnection(
                     connection.config(applicationName: "bridge-mappings"), { conn in try await ClaimIndex.warning(config, connection: conn) }) {
                     FileHandle.standardError.write(Data((warning.description + "\n").utf8))
                 }
-                print("\(mappings): ok (\(config.agents.count) agents, \(config.tools.count) tools, \(config.files.count) files)")
+                let mcp = config.mcpServers.isEmpty ? ""
+                    : ", \(config.mcpServers.count) MCP servers" + (staticOnly ? "" : " with \(mcpTools) tools")
+                print("\(mappings): ok (\(config.agents.count) agents, \(config.tools.count) tools\(mcp), \(config.files.count) files)")
             }
         }
     }

@@ -225,7 +225,7 @@ struct OtherSchemaTests {
             .replacingOccurrences(of: "table: tasks", with: "table: jobs")
             .replacingOccurrences(of: "table: task_executions", with: "table: job_runs")
         try source.write(to: dir.appendingPathComponent("bridge.yaml"), atomically: true, encoding: .utf8)
-        for name in ["agents.yaml", "tools.yaml"] {
+        for name in ["agents.yaml", "mcp.yaml", "tools.yaml"] {
             try FileManager.default.copyItem(atPath: ExecCLITests.mappings + "/" + name, toPath: dir.appendingPathComponent(name).path)
         }
 

@@ -68,7 +68,9 @@ struct ExecOpenAITests {
             let tools = body["tools"]?.arrayValue ?? []
             #expect(!tools.isEmpty)
             for tool in tools where tool["type"]?.stringValue == "function" {
-                #expect(tool["strict"]?.boolValue == true)
+                // The example MCP server's tools keep FastMCP's schemas, which are not strict.
+                let mcp = ["estimate_reading_time", "format_citation"].contains(tool["name"]?.stringValue ?? "")
+                #expect(tool["strict"]?.boolValue == !mcp)
                 #expect(tool["parameters"]?["type"]?.stringValue == "object")
             }
             // Tool outputs go back to the model: every function_call in the input has its output.

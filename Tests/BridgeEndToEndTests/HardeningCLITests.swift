@@ -23,7 +23,21 @@ struct HardeningCLITests {
         try agents.write(to: dir.appendingPathComponent("agents.yaml"), atomically: true, encoding: .utf8)
         let tools = try String(contentsOfFile: src + "/tools.yaml", encoding: .utf8) + "\n" + tool
         try tools.write(to: dir.appendingPathComponent("tools.yaml"), atomically: true, encoding: .utf8)
+        // The example MCP server, found from the copy's directory too.
+        let mcp = try String(contentsOfFile: src + "/mcp.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "../examples/", with: src + "/../examples/")
+        try mcp.write(to: dir.appendingPathComponent("mcp.yaml"), atomically: true, encoding: .utf8)
         return dir
+    }
+
+    /// bridge's environment for a run against a loopback model stand-in (no tracing export).
+    static func standInEnvironment(_ server: TestHTTPServer, key: String) -> [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["DATABASE_URL"] = nil
+        env["OPENAI_BASE_URL"] = server.url("/v1")
+        env["OPENAI_API_KEY"] = key
+        env["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
+        return env
     }
 
     static func hacked(_ url: String) async throws -> Int {
@@ -219,7 +233,7 @@ struct HardeningCLITests {
         let source = try String(contentsOfFile: ExecCLITests.mappings + "/bridge.yaml", encoding: .utf8)
             .replacingOccurrences(of: "table: tasks\n", with: "table: \"\(attack)\"\n")
         try source.write(to: dir.appendingPathComponent("bridge.yaml"), atomically: true, encoding: .utf8)
-        for name in ["agents.yaml", "tools.yaml"] {
+        for name in ["agents.yaml", "mcp.yaml", "tools.yaml"] {
             try FileManager.default.copyItem(atPath: ExecCLITests.mappings + "/" + name, toPath: dir.appendingPathComponent(name).path)
         }
         let r = try BridgeBinary.run(["migrate", "--database-url", url, "--dir", BridgeBinary.migrations, "--mappings", dir.path])
@@ -350,11 +364,7 @@ struct HardeningCLITests {
                           "usage": ["input_tokens": 10, "output_tokens": 2, "total_tokens": 12]])
         }
         defer { server.stop() }
-        var env = ProcessInfo.processInfo.environment
-        env["DATABASE_URL"] = nil
-        env["OPENAI_BASE_URL"] = server.url("/v1")
-        env["OPENAI_API_KEY"] = "sk-test-nul"
-        env["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
+        let env = Self.standInEnvironment(server, key: "sk-test-nul")
         let r = try Subprocess.run(BridgeBinary.path, ["exec", "--limit", "1", "--database-url", url, "--mappings", ExecCLITests.mappings],
                                    environment: env)
         #expect(r.status == 0, "\(r.stderr)")
@@ -376,11 +386,7 @@ struct HardeningCLITests {
         let url = try await ExecCLITests.migratedReference()
         let server = try TestHTTPServer { _ in TestHTTPResponse.json([:]).delayed(.seconds(120)) }
         defer { server.stop() }
-        var env = ProcessInfo.processInfo.environment
-        env["DATABASE_URL"] = nil
-        env["OPENAI_BASE_URL"] = server.url("/v1")
-        env["OPENAI_API_KEY"] = "sk-test-timeout"
-        env["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
+        let env = Self.standInEnvironment(server, key: "sk-test-timeout")
         let started = Date()
         let r = try Subprocess.run(BridgeBinary.path, ["exec", "--limit", "1", "--max-attempts", "1", "--model-timeout", "1",
                                                        "--database-url", url, "--mappings", ExecCLITests.mappings],

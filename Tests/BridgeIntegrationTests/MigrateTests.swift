@@ -163,7 +163,7 @@ struct MigrateReferenceTests {
         try MigrateFixture.write(dir, "0900_two_indexes.sql", """
             -- bridge:no-transaction
             CREATE INDEX CONCURRENTLY idx_one ON tasks (name);
-            CREATE INDEX CONCURRENTLY idx_two ON tasks (later_x);
+            CREATE INDEX CONCURRENTLY idx_two ON tasks ((later_x + 1));
             """)
         do {
             _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()

@@ -1,5 +1,6 @@
 import BridgeCore
 @testable import BridgeMapping
+import BridgeMigrate
 import BridgePostgres
 import Foundation
 import Testing
@@ -127,5 +128,29 @@ import Testing
     @Test func redactionCoversJSONAndOverlappingSecrets() {
         let v: JSONValue = ["a": ["key sk-long-secret here", 1], "b": "sk-long"]
         #expect(Redaction.scrub(v, secrets: ["sk-long", "sk-long-secret"]) == ["a": ["key *** here", 1], "b": "***"])
+    }
+}
+
+@Suite struct PlanCatalogTests {
+    /// `migrate plan` against the live catalog: statements that will fail are errors.
+    @Test func missingRelationsAndColumnsAreFlagged() throws {
+        let catalog = CatalogSnapshot(serverVersion: 150000, tables: [
+            "tasks": .init(qualifiedName: "public.tasks", estimatedRows: 10, totalBytes: 8192, columns: ["id", "name"]),
+        ])
+        var linter = Linter(catalog: catalog)
+        let file = try MigrationFile(fileName: "0901_x.sql", text: """
+            -- bridge:no-transaction
+            ALTER TABLE tasks ADD COLUMN IF NOT EXISTS trace text;
+            CREATE INDEX CONCURRENTLY IF NOT EXISTS i1 ON tasks (trace, name DESC);
+            CREATE INDEX CONCURRENTLY IF NOT EXISTS i2 ON tasks USING btree (nope, lower(name));
+            ALTER TABLE task_executions ADD COLUMN x text;
+            ALTER TABLE IF EXISTS task_executions ADD COLUMN y text;
+            CREATE TABLE fresh (a int);
+            CREATE INDEX i3 ON fresh (a);
+            """, placeholders: Placeholders())
+        let findings = linter.analyze(file).flatMap(\.findings).filter(\.blocks)
+        #expect(findings.map(\.rule) == ["missing-column", "missing-relation"], "\(findings)")
+        #expect(findings.first?.message.contains("tasks.nope") == true && findings.first?.line == 4)
+        #expect(findings.last?.message.contains("task_executions does not exist") == true && findings.last?.line == 5)
     }
 }

@@ -17,7 +17,7 @@ enum MappingFixtures {
     static var shippedDirectory: String { projectRoot.appendingPathComponent("mappings").path }
 
     static func shippedDocuments() throws -> [(file: String, text: String)] {
-        try ["agents.yaml", "bridge.yaml", "tools.yaml"].map {
+        try ["agents.yaml", "bridge.yaml", "mcp.yaml", "tools.yaml"].map {
             ("mappings/\($0)", try String(contentsOfFile: shippedDirectory + "/" + $0, encoding: .utf8))
         }
     }
@@ -43,7 +43,9 @@ enum MappingFixtures {
         #expect(config.agents.map(\.name) == ["Project Manager", "Researcher", "Content Specialist"])
         #expect(Set(config.tools.map(\.name)) == ["get_team_roles_and_status", "create_and_assign_sub_task",
                                                   "store_data", "web_search"])
-        #expect(config.files.map { ($0 as NSString).lastPathComponent } == ["agents.yaml", "bridge.yaml", "tools.yaml"])
+        #expect(config.files.map { ($0 as NSString).lastPathComponent } == ["agents.yaml", "bridge.yaml", "mcp.yaml", "tools.yaml"])
+        #expect(config.mcpServers.map(\.name) == ["team_tools"])
+        #expect(config.agent(named: "Researcher")?.mcpServers == ["team_tools"])
         #expect(config.source.status.running == "in_progress")
         #expect(config.priorityOrder == ["high", "medium", "low"])
         #expect(config.results.traceIdColumn == "openai_trace_id")
@@ -70,7 +72,7 @@ enum MappingFixtures {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mappings-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        for name in ["agents.yaml", "bridge.yaml", "tools.yaml"] {
+        for name in ["agents.yaml", "bridge.yaml", "mcp.yaml", "tools.yaml"] {
             try FileManager.default.copyItem(atPath: MappingFixtures.shippedDirectory + "/" + name,
                                              toPath: dir.appendingPathComponent(name).path)
         }
@@ -123,6 +125,63 @@ enum MappingFixtures {
         #expect(!lines.contains { $0.contains("':a'") })
         // Sorted by line.
         #expect(issues.map(\.line) == issues.map(\.line).sorted())
+    }
+
+    @Test func mcpServersParseAndReportProblemsWithLocations() throws {
+        let good = MappingFixtures.base + """
+            mcp_servers:
+              - name: local
+                stdio: {command: python3, args: [server.py], env: [HOME, TEAM_TOKEN], cwd: tools}
+                tool_filter: {blocked: [danger]}
+                cache_tools_list: true
+                timeout_ms: 5000
+              - name: remote
+                streamable_http: {url: "http://127.0.0.1:8765/mcp", headers: {Authorization: "Bearer ${env:T}"}}
+                tool_filter: {allowed: [a, b]}
+            agents:
+              - name: A
+                mcp_servers: [local, remote]
+            """
+        let config = try MappingLoader.load(documents: [("/m/good.yaml", good)])
+        #expect(config.agent(named: "A")?.mcpServers == ["local", "remote"])
+        let local = try #require(config.mcpServer(named: "local"))
+        #expect(local.transport == .stdio(command: "python3", args: ["server.py"], env: ["HOME", "TEAM_TOKEN"], cwd: "/m/tools"))
+        #expect(local.cacheToolsList && local.timeoutMs == 5000 && local.blockedTools == ["danger"])
+        #expect(local.admits("x") && !local.admits("danger"))
+        let remote = try #require(config.mcpServer(named: "remote"))
+        #expect(remote.transport == .streamableHTTP(url: "http://127.0.0.1:8765/mcp", headers: ["Authorization": "Bearer ${env:T}"]))
+        #expect(remote.admits("a") && !remote.admits("c"))
+        #expect(!remote.cacheToolsList && remote.timeoutMs == MCPServerMapping.defaultTimeoutMs)
+
+        let bad = MappingFixtures.base + """
+            mcp_servers:
+              - name: s1
+                stdio: {command: python3, env: [BAD-NAME]}
+                streamable_http: {url: "http://x/mcp"}
+              - name: s2
+                streamable_http: {url: "ftp://x"}
+                retries: 3
+              - name: s2
+                stdio: {command: x}
+                tool_filter: {allowed: [t1]}
+            agents:
+              - name: A
+                tools: [t1]
+                mcp_servers: [s2, nope, s2]
+            tools:
+              - name: t1
+                description: x
+                sql: {query: "SELECT 1"}
+            """
+        let lines = MappingFixtures.issues([("m/mcp.yaml", bad)]).map(\.description)
+        #expect(lines.contains("m/mcp.yaml:7:5: mcp_servers[0]: give exactly one transport, found stdio and streamable_http"))
+        #expect(lines.contains("m/mcp.yaml:8:36: mcp_servers[0].stdio.env[0]: 'BAD-NAME' is not an environment variable name"))
+        #expect(lines.contains("m/mcp.yaml:11:28: mcp_servers[1].streamable_http.url: not an http(s) URL: 'ftp://x'"))
+        #expect(lines.contains { $0.hasPrefix("m/mcp.yaml:12:5: mcp_servers[1].retries: unknown key 'retries'") })
+        #expect(lines.contains("m/mcp.yaml:13:11: mcp_servers[2].name: duplicate MCP server name 's2' (first defined at m/mcp.yaml:10:5)"))
+        #expect(lines.contains { $0.hasPrefix("m/mcp.yaml:15:29: mcp_servers[2].tool_filter.allowed[0]: MCP tool 't1' has the same name as the YAML tool") })
+        #expect(lines.contains("m/mcp.yaml:19:23: agents[0].mcp_servers[1]: unknown MCP server 'nope'"))
+        #expect(lines.contains("m/mcp.yaml:19:29: agents[0].mcp_servers[2]: MCP server 's2' is listed twice"))
     }
 
     @Test func duplicateToolAndSectionAcrossFiles() {

@@ -1,0 +1,112 @@
+import BridgeCore
+import Foundation
+import Yams
+
+/// One entry of `mcp_servers`: an MCP server whose tools agents that name it may call.
+///
+/// ```yaml
+/// mcp_servers:
+///   - name: team_tools
+///     stdio: {command: python3, args: [tools_server.py], env: [HOME]}
+///     # or: streamable_http: {url: "http://127.0.0.1:8765/mcp", headers: {Authorization: "Bearer ${env:TOKEN}"}}
+///     tool_filter: {allowed: [get_team_roles_and_status]}   # or blocked: [...]
+///     cache_tools_list: true
+///     timeout_ms: 30000
+/// ```
+public struct MCPServerMapping: Sendable, Equatable, Codable {
+    public var name: String
+    public var transport: MCPTransportMapping
+    /// Only these tools (nil: all).
+    public var allowedTools: [String]?
+    /// Never these tools.
+    public var blockedTools: [String]
+    /// Read the tool list once per worker (the SDK's `cache_tools_list`, default false).
+    public var cacheToolsList: Bool
+    /// Bound on each request (initialize, tools/list, tools/call), and on starting the server.
+    public var timeoutMs: Int
+    /// Give the model `structuredContent` instead of the content blocks when a result has it
+    /// (the SDK's `use_structured_content`, default false).
+    public var useStructuredContent: Bool
+    public var origin: MappingLocation
+
+    public static let defaultTimeoutMs = 30_000
+
+    public init(name: String, transport: MCPTransportMapping, allowedTools: [String]? = nil, blockedTools: [String] = [],
+                cacheToolsList: Bool = false, timeoutMs: Int = MCPServerMapping.defaultTimeoutMs,
+                useStructuredContent: Bool = false, origin: MappingLocation = .unknown) {
+        self.name = name
+        self.transport = transport
+        self.allowedTools = allowedTools
+        self.blockedTools = blockedTools
+        self.cacheToolsList = cacheToolsList
+        self.timeoutMs = timeoutMs
+        self.useStructuredContent = useStructuredContent
+        self.origin = origin
+    }
+
+    /// The filter: allowed (when given) and not blocked, as the SDK's static filter.
+    public func admits(_ tool: String) -> Bool {
+        if let allowedTools, !allowedTools.contains(tool) { return false }
+        return !blockedTools.contains(tool)
+    }
+}
+
+/// How bridge reaches an MCP server.
+public enum MCPTransportMapping: Sendable, Equatable, Codable {
+    /// A child process speaking JSON-RPC on stdin/stdout: no shell, a minimal environment
+    /// (PATH, HOME, LANG, TZ) plus the variables named in `env`.
+    case stdio(command: String, args: [String], env: [String], cwd: String?)
+    /// An MCP endpoint URL; header values may use `${env:VAR}`.
+    case streamableHTTP(url: String, headers: [String: String])
+}
+
+extension LoadState {
+    static let mcpKeys = ["name", "stdio", "streamable_http", "tool_filter", "cache_tools_list", "timeout_ms",
+                          "use_structured_content"]
+
+    static func parseMCPServer(_ r: YAMLReader, _ node: Node, _ path: String, baseDirectory: String) -> MCPServerMapping? {
+        guard let m = r.map(node, path, allowed: mcpKeys) else { return nil }
+        let name = m.name("name", required: true)
+        if let name, !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) || name.count > 64 {
+            r.issue(m.node("name"), m.path("name"), "server name '\(name)' must match ^[a-zA-Z0-9_-]{1,64}$")
+        }
+        let kinds = ["stdio", "streamable_http"].filter { m.has($0) }
+        if kinds.count != 1 {
+            r.issue(node, path, kinds.isEmpty ? "missing transport: give exactly one of stdio or streamable_http"
+                                              : "give exactly one transport, found stdio and streamable_http")
+        }
+        var transport: MCPTransportMapping?
+        if kinds.first == "stdio", let s = m.map("stdio", allowed: ["command", "args", "env", "cwd"]) {
+            let command = s.name("command", required: true)
+            let args = s.strings("args") ?? []
+            let env = s.strings("env") ?? []
+            for (i, v) in env.enumerated() where !ChildEnvironment.isValidName(v) {
+                r.issue(s.node("env"), s.path("env") + "[\(i)]", "'\(v)' is not an environment variable name")
+            }
+            // A relative cwd is relative to the mappings directory, so the mappings can be run from anywhere.
+            var cwd = s.name("cwd")
+            if let c = cwd, !c.hasPrefix("/") { cwd = baseDirectory + "/" + c }
+            if let command { transport = .stdio(command: command, args: args, env: env, cwd: cwd ?? baseDirectory) }
+        } else if kinds.first == "streamable_http", let h = m.map("streamable_http", allowed: ["url", "headers"]) {
+            if let url = h.name("url", required: true) {
+                if !(url.hasPrefix("http://") || url.hasPrefix("https://")) || URL(string: url)?.host == nil {
+                    r.issue(h.node("url"), h.path("url"), "not an http(s) URL: '\(url)'")
+                }
+                let headers = h.node("headers").flatMap { r.stringMap($0, h.path("headers")) } ?? [:]
+                transport = .streamableHTTP(url: url, headers: headers)
+            }
+        }
+        var allowed: [String]?
+        var blocked: [String] = []
+        if let f = m.map("tool_filter", allowed: ["allowed", "blocked"]) {
+            allowed = f.strings("allowed")
+            blocked = f.strings("blocked") ?? []
+        }
+        guard let name, let transport else { return nil }
+        return MCPServerMapping(name: name, transport: transport, allowedTools: allowed, blockedTools: blocked,
+                                cacheToolsList: m.bool("cache_tools_list") ?? false,
+                                timeoutMs: m.int("timeout_ms", min: 1) ?? MCPServerMapping.defaultTimeoutMs,
+                                useStructuredContent: m.bool("use_structured_content") ?? false,
+                                origin: r.location(node, path))
+    }
+}

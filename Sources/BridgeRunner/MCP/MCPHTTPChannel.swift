@@ -1,0 +1,169 @@
+import BridgeCore
+import BridgeHTTP
+import Foundation
+
+/// MCP's Streamable HTTP transport over bridge's libcurl client: every message is a POST to
+/// the endpoint, answered with `application/json` or with an SSE stream (`text/event-stream`)
+/// that carries the response; `Mcp-Session-Id` from the `initialize` answer is sent on every
+/// later request, with `MCP-Protocol-Version`. A 404 for a session means it expired: the
+/// channel is dead and the server is initialized again. `close` ends the session with DELETE.
+final class MCPHTTPChannel: MCPChannel, @unchecked Sendable {
+    // @unchecked Sendable: the mutable state is touched with `lock` held.
+    let serverName: String
+    let url: String
+    let headers: HTTPHeaders
+    let client: HTTPClient
+    /// Header values that came from the environment (never printed).
+    let secrets: [String]
+    let pending = MCPPending()
+    private let lock = NSLock()
+    private var sessionId: String?
+    private var protocolVersion: String?
+    private var alive = true
+
+    init(serverName: String, url: String, headers: HTTPHeaders, secrets: [String], client: HTTPClient) {
+        self.serverName = serverName
+        self.url = url
+        self.headers = headers
+        self.secrets = secrets
+        self.client = client
+    }
+
+    var isAlive: Bool { lock.withLock { alive } }
+
+    func setProtocolVersion(_ version: String) { lock.withLock { protocolVersion = version } }
+
+    func request(_ method: String, params: JSONValue, timeout: Duration) async throws(MCPError) -> JSONValue {
+        let id = pending.allocate()
+        let message: JSONValue = ["jsonrpc": "2.0", "id": .number(Double(id)), "method": .string(method), "params": params]
+        let deadline = ContinuousClock.now + timeout
+        return try await pending.wait(id, method: method, timeout: timeout, send: { [self] () async throws(MCPError) in
+            let response = try await post(message, deadline: deadline)
+            if method == "initialize", let sid = response.headers["Mcp-Session-Id"] { lock.withLock { sessionId = sid } }
+            for m in try Self.messages(in: response, serverName: serverName) where m["method"] == nil {
+                pending.deliver(m)
+            }
+            if pending.isWaiting(id) {
+                pending.complete(id, .failure(.protocolViolation("MCP server '\(serverName)' answered \(method) without a response")))
+            }
+        }, onAbandon: { [self] reason in
+            Task { try? await notify("notifications/cancelled", params: ["requestId": .number(Double(id)), "reason": .string(reason)]) }
+        })
+    }
+
+    func notify(_ method: String, params: JSONValue) async throws(MCPError) {
+        _ = try await post(["jsonrpc": "2.0", "method": .string(method), "params": params],
+                           deadline: ContinuousClock.now + .seconds(10))
+    }
+
+    func close() async {
+        let sid = lock.withLock { () -> String? in
+            alive = false
+            return sessionId
+        }
+        guard let sid else { return }
+        var h = headers
+        h.add("Mcp-Session-Id", sid)
+        _ = try? await client.execute(HTTPRequest(method: "DELETE", url: url, headers: h,
+                                                  deadline: ContinuousClock.now + .seconds(2)))
+    }
+
+    private func post(_ message: JSONValue, deadline: ContinuousClock.Instant) async throws(MCPError) -> HTTPResponse {
+        var h = headers
+        h.add("Content-Type", "application/json")
+        h.add("Accept", "application/json, text/event-stream")
+        let (sid, version) = lock.withLock { (sessionId, protocolVersion) }
+        if let sid { h.add("Mcp-Session-Id", sid) }
+        if let version { h.add("MCP-Protocol-Version", version) }
+        let request = HTTPRequest(method: .post, url: url, headers: h, body: Array(message.compact.utf8), deadline: deadline,
+                                  maxResponseBytes: MCPProtocol.maxMessageBytes)
+        let response: HTTPResponse
+        do {
+            response = try await client.execute(request)
+        } catch {
+            let text = Redaction.scrub(error.description, secrets: secrets)
+            switch error {
+            case .timeout: throw .timeout(method: message["method"]?.stringValue ?? "request", ms: 0)
+            case .cancelled: throw .disconnected("cancelled")
+            default: throw .unavailable("MCP server '\(serverName)' at \(url): \(text)")
+            }
+        }
+        if response.status == 404, sid != nil {
+            lock.withLock { alive = false }
+            throw .disconnected("MCP server '\(serverName)' ended the session (HTTP 404)")
+        }
+        guard response.isSuccess else {
+            let body = Redaction.scrub(String(response.bodyText.prefix(300)), secrets: secrets)
+            let error = MCPError.unavailable("MCP server '\(serverName)' at \(url) answered HTTP \(response.status): \(body)")
+            if response.status >= 500 || response.status == 401 || response.status == 403 { lock.withLock { alive = false } }
+            throw error
+        }
+        return response
+    }
+
+    /// The JSON-RPC messages of a response: one JSON body (an object or a batch), or the
+    /// `data` of each SSE event.
+    static func messages(in response: HTTPResponse, serverName: String) throws(MCPError) -> [JSONValue] {
+        if response.status == 202 || response.body.isEmpty { return [] }
+        let type = (response.headers["Content-Type"] ?? "").lowercased()
+        var texts: [String] = []
+        if type.hasPrefix("text/event-stream") {
+            texts = SSE.events(response.bodyText).filter { $0.event == "message" }.map(\.data)
+        } else {
+            texts = [response.bodyText]
+        }
+        var out: [JSONValue] = []
+        for text in texts where !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            guard let v = try? JSONValue.parse(text) else {
+                throw .protocolViolation("MCP server '\(serverName)' sent a message that is not JSON")
+            }
+            if let batch = v.arrayValue { out += batch } else { out.append(v) }
+        }
+        return out
+    }
+}
+
+/// Server-Sent Events (the WHATWG event-stream format): events separated by blank lines,
+/// `data:` lines joined with newlines, `event:` naming the type (default `message`).
+enum SSE {
+    struct Event: Equatable {
+        var event: String
+        var data: String
+        var id: String?
+    }
+
+    static func events(_ text: String) -> [Event] {
+        var out: [Event] = []
+        var data: [String] = []
+        var event = ""
+        var id: String?
+        func dispatch() {
+            if !data.isEmpty { out.append(Event(event: event.isEmpty ? "message" : event, data: data.joined(separator: "\n"), id: id)) }
+            data = []
+            event = ""
+        }
+        let normalized = text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
+        for line in normalized.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.isEmpty { dispatch(); continue }
+            if line.hasPrefix(":") { continue }
+            let field: Substring, value: Substring
+            if let colon = line.firstIndex(of: ":") {
+                field = line[..<colon]
+                var v = line[line.index(after: colon)...]
+                if v.hasPrefix(" ") { v = v.dropFirst() }
+                value = v
+            } else {
+                field = line
+                value = ""
+            }
+            switch field {
+            case "data": data.append(String(value))
+            case "event": event = String(value)
+            case "id": id = String(value)
+            default: break
+            }
+        }
+        dispatch()
+        return out
+    }
+}

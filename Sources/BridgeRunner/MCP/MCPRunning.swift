@@ -1,0 +1,107 @@
+import BridgeCore
+import BridgeMapping
+import Foundation
+
+extension RunState {
+    struct MCPListing {
+        var tools: [FunctionToolDefinition] = []
+        var events: [RunEvent] = []
+        var failure: RunFailure?
+    }
+
+    /// Lists the tools of each of `agent`'s MCP servers, as the SDK does when an agent starts:
+    /// one `mcp_tools` span per server. A server that cannot be listed, or a tool name that
+    /// collides with the agent's other tools, fails the run (retriable when the server may
+    /// come back).
+    mutating func listMCPTools(_ agent: AgentSpec, parent agentId: EventID, taken: Set<String>) async -> MCPListing {
+        mcpToolServers = [:]
+        var out = MCPListing()
+        guard !agent.mcpServers.isEmpty else { return out }
+        guard let source = runner.mcp else {
+            out.failure = RunFailure(type: "UserError", message: "agent \(agent.name) uses MCP servers but none are configured",
+                                     retriable: false)
+            return out
+        }
+        var names = taken
+        for server in agent.mcpServers {
+            let id = allocate()
+            let start = Date()
+            do {
+                let tools = try await source.tools(server: server)
+                out.events.append(.mcpToolsListed(id: id, parent: agentId, server: server, tools: tools.map(\.name), error: nil,
+                                                  startedAt: start, endedAt: Date()))
+                let clashes = tools.map(\.name).filter { names.contains($0) }
+                if !clashes.isEmpty {
+                    out.failure = RunFailure(type: "UserError",
+                                             message: "Duplicate tool names found across MCP servers: \(clashes.sorted().joined(separator: ", "))",
+                                             retriable: false)
+                    return out
+                }
+                for t in tools {
+                    let (parameters, strict) = MCPToolOutput.functionParameters(t)
+                    out.tools.append(FunctionToolDefinition(name: t.name, description: t.description, parameters: parameters,
+                                                            strict: strict))
+                    names.insert(t.name)
+                    mcpToolServers[t.name] = server
+                }
+            } catch {
+                let text = error.description
+                out.events.append(.mcpToolsListed(id: id, parent: agentId, server: server, tools: nil,
+                                                  error: SpanErrorInfo(message: RunnerMessages.spanMCPListError,
+                                                                       data: ["server": .string(server), "error": .string(text)]),
+                                                  startedAt: start, endedAt: Date()))
+                out.failure = RunFailure(type: "MCPServerError", message: "MCP server '\(server)': \(text)",
+                                         retriable: error.retriable)
+                return out
+            }
+        }
+        return out
+    }
+
+    /// Runs one MCP tool call as the SDK's `invoke_mcp_tool` does: arguments must be a JSON
+    /// object; a failed call goes back to the model as a tool error (non-fatal) and onto the
+    /// span; an `isError` result goes to the model as its content and is recorded on the span.
+    static func runMCPTool(_ call: PendingToolCall, runner: AgentRunner) async -> ToolCallOutcome {
+        let server = call.mcpServer ?? ""
+        await runner.observer.record(.mcpCall(id: call.eventId, server: server))
+        var failure: String?
+        var arguments: JSONValue = [:]
+        let trimmed = call.arguments.trimmingCharacters(in: .whitespacesAndNewlines)
+        if !trimmed.isEmpty {
+            if let parsed = try? JSONValue.parse(call.arguments), parsed.objectValue != nil {
+                arguments = parsed
+            } else {
+                failure = RunnerMessages.mcpInvalidJSON(tool: call.name, call.arguments)
+            }
+        }
+        var converted: MCPToolOutput.Converted?
+        var isError = false
+        if failure == nil, let source = runner.mcp {
+            do {
+                let result = try await source.call(server: server, tool: call.name, arguments: arguments)
+                converted = MCPToolOutput.convert(result, useStructuredContent: source.usesStructuredContent(server: server))
+                isError = result.isError
+            } catch {
+                if case .rpc = error { failure = error.description }
+                else { failure = RunnerMessages.mcpInvokeError(tool: call.name, server: server, error.description) }
+            }
+        } else if failure == nil {
+            failure = RunnerMessages.mcpInvokeError(tool: call.name, server: server, "no MCP servers are configured")
+        }
+        if let converted {
+            let spanError = isError ? SpanErrorInfo(message: RunnerMessages.spanToolErrorNonFatal,
+                                                    data: ["tool_name": .string(call.name), "error": .string(converted.text),
+                                                           "mcp_is_error": true]) : nil
+            await runner.observer.record(.toolEnded(id: call.eventId, output: converted.spanOutput, error: spanError, at: Date()))
+            return ToolCallOutcome(index: call.index, callId: call.callId, name: call.name, output: converted.text,
+                                   modelOutput: converted.modelOutput)
+        }
+        let text = failure ?? ""
+        let output = RunnerMessages.toolError(text)
+        await runner.observer.record(.toolEnded(id: call.eventId, output: output,
+                                                error: SpanErrorInfo(message: RunnerMessages.spanToolErrorNonFatal,
+                                                                     data: ["tool_name": .string(call.name), "error": .string(text)]),
+                                                at: Date()))
+        return ToolCallOutcome(index: call.index, callId: call.callId, name: call.name, output: output)
+    }
+}

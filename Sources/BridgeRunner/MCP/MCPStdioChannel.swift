@@ -1,0 +1,261 @@
+import BridgeCore
+import CBridgeSpawn
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An MCP server run as a child process, speaking newline-delimited JSON-RPC on its stdin and
+/// stdout (MCP's stdio transport).
+///
+/// - No shell: `command` is resolved on the child's `PATH` and started with `args` directly.
+/// - The child's environment is exactly `environment` (see `MCPStdioChannel.environment`).
+/// - The child leads its own process group and gets SIGKILL when its I/O thread ends, which
+///   includes bridge being killed (PR_SET_PDEATHSIG): no orphans.
+/// - One I/O thread per server reads stdout (messages) and stderr (the last few KB are kept
+///   for error messages), so nothing blocks Swift's cooperative pool; writes go through a
+///   serial dispatch queue.
+/// - When the server exits, every request in flight fails at once with `.disconnected`.
+final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
+    // @unchecked Sendable: the mutable state below is touched with `lock` held; the
+    // descriptors are written only by `writeQueue` and read only by the I/O thread.
+    let serverName: String
+    let pending = MCPPending()
+    private let lock = NSLock()
+    private var pid: pid_t = 0
+    private var alive = false
+    private var stdinFD: Int32 = -1
+    private var stderrTail: [UInt8] = []
+    private var exitDescription: String?
+    private var closing = false
+    private let exited = DispatchGroup()
+    private let writeQueue = DispatchQueue(label: "bridge.mcp.stdio.write")
+    static let stderrTailBytes = 4_096
+    static let killGrace: Duration = .seconds(2)
+
+    private init(serverName: String) { self.serverName = serverName }
+
+    /// Starts `command` and returns once it runs (or throws `.unavailable` when it cannot start).
+    static func start(serverName: String, command: String, args: [String], environment: [String: String],
+                      cwd: String?) async throws(MCPError) -> MCPStdioChannel {
+        guard let path = CommandToolExecutor.resolve(command, environment: Environment(environment)) else {
+            throw .unavailable("cannot start MCP server '\(serverName)': command not found: \(command)")
+        }
+        let channel = MCPStdioChannel(serverName: serverName)
+        let started: Result<Void, MCPError> = await withCheckedContinuation { c in
+            let thread = Thread {
+                channel.run(path: path, argv: [command] + args, environment: environment, cwd: cwd) { c.resume(returning: $0) }
+            }
+            thread.name = "bridge-mcp-\(serverName)"
+            thread.stackSize = 256 * 1024
+            thread.start()
+        }
+        try started.get()
+        return channel
+    }
+
+    var isAlive: Bool { lock.withLock { alive } }
+
+    func setProtocolVersion(_ version: String) {}
+
+    func request(_ method: String, params: JSONValue, timeout: Duration) async throws(MCPError) -> JSONValue {
+        let id = pending.allocate()
+        let message: JSONValue = ["jsonrpc": "2.0", "id": .number(Double(id)), "method": .string(method), "params": params]
+        return try await pending.wait(id, method: method, timeout: timeout, send: { [self] () async throws(MCPError) in
+            try await write(message)
+        }, onAbandon: { [self] reason in
+            Task { try? await notify("notifications/cancelled", params: ["requestId": .number(Double(id)), "reason": .string(reason)]) }
+        })
+    }
+
+    func notify(_ method: String, params: JSONValue) async throws(MCPError) {
+        try await write(["jsonrpc": "2.0", "method": .string(method), "params": params])
+    }
+
+    /// Writes one message and a newline (on `writeQueue`: a full pipe blocks that queue only).
+    private func write(_ message: JSONValue) async throws(MCPError) {
+        let bytes = Array((message.compact + "\n").utf8)
+        let error: MCPError? = await withCheckedContinuation { c in
+            writeQueue.async { [self] in
+                let fd = lock.withLock { alive ? stdinFD : -1 }
+                guard fd >= 0 else {
+                    c.resume(returning: .disconnected(exitMessage()))
+                    return
+                }
+                var written = 0
+                while written < bytes.count {
+                    let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
+                    if n > 0 { written += n } else if n < 0, errno == EINTR { continue } else {
+                        c.resume(returning: .disconnected(exitMessage()))
+                        return
+                    }
+                }
+                c.resume(returning: nil)
+            }
+        }
+        if let error { throw error }
+    }
+
+    func exitMessage() -> String {
+        let (how, tail) = lock.withLock { (exitDescription, stderrTail) }
+        var text = "MCP server '\(serverName)' " + (how ?? "closed its connection")
+        let err = String(decoding: tail, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if !err.isEmpty { text += "; stderr: " + String(err.suffix(600)) }
+        return text
+    }
+
+    func close() async {
+        let (target, fd) = lock.withLock { () -> (pid_t, Int32) in
+            closing = true
+            let f = stdinFD
+            stdinFD = -1
+            return (alive ? pid : 0, f)
+        }
+        // The spec's shutdown: close the server's input, wait, SIGTERM, wait, SIGKILL.
+        writeQueue.sync { if fd >= 0 { _ = Glibc.close(fd) } }
+        guard target > 0 else { return }
+        let grace = Self.killGrace.milliseconds
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async { [self] in
+                if exited.wait(timeout: .now() + .milliseconds(grace)) == .timedOut {
+                    kill(-target, SIGTERM)
+                    if exited.wait(timeout: .now() + .milliseconds(grace)) == .timedOut {
+                        kill(-target, SIGKILL)
+                        exited.wait()
+                    }
+                }
+                c.resume()
+            }
+        }
+    }
+
+    // MARK: The I/O thread
+
+    /// Spawns the child on this thread (its death signal is tied to the thread), reports the
+    /// start, then reads stdout and stderr until both close and reaps the child.
+    private func run(path: String, argv: [String], environment: [String: String], cwd: String?,
+                     started: (Result<Void, MCPError>) -> Void) {
+        var none = sigset_t()
+        sigemptyset(&none)
+        var pipeSignal = sigset_t()
+        sigemptyset(&pipeSignal)
+        sigaddset(&pipeSignal, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &pipeSignal, nil)
+
+        var inPipe: [Int32] = [-1, -1], outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1]
+        guard bridge_pipe_cloexec(&inPipe) == 0, bridge_pipe_cloexec(&outPipe) == 0, bridge_pipe_cloexec(&errPipe) == 0 else {
+            for fd in inPipe + outPipe + errPipe where fd >= 0 { _ = Glibc.close(fd) }
+            started(.failure(.unavailable("cannot start MCP server '\(serverName)': pipe: \(String(cString: strerror(errno)))")))
+            return
+        }
+        var spawnError: Int32 = 0
+        let child: pid_t = withCStrings(argv) { cArgv in
+            withCStrings(environment.map { "\($0.key)=\($0.value)" }.sorted()) { cEnv in
+                bridge_spawn(path, cArgv, cEnv, cwd, inPipe[0], outPipe[1], errPipe[1], &spawnError)
+            }
+        }
+        _ = Glibc.close(inPipe[0]); _ = Glibc.close(outPipe[1]); _ = Glibc.close(errPipe[1])
+        guard child > 0 else {
+            _ = Glibc.close(inPipe[1]); _ = Glibc.close(outPipe[0]); _ = Glibc.close(errPipe[0])
+            let why = String(cString: strerror(spawnError))
+            started(.failure(.unavailable("cannot start MCP server '\(serverName)' (\(path)): \(why)")))
+            return
+        }
+        exited.enter()
+        lock.withLock {
+            pid = child
+            alive = true
+            stdinFD = inPipe[1]
+        }
+        started(.success(()))
+        pump(stdout: outPipe[0], stderr: errPipe[0])
+        _ = Glibc.close(outPipe[0]); _ = Glibc.close(errPipe[0])
+        // Output closed: the server is gone (or useless). Make sure, then reap it.
+        lock.withLock { alive = false }
+        let isClosing = lock.withLock { closing }
+        if !isClosing { kill(-child, SIGTERM) }
+        let killer = DispatchWorkItem { kill(-child, SIGKILL); kill(child, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Self.killGrace.milliseconds * 2), execute: killer)
+        var status: Int32 = 0
+        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+        killer.cancel()
+        let how: String
+        if status & 0x7f == 0 { how = "exited with status \((status >> 8) & 0xff)" } else { how = "was killed by signal \(status & 0x7f)" }
+        lock.withLock {
+            exitDescription = how
+            if stdinFD >= 0 { writeQueue.async { [fd = stdinFD] in _ = Glibc.close(fd) }; stdinFD = -1 }
+        }
+        pending.failAll(.disconnected(exitMessage()))
+        exited.leave()
+    }
+
+    /// Reads newline-delimited messages from `out` and keeps the tail of `err`, until both close.
+    private func pump(stdout out: Int32, stderr err: Int32) {
+        var outOpen = true, errOpen = true
+        var line: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while outOpen || errOpen {
+            var fds: [pollfd] = []
+            if outOpen { fds.append(pollfd(fd: out, events: Int16(POLLIN), revents: 0)) }
+            if errOpen { fds.append(pollfd(fd: err, events: Int16(POLLIN), revents: 0)) }
+            if poll(&fds, nfds_t(fds.count), -1) < 0 {
+                if errno == EINTR { continue }
+                break
+            }
+            for entry in fds where entry.revents != 0 {
+                let n = buffer.withUnsafeMutableBytes { read(entry.fd, $0.baseAddress, $0.count) }
+                if n < 0, errno == EINTR || errno == EAGAIN { continue }
+                if n <= 0 {
+                    if entry.fd == out { outOpen = false } else { errOpen = false }
+                    continue
+                }
+                if entry.fd == err {
+                    lock.withLock {
+                        stderrTail.append(contentsOf: buffer[..<n])
+                        if stderrTail.count > Self.stderrTailBytes { stderrTail.removeFirst(stderrTail.count - Self.stderrTailBytes) }
+                    }
+                    continue
+                }
+                var start = 0
+                for i in 0..<n where buffer[i] == UInt8(ascii: "\n") {
+                    line.append(contentsOf: buffer[start..<i])
+                    handle(line)
+                    line.removeAll(keepingCapacity: true)
+                    start = i + 1
+                }
+                line.append(contentsOf: buffer[start..<n])
+                if line.count > MCPProtocol.maxMessageBytes {
+                    // A message this large is a broken server: stop it.
+                    lock.withLock { exitDescription = "sent a message over \(MCPProtocol.maxMessageBytes) bytes and was stopped" }
+                    let target = lock.withLock { pid }
+                    kill(-target, SIGKILL)
+                    line.removeAll()
+                }
+            }
+        }
+    }
+
+    /// One line from the server: a response, a request (ping is answered, others refused) or
+    /// a notification (ignored).
+    private func handle(_ line: [UInt8]) {
+        let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+        guard !text.isEmpty, let message = try? JSONValue.parse(text) else { return }
+        if message["method"] == nil {
+            pending.deliver(message)
+            return
+        }
+        guard let id = message["id"], !id.isNull else { return }  // a notification
+        let reply: JSONValue = message["method"]?.stringValue == "ping"
+            ? ["jsonrpc": "2.0", "id": id, "result": [:]]
+            : ["jsonrpc": "2.0", "id": id, "error": ["code": -32601, "message": "Method not found"]]
+        Task { try? await write(reply) }
+    }
+}
+
+/// Calls `body` with a NULL-terminated C array of the strings.
+func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for p in pointers { free(p) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
