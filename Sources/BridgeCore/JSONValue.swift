@@ -5,7 +5,9 @@ import Foundation
 public enum JSONValue: Sendable, Equatable, Hashable, Codable, CustomStringConvertible {
     case null
     case bool(Bool)
-    case number(Double)
+    /// A number with its exact value (see ``JSONNumber``); build one with `.number(x)` from a
+    /// Double or any integer.
+    case number(JSONNumber)
     case string(String)
     case array([JSONValue])
     case object([String: JSONValue])
@@ -14,6 +16,8 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable, CustomStringConve
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null }
         else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let i = try? c.decode(Int64.self) { self = .integer(i) }
+        else if let d = try? c.decode(Decimal.self), let n = JSONNumber(text: "\(d)") { self = .number(n) }
         else if let d = try? c.decode(Double.self) { self = .number(d) }
         else if let s = try? c.decode(String.self) { self = .string(s) }
         else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
@@ -26,8 +30,12 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable, CustomStringConve
         switch self {
         case .null: try c.encodeNil()
         case .bool(let b): try c.encode(b)
-        case .number(let d):
-            if d.rounded() == d, abs(d) < 1e15 { try c.encode(Int64(d)) } else { try c.encode(d) }
+        case .number(let n):
+            switch n.storage {
+            case .int(let i): try c.encode(i)
+            case .double(let d): try c.encode(d)
+            case .decimal(let s): try c.encode(Decimal(string: s) ?? 0)
+            }
         case .string(let s): try c.encode(s)
         case .array(let a): try c.encode(a)
         case .object(let o): try c.encode(o)
@@ -59,9 +67,7 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable, CustomStringConve
         switch self {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
-        case .number(let d):
-            if d.rounded() == d, abs(d) < 1e15 { out += String(Int64(d)) }
-            else if d.isFinite { out += String(d) } else { out += "null" }
+        case .number(let n): out += n.text
         case .string(let s): JSONValue.writeString(s, into: &out)
         case .array(let a):
             out += "["
@@ -117,8 +123,20 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable, CustomStringConve
     }
 
     public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
-    public var doubleValue: Double? { if case .number(let d) = self { return d }; return nil }
-    public var intValue: Int? { if case .number(let d) = self { return Int(exactly: d) }; return nil }
+    public var doubleValue: Double? { if case .number(let n) = self { return n.double }; return nil }
+    public var intValue: Int? {
+        guard case .number(let n) = self else { return nil }
+        if let i = n.int64 { return Int(exactly: i) }
+        return nil
+    }
+    /// The exact integer value, when this is an integer that fits Int64.
+    public var int64Value: Int64? { if case .number(let n) = self { return n.int64 }; return nil }
+    public var numberValue: JSONNumber? { if case .number(let n) = self { return n }; return nil }
+
+    /// A Double as a JSON number (integral values are stored exactly as integers).
+    public static func number(_ value: Double) -> JSONValue { .number(JSONNumber(value)) }
+    /// An integer as a JSON number, exactly.
+    public static func integer(_ value: Int64) -> JSONValue { .number(JSONNumber(value)) }
     public var boolValue: Bool? { if case .bool(let b) = self { return b }; return nil }
     public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
     public var objectValue: [String: JSONValue]? { if case .object(let o) = self { return o }; return nil }
@@ -137,8 +155,8 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable, CustomStringConve
 extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
     ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral, ExpressibleByFloatLiteral {
     public init(stringLiteral value: String) { self = .string(value) }
-    public init(integerLiteral value: Int) { self = .number(Double(value)) }
-    public init(floatLiteral value: Double) { self = .number(value) }
+    public init(integerLiteral value: Int) { self = .number(JSONNumber(Int64(value))) }
+    public init(floatLiteral value: Double) { self = .number(JSONNumber(value)) }
     public init(booleanLiteral value: Bool) { self = .bool(value) }
     public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
@@ -214,7 +232,11 @@ struct JSONParser {
         case UInt8(ascii: "t"): try literal("true"); return .bool(true)
         case UInt8(ascii: "f"): try literal("false"); return .bool(false)
         case UInt8(ascii: "n"): try literal("null"); return .null
-        default: return .number(try number())
+        default:
+            let start = i
+            _ = try number()
+            let text = String(decoding: b[start..<i], as: UTF8.self)
+            return .number(JSONNumber(literal: text))
         }
     }
 

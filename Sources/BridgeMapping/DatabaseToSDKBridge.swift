@@ -179,10 +179,21 @@ public struct DatabaseToSDKBridge: Sendable {
 extension DatabaseToSDKBridge {
     /// Reads the task row with key `taskId` as column → JSON value (jsonb columns as JSON).
     public func loadTask(id taskId: String, connection: PostgresConnection) async throws(PostgresError) -> [String: JSONValue]? {
-        let s = config.source
-        let rows = try await connection.query(
-            "SELECT to_jsonb(t)::text AS j FROM \(identifier: s.table) t WHERE \(identifier: s.key)::text = \(taskId)")
+        let rows = try await connection.query(taskQuery(id: taskId))
         return rows.first?["j"].flatMap(Self.parseRow)
+    }
+
+    /// The task row by key, the key bound with its column's type (so the primary key serves it).
+    func taskQuery(id taskId: String) -> PostgresQuery {
+        let s = config.source
+        let keyCast = config.columnTypes.cast(s.table, s.key)
+        return "SELECT to_jsonb(t)::text AS j FROM \(identifier: s.table) t WHERE \(identifier: s.key) = \(taskId)\(unsafeRaw: keyCast)"
+    }
+
+    /// The bridge's statements that run per task on the task table, with a sample key (see
+    /// `TaskStore.hotPathStatements`).
+    public func hotPathStatements(taskKey: String) -> [(name: String, query: PostgresQuery)] {
+        [("load task", taskQuery(id: taskKey))]
     }
 
     /// Reads the agent rows of the task's group (all rows when `agent_selection.group_column`
@@ -193,18 +204,19 @@ extension DatabaseToSDKBridge {
         var q: PostgresQuery = "SELECT to_jsonb(a)::text AS j FROM \(identifier: sel.table) a"
         if let agentGroup = sel.groupColumn, let taskGroup = config.source.groupColumn,
            let g = task[taskGroup], !g.isNull {
-            q.append(" WHERE \(identifier: agentGroup)::text = \(g.templateText)")
+            q.append(" WHERE \(identifier: agentGroup) = \(g.templateText)\(unsafeRaw: config.columnTypes.cast(sel.table, agentGroup))")
         }
         let rows = try await connection.query(q).compactMap { $0["j"].flatMap(Self.parseRow) }
         guard let h = config.handoffsTable else { return (rows, []) }
         let ids = rows.compactMap { $0[sel.key].map(\.templateText) }
         guard !ids.isEmpty else { return (rows, []) }
-        let idsJSON = JSONValue.array(ids.map(JSONValue.string)).compact
+        let idList = PostgresArray.text(ids)
+        let idsCast = config.columnTypes.arrayCast(h.table, h.sourceColumn)
         let desc: PostgresQuery = h.descriptionColumn.map { "\(identifier: $0)::text" } ?? "NULL::text"
         let edges = try await connection.query("""
             SELECT \(identifier: h.sourceColumn)::text AS s, \(identifier: h.targetColumn)::text AS t, \(desc) AS d
             FROM \(identifier: h.table)
-            WHERE \(identifier: h.sourceColumn)::text IN (SELECT jsonb_array_elements_text(\(idsJSON)::jsonb))
+            WHERE \(identifier: h.sourceColumn) = ANY(\(idList)\(unsafeRaw: idsCast))
             """)
         return (rows, edges.compactMap { r in
             guard let s = r["s"], let t = r["t"] else { return nil }

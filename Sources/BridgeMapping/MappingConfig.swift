@@ -24,6 +24,9 @@ public struct MappingConfig: Sendable, Equatable, Codable {
     public var files: [String]
     /// Where each key was written, keyed by `file#keypath` (not encoded).
     public var locations: [String: MappingLocation]
+    /// The real SQL types of the mapped tables' columns, loaded from the catalog at start-up
+    /// (`ColumnTypes.load`); empty until then (not encoded, not compared).
+    public var columnTypes = ColumnTypes()
 
     public init(version: Int = 1, source: SourceMapping, results: ResultsMapping, tracing: TracingMapping = .init(),
                 handoffsTable: HandoffsTableMapping? = nil, agents: [AgentMapping], tools: [ToolMapping],
@@ -94,10 +97,15 @@ public struct MappingConfig: Sendable, Equatable, Codable {
     /// names; only the configured ones. Empty when there is no `results.executions` section.
     public var executionColumns: [String: String] { results.executions?.columns.byLogicalName ?? [:] }
 
-    /// Names that migrations substitute: `tasks_table` and `tasks_key` always,
-    /// `executions_table` only when `results.executions` is configured.
+    /// Names that migrations substitute: `tasks_table`, `tasks_key` and the claim order's
+    /// columns (`tasks_status_column`, `tasks_priority_column`, `tasks_created_at_column`,
+    /// for `0011_claim_index.sql`; without a priority the status column stands in, without
+    /// created_at the key) always, `executions_table` only when `results.executions` is configured.
     public var placeholders: [String: String] {
-        var p = ["tasks_table": source.table, "tasks_key": source.key]
+        var p = ["tasks_table": source.table, "tasks_key": source.key,
+                 "tasks_status_column": source.status.column,
+                 "tasks_priority_column": source.priority?.column ?? source.status.column,
+                 "tasks_created_at_column": source.createdAtColumn ?? source.key]
         if let e = results.executions { p["executions_table"] = e.table }
         return p
     }

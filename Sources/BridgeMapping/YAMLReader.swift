@@ -200,7 +200,10 @@ final class YAMLReader {
             switch node.tagName {
             case .null: return .null
             case .bool: return node.bool.map(JSONValue.bool)
-            case .int: return node.int.map { .number(Double($0)) }
+            case .int:
+                // Exact: a YAML integer beyond Int is kept as its decimal text.
+                if let n = JSONNumber(text: s.string.replacingOccurrences(of: "+", with: "")), n.isInteger { return .number(n) }
+                return node.int.map { JSONValue.integer(Int64($0)) }
             case .float:
                 guard let d = node.float, d.isFinite else { issue(node, path, "not a finite number"); return nil }
                 return .number(d)

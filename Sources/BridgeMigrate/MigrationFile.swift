@@ -124,6 +124,9 @@ public struct Placeholders: Sendable, Equatable {
     public static let defaults: [String: String] = [
         "tasks_table": "tasks",
         "tasks_key": "id",
+        "tasks_status_column": "status",
+        "tasks_priority_column": "priority",
+        "tasks_created_at_column": "created_at",
         "executions_table": "task_executions",
     ]
 

@@ -160,6 +160,31 @@ public struct PostgresQuery: Sendable, Equatable, ExpressibleByStringInterpolati
     }
 }
 
+/// PostgreSQL array literals for binding lists as one parameter.
+public enum PostgresArray {
+    /// A text[] literal (`{"a","b"}`), with quotes and backslashes escaped; cast it on the
+    /// parameter side to the element type it is compared with (`$1::uuid[]`).
+    public static func text(_ items: [String]) -> String {
+        "{" + items.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+            .joined(separator: ",") + "}"
+    }
+}
+
+/// Collects bind values for SQL assembled piece by piece and hands out `$n` (for statements
+/// whose shape depends on configuration; fixed statements use `PostgresQuery` interpolation).
+public struct SQLBinder: Sendable {
+    public private(set) var binds: [PostgresValue] = []
+    public init() {}
+    /// Binds `v` and returns its `$n`.
+    public mutating func bind(_ v: PostgresValue) -> String {
+        binds.append(v)
+        return "$\(binds.count)"
+    }
+    public mutating func bind(_ s: String?) -> String { bind(s.map { PostgresValue.text($0) } ?? .null) }
+    /// A query of `sql` with the collected binds.
+    public func query(_ sql: String) -> PostgresQuery { PostgresQuery(sql: sql, binds: binds) }
+}
+
 /// Formatting and parsing of PostgreSQL `timestamptz` text.
 public enum PostgresTimestamp {
     /// ISO 8601 with microseconds in UTC, e.g. `2026-11-26T09:03:44.123456Z`.

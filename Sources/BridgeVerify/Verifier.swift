@@ -227,24 +227,19 @@ public struct Verifier: Sendable {
         for chunk in stride(from: 0, to: traces.count, by: 50_000) {
             let part = Array(traces[chunk..<min(chunk + 50_000, traces.count)])
             try await c.query("""
-                INSERT INTO pg_temp.verify_file_traces SELECT DISTINCT unnest(\(Self.textArray(part))::text[]) ON CONFLICT DO NOTHING
+                INSERT INTO pg_temp.verify_file_traces SELECT DISTINCT unnest(\(PostgresArray.text(part))::text[]) ON CONFLICT DO NOTHING
                 """)
         }
         for chunk in stride(from: 0, to: file.spans.count, by: 50_000) {
             let part = file.spans[chunk..<min(chunk + 50_000, file.spans.count)]
             try await c.query("""
                 INSERT INTO pg_temp.verify_file_spans
-                SELECT * FROM unnest(\(Self.textArray(part.map(\.traceId)))::text[], \(Self.textArray(part.map(\.spanKey)))::text[])
+                SELECT * FROM unnest(\(PostgresArray.text(part.map(\.traceId)))::text[], \(PostgresArray.text(part.map(\.spanKey)))::text[])
                 """)
         }
         try await c.simpleQuery("CREATE INDEX ON pg_temp.verify_file_spans (span_key); ANALYZE pg_temp.verify_file_traces; ANALYZE pg_temp.verify_file_spans")
     }
 
-    /// A PostgreSQL text[] literal for binding, with quotes and backslashes escaped.
-    static func textArray(_ items: [String]) -> String {
-        "{" + items.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-            .joined(separator: ",") + "}"
-    }
 
     struct SpanFileSummary {
         var path: String

@@ -15,15 +15,18 @@ struct VerifySQL: Sendable {
     private func q(_ name: String) -> String { PostgresQuery.quoteIdentifier(name) }
     private func qq(_ name: String) -> String { PostgresQuery.quoteQualified(name) }
 
-    /// `st`: the traces in scope (ended, started since $1, of task $2 and workspace $3).
+    /// `st`: the traces in scope (ended, started since $1, of task $2 and workspace $3). Each
+    /// filter is index-served (`bridge.traces` by started_at, task_id and group_id, migrations
+    /// 0001 and 0014; a NULL parameter folds its condition away), so the checks read the
+    /// window's traces and, through `idx_spans_trace_id`, only their spans.
     static let scopedTraces = """
         st AS MATERIALIZED (
             SELECT tr.trace_id, coalesce(tr.task_id, tr.metadata->>'task_id') AS task_id
             FROM bridge.traces tr
             WHERE tr.ended_at IS NOT NULL
               AND ($1::timestamptz IS NULL OR tr.started_at >= $1::timestamptz)
-              AND ($2::text IS NULL OR coalesce(tr.task_id, tr.metadata->>'task_id') = $2::text)
-              AND ($3::text IS NULL OR coalesce(tr.group_id, tr.metadata->>'workspace_id') = $3::text)
+              AND ($2::text IS NULL OR tr.task_id = $2::text OR (tr.task_id IS NULL AND tr.metadata->>'task_id' = $2::text))
+              AND ($3::text IS NULL OR tr.group_id = $3::text OR (tr.group_id IS NULL AND tr.metadata->>'workspace_id' = $3::text))
         )
         """
 

@@ -259,7 +259,7 @@ public struct ApprovalStore: Sendable {
             try await conn.query(PostgresQuery(sql: """
                 UPDATE \(PostgresQuery.quoteQualified(a.table)) SET \(q(a.statusColumn)) = $1
                 WHERE \(q(a.key)) = ANY($2::\(keyType)[]) AND \(q(a.statusColumn)) = $3
-                """, binds: [.text(expired), .text(TaskStore.textArray(expiredRequests)), .text(a.pending)]))
+                """, binds: [.text(expired), .text(PostgresArray.text(expiredRequests)), .text(a.pending)]))
         }
         try await conn.query(PostgresQuery(sql: "DELETE FROM bridge.run_states WHERE task_key = $1", binds: [.text(taskKey)]))
     }

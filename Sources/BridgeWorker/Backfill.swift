@@ -175,15 +175,7 @@ public struct Backfiller: Sendable {
 
     enum Mode { case apply, count, sample }
 
-    /// Collects bind values and hands out `$n`.
-    struct Binder {
-        var binds: [PostgresValue] = []
-        mutating func bind(_ v: PostgresValue) -> String {
-            binds.append(v)
-            return "$\(binds.count)"
-        }
-        mutating func bind(_ s: String?) -> String { bind(s.map { PostgresValue.text($0) } ?? .null) }
-    }
+    typealias Binder = SQLBinder
 
     private func q(_ name: String) -> String { PostgresQuery.quoteIdentifier(name) }
 
@@ -266,7 +258,7 @@ public struct Backfiller: Sendable {
                     FROM picked p
                     JOIN \(PostgresQuery.quoteQualified(l.table)) l ON l.\(q(l.taskColumn)) = p.k
                     CROSS JOIN LATERAL (SELECT \(content) AS j, \(content) -> \(b.bind(k.arguments)) AS args) x
-                    WHERE l.\(q(l.typeColumn))::text = ANY(\(b.bind(TaskStore.textArray(l.toolCallTypes)))::text[])
+                    WHERE l.\(q(l.typeColumn))::text = ANY(\(b.bind(PostgresArray.text(l.toolCallTypes)))::text[])
                   ) c
                 ),
                 call_stats AS (

@@ -50,10 +50,15 @@ public struct ExecApp: Sendable {
 
     /// Loads and validates the mappings, then checks them against the database. Throws a
     /// `BridgeError` with exit status 2 before anything is written.
+    ///
+    /// The mapped columns' real types are read here, once, so every hot-path statement binds
+    /// values with the column's type (see `ColumnTypes`); `taskKeys` (`--task`) must be values
+    /// of the key's type.
     public static func prepare(mappingsDirectory: String, connection: ConnectionConfig,
-                               environment: Environment) async throws -> ExecApp {
-        let config = try MappingLoader.load(directory: mappingsDirectory)
-        try await PostgresConnection.withConnection(withSessionLimits(connection)) { conn in
+                               environment: Environment, taskKeys: [String] = []) async throws -> ExecApp {
+        let loaded = try MappingLoader.load(directory: mappingsDirectory)
+        let types: ColumnTypes = try await PostgresConnection.withConnection(withSessionLimits(connection)) { conn in
+            let config = loaded
             // The ledger comes from `bridge migrate`; say so rather than listing missing columns.
             let ledger = try await conn.query("SELECT to_regclass('bridge.spans') IS NOT NULL AS ok").first?.bool("ok") ?? false
             guard ledger else {
@@ -67,8 +72,39 @@ public struct ExecApp: Sendable {
             if config.approvals != nil, try await !ApprovalStore(config: config).isMigrated(on: conn) {
                 throw ExecSetupError("the mappings have an 'approvals' section, but bridge.run_states or \(config.source.table).\(ApprovalStore.waitingColumn) is missing: run `bridge migrate` first (migrations/0020_approvals.sql)")
             }
+            let types = try await ColumnTypes.load(for: config, connection: conn)
+            try await checkKeys(taskKeys, config: config, types: types, connection: conn)
+            return types
         }
+        var config = loaded
+        config.columnTypes = types
         return ExecApp(config: config, connectionConfig: Self.withSessionLimits(connection), environment: environment)
+    }
+
+    /// Each `--task` value must be a value of the key column's type (a malformed uuid would
+    /// otherwise fail deep inside a claim): exit 2 naming the value, the column and its type.
+    static func checkKeys(_ keys: [String], config: MappingConfig, types: ColumnTypes,
+                          connection conn: PostgresConnection) async throws {
+        let s = config.source
+        guard let type = types.type(s.table, s.key), type != "text" else { return }
+        for key in keys {
+            let probe = PostgresQuery(sql: "SELECT $1\(types.cast(s.table, s.key)) AS k", binds: [.text(key)])
+            guard let e = await failure(of: probe, on: conn) else { continue }
+            if e.sqlState?.hasPrefix("22") == true {
+                throw ExecSetupError("--task \(key): not a valid \(type) for \(s.table).\(s.key) (\(e.message))")
+            }
+            throw e
+        }
+    }
+
+    /// The error `query` fails with, or nil.
+    static func failure(of query: PostgresQuery, on conn: PostgresConnection) async -> PostgresError? {
+        do {
+            _ = try await conn.query(query)
+            return nil
+        } catch {
+            return error
+        }
     }
 
     /// Every exec connection runs with timeouts, so no statement, lock wait or forgotten

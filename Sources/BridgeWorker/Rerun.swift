@@ -168,7 +168,7 @@ public struct Rerunner: Sendable {
                 let q = PostgresQuery.quoteIdentifier
                 try c.query(PostgresQuery(sql: """
                     UPDATE \(PostgresQuery.quoteQualified(s.table)) SET \(q(tc)) = $1
-                    WHERE \(q(s.key))::text = $2 AND \(q(tc)) IS NULL
+                    WHERE \(q(s.key)) = $2\(config.columnTypes.cast(s.table, s.key)) AND \(q(tc)) IS NULL
                     """, binds: [.text(traceId), .text(taskKey)]))
             }
             if let executionKey, let finish = TaskStore.executionUpdate(config, executionKey: executionKey, outcome: outcome) {

@@ -16,22 +16,71 @@ public struct TaskStore: Sendable {
     private var source: SourceMapping { config.source }
     private var t: String { PostgresQuery.quoteQualified(source.table) }
     private func q(_ name: String) -> String { PostgresQuery.quoteIdentifier(name) }
+    private var types: ColumnTypes { config.columnTypes }
+    /// `::type` for a value compared with the task table's `column` (see `ColumnTypes`).
+    private func cast(_ column: String) -> String { types.cast(source.table, column) }
+    private var keyCast: String { cast(source.key) }
+    private var keyArrayCast: String { types.arrayCast(source.table, source.key) }
 
-    /// ORDER BY for claiming: priority (most urgent first, values bound from `binds`), then
-    /// age, then key.
-    private func claimOrder(firstParam: Int) -> (sql: String, binds: [PostgresValue]) {
+    /// ORDER BY for claiming over a handful of rows: priority (most urgent first), then age,
+    /// then key. Only for rows already narrowed down (`--task` keys, or the candidates of
+    /// `pendingInClaimOrder`): it compares the column, so it cannot use an index.
+    private func claimOrder(_ b: inout SQLBinder, alias a: String) -> String {
         var parts: [String] = []
-        var binds: [PostgresValue] = []
         if let p = source.priority, !p.order.isEmpty {
-            let cases = p.order.enumerated().map { i, value -> String in
-                binds.append(.text(value))
-                return "WHEN $\(firstParam + binds.count - 1) THEN \(i)"
+            let cases = p.order.enumerated().map { i, value in
+                "WHEN \(b.bind(value))\(cast(p.column)) THEN \(i)"
             }.joined(separator: " ")
-            parts.append("CASE \(q(p.column))::text \(cases) ELSE \(p.order.count) END")
+            parts.append("CASE \(a).\(q(p.column)) \(cases) ELSE \(p.order.count) END")
         }
-        if let c = source.createdAtColumn { parts.append(q(c)) }
-        parts.append(q(source.key))
-        return (parts.joined(separator: ", "), binds)
+        if let c = source.createdAtColumn { parts.append("\(a).\(q(c))") }
+        parts.append("\(a).\(q(source.key))")
+        return parts.joined(separator: ", ")
+    }
+
+    /// The age-then-key order within one priority value, as the claim index stores it
+    /// (`migrations/0011_claim_index.sql`).
+    private var ageOrder: String {
+        ([source.createdAtColumn].compactMap { $0 } + [source.key]).map(q).joined(separator: ", ")
+    }
+
+    /// The keys of up to `limit` claimable tasks (pending, backoff passed) in claim order,
+    /// without sorting the pending rows: one LIMITed scan of the claim index per priority value,
+    /// most urgent first, then one for values the list does not name (and NULL), chained with
+    /// UNION ALL. The outer LIMIT stops as soon as enough keys came, so a busy high-priority
+    /// queue never reads the lower ones (Append runs its branches in order; row locks keep
+    /// the plan serial). With `lock`, each branch locks its rows FOR NO KEY UPDATE SKIP
+    /// LOCKED. With `keys`, only those tasks are considered (found by primary key).
+    func pendingInClaimOrder(_ b: inout SQLBinder, limit: Int, lock: Bool, keys: [String]) -> String {
+        let status = "\(q(source.status.column)) = \(b.bind(source.status.pending))\(cast(source.status.column))"
+        let runnable = "(\(q(Lease.runAfter)) IS NULL OR \(q(Lease.runAfter)) <= now())"
+        let lim = b.bind(.text(String(limit)))
+        let locking = lock ? " FOR NO KEY UPDATE SKIP LOCKED" : ""
+        if !keys.isEmpty {
+            let keyList = b.bind(.text(PostgresArray.text(keys)))
+            let order = claimOrder(&b, alias: "c")
+            return """
+                SELECT c.\(q(source.key)) AS k FROM \(t) AS c
+                WHERE c.\(q(source.key)) = ANY(\(keyList)\(keyArrayCast)) AND c.\(status) AND \(runnable)
+                ORDER BY \(order) LIMIT \(lim)\(locking)
+                """
+        }
+        // Each branch is wrapped in its own subquery: a locking clause is not allowed directly
+        // under UNION.
+        var n = 0
+        func branch(_ priority: String?) -> String {
+            n += 1
+            return """
+                SELECT k FROM (SELECT \(q(source.key)) AS k FROM \(t)
+                 WHERE \(status)\(priority.map { " AND " + $0 } ?? "") AND \(runnable)
+                 ORDER BY \(ageOrder) LIMIT \(lim)\(locking)) AS b\(n)
+                """
+        }
+        guard let p = source.priority, !p.order.isEmpty else { return branch(nil) }
+        var branches = p.order.map { value in branch("\(q(p.column)) = \(b.bind(value))\(cast(p.column))") }
+        let listed = b.bind(.text(PostgresArray.text(p.order)))
+        branches.append(branch("(\(q(p.column)) IS NULL OR \(q(p.column)) <> ALL(\(listed)\(types.arrayCast(source.table, p.column))))"))
+        return "SELECT k FROM (\n" + branches.joined(separator: "\nUNION ALL\n") + "\n) AS candidates LIMIT \(lim)"
     }
 
     /// The lease columns that `migrations/0007_task_leases.sql` adds to the task table.
@@ -60,30 +109,28 @@ public struct TaskStore: Sendable {
     /// (`bridge_run_after` in the future) are skipped. `keys` restricts the claim to those keys.
     public func claim(on conn: PostgresConnection, limit: Int, workerId: String, leaseSeconds: Double,
                       keys: [String] = []) async throws -> [Claim] {
-        let order = claimOrder(firstParam: 7)
-        let keyFilter = "AND (cardinality($4::text[]) = 0 OR \(q(source.key))::text = ANY($4::text[]))"
-        let sql = PostgresQuery(sql: """
+        let rows = try await conn.query(claimQuery(limit: limit, workerId: workerId, leaseSeconds: leaseSeconds, keys: keys))
+        return try Self.parseClaims(rows)
+    }
+
+    func claimQuery(limit: Int, workerId: String, leaseSeconds: Double, keys: [String]) -> PostgresQuery {
+        var b = SQLBinder()
+        let picked = pendingInClaimOrder(&b, limit: limit, lock: true, keys: keys)
+        let sql = """
             WITH picked AS MATERIALIZED (
-                SELECT \(q(source.key)) AS k FROM \(t)
-                WHERE \(q(source.status.column)) = $1 \(keyFilter)
-                  AND (\(q(Lease.runAfter)) IS NULL OR \(q(Lease.runAfter)) <= now())
-                ORDER BY \(order.sql)
-                LIMIT $2
-                FOR NO KEY UPDATE SKIP LOCKED
+            \(picked)
             )
-            UPDATE \(t) AS x SET \(q(source.status.column)) = $3,
+            UPDATE \(t) AS x SET \(q(source.status.column)) = \(b.bind(source.status.running))\(cast(source.status.column)),
                 \(q(Lease.token)) = gen_random_uuid()::text,
-                \(q(Lease.expiresAt)) = now() + $5::double precision * interval '1 second',
-                \(q(Lease.workerId)) = $6,
+                \(q(Lease.expiresAt)) = now() + \(b.bind(.text(String(leaseSeconds))))::double precision * interval '1 second',
+                \(q(Lease.workerId)) = \(b.bind(workerId)),
                 \(q(Lease.attempts)) = coalesce(x.\(q(Lease.attempts)), 0) + 1,
                 \(q(Lease.runAfter)) = NULL
             FROM picked WHERE x.\(q(source.key)) = picked.k
             RETURNING to_jsonb(x.*)::text AS row, x.\(q(source.key))::text AS k, x.\(q(Lease.token)) AS token,
                       x.\(q(Lease.attempts)) AS attempt
-            """, binds: [.text(source.status.pending), .text(String(limit)), .text(source.status.running),
-                         .text(Self.textArray(keys)), .text(String(leaseSeconds)), .text(workerId)] + order.binds)
-        let rows = try await conn.query(sql)
-        return try Self.parseClaims(rows)
+            """
+        return b.query(sql)
     }
 
     /// Extends the leases of every task this worker still holds, in one statement, and
@@ -91,13 +138,16 @@ public struct TaskStore: Sendable {
     /// lease (reaped, released or finished elsewhere): its run must stop.
     public func heartbeat(on conn: PostgresConnection, tokens: [String], leaseSeconds: Double) async throws -> Set<String> {
         guard !tokens.isEmpty else { return [] }
-        let sql = PostgresQuery(sql: """
+        let rows = try await conn.query(heartbeatQuery(tokens: tokens, leaseSeconds: leaseSeconds))
+        return Set(rows.compactMap { $0["token"] })
+    }
+
+    func heartbeatQuery(tokens: [String], leaseSeconds: Double) -> PostgresQuery {
+        PostgresQuery(sql: """
             UPDATE \(t) SET \(q(Lease.expiresAt)) = now() + $1::double precision * interval '1 second'
             WHERE \(q(Lease.token)) = ANY($2::text[]) AND \(q(source.status.column)) = $3
             RETURNING \(q(Lease.token)) AS token
-            """, binds: [.text(String(leaseSeconds)), .text(Self.textArray(tokens)), .text(source.status.running)])
-        let rows = try await conn.query(sql)
-        return Set(rows.compactMap { $0["token"] })
+            """, binds: [.text(String(leaseSeconds)), .text(PostgresArray.text(tokens)), .text(source.status.running)])
     }
 
     /// What one reaper pass did.
@@ -115,6 +165,11 @@ public struct TaskStore: Sendable {
     /// marked started become failed_retriable. Any worker may run it, any number at once
     /// (SKIP LOCKED): a row a worker is writing right now is left for the next pass.
     public func reap(on conn: PostgresConnection, maxAttempts: Int) async throws -> Reaped {
+        let row = try await conn.query(reapQuery(maxAttempts: maxAttempts)).first
+        return Reaped(requeued: row?.int("requeued") ?? 0, failed: row?.int("failed") ?? 0)
+    }
+
+    func reapQuery(maxAttempts: Int) -> PostgresQuery {
         let st = source.status
         var binds: [PostgresValue] = [.text(st.running), .text(String(maxAttempts)), .text(st.failed), .text(st.pending)]
         var resultSet = ""
@@ -140,11 +195,11 @@ public struct TaskStore: Sendable {
             executionsCTE = """
                 , abandoned AS (
                     UPDATE \(PostgresQuery.quoteQualified(e.table)) AS e SET \(sets.joined(separator: ", "))
-                    WHERE e.\(q(e.taskColumn)) IN (SELECT k FROM reaped) AND e.\(q(statusColumn)) = $\(started)
+                    WHERE e.\(q(e.taskColumn)) = ANY(ARRAY(SELECT k FROM reaped)) AND e.\(q(statusColumn)) = $\(started)
                 )
                 """
         }
-        let sql = PostgresQuery(sql: """
+        return PostgresQuery(sql: """
             WITH expired AS MATERIALIZED (
                 SELECT \(q(source.key)) AS k FROM \(t)
                 WHERE \(q(Lease.token)) IS NOT NULL AND \(q(Lease.expiresAt)) < now()
@@ -160,8 +215,6 @@ public struct TaskStore: Sendable {
             )\(executionsCTE)
             SELECT count(*) FILTER (WHERE s = $4) AS requeued, count(*) FILTER (WHERE s = $3) AS failed FROM reaped
             """, binds: binds)
-        let row = try await conn.query(sql).first
-        return Reaped(requeued: row?.int("requeued") ?? 0, failed: row?.int("failed") ?? 0)
     }
 
     /// Work that is not claimable right now but will be: retries waiting for their backoff
@@ -175,19 +228,27 @@ public struct TaskStore: Sendable {
     }
 
     public func outstanding(on conn: PostgresConnection, keys: [String] = []) async throws -> Outstanding {
-        let keyFilter = "(cardinality($3::text[]) = 0 OR \(q(source.key))::text = ANY($3::text[]))"
-        let sql = PostgresQuery(sql: """
-            SELECT count(*) FILTER (WHERE \(q(source.status.column)) = $1 AND \(q(Lease.runAfter)) > now()) AS waiting,
-                   extract(epoch FROM min(\(q(Lease.runAfter)) - now())
-                       FILTER (WHERE \(q(source.status.column)) = $1 AND \(q(Lease.runAfter)) > now()))::float8 AS next_in,
-                   count(*) FILTER (WHERE \(q(Lease.token)) IS NOT NULL AND \(q(source.status.column)) = $2) AS leased
-            FROM \(t)
-            WHERE ((\(q(source.status.column)) = $1 AND \(q(Lease.runAfter)) IS NOT NULL) OR \(q(Lease.token)) IS NOT NULL)
-              AND \(keyFilter)
-            """, binds: [.text(source.status.pending), .text(source.status.running), .text(Self.textArray(keys))])
-        let row = try await conn.query(sql).first
+        let row = try await conn.query(outstandingQuery(keys: keys)).first
         return Outstanding(waitingRetries: row?.int("waiting") ?? 0, nextRetryIn: row?.double("next_in"),
                            leased: row?.int("leased") ?? 0)
+    }
+
+    /// Both arms of the WHERE match a small partial index (`bridge_run_after IS NOT NULL`,
+    /// `bridge_lease_token IS NOT NULL`), so this reads only retries and leased tasks.
+    func outstandingQuery(keys: [String]) -> PostgresQuery {
+        var b = SQLBinder()
+        let pending = b.bind(source.status.pending) + cast(source.status.column)
+        let running = b.bind(source.status.running) + cast(source.status.column)
+        let keyFilter = keys.isEmpty ? "" : " AND \(q(source.key)) = ANY(\(b.bind(.text(PostgresArray.text(keys))))\(keyArrayCast))"
+        let sql = """
+            SELECT count(*) FILTER (WHERE \(q(source.status.column)) = \(pending) AND \(q(Lease.runAfter)) > now()) AS waiting,
+                   extract(epoch FROM min(\(q(Lease.runAfter)) - now())
+                       FILTER (WHERE \(q(source.status.column)) = \(pending) AND \(q(Lease.runAfter)) > now()))::float8 AS next_in,
+                   count(*) FILTER (WHERE \(q(Lease.token)) IS NOT NULL AND \(q(source.status.column)) = \(running)) AS leased
+            FROM \(t)
+            WHERE ((\(q(Lease.runAfter)) IS NOT NULL AND \(q(source.status.column)) = \(pending)) OR \(q(Lease.token)) IS NOT NULL)\(keyFilter)
+            """
+        return b.query(sql)
     }
 
     /// Whether the task table has the lease columns of `migrations/0007_task_leases.sql`.
@@ -195,7 +256,7 @@ public struct TaskStore: Sendable {
         let sql = PostgresQuery(sql: """
             SELECT count(*) AS n FROM pg_attribute
             WHERE attrelid = to_regclass($1) AND attname = ANY($2::text[]) AND NOT attisdropped
-            """, binds: [.text(t), .text(Self.textArray(Lease.all))])
+            """, binds: [.text(t), .text(PostgresArray.text(Lease.all))])
         return try await conn.query(sql).first?.int("n") == Lease.all.count
     }
 
@@ -211,30 +272,37 @@ public struct TaskStore: Sendable {
 
     /// Reads tasks without claiming them (for --dry-run): the given keys, or the pending ones.
     public func peek(on conn: PostgresConnection, keys: [String], limit: Int) async throws -> [Row] {
-        let sql: PostgresQuery
+        var b = SQLBinder()
+        let sql: String
         if keys.isEmpty {
-            let order = claimOrder(firstParam: 3)
-            sql = PostgresQuery(sql: """
-                SELECT to_jsonb(x.*)::text AS row FROM \(t) AS x WHERE \(q(source.status.column)) = $1
-                ORDER BY \(order.sql) LIMIT $2
-                """, binds: [.text(source.status.pending), .text(String(limit))] + order.binds)
+            let candidates = pendingInClaimOrder(&b, limit: limit, lock: false, keys: [])
+            sql = """
+                SELECT to_jsonb(x.*)::text AS row FROM (\(candidates)) AS c JOIN \(t) AS x ON x.\(q(source.key)) = c.k
+                ORDER BY \(claimOrder(&b, alias: "x"))
+                """
         } else {
-            sql = PostgresQuery(sql: """
-                SELECT to_jsonb(x.*)::text AS row FROM \(t) AS x WHERE \(q(source.key))::text = ANY($1::text[])
-                ORDER BY \(q(source.key))
-                """, binds: [.text(Self.textArray(keys))])
+            sql = """
+                SELECT to_jsonb(x.*)::text AS row FROM \(t) AS x
+                WHERE x.\(q(source.key)) = ANY(\(b.bind(.text(PostgresArray.text(keys))))\(keyArrayCast))
+                ORDER BY x.\(q(source.key))
+                """
         }
-        let rows = try await conn.query(sql)
+        let rows = try await conn.query(b.query(sql))
         return try Self.parseRows(rows)
     }
 
     /// The number of earlier attempts (execution rows) for a task.
     public func previousAttempts(on conn: PostgresConnection, taskKey: String) async throws -> Int {
-        guard let e = config.results.executions else { return 0 }
-        let sql = PostgresQuery(sql: """
-            SELECT count(*) AS n FROM \(PostgresQuery.quoteQualified(e.table)) WHERE \(q(e.taskColumn))::text = $1
-            """, binds: [.text(taskKey)])
+        guard let sql = previousAttemptsQuery(taskKey: taskKey) else { return 0 }
         return try await conn.query(sql).first?.int("n") ?? 0
+    }
+
+    func previousAttemptsQuery(taskKey: String) -> PostgresQuery? {
+        guard let e = config.results.executions else { return nil }
+        return PostgresQuery(sql: """
+            SELECT count(*) AS n FROM \(PostgresQuery.quoteQualified(e.table))
+            WHERE \(q(e.taskColumn)) = $1\(types.cast(e.table, e.taskColumn))
+            """, binds: [.text(taskKey)])
     }
 
     /// The lease behind `token` is gone: the task was reaped, released or finished elsewhere.
@@ -250,11 +318,7 @@ public struct TaskStore: Sendable {
     public func startExecution(on conn: PostgresConnection, task: Row, token: String?, traceId: String, agentId: String?,
                                attempt: Int, startedAt: Date) async throws -> String? {
         let key = task[source.key]?.templateText ?? ""
-        let check: PostgresQuery? = token.map { token in
-            PostgresQuery(sql: """
-                SELECT 1 AS ok FROM \(t) WHERE \(q(Lease.token)) = $1 AND \(q(source.status.column)) = $2 FOR SHARE
-                """, binds: [.text(token), .text(source.status.running)])
-        }
+        let check: PostgresQuery? = token.map(leaseCheck)
         guard let e = config.results.executions else {
             if let check, try await conn.query(check).count != 1 { throw LeaseLost(taskKey: key) }
             return nil
@@ -281,6 +345,13 @@ public struct TaskStore: Sendable {
             """, binds: vals)
         guard let check else { return try await conn.query(sql).first?["k"] }
         return try await Self.insertLeased(conn, check: check, insert: sql, taskKey: key)
+    }
+
+    /// Share-locks the task row while its lease `token` holds (the guard of every write of a run).
+    func leaseCheck(_ token: String) -> PostgresQuery {
+        PostgresQuery(sql: """
+            SELECT 1 AS ok FROM \(t) WHERE \(q(Lease.token)) = $1 AND \(q(source.status.column)) = $2 FOR SHARE
+            """, binds: [.text(token), .text(source.status.running)])
     }
 
     static func insertLeased(_ conn: PostgresConnection, check: PostgresQuery, insert: PostgresQuery,
@@ -335,43 +406,9 @@ public struct TaskStore: Sendable {
     public func finish(on conn: PostgresConnection, taskKey: String, token: String, executionKey: String?, traceId: String?,
                        outcome: Outcome) async throws -> Bool {
         let config = self.config
+        let update = finishUpdate(taskKey: taskKey, token: token, traceId: traceId, outcome: outcome)
         do {
             return try await conn.transaction { c in
-                let s = config.source
-                var sets: [String] = ["\(PostgresQuery.quoteIdentifier(s.status.column)) = $1"]
-                var binds: [PostgresValue] = [.text(outcome.taskStatus)]
-                func add(_ col: String?, _ v: PostgresValue, cast: String = "") {
-                    guard let col else { return }
-                    binds.append(v)
-                    sets.append("\(PostgresQuery.quoteIdentifier(col)) = $\(binds.count)\(cast)")
-                }
-                if outcome.taskStatus != s.status.pending {
-                    add(config.results.resultColumn, .text(outcome.result.compact), cast: "::jsonb")
-                    add(config.results.completedAtColumn, .text(PostgresTimestamp.format(outcome.completedAt)), cast: "::timestamptz")
-                    if let traceId { add(config.results.traceIdColumn, .text(traceId)) }
-                    for (column, value) in outcome.columns.sorted(by: { $0.key < $1.key }) {
-                        add(column, SQLToolSpec.bindValue(value))
-                    }
-                }
-                let L = TaskStore.Lease.self
-                sets.append("\(PostgresQuery.quoteIdentifier(L.token)) = NULL")
-                sets.append("\(PostgresQuery.quoteIdentifier(L.expiresAt)) = NULL")
-                sets.append("\(PostgresQuery.quoteIdentifier(L.workerId)) = NULL")
-                if outcome.taskStatus == s.status.pending, let wait = outcome.retryAfterSeconds, wait > 0 {
-                    binds.append(.text(String(wait)))
-                    sets.append("\(PostgresQuery.quoteIdentifier(L.runAfter)) = now() + $\(binds.count)::double precision * interval '1 second'")
-                }
-                binds.append(.text(token))
-                let tokenParam = binds.count
-                binds.append(.text(taskKey))
-                let keyParam = binds.count
-                binds.append(.text(s.status.running))
-                let update = PostgresQuery(sql: """
-                    UPDATE \(PostgresQuery.quoteQualified(s.table)) SET \(sets.joined(separator: ", "))
-                    WHERE \(PostgresQuery.quoteIdentifier(L.token)) = $\(tokenParam)
-                      AND \(PostgresQuery.quoteIdentifier(s.key))::text = $\(keyParam)
-                      AND \(PostgresQuery.quoteIdentifier(s.status.column)) = $\(binds.count)
-                    """, binds: binds)
                 guard try c.query(update).affectedRows == 1 else { throw StaleTask() }
                 if let executionKey, let finish = TaskStore.executionUpdate(config, executionKey: executionKey, outcome: outcome) {
                     try c.query(finish)
@@ -381,6 +418,45 @@ public struct TaskStore: Sendable {
         } catch is StaleTask {
             return false
         }
+    }
+
+    /// The guarded UPDATE of `finish` on the task row.
+    func finishUpdate(taskKey: String, token: String, traceId: String?, outcome: Outcome) -> PostgresQuery {
+        let s = config.source
+        var sets: [String] = ["\(q(s.status.column)) = $1\(cast(s.status.column))"]
+        var binds: [PostgresValue] = [.text(outcome.taskStatus)]
+        func add(_ col: String?, _ v: PostgresValue, cast: String = "") {
+            guard let col else { return }
+            binds.append(v)
+            sets.append("\(q(col)) = $\(binds.count)\(cast)")
+        }
+        if outcome.taskStatus != s.status.pending {
+            add(config.results.resultColumn, .text(outcome.result.compact), cast: "::jsonb")
+            add(config.results.completedAtColumn, .text(PostgresTimestamp.format(outcome.completedAt)), cast: "::timestamptz")
+            if let traceId { add(config.results.traceIdColumn, .text(traceId)) }
+            for (column, value) in outcome.columns.sorted(by: { $0.key < $1.key }) {
+                add(column, SQLToolSpec.bindValue(value))
+            }
+        }
+        let L = TaskStore.Lease.self
+        sets.append("\(q(L.token)) = NULL")
+        sets.append("\(q(L.expiresAt)) = NULL")
+        sets.append("\(q(L.workerId)) = NULL")
+        if outcome.taskStatus == s.status.pending, let wait = outcome.retryAfterSeconds, wait > 0 {
+            binds.append(.text(String(wait)))
+            sets.append("\(q(L.runAfter)) = now() + $\(binds.count)::double precision * interval '1 second'")
+        }
+        binds.append(.text(token))
+        let tokenParam = binds.count
+        binds.append(.text(taskKey))
+        let keyParam = binds.count
+        binds.append(.text(s.status.running))
+        return PostgresQuery(sql: """
+            UPDATE \(t) SET \(sets.joined(separator: ", "))
+            WHERE \(q(L.token)) = $\(tokenParam)
+              AND \(q(s.key)) = $\(keyParam)\(keyCast)
+              AND \(q(s.status.column)) = $\(binds.count)\(cast(s.status.column))
+            """, binds: binds)
     }
 
     /// The UPDATE that writes an attempt's outcome onto its execution row (status, timings,
@@ -409,8 +485,31 @@ public struct TaskStore: Sendable {
         binds.append(.text(executionKey))
         return PostgresQuery(sql: """
             UPDATE \(PostgresQuery.quoteQualified(e.table)) SET \(sets.joined(separator: ", "))
-            WHERE \(PostgresQuery.quoteIdentifier(e.key))::text = $\(binds.count)
+            WHERE \(PostgresQuery.quoteIdentifier(e.key)) = $\(binds.count)\(config.columnTypes.cast(e.table, e.key))
             """, binds: binds)
+    }
+
+    /// Every statement the worker runs per task or per poll against the task and execution
+    /// tables, with sample binds (`key`, `executionKey`: an existing task and execution row), so
+    /// a test can EXPLAIN each one on a large table and prove that none scans it.
+    public func hotPathStatements(key: String, executionKey: String) -> [(name: String, query: PostgresQuery)] {
+        let outcome = Outcome(status: .completed, taskStatus: source.status.completed, result: ["output": "x"],
+                              tokenUsage: [:], errorMessage: nil, errorType: nil, completedAt: Date(), durationSeconds: 1)
+        var out: [(String, PostgresQuery)] = [
+            ("claim", claimQuery(limit: 16, workerId: "w", leaseSeconds: 60, keys: [])),
+            ("claim --task", claimQuery(limit: 16, workerId: "w", leaseSeconds: 60, keys: [key])),
+            ("heartbeat", heartbeatQuery(tokens: ["t1", "t2"], leaseSeconds: 60)),
+            ("lease check", leaseCheck("t1")),
+            ("finish", finishUpdate(taskKey: key, token: "t1", traceId: "trace_x", outcome: outcome)),
+            ("reaper", reapQuery(maxAttempts: 3)),
+            ("drain check", outstandingQuery(keys: [])),
+            ("drain check --task", outstandingQuery(keys: [key])),
+        ]
+        if let q = previousAttemptsQuery(taskKey: key) { out.append(("previous attempts", q)) }
+        if let q = TaskStore.executionUpdate(config, executionKey: executionKey, outcome: outcome) {
+            out.append(("execution finish", q))
+        }
+        return out
     }
 
     // Parsing is kept out of the async functions above: a throwing closure right after a
@@ -437,11 +536,5 @@ public struct TaskStore: Sendable {
             throw PostgresError(kind: .client, message: "expected a JSON row, got \(text ?? "NULL")")
         }
         return o
-    }
-
-    /// A PostgreSQL text[] literal for binding (`{"a","b"}`), with quotes and backslashes escaped.
-    static func textArray(_ items: [String]) -> String {
-        "{" + items.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-            .joined(separator: ",") + "}"
     }
 }

@@ -178,7 +178,7 @@ extension Bridge {
                 }
                 var app = try await ExecApp.prepare(mappingsDirectory: mappings,
                                                     connection: connection.config(applicationName: "bridge-exec"),
-                                                    environment: env)
+                                                    environment: env, taskKeys: task)
                 app.httpLimits = httpLimits
                 if !dryRun {
                     try app.validate(model: model)

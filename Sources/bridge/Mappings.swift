@@ -57,6 +57,10 @@ extension Bridge.Mappings {
                     mcpTools = report.tools.values.reduce(0) { $0 + $1.count }
                 }
                 if !issues.isEmpty { throw MappingErrors(issues) }
+                if !staticOnly, let warning = try await PostgresConnection.withConnection(
+                    connection.config(applicationName: "bridge-mappings"), { conn in try await ClaimIndex.warning(config, connection: conn) }) {
+                    FileHandle.standardError.write(Data((warning.description + "\n").utf8))
+                }
                 let mcp = config.mcpServers.isEmpty ? ""
                     : ", \(config.mcpServers.count) MCP servers" + (staticOnly ? "" : " with \(mcpTools) tools")
                 print("\(mappings): ok (\(config.agents.count) agents, \(config.tools.count) tools\(mcp), \(config.files.count) files)")

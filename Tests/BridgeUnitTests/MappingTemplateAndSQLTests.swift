@@ -1,3 +1,4 @@
+import Foundation
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
@@ -70,5 +71,39 @@ import Testing
         let (sql, params) = SQLToolSpec(sql: "SELECT :a, :task.id, :a").positionalSQL()
         #expect(sql == "SELECT $1, $2, $1")
         #expect(params == [["a"], ["task", "id"]])
+    }
+}
+
+@Suite struct ExactJSONNumberTests {
+    @Test func integersBeyondDoublePrecisionRoundTrip() throws {
+        for text in ["9007199254740993", "-9223372036854775808", "9223372036854775807", "123456789012345678901234567890"] {
+            let v = try JSONValue.parse(text)
+            #expect(v.compact == text)
+        }
+        #expect(try JSONValue.parse("9007199254740993").int64Value == 9_007_199_254_740_993)
+        #expect(try JSONValue.parse("123456789012345678901234567890").int64Value == nil)
+        #expect(try JSONValue.parse("123456789012345678901234567890").numberValue?.isInteger == true)
+    }
+
+    @Test func decimalsKeepTheirDigits() throws {
+        #expect(try JSONValue.parse("12345678901234567890.123456789").compact == "12345678901234567890.123456789")
+        #expect(try JSONValue.parse("0.1").compact == "0.1")
+        #expect(try JSONValue.parse("2.5e-7").doubleValue == 2.5e-7)
+        #expect(try JSONValue.parse("1.0") == JSONValue.number(1))
+        #expect(try JSONValue.parse("[1,2.25]") == [1, 2.25])
+        #expect(try JSONValue.parse("-0").compact == "0")
+    }
+
+    @Test func codableKeepsExactIntegers() throws {
+        let v: JSONValue = ["id": .integer(Int64(9_007_199_254_740_993))]
+        let data = try JSONEncoder().encode(v)
+        #expect(String(decoding: data, as: UTF8.self) == #"{"id":9007199254740993}"#)
+        #expect(try JSONDecoder().decode(JSONValue.self, from: data) == v)
+    }
+
+    @Test func bindsAndTemplatesUseTheExactText() throws {
+        let row = try JSONValue.parse(#"{"id": 9007199254740993, "amount": 12345678901234567890.5}"#)
+        #expect(row["id"]?.templateText == "9007199254740993")
+        #expect(SQLToolSpec.bindValue(row["amount"]!) == .text("12345678901234567890.5"))
     }
 }

@@ -245,9 +245,11 @@ public struct OTLPExporter: TraceExporter {
         switch v {
         case .string(let s): return ["stringValue": .string(s)]
         case .bool(let b): return ["boolValue": .bool(b)]
-        case .number(let d):
-            if d.rounded() == d, abs(d) < 9e15 { return ["intValue": .string(String(Int64(d)))] }
-            return ["doubleValue": .number(d)]
+        case .number(let n):
+            // OTLP JSON carries int64 as a decimal string, so exact integers stay exact.
+            if let i = n.int64 { return ["intValue": .string(String(i))] }
+            if n.isInteger { return ["stringValue": .string(n.text)] }
+            return ["doubleValue": .number(n.double)]
         case .array(let a) where a.allSatisfy({ $0.objectValue == nil && $0.arrayValue == nil }):
             return ["arrayValue": ["values": .array(a.map(anyValue))]]
         case .null: return ["stringValue": ""]

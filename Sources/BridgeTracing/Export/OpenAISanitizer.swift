@@ -140,7 +140,7 @@ public enum OpenAISanitizer {
         switch v {
         case .null: type = "NoneType"
         case .bool: type = "bool"
-        case .number(let d): type = d.rounded() == d && abs(d) < 1e15 ? "int" : "float"
+        case .number(let n): type = n.isInteger ? "int" : "float"
         case .string: type = "str"
         case .array: type = "list"
         case .object: type = "dict"

@@ -1,0 +1,48 @@
+import BridgeCore
+import BridgePostgres
+
+/// Whether the task table has an index that serves the claim order: equality on the status
+/// column (or a partial index on it) and the priority column, then created_at, then the key
+/// (`migrations/0011_claim_index.sql` builds one). Without it every claim sorts the pending rows.
+public enum ClaimIndex {
+    /// The index columns the claim order needs after its equality columns.
+    static func orderColumns(_ s: SourceMapping) -> [String] { [s.createdAtColumn].compactMap { $0 } + [s.key] }
+
+    /// True when an index with columns `columns` (and partial predicate `predicate`) serves
+    /// the claim order of `source`.
+    public static func serves(_ source: SourceMapping, columns: [String], predicate: String?) -> Bool {
+        var equality: Set<String> = [source.status.column]
+        if let p = source.priority { equality.insert(p.column) }
+        let lead = columns.prefix { equality.contains($0) }
+        let rest = Array(columns.dropFirst(lead.count))
+        let order = orderColumns(source)
+        guard rest.count >= order.count, Array(rest.prefix(order.count)) == order else { return false }
+        if let p = source.priority, !p.order.isEmpty, !lead.contains(p.column) { return false }
+        return lead.contains(source.status.column) || (predicate?.contains(source.status.column) ?? false)
+    }
+
+    /// A warning (not an error: claims still work, only slower on large tables) when no valid
+    /// index of the task table serves the claim order; nil when one does or the table is missing.
+    public static func warning(_ config: MappingConfig, connection: PostgresConnection) async throws(PostgresError) -> MappingIssue? {
+        let s = config.source
+        let rows = try await connection.query("""
+            SELECT i.indexrelid::regclass::text AS name,
+                   array_to_string(array_agg(a.attname ORDER BY k.ord), ',') AS cols,
+                   pg_get_expr(i.indpred, i.indrelid) AS pred
+            FROM pg_index i
+            CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+            LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+            WHERE i.indrelid = to_regclass(\(PostgresQuery.quoteQualified(s.table))) AND i.indisvalid
+            GROUP BY i.indexrelid, i.indpred, i.indrelid
+            """)
+        if rows.isEmpty { return nil }
+        for r in rows {
+            let cols = (r["cols"] ?? "").split(separator: ",").map(String.init)
+            if serves(s, columns: cols, predicate: r["pred"]) { return nil }
+        }
+        let wanted = ([s.status.column] + [s.priority?.column].compactMap { $0 } + orderColumns(s)).joined(separator: ", ")
+        return MappingIssue(config.location(s.origin, "source"),
+                            "warning: no index of \(s.table) serves the claim order (\(wanted)); every claim sorts the pending rows. "
+                            + "Run `bridge migrate --mappings DIR` (migrations/0011_claim_index.sql builds it concurrently)")
+    }
+}
