@@ -14,7 +14,8 @@ pg_find_bin() {
 }
 
 pg_run_as() {
-  if [ "$(id -u)" = "0" ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From /, so a caller in a directory the postgres user cannot enter (a 0700 checkout) gets no warning.
+  if [ "$(id -u)" = "0" ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 pg_port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
