@@ -112,7 +112,10 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
             return (alive ? pid : 0, f)
         }
         // The spec's shutdown: close the server's input, wait, SIGTERM, wait, SIGKILL.
-        writeQueue.sync { if fd >= 0 { _ = Glibc.close(fd) } }
+        // Queued behind any write in progress, never waited for here: a write blocked on a server
+        // that stopped reading would otherwise hold this (cooperative) thread until the kill below,
+        // which never comes. The kill ends such a write (EPIPE), and then the input is closed.
+        writeQueue.async { if fd >= 0 { _ = Glibc.close(fd) } }
         guard target > 0 else { return }
         let grace = Self.killGrace.milliseconds
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
