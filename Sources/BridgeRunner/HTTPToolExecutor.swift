@@ -73,7 +73,7 @@ public struct HTTPToolExecutor: ToolExecutor {
     /// Replaces each `${NAME}` (or `${env:NAME}`) in `template` with the variable's value. Returns the result and
     /// the substituted values (secrets to scrub). Throws `ToolFailure` for an unset variable
     /// or a malformed reference; the message names the header and variable, never a value.
-    static func expand(_ template: String, header: String, tool: String,
+    public static func expand(_ template: String, header: String, tool: String,
                        environment: Environment) throws(ToolFailure) -> (String, [String]) {
         var out = ""
         var used: [String] = []

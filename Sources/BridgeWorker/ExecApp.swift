@@ -238,6 +238,16 @@ public struct ExecApp: Sendable {
         return summary
     }
 
+    /// The values that the mappings' HTTP headers take from the environment (`${env:NAME}` in http
+    /// tools and Streamable HTTP MCP servers): bearer tokens a tool's output or an error could echo,
+    /// redacted like the API keys.
+    static func headerSecrets(_ config: MappingConfig, _ env: Environment) -> [String] {
+        var templates: [String] = []
+        for tool in config.tools { if case .http(let spec) = tool.implementation { templates += spec.headers.values } }
+        for server in config.mcpServers { if case .streamableHTTP(_, let headers) = server.transport { templates += headers.values } }
+        return templates.flatMap { (try? HTTPToolExecutor.expand($0, header: "", tool: "", environment: env).1) ?? [] }
+    }
+
     /// Starts the exporters the environment enables (`openai`, `otlp`) and `file` for
     /// `traceFile`, reading the ledger as spans land. Returns the session to `finish` and the
     /// secrets (keys, the database password) that must never be recorded.
@@ -246,7 +256,8 @@ public struct ExecApp: Sendable {
         let cc = connectionConfig
         let env = environment
         let exporters = try ExporterSetup.enabled(environment: env, traceFile: traceFile, client: client)
-        let secrets = Secrets.collect(connection: cc, environment: env, extra: ExporterSetup.secrets(of: exporters))
+        let secrets = Secrets.collect(connection: cc, environment: env,
+                                      extra: ExporterSetup.secrets(of: exporters) + Self.headerSecrets(config, env))
         let exportOptions = ExportPumpOptions(onEvent: { event in
             if case .delivered = event { return }
             progress.log("bridge exec: export: \(event.line)")
