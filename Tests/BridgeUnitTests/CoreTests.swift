@@ -49,6 +49,23 @@ import Testing
     }
 }
 
+@Suite struct RetryBackoffTests {
+    @Test func jitterRangeAndDurations() {
+        // The model client's [0.75, 1] jitter (openai-python's), migrations' ±50 %, none at all.
+        #expect(RetryBackoff.delay(attempt: 2, base: 0.5, cap: 8, jitter: 0.75...1, random: 0) == 0.75)
+        #expect(RetryBackoff.delay(attempt: 2, base: 0.5, cap: 8, jitter: 0.75...1, random: 1) == 1)
+        #expect(RetryBackoff.delay(attempt: 3, base: .milliseconds(500), cap: .seconds(5), jitter: 0.5...1.5, random: 1)
+                == .seconds(3))
+        #expect(RetryBackoff.delay(attempt: 9, base: .milliseconds(500), cap: .seconds(5), jitter: 0.5...1.5, random: 0)
+                == .seconds(2.5))
+        #expect(RetryBackoff.delay(attempt: 1, base: 0.25, cap: 5, jitter: 1...1) == 0.25)
+        #expect(RetryBackoff.delay(attempt: 6, base: 0.25, cap: 5, jitter: 1...1) == 5)
+        // Huge attempt counts stay finite and capped.
+        #expect(RetryBackoff.delay(attempt: Int.max, base: 2, cap: 300, random: 1) == 300)
+        #expect(Duration.milliseconds(1500).inSeconds == 1.5)
+    }
+}
+
 @Suite struct RedactionTests {
     @Test func urlPassword() {
         #expect(Redaction.connectionString("postgres://alice:s3cret@db:5432/app") == "postgres://alice:***@db:5432/app")
