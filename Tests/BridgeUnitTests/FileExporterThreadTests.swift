@@ -17,7 +17,7 @@ import Glibc
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let writers = ProcessInfo.processInfo.activeProcessorCount + 2
-        let payload = String(repeating: "x", count: 1 << 20)   // far more than a pipe holds (64 KiB)
+        let payload = String(repeating: "x", count: 256 << 10)   // more than a pipe holds (64 KiB)
         var readers: [Int32] = []
         var exporters: [FileExporter] = []
         for i in 0..<writers {
