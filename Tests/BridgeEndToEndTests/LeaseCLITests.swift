@@ -279,7 +279,7 @@ struct LeaseCLITests {
     /// The command's signal policy for SIGINT (Ctrl-C twice): the first one starts the drain and
     /// says so, the second ends the process at once with 128 + SIGINT = 130 and says why; the
     /// runs it abandoned keep their leases (the reaper hands them back later).
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(3)))
     func aSecondSigintExitsAtOnceWith130() async throws {
         let url = try await LeaseFixture.database()
         let mappings = try LeaseFixture.noopMappings()
