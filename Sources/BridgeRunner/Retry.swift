@@ -38,11 +38,6 @@ public struct RetryPolicy: Sendable {
         if let retryAfter, retryAfter >= .zero { return min(retryAfter, maxRetryAfter) }
         return RetryBackoff.delay(attempt: retry + 1, base: initialDelay, cap: maxDelay, jitter: 0.75...1)
     }
-
-    /// True for statuses worth retrying by default: 408, 409, 429, 5xx.
-    public static func isRetriableStatus(_ code: Int) -> Bool {
-        code == 408 || code == 409 || code == 429 || code >= 500
-    }
 }
 
 /// POSTs JSON to an OpenAI-style API with `RetryPolicy`, and turns every failure into a

@@ -52,8 +52,8 @@ public struct Verifier: Sendable {
         guard let task = options.scope.task else { return }
         let s = config.source
         // Bound with the key column's own type (inferred), so the lookup uses its index.
-        let query = PostgresQuery(sql: """
-            SELECT EXISTS (SELECT 1 FROM \(PostgresQuery.quoteQualified(s.table)) WHERE \(PostgresQuery.quoteIdentifier(s.key)) = $1) AS ok
+        let query = PostgresQuery(unsafeSQL: """
+            SELECT EXISTS (SELECT 1 FROM \(PostgresQuery.quoteIdentifier(s.table)) WHERE \(PostgresQuery.quoteIdentifier(s.key)) = $1) AS ok
             """, binds: [.text(task)])
         var found = false
         do {
@@ -265,7 +265,7 @@ public struct Verifier: Sendable {
     // MARK: The checks
 
     func query(_ sql: String, _ binds: [PostgresValue], _ c: PostgresConnection) async throws -> PostgresRows {
-        try await c.query(PostgresQuery(sql: sql, binds: binds))
+        try await c.query(PostgresQuery(unsafeSQL: sql, binds: binds))
     }
 
     /// Reads the shared result shape: one row per example (or one row with NULL example

@@ -74,7 +74,7 @@ public struct Rerunner: Sendable {
                             started: Date, summary: inout RerunSummary) async throws {
         let matching = try await backfiller.count(on: conn, options: options)
         let total = options.limit.map { min($0, matching) } ?? matching
-        progress.log("bridge exec --backfill --rerun: \(total) task(s) to run again")
+        progress.status("\(total) task(s) to run again")
         var cursor: String?
         var done = 0
         while done < total {
@@ -93,14 +93,15 @@ public struct Rerunner: Sendable {
 
     func select(_ conn: PostgresConnection, cursor: String?, limit: Int, since: String?) async throws -> [(String, Row)] {
         let s = config.source
-        var b = Backfiller.Binder()
-        let key = PostgresQuery.quoteIdentifier(s.key)
-        var sql = "SELECT t.\(key)::text AS k, to_jsonb(t.*)::text AS row FROM \(PostgresQuery.quoteQualified(s.table)) t WHERE "
-            + backfiller.filter(&b, alias: "t")
-        if let cursor { sql += " AND t.\(key) > \(b.bind(cursor))" }
-        if let since { sql += " AND " + backfiller.sinceCondition(&b, alias: "t", since) }
-        sql += " ORDER BY t.\(key) LIMIT \(b.bind(String(limit)))::bigint"
-        let rows = try await conn.query(PostgresQuery(sql: sql, binds: b.binds))
+        let key = PostgresQuery.identifier(s.key)
+        var sql: PostgresQuery = """
+            SELECT t.\(key)::text AS k, to_jsonb(t.*)::text AS row FROM \(identifier: s.table) t
+            WHERE \(backfiller.filter(alias: "t"))
+            """
+        if let cursor { sql += " AND t.\(key) > \(cursor)" }
+        if let since { sql += " AND \(backfiller.sinceCondition(alias: "t", since))" }
+        sql += " ORDER BY t.\(key) LIMIT \(limit)::bigint"
+        let rows = try await conn.query(sql)
         return try Self.pairs(rows)
     }
 
@@ -142,10 +143,10 @@ public struct Rerunner: Sendable {
             var failure = result.error
             if let paused = result.paused {
                 // A re-run holds no lease and keeps no state: it cannot wait for a human.
-                failure = RunFailure(type: "ApprovalRequired", message: "calls to \(paused.pending.map(\.name).joined(separator: ", ")) need approval; --rerun does not wait for approvals", retriable: false)
+                failure = RunFailure(type: .approvalRequired, message: "calls to \(paused.pending.map(\.name).joined(separator: ", ")) need approval; --rerun does not wait for approvals", retriable: false)
             }
-            let outcome = TaskStore.Outcome(
-                status: ok ? .completed : .failedTerminal, taskStatus: "",
+            let outcome = TaskStore.ExecutionOutcome(
+                status: ok ? .completed : .failedTerminal,
                 result: TracedRun.resultJSON(result, traceId: spec.traceId, extra: ["rerun": true]),
                 tokenUsage: result.usage.json, errorMessage: ok ? nil : failure?.message, errorType: ok ? nil : failure?.type,
                 completedAt: completedAt, durationSeconds: completedAt.timeIntervalSince(startedAt))
@@ -160,16 +161,15 @@ public struct Rerunner: Sendable {
 
     /// The execution row's outcome and the task's trace id (only when null), together.
     func record(_ conn: PostgresConnection, taskKey: String, executionKey: String?, traceId: String,
-                outcome: TaskStore.Outcome) async throws {
+                outcome: TaskStore.ExecutionOutcome) async throws {
         let config = self.config
         try await conn.transaction { c in
             let s = config.source
             if let tc = config.results.traceIdColumn {
-                let q = PostgresQuery.quoteIdentifier
-                try c.query(PostgresQuery(sql: """
-                    UPDATE \(PostgresQuery.quoteQualified(s.table)) SET \(q(tc)) = $1
-                    WHERE \(q(s.key)) = $2\(config.columnTypes.cast(s.table, s.key)) AND \(q(tc)) IS NULL
-                    """, binds: [.text(traceId), .text(taskKey)]))
+                try c.query("""
+                    UPDATE \(identifier: s.table) SET \(identifier: tc) = \(traceId)
+                    WHERE \(identifier: s.key) = \(taskKey)\(config.columnTypes.cast(s.table, s.key)) AND \(identifier: tc) IS NULL
+                    """)
             }
             if let executionKey, let finish = TaskStore.executionUpdate(config, executionKey: executionKey, outcome: outcome) {
                 try c.query(finish)

@@ -103,6 +103,7 @@ import Testing
 
     @Test func identifierQuoting() {
         #expect(PostgresQuery.quoteIdentifier(#"we"ird"#) == #""we""ird""#)
+        #expect(PostgresQuery.quoteIdentifier("bridge.spans") == #""bridge"."spans""#)
     }
 
     @Test func joinedRenumbers() {
@@ -110,6 +111,39 @@ import Testing
         let q = PostgresQuery.joined(parts, separator: ", ")
         #expect(q.sql == "($1, $2), ($3, $4)")
         #expect(q.binds.count == 4)
+    }
+
+    /// The bug seen before: SQL assembled in the same expression that binds its values (a
+    /// binder copied before the arguments that bind) lost the binds. Every way of composing
+    /// a query keeps each fragment's values, numbered in the order the text reads.
+    @Test func composingInOneExpressionKeepsBinds() {
+        let key = "k1"
+        let cols = ["a", "b"]
+        let q: PostgresQuery = """
+            UPDATE \(identifier: "s.t") SET \(cols.enumerated().map { i, c -> PostgresQuery in "\(identifier: c) = \(i * 10)" })
+            WHERE k = \(key) AND \(PostgresQuery.joined(["x = \(true)", "y = \("why")"], separator: " AND "))
+            """
+        #expect(q.sql == #"UPDATE "s"."t" SET "a" = $1, "b" = $2"# + "\n" + #"WHERE k = $3 AND x = $4 AND y = $5"#)
+        #expect(q.binds == [.text("0"), .text("10"), .text("k1"), .text("true"), .text("why")])
+
+        var built: PostgresQuery = "SELECT \(1)"
+        built += " WHERE a = \(2)" + " AND b = \(3)"
+        built.append(" LIMIT \(4)")
+        #expect(built.sql == "SELECT $1 WHERE a = $2 AND b = $3 LIMIT $4")
+        #expect(built.binds == [.text("1"), .text("2"), .text("3"), .text("4")])
+
+        // A fragment used twice binds its value twice.
+        let v: PostgresQuery = "\("x")"
+        let twice: PostgresQuery = "\(v) = \(v)"
+        #expect(twice.sql == "$1 = $2")
+        #expect(twice.binds == [.text("x"), .text("x")])
+    }
+
+    @Test func unsafeSQLIsTakenAsItIs() {
+        let q = PostgresQuery(unsafeSQL: "SELECT $1::int", binds: [.text("7")])
+        let outer: PostgresQuery = "SELECT \("a"), (\(q))"
+        #expect(outer.sql == "SELECT $1, (SELECT $2::int)")
+        #expect(outer.binds == [.text("a"), .text("7")])
     }
 
     @Test func timestamps() throws {
