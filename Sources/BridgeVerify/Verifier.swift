@@ -86,6 +86,11 @@ public struct Verifier: Sendable {
             try await c.set("work_mem", "128MB")
         }
         scope.sinceTimestamp = try await resolveSince(scope.since, on: connection)
+        if let horizon = try await prunedBefore(on: connection) {
+            // Older executions may have lost their spans to `bridge prune`: not checked.
+            scope.prunedBefore = horizon
+            if scope.sinceTimestamp.map({ $0 < horizon }) ?? true { scope.sinceTimestamp = horizon }
+        }
         let binds: [PostgresValue] = [
             scope.sinceTimestamp.map { .text(PostgresTimestamp.format($0)) } ?? .null,
             scope.task.map { .text($0) } ?? .null,
@@ -205,6 +210,13 @@ public struct Verifier: Sendable {
             let rows = try await c.query("SELECT now() - make_interval(secs => \(seconds)::double precision) AS t")
             return rows.first?.date("t")
         }
+    }
+
+    /// The newest `bridge prune` cutoff (`bridge.prunes`), nil when nothing was ever pruned.
+    func prunedBefore(on c: PostgresConnection) async throws -> Date? {
+        let exists = try await c.query("SELECT to_regclass('bridge.prunes') IS NOT NULL AS ok").first?.bool("ok") ?? false
+        guard exists else { return nil }
+        return try await c.query("SELECT max(cutoff) AS cutoff FROM bridge.prunes").first?.date("cutoff")
     }
 
     func requireLedger(on c: PostgresConnection) async throws {

@@ -43,8 +43,12 @@ public struct VerifyScope: Sendable, Equatable {
     public var since: Since?
     public var task: String?
     public var workspace: String?
-    /// The absolute lower bound, resolved against the server's clock (set by the verifier).
+    /// The absolute lower bound, resolved against the server's clock (set by the verifier);
+    /// never older than `prunedBefore`.
     public var sinceTimestamp: Date?
+    /// The ledger's horizon: the newest `bridge prune` cutoff (set by the verifier). Executions
+    /// and traces older than it are not checked, since their spans may have been pruned.
+    public var prunedBefore: Date?
 
     public init(since: Since? = nil, task: String? = nil, workspace: String? = nil) {
         self.since = since
@@ -58,11 +62,15 @@ public struct VerifyScope: Sendable, Equatable {
         if let since { parts.append(since.description) }
         if let task { parts.append("task \(task)") }
         if let workspace { parts.append("workspace \(workspace)") }
+        if let prunedBefore, sinceTimestamp == prunedBefore {
+            parts.append("not before \(PostgresTimestamp.format(prunedBefore)) (ledger pruned)")
+        }
         return parts.isEmpty ? "everything" : parts.joined(separator: ", ")
     }
 
     var json: JSONValue {
         ["since": sinceTimestamp.map { .string(PostgresTimestamp.format($0)) } ?? .null,
+         "pruned_before": prunedBefore.map { .string(PostgresTimestamp.format($0)) } ?? .null,
          "task": task.map(JSONValue.string) ?? .null, "workspace": workspace.map(JSONValue.string) ?? .null,
          "description": .string(description)]
     }

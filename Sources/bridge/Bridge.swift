@@ -17,6 +17,7 @@ struct Bridge: AsyncParsableCommand {
               bridge verify            the tracing checklist, for CI
               bridge top               live view of every worker: tasks, tools, models, export lag
               bridge trace tail -f     spans as they land
+              bridge prune --older-than 30d   retention for the ledger
 
             The database comes from --database-url, else DATABASE_URL, else libpq's PG* variables.
 
@@ -24,7 +25,7 @@ struct Bridge: AsyncParsableCommand {
             (including an unreachable database); 3 migrations pending (migrate status only).
             """,
         subcommands: [Migrate.self, Exec.self, Mappings.self, Export.self, Verify.self, Trace.self, Top.self,
-                      Approvals.self, Approve.self, Reject.self]
+                      Approvals.self, Approve.self, Reject.self, Prune.self]
     )
 
     /// As ArgumentParser's, except that bad usage (unknown flags, failed validation; its exit

@@ -1,0 +1,136 @@
+import ArgumentParser
+import BridgeCore
+import BridgePostgres
+import BridgeTracing
+import BridgeVerify
+import BridgeWorker
+import Foundation
+
+extension Bridge {
+    /// `bridge prune`: retention for the ledger.
+    struct Prune: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove old traces, their spans, transcripts and delivery records from the ledger.",
+            discussion: """
+                Deletes traces that started more than --older-than ago, in batches of --batch-size \
+                traces. Each batch is one short transaction that reaches only its own rows through \
+                indexes, skips rows a worker holds (SKIP LOCKED) and waits at most --lock-timeout for \
+                any lock (then retries with backoff), so exec, export and the application carry on. \
+                Interrupting it is safe: finished batches stay deleted, the next run goes on.
+
+                Kept, whatever their age: traces that an exporter seen since the cutoff has not \
+                delivered in full (unless --include-undelivered), runs paused for an approval, and \
+                traces that received a span after the cutoff. The user's task rows keep their \
+                trace ids.
+
+                Each prune is recorded in bridge.prunes. `bridge verify` then checks only executions \
+                and traces newer than the newest cutoff and says so in its report; `bridge export` \
+                never sees pruned spans (by default only delivered ones are pruned).
+
+                --dry-run counts what would go in a READ ONLY transaction that is rolled back.
+
+                Exit status: 0 done, 1 a batch failed (what was deleted before stays deleted), \
+                2 bad flags or no ledger (run `bridge migrate`).
+                """
+        )
+
+        @OptionGroup var connection: ConnectionOptions
+
+        @Option(name: .customLong("older-than"),
+                help: ArgumentHelp("Remove traces that started longer ago than this: 12h, 30d, 8w (at least 1h).",
+                                   valueName: "duration"))
+        var olderThan: String
+
+        @Flag(name: .customLong("dry-run"), help: "Only count what would be removed; change nothing.")
+        var dryRun = false
+
+        @Flag(name: .customLong("include-undelivered"),
+              help: "Also remove traces that an active exporter has not delivered yet (they are then never exported).")
+        var includeUndelivered = false
+
+        @Option(name: .customLong("batch-size"), help: ArgumentHelp("Traces per batch (one short transaction each).", valueName: "n"))
+        var batchSize: Int = 1000
+
+        @Option(name: .customLong("lock-timeout"),
+                help: ArgumentHelp("Longest wait for a lock held by someone else, in milliseconds, before the batch is retried.",
+                                   valueName: "ms"))
+        var lockTimeout: Int = 2000
+
+        @Flag(help: "Only the summary line.")
+        var quiet = false
+
+        /// The shortest --older-than: a younger trace may belong to a run still in progress.
+        static let minimumSeconds: Double = 3600
+
+        func validate() throws {
+            guard case .duration(let seconds, _)? = Since.parse(olderThan) else {
+                throw ValidationError("--older-than '\(olderThan)': expected a duration like 12h, 30d or 8w")
+            }
+            guard seconds >= Self.minimumSeconds else {
+                throw ValidationError("--older-than '\(olderThan)': at least 1h, so that no running trace is removed")
+            }
+            guard (1...100_000).contains(batchSize) else { throw ValidationError("--batch-size must be between 1 and 100000") }
+            guard (1...600_000).contains(lockTimeout) else { throw ValidationError("--lock-timeout must be between 1 and 600000 ms") }
+        }
+
+        func run() async throws {
+            guard case .duration(let seconds, _)? = Since.parse(olderThan) else { return }
+            try await runReportingErrors {
+                let config = connection.config(applicationName: "bridge-prune")
+                let dryRun = self.dryRun
+                let progress = ProgressReporter(quiet: quiet)
+                let result = try await PostgresConnection.withConnection(config) { conn in
+                    // The cutoff comes from the server's clock, like every other time bridge compares.
+                    guard let cutoff = try await conn.query("""
+                        SELECT now() - make_interval(secs => \(seconds)::double precision) AS t
+                        """).first?.date("t") else { throw UsageError("the server returned no time") }
+                    let options = PruneOptions(cutoff: cutoff, batchSize: batchSize, includeUndelivered: includeUndelivered,
+                                               dryRun: dryRun, lockTimeoutMs: lockTimeout)
+                    let verb = dryRun ? "would remove" : "removed"
+                    progress.log("bridge prune: traces started before \(PostgresTimestamp.format(cutoff))\(dryRun ? " (dry run)" : "")")
+                    let clock = ContinuousClock()
+                    let start = clock.now
+                    let throttle = LogThrottle(every: .seconds(5))
+                    let pruner = LedgerPruner(connection: conn, options: options)
+                    return try await pruner.run { p in
+                        guard p.examined > 0 else { return }
+                        let elapsed = Self.seconds(clock.now - start)
+                        let rate = elapsed > 0 ? Int(Double(p.spans) / elapsed) : 0
+                        let pct = p.candidates > 0 ? min(100, p.examined * 100 / p.candidates) : 100
+                        let line = "bridge prune: \(pct)% of \(p.candidates) old traces; \(verb) \(p.traces) traces, \(p.spans) spans (\(rate) spans/s)"
+                        if progress.isLive {
+                            progress.update(line)
+                        } else if throttle.due() {
+                            progress.log(line)
+                        }
+                    }
+                }
+                progress.finish()
+                let verb = dryRun ? "would remove" : "removed"
+                print("bridge prune: \(verb) \(result.traces) traces, \(result.spans) spans, \(result.transcripts) transcripts, "
+                      + "\(result.deliveries) delivery records; kept \(result.kept) old traces (undelivered, paused, still active or locked)")
+            }
+        }
+
+        /// True at most once per interval (progress lines for logs, which get no live line).
+        final class LogThrottle: @unchecked Sendable {
+            // @unchecked Sendable: `last` is guarded by `lock`.
+            private let lock = NSLock()
+            private let every: Duration
+            private var last = ContinuousClock.now
+
+            init(every: Duration) { self.every = every }
+
+            func due() -> Bool {
+                lock.lock(); defer { lock.unlock() }
+                guard ContinuousClock.now - last >= every else { return false }
+                last = ContinuousClock.now
+                return true
+            }
+        }
+
+        static func seconds(_ d: Duration) -> Double {
+            Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        }
+    }
+}
