@@ -1,3 +1,4 @@
+import BridgeRunner
 import CoreMetrics
 import Foundation
 
@@ -43,9 +44,9 @@ public enum BridgeMetrics {
     public enum TaskEnd: Sendable {
         case completed
         /// Failed for good, with the error type (`ModelError`, `MaxTurnsExceeded`, …).
-        case failed(errorType: String)
+        case failed(errorType: FailureType)
         /// Failed retriably and went back to pending with a backoff.
-        case retried(errorType: String)
+        case retried(errorType: FailureType)
     }
 
     static let labels = LabelGuard(maxValuesPerLabel: 100)
@@ -73,9 +74,9 @@ public enum BridgeMetrics {
         case .completed:
             Counter(label: Name.tasksCompleted).increment()
         case .failed(let type):
-            Counter(label: Name.tasksFailed, dimensions: [("error_type", labels.value(type, for: "error_type"))]).increment()
+            Counter(label: Name.tasksFailed, dimensions: [("error_type", labels.value(type.rawValue, for: "error_type"))]).increment()
         case .retried(let type):
-            Counter(label: Name.tasksRetried, dimensions: [("error_type", labels.value(type, for: "error_type"))]).increment()
+            Counter(label: Name.tasksRetried, dimensions: [("error_type", labels.value(type.rawValue, for: "error_type"))]).increment()
         }
         Timer(label: Name.taskDuration).recordNanoseconds(nanoseconds(seconds))
     }

@@ -51,9 +51,6 @@ public struct PostgresError: BridgeError, Sendable, Equatable {
     /// True for `55P03` lock_not_available (a `lock_timeout` fired) and `40P01` deadlock_detected.
     public var isLockConflict: Bool { sqlState == "55P03" || sqlState == "40P01" }
 
-    /// True for serialization failures and lock conflicts, which are worth retrying.
-    public var isTransient: Bool { isLockConflict || sqlState == "40001" }
-
     public var description: String {
         var parts = [message]
         if let sqlState { parts[0] += " (SQLSTATE \(sqlState))" }

@@ -260,7 +260,7 @@ struct RunState {
         var openAgentId = openAgentId
         while true {
             guard let agent = spec.agents[agentName] else {
-                return (.failed(RunFailure(type: "UserError", message: "Agent \(agentName) not found in the run spec",
+                return (.failed(RunFailure(type: .userError, message: "Agent \(agentName) not found in the run spec",
                                            retriable: false)), agentName)
             }
             let outcome = await runStint(agent, parent: parent, agentId: openAgentId)
@@ -298,13 +298,13 @@ struct RunState {
             if Task.isCancelled {
                 let error = SpanErrorInfo(message: RunnerMessages.spanAgentError, data: ["error": "cancelled"])
                 await emit(.agentEnded(id: agentId, error: error, at: Date()))
-                return .failed(RunFailure(type: "Cancelled", message: "the run was cancelled", retriable: true))
+                return .failed(RunFailure(type: .cancelled, message: "the run was cancelled", retriable: true))
             }
             turn += 1
             if turn > spec.maxTurns {
                 let agentError = SpanErrorInfo(message: RunnerMessages.spanMaxTurns, data: ["max_turns": .number(Double(spec.maxTurns))])
                 await emit(.agentEnded(id: agentId, error: agentError, at: Date()))
-                return .failed(RunFailure(type: "MaxTurnsExceeded", message: "Max turns (\(spec.maxTurns)) exceeded",
+                return .failed(RunFailure(type: .maxTurnsExceeded, message: "Max turns (\(spec.maxTurns)) exceeded",
                                           retriable: false))
             }
             let step = await runTurn(agent, parent: agentId, functionTools: functionTools, hostedTools: hostedTools)
@@ -403,7 +403,7 @@ struct RunState {
             await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
             let providerError = error as? ModelProviderError
             let retriable = providerError?.retriable ?? (error is CancellationError)
-            return .failed(RunFailure(type: error is CancellationError ? "Cancelled" : "ModelError", message: text,
+            return .failed(RunFailure(type: error is CancellationError ? .cancelled : .modelError, message: text,
                                       retriable: retriable, retryAfter: providerError?.retryAfter),
                            SpanErrorInfo(message: RunnerMessages.spanAgentError, data: ["error": .string(text)]))
         }
@@ -440,7 +440,7 @@ struct RunState {
                 await emit(.spanError(id: turnId, error: SpanErrorInfo(message: RunnerMessages.spanToolNotFound,
                                                                        data: ["tool_name": .string(name)])))
                 await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
-                return .failed(RunFailure(type: "ModelBehaviorError", message: "Tool \(name) not found in agent \(agent.name)",
+                return .failed(RunFailure(type: .modelBehaviorError, message: "Tool \(name) not found in agent \(agent.name)",
                                           retriable: false), nil)
             }
         }
@@ -525,7 +525,7 @@ struct RunState {
             case .failure(let problem):
                 await emit(.spanError(id: turnId, error: SpanErrorInfo(message: RunnerMessages.spanInvalidJSON, data: [:])))
                 await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
-                return .failed(RunFailure(type: "ModelBehaviorError", message: RunnerMessages.invalidJSON(
+                return .failed(RunFailure(type: .modelBehaviorError, message: RunnerMessages.invalidJSON(
                     text, outputType: schema.name, problem: problem.message), retriable: false), nil)
             }
         }

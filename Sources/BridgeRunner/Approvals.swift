@@ -121,7 +121,7 @@ extension RunState {
         let taskId = paused.taskEventId
         let agentId = paused.agentEventId
         guard let agent = spec.agents[paused.agent] else {
-            let failure = RunFailure(type: "UserError", message: "Agent \(paused.agent) not found in the run spec", retriable: false)
+            let failure = RunFailure(type: .userError, message: "Agent \(paused.agent) not found in the run spec", retriable: false)
             return await finish(.failed(failure), agentName: paused.agent, taskId: taskId)
         }
         let byCall = Dictionary(decisions.map { ($0.callId, $0) }, uniquingKeysWith: { a, _ in a })

@@ -85,7 +85,7 @@ enum GuardrailRun {
                                                       data: ["error": .string(failure.message)])
                     group.cancelAll()
                 } else if o.triggered {
-                    let type = kind == .input ? "InputGuardrailTripwireTriggered" : "OutputGuardrailTripwireTriggered"
+                    let type: FailureType = kind == .input ? .inputGuardrailTripwireTriggered : .outputGuardrailTripwireTriggered
                     verdict.failure = RunFailure(type: type, message: RunnerMessages.tripwire(o.name, outputInfo: o.outputInfo),
                                                  retriable: false, outputInfo: o.outputInfo)
                     verdict.spanError = SpanErrorInfo(message: RunnerMessages.spanGuardrailTripped,
@@ -109,7 +109,7 @@ enum GuardrailRun {
             var nested = RunState(spec: state.spec, taskRow: state.taskRow, runner: state.runner, ids: state.ids,
                                   input: output ?? input, depth: state.depth + 1)
             if state.depth >= 3 {
-                outcome.failure = RunFailure(type: "UserError", message: "guardrail \(g.name): guardrail agents nest deeper than 3",
+                outcome.failure = RunFailure(type: .userError, message: "guardrail \(g.name): guardrail agents nest deeper than 3",
                                              retriable: false)
                 break
             }
@@ -124,7 +124,7 @@ enum GuardrailRun {
                 outcome.failure = RunFailure(type: f.type, message: "guardrail \(g.name) (agent \(agentName)) failed: \(f.message)",
                                              retriable: f.retriable, retryAfter: f.retryAfter)
             case .paused:
-                outcome.failure = RunFailure(type: "UserError",
+                outcome.failure = RunFailure(type: .userError,
                                              message: "guardrail \(g.name): agent \(agentName) called a tool that needs approval; guardrail agents cannot wait",
                                              retriable: false)
             case .handoff:
@@ -155,7 +155,7 @@ enum GuardrailRun {
             outcome.outputInfo = row?["output_info"] ?? .null
         } catch {
             let text = (error as? ToolFailure)?.message ?? String(describing: error)
-            outcome.failure = RunFailure(type: "GuardrailError", message: "guardrail \(name) failed: \(text)", retriable: false)
+            outcome.failure = RunFailure(type: .guardrailError, message: "guardrail \(name) failed: \(text)", retriable: false)
         }
         return outcome
     }

@@ -287,15 +287,15 @@ public struct RunResult: Sendable {
 
 /// Why a run failed. `retriable` decides `failed_retriable` vs `failed_terminal`.
 public struct RunFailure: Error, Sendable, CustomStringConvertible {
-    /// A short type, e.g. `MaxTurnsExceeded`, `ModelError`, `ModelBehaviorError`.
-    public var type: String
+    /// What kind of failure (`error_type`).
+    public var type: FailureType
     public var message: String
     public var retriable: Bool
     /// How long the model asked to wait before trying again (HTTP `Retry-After`), if it did.
     public var retryAfter: Double?
     /// A tripped guardrail's `output_info`.
     public var outputInfo: JSONValue?
-    public init(type: String, message: String, retriable: Bool, retryAfter: Double? = nil, outputInfo: JSONValue? = nil) {
+    public init(type: FailureType, message: String, retriable: Bool, retryAfter: Double? = nil, outputInfo: JSONValue? = nil) {
         self.outputInfo = outputInfo
         self.type = type
         self.message = message

@@ -40,11 +40,6 @@ public struct RetryPolicy: Sendable {
         for _ in 0..<min(retry, 30) where d < maxDelay { d = d * 2 }
         return min(d, maxDelay) * Double.random(in: 0.75...1.0)
     }
-
-    /// True for statuses worth retrying by default: 408, 409, 429, 5xx.
-    public static func isRetriableStatus(_ code: Int) -> Bool {
-        code == 408 || code == 409 || code == 429 || code >= 500
-    }
 }
 
 /// POSTs JSON to an OpenAI-style API with `RetryPolicy`, and turns every failure into a

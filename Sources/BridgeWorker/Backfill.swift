@@ -104,7 +104,7 @@ public struct Backfiller: Sendable {
         var summary = BackfillSummary()
         let matching = try await count(on: conn, options: options)
         let total = options.limit.map { min($0, matching) } ?? matching
-        progress.log("bridge exec --backfill: \(total) task(s) to rebuild")
+        progress.status("\(total) task(s) to rebuild")
         var cursor: String?
         var done = 0
         var lastLog = Date.distantPast
@@ -122,7 +122,7 @@ public struct Backfiller: Sendable {
             let line = Self.progressLine(done: done, total: total, elapsed: Date().timeIntervalSince(started))
             progress.update(line)
             if Date().timeIntervalSince(lastLog) >= 1 || done >= total {
-                progress.logWhenNotLive(line)
+                progress.statusWhenNotLive(line)
                 lastLog = Date()
             }
             if options.pauseMilliseconds > 0 {
@@ -140,7 +140,7 @@ public struct Backfiller: Sendable {
         let rate = elapsed > 0 ? Double(done) / elapsed : 0
         let pct = total > 0 ? Int((Double(done) / Double(total) * 100).rounded(.down)) : 100
         let eta = rate > 0 ? Int((Double(total - done) / rate).rounded(.up)) : 0
-        return String(format: "bridge exec --backfill: %d/%d tasks (%d%%), %.0f/s, ETA %@", done, total, pct, rate,
+        return String(format: "%d/%d tasks (%d%%), %.0f/s, ETA %@", done, total, pct, rate,
                       Self.duration(eta))
     }
 
@@ -501,12 +501,5 @@ public struct Backfiller: Sendable {
                 """
         }
         return PostgresQuery(sql: sql, binds: b.binds)
-    }
-}
-
-extension ProgressReporter {
-    /// A log line when there is no live line (not a TTY); on a TTY the live line says it.
-    public func logWhenNotLive(_ line: String) {
-        if !isLive { log(line) }
     }
 }

@@ -192,14 +192,13 @@ public struct ExecApp: Sendable {
     /// Exporters (`openai`, `otlp` from the environment; `file` for `traceFile`) run
     /// concurrently, reading the ledger as spans land, and get up to `flushTimeout` after the
     /// last task to deliver the rest; what is left stays in the ledger for `bridge export` and
-    /// is reported in `summary.exports`. With `handleSignals`, SIGTERM/SIGINT start a graceful
-    /// shutdown (a second one exits at once); the exporters are flushed after the drain.
+    /// is reported in `summary.exports`. `shutdown` stops the worker gracefully (the command
+    /// requests it on SIGTERM/SIGINT); the exporters are flushed after the drain.
     public func execute(options: WorkerOptions, model choice: ModelChoice, traceFile: String?,
                         progress: ProgressReporter, flushTimeout: Duration = .seconds(10),
-                        handleSignals: Bool = false) async throws -> WorkerSummary {
+                        shutdown: ShutdownRequest? = nil) async throws -> WorkerSummary {
         let cc = connectionConfig
         let connect: @Sendable () async throws -> PostgresConnection = { try await PostgresConnection.connect(cc) }
-        let sinks: [any SpanSink] = []
         let env = environment
         // One connection per concurrently running task: an HTTP/1.1 server (a local or
         // OpenAI-compatible one) serves one request per connection, so the default cap of 8
@@ -222,9 +221,8 @@ public struct ExecApp: Sendable {
                                       http: HTTPToolExecutor(client: httpClient, environment: env),
                                       command: CommandToolExecutor(environment: env))
             },
-            extraSinks: sinks, progress: progress, options: options, secrets: secrets, mcp: mcpServers)
-        let signals = handleSignals ? ShutdownSignals { _ in worker.requestShutdown() } : nil
-        defer { signals?.cancel() }
+            progress: progress, options: options, secrets: secrets, mcp: mcpServers)
+        shutdown?.onRequest { worker.requestShutdown() }
         var summary: WorkerSummary
         do {
             summary = try await worker.drain()
@@ -260,7 +258,7 @@ public struct ExecApp: Sendable {
                                       extra: ExporterSetup.secrets(of: exporters) + Self.headerSecrets(config, env))
         let exportOptions = ExportPumpOptions(onEvent: { event in
             if case .delivered = event { return }
-            progress.log("bridge exec: export: \(event.line)")
+            progress.status("export: \(event.line)")
         }, secrets: secrets)
         let session = ExportSession.start(exporters: exporters, connect: { try await PostgresConnection.connect(cc) },
                                           options: exportOptions)

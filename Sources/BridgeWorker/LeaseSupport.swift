@@ -1,5 +1,4 @@
 import BridgePostgres
-import Dispatch
 import Foundation
 
 /// Wakes the worker's main loop: a run finished, a notification arrived, a lease was reaped,
@@ -134,35 +133,38 @@ public enum WorkerIdentity {
     }
 }
 
-/// SIGTERM and SIGINT handling for graceful shutdown: the first signal calls `onFirst` (stop
-/// claiming, drain, release, exit 0); a second one ends the process at once with 128 + the
-/// signal number (the leases cover what was left). The default handlers are ignored so the
-/// signals reach the dispatch sources.
-public final class ShutdownSignals: @unchecked Sendable {
-    // @unchecked Sendable: `count` is only touched on `queue`; sources are set up once in init.
-    private let queue = DispatchQueue(label: "bridge.signals")
-    private var sources: [any DispatchSourceSignal] = []
-    private var count = 0
+/// A request, from outside the worker, to stop it gracefully: no more claims, in-flight runs
+/// get the drain timeout, then they are released. The command decides when (its signal
+/// policy); requesting more than once is the same as once, and a request made before the
+/// worker starts stops it as soon as it does.
+public final class ShutdownRequest: @unchecked Sendable {
+    // @unchecked Sendable: `requested` and `handlers` are only touched under `lock`.
+    private let lock = NSLock()
+    private var requested = false
+    private var handlers: [@Sendable () -> Void] = []
 
-    public init(onFirst: @escaping @Sendable (Int32) -> Void) {
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-            source.setEventHandler { [unowned self] in
-                self.count += 1
-                if self.count == 1 {
-                    onFirst(sig)
-                } else {
-                    FileHandle.standardError.write(Data("bridge exec: second signal, exiting now; leases cover unfinished tasks\n".utf8))
-                    exit(128 + sig)
-                }
-            }
-            source.resume()
-            sources.append(source)
-        }
+    public init() {}
+
+    /// Asks for the shutdown. Safe from any thread, including a signal source's queue.
+    public func request() {
+        lock.lock()
+        guard !requested else { return lock.unlock() }
+        requested = true
+        let run = handlers
+        handlers = []
+        lock.unlock()
+        for h in run { h() }
     }
 
-    public func cancel() {
-        for s in sources { s.cancel() }
+    /// Runs `handler` at the request (at once if it was made already).
+    func onRequest(_ handler: @escaping @Sendable () -> Void) {
+        lock.lock()
+        if requested {
+            lock.unlock()
+            handler()
+            return
+        }
+        handlers.append(handler)
+        lock.unlock()
     }
 }

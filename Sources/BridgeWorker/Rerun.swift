@@ -74,7 +74,7 @@ public struct Rerunner: Sendable {
                             started: Date, summary: inout RerunSummary) async throws {
         let matching = try await backfiller.count(on: conn, options: options)
         let total = options.limit.map { min($0, matching) } ?? matching
-        progress.log("bridge exec --backfill --rerun: \(total) task(s) to run again")
+        progress.status("\(total) task(s) to run again")
         var cursor: String?
         var done = 0
         while done < total {
@@ -142,10 +142,10 @@ public struct Rerunner: Sendable {
             var failure = result.error
             if let paused = result.paused {
                 // A re-run holds no lease and keeps no state: it cannot wait for a human.
-                failure = RunFailure(type: "ApprovalRequired", message: "calls to \(paused.pending.map(\.name).joined(separator: ", ")) need approval; --rerun does not wait for approvals", retriable: false)
+                failure = RunFailure(type: .approvalRequired, message: "calls to \(paused.pending.map(\.name).joined(separator: ", ")) need approval; --rerun does not wait for approvals", retriable: false)
             }
-            let outcome = TaskStore.Outcome(
-                status: ok ? .completed : .failedTerminal, taskStatus: "",
+            let outcome = TaskStore.ExecutionOutcome(
+                status: ok ? .completed : .failedTerminal,
                 result: TracedRun.resultJSON(result, traceId: spec.traceId, extra: ["rerun": true]),
                 tokenUsage: result.usage.json, errorMessage: ok ? nil : failure?.message, errorType: ok ? nil : failure?.type,
                 completedAt: completedAt, durationSeconds: completedAt.timeIntervalSince(startedAt))
@@ -160,7 +160,7 @@ public struct Rerunner: Sendable {
 
     /// The execution row's outcome and the task's trace id (only when null), together.
     func record(_ conn: PostgresConnection, taskKey: String, executionKey: String?, traceId: String,
-                outcome: TaskStore.Outcome) async throws {
+                outcome: TaskStore.ExecutionOutcome) async throws {
         let config = self.config
         try await conn.transaction { c in
             let s = config.source

@@ -1,6 +1,7 @@
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
+import BridgeRunner
 import Foundation
 
 /// A task row as JSON values keyed by column name (from `to_jsonb(row)`).
@@ -364,34 +365,47 @@ public struct TaskStore: Sendable {
         }
     }
 
-    /// The outcome of one attempt, written atomically with the task's new state.
-    public struct Outcome: Sendable {
-        public enum Status: Sendable { case completed, failedRetriable, failedTerminal }
-        public var status: Status
-        /// The task's next status value (completed, failed, or pending for a retry).
-        public var taskStatus: String
+    /// What one attempt writes on its execution row (a re-run writes only this).
+    public struct ExecutionOutcome: Sendable {
+        public var status: ExecutionStatus
         public var result: JSONValue
         public var tokenUsage: JSONValue
         public var errorMessage: String?
-        public var errorType: String?
+        public var errorType: FailureType?
         public var completedAt: Date
         public var durationSeconds: Double
-        /// For a retry: how long the task waits before it can be claimed again (backoff).
-        public var retryAfterSeconds: Double?
-        /// Task columns written with a completed result (a structured output's mapped fields).
-        public var columns: [String: JSONValue] = [:]
 
-        public init(status: Status, taskStatus: String, result: JSONValue, tokenUsage: JSONValue, errorMessage: String?,
-                    errorType: String?, completedAt: Date, durationSeconds: Double, retryAfterSeconds: Double? = nil) {
-            self.retryAfterSeconds = retryAfterSeconds
+        public init(status: ExecutionStatus, result: JSONValue, tokenUsage: JSONValue, errorMessage: String?,
+                    errorType: FailureType?, completedAt: Date, durationSeconds: Double) {
             self.status = status
-            self.taskStatus = taskStatus
             self.result = result
             self.tokenUsage = tokenUsage
             self.errorMessage = errorMessage
             self.errorType = errorType
             self.completedAt = completedAt
             self.durationSeconds = durationSeconds
+        }
+    }
+
+    /// The outcome of one attempt, written atomically with the task's new state.
+    public struct Outcome: Sendable {
+        /// The execution row's part.
+        public var execution: ExecutionOutcome
+        /// The task's next status: completed, failed, or pending for a retry.
+        public var taskStatus: TaskStatus
+        /// For a retry: how long the task waits before it can be claimed again (backoff).
+        public var retryAfterSeconds: Double?
+        /// Task columns written with a completed result (a structured output's mapped fields).
+        public var columns: [String: JSONValue] = [:]
+
+        public init(status: ExecutionStatus, taskStatus: TaskStatus, result: JSONValue, tokenUsage: JSONValue,
+                    errorMessage: String?, errorType: FailureType?, completedAt: Date, durationSeconds: Double,
+                    retryAfterSeconds: Double? = nil) {
+            self.execution = ExecutionOutcome(status: status, result: result, tokenUsage: tokenUsage,
+                                              errorMessage: errorMessage, errorType: errorType,
+                                              completedAt: completedAt, durationSeconds: durationSeconds)
+            self.taskStatus = taskStatus
+            self.retryAfterSeconds = retryAfterSeconds
         }
     }
 
@@ -410,7 +424,8 @@ public struct TaskStore: Sendable {
         do {
             return try await conn.transaction { c in
                 guard try c.query(update).affectedRows == 1 else { throw StaleTask() }
-                if let executionKey, let finish = TaskStore.executionUpdate(config, executionKey: executionKey, outcome: outcome) {
+                if let executionKey,
+                   let finish = TaskStore.executionUpdate(config, executionKey: executionKey, outcome: outcome.execution) {
                     try c.query(finish)
                 }
                 return true
@@ -424,15 +439,16 @@ public struct TaskStore: Sendable {
     func finishUpdate(taskKey: String, token: String, traceId: String?, outcome: Outcome) -> PostgresQuery {
         let s = config.source
         var sets: [String] = ["\(q(s.status.column)) = $1\(cast(s.status.column))"]
-        var binds: [PostgresValue] = [.text(outcome.taskStatus)]
+        var binds: [PostgresValue] = [.text(s.status.text(outcome.taskStatus))]
         func add(_ col: String?, _ v: PostgresValue, cast: String = "") {
             guard let col else { return }
             binds.append(v)
             sets.append("\(q(col)) = $\(binds.count)\(cast)")
         }
-        if outcome.taskStatus != s.status.pending {
-            add(config.results.resultColumn, .text(outcome.result.compact), cast: "::jsonb")
-            add(config.results.completedAtColumn, .text(PostgresTimestamp.format(outcome.completedAt)), cast: "::timestamptz")
+        if outcome.taskStatus != .pending {
+            add(config.results.resultColumn, .text(outcome.execution.result.compact), cast: "::jsonb")
+            add(config.results.completedAtColumn, .text(PostgresTimestamp.format(outcome.execution.completedAt)),
+                cast: "::timestamptz")
             if let traceId { add(config.results.traceIdColumn, .text(traceId)) }
             for (column, value) in outcome.columns.sorted(by: { $0.key < $1.key }) {
                 add(column, SQLToolSpec.bindValue(value))
@@ -442,7 +458,7 @@ public struct TaskStore: Sendable {
         sets.append("\(q(L.token)) = NULL")
         sets.append("\(q(L.expiresAt)) = NULL")
         sets.append("\(q(L.workerId)) = NULL")
-        if outcome.taskStatus == s.status.pending, let wait = outcome.retryAfterSeconds, wait > 0 {
+        if outcome.taskStatus == .pending, let wait = outcome.retryAfterSeconds, wait > 0 {
             binds.append(.text(String(wait)))
             sets.append("\(q(L.runAfter)) = now() + $\(binds.count)::double precision * interval '1 second'")
         }
@@ -461,7 +477,7 @@ public struct TaskStore: Sendable {
 
     /// The UPDATE that writes an attempt's outcome onto its execution row (status, timings,
     /// usage, result, error), or nil when the mappings have no executions table.
-    static func executionUpdate(_ config: MappingConfig, executionKey: String, outcome: Outcome) -> PostgresQuery? {
+    static func executionUpdate(_ config: MappingConfig, executionKey: String, outcome: ExecutionOutcome) -> PostgresQuery? {
         guard let e = config.results.executions else { return nil }
         var sets: [String] = []
         var binds: [PostgresValue] = []
@@ -470,18 +486,13 @@ public struct TaskStore: Sendable {
             binds.append(v)
             sets.append("\(PostgresQuery.quoteIdentifier(col)) = $\(binds.count)\(cast)")
         }
-        let status: String = switch outcome.status {
-        case .completed: e.statuses.completed
-        case .failedRetriable: e.statuses.failedRetriable
-        case .failedTerminal: e.statuses.failedTerminal
-        }
-        add(e.columns.status, .text(status))
+        add(e.columns.status, .text(e.statuses.text(outcome.status)))
         add(e.columns.completedAt, .text(PostgresTimestamp.format(outcome.completedAt)), cast: "::timestamptz")
         add(e.columns.durationSeconds, .text(String(outcome.durationSeconds)), cast: "::double precision")
         add(e.columns.tokenUsage, .text(outcome.tokenUsage.compact), cast: "::jsonb")
         add(e.columns.result, .text(outcome.result.compact), cast: "::jsonb")
         add(e.columns.errorMessage, outcome.errorMessage.map { .text($0) } ?? .null)
-        add(e.columns.errorType, outcome.errorType.map { .text($0) } ?? .null)
+        add(e.columns.errorType, outcome.errorType.map { .text($0.rawValue) } ?? .null)
         binds.append(.text(executionKey))
         return PostgresQuery(sql: """
             UPDATE \(PostgresQuery.quoteQualified(e.table)) SET \(sets.joined(separator: ", "))
@@ -493,7 +504,7 @@ public struct TaskStore: Sendable {
     /// tables, with sample binds (`key`, `executionKey`: an existing task and execution row), so
     /// a test can EXPLAIN each one on a large table and prove that none scans it.
     public func hotPathStatements(key: String, executionKey: String) -> [(name: String, query: PostgresQuery)] {
-        let outcome = Outcome(status: .completed, taskStatus: source.status.completed, result: ["output": "x"],
+        let outcome = Outcome(status: .completed, taskStatus: .completed, result: ["output": "x"],
                               tokenUsage: [:], errorMessage: nil, errorType: nil, completedAt: Date(), durationSeconds: 1)
         var out: [(String, PostgresQuery)] = [
             ("claim", claimQuery(limit: 16, workerId: "w", leaseSeconds: 60, keys: [])),
@@ -506,7 +517,7 @@ public struct TaskStore: Sendable {
             ("drain check --task", outstandingQuery(keys: [key])),
         ]
         if let q = previousAttemptsQuery(taskKey: key) { out.append(("previous attempts", q)) }
-        if let q = TaskStore.executionUpdate(config, executionKey: executionKey, outcome: outcome) {
+        if let q = TaskStore.executionUpdate(config, executionKey: executionKey, outcome: outcome.execution) {
             out.append(("execution finish", q))
         }
         return out

@@ -11,7 +11,8 @@ import Foundation
 /// `--backfill --rerun`.
 struct TracedRun: Sendable {
     let model: any ModelProvider
-    let extraSinks: [any SpanSink]
+    /// Where spans go besides the ledger (`--backfill --rerun --trace-file`).
+    var extraSinks: [any SpanSink] = []
     /// Values never to be recorded in spans (API keys, the database password).
     let secrets: [String]
     /// The worker's MCP servers (shared by its runs).
@@ -79,9 +80,9 @@ struct TracedRun: Sendable {
             out["output"] = result.finalOutputJSON ?? .string(result.finalOutput ?? "")
             out["last_agent"] = .string(result.lastAgent)
         } else {
-            let failure = result.error ?? RunFailure(type: "RunError", message: "unknown failure", retriable: false)
+            let failure = result.error ?? RunFailure(type: .runError, message: "unknown failure", retriable: false)
             out["error"] = .string(failure.message)
-            out["error_type"] = .string(failure.type)
+            out["error_type"] = .string(failure.type.rawValue)
             if let info = failure.outputInfo { out["output_info"] = info }
         }
         return .object(out.merging(extra) { _, new in new })

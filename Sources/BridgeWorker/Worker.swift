@@ -101,7 +101,6 @@ public actor Worker {
     let model: any ModelProvider
     let toolsFactory: @Sendable (PostgresConnection) -> any ToolExecutor
     let mcp: (any MCPToolSource)?
-    let extraSinks: [any SpanSink]
     let progress: ProgressReporter
     let options: WorkerOptions
     /// Values never to be recorded in spans (API keys, the database password).
@@ -119,8 +118,6 @@ public actor Worker {
     private var running: [String: Running] = [:]
     /// Tokens whose lease is gone (their runs are cancelled and write nothing).
     private var lost: Set<String> = []
-    /// Tokens cancelled for shutdown (their runs release the task to pending).
-    private var releasing: Set<String> = []
     private var processed = 0
     private var shuttingDown = false
     private var loopsStopped = false
@@ -131,7 +128,7 @@ public actor Worker {
 
     public init(config: MappingConfig, connect: @escaping @Sendable () async throws -> PostgresConnection,
                 model: any ModelProvider, tools: @escaping @Sendable (PostgresConnection) -> any ToolExecutor,
-                extraSinks: [any SpanSink], progress: ProgressReporter, options: WorkerOptions, secrets: [String] = [],
+                progress: ProgressReporter, options: WorkerOptions, secrets: [String] = [],
                 mcp: (any MCPToolSource)? = nil) {
         self.config = config
         self.bridge = DatabaseToSDKBridge(config: config)
@@ -141,7 +138,6 @@ public actor Worker {
         self.model = model
         self.toolsFactory = tools
         self.mcp = mcp
-        self.extraSinks = extraSinks
         self.progress = progress
         self.options = options
         self.secrets = secrets
@@ -157,7 +153,7 @@ public actor Worker {
     private func beginShutdown() async {
         guard !shuttingDown else { return }
         shuttingDown = true
-        progress.log("bridge exec: shutting down: no new claims; waiting up to \(Self.seconds(options.drainTimeout)) for \(running.count) run(s)")
+        progress.status("shutting down: no new claims; waiting up to \(Self.seconds(options.drainTimeout)) for \(running.count) run(s)")
         await doorbell.ring()
     }
 
@@ -211,13 +207,13 @@ public actor Worker {
                         try await store.outstanding(on: c, keys: options.taskKeys)
                     }
                 }
-                if failures > 0 { progress.log("bridge exec: database reachable again") }
+                if failures > 0 { progress.status("database reachable again") }
                 failures = 0
             } catch {
                 failures += 1
                 let message = "\(error)"
                 if failures == 1 || message != lastError {
-                    progress.log("bridge exec: cannot claim (\(message)); retrying")
+                    progress.status("cannot claim (\(message)); retrying")
                 }
                 lastError = message
                 await doorbell.wait(timeout: min(5, 0.25 * pow(2, Double(min(failures, 5)))))
@@ -260,9 +256,8 @@ public actor Worker {
             await doorbell.wait(timeout: min(1, deadline.timeIntervalSinceNow))
         }
         guard !running.isEmpty else { return }
-        progress.log("bridge exec: drain timeout: releasing \(running.count) unfinished task(s) to pending")
-        for (token, r) in running {
-            releasing.insert(token)
+        progress.status("drain timeout: releasing \(running.count) unfinished task(s) to pending")
+        for r in running.values {
             r.task.cancel()
         }
         let hardDeadline = Date().addingTimeInterval(max(10, options.leaseSeconds / 3))
@@ -285,15 +280,13 @@ public actor Worker {
         BridgeMetrics.runsInFlight(running.count)
         if let end = outcome.metric, let claimedAt { BridgeMetrics.taskEnded(end, seconds: Date().timeIntervalSince(claimedAt)) }
         lost.remove(token)
-        releasing.remove(token)
         processed += 1
         record(outcome)
-        progress.update("bridge exec: \(summary.completed) completed, \(summary.failed) failed, \(running.count) running")
+        progress.update("\(summary.completed) completed, \(summary.failed) failed, \(running.count) running")
         await doorbell.ring()
     }
 
     func isLost(_ token: String) -> Bool { lost.contains(token) }
-    func isReleasing(_ token: String) -> Bool { releasing.contains(token) }
 
     /// Marks leases as lost and cancels their runs.
     private func lose(_ tokens: [String], reason: String) {
@@ -407,7 +400,7 @@ public actor Worker {
     enum TaskOutcome: Sendable {
         case completed(taskKey: String, traceId: String, toolCalls: Int, spans: Int)
         case failed(taskKey: String, traceId: String?, message: String, retried: Bool, toolCalls: Int, spans: Int,
-                    errorType: String)
+                    errorType: FailureType)
         case stale(taskKey: String, traceId: String?)
         case released(taskKey: String)
         case paused(taskKey: String, traceId: String, requests: [String], toolCalls: Int, spans: Int)
@@ -453,7 +446,6 @@ public actor Worker {
     /// Runs one claimed task end to end. Never throws: every failure is recorded on the task,
     /// and every write is guarded on the lease token.
     nonisolated func runOne(_ claim: TaskStore.Claim, resuming: Bool = false) async -> TaskOutcome {
-        let status = config.source.status
         let task = claim.row
         let key = claim.key
         let token = claim.token
@@ -472,12 +464,12 @@ public actor Worker {
                 guard let loaded = try await approvals.load(on: c, taskKey: key) else {
                     let msg = "task \(key) was waiting for an approval, but its stored run state is gone"
                     let written = try await finishFailed(c, key: key, token: token, executionKey: nil, traceId: nil,
-                                                         startedAt: startedAt, type: "ResumeError", message: msg,
+                                                         startedAt: startedAt, type: .resumeError, message: msg,
                                                          retriable: false, attempt: attempt)
                     await pool.checkin(c)
                     if !written { return .stale(taskKey: key, traceId: nil) }
                     return .failed(taskKey: key, traceId: nil, message: msg, retried: false, toolCalls: 0, spans: 0,
-                                   errorType: "ResumeError")
+                                   errorType: .resumeError)
                 }
                 resumed = (state: loaded.0, decisions: loaded.1)
                 spec = loaded.0.spec
@@ -490,11 +482,11 @@ public actor Worker {
             } catch {
                 let msg = Redaction.scrub("cannot build run spec for task \(key): \(error)", secrets: secrets)
                 let written = try await finishFailed(c, key: key, token: token, executionKey: nil, traceId: nil, startedAt: startedAt,
-                                                     type: "ConfigurationError", message: msg, retriable: false, attempt: attempt)
+                                                     type: .configurationError, message: msg, retriable: false, attempt: attempt)
                 await pool.checkin(c)
                 if !written { return .stale(taskKey: key, traceId: nil) }
                 return .failed(taskKey: key, traceId: nil, message: msg, retried: false, toolCalls: 0, spans: 0,
-                               errorType: "ConfigurationError")
+                               errorType: .configurationError)
             }
             executionKey = try await store.startExecution(on: c, task: task, token: token, traceId: spec.traceId,
                                                           agentId: spec.metadata["agent_id"], attempt: attempt, startedAt: startedAt)
@@ -502,7 +494,7 @@ public actor Worker {
             traceId = spec.traceId
             let resume = resumed.map { TracedRun.Resume(paused: $0.state.paused, decisions: $0.decisions,
                                                         openSpans: $0.state.openSpans) }
-            let (result, spanCount, openSpans) = try await TracedRun(model: model, extraSinks: extraSinks, secrets: secrets, mcp: mcp)
+            let (result, spanCount, openSpans) = try await TracedRun(model: model, secrets: secrets, mcp: mcp)
                 .run(spec, task: task, taskKey: key, connection: c, tools: toolsFactory(c), resume: resume)
             // Cancelled: the lease is gone (write nothing: a newer attempt may own the task), or
             // the worker is shutting down (release the task, token-checked).
@@ -510,7 +502,7 @@ public actor Worker {
                 await pool.checkin(c)
                 return .stale(taskKey: key, traceId: spec.traceId)
             }
-            if result.status == .failed && (Task.isCancelled || result.error?.type == "Cancelled") {
+            if result.status == .failed && (Task.isCancelled || result.error?.type == .cancelled) {
                 let released = try await release(c, key: key, token: token, executionKey: executionKey, startedAt: startedAt,
                                                   message: "released at shutdown before the run finished")
                 await pool.checkin(c)
@@ -531,18 +523,18 @@ public actor Worker {
             case .completed:
                 retried = false
                 var completed = TaskStore.Outcome(
-                    status: .completed, taskStatus: status.completed,
+                    status: .completed, taskStatus: .completed,
                     result: TracedRun.resultJSON(result, traceId: spec.traceId),
                     tokenUsage: result.usage.json, errorMessage: nil, errorType: nil, completedAt: completedAt,
                     durationSeconds: completedAt.timeIntervalSince(startedAt))
                 completed.columns = TracedRun.resultColumns(result, spec: spec)
                 outcome = completed
             case .failed, .paused:
-                let failure = result.error ?? RunFailure(type: "RunError", message: "unknown failure", retriable: false)
+                let failure = result.error ?? RunFailure(type: .runError, message: "unknown failure", retriable: false)
                 retried = failure.retriable && attempt < options.maxAttempts
                 outcome = TaskStore.Outcome(
                     status: failure.retriable ? .failedRetriable : .failedTerminal,
-                    taskStatus: retried ? status.pending : status.failed,
+                    taskStatus: retried ? .pending : .failed,
                     result: TracedRun.resultJSON(result, traceId: spec.traceId),
                     tokenUsage: result.usage.json, errorMessage: failure.message, errorType: failure.type,
                     completedAt: completedAt, durationSeconds: completedAt.timeIntervalSince(startedAt),
@@ -559,8 +551,8 @@ public actor Worker {
             if result.status == .completed {
                 return .completed(taskKey: key, traceId: spec.traceId, toolCalls: result.toolCalls, spans: spanCount)
             }
-            return .failed(taskKey: key, traceId: spec.traceId, message: outcome.errorMessage ?? "", retried: retried,
-                           toolCalls: result.toolCalls, spans: spanCount, errorType: outcome.errorType ?? "RunError")
+            return .failed(taskKey: key, traceId: spec.traceId, message: outcome.execution.errorMessage ?? "", retried: retried,
+                           toolCalls: result.toolCalls, spans: spanCount, errorType: outcome.execution.errorType ?? .runError)
         } catch is TaskStore.LeaseLost {
             if let c = conn { await pool.checkin(c) }
             return .stale(taskKey: key, traceId: traceId)
@@ -576,17 +568,17 @@ public actor Worker {
                 if pause > 0 { try? await Task.sleep(for: .milliseconds(Int(pause * 1000))) }
                 guard let c = try? await connect() else { continue }
                 let ok = try? await finishFailed(c, key: key, token: token, executionKey: executionKey, traceId: nil,
-                                                 startedAt: startedAt, type: "InfrastructureError", message: message,
+                                                 startedAt: startedAt, type: .infrastructureError, message: message,
                                                  retriable: true, attempt: attempt)
                 await c.close()
                 if let ok { written = ok; break }
             }
             if !written && conn == nil {
                 return .failed(taskKey: key, traceId: traceId, message: message + " (the lease will return the task)",
-                               retried: true, toolCalls: 0, spans: 0, errorType: "InfrastructureError")
+                               retried: true, toolCalls: 0, spans: 0, errorType: .infrastructureError)
             }
             return .failed(taskKey: key, traceId: traceId, message: message, retried: attempt < options.maxAttempts,
-                           toolCalls: 0, spans: 0, errorType: "InfrastructureError")
+                           toolCalls: 0, spans: 0, errorType: .infrastructureError)
         }
     }
 
@@ -599,20 +591,19 @@ public actor Worker {
                              message: String) async throws -> Bool {
         let now = Date()
         let outcome = TaskStore.Outcome(
-            status: .failedRetriable, taskStatus: config.source.status.pending,
-            result: ["error": .string(message), "error_type": "Released"], tokenUsage: [:],
-            errorMessage: message, errorType: "Released", completedAt: now, durationSeconds: now.timeIntervalSince(startedAt))
+            status: .failedRetriable, taskStatus: .pending,
+            result: ["error": .string(message), "error_type": .string(FailureType.released.rawValue)], tokenUsage: [:],
+            errorMessage: message, errorType: .released, completedAt: now, durationSeconds: now.timeIntervalSince(startedAt))
         return try await store.finish(on: c, taskKey: key, token: token, executionKey: executionKey, traceId: nil, outcome: outcome)
     }
 
     nonisolated func finishFailed(_ c: PostgresConnection, key: String, token: String, executionKey: String?, traceId: String?,
-                                  startedAt: Date, type: String, message: String, retriable: Bool, attempt: Int) async throws -> Bool {
-        let status = config.source.status
+                                  startedAt: Date, type: FailureType, message: String, retriable: Bool, attempt: Int) async throws -> Bool {
         let now = Date()
         let again = retriable && attempt < options.maxAttempts
         let outcome = TaskStore.Outcome(
-            status: retriable ? .failedRetriable : .failedTerminal, taskStatus: again ? status.pending : status.failed,
-            result: ["error": .string(message), "error_type": .string(type)], tokenUsage: [:],
+            status: retriable ? .failedRetriable : .failedTerminal, taskStatus: again ? .pending : .failed,
+            result: ["error": .string(message), "error_type": .string(type.rawValue)], tokenUsage: [:],
             errorMessage: message, errorType: type, completedAt: now, durationSeconds: now.timeIntervalSince(startedAt),
             retryAfterSeconds: again ? backoff(attempt: attempt, retryAfter: nil) : nil)
         return try await store.finish(on: c, taskKey: key, token: token, executionKey: executionKey, traceId: traceId, outcome: outcome)

@@ -199,11 +199,15 @@ extension Bridge {
                     PrometheusEndpoint.bootstrap()
                     push.start(exposition: PrometheusEndpoint.exposition, log: { Self.log($0) })
                 }
+                let shutdown = ShutdownRequest()
+                let signals = ShutdownSignals(request: shutdown, log: { Self.log($0) })
+                defer { signals.cancel() }
                 let summary: WorkerSummary
                 do {
                     summary = try await app.execute(
-                        options: options, model: model, traceFile: traceFile, progress: ProgressReporter(quiet: quiet),
-                        flushTimeout: .milliseconds(Int64(flushTimeout * 1000)), handleSignals: true)
+                        options: options, model: model, traceFile: traceFile,
+                        progress: .standardError(quiet: quiet, prefix: "bridge exec: "),
+                        flushTimeout: .milliseconds(Int64(flushTimeout * 1000)), shutdown: shutdown)
                 } catch {
                     await push?.finish(exposition: PrometheusEndpoint.exposition())
                     throw error

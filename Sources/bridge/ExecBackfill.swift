@@ -69,8 +69,8 @@ extension Bridge.Exec {
             print("bridge exec --backfill --dry-run: would \(flags.rerun ? "re-run" : "rebuild") \(p.tasks) task(s): \(p.tasks) traces, \(p.spans) spans (\(p.functionSpans) function spans from tool-call logs); nothing was written")
             return
         }
-        let progress = ProgressReporter(quiet: quiet)
         if flags.rerun {
+            let progress = ProgressReporter.standardError(quiet: quiet, prefix: "bridge exec --backfill --rerun: ")
             let model: ExecApp.ModelChoice = offline ? .offline(latency: .zero) : .openAI(ModelAPI(name: modelAPI) ?? .responses)
             try app.validate(model: model)
             let s = try await app.rerun(options: options, model: model, traceFile: traceFile, progress: progress)
@@ -78,6 +78,7 @@ extension Bridge.Exec {
             if s.failed > 0 { throw ExitCode(ExitStatus.failed.rawValue) }
             return
         }
+        let progress = ProgressReporter.standardError(quiet: quiet, prefix: "bridge exec --backfill: ")
         let (s, exports) = try await app.backfill(options: options, traceFile: traceFile, progress: progress,
                                                   flushTimeout: .milliseconds(Int64(flushTimeout * 1000)))
         print("bridge exec --backfill: \(s.line)")

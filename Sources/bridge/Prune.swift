@@ -78,7 +78,7 @@ extension Bridge {
             try await runReportingErrors {
                 let config = connection.config(applicationName: "bridge-prune")
                 let dryRun = self.dryRun
-                let progress = ProgressReporter(quiet: quiet)
+                let progress = ProgressReporter.standardError(quiet: quiet, prefix: "")
                 let result = try await PostgresConnection.withConnection(config) { conn in
                     // The cutoff comes from the server's clock, like every other time bridge compares.
                     guard let cutoff = try await conn.query("""

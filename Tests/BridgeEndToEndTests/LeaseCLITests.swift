@@ -276,6 +276,29 @@ struct LeaseCLITests {
         try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: 30)
     }
 
+    /// The command's signal policy for SIGINT (Ctrl-C twice): the first one starts the drain and
+    /// says so, the second ends the process at once with 128 + SIGINT = 130 and says why; the
+    /// runs it abandoned keep their leases (the reaper hands them back later).
+    @Test(.timeLimit(.minutes(3)))
+    func aSecondSigintExitsAtOnceWith130() async throws {
+        let url = try await LeaseFixture.database()
+        let mappings = try LeaseFixture.noopMappings()
+        try await LeaseFixture.insertTasks(url, 2)
+        let w = try BackgroundBridge(["exec", "--offline", "--offline-latency-ms", "20000", "--concurrency", "2",
+                                      "--lease", "30", "--drain-timeout", "60", "--database-url", url, "--mappings", mappings])
+        #expect(try await LeaseFixture.waitUntil(timeout: 20) {
+            try await LeaseFixture.count(url, "status = 'in_progress'") == 2
+        })
+        w.send(SIGINT)
+        #expect(try await LeaseFixture.waitUntil(timeout: 10) { w.output.contains("bridge exec: shutting down") },
+                "\(w.output.suffix(2000))")
+        w.send(SIGINT)
+        let r = await w.wait(timeout: 5)
+        #expect(r?.status == 128 + SIGINT && r?.signalled == false, "\(w.output.suffix(2000))")
+        #expect(w.output.contains("bridge exec: second signal, exiting now; leases cover unfinished tasks"))
+        #expect(try await LeaseFixture.count(url, "status = 'in_progress' AND bridge_lease_token IS NOT NULL") == 2)
+    }
+
     @Test(.timeLimit(.minutes(3)))
     func watchSurvivesAPostgresRestartAndPicksUpNewTasks() async throws {
         // A cluster of our own, so it can be restarted.

@@ -55,7 +55,7 @@ struct StructuredColumnsTests {
         let (url, store) = try await LeaseStoreTests.migrated()
         let c = try await TestDatabase.connect(url)
         let claim = try #require(try await store.claim(on: c, limit: 1, workerId: "A", leaseSeconds: 60).first)
-        var outcome = TaskStore.Outcome(status: .completed, taskStatus: "completed",
+        var outcome = TaskStore.Outcome(status: .completed, taskStatus: .completed,
                                         result: ["output": ["summary": "Short.", "priority": "high"]], tokenUsage: [:],
                                         errorMessage: nil, errorType: nil, completedAt: Date(), durationSeconds: 1)
         outcome.columns = ["description": "Short.", "priority": "high"]

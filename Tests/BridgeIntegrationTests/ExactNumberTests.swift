@@ -62,7 +62,7 @@ struct ExactNumberTests {
         let loaded = try await DatabaseToSDKBridge(config: config).loadTask(id: Self.big, connection: c)
         #expect(loaded?["id"]?.compact == Self.big)
 
-        let outcome = TaskStore.Outcome(status: .completed, taskStatus: "done",
+        let outcome = TaskStore.Outcome(status: .completed, taskStatus: .completed,
                                         result: ["id": claim.row["id"] ?? .null, "amount": claim.row["amount"] ?? .null],
                                         tokenUsage: [:], errorMessage: nil, errorType: nil, completedAt: Date(), durationSeconds: 1)
         #expect(try await store.finish(on: c, taskKey: claim.key, token: claim.token, executionKey: nil,

@@ -21,7 +21,7 @@ struct LeaseStoreTests {
         return (url, TaskStore(config: try MappingLoader.load(directory: mappings)))
     }
 
-    static func outcome(_ store: TaskStore, _ status: String) -> TaskStore.Outcome {
+    static func outcome(_ store: TaskStore, _ status: TaskStatus) -> TaskStore.Outcome {
         TaskStore.Outcome(status: .completed, taskStatus: status, result: ["output": "late"], tokenUsage: [:],
                           errorMessage: nil, errorType: nil, completedAt: Date(), durationSeconds: 1)
     }
@@ -48,7 +48,7 @@ struct LeaseStoreTests {
         // A wakes up: heartbeat says its lease is gone; its late finish and a new execution row are refused.
         #expect(try await store.heartbeat(on: c, tokens: [a.token, b.token], leaseSeconds: 60) == [b.token])
         let late = try await store.finish(on: c, taskKey: a.key, token: a.token, executionKey: execA,
-                                          traceId: TraceID.forTask(a.key, attempt: 1), outcome: Self.outcome(store, "completed"))
+                                          traceId: TraceID.forTask(a.key, attempt: 1), outcome: Self.outcome(store, .completed))
         #expect(late == false)
         await #expect(throws: TaskStore.LeaseLost.self) {
             _ = try await store.startExecution(on: c, task: a.row, token: a.token, traceId: "x", agentId: nil, attempt: 1, startedAt: Date())
@@ -60,9 +60,9 @@ struct LeaseStoreTests {
         let execB = try await store.startExecution(on: c, task: b.row, token: b.token, traceId: TraceID.forTask(b.key, attempt: 2),
                                                    agentId: nil, attempt: 2, startedAt: Date())
         #expect(try await store.finish(on: c, taskKey: b.key, token: b.token, executionKey: execB,
-                                       traceId: TraceID.forTask(b.key, attempt: 2), outcome: Self.outcome(store, "completed")))
+                                       traceId: TraceID.forTask(b.key, attempt: 2), outcome: Self.outcome(store, .completed)))
         #expect(try await store.finish(on: c, taskKey: b.key, token: b.token, executionKey: execB,
-                                       traceId: "trace_dup", outcome: Self.outcome(store, "completed")) == false)
+                                       traceId: "trace_dup", outcome: Self.outcome(store, .completed)) == false)
         let done = try await c.query("""
             SELECT status, openai_trace_id, bridge_lease_token IS NULL AS free,
                    (SELECT count(*) FROM task_executions e WHERE e.task_id = t.id AND e.status = 'completed') AS completed
@@ -95,8 +95,8 @@ struct LeaseStoreTests {
 
         // A retriable failure with a backoff is not claimable until it is due.
         let one = try #require(try await store.claim(on: c, limit: 1, workerId: "W", leaseSeconds: 60, keys: [two[1].key]).first)
-        let retry = TaskStore.Outcome(status: .failedRetriable, taskStatus: "pending", result: [:], tokenUsage: [:],
-                                      errorMessage: "429", errorType: "ModelError", completedAt: Date(), durationSeconds: 0,
+        let retry = TaskStore.Outcome(status: .failedRetriable, taskStatus: .pending, result: [:], tokenUsage: [:],
+                                      errorMessage: "429", errorType: .modelError, completedAt: Date(), durationSeconds: 0,
                                       retryAfterSeconds: 30)
         #expect(try await store.finish(on: c, taskKey: one.key, token: one.token, executionKey: nil, traceId: nil, outcome: retry))
         #expect(try await store.claim(on: c, limit: 1, workerId: "W", leaseSeconds: 60, keys: [one.key]).isEmpty)

@@ -231,7 +231,7 @@ private func providerError(_ body: () async throws -> Void) async -> ModelProvid
         defer { client.shutdown() }
         let (result, spans) = await runTraced(modelSpec(), model: ResponsesModel(settings: settings(server), client: client))
         #expect(result.status == .failed)
-        #expect(result.error?.type == "ModelError")
+        #expect(result.error?.type == .modelError)
         #expect(result.error?.retriable == false)
         let span = try #require(spans.first { $0.type == "response" })
         #expect(span.error?["message"] == .string(RunnerMessages.spanModelError))

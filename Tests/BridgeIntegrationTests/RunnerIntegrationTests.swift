@@ -223,7 +223,7 @@ struct TraceLedgerTests {
         limited.maxTurns = 1
         let result = await AgentRunner(model: OfflineModel(), tools: CompositeToolExecutor(sql: SQLToolExecutor(connection: { conn })),
                                        observer: recorder).run(limited, taskRow: [:])
-        #expect(result.error?.type == "MaxTurnsExceeded")
+        #expect(result.error?.type == .maxTurnsExceeded)
         let spans = try await Ledger(connection: conn).spans(traceId: spec.traceId)
         let function = try #require(spans.first { $0.type == "function" })
         #expect(function.error?["message"] == "Error running tool (non-fatal)")

@@ -82,7 +82,7 @@ struct SQLGuardrailLiveTests {
         let model = OfflineModel()
         let (tripped, spans) = await run(reportSpec(api: nil, input: "use sk-ABCDEFGH123 please",
                                                     guardrails: ["no_secrets": Self.noSecrets]), model: model, tools: tools)
-        #expect(tripped.error?.type == "InputGuardrailTripwireTriggered")
+        #expect(tripped.error?.type == .inputGuardrailTripwireTriggered)
         #expect(tripped.error?.message == "Guardrail no_secrets triggered tripwire: API key in input")
         #expect(spans.first { $0.type == "guardrail" }?.spanData == ["type": "guardrail", "name": "no_secrets", "triggered": true])
 
@@ -100,7 +100,7 @@ struct SQLGuardrailLiveTests {
             sql: "INSERT INTO audit VALUES (:input) RETURNING false AS tripwire_triggered", writes: true)))
         let tools = CompositeToolExecutor(sql: SQLToolExecutor(connection: { conn }))
         let (result, _) = await run(reportSpec(api: nil, guardrails: ["writer": writer]), model: OfflineModel(), tools: tools)
-        #expect(result.error?.type == "GuardrailError")
+        #expect(result.error?.type == .guardrailError)
         #expect(result.error?.message.contains("25006") == true)
         #expect(try await conn.query("SELECT count(*) AS n FROM audit").first?.int("n") == 0)
         await conn.close()

@@ -130,7 +130,7 @@ struct GuardrailSQL: ToolExecutor {
         let (result, spans, _) = await Fixture.run(GuardFixture.spec(), model: GuardFixture.model(report: #"{"summary":"ok"}"#))
         #expect(result.status == .failed)
         let error = try #require(result.error)
-        #expect(error.type == "ModelBehaviorError")
+        #expect(error.type == .modelBehaviorError)
         #expect(!error.retriable)
         #expect(error.message.hasPrefix(#"Invalid JSON when parsing {"summary":"ok"} for ResearchReport; "#))
         #expect(error.message.contains("missing required property 'sources'"))
@@ -138,7 +138,7 @@ struct GuardrailSQL: ToolExecutor {
         #expect(turn.error?["message"] == "Invalid JSON provided")
 
         let (notJSON, _, _) = await Fixture.run(GuardFixture.spec(), model: GuardFixture.model(report: "Here you go"))
-        #expect(notJSON.error?.type == "ModelBehaviorError")
+        #expect(notJSON.error?.type == .modelBehaviorError)
         #expect(notJSON.error?.message.contains("not JSON") == true)
     }
 
@@ -188,7 +188,7 @@ struct GuardrailSQL: ToolExecutor {
         checkBalanced(events)
         #expect(result.status == .failed)
         let error = try #require(result.error)
-        #expect(error.type == "InputGuardrailTripwireTriggered")
+        #expect(error.type == .inputGuardrailTripwireTriggered)
         #expect(!error.retriable)
         #expect(error.message == "Guardrail checker triggered tripwire: checked 1 item(s)")
         #expect(error.outputInfo == "checked 1 item(s)")
@@ -205,7 +205,7 @@ struct GuardrailSQL: ToolExecutor {
         let tools = GuardrailSQL(row: ["tripwire_triggered": true, "output_info": "API key in input"])
         let (result, spans, _) = await Fixture.run(GuardFixture.spec(input: ["no_secrets"]), model: GuardFixture.model(),
                                                    tools: tools)
-        #expect(result.error?.type == "InputGuardrailTripwireTriggered")
+        #expect(result.error?.type == .inputGuardrailTripwireTriggered)
         #expect(result.error?.message == "Guardrail no_secrets triggered tripwire: API key in input")
         #expect(spans.first { $0.type == "guardrail" }?.spanData["triggered"] == true)
 
@@ -226,7 +226,7 @@ struct GuardrailSQL: ToolExecutor {
         let model = GuardFixture.model(trip: true)
         let (result, spans, events) = await Fixture.run(GuardFixture.spec(output: ["checker"]), model: model)
         checkBalanced(events)
-        #expect(result.error?.type == "OutputGuardrailTripwireTriggered")
+        #expect(result.error?.type == .outputGuardrailTripwireTriggered)
         let agent = try #require(spans.first { $0.type == "agent" && $0.spanData["name"] == "Researcher" })
         #expect(agent.error == ["message": "Guardrail tripwire triggered", "data": ["guardrail": "checker"]])
         // The checker saw the Researcher's output as its input.
@@ -238,7 +238,7 @@ struct GuardrailSQL: ToolExecutor {
         let tools = FakeTools(failures: ["no_secrets": "relation \"secrets\" does not exist"])
         let (result, spans, _) = await Fixture.run(GuardFixture.spec(input: ["no_secrets"]), model: GuardFixture.model(),
                                                    tools: tools)
-        #expect(result.error?.type == "GuardrailError")
+        #expect(result.error?.type == .guardrailError)
         #expect(spans.first { $0.type == "guardrail" }?.error?["message"] == "Error running guardrail")
     }
 }
@@ -316,7 +316,7 @@ struct GuardrailSQL: ToolExecutor {
         let tripping = GuardrailSQL(row: ["tripwire_triggered": true, "output_info": "API key in input"])
         let (result, spans, events) = await Fixture.run(spec, model: model, tools: tripping)
         checkBalanced(events)
-        #expect(result.error?.type == "InputGuardrailTripwireTriggered")
+        #expect(result.error?.type == .inputGuardrailTripwireTriggered)
         #expect(await model.requests.all.isEmpty, "no model call was made")
         #expect(!spans.contains { $0.type == "generation" })
         let guardrail = try #require(spans.first { $0.type == "guardrail" })

@@ -18,7 +18,7 @@ extension RunState {
         var out = MCPListing()
         guard !agent.mcpServers.isEmpty else { return out }
         guard let source = runner.mcp else {
-            out.failure = RunFailure(type: "UserError", message: "agent \(agent.name) uses MCP servers but none are configured",
+            out.failure = RunFailure(type: .userError, message: "agent \(agent.name) uses MCP servers but none are configured",
                                      retriable: false)
             return out
         }
@@ -32,7 +32,7 @@ extension RunState {
                                                   startedAt: start, endedAt: Date()))
                 let clashes = tools.map(\.name).filter { names.contains($0) }
                 if !clashes.isEmpty {
-                    out.failure = RunFailure(type: "UserError",
+                    out.failure = RunFailure(type: .userError,
                                              message: "Duplicate tool names found across MCP servers: \(clashes.sorted().joined(separator: ", "))",
                                              retriable: false)
                     return out
@@ -50,7 +50,7 @@ extension RunState {
                                                   error: SpanErrorInfo(message: RunnerMessages.spanMCPListError,
                                                                        data: ["server": .string(server), "error": .string(text)]),
                                                   startedAt: start, endedAt: Date()))
-                out.failure = RunFailure(type: "MCPServerError", message: "MCP server '\(server)': \(text)",
+                out.failure = RunFailure(type: .mcpServerError, message: "MCP server '\(server)': \(text)",
                                          retriable: error.retriable)
                 return out
             }
