@@ -88,7 +88,7 @@ public struct ExecApp: Sendable {
         let s = config.source
         guard let type = types.type(s.table, s.key), type != "text" else { return }
         for key in keys {
-            let probe = PostgresQuery(sql: "SELECT $1\(types.cast(s.table, s.key)) AS k", binds: [.text(key)])
+            let probe: PostgresQuery = "SELECT \(key)\(types.cast(s.table, s.key)) AS k"
             guard let e = await failure(of: probe, on: conn) else { continue }
             if e.sqlState?.hasPrefix("22") == true {
                 throw ExecSetupError("--task \(key): not a valid \(type) for \(s.table).\(s.key) (\(e.message))")

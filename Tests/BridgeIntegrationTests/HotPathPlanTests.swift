@@ -107,7 +107,7 @@ struct HotPathPlanTests {
             #expect(scans.isEmpty, "\(name) scans \(scans) (\(query.sql))")
         }
         // The detector at work: the old column-side cast reads the whole table.
-        let cast = PostgresQuery(sql: "UPDATE task_executions SET status = 'completed' WHERE id::text = $1", binds: [.text(execution)])
+        let cast = PostgresQuery(unsafeSQL: "UPDATE task_executions SET status = 'completed' WHERE id::text = $1", binds: [.text(execution)])
         #expect(try await Self.seqScans(cast, on: c) == ["task_executions"])
         await c.close()
     }

@@ -19,6 +19,21 @@ struct PostgresClientTests {
         await c.close()
     }
 
+    /// A statement composed of fragments in one expression reaches the server with every
+    /// value bound (the bug seen before lost them: "bind message supplies 0 parameters").
+    @Test func composedQueryKeepsItsBinds() async throws {
+        let url = try await TestDatabase.create()
+        let c = try await TestDatabase.connect(url)
+        let parts: [PostgresQuery] = ["\("a")::text AS x", "\(2)::int AS y"]
+        let z: PostgresQuery? = "\("c")::text"
+        let rows = try await c.query("SELECT \(parts), \(z ?? "NULL") AS z")
+        let row = try #require(rows.first)
+        #expect(row["x"] == "a")
+        #expect(row.int("y") == 2)
+        #expect(row["z"] == "c")
+        await c.close()
+    }
+
     @Test func serverErrorsCarrySQLState() async throws {
         let url = try await TestDatabase.create()
         let c = try await TestDatabase.connect(url)

@@ -314,7 +314,7 @@ public actor ExportPump {
 
     func deliver(_ batch: ExportBatch, priorAttempts: Int, stats s: inout ExportStats) async throws {
         var attempts = 0
-        var backoff = options.initialBackoff
+        var backoffs = 0
         while true {
             try Task.checkCancellation()
             attempts += 1
@@ -352,8 +352,8 @@ public actor ExportPump {
                 if let after {
                     delay = min(max(after, .zero), options.maxRetryAfter)
                 } else {
-                    delay = Self.jittered(backoff)
-                    backoff = min(backoff * 2, options.maxBackoff)
+                    backoffs += 1
+                    delay = RetryBackoff.delay(attempt: backoffs, base: options.initialBackoff, cap: options.maxBackoff)
                 }
                 options.onEvent(.retrying(exporter: exporter.name, reason: scrub(reason), after: delay, attempt: attempts))
                 try await options.sleep(delay)
@@ -403,11 +403,6 @@ public actor ExportPump {
     }
 
     func scrub(_ text: String) -> String { Redaction.scrub(text, secrets: options.secrets) }
-
-    /// Between half and all of `d` ("equal jitter"), so retrying processes spread out.
-    static func jittered(_ d: Duration) -> Duration {
-        d * Double.random(in: 0.5...1.0)
-    }
 }
 
 extension ExportPump {
