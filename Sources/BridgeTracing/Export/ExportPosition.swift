@@ -25,13 +25,14 @@ public struct ExportPosition: Sendable, Equatable, CustomStringConvertible {
         self.init(txid: row["cursor_txid"], id: row["id"] ?? "")
     }
 
-    /// "After this position" on alias `a` (key column `key`), binding through `b`: served by
-    /// the `(txid, key)` index.
-    func after(alias a: String, key: String, _ b: inout SQLBinder) -> String {
+    /// "After this position" on alias `a` (key column `key`): served by the `(txid, key)`
+    /// index. `legacyOnly`: only the rows stored before migration 0012 that are after it.
+    func after(alias a: String, key: String, legacyOnly: Bool = false) -> PostgresQuery {
         guard let txid else {
-            return "((\(a).txid IS NULL AND \(a).\(key) > \(b.bind(id))) OR \(a).txid IS NOT NULL)"
+            let legacy: PostgresQuery = "\(unsafeRaw: a).txid IS NULL AND \(unsafeRaw: a).\(unsafeRaw: key) > \(id)"
+            return legacyOnly ? legacy : "((\(legacy)) OR \(unsafeRaw: a).txid IS NOT NULL)"
         }
-        return "(\(a).txid, \(a).\(key)) > (\(b.bind(txid))::xid8, \(b.bind(id)))"
+        return "(\(unsafeRaw: a).txid, \(unsafeRaw: a).\(unsafeRaw: key)) > (\(txid)::xid8, \(id))"
     }
 }
 

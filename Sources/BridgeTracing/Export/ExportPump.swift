@@ -137,16 +137,12 @@ public actor ExportPump {
     /// written since the oldest running transaction began), not O(ledger).
     public static func backlog(exporter: String, connection: PostgresConnection) async throws -> ExportBacklog {
         let p = try await ExportPositions.load(exporter: exporter, connection: connection)
-        var b = SQLBinder()
-        let name = b.bind(exporter)
-        let traces = p.trace.after(alias: "t", key: "trace_id", &b)
-        let spans = p.span.after(alias: "s", key: "span_id", &b)
-        let row = try await connection.query(b.query("""
-            SELECT (SELECT count(*) FROM bridge.traces t WHERE \(traces) AND NOT EXISTS (
-                      SELECT 1 FROM bridge.trace_deliveries d WHERE d.exporter = \(name) AND d.trace_id = t.trace_id)) AS traces,
-                   (SELECT count(*) FROM bridge.spans s WHERE \(spans) AND s.ended_at IS NOT NULL AND NOT EXISTS (
-                      SELECT 1 FROM bridge.span_deliveries d WHERE d.exporter = \(name) AND d.span_id = s.span_id)) AS spans
-            """)).first
+        let row = try await connection.query("""
+            SELECT (SELECT count(*) FROM bridge.traces t WHERE \(p.trace.after(alias: "t", key: "trace_id")) AND NOT EXISTS (
+                      SELECT 1 FROM bridge.trace_deliveries d WHERE d.exporter = \(exporter) AND d.trace_id = t.trace_id)) AS traces,
+                   (SELECT count(*) FROM bridge.spans s WHERE \(p.span.after(alias: "s", key: "span_id")) AND s.ended_at IS NOT NULL
+                      AND NOT EXISTS (SELECT 1 FROM bridge.span_deliveries d WHERE d.exporter = \(exporter) AND d.span_id = s.span_id)) AS spans
+            """).first
         return ExportBacklog(traces: row?.int("traces") ?? 0, spans: row?.int("spans") ?? 0)
     }
 
@@ -236,69 +232,66 @@ public actor ExportPump {
     /// Every part is a range scan of the `(txid, id)` index (migration 0013) after the
     /// position or from the horizon, so a poll costs O(batch) at any ledger size.
     public static func readStatement(exporter: String, from p: ExportPositions, limit: Int) -> PostgresQuery {
-        var b = SQLBinder()
-        let name = b.bind(exporter)
-        let n = b.bind(.text(String(limit)))
-        let h = "(SELECT x FROM h)"
-        let traceCols = """
+        let n: PostgresQuery = "\(limit)::int"
+        let h: PostgresQuery = "(SELECT x FROM h)"
+        let traceCols: PostgresQuery = """
             t.txid, t.trace_id AS id, t.trace_id, t.workflow_name, t.group_id, t.metadata::text AS metadata, NULL::text AS span_id,
             NULL::text AS parent_id, NULL::timestamptz AS started_at, NULL::timestamptz AS ended_at,
             NULL::text AS span_data, NULL::text AS error
             """
-        let spanCols = """
+        let spanCols: PostgresQuery = """
             s.txid, s.span_id AS id, s.trace_id, t.workflow_name, t.group_id, t.metadata::text AS metadata, s.span_id,
             s.parent_id, s.started_at, s.ended_at, s.span_data::text AS span_data, s.error::text AS error
             """
-        let traceFrom = "bridge.traces t"
-        let spanFrom = "bridge.spans s JOIN bridge.traces t ON t.trace_id = s.trace_id"
+        let traceFrom: PostgresQuery = "bridge.traces t"
+        let spanFrom: PostgresQuery = "bridge.spans s JOIN bridge.traces t ON t.trace_id = s.trace_id"
         // Whether a row has its delivery row: a scalar probe of the delivery table's primary key
         // per row read (never an anti-join or hashed subplan, which would read every delivery).
-        let traceDone = "(SELECT true FROM bridge.trace_deliveries d WHERE d.exporter = \(name) AND d.trace_id = t.trace_id) IS NOT NULL"
-        let spanDone = "(SELECT true FROM bridge.span_deliveries d WHERE d.exporter = \(name) AND d.span_id = s.span_id) IS NOT NULL"
+        let traceDone: PostgresQuery = "(SELECT true FROM bridge.trace_deliveries d WHERE d.exporter = \(exporter) AND d.trace_id = t.trace_id) IS NOT NULL"
+        let spanDone: PostgresQuery = "(SELECT true FROM bridge.span_deliveries d WHERE d.exporter = \(exporter) AND d.span_id = s.span_id) IS NOT NULL"
         /// The safe rows after `pos`: below the horizon, and first, while the position is
         /// among them, the rows stored before migration 0012 (txid NULL).
-        func safe(_ pos: ExportPosition, a: String, key: String, cols: String, from: String, done: String,
-                  filter: String, limit: String) -> String {
-            let select = "SELECT \(cols), \(done) AS done"
-            let order = "ORDER BY \(a).txid, \(a).\(key) LIMIT \(limit)"
-            guard let txid = pos.txid else {
+        func safe(_ pos: ExportPosition, a: String, key: String, cols: PostgresQuery, from: PostgresQuery, done: PostgresQuery,
+                  filter: PostgresQuery) -> PostgresQuery {
+            let select: PostgresQuery = "SELECT \(cols), \(done) AS done"
+            let order: PostgresQuery = "ORDER BY \(unsafeRaw: a).txid, \(unsafeRaw: a).\(unsafeRaw: key) LIMIT \(n)"
+            guard pos.txid != nil else {
                 return """
                     SELECT * FROM (
-                      (\(select), 0 AS o FROM \(from) WHERE \(a).txid IS NULL AND \(a).\(key) > \(b.bind(pos.id))\(filter) \(order))
+                      (\(select), 0 AS o FROM \(from) WHERE \(pos.after(alias: a, key: key, legacyOnly: true))\(filter) \(order))
                       UNION ALL
-                      (\(select), 1 AS o FROM \(from) WHERE \(a).txid < \(h)\(filter) \(order))
-                    ) u ORDER BY o, txid, id LIMIT \(limit)
+                      (\(select), 1 AS o FROM \(from) WHERE \(unsafeRaw: a).txid < \(h)\(filter) \(order))
+                    ) u ORDER BY o, txid, id LIMIT \(n)
                     """
             }
             return """
                 \(select), 1 AS o FROM \(from)
-                WHERE (\(a).txid, \(a).\(key)) > (\(b.bind(txid))::xid8, \(b.bind(pos.id))) AND \(a).txid < \(h)\(filter) \(order)
+                WHERE \(pos.after(alias: a, key: key)) AND \(unsafeRaw: a).txid < \(h)\(filter) \(order)
                 """
         }
-        func recent(a: String, key: String, cols: String, from: String, done: String, filter: String, limit: String) -> String {
+        func recent(a: String, key: String, cols: PostgresQuery, from: PostgresQuery, done: PostgresQuery,
+                    filter: PostgresQuery) -> PostgresQuery {
             """
             SELECT \(cols), false AS done, 1 AS o FROM \(from)
-            WHERE \(a).txid >= \(h)\(filter) AND NOT \(done) ORDER BY \(a).txid, \(a).\(key) LIMIT \(limit)
+            WHERE \(unsafeRaw: a).txid >= \(h)\(filter) AND NOT \(done) ORDER BY \(unsafeRaw: a).txid, \(unsafeRaw: a).\(unsafeRaw: key) LIMIT \(n)
             """
         }
-        let ended = " AND s.ended_at IS NOT NULL"
         // Spans are read only when the traces left room (a one-time filter: no scan otherwise).
         // Every part has the constant limit, so the planner takes the index's order; the
         // caller takes what fits.
-        let traceCount = "(SELECT count(*) FROM ts) + (SELECT count(*) FROM tr)"
-        let sql = """
+        let traceCount: PostgresQuery = "(SELECT count(*) FROM ts) + (SELECT count(*) FROM tr)"
+        let spanFilter: PostgresQuery = " AND s.ended_at IS NOT NULL AND \(traceCount) < \(n)"
+        let recentSpanFilter: PostgresQuery = " AND s.ended_at IS NOT NULL AND \(traceCount) + (SELECT count(*) FROM ss) < \(n)"
+        return """
             WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x),
-            ts AS (\(safe(p.trace, a: "t", key: "trace_id", cols: traceCols, from: traceFrom, done: traceDone, filter: "", limit: "\(n)::int"))),
-            tr AS (\(recent(a: "t", key: "trace_id", cols: traceCols, from: traceFrom, done: traceDone, filter: "", limit: "\(n)::int"))),
-            ss AS (\(safe(p.span, a: "s", key: "span_id", cols: spanCols, from: spanFrom, done: spanDone,
-                          filter: ended + " AND \(traceCount) < \(n)::int", limit: "\(n)::int"))),
-            sr AS (\(recent(a: "s", key: "span_id", cols: spanCols, from: spanFrom, done: spanDone,
-                            filter: ended + " AND \(traceCount) + (SELECT count(*) FROM ss) < \(n)::int", limit: "\(n)::int")))
+            ts AS (\(safe(p.trace, a: "t", key: "trace_id", cols: traceCols, from: traceFrom, done: traceDone, filter: ""))),
+            tr AS (\(recent(a: "t", key: "trace_id", cols: traceCols, from: traceFrom, done: traceDone, filter: ""))),
+            ss AS (\(safe(p.span, a: "s", key: "span_id", cols: spanCols, from: spanFrom, done: spanDone, filter: spanFilter))),
+            sr AS (\(recent(a: "s", key: "span_id", cols: spanCols, from: spanFrom, done: spanDone, filter: recentSpanFilter)))
             SELECT q.*, q.txid::text AS cursor_txid, h.x::text AS horizon FROM h LEFT JOIN (
               SELECT 1 AS part, * FROM ts UNION ALL SELECT 2, * FROM tr UNION ALL SELECT 3, * FROM ss UNION ALL SELECT 4, * FROM sr
             ) q ON true ORDER BY q.part, q.o, q.txid, q.id
             """
-        return b.query(sql)
     }
 
     /// A trace from a row; metadata values that are not strings become their JSON text, so
@@ -425,29 +418,29 @@ extension ExportPump {
             var n = 0
             for (table, key, deliveries, column) in [("bridge.traces", "trace_id", "bridge.trace_deliveries", "trace"),
                                                      ("bridge.spans", "span_id", "bridge.span_deliveries", "span")] {
-                let rows = try c.query(PostgresQuery(sql: """
+                let rows = try c.query("""
                     WITH gone AS (
-                        DELETE FROM \(deliveries) WHERE exporter = $1 AND status = 'rejected' RETURNING \(key) AS id
+                        DELETE FROM \(unsafeRaw: deliveries) WHERE exporter = \(exporter) AND status = 'rejected' RETURNING \(unsafeRaw: key) AS id
                     ), earliest AS (
-                        SELECT x.txid, x.\(key) AS id FROM \(table) x JOIN gone g ON g.id = x.\(key)
-                        ORDER BY x.txid NULLS FIRST, x.\(key) LIMIT 1
+                        SELECT x.txid, x.\(unsafeRaw: key) AS id FROM \(unsafeRaw: table) x JOIN gone g ON g.id = x.\(unsafeRaw: key)
+                        ORDER BY x.txid NULLS FIRST, x.\(unsafeRaw: key) LIMIT 1
                     ), target AS (
                         -- Just before the earliest: before its transaction's rows, or (rows stored
                         -- before migration 0012) after the legacy row before it.
                         SELECT e.txid, CASE WHEN e.txid IS NOT NULL THEN '' ELSE coalesce((
-                                 SELECT x.\(key) FROM \(table) x WHERE x.txid IS NULL AND x.\(key) < e.id
-                                 ORDER BY x.txid, x.\(key) DESC LIMIT 1), '') END AS id
+                                 SELECT x.\(unsafeRaw: key) FROM \(unsafeRaw: table) x WHERE x.txid IS NULL AND x.\(unsafeRaw: key) < e.id
+                                 ORDER BY x.txid DESC, x.\(unsafeRaw: key) DESC LIMIT 1), '') END AS id
                         FROM earliest e
                     ), moved AS (
-                        UPDATE bridge.export_positions p SET \(column)_txid = t.txid, \(column)_id = t.id, updated_at = now()
+                        UPDATE bridge.export_positions p SET \(unsafeRaw: column)_txid = t.txid, \(unsafeRaw: column)_id = t.id, updated_at = now()
                         FROM target t
-                        WHERE p.exporter = $1
-                          AND CASE WHEN t.txid IS NULL THEN p.\(column)_txid IS NOT NULL OR p.\(column)_id > t.id
-                                   ELSE (p.\(column)_txid, p.\(column)_id) > (t.txid, t.id) END
+                        WHERE p.exporter = \(exporter)
+                          AND CASE WHEN t.txid IS NULL THEN p.\(unsafeRaw: column)_txid IS NOT NULL OR p.\(unsafeRaw: column)_id > t.id
+                                   ELSE (p.\(unsafeRaw: column)_txid, p.\(unsafeRaw: column)_id) > (t.txid, t.id) END
                         RETURNING 1
                     )
                     SELECT (SELECT count(*) FROM gone) AS n, (SELECT count(*) FROM moved) AS moved
-                    """, binds: [.text(exporter)]))
+                    """)
                 n += rows.first?.int("n") ?? 0
             }
             return n
