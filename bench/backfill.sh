@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 WORKSPACES=${1:-50}
 TASKS=${2:-2000}
 BRIDGE=${BRIDGE:-$PWD/.build/release/bridge}
-[ -x "$BRIDGE" ] || swift build -c release --product bridge >/dev/null
+[ -x "$BRIDGE" ] || swift build -c release --static-swift-stdlib --product bridge >/dev/null
 WORK=$(mktemp -d /tmp/bridge-bench-backfill.XXXXXX)
 trap 'pg_stop "$WORK"; rm -rf "$WORK"' EXIT
 pg_start "$WORK"

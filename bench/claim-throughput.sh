@@ -20,7 +20,7 @@ CONC=${2:-16}
 INSERTS=${3:-20}
 export PATH="/opt/swift/usr/bin:$PATH"
 if [ -z "${BRIDGE:-}" ]; then
-  [ -x .build/release/bridge ] || swift build -c release --product bridge >/dev/null
+  [ -x .build/release/bridge ] || swift build -c release --static-swift-stdlib --product bridge >/dev/null
   BRIDGE="$PWD/.build/release/bridge"
 fi
 WORK=$(mktemp -d /tmp/bridge-bench.XXXXXX)

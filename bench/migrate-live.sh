@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/pg.sh
 ROWS=${1:-1000000}
 BRIDGE=${BRIDGE:-$PWD/.build/release/bridge}
-[ -x "$BRIDGE" ] || swift build -c release --product bridge >/dev/null
+[ -x "$BRIDGE" ] || swift build -c release --static-swift-stdlib --product bridge >/dev/null
 WORK=$(mktemp -d /tmp/bridge-bench.XXXXXX)
 trap 'pg_stop "$WORK"; rm -rf "$WORK"' EXIT
 trap 'exit 130' INT TERM

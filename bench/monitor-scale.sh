@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 N=${1:-1000000}
 SECONDS_IDLE=${2:-60}
 BRIDGE=${BRIDGE:-$PWD/.build/release/bridge}
-[ -x "$BRIDGE" ] || swift build -c release --product bridge >/dev/null
+[ -x "$BRIDGE" ] || swift build -c release --static-swift-stdlib --product bridge >/dev/null
 WORK=$(mktemp -d /tmp/bridge-monitor-bench.XXXXXX)
 TAIL_PID=""
 trap '[ -n "$TAIL_PID" ] && kill "$TAIL_PID" 2>/dev/null; pg_stop "$WORK"; rm -rf "$WORK"' EXIT

@@ -30,7 +30,7 @@ LEDGER_SPANS=${LEDGER_SPANS:-10000000}
 EXEC_TASKS=${EXEC_TASKS:-1500}
 PRUNE_DAYS=${PRUNE_DAYS:-95}
 if [ -z "${BRIDGE:-}" ]; then
-  [ -x .build/release/bridge ] || swift build -c release --product bridge >/dev/null
+  [ -x .build/release/bridge ] || swift build -c release --static-swift-stdlib --product bridge >/dev/null
   BRIDGE="$PWD/.build/release/bridge"
 fi
 WORK=$(mktemp -d /tmp/bridge-bench-scale.XXXXXX)

@@ -47,7 +47,7 @@ PYTHON=${PYTHON:-python3}
 BRIDGE=${BRIDGE:-$PWD/.build/release/bridge}
 TIME=/usr/bin/time
 [ -x "$TIME" ] || { echo "needs GNU time at /usr/bin/time (apt-get install time)" >&2; exit 2; }
-[ -x "$BRIDGE" ] || swift build -c release --product bridge >/dev/null
+[ -x "$BRIDGE" ] || swift build -c release --static-swift-stdlib --product bridge >/dev/null
 
 WORK=$(mktemp -d /tmp/bridge-sdkbench.XXXXXX)
 STANDIN_PID=""

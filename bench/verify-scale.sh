@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 N=${1:-100000}
 RUNS=${2:-3}
 BRIDGE=${BRIDGE:-$PWD/.build/release/bridge}
-[ -x "$BRIDGE" ] || swift build -c release --product bridge >/dev/null
+[ -x "$BRIDGE" ] || swift build -c release --static-swift-stdlib --product bridge >/dev/null
 WORK=$(mktemp -d /tmp/bridge-verify-bench.XXXXXX)
 trap 'pg_stop "$WORK"; rm -rf "$WORK"' EXIT
 pg_start "$WORK"

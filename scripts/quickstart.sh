@@ -34,8 +34,8 @@ step "installing system packages (libpq-dev, libcurl4-openssl-dev, postgresql)"
 scripts/install-deps.sh
 export PATH="/opt/swift/usr/bin:$PATH"
 
-step "building bridge (swift build -c release)"
-swift build -c release --product bridge 2>&1 | tail -n 3
+step "building bridge (swift build -c release --static-swift-stdlib)"
+swift build -c release --static-swift-stdlib --product bridge 2>&1 | tail -n 3
 BRIDGE="$PWD/.build/release/bridge"
 
 step "the Python MCP SDK for the example MCP server (examples/team_tools_server.py)"
