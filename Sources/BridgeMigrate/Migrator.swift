@@ -148,8 +148,7 @@ public struct Migrator: Sendable {
 
     /// Jittered exponential backoff for lock-conflict retries: 0.2 s, 0.4 s, … up to 5 s, ±50 %.
     static func backoff(_ attempt: Int) -> Duration {
-        let base = min(0.2 * pow(2, Double(attempt)), 5.0)
-        return .milliseconds(Int(base * (0.5 + Double.random(in: 0...1)) * 1000))
+        RetryBackoff.delay(attempt: attempt + 1, base: .milliseconds(200), cap: .seconds(5), jitter: 0.5...1.5)
     }
 
     /// Reads what the live catalog knows about the tables and functions the files use.

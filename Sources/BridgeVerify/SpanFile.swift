@@ -26,9 +26,9 @@ public struct SpanFile: Sendable, Equatable {
         a.format == b.format && a.traceIds == b.traceIds && a.spans.map { $0.traceId + $0.spanKey } == b.spans.map { $0.traceId + $0.spanKey }
     }
 
-    /// Reads and parses `path`.
-    public static func read(path: String) throws(VerifyInputError) -> SpanFile {
-        guard let data = FileManager.default.contents(atPath: path) else {
+    /// Reads and parses `path` (read off the cooperative pool: a spans file can be large).
+    public static func read(path: String) async throws(VerifyInputError) -> SpanFile {
+        guard let data = await FileIO.read(path) else {
             throw VerifyInputError("cannot read the spans file \(path)")
         }
         do {

@@ -27,7 +27,8 @@ public struct Verifier: Sendable {
     public static func run(mappingsDirectory: String, connection: ConnectionConfig,
                            options: VerifyOptions) async throws -> VerifyReport {
         let config = try MappingLoader.load(directory: mappingsDirectory)
-        let file = try options.spansFile.map { path throws(VerifyInputError) in try SpanFile.read(path: path) }
+        var file: SpanFile?
+        if let path = options.spansFile { file = try await SpanFile.read(path: path) }
         var conns: [PostgresConnection] = []
         do {
             for _ in 0..<max(1, options.connections) { conns.append(try await PostgresConnection.connect(connection)) }
@@ -99,7 +100,8 @@ public struct Verifier: Sendable {
         ]
         var spanFileSummary: SpanFileSummary?
         if let path = options.spansFile {
-            let file = try spanFile ?? SpanFile.read(path: path)
+            let file: SpanFile
+            if let spanFile { file = spanFile } else { file = try await SpanFile.read(path: path) }
             try await loadSpanFile(file, on: connection)
             spanFileSummary = SpanFileSummary(path: path, format: file.format, traces: file.traceIds.count, spans: file.spans.count)
         }
