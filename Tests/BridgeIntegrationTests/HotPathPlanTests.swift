@@ -48,7 +48,7 @@ struct HotPathPlanTests {
         return (url, c, config)
     }
 
-    /// A ledger of 300,000 spans in 30,000 traces: 50,000 spans stored before migration 0012
+    /// A ledger of 300,000 spans in 30,000 traces: 50,000 spans stored before migration 0047
     /// (txid NULL), the rest written 1,000 per transaction, all delivered to exporter
     /// `openai`, whose position is at the end.
     static func fillLedger(_ c: PostgresConnection) async throws {
