@@ -13,7 +13,7 @@ import Glibc
 /// the pool has threads, other async work still runs, and every byte arrives once the readers
 /// drain. Before the exporter ran on a thread of its own, this test hung.
 @Suite struct FileExporterThreadTests {
-    @Test(.timeLimit(.minutes(1))) func blockedWritesLeaveTheCooperativePoolFree() async throws {
+    @Test(.timeLimit(.minutes(3))) func blockedWritesLeaveTheCooperativePoolFree() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-fifo-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
