@@ -1,3 +1,5 @@
+// Over 400 lines: the SQL of the seven verify checks, one computed statement each, kept together
+// because they share the scope CTE and the examples tail.
 import BridgeMapping
 import BridgePostgres
 
