@@ -22,20 +22,9 @@ struct WorkerPartsTests {
 
     /// The shipped bridge.yaml with one tool-less agent: each run is one model call.
     static func mappings() throws -> MappingConfig {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-parts-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        try FileManager.default.copyItem(atPath: LeaseStoreTests.mappings + "/bridge.yaml",
-                                         toPath: dir.appendingPathComponent("bridge.yaml").path)
-        try """
-            version: 1
-            agents:
-              - name: Project Manager
-                match: Project Manager
-                instructions: Answer the task.
-                model: gpt-4.1
-            """.write(to: dir.appendingPathComponent("agents.yaml"), atomically: true, encoding: .utf8)
-        return try MappingLoader.load(directory: dir.path)
+        let dir = try TestDatabase.noopMappings()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        return try MappingLoader.load(directory: dir)
     }
 
     /// An empty reference database, migrated, with `tasks` pending tasks of one workspace (no
