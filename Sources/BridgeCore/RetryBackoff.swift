@@ -1,15 +1,30 @@
 import Foundation
 
-/// Retry delays: exponential with jitter, never shorter than what the model asked for. The one
-/// backoff of bridge: task retries and MCP server restarts use it.
+/// Retry delays: exponential with jitter, never shorter than what the server asked for. The one
+/// backoff of bridge: task retries, model and exporter HTTP retries, migration lock retries,
+/// MCP server restarts, the worker's reconnects and idle claim waits all use it.
 public enum RetryBackoff {
     /// Attempt 1 failed → about `base` seconds, attempt 2 → 2×base, … capped at `cap`; the
-    /// delay is drawn uniformly from its upper half ("equal jitter"), so workers that failed
-    /// together do not retry together. A `Retry-After` from the model is a lower bound.
-    public static func delay(attempt: Int, base: Double, cap: Double, retryAfter: Double? = nil,
-                             random: Double = Double.random(in: 0...1)) -> Double {
-        let exponential = min(cap, base * pow(2, Double(max(0, attempt - 1))))
-        let jittered = exponential / 2 + exponential / 2 * random
-        return max(jittered, retryAfter ?? 0)
+    /// delay is that times a factor drawn uniformly from `jitter` (default [0.5, 1], "equal
+    /// jitter"), so workers that failed together do not retry together. A `Retry-After` from
+    /// the server is a lower bound.
+    public static func delay(attempt: Int, base: Double, cap: Double, jitter: ClosedRange<Double> = 0.5...1,
+                             retryAfter: Double? = nil, random: Double = Double.random(in: 0...1)) -> Double {
+        let exponential = min(cap, base * pow(2, Double(min(max(0, attempt - 1), 62))))
+        let factor = jitter.lowerBound + (jitter.upperBound - jitter.lowerBound) * random
+        return max(exponential * factor, retryAfter ?? 0)
+    }
+
+    /// `delay` for callers that count in `Duration`.
+    public static func delay(attempt: Int, base: Duration, cap: Duration, jitter: ClosedRange<Double> = 0.5...1,
+                             random: Double = Double.random(in: 0...1)) -> Duration {
+        .seconds(delay(attempt: attempt, base: base.inSeconds, cap: cap.inSeconds, jitter: jitter, random: random))
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, fractions included.
+    public var inSeconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

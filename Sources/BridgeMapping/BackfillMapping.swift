@@ -6,7 +6,7 @@ import Yams
 /// The execution rows come from `results.executions`; this section names the log table whose
 /// rows describe tool calls, which log types are tool calls, and which keys of the log's JSON
 /// content hold the tool's name, arguments, output, start time, duration and error.
-public struct BackfillMapping: Sendable, Equatable, Codable {
+public struct BackfillMapping: Sendable, Equatable {
     /// The log table, or nil when the history has no tool-call records (traces then have a
     /// task, an agent and a turn span only).
     public var logs: BackfillLogsMapping?
@@ -19,7 +19,7 @@ public struct BackfillMapping: Sendable, Equatable, Codable {
 }
 
 /// `backfill.logs`: the log table and how a tool-call row is read.
-public struct BackfillLogsMapping: Sendable, Equatable, Codable {
+public struct BackfillLogsMapping: Sendable, Equatable {
     public var table: String
     /// Key column (orders tool calls that started at the same time).
     public var key: String
@@ -48,15 +48,10 @@ public struct BackfillLogsMapping: Sendable, Equatable, Codable {
         self.toolCallTypes = toolCallTypes
         self.toolCall = toolCall
     }
-
-    enum CodingKeys: String, CodingKey {
-        case table, key, taskColumn = "task_column", typeColumn = "type_column", contentColumn = "content_column"
-        case createdAtColumn = "created_at_column", toolCallTypes = "tool_call_types", toolCall = "tool_call"
-    }
 }
 
 /// `backfill.logs.tool_call`: JSON keys of a tool-call record. nil: the record has no such key.
-public struct ToolCallKeys: Sendable, Equatable, Codable {
+public struct ToolCallKeys: Sendable, Equatable {
     public var name: String
     public var arguments: String?
     public var output: String?
@@ -75,10 +70,6 @@ public struct ToolCallKeys: Sendable, Equatable, Codable {
         self.startedAt = startedAt
         self.durationMs = durationMs
         self.error = error
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case name, arguments, output, startedAt = "started_at", durationMs = "duration_ms", error
     }
 }
 

@@ -32,7 +32,7 @@ public enum ClaimIndex {
             FROM pg_index i
             CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
             LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-            WHERE i.indrelid = to_regclass(\(PostgresQuery.quoteQualified(s.table))) AND i.indisvalid
+            WHERE i.indrelid = to_regclass(\(PostgresQuery.quoteIdentifier(s.table))) AND i.indisvalid
             GROUP BY i.indexrelid, i.indpred, i.indrelid
             """)
         if rows.isEmpty { return nil }

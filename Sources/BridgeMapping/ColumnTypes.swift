@@ -9,7 +9,8 @@ import BridgePostgres
 /// with the column's type, on the parameter side: `"id" = $1::uuid`, `"id" = ANY($1::uuid[])`.
 /// A column whose type is unknown (types not loaded, e.g. a configuration built in code) gets no
 /// cast at all, and PostgreSQL infers the parameter's type from the column, which also keeps
-/// the index; so `cast` never puts a wrong type on a value.
+/// the index; so `cast` never puts a wrong type on a value. The type names come from the
+/// catalog, so the casts are SQL fragments (queries without binds), not values.
 public struct ColumnTypes: Sendable, Equatable {
     /// Type names keyed by `table` (as the mappings spell it) and column.
     public private(set) var types: [String: [String: String]]
@@ -20,13 +21,13 @@ public struct ColumnTypes: Sendable, Equatable {
     public func type(_ table: String, _ column: String) -> String? { types[table]?[column] }
 
     /// `::type` to append to a parameter compared with `table.column` (empty when unknown).
-    public func cast(_ table: String, _ column: String) -> String {
-        type(table, column).map { "::" + $0 } ?? ""
+    public func cast(_ table: String, _ column: String) -> PostgresQuery {
+        PostgresQuery(unsafeSQL: type(table, column).map { "::" + $0 } ?? "")
     }
 
     /// `::type[]` to append to an array parameter compared with `= ANY(…)` (empty when unknown).
-    public func arrayCast(_ table: String, _ column: String) -> String {
-        type(table, column).map { "::" + $0 + "[]" } ?? ""
+    public func arrayCast(_ table: String, _ column: String) -> PostgresQuery {
+        PostgresQuery(unsafeSQL: type(table, column).map { "::" + $0 + "[]" } ?? "")
     }
 
     /// The tables whose column types the worker's statements need.
@@ -44,7 +45,7 @@ public struct ColumnTypes: Sendable, Equatable {
     public static func load(for config: MappingConfig, connection: PostgresConnection) async throws(PostgresError) -> ColumnTypes {
         let tables = tables(of: config)
         let names = PostgresArray.text(tables)
-        let quoted = PostgresArray.text(tables.map(PostgresQuery.quoteQualified))
+        let quoted = PostgresArray.text(tables.map(PostgresQuery.quoteIdentifier))
         let rows = try await connection.query("""
             SELECT t.name AS tbl, a.attname AS col, format_type(a.atttypid, a.atttypmod) AS type
             FROM unnest(\(names)::text[], \(quoted)::text[]) AS t(name, quoted)

@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import BridgeCore
 import BridgePostgres
 
@@ -187,7 +188,7 @@ extension DatabaseToSDKBridge {
     func taskQuery(id taskId: String) -> PostgresQuery {
         let s = config.source
         let keyCast = config.columnTypes.cast(s.table, s.key)
-        return "SELECT to_jsonb(t)::text AS j FROM \(identifier: s.table) t WHERE \(identifier: s.key) = \(taskId)\(unsafeRaw: keyCast)"
+        return "SELECT to_jsonb(t)::text AS j FROM \(identifier: s.table) t WHERE \(identifier: s.key) = \(taskId)\(keyCast)"
     }
 
     /// The bridge's statements that run per task on the task table, with a sample key (see
@@ -204,7 +205,7 @@ extension DatabaseToSDKBridge {
         var q: PostgresQuery = "SELECT to_jsonb(a)::text AS j FROM \(identifier: sel.table) a"
         if let agentGroup = sel.groupColumn, let taskGroup = config.source.groupColumn,
            let g = task[taskGroup], !g.isNull {
-            q.append(" WHERE \(identifier: agentGroup) = \(g.templateText)\(unsafeRaw: config.columnTypes.cast(sel.table, agentGroup))")
+            q.append(" WHERE \(identifier: agentGroup) = \(g.templateText)\(config.columnTypes.cast(sel.table, agentGroup))")
         }
         let rows = try await connection.query(q).compactMap { $0["j"].flatMap(Self.parseRow) }
         guard let h = config.handoffsTable else { return (rows, []) }
@@ -216,7 +217,7 @@ extension DatabaseToSDKBridge {
         let edges = try await connection.query("""
             SELECT \(identifier: h.sourceColumn)::text AS s, \(identifier: h.targetColumn)::text AS t, \(desc) AS d
             FROM \(identifier: h.table)
-            WHERE \(identifier: h.sourceColumn) = ANY(\(idList)\(unsafeRaw: idsCast))
+            WHERE \(identifier: h.sourceColumn) = ANY(\(idList)\(idsCast))
             """)
         return (rows, edges.compactMap { r in
             guard let s = r["s"], let t = r["t"] else { return nil }

@@ -13,7 +13,7 @@ import Yams
 ///     cache_tools_list: true
 ///     timeout_ms: 30000
 /// ```
-public struct MCPServerMapping: Sendable, Equatable, Codable {
+public struct MCPServerMapping: Sendable, Equatable {
     public var name: String
     public var transport: MCPTransportMapping
     /// Only these tools (nil: all).
@@ -52,7 +52,7 @@ public struct MCPServerMapping: Sendable, Equatable, Codable {
 }
 
 /// How bridge reaches an MCP server.
-public enum MCPTransportMapping: Sendable, Equatable, Codable {
+public enum MCPTransportMapping: Sendable, Equatable {
     /// A child process speaking JSON-RPC on stdin/stdout: no shell, a minimal environment
     /// (PATH, HOME, LANG, TZ) plus the variables named in `env`.
     case stdio(command: String, args: [String], env: [String], cwd: String?)

@@ -1,10 +1,11 @@
 import BridgeCore
+import BridgeTraceModel
 
 /// The loaded, validated mappings (every `*.yaml` in the mappings directory, merged).
 ///
 /// Version 1 of the format. Sections: `source`, `results`, `tracing`, `handoffs_table`, `backfill`,
 /// `agents`, `tools`. Column and table names are identifiers, never SQL text.
-public struct MappingConfig: Sendable, Equatable, Codable {
+public struct MappingConfig: Sendable, Equatable {
     public var version: Int
     public var source: SourceMapping
     public var results: ResultsMapping
@@ -43,29 +44,6 @@ public struct MappingConfig: Sendable, Equatable, Codable {
         self.backfill = backfill
         self.files = files
         self.locations = locations
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case version, source, results, tracing, handoffsTable = "handoffs_table", agents, tools, backfill, files
-        case guardrails, approvals
-        case mcpServers = "mcp_servers"
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        version = try c.decode(Int.self, forKey: .version)
-        source = try c.decode(SourceMapping.self, forKey: .source)
-        results = try c.decode(ResultsMapping.self, forKey: .results)
-        tracing = try c.decode(TracingMapping.self, forKey: .tracing)
-        handoffsTable = try c.decodeIfPresent(HandoffsTableMapping.self, forKey: .handoffsTable)
-        agents = try c.decode([AgentMapping].self, forKey: .agents)
-        tools = try c.decode([ToolMapping].self, forKey: .tools)
-        backfill = try c.decodeIfPresent(BackfillMapping.self, forKey: .backfill)
-        guardrails = try c.decodeIfPresent([GuardrailMapping].self, forKey: .guardrails) ?? []
-        approvals = try c.decodeIfPresent(ApprovalsMapping.self, forKey: .approvals)
-        mcpServers = try c.decodeIfPresent([MCPServerMapping].self, forKey: .mcpServers) ?? []
-        files = try c.decodeIfPresent([String].self, forKey: .files) ?? []
-        locations = [:]
     }
 
     /// A copy with `guardrails` and `approvals` set.
@@ -125,7 +103,7 @@ public struct MappingConfig: Sendable, Equatable, Codable {
 }
 
 /// `source`: where tasks come from and how a task selects its agent.
-public struct SourceMapping: Sendable, Equatable, Codable {
+public struct SourceMapping: Sendable, Equatable {
     /// The task table (default `tasks`); may be schema-qualified.
     public var table: String
     /// The key column (default `id`).
@@ -156,15 +134,10 @@ public struct SourceMapping: Sendable, Equatable, Codable {
         self.input = input
         self.origin = origin
     }
-
-    enum CodingKeys: String, CodingKey {
-        case table, key, status, groupColumn = "group_column", priority, createdAtColumn = "created_at_column"
-        case agentSelection = "agent_selection", input, origin
-    }
 }
 
 /// `source.status`: the status column and the values meaning pending, running, completed, failed.
-public struct StatusMapping: Sendable, Equatable, Codable {
+public struct StatusMapping: Sendable, Equatable {
     public var column: String
     public var pending: String
     public var running: String
@@ -182,7 +155,7 @@ public struct StatusMapping: Sendable, Equatable, Codable {
 }
 
 /// `source.priority`: the priority column and its values, highest first.
-public struct PriorityMapping: Sendable, Equatable, Codable {
+public struct PriorityMapping: Sendable, Equatable {
     public var column: String
     public var order: [String]
 
@@ -197,7 +170,7 @@ public struct PriorityMapping: Sendable, Equatable, Codable {
 /// The task's `task_column` joins `table.key`; that row's `match_column` is compared with each
 /// YAML agent's `match`. Without an agent row, the task's `fallback_column` is compared; then
 /// `default_agent` applies.
-public struct AgentSelectionMapping: Sendable, Equatable, Codable {
+public struct AgentSelectionMapping: Sendable, Equatable {
     public var table: String
     public var key: String
     public var taskColumn: String?
@@ -219,15 +192,10 @@ public struct AgentSelectionMapping: Sendable, Equatable, Codable {
         self.groupColumn = groupColumn
         self.defaultAgent = defaultAgent
     }
-
-    enum CodingKeys: String, CodingKey {
-        case table, key, taskColumn = "task_column", matchColumn = "match_column", fallbackColumn = "fallback_column"
-        case groupColumn = "group_column", defaultAgent = "default_agent"
-    }
 }
 
 /// `results`: where results go.
-public struct ResultsMapping: Sendable, Equatable, Codable {
+public struct ResultsMapping: Sendable, Equatable {
     /// The task column (jsonb) receiving the final output and usage.
     public var resultColumn: String
     /// Set to now() when the task completes, if configured.
@@ -246,15 +214,10 @@ public struct ResultsMapping: Sendable, Equatable, Codable {
         self.executions = executions
         self.origin = origin
     }
-
-    enum CodingKeys: String, CodingKey {
-        case resultColumn = "result_column", completedAtColumn = "completed_at_column"
-        case traceIdColumn = "trace_id_column", executions, origin
-    }
 }
 
 /// `results.executions`: the per-attempt execution table.
-public struct ExecutionsMapping: Sendable, Equatable, Codable {
+public struct ExecutionsMapping: Sendable, Equatable {
     public var table: String
     /// The execution table's key column (default `id`), returned by the insert of each attempt.
     public var key: String
@@ -271,12 +234,10 @@ public struct ExecutionsMapping: Sendable, Equatable, Codable {
         self.columns = columns
         self.statuses = statuses
     }
-
-    enum CodingKeys: String, CodingKey { case table, key, taskColumn = "task_column", columns, statuses }
 }
 
 /// Real column names of the execution table; nil means the schema has no such column.
-public struct ExecutionColumns: Sendable, Equatable, Codable {
+public struct ExecutionColumns: Sendable, Equatable {
     public var status: String
     public var traceId: String?
     public var startedAt: String?
@@ -321,17 +282,10 @@ public struct ExecutionColumns: Sendable, Equatable, Codable {
         for (k, v) in zip(Self.logicalNames, values) { if let v { out[k] = v } }
         return out
     }
-
-    enum CodingKeys: String, CodingKey {
-        case status, traceId = "trace_id", startedAt = "started_at", completedAt = "completed_at"
-        case durationSeconds = "duration_seconds", tokenUsage = "token_usage", result
-        case errorMessage = "error_message", errorType = "error_type", agentId = "agent_id"
-        case workspaceId = "workspace_id", retryCount = "retry_count"
-    }
 }
 
 /// Values of the execution table's status column.
-public struct ExecutionStatuses: Sendable, Equatable, Codable {
+public struct ExecutionStatuses: Sendable, Equatable {
     public var started: String
     public var completed: String
     public var failedRetriable: String
@@ -344,14 +298,10 @@ public struct ExecutionStatuses: Sendable, Equatable, Codable {
         self.failedRetriable = failedRetriable
         self.failedTerminal = failedTerminal
     }
-
-    enum CodingKeys: String, CodingKey {
-        case started, completed, failedRetriable = "failed_retriable", failedTerminal = "failed_terminal"
-    }
 }
 
 /// `handoffs_table`: an edge table of agent-to-agent handoffs (e.g. `agent_handoffs`).
-public struct HandoffsTableMapping: Sendable, Equatable, Codable {
+public struct HandoffsTableMapping: Sendable, Equatable {
     public var table: String
     public var sourceColumn: String
     public var targetColumn: String
@@ -366,15 +316,10 @@ public struct HandoffsTableMapping: Sendable, Equatable, Codable {
         self.descriptionColumn = descriptionColumn
         self.origin = origin
     }
-
-    enum CodingKeys: String, CodingKey {
-        case table, sourceColumn = "source_column", targetColumn = "target_column"
-        case descriptionColumn = "description_column", origin
-    }
 }
 
 /// `tracing`: the workflow name and whether tool inputs/outputs are recorded.
-public struct TracingMapping: Sendable, Equatable, Codable {
+public struct TracingMapping: Sendable, Equatable {
     public var workflowName: String
     public var includeSensitiveData: Bool
 
@@ -382,12 +327,10 @@ public struct TracingMapping: Sendable, Equatable, Codable {
         self.workflowName = workflowName
         self.includeSensitiveData = includeSensitiveData
     }
-
-    enum CodingKeys: String, CodingKey { case workflowName = "workflow_name", includeSensitiveData = "include_sensitive_data" }
 }
 
 /// One entry of `agents`.
-public struct AgentMapping: Sendable, Equatable, Codable {
+public struct AgentMapping: Sendable, Equatable {
     public var name: String
     /// The value of `agent_selection.match_column` that selects this agent (default: `name`).
     public var match: String
@@ -395,7 +338,7 @@ public struct AgentMapping: Sendable, Equatable, Codable {
     public var model: String
     public var modelSettings: [String: JSONValue]
     /// `responses` or `chat_completions`; nil means the provider's default (responses).
-    public var modelAPI: String?
+    public var modelAPI: ModelAPI?
     /// Tool names, in order.
     public var tools: [String]
     public var handoffs: [HandoffMapping]
@@ -412,7 +355,7 @@ public struct AgentMapping: Sendable, Equatable, Codable {
     public var origin: MappingLocation
 
     public init(name: String, match: String? = nil, instructions: Template = Template(""), model: String = "gpt-4.1",
-                modelSettings: [String: JSONValue] = [:], modelAPI: String? = nil, tools: [String] = [],
+                modelSettings: [String: JSONValue] = [:], modelAPI: ModelAPI? = nil, tools: [String] = [],
                 handoffs: [HandoffMapping] = [], handoffDescription: String? = nil, maxTurns: Int? = nil,
                 toolUseBehavior: ToolUseBehavior = .runLLMAgain, outputType: OutputSchemaSpec? = nil,
                 inputGuardrails: [String] = [], outputGuardrails: [String] = [], mcpServers: [String] = [],
@@ -434,17 +377,10 @@ public struct AgentMapping: Sendable, Equatable, Codable {
         self.toolUseBehavior = toolUseBehavior
         self.origin = origin
     }
-
-    enum CodingKeys: String, CodingKey {
-        case name, match, instructions, model, modelSettings = "model_settings", modelAPI = "model_api", tools
-        case handoffs, handoffDescription = "handoff_description", maxTurns = "max_turns"
-        case toolUseBehavior = "tool_use_behavior", outputType = "output_type", inputGuardrails = "input_guardrails"
-        case outputGuardrails = "output_guardrails", mcpServers = "mcp_servers", origin
-    }
 }
 
 /// One entry of `guardrails`: a read-only SQL check or an agent.
-public struct GuardrailMapping: Sendable, Equatable, Codable {
+public struct GuardrailMapping: Sendable, Equatable {
     public var name: String
     public var implementation: GuardrailImplementation
     /// `run_in_parallel` (default true): see `GuardrailSpec.runInParallel`.
@@ -463,7 +399,7 @@ public struct GuardrailMapping: Sendable, Equatable, Codable {
 }
 
 /// A handoff declared in YAML: the target agent and an optional description.
-public struct HandoffMapping: Sendable, Equatable, Codable {
+public struct HandoffMapping: Sendable, Equatable {
     public var agent: String
     public var description: String?
 
@@ -474,7 +410,7 @@ public struct HandoffMapping: Sendable, Equatable, Codable {
 }
 
 /// One entry of `tools`: its schema and how it runs.
-public struct ToolMapping: Sendable, Equatable, Codable {
+public struct ToolMapping: Sendable, Equatable {
     public var name: String
     public var description: String
     /// JSON Schema of the arguments (`{}` for hosted tools).
@@ -518,7 +454,7 @@ extension MappingLocation {
 ///
 /// bridge inserts one row per call of a `needs_approval` tool and reads the row's status back;
 /// `bridge approve` / `bridge reject` (or the application's UI) decide it.
-public struct ApprovalsMapping: Sendable, Equatable, Codable {
+public struct ApprovalsMapping: Sendable, Equatable {
     public var table: String
     public var key: String
     public var statusColumn: String

@@ -2,7 +2,7 @@ import BridgeCore
 
 /// Where something was written in the mappings: file, 1-based line and column, and the key
 /// path inside the file (e.g. `agents[0].tools[1]`).
-public struct MappingLocation: Sendable, Equatable, Hashable, Codable, CustomStringConvertible {
+public struct MappingLocation: Sendable, Equatable, Hashable, CustomStringConvertible {
     public var file: String
     public var line: Int
     public var column: Int
@@ -23,7 +23,7 @@ public struct MappingLocation: Sendable, Equatable, Hashable, Codable, CustomStr
 /// One problem found in the mappings, quoting where it is.
 ///
 /// Printed as `mappings/agents.yaml:12:7: agents[0].tools[1]: unknown tool 'foo'`.
-public struct MappingIssue: Sendable, Equatable, Hashable, Codable, CustomStringConvertible {
+public struct MappingIssue: Sendable, Equatable, Hashable, CustomStringConvertible {
     public var location: MappingLocation
     public var message: String
 

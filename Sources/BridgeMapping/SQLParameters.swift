@@ -205,7 +205,7 @@ extension SQLToolSpec {
                 sqlText += "$\(binds.count)"
             }
         }
-        return PostgresQuery(sql: sqlText, binds: binds)
+        return PostgresQuery(unsafeSQL: sqlText, binds: binds)
     }
 
     /// The text a JSON value binds as.

@@ -5,7 +5,7 @@ import BridgeCore
 ///
 /// Parsed when the mappings load, so errors carry a location. Missing values render as the
 /// empty string; non-string values render as compact JSON.
-public struct Template: Sendable, Equatable, Hashable, Codable, CustomStringConvertible {
+public struct Template: Sendable, Equatable, Hashable, CustomStringConvertible {
     /// One piece of a parsed template.
     public enum Part: Sendable, Equatable, Hashable {
         case text(String)
@@ -93,18 +93,6 @@ public struct Template: Sendable, Equatable, Hashable, Codable, CustomStringConv
             }
         }
         return value
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let s = try decoder.singleValueContainer().decode(String.self)
-        do { self = try Template(parsing: s) } catch {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.message))
-        }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(source)
     }
 }
 

@@ -180,7 +180,7 @@ public struct Placeholders: Sendable, Equatable {
             if let problem = PostgresQuery.qualifiedIdentifierProblem(value) {
                 throw .badPlaceholderValue(name: name, problem: problem)
             }
-            out += PostgresQuery.quoteQualified(value)
+            out += PostgresQuery.quoteIdentifier(value)
             rest = afterOpen[afterOpen.index(after: close)...]
         }
         out += rest

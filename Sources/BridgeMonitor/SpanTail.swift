@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import BridgeCore
 import BridgePostgres
 import BridgeTracing
@@ -44,7 +45,7 @@ public struct SpanTail: Sendable {
 
     public init(filter: Filter) { self.filter = filter }
 
-    static let columns = """
+    static let columns: PostgresQuery = """
         s.span_id, s.trace_id, s.parent_id, s.started_at, s.ended_at, s.span_data::text AS span_data,
         s.error::text AS error, s.created_at::text AS created,
         CASE s.span_data->>'type'
@@ -56,20 +57,17 @@ public struct SpanTail: Sendable {
         END AS agent
         """
 
-    /// The filter as SQL on `s` (binds from `first`), index-served: the task's traces through
+    /// The filter as SQL on `s`, index-served: the task's traces through
     /// `bridge.traces (task_id)`, the workspace by each span's trace (primary key).
-    func filterSQL(first: Int) -> (sql: String, binds: [PostgresValue]) {
-        var sql = ""
-        var binds: [PostgresValue] = []
+    var filterSQL: PostgresQuery {
+        var sql: PostgresQuery = ""
         if let task = filter.taskId {
-            binds.append(.text(task))
-            sql += " AND s.trace_id IN (SELECT t.trace_id FROM bridge.traces t WHERE t.task_id = $\(first + binds.count - 1))"
+            sql += " AND s.trace_id IN (SELECT t.trace_id FROM bridge.traces t WHERE t.task_id = \(task))"
         }
         if let ws = filter.workspace {
-            binds.append(.text(ws))
-            sql += " AND EXISTS (SELECT 1 FROM bridge.traces t WHERE t.trace_id = s.trace_id AND t.group_id = $\(first + binds.count - 1))"
+            sql += " AND EXISTS (SELECT 1 FROM bridge.traces t WHERE t.trace_id = s.trace_id AND t.group_id = \(ws))"
         }
-        return (sql, binds)
+        return sql
     }
 
     /// The newest `limit` spans (at most a day old; with `--task`, the task's), oldest first,
@@ -116,36 +114,34 @@ public struct SpanTail: Sendable {
 
     /// The newest `limit` spans up to `before`, newest first (at most a day back).
     func recentQuery(before: String, limit: Int) -> PostgresQuery {
-        let f = filterSQL(first: 2)
-        return PostgresQuery(sql: """
+        """
             SELECT \(Self.columns)
             FROM bridge.spans s LEFT JOIN bridge.spans p ON p.span_id = s.parent_id
-            WHERE s.created_at >= now() - interval '1 day' AND s.created_at <= $1::timestamptz\(f.sql)
+            WHERE s.created_at >= now() - interval '1 day' AND s.created_at <= \(before)::timestamptz\(filterSQL)
             ORDER BY s.created_at DESC, s.span_id DESC LIMIT \(limit)
-            """, binds: [.text(before)] + f.binds)
+            """
     }
 
     /// Spans from the horizon `low` up to the cursor (late commits among them).
     func lateQuery(from low: String, upTo cursor: (createdAt: String, spanId: String)) -> PostgresQuery {
-        let f = filterSQL(first: 4)
-        return PostgresQuery(sql: """
+        """
             SELECT \(Self.columns)
             FROM bridge.spans s LEFT JOIN bridge.spans p ON p.span_id = s.parent_id
-            WHERE s.created_at >= $1::timestamptz AND s.created_at <= $2::timestamptz
-              AND (s.created_at, s.span_id) <= ($2::timestamptz, $3)\(f.sql)
+            WHERE s.created_at >= \(low)::timestamptz AND s.created_at <= \(cursor.createdAt)::timestamptz
+              AND (s.created_at, s.span_id) <= (\(cursor.createdAt)::timestamptz, \(cursor.spanId))\(filterSQL)
             ORDER BY s.created_at, s.span_id
-            """, binds: [.text(low), .text(cursor.createdAt), .text(cursor.spanId)] + f.binds)
+            """
     }
 
     /// Up to `batch` spans after the cursor.
     func forwardQuery(after cursor: (createdAt: String, spanId: String)) -> PostgresQuery {
-        let f = filterSQL(first: 3)
-        return PostgresQuery(sql: """
+        """
             SELECT \(Self.columns)
             FROM bridge.spans s LEFT JOIN bridge.spans p ON p.span_id = s.parent_id
-            WHERE s.created_at >= $1::timestamptz AND (s.created_at, s.span_id) > ($1::timestamptz, $2)\(f.sql)
+            WHERE s.created_at >= \(cursor.createdAt)::timestamptz
+              AND (s.created_at, s.span_id) > (\(cursor.createdAt)::timestamptz, \(cursor.spanId))\(filterSQL)
             ORDER BY s.created_at, s.span_id LIMIT \(batch)
-            """, binds: [.text(cursor.createdAt), .text(cursor.spanId)] + f.binds)
+            """
     }
 
     mutating func remember(_ s: TailSpan) {
@@ -156,18 +152,19 @@ public struct SpanTail: Sendable {
     /// oldest open transaction of a client in this database, at least 2 s and at most
     /// `maxLag` seconds ago), and the database's clock.
     public static func horizon(on c: PostgresConnection, maxLag: Double) async throws -> (horizon: String, now: String) {
-        let row = try await c.query(PostgresQuery(sql: horizonSQL, binds: [.text(String(maxLag))])).first
+        let row = try await c.query(horizonSQL(maxLag: maxLag)).first
         return (row?["horizon"] ?? "-infinity", row?["now"] ?? "-infinity")
     }
 
-    static let horizonSQL = """
+    static func horizonSQL(maxLag: Double) -> PostgresQuery { """
         SELECT greatest(least(coalesce(min(a.xact_start), 'infinity'), clock_timestamp() - interval '2 seconds'),
-                        clock_timestamp() - $1::double precision * interval '1 second')::text AS horizon,
+                        clock_timestamp() - \(maxLag)::double precision * interval '1 second')::text AS horizon,
                clock_timestamp()::text AS now
         FROM pg_stat_activity a
         WHERE a.datname = current_database() AND a.backend_type = 'client backend'
           AND a.xact_start IS NOT NULL AND a.pid <> pg_backend_pid()
         """
+    }
 
     static func tailSpan(_ row: PostgresRow) throws -> TailSpan {
         TailSpan(record: try Ledger.span(row), agent: row["agent"], createdAt: row["created"] ?? "-infinity")

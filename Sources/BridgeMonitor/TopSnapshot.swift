@@ -81,89 +81,90 @@ public struct TopQueries: Sendable {
 
     public init(config: MappingConfig) { self.config = config }
 
-    var t: String { PostgresQuery.quoteQualified(config.source.table) }
-    func q(_ name: String) -> String { PostgresQuery.quoteIdentifier(name) }
+    var t: PostgresQuery { .identifier(config.source.table) }
+    func q(_ name: String) -> PostgresQuery { .identifier(name) }
 
     public var tasksQuery: PostgresQuery {
         let status = q(config.source.status.column)
         let runAfter = q("bridge_run_after"), token = q("bridge_lease_token"), expires = q("bridge_lease_expires_at")
-        return PostgresQuery(sql: """
+        let pending = config.source.status.pending
+        return """
             SELECT
-              (SELECT count(*) FROM (SELECT 1 FROM \(t) WHERE \(status) = $1 AND (\(runAfter) IS NULL OR \(runAfter) <= now()) LIMIT $2) x) AS pending,
-              (SELECT count(*) FROM (SELECT 1 FROM \(t) WHERE \(status) = $1 AND \(runAfter) > now() LIMIT $2) x) AS retry,
-              (SELECT count(*) FROM (SELECT 1 FROM \(t) WHERE \(token) IS NOT NULL LIMIT $2) x) AS running,
-              (SELECT count(*) FROM (SELECT 1 FROM \(t) WHERE \(token) IS NOT NULL AND \(expires) < now() LIMIT $2) x) AS expired
-            """, binds: [.text(config.source.status.pending), .text(String(cap))])
+              (SELECT count(*) FROM (SELECT 1 FROM \(t) WHERE \(status) = \(pending) AND (\(runAfter) IS NULL OR \(runAfter) <= now()) LIMIT \(cap)) x) AS pending,
+              (SELECT count(*) FROM (SELECT 1 FROM \(t) WHERE \(status) = \(pending) AND \(runAfter) > now() LIMIT \(cap)) x) AS retry,
+              (SELECT count(*) FROM (SELECT 1 FROM \(t) WHERE \(token) IS NOT NULL LIMIT \(cap)) x) AS running,
+              (SELECT count(*) FROM (SELECT 1 FROM \(t) WHERE \(token) IS NOT NULL AND \(expires) < now() LIMIT \(cap)) x) AS expired
+            """
     }
 
     public var workersQuery: PostgresQuery {
         let token = q("bridge_lease_token"), expires = q("bridge_lease_expires_at"), worker = q("bridge_worker_id")
-        return PostgresQuery(sql: """
+        return """
             SELECT \(worker) AS worker, count(*) AS leases, bool_or(\(expires) > now()) AS alive
             FROM \(t) WHERE \(token) IS NOT NULL
             GROUP BY 1 ORDER BY 1 LIMIT 50
-            """)
+            """
     }
 
     /// Function spans of the window by tool.
     public var toolsQuery: PostgresQuery {
-        PostgresQuery(sql: """
+        """
             SELECT span_data->>'name' AS tool, count(*) AS calls, count(*) FILTER (WHERE error IS NOT NULL) AS errors,
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ended_at - started_at)) AS p50,
                    percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM ended_at - started_at)) AS p95
             FROM bridge.spans
-            WHERE created_at >= now() - $1::double precision * interval '1 second' AND span_data->>'type' = 'function'
+            WHERE created_at >= now() - \(window)::double precision * interval '1 second' AND span_data->>'type' = 'function'
             GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 30
-            """, binds: [.text(String(window))])
+            """
     }
 
     /// Model call spans of the window by model (`response` spans carry no model name).
     public var modelsQuery: PostgresQuery {
-        PostgresQuery(sql: """
+        """
             SELECT coalesce(span_data->>'model', '(responses)') AS model, count(*) AS calls,
                    count(*) FILTER (WHERE error IS NOT NULL) AS errors,
                    coalesce(sum((span_data->'usage'->>'input_tokens')::bigint), 0) AS input,
                    coalesce(sum((span_data->'usage'->>'output_tokens')::bigint), 0) AS output,
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ended_at - started_at)) AS p50
             FROM bridge.spans
-            WHERE created_at >= now() - $1::double precision * interval '1 second'
+            WHERE created_at >= now() - \(window)::double precision * interval '1 second'
               AND span_data->>'type' IN ('generation', 'response')
             GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 30
-            """, binds: [.text(String(window))])
+            """
     }
 
     /// Root (task) spans of the window: a run's root span is written when it ends.
     public var finishedQuery: PostgresQuery {
-        PostgresQuery(sql: """
+        """
             SELECT count(*) FILTER (WHERE error IS NULL) AS ok, count(*) FILTER (WHERE error IS NOT NULL) AS failed
             FROM bridge.spans
-            WHERE created_at >= now() - $1::double precision * interval '1 second' AND parent_id IS NULL
-            """, binds: [.text(String(window))])
+            WHERE created_at >= now() - \(window)::double precision * interval '1 second' AND parent_id IS NULL
+            """
     }
 
     /// Per exporter: undelivered spans of the lag window, the oldest one's age, and the p95
     /// delivery lag of the rate window.
     public var exportersQuery: PostgresQuery {
-        PostgresQuery(sql: """
+        """
             SELECT e.name, e.last_seen_at,
                    u.n AS undelivered, u.oldest AS oldest,
                    (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM d.delivered_at - s.created_at))
                     FROM bridge.spans s JOIN bridge.span_deliveries d ON d.exporter = e.name AND d.span_id = s.span_id
-                    WHERE s.created_at >= now() - $1::double precision * interval '1 second') AS p95_lag
+                    WHERE s.created_at >= now() - \(window)::double precision * interval '1 second') AS p95_lag
             FROM bridge.exporters e
             CROSS JOIN LATERAL (
                 SELECT count(*) AS n, extract(epoch FROM now() - min(s.created_at)) AS oldest
                 FROM bridge.spans s
-                WHERE s.created_at >= now() - $2::double precision * interval '1 second' AND s.ended_at IS NOT NULL
+                WHERE s.created_at >= now() - \(lagWindow)::double precision * interval '1 second' AND s.ended_at IS NOT NULL
                   AND NOT EXISTS (SELECT 1 FROM bridge.span_deliveries d WHERE d.exporter = e.name AND d.span_id = s.span_id)
             ) u
             ORDER BY e.name LIMIT 20
-            """, binds: [.text(String(window)), .text(String(lagWindow))])
+            """
     }
 
     /// Paused runs waiting for an approval: one `bridge.run_states` row each (its primary key).
     public var approvalsQuery: PostgresQuery {
-        PostgresQuery(sql: "SELECT count(*) AS n FROM (SELECT 1 FROM bridge.run_states LIMIT $1) x", binds: [.text(String(cap))])
+        "SELECT count(*) AS n FROM (SELECT 1 FROM bridge.run_states LIMIT \(cap)) x"
     }
 
     /// Every statement, for EXPLAIN in tests.
@@ -188,7 +189,7 @@ public struct TopQueries: Sendable {
         let now = try await c.simpleQuery("SELECT now() AS now").first?.date("now") ?? Date()
         let tr = try await c.query(tasksQuery).first
         let fr = try await c.query(finishedQuery).first
-        let approvals = try await c.simpleQuery("SELECT to_regclass('bridge.run_states') IS NOT NULL AS ok").first?.bool("ok") == true
+        let approvals = try await c.ledgerHas([.runStates])
         let waiting = approvals ? try await c.query(approvalsQuery).first?.int("n") : nil
         let tasks = TopSnapshot.Tasks(
             pending: tr?.int("pending") ?? 0, waitingRetry: tr?.int("retry") ?? 0, running: tr?.int("running") ?? 0,

@@ -1,3 +1,4 @@
+import BridgeCore
 import Foundation
 
 /// A parameter value, always sent to the server in text format with its type left for the
@@ -35,30 +36,40 @@ extension Optional: PostgresBindable where Wrapped: PostgresBindable {
     public var postgresValue: PostgresValue { self?.postgresValue ?? .null }
 }
 
-/// A statement whose values travel as `$n` parameters, never inside the SQL text.
+/// A statement whose values travel as `$n` parameters, never inside the SQL text: the one way
+/// bridge builds SQL.
 ///
-/// Build it by string interpolation: every interpolated value becomes the next `$n` bind.
-/// Identifiers (table and column names from configuration) use `\(identifier: name)`, which
-/// quotes them; trusted SQL fragments written in code use `\(unsafeRaw: fragment)`.
+/// Build it by string interpolation: every interpolated value becomes the next `$n` bind, so
+/// no code numbers parameters by hand. Identifiers (table and column names from configuration)
+/// use `\(identifier: name)`, which quotes them with `quoteIdentifier`; trusted SQL fragments
+/// written in code use `\(unsafeRaw: fragment)`; another query interpolates with its binds
+/// renumbered. Pieces assembled in steps are queries too (`append`, `joined`, `+`).
 ///
 ///     let q: PostgresQuery = "SELECT * FROM \(identifier: table) WHERE id = \(taskID)"
 ///     // sql: SELECT * FROM "tasks" WHERE id = $1   binds: [taskID]
-public struct PostgresQuery: Sendable, Equatable, ExpressibleByStringInterpolation, CustomStringConvertible {
+///
+/// A query never turns into a `String` silently: it has no `description`, and interpolating
+/// it into a String is deprecated (the binds would be lost).
+public struct PostgresQuery: Sendable, Equatable, ExpressibleByStringInterpolation {
     public var sql: String
     public var binds: [PostgresValue]
 
-    public init(sql: String, binds: [PostgresValue] = []) {
-        self.sql = sql
+    /// SQL text taken as it is, with binds already numbered in it: for text that is not
+    /// written in code (a migration file, a user's SQL tool after its named parameters were
+    /// numbered). Everything else uses interpolation.
+    public init(unsafeSQL: String, binds: [PostgresValue] = []) {
+        self.sql = unsafeSQL
         self.binds = binds
     }
 
-    public init(stringLiteral value: String) { self.init(sql: value) }
+    public init(stringLiteral value: String) { self.init(unsafeSQL: value) }
 
     public init(stringInterpolation: StringInterpolation) {
-        self.init(sql: stringInterpolation.sql, binds: stringInterpolation.binds)
+        self.init(unsafeSQL: stringInterpolation.sql, binds: stringInterpolation.binds)
     }
 
-    public var description: String { sql }
+    /// An identifier as a query fragment (quoted by `quoteIdentifier`).
+    public static func identifier(_ name: String) -> PostgresQuery { PostgresQuery(unsafeSQL: quoteIdentifier(name)) }
 
     /// Appends another query, renumbering its parameters.
     public mutating func append(_ other: PostgresQuery) {
@@ -66,9 +77,17 @@ public struct PostgresQuery: Sendable, Equatable, ExpressibleByStringInterpolati
         binds += other.binds
     }
 
+    public static func + (lhs: PostgresQuery, rhs: PostgresQuery) -> PostgresQuery {
+        var out = lhs
+        out.append(rhs)
+        return out
+    }
+
+    public static func += (lhs: inout PostgresQuery, rhs: PostgresQuery) { lhs.append(rhs) }
+
     /// Joins queries with a separator, renumbering parameters.
-    public static func joined(_ parts: [PostgresQuery], separator: String) -> PostgresQuery {
-        var out = PostgresQuery(sql: "")
+    public static func joined(_ parts: some Sequence<PostgresQuery>, separator: String) -> PostgresQuery {
+        var out = PostgresQuery(unsafeSQL: "")
         for (i, p) in parts.enumerated() {
             if i > 0 { out.sql += separator }
             out.append(p)
@@ -77,7 +96,7 @@ public struct PostgresQuery: Sendable, Equatable, ExpressibleByStringInterpolati
     }
 
     private static func renumber(_ sql: String, offset: Int) -> String {
-        guard offset > 0 else { return sql }
+        guard offset > 0, sql.contains("$") else { return sql }
         var out = ""
         var chars = sql.makeIterator()
         var pending: Character? = chars.next()
@@ -113,10 +132,14 @@ public struct PostgresQuery: Sendable, Equatable, ExpressibleByStringInterpolati
             sql += "$\(binds.count)"
         }
 
-        /// An identifier such as a table or column name: double-quoted, with embedded quotes
-        /// doubled. A dotted name (`schema.table`) quotes each part.
+        /// An optional value: the next `$n` parameter, NULL when nil.
+        public mutating func appendInterpolation<T: PostgresBindable>(_ value: T?) {
+            appendInterpolation(value.postgresValue)
+        }
+
+        /// An identifier such as a table or column name, through `quoteIdentifier`.
         public mutating func appendInterpolation(identifier: String) {
-            sql += PostgresQuery.quoteQualified(identifier)
+            sql += PostgresQuery.quoteIdentifier(identifier)
         }
 
         /// SQL text written in code (never user data).
@@ -127,16 +150,20 @@ public struct PostgresQuery: Sendable, Equatable, ExpressibleByStringInterpolati
             sql += PostgresQuery.renumber(query.sql, offset: binds.count)
             binds += query.binds
         }
+
+        /// Queries joined by `separator` (`, ` by default), each with its parameters.
+        public mutating func appendInterpolation(_ parts: [PostgresQuery], separator: String = ", ") {
+            appendInterpolation(PostgresQuery.joined(parts, separator: separator))
+        }
     }
 
-    /// Quotes one identifier.
+    /// The one identifier-quoting function: double quotes, embedded quotes doubled; a dotted
+    /// name (`schema.table`, as configuration names tables) quotes each part
+    /// (`bridge.spans` → `"bridge"."spans"`). Column names never contain a dot
+    /// (`identifierProblem` rejects it).
     public static func quoteIdentifier(_ name: String) -> String {
-        "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-    }
-
-    /// Quotes a possibly schema-qualified name (`bridge.spans` → `"bridge"."spans"`).
-    public static func quoteQualified(_ name: String) -> String {
-        name.split(separator: ".", omittingEmptySubsequences: false).map { quoteIdentifier(String($0)) }
+        name.split(separator: ".", omittingEmptySubsequences: false)
+            .map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
             .joined(separator: ".")
     }
 
@@ -160,6 +187,13 @@ public struct PostgresQuery: Sendable, Equatable, ExpressibleByStringInterpolati
     }
 }
 
+extension DefaultStringInterpolation {
+    /// Interpolating a query into a `String` keeps its text and drops its binds: a compile
+    /// warning points at the mistake. Interpolate it into another `PostgresQuery` instead.
+    @available(*, deprecated, message: "a PostgresQuery interpolated into a String loses its binds; interpolate it into a PostgresQuery")
+    public mutating func appendInterpolation(_ query: PostgresQuery) { appendLiteral(query.sql) }
+}
+
 /// PostgreSQL array literals for binding lists as one parameter.
 public enum PostgresArray {
     /// A text[] literal (`{"a","b"}`), with quotes and backslashes escaped; cast it on the
@@ -167,88 +201,5 @@ public enum PostgresArray {
     public static func text(_ items: [String]) -> String {
         "{" + items.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
             .joined(separator: ",") + "}"
-    }
-}
-
-/// Collects bind values for SQL assembled piece by piece and hands out `$n` (for statements
-/// whose shape depends on configuration; fixed statements use `PostgresQuery` interpolation).
-public struct SQLBinder: Sendable {
-    public private(set) var binds: [PostgresValue] = []
-    public init() {}
-    /// Binds `v` and returns its `$n`.
-    public mutating func bind(_ v: PostgresValue) -> String {
-        binds.append(v)
-        return "$\(binds.count)"
-    }
-    public mutating func bind(_ s: String?) -> String { bind(s.map { PostgresValue.text($0) } ?? .null) }
-    /// A query of `sql` with the collected binds.
-    public func query(_ sql: String) -> PostgresQuery { PostgresQuery(sql: sql, binds: binds) }
-}
-
-/// Formatting and parsing of PostgreSQL `timestamptz` text.
-public enum PostgresTimestamp {
-    /// ISO 8601 with microseconds in UTC, e.g. `2026-11-26T09:03:44.123456Z`.
-    public static func format(_ date: Date) -> String {
-        let t = date.timeIntervalSince1970
-        var secs = t.rounded(.down)
-        var micros = Int(((t - secs) * 1_000_000).rounded())
-        if micros >= 1_000_000 { micros -= 1_000_000; secs += 1 }
-        var tm = tm()
-        var time = time_t(secs)
-        gmtime_r(&time, &tm)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
-                      Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1, Int(tm.tm_mday),
-                      Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec), micros)
-    }
-
-    /// Parses the server's text output for timestamptz (`2026-11-26 09:03:44.123456+00`)
-    /// and ISO 8601 forms. Returns nil on anything else.
-    public static func parse(_ s: String) -> Date? {
-        let u = Array(s.utf8)
-        func num(_ from: Int, _ len: Int) -> Int? {
-            guard from + len <= u.count else { return nil }
-            var v = 0
-            for i in from..<from + len {
-                guard u[i] >= 48, u[i] <= 57 else { return nil }
-                v = v * 10 + Int(u[i] - 48)
-            }
-            return v
-        }
-        guard let y = num(0, 4), let mo = num(5, 2), let d = num(8, 2),
-              let h = num(11, 2), let mi = num(14, 2), let se = num(17, 2) else { return nil }
-        var i = 19
-        var frac = 0.0
-        if i < u.count, u[i] == UInt8(ascii: ".") {
-            i += 1
-            var scale = 0.1
-            while i < u.count, u[i] >= 48, u[i] <= 57 {
-                frac += Double(u[i] - 48) * scale
-                scale /= 10
-                i += 1
-            }
-        }
-        var offset = 0
-        if i < u.count {
-            if u[i] == UInt8(ascii: "Z") {
-                offset = 0
-            } else if u[i] == UInt8(ascii: "+") || u[i] == UInt8(ascii: "-") {
-                let sign = u[i] == UInt8(ascii: "+") ? 1 : -1
-                let oh = num(i + 1, 2) ?? 0
-                var om = 0
-                if i + 3 < u.count {
-                    om = u[i + 3] == UInt8(ascii: ":") ? (num(i + 4, 2) ?? 0) : (num(i + 3, 2) ?? 0)
-                }
-                offset = sign * (oh * 3600 + om * 60)
-            }
-        }
-        var tm = tm()
-        tm.tm_year = Int32(y - 1900)
-        tm.tm_mon = Int32(mo - 1)
-        tm.tm_mday = Int32(d)
-        tm.tm_hour = Int32(h)
-        tm.tm_min = Int32(mi)
-        tm.tm_sec = Int32(se)
-        let epoch = timegm(&tm)
-        return Date(timeIntervalSince1970: Double(epoch - offset) + frac)
     }
 }

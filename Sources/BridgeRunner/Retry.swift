@@ -36,9 +36,7 @@ public struct RetryPolicy: Sendable {
     /// The wait before retry `retry` (0-based), given what the server asked for.
     public func delay(retry: Int, retryAfter: Duration?) -> Duration {
         if let retryAfter, retryAfter >= .zero { return min(retryAfter, maxRetryAfter) }
-        var d = initialDelay
-        for _ in 0..<min(retry, 30) where d < maxDelay { d = d * 2 }
-        return min(d, maxDelay) * Double.random(in: 0.75...1.0)
+        return RetryBackoff.delay(attempt: retry + 1, base: initialDelay, cap: maxDelay, jitter: 0.75...1)
     }
 }
 
@@ -104,7 +102,7 @@ struct OpenAITransport: Sendable {
                 if retry > 0 { f.message += " (after \(retry + 1) attempts)" }
                 // The server's Retry-After carries over to the task's retry backoff.
                 if let retryAfter {
-                    f.retryAfter = Double(retryAfter.components.seconds) + Double(retryAfter.components.attoseconds) / 1e18
+                    f.retryAfter = retryAfter.inSeconds
                 }
                 throw f
             }

@@ -90,7 +90,7 @@ public struct SQLToolExecutor: ToolExecutor {
 
     /// Drops trailing comments, semicolons and whitespace so the statement can be nested.
     static func trimmed(_ q: PostgresQuery) -> PostgresQuery {
-        PostgresQuery(sql: ToolStatement.trimmed(q.sql), binds: q.binds)
+        PostgresQuery(unsafeSQL: ToolStatement.trimmed(q.sql), binds: q.binds)
     }
 
     /// Whether the statement yields rows: SELECT/WITH/VALUES/TABLE, or anything with RETURNING.

@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import BridgeCore
 import Foundation
 
@@ -14,9 +15,15 @@ import Darwin
 /// delivery. It can still be used directly as a `SpanSink` (a trace line when a run starts,
 /// then a span line as each span ends), which records nothing. Each line (or batch) goes out
 /// through an `O_APPEND` descriptor, so concurrent writers never interleave within a line.
+///
+/// `write(2)` can block (a slow or network disk, a FIFO nobody reads), so the actor runs on a
+/// thread of its own (`ThreadExecutor`, as `PostgresConnection` does for libpq), never on Swift's
+/// cooperative pool.
 public actor FileExporter: SpanSink {
     public nonisolated let path: String
     private let fd: Int32
+    private let executor = ThreadExecutor(name: "bridge-file")
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     public init(path: String) throws {
         self.path = path
@@ -27,7 +34,10 @@ public actor FileExporter: SpanSink {
         self.fd = fd
     }
 
-    deinit { close(fd) }
+    deinit {
+        close(fd)
+        executor.shutdown()
+    }
 
     /// Writes one JSON value as a line.
     public func writeLine(_ value: JSONValue) throws {

@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import BridgeCore
 import Foundation
 
@@ -25,9 +26,9 @@ public struct SpanFile: Sendable, Equatable {
         a.format == b.format && a.traceIds == b.traceIds && a.spans.map { $0.traceId + $0.spanKey } == b.spans.map { $0.traceId + $0.spanKey }
     }
 
-    /// Reads and parses `path`.
-    public static func read(path: String) throws(VerifyInputError) -> SpanFile {
-        guard let data = FileManager.default.contents(atPath: path) else {
+    /// Reads and parses `path` (read off the cooperative pool: a spans file can be large).
+    public static func read(path: String) async throws(VerifyInputError) -> SpanFile {
+        guard let data = await FileIO.read(path) else {
             throw VerifyInputError("cannot read the spans file \(path)")
         }
         do {
@@ -53,9 +54,9 @@ public struct SpanFile: Sendable, Equatable {
                                   isHex(t, count: 32), isHex(sid, count: 16) else {
                                 throw VerifyInputError("an OTLP span without a hex traceId and spanId\(at)")
                             }
-                            let traceId = "trace_" + t.lowercased()
+                            let traceId = TraceID.fromOTLP(t)
                             file.traceIds.insert(traceId)
-                            file.spans.append((traceId, sid.lowercased()))
+                            file.spans.append((traceId, SpanID.otlp(sid)))
                         }
                     }
                 }
@@ -76,7 +77,7 @@ public struct SpanFile: Sendable, Equatable {
                 }
                 sawSDK = true
                 file.traceIds.insert(traceId)
-                file.spans.append((traceId, spanKey(id)))
+                file.spans.append((traceId, SpanID.otlp(id)))
             default:
                 throw VerifyInputError("neither an SDK trace/trace.span object nor OTLP resourceSpans\(at)")
             }
@@ -99,12 +100,6 @@ public struct SpanFile: Sendable, Equatable {
         }
         if sawOTLP && !sawSDK { file.format = .otlp }
         return file
-    }
-
-    /// The first 16 hex characters of a span id (`span_<24 hex>` or OTLP hex).
-    public static func spanKey(_ id: String) -> String {
-        let hex = id.hasPrefix("span_") ? id.dropFirst(5) : Substring(id)
-        return String(hex.prefix(16)).lowercased()
     }
 
     static func isHex(_ s: String, count: Int) -> Bool {

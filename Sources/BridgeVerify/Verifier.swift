@@ -27,7 +27,8 @@ public struct Verifier: Sendable {
     public static func run(mappingsDirectory: String, connection: ConnectionConfig,
                            options: VerifyOptions) async throws -> VerifyReport {
         let config = try MappingLoader.load(directory: mappingsDirectory)
-        let file = try options.spansFile.map { path throws(VerifyInputError) in try SpanFile.read(path: path) }
+        var file: SpanFile?
+        if let path = options.spansFile { file = try await SpanFile.read(path: path) }
         var conns: [PostgresConnection] = []
         do {
             for _ in 0..<max(1, options.connections) { conns.append(try await PostgresConnection.connect(connection)) }
@@ -51,8 +52,8 @@ public struct Verifier: Sendable {
         guard let task = options.scope.task else { return }
         let s = config.source
         // Bound with the key column's own type (inferred), so the lookup uses its index.
-        let query = PostgresQuery(sql: """
-            SELECT EXISTS (SELECT 1 FROM \(PostgresQuery.quoteQualified(s.table)) WHERE \(PostgresQuery.quoteIdentifier(s.key)) = $1) AS ok
+        let query = PostgresQuery(unsafeSQL: """
+            SELECT EXISTS (SELECT 1 FROM \(PostgresQuery.quoteIdentifier(s.table)) WHERE \(PostgresQuery.quoteIdentifier(s.key)) = $1) AS ok
             """, binds: [.text(task)])
         var found = false
         do {
@@ -99,13 +100,12 @@ public struct Verifier: Sendable {
         ]
         var spanFileSummary: SpanFileSummary?
         if let path = options.spansFile {
-            let file = try spanFile ?? SpanFile.read(path: path)
+            let file: SpanFile
+            if let spanFile { file = spanFile } else { file = try await SpanFile.read(path: path) }
             try await loadSpanFile(file, on: connection)
             spanFileSummary = SpanFileSummary(path: path, format: file.format, traces: file.traceIds.count, spans: file.spans.count)
         }
-        let hasExporters = try await connection.query("""
-            SELECT to_regclass('bridge.exporters') IS NOT NULL AND to_regclass('bridge.span_deliveries') IS NOT NULL AS ok
-            """).first?.bool("ok") ?? false
+        let hasExporters = try await connection.ledgerHas([.exporters, .spanDeliveries])
         try await requireLedger(on: connection)
 
         let all = [connection] + helpers
@@ -214,17 +214,12 @@ public struct Verifier: Sendable {
 
     /// The newest `bridge prune` cutoff (`bridge.prunes`), nil when nothing was ever pruned.
     func prunedBefore(on c: PostgresConnection) async throws -> Date? {
-        let exists = try await c.query("SELECT to_regclass('bridge.prunes') IS NOT NULL AS ok").first?.bool("ok") ?? false
-        guard exists else { return nil }
+        guard try await c.ledgerHas([.prunes]) else { return nil }
         return try await c.query("SELECT max(cutoff) AS cutoff FROM bridge.prunes").first?.date("cutoff")
     }
 
     func requireLedger(on c: PostgresConnection) async throws {
-        let ok = try await c.query("""
-            SELECT to_regclass('bridge.traces') IS NOT NULL AND to_regclass('bridge.spans') IS NOT NULL
-               AND to_regclass('bridge.run_transcripts') IS NOT NULL AS ok
-            """).first?.bool("ok") ?? false
-        guard ok else { throw VerifyInputError("bridge.traces, bridge.spans or bridge.run_transcripts is missing: run bridge migrate first") }
+        guard try await c.ledgerHas([.traces, .spans, .runTranscripts]) else { throw VerifyInputError("bridge.traces, bridge.spans or bridge.run_transcripts is missing: run bridge migrate first") }
     }
 
     /// Loads the file's ids into session temp tables `pg_temp.verify_file_traces` and
@@ -263,7 +258,7 @@ public struct Verifier: Sendable {
     // MARK: The checks
 
     func query(_ sql: String, _ binds: [PostgresValue], _ c: PostgresConnection) async throws -> PostgresRows {
-        try await c.query(PostgresQuery(sql: sql, binds: binds))
+        try await c.query(PostgresQuery(unsafeSQL: sql, binds: binds))
     }
 
     /// Reads the shared result shape: one row per example (or one row with NULL example

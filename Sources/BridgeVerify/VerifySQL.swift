@@ -13,7 +13,7 @@ struct VerifySQL: Sendable {
     init(config: MappingConfig) { self.config = config }
 
     private func q(_ name: String) -> String { PostgresQuery.quoteIdentifier(name) }
-    private func qq(_ name: String) -> String { PostgresQuery.quoteQualified(name) }
+    private func qq(_ name: String) -> String { PostgresQuery.quoteIdentifier(name) }
 
     /// `st`: the traces in scope (ended, started since $1, of task $2 and workspace $3). Each
     /// filter is index-served (`bridge.traces` by started_at, task_id and group_id, migrations

@@ -29,8 +29,8 @@ public struct ApprovalStore: Sendable {
     public static let waitingColumn = "bridge_waiting_since"
 
     var source: SourceMapping { config.source }
-    func q(_ name: String) -> String { PostgresQuery.quoteIdentifier(name) }
-    var tasks: String { PostgresQuery.quoteQualified(source.table) }
+    func q(_ name: String) -> PostgresQuery { .identifier(name) }
+    var tasks: PostgresQuery { .identifier(source.table) }
 
     /// The approvals mapping, or a configuration error.
     func mapping() throws -> ApprovalsMapping {
@@ -65,20 +65,20 @@ public struct ApprovalStore: Sendable {
         let stateText = try Self.encode(paused)
         let spansText = try Self.encode(openSpans)
         let inserts = paused.pending.map { requestInsert(a, task: task, taskKey: taskKey, spec: spec, call: $0) }
-        let waiting = PostgresQuery(sql: """
+        let waiting: PostgresQuery = """
             UPDATE \(tasks) SET \(q(Self.waitingColumn)) = now(), \(q(TaskStore.Lease.token)) = NULL,
                 \(q(TaskStore.Lease.expiresAt)) = NULL, \(q(TaskStore.Lease.workerId)) = NULL
-            WHERE \(q(TaskStore.Lease.token)) = $1 AND \(q(source.status.column)) = $2
-            """, binds: [.text(token), .text(source.status.running)])
-        let state = PostgresQuery(sql: """
+            WHERE \(q(TaskStore.Lease.token)) = \(token) AND \(q(source.status.column)) = \(source.status.running)
+            """
+        let state: PostgresQuery = """
             INSERT INTO bridge.run_states (task_key, trace_id, attempt, execution_key, spec, state, open_spans, paused_at)
-            VALUES ($1, $2, $3::int, $4, $5::jsonb, $6::jsonb, $7::jsonb, now())
+            VALUES (\(taskKey), \(spec.traceId), \(spec.attempt)::int, \(executionKey), \(specText)::jsonb,
+                    \(stateText)::jsonb, \(spansText)::jsonb, now())
             ON CONFLICT (task_key) DO UPDATE SET trace_id = EXCLUDED.trace_id, attempt = EXCLUDED.attempt,
                 execution_key = EXCLUDED.execution_key, spec = EXCLUDED.spec, state = EXCLUDED.state,
                 open_spans = EXCLUDED.open_spans, paused_at = EXCLUDED.paused_at
-            """, binds: [.text(taskKey), .text(spec.traceId), .text(String(spec.attempt)),
-                         executionKey.map { .text($0) } ?? .null, .text(specText), .text(stateText), .text(spansText)])
-        let clear = PostgresQuery(sql: "DELETE FROM bridge.approval_waits WHERE task_key = $1", binds: [.text(taskKey)])
+            """
+        let clear: PostgresQuery = "DELETE FROM bridge.approval_waits WHERE task_key = \(taskKey)"
         let calls = paused.pending
         return try await conn.transaction { c in
             guard try c.query(waiting).affectedRows == 1 else { throw TaskStore.LeaseLost(taskKey: taskKey) }
@@ -89,10 +89,10 @@ public struct ApprovalStore: Sendable {
                 guard let key = try c.query(insert).first?["k"] else {
                     throw PostgresError(kind: .client, message: "the approval request insert returned no key")
                 }
-                try c.query(PostgresQuery(sql: """
+                try c.query("""
                     INSERT INTO bridge.approval_waits (request_key, task_key, call_id, tool_name, arguments)
-                    VALUES ($1, $2, $3, $4, $5)
-                    """, binds: [.text(key), .text(taskKey), .text(call.callId), .text(call.name), .text(call.arguments)]))
+                    VALUES (\(key), \(taskKey), \(call.callId), \(call.name), \(call.arguments))
+                    """)
                 keys.append(key)
             }
             return keys
@@ -103,17 +103,15 @@ public struct ApprovalStore: Sendable {
     /// content in the mapped columns, the constant values.
     func requestInsert(_ a: ApprovalsMapping, task: Row, taskKey: String, spec: RunSpec,
                        call: PendingApproval) -> PostgresQuery {
-        var cols: [String] = [q(a.statusColumn)]
-        var vals: [String] = ["$1"]
-        var binds: [PostgresValue] = [.text(a.pending)]
-        func add(_ column: String?, _ value: PostgresValue, expression: ((Int) -> String)? = nil) {
+        var cols: [PostgresQuery] = [q(a.statusColumn)]
+        var vals: [PostgresQuery] = ["\(a.pending)"]
+        func add(_ column: String?, _ value: PostgresQuery) {
             guard let column else { return }
-            binds.append(value)
             cols.append(q(column))
-            vals.append(expression?(binds.count) ?? "$\(binds.count)")
+            vals.append(value)
         }
-        add(a.expiresAtColumn, .text(String(a.expiresAfterSeconds))) { "now() + $\($0)::double precision * interval '1 second'" }
-        if let g = source.groupColumn, let v = task[g], !v.isNull { add(a.groupColumn, .text(v.templateText)) }
+        add(a.expiresAtColumn, "now() + \(a.expiresAfterSeconds)::double precision * interval '1 second'")
+        if let g = source.groupColumn, let v = task[g], !v.isNull { add(a.groupColumn, "\(v.templateText)") }
         let arguments = (try? JSONValue.parse(call.arguments)) ?? .string(call.arguments)
         let description = spec.tools[call.name]?.description ?? ""
         let content: [String: JSONValue] = [
@@ -127,22 +125,21 @@ public struct ApprovalStore: Sendable {
         ]
         for name in ApprovalsMapping.contentNames {
             guard let column = a.columns[name], let v = content[name] else { continue }
-            add(column, .text(v.stringValue ?? v.compact))
+            add(column, "\(v.stringValue ?? v.compact)")
         }
-        for (column, value) in a.values.sorted(by: { $0.key < $1.key }) { add(column, .text(value)) }
-        return PostgresQuery(sql: """
-            INSERT INTO \(PostgresQuery.quoteQualified(a.table)) (\(cols.joined(separator: ", ")))
-            VALUES (\(vals.joined(separator: ", "))) RETURNING \(q(a.key))::text AS k
-            """, binds: binds)
+        for (column, value) in a.values.sorted(by: { $0.key < $1.key }) { add(column, "\(value)") }
+        return """
+            INSERT INTO \(identifier: a.table) (\(cols)) VALUES (\(vals)) RETURNING \(q(a.key))::text AS k
+            """
     }
 
     /// Whether `migrations/0020_approvals.sql` is applied (the state tables and the waiting column).
     public func isMigrated(on conn: PostgresConnection) async throws -> Bool {
-        let rows = try await conn.query(PostgresQuery(sql: """
-            SELECT to_regclass('bridge.run_states') IS NOT NULL AND to_regclass('bridge.approval_waits') IS NOT NULL
-                   AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2
+        guard try await conn.ledgerHas([.runStates, .approvalWaits]) else { return false }
+        let rows = try await conn.query("""
+            SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(\(tasks.sql)) AND attname = \(Self.waitingColumn)
                                AND NOT attisdropped) AS ok
-            """, binds: [.text(tasks), .text(Self.waitingColumn)]))
+            """)
         return rows.first?["ok"] == "t"
     }
 
@@ -151,10 +148,10 @@ public struct ApprovalStore: Sendable {
     func columnType(_ table: String, _ column: String, on conn: PostgresConnection) async throws -> String {
         let cacheKey = table + "." + column
         if let t = types.get(cacheKey) { return t }
-        let rows = try await conn.query(PostgresQuery(sql: """
+        let rows = try await conn.query("""
             SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute
-            WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped
-            """, binds: [.text(PostgresQuery.quoteQualified(table)), .text(column)]))
+            WHERE attrelid = to_regclass(\(PostgresQuery.quoteIdentifier(table))) AND attname = \(column) AND NOT attisdropped
+            """)
         guard let t = rows.first?["t"] else {
             throw PostgresError(kind: .client, message: "column \(table).\(column) does not exist")
         }
@@ -176,17 +173,17 @@ public struct ApprovalStore: Sendable {
         let a = try mapping()
         let keyType = try await columnType(a.table, a.key, on: conn)
         let taskKeyType = try await columnType(source.table, source.key, on: conn)
-        let expiry = a.expiresAtColumn.map { "AND (r.\(q($0)) IS NULL OR r.\(q($0)) > now())" } ?? ""
-        return PostgresQuery(sql: """
+        let expiry: PostgresQuery = a.expiresAtColumn.map { "AND (r.\(q($0)) IS NULL OR r.\(q($0)) > now())" } ?? ""
+        return """
             SELECT s.task_key FROM bridge.run_states s
-            JOIN \(tasks) t ON t.\(q(source.key)) = s.task_key::\(taskKeyType)
+            JOIN \(tasks) t ON t.\(q(source.key)) = s.task_key::\(unsafeRaw: taskKeyType)
             WHERE t.\(q(Self.waitingColumn)) IS NOT NULL
               AND NOT EXISTS (
                 SELECT 1 FROM bridge.approval_waits w
-                JOIN \(PostgresQuery.quoteQualified(a.table)) r ON r.\(q(a.key)) = w.request_key::\(keyType)
-                WHERE w.task_key = s.task_key AND r.\(q(a.statusColumn)) = $1 \(expiry))
-            ORDER BY s.paused_at LIMIT $2
-            """, binds: [.text(a.pending), .text(String(limit))])
+                JOIN \(identifier: a.table) r ON r.\(q(a.key)) = w.request_key::\(unsafeRaw: keyType)
+                WHERE w.task_key = s.task_key AND r.\(q(a.statusColumn)) = \(a.pending) \(expiry))
+            ORDER BY s.paused_at LIMIT \(limit)
+            """
     }
 
     /// Claims a waiting task for resumption (one worker wins): clears the waiting mark and
@@ -194,32 +191,33 @@ public struct ApprovalStore: Sendable {
     public func claim(on conn: PostgresConnection, taskKey: String, workerId: String,
                       leaseSeconds: Double) async throws -> TaskStore.Claim? {
         let L = TaskStore.Lease.self
-        let rows = try await conn.query(PostgresQuery(sql: """
+        let rows = try await conn.query("""
             UPDATE \(tasks) AS x SET \(q(Self.waitingColumn)) = NULL, \(q(L.token)) = gen_random_uuid()::text,
-                \(q(L.expiresAt)) = now() + $2::double precision * interval '1 second', \(q(L.workerId)) = $3
-            WHERE \(q(source.key)) = $1 AND \(q(Self.waitingColumn)) IS NOT NULL AND \(q(source.status.column)) = $4
+                \(q(L.expiresAt)) = now() + \(leaseSeconds)::double precision * interval '1 second', \(q(L.workerId)) = \(workerId)
+            WHERE \(q(source.key)) = \(taskKey) AND \(q(Self.waitingColumn)) IS NOT NULL
+              AND \(q(source.status.column)) = \(source.status.running)
             RETURNING to_jsonb(x.*)::text AS row, x.\(q(source.key))::text AS k, x.\(q(L.token)) AS token,
                       coalesce(x.\(q(L.attempts)), 1) AS attempt
-            """, binds: [.text(taskKey), .text(String(leaseSeconds)), .text(workerId), .text(source.status.running)]))
+            """)
         return try TaskStore.parseClaims(rows).first
     }
 
     /// The stored state of a waiting task and the decisions on its requests.
     public func load(on conn: PostgresConnection, taskKey: String) async throws -> (Stored, [ApprovalDecision])? {
         let a = try mapping()
-        guard let row = try await conn.query(PostgresQuery(sql: """
+        guard let row = try await conn.query("""
             SELECT trace_id, attempt, execution_key, spec::text AS spec, state::text AS state, open_spans::text AS spans
-            FROM bridge.run_states WHERE task_key = $1
-            """, binds: [.text(taskKey)])).first else { return nil }
+            FROM bridge.run_states WHERE task_key = \(taskKey)
+            """).first else { return nil }
         let keyType = try await columnType(a.table, a.key, on: conn)
-        let response = a.responseColumn.map { "r.\(q($0))::text" } ?? "NULL::text"
-        let waits = try await conn.query(PostgresQuery(sql: """
+        let response: PostgresQuery = a.responseColumn.map { "r.\(q($0))::text" } ?? "NULL::text"
+        let waits = try await conn.query("""
             SELECT w.request_key, w.call_id, w.tool_name, r.\(q(a.statusColumn))::text AS status,
                    \(response) AS response
             FROM bridge.approval_waits w
-            LEFT JOIN \(PostgresQuery.quoteQualified(a.table)) r ON r.\(q(a.key)) = w.request_key::\(keyType)
-            WHERE w.task_key = $1 ORDER BY w.created_at, w.request_key
-            """, binds: [.text(taskKey)]))
+            LEFT JOIN \(identifier: a.table) r ON r.\(q(a.key)) = w.request_key::\(unsafeRaw: keyType)
+            WHERE w.task_key = \(taskKey) ORDER BY w.created_at, w.request_key
+            """)
         let decoder = JSONDecoder()
         let stored = Stored(taskKey: taskKey, traceId: row["trace_id"] ?? "", attempt: row.int("attempt") ?? 1,
                             executionKey: row["execution_key"],
@@ -256,12 +254,13 @@ public struct ApprovalStore: Sendable {
     public func finished(on conn: PostgresConnection, taskKey: String, expiredRequests: [String]) async throws {
         if let a = config.approvals, let expired = a.expired, !expiredRequests.isEmpty {
             let keyType = try await columnType(a.table, a.key, on: conn)
-            try await conn.query(PostgresQuery(sql: """
-                UPDATE \(PostgresQuery.quoteQualified(a.table)) SET \(q(a.statusColumn)) = $1
-                WHERE \(q(a.key)) = ANY($2::\(keyType)[]) AND \(q(a.statusColumn)) = $3
-                """, binds: [.text(expired), .text(PostgresArray.text(expiredRequests)), .text(a.pending)]))
+            try await conn.query("""
+                UPDATE \(identifier: a.table) SET \(q(a.statusColumn)) = \(expired)
+                WHERE \(q(a.key)) = ANY(\(PostgresArray.text(expiredRequests))::\(unsafeRaw: keyType)[])
+                  AND \(q(a.statusColumn)) = \(a.pending)
+                """)
         }
-        try await conn.query(PostgresQuery(sql: "DELETE FROM bridge.run_states WHERE task_key = $1", binds: [.text(taskKey)]))
+        try await conn.query("DELETE FROM bridge.run_states WHERE task_key = \(taskKey)")
     }
 
     // MARK: - The shell: list, approve, reject
@@ -281,14 +280,14 @@ public struct ApprovalStore: Sendable {
     public func list(on conn: PostgresConnection) async throws -> [Pending] {
         let a = try mapping()
         let keyType = try await columnType(a.table, a.key, on: conn)
-        let rows = try await conn.query(PostgresQuery(sql: """
+        let rows = try await conn.query("""
             SELECT w.request_key, w.task_key, w.tool_name, w.arguments, s.trace_id,
                    extract(epoch FROM now() - w.created_at)::float8 AS waiting,
                    coalesce(r.\(q(a.statusColumn))::text, '(deleted)') AS status
             FROM bridge.approval_waits w JOIN bridge.run_states s ON s.task_key = w.task_key
-            LEFT JOIN \(PostgresQuery.quoteQualified(a.table)) r ON r.\(q(a.key)) = w.request_key::\(keyType)
-            ORDER BY (r.\(q(a.statusColumn)) = $1) DESC, w.created_at, w.request_key
-            """, binds: [.text(a.pending)]))
+            LEFT JOIN \(identifier: a.table) r ON r.\(q(a.key)) = w.request_key::\(unsafeRaw: keyType)
+            ORDER BY (r.\(q(a.statusColumn)) = \(a.pending)) DESC, w.created_at, w.request_key
+            """)
         return rows.map { r in
             Pending(requestKey: r["request_key"] ?? "", taskKey: r["task_key"] ?? "", toolName: r["tool_name"] ?? "",
                     arguments: r["arguments"] ?? "", traceId: r["trace_id"] ?? "", waitingSeconds: r.double("waiting") ?? 0,
@@ -303,26 +302,22 @@ public struct ApprovalStore: Sendable {
                        by: String) async throws -> Bool {
         let a = try mapping()
         let keyType = try await columnType(a.table, a.key, on: conn)
-        var sets = ["\(q(a.statusColumn)) = $1"]
-        var binds: [PostgresValue] = [.text(approve ? a.approved : a.rejected)]
+        var sets: [PostgresQuery] = ["\(q(a.statusColumn)) = \(approve ? a.approved : a.rejected)"]
         if let r = a.responseColumn {
             var response: [String: JSONValue] = ["decision": .string(approve ? "approved" : "rejected"), "by": .string(by)]
             if let message { response["message"] = .string(message) }
-            binds.append(.text(JSONValue.object(response).compact))
-            sets.append("\(q(r)) = $\(binds.count)")
+            sets.append("\(q(r)) = \(JSONValue.object(response).compact)")
         }
         if let c = a.respondedAtColumn { sets.append("\(q(c)) = now()") }
-        binds += [.text(requestKey), .text(requestKey), .text(a.pending)]
-        let n = binds.count
-        let update = PostgresQuery(sql: """
-            UPDATE \(PostgresQuery.quoteQualified(a.table)) SET \(sets.joined(separator: ", "))
-            WHERE \(q(a.key)) = $\(n - 2)::\(keyType) AND \(q(a.statusColumn)) = $\(n)
-              AND EXISTS (SELECT 1 FROM bridge.approval_waits w WHERE w.request_key = $\(n - 1))
-            """, binds: binds)
+        let update: PostgresQuery = """
+            UPDATE \(identifier: a.table) SET \(sets)
+            WHERE \(q(a.key)) = \(requestKey)::\(unsafeRaw: keyType) AND \(q(a.statusColumn)) = \(a.pending)
+              AND EXISTS (SELECT 1 FROM bridge.approval_waits w WHERE w.request_key = \(requestKey))
+            """
         do {
             return try await conn.transaction { c in
                 let n = try c.query(update).affectedRows
-                if n == 1 { try c.query(PostgresQuery(sql: "SELECT pg_notify($1, '')", binds: [.text(taskNotifyChannel)])) }
+                if n == 1 { try c.query("SELECT pg_notify(\(taskNotifyChannel), '')") }
                 return n == 1
             }
         } catch let e as PostgresError where e.sqlState == "22P02" {

@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgeTraceModel
 import BridgeMapping
 import BridgePostgres
 import Foundation
@@ -75,24 +76,11 @@ public struct BackfillPreview: Sendable {
 public struct Backfiller: Sendable {
     public let config: MappingConfig
 
-    /// The namespace hashed into backfilled trace ids.
-    public static let traceNamespace = "bridge-backfill:"
-
     public init(config: MappingConfig) throws(ExecSetupError) {
         guard config.results.traceIdColumn != nil else {
             throw ExecSetupError("--backfill needs results.trace_id_column in the mappings: the trace id column is what makes a backfill resumable and idempotent")
         }
         self.config = config
-    }
-
-    /// The trace id a backfill gives the task with key `taskKey` (the SQL computes the same).
-    public static func traceId(forTask taskKey: String) -> String {
-        "trace_" + SHA256.hex(traceNamespace + taskKey).prefix(32)
-    }
-
-    /// The id of the span in `slot` (`task`, `agent`, `turn:1`, `function:1`, …) of a trace.
-    public static func spanId(traceId: String, slot: String) -> String {
-        "span_" + SHA256.hex(traceId + ":" + slot).prefix(24)
     }
 
     // MARK: Running
@@ -151,13 +139,12 @@ public struct Backfiller: Sendable {
     /// Tasks that match the backfill filter now.
     public func count(on conn: PostgresConnection, options: BackfillOptions) async throws -> Int {
         let s = config.source
-        var b = Binder()
-        var sql = """
-            SELECT count(*) AS n FROM \(PostgresQuery.quoteQualified(s.table)) t
-            WHERE \(filter(&b, alias: "t"))
+        var sql: PostgresQuery = """
+            SELECT count(*) AS n FROM \(identifier: s.table) t
+            WHERE \(filter(alias: "t"))
             """
-        if let since = options.since { sql += " AND " + sinceCondition(&b, alias: "t", since) }
-        return try await conn.query(PostgresQuery(sql: sql, binds: b.binds)).first?.int("n") ?? 0
+        if let since = options.since { sql += " AND \(sinceCondition(alias: "t", since))" }
+        return try await conn.query(sql).first?.int("n") ?? 0
     }
 
     /// What a backfill would do, computed by the same SQL without writing: the counts over
@@ -175,31 +162,29 @@ public struct Backfiller: Sendable {
 
     enum Mode { case apply, count, sample }
 
-    typealias Binder = SQLBinder
-
-    private func q(_ name: String) -> String { PostgresQuery.quoteIdentifier(name) }
+    private func q(_ name: String) -> PostgresQuery { .identifier(name) }
 
     /// Finished (completed or failed per the mappings) and without a trace id.
-    func filter(_ b: inout Binder, alias a: String) -> String {
+    func filter(alias a: String) -> PostgresQuery {
         let s = config.source
         let trace = config.results.traceIdColumn ?? "openai_trace_id"
-        return "\(a).\(q(trace)) IS NULL AND \(a).\(q(s.status.column)) IN (\(b.bind(s.status.completed)), \(b.bind(s.status.failed)))"
+        return "\(unsafeRaw: a).\(q(trace)) IS NULL AND \(unsafeRaw: a).\(q(s.status.column)) IN (\(s.status.completed), \(s.status.failed))"
     }
 
     /// `--since`: on the task's completed_at column if mapped, else its created_at column.
-    func sinceCondition(_ b: inout Binder, alias a: String, _ since: String) -> String {
+    func sinceCondition(alias a: String, _ since: String) -> PostgresQuery {
         let column = config.results.completedAtColumn ?? config.source.createdAtColumn ?? config.source.key
-        return "\(a).\(q(column)) >= \(b.bind(since))::timestamptz"
+        return "\(unsafeRaw: a).\(q(column)) >= \(since)::timestamptz"
     }
 
     /// A span id computed in SQL from a trace id expression and a slot expression.
-    static func spanIdSQL(_ trace: String, _ slot: String) -> String {
-        "'span_' || left(encode(sha256(convert_to(\(trace) || ':' || \(slot), 'UTF8')), 'hex'), 24)"
+    static func spanIdSQL(_ trace: String, _ slot: String) -> PostgresQuery {
+        "'span_' || left(encode(sha256(convert_to(\(unsafeRaw: trace) || ':' || \(unsafeRaw: slot), 'UTF8')), 'hex'), 24)"
     }
 
     /// An ISO 8601 text in the SDK's form (`…+00:00`), for previews.
-    static func isoSQL(_ e: String) -> String {
-        "to_char((\(e)) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+    static func isoSQL(_ e: String) -> PostgresQuery {
+        "to_char((\(unsafeRaw: e)) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
     }
 
     /// The whole batch as one statement. Every value is bound; names are quoted identifiers
@@ -207,25 +192,24 @@ public struct Backfiller: Sendable {
     func statement(mode: Mode, cursor: String?, limit: Int?, since: String?) -> PostgresQuery {
         let s = config.source
         let r = config.results
-        var b = Binder()
-        let tasks = PostgresQuery.quoteQualified(s.table)
+        let tasks = PostgresQuery.identifier(s.table)
         let key = q(s.key)
         let traceCol = q(r.traceIdColumn ?? "openai_trace_id")
 
         // 1. The batch: keyset on the task key, the partial index's filter.
-        var pickedWhere = filter(&b, alias: "t")
-        if let cursor { pickedWhere += " AND t.\(key) > \(b.bind(cursor))" }
-        if let since { pickedWhere += " AND " + sinceCondition(&b, alias: "t", since) }
-        let lock = mode == .apply ? "FOR NO KEY UPDATE OF t SKIP LOCKED" : ""
-        let ns = b.bind(Self.traceNamespace)
-        var ctes: [String] = []
+        var pickedWhere = filter(alias: "t")
+        if let cursor { pickedWhere += " AND t.\(key) > \(cursor)" }
+        if let since { pickedWhere += " AND \(sinceCondition(alias: "t", since))" }
+        let lock: PostgresQuery = mode == .apply ? "FOR NO KEY UPDATE OF t SKIP LOCKED" : ""
+        let ns: PostgresQuery = "\(TraceID.backfillNamespace)"
+        var ctes: [PostgresQuery] = []
         ctes.append("""
             picked AS MATERIALIZED (
               SELECT t.\(key) AS k, t.\(key)::text AS task_key,
                      'trace_' || left(encode(sha256(convert_to(\(ns) || t.\(key)::text, 'UTF8')), 'hex'), 32) AS trace_id
               FROM \(tasks) t
               WHERE \(pickedWhere)
-              ORDER BY t.\(key) LIMIT \(b.bind(limit.map { .text(String($0)) } ?? .null))::bigint
+              ORDER BY t.\(key) LIMIT \(limit)::bigint
               \(lock)
             )
             """)
@@ -233,9 +217,9 @@ public struct Backfiller: Sendable {
         // 2. Tool calls from the log table.
         if let l = config.backfill?.logs {
             let k = l.toolCall
-            let content = "l.\(q(l.contentColumn))::jsonb"
-            let created = l.createdAtColumn.map { "l.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
-            let startKey = b.bind(k.startedAt), durKey = b.bind(k.durationMs)
+            let content: PostgresQuery = "l.\(q(l.contentColumn))::jsonb"
+            let created: PostgresQuery = l.createdAtColumn.map { "l.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
+            let startKey: PostgresQuery = "\(k.startedAt)", durKey: PostgresQuery = "\(k.durationMs)"
             ctes.append("""
                 calls AS MATERIALIZED (
                   SELECT c.k, c.trace_id, c.log_key, c.name, c.input, c.output, c.error, c.started_at,
@@ -243,22 +227,22 @@ public struct Backfiller: Sendable {
                          row_number() OVER (PARTITION BY c.k ORDER BY c.started_at, c.log_key) AS n
                   FROM (
                     SELECT p.k, p.trace_id, l.\(q(l.key))::text AS log_key,
-                           coalesce(x.j ->> \(b.bind(k.name)), 'unknown_tool') AS name,
+                           coalesce(x.j ->> \(k.name), 'unknown_tool') AS name,
                            CASE jsonb_typeof(x.args)
                              WHEN 'string' THEN x.args #>> '{}'
                              WHEN 'object' THEN (SELECT '{' || coalesce(string_agg(to_jsonb(e.key)::text || ':' || e.value::text, ','), '') || '}'
                                                  FROM jsonb_each(x.args) AS e)
                              ELSE x.args::text END AS input,
-                           x.j ->> \(b.bind(k.output)) AS output,
-                           x.j ->> \(b.bind(k.error)) AS error,
+                           x.j ->> \(k.output) AS output,
+                           x.j ->> \(k.error) AS error,
                            coalesce(CASE WHEN (x.j ->> \(startKey)) ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}'
                                          THEN (x.j ->> \(startKey))::timestamptz END,
                                     \(created)) AS started_at,
                            CASE WHEN jsonb_typeof(x.j -> \(durKey)) = 'number' THEN (x.j ->> \(durKey))::double precision END AS duration_ms
                     FROM picked p
-                    JOIN \(PostgresQuery.quoteQualified(l.table)) l ON l.\(q(l.taskColumn)) = p.k
-                    CROSS JOIN LATERAL (SELECT \(content) AS j, \(content) -> \(b.bind(k.arguments)) AS args) x
-                    WHERE l.\(q(l.typeColumn))::text = ANY(\(b.bind(PostgresArray.text(l.toolCallTypes)))::text[])
+                    JOIN \(identifier: l.table) l ON l.\(q(l.taskColumn)) = p.k
+                    CROSS JOIN LATERAL (SELECT \(content) AS j, \(content) -> \(k.arguments) AS args) x
+                    WHERE l.\(q(l.typeColumn))::text = ANY(\(PostgresArray.text(l.toolCallTypes))::text[])
                   ) c
                 ),
                 call_stats AS (
@@ -280,23 +264,25 @@ public struct Backfiller: Sendable {
         }
 
         // 3. The latest execution row of each task (the run the task's result came from).
-        var execJoin = ""
-        var execCols = """
+        var execJoin: PostgresQuery = ""
+        var execCols: PostgresQuery = """
             NULL::text AS exec_key, NULL::timestamptz AS x_started, NULL::timestamptz AS x_completed,
             NULL::double precision AS x_duration, NULL::jsonb AS x_usage, NULL::text AS x_error, NULL::text AS x_error_type,
             1::bigint AS attempts
             """
         if let e = r.executions {
             let c = e.columns
-            func col(_ name: String?, _ type: String) -> String { name.map { "e.\(q($0))::\(type)" } ?? "NULL::\(type)" }
-            let order = (c.startedAt.map { "e.\(q($0)) DESC NULLS LAST, " } ?? "") + "e.\(q(e.key)) DESC"
+            func col(_ name: String?, _ type: String) -> PostgresQuery {
+                name.map { "e.\(q($0))::\(unsafeRaw: type)" } ?? "NULL::\(unsafeRaw: type)"
+            }
+            let order: PostgresQuery = (c.startedAt.map { "e.\(q($0)) DESC NULLS LAST, " } ?? "") + "e.\(q(e.key)) DESC"
             execJoin = """
                 LEFT JOIN LATERAL (
                   SELECT e.\(q(e.key)) AS exec_key, \(col(c.startedAt, "timestamptz")) AS x_started,
                          \(col(c.completedAt, "timestamptz")) AS x_completed, \(col(c.durationSeconds, "double precision")) AS x_duration,
                          \(col(c.tokenUsage, "jsonb")) AS x_usage, \(col(c.errorMessage, "text")) AS x_error,
                          \(col(c.errorType, "text")) AS x_error_type, count(*) OVER () AS attempts
-                  FROM \(PostgresQuery.quoteQualified(e.table)) e WHERE e.\(q(e.taskColumn)) = p.k
+                  FROM \(identifier: e.table) e WHERE e.\(q(e.taskColumn)) = p.k
                   ORDER BY \(order) LIMIT 1
                 ) x ON true
                 """
@@ -305,33 +291,33 @@ public struct Backfiller: Sendable {
 
         // 4. The agent: the task's agent row matched against the YAML agents, else the fallback
         // column, else the default agent.
-        var agentJoin = "", agentName = "", agentKey = "NULL::text"
+        var agentJoin: PostgresQuery = "", agentKey: PostgresQuery = "NULL::text"
         let matchMap = JSONValue.object(Dictionary(config.agents.map { ($0.match, JSONValue.string($0.name)) },
                                                    uniquingKeysWith: { a, _ in a })).compact
-        let mm = b.bind(matchMap)
-        var candidates: [String] = []
+        let mm: PostgresQuery = "\(matchMap)"
+        var candidates: [PostgresQuery] = []
         if let sel = s.agentSelection {
             if let tc = sel.taskColumn {
-                agentJoin = "LEFT JOIN \(PostgresQuery.quoteQualified(sel.table)) ag ON ag.\(q(sel.key)) = t.\(q(tc))"
+                agentJoin = "LEFT JOIN \(identifier: sel.table) ag ON ag.\(q(sel.key)) = t.\(q(tc))"
                 candidates.append("\(mm)::jsonb ->> ag.\(q(sel.matchColumn))::text")
                 agentKey = "t.\(q(tc))::text"
             }
             if let fb = sel.fallbackColumn { candidates.append("\(mm)::jsonb ->> t.\(q(fb))::text") }
-            if let d = sel.defaultAgent { candidates.append("\(b.bind(d))::text") }
+            if let d = sel.defaultAgent { candidates.append("\(d)::text") }
         }
-        if config.agents.count == 1 { candidates.append("\(b.bind(config.agents[0].name))::text") }
+        if config.agents.count == 1 { candidates.append("\(config.agents[0].name)::text") }
         candidates.append("'agent'")
-        agentName = "coalesce(\(candidates.joined(separator: ", ")))"
+        let agentName: PostgresQuery = "coalesce(\(candidates))"
         let agentsJSON = JSONValue.object(Dictionary(config.agents.map { a in
             (a.name, JSONValue.object(["tools": .array(a.tools.map(JSONValue.string)),
                                       "handoffs": .array(a.handoffs.map { .string($0.agent) })]))
         }, uniquingKeysWith: { a, _ in a })).compact
-        let agentsParam = b.bind(agentsJSON)
+        let agentsParam: PostgresQuery = "\(agentsJSON)"
 
-        let group = s.groupColumn.map { "t.\(q($0))::text" } ?? "NULL::text"
-        let taskCompleted = r.completedAtColumn.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
-        let taskCreated = s.createdAtColumn.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
-        let failed = b.bind(s.status.failed)
+        let group: PostgresQuery = s.groupColumn.map { "t.\(q($0))::text" } ?? "NULL::text"
+        let taskCompleted: PostgresQuery = r.completedAtColumn.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
+        let taskCreated: PostgresQuery = s.createdAtColumn.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
+        let failed: PostgresQuery = "\(s.status.failed)"
         let sid = Self.spanIdSQL
         ctes.append("""
             base AS MATERIALIZED (
@@ -374,9 +360,9 @@ public struct Backfiller: Sendable {
             """)
 
         // 5. Trace and span rows in the SDK's shapes.
-        let workflow = b.bind(config.tracing.workflowName)
-        let version = b.bind(DatabaseToSDKBridge.bridgeVersion)
-        let sensitive = b.bind(config.tracing.includeSensitiveData ? "true" : "false")
+        let workflow: PostgresQuery = "\(config.tracing.workflowName)"
+        let version: PostgresQuery = "\(DatabaseToSDKBridge.bridgeVersion)"
+        let sensitive: PostgresQuery = "\(config.tracing.includeSensitiveData)"
         ctes.append("""
             trace_rows AS (
               SELECT trace_id, \(workflow)::text AS workflow_name, group_id, task_key, t0 AS started_at, t1 AS ended_at,
@@ -426,10 +412,10 @@ public struct Backfiller: Sendable {
             )
             """)
 
-        var sql = "WITH " + ctes.joined(separator: ",\n")
+        var sql: PostgresQuery = "WITH \(ctes, separator: ",\n")"
         switch mode {
         case .apply:
-            var updates = """
+            var updates: PostgresQuery = """
                 ,
                 ins_traces AS (
                   INSERT INTO bridge.traces (trace_id, workflow_name, group_id, metadata, task_id, started_at, ended_at)
@@ -462,12 +448,12 @@ public struct Backfiller: Sendable {
                   WHERE u.\(key) = b.k AND u.\(traceCol) IS NULL RETURNING 1
                 )
                 """
-            var execCount = "0"
+            var execCount: PostgresQuery = "0"
             if let e = r.executions, let etc = e.columns.traceId {
                 updates += """
                     ,
                     upd_execs AS (
-                      UPDATE \(PostgresQuery.quoteQualified(e.table)) AS u SET \(q(etc)) = b.trace_id FROM b
+                      UPDATE \(identifier: e.table) AS u SET \(q(etc)) = b.trace_id FROM b
                       WHERE u.\(q(e.key)) = b.exec_key AND u.\(q(etc)) IS NULL RETURNING 1
                     )
                     """
@@ -500,6 +486,6 @@ public struct Backfiller: Sendable {
                 FROM trace_rows tr ORDER BY tr.task_key
                 """
         }
-        return PostgresQuery(sql: sql, binds: b.binds)
+        return sql
     }
 }

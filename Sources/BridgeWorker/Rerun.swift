@@ -93,14 +93,15 @@ public struct Rerunner: Sendable {
 
     func select(_ conn: PostgresConnection, cursor: String?, limit: Int, since: String?) async throws -> [(String, Row)] {
         let s = config.source
-        var b = Backfiller.Binder()
-        let key = PostgresQuery.quoteIdentifier(s.key)
-        var sql = "SELECT t.\(key)::text AS k, to_jsonb(t.*)::text AS row FROM \(PostgresQuery.quoteQualified(s.table)) t WHERE "
-            + backfiller.filter(&b, alias: "t")
-        if let cursor { sql += " AND t.\(key) > \(b.bind(cursor))" }
-        if let since { sql += " AND " + backfiller.sinceCondition(&b, alias: "t", since) }
-        sql += " ORDER BY t.\(key) LIMIT \(b.bind(String(limit)))::bigint"
-        let rows = try await conn.query(PostgresQuery(sql: sql, binds: b.binds))
+        let key = PostgresQuery.identifier(s.key)
+        var sql: PostgresQuery = """
+            SELECT t.\(key)::text AS k, to_jsonb(t.*)::text AS row FROM \(identifier: s.table) t
+            WHERE \(backfiller.filter(alias: "t"))
+            """
+        if let cursor { sql += " AND t.\(key) > \(cursor)" }
+        if let since { sql += " AND \(backfiller.sinceCondition(alias: "t", since))" }
+        sql += " ORDER BY t.\(key) LIMIT \(limit)::bigint"
+        let rows = try await conn.query(sql)
         return try Self.pairs(rows)
     }
 
@@ -165,11 +166,10 @@ public struct Rerunner: Sendable {
         try await conn.transaction { c in
             let s = config.source
             if let tc = config.results.traceIdColumn {
-                let q = PostgresQuery.quoteIdentifier
-                try c.query(PostgresQuery(sql: """
-                    UPDATE \(PostgresQuery.quoteQualified(s.table)) SET \(q(tc)) = $1
-                    WHERE \(q(s.key)) = $2\(config.columnTypes.cast(s.table, s.key)) AND \(q(tc)) IS NULL
-                    """, binds: [.text(traceId), .text(taskKey)]))
+                try c.query("""
+                    UPDATE \(identifier: s.table) SET \(identifier: tc) = \(traceId)
+                    WHERE \(identifier: s.key) = \(taskKey)\(config.columnTypes.cast(s.table, s.key)) AND \(identifier: tc) IS NULL
+                    """)
             }
             if let executionKey, let finish = TaskStore.executionUpdate(config, executionKey: executionKey, outcome: outcome) {
                 try c.query(finish)

@@ -1,3 +1,4 @@
+import BridgeCore
 import BridgePostgres
 import Foundation
 
@@ -20,7 +21,7 @@ struct TaskListener: Sendable {
 
     func run(wake: @Sendable () async -> Void, notifying: @Sendable (Bool) async -> Void) async {
         var conn: PostgresConnection?
-        var backoff = 0.5
+        var failures = 0
         var lastCheck = Date()
         var everConnected = false
         while !Task.isCancelled {
@@ -37,7 +38,7 @@ struct TaskListener: Sendable {
                         progress.log("listener: NOTIFY trigger not installed (migrations/optional); polling every \(secondsText(pollInterval))")
                     }
                     everConnected = true
-                    backoff = 0.5
+                    failures = 0
                     lastCheck = Date()
                     await wake()
                 }
@@ -52,10 +53,10 @@ struct TaskListener: Sendable {
                 await notifying(false)
                 if let c = conn { await c.close() }
                 conn = nil
-                let wait = backoff / 2 + Double.random(in: 0...(backoff / 2))
+                failures += 1
+                let wait = RetryBackoff.delay(attempt: failures, base: 0.5, cap: 15)
                 progress.log("listener: \(error); reconnecting in \(secondsText(wait))")
                 try? await Task.sleep(for: .milliseconds(Int(wait * 1000)))
-                backoff = min(backoff * 2, 15)
             }
         }
         if let c = conn { await c.close() }

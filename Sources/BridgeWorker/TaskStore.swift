@@ -15,34 +15,34 @@ public struct TaskStore: Sendable {
     public init(config: MappingConfig) { self.config = config }
 
     private var source: SourceMapping { config.source }
-    private var t: String { PostgresQuery.quoteQualified(source.table) }
-    private func q(_ name: String) -> String { PostgresQuery.quoteIdentifier(name) }
+    private var t: PostgresQuery { .identifier(source.table) }
+    private func q(_ name: String) -> PostgresQuery { .identifier(name) }
     private var types: ColumnTypes { config.columnTypes }
     /// `::type` for a value compared with the task table's `column` (see `ColumnTypes`).
-    private func cast(_ column: String) -> String { types.cast(source.table, column) }
-    private var keyCast: String { cast(source.key) }
-    private var keyArrayCast: String { types.arrayCast(source.table, source.key) }
+    private func cast(_ column: String) -> PostgresQuery { types.cast(source.table, column) }
+    private var keyCast: PostgresQuery { cast(source.key) }
+    private var keyArrayCast: PostgresQuery { types.arrayCast(source.table, source.key) }
 
     /// ORDER BY for claiming over a handful of rows: priority (most urgent first), then age,
     /// then key. Only for rows already narrowed down (`--task` keys, or the candidates of
     /// `pendingInClaimOrder`): it compares the column, so it cannot use an index.
-    private func claimOrder(_ b: inout SQLBinder, alias a: String) -> String {
-        var parts: [String] = []
+    private func claimOrder(alias a: String) -> PostgresQuery {
+        var parts: [PostgresQuery] = []
         if let p = source.priority, !p.order.isEmpty {
-            let cases = p.order.enumerated().map { i, value in
-                "WHEN \(b.bind(value))\(cast(p.column)) THEN \(i)"
-            }.joined(separator: " ")
-            parts.append("CASE \(a).\(q(p.column)) \(cases) ELSE \(p.order.count) END")
+            let cases = p.order.enumerated().map { i, value -> PostgresQuery in
+                "WHEN \(value)\(cast(p.column)) THEN \(unsafeRaw: String(i))"
+            }
+            parts.append("CASE \(unsafeRaw: a).\(q(p.column)) \(cases, separator: " ") ELSE \(unsafeRaw: String(p.order.count)) END")
         }
-        if let c = source.createdAtColumn { parts.append("\(a).\(q(c))") }
-        parts.append("\(a).\(q(source.key))")
-        return parts.joined(separator: ", ")
+        if let c = source.createdAtColumn { parts.append("\(unsafeRaw: a).\(q(c))") }
+        parts.append("\(unsafeRaw: a).\(q(source.key))")
+        return PostgresQuery.joined(parts, separator: ", ")
     }
 
     /// The age-then-key order within one priority value, as the claim index stores it
     /// (`migrations/0011_claim_index.sql`).
-    private var ageOrder: String {
-        ([source.createdAtColumn].compactMap { $0 } + [source.key]).map(q).joined(separator: ", ")
+    private var ageOrder: PostgresQuery {
+        PostgresQuery.joined(([source.createdAtColumn].compactMap { $0 } + [source.key]).map(q), separator: ", ")
     }
 
     /// The keys of up to `limit` claimable tasks (pending, backoff passed) in claim order,
@@ -52,36 +52,34 @@ public struct TaskStore: Sendable {
     /// queue never reads the lower ones (Append runs its branches in order; row locks keep
     /// the plan serial). With `lock`, each branch locks its rows FOR NO KEY UPDATE SKIP
     /// LOCKED. With `keys`, only those tasks are considered (found by primary key).
-    func pendingInClaimOrder(_ b: inout SQLBinder, limit: Int, lock: Bool, keys: [String]) -> String {
-        let status = "\(q(source.status.column)) = \(b.bind(source.status.pending))\(cast(source.status.column))"
-        let runnable = "(\(q(Lease.runAfter)) IS NULL OR \(q(Lease.runAfter)) <= now())"
-        let lim = b.bind(.text(String(limit)))
+    func pendingInClaimOrder(limit: Int, lock: Bool, keys: [String]) -> PostgresQuery {
+        let status: PostgresQuery = "\(q(source.status.column)) = \(source.status.pending)\(cast(source.status.column))"
+        let runnable: PostgresQuery = "(\(q(Lease.runAfter)) IS NULL OR \(q(Lease.runAfter)) <= now())"
         let locking = lock ? " FOR NO KEY UPDATE SKIP LOCKED" : ""
         if !keys.isEmpty {
-            let keyList = b.bind(.text(PostgresArray.text(keys)))
-            let order = claimOrder(&b, alias: "c")
             return """
                 SELECT c.\(q(source.key)) AS k FROM \(t) AS c
-                WHERE c.\(q(source.key)) = ANY(\(keyList)\(keyArrayCast)) AND c.\(status) AND \(runnable)
-                ORDER BY \(order) LIMIT \(lim)\(locking)
+                WHERE c.\(q(source.key)) = ANY(\(PostgresArray.text(keys))\(keyArrayCast)) AND c.\(status) AND \(runnable)
+                ORDER BY \(claimOrder(alias: "c")) LIMIT \(limit)\(unsafeRaw: locking)
                 """
         }
         // Each branch is wrapped in its own subquery: a locking clause is not allowed directly
         // under UNION.
         var n = 0
-        func branch(_ priority: String?) -> String {
+        func branch(_ priority: PostgresQuery?) -> PostgresQuery {
             n += 1
+            let also: PostgresQuery = priority.map { " AND \($0)" } ?? ""
             return """
                 SELECT k FROM (SELECT \(q(source.key)) AS k FROM \(t)
-                 WHERE \(status)\(priority.map { " AND " + $0 } ?? "") AND \(runnable)
-                 ORDER BY \(ageOrder) LIMIT \(lim)\(locking)) AS b\(n)
+                 WHERE \(status)\(also) AND \(runnable)
+                 ORDER BY \(ageOrder) LIMIT \(limit)\(unsafeRaw: locking)) AS b\(unsafeRaw: String(n))
                 """
         }
         guard let p = source.priority, !p.order.isEmpty else { return branch(nil) }
-        var branches = p.order.map { value in branch("\(q(p.column)) = \(b.bind(value))\(cast(p.column))") }
-        let listed = b.bind(.text(PostgresArray.text(p.order)))
+        var branches = p.order.map { value in branch("\(q(p.column)) = \(value)\(cast(p.column))") }
+        let listed = PostgresArray.text(p.order)
         branches.append(branch("(\(q(p.column)) IS NULL OR \(q(p.column)) <> ALL(\(listed)\(types.arrayCast(source.table, p.column))))"))
-        return "SELECT k FROM (\n" + branches.joined(separator: "\nUNION ALL\n") + "\n) AS candidates LIMIT \(lim)"
+        return "SELECT k FROM (\n\(branches, separator: "\nUNION ALL\n")\n) AS candidates LIMIT \(limit)"
     }
 
     /// The lease columns that `migrations/0007_task_leases.sql` adds to the task table.
@@ -115,23 +113,21 @@ public struct TaskStore: Sendable {
     }
 
     func claimQuery(limit: Int, workerId: String, leaseSeconds: Double, keys: [String]) -> PostgresQuery {
-        var b = SQLBinder()
-        let picked = pendingInClaimOrder(&b, limit: limit, lock: true, keys: keys)
-        let sql = """
+        let picked = pendingInClaimOrder(limit: limit, lock: true, keys: keys)
+        return """
             WITH picked AS MATERIALIZED (
             \(picked)
             )
-            UPDATE \(t) AS x SET \(q(source.status.column)) = \(b.bind(source.status.running))\(cast(source.status.column)),
+            UPDATE \(t) AS x SET \(q(source.status.column)) = \(source.status.running)\(cast(source.status.column)),
                 \(q(Lease.token)) = gen_random_uuid()::text,
-                \(q(Lease.expiresAt)) = now() + \(b.bind(.text(String(leaseSeconds))))::double precision * interval '1 second',
-                \(q(Lease.workerId)) = \(b.bind(workerId)),
+                \(q(Lease.expiresAt)) = now() + \(leaseSeconds)::double precision * interval '1 second',
+                \(q(Lease.workerId)) = \(workerId),
                 \(q(Lease.attempts)) = coalesce(x.\(q(Lease.attempts)), 0) + 1,
                 \(q(Lease.runAfter)) = NULL
             FROM picked WHERE x.\(q(source.key)) = picked.k
             RETURNING to_jsonb(x.*)::text AS row, x.\(q(source.key))::text AS k, x.\(q(Lease.token)) AS token,
                       x.\(q(Lease.attempts)) AS attempt
             """
-        return b.query(sql)
     }
 
     /// Extends the leases of every task this worker still holds, in one statement, and
@@ -144,11 +140,11 @@ public struct TaskStore: Sendable {
     }
 
     func heartbeatQuery(tokens: [String], leaseSeconds: Double) -> PostgresQuery {
-        PostgresQuery(sql: """
-            UPDATE \(t) SET \(q(Lease.expiresAt)) = now() + $1::double precision * interval '1 second'
-            WHERE \(q(Lease.token)) = ANY($2::text[]) AND \(q(source.status.column)) = $3
+        """
+            UPDATE \(t) SET \(q(Lease.expiresAt)) = now() + \(leaseSeconds)::double precision * interval '1 second'
+            WHERE \(q(Lease.token)) = ANY(\(PostgresArray.text(tokens))::text[]) AND \(q(source.status.column)) = \(source.status.running)
             RETURNING \(q(Lease.token)) AS token
-            """, binds: [.text(String(leaseSeconds)), .text(PostgresArray.text(tokens)), .text(source.status.running)])
+            """
     }
 
     /// What one reaper pass did.
@@ -172,50 +168,43 @@ public struct TaskStore: Sendable {
 
     func reapQuery(maxAttempts: Int) -> PostgresQuery {
         let st = source.status
-        var binds: [PostgresValue] = [.text(st.running), .text(String(maxAttempts)), .text(st.failed), .text(st.pending)]
-        var resultSet = ""
-        do {
-            let r = config.results.resultColumn
-            resultSet = """
-                , \(q(r)) = CASE WHEN coalesce(x.\(q(Lease.attempts)), 0) >= $2::int
-                    THEN jsonb_build_object('error', 'lease expired on attempt ' || coalesce(x.\(q(Lease.attempts)), 0) || ' (worker ' || coalesce(x.\(q(Lease.workerId)), '?') || '); no attempts left', 'error_type', 'LeaseExpired')
-                    ELSE x.\(q(r)) END
-                """
-        }
-        var executionsCTE = ""
+        let r = config.results.resultColumn
+        let resultSet: PostgresQuery = """
+            , \(q(r)) = CASE WHEN coalesce(x.\(q(Lease.attempts)), 0) >= \(maxAttempts)::int
+                THEN jsonb_build_object('error', 'lease expired on attempt ' || coalesce(x.\(q(Lease.attempts)), 0) || ' (worker ' || coalesce(x.\(q(Lease.workerId)), '?') || '); no attempts left', 'error_type', 'LeaseExpired')
+                ELSE x.\(q(r)) END
+            """
+        var executionsCTE: PostgresQuery = ""
         if let e = config.results.executions {
             let statusColumn = e.columns.status
-            binds.append(.text(e.statuses.failedRetriable))
-            let fr = binds.count
-            binds.append(.text(e.statuses.started))
-            let started = binds.count
-            var sets = ["\(q(statusColumn)) = $\(fr)"]
+            var sets: [PostgresQuery] = ["\(q(statusColumn)) = \(e.statuses.failedRetriable)"]
             if let c = e.columns.errorType { sets.append("\(q(c)) = 'LeaseExpired'") }
             if let c = e.columns.errorMessage { sets.append("\(q(c)) = 'the worker stopped renewing its lease'") }
             if let c = e.columns.completedAt { sets.append("\(q(c)) = now()") }
             executionsCTE = """
                 , abandoned AS (
-                    UPDATE \(PostgresQuery.quoteQualified(e.table)) AS e SET \(sets.joined(separator: ", "))
-                    WHERE e.\(q(e.taskColumn)) = ANY(ARRAY(SELECT k FROM reaped)) AND e.\(q(statusColumn)) = $\(started)
+                    UPDATE \(identifier: e.table) AS e SET \(sets)
+                    WHERE e.\(q(e.taskColumn)) = ANY(ARRAY(SELECT k FROM reaped)) AND e.\(q(statusColumn)) = \(e.statuses.started)
                 )
                 """
         }
-        return PostgresQuery(sql: """
+        return """
             WITH expired AS MATERIALIZED (
                 SELECT \(q(source.key)) AS k FROM \(t)
                 WHERE \(q(Lease.token)) IS NOT NULL AND \(q(Lease.expiresAt)) < now()
-                  AND \(q(source.status.column)) = $1
+                  AND \(q(source.status.column)) = \(st.running)
                 FOR NO KEY UPDATE SKIP LOCKED
             ), reaped AS (
                 UPDATE \(t) AS x SET
-                    \(q(source.status.column)) = CASE WHEN coalesce(x.\(q(Lease.attempts)), 0) >= $2::int THEN $3 ELSE $4 END,
+                    \(q(source.status.column)) = CASE WHEN coalesce(x.\(q(Lease.attempts)), 0) >= \(maxAttempts)::int
+                        THEN \(st.failed) ELSE \(st.pending) END,
                     \(q(Lease.token)) = NULL, \(q(Lease.expiresAt)) = NULL, \(q(Lease.workerId)) = NULL,
                     \(q(Lease.runAfter)) = NULL\(resultSet)
                 FROM expired WHERE x.\(q(source.key)) = expired.k
                 RETURNING x.\(q(source.key)) AS k, x.\(q(source.status.column))::text AS s
             )\(executionsCTE)
-            SELECT count(*) FILTER (WHERE s = $4) AS requeued, count(*) FILTER (WHERE s = $3) AS failed FROM reaped
-            """, binds: binds)
+            SELECT count(*) FILTER (WHERE s = \(st.pending)) AS requeued, count(*) FILTER (WHERE s = \(st.failed)) AS failed FROM reaped
+            """
     }
 
     /// Work that is not claimable right now but will be: retries waiting for their backoff
@@ -237,11 +226,10 @@ public struct TaskStore: Sendable {
     /// Both arms of the WHERE match a small partial index (`bridge_run_after IS NOT NULL`,
     /// `bridge_lease_token IS NOT NULL`), so this reads only retries and leased tasks.
     func outstandingQuery(keys: [String]) -> PostgresQuery {
-        var b = SQLBinder()
-        let pending = b.bind(source.status.pending) + cast(source.status.column)
-        let running = b.bind(source.status.running) + cast(source.status.column)
-        let keyFilter = keys.isEmpty ? "" : " AND \(q(source.key)) = ANY(\(b.bind(.text(PostgresArray.text(keys))))\(keyArrayCast))"
-        let sql = """
+        let pending: PostgresQuery = "\(source.status.pending)\(cast(source.status.column))"
+        let running: PostgresQuery = "\(source.status.running)\(cast(source.status.column))"
+        let keyFilter: PostgresQuery = keys.isEmpty ? "" : " AND \(q(source.key)) = ANY(\(PostgresArray.text(keys))\(keyArrayCast))"
+        return """
             SELECT count(*) FILTER (WHERE \(q(source.status.column)) = \(pending) AND \(q(Lease.runAfter)) > now()) AS waiting,
                    extract(epoch FROM min(\(q(Lease.runAfter)) - now())
                        FILTER (WHERE \(q(source.status.column)) = \(pending) AND \(q(Lease.runAfter)) > now()))::float8 AS next_in,
@@ -249,46 +237,44 @@ public struct TaskStore: Sendable {
             FROM \(t)
             WHERE ((\(q(Lease.runAfter)) IS NOT NULL AND \(q(source.status.column)) = \(pending)) OR \(q(Lease.token)) IS NOT NULL)\(keyFilter)
             """
-        return b.query(sql)
     }
 
     /// Whether the task table has the lease columns of `migrations/0007_task_leases.sql`.
     public func hasLeaseColumns(on conn: PostgresConnection) async throws -> Bool {
-        let sql = PostgresQuery(sql: """
+        let sql: PostgresQuery = """
             SELECT count(*) AS n FROM pg_attribute
-            WHERE attrelid = to_regclass($1) AND attname = ANY($2::text[]) AND NOT attisdropped
-            """, binds: [.text(t), .text(PostgresArray.text(Lease.all))])
+            WHERE attrelid = to_regclass(\(t.sql)) AND attname = ANY(\(PostgresArray.text(Lease.all))::text[]) AND NOT attisdropped
+            """
         return try await conn.query(sql).first?.int("n") == Lease.all.count
     }
 
     /// Whether the opt-in NOTIFY triggers (`migrations/optional/0010_task_notify.sql`) are
     /// installed on the task table.
     public func hasNotifyTrigger(on conn: PostgresConnection) async throws -> Bool {
-        let sql = PostgresQuery(sql: """
+        let sql: PostgresQuery = """
             SELECT count(*) AS n FROM pg_trigger
-            WHERE tgrelid = to_regclass($1) AND tgname IN ('bridge_notify_insert', 'bridge_notify_update') AND tgenabled <> 'D'
-            """, binds: [.text(t)])
+            WHERE tgrelid = to_regclass(\(t.sql)) AND tgname IN ('bridge_notify_insert', 'bridge_notify_update') AND tgenabled <> 'D'
+            """
         return try await conn.query(sql).first?.int("n") ?? 0 > 0
     }
 
     /// Reads tasks without claiming them (for --dry-run): the given keys, or the pending ones.
     public func peek(on conn: PostgresConnection, keys: [String], limit: Int) async throws -> [Row] {
-        var b = SQLBinder()
-        let sql: String
+        let sql: PostgresQuery
         if keys.isEmpty {
-            let candidates = pendingInClaimOrder(&b, limit: limit, lock: false, keys: [])
+            let candidates = pendingInClaimOrder(limit: limit, lock: false, keys: [])
             sql = """
                 SELECT to_jsonb(x.*)::text AS row FROM (\(candidates)) AS c JOIN \(t) AS x ON x.\(q(source.key)) = c.k
-                ORDER BY \(claimOrder(&b, alias: "x"))
+                ORDER BY \(claimOrder(alias: "x"))
                 """
         } else {
             sql = """
                 SELECT to_jsonb(x.*)::text AS row FROM \(t) AS x
-                WHERE x.\(q(source.key)) = ANY(\(b.bind(.text(PostgresArray.text(keys))))\(keyArrayCast))
+                WHERE x.\(q(source.key)) = ANY(\(PostgresArray.text(keys))\(keyArrayCast))
                 ORDER BY x.\(q(source.key))
                 """
         }
-        let rows = try await conn.query(b.query(sql))
+        let rows = try await conn.query(sql)
         return try Self.parseRows(rows)
     }
 
@@ -300,10 +286,10 @@ public struct TaskStore: Sendable {
 
     func previousAttemptsQuery(taskKey: String) -> PostgresQuery? {
         guard let e = config.results.executions else { return nil }
-        return PostgresQuery(sql: """
-            SELECT count(*) AS n FROM \(PostgresQuery.quoteQualified(e.table))
-            WHERE \(q(e.taskColumn)) = $1\(types.cast(e.table, e.taskColumn))
-            """, binds: [.text(taskKey)])
+        return """
+            SELECT count(*) AS n FROM \(identifier: e.table)
+            WHERE \(q(e.taskColumn)) = \(taskKey)\(types.cast(e.table, e.taskColumn))
+            """
     }
 
     /// The lease behind `token` is gone: the task was reaped, released or finished elsewhere.
@@ -324,12 +310,12 @@ public struct TaskStore: Sendable {
             if let check, try await conn.query(check).count != 1 { throw LeaseLost(taskKey: key) }
             return nil
         }
-        var cols: [String] = [q(e.taskColumn)]
-        var vals: [PostgresValue] = [.text(task[source.key]?.templateText ?? "")]
+        var cols: [PostgresQuery] = [q(e.taskColumn)]
+        var vals: [PostgresQuery] = ["\(task[source.key]?.templateText ?? "")"]
         func add(_ col: String?, _ v: PostgresValue) {
             guard let col else { return }
             cols.append(q(col))
-            vals.append(v)
+            vals.append("\(v)")
         }
         add(e.columns.status, .text(e.statuses.started))
         add(e.columns.traceId, .text(traceId))
@@ -339,20 +325,18 @@ public struct TaskStore: Sendable {
             add(e.columns.workspaceId, task[g].map { $0.isNull ? .null : .text($0.templateText) } ?? .null)
         }
         add(e.columns.retryCount, .text(String(attempt - 1)))
-        let placeholders = (1...vals.count).map { "$\($0)" }.joined(separator: ", ")
-        let sql = PostgresQuery(sql: """
-            INSERT INTO \(PostgresQuery.quoteQualified(e.table)) (\(cols.joined(separator: ", ")))
-            VALUES (\(placeholders)) RETURNING \(q(e.key))::text AS k
-            """, binds: vals)
+        let sql: PostgresQuery = """
+            INSERT INTO \(identifier: e.table) (\(cols)) VALUES (\(vals)) RETURNING \(q(e.key))::text AS k
+            """
         guard let check else { return try await conn.query(sql).first?["k"] }
         return try await Self.insertLeased(conn, check: check, insert: sql, taskKey: key)
     }
 
     /// Share-locks the task row while its lease `token` holds (the guard of every write of a run).
     func leaseCheck(_ token: String) -> PostgresQuery {
-        PostgresQuery(sql: """
-            SELECT 1 AS ok FROM \(t) WHERE \(q(Lease.token)) = $1 AND \(q(source.status.column)) = $2 FOR SHARE
-            """, binds: [.text(token), .text(source.status.running)])
+        """
+            SELECT 1 AS ok FROM \(t) WHERE \(q(Lease.token)) = \(token) AND \(q(source.status.column)) = \(source.status.running) FOR SHARE
+            """
     }
 
     static func insertLeased(_ conn: PostgresConnection, check: PostgresQuery, insert: PostgresQuery,
@@ -438,12 +422,10 @@ public struct TaskStore: Sendable {
     /// The guarded UPDATE of `finish` on the task row.
     func finishUpdate(taskKey: String, token: String, traceId: String?, outcome: Outcome) -> PostgresQuery {
         let s = config.source
-        var sets: [String] = ["\(q(s.status.column)) = $1\(cast(s.status.column))"]
-        var binds: [PostgresValue] = [.text(s.status.text(outcome.taskStatus))]
+        var sets: [PostgresQuery] = ["\(q(s.status.column)) = \(s.status.text(outcome.taskStatus))\(cast(s.status.column))"]
         func add(_ col: String?, _ v: PostgresValue, cast: String = "") {
             guard let col else { return }
-            binds.append(v)
-            sets.append("\(q(col)) = $\(binds.count)\(cast)")
+            sets.append("\(q(col)) = \(v)\(unsafeRaw: cast)")
         }
         if outcome.taskStatus != .pending {
             add(config.results.resultColumn, .text(outcome.execution.result.compact), cast: "::jsonb")
@@ -459,32 +441,24 @@ public struct TaskStore: Sendable {
         sets.append("\(q(L.expiresAt)) = NULL")
         sets.append("\(q(L.workerId)) = NULL")
         if outcome.taskStatus == .pending, let wait = outcome.retryAfterSeconds, wait > 0 {
-            binds.append(.text(String(wait)))
-            sets.append("\(q(L.runAfter)) = now() + $\(binds.count)::double precision * interval '1 second'")
+            sets.append("\(q(L.runAfter)) = now() + \(wait)::double precision * interval '1 second'")
         }
-        binds.append(.text(token))
-        let tokenParam = binds.count
-        binds.append(.text(taskKey))
-        let keyParam = binds.count
-        binds.append(.text(s.status.running))
-        return PostgresQuery(sql: """
-            UPDATE \(t) SET \(sets.joined(separator: ", "))
-            WHERE \(q(L.token)) = $\(tokenParam)
-              AND \(q(s.key)) = $\(keyParam)\(keyCast)
-              AND \(q(s.status.column)) = $\(binds.count)\(cast(s.status.column))
-            """, binds: binds)
+        return """
+            UPDATE \(t) SET \(sets)
+            WHERE \(q(L.token)) = \(token)
+              AND \(q(s.key)) = \(taskKey)\(keyCast)
+              AND \(q(s.status.column)) = \(s.status.running)\(cast(s.status.column))
+            """
     }
 
     /// The UPDATE that writes an attempt's outcome onto its execution row (status, timings,
     /// usage, result, error), or nil when the mappings have no executions table.
     static func executionUpdate(_ config: MappingConfig, executionKey: String, outcome: ExecutionOutcome) -> PostgresQuery? {
         guard let e = config.results.executions else { return nil }
-        var sets: [String] = []
-        var binds: [PostgresValue] = []
+        var sets: [PostgresQuery] = []
         func add(_ col: String?, _ v: PostgresValue, cast: String = "") {
             guard let col else { return }
-            binds.append(v)
-            sets.append("\(PostgresQuery.quoteIdentifier(col)) = $\(binds.count)\(cast)")
+            sets.append("\(identifier: col) = \(v)\(unsafeRaw: cast)")
         }
         add(e.columns.status, .text(e.statuses.text(outcome.status)))
         add(e.columns.completedAt, .text(PostgresTimestamp.format(outcome.completedAt)), cast: "::timestamptz")
@@ -493,11 +467,10 @@ public struct TaskStore: Sendable {
         add(e.columns.result, .text(outcome.result.compact), cast: "::jsonb")
         add(e.columns.errorMessage, outcome.errorMessage.map { .text($0) } ?? .null)
         add(e.columns.errorType, outcome.errorType.map { .text($0.rawValue) } ?? .null)
-        binds.append(.text(executionKey))
-        return PostgresQuery(sql: """
-            UPDATE \(PostgresQuery.quoteQualified(e.table)) SET \(sets.joined(separator: ", "))
-            WHERE \(PostgresQuery.quoteIdentifier(e.key)) = $\(binds.count)\(config.columnTypes.cast(e.table, e.key))
-            """, binds: binds)
+        return """
+            UPDATE \(identifier: e.table) SET \(sets)
+            WHERE \(identifier: e.key) = \(executionKey)\(config.columnTypes.cast(e.table, e.key))
+            """
     }
 
     /// Every statement the worker runs per task or per poll against the task and execution

@@ -135,7 +135,7 @@ public actor Worker: LeaseHolder {
                     progress.status("cannot claim (\(message)); retrying")
                 }
                 lastError = message
-                await doorbell.wait(timeout: min(5, 0.25 * pow(2, Double(min(failures, 5)))))
+                await doorbell.wait(timeout: RetryBackoff.delay(attempt: failures + 1, base: 0.25, cap: 5, jitter: 1...1))
                 continue
             }
             // A full batch: there may be more right away.

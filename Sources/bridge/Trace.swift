@@ -46,7 +46,7 @@ extension Bridge.Trace {
                     try await TraceDocument.load(id: id, on: conn)
                 }
                 if let html {
-                    do { try Data(TraceHTML.render(doc).utf8).write(to: URL(fileURLWithPath: html)) } catch {
+                    do { try await FileIO.write(TraceHTML.render(doc), to: html) } catch {
                         throw UsageError("cannot write \(html): \(error.localizedDescription)")
                     }
                     print("bridge trace show: \(doc.trace.id) (\(doc.spans.count) spans) written to \(html)")

@@ -77,7 +77,7 @@ extension Bridge {
                                                     options: options)
                 let text = format.render(report)
                 if let output {
-                    do { try Data(text.utf8).write(to: URL(fileURLWithPath: output)) } catch {
+                    do { try await FileIO.write(text, to: output) } catch {
                         throw UsageError("cannot write \(output): \(error.localizedDescription)")
                     }
                     print("bridge verify: \(report.ok ? "ok" : "FAILED"), report written to \(output)")

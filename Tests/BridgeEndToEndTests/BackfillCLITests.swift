@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
@@ -23,7 +24,7 @@ struct BackfillCLITests {
     /// md5 of what must never change: results and statuses of tasks and executions.
     static func resultsAndStatuses(_ c: PostgresConnection, tasksWhere: String = "true") async throws -> [String?] {
         [
-            try await c.query(PostgresQuery(sql: """
+            try await c.query(PostgresQuery(unsafeSQL: """
                 SELECT md5(string_agg(id::text || ':' || status || ':' || coalesce(result::text, 'null')
                                       || ':' || coalesce(completed_at::text, 'null'), '|' ORDER BY id)) AS h FROM tasks
                 WHERE \(tasksWhere)
@@ -40,7 +41,7 @@ struct BackfillCLITests {
     }
 
     static func count(_ c: PostgresConnection, _ sql: String) async throws -> Int {
-        try await c.query(PostgresQuery(sql: sql)).first?.int("n") ?? -1
+        try await c.query(PostgresQuery(unsafeSQL: sql)).first?.int("n") ?? -1
     }
 
     @Test func backfillTracesEveryHistoricalTaskAndASecondRunCreatesNothing() async throws {

@@ -31,7 +31,7 @@ struct ApprovalStoreTests {
             ANALYZE;
             """)
         let q = try await store.readyQuery(on: c, limit: 10)
-        let plan = try await c.query(PostgresQuery(sql: "EXPLAIN " + q.sql, binds: q.binds)).map { $0["QUERY PLAN"] ?? "" }
+        let plan = try await c.query(PostgresQuery(unsafeSQL: "EXPLAIN " + q.sql, binds: q.binds)).map { $0["QUERY PLAN"] ?? "" }
             .joined(separator: "\n")
         #expect(!plan.contains("Seq Scan on tasks") && !plan.contains("Seq Scan on human_feedback_requests"), "\(plan)")
         // All three wait on pending requests; deciding one makes its task ready, once.

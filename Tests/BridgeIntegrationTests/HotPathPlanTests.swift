@@ -3,6 +3,7 @@ import BridgeMapping
 import BridgeMigrate
 import BridgePostgres
 import BridgeTestSupport
+import BridgeTracing
 import BridgeWorker
 import Foundation
 import Testing
@@ -40,10 +41,55 @@ struct HotPathPlanTests {
         o.directory = TestDatabase.projectRoot.appendingPathComponent("migrations").path
         _ = try await Migrator(options: o).up()
         let c = try await TestDatabase.connect(url)
+        try await fillLedger(c)
         try await c.simpleQuery("ANALYZE")
         var config = try MappingLoader.load(directory: mappings)
         config.columnTypes = try await ColumnTypes.load(for: config, connection: c)
         return (url, c, config)
+    }
+
+    /// A ledger of 300,000 spans in 30,000 traces: 50,000 spans stored before migration 0047
+    /// (txid NULL), the rest written 1,000 per transaction, all delivered to exporter
+    /// `openai`, whose position is at the end.
+    static func fillLedger(_ c: PostgresConnection) async throws {
+        try await c.simpleQuery("""
+            INSERT INTO bridge.traces (trace_id, workflow_name, group_id, started_at, ended_at, txid)
+              SELECT 'trace_' || lpad(g::text, 32, '0'), 'bridge tasks', 'ws-' || (g % 100), now() - g * interval '10 s',
+                     now() - g * interval '10 s' + interval '1 s', CASE WHEN g <= 5000 THEN NULL ELSE pg_current_xact_id() END
+              FROM generate_series(1, 30000) g;
+            INSERT INTO bridge.spans (span_id, trace_id, started_at, ended_at, span_data, txid)
+              SELECT 'span_' || lpad(g::text, 24, '0'), 'trace_' || lpad((g / 10 + 1)::text, 32, '0'),
+                     now() - g * interval '1 s', now() - g * interval '1 s', '{"type": "custom", "name": "x", "data": {}}', NULL
+              FROM generate_series(1, 50000) g
+            """)
+        try await c.simpleQuery("""
+            DO $$ BEGIN
+              FOR i IN 0..249 LOOP
+                INSERT INTO bridge.spans (span_id, trace_id, started_at, ended_at, span_data)
+                  SELECT 'span_' || lpad(g::text, 24, '0'), 'trace_' || lpad((g / 10 + 1)::text, 32, '0'),
+                         now() - g * interval '1 s', now() - g * interval '1 s', '{"type": "custom", "name": "x", "data": {}}'
+                  FROM generate_series(50001 + i * 1000, 50000 + (i + 1) * 1000 - 1) g;
+                COMMIT;
+              END LOOP;
+            END $$
+            """)
+        try await c.simpleQuery("""
+            INSERT INTO bridge.exporters (name, target) VALUES ('openai', 'x');
+            INSERT INTO bridge.trace_deliveries (exporter, trace_id, status) SELECT 'openai', trace_id, 'delivered' FROM bridge.traces;
+            INSERT INTO bridge.span_deliveries (exporter, span_id, trace_id, status) SELECT 'openai', span_id, trace_id, 'delivered' FROM bridge.spans;
+            INSERT INTO bridge.export_positions (exporter, trace_txid, span_txid)
+              SELECT 'openai', max(txid), (SELECT max(txid) FROM bridge.spans) FROM bridge.traces
+            """)
+    }
+
+    /// The statements of an export poll: from the start (the legacy rows first) and from the
+    /// end of the ledger (an idle poll).
+    static func exportStatements(_ c: PostgresConnection) async throws -> [(name: String, query: PostgresQuery)] {
+        let end = try await ExportPositions.load(exporter: "openai", connection: c)
+        #expect(end.span.txid != nil)
+        return [("export poll from the start", ExportPump.readStatement(exporter: "openai", from: ExportPositions(), limit: 1_000)),
+                ("idle export poll", ExportPump.readStatement(exporter: "openai", from: end, limit: 1_000)),
+                ("export position", "SELECT * FROM bridge.export_positions WHERE exporter = \("openai")")]
     }
 
     @Test func noHotPathStatementScansALargeTable() async throws {
@@ -54,13 +100,14 @@ struct HotPathPlanTests {
         let execution = try #require(try await c.query("SELECT id::text AS k FROM task_executions LIMIT 1").first?["k"])
         var statements = TaskStore(config: config).hotPathStatements(key: key, executionKey: execution)
         statements += DatabaseToSDKBridge(config: config).hotPathStatements(taskKey: key)
+        statements += try await Self.exportStatements(c)
         #expect(statements.count >= 10)
         for (name, query) in statements {
             let scans = try await Self.seqScans(query, on: c)
             #expect(scans.isEmpty, "\(name) scans \(scans) (\(query.sql))")
         }
         // The detector at work: the old column-side cast reads the whole table.
-        let cast = PostgresQuery(sql: "UPDATE task_executions SET status = 'completed' WHERE id::text = $1", binds: [.text(execution)])
+        let cast = PostgresQuery(unsafeSQL: "UPDATE task_executions SET status = 'completed' WHERE id::text = $1", binds: [.text(execution)])
         #expect(try await Self.seqScans(cast, on: c) == ["task_executions"])
         await c.close()
     }

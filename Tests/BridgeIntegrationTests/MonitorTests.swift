@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgeMigrate
@@ -89,7 +90,7 @@ struct MonitorTests {
                            tail.forwardQuery(after: (now, ""))]
         }
         for q in statements {
-            let plan = try await c.query(PostgresQuery(sql: "EXPLAIN " + q.sql, binds: q.binds)).map { $0["QUERY PLAN"] ?? "" }
+            let plan = try await c.query(PostgresQuery(unsafeSQL: "EXPLAIN " + q.sql, binds: q.binds)).map { $0["QUERY PLAN"] ?? "" }
                 .joined(separator: "\n")
             #expect(!plan.contains("Seq Scan on spans") && !plan.contains("Seq Scan on tasks"), "\(q.sql)\n\(plan)")
         }

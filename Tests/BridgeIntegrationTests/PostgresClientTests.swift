@@ -19,6 +19,21 @@ struct PostgresClientTests {
         await c.close()
     }
 
+    /// A statement composed of fragments in one expression reaches the server with every
+    /// value bound (the bug seen before lost them: "bind message supplies 0 parameters").
+    @Test func composedQueryKeepsItsBinds() async throws {
+        let url = try await TestDatabase.create()
+        let c = try await TestDatabase.connect(url)
+        let parts: [PostgresQuery] = ["\("a")::text AS x", "\(2)::int AS y"]
+        let z: PostgresQuery? = "\("c")::text"
+        let rows = try await c.query("SELECT \(parts), \(z ?? "NULL") AS z")
+        let row = try #require(rows.first)
+        #expect(row["x"] == "a")
+        #expect(row.int("y") == 2)
+        #expect(row["z"] == "c")
+        await c.close()
+    }
+
     @Test func serverErrorsCarrySQLState() async throws {
         let url = try await TestDatabase.create()
         let c = try await TestDatabase.connect(url)
@@ -51,6 +66,17 @@ struct PostgresClientTests {
         }
         #expect(try await c.query("SELECT count(*) AS n FROM t").first?.int("n") == 0)
         #expect(await c.inTransaction == false)
+        await c.close()
+    }
+
+    @Test func ledgerPresenceIsOneCatalogCheck() async throws {
+        let url = try await TestDatabase.create()
+        let c = try await TestDatabase.connect(url)
+        #expect(try await c.ledgerHas([.spans]) == false)
+        try await c.simpleQuery("CREATE SCHEMA bridge; CREATE TABLE bridge.traces (v int); CREATE TABLE bridge.spans (v int)")
+        #expect(try await c.ledgerHas([.traces, .spans]) == true)
+        #expect(try await c.ledgerHas([.traces, .spans, .runTranscripts]) == false)
+        #expect(try await c.ledgerHas([]) == true)
         await c.close()
     }
 

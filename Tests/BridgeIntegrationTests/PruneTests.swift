@@ -54,8 +54,8 @@ struct PruneTests {
     }
 
     static func count(_ c: PostgresConnection, _ table: String, prefix: String) async throws -> Int {
-        try await c.query(PostgresQuery(sql: "SELECT count(*) AS n FROM bridge.\(table) WHERE trace_id LIKE $1",
-                                        binds: [.text(prefix + "%")])).first?.int("n") ?? -1
+        try await c.query("SELECT count(*) AS n FROM \(identifier: "bridge." + table) WHERE trace_id LIKE \(prefix + "%")")
+            .first?.int("n") ?? -1
     }
 
     static func cutoff(_ c: PostgresConnection, daysAgo: Int) async throws -> Date {

@@ -1,4 +1,8 @@
+import BridgeTraceModel
 import BridgeCore
+import BridgeMapping
+import BridgeMigrate
+import BridgeTracing
 import BridgePostgres
 import Foundation
 import Testing
@@ -10,6 +14,56 @@ import Testing
         #expect(SHA256.hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")
                 == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
         #expect(SHA256.hex(String(repeating: "a", count: 1_000)) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
+        // FIPS 180-4 examples: the 896-bit message and one million "a".
+        #expect(SHA256.hex("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu")
+                == "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1")
+        #expect(SHA256.hex(String(repeating: "a", count: 1_000_000)) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+
+    @Test func oneMebibyteAndBlockBoundaries() {
+        #expect(SHA256.hex([UInt8](repeating: UInt8(ascii: "a"), count: 1 << 20))
+                == "9bc1b2a288b26af7257a36277ae3816a7d4f16e89c1e7e77d0a5c48bad62b360")
+        // Lengths around the 64-byte block and the 56-byte padding edge.
+        let expected: [Int: String] = [
+            55: "463eb28e72f82e0a96c0a4cc53690c571281131f672aa229e0d45ae59b598b59",
+            56: "da2ae4d6b36748f2a318f23e7ab1dfdf45acdc9d049bd80e59de82a60895f562",
+            63: "29af2686fd53374a36b0846694cc342177e428d1647515f078784d69cdb9e488",
+            64: "fdeab9acf3710362bd2658cdc9a29e8f9c757fcf9811603a8c447cd1d9151108",
+            65: "4bfd2c8b6f1eec7a2afeb48b934ee4b2694182027e6d0fc075074f2fabb31781",
+            119: "da18797ed7c3a777f0847f429724a2d8cd5138e6ed2895c3fa1a6d39d18f7ec6",
+            120: "f52b23db1fbb6ded89ef42a23ce0c8922c45f25c50b568a93bf1c075420bbb7c",
+            128: "471fb943aa23c511f6f72f8d1652d9c880cfa392ad80503120547703e56a2be5",
+        ]
+        for (n, digest) in expected {
+            #expect(SHA256.hex((0..<n).map { UInt8($0) }) == digest, "length \(n)")
+        }
+        #expect(SHA256.hex("tâche 🚀") == "7813ac02297be70b12ba2271809a24f1d003801c85a5d0fcf090607887dabb69")
+    }
+
+    /// Ids and checksums already stored in users' databases: pinned to what the hand-written
+    /// implementation produced before bridge took SHA-256 from libcrypto.
+    @Test func storedDigestsUnchanged() {
+        #expect(TraceID.forTask("42", attempt: 1) == "trace_dd36788a4abd50b36837e174884160e1")
+        #expect(MigrationFile.checksum("SELECT 1;\r\nSELECT 2;\r\n")
+                == "82efb67f3010c6eb7ead02e4f6d9550633dbc1407f99aa487468e7b2567aebbc")
+        #expect(SpanID.otlp("span_not-hex") == "31ba3e5cf2a83644")
+    }
+}
+
+@Suite struct RetryBackoffTests {
+    @Test func jitterRangeAndDurations() {
+        // The model client's [0.75, 1] jitter (openai-python's), migrations' ±50 %, none at all.
+        #expect(RetryBackoff.delay(attempt: 2, base: 0.5, cap: 8, jitter: 0.75...1, random: 0) == 0.75)
+        #expect(RetryBackoff.delay(attempt: 2, base: 0.5, cap: 8, jitter: 0.75...1, random: 1) == 1)
+        #expect(RetryBackoff.delay(attempt: 3, base: .milliseconds(500), cap: .seconds(5), jitter: 0.5...1.5, random: 1)
+                == .seconds(3))
+        #expect(RetryBackoff.delay(attempt: 9, base: .milliseconds(500), cap: .seconds(5), jitter: 0.5...1.5, random: 0)
+                == .seconds(2.5))
+        #expect(RetryBackoff.delay(attempt: 1, base: 0.25, cap: 5, jitter: 1...1) == 0.25)
+        #expect(RetryBackoff.delay(attempt: 6, base: 0.25, cap: 5, jitter: 1...1) == 5)
+        // Huge attempt counts stay finite and capped.
+        #expect(RetryBackoff.delay(attempt: Int.max, base: 2, cap: 300, random: 1) == 300)
+        #expect(Duration.milliseconds(1500).inSeconds == 1.5)
     }
 }
 
@@ -50,6 +104,7 @@ import Testing
 
     @Test func identifierQuoting() {
         #expect(PostgresQuery.quoteIdentifier(#"we"ird"#) == #""we""ird""#)
+        #expect(PostgresQuery.quoteIdentifier("bridge.spans") == #""bridge"."spans""#)
     }
 
     @Test func joinedRenumbers() {
@@ -57,6 +112,39 @@ import Testing
         let q = PostgresQuery.joined(parts, separator: ", ")
         #expect(q.sql == "($1, $2), ($3, $4)")
         #expect(q.binds.count == 4)
+    }
+
+    /// The bug seen before: SQL assembled in the same expression that binds its values (a
+    /// binder copied before the arguments that bind) lost the binds. Every way of composing
+    /// a query keeps each fragment's values, numbered in the order the text reads.
+    @Test func composingInOneExpressionKeepsBinds() {
+        let key = "k1"
+        let cols = ["a", "b"]
+        let q: PostgresQuery = """
+            UPDATE \(identifier: "s.t") SET \(cols.enumerated().map { i, c -> PostgresQuery in "\(identifier: c) = \(i * 10)" })
+            WHERE k = \(key) AND \(PostgresQuery.joined(["x = \(true)", "y = \("why")"], separator: " AND "))
+            """
+        #expect(q.sql == #"UPDATE "s"."t" SET "a" = $1, "b" = $2"# + "\n" + #"WHERE k = $3 AND x = $4 AND y = $5"#)
+        #expect(q.binds == [.text("0"), .text("10"), .text("k1"), .text("true"), .text("why")])
+
+        var built: PostgresQuery = "SELECT \(1)"
+        built += " WHERE a = \(2)" + " AND b = \(3)"
+        built.append(" LIMIT \(4)")
+        #expect(built.sql == "SELECT $1 WHERE a = $2 AND b = $3 LIMIT $4")
+        #expect(built.binds == [.text("1"), .text("2"), .text("3"), .text("4")])
+
+        // A fragment used twice binds its value twice.
+        let v: PostgresQuery = "\("x")"
+        let twice: PostgresQuery = "\(v) = \(v)"
+        #expect(twice.sql == "$1 = $2")
+        #expect(twice.binds == [.text("x"), .text("x")])
+    }
+
+    @Test func unsafeSQLIsTakenAsItIs() {
+        let q = PostgresQuery(unsafeSQL: "SELECT $1::int", binds: [.text("7")])
+        let outer: PostgresQuery = "SELECT \("a"), (\(q))"
+        #expect(outer.sql == "SELECT $1, (SELECT $2::int)")
+        #expect(outer.binds == [.text("a"), .text("7")])
     }
 
     @Test func timestamps() throws {

@@ -1,0 +1,58 @@
+import BridgePostgres
+
+/// A place in the ledger's export order: rows by (txid, id), where `txid` is the writing
+/// transaction (`bridge.spans.txid`, `bridge.traces.txid`, migration 0047) and `id` the row's
+/// primary key. Rows stored before migration 0047 have no txid and come first, in id order.
+/// A position is exclusive: the rows after it are still to be read.
+public struct ExportPosition: Sendable, Equatable, CustomStringConvertible {
+    /// The xid8 as text; nil while among the rows stored before migration 0047.
+    public var txid: String?
+    /// The last id read (`""`: before every row of `txid`).
+    public var id: String
+
+    public init(txid: String?, id: String) {
+        self.txid = txid
+        self.id = id
+    }
+
+    /// Before every row.
+    public static let start = ExportPosition(txid: nil, id: "")
+
+    public var description: String { "\(txid ?? "legacy")/\(id)" }
+
+    /// The position of a row read with `txid::text AS cursor_txid` and `id`.
+    init(row: PostgresRow) {
+        self.init(txid: row["cursor_txid"], id: row["id"] ?? "")
+    }
+
+    /// "After this position" on alias `a` (key column `key`): served by the `(txid, key)`
+    /// index. `legacyOnly`: only the rows stored before migration 0047 that are after it.
+    func after(alias a: String, key: String, legacyOnly: Bool = false) -> PostgresQuery {
+        guard let txid else {
+            let legacy: PostgresQuery = "\(unsafeRaw: a).txid IS NULL AND \(unsafeRaw: a).\(unsafeRaw: key) > \(id)"
+            return legacyOnly ? legacy : "((\(legacy)) OR \(unsafeRaw: a).txid IS NOT NULL)"
+        }
+        return "(\(unsafeRaw: a).txid, \(unsafeRaw: a).\(unsafeRaw: key)) > (\(txid)::xid8, \(id))"
+    }
+}
+
+/// An exporter's positions in `bridge.traces` and `bridge.spans` (`bridge.export_positions`).
+public struct ExportPositions: Sendable, Equatable {
+    public var trace: ExportPosition
+    public var span: ExportPosition
+
+    public init(trace: ExportPosition = .start, span: ExportPosition = .start) {
+        self.trace = trace
+        self.span = span
+    }
+
+    /// The stored positions of `exporter`; from the start when it has none yet.
+    public static func load(exporter: String, connection: PostgresConnection) async throws -> ExportPositions {
+        guard let r = try await connection.query("""
+            SELECT trace_txid::text AS trace_txid, trace_id, span_txid::text AS span_txid, span_id
+            FROM bridge.export_positions WHERE exporter = \(exporter)
+            """).first else { return ExportPositions() }
+        return ExportPositions(trace: ExportPosition(txid: r["trace_txid"], id: r["trace_id"] ?? ""),
+                               span: ExportPosition(txid: r["span_txid"], id: r["span_id"] ?? ""))
+    }
+}
