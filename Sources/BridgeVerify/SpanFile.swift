@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import BridgeCore
 import Foundation
 
@@ -50,12 +51,12 @@ public struct SpanFile: Sendable, Equatable {
                     for ss in r["scopeSpans"]?.arrayValue ?? r["instrumentationLibrarySpans"]?.arrayValue ?? [] {
                         for s in ss["spans"]?.arrayValue ?? [] {
                             guard let t = s["traceId"]?.stringValue, let sid = s["spanId"]?.stringValue,
-                                  isHex(t, count: 32), isHex(sid, count: 16) else {
+                                  TraceID.isOTLP(t), SpanID.isOTLP(sid) else {
                                 throw VerifyInputError("an OTLP span without a hex traceId and spanId\(at)")
                             }
-                            let traceId = "trace_" + t.lowercased()
+                            let traceId = TraceID.fromOTLP(t)
                             file.traceIds.insert(traceId)
-                            file.spans.append((traceId, sid.lowercased()))
+                            file.spans.append((traceId, SpanID.otlp(sid)))
                         }
                     }
                 }
@@ -76,7 +77,7 @@ public struct SpanFile: Sendable, Equatable {
                 }
                 sawSDK = true
                 file.traceIds.insert(traceId)
-                file.spans.append((traceId, spanKey(id)))
+                file.spans.append((traceId, SpanID.otlp(id)))
             default:
                 throw VerifyInputError("neither an SDK trace/trace.span object nor OTLP resourceSpans\(at)")
             }
@@ -99,15 +100,5 @@ public struct SpanFile: Sendable, Equatable {
         }
         if sawOTLP && !sawSDK { file.format = .otlp }
         return file
-    }
-
-    /// The first 16 hex characters of a span id (`span_<24 hex>` or OTLP hex).
-    public static func spanKey(_ id: String) -> String {
-        let hex = id.hasPrefix("span_") ? id.dropFirst(5) : Substring(id)
-        return String(hex.prefix(16)).lowercased()
-    }
-
-    static func isHex(_ s: String, count: Int) -> Bool {
-        s.utf8.count == count && s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) || ($0 >= 65 && $0 <= 70) }
     }
 }
