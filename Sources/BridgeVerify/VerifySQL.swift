@@ -1,3 +1,4 @@
+import Foundation
 import BridgeMapping
 import BridgePostgres
 
@@ -13,6 +14,34 @@ struct VerifySQL: Sendable {
     init(config: MappingConfig) { self.config = config }
 
     private func q(_ name: String) -> String { PostgresQuery.quoteIdentifier(name) }
+
+    /// `column = text` for column `table.column`, with the text converted to the column's type
+    /// (from `config.columnTypes`) on the value side, so the column's index serves it. Text
+    /// that cannot be such a value (a malformed id) matches nothing instead of failing the
+    /// statement. Unknown types fall back to comparing the column's text (no index).
+    func equals(_ table: String, _ column: String, alias: String, text: String) -> String {
+        let col = "\(alias).\(q(column))"
+        guard let type = config.columnTypes.type(table, column) else { return "\(col)::text = \(text)" }
+        switch type {
+        case "text", "character varying", "name": return "\(col) = \(text)"
+        case "uuid":
+            return "\(col) = CASE WHEN \(text) ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' THEN (\(text))::uuid END"
+        case "bigint", "integer", "smallint":
+            let digits = ["bigint": 18, "integer": 9, "smallint": 4][type] ?? 4
+            return "\(col) = CASE WHEN \(text) ~ '^-?[0-9]{1,\(digits)}$' THEN (\(text))::\(type) END"
+        default:
+            if type.hasPrefix("character varying") || type.hasPrefix("character(") { return "\(col) = \(text)" }
+            return "\(col)::text = \(text)"
+        }
+    }
+
+    /// `column >= $1` (the --since timestamp) for an execution time column, the value cast to
+    /// the column's type so its index serves it.
+    func atLeastSince(_ table: String, _ column: String, alias: String) -> String {
+        let type = config.columnTypes.type(table, column) ?? "timestamptz"
+        let cast = ["timestamp with time zone", "timestamp without time zone", "date"].contains(type) ? type : "timestamptz"
+        return "\(alias).\(q(column)) >= $1::timestamptz::\(cast)"
+    }
     private func qq(_ name: String) -> String { PostgresQuery.quoteIdentifier(name) }
 
     /// `st`: the traces in scope (ended, started since $1, of task $2 and workspace $3). Each
@@ -337,11 +366,15 @@ struct VerifySQL: Sendable {
     /// An execution counts as run by bridge when it has a trace id, or when it finished after
     /// the first trace bridge recorded for its task. Historical rows that predate bridge have
     /// neither and are not checked.
-    func traceIdsCorrelate(withFile: Bool) -> String? {
+    ///
+    /// `drivenByTasks` (a `--task` or `--workspace` scope): the executions are found through
+    /// the scope's tasks (their index, then the execution table's task index per task), not
+    /// through the execution table's time indexes (`--since`).
+    func traceIdsCorrelate(withFile: Bool, drivenByTasks: Bool = false) -> String? {
         let s = config.source
         let T = qq(s.table), K = q(s.key), TS = q(s.status.column)
         let TT = config.results.traceIdColumn.map(q)
-        let groupFilter = s.groupColumn.map { "($3::text IS NULL OR t.\(q($0))::text = $3::text)" } ?? "$3::text IS NULL"
+        let groupFilter = s.groupColumn.map { "($3::text IS NULL OR \(equals(s.table, $0, alias: "t", text: "$3::text")))" } ?? "$3::text IS NULL"
         var executions: String
         var unreferenced = "false"
         let label: String
@@ -351,6 +384,17 @@ struct VerifySQL: Sendable {
             guard ETR != nil || TT != nil else { return nil }
             let times = [e.columns.completedAt, e.columns.startedAt].compactMap { $0 }.map { "e.\(q($0))" }
             let at = times.isEmpty ? "NULL::timestamptz" : "coalesce(\(times.joined(separator: ", ")))::timestamptz"
+            // The --since window as sargable predicates (coalesce on the column side would read
+            // every execution): completed since, or not completed and started since (or never).
+            let since: String
+            switch (e.columns.completedAt, e.columns.startedAt) {
+            case let (c?, s?):
+                since = "(\(atLeastSince(e.table, c, alias: "e")) OR (e.\(q(c)) IS NULL AND (\(atLeastSince(e.table, s, alias: "e")) OR e.\(q(s)) IS NULL)))"
+            case let (c?, nil), let (nil, c?):
+                since = "(\(atLeastSince(e.table, c, alias: "e")) OR e.\(q(c)) IS NULL)"
+            case (nil, nil):
+                since = "true"
+            }
             let order = (e.columns.startedAt.map { "e.\(q($0)) DESC NULLS LAST, " } ?? "") + "e.\(EK)::text DESC"
             let traceExpr = ETR.map { "e.\($0)::text" } ?? "t.\(TT!)::text"
             executions = """
@@ -359,14 +403,15 @@ struct VerifySQL: Sendable {
                            \(TT.map { "t.\($0)::text" } ?? "NULL::text") AS task_trace_id,
                            t.\(TS)::text IN ($5::text, $6::text) AS task_finished, \(at) AS at,
                            row_number() OVER (PARTITION BY e.\(ET) ORDER BY \(order)) AS latest
-                    FROM \(E) e JOIN \(T) t ON t.\(K) = e.\(ET)
+                    FROM \(drivenByTasks ? "\(T) t CROSS JOIN LATERAL (SELECT * FROM \(E) e WHERE e.\(ET) = t.\(K) OFFSET 0) e"
+                                          : "\(E) e JOIN \(T) t ON t.\(K) = e.\(ET)")
                     WHERE e.\(ES)::text IN ($7::text, $8::text, $9::text)
-                      AND ($1::timestamptz IS NULL OR \(at) IS NULL OR \(at) >= $1::timestamptz)
-                      AND ($2::text IS NULL OR t.\(K)::text = $2::text)
+                      AND ($1::timestamptz IS NULL OR \(since))
+                      AND ($2::text IS NULL OR \(equals(s.table, s.key, alias: "t", text: "$2::text")))
                       AND \(groupFilter)
                 ) x \(ETR == nil ? "WHERE latest = 1" : "")
                 """
-            if let ETR { unreferenced = "NOT EXISTS (SELECT 1 FROM \(E) e WHERE e.\(ETR)::text = st.trace_id)" }
+            if let ETR { unreferenced = "(SELECT true FROM \(E) e WHERE e.\(ETR)::text = st.trace_id LIMIT 1) IS NULL" }
             label = "execution"
         } else {
             guard let TT else { return nil }
@@ -377,7 +422,7 @@ struct VerifySQL: Sendable {
                 FROM \(T) t
                 WHERE t.\(TS)::text IN ($5::text, $6::text) AND $7::text IS NOT NULL AND $8::text IS NOT NULL AND $9::text IS NOT NULL
                   AND ($1::timestamptz IS NULL OR \(at) IS NULL OR \(at) >= $1::timestamptz)
-                  AND ($2::text IS NULL OR t.\(K)::text = $2::text)
+                  AND ($2::text IS NULL OR \(equals(s.table, s.key, alias: "t", text: "$2::text")))
                   AND \(groupFilter)
                 """
             label = "task"
@@ -411,22 +456,27 @@ struct VerifySQL: Sendable {
         return """
             WITH \(Self.scopedTraces),
             ex AS MATERIALIZED (\(executions)),
-            first_trace AS (
-                SELECT coalesce(task_id, metadata->>'task_id') AS task_id, min(started_at) AS first_at
-                FROM bridge.traces GROUP BY 1
-            ),
             bx AS MATERIALIZED (
-                SELECT ex.*, ft.first_at, tr.trace_id IS NOT NULL AS trace_found, tr.metadata->>'task_id' AS trace_task,
-                       EXISTS (SELECT 1 FROM bridge.spans s WHERE s.trace_id = ex.trace_id) AS has_spans
+                SELECT ex.*, ft.first_at, tr.trace_id IS NOT NULL AS trace_found, tr.trace_task,
+                       (SELECT true FROM bridge.spans s WHERE s.trace_id = ex.trace_id LIMIT 1) IS NOT NULL AS has_spans
                 FROM ex
-                LEFT JOIN first_trace ft ON ft.task_id = ex.task_id
-                LEFT JOIN bridge.traces tr ON tr.trace_id = ex.trace_id
+                -- Per execution in scope (OFFSET 0 keeps each a probe of an index, never a scan
+                -- of the ledger): its task's first trace (idx_traces_task_id, and 0015's index
+                -- for traces that name their task only in metadata), and its own trace.
+                LEFT JOIN LATERAL (
+                    SELECT min(y.started_at) AS first_at FROM (
+                        SELECT x.started_at FROM bridge.traces x
+                        WHERE x.task_id = ex.task_id OR (x.task_id IS NULL AND x.metadata->>'task_id' = ex.task_id) OFFSET 0) y
+                ) ft ON true
+                LEFT JOIN LATERAL (
+                    SELECT x.trace_id, x.metadata->>'task_id' AS trace_task FROM bridge.traces x WHERE x.trace_id = ex.trace_id OFFSET 0
+                ) tr ON true
                 WHERE ex.trace_id IS NOT NULL OR (ft.first_at IS NOT NULL AND ex.at >= ft.first_at)
             ),
             ot AS MATERIALIZED (
                 SELECT st.trace_id, st.task_id, CASE
                     WHEN st.task_id IS NULL THEN 'trace has no task_id in its metadata'
-                    WHEN NOT EXISTS (SELECT 1 FROM \(T) t WHERE t.\(K)::text = st.task_id) THEN format('the task %s of this trace does not exist', st.task_id)
+                    WHEN NOT EXISTS (SELECT 1 FROM \(T) t WHERE \(equals(s.table, s.key, alias: "t", text: "st.task_id"))) THEN format('the task %s of this trace does not exist', st.task_id)
                     WHEN \(unreferenced) THEN 'no execution row carries this trace id'
                 END AS message
                 FROM st
@@ -454,5 +504,34 @@ struct VerifySQL: Sendable {
                 ) b ORDER BY r, part LIMIT $4::int
             ) ex ON true
             """
+    }
+}
+
+/// The statements of `bridge verify`, for the plan tests.
+public enum VerifyStatements {
+    /// Every statement `bridge verify` runs, with the binds of a scope (`--since`, `--task`,
+    /// `--workspace`; up to `maxExamples` examples), for the plan tests: each must reach
+    /// only the window through indexes.
+    public static func scoped(config: MappingConfig, since: Date?, task: String?, workspace: String?,
+                                        maxExamples: Int = 20) -> [(name: String, query: PostgresQuery)] {
+        let sql = VerifySQL(config: config)
+        let scope: [PostgresValue] = [since.map { .text(PostgresTimestamp.format($0)) } ?? .null, task.map { .text($0) } ?? .null,
+                                      workspace.map { .text($0) } ?? .null, .text(String(maxExamples))]
+        let s = config.source.status
+        let e = config.results.executions?.statuses ?? ExecutionStatuses()
+        let statuses: [PostgresValue] = [.text(s.completed), .text(s.failed), .text(e.completed), .text(e.failedRetriable),
+                                         .text(e.failedTerminal)]
+        var out: [(String, PostgresQuery)] = [
+            ("guardrails_approvals_traced", PostgresQuery(unsafeSQL: sql.guardrailsApprovalsTraced, binds: scope)),
+            ("tools_traced", PostgresQuery(unsafeSQL: sql.toolsTraced, binds: scope)),
+            ("handoffs_traced", PostgresQuery(unsafeSQL: sql.handoffsTraced, binds: scope)),
+            ("tool_io_captured", PostgresQuery(unsafeSQL: sql.toolIOCaptured, binds: scope)),
+            ("tool_timing", PostgresQuery(unsafeSQL: sql.toolTiming, binds: scope)),
+            ("export_delivered", PostgresQuery(unsafeSQL: sql.exportDelivered, binds: scope + [.text("300")])),
+        ]
+        if let correlate = sql.traceIdsCorrelate(withFile: false, drivenByTasks: task != nil || workspace != nil) {
+            out.append(("trace_ids_correlate", PostgresQuery(unsafeSQL: correlate, binds: scope + statuses)))
+        }
+        return out
     }
 }
