@@ -108,7 +108,7 @@ public struct Migrator: Sendable {
     func acquireLock(_ conn: PostgresConnection) async throws(MigrateError) {
         let clock = ContinuousClock()
         let deadline = clock.now + .milliseconds(Int(options.lockWaitSeconds * 1000))
-        var delay = 0.05
+        var polls = 0
         var holder: Int?
         var reported = false
         while true {
@@ -130,8 +130,9 @@ public struct Migrator: Sendable {
                 }
             } catch { throw .database(error) }
             if clock.now >= deadline { throw .lockWaitTimeout(seconds: options.lockWaitSeconds, holder: holder) }
-            try? await Task.sleep(for: .milliseconds(Int(delay * (0.5 + Double.random(in: 0...1)) * 1000)))
-            delay = min(delay * 2, 1.0)
+            polls += 1
+            try? await Task.sleep(for: RetryBackoff.delay(attempt: polls, base: .milliseconds(50), cap: .seconds(1),
+                                                          jitter: 0.5...1.5))
         }
     }
 

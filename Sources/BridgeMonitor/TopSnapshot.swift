@@ -189,7 +189,7 @@ public struct TopQueries: Sendable {
         let now = try await c.simpleQuery("SELECT now() AS now").first?.date("now") ?? Date()
         let tr = try await c.query(tasksQuery).first
         let fr = try await c.query(finishedQuery).first
-        let approvals = try await c.simpleQuery("SELECT to_regclass('bridge.run_states') IS NOT NULL AS ok").first?.bool("ok") == true
+        let approvals = try await c.ledgerHas([.runStates])
         let waiting = approvals ? try await c.query(approvalsQuery).first?.int("n") : nil
         let tasks = TopSnapshot.Tasks(
             pending: tr?.int("pending") ?? 0, waitingRetry: tr?.int("retry") ?? 0, running: tr?.int("running") ?? 0,

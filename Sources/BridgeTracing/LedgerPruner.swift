@@ -224,10 +224,7 @@ public struct LedgerPruner: Sendable {
     }
 
     static func requireTables(on connection: PostgresConnection) async throws {
-        let ok = try await connection.query("""
-            SELECT to_regclass('bridge.prunes') IS NOT NULL AND to_regclass('bridge.span_deliveries') IS NOT NULL
-               AND to_regclass('bridge.run_states') IS NOT NULL AS ok
-            """).first?.bool("ok") ?? false
+        let ok = try await connection.ledgerHas([.prunes, .spanDeliveries, .runStates])
         if !ok { throw PruneError.noLedger(connection.redactedTarget) }
     }
 }

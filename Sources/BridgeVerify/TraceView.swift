@@ -25,8 +25,7 @@ public struct TraceDocument: Sendable, Equatable {
 
     /// Loads a trace by trace id, or the newest trace of a task by task id.
     public static func load(id: String, on c: PostgresConnection) async throws -> TraceDocument {
-        let ledger = try await c.query("SELECT to_regclass('bridge.traces') IS NOT NULL AND to_regclass('bridge.spans') IS NOT NULL AS ok")
-        guard ledger.first?.bool("ok") == true else {
+        guard try await c.ledgerHas([.traces, .spans]) else {
             throw VerifyInputError("bridge.traces or bridge.spans is missing in \(c.redactedTarget): run bridge migrate first")
         }
         let rows = try await c.query("""

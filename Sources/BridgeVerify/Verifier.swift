@@ -108,9 +108,7 @@ public struct Verifier: Sendable {
             try await loadSpanFile(file, on: connection)
             spanFileSummary = SpanFileSummary(path: path, format: file.format, traces: file.traceIds.count, spans: file.spans.count)
         }
-        let hasExporters = try await connection.query("""
-            SELECT to_regclass('bridge.exporters') IS NOT NULL AND to_regclass('bridge.span_deliveries') IS NOT NULL AS ok
-            """).first?.bool("ok") ?? false
+        let hasExporters = try await connection.ledgerHas([.exporters, .spanDeliveries])
         try await requireLedger(on: connection)
 
         let all = [connection] + helpers
@@ -219,17 +217,12 @@ public struct Verifier: Sendable {
 
     /// The newest `bridge prune` cutoff (`bridge.prunes`), nil when nothing was ever pruned.
     func prunedBefore(on c: PostgresConnection) async throws -> Date? {
-        let exists = try await c.query("SELECT to_regclass('bridge.prunes') IS NOT NULL AS ok").first?.bool("ok") ?? false
-        guard exists else { return nil }
+        guard try await c.ledgerHas([.prunes]) else { return nil }
         return try await c.query("SELECT max(cutoff) AS cutoff FROM bridge.prunes").first?.date("cutoff")
     }
 
     func requireLedger(on c: PostgresConnection) async throws {
-        let ok = try await c.query("""
-            SELECT to_regclass('bridge.traces') IS NOT NULL AND to_regclass('bridge.spans') IS NOT NULL
-               AND to_regclass('bridge.run_transcripts') IS NOT NULL AS ok
-            """).first?.bool("ok") ?? false
-        guard ok else { throw VerifyInputError("bridge.traces, bridge.spans or bridge.run_transcripts is missing: run bridge migrate first") }
+        guard try await c.ledgerHas([.traces, .spans, .runTranscripts]) else { throw VerifyInputError("bridge.traces, bridge.spans or bridge.run_transcripts is missing: run bridge migrate first") }
     }
 
     /// Loads the file's ids into session temp tables `pg_temp.verify_file_traces` and

@@ -461,7 +461,7 @@ struct VerifySQL: Sendable {
                        (SELECT true FROM bridge.spans s WHERE s.trace_id = ex.trace_id LIMIT 1) IS NOT NULL AS has_spans
                 FROM ex
                 -- Per execution in scope (OFFSET 0 keeps each a probe of an index, never a scan
-                -- of the ledger): its task's first trace (idx_traces_task_id, and 0015's index
+                -- of the ledger): its task's first trace (idx_traces_task_id, and 0049's index
                 -- for traces that name their task only in metadata), and its own trace.
                 LEFT JOIN LATERAL (
                     SELECT min(y.started_at) AS first_at FROM (

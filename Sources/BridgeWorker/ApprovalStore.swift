@@ -135,9 +135,9 @@ public struct ApprovalStore: Sendable {
 
     /// Whether `migrations/0020_approvals.sql` is applied (the state tables and the waiting column).
     public func isMigrated(on conn: PostgresConnection) async throws -> Bool {
+        guard try await conn.ledgerHas([.runStates, .approvalWaits]) else { return false }
         let rows = try await conn.query("""
-            SELECT to_regclass('bridge.run_states') IS NOT NULL AND to_regclass('bridge.approval_waits') IS NOT NULL
-                   AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(\(tasks.sql)) AND attname = \(Self.waitingColumn)
+            SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(\(tasks.sql)) AND attname = \(Self.waitingColumn)
                                AND NOT attisdropped) AS ok
             """)
         return rows.first?["ok"] == "t"

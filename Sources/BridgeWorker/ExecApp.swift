@@ -60,8 +60,7 @@ public struct ExecApp: Sendable {
         let types: ColumnTypes = try await PostgresConnection.withConnection(withSessionLimits(connection)) { conn in
             let config = loaded
             // The ledger comes from `bridge migrate`; say so rather than listing missing columns.
-            let ledger = try await conn.query("SELECT to_regclass('bridge.spans') IS NOT NULL AS ok").first?.bool("ok") ?? false
-            guard ledger else {
+            guard try await conn.ledgerHas([.spans]) else {
                 throw ExecSetupError("bridge.spans does not exist in \(connection.redacted): run `bridge migrate` first")
             }
             let issues = await MappingValidator.checkLive(config, connection: conn)

@@ -216,7 +216,7 @@ public actor Worker {
                     progress.status("cannot claim (\(message)); retrying")
                 }
                 lastError = message
-                await doorbell.wait(timeout: min(5, 0.25 * pow(2, Double(min(failures, 5)))))
+                await doorbell.wait(timeout: RetryBackoff.delay(attempt: failures + 1, base: 0.25, cap: 5, jitter: 1...1))
                 continue
             }
             // A full batch: there may be more right away.
@@ -354,7 +354,7 @@ public actor Worker {
     /// with exponential backoff and jitter.
     private func listenLoop() async {
         var conn: PostgresConnection?
-        var backoff = 0.5
+        var failures = 0
         var lastCheck = Date()
         var everConnected = false
         while !loopsStopped && !Task.isCancelled {
@@ -371,7 +371,7 @@ public actor Worker {
                         progress.log("listener: NOTIFY trigger not installed (migrations/optional); polling every \(Self.seconds(pollInterval))")
                     }
                     everConnected = true
-                    backoff = 0.5
+                    failures = 0
                     lastCheck = Date()
                     await doorbell.ring()
                 }
@@ -386,10 +386,10 @@ public actor Worker {
                 notifyActive = false
                 if let c = conn { await c.close() }
                 conn = nil
-                let wait = backoff / 2 + Double.random(in: 0...(backoff / 2))
+                failures += 1
+                let wait = RetryBackoff.delay(attempt: failures, base: 0.5, cap: 15)
                 progress.log("listener: \(error); reconnecting in \(Self.seconds(wait))")
                 try? await Task.sleep(for: .milliseconds(Int(wait * 1000)))
-                backoff = min(backoff * 2, 15)
             }
         }
         if let c = conn { await c.close() }

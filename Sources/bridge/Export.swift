@@ -83,8 +83,7 @@ extension Bridge {
                 }
                 let config = connection.config(applicationName: "bridge-export")
                 let ok = try await PostgresConnection.withConnection(config) { conn in
-                    let ledger = try await conn.query("SELECT to_regclass('bridge.span_deliveries') IS NOT NULL AS ok").first?.bool("ok") ?? false
-                    guard ledger else {
+                    guard try await conn.ledgerHas([.spanDeliveries]) else {
                         throw UsageError("bridge.span_deliveries does not exist in \(config.redacted): run `bridge migrate` first")
                     }
                     if retryRejected {

@@ -37,7 +37,7 @@ final class RecordingExporter: TraceExporter, @unchecked Sendable {
     }
 }
 
-/// The exporters' positions (migrations 0012, 0013): each poll reads after the exporter's
+/// The exporters' positions (migrations 0047, 0048): each poll reads after the exporter's
 /// position, so its cost does not grow with the ledger; these tests pin down that nothing is
 /// skipped, starved or lost on the way.
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))

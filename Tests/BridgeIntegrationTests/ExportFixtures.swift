@@ -21,16 +21,16 @@ struct ExportLedger {
     let failedToolSpan: String
 
     static let migration0004 = TestDatabase.projectRoot.appendingPathComponent("migrations/0004_export_deliveries.sql").path
-    static let migration0012 = TestDatabase.projectRoot.appendingPathComponent("migrations/0012_export_cursor.sql").path
+    static let migration0047 = TestDatabase.projectRoot.appendingPathComponent("migrations/0047_export_cursor.sql").path
 
-    /// Migration 0012 (the ledger's txid column and the exporters' positions).
+    /// Migration 0047 (the ledger's txid column and the exporters' positions).
     static func applyCursorMigration(_ conn: PostgresConnection) async throws {
-        try await conn.simpleQuery(try String(contentsOfFile: migration0012, encoding: .utf8))
+        try await conn.simpleQuery(try String(contentsOfFile: migration0047, encoding: .utf8))
     }
 
     /// `runs` offline runs (8 spans each) plus a generation span with a 150 kB input, a response
     /// span with usage and a failed function span, in a fresh database with the ledger tables
-    /// and migrations 0004 and (unless `legacy`, which leaves that to the test) 0012.
+    /// and migrations 0004 and (unless `legacy`, which leaves that to the test) 0047.
     static func make(runs: Int = 3, legacy: Bool = false) async throws -> ExportLedger {
         let url = try await TestDatabase.create(prefix: "export")
         let conn = try await TestDatabase.connect(url)

@@ -51,7 +51,7 @@ struct HotPathPlanTests {
 
     /// A ledger of 300,000 spans in 30,000 traces, one every two minutes (the oldest 5,000
     /// name their task and workspace only in metadata), with their transcripts: 50,000 spans
-    /// stored before migration 0012 (txid NULL), the rest written 1,000 per transaction, all delivered to exporter
+    /// stored before migration 0047 (txid NULL), the rest written 1,000 per transaction, all delivered to exporter
     /// `openai`, whose position is at the end.
     static func fillLedger(_ c: PostgresConnection) async throws {
         try await c.simpleQuery("""

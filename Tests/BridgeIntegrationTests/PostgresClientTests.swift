@@ -69,6 +69,17 @@ struct PostgresClientTests {
         await c.close()
     }
 
+    @Test func ledgerPresenceIsOneCatalogCheck() async throws {
+        let url = try await TestDatabase.create()
+        let c = try await TestDatabase.connect(url)
+        #expect(try await c.ledgerHas([.spans]) == false)
+        try await c.simpleQuery("CREATE SCHEMA bridge; CREATE TABLE bridge.traces (v int); CREATE TABLE bridge.spans (v int)")
+        #expect(try await c.ledgerHas([.traces, .spans]) == true)
+        #expect(try await c.ledgerHas([.traces, .spans, .runTranscripts]) == false)
+        #expect(try await c.ledgerHas([]) == true)
+        await c.close()
+    }
+
     @Test func connectionFailureIsRedacted() async throws {
         let config = ConnectionConfig(conninfo: "postgres://bob:hunter22@127.0.0.1:1/db", connectTimeout: 2)
         do {

@@ -1,11 +1,11 @@
 import BridgePostgres
 
 /// A place in the ledger's export order: rows by (txid, id), where `txid` is the writing
-/// transaction (`bridge.spans.txid`, `bridge.traces.txid`, migration 0012) and `id` the row's
-/// primary key. Rows stored before migration 0012 have no txid and come first, in id order.
+/// transaction (`bridge.spans.txid`, `bridge.traces.txid`, migration 0047) and `id` the row's
+/// primary key. Rows stored before migration 0047 have no txid and come first, in id order.
 /// A position is exclusive: the rows after it are still to be read.
 public struct ExportPosition: Sendable, Equatable, CustomStringConvertible {
-    /// The xid8 as text; nil while among the rows stored before migration 0012.
+    /// The xid8 as text; nil while among the rows stored before migration 0047.
     public var txid: String?
     /// The last id read (`""`: before every row of `txid`).
     public var id: String
@@ -26,7 +26,7 @@ public struct ExportPosition: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// "After this position" on alias `a` (key column `key`): served by the `(txid, key)`
-    /// index. `legacyOnly`: only the rows stored before migration 0012 that are after it.
+    /// index. `legacyOnly`: only the rows stored before migration 0047 that are after it.
     func after(alias a: String, key: String, legacyOnly: Bool = false) -> PostgresQuery {
         guard let txid else {
             let legacy: PostgresQuery = "\(unsafeRaw: a).txid IS NULL AND \(unsafeRaw: a).\(unsafeRaw: key) > \(id)"

@@ -211,7 +211,7 @@ public actor ExportPump {
             }
         }
         // Progress: rows were read, or the position left the rows stored before migration
-        // 0012 (saved even when nothing was read, so they are never walked again).
+        // 0047 (saved even when nothing was read, so they are never walked again).
         let leftLegacy = (from.trace.txid == nil && read.next.trace.txid != nil) || (from.span.txid == nil && read.next.span.txid != nil)
         read.progressed = !(safeTraces.isEmpty && recentTraces.isEmpty && safeSpans.isEmpty && recentSpans.isEmpty) || leftLegacy
         for row in safeTraces + recentTraces where row.bool("done") != true {
@@ -229,7 +229,7 @@ public actor ExportPump {
     /// The one statement of a poll (also EXPLAINed by the hot-path tests): `part` 1 = safe
     /// traces, 2 = recent traces, 3 = safe spans, 4 = recent spans, each in (txid, id) order,
     /// at most `limit` rows each (one row with only `horizon` when nothing is left); `done` says whether a row read has a delivery row already.
-    /// Every part is a range scan of the `(txid, id)` index (migration 0013) after the
+    /// Every part is a range scan of the `(txid, id)` index (migration 0048) after the
     /// position or from the horizon, so a poll costs O(batch) at any ledger size.
     public static func readStatement(exporter: String, from p: ExportPositions, limit: Int) -> PostgresQuery {
         let n: PostgresQuery = "\(limit)::int"
@@ -250,7 +250,7 @@ public actor ExportPump {
         let traceDone: PostgresQuery = "(SELECT true FROM bridge.trace_deliveries d WHERE d.exporter = \(exporter) AND d.trace_id = t.trace_id) IS NOT NULL"
         let spanDone: PostgresQuery = "(SELECT true FROM bridge.span_deliveries d WHERE d.exporter = \(exporter) AND d.span_id = s.span_id) IS NOT NULL"
         /// The safe rows after `pos`: below the horizon, and first, while the position is
-        /// among them, the rows stored before migration 0012 (txid NULL).
+        /// among them, the rows stored before migration 0047 (txid NULL).
         func safe(_ pos: ExportPosition, a: String, key: String, cols: PostgresQuery, from: PostgresQuery, done: PostgresQuery,
                   filter: PostgresQuery) -> PostgresQuery {
             let select: PostgresQuery = "SELECT \(cols), \(done) AS done"
@@ -426,7 +426,7 @@ extension ExportPump {
                         ORDER BY x.txid NULLS FIRST, x.\(unsafeRaw: key) LIMIT 1
                     ), target AS (
                         -- Just before the earliest: before its transaction's rows, or (rows stored
-                        -- before migration 0012) after the legacy row before it.
+                        -- before migration 0047) after the legacy row before it.
                         SELECT e.txid, CASE WHEN e.txid IS NOT NULL THEN '' ELSE coalesce((
                                  SELECT x.\(unsafeRaw: key) FROM \(unsafeRaw: table) x WHERE x.txid IS NULL AND x.\(unsafeRaw: key) < e.id
                                  ORDER BY x.txid DESC, x.\(unsafeRaw: key) DESC LIMIT 1), '') END AS id
