@@ -13,3 +13,9 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_task_executions_completed_at
     ON ${executions_table} (${executions_completed_at_column});
 CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_task_executions_open_started_at
     ON ${executions_table} (${executions_started_at_column}) WHERE ${executions_completed_at_column} IS NULL;
+-- The rejected deliveries (`bridge export`'s summary, `--retry-rejected`, verify): few rows,
+-- read without walking an exporter's every delivery.
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_span_deliveries_rejected
+    ON bridge.span_deliveries (exporter) WHERE status = 'rejected';
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_trace_deliveries_rejected
+    ON bridge.trace_deliveries (exporter) WHERE status = 'rejected';
