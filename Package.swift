@@ -3,11 +3,12 @@
 //
 // Layering (bottom to top), visible as targets:
 //   1. C bindings        CBridgeLibPQ, CBridgeCurl, CBridgeCurlShim, CBridgeCrypto
-//   2. Clients           BridgePostgres, BridgeHTTP (BridgeCore holds shared errors/utilities)
+//   2. Clients           BridgePostgres, BridgeHTTP (BridgeCore holds shared errors/utilities);
+//      Trace model       BridgeTraceModel (ids, SpanData, records; on BridgeCore alone)
 //   3. Mapping + bridge  BridgeMigrate (schema upgrades), BridgeMapping
 //   4. Runner            BridgeRunner
 //   5. Tracing           BridgeTracing
-//   6. Verify            BridgeVerify
+//   6. Verify            BridgeVerify (the trace model and PostgreSQL; no runner, no HTTP)
 //   CLI                  bridge (thin: parses flags, calls the libraries)
 import PackageDescription
 
@@ -53,6 +54,9 @@ let package = Package(
         .target(name: "CBridgeSpawn"),
         // 2. Clients
         .target(name: "BridgeCore", dependencies: ["CBridgeCrypto"], swiftSettings: strict),
+        // The trace model: ids, SpanData (the SDK's span shapes), trace and span records with
+        // their ledger row codec. Below everything that writes or reads a trace.
+        .target(name: "BridgeTraceModel", dependencies: ["BridgeCore"], swiftSettings: strict),
         .target(
             name: "BridgePostgres",
             dependencies: ["CBridgeLibPQ", "BridgeCore"],
@@ -66,7 +70,7 @@ let package = Package(
         // 3. Schema upgrades, the mapping model and the DatabaseToSDKBridge
         .target(
             name: "BridgeMapping",
-            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMigrate", .product(name: "Yams", package: "Yams")],
+            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeTraceModel", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
         .target(
@@ -77,7 +81,7 @@ let package = Package(
         // 4. The runner: model providers and tool executors
         .target(
             name: "BridgeRunner",
-            dependencies: ["BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "CBridgeSpawn"],
+            dependencies: ["BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "CBridgeSpawn"],
             swiftSettings: strict
         ),
         // Metrics: every instrument's name and labels, recorded through swift-metrics
@@ -89,14 +93,14 @@ let package = Package(
         // 5. Tracing: spans, the ledger and exporters
         .target(
             name: "BridgeTracing",
-            dependencies: ["BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeRunner", "BridgeMetrics"],
+            dependencies: ["BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeRunner", "BridgeMetrics"],
             swiftSettings: strict
         ),
         // The exec worker: claims tasks, runs them traced, records results
         .target(
             name: "BridgeWorker",
             dependencies: [
-                "BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeRunner", "BridgeTracing",
+                "BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeRunner", "BridgeTracing",
                 "BridgeMetrics",
             ],
             swiftSettings: strict
@@ -105,7 +109,7 @@ let package = Package(
         .target(
             name: "BridgeMonitor",
             dependencies: [
-                "BridgeCore", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeMetrics", "BridgeTracing",
+                "BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeMetrics", "BridgeTracing",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
@@ -114,7 +118,7 @@ let package = Package(
         // 6. Verify: the tracing validation checklist and trace views
         .target(
             name: "BridgeVerify",
-            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMapping", "BridgeTracing"],
+            dependencies: ["BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeMapping"],
             swiftSettings: strict
         ),
         .target(
@@ -126,7 +130,7 @@ let package = Package(
         .executableTarget(
             name: "bridge",
             dependencies: [
-                "BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner",
+                "BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner",
                 "BridgeTracing", "BridgeWorker", "BridgeHTTP", "BridgeVerify", "BridgeMonitor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -134,20 +138,20 @@ let package = Package(
         ),
         .testTarget(
             name: "BridgeUnitTests",
-            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner", "BridgeTracing", "BridgeHTTP",
+            dependencies: ["BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner", "BridgeTracing", "BridgeHTTP",
                            "BridgeVerify", "BridgeMetrics"]
         ),
         .testTarget(
             name: "BridgeIntegrationTests",
             dependencies: [
-                "BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner",
+                "BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner",
                 "BridgeTracing", "BridgeWorker", "BridgeHTTP", "BridgeTestSupport", "BridgeVerify",
                 "BridgeMetrics", "BridgeMonitor",
             ]
         ),
         .testTarget(
             name: "BridgeEndToEndTests",
-            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMapping", "BridgeTestSupport", "BridgeHTTP"]
+            dependencies: ["BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeMapping", "BridgeTestSupport", "BridgeHTTP"]
         ),
     ]
 )

@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgeTraceModel
 
 /// The loaded, validated mappings (every `*.yaml` in the mappings directory, merged).
 ///
@@ -345,7 +346,7 @@ public struct AgentMapping: Sendable, Equatable {
     public var model: String
     public var modelSettings: [String: JSONValue]
     /// `responses` or `chat_completions`; nil means the provider's default (responses).
-    public var modelAPI: String?
+    public var modelAPI: ModelAPI?
     /// Tool names, in order.
     public var tools: [String]
     public var handoffs: [HandoffMapping]
@@ -362,7 +363,7 @@ public struct AgentMapping: Sendable, Equatable {
     public var origin: MappingLocation
 
     public init(name: String, match: String? = nil, instructions: Template = Template(""), model: String = "gpt-4.1",
-                modelSettings: [String: JSONValue] = [:], modelAPI: String? = nil, tools: [String] = [],
+                modelSettings: [String: JSONValue] = [:], modelAPI: ModelAPI? = nil, tools: [String] = [],
                 handoffs: [HandoffMapping] = [], handoffDescription: String? = nil, maxTurns: Int? = nil,
                 toolUseBehavior: ToolUseBehavior = .runLLMAgain, outputType: OutputSchemaSpec? = nil,
                 inputGuardrails: [String] = [], outputGuardrails: [String] = [], mcpServers: [String] = [],

@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgeTraceModel
 import BridgePostgres
 import Foundation
 import Yams
@@ -392,9 +393,10 @@ struct LoadState {
             if case .mapping = n, let o = r.json(n, m.path("model_settings"))?.objectValue { settings = o }
             else if case .mapping = n {} else { r.issue(n, m.path("model_settings"), "expected a mapping, got \(YAMLReader.kind(n))") }
         }
-        let api = m.name("model_api")
-        if let api, !["responses", "chat_completions"].contains(api) {
-            r.issue(m.node("model_api"), m.path("model_api"), "unknown model_api '\(api)' (expected responses or chat_completions)")
+        let apiName = m.name("model_api")
+        let api = apiName.flatMap(ModelAPI.init(rawValue:))
+        if let apiName, api == nil {
+            r.issue(m.node("model_api"), m.path("model_api"), "unknown model_api '\(apiName)' (expected responses or chat_completions)")
         }
         var handoffs: [HandoffMapping] = []
         if let list = m.node("handoffs").flatMap({ r.list($0, m.path("handoffs")) }) {
@@ -779,7 +781,7 @@ struct LoadState {
                 }
                 if a.tools[..<i].contains(name) { issue(l, "tool '\(name)' is listed twice") }
                 if handoffToolNames[name] != nil { issue(l, "tool '\(name)' has the same name as a handoff tool") }
-                if case .hosted(let h) = t.implementation, a.modelAPI == "chat_completions" {
+                if case .hosted(let h) = t.implementation, a.modelAPI == .chatCompletions {
                     issue(l, "hosted tool '\(name)' (\(h.type)) needs model_api responses, but this agent uses chat_completions")
                 }
             }

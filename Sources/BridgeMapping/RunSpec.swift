@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import BridgeCore
 
 /// Everything one agent run needs, built from a task row plus the mappings by the
@@ -67,7 +68,7 @@ public struct AgentSpec: Codable, Sendable, Equatable {
     public var handoffs: [HandoffSpec]
     public var toolUseBehavior: ToolUseBehavior
     /// Which model API to call for this agent: `responses` (default) or `chat_completions`.
-    public var modelAPI: String?
+    public var modelAPI: ModelAPI?
     /// The agent span's `output_type` (the SDK reports "str" for plain text; with a structured
     /// output, the schema's name).
     public var outputType: String
@@ -82,7 +83,7 @@ public struct AgentSpec: Codable, Sendable, Equatable {
 
     public init(name: String, instructions: String, model: String, modelSettings: [String: JSONValue] = [:],
                 tools: [String], handoffs: [HandoffSpec], toolUseBehavior: ToolUseBehavior = .runLLMAgain,
-                modelAPI: String? = nil, outputType: String = "str", outputSchema: OutputSchemaSpec? = nil,
+                modelAPI: ModelAPI? = nil, outputType: String = "str", outputSchema: OutputSchemaSpec? = nil,
                 inputGuardrails: [String] = [], outputGuardrails: [String] = []) {
         self.outputSchema = outputSchema
         self.inputGuardrails = inputGuardrails
@@ -318,20 +319,6 @@ public struct HostedToolSpec: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey { case type, vectorStoreIds = "vector_store_ids" }
-}
-
-/// Deterministic trace ids.
-public enum TraceID {
-    /// `trace_` + the first 32 hex characters of SHA-256("bridge-trace:<task id>:<attempt>").
-    public static func forTask(_ taskId: String, attempt: Int) -> String {
-        "trace_" + SHA256.hex("bridge-trace:\(taskId):\(attempt)").prefix(32)
-    }
-
-    /// Whether `s` is `trace_` followed by 32 lowercase hex characters.
-    public static func isWellFormed(_ s: String) -> Bool {
-        guard s.hasPrefix("trace_"), s.utf8.count == 38 else { return false }
-        return s.utf8.dropFirst(6).allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
-    }
 }
 
 /// An agent's structured output (the SDK's `output_type`): a JSON Schema the final answer must

@@ -1,3 +1,4 @@
+import BridgeCore
 import Foundation
 
 /// The rows of one result, copied out of libpq (the `PGresult` is cleared before this exists).

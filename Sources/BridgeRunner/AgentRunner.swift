@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgeTraceModel
 import BridgeMapping
 import Foundation
 
@@ -52,11 +53,11 @@ public enum RunnerMessages {
     ]
 
     // Span error messages.
-    public static let spanToolErrorNonFatal = "Error running tool (non-fatal)"
-    public static let spanToolError = "Error running tool"
+    public static let spanToolErrorNonFatal = SpanError.toolNonFatal
+    public static let spanToolError = SpanError.tool
     public static let spanMaxTurns = "Max turns exceeded"
     public static let spanModelError = "Error getting response"
-    public static let spanAgentError = "Error in agent run"
+    public static let spanAgentError = SpanError.agentRun
     public static let spanToolNotFound = "Tool not found"
     public static let spanMultipleHandoffs = "Multiple handoffs requested"
     /// On the turn span when a structured output does not match its schema.

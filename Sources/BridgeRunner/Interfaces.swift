@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgeTraceModel
 import BridgeMapping
 import Foundation
 
@@ -197,14 +198,8 @@ public protocol ToolExecutor: Sendable {
 public typealias EventID = Int
 
 /// An error attached to a span, as the SDK records it: `{message, data}`.
-public struct SpanErrorInfo: Sendable, Equatable {
-    public var message: String
-    public var data: JSONValue?
-    public init(message: String, data: JSONValue? = nil) {
-        self.message = message
-        self.data = data
-    }
-}
+/// A span's error (the trace model's `SpanError`: the SDK's wording and redaction).
+public typealias SpanErrorInfo = SpanError
 
 /// What happened during a run, in order. Every `…Started` has a matching `…Ended` with the
 /// same id, also when the run fails. `parent` is the enclosing event's id (nil for the task).

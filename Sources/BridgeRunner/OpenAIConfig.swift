@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import BridgeCore
 import BridgeHTTP
 import BridgeMapping
@@ -69,25 +70,10 @@ public struct OpenAISettings: Sendable {
     }
 }
 
-/// Which OpenAI API an agent's model calls go to.
-public enum ModelAPI: String, Sendable, CaseIterable {
-    /// The Responses API (`POST /responses`), the default; `response` spans.
-    case responses
-    /// Chat Completions (`POST /chat/completions`) for OpenAI-compatible servers; `generation` spans.
-    case chatCompletions = "chat_completions"
-
-    /// Parses `responses`, `chat_completions` or `chat-completions` (the flag's spelling).
-    public init?(name: String) {
-        switch name.lowercased() {
-        case "responses": self = .responses
-        case "chat_completions", "chat-completions": self = .chatCompletions
-        default: return nil
-        }
-    }
-
+extension ModelAPI {
     /// The API for `agent`: its `model_api` when set, else `defaultAPI`.
     public static func forAgent(_ agent: AgentSpec, default defaultAPI: ModelAPI) -> ModelAPI {
-        agent.modelAPI.flatMap(ModelAPI.init(name:)) ?? defaultAPI
+        agent.modelAPI ?? defaultAPI
     }
 }
 
@@ -126,15 +112,11 @@ public enum ModelRouting {
         try check(agents, defaultAPI: defaultAPI)
     }
 
-    private static func check(_ agents: [(name: String, api: String?, hosted: [(String, String)], location: String)],
+    private static func check(_ agents: [(name: String, api: ModelAPI?, hosted: [(String, String)], location: String)],
                               defaultAPI: ModelAPI) throws(ModelConfigurationError) {
         var problems: [String] = []
         for a in agents {
-            if let name = a.api, ModelAPI(name: name) == nil {
-                problems.append("\(a.location)agent '\(a.name)': unknown model_api '\(name)' (expected responses or chat_completions)")
-                continue
-            }
-            let api = a.api.flatMap(ModelAPI.init(name:)) ?? defaultAPI
+            let api = a.api ?? defaultAPI
             guard api == .chatCompletions, !a.hosted.isEmpty else { continue }
             let list = a.hosted.map { "'\($0.0)' (\($0.1))" }.joined(separator: ", ")
             let why = a.api == nil ? "--model-api chat-completions" : "model_api chat_completions"

@@ -1,7 +1,7 @@
+import BridgeTraceModel
 import BridgeCore
 import BridgeMetrics
 import BridgePostgres
-import BridgeRunner
 import Foundation
 
 /// bridge's own record of traces, spans and transcripts (`bridge.traces`, `bridge.spans`,
@@ -45,7 +45,7 @@ public struct Ledger: SpanSink {
     }
 
     /// Stores (or replaces) a run's transcript: every model output item and tool output, in order.
-    public func storeTranscript(traceId: String, taskId: String, attempt: Int, items: [ConversationItem]) async throws {
+    public func storeTranscript(traceId: String, taskId: String, attempt: Int, items: [JSONValue]) async throws {
         try await connection.query("""
             INSERT INTO bridge.run_transcripts (trace_id, task_id, attempt, items)
             VALUES (\(traceId), \(taskId), \(attempt), \(JSONValue.array(items).compact)::jsonb)
@@ -55,9 +55,14 @@ public struct Ledger: SpanSink {
 
     /// The spans of a trace, oldest first.
     public func spans(traceId: String) async throws -> [SpanRecord] {
+        try await Self.spans(traceId: traceId, on: connection)
+    }
+
+    /// The spans of a trace, oldest first.
+    public static func spans(traceId: String, on connection: PostgresConnection) async throws -> [SpanRecord] {
         let rows = try await connection.query("""
-            SELECT span_id, trace_id, parent_id, started_at, ended_at, span_data::text AS span_data, error::text AS error
-            FROM bridge.spans WHERE trace_id = \(traceId) ORDER BY started_at, ended_at, span_id
+            SELECT \(unsafeRaw: SpanRecord.ledgerColumns)
+            FROM bridge.spans s WHERE s.trace_id = \(traceId) ORDER BY s.started_at, s.ended_at, s.span_id
             """)
         return try rows.map(Self.span)
     }
@@ -65,21 +70,16 @@ public struct Ledger: SpanSink {
     /// A span from a row with `span_id, trace_id, parent_id, started_at, ended_at`, and
     /// `span_data` and `error` as text.
     public static func span(_ row: PostgresRow) throws -> SpanRecord {
-        SpanRecord(id: row["span_id"] ?? "", traceId: row["trace_id"] ?? "", parentId: row["parent_id"],
-                   startedAt: row.date("started_at") ?? .distantPast, endedAt: row.date("ended_at") ?? .distantPast,
-                   spanData: try JSONValue.parse(row["span_data"] ?? "null"),
-                   error: try row["error"].map { try JSONValue.parse($0) })
+        try SpanRecord(ledgerRow: { row[$0] })
     }
 
     /// The stored trace, if any.
     public func trace(id: String) async throws -> TraceRecord? {
         let rows = try await connection.query("""
-            SELECT trace_id, workflow_name, group_id, metadata::text AS metadata FROM bridge.traces WHERE trace_id = \(id)
+            SELECT \(unsafeRaw: TraceRecord.ledgerColumns) FROM bridge.traces tr WHERE tr.trace_id = \(id)
             """)
         guard let row = rows.first else { return nil }
-        let meta = try JSONValue.parse(row["metadata"] ?? "{}").objectValue ?? [:]
-        return TraceRecord(id: row["trace_id"] ?? id, workflowName: row["workflow_name"] ?? "", groupId: row["group_id"],
-                           metadata: meta.compactMapValues(\.stringValue))
+        return try TraceRecord(ledgerRow: { row[$0] })
     }
 
     // MARK: SpanSink

@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgeRunner
@@ -27,7 +28,9 @@ public actor TraceRecorder: RunObserver {
         var spanId: String
         var parentSpanId: String?
         var startedAt: Date
-        var data: [String: JSONValue]
+        var data: SpanData
+        /// Extra top-level keys (`spanNote`), e.g. bridge's `text_replaced`.
+        var notes: [String: JSONValue] = [:]
         var error: SpanErrorInfo?
     }
 
@@ -71,89 +74,81 @@ public actor TraceRecorder: RunObserver {
             for sink in sinks {
                 do { try await sink.traceStarted(scrubbed(trace), taskId: taskId, at: at) } catch { note(error) }
             }
-            start(id, parent: nil, at: at, data: ["type": "custom", "name": "task",
-                                                   "data": ["sdk_span_type": "task", "name": .string(trace.workflowName)]])
+            start(id, parent: nil, at: at, data: .task(name: trace.workflowName))
         case .taskEnded(let id, let usage, let error, let at):
-            if let u = Self.taskUsage(usage) { setCustomData(id, key: "usage", value: u) }
+            if case .task(let name, _, let backfilled)? = open[id]?.data {
+                open[id]?.data = .task(name: name, usage: Self.taskUsage(usage), backfilled: backfilled)
+            }
             await end(id, error: error, at: at)
             for sink in sinks {
                 do { try await sink.traceEnded(trace.id, at: at) } catch { note(error) }
             }
         case .agentStarted(let id, let parent, let agent, let tools, let handoffs, let outputType, let at):
-            start(id, parent: parent, at: at, data: [
-                "type": "agent", "name": .string(agent), "handoffs": .array(handoffs.map(JSONValue.string)),
-                "tools": .array(tools.map(JSONValue.string)), "output_type": .string(outputType),
-            ])
+            start(id, parent: parent, at: at, data: .agent(name: agent, handoffs: handoffs, tools: tools, outputType: outputType))
         case .agentEnded(let id, let error, let at):
             await end(id, error: error, at: at)
         case .turnStarted(let id, let parent, let turn, let agent, let at):
             turnAgents[id] = agent
-            start(id, parent: parent, at: at, data: [
-                "type": "custom", "name": "turn",
-                "data": ["sdk_span_type": "turn", "turn": .number(Double(turn)), "agent_name": .string(agent)],
-            ])
+            start(id, parent: parent, at: at, data: .turn(turn: turn, agentName: agent))
         case .turnEnded(let id, let usage, let error, let at):
-            if let u = Self.turnUsage(usage) { setCustomData(id, key: "usage", value: u) }
+            if case .turn(let turn, let agent, _)? = open[id]?.data {
+                open[id]?.data = .turn(turn: turn, agentName: agent, usage: Self.turnUsage(usage))
+            }
             await end(id, error: error, at: at)
         case .modelStarted(let id, let parent, let kind, let model, let input, let at):
             switch kind {
             case .generation:
-                start(id, parent: parent, at: at, data: [
-                    "type": "generation", "input": includeSensitiveData ? .array(input) : .null, "output": .null,
-                    "model": .string(model), "model_config": modelConfig(for: parent), "usage": .null,
-                ])
+                start(id, parent: parent, at: at, data: .generation(.init(input: input, model: model, modelConfig: modelConfig(for: parent))))
             case .response:
-                start(id, parent: parent, at: at, data: ["type": "response", "response_id": .null, "usage": .null])
+                start(id, parent: parent, at: at, data: .response(responseId: nil, usage: nil))
             }
         case .modelEnded(let id, let response, let error, let at):
-            if let response, var o = open[id] {
-                if o.data["type"] == "generation" {
-                    o.data["output"] = includeSensitiveData ? .array(response.spanOutput ?? response.output) : .null
-                    o.data["model"] = .string(response.model)
-                } else {
-                    o.data["response_id"] = response.responseId.map(JSONValue.string) ?? .null
+            if let response, let o = open[id] {
+                switch o.data {
+                case .generation(var g):
+                    g.output = response.spanOutput ?? response.output
+                    g.model = response.model
+                    g.usage = response.usage.json
+                    open[id]?.data = .generation(g)
+                default:
+                    open[id]?.data = .response(responseId: response.responseId, usage: response.usage.json)
                 }
-                o.data["usage"] = response.usage.json
-                open[id] = o
             }
             await end(id, error: error, at: at)
         case .toolStarted(let id, let parent, let name, let arguments, let at):
-            start(id, parent: parent, at: at, data: [
-                "type": "function", "name": .string(name), "input": includeSensitiveData ? .string(arguments) : .null,
-                "output": .null, "mcp_data": .null,
-            ])
+            start(id, parent: parent, at: at, data: .function(.init(name: name, input: arguments)))
         case .toolEnded(let id, let output, let error, let at):
-            if includeSensitiveData, let output, !output.isEmpty { open[id]?.data["output"] = .string(output) }
+            if let output, !output.isEmpty, case .function(var f)? = open[id]?.data {
+                f.output = output
+                open[id]?.data = .function(f)
+            }
             await end(id, error: error, at: at)
         case .handoff(let id, let parent, let from, let to, let startedAt, let endedAt):
-            start(id, parent: parent, at: startedAt, data: ["type": "handoff", "from_agent": .string(from), "to_agent": .string(to)])
+            start(id, parent: parent, at: startedAt, data: .handoff(from: from, to: to))
             await end(id, error: nil, at: endedAt)
         case .guardrailStarted(let id, let parent, let name, let at):
-            start(id, parent: parent, at: at, data: ["type": "guardrail", "name": .string(name), "triggered": false])
+            start(id, parent: parent, at: at, data: .guardrail(name: name, triggered: false))
         case .guardrailEnded(let id, let triggered, let error, let at):
-            open[id]?.data["triggered"] = .bool(triggered)
+            if case .guardrail(let name, _)? = open[id]?.data { open[id]?.data = .guardrail(name: name, triggered: triggered) }
             await end(id, error: error, at: at)
         case .approvalWait(let id, let parent, let d, let startedAt, let endedAt):
-            var data: [String: JSONValue] = [
-                "tool_name": .string(d.toolName), "call_id": .string(d.callId), "request_id": .string(d.requestId),
-                "decision": .string(d.outcome.rawValue), "decided_by": d.decidedBy.map(JSONValue.string) ?? .null,
-                "waited_seconds": .number((endedAt.timeIntervalSince(startedAt) * 1000).rounded() / 1000),
-            ]
-            if d.outcome != .approved, includeSensitiveData, let m = d.message { data["message"] = .string(m) }
-            start(id, parent: parent, at: startedAt, data: ["type": "custom", "name": "approval", "data": .object(data)])
+            start(id, parent: parent, at: startedAt, data: .approval(.init(
+                toolName: d.toolName, callId: d.callId, requestId: d.requestId, decision: d.outcome.rawValue,
+                decidedBy: d.decidedBy, waitedSeconds: (endedAt.timeIntervalSince(startedAt) * 1000).rounded() / 1000,
+                message: d.outcome != .approved ? d.message : nil)))
             await end(id, error: nil, at: endedAt)
         case .spanError(let id, let error):
             if open[id] != nil { open[id]?.error = error } else { pendingErrors[id] = error }
         case .spanNote(let id, let key, let value):
-            open[id]?.data[key] = value
+            open[id]?.notes[key] = value
         case .mcpToolsListed(let id, let parent, let server, let tools, let error, let startedAt, let endedAt):
-            start(id, parent: parent, at: startedAt, data: [
-                "type": "mcp_tools", "server": .string(server),
-                "result": tools.map { .array($0.map(JSONValue.string)) } ?? .null,
-            ])
+            start(id, parent: parent, at: startedAt, data: .mcpTools(server: server, result: tools))
             await end(id, error: error, at: endedAt)
         case .mcpCall(let id, let server):
-            open[id]?.data["mcp_data"] = ["server": .string(server)]
+            if case .function(var f)? = open[id]?.data {
+                f.mcpServer = server
+                open[id]?.data = .function(f)
+            }
         }
     }
 
@@ -175,7 +170,8 @@ public actor TraceRecorder: RunObserver {
     /// The spans open right now (after a run paused: its task and agent spans).
     public func openSpans() -> [OpenSpan] {
         open.sorted { $0.key < $1.key }.map { id, o in
-            OpenSpan(eventId: id, spanId: o.spanId, parentSpanId: o.parentSpanId, startedAt: o.startedAt, data: .object(o.data))
+            OpenSpan(eventId: id, spanId: o.spanId, parentSpanId: o.parentSpanId, startedAt: o.startedAt,
+                     data: o.data.json(notes: o.notes))
         }
     }
 
@@ -183,8 +179,9 @@ public actor TraceRecorder: RunObserver {
     /// same start times) and the trace object is not started again.
     public func restore(_ spans: [OpenSpan]) {
         for s in spans {
+            let (data, notes) = SpanData.decode(s.data)
             open[s.eventId] = Open(spanId: s.spanId, parentSpanId: s.parentSpanId, startedAt: s.startedAt,
-                                   data: s.data.objectValue ?? [:], error: nil)
+                                   data: data, notes: notes, error: nil)
             spanIds[s.eventId] = s.spanId
         }
     }
@@ -196,7 +193,7 @@ public actor TraceRecorder: RunObserver {
         turnAgents[turnEvent].flatMap { modelSettings[$0] } ?? .object([:])
     }
 
-    func start(_ id: EventID, parent: EventID?, at: Date, data: [String: JSONValue]) {
+    func start(_ id: EventID, parent: EventID?, at: Date, data: SpanData) {
         let spanId = SpanID.random()
         let parentSpanId = parent.flatMap { open[$0]?.spanId ?? spanIds[$0] }
         open[id] = Open(spanId: spanId, parentSpanId: parentSpanId, startedAt: at, data: data,
@@ -204,32 +201,16 @@ public actor TraceRecorder: RunObserver {
         spanIds[id] = spanId
     }
 
-    func setCustomData(_ id: EventID, key: String, value: JSONValue) {
-        guard var o = open[id], var d = o.data["data"]?.objectValue else { return }
-        d[key] = value
-        o.data["data"] = .object(d)
-        open[id] = o
-    }
-
     func end(_ id: EventID, error: SpanErrorInfo?, at: Date) async {
         guard let o = open.removeValue(forKey: id) else { return }
-        let type = o.data["type"]?.stringValue ?? ""
-        let err = (error ?? o.error).map { redact($0, spanType: type) }
+        let data = includeSensitiveData ? o.data : o.data.redacted()
+        let err = (error ?? o.error).map { includeSensitiveData ? $0 : $0.redacted(spanType: data.type) }
         let span = SpanRecord(id: o.spanId, traceId: trace.id, parentId: o.parentSpanId, startedAt: o.startedAt,
-                              endedAt: at, spanData: scrub(.object(o.data)),
-                              error: err.map { scrub(["message": .string($0.message), "data": $0.data ?? .null]) })
+                              endedAt: at, spanData: scrub(data.json(notes: o.notes)), error: err.map { scrub($0.json) })
         recorded.append(span)
         for sink in sinks {
             do { try await sink.spanEnded(span) } catch { note(error) }
         }
-    }
-
-    /// The SDK's redaction of error details when sensitive data is off.
-    func redact(_ e: SpanErrorInfo, spanType: String) -> SpanErrorInfo {
-        guard !includeSensitiveData, var data = e.data?.objectValue, data["error"] != nil else { return e }
-        data["error"] = spanType == "function" ? "Tool execution failed. Error details are redacted."
-            : "Error details are redacted."
-        return SpanErrorInfo(message: e.message, data: .object(data))
     }
 
     func note(_ error: any Error) {
@@ -247,22 +228,13 @@ public actor TraceRecorder: RunObserver {
 
     /// The SDK's turn span usage (omitted when all zero).
     static func turnUsage(_ u: Usage) -> JSONValue? {
-        guard !isZero(u) else { return nil }
-        return [
-            "input_tokens": .number(Double(u.inputTokens)), "output_tokens": .number(Double(u.outputTokens)),
-            "cached_input_tokens": .number(Double(u.cachedTokens)), "cache_write_input_tokens": 0,
-        ]
+        SpanData.turnUsage(input: u.inputTokens, output: u.outputTokens, cached: u.cachedTokens, requests: u.requests,
+                           reasoning: u.reasoningTokens)
     }
 
     /// The SDK's task span usage (omitted when all zero).
     static func taskUsage(_ u: Usage) -> JSONValue? {
-        guard var o = turnUsage(u)?.objectValue else { return nil }
-        o["requests"] = .number(Double(u.requests))
-        o["total_tokens"] = .number(Double(u.totalTokens))
-        return .object(o)
-    }
-
-    static func isZero(_ u: Usage) -> Bool {
-        u.requests == 0 && u.inputTokens == 0 && u.outputTokens == 0 && u.cachedTokens == 0 && u.reasoningTokens == 0
+        SpanData.taskUsage(input: u.inputTokens, output: u.outputTokens, cached: u.cachedTokens, requests: u.requests,
+                           total: u.totalTokens, reasoning: u.reasoningTokens)
     }
 }

@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import BridgeCore
 import Foundation
 
@@ -53,9 +54,9 @@ public struct SpanFile: Sendable, Equatable {
                                   isHex(t, count: 32), isHex(sid, count: 16) else {
                                 throw VerifyInputError("an OTLP span without a hex traceId and spanId\(at)")
                             }
-                            let traceId = "trace_" + t.lowercased()
+                            let traceId = TraceID.fromOTLP(t)
                             file.traceIds.insert(traceId)
-                            file.spans.append((traceId, sid.lowercased()))
+                            file.spans.append((traceId, SpanID.otlp(sid)))
                         }
                     }
                 }
@@ -76,7 +77,7 @@ public struct SpanFile: Sendable, Equatable {
                 }
                 sawSDK = true
                 file.traceIds.insert(traceId)
-                file.spans.append((traceId, spanKey(id)))
+                file.spans.append((traceId, SpanID.otlp(id)))
             default:
                 throw VerifyInputError("neither an SDK trace/trace.span object nor OTLP resourceSpans\(at)")
             }
@@ -99,12 +100,6 @@ public struct SpanFile: Sendable, Equatable {
         }
         if sawOTLP && !sawSDK { file.format = .otlp }
         return file
-    }
-
-    /// The first 16 hex characters of a span id (`span_<24 hex>` or OTLP hex).
-    public static func spanKey(_ id: String) -> String {
-        let hex = id.hasPrefix("span_") ? id.dropFirst(5) : Substring(id)
-        return String(hex.prefix(16)).lowercased()
     }
 
     static func isHex(_ s: String, count: Int) -> Bool {

@@ -1,6 +1,6 @@
+import BridgeTraceModel
 import BridgeCore
 import BridgePostgres
-import BridgeTracing
 import Foundation
 
 /// The HTML view: one self-contained page (inline CSS and JavaScript, no external assets) with

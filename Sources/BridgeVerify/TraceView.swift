@@ -1,6 +1,6 @@
+import BridgeTraceModel
 import BridgeCore
 import BridgePostgres
-import BridgeTracing
 import Foundation
 
 /// One stored trace with its spans, as `bridge trace show` presents it.
@@ -29,18 +29,16 @@ public struct TraceDocument: Sendable, Equatable {
             throw VerifyInputError("bridge.traces or bridge.spans is missing in \(c.redactedTarget): run bridge migrate first")
         }
         let rows = try await c.query("""
-            SELECT trace_id, workflow_name, group_id, metadata::text AS metadata,
-                   coalesce(task_id, metadata->>'task_id') AS task_id, started_at, ended_at
-            FROM bridge.traces
-            WHERE trace_id = \(id) OR coalesce(task_id, metadata->>'task_id') = \(id)
-            ORDER BY (trace_id = \(id)) DESC, started_at DESC NULLS LAST
+            SELECT \(unsafeRaw: TraceRecord.ledgerColumns),
+                   coalesce(tr.task_id, tr.metadata->>'task_id') AS task_id, tr.started_at, tr.ended_at
+            FROM bridge.traces tr
+            WHERE tr.trace_id = \(id) OR coalesce(tr.task_id, tr.metadata->>'task_id') = \(id)
+            ORDER BY (tr.trace_id = \(id)) DESC, tr.started_at DESC NULLS LAST
             """)
         guard let row = rows.first, let traceId = row["trace_id"] else {
             throw VerifyInputError("no trace with id or task id \(id) in bridge.traces")
         }
-        let meta = (try? JSONValue.parse(row["metadata"] ?? "{}"))?.objectValue ?? [:]
-        let record = TraceRecord(id: traceId, workflowName: row["workflow_name"] ?? "", groupId: row["group_id"],
-                                 metadata: meta.compactMapValues(\.stringValue))
+        let record = try TraceRecord(ledgerRow: { row[$0] })
         let taskId = row["task_id"]
         var others: [String] = []
         if let taskId {
@@ -51,7 +49,10 @@ public struct TraceDocument: Sendable, Equatable {
                 """)
             others = more.compactMap { $0["trace_id"] }
         }
-        let spans = try await Ledger(connection: c).spans(traceId: traceId)
+        let spans = try await c.query("""
+            SELECT \(unsafeRaw: SpanRecord.ledgerColumns)
+            FROM bridge.spans s WHERE s.trace_id = \(traceId) ORDER BY s.started_at, s.ended_at, s.span_id
+            """).map { r in try SpanRecord(ledgerRow: { r[$0] }) }
         return TraceDocument(trace: record, taskId: taskId, startedAt: row.date("started_at"), endedAt: row.date("ended_at"),
                              spans: spans, otherAttempts: others)
     }

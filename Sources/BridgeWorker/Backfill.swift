@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgeTraceModel
 import BridgeMapping
 import BridgePostgres
 import Foundation
@@ -75,24 +76,11 @@ public struct BackfillPreview: Sendable {
 public struct Backfiller: Sendable {
     public let config: MappingConfig
 
-    /// The namespace hashed into backfilled trace ids.
-    public static let traceNamespace = "bridge-backfill:"
-
     public init(config: MappingConfig) throws(ExecSetupError) {
         guard config.results.traceIdColumn != nil else {
             throw ExecSetupError("--backfill needs results.trace_id_column in the mappings: the trace id column is what makes a backfill resumable and idempotent")
         }
         self.config = config
-    }
-
-    /// The trace id a backfill gives the task with key `taskKey` (the SQL computes the same).
-    public static func traceId(forTask taskKey: String) -> String {
-        "trace_" + SHA256.hex(traceNamespace + taskKey).prefix(32)
-    }
-
-    /// The id of the span in `slot` (`task`, `agent`, `turn:1`, `function:1`, …) of a trace.
-    public static func spanId(traceId: String, slot: String) -> String {
-        "span_" + SHA256.hex(traceId + ":" + slot).prefix(24)
     }
 
     // MARK: Running
@@ -213,7 +201,7 @@ public struct Backfiller: Sendable {
         if let cursor { pickedWhere += " AND t.\(key) > \(cursor)" }
         if let since { pickedWhere += " AND \(sinceCondition(alias: "t", since))" }
         let lock: PostgresQuery = mode == .apply ? "FOR NO KEY UPDATE OF t SKIP LOCKED" : ""
-        let ns: PostgresQuery = "\(Self.traceNamespace)"
+        let ns: PostgresQuery = "\(TraceID.backfillNamespace)"
         var ctes: [PostgresQuery] = []
         ctes.append("""
             picked AS MATERIALIZED (

@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import ArgumentParser
 import BridgeCore
 import BridgeMonitor

@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgePostgres

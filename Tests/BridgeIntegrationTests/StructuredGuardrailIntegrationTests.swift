@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import BridgeCore
 import BridgeHTTP
 import BridgeMapping
@@ -19,7 +20,7 @@ private let report = #"{"summary":"Two sources agree.","sources":["https://a.exa
 
 private func reportSpec(api: String?, input: String = "Research x.", guardrails: [String: GuardrailSpec] = [:]) -> RunSpec {
     let agent = AgentSpec(name: "Researcher", instructions: "Research.", model: "gpt-4.1", tools: [], handoffs: [],
-                          modelAPI: api, outputSchema: OutputSchemaSpec(name: "ResearchReport", schema: reportSchema),
+                          modelAPI: api.flatMap(ModelAPI.init(name:)), outputSchema: OutputSchemaSpec(name: "ResearchReport", schema: reportSchema),
                           inputGuardrails: guardrails.keys.sorted())
     return RunSpec(traceId: TraceID.forTask("s1", attempt: 1), workflowName: "bridge", groupId: nil, metadata: [:],
                    startingAgent: "Researcher", agents: ["Researcher": agent], tools: [:], input: input, maxTurns: 5,

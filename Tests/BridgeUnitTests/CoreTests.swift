@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgeMigrate
@@ -45,7 +46,7 @@ import Testing
         #expect(TraceID.forTask("42", attempt: 1) == "trace_dd36788a4abd50b36837e174884160e1")
         #expect(MigrationFile.checksum("SELECT 1;\r\nSELECT 2;\r\n")
                 == "82efb67f3010c6eb7ead02e4f6d9550633dbc1407f99aa487468e7b2567aebbc")
-        #expect(OTLPExporter.spanId("span_not-hex") == "31ba3e5cf2a83644")
+        #expect(SpanID.otlp("span_not-hex") == "31ba3e5cf2a83644")
     }
 }
 

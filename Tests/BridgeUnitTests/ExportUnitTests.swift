@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import BridgeCore
 import BridgeHTTP
 import BridgeTracing
@@ -99,9 +100,9 @@ import Testing
     }
 
     @Test func idsAndTimes() {
-        #expect(OTLPExporter.traceId("trace_0123456789abcdef0123456789abcdef") == "0123456789abcdef0123456789abcdef")
-        #expect(OTLPExporter.spanId("span_0123456789abcdef01234567") == "0123456789abcdef")
-        #expect(OTLPExporter.traceId("odd").count == 32 && OTLPExporter.spanId("odd").count == 16)
+        #expect(TraceID.otlp("trace_0123456789abcdef0123456789abcdef") == "0123456789abcdef0123456789abcdef")
+        #expect(SpanID.otlp("span_0123456789abcdef01234567") == "0123456789abcdef")
+        #expect(TraceID.otlp("odd").count == 32 && SpanID.otlp("odd").count == 16)
         #expect(OTLPExporter.unixNanos(Date(timeIntervalSince1970: 1_700_000_000.123456)) == "1700000000123456000")
     }
 

@@ -209,6 +209,16 @@ enum MappingFixtures {
             .contains("v.yaml:1:10: version: unsupported version '2' (this bridge reads version 1)"))
     }
 
+    @Test func unknownModelAPIIsReportedWhereItIsWritten() {
+        let text = MappingFixtures.base + """
+            agents:
+              - name: A
+                model_api: completions
+            """
+        let lines = MappingFixtures.issues([("t.yaml", text)]).map(\.description)
+        #expect(lines.contains { $0.hasPrefix("t.yaml:") && $0.contains("agents[0].model_api: unknown model_api 'completions' (expected responses or chat_completions)") })
+    }
+
     @Test func typesRequiredKeysAndImplementations() {
         let text = MappingFixtures.base + """
             agents:

@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import BridgeCore
 @testable import BridgeMapping
 import Testing

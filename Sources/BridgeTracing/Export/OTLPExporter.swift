@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import BridgeCore
 import BridgeHTTP
 import Foundation
@@ -189,15 +190,15 @@ public struct OTLPExporter: TraceExporter {
             for (k, v) in s.trace.metadata.sorted(by: { $0.key < $1.key }) { attrs.append(("bridge.metadata.\(k)", .string(v))) }
         }
         var out: [String: JSONValue] = [
-            "traceId": .string(traceId(r.traceId)),
-            "spanId": .string(spanId(r.id)),
+            "traceId": .string(TraceID.otlp(r.traceId)),
+            "spanId": .string(SpanID.otlp(r.id)),
             "name": .string(name),
             "kind": .number(Double(kind)),
             "startTimeUnixNano": .string(unixNanos(r.startedAt)),
             "endTimeUnixNano": .string(unixNanos(r.endedAt)),
             "attributes": .array(attrs.map { attribute($0.0, $0.1) }),
         ]
-        if let p = r.parentId { out["parentSpanId"] = .string(spanId(p)) }
+        if let p = r.parentId { out["parentSpanId"] = .string(SpanID.otlp(p)) }
         if let e = r.error, !e.isNull {
             out["status"] = ["code": 2, "message": .string(e["message"]?.stringValue ?? "error")]
             if let d = e["data"], !d.isNull { out["attributes"] = .array((out["attributes"]?.arrayValue ?? []) + [attribute("bridge.error.data", .string(d.compact))]) }
@@ -213,21 +214,6 @@ public struct OTLPExporter: TraceExporter {
             for (k, child) in o.sorted(by: { $0.key < $1.key }) { flatten(child, prefix: "\(prefix).\(k)", into: &attrs) }
         default: attrs.append((prefix, v))
         }
-    }
-
-    /// `trace_<32 hex>` → the 32 hex characters (lowercase); anything else is hashed to 32 hex.
-    public static func traceId(_ id: String) -> String { hex(id, prefix: "trace_", length: 32) }
-
-    /// `span_<24 hex>` → its first 16 hex characters; anything else is hashed to 16 hex.
-    public static func spanId(_ id: String) -> String { hex(id, prefix: "span_", length: 16) }
-
-    static func hex(_ id: String, prefix: String, length: Int) -> String {
-        let body = id.hasPrefix(prefix) ? String(id.dropFirst(prefix.count)).lowercased() : ""
-        if body.count >= length, body.utf8.prefix(length).allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }),
-           body.utf8.prefix(length).contains(where: { $0 != 48 }) {
-            return String(body.prefix(length))
-        }
-        return String(SHA256.hex(id).prefix(length))
     }
 
     /// Unix time in nanoseconds as a decimal string (microsecond precision, as stored).

@@ -1,6 +1,4 @@
 import BridgeCore
-import BridgeMapping
-import BridgeRunner
 import Foundation
 
 /// One finished span in the Agents SDK's export format.
@@ -11,9 +9,9 @@ public struct SpanRecord: Sendable, Equatable {
     public var parentId: String?
     public var startedAt: Date
     public var endedAt: Date
-    /// The SDK's `span_data` object (`{"type": "agent", …}`).
+    /// The SDK's `span_data` object (`{"type": "agent", …}`), as `SpanData.json` made it.
     public var spanData: JSONValue
-    /// `{"message": …, "data": …}` or nil.
+    /// `{"message": …, "data": …}` or nil (see `SpanError`).
     public var error: JSONValue?
 
     public init(id: String, traceId: String, parentId: String?, startedAt: Date, endedAt: Date,
@@ -43,6 +41,32 @@ public struct SpanRecord: Sendable, Equatable {
 
     /// The span's `span_data.type`.
     public var type: String { spanData["type"]?.stringValue ?? "" }
+
+    // MARK: The ledger row codec (`bridge.spans`)
+
+    /// The columns of a `bridge.spans` row as `init(ledgerRow:)` reads them (SQL text, for a
+    /// SELECT list; `s` is the table's alias).
+    public static let ledgerColumns = """
+        s.span_id, s.trace_id, s.parent_id, s.started_at, s.ended_at, s.span_data::text AS span_data, s.error::text AS error
+        """
+
+    /// A span from a `bridge.spans` row read with `ledgerColumns` (`column` gives a column's
+    /// text, nil for NULL).
+    public init(ledgerRow column: (String) -> String?) throws {
+        self.init(id: column("span_id") ?? "", traceId: column("trace_id") ?? "", parentId: column("parent_id"),
+                  startedAt: column("started_at").flatMap(PostgresTimestamp.parse) ?? .distantPast,
+                  endedAt: column("ended_at").flatMap(PostgresTimestamp.parse) ?? .distantPast,
+                  spanData: try JSONValue.parse(column("span_data") ?? "null"),
+                  error: try column("error").map { try JSONValue.parse($0) })
+    }
+
+    /// The row's values in the order of `bridge.spans (span_id, trace_id, parent_id, started_at,
+    /// ended_at, span_data, error)`: timestamps as ISO 8601 text, JSON as compact text.
+    public var ledgerValues: (id: String, traceId: String, parentId: String?, startedAt: String, endedAt: String,
+                              spanData: String, error: String?) {
+        (id, traceId, parentId, PostgresTimestamp.format(startedAt), PostgresTimestamp.format(endedAt),
+         spanData.compact, error?.compact)
+    }
 }
 
 /// A trace in the SDK's export format (no timestamps; metadata flat string-to-string).
@@ -59,10 +83,6 @@ public struct TraceRecord: Sendable, Equatable {
         self.metadata = metadata
     }
 
-    public init(spec: RunSpec) {
-        self.init(id: spec.traceId, workflowName: spec.workflowName, groupId: spec.groupId, metadata: spec.metadata)
-    }
-
     public var metadataJSON: JSONValue { .object(metadata.mapValues(JSONValue.string)) }
 
     /// `{"object":"trace","id","workflow_name","group_id","metadata"}`.
@@ -75,9 +95,21 @@ public struct TraceRecord: Sendable, Equatable {
             "metadata": metadataJSON,
         ]
     }
+
+    // MARK: The ledger row codec (`bridge.traces`)
+
+    /// The columns of a `bridge.traces` row as `init(ledgerRow:)` reads them (`tr` is the alias).
+    public static let ledgerColumns = "tr.trace_id, tr.workflow_name, tr.group_id, tr.metadata::text AS metadata"
+
+    /// A trace from a `bridge.traces` row read with `ledgerColumns`.
+    public init(ledgerRow column: (String) -> String?) throws {
+        let meta = try JSONValue.parse(column("metadata") ?? "{}").objectValue ?? [:]
+        self.init(id: column("trace_id") ?? "", workflowName: column("workflow_name") ?? "", groupId: column("group_id"),
+                  metadata: meta.compactMapValues(\.stringValue))
+    }
 }
 
-/// Timestamps and ids as the SDK makes them.
+/// Timestamps as the SDK writes them.
 public enum SDKTime {
     /// Python's `datetime.now(timezone.utc).isoformat()`: `2026-11-26T09:03:44.123456+00:00`
     /// (like Python, the fraction is left out when it is exactly zero microseconds).
@@ -93,46 +125,4 @@ public enum SDKTime {
                           Int(tm.tm_mday), Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec))
         return base + (micros == 0 ? "" : String(format: ".%06d", micros)) + "+00:00"
     }
-}
-
-public enum SpanID {
-    /// `span_` + 24 random lowercase hex characters (the SDK: `uuid4().hex[:24]`).
-    public static func random() -> String {
-        var g = SystemRandomNumberGenerator()
-        let bytes = (0..<12).map { _ in UInt8.random(in: 0...255, using: &g) }
-        return "span_" + bytes.hexString
-    }
-
-    /// Whether `s` is `span_` followed by 24 lowercase hex characters.
-    public static func isWellFormed(_ s: String) -> Bool {
-        guard s.hasPrefix("span_"), s.utf8.count == 29 else { return false }
-        return s.utf8.dropFirst(5).allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
-    }
-}
-
-/// Where finished spans go: the ledger, a JSONL file, an HTTP exporter, a test's memory.
-public protocol SpanSink: Sendable {
-    /// The run started (called once, before any span).
-    func traceStarted(_ trace: TraceRecord, taskId: String?, at: Date) async throws
-    /// A span ended.
-    func spanEnded(_ span: SpanRecord) async throws
-    /// The run ended (the root span has been delivered).
-    func traceEnded(_ traceId: String, at: Date) async throws
-}
-
-extension SpanSink {
-    public func traceEnded(_ traceId: String, at: Date) async throws {}
-}
-
-/// Keeps everything in memory (tests, `--dry-run` previews).
-public actor MemorySpanSink: SpanSink {
-    public private(set) var traces: [TraceRecord] = []
-    public private(set) var spans: [SpanRecord] = []
-    public private(set) var endedTraces: [String] = []
-
-    public init() {}
-
-    public func traceStarted(_ trace: TraceRecord, taskId: String?, at: Date) async throws { traces.append(trace) }
-    public func spanEnded(_ span: SpanRecord) async throws { spans.append(span) }
-    public func traceEnded(_ traceId: String, at: Date) async throws { endedTraces.append(traceId) }
 }

@@ -1,0 +1,73 @@
+import BridgeCore
+
+/// Trace ids: `trace_` + 32 lowercase hex, the SDK's form. The one place they are minted,
+/// checked and turned into OTLP's 16-byte hex.
+public enum TraceID {
+    /// The id of attempt `attempt` of task `taskId` run by `bridge exec`: `trace_` + the first
+    /// 32 hex characters of SHA-256("bridge-trace:<task id>:<attempt>").
+    public static func forTask(_ taskId: String, attempt: Int) -> String {
+        "trace_" + SHA256.hex("bridge-trace:\(taskId):\(attempt)").prefix(32)
+    }
+
+    /// The namespace hashed into backfilled trace ids.
+    public static let backfillNamespace = "bridge-backfill:"
+
+    /// The id `bridge exec --backfill` gives the task with key `taskKey`: `trace_` + the first 32
+    /// hex of SHA-256("bridge-backfill:<task key>"), a namespace of its own, so it never equals
+    /// the id of an attempt.
+    public static func forBackfill(taskKey: String) -> String {
+        "trace_" + SHA256.hex(backfillNamespace + taskKey).prefix(32)
+    }
+
+    /// Whether `s` is `trace_` followed by 32 lowercase hex characters.
+    public static func isWellFormed(_ s: String) -> Bool { IDForm.isWellFormed(s, prefix: "trace_", hexCount: 32) }
+
+    /// OTLP's traceId: the 32 hex characters of a well-formed id; anything else hashed to 32 hex.
+    public static func otlp(_ id: String) -> String { IDForm.otlp(id, prefix: "trace_", length: 32) }
+
+    /// The SDK id for an OTLP traceId (32 hex).
+    public static func fromOTLP(_ hex: String) -> String { "trace_" + hex.lowercased() }
+}
+
+/// Span ids: `span_` + 24 lowercase hex (the SDK: `uuid4().hex[:24]`).
+public enum SpanID {
+    /// A fresh random id.
+    public static func random() -> String {
+        var g = SystemRandomNumberGenerator()
+        let bytes = (0..<12).map { _ in UInt8.random(in: 0...255, using: &g) }
+        return "span_" + bytes.hexString
+    }
+
+    /// A deterministic id: `span_` + the first 24 hex of SHA-256("<trace id>:<slot>") (backfill's
+    /// spans: slot `task`, `agent`, `turn:1`, `function:3`, …).
+    public static func derived(traceId: String, slot: String) -> String {
+        "span_" + SHA256.hex(traceId + ":" + slot).prefix(24)
+    }
+
+    /// Whether `s` is `span_` followed by 24 lowercase hex characters.
+    public static func isWellFormed(_ s: String) -> Bool { IDForm.isWellFormed(s, prefix: "span_", hexCount: 24) }
+
+    /// OTLP's spanId: the first 16 hex characters of a well-formed id; an OTLP id (16 hex)
+    /// lowercased; anything else hashed to 16 hex. Files, exporters and verify all key spans by it.
+    public static func otlp(_ id: String) -> String {
+        if !id.hasPrefix("span_"), id.utf8.count == 16, IDForm.isHex(id.lowercased()) { return id.lowercased() }
+        return IDForm.otlp(id, prefix: "span_", length: 16)
+    }
+}
+
+enum IDForm {
+    static func isHex(_ s: some StringProtocol) -> Bool {
+        s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+    }
+
+    static func isWellFormed(_ s: String, prefix: String, hexCount: Int) -> Bool {
+        s.hasPrefix(prefix) && s.utf8.count == prefix.utf8.count + hexCount && isHex(s.dropFirst(prefix.count))
+    }
+
+    static func otlp(_ id: String, prefix: String, length: Int) -> String {
+        let body = id.hasPrefix(prefix) ? String(id.dropFirst(prefix.count)).lowercased() : ""
+        let head = body.prefix(length)
+        if head.count == length, isHex(head), head.contains(where: { $0 != "0" }) { return String(head) }
+        return String(SHA256.hex(id).prefix(length))
+    }
+}
