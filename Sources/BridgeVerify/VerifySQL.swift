@@ -515,7 +515,7 @@ public enum VerifyStatements {
     public static func scoped(config: MappingConfig, since: Date?, task: String?, workspace: String?,
                                         maxExamples: Int = 20) -> [(name: String, query: PostgresQuery)] {
         let sql = VerifySQL(config: config)
-        let scope: [PostgresValue] = [since.map { .text(PostgresTimestamp.format($0)) } ?? .null, task.map { .text($0) } ?? .null,
+        let scope: [PostgresValue] = [since.postgresValue, task.map { .text($0) } ?? .null,
                                       workspace.map { .text($0) } ?? .null, .text(String(maxExamples))]
         let s = config.source.status
         let e = config.results.executions?.statuses ?? ExecutionStatuses()
