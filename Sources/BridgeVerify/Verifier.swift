@@ -9,10 +9,8 @@ import Foundation
 /// trips does not grow with the number of tasks or spans. The checks run in `REPEATABLE READ
 /// READ ONLY` transactions on one or more connections that share one snapshot, so they all see
 /// the same data. Table and column
-/// names come from the mappings (quoted identifiers); every value is a `$n` parameter.
-///
-/// Scope parameters shared by every statement: `$1` since (timestamptz or NULL), `$2` task id
-/// (text or NULL), `$3` workspace (text or NULL). Check-specific values follow from `$4`.
+/// names come from the mappings (quoted identifiers); every value, the scope's included, is
+/// interpolated into `VerifySQL`'s statements as a bind.
 public struct Verifier: Sendable {
     public let config: MappingConfig
     public let options: VerifyOptions
@@ -55,9 +53,9 @@ public struct Verifier: Sendable {
         guard let task = options.scope.task else { return }
         let s = config.source
         // Bound with the key column's own type (inferred), so the lookup uses its index.
-        let query = PostgresQuery(unsafeSQL: """
-            SELECT EXISTS (SELECT 1 FROM \(PostgresQuery.quoteIdentifier(s.table)) WHERE \(PostgresQuery.quoteIdentifier(s.key)) = $1) AS ok
-            """, binds: [.text(task)])
+        let query: PostgresQuery = """
+            SELECT EXISTS (SELECT 1 FROM \(identifier: s.table) WHERE \(identifier: s.key) = \(task)) AS ok
+            """
         var found = false
         do {
             found = try await conn.query(query).first?.bool("ok") ?? false
@@ -95,12 +93,12 @@ public struct Verifier: Sendable {
             scope.prunedBefore = horizon
             if scope.sinceTimestamp.map({ $0 < horizon }) ?? true { scope.sinceTimestamp = horizon }
         }
-        let binds: [PostgresValue] = [
-            scope.sinceTimestamp.map { .text(PostgresTimestamp.format($0)) } ?? .null,
-            scope.task.map { .text($0) } ?? .null,
-            scope.workspace.map { .text($0) } ?? .null,
-            .text(String(options.maxExamples)),
-        ]
+        var scoped = VerifySQL(config: config)
+        scoped.since = scope.sinceTimestamp.map(PostgresTimestamp.format)
+        scoped.task = scope.task
+        scoped.workspace = scope.workspace
+        scoped.examples = options.maxExamples
+        scoped.maxExportLag = options.maxExportLagSeconds
         var spanFileSummary: SpanFileSummary?
         if let path = options.spansFile {
             let file: SpanFile
@@ -130,7 +128,7 @@ public struct Verifier: Sendable {
                     try await h.simpleQuery("SET TRANSACTION SNAPSHOT '\(snapshot)'")
                 }
             }
-            let sql = VerifySQL(config: config)
+            let sql = scoped
             let fileSummary = spanFileSummary
             // Most expensive first, so the connections finish at about the same time.
             let queue = CheckQueue([.exportDelivered, .handoffsTraced, .toolsTraced, .traceIdsCorrelate, .toolIOCaptured, .toolTiming,
@@ -142,7 +140,7 @@ public struct Verifier: Sendable {
                         var done: [CheckResult] = []
                         while let check = await queue.next(primary: i == 0) {
                             let t0 = clock.now
-                            var r = try await self.run(check, sql: sql, binds: binds, file: fileSummary,
+                            var r = try await self.run(check, sql: sql, file: fileSummary,
                                                        hasExporters: hasExporters, on: c)
                             r.elapsedMs = Self.ms(clock.now - t0)
                             done.append(r)
@@ -164,21 +162,21 @@ public struct Verifier: Sendable {
         return VerifyReport(scope: scope, checks: results, elapsedMs: Self.ms(clock.now - start))
     }
 
-    func run(_ check: Check, sql: VerifySQL, binds: [PostgresValue], file: SpanFileSummary?, hasExporters: Bool,
+    func run(_ check: Check, sql: VerifySQL, file: SpanFileSummary?, hasExporters: Bool,
              on c: PostgresConnection) async throws -> CheckResult {
         switch check {
-        case .toolsTraced: return try await toolsTraced(sql, binds, c)
-        case .handoffsTraced: return try await handoffsTraced(sql, binds, c)
-        case .toolIOCaptured: return try await toolIOCaptured(sql, binds, c)
-        case .traceIdsCorrelate: return try await traceIdsCorrelate(sql, binds, file, c)
+        case .toolsTraced: return try await toolsTraced(sql, c)
+        case .handoffsTraced: return try await handoffsTraced(sql, c)
+        case .toolIOCaptured: return try await toolIOCaptured(sql, c)
+        case .traceIdsCorrelate: return try await traceIdsCorrelate(sql, file, c)
         case .exportDelivered:
             guard hasExporters else {
                 return .skipped(.exportDelivered, "bridge.exporters does not exist yet (run bridge migrate); no exporter is configured")
             }
-            return try await exportDelivered(sql, binds, c)
-        case .toolTiming: return try await toolTiming(sql, binds, c)
+            return try await exportDelivered(sql, c)
+        case .toolTiming: return try await toolTiming(sql, c)
         case .guardrailsApprovalsTraced:
-            let rows = try await query(sql.guardrailsApprovalsTraced, binds, c)
+            let rows = try await query(sql.guardrailsApprovalsTraced, c)
             return result(.guardrailsApprovalsTraced, counted(rows),
                           emptyReason: "no guardrail ran and no run resumed after an approval in scope")
         }
@@ -260,8 +258,8 @@ public struct Verifier: Sendable {
 
     // MARK: The checks
 
-    func query(_ sql: String, _ binds: [PostgresValue], _ c: PostgresConnection) async throws -> PostgresRows {
-        try await c.query(PostgresQuery(unsafeSQL: sql, binds: binds))
+    func query(_ sql: PostgresQuery, _ c: PostgresConnection) async throws -> PostgresRows {
+        try await c.query(sql)
     }
 
     /// Reads the shared result shape: one row per example (or one row with NULL example
@@ -283,35 +281,31 @@ public struct Verifier: Sendable {
                            reason: note, checked: counts.checked, failed: counts.failed, examples: counts.examples)
     }
 
-    func toolsTraced(_ sql: VerifySQL, _ binds: [PostgresValue], _ c: PostgresConnection) async throws -> CheckResult {
-        let rows = try await query(sql.toolsTraced, binds, c)
+    func toolsTraced(_ sql: VerifySQL, _ c: PostgresConnection) async throws -> CheckResult {
+        let rows = try await query(sql.toolsTraced, c)
         return result(.toolsTraced, counted(rows), emptyReason: "no tool calls in the run transcripts in scope")
     }
 
-    func handoffsTraced(_ sql: VerifySQL, _ binds: [PostgresValue], _ c: PostgresConnection) async throws -> CheckResult {
-        let rows = try await query(sql.handoffsTraced, binds, c)
+    func handoffsTraced(_ sql: VerifySQL, _ c: PostgresConnection) async throws -> CheckResult {
+        let rows = try await query(sql.handoffsTraced, c)
         return result(.handoffsTraced, counted(rows), emptyReason: "no agent switches in the run transcripts in scope")
     }
 
-    func toolIOCaptured(_ sql: VerifySQL, _ binds: [PostgresValue], _ c: PostgresConnection) async throws -> CheckResult {
+    func toolIOCaptured(_ sql: VerifySQL, _ c: PostgresConnection) async throws -> CheckResult {
         guard config.tracing.includeSensitiveData else {
             return .skipped(.toolIOCaptured, "tracing.include_sensitive_data is false in the mappings: like the SDK, bridge then records no tool input or output on purpose")
         }
-        let rows = try await query(sql.toolIOCaptured, binds, c)
+        let rows = try await query(sql.toolIOCaptured, c)
         return result(.toolIOCaptured, counted(rows), emptyReason: "no function spans in scope")
     }
 
-    func traceIdsCorrelate(_ sql: VerifySQL, _ binds: [PostgresValue], _ file: SpanFileSummary?,
+    func traceIdsCorrelate(_ sql: VerifySQL, _ file: SpanFileSummary?,
                            _ c: PostgresConnection) async throws -> CheckResult {
         let scope = options.scope
         guard let text = sql.traceIdsCorrelate(withFile: file != nil, drivenByTasks: scope.task != nil || scope.workspace != nil) else {
             return .skipped(.traceIdsCorrelate, "the mappings configure no trace id column (results.trace_id_column or results.executions.columns.trace_id)")
         }
-        let s = config.source.status
-        let e = config.results.executions?.statuses ?? ExecutionStatuses()
-        let statusBinds: [PostgresValue] = [.text(s.completed), .text(s.failed), .text(e.completed),
-                                            .text(e.failedRetriable), .text(e.failedTerminal)]
-        let rows = try await query(text, binds + statusBinds, c)
+        let rows = try await query(text, c)
         var note = "executions checked: \(rows.first?.int("executions") ?? 0), traces checked: \(rows.first?.int("traces") ?? 0)"
         if let file {
             note += "; \(file.path) (\(file.format.rawValue)): \(file.traces) traces, \(file.spans) spans"
@@ -319,11 +313,11 @@ public struct Verifier: Sendable {
         return result(.traceIdsCorrelate, counted(rows), emptyReason: "no executions or traces in scope", note: note)
     }
 
-    func exportDelivered(_ sql: VerifySQL, _ binds: [PostgresValue], _ c: PostgresConnection) async throws -> CheckResult {
+    func exportDelivered(_ sql: VerifySQL, _ c: PostgresConnection) async throws -> CheckResult {
         let configured = try await c.query("SELECT count(*) AS n FROM bridge.exporters").first?.int("n") ?? 0
         guard configured > 0 else { return .skipped(.exportDelivered, "no exporter is configured (bridge.exporters is empty)") }
         let maxLag = options.maxExportLagSeconds
-        let rows = try await query(sql.exportDelivered, binds + [.text(String(maxLag))], c)
+        let rows = try await query(sql.exportDelivered, c)
         var exporters: [ExporterDelivery] = []
         var late = 0
         var overLimit: [String] = []
@@ -373,8 +367,8 @@ public struct Verifier: Sendable {
         v == v.rounded() ? "\(Int(v)) s" : String(format: "%.1f s", v)
     }
 
-    func toolTiming(_ sql: VerifySQL, _ binds: [PostgresValue], _ c: PostgresConnection) async throws -> CheckResult {
-        let rows = try await query(sql.toolTiming, binds, c)
+    func toolTiming(_ sql: VerifySQL, _ c: PostgresConnection) async throws -> CheckResult {
+        let rows = try await query(sql.toolTiming, c)
         var checked = 0
         var failed = 0
         var timings: [ToolTiming] = []

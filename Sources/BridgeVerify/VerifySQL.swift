@@ -1,26 +1,34 @@
+import BridgeCore
 import Foundation
 import BridgeMapping
 import BridgePostgres
 
-/// The checks' SQL, built from the mappings' table and column names (quoted identifiers).
-///
-/// Parameters shared by every statement: `$1` since (timestamptz or NULL), `$2` task id,
-/// `$3` workspace (group value), `$4` the number of examples to return. Check-specific values
-/// are `$5` onwards. Statements that report counts with examples return one row per example,
-/// or a single row with NULL example columns, each carrying `checked` and `failed`.
+/// The checks' SQL, built from the mappings' table and column names (quoted identifiers) and
+/// the scope's values (bound where they are used: `since`, `task`, `workspace`, the number of
+/// `examples`, the export lag limit). Statements that report counts with examples return one
+/// row per example, or a single row with NULL example columns, each carrying `checked` and
+/// `failed`.
 struct VerifySQL: Sendable {
     let config: MappingConfig
+    /// Traces started at or after this time (ISO 8601), or nil.
+    var since: String?
+    var task: String?
+    var workspace: String?
+    var examples: Int = 5
+    /// `--max-export-lag` in seconds.
+    var maxExportLag: Double = 0
 
     init(config: MappingConfig) { self.config = config }
 
-    private func q(_ name: String) -> String { PostgresQuery.quoteIdentifier(name) }
+    private func q(_ name: String) -> PostgresQuery { .identifier(name) }
+    private func qq(_ name: String) -> PostgresQuery { .identifier(name) }
 
     /// `column = text` for column `table.column`, with the text converted to the column's type
     /// (from `config.columnTypes`) on the value side, so the column's index serves it. Text
     /// that cannot be such a value (a malformed id) matches nothing instead of failing the
     /// statement. Unknown types fall back to comparing the column's text (no index).
-    func equals(_ table: String, _ column: String, alias: String, text: String) -> String {
-        let col = "\(alias).\(q(column))"
+    func equals(_ table: String, _ column: String, alias: String, text: PostgresQuery) -> PostgresQuery {
+        let col: PostgresQuery = "\(unsafeRaw: alias).\(q(column))"
         guard let type = config.columnTypes.type(table, column) else { return "\(col)::text = \(text)" }
         switch type {
         case "text", "character varying", "name": return "\(col) = \(text)"
@@ -28,48 +36,48 @@ struct VerifySQL: Sendable {
             return "\(col) = CASE WHEN \(text) ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' THEN (\(text))::uuid END"
         case "bigint", "integer", "smallint":
             let digits = ["bigint": 18, "integer": 9, "smallint": 4][type] ?? 4
-            return "\(col) = CASE WHEN \(text) ~ '^-?[0-9]{1,\(digits)}$' THEN (\(text))::\(type) END"
+            return "\(col) = CASE WHEN \(text) ~ '^-?[0-9]{1,\(unsafeRaw: String(digits))}$' THEN (\(text))::\(unsafeRaw: type) END"
         default:
             if type.hasPrefix("character varying") || type.hasPrefix("character(") { return "\(col) = \(text)" }
             return "\(col)::text = \(text)"
         }
     }
 
-    /// `column >= $1` (the --since timestamp) for an execution time column, the value cast to
-    /// the column's type so its index serves it.
-    func atLeastSince(_ table: String, _ column: String, alias: String) -> String {
+    /// `column >= since` for an execution time column, the value cast to the column's type so
+    /// its index serves it.
+    func atLeastSince(_ table: String, _ column: String, alias: String) -> PostgresQuery {
         let type = config.columnTypes.type(table, column) ?? "timestamptz"
         let cast = ["timestamp with time zone", "timestamp without time zone", "date"].contains(type) ? type : "timestamptz"
-        return "\(alias).\(q(column)) >= $1::timestamptz::\(cast)"
+        return "\(unsafeRaw: alias).\(q(column)) >= \(since)::timestamptz::\(unsafeRaw: cast)"
     }
-    private func qq(_ name: String) -> String { PostgresQuery.quoteIdentifier(name) }
 
-    /// `st`: the traces in scope (ended, started since $1, of task $2 and workspace $3). Each
+    /// `st`: the traces in scope (ended, started since `since`, of `task` and `workspace`). Each
     /// filter is index-served (`bridge.traces` by started_at, task_id and group_id, migrations
     /// 0001 and 0014; a NULL parameter folds its condition away), so the checks read the
     /// window's traces and, through `idx_spans_trace_id`, only their spans.
-    static let scopedTraces = """
+    var scopedTraces: PostgresQuery { """
         st AS MATERIALIZED (
             SELECT tr.trace_id, coalesce(tr.task_id, tr.metadata->>'task_id') AS task_id
             FROM bridge.traces tr
             WHERE tr.ended_at IS NOT NULL
-              AND ($1::timestamptz IS NULL OR tr.started_at >= $1::timestamptz)
-              AND ($2::text IS NULL OR tr.task_id = $2::text OR (tr.task_id IS NULL AND tr.metadata->>'task_id' = $2::text))
-              AND ($3::text IS NULL OR tr.group_id = $3::text OR (tr.group_id IS NULL AND tr.metadata->>'workspace_id' = $3::text))
+              AND (\(since)::timestamptz IS NULL OR tr.started_at >= \(since)::timestamptz)
+              AND (\(task)::text IS NULL OR tr.task_id = \(task)::text OR (tr.task_id IS NULL AND tr.metadata->>'task_id' = \(task)::text))
+              AND (\(workspace)::text IS NULL OR tr.group_id = \(workspace)::text OR (tr.group_id IS NULL AND tr.metadata->>'workspace_id' = \(workspace)::text))
         )
         """
+    }
 
-    /// The common tail: `items` counted into `agg`, and up to $4 rows of `bad` as examples.
-    static func tail(checked: String, failed: String, order: String = "trace_id, message") -> String {
+    /// The common tail: `items` counted into `agg`, and up to `examples` rows of `bad` as examples.
+    func tail(checked: String, failed: String, order: String = "trace_id, message") -> PostgresQuery {
         """
-        agg AS (SELECT (\(checked))::bigint AS checked, (\(failed))::bigint AS failed)
+        agg AS (SELECT (\(unsafeRaw: checked))::bigint AS checked, (\(unsafeRaw: failed))::bigint AS failed)
         SELECT agg.*, ex.task_id, ex.trace_id, ex.message
-        FROM agg LEFT JOIN LATERAL (SELECT task_id, trace_id, message FROM bad ORDER BY \(order) LIMIT $4::int) ex ON true
+        FROM agg LEFT JOIN LATERAL (SELECT task_id, trace_id, message FROM bad ORDER BY \(unsafeRaw: order) LIMIT \(examples)::int) ex ON true
         """
     }
 
     /// Safe element iteration of a transcript (a non-array `items` counts as empty).
-    static let transcriptItems = "jsonb_array_elements(CASE WHEN jsonb_typeof(rt.items) = 'array' THEN rt.items ELSE '[]'::jsonb END)"
+    static let transcriptItems: PostgresQuery = "jsonb_array_elements(CASE WHEN jsonb_typeof(rt.items) = 'array' THEN rt.items ELSE '[]'::jsonb END)"
 
     // MARK: guardrails_approvals_traced
 
@@ -77,9 +85,9 @@ struct VerifySQL: Sendable {
     /// with its name in the trace (counted per name); every decision a run resumed after (an
     /// `approval_result` item) has its `approval` span; and a resumed run is one trace: exactly
     /// one task span and no span whose parent is missing from the trace.
-    var guardrailsApprovalsTraced: String {
+    var guardrailsApprovalsTraced: PostgresQuery {
         """
-        WITH \(Self.scopedTraces),
+        WITH \(scopedTraces),
         marks AS MATERIALIZED (
             SELECT st.trace_id, st.task_id, it->>'type' AS type, coalesce(it->>'name', '') AS name,
                    coalesce(it->>'call_id', '') AS call_id
@@ -123,7 +131,7 @@ struct VerifySQL: Sendable {
             SELECT task_id, trace_id, format('resumed run: %s task span(s) (expected 1), %s span(s) whose parent is not in the trace', task_spans, orphans)
             FROM resumed WHERE task_spans <> 1 OR orphans > 0
         ),
-        \(Self.tail(checked: "SELECT coalesce(sum(ran), 0) FROM guards) + (SELECT count(*) FROM decided) + (SELECT count(*) FROM resumed",
+        \(tail(checked: "SELECT coalesce(sum(ran), 0) FROM guards) + (SELECT count(*) FROM decided) + (SELECT count(*) FROM resumed",
                     failed: "SELECT coalesce(sum(ran - spans), 0) FROM guards WHERE spans < ran) + (SELECT count(*) FROM decided WHERE NOT traced) + (SELECT count(*) FROM resumed WHERE task_spans <> 1 OR orphans > 0"))
         """
     }
@@ -133,9 +141,9 @@ struct VerifySQL: Sendable {
     /// Per trace and tool name: calls in the transcript (handoff `transfer_to_…` calls excluded)
     /// against function spans with that name. A trace without a transcript fails (its tool
     /// calls cannot be checked).
-    var toolsTraced: String {
+    var toolsTraced: PostgresQuery {
         """
-        WITH \(Self.scopedTraces),
+        WITH \(scopedTraces),
         calls AS (
             SELECT st.trace_id, st.task_id, it->>'name' AS name, count(*) AS n
             FROM st JOIN bridge.run_transcripts rt ON rt.trace_id = st.trace_id
@@ -165,7 +173,7 @@ struct VerifySQL: Sendable {
             SELECT task_id, trace_id, 'no run transcript stored (bridge.run_transcripts): its tool calls cannot be checked'
             FROM untranscribed
         ),
-        \(Self.tail(checked: "SELECT coalesce(sum(calls), 0) FROM items) + (SELECT count(*) FROM untranscribed",
+        \(tail(checked: "SELECT coalesce(sum(calls), 0) FROM items) + (SELECT count(*) FROM untranscribed",
                     failed: "SELECT coalesce(sum(calls - spans), 0) FROM items WHERE spans < calls) + (SELECT count(*) FROM untranscribed"))
         """
     }
@@ -177,9 +185,9 @@ struct VerifySQL: Sendable {
     /// spans to the agent whose default tool name it is; and every such handoff span must name
     /// both agents, sit under a turn (or the agent span) of the source agent, and be followed
     /// by a span of the target agent. Items: the handoff calls.
-    var handoffsTraced: String {
+    var handoffsTraced: PostgresQuery {
         """
-        WITH \(Self.scopedTraces),
+        WITH \(scopedTraces),
         hcalls AS (
             SELECT st.trace_id, st.task_id, x.it->>'name' AS tool, count(*) AS n
             FROM st JOIN bridge.run_transcripts rt ON rt.trace_id = st.trace_id
@@ -232,7 +240,7 @@ struct VerifySQL: Sendable {
             FROM checked_spans
             WHERE from_agent IS NULL OR to_agent IS NULL OR NOT parent_ok OR NOT target_after
         ),
-        \(Self.tail(checked: "SELECT coalesce(sum(calls), 0) FROM items", failed: "SELECT coalesce(sum(weight), 0) FROM bad"))
+        \(tail(checked: "SELECT coalesce(sum(calls), 0) FROM items", failed: "SELECT coalesce(sum(weight), 0) FROM bad"))
         """
     }
 
@@ -240,9 +248,9 @@ struct VerifySQL: Sendable {
 
     /// Function spans whose `input` is missing or JSON null, or that have neither an `output`
     /// nor an `error`.
-    var toolIOCaptured: String {
+    var toolIOCaptured: PostgresQuery {
         """
-        WITH \(Self.scopedTraces),
+        WITH \(scopedTraces),
         fs AS MATERIALIZED (
             SELECT st.task_id, s.trace_id, s.span_id, s.span_data->>'name' AS name,
                    coalesce(jsonb_typeof(s.span_data->'input'), 'null') <> 'null' AS has_input,
@@ -259,17 +267,17 @@ struct VerifySQL: Sendable {
             END AS message
             FROM fs WHERE NOT has_input OR NOT (has_output OR has_error)
         ),
-        \(Self.tail(checked: "SELECT count(*) FROM fs", failed: "SELECT count(*) FROM bad"))
+        \(tail(checked: "SELECT count(*) FROM fs", failed: "SELECT count(*) FROM bad"))
         """
     }
 
     // MARK: tool_timing
 
     /// One `total` row, one `tool` row per tool name (count, p50, p95, max in ms, over spans
-    /// with valid times), and up to $4 `example` rows of spans without valid times.
-    var toolTiming: String {
+    /// with valid times), and up to `examples` example rows of spans without valid times.
+    var toolTiming: PostgresQuery {
         """
-        WITH \(Self.scopedTraces),
+        WITH \(scopedTraces),
         fs AS MATERIALIZED (
             SELECT st.task_id, s.trace_id, s.span_id, s.span_data->>'name' AS name, s.started_at, s.ended_at,
                    coalesce(s.started_at <= s.ended_at, false) AS ok
@@ -293,7 +301,7 @@ struct VerifySQL: Sendable {
                      ELSE format('function span %s (%s) ends %s ms before it starts', span_id, name,
                                  round((extract(epoch FROM started_at - ended_at) * 1000)::numeric, 3))
                 END
-         FROM fs WHERE NOT ok ORDER BY trace_id, span_id LIMIT $4::int)
+         FROM fs WHERE NOT ok ORDER BY trace_id, span_id LIMIT \(examples)::int)
         """
     }
 
@@ -302,14 +310,14 @@ struct VerifySQL: Sendable {
     /// Span × exporter pairs: every span in scope for every row of `bridge.exporters`, with its
     /// delivery. The exporters work the ledger as an outbox, so spans that ended before an
     /// exporter was registered are sent too; a span's clock starts at the later of its end and
-    /// the exporter's registration (`due`). `$5` is `--max-export-lag` in seconds: undelivered
+    /// the exporter's registration (`due`). `maxExportLag` (`--max-export-lag`, seconds): undelivered
     /// spans due less than that ago are in flight, not failures. Lag = acknowledgement − due.
-    /// Returns `exporter` rows (counts and lag percentiles), up to $4 `example` rows (rejected
-    /// first, then missing) and up to $4 `late` rows (slowest deliveries over the limit).
-    var exportDelivered: String {
+    /// Returns `exporter` rows (counts and lag percentiles), up to `examples` example rows (rejected
+    /// first, then missing) and up to `examples` late rows (slowest deliveries over the limit).
+    var exportDelivered: PostgresQuery {
         """
-        WITH \(Self.scopedTraces),
-        limits AS MATERIALIZED (SELECT now() - make_interval(secs => $5::float8) AS cutoff),
+        WITH \(scopedTraces),
+        limits AS MATERIALIZED (SELECT now() - make_interval(secs => \(maxExportLag)::float8) AS cutoff),
         pairs AS MATERIALIZED (
             SELECT s.trace_id, s.span_id, greatest(s.ended_at, x.registered_at) AS ended_at, x.name AS exporter, d.status,
                    extract(epoch FROM d.delivered_at - greatest(s.ended_at, x.registered_at))::float8 AS lag
@@ -323,7 +331,7 @@ struct VerifySQL: Sendable {
                    count(*) FILTER (WHERE status = 'rejected') AS rejected,
                    count(*) FILTER (WHERE status IS NULL AND ended_at < (SELECT cutoff FROM limits)) AS missing,
                    count(*) FILTER (WHERE status IS NULL AND ended_at >= (SELECT cutoff FROM limits)) AS in_flight,
-                   count(*) FILTER (WHERE status = 'delivered' AND lag > $5::float8) AS late,
+                   count(*) FILTER (WHERE status = 'delivered' AND lag > \(maxExportLag)::float8) AS late,
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY lag) FILTER (WHERE status = 'delivered') AS p50,
                    percentile_cont(0.95) WITHIN GROUP (ORDER BY lag) FILTER (WHERE status = 'delivered') AS p95,
                    max(lag) FILTER (WHERE status = 'delivered') AS max
@@ -332,11 +340,11 @@ struct VerifySQL: Sendable {
         failing AS (
             (SELECT 'example' AS kind, p.exporter, p.trace_id, p.span_id, p.status, p.ended_at, p.lag FROM pairs p
              WHERE p.status = 'rejected' OR (p.status IS NULL AND p.ended_at < (SELECT cutoff FROM limits))
-             ORDER BY coalesce(p.status, '') = 'rejected' DESC, p.trace_id, p.span_id LIMIT $4::int)
+             ORDER BY coalesce(p.status, '') = 'rejected' DESC, p.trace_id, p.span_id LIMIT \(examples)::int)
             UNION ALL
             (SELECT 'late', p.exporter, p.trace_id, p.span_id, p.status, p.ended_at, p.lag FROM pairs p
-             WHERE p.status = 'delivered' AND p.lag > $5::float8
-             ORDER BY p.lag DESC LIMIT $4::int)
+             WHERE p.status = 'delivered' AND p.lag > \(maxExportLag)::float8
+             ORDER BY p.lag DESC LIMIT \(examples)::int)
         )
         SELECT 'exporter' AS kind, exporter, spans, delivered, rejected, missing, in_flight, late, p50, p95, max,
                NULL::text AS task_id, NULL::text AS trace_id, NULL::text AS message
@@ -359,9 +367,9 @@ struct VerifySQL: Sendable {
     /// Nil when the mappings configure no trace id column at all.
     ///
     /// Items: (1) finished executions that bridge ran; (2) traces in scope; (3) with a spans
-    /// file, traces in scope against the file. `$5`, `$6` are the task table's completed and
-    /// failed status values; `$7`–`$9` the execution table's completed, failed_retriable and
-    /// failed_terminal values.
+    /// file, traces in scope against the file. The task table's completed and failed status
+    /// values and the execution table's completed, failed_retriable and failed_terminal values
+    /// are bound.
     ///
     /// An execution counts as run by bridge when it has a trace id, or when it finished after
     /// the first trace bridge recorded for its task. Historical rows that predate bridge have
@@ -369,69 +377,75 @@ struct VerifySQL: Sendable {
     ///
     /// `drivenByTasks` (a `--task` or `--workspace` scope): the executions are found through
     /// the scope's tasks (their index, then the execution table's task index per task), not
-    /// through the execution table's time indexes (`--since`).
-    func traceIdsCorrelate(withFile: Bool, drivenByTasks: Bool = false) -> String? {
+    /// through the execution table's time indexes (`--since`, migration 0049).
+    func traceIdsCorrelate(withFile: Bool, drivenByTasks: Bool = false) -> PostgresQuery? {
         let s = config.source
+        let execStatuses = config.results.executions?.statuses ?? ExecutionStatuses()
         let T = qq(s.table), K = q(s.key), TS = q(s.status.column)
         let TT = config.results.traceIdColumn.map(q)
-        let groupFilter = s.groupColumn.map { "($3::text IS NULL OR \(equals(s.table, $0, alias: "t", text: "$3::text")))" } ?? "$3::text IS NULL"
-        var executions: String
-        var unreferenced = "false"
+        let groupFilter: PostgresQuery = s.groupColumn.map {
+            "(\(workspace)::text IS NULL OR \(equals(s.table, $0, alias: "t", text: "\(workspace)::text")))"
+        } ?? "\(workspace)::text IS NULL"
+        let taskFilter: PostgresQuery = "(\(task)::text IS NULL OR \(equals(s.table, s.key, alias: "t", text: "\(task)::text")))"
+        var executions: PostgresQuery
+        var unreferenced: PostgresQuery = "false"
         let label: String
         if let e = config.results.executions {
             let E = qq(e.table), EK = q(e.key), ET = q(e.taskColumn), ES = q(e.columns.status)
             let ETR = e.columns.traceId.map(q)
             guard ETR != nil || TT != nil else { return nil }
-            let times = [e.columns.completedAt, e.columns.startedAt].compactMap { $0 }.map { "e.\(q($0))" }
-            let at = times.isEmpty ? "NULL::timestamptz" : "coalesce(\(times.joined(separator: ", ")))::timestamptz"
+            let times = [e.columns.completedAt, e.columns.startedAt].compactMap { $0 }.map { name -> PostgresQuery in "e.\(q(name))" }
+            let at: PostgresQuery = times.isEmpty ? "NULL::timestamptz" : "coalesce(\(times))::timestamptz"
+            let order: PostgresQuery = (e.columns.startedAt.map { "e.\(q($0)) DESC NULLS LAST, " } ?? "") + "e.\(EK)::text DESC"
+            let traceExpr: PostgresQuery = ETR.map { "e.\($0)::text" } ?? "t.\(TT!)::text"
+            let taskTrace: PostgresQuery = TT.map { "t.\($0)::text" } ?? "NULL::text"
             // The --since window as sargable predicates (coalesce on the column side would read
             // every execution): completed since, or not completed and started since (or never).
-            let since: String
+            let sinceFilter: PostgresQuery
             switch (e.columns.completedAt, e.columns.startedAt) {
-            case let (c?, s?):
-                since = "(\(atLeastSince(e.table, c, alias: "e")) OR (e.\(q(c)) IS NULL AND (\(atLeastSince(e.table, s, alias: "e")) OR e.\(q(s)) IS NULL)))"
+            case let (c?, st?):
+                sinceFilter = "(\(atLeastSince(e.table, c, alias: "e")) OR (e.\(q(c)) IS NULL AND (\(atLeastSince(e.table, st, alias: "e")) OR e.\(q(st)) IS NULL)))"
             case let (c?, nil), let (nil, c?):
-                since = "(\(atLeastSince(e.table, c, alias: "e")) OR e.\(q(c)) IS NULL)"
+                sinceFilter = "(\(atLeastSince(e.table, c, alias: "e")) OR e.\(q(c)) IS NULL)"
             case (nil, nil):
-                since = "true"
+                sinceFilter = "true"
             }
-            let order = (e.columns.startedAt.map { "e.\(q($0)) DESC NULLS LAST, " } ?? "") + "e.\(EK)::text DESC"
-            let traceExpr = ETR.map { "e.\($0)::text" } ?? "t.\(TT!)::text"
+            let from: PostgresQuery = drivenByTasks ? "\(T) t CROSS JOIN LATERAL (SELECT * FROM \(E) e WHERE e.\(ET) = t.\(K) OFFSET 0) e"
+                                                    : "\(E) e JOIN \(T) t ON t.\(K) = e.\(ET)"
             executions = """
                 SELECT * FROM (
                     SELECT e.\(EK)::text AS execution_id, t.\(K)::text AS task_id, \(traceExpr) AS trace_id,
-                           \(TT.map { "t.\($0)::text" } ?? "NULL::text") AS task_trace_id,
-                           t.\(TS)::text IN ($5::text, $6::text) AS task_finished, \(at) AS at,
+                           \(taskTrace) AS task_trace_id,
+                           t.\(TS)::text IN (\(config.source.status.completed)::text, \(config.source.status.failed)::text) AS task_finished, \(at) AS at,
                            row_number() OVER (PARTITION BY e.\(ET) ORDER BY \(order)) AS latest
-                    FROM \(drivenByTasks ? "\(T) t CROSS JOIN LATERAL (SELECT * FROM \(E) e WHERE e.\(ET) = t.\(K) OFFSET 0) e"
-                                          : "\(E) e JOIN \(T) t ON t.\(K) = e.\(ET)")
-                    WHERE e.\(ES)::text IN ($7::text, $8::text, $9::text)
-                      AND ($1::timestamptz IS NULL OR \(since))
-                      AND ($2::text IS NULL OR \(equals(s.table, s.key, alias: "t", text: "$2::text")))
+                    FROM \(from)
+                    WHERE e.\(ES)::text IN (\(execStatuses.completed)::text, \(execStatuses.failedRetriable)::text, \(execStatuses.failedTerminal)::text)
+                      AND (\(since)::timestamptz IS NULL OR \(sinceFilter))
+                      AND \(taskFilter)
                       AND \(groupFilter)
-                ) x \(ETR == nil ? "WHERE latest = 1" : "")
+                ) x \(unsafeRaw: ETR == nil ? "WHERE latest = 1" : "")
                 """
             if let ETR { unreferenced = "(SELECT true FROM \(E) e WHERE e.\(ETR)::text = st.trace_id LIMIT 1) IS NULL" }
             label = "execution"
         } else {
             guard let TT else { return nil }
-            let at = config.results.completedAtColumn.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
+            let at: PostgresQuery = config.results.completedAtColumn.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
             executions = """
                 SELECT t.\(K)::text AS execution_id, t.\(K)::text AS task_id, t.\(TT)::text AS trace_id,
                        t.\(TT)::text AS task_trace_id, true AS task_finished, \(at) AS at, 1::bigint AS latest
                 FROM \(T) t
-                WHERE t.\(TS)::text IN ($5::text, $6::text) AND $7::text IS NOT NULL AND $8::text IS NOT NULL AND $9::text IS NOT NULL
-                  AND ($1::timestamptz IS NULL OR \(at) IS NULL OR \(at) >= $1::timestamptz)
-                  AND ($2::text IS NULL OR \(equals(s.table, s.key, alias: "t", text: "$2::text")))
+                WHERE t.\(TS)::text IN (\(config.source.status.completed)::text, \(config.source.status.failed)::text) AND \(execStatuses.completed)::text IS NOT NULL AND \(execStatuses.failedRetriable)::text IS NOT NULL AND \(execStatuses.failedTerminal)::text IS NOT NULL
+                  AND (\(since)::timestamptz IS NULL OR \(at) IS NULL OR \(at) >= \(since)::timestamptz)
+                  AND \(taskFilter)
                   AND \(groupFilter)
                 """
             label = "task"
         }
-        let equality = TT == nil ? "" : """
+        let equality: PostgresQuery = TT == nil ? "" : """
             WHEN latest = 1 AND task_finished AND task_trace_id IS DISTINCT FROM trace_id
-                THEN format('\(label) %s has trace id %s, but its task has %s', execution_id, trace_id, coalesce(task_trace_id, 'none'))
+                THEN format('\(unsafeRaw: label) %s has trace id %s, but its task has %s', execution_id, trace_id, coalesce(task_trace_id, 'none'))
             """
-        let fileItems = withFile ? """
+        let fileItems: PostgresQuery = withFile ? """
             ,
             fspans AS (
                 SELECT s.trace_id, count(*) AS total, count(f.span_key) AS present
@@ -451,10 +465,10 @@ struct VerifySQL: Sendable {
                 LEFT JOIN fspans fs ON fs.trace_id = st.trace_id
             )
             """ : ""
-        let fileBad = withFile ? "UNION ALL SELECT 3, task_id, trace_id, message FROM fl WHERE message IS NOT NULL" : ""
-        let fileCount = withFile ? " + (SELECT count(*) FROM fl)" : ""
+        let fileBad: PostgresQuery = withFile ? "UNION ALL SELECT 3, task_id, trace_id, message FROM fl WHERE message IS NOT NULL" : ""
+        let fileCount: PostgresQuery = withFile ? " + (SELECT count(*) FROM fl)" : ""
         return """
-            WITH \(Self.scopedTraces),
+            WITH \(scopedTraces),
             ex AS MATERIALIZED (\(executions)),
             bx AS MATERIALIZED (
                 SELECT ex.*, ft.first_at, tr.trace_id IS NOT NULL AS trace_found, tr.trace_task,
@@ -483,12 +497,12 @@ struct VerifySQL: Sendable {
             )\(fileItems),
             bad AS (
                 SELECT 1 AS part, task_id, trace_id, CASE
-                    WHEN trace_id IS NULL THEN format('\(label) %s has no trace id, although bridge ran this task (first trace %s)', execution_id, first_at)
-                    WHEN trace_id !~ '^trace_[0-9a-f]{32}$' THEN format('\(label) %s has a malformed trace id %s', execution_id, trace_id)
+                    WHEN trace_id IS NULL THEN format('\(unsafeRaw: label) %s has no trace id, although bridge ran this task (first trace %s)', execution_id, first_at)
+                    WHEN trace_id !~ '^trace_[0-9a-f]{32}$' THEN format('\(unsafeRaw: label) %s has a malformed trace id %s', execution_id, trace_id)
                     \(equality)
-                    WHEN NOT trace_found THEN format('\(label) %s: its trace is not in bridge.traces', execution_id)
-                    WHEN NOT has_spans THEN format('\(label) %s: its trace has no spans', execution_id)
-                    WHEN trace_task IS DISTINCT FROM task_id THEN format('\(label) %s: trace metadata.task_id is %s', execution_id, coalesce(trace_task, 'missing'))
+                    WHEN NOT trace_found THEN format('\(unsafeRaw: label) %s: its trace is not in bridge.traces', execution_id)
+                    WHEN NOT has_spans THEN format('\(unsafeRaw: label) %s: its trace has no spans', execution_id)
+                    WHEN trace_task IS DISTINCT FROM task_id THEN format('\(unsafeRaw: label) %s: trace metadata.task_id is %s', execution_id, coalesce(trace_task, 'missing'))
                 END AS message
                 FROM bx
                 UNION ALL SELECT 2, task_id, trace_id, message FROM ot WHERE message IS NOT NULL
@@ -501,7 +515,7 @@ struct VerifySQL: Sendable {
             FROM agg LEFT JOIN LATERAL (
                 SELECT task_id, trace_id, message FROM (
                     SELECT *, row_number() OVER (PARTITION BY part ORDER BY trace_id, message) AS r FROM bad WHERE message IS NOT NULL
-                ) b ORDER BY r, part LIMIT $4::int
+                ) b ORDER BY r, part LIMIT \(examples)::int
             ) ex ON true
             """
     }
@@ -509,28 +523,26 @@ struct VerifySQL: Sendable {
 
 /// The statements of `bridge verify`, for the plan tests.
 public enum VerifyStatements {
-    /// Every statement `bridge verify` runs, with the binds of a scope (`--since`, `--task`,
-    /// `--workspace`; up to `maxExamples` examples), for the plan tests: each must reach
-    /// only the window through indexes.
+    /// Every statement `bridge verify` runs for a scope (`--since`, `--task`, `--workspace`):
+    /// each must reach only the window through indexes.
     public static func scoped(config: MappingConfig, since: Date?, task: String?, workspace: String?,
-                                        maxExamples: Int = 20) -> [(name: String, query: PostgresQuery)] {
-        let sql = VerifySQL(config: config)
-        let scope: [PostgresValue] = [since.postgresValue, task.map { .text($0) } ?? .null,
-                                      workspace.map { .text($0) } ?? .null, .text(String(maxExamples))]
-        let s = config.source.status
-        let e = config.results.executions?.statuses ?? ExecutionStatuses()
-        let statuses: [PostgresValue] = [.text(s.completed), .text(s.failed), .text(e.completed), .text(e.failedRetriable),
-                                         .text(e.failedTerminal)]
+                              maxExamples: Int = 20) -> [(name: String, query: PostgresQuery)] {
+        var sql = VerifySQL(config: config)
+        sql.since = since.map(PostgresTimestamp.format)
+        sql.task = task
+        sql.workspace = workspace
+        sql.examples = maxExamples
+        sql.maxExportLag = 300
         var out: [(String, PostgresQuery)] = [
-            ("guardrails_approvals_traced", PostgresQuery(unsafeSQL: sql.guardrailsApprovalsTraced, binds: scope)),
-            ("tools_traced", PostgresQuery(unsafeSQL: sql.toolsTraced, binds: scope)),
-            ("handoffs_traced", PostgresQuery(unsafeSQL: sql.handoffsTraced, binds: scope)),
-            ("tool_io_captured", PostgresQuery(unsafeSQL: sql.toolIOCaptured, binds: scope)),
-            ("tool_timing", PostgresQuery(unsafeSQL: sql.toolTiming, binds: scope)),
-            ("export_delivered", PostgresQuery(unsafeSQL: sql.exportDelivered, binds: scope + [.text("300")])),
+            ("guardrails_approvals_traced", sql.guardrailsApprovalsTraced),
+            ("tools_traced", sql.toolsTraced),
+            ("handoffs_traced", sql.handoffsTraced),
+            ("tool_io_captured", sql.toolIOCaptured),
+            ("tool_timing", sql.toolTiming),
+            ("export_delivered", sql.exportDelivered),
         ]
         if let correlate = sql.traceIdsCorrelate(withFile: false, drivenByTasks: task != nil || workspace != nil) {
-            out.append(("trace_ids_correlate", PostgresQuery(unsafeSQL: correlate, binds: scope + statuses)))
+            out.append(("trace_ids_correlate", correlate))
         }
         return out
     }
