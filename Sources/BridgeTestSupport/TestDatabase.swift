@@ -64,6 +64,24 @@ public enum TestDatabase {
         return URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
     }
 
+    /// A fresh mappings directory: the shipped bridge.yaml with one tool-less agent, so each run
+    /// is one model call (4 spans).
+    public static func noopMappings() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-noop-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: projectRoot.appendingPathComponent("mappings/bridge.yaml").path,
+                                         toPath: dir.appendingPathComponent("bridge.yaml").path)
+        try """
+            version: 1
+            agents:
+              - name: Project Manager
+                match: Project Manager
+                instructions: Answer the task.
+                model: gpt-4.1
+            """.write(to: dir.appendingPathComponent("agents.yaml"), atomically: true, encoding: .utf8)
+        return dir.path
+    }
+
     /// A file from the project's copy of the reference fixtures (`examples/`).
     public static func fixture(_ name: String) -> String {
         projectRoot.appendingPathComponent("examples").appendingPathComponent(name).path

@@ -80,7 +80,8 @@ actor ConnectionSlot {
 
 /// Connections for runs, reused between runs (a run's SQL tools and ledger writes use its
 /// connection). A connection idle for more than a second is checked with `SELECT 1` before it
-/// is handed out, so a database restart costs no attempt.
+/// is handed out, so a database restart costs no attempt. Connections are lent only for a
+/// scope (`withConnection`), so none is ever checked back in by hand or forgotten.
 actor RunConnectionPool {
     private let connect: @Sendable () async throws -> PostgresConnection
     private let capacity: Int
@@ -91,7 +92,26 @@ actor RunConnectionPool {
         self.connect = connect
     }
 
-    func checkout() async throws -> PostgresConnection {
+    /// Runs `body` on a connection from the pool and takes it back however `body` ends: into
+    /// the pool when `body` returns (closed instead if it is broken or left in a transaction),
+    /// closed when `body` throws (a connection that failed is not trusted with the next run).
+    nonisolated func withConnection<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        let c = try await checkout()
+        let result: T
+        do {
+            result = try await body(c)
+        } catch {
+            await c.close()
+            throw error
+        }
+        await checkin(c)
+        return result
+    }
+
+    /// Connections waiting in the pool.
+    var idleCount: Int { idle.count }
+
+    private func checkout() async throws -> PostgresConnection {
         while let (c, since) = idle.popLast() {
             let open = await c.isOpen, inTx = await c.inTransaction
             guard open, !inTx else {
@@ -109,7 +129,7 @@ actor RunConnectionPool {
         return try await connect()
     }
 
-    func checkin(_ c: PostgresConnection) async {
+    private func checkin(_ c: PostgresConnection) async {
         let open = await c.isOpen, inTx = await c.inTransaction
         if idle.count < capacity, open, !inTx {
             idle.append((c, Date()))

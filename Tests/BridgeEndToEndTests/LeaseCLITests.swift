@@ -80,20 +80,7 @@ enum LeaseFixture {
     }
 
     /// The shipped bridge.yaml with one tool-less agent: each run is one model call (4 spans).
-    static func noopMappings() throws -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-noop-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: ExecCLITests.mappings + "/bridge.yaml", toPath: dir.appendingPathComponent("bridge.yaml").path)
-        try """
-            version: 1
-            agents:
-              - name: Project Manager
-                match: Project Manager
-                instructions: Answer the task.
-                model: gpt-4.1
-            """.write(to: dir.appendingPathComponent("agents.yaml"), atomically: true, encoding: .utf8)
-        return dir.path
-    }
+    static func noopMappings() throws -> String { try TestDatabase.noopMappings() }
 
     /// An empty reference database, migrated, with one workspace.
     static func database() async throws -> String {

@@ -1,0 +1,63 @@
+import BridgeMetrics
+import BridgePostgres
+import Foundation
+
+/// What the lease keeper needs from the worker whose leases it keeps.
+protocol LeaseHolder: Actor {
+    /// The lease tokens of the runs in flight.
+    func heldTokens() -> [String]
+    /// These leases are gone (`reason` says why): their runs are cancelled and write nothing.
+    func lose(_ tokens: [String], reason: String)
+    /// A reaper pass returned expired leases (of any worker) to pending or failed them.
+    func noteReaped(_ reaped: TaskStore.Reaped) async
+}
+
+/// The lease keeper: the heartbeat and the reaper, on a connection of its own.
+///
+/// Every lease/3 it extends all of the holder's leases in one statement and tells the holder
+/// which are gone (reaped, or finished elsewhere), then reaps expired leases of any worker. When
+/// the database cannot be reached for a whole lease, every run is given up: its lease may have
+/// been reaped and its result would be refused. It survives losing the database and runs until
+/// its task is cancelled.
+struct LeaseKeeper: Sendable {
+    let store: TaskStore
+    let connect: @Sendable () async throws -> PostgresConnection
+    let leaseSeconds: Double
+    let maxAttempts: Int
+    let progress: ProgressReporter
+
+    func run(for holder: some LeaseHolder) async {
+        let slot = ConnectionSlot(connect: connect)
+        let interval = max(0.2, leaseSeconds / 3)
+        var lastOK = Date()
+        var failing = false
+        // Reap once at start: a restarted worker picks up what a dead one left.
+        if let r = try? await slot.use({ [store, maxAttempts] c in try await store.reap(on: c, maxAttempts: maxAttempts) }) {
+            await holder.noteReaped(r)
+        }
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+            if Task.isCancelled { break }
+            let tokens = await holder.heldTokens()
+            do {
+                let alive = try await slot.use { [store, leaseSeconds] c in
+                    try await store.heartbeat(on: c, tokens: tokens, leaseSeconds: leaseSeconds)
+                }
+                lastOK = Date()
+                BridgeMetrics.leases(alive.count)
+                if failing { progress.log("heartbeat: database reachable again") }
+                failing = false
+                await holder.lose(tokens.filter { !alive.contains($0) }, reason: "lease lost (reaped or finished elsewhere)")
+                let r = try await slot.use { [store, maxAttempts] c in try await store.reap(on: c, maxAttempts: maxAttempts) }
+                await holder.noteReaped(r)
+            } catch {
+                if !failing { progress.log("heartbeat failed (\(error)); retrying") }
+                failing = true
+                if Date().timeIntervalSince(lastOK) > leaseSeconds {
+                    await holder.lose(await holder.heldTokens(), reason: "lease not renewed for \(secondsText(leaseSeconds))")
+                }
+            }
+        }
+        await slot.close()
+    }
+}

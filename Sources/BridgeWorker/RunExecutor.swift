@@ -1,0 +1,210 @@
+import BridgeCore
+import BridgeMapping
+import BridgePostgres
+import BridgeRunner
+import BridgeTracing
+import Foundation
+
+/// The run executor: runs one claimed task end to end. It builds the task's run spec (or loads
+/// a paused run's stored state), inserts the attempt's execution row, runs it traced, and writes
+/// the outcome back, every write guarded on the lease's token. It never throws: every failure
+/// ends as a `TaskOutcome` and, while the lease holds, on the task row.
+///
+/// The attempt's connection comes from the pool for exactly the attempt's scope
+/// (`RunConnectionPool.withConnection`): it goes back to the pool however the attempt ends, or
+/// is closed when the database failed under it.
+struct RunExecutor: Sendable {
+    let config: MappingConfig
+    let bridge: DatabaseToSDKBridge
+    let store: TaskStore
+    let approvals: ApprovalStore
+    /// Fresh connections for recording an infrastructure failure (the pooled one may be broken).
+    let connect: @Sendable () async throws -> PostgresConnection
+    let pool: RunConnectionPool
+    let model: any ModelProvider
+    let toolsFactory: @Sendable (PostgresConnection) -> any ToolExecutor
+    let mcp: (any MCPToolSource)?
+    /// Values never to be recorded in spans (API keys, the database password).
+    let secrets: [String]
+    let options: WorkerOptions
+
+    /// How far an attempt got: what its failure record needs when the database fails under it.
+    struct Attempt {
+        var startedAt = Date()
+        var traceId: String?
+        var executionKey: String?
+        /// Whether the pool gave it a connection at all.
+        var connected = false
+    }
+
+    /// Runs `claim` (a paused run of it when `resuming`). `isLost` says whether the lease behind
+    /// a token is gone (the lease keeper decides; a lost run writes nothing).
+    func run(_ claim: TaskStore.Claim, resuming: Bool,
+             isLost: @escaping @Sendable (String) async -> Bool) async -> TaskOutcome {
+        var attempt = Attempt()
+        do {
+            return try await pool.withConnection { c in
+                attempt.connected = true
+                do {
+                    return try await run(claim, resuming: resuming, on: c, attempt: &attempt, isLost: isLost)
+                } catch is TaskStore.LeaseLost {
+                    return .stale(taskKey: claim.key, traceId: attempt.traceId)
+                }
+            }
+        } catch {
+            return await infrastructureFailure(error, claim: claim, attempt: attempt, isLost: isLost)
+        }
+    }
+
+    private func run(_ claim: TaskStore.Claim, resuming: Bool, on c: PostgresConnection, attempt: inout Attempt,
+                     isLost: @Sendable (String) async -> Bool) async throws -> TaskOutcome {
+        let (task, key, token) = (claim.row, claim.key, claim.token)
+        let spec: RunSpec
+        var resumed: (state: ApprovalStore.Stored, decisions: [ApprovalDecision])?
+        if resuming {
+            // A paused run whose requests are decided: continue it from its stored state.
+            guard let loaded = try await approvals.load(on: c, taskKey: key) else {
+                return try await failBeforeRun(c, claim, startedAt: attempt.startedAt, type: .resumeError,
+                                               message: "task \(key) was waiting for an approval, but its stored run state is gone")
+            }
+            resumed = (state: loaded.0, decisions: loaded.1)
+            spec = loaded.0.spec
+            attempt.executionKey = loaded.0.executionKey
+            attempt.startedAt = loaded.0.openSpans.first { $0.data["name"] == "task" }?.startedAt ?? attempt.startedAt
+        } else {
+            let (agents, edges) = try await bridge.loadAgentsAndEdges(for: task, connection: c)
+            do {
+                spec = try bridge.runSpec(task: task, agentRows: agents, handoffEdges: edges, attempt: claim.attempt)
+            } catch {
+                let message = Redaction.scrub("cannot build run spec for task \(key): \(error)", secrets: secrets)
+                return try await failBeforeRun(c, claim, startedAt: attempt.startedAt, type: .configurationError,
+                                               message: message)
+            }
+            attempt.executionKey = try await store.startExecution(
+                on: c, task: task, token: token, traceId: spec.traceId, agentId: spec.metadata["agent_id"],
+                attempt: claim.attempt, startedAt: attempt.startedAt)
+        }
+        attempt.traceId = spec.traceId
+        let resume = resumed.map { TracedRun.Resume(paused: $0.state.paused, decisions: $0.decisions,
+                                                    openSpans: $0.state.openSpans) }
+        let (result, spanCount, openSpans) = try await TracedRun(model: model, secrets: secrets, mcp: mcp)
+            .run(spec, task: task, taskKey: key, connection: c, tools: toolsFactory(c), resume: resume)
+        // Cancelled: the lease is gone (write nothing: a newer attempt may own the task), or
+        // the worker is shutting down (release the task, token-checked).
+        if await isLost(token) { return .stale(taskKey: key, traceId: spec.traceId) }
+        if result.status == .failed && (Task.isCancelled || result.error?.type == .cancelled) {
+            let released = try await release(c, claim, executionKey: attempt.executionKey, startedAt: attempt.startedAt)
+            return released ? .released(taskKey: key) : .stale(taskKey: key, traceId: spec.traceId)
+        }
+        if result.status == .paused, let paused = result.paused {
+            let requests = try await approvals.pause(on: c, task: task, taskKey: key, token: token,
+                                                     executionKey: attempt.executionKey, spec: spec, paused: paused,
+                                                     openSpans: openSpans)
+            return .paused(taskKey: key, traceId: spec.traceId, requests: requests, toolCalls: result.toolCalls,
+                           spans: spanCount)
+        }
+        let (outcome, retried) = self.outcome(of: result, spec: spec, attempt: claim.attempt, startedAt: attempt.startedAt)
+        let written = try await store.finish(on: c, taskKey: key, token: token, executionKey: attempt.executionKey,
+                                             traceId: spec.traceId, outcome: outcome)
+        guard written else { return .stale(taskKey: key, traceId: spec.traceId) }
+        if let resumed {
+            try await approvals.finished(on: c, taskKey: key,
+                                         expiredRequests: resumed.decisions.filter { $0.outcome == .expired }.map(\.requestId))
+        }
+        if result.status == .completed {
+            return .completed(taskKey: key, traceId: spec.traceId, toolCalls: result.toolCalls, spans: spanCount)
+        }
+        return .failed(taskKey: key, traceId: spec.traceId, message: outcome.execution.errorMessage ?? "", retried: retried,
+                       toolCalls: result.toolCalls, spans: spanCount, errorType: outcome.execution.errorType ?? .runError)
+    }
+
+    /// What a finished (completed or failed) run writes, and whether a failure is retried.
+    private func outcome(of result: RunResult, spec: RunSpec, attempt: Int,
+                         startedAt: Date) -> (TaskStore.Outcome, retried: Bool) {
+        let completedAt = Date()
+        let resultJSON = TracedRun.resultJSON(result, traceId: spec.traceId)
+        if result.status == .completed {
+            var completed = TaskStore.Outcome(
+                status: .completed, taskStatus: .completed, result: resultJSON, tokenUsage: result.usage.json,
+                errorMessage: nil, errorType: nil, completedAt: completedAt,
+                durationSeconds: completedAt.timeIntervalSince(startedAt))
+            completed.columns = TracedRun.resultColumns(result, spec: spec)
+            return (completed, false)
+        }
+        let failure = result.error ?? RunFailure(type: .runError, message: "unknown failure", retriable: false)
+        let retried = failure.retriable && attempt < options.maxAttempts
+        let outcome = TaskStore.Outcome(
+            status: failure.retriable ? .failedRetriable : .failedTerminal, taskStatus: retried ? .pending : .failed,
+            result: resultJSON, tokenUsage: result.usage.json, errorMessage: failure.message, errorType: failure.type,
+            completedAt: completedAt, durationSeconds: completedAt.timeIntervalSince(startedAt),
+            retryAfterSeconds: retried ? backoff(attempt: attempt, retryAfter: failure.retryAfter) : nil)
+        return (outcome, retried)
+    }
+
+    /// A failure before the run could start (no spec, no stored state): terminal, no trace.
+    private func failBeforeRun(_ c: PostgresConnection, _ claim: TaskStore.Claim, startedAt: Date, type: FailureType,
+                               message: String) async throws -> TaskOutcome {
+        let written = try await finishFailed(c, claim, executionKey: nil, startedAt: startedAt, type: type,
+                                             message: message, retriable: false)
+        guard written else { return .stale(taskKey: claim.key, traceId: nil) }
+        return .failed(taskKey: claim.key, traceId: nil, message: message, retried: false, toolCalls: 0, spans: 0,
+                       errorType: type)
+    }
+
+    /// The database (or the ledger) failed under the attempt: put the task back (token-checked)
+    /// so it is not stuck running, on a fresh connection; the lease covers the case where the
+    /// database stays unreachable.
+    private func infrastructureFailure(_ error: any Error, claim: TaskStore.Claim, attempt: Attempt,
+                                       isLost: @Sendable (String) async -> Bool) async -> TaskOutcome {
+        let message = Redaction.scrub("\(error)", secrets: secrets)
+        if await isLost(claim.token) { return .stale(taskKey: claim.key, traceId: attempt.traceId) }
+        var written = false
+        for pause in [0.0, 0.5, 2.0] {
+            if pause > 0 { try? await Task.sleep(for: .milliseconds(Int(pause * 1000))) }
+            guard let c = try? await connect() else { continue }
+            let ok = try? await finishFailed(c, claim, executionKey: attempt.executionKey, startedAt: attempt.startedAt,
+                                             type: .infrastructureError, message: message, retriable: true)
+            await c.close()
+            if let ok { written = ok; break }
+        }
+        if !written && !attempt.connected {
+            return .failed(taskKey: claim.key, traceId: attempt.traceId, message: message + " (the lease will return the task)",
+                           retried: true, toolCalls: 0, spans: 0, errorType: .infrastructureError)
+        }
+        return .failed(taskKey: claim.key, traceId: attempt.traceId, message: message,
+                       retried: claim.attempt < options.maxAttempts, toolCalls: 0, spans: 0, errorType: .infrastructureError)
+    }
+
+    func backoff(attempt: Int, retryAfter: Double?) -> Double {
+        RetryBackoff.delay(attempt: attempt, base: options.retryBaseSeconds, cap: options.retryMaxSeconds,
+                           retryAfter: retryAfter)
+    }
+
+    /// Hands a task back to pending without a backoff (shutdown), token-checked.
+    private func release(_ c: PostgresConnection, _ claim: TaskStore.Claim, executionKey: String?,
+                         startedAt: Date) async throws -> Bool {
+        let message = "released at shutdown before the run finished"
+        let now = Date()
+        let outcome = TaskStore.Outcome(
+            status: .failedRetriable, taskStatus: .pending,
+            result: ["error": .string(message), "error_type": .string(FailureType.released.rawValue)], tokenUsage: [:],
+            errorMessage: message, errorType: .released, completedAt: now, durationSeconds: now.timeIntervalSince(startedAt))
+        return try await store.finish(on: c, taskKey: claim.key, token: claim.token, executionKey: executionKey,
+                                      traceId: nil, outcome: outcome)
+    }
+
+    /// Records a failure that is not the run's own (no trace), token-checked: retried with a
+    /// backoff while attempts are left, else failed.
+    private func finishFailed(_ c: PostgresConnection, _ claim: TaskStore.Claim, executionKey: String?, startedAt: Date,
+                              type: FailureType, message: String, retriable: Bool) async throws -> Bool {
+        let now = Date()
+        let again = retriable && claim.attempt < options.maxAttempts
+        let outcome = TaskStore.Outcome(
+            status: retriable ? .failedRetriable : .failedTerminal, taskStatus: again ? .pending : .failed,
+            result: ["error": .string(message), "error_type": .string(type.rawValue)], tokenUsage: [:],
+            errorMessage: message, errorType: type, completedAt: now, durationSeconds: now.timeIntervalSince(startedAt),
+            retryAfterSeconds: again ? backoff(attempt: claim.attempt, retryAfter: nil) : nil)
+        return try await store.finish(on: c, taskKey: claim.key, token: claim.token, executionKey: executionKey,
+                                      traceId: nil, outcome: outcome)
+    }
+}
