@@ -6,8 +6,9 @@
 #
 # Sizes (environment): LARGE_WORKSPACES=500 LARGE_TASKS_PER_WORKSPACE=2000 (1,000,000 tasks),
 # SMALL_WORKSPACES=3 SMALL_TASKS_PER_WORKSPACE=1000 (3,000 tasks), LEDGER_SPANS=10000000 (the
-# large ledger, reached with synthetic delivered history), EXEC_TASKS=1500 (tasks run by each
-# exec), PRUNE_DAYS=95 (prune --older-than; the synthetic history spans 10 to 100 days ago).
+# large ledger, reached with synthetic delivered history), EXEC_TASKS=800 (tasks run by each
+# exec; the small table has about 1,800 pending, enough for two), PRUNE_DAYS=95 (prune
+# --older-than; the synthetic history spans 10 to 100 days ago).
 # BRIDGE=path overrides the binary (default: release build, built if missing).
 #
 # Reports, each large against small:
@@ -27,7 +28,7 @@ LARGE_TASKS_PER_WORKSPACE=${LARGE_TASKS_PER_WORKSPACE:-2000}
 SMALL_WORKSPACES=${SMALL_WORKSPACES:-3}
 SMALL_TASKS_PER_WORKSPACE=${SMALL_TASKS_PER_WORKSPACE:-1000}
 LEDGER_SPANS=${LEDGER_SPANS:-10000000}
-EXEC_TASKS=${EXEC_TASKS:-1500}
+EXEC_TASKS=${EXEC_TASKS:-800}
 PRUNE_DAYS=${PRUNE_DAYS:-95}
 if [ -z "${BRIDGE:-}" ]; then
   [ -x .build/release/bridge ] || swift build -c release --product bridge >/dev/null
@@ -99,8 +100,9 @@ exec_rate() {
   q "$db" -c "CHECKPOINT"
   line=$("$BRIDGE" exec --offline --quiet --concurrency 16 --limit "$EXEC_TASKS" --database-url "$(url "$db")" --mappings "$MAP")
   elapsed=$(sed -E 's/.*elapsed ([0-9.]+)s.*/\1/' <<<"$line")
-  n=$(sed -E 's/.* ([0-9]+) completed.*/\1/' <<<"$line")
-  awk -v n="$EXEC_TASKS" -v e="$elapsed" 'BEGIN { printf "%.1f", n / e }'
+  n=$(sed -E 's/.*completed ([0-9]+),.*/\1/' <<<"$line")
+  [ "$n" -ge "$EXEC_TASKS" ] || { echo "exec on $db completed only $n of $EXEC_TASKS tasks: $line" >&2; exit 1; }
+  awk -v n="$n" -v e="$elapsed" 'BEGIN { printf "%.1f", n / e }'
 }
 
 # Seconds of the first and of the last full batch of a backfill, from the traces' created_at

@@ -1,3 +1,5 @@
+// Over 400 lines: the libcurl engine (its own thread, the transfers, curl's callbacks and the
+// deadlines) is one unit around one lock; the unsafe C boundary stays in this one file.
 import BridgeCore
 import CBridgeCurl
 import CBridgeCurlShim

@@ -1,3 +1,5 @@
+// Over 400 lines: the SDK's agent loop (turns, tool calls, handoffs, guardrails, approvals,
+// tool_use_behavior) is one state machine; its steps share the run state and read in order.
 import BridgeCore
 import BridgeTraceModel
 import BridgeMapping

@@ -1,3 +1,5 @@
+// Over 400 lines: the tests' loopback HTTP/1.1 server (requests, scripted responses, threads
+// per connection), kept in one file so no test depends on an HTTP server library.
 import BridgeCore
 import Foundation
 #if canImport(Glibc)

@@ -22,6 +22,12 @@ public enum TraceID {
     /// Whether `s` is `trace_` followed by 32 lowercase hex characters.
     public static func isWellFormed(_ s: String) -> Bool { IDForm.isWellFormed(s, prefix: "trace_", hexCount: 32) }
 
+    /// `isWellFormed` as a POSIX regular expression, for SQL (`trace_id ~ pattern`).
+    public static let pattern = "^trace_[0-9a-f]{32}$"
+
+    /// Whether `hex` is an OTLP traceId (32 hex digits, either case).
+    public static func isOTLP(_ hex: String) -> Bool { hex.utf8.count == 32 && IDForm.isHex(hex.lowercased()) }
+
     /// OTLP's traceId: the 32 hex characters of a well-formed id; anything else hashed to 32 hex.
     public static func otlp(_ id: String) -> String { IDForm.otlp(id, prefix: "trace_", length: 32) }
 
@@ -47,10 +53,13 @@ public enum SpanID {
     /// Whether `s` is `span_` followed by 24 lowercase hex characters.
     public static func isWellFormed(_ s: String) -> Bool { IDForm.isWellFormed(s, prefix: "span_", hexCount: 24) }
 
+    /// Whether `hex` is an OTLP spanId (16 hex digits, either case).
+    public static func isOTLP(_ hex: String) -> Bool { hex.utf8.count == 16 && IDForm.isHex(hex.lowercased()) }
+
     /// OTLP's spanId: the first 16 hex characters of a well-formed id; an OTLP id (16 hex)
     /// lowercased; anything else hashed to 16 hex. Files, exporters and verify all key spans by it.
     public static func otlp(_ id: String) -> String {
-        if !id.hasPrefix("span_"), id.utf8.count == 16, IDForm.isHex(id.lowercased()) { return id.lowercased() }
+        if !id.hasPrefix("span_"), isOTLP(id) { return id.lowercased() }
         return IDForm.otlp(id, prefix: "span_", length: 16)
     }
 }

@@ -51,7 +51,7 @@ public struct SpanFile: Sendable, Equatable {
                     for ss in r["scopeSpans"]?.arrayValue ?? r["instrumentationLibrarySpans"]?.arrayValue ?? [] {
                         for s in ss["spans"]?.arrayValue ?? [] {
                             guard let t = s["traceId"]?.stringValue, let sid = s["spanId"]?.stringValue,
-                                  isHex(t, count: 32), isHex(sid, count: 16) else {
+                                  TraceID.isOTLP(t), SpanID.isOTLP(sid) else {
                                 throw VerifyInputError("an OTLP span without a hex traceId and spanId\(at)")
                             }
                             let traceId = TraceID.fromOTLP(t)
@@ -100,9 +100,5 @@ public struct SpanFile: Sendable, Equatable {
         }
         if sawOTLP && !sawSDK { file.format = .otlp }
         return file
-    }
-
-    static func isHex(_ s: String, count: Int) -> Bool {
-        s.utf8.count == count && s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) || ($0 >= 65 && $0 <= 70) }
     }
 }

@@ -1,6 +1,9 @@
+// Over 400 lines: the SQL of the seven verify checks, one computed statement each, kept together
+// because they share the scope CTE and the examples tail.
 import BridgeCore
 import Foundation
 import BridgeMapping
+import BridgeTraceModel
 import BridgePostgres
 
 /// The checks' SQL, built from the mappings' table and column names (quoted identifiers) and
@@ -498,7 +501,7 @@ struct VerifySQL: Sendable {
             bad AS (
                 SELECT 1 AS part, task_id, trace_id, CASE
                     WHEN trace_id IS NULL THEN format('\(unsafeRaw: label) %s has no trace id, although bridge ran this task (first trace %s)', execution_id, first_at)
-                    WHEN trace_id !~ '^trace_[0-9a-f]{32}$' THEN format('\(unsafeRaw: label) %s has a malformed trace id %s', execution_id, trace_id)
+                    WHEN trace_id !~ \(TraceID.pattern) THEN format('\(unsafeRaw: label) %s has a malformed trace id %s', execution_id, trace_id)
                     \(equality)
                     WHEN NOT trace_found THEN format('\(unsafeRaw: label) %s: its trace is not in bridge.traces', execution_id)
                     WHEN NOT has_spans THEN format('\(unsafeRaw: label) %s: its trace has no spans', execution_id)

@@ -1,3 +1,6 @@
+// Over 400 lines: the backfill's one set-based statement per batch (read, rebuild, insert, mark)
+// is kept whole in one place, with its options, summary and progress; splitting the statement
+// across files would hide how its CTEs feed each other.
 import BridgeCore
 import BridgeTraceModel
 import BridgeMapping

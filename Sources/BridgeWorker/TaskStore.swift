@@ -1,3 +1,6 @@
+// Over 400 lines: every statement the worker runs against the user's task and execution tables
+// (claim, heartbeat, reaper, finish, drain check) lives here, so `hotPathStatements` can hand
+// each one to the EXPLAIN test and no statement on those tables is written anywhere else.
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
