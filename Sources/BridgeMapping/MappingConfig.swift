@@ -78,13 +78,21 @@ public struct MappingConfig: Sendable, Equatable {
     /// Names that migrations substitute: `tasks_table`, `tasks_key` and the claim order's
     /// columns (`tasks_status_column`, `tasks_priority_column`, `tasks_created_at_column`,
     /// for `0011_claim_index.sql`; without a priority the status column stands in, without
-    /// created_at the key) always, `executions_table` only when `results.executions` is configured.
+    /// created_at the key) always, `executions_table` and its time columns
+    /// (`executions_completed_at_column`, `executions_started_at_column`, for
+    /// `0049_verify_window_indexes.sql`) only when `results.executions` is configured.
     public var placeholders: [String: String] {
         var p = ["tasks_table": source.table, "tasks_key": source.key,
                  "tasks_status_column": source.status.column,
                  "tasks_priority_column": source.priority?.column ?? source.status.column,
                  "tasks_created_at_column": source.createdAtColumn ?? source.key]
-        if let e = results.executions { p["executions_table"] = e.table }
+        if let e = results.executions {
+            p["executions_table"] = e.table
+            // For 0049's time indexes (verify --since); without a time column, the key.
+            let c = e.columns
+            p["executions_completed_at_column"] = c.completedAt ?? c.startedAt ?? e.key
+            p["executions_started_at_column"] = c.startedAt ?? c.completedAt ?? e.key
+        }
         return p
     }
 

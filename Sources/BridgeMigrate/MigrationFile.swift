@@ -128,6 +128,8 @@ public struct Placeholders: Sendable, Equatable {
         "tasks_priority_column": "priority",
         "tasks_created_at_column": "created_at",
         "executions_table": "task_executions",
+        "executions_completed_at_column": "completed_at",
+        "executions_started_at_column": "started_at",
     ]
 
     /// The effective values.

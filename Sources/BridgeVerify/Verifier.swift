@@ -24,13 +24,16 @@ public struct Verifier: Sendable {
     /// `options.connections` connections and runs the checklist.
     public static func run(mappingsDirectory: String, connection: ConnectionConfig,
                            options: VerifyOptions) async throws -> VerifyReport {
-        let config = try MappingLoader.load(directory: mappingsDirectory)
+        var config = try MappingLoader.load(directory: mappingsDirectory)
         var file: SpanFile?
         if let path = options.spansFile { file = try await SpanFile.read(path: path) }
         var conns: [PostgresConnection] = []
         do {
             for _ in 0..<max(1, options.connections) { conns.append(try await PostgresConnection.connect(connection)) }
             try await checkInputs(config, options: options, on: conns[0])
+            // The key's and columns' types, so scope values are compared on the value side
+            // (the columns' indexes serve them).
+            config.columnTypes = try await ColumnTypes.load(for: config, connection: conns[0])
             let report = try await Verifier(config: config, options: options)
                 .run(on: conns[0], helpers: Array(conns.dropFirst()), spanFile: file)
             for c in conns { await c.close() }
@@ -298,7 +301,8 @@ public struct Verifier: Sendable {
 
     func traceIdsCorrelate(_ sql: VerifySQL, _ file: SpanFileSummary?,
                            _ c: PostgresConnection) async throws -> CheckResult {
-        guard let text = sql.traceIdsCorrelate(withFile: file != nil) else {
+        let scope = options.scope
+        guard let text = sql.traceIdsCorrelate(withFile: file != nil, drivenByTasks: scope.task != nil || scope.workspace != nil) else {
             return .skipped(.traceIdsCorrelate, "the mappings configure no trace id column (results.trace_id_column or results.executions.columns.trace_id)")
         }
         let rows = try await query(text, c)

@@ -1,5 +1,7 @@
 // Over 400 lines: the SQL of the seven verify checks, one computed statement each, kept together
 // because they share the scope CTE and the examples tail.
+import BridgeCore
+import Foundation
 import BridgeMapping
 import BridgeTraceModel
 import BridgePostgres
@@ -23,6 +25,34 @@ struct VerifySQL: Sendable {
 
     private func q(_ name: String) -> PostgresQuery { .identifier(name) }
     private func qq(_ name: String) -> PostgresQuery { .identifier(name) }
+
+    /// `column = text` for column `table.column`, with the text converted to the column's type
+    /// (from `config.columnTypes`) on the value side, so the column's index serves it. Text
+    /// that cannot be such a value (a malformed id) matches nothing instead of failing the
+    /// statement. Unknown types fall back to comparing the column's text (no index).
+    func equals(_ table: String, _ column: String, alias: String, text: PostgresQuery) -> PostgresQuery {
+        let col: PostgresQuery = "\(unsafeRaw: alias).\(q(column))"
+        guard let type = config.columnTypes.type(table, column) else { return "\(col)::text = \(text)" }
+        switch type {
+        case "text", "character varying", "name": return "\(col) = \(text)"
+        case "uuid":
+            return "\(col) = CASE WHEN \(text) ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' THEN (\(text))::uuid END"
+        case "bigint", "integer", "smallint":
+            let digits = ["bigint": 18, "integer": 9, "smallint": 4][type] ?? 4
+            return "\(col) = CASE WHEN \(text) ~ '^-?[0-9]{1,\(unsafeRaw: String(digits))}$' THEN (\(text))::\(unsafeRaw: type) END"
+        default:
+            if type.hasPrefix("character varying") || type.hasPrefix("character(") { return "\(col) = \(text)" }
+            return "\(col)::text = \(text)"
+        }
+    }
+
+    /// `column >= since` for an execution time column, the value cast to the column's type so
+    /// its index serves it.
+    func atLeastSince(_ table: String, _ column: String, alias: String) -> PostgresQuery {
+        let type = config.columnTypes.type(table, column) ?? "timestamptz"
+        let cast = ["timestamp with time zone", "timestamp without time zone", "date"].contains(type) ? type : "timestamptz"
+        return "\(unsafeRaw: alias).\(q(column)) >= \(since)::timestamptz::\(unsafeRaw: cast)"
+    }
 
     /// `st`: the traces in scope (ended, started since `since`, of `task` and `workspace`). Each
     /// filter is index-served (`bridge.traces` by started_at, task_id and group_id, migrations
@@ -347,12 +377,19 @@ struct VerifySQL: Sendable {
     /// An execution counts as run by bridge when it has a trace id, or when it finished after
     /// the first trace bridge recorded for its task. Historical rows that predate bridge have
     /// neither and are not checked.
-    func traceIdsCorrelate(withFile: Bool) -> PostgresQuery? {
+    ///
+    /// `drivenByTasks` (a `--task` or `--workspace` scope): the executions are found through
+    /// the scope's tasks (their index, then the execution table's task index per task), not
+    /// through the execution table's time indexes (`--since`, migration 0049).
+    func traceIdsCorrelate(withFile: Bool, drivenByTasks: Bool = false) -> PostgresQuery? {
         let s = config.source
         let execStatuses = config.results.executions?.statuses ?? ExecutionStatuses()
         let T = qq(s.table), K = q(s.key), TS = q(s.status.column)
         let TT = config.results.traceIdColumn.map(q)
-        let groupFilter: PostgresQuery = s.groupColumn.map { "(\(workspace)::text IS NULL OR t.\(q($0))::text = \(workspace)::text)" } ?? "\(workspace)::text IS NULL"
+        let groupFilter: PostgresQuery = s.groupColumn.map {
+            "(\(workspace)::text IS NULL OR \(equals(s.table, $0, alias: "t", text: "\(workspace)::text")))"
+        } ?? "\(workspace)::text IS NULL"
+        let taskFilter: PostgresQuery = "(\(task)::text IS NULL OR \(equals(s.table, s.key, alias: "t", text: "\(task)::text")))"
         var executions: PostgresQuery
         var unreferenced: PostgresQuery = "false"
         let label: String
@@ -365,20 +402,33 @@ struct VerifySQL: Sendable {
             let order: PostgresQuery = (e.columns.startedAt.map { "e.\(q($0)) DESC NULLS LAST, " } ?? "") + "e.\(EK)::text DESC"
             let traceExpr: PostgresQuery = ETR.map { "e.\($0)::text" } ?? "t.\(TT!)::text"
             let taskTrace: PostgresQuery = TT.map { "t.\($0)::text" } ?? "NULL::text"
+            // The --since window as sargable predicates (coalesce on the column side would read
+            // every execution): completed since, or not completed and started since (or never).
+            let sinceFilter: PostgresQuery
+            switch (e.columns.completedAt, e.columns.startedAt) {
+            case let (c?, st?):
+                sinceFilter = "(\(atLeastSince(e.table, c, alias: "e")) OR (e.\(q(c)) IS NULL AND (\(atLeastSince(e.table, st, alias: "e")) OR e.\(q(st)) IS NULL)))"
+            case let (c?, nil), let (nil, c?):
+                sinceFilter = "(\(atLeastSince(e.table, c, alias: "e")) OR e.\(q(c)) IS NULL)"
+            case (nil, nil):
+                sinceFilter = "true"
+            }
+            let from: PostgresQuery = drivenByTasks ? "\(T) t CROSS JOIN LATERAL (SELECT * FROM \(E) e WHERE e.\(ET) = t.\(K) OFFSET 0) e"
+                                                    : "\(E) e JOIN \(T) t ON t.\(K) = e.\(ET)"
             executions = """
                 SELECT * FROM (
                     SELECT e.\(EK)::text AS execution_id, t.\(K)::text AS task_id, \(traceExpr) AS trace_id,
                            \(taskTrace) AS task_trace_id,
                            t.\(TS)::text IN (\(config.source.status.completed)::text, \(config.source.status.failed)::text) AS task_finished, \(at) AS at,
                            row_number() OVER (PARTITION BY e.\(ET) ORDER BY \(order)) AS latest
-                    FROM \(E) e JOIN \(T) t ON t.\(K) = e.\(ET)
+                    FROM \(from)
                     WHERE e.\(ES)::text IN (\(execStatuses.completed)::text, \(execStatuses.failedRetriable)::text, \(execStatuses.failedTerminal)::text)
-                      AND (\(since)::timestamptz IS NULL OR \(at) IS NULL OR \(at) >= \(since)::timestamptz)
-                      AND (\(task)::text IS NULL OR t.\(K)::text = \(task)::text)
+                      AND (\(since)::timestamptz IS NULL OR \(sinceFilter))
+                      AND \(taskFilter)
                       AND \(groupFilter)
                 ) x \(unsafeRaw: ETR == nil ? "WHERE latest = 1" : "")
                 """
-            if let ETR { unreferenced = "NOT EXISTS (SELECT 1 FROM \(E) e WHERE e.\(ETR)::text = st.trace_id)" }
+            if let ETR { unreferenced = "(SELECT true FROM \(E) e WHERE e.\(ETR)::text = st.trace_id LIMIT 1) IS NULL" }
             label = "execution"
         } else {
             guard let TT else { return nil }
@@ -389,7 +439,7 @@ struct VerifySQL: Sendable {
                 FROM \(T) t
                 WHERE t.\(TS)::text IN (\(config.source.status.completed)::text, \(config.source.status.failed)::text) AND \(execStatuses.completed)::text IS NOT NULL AND \(execStatuses.failedRetriable)::text IS NOT NULL AND \(execStatuses.failedTerminal)::text IS NOT NULL
                   AND (\(since)::timestamptz IS NULL OR \(at) IS NULL OR \(at) >= \(since)::timestamptz)
-                  AND (\(task)::text IS NULL OR t.\(K)::text = \(task)::text)
+                  AND \(taskFilter)
                   AND \(groupFilter)
                 """
             label = "task"
@@ -423,22 +473,27 @@ struct VerifySQL: Sendable {
         return """
             WITH \(scopedTraces),
             ex AS MATERIALIZED (\(executions)),
-            first_trace AS (
-                SELECT coalesce(task_id, metadata->>'task_id') AS task_id, min(started_at) AS first_at
-                FROM bridge.traces GROUP BY 1
-            ),
             bx AS MATERIALIZED (
-                SELECT ex.*, ft.first_at, tr.trace_id IS NOT NULL AS trace_found, tr.metadata->>'task_id' AS trace_task,
-                       EXISTS (SELECT 1 FROM bridge.spans s WHERE s.trace_id = ex.trace_id) AS has_spans
+                SELECT ex.*, ft.first_at, tr.trace_id IS NOT NULL AS trace_found, tr.trace_task,
+                       (SELECT true FROM bridge.spans s WHERE s.trace_id = ex.trace_id LIMIT 1) IS NOT NULL AS has_spans
                 FROM ex
-                LEFT JOIN first_trace ft ON ft.task_id = ex.task_id
-                LEFT JOIN bridge.traces tr ON tr.trace_id = ex.trace_id
+                -- Per execution in scope (OFFSET 0 keeps each a probe of an index, never a scan
+                -- of the ledger): its task's first trace (idx_traces_task_id, and 0049's index
+                -- for traces that name their task only in metadata), and its own trace.
+                LEFT JOIN LATERAL (
+                    SELECT min(y.started_at) AS first_at FROM (
+                        SELECT x.started_at FROM bridge.traces x
+                        WHERE x.task_id = ex.task_id OR (x.task_id IS NULL AND x.metadata->>'task_id' = ex.task_id) OFFSET 0) y
+                ) ft ON true
+                LEFT JOIN LATERAL (
+                    SELECT x.trace_id, x.metadata->>'task_id' AS trace_task FROM bridge.traces x WHERE x.trace_id = ex.trace_id OFFSET 0
+                ) tr ON true
                 WHERE ex.trace_id IS NOT NULL OR (ft.first_at IS NOT NULL AND ex.at >= ft.first_at)
             ),
             ot AS MATERIALIZED (
                 SELECT st.trace_id, st.task_id, CASE
                     WHEN st.task_id IS NULL THEN 'trace has no task_id in its metadata'
-                    WHEN NOT EXISTS (SELECT 1 FROM \(T) t WHERE t.\(K)::text = st.task_id) THEN format('the task %s of this trace does not exist', st.task_id)
+                    WHEN NOT EXISTS (SELECT 1 FROM \(T) t WHERE \(equals(s.table, s.key, alias: "t", text: "st.task_id"))) THEN format('the task %s of this trace does not exist', st.task_id)
                     WHEN \(unreferenced) THEN 'no execution row carries this trace id'
                 END AS message
                 FROM st
@@ -466,5 +521,32 @@ struct VerifySQL: Sendable {
                 ) b ORDER BY r, part LIMIT \(examples)::int
             ) ex ON true
             """
+    }
+}
+
+/// The statements of `bridge verify`, for the plan tests.
+public enum VerifyStatements {
+    /// Every statement `bridge verify` runs for a scope (`--since`, `--task`, `--workspace`):
+    /// each must reach only the window through indexes.
+    public static func scoped(config: MappingConfig, since: Date?, task: String?, workspace: String?,
+                              maxExamples: Int = 20) -> [(name: String, query: PostgresQuery)] {
+        var sql = VerifySQL(config: config)
+        sql.since = since.map(PostgresTimestamp.format)
+        sql.task = task
+        sql.workspace = workspace
+        sql.examples = maxExamples
+        sql.maxExportLag = 300
+        var out: [(String, PostgresQuery)] = [
+            ("guardrails_approvals_traced", sql.guardrailsApprovalsTraced),
+            ("tools_traced", sql.toolsTraced),
+            ("handoffs_traced", sql.handoffsTraced),
+            ("tool_io_captured", sql.toolIOCaptured),
+            ("tool_timing", sql.toolTiming),
+            ("export_delivered", sql.exportDelivered),
+        ]
+        if let correlate = sql.traceIdsCorrelate(withFile: false, drivenByTasks: task != nil || workspace != nil) {
+            out.append(("trace_ids_correlate", correlate))
+        }
+        return out
     }
 }

@@ -4,6 +4,7 @@ import BridgeMigrate
 import BridgePostgres
 import BridgeTestSupport
 import BridgeTracing
+import BridgeVerify
 import BridgeWorker
 import Foundation
 import Testing
@@ -48,14 +49,18 @@ struct HotPathPlanTests {
         return (url, c, config)
     }
 
-    /// A ledger of 300,000 spans in 30,000 traces: 50,000 spans stored before migration 0047
-    /// (txid NULL), the rest written 1,000 per transaction, all delivered to exporter
+    /// A ledger of 300,000 spans in 30,000 traces, one every two minutes (the oldest 5,000
+    /// name their task and workspace only in metadata), with their transcripts: 50,000 spans
+    /// stored before migration 0047 (txid NULL), the rest written 1,000 per transaction, all delivered to exporter
     /// `openai`, whose position is at the end.
     static func fillLedger(_ c: PostgresConnection) async throws {
         try await c.simpleQuery("""
-            INSERT INTO bridge.traces (trace_id, workflow_name, group_id, started_at, ended_at, txid)
-              SELECT 'trace_' || lpad(g::text, 32, '0'), 'bridge tasks', 'ws-' || (g % 100), now() - g * interval '10 s',
-                     now() - g * interval '10 s' + interval '1 s', CASE WHEN g <= 5000 THEN NULL ELSE pg_current_xact_id() END
+            INSERT INTO bridge.traces (trace_id, workflow_name, group_id, task_id, metadata, started_at, ended_at, txid)
+              SELECT 'trace_' || lpad(g::text, 32, '0'), 'bridge tasks', CASE WHEN g > 5000 THEN 'ws-' || (g % 100) END,
+                     CASE WHEN g > 5000 THEN 'task-' || g END,
+                     jsonb_build_object('task_id', 'task-' || g, 'workspace_id', 'ws-' || (g % 100)),
+                     now() - g * interval '2 min', now() - g * interval '2 min' + interval '1 s',
+                     CASE WHEN g <= 5000 THEN NULL ELSE pg_current_xact_id() END
               FROM generate_series(1, 30000) g;
             INSERT INTO bridge.spans (span_id, trace_id, started_at, ended_at, span_data, txid)
               SELECT 'span_' || lpad(g::text, 24, '0'), 'trace_' || lpad((g / 10 + 1)::text, 32, '0'),
@@ -77,6 +82,8 @@ struct HotPathPlanTests {
             INSERT INTO bridge.exporters (name, target) VALUES ('openai', 'x');
             INSERT INTO bridge.trace_deliveries (exporter, trace_id, status) SELECT 'openai', trace_id, 'delivered' FROM bridge.traces;
             INSERT INTO bridge.span_deliveries (exporter, span_id, trace_id, status) SELECT 'openai', span_id, trace_id, 'delivered' FROM bridge.spans;
+            INSERT INTO bridge.run_transcripts (trace_id, task_id, attempt, items)
+              SELECT trace_id, 'x', 1, '[{"type": "function_call", "name": "lookup", "call_id": "c1"}]' FROM bridge.traces;
             INSERT INTO bridge.export_positions (exporter, trace_txid, span_txid)
               SELECT 'openai', max(txid), (SELECT max(txid) FROM bridge.spans) FROM bridge.traces
             """)
@@ -105,6 +112,23 @@ struct HotPathPlanTests {
         for (name, query) in statements {
             let scans = try await Self.seqScans(query, on: c)
             #expect(scans.isEmpty, "\(name) scans \(scans) (\(query.sql))")
+        }
+        // `bridge verify` scoped to the last hour, a task, a workspace: only the window, through
+        // indexes (the session settings are verify's own).
+        try await c.simpleQuery("SET work_mem = '128MB'; SET jit = off")
+        let hour = Date().addingTimeInterval(-3_600)
+        let workspace = try #require(try await c.query("SELECT workspace_id::text AS w FROM tasks LIMIT 1").first?["w"])
+        var scoped: [(name: String, query: PostgresQuery)] = []
+        for (label, since, task, ws) in [("--since 1h", Optional(hour), String?.none, String?.none), ("--task", nil, key, nil),
+                                         ("--workspace", nil, nil, workspace)] {
+            for s in VerifyStatements.scoped(config: config, since: since, task: task, workspace: ws) {
+                scoped.append(("verify \(label): \(s.name)", s.query))
+            }
+        }
+        #expect(scoped.count == 21)
+        for (name, query) in scoped {
+            let scans = try await Self.seqScans(query, on: c)
+            #expect(scans.isEmpty, "\(name) scans \(scans)")
         }
         // The detector at work: the old column-side cast reads the whole table.
         let cast = PostgresQuery(unsafeSQL: "UPDATE task_executions SET status = 'completed' WHERE id::text = $1", binds: [.text(execution)])

@@ -52,7 +52,8 @@ enum MappingFixtures {
         #expect(config.executionColumns["duration_seconds"] == "execution_time_seconds")
         #expect(config.placeholders == ["tasks_table": "tasks", "tasks_key": "id", "executions_table": "task_executions",
                                         "tasks_status_column": "status", "tasks_priority_column": "priority",
-                                        "tasks_created_at_column": "created_at"])
+                                        "tasks_created_at_column": "created_at",
+                                        "executions_completed_at_column": "completed_at", "executions_started_at_column": "started_at"])
         #expect(config.source.input.columns(root: "task") == ["name", "description", "context_data"])
         guard case .sql(let create)? = config.tool(named: "create_and_assign_sub_task")?.implementation else {
             Issue.record("create_and_assign_sub_task is not a SQL tool"); return

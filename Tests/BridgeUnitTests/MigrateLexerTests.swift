@@ -123,7 +123,8 @@ import Testing
             _ = try MigrationFile(fileName: "0003_y.sql", text: "SELECT 1;\n\nSELECT ${nope};", placeholders: Placeholders())
             Issue.record("expected an error")
         } catch {
-            #expect(error == .unknownPlaceholder(file: "0003_y.sql", line: 3, name: "nope", known: ["executions_table", "tasks_created_at_column", "tasks_key",
+            #expect(error == .unknownPlaceholder(file: "0003_y.sql", line: 3, name: "nope", known: ["executions_completed_at_column", "executions_started_at_column", "executions_table",
+                                                                                                  "tasks_created_at_column", "tasks_key",
                                                                                                   "tasks_priority_column", "tasks_status_column", "tasks_table"]))
             #expect(error.exitStatus == .badInput)
             #expect(error.description.contains("0003_y.sql:3"))
