@@ -34,6 +34,18 @@ struct PostgresClientTests {
         await c.close()
     }
 
+    /// A call on a closed connection fails with "connection is closed"; it used to wait forever
+    /// (the connection's thread had exited, so nothing ran the call).
+    @Test func aCallAfterCloseFailsInsteadOfHanging() async throws {
+        let url = try await TestDatabase.create()
+        let c = try await TestDatabase.connect(url)
+        await c.close()
+        try await Task.sleep(for: .milliseconds(50))
+        await #expect(throws: PostgresError.self) { try await c.query("SELECT 1") }
+        #expect(await c.isOpen == false)
+        await c.close()
+    }
+
     @Test func serverErrorsCarrySQLState() async throws {
         let url = try await TestDatabase.create()
         let c = try await TestDatabase.connect(url)
