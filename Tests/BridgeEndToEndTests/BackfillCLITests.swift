@@ -222,11 +222,13 @@ struct BackfillCLITests {
         let planned = try Self.backfill(url, ["--dry-run"])
         let p = Process()
         p.executableURL = URL(fileURLWithPath: BridgeBinary.path)
-        p.arguments = ["exec", "--backfill", "--database-url", url, "--mappings", Self.mappings, "--batch-size", "1", "--pause-ms", "500"]
+        p.arguments = ["exec", "--backfill", "--database-url", url, "--mappings", Self.mappings, "--batch-size", "1", "--pause-ms", "3000"]
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
-        // Kill it as soon as the first batches have landed (polling, not guessing a time).
+        // Kill it as soon as the first batches have landed (polling, not guessing a time). The
+        // 3 s pause between batches leaves the poll a minute and more to see the first one,
+        // even when the whole suite's blocking subprocess calls hold the cooperative pool.
         for _ in 0..<200 {
             if try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE openai_trace_id IS NOT NULL") > 0 { break }
             try await Task.sleep(for: .milliseconds(50))
