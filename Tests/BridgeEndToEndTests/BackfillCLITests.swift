@@ -227,13 +227,22 @@ struct BackfillCLITests {
         p.standardError = FileHandle.nullDevice
         try p.run()
         // Kill it as soon as the first batches have landed (polling, not guessing a time). The
-        // 3 s pause between batches leaves the poll a minute and more to see the first one,
-        // even when the whole suite's blocking subprocess calls hold the cooperative pool.
-        for _ in 0..<200 {
-            if try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE openai_trace_id IS NOT NULL") > 0 { break }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        kill(p.processIdentifier, SIGKILL)
+        // poll runs on a thread of its own with psql, so it does not wait for the cooperative
+        // pool, which other suites' blocking subprocess calls can hold for many seconds; the
+        // 3 s pause between batches leaves it more than a minute.
+        let pid = p.processIdentifier
+        let killed = DispatchSemaphore(value: 0)
+        Thread {
+            for _ in 0..<1200 {
+                let r = try? Subprocess.run("psql", [url, "-X", "-A", "-t", "-c",
+                                                     "SELECT count(*) FROM tasks WHERE openai_trace_id IS NOT NULL"])
+                if let n = r.flatMap({ Int($0.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) }), n > 0 { break }
+                usleep(50_000)
+            }
+            kill(pid, SIGKILL)
+            killed.signal()
+        }.start()
+        killed.wait()
         p.waitUntilExit()
         let partial = try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE openai_trace_id IS NOT NULL")
         #expect(partial > 0 && partial < 24, "killed after \(partial) tasks")
