@@ -94,7 +94,7 @@ extension Bridge {
                     let pruner = LedgerPruner(connection: conn, options: options)
                     return try await pruner.run { p in
                         guard p.examined > 0 else { return }
-                        let elapsed = Self.seconds(clock.now - start)
+                        let elapsed = (clock.now - start).inSeconds
                         let rate = elapsed > 0 ? Int(Double(p.spans) / elapsed) : 0
                         let pct = p.candidates > 0 ? min(100, p.examined * 100 / p.candidates) : 100
                         let line = "bridge prune: \(pct)% of \(p.candidates) old traces; \(verb) \(p.traces) traces, \(p.spans) spans (\(rate) spans/s)"
@@ -127,10 +127,6 @@ extension Bridge {
                 last = ContinuousClock.now
                 return true
             }
-        }
-
-        static func seconds(_ d: Duration) -> Double {
-            Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
         }
     }
 }
