@@ -194,6 +194,16 @@ public actor PostgresConnection {
         }
     }
 
+    /// Runs `body` inside BEGIN READ ONLY … ROLLBACK: whatever it does or throws, the
+    /// transaction is rolled back, so checks and previews cannot write.
+    public func readOnlyRolledBack<T: Sendable>(
+        _ body: @Sendable (isolated PostgresConnection) throws -> T
+    ) throws -> T {
+        try simpleQuery("BEGIN READ ONLY")
+        defer { _ = try? simpleQuery("ROLLBACK") }
+        return try body(self)
+    }
+
     /// Whether a transaction block is open on this session.
     public var inTransaction: Bool {
         guard let handle else { return false }
