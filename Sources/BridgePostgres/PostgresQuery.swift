@@ -218,11 +218,16 @@ public enum PostgresArray {
             switch v {
             case .null:
                 out.append(contentsOf: "NULL".utf8)
-            case .text(let s):
+            case .text(var s):
                 out.append(UInt8(ascii: "\""))
-                for b in s.utf8 {
-                    if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") { out.append(UInt8(ascii: "\\")) }
-                    out.append(b)
+                s.withUTF8 { bytes in
+                    var from = 0
+                    for (i, b) in bytes.enumerated() where b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") {
+                        out.append(contentsOf: bytes[from..<i])
+                        out.append(UInt8(ascii: "\\"))
+                        from = i
+                    }
+                    out.append(contentsOf: bytes[from...])
                 }
                 out.append(UInt8(ascii: "\""))
             }

@@ -135,6 +135,19 @@ public struct Backfiller: Sendable {
         return batch
     }
 
+    /// The statements a backfill runs per batch, with a sample task and execution key (for
+    /// the EXPLAIN tests, like `TaskStore.hotPathStatements`).
+    public func hotPathStatements(taskKey: String, executionKey: String) -> [(name: String, query: PostgresQuery)] {
+        var out: [(name: String, query: PostgresQuery)] = [
+            ("backfill batch", history.batchStatement(cursor: taskKey, limit: 1_000, since: nil, lock: true)),
+        ]
+        if let calls = history.toolCallStatement(taskKeys: [taskKey]) { out.append(("backfill tool calls", calls)) }
+        if let trace = try? builder.build(HistoricalRun(taskKey: taskKey, execution: .init(key: executionKey))) {
+            out.append(("backfill write", writer.statement([trace])))
+        }
+        return out
+    }
+
     // MARK: Running
 
     /// Runs batches until no matching task is left (or `limit` tasks are done).

@@ -38,19 +38,17 @@ public struct HistoricalRun: Sendable, Equatable {
         /// The token usage column (an object with `input_tokens`, … as the Responses API writes it).
         public var usage: JSONValue?
         public var errorMessage: String?
-        public var errorType: String?
         /// How many execution rows the task has.
         public var attempts: Int
 
         public init(key: String, startedAt: Date? = nil, completedAt: Date? = nil, durationSeconds: Double? = nil,
-                    usage: JSONValue? = nil, errorMessage: String? = nil, errorType: String? = nil, attempts: Int = 1) {
+                    usage: JSONValue? = nil, errorMessage: String? = nil, attempts: Int = 1) {
             self.key = key
             self.startedAt = startedAt
             self.completedAt = completedAt
             self.durationSeconds = durationSeconds
             self.usage = usage
             self.errorMessage = errorMessage
-            self.errorType = errorType
             self.attempts = attempts
         }
     }
@@ -159,13 +157,13 @@ struct BackfillHistory: Sendable {
             }
             let order: PostgresQuery = (c.startedAt.map { "e.\(q($0)) DESC NULLS LAST, " } ?? "") + "e.\(q(e.key)) DESC"
             sql += """
-                 x.exec_key, x.x_started, x.x_completed, x.x_duration, x.x_usage, x.x_error, x.x_error_type, x.attempts
+                 x.exec_key, x.x_started, x.x_completed, x.x_duration, x.x_usage, x.x_error, x.attempts
                 FROM picked p
                 LEFT JOIN LATERAL (
                   SELECT e.\(q(e.key))::text AS exec_key, \(col(c.startedAt, "timestamptz")) AS x_started,
                          \(col(c.completedAt, "timestamptz")) AS x_completed, \(col(c.durationSeconds, "double precision")) AS x_duration,
                          \(col(c.tokenUsage, "text")) AS x_usage, \(col(c.errorMessage, "text")) AS x_error,
-                         \(col(c.errorType, "text")) AS x_error_type, count(*) OVER () AS attempts
+                         count(*) OVER () AS attempts
                   FROM \(identifier: e.table) e WHERE e.\(q(e.taskColumn)) = p.k
                   ORDER BY \(order) LIMIT 1
                 ) x ON true
@@ -236,7 +234,7 @@ struct BackfillHistory: Sendable {
         if let key = r["exec_key"] {
             run.execution = .init(key: key, startedAt: r.date("x_started"), completedAt: r.date("x_completed"),
                                   durationSeconds: r.double("x_duration"), usage: r["x_usage"].flatMap { try? JSONValue.parse($0) },
-                                  errorMessage: r["x_error"], errorType: r["x_error_type"], attempts: r.int("attempts") ?? 1)
+                                  errorMessage: r["x_error"], attempts: r.int("attempts") ?? 1)
         }
         return run
     }

@@ -82,12 +82,9 @@ public struct BackfillTraceBuilder: Sendable {
         var trace = TraceRecord(id: traceId, workflowName: config.tracing.workflowName, groupId: run.groupId, metadata: metadata)
         if !secrets.isEmpty { trace.metadata = trace.metadata.mapValues { Redaction.scrub($0, secrets: secrets) } }
 
-        var runError: SpanError?
-        if run.failed {
-            var data: [String: JSONValue] = ["error": .string(x?.errorMessage ?? Self.missingError)]
-            data["error_type"] = x?.errorType.map(JSONValue.string)
-            runError = SpanError(message: SpanError.agentRun, data: .object(data))
-        }
+        // As a live run that failed: `Error in agent run` on the agent span (the task span has none).
+        let runError = run.failed
+            ? SpanError(message: SpanError.agentRun, data: ["error": .string(x?.errorMessage ?? Self.missingError)]) : nil
         var spans: [SpanRecord] = []
         spans.reserveCapacity(4 + run.toolCalls.count)
         func add(_ slot: String, parent: String?, _ start: Date, _ end: Date, _ data: SpanData, error: SpanError? = nil) {
@@ -97,7 +94,7 @@ public struct BackfillTraceBuilder: Sendable {
                                     startedAt: start, endedAt: end, spanData: scrub(data.json()), error: error.map { scrub($0.json) }))
         }
         let usage = x?.usage.flatMap(Self.taskUsage)
-        add("task", parent: nil, t0, t1, .task(name: config.tracing.workflowName, usage: usage, backfilled: true), error: runError)
+        add("task", parent: nil, t0, t1, .task(name: config.tracing.workflowName, usage: usage, backfilled: true))
         let taskSpan = spans[0].id
         add("agent", parent: taskSpan, t0, t1, agentSpans[agent.name] ?? .agent(name: agent.name, handoffs: [], tools: [], outputType: "str"),
             error: runError)
