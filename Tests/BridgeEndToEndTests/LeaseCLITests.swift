@@ -49,6 +49,13 @@ enum LeaseFixture {
         return url
     }
 
+    /// `database()` with `tasks` pending tasks, and a tool-less mappings folder (`TestDatabase.noopMappings`).
+    static func database(tasks: Int) async throws -> (url: String, mappings: String) {
+        let url = try await database()
+        try await TestDatabase.insertTasks(url, tasks)
+        return (url, try TestDatabase.noopMappings())
+    }
+
     /// Polls `condition` (blocking calls allowed: `TestDatabase.psqlCount`) on a thread of its own.
     static func waitUntil(timeout seconds: Int, _ condition: @escaping @Sendable () throws -> Bool) async -> Bool {
         await OffPool.until(timeout: .seconds(seconds), every: .milliseconds(100), condition)
@@ -104,9 +111,7 @@ enum LeaseFixture {
 struct LeaseCLITests {
     @Test(.timeLimit(.minutes(3)))
     func twoWorkersOneKilledMidRunThenRestartedCompleteEveryTaskExactlyOnce() async throws {
-        let url = try await LeaseFixture.database()
-        let mappings = try TestDatabase.noopMappings()
-        try await TestDatabase.insertTasks(url, 200)
+        let (url, mappings) = try await LeaseFixture.database(tasks: 200)
         let args = ["exec", "--offline", "--offline-latency-ms", "300", "--concurrency", "4", "--lease", "2",
                     "--database-url", url, "--mappings", mappings]
         let a = try BackgroundBridge(args)
@@ -141,9 +146,7 @@ struct LeaseCLITests {
 
     @Test(.timeLimit(.minutes(3)))
     func sigtermDrainsReleasesAndASecondSignalExitsAtOnce() async throws {
-        let url = try await LeaseFixture.database()
-        let mappings = try TestDatabase.noopMappings()
-        try await TestDatabase.insertTasks(url, 30)
+        let (url, mappings) = try await LeaseFixture.database(tasks: 30)
         func worker(latency: Int, drainTimeout: String) throws -> BackgroundBridge {
             try BackgroundBridge(["exec", "--offline", "--offline-latency-ms", String(latency), "--concurrency", "4",
                                   "--lease", "3", "--drain-timeout", drainTimeout, "--database-url", url, "--mappings", mappings])
@@ -197,8 +200,7 @@ struct LeaseCLITests {
 
         // 4. A plain drain reaps the expired leases and completes everything, each task exactly once.
         let rest = try worker(latency: 0, drainTimeout: "30")
-        let r4 = await rest.wait(timeout: 60)
-        #expect(r4?.status == 0, "\(rest.output.suffix(2000))")
+        #expect(await rest.wait(timeout: 60)?.status == 0, "\(rest.output.suffix(2000))")
         try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: 30)
     }
 
@@ -207,9 +209,7 @@ struct LeaseCLITests {
     /// runs it abandoned keep their leases (the reaper hands them back later).
     @Test(.timeLimit(.minutes(3)))
     func aSecondSigintExitsAtOnceWith130() async throws {
-        let url = try await LeaseFixture.database()
-        let mappings = try TestDatabase.noopMappings()
-        try await TestDatabase.insertTasks(url, 2)
+        let (url, mappings) = try await LeaseFixture.database(tasks: 2)
         let w = try BackgroundBridge(["exec", "--offline", "--offline-latency-ms", "20000", "--concurrency", "2",
                                       "--lease", "30", "--drain-timeout", "60", "--database-url", url, "--mappings", mappings])
         #expect(await w.send(SIGINT, when: { try TestDatabase.psqlCount(url, "status = 'in_progress'") == 2 }, timeout: .seconds(20)))
@@ -261,16 +261,13 @@ struct LeaseCLITests {
         #expect(w.output.contains("listener"), "\(w.output.suffix(3000))")
 
         w.send(SIGTERM)
-        let r = await w.wait(timeout: 30)
-        #expect(r?.status == 0, "\(w.output.suffix(2000))")
+        #expect(await w.wait(timeout: 30)?.status == 0, "\(w.output.suffix(2000))")
         try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: 6)
     }
 
     @Test(.timeLimit(.minutes(3)))
     func leaseIngestOutageThenRecoveryDeliversEverything() async throws {
-        let url = try await LeaseFixture.database()
-        let mappings = try TestDatabase.noopMappings()
-        try await TestDatabase.insertTasks(url, 40)
+        let (url, mappings) = try await LeaseFixture.database(tasks: 40)
         let ingest = try TraceIngestStandIn(up: false)
         defer { ingest.stop() }
         let args = ["exec", "--offline", "--concurrency", "4", "--flush-timeout", "1", "--database-url", url, "--mappings", mappings]
@@ -300,9 +297,7 @@ struct LeaseCLITests {
 extension LeaseCLITests {
     @Test(.timeLimit(.minutes(3)))
     func killedWhileIngestIsDownThenExportLosesNothing() async throws {
-        let url = try await LeaseFixture.database()
-        let mappings = try TestDatabase.noopMappings()
-        try await TestDatabase.insertTasks(url, 30)
+        let (url, mappings) = try await LeaseFixture.database(tasks: 30)
         let ingest = try TraceIngestStandIn(up: false)
         defer { ingest.stop() }
         let args = ["exec", "--offline", "--offline-latency-ms", "500", "--concurrency", "2", "--lease", "2",
