@@ -417,40 +417,25 @@ public struct HandoffMapping: Sendable, Equatable {
     }
 }
 
-/// One entry of `tools`: its schema and how it runs.
+/// One entry of `tools`: the tool as a run spec carries it, and where it was written. Its
+/// fields read through to `spec` (`tool.name`, `tool.implementation`).
+@dynamicMemberLookup
 public struct ToolMapping: Sendable, Equatable {
-    public var name: String
-    public var description: String
-    /// JSON Schema of the arguments (`{}` for hosted tools).
-    public var parameters: JSONValue
-    public var strict: Bool
-    public var implementation: ToolImplementation
-    /// `needs_approval`: a call pauses the run until a human approves or rejects it.
-    public var needsApproval: ApprovalRule = .never
+    /// The run-spec form of this tool: its schema, how it runs and its `needs_approval`.
+    public var spec: ToolSpec
     public var origin: MappingLocation
 
-    public init(name: String, description: String = "", parameters: JSONValue = ToolMapping.emptyParameters,
-                strict: Bool = true, implementation: ToolImplementation, needsApproval: ApprovalRule = .never,
-                origin: MappingLocation = .unknown) {
-        self.needsApproval = needsApproval
-        self.name = name
-        self.description = description
-        self.parameters = parameters
-        self.strict = strict
-        self.implementation = implementation
+    public init(_ spec: ToolSpec, origin: MappingLocation = .unknown) {
+        self.spec = spec
         self.origin = origin
     }
+
+    public subscript<T>(dynamicMember field: KeyPath<ToolSpec, T>) -> T { spec[keyPath: field] }
 
     /// `{type: object, properties: {}, required: [], additionalProperties: false}`
     public static let emptyParameters: JSONValue = [
         "type": "object", "properties": [:], "required": [], "additionalProperties": false,
     ]
-
-    /// The run-spec form of this tool.
-    public var spec: ToolSpec {
-        ToolSpec(name: name, description: description, parameters: parameters, strict: strict,
-                 implementation: implementation, needsApproval: needsApproval)
-    }
 }
 
 extension MappingLocation {

@@ -641,8 +641,9 @@ struct LoadState {
             }
         }
         guard let name, let implementation else { return nil }
-        return ToolMapping(name: name, description: description, parameters: parameters, strict: strict,
-                           implementation: implementation, needsApproval: approval, origin: r.location(node, path))
+        return ToolMapping(ToolSpec(name: name, description: description, parameters: parameters, strict: strict,
+                                    implementation: implementation, needsApproval: approval),
+                           origin: r.location(node, path))
     }
 
     /// `approvals: {table, key, status: {column, pending, approved, rejected, expired}, expires_at_column,
