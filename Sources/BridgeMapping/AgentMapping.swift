@@ -6,49 +6,25 @@ public struct AgentMapping: Sendable, Equatable {
     public var name: String
     /// The value of `agent_selection.match_column` that selects this agent (default: `name`).
     public var match: String
-    public var instructions: Template
-    public var model: String
-    public var modelSettings: [String: JSONValue]
+    public var instructions = Template("")
+    public var model = "gpt-4.1"
+    public var modelSettings: [String: JSONValue] = [:]
     /// `responses` or `chat_completions`; nil means the provider's default (responses).
     public var modelAPI: ModelAPI?
     /// Tool names, in order.
-    public var tools: [String]
-    public var handoffs: [HandoffMapping]
+    public var tools: [String] = []
+    public var handoffs: [HandoffMapping] = []
     /// Used when other agents hand off to this one.
     public var handoffDescription: String?
     public var maxTurns: Int?
-    public var toolUseBehavior: ToolUseBehavior
+    public var toolUseBehavior: ToolUseBehavior = .runLLMAgain
     /// `output_type`: the structured output (nil: plain text).
     public var outputType: OutputSchemaSpec?
     public var inputGuardrails: [String] = []
     public var outputGuardrails: [String] = []
     /// Names of `mcp_servers` whose tools this agent may call, in order.
-    public var mcpServers: [String]
-    public var origin: MappingLocation
-
-    public init(name: String, match: String? = nil, instructions: Template = Template(""), model: String = "gpt-4.1",
-                modelSettings: [String: JSONValue] = [:], modelAPI: ModelAPI? = nil, tools: [String] = [],
-                handoffs: [HandoffMapping] = [], handoffDescription: String? = nil, maxTurns: Int? = nil,
-                toolUseBehavior: ToolUseBehavior = .runLLMAgain, outputType: OutputSchemaSpec? = nil,
-                inputGuardrails: [String] = [], outputGuardrails: [String] = [], mcpServers: [String] = [],
-                origin: MappingLocation = .unknown) {
-        self.mcpServers = mcpServers
-        self.outputType = outputType
-        self.inputGuardrails = inputGuardrails
-        self.outputGuardrails = outputGuardrails
-        self.name = name
-        self.match = match ?? name
-        self.instructions = instructions
-        self.model = model
-        self.modelSettings = modelSettings
-        self.modelAPI = modelAPI
-        self.tools = tools
-        self.handoffs = handoffs
-        self.handoffDescription = handoffDescription
-        self.maxTurns = maxTurns
-        self.toolUseBehavior = toolUseBehavior
-        self.origin = origin
-    }
+    public var mcpServers: [String] = []
+    public var origin: MappingLocation = .unknown
 }
 
 /// One entry of `guardrails`: a read-only SQL check or an agent.
@@ -56,16 +32,8 @@ public struct GuardrailMapping: Sendable, Equatable {
     public var name: String
     public var implementation: GuardrailImplementation
     /// `run_in_parallel` (default true): see `GuardrailSpec.runInParallel`.
-    public var runInParallel: Bool
-    public var origin: MappingLocation
-
-    public init(name: String, implementation: GuardrailImplementation, runInParallel: Bool = true,
-                origin: MappingLocation = .unknown) {
-        self.name = name
-        self.implementation = implementation
-        self.runInParallel = runInParallel
-        self.origin = origin
-    }
+    public var runInParallel: Bool = true
+    public var origin: MappingLocation = .unknown
 
     public var spec: GuardrailSpec { GuardrailSpec(name: name, implementation: implementation, runInParallel: runInParallel) }
 }
@@ -74,11 +42,6 @@ public struct GuardrailMapping: Sendable, Equatable {
 public struct HandoffMapping: Sendable, Equatable {
     public var agent: String
     public var description: String?
-
-    public init(agent: String, description: String? = nil) {
-        self.agent = agent
-        self.description = description
-    }
 }
 
 /// One entry of `tools`: the tool as a run spec carries it, and where it was written. Its
@@ -108,16 +71,7 @@ public struct HandoffsTableMapping: Sendable, Equatable {
     public var sourceColumn: String
     public var targetColumn: String
     public var descriptionColumn: String?
-    public var origin: MappingLocation
-
-    public init(table: String, sourceColumn: String, targetColumn: String, descriptionColumn: String? = nil,
-                origin: MappingLocation = .unknown) {
-        self.table = table
-        self.sourceColumn = sourceColumn
-        self.targetColumn = targetColumn
-        self.descriptionColumn = descriptionColumn
-        self.origin = origin
-    }
+    public var origin: MappingLocation = .unknown
 }
 
 /// `approvals`: the user's table of approval requests (e.g. `human_feedback_requests`).
@@ -125,17 +79,17 @@ public struct HandoffsTableMapping: Sendable, Equatable {
 /// bridge inserts one row per call of a `needs_approval` tool and reads the row's status back;
 /// `bridge approve` / `bridge reject` (or the application's UI) decide it.
 public struct ApprovalsMapping: Sendable, Equatable {
-    public var table: String
-    public var key: String
-    public var statusColumn: String
-    public var pending: String
-    public var approved: String
-    public var rejected: String
+    public var table: String = "human_feedback_requests"
+    public var key: String = "id"
+    public var statusColumn: String = "status"
+    public var pending: String = "pending"
+    public var approved: String = "approved"
+    public var rejected: String = "rejected"
     /// Written by bridge when it resumes a request that expired undecided (nil: left pending).
     public var expired: String?
     /// Receives now() + `expiresAfterSeconds`; past it an undecided request counts as rejected.
     public var expiresAtColumn: String?
-    public var expiresAfterSeconds: Double
+    public var expiresAfterSeconds: Double = 86_400
     /// The reviewer's answer (json/jsonb or text): its `message` (or the text itself) is what
     /// the model receives for a rejected call; its `by` names the reviewer.
     public var responseColumn: String?
@@ -144,32 +98,10 @@ public struct ApprovalsMapping: Sendable, Equatable {
     public var groupColumn: String?
     /// bridge's content → the table's columns: `title`, `description` (text), `proposed_actions`,
     /// `context` (json: task id, trace id, tool, arguments, call id).
-    public var columns: [String: String]
+    public var columns: [String: String] = [:]
     /// Constant values for other columns (e.g. `request_type: tool_approval`).
-    public var values: [String: String]
-    public var origin: MappingLocation
-
-    public init(table: String = "human_feedback_requests", key: String = "id", statusColumn: String = "status",
-                pending: String = "pending", approved: String = "approved", rejected: String = "rejected",
-                expired: String? = nil, expiresAtColumn: String? = nil, expiresAfterSeconds: Double = 86_400,
-                responseColumn: String? = nil, respondedAtColumn: String? = nil, groupColumn: String? = nil,
-                columns: [String: String] = [:], values: [String: String] = [:], origin: MappingLocation = .unknown) {
-        self.table = table
-        self.key = key
-        self.statusColumn = statusColumn
-        self.pending = pending
-        self.approved = approved
-        self.rejected = rejected
-        self.expired = expired
-        self.expiresAtColumn = expiresAtColumn
-        self.expiresAfterSeconds = expiresAfterSeconds
-        self.responseColumn = responseColumn
-        self.respondedAtColumn = respondedAtColumn
-        self.groupColumn = groupColumn
-        self.columns = columns
-        self.values = values
-        self.origin = origin
-    }
+    public var values: [String: String] = [:]
+    public var origin: MappingLocation = .unknown
 
     /// The keys of `columns`.
     public static let contentNames = ["title", "description", "proposed_actions", "context"]

@@ -6,10 +6,10 @@ import BridgeTraceModel
 /// Version 1 of the format. Sections: `source`, `results`, `tracing`, `handoffs_table`, `backfill`,
 /// `agents`, `tools`. Column and table names are identifiers, never SQL text.
 public struct MappingConfig: Sendable, Equatable {
-    public var version: Int
+    public var version: Int = 1
     public var source: SourceMapping
     public var results: ResultsMapping
-    public var tracing: TracingMapping
+    public var tracing: TracingMapping = .init()
     public var handoffsTable: HandoffsTableMapping?
     public var agents: [AgentMapping]
     public var tools: [ToolMapping]
@@ -20,39 +20,14 @@ public struct MappingConfig: Sendable, Equatable {
     /// How `bridge exec --backfill` reads historical runs (optional).
     public var backfill: BackfillMapping?
     /// MCP servers whose tools agents may use (`mcp_servers`).
-    public var mcpServers: [MCPServerMapping]
+    public var mcpServers: [MCPServerMapping] = []
     /// The files the mappings were read from, in load order.
-    public var files: [String]
+    public var files: [String] = []
     /// Where each key was written, keyed by `file#keypath` (not encoded).
-    public var locations: [String: MappingLocation]
+    public var locations: [String: MappingLocation] = [:]
     /// The real SQL types of the mapped tables' columns, loaded from the catalog at start-up
     /// (`ColumnTypes.load`); empty until then (not encoded, not compared).
     public var columnTypes = ColumnTypes()
-
-    public init(version: Int = 1, source: SourceMapping, results: ResultsMapping, tracing: TracingMapping = .init(),
-                handoffsTable: HandoffsTableMapping? = nil, agents: [AgentMapping], tools: [ToolMapping],
-                files: [String] = [], locations: [String: MappingLocation] = [:], backfill: BackfillMapping? = nil,
-                mcpServers: [MCPServerMapping] = []) {
-        self.mcpServers = mcpServers
-        self.version = version
-        self.source = source
-        self.results = results
-        self.tracing = tracing
-        self.handoffsTable = handoffsTable
-        self.agents = agents
-        self.tools = tools
-        self.backfill = backfill
-        self.files = files
-        self.locations = locations
-    }
-
-    /// A copy with `guardrails` and `approvals` set.
-    public func with(guardrails: [GuardrailMapping], approvals: ApprovalsMapping? = nil) -> MappingConfig {
-        var c = self
-        c.guardrails = guardrails
-        c.approvals = approvals
-        return c
-    }
 
     // MARK: What the worker and the migrations need
 

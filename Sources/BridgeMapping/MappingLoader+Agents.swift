@@ -75,7 +75,7 @@ extension LoadState {
         }
         let outputType = m.node("output_type").flatMap { parseOutputType(r, $0, m.path("output_type")) }
         guard let name else { return nil }
-        return AgentMapping(name: name, match: m.name("match"), instructions: instructions,
+        return AgentMapping(name: name, match: m.name("match") ?? name, instructions: instructions,
                             model: m.name("model") ?? "gpt-4.1", modelSettings: settings, modelAPI: api,
                             tools: m.strings("tools") ?? [], handoffs: handoffs,
                             handoffDescription: m.string("handoff_description"), maxTurns: m.int("max_turns", min: 1),

@@ -118,9 +118,8 @@ extension LoadState {
         guard let source, let results else { return nil }
         return MappingConfig(version: MappingLoader.currentVersion, source: source, results: results,
                              tracing: tracing ?? TracingMapping(), handoffsTable: handoffsTable, agents: agents,
-                             tools: tools, files: files, locations: locations, backfill: backfill,
-                             mcpServers: mcpServers)
-            .with(guardrails: guardrails, approvals: approvals)
+                             tools: tools, guardrails: guardrails, approvals: approvals, backfill: backfill,
+                             mcpServers: mcpServers, files: files, locations: locations)
     }
 
     /// Guardrail names are unique; agents name existing guardrails; an agent guardrail names an
