@@ -21,11 +21,6 @@ public struct RunSpecError: BridgeError, Sendable, Equatable {
     public var taskId: String
     public var message: String
 
-    public init(taskId: String, message: String) {
-        self.taskId = taskId
-        self.message = message
-    }
-
     public var exitStatus: ExitStatus { .failed }
     public var description: String { "task \(taskId): \(message)" }
 }

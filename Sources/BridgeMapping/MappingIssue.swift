@@ -9,13 +9,6 @@ public struct MappingLocation: Sendable, Equatable, Hashable, CustomStringConver
     /// Key path inside the file; empty for the document itself.
     public var path: String
 
-    public init(file: String, line: Int, column: Int, path: String) {
-        self.file = file
-        self.line = line
-        self.column = column
-        self.path = path
-    }
-
     /// `file:line:column`
     public var description: String { "\(file):\(line):\(column)" }
 }

@@ -251,8 +251,7 @@ public struct Migrator: Sendable {
             } else {
                 try await applyInTransaction(conn, file: file)
             }
-            let ms = Int((ContinuousClock.now - started).components.seconds * 1000
-                         + (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)
+            let ms = Self.milliseconds(since: started)
             options.log("applied \(file.fileName) (\(file.statements.count) statement(s), \(ms) ms"
                 + (file.runsWithoutTransaction ? ", no transaction" : "") + (resumeAt > 0 ? ", resumed at statement \(resumeAt + 1)" : "") + ")")
             report.applied.append(UpReport.Applied(file: file.fileName, version: file.version, statements: file.statements.count,
@@ -264,6 +263,22 @@ public struct Migrator: Sendable {
 
     static func pgError(_ error: any Error) -> PostgresError {
         error as? PostgresError ?? PostgresError(kind: .client, message: "\(error)")
+    }
+
+    /// After a lock timeout or a deadlock with retries left: logs it, sleeps the backoff and
+    /// returns true (the caller tries again); otherwise returns false at once.
+    private func waitToRetry(_ error: PostgresError, attempt: inout Int, at place: String, note: String) async -> Bool {
+        guard error.isLockConflict, attempt < options.lockRetries else { return false }
+        attempt += 1
+        let wait = Self.backoff(attempt)
+        options.log("\(place): \(error.sqlState == "40P01" ? "deadlock" : "lock timeout") (SQLSTATE \(error.sqlState ?? ""))"
+            + "\(note) retry \(attempt)/\(options.lockRetries) in \(wait)")
+        try? await Task.sleep(for: wait)
+        return true
+    }
+
+    static func milliseconds(since start: ContinuousClock.Instant) -> Int {
+        Int(((ContinuousClock.now - start).inSeconds * 1000).rounded(.down))
     }
 
     private struct StatementFailure: Error {
@@ -285,22 +300,15 @@ public struct Migrator: Sendable {
                     for (i, s) in file.statements.enumerated() {
                         do { try c.simpleQuery(s.text) } catch { throw StatementFailure(index: i, error: Self.pgError(error)) }
                     }
-                    let d = ContinuousClock.now - start
-                    let ms = Int(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)
+                    let ms = Self.milliseconds(since: start)
                     do {
                         try History.upsert(c, file: file, status: "applied", executionMS: ms, done: file.statements.count, error: nil)
                     } catch { throw StatementFailure(index: -1, error: Self.pgError(error)) }
                 }
                 return
             } catch let failure as StatementFailure {
-                if failure.error.isLockConflict, attempt < options.lockRetries {
-                    attempt += 1
-                    let wait = Self.backoff(attempt)
-                    options.log("\(file.fileName): \(failure.error.sqlState == "40P01" ? "deadlock" : "lock timeout") "
-                        + "(SQLSTATE \(failure.error.sqlState ?? "")) after \(lockTimeout)ms; rolled back, retry \(attempt)/\(options.lockRetries) in \(wait)")
-                    try? await Task.sleep(for: wait)
-                    continue
-                }
+                if await waitToRetry(failure.error, attempt: &attempt, at: file.fileName,
+                                     note: " after \(lockTimeout)ms; rolled back,") { continue }
                 if failure.index < 0 { throw .database(failure.error) }
                 let s = file.statements[failure.index]
                 throw .statementFailed(file: file.fileName, line: s.line, statement: s.text, error: failure.error,
@@ -316,10 +324,6 @@ public struct Migrator: Sendable {
     private func applyWithoutTransaction(_ conn: PostgresConnection, file: MigrationFile, from start: Int) async throws(MigrateError) {
         let total = file.statements.count
         let began = ContinuousClock.now
-        func elapsedMS() -> Int {
-            let d = ContinuousClock.now - began
-            return Int(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)
-        }
         for index in start..<total {
             let s = file.statements[index]
             let reason = s.nonTransactionalReason
@@ -335,16 +339,9 @@ public struct Migrator: Sendable {
                     break
                 } catch {
                     if slow { _ = try? await conn.simpleQuery("RESET statement_timeout") }
-                    if error.isLockConflict, attempt < options.lockRetries {
-                        attempt += 1
-                        let wait = Self.backoff(attempt)
-                        options.log("\(file.fileName):\(s.line): \(error.sqlState == "40P01" ? "deadlock" : "lock timeout") "
-                            + "(SQLSTATE \(error.sqlState ?? "")); retry \(attempt)/\(options.lockRetries) in \(wait)")
-                        try? await Task.sleep(for: wait)
-                        continue
-                    }
+                    if await waitToRetry(error, attempt: &attempt, at: "\(file.fileName):\(s.line)", note: ";") { continue }
                     let text = "\(file.fileName):\(s.line): \(error.description)"
-                    _ = try? await History.upsert(conn, file: file, status: "failed", executionMS: elapsedMS(), done: index, error: text)
+                    _ = try? await History.upsert(conn, file: file, status: "failed", executionMS: Self.milliseconds(since: began), done: index, error: text)
                     if error.kind != .server { throw .database(error) }
                     throw .statementFailed(file: file.fileName, line: s.line, statement: s.text, error: error,
                                            transactional: false, done: index, total: total)
@@ -352,10 +349,10 @@ public struct Migrator: Sendable {
             }
             do {
                 if index + 1 < total {
-                    try await History.upsert(conn, file: file, status: "failed", executionMS: elapsedMS(), done: index + 1,
+                    try await History.upsert(conn, file: file, status: "failed", executionMS: Self.milliseconds(since: began), done: index + 1,
                                              error: "incomplete: stopped after statement \(index + 1) of \(total)")
                 } else {
-                    try await History.upsert(conn, file: file, status: "applied", executionMS: elapsedMS(), done: total, error: nil)
+                    try await History.upsert(conn, file: file, status: "applied", executionMS: Self.milliseconds(since: began), done: total, error: nil)
                 }
             } catch { throw .database(error) }
         }

@@ -26,11 +26,7 @@ public enum PrometheusEndpoint {
         private let lock = NSLock()
         private var made: PrometheusCollectorRegistry?
 
-        var existing: PrometheusCollectorRegistry? {
-            lock.lock()
-            defer { lock.unlock() }
-            return made
-        }
+        var existing: PrometheusCollectorRegistry? { lock.withLock { made } }
 
         func registry() -> PrometheusCollectorRegistry {
             lock.lock()

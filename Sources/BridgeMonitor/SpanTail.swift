@@ -49,11 +49,11 @@ public struct SpanTail: Sendable {
         s.span_id, s.trace_id, s.parent_id, s.started_at, s.ended_at, s.span_data::text AS span_data,
         s.error::text AS error, s.created_at::text AS created,
         CASE s.span_data->>'type'
-            WHEN 'agent' THEN s.span_data->>'name'
-            WHEN 'handoff' THEN s.span_data->>'from_agent'
-            WHEN 'custom' THEN s.span_data->'data'->>'agent_name'
+            WHEN \(SpanKind.agent.rawValue) THEN s.span_data->>'name'
+            WHEN \(SpanKind.handoff.rawValue) THEN s.span_data->>'from_agent'
+            WHEN \(SpanKind.custom.rawValue) THEN s.span_data->'data'->>'agent_name'
             ELSE coalesce(p.span_data->'data'->>'agent_name',
-                          CASE WHEN p.span_data->>'type' = 'agent' THEN p.span_data->>'name' END)
+                          CASE WHEN p.span_data->>'type' = \(SpanKind.agent.rawValue) THEN p.span_data->>'name' END)
         END AS agent
         """
 
@@ -176,14 +176,13 @@ extension TailSpan {
     public var line: String {
         let r = record
         let d = r.spanData
-        let type = r.type
-        let kind = type == "custom" ? (d["name"]?.stringValue ?? "custom") : type
-        let name: String = switch type {
-        case "function": d["name"]?.stringValue ?? ""
-        case "generation": d["model"]?.stringValue ?? ""
-        case "handoff": "→ " + (d["to_agent"]?.stringValue ?? "?")
-        case "agent": ""
-        default: d["name"]?.stringValue ?? ""
+        let kind = r.kind == .custom ? (d["name"]?.stringValue ?? "custom") : r.type
+        let name: String = switch r.kind {
+        case .function: d["name"]?.stringValue ?? ""
+        case .generation: d["model"]?.stringValue ?? ""
+        case .handoff: "→ " + (d["to_agent"]?.stringValue ?? "?")
+        case .agent: ""
+        case .response, .guardrail, .custom, .mcpTools, .transcription, .speech, .speechGroup, nil: d["name"]?.stringValue ?? ""
         }
         var parts = [
             String(SDKTime.iso(r.startedAt).dropFirst(11).prefix(12)),
@@ -192,7 +191,7 @@ extension TailSpan {
             Self.pad(kind, 10),
             Self.pad(Self.short(name, 28), 28),
         ]
-        if type == "function" {
+        if r.kind == .function {
             parts.append(Self.short(Self.text(d["input"]), 40) + " → " + Self.short(Self.text(d["output"]), 40))
         }
         parts.append(Self.duration(r.endedAt.timeIntervalSince(r.startedAt)))

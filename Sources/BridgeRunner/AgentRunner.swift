@@ -173,16 +173,12 @@ final class EventCounter: @unchecked Sendable {
     private let lock = NSLock()
     private var value: EventID = 0
     init(start: EventID = 0) { value = start }
-    var current: EventID {
-        lock.lock()
-        defer { lock.unlock() }
-        return value
-    }
+    var current: EventID { lock.withLock { value } }
     func next() -> EventID {
-        lock.lock()
-        defer { lock.unlock() }
-        value += 1
-        return value
+        lock.withLock {
+            value += 1
+            return value
+        }
     }
 }
 

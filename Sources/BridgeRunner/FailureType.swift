@@ -24,6 +24,9 @@ public enum FailureType: String, Sendable, Hashable, CaseIterable, CustomStringC
     case infrastructureError = "InfrastructureError"
     /// Handed back to pending at shutdown before the run finished.
     case released = "Released"
+    /// The worker stopped renewing the task's lease (it died or hung); the reaper took the task
+    /// back (failed once it had no attempts left).
+    case leaseExpired = "LeaseExpired"
     /// A re-run (`--backfill --rerun`) reached a call that needs approval.
     case approvalRequired = "ApprovalRequired"
 

@@ -19,13 +19,6 @@ public struct FunctionToolDefinition: Sendable, Equatable {
     public var description: String
     public var parameters: JSONValue
     public var strict: Bool
-
-    public init(name: String, description: String, parameters: JSONValue, strict: Bool) {
-        self.name = name
-        self.description = description
-        self.parameters = parameters
-        self.strict = strict
-    }
 }
 
 /// What the runner asks the model for one turn.
@@ -263,21 +256,6 @@ public struct RunResult: Sendable {
     public var finalOutputJSON: JSONValue?
     /// For a paused run: everything needed to resume it.
     public var paused: PausedRun?
-
-    public init(status: Status, finalOutput: String?, lastAgent: String, usage: Usage,
-                transcript: [ConversationItem], error: RunFailure?, turns: Int, toolCalls: Int,
-                finalOutputJSON: JSONValue? = nil, paused: PausedRun? = nil) {
-        self.paused = paused
-        self.finalOutputJSON = finalOutputJSON
-        self.status = status
-        self.finalOutput = finalOutput
-        self.lastAgent = lastAgent
-        self.usage = usage
-        self.transcript = transcript
-        self.error = error
-        self.turns = turns
-        self.toolCalls = toolCalls
-    }
 }
 
 /// Why a run failed. `retriable` decides `failed_retriable` vs `failed_terminal`.

@@ -25,12 +25,11 @@ import Foundation
 /// Hosted tools cannot run on this API: `respond` throws `ModelConfigurationError` for them
 /// (and `ModelRouting.validate` finds them before a run starts).
 public struct ChatCompletionsModel: ModelProvider {
-    public let settings: OpenAISettings
     let transport: OpenAITransport
+    public var settings: OpenAISettings { transport.settings }
 
     public init(settings: OpenAISettings, client: HTTPClient) {
-        self.settings = settings
-        self.transport = OpenAITransport(settings: settings, client: client)
+        transport = OpenAITransport(settings: settings, client: client)
     }
 
     public var spanKind: ModelSpanKind { .generation }

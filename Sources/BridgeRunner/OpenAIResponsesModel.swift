@@ -29,12 +29,11 @@ import Foundation
 /// terminal `ModelProviderError`: the same request would end the same way, so the task is
 /// `failed_terminal`, and the runner records the message on the response span.
 public struct ResponsesModel: ModelProvider {
-    public let settings: OpenAISettings
     let transport: OpenAITransport
+    public var settings: OpenAISettings { transport.settings }
 
     public init(settings: OpenAISettings, client: HTTPClient) {
-        self.settings = settings
-        self.transport = OpenAITransport(settings: settings, client: client)
+        transport = OpenAITransport(settings: settings, client: client)
     }
 
     public var spanKind: ModelSpanKind { .response }

@@ -41,6 +41,8 @@ public struct SpanRecord: Sendable, Equatable {
 
     /// The span's `span_data.type`.
     public var type: String { spanData["type"]?.stringValue ?? "" }
+    /// The span's type, nil for one the SDK's list does not have (kept and shown as it is).
+    public var kind: SpanKind? { SpanKind(rawValue: type) }
 
     // MARK: The ledger row codec (`bridge.spans`)
 

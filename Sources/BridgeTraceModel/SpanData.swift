@@ -1,5 +1,15 @@
 import BridgeCore
 
+/// The SDK's span types: the `type` of a span's `span_data`. Readers switch on
+/// `SpanKind(rawValue:)` (or `SpanRecord.kind`); a type not listed here (a newer SDK's) reads as
+/// nil, and such spans are kept and shown as they are, never dropped.
+public enum SpanKind: String, Sendable, Hashable, CaseIterable {
+    case agent, function, generation, response, handoff, guardrail, custom
+    case mcpTools = "mcp_tools"
+    case transcription, speech
+    case speechGroup = "speech_group"
+}
+
 /// The SDK's `span_data` of every span bridge writes, typed: the one place that knows the JSON
 /// shape of each span type (`{"type": "function", "name": …}`), the SDK's error wording and
 /// its redaction rules. `TraceRecorder` (live runs) and the backfill (historical runs) build
@@ -77,19 +87,26 @@ public enum SpanData: Sendable, Equatable {
         }
     }
 
-    /// The span's `type` (`custom` for task, turn and approval spans).
-    public var type: String {
+    /// The span's type (`custom` for task, turn and approval spans); nil for a span of a type
+    /// the SDK's list does not have.
+    public var kind: SpanKind? {
         switch self {
-        case .task, .turn, .approval, .custom: "custom"
-        case .agent: "agent"
-        case .generation: "generation"
-        case .response: "response"
-        case .function: "function"
-        case .handoff: "handoff"
-        case .guardrail: "guardrail"
-        case .mcpTools: "mcp_tools"
-        case .other(let o): o["type"]?.stringValue ?? ""
+        case .task, .turn, .approval, .custom: .custom
+        case .agent: .agent
+        case .generation: .generation
+        case .response: .response
+        case .function: .function
+        case .handoff: .handoff
+        case .guardrail: .guardrail
+        case .mcpTools: .mcpTools
+        case .other(let o): o["type"]?.stringValue.flatMap(SpanKind.init(rawValue:))
         }
+    }
+
+    /// The span's `type` as written in `span_data`.
+    public var type: String {
+        if case .other(let o) = self { return o["type"]?.stringValue ?? "" }
+        return kind?.rawValue ?? ""
     }
 
     /// The SDK's JSON; `notes` are extra top-level keys (e.g. bridge's `text_replaced`).
@@ -97,7 +114,7 @@ public enum SpanData: Sendable, Equatable {
         var o: [String: JSONValue]
         func opt(_ s: String?) -> JSONValue { s.map(JSONValue.string) ?? .null }
         func custom(_ name: String, _ data: [String: JSONValue]) -> [String: JSONValue] {
-            ["type": "custom", "name": .string(name), "data": .object(data)]
+            ["name": .string(name), "data": .object(data)]
         }
         switch self {
         case .task(let name, let usage, let backfilled):
@@ -106,27 +123,27 @@ public enum SpanData: Sendable, Equatable {
             if backfilled { d["backfilled"] = true }
             o = custom("task", d)
         case .agent(let name, let handoffs, let tools, let outputType):
-            o = ["type": "agent", "name": .string(name), "handoffs": .array(handoffs.map(JSONValue.string)),
+            o = ["name": .string(name), "handoffs": .array(handoffs.map(JSONValue.string)),
                  "tools": .array(tools.map(JSONValue.string)), "output_type": .string(outputType)]
         case .turn(let turn, let agentName, let usage):
             var d: [String: JSONValue] = ["sdk_span_type": "turn", "turn": .number(Double(turn)), "agent_name": .string(agentName)]
             if let usage { d["usage"] = usage }
             o = custom("turn", d)
         case .generation(let g):
-            o = ["type": "generation", "input": g.input.map(JSONValue.array) ?? .null,
+            o = ["input": g.input.map(JSONValue.array) ?? .null,
                  "output": g.output.map(JSONValue.array) ?? .null, "model": .string(g.model),
                  "model_config": g.modelConfig, "usage": g.usage ?? .null]
         case .response(let responseId, let usage):
-            o = ["type": "response", "response_id": opt(responseId), "usage": usage ?? .null]
+            o = ["response_id": opt(responseId), "usage": usage ?? .null]
         case .function(let f):
-            o = ["type": "function", "name": .string(f.name), "input": opt(f.input), "output": opt(f.output),
+            o = ["name": .string(f.name), "input": opt(f.input), "output": opt(f.output),
                  "mcp_data": f.mcpServer.map { ["server": .string($0)] } ?? .null]
         case .handoff(let from, let to):
-            o = ["type": "handoff", "from_agent": .string(from), "to_agent": .string(to)]
+            o = ["from_agent": .string(from), "to_agent": .string(to)]
         case .guardrail(let name, let triggered):
-            o = ["type": "guardrail", "name": .string(name), "triggered": .bool(triggered)]
+            o = ["name": .string(name), "triggered": .bool(triggered)]
         case .mcpTools(let server, let result):
-            o = ["type": "mcp_tools", "server": .string(server), "result": result.map { .array($0.map(JSONValue.string)) } ?? .null]
+            o = ["server": .string(server), "result": result.map { .array($0.map(JSONValue.string)) } ?? .null]
         case .approval(let a):
             var d: [String: JSONValue] = [
                 "tool_name": .string(a.toolName), "call_id": .string(a.callId), "request_id": .string(a.requestId),
@@ -139,6 +156,7 @@ public enum SpanData: Sendable, Equatable {
         case .other(let raw):
             o = raw
         }
+        if case .other = self {} else { o["type"] = .string(type) }
         for (k, v) in notes where o[k] == nil { o[k] = v }
         return .object(o)
     }
@@ -151,31 +169,31 @@ public enum SpanData: Sendable, Equatable {
         let strings = { (v: JSONValue?) in v?.arrayValue?.compactMap(\.stringValue) }
         let d = o["data"]?.objectValue ?? [:]
         let data: SpanData
-        switch s("type") {
-        case "agent":
+        switch s("type").flatMap(SpanKind.init(rawValue:)) {
+        case .agent:
             data = .agent(name: s("name") ?? "", handoffs: strings(o["handoffs"]) ?? [], tools: strings(o["tools"]) ?? [],
                           outputType: s("output_type") ?? "str")
-        case "generation":
+        case .generation:
             data = .generation(Generation(input: o["input"]?.arrayValue, output: o["output"]?.arrayValue, model: s("model") ?? "",
                                           modelConfig: o["model_config"] ?? .object([:]), usage: o["usage"].flatMap { $0.isNull ? nil : $0 }))
-        case "response":
+        case .response:
             data = .response(responseId: s("response_id"), usage: o["usage"].flatMap { $0.isNull ? nil : $0 })
-        case "function":
+        case .function:
             data = .function(Function(name: s("name") ?? "", input: s("input"), output: s("output"),
                                       mcpServer: o["mcp_data"]?["server"]?.stringValue))
-        case "handoff":
+        case .handoff:
             data = .handoff(from: s("from_agent") ?? "", to: s("to_agent") ?? "")
-        case "guardrail":
+        case .guardrail:
             data = .guardrail(name: s("name") ?? "", triggered: o["triggered"]?.boolValue ?? false)
-        case "mcp_tools":
+        case .mcpTools:
             data = .mcpTools(server: s("server") ?? "", result: strings(o["result"]))
-        case "custom" where d["sdk_span_type"]?.stringValue == "task" && s("name") == "task":
+        case .custom where d["sdk_span_type"]?.stringValue == "task" && s("name") == "task":
             data = .task(name: d["name"]?.stringValue ?? "", usage: d["usage"], backfilled: d["backfilled"]?.boolValue ?? false)
-        case "custom" where d["sdk_span_type"]?.stringValue == "turn" && s("name") == "turn":
+        case .custom where d["sdk_span_type"]?.stringValue == "turn" && s("name") == "turn":
             data = .turn(turn: d["turn"]?.intValue ?? 0, agentName: d["agent_name"]?.stringValue ?? "", usage: d["usage"])
-        case "custom":
+        case .custom:
             data = .custom(name: s("name") ?? "", data: d)
-        default:
+        case .transcription, .speech, .speechGroup, nil:
             return (.other(o), [:])
         }
         let shape = data.json().objectValue ?? [:]
@@ -239,9 +257,9 @@ public struct SpanError: Sendable, Equatable {
     public var json: JSONValue { ["message": .string(message), "data": data ?? .null] }
 
     /// With sensitive data off, the SDK replaces `data.error` (a function span's with its own text).
-    public func redacted(spanType: String) -> SpanError {
+    public func redacted(spanKind: SpanKind?) -> SpanError {
         guard var d = data?.objectValue, d["error"] != nil else { return self }
-        d["error"] = .string(spanType == "function" ? Self.redactedToolError : Self.redactedError)
+        d["error"] = .string(spanKind == .function ? Self.redactedToolError : Self.redactedError)
         return SpanError(message: message, data: .object(d))
     }
 

@@ -204,7 +204,7 @@ public actor TraceRecorder: RunObserver {
     func end(_ id: EventID, error: SpanErrorInfo?, at: Date) async {
         guard let o = open.removeValue(forKey: id) else { return }
         let data = includeSensitiveData ? o.data : o.data.redacted()
-        let err = (error ?? o.error).map { includeSensitiveData ? $0 : $0.redacted(spanType: data.type) }
+        let err = (error ?? o.error).map { includeSensitiveData ? $0 : $0.redacted(spanKind: data.kind) }
         let span = SpanRecord(id: o.spanId, traceId: trace.id, parentId: o.parentSpanId, startedAt: o.startedAt,
                               endedAt: at, spanData: scrub(data.json(notes: o.notes)), error: err.map { scrub($0.json) })
         recorded.append(span)

@@ -95,7 +95,7 @@ public struct TraceDocument: Sendable, Equatable {
     /// Agent names in the order their spans start.
     public var agents: [String] {
         var names: [String] = []
-        for s in spans.sorted(by: { $0.startedAt < $1.startedAt }) where s.type == "agent" {
+        for s in spans.sorted(by: { $0.startedAt < $1.startedAt }) where s.kind == .agent {
             if let n = s.spanData["name"]?.stringValue, !names.contains(n) { names.append(n) }
         }
         return names
@@ -122,44 +122,47 @@ enum SpanLabel {
 
     /// The span's kind as shown in the legend: `task`, `turn`, `agent`, `function`, …
     static func kind(_ s: SpanRecord) -> String {
-        if s.type == "custom", let k = s.spanData["data"]?["sdk_span_type"]?.stringValue { return k }
+        if s.kind == .custom, let k = s.spanData["data"]?["sdk_span_type"]?.stringValue { return k }
         return s.type.isEmpty ? "span" : s.type
     }
 
     /// One line without the duration, e.g. `tool store_data({"key":…}) → "ok"`.
     static func line(_ s: SpanRecord, argLimit: Int = 60) -> String {
         let d = s.spanData
-        switch kind(s) {
-        case "task": return "task \(d["data"]?["name"]?.stringValue ?? "")"
-        case "turn":
-            var l = "turn \(d["data"]?["turn"]?.intValue.map(String.init) ?? "?")"
-            if let a = d["data"]?["agent_name"]?.stringValue { l += " · \(a)" }
-            if let t = tokens(d["data"]?["usage"]) { l += " · \(t)" }
-            return l
-        case "agent":
+        switch s.kind {
+        case .agent:
             var l = "agent \(d["name"]?.stringValue ?? "?")"
             let tools = d["tools"]?.arrayValue?.compactMap(\.stringValue) ?? []
             let handoffs = d["handoffs"]?.arrayValue?.compactMap(\.stringValue) ?? []
             if !tools.isEmpty { l += " · tools: \(tools.joined(separator: ", "))" }
             if !handoffs.isEmpty { l += " · handoffs: \(handoffs.joined(separator: ", "))" }
             return l
-        case "generation":
+        case .generation:
             var l = "generation \(d["model"]?.stringValue ?? "")"
             if let t = tokens(d["usage"]) { l += " · \(t)" }
             return l
-        case "response": return "response \(d["response_id"]?.stringValue ?? "")"
-        case "function":
+        case .response: return "response \(d["response_id"]?.stringValue ?? "")"
+        case .function:
             let name = d["name"]?.stringValue ?? "?"
             let args = text(d["input"]).map { shorten($0, argLimit) } ?? "–"
             var l = "tool \(name)(\(args))"
             if let out = text(d["output"]) { l += " → \(shorten(out, argLimit))" }
             return l
-        case "handoff":
+        case .handoff:
             return "handoff \(d["from_agent"]?.stringValue ?? "?") → \(d["to_agent"]?.stringValue ?? "?")"
-        case "guardrail":
+        case .guardrail:
             return "guardrail \(d["name"]?.stringValue ?? "?")\(d["triggered"]?.boolValue == true ? " · triggered" : "")"
-        default:
-            if s.type == "custom", d["name"] == "approval", let a = d["data"] {
+        case .custom:
+            switch d["data"]?["sdk_span_type"]?.stringValue {
+            case "task": return "task \(d["data"]?["name"]?.stringValue ?? "")"
+            case "turn":
+                var l = "turn \(d["data"]?["turn"]?.intValue.map(String.init) ?? "?")"
+                if let a = d["data"]?["agent_name"]?.stringValue { l += " · \(a)" }
+                if let t = tokens(d["data"]?["usage"]) { l += " · \(t)" }
+                return l
+            default: break
+            }
+            if d["name"] == "approval", let a = d["data"] {
                 // The pause of a run for a human decision: the tool, the decision, who, how long.
                 var l = "approval \(a["tool_name"]?.stringValue ?? "?") · \(a["decision"]?.stringValue ?? "?")"
                 if let by = a["decided_by"]?.stringValue { l += " by \(by)" }
@@ -167,6 +170,8 @@ enum SpanLabel {
                 if let id = a["request_id"]?.stringValue { l += " · request \(id)" }
                 return l
             }
+            return "custom \(d["name"]?.stringValue ?? "")"
+        case .mcpTools, .transcription, .speech, .speechGroup, nil:
             return "\(s.type) \(d["name"]?.stringValue ?? "")"
         }
     }
@@ -195,8 +200,8 @@ public enum TraceText {
         if let task = doc.taskId { head += " · task \(task)" }
         if let g = t.groupId { head += " · workspace \(g)" }
         if let a = t.metadata["attempt"] { head += " · attempt \(a)" }
-        let fn = doc.spans.filter { $0.type == "function" }.count
-        let handoffs = doc.spans.filter { $0.type == "handoff" }.count
+        let fn = doc.spans.filter { $0.kind == .function }.count
+        let handoffs = doc.spans.filter { $0.kind == .handoff }.count
         let errors = doc.spans.filter { SpanLabel.error($0) != nil }.count
         var out = [head]
         out.append("started \(PostgresTimestamp.format(doc.origin)) · \(SpanLabel.duration(doc.end.timeIntervalSince(doc.origin))) · \(doc.spans.count) spans · \(fn) tool call(s) · \(handoffs) handoff(s) · \(errors) error(s)")

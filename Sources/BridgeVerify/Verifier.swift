@@ -15,11 +15,6 @@ public struct Verifier: Sendable {
     public let config: MappingConfig
     public let options: VerifyOptions
 
-    public init(config: MappingConfig, options: VerifyOptions) {
-        self.config = config
-        self.options = options
-    }
-
     /// Loads the mappings from `mappingsDirectory`, reads the `--spans` file, opens
     /// `options.connections` connections and runs the checklist.
     public static func run(mappingsDirectory: String, connection: ConnectionConfig,

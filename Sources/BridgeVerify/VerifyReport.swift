@@ -69,19 +69,6 @@ public struct ExporterDelivery: Sendable, Equatable {
     public var p95LagSeconds: Double?
     public var maxLagSeconds: Double?
 
-    public init(exporter: String, spans: Int, delivered: Int, rejected: Int, missing: Int, inFlight: Int,
-                p50LagSeconds: Double?, p95LagSeconds: Double?, maxLagSeconds: Double?) {
-        self.exporter = exporter
-        self.spans = spans
-        self.delivered = delivered
-        self.rejected = rejected
-        self.missing = missing
-        self.inFlight = inFlight
-        self.p50LagSeconds = p50LagSeconds
-        self.p95LagSeconds = p95LagSeconds
-        self.maxLagSeconds = maxLagSeconds
-    }
-
     var json: JSONValue {
         func n(_ v: Double?) -> JSONValue { v.map { .number(ToolTiming.round($0)) } ?? .null }
         return ["exporter": .string(exporter), "spans": .number(Double(spans)), "delivered": .number(Double(delivered)),

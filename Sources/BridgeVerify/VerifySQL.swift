@@ -383,7 +383,7 @@ struct VerifySQL: Sendable {
     /// through the execution table's time indexes (`--since`, migration 0049).
     func traceIdsCorrelate(withFile: Bool, drivenByTasks: Bool = false) -> PostgresQuery? {
         let s = config.source
-        let execStatuses = config.results.executions?.statuses ?? ExecutionStatuses()
+        let execStatuses = config.results.executions?.statuses ?? .defaults
         let T = qq(s.table), K = q(s.key), TS = q(s.status.column)
         let TT = config.results.traceIdColumn.map(q)
         let groupFilter: PostgresQuery = s.groupColumn.map {

@@ -76,26 +76,20 @@ public struct VerifyScope: Sendable, Equatable {
     }
 }
 
-/// Options of one `bridge verify` run.
+/// Options of one `bridge verify` run. Every option has a default (the one `bridge verify`
+/// documents for its flag); callers start from `VerifyOptions()` and set what they change.
 public struct VerifyOptions: Sendable {
-    public var scope: VerifyScope
+    public var scope = VerifyScope()
     /// `--spans FILE`: reconcile stored traces against this export (JSONL or OTLP JSON).
     public var spansFile: String?
     /// `--max-export-lag`: the p95 limit from span end to exporter acknowledgement.
-    public var maxExportLagSeconds: Double
+    public var maxExportLagSeconds: Double = 30
     /// Examples kept per check.
-    public var maxExamples: Int
+    public var maxExamples = 5
     /// Database connections the checks are spread over (sharing one snapshot).
-    public var connections: Int
+    public var connections = 2
 
-    public init(scope: VerifyScope = .init(), spansFile: String? = nil, maxExportLagSeconds: Double = 30,
-                maxExamples: Int = 5, connections: Int = 2) {
-        self.scope = scope
-        self.connections = connections
-        self.spansFile = spansFile
-        self.maxExportLagSeconds = maxExportLagSeconds
-        self.maxExamples = maxExamples
-    }
+    public init() {}
 }
 
 /// A problem with the verify run's input (exit 2): a spans file that cannot be read, a bad flag.

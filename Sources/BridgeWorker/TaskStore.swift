@@ -174,14 +174,14 @@ public struct TaskStore: Sendable {
         let r = config.results.resultColumn
         let resultSet: PostgresQuery = """
             , \(q(r)) = CASE WHEN coalesce(x.\(q(Lease.attempts)), 0) >= \(maxAttempts)::int
-                THEN jsonb_build_object('error', 'lease expired on attempt ' || coalesce(x.\(q(Lease.attempts)), 0) || ' (worker ' || coalesce(x.\(q(Lease.workerId)), '?') || '); no attempts left', 'error_type', 'LeaseExpired')
+                THEN jsonb_build_object('error', 'lease expired on attempt ' || coalesce(x.\(q(Lease.attempts)), 0) || ' (worker ' || coalesce(x.\(q(Lease.workerId)), '?') || '); no attempts left', 'error_type', \(FailureType.leaseExpired.rawValue)::text)
                 ELSE x.\(q(r)) END
             """
         var executionsCTE: PostgresQuery = ""
         if let e = config.results.executions {
             let statusColumn = e.columns.status
             var sets: [PostgresQuery] = ["\(q(statusColumn)) = \(e.statuses.failedRetriable)"]
-            if let c = e.columns.errorType { sets.append("\(q(c)) = 'LeaseExpired'") }
+            if let c = e.columns.errorType { sets.append("\(q(c)) = \(FailureType.leaseExpired.rawValue)") }
             if let c = e.columns.errorMessage { sets.append("\(q(c)) = 'the worker stopped renewing its lease'") }
             if let c = e.columns.completedAt { sets.append("\(q(c)) = now()") }
             executionsCTE = """
@@ -361,17 +361,7 @@ public struct TaskStore: Sendable {
         public var errorType: FailureType?
         public var completedAt: Date
         public var durationSeconds: Double
-
-        public init(status: ExecutionStatus, result: JSONValue, tokenUsage: JSONValue, errorMessage: String?,
-                    errorType: FailureType?, completedAt: Date, durationSeconds: Double) {
-            self.status = status
-            self.result = result
-            self.tokenUsage = tokenUsage
-            self.errorMessage = errorMessage
-            self.errorType = errorType
-            self.completedAt = completedAt
-            self.durationSeconds = durationSeconds
-        }
+        // Built only inside BridgeWorker (an attempt's end, a re-run): the memberwise init serves.
     }
 
     /// The outcome of one attempt, written atomically with the task's new state.

@@ -3,45 +3,32 @@ import BridgeRunner
 import BridgeTracing
 import Foundation
 
-/// Settings for one `bridge exec` process.
+/// Settings for one `bridge exec` process. Every setting has a default (the one `bridge exec`
+/// documents for its flag); callers start from `WorkerOptions()` and set what they change.
 public struct WorkerOptions: Sendable {
     /// Runs at most this many tasks at once (and never claims more than free slots).
-    public var concurrency: Int
+    public var concurrency = 4
     /// A task that failed retriably (or whose lease expired) this many times is marked failed.
-    public var maxAttempts: Int
+    public var maxAttempts = 3
     /// Only these task keys (empty: all pending tasks).
-    public var taskKeys: [String]
+    public var taskKeys: [String] = []
     /// Stop after this many tasks (nil: drain everything).
     public var limit: Int?
     /// How long a claim is valid without a heartbeat (heartbeats run every lease/3).
-    public var leaseSeconds: Double
+    public var leaseSeconds: Double = 60
     /// Keep running and wait for new tasks (LISTEN/NOTIFY when installed, plus polling).
-    public var watch: Bool
+    public var watch = false
     /// On SIGTERM/SIGINT: how long in-flight runs may take before they are released.
-    public var drainTimeout: Double
+    public var drainTimeout: Double = 30
     /// Backstop polling interval; nil: 2 s without NOTIFY, 20 s with it.
     public var pollInterval: Double?
     /// Retry backoff: first delay and cap, in seconds.
-    public var retryBaseSeconds: Double
-    public var retryMaxSeconds: Double
+    public var retryBaseSeconds: Double = 2
+    public var retryMaxSeconds: Double = 300
     /// Recorded on every claim (`bridge_worker_id`).
-    public var workerId: String
+    public var workerId = WorkerIdentity.make()
 
-    public init(concurrency: Int = 4, maxAttempts: Int = 3, taskKeys: [String] = [], limit: Int? = nil,
-                leaseSeconds: Double = 60, watch: Bool = false, drainTimeout: Double = 30, pollInterval: Double? = nil,
-                retryBaseSeconds: Double = 2, retryMaxSeconds: Double = 300, workerId: String = WorkerIdentity.make()) {
-        self.concurrency = concurrency
-        self.maxAttempts = maxAttempts
-        self.taskKeys = taskKeys
-        self.limit = limit
-        self.leaseSeconds = leaseSeconds
-        self.watch = watch
-        self.drainTimeout = drainTimeout
-        self.pollInterval = pollInterval
-        self.retryBaseSeconds = retryBaseSeconds
-        self.retryMaxSeconds = retryMaxSeconds
-        self.workerId = workerId
-    }
+    public init() {}
 }
 
 /// What one `bridge exec` did.

@@ -42,14 +42,12 @@ extension Bridge {
                 Exit status: 0 approved, 1 not a pending request of bridge's, 2 bad flags, mappings or connection.
                 """
         )
-        @OptionGroup var options: ApprovalOptions
-        @Argument(help: ArgumentHelp("The request's key (see `bridge approvals list`).", valueName: "id"))
-        var id: String
+        @OptionGroup var request: DecisionArguments
         @Option(help: ArgumentHelp("A note stored in the response column.", valueName: "text"))
         var message: String?
 
         func run() async throws {
-            try await decide(options, id: id, approve: true, message: message)
+            try await request.decide(approve: true, message: message)
         }
     }
 
@@ -64,31 +62,36 @@ extension Bridge {
                 Exit status: 0 rejected, 1 not a pending request of bridge's, 2 bad flags, mappings or connection.
                 """
         )
-        @OptionGroup var options: ApprovalOptions
-        @Argument(help: ArgumentHelp("The request's key (see `bridge approvals list`).", valueName: "id"))
-        var id: String
+        @OptionGroup var request: DecisionArguments
         @Option(help: ArgumentHelp("What the model is told instead of the default rejection message.", valueName: "text"))
         var message: String?
 
         func run() async throws {
-            try await decide(options, id: id, approve: false, message: message)
+            try await request.decide(approve: false, message: message)
         }
     }
 }
 
-/// Approves or rejects one request, as the current OS user.
-func decide(_ options: ApprovalOptions, id: String, approve: Bool, message: String?) async throws {
-    try await runReportingErrors {
-        let store = try options.store()
-        let by = (ProcessInfo.processInfo.environment["USER"] ?? NSUserName()) + " (bridge approve)"
-        let ok = try await PostgresConnection.withConnection(options.connection.config(applicationName: "bridge-approvals")) { c in
-            try await store.decide(on: c, requestKey: id, approve: approve, message: message, by: by)
+/// The request `bridge approve` and `bridge reject` decide, and where it is.
+struct DecisionArguments: ParsableArguments {
+    @OptionGroup var options: ApprovalOptions
+    @Argument(help: ArgumentHelp("The request's key (see `bridge approvals list`).", valueName: "id"))
+    var id: String
+
+    /// Approves or rejects the request, as the current OS user.
+    func decide(approve: Bool, message: String?) async throws {
+        try await runReportingErrors {
+            let store = try options.store()
+            let by = (ProcessInfo.processInfo.environment["USER"] ?? NSUserName()) + " (bridge approve)"
+            let ok = try await PostgresConnection.withConnection(options.connection.config(applicationName: "bridge-approvals")) { c in
+                try await store.decide(on: c, requestKey: id, approve: approve, message: message, by: by)
+            }
+            guard ok else {
+                FileHandle.standardError.write(Data("bridge: error: \(id) is not a pending approval request of bridge's (see `bridge approvals list`)\n".utf8))
+                throw ExitCode(ExitStatus.failed.rawValue)
+            }
+            print("\(approve ? "approved" : "rejected") \(id); the paused run resumes on the next `bridge exec`")
         }
-        guard ok else {
-            FileHandle.standardError.write(Data("bridge: error: \(id) is not a pending approval request of bridge's (see `bridge approvals list`)\n".utf8))
-            throw ExitCode(ExitStatus.failed.rawValue)
-        }
-        print("\(approve ? "approved" : "rejected") \(id); the paused run resumes on the next `bridge exec`")
     }
 }
 

@@ -189,9 +189,15 @@ extension Bridge {
                     for line in try await app.dryRun(keys: task, limit: limit ?? 1_000) { print(line) }
                     return
                 }
-                let options = WorkerOptions(concurrency: concurrency, maxAttempts: maxAttempts, taskKeys: task, limit: limit,
-                                            leaseSeconds: lease, watch: watch, drainTimeout: drainTimeout,
-                                            pollInterval: pollInterval)
+                var options = WorkerOptions()
+                options.concurrency = concurrency
+                options.maxAttempts = maxAttempts
+                options.taskKeys = task
+                options.limit = limit
+                options.leaseSeconds = lease
+                options.watch = watch
+                options.drainTimeout = drainTimeout
+                options.pollInterval = pollInterval
                 let metrics = try metricsAddr.map { try PrometheusEndpoint.serve(hostPort: $0) }
                 defer { metrics?.stop() }
                 if let metrics { Self.log("metrics on http://\(metrics.address)/metrics") }

@@ -69,9 +69,11 @@ extension Bridge {
 
         func run() async throws {
             try await runReportingErrors {
-                let scope = VerifyScope(since: since.flatMap(Since.parse), task: task, workspace: workspace)
-                let options = VerifyOptions(scope: scope, spansFile: spans, maxExportLagSeconds: maxExportLag,
-                                            connections: jobs)
+                var options = VerifyOptions()
+                options.scope = VerifyScope(since: since.flatMap(Since.parse), task: task, workspace: workspace)
+                options.spansFile = spans
+                options.maxExportLagSeconds = maxExportLag
+                options.connections = jobs
                 let report = try await Verifier.run(mappingsDirectory: mappings,
                                                     connection: connection.config(applicationName: "bridge-verify"),
                                                     options: options)

@@ -49,7 +49,7 @@ struct WorkerPartsTests {
         RunExecutor(config: config, bridge: DatabaseToSDKBridge(config: config), store: TaskStore(config: config),
                     approvals: ApprovalStore(config: config), connect: { try await TestDatabase.connect(url) }, pool: pool,
                     model: model, toolsFactory: { _ in CompositeToolExecutor() }, mcp: nil, secrets: [],
-                    options: WorkerOptions(concurrency: 2, maxAttempts: 3))
+                    options: WorkerOptions())  // maxAttempts 3: the default
     }
 
     @Test func aFailedRunRecordsItsFailureAndItsConnectionGoesBackToThePool() async throws {

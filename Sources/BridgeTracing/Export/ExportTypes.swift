@@ -85,10 +85,6 @@ public enum ExportResult: Sendable, Equatable {
 public struct ExportFatalError: BridgeError, Sendable {
     public var exporter: String
     public var message: String
-    public init(exporter: String, message: String) {
-        self.exporter = exporter
-        self.message = message
-    }
     public var exitStatus: ExitStatus { .failed }
     public var description: String { "\(exporter) exporter: \(message)" }
 }

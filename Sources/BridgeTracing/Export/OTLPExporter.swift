@@ -21,19 +21,18 @@ import Foundation
 public struct OTLPExporter: TraceExporter {
     public let name = "otlp"
     public let endpoint: String
-    public var batchSize: Int
-    public let serviceName: String
     let headers: [(String, String)]
     let client: HTTPClient
+    /// The resource's `service.name` (`OTEL_SERVICE_NAME`).
+    public var serviceName = "bridge"
+    public var batchSize = 512
+    /// Deadline of one request.
     public var requestTimeout: Duration = .seconds(30)
 
-    public init(endpoint: String, headers: [(String, String)] = [], serviceName: String = "bridge",
-                client: HTTPClient, batchSize: Int = 512) {
+    public init(endpoint: String, headers: [(String, String)] = [], client: HTTPClient) {
         self.endpoint = endpoint
         self.headers = headers
-        self.serviceName = serviceName
         self.client = client
-        self.batchSize = batchSize
     }
 
     /// The endpoint without user info or query (which may hold credentials).
@@ -53,8 +52,9 @@ public struct OTLPExporter: TraceExporter {
     /// and `OTEL_EXPORTER_OTLP_TRACES_HEADERS` (which wins per key); `OTEL_SERVICE_NAME`.
     public static func fromEnvironment(_ env: Environment, client: HTTPClient) -> OTLPExporter? {
         guard let (endpoint, headers) = configuration(signal: "traces", env) else { return nil }
-        return OTLPExporter(endpoint: endpoint, headers: headers, serviceName: env["OTEL_SERVICE_NAME"] ?? "bridge",
-                            client: client)
+        var exporter = OTLPExporter(endpoint: endpoint, headers: headers, client: client)
+        if let service = env["OTEL_SERVICE_NAME"] { exporter.serviceName = service }
+        return exporter
     }
 
     /// Where OTLP/HTTP sends `signal` (`traces`, `metrics`), as the OpenTelemetry SDKs read the
@@ -142,15 +142,15 @@ public struct OTLPExporter: TraceExporter {
         var name = type.isEmpty ? "span" : type
         var kind = 1  // SPAN_KIND_INTERNAL
         func str(_ k: String) -> String? { data[k]?.stringValue }
-        switch type {
-        case "agent":
+        switch r.kind {
+        case .agent:
             let agent = str("name") ?? ""
             name = "invoke_agent \(agent)"
             attrs += [("gen_ai.operation.name", "invoke_agent"), ("gen_ai.agent.name", .string(agent))]
             if let t = data["tools"], !t.isNull { attrs.append(("bridge.agent.tools", t)) }
             if let h = data["handoffs"], !h.isNull { attrs.append(("bridge.agent.handoffs", h)) }
             if let o = str("output_type") { attrs.append(("bridge.agent.output_type", .string(o))) }
-        case "generation", "response":
+        case .generation, .response:
             let model = str("model")
             name = model.map { "chat \($0)" } ?? "chat"
             kind = 3  // SPAN_KIND_CLIENT
@@ -166,20 +166,20 @@ public struct OTLPExporter: TraceExporter {
             if let config = data["model_config"], config != [:], !config.isNull {
                 attrs.append(("bridge.model_config", .string(config.compact)))
             }
-        case "function":
+        case .function:
             let tool = str("name") ?? ""
             name = "execute_tool \(tool)"
             attrs += [("gen_ai.operation.name", "execute_tool"), ("gen_ai.tool.name", .string(tool)), ("gen_ai.tool.type", "function")]
             if let input = data["input"], !input.isNull { attrs.append(("gen_ai.tool.call.arguments", .string(input.templateText))) }
             if let output = data["output"], !output.isNull { attrs.append(("gen_ai.tool.call.result", .string(output.templateText))) }
-        case "handoff":
+        case .handoff:
             name = "agent_handoff"
             if let from = str("from_agent") { attrs += [("gen_ai.handoff.from_agent", .string(from)), ("gen_ai.agent.name", .string(from))] }
             if let to = str("to_agent") { attrs.append(("gen_ai.handoff.to_agent", .string(to))) }
-        case "custom":
+        case .custom:
             name = str("name") ?? "custom"
             flatten(data["data"] ?? .null, prefix: "bridge.data", into: &attrs)
-        default:
+        case .guardrail, .mcpTools, .transcription, .speech, .speechGroup, nil:
             for (k, v) in data.sorted(by: { $0.key < $1.key }) where k != "type" {
                 flatten(v, prefix: "bridge.\(type).\(k)", into: &attrs)
             }

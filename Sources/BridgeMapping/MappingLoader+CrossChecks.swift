@@ -1,0 +1,161 @@
+import BridgeCore
+import BridgeTraceModel
+import BridgePostgres
+import Foundation
+import Yams
+
+// The checks across sections and files once everything is read, and the merged `MappingConfig`.
+extension LoadState {
+    mutating func finish() -> MappingConfig? {
+        let firstFile = files.first ?? "<mappings>"
+        func issue(_ loc: MappingLocation, _ message: String) { issues.append(MappingIssue(loc, message)) }
+        func loc(_ origin: MappingLocation, _ path: String) -> MappingLocation {
+            let full = origin.path.isEmpty ? path : origin.path + "." + path
+            return locations[origin.file + "#" + full] ?? origin
+        }
+        if unparsedFiles { return nil }
+        if source == nil && sections["source"] == nil {
+            issue(MappingLocation(file: firstFile, line: 1, column: 1, path: ""), "missing section 'source' (in any mapping file)")
+        }
+        if results == nil && sections["results"] == nil {
+            issue(MappingLocation(file: firstFile, line: 1, column: 1, path: ""), "missing section 'results' (in any mapping file)")
+        }
+        if agents.isEmpty && !issues.contains(where: { $0.path.hasPrefix("agents") }) {
+            issue(MappingLocation(file: firstFile, line: 1, column: 1, path: ""), "no agents defined (in any mapping file)")
+        }
+        // Duplicate names.
+        var agentByName: [String: AgentMapping] = [:]
+        var agentByMatch: [String: AgentMapping] = [:]
+        for a in agents {
+            if let first = agentByName[a.name] {
+                issue(loc(a.origin, "name"), "duplicate agent name '\(a.name)' (first defined at \(first.origin))")
+            } else { agentByName[a.name] = a }
+            if let first = agentByMatch[a.match], first.name != a.name {
+                issue(loc(a.origin, a.match == a.name ? "name" : "match"),
+                      "agents '\(first.name)' and '\(a.name)' both match '\(a.match)'")
+            } else if agentByMatch[a.match] == nil { agentByMatch[a.match] = a }
+        }
+        var toolByName: [String: ToolMapping] = [:]
+        for t in tools {
+            if let first = toolByName[t.name] {
+                issue(loc(t.origin, "name"), "duplicate tool name '\(t.name)' (first defined at \(first.origin))")
+            } else { toolByName[t.name] = t }
+        }
+        var serverByName: [String: MCPServerMapping] = [:]
+        for server in mcpServers {
+            if let first = serverByName[server.name] {
+                issue(loc(server.origin, "name"), "duplicate MCP server name '\(server.name)' (first defined at \(first.origin))")
+            } else { serverByName[server.name] = server }
+            for (i, t) in (server.allowedTools ?? []).enumerated() where toolByName[t] != nil {
+                issue(loc(server.origin, "tool_filter.allowed[\(i)]"),
+                      "MCP tool '\(t)' has the same name as the YAML tool defined at \(toolByName[t]!.origin)")
+            }
+        }
+        // References from agents.
+        for a in agents {
+            for (i, name) in a.mcpServers.enumerated() {
+                let l = loc(a.origin, "mcp_servers[\(i)]")
+                if serverByName[name] == nil {
+                    var msg = "unknown MCP server '\(name)'"
+                    if let near = nearest(name, in: mcpServers.map(\.name)) { msg += " (did you mean '\(near)'?)" }
+                    issue(l, msg)
+                } else if a.mcpServers[..<i].contains(name) {
+                    issue(l, "MCP server '\(name)' is listed twice")
+                }
+            }
+            var handoffToolNames: [String: String] = [:]
+            for (i, h) in a.handoffs.enumerated() {
+                let l = loc(a.origin, "handoffs[\(i)]")
+                let at = locations[l.file + "#" + l.path + ".agent"] ?? l
+                guard agentByName[h.agent] != nil else {
+                    var msg = "unknown agent '\(h.agent)'"
+                    if let near = nearest(h.agent, in: agents.map(\.name)) { msg += " (did you mean '\(near)'?)" }
+                    issue(at, msg)
+                    continue
+                }
+                let toolName = HandoffSpec.defaultToolName(for: h.agent)
+                if let other = handoffToolNames[toolName] {
+                    issue(at, "handoffs to '\(other)' and '\(h.agent)' would both be called '\(toolName)'")
+                }
+                handoffToolNames[toolName] = h.agent
+            }
+            for (i, name) in a.tools.enumerated() {
+                let l = loc(a.origin, "tools[\(i)]")
+                guard let t = toolByName[name] else {
+                    var msg = "unknown tool '\(name)'"
+                    if let near = nearest(name, in: tools.map(\.name)) { msg += " (did you mean '\(near)'?)" }
+                    issue(l, msg)
+                    continue
+                }
+                if a.tools[..<i].contains(name) { issue(l, "tool '\(name)' is listed twice") }
+                if handoffToolNames[name] != nil { issue(l, "tool '\(name)' has the same name as a handoff tool") }
+                if case .hosted(let h) = t.implementation, a.modelAPI == .chatCompletions {
+                    issue(l, "hosted tool '\(name)' (\(h.type)) needs model_api responses, but this agent uses chat_completions")
+                }
+            }
+            if case .stopAtToolNames(let names) = a.toolUseBehavior {
+                // With MCP servers, their tools count too: checked against the live servers.
+                for (i, n) in names.enumerated() where !a.tools.contains(n) && a.mcpServers.isEmpty {
+                    issue(loc(a.origin, "tool_use_behavior.stop_at_tool_names[\(i)]"),
+                          "'\(n)' is not one of this agent's tools")
+                }
+            }
+        }
+        for (l, message) in Self.guardrailIssues(guardrails, agents: agents, agentByName: agentByName, loc: loc) {
+            issue(l, message)
+        }
+        if approvals == nil, sections["approvals"] == nil, let t = tools.first(where: { !$0.needsApproval.isNever }) {
+            issue(loc(t.origin, "needs_approval"), "tool '\(t.name)' needs approval, but no 'approvals' section says where requests go")
+        }
+        if let s = source, let d = s.agentSelection?.defaultAgent, agentByName[d] == nil {
+            var msg = "unknown agent '\(d)'"
+            if let near = nearest(d, in: agents.map(\.name)) { msg += " (did you mean '\(near)'?)" }
+            issue(loc(s.origin, "agent_selection.default_agent"), msg)
+        }
+        if let h = handoffsTable, source != nil, source?.agentSelection == nil {
+            issue(h.origin, "handoffs_table needs source.agent_selection (edges are matched through agent rows)")
+        }
+        guard let source, let results else { return nil }
+        return MappingConfig(version: MappingLoader.currentVersion, source: source, results: results,
+                             tracing: tracing ?? TracingMapping(), handoffsTable: handoffsTable, agents: agents,
+                             tools: tools, guardrails: guardrails, approvals: approvals, backfill: backfill,
+                             mcpServers: mcpServers, files: files, locations: locations)
+    }
+
+    /// Guardrail names are unique; agents name existing guardrails; an agent guardrail names an
+    /// agent whose output_type has a boolean `tripwire_triggered`.
+    static func guardrailIssues(_ guardrails: [GuardrailMapping], agents: [AgentMapping],
+                                agentByName: [String: AgentMapping],
+                                loc: (MappingLocation, String) -> MappingLocation) -> [(MappingLocation, String)] {
+        var out: [(MappingLocation, String)] = []
+        func issue(_ l: MappingLocation, _ m: String) { out.append((l, m)) }
+        var byName: [String: GuardrailMapping] = [:]
+        for g in guardrails {
+            if let first = byName[g.name] {
+                issue(loc(g.origin, "name"), "duplicate guardrail name '\(g.name)' (first defined at \(first.origin))")
+            } else { byName[g.name] = g }
+            guard case .agent(let agentName) = g.implementation else { continue }
+            guard let agent = agentByName[agentName] else {
+                var msg = "unknown agent '\(agentName)'"
+                if let near = nearest(agentName, in: Array(agentByName.keys).sorted()) { msg += " (did you mean '\(near)'?)" }
+                issue(loc(g.origin, "agent"), msg)
+                continue
+            }
+            let tripwire = agent.outputType?.schema["properties"]?["tripwire_triggered"]
+            let required = (agent.outputType?.schema["required"]?.arrayValue ?? []).contains("tripwire_triggered")
+            if tripwire?["type"]?.stringValue != "boolean" || !required {
+                issue(loc(g.origin, "agent"), "guardrail agent '\(agentName)' needs an output_type with a required boolean property 'tripwire_triggered'")
+            }
+        }
+        for a in agents {
+            for (key, names) in [("input_guardrails", a.inputGuardrails), ("output_guardrails", a.outputGuardrails)] {
+                for (i, n) in names.enumerated() where byName[n] == nil {
+                    var msg = "unknown guardrail '\(n)'"
+                    if let near = nearest(n, in: guardrails.map(\.name)) { msg += " (did you mean '\(near)'?)" }
+                    issue(loc(a.origin, "\(key)[\(i)]"), msg)
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,56 @@
+import BridgeTraceModel
+import BridgeCore
+import BridgeMetrics
+import BridgePostgres
+import Foundation
+
+// Rejected items: counting them and sending them again (`bridge export --retry-rejected`).
+extension ExportPump {
+    /// How many traces and spans `exporter` has recorded as rejected (all time).
+    public static func rejectedCount(exporter: String, connection: PostgresConnection) async throws -> ExportBacklog {
+        let row = try await connection.query("""
+            SELECT (SELECT count(*) FROM bridge.trace_deliveries WHERE exporter = \(exporter) AND status = 'rejected') AS traces,
+                   (SELECT count(*) FROM bridge.span_deliveries WHERE exporter = \(exporter) AND status = 'rejected') AS spans
+            """).first
+        return ExportBacklog(traces: row?.int("traces") ?? 0, spans: row?.int("spans") ?? 0)
+    }
+
+    /// Makes every `rejected` row of `exporter` undelivered again, so the next pump sends those
+    /// items once more (after the cause was fixed): their delivery rows are deleted and the
+    /// exporter's position moves back to just before the earliest of them (the delivered rows
+    /// in between are read again and passed over, not sent again). One transaction; a pump
+    /// running meanwhile notices the moved position (`save`). Returns how many rows were cleared.
+    public static func retryRejected(exporter: String, connection: PostgresConnection) async throws -> Int {
+        try await connection.transaction { c in
+            var n = 0
+            for (table, key, deliveries, column) in [("bridge.traces", "trace_id", "bridge.trace_deliveries", "trace"),
+                                                     ("bridge.spans", "span_id", "bridge.span_deliveries", "span")] {
+                let rows = try c.query("""
+                    WITH gone AS (
+                        DELETE FROM \(unsafeRaw: deliveries) WHERE exporter = \(exporter) AND status = 'rejected' RETURNING \(unsafeRaw: key) AS id
+                    ), earliest AS (
+                        SELECT x.txid, x.\(unsafeRaw: key) AS id FROM \(unsafeRaw: table) x JOIN gone g ON g.id = x.\(unsafeRaw: key)
+                        ORDER BY x.txid NULLS FIRST, x.\(unsafeRaw: key) LIMIT 1
+                    ), target AS (
+                        -- Just before the earliest: before its transaction's rows, or (rows stored
+                        -- before migration 0047) after the legacy row before it.
+                        SELECT e.txid, CASE WHEN e.txid IS NOT NULL THEN '' ELSE coalesce((
+                                 SELECT x.\(unsafeRaw: key) FROM \(unsafeRaw: table) x WHERE x.txid IS NULL AND x.\(unsafeRaw: key) < e.id
+                                 ORDER BY x.txid DESC, x.\(unsafeRaw: key) DESC LIMIT 1), '') END AS id
+                        FROM earliest e
+                    ), moved AS (
+                        UPDATE bridge.export_positions p SET \(unsafeRaw: column)_txid = t.txid, \(unsafeRaw: column)_id = t.id, updated_at = now()
+                        FROM target t
+                        WHERE p.exporter = \(exporter)
+                          AND CASE WHEN t.txid IS NULL THEN p.\(unsafeRaw: column)_txid IS NOT NULL OR p.\(unsafeRaw: column)_id > t.id
+                                   ELSE (p.\(unsafeRaw: column)_txid, p.\(unsafeRaw: column)_id) > (t.txid, t.id) END
+                        RETURNING 1
+                    )
+                    SELECT (SELECT count(*) FROM gone) AS n, (SELECT count(*) FROM moved) AS moved
+                    """)
+                n += rows.first?.int("n") ?? 0
+            }
+            return n
+        }
+    }
+}
