@@ -238,7 +238,7 @@ public struct Backfiller: Sendable {
                 for t in batch.traces {
                     p.tasks += 1
                     p.spans += t.spans.count
-                    p.functionSpans += t.spans.filter { $0.type == "function" }.count
+                    p.functionSpans += t.spans.filter { $0.kind == .function }.count
                     if p.sample.count < sampleSize { p.sample.append(t.exportJSON.compact) }
                 }
                 p.skipped += batch.skipped.count

@@ -89,7 +89,7 @@ public struct BackfillTraceBuilder: Sendable {
         spans.reserveCapacity(4 + run.toolCalls.count)
         func add(_ slot: String, parent: String?, _ start: Date, _ end: Date, _ data: SpanData, error: SpanError? = nil) {
             let data = sensitive ? data : data.redacted()
-            let error = error.map { sensitive ? $0 : $0.redacted(spanType: data.type) }
+            let error = error.map { sensitive ? $0 : $0.redacted(spanKind: data.kind) }
             spans.append(SpanRecord(id: SpanID.derived(traceId: traceId, slot: slot), traceId: traceId, parentId: parent,
                                     startedAt: start, endedAt: end, spanData: scrub(data.json()), error: error.map { scrub($0.json) }))
         }
