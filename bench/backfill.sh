@@ -13,41 +13,31 @@
 #
 #   bench/backfill.sh [WORKSPACES] [TASKS_PER_WORKSPACE]
 # Needs: PostgreSQL server binaries; builds bridge in release mode if needed.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/lib/pg.sh
+. "$(dirname "$0")/lib.sh"
 WORKSPACES=${1:-50}
 TASKS=${2:-2000}
-BRIDGE=${BRIDGE:-$PWD/.build/release/bridge}
-[ -x "$BRIDGE" ] || swift build -c release --static-swift-stdlib --product bridge >/dev/null
-WORK=$(mktemp -d /tmp/bridge-bench-backfill.XXXXXX)
-trap 'pg_stop "$WORK"; rm -rf "$WORK"' EXIT
-pg_start "$WORK"
-URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
-q() { psql "$URL" -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
+bench_start backfill
+URL=$(url bench)
 
-echo "bench: seeding $WORKSPACES workspaces x $TASKS tasks..." >&2
-q -f examples/reference-schema.sql
-q -v workspaces="$WORKSPACES" -v tasks_per_workspace="$TASKS" -f examples/reference-seed.sql
-"$BRIDGE" migrate --database-url "$URL" --dir migrations >/dev/null 2>&1
-q -c "VACUUM ANALYZE"
-HIST=$(q -c "SELECT count(*) FROM tasks WHERE status IN ('completed', 'failed')")
-LOGS=$(q -c "SELECT count(*) FROM execution_logs WHERE type = 'tool_call'")
+log "seeding $WORKSPACES workspaces x $TASKS tasks..."
+migrated_db bench "$WORKSPACES" "$TASKS"
+q bench -c "VACUUM ANALYZE"
+HIST=$(q bench -c "SELECT count(*) FROM tasks WHERE status IN ('completed', 'failed')")
+LOGS=$(q bench -c "SELECT count(*) FROM execution_logs WHERE type = 'tool_call'")
 
-echo "bench: bridge exec --backfill ($HIST historical tasks)..." >&2
-t0=$(date +%s.%N)
+log "bridge exec --backfill ($HIST historical tasks)..."
+t0=$(now)
 "$BRIDGE" exec --backfill --database-url "$URL" --mappings mappings >"$WORK/backfill.out" 2>"$WORK/backfill.err" \
   || { cat "$WORK/backfill.err" >&2; exit 1; }
-t1=$(date +%s.%N)
-B_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b - a}')
-SPANS=$(q -c "SELECT count(*) FROM bridge.spans")
-TRACED=$(q -c "SELECT count(*) FROM tasks WHERE openai_trace_id IS NOT NULL")
+B_S=$(since "$t0")
+SPANS=$(q bench -c "SELECT count(*) FROM bridge.spans")
+TRACED=$(q bench -c "SELECT count(*) FROM tasks WHERE openai_trace_id IS NOT NULL")
 AGAIN=$("$BRIDGE" exec --backfill --database-url "$URL" --mappings mappings 2>/dev/null)
 
 # bare_insert ID_EXPR: ONE INSERT ... SELECT of $SPANS rows into a fresh copy of bridge.spans; prints seconds.
 bare_insert() {
-  q -c "DROP TABLE IF EXISTS bench_spans" -c "CREATE TABLE bench_spans (LIKE bridge.spans INCLUDING DEFAULTS INCLUDING INDEXES)" -c "CHECKPOINT"
-  q <<SQL | awk '/^Time:/ {printf "%.2f", $2 / 1000}'
+  q bench -c "DROP TABLE IF EXISTS bench_spans" -c "CREATE TABLE bench_spans (LIKE bridge.spans INCLUDING DEFAULTS INCLUDING INDEXES)" -c "CHECKPOINT"
+  q bench <<SQL | awk '/^Time:/ {printf "%.2f", $2 / 1000}'
 \\timing on
 INSERT INTO bench_spans (span_id, trace_id, parent_id, started_at, ended_at, span_data, error)
 SELECT 'span_' || $1, 'trace_' || left(md5((g / 5)::text), 32), NULL, now() - interval '30 seconds', now(),

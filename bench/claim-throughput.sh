@@ -12,40 +12,21 @@
 #      execution started_at - task created_at (same machine clock), p50/p95, with the NOTIFY
 #      trigger and then without it (polling every 2 s).
 # BRIDGE=path overrides the binary (default: release build, built if missing).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/lib/pg.sh
+. "$(dirname "$0")/lib.sh"
 TASKS=${1:-5000}
 CONC=${2:-16}
 INSERTS=${3:-20}
-export PATH="/opt/swift/usr/bin:$PATH"
-if [ -z "${BRIDGE:-}" ]; then
-  [ -x .build/release/bridge ] || swift build -c release --static-swift-stdlib --product bridge >/dev/null
-  BRIDGE="$PWD/.build/release/bridge"
-fi
-WORK=$(mktemp -d /tmp/bridge-bench.XXXXXX)
 WATCH_PID=""
-cleanup() { [ -n "$WATCH_PID" ] && kill "$WATCH_PID" 2>/dev/null; pg_stop "$WORK"; rm -rf "$WORK"; }
-trap cleanup EXIT
-pg_start "$WORK" >/dev/null
-psql "$PG_URL" -X -q -c "CREATE DATABASE bench"
-DB="postgres://postgres@127.0.0.1:$PG_PORT/bench"
-psql "$DB" -X -q -v ON_ERROR_STOP=1 -f examples/reference-schema.sql
-"$BRIDGE" migrate --database-url "$DB" >/dev/null
-"$BRIDGE" migrate --database-url "$DB" --dir migrations/optional >/dev/null
-psql "$DB" -X -q -c "INSERT INTO workspaces (name, user_id) VALUES ('bench', gen_random_uuid())"
-MAP="$WORK/mappings"; mkdir -p "$MAP"
-cp mappings/bridge.yaml "$MAP/"
-cat > "$MAP/agents.yaml" <<'YAML'
-version: 1
-agents:
-  - name: Project Manager
-    match: Project Manager
-    instructions: Answer the task.
-    model: gpt-4.1
-YAML
+bench_cleanup() { [ -z "$WATCH_PID" ] || kill "$WATCH_PID" 2>/dev/null; }
+bench_start claim
+migrated_db bench
+"$BRIDGE" migrate --database-url "$(url bench)" --dir migrations/optional >/dev/null
+DB=$(url bench)
+q bench -c "INSERT INTO workspaces (name, user_id) VALUES ('bench', gen_random_uuid())"
+MAP="$WORK/mappings"
+noop_mappings "$MAP" "Project Manager"
 
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo), $(uname -sr); PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') (fsync off); $(date -u +%Y-%m-%dT%H:%MZ)"
+machine_line
 
 # 1. Throughput.
 psql "$DB" -X -q -c "INSERT INTO tasks (workspace_id, name, status) SELECT (SELECT id FROM workspaces LIMIT 1), 'bench ' || g, 'pending' FROM generate_series(1, $TASKS) g"

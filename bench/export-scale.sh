@@ -18,41 +18,23 @@
 #   2. 1,000-span batch: 1,000 new spans committed, then one `bridge export` delivers them:
 #      the poll statements' total, and the run's wall time.
 #   3. bridge verify --since 1h (the last hour holds 1,000 spans on both).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/lib/pg.sh
-export PATH="/opt/swift/usr/bin:$PATH"
+. "$(dirname "$0")/lib.sh"
 SMALL_SPANS=${SMALL_SPANS:-10000}
 LARGE_SPANS=${LARGE_SPANS:-1000000}
 IDLE_RUNS=${IDLE_RUNS:-7}
-if [ -z "${BRIDGE:-}" ]; then
-  [ -x .build/release/bridge ] || swift build -c release --product bridge >/dev/null
-  BRIDGE="$PWD/.build/release/bridge"
-fi
-WORK=$(mktemp -d /tmp/bridge-bench-export.XXXXXX)
-trap 'pg_stop "$WORK"; rm -rf "$WORK"' EXIT
-pg_start "$WORK" >/dev/null
+bench_start export
 LOG="$WORK/server.log"
-log() { echo "bench: $*" >&2; }
-q() { local db=$1; shift; psql "postgres://postgres@127.0.0.1:$PG_PORT/$db" -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
-url() { echo "postgres://postgres@127.0.0.1:$PG_PORT/$1"; }
-now() { date +%s.%N; }
-ms_since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", (b - a) * 1000 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # The durations (ms) of the export poll statements logged after line $1 of the server log.
 polls_after() { tail -n +"$(( $1 + 1 ))" "$LOG" | grep -o 'duration: [0-9.]* ms  execute <unnamed>: WITH h AS MATERIALIZED' | awk '{ print $2 }'; }
 lines() { wc -l < "$LOG"; }
 
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo), $(uname -sr); PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') (fsync off); load $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%dT%H:%MZ)"
+machine_line
 
 setup() {
   local db=$1 spans=$2 t0 chunks
   t0=$(now)
-  q postgres -c "CREATE DATABASE $db"
-  q "$db" -f examples/reference-schema.sql
-  q "$db" -v workspaces=1 -v tasks_per_workspace=20 -f examples/reference-seed.sql
-  "$BRIDGE" migrate --database-url "$(url "$db")" >/dev/null
+  migrated_db "$db" 1 20
   chunks=$(( (spans + 9999) / 10000 ))
   # History from 100 days ago up to 2 hours ago; 10,000 spans (1,000 traces) per transaction.
   q "$db" <<SQL

@@ -11,24 +11,14 @@
 #
 #   bench/migrate-live.sh [ROWS]
 # Needs: a built bridge (swift build -c release), PostgreSQL server binaries, pgbench.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/lib/pg.sh
+. "$(dirname "$0")/lib.sh"
 ROWS=${1:-1000000}
-BRIDGE=${BRIDGE:-$PWD/.build/release/bridge}
-[ -x "$BRIDGE" ] || swift build -c release --static-swift-stdlib --product bridge >/dev/null
-WORK=$(mktemp -d /tmp/bridge-bench.XXXXXX)
-trap 'pg_stop "$WORK"; rm -rf "$WORK"' EXIT
-trap 'exit 130' INT TERM
-pg_start "$WORK"
+bench_start migrate
 PGBENCH="$PG_BIN/pgbench"
 
 setup_db() { # $1 = database name
-  psql "$PG_URL" -X -q -c "CREATE DATABASE $1"
-  local url="postgres://postgres@127.0.0.1:$PG_PORT/$1"
-  psql "$url" -X -q -v ON_ERROR_STOP=1 -f examples/reference-schema.sql
-  psql "$url" -X -q -v ON_ERROR_STOP=1 -v workspaces=10 -v tasks_per_workspace=10 -f examples/reference-seed.sql
-  psql "$url" -X -q -v ON_ERROR_STOP=1 <<SQL
+  reference_db "$1" 10 10
+  q "$1" <<SQL
 INSERT INTO tasks (workspace_id, name, description, status, priority, context_data)
 SELECT (SELECT id FROM workspaces ORDER BY id LIMIT 1 OFFSET g % 10), 'bulk ' || g, 'bulk task ' || g,
        (ARRAY['pending','completed','failed'])[1 + g % 3], (ARRAY['low','medium','high'])[1 + g % 3],
@@ -38,7 +28,7 @@ CREATE TABLE bench_ids AS SELECT row_number() OVER () AS n, id FROM tasks;
 CREATE UNIQUE INDEX ON bench_ids (n);
 ANALYZE;
 SQL
-  echo "$url"
+  url "$1"
 }
 
 cat > "$WORK/writer.sql" <<SQL
@@ -82,7 +72,9 @@ URL_P=$(setup_db bench_peer)
 # The peer: each file in one transaction, CONCURRENTLY dropped (it cannot run in a transaction).
 mkdir -p "$WORK/peer"
 for f in migrations/*.sql; do
-  sed -e 's/\${tasks_table}/tasks/g' -e 's/\${executions_table}/task_executions/g' \
+  # The placeholders' defaults (Placeholders.defaults): the reference schema's names.
+  sed -E -e 's/\$\{tasks_table\}/tasks/g' -e 's/\$\{executions_table\}/task_executions/g' -e 's/\$\{tasks_key\}/id/g' \
+      -e 's/\$\{(tasks|executions)_([a-z_]+)_column\}/\2/g' \
       -e 's/CONCURRENTLY //g' -e '/bridge:no-transaction/d' "$f" > "$WORK/peer/$(basename "$f")"
 done
 peer_migrate() { for f in "$WORK"/peer/*.sql; do psql "$URL_P" -X -q -1 -v ON_ERROR_STOP=1 -f "$f" || return 1; done; }

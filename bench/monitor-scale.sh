@@ -14,32 +14,24 @@
 #
 #   bench/monitor-scale.sh [TASKS] [SECONDS]
 # Needs: PostgreSQL server binaries, root or the cluster's owner (to read the backend's /proc).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/lib/pg.sh
+. "$(dirname "$0")/lib.sh"
 N=${1:-1000000}
 SECONDS_IDLE=${2:-60}
-BRIDGE=${BRIDGE:-$PWD/.build/release/bridge}
-[ -x "$BRIDGE" ] || swift build -c release --static-swift-stdlib --product bridge >/dev/null
-WORK=$(mktemp -d /tmp/bridge-monitor-bench.XXXXXX)
 TAIL_PID=""
-trap '[ -n "$TAIL_PID" ] && kill "$TAIL_PID" 2>/dev/null; pg_stop "$WORK"; rm -rf "$WORK"' EXIT
-pg_start "$WORK"
+bench_cleanup() { [ -z "$TAIL_PID" ] || kill "$TAIL_PID" 2>/dev/null; }
+bench_start monitor
 TICK_MS=$(awk -v t="$(getconf CLK_TCK)" 'BEGIN{print 1000 / t}')
 
 for db in bench_empty bench_big; do
-  psql "$PG_URL" -X -q -c "CREATE DATABASE $db"
-  url="postgres://postgres@127.0.0.1:$PG_PORT/$db"
-  psql "$url" -X -q -v ON_ERROR_STOP=1 -f examples/reference-schema.sql
-  psql "$url" -X -q -c "INSERT INTO workspaces (name, user_id) VALUES ('w', gen_random_uuid())"
-  "$BRIDGE" migrate --database-url "$url" >/dev/null
+  migrated_db "$db"
+  q "$db" -c "INSERT INTO workspaces (name, user_id) VALUES ('w', gen_random_uuid())"
 done
-BIG="postgres://postgres@127.0.0.1:$PG_PORT/bench_big"
-EMPTY="postgres://postgres@127.0.0.1:$PG_PORT/bench_empty"
+BIG=$(url bench_big)
+EMPTY=$(url bench_empty)
 
-echo "bench: generating $N tasks, $N traces and $((N * 10)) spans (set-based)..." >&2
-t0=$(date +%s.%N)
-psql "$BIG" -X -q -v ON_ERROR_STOP=1 -v n="$N" <<'SQL'
+log "generating $N tasks, $N traces and $((N * 10)) spans (set-based)..."
+t0=$(now)
+q bench_big -v n="$N" <<'SQL'
 SET synchronous_commit = off;
 SET maintenance_work_mem = '1GB';
 INSERT INTO tasks (workspace_id, name, status, completed_at, openai_trace_id)
@@ -71,8 +63,7 @@ FROM generate_series(1, :n) g CROSS JOIN generate_series(0, 9) k;
 INSERT INTO bridge.exporters (name, target) VALUES ('otlp', 'http://collector:4318');
 VACUUM ANALYZE;
 SQL
-t1=$(date +%s.%N)
-psql "$BIG" -X -A -t -c "SELECT format('bench: generated in %s s: %s tasks, %s traces, %s spans, database %s', round(($t1 - $t0)::numeric, 1), (SELECT count(*) FROM tasks), (SELECT count(*) FROM bridge.traces), (SELECT count(*) FROM bridge.spans), pg_size_pretty(pg_database_size(current_database())))" >&2
+q bench_big -c "SELECT format('bench: generated in %s s: %s tasks, %s traces, %s spans, database %s', $(since "$t0"), (SELECT count(*) FROM tasks), (SELECT count(*) FROM bridge.traces), (SELECT count(*) FROM bridge.spans), pg_size_pretty(pg_database_size(current_database())))" >&2
 
 cpu_ms() { awk -v tick="$TICK_MS" '{print ($14 + $15) * tick}' "/proc/$1/stat"; }
 

@@ -19,10 +19,7 @@
 #   3. bridge verify --since 1h: seconds.
 #   4. bench/export-scale.sh, if present, for the export poll and batch figures.
 #   5. bridge prune --older-than PRUNE_DAYS d on the large ledger: spans/s.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/lib/pg.sh
-export PATH="/opt/swift/usr/bin:$PATH"
+. "$(dirname "$0")/lib.sh"
 LARGE_WORKSPACES=${LARGE_WORKSPACES:-500}
 LARGE_TASKS_PER_WORKSPACE=${LARGE_TASKS_PER_WORKSPACE:-2000}
 SMALL_WORKSPACES=${SMALL_WORKSPACES:-3}
@@ -30,38 +27,16 @@ SMALL_TASKS_PER_WORKSPACE=${SMALL_TASKS_PER_WORKSPACE:-1000}
 LEDGER_SPANS=${LEDGER_SPANS:-10000000}
 EXEC_TASKS=${EXEC_TASKS:-800}
 PRUNE_DAYS=${PRUNE_DAYS:-95}
-if [ -z "${BRIDGE:-}" ]; then
-  [ -x .build/release/bridge ] || swift build -c release --static-swift-stdlib --product bridge >/dev/null
-  BRIDGE="$PWD/.build/release/bridge"
-fi
-WORK=$(mktemp -d /tmp/bridge-bench-scale.XXXXXX)
-trap 'pg_stop "$WORK"; rm -rf "$WORK"' EXIT
-pg_start "$WORK" >/dev/null
-log() { echo "bench: $*" >&2; }
-q() { local db=$1; shift; psql "postgres://postgres@127.0.0.1:$PG_PORT/$db" -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
-url() { echo "postgres://postgres@127.0.0.1:$PG_PORT/$1"; }
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+bench_start scale
+MAP="$WORK/mappings"
+noop_mappings "$MAP" "Project Manager" Researcher "Content Specialist"
 
-MAP="$WORK/mappings"; mkdir -p "$MAP"
-cp mappings/bridge.yaml "$MAP/"
-cat > "$MAP/agents.yaml" <<'YAML'
-version: 1
-agents:
-  - {name: Project Manager, match: Project Manager, instructions: Answer the task., model: gpt-4.1}
-  - {name: Researcher, match: Researcher, instructions: Answer the task., model: gpt-4.1-mini}
-  - {name: Content Specialist, match: Content Specialist, instructions: Answer the task., model: gpt-4.1-mini}
-YAML
-
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo), $(uname -sr); PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') (fsync off); load $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%dT%H:%MZ)"
+machine_line
 
 setup() {
   local db=$1 ws=$2 tpw=$3 t0
   t0=$(now)
-  q postgres -c "CREATE DATABASE $db"
-  q "$db" -f examples/reference-schema.sql
-  q "$db" -v workspaces="$ws" -v tasks_per_workspace="$tpw" -f examples/reference-seed.sql
-  "$BRIDGE" migrate --database-url "$(url "$db")" >/dev/null
+  migrated_db "$db" "$ws" "$tpw"
   q "$db" -c "VACUUM ANALYZE"
   log "$db: $(q "$db" -c "SELECT count(*) FROM tasks") tasks seeded and migrated in $(since "$t0") s"
 }
@@ -153,7 +128,6 @@ PRUNE_LINE=$("$BRIDGE" prune --older-than "${PRUNE_DAYS}d" --quiet --database-ur
 PRUNE_T=$(since "$t0")
 PRUNED_SPANS=$(sed -E 's/.*removed [0-9]+ traces, ([0-9]+) spans.*/\1/' <<<"$PRUNE_LINE")
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 printf '\n| measure | small | large | large / small |\n|---|---|---|---|\n'
 printf '| tasks in the table | %s | %s | |\n' "$(q small -c "SELECT count(*) FROM tasks")" "$(q large -c "SELECT count(*) FROM tasks")"
 printf '| spans in the ledger | %s | %s | |\n' "$SMALL_SPANS" "$LARGE_SPANS"

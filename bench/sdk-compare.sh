@@ -26,9 +26,7 @@
 # SDK_VERSION (0.24.0), BENCH_VENV (reuse this virtualenv instead of making a fresh one),
 # KEEP_LOGS=1 (keep the work directory).
 # Needs: Swift (to build bridge), PostgreSQL server binaries, psql, python3 with venv, PyPI access.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/lib/pg.sh
+. "$(dirname "$0")/lib.sh"
 
 RUNS=200
 REPEAT=3
@@ -44,21 +42,12 @@ while [ $# -gt 0 ]; do
 done
 SDK_VERSION=${SDK_VERSION:-0.24.0}
 PYTHON=${PYTHON:-python3}
-BRIDGE=${BRIDGE:-$PWD/.build/release/bridge}
 TIME=/usr/bin/time
 [ -x "$TIME" ] || { echo "needs GNU time at /usr/bin/time (apt-get install time)" >&2; exit 2; }
-[ -x "$BRIDGE" ] || swift build -c release --static-swift-stdlib --product bridge >/dev/null
-
-WORK=$(mktemp -d /tmp/bridge-sdkbench.XXXXXX)
 STANDIN_PID=""
-cleanup() {
-  [ -n "$STANDIN_PID" ] && kill "$STANDIN_PID" 2>/dev/null && wait "$STANDIN_PID" 2>/dev/null || true
-  pg_stop "$WORK"
-  if [ "${KEEP_LOGS:-}" = 1 ]; then echo "logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-log() { echo "bench: $*" >&2; }
+bench_cleanup() { [ -z "$STANDIN_PID" ] || { kill "$STANDIN_PID" 2>/dev/null && wait "$STANDIN_PID" 2>/dev/null; }; }
+log "starting a throwaway PostgreSQL..."
+bench_start sdk
 
 # --- the Python side ------------------------------------------------------------------------
 if [ -n "${BENCH_VENV:-}" ] && [ -x "$BENCH_VENV/bin/python" ]; then
@@ -75,8 +64,6 @@ OPENAI_INSTALLED=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(
 PY_VERSION=$("$VENV/bin/python" -c 'import platform; print(platform.python_version())')
 
 # --- the database -----------------------------------------------------------------------------
-log "starting a throwaway PostgreSQL with the reference schema..."
-pg_start "$WORK"
 psql "$PG_URL" -X -q -v ON_ERROR_STOP=1 -f examples/reference-schema.sql >/dev/null
 psql "$PG_URL" -X -q -v ON_ERROR_STOP=1 -v workspaces=10 -v tasks_per_workspace=0 -f examples/reference-seed.sql >/dev/null
 "$BRIDGE" migrate --database-url "$PG_URL" --mappings bench/mappings >"$WORK/migrate.log" 2>&1 \
@@ -152,6 +139,21 @@ run_sdk() {
   awk -v c=$((c1 - c0)) -v l="$loop" '{printf "%.3f %d %d %.3f 0 %.3f\n", $1 + $2, $3, c, $4, l}' "$WORK/$label.time"
 }
 
+# rounds BENCHMARK CONCURRENCY LATENCY_MS NOTE: REPEAT rounds, bridge then the SDK, against a
+# stand-in with that latency; each side's result lines go to $WORK/bBENCHMARK.{bridge,sdk}.
+rounds() {
+  local b=$1 conc=$2 note=$4 r
+  start_standin "$3"
+  : >"$WORK/b$b.bridge"; : >"$WORK/b$b.sdk"
+  for r in $(seq 1 "$REPEAT"); do
+    log "benchmark $b, round $r of $REPEAT: bridge exec --concurrency $conc ($RUNS tasks$note)..."
+    run_bridge "$conc" "b$b-bridge-$r" >>"$WORK/b$b.bridge"
+    log "benchmark $b, round $r of $REPEAT: SDK, $RUNS runs at concurrency $conc$note..."
+    run_sdk "$conc" "b$b-sdk-$r" >>"$WORK/b$b.sdk"
+  done
+  [ "$(standin_errors)" = 0 ] || { echo "the stand-in answered errors; see $WORK" >&2; STATUS=1; }
+}
+
 median() { sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.4f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 col() { awk -v c="$1" '{print $c}' "$2"; }
 
@@ -164,15 +166,7 @@ echo "# bridge $(git rev-parse --short HEAD 2>/dev/null || echo '?') (release), 
 STATUS=0
 # --- benchmark 1 ------------------------------------------------------------------------------
 if [ -z "$ONLY" ] || [ "$ONLY" = 1 ]; then
-  start_standin 0
-  : >"$WORK/b1.bridge"; : >"$WORK/b1.sdk"
-  for r in $(seq 1 "$REPEAT"); do
-    log "benchmark 1, round $r of $REPEAT: bridge exec --concurrency 20 ($RUNS tasks)..."
-    run_bridge 20 "b1-bridge-$r" >>"$WORK/b1.bridge"
-    log "benchmark 1, round $r of $REPEAT: SDK, $RUNS runs at concurrency 20..."
-    run_sdk 20 "b1-sdk-$r" >>"$WORK/b1.sdk"
-  done
-  [ "$(standin_errors)" = 0 ] || { echo "the stand-in answered errors; see $WORK" >&2; STATUS=1; }
+  rounds 1 20 0 ""
   echo
   echo "## Benchmark 1: $RUNS runs at concurrency 20, zero model latency (medians of $REPEAT)"
   echo
@@ -205,15 +199,7 @@ fi
 
 # --- benchmark 2 ------------------------------------------------------------------------------
 if [ -z "$ONLY" ] || [ "$ONLY" = 2 ]; then
-  start_standin 200
-  : >"$WORK/b2.bridge"; : >"$WORK/b2.sdk"
-  for r in $(seq 1 "$REPEAT"); do
-    log "benchmark 2, round $r of $REPEAT: bridge exec --concurrency 50 ($RUNS tasks, 200 ms model latency)..."
-    run_bridge 50 "b2-bridge-$r" >>"$WORK/b2.bridge"
-    log "benchmark 2, round $r of $REPEAT: SDK, $RUNS runs at concurrency 50 (200 ms model latency)..."
-    run_sdk 50 "b2-sdk-$r" >>"$WORK/b2.sdk"
-  done
-  [ "$(standin_errors)" = 0 ] || { echo "the stand-in answered errors; see $WORK" >&2; STATUS=1; }
+  rounds 2 50 200 ", 200 ms model latency"
   echo
   echo "## Benchmark 2: $RUNS runs at concurrency 50, 200 ms model latency (medians of $REPEAT)"
   echo

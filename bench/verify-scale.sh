@@ -11,25 +11,17 @@
 #
 #   bench/verify-scale.sh [EXECUTIONS] [RUNS]
 # Needs: PostgreSQL server binaries; builds bridge in release mode if needed.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/lib/pg.sh
+. "$(dirname "$0")/lib.sh"
 N=${1:-100000}
 RUNS=${2:-3}
-BRIDGE=${BRIDGE:-$PWD/.build/release/bridge}
-[ -x "$BRIDGE" ] || swift build -c release --static-swift-stdlib --product bridge >/dev/null
-WORK=$(mktemp -d /tmp/bridge-verify-bench.XXXXXX)
-trap 'pg_stop "$WORK"; rm -rf "$WORK"' EXIT
-pg_start "$WORK"
-psql "$PG_URL" -X -q -c "CREATE DATABASE bench_verify"
-export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/bench_verify"
-psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -f examples/reference-schema.sql
-psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -v workspaces=10 -v tasks_per_workspace=10 -f examples/reference-seed.sql
-"$BRIDGE" migrate >/dev/null
+bench_start verify
+migrated_db bench_verify 10 10
+export DATABASE_URL
+DATABASE_URL=$(url bench_verify)
 
-echo "bench: generating $N executions with $((N * 10)) spans (set-based)..." >&2
-t0=$(date +%s.%N)
-psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -v n="$N" <<'SQL'
+log "generating $N executions with $((N * 10)) spans (set-based)..."
+t0=$(now)
+q bench_verify -v n="$N" <<'SQL'
 SET synchronous_commit = off;
 CREATE TEMP TABLE runs AS
 SELECT g,
@@ -95,23 +87,21 @@ SELECT 'otlp', span_id, trace_id, 'delivered', 1, ended_at + (0.5 + (hashtext(sp
 FROM bridge.spans;
 VACUUM ANALYZE;
 SQL
-t1=$(date +%s.%N)
-psql "$DATABASE_URL" -X -A -t -c "SELECT format('bench: generated in %s s: %s executions, %s traces, %s spans, %s deliveries, database %s', round(($t1 - $t0)::numeric, 1), (SELECT count(*) FROM task_executions), (SELECT count(*) FROM bridge.traces), (SELECT count(*) FROM bridge.spans), (SELECT count(*) FROM bridge.span_deliveries), pg_size_pretty(pg_database_size(current_database())))" >&2
+q bench_verify -c "SELECT format('bench: generated in %s s: %s executions, %s traces, %s spans, %s deliveries, database %s', $(since "$t0"), (SELECT count(*) FROM task_executions), (SELECT count(*) FROM bridge.traces), (SELECT count(*) FROM bridge.spans), (SELECT count(*) FROM bridge.span_deliveries), pg_size_pretty(pg_database_size(current_database())))" >&2
 
 best=""
 best_s=999999
 for i in $(seq 1 "$RUNS"); do
-  s0=$(date +%s.%N)
+  s0=$(now)
   status=0
   "$BRIDGE" verify --format json --output "$WORK/run$i.json" >/dev/null || status=$?
-  s1=$(date +%s.%N)
-  secs=$(awk -v a="$s0" -v b="$s1" 'BEGIN{printf "%.2f", b - a}')
-  echo "bench: run $i: bridge verify exit $status in $secs s (wall, including connect and process start)" >&2
+  secs=$(since "$s0")
+  log "run $i: bridge verify exit $status in $secs s (wall, including connect and process start)"
   if awk -v a="$secs" -v b="$best_s" 'BEGIN{exit !(a < b)}'; then best_s=$secs; best="$WORK/run$i.json"; fi
 done
 
 echo
-echo "bridge verify on $N executions / $(psql "$DATABASE_URL" -XAtc 'SELECT count(*) FROM bridge.spans') spans — fastest of $RUNS runs: $best_s s wall (target < 10 s)"
+echo "bridge verify on $N executions / $(q bench_verify -c 'SELECT count(*) FROM bridge.spans') spans — fastest of $RUNS runs: $best_s s wall (target < 10 s)"
 python3 - "$best" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

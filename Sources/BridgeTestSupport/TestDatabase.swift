@@ -34,12 +34,53 @@ public enum TestDatabase {
     /// Creates a database loaded with the reference schema (and optionally the seed).
     public static func createReference(seed: Bool, workspaces: Int = 3, tasksPerWorkspace: Int = 20) async throws -> String {
         let url = try await create(prefix: "ref")
-        try runPsql(url: url, file: fixture("reference-schema.sql"))
+        try await runPsql(url: url, file: fixture("reference-schema.sql"))
         if seed {
-            try runPsql(url: url, file: fixture("reference-seed.sql"),
-                        variables: ["workspaces": "\(workspaces)", "tasks_per_workspace": "\(tasksPerWorkspace)"])
+            try await runPsql(url: url, file: fixture("reference-seed.sql"),
+                              variables: ["workspaces": "\(workspaces)", "tasks_per_workspace": "\(tasksPerWorkspace)"])
         }
         return url
+    }
+
+    /// Runs `sql` (one or more statements, no binds) on `url` over a connection of its own.
+    public static func execute(_ url: String, _ sql: String) async throws {
+        _ = try await rows(url, sql)
+    }
+
+    /// The rows `sql` (no binds) returns on `url`, over a connection of its own.
+    public static func rows(_ url: String, _ sql: String) async throws -> PostgresRows {
+        let c = try await connect(url)
+        do {
+            let rows = try await c.simpleQuery(sql)
+            await c.close()
+            return rows
+        } catch {
+            await c.close()
+            throw error
+        }
+    }
+
+    /// `count(*)` of the rows of `table` where `condition` holds.
+    public static func count(_ url: String, _ condition: String, table: String = "tasks") async throws -> Int {
+        guard let n = try await rows(url, "SELECT count(*) AS n FROM \(table) WHERE \(condition)").first?.int("n") else {
+            throw PostgresError(kind: .client, message: "no count of \(table) where \(condition)")
+        }
+        return n
+    }
+
+    /// Adds `n` pending tasks (named `prefix`1…`prefix`n) to the first workspace of a reference
+    /// database, adding a workspace first when it has none.
+    public static func insertTasks(_ url: String, _ n: Int, prefix: String = "t") async throws {
+        try await execute(url, insertTasksSQL(n, prefix: prefix))
+    }
+
+    /// The statements of `insertTasks`.
+    public static func insertTasksSQL(_ n: Int, prefix: String = "t") -> String {
+        """
+        INSERT INTO workspaces (name, user_id) SELECT 'w', gen_random_uuid() WHERE NOT EXISTS (SELECT 1 FROM workspaces);
+        INSERT INTO tasks (workspace_id, name, status)
+        SELECT (SELECT id FROM workspaces LIMIT 1), '\(prefix)' || g, 'pending' FROM generate_series(1, \(n)) g
+        """
     }
 
     /// Opens a connection to `url`.
@@ -88,14 +129,34 @@ public enum TestDatabase {
     }
 
     /// Runs `psql -v ON_ERROR_STOP=1 -f file`.
-    public static func runPsql(url: String, file: String, variables: [String: String] = [:]) throws {
+    public static func runPsql(url: String, file: String, variables: [String: String] = [:]) async throws {
         var args = [url, "-X", "-q", "-v", "ON_ERROR_STOP=1"]
         for (k, v) in variables.sorted(by: { $0.key < $1.key }) { args += ["-v", "\(k)=\(v)"] }
         args += ["-f", file]
-        let result = try Subprocess.run("psql", args)
+        let result = try await Subprocess.run("psql", args)
         if result.status != 0 {
             throw PostgresError(kind: .client, message: "psql -f \(file) failed: \(result.stderr)")
         }
+    }
+
+    /// Runs `sql` with psql and returns its output, unaligned and tuples only, trimmed. It
+    /// blocks: for threads of their own (`OffPool.when`); async code uses a connection.
+    public static func psql(_ url: String, _ sql: String) throws -> String {
+        let r = try Subprocess.run("psql", [url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        guard r.status == 0 else { throw PostgresError(kind: .client, message: "psql failed: \(r.stderr)") }
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// `psql` on a thread of its own, for async callers.
+    public static func psql(_ url: String, _ sql: String) async throws -> String {
+        try await OffPool.run { try psql(url, sql) }
+    }
+
+    /// `count(*)` of the rows of `table` where `condition` holds, with `psql` (blocking, as `psql`).
+    public static func psqlCount(_ url: String, _ condition: String, table: String = "tasks") throws -> Int {
+        let out = try psql(url, "SELECT count(*) FROM \(table) WHERE \(condition)")
+        guard let n = Int(out) else { throw PostgresError(kind: .client, message: "not a count: \(out)") }
+        return n
     }
 }
 

@@ -4,30 +4,6 @@ import BridgeTestSupport
 import Foundation
 import Testing
 
-/// Everything a loopback `/v1/traces/ingest` received.
-final class IngestLog: @unchecked Sendable {
-    // @unchecked Sendable: every field is guarded by `lock`.
-    private let lock = NSLock()
-    private var items: [JSONValue] = []
-    func add(_ new: [JSONValue]) { lock.withLock { items += new } }
-    var all: [JSONValue] { lock.withLock { items } }
-
-    static func standIn() throws -> (IngestLog, TestHTTPServer, [String: String]) {
-        let log = IngestLog()
-        let server = try TestHTTPServer { request in
-            guard request.path == "/v1/traces/ingest" else { return .json(["error": ["message": "no"]], status: 404) }
-            log.add(request.json?["data"]?.arrayValue ?? [])
-            return .json([:])
-        }
-        var env = ProcessInfo.processInfo.environment
-        env["DATABASE_URL"] = nil
-        env["OPENAI_BASE_URL"] = server.url("/v1")
-        env["OPENAI_API_KEY"] = "sk-ingest-approvals"
-        env["OPENAI_AGENTS_DISABLE_TRACING"] = nil
-        return (log, server, env)
-    }
-}
-
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct ApprovalCLITests {
     /// A pending Project Manager task of the seeded reference database (it calls
@@ -50,27 +26,24 @@ struct ApprovalCLITests {
             """)
     }
 
-    static func bridge(_ args: [String], _ env: [String: String]) throws -> Subprocess.Result {
-        try Subprocess.run(BridgeBinary.path, args, environment: env)
+    static func bridge(_ args: [String], _ env: [String: String]) async throws -> Subprocess.Result {
+        try await BridgeBinary.run(args, environment: env)
     }
 
     @Test func pauseKillApproveResumeOnANewWorkerInOneTrace() async throws {
         let url = try await ExecCLITests.migratedReference()
-        let (ingest, server, env) = try IngestLog.standIn()
-        defer { server.stop() }
+        let ingest = try TraceIngestStandIn(key: "sk-ingest-approvals")
+        defer { ingest.stop() }
+        let env = ingest.environment
         let c = try await TestDatabase.connect(url)
         let task = try await Self.managerTask(c)
-        let common = ["--database-url", url, "--mappings", ExecCLITests.mappings]
+        let common = ["--database-url", url, "--mappings", BridgeBinary.mappings]
 
         // A watching worker pauses the run, then every worker is killed.
         let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--task", task] + common, environment: env)
-        var waiting = false
-        for _ in 0..<200 where !waiting {
-            try await Task.sleep(for: .milliseconds(100))
-            waiting = try await c.query("SELECT bridge_waiting_since IS NOT NULL AS w FROM tasks WHERE id = \(task)::uuid")
-                .first?["w"] == "t"
-        }
-        #expect(waiting, "\(worker.output)")
+        #expect(await OffPool.until(timeout: .seconds(20)) {
+            try TestDatabase.psqlCount(url, "id = '\(task)' AND bridge_waiting_since IS NOT NULL") == 1
+        }, "\(worker.output)")
         worker.send(SIGKILL)
         _ = await worker.wait(timeout: 10)
         let held = try await c.query("SELECT status, bridge_lease_token FROM tasks WHERE id = \(task)::uuid").first
@@ -78,10 +51,10 @@ struct ApprovalCLITests {
         #expect(held?["bridge_lease_token"] == nil, "a waiting task holds no lease")
 
         // The request is a row of the user's table, with the call in it.
-        let list = try Self.bridge(["approvals", "list"] + common, env)
+        let list = try await Self.bridge(["approvals", "list"] + common, env)
         #expect(list.status == 0, "\(list.stderr)")
         #expect(list.stdout.contains("create_and_assign_sub_task") && list.stdout.contains(task))
-        let ids = try Self.bridge(["approvals", "list", "--ids"] + common, env).stdout
+        let ids = try await Self.bridge(["approvals", "list", "--ids"] + common, env).stdout
             .split(separator: "\n").map(String.init)
         let id = try #require(ids.first)
         #expect(ids.count == 1)
@@ -95,14 +68,14 @@ struct ApprovalCLITests {
         #expect(request?["future"] == "t")
         let traceId = try #require(request?["trace"])
 
-        let approve = try Self.bridge(["approve", id] + common, env)
+        let approve = try await Self.bridge(["approve", id] + common, env)
         #expect(approve.status == 0, "\(approve.stderr)")
-        #expect(try Self.bridge(["approve", id] + common, env).status == 1, "only a pending request can be decided")
-        let notAKey = try Self.bridge(["reject", "not-a-uuid"] + common, env)
+        #expect(try await Self.bridge(["approve", id] + common, env).status == 1, "only a pending request can be decided")
+        let notAKey = try await Self.bridge(["reject", "not-a-uuid"] + common, env)
         #expect(notAKey.status == 1 && notAKey.stderr.contains("not-a-uuid is not a pending approval request"), "\(notAKey.stderr)")
 
         // A new worker resumes and finishes the run.
-        let resumed = try Self.bridge(["exec", "--offline", "--task", task] + common, env)
+        let resumed = try await Self.bridge(["exec", "--offline", "--task", task] + common, env)
         #expect(resumed.status == 0, "\(resumed.stderr)")
         let row = try await c.query("""
             SELECT t.status, t.openai_trace_id, t.bridge_waiting_since IS NULL AS free, e.status AS execution,
@@ -117,9 +90,9 @@ struct ApprovalCLITests {
         #expect(row.first?["subtasks"] == "1", "the approved call ran")
 
         // Exported: one trace object, every span's parent in the trace, one task span.
-        let export = try Self.bridge(["export", "--database-url", url, "--timeout", "20"], env)
+        let export = try await Self.bridge(["export", "--database-url", url, "--timeout", "20"], env)
         #expect(export.status == 0, "\(export.stderr)")
-        let items = ingest.all
+        let items = ingest.items
         #expect(items.filter { $0["object"] == "trace" && $0["id"]?.stringValue == traceId }.count == 1)
         let spans = items.filter { $0["object"] == "trace.span" && $0["trace_id"]?.stringValue == traceId }
         let spanIds = Set(spans.compactMap { $0["id"]?.stringValue })
@@ -131,11 +104,11 @@ struct ApprovalCLITests {
         #expect(wait["span_data"]?["data"]?["decision"] == "approved")
         #expect(wait["span_data"]?["data"]?["request_id"]?.stringValue == id)
 
-        let verifyArgs = ["verify", "--database-url", url, "--mappings", ExecCLITests.mappings, "--task", task]
-        let verify = try Self.bridge(verifyArgs, env)
+        let verifyArgs = ["verify", "--database-url", url, "--mappings", BridgeBinary.mappings, "--task", task]
+        let verify = try await Self.bridge(verifyArgs, env)
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
         #expect(verify.stdout.contains("✓ Guardrails and approvals traced [guardrails_approvals_traced]"), "\(verify.stdout)")
-        let show = try Self.bridge(["trace", "show", task, "--database-url", url], env)
+        let show = try await Self.bridge(["trace", "show", task, "--database-url", url], env)
         #expect(show.stdout.contains("approval create_and_assign_sub_task · approved by"), "\(show.stdout)")
 
         // The check catches a resumed trace that lost its approval span or a guardrail span.
@@ -143,7 +116,7 @@ struct ApprovalCLITests {
             DELETE FROM bridge.spans WHERE trace_id = \(traceId)
               AND (span_data->>'name' = 'approval' OR span_data->>'type' = 'guardrail')
             """)
-        let broken = try Self.bridge(verifyArgs, env)
+        let broken = try await Self.bridge(verifyArgs, env)
         #expect(broken.status == 1)
         #expect(broken.stdout.contains("✗ Guardrails and approvals traced"), "\(broken.stdout)")
         #expect(broken.stdout.contains("guardrail no_secrets: ran 1 time(s), 0 guardrail span(s) in the trace"), "\(broken.stdout)")
@@ -153,37 +126,31 @@ struct ApprovalCLITests {
 
     @Test func watchResumesAtOnceWhenTheApplicationDecidesWithTheOptionalTrigger() async throws {
         let url = try await ExecCLITests.migratedReference()
-        let optional = try BridgeBinary.run(["migrate", "--database-url", url, "--dir", BridgeBinary.migrations + "/optional"])
+        let optional = try await BridgeBinary.migrate(url, dir: BridgeBinary.migrations + "/optional")
         #expect(optional.status == 0, "\(optional.stderr)")
-        var env = ProcessInfo.processInfo.environment
-        env["DATABASE_URL"] = nil
-        env["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
+        let env = BridgeBinary.environment(["OPENAI_AGENTS_DISABLE_TRACING": "1"])
         let c = try await TestDatabase.connect(url)
         let task = try await Self.managerTask(c)
         // Polling every 10 minutes: only a notification can wake the worker in time.
         let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "600", "--task", task,
-                                           "--database-url", url, "--mappings", ExecCLITests.mappings], environment: env)
-        func status() async throws -> String? {
-            try await c.query("SELECT status FROM tasks WHERE id = \(task)::uuid").first?["status"]
-        }
-        var request: String?
-        for _ in 0..<200 where request == nil {
-            try await Task.sleep(for: .milliseconds(100))
-            request = try await c.query("SELECT id::text AS id FROM human_feedback_requests WHERE context->>'task_id' = \(task)")
-                .first?["id"]
-        }
-        let id = try #require(request, "\(worker.output)")
+                                           "--database-url", url, "--mappings", BridgeBinary.mappings], environment: env)
+        let requested = "context->>'task_id' = '\(task)'"
+        #expect(await OffPool.until(timeout: .seconds(20)) {
+            try TestDatabase.psqlCount(url, requested, table: "human_feedback_requests") == 1
+        })
+        let id = try #require(try await TestDatabase.rows(url, "SELECT id::text AS id FROM human_feedback_requests WHERE \(requested)")
+            .first?["id"], "\(worker.output)")
         // The application's UI decides: a plain UPDATE of its own table.
         try await c.query("""
             UPDATE human_feedback_requests SET status = 'approved', response = '{"by": "ana"}', responded_at = now()
             WHERE id = \(id)::uuid
             """)
-        var done = false
-        for _ in 0..<150 where !done {
-            try await Task.sleep(for: .milliseconds(100))
-            done = try await status() == "completed"
-        }
-        #expect(done, "\(worker.output)")
+        // Within a minute, against the 600 s poll: the notification woke it. (The resumed run
+        // starts the example MCP server and finishes the task, which on a loaded machine alone
+        // can take more than the 15 s this wait once had.)
+        #expect(await OffPool.until(timeout: .seconds(60)) {
+            try TestDatabase.psqlCount(url, "id = '\(task)' AND status = 'completed'") == 1
+        }, "\(worker.output)")
         worker.send(SIGTERM)
         _ = await worker.wait(timeout: 20)
         let decidedBy = try await c.query("""
@@ -199,18 +166,14 @@ struct ApprovalCLITests {
         let c = try await TestDatabase.connect(url)
         try await c.simpleQuery("DROP TABLE bridge.approval_waits; DROP TABLE bridge.run_states")
         await c.close()
-        var env = ProcessInfo.processInfo.environment
-        env["DATABASE_URL"] = nil
-        let r = try Self.bridge(["exec", "--offline", "--database-url", url, "--mappings", ExecCLITests.mappings], env)
+        let r = try await BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings])
         #expect(r.status == 2)
         #expect(r.stderr.contains("run `bridge migrate` first (migrations/0020_approvals.sql)"), "\(r.stderr)")
     }
 
     @Test func rejectedAndExpiredRequestsResumeWithTheRejection() async throws {
         let url = try await ExecCLITests.migratedReference()
-        var env = ProcessInfo.processInfo.environment
-        env["DATABASE_URL"] = nil
-        env["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
+        let env = BridgeBinary.environment(["OPENAI_AGENTS_DISABLE_TRACING": "1"])
         let c = try await TestDatabase.connect(url)
         let rows = try await c.simpleQuery("""
             SELECT t.id::text AS id FROM tasks t JOIN agents a ON a.id = t.agent_id
@@ -219,8 +182,8 @@ struct ApprovalCLITests {
         let tasks = rows.compactMap { $0["id"] }
         try #require(tasks.count == 2)
         try await Self.flag(c, tasks)
-        let common = ["--database-url", url, "--mappings", ExecCLITests.mappings]
-        let first = try Self.bridge(["exec", "--offline", "--task", tasks[0], "--task", tasks[1]] + common, env)
+        let common = ["--database-url", url, "--mappings", BridgeBinary.mappings]
+        let first = try await Self.bridge(["exec", "--offline", "--task", tasks[0], "--task", tasks[1]] + common, env)
         #expect(first.status == 0, "\(first.stderr)")
         #expect(first.stdout.contains("waiting for approval 2"), "\(first.stdout)")
 
@@ -230,10 +193,10 @@ struct ApprovalCLITests {
         }
         let rejected = try await request(tasks[0])
         let expired = try await request(tasks[1])
-        #expect(try Self.bridge(["reject", rejected, "--message", "Not this week."] + common, env).status == 0)
+        #expect(try await Self.bridge(["reject", rejected, "--message", "Not this week."] + common, env).status == 0)
         try await c.query("UPDATE human_feedback_requests SET expires_at = now() - interval '1 minute' WHERE id = \(expired)::uuid")
 
-        let second = try Self.bridge(["exec", "--offline", "--task", tasks[0], "--task", tasks[1]] + common, env)
+        let second = try await Self.bridge(["exec", "--offline", "--task", tasks[0], "--task", tasks[1]] + common, env)
         #expect(second.status == 0, "\(second.stderr)")
         let outcome = try await c.query("""
             SELECT t.id::text AS id, t.status, (SELECT count(*) FROM tasks s WHERE s.parent_task_id = t.id) AS subtasks,

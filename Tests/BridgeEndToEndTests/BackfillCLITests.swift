@@ -10,10 +10,8 @@ import Testing
 /// (3 workspaces × 20 tasks: 24 finished, 36 pending).
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct BackfillCLITests {
-    static var mappings: String { ExecCLITests.mappings }
-
-    static func backfill(_ url: String, _ extra: [String] = []) throws -> Subprocess.Result {
-        try BridgeBinary.run(["exec", "--backfill", "--database-url", url, "--mappings", mappings] + extra)
+    static func backfill(_ url: String, _ extra: [String] = []) async throws -> Subprocess.Result {
+        try await BridgeBinary.run(["exec", "--backfill", "--database-url", url, "--mappings", BridgeBinary.mappings] + extra)
     }
 
     /// The trace id the backfill gives a task (its SQL computes the same hash).
@@ -55,7 +53,7 @@ struct BackfillCLITests {
             """)
         #expect(toolLogs > 0)
 
-        let r = try Self.backfill(url)
+        let r = try await Self.backfill(url)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("backfilled 24 tasks (24 traces"), "\(r.stdout)")
         #expect(r.stderr.contains("24/24 tasks (100%)"), "\(r.stderr)")
@@ -140,7 +138,7 @@ struct BackfillCLITests {
         // A second run creates nothing and changes nothing.
         let snapshot = try await ExecCLITests.snapshot(url)
         let traces = try await Self.count(c, "SELECT count(*) AS n FROM bridge.traces")
-        let again = try Self.backfill(url)
+        let again = try await Self.backfill(url)
         #expect(again.status == 0, "\(again.stderr)")
         #expect(again.stdout.contains("backfilled 0 tasks (0 traces, 0 spans, 0 execution rows)"), "\(again.stdout)")
         #expect(try await ExecCLITests.snapshot(url) == snapshot)
@@ -152,7 +150,7 @@ struct BackfillCLITests {
         let url = try await ExecCLITests.migratedReference()
         let traceFile = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-backfill-\(UUID().uuidString).jsonl").path
         defer { try? FileManager.default.removeItem(atPath: traceFile) }
-        let r = try Self.backfill(url, ["--trace-file", traceFile])
+        let r = try await Self.backfill(url, ["--trace-file", traceFile])
         #expect(r.status == 0, "\(r.stderr)")
         let c = try await TestDatabase.connect(url)
         // The exporters deliver backfilled traces like any others.
@@ -167,7 +165,7 @@ struct BackfillCLITests {
             WHERE i->>'type' = 'function_call'
             """) == Self.count(c, "SELECT count(*) AS n FROM bridge.spans WHERE span_data->>'type' = 'function'"))
         await c.close()
-        let v = try BridgeBinary.run(["verify", "--format", "json", "--database-url", url, "--mappings", Self.mappings])
+        let v = try await BridgeBinary.run(["verify", "--format", "json", "--database-url", url, "--mappings", BridgeBinary.mappings])
         #expect(v.status == 0, "\(v.stdout)\n\(v.stderr)")
         let report = try JSONValue.parse(v.stdout)
         let tools = report["checks"]?.arrayValue?.first { $0["id"]?.stringValue == "tools_traced" }
@@ -178,7 +176,7 @@ struct BackfillCLITests {
     @Test func dryRunReportsAndChangesNothing() async throws {
         let url = try await ExecCLITests.migratedReference()
         let before = try await ExecCLITests.snapshot(url)
-        let r = try Self.backfill(url, ["--dry-run"])
+        let r = try await Self.backfill(url, ["--dry-run"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try await ExecCLITests.snapshot(url) == before)
         let lines = r.stdout.split(separator: "\n").map(String.init)
@@ -198,17 +196,17 @@ struct BackfillCLITests {
     @Test func limitThenResumeCompletesWithoutDuplicates() async throws {
         let url = try await ExecCLITests.migratedReference()
         let c = try await TestDatabase.connect(url)
-        let planned = try Self.backfill(url, ["--dry-run"])
+        let planned = try await Self.backfill(url, ["--dry-run"])
         let totalSpans = try #require(planned.stdout.split(separator: "\n").last.flatMap { line -> Int? in
             guard let r = line.range(of: " traces, ") else { return nil }
             return Int(line[r.upperBound...].prefix { $0.isNumber })
         })
-        let first = try Self.backfill(url, ["--limit", "5", "--batch-size", "2"])
+        let first = try await Self.backfill(url, ["--limit", "5", "--batch-size", "2"])
         #expect(first.status == 0, "\(first.stderr)")
         #expect(first.stdout.contains("backfilled 5 tasks") && first.stdout.contains("in 3 batches") && first.stdout.contains("19 left"),
                 "\(first.stdout)")
         #expect(try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE openai_trace_id IS NOT NULL") == 5)
-        let rest = try Self.backfill(url, ["--batch-size", "4"])
+        let rest = try await Self.backfill(url, ["--batch-size", "4"])
         #expect(rest.status == 0, "\(rest.stderr)")
         #expect(rest.stdout.contains("backfilled 19 tasks"), "\(rest.stdout)")
         #expect(try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE openai_trace_id IS NOT NULL") == 24)
@@ -219,38 +217,24 @@ struct BackfillCLITests {
     @Test func killedMidwayThenResumedCompletes() async throws {
         let url = try await ExecCLITests.migratedReference()
         let c = try await TestDatabase.connect(url)
-        let planned = try Self.backfill(url, ["--dry-run"])
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: BridgeBinary.path)
-        p.arguments = ["exec", "--backfill", "--database-url", url, "--mappings", Self.mappings, "--batch-size", "1", "--pause-ms", "3000"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        let planned = try await Self.backfill(url, ["--dry-run"])
+        let backfill = try BackgroundBridge(["exec", "--backfill", "--database-url", url, "--mappings", BridgeBinary.mappings,
+                                             "--batch-size", "1", "--pause-ms", "3000"])
         // Kill it as soon as the first batches have landed (polling, not guessing a time). The
-        // poll runs on a thread of its own with psql, so it does not wait for the cooperative
-        // pool, which other suites' blocking subprocess calls can hold for many seconds; the
-        // 3 s pause between batches leaves it more than a minute.
-        let pid = p.processIdentifier
-        let killed = DispatchSemaphore(value: 0)
-        Thread {
-            for _ in 0..<1200 {
-                let r = try? Subprocess.run("psql", [url, "-X", "-A", "-t", "-c",
-                                                     "SELECT count(*) FROM tasks WHERE openai_trace_id IS NOT NULL"])
-                if let n = r.flatMap({ Int($0.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) }), n > 0 { break }
-                usleep(50_000)
-            }
-            kill(pid, SIGKILL)
-            killed.signal()
-        }.start()
-        killed.wait()
-        p.waitUntilExit()
+        // poll and the kill run on a thread of its own (see BackgroundBridge.send(_:when:)), so
+        // a cooperative pool kept busy by other suites cannot delay them; the 3 s pause between
+        // batches leaves it more than a minute.
+        #expect(await backfill.send(SIGKILL, when: {
+            try TestDatabase.psqlCount(url, "openai_trace_id IS NOT NULL") > 0
+        }, timeout: .seconds(60)))
+        _ = await backfill.wait(timeout: 30)
         let partial = try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE openai_trace_id IS NOT NULL")
         #expect(partial > 0 && partial < 24, "killed after \(partial) tasks")
         // Every task that has a trace id has its whole trace; no trace is left without its task.
         #expect(try await Self.count(c, """
             SELECT count(*) AS n FROM bridge.traces tr LEFT JOIN tasks t ON t.openai_trace_id = tr.trace_id WHERE t.id IS NULL
             """) == 0)
-        let resumed = try Self.backfill(url)
+        let resumed = try await Self.backfill(url)
         #expect(resumed.status == 0, "\(resumed.stderr)")
         #expect(resumed.stdout.contains("backfilled \(24 - partial) tasks"), "\(resumed.stdout)")
         #expect(try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE openai_trace_id IS NOT NULL") == 24)
@@ -260,10 +244,10 @@ struct BackfillCLITests {
 
     @Test func sinceRestrictsTheBackfill() async throws {
         let url = try await ExecCLITests.migratedReference()
-        let future = try Self.backfill(url, ["--since", "2999-01-01T00:00:00Z"])
+        let future = try await Self.backfill(url, ["--since", "2999-01-01T00:00:00Z"])
         #expect(future.status == 0, "\(future.stderr)")
         #expect(future.stdout.contains("backfilled 0 tasks"))
-        let past = try Self.backfill(url, ["--since", "2000-01-01"])
+        let past = try await Self.backfill(url, ["--since", "2000-01-01"])
         #expect(past.stdout.contains("backfilled 24 tasks"), "\(past.stdout)")
     }
 
@@ -271,7 +255,7 @@ struct BackfillCLITests {
         let url = try await ExecCLITests.migratedReference()
         let c = try await TestDatabase.connect(url)
         let before = try await ExecCLITests.snapshot(url)
-        let refused = try Self.backfill(url, ["--rerun", "--offline"])
+        let refused = try await Self.backfill(url, ["--rerun", "--offline"])
         #expect(refused.status == 2)
         #expect(refused.stderr.contains("--yes") && refused.stderr.contains("cost"), "\(refused.stderr)")
         #expect(try await ExecCLITests.snapshot(url) == before)
@@ -280,7 +264,7 @@ struct BackfillCLITests {
         let finished = "status IN ('completed', 'failed')"
         let results = try await Self.resultsAndStatuses(c, tasksWhere: finished)[0]
         let executions = try await Self.count(c, "SELECT count(*) AS n FROM task_executions")
-        let r = try Self.backfill(url, ["--rerun", "--yes", "--offline", "--limit", "2"])
+        let r = try await Self.backfill(url, ["--rerun", "--yes", "--offline", "--limit", "2"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("re-ran 2 historical tasks"), "\(r.stdout)")
         #expect(try await Self.resultsAndStatuses(c, tasksWhere: finished)[0] == results)

@@ -9,12 +9,10 @@ import Testing
 /// `bridge exec` end to end: the built binary against the seeded reference schema.
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct ExecCLITests {
-    static var mappings: String { TestDatabase.projectRoot.appendingPathComponent("mappings").path }
-
     /// A seeded reference database with bridge's migrations applied.
     static func migratedReference() async throws -> String {
         let url = try await TestDatabase.createReference(seed: true)
-        let r = try BridgeBinary.run(["migrate", "--database-url", url, "--dir", BridgeBinary.migrations])
+        let r = try await BridgeBinary.migrate(url)
         #expect(r.status == 0, "\(r.stderr)")
         return url
     }
@@ -46,7 +44,7 @@ struct ExecCLITests {
         #expect(pendingBefore == 36)
 
         let traceFile = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-e2e-\(UUID().uuidString).jsonl").path
-        let r = try BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", Self.mappings,
+        let r = try await BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings,
                                       "--trace-file", traceFile])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("bridge exec: completed"))
@@ -134,7 +132,7 @@ struct ExecCLITests {
 
         // A second run finds nothing to do and touches nothing.
         let before = try await Self.snapshot(url)
-        let again = try BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", Self.mappings])
+        let again = try await BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings])
         #expect(again.status == 0)
         #expect(again.stdout.contains("completed 0"))
         #expect(try await Self.snapshot(url) == before)
@@ -150,7 +148,7 @@ struct ExecCLITests {
             """).first?["id"])
         await c.close()
         let before = try await Self.snapshot(url)
-        let r = try BridgeBinary.run(["exec", "--dry-run", "--task", id, "--database-url", url, "--mappings", Self.mappings])
+        let r = try await BridgeBinary.run(["exec", "--dry-run", "--task", id, "--database-url", url, "--mappings", BridgeBinary.mappings])
         #expect(r.status == 0, "\(r.stderr)")
         let lines = r.stdout.split(separator: "\n")
         #expect(lines.count == 1)
@@ -163,50 +161,44 @@ struct ExecCLITests {
         #expect(spec["agents"]?["Researcher"] != nil)
         #expect(try await Self.snapshot(url) == before)
 
-        let unknown = try BridgeBinary.run(["exec", "--dry-run", "--task", "00000000-0000-0000-0000-000000000000",
-                                            "--database-url", url, "--mappings", Self.mappings])
+        let unknown = try await BridgeBinary.run(["exec", "--dry-run", "--task", "00000000-0000-0000-0000-000000000000",
+                                            "--database-url", url, "--mappings", BridgeBinary.mappings])
         #expect(unknown.status == 2)
         #expect(unknown.stderr.contains("00000000-0000-0000-0000-000000000000"))
     }
 
     @Test func brokenMappingsExitTwoNamingTheLineAndChangeNothing() async throws {
         let url = try await Self.migratedReference()
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-mappings-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        for name in try FileManager.default.contentsOfDirectory(atPath: Self.mappings) where name.hasSuffix(".yaml") {
-            try FileManager.default.copyItem(atPath: "\(Self.mappings)/\(name)", toPath: dir.appendingPathComponent(name).path)
-        }
         // Break one line of agents.yaml: an unbalanced flow sequence.
-        let agentsFile = dir.appendingPathComponent("agents.yaml")
-        var lines = try String(contentsOf: agentsFile, encoding: .utf8).components(separatedBy: "\n")
-        let target = try #require(lines.firstIndex { $0.contains("tools:") && $0.contains("[") })
-        lines[target] = lines[target].replacingOccurrences(of: "]", with: "")
-        try lines.joined(separator: "\n").write(to: agentsFile, atomically: true, encoding: .utf8)
+        let dir = try TestMappings.copy(editing: ["agents.yaml": { text in
+            var lines = text.components(separatedBy: "\n")
+            let target = try #require(lines.firstIndex { $0.contains("tools:") && $0.contains("[") })
+            lines[target] = lines[target].replacingOccurrences(of: "]", with: "")
+            return lines.joined(separator: "\n")
+        }])
+        defer { try? FileManager.default.removeItem(at: dir) }
 
         let before = try await Self.snapshot(url)
-        let r = try BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", dir.path])
+        let r = try await BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", dir.path])
         #expect(r.status == 2)
         #expect(r.stderr.contains("agents.yaml:"), "\(r.stderr)")
         #expect(try await Self.snapshot(url) == before)
 
-        let check = try BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", dir.path])
+        let check = try await BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", dir.path])
         #expect(check.status == 2)
         #expect(check.stderr.contains("agents.yaml:"))
     }
 
-    @Test func noModelExitsTwoNamingBothWaysOut() throws {
-        var env = ProcessInfo.processInfo.environment
-        env["OPENAI_API_KEY"] = nil
-        env["DATABASE_URL"] = nil
-        let r = try Subprocess.run(BridgeBinary.path, ["exec", "--mappings", Self.mappings], environment: env)
+    @Test func noModelExitsTwoNamingBothWaysOut() async throws {
+        let r = try await BridgeBinary.run(["exec", "--mappings", BridgeBinary.mappings],
+                                           environment: BridgeBinary.environment(["OPENAI_API_KEY": nil]))
         #expect(r.status == 2)
         #expect(r.stderr.contains("--offline") && r.stderr.contains("OPENAI_API_KEY"))
     }
 
     @Test func shippedMappingsCheckCleanAfterMigrate() async throws {
         let url = try await Self.migratedReference()
-        let r = try BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", Self.mappings])
+        let r = try await BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", BridgeBinary.mappings])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("ok"))
     }
@@ -219,18 +211,13 @@ struct OtherSchemaTests {
         let url = try await TestDatabase.createReference(seed: false)
         let c = try await TestDatabase.connect(url)
         try await c.simpleQuery("ALTER TABLE tasks RENAME TO jobs; ALTER TABLE task_executions RENAME TO job_runs")
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-jobs-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try TestMappings.copy(editing: ["bridge.yaml": {
+            $0.replacingOccurrences(of: "table: tasks", with: "table: jobs")
+                .replacingOccurrences(of: "table: task_executions", with: "table: job_runs")
+        }])
         defer { try? FileManager.default.removeItem(at: dir) }
-        let source = try String(contentsOfFile: ExecCLITests.mappings + "/bridge.yaml", encoding: .utf8)
-            .replacingOccurrences(of: "table: tasks", with: "table: jobs")
-            .replacingOccurrences(of: "table: task_executions", with: "table: job_runs")
-        try source.write(to: dir.appendingPathComponent("bridge.yaml"), atomically: true, encoding: .utf8)
-        for name in ["agents.yaml", "mcp.yaml", "tools.yaml"] {
-            try FileManager.default.copyItem(atPath: ExecCLITests.mappings + "/" + name, toPath: dir.appendingPathComponent(name).path)
-        }
 
-        let r = try BridgeBinary.run(["migrate", "--database-url", url, "--dir", BridgeBinary.migrations, "--mappings", dir.path])
+        let r = try await BridgeBinary.migrate(url, ["--mappings", dir.path])
         #expect(r.status == 0, "\(r.stderr)")
         let cols = try await c.query("""
             SELECT string_agg(table_name, ',' ORDER BY table_name) AS t FROM information_schema.columns

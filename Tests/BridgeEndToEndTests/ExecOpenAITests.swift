@@ -3,26 +3,29 @@ import BridgeTestSupport
 import Foundation
 import Testing
 
+/// The first call of `script` (tool name, arguments) whose tool is offered and not yet called.
+func nextCall(of script: [(String, JSONValue)], offered tools: [String], called: Set<String>) -> (String, JSONValue)? {
+    script.first { tools.contains($0.0) && !called.contains($0.0) }
+}
+
 /// A scripted stand-in for `POST /v1/responses`: the Project Manager checks the team, then hands
 /// off to the Researcher; the Researcher stores data; both then answer. It decides from the
 /// request alone (tools offered, calls already in the input), as a real model would see it.
 enum ResponsesStandIn {
+    static let script: [(String, JSONValue)] = [
+        ("get_team_roles_and_status", ["include_inactive": false]), ("transfer_to_researcher", [:]),
+        ("store_data", ["key": "findings", "value": "three facts"]),
+    ]
+
     static func reply(to body: JSONValue) -> JSONValue {
         let tools = (body["tools"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }
         let input = body["input"]?.arrayValue ?? []
         let called = Set(input.compactMap { $0["type"]?.stringValue == "function_call" ? $0["name"]?.stringValue : nil })
         let turn = input.count
-        func call(_ name: String, _ args: JSONValue) -> JSONValue {
-            ["type": "function_call", "id": .string("fc_\(turn)_\(name)"), "call_id": .string("call_\(turn)_\(name)"),
-             "name": .string(name), "arguments": .string(args.compact), "status": "completed"]
-        }
-        var output: JSONValue
-        if tools.contains("get_team_roles_and_status") && !called.contains("get_team_roles_and_status") {
-            output = call("get_team_roles_and_status", ["include_inactive": false])
-        } else if tools.contains("transfer_to_researcher") && !called.contains("transfer_to_researcher") {
-            output = call("transfer_to_researcher", [:])
-        } else if tools.contains("store_data") && !called.contains("store_data") {
-            output = call("store_data", ["key": "findings", "value": "three facts"])
+        let output: JSONValue
+        if let (name, args) = nextCall(of: script, offered: tools, called: called) {
+            output = ["type": "function_call", "id": .string("fc_\(turn)_\(name)"), "call_id": .string("call_\(turn)_\(name)"),
+                      "name": .string(name), "arguments": .string(args.compact), "status": "completed"]
         } else {
             // A structured output (the Researcher's ResearchReport) is answered with an instance.
             let text = body["text"]?["format"]?["name"] == "ResearchReport"
@@ -48,13 +51,8 @@ struct ExecOpenAITests {
             return .json(ResponsesStandIn.reply(to: body))
         }
         defer { server.stop() }
-        var env = ProcessInfo.processInfo.environment
-        env["DATABASE_URL"] = nil
-        env["OPENAI_BASE_URL"] = server.url("/v1")
-        env["OPENAI_API_KEY"] = "sk-test-e2e-secret"
-        env["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
-        let r = try Subprocess.run(BridgeBinary.path, ["exec", "--database-url", url, "--mappings", ExecCLITests.mappings],
-                                   environment: env)
+        let r = try await BridgeBinary.run(["exec", "--database-url", url, "--mappings", BridgeBinary.mappings],
+                                           environment: BridgeBinary.openAIEnvironment(server, key: "sk-test-e2e-secret"))
         #expect(r.status == 0, "\(r.stderr)")
         #expect(!r.stdout.contains("sk-test-e2e-secret") && !r.stderr.contains("sk-test-e2e-secret"))
 
@@ -112,23 +110,21 @@ struct ExecOpenAITests {
 
 /// A scripted stand-in for `POST /v1/chat/completions` with the same script as `ResponsesStandIn`.
 enum ChatStandIn {
+    static let script: [(String, JSONValue)] = [
+        ("get_team_roles_and_status", ["include_inactive": false]), ("transfer_to_content_specialist", [:]),
+        ("store_data", ["key": "draft", "value": "copy"]),
+    ]
+
     static func reply(to body: JSONValue) -> JSONValue {
         let tools = (body["tools"]?.arrayValue ?? []).compactMap { $0["function"]?["name"]?.stringValue }
         let messages = body["messages"]?.arrayValue ?? []
         let called = Set(messages.flatMap { m in (m["tool_calls"]?.arrayValue ?? []).compactMap { $0["function"]?["name"]?.stringValue } })
         let n = messages.count
-        func call(_ name: String, _ args: JSONValue) -> JSONValue {
-            ["role": "assistant", "content": nil,
-             "tool_calls": [["id": .string("call_\(n)_\(name)"), "type": "function",
-                             "function": ["name": .string(name), "arguments": .string(args.compact)]]]]
-        }
         let message: JSONValue
-        if tools.contains("get_team_roles_and_status") && !called.contains("get_team_roles_and_status") {
-            message = call("get_team_roles_and_status", ["include_inactive": false])
-        } else if tools.contains("transfer_to_content_specialist") && !called.contains("transfer_to_content_specialist") {
-            message = call("transfer_to_content_specialist", [:])
-        } else if tools.contains("store_data") && !called.contains("store_data") {
-            message = call("store_data", ["key": "draft", "value": "copy"])
+        if let (name, args) = nextCall(of: script, offered: tools, called: called) {
+            message = ["role": "assistant", "content": nil,
+                       "tool_calls": [["id": .string("call_\(n)_\(name)"), "type": "function",
+                                       "function": ["name": .string(name), "arguments": .string(args.compact)]]]]
         } else {
             let structured = body["response_format"]?["json_schema"]?["name"] == "ResearchReport"
             message = ["role": "assistant",
@@ -152,13 +148,9 @@ extension ExecOpenAITests {
             }
         }
         defer { server.stop() }
-        var env = ProcessInfo.processInfo.environment
-        env["DATABASE_URL"] = nil
-        env["OPENAI_BASE_URL"] = server.url("/v1")
-        env["OPENAI_API_KEY"] = "sk-test-chat"
-        env["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
-        let r = try Subprocess.run(BridgeBinary.path, ["exec", "--model-api", "chat-completions", "--database-url", url,
-                                                       "--mappings", ExecCLITests.mappings], environment: env)
+        let r = try await BridgeBinary.run(["exec", "--model-api", "chat-completions", "--database-url", url,
+                                            "--mappings", BridgeBinary.mappings],
+                                           environment: BridgeBinary.openAIEnvironment(server, key: "sk-test-chat"))
         #expect(r.status == 0, "\(r.stderr)")
         #expect(server.requests.contains { $0.path == "/v1/chat/completions" })
         let c = try await TestDatabase.connect(url)

@@ -13,57 +13,58 @@ struct HardeningCLITests {
     /// A copy of the shipped mappings with `tool` (YAML of one list item under `tools:`) added
     /// and given to the Content Specialist.
     static func mappings(withTool tool: String, agentsEdit: ((String) -> String)? = nil) throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-probe-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let src = ExecCLITests.mappings
-        try FileManager.default.copyItem(atPath: src + "/bridge.yaml", toPath: dir.appendingPathComponent("bridge.yaml").path)
-        var agents = try String(contentsOfFile: src + "/agents.yaml", encoding: .utf8)
-            .replacingOccurrences(of: "    tools: [store_data]\n", with: "    tools: [store_data, probe]\n")
-        if let agentsEdit { agents = agentsEdit(agents) }
-        try agents.write(to: dir.appendingPathComponent("agents.yaml"), atomically: true, encoding: .utf8)
-        let tools = try String(contentsOfFile: src + "/tools.yaml", encoding: .utf8) + "\n" + tool
-        try tools.write(to: dir.appendingPathComponent("tools.yaml"), atomically: true, encoding: .utf8)
-        // The example MCP server, found from the copy's directory too.
-        let mcp = try String(contentsOfFile: src + "/mcp.yaml", encoding: .utf8)
-            .replacingOccurrences(of: "../examples/", with: src + "/../examples/")
-        try mcp.write(to: dir.appendingPathComponent("mcp.yaml"), atomically: true, encoding: .utf8)
-        return dir
+        try TestMappings.copy(prefix: "bridge-probe", editing: [
+            "agents.yaml": {
+                let agents = $0.replacingOccurrences(of: "    tools: [store_data]\n", with: "    tools: [store_data, probe]\n")
+                return agentsEdit?(agents) ?? agents
+            },
+            "tools.yaml": { $0 + "\n" + tool },
+        ])
     }
 
-    /// bridge's environment for a run against a loopback model stand-in (no tracing export).
-    static func standInEnvironment(_ server: TestHTTPServer, key: String) -> [String: String] {
-        var env = ProcessInfo.processInfo.environment
-        env["DATABASE_URL"] = nil
-        env["OPENAI_BASE_URL"] = server.url("/v1")
-        env["OPENAI_API_KEY"] = key
-        env["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
-        return env
+    /// YAML of one tool for `mappings(withTool:)`: `name`, described "Probe.", with one
+    /// required string parameter when `parameter` is given (and its `examples`, as YAML), then
+    /// `body` (its `sql:` or `command:` block, written as at the top level).
+    static func tool(named name: String = "probe", parameter: String? = nil, examples: String? = nil, _ body: String) -> String {
+        var lines = ["  - name: \(name)", "    description: Probe."]
+        if let parameter {
+            let schema = examples.map { "{type: string, examples: \($0)}" } ?? "{type: string}"
+            lines += ["    parameters:", "      type: object", "      properties: {\(parameter): \(schema)}",
+                      "      required: [\(parameter)]", "      additionalProperties: false"]
+        }
+        return (lines + body.components(separatedBy: "\n").map { "    " + $0 }).joined(separator: "\n")
     }
 
     static func hacked(_ url: String) async throws -> Int {
-        let c = try await TestDatabase.connect(url)
-        defer { Task { await c.close() } }
-        return try await c.query("SELECT count(*) AS n FROM tasks WHERE name = 'HACKED'").first?.int("n") ?? -1
+        try await TestDatabase.count(url, "name = 'HACKED'")
+    }
+
+    /// Runs bridge with `args` on `url` with the mappings in `dir`.
+    static func run(_ args: [String], _ url: String, _ dir: URL) async throws -> Subprocess.Result {
+        try await BridgeBinary.run(args + ["--database-url", url, "--mappings", dir.path])
+    }
+
+    /// Runs `bridge exec --offline` with the mappings in `dir`.
+    static func execOffline(_ url: String, _ dir: URL) async throws -> Subprocess.Result {
+        try await run(["exec", "--offline"], url, dir)
+    }
+
+    /// `columns` of the spans of the calls of tool `name`.
+    static func toolSpans(_ url: String, _ columns: String, name: String = "probe") async throws -> PostgresRows {
+        try await TestDatabase.rows(url, "SELECT \(columns) FROM bridge.spans WHERE span_data->>'name' = '\(name)'")
     }
 
     @Test func multiStatementToolSQLIsRejectedWithItsPositionAndNeverRuns() async throws {
         let url = try await ExecCLITests.migratedReference()
         for query in ["SELECT 1; UPDATE tasks SET name = 'HACKED'",
                       "SELECT :key::text AS k; UPDATE tasks SET name = 'HACKED' WHERE :key::text IS NOT NULL"] {
-            let dir = try Self.mappings(withTool: """
-                  - name: probe
-                    description: Probe.
-                    parameters:
-                      type: object
-                      properties: {key: {type: string}}
-                      required: [key]
-                      additionalProperties: false
-                    sql:
-                      query: "\(query)"
-                """)
+            let dir = try Self.mappings(withTool: Self.tool(parameter: "key", """
+                sql:
+                  query: "\(query)"
+                """))
             defer { try? FileManager.default.removeItem(at: dir) }
             let before = try await ExecCLITests.snapshot(url)
-            let check = try BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", dir.path])
+            let check = try await Self.run(["mappings", "check"], url, dir)
             #expect(check.status == 2, "\(check.stdout)\(check.stderr)")
             // The second statement's own position: the line of `query:` and the column of UPDATE.
             let toolsLines = try String(contentsOf: dir.appendingPathComponent("tools.yaml"), encoding: .utf8)
@@ -72,32 +73,30 @@ struct HardeningCLITests {
             let column = try #require(toolsLines[line - 1].range(of: "UPDATE")).lowerBound.utf16Offset(in: toolsLines[line - 1]) + 1
             #expect(check.stderr.contains("tools.yaml:\(line):\(column):"), "\(check.stderr)")
             #expect(check.stderr.contains("exactly one statement"))
-            let dry = try BridgeBinary.run(["exec", "--dry-run", "--database-url", url, "--mappings", dir.path])
+            let dry = try await Self.run(["exec", "--dry-run"], url, dir)
             #expect(dry.status == 2)
-            let run = try BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", dir.path])
+            let run = try await Self.execOffline(url, dir)
             #expect(run.status == 2)
             #expect(try await Self.hacked(url) == 0)
             #expect(try await ExecCLITests.snapshot(url) == before)
             // No prepared statement is left behind: the shipped mappings still check clean.
-            let again = try BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", ExecCLITests.mappings])
+            let again = try await BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", BridgeBinary.mappings])
             #expect(again.status == 0, "\(again.stderr)")
         }
     }
 
     @Test func checksPrepareWritingToolsWithoutRunningThem() async throws {
         let url = try await ExecCLITests.migratedReference()
-        let dir = try Self.mappings(withTool: """
-              - name: probe
-                description: Probe.
-                sql:
-                  query: "UPDATE tasks SET name = 'HACKED' RETURNING id"
-                  writes: true
-            """)
+        let dir = try Self.mappings(withTool: Self.tool("""
+            sql:
+              query: "UPDATE tasks SET name = 'HACKED' RETURNING id"
+              writes: true
+            """))
         defer { try? FileManager.default.removeItem(at: dir) }
         let before = try await ExecCLITests.snapshot(url)
-        let check = try BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", dir.path])
+        let check = try await Self.run(["mappings", "check"], url, dir)
         #expect(check.status == 0, "\(check.stderr)")
-        let dry = try BridgeBinary.run(["exec", "--dry-run", "--database-url", url, "--mappings", dir.path])
+        let dry = try await Self.run(["exec", "--dry-run"], url, dir)
         #expect(dry.status == 0, "\(dry.stderr)")
         #expect(try await Self.hacked(url) == 0)
         #expect(try await ExecCLITests.snapshot(url) == before)
@@ -105,30 +104,18 @@ struct HardeningCLITests {
 
     @Test func trailingCommentBehavesAlikeAtCheckAndRunTime() async throws {
         let url = try await ExecCLITests.migratedReference()
-        let dir = try Self.mappings(withTool: """
-              - name: probe
-                description: Probe.
-                parameters:
-                  type: object
-                  properties: {key: {type: string, examples: [k1]}}
-                  required: [key]
-                  additionalProperties: false
-                sql:
-                  query: |-
-                    SELECT :key::text AS k; -- the key back
-                    -- and a last comment
-            """)
+        let dir = try Self.mappings(withTool: Self.tool(parameter: "key", examples: "[k1]", """
+            sql:
+              query: |-
+                SELECT :key::text AS k; -- the key back
+                -- and a last comment
+            """))
         defer { try? FileManager.default.removeItem(at: dir) }
-        let check = try BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", dir.path])
+        let check = try await Self.run(["mappings", "check"], url, dir)
         #expect(check.status == 0, "\(check.stderr)")
-        let run = try BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", dir.path])
+        let run = try await Self.execOffline(url, dir)
         #expect(run.status == 0, "\(run.stderr)")
-        let c = try await TestDatabase.connect(url)
-        let rows = try await c.query("""
-            SELECT error IS NULL AS ok, span_data->>'output' AS output FROM bridge.spans
-            WHERE span_data->>'type' = 'function' AND span_data->>'name' = 'probe'
-            """)
-        await c.close()
+        let rows = try await Self.toolSpans(url, "error IS NULL AS ok, span_data->>'output' AS output")
         #expect(!rows.isEmpty)
         for r in rows {
             #expect(r.bool("ok") == true, "\(r["output"] ?? "")")
@@ -138,21 +125,14 @@ struct HardeningCLITests {
 
     @Test func aReadOnlyToolThatWritesNamesItsStatement() async throws {
         let url = try await ExecCLITests.migratedReference()
-        let dir = try Self.mappings(withTool: """
-              - name: probe
-                description: Probe.
-                sql:
-                  query: "UPDATE tasks SET name = 'HACKED' WHERE false RETURNING id"
-            """)
+        let dir = try Self.mappings(withTool: Self.tool("""
+            sql:
+              query: "UPDATE tasks SET name = 'HACKED' WHERE false RETURNING id"
+            """))
         defer { try? FileManager.default.removeItem(at: dir) }
-        let run = try BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", dir.path])
+        let run = try await Self.execOffline(url, dir)
         #expect(run.status == 0, "\(run.stderr)")
-        let c = try await TestDatabase.connect(url)
-        let errors = try await c.query("""
-            SELECT error::text AS e FROM bridge.spans
-            WHERE span_data->>'type' = 'function' AND span_data->>'name' = 'probe'
-            """)
-        await c.close()
+        let errors = try await Self.toolSpans(url, "error::text AS e")
         #expect(!errors.isEmpty)
         for r in errors {
             let e = r["e"] ?? ""
@@ -165,22 +145,18 @@ struct HardeningCLITests {
         let url = try await ExecCLITests.migratedReference()
         // The tool dumps its environment; OPENAI_API_KEY is allowlisted on purpose, so the
         // key reaches the output and only redaction keeps it out of what bridge stores.
-        let dir = try Self.mappings(withTool: """
-              - name: probe
-                description: Probe.
-                command:
-                  argv:
-                    - /bin/sh
-                    - -c
-                    - 'env; echo "pw=${PGPASSWORD:-none}"'
-                  env: [OPENAI_API_KEY]
-            """)
+        let dir = try Self.mappings(withTool: Self.tool("""
+            command:
+              argv:
+                - /bin/sh
+                - -c
+                - 'env; echo "pw=${PGPASSWORD:-none}"'
+              env: [OPENAI_API_KEY]
+            """))
         defer { try? FileManager.default.removeItem(at: dir) }
-        var env = ProcessInfo.processInfo.environment
-        env["OPENAI_API_KEY"] = "sk-probe-key-0123456789"
-        env["PGPASSWORD"] = "pg-probe-password-42"
-        env["DATABASE_URL"] = url
-        let r = try Subprocess.run(BridgeBinary.path, ["exec", "--offline", "--mappings", dir.path], environment: env)
+        let env = BridgeBinary.environment(["OPENAI_API_KEY": "sk-probe-key-0123456789", "PGPASSWORD": "pg-probe-password-42",
+                                            "DATABASE_URL": url])
+        let r = try await BridgeBinary.run(["exec", "--offline", "--mappings", dir.path], environment: env)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(!r.stdout.contains("sk-probe-key") && !r.stderr.contains("sk-probe-key"))
         let c = try await TestDatabase.connect(url)
@@ -190,10 +166,8 @@ struct HardeningCLITests {
                    (SELECT string_agg(items::text, '|') FROM bridge.run_transcripts) AS transcripts,
                    (SELECT string_agg(span_data::text || coalesce(error::text, ''), '|') FROM bridge.spans) AS spans
             """).first
-        let outputs = try await c.query("""
-            SELECT span_data->>'output' AS o FROM bridge.spans WHERE span_data->>'name' = 'probe'
-            """)
         await c.close()
+        let outputs = try await Self.toolSpans(url, "span_data->>'output' AS o")
         #expect(!outputs.isEmpty)
         for o in outputs {
             let text = o["o"] ?? ""
@@ -210,11 +184,11 @@ struct HardeningCLITests {
         #expect(stored?["transcripts"]?.contains("OPENAI_API_KEY=***") == true)
     }
 
-    @Test func unparsableConnectionStringsNeverEchoThePassword() throws {
+    @Test func unparsableConnectionStringsNeverEchoThePassword() async throws {
         for bad in ["postgres://u:pw-echo-secret@[::1/db", "postgres://u:pw-echo%zzsecret@localhost/db",
                     "host=localhost password=pw-echo-secret 'unterminated"] {
-            for args in [["mappings", "check", "--mappings", ExecCLITests.mappings], ["migrate", "status", "--dir", BridgeBinary.migrations]] {
-                let r = try BridgeBinary.run(args + ["--database-url", bad])
+            for args in [["mappings", "check", "--mappings", BridgeBinary.mappings], ["migrate", "status", "--dir", BridgeBinary.migrations]] {
+                let r = try await BridgeBinary.run(args + ["--database-url", bad])
                 #expect(r.status == 2, "\(bad): \(r.stderr)")
                 #expect(!r.stderr.contains("pw-echo") && !r.stdout.contains("pw-echo"), "\(r.stderr)")
                 #expect(!r.stderr.contains("secret"), "\(r.stderr)")
@@ -226,17 +200,12 @@ struct HardeningCLITests {
         let url = try await TestDatabase.createReference(seed: false)
         let c = try await TestDatabase.connect(url)
         try await c.simpleQuery("CREATE TABLE x (id int)")
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-inject-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
         let attack = "tasks ADD COLUMN IF NOT EXISTS zz int; DROP TABLE x; ALTER TABLE tasks"
-        let source = try String(contentsOfFile: ExecCLITests.mappings + "/bridge.yaml", encoding: .utf8)
-            .replacingOccurrences(of: "table: tasks\n", with: "table: \"\(attack)\"\n")
-        try source.write(to: dir.appendingPathComponent("bridge.yaml"), atomically: true, encoding: .utf8)
-        for name in ["agents.yaml", "mcp.yaml", "tools.yaml"] {
-            try FileManager.default.copyItem(atPath: ExecCLITests.mappings + "/" + name, toPath: dir.appendingPathComponent(name).path)
-        }
-        let r = try BridgeBinary.run(["migrate", "--database-url", url, "--dir", BridgeBinary.migrations, "--mappings", dir.path])
+        let dir = try TestMappings.copy(prefix: "bridge-inject", editing: [
+            "bridge.yaml": { $0.replacingOccurrences(of: "table: tasks\n", with: "table: \"\(attack)\"\n") },
+        ])
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try await BridgeBinary.migrate(url, ["--mappings", dir.path])
         #expect(r.status == 2, "\(r.stderr)")
         #expect(r.stderr.contains("bridge.yaml:") && r.stderr.contains("not a valid identifier"), "\(r.stderr)")
         // Nothing ran: x is still there, no zz column, no bridge schema.
@@ -246,15 +215,14 @@ struct HardeningCLITests {
             SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'tasks' AND column_name = 'zz'
             """).first?.int("n") == 0)
         // A --set value is held to the same rule.
-        let set = try BridgeBinary.run(["migrate", "--database-url", url, "--dir", BridgeBinary.migrations,
-                                        "--set", "tasks_table=\(attack)"])
+        let set = try await BridgeBinary.migrate(url, ["--set", "tasks_table=\(attack)"])
         #expect(set.status == 2, "\(set.stderr)")
         #expect(set.stderr.contains("${tasks_table}"), "\(set.stderr)")
         #expect(try await c.query("SELECT to_regclass('x') IS NOT NULL AS ok").first?.bool("ok") == true)
         await c.close()
     }
 
-    @Test func billionLaughsIsRefusedQuickly() throws {
+    @Test func billionLaughsIsRefusedQuickly() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-laughs-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -268,7 +236,7 @@ struct HardeningCLITests {
         }
         try lines.joined(separator: "\n").write(to: dir.appendingPathComponent("laughs.yaml"), atomically: true, encoding: .utf8)
         let started = Date()
-        let r = try BridgeBinary.run(["mappings", "check", "--static-only", "--mappings", dir.path])
+        let r = try await BridgeBinary.run(["mappings", "check", "--static-only", "--mappings", dir.path])
         #expect(r.status == 2)
         #expect(r.stderr.contains("laughs.yaml:") && r.stderr.contains("aliases expand"), "\(r.stderr)")
         // Generous: unbounded, this took over 60 s and 3 GB.
@@ -278,7 +246,7 @@ struct HardeningCLITests {
     @Test func badFlagValuesExitTwoNamingTheFlag() async throws {
         let url = try await ExecCLITests.migratedReference()
         let before = try await ExecCLITests.snapshot(url)
-        let m = ["--database-url", url, "--mappings", ExecCLITests.mappings]
+        let m = ["--database-url", url, "--mappings", BridgeBinary.mappings]
         let cases: [([String], String)] = [
             (["verify", "--since", "99999999d"] + m, "--since"),
             (["verify", "--since", "yesterday"] + m, "--since"),
@@ -289,7 +257,7 @@ struct HardeningCLITests {
             (["exec", "--offline", "--http-min-rate", "0"] + m, "--http-min-rate"),
         ]
         for (args, needle) in cases {
-            let r = try BridgeBinary.run(args)
+            let r = try await BridgeBinary.run(args)
             #expect(r.status == 2, "\(args): \(r.stderr)")
             #expect(r.stderr.contains(needle), "\(args): \(r.stderr)")
             #expect(!r.stderr.contains("SQLSTATE"), "\(args): \(r.stderr)")
@@ -303,7 +271,7 @@ struct HardeningCLITests {
         let agents = dir.appendingPathComponent("agents.yaml")
         try String(contentsOf: agents, encoding: .utf8).replacingOccurrences(of: "[store_data, probe]", with: "[store_data]")
             .write(to: agents, atomically: true, encoding: .utf8)
-        let v = try BridgeBinary.run(["verify", "--database-url", url, "--mappings", dir.path])
+        let v = try await Self.run(["verify"], url, dir)
         #expect(v.status == 2, "\(v.stdout)\(v.stderr)")
         #expect(v.stderr.contains("task_executionz") && v.stderr.contains("bridge.yaml:"), "\(v.stderr)")
         #expect(try await ExecCLITests.snapshot(url) == before)
@@ -311,35 +279,18 @@ struct HardeningCLITests {
 
     @Test func nulAndInvalidUTF8FromToolsAreStoredReplacedAndFlagged() async throws {
         let url = try await ExecCLITests.migratedReference()
-        let dir = try Self.mappings(withTool: """
-              - name: probe
-                description: Probe.
-                command:
-                  argv: [/usr/bin/printf, 'a\\000b\\377c']
-              - name: probe_sql
-                description: Probe.
-                parameters:
-                  type: object
-                  properties: {v: {type: string, examples: ["a\\0b"]}}
-                  required: [v]
-                  additionalProperties: false
-                sql:
-                  query: "SELECT :v::text AS v"
-            """, agentsEdit: { $0.replacingOccurrences(of: "[store_data, probe]", with: "[store_data, probe, probe_sql]") })
+        let tools = Self.tool("command:\n  argv: [/usr/bin/printf, 'a\\000b\\377c']") + "\n"
+            + Self.tool(named: "probe_sql", parameter: "v", examples: #"["a\0b"]"#, #"sql:\#n  query: "SELECT :v::text AS v""#)
+        let dir = try Self.mappings(withTool: tools, agentsEdit: {
+            $0.replacingOccurrences(of: "[store_data, probe]", with: "[store_data, probe, probe_sql]")
+        })
         defer { try? FileManager.default.removeItem(at: dir) }
-        let c = try await TestDatabase.connect(url)
-        let failedBefore = try await c.query("SELECT count(*) AS n FROM tasks WHERE status = 'failed'").first?.int("n")
-        let r = try BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", dir.path])
+        let failedBefore = try await TestDatabase.count(url, "status = 'failed'")
+        let r = try await Self.execOffline(url, dir)
         #expect(r.status == 0, "\(r.stderr)")
-        let failed = try await c.query("SELECT count(*) AS n FROM tasks WHERE status = 'failed'").first?.int("n")
-        let command = try await c.query("""
-            SELECT span_data->>'output' AS output, span_data->'text_replaced' AS flag, error IS NULL AS ok FROM bridge.spans
-            WHERE span_data->>'name' = 'probe'
-            """)
-        let sql = try await c.query("""
-            SELECT span_data->>'output' AS output, error::text AS error FROM bridge.spans WHERE span_data->>'name' = 'probe_sql'
-            """)
-        await c.close()
+        let failed = try await TestDatabase.count(url, "status = 'failed'")
+        let command = try await Self.toolSpans(url, "span_data->>'output' AS output, span_data->'text_replaced' AS flag, error IS NULL AS ok")
+        let sql = try await Self.toolSpans(url, "span_data->>'output' AS output, error::text AS error", name: "probe_sql")
         #expect(failed == failedBefore)
         #expect(!command.isEmpty && !sql.isEmpty)
         for row in command {
@@ -365,8 +316,8 @@ struct HardeningCLITests {
                           "usage": ["input_tokens": 10, "output_tokens": 2, "total_tokens": 12]])
         }
         defer { server.stop() }
-        let env = Self.standInEnvironment(server, key: "sk-test-nul")
-        let r = try Subprocess.run(BridgeBinary.path, ["exec", "--limit", "1", "--database-url", url, "--mappings", ExecCLITests.mappings],
+        let env = BridgeBinary.openAIEnvironment(server, key: "sk-test-nul")
+        let r = try await BridgeBinary.run(["exec", "--limit", "1", "--database-url", url, "--mappings", BridgeBinary.mappings],
                                    environment: env)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(server.requests.filter { $0.path == "/v1/responses" }.count == 1)  // no retries
@@ -387,10 +338,10 @@ struct HardeningCLITests {
         let url = try await ExecCLITests.migratedReference()
         let server = try TestHTTPServer { _ in TestHTTPResponse.json([:]).delayed(.seconds(120)) }
         defer { server.stop() }
-        let env = Self.standInEnvironment(server, key: "sk-test-timeout")
+        let env = BridgeBinary.openAIEnvironment(server, key: "sk-test-timeout")
         let started = Date()
-        let r = try Subprocess.run(BridgeBinary.path, ["exec", "--limit", "1", "--max-attempts", "1", "--model-timeout", "1",
-                                                       "--database-url", url, "--mappings", ExecCLITests.mappings],
+        let r = try await BridgeBinary.run(["exec", "--limit", "1", "--max-attempts", "1", "--model-timeout", "1",
+                                                       "--database-url", url, "--mappings", BridgeBinary.mappings],
                                    environment: env)
         #expect(r.status == 1, "\(r.stderr)")
         // Three attempts (the first and two retries, as for a 5xx), each cut at its deadline.
@@ -401,7 +352,7 @@ struct HardeningCLITests {
         await c.close()
         #expect(e?.lowercased().contains("time") == true, "\(e ?? "nil")")
 
-        let bad = try BridgeBinary.run(["exec", "--offline", "--model-timeout", "0", "--database-url", url, "--mappings", ExecCLITests.mappings])
+        let bad = try await BridgeBinary.run(["exec", "--offline", "--model-timeout", "0", "--database-url", url, "--mappings", BridgeBinary.mappings])
         #expect(bad.status == 2 && bad.stderr.contains("--model-timeout"), "\(bad.stderr)")
     }
 
@@ -410,11 +361,11 @@ struct HardeningCLITests {
         let url = try await TestDatabase.createReference(seed: false)
         let c = try await TestDatabase.connect(url)
         try await c.simpleQuery("DROP TABLE task_executions CASCADE")
-        let plan = try BridgeBinary.run(["migrate", "plan", "--database-url", url, "--dir", BridgeBinary.migrations])
+        let plan = try await BridgeBinary.run(["migrate", "plan", "--database-url", url, "--dir", BridgeBinary.migrations])
         #expect(plan.status == 1, "\(plan.stdout)\(plan.stderr)")
         let out = plan.stdout + plan.stderr
         #expect(out.contains("0002_trace_columns.sql") && out.contains("task_executions does not exist"), "\(out)")
-        let up = try BridgeBinary.run(["migrate", "--database-url", url, "--dir", BridgeBinary.migrations])
+        let up = try await BridgeBinary.run(["migrate", "--database-url", url, "--dir", BridgeBinary.migrations])
         #expect(up.status == 1, "\(up.stderr)")
         #expect(up.stderr.contains("task_executions"), "\(up.stderr)")
         // Refused up front: not even 0001 ran.

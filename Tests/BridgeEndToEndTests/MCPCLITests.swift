@@ -12,23 +12,9 @@ struct MCPCLITests {
     static var python: String { ProcessInfo.processInfo.environment["BRIDGE_MCP_PYTHON"] ?? "python3" }
     static var fixture: String { TestDatabase.projectRoot.appendingPathComponent("Tests/Fixtures/mcp/fastmcp_server.py").path }
 
-    /// Runs the binary on a thread of its own: a blocking wait on Swift's small cooperative pool
-    /// would stall every other test's async work (the machine has two cores) while bridge runs.
-    static func bridge(_ args: [String]) async throws -> Subprocess.Result {
-        try await withCheckedThrowingContinuation { c in
-            Thread { c.resume(with: Result { try BridgeBinary.run(args) }) }.start()
-        }
-    }
-
-    /// The shipped mappings with `mcp.yaml` replaced by `mcpYAML`.
-    static func mappings(_ mcpYAML: String) throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-mcp-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        for name in ["agents.yaml", "bridge.yaml", "tools.yaml"] {
-            try FileManager.default.copyItem(atPath: ExecCLITests.mappings + "/" + name, toPath: dir.appendingPathComponent(name).path)
-        }
-        try mcpYAML.write(to: dir.appendingPathComponent("mcp.yaml"), atomically: true, encoding: .utf8)
-        return dir
+    /// The shipped mappings with `mcp.yaml` replaced by `mcpYAML`, and `agents.yaml` edited by `agentsEdit`.
+    static func mappings(_ mcpYAML: String, agentsEdit: @escaping (String) -> String = { $0 }) throws -> URL {
+        try TestMappings.copy(prefix: "bridge-mcp", editing: ["mcp.yaml": { _ in mcpYAML }, "agents.yaml": agentsEdit])
     }
 
     /// The test FastMCP server as `team_tools`, offering only `allowed`.
@@ -44,7 +30,7 @@ struct MCPCLITests {
 
     @Test func checkListsToolsAndReportsMissingAndCollidingNames() async throws {
         let url = try await ExecCLITests.migratedReference()
-        let shipped = try await Self.bridge(["mappings", "check", "--database-url", url, "--mappings", ExecCLITests.mappings])
+        let shipped = try await BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", BridgeBinary.mappings])
         #expect(shipped.status == 0, "\(shipped.stderr)")
         #expect(shipped.stdout.contains("1 MCP servers with 2 tools"), "\(shipped.stdout)")
 
@@ -55,27 +41,25 @@ struct MCPCLITests {
                 tool_filter: {allowed: [echo]}
               - name: gone
                 stdio: {command: no-such-mcp-server}
-            """)
+            """, agentsEdit: {
+                // The Researcher uses team_tools; give it the second server too, and a third that cannot start.
+                $0.replacingOccurrences(of: "mcp_servers: [team_tools]", with: "mcp_servers: [team_tools, other]")
+            })
         defer { try? FileManager.default.removeItem(at: broken) }
-        // The Researcher uses team_tools; give it the second server too, and a third that cannot start.
-        let agents = broken.appendingPathComponent("agents.yaml")
-        let text = try String(contentsOf: agents, encoding: .utf8)
-            .replacingOccurrences(of: "mcp_servers: [team_tools]", with: "mcp_servers: [team_tools, other]")
-        try text.write(to: agents, atomically: true, encoding: .utf8)
-        let r = try await Self.bridge(["mappings", "check", "--database-url", url, "--mappings", broken.path])
+        let r = try await BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", broken.path])
         #expect(r.status == 2)
         #expect(r.stderr.contains("mcp.yaml:5:35: mcp_servers[0].tool_filter.allowed[1]: MCP server 'team_tools' has no tool 'ecko' (did you mean 'echo'?)"), "\(r.stderr)")
         #expect(r.stderr.contains("agents.yaml:") && r.stderr.contains("tool 'echo' of MCP server 'other' has the same name as tool 'echo' of MCP server 'team_tools'"), "\(r.stderr)")
         #expect(r.stderr.contains("cannot list the tools of MCP server 'gone': cannot start MCP server 'gone': command not found: no-such-mcp-server"), "\(r.stderr)")
 
-        let quick = try await Self.bridge(["mappings", "check", "--static-only", "--mappings", broken.path])
+        let quick = try await BridgeBinary.run(["mappings", "check", "--static-only", "--mappings", broken.path])
         #expect(quick.status == 0, "\(quick.stderr)")
         #expect(quick.stdout.contains("3 MCP servers,"))
     }
 
     @Test func execTracesMCPCallsAndVerifyCountsThem() async throws {
         let url = try await ExecCLITests.migratedReference()
-        let r = try await Self.bridge(["exec", "--offline", "--database-url", url, "--mappings", ExecCLITests.mappings])
+        let r = try await BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings])
         #expect(r.status == 0, "\(r.stderr)")
         let c = try await TestDatabase.connect(url)
         let listings = try await c.query("""
@@ -99,7 +83,7 @@ struct MCPCLITests {
             #expect(call["error"] == nil)
         }
         await c.close()
-        let verify = try await Self.bridge(["verify", "--database-url", url, "--mappings", ExecCLITests.mappings, "--format", "json"])
+        let verify = try await BridgeBinary.run(["verify", "--database-url", url, "--mappings", BridgeBinary.mappings, "--format", "json"])
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
         let report = try JSONValue.parse(verify.stdout)
         let tools = report["checks"]?.arrayValue?.first { $0["id"] == "tools_traced" }

@@ -78,14 +78,10 @@ final class OutputSampler: @unchecked Sendable {
 
 enum MonitorFixture {
     /// Waits for `bridge exec --metrics-addr …:0` to log where it serves.
-    static func metricsURL(_ worker: BackgroundBridge) async throws -> String? {
-        var url: String?
-        _ = try await LeaseFixture.waitUntil(timeout: 30) {
-            guard let line = worker.output.split(separator: "\n").first(where: { $0.contains("metrics on http://") }) else { return false }
-            url = line.split(separator: " ").last.map(String.init)
-            return true
-        }
-        return url
+    static func metricsURL(_ worker: BackgroundBridge) async -> String? {
+        @Sendable func line() -> Substring? { worker.output.split(separator: "\n").first { $0.contains("metrics on http://") } }
+        _ = await LeaseFixture.waitUntil(timeout: 30) { line() != nil }
+        return line()?.split(separator: " ").last.map(String.init)
     }
 
     static func scrape(_ url: String) async throws -> (status: Int, contentType: String, body: String) {
@@ -102,21 +98,21 @@ struct MonitorCLITests {
     func metricsEndpointCountsEveryToolCallTheLedgerRecorded() async throws {
         let url = try await LeaseFixture.database()
         let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "0.2", "--database-url", url,
-                                           "--mappings", ExecCLITests.mappings, "--metrics-addr", "127.0.0.1:0"])
+                                           "--mappings", BridgeBinary.mappings, "--metrics-addr", "127.0.0.1:0"])
         defer { worker.send(SIGKILL) }
-        let metricsURL = try #require(try await MonitorFixture.metricsURL(worker), "\(worker.output)")
+        let metricsURL = try #require(await MonitorFixture.metricsURL(worker), "\(worker.output)")
         #expect(metricsURL.hasPrefix("http://127.0.0.1:") && metricsURL.hasSuffix("/metrics"))
         let before = try await MonitorFixture.scrape(metricsURL)
         #expect(before.status == 200 && before.contentType.hasPrefix("text/plain"))
         #expect(Exposition(before.body).sum("bridge_tasks_claimed_total") == 0)
         #expect(Exposition(before.body).sum("bridge_tool_calls_total") == 0)
 
-        try await LeaseFixture.insertTasks(url, 5)
+        try await TestDatabase.insertTasks(url, 5)
         // The runs create sub-tasks, which run too: wait until nothing is left.
-        #expect(try await LeaseFixture.waitUntil(timeout: 90) {
-            try await LeaseFixture.count(url, "status NOT IN ('completed', 'failed')") == 0
+        #expect(await LeaseFixture.waitUntil(timeout: 90) {
+            try TestDatabase.psqlCount(url, "status NOT IN ('completed', 'failed')") == 0
         }, "\(worker.output.suffix(2000))")
-        let tasks = try await LeaseFixture.count(url, "status = 'completed'")
+        let tasks = try await TestDatabase.count(url, "status = 'completed'")
         let after = Exposition(try await MonitorFixture.scrape(metricsURL).body)
 
         let c = try await TestDatabase.connect(url)
@@ -163,19 +159,19 @@ struct MonitorCLITests {
         let url = try await LeaseFixture.database()
         let tail = try BackgroundBridge(["trace", "tail", "--follow", "--json", "-n", "0", "--database-url", url])
         defer { tail.send(SIGKILL) }
-        #expect(try await LeaseFixture.waitUntil(timeout: 30) {
-            try await LeaseFixture.count(url, "application_name = 'bridge-trace-tail'", table: "pg_stat_activity") == 1
+        #expect(await LeaseFixture.waitUntil(timeout: 30) {
+            try TestDatabase.psqlCount(url, "application_name = 'bridge-trace-tail'", table: "pg_stat_activity") == 1
         }, "\(tail.output)")
         let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "0.2", "--offline-latency-ms", "100",
-                                           "--database-url", url, "--mappings", ExecCLITests.mappings])
+                                           "--database-url", url, "--mappings", BridgeBinary.mappings])
         defer { worker.send(SIGKILL) }
         try await Task.sleep(for: .milliseconds(500))
         // When each span id first shows up in the tail's output, sampled on a thread of its own
         // (not the test's busy cooperative pool) every 10 ms.
         let sampler = OutputSampler(worker: tail)
-        try await LeaseFixture.insertTasks(url, 1)
-        #expect(try await LeaseFixture.waitUntil(timeout: 90) {
-            try await LeaseFixture.count(url, "status NOT IN ('completed', 'failed')") == 0
+        try await TestDatabase.insertTasks(url, 1)
+        #expect(await LeaseFixture.waitUntil(timeout: 90) {
+            try TestDatabase.psqlCount(url, "status NOT IN ('completed', 'failed')") == 0
         }, "\(worker.output.suffix(2000))")
         try await Task.sleep(for: .milliseconds(1500))
         let (firstSeen, duplicates) = sampler.stop()
@@ -200,14 +196,16 @@ struct MonitorCLITests {
     func topShowsARunningWorkerAndItsToolCalls() async throws {
         let url = try await LeaseFixture.database()
         let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "0.2", "--offline-latency-ms", "1500",
-                                           "--concurrency", "2", "--database-url", url, "--mappings", ExecCLITests.mappings])
+                                           "--concurrency", "2", "--database-url", url, "--mappings", BridgeBinary.mappings])
         defer { worker.send(SIGKILL) }
-        try await LeaseFixture.insertTasks(url, 3)
-        #expect(try await LeaseFixture.waitUntil(timeout: 60) {
-            try await LeaseFixture.count(url, "status = 'in_progress'") >= 1
-        })
-        let top = ["top", "--database-url", url, "--mappings", ExecCLITests.mappings]
-        let running = try BridgeBinary.run(top + ["--json"])
+        try await TestDatabase.insertTasks(url, 3)
+        // The snapshot is taken on the polling thread the moment a task runs, so a busy pool
+        // cannot delay it until the runs are over.
+        let top = ["top", "--database-url", url, "--mappings", BridgeBinary.mappings]
+        let (held, running) = try await OffPool.when(timeout: .seconds(60), {
+            try TestDatabase.psqlCount(url, "status = 'in_progress'") >= 1
+        }, then: { held in (held, try Subprocess.run(BridgeBinary.path, top + ["--json"], environment: BridgeBinary.environment())) })
+        #expect(held)
         #expect(running.status == 0, "\(running.stderr)")
         let json = try JSONValue.parse(running.stdout)
         #expect((json["tasks"]?["running"]?.doubleValue ?? 0) >= 1)
@@ -216,11 +214,11 @@ struct MonitorCLITests {
         let workers = json["workers"]?.arrayValue ?? []
         #expect(workers.contains { ($0["worker"]?.stringValue ?? "").contains(":\(worker.process.processIdentifier):")
                 && $0["alive"] == .bool(true) }, "\(running.stdout)")
-        #expect(try await LeaseFixture.waitUntil(timeout: 90) {
-            try await LeaseFixture.count(url, "status NOT IN ('completed', 'failed')") == 0
+        #expect(await LeaseFixture.waitUntil(timeout: 90) {
+            try TestDatabase.psqlCount(url, "status NOT IN ('completed', 'failed')") == 0
         })
         // Not a terminal: one snapshot, then exit.
-        let text = try BridgeBinary.run(top)
+        let text = try await BridgeBinary.run(top)
         #expect(text.status == 0, "\(text.stderr)")
         for word in ["TASKS", "TOOL", "get_team_roles_and_status", "MODEL", "gpt-4.1", "EXPORTER", "WORKER"] {
             #expect(text.stdout.contains(word), "\(word): \(text.stdout)")
@@ -234,15 +232,12 @@ struct MonitorCLITests {
         let url = try await LeaseFixture.database()
         let collector = try TestHTTPServer { _ in .json([:]) }
         defer { collector.stop() }
-        try await LeaseFixture.insertTasks(url, 2)
-        var env = ProcessInfo.processInfo.environment
-        env["DATABASE_URL"] = nil
-        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.url("")
-        env["OTEL_EXPORTER_OTLP_HEADERS"] = "x-api-key=secret-123"
-        env["OTEL_METRIC_EXPORT_INTERVAL"] = "200"
-        env["OTEL_SERVICE_NAME"] = "bridge-test"
-        let r = try Subprocess.run(BridgeBinary.path, ["exec", "--offline", "--database-url", url, "--mappings", ExecCLITests.mappings],
-                                   environment: env)
+        try await TestDatabase.insertTasks(url, 2)
+        let env = BridgeBinary.environment(["OTEL_EXPORTER_OTLP_ENDPOINT": collector.url(""),
+                                            "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=secret-123",
+                                            "OTEL_METRIC_EXPORT_INTERVAL": "200", "OTEL_SERVICE_NAME": "bridge-test"])
+        let r = try await BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings],
+                                           environment: env)
         #expect(r.status == 0, "\(r.stderr)")
         let pushes = collector.requests.filter { $0.path == "/v1/metrics" }
         #expect(pushes.allSatisfy { $0.method == "POST" && $0.header("x-api-key") == "secret-123" })
@@ -281,7 +276,7 @@ struct MonitorCLITests {
     @Test func badMetricsAddressExitsTwo() async throws {
         let url = try await LeaseFixture.database()
         for addr in ["9464", "127.0.0.1:notaport", "127.0.0.1:70000"] {
-            let r = try BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", ExecCLITests.mappings,
+            let r = try await BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings,
                                           "--metrics-addr", addr])
             #expect(r.status == 2 && r.stderr.contains("--metrics-addr"), "\(addr): \(r.stderr)")
         }

@@ -4,12 +4,12 @@ import Foundation
 import Testing
 
 @Suite struct PruneCLIUsageTests {
-    @Test func badFlagsExitTwo() throws {
+    @Test func badFlagsExitTwo() async throws {
         for args in [[String](), ["--older-than", "10m"], ["--older-than", "2026-01-01"], ["--older-than", "30d", "--batch-size", "0"]] {
-            let r = try BridgeBinary.run(["prune"] + args)
+            let r = try await BridgeBinary.run(["prune"] + args)
             #expect(r.status == 2, "\(args): \(r.stderr)")
         }
-        let short = try BridgeBinary.run(["prune", "--older-than", "10m"])
+        let short = try await BridgeBinary.run(["prune", "--older-than", "10m"])
         #expect(short.stderr.contains("at least 1h"))
     }
 }
@@ -20,31 +20,31 @@ import Testing
 struct PruneCLITests {
     @Test func dryRunThenPruneThenVerifyAboveTheHorizon() async throws {
         let db = try await ExecutedDatabase.make()
-        _ = try db.psql("""
+        _ = try await db.psql("""
             UPDATE bridge.traces SET started_at = started_at - interval '40 days', ended_at = ended_at - interval '40 days';
             UPDATE bridge.spans SET created_at = created_at - interval '40 days';
             UPDATE task_executions SET started_at = started_at - interval '40 days', completed_at = completed_at - interval '40 days'
             """)
-        let traces = try db.psql("SELECT count(*) FROM bridge.traces")
-        let spans = try db.psql("SELECT count(*) FROM bridge.spans")
+        let traces = try await db.psql("SELECT count(*) FROM bridge.traces")
+        let spans = try await db.psql("SELECT count(*) FROM bridge.spans")
         #expect(Int(traces) ?? 0 > 0)
 
-        let dry = try BridgeBinary.run(["prune", "--older-than", "30d", "--dry-run", "--database-url", db.url])
+        let dry = try await BridgeBinary.run(["prune", "--older-than", "30d", "--dry-run", "--database-url", db.url])
         #expect(dry.status == 0, "\(dry.stderr)")
         #expect(dry.stdout.contains("would remove \(traces) traces, \(spans) spans"), "\(dry.stdout)")
-        #expect(try db.psql("SELECT count(*) FROM bridge.spans") == spans)
-        #expect(try db.psql("SELECT count(*) FROM bridge.prunes") == "0")
+        #expect(try await db.psql("SELECT count(*) FROM bridge.spans") == spans)
+        #expect(try await db.psql("SELECT count(*) FROM bridge.prunes") == "0")
 
-        let run = try BridgeBinary.run(["prune", "--older-than", "30d", "--batch-size", "5", "--database-url", db.url])
+        let run = try await BridgeBinary.run(["prune", "--older-than", "30d", "--batch-size", "5", "--database-url", db.url])
         #expect(run.status == 0, "\(run.stderr)")
         #expect(run.stdout.contains("removed \(traces) traces, \(spans) spans"), "\(run.stdout)")
         #expect(run.stderr.contains("traces started before"))
         for table in ["traces", "spans", "run_transcripts", "span_deliveries", "trace_deliveries"] {
-            #expect(try db.psql("SELECT count(*) FROM bridge.\(table)") == "0", "\(table)")
+            #expect(try await db.psql("SELECT count(*) FROM bridge.\(table)") == "0", "\(table)")
         }
         // The task rows keep their trace ids; verify checks nothing older than the horizon.
-        #expect(try db.psql("SELECT count(*) FROM tasks WHERE openai_trace_id IS NOT NULL") != "0")
-        let v = try db.verify([])
+        #expect(try await db.psql("SELECT count(*) FROM tasks WHERE openai_trace_id IS NOT NULL") != "0")
+        let v = try await db.verify([])
         #expect(v.status == 0, "\(v.json) \(v.stderr)")
         let scope = v.json["scope"] as? [String: Any] ?? [:]
         #expect(scope["pruned_before"] is String, "\(scope)")
@@ -53,7 +53,7 @@ struct PruneCLITests {
 
     @Test func noLedgerExitsTwo() async throws {
         let url = try await TestDatabase.createReference(seed: false)
-        let r = try BridgeBinary.run(["prune", "--older-than", "30d", "--database-url", url])
+        let r = try await BridgeBinary.run(["prune", "--older-than", "30d", "--database-url", url])
         #expect(r.status == 2, "\(r.stderr)")
         #expect(r.stderr.contains("bridge migrate"))
     }

@@ -10,31 +10,28 @@ import FoundationXML
 struct ExecutedDatabase {
     var url: String
     var traceFile: String
-    var common: [String] { ["--database-url", url, "--mappings", Self.mappings] }
-    static var mappings: String { TestDatabase.projectRoot.appendingPathComponent("mappings").path }
+    var common: [String] { ["--database-url", url, "--mappings", BridgeBinary.mappings] }
 
     static func make() async throws -> ExecutedDatabase {
         let url = try await TestDatabase.createReference(seed: true)
-        let up = try BridgeBinary.run(["migrate", "--database-url", url, "--dir", BridgeBinary.migrations])
+        let up = try await BridgeBinary.migrate(url)
         #expect(up.status == 0, "\(up.stderr)")
         let traceFile = FileManager.default.temporaryDirectory
             .appendingPathComponent("bridge-verify-\(UUID().uuidString).jsonl").path
-        let exec = try BridgeBinary.run(["exec", "--offline", "--quiet", "--database-url", url, "--mappings", mappings,
-                                         "--trace-file", traceFile])
+        let exec = try await BridgeBinary.run(["exec", "--offline", "--quiet", "--database-url", url, "--mappings", BridgeBinary.mappings,
+                                               "--trace-file", traceFile])
         #expect(exec.status == 0, "\(exec.stdout)\(exec.stderr)")
         return ExecutedDatabase(url: url, traceFile: traceFile)
     }
 
-    func verify(_ args: [String]) throws -> (status: Int32, json: [String: Any], stderr: String) {
-        let r = try BridgeBinary.run(["verify", "--format", "json"] + common + args)
+    func verify(_ args: [String]) async throws -> (status: Int32, json: [String: Any], stderr: String) {
+        let r = try await BridgeBinary.run(["verify", "--format", "json"] + common + args)
         let json = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any] ?? [:]
         return (r.status, json, r.stderr)
     }
 
-    func psql(_ sql: String) throws -> String {
-        let r = try Subprocess.run("psql", [url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        #expect(r.status == 0, "\(r.stderr)")
-        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    func psql(_ sql: String) async throws -> String {
+        try await TestDatabase.psql(url, sql)
     }
 }
 
@@ -49,23 +46,23 @@ func exampleText(_ check: [String: Any]?) -> String {
 }
 
 @Suite struct VerifyCLIUsageTests {
-    @Test func badFlagsExitTwo() throws {
+    @Test func badFlagsExitTwo() async throws {
         for args in [["--since", "yesterday"], ["--format", "xml"], ["--bogus"], ["--jobs", "0"]] {
-            let r = try BridgeBinary.run(["verify"] + args)
+            let r = try await BridgeBinary.run(["verify"] + args)
             #expect(r.status == 2, "\(args): \(r.stderr)")
         }
-        let missing = try BridgeBinary.run(["verify", "--spans", "/nonexistent/spans.jsonl"])
+        let missing = try await BridgeBinary.run(["verify", "--spans", "/nonexistent/spans.jsonl"])
         #expect(missing.status == 2)
         #expect(missing.stderr.contains("/nonexistent/spans.jsonl"))
     }
 
-    @Test func helpNamesTheChecksAndFlags() throws {
-        let r = try BridgeBinary.run(["verify", "--help"])
+    @Test func helpNamesTheChecksAndFlags() async throws {
+        let r = try await BridgeBinary.run(["verify", "--help"])
         #expect(r.status == 0)
         for word in ["tools_traced", "trace_ids_correlate", "--since", "--spans", "--max-export-lag", "--format", "--output"] {
             #expect(r.stdout.contains(word), "\(word)")
         }
-        let show = try BridgeBinary.run(["trace", "show", "--help"])
+        let show = try await BridgeBinary.run(["trace", "show", "--help"])
         #expect(show.status == 0 && show.stdout.contains("--html"))
     }
 }
@@ -74,7 +71,7 @@ func exampleText(_ check: [String: Any]?) -> String {
 struct VerifyCLITests {
     @Test func passesAfterOfflineExecInEveryFormat() async throws {
         let db = try await ExecutedDatabase.make()
-        let r = try db.verify([])
+        let r = try await db.verify([])
         #expect(r.status == 0, "\(r.json) \(r.stderr)")
         #expect(r.json["ok"] as? Bool == true)
         let all = checks(r.json)
@@ -94,18 +91,18 @@ struct VerifyCLITests {
         #expect(tools.contains { $0["tool"] as? String == "store_data" && ($0["count"] as? Int ?? 0) > 0 && $0["p95_ms"] != nil })
 
         // The seed's historical executions (no trace id, finished before bridge) are not demanded.
-        let historical = try db.psql("SELECT count(*) FROM task_executions WHERE openai_trace_id IS NULL")
+        let historical = try await db.psql("SELECT count(*) FROM task_executions WHERE openai_trace_id IS NULL")
         #expect(Int(historical) ?? 0 > 0)
 
         // The same run in the other formats.
-        let text = try BridgeBinary.run(["verify"] + db.common)
+        let text = try await BridgeBinary.run(["verify"] + db.common)
         #expect(text.status == 0)
         #expect(text.stdout.contains("✓ Tools appear in traces") && text.stdout.contains("store_data"))
-        let md = try BridgeBinary.run(["verify", "--format", "markdown"] + db.common)
+        let md = try await BridgeBinary.run(["verify", "--format", "markdown"] + db.common)
         #expect(md.status == 0 && md.stdout.contains("| tool | count | p50 | p95 | max |"))
 
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("verify-\(UUID().uuidString).xml").path
-        let junit = try BridgeBinary.run(["verify", "--format", "junit", "--output", out] + db.common)
+        let junit = try await BridgeBinary.run(["verify", "--format", "junit", "--output", out] + db.common)
         #expect(junit.status == 0, "\(junit.stderr)")
         let xml = try #require(FileManager.default.contents(atPath: out))
         let cases = JUnitCounter()
@@ -116,28 +113,28 @@ struct VerifyCLITests {
         #expect(cases.failures == 0)
 
         // Reconciled against the exec's own JSONL export, and against the same as OTLP JSON.
-        let withFile = try db.verify(["--spans", db.traceFile])
+        let withFile = try await db.verify(["--spans", db.traceFile])
         #expect(withFile.status == 0, "\(withFile.json)")
         let otlp = try otlpJSON(fromSDK: db.traceFile)
-        #expect(try db.verify(["--spans", otlp]).status == 0)
+        #expect(try await db.verify(["--spans", otlp]).status == 0)
 
         // Scope: a task, a workspace, a duration.
-        let task = try db.psql("SELECT id FROM tasks WHERE openai_trace_id IS NOT NULL ORDER BY id LIMIT 1")
-        let one = try db.verify(["--task", task, "--since", "1h"])
+        let task = try await db.psql("SELECT id FROM tasks WHERE openai_trace_id IS NOT NULL ORDER BY id LIMIT 1")
+        let one = try await db.verify(["--task", task, "--since", "1h"])
         #expect(one.status == 0)
         #expect(checks(one.json)["trace_ids_correlate"]?["checked"] as? Int == 2)
-        let ws = try db.psql("SELECT workspace_id FROM tasks WHERE id = '\(task)'")
-        #expect(try db.verify(["--workspace", ws]).status == 0)
+        let ws = try await db.psql("SELECT workspace_id FROM tasks WHERE id = '\(task)'")
+        #expect(try await db.verify(["--workspace", ws]).status == 0)
     }
 
     @Test func deletingOneFunctionSpanFailsToolsTraced() async throws {
         let db = try await ExecutedDatabase.make()
-        let trace = try db.psql("""
+        let trace = try await db.psql("""
             DELETE FROM bridge.spans WHERE span_id = (
               SELECT span_id FROM bridge.spans WHERE span_data->>'type' = 'function' ORDER BY span_id LIMIT 1)
             RETURNING trace_id
             """)
-        let r = try db.verify([])
+        let r = try await db.verify([])
         #expect(r.status == 1)
         #expect(r.json["ok"] as? Bool == false)
         let tools = checks(r.json)["tools_traced"]
@@ -146,9 +143,9 @@ struct VerifyCLITests {
         #expect(exampleText(tools).contains(trace), "\(exampleText(tools))")
         #expect(checks(r.json)["tool_io_captured"]?["status"] as? String == "pass")
 
-        let text = try BridgeBinary.run(["verify"] + db.common)
+        let text = try await BridgeBinary.run(["verify"] + db.common)
         #expect(text.status == 1 && text.stdout.contains("✗ Tools appear in traces") && text.stdout.contains(trace))
-        let junit = try BridgeBinary.run(["verify", "--format", "junit"] + db.common)
+        let junit = try await BridgeBinary.run(["verify", "--format", "junit"] + db.common)
         let cases = JUnitCounter()
         let parser = XMLParser(data: Data(junit.stdout.utf8))
         parser.delegate = cases
@@ -166,7 +163,7 @@ struct VerifyCLITests {
         let victim = try #require(traceIds.first)
         let partial = FileManager.default.temporaryDirectory.appendingPathComponent("partial-\(UUID().uuidString).jsonl").path
         try lines.filter { !$0.contains(victim) }.joined(separator: "\n").write(toFile: partial, atomically: true, encoding: .utf8)
-        let r = try db.verify(["--spans", partial])
+        let r = try await db.verify(["--spans", partial])
         #expect(r.status == 1)
         let correlate = checks(r.json)["trace_ids_correlate"]
         #expect(correlate?["status"] as? String == "fail")
@@ -177,11 +174,11 @@ struct VerifyCLITests {
 
     @Test func mismatchedAndMissingTraceIdsAreNamed() async throws {
         let db = try await ExecutedDatabase.make()
-        let task = try db.psql("SELECT id FROM tasks WHERE openai_trace_id IS NOT NULL ORDER BY id LIMIT 1")
-        _ = try db.psql("UPDATE tasks SET openai_trace_id = 'trace_00000000000000000000000000000000' WHERE id = '\(task)'")
-        let other = try db.psql("SELECT id FROM tasks WHERE openai_trace_id IS NOT NULL AND id <> '\(task)' ORDER BY id LIMIT 1")
-        _ = try db.psql("UPDATE task_executions SET openai_trace_id = NULL WHERE task_id = '\(other)'")
-        let r = try db.verify([])
+        let task = try await db.psql("SELECT id FROM tasks WHERE openai_trace_id IS NOT NULL ORDER BY id LIMIT 1")
+        _ = try await db.psql("UPDATE tasks SET openai_trace_id = 'trace_00000000000000000000000000000000' WHERE id = '\(task)'")
+        let other = try await db.psql("SELECT id FROM tasks WHERE openai_trace_id IS NOT NULL AND id <> '\(task)' ORDER BY id LIMIT 1")
+        _ = try await db.psql("UPDATE task_executions SET openai_trace_id = NULL WHERE task_id = '\(other)'")
+        let r = try await db.verify([])
         #expect(r.status == 1)
         let correlate = checks(r.json)["trace_ids_correlate"]
         let text = exampleText(correlate)
@@ -194,25 +191,25 @@ struct VerifyCLITests {
 
     @Test func exportDeliveryRejectionsAndLag() async throws {
         let db = try await ExecutedDatabase.make()
-        _ = try db.psql("""
+        _ = try await db.psql("""
             INSERT INTO bridge.exporters (name, target, registered_at) VALUES ('otlp', 'http://collector:4318', now() - interval '1 day');
             INSERT INTO bridge.span_deliveries (exporter, span_id, trace_id, status, delivered_at)
             SELECT 'otlp', span_id, trace_id, 'delivered', ended_at + interval '2 seconds' FROM bridge.spans;
             """)
-        let ok = try db.verify([])
+        let ok = try await db.verify([])
         #expect(ok.status == 0, "\(ok.json)")
         let export = checks(ok.json)["export_delivered"]
         #expect(export?["status"] as? String == "pass")
         let otlp = (export?["exporters"] as? [[String: Any]] ?? []).first { $0["exporter"] as? String == "otlp" }
         #expect((otlp?["p95_lag_s"] as? NSNumber)?.doubleValue == 2, "\(otlp ?? [:])")
 
-        #expect(try db.verify(["--max-export-lag", "1"]).status == 1)
+        #expect(try await db.verify(["--max-export-lag", "1"]).status == 1)
 
-        let span = try db.psql("""
+        let span = try await db.psql("""
             UPDATE bridge.span_deliveries SET status = 'rejected', error = '400: usage.requests is not allowed'
             WHERE exporter = 'otlp' AND span_id = (SELECT min(span_id) FROM bridge.span_deliveries) RETURNING span_id
             """)
-        let rejected = try db.verify([])
+        let rejected = try await db.verify([])
         #expect(rejected.status == 1)
         let text = exampleText(checks(rejected.json)["export_delivered"])
         #expect(text.contains(span) && text.contains("usage.requests is not allowed"), "\(text)")
@@ -221,24 +218,24 @@ struct VerifyCLITests {
     @Test func traceShowTextAndHTML() async throws {
         let db = try await ExecutedDatabase.make()
         // A Project Manager task: agents, tools and a handoff.
-        let task = try db.psql("""
+        let task = try await db.psql("""
             SELECT t.id FROM tasks t JOIN agents a ON a.id = t.agent_id
             WHERE a.role = 'Project Manager' AND t.openai_trace_id IS NOT NULL ORDER BY t.id LIMIT 1
             """)
-        let trace = try db.psql("SELECT openai_trace_id FROM tasks WHERE id = '\(task)'")
-        let r = try BridgeBinary.run(["trace", "show", task, "--database-url", db.url])
+        let trace = try await db.psql("SELECT openai_trace_id FROM tasks WHERE id = '\(task)'")
+        let r = try await BridgeBinary.run(["trace", "show", task, "--database-url", db.url])
         #expect(r.status == 0, "\(r.stderr)")
         for part in [trace, "task \(task)", "agent Project Manager", "├─ ", "└─ ", "tool get_team_roles_and_status(",
                      "handoff Project Manager → Researcher", "agents: Project Manager → Researcher", " ms"] {
             #expect(r.stdout.contains(part), "\(part)\n\(r.stdout)")
         }
         let html = FileManager.default.temporaryDirectory.appendingPathComponent("trace-\(UUID().uuidString).html").path
-        let h = try BridgeBinary.run(["trace", "show", trace, "--html", html, "--database-url", db.url])
+        let h = try await BridgeBinary.run(["trace", "show", trace, "--html", html, "--database-url", db.url])
         #expect(h.status == 0, "\(h.stderr)")
         let page = try String(contentsOfFile: html, encoding: .utf8)
         #expect(page.contains(trace) && page.contains("\"kind\":\"handoff\""))
         #expect(!page.contains("src=\"http") && !page.contains("href=\"http") && !page.contains("@import"))
-        let unknown = try BridgeBinary.run(["trace", "show", "no-such-id", "--database-url", db.url])
+        let unknown = try await BridgeBinary.run(["trace", "show", "no-such-id", "--database-url", db.url])
         #expect(unknown.status == 2 && unknown.stderr.contains("no-such-id"))
     }
 }

@@ -369,14 +369,12 @@ struct ExportOTLPAndFileTests {
 
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct ExportCLITests {
-    static var binary: String { TestDatabase.projectRoot.appendingPathComponent(".build/debug/bridge").path }
-
-    func run(_ args: [String], env extra: [String: String]) throws -> Subprocess.Result {
-        var env = ProcessInfo.processInfo.environment
-        for k in ["DATABASE_URL", "OPENAI_API_KEY", "OPENAI_TRACING_API_KEY", "OPENAI_BASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT",
+    func run(_ args: [String], env extra: [String: String]) async throws -> Subprocess.Result {
+        var env = BridgeBinary.environment()
+        for k in ["OPENAI_API_KEY", "OPENAI_TRACING_API_KEY", "OPENAI_BASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT",
                   "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OPENAI_AGENTS_DISABLE_TRACING"] { env[k] = nil }
         for (k, v) in extra { env[k] = v }
-        return try Subprocess.run(Self.binary, args, environment: env)
+        return try await BridgeBinary.run(args, environment: env)
     }
 
     @Test func exportDrainsAfterAnOutageAndExitsByWhatIsLeft() async throws {
@@ -387,10 +385,10 @@ struct ExportCLITests {
         defer { server.stop() }
         let env = ["OPENAI_API_KEY": "sk-cli-secret-1", "OPENAI_BASE_URL": server.url("/v1")]
 
-        let none = try run(["export", "--database-url", fx.url], env: [:])
+        let none = try await run(["export", "--database-url", fx.url], env: [:])
         #expect(none.status == 2 && none.stderr.contains("no exporter is enabled"))
 
-        let r = try run(["export", "--database-url", fx.url], env: env)
+        let r = try await run(["export", "--database-url", fx.url], env: env)
         // One span was rejected: exit 1, and the summary says so.
         #expect(r.status == 1, "\(r.stderr)")
         #expect(r.stdout.contains("openai") && r.stdout.contains("delivered \(fx.spanIds.count - 1) spans, \(fx.traceIds.count) traces"))
@@ -401,9 +399,9 @@ struct ExportCLITests {
         #expect(try await ExportPump.backlog(exporter: "openai", connection: fx.conn).isEmpty)
 
         // Nothing left to send; the rejection keeps the exit status at 1 until it is retried.
-        let again = try run(["export", "--database-url", fx.url, "--exporter", "openai"], env: env)
+        let again = try await run(["export", "--database-url", fx.url, "--exporter", "openai"], env: env)
         #expect(again.status == 1 && again.stdout.contains("delivered 0 spans"))
-        let notEnabled = try run(["export", "--database-url", fx.url, "--exporter", "otlp"], env: env)
+        let notEnabled = try await run(["export", "--database-url", fx.url, "--exporter", "otlp"], env: env)
         #expect(notEnabled.status == 2 && notEnabled.stderr.contains("OTEL_EXPORTER_OTLP_ENDPOINT"))
         await fx.conn.close()
     }
@@ -411,7 +409,7 @@ struct ExportCLITests {
     @Test func execExportsWhileItWorksAndFlushesBeforeExit() async throws {
         let url = try await TestDatabase.createReference(seed: true, workspaces: 1, tasksPerWorkspace: 4)
         let root = TestDatabase.projectRoot.path
-        let migrate = try run(["migrate", "--database-url", url, "--dir", root + "/migrations"], env: [:])
+        let migrate = try await run(["migrate", "--database-url", url, "--dir", root + "/migrations"], env: [:])
         #expect(migrate.status == 0, "\(migrate.stderr)")
         let ingest = try TestHTTPServer(handler: TestHTTPServer.sequence([
             .text("", status: 503), .text("", status: 503), .text("", status: 429, headers: [("retry-after", "0")]),
@@ -421,7 +419,7 @@ struct ExportCLITests {
         defer { otlp.stop() }
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-exec-\(UUID().uuidString).jsonl").path
         defer { try? FileManager.default.removeItem(atPath: file) }
-        let r = try run(["exec", "--offline", "--database-url", url, "--mappings", root + "/mappings", "--trace-file", file,
+        let r = try await run(["exec", "--offline", "--database-url", url, "--mappings", root + "/mappings", "--trace-file", file,
                          "--flush-timeout", "60"],
                         env: ["OPENAI_API_KEY": "sk-exec-secret", "OPENAI_BASE_URL": ingest.url("/v1"),
                               "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.baseURL])

@@ -25,20 +25,6 @@ private func commandTool(_ argv: [String], timeoutMs: Int = 10_000, maxBytes: In
              implementation: .command(CommandToolSpec(argv: argv, timeoutMs: timeoutMs, maxBytes: maxBytes)))
 }
 
-/// Runs `body`, expecting a `ToolFailure`; returns it.
-private func failure(_ body: () async throws -> String) async -> ToolFailure? {
-    do {
-        let output = try await body()
-        Issue.record("expected a ToolFailure, got output \(output.prefix(200))")
-        return nil
-    } catch let f as ToolFailure {
-        return f
-    } catch {
-        Issue.record("expected a ToolFailure, got \(error)")
-        return nil
-    }
-}
-
 @Suite struct HTTPToolExecutorTests {
     let client = HTTPClient()
 
@@ -76,7 +62,7 @@ private func failure(_ body: () async throws -> String) async -> ToolFailure? {
         let executor = HTTPToolExecutor(client: client, environment: Environment(["OTHER": "x"]))
         let tool = httpTool(server.url("/t"), headers: ["Authorization": "Bearer ${ACME_TOKEN}"])
 
-        let f = await failure { try await executor.execute(tool, arguments: [:], context: context()) }
+        let f = await #expect(throws: ToolFailure.self) { try await executor.execute(tool, arguments: [:], context: context()) }
         #expect(f?.message.contains("ACME_TOKEN") == true)
         #expect(f?.message.contains("Authorization") == true)
         #expect(server.requests.isEmpty)
@@ -91,7 +77,7 @@ private func failure(_ body: () async throws -> String) async -> ToolFailure? {
         let executor = HTTPToolExecutor(client: client, environment: Environment(["ACME_TOKEN": "tok-secret-123"]))
         let tool = httpTool(server.url("/t"), headers: ["Authorization": "Bearer ${ACME_TOKEN}"])
 
-        let f = await failure { try await executor.execute(tool, arguments: ["a": 1], context: context()) }
+        let f = await #expect(throws: ToolFailure.self) { try await executor.execute(tool, arguments: ["a": 1], context: context()) }
         #expect(f?.message.hasPrefix("HTTP 502: upstream broke for Bearer ") == true)
         #expect(f?.message.contains("tok-secret-123") == false)
         #expect(f?.data == ["status": 502])
@@ -102,7 +88,7 @@ private func failure(_ body: () async throws -> String) async -> ToolFailure? {
         defer { server.stop() }
         let executor = HTTPToolExecutor(client: client, environment: Environment([:]))
 
-        let f = await failure { try await executor.execute(httpTool(server.url("/t"), maxBytes: 1_000), arguments: [:], context: context()) }
+        let f = await #expect(throws: ToolFailure.self) { try await executor.execute(httpTool(server.url("/t"), maxBytes: 1_000), arguments: [:], context: context()) }
         #expect(f?.message.contains("max_bytes (1000 bytes)") == true)
         // At the cap exactly is fine.
         let output = try await executor.execute(httpTool(server.url("/t"), maxBytes: 5_000), arguments: [:], context: context())
@@ -114,15 +100,15 @@ private func failure(_ body: () async throws -> String) async -> ToolFailure? {
         defer { server.stop() }
         let executor = HTTPToolExecutor(client: client, environment: Environment([:]))
 
-        let f = await failure { try await executor.execute(httpTool(server.url("/t"), timeoutMs: 200), arguments: [:], context: context()) }
+        let f = await #expect(throws: ToolFailure.self) { try await executor.execute(httpTool(server.url("/t"), timeoutMs: 200), arguments: [:], context: context()) }
         #expect(f?.message == "HTTP request timed out after 200 ms")
     }
 
     @Test func unreachableAndWrongKind() async throws {
         let executor = HTTPToolExecutor(client: client, environment: Environment([:]))
-        let f = await failure { try await executor.execute(httpTool("http://127.0.0.1:1/t"), arguments: [:], context: context()) }
+        let f = await #expect(throws: ToolFailure.self) { try await executor.execute(httpTool("http://127.0.0.1:1/t"), arguments: [:], context: context()) }
         #expect(f?.message.hasPrefix("HTTP request failed:") == true)
-        let g = await failure { try await executor.execute(commandTool(["/bin/cat"]), arguments: [:], context: context()) }
+        let g = await #expect(throws: ToolFailure.self) { try await executor.execute(commandTool(["/bin/cat"]), arguments: [:], context: context()) }
         #expect(g?.message == "tool 'run' is not an http tool")
     }
 }
@@ -143,7 +129,7 @@ private func failure(_ body: () async throws -> String) async -> ToolFailure? {
     }
 
     @Test func nonZeroExitFailsWithCodeAndStderr() async throws {
-        let f = await failure {
+        let f = await #expect(throws: ToolFailure.self) {
             try await executor.execute(commandTool(["/bin/sh", "-c", "echo partial; echo 'bad input' >&2; exit 3"]),
                                        arguments: [:], context: context())
         }
@@ -153,7 +139,7 @@ private func failure(_ body: () async throws -> String) async -> ToolFailure? {
 
     @Test func timeoutKillsTheProcess() async throws {
         let started = ContinuousClock.now
-        let f = await failure { try await executor.execute(commandTool(["/bin/sleep", "60"], timeoutMs: 200), arguments: [:], context: context()) }
+        let f = await #expect(throws: ToolFailure.self) { try await executor.execute(commandTool(["/bin/sleep", "60"], timeoutMs: 200), arguments: [:], context: context()) }
         #expect(f?.message == "command timed out after 200 ms and was killed")
         // Returned long before the 60 s sleep could have ended: the process was killed.
         #expect(ContinuousClock.now - started < .seconds(30))
@@ -162,7 +148,7 @@ private func failure(_ body: () async throws -> String) async -> ToolFailure? {
     @Test func timeoutKillsGrandchildrenToo() async throws {
         // The shell's child `sleep` holds stdout open; the whole process group is stopped.
         let started = ContinuousClock.now
-        let f = await failure {
+        let f = await #expect(throws: ToolFailure.self) {
             try await executor.execute(commandTool(["/bin/sh", "-c", "sleep 60; echo done"], timeoutMs: 200), arguments: [:], context: context())
         }
         #expect(f?.message.contains("timed out") == true)
@@ -179,13 +165,13 @@ private func failure(_ body: () async throws -> String) async -> ToolFailure? {
 
     @Test func missingExecutable() async throws {
         for program in ["/nonexistent/bridge-tool", "bridge-no-such-program", "/tmp"] {
-            let f = await failure { try await executor.execute(commandTool([program]), arguments: [:], context: context()) }
+            let f = await #expect(throws: ToolFailure.self) { try await executor.execute(commandTool([program]), arguments: [:], context: context()) }
             #expect(f?.message == "command not found: \(program)")
         }
     }
 
     @Test func outputOverMaxBytesStopsTheCommand() async throws {
-        let f = await failure { try await executor.execute(commandTool(["yes"], maxBytes: 1_000), arguments: [:], context: context()) }
+        let f = await #expect(throws: ToolFailure.self) { try await executor.execute(commandTool(["yes"], maxBytes: 1_000), arguments: [:], context: context()) }
         #expect(f?.message.contains("max_bytes (1000 bytes)") == true)
     }
 

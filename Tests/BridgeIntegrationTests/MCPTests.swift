@@ -286,12 +286,10 @@ struct MCPStreamableHTTPTests {
         let config = MCPServerMapping(name: "remote", transport: .streamableHTTP(url: "http://127.0.0.1:\(port)/mcp", headers: [:]),
                                       timeoutMs: 1_000)
         let pool = MCPServerPool(servers: [config], client: client)
-        do {
-            _ = try await pool.call(server: "remote", tool: "sleep", arguments: ["seconds": 30])
-            Issue.record("expected a timeout")
-        } catch {
-            #expect(error.retriable)
+        let error = await #expect(throws: MCPError.self) {
+            try await pool.call(server: "remote", tool: "sleep", arguments: ["seconds": 30])
         }
+        #expect(error?.retriable == true, "expected a timeout")
         await pool.shutdown()
     }
 
@@ -301,12 +299,8 @@ struct MCPStreamableHTTPTests {
         let config = MCPServerMapping(name: "remote", transport: .streamableHTTP(url: "http://127.0.0.1:9/mcp", headers: [:]),
                                       timeoutMs: 2_000)
         let pool = MCPServerPool(servers: [config], client: client)
-        do {
-            _ = try await pool.tools(server: "remote")
-            Issue.record("expected a failure")
-        } catch {
-            // Refused at once normally; under heavy load the request's timer may win.
-            #expect(error.retriable)
-        }
+        // Refused at once normally; under heavy load the request's timer may win.
+        let error = await #expect(throws: MCPError.self) { try await pool.tools(server: "remote") }
+        #expect(error?.retriable == true)
     }
 }

@@ -104,19 +104,6 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
     return (result, await recorder.recorded)
 }
 
-private func providerError(_ body: () async throws -> Void) async -> ModelProviderError? {
-    do {
-        try await body()
-        Issue.record("expected a ModelProviderError")
-        return nil
-    } catch let e as ModelProviderError {
-        return e
-    } catch {
-        Issue.record("unexpected error \(error)")
-        return nil
-    }
-}
-
 @Suite struct ModelResponsesTests {
     @Test func functionCallLoopThroughTheRunner() async throws {
         let server = try TestHTTPServer(handler: responsesHandler)
@@ -213,11 +200,11 @@ private func providerError(_ body: () async throws -> Void) async -> ModelProvid
         let client = HTTPClient()
         defer { client.shutdown() }
         let model = ResponsesModel(settings: settings(server), client: client)
-        let failed = await providerError { _ = try await model.respond(request(modelSpec())) }
+        let failed = await #expect(throws: ModelProviderError.self) { _ = try await model.respond(request(modelSpec())) }
         #expect(failed?.retriable == false)
         #expect(failed?.message.contains("The model crashed.") == true)
         #expect(failed?.message.contains("resp_f") == true)
-        let incomplete = await providerError { _ = try await model.respond(request(modelSpec())) }
+        let incomplete = await #expect(throws: ModelProviderError.self) { _ = try await model.respond(request(modelSpec())) }
         #expect(incomplete?.retriable == false)
         #expect(incomplete?.message.contains("incomplete: max_output_tokens") == true)
         #expect(server.requests.count == 2, "in-response statuses are not retried")
@@ -292,7 +279,7 @@ private func providerError(_ body: () async throws -> Void) async -> ModelProvid
         defer { server.stop() }
         let (m, client) = model(server)
         defer { client.shutdown() }
-        let error = await providerError { _ = try await m.respond(request(modelSpec())) }
+        let error = await #expect(throws: ModelProviderError.self) { _ = try await m.respond(request(modelSpec())) }
         #expect(error?.retriable == false)
         #expect(error?.statusCode == 400)
         #expect(error?.message.contains("Invalid schema for function 'lookup'.") == true)
@@ -308,7 +295,7 @@ private func providerError(_ body: () async throws -> Void) async -> ModelProvid
         defer { server.stop() }
         let (m, client) = model(server, retries: 2, sleeps: sleeps)
         defer { client.shutdown() }
-        let error = await providerError { _ = try await m.respond(request(modelSpec())) }
+        let error = await #expect(throws: ModelProviderError.self) { _ = try await m.respond(request(modelSpec())) }
         #expect(error?.retriable == true)
         #expect(error?.statusCode == 429)
         #expect(error?.message.contains("Rate limit reached") == true)
@@ -332,7 +319,7 @@ private func providerError(_ body: () async throws -> Void) async -> ModelProvid
         defer { server.stop() }
         let (m, client) = model(server)
         defer { client.shutdown() }
-        let error = await providerError { _ = try await m.respond(request(modelSpec())) }
+        let error = await #expect(throws: ModelProviderError.self) { _ = try await m.respond(request(modelSpec())) }
         #expect(error?.retriable == false)
         #expect(error?.statusCode == 503)
         #expect(server.requests.count == 1)
@@ -358,7 +345,7 @@ private func providerError(_ body: () async throws -> Void) async -> ModelProvid
         defer { server.stop() }
         let (m, client) = model(server, retries: 5)
         defer { client.shutdown() }
-        let error = await providerError { _ = try await m.respond(request(modelSpec())) }
+        let error = await #expect(throws: ModelProviderError.self) { _ = try await m.respond(request(modelSpec())) }
         #expect(error?.retriable == false)
         #expect(error?.message.contains("not JSON") == true)
         #expect(server.requests.count == 2)
@@ -380,7 +367,7 @@ private func providerError(_ body: () async throws -> Void) async -> ModelProvid
         defer { client.shutdown() }
         var descriptions: [String] = []
         for _ in 0..<4 {
-            if let e = await providerError({ _ = try await m.respond(request(modelSpec())) }) {
+            if let e = await #expect(throws: ModelProviderError.self, performing: { try await m.respond(request(modelSpec())) }) {
                 descriptions.append(e.description)
             }
         }
