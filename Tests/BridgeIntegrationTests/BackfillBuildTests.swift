@@ -6,7 +6,7 @@ import BridgeRunner
 import BridgeTestSupport
 import BridgeTraceModel
 import BridgeTracing
-import BridgeWorker
+@testable import BridgeWorker
 import Foundation
 import Testing
 
