@@ -127,7 +127,7 @@ extension LoadState {
         switch kinds.first {
         case "sql":
             if let s = m.map("sql", allowed: ["query", "timeout_ms"]), let q = s.name("query", required: true) {
-                var spec = SQLToolSpec(sql: q, writes: false, maxRows: 1)
+                var spec = SQLToolSpec.check(q)
                 spec.timeoutMs = s.int("timeout_ms", min: 1) ?? spec.timeoutMs
                 let params = spec.namedParameters
                 let qNode = s.node("query")

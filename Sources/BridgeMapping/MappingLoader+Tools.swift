@@ -124,7 +124,7 @@ extension LoadState {
             if case .scalar = n {
                 if let b = r.bool(n, p) { approval = b ? .always : .never }
             } else if let a = r.map(n, p, allowed: ["sql"]), let q = a.name("sql", required: true) {
-                let spec = SQLToolSpec(sql: q, writes: false, maxRows: 1)
+                let spec = SQLToolSpec.check(q)
                 let properties = parameters["properties"]?.objectValue ?? [:]
                 for arg in spec.namedParameters.argumentNames where properties[arg] == nil {
                     r.issue(a.node("sql"), a.path("sql"), "SQL parameter ':\(arg)' is not a property of the tool's parameters schema")

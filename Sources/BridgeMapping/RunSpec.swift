@@ -243,19 +243,25 @@ public enum ToolImplementation: Codable, Sendable, Equatable {
 /// A SQL tool. `:name` is a tool argument, `:task.column` a column of the current task; both
 /// are compiled to `$n` binds (see `SQLToolSpec.compile`). Runs READ ONLY with a
 /// `statement_timeout` unless `writes` is true.
+/// The limits have the defaults the mappings document for `timeout_ms`, `max_rows` and
+/// `max_bytes`; callers set what the YAML changes.
 public struct SQLToolSpec: Codable, Sendable, Equatable {
     public var sql: String
     public var writes: Bool
-    public var timeoutMs: Int
-    public var maxRows: Int
-    public var maxBytes: Int
+    public var timeoutMs = 5_000
+    public var maxRows = 100
+    public var maxBytes = 65_536
 
-    public init(sql: String, writes: Bool = false, timeoutMs: Int = 5_000, maxRows: Int = 100, maxBytes: Int = 65_536) {
+    public init(sql: String, writes: Bool = false) {
         self.sql = sql
         self.writes = writes
-        self.timeoutMs = timeoutMs
-        self.maxRows = maxRows
-        self.maxBytes = maxBytes
+    }
+
+    /// A read-only query of at most one row: a guardrail's or an approval condition's check.
+    public static func check(_ sql: String) -> SQLToolSpec {
+        var spec = SQLToolSpec(sql: sql)
+        spec.maxRows = 1
+        return spec
     }
 
     enum CodingKeys: String, CodingKey {

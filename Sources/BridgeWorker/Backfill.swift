@@ -7,29 +7,24 @@ import BridgeMapping
 import BridgePostgres
 import Foundation
 
-/// Settings for one `bridge exec --backfill` process.
+/// Settings for one `bridge exec --backfill` process. Every setting has a default (the one
+/// `bridge exec --backfill` documents for its flag); callers start from `BackfillOptions()` and
+/// set what they change.
 public struct BackfillOptions: Sendable {
     /// Tasks per batch (one short transaction each).
-    public var batchSize: Int
+    public var batchSize = 1_000
     /// Rebuild at most this many tasks (nil: all).
     public var limit: Int?
     /// Only tasks finished at or after this time (a `timestamptz` literal, parsed by PostgreSQL).
     public var since: String?
     /// Pause between batches, to leave room for the application on a busy database. A run
     /// that pauses uses one connection.
-    public var pauseMilliseconds: Int
+    public var pauseMilliseconds = 0
     /// Connections that work on batches at once (each batch its own transaction): while one
     /// connection's batch is written by the database, the next one is read and built.
-    public var connections: Int
+    public var connections = 2
 
-    public init(batchSize: Int = 1_000, limit: Int? = nil, since: String? = nil, pauseMilliseconds: Int = 0,
-                connections: Int = 2) {
-        self.batchSize = batchSize
-        self.limit = limit
-        self.since = since
-        self.pauseMilliseconds = pauseMilliseconds
-        self.connections = connections
-    }
+    public init() {}
 
     /// How many connections a run opens: `connections`, or one when it pauses between batches.
     public var connectionCount: Int { pauseMilliseconds > 0 ? 1 : max(1, connections) }
@@ -195,7 +190,7 @@ public struct Backfiller: Sendable {
         }
         progress.finish()
         var summary = await tally.summary
-        summary.remaining = try await count(on: conns[0], options: BackfillOptions(since: options.since))
+        summary.remaining = try await count(on: conns[0], options: options)
         summary.elapsed = Date().timeIntervalSince(started)
         return summary
     }
@@ -231,7 +226,7 @@ public struct Backfiller: Sendable {
         s >= 3600 ? "\(s / 3600)h\(s % 3600 / 60)m" : s >= 60 ? "\(s / 60)m\(s % 60)s" : "\(s)s"
     }
 
-    /// Tasks that match the backfill filter now.
+    /// Tasks that match the backfill filter now (`since`; `limit` does not cap the count).
     public func count(on conn: PostgresConnection, options: BackfillOptions) async throws -> Int {
         try await conn.query(history.countStatement(since: options.since)).first?.int("n") ?? 0
     }

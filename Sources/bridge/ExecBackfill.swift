@@ -62,8 +62,11 @@ extension Bridge.Exec {
                                             connection: connection.config(applicationName: "bridge-backfill"),
                                             environment: env)
         app.httpLimits = httpLimits
-        let options = BackfillOptions(batchSize: flags.batchSize, limit: limit, since: flags.since,
-                                      pauseMilliseconds: flags.pauseMs)
+        var options = BackfillOptions()
+        options.batchSize = flags.batchSize
+        options.limit = limit
+        options.since = flags.since
+        options.pauseMilliseconds = flags.pauseMs
         if dryRun {
             let p = try await app.backfillPreview(options: options)
             for line in p.sample { print(line) }

@@ -163,14 +163,14 @@ struct BackfillDatabaseTests {
         let second = try await TestDatabase.connect(url)
         let backfiller = try Backfiller(config: config)
         let preview = try await backfiller.preview(on: c, options: BackfillOptions())
-        let limited = try await backfiller.run(on: [c, second], options: BackfillOptions(batchSize: 2, limit: 7), progress: .silent())
+        let limited = try await backfiller.run(on: [c, second], options: .batches(of: 2, limit: 7), progress: .silent())
         #expect(limited.tasks == 7 && limited.batches == 4 && limited.remaining == 17, "\(limited.line)")
         // The 7 traced tasks are the first 7 in key order: the batches were consecutive ranges.
         #expect(try await c.query("""
             SELECT count(*) AS n FROM (SELECT id, openai_trace_id FROM tasks WHERE status IN ('completed', 'failed')
                                        ORDER BY id LIMIT 7) t WHERE openai_trace_id IS NULL
             """).first?.int("n") == 0)
-        let rest = try await backfiller.run(on: [c, second], options: BackfillOptions(batchSize: 3), progress: .silent())
+        let rest = try await backfiller.run(on: [c, second], options: .batches(of: 3), progress: .silent())
         #expect(rest.tasks == 17 && rest.batches == 6 && rest.remaining == 0, "\(rest.line)")
         #expect(limited.spans + rest.spans == preview.spans)
         #expect(try await c.query("SELECT count(*) AS n FROM bridge.spans").first?.int("n") == preview.spans)
@@ -194,7 +194,7 @@ struct BackfillDatabaseTests {
         #expect(preview.tasks == 22 && preview.skipped == 2)
         #expect(Set(preview.skippedTasks.map(\.taskId)) == Set(orphans))
 
-        let summary = try await backfiller.run(on: c, options: BackfillOptions(batchSize: 5), progress: .silent())
+        let summary = try await backfiller.run(on: c, options: .batches(of: 5), progress: .silent())
         #expect(summary.tasks == 22 && summary.traces == 22 && summary.skipped == 2 && summary.remaining == 2)
         #expect(Set(summary.skippedTasks.map(\.taskId)) == Set(orphans))
         #expect(summary.skippedTasks.allSatisfy { $0.reason.contains("no mapped agent") && $0.reason.contains("Night Shift") })
@@ -207,5 +207,15 @@ struct BackfillDatabaseTests {
         let again = try await backfiller.run(on: c, options: BackfillOptions(), progress: .silent())
         #expect(again.tasks == 0 && again.skipped == 2)
         await c.close()
+    }
+}
+
+extension BackfillOptions {
+    /// Options with this batch size (and limit), the rest at their defaults.
+    static func batches(of size: Int, limit: Int? = nil) -> BackfillOptions {
+        var o = BackfillOptions()
+        o.batchSize = size
+        o.limit = limit
+        return o
     }
 }

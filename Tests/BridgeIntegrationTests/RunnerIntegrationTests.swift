@@ -18,8 +18,11 @@ let ledgerDDL = """
 
 func sqlTool(_ name: String, _ sql: String, writes: Bool = false, timeoutMs: Int = 5_000, maxRows: Int = 100,
              maxBytes: Int = 65_536, schema: JSONValue = ["type": "object", "properties": [:]]) -> ToolSpec {
-    ToolSpec(name: name, description: name, parameters: schema,
-             implementation: .sql(SQLToolSpec(sql: sql, writes: writes, timeoutMs: timeoutMs, maxRows: maxRows, maxBytes: maxBytes)))
+    var spec = SQLToolSpec(sql: sql, writes: writes)
+    spec.timeoutMs = timeoutMs
+    spec.maxRows = maxRows
+    spec.maxBytes = maxBytes
+    return ToolSpec(name: name, description: name, parameters: schema, implementation: .sql(spec))
 }
 
 func runnerSpec(tools: [String: ToolSpec], pmTools: [String]) -> RunSpec {

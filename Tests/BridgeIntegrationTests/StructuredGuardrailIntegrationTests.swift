@@ -73,9 +73,8 @@ private func run(_ spec: RunSpec, model: any ModelProvider, tools: any ToolExecu
 
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct SQLGuardrailLiveTests {
-    static let noSecrets = GuardrailSpec(name: "no_secrets", implementation: .sql(SQLToolSpec(
-        sql: "SELECT CAST(:input AS text) ~ 'sk-[A-Za-z0-9]{8}' AS tripwire_triggered, 'API key in input' AS output_info",
-        maxRows: 1)))
+    static let noSecrets = GuardrailSpec(name: "no_secrets", implementation: .sql(.check(
+        "SELECT CAST(:input AS text) ~ 'sk-[A-Za-z0-9]{8}' AS tripwire_triggered, 'API key in input' AS output_info")))
 
     @Test func sqlGuardrailTripsAndPassesOnARealDatabase() async throws {
         let conn = try await TestDatabase.connect(try await TestDatabase.create())
