@@ -1,3 +1,6 @@
+// Over 400 lines: the Responses, retry and Chat Completions suites share this file's private
+// request and response builders and settings; split across files, those would become
+// module-wide names in the test target.
 import BridgeTraceModel
 import BridgeCore
 import BridgeHTTP
