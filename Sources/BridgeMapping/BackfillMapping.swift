@@ -10,67 +10,39 @@ public struct BackfillMapping: Sendable, Equatable {
     /// The log table, or nil when the history has no tool-call records (traces then have a
     /// task, an agent and a turn span only).
     public var logs: BackfillLogsMapping?
-    public var origin: MappingLocation
-
-    public init(logs: BackfillLogsMapping? = nil, origin: MappingLocation = .unknown) {
-        self.logs = logs
-        self.origin = origin
-    }
+    public var origin: MappingLocation = .unknown
 }
 
 /// `backfill.logs`: the log table and how a tool-call row is read.
 public struct BackfillLogsMapping: Sendable, Equatable {
-    public var table: String
+    public var table: String = "execution_logs"
     /// Key column (orders tool calls that started at the same time).
-    public var key: String
+    public var key: String = "id"
     /// Column referencing the task key.
-    public var taskColumn: String
+    public var taskColumn: String = "task_id"
     /// Column holding the log type.
-    public var typeColumn: String
+    public var typeColumn: String = "type"
     /// The json/jsonb column holding the record.
-    public var contentColumn: String
+    public var contentColumn: String = "content"
     /// When the row was written: the tool call's start when the content has none.
     public var createdAtColumn: String?
     /// Values of `type_column` that are tool calls.
-    public var toolCallTypes: [String]
+    public var toolCallTypes: [String] = ["tool_call"]
     /// Keys of the content object (JSON keys, not columns).
-    public var toolCall: ToolCallKeys
-
-    public init(table: String = "execution_logs", key: String = "id", taskColumn: String = "task_id",
-                typeColumn: String = "type", contentColumn: String = "content", createdAtColumn: String? = nil,
-                toolCallTypes: [String] = ["tool_call"], toolCall: ToolCallKeys = .init()) {
-        self.table = table
-        self.key = key
-        self.taskColumn = taskColumn
-        self.typeColumn = typeColumn
-        self.contentColumn = contentColumn
-        self.createdAtColumn = createdAtColumn
-        self.toolCallTypes = toolCallTypes
-        self.toolCall = toolCall
-    }
+    public var toolCall: ToolCallKeys = .init()
 }
 
 /// `backfill.logs.tool_call`: JSON keys of a tool-call record. nil: the record has no such key.
 public struct ToolCallKeys: Sendable, Equatable {
-    public var name: String
-    public var arguments: String?
-    public var output: String?
+    public var name: String = "tool"
+    public var arguments: String? = "arguments"
+    public var output: String? = "output"
     /// An ISO 8601 timestamp (else the row's `created_at_column`).
-    public var startedAt: String?
+    public var startedAt: String? = "started_at"
     /// Milliseconds (the span's end is start + duration).
-    public var durationMs: String?
+    public var durationMs: String? = "duration_ms"
     /// An error message; present and not null means the call failed.
     public var error: String?
-
-    public init(name: String = "tool", arguments: String? = "arguments", output: String? = "output",
-                startedAt: String? = "started_at", durationMs: String? = "duration_ms", error: String? = nil) {
-        self.name = name
-        self.arguments = arguments
-        self.output = output
-        self.startedAt = startedAt
-        self.durationMs = durationMs
-        self.error = error
-    }
 }
 
 extension LoadState {
@@ -91,14 +63,10 @@ extension LoadState {
                 logs.toolCallTypes = types
             }
             if let k = l.map("tool_call", allowed: ["name", "arguments", "output", "started_at", "duration_ms", "error"]) {
-                var keys = ToolCallKeys(name: "tool", arguments: nil, output: nil, startedAt: nil, durationMs: nil, error: nil)
-                keys.name = k.name("name", required: true) ?? keys.name
-                keys.arguments = k.name("arguments")
-                keys.output = k.name("output")
-                keys.startedAt = k.name("started_at")
-                keys.durationMs = k.name("duration_ms")
-                keys.error = k.name("error")
-                logs.toolCall = keys
+                // A `tool_call` section names every key the records have: one it leaves out is absent.
+                logs.toolCall = ToolCallKeys(name: k.name("name", required: true) ?? "tool", arguments: k.name("arguments"),
+                                             output: k.name("output"), startedAt: k.name("started_at"),
+                                             durationMs: k.name("duration_ms"), error: k.name("error"))
             }
             out.logs = logs
         }

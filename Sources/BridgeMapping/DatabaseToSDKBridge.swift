@@ -8,12 +8,6 @@ public struct HandoffEdge: Sendable, Equatable, Hashable {
     public var sourceId: String
     public var targetId: String
     public var description: String?
-
-    public init(sourceId: String, targetId: String, description: String? = nil) {
-        self.sourceId = sourceId
-        self.targetId = targetId
-        self.description = description
-    }
 }
 
 /// Why a task row could not become a run spec. Ends a task as failed, not the process.

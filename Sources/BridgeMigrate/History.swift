@@ -9,12 +9,17 @@ public struct HistoryRow: Sendable, Codable, Equatable {
     public var appliedAt: String
     public var appliedBy: String
     public var executionMS: Int
-    /// `applied`, `failed` or `baseline`.
+    /// `applied`, `failed` or `baseline` (see `HistoryStatus`).
     public var status: String
     /// For a file run without a transaction: statements completed so far.
     public var statementsDone: Int
     public var statementsTotal: Int
     public var error: String?
+}
+
+/// The `status` of a migration history row.
+public enum HistoryStatus: String, Sendable, CaseIterable {
+    case applied, failed, baseline
 }
 
 /// Reads and writes the migration history table, `bridge.schema_migrations`.
@@ -63,12 +68,12 @@ enum History {
     }
 
     /// Inserts or replaces the row for `file`.
-    static func upsert(_ conn: isolated PostgresConnection, file: MigrationFile, status: String, executionMS: Int,
+    static func upsert(_ conn: isolated PostgresConnection, file: MigrationFile, status: HistoryStatus, executionMS: Int,
                        done: Int, error: String?) throws(PostgresError) {
         let errorValue: PostgresValue = error.map { .text($0) } ?? .null
         try conn.query("""
             INSERT INTO \(identifier: table) (version, name, checksum, execution_ms, status, statements_done, statements_total, error)
-            VALUES (\(file.version)::bigint, \(file.name), \(file.checksum), \(executionMS)::bigint, \(status), \(done)::int,
+            VALUES (\(file.version)::bigint, \(file.name), \(file.checksum), \(executionMS)::bigint, \(status.rawValue), \(done)::int,
                     \(file.statements.count)::int, \(errorValue))
             ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum,
                 applied_at = now(), applied_by = current_user, execution_ms = EXCLUDED.execution_ms,
@@ -116,10 +121,10 @@ public struct FileState: Sendable, Codable, Equatable {
                 continue
             }
             let state: State
-            switch h.status {
-            case "failed": state = .failed
-            case "baseline": state = h.checksum == f.checksum ? .baseline : .drifted
-            default: state = h.checksum == f.checksum ? .applied : .drifted
+            switch HistoryStatus(rawValue: h.status) {
+            case .failed: state = .failed
+            case .baseline: state = h.checksum == f.checksum ? .baseline : .drifted
+            case .applied, nil: state = h.checksum == f.checksum ? .applied : .drifted
             }
             out.append(FileState(version: f.version, file: f.fileName, state: state, history: h, checksum: f.checksum))
         }

@@ -302,7 +302,7 @@ public struct Migrator: Sendable {
                     }
                     let ms = Self.milliseconds(since: start)
                     do {
-                        try History.upsert(c, file: file, status: "applied", executionMS: ms, done: file.statements.count, error: nil)
+                        try History.upsert(c, file: file, status: .applied, executionMS: ms, done: file.statements.count, error: nil)
                     } catch { throw StatementFailure(index: -1, error: Self.pgError(error)) }
                 }
                 return
@@ -341,7 +341,7 @@ public struct Migrator: Sendable {
                     if slow { _ = try? await conn.simpleQuery("RESET statement_timeout") }
                     if await waitToRetry(error, attempt: &attempt, at: "\(file.fileName):\(s.line)", note: ";") { continue }
                     let text = "\(file.fileName):\(s.line): \(error.description)"
-                    _ = try? await History.upsert(conn, file: file, status: "failed", executionMS: Self.milliseconds(since: began), done: index, error: text)
+                    _ = try? await History.upsert(conn, file: file, status: .failed, executionMS: Self.milliseconds(since: began), done: index, error: text)
                     if error.kind != .server { throw .database(error) }
                     throw .statementFailed(file: file.fileName, line: s.line, statement: s.text, error: error,
                                            transactional: false, done: index, total: total)
@@ -349,15 +349,15 @@ public struct Migrator: Sendable {
             }
             do {
                 if index + 1 < total {
-                    try await History.upsert(conn, file: file, status: "failed", executionMS: Self.milliseconds(since: began), done: index + 1,
+                    try await History.upsert(conn, file: file, status: .failed, executionMS: Self.milliseconds(since: began), done: index + 1,
                                              error: "incomplete: stopped after statement \(index + 1) of \(total)")
                 } else {
-                    try await History.upsert(conn, file: file, status: "applied", executionMS: Self.milliseconds(since: began), done: total, error: nil)
+                    try await History.upsert(conn, file: file, status: .applied, executionMS: Self.milliseconds(since: began), done: total, error: nil)
                 }
             } catch { throw .database(error) }
         }
         if start >= total {
-            do { try await History.upsert(conn, file: file, status: "applied", executionMS: 0, done: total, error: nil) } catch {
+            do { try await History.upsert(conn, file: file, status: .applied, executionMS: 0, done: total, error: nil) } catch {
                 throw .database(error)
             }
         }
@@ -499,7 +499,7 @@ public struct Migrator: Sendable {
                 let history = try await History.read(conn)
                 var recorded: [String] = []
                 for f in files where f.version <= version && !history.contains(where: { $0.version == f.version }) {
-                    try await History.upsert(conn, file: f, status: "baseline", executionMS: 0, done: 0, error: nil)
+                    try await History.upsert(conn, file: f, status: .baseline, executionMS: 0, done: 0, error: nil)
                     recorded.append(f.fileName)
                 }
                 return BaselineReport(version: version, recorded: recorded)

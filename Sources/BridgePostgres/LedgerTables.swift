@@ -8,6 +8,14 @@ public enum LedgerTable: String, Sendable, CaseIterable {
     public var qualifiedName: String { "bridge." + rawValue }
 }
 
+/// The `status` of a delivery record (`bridge.span_deliveries`, `bridge.trace_deliveries`): the
+/// receiver accepted the item, or refused it for good. An item without a record is undelivered.
+public enum DeliveryStatus: String, Sendable, CaseIterable, PostgresBindable {
+    case delivered, rejected
+
+    public var postgresValue: PostgresValue { .text(rawValue) }
+}
+
 extension PostgresConnection {
     /// Whether every table of `tables` exists: the one "has `bridge migrate` created the
     /// ledger (or the part of it this command needs)" check. One catalog lookup, no table scan.

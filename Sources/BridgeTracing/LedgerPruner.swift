@@ -2,30 +2,24 @@ import BridgeCore
 import BridgePostgres
 import Foundation
 
-/// What `bridge prune` removes and how.
+/// What `bridge prune` removes and how: the cutoff, and settings whose defaults are the ones
+/// `bridge prune` documents for its flags (callers set what they change).
 public struct PruneOptions: Sendable {
     /// Traces that started before this instant are candidates (with their spans, transcript and
     /// delivery records).
     public var cutoff: Date
     /// Traces per batch; each batch is one statement, so one short transaction.
-    public var batchSize: Int
+    public var batchSize = 1000
     /// Also remove traces an active exporter has not delivered yet. Off by default: a trace is
     /// kept while any exporter seen since the cutoff still lacks a delivery record for it.
-    public var includeUndelivered: Bool
+    public var includeUndelivered = false
     /// Count only, in a READ ONLY transaction that is rolled back.
-    public var dryRun: Bool
+    public var dryRun = false
     /// `lock_timeout` of each batch, in milliseconds; a batch that times out is retried with the
     /// project's backoff (`RetryBackoff`), so prune waits for others instead of blocking them.
-    public var lockTimeoutMs: Int
+    public var lockTimeoutMs = 2000
 
-    public init(cutoff: Date, batchSize: Int = 1000, includeUndelivered: Bool = false, dryRun: Bool = false,
-                lockTimeoutMs: Int = 2000) {
-        self.cutoff = cutoff
-        self.batchSize = batchSize
-        self.includeUndelivered = includeUndelivered
-        self.dryRun = dryRun
-        self.lockTimeoutMs = lockTimeoutMs
-    }
+    public init(cutoff: Date) { self.cutoff = cutoff }
 }
 
 /// Counts of one prune, so far or in all.

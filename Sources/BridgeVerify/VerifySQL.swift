@@ -318,7 +318,8 @@ struct VerifySQL: Sendable {
     /// Returns `exporter` rows (counts and lag percentiles), up to `examples` example rows (rejected
     /// first, then missing) and up to `examples` late rows (slowest deliveries over the limit).
     var exportDelivered: PostgresQuery {
-        """
+        let delivered = DeliveryStatus.delivered, rejected = DeliveryStatus.rejected
+        return """
         WITH \(scopedTraces),
         limits AS MATERIALIZED (SELECT now() - make_interval(secs => \(maxExportLag)::float8) AS cutoff),
         pairs AS MATERIALIZED (
@@ -330,23 +331,23 @@ struct VerifySQL: Sendable {
         ),
         stats AS (
             SELECT exporter, count(*) AS spans,
-                   count(*) FILTER (WHERE status = 'delivered') AS delivered,
-                   count(*) FILTER (WHERE status = 'rejected') AS rejected,
+                   count(*) FILTER (WHERE status = \(delivered)) AS delivered,
+                   count(*) FILTER (WHERE status = \(rejected)) AS rejected,
                    count(*) FILTER (WHERE status IS NULL AND ended_at < (SELECT cutoff FROM limits)) AS missing,
                    count(*) FILTER (WHERE status IS NULL AND ended_at >= (SELECT cutoff FROM limits)) AS in_flight,
-                   count(*) FILTER (WHERE status = 'delivered' AND lag > \(maxExportLag)::float8) AS late,
-                   percentile_cont(0.5) WITHIN GROUP (ORDER BY lag) FILTER (WHERE status = 'delivered') AS p50,
-                   percentile_cont(0.95) WITHIN GROUP (ORDER BY lag) FILTER (WHERE status = 'delivered') AS p95,
-                   max(lag) FILTER (WHERE status = 'delivered') AS max
+                   count(*) FILTER (WHERE status = \(delivered) AND lag > \(maxExportLag)::float8) AS late,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY lag) FILTER (WHERE status = \(delivered)) AS p50,
+                   percentile_cont(0.95) WITHIN GROUP (ORDER BY lag) FILTER (WHERE status = \(delivered)) AS p95,
+                   max(lag) FILTER (WHERE status = \(delivered)) AS max
             FROM pairs GROUP BY exporter
         ),
         failing AS (
             (SELECT 'example' AS kind, p.exporter, p.trace_id, p.span_id, p.status, p.ended_at, p.lag FROM pairs p
-             WHERE p.status = 'rejected' OR (p.status IS NULL AND p.ended_at < (SELECT cutoff FROM limits))
-             ORDER BY coalesce(p.status, '') = 'rejected' DESC, p.trace_id, p.span_id LIMIT \(examples)::int)
+             WHERE p.status = \(rejected) OR (p.status IS NULL AND p.ended_at < (SELECT cutoff FROM limits))
+             ORDER BY coalesce(p.status, '') = \(rejected) DESC, p.trace_id, p.span_id LIMIT \(examples)::int)
             UNION ALL
             (SELECT 'late', p.exporter, p.trace_id, p.span_id, p.status, p.ended_at, p.lag FROM pairs p
-             WHERE p.status = 'delivered' AND p.lag > \(maxExportLag)::float8
+             WHERE p.status = \(delivered) AND p.lag > \(maxExportLag)::float8
              ORDER BY p.lag DESC LIMIT \(examples)::int)
         )
         SELECT 'exporter' AS kind, exporter, spans, delivered, rejected, missing, in_flight, late, p50, p95, max,
@@ -356,7 +357,7 @@ struct VerifySQL: Sendable {
         SELECT f.kind, f.exporter, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                coalesce(tr.task_id, tr.metadata->>'task_id'), f.trace_id,
                CASE WHEN f.kind = 'late' THEN format('span %s acknowledged by %s %s s after it was due', f.span_id, f.exporter, round(f.lag::numeric, 1))
-                    WHEN f.status = 'rejected' THEN format('span %s rejected by %s: %s', f.span_id, f.exporter, coalesce(d.error, 'no message'))
+                    WHEN f.status = \(rejected) THEN format('span %s rejected by %s: %s', f.span_id, f.exporter, coalesce(d.error, 'no message'))
                     ELSE format('span %s not delivered to %s (due %s s ago)', f.span_id, f.exporter,
                                 round(extract(epoch FROM now() - f.ended_at)::numeric)) END
         FROM failing f

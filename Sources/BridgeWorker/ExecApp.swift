@@ -134,14 +134,12 @@ public struct ExecApp: Sendable {
     private func specLines(_ conn: PostgresConnection, keys: [String], limit: Int) async throws -> [String] {
         let store = TaskStore(config: config)
         let bridge = DatabaseToSDKBridge(config: config)
-        let source = config.source
         let rows = try await store.peek(on: conn, keys: keys, limit: limit)
         try requireAll(keys, in: rows)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var lines: [String] = []
         for row in rows {
-            let key = row[source.key]?.templateText ?? "?"
             // The attempt the next claim will make (claims count attempts in bridge_attempts).
             let attempt = (row[TaskStore.Lease.attempts]?.intValue ?? 0) + 1
             let (agents, edges) = try await bridge.loadAgentsAndEdges(for: row, connection: conn)

@@ -154,10 +154,6 @@ public struct TaskStore: Sendable {
     public struct Reaped: Sendable, Equatable {
         public var requeued: Int
         public var failed: Int
-        public init(requeued: Int, failed: Int) {
-            self.requeued = requeued
-            self.failed = failed
-        }
     }
 
     /// Returns every task whose lease expired to pending, or marks it failed once it has had

@@ -84,8 +84,11 @@ extension Bridge {
                     guard let cutoff = try await conn.query("""
                         SELECT now() - make_interval(secs => \(seconds)::double precision) AS t
                         """).first?.date("t") else { throw UsageError("the server returned no time") }
-                    let options = PruneOptions(cutoff: cutoff, batchSize: batchSize, includeUndelivered: includeUndelivered,
-                                               dryRun: dryRun, lockTimeoutMs: lockTimeout)
+                    var options = PruneOptions(cutoff: cutoff)
+                    options.batchSize = batchSize
+                    options.includeUndelivered = includeUndelivered
+                    options.dryRun = dryRun
+                    options.lockTimeoutMs = lockTimeout
                     let verb = dryRun ? "would remove" : "removed"
                     progress.log("bridge prune: traces started before \(PostgresTimestamp.format(cutoff))\(dryRun ? " (dry run)" : "")")
                     let clock = ContinuousClock()

@@ -4,7 +4,7 @@ import BridgeMapping
 import BridgeMigrate
 import BridgePostgres
 import BridgeTestSupport
-import BridgeWorker
+@testable import BridgeWorker
 import Foundation
 import Testing
 

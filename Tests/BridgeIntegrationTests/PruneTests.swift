@@ -79,7 +79,11 @@ struct PruneTests {
         let cutoff = try await Self.cutoff(c, daysAgo: 30)
 
         // A dry run counts and changes nothing.
-        let dry = try await LedgerPruner(connection: c, options: PruneOptions(cutoff: cutoff, batchSize: 7, dryRun: true)).run()
+        var batchesOf7 = PruneOptions(cutoff: cutoff)
+        batchesOf7.batchSize = 7
+        var dryRun = batchesOf7
+        dryRun.dryRun = true
+        let dry = try await LedgerPruner(connection: c, options: dryRun).run()
         #expect(dry.traces == 25 && dry.spans == 100 && dry.transcripts == 25 && dry.deliveries == 125)
         #expect(dry.kept == 5 && dry.candidates == 30)
         #expect(try await Self.count(c, "spans", prefix: "old_") == 100)
@@ -87,7 +91,7 @@ struct PruneTests {
 
         // Batches of 7 (the last one partial), progress after each.
         let seen = Counter()
-        let result = try await LedgerPruner(connection: c, options: PruneOptions(cutoff: cutoff, batchSize: 7)).run { p in
+        let result = try await LedgerPruner(connection: c, options: batchesOf7).run { p in
             seen.add(p.examined)
         }
         #expect(result == dry)
@@ -104,7 +108,9 @@ struct PruneTests {
 
         // An exporter not seen since the cutoff does not hold traces back; --include-undelivered
         // removes what an active one still lacks.
-        let again = try await LedgerPruner(connection: c, options: PruneOptions(cutoff: cutoff, includeUndelivered: true)).run()
+        var undeliveredToo = PruneOptions(cutoff: cutoff)
+        undeliveredToo.includeUndelivered = true
+        let again = try await LedgerPruner(connection: c, options: undeliveredToo).run()
         #expect(again.traces == 3 && again.spans == 6)
         #expect(try await Self.count(c, "traces", prefix: "paused_") == 1)
         await c.close()
@@ -117,7 +123,9 @@ struct PruneTests {
         try await worker.simpleQuery("BEGIN")
         try await worker.simpleQuery("UPDATE bridge.traces SET updated_at = now() WHERE trace_id = 'old_2'")
         let cutoff = try await Self.cutoff(c, daysAgo: 30)
-        let first = try await LedgerPruner(connection: c, options: PruneOptions(cutoff: cutoff, lockTimeoutMs: 60_000)).run()
+        var patient = PruneOptions(cutoff: cutoff)
+        patient.lockTimeoutMs = 60_000
+        let first = try await LedgerPruner(connection: c, options: patient).run()
         #expect(first.traces == 2 && first.kept == 1)
         #expect(try await Self.count(c, "spans", prefix: "old_2") == 2)
         try await worker.simpleQuery("COMMIT")

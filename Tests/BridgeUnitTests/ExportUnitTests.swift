@@ -1,7 +1,7 @@
 import BridgeTraceModel
 import BridgeCore
 import BridgeHTTP
-import BridgeTracing
+@testable import BridgeTracing
 import Foundation
 import Testing
 

@@ -1,5 +1,5 @@
 import BridgeCore
-import BridgeRunner
+@testable import BridgeRunner
 import Testing
 
 /// MCP results as the model and the function span see them (the SDK's conversion).

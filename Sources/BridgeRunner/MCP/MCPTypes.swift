@@ -21,12 +21,6 @@ public struct MCPTool: Sendable, Equatable {
     public var name: String
     public var description: String
     public var inputSchema: JSONValue
-
-    public init(name: String, description: String, inputSchema: JSONValue) {
-        self.name = name
-        self.description = description
-        self.inputSchema = inputSchema
-    }
 }
 
 /// The result of `tools/call`.

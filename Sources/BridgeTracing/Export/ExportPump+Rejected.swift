@@ -9,8 +9,8 @@ extension ExportPump {
     /// How many traces and spans `exporter` has recorded as rejected (all time).
     public static func rejectedCount(exporter: String, connection: PostgresConnection) async throws -> ExportBacklog {
         let row = try await connection.query("""
-            SELECT (SELECT count(*) FROM bridge.trace_deliveries WHERE exporter = \(exporter) AND status = 'rejected') AS traces,
-                   (SELECT count(*) FROM bridge.span_deliveries WHERE exporter = \(exporter) AND status = 'rejected') AS spans
+            SELECT (SELECT count(*) FROM bridge.trace_deliveries WHERE exporter = \(exporter) AND status = \(DeliveryStatus.rejected)) AS traces,
+                   (SELECT count(*) FROM bridge.span_deliveries WHERE exporter = \(exporter) AND status = \(DeliveryStatus.rejected)) AS spans
             """).first
         return ExportBacklog(traces: row?.int("traces") ?? 0, spans: row?.int("spans") ?? 0)
     }
@@ -27,7 +27,7 @@ extension ExportPump {
                                                      ("bridge.spans", "span_id", "bridge.span_deliveries", "span")] {
                 let rows = try c.query("""
                     WITH gone AS (
-                        DELETE FROM \(unsafeRaw: deliveries) WHERE exporter = \(exporter) AND status = 'rejected' RETURNING \(unsafeRaw: key) AS id
+                        DELETE FROM \(unsafeRaw: deliveries) WHERE exporter = \(exporter) AND status = \(DeliveryStatus.rejected) RETURNING \(unsafeRaw: key) AS id
                     ), earliest AS (
                         SELECT x.txid, x.\(unsafeRaw: key) AS id FROM \(unsafeRaw: table) x JOIN gone g ON g.id = x.\(unsafeRaw: key)
                         ORDER BY x.txid NULLS FIRST, x.\(unsafeRaw: key) LIMIT 1

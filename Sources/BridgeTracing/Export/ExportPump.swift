@@ -163,7 +163,7 @@ public actor ExportPump {
             let result = await exporter.send(batch)
             switch result {
             case .delivered(let warning):
-                try await record(batch, status: "delivered", attempts: priorAttempts + attempts, error: warning.map(scrub))
+                try await record(batch, status: .delivered, attempts: priorAttempts + attempts, error: warning.map(scrub))
                 s.deliveredTraces += batch.traces.count
                 s.deliveredSpans += batch.spans.count
                 options.onEvent(.delivered(exporter: exporter.name, traces: batch.traces.count, spans: batch.spans.count))
@@ -175,14 +175,14 @@ public actor ExportPump {
                 let text = scrub("receiver dropped \(rejected) of \(batch.spans.count) spans: \(message)")
                 options.onEvent(.partial(exporter: exporter.name, rejectedSpans: rejected, of: batch.spans.count, message: scrub(message)))
                 if rejected >= batch.spans.count, !batch.spans.isEmpty {
-                    try await record(ExportBatch(spans: batch.spans), status: "rejected", attempts: priorAttempts + attempts, error: text)
+                    try await record(ExportBatch(spans: batch.spans), status: .rejected, attempts: priorAttempts + attempts, error: text)
                     if !batch.traces.isEmpty {
-                        try await record(ExportBatch(traces: batch.traces), status: "delivered", attempts: priorAttempts + attempts, error: nil)
+                        try await record(ExportBatch(traces: batch.traces), status: .delivered, attempts: priorAttempts + attempts, error: nil)
                     }
                     s.rejectedSpans += batch.spans.count
                     s.deliveredTraces += batch.traces.count
                 } else {
-                    try await record(batch, status: "delivered", attempts: priorAttempts + attempts, error: text)
+                    try await record(batch, status: .delivered, attempts: priorAttempts + attempts, error: text)
                     s.deliveredTraces += batch.traces.count
                     s.deliveredSpans += batch.spans.count
                 }
@@ -206,7 +206,7 @@ public actor ExportPump {
                     try await deliver(b, priorAttempts: priorAttempts + attempts, stats: &s)
                     return
                 }
-                try await record(batch, status: "rejected", attempts: priorAttempts + attempts, error: scrub(reason))
+                try await record(batch, status: .rejected, attempts: priorAttempts + attempts, error: scrub(reason))
                 s.rejectedTraces += batch.traces.count
                 s.rejectedSpans += batch.spans.count
                 options.onEvent(.rejected(exporter: exporter.name, traces: batch.traces.count, spans: batch.spans.count,
@@ -220,7 +220,7 @@ public actor ExportPump {
 
     /// Records the outcome for every item of `batch` in one statement (and refreshes the
     /// exporter's `last_seen_at`). An item that has a row already keeps it.
-    func record(_ batch: ExportBatch, status: String, attempts: Int, error: String?) async throws {
+    func record(_ batch: ExportBatch, status: DeliveryStatus, attempts: Int, error: String?) async throws {
         var items: [JSONValue] = batch.traces.map { ["kind": "trace", "id": .string($0.id), "trace_id": .string($0.id)] }
         items += batch.spans.map { ["kind": "span", "id": .string($0.record.id), "trace_id": .string($0.record.traceId)] }
         let json = JSONValue.array(items).compact
@@ -240,7 +240,7 @@ public actor ExportPump {
             )
             UPDATE bridge.exporters SET last_seen_at = now() WHERE name = \(exporter.name)
             """)
-        BridgeMetrics.spansExported(exporter: exporter.name, delivered: status == "delivered", count: batch.spans.count)
+        BridgeMetrics.spansExported(exporter: exporter.name, delivered: status == .delivered, count: batch.spans.count)
     }
 
     func scrub(_ text: String) -> String { Redaction.scrub(text, secrets: options.secrets) }

@@ -23,11 +23,6 @@ public protocol TraceExporter: Sendable {
 public struct ExportSpan: Sendable, Equatable {
     public var record: SpanRecord
     public var trace: TraceRecord
-
-    public init(record: SpanRecord, trace: TraceRecord) {
-        self.record = record
-        self.trace = trace
-    }
 }
 
 /// What one request carries: trace objects first, then spans (children end, and are

@@ -1,3 +1,4 @@
+import BridgeTraceModel
 import BridgeCore
 import Foundation
 
@@ -28,7 +29,7 @@ public enum OpenAISanitizer {
         for field in ["input", "output"] {
             if let v = data[field] { data[field] = truncateField(v) }
         }
-        if data["type"]?.stringValue == "generation" {
+        if data["type"]?.stringValue.flatMap(SpanKind.init(rawValue:)) == .generation {
             if let usage = data["usage"], let u = usage.objectValue {
                 data["usage"] = generationUsage(u)  // nil removes it
             }
