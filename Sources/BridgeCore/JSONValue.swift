@@ -78,11 +78,11 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable, CustomStringConve
             out += "]"
         case .object(let o):
             out += "{"
-            for (i, k) in o.keys.sorted().enumerated() {
+            for (i, (k, v)) in o.sorted(by: { $0.key < $1.key }).enumerated() {
                 if i > 0 { out += "," }
                 JSONValue.writeString(k, into: &out)
                 out += ":"
-                o[k]!.write(into: &out)
+                v.write(into: &out)
             }
             out += "}"
         }
@@ -98,6 +98,12 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable, CustomStringConve
 
     static func writeString(_ s: String, into out: inout String, asciiOnly: Bool = false) {
         out += "\""
+        // Most strings need no escape: appended whole (bulk writes serialize many thousands).
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C || (asciiOnly && $0 >= 0x7F) }) {
+            out += s
+            out += "\""
+            return
+        }
         for u in s.unicodeScalars {
             switch u {
             case "\"": out += "\\\""

@@ -52,24 +52,7 @@ public struct DatabaseToSDKBridge: Sendable {
         if let sel = selection, let col = sel.taskColumn, let ref = task[col], !ref.isNull {
             taskAgentRow = agentRows.first { $0[sel.key]?.templateText == ref.templateText }
         }
-        var starting: AgentMapping?
-        if let sel = selection, let row = taskAgentRow, let m = row[sel.matchColumn], !m.isNull {
-            starting = agent(matching: m.templateText)
-        }
-        if starting == nil, let col = selection?.fallbackColumn, let v = task[col], !v.isNull {
-            starting = agent(matching: v.templateText)
-        }
-        if starting == nil, let d = selection?.defaultAgent { starting = config.agent(named: d) }
-        if starting == nil, selection == nil, config.agents.count == 1 { starting = config.agents[0] }
-        guard let starting else {
-            var tried: [String] = []
-            if let sel = selection {
-                if let row = taskAgentRow { tried.append("\(sel.matchColumn)='\(row[sel.matchColumn]?.templateText ?? "")'") }
-                if let col = sel.fallbackColumn { tried.append("\(col)='\(task[col]?.templateText ?? "")'") }
-            }
-            throw RunSpecError(taskId: taskId, message: "no mapped agent for this task"
-                + (tried.isEmpty ? "" : " (tried \(tried.joined(separator: ", ")))") + " and no default_agent")
-        }
+        let starting = try startingAgent(taskId: taskId, task: task, agentRow: taskAgentRow)
 
         // Agents reachable by handoffs, breadth first from the starting agent.
         var order: [String] = [starting.name]
@@ -127,6 +110,43 @@ public struct DatabaseToSDKBridge: Sendable {
                        maxTurns: starting.maxTurns ?? Self.defaultMaxTurns,
                        traceIncludeSensitiveData: config.tracing.includeSensitiveData, taskId: taskId, attempt: attempt,
                        guardrails: guardrails)
+    }
+
+    /// The agent a task starts with: its agent row's match column matched against the YAML
+    /// agents' `match`, else the fallback column's value, else `default_agent`, else the only
+    /// agent when there is no `agent_selection`. `bridge exec` and `--backfill` both choose so.
+    ///
+    /// - Parameters:
+    ///   - task: the task row (only the fallback column is read).
+    ///   - agentRow: the task's own agent row (only the match column is read), nil when none.
+    public func startingAgent(taskId: String, task: [String: JSONValue], agentRow taskAgentRow: [String: JSONValue]?)
+        throws(RunSpecError) -> AgentMapping {
+        let selection = config.source.agentSelection
+        var starting: AgentMapping?
+        if let sel = selection, let row = taskAgentRow, let m = row[sel.matchColumn], !m.isNull {
+            starting = agent(matching: m.templateText)
+        }
+        if starting == nil, let col = selection?.fallbackColumn, let v = task[col], !v.isNull {
+            starting = agent(matching: v.templateText)
+        }
+        if starting == nil, let d = selection?.defaultAgent { starting = config.agent(named: d) }
+        if starting == nil, selection == nil, config.agents.count == 1 { starting = config.agents[0] }
+        guard let starting else {
+            var tried: [String] = []
+            if let sel = selection {
+                if let row = taskAgentRow { tried.append("\(sel.matchColumn)='\(row[sel.matchColumn]?.templateText ?? "")'") }
+                if let col = sel.fallbackColumn { tried.append("\(col)='\(task[col]?.templateText ?? "")'") }
+            }
+            throw RunSpecError(taskId: taskId, message: "no mapped agent for this task"
+                + (tried.isEmpty ? "" : " (tried \(tried.joined(separator: ", ")))") + " and no default_agent")
+        }
+        return starting
+    }
+
+    /// The handoffs the YAML gives `agent` (targets that exist, each once): what an agent span
+    /// lists when no handoff edge rows are read (the backfill).
+    public func yamlHandoffs(of agent: AgentMapping) -> [String] {
+        resolveHandoffs(of: agent, row: nil, agentRows: [], edges: []).map(\.agent)
     }
 
     /// The YAML agent whose `match` equals `value`.

@@ -115,7 +115,7 @@ public actor PostgresConnection {
         let conn = try requireHandle()
         // libpq takes C strings: a U+0000 would silently cut the value there.
         for (i, bind) in query.binds.enumerated() {
-            if case .text(let t) = bind, t.utf8.contains(0) {
+            if case .text(let t) = bind, Self.containsNUL(t) {
                 throw PostgresError(kind: .client, message: "bind $\(i + 1) contains a NUL character (U+0000), which PostgreSQL text cannot hold",
                                     statement: query.sql)
             }
@@ -135,6 +135,13 @@ public actor PostgresConnection {
             } ?? PQexecParams(conn, query.sql, 0, nil, nil, nil, nil, 0)
         }
         return try consume(result, statement: query.sql)
+    }
+
+    /// Whether `s` holds a U+0000 (memchr over the UTF-8 when contiguous: binds can be megabytes).
+    static func containsNUL(_ s: String) -> Bool {
+        s.utf8.withContiguousStorageIfAvailable { b in
+            b.baseAddress.map { memchr($0, 0, b.count) != nil } ?? false
+        } ?? s.utf8.contains(0)
     }
 
     /// Checks that `sql` is one statement that parses, resolves its names and infers its
@@ -192,6 +199,16 @@ public actor PostgresConnection {
             _ = try? simpleQuery("ROLLBACK")
             throw error
         }
+    }
+
+    /// Runs `body` inside BEGIN READ ONLY … ROLLBACK: whatever it does or throws, the
+    /// transaction is rolled back, so checks and previews cannot write.
+    public func readOnlyRolledBack<T: Sendable>(
+        _ body: @Sendable (isolated PostgresConnection) throws -> T
+    ) throws -> T {
+        try simpleQuery("BEGIN READ ONLY")
+        defer { _ = try? simpleQuery("ROLLBACK") }
+        return try body(self)
     }
 
     /// Whether a transaction block is open on this session.

@@ -194,12 +194,45 @@ extension DefaultStringInterpolation {
     public mutating func appendInterpolation(_ query: PostgresQuery) { appendLiteral(query.sql) }
 }
 
+/// A list bound as ONE parameter: a PostgreSQL array literal (`{"a",NULL,"b"}`), each element
+/// encoded as the element type binds alone (a `Date` as a timestamp, nil as NULL). Cast it on
+/// the parameter side to the column's type: `= ANY(\(keys)::uuid[])`, or bulk writes
+/// `INSERT … SELECT * FROM unnest(\(ids)::text[], \(times)::timestamptz[])`.
+extension Array: PostgresBindable where Element: PostgresBindable {
+    public var postgresValue: PostgresValue { .text(PostgresArray.literal(map(\.postgresValue))) }
+}
+
 /// PostgreSQL array literals for binding lists as one parameter.
 public enum PostgresArray {
     /// A text[] literal (`{"a","b"}`), with quotes and backslashes escaped; cast it on the
     /// parameter side to the element type it is compared with (`$1::uuid[]`).
-    public static func text(_ items: [String]) -> String {
-        "{" + items.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-            .joined(separator: ",") + "}"
+    public static func text(_ items: [String]) -> String { literal(items.map(PostgresValue.text)) }
+
+    /// An array literal of `values`: every element quoted, `"` and `\` escaped, `.null` as an
+    /// unquoted NULL. Built bytewise: bulk writes bind arrays of many thousand JSON texts.
+    public static func literal(_ values: [PostgresValue]) -> String {
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        out.reserveCapacity(values.reduce(2) { n, v in if case .text(let s) = v { n + s.utf8.count + 3 } else { n + 5 } })
+        for (i, v) in values.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            switch v {
+            case .null:
+                out.append(contentsOf: "NULL".utf8)
+            case .text(var s):
+                out.append(UInt8(ascii: "\""))
+                s.withUTF8 { bytes in
+                    var from = 0
+                    for (i, b) in bytes.enumerated() where b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") {
+                        out.append(contentsOf: bytes[from..<i])
+                        out.append(UInt8(ascii: "\\"))
+                        from = i
+                    }
+                    out.append(contentsOf: bytes[from...])
+                }
+                out.append(UInt8(ascii: "\""))
+            }
+        }
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -12,7 +12,7 @@ extension ExecApp {
     /// get `flushTimeout` at the end; what is left stays in the ledger for `bridge export`.
     public func backfill(options: BackfillOptions, traceFile: String? = nil, progress: ProgressReporter,
                          flushTimeout: Duration = .seconds(10)) async throws -> (BackfillSummary, [ExportReport]) {
-        let backfiller = try Backfiller(config: config)
+        let backfiller = try Backfiller(config: config, secrets: Secrets.collect(connection: connectionConfig, environment: environment))
         let httpClient = HTTPClient(configuration: httpLimits.clientConfiguration())
         defer { httpClient.shutdown() }
         let (session, _) = try startExports(traceFile: traceFile, client: httpClient, progress: progress)

@@ -96,10 +96,10 @@ public struct Rerunner: Sendable {
         let key = PostgresQuery.identifier(s.key)
         var sql: PostgresQuery = """
             SELECT t.\(key)::text AS k, to_jsonb(t.*)::text AS row FROM \(identifier: s.table) t
-            WHERE \(backfiller.filter(alias: "t"))
+            WHERE \(backfiller.history.filter(alias: "t"))
             """
         if let cursor { sql += " AND t.\(key) > \(cursor)" }
-        if let since { sql += " AND \(backfiller.sinceCondition(alias: "t", since))" }
+        if let since { sql += " AND \(backfiller.history.sinceCondition(alias: "t", since))" }
         sql += " ORDER BY t.\(key) LIMIT \(limit)::bigint"
         let rows = try await conn.query(sql)
         return try Self.pairs(rows)

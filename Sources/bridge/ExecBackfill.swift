@@ -67,7 +67,9 @@ extension Bridge.Exec {
         if dryRun {
             let p = try await app.backfillPreview(options: options)
             for line in p.sample { print(line) }
-            print("bridge exec --backfill --dry-run: would \(flags.rerun ? "re-run" : "rebuild") \(p.tasks) task(s): \(p.tasks) traces, \(p.spans) spans (\(p.functionSpans) function spans from tool-call logs); nothing was written")
+            Self.printSkipped(p.skippedTasks, count: p.skipped, verb: "would skip")
+            print("bridge exec --backfill --dry-run: would \(flags.rerun ? "re-run" : "rebuild") \(p.tasks) task(s): \(p.tasks) traces, \(p.spans) spans (\(p.functionSpans) function spans from tool-call logs)"
+                  + (p.skipped > 0 ? ", would skip \(p.skipped) task(s) without a mapped agent" : "") + "; nothing was written")
             return
         }
         if flags.rerun {
@@ -84,5 +86,18 @@ extension Bridge.Exec {
                                                   flushTimeout: .milliseconds(Int64(flushTimeout * 1000)))
         print("bridge exec --backfill: \(s.line)")
         Self.printExports(exports)
+        if s.skipped > 0 {
+            Self.printSkipped([], count: s.skipped, verb: "skipped")
+            throw ExitCode(ExitStatus.failed.rawValue)
+        }
+    }
+
+    /// The tasks a backfill left untraced because no agent is mapped for them (listed up to
+    /// `BackfillSkip.listed`, then counted), on standard error.
+    static func printSkipped(_ listed: [BackfillSkip], count: Int, verb: String) {
+        guard count > 0 else { return }
+        var text = listed.map { "bridge exec --backfill: \(verb) task \($0.taskId): \($0.reason)\n" }.joined()
+        text += "bridge exec --backfill: \(verb) \(count) task(s) without a mapped agent (bridge exec would fail them too); map their agents or set agent_selection.default_agent, then run --backfill again\n"
+        FileHandle.standardError.write(Data(text.utf8))
     }
 }

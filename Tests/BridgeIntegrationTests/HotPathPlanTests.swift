@@ -17,7 +17,7 @@ import Testing
 struct HotPathPlanTests {
     static var mappings: String { TestDatabase.projectRoot.appendingPathComponent("mappings").path }
     static let largeTables: Set<String> = ["tasks", "task_executions", "spans", "traces", "span_deliveries",
-                                           "trace_deliveries", "run_transcripts"]
+                                           "trace_deliveries", "run_transcripts", "execution_logs"]
 
     /// The relations that `query`'s plan reads with a Seq Scan, among the large tables.
     static func seqScans(_ query: PostgresQuery, on c: PostgresConnection) async throws -> [String] {
@@ -107,8 +107,12 @@ struct HotPathPlanTests {
         let execution = try #require(try await c.query("SELECT id::text AS k FROM task_executions LIMIT 1").first?["k"])
         var statements = TaskStore(config: config).hotPathStatements(key: key, executionKey: execution)
         statements += DatabaseToSDKBridge(config: config).hotPathStatements(taskKey: key)
+        // The backfill's batch: its SELECTs and its bulk write (the trace id updates by key).
+        let backfill = try Backfiller(config: config).hotPathStatements(taskKey: key, executionKey: execution)
+        #expect(backfill.map(\.name) == ["backfill batch", "backfill tool calls", "backfill write"])
+        statements += backfill
         statements += try await Self.exportStatements(c)
-        #expect(statements.count >= 10)
+        #expect(statements.count >= 13)
         for (name, query) in statements {
             let scans = try await Self.seqScans(query, on: c)
             #expect(scans.isEmpty, "\(name) scans \(scans) (\(query.sql))")

@@ -102,6 +102,17 @@ import Testing
         #expect(q.binds == [.null, .text("2"), .text("true")])
     }
 
+    @Test func arraysBindAsOneArrayLiteral() {
+        let ids: [String?] = ["a", #"q"u\o"#, nil, "NULL", ""]
+        let times = [Date(timeIntervalSince1970: 0)]
+        let q: PostgresQuery = "SELECT * FROM unnest(\(ids)::text[], \(times)::timestamptz[], \([1, 2])::int[]) WHERE x = \(3)"
+        #expect(q.sql == "SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int[]) WHERE x = $4")
+        #expect(q.binds == [.text(#"{"a","q\"u\\o",NULL,"NULL",""}"#), .text(#"{"1970-01-01T00:00:00.000000Z"}"#),
+                            .text(#"{"1","2"}"#), .text("3")])
+        #expect(PostgresArray.text([]) == "{}")
+        #expect(PostgresArray.text(["x,y"]) == #"{"x,y"}"#)
+    }
+
     @Test func identifierQuoting() {
         #expect(PostgresQuery.quoteIdentifier(#"we"ird"#) == #""we""ird""#)
         #expect(PostgresQuery.quoteIdentifier("bridge.spans") == #""bridge"."spans""#)

@@ -1,0 +1,241 @@
+// The read side of `bridge exec --backfill`: the two set-based SELECTs of a batch (the task rows
+// with their latest execution row, then their tool-call log rows) and the rows they return.
+import BridgeCore
+import BridgeMapping
+import BridgePostgres
+import Foundation
+
+/// One finished task as its stored records tell it: what a backfilled trace is rebuilt from.
+public struct HistoricalRun: Sendable, Equatable {
+    /// The task key as text.
+    public var taskKey: String
+    /// The group (workspace) column as text.
+    public var groupId: String?
+    /// The task's agent column (`agent_selection.task_column`) as text.
+    public var agentKey: String?
+    /// The task's agent row, if one matched: its match column (nil when NULL).
+    public var agentRow: AgentRow?
+    /// `agent_selection.fallback_column` as text.
+    public var fallback: String?
+    public var failed: Bool
+    public var completedAt: Date?
+    public var createdAt: Date?
+    /// The latest execution row (the run the task's result came from).
+    public var execution: Execution?
+    /// Tool calls from the logs, in order (by start time, then log key).
+    public var toolCalls: [ToolCall] = []
+
+    public struct AgentRow: Sendable, Equatable {
+        public var match: String?
+        public init(match: String?) { self.match = match }
+    }
+
+    public struct Execution: Sendable, Equatable {
+        public var key: String
+        public var startedAt: Date?
+        public var completedAt: Date?
+        public var durationSeconds: Double?
+        /// The token usage column (an object with `input_tokens`, … as the Responses API writes it).
+        public var usage: JSONValue?
+        public var errorMessage: String?
+        /// How many execution rows the task has.
+        public var attempts: Int
+
+        public init(key: String, startedAt: Date? = nil, completedAt: Date? = nil, durationSeconds: Double? = nil,
+                    usage: JSONValue? = nil, errorMessage: String? = nil, attempts: Int = 1) {
+            self.key = key
+            self.startedAt = startedAt
+            self.completedAt = completedAt
+            self.durationSeconds = durationSeconds
+            self.usage = usage
+            self.errorMessage = errorMessage
+            self.attempts = attempts
+        }
+    }
+
+    public struct ToolCall: Sendable, Equatable {
+        public var name: String
+        /// The record's arguments: a JSON string is taken as it is, anything else as compact JSON.
+        public var arguments: JSONValue?
+        public var output: String?
+        public var error: String?
+        public var startedAt: Date?
+        public var durationMs: Double?
+
+        public init(name: String, arguments: JSONValue?, output: String?, error: String? = nil, startedAt: Date?,
+                    durationMs: Double? = nil) {
+            self.name = name
+            self.arguments = arguments
+            self.output = output
+            self.error = error
+            self.startedAt = startedAt
+            self.durationMs = durationMs
+        }
+
+        public var endedAt: Date? { startedAt.map { s in durationMs.map { s.addingTimeInterval($0 / 1000) } ?? s } }
+    }
+
+    public init(taskKey: String, groupId: String? = nil, agentKey: String? = nil, agentRow: AgentRow? = nil,
+                fallback: String? = nil, failed: Bool = false, completedAt: Date? = nil, createdAt: Date? = nil,
+                execution: Execution? = nil, toolCalls: [ToolCall] = []) {
+        self.taskKey = taskKey
+        self.groupId = groupId
+        self.agentKey = agentKey
+        self.agentRow = agentRow
+        self.fallback = fallback
+        self.failed = failed
+        self.completedAt = completedAt
+        self.createdAt = createdAt
+        self.execution = execution
+        self.toolCalls = toolCalls
+    }
+}
+
+/// The backfill's SELECTs. Names from the mappings are quoted identifiers, every value is
+/// bound, and keys are bound with their column's type, so the task key, the partial index of
+/// migration 0009 and the log table's task column index serve them.
+struct BackfillHistory: Sendable {
+    let config: MappingConfig
+
+    private func q(_ name: String) -> PostgresQuery { .identifier(name) }
+
+    /// Finished (completed or failed per the mappings) and without a trace id.
+    func filter(alias a: String) -> PostgresQuery {
+        let s = config.source
+        let trace = config.results.traceIdColumn ?? "openai_trace_id"
+        return "\(unsafeRaw: a).\(q(trace)) IS NULL AND \(unsafeRaw: a).\(q(s.status.column)) IN (\(s.status.completed), \(s.status.failed))"
+    }
+
+    /// `--since`: on the task's completed_at column if mapped, else its created_at column.
+    func sinceCondition(alias a: String, _ since: String) -> PostgresQuery {
+        let column = config.results.completedAtColumn ?? config.source.createdAtColumn ?? config.source.key
+        return "\(unsafeRaw: a).\(q(column)) >= \(since)::timestamptz"
+    }
+
+    /// Tasks that match the backfill filter now.
+    func countStatement(since: String?) -> PostgresQuery {
+        var sql: PostgresQuery = "SELECT count(*) AS n FROM \(identifier: config.source.table) t WHERE \(filter(alias: "t"))"
+        if let since { sql += " AND \(sinceCondition(alias: "t", since))" }
+        return sql
+    }
+
+    /// The batch: up to `limit` matching tasks after `cursor` in key order (locked
+    /// `FOR NO KEY UPDATE SKIP LOCKED` when `lock`), with their agent row's match value and
+    /// their latest execution row. One row per task, in key order.
+    func batchStatement(cursor: String?, limit: Int, since: String?, lock: Bool) -> PostgresQuery {
+        let s = config.source
+        let key = q(s.key)
+        var pickedWhere = filter(alias: "t")
+        if let cursor { pickedWhere += " AND t.\(key) > \(cursor)" }
+        if let since { pickedWhere += " AND \(sinceCondition(alias: "t", since))" }
+        func text(_ column: String?) -> PostgresQuery { column.map { "t.\(q($0))::text" } ?? "NULL::text" }
+        func time(_ column: String?) -> PostgresQuery { column.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz" }
+        let sel = s.agentSelection
+        let agentRef: PostgresQuery = sel?.taskColumn.map { "t.\(q($0))" } ?? "NULL::text"
+        var sql: PostgresQuery = """
+            WITH picked AS MATERIALIZED (
+              SELECT t.\(key) AS k, t.\(key)::text AS task_key, \(text(s.groupColumn)) AS group_id, \(agentRef) AS agent_ref,
+                     \(text(sel?.taskColumn)) AS agent_key, \(text(sel?.fallbackColumn)) AS fallback,
+                     t.\(q(s.status.column))::text = \(s.status.failed) AS failed,
+                     \(time(config.results.completedAtColumn)) AS t_completed, \(time(s.createdAtColumn)) AS t_created
+              FROM \(identifier: s.table) t
+              WHERE \(pickedWhere)
+              ORDER BY t.\(key) LIMIT \(limit)::bigint
+              \(unsafeRaw: lock ? "FOR NO KEY UPDATE OF t SKIP LOCKED" : "")
+            )
+            SELECT p.task_key, p.group_id, p.agent_key, p.fallback, p.failed, p.t_completed, p.t_created,
+            """
+        if let sel, sel.taskColumn != nil {
+            sql += " ag.\(q(sel.matchColumn))::text AS agent_match, ag.\(q(sel.key)) IS NOT NULL AS agent_row,"
+        } else {
+            sql += " NULL::text AS agent_match, false AS agent_row,"
+        }
+        if let e = config.results.executions {
+            let c = e.columns
+            func col(_ name: String?, _ type: String) -> PostgresQuery {
+                name.map { "e.\(q($0))::\(unsafeRaw: type)" } ?? "NULL::\(unsafeRaw: type)"
+            }
+            let order: PostgresQuery = (c.startedAt.map { "e.\(q($0)) DESC NULLS LAST, " } ?? "") + "e.\(q(e.key)) DESC"
+            sql += """
+                 x.exec_key, x.x_started, x.x_completed, x.x_duration, x.x_usage, x.x_error, x.attempts
+                FROM picked p
+                LEFT JOIN LATERAL (
+                  SELECT e.\(q(e.key))::text AS exec_key, \(col(c.startedAt, "timestamptz")) AS x_started,
+                         \(col(c.completedAt, "timestamptz")) AS x_completed, \(col(c.durationSeconds, "double precision")) AS x_duration,
+                         \(col(c.tokenUsage, "text")) AS x_usage, \(col(c.errorMessage, "text")) AS x_error,
+                         count(*) OVER () AS attempts
+                  FROM \(identifier: e.table) e WHERE e.\(q(e.taskColumn)) = p.k
+                  ORDER BY \(order) LIMIT 1
+                ) x ON true
+                """
+        } else {
+            sql += " NULL::text AS exec_key\nFROM picked p"
+        }
+        if let sel, sel.taskColumn != nil {
+            sql += "\nLEFT JOIN \(identifier: sel.table) ag ON ag.\(q(sel.key)) = p.agent_ref"
+        }
+        sql += "\nORDER BY p.k"
+        return sql
+    }
+
+    /// The tool-call log rows of the tasks `taskKeys`, numbered per task by start time, then log
+    /// key (the `function:<n>` slot of their span ids).
+    func toolCallStatement(taskKeys: [String]) -> PostgresQuery? {
+        guard let l = config.backfill?.logs else { return nil }
+        let k = l.toolCall
+        let types = config.columnTypes
+        let keyType: PostgresQuery = types.arrayCast(l.table, l.taskColumn)
+        let content: PostgresQuery = "l.\(q(l.contentColumn))::jsonb"
+        let created: PostgresQuery = l.createdAtColumn.map { "l.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
+        let startKey: PostgresQuery = "\(k.startedAt)", durKey: PostgresQuery = "\(k.durationMs)"
+        let typeMatch: PostgresQuery = types.type(l.table, l.typeColumn) == nil
+            ? "l.\(q(l.typeColumn))::text = ANY(\(l.toolCallTypes)::text[])"
+            : "l.\(q(l.typeColumn)) = ANY(\(l.toolCallTypes)\(types.arrayCast(l.table, l.typeColumn)))"
+        return """
+            SELECT c.task_key, c.name, c.args, c.output, c.error, c.started_at, c.duration_ms
+            FROM (
+              SELECT l.\(q(l.taskColumn))::text AS task_key, l.\(q(l.key))::text AS log_key,
+                     x.j ->> \(k.name) AS name, (x.j -> \(k.arguments))::text AS args,
+                     x.j ->> \(k.output) AS output, x.j ->> \(k.error) AS error,
+                     coalesce(CASE WHEN (x.j ->> \(startKey)) ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}'
+                                   THEN (x.j ->> \(startKey))::timestamptz END,
+                              \(created)) AS started_at,
+                     CASE WHEN jsonb_typeof(x.j -> \(durKey)) = 'number' THEN (x.j ->> \(durKey))::double precision END AS duration_ms
+              FROM \(identifier: l.table) l
+              CROSS JOIN LATERAL (SELECT \(content) AS j) x
+              WHERE l.\(q(l.taskColumn)) = ANY(\(taskKeys)\(keyType.sql.isEmpty ? "::text[]" : keyType)) AND \(typeMatch)
+            ) c
+            ORDER BY c.task_key, c.started_at, c.log_key
+            """
+    }
+
+    /// Reads one batch: the tasks, then (when the mappings name a log table) their tool calls.
+    func read(on c: isolated PostgresConnection, cursor: String?, limit: Int, since: String?, lock: Bool)
+        throws(PostgresError) -> [HistoricalRun] {
+        let rows = try c.query(batchStatement(cursor: cursor, limit: limit, since: since, lock: lock))
+        var runs = rows.map(Self.run)
+        guard !runs.isEmpty, let calls = toolCallStatement(taskKeys: runs.map(\.taskKey)) else { return runs }
+        var byTask: [String: [HistoricalRun.ToolCall]] = [:]
+        for r in try c.query(calls) {
+            guard let task = r["task_key"] else { continue }
+            byTask[task, default: []].append(HistoricalRun.ToolCall(
+                name: r["name"] ?? "unknown_tool", arguments: r["args"].flatMap { try? JSONValue.parse($0) },
+                output: r["output"], error: r["error"], startedAt: r.date("started_at"), durationMs: r.double("duration_ms")))
+        }
+        for i in runs.indices { runs[i].toolCalls = byTask[runs[i].taskKey] ?? [] }
+        return runs
+    }
+
+    static func run(_ r: PostgresRow) -> HistoricalRun {
+        var run = HistoricalRun(taskKey: r["task_key"] ?? "", groupId: r["group_id"], agentKey: r["agent_key"],
+                                agentRow: r.bool("agent_row") == true ? .init(match: r["agent_match"]) : nil,
+                                fallback: r["fallback"], failed: r.bool("failed") ?? false,
+                                completedAt: r.date("t_completed"), createdAt: r.date("t_created"))
+        if let key = r["exec_key"] {
+            run.execution = .init(key: key, startedAt: r.date("x_started"), completedAt: r.date("x_completed"),
+                                  durationSeconds: r.double("x_duration"), usage: r["x_usage"].flatMap { try? JSONValue.parse($0) },
+                                  errorMessage: r["x_error"], attempts: r.int("attempts") ?? 1)
+        }
+        return run
+    }
+}
