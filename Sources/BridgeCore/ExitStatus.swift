@@ -21,3 +21,15 @@ public protocol BridgeError: Error, CustomStringConvertible {
     /// The exit status the command line should end with.
     var exitStatus: ExitStatus { get }
 }
+
+/// The one shape of an error that is bad usage, configuration or input (exit 2) and says
+/// everything in its message. Each conforming type stays its own type (callers catch it by
+/// type, and its name says where it comes from); it writes only its message.
+public protocol InputError: BridgeError {
+    var message: String { get }
+}
+
+extension InputError {
+    public var exitStatus: ExitStatus { .badInput }
+    public var description: String { message }
+}

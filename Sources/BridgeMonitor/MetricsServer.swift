@@ -5,10 +5,8 @@ import Glibc
 #endif
 
 /// `--metrics-addr` could not be served (bad address, port in use).
-public struct MetricsServerError: BridgeError {
+public struct MetricsServerError: InputError {
     public var message: String
-    public var exitStatus: ExitStatus { .badInput }
-    public var description: String { message }
     init(_ message: String) { self.message = message }
 }
 

@@ -79,11 +79,9 @@ extension ModelAPI {
 
 /// A model configuration that cannot work: hosted tools on Chat Completions, an unknown
 /// `model_api`, no key for api.openai.com. Exit status 2.
-public struct ModelConfigurationError: BridgeError, Sendable, Equatable {
+public struct ModelConfigurationError: InputError, Sendable, Equatable {
     public var message: String
     public init(_ message: String) { self.message = message }
-    public var description: String { message }
-    public var exitStatus: ExitStatus { .badInput }
 }
 
 /// Static checks the CLI runs before any task is claimed.

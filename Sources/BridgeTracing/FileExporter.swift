@@ -67,10 +67,8 @@ public actor FileExporter: SpanSink {
     }
 }
 
-public struct FileExporterError: BridgeError, Sendable {
+public struct FileExporterError: InputError, Sendable {
     public var message: String
-    public var exitStatus: ExitStatus { .badInput }
-    public var description: String { message }
 }
 
 /// The `file` exporter (`--trace-file PATH`): like the other exporters it reads the ledger

@@ -93,9 +93,7 @@ public struct VerifyOptions: Sendable {
 }
 
 /// A problem with the verify run's input (exit 2): a spans file that cannot be read, a bad flag.
-public struct VerifyInputError: BridgeError {
+public struct VerifyInputError: InputError {
     public var message: String
     public init(_ message: String) { self.message = message }
-    public var exitStatus: ExitStatus { .badInput }
-    public var description: String { message }
 }

@@ -8,11 +8,9 @@ import BridgeTracing
 import Foundation
 
 /// A configuration problem found before any task is touched (exit 2).
-public struct ExecSetupError: BridgeError {
+public struct ExecSetupError: InputError {
     public var message: String
     public init(_ message: String) { self.message = message }
-    public var exitStatus: ExitStatus { .badInput }
-    public var description: String { message }
 }
 
 /// Everything `bridge exec` needs, validated up front: the mappings (statically and against

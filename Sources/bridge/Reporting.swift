@@ -3,11 +3,9 @@ import BridgeCore
 import Foundation
 
 /// A usage problem found by a command itself (exit 2).
-struct UsageError: BridgeError {
+struct UsageError: InputError {
     var message: String
     init(_ message: String) { self.message = message }
-    var exitStatus: ExitStatus { .badInput }
-    var description: String { message }
 }
 
 /// Runs a command body; a `BridgeError` is printed as `bridge: error: …` on stderr and ends the
