@@ -15,15 +15,24 @@ public struct BackfillOptions: Sendable {
     public var limit: Int?
     /// Only tasks finished at or after this time (a `timestamptz` literal, parsed by PostgreSQL).
     public var since: String?
-    /// Pause between batches, to leave room for the application on a busy database.
+    /// Pause between batches, to leave room for the application on a busy database. A run
+    /// that pauses uses one connection.
     public var pauseMilliseconds: Int
+    /// Connections that work on batches at once (each batch its own transaction): while one
+    /// connection's batch is written by the database, the next one is read and built.
+    public var connections: Int
 
-    public init(batchSize: Int = 1_000, limit: Int? = nil, since: String? = nil, pauseMilliseconds: Int = 0) {
+    public init(batchSize: Int = 1_000, limit: Int? = nil, since: String? = nil, pauseMilliseconds: Int = 0,
+                connections: Int = 2) {
         self.batchSize = batchSize
         self.limit = limit
         self.since = since
         self.pauseMilliseconds = pauseMilliseconds
+        self.connections = connections
     }
+
+    /// How many connections a run opens: `connections`, or one when it pauses between batches.
+    public var connectionCount: Int { pauseMilliseconds > 0 ? 1 : max(1, connections) }
 }
 
 /// What one backfill run did.
@@ -76,8 +85,9 @@ public struct BackfillPreview: Sendable {
 /// stored, without calling any model.
 ///
 /// Tasks are selected by the mappings' status values (completed or failed) and a null trace id
-/// column, walked in keyset batches on the task key. Each batch is one short transaction of
-/// three statements: it locks the batch's task rows (`FOR NO KEY UPDATE SKIP LOCKED`, never
+/// column, walked in keyset batches on the task key (by two connections, so the database writes
+/// one batch while bridge builds the next). Each batch is one short transaction of three
+/// statements: it locks the batch's task rows (`FOR NO KEY UPDATE SKIP LOCKED`, never
 /// waiting for the application) and reads them with their latest execution row, reads their
 /// tool-call log rows, builds each trace in Swift with the trace model
 /// (`BackfillTraceBuilder`: the live path's span types, JSON, error wording, redaction, agent
@@ -92,7 +102,7 @@ public struct BackfillPreview: Sendable {
 /// an attempt run by `bridge exec`, which hashes "bridge-trace:<key>:<attempt>"), and each span
 /// id is `span_` + the first 24 hex of SHA-256("<trace id>:<slot>") with slot `task`, `agent`,
 /// `turn:1`, `turn:2` or `function:<n>` (n-th tool call by start time, then log key). The state
-/// of the backfill is the trace id column itself: a killed run loses at most its open batch
+/// of the backfill is the trace id column itself: a killed run loses at most its open batches
 /// (rolled back), and the next run starts again from the first task still without a trace id.
 public struct Backfiller: Sendable {
     public let config: MappingConfig
@@ -121,7 +131,11 @@ public struct Backfiller: Sendable {
 
     /// Reads a batch and builds its traces (inside the caller's transaction).
     func build(on c: isolated PostgresConnection, cursor: String?, limit: Int, since: String?, lock: Bool) throws -> Batch {
-        let runs = try history.read(on: c, cursor: cursor, limit: limit, since: since, lock: lock)
+        build(try history.read(on: c, cursor: cursor, limit: limit, since: since, lock: lock))
+    }
+
+    /// The traces of `runs`, and the tasks skipped.
+    func build(_ runs: [HistoricalRun]) -> Batch {
         var batch = Batch(runs: runs.count, cursor: runs.last?.taskKey)
         batch.traces.reserveCapacity(runs.count)
         let now = Date()
@@ -150,55 +164,57 @@ public struct Backfiller: Sendable {
 
     // MARK: Running
 
-    /// Runs batches until no matching task is left (or `limit` tasks are done).
-    public func run(on conn: PostgresConnection, options: BackfillOptions, progress: ProgressReporter) async throws -> BackfillSummary {
+    /// Runs batches until no matching task is left (or `limit` tasks are done), on one
+    /// connection or more (`BackfillOptions.connections`): each batch is one transaction on one
+    /// of them, and batches are read one after the other (`BackfillKeyset`), so they are
+    /// consecutive key ranges whichever connection takes them.
+    public func run(on conns: [PostgresConnection], options: BackfillOptions, progress: ProgressReporter) async throws -> BackfillSummary {
+        precondition(!conns.isEmpty, "a backfill needs a connection")
         let started = Date()
-        try await conn.set("TimeZone", "UTC")
-        var summary = BackfillSummary()
-        let matching = try await count(on: conn, options: options)
+        for c in conns { try await c.set("TimeZone", "UTC") }
+        let matching = try await count(on: conns[0], options: options)
         let total = options.limit.map { min($0, matching) } ?? matching
         progress.status("\(total) task(s) to rebuild")
-        var cursor: String?
-        var done = 0
-        var lastLog = Date.distantPast
-        while done < total {
-            let want = min(options.batchSize, total - done)
-            let after = cursor
-            let (batch, written) = try await conn.transaction { c in
-                var batch = try build(on: c, cursor: after, limit: want, since: options.since, lock: true)
-                let written = try writer.write(batch.traces, on: c)
-                batch.traces = []
-                return (batch, written)
-            }
-            guard batch.runs > 0 else { break }
-            done += batch.runs
-            summary.batches += 1
-            summary.tasks += written.tasks
-            summary.executions += written.executions
-            summary.traces += written.traces
-            summary.spans += written.spans
-            for skip in batch.skipped {
-                if summary.skipped < BackfillSkip.listed {
-                    summary.skippedTasks.append(skip)
-                    progress.status("skipped task \(skip.taskId): \(skip.reason)")
+        let keyset = BackfillKeyset(total: total, batchSize: options.batchSize)
+        let tally = BackfillTally(total: total, started: started, progress: progress)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for conn in conns {
+                group.addTask {
+                    while let (batch, written) = try await conn.transaction({ c in
+                        try writeNextBatch(on: c, keyset: keyset, since: options.since)
+                    }) {
+                        await tally.add(batch, written)
+                        if options.pauseMilliseconds > 0 {
+                            try await Task.sleep(nanoseconds: UInt64(options.pauseMilliseconds) * 1_000_000)
+                        }
+                    }
                 }
-                summary.skipped += 1
             }
-            cursor = batch.cursor
-            let line = Self.progressLine(done: done, total: total, elapsed: Date().timeIntervalSince(started))
-            progress.update(line)
-            if Date().timeIntervalSince(lastLog) >= 1 || done >= total {
-                progress.statusWhenNotLive(line)
-                lastLog = Date()
-            }
-            if options.pauseMilliseconds > 0 {
-                try await Task.sleep(nanoseconds: UInt64(options.pauseMilliseconds) * 1_000_000)
-            }
+            try await group.waitForAll()
         }
         progress.finish()
-        summary.remaining = try await count(on: conn, options: BackfillOptions(since: options.since))
+        var summary = await tally.summary
+        summary.remaining = try await count(on: conns[0], options: BackfillOptions(since: options.since))
         summary.elapsed = Date().timeIntervalSince(started)
         return summary
+    }
+
+    /// `run(on:options:progress:)` on one connection.
+    public func run(on conn: PostgresConnection, options: BackfillOptions, progress: ProgressReporter) async throws -> BackfillSummary {
+        try await run(on: [conn], options: options, progress: progress)
+    }
+
+    /// One batch in the caller's transaction: the next key range is read and locked, its traces
+    /// built and written. Nil when the run is done.
+    func writeNextBatch(on c: isolated PostgresConnection, keyset: BackfillKeyset, since: String?)
+        throws -> (Batch, BackfillWriteCounts)? {
+        guard let runs = try keyset.next({ after, limit in
+            try history.read(on: c, cursor: after, limit: limit, since: since, lock: true)
+        }) else { return nil }
+        var batch = build(runs)
+        let written = try writer.write(batch.traces, on: c)
+        batch.traces = []
+        return (batch, written)
     }
 
     /// `12000/40000 tasks (30%), 2400.0/s, ETA 12s`.
@@ -245,6 +261,78 @@ public struct Backfiller: Sendable {
                 p.skippedTasks += batch.skipped.prefix(max(0, BackfillSkip.listed - p.skippedTasks.count))
             }
             return p
+        }
+    }
+}
+
+/// The keyset position shared by a run's connections: the next batch is read (and its rows
+/// locked) under this lock, so batches are consecutive key ranges and `--limit` is exact
+/// however many connections work. The lock is held on a connection's own thread, never on
+/// Swift's cooperative pool.
+final class BackfillKeyset: @unchecked Sendable {
+    private let lock = NSLock()
+    private var after: String?
+    private var reserved = 0
+    private var exhausted = false
+    let total: Int
+    let batchSize: Int
+
+    init(total: Int, batchSize: Int) {
+        self.total = total
+        self.batchSize = batchSize
+    }
+
+    /// Reads the next batch with `read(after key, limit)`; nil once no task is left or `total`
+    /// tasks were handed out.
+    func next(_ read: (String?, Int) throws -> [HistoricalRun]) rethrows -> [HistoricalRun]? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !exhausted, reserved < total else { return nil }
+        let runs = try read(after, min(batchSize, total - reserved))
+        guard let last = runs.last else {
+            exhausted = true
+            return nil
+        }
+        reserved += runs.count
+        after = last.taskKey
+        return runs
+    }
+}
+
+/// A run's summary and progress line, added to as each batch commits.
+actor BackfillTally {
+    private(set) var summary = BackfillSummary()
+    private var done = 0
+    private var lastLog = Date.distantPast
+    let total: Int
+    let started: Date
+    let progress: ProgressReporter
+
+    init(total: Int, started: Date, progress: ProgressReporter) {
+        self.total = total
+        self.started = started
+        self.progress = progress
+    }
+
+    func add(_ batch: Backfiller.Batch, _ written: BackfillWriteCounts) {
+        done += batch.runs
+        summary.batches += 1
+        summary.tasks += written.tasks
+        summary.executions += written.executions
+        summary.traces += written.traces
+        summary.spans += written.spans
+        for skip in batch.skipped {
+            if summary.skipped < BackfillSkip.listed {
+                summary.skippedTasks.append(skip)
+                progress.status("skipped task \(skip.taskId): \(skip.reason)")
+            }
+            summary.skipped += 1
+        }
+        let line = Backfiller.progressLine(done: done, total: total, elapsed: Date().timeIntervalSince(started))
+        progress.update(line)
+        if Date().timeIntervalSince(lastLog) >= 1 || done >= total {
+            progress.statusWhenNotLive(line)
+            lastLog = Date()
         }
     }
 }

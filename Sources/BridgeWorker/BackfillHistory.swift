@@ -6,6 +6,7 @@ import BridgePostgres
 import Foundation
 
 /// One finished task as its stored records tell it: what a backfilled trace is rebuilt from.
+/// Built by `BackfillHistory` (tests through `@testable import`, with the memberwise inits).
 public struct HistoricalRun: Sendable, Equatable {
     /// The task key as text.
     public var taskKey: String
@@ -17,7 +18,7 @@ public struct HistoricalRun: Sendable, Equatable {
     public var agentRow: AgentRow?
     /// `agent_selection.fallback_column` as text.
     public var fallback: String?
-    public var failed: Bool
+    public var failed = false
     public var completedAt: Date?
     public var createdAt: Date?
     /// The latest execution row (the run the task's result came from).
@@ -27,7 +28,6 @@ public struct HistoricalRun: Sendable, Equatable {
 
     public struct AgentRow: Sendable, Equatable {
         public var match: String?
-        public init(match: String?) { self.match = match }
     }
 
     public struct Execution: Sendable, Equatable {
@@ -39,18 +39,7 @@ public struct HistoricalRun: Sendable, Equatable {
         public var usage: JSONValue?
         public var errorMessage: String?
         /// How many execution rows the task has.
-        public var attempts: Int
-
-        public init(key: String, startedAt: Date? = nil, completedAt: Date? = nil, durationSeconds: Double? = nil,
-                    usage: JSONValue? = nil, errorMessage: String? = nil, attempts: Int = 1) {
-            self.key = key
-            self.startedAt = startedAt
-            self.completedAt = completedAt
-            self.durationSeconds = durationSeconds
-            self.usage = usage
-            self.errorMessage = errorMessage
-            self.attempts = attempts
-        }
+        public var attempts = 1
     }
 
     public struct ToolCall: Sendable, Equatable {
@@ -62,32 +51,7 @@ public struct HistoricalRun: Sendable, Equatable {
         public var startedAt: Date?
         public var durationMs: Double?
 
-        public init(name: String, arguments: JSONValue?, output: String?, error: String? = nil, startedAt: Date?,
-                    durationMs: Double? = nil) {
-            self.name = name
-            self.arguments = arguments
-            self.output = output
-            self.error = error
-            self.startedAt = startedAt
-            self.durationMs = durationMs
-        }
-
         public var endedAt: Date? { startedAt.map { s in durationMs.map { s.addingTimeInterval($0 / 1000) } ?? s } }
-    }
-
-    public init(taskKey: String, groupId: String? = nil, agentKey: String? = nil, agentRow: AgentRow? = nil,
-                fallback: String? = nil, failed: Bool = false, completedAt: Date? = nil, createdAt: Date? = nil,
-                execution: Execution? = nil, toolCalls: [ToolCall] = []) {
-        self.taskKey = taskKey
-        self.groupId = groupId
-        self.agentKey = agentKey
-        self.agentRow = agentRow
-        self.fallback = fallback
-        self.failed = failed
-        self.completedAt = completedAt
-        self.createdAt = createdAt
-        self.execution = execution
-        self.toolCalls = toolCalls
     }
 }
 

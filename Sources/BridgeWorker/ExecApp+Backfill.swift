@@ -18,14 +18,21 @@ extension ExecApp {
         let (session, _) = try startExports(traceFile: traceFile, client: httpClient, progress: progress)
         let summary: BackfillSummary
         do {
-            summary = try await PostgresConnection.withConnection(connectionConfig) { conn in
-                try await backfiller.run(on: conn, options: options, progress: progress)
+            summary = try await withConnections(options.connectionCount) { conns in
+                try await backfiller.run(on: conns, options: options, progress: progress)
             }
         } catch {
             _ = await session.finish(flushTimeout: flushTimeout)
             throw error
         }
         return (summary, await session.finish(flushTimeout: flushTimeout))
+    }
+
+    /// `count` connections, open while `body` runs.
+    func withConnections<T: Sendable>(_ count: Int, _ body: ([PostgresConnection]) async throws -> T) async throws -> T {
+        try await PostgresConnection.withConnection(connectionConfig) { first in
+            count <= 1 ? try await body([first]) : try await withConnections(count - 1) { try await body([first] + $0) }
+        }
     }
 
     /// `--backfill --dry-run`: what would be rebuilt. Reads only.

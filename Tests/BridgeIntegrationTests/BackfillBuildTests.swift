@@ -6,7 +6,7 @@ import BridgeRunner
 import BridgeTestSupport
 import BridgeTraceModel
 import BridgeTracing
-import BridgeWorker
+@testable import BridgeWorker
 import Foundation
 import Testing
 
@@ -146,15 +146,41 @@ struct BackfillDatabaseTests {
         await c.close()
     }
 
-    @Test func tasksWithoutAMappedAgentAreSkippedAndReported() async throws {
+    /// The seeded reference database (24 finished tasks) with the shipped migrations and mappings.
+    static func reference() async throws -> (url: String, c: PostgresConnection, config: MappingConfig) {
         let url = try await TestDatabase.createReference(seed: true)
         var o = MigrateOptions(connection: ConnectionConfig(conninfo: url))
         o.directory = TestDatabase.projectRoot.appendingPathComponent("migrations").path
         _ = try await Migrator(options: o).up()
         let c = try await TestDatabase.connect(url)
         var config = try MappingLoader.load(directory: BackfillBuildTests.mappings)
-        config.source.agentSelection?.defaultAgent = nil
         config.columnTypes = try await ColumnTypes.load(for: config, connection: c)
+        return (url, c, config)
+    }
+
+    @Test func twoConnectionsTakeConsecutiveBatchesAndTraceEachTaskOnce() async throws {
+        let (url, c, config) = try await Self.reference()
+        let second = try await TestDatabase.connect(url)
+        let backfiller = try Backfiller(config: config)
+        let preview = try await backfiller.preview(on: c, options: BackfillOptions())
+        let limited = try await backfiller.run(on: [c, second], options: BackfillOptions(batchSize: 2, limit: 7), progress: .silent())
+        #expect(limited.tasks == 7 && limited.batches == 4 && limited.remaining == 17, "\(limited.line)")
+        // The 7 traced tasks are the first 7 in key order: the batches were consecutive ranges.
+        #expect(try await c.query("""
+            SELECT count(*) AS n FROM (SELECT id, openai_trace_id FROM tasks WHERE status IN ('completed', 'failed')
+                                       ORDER BY id LIMIT 7) t WHERE openai_trace_id IS NULL
+            """).first?.int("n") == 0)
+        let rest = try await backfiller.run(on: [c, second], options: BackfillOptions(batchSize: 3), progress: .silent())
+        #expect(rest.tasks == 17 && rest.batches == 6 && rest.remaining == 0, "\(rest.line)")
+        #expect(limited.spans + rest.spans == preview.spans)
+        #expect(try await c.query("SELECT count(*) AS n FROM bridge.spans").first?.int("n") == preview.spans)
+        await second.close()
+        await c.close()
+    }
+
+    @Test func tasksWithoutAMappedAgentAreSkippedAndReported() async throws {
+        var (_, c, config) = try await Self.reference()
+        config.source.agentSelection?.defaultAgent = nil
         // Two finished tasks lose their agent: no agent row, and a role no YAML agent matches.
         let orphans = try await c.query("""
             UPDATE tasks SET agent_id = NULL, assigned_to_role = 'Night Shift'
