@@ -1,4 +1,5 @@
 import BridgeCore
+import Foundation
 
 /// The SDK's span types: the `type` of a span's `span_data`. Readers switch on
 /// `SpanKind(rawValue:)` (or `SpanRecord.kind`); a type not listed here (a newer SDK's) reads as
@@ -75,16 +76,14 @@ public enum SpanData: Sendable, Equatable {
         public var waitedSeconds: Double
         /// The reviewer's message on a rejection (sensitive data).
         public var message: String?
-        public init(toolName: String, callId: String, requestId: String, decision: String, decidedBy: String?,
-                    waitedSeconds: Double, message: String?) {
-            self.toolName = toolName
-            self.callId = callId
-            self.requestId = requestId
-            self.decision = decision
-            self.decidedBy = decidedBy
-            self.waitedSeconds = waitedSeconds
-            self.message = message
-        }
+    }
+
+    /// The span of a wait for a human decision on one call, from `start` to `end` (the wait is
+    /// recorded to the millisecond).
+    public static func approvalWait(toolName: String, callId: String, requestId: String, decision: String,
+                                    decidedBy: String?, message: String?, from start: Date, to end: Date) -> SpanData {
+        .approval(Approval(toolName: toolName, callId: callId, requestId: requestId, decision: decision, decidedBy: decidedBy,
+                           waitedSeconds: (end.timeIntervalSince(start) * 1000).rounded() / 1000, message: message))
     }
 
     /// The span's type (`custom` for task, turn and approval spans); nil for a span of a type

@@ -132,10 +132,9 @@ public actor TraceRecorder: RunObserver {
             if case .guardrail(let name, _)? = open[id]?.data { open[id]?.data = .guardrail(name: name, triggered: triggered) }
             await end(id, error: error, at: at)
         case .approvalWait(let id, let parent, let d, let startedAt, let endedAt):
-            start(id, parent: parent, at: startedAt, data: .approval(.init(
+            start(id, parent: parent, at: startedAt, data: .approvalWait(
                 toolName: d.toolName, callId: d.callId, requestId: d.requestId, decision: d.outcome.rawValue,
-                decidedBy: d.decidedBy, waitedSeconds: (endedAt.timeIntervalSince(startedAt) * 1000).rounded() / 1000,
-                message: d.outcome != .approved ? d.message : nil)))
+                decidedBy: d.decidedBy, message: d.outcome != .approved ? d.message : nil, from: startedAt, to: endedAt))
             await end(id, error: nil, at: endedAt)
         case .spanError(let id, let error):
             if open[id] != nil { open[id]?.error = error } else { pendingErrors[id] = error }
