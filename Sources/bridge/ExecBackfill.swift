@@ -8,17 +8,17 @@ import Foundation
 
 /// The `--backfill` flags of `bridge exec` (kept apart from exec's own flags).
 struct BackfillFlags: ParsableArguments {
-    @Flag(help: ArgumentHelp("Rebuild the traces of finished tasks that have none, from task_executions and the logs named in the mappings' backfill section; no model is called. Resumable and idempotent."))
+    @Flag(help: ArgumentHelp("Rebuild the traces of finished tasks that have none, from task_executions and the logs named in the mappings' backfill section; no model is called. Resumable and idempotent. A task whose agent cannot be chosen (as bridge exec would fail it) is skipped, named on stderr, and makes the run exit 1."))
     var backfill = false
 
     @Option(help: ArgumentHelp("With --backfill: only tasks finished at or after this time (e.g. 2026-01-01 or 2026-01-01T12:00:00Z).",
                                valueName: "time"))
     var since: String?
 
-    @Option(name: .customLong("batch-size"), help: "With --backfill: tasks per batch (one statement, one short transaction each).")
+    @Option(name: .customLong("batch-size"), help: "With --backfill: tasks per batch (one short transaction each; two connections work on consecutive batches).")
     var batchSize: Int = 1_000
 
-    @Option(name: .customLong("pause-ms"), help: "With --backfill: pause between batches, in milliseconds.")
+    @Option(name: .customLong("pause-ms"), help: "With --backfill: pause between batches, in milliseconds (the backfill then uses one connection).")
     var pauseMs: Int = 0
 
     @Flag(help: "With --backfill: re-execute the historical tasks through the model as new executions instead (costs model calls; needs --yes). tasks.result is never overwritten.")

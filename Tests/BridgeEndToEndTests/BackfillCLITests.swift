@@ -243,6 +243,41 @@ struct BackfillCLITests {
         await c.close()
     }
 
+    /// Where `bridge exec` could not choose an agent, the backfill skips the task, names it,
+    /// traces the others and exits 1; `--dry-run` reports the same and exits 0.
+    @Test func tasksWithoutAMappedAgentAreSkippedNamedAndExitOne() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let c = try await TestDatabase.connect(url)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-mappings-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for name in try FileManager.default.contentsOfDirectory(atPath: BridgeBinary.mappings) where name.hasSuffix(".yaml") {
+            var text = try String(contentsOfFile: BridgeBinary.mappings + "/" + name, encoding: .utf8)
+            text = text.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.contains("default_agent:") }
+                .joined(separator: "\n")
+            try text.write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        }
+        let orphans = try await c.query("""
+            UPDATE tasks SET agent_id = NULL, assigned_to_role = 'Night Shift'
+            WHERE id IN (SELECT id FROM tasks WHERE status IN ('completed', 'failed') ORDER BY id LIMIT 2)
+            RETURNING id::text AS id
+            """).compactMap { $0["id"] }
+        let args = ["exec", "--backfill", "--database-url", url, "--mappings", dir.path]
+        let dry = try await BridgeBinary.run(args + ["--dry-run"])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(dry.stdout.contains("would rebuild 22 task(s)") && dry.stdout.contains("would skip 2 task(s)"), "\(dry.stdout)")
+        let r = try await BridgeBinary.run(args)
+        #expect(r.status == 1, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stdout.contains("backfilled 22 tasks") && r.stdout.contains("2 skipped, 2 left"), "\(r.stdout)")
+        for id in orphans {
+            #expect(r.stderr.contains("skipped task \(id): no mapped agent for this task (tried assigned_to_role='Night Shift') and no default_agent"),
+                    "\(r.stderr)")
+        }
+        #expect(r.stderr.contains("skipped 2 task(s) without a mapped agent"), "\(r.stderr)")
+        #expect(try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE openai_trace_id IS NOT NULL") == 22)
+        await c.close()
+    }
+
     @Test func sinceRestrictsTheBackfill() async throws {
         let url = try await ExecCLITests.migratedReference()
         let future = try await Self.backfill(url, ["--since", "2999-01-01T00:00:00Z"])
