@@ -197,7 +197,13 @@ struct LeaseCLITests {
         #expect(r3?.status == 128 + SIGTERM, "\(w3.output.suffix(2000))")
         #expect(try await count("status = 'in_progress' AND bridge_lease_token IS NOT NULL") == 4)
 
-        // 4. A plain drain reaps the expired leases and completes everything, each task exactly once.
+        // 4. Once those leases have expired (3 s after w3 died), a plain drain reaps them and
+        // completes everything, each task exactly once. (Started before, it can finish the
+        // other pending tasks and exit while the leases still stand: a drain does not wait for
+        // another worker's live leases.)
+        #expect(await LeaseFixture.waitUntil(timeout: 30) {
+            try poll.count("status = 'in_progress' AND bridge_lease_expires_at < now()") == 4
+        })
         let rest = try worker(latency: 0, drainTimeout: "30")
         #expect(await rest.wait(timeout: 60)?.status == 0, "\(rest.output.suffix(2000))")
         try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: 30)
