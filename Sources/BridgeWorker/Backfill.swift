@@ -180,7 +180,8 @@ public struct Backfiller: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for conn in conns {
                 group.addTask {
-                    while let (batch, written) = try await conn.transaction({ c in
+                    // A failed batch on one connection ends the run: the other stops at its next batch.
+                    while !Task.isCancelled, let (batch, written) = try await conn.transaction({ c in
                         try writeNextBatch(on: c, keyset: keyset, since: options.since)
                     }) {
                         await tally.add(batch, written)

@@ -148,7 +148,6 @@ struct BackfillHistory: Sendable {
         guard let l = config.backfill?.logs else { return nil }
         let k = l.toolCall
         let types = config.columnTypes
-        let keyType: PostgresQuery = types.arrayCast(l.table, l.taskColumn)
         let content: PostgresQuery = "l.\(q(l.contentColumn))::jsonb"
         let created: PostgresQuery = l.createdAtColumn.map { "l.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
         let startKey: PostgresQuery = "\(k.startedAt)", durKey: PostgresQuery = "\(k.durationMs)"
@@ -167,10 +166,15 @@ struct BackfillHistory: Sendable {
                      CASE WHEN jsonb_typeof(x.j -> \(durKey)) = 'number' THEN (x.j ->> \(durKey))::double precision END AS duration_ms
               FROM \(identifier: l.table) l
               CROSS JOIN LATERAL (SELECT \(content) AS j) x
-              WHERE l.\(q(l.taskColumn)) = ANY(\(taskKeys)\(keyType.sql.isEmpty ? "::text[]" : keyType)) AND \(typeMatch)
+              WHERE l.\(q(l.taskColumn)) = ANY(\(taskKeys)\(Self.arrayType(types, l.table, l.taskColumn))) AND \(typeMatch)
             ) c
             ORDER BY c.task_key, c.started_at, c.log_key
             """
+    }
+
+    /// `::type[]` for an array of `table.column` values (`::text[]` when the type is unknown).
+    static func arrayType(_ types: ColumnTypes, _ table: String, _ column: String) -> PostgresQuery {
+        PostgresQuery(unsafeSQL: "::" + (types.type(table, column) ?? "text") + "[]")
     }
 
     /// Reads one batch: the tasks, then (when the mappings name a log table) their tool calls.

@@ -20,9 +20,8 @@ struct BackfillWriter: Sendable {
 
     private func q(_ name: String) -> PostgresQuery { .identifier(name) }
 
-    /// `::type[]` for an array of `table.column` values (text[] when the type is unknown).
     private func arrayType(_ table: String, _ column: String) -> PostgresQuery {
-        PostgresQuery(unsafeSQL: "::" + (config.columnTypes.type(table, column) ?? "text") + "[]")
+        BackfillHistory.arrayType(config.columnTypes, table, column)
     }
 
     func statement(_ traces: [RebuiltTrace]) -> PostgresQuery {
