@@ -123,7 +123,7 @@ let package = Package(
         ),
         .target(
             name: "BridgeTestSupport",
-            dependencies: ["BridgeCore", "BridgePostgres"],
+            dependencies: ["CBridgeLibPQ", "BridgeCore", "BridgePostgres"],
             swiftSettings: strict
         ),
         // CLI

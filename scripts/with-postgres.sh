@@ -11,6 +11,11 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/pg.sh"
 
+# The whole test suite runs its suites in parallel, each with its own databases and bridge
+# processes (a worker holds a connection per run in flight): a loaded run was measured at 188
+# client connections at its peak, too close to the 200 that scripts/lib/pg.sh sets otherwise.
+export PG_MAX_CONNECTIONS=${PG_MAX_CONNECTIONS:-400}
+
 WORK=$(mktemp -d /tmp/bridge-pg.XXXXXX)
 cleanup() { pg_stop "$WORK"; rm -rf "$WORK"; }
 trap cleanup EXIT INT TERM

@@ -139,24 +139,11 @@ public enum TestDatabase {
         }
     }
 
-    /// Runs `sql` with psql and returns its output, unaligned and tuples only, trimmed. It
-    /// blocks: for threads of their own (`OffPool.when`); async code uses a connection.
-    public static func psql(_ url: String, _ sql: String) throws -> String {
-        let r = try Subprocess.run("psql", [url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+    /// Runs `sql` with psql and returns its output, unaligned and tuples only, trimmed.
+    public static func psql(_ url: String, _ sql: String) async throws -> String {
+        let r = try await Subprocess.run("psql", [url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
         guard r.status == 0 else { throw PostgresError(kind: .client, message: "psql failed: \(r.stderr)") }
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    /// `psql` on a thread of its own, for async callers.
-    public static func psql(_ url: String, _ sql: String) async throws -> String {
-        try await OffPool.run { try psql(url, sql) }
-    }
-
-    /// `count(*)` of the rows of `table` where `condition` holds, with `psql` (blocking, as `psql`).
-    public static func psqlCount(_ url: String, _ condition: String, table: String = "tasks") throws -> Int {
-        let out = try psql(url, "SELECT count(*) FROM \(table) WHERE \(condition)")
-        guard let n = Int(out) else { throw PostgresError(kind: .client, message: "not a count: \(out)") }
-        return n
     }
 }
 

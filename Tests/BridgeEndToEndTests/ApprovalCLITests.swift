@@ -32,6 +32,7 @@ struct ApprovalCLITests {
 
     @Test func pauseKillApproveResumeOnANewWorkerInOneTrace() async throws {
         let url = try await ExecCLITests.migratedReference()
+        let poll = PollingConnection(url)
         let ingest = try TraceIngestStandIn(key: "sk-ingest-approvals")
         defer { ingest.stop() }
         let env = ingest.environment
@@ -42,7 +43,7 @@ struct ApprovalCLITests {
         // A watching worker pauses the run, then every worker is killed.
         let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--task", task] + common, environment: env)
         #expect(await OffPool.until(timeout: .seconds(20)) {
-            try TestDatabase.psqlCount(url, "id = '\(task)' AND bridge_waiting_since IS NOT NULL") == 1
+            try poll.count("id = '\(task)' AND bridge_waiting_since IS NOT NULL") == 1
         }, "\(worker.output)")
         worker.send(SIGKILL)
         _ = await worker.wait(timeout: 10)
@@ -126,6 +127,7 @@ struct ApprovalCLITests {
 
     @Test func watchResumesAtOnceWhenTheApplicationDecidesWithTheOptionalTrigger() async throws {
         let url = try await ExecCLITests.migratedReference()
+        let poll = PollingConnection(url)
         let optional = try await BridgeBinary.migrate(url, dir: BridgeBinary.migrations + "/optional")
         #expect(optional.status == 0, "\(optional.stderr)")
         let env = BridgeBinary.environment(["OPENAI_AGENTS_DISABLE_TRACING": "1"])
@@ -136,7 +138,7 @@ struct ApprovalCLITests {
                                            "--database-url", url, "--mappings", BridgeBinary.mappings], environment: env)
         let requested = "context->>'task_id' = '\(task)'"
         #expect(await OffPool.until(timeout: .seconds(20)) {
-            try TestDatabase.psqlCount(url, requested, table: "human_feedback_requests") == 1
+            try poll.count(requested, table: "human_feedback_requests") == 1
         })
         let id = try #require(try await TestDatabase.rows(url, "SELECT id::text AS id FROM human_feedback_requests WHERE \(requested)")
             .first?["id"], "\(worker.output)")
@@ -149,7 +151,7 @@ struct ApprovalCLITests {
         // starts the example MCP server and finishes the task, which on a loaded machine alone
         // can take more than the 15 s this wait once had.)
         #expect(await OffPool.until(timeout: .seconds(60)) {
-            try TestDatabase.psqlCount(url, "id = '\(task)' AND status = 'completed'") == 1
+            try poll.count("id = '\(task)' AND status = 'completed'") == 1
         }, "\(worker.output)")
         worker.send(SIGTERM)
         _ = await worker.wait(timeout: 20)

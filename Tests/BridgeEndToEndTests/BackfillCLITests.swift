@@ -216,6 +216,7 @@ struct BackfillCLITests {
 
     @Test func killedMidwayThenResumedCompletes() async throws {
         let url = try await ExecCLITests.migratedReference()
+        let poll = PollingConnection(url)
         let c = try await TestDatabase.connect(url)
         let planned = try await Self.backfill(url, ["--dry-run"])
         let backfill = try BackgroundBridge(["exec", "--backfill", "--database-url", url, "--mappings", BridgeBinary.mappings,
@@ -225,7 +226,7 @@ struct BackfillCLITests {
         // a cooperative pool kept busy by other suites cannot delay them; the 3 s pause between
         // batches leaves it more than a minute.
         #expect(await backfill.send(SIGKILL, when: {
-            try TestDatabase.psqlCount(url, "openai_trace_id IS NOT NULL") > 0
+            try poll.count("openai_trace_id IS NOT NULL") > 0
         }, timeout: .seconds(60)))
         _ = await backfill.wait(timeout: 30)
         let partial = try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE openai_trace_id IS NOT NULL")

@@ -56,7 +56,7 @@ enum LeaseFixture {
         return (url, try TestDatabase.noopMappings())
     }
 
-    /// Polls `condition` (blocking calls allowed: `TestDatabase.psqlCount`) on a thread of its own.
+    /// Polls `condition` (blocking calls allowed: `PollingConnection`) on a thread of its own.
     static func waitUntil(timeout seconds: Int, _ condition: @escaping @Sendable () throws -> Bool) async -> Bool {
         await OffPool.until(timeout: .seconds(seconds), every: .milliseconds(100), condition)
     }
@@ -112,6 +112,7 @@ struct LeaseCLITests {
     @Test(.timeLimit(.minutes(3)))
     func twoWorkersOneKilledMidRunThenRestartedCompleteEveryTaskExactlyOnce() async throws {
         let (url, mappings) = try await LeaseFixture.database(tasks: 200)
+        let poll = PollingConnection(url)
         let args = ["exec", "--offline", "--offline-latency-ms", "300", "--concurrency", "4", "--lease", "2",
                     "--database-url", url, "--mappings", mappings]
         let a = try BackgroundBridge(args)
@@ -120,11 +121,11 @@ struct LeaseCLITests {
         // restarted at once. How many tasks were completed is read the moment it is killed.
         let pid = a.pid
         let (killedMidRun, completedAtKill) = try await a.send(SIGKILL, when: {
-            try TestDatabase.psqlCount(url, "status = 'completed'") >= 40 && TestDatabase.psqlCount(url, """
+            try poll.count("status = 'completed'") >= 40 && poll.count("""
                 status = 'in_progress' AND bridge_worker_id LIKE '%:\(pid):%'
                 AND EXISTS (SELECT 1 FROM task_executions e WHERE e.task_id = tasks.id AND e.status = 'started')
                 """) >= 1
-        }, timeout: .seconds(90), then: { try TestDatabase.psqlCount(url, "status = 'completed'") })
+        }, timeout: .seconds(90), then: { try poll.count("status = 'completed'") })
         #expect(killedMidRun)
         let a2 = try BackgroundBridge(args)
         _ = await a.wait(timeout: 10)
@@ -147,6 +148,7 @@ struct LeaseCLITests {
     @Test(.timeLimit(.minutes(3)))
     func sigtermDrainsReleasesAndASecondSignalExitsAtOnce() async throws {
         let (url, mappings) = try await LeaseFixture.database(tasks: 30)
+        let poll = PollingConnection(url)
         func worker(latency: Int, drainTimeout: String) throws -> BackgroundBridge {
             try BackgroundBridge(["exec", "--offline", "--offline-latency-ms", String(latency), "--concurrency", "4",
                                   "--lease", "3", "--drain-timeout", drainTimeout, "--database-url", url, "--mappings", mappings])
@@ -154,16 +156,13 @@ struct LeaseCLITests {
         func count(_ condition: String, table: String = "tasks") async throws -> Int {
             try await TestDatabase.count(url, condition, table: table)
         }
-        @Sendable func polled(_ condition: String, table: String = "tasks") throws -> Int {
-            try TestDatabase.psqlCount(url, condition, table: table)
-        }
         let noLeaseLeft = "status = 'in_progress' OR bridge_lease_token IS NOT NULL"
 
         // 1. SIGTERM mid-run with time to drain: the in-flight runs finish, nothing else is claimed.
         // Slow runs (3 s each: 30 tasks take over 20 s), so the signal lands long before the
         // drain ends, and step 2 still finds 4 pending tasks.
         let w1 = try worker(latency: 3000, drainTimeout: "20")
-        #expect(await w1.send(SIGTERM, when: { try polled("status = 'completed'") >= 4 && polled("status = 'in_progress'") > 0 },
+        #expect(await w1.send(SIGTERM, when: { try poll.count("status = 'completed'") >= 4 && poll.count("status = 'in_progress'") > 0 },
                               timeout: .seconds(40)))
         let r1 = await w1.wait(timeout: 30)
         #expect(r1?.status == 0 && r1?.signalled == false, "\(w1.output.suffix(2000))")
@@ -178,7 +177,7 @@ struct LeaseCLITests {
         // 2. SIGTERM with runs that cannot finish in time: they are cancelled and released to pending.
         let w2 = try worker(latency: 20_000, drainTimeout: "0.5")
         #expect(await w2.send(SIGTERM, when: {
-            try polled("status = 'in_progress'") == 4 && polled("status = 'started'", table: "task_executions") == 4
+            try poll.count("status = 'in_progress'") == 4 && poll.count("status = 'started'", table: "task_executions") == 4
         }, timeout: .seconds(30)))
         let r2 = await w2.wait(timeout: 20)
         #expect(r2?.status == 0 && r2?.signalled == false, "\(w2.output.suffix(2000))")
@@ -190,7 +189,7 @@ struct LeaseCLITests {
 
         // 3. A second signal (300 ms after the first) exits at once; the leases cover what was left.
         let w3 = try worker(latency: 20_000, drainTimeout: "60")
-        #expect(try await w3.send(SIGTERM, when: { try polled("status = 'in_progress'") == 4 }, timeout: .seconds(20), then: {
+        #expect(try await w3.send(SIGTERM, when: { try poll.count("status = 'in_progress'") == 4 }, timeout: .seconds(20), then: {
             Thread.sleep(forTimeInterval: 0.3)
             w3.send(SIGTERM)
         }).held)
@@ -198,7 +197,13 @@ struct LeaseCLITests {
         #expect(r3?.status == 128 + SIGTERM, "\(w3.output.suffix(2000))")
         #expect(try await count("status = 'in_progress' AND bridge_lease_token IS NOT NULL") == 4)
 
-        // 4. A plain drain reaps the expired leases and completes everything, each task exactly once.
+        // 4. Once those leases have expired (3 s after w3 died), a plain drain reaps them and
+        // completes everything, each task exactly once. (Started before, it can finish the
+        // other pending tasks and exit while the leases still stand: a drain does not wait for
+        // another worker's live leases.)
+        #expect(await LeaseFixture.waitUntil(timeout: 30) {
+            try poll.count("status = 'in_progress' AND bridge_lease_expires_at < now()") == 4
+        })
         let rest = try worker(latency: 0, drainTimeout: "30")
         #expect(await rest.wait(timeout: 60)?.status == 0, "\(rest.output.suffix(2000))")
         try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: 30)
@@ -210,9 +215,10 @@ struct LeaseCLITests {
     @Test(.timeLimit(.minutes(3)))
     func aSecondSigintExitsAtOnceWith130() async throws {
         let (url, mappings) = try await LeaseFixture.database(tasks: 2)
+        let poll = PollingConnection(url)
         let w = try BackgroundBridge(["exec", "--offline", "--offline-latency-ms", "20000", "--concurrency", "2",
                                       "--lease", "30", "--drain-timeout", "60", "--database-url", url, "--mappings", mappings])
-        #expect(await w.send(SIGINT, when: { try TestDatabase.psqlCount(url, "status = 'in_progress'") == 2 }, timeout: .seconds(20)))
+        #expect(await w.send(SIGINT, when: { try poll.count("status = 'in_progress'") == 2 }, timeout: .seconds(20)))
         #expect(await w.send(SIGINT, when: { w.output.contains("bridge exec: shutting down") }, timeout: .seconds(10)),
                 "\(w.output.suffix(2000))")
         let r = await w.wait(timeout: 5)
@@ -234,6 +240,7 @@ struct LeaseCLITests {
             .trimmingCharacters(in: .whitespacesAndNewlines)
         try await TestDatabase.execute(server, "CREATE DATABASE restart_test")
         let url = TestDatabase.url(server, database: "restart_test")
+        let poll = PollingConnection(url)
         try await TestDatabase.runPsql(url: url, file: TestDatabase.fixture("reference-schema.sql"))
         for migrations in [BridgeBinary.migrations, BridgeBinary.migrations + "/optional"] {
             let r = try await BridgeBinary.migrate(url, dir: migrations)
@@ -246,17 +253,17 @@ struct LeaseCLITests {
         try await Task.sleep(for: .seconds(1))
         // With NOTIFY, a new task is picked up at once (the backstop poll is 20 s).
         try await TestDatabase.insertTasks(url, 3, prefix: "before")
-        #expect(await LeaseFixture.waitUntil(timeout: 10) { try TestDatabase.psqlCount(url, "status = 'completed'") == 3 })
+        #expect(await LeaseFixture.waitUntil(timeout: 10) { try poll.count("status = 'completed'") == 3 })
 
         // Restart PostgreSQL under the worker.
         let restart = try await LeaseFixture.shell(
             ". \"$0\" && PG_BIN=$(pg_find_bin) && pg_run_as \"$PG_BIN/pg_ctl\" -D \"$1/data\" -m fast -w restart", [lib, dir])
         try #require(restart.status == 0, "\(restart.output)")
         #expect(await LeaseFixture.waitUntil(timeout: 30) {
-            _ = try TestDatabase.psql(url, TestDatabase.insertTasksSQL(3, prefix: "after"))
+            _ = try poll.scalar(TestDatabase.insertTasksSQL(3, prefix: "after"))
             return true
         })
-        #expect(await LeaseFixture.waitUntil(timeout: 30) { try TestDatabase.psqlCount(url, "status = 'completed'") == 6 },
+        #expect(await LeaseFixture.waitUntil(timeout: 30) { try poll.count("status = 'completed'") == 6 },
                 "\(w.output.suffix(3000))")
         #expect(w.output.contains("listener"), "\(w.output.suffix(3000))")
 
@@ -298,6 +305,7 @@ extension LeaseCLITests {
     @Test(.timeLimit(.minutes(3)))
     func killedWhileIngestIsDownThenExportLosesNothing() async throws {
         let (url, mappings) = try await LeaseFixture.database(tasks: 30)
+        let poll = PollingConnection(url)
         let ingest = try TraceIngestStandIn(up: false)
         defer { ingest.stop() }
         let args = ["exec", "--offline", "--offline-latency-ms", "500", "--concurrency", "2", "--lease", "2",
@@ -306,8 +314,8 @@ extension LeaseCLITests {
         // completed is read the moment it is killed.
         let worker = try BackgroundBridge(args, environment: ingest.environment)
         let (killed, completedAtKill) = try await worker.send(SIGKILL, when: {
-            try TestDatabase.psqlCount(url, "status = 'completed'") >= 2
-        }, timeout: .seconds(60), then: { try TestDatabase.psqlCount(url, "status = 'completed'") })
+            try poll.count("status = 'completed'") >= 2
+        }, timeout: .seconds(60), then: { try poll.count("status = 'completed'") })
         #expect(killed)
         _ = await worker.wait(timeout: 10)
         #expect(completedAtKill < 30)

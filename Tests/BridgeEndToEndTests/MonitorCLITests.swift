@@ -97,6 +97,7 @@ struct MonitorCLITests {
     @Test(.timeLimit(.minutes(3)))
     func metricsEndpointCountsEveryToolCallTheLedgerRecorded() async throws {
         let url = try await LeaseFixture.database()
+        let poll = PollingConnection(url)
         let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "0.2", "--database-url", url,
                                            "--mappings", BridgeBinary.mappings, "--metrics-addr", "127.0.0.1:0"])
         defer { worker.send(SIGKILL) }
@@ -110,7 +111,7 @@ struct MonitorCLITests {
         try await TestDatabase.insertTasks(url, 5)
         // The runs create sub-tasks, which run too: wait until nothing is left.
         #expect(await LeaseFixture.waitUntil(timeout: 90) {
-            try TestDatabase.psqlCount(url, "status NOT IN ('completed', 'failed')") == 0
+            try poll.count("status NOT IN ('completed', 'failed')") == 0
         }, "\(worker.output.suffix(2000))")
         let tasks = try await TestDatabase.count(url, "status = 'completed'")
         let after = Exposition(try await MonitorFixture.scrape(metricsURL).body)
@@ -157,10 +158,11 @@ struct MonitorCLITests {
     @Test(.timeLimit(.minutes(3)))
     func traceTailFollowPrintsEachNewSpanWithinASecond() async throws {
         let url = try await LeaseFixture.database()
+        let poll = PollingConnection(url)
         let tail = try BackgroundBridge(["trace", "tail", "--follow", "--json", "-n", "0", "--database-url", url])
         defer { tail.send(SIGKILL) }
         #expect(await LeaseFixture.waitUntil(timeout: 30) {
-            try TestDatabase.psqlCount(url, "application_name = 'bridge-trace-tail'", table: "pg_stat_activity") == 1
+            try poll.count("application_name = 'bridge-trace-tail'", table: "pg_stat_activity") == 1
         }, "\(tail.output)")
         let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "0.2", "--offline-latency-ms", "100",
                                            "--database-url", url, "--mappings", BridgeBinary.mappings])
@@ -171,7 +173,7 @@ struct MonitorCLITests {
         let sampler = OutputSampler(worker: tail)
         try await TestDatabase.insertTasks(url, 1)
         #expect(await LeaseFixture.waitUntil(timeout: 90) {
-            try TestDatabase.psqlCount(url, "status NOT IN ('completed', 'failed')") == 0
+            try poll.count("status NOT IN ('completed', 'failed')") == 0
         }, "\(worker.output.suffix(2000))")
         try await Task.sleep(for: .milliseconds(1500))
         let (firstSeen, duplicates) = sampler.stop()
@@ -195,6 +197,7 @@ struct MonitorCLITests {
     @Test(.timeLimit(.minutes(3)))
     func topShowsARunningWorkerAndItsToolCalls() async throws {
         let url = try await LeaseFixture.database()
+        let poll = PollingConnection(url)
         let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "0.2", "--offline-latency-ms", "1500",
                                            "--concurrency", "2", "--database-url", url, "--mappings", BridgeBinary.mappings])
         defer { worker.send(SIGKILL) }
@@ -203,7 +206,7 @@ struct MonitorCLITests {
         // cannot delay it until the runs are over.
         let top = ["top", "--database-url", url, "--mappings", BridgeBinary.mappings]
         let (held, running) = try await OffPool.when(timeout: .seconds(60), {
-            try TestDatabase.psqlCount(url, "status = 'in_progress'") >= 1
+            try poll.count("status = 'in_progress'") >= 1
         }, then: { held in (held, try Subprocess.run(BridgeBinary.path, top + ["--json"], environment: BridgeBinary.environment())) })
         #expect(held)
         #expect(running.status == 0, "\(running.stderr)")
@@ -215,7 +218,7 @@ struct MonitorCLITests {
         #expect(workers.contains { ($0["worker"]?.stringValue ?? "").contains(":\(worker.process.processIdentifier):")
                 && $0["alive"] == .bool(true) }, "\(running.stdout)")
         #expect(await LeaseFixture.waitUntil(timeout: 90) {
-            try TestDatabase.psqlCount(url, "status NOT IN ('completed', 'failed')") == 0
+            try poll.count("status NOT IN ('completed', 'failed')") == 0
         })
         // Not a terminal: one snapshot, then exit.
         let text = try await BridgeBinary.run(top)

@@ -157,10 +157,14 @@ import Testing
             guard let e = error as? HTTPError, case .timeout = e else { return false }
             return e.isRetriable
         }
+        // Without a minimum rate, the same trickle is read to the end. Its stall window is 5 s, not
+        // 1 s: the stall check (under 1 byte in the window) is what this side shows passing, and on
+        // a machine loaded several times over its cores the server's writing thread has missed a
+        // whole second (a loaded whole-suite run failed so, twice).
         let short = [UInt8](repeating: 0x62, count: 30)
         let patient = try TestHTTPServer { _ in TestHTTPResponse(body: short, trickle: .milliseconds(50)) }
         defer { patient.stop() }
-        let response = try await client.execute(HTTPRequest(url: patient.url("/trickle"), timeout: .init(read: .seconds(1))))
+        let response = try await client.execute(HTTPRequest(url: patient.url("/trickle"), timeout: .init(read: .seconds(5))))
         #expect(response.body == short)
     }
 

@@ -236,6 +236,19 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
         return (ResponsesModel(settings: settings(server, retries: retries, sleeps: sleeps), client: client), client)
     }
 
+    /// One call of `m`, expected to fail with a ModelProviderError that is `retriable` or not
+    /// and carries HTTP status `status`; the error.
+    @discardableResult
+    fileprivate func failedCall(_ m: ResponsesModel, retriable: Bool, status: Int?,
+                                sourceLocation: SourceLocation = #_sourceLocation) async -> ModelProviderError? {
+        let error = await #expect(throws: ModelProviderError.self, sourceLocation: sourceLocation) {
+            try await m.respond(request(modelSpec()))
+        }
+        #expect(error?.retriable == retriable, sourceLocation: sourceLocation)
+        #expect(error?.statusCode == status, sourceLocation: sourceLocation)
+        return error
+    }
+
     @Test func twoServiceUnavailablesThenSuccess() async throws {
         let sleeps = ModelSleepLog()
         let server = try TestHTTPServer(handler: TestHTTPServer.sequence(
@@ -282,9 +295,7 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
         defer { server.stop() }
         let (m, client) = model(server)
         defer { client.shutdown() }
-        let error = await #expect(throws: ModelProviderError.self) { _ = try await m.respond(request(modelSpec())) }
-        #expect(error?.retriable == false)
-        #expect(error?.statusCode == 400)
+        let error = await failedCall(m, retriable: false, status: 400)
         #expect(error?.message.contains("Invalid schema for function 'lookup'.") == true)
         #expect(error?.message.contains("invalid_request_error") == true)
         #expect(server.requests.count == 1)
@@ -298,9 +309,7 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
         defer { server.stop() }
         let (m, client) = model(server, retries: 2, sleeps: sleeps)
         defer { client.shutdown() }
-        let error = await #expect(throws: ModelProviderError.self) { _ = try await m.respond(request(modelSpec())) }
-        #expect(error?.retriable == true)
-        #expect(error?.statusCode == 429)
+        let error = await failedCall(m, retriable: true, status: 429)
         #expect(error?.message.contains("Rate limit reached") == true)
         #expect(error?.message.contains("after 3 attempts") == true)
         #expect(server.requests.count == 3)
@@ -322,9 +331,7 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
         defer { server.stop() }
         let (m, client) = model(server)
         defer { client.shutdown() }
-        let error = await #expect(throws: ModelProviderError.self) { _ = try await m.respond(request(modelSpec())) }
-        #expect(error?.retriable == false)
-        #expect(error?.statusCode == 503)
+        await failedCall(m, retriable: false, status: 503)
         #expect(server.requests.count == 1)
         // x-should-retry: true makes even a 400 retried.
         let response = try await m.respond(request(modelSpec()))

@@ -1,5 +1,6 @@
 # Shell functions to run a throwaway PostgreSQL cluster (sourced by scripts/*.sh).
 #   pg_start DIR   initdb + start on a free loopback port; sets PG_URL, PG_PORT, PG_BIN
+#                  (max_connections: PG_MAX_CONNECTIONS, default 200)
 #   pg_stop DIR    stop it (the caller removes DIR)
 
 pg_find_bin() {
@@ -39,7 +40,7 @@ pg_start() {
     || pg_run_as "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; echo "initdb failed" >&2; return 2; }
   pg_run_as "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=${PG_MAX_CONNECTIONS:-200}" \
     start >/dev/null || { cat "$dir/server.log" >&2; echo "PostgreSQL did not start" >&2; return 2; }
   PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 }
