@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The process environment, passed in explicitly so tests can set it.
 public struct Environment: Sendable {

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Whole-file reads and writes for async code (`bridge trace show --html`, `bridge verify
 /// --output`, `--spans` files): they run on a thread of their own (`ThreadExecutor`, as libpq and

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A JSON number that keeps its exact value: integers as `Int64` (so a `bigint` key of 2^53 or
 /// more survives), fractions as `Double` when that is exact to their 15 significant digits,

@@ -1,5 +1,5 @@
 import BridgeCore
-import Foundation
+import FoundationEssentials
 
 /// An HTTP/1.1 and HTTP/2 client over libcurl.
 ///

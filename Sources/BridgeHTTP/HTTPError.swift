@@ -1,5 +1,5 @@
 import BridgeCore
-import Foundation
+import FoundationEssentials
 
 /// Why an HTTP exchange failed. Thrown (typed) by `HTTPClient.execute(_:)` and the
 /// `HTTPResponse` helpers.

@@ -1,5 +1,5 @@
 import BridgeCore
-import Foundation
+import FoundationEssentials
 
 /// An HTTP request method (`GET`, `POST`, …). Any token is allowed; the common ones have
 /// static members.

@@ -1,5 +1,5 @@
 import BridgeCore
-import Foundation
+import FoundationEssentials
 import Yams
 
 /// One entry of `mcp_servers`: an MCP server whose tools agents that name it may call.

@@ -1,7 +1,7 @@
 import BridgeCore
 import BridgeTraceModel
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 import Yams
 
 // Reading `agents` and `guardrails` entries (see `MappingLoader` for the whole format).

@@ -1,7 +1,7 @@
 import BridgeCore
 import BridgeTraceModel
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 import Yams
 
 // The checks across sections and files once everything is read, and the merged `MappingConfig`.

@@ -1,7 +1,7 @@
 import BridgeCore
 import BridgeTraceModel
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 import Yams
 
 // Reading `tools` entries: SQL, HTTP, command and hosted tools and their `needs_approval`.

@@ -1,5 +1,5 @@
 import BridgeRunner
-import Foundation
+import FoundationEssentials
 
 /// Counts a run's tool and model calls as they end, then passes every event on unchanged to
 /// `next` (the trace recorder). One `toolEnded` is one `function` span, so the tool-call

@@ -2,7 +2,7 @@
 // steps share the advisory lock and the history they re-read under it.
 import BridgeCore
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 
 /// Settings for one `bridge migrate` run.
 public struct MigrateOptions: Sendable {

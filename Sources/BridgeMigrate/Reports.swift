@@ -1,5 +1,5 @@
 import BridgeCore
-import Foundation
+import FoundationEssentials
 
 /// Output that `bridge migrate` prints: human text by default, JSON with `--json`.
 public protocol MigrateReport: Encodable, Sendable {

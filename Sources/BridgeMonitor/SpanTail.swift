@@ -2,7 +2,7 @@ import BridgeTraceModel
 import BridgeCore
 import BridgePostgres
 import BridgeTracing
-import Foundation
+import FoundationEssentials
 
 /// One span as `bridge trace tail` prints it: the SDK record, when it landed, and the agent
 /// it belongs to (its own name, its turn's, or its parent agent's).

@@ -1,7 +1,7 @@
 import BridgeTraceModel
 import BridgeCore
 import BridgeTracing
-import Foundation
+import FoundationEssentials
 
 extension TopSnapshot {
     /// `--json`: the snapshot as one JSON object.

@@ -1,7 +1,7 @@
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 
 /// What `bridge top` shows: one reading of the database, for all workers together.
 public struct TopSnapshot: Sendable {

@@ -1,5 +1,5 @@
 import BridgeCore
-import Foundation
+import FoundationEssentials
 
 /// A parameter value, always sent to the server in text format with its type left for the
 /// server to infer (cast in SQL, e.g. `\(json)::jsonb`, where inference is not enough).

@@ -1,6 +1,6 @@
 import BridgeCore
 import CBridgeLibPQ
-import Foundation
+import FoundationEssentials
 
 /// The one place that finds the secrets bridge must never store or print: the API keys in the
 /// environment, OTLP header values, and the database password wherever libpq would take it

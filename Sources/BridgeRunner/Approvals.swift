@@ -1,6 +1,6 @@
 import BridgeCore
 import BridgeMapping
-import Foundation
+import FoundationEssentials
 
 /// A call of a `needs_approval` tool waiting for a human decision (or, in
 /// `PausedRun.deferredHandoffs`, a handoff requested in the same response, taken on resume).

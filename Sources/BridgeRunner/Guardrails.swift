@@ -1,6 +1,6 @@
 import BridgeCore
 import BridgeMapping
-import Foundation
+import FoundationEssentials
 
 /// Input and output guardrails with the SDK's semantics.
 ///

@@ -1,7 +1,7 @@
 import BridgeCore
 import BridgeHTTP
 import BridgeMapping
-import Foundation
+import FoundationEssentials
 
 /// Runs `http` tools: POSTs the tool's JSON arguments (compact) to its URL with
 /// `Content-Type: application/json`, and returns the response body as the tool's output.

@@ -1,7 +1,7 @@
 import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
-import Foundation
+import FoundationEssentials
 
 /// One `ModelProvider` for the runner that sends each agent's calls to the Responses API or
 /// Chat Completions: the agent's `model_api` when set, else `defaultAPI`

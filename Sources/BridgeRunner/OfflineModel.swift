@@ -1,6 +1,6 @@
 import BridgeCore
 import BridgeMapping
-import Foundation
+import FoundationEssentials
 
 /// The built-in deterministic model for `bridge exec --offline`: no network, no key.
 ///

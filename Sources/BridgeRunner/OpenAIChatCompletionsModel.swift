@@ -1,7 +1,7 @@
 import BridgeCore
 import BridgeHTTP
 import BridgeMapping
-import Foundation
+import FoundationEssentials
 
 /// Chat Completions (`POST {OPENAI_BASE_URL}/chat/completions`), non-streaming, for
 /// OpenAI-compatible servers (vLLM, Ollama, LiteLLM). Its calls are `generation` spans whose

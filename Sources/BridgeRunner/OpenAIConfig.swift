@@ -2,7 +2,7 @@ import BridgeTraceModel
 import BridgeCore
 import BridgeHTTP
 import BridgeMapping
-import Foundation
+import FoundationEssentials
 
 /// Where and how the OpenAI model providers connect, read from an injected `Environment`.
 ///

@@ -1,7 +1,7 @@
 import BridgeCore
 import BridgeHTTP
 import BridgeMapping
-import Foundation
+import FoundationEssentials
 
 /// The OpenAI Responses API (`POST {OPENAI_BASE_URL}/responses`), non-streaming; its calls
 /// are `response` spans.

@@ -1,6 +1,6 @@
 import BridgeCore
 import BridgeHTTP
-import Foundation
+import FoundationEssentials
 
 /// How the model providers retry a failed call, after openai-python's client.
 ///

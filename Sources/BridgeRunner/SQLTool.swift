@@ -1,7 +1,7 @@
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 
 /// Runs `sql` tools: compiles the statement with its binds, runs it inside a transaction
 /// (`READ ONLY` unless the tool says `writes: true`) with a local `statement_timeout`, and

@@ -1,5 +1,5 @@
 import BridgeCore
-import Foundation
+import FoundationEssentials
 
 /// The SDK's span types: the `type` of a span's `span_data`. Readers switch on
 /// `SpanKind(rawValue:)` (or `SpanRecord.kind`); a type not listed here (a newer SDK's) reads as

@@ -1,6 +1,6 @@
 import BridgeTraceModel
 import BridgeCore
-import Foundation
+import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc

@@ -2,7 +2,7 @@ import BridgeTraceModel
 import BridgeCore
 import BridgeMetrics
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 
 /// bridge's own record of traces, spans and transcripts (`bridge.traces`, `bridge.spans`,
 /// `bridge.run_transcripts`). Every value is bound; writes are idempotent.

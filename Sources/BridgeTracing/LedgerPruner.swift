@@ -1,6 +1,6 @@
 import BridgeCore
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 
 /// What `bridge prune` removes and how: the cutoff, and settings whose defaults are the ones
 /// `bridge prune` documents for its flags (callers set what they change).

@@ -1,7 +1,7 @@
 import BridgeCore
 import BridgeMapping
 import BridgeTraceModel
-import Foundation
+import FoundationEssentials
 
 extension TraceRecord {
     /// The trace of a run.

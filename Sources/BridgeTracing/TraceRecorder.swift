@@ -2,7 +2,7 @@ import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgeRunner
-import Foundation
+import FoundationEssentials
 
 /// Turns a run's `RunEvent`s into SDK-shaped spans and hands each one to the sinks as it
 /// ends, so a crashed run still leaves its partial trace.

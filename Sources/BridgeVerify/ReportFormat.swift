@@ -1,5 +1,5 @@
 import BridgeCore
-import Foundation
+import FoundationEssentials
 
 /// `--format`: how a `VerifyReport` is written.
 public enum ReportFormat: String, Sendable, CaseIterable {

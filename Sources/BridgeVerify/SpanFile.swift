@@ -1,6 +1,6 @@
 import BridgeTraceModel
 import BridgeCore
-import Foundation
+import FoundationEssentials
 
 /// The trace and span ids of an exported span file, for reconciling against the ledger.
 ///

@@ -1,7 +1,7 @@
 import BridgeTraceModel
 import BridgeCore
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 
 /// The HTML view: one self-contained page (inline CSS and JavaScript, no external assets) with
 /// a Gantt-style timeline: one bar per span, nested by parent, coloured by span type; clicking

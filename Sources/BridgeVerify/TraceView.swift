@@ -1,7 +1,7 @@
 import BridgeTraceModel
 import BridgeCore
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 
 /// One stored trace with its spans, as `bridge trace show` presents it.
 public struct TraceDocument: Sendable, Equatable {

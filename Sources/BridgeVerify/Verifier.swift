@@ -1,7 +1,7 @@
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 
 /// Runs the tracing validation checklist against a database.
 ///

@@ -1,5 +1,5 @@
 import BridgeCore
-import Foundation
+import FoundationEssentials
 
 /// The outcome of one check.
 public enum CheckStatus: String, Sendable, Equatable, Codable {

@@ -1,7 +1,7 @@
 // Over 400 lines: the SQL of the seven verify checks, one computed statement each, kept together
 // because they share the scope CTE and the examples tail.
 import BridgeCore
-import Foundation
+import FoundationEssentials
 import BridgeMapping
 import BridgeTraceModel
 import BridgePostgres

@@ -1,6 +1,6 @@
 import BridgeCore
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 
 /// `--since`: a duration back from now (`30m`, `24h`, `7d`, `2w`, `90s`) or a timestamp
 /// (`2026-11-26`, `2026-11-26T09:00:00Z`, `2026-11-26 09:00:00+01`).

@@ -3,7 +3,7 @@
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 
 /// One finished task as its stored records tell it: what a backfilled trace is rebuilt from.
 /// Built by `BackfillHistory` (tests through `@testable import`, with the memberwise inits).

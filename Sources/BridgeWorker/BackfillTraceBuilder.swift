@@ -4,7 +4,7 @@
 import BridgeCore
 import BridgeMapping
 import BridgeTraceModel
-import Foundation
+import FoundationEssentials
 
 /// A task's rebuilt trace, ready to write.
 public struct RebuiltTrace: Sendable, Equatable {

@@ -4,7 +4,7 @@ import BridgeCore
 import BridgeMapping
 import BridgePostgres
 import BridgeTraceModel
-import Foundation
+import FoundationEssentials
 
 /// What one batch's write did (rows that existed already are not counted).
 struct BackfillWriteCounts: Sendable, Equatable {

@@ -4,7 +4,7 @@ import BridgeMapping
 import BridgePostgres
 import BridgeRunner
 import BridgeTracing
-import Foundation
+import FoundationEssentials
 
 extension ExecApp {
     /// `--backfill`: rebuilds the traces of finished, untraced tasks from stored records. The

@@ -5,7 +5,7 @@ import BridgeMapping
 import BridgePostgres
 import BridgeRunner
 import BridgeTracing
-import Foundation
+import FoundationEssentials
 
 /// A configuration problem found before any task is touched (exit 2).
 public struct ExecSetupError: InputError {

@@ -1,6 +1,6 @@
 import BridgeMetrics
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 
 /// What the lease keeper needs from the worker whose leases it keeps.
 protocol LeaseHolder: Actor {

@@ -3,7 +3,7 @@ import BridgeMapping
 import BridgePostgres
 import BridgeRunner
 import BridgeTracing
-import Foundation
+import FoundationEssentials
 
 /// What one `--backfill --rerun` did.
 public struct RerunSummary: Sendable, Equatable {

@@ -3,7 +3,7 @@ import BridgeMapping
 import BridgePostgres
 import BridgeRunner
 import BridgeTracing
-import Foundation
+import FoundationEssentials
 
 /// The run executor: runs one claimed task end to end. It builds the task's run spec (or loads
 /// a paused run's stored state), inserts the attempt's execution row, runs it traced, and writes

@@ -1,6 +1,6 @@
 import BridgeCore
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 
 /// The channel the opt-in trigger (`migrations/optional/0010_task_notify.sql`) notifies.
 public let taskNotifyChannel = "bridge_tasks"

@@ -5,7 +5,7 @@ import BridgeCore
 import BridgeMapping
 import BridgePostgres
 import BridgeRunner
-import Foundation
+import FoundationEssentials
 
 /// A task row as JSON values keyed by column name (from `to_jsonb(row)`).
 public typealias Row = [String: JSONValue]

@@ -4,7 +4,7 @@ import BridgeMetrics
 import BridgePostgres
 import BridgeRunner
 import BridgeTracing
-import Foundation
+import FoundationEssentials
 
 /// One run of a spec, traced: every span goes to the ledger (and the extra sinks) as it ends,
 /// and the run's transcript is stored for `bridge verify`. Shared by `bridge exec` and

@@ -3,7 +3,7 @@ import BridgeMapping
 import BridgeMetrics
 import BridgePostgres
 import BridgeRunner
-import Foundation
+import FoundationEssentials
 
 /// The DatabaseToSDKBridge worker: claims pending tasks under leases, turns each into a run
 /// spec, runs it traced, and writes the result, the execution row and the trace id back,

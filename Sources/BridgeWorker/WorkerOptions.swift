@@ -1,7 +1,7 @@
 import BridgeMetrics
 import BridgeRunner
 import BridgeTracing
-import Foundation
+import FoundationEssentials
 
 /// Settings for one `bridge exec` process. Every setting has a default (the one `bridge exec`
 /// documents for its flag); callers start from `WorkerOptions()` and set what they change.

@@ -1,7 +1,7 @@
 import ArgumentParser
 import BridgeCore
 import BridgeVerify
-import Foundation
+import FoundationEssentials
 
 extension ReportFormat: ExpressibleByArgument {}
 

@@ -1,7 +1,7 @@
 import BridgeCore
 import BridgeHTTP
 import BridgeMapping
-import Foundation
+import FoundationEssentials
 
 /// `bridge mappings check` for `mcp_servers`: connects to every server (each bounded by its
 /// `timeout_ms`), lists its tools, and reports what the YAML gets wrong against them.

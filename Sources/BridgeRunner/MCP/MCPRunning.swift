@@ -1,6 +1,6 @@
 import BridgeCore
 import BridgeMapping
-import Foundation
+import FoundationEssentials
 
 extension RunState {
     struct MCPListing {

@@ -1,7 +1,7 @@
 import BridgeCore
 import BridgeHTTP
 import BridgeMapping
-import Foundation
+import FoundationEssentials
 
 /// One MCP server as a worker uses it: started on first use, initialized once, shared by all
 /// runs; restarted with `RetryBackoff` after it crashed or its connection broke.

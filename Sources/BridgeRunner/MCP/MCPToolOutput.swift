@@ -1,5 +1,5 @@
 import BridgeCore
-import Foundation
+import FoundationEssentials
 
 /// How an MCP tool result reaches the model and the function span, as the Agents SDK's
 /// `MCPUtil.invoke_mcp_tool` does it.

@@ -2,7 +2,7 @@ import BridgeTraceModel
 import BridgeCore
 import BridgeMetrics
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 
 // Reading: the exporter's stored position and the next batch after it (see `ExportPump`).
 extension ExportPump {

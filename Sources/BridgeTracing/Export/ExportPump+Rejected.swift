@@ -2,7 +2,7 @@ import BridgeTraceModel
 import BridgeCore
 import BridgeMetrics
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 
 // Rejected items: counting them and sending them again (`bridge export --retry-rejected`).
 extension ExportPump {

@@ -2,7 +2,7 @@ import BridgeTraceModel
 import BridgeCore
 import BridgeMetrics
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 
 /// Settings of an `ExportPump`. The clock is injectable so tests never wait.
 public struct ExportPumpOptions: Sendable {

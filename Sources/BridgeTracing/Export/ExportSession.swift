@@ -1,7 +1,7 @@
 import BridgeCore
 import BridgeHTTP
 import BridgePostgres
-import Foundation
+import FoundationEssentials
 
 /// The exporters the environment and flags enable, in a fixed order (openai, otlp, file).
 public enum ExporterSetup {

@@ -1,6 +1,6 @@
 import BridgeTraceModel
 import BridgeCore
-import Foundation
+import FoundationEssentials
 
 /// A destination for the ledger's traces and spans (`openai`, `otlp`, `file`).
 ///

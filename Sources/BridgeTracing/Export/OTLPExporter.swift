@@ -1,7 +1,7 @@
 import BridgeTraceModel
 import BridgeCore
 import BridgeHTTP
-import Foundation
+import FoundationEssentials
 
 /// Sends spans to an OpenTelemetry collector or backend (Langfuse, Jaeger, Tempo, Logfire)
 /// over OTLP/HTTP with JSON bodies, named after the GenAI semantic conventions.

@@ -1,6 +1,6 @@
 import BridgeCore
 import BridgeHTTP
-import Foundation
+import FoundationEssentials
 
 /// Sends traces and spans to the OpenAI traces ingest endpoint, as the Agents SDK does:
 /// `POST {OPENAI_BASE_URL}/traces/ingest` with `{"data": [trace objects, span objects]}`,

@@ -1,6 +1,6 @@
 import BridgeTraceModel
 import BridgeCore
-import Foundation
+import FoundationEssentials
 
 /// Makes span objects acceptable to the OpenAI traces ingest endpoint, following the Agents
 /// SDK's `BackendSpanExporter` rules (openai-agents-python, `tracing/processors.py`):
