@@ -30,6 +30,12 @@ public struct ColumnTypes: Sendable, Equatable {
         PostgresQuery(unsafeSQL: type(table, column).map { "::" + $0 + "[]" } ?? "")
     }
 
+    /// `::type[]` for an array that PostgreSQL cannot type from a comparison (`unnest(…)`), with
+    /// `::text[]` when the column's type is unknown.
+    public func unnestCast(_ table: String, _ column: String) -> PostgresQuery {
+        PostgresQuery(unsafeSQL: "::" + (type(table, column) ?? "text") + "[]")
+    }
+
     /// The tables whose column types the worker's statements need.
     public static func tables(of config: MappingConfig) -> [String] {
         var out = [config.source.table]

@@ -151,9 +151,7 @@ struct BackfillHistory: Sendable {
         let content: PostgresQuery = "l.\(q(l.contentColumn))::jsonb"
         let created: PostgresQuery = l.createdAtColumn.map { "l.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
         let startKey: PostgresQuery = "\(k.startedAt)", durKey: PostgresQuery = "\(k.durationMs)"
-        let typeMatch: PostgresQuery = types.type(l.table, l.typeColumn) == nil
-            ? "l.\(q(l.typeColumn))::text = ANY(\(l.toolCallTypes)::text[])"
-            : "l.\(q(l.typeColumn)) = ANY(\(l.toolCallTypes)\(types.arrayCast(l.table, l.typeColumn)))"
+        let typeMatch: PostgresQuery = "l.\(q(l.typeColumn)) = ANY(\(l.toolCallTypes)\(types.arrayCast(l.table, l.typeColumn)))"
         return """
             SELECT c.task_key, c.name, c.args, c.output, c.error, c.started_at, c.duration_ms
             FROM (
@@ -166,15 +164,10 @@ struct BackfillHistory: Sendable {
                      CASE WHEN jsonb_typeof(x.j -> \(durKey)) = 'number' THEN (x.j ->> \(durKey))::double precision END AS duration_ms
               FROM \(identifier: l.table) l
               CROSS JOIN LATERAL (SELECT \(content) AS j) x
-              WHERE l.\(q(l.taskColumn)) = ANY(\(taskKeys)\(Self.arrayType(types, l.table, l.taskColumn))) AND \(typeMatch)
+              WHERE l.\(q(l.taskColumn)) = ANY(\(taskKeys)\(types.arrayCast(l.table, l.taskColumn))) AND \(typeMatch)
             ) c
             ORDER BY c.task_key, c.started_at, c.log_key
             """
-    }
-
-    /// `::type[]` for an array of `table.column` values (`::text[]` when the type is unknown).
-    static func arrayType(_ types: ColumnTypes, _ table: String, _ column: String) -> PostgresQuery {
-        PostgresQuery(unsafeSQL: "::" + (types.type(table, column) ?? "text") + "[]")
     }
 
     /// Reads one batch: the tasks, then (when the mappings name a log table) their tool calls.

@@ -21,7 +21,7 @@ struct BackfillWriter: Sendable {
     private func q(_ name: String) -> PostgresQuery { .identifier(name) }
 
     private func arrayType(_ table: String, _ column: String) -> PostgresQuery {
-        BackfillHistory.arrayType(config.columnTypes, table, column)
+        config.columnTypes.unnestCast(table, column)
     }
 
     func statement(_ traces: [RebuiltTrace]) -> PostgresQuery {

@@ -107,3 +107,21 @@ import Testing
         #expect(SQLToolSpec.bindValue(row["amount"]!) == .text("12345678901234567890.5"))
     }
 }
+
+@Suite struct ColumnTypesCastTests {
+    let types = ColumnTypes(types: ["tasks": ["id": "uuid"]])
+
+    @Test func aKnownColumnTypesTheValueSide() {
+        #expect(types.cast("tasks", "id").sql == "::uuid")
+        #expect(types.arrayCast("tasks", "id").sql == "::uuid[]")
+        #expect(types.unnestCast("tasks", "id").sql == "::uuid[]")
+    }
+
+    /// Unknown: a comparison leaves the type to PostgreSQL (no cast); an unnested array, which
+    /// PostgreSQL cannot type from context, is text.
+    @Test func anUnknownColumnIsInferredOrText() {
+        #expect(types.cast("tasks", "status").sql == "")
+        #expect(types.arrayCast("logs", "task_id").sql == "")
+        #expect(types.unnestCast("logs", "task_id").sql == "::text[]")
+    }
+}
