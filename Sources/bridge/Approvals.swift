@@ -88,6 +88,7 @@ struct DecisionArguments: ParsableArguments {
         try await runReportingErrors {
             let store = try options.store()
             let verb = approve ? "approve" : "reject"
+            let done = approve ? "approved" : "rejected"
             let by = (ProcessInfo.processInfo.environment["USER"] ?? NSUserName()) + " (bridge \(verb))"
             let decision = try await PostgresConnection.withConnection(options.connection.config(applicationName: "bridge-approvals")) { c in
                 try await store.decide(on: c, requestKey: id, approve: approve, message: message, by: by)
@@ -101,10 +102,10 @@ struct DecisionArguments: ParsableArguments {
                 FileHandle.standardError.write(Data("bridge: error: approval request \(shown) has expired: it counts as rejected and can no longer be decided\n".utf8))
                 throw ExitCode(ExitStatus.failed.rawValue)
             case .decided(let task, let others) where others.isEmpty:
-                print("\(verb)d \(shown); the paused run of task \(task) resumes on the next `bridge exec`")
+                print("\(done) \(shown); the paused run of task \(task) resumes on the next `bridge exec`")
             case .decided(let task, let others):
                 let what = others.count == 1 ? "1 other request" : "\(others.count) other requests"
-                print("\(verb)d \(shown); the run of task \(task) still waits for \(what): \(others.joined(separator: ", "))")
+                print("\(done) \(shown); the run of task \(task) still waits for \(what): \(others.joined(separator: ", "))")
             }
         }
     }
