@@ -142,9 +142,10 @@ struct VerifySQL: Sendable {
     // MARK: runs_whole
 
     /// Per ended trace in scope: one root span, no span whose parent is missing from the trace
-    /// (a run interrupted and resumed must still be one tree), and no call traced twice: per
-    /// tool name, no more function spans than calls in the run transcript (a resumed run that
-    /// ran a finished call again would show one more). Items: the traces.
+    /// (a run interrupted and resumed must still be one tree), and no call traced twice: no call
+    /// id on two function spans, and per tool name no more function spans than calls in the run
+    /// transcript (a resumed run that ran a finished call again would show one more). Items:
+    /// the traces.
     var runsWhole: PostgresQuery {
         """
         WITH \(scopedTraces),
@@ -178,9 +179,18 @@ struct VerifySQL: Sendable {
             FROM fspans f LEFT JOIN calls c ON c.trace_id = f.trace_id AND c.name = f.name
             WHERE f.n > coalesce(c.n, 0)
         ),
+        dup AS (
+            SELECT s.trace_id, s.span_data->>'call_id' AS call_id, count(*) AS n
+            FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
+            WHERE s.span_data->>'type' = 'function' AND s.span_data->>'call_id' IS NOT NULL
+            GROUP BY 1, 2 HAVING count(*) > 1
+        ),
         bad AS (
             SELECT task_id, trace_id, format('%s span(s) whose parent is not in the trace', orphans) AS message
             FROM tr WHERE orphans > 0
+            UNION ALL
+            SELECT tr.task_id, d.trace_id, format('call %s has %s function spans: it ran twice', d.call_id, d.n)
+            FROM dup d JOIN tr ON tr.trace_id = d.trace_id
             UNION ALL
             SELECT task_id, trace_id, format('%s root span(s) (expected 1)', roots) FROM tr WHERE roots <> 1
             UNION ALL
