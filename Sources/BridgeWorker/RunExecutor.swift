@@ -83,8 +83,18 @@ struct RunExecutor: Sendable {
         var journalCalls: [JournaledCall] = []
         var checkpoint: RunCheckpoint?
         var resumeInfo: ResumeInfo?
-        let head = durable && !resuming ? try await journals.head(on: c, taskKey: key) : nil
-        if let head {
+        let head = durable ? try await journals.head(on: c, taskKey: key) : nil
+        // A run resumed after an approval whose stint was interrupted before its next
+        // checkpoint: it goes through the decisions again (its finished calls replayed).
+        var resuming = resuming
+        var resumedAgain = false
+        if !resuming, let head, config.approvals != nil,
+           let pausedAt = try await approvals.pausedAt(on: c, taskKey: key),
+           head.checkpoint == nil || head.updatedAt <= pausedAt {
+            resuming = true
+            resumedAgain = true
+        }
+        if let head, !resuming {
             // An interrupted run (worker killed or stopped, or a retriable failure): it goes on
             // from its journal, in its trace, with the spec it started with.
             let stored: RunSpec
@@ -128,6 +138,14 @@ struct RunExecutor: Sendable {
             spec = loaded.0.spec
             attempt.executionKey = loaded.0.executionKey
             attempt.startedAt = loaded.0.openSpans.first { $0.data["name"] == "task" }?.startedAt ?? attempt.startedAt
+            if durable { journalCalls = try await journals.calls(on: c, traceId: spec.traceId) }
+            if resumedAgain {
+                // The interrupted stint's execution row was ended by the reaper or the release.
+                attempt.startedAt = Date()
+                attempt.executionKey = try await store.startExecution(
+                    on: c, task: task, token: token, traceId: spec.traceId, agentId: spec.metadata["agent_id"],
+                    attempt: claim.attempt, startedAt: attempt.startedAt)
+            }
         } else {
             let (agents, edges) = try await bridge.loadAgentsAndEdges(for: task, connection: c)
             do {

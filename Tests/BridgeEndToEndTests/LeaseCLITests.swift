@@ -197,13 +197,13 @@ struct LeaseCLITests {
         #expect(try await count("status = 'completed'") == completed1)
 
         // 3. A second signal (300 ms after the first) exits at once; the leases cover what was left.
-        // The first lands once the 4 runs have started (their journals exist): they are in their
-        // model call, the step the drain waits for.
+        // The first lands once the 4 runs have started (each wrote its trace row, right before
+        // its model call): they are in their model call, the step the drain waits for.
+        let w3Start = try #require(try poll.scalar("SELECT now()::text"))
         let w3 = try worker(latency: 20_000, drainTimeout: "60")
-        let w3Pid = w3.pid
         #expect(try await w3.send(SIGTERM, when: {
             try poll.count("status = 'in_progress'") == 4
-                && poll.count("worker_id LIKE '%:\(w3Pid):%'", table: "bridge.run_journals") == 4
+                && poll.count("updated_at > '\(w3Start)'::timestamptz", table: "bridge.traces") == 4
         }, timeout: .seconds(20), then: {
             Thread.sleep(forTimeInterval: 0.3)
             w3.send(SIGTERM)
@@ -233,10 +233,10 @@ struct LeaseCLITests {
         let poll = PollingConnection(url)
         let w = try BackgroundBridge(["exec", "--offline", "--offline-latency-ms", "20000", "--concurrency", "2",
                                       "--lease", "30", "--drain-timeout", "60", "--database-url", url, "--mappings", mappings])
-        // Once both runs have started (their journals exist): they are in their model call, the
-        // step the drain waits for.
+        // Once both runs have started (each wrote its trace row, right before its model call):
+        // they are in their model call, the step the drain waits for.
         #expect(await w.send(SIGINT, when: {
-            try poll.count("status = 'in_progress'") == 2 && poll.count("true", table: "bridge.run_journals") == 2
+            try poll.count("status = 'in_progress'") == 2 && poll.count("true", table: "bridge.traces") == 2
         }, timeout: .seconds(20)))
         #expect(await w.send(SIGINT, when: { w.output.contains("bridge exec: shutting down") }, timeout: .seconds(10)),
                 "\(w.output.suffix(2000))")
