@@ -30,11 +30,22 @@ extension RunState {
                 let tools = try await source.tools(server: server)
                 out.events.append(.mcpToolsListed(id: id, parent: agentId, server: server, tools: tools.map(\.name), error: nil,
                                                   startedAt: start, endedAt: Date()))
+                if let bad = tools.first(where: { !MCPServerMapping.isValidToolName($0.name) }) {
+                    out.failure = RunFailure(type: .userError,
+                                             message: MCPServerMapping.invalidToolNameMessage(server: server, tool: bad.name),
+                                             retriable: false)
+                    return out
+                }
                 let clashes = tools.map(\.name).filter { names.contains($0) }
                 if !clashes.isEmpty {
-                    out.failure = RunFailure(type: .userError,
-                                             message: "Duplicate tool names found across MCP servers: \(clashes.sorted().joined(separator: ", "))",
-                                             retriable: false)
+                    // The SDK's message when two servers clash; a clash with the agent's own
+                    // tools or handoffs says so.
+                    let own = clashes.filter { taken.contains($0) }.sorted()
+                    let message = own.isEmpty
+                        ? "Duplicate tool names found across MCP servers: \(clashes.sorted().joined(separator: ", "))"
+                        : "MCP server '\(server)' offers \(own.map { "'\($0)'" }.joined(separator: ", ")), the name of a tool or handoff "
+                            + "agent \(agent.name) already has"
+                    out.failure = RunFailure(type: .userError, message: message, retriable: false)
                     return out
                 }
                 for t in tools {
