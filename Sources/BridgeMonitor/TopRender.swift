@@ -49,7 +49,8 @@ extension TopSnapshot {
         func pct(_ part: Int, _ whole: Int) -> String { whole == 0 ? "-" : String(format: "%.1f%%", 100 * Double(part) / Double(whole)) }
         func row(_ cells: [String], _ widths: [Int]) -> String {
             zip(cells, widths).enumerated().map { i, cw in
-                let (c, w) = cw
+                let (raw, w) = cw
+                let c = TextSafety.printable(raw)  // names come from the database: no raw control characters
                 let cut = c.count > w ? String(c.prefix(max(1, w - 1))) + "…" : c
                 let pad = String(repeating: " ", count: max(0, w - cut.count))
                 return i == 0 ? cut + pad : pad + cut

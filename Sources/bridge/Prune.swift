@@ -36,7 +36,9 @@ extension Bridge {
 
         @OptionGroup var connection: ConnectionOptions
 
-        @Option(name: .customLong("older-than"),
+        // .unconditional: `--older-than -1h` reaches validate() (a negative duration), instead of
+        // the parser taking -1h for a flag and saying "Missing value".
+        @Option(name: .customLong("older-than"), parsing: .unconditional,
                 help: ArgumentHelp("Remove traces that started longer ago than this: 12h, 30d, 8w (at least 1h).",
                                    valueName: "duration"))
         var olderThan: String
@@ -63,6 +65,10 @@ extension Bridge {
         static let minimumSeconds: Double = 3600
 
         func validate() throws {
+            if olderThan.hasPrefix("-") {
+                throw ValidationError("--older-than '\(olderThan)': a duration cannot be negative; give how old a trace must be"
+                                      + " to go, at least 1h (e.g. 12h, 30d, 8w)")
+            }
             guard case .duration(let seconds, _)? = Since.parse(olderThan) else {
                 throw ValidationError("--older-than '\(olderThan)': expected a duration like 12h, 30d or 8w")
             }
@@ -74,6 +80,10 @@ extension Bridge {
         }
 
         func run() async throws {
+            if olderThan.hasPrefix("-") {
+                throw ValidationError("--older-than '\(olderThan)': a duration cannot be negative; give how old a trace must be"
+                                      + " to go, at least 1h (e.g. 12h, 30d, 8w)")
+            }
             guard case .duration(let seconds, _)? = Since.parse(olderThan) else { return }
             try await runReportingErrors {
                 let config = connection.config(applicationName: "bridge-prune")

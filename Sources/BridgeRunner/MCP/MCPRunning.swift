@@ -13,6 +13,24 @@ extension RunState {
     /// one `mcp_tools` span per server. A server that cannot be listed, or a tool name that
     /// collides with the agent's other tools, fails the run (retriable when the server may
     /// come back).
+    /// What tools of MCP server `server` clash with: another server's tool (the SDK's words),
+    /// or the agent's own YAML tool or handoff.
+    static func clashMessage(server: String, agent: AgentSpec, clashes: [String], servers: [String: String]) -> String {
+        let names = Set(clashes).sorted()
+        if names.allSatisfy({ servers[$0] != nil }) {
+            let others = Set(names.compactMap { servers[$0] }).sorted().map { "'\($0)'" }.joined(separator: ", ")
+            return "Duplicate tool names found across MCP servers: \(names.joined(separator: ", "))"
+                + " (MCP server '\(server)' and \(others) of agent \(agent.name))"
+        }
+        let described = names.map { name in
+            if let other = servers[name] { return "\(name) (also on MCP server '\(other)')" }
+            if agent.handoffs.contains(where: { $0.toolName == name }) { return "\(name) (also a handoff of the agent)" }
+            return "\(name) (also a YAML tool of the agent)"
+        }
+        return "MCP server '\(server)' offers tools whose names agent \(agent.name) already uses: "
+            + described.joined(separator: ", ")
+    }
+
     mutating func listMCPTools(_ agent: AgentSpec, parent agentId: EventID, taken: Set<String>) async -> MCPListing {
         mcpToolServers = [:]
         var out = MCPListing()
@@ -38,14 +56,9 @@ extension RunState {
                 }
                 let clashes = tools.map(\.name).filter { names.contains($0) }
                 if !clashes.isEmpty {
-                    // The SDK's message when two servers clash; a clash with the agent's own
-                    // tools or handoffs says so.
-                    let own = clashes.filter { taken.contains($0) }.sorted()
-                    let message = own.isEmpty
-                        ? "Duplicate tool names found across MCP servers: \(clashes.sorted().joined(separator: ", "))"
-                        : "MCP server '\(server)' offers \(own.map { "'\($0)'" }.joined(separator: ", ")), the name of a tool or handoff "
-                            + "agent \(agent.name) already has"
-                    out.failure = RunFailure(type: .userError, message: message, retriable: false)
+                    out.failure = RunFailure(type: .userError, message: Self.clashMessage(server: server, agent: agent, clashes: clashes,
+                                                                                         servers: mcpToolServers),
+                                             retriable: false)
                     return out
                 }
                 for t in tools {
