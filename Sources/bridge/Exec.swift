@@ -201,7 +201,7 @@ extension Bridge {
                 let metrics = try metricsAddr.map { try PrometheusEndpoint.serve(hostPort: $0) }
                 defer { metrics?.stop() }
                 if let metrics { Self.log("metrics on http://\(metrics.address)/metrics") }
-                let push = OTLPMetricsPusher.fromEnvironment(env, instance: options.workerId)
+                let push = try OTLPMetricsPusher.fromEnvironment(env, instance: options.workerId)
                 if let push {
                     PrometheusEndpoint.bootstrap()
                     push.start(exposition: PrometheusEndpoint.exposition, log: { Self.log($0) })

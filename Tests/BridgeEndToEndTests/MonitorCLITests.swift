@@ -230,7 +230,7 @@ struct MonitorCLITests {
         _ = await worker.wait(timeout: 30)
     }
 
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(3)), .enabled(if: OTLPDecoder.isAvailable, "needs BRIDGE_OTEL_PYTHON (scripts/test.sh)"))
     func otlpMetricsPushCarriesTheSameToolCounts() async throws {
         let url = try await LeaseFixture.database()
         let collector = try TestHTTPServer { _ in .json([:]) }
@@ -244,8 +244,10 @@ struct MonitorCLITests {
         #expect(r.status == 0, "\(r.stderr)")
         let pushes = collector.requests.filter { $0.path == "/v1/metrics" }
         #expect(pushes.allSatisfy { $0.method == "POST" && $0.header("x-api-key") == "secret-123" })
-        // The last push (at exit) carries the final cumulative values.
-        let last = try #require(pushes.last?.json, "no metrics push: \(collector.requests.map(\.path))")
+        #expect(pushes.allSatisfy { $0.header("Content-Type") == "application/x-protobuf" })
+        // The last push (at exit) carries the final cumulative values (decoded by the official definitions).
+        let lastPush = try #require(pushes.last, "no metrics push: \(collector.requests.map(\.path))")
+        let last = try #require(try await OTLPDecoder.decode([lastPush], signal: "metrics").first)
         let resource = last["resourceMetrics"]?.arrayValue?.first
         #expect(resource?["resource"]?["attributes"]?.arrayValue?.contains {
             $0["key"] == "service.name" && $0["value"]?["stringValue"] == "bridge-test" } == true)

@@ -11,7 +11,7 @@ public enum ExporterSetup {
                                only: Set<String>? = nil) throws -> [any TraceExporter] {
         var out: [any TraceExporter] = []
         if let e = OpenAITracesExporter.fromEnvironment(env, client: client) { out.append(e) }
-        if let e = OTLPExporter.fromEnvironment(env, client: client) { out.append(e) }
+        if let e = try OTLPExporter.fromEnvironment(env, client: client) { out.append(e) }
         if let traceFile { out.append(try FileExporter(path: traceFile)) }
         if let only { out = out.filter { only.contains($0.name) } }
         return out
