@@ -224,7 +224,10 @@ extension Bridge {
                 }
                 print("bridge exec: \(summary.line)")
                 Self.printExports(summary.exports)
-                if summary.failed > 0 { throw ExitCode(ExitStatus.failed.rawValue) }
+                // Traces that did not arrive are failed work too (an exporter that stopped on
+                // its configuration, or whose receiver rejected every span).
+                let exportFailed = summary.exports.contains { $0.allRejected || $0.error != nil }
+                if summary.failed > 0 || exportFailed { throw ExitCode(ExitStatus.failed.rawValue) }
             }
         }
 
@@ -238,6 +241,7 @@ extension Bridge {
                          ? ", rejected \(report.stats.rejectedSpans) spans, \(report.stats.rejectedTraces) traces" : ""))
                 if let error = report.error { FileHandle.standardError.write(Data("bridge exec: export \(report.exporter): \(error)\n".utf8)) }
                 if let line = report.leftoverLine { FileHandle.standardError.write(Data("bridge exec: \(line)\n".utf8)) }
+                if let line = report.allRejectedLine { FileHandle.standardError.write(Data("bridge exec: \(line)\n".utf8)) }
             }
         }
     }

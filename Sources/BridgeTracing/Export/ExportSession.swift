@@ -39,6 +39,14 @@ public struct ExportReport: Sendable, Equatable {
     /// True when another process held this exporter's lock all along.
     public var lockedOut: Bool
 
+    /// True when this session's answers rejected every span it sent (nothing arrived).
+    public var allRejected: Bool { stats.rejectedSpans > 0 && stats.deliveredSpans == 0 }
+
+    /// The loud line for `allRejected`, or nil.
+    public var allRejectedLine: String? {
+        allRejected ? "\(exporter): EVERY span was rejected (\(stats.rejectedSpans)); nothing arrived at \(target); `bridge verify` shows why" : nil
+    }
+
     /// `N spans not yet exported; run `bridge export``, or nil when nothing is left.
     public var leftoverLine: String? {
         guard let b = backlog, !b.isEmpty else { return nil }
