@@ -50,6 +50,12 @@ extension RunState {
                 let tools = try await source.tools(server: server)
                 out.events.append(.mcpToolsListed(id: id, parent: agentId, server: server, tools: tools.map(\.name), error: nil,
                                                   startedAt: start, endedAt: Date()))
+                if let bad = tools.first(where: { !MCPServerMapping.isValidToolName($0.name) }) {
+                    out.failure = RunFailure(type: .userError,
+                                             message: MCPServerMapping.invalidToolNameMessage(server: server, tool: bad.name),
+                                             retriable: false)
+                    return out
+                }
                 let clashes = tools.map(\.name).filter { names.contains($0) }
                 if !clashes.isEmpty {
                     out.failure = RunFailure(type: .userError, message: Self.clashMessage(server: server, agent: agent, clashes: clashes,
