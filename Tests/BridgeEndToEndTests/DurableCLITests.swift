@@ -112,6 +112,12 @@ struct DurableCLITests {
                                   GROUP BY 1, 2 HAVING count(*) > 1) d
             """) == "0")
         #expect(try await TestDatabase.count(url, "span_data->>'name' = 'resume'", table: "bridge.spans") >= 2)
+        let resumedTask = try await TestDatabase.psql(url, """
+            SELECT tr.task_id FROM bridge.traces tr JOIN bridge.spans s ON s.trace_id = tr.trace_id
+            WHERE s.span_data->>'name' = 'resume' LIMIT 1
+            """)
+        let show = try await BridgeBinary.run(["trace", "show", resumedTask, "--database-url", url])
+        #expect(show.status == 0 && show.stdout.contains("resume · ") && show.stdout.contains(" lost "), "\(show.stdout)")
         #expect(try await TestDatabase.count(url, "true", table: "bridge.run_journals") == 0)
         // Interruptions are countable: A's runs were reaped, B's released.
         #expect(try await TestDatabase.count(url, "error_type = 'LeaseExpired'", table: "task_executions") >= 1)
