@@ -102,9 +102,14 @@ a=$(worker storm)
 wait_for storm "SELECT count(*) >= $((RUNS / 5)) FROM actions"
 kill -KILL "$a"; wait "$a" 2>/dev/null || true
 log "worker A killed after $(q storm -c 'SELECT count(*) FROM actions') actions"
+journal_bytes=$(q storm -c "SELECT round(avg(pg_column_size(spec) + coalesce(pg_column_size(checkpoint), 0))) || ' B per unfinished run (spec + checkpoint), '
+                              || (SELECT round(avg(pg_column_size(data))) FROM bridge.journal_calls) || ' B per journaled call'
+                            FROM bridge.run_journals")
 b=$(worker storm --drain-timeout 1)
 wait_for storm "SELECT count(*) >= $((RUNS / 2)) FROM actions"
 kill -TERM "$b"; wait "$b" || true
 log "worker B stopped after $(q storm -c 'SELECT count(*) FROM actions') actions"
 c=$(worker storm); wait "$c"
 report storm "SIGKILL + SIGTERM + finisher" $(( $(requests) - r0 ))
+echo
+echo "journal: $journal_bytes (measured after the SIGKILL); left after the runs finished: $(q storm -c 'SELECT count(*) FROM bridge.run_journals') run journals, $(q storm -c "SELECT pg_size_pretty(coalesce(sum(pg_column_size(data)), 0)) FROM bridge.journal_calls") of call rows (deleted by prune with their traces)"
