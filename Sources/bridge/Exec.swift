@@ -206,6 +206,9 @@ extension Bridge {
                     PrometheusEndpoint.bootstrap()
                     push.start(exposition: PrometheusEndpoint.exposition, log: { Self.log($0) })
                 }
+                if metrics != nil || push != nil {
+                    PrometheusEndpoint.registerKnown(tools: app.config.tools.map(\.spec.name), models: app.config.agents.map(\.model))
+                }
                 let shutdown = ShutdownRequest()
                 let signals = ShutdownSignals(request: shutdown, log: { Self.log($0) })
                 defer { signals.cancel() }
