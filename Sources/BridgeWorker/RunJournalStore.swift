@@ -169,8 +169,8 @@ public struct RunJournalStore: Sendable {
 
     /// The journals of runs the application took back while they were interrupted (it finished,
     /// failed or deleted the task, so it is neither pending nor running): up to 100 per pass, the
-    /// journal goes, the spans still open at its checkpoint are written ended with an error
-    /// saying so, and the trace is closed. Nil when the task key's type is unknown (the user's
+    /// journal goes (with a paused run's state and approval waits), the spans still open at its
+    /// checkpoint are written ended with an error saying so, and the trace is closed. Nil when the task key's type is unknown (the user's
     /// key column is compared as it is, through its index, or not at all).
     func sweepQuery() -> PostgresQuery? {
         let s = config.source
@@ -212,6 +212,8 @@ public struct RunJournalStore: Sendable {
                 ON CONFLICT (span_id) DO NOTHING
             ), dropped AS (
                 DELETE FROM bridge.run_journals j WHERE j.task_key IN (SELECT task_key FROM gone)
+            ), unpaused AS (
+                DELETE FROM bridge.run_states r WHERE r.task_key IN (SELECT task_key FROM gone)
             ), ended AS (
                 UPDATE bridge.traces tr SET ended_at = now(), updated_at = now()
                 WHERE tr.trace_id IN (SELECT trace_id FROM gone) AND tr.ended_at IS NULL

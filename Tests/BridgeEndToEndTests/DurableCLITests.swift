@@ -252,4 +252,33 @@ struct DurableCLITests {
         #expect(try await TestDatabase.count(url, "true", table: "durable_actions") == actions, "nothing more was run")
         #expect(try await TestDatabase.count(url, "status = 'started'", table: "task_executions") == 0)
     }
+
+    /// The application finishes a task while its run waits for an approval: the paused state,
+    /// its waits and its journal go, `approvals list` no longer lists the request, the trace is
+    /// closed as one tree.
+    @Test(.timeLimit(.minutes(2)))
+    func aPausedTaskTheApplicationFinishedStopsWaiting() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let c = try await TestDatabase.connect(url)
+        let task = try await ApprovalCLITests.managerTask(c)
+        let common = ["--database-url", url, "--mappings", BridgeBinary.mappings]
+        let paused = try await BridgeBinary.run(["exec", "--offline", "--task", task] + common)
+        #expect(paused.status == 0, "\(paused.stderr)")
+        #expect(try await TestDatabase.count(url, "true", table: "bridge.run_states") == 1)
+        try await c.query("UPDATE tasks SET status = 'completed' WHERE id = \(task)::uuid")
+        let w = try BackgroundBridge(["exec", "--offline", "--watch", "--task", task] + common)
+        #expect(await w.send(SIGTERM, when: { w.output.contains("journal sweep: 1 interrupted run(s)") }, timeout: .seconds(30)),
+                "\(w.output.suffix(2000))")
+        _ = await w.wait(timeout: 20)
+        #expect(try await TestDatabase.count(url, "true", table: "bridge.run_states") == 0)
+        #expect(try await TestDatabase.count(url, "true", table: "bridge.approval_waits") == 0)
+        #expect(try await TestDatabase.count(url, "true", table: "bridge.run_journals") == 0)
+        let list = try await BridgeBinary.run(["approvals", "list", "--ids"] + common)
+        #expect(list.status == 0 && list.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(list.stdout)")
+        #expect(try await TestDatabase.count(url, "ended_at IS NULL", table: "bridge.traces") == 0)
+        #expect(try await TestDatabase.count(url, """
+            parent_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM bridge.spans p WHERE p.span_id = bridge.spans.parent_id)
+            """, table: "bridge.spans") == 0)
+        await c.close()
+    }
 }
