@@ -22,7 +22,7 @@ public actor Worker: LeaseHolder {
     let connect: @Sendable () async throws -> PostgresConnection
     let progress: ProgressReporter
     let options: WorkerOptions
-    let executor: RunExecutor
+    var executor: RunExecutor
 
     private var summary = WorkerSummary()
 
@@ -59,6 +59,12 @@ public actor Worker: LeaseHolder {
         self.executor = RunExecutor(config: config, bridge: DatabaseToSDKBridge(config: config), store: store,
                                     approvals: approvals, connect: connect, pool: pool, model: model,
                                     toolsFactory: tools, mcp: mcp, secrets: secrets, options: options)
+        let fleet = FleetLimits(config: config)
+        if fleet.isActive {
+            executor.fleet = fleet
+            executor.recordsSpend = true
+            executor.progress = progress
+        }
     }
 
     /// Asks the worker to stop: no more claims; in-flight runs get `drainTimeout` to finish,
@@ -114,8 +120,10 @@ public actor Worker: LeaseHolder {
                 if free > 0 {
                     let slots = free
                     let claims = try await claimer.use { [store, options] c in
-                        try await store.claim(on: c, limit: slots, workerId: options.workerId,
-                                              leaseSeconds: options.leaseSeconds, keys: options.taskKeys)
+                        // Groups whose budget is spent (`on_exceeded: hold`) wait unclaimed.
+                        let held = try await store.heldGroups(on: c)
+                        return try await store.claim(on: c, limit: slots, workerId: options.workerId,
+                                                     leaseSeconds: options.leaseSeconds, keys: options.taskKeys, held: held)
                     }
                     claimed += claims.count
                     BridgeMetrics.tasksClaimed(claims.count)
