@@ -2,7 +2,7 @@
 // bridge: trace database-driven OpenAI-Agents-style runs, span for span.
 //
 // Layering (bottom to top), visible as targets:
-//   1. C bindings        CBridgeLibPQ, CBridgeCurl, CBridgeCurlShim, CBridgeCrypto
+//   1. C bindings        CBridgeLibPQ, CBridgeCurl, CBridgeCurlShim, CBridgeCrypto, CBridgeZlib
 //   2. Clients           BridgePostgres, BridgeHTTP (BridgeCore holds shared errors/utilities);
 //      Trace model       BridgeTraceModel (ids, SpanData, records; on BridgeCore alone)
 //   3. Mapping + bridge  BridgeMigrate (schema upgrades), BridgeMapping
@@ -53,7 +53,9 @@ let package = Package(
         // fork/exec with PR_SET_PDEATHSIG for MCP stdio servers (no orphans)
         .target(name: "CBridgeSpawn"),
         // 2. Clients
-        .target(name: "BridgeCore", dependencies: ["CBridgeCrypto"], swiftSettings: strict),
+        // gzip for OTLP bodies (zlib)
+        .systemLibrary(name: "CBridgeZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "BridgeCore", dependencies: ["CBridgeCrypto", "CBridgeZlib"], swiftSettings: strict),
         // The trace model: ids, SpanData (the SDK's span shapes), trace and span records with
         // their ledger row codec. Below everything that writes or reads a trace.
         .target(name: "BridgeTraceModel", dependencies: ["BridgeCore"], swiftSettings: strict),

@@ -139,4 +139,9 @@ Where to look:
 MSG
 [ -f "$DEMO/traces.jsonl" ] && echo "  $DEMO/traces.jsonl   -- spans as JSONL in the SDK's export format"
 [ -f "$DEMO/trace.html" ] && echo "  $DEMO/trace.html     -- a trace's timeline (open it in a browser)"
+if [ -n "${MCP_PYTHON:-}" ]; then
+  # The shipped mappings start the example MCP server with `python3`: in a new shell, bridge exec
+  # needs the virtualenv's first on PATH (otherwise it stops at once, exit 2, naming the server).
+  echo "To run bridge from another shell: export PATH=\"$(dirname "$MCP_PYTHON"):\$PATH\" DATABASE_URL=\"$DATABASE_URL\""
+fi
 echo "Stop it with: scripts/quickstart.sh --stop"

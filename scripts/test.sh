@@ -14,6 +14,15 @@ export BRIDGE_REQUIRE_DB=1
 export BRIDGE_REQUIRE_MCP=1
 BRIDGE_MCP_PYTHON="$(scripts/mcp-venv.sh)" || { echo "test.sh: cannot install the Python MCP SDK (PyPI package mcp) that the tests need" >&2; exit 1; }
 export BRIDGE_MCP_PYTHON
+# The example server also supports the previous major version (mcp 1.x, FastMCP): one test runs
+# it there too, from a second cached virtualenv.
+BRIDGE_MCP_V1_PYTHON="$(scripts/mcp-venv.sh 1)" || { echo "test.sh: cannot install mcp 1.x for the compatibility test" >&2; exit 1; }
+export BRIDGE_MCP_V1_PYTHON
 export PATH="$(dirname "$BRIDGE_MCP_PYTHON"):$PATH"
+# Every OTLP body bridge sends is decoded by the official definitions (PyPI opentelemetry-proto),
+# in a cached virtualenv of its own; required like the MCP SDK.
+export BRIDGE_REQUIRE_OTEL=1
+BRIDGE_OTEL_PYTHON="$(scripts/otel-venv.sh)" || { echo "test.sh: cannot install opentelemetry-proto that the tests need" >&2; exit 1; }
+export BRIDGE_OTEL_PYTHON
 swift build --build-tests
 exec scripts/with-postgres.sh swift test --skip-build "$@"

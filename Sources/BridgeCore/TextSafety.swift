@@ -35,6 +35,29 @@ public enum TextSafety {
         return (text, Replacements(nul: r.nul, invalidUTF8: valid == nil))
     }
 
+    /// `text` safe to print on a terminal: control characters (C0, DEL, C1) and the
+    /// bidirectional embeddings, overrides and isolates are shown escaped (`\n`, `\t`,
+    /// `\u{1B}`), never written raw, so a name from the database cannot move the cursor, clear
+    /// the screen or reorder what is shown.
+    public static func printable(_ text: String) -> String {
+        func unsafe(_ u: Unicode.Scalar) -> Bool {
+            u.value < 0x20 || (0x7F...0x9F).contains(u.value) || (0x202A...0x202E).contains(u.value)
+                || (0x2066...0x2069).contains(u.value)
+        }
+        guard text.unicodeScalars.contains(where: unsafe) else { return text }
+        var out = ""
+        for u in text.unicodeScalars {
+            switch u {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where unsafe(u): out += "\\u{" + String(u.value, radix: 16, uppercase: true) + "}"
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out
+    }
+
     /// `text` with every U+0000 replaced by U+FFFD.
     public static func storable(_ text: String) -> (text: String, replaced: Replacements) {
         guard text.utf8.contains(0) else { return (text, Replacements()) }

@@ -30,6 +30,24 @@ public struct MCPServerMapping: Sendable, Equatable {
     public var origin: MappingLocation
 
     public static let defaultTimeoutMs = 30_000
+    /// The longest `timeout_ms` accepted: one hour.
+    public static let maxTimeoutMs = 3_600_000
+
+    /// Whether OpenAI accepts `name` as a function name (`^[a-zA-Z0-9_-]{1,64}$`), which an
+    /// MCP tool's name becomes.
+    public static func isValidToolName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 64 && name.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x5F || c == 0x2D
+        }
+    }
+
+    /// The issue with an MCP tool name OpenAI refuses, showing it escaped and shortened.
+    public static func invalidToolNameMessage(server: String, tool name: String) -> String {
+        var shown = JSONValue.string(String(name.prefix(40))).compact
+        if name.count > 40 { shown += "… (\(name.count) characters)" }
+        return "MCP server '\(server)' offers a tool named \(shown), which OpenAI refuses as a function name "
+            + "(it must match ^[a-zA-Z0-9_-]{1,64}$; leave it out with tool_filter)"
+    }
 
     public init(name: String, transport: MCPTransportMapping, allowedTools: [String]? = nil, blockedTools: [String] = [],
                 cacheToolsList: Bool = false, timeoutMs: Int = MCPServerMapping.defaultTimeoutMs,
@@ -105,7 +123,7 @@ extension LoadState {
         guard let name, let transport else { return nil }
         return MCPServerMapping(name: name, transport: transport, allowedTools: allowed, blockedTools: blocked,
                                 cacheToolsList: m.bool("cache_tools_list") ?? false,
-                                timeoutMs: m.int("timeout_ms", min: 1) ?? MCPServerMapping.defaultTimeoutMs,
+                                timeoutMs: m.int("timeout_ms", min: 1, max: MCPServerMapping.maxTimeoutMs) ?? MCPServerMapping.defaultTimeoutMs,
                                 useStructuredContent: m.bool("use_structured_content") ?? false,
                                 origin: r.location(node, path))
     }

@@ -138,13 +138,14 @@ final class YAMLReader {
         return s
     }
 
-    func int(_ node: Node, _ path: String, min: Int? = nil) -> Int? {
+    func int(_ node: Node, _ path: String, min: Int? = nil, max: Int? = nil) -> Int? {
         record(node, path)
         guard node.tagName == .int, let v = node.int else {
             issue(node, path, "expected an integer, got \(Self.kind(node))")
             return nil
         }
         if let min, v < min { issue(node, path, "must be at least \(min)"); return nil }
+        if let max, v > max { issue(node, path, "must be at most \(max)"); return nil }
         return v
     }
 
@@ -263,7 +264,9 @@ struct MapReader {
         return reader.name(n, path(key))
     }
 
-    func int(_ key: String, min: Int? = nil) -> Int? { node(key).flatMap { reader.int($0, path(key), min: min) } }
+    func int(_ key: String, min: Int? = nil, max: Int? = nil) -> Int? {
+        node(key).flatMap { reader.int($0, path(key), min: min, max: max) }
+    }
     func bool(_ key: String) -> Bool? { node(key).flatMap { reader.bool($0, path(key)) } }
     func strings(_ key: String) -> [String]? { node(key).flatMap { reader.strings($0, path(key)) } }
     func template(_ key: String, required req: Bool = false) -> Template? {

@@ -38,6 +38,50 @@ public enum BridgeMetrics {
         ]
     }
 
+    /// The `# HELP` text of every family (promtool requires one per family; the README's
+    /// metrics table says the same).
+    public static let help: [String: String] = [
+        Name.tasksClaimed: "Tasks this worker claimed.",
+        Name.tasksCompleted: "Task attempts that completed.",
+        Name.tasksFailed: "Task attempts that failed for good, by error type.",
+        Name.tasksRetried: "Task attempts that failed retriably and went back to pending, by error type.",
+        Name.tasksReaped: "Expired leases this worker's reaper returned to pending or failed.",
+        Name.toolCalls: "Function tool calls (one per function span), by tool and outcome.",
+        Name.modelCalls: "Model calls (one per generation or response span), by model and status.",
+        Name.modelTokens: "Tokens the model reported, by model and direction.",
+        Name.spansRecorded: "Spans written to bridge.spans.",
+        Name.spansExported: "Spans this worker's export pumps recorded as delivered, by exporter.",
+        Name.spansRejected: "Spans this worker's export pumps recorded as rejected, by exporter.",
+        Name.taskDuration: "Task attempt duration from claim to result, in seconds.",
+        Name.toolDuration: "Function tool call duration in seconds, by tool.",
+        Name.modelLatency: "Model call latency in seconds (retries included), by model.",
+        Name.runsInFlight: "Runs this worker has going.",
+        Name.leases: "Leases this worker held at its last heartbeat.",
+        Name.exportBacklog: "Undelivered spans the export pump's last read found, by exporter (a read returns at most one batch).",
+    ]
+
+    /// The exporters every `exporter` label starts with (at 0).
+    public static let exporterNames = ["openai", "otlp", "file"]
+
+    /// `text` (a Prometheus text exposition) with a `# HELP` line before every `# TYPE` line
+    /// that has none: the text of `help`, or for a family bridge does not list (a newer one),
+    /// a line naming it, so the exposition always passes `promtool check metrics`.
+    public static func withHelp(_ text: String) -> String {
+        var out: [Substring] = []
+        var helped: Set<Substring> = []
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("# HELP ") {
+                if let name = line.split(separator: " ", maxSplits: 3).dropFirst(2).first { helped.insert(name) }
+            } else if line.hasPrefix("# TYPE "), let name = line.split(separator: " ", maxSplits: 3).dropFirst(2).first,
+                      !helped.contains(name) {
+                out.append(Substring("# HELP \(name) \(help[String(name)] ?? "bridge metric \(name).")"))
+                helped.insert(name)
+            }
+            out.append(line)
+        }
+        return out.joined(separator: "\n")
+    }
+
     /// How a call ended (`outcome` / `status` label).
     public enum Outcome: String, Sendable { case ok, error }
 
@@ -58,8 +102,43 @@ public enum BridgeMetrics {
         for name in [Name.tasksClaimed, Name.tasksCompleted, Name.tasksReaped, Name.spansRecorded] {
             Counter(label: name).increment(by: 0)
         }
+        // Every known label value too, so a dashboard panel reads 0, not "No data".
+        for type in FailureType.allCases {
+            for name in [Name.tasksFailed, Name.tasksRetried] {
+                Counter(label: name, dimensions: [("error_type", labels.value(type.rawValue, for: "error_type"))]).increment(by: 0)
+            }
+        }
+        for exporter in exporterNames {
+            let e = labels.value(exporter, for: "exporter")
+            Counter(label: Name.spansExported, dimensions: [("exporter", e)]).increment(by: 0)
+            Counter(label: Name.spansRejected, dimensions: [("exporter", e)]).increment(by: 0)
+            Gauge(label: Name.exportBacklog, dimensions: [("exporter", e)]).record(0)
+        }
+        _ = Timer(label: Name.taskDuration)
         runsInFlight(0)
         leases(0)
+    }
+
+    /// The tool and model families at 0 for the tools and models the mappings name (call once
+    /// the mappings are loaded, after bootstrapping a backend).
+    public static func registerKnown(tools: [String], models: [String]) {
+        for t in Set(tools) {
+            let tool = labels.value(t, for: "tool")
+            for outcome in [Outcome.ok, .error] {
+                Counter(label: Name.toolCalls, dimensions: [("tool", tool), ("outcome", outcome.rawValue)]).increment(by: 0)
+            }
+            _ = Timer(label: Name.toolDuration, dimensions: [("tool", tool)])
+        }
+        for m in Set(models) {
+            let model = labels.value(m, for: "model")
+            for status in [Outcome.ok, .error] {
+                Counter(label: Name.modelCalls, dimensions: [("model", model), ("status", status.rawValue)]).increment(by: 0)
+            }
+            for direction in ["input", "output"] {
+                Counter(label: Name.modelTokens, dimensions: [("model", model), ("direction", direction)]).increment(by: 0)
+            }
+            _ = Timer(label: Name.modelLatency, dimensions: [("model", model)])
+        }
     }
 
     // MARK: - Worker

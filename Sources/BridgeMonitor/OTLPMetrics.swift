@@ -3,10 +3,10 @@ import BridgeHTTP
 import BridgeTracing
 import Foundation
 
-/// The worker's metrics pushed as OTLP/HTTP JSON (`ExportMetricsServiceRequest`), the same
-/// instruments as `/metrics`: counters as cumulative monotonic sums, gauges, histograms with
-/// the same bounds. The values are read from the Prometheus registry's exposition, so both
-/// outputs always agree.
+/// The worker's metrics pushed over OTLP/HTTP (`ExportMetricsServiceRequest`, protobuf by
+/// default, JSON on request, gzip when asked, as for traces), the same instruments as
+/// `/metrics`: counters as cumulative monotonic sums, gauges, histograms with the same bounds.
+/// The values are read from the Prometheus registry's exposition, so both outputs always agree.
 public final class OTLPMetricsPusher: Sendable {
     public let endpoint: String
     let headers: [(String, String)]
@@ -14,22 +14,29 @@ public final class OTLPMetricsPusher: Sendable {
     let instance: String
     let interval: Duration
     let client: HTTPClient
+    let encoding: OTLPProtocol
+    let compression: OTLPCompression
     let startedAt = Date()
     private let task: LockedTask
 
     /// From the environment: `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, else
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/metrics`; headers as for traces;
+    /// protocol and compression as for traces (`OTEL_EXPORTER_OTLP_METRICS_PROTOCOL`, …);
     /// `OTEL_METRIC_EXPORT_INTERVAL` (ms, default 60000); off with `OTEL_METRICS_EXPORTER=none`.
-    public static func fromEnvironment(_ env: Environment, instance: String) -> OTLPMetricsPusher? {
+    /// Throws `OTLPConfigurationError` (exit 2) for a protocol or compression it cannot use.
+    public static func fromEnvironment(_ env: Environment, instance: String) throws -> OTLPMetricsPusher? {
         guard env["OTEL_METRICS_EXPORTER"]?.lowercased() != "none",
-              let (endpoint, headers) = OTLPExporter.configuration(signal: "metrics", env) else { return nil }
+              let c = try OTLPExporter.Configuration(signal: "metrics", env) else { return nil }
         let ms = env["OTEL_METRIC_EXPORT_INTERVAL"].flatMap { Int($0) }.map { max(100, $0) } ?? 60_000
-        return OTLPMetricsPusher(endpoint: endpoint, headers: headers, serviceName: env["OTEL_SERVICE_NAME"] ?? "bridge",
-                                 instance: instance, interval: .milliseconds(ms))
+        return OTLPMetricsPusher(endpoint: c.endpoint, headers: c.headers, serviceName: env["OTEL_SERVICE_NAME"] ?? "bridge",
+                                 instance: instance, interval: .milliseconds(ms), encoding: c.encoding, compression: c.compression)
     }
 
-    public init(endpoint: String, headers: [(String, String)], serviceName: String, instance: String, interval: Duration) {
+    public init(endpoint: String, headers: [(String, String)], serviceName: String, instance: String, interval: Duration,
+                encoding: OTLPProtocol = .protobuf, compression: OTLPCompression = .none) {
         self.endpoint = endpoint
+        self.encoding = encoding
+        self.compression = compression
         self.headers = headers
         self.serviceName = serviceName
         self.instance = instance
@@ -69,11 +76,21 @@ public final class OTLPMetricsPusher: Sendable {
     /// POSTs one snapshot; nil when the collector accepted it.
     func push(_ text: String) async -> String? {
         var h = HTTPHeaders(headers)
-        h.replaceOrAdd("Content-Type", "application/json")
-        var request = HTTPRequest.postJSON(endpoint, body(text), headers: h)
+        h.replaceOrAdd("Content-Type", encoding.contentType)
+        var payload = encoding == .protobuf ? protobufBody(text) : Array(body(text).compact.utf8)
+        if compression == .gzip {
+            payload = Gzip.compress(payload)
+            h.replaceOrAdd("Content-Encoding", "gzip")
+        }
+        var request = HTTPRequest(method: .post, url: endpoint, headers: h, body: payload)
         request.deadline = .now + .seconds(10)
         do {
             let r = try await client.execute(request)
+            if r.status == 415 {
+                let other: OTLPProtocol = encoding == .protobuf ? .json : .protobuf
+                return Redaction.scrub("HTTP 415: the receiver does not accept \(encoding.rawValue); set "
+                                       + "\(OTLPExporter.Configuration.protocolVariable(signal: "metrics"))=\(other.rawValue)", secrets: secrets)
+            }
             return (200..<300).contains(r.status) ? nil : Redaction.scrub("HTTP \(r.status)", secrets: secrets)
         } catch {
             return Redaction.scrub("\(error)", secrets: secrets)
@@ -122,6 +139,68 @@ public final class OTLPMetricsPusher: Sendable {
             "resource": ["attributes": attrs([("service.name", serviceName), ("service.instance.id", instance)])],
             "scopeMetrics": [["scope": ["name": "bridge"], "metrics": .array(metrics)]],
         ]]]
+    }
+}
+
+extension OTLPMetricsPusher {
+    /// The same `ExportMetricsServiceRequest` as `body(_:)`, in protobuf (opentelemetry-proto
+    /// v1, fields in number order).
+    func protobufBody(_ text: String, now: Date = Date()) -> [UInt8] {
+        let families = PrometheusText.parse(text)
+        let time = OTLPExporter.nanos(now)
+        let start = OTLPExporter.nanos(startedAt)
+        func attributes(_ w: inout ProtobufWriter, _ field: Int, _ labels: [(String, String)]) {
+            for (k, v) in labels { w.message(field) { OTLPTraceEncoder.attribute(&$0, OTLPAttribute(k, .string(v))) } }
+        }
+        func numberPoint(_ w: inout ProtobufWriter, _ s: PrometheusText.Sample, withStart: Bool) {
+            // NumberDataPoint: start_time_unix_nano 2, time_unix_nano 3, as_double 4, attributes 7
+            if withStart { w.fixed64(2, start) }
+            w.fixed64(3, time)
+            w.double(4, s.value, always: true)
+            attributes(&w, 7, s.labels)
+        }
+        var out = ProtobufWriter()
+        out.message(1) { rm in  // ExportMetricsServiceRequest.resource_metrics
+            rm.message(1) { attributes(&$0, 1, [("service.name", serviceName), ("service.instance.id", instance)]) }
+            rm.message(2) { sm in  // ResourceMetrics.scope_metrics
+                sm.message(1) { $0.string(1, "bridge") }
+                for f in families {
+                    guard ["counter", "gauge", "histogram"].contains(f.type) else { continue }
+                    sm.message(2) { m in  // Metric: name 1, unit 3, gauge 5, sum 7, histogram 9
+                        m.string(1, f.name)
+                        switch f.type {
+                        case "counter":
+                            m.message(7) { sum in
+                                for s in f.samples { sum.message(1) { numberPoint(&$0, s, withStart: true) } }
+                                sum.int(2, 2)  // AGGREGATION_TEMPORALITY_CUMULATIVE
+                                sum.bool(3, true)
+                            }
+                        case "gauge":
+                            m.message(5) { g in for s in f.samples { g.message(1) { numberPoint(&$0, s, withStart: false) } } }
+                        default:
+                            m.string(3, f.name.hasSuffix("_seconds") ? "s" : "")
+                            m.message(9) { h in
+                                for p in f.histogramPoints() {
+                                    // HistogramDataPoint: start 2, time 3, count 4, sum 5, bucket_counts 6,
+                                    // explicit_bounds 7, attributes 9
+                                    h.message(1) { d in
+                                        d.fixed64(2, start)
+                                        d.fixed64(3, time)
+                                        d.fixed64(4, UInt64(max(0, p.count)))
+                                        d.double(5, p.sum, always: true)
+                                        d.packedFixed64(6, p.bucketCounts.map { UInt64(max(0, $0)) })
+                                        d.packedDouble(7, p.bounds)
+                                        attributes(&d, 9, p.labels)
+                                    }
+                                }
+                                h.int(2, 2)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out.bytes
     }
 }
 

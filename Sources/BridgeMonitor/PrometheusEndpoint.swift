@@ -12,14 +12,21 @@ public enum PrometheusEndpoint {
     /// `hostPort`. Throws `MetricsServerError` (exit 2) for a bad or busy address.
     public static func serve(hostPort: String) throws -> MetricsServer {
         let registry = state.registry()
-        return try MetricsServer(hostPort: hostPort) { registry.emitToBuffer() }
+        return try MetricsServer(hostPort: hostPort) { Array(BridgeMetrics.withHelp(registry.emitToString()).utf8) }
+    }
+
+    /// The tool and model families at 0 for the mappings' tools and models (after `serve` or
+    /// `bootstrap`), so every known series exists from the first scrape.
+    public static func registerKnown(tools: [String], models: [String]) {
+        BridgeMetrics.registerKnown(tools: tools, models: models)
     }
 
     /// Bootstraps the metrics system (once per process) without serving it (OTLP push only).
     public static func bootstrap() { _ = state.registry() }
 
-    /// The text exposition as served (after `serve` or `bootstrap`; empty before).
-    public static func exposition() -> String { state.existing?.emitToString() ?? "" }
+    /// The text exposition as served, `# HELP` lines included (after `serve` or `bootstrap`;
+    /// empty before).
+    public static func exposition() -> String { state.existing.map { BridgeMetrics.withHelp($0.emitToString()) } ?? "" }
 
     final class Bootstrap: @unchecked Sendable {
         // @unchecked Sendable: `made` is only touched with `lock` held.

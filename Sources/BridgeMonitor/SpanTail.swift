@@ -198,7 +198,7 @@ extension TailSpan {
         if let e = r.error, !e.isNull {
             parts.append("ERROR " + Self.short(e["message"]?.stringValue ?? e.compact, 80))
         }
-        return parts.joined(separator: "  ")
+        return TextSafety.printable(parts.joined(separator: "  "))  // names and outputs come from outside
     }
 
     static func text(_ v: JSONValue?) -> String {

@@ -29,7 +29,8 @@ extension TopSnapshot {
             "exporters": .array(exporters.map {
                 ["exporter": .string($0.name), "last_seen_at": $0.lastSeen.map { .string(SDKTime.iso($0)) } ?? .null,
                  "undelivered_spans": int($0.undelivered), "oldest_undelivered_seconds": num($0.oldestUndeliveredAge),
-                 "p95_lag_seconds": num($0.p95Lag), "lag_window_seconds": num($0.lagWindow)]
+                 "p95_lag_seconds": num($0.p95Lag), "lag_window_seconds": num($0.lagWindow),
+                 "delivered_spans": int($0.delivered), "rejected_spans": int($0.rejected), "all_rejected": .bool($0.allRejected)]
             }),
             "workers": .array(workers.map { ["worker": .string($0.id), "leases": int($0.leases), "alive": .bool($0.alive)] }),
         ]
@@ -49,7 +50,8 @@ extension TopSnapshot {
         func pct(_ part: Int, _ whole: Int) -> String { whole == 0 ? "-" : String(format: "%.1f%%", 100 * Double(part) / Double(whole)) }
         func row(_ cells: [String], _ widths: [Int]) -> String {
             zip(cells, widths).enumerated().map { i, cw in
-                let (c, w) = cw
+                let (raw, w) = cw
+                let c = TextSafety.printable(raw)  // names come from the database: no raw control characters
                 let cut = c.count > w ? String(c.prefix(max(1, w - 1))) + "…" : c
                 let pad = String(repeating: " ", count: max(0, w - cut.count))
                 return i == 0 ? cut + pad : pad + cut
@@ -77,13 +79,16 @@ extension TopSnapshot {
             out.append(row([m.model, "\(m.calls)", pct(m.errors, m.calls), "\(m.inputTokens)", "\(m.outputTokens)", secs(m.p50)], mw))
         }
         out.append("")
-        let ew = [28, 12, 12, 9, 10]
-        out.append(row(["EXPORTER", "undelivered", "oldest", "p95 lag", "last seen"], ew))
+        let ew = [28, 12, 12, 9, 10, 9]
+        out.append(row(["EXPORTER", "undelivered", "oldest", "p95 lag", "last seen", "rejected"], ew))
         if exporters.isEmpty { out.append("  (no exporter registered)") }
         for e in exporters {
             let oldest = e.oldestUndeliveredAge.map { $0 >= e.lagWindow - 1 ? "≥" + secs(e.lagWindow) : secs($0) } ?? "-"
             let seen = e.lastSeen.map { secs(max(0, at.timeIntervalSince($0))) + " ago" } ?? "-"
-            out.append(row([e.name, "\(e.undelivered)", oldest, secs(e.p95Lag), seen], ew))
+            out.append(row([e.name, "\(e.undelivered)", oldest, secs(e.p95Lag), seen, "\(e.rejected)"], ew))
+        }
+        for e in exporters where e.allRejected {
+            out.append("  !! \(e.name): ALL \(e.rejected) spans answered in the last \(secs(window)) were REJECTED; nothing arrives (bridge verify shows why)")
         }
         out.append("")
         let ww = [44, 8, 6]

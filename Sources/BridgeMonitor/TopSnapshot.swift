@@ -60,6 +60,11 @@ public struct TopSnapshot: Sendable {
         /// p95 of delivered_at − created_at over the spans of the rate window.
         public var p95Lag: Double?
         public var lagWindow: Double
+        /// Spans of the rate window recorded delivered / rejected.
+        public var delivered = 0
+        public var rejected = 0
+        /// Every span of the rate window that got an answer was rejected: nothing arrives.
+        public var allRejected: Bool { rejected > 0 && delivered == 0 }
     }
 
     public struct Worker: Sendable {
@@ -150,8 +155,14 @@ public struct TopQueries: Sendable {
                    u.n AS undelivered, u.oldest AS oldest,
                    (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM d.delivered_at - s.created_at))
                     FROM bridge.spans s JOIN bridge.span_deliveries d ON d.exporter = e.name AND d.span_id = s.span_id
-                    WHERE s.created_at >= now() - \(window)::double precision * interval '1 second') AS p95_lag
+                    WHERE s.created_at >= now() - \(window)::double precision * interval '1 second') AS p95_lag,
+                   r.delivered, r.rejected
             FROM bridge.exporters e
+            CROSS JOIN LATERAL (
+                SELECT count(*) FILTER (WHERE d.status = 'delivered') AS delivered, count(*) FILTER (WHERE d.status = 'rejected') AS rejected
+                FROM bridge.spans s JOIN bridge.span_deliveries d ON d.exporter = e.name AND d.span_id = s.span_id
+                WHERE s.created_at >= now() - \(window)::double precision * interval '1 second'
+            ) r
             CROSS JOIN LATERAL (
                 SELECT count(*) AS n, extract(epoch FROM now() - min(s.created_at)) AS oldest
                 FROM bridge.spans s
@@ -205,7 +216,8 @@ public struct TopQueries: Sendable {
         }
         let exporters = try await c.query(exportersQuery).map {
             TopSnapshot.Exporter(name: $0["name"] ?? "?", lastSeen: $0.date("last_seen_at"), undelivered: $0.int("undelivered") ?? 0,
-                                 oldestUndeliveredAge: $0.double("oldest"), p95Lag: $0.double("p95_lag"), lagWindow: lagWindow)
+                                 oldestUndeliveredAge: $0.double("oldest"), p95Lag: $0.double("p95_lag"), lagWindow: lagWindow,
+                                 delivered: $0.int("delivered") ?? 0, rejected: $0.int("rejected") ?? 0)
         }
         let workers = try await c.query(workersQuery).map {
             TopSnapshot.Worker(id: $0["worker"] ?? "?", leases: $0.int("leases") ?? 0, alive: $0.bool("alive") ?? false)

@@ -38,6 +38,10 @@ public enum RunnerMessages {
     /// What the model receives when a tool throws.
     /// The span data key that flags replaced text (`TextSafety`).
     public static let textReplacedKey = "text_replaced"
+    /// The model's id of a tool call, noted on its function span (OTLP exports it as
+    /// `gen_ai.tool.call.id`; the SDK's function span has no such field, so the OpenAI
+    /// exporter leaves it out).
+    public static let callIdKey = "call_id"
 
     public static func toolError(_ error: String) -> String {
         "An error occurred while running the tool. Please try again. Error: \(error)"
@@ -581,6 +585,9 @@ struct RunState {
     static func runTool(_ call: PendingToolCall, parent: EventID, context: ToolContext, runner: AgentRunner) async -> ToolCallOutcome {
         await runner.observer.record(.toolStarted(id: call.eventId, parent: parent, name: call.name,
                                                   arguments: call.arguments, at: Date()))
+        if !call.callId.isEmpty {
+            await runner.observer.record(.spanNote(id: call.eventId, key: RunnerMessages.callIdKey, value: .string(call.callId)))
+        }
         guard let tool = call.tool else { return await runMCPTool(call, runner: runner) }
         var output: String
         var spanError: SpanErrorInfo?

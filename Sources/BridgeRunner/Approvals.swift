@@ -149,6 +149,7 @@ extension RunState {
             let id = allocate()
             let at = Date()
             await emit(.toolStarted(id: id, parent: turnId, name: call.name, arguments: call.arguments, at: at))
+            await emit(.spanNote(id: id, key: RunnerMessages.callIdKey, value: .string(call.callId)))
             await emit(.toolEnded(id: id, output: message,
                                   error: SpanErrorInfo(message: message, data: [
                                       "tool_name": .string(call.name),

@@ -18,6 +18,11 @@ public struct PruneOptions: Sendable {
     /// `lock_timeout` of each batch, in milliseconds; a batch that times out is retried with the
     /// project's backoff (`RetryBackoff`), so prune waits for others instead of blocking them.
     public var lockTimeoutMs = 2000
+    /// A query of one text column: the keys of the tasks that hold a lease (from the mappings:
+    /// `TaskStore.leasedKeysQuery`, served by the partial lease index). Their traces are kept
+    /// whatever their age, checked in the statement that deletes. `bridge prune` always sets it;
+    /// without it only the ledger decides (unfinished runs are kept all the same).
+    public var leasedTaskKeys: PostgresQuery?
 
     public init(cutoff: Date) { self.cutoff = cutoff }
 }
@@ -32,7 +37,8 @@ public struct PruneProgress: Sendable, Equatable {
     public var transcripts = 0
     /// Span and trace delivery records removed with them.
     public var deliveries = 0
-    /// Old traces kept: undelivered, paused for an approval, still writing spans, or locked.
+    /// Old traces kept: unfinished, of a leased task, undelivered, paused for an approval,
+    /// still writing spans, or locked.
     public var kept = 0
     /// Old traces looked at so far.
     public var examined = 0
@@ -51,8 +57,13 @@ public struct PruneProgress: Sendable, Equatable {
 /// records, transcript, spans and trace by index, counting each. The cost of a batch does not
 /// depend on the size of the ledger. A trace is kept when
 /// - an exporter seen since the cutoff has not delivered all of it (unless `includeUndelivered`),
+/// - its run is not finished (`ended_at` unset: a run in a long tool or model call writes no
+///   span for as long as the call lasts; a killed run's trace may be resumed),
+/// - its task holds a lease (`PruneOptions.leasedTaskKeys`: a run still writing its result),
 /// - its run is paused for an approval (`bridge.run_states`), or
 /// - one of its spans was written after the cutoff (a long run or a resumed one).
+/// Each is checked in the statement that deletes, so a run that starts, resumes or takes its
+/// lease meanwhile is seen (the rows it writes are locked against the delete, or visible to it).
 ///
 /// Every prune is recorded in `bridge.prunes` (cutoff and counts, updated with each batch):
 /// `bridge verify` reads the newest cutoff as the ledger's horizon.
@@ -146,8 +157,10 @@ public struct LedgerPruner: Sendable {
         let after: PostgresQuery = cursor.map { "AND (t.started_at, t.trace_id) > (\($0.startedAt)::timestamptz, \($0.traceId))" } ?? ""
         // Everything below the candidates is reached through `= ANY(array)`, an index probe
         // per trace whatever the planner guesses about the batch's size.
+        let leased: PostgresQuery = o.leasedTaskKeys == nil ? "" : "OR t.task_id IN (SELECT k FROM leased)"
         let keep: PostgresQuery = """
-            EXISTS (SELECT 1 FROM bridge.run_states r WHERE r.trace_id = t.trace_id)
+            t.ended_at IS NULL \(leased)
+            OR EXISTS (SELECT 1 FROM bridge.run_states r WHERE r.trace_id = t.trace_id)
             OR EXISTS (SELECT 1 FROM bridge.spans s WHERE s.trace_id = t.trace_id AND s.created_at >= \(o.cutoff)::timestamptz)
             OR (NOT \(o.includeUndelivered) AND EXISTS (
                 SELECT 1 FROM bridge.exporters e
@@ -157,7 +170,10 @@ public struct LedgerPruner: Sendable {
                                   AND NOT EXISTS (SELECT 1 FROM bridge.span_deliveries d
                                                   WHERE d.exporter = e.name AND d.span_id = s.span_id)))))
             """
+        // The leased tasks' keys, once per statement (as many as runs in flight).
+        let leasedCTE: PostgresQuery = o.leasedTaskKeys.map { "leased(k) AS (\($0))," } ?? ""
         let candidates: PostgresQuery = """
+            \(leasedCTE)
             candidates AS (
                 SELECT t.trace_id, t.started_at FROM bridge.traces t
                 WHERE t.started_at < \(o.cutoff)::timestamptz \(after)
@@ -210,8 +226,9 @@ public struct LedgerPruner: Sendable {
     }
 
     /// Statements `HotPathPlanTests` explains on a large ledger (none may scan a ledger table).
-    public static func hotPathStatements(cutoff: Date) -> [(name: String, query: PostgresQuery)] {
-        let o = PruneOptions(cutoff: cutoff)
+    public static func hotPathStatements(cutoff: Date, leasedTaskKeys: PostgresQuery? = nil) -> [(name: String, query: PostgresQuery)] {
+        var o = PruneOptions(cutoff: cutoff)
+        o.leasedTaskKeys = leasedTaskKeys
         return [("prune first batch", statement(o, after: nil, pruneId: "1")),
                 ("prune later batch", statement(o, after: ("2026-01-01 00:00:00+00", "trace_0"), pruneId: "1")),
                 ("prune dry-run batch", statement(o, after: ("2026-01-01 00:00:00+00", "trace_0"), pruneId: nil))]

@@ -346,6 +346,9 @@ public struct Verifier: Sendable {
         if checked == 0 { return .skipped(.exportDelivered, "no spans in scope") }
         let failed = undelivered + late
         var notes: [String] = []
+        for e in exporters where e.rejected > 0 && e.delivered == 0 {
+            notes.append("\(e.exporter): EVERY span was rejected (\(e.rejected)); nothing reached the receiver")
+        }
         if !overLimit.isEmpty {
             notes.append(overLimit.joined(separator: ", ") + " exceeds --max-export-lag \(Self.seconds(maxLag))")
         }

@@ -295,11 +295,24 @@ public struct ApprovalStore: Sendable {
         }
     }
 
+    /// What `decide` did.
+    public enum Decision: Sendable, Equatable {
+        /// Decided. `stillPending`: the task's other requests that are still undecided (the run
+        /// resumes once they are decided too).
+        case decided(taskKey: String, stillPending: [String])
+        /// Still pending, but past its expiry: it counts as rejected and can no longer be decided.
+        case expired
+        /// Not a pending request of bridge's (decided already, or unknown).
+        case notPending
+    }
+
     /// Decides a pending request of bridge's: sets its status (and the response and responded-at
-    /// columns when mapped) and wakes `--watch` workers. Returns false when the request is not
-    /// pending (or not one of bridge's).
+    /// columns when mapped) and wakes `--watch` workers. The statement itself requires the
+    /// request to be pending, unexpired and one bridge waits on, so a request that expires
+    /// meanwhile is never decided. `requestKey` is compared as the approvals key's type (an
+    /// upper-case UUID finds its row); a key that is not of that type is an `ApprovalKeyError`.
     public func decide(on conn: PostgresConnection, requestKey: String, approve: Bool, message: String?,
-                       by: String) async throws -> Bool {
+                       by: String) async throws -> Decision {
         let a = try mapping()
         let keyType = try await columnType(a.table, a.key, on: conn)
         var sets: [PostgresQuery] = ["\(q(a.statusColumn)) = \(approve ? a.approved : a.rejected)"]
@@ -309,19 +322,45 @@ public struct ApprovalStore: Sendable {
             sets.append("\(q(r)) = \(JSONValue.object(response).compact)")
         }
         if let c = a.respondedAtColumn { sets.append("\(q(c)) = now()") }
+        let key: PostgresQuery = "\(requestKey)::\(unsafeRaw: keyType)"
+        let unexpired: PostgresQuery = a.expiresAtColumn.map { "AND (r.\(q($0)) IS NULL OR r.\(q($0)) > now())" } ?? ""
+        let expired: PostgresQuery = a.expiresAtColumn.map { "coalesce(r.\(q($0)) <= now(), false)" } ?? "false"
+        // The wait row holds the key as the column's own text form (lower-case for a uuid).
+        let waited: PostgresQuery = "SELECT w.task_key FROM bridge.approval_waits w WHERE w.request_key = r.\(q(a.key))::text"
         let update: PostgresQuery = """
-            UPDATE \(identifier: a.table) SET \(sets)
-            WHERE \(q(a.key)) = \(requestKey)::\(unsafeRaw: keyType) AND \(q(a.statusColumn)) = \(a.pending)
-              AND EXISTS (SELECT 1 FROM bridge.approval_waits w WHERE w.request_key = \(requestKey))
+            UPDATE \(identifier: a.table) AS r SET \(sets)
+            WHERE r.\(q(a.key)) = \(key) AND r.\(q(a.statusColumn)) = \(a.pending) \(unexpired)
+              AND EXISTS (\(waited))
+            RETURNING (\(waited)) AS task_key, r.\(q(a.key))::text AS k
+            """
+        let state: PostgresQuery = """
+            SELECT r.\(q(a.statusColumn)) = \(a.pending) AS pending, \(expired) AS expired
+            FROM \(identifier: a.table) AS r WHERE r.\(q(a.key)) = \(key) AND EXISTS (\(waited))
             """
         do {
             return try await conn.transaction { c in
-                let n = try c.query(update).affectedRows
-                if n == 1 { try c.query("SELECT pg_notify(\(taskNotifyChannel), '')") }
-                return n == 1
+                guard let row = try c.query(update).first, let task = row["task_key"], let decided = row["k"] else {
+                    let found = try c.query(state).first
+                    return found?["pending"] == "t" && found?["expired"] == "t" ? .expired : .notPending
+                }
+                let others = try c.query("""
+                    SELECT w.request_key FROM bridge.approval_waits w
+                    JOIN \(identifier: a.table) r ON r.\(q(a.key)) = w.request_key::\(unsafeRaw: keyType)
+                    WHERE w.task_key = \(task) AND w.request_key <> \(decided)
+                      AND r.\(q(a.statusColumn)) = \(a.pending) \(unexpired)
+                    ORDER BY w.created_at, w.request_key
+                    """).compactMap { $0["request_key"] }
+                try c.query("SELECT pg_notify(\(taskNotifyChannel), '')")
+                return .decided(taskKey: task, stillPending: others)
             }
-        } catch let e as PostgresError where e.sqlState == "22P02" {
-            return false  // not even a valid key of the approvals table
+        } catch let e as PostgresError where ["22P02", "22003", "22008", "22007"].contains(e.sqlState ?? "") {
+            throw ApprovalKeyError(message: "'\(requestKey)' is not an approval request id: \(a.table).\(a.key) is \(keyType)"
+                                   + " (see `bridge approvals list`)")
         }
     }
+}
+
+/// A request id that is not even a value of the approvals table's key type (exit 2).
+public struct ApprovalKeyError: InputError {
+    public var message: String
 }

@@ -224,10 +224,18 @@ public struct ExecApp: Sendable {
                                                        retry: Self.retryPolicy(config),
                                                        requestTimeout: httpLimits.modelTimeout)
         }
-        let (session, secrets) = try startExports(traceFile: traceFile, client: httpClient, progress: progress)
-        // One connection per MCP server for the whole worker, started on first use; stopped
-        // (children included) when the drain ends, however it ends.
-        let mcpServers = MCPServerPool(servers: config.mcpServers, environment: env, client: httpClient)
+        // One connection per MCP server for the whole worker, started and initialized before
+        // anything is claimed (one that cannot start is a configuration error, exit 2; one that
+        // crashes later is restarted); stopped (children included) when the drain ends, however
+        // it ends.
+        let mcpServers = try await Self.startMCPServers(config, environment: env, client: httpClient)
+        let (session, secrets): (ExportSession, [String])
+        do {
+            (session, secrets) = try startExports(traceFile: traceFile, client: httpClient, progress: progress)
+        } catch {
+            await mcpServers.shutdown()
+            throw error
+        }
         let worker = Worker(
             config: config, connect: connect, model: model,
             tools: { conn in
@@ -248,6 +256,19 @@ public struct ExecApp: Sendable {
         await mcpServers.shutdown()
         summary.exports = await session.finish(flushTimeout: flushTimeout)
         return summary
+    }
+
+    /// The worker's MCP servers, every one that an agent uses started and initialized: throws
+    /// `MappingErrors` (exit 2) naming each that cannot be, after stopping the others.
+    static func startMCPServers(_ config: MappingConfig, environment: Environment,
+                                client: HTTPClient) async throws -> MCPServerPool {
+        let pool = MCPServerPool(servers: config.mcpServers, environment: environment, client: client)
+        let issues = await pool.initializeAll(usedBy: config)
+        guard issues.isEmpty else {
+            await pool.shutdown()
+            throw MappingErrors(issues)
+        }
+        return pool
     }
 
     /// The values that the mappings' HTTP headers take from the environment (`${env:NAME}` in http

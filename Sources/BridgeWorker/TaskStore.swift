@@ -147,6 +147,14 @@ public struct TaskStore: Sendable {
         public static let all = [token, expiresAt, workerId, attempts, runAfter]
     }
 
+    /// The keys (as text) of the tasks that hold a lease, expired or not until reaped: one text
+    /// column, read through the partial lease index (`idx_tasks_bridge_lease_token`, migration
+    /// 0008), so it returns as many rows as runs in flight however large the table.
+    /// `bridge prune` keeps their traces.
+    public var leasedKeysQuery: PostgresQuery {
+        "SELECT x.\(q(source.key))::text FROM \(t) AS x WHERE x.\(q(Lease.token)) IS NOT NULL"
+    }
+
     /// One claimed task: its row, its key, the lease's fencing token and the attempt number.
     public struct Claim: Sendable {
         public var row: Row

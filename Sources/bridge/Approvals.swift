@@ -39,7 +39,11 @@ extension Bridge {
                 columns, when mapped), then notifies `bridge exec --watch` workers. The next worker that \
                 looks resumes the run in the same trace and runs the approved call.
 
-                Exit status: 0 approved, 1 not a pending request of bridge's, 2 bad flags, mappings or connection.
+                A request past its expiry counts as rejected and cannot be approved. When the run also waits \
+                on other requests of the task, it resumes once they are all decided.
+
+                Exit status: 0 approved, 1 not a pending request of bridge's or expired, 2 bad id, flags, \
+                mappings or connection.
                 """
         )
         @OptionGroup var request: DecisionArguments
@@ -59,7 +63,8 @@ extension Bridge {
                 Sets the request row's status to the rejected value. On resume the model receives \
                 --message, or the Agents SDK's "Tool execution was not approved.".
 
-                Exit status: 0 rejected, 1 not a pending request of bridge's, 2 bad flags, mappings or connection.
+                Exit status: 0 rejected, 1 not a pending request of bridge's or expired, 2 bad id, flags, \
+                mappings or connection.
                 """
         )
         @OptionGroup var request: DecisionArguments
@@ -82,15 +87,26 @@ struct DecisionArguments: ParsableArguments {
     func decide(approve: Bool, message: String?) async throws {
         try await runReportingErrors {
             let store = try options.store()
-            let by = (ProcessInfo.processInfo.environment["USER"] ?? NSUserName()) + " (bridge approve)"
-            let ok = try await PostgresConnection.withConnection(options.connection.config(applicationName: "bridge-approvals")) { c in
+            let verb = approve ? "approve" : "reject"
+            let done = approve ? "approved" : "rejected"
+            let by = (ProcessInfo.processInfo.environment["USER"] ?? NSUserName()) + " (bridge \(verb))"
+            let decision = try await PostgresConnection.withConnection(options.connection.config(applicationName: "bridge-approvals")) { c in
                 try await store.decide(on: c, requestKey: id, approve: approve, message: message, by: by)
             }
-            guard ok else {
-                FileHandle.standardError.write(Data("bridge: error: \(id) is not a pending approval request of bridge's (see `bridge approvals list`)\n".utf8))
+            let shown = TextSafety.printable(id)
+            switch decision {
+            case .notPending:
+                FileHandle.standardError.write(Data("bridge: error: \(shown) is not a pending approval request of bridge's (see `bridge approvals list`)\n".utf8))
                 throw ExitCode(ExitStatus.failed.rawValue)
+            case .expired:
+                FileHandle.standardError.write(Data("bridge: error: approval request \(shown) has expired: it counts as rejected and can no longer be decided\n".utf8))
+                throw ExitCode(ExitStatus.failed.rawValue)
+            case .decided(let task, let others) where others.isEmpty:
+                print("\(done) \(shown); the paused run of task \(task) resumes on the next `bridge exec`")
+            case .decided(let task, let others):
+                let what = others.count == 1 ? "1 other request" : "\(others.count) other requests"
+                print("\(done) \(shown); the run of task \(task) still waits for \(what): \(others.joined(separator: ", "))")
             }
-            print("\(approve ? "approved" : "rejected") \(id); the paused run resumes on the next `bridge exec`")
         }
     }
 }

@@ -201,10 +201,13 @@ extension Bridge {
                 let metrics = try metricsAddr.map { try PrometheusEndpoint.serve(hostPort: $0) }
                 defer { metrics?.stop() }
                 if let metrics { Self.log("metrics on http://\(metrics.address)/metrics") }
-                let push = OTLPMetricsPusher.fromEnvironment(env, instance: options.workerId)
+                let push = try OTLPMetricsPusher.fromEnvironment(env, instance: options.workerId)
                 if let push {
                     PrometheusEndpoint.bootstrap()
                     push.start(exposition: PrometheusEndpoint.exposition, log: { Self.log($0) })
+                }
+                if metrics != nil || push != nil {
+                    PrometheusEndpoint.registerKnown(tools: app.config.tools.map(\.spec.name), models: app.config.agents.map(\.model))
                 }
                 let shutdown = ShutdownRequest()
                 let signals = ShutdownSignals(request: shutdown, log: { Self.log($0) })
@@ -224,7 +227,10 @@ extension Bridge {
                 }
                 print("bridge exec: \(summary.line)")
                 Self.printExports(summary.exports)
-                if summary.failed > 0 { throw ExitCode(ExitStatus.failed.rawValue) }
+                // Traces that did not arrive are failed work too (an exporter that stopped on
+                // its configuration, or whose receiver rejected every span).
+                let exportFailed = summary.exports.contains { $0.allRejected || $0.error != nil }
+                if summary.failed > 0 || exportFailed { throw ExitCode(ExitStatus.failed.rawValue) }
             }
         }
 
@@ -238,6 +244,7 @@ extension Bridge {
                          ? ", rejected \(report.stats.rejectedSpans) spans, \(report.stats.rejectedTraces) traces" : ""))
                 if let error = report.error { FileHandle.standardError.write(Data("bridge exec: export \(report.exporter): \(error)\n".utf8)) }
                 if let line = report.leftoverLine { FileHandle.standardError.write(Data("bridge exec: \(line)\n".utf8)) }
+                if let line = report.allRejectedLine { FileHandle.standardError.write(Data("bridge exec: \(line)\n".utf8)) }
             }
         }
     }

@@ -26,8 +26,9 @@ extension Bridge.Mappings {
                 or tool names, duplicates, bad JSON Schemas, templates, and (unless --static-only) tables \
                 and columns that do not exist in the database, and MCP servers: each one in mcp_servers is \
                 started or connected to (bounded by its timeout_ms) and its tools listed, so a tool_filter \
-                naming a missing tool, or an MCP tool whose name collides with a YAML tool, a handoff or \
-                another server's tool of the same agent, is reported.
+                naming a missing tool, an MCP tool whose name OpenAI refuses (^[a-zA-Z0-9_-]{1,64}$), or one \
+                whose name collides with a YAML tool, a handoff or another server's tool of the same agent, \
+                is reported. When all is well, each MCP server's tools are listed by name.
 
                 Exit status: 0 no problems, 2 problems found or the database is unreachable.
                 """
@@ -45,7 +46,7 @@ extension Bridge.Mappings {
             try await runReportingErrors {
                 let config = try MappingLoader.load(directory: mappings)
                 var issues: [MappingIssue] = []
-                var mcpTools = 0
+                var mcpTools: [String: [String]] = [:]
                 if !staticOnly {
                     issues = try await PostgresConnection.withConnection(connection.config(applicationName: "bridge-mappings")) { conn in
                         await MappingValidator.checkLive(config, connection: conn)
@@ -54,7 +55,7 @@ extension Bridge.Mappings {
                     let report = await MCPMappingCheck.check(config, environment: .process, client: client)
                     client.shutdown()
                     issues += report.issues
-                    mcpTools = report.tools.values.reduce(0) { $0 + $1.count }
+                    mcpTools = report.tools
                 }
                 if !issues.isEmpty { throw MappingErrors(issues) }
                 for warning in SpendChecks.warnings(config) {
@@ -65,8 +66,13 @@ extension Bridge.Mappings {
                     FileHandle.standardError.write(Data((warning.description + "\n").utf8))
                 }
                 let mcp = config.mcpServers.isEmpty ? ""
-                    : ", \(config.mcpServers.count) MCP servers" + (staticOnly ? "" : " with \(mcpTools) tools")
+                    : ", \(config.mcpServers.count) MCP servers" + (staticOnly ? "" : " with \(mcpTools.values.reduce(0) { $0 + $1.count }) tools")
                 print("\(mappings): ok (\(config.agents.count) agents, \(config.tools.count) tools\(mcp), \(config.files.count) files)")
+                // Each server's tools as the agents get them (after its tool_filter).
+                for server in config.mcpServers where !staticOnly {
+                    let tools = mcpTools[server.name] ?? []
+                    print("  MCP server \(server.name): " + (tools.isEmpty ? "no tools" : tools.joined(separator: ", ")))
+                }
             }
         }
     }

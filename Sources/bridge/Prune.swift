@@ -1,5 +1,6 @@
 import ArgumentParser
 import BridgeCore
+import BridgeMapping
 import BridgePostgres
 import BridgeTracing
 import BridgeVerify
@@ -18,9 +19,11 @@ extension Bridge {
                 any lock (then retries with backoff), so exec, export and the application carry on. \
                 Interrupting it is safe: finished batches stay deleted, the next run goes on.
 
-                Kept, whatever their age: traces that an exporter seen since the cutoff has not \
-                delivered in full (unless --include-undelivered), runs paused for an approval, and \
-                traces that received a span after the cutoff. The user's task rows keep their \
+                Kept, whatever their age, checked in the statement that deletes: traces of runs \
+                that have not finished, of tasks that hold a lease (the task table of --mappings), \
+                that an exporter seen since the cutoff has not delivered in full (unless \
+                --include-undelivered), of runs paused for an approval, and that received a span \
+                after the cutoff. The user's task rows keep their \
                 trace ids.
 
                 Each prune is recorded in bridge.prunes. `bridge verify` then checks only executions \
@@ -36,10 +39,16 @@ extension Bridge {
 
         @OptionGroup var connection: ConnectionOptions
 
-        @Option(name: .customLong("older-than"),
+        // .unconditional: `--older-than -1h` reaches validate() (a negative duration), instead of
+        // the parser taking -1h for a flag and saying "Missing value".
+        @Option(name: .customLong("older-than"), parsing: .unconditional,
                 help: ArgumentHelp("Remove traces that started longer ago than this: 12h, 30d, 8w (at least 1h).",
                                    valueName: "duration"))
         var olderThan: String
+
+        @Option(help: ArgumentHelp("Directory of *.yaml mappings (the task table, whose leased tasks keep their traces).",
+                                   valueName: "dir"))
+        var mappings: String = "mappings"
 
         @Flag(name: .customLong("dry-run"), help: "Only count what would be removed; change nothing.")
         var dryRun = false
@@ -63,6 +72,10 @@ extension Bridge {
         static let minimumSeconds: Double = 3600
 
         func validate() throws {
+            if olderThan.hasPrefix("-") {
+                throw ValidationError("--older-than '\(olderThan)': a duration cannot be negative; give how old a trace must be"
+                                      + " to go, at least 1h (e.g. 12h, 30d, 8w)")
+            }
             guard case .duration(let seconds, _)? = Since.parse(olderThan) else {
                 throw ValidationError("--older-than '\(olderThan)': expected a duration like 12h, 30d or 8w")
             }
@@ -74,8 +87,15 @@ extension Bridge {
         }
 
         func run() async throws {
+            if olderThan.hasPrefix("-") {
+                throw ValidationError("--older-than '\(olderThan)': a duration cannot be negative; give how old a trace must be"
+                                      + " to go, at least 1h (e.g. 12h, 30d, 8w)")
+            }
             guard case .duration(let seconds, _)? = Since.parse(olderThan) else { return }
             try await runReportingErrors {
+                // The task table tells which traces belong to runs that still hold a lease: without
+                // it prune cannot tell, so it does not start.
+                let tasks = TaskStore(config: try MappingLoader.load(directory: mappings))
                 let config = connection.config(applicationName: "bridge-prune")
                 let dryRun = self.dryRun
                 let progress = ProgressReporter.standardError(quiet: quiet, prefix: "")
@@ -89,6 +109,7 @@ extension Bridge {
                     options.includeUndelivered = includeUndelivered
                     options.dryRun = dryRun
                     options.lockTimeoutMs = lockTimeout
+                    options.leasedTaskKeys = tasks.leasedKeysQuery
                     let verb = dryRun ? "would remove" : "removed"
                     progress.log("bridge prune: traces started before \(PostgresTimestamp.format(cutoff))\(dryRun ? " (dry run)" : "")")
                     let clock = ContinuousClock()
@@ -111,7 +132,7 @@ extension Bridge {
                 progress.finish()
                 let verb = dryRun ? "would remove" : "removed"
                 print("bridge prune: \(verb) \(result.traces) traces, \(result.spans) spans, \(result.transcripts) transcripts, "
-                      + "\(result.deliveries) delivery records; kept \(result.kept) old traces (undelivered, paused, still active or locked)")
+                      + "\(result.deliveries) delivery records; kept \(result.kept) old traces (unfinished, leased, undelivered, paused, still active or locked)")
             }
         }
 

@@ -70,7 +70,7 @@ extension Bridge {
                 } catch let error as UsageError {
                     throw error
                 } catch {
-                    frame = "bridge top: \(error); reconnecting…\n"
+                    frame = "bridge top: \(TextSafety.printable("\(error)")); reconnecting…\n"
                     await conn.close()
                     if let c = try? await PostgresConnection.connect(config) { conn = c }
                 }

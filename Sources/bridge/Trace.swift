@@ -1,8 +1,10 @@
 import ArgumentParser
 import BridgeCore
+import BridgeMapping
 import BridgeMonitor
 import BridgePostgres
 import BridgeVerify
+import BridgeWorker
 import Foundation
 
 extension Bridge {
@@ -74,10 +76,11 @@ extension Bridge.Trace {
                 costs the same on a ledger of any size. Spans of transactions that commit late are \
                 still printed (each poll re-reads from the oldest open transaction's start, at most \
                 60 s back). A lost connection is retried. --task and --workspace (the trace's \
-                group id, i.e. the mappings' group_column) narrow the output.
+                group id, i.e. the mappings' group_column) narrow the output. A --task with no trace \
+                is looked up in the task table of --mappings: no such task is an error (exit 2).
 
-                Exit status: 0 ok (Ctrl-C ends --follow); 2 bad flags or connection, or bridge's \
-                migrations missing.
+                Exit status: 0 ok (Ctrl-C ends --follow); 2 bad flags or connection, no such task, or \
+                bridge's migrations missing.
                 """
         )
 
@@ -91,6 +94,10 @@ extension Bridge.Trace {
 
         @Option(help: ArgumentHelp("Only spans of traces of this workspace (group id).", valueName: "id"))
         var workspace: String?
+
+        @Option(help: ArgumentHelp("Directory of *.yaml mappings (where a --task that has no trace yet is looked up).",
+                                   valueName: "dir"))
+        var mappings: String = "mappings"
 
         @Flag(help: "Print each span as the SDK's span JSON, one per line.")
         var json = false
@@ -112,6 +119,10 @@ extension Bridge.Trace {
                 var tail = SpanTail(filter: SpanTail.Filter(taskId: task, workspace: workspace))
                 var conn = try await PostgresConnection.connect(config)
                 do {
+                    if let task, try await !Self.hasTrace(task: task, on: conn) {
+                        try await requireTask(task, on: conn)
+                        if !follow { FileHandle.standardError.write(Data("bridge trace tail: task \(task) has no trace yet\n".utf8)) }
+                    }
                     await emit(try await tail.start(on: conn, last: lines))
                 } catch let e as PostgresError where e.sqlState == "42P01" || e.sqlState == "42703" {
                     await conn.close()
@@ -133,6 +144,29 @@ extension Bridge.Trace {
                     }
                 }
             }
+        }
+
+        /// Whether some trace of `task` is in the ledger (`bridge.traces (task_id)`, indexed).
+        static func hasTrace(task: String, on conn: PostgresConnection) async throws -> Bool {
+            try await conn.query("SELECT EXISTS (SELECT 1 FROM bridge.traces WHERE task_id = \(task)) AS ok").first?.bool("ok") ?? false
+        }
+
+        /// A task without a trace must at least exist in the user's task table (else a typo would
+        /// print nothing and succeed): throws naming `table.key` when it does not.
+        func requireTask(_ task: String, on conn: PostgresConnection) async throws {
+            let config: MappingConfig
+            do { config = try MappingLoader.load(directory: mappings) } catch {
+                throw UsageError("--task \(task): no trace of it in bridge.traces, and its task table cannot be read"
+                                 + " from --mappings \(mappings): \(error)")
+            }
+            var rows: [Row] = []
+            do {
+                rows = try await TaskStore(config: config).peek(on: conn, keys: [task], limit: 1)
+            } catch let e as PostgresError where e.sqlState?.hasPrefix("22") == true {
+                // Class 22: not even a value of the key's type (a uuid, say): no such task.
+            }
+            guard rows.isEmpty else { return }
+            throw UsageError("--task: no task with \(config.source.table).\(config.source.key) = \(TextSafety.printable(task))")
         }
 
         /// Writes straight to standard output (unbuffered), so a pipe sees each span at once.

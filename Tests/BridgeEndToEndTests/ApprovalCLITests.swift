@@ -73,7 +73,7 @@ struct ApprovalCLITests {
         #expect(approve.status == 0, "\(approve.stderr)")
         #expect(try await Self.bridge(["approve", id] + common, env).status == 1, "only a pending request can be decided")
         let notAKey = try await Self.bridge(["reject", "not-a-uuid"] + common, env)
-        #expect(notAKey.status == 1 && notAKey.stderr.contains("not-a-uuid is not a pending approval request"), "\(notAKey.stderr)")
+        #expect(notAKey.status == 2 && notAKey.stderr.contains("'not-a-uuid' is not an approval request id"), "\(notAKey.stderr)")
 
         // A new worker resumes and finishes the run.
         let resumed = try await Self.bridge(["exec", "--offline", "--task", task] + common, env)

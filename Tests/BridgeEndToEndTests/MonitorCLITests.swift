@@ -130,7 +130,12 @@ struct MonitorCLITests {
 
         // Exactly one tool-call count per function span, per tool, with the same errors.
         #expect(perTool.count >= 2, "the offline runs call the shipped tools")
-        #expect(after.values("bridge_tool_calls_total", label: "tool") == Set(perTool.compactMap { $0["tool"] }))
+        // Every mapped tool has its series from the start; those the runs did not call stay at 0.
+        let called = Set(perTool.compactMap { $0["tool"] })
+        #expect(after.values("bridge_tool_calls_total", label: "tool").isSuperset(of: called))
+        for tool in after.values("bridge_tool_calls_total", label: "tool").subtracting(called) {
+            #expect(after.sum("bridge_tool_calls_total", ["tool": tool]) == 0, "\(tool)")
+        }
         for row in perTool {
             let tool = row["tool"] ?? ""
             #expect(after.sum("bridge_tool_calls_total", ["tool": tool]) == Double(row.int("n") ?? -1), "\(tool)")
@@ -230,7 +235,7 @@ struct MonitorCLITests {
         _ = await worker.wait(timeout: 30)
     }
 
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(3)), .enabled(if: OTLPDecoder.isAvailable, "needs BRIDGE_OTEL_PYTHON (scripts/test.sh)"))
     func otlpMetricsPushCarriesTheSameToolCounts() async throws {
         let url = try await LeaseFixture.database()
         let collector = try TestHTTPServer { _ in .json([:]) }
@@ -244,8 +249,10 @@ struct MonitorCLITests {
         #expect(r.status == 0, "\(r.stderr)")
         let pushes = collector.requests.filter { $0.path == "/v1/metrics" }
         #expect(pushes.allSatisfy { $0.method == "POST" && $0.header("x-api-key") == "secret-123" })
-        // The last push (at exit) carries the final cumulative values.
-        let last = try #require(pushes.last?.json, "no metrics push: \(collector.requests.map(\.path))")
+        #expect(pushes.allSatisfy { $0.header("Content-Type") == "application/x-protobuf" })
+        // The last push (at exit) carries the final cumulative values (decoded by the official definitions).
+        let lastPush = try #require(pushes.last, "no metrics push: \(collector.requests.map(\.path))")
+        let last = try #require(try await OTLPDecoder.decode([lastPush], signal: "metrics").first)
         let resource = last["resourceMetrics"]?.arrayValue?.first
         #expect(resource?["resource"]?["attributes"]?.arrayValue?.contains {
             $0["key"] == "service.name" && $0["value"]?["stringValue"] == "bridge-test" } == true)
@@ -260,10 +267,10 @@ struct MonitorCLITests {
         }
         var durations: [String: Double] = [:]
         for p in metric("bridge_tool_duration_seconds")?["histogram"]?["dataPoints"]?.arrayValue ?? [] {
-            let count = Double(p["count"]?.stringValue ?? "") ?? -1
+            let count = Double(p["count"]?.stringValue ?? "0") ?? -1  // proto3 leaves a zero count out
             durations[attribute(p, "tool") ?? "?"] = count
             let buckets = (p["bucketCounts"]?.arrayValue ?? []).compactMap { Double($0.stringValue ?? "") }
-            #expect(buckets.reduce(0, +) == count && buckets.count == (p["explicitBounds"]?.arrayValue?.count ?? 0) + 1)
+            #expect(buckets.reduce(0, +) == count && buckets.count == (p["explicitBounds"]?.arrayValue?.count ?? 0) + 1, "\(p)")
         }
         let c = try await TestDatabase.connect(url)
         let perTool = try await c.simpleQuery("""
@@ -271,7 +278,9 @@ struct MonitorCLITests {
             """)
         await c.close()
         let expected = Dictionary(uniqueKeysWithValues: perTool.map { ($0["tool"] ?? "", Double($0.int("n") ?? -1)) })
-        #expect(!expected.isEmpty && calls == expected && durations == expected)
+        // Mapped tools the runs did not call are there at 0 (every known series exists from the start).
+        #expect(!expected.isEmpty && calls.filter { $0.value > 0 } == expected && durations.filter { $0.value > 0 } == expected)
+        #expect(Set(calls.keys).isSuperset(of: expected.keys))
         #expect(metric("bridge_runs_in_flight")?["gauge"] != nil)
         #expect(!r.stderr.contains("secret-123") && !r.stdout.contains("secret-123"))
     }

@@ -11,6 +11,13 @@ import Testing
         }
         let short = try await BridgeBinary.run(["prune", "--older-than", "10m"])
         #expect(short.stderr.contains("at least 1h"))
+        // Issue 23 item 8: a negative duration is named as such, not "Missing value".
+        for negative in ["-1h", "-30d"] {
+            let r = try await BridgeBinary.run(["prune", "--older-than", negative, "--database-url", "postgresql://127.0.0.1:1/none"])
+            #expect(r.status == 2, "\(r.stderr)")
+            #expect(r.stderr.contains("--older-than '\(negative)': a duration cannot be negative"), "\(r.stderr)")
+            #expect(!r.stderr.contains("Missing value"))
+        }
     }
 }
 

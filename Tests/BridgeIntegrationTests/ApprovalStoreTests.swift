@@ -37,7 +37,8 @@ struct ApprovalStoreTests {
         // All three wait on pending requests; deciding one makes its task ready, once.
         #expect(try await store.ready(on: c, limit: 10).isEmpty)
         let first = try #require(try await c.simpleQuery("SELECT request_key, task_key FROM bridge.approval_waits ORDER BY request_key LIMIT 1").first)
-        #expect(try await store.decide(on: c, requestKey: first["request_key"] ?? "", approve: true, message: nil, by: "t"))
+        #expect(try await store.decide(on: c, requestKey: first["request_key"] ?? "", approve: true, message: nil, by: "t")
+                == .decided(taskKey: first["task_key"] ?? "", stillPending: []))
         #expect(try await store.ready(on: c, limit: 10) == [first["task_key"] ?? ""])
         let claim = try await store.claim(on: c, taskKey: first["task_key"] ?? "", workerId: "w", leaseSeconds: 30)
         #expect(claim != nil)

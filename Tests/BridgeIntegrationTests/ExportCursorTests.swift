@@ -220,11 +220,14 @@ struct ExportCursorTests {
         #expect(!ex.sent.contains(bad) && ex.sent.count == fx.spanIds.count + fx.traceIds.count - 1)
         #expect(try await p.exportNextBatch().map { $0.deliveredSpans + $0.deliveredTraces } ?? 0 == 0)
 
+        // The span's trace stands rejected too (a trace is delivered only when its spans are).
+        #expect(try await fx.count("SELECT count(*) FROM bridge.trace_deliveries WHERE status = 'rejected'") == 1)
         ex.answer { _ in .delivered() }
-        #expect(try await ExportPump.retryRejected(exporter: ex.name, connection: fx.conn) == 1)
+        #expect(try await ExportPump.retryRejected(exporter: ex.name, connection: fx.conn) == 2)
         try await p.drain()
         #expect(ex.sent.filter { $0 == bad }.count == 1)
-        #expect(ex.sent.count == fx.spanIds.count + fx.traceIds.count)
+        #expect(ex.sent.count == fx.spanIds.count + fx.traceIds.count + 1)  // and its trace object once more
+        #expect(try await fx.count("SELECT count(*) FROM bridge.trace_deliveries WHERE status = 'rejected'") == 0)
         #expect(try await fx.count("SELECT count(*) FROM bridge.span_deliveries WHERE status = 'rejected'") == 0)
         #expect(try await p.backlog().isEmpty)
         await fx.conn.close()

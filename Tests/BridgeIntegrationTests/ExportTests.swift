@@ -215,7 +215,7 @@ struct ExportOpenAITests {
     }
 }
 
-@Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
+@Suite(.enabled(if: TestDatabase.isAvailable && OTLPDecoder.isAvailable, "needs BRIDGE_TEST_DATABASE_URL and BRIDGE_OTEL_PYTHON (scripts/test.sh)"))
 struct ExportOTLPAndFileTests {
     @Test func otlpReceivesEverySpanWithHexIdsAndGenAIAttributes() async throws {
         let fx = try await ExportLedger.make()
@@ -227,7 +227,8 @@ struct ExportOTLPAndFileTests {
         defer { client.shutdown() }
         let env = Environment(["OTEL_EXPORTER_OTLP_ENDPOINT": server.url("/otel/"), "OTEL_SERVICE_NAME": "svc",
                                "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=abc%20def,x-team=t1"])
-        let ex = try #require(OTLPExporter.fromEnvironment(env, client: client))
+        let ex = try #require(try OTLPExporter.fromEnvironment(env, client: client))
+        #expect(ex.encoding == .protobuf && ex.compression == .none)
         let pump = ExportPump(exporter: ex, connection: fx.conn, options: ExportPumpOptions(sleep: SleepLog().sleep, secrets: ex.secrets))
         try await pump.register()
         try await pump.tryLock()
@@ -237,12 +238,14 @@ struct ExportOTLPAndFileTests {
 
         let accepted = Array(server.requests.dropFirst())
         #expect(accepted.allSatisfy { $0.path == "/otel/v1/traces" && $0.header("x-api-key") == "abc def" && $0.header("x-team") == "t1" })
-        let resource = try #require(accepted.first?.json?["resourceSpans"]?.arrayValue?.first)
-        #expect(resource["resource"]?["attributes"] == [["key": "service.name", "value": ["stringValue": "svc"]]])
+        #expect(accepted.allSatisfy { $0.header("Content-Type") == "application/x-protobuf" && $0.header("Content-Encoding") == nil })
+        // Every body parsed by the official definitions (ParseFromString into ExportTraceServiceRequest).
+        let decoded = try await OTLPDecoder.decode(accepted, signal: "traces")
+        let resource = try #require(decoded.first?["resourceSpans"]?.arrayValue?.first)
+        let resourceAttrs = OTLPDecoder.attributes(resource["resource"] ?? .null)
+        #expect(resourceAttrs["service.name"] == ["stringValue": "svc"] && resourceAttrs["openinference.project.name"] == ["stringValue": "svc"])
         #expect(resource["scopeSpans"]?.arrayValue?.first?["scope"]?["name"] == "bridge")
-        let spans = accepted.flatMap { r in
-            (r.json?["resourceSpans"]?.arrayValue ?? []).flatMap { ($0["scopeSpans"]?.arrayValue ?? []).flatMap { $0["spans"]?.arrayValue ?? [] } }
-        }
+        let spans = OTLPDecoder.spans(decoded)
         #expect(spans.count == fx.spanIds.count)
         func attrs(_ s: JSONValue) -> [String: JSONValue] {
             Dictionary((s["attributes"]?.arrayValue ?? []).map { ($0["key"]?.stringValue ?? "", $0["value"] ?? .null) }, uniquingKeysWith: { a, _ in a })
@@ -276,7 +279,8 @@ struct ExportOTLPAndFileTests {
         #expect(attrs(tool)["gen_ai.tool.name"] == ["stringValue": "lookup"])
         #expect(attrs(tool)["gen_ai.tool.call.arguments"] == ["stringValue": "{\"q\":1}"])
         #expect(tool["status"] == ["code": 2, "message": "Error running tool"])
-        let handoff = try #require(spans.first { $0["name"] == "agent_handoff" })
+        #expect(agent["status"] == ["code": 1])
+        let handoff = try #require(spans.first { $0["name"] == "handoff Project Manager -> Researcher" })
         #expect(attrs(handoff)["gen_ai.handoff.from_agent"] == ["stringValue": "Project Manager"])
         #expect(attrs(handoff)["gen_ai.handoff.to_agent"] == ["stringValue": "Researcher"])
         let task = try #require(spans.first { $0["name"] == "task" })

@@ -27,9 +27,13 @@ enum MCPFixture {
     }
 
     /// The FastMCP test server over stdio.
+    /// A Python with the previous major version of the SDK (mcp 1.x), which the example supports too.
+    static var pythonV1: String? { Environment.process["BRIDGE_MCP_V1_PYTHON"] }
+
     static func fastmcp(_ name: String = "team", allowed: [String]? = nil, blocked: [String] = [], env: [String] = [],
-                        timeoutMs: Int = 60_000, cache: Bool = false) -> MCPServerMapping {
-        MCPServerMapping(name: name, transport: .stdio(command: python!, args: [script("fastmcp_server.py"), "stdio"], env: env, cwd: nil),
+                        timeoutMs: Int = 60_000, cache: Bool = false, python: String? = nil) -> MCPServerMapping {
+        MCPServerMapping(name: name, transport: .stdio(command: python ?? Self.python!, args: [script("fastmcp_server.py"), "stdio"],
+                                                       env: env, cwd: nil),
                          allowedTools: allowed, blockedTools: blocked, cacheToolsList: cache, timeoutMs: timeoutMs)
     }
 

@@ -1,8 +1,10 @@
 import BridgeCore
+import BridgeMapping
 import BridgeMigrate
 import BridgePostgres
 import BridgeTestSupport
 import BridgeTracing
+import BridgeWorker
 import Foundation
 import Testing
 
@@ -135,11 +137,60 @@ struct PruneTests {
         await c.close()
     }
 
+    /// Issue 23 item 5: a run that wrote no span for longer than the cutoff (a long tool or
+    /// model call) keeps its trace, as does a task that holds a lease; checked in the deleting
+    /// statement, so the next prune after they finish removes them.
+    @Test func keepsTheTracesOfUnfinishedRunsAndLeasedTasks() async throws {
+        let c = try await Self.migrated()
+        let config = try MappingLoader.load(directory: TestDatabase.projectRoot.appendingPathComponent("mappings").path)
+        try await Self.seed(c, prefix: "done_", traces: 3, spans: 2, daysAgo: 40)
+        try await Self.seed(c, prefix: "running_", traces: 1, spans: 2, daysAgo: 40)
+        try await Self.seed(c, prefix: "leased_", traces: 1, spans: 2, daysAgo: 40)
+        try await c.simpleQuery("""
+            INSERT INTO workspaces (id, name, user_id) VALUES ('00000000-0000-0000-0000-00000000000a', 'w', gen_random_uuid());
+            INSERT INTO tasks (id, workspace_id, name, status, bridge_lease_token, bridge_lease_expires_at)
+              VALUES ('00000000-0000-0000-0000-0000000000b1', '00000000-0000-0000-0000-00000000000a', 'running', 'in_progress',
+                      'tok1', now() + interval '1 minute'),
+                     ('00000000-0000-0000-0000-0000000000b2', '00000000-0000-0000-0000-00000000000a', 'finishing', 'in_progress',
+                      'tok2', now() - interval '1 minute'),
+                     ('00000000-0000-0000-0000-0000000000b3', '00000000-0000-0000-0000-00000000000a', 'done', 'completed', NULL, NULL);
+            UPDATE bridge.traces SET ended_at = NULL, task_id = '00000000-0000-0000-0000-0000000000b1' WHERE trace_id = 'running_1';
+            UPDATE bridge.traces SET task_id = '00000000-0000-0000-0000-0000000000b2' WHERE trace_id = 'leased_1';
+            UPDATE bridge.traces SET task_id = '00000000-0000-0000-0000-0000000000b3' WHERE trace_id LIKE 'done_%';
+            """)
+        let cutoff = try await Self.cutoff(c, daysAgo: 30)
+        var options = PruneOptions(cutoff: cutoff)
+        options.leasedTaskKeys = TaskStore(config: config).leasedKeysQuery
+        var dry = options
+        dry.dryRun = true
+        let counted = try await LedgerPruner(connection: c, options: dry).run()
+        #expect(counted.traces == 3 && counted.kept == 2, "\(counted)")
+        let first = try await LedgerPruner(connection: c, options: options).run()
+        #expect(first.traces == 3 && first.kept == 2, "\(first)")
+        #expect(try await Self.count(c, "traces", prefix: "running_") == 1)
+        #expect(try await Self.count(c, "spans", prefix: "running_") == 2)
+        #expect(try await Self.count(c, "traces", prefix: "leased_") == 1)
+        #expect(try await Self.count(c, "run_transcripts", prefix: "leased_") == 1)
+        // The run goes on: its next span and its end are written to the trace that was kept.
+        try await c.simpleQuery("""
+            INSERT INTO bridge.spans (span_id, trace_id, started_at, span_data) VALUES ('after', 'running_1', now(), '{"type":"custom"}');
+            UPDATE bridge.spans SET created_at = now() - interval '40 days' WHERE span_id = 'after';
+            INSERT INTO bridge.span_deliveries (exporter, span_id, trace_id, status) VALUES ('file', 'after', 'running_1', 'delivered');
+            UPDATE bridge.traces SET ended_at = now() - interval '40 days' WHERE trace_id = 'running_1';
+            UPDATE tasks SET bridge_lease_token = NULL, bridge_lease_expires_at = NULL, status = 'completed';
+            """)
+        let second = try await LedgerPruner(connection: c, options: options).run()
+        #expect(second.traces == 2 && second.kept == 0, "\(second)")
+        #expect(try await Self.count(c, "traces", prefix: "") == 0)
+        await c.close()
+    }
+
     @Test func noBatchStatementScansALedgerTable() async throws {
         let c = try await Self.migrated()
         try await Self.seed(c, prefix: "trace_", traces: 30_000, spans: 10, daysAgo: 60)
         try await c.simpleQuery("ANALYZE")
         let cutoff = try await Self.cutoff(c, daysAgo: 30)
+        // (With the leased tasks' keys, on a large task table: HotPathPlanTests.)
         let statements = LedgerPruner.hotPathStatements(cutoff: cutoff)
         #expect(statements.count == 3)
         for (name, query) in statements {

@@ -17,6 +17,9 @@ import Testing
         #expect(OpenAISanitizer.sanitize(item) == item)
         let trace: JSONValue = ["object": "trace", "id": "trace_x", "workflow_name": "w", "group_id": nil, "metadata": [:]]
         #expect(OpenAISanitizer.sanitize(trace) == trace)
+        // bridge's notes are not SDK fields: the ingest gets the SDK's shape.
+        let noted = span(["type": "function", "name": "f", "input": "{}", "output": "ok", "mcp_data": nil, "call_id": "call_1", "text_replaced": true])
+        #expect(OpenAISanitizer.sanitize(noted) == item)
     }
 
     @Test func longStringsAreCutToTheLimitWithTheSuffix() {
@@ -84,13 +87,29 @@ import Testing
         #expect(OpenAITracesExporter.fromEnvironment(Environment(["OPENAI_API_KEY": "k", "OPENAI_AGENTS_DISABLE_TRACING": "0"]), client: client) != nil)
     }
 
-    @Test func otlpFromEnvironment() {
+    @Test func otlpFromEnvironment() throws {
         let client = HTTPClient()
         defer { client.shutdown() }
-        #expect(OTLPExporter.fromEnvironment(Environment([:]), client: client) == nil)
-        let base = OTLPExporter.fromEnvironment(Environment(["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"]), client: client)
+        #expect(try OTLPExporter.fromEnvironment(Environment([:]), client: client) == nil)
+        let base = try OTLPExporter.fromEnvironment(Environment(["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"]), client: client)
         #expect(base?.endpoint == "http://c:4318/v1/traces" && base?.serviceName == "bridge")
-        let exact = OTLPExporter.fromEnvironment(Environment(["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
+        #expect(base?.encoding == .protobuf && base?.compression == OTLPCompression.none && base?.valueLengthLimit == nil)
+        // The signal's own variable wins; values are case-insensitive.
+        let json = try OTLPExporter.fromEnvironment(Environment([
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "HTTP/JSON", "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+            "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "100", "OTEL_SERVICE_NAME": "svc", "PHOENIX_PROJECT_NAME": "proj"]), client: client)
+        #expect(json?.encoding == .json && json?.compression == .gzip && json?.valueLengthLimit == 100)
+        #expect(json?.resource.first { $0.key == "openinference.project.name" }?.value == .string("proj"))
+        for (key, value, says) in [("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc: expected http/protobuf"),
+                                   ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "br", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION=br: expected gzip or none"),
+                                   ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "-1", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT=-1")] {
+            let error = #expect(throws: OTLPConfigurationError.self) {
+                try OTLPExporter.fromEnvironment(Environment(["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", key: value]), client: client)
+            }
+            #expect(error?.description.hasPrefix(says) == true && error?.exitStatus == .badInput, "\(error?.description ?? "")")
+        }
+        let exact = try OTLPExporter.fromEnvironment(Environment(["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
                                                              "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://u:p@x/api/public/otel/v1/traces?k=1"]),
                                                  client: client)
         #expect(exact?.endpoint == "https://u:p@x/api/public/otel/v1/traces?k=1")
@@ -104,6 +123,32 @@ import Testing
         #expect(SpanID.otlp("span_0123456789abcdef01234567") == "0123456789abcdef")
         #expect(TraceID.otlp("odd").count == 32 && SpanID.otlp("odd").count == 16)
         #expect(OTLPExporter.unixNanos(Date(timeIntervalSince1970: 1_700_000_000.123456)) == "1700000000123456000")
+    }
+
+    @Test func gzipRoundTripsAndTruncationKeepsWholeCharacters() {
+        let text = Array(String(repeating: "bridge span ", count: 1000).utf8)
+        let packed = Gzip.compress(text)
+        #expect(packed.count < text.count / 10 && packed.prefix(2) == [0x1F, 0x8B])
+        #expect(Gzip.decompress(packed) == text)
+        #expect(Gzip.decompress(Array("not gzip".utf8)) == nil)
+        #expect(OTLPValue.string("ééé€").truncated(to: 2) == .string("éé"))
+        #expect(OTLPValue.array([.string("abcd"), .int(5)]).truncated(to: 3) == .array([.string("abc"), .int(5)]))
+        #expect(OTLPValue.string("abc").truncated(to: nil) == .string("abc"))
+    }
+
+    @Test func protobufWireFormat() {
+        var w = ProtobufWriter()
+        w.int(1, 300)
+        w.string(2, "hi")
+        w.int(3, -1)
+        w.bool(4, false, always: true)
+        w.fixed64(5, 1)
+        #expect(w.bytes == [0x08, 0xAC, 0x02, 0x12, 0x02, 0x68, 0x69, 0x18] + [UInt8](repeating: 0xFF, count: 9) + [0x01, 0x20, 0x00,
+                            0x29, 1, 0, 0, 0, 0, 0, 0, 0])
+        let fields = ProtobufReader.fields(w.bytes) ?? []
+        #expect(fields.map(\.0) == [1, 2, 3, 4, 5])
+        #expect(fields[0].1.int64 == 300 && fields[1].1.text == "hi" && fields[2].1.int64 == -1)
+        #expect(ProtobufReader.fields([0x12, 0x05, 0x68]) == nil)  // length past the end
     }
 
     @Test func batchHalvesKeepOrder() {

@@ -23,6 +23,24 @@ struct MetricsTests {
         #expect(used == Set(BridgeMetrics.Name.all))
     }
 
+    @Test func everyFamilyHasHelpAndTheExpositionGetsIt() {
+        #expect(Set(BridgeMetrics.help.keys) == Set(BridgeMetrics.Name.all))
+        #expect(BridgeMetrics.help.values.allSatisfy { !$0.isEmpty && !$0.contains("\n") && !$0.contains("\\") })
+        let text = "# TYPE bridge_leases gauge\nbridge_leases 0\n# HELP x already\n# TYPE x counter\nx 1\n# TYPE y_total counter\ny_total 2\n"
+        #expect(BridgeMetrics.withHelp(text) == """
+            # HELP bridge_leases Leases this worker held at its last heartbeat.
+            # TYPE bridge_leases gauge
+            bridge_leases 0
+            # HELP x already
+            # TYPE x counter
+            x 1
+            # HELP y_total bridge metric y_total.
+            # TYPE y_total counter
+            y_total 2
+
+            """)
+    }
+
     @Test func namesFollowPrometheusConventions() {
         for name in BridgeMetrics.Name.all {
             #expect(name.hasPrefix("bridge_"))

@@ -49,6 +49,10 @@ public enum MCPMappingCheck {
                     }
                 }
                 report.tools[server.name] = names.filter(server.admits)
+                for t in names where server.admits(t) && !MCPServerMapping.isValidToolName(t) {
+                    report.issues.append(MappingIssue(config.location(server.origin),
+                                                      MCPServerMapping.invalidToolNameMessage(server: server.name, tool: t)))
+                }
             case nil:
                 break
             }

@@ -13,6 +13,24 @@ extension RunState {
     /// one `mcp_tools` span per server. A server that cannot be listed, or a tool name that
     /// collides with the agent's other tools, fails the run (retriable when the server may
     /// come back).
+    /// What tools of MCP server `server` clash with: another server's tool (the SDK's words),
+    /// or the agent's own YAML tool or handoff.
+    static func clashMessage(server: String, agent: AgentSpec, clashes: [String], servers: [String: String]) -> String {
+        let names = Set(clashes).sorted()
+        if names.allSatisfy({ servers[$0] != nil }) {
+            let others = Set(names.compactMap { servers[$0] }).sorted().map { "'\($0)'" }.joined(separator: ", ")
+            return "Duplicate tool names found across MCP servers: \(names.joined(separator: ", "))"
+                + " (MCP server '\(server)' and \(others) of agent \(agent.name))"
+        }
+        let described = names.map { name in
+            if let other = servers[name] { return "\(name) (also on MCP server '\(other)')" }
+            if agent.handoffs.contains(where: { $0.toolName == name }) { return "\(name) (also a handoff of the agent)" }
+            return "\(name) (also a YAML tool of the agent)"
+        }
+        return "MCP server '\(server)' offers tools whose names agent \(agent.name) already uses: "
+            + described.joined(separator: ", ")
+    }
+
     mutating func listMCPTools(_ agent: AgentSpec, parent agentId: EventID, taken: Set<String>) async -> MCPListing {
         mcpToolServers = [:]
         var out = MCPListing()
@@ -30,10 +48,16 @@ extension RunState {
                 let tools = try await source.tools(server: server)
                 out.events.append(.mcpToolsListed(id: id, parent: agentId, server: server, tools: tools.map(\.name), error: nil,
                                                   startedAt: start, endedAt: Date()))
+                if let bad = tools.first(where: { !MCPServerMapping.isValidToolName($0.name) }) {
+                    out.failure = RunFailure(type: .userError,
+                                             message: MCPServerMapping.invalidToolNameMessage(server: server, tool: bad.name),
+                                             retriable: false)
+                    return out
+                }
                 let clashes = tools.map(\.name).filter { names.contains($0) }
                 if !clashes.isEmpty {
-                    out.failure = RunFailure(type: .userError,
-                                             message: "Duplicate tool names found across MCP servers: \(clashes.sorted().joined(separator: ", "))",
+                    out.failure = RunFailure(type: .userError, message: Self.clashMessage(server: server, agent: agent, clashes: clashes,
+                                                                                         servers: mcpToolServers),
                                              retriable: false)
                     return out
                 }

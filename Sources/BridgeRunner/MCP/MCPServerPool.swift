@@ -35,13 +35,18 @@ actor MCPServerConnection {
         var tools: [MCPTool] = []
         var cursor: String?
         var pages = 0
+        // timeout_ms bounds the whole listing, every page of it (once the server is up).
+        _ = try await ready()
+        let deadline = ContinuousClock.now + timeout
         repeat {
             pages += 1
             guard pages <= MCPProtocol.maxListPages else {
                 throw .protocolViolation("MCP server '\(config.name)' returned more than \(MCPProtocol.maxListPages) pages of tools")
             }
             let params: JSONValue = cursor.map { ["cursor": .string($0)] } ?? [:]
-            let result = try await request("tools/list", params: params)
+            let left = ContinuousClock.now.duration(to: deadline)
+            guard left > .zero else { throw .timeout(method: "tools/list", ms: config.timeoutMs) }
+            let result = try await request("tools/list", params: params, timeout: left)
             guard let list = result["tools"]?.arrayValue else {
                 throw .protocolViolation("MCP server '\(config.name)' answered tools/list without a tools list")
             }
@@ -69,6 +74,11 @@ actor MCPServerConnection {
         return MCPCallResult(content: content, structuredContent: structured, isError: result["isError"]?.boolValue ?? false)
     }
 
+    /// Starts and initializes the server now (what the first request would do).
+    func initialize() async throws(MCPError) {
+        _ = try await ready()
+    }
+
     /// Closes the session and stops a stdio server; later requests start it again.
     func shutdown() async {
         starting?.cancel()
@@ -77,10 +87,10 @@ actor MCPServerConnection {
         await c?.close()
     }
 
-    private func request(_ method: String, params: JSONValue) async throws(MCPError) -> JSONValue {
+    private func request(_ method: String, params: JSONValue, timeout: Duration? = nil) async throws(MCPError) -> JSONValue {
         let ch = try await ready()
         do {
-            let result = try await ch.request(method, params: params, timeout: timeout)
+            let result = try await ch.request(method, params: params, timeout: timeout ?? self.timeout)
             failures = 0
             return result
         } catch {
@@ -176,7 +186,7 @@ actor MCPServerConnection {
         } catch {
             await ch.close()
             if case .disconnected = error, let stdio = ch as? MCPStdioChannel {
-                throw .unavailable("MCP server '\(config.name)' failed to initialize: \(stdio.exitMessage())")
+                throw .unavailable(stdio.exitMessage(during: "initialize"))
             }
             throw error
         }
@@ -211,6 +221,34 @@ public final class MCPServerPool: MCPToolSource {
 
     public func usesStructuredContent(server: String) -> Bool {
         connections[server]?.config.useStructuredContent ?? false
+    }
+
+    /// Starts and initializes, concurrently, every server that one of `config`'s agents uses
+    /// (each bounded by its `timeout_ms`), so that a server that cannot even start is found
+    /// before any work is claimed. Returns one issue per server that could not be initialized,
+    /// at its `mcp_servers` entry, with its error (a stdio server's stderr, bounded, included).
+    /// Servers that started stay up for the runs.
+    public func initializeAll(usedBy config: MappingConfig) async -> [MappingIssue] {
+        let used = Set(config.agents.flatMap(\.mcpServers))
+        let servers = config.mcpServers.filter { used.contains($0.name) }
+        let failed = await withTaskGroup(of: (String, MCPError?).self) { group in
+            for server in servers {
+                guard let c = connections[server.name] else { continue }
+                group.addTask {
+                    do throws(MCPError) { try await c.initialize(); return (server.name, nil) } catch { return (server.name, error) }
+                }
+            }
+            var out: [String: MCPError] = [:]
+            for await (name, error) in group { if let error { out[name] = error } }
+            return out
+        }
+        return servers.compactMap { server in
+            failed[server.name].map {
+                let why = $0.description
+                return MappingIssue(config.location(server.origin),
+                                    why.hasPrefix("MCP server '\(server.name)'") ? why : "MCP server '\(server.name)': \(why)")
+            }
+        }
     }
 
     /// Stops every server (stdio children get their input closed, then SIGTERM, then SIGKILL).

@@ -10,12 +10,17 @@ import Glibc
 ///
 /// - No shell: `command` is resolved on the child's `PATH` and started with `args` directly.
 /// - The child's environment is exactly `environment` (see `MCPStdioChannel.environment`).
-/// - The child leads its own process group and gets SIGKILL when its I/O thread ends, which
-///   includes bridge being killed (PR_SET_PDEATHSIG): no orphans.
+/// - The child runs under a supervisor (`bridge_spawn`): a subreaper that stops the server's
+///   process group and whatever it left behind (a grandchild that called setsid() and holds
+///   stdout) when the server exits or is stopped, and that is itself stopped when its I/O
+///   thread ends, which includes bridge being killed (PR_SET_PDEATHSIG): no orphans.
 /// - One I/O thread per server reads stdout (messages) and stderr (the last few KB are kept
 ///   for error messages), so nothing blocks Swift's cooperative pool; writes go through a
-///   serial dispatch queue.
-/// - When the server exits, every request in flight fails at once with `.disconnected`.
+///   serial dispatch queue. Reading stops at most `drainAfterExit` after the supervisor exits,
+///   whoever still holds the pipes.
+/// - When the server exits, every request in flight fails at once with `.disconnected`; when
+///   it breaks the protocol (a line that is not JSON, a message over 16 MiB) they fail at once
+///   with `.protocolViolation` and the server is stopped.
 final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
     // @unchecked Sendable: the mutable state below is touched with `lock` held; the
     // descriptors are written only by `writeQueue` and read only by the I/O thread.
@@ -27,6 +32,8 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
     private var stdinFD: Int32 = -1
     private var stderrTail: [UInt8] = []
     private var exitDescription: String?
+    /// Why bridge stopped the server, when it did (kept over the signal that stopped it).
+    private var stopReason: String?
     private var closing = false
     private let exited = DispatchGroup()
     private let writeQueue = DispatchQueue(label: "bridge.mcp.stdio.write")
@@ -47,7 +54,9 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
                 channel.run(path: path, argv: [command] + args, environment: environment, cwd: cwd) { c.resume(returning: $0) }
             }
             thread.name = "bridge-mcp-\(serverName)"
-            thread.stackSize = 256 * 1024
+            // Messages are parsed on this thread: room for the parser at its deepest (512 levels,
+            // which a debug build needs about 1 MiB for). Only what is touched is committed.
+            thread.stackSize = 4 * 1024 * 1024
             thread.start()
         }
         try started.get()
@@ -96,9 +105,10 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
         if let error { throw error }
     }
 
-    func exitMessage() -> String {
+    /// How the server ended (`during` a request, when given), with the end of its stderr.
+    func exitMessage(during method: String? = nil) -> String {
         let (how, tail) = lock.withLock { (exitDescription, stderrTail) }
-        var text = "MCP server '\(serverName)' " + (how ?? "closed its connection")
+        var text = "MCP server '\(serverName)' " + (how ?? "closed its connection") + (method.map { " during \($0)" } ?? "")
         let err = String(decoding: tail, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         if !err.isEmpty { text += "; stderr: " + String(err.suffix(600)) }
         return text
@@ -121,9 +131,12 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             DispatchQueue.global().async { [self] in
                 if exited.wait(timeout: .now() + .milliseconds(grace)) == .timedOut {
-                    kill(-target, SIGTERM)
-                    if exited.wait(timeout: .now() + .milliseconds(grace)) == .timedOut {
-                        kill(-target, SIGKILL)
+                    // The supervisor stops the server (SIGTERM, SIGKILL after the grace) and
+                    // whatever it left behind; it is killed itself only if that never ends.
+                    kill(target, SIGTERM)
+                    if exited.wait(timeout: .now() + .milliseconds(grace * 5)) == .timedOut {
+                        kill(target, SIGKILL)
+                        // Bounded: the I/O thread stops reading soon after the exit (`drainAfterExit`).
                         exited.wait()
                     }
                 }
@@ -134,12 +147,15 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
 
     // MARK: The I/O thread
 
+    /// How long output is still read once the server's supervisor has exited: anything that
+    /// still holds the pipes then escaped it, and is not waited for.
+    static let drainAfterExit: Duration = .seconds(1)
+
     /// Spawns the child on this thread (its death signal is tied to the thread), reports the
-    /// start, then reads stdout and stderr until both close and reaps the child.
+    /// start, then reads stdout and stderr until the child exited and they closed (or
+    /// `drainAfterExit` passed), and reaps it.
     private func run(path: String, argv: [String], environment: [String: String], cwd: String?,
                      started: (Result<Void, MCPError>) -> Void) {
-        var none = sigset_t()
-        sigemptyset(&none)
         var pipeSignal = sigset_t()
         sigemptyset(&pipeSignal)
         sigaddset(&pipeSignal, SIGPIPE)
@@ -154,7 +170,7 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
         var spawnError: Int32 = 0
         let child: pid_t = withCStrings(argv) { cArgv in
             withCStrings(environment.map { "\($0.key)=\($0.value)" }.sorted()) { cEnv in
-                bridge_spawn(path, cArgv, cEnv, cwd, inPipe[0], outPipe[1], errPipe[1], &spawnError)
+                bridge_spawn(path, cArgv, cEnv, cwd, inPipe[0], outPipe[1], errPipe[1], Int32(Self.killGrace.milliseconds), &spawnError)
             }
         }
         _ = Glibc.close(inPipe[0]); _ = Glibc.close(outPipe[1]); _ = Glibc.close(errPipe[1])
@@ -171,41 +187,58 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
             stdinFD = inPipe[1]
         }
         started(.success(()))
-        pump(stdout: outPipe[0], stderr: errPipe[0])
+        let status = pump(stdout: outPipe[0], stderr: errPipe[0], child: child)
         _ = Glibc.close(outPipe[0]); _ = Glibc.close(errPipe[0])
-        // Output closed: the server is gone (or useless). Make sure, then reap it.
-        lock.withLock { alive = false }
-        let isClosing = lock.withLock { closing }
-        if !isClosing { kill(-child, SIGTERM) }
-        let killer = DispatchWorkItem { kill(-child, SIGKILL); kill(child, SIGKILL) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Self.killGrace.milliseconds * 2), execute: killer)
-        var status: Int32 = 0
-        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
-        killer.cancel()
-        let how: String
-        if status & 0x7f == 0 { how = "exited with status \((status >> 8) & 0xff)" } else { how = "was killed by signal \(status & 0x7f)" }
+        let how = ChildExitWatch.describe(status)
         lock.withLock {
-            exitDescription = how
+            alive = false
+            // Why bridge stopped it (a message over the limit, invalid JSON) says more than the signal.
+            exitDescription = stopReason ?? how
             if stdinFD >= 0 { writeQueue.async { [fd = stdinFD] in _ = Glibc.close(fd) }; stdinFD = -1 }
         }
         pending.failAll(.disconnected(exitMessage()))
         exited.leave()
     }
 
-    /// Reads newline-delimited messages from `out` and keeps the tail of `err`, until both close.
-    private func pump(stdout out: Int32, stderr err: Int32) {
+    /// Asks the supervisor to stop the server: gracefully (SIGTERM, SIGKILL after the grace), or
+    /// `now` (SIGKILL), its process group and what it left behind included.
+    private func stopServer(now: Bool) {
+        let target = lock.withLock { pid }
+        if target > 0 { kill(target, now ? SIGINT : SIGTERM) }
+    }
+
+    /// Reads newline-delimited messages from `out` and keeps the tail of `err` until `child`
+    /// (the server's supervisor) has exited and both are closed, or `drainAfterExit` after the
+    /// exit; returns its wait status. A server that closes its output is stopped.
+    private func pump(stdout out: Int32, stderr err: Int32, child: pid_t) -> Int32 {
         var outOpen = true, errOpen = true
         var line: [UInt8] = []
+        var discarding = false
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-        while outOpen || errOpen {
+        let exit = ChildExitWatch(pid: child, drain: Self.drainAfterExit)
+        var killAt: ContinuousClock.Instant?
+        while true {
+            exit.check()
+            if exit.isFinished(pipesOpen: outOpen || errOpen) { break }
+            if exit.status == nil, !outOpen, killAt == nil {
+                // Output closed: the server is gone or useless. Stop it (close() does so itself),
+                // and its supervisor too if that never ends.
+                if !lock.withLock({ closing }) { stopServer(now: false) }
+                killAt = .now + Self.killGrace * 5
+            }
+            if exit.status == nil, let k = killAt, ContinuousClock.now >= k {
+                kill(child, SIGKILL)
+                killAt = nil
+            }
             var fds: [pollfd] = []
             if outOpen { fds.append(pollfd(fd: out, events: Int16(POLLIN), revents: 0)) }
             if errOpen { fds.append(pollfd(fd: err, events: Int16(POLLIN), revents: 0)) }
-            if poll(&fds, nfds_t(fds.count), -1) < 0 {
+            if let e = exit.pollEntry { fds.append(e) }
+            if poll(&fds, nfds_t(fds.count), exit.pollTimeout(other: killAt)) < 0 {
                 if errno == EINTR { continue }
                 break
             }
-            for entry in fds where entry.revents != 0 {
+            for entry in fds where entry.revents != 0 && !exit.isExitEntry(entry) {
                 let n = buffer.withUnsafeMutableBytes { read(entry.fd, $0.baseAddress, $0.count) }
                 if n < 0, errno == EINTR || errno == EAGAIN { continue }
                 if n <= 0 {
@@ -221,28 +254,55 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
                 }
                 var start = 0
                 for i in 0..<n where buffer[i] == UInt8(ascii: "\n") {
-                    line.append(contentsOf: buffer[start..<i])
-                    handle(line)
+                    if !discarding {
+                        line.append(contentsOf: buffer[start..<i])
+                        handle(line)
+                    }
+                    discarding = false
                     line.removeAll(keepingCapacity: true)
                     start = i + 1
                 }
-                line.append(contentsOf: buffer[start..<n])
+                if !discarding { line.append(contentsOf: buffer[start..<n]) }
                 if line.count > MCPProtocol.maxMessageBytes {
-                    // A message this large is a broken server: stop it.
-                    lock.withLock { exitDescription = "sent a message over \(MCPProtocol.maxMessageBytes) bytes and was stopped" }
-                    let target = lock.withLock { pid }
-                    kill(-target, SIGKILL)
-                    line.removeAll()
+                    // A message this large is a broken server: stop it, and drop the rest of the line.
+                    fail("sent a message over \(MCPProtocol.maxMessageBytes) bytes and was stopped")
+                    line = []
+                    discarding = true
                 }
             }
         }
+        // Only when poll itself failed is the supervisor still there.
+        return exit.killAndWait()
+    }
+
+    /// The server broke the protocol: every request in flight (and any later one) fails at once
+    /// with `why`, nothing more it sends is read, and it is stopped.
+    private func fail(_ why: String) {
+        let first = lock.withLock {
+            let first = stopReason == nil
+            if first { stopReason = why }
+            alive = false
+            return first
+        }
+        guard first else { return }
+        pending.failAll(.protocolViolation("MCP server '\(serverName)' \(why)"))
+        stopServer(now: true)
     }
 
     /// One line from the server: a response, a request (ping is answered, others refused) or
-    /// a notification (ignored).
+    /// a notification (ignored). Anything that is not JSON is a broken server.
     private func handle(_ line: [UInt8]) {
+        guard lock.withLock({ stopReason == nil }) else { return }
         let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespaces)
-        guard !text.isEmpty, let message = try? JSONValue.parse(text) else { return }
+        guard !text.isEmpty else { return }
+        let message: JSONValue
+        do {
+            message = try JSONValue.parse(text)
+        } catch {
+            let preview = text.count > 200 ? String(text.prefix(200)) + "…" : text
+            fail("sent invalid JSON (\(error)) and was stopped: \(String(reflecting: preview))")
+            return
+        }
         if message["method"] == nil {
             pending.deliver(message)
             return

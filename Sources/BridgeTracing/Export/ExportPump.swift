@@ -153,7 +153,23 @@ public actor ExportPump {
 
     // MARK: - Delivering
 
-    func deliver(_ batch: ExportBatch, priorAttempts: Int, stats s: inout ExportStats) async throws {
+    /// Splits a refused batch in halves until the items concerned are found; those are
+    /// recorded `rejected` (the halves are not probed again).
+    func rejectOrSplit(_ batch: ExportBatch, reason: String, priorAttempts: Int, stats s: inout ExportStats) async throws {
+        if batch.count > 1 {
+            options.onEvent(.splitting(exporter: exporter.name, items: batch.count, reason: scrub(reason)))
+            let (a, b) = batch.halves()
+            try await deliver(a, priorAttempts: priorAttempts, stats: &s, probed: true)
+            try await deliver(b, priorAttempts: priorAttempts, stats: &s, probed: true)
+            return
+        }
+        try await record(batch, status: .rejected, attempts: priorAttempts, error: scrub(reason))
+        s.rejectedTraces += batch.traces.count
+        s.rejectedSpans += batch.spans.count
+        options.onEvent(.rejected(exporter: exporter.name, traces: batch.traces.count, spans: batch.spans.count, reason: scrub(reason)))
+    }
+
+    func deliver(_ batch: ExportBatch, priorAttempts: Int, stats s: inout ExportStats, probed: Bool = false) async throws {
         var attempts = 0
         var backoffs = 0
         while true {
@@ -198,19 +214,27 @@ public actor ExportPump {
                 }
                 options.onEvent(.retrying(exporter: exporter.name, reason: scrub(reason), after: delay, attempt: attempts))
                 try await options.sleep(delay)
-            case .reject(let reason):
-                if batch.count > 1 {
-                    options.onEvent(.splitting(exporter: exporter.name, items: batch.count, reason: scrub(reason)))
-                    let (a, b) = batch.halves()
-                    try await deliver(a, priorAttempts: priorAttempts + attempts, stats: &s)
-                    try await deliver(b, priorAttempts: priorAttempts + attempts, stats: &s)
+            case .refused(let reason) where !probed:
+                // One empty request tells the payload from the endpoint: only a payload problem
+                // is worth splitting the batch for.
+                options.onEvent(.probing(exporter: exporter.name, reason: scrub(reason)))
+                s.requests += 1
+                switch await exporter.probe() {
+                case .retry?:
+                    s.retries += 1
+                    backoffs += 1
+                    try await options.sleep(RetryBackoff.delay(attempt: backoffs, base: options.initialBackoff, cap: options.maxBackoff))
+                    continue
+                case .refused(let r)?, .reject(let r)?, .fatal(let r)?:
+                    throw ExportFatalError(exporter: exporter.name, message: scrub(
+                        "the receiver refuses even an empty request (\(r)), so the endpoint or its settings are wrong, not a span; "
+                        + "nothing was recorded: fix it and run `bridge export`"))
+                case .delivered?, .partial?, nil:
+                    try await rejectOrSplit(batch, reason: reason, priorAttempts: priorAttempts + attempts, stats: &s)
                     return
                 }
-                try await record(batch, status: .rejected, attempts: priorAttempts + attempts, error: scrub(reason))
-                s.rejectedTraces += batch.traces.count
-                s.rejectedSpans += batch.spans.count
-                options.onEvent(.rejected(exporter: exporter.name, traces: batch.traces.count, spans: batch.spans.count,
-                                          reason: scrub(reason)))
+            case .reject(let reason), .refused(let reason):
+                try await rejectOrSplit(batch, reason: reason, priorAttempts: priorAttempts + attempts, stats: &s)
                 return
             case .fatal(let reason):
                 throw ExportFatalError(exporter: exporter.name, message: scrub(reason))
@@ -220,10 +244,15 @@ public actor ExportPump {
 
     /// Records the outcome for every item of `batch` in one statement (and refreshes the
     /// exporter's `last_seen_at`). An item that has a row already keeps it.
+    ///
+    /// A trace is `delivered` only when its spans are: a trace recorded while some of its
+    /// spans stand rejected is recorded `rejected`, and rejecting spans turns their traces'
+    /// `delivered` rows `rejected` (with why), so `bridge verify` and `bridge top` count it.
     func record(_ batch: ExportBatch, status: DeliveryStatus, attempts: Int, error: String?) async throws {
         var items: [JSONValue] = batch.traces.map { ["kind": "trace", "id": .string($0.id), "trace_id": .string($0.id)] }
         items += batch.spans.map { ["kind": "span", "id": .string($0.record.id), "trace_id": .string($0.record.traceId)] }
         let json = JSONValue.array(items).compact
+        let spansRejected = "spans of this trace were rejected: " + (error ?? "")
         try await connection.query("""
             WITH items AS (
                 SELECT x.kind, x.id, x.trace_id FROM jsonb_to_recordset(\(json)::jsonb) AS x(kind text, id text, trace_id text)
@@ -234,9 +263,20 @@ public actor ExportPump {
                 ON CONFLICT (exporter, span_id) DO NOTHING
             ), traces AS (
                 INSERT INTO bridge.trace_deliveries (exporter, trace_id, status, attempts, error)
-                SELECT \(exporter.name)::text, i.id, \(status)::text, \(attempts)::int, \(error.postgresValue)::text
-                FROM items i WHERE i.kind = 'trace'
+                SELECT \(exporter.name)::text, i.id, CASE WHEN r.trace_id IS NULL THEN \(status)::text ELSE 'rejected' END,
+                       \(attempts)::int, CASE WHEN r.trace_id IS NULL THEN \(error.postgresValue)::text ELSE r.error END
+                FROM items i
+                LEFT JOIN LATERAL (
+                    SELECT sd.trace_id, 'spans of this trace were rejected: ' || coalesce(sd.error, '') AS error
+                    FROM bridge.span_deliveries sd
+                    WHERE sd.trace_id = i.id AND sd.exporter = \(exporter.name)::text AND sd.status = 'rejected' LIMIT 1
+                ) r ON true
+                WHERE i.kind = 'trace'
                 ON CONFLICT (exporter, trace_id) DO NOTHING
+            ), demoted AS (
+                UPDATE bridge.trace_deliveries d SET status = 'rejected', error = \(spansRejected)::text
+                WHERE \(status)::text = 'rejected' AND d.exporter = \(exporter.name)::text AND d.status = 'delivered'
+                  AND d.trace_id IN (SELECT i.trace_id FROM items i WHERE i.kind = 'span')
             )
             UPDATE bridge.exporters SET last_seen_at = now() WHERE name = \(exporter.name)
             """)

@@ -11,7 +11,7 @@ public enum ExporterSetup {
                                only: Set<String>? = nil) throws -> [any TraceExporter] {
         var out: [any TraceExporter] = []
         if let e = OpenAITracesExporter.fromEnvironment(env, client: client) { out.append(e) }
-        if let e = OTLPExporter.fromEnvironment(env, client: client) { out.append(e) }
+        if let e = try OTLPExporter.fromEnvironment(env, client: client) { out.append(e) }
         if let traceFile { out.append(try FileExporter(path: traceFile)) }
         if let only { out = out.filter { only.contains($0.name) } }
         return out
@@ -38,6 +38,14 @@ public struct ExportReport: Sendable, Equatable {
     public var error: String?
     /// True when another process held this exporter's lock all along.
     public var lockedOut: Bool
+
+    /// True when this session's answers rejected every span it sent (nothing arrived).
+    public var allRejected: Bool { stats.rejectedSpans > 0 && stats.deliveredSpans == 0 }
+
+    /// The loud line for `allRejected`, or nil.
+    public var allRejectedLine: String? {
+        allRejected ? "\(exporter): EVERY span was rejected (\(stats.rejectedSpans)); nothing arrived at \(target); `bridge verify` shows why" : nil
+    }
 
     /// `N spans not yet exported; run `bridge export``, or nil when nothing is left.
     public var leftoverLine: String? {

@@ -17,12 +17,25 @@ public protocol TraceExporter: Sendable {
     /// Sends one batch and says how the receiver answered. Never throws: every failure is
     /// an `ExportResult`.
     func send(_ batch: ExportBatch) async -> ExportResult
+    /// Sends a request that carries nothing, to tell after a `refused` batch whether the
+    /// receiver refuses the payload (the probe is accepted: the pump looks for the items
+    /// concerned) or the endpoint itself (refused too: the pump stops). Nil: cannot probe.
+    func probe() async -> ExportResult?
+}
+
+extension TraceExporter {
+    public func probe() async -> ExportResult? { nil }
 }
 
 /// One span read from the ledger, with its trace's fields (OTLP puts them on the root span).
 public struct ExportSpan: Sendable, Equatable {
     public var record: SpanRecord
     public var trace: TraceRecord
+
+    public init(record: SpanRecord, trace: TraceRecord) {
+        self.record = record
+        self.trace = trace
+    }
 }
 
 /// What one request carries: trace objects first, then spans (children end, and are
@@ -68,9 +81,13 @@ public enum ExportResult: Sendable, Equatable {
     /// A temporary failure (429, 5xx, transport): try the same batch again, after
     /// `after` when the server said so.
     case retry(reason: String, after: Duration?)
-    /// The receiver refused the batch for good (a 4xx). The pump splits the batch until it
-    /// finds the items concerned and records those as rejected with `reason`.
+    /// The receiver refused the batch for good because of its size or content (413, a
+    /// file's). The pump splits the batch until it finds the items concerned and records
+    /// those as rejected with `reason`.
     case reject(reason: String)
+    /// A 4xx that may be about the payload or the endpoint (400, 422, …): the pump sends one
+    /// `probe()` first, then splits (the payload) or stops (the endpoint).
+    case refused(reason: String)
     /// The exporter is misconfigured (401, 403, 404, unwritable file): nothing is recorded,
     /// the pump stops, and the items stay undelivered for a later `bridge export`.
     case fatal(reason: String)
@@ -126,6 +143,7 @@ public enum ExportEvent: Sendable {
     case partial(exporter: String, rejectedSpans: Int, of: Int, message: String)
     case retrying(exporter: String, reason: String, after: Duration, attempt: Int)
     case splitting(exporter: String, items: Int, reason: String)
+    case probing(exporter: String, reason: String)
     case waitingForLock(exporter: String)
 
     /// A one-line description for logs.
@@ -138,6 +156,7 @@ public enum ExportEvent: Sendable {
         case .retrying(let e, let r, let after, let attempt):
             return "\(e): \(r); retrying in \(Self.format(after)) (attempt \(attempt + 1))"
         case .splitting(let e, let n, let r): return "\(e): batch of \(n) refused (\(r)); sending it in halves"
+        case .probing(let e, let r): return "\(e): batch refused (\(r)); probing the endpoint with an empty request"
         case .waitingForLock(let e): return "\(e): another bridge process is exporting to this exporter; waiting"
         }
     }

@@ -72,16 +72,20 @@ public struct OpenAITracesExporter: TraceExporter {
         return Self.scrubbed(result, secrets: secrets)
     }
 
+    /// `{"data": []}`: refused too, the endpoint or key is wrong, not an item.
+    public func probe() async -> ExportResult? { await send(ExportBatch()) }
+
     // MARK: - Shared by the HTTP exporters
 
     /// What an HTTP answer means for the batch.
-    static func classify(_ response: HTTPResponse, retriable: (Int) -> Bool) -> ExportResult {
+    static func classify(_ response: HTTPResponse, retriable: (Int) -> Bool, message text: String? = nil) -> ExportResult {
         let status = response.status
         if (200..<300).contains(status) { return .delivered() }
-        let message = "HTTP \(status): \(serverMessage(response.body))"
+        let message = "HTTP \(status): \(text ?? serverMessage(response.body))"
         if retriable(status) { return .retry(reason: message, after: response.headers.retryAfter) }
         if status == 401 || status == 403 || status == 404 || status == 407 { return .fatal(reason: message) }
-        if (400..<500).contains(status) { return .reject(reason: message) }
+        if status == 413 { return .reject(reason: message) }
+        if (400..<500).contains(status) { return .refused(reason: message) }
         // 1xx/3xx (curl follows no redirects here) and unexpected codes: try again later.
         return .retry(reason: message, after: response.headers.retryAfter)
     }
@@ -111,6 +115,7 @@ public struct OpenAITracesExporter: TraceExporter {
         case .partial(let n, let m): return .partial(rejectedSpans: n, message: s(m))
         case .retry(let reason, let after): return .retry(reason: s(reason), after: after)
         case .reject(let reason): return .reject(reason: s(reason))
+        case .refused(let reason): return .refused(reason: s(reason))
         case .fatal(let reason): return .fatal(reason: s(reason))
         }
     }

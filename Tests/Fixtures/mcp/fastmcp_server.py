@@ -1,12 +1,22 @@
-"""A FastMCP server for bridge's tests: `fastmcp_server.py stdio` or `fastmcp_server.py http PORT`."""
+"""An MCP server written with the official Python SDK for bridge's tests, on mcp 2.x (MCPServer)
+or 1.x (FastMCP): `fastmcp_server.py stdio` or `fastmcp_server.py http PORT`."""
 import os
 import sys
 import time
 
-from mcp.server.fastmcp import FastMCP, Image
+try:
+    from mcp.server.mcpserver import Image, MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+    V2 = True
+except ImportError:
+    from mcp.server.fastmcp import FastMCP as MCPServer, Image
+    from mcp.server.fastmcp.exceptions import ToolError
+    V2 = False
 
 port = int(sys.argv[2]) if len(sys.argv) > 2 else 8000
-mcp = FastMCP("test_tools", host="127.0.0.1", port=port, log_level="WARNING")
+# 2.x takes the HTTP address in run(), 1.x in the constructor.
+http_address = {"host": "127.0.0.1", "port": port}
+mcp = MCPServer("test_tools", log_level="WARNING", **({} if V2 else http_address))
 
 
 @mcp.tool()
@@ -33,7 +43,7 @@ def pixel() -> Image:
 @mcp.tool()
 def fail(reason: str) -> str:
     """Always raises."""
-    raise ValueError(f"refused: {reason}")
+    raise ToolError(f"refused: {reason}")
 
 
 @mcp.tool()
@@ -62,4 +72,7 @@ def sleep(seconds: float) -> str:
 
 
 if __name__ == "__main__":
-    mcp.run(transport="streamable-http" if sys.argv[1:2] == ["http"] else "stdio")
+    if sys.argv[1:2] == ["http"]:
+        mcp.run(transport="streamable-http", **(http_address if V2 else {}))
+    else:
+        mcp.run(transport="stdio")

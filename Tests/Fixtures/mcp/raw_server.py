@@ -2,12 +2,26 @@
 
 Modes (argv[1]): `paged` lists 5 tools over 3 pages of tools/list; `silent` never answers
 anything; `hang_calls` initializes and lists but never answers tools/call; `old_version`
-answers initialize with 1999-01-01.
+answers initialize with 1999-01-01; `fork_holder PIDFILE` first forks a child that calls
+setsid() and sleeps 300 s holding stdout and stderr (its pid goes to PIDFILE), and exits with
+status 5 on a call of the tool `exit`; `bad_json`, `deep_json` and `huge` answer tools/list with
+a line that is not JSON, with JSON nested 700 deep, and with a 17 MiB message; `names` lists
+tools whose names OpenAI refuses; `slow_pages` is `paged` with each page 0.5 s late.
 """
 import json
+import os
 import sys
+import time
 
 mode = sys.argv[1] if len(sys.argv) > 1 else "paged"
+if mode == "fork_holder":
+    child = os.fork()
+    if child == 0:
+        os.setsid()
+        time.sleep(300)
+        os._exit(0)
+    with open(sys.argv[2], "w") as f:
+        f.write(str(child))
 TOOLS = [{"name": f"t{i}", "description": f"tool {i}",
           "inputSchema": {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"],
                           "additionalProperties": False}} for i in range(5)]
@@ -27,7 +41,22 @@ for line in sys.stdin:
         version = "1999-01-01" if mode == "old_version" else msg["params"]["protocolVersion"]
         send({"jsonrpc": "2.0", "id": mid, "result": {"protocolVersion": version, "capabilities": {"tools": {}},
                                                       "serverInfo": {"name": "raw", "version": "0"}}})
+    elif method == "tools/list" and mode == "bad_json":
+        sys.stdout.write("this is not JSON\n")
+        sys.stdout.flush()
+    elif method == "tools/list" and mode == "deep_json":
+        sys.stdout.write("[" * 700 + "]" * 700 + "\n")
+        sys.stdout.flush()
+    elif method == "tools/list" and mode == "huge":
+        send({"jsonrpc": "2.0", "id": mid, "result": {"tools": [], "padding": "x" * (17 * 1024 * 1024)}})
+    elif method == "tools/list" and mode == "names":
+        names = ["ok_name", "", "has space", "new\nline", "x" * 300]
+        send({"jsonrpc": "2.0", "id": mid, "result": {"tools": [{"name": n, "inputSchema": {"type": "object"}} for n in names]}})
+    elif method == "tools/call" and msg["params"].get("name") == "exit":
+        os._exit(5)
     elif method == "tools/list":
+        if mode == "slow_pages":
+            time.sleep(0.5)
         cursor = int((msg.get("params") or {}).get("cursor") or 0)
         page = TOOLS[cursor:cursor + 2]
         result = {"tools": page}

@@ -1,0 +1,130 @@
+import BridgeCore
+import BridgeHTTP
+import BridgeMapping
+import BridgeRunner
+import BridgeTestSupport
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// MCP stdio servers that misbehave (issue 23): a grandchild that escapes with setsid() and
+/// holds stdout, messages that are not JSON, too deep or too large. Each fails at once with
+/// what it is, and leaves no process behind.
+@Suite(.serialized, .enabled(if: MCPFixture.isAvailable, "needs BRIDGE_MCP_PYTHON (scripts/test.sh)"))
+struct MCPMisbehaviourTests {
+    static func forkHolder() throws -> (MCPServerMapping, pidFile: String) {
+        let pidFile = FileManager.default.temporaryDirectory.appendingPathComponent("mcp-holder-\(UUID().uuidString)").path
+        let config = MCPServerMapping(name: "raw", transport: .stdio(command: MCPFixture.python!,
+                                                                     args: [MCPFixture.script("raw_server.py"), "fork_holder", pidFile],
+                                                                     env: [], cwd: nil), timeoutMs: 60_000)
+        return (config, pidFile)
+    }
+
+    static func grandchild(_ pidFile: String) throws -> Int32 {
+        defer { try? FileManager.default.removeItem(atPath: pidFile) }
+        return try #require(Int32((try? String(contentsOfFile: pidFile, encoding: .utf8)) ?? ""), "no pid in \(pidFile)")
+    }
+
+    /// The server runs while its setsid() grandchild holds stdout; closing the pool stops both
+    /// (the hang guard is the time limit: the grandchild would hold the pipe for 300 s).
+    @Test(.timeLimit(.minutes(1))) func shutdownStopsAGrandchildThatHoldsStdout() async throws {
+        let (config, pidFile) = try Self.forkHolder()
+        let pool = MCPServerPool(servers: [config], client: nil)
+        #expect(try await pool.tools(server: "raw").count == 5)
+        let holder = try Self.grandchild(pidFile)
+        #expect(MCPFixture.isRunning(holder))
+        await pool.shutdown()
+        #expect(await MCPFixture.waitGone(holder), "grandchild \(holder) outlived the pool")
+    }
+
+    /// The server exits by itself with its grandchild still holding stdout: the call fails with
+    /// the server's exit status at once, and the grandchild is stopped.
+    @Test(.timeLimit(.minutes(1))) func aServerThatExitsLeavingAGrandchildFailsTheCallAtOnce() async throws {
+        let (config, pidFile) = try Self.forkHolder()
+        let pool = MCPServerPool(servers: [config], client: nil)
+        #expect(try await pool.tools(server: "raw").count == 5)
+        let holder = try Self.grandchild(pidFile)
+        do {
+            _ = try await pool.call(server: "raw", tool: "exit", arguments: [:])
+            Issue.record("expected the exit to fail the call")
+        } catch {
+            guard case .disconnected(let why) = error else { Issue.record("unexpected \(error)"); return }
+            #expect(why.contains("MCP server 'raw' exited with status 5"), "\(why)")
+        }
+        #expect(await MCPFixture.waitGone(holder), "grandchild \(holder) outlived its server")
+        await pool.shutdown()
+    }
+
+    /// Not JSON, or JSON nested deeper than the parser goes: a protocol error naming the server,
+    /// at once (the 60 s timeout would say "Timed out").
+    @Test func invalidOrTooDeepJSONIsAProtocolErrorAtOnce() async throws {
+        for (mode, expected) in [("bad_json", "sent invalid JSON (malformed JSON: "), ("deep_json", "nesting too deep")] {
+            let pool = MCPServerPool(servers: [MCPFixture.raw(mode)], client: nil)
+            do {
+                _ = try await pool.tools(server: "raw")
+                Issue.record("expected a protocol error for \(mode)")
+            } catch {
+                guard case .protocolViolation(let why) = error else { Issue.record("unexpected \(error) for \(mode)"); continue }
+                #expect(why.hasPrefix("MCP server 'raw' sent invalid JSON"), "\(why)")
+                #expect(why.contains(expected), "\(why)")
+                #expect(!error.retriable)
+            }
+            await pool.shutdown()
+        }
+    }
+
+    /// timeout_ms bounds a whole tools/list: three pages 0.5 s apart do not fit in 1.2 s, though
+    /// each page does.
+    @Test func timeoutBoundsTheWholeListing() async throws {
+        let pool = MCPServerPool(servers: [MCPFixture.raw("slow_pages", timeoutMs: 1_200)], client: nil)
+        do {
+            _ = try await pool.tools(server: "raw")
+            Issue.record("expected a timeout")
+        } catch {
+            guard case .timeout(let method, _) = error else { Issue.record("unexpected \(error)"); return }
+            #expect(method == "tools/list")
+        }
+        await pool.shutdown()
+    }
+
+    /// A message over 16 MiB is reported as what it is, not as the SIGKILL that stopped the server.
+    @Test func anOversizedMessageIsReportedAsSuch() async throws {
+        let pool = MCPServerPool(servers: [MCPFixture.raw("huge")], client: nil)
+        do {
+            _ = try await pool.tools(server: "raw")
+            Issue.record("expected the message to be refused")
+        } catch {
+            guard case .protocolViolation(let why) = error else { Issue.record("unexpected \(error)"); return }
+            #expect(why == "MCP server 'raw' sent a message over 16777216 bytes and was stopped", "\(why)")
+            #expect(!why.contains("signal"))
+        }
+        await pool.shutdown()
+    }
+}
+
+/// The same over Streamable HTTP: a body that is not JSON, or too deep, is a protocol error at
+/// once, naming the server and why.
+@Suite struct MCPHTTPMisbehaviourTests {
+    @Test func invalidOrTooDeepJSONOverHTTPIsAProtocolErrorAtOnce() async throws {
+        for (body, expected) in [("this is not JSON", "malformed JSON"), (String(repeating: "[", count: 700) + String(repeating: "]", count: 700), "nesting too deep")] {
+            let server = try TestHTTPServer { _ in .text(body, headers: [("Content-Type", "application/json")]) }
+            defer { server.stop() }
+            let client = HTTPClient()
+            defer { client.shutdown() }
+            let config = MCPServerMapping(name: "remote", transport: .streamableHTTP(url: server.baseURL + "/mcp", headers: [:]),
+                                          timeoutMs: 60_000)
+            let pool = MCPServerPool(servers: [config], client: client)
+            do {
+                _ = try await pool.tools(server: "remote")
+                Issue.record("expected a protocol error")
+            } catch {
+                guard case .protocolViolation(let why) = error else { Issue.record("unexpected \(error)"); continue }
+                #expect(why.hasPrefix("MCP server 'remote' sent a message that is not JSON ("), "\(why)")
+                #expect(why.contains(expected), "\(why)")
+            }
+            await pool.shutdown()
+        }
+    }
+}
