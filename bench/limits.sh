@@ -10,7 +10,7 @@
 #    429s (and their share of all requests), tasks failed, and throughput as a share of RPM.
 # 2. Fairness: one workspace with 10,000 pending tasks, created first, and nine with 10 each;
 #    one worker (offline model, --concurrency 16) runs 400 tasks, without and with
-#    `fairness: {group: workspace_id}` (and migrations/optional's fair claim index). Reports by
+#    `fairness: {group: workspace_id}` (and migrations/fairness/, the fair claim index). Reports by
 #    which claim (execution start order) every small workspace was done.
 # 3. Cost accounting: CPU (user+sys) of `bridge exec --offline` per model call on 3,000
 #    one-call tasks, without and with a `pricing` section (spans priced, one bridge.model_calls
@@ -98,7 +98,7 @@ fair_db fair_on
 noop_mappings "$WORK/fair_off" "Project Manager"
 noop_mappings "$WORK/fair_on" "Project Manager"
 spend_yaml "limits: {fairness: {group: workspace_id}}" >"$WORK/fair_on/spend.yaml"
-"$BRIDGE" migrate --database-url "$(url fair_on)" --dir migrations/optional --mappings "$WORK/fair_on" >/dev/null
+"$BRIDGE" migrate --database-url "$(url fair_on)" --dir migrations/fairness --mappings "$WORK/fair_on" >/dev/null
 fair_run "without fairness" fair_off "$WORK/fair_off"
 fair_run "with fairness" fair_on "$WORK/fair_on"
 
@@ -121,7 +121,7 @@ cpu_run "with pricing" cpu_on "$WORK/cpu_on"
 if [ "${FAIR_SCALE:-}" = 1 ]; then
   migrated_db big 100 10000
   q big -c "ANALYZE"
-  "$BRIDGE" migrate --database-url "$(url big)" --dir migrations/optional --mappings "$WORK/fair_on" >/dev/null
+  "$BRIDGE" migrate --database-url "$(url big)" --dir migrations/fairness --mappings "$WORK/fair_on" >/dev/null
   for label in "without fairness:$WORK/fair_off" "with fairness:$WORK/fair_on"; do
     line=$("$BRIDGE" exec --offline --quiet --concurrency 16 --limit 3000 --database-url "$(url big)" --mappings "${label#*:}")
     echo "1M tasks, ${label%%:*}: $line"

@@ -46,7 +46,7 @@ public enum ClaimIndex {
             if !fair {
                 return MappingIssue(config.location(config.limits?.origin ?? s.origin, "fairness.group"),
                                     "warning: no index of \(s.table) serves fair claims (\(s.status.column), \(g), then the claim order); every claim reads the pending rows of all groups. "
-                                    + "Run `bridge migrate --dir migrations/optional --mappings DIR` (0058_fair_claim_index.sql builds it concurrently)")
+                                    + "Run `bridge migrate --dir migrations/fairness --mappings DIR` (0058_fair_claim_index.sql builds it concurrently)")
             }
         }
         for r in rows {

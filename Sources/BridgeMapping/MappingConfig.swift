@@ -67,7 +67,7 @@ public struct MappingConfig: Sendable, Equatable {
                  "tasks_status_column": source.status.column,
                  "tasks_priority_column": source.priority?.column ?? source.status.column,
                  "tasks_created_at_column": source.createdAtColumn ?? source.key,
-                 // For the opt-in fair claim index (migrations/optional/0058): the fairness group.
+                 // For the opt-in fair claim index (migrations/fairness/0058): the fairness group.
                  "tasks_group_column": limits?.fairnessGroup ?? source.groupColumn ?? source.status.column]
         if let e = results.executions {
             p["executions_table"] = e.table

@@ -57,6 +57,7 @@ public enum BridgeMetrics {
         Name.modelLatency: "Model call latency in seconds (retries included), by model.",
         Name.runsInFlight: "Runs this worker has going.",
         Name.leases: "Leases this worker held at its last heartbeat.",
+        Name.costUSD: "USD of priced model calls (the mappings' pricing), by model and group.",
         Name.exportBacklog: "Undelivered spans the export pump's last read found, by exporter (a read returns at most one batch).",
     ]
 

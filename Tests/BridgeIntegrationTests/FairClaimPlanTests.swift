@@ -8,7 +8,7 @@ import Testing
 
 /// Fair claims (`limits.fairness.group`) and budget holds on production-sized tables: the
 /// claim is EXPLAINed on 200,000 tasks with the opt-in fair claim index
-/// (`migrations/optional/0058_fair_claim_index.sql`) and must not scan the task table; run for
+/// (`migrations/fairness/0058_fair_claim_index.sql`) and must not scan the task table; run for
 /// real, it rotates across groups so a big backlog does not starve small ones.
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct FairClaimPlanTests {
@@ -17,7 +17,7 @@ struct FairClaimPlanTests {
         var config = loaded
         config.limits = LimitsMapping(fairnessGroup: "workspace_id")
         // The opt-in index, built as the optional migration builds it.
-        let sql = try String(contentsOf: TestDatabase.projectRoot.appendingPathComponent("migrations/optional/0058_fair_claim_index.sql"),
+        let sql = try String(contentsOf: TestDatabase.projectRoot.appendingPathComponent("migrations/fairness/0058_fair_claim_index.sql"),
                              encoding: .utf8)
         var text = sql
         for (k, v) in config.placeholders { text = text.replacingOccurrences(of: "${\(k)}", with: PostgresQuery.quoteIdentifier(v)) }

@@ -1,6 +1,6 @@
 -- bridge:no-transaction
--- OPT-IN, for `limits: {fairness: {group: COLUMN}}`. Apply after the main migrations:
---   bridge migrate --dir migrations/optional --mappings DIR
+-- OPT-IN (its own directory, so migrations/optional does not build it), for `limits: {fairness: {group: COLUMN}}`. Apply after the main migrations:
+--   bridge migrate --dir migrations/fairness --mappings DIR
 -- A fair claim finds the groups with pending tasks by a loose index scan (one probe per
 -- group: `status = pending AND group > previous ORDER BY group LIMIT 1`), then takes each
 -- group's most urgent tasks (`status = pending AND group = g AND priority = v ORDER BY
