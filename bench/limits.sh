@@ -15,14 +15,18 @@
 # 3. Cost accounting: CPU (user+sys) of `bridge exec --offline` per model call on 3,000
 #    one-call tasks, without and with a `pricing` section (spans priced, one bridge.model_calls
 #    row per call).
-# 4. With FAIR_SCALE=1: claim cost at 1,000,000 tasks (100 workspaces × 10,000): tasks/s of
-#    `bridge exec --offline --limit 3000 --concurrency 16`, without and with fairness.
+# 4. Claim cost at 1,000,000 tasks (100 workspaces × 10,000): tasks/s of `bridge exec
+#    --offline --limit 3000 --concurrency 16`, without and with fairness (only with PARTS
+#    naming `scale`).
+# PARTS="rate fair cpu scale" picks the parts (default: rate fair cpu).
 # BRIDGE=path overrides the binary (default: release build, built if missing).
 . "$(dirname "$0")/lib.sh"
 RPM=${1:-600}
 SECS=${2:-60}
 PIDS=()
 bench_cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+PARTS=" ${PARTS:-rate fair cpu} "
+part() { [[ "$PARTS" == *" $1 "* ]]; }
 bench_start limits
 machine_line
 
@@ -63,12 +67,14 @@ rate_run() {  # LABEL DB MAPPINGS
        "tasks failed $failed, throughput $(awk -v s="$served" -v r="$RPM" -v t="$SECS" 'BEGIN { printf "%.0f", 100 * s / (r * t / 60) }') % of $RPM/min" \
        "(the bucket's 10 s burst allows $(awk -v r="$RPM" -v t="$SECS" 'BEGIN { printf "%.0f", r / 6 + r * t / 60 }'))"
 }
+if part rate; then
 for db in rl_off rl_on; do migrated_db "$db"; one_workspace_tasks "$db" 5000; done
 noop_mappings "$WORK/map_off" "Project Manager"
 noop_mappings "$WORK/map_on" "Project Manager"
 spend_yaml "limits: {models: {gpt-4.1: {requests_per_minute: $RPM}}}" >"$WORK/map_on/spend.yaml"
 rate_run "without limits" rl_off "$WORK/map_off"
 rate_run "with limits (requests_per_minute: $RPM)" rl_on "$WORK/map_on"
+fi
 
 # 2. Fairness.
 fair_db() {  # DB
@@ -93,14 +99,16 @@ fair_run() {  # LABEL DB MAPPINGS
     WHERE w.name <> 'ws 0'")
   echo "fairness, $1: $worst"
 }
-fair_db fair_off
-fair_db fair_on
 noop_mappings "$WORK/fair_off" "Project Manager"
 noop_mappings "$WORK/fair_on" "Project Manager"
 spend_yaml "limits: {fairness: {group: workspace_id}}" >"$WORK/fair_on/spend.yaml"
+if part fair; then
+fair_db fair_off
+fair_db fair_on
 "$BRIDGE" migrate --database-url "$(url fair_on)" --dir migrations/fairness --mappings "$WORK/fair_on" >/dev/null
 fair_run "without fairness" fair_off "$WORK/fair_off"
 fair_run "with fairness" fair_on "$WORK/fair_on"
+fi
 
 # 3. The CPU of cost accounting.
 cpu_run() {  # LABEL DB MAPPINGS
@@ -110,15 +118,17 @@ cpu_run() {  # LABEL DB MAPPINGS
   calls=$(q "$2" -c "SELECT count(*) FROM tasks WHERE status = 'completed'")
   echo "$t $calls" | awk -v l="$1" '{ printf "cost accounting, %s: %d calls, CPU %.2f s = %.3f ms per model call\n", l, $3, $1 + $2, 1000 * ($1 + $2) / $3 }'
 }
+if part cpu; then
 for db in cpu_off cpu_on; do migrated_db "$db"; one_workspace_tasks "$db" 3000; done
 noop_mappings "$WORK/cpu_off" "Project Manager"
 noop_mappings "$WORK/cpu_on" "Project Manager"
 spend_yaml "pricing: {gpt-4.1: {input: 2.00, cached_input: 0.50, output: 8.00}}" >"$WORK/cpu_on/spend.yaml"
 cpu_run "without pricing" cpu_off "$WORK/cpu_off"
 cpu_run "with pricing" cpu_on "$WORK/cpu_on"
+fi
 
 # 4. Claim cost at 1M tasks.
-if [ "${FAIR_SCALE:-}" = 1 ]; then
+if part scale; then
   migrated_db big 100 10000
   q big -c "ANALYZE"
   "$BRIDGE" migrate --database-url "$(url big)" --dir migrations/fairness --mappings "$WORK/fair_on" >/dev/null
