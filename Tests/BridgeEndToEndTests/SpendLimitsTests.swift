@@ -139,7 +139,7 @@ struct SpendLimitsTests {
     @Test func negativeOrNonNumericPricesAndLimitsAreRefusedWithTheirPosition() async throws {
         let dir = try TestMappings.copy(prefix: "bridge-spend-bad", editing: ["spend.yaml": { text in
             text.replacingOccurrences(of: "{input: 2.00, cached_input: 0.50, output: 8.00}", with: "{input: -2, cached_input: 0.50, output: cheap}")
-                .replacingOccurrences(of: "requests_per_minute: 500", with: "requests_per_minute: 0")
+                .replacingOccurrences(of: "requests_per_minute: 10000", with: "requests_per_minute: 0")
         }])
         defer { try? FileManager.default.removeItem(at: dir) }
         let r = try await BridgeBinary.run(["mappings", "check", "--static-only", "--mappings", dir.path])
