@@ -31,7 +31,9 @@ extension RunState {
             + described.joined(separator: ", ")
     }
 
-    mutating func listMCPTools(_ agent: AgentSpec, parent agentId: EventID, taken: Set<String>) async -> MCPListing {
+    /// `quiet`: no spans and no event ids (a stint resumed from its journal).
+    mutating func listMCPTools(_ agent: AgentSpec, parent agentId: EventID, taken: Set<String>,
+                               quiet: Bool = false) async -> MCPListing {
         mcpToolServers = [:]
         var out = MCPListing()
         guard !agent.mcpServers.isEmpty else { return out }
@@ -42,7 +44,7 @@ extension RunState {
         }
         var names = taken
         for server in agent.mcpServers {
-            let id = allocate()
+            let id = quiet ? 0 : allocate()
             let start = Date()
             do {
                 let tools = try await source.tools(server: server)
@@ -117,15 +119,22 @@ extension RunState {
                                                     data: ["tool_name": .string(call.name), "error": .string(converted.text),
                                                            "mcp_is_error": true]) : nil
             await runner.observer.record(.toolEnded(id: call.eventId, output: converted.spanOutput, error: spanError, at: Date()))
+            let fenced = await journal(JournaledCall(callId: call.callId, name: call.name, output: converted.text,
+                                                     error: spanError?.json, modelOutput: converted.modelOutput,
+                                                     spanOutput: converted.spanOutput, mcpServer: server, raw: false),
+                                       runner: runner)
             return ToolCallOutcome(index: call.index, callId: call.callId, name: call.name, output: converted.text,
-                                   modelOutput: converted.modelOutput)
+                                   modelOutput: converted.modelOutput, fenced: fenced)
         }
         let text = failure ?? ""
         let output = RunnerMessages.toolError(text)
-        await runner.observer.record(.toolEnded(id: call.eventId, output: output,
-                                                error: SpanErrorInfo(message: RunnerMessages.spanToolErrorNonFatal,
-                                                                     data: ["tool_name": .string(call.name), "error": .string(text)]),
-                                                at: Date()))
+        let spanError = SpanErrorInfo(message: RunnerMessages.spanToolErrorNonFatal,
+                                      data: ["tool_name": .string(call.name), "error": .string(text)])
+        await runner.observer.record(.toolEnded(id: call.eventId, output: output, error: spanError, at: Date()))
+        if await journal(JournaledCall(callId: call.callId, name: call.name, output: output, error: spanError.json,
+                                       mcpServer: server, raw: false), runner: runner) {
+            return ToolCallOutcome(index: call.index, callId: call.callId, name: call.name, output: output, fenced: true)
+        }
         return ToolCallOutcome(index: call.index, callId: call.callId, name: call.name, output: output)
     }
 }
