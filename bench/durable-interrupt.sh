@@ -57,11 +57,11 @@ prepare() { # $1 = database
          -c "CREATE TABLE actions (id bigserial PRIMARY KEY, task_id text NOT NULL, note text)" \
          -c "INSERT INTO tasks (workspace_id, name, status) SELECT (SELECT id FROM workspaces LIMIT 1), 'bench ' || g, 'pending' FROM generate_series(1, $RUNS) g"
 }
-worker() { # $1 = database, rest: extra flags; runs in the background, prints its pid
+worker() { # $1 = database, rest: extra flags; runs in the background, its pid in $PID
   OPENAI_BASE_URL="$BASE/v1" OPENAI_API_KEY=sk-bench \
     "$BRIDGE" exec --database-url "$(url "$1")" --mappings "$MAP" --concurrency 8 --lease 2 --quiet "${@:2}" \
     >>"$WORK/$1.log" 2>&1 &
-  echo $!
+  PID=$!
 }
 wait_for() { # $1 = database, $2 = SQL returning t/f; up to 120 s
   for _ in $(seq 1 1200); do [ "$(q "$1" -c "$2")" = t ] && return 0; sleep 0.1; done
@@ -92,24 +92,24 @@ echo "|---|---|---|---|---|---|---|---|---|---|"
 # Undisturbed.
 prepare calm
 r0=$(requests)
-pid=$(worker calm); wait "$pid"
+worker calm; wait "$PID" || true
 report calm "undisturbed" $(( $(requests) - r0 ))
 
 # SIGKILL, SIGTERM, then a worker that finishes the queue.
 prepare storm
 r0=$(requests)
-a=$(worker storm)
+worker storm; a=$PID
 wait_for storm "SELECT count(*) >= $((RUNS / 5)) FROM actions"
 kill -KILL "$a"; wait "$a" 2>/dev/null || true
 log "worker A killed after $(q storm -c 'SELECT count(*) FROM actions') actions"
 journal_bytes=$(q storm -c "SELECT round(avg(pg_column_size(spec) + coalesce(pg_column_size(checkpoint), 0))) || ' B per unfinished run (spec + checkpoint), '
                               || (SELECT round(avg(pg_column_size(data))) FROM bridge.journal_calls) || ' B per journaled call'
                             FROM bridge.run_journals")
-b=$(worker storm --drain-timeout 1)
+worker storm --drain-timeout 1; b=$PID
 wait_for storm "SELECT count(*) >= $((RUNS / 2)) FROM actions"
 kill -TERM "$b"; wait "$b" || true
 log "worker B stopped after $(q storm -c 'SELECT count(*) FROM actions') actions"
-c=$(worker storm); wait "$c"
+worker storm; wait "$PID" || true
 report storm "SIGKILL + SIGTERM + finisher" $(( $(requests) - r0 ))
 echo
 echo "journal: $journal_bytes (measured after the SIGKILL); left after the runs finished: $(q storm -c 'SELECT count(*) FROM bridge.run_journals') run journals, $(q storm -c "SELECT pg_size_pretty(coalesce(sum(pg_column_size(data)), 0)) FROM bridge.journal_calls") of call rows (deleted by prune with their traces)"

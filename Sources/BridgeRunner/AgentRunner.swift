@@ -702,7 +702,10 @@ struct RunState {
             await runner.observer.record(.spanNote(id: call.eventId, key: RunnerMessages.callIdKey, value: .string(call.callId)))
         }
         if let journaled, !journaled.raw { return await replay(journaled, call, runner: runner) }
-        guard let tool = call.tool else { return await runMCPTool(call, runner: runner) }
+        guard let tool = call.tool else {
+            return await runMCPTool(call, runner: runner,
+                                    idempotencyKey: IdempotencyKey.make(traceId: context.spec.traceId, callId: call.callId))
+        }
         var output: String
         var spanError: SpanErrorInfo?
         var context = context

@@ -167,6 +167,82 @@ public struct RunJournalStore: Sendable {
         return out
     }
 
+    /// The journals of runs the application took back while they were interrupted (it finished,
+    /// failed or deleted the task, so it is neither pending nor running): up to 100 per pass, the
+    /// journal goes, the spans still open at its checkpoint are written ended with an error
+    /// saying so, and the trace is closed. Nil when the task key's type is unknown (the user's
+    /// key column is compared as it is, through its index, or not at all).
+    func sweepQuery() -> PostgresQuery? {
+        let s = config.source
+        let keyCast = config.columnTypes.cast(s.table, s.key)
+        guard !keyCast.sql.isEmpty else { return nil }
+        let statusCast = config.columnTypes.cast(s.table, s.status.column)
+        let reason = "the application took the task back (it is no longer pending or running); the run was not resumed"
+        // The interrupted stint's execution row, when no reaper ended it (the task left `running`).
+        var executions: PostgresQuery = ""
+        if let e = config.results.executions {
+            var sets: [PostgresQuery] = ["\(identifier: e.columns.status) = \(e.statuses.failedTerminal)"]
+            if let c = e.columns.errorType { sets.append("\(identifier: c) = \(FailureType.resumeError.rawValue)") }
+            if let c = e.columns.errorMessage { sets.append("\(identifier: c) = \(reason)") }
+            if let c = e.columns.completedAt { sets.append("\(identifier: c) = now()") }
+            let taskCast = config.columnTypes.cast(e.table, e.taskColumn)
+            executions = """
+                , abandoned AS (
+                    UPDATE \(identifier: e.table) AS e SET \(sets)
+                    WHERE e.\(identifier: e.taskColumn) IN (SELECT g.task_key\(taskCast) FROM gone g)
+                      AND e.\(identifier: e.columns.status) = \(e.statuses.started)
+                )
+                """
+        }
+        return """
+            WITH gone AS MATERIALIZED (
+                SELECT j.task_key, j.trace_id, j.checkpoint FROM bridge.run_journals j
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM \(identifier: s.table) t WHERE t.\(identifier: s.key) = j.task_key\(keyCast)
+                      AND t.\(identifier: s.status.column) IN (\(s.status.pending)\(statusCast), \(s.status.running)\(statusCast)))
+                ORDER BY j.updated_at LIMIT 100
+                FOR UPDATE OF j SKIP LOCKED
+            ), closed AS (
+                INSERT INTO bridge.spans \(Self.spanColumns)
+                SELECT o->>'span_id', g.trace_id, o->>'parent_span_id',
+                       to_timestamp(978307200 + (o->>'started_at')::float8), now(), o->'data',
+                       jsonb_build_object('message', 'Run not resumed', 'data', jsonb_build_object('error', \(reason)::text))
+                FROM gone g CROSS JOIN LATERAL jsonb_array_elements(
+                    CASE WHEN jsonb_typeof(g.checkpoint->'open_spans') = 'array' THEN g.checkpoint->'open_spans' ELSE '[]'::jsonb END) o
+                ON CONFLICT (span_id) DO NOTHING
+            ), dropped AS (
+                DELETE FROM bridge.run_journals j WHERE j.task_key IN (SELECT task_key FROM gone)
+            ), ended AS (
+                UPDATE bridge.traces tr SET ended_at = now(), updated_at = now()
+                WHERE tr.trace_id IN (SELECT trace_id FROM gone) AND tr.ended_at IS NULL
+            )\(executions)
+            SELECT count(*) AS n FROM gone
+            """
+    }
+
+    /// One sweep pass (see `sweepQuery`); the number of journals dropped.
+    public func sweep(on conn: PostgresConnection) async throws -> Int {
+        guard let q = sweepQuery() else { return 0 }
+        return try await conn.query(q).first?.int("n") ?? 0
+    }
+
+    /// Every statement a durable run or the lease keeper runs per step or per pass that touches
+    /// the task table, with sample binds, for the EXPLAIN test.
+    public func hotPathStatements(taskKey: String) -> [(name: String, query: PostgresQuery)] {
+        let span = SpanRecord(id: "span_000000000000000000000001", traceId: "trace_x", parentId: nil, startedAt: Date(),
+                              endedAt: Date(), spanData: ["type": "custom"], error: nil)
+        var out: [(String, PostgresQuery)] = [
+            ("journal checkpoint", stepQuery(token: "t1", spans: [span], traceEnd: nil,
+                                             journal: checkpointWrite(taskKey: taskKey, traceId: "trace_x", checkpoint: "{}",
+                                                                      workerId: "w"))),
+            ("journal call", stepQuery(token: "t1", spans: [span], traceEnd: nil,
+                                       journal: callWrite(taskKey: taskKey, traceId: "trace_x",
+                                                          call: JournaledCall(callId: "c", name: "t", output: "", raw: false)))),
+        ]
+        if let sweep = sweepQuery() { out.append(("journal sweep", sweep)) }
+        return out
+    }
+
     /// A journal that cannot be resumed (unreadable, or the mappings changed): the head goes and
     /// the trace is closed, in the transaction that fails the task.
     func abandonStatements(taskKey: String, traceId: String) -> [PostgresQuery] {

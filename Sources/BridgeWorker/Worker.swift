@@ -95,8 +95,9 @@ public actor Worker: LeaseHolder {
     public func drain() async throws -> WorkerSummary {
         let started = Date()
         let claimer = ConnectionSlot(connect: connect)
-        let keeper = LeaseKeeper(store: store, connect: connect, leaseSeconds: options.leaseSeconds,
+        var keeper = LeaseKeeper(store: store, connect: connect, leaseSeconds: options.leaseSeconds,
                                  maxAttempts: options.maxAttempts, progress: progress)
+        keeper.journals = RunJournalStore(config: config)
         let heartbeat = Task { await keeper.run(for: self) }
         let listener: Task<Void, Never>? = options.watch ? Task { await listen() } : nil
         var failures = 0

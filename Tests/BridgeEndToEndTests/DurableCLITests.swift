@@ -218,4 +218,38 @@ struct DurableCLITests {
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
         await c.close()
     }
+
+    /// The application takes interrupted runs back (it finishes one task itself and deletes
+    /// another): a worker drops their journals, writes the spans left open ended with the reason,
+    /// closes the traces, and runs nothing for them.
+    @Test(.timeLimit(.minutes(2)))
+    func interruptedRunsTheApplicationTookBackAreClosedNotResumed() async throws {
+        let (url, mappings, _) = try await DurableFixture.setUp(tasks: 2)
+        let poll = PollingConnection(url)
+        let args = ["exec", "--offline", "--offline-latency-ms", "1500", "--lease", "1", "--database-url", url, "--mappings", mappings]
+        let a = try BackgroundBridge(args)
+        #expect(await a.send(SIGKILL, when: {
+            try poll.count("checkpoint IS NOT NULL", table: "bridge.run_journals") == 2
+        }, timeout: .seconds(30)))
+        _ = await a.wait(timeout: 10)
+        try await TestDatabase.execute(url, """
+            UPDATE tasks SET status = 'completed' WHERE name = 't1';
+            DELETE FROM task_executions WHERE task_id = (SELECT id FROM tasks WHERE name = 't2');
+            DELETE FROM tasks WHERE name = 't2'
+            """)
+        let actions = try await TestDatabase.count(url, "true", table: "durable_actions")
+        let w = try BackgroundBridge(args + ["--watch"])
+        #expect(await w.send(SIGTERM, when: { w.output.contains("journal sweep: 2 interrupted run(s)") }, timeout: .seconds(30)),
+                "\(w.output.suffix(2000))")
+        #expect(await w.wait(timeout: 20)?.status == 0, "\(w.output.suffix(2000))")
+        #expect(try await TestDatabase.count(url, "true", table: "bridge.run_journals") == 0)
+        #expect(try await TestDatabase.count(url, "ended_at IS NULL", table: "bridge.traces") == 0)
+        #expect(try await TestDatabase.count(url, "error->>'message' = 'Run not resumed'", table: "bridge.spans") == 6,
+                "task, agent and turn span of each")
+        #expect(try await TestDatabase.count(url, """
+            parent_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM bridge.spans p WHERE p.span_id = bridge.spans.parent_id)
+            """, table: "bridge.spans") == 0)
+        #expect(try await TestDatabase.count(url, "true", table: "durable_actions") == actions, "nothing more was run")
+        #expect(try await TestDatabase.count(url, "status = 'started'", table: "task_executions") == 0)
+    }
 }

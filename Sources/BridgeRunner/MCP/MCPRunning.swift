@@ -87,7 +87,7 @@ extension RunState {
     /// Runs one MCP tool call as the SDK's `invoke_mcp_tool` does: arguments must be a JSON
     /// object; a failed call goes back to the model as a tool error (non-fatal) and onto the
     /// span; an `isError` result goes to the model as its content and is recorded on the span.
-    static func runMCPTool(_ call: PendingToolCall, runner: AgentRunner) async -> ToolCallOutcome {
+    static func runMCPTool(_ call: PendingToolCall, runner: AgentRunner, idempotencyKey: String = "") async -> ToolCallOutcome {
         let server = call.mcpServer ?? ""
         await runner.observer.record(.mcpCall(id: call.eventId, server: server))
         var failure: String?
@@ -104,7 +104,9 @@ extension RunState {
         var isError = false
         if failure == nil, let source = runner.mcp {
             do {
-                let result = try await source.call(server: server, tool: call.name, arguments: arguments)
+                // The call's stable key in `_meta`: a repeat after an interruption carries the same one.
+                let meta: JSONValue = idempotencyKey.isEmpty ? [:] : [IdempotencyKey.metaKey: .string(idempotencyKey)]
+                let result = try await source.call(server: server, tool: call.name, arguments: arguments, meta: meta)
                 converted = MCPToolOutput.convert(result, useStructuredContent: source.usesStructuredContent(server: server))
                 isError = result.isError
             } catch {
