@@ -75,8 +75,16 @@ public struct RunJournalStore: Sendable {
             """
     }
 
+    /// `value` as JSON text jsonb accepts: a U+0000 (a tool schema's example, a model's text)
+    /// becomes U+FFFD, as everywhere bridge stores text (`TextSafety`).
+    static func storableJSON<T: Encodable>(_ value: T) throws -> String {
+        let text = String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
+        guard text.contains("\\u0000") else { return text }
+        return TextSafety.storable(try JSONValue.parse(text)).value.compact
+    }
+
     func start(on conn: PostgresConnection, taskKey: String, token: String?, spec: RunSpec, workerId: String) async throws {
-        let text = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
+        let text = try Self.storableJSON(spec)
         guard try await conn.query(startQuery(taskKey: taskKey, token: token, spec: spec, specJSON: text,
                                                workerId: workerId)).count == 1 else {
             throw TaskStore.LeaseLost(taskKey: taskKey)
@@ -141,7 +149,7 @@ public struct RunJournalStore: Sendable {
     /// A finished call's row (a CTE body of `stepQuery`, or with `fenced` false a statement of
     /// the writing SQL tool's transaction, which checked the lease itself).
     func callWrite(taskKey: String, traceId: String, call: JournaledCall, fenced: Bool = true) -> PostgresQuery {
-        let data = (try? JSONEncoder().encode(call)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        let data = (try? Self.storableJSON(call)) ?? "{}"
         let guardClause: PostgresQuery = fenced ? " WHERE EXISTS (SELECT 1 FROM lease)" : ""
         return """
             INSERT INTO bridge.journal_calls (trace_id, call_id, task_key, tool_name, data)
@@ -319,7 +327,7 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
         var cp = checkpoint
         let recorder = lock.withLock { self.recorder }
         if let recorder { cp.openSpans = try JSONValue.parse(String(decoding: try JSONEncoder().encode(await recorder.openSpans()), as: UTF8.self)) }
-        let text = String(decoding: try JSONEncoder().encode(cp), as: UTF8.self)
+        let text = try RunJournalStore.storableJSON(cp)
         try await write(store.checkpointWrite(taskKey: taskKey, traceId: traceId, checkpoint: text, workerId: workerId))
     }
 
