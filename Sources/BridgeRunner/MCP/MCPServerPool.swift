@@ -65,8 +65,10 @@ actor MCPServerConnection {
         return admitted
     }
 
-    func call(tool: String, arguments: JSONValue) async throws(MCPError) -> MCPCallResult {
-        let result = try await request("tools/call", params: ["name": .string(tool), "arguments": arguments])
+    func call(tool: String, arguments: JSONValue, meta: JSONValue = [:]) async throws(MCPError) -> MCPCallResult {
+        var params: [String: JSONValue] = ["name": .string(tool), "arguments": arguments]
+        if let m = meta.objectValue, !m.isEmpty { params["_meta"] = meta }
+        let result = try await request("tools/call", params: .object(params))
         guard let content = result["content"]?.arrayValue else {
             throw .protocolViolation("MCP server '\(config.name)' answered tools/call without content")
         }
@@ -217,6 +219,10 @@ public final class MCPServerPool: MCPToolSource {
 
     public func call(server: String, tool: String, arguments: JSONValue) async throws(MCPError) -> MCPCallResult {
         try await connection(server).call(tool: tool, arguments: arguments)
+    }
+
+    public func call(server: String, tool: String, arguments: JSONValue, meta: JSONValue) async throws(MCPError) -> MCPCallResult {
+        try await connection(server).call(tool: tool, arguments: arguments, meta: meta)
     }
 
     public func usesStructuredContent(server: String) -> Bool {
