@@ -59,7 +59,7 @@ migrated_db interop 1 3
 PROJECT=bridge-interop
 t0=$(now)
 OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$PORT" OTEL_SERVICE_NAME=$PROJECT OTEL_EXPORTER_OTLP_COMPRESSION=$COMPRESSION \
-  OTEL_METRICS_EXPORTER=none \
+  OTEL_METRICS_EXPORTER=none OPENAI_AGENTS_DISABLE_TRACING=1 \
   "$BRIDGE" exec --offline --quiet --database-url "$(url interop)" --mappings mappings --flush-timeout 60
 log "bridge exec --offline: $(since "$t0") s"
 SPANS=$(q interop -c "SELECT count(*) FROM bridge.spans")
