@@ -161,12 +161,33 @@ public enum MappingValidator {
             // A second statement is reported by the loader, with its position.
             if ToolStatement.secondStatement(in: spec.sql) != nil { continue }
             do {
-                try await connection.checkPrepares(spec.positionalSQL().sql)
+                let columns = try await connection.checkPrepares(spec.positionalSQL().sql)
+                if what.hasPrefix("guardrail "), let problem = guardrailColumnProblem(columns) {
+                    issues.append(MappingIssue(location, "the SQL of \(what) \(problem)"))
+                }
             } catch {
                 issues.append(MappingIssue(location, "the SQL of \(what) does not prepare: \(error.message)"))
             }
         }
         return issues
+    }
+
+    /// What is wrong with a SQL guardrail's result columns, from its prepared statement: it
+    /// must return a boolean `tripwire_triggered` (a text 'yes', a 1 or a `count(*)` would never
+    /// be read as a tripwire). Nil when it does.
+    static func guardrailColumnProblem(_ columns: [PreparedColumn]) -> String? {
+        let found = columns.filter { $0.name == "tripwire_triggered" }
+        if found.isEmpty {
+            let names = columns.map(\.name).joined(separator: ", ")
+            return "returns no column tripwire_triggered (it returns \(names.isEmpty ? "no columns" : names)):"
+                + " a guardrail's query must return a boolean tripwire_triggered"
+        }
+        if found.count > 1 { return "returns tripwire_triggered \(found.count) times: return it once, as a boolean" }
+        if found[0].type != "boolean" {
+            return "returns tripwire_triggered as \(found[0].type): it must be boolean"
+                + " (e.g. `count(*) > 0 AS tripwire_triggered`)"
+        }
+        return nil
     }
 
     /// Column names of `table` (`name` or `schema.name`, searched in the search path); empty

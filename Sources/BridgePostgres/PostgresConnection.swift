@@ -149,7 +149,10 @@ public actor PostgresConnection {
     /// protocol, so a second statement is refused and nothing executes) inside a READ ONLY
     /// transaction that is always rolled back. The unnamed statement is replaced by the next
     /// one, so nothing is left behind. Needs a session with no open transaction.
-    public func checkPrepares(_ sql: String) throws(PostgresError) {
+    /// Returns the columns the statement would return (from its Describe), with their types as
+    /// `format_type` spells them (`boolean`, `bigint`, `text`, …).
+    @discardableResult
+    public func checkPrepares(_ sql: String) throws(PostgresError) -> [PreparedColumn] {
         let conn = try requireHandle()
         guard !inTransaction else {
             throw PostgresError(kind: .client, message: "checkPrepares needs a session with no open transaction")
@@ -157,6 +160,22 @@ public actor PostgresConnection {
         try simpleQuery("BEGIN READ ONLY")
         defer { _ = try? simpleQuery("ROLLBACK") }
         _ = try consume(PQprepare(conn, "", sql, 0, nil), statement: sql)
+        guard let described = PQdescribePrepared(conn, "") else { throw connectionError(statement: sql) }
+        var fields: [(name: String, oid: UInt32)] = []
+        if PQresultStatus(described) == PGRES_COMMAND_OK {
+            for f in 0..<PQnfields(described) {
+                fields.append((String(cString: PQfname(described, f)), UInt32(PQftype(described, f))))
+            }
+            PQclear(described)
+        } else {
+            _ = try consume(described, statement: sql)  // throws the server's error
+        }
+        guard !fields.isEmpty else { return [] }
+        let oids = "{" + Set(fields.map(\.oid)).map(String.init).joined(separator: ",") + "}"
+        let names = try query("SELECT oid::text AS oid, format_type(oid, NULL) AS name FROM pg_type WHERE oid = ANY(\(oids)::oid[])")
+        var typeNames: [UInt32: String] = [:]
+        for r in names.rows { if let o = r[0].flatMap({ UInt32($0) }), let n = r[1] { typeNames[o] = n } }
+        return fields.map { PreparedColumn(name: $0.name, type: typeNames[$0.oid] ?? "oid \($0.oid)") }
     }
 
     /// Runs SQL text exactly as written (simple protocol), for trusted SQL from migration

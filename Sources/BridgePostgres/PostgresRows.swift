@@ -52,3 +52,15 @@ public struct PostgresRow: Sendable {
         return try? JSONSerialization.jsonObject(with: d, options: [.fragmentsAllowed])
     }
 }
+
+/// A result column of a prepared statement (`PostgresConnection.checkPrepares`).
+public struct PreparedColumn: Sendable, Equatable {
+    public var name: String
+    /// The type as `format_type` spells it: `boolean`, `bigint`, `text`, `character varying(64)`.
+    public var type: String
+
+    public init(name: String, type: String) {
+        self.name = name
+        self.type = type
+    }
+}

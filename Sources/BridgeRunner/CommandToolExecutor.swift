@@ -1,5 +1,6 @@
 import BridgeCore
 import BridgeMapping
+import CBridgeSpawn
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -12,14 +13,16 @@ import Glibc
 ///   injected `Environment`. The child sees only PATH, HOME, LANG and TZ from it plus the
 ///   tool's `env:` allowlist (`ChildEnvironment`): never API keys or `PG*` by default.
 /// - `timeout_ms` bounds the run: the child's process group gets SIGTERM, then SIGKILL after
-///   `killGracePeriod`, and the call fails with a `ToolFailure`.
+///   `killGracePeriod`, and the call fails with a `ToolFailure`. The child runs under
+///   `bridge_spawn`'s supervisor: what it leaves behind is stopped too, and never keeps the
+///   call waiting (its output is read for at most a second after the child exits).
 /// - Output over `max_bytes` stops the child the same way and is a `ToolFailure` (not a
 ///   truncation).
 /// - A non-zero exit (or death by a signal) is a `ToolFailure` with the exit code and the
 ///   start of stderr; a missing or non-executable program is a `ToolFailure` naming it.
 ///
-/// Nothing blocks Swift's cooperative pool: the pipes are read and written on Dispatch
-/// queues and the exit arrives through `Process.terminationHandler`.
+/// Nothing blocks Swift's cooperative pool: the pipes are read and written, and the child
+/// reaped, on a thread of its own.
 public struct CommandToolExecutor: ToolExecutor {
     public let environment: Environment
     /// Time between SIGTERM and SIGKILL when a command is stopped.
@@ -94,7 +97,9 @@ public struct CommandToolExecutor: ToolExecutor {
 }
 
 /// One child process run to completion: stdin written, stdout and stderr collected, the exit
-/// awaited, with a timeout.
+/// awaited, with a timeout. The child runs under `bridge_spawn`'s supervisor, like MCP servers:
+/// whatever it leaves behind (a grandchild that called setsid() and holds stdout) is stopped when
+/// it exits, and its pipes are read for at most `drainAfterExit` after that.
 ///
 /// `@unchecked Sendable`: the mutable state below `lock` is only touched with it held.
 final class CommandRun: @unchecked Sendable {
@@ -114,6 +119,7 @@ final class CommandRun: @unchecked Sendable {
     let stdin: [UInt8]
     let maxStdout: Int
     let stderrPrefix: Int
+    static let drainAfterExit: Duration = .seconds(1)
 
     private let lock = NSLock()
     private var stdout: [UInt8] = []
@@ -121,6 +127,7 @@ final class CommandRun: @unchecked Sendable {
     private var timedOut = false
     private var stdoutExceeded = false
     private var exited = false
+    private var status: Int32 = 0
     private var pid: pid_t = 0
     private var stopRequested = false
     private var startError: String?
@@ -135,65 +142,13 @@ final class CommandRun: @unchecked Sendable {
     }
 
     func run(timeout: Duration, grace: Duration) async throws -> Outcome {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        process.environment = environment
-        let input = Pipe(), output = Pipe(), errors = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
-
         let done = DispatchGroup()
-        done.enter()  // the exit
-        done.enter()  // the I/O thread
-        process.terminationHandler = { [self] _ in
-            lock.withLock { exited = true }
-            done.leave()
-        }
-        let queue = DispatchQueue.global()
-
-        // The child is started, fed and drained on a thread of its own:
-        // - Swift's and Dispatch's worker threads block most signals (SIGTERM, SIGINT, …) and
-        //   posix_spawn passes the spawning thread's mask on, so a child spawned there could
-        //   not be stopped with SIGTERM; this thread clears its mask for the spawn.
-        // - Blocking pipe I/O parked on Dispatch's global queues starves them (their width
-        //   grows slowly) and on the cooperative pool it starves Swift concurrency.
+        done.enter()
+        // The child is started, fed, drained and reaped on a thread of its own: blocking pipe I/O
+        // and waitpid parked on Dispatch's global queues starve them (their width grows slowly),
+        // and on the cooperative pool they starve Swift concurrency.
         let io = Thread { [self] in
-            var none = sigset_t(), previous = sigset_t()
-            sigemptyset(&none)
-            pthread_sigmask(SIG_SETMASK, &none, &previous)
-            let started: Bool
-            do {
-                try process.run()
-                started = true
-            } catch {
-                lock.withLock { startError = "\(error.localizedDescription)" }
-                started = false
-            }
-            pthread_sigmask(SIG_SETMASK, &previous, nil)
-            guard started else {
-                for handle in [input.fileHandleForWriting, output.fileHandleForReading, errors.fileHandleForReading] {
-                    try? handle.close()
-                }
-                done.leave()  // no exit will come
-                done.leave()
-                return
-            }
-            let stopEarly = lock.withLock {
-                pid = process.processIdentifier
-                return stopRequested
-            }
-            // After the exit, a late timer finds `exited` set and does nothing.
-            queue.asyncAfter(deadline: .now() + .milliseconds(Self.milliseconds(timeout))) { [self] in
-                let expired = lock.withLock {
-                    if !exited { timedOut = true }
-                    return timedOut
-                }
-                if expired { stop(grace: grace) }
-            }
-            if stopEarly { stop(grace: grace) }
-            pumpPipes(stdin: input.fileHandleForWriting, stdout: output.fileHandleForReading, stderr: errors.fileHandleForReading)
+            runChild(timeout: timeout, grace: grace)
             done.leave()
         }
         io.name = "bridge-command-io"
@@ -202,43 +157,78 @@ final class CommandRun: @unchecked Sendable {
 
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                done.notify(queue: queue) { continuation.resume() }
+                done.notify(queue: .global()) { continuation.resume() }
             }
         } onCancel: {
-            self.stop(grace: grace)
+            self.stop(now: false)
         }
         if let reason = lock.withLock({ startError }) {
             throw ToolFailure("cannot start \(path): \(reason)", data: ["argv0": .string(path)])
         }
         try Task.checkCancellation()
-
-        let termination: Termination = process.terminationReason == .uncaughtSignal
-            ? .signal(process.terminationStatus) : .exit(process.terminationStatus)
         return lock.withLock {
-            Outcome(termination: termination, stdout: stdout, stderr: stderr,
-                    timedOut: timedOut, stdoutExceeded: stdoutExceeded)
+            let termination: Termination = status & 0x7f == 0 ? .exit((status >> 8) & 0xff) : .signal(status & 0x7f)
+            return Outcome(termination: termination, stdout: stdout, stderr: stderr,
+                           timedOut: timedOut, stdoutExceeded: stdoutExceeded)
         }
     }
 
-    /// SIGTERM to the child's process group (Foundation starts it in its own group), then
-    /// SIGKILL after `grace` if it is still there.
-    private func stop(grace: Duration) {
-        lock.lock()
-        stopRequested = true
-        let target = pid
-        let alreadyExited = exited
-        lock.unlock()
-        guard target > 0, !alreadyExited else { return }
-        kill(-target, SIGTERM)
-        kill(target, SIGTERM)
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Self.milliseconds(grace))) { [self] in
-            lock.lock()
-            let stillRunning = !exited
-            lock.unlock()
-            // The group outlives the leader if a grandchild ignores SIGTERM; kill it regardless.
-            kill(-target, SIGKILL)
-            if stillRunning { kill(target, SIGKILL) }
+    /// On the I/O thread: spawns the child (its supervisor's death signal is tied to this
+    /// thread), arms the timeout, pumps the pipes until the exit, and records the status.
+    private func runChild(timeout: Duration, grace: Duration) {
+        var pipeSignal = sigset_t()
+        sigemptyset(&pipeSignal)
+        sigaddset(&pipeSignal, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &pipeSignal, nil)
+        var inPipe: [Int32] = [-1, -1], outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1]
+        guard bridge_pipe_cloexec(&inPipe) == 0, bridge_pipe_cloexec(&outPipe) == 0, bridge_pipe_cloexec(&errPipe) == 0 else {
+            let why = String(cString: strerror(errno))
+            for fd in inPipe + outPipe + errPipe where fd >= 0 { _ = close(fd) }
+            lock.withLock { startError = "pipe: \(why)" }
+            return
         }
+        var spawnError: Int32 = 0
+        let child: pid_t = withCStrings([path] + arguments) { cArgv in
+            withCStrings(environment.map { "\($0.key)=\($0.value)" }.sorted()) { cEnv in
+                bridge_spawn(path, cArgv, cEnv, nil, inPipe[0], outPipe[1], errPipe[1],
+                             Int32(clamping: Self.milliseconds(grace)), &spawnError)
+            }
+        }
+        _ = close(inPipe[0]); _ = close(outPipe[1]); _ = close(errPipe[1])
+        guard child > 0 else {
+            _ = close(inPipe[1]); _ = close(outPipe[0]); _ = close(errPipe[0])
+            lock.withLock { startError = String(cString: strerror(spawnError)) }
+            return
+        }
+        let stopEarly = lock.withLock {
+            pid = child
+            return stopRequested
+        }
+        // After the exit, a late timer finds `exited` set and does nothing.
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Self.milliseconds(timeout))) { [self] in
+            let expired = lock.withLock {
+                if !exited { timedOut = true }
+                return timedOut
+            }
+            if expired { stop(now: false) }
+        }
+        if stopEarly { stop(now: false) }
+        let st = pumpPipes(stdin: inPipe[1], stdout: outPipe[0], stderr: errPipe[0], child: child)
+        lock.withLock {
+            exited = true
+            status = st
+        }
+    }
+
+    /// Asks the child's supervisor to stop it and whatever it started: SIGTERM to its process
+    /// group, SIGKILL after the grace (or at once with `now`).
+    private func stop(now: Bool) {
+        let (target, alreadyExited) = lock.withLock { () -> (pid_t, Bool) in
+            stopRequested = true
+            return (pid, exited)
+        }
+        guard target > 0, !alreadyExited else { return }
+        kill(target, now ? SIGINT : SIGTERM)
     }
 
     private func appendStdout(_ chunk: ArraySlice<UInt8>) {
@@ -248,7 +238,7 @@ final class CommandRun: @unchecked Sendable {
             let firstOverflow = !stdoutExceeded
             stdoutExceeded = true
             lock.unlock()
-            if firstOverflow { stop(grace: .milliseconds(200)) }
+            if firstOverflow { stop(now: true) }
             return
         }
         stdout.append(contentsOf: chunk)
@@ -262,28 +252,26 @@ final class CommandRun: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// Writes `stdin` to the child and reads its stdout and stderr to EOF, multiplexed with
-    /// `poll` on non-blocking descriptors; closes all three. SIGPIPE is blocked on this thread,
-    /// so a child that exits without reading its input makes the write fail with EPIPE instead
-    /// of killing bridge, and the process-wide disposition (which children inherit) is untouched.
-    private func pumpPipes(stdin input: FileHandle, stdout output: FileHandle, stderr errors: FileHandle) {
-        var pipeSignal = sigset_t()
-        sigemptyset(&pipeSignal)
-        sigaddset(&pipeSignal, SIGPIPE)
-        pthread_sigmask(SIG_BLOCK, &pipeSignal, nil)
-
-        var inFD: Int32? = input.fileDescriptor
-        var outFD: Int32? = output.fileDescriptor
-        var errFD: Int32? = errors.fileDescriptor
-        for fd in [inFD, outFD, errFD].compactMap({ $0 }) {
+    /// Writes `stdin` to the child and reads its stdout and stderr, multiplexed with `poll` on
+    /// non-blocking descriptors, until the child (its supervisor) has exited and they closed, or
+    /// `drainAfterExit` after the exit; closes all three and returns the wait status. SIGPIPE is
+    /// blocked on this thread, so a child that exits without reading its input makes the write
+    /// fail with EPIPE instead of killing bridge, and the process-wide disposition (which
+    /// children inherit) is untouched.
+    private func pumpPipes(stdin input: Int32, stdout output: Int32, stderr errors: Int32, child: pid_t) -> Int32 {
+        var inFD: Int32? = input
+        var outFD: Int32? = output
+        var errFD: Int32? = errors
+        for fd in [input, output, errors] {
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         }
         var written = 0
         if stdin.isEmpty {
-            try? input.close()
+            _ = close(input)
             inFD = nil
         }
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        let exit = ChildExitWatch(pid: child, drain: Self.drainAfterExit)
 
         /// Reads what is available; false at EOF or on an error.
         func readAvailable(_ fd: Int32, _ consume: (ArraySlice<UInt8>) -> Void) -> Bool {
@@ -301,17 +289,24 @@ final class CommandRun: @unchecked Sendable {
             }
         }
 
-        while inFD != nil || outFD != nil || errFD != nil {
+        while true {
+            exit.check()
+            if exit.isFinished(pipesOpen: outFD != nil || errFD != nil) { break }
+            if exit.status != nil, let fd = inFD {
+                // Nobody will read the rest of the input.
+                _ = close(fd)
+                inFD = nil
+            }
             var fds: [pollfd] = []
             if let fd = inFD { fds.append(pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)) }
             if let fd = outFD { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
             if let fd = errFD { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
-            let ready = poll(&fds, nfds_t(fds.count), -1)
-            if ready < 0 {
+            if let e = exit.pollEntry { fds.append(e) }
+            if poll(&fds, nfds_t(fds.count), exit.pollTimeout()) < 0 {
                 if errno == EINTR { continue }
                 break
             }
-            for entry in fds where entry.revents != 0 {
+            for entry in fds where entry.revents != 0 && !exit.isExitEntry(entry) {
                 if entry.fd == inFD {
                     var failed = entry.revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0
                     while !failed, written < stdin.count {
@@ -327,28 +322,31 @@ final class CommandRun: @unchecked Sendable {
                         }
                     }
                     if failed || written == stdin.count {
-                        try? input.close()
+                        _ = close(entry.fd)
                         inFD = nil
                     }
                 } else if entry.fd == outFD {
                     if !readAvailable(entry.fd, { appendStdout($0) }) {
-                        try? output.close()
+                        _ = close(entry.fd)
                         outFD = nil
                     }
                 } else if entry.fd == errFD {
                     if !readAvailable(entry.fd, { appendStderr($0) }) {
-                        try? errors.close()
+                        _ = close(entry.fd)
                         errFD = nil
                     }
                 }
             }
         }
-        if inFD != nil { try? input.close() }
-        if outFD != nil { try? output.close() }
-        if errFD != nil { try? errors.close() }
+        for fd in [inFD, outFD, errFD].compactMap({ $0 }) { _ = close(fd) }
         // Discard a SIGPIPE left pending by a failed write.
         var zero = timespec(tv_sec: 0, tv_nsec: 0)
+        var pipeSignal = sigset_t()
+        sigemptyset(&pipeSignal)
+        sigaddset(&pipeSignal, SIGPIPE)
         while sigtimedwait(&pipeSignal, nil, &zero) == SIGPIPE {}
+        // Only when poll itself failed is the supervisor still there.
+        return exit.killAndWait()
     }
 
     private static func milliseconds(_ d: Duration) -> Int {

@@ -141,6 +141,10 @@ enum GuardrailRun {
     static func runSQL(_ name: String, _ sql: SQLToolSpec, input: String, output: String?, state: RunState) async -> Outcome {
         var readOnly = sql
         readOnly.writes = false
+        // Only the first row counts; read it whole (within a bound), so a long output_info is
+        // cut after parsing, never in the middle of the JSON.
+        readOnly.maxRows = 1
+        readOnly.maxBytes = max(sql.maxBytes, guardrailReadBytes)
         let tool = ToolSpec(name: name, description: "guardrail", parameters: [:], implementation: .sql(readOnly))
         let arguments: JSONValue = ["input": .string(input), "output": output.map(JSONValue.string) ?? .null]
         var outcome = Outcome(name: name, triggered: false, outputInfo: .null, usage: Usage())
@@ -148,15 +152,57 @@ enum GuardrailRun {
             let text = try await state.runner.tools.execute(tool, arguments: arguments,
                                                              context: ToolContext(spec: state.spec, taskRow: state.taskRow,
                                                                                   agentName: name))
-            let parsed = try JSONValue.parse(text)
-            let row = parsed.arrayValue?.first ?? parsed["rows"]?.arrayValue?.first
-            let flag = row?["tripwire_triggered"]
-            outcome.triggered = flag?.boolValue ?? ["t", "true"].contains(flag?.stringValue ?? "")
-            outcome.outputInfo = row?["output_info"] ?? .null
+            let (triggered, info) = try verdict(ofRows: text)
+            outcome.triggered = triggered
+            outcome.outputInfo = info
+        } catch let problem as GuardrailResultError {
+            outcome.failure = RunFailure(type: .guardrailError, message: "guardrail \(name) failed: \(problem.message)", retriable: false)
         } catch {
             let text = (error as? ToolFailure)?.message ?? String(describing: error)
             outcome.failure = RunFailure(type: .guardrailError, message: "guardrail \(name) failed: \(text)", retriable: false)
         }
         return outcome
+    }
+
+    /// The most of a SQL guardrail's answer read (its one row as JSON).
+    static let guardrailReadBytes = 16 * 1_048_576
+    /// The most of an `output_info` kept (a longer one is cut, and says so).
+    static let maxOutputInfoBytes = 65_536
+
+    /// A SQL guardrail's answer that is not a decision.
+    struct GuardrailResultError: Error {
+        var message: String
+    }
+
+    /// Reads the SQL executor's JSON rows: no row is "not triggered"; a first row must hold a
+    /// boolean `tripwire_triggered` (anything else is an error, never a pass). A long
+    /// `output_info` is cut to `maxOutputInfoBytes`.
+    static func verdict(ofRows text: String) throws -> (triggered: Bool, info: JSONValue) {
+        let parsed: JSONValue
+        do { parsed = try JSONValue.parse(text) } catch {
+            throw GuardrailResultError(message: text.hasSuffix("[truncated: output exceeded max_bytes=\(guardrailReadBytes)]")
+                ? "its first row is over \(guardrailReadBytes) bytes"
+                : "its answer is not JSON rows: \(error)")
+        }
+        guard let rows = parsed.arrayValue ?? parsed["rows"]?.arrayValue else {
+            throw GuardrailResultError(message: "its SQL returned no rows (\(String(parsed.compact.prefix(200))))")
+        }
+        guard let row = rows.first else { return (false, .null) }
+        guard let flag = row["tripwire_triggered"] else {
+            let names = (row.objectValue?.keys.sorted() ?? []).joined(separator: ", ")
+            throw GuardrailResultError(message: "its first row has no tripwire_triggered column (columns: \(names));"
+                                       + " it must return a boolean tripwire_triggered")
+        }
+        guard case .bool(let triggered) = flag else {
+            throw GuardrailResultError(message: "its tripwire_triggered is \(String(flag.compact.prefix(80))), not a boolean")
+        }
+        return (triggered, capped(row["output_info"] ?? .null))
+    }
+
+    /// `info` when its text fits `maxOutputInfoBytes`; else that text cut to fit, marked.
+    static func capped(_ info: JSONValue) -> JSONValue {
+        let text = info.stringValue ?? info.compact
+        guard text.utf8.count > maxOutputInfoBytes else { return info }
+        return .string(SQLToolExecutor.capBytes(text, maxBytes: maxOutputInfoBytes))
     }
 }

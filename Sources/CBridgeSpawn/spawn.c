@@ -209,6 +209,8 @@ pid_t bridge_spawn(const char *path, char *const argv[], char *const envp[], con
         /* The parent may have died between fork and prctl. */
         if (getppid() != parent) _exit(127);
         if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) child_fail(rfd);
+        /* What ps shows (a fork keeps the name of the thread that forked it). */
+        prctl(PR_SET_NAME, "bridge-reaper", 0, 0, 0);
         setpgid(0, 0);
         /* Default dispositions (bridge ignores SIGTERM and SIGINT: an ignored signal would
          * never reach sigtimedwait, and an ignored SIGCHLD would reap for us), and the

@@ -156,6 +156,20 @@ private func commandTool(_ argv: [String], timeoutMs: Int = 10_000, maxBytes: In
         #expect(ContinuousClock.now - started < .seconds(30))
     }
 
+    /// Issue 23: a grandchild that leaves the process group with setsid() and holds stdout
+    /// (300 s) neither keeps the call waiting (the time limit is the hang guard) nor outlives it.
+    @Test(.timeLimit(.minutes(1))) func aGrandchildThatCallsSetsidAndHoldsStdoutIsStopped() async throws {
+        let output = try await executor.execute(commandTool(["/bin/sh", "-c", "setsid sleep 300 & echo $!"]),
+                                                arguments: [:], context: context())
+        let pid = try #require(Int32(output.trimmingCharacters(in: .whitespacesAndNewlines)), "\(output)")
+        var gone = false
+        for _ in 0..<100 where !gone {
+            gone = kill(pid, 0) != 0
+            if !gone { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(gone, "grandchild \(pid) outlived its command")
+    }
+
     @Test func childStartsWithNoBlockedSignals() async throws {
         // Swift's worker threads block SIGTERM and friends; a child must not inherit that mask,
         // or a timeout's SIGTERM would go unnoticed until SIGKILL.

@@ -1,6 +1,8 @@
 import BridgeCore
+import BridgeHTTP
 import BridgeMapping
 import BridgeRunner
+import BridgeTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -73,6 +75,20 @@ struct MCPMisbehaviourTests {
         }
     }
 
+    /// timeout_ms bounds a whole tools/list: three pages 0.5 s apart do not fit in 1.2 s, though
+    /// each page does.
+    @Test func timeoutBoundsTheWholeListing() async throws {
+        let pool = MCPServerPool(servers: [MCPFixture.raw("slow_pages", timeoutMs: 1_200)], client: nil)
+        do {
+            _ = try await pool.tools(server: "raw")
+            Issue.record("expected a timeout")
+        } catch {
+            guard case .timeout(let method, _) = error else { Issue.record("unexpected \(error)"); return }
+            #expect(method == "tools/list")
+        }
+        await pool.shutdown()
+    }
+
     /// A message over 16 MiB is reported as what it is, not as the SIGKILL that stopped the server.
     @Test func anOversizedMessageIsReportedAsSuch() async throws {
         let pool = MCPServerPool(servers: [MCPFixture.raw("huge")], client: nil)
@@ -85,5 +101,30 @@ struct MCPMisbehaviourTests {
             #expect(!why.contains("signal"))
         }
         await pool.shutdown()
+    }
+}
+
+/// The same over Streamable HTTP: a body that is not JSON, or too deep, is a protocol error at
+/// once, naming the server and why.
+@Suite struct MCPHTTPMisbehaviourTests {
+    @Test func invalidOrTooDeepJSONOverHTTPIsAProtocolErrorAtOnce() async throws {
+        for (body, expected) in [("this is not JSON", "malformed JSON"), (String(repeating: "[", count: 700) + String(repeating: "]", count: 700), "nesting too deep")] {
+            let server = try TestHTTPServer { _ in .text(body, headers: [("Content-Type", "application/json")]) }
+            defer { server.stop() }
+            let client = HTTPClient()
+            defer { client.shutdown() }
+            let config = MCPServerMapping(name: "remote", transport: .streamableHTTP(url: server.baseURL + "/mcp", headers: [:]),
+                                          timeoutMs: 60_000)
+            let pool = MCPServerPool(servers: [config], client: client)
+            do {
+                _ = try await pool.tools(server: "remote")
+                Issue.record("expected a protocol error")
+            } catch {
+                guard case .protocolViolation(let why) = error else { Issue.record("unexpected \(error)"); continue }
+                #expect(why.hasPrefix("MCP server 'remote' sent a message that is not JSON ("), "\(why)")
+                #expect(why.contains(expected), "\(why)")
+            }
+            await pool.shutdown()
+        }
     }
 }

@@ -129,4 +129,78 @@ struct SQLGuardrailLiveTests {
         #expect(lines.contains { $0.contains("output_type.columns.a: column tasks.nosuch_column does not exist") })
         await c.close()
     }
+
+    /// Issue 23 item 4: guardrail queries whose tripwire_triggered is not a boolean.
+    static let notBoolean: [(query: String, check: String, run: String)] = [
+        ("SELECT 'yes' AS tripwire_triggered", "returns tripwire_triggered as text: it must be boolean",
+         "its tripwire_triggered is \"yes\", not a boolean"),
+        ("SELECT 1 AS tripwire_triggered", "returns tripwire_triggered as integer: it must be boolean",
+         "its tripwire_triggered is 1, not a boolean"),
+        ("SELECT count(*) AS tripwire_triggered FROM (SELECT CAST(:input AS text)) x", "returns tripwire_triggered as bigint",
+         "its tripwire_triggered is 1, not a boolean"),
+        ("SELECT CAST(:input AS text) ~ 'sk-' AS tripped", "returns no column tripwire_triggered (it returns tripped)",
+         "its first row has no tripwire_triggered column (columns: tripped)"),
+        ("SELECT NULL::boolean AS tripwire_triggered", "", "its tripwire_triggered is null, not a boolean"),
+    ]
+
+    @Test func guardrailsWhoseTripwireIsNotABooleanFailClosed() async throws {
+        let conn = try await TestDatabase.connect(try await TestDatabase.create())
+        let tools = CompositeToolExecutor(sql: SQLToolExecutor(connection: { conn }))
+        for (query, _, message) in Self.notBoolean {
+            let g = GuardrailSpec(name: "g", implementation: .sql(.check(query)))
+            let (result, spans) = await run(reportSpec(api: nil, input: "use sk-ABCDEFGH123", guardrails: ["g": g]),
+                                            model: OfflineModel(), tools: tools)
+            #expect(result.status == .failed, "\(query)")
+            #expect(result.error?.type == .guardrailError, "\(query): \(String(describing: result.error))")
+            #expect(result.error?.message.hasPrefix("guardrail g failed: \(message)") == true, "\(query): \(result.error?.message ?? "")")
+            #expect(spans.first { $0.type == "guardrail" }?.error?["message"] == "Error running guardrail")
+        }
+        // No row at all is still "not triggered" (a WHERE that finds nothing).
+        let none = GuardrailSpec(name: "g", implementation: .sql(.check("SELECT true AS tripwire_triggered WHERE false")))
+        let (passed, _) = await run(reportSpec(api: nil, guardrails: ["g": none]), model: OfflineModel(), tools: tools)
+        #expect(passed.status == .completed)
+        // A tripwire with 100 KiB of output_info trips, with the info cut to 64 KiB.
+        let long = GuardrailSpec(name: "long", implementation: .sql(.check(
+            "SELECT true AS tripwire_triggered, repeat('x', 102400) AS output_info")))
+        let (tripped, _) = await run(reportSpec(api: nil, guardrails: ["long": long]), model: OfflineModel(), tools: tools)
+        #expect(tripped.error?.type == .inputGuardrailTripwireTriggered, "\(String(describing: tripped.error))")
+        let info = try #require(tripped.error?.outputInfo?.stringValue)
+        #expect(info.utf8.count <= 65_536 && info.hasPrefix("xxxx") && info.hasSuffix("[truncated: output exceeded max_bytes=65536]"))
+        await conn.close()
+    }
+
+    @Test func mappingsCheckRequiresABooleanTripwireColumn() async throws {
+        let c = try await TestDatabase.connect(try await TestDatabase.createReference(seed: false))
+        for (query, expected, _) in Self.notBoolean where !expected.isEmpty {
+            let text = """
+                version: 1
+                source: {input: "{{task.name}}"}
+                results: {result_column: result}
+                agents:
+                  - name: A
+                    input_guardrails: [g]
+                guardrails:
+                  - name: g
+                    sql: {query: "\(query)"}
+                """
+            let config = try MappingLoader.load(documents: [("m/g.yaml", text)])
+            let lines = await MappingValidator.checkLive(config, connection: c).map(\.description)
+            #expect(lines.count == 1 && lines[0].hasPrefix("m/g.yaml:9:") && lines[0].contains("the SQL of guardrail 'g' \(expected)"),
+                    "\(query): \(lines)")
+        }
+        // The shipped form passes.
+        let ok = """
+            version: 1
+            source: {input: "{{task.name}}"}
+            results: {result_column: result}
+            agents:
+              - name: A
+                input_guardrails: [g]
+            guardrails:
+              - name: g
+                sql: {query: "SELECT count(*) > 0 AS tripwire_triggered, 'x' AS output_info FROM tasks WHERE name = CAST(:input AS text)"}
+            """
+        #expect(await MappingValidator.checkLive(try MappingLoader.load(documents: [("m/g.yaml", ok)]), connection: c).isEmpty)
+        await c.close()
+    }
 }

@@ -114,8 +114,9 @@ final class MCPHTTPChannel: MCPChannel, @unchecked Sendable {
         }
         var out: [JSONValue] = []
         for text in texts where !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-            guard let v = try? JSONValue.parse(text) else {
-                throw .protocolViolation("MCP server '\(serverName)' sent a message that is not JSON")
+            let v: JSONValue
+            do { v = try JSONValue.parse(text) } catch {
+                throw .protocolViolation("MCP server '\(serverName)' sent a message that is not JSON (\(error))")
             }
             if let batch = v.arrayValue { out += batch } else { out.append(v) }
         }

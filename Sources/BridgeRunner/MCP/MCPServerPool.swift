@@ -35,13 +35,18 @@ actor MCPServerConnection {
         var tools: [MCPTool] = []
         var cursor: String?
         var pages = 0
+        // timeout_ms bounds the whole listing, every page of it (once the server is up).
+        _ = try await ready()
+        let deadline = ContinuousClock.now + timeout
         repeat {
             pages += 1
             guard pages <= MCPProtocol.maxListPages else {
                 throw .protocolViolation("MCP server '\(config.name)' returned more than \(MCPProtocol.maxListPages) pages of tools")
             }
             let params: JSONValue = cursor.map { ["cursor": .string($0)] } ?? [:]
-            let result = try await request("tools/list", params: params)
+            let left = ContinuousClock.now.duration(to: deadline)
+            guard left > .zero else { throw .timeout(method: "tools/list", ms: config.timeoutMs) }
+            let result = try await request("tools/list", params: params, timeout: left)
             guard let list = result["tools"]?.arrayValue else {
                 throw .protocolViolation("MCP server '\(config.name)' answered tools/list without a tools list")
             }
@@ -82,10 +87,10 @@ actor MCPServerConnection {
         await c?.close()
     }
 
-    private func request(_ method: String, params: JSONValue) async throws(MCPError) -> JSONValue {
+    private func request(_ method: String, params: JSONValue, timeout: Duration? = nil) async throws(MCPError) -> JSONValue {
         let ch = try await ready()
         do {
-            let result = try await ch.request(method, params: params, timeout: timeout)
+            let result = try await ch.request(method, params: params, timeout: timeout ?? self.timeout)
             failures = 0
             return result
         } catch {

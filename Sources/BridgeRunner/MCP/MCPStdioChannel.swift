@@ -189,8 +189,7 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
         started(.success(()))
         let status = pump(stdout: outPipe[0], stderr: errPipe[0], child: child)
         _ = Glibc.close(outPipe[0]); _ = Glibc.close(errPipe[0])
-        let how: String
-        if status & 0x7f == 0 { how = "exited with status \((status >> 8) & 0xff)" } else { how = "was killed by signal \(status & 0x7f)" }
+        let how = ChildExitWatch.describe(status)
         lock.withLock {
             alive = false
             // Why bridge stopped it (a message over the limit, invalid JSON) says more than the signal.
@@ -216,45 +215,30 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
         var line: [UInt8] = []
         var discarding = false
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-        let pidfd = bridge_pidfd_open(child)
-        defer { if pidfd >= 0 { _ = Glibc.close(pidfd) } }
-        var status: Int32?
-        var drainUntil: ContinuousClock.Instant?
+        let exit = ChildExitWatch(pid: child, drain: Self.drainAfterExit)
         var killAt: ContinuousClock.Instant?
-        let clock = ContinuousClock()
-        func reap() {
-            var st: Int32 = 0
-            var r: pid_t
-            repeat { r = waitpid(child, &st, WNOHANG) } while r < 0 && errno == EINTR
-            if r == child {
-                status = st
-                drainUntil = clock.now + Self.drainAfterExit
-            }
-        }
         while true {
-            if status == nil { reap() }
-            if status != nil, !outOpen && !errOpen || clock.now >= drainUntil! { break }
-            if status == nil, !outOpen, killAt == nil {
-                // Output closed: the server is gone or useless. Stop it (close() does so itself).
+            exit.check()
+            if exit.isFinished(pipesOpen: outOpen || errOpen) { break }
+            if exit.status == nil, !outOpen, killAt == nil {
+                // Output closed: the server is gone or useless. Stop it (close() does so itself),
+                // and its supervisor too if that never ends.
                 if !lock.withLock({ closing }) { stopServer(now: false) }
-                killAt = clock.now + Self.killGrace * 5
+                killAt = .now + Self.killGrace * 5
             }
-            if status == nil, let k = killAt, clock.now >= k {
+            if exit.status == nil, let k = killAt, ContinuousClock.now >= k {
                 kill(child, SIGKILL)
-                killAt = .now + .seconds(3600)
+                killAt = nil
             }
             var fds: [pollfd] = []
             if outOpen { fds.append(pollfd(fd: out, events: Int16(POLLIN), revents: 0)) }
             if errOpen { fds.append(pollfd(fd: err, events: Int16(POLLIN), revents: 0)) }
-            if status == nil, pidfd >= 0 { fds.append(pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)) }
-            var deadline: ContinuousClock.Instant? = drainUntil ?? killAt
-            if status == nil, pidfd < 0 { deadline = min(deadline ?? .now + .milliseconds(100), clock.now + .milliseconds(100)) }
-            let timeout = deadline.map { Int32(clamping: max(0, (clock.now.duration(to: $0)).milliseconds + 1)) } ?? -1
-            if poll(&fds, nfds_t(fds.count), timeout) < 0 {
+            if let e = exit.pollEntry { fds.append(e) }
+            if poll(&fds, nfds_t(fds.count), exit.pollTimeout(other: killAt)) < 0 {
                 if errno == EINTR { continue }
                 break
             }
-            for entry in fds where entry.revents != 0 && entry.fd != pidfd {
+            for entry in fds where entry.revents != 0 && !exit.isExitEntry(entry) {
                 let n = buffer.withUnsafeMutableBytes { read(entry.fd, $0.baseAddress, $0.count) }
                 if n < 0, errno == EINTR || errno == EAGAIN { continue }
                 if n <= 0 {
@@ -287,14 +271,8 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
                 }
             }
         }
-        if status == nil {
-            // Only when poll itself failed: stop the server and wait for it.
-            kill(child, SIGKILL)
-            var st: Int32 = 0
-            while waitpid(child, &st, 0) < 0 && errno == EINTR {}
-            status = st
-        }
-        return status!
+        // Only when poll itself failed is the supervisor still there.
+        return exit.killAndWait()
     }
 
     /// The server broke the protocol: every request in flight (and any later one) fails at once

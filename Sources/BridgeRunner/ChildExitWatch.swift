@@ -1,0 +1,82 @@
+import CBridgeSpawn
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The exit of a child started with `bridge_spawn` (its supervisor), watched by the thread that
+/// polls the child's pipes: the exit is a pollable descriptor (pidfd) where the kernel has them,
+/// and is otherwise checked every 100 ms. Once the child has exited its pipes are read for at most
+/// `drain` more: whatever still holds them then escaped the supervisor, and is not waited for.
+/// Used on the child's own I/O thread only (`waitpid` never runs on Swift's cooperative pool).
+final class ChildExitWatch {
+    let pid: pid_t
+    let drain: Duration
+    private let pidfd: Int32
+    private let clock = ContinuousClock()
+    /// The wait status, once reaped.
+    private(set) var status: Int32?
+    private var drainUntil: ContinuousClock.Instant?
+
+    init(pid: pid_t, drain: Duration) {
+        self.pid = pid
+        self.drain = drain
+        pidfd = bridge_pidfd_open(pid)
+    }
+
+    deinit { if pidfd >= 0 { _ = close(pidfd) } }
+
+    /// Reaps the child if it has exited; never blocks.
+    func check() {
+        guard status == nil else { return }
+        var st: Int32 = 0
+        var r: pid_t
+        repeat { r = waitpid(pid, &st, WNOHANG) } while r < 0 && errno == EINTR
+        if r == pid {
+            status = st
+            drainUntil = clock.now + drain
+        }
+    }
+
+    /// True once the child has exited and its pipes are closed (`pipesOpen` false) or the drain
+    /// time is over.
+    func isFinished(pipesOpen: Bool) -> Bool {
+        guard status != nil, let drainUntil else { return false }
+        return !pipesOpen || clock.now >= drainUntil
+    }
+
+    /// What to add to the poll set while the child runs.
+    var pollEntry: pollfd? {
+        status == nil && pidfd >= 0 ? pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0) : nil
+    }
+
+    func isExitEntry(_ entry: pollfd) -> Bool { pidfd >= 0 && entry.fd == pidfd }
+
+    /// The poll timeout (ms, -1 for none) that wakes the thread for the drain deadline, the
+    /// exit check without pidfd, and `other`.
+    func pollTimeout(other: ContinuousClock.Instant? = nil) -> Int32 {
+        var deadline = drainUntil ?? other
+        if let other, let d = deadline { deadline = min(d, other) }
+        if status == nil, pidfd < 0 {
+            let tick = clock.now + .milliseconds(100)
+            deadline = min(deadline ?? tick, tick)
+        }
+        guard let deadline else { return -1 }
+        let ms = clock.now.duration(to: deadline).components
+        return Int32(clamping: max(0, ms.seconds * 1000 + ms.attoseconds / 1_000_000_000_000_000 + 1))
+    }
+
+    /// After poll itself failed: kills the supervisor and waits for it.
+    func killAndWait() -> Int32 {
+        if let status { return status }
+        kill(pid, SIGKILL)
+        var st: Int32 = 0
+        while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+        status = st
+        return st
+    }
+
+    /// "exited with status N" or "was killed by signal N".
+    static func describe(_ status: Int32) -> String {
+        status & 0x7f == 0 ? "exited with status \((status >> 8) & 0xff)" : "was killed by signal \(status & 0x7f)"
+    }
+}
