@@ -47,7 +47,10 @@ public struct JSONSchemaValidator: Sendable {
             let name = String(ref.dropFirst(prefix.count))
             return schema[prefix == "#/$defs/" ? "$defs" : "definitions"]?[name]
         }
-        return ref == "#" ? schema : nil
+        // Not `ref == "#" ? schema : nil`: JSONValue is nil-literal-expressible, so that nil
+        // would be JSON null, a "schema" that accepts anything.
+        guard ref == "#" else { return nil }
+        return schema
     }
 
     func check(_ v: JSONValue, against s: JSONValue, path: String, depth: Int, into out: inout [Violation], limit: Int) {
@@ -106,5 +109,97 @@ public struct JSONSchemaValidator: Sendable {
     static func short(_ v: JSONValue) -> String {
         let text = v.compact
         return text.count > 60 ? String(text.prefix(57)) + "..." : text
+    }
+}
+
+/// The `$ref`s of a schema and how deep its smallest instances go, for the checks that accept a
+/// schema (`bridge mappings check`) and for the offline model, which must answer a valid
+/// instance of every schema they accept. Only local references are resolved: `#` (the whole
+/// schema) and `#/$defs/NAME` or `#/definitions/NAME`.
+public struct JSONSchemaRefs: Sendable {
+    public let root: JSONValue
+    /// The height of the smallest instance of each reference target (`#`, `#/$defs/A`), as the
+    /// generator builds instances: nil for a target with no finite instance.
+    public let heights: [String: Int]
+    /// Whether objects get every property (strict schemas) or only the required ones.
+    public let allProperties: Bool
+
+    static let infinite = Int.max / 4
+
+    public init(root: JSONValue, allProperties: Bool) {
+        self.root = root
+        self.allProperties = allProperties
+        var targets = ["#"]
+        for key in ["$defs", "definitions"] {
+            for name in (root[key]?.objectValue?.keys.sorted() ?? []) { targets.append("#/\(key)/\(name)") }
+        }
+        // Least fixpoint: every target starts with no instance; each round can only lower a height.
+        var known: [String: Int] = [:]
+        let validator = JSONSchemaValidator(schema: root)
+        for _ in 0...(targets.count + 1) {
+            var changed = false
+            for t in targets {
+                guard let schema = validator.resolve(t) else { continue }
+                let h = Self.height(schema, known: known, allProperties: allProperties, depth: 0)
+                if h < Self.infinite, h != known[t] {
+                    known[t] = h
+                    changed = true
+                }
+            }
+            if !changed { break }
+        }
+        self.heights = known
+    }
+
+    /// The target of a local `$ref`, or nil (external, or nothing there).
+    public func resolve(_ ref: String) -> JSONValue? { JSONSchemaValidator(schema: root).resolve(ref) }
+
+    /// The height of the smallest instance of `schema` (`Int.max / 4` when none is finite).
+    public func height(_ schema: JSONValue) -> Int {
+        Self.height(schema, known: heights, allProperties: allProperties, depth: 0)
+    }
+
+    public func hasFiniteInstance(_ schema: JSONValue) -> Bool { height(schema) < Self.infinite }
+
+    static func height(_ schema: JSONValue, known: [String: Int], allProperties: Bool, depth: Int) -> Int {
+        if schema.boolValue == false { return infinite }
+        guard let s = schema.objectValue, depth < 256 else { return schema.boolValue == true ? 0 : infinite }
+        func h(_ sub: JSONValue) -> Int { height(sub, known: known, allProperties: allProperties, depth: depth + 1) }
+        if let ref = s["$ref"]?.stringValue { return known[ref] ?? infinite }
+        if s["default"] != nil || s["examples"]?.arrayValue?.first != nil || s["const"] != nil
+            || s["enum"]?.arrayValue?.first != nil { return 0 }
+        for key in ["anyOf", "oneOf"] {
+            if let branches = s[key]?.arrayValue { return branches.map(h).min() ?? infinite }
+        }
+        if let all = s["allOf"]?.arrayValue { return all.map(h).max() ?? 0 }
+        return types(s).map { typeHeight($0, s, allProperties: allProperties, h) }.min() ?? infinite
+    }
+
+    /// The types a schema allows, as the generator tries them (no `type`: an object if it has
+    /// properties, else a string).
+    public static func types(_ s: [String: JSONValue]) -> [String] {
+        if let t = s["type"]?.stringValue { return [t] }
+        if let ts = s["type"]?.arrayValue, !ts.isEmpty { return ts.compactMap(\.stringValue) }
+        return [s["properties"] != nil ? "object" : "string"]
+    }
+
+    public static func typeHeight(_ type: String, _ s: [String: JSONValue], allProperties: Bool, _ h: (JSONValue) -> Int) -> Int {
+        switch type {
+        case "array":
+            guard let min = s["minItems"]?.doubleValue, min >= 1 else { return 0 }
+            let item = s["items"].map(h) ?? 0
+            return item >= infinite ? infinite : item + 1
+        case "object":
+            let props = s["properties"]?.objectValue ?? [:]
+            let required = Set((s["required"]?.arrayValue ?? []).compactMap(\.stringValue))
+            var deepest = 0
+            for (name, sub) in props where allProperties || required.contains(name) {
+                deepest = max(deepest, h(sub))
+                if deepest >= infinite { return infinite }
+            }
+            return deepest + 1
+        default:
+            return 0
+        }
     }
 }

@@ -26,6 +26,82 @@ struct SchemaChecker {
             return
         }
         check(schema, path: path)
+        for key in ["$defs", "definitions"] {
+            guard let d = o[key] else { continue }
+            guard let defs = d.objectValue else {
+                issue(path + "." + key, "\(key) must be a mapping of names to schemas")
+                continue
+            }
+            for name in defs.keys.sorted() { check(defs[name]!, path: path + ".\(key).\(name)") }
+        }
+        if checkRefs(schema, path: path) {
+            // Every instance must be finite: a required property that leads back to the schema
+            // at every level (`$ref: "#"`) has none, and no model can answer it.
+            if !JSONSchemaRefs(root: schema, allProperties: false).hasFiniteInstance(schema) {
+                issue(path, "no finite JSON value satisfies this schema: a required property refers back to it ($ref) at"
+                      + " every level; make the recursion optional (anyOf with {type: null}, or inside an array)")
+            }
+        }
+    }
+
+    /// Checks every `$ref`: local (`#`, `#/$defs/NAME`, `#/definitions/NAME`), resolvable, and
+    /// not a loop of references that never reaches a schema. True when all are fine.
+    func checkRefs(_ root: JSONValue, path: String) -> Bool {
+        let refs = JSONSchemaRefs(root: root, allProperties: false)
+        var ok = true
+        var loops = Set<[String]>()
+        Self.walk(root, path: path) { node, at in
+            guard let ref = node["$ref"] else { return }
+            guard let text = ref.stringValue else {
+                issue(at + ".$ref", "$ref must be a string")
+                ok = false
+                return
+            }
+            guard text.hasPrefix("#") else {
+                issue(at + ".$ref", "external $ref '\(text)' is not supported: the schema must be self-contained"
+                      + " (#, #/$defs/NAME or #/definitions/NAME)")
+                ok = false
+                return
+            }
+            guard var target = refs.resolve(text) else {
+                let defs = ((root["$defs"] ?? root["definitions"])?.objectValue?.keys.sorted() ?? []).joined(separator: ", ")
+                issue(at + ".$ref", "$ref '\(text)' does not resolve (local references are #, #/$defs/NAME or"
+                      + " #/definitions/NAME; defined: \(defs.isEmpty ? "none" : defs))")
+                ok = false
+                return
+            }
+            var chain = [text]
+            while let next = target["$ref"]?.stringValue, let t = refs.resolve(next) {
+                if let start = chain.firstIndex(of: next) {
+                    let loop = Array(chain[start...])
+                    if loops.insert(loop.sorted()).inserted {
+                        issue(at + ".$ref", "$ref loop: \((loop + [next]).joined(separator: " → ")) never reaches a schema")
+                    }
+                    ok = false
+                    return
+                }
+                chain.append(next)
+                target = t
+            }
+        }
+        return ok
+    }
+
+    /// Calls `visit` on every schema object inside `schema` (itself included), with its path.
+    static func walk(_ schema: JSONValue, path: String, _ visit: (JSONValue, String) -> Void) {
+        guard let o = schema.objectValue else { return }
+        visit(schema, path)
+        for key in ["properties", "$defs", "definitions"] {
+            for (name, sub) in (o[key]?.objectValue ?? [:]).sorted(by: { $0.key < $1.key }) {
+                walk(sub, path: path + ".\(key).\(name)", visit)
+            }
+        }
+        for key in ["items", "additionalProperties", "not"] where o[key]?.objectValue != nil {
+            walk(o[key]!, path: path + "." + key, visit)
+        }
+        for key in ["anyOf", "oneOf", "allOf", "prefixItems"] {
+            for (i, sub) in (o[key]?.arrayValue ?? []).enumerated() { walk(sub, path: path + ".\(key)[\(i)]", visit) }
+        }
     }
 
     func check(_ schema: JSONValue, path: String) {

@@ -19,9 +19,10 @@ public struct MetricsServerError: InputError {
 /// - each connection has one deadline for the whole exchange (`Limits.requestDeadline` from
 ///   accept to the last byte of the answer); a request head still incomplete then gets 408;
 /// - a request head over `Limits.maxHead` bytes gets 431;
-/// - at most `Limits.maxConnections` are kept open: past that, the oldest one still waiting
-///   for its request is closed, so a flood of idle connections cannot lock a scrape out (nor
-///   exhaust file descriptors: when `accept` runs out of them, the oldest goes too).
+/// - at most `Limits.maxConnections` are kept open: past that, the oldest one that has sent
+///   nothing is closed, so a flood of idle connections cannot lock a scrape out (nor exhaust
+///   file descriptors: when `accept` runs out of them, the oldest goes too); a connection is
+///   read as soon as it is accepted, so a request already sent is answered at once.
 /// After answering, the server stops writing and reads until the client closes (or the
 /// deadline), so an answer to a request it did not read in full is not lost to a reset.
 ///
@@ -249,16 +250,21 @@ public final class MetricsServer: @unchecked Sendable {
                 close(fd)
                 continue
             }
-            connections.append(Connection(fd: fd, deadline: Self.now() + Self.nanoseconds(limits.requestDeadline)))
+            let connection = Connection(fd: fd, deadline: Self.now() + Self.nanoseconds(limits.requestDeadline))
+            connections.append(connection)
             openCount += 1
+            // A request already there is answered now, before later arrivals can crowd it out.
+            step(connection)
             if openCount > limits.maxConnections { _ = evictOldest() }
         }
     }
 
-    /// Closes the oldest open connection still reading its request (else the oldest open one).
+    /// Closes the oldest open connection that has sent nothing yet (else the oldest still
+    /// reading its request, else the oldest open one).
     private func evictOldest() -> Bool {
         let open = connections.lazy.filter { !$0.closed }
-        guard let victim = open.first(where: { $0.phase == .reading }) ?? open.first else { return false }
+        guard let victim = open.first(where: { $0.phase == .reading && $0.input.isEmpty })
+                ?? open.first(where: { $0.phase == .reading }) ?? open.first else { return false }
         finish(victim)
         return true
     }

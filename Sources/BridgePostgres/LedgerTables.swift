@@ -3,6 +3,7 @@ public enum LedgerTable: String, Sendable, CaseIterable {
     case traces, spans, exporters, prunes
     case runTranscripts = "run_transcripts", spanDeliveries = "span_deliveries"
     case runStates = "run_states", approvalWaits = "approval_waits"
+    case runJournals = "run_journals", journalCalls = "journal_calls"
 
     /// `bridge.<name>`.
     public var qualifiedName: String { "bridge." + rawValue }

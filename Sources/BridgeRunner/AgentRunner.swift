@@ -111,13 +111,16 @@ public struct AgentRunner: Sendable {
     public let observer: any RunObserver
     /// Where agents with `mcp_servers` find those servers' tools (nil: no MCP servers).
     public let mcp: (any MCPToolSource)?
+    /// Where a durable run journals its steps (nil: the run is not durable, e.g. a preview).
+    public let journal: (any RunJournal)?
 
     public init(model: any ModelProvider, tools: any ToolExecutor, observer: any RunObserver,
-                mcp: (any MCPToolSource)? = nil) {
+                mcp: (any MCPToolSource)? = nil, journal: (any RunJournal)? = nil) {
         self.model = model
         self.tools = tools
         self.observer = observer
         self.mcp = mcp
+        self.journal = journal
     }
 
     /// The function tools an agent offers the model: its bridge function tools in declaration
@@ -144,9 +147,19 @@ public struct AgentRunner: Sendable {
         }
     }
 
-    public func run(_ spec: RunSpec, taskRow: [String: JSONValue]) async -> RunResult {
+    public func run(_ spec: RunSpec, taskRow: [String: JSONValue], restarted: ResumeInfo? = nil) async -> RunResult {
         var run = RunState(spec: spec, taskRow: taskRow, runner: self)
-        return await run.execute()
+        return await run.execute(restarted: restarted)
+    }
+
+    /// Continues a run from its last journaled model response (`checkpoint`), in the same trace:
+    /// the task, agent and turn spans open at the checkpoint stay the parents (the observer must
+    /// have them reopened, see `TraceRecorder.restore`), tool calls already finished are replayed
+    /// from the journal, and a `resume` span under the task span shows the gap.
+    public func resume(_ spec: RunSpec, checkpoint: RunCheckpoint, info: ResumeInfo,
+                       taskRow: [String: JSONValue]) async -> RunResult {
+        var run = RunState(spec: spec, taskRow: taskRow, runner: self, ids: EventCounter(start: checkpoint.nextEventId))
+        return await run.resume(checkpoint, info: info)
     }
 }
 
@@ -169,6 +182,8 @@ struct ToolCallOutcome: Sendable {
     var output: String
     /// What the model receives when it is not `output` itself (MCP content parts).
     var modelOutput: JSONValue? = nil
+    /// The journal refused the call's record: the lease is gone, the run must stop.
+    var fenced = false
 }
 
 /// Allocates event ids for a run and the guardrail agents' runs nested in it (which run
@@ -203,6 +218,8 @@ struct RunState {
     var structuredOutput: JSONValue?
     /// The current agent's MCP tools: tool name → server.
     var mcpToolServers: [String: String] = [:]
+    /// The task span's event id (journaled in checkpoints).
+    var taskEventId: EventID = 0
 
     init(spec: RunSpec, taskRow: [String: JSONValue], runner: AgentRunner, ids: EventCounter = EventCounter(),
          input: String? = nil, depth: Int = 0) {
@@ -225,17 +242,50 @@ struct RunState {
         case failed(RunFailure)
         /// Calls wait for approval; the agent span (`agentId`) stays open.
         case paused(agentId: EventID, pending: [PendingApproval], deferredHandoffs: [PendingApproval])
+        /// A durable run stopped at a step boundary (shutdown, lost lease): no span is ended, the
+        /// run goes on from its journal elsewhere.
+        case interrupted(RunFailure)
     }
 
-    mutating func execute() async -> RunResult {
+    mutating func execute(restarted: ResumeInfo? = nil) async -> RunResult {
         let taskId = allocate()
+        taskEventId = taskId
         await emit(.taskStarted(id: taskId, at: Date()))
+        if let restarted { await emitResume(restarted, parent: taskId, from: "start") }
         let (outcome, agentName) = await runAgents(from: spec.startingAgent, parent: taskId)
         return await finish(outcome, agentName: agentName, taskId: taskId)
     }
 
+    /// The `resume` span: the gap between the interrupted stint's last journaled step and now.
+    func emitResume(_ info: ResumeInfo, parent: EventID, from step: String) async {
+        let now = Date()
+        var data: [String: JSONValue] = [
+            "worker": .string(info.worker), "resumed_from": .string(step),
+            "lost_seconds": .number((now.timeIntervalSince(info.lastStepAt) * 1000).rounded() / 1000),
+            "attempt": .number(Double(info.attempt)),
+        ]
+        data["previous_worker"] = info.previousWorker.map(JSONValue.string) ?? .null
+        if let reason = info.reason { data["reason"] = .string(reason) }
+        // A negative id of its own: the resumed steps keep the ids they had.
+        await emit(.resumed(id: -info.attempt, parent: parent, data: data, startedAt: min(info.lastStepAt, now), endedAt: now))
+    }
+
+    /// The failure of a run stopped at a step boundary.
+    static let interruption = RunFailure(type: .cancelled, message: "the run was cancelled", retriable: true)
+
+    /// Whether a durable run must stop before its next step (cancelled, or shutdown asked).
+    var mustStop: Bool { Task.isCancelled || (journal?.stopRequested ?? false) }
+
+    /// The journal of a durable run's own steps (guardrail agents' runs nested in it journal
+    /// their tool calls only: their turns are not checkpoints of the run).
+    var journal: (any RunJournal)? { depth == 0 ? runner.journal : nil }
+
     /// Ends the task span (unless the run paused) and builds the result.
     mutating func finish(_ outcome: StintEnd, agentName: String, taskId: EventID) async -> RunResult {
+        if case .interrupted(let failure) = outcome {
+            return RunResult(status: .failed, finalOutput: nil, lastAgent: agentName, usage: usage, transcript: transcript,
+                             error: failure, turns: turn, toolCalls: toolCalls)
+        }
         if case .paused(let agentId, let pending, let deferred) = outcome {
             let paused = PausedRun(history: history, transcript: transcript, usage: usage, turn: turn, toolCalls: toolCalls,
                                    agent: agentName, taskEventId: taskId, agentEventId: agentId, nextEventId: ids.current,
@@ -252,22 +302,25 @@ struct RunState {
         case .failed(let failure):
             return RunResult(status: .failed, finalOutput: nil, lastAgent: agentName, usage: usage,
                              transcript: transcript, error: failure, turns: min(turn, spec.maxTurns), toolCalls: toolCalls)
-        case .handoff, .paused:
-            fatalError("unreachable: handoffs continue the loop, pauses returned above")
+        case .handoff, .paused, .interrupted:
+            fatalError("unreachable: handoffs continue the loop, pauses and interruptions returned above")
         }
     }
 
     /// Runs stints from agent `start`, following handoffs, until a final output or a failure.
-    mutating func runAgents(from start: String, parent: EventID, openAgentId: EventID? = nil) async -> (StintEnd, String) {
+    mutating func runAgents(from start: String, parent: EventID, openAgentId: EventID? = nil,
+                            resumeTurn: ResumedTurn? = nil) async -> (StintEnd, String) {
         var agentName = start
         var openAgentId = openAgentId
+        var resumeTurn = resumeTurn
         while true {
             guard let agent = spec.agents[agentName] else {
                 return (.failed(RunFailure(type: .userError, message: "Agent \(agentName) not found in the run spec",
                                            retriable: false)), agentName)
             }
-            let outcome = await runStint(agent, parent: parent, agentId: openAgentId)
+            let outcome = await runStint(agent, parent: parent, agentId: openAgentId, resumeTurn: resumeTurn)
             openAgentId = nil
+            resumeTurn = nil
             if case .handoff(let next) = outcome {
                 agentName = next
                 continue
@@ -277,32 +330,51 @@ struct RunState {
     }
 
     /// Runs turns for one agent until it produces a final output, hands off, or fails.
-    mutating func runStint(_ agent: AgentSpec, parent: EventID, agentId openId: EventID? = nil) async -> StintEnd {
+    /// A turn whose model response is journaled, to go on from (a resumed run's first turn).
+    struct ResumedTurn {
+        var turnId: EventID
+        var turnUsage: Usage
+        var response: [ConversationItem]
+    }
+
+    mutating func runStint(_ agent: AgentSpec, parent: EventID, agentId openId: EventID? = nil,
+                           resumeTurn: ResumedTurn? = nil) async -> StintEnd {
         let agentId = openId ?? allocate()
         let agentStart = Date()
         var functionTools = AgentRunner.functionTools(for: agent, in: spec)
         let hostedTools = AgentRunner.hostedTools(for: agent, in: spec)
         // MCP tools are listed when the stint starts, and again when a paused stint resumes
-        // (its agent span is already open).
-        let mcp = await listMCPTools(agent, parent: agentId, taken: Set(functionTools.map(\.name)))
+        // (its agent span is already open). A stint resumed from its journal lists them without
+        // spans or event ids: the replayed steps keep the ids they had.
+        let mcp = await listMCPTools(agent, parent: agentId, taken: Set(functionTools.map(\.name)), quiet: resumeTurn != nil)
         functionTools += mcp.tools
         if openId == nil {
             await emit(.agentStarted(id: agentId, parent: parent, agent: agent.name, tools: agent.tools + mcp.tools.map(\.name),
                                      handoffs: agent.handoffs.map(\.agent), outputType: agent.outputType, at: agentStart))
         }
-        for event in mcp.events { await emit(event) }
+        if resumeTurn == nil { for event in mcp.events { await emit(event) } }
         if let failure = mcp.failure {
             await emit(.agentEnded(id: agentId, error: SpanErrorInfo(message: RunnerMessages.spanAgentError,
                                                                       data: ["error": .string(failure.message)]), at: Date()))
             return .failed(failure)
         }
+        var resumeTurn = resumeTurn
         while true {
+            // A durable run stops before the next model call when asked to (shutdown) or
+            // cancelled (lost lease): its journal has every finished step, nothing is ended.
+            if journal != nil && mustStop { return .interrupted(Self.interruption) }
             // A cancelled run (its lease was lost, or shutdown) stops before the next turn.
             if Task.isCancelled {
                 let error = SpanErrorInfo(message: RunnerMessages.spanAgentError, data: ["error": "cancelled"])
                 await emit(.agentEnded(id: agentId, error: error, at: Date()))
                 return .failed(RunFailure(type: .cancelled, message: "the run was cancelled", retriable: true))
             }
+            let step: TurnStep
+            if let resumed = resumeTurn {
+                resumeTurn = nil
+                step = await afterResponse(agent, turnId: resumed.turnId, turnUsage: resumed.turnUsage,
+                                           output: resumed.response)
+            } else {
             turn += 1
             if turn > spec.maxTurns {
                 let agentError = SpanErrorInfo(message: RunnerMessages.spanMaxTurns, data: ["max_turns": .number(Double(spec.maxTurns))])
@@ -310,7 +382,8 @@ struct RunState {
                 return .failed(RunFailure(type: .maxTurnsExceeded, message: "Max turns (\(spec.maxTurns)) exceeded",
                                           retriable: false))
             }
-            let step = await runTurn(agent, parent: agentId, functionTools: functionTools, hostedTools: hostedTools)
+            step = await runTurn(agent, parent: agentId, functionTools: functionTools, hostedTools: hostedTools)
+            }
             switch step {
             case .again:
                 continue
@@ -333,6 +406,8 @@ struct RunState {
                 return .handoff(to: to)
             case .paused(let pending, let deferred):
                 return .paused(agentId: agentId, pending: pending, deferredHandoffs: deferred)
+            case .interrupted(let failure):
+                return .interrupted(failure)
             case .failed(let failure, let spanError):
                 await emit(.agentEnded(id: agentId, error: spanError, at: Date()))
                 return .failed(failure)
@@ -348,6 +423,8 @@ struct RunState {
         case failed(RunFailure, SpanErrorInfo?)
         /// Calls wait for a human decision (and handoffs requested beside them wait too).
         case paused([PendingApproval], [PendingApproval])
+        /// A durable run stopped at a step boundary (see `StintEnd.interrupted`).
+        case interrupted(RunFailure)
     }
 
     mutating func runTurn(_ agent: AgentSpec, parent agentId: EventID, functionTools: [FunctionToolDefinition],
@@ -399,6 +476,11 @@ struct RunState {
                 response = try answer.get()
             }
         } catch {
+            // A durable run cancelled in the model call stops without ending spans: it resumes
+            // from its journal (this call was not journaled, so it is made again).
+            if journal != nil && (error is CancellationError || Task.isCancelled) {
+                return .interrupted(Self.interruption)
+            }
             let text = TextSafety.storable(String(describing: error)).text
             await emit(.modelEnded(id: modelId, response: nil,
                                    error: SpanErrorInfo(message: RunnerMessages.spanModelError, data: ["error": .string(text)]),
@@ -423,11 +505,32 @@ struct RunState {
         history += response.output
         transcript += response.output
 
+        // Durable: the response is journaled (with the spans ended so far) before anything else.
+        if let journal {
+            let checkpoint = RunCheckpoint(history: history, transcript: transcript, usage: usage, turn: turn,
+                                           toolCalls: toolCalls, agent: agent.name, taskEventId: taskEventId, agentEventId: agentId,
+                                           turnEventId: turnId, nextEventId: ids.current, turnUsage: turnUsage,
+                                           response: response.output, openSpans: .null, at: Date())
+            do { try await journal.checkpoint(checkpoint) } catch { return .interrupted(Self.fenced(error)) }
+        }
+        return await afterResponse(agent, turnId: turnId, turnUsage: turnUsage, output: response.output)
+    }
+
+    /// A journal write was refused: the lease is gone, the run stops and writes nothing more.
+    static func fenced(_ error: any Error) -> RunFailure {
+        RunFailure(type: .cancelled, message: "the run was cancelled: \(error)", retriable: true)
+    }
+
+    /// What a turn does with its model response: tool calls, approvals, handoffs, the final
+    /// answer. Derived from the response alone (and the journal's finished calls), so a resumed
+    /// run goes on from a journaled response exactly as the interrupted one would have.
+    mutating func afterResponse(_ agent: AgentSpec, turnId: EventID, turnUsage: Usage,
+                                output: [ConversationItem]) async -> TurnStep {
         // Sort the function calls into tools to run and handoffs.
         let handoffsByTool = Dictionary(agent.handoffs.map { ($0.toolName, $0) }, uniquingKeysWith: { a, _ in a })
         var calls: [PendingToolCall] = []
         var handoffCalls: [(callId: String, spec: HandoffSpec)] = []
-        for item in response.output where item["type"]?.stringValue == "function_call" {
+        for item in output where item["type"]?.stringValue == "function_call" {
             let name = item["name"]?.stringValue ?? ""
             let callId = item["call_id"]?.stringValue ?? ""
             let arguments = item["arguments"]?.stringValue ?? ""
@@ -453,7 +556,8 @@ struct RunState {
         if calls.contains(where: { $0.tool.map { !$0.needsApproval.isNever } ?? false }) {
             var now: [PendingToolCall] = []
             for call in calls {
-                if await needsApproval(call, agent: agent) {
+                // A call the journal says ran already does not wait again.
+                if journal?.finishedCall(call.callId) == nil, await needsApproval(call, agent: agent) {
                     waiting.append(PendingApproval(callId: call.callId, name: call.name, arguments: call.arguments,
                                                    agent: agent.name))
                 } else {
@@ -463,9 +567,17 @@ struct RunState {
             calls = now.enumerated().map { i, c in var c = c; c.index = i; return c }
         }
 
-        // Run the function tools concurrently; outputs go back in call order.
+        // Run the function tools concurrently; outputs go back in call order. A durable run
+        // asked to stop does so here, before any tool starts (the response is journaled).
         for i in calls.indices { calls[i].eventId = allocate() }
+        if journal != nil, !calls.isEmpty, mustStop,
+           calls.contains(where: { journal?.finishedCall($0.callId) == nil }) {
+            return .interrupted(Self.interruption)
+        }
         let outcomes = await runTools(calls, parent: turnId, agent: agent)
+        if journal != nil, outcomes.contains(where: { $0.fenced }) {
+            return .interrupted(Self.interruption)
+        }
         toolCalls += outcomes.count
         for o in outcomes {
             let item: ConversationItem = ["type": "function_call_output", "call_id": .string(o.callId),
@@ -521,7 +633,7 @@ struct RunState {
 
         // No tools: the last assistant message is the final output; without one, run again.
         // A structured output must match its schema (else ModelBehaviorError, as in the SDK).
-        if let text = Self.lastMessageText(response.output), let schema = agent.outputSchema {
+        if let text = Self.lastMessageText(output), let schema = agent.outputSchema {
             switch Self.structured(text, schema) {
             case .success(let json):
                 structuredOutput = json
@@ -533,7 +645,7 @@ struct RunState {
             }
         }
         await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
-        if let text = Self.lastMessageText(response.output) { return .final(text) }
+        if let text = Self.lastMessageText(output) { return .final(text) }
         return .again
     }
 
@@ -576,16 +688,26 @@ struct RunState {
     }
 
     static func runTool(_ call: PendingToolCall, parent: EventID, context: ToolContext, runner: AgentRunner) async -> ToolCallOutcome {
+        let journaled = runner.journal?.finishedCall(call.callId)
         await runner.observer.record(.toolStarted(id: call.eventId, parent: parent, name: call.name,
                                                   arguments: call.arguments, at: Date()))
         if !call.callId.isEmpty {
             await runner.observer.record(.spanNote(id: call.eventId, key: RunnerMessages.callIdKey, value: .string(call.callId)))
         }
-        guard let tool = call.tool else { return await runMCPTool(call, runner: runner) }
+        if let journaled, !journaled.raw { return await replay(journaled, call, runner: runner) }
+        guard let tool = call.tool else {
+            return await runMCPTool(call, runner: runner,
+                                    idempotencyKey: IdempotencyKey.make(traceId: context.spec.traceId, callId: call.callId))
+        }
         var output: String
         var spanError: SpanErrorInfo?
         var context = context
         context.notes = ToolOutputNotes()
+        context.callId = call.callId
+        context.idempotencyKey = IdempotencyKey.make(traceId: context.spec.traceId, callId: call.callId)
+        if case .sql(let sql) = tool.implementation, sql.writes {
+            context.exactlyOnce = runner.journal?.exactlyOnce(callId: call.callId, toolName: call.name)
+        }
         let trimmed = call.arguments.trimmingCharacters(in: .whitespacesAndNewlines)
         var arguments: JSONValue = [:]
         var parseError: String?
@@ -598,7 +720,9 @@ struct RunState {
                                       data: ["tool_name": .string(call.name), "error": .string(parseError)])
         } else {
             do {
-                output = try await runner.tools.execute(tool, arguments: arguments, context: context)
+                // A writing SQL tool's journal row committed with its statement: replayed as its output.
+                if let journaled { output = journaled.output }
+                else { output = try await runner.tools.execute(tool, arguments: arguments, context: context) }
             } catch {
                 let text = TextSafety.storable((error as? ToolFailure)?.message ?? String(describing: error)).text
                 output = RunnerMessages.toolError(text)
@@ -613,6 +737,28 @@ struct RunState {
             await runner.observer.record(.spanNote(id: call.eventId, key: RunnerMessages.textReplacedKey, value: replaced.json))
         }
         await runner.observer.record(.toolEnded(id: call.eventId, output: output, error: spanError, at: Date()))
-        return ToolCallOutcome(index: call.index, callId: call.callId, name: call.name, output: output)
+        let fenced = await journal(JournaledCall(callId: call.callId, name: call.name, output: output,
+                                                 error: spanError?.json, raw: false), runner: runner)
+        return ToolCallOutcome(index: call.index, callId: call.callId, name: call.name, output: output, fenced: fenced)
+    }
+
+    /// Journals a finished call (with the spans ended so far); true when the lease is gone.
+    static func journal(_ call: JournaledCall, runner: AgentRunner) async -> Bool {
+        guard let journal = runner.journal else { return false }
+        do { try await journal.callFinished(call) } catch { return true }
+        return false
+    }
+
+    /// A call finished before an interruption: its span again (same id, so stored once) and its
+    /// journaled output, without calling the tool.
+    static func replay(_ j: JournaledCall, _ call: PendingToolCall, runner: AgentRunner) async -> ToolCallOutcome {
+        if let server = j.mcpServer { await runner.observer.record(.mcpCall(id: call.eventId, server: server)) }
+        let error = j.error.flatMap { e -> SpanErrorInfo? in
+            guard let message = e["message"]?.stringValue else { return nil }
+            return SpanErrorInfo(message: message, data: e["data"].flatMap { $0.isNull ? nil : $0 })
+        }
+        await runner.observer.record(.toolEnded(id: call.eventId, output: j.spanOutput ?? j.output, error: error, at: Date()))
+        return ToolCallOutcome(index: call.index, callId: call.callId, name: call.name, output: j.output,
+                               modelOutput: j.modelOutput)
     }
 }

@@ -45,8 +45,11 @@ public struct CommandToolExecutor: ToolExecutor {
         guard let path = Self.resolve(program, environment: environment) else {
             throw ToolFailure("command not found: \(program)", data: ["argv0": .string(program)])
         }
+        var childEnvironment = ChildEnvironment.make(from: environment, allow: spec.env)
+        // The call's stable key: a repeat after an interruption carries the same one.
+        if !context.idempotencyKey.isEmpty { childEnvironment[IdempotencyKey.environmentVariable] = context.idempotencyKey }
         let run = CommandRun(path: path, arguments: Array(spec.argv.dropFirst()),
-                             environment: ChildEnvironment.make(from: environment, allow: spec.env),
+                             environment: childEnvironment,
                              stdin: Array(arguments.compact.utf8), maxStdout: max(0, spec.maxBytes),
                              stderrPrefix: Self.stderrPrefixBytes)
         let outcome = try await run.run(timeout: .milliseconds(max(1, spec.timeoutMs)), grace: killGracePeriod)

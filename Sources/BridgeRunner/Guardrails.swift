@@ -127,6 +127,8 @@ enum GuardrailRun {
                 outcome.failure = RunFailure(type: .userError,
                                              message: "guardrail \(g.name): agent \(agentName) called a tool that needs approval; guardrail agents cannot wait",
                                              retriable: false)
+            case .interrupted(let f):
+                outcome.failure = f
             case .handoff:
                 break
             }

@@ -34,6 +34,10 @@ public struct HTTPToolExecutor: ToolExecutor {
             secrets += used
         }
         if !headers.contains("Content-Type") { headers.add("Content-Type", "application/json") }
+        // The call's stable key: a repeat after an interruption carries the same one.
+        if !context.idempotencyKey.isEmpty, !headers.contains(IdempotencyKey.header) {
+            headers.add(IdempotencyKey.header, context.idempotencyKey)
+        }
         let timeout = Duration.milliseconds(max(1, spec.timeoutMs))
         let request = HTTPRequest(method: .post, url: spec.url, headers: headers, body: Array(arguments.compact.utf8),
                                   timeout: .init(connect: min(timeout, .seconds(10))),

@@ -149,6 +149,15 @@ public struct ToolContext: Sendable {
     /// Where an executor reports what it replaced to make its output text (invalid UTF-8);
     /// the runner flags it on the function span. One per tool call.
     public var notes = ToolOutputNotes()
+    /// The call's id (empty outside a call).
+    public var callId = ""
+    /// The call's stable idempotency key (`IdempotencyKey`): the same on every attempt of the
+    /// call. http tools send it as `Idempotency-Key`, command tools get it in
+    /// `BRIDGE_IDEMPOTENCY_KEY`.
+    public var idempotencyKey = ""
+    /// For a writing SQL tool of a durable run: what its transaction also runs (the lease check
+    /// and the call's journal row), so the statement is done exactly once.
+    public var exactlyOnce: ExactlyOnceWrite?
 
     public init(spec: RunSpec, taskRow: [String: JSONValue], agentName: String) {
         self.spec = spec
@@ -230,6 +239,10 @@ public enum RunEvent: Sendable {
     /// Marks function span `id` (already started) as a call to MCP server `server`: its
     /// `mcp_data` becomes `{"server": server}`.
     case mcpCall(id: EventID, server: String)
+    /// A durable run resumed on a worker (a custom `resume` span under the task span, from the
+    /// last journaled step before the interruption to the resumption): `data` names the old and
+    /// new worker and the lost time.
+    case resumed(id: EventID, parent: EventID, data: [String: JSONValue], startedAt: Date, endedAt: Date)
 }
 
 /// Receives events as they happen (the tracing layer records each span as it ends).

@@ -137,24 +137,42 @@ public struct OfflineModel: ModelProvider {
         return value.objectValue != nil ? value : [:]
     }
 
-    static func exampleValue(for schema: JSONValue, strict: Bool, depth: Int, boolean: Bool = true) -> JSONValue {
-        guard let s = schema.objectValue, depth < 16 else { return .null }
+    /// Past this depth, where a schema offers a choice (`anyOf`, a list of types), the branch
+    /// with the smallest instance is taken, so recursive schemas (`$ref: "#"`, `$defs` that
+    /// refer to each other) end; forced nesting (a 20-deep schema) is followed to the end.
+    static let preferredDepth = 8
+
+    static func exampleValue(for schema: JSONValue, strict: Bool, depth: Int, boolean: Bool = true,
+                             refs: JSONSchemaRefs? = nil) -> JSONValue {
+        let refs = refs ?? JSONSchemaRefs(root: schema, allProperties: strict)
+        guard let s = schema.objectValue, depth < 1024 else { return .null }
+        func value(_ sub: JSONValue) -> JSONValue {
+            exampleValue(for: sub, strict: strict, depth: depth + 1, boolean: boolean, refs: refs)
+        }
+        /// The first candidate that is not just null and whose smallest instance fits the
+        /// preferred depth; else the one with the smallest instance.
+        func choose<T>(_ candidates: [T], height: (T) -> Int, isNull: (T) -> Bool) -> T? {
+            candidates.first { !isNull($0) && depth + height($0) <= Self.preferredDepth }
+                ?? candidates.min { height($0) < height($1) }
+        }
+        if let ref = s["$ref"]?.stringValue {
+            guard let target = refs.resolve(ref) else { return .null }
+            return value(target)
+        }
         if let d = s["default"] { return d }
         if let first = s["examples"]?.arrayValue?.first { return first }
         if let c = s["const"] { return c }
         if let first = s["enum"]?.arrayValue?.first { return first }
         for key in ["anyOf", "oneOf", "allOf"] {
-            if let branches = s[key]?.arrayValue {
-                // Prefer a branch that is not just `{"type": "null"}`.
-                let branch = branches.first(where: { $0["type"]?.stringValue != "null" }) ?? branches.first
-                if let branch { return exampleValue(for: branch, strict: strict, depth: depth + 1, boolean: boolean) }
+            if let branches = s[key]?.arrayValue, !branches.isEmpty {
+                let branch = key == "allOf" ? branches.first : choose(branches, height: refs.height,
+                                                                      isNull: { $0["type"]?.stringValue == "null" })
+                if let branch { return value(branch) }
             }
         }
-        var type = s["type"]?.stringValue
-        if type == nil, let types = s["type"]?.arrayValue {
-            type = types.compactMap(\.stringValue).first(where: { $0 != "null" }) ?? types.first?.stringValue
-        }
-        if type == nil, s["properties"] != nil { type = "object" }
+        let types = JSONSchemaRefs.types(s)
+        let type = choose(types, height: { JSONSchemaRefs.typeHeight($0, s, allProperties: strict, refs.height) },
+                          isNull: { $0 == "null" })
         switch type {
         case "string": return "example"
         case "integer", "number":
@@ -162,14 +180,16 @@ public struct OfflineModel: ModelProvider {
             if let min = s["exclusiveMinimum"]?.doubleValue, min >= 1 { return .number(min.rounded(.down) + 1) }
             return 1
         case "boolean": return .bool(boolean)
-        case "array": return []
+        case "array":
+            guard let min = s["minItems"]?.doubleValue, min >= 1, let items = s["items"] else { return [] }
+            return .array(Array(repeating: value(items), count: Int(min)))
         case "null": return .null
         case "object":
             let props = s["properties"]?.objectValue ?? [:]
             let required = Set((s["required"]?.arrayValue ?? []).compactMap(\.stringValue))
             var out: [String: JSONValue] = [:]
             for (name, sub) in props where strict || required.contains(name) {
-                out[name] = exampleValue(for: sub, strict: strict, depth: depth + 1, boolean: boolean)
+                out[name] = value(sub)
             }
             return .object(out)
         default:

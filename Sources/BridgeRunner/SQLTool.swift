@@ -56,23 +56,19 @@ public struct SQLToolExecutor: ToolExecutor {
         let returnsRows = Self.returnsRows(query.sql)
         let maxRows = max(0, spec.maxRows)
         let timeout = String(max(0, spec.timeoutMs))
+        let maxBytes = spec.maxBytes
+        // A writing tool of a durable run: the lease check, the statement and the call's journal
+        // row commit together (exactly once: a resumed run replays the row, never the statement).
+        let once = spec.writes ? context.exactlyOnce : nil
         let text: String
         do {
             text = try await conn.transaction(readOnly: !spec.writes) { c -> String in
-                try c.query("SELECT set_config('statement_timeout', \(timeout), true)")
-                if returnsRows {
-                    try c.simpleQuery("SAVEPOINT bridge_sql_tool")
-                    do {
-                        let rows = try c.query(Self.wrapped(query, maxRows: maxRows))
-                        let n = rows.first?.int("n") ?? 0
-                        let json = rows.first?["rows"] ?? "[]"
-                        return n > maxRows ? "{\"max_rows\":\(maxRows),\"rows\":\(json),\"truncated\":true}" : json
-                    } catch let e as PostgresError where e.sqlState == "0A000" {
-                        // Not wrappable (e.g. a WITH holding a data-modifying statement): run it as written.
-                        try c.simpleQuery("ROLLBACK TO SAVEPOINT bridge_sql_tool")
-                    }
+                if let once, try c.query(once.fence).count != 1 {
+                    throw ToolFailure("the task's lease is gone; the statement was not run")
                 }
-                return Self.plainOutput(try c.query(query), maxRows: maxRows)
+                let output = try Self.run(query, returnsRows: returnsRows, maxRows: maxRows, timeout: timeout, on: c)
+                if let once { try c.query(once.record(Self.capBytes(output, maxBytes: maxBytes))) }
+                return output
             }
         } catch let e as PostgresError {
             var data: [String: JSONValue] = ["tool_name": .string(tool.name)]
@@ -86,6 +82,25 @@ public struct SQLToolExecutor: ToolExecutor {
             throw ToolFailure("SQL tool \(tool.name) failed: \(e.description)", data: .object(data))
         }
         return Self.capBytes(text, maxBytes: spec.maxBytes)
+    }
+
+    /// The statement inside the tool's transaction, with its local timeout; its output text.
+    static func run(_ query: PostgresQuery, returnsRows: Bool, maxRows: Int, timeout: String,
+                    on c: isolated PostgresConnection) throws(PostgresError) -> String {
+        try c.query("SELECT set_config('statement_timeout', \(timeout), true)")
+        if returnsRows {
+            try c.simpleQuery("SAVEPOINT bridge_sql_tool")
+            do {
+                let rows = try c.query(Self.wrapped(query, maxRows: maxRows))
+                let n = rows.first?.int("n") ?? 0
+                let json = rows.first?["rows"] ?? "[]"
+                return n > maxRows ? "{\"max_rows\":\(maxRows),\"rows\":\(json),\"truncated\":true}" : json
+            } catch where error.sqlState == "0A000" {
+                // Not wrappable (e.g. a WITH holding a data-modifying statement): run it as written.
+                try c.simpleQuery("ROLLBACK TO SAVEPOINT bridge_sql_tool")
+            }
+        }
+        return Self.plainOutput(try c.query(query), maxRows: maxRows)
     }
 
     /// Drops trailing comments, semicolons and whitespace so the statement can be nested.

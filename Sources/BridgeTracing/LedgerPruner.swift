@@ -161,6 +161,7 @@ public struct LedgerPruner: Sendable {
         let keep: PostgresQuery = """
             t.ended_at IS NULL \(leased)
             OR EXISTS (SELECT 1 FROM bridge.run_states r WHERE r.trace_id = t.trace_id)
+            OR EXISTS (SELECT 1 FROM bridge.run_journals j WHERE j.trace_id = t.trace_id)
             OR EXISTS (SELECT 1 FROM bridge.spans s WHERE s.trace_id = t.trace_id AND s.created_at >= \(o.cutoff)::timestamptz)
             OR (NOT \(o.includeUndelivered) AND EXISTS (
                 SELECT 1 FROM bridge.exporters e
@@ -210,6 +211,7 @@ public struct LedgerPruner: Sendable {
             sd AS (DELETE FROM bridge.span_deliveries d WHERE d.trace_id = \(ids) RETURNING 1),
             td AS (DELETE FROM bridge.trace_deliveries d WHERE d.trace_id = \(ids) RETURNING 1),
             rt AS (DELETE FROM bridge.run_transcripts x WHERE x.trace_id = \(ids) RETURNING 1),
+            jc AS (DELETE FROM bridge.journal_calls j WHERE j.trace_id = \(ids) RETURNING 1),
             sp AS (DELETE FROM bridge.spans s WHERE s.trace_id = \(ids) RETURNING 1),
             tr AS (DELETE FROM bridge.traces t WHERE t.trace_id = \(ids) RETURNING 1),
             counts AS (
@@ -235,7 +237,7 @@ public struct LedgerPruner: Sendable {
     }
 
     static func requireTables(on connection: PostgresConnection) async throws {
-        let ok = try await connection.ledgerHas([.prunes, .spanDeliveries, .runStates])
+        let ok = try await connection.ledgerHas([.prunes, .spanDeliveries, .runStates, .runJournals, .journalCalls])
         if !ok { throw PruneError.noLedger(connection.redactedTarget) }
     }
 }

@@ -23,6 +23,9 @@ public actor TraceRecorder: RunObserver {
     /// Each agent's model settings (the generation span's `model_config`).
     let modelSettings: [String: JSONValue]
     var turnAgents: [EventID: String] = [:]
+    /// Span ids derived from the trace id and the event id (durable runs: a resumed run that
+    /// records a step again records it under the same id, so the ledger keeps it once).
+    var derivedSpanIds = false
 
     struct Open {
         var spanId: String
@@ -67,6 +70,9 @@ public actor TraceRecorder: RunObserver {
     }
 
     public var spanCount: Int { recorded.count }
+
+    /// Derives every span id from the trace id and the event id from now on (durable runs).
+    public func deriveSpanIds() { derivedSpanIds = true }
 
     public func record(_ event: RunEvent) async {
         switch event {
@@ -143,6 +149,9 @@ public actor TraceRecorder: RunObserver {
         case .mcpToolsListed(let id, let parent, let server, let tools, let error, let startedAt, let endedAt):
             start(id, parent: parent, at: startedAt, data: .mcpTools(server: server, result: tools))
             await end(id, error: error, at: endedAt)
+        case .resumed(let id, let parent, let data, let startedAt, let endedAt):
+            start(id, parent: parent, at: startedAt, data: .custom(name: "resume", data: data))
+            await end(id, error: nil, at: endedAt)
         case .mcpCall(let id, let server):
             if case .function(var f)? = open[id]?.data {
                 f.mcpServer = server
@@ -193,7 +202,7 @@ public actor TraceRecorder: RunObserver {
     }
 
     func start(_ id: EventID, parent: EventID?, at: Date, data: SpanData) {
-        let spanId = SpanID.random()
+        let spanId = derivedSpanIds ? SpanID.derived(traceId: trace.id, slot: "event:\(id)") : SpanID.random()
         let parentSpanId = parent.flatMap { open[$0]?.spanId ?? spanIds[$0] }
         open[id] = Open(spanId: spanId, parentSpanId: parentSpanId, startedAt: at, data: data,
                         error: pendingErrors.removeValue(forKey: id))

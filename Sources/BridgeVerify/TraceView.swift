@@ -170,6 +170,13 @@ enum SpanLabel {
                 if let id = a["request_id"]?.stringValue { l += " · request \(id)" }
                 return l
             }
+            if d["name"] == "resume", let r = d["data"] {
+                // A durable run taken over after an interruption: who had it, who has it, the gap.
+                var l = "resume · \(r["previous_worker"]?.stringValue ?? "?") → \(r["worker"]?.stringValue ?? "?")"
+                if let s = r["lost_seconds"]?.doubleValue { l += String(format: " · lost %.1f s", s) }
+                if let from = r["resumed_from"]?.stringValue { l += " · from \(from)" }
+                return l
+            }
             return "custom \(d["name"]?.stringValue ?? "")"
         case .mcpTools, .transcription, .speech, .speechGroup, nil:
             return "\(s.type) \(d["name"]?.stringValue ?? "")"

@@ -127,7 +127,7 @@ public struct Verifier: Sendable {
             let fileSummary = spanFileSummary
             // Most expensive first, so the connections finish at about the same time.
             let queue = CheckQueue([.exportDelivered, .handoffsTraced, .toolsTraced, .traceIdsCorrelate, .toolIOCaptured, .toolTiming,
-                                    .guardrailsApprovalsTraced],
+                                    .guardrailsApprovalsTraced, .runsWhole],
                                    primaryOnly: fileSummary == nil ? [] : [.traceIdsCorrelate])
             results = try await withThrowingTaskGroup(of: [CheckResult].self) { group in
                 for (i, c) in all.enumerated() {
@@ -170,6 +170,9 @@ public struct Verifier: Sendable {
             }
             return try await exportDelivered(sql, c)
         case .toolTiming: return try await toolTiming(sql, c)
+        case .runsWhole:
+            let rows = try await query(sql.runsWhole, c)
+            return result(.runsWhole, counted(rows), emptyReason: "no ended traces in scope")
         case .guardrailsApprovalsTraced:
             let rows = try await query(sql.guardrailsApprovalsTraced, c)
             return result(.guardrailsApprovalsTraced, counted(rows),

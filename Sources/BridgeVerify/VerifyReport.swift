@@ -140,6 +140,7 @@ public enum Check: String, Sendable, CaseIterable {
     case exportDelivered = "export_delivered"
     case toolTiming = "tool_timing"
     case guardrailsApprovalsTraced = "guardrails_approvals_traced"
+    case runsWhole = "runs_whole"
 
     /// The checklist's wording.
     public var title: String {
@@ -151,6 +152,7 @@ public enum Check: String, Sendable, CaseIterable {
         case .exportDelivered: "Real-time monitoring shows tool usage"
         case .toolTiming: "Performance metrics include tool execution time"
         case .guardrailsApprovalsTraced: "Guardrails and approvals traced"
+        case .runsWhole: "Each run is one trace tree, each call traced once"
         }
     }
 }

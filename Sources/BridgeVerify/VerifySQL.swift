@@ -139,6 +139,69 @@ struct VerifySQL: Sendable {
         """
     }
 
+    // MARK: runs_whole
+
+    /// Per ended trace in scope: one root span, no span whose parent is missing from the trace
+    /// (a run interrupted and resumed must still be one tree), and no call traced twice: no call
+    /// id on two function spans, and per tool name no more function spans than calls in the run
+    /// transcript (a resumed run that ran a finished call again would show one more). Items:
+    /// the traces.
+    var runsWhole: PostgresQuery {
+        """
+        WITH \(scopedTraces),
+        tr AS MATERIALIZED (
+            SELECT st.trace_id, st.task_id,
+                   (SELECT count(*) FROM bridge.spans s WHERE s.trace_id = st.trace_id AND s.parent_id IS NULL) AS roots,
+                   (SELECT count(*) FROM bridge.spans s WHERE s.trace_id = st.trace_id AND s.parent_id IS NOT NULL
+                      AND NOT EXISTS (SELECT 1 FROM bridge.spans p WHERE p.span_id = s.parent_id AND p.trace_id = s.trace_id)) AS orphans
+            FROM st
+        ),
+        calls AS (
+            SELECT st.trace_id, it->>'name' AS name, count(*) AS n
+            FROM st JOIN bridge.run_transcripts rt ON rt.trace_id = st.trace_id
+            CROSS JOIN LATERAL \(Self.transcriptItems) AS it
+            WHERE it->>'type' = 'function_call'
+            GROUP BY 1, 2
+        ),
+        fspans AS (
+            -- the run's own calls: function > turn > agent > task (a guardrail agent's calls sit
+            -- under a guardrail span and are not in the run's transcript)
+            SELECT s.trace_id, s.span_data->>'name' AS name, count(*) AS n
+            FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
+            JOIN bridge.spans turn ON turn.span_id = s.parent_id
+            JOIN bridge.spans ag ON ag.span_id = turn.parent_id AND ag.span_data->>'type' = 'agent'
+            JOIN bridge.spans task ON task.span_id = ag.parent_id AND task.parent_id IS NULL
+            WHERE s.span_data->>'type' = 'function' AND EXISTS (SELECT 1 FROM bridge.run_transcripts rt WHERE rt.trace_id = st.trace_id)
+            GROUP BY 1, 2
+        ),
+        twice AS (
+            SELECT f.trace_id, f.name, f.n AS spans, coalesce(c.n, 0) AS calls
+            FROM fspans f LEFT JOIN calls c ON c.trace_id = f.trace_id AND c.name = f.name
+            WHERE f.n > coalesce(c.n, 0)
+        ),
+        dup AS (
+            SELECT s.trace_id, s.span_data->>'call_id' AS call_id, count(*) AS n
+            FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
+            WHERE s.span_data->>'type' = 'function' AND s.span_data->>'call_id' IS NOT NULL
+            GROUP BY 1, 2 HAVING count(*) > 1
+        ),
+        bad AS (
+            SELECT task_id, trace_id, format('%s span(s) whose parent is not in the trace', orphans) AS message
+            FROM tr WHERE orphans > 0
+            UNION ALL
+            SELECT tr.task_id, d.trace_id, format('call %s has %s function spans: it ran twice', d.call_id, d.n)
+            FROM dup d JOIN tr ON tr.trace_id = d.trace_id
+            UNION ALL
+            SELECT task_id, trace_id, format('%s root span(s) (expected 1)', roots) FROM tr WHERE roots <> 1
+            UNION ALL
+            SELECT tr.task_id, w.trace_id,
+                   format('tool %s: %s function span(s) for %s call(s) in the run transcript: a call was traced twice', w.name, w.spans, w.calls)
+            FROM twice w JOIN tr ON tr.trace_id = w.trace_id
+        ),
+        \(tail(checked: "SELECT count(*) FROM tr", failed: "SELECT count(DISTINCT trace_id) FROM bad"))
+        """
+    }
+
     // MARK: tools_traced
 
     /// Per trace and tool name: calls in the transcript (handoff `transfer_to_…` calls excluded)

@@ -202,6 +202,13 @@ public struct ApprovalStore: Sendable {
         return try TaskStore.parseClaims(rows).first
     }
 
+    /// When the task's run paused for approval, if a paused run's state is stored for it.
+    public func pausedAt(on conn: PostgresConnection, taskKey: String) async throws -> Date? {
+        try await conn.query("""
+            SELECT extract(epoch FROM paused_at)::float8 AS at FROM bridge.run_states WHERE task_key = \(taskKey)
+            """).first?.double("at").map { Date(timeIntervalSince1970: $0) }
+    }
+
     /// The stored state of a waiting task and the decisions on its requests.
     public func load(on conn: PostgresConnection, taskKey: String) async throws -> (Stored, [ApprovalDecision])? {
         let a = try mapping()

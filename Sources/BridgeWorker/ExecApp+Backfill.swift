@@ -58,7 +58,7 @@ extension ExecApp {
                                                        requestTimeout: httpLimits.modelTimeout)
         }
         let secrets = Secrets.collect(connection: cc, environment: env)
-        let mcpServers = try await Self.startMCPServers(config, environment: env, client: httpClient)
+        let mcpServers = try await Self.startMCPServers(config, environment: env, client: httpClient, progress: progress)
         let rerunner = try Rerunner(
             config: config, connect: { try await PostgresConnection.connect(cc) }, model: model,
             tools: { conn in

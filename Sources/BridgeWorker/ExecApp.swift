@@ -210,7 +210,7 @@ public struct ExecApp: Sendable {
         // anything is claimed (one that cannot start is a configuration error, exit 2; one that
         // crashes later is restarted); stopped (children included) when the drain ends, however
         // it ends.
-        let mcpServers = try await Self.startMCPServers(config, environment: env, client: httpClient)
+        let mcpServers = try await Self.startMCPServers(config, environment: env, client: httpClient, progress: progress)
         let (session, secrets): (ExportSession, [String])
         do {
             (session, secrets) = try startExports(traceFile: traceFile, client: httpClient, progress: progress)
@@ -241,15 +241,27 @@ public struct ExecApp: Sendable {
     }
 
     /// The worker's MCP servers, every one that an agent uses started and initialized: throws
-    /// `MappingErrors` (exit 2) naming each that cannot be, after stopping the others.
-    static func startMCPServers(_ config: MappingConfig, environment: Environment,
-                                client: HTTPClient) async throws -> MCPServerPool {
+    /// `MappingErrors` (exit 2) naming each that cannot be (it exited, could not be started, or
+    /// broke the protocol), after stopping the others. One that only timed out may be slow or
+    /// loaded: it is reported on `progress`, and its runs start it again (and are retried).
+    static func startMCPServers(_ config: MappingConfig, environment: Environment, client: HTTPClient,
+                                progress: ProgressReporter) async throws -> MCPServerPool {
         let pool = MCPServerPool(servers: config.mcpServers, environment: environment, client: client)
-        let issues = await pool.initializeAll(usedBy: config)
-        guard issues.isEmpty else {
-            await pool.shutdown()
-            throw MappingErrors(issues)
+        let used = Set(config.agents.flatMap(\.mcpServers))
+        let failed = await pool.initializeAll(Array(used))
+        var broken: [MappingIssue] = [], slow: [MappingIssue] = []
+        for server in config.mcpServers {
+            guard let error = failed[server.name] else { continue }
+            let why = error.description
+            let issue = MappingIssue(config.location(server.origin),
+                                     why.hasPrefix("MCP server '\(server.name)'") ? why : "MCP server '\(server.name)': \(why)")
+            if case .timeout = error { slow.append(issue) } else { broken.append(issue) }
         }
+        guard broken.isEmpty else {
+            await pool.shutdown()
+            throw MappingErrors(broken)
+        }
+        for issue in slow { progress.status("\(issue.description); its runs will start it again") }
         return pool
     }
 

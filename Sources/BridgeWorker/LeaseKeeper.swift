@@ -25,6 +25,8 @@ struct LeaseKeeper: Sendable {
     let leaseSeconds: Double
     let maxAttempts: Int
     let progress: ProgressReporter
+    /// Durable runs' journals: each pass also drops those of runs the application took back.
+    var journals: RunJournalStore? = nil
 
     func run(for holder: some LeaseHolder) async {
         let slot = ConnectionSlot(connect: connect)
@@ -35,6 +37,15 @@ struct LeaseKeeper: Sendable {
         if let r = try? await slot.use({ [store, maxAttempts] c in try await store.reap(on: c, maxAttempts: maxAttempts) }) {
             await holder.noteReaped(r)
         }
+        var sweeping = false
+        if let journals { sweeping = (try? await slot.use { c in try await journals.isMigrated(on: c) }) ?? false }
+        func sweep() async {
+            guard sweeping, let journals else { return }
+            if let n = try? await slot.use({ c in try await journals.sweep(on: c) }), n > 0 {
+                progress.log("journal sweep: \(n) interrupted run(s) the application took back (finished or deleted) will not resume")
+            }
+        }
+        await sweep()
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(Int(interval * 1000)))
             if Task.isCancelled { break }
@@ -50,6 +61,7 @@ struct LeaseKeeper: Sendable {
                 await holder.lose(tokens.filter { !alive.contains($0) }, reason: "lease lost (reaped or finished elsewhere)")
                 let r = try await slot.use { [store, maxAttempts] c in try await store.reap(on: c, maxAttempts: maxAttempts) }
                 await holder.noteReaped(r)
+                await sweep()
             } catch {
                 if !failing { progress.log("heartbeat failed (\(error)); retrying") }
                 failing = true

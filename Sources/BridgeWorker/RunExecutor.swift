@@ -3,7 +3,7 @@ import BridgeMapping
 import BridgePostgres
 import BridgeRunner
 import BridgeTracing
-import FoundationEssentials
+import Foundation
 
 /// The run executor: runs one claimed task end to end. It builds the task's run spec (or loads
 /// a paused run's stored state), inserts the attempt's execution row, runs it traced, and writes
@@ -27,6 +27,24 @@ struct RunExecutor: Sendable {
     /// Values never to be recorded in spans (API keys, the database password).
     let secrets: [String]
     let options: WorkerOptions
+    /// Durable runs: their journals (when `bridge migrate` created the tables) and the worker's
+    /// request to stop at the next step boundary.
+    let journals: RunJournalStore
+    let stop: StopSignal
+    let durability = DurabilityCheck()
+
+    /// Whether the journal tables exist, asked once per worker.
+    final class DurabilityCheck: @unchecked Sendable {
+        // @unchecked Sendable: `known` is only touched under `lock`.
+        private let lock = NSLock()
+        private var known: Bool?
+        func enabled(_ journals: RunJournalStore, on c: PostgresConnection) async throws -> Bool {
+            if let k = lock.withLock({ known }) { return k }
+            let k = try await journals.isMigrated(on: c)
+            lock.withLock { known = k }
+            return k
+        }
+    }
 
     /// How far an attempt got: what its failure record needs when the database fails under it.
     struct Attempt {
@@ -59,9 +77,58 @@ struct RunExecutor: Sendable {
     private func run(_ claim: TaskStore.Claim, resuming: Bool, on c: PostgresConnection, attempt: inout Attempt,
                      isLost: @Sendable (String) async -> Bool) async throws -> TaskOutcome {
         let (task, key, token) = (claim.row, claim.key, claim.token)
-        let spec: RunSpec
+        var spec: RunSpec
         var resumed: (state: ApprovalStore.Stored, decisions: [ApprovalDecision])?
-        if resuming {
+        let durable = try await durability.enabled(journals, on: c)
+        var journalCalls: [JournaledCall] = []
+        var checkpoint: RunCheckpoint?
+        var resumeInfo: ResumeInfo?
+        let head = durable ? try await journals.head(on: c, taskKey: key) : nil
+        // A run resumed after an approval whose stint was interrupted before its next
+        // checkpoint: it goes through the decisions again (its finished calls replayed).
+        var resuming = resuming
+        var resumedAgain = false
+        if !resuming, let head, config.approvals != nil,
+           let pausedAt = try await approvals.pausedAt(on: c, taskKey: key),
+           head.checkpoint == nil || head.updatedAt <= pausedAt {
+            resuming = true
+            resumedAgain = true
+        }
+        if let head, !resuming {
+            // An interrupted run (worker killed or stopped, or a retriable failure): it goes on
+            // from its journal, in its trace, with the spec it started with.
+            let stored: RunSpec
+            do {
+                guard head.format == RunCheckpoint.format else {
+                    throw JournalFenced("it was written in journal format \(head.format); this bridge reads format \(RunCheckpoint.format)")
+                }
+                stored = try JSONDecoder().decode(RunSpec.self, from: Data(head.spec.utf8))
+                checkpoint = try head.checkpoint.map { try JSONDecoder().decode(RunCheckpoint.self, from: Data($0.utf8)) }
+            } catch {
+                let message = Redaction.scrub("the run journal of task \(key) cannot be resumed: \(error)", secrets: secrets)
+                return try await failBeforeRun(c, claim, startedAt: attempt.startedAt, type: .resumeError, message: message,
+                                               also: journals.abandonStatements(taskKey: key, traceId: head.traceId))
+            }
+            // The mappings as they are now must still describe the journaled run.
+            let (agents, edges) = try await bridge.loadAgentsAndEdges(for: task, connection: c)
+            let current = try? bridge.runSpec(task: task, agentRows: agents, handoffEdges: edges, attempt: claim.attempt)
+            let change = current.map { ResumeCheck.changes(stored: stored, current: $0, agent: checkpoint?.agent ?? stored.startingAgent) }
+                ?? "the task's run spec can no longer be built"
+            if let change {
+                let message = Redaction.scrub("task \(key) was interrupted, but the mappings changed since: \(change); not resumed",
+                                              secrets: secrets)
+                return try await failBeforeRun(c, claim, startedAt: attempt.startedAt, type: .resumeError, message: message,
+                                               also: journals.abandonStatements(taskKey: key, traceId: head.traceId))
+            }
+            spec = stored
+            journalCalls = try await journals.calls(on: c, traceId: spec.traceId)
+            resumeInfo = ResumeInfo(previousWorker: head.workerId, worker: options.workerId, lastStepAt: head.updatedAt,
+                                    attempt: claim.attempt)
+            attempt.executionKey = try await store.startExecution(
+                on: c, task: task, token: token, traceId: spec.traceId, agentId: spec.metadata["agent_id"],
+                attempt: claim.attempt, startedAt: attempt.startedAt)
+            try await journals.resumed(on: c, taskKey: key, token: token, workerId: options.workerId)
+        } else if resuming {
             // A paused run whose requests are decided: continue it from its stored state.
             guard let loaded = try await approvals.load(on: c, taskKey: key) else {
                 return try await failBeforeRun(c, claim, startedAt: attempt.startedAt, type: .resumeError,
@@ -71,6 +138,14 @@ struct RunExecutor: Sendable {
             spec = loaded.0.spec
             attempt.executionKey = loaded.0.executionKey
             attempt.startedAt = loaded.0.openSpans.first { $0.data["name"] == "task" }?.startedAt ?? attempt.startedAt
+            if durable { journalCalls = try await journals.calls(on: c, traceId: spec.traceId) }
+            if resumedAgain {
+                // The interrupted stint's execution row was ended by the reaper or the release.
+                attempt.startedAt = Date()
+                attempt.executionKey = try await store.startExecution(
+                    on: c, task: task, token: token, traceId: spec.traceId, agentId: spec.metadata["agent_id"],
+                    attempt: claim.attempt, startedAt: attempt.startedAt)
+            }
         } else {
             let (agents, edges) = try await bridge.loadAgentsAndEdges(for: task, connection: c)
             do {
@@ -80,6 +155,8 @@ struct RunExecutor: Sendable {
                 return try await failBeforeRun(c, claim, startedAt: attempt.startedAt, type: .configurationError,
                                                message: message)
             }
+            // The journal first: an execution row always names the trace its run keeps.
+            if durable { try await journals.start(on: c, taskKey: key, token: token, spec: spec, workerId: options.workerId) }
             attempt.executionKey = try await store.startExecution(
                 on: c, task: task, token: token, traceId: spec.traceId, agentId: spec.metadata["agent_id"],
                 attempt: claim.attempt, startedAt: attempt.startedAt)
@@ -87,16 +164,28 @@ struct RunExecutor: Sendable {
         attempt.traceId = spec.traceId
         let resume = resumed.map { TracedRun.Resume(paused: $0.state.paused, decisions: $0.decisions,
                                                     openSpans: $0.state.openSpans) }
+        let journal = durable
+            ? DurableJournal(store: journals, connection: c, taskKey: key, traceId: spec.traceId, token: token,
+                             workerId: options.workerId, stop: stop, finished: journalCalls)
+            : nil
         let (result, spanCount, openSpans) = try await TracedRun(model: model, secrets: secrets, mcp: mcp)
-            .run(spec, task: task, taskKey: key, connection: c, tools: toolsFactory(c), resume: resume)
+            .run(spec, task: task, taskKey: key, connection: c, tools: toolsFactory(c), resume: resume,
+                 durable: journal.map { TracedRun.Durable(journal: $0, checkpoint: checkpoint, info: resumeInfo) })
         // Cancelled: the lease is gone (write nothing: a newer attempt may own the task), or
-        // the worker is shutting down (release the task, token-checked).
-        if await isLost(token) { return .stale(taskKey: key, traceId: spec.traceId) }
+        // the worker is shutting down (release the task, token-checked). A durable run's steps
+        // since its last journal write are dropped: the run goes on from its journal.
+        if await isLost(token) {
+            journal?.discard()
+            return .stale(taskKey: key, traceId: spec.traceId)
+        }
         if result.status == .failed && (Task.isCancelled || result.error?.type == .cancelled) {
-            let released = try await release(c, claim, executionKey: attempt.executionKey, startedAt: attempt.startedAt)
+            journal?.discard()
+            let released = try await release(c, claim, executionKey: attempt.executionKey, startedAt: attempt.startedAt,
+                                             durable: durable)
             return released ? .released(taskKey: key) : .stale(taskKey: key, traceId: spec.traceId)
         }
         if result.status == .paused, let paused = result.paused {
+            do { try await journal?.flush() } catch is JournalFenced { return .stale(taskKey: key, traceId: spec.traceId) }
             let requests = try await approvals.pause(on: c, task: task, taskKey: key, token: token,
                                                      executionKey: attempt.executionKey, spec: spec, paused: paused,
                                                      openSpans: openSpans)
@@ -104,8 +193,12 @@ struct RunExecutor: Sendable {
                            spans: spanCount)
         }
         let (outcome, retried) = self.outcome(of: result, spec: spec, attempt: claim.attempt, startedAt: attempt.startedAt)
+        // A retried durable run goes on from its journal (its last steps are done again); a
+        // finished one writes its last spans and drops its journal with its result.
+        var also: [PostgresQuery] = []
+        if retried { journal?.discard() } else { also = journal?.finalStatements(dropHead: true) ?? [] }
         let written = try await store.finish(on: c, taskKey: key, token: token, executionKey: attempt.executionKey,
-                                             traceId: spec.traceId, outcome: outcome)
+                                             traceId: spec.traceId, outcome: outcome, also: also)
         guard written else { return .stale(taskKey: key, traceId: spec.traceId) }
         if let resumed {
             try await approvals.finished(on: c, taskKey: key,
@@ -143,9 +236,9 @@ struct RunExecutor: Sendable {
 
     /// A failure before the run could start (no spec, no stored state): terminal, no trace.
     private func failBeforeRun(_ c: PostgresConnection, _ claim: TaskStore.Claim, startedAt: Date, type: FailureType,
-                               message: String) async throws -> TaskOutcome {
+                               message: String, also: [PostgresQuery] = []) async throws -> TaskOutcome {
         let written = try await finishFailed(c, claim, executionKey: nil, startedAt: startedAt, type: type,
-                                             message: message, retriable: false)
+                                             message: message, retriable: false, also: also)
         guard written else { return .stale(taskKey: claim.key, traceId: nil) }
         return .failed(taskKey: claim.key, traceId: nil, message: message, retried: false, toolCalls: 0, spans: 0,
                        errorType: type)
@@ -182,13 +275,14 @@ struct RunExecutor: Sendable {
 
     /// Hands a task back to pending without a backoff (shutdown), token-checked.
     private func release(_ c: PostgresConnection, _ claim: TaskStore.Claim, executionKey: String?,
-                         startedAt: Date) async throws -> Bool {
+                         startedAt: Date, durable: Bool) async throws -> Bool {
         let message = "released at shutdown before the run finished"
         let now = Date()
-        let outcome = TaskStore.Outcome(
+        var outcome = TaskStore.Outcome(
             status: .failedRetriable, taskStatus: .pending,
             result: ["error": .string(message), "error_type": .string(FailureType.released.rawValue)], tokenUsage: [:],
             errorMessage: message, errorType: .released, completedAt: now, durationSeconds: now.timeIntervalSince(startedAt))
+        outcome.refundsAttempt = durable
         return try await store.finish(on: c, taskKey: claim.key, token: claim.token, executionKey: executionKey,
                                       traceId: nil, outcome: outcome)
     }
@@ -196,7 +290,8 @@ struct RunExecutor: Sendable {
     /// Records a failure that is not the run's own (no trace), token-checked: retried with a
     /// backoff while attempts are left, else failed.
     private func finishFailed(_ c: PostgresConnection, _ claim: TaskStore.Claim, executionKey: String?, startedAt: Date,
-                              type: FailureType, message: String, retriable: Bool) async throws -> Bool {
+                              type: FailureType, message: String, retriable: Bool,
+                              also: [PostgresQuery] = []) async throws -> Bool {
         let now = Date()
         let again = retriable && claim.attempt < options.maxAttempts
         let outcome = TaskStore.Outcome(
@@ -205,6 +300,6 @@ struct RunExecutor: Sendable {
             errorMessage: message, errorType: type, completedAt: now, durationSeconds: now.timeIntervalSince(startedAt),
             retryAfterSeconds: again ? backoff(attempt: claim.attempt, retryAfter: nil) : nil)
         return try await store.finish(on: c, taskKey: claim.key, token: claim.token, executionKey: executionKey,
-                                      traceId: nil, outcome: outcome)
+                                      traceId: nil, outcome: outcome, also: also)
     }
 }

@@ -378,6 +378,9 @@ public struct TaskStore: Sendable {
         public var retryAfterSeconds: Double?
         /// Task columns written with a completed result (a structured output's mapped fields).
         public var columns: [String: JSONValue] = [:]
+        /// A release at shutdown hands the attempt back (`bridge_attempts` - 1): a durable run
+        /// loses nothing by it, and deploys must not use up `--max-attempts` (crashes do).
+        public var refundsAttempt = false
 
         public init(status: ExecutionStatus, taskStatus: TaskStatus, result: JSONValue, tokenUsage: JSONValue,
                     errorMessage: String?, errorType: FailureType?, completedAt: Date, durationSeconds: Double,
@@ -398,8 +401,10 @@ public struct TaskStore: Sendable {
     /// the task still being `running`), so a stale worker's late result never overwrites a
     /// newer one: then nothing is written and the result is false. A retry (`taskStatus` =
     /// pending) leaves result and trace id alone and sets the backoff (`bridge_run_after`).
+    /// `also`: statements that commit with the outcome, only if the lease held (a durable run's
+    /// last spans and the end of its journal).
     public func finish(on conn: PostgresConnection, taskKey: String, token: String, executionKey: String?, traceId: String?,
-                       outcome: Outcome) async throws -> Bool {
+                       outcome: Outcome, also: [PostgresQuery] = []) async throws -> Bool {
         let config = self.config
         let update = finishUpdate(taskKey: taskKey, token: token, traceId: traceId, outcome: outcome)
         do {
@@ -409,6 +414,7 @@ public struct TaskStore: Sendable {
                    let finish = TaskStore.executionUpdate(config, executionKey: executionKey, outcome: outcome.execution) {
                     try c.query(finish)
                 }
+                for statement in also { try c.query(statement) }
                 return true
             }
         } catch is StaleTask {
@@ -437,6 +443,9 @@ public struct TaskStore: Sendable {
         sets.append("\(q(L.token)) = NULL")
         sets.append("\(q(L.expiresAt)) = NULL")
         sets.append("\(q(L.workerId)) = NULL")
+        if outcome.taskStatus == .pending && outcome.refundsAttempt {
+            sets.append("\(q(L.attempts)) = greatest(coalesce(\(q(L.attempts)), 1) - 1, 0)")
+        }
         if outcome.taskStatus == .pending, let wait = outcome.retryAfterSeconds, wait > 0 {
             sets.append("\(q(L.runAfter)) = now() + \(wait)::double precision * interval '1 second'")
         }

@@ -42,6 +42,8 @@ public actor Worker: LeaseHolder {
     private var notifyActive = false
     private let doorbell = Doorbell()
     private let pool: RunConnectionPool
+    /// Asks durable runs to stop at their next step boundary (shutdown).
+    private let stop = StopSignal()
 
     public init(config: MappingConfig, connect: @escaping @Sendable () async throws -> PostgresConnection,
                 model: any ModelProvider, tools: @escaping @Sendable (PostgresConnection) -> any ToolExecutor,
@@ -58,7 +60,8 @@ public actor Worker: LeaseHolder {
         self.pool = pool
         self.executor = RunExecutor(config: config, bridge: DatabaseToSDKBridge(config: config), store: store,
                                     approvals: approvals, connect: connect, pool: pool, model: model,
-                                    toolsFactory: tools, mcp: mcp, secrets: secrets, options: options)
+                                    toolsFactory: tools, mcp: mcp, secrets: secrets, options: options,
+                                    journals: RunJournalStore(config: config), stop: stop)
     }
 
     /// Asks the worker to stop: no more claims; in-flight runs get `drainTimeout` to finish,
@@ -70,6 +73,9 @@ public actor Worker: LeaseHolder {
     private func beginShutdown() async {
         guard !shuttingDown else { return }
         shuttingDown = true
+        // Durable runs checkpoint at their next step boundary and are released at once; the
+        // drain timeout only bounds the steps in flight.
+        stop.stop()
         progress.status("shutting down: no new claims; waiting up to \(secondsText(options.drainTimeout)) for \(running.count) run(s)")
         await doorbell.ring()
     }
@@ -81,8 +87,9 @@ public actor Worker: LeaseHolder {
     public func drain() async throws -> WorkerSummary {
         let started = Date()
         let claimer = ConnectionSlot(connect: connect)
-        let keeper = LeaseKeeper(store: store, connect: connect, leaseSeconds: options.leaseSeconds,
+        var keeper = LeaseKeeper(store: store, connect: connect, leaseSeconds: options.leaseSeconds,
                                  maxAttempts: options.maxAttempts, progress: progress)
+        keeper.journals = RunJournalStore(config: config)
         let heartbeat = Task { await keeper.run(for: self) }
         let listener: Task<Void, Never>? = options.watch ? Task { await listen() } : nil
         var failures = 0

@@ -90,6 +90,20 @@ struct MCPHardeningCLITests {
         #expect(await Self.waitGone(holder), "grandchild \(holder) outlived the worker")
     }
 
+    /// A worker killed outright takes the grandchild with it too (the supervisor's death signal).
+    @Test(.timeLimit(.minutes(3))) func aKilledWorkerTakesTheGrandchildWithIt() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let file = Self.pidFile()
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let dir = try Self.rawServer("fork_holder", [file])
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--database-url", url, "--mappings", dir.path])
+        let holder = try await Self.holder(file)
+        worker.send(SIGKILL)
+        _ = await worker.wait(timeout: 60)
+        #expect(await Self.waitGone(holder), "grandchild \(holder) outlived a killed worker")
+    }
+
     /// The quick start in a shell whose python3 lacks the `mcp` package: exec exits 2 before
     /// claiming anything, naming the server and its stderr; nothing changed.
     @Test func execWithAServerThatCannotInitializeIsAConfigurationError() async throws {

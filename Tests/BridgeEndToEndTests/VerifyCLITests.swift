@@ -76,8 +76,9 @@ struct VerifyCLITests {
         #expect(r.json["ok"] as? Bool == true)
         let all = checks(r.json)
         #expect(Set(all.keys) == ["tools_traced", "handoffs_traced", "tool_io_captured", "trace_ids_correlate",
-                                  "export_delivered", "tool_timing", "guardrails_approvals_traced"])
-        for id in ["tools_traced", "tool_io_captured", "trace_ids_correlate", "tool_timing", "guardrails_approvals_traced"] {
+                                  "export_delivered", "tool_timing", "guardrails_approvals_traced", "runs_whole"])
+        for id in ["tools_traced", "tool_io_captured", "trace_ids_correlate", "tool_timing", "guardrails_approvals_traced",
+                   "runs_whole"] {
             #expect(all[id]?["status"] as? String == "pass", "\(id): \(all[id] ?? [:])")
             #expect((all[id]?["checked"] as? Int ?? 0) > 0, "\(id)")
         }
@@ -109,7 +110,7 @@ struct VerifyCLITests {
         let parser = XMLParser(data: xml)
         parser.delegate = cases
         #expect(parser.parse(), "\(parser.parserError.map { "\($0)" } ?? "")")
-        #expect(cases.testcases == 7)
+        #expect(cases.testcases == 8)
         #expect(cases.failures == 0)
 
         // Reconciled against the exec's own JSONL export, and against the same as OTLP JSON.
@@ -150,7 +151,31 @@ struct VerifyCLITests {
         let parser = XMLParser(data: Data(junit.stdout.utf8))
         parser.delegate = cases
         #expect(parser.parse())
-        #expect(cases.testcases == 7 && cases.failures == 1)
+        #expect(cases.testcases == 8 && cases.failures == 1)
+    }
+
+    /// A turn span gone: its children are orphans, so the run is no longer one tree; a function
+    /// span copied under another id: a call traced twice. `runs_whole` fails on both.
+    @Test func orphanSpansAndACallTracedTwiceFailRunsWhole() async throws {
+        let db = try await ExecutedDatabase.make()
+        let orphaned = try await db.psql("""
+            DELETE FROM bridge.spans WHERE span_id = (
+              SELECT p.span_id FROM bridge.spans p WHERE p.span_data->>'name' = 'turn'
+                AND EXISTS (SELECT 1 FROM bridge.spans c WHERE c.parent_id = p.span_id) ORDER BY p.span_id LIMIT 1)
+            RETURNING trace_id
+            """)
+        let twice = try await db.psql("""
+            INSERT INTO bridge.spans (span_id, trace_id, parent_id, started_at, ended_at, span_data, error)
+            SELECT 'span_' || substr(md5(span_id), 1, 24), trace_id, parent_id, started_at, ended_at, span_data, error
+            FROM bridge.spans WHERE span_data->>'type' = 'function' AND trace_id <> '\(orphaned)' ORDER BY span_id LIMIT 1
+            RETURNING trace_id
+            """)
+        let r = try await db.verify([])
+        #expect(r.status == 1)
+        let whole = checks(r.json)["runs_whole"]
+        #expect(whole?["status"] as? String == "fail" && whole?["failed"] as? Int == 2, "\(whole ?? [:])")
+        #expect(exampleText(whole).contains("whose parent is not in the trace") && exampleText(whole).contains(orphaned))
+        #expect(exampleText(whole).contains("traced twice") && exampleText(whole).contains(twice), "\(exampleText(whole))")
     }
 
     @Test func spansFileMissingATraceFailsCorrelation() async throws {

@@ -107,6 +107,10 @@ struct HotPathPlanTests {
         let execution = try #require(try await c.query("SELECT id::text AS k FROM task_executions LIMIT 1").first?["k"])
         var statements = TaskStore(config: config).hotPathStatements(key: key, executionKey: execution)
         statements += DatabaseToSDKBridge(config: config).hotPathStatements(taskKey: key)
+        // Durable runs: each step's fenced write, and the lease keeper's journal sweep.
+        let journal = RunJournalStore(config: config).hotPathStatements(taskKey: key)
+        #expect(journal.map(\.name) == ["journal checkpoint", "journal call", "journal sweep"])
+        statements += journal
         // The backfill's batch: its SELECTs and its bulk write (the trace id updates by key).
         let backfill = try Backfiller(config: config).hotPathStatements(taskKey: key, executionKey: execution)
         #expect(backfill.map(\.name) == ["backfill batch", "backfill tool calls", "backfill write"])

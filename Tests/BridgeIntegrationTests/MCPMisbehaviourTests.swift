@@ -75,6 +75,25 @@ struct MCPMisbehaviourTests {
         }
     }
 
+    /// What exec does before claiming: a server that cannot start, exits or breaks the
+    /// protocol is an error; one that only does not answer in time is a timeout (exec goes on).
+    @Test func initializeAllReportsEachServerThatCannotBeInitialized() async throws {
+        let gone = MCPServerMapping(name: "gone", transport: .stdio(command: "no-such-mcp-server", args: [], env: [], cwd: nil))
+        var silent = MCPFixture.raw("silent", timeoutMs: 500)
+        silent.name = "silent"
+        var old = MCPFixture.raw("old_version")
+        old.name = "old"
+        let pool = MCPServerPool(servers: [gone, silent, old, MCPFixture.raw("paged")], client: nil)
+        let failed = await pool.initializeAll(["gone", "silent", "old", "raw"])
+        #expect(failed["gone"] == .unavailable("cannot start MCP server 'gone': command not found: no-such-mcp-server"))
+        #expect(failed["silent"] == .timeout(method: "initialize", ms: 500))
+        guard case .protocolViolation? = failed["old"] else { Issue.record("\(String(describing: failed["old"]))"); return }
+        #expect(failed["raw"] == nil)
+        // The one that started stays up.
+        #expect(try await pool.tools(server: "raw").count == 5)
+        await pool.shutdown()
+    }
+
     /// timeout_ms bounds a whole tools/list: three pages 0.5 s apart do not fit in 1.2 s, though
     /// each page does.
     @Test func timeoutBoundsTheWholeListing() async throws {

@@ -41,8 +41,9 @@ struct MCPSDKVersionTests {
         let python = try #require(major == "2" ? MCPFixture.python : MCPFixture.pythonV1)
         #expect(try Self.sdkVersion(python).hasPrefix(major + "."))
         let example = MCPServerMapping(name: "team_tools", transport: .stdio(
-            command: python, args: [Self.examples + "/team_tools_server.py"], env: [], cwd: Self.examples))
-        let pool = MCPServerPool(servers: [example, MCPFixture.fastmcp(python: python)], client: nil)
+            command: python, args: [Self.examples + "/team_tools_server.py"], env: [], cwd: Self.examples), timeoutMs: 180_000)
+        // Generous timeouts: importing the SDK takes seconds of CPU, many times that on a loaded machine.
+        let pool = MCPServerPool(servers: [example, MCPFixture.fastmcp(timeoutMs: 180_000, python: python)], client: nil)
         #expect(try await pool.tools(server: "team_tools").map(\.name) == ["estimate_reading_time", "format_citation"])
         let citation = try await pool.call(server: "team_tools", tool: "format_citation",
                                            arguments: ["title": "On  MCP", "url": "https://example.org/mcp"])

@@ -49,7 +49,8 @@ struct WorkerPartsTests {
         RunExecutor(config: config, bridge: DatabaseToSDKBridge(config: config), store: TaskStore(config: config),
                     approvals: ApprovalStore(config: config), connect: { try await TestDatabase.connect(url) }, pool: pool,
                     model: model, toolsFactory: { _ in CompositeToolExecutor() }, mcp: nil, secrets: [],
-                    options: WorkerOptions())  // maxAttempts 3: the default
+                    options: WorkerOptions(),  // maxAttempts 3: the default
+                    journals: RunJournalStore(config: config), stop: StopSignal())
     }
 
     @Test func aFailedRunRecordsItsFailureAndItsConnectionGoesBackToThePool() async throws {

@@ -185,7 +185,7 @@ func checkBalanced(_ events: [RunEvent]) {
             #expect(open.contains(id), "ended \(id) without start")
             #expect(!ended.contains(id))
             ended.insert(id)
-        case .handoff, .spanError, .spanNote, .approvalWait, .mcpToolsListed, .mcpCall: break
+        case .handoff, .spanError, .spanNote, .approvalWait, .mcpToolsListed, .mcpCall, .resumed: break
         }
     }
     #expect(open == ended, "unbalanced events: \(open.subtracting(ended))")

@@ -31,7 +31,9 @@ extension RunState {
             + described.joined(separator: ", ")
     }
 
-    mutating func listMCPTools(_ agent: AgentSpec, parent agentId: EventID, taken: Set<String>) async -> MCPListing {
+    /// `quiet`: no spans and no event ids (a stint resumed from its journal).
+    mutating func listMCPTools(_ agent: AgentSpec, parent agentId: EventID, taken: Set<String>,
+                               quiet: Bool = false) async -> MCPListing {
         mcpToolServers = [:]
         var out = MCPListing()
         guard !agent.mcpServers.isEmpty else { return out }
@@ -42,7 +44,7 @@ extension RunState {
         }
         var names = taken
         for server in agent.mcpServers {
-            let id = allocate()
+            let id = quiet ? 0 : allocate()
             let start = Date()
             do {
                 let tools = try await source.tools(server: server)
@@ -85,7 +87,7 @@ extension RunState {
     /// Runs one MCP tool call as the SDK's `invoke_mcp_tool` does: arguments must be a JSON
     /// object; a failed call goes back to the model as a tool error (non-fatal) and onto the
     /// span; an `isError` result goes to the model as its content and is recorded on the span.
-    static func runMCPTool(_ call: PendingToolCall, runner: AgentRunner) async -> ToolCallOutcome {
+    static func runMCPTool(_ call: PendingToolCall, runner: AgentRunner, idempotencyKey: String = "") async -> ToolCallOutcome {
         let server = call.mcpServer ?? ""
         await runner.observer.record(.mcpCall(id: call.eventId, server: server))
         var failure: String?
@@ -102,7 +104,9 @@ extension RunState {
         var isError = false
         if failure == nil, let source = runner.mcp {
             do {
-                let result = try await source.call(server: server, tool: call.name, arguments: arguments)
+                // The call's stable key in `_meta`: a repeat after an interruption carries the same one.
+                let meta: JSONValue = idempotencyKey.isEmpty ? [:] : [IdempotencyKey.metaKey: .string(idempotencyKey)]
+                let result = try await source.call(server: server, tool: call.name, arguments: arguments, meta: meta)
                 converted = MCPToolOutput.convert(result, useStructuredContent: source.usesStructuredContent(server: server))
                 isError = result.isError
             } catch {
@@ -117,15 +121,22 @@ extension RunState {
                                                     data: ["tool_name": .string(call.name), "error": .string(converted.text),
                                                            "mcp_is_error": true]) : nil
             await runner.observer.record(.toolEnded(id: call.eventId, output: converted.spanOutput, error: spanError, at: Date()))
+            let fenced = await journal(JournaledCall(callId: call.callId, name: call.name, output: converted.text,
+                                                     error: spanError?.json, modelOutput: converted.modelOutput,
+                                                     spanOutput: converted.spanOutput, mcpServer: server, raw: false),
+                                       runner: runner)
             return ToolCallOutcome(index: call.index, callId: call.callId, name: call.name, output: converted.text,
-                                   modelOutput: converted.modelOutput)
+                                   modelOutput: converted.modelOutput, fenced: fenced)
         }
         let text = failure ?? ""
         let output = RunnerMessages.toolError(text)
-        await runner.observer.record(.toolEnded(id: call.eventId, output: output,
-                                                error: SpanErrorInfo(message: RunnerMessages.spanToolErrorNonFatal,
-                                                                     data: ["tool_name": .string(call.name), "error": .string(text)]),
-                                                at: Date()))
+        let spanError = SpanErrorInfo(message: RunnerMessages.spanToolErrorNonFatal,
+                                      data: ["tool_name": .string(call.name), "error": .string(text)])
+        await runner.observer.record(.toolEnded(id: call.eventId, output: output, error: spanError, at: Date()))
+        if await journal(JournaledCall(callId: call.callId, name: call.name, output: output, error: spanError.json,
+                                       mcpServer: server, raw: false), runner: runner) {
+            return ToolCallOutcome(index: call.index, callId: call.callId, name: call.name, output: output, fenced: true)
+        }
         return ToolCallOutcome(index: call.index, callId: call.callId, name: call.name, output: output)
     }
 }

@@ -65,8 +65,10 @@ actor MCPServerConnection {
         return admitted
     }
 
-    func call(tool: String, arguments: JSONValue) async throws(MCPError) -> MCPCallResult {
-        let result = try await request("tools/call", params: ["name": .string(tool), "arguments": arguments])
+    func call(tool: String, arguments: JSONValue, meta: JSONValue = [:]) async throws(MCPError) -> MCPCallResult {
+        var params: [String: JSONValue] = ["name": .string(tool), "arguments": arguments]
+        if let m = meta.objectValue, !m.isEmpty { params["_meta"] = meta }
+        let result = try await request("tools/call", params: .object(params))
         guard let content = result["content"]?.arrayValue else {
             throw .protocolViolation("MCP server '\(config.name)' answered tools/call without content")
         }
@@ -219,35 +221,28 @@ public final class MCPServerPool: MCPToolSource {
         try await connection(server).call(tool: tool, arguments: arguments)
     }
 
+    public func call(server: String, tool: String, arguments: JSONValue, meta: JSONValue) async throws(MCPError) -> MCPCallResult {
+        try await connection(server).call(tool: tool, arguments: arguments, meta: meta)
+    }
+
     public func usesStructuredContent(server: String) -> Bool {
         connections[server]?.config.useStructuredContent ?? false
     }
 
-    /// Starts and initializes, concurrently, every server that one of `config`'s agents uses
-    /// (each bounded by its `timeout_ms`), so that a server that cannot even start is found
-    /// before any work is claimed. Returns one issue per server that could not be initialized,
-    /// at its `mcp_servers` entry, with its error (a stdio server's stderr, bounded, included).
-    /// Servers that started stay up for the runs.
-    public func initializeAll(usedBy config: MappingConfig) async -> [MappingIssue] {
-        let used = Set(config.agents.flatMap(\.mcpServers))
-        let servers = config.mcpServers.filter { used.contains($0.name) }
-        let failed = await withTaskGroup(of: (String, MCPError?).self) { group in
-            for server in servers {
-                guard let c = connections[server.name] else { continue }
+    /// Starts and initializes the servers named (each bounded by its `timeout_ms`),
+    /// concurrently; returns the error of each that could not be. Servers that started stay up
+    /// for the runs.
+    public func initializeAll(_ servers: [String]) async -> [String: MCPError] {
+        await withTaskGroup(of: (String, MCPError?).self) { group in
+            for name in Set(servers) {
+                guard let c = connections[name] else { continue }
                 group.addTask {
-                    do throws(MCPError) { try await c.initialize(); return (server.name, nil) } catch { return (server.name, error) }
+                    do throws(MCPError) { try await c.initialize(); return (name, nil) } catch { return (name, error) }
                 }
             }
             var out: [String: MCPError] = [:]
             for await (name, error) in group { if let error { out[name] = error } }
             return out
-        }
-        return servers.compactMap { server in
-            failed[server.name].map {
-                let why = $0.description
-                return MappingIssue(config.location(server.origin),
-                                    why.hasPrefix("MCP server '\(server.name)'") ? why : "MCP server '\(server.name)': \(why)")
-            }
         }
     }
 

@@ -77,6 +77,15 @@ public protocol MCPToolSource: Sendable {
     func call(server: String, tool: String, arguments: JSONValue) async throws(MCPError) -> MCPCallResult
     /// Whether `server` wants `structuredContent` given to the model.
     func usesStructuredContent(server: String) -> Bool
+    /// Calls `tool` on `server` with `meta` as the request's `_meta` (bridge's idempotency key).
+    func call(server: String, tool: String, arguments: JSONValue, meta: JSONValue) async throws(MCPError) -> MCPCallResult
+}
+
+extension MCPToolSource {
+    /// Sources that take no `_meta` call without it.
+    public func call(server: String, tool: String, arguments: JSONValue, meta: JSONValue) async throws(MCPError) -> MCPCallResult {
+        try await call(server: server, tool: tool, arguments: arguments)
+    }
 }
 
 /// A JSON-RPC connection to one started, not yet initialized MCP server.

@@ -6,7 +6,8 @@ answers initialize with 1999-01-01; `fork_holder PIDFILE` first forks a child th
 setsid() and sleeps 300 s holding stdout and stderr (its pid goes to PIDFILE), and exits with
 status 5 on a call of the tool `exit`; `bad_json`, `deep_json` and `huge` answer tools/list with
 a line that is not JSON, with JSON nested 700 deep, and with a 17 MiB message; `names` lists
-tools whose names OpenAI refuses; `slow_pages` is `paged` with each page 0.5 s late.
+tools whose names OpenAI refuses; `slow_pages` is `paged` with each page 0.5 s late; `echo_meta`
+answers every tools/call with the JSON of its `_meta`.
 """
 import json
 import os
@@ -67,6 +68,10 @@ for line in sys.stdin:
         if mode == "hang_calls":
             continue
         args = msg["params"].get("arguments") or {}
+        if mode == "echo_meta":
+            text = json.dumps(msg["params"].get("_meta") or {})
+            send({"jsonrpc": "2.0", "id": mid, "result": {"content": [{"type": "text", "text": text}]}})
+            continue
         send({"jsonrpc": "2.0", "id": mid, "result": {"content": [{"type": "text", "text": "x=" + str(args.get("x"))}]}})
     else:
         send({"jsonrpc": "2.0", "id": mid, "error": {"code": -32601, "message": "Method not found"}})

@@ -1,0 +1,50 @@
+import BridgeCore
+import BridgeMapping
+import FoundationEssentials
+
+/// What changed in the mappings between an interruption and the resume, when it matters to the
+/// journaled run: an agent or a tool it used is gone, or the agent's tools differ. Nil: nothing
+/// that the resumed run depends on changed.
+public enum ResumeCheck {
+    public static func changes(stored: RunSpec, current: RunSpec, agent: String) -> String? {
+        var problems: [String] = []
+        let gone = Set(stored.agents.keys).subtracting(current.agents.keys).sorted()
+        if !gone.isEmpty { problems.append("agent(s) \(gone.joined(separator: ", ")) no longer in the mappings") }
+        if let was = stored.agents[agent], let now = current.agents[agent] {
+            if was.tools != now.tools {
+                problems.append("agent \(agent)'s tools changed from [\(was.tools.joined(separator: ", "))] to [\(now.tools.joined(separator: ", "))]")
+            }
+            if was.handoffs.map(\.agent) != now.handoffs.map(\.agent) {
+                problems.append("agent \(agent)'s handoffs changed")
+            }
+        }
+        let usedTools = Set(stored.agents.values.flatMap(\.tools))
+        let missing = usedTools.filter { current.tools[$0] == nil }.sorted()
+        if !missing.isEmpty { problems.append("tool(s) \(missing.joined(separator: ", ")) no longer in the mappings") }
+        if stored.startingAgent != current.startingAgent {
+            problems.append("the starting agent changed from \(stored.startingAgent) to \(current.startingAgent)")
+        }
+        return problems.isEmpty ? nil : problems.joined(separator: "; ")
+    }
+}
+
+extension RunState {
+    /// Goes on from a journaled model response (see `AgentRunner.resume(_:checkpoint:info:taskRow:)`).
+    mutating func resume(_ cp: RunCheckpoint, info: ResumeInfo) async -> RunResult {
+        history = cp.history
+        transcript = cp.transcript
+        usage = cp.usage
+        turn = cp.turn
+        toolCalls = cp.toolCalls
+        taskEventId = cp.taskEventId
+        let taskId = cp.taskEventId
+        await emitResume(info, parent: taskId, from: "turn \(cp.turn) model response")
+        guard spec.agents[cp.agent] != nil else {
+            let failure = RunFailure(type: .resumeError, message: "Agent \(cp.agent) not found in the run spec", retriable: false)
+            return await finish(.failed(failure), agentName: cp.agent, taskId: taskId)
+        }
+        let resumed = ResumedTurn(turnId: cp.turnEventId, turnUsage: cp.turnUsage, response: cp.response)
+        let (outcome, last) = await runAgents(from: cp.agent, parent: taskId, openAgentId: cp.agentEventId, resumeTurn: resumed)
+        return await finish(outcome, agentName: last, taskId: taskId)
+    }
+}

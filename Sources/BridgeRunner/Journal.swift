@@ -1,0 +1,165 @@
+import BridgeCore
+import BridgeMapping
+import BridgePostgres
+import FoundationEssentials
+
+/// Where a durable run journals its finished steps (the worker's `bridge.run_journals` and
+/// `bridge.journal_calls`), and where a resumed run finds the ones already done.
+///
+/// Every write is fenced on the task's lease: a write after the lease is gone throws, and the
+/// run stops. A step's spans go in the same statement as its journal row (the journal knows the
+/// trace recorder), so a span is durable exactly when the step that ended it is.
+public protocol RunJournal: Sendable {
+    /// A model response arrived: the run can resume right after it. Throws when the lease is lost.
+    func checkpoint(_ checkpoint: RunCheckpoint) async throws
+    /// A tool call finished. Throws when the lease is lost.
+    func callFinished(_ call: JournaledCall) async throws
+    /// The result of a call finished before an interruption (replayed, not called again).
+    func finishedCall(_ callId: String) -> JournaledCall?
+    /// For a writing SQL tool: what its transaction must also run (fencing check, journal row).
+    func exactlyOnce(callId: String, toolName: String) -> ExactlyOnceWrite?
+    /// Whether the run should stop at its next step boundary (the worker is shutting down).
+    var stopRequested: Bool { get }
+}
+
+/// What a writing SQL tool's transaction runs besides its statement, so that the statement, its
+/// journal row and the lease check commit together or not at all.
+public struct ExactlyOnceWrite: Sendable {
+    /// Must return exactly one row while the lease holds (it share-locks the task row).
+    public var fence: PostgresQuery
+    /// The journal row of the call, given the tool's output.
+    public var record: @Sendable (String) -> PostgresQuery
+
+    public init(fence: PostgresQuery, record: @escaping @Sendable (String) -> PostgresQuery) {
+        self.fence = fence
+        self.record = record
+    }
+}
+
+/// The lease behind a journal write is gone (a newer worker owns the run).
+public struct JournalFenced: Error, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// One finished tool call as journaled: what the model received and what its span recorded.
+public struct JournaledCall: Codable, Sendable, Equatable {
+    public var callId: String
+    public var name: String
+    /// The tool's output as the executor returned it (before the runner's text safety), or the
+    /// model's text for MCP and failed calls.
+    public var output: String
+    /// An error to put on the function span (nil: the call succeeded).
+    public var error: JSONValue?
+    /// MCP: what the model received (content parts) and what the span recorded.
+    public var modelOutput: JSONValue?
+    public var spanOutput: String?
+    public var mcpServer: String?
+    /// Whether `output` is the executor's raw output (replayed through the same path as a live call).
+    public var raw: Bool
+
+    public init(callId: String, name: String, output: String, error: JSONValue? = nil, modelOutput: JSONValue? = nil,
+                spanOutput: String? = nil, mcpServer: String? = nil, raw: Bool) {
+        self.callId = callId
+        self.name = name
+        self.output = output
+        self.error = error
+        self.modelOutput = modelOutput
+        self.spanOutput = spanOutput
+        self.mcpServer = mcpServer
+        self.raw = raw
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case callId = "call_id", name, output, error, raw
+        case modelOutput = "model_output", spanOutput = "span_output", mcpServer = "mcp_server"
+    }
+}
+
+/// A run's state right after a journaled model response: enough to go on from there on another
+/// worker (the response's tool calls, handoffs and final answer are derived from it again).
+public struct RunCheckpoint: Codable, Sendable {
+    /// The journal format this bridge writes and reads.
+    public static let format = 1
+
+    public var history: [ConversationItem]
+    public var transcript: [ConversationItem]
+    public var usage: Usage
+    public var turn: Int
+    public var toolCalls: Int
+    public var agent: String
+    public var taskEventId: EventID
+    public var agentEventId: EventID
+    public var turnEventId: EventID
+    /// The counter after the model span's id: a resumed run allocates the same ids for the same
+    /// steps, so the spans it writes again have the same ids (and are not stored twice).
+    public var nextEventId: EventID
+    public var turnUsage: Usage
+    /// The model response of the turn (its output items).
+    public var response: [ConversationItem]
+    /// The spans open at the checkpoint (task, agent, turn), filled in by the journal.
+    public var openSpans: JSONValue
+    public var at: Date
+
+    public init(history: [ConversationItem], transcript: [ConversationItem], usage: Usage, turn: Int, toolCalls: Int,
+                agent: String, taskEventId: EventID, agentEventId: EventID, turnEventId: EventID, nextEventId: EventID,
+                turnUsage: Usage, response: [ConversationItem], openSpans: JSONValue, at: Date) {
+        self.history = history
+        self.transcript = transcript
+        self.usage = usage
+        self.turn = turn
+        self.toolCalls = toolCalls
+        self.agent = agent
+        self.taskEventId = taskEventId
+        self.agentEventId = agentEventId
+        self.turnEventId = turnEventId
+        self.nextEventId = nextEventId
+        self.turnUsage = turnUsage
+        self.response = response
+        self.openSpans = openSpans
+        self.at = at
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case history, transcript, usage, turn, agent, response, at
+        case toolCalls = "tool_calls", taskEventId = "task_event_id", agentEventId = "agent_event_id"
+        case turnEventId = "turn_event_id", nextEventId = "next_event_id", turnUsage = "turn_usage"
+        case openSpans = "open_spans"
+    }
+}
+
+/// Where a resumed run comes from (the `resume` span's data).
+public struct ResumeInfo: Sendable {
+    /// The worker that ran the interrupted stint (nil: unknown).
+    public var previousWorker: String?
+    public var worker: String
+    /// The last journal write before the interruption.
+    public var lastStepAt: Date
+    /// The attempt (claim) number that resumes; it makes the resume span's id unique.
+    public var attempt: Int
+    /// Why the previous stint ended, when known (its execution row's error).
+    public var reason: String?
+
+    public init(previousWorker: String?, worker: String, lastStepAt: Date, attempt: Int, reason: String? = nil) {
+        self.previousWorker = previousWorker
+        self.worker = worker
+        self.lastStepAt = lastStepAt
+        self.attempt = attempt
+        self.reason = reason
+    }
+}
+
+/// The stable idempotency key of one tool call: the same for every attempt of the call (derived
+/// from the trace id and the call id), so a receiver can drop a repeat.
+public enum IdempotencyKey {
+    /// The HTTP header and the command tools' environment variable.
+    public static let header = "Idempotency-Key"
+    public static let environmentVariable = "BRIDGE_IDEMPOTENCY_KEY"
+    /// The key in an MCP call's `_meta`.
+    public static let metaKey = "idempotency_key"
+
+    public static func make(traceId: String, callId: String) -> String {
+        "bridge-" + SHA256.hex("bridge-call:\(traceId):\(callId)").prefix(32)
+    }
+}

@@ -1,0 +1,365 @@
+import BridgeCore
+import BridgeMapping
+import BridgeMetrics
+import BridgePostgres
+import BridgeRunner
+import BridgeTraceModel
+import BridgeTracing
+import Foundation
+
+/// The SQL of durable runs (`migrations/0050_run_journal.sql`): a run's journal head (its trace,
+/// spec and latest checkpoint) and its finished calls. Every write a run makes while it holds a
+/// lease is one statement that checks the lease (share-locking the task row), inserts the spans
+/// ended since the last write and writes the journal row, so a step costs one round trip and a
+/// stale worker's late step is refused like its late result.
+public struct RunJournalStore: Sendable {
+    public let config: MappingConfig
+    let tasks: TaskStore
+
+    public init(config: MappingConfig) {
+        self.config = config
+        self.tasks = TaskStore(config: config)
+    }
+
+    /// A run's journal as stored (the spec and checkpoint still undecoded).
+    public struct Head: Sendable {
+        public var traceId: String
+        public var attempt: Int
+        public var format: Int
+        public var spec: String
+        public var checkpoint: String?
+        public var workerId: String?
+        public var updatedAt: Date
+    }
+
+    /// Whether `bridge migrate` created the journal tables.
+    public func isMigrated(on conn: PostgresConnection) async throws -> Bool {
+        try await conn.ledgerHas([.runJournals, .journalCalls])
+    }
+
+    public func head(on conn: PostgresConnection, taskKey: String) async throws -> Head? {
+        guard let r = try await conn.query("""
+            SELECT trace_id, attempt, format, spec::text AS spec, checkpoint::text AS checkpoint, worker_id,
+                   extract(epoch FROM updated_at)::float8 AS updated
+            FROM bridge.run_journals WHERE task_key = \(taskKey)
+            """).first else { return nil }
+        return Head(traceId: r["trace_id"] ?? "", attempt: r.int("attempt") ?? 1, format: r.int("format") ?? 0,
+                    spec: r["spec"] ?? "", checkpoint: r["checkpoint"], workerId: r["worker_id"],
+                    updatedAt: Date(timeIntervalSince1970: r.double("updated") ?? 0))
+    }
+
+    /// The finished calls of a trace (replayed by a resumed run).
+    public func calls(on conn: PostgresConnection, traceId: String) async throws -> [JournaledCall] {
+        let rows = try await conn.query("SELECT data::text AS data FROM bridge.journal_calls WHERE trace_id = \(traceId)")
+        return try rows.map { try JSONDecoder().decode(JournaledCall.self, from: Data(($0["data"] ?? "").utf8)) }
+    }
+
+    /// `WITH lease AS (…)`: one row while `token` holds the task's lease (share-locked); one row
+    /// always without a token (a run that holds no lease).
+    func leaseCTE(_ token: String?) -> PostgresQuery {
+        guard let token else { return "lease AS (SELECT 1 AS ok)" }
+        return "lease AS (\(tasks.leaseCheck(token)))"
+    }
+
+    /// Starts (or restarts) a run's journal: its trace, spec and no checkpoint, if the lease holds.
+    func startQuery(taskKey: String, token: String?, spec: RunSpec, specJSON: String, workerId: String) -> PostgresQuery {
+        """
+            WITH \(leaseCTE(token))
+            INSERT INTO bridge.run_journals (task_key, trace_id, attempt, format, spec, worker_id)
+            SELECT \(taskKey), \(spec.traceId), \(spec.attempt)::int, \(RunCheckpoint.format)::int, \(specJSON)::jsonb, \(workerId)
+            WHERE EXISTS (SELECT 1 FROM lease)
+            ON CONFLICT (task_key) DO UPDATE SET trace_id = EXCLUDED.trace_id, attempt = EXCLUDED.attempt,
+                format = EXCLUDED.format, spec = EXCLUDED.spec, checkpoint = NULL, steps = 0,
+                worker_id = EXCLUDED.worker_id, started_at = now(), updated_at = now()
+            RETURNING 1 AS ok
+            """
+    }
+
+    func start(on conn: PostgresConnection, taskKey: String, token: String?, spec: RunSpec, workerId: String) async throws {
+        let text = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
+        guard try await conn.query(startQuery(taskKey: taskKey, token: token, spec: spec, specJSON: text,
+                                               workerId: workerId)).count == 1 else {
+            throw TaskStore.LeaseLost(taskKey: taskKey)
+        }
+    }
+
+    /// A resumed run's journal names the worker that holds it now (fenced).
+    func resumed(on conn: PostgresConnection, taskKey: String, token: String?, workerId: String) async throws {
+        guard try await conn.query("""
+            WITH \(leaseCTE(token))
+            UPDATE bridge.run_journals SET worker_id = \(workerId), updated_at = now()
+            WHERE task_key = \(taskKey) AND EXISTS (SELECT 1 FROM lease) RETURNING 1 AS ok
+            """).count == 1 else { throw TaskStore.LeaseLost(taskKey: taskKey) }
+    }
+
+    /// The spans as `unnest`-able arrays: `(span_id, trace_id, parent_id, started_at, ended_at, span_data, error)`.
+    static func spanRows(_ spans: [SpanRecord]) -> PostgresQuery {
+        func arr(_ values: [PostgresValue]) -> String { PostgresArray.literal(values) }
+        let ids = arr(spans.map { .text($0.id) }), traces = arr(spans.map { .text($0.traceId) })
+        let parents = arr(spans.map { $0.parentId.map(PostgresValue.text) ?? .null })
+        let starts = arr(spans.map { .text(PostgresTimestamp.format($0.startedAt)) })
+        let ends = arr(spans.map { .text(PostgresTimestamp.format($0.endedAt)) })
+        let data = arr(spans.map { .text($0.spanData.compact) })
+        let errors = arr(spans.map { $0.error.map { PostgresValue.text($0.compact) } ?? .null })
+        return """
+            SELECT * FROM unnest(\(ids)::text[], \(traces)::text[], \(parents)::text[], \(starts)::timestamptz[],
+                                 \(ends)::timestamptz[], \(data)::jsonb[], \(errors)::jsonb[])
+            """
+    }
+
+    static let spanColumns: PostgresQuery = "(span_id, trace_id, parent_id, started_at, ended_at, span_data, error)"
+
+    /// What one step writes in one statement, if the lease holds: the spans, the trace's end,
+    /// and the journal row (`journal`: a data-modifying statement that may use `lease`).
+    func stepQuery(token: String?, spans: [SpanRecord], traceEnd: (String, Date)?, journal: PostgresQuery?) -> PostgresQuery {
+        var parts: [PostgresQuery] = [leaseCTE(token)]
+        if !spans.isEmpty {
+            parts.append("""
+                s AS (INSERT INTO bridge.spans \(Self.spanColumns) \(Self.spanRows(spans))
+                      WHERE EXISTS (SELECT 1 FROM lease) ON CONFLICT (span_id) DO NOTHING)
+                """)
+        }
+        if let (traceId, at) = traceEnd {
+            parts.append("""
+                t AS (UPDATE bridge.traces SET ended_at = \(PostgresTimestamp.format(at))::timestamptz, updated_at = now()
+                      WHERE trace_id = \(traceId) AND EXISTS (SELECT 1 FROM lease))
+                """)
+        }
+        if let journal { parts.append("j AS (\(journal))") }
+        return "WITH \(parts, separator: ",\n") SELECT count(*) AS ok FROM lease"
+    }
+
+    /// The journal head's new checkpoint (a CTE body of `stepQuery`).
+    func checkpointWrite(taskKey: String, traceId: String, checkpoint: String, workerId: String) -> PostgresQuery {
+        """
+            UPDATE bridge.run_journals SET checkpoint = \(checkpoint)::jsonb, steps = steps + 1, worker_id = \(workerId),
+                updated_at = now()
+            WHERE task_key = \(taskKey) AND trace_id = \(traceId) AND EXISTS (SELECT 1 FROM lease)
+            """
+    }
+
+    /// A finished call's row (a CTE body of `stepQuery`, or with `fenced` false a statement of
+    /// the writing SQL tool's transaction, which checked the lease itself).
+    func callWrite(taskKey: String, traceId: String, call: JournaledCall, fenced: Bool = true) -> PostgresQuery {
+        let data = (try? JSONEncoder().encode(call)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        let guardClause: PostgresQuery = fenced ? " WHERE EXISTS (SELECT 1 FROM lease)" : ""
+        return """
+            INSERT INTO bridge.journal_calls (trace_id, call_id, task_key, tool_name, data)
+            SELECT \(traceId), \(call.callId), \(taskKey), \(call.name), \(data)::jsonb\(guardClause)
+            ON CONFLICT (trace_id, call_id) DO NOTHING
+            """
+    }
+
+    /// Statements of the finishing transaction (after its guarded task update): the spans left,
+    /// the trace's end, and (`dropHead`) the journal head, since the run is over.
+    func finalStatements(taskKey: String, spans: [SpanRecord], traceEnd: (String, Date)?, dropHead: Bool) -> [PostgresQuery] {
+        var out: [PostgresQuery] = []
+        if !spans.isEmpty {
+            out.append("INSERT INTO bridge.spans \(Self.spanColumns) \(Self.spanRows(spans)) ON CONFLICT (span_id) DO NOTHING")
+        }
+        if let (traceId, at) = traceEnd {
+            out.append("""
+                UPDATE bridge.traces SET ended_at = \(PostgresTimestamp.format(at))::timestamptz, updated_at = now()
+                WHERE trace_id = \(traceId)
+                """)
+        }
+        if dropHead { out.append("DELETE FROM bridge.run_journals WHERE task_key = \(taskKey)") }
+        return out
+    }
+
+    /// The journals of runs the application took back while they were interrupted (it finished,
+    /// failed or deleted the task, so it is neither pending nor running): up to 100 per pass, the
+    /// journal goes, the spans still open at its checkpoint are written ended with an error
+    /// saying so, and the trace is closed. Nil when the task key's type is unknown (the user's
+    /// key column is compared as it is, through its index, or not at all).
+    func sweepQuery() -> PostgresQuery? {
+        let s = config.source
+        let keyCast = config.columnTypes.cast(s.table, s.key)
+        guard !keyCast.sql.isEmpty else { return nil }
+        let statusCast = config.columnTypes.cast(s.table, s.status.column)
+        let reason = "the application took the task back (it is no longer pending or running); the run was not resumed"
+        // The interrupted stint's execution row, when no reaper ended it (the task left `running`).
+        var executions: PostgresQuery = ""
+        if let e = config.results.executions {
+            var sets: [PostgresQuery] = ["\(identifier: e.columns.status) = \(e.statuses.failedTerminal)"]
+            if let c = e.columns.errorType { sets.append("\(identifier: c) = \(FailureType.resumeError.rawValue)") }
+            if let c = e.columns.errorMessage { sets.append("\(identifier: c) = \(reason)") }
+            if let c = e.columns.completedAt { sets.append("\(identifier: c) = now()") }
+            let taskCast = config.columnTypes.cast(e.table, e.taskColumn)
+            executions = """
+                , abandoned AS (
+                    UPDATE \(identifier: e.table) AS e SET \(sets)
+                    WHERE e.\(identifier: e.taskColumn) IN (SELECT g.task_key\(taskCast) FROM gone g)
+                      AND e.\(identifier: e.columns.status) = \(e.statuses.started)
+                )
+                """
+        }
+        return """
+            WITH gone AS MATERIALIZED (
+                SELECT j.task_key, j.trace_id, j.checkpoint FROM bridge.run_journals j
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM \(identifier: s.table) t WHERE t.\(identifier: s.key) = j.task_key\(keyCast)
+                      AND t.\(identifier: s.status.column) IN (\(s.status.pending)\(statusCast), \(s.status.running)\(statusCast)))
+                ORDER BY j.updated_at LIMIT 100
+                FOR UPDATE OF j SKIP LOCKED
+            ), closed AS (
+                INSERT INTO bridge.spans \(Self.spanColumns)
+                SELECT o->>'span_id', g.trace_id, o->>'parent_span_id',
+                       to_timestamp(978307200 + (o->>'started_at')::float8), now(), o->'data',
+                       jsonb_build_object('message', 'Run not resumed', 'data', jsonb_build_object('error', \(reason)::text))
+                FROM gone g CROSS JOIN LATERAL jsonb_array_elements(
+                    CASE WHEN jsonb_typeof(g.checkpoint->'open_spans') = 'array' THEN g.checkpoint->'open_spans' ELSE '[]'::jsonb END) o
+                ON CONFLICT (span_id) DO NOTHING
+            ), dropped AS (
+                DELETE FROM bridge.run_journals j WHERE j.task_key IN (SELECT task_key FROM gone)
+            ), ended AS (
+                UPDATE bridge.traces tr SET ended_at = now(), updated_at = now()
+                WHERE tr.trace_id IN (SELECT trace_id FROM gone) AND tr.ended_at IS NULL
+            )\(executions)
+            SELECT count(*) AS n FROM gone
+            """
+    }
+
+    /// One sweep pass (see `sweepQuery`); the number of journals dropped.
+    public func sweep(on conn: PostgresConnection) async throws -> Int {
+        guard let q = sweepQuery() else { return 0 }
+        return try await conn.query(q).first?.int("n") ?? 0
+    }
+
+    /// Every statement a durable run or the lease keeper runs per step or per pass that touches
+    /// the task table, with sample binds, for the EXPLAIN test.
+    public func hotPathStatements(taskKey: String) -> [(name: String, query: PostgresQuery)] {
+        let span = SpanRecord(id: "span_000000000000000000000001", traceId: "trace_x", parentId: nil, startedAt: Date(),
+                              endedAt: Date(), spanData: ["type": "custom"], error: nil)
+        var out: [(String, PostgresQuery)] = [
+            ("journal checkpoint", stepQuery(token: "t1", spans: [span], traceEnd: nil,
+                                             journal: checkpointWrite(taskKey: taskKey, traceId: "trace_x", checkpoint: "{}",
+                                                                      workerId: "w"))),
+            ("journal call", stepQuery(token: "t1", spans: [span], traceEnd: nil,
+                                       journal: callWrite(taskKey: taskKey, traceId: "trace_x",
+                                                          call: JournaledCall(callId: "c", name: "t", output: "", raw: false)))),
+        ]
+        if let sweep = sweepQuery() { out.append(("journal sweep", sweep)) }
+        return out
+    }
+
+    /// A journal that cannot be resumed (unreadable, or the mappings changed): the head goes and
+    /// the trace is closed, in the transaction that fails the task.
+    func abandonStatements(taskKey: String, traceId: String) -> [PostgresQuery] {
+        [
+            "DELETE FROM bridge.run_journals WHERE task_key = \(taskKey)",
+            "UPDATE bridge.traces SET ended_at = now(), updated_at = now() WHERE trace_id = \(traceId) AND ended_at IS NULL",
+        ]
+    }
+}
+
+/// The worker's request to its runs to stop at their next step boundary (SIGTERM).
+public final class StopSignal: @unchecked Sendable {
+    // @unchecked Sendable: `stopped` is only touched under `lock`.
+    private let lock = NSLock()
+    private var stopped = false
+    public init() {}
+    public func stop() { lock.withLock { stopped = true } }
+    public var isStopped: Bool { lock.withLock { stopped } }
+}
+
+/// One durable run's journal and ledger sink: spans are held from one step to the next and
+/// written with the step's journal row, in one fenced statement; what is held when the run ends
+/// goes into the finishing transaction (or is dropped when the run is interrupted: the resumed
+/// run records those steps again).
+final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
+    // @unchecked Sendable: the mutable state below is only touched under `lock`; the
+    // connection is an actor.
+    let store: RunJournalStore
+    let connection: PostgresConnection
+    let taskKey: String
+    let traceId: String
+    let token: String?
+    let workerId: String
+    let stop: StopSignal?
+    private let finished: [String: JournaledCall]
+    private let lock = NSLock()
+    private var held: [SpanRecord] = []
+    private var traceEndedAt: Date?
+    private var recorder: TraceRecorder?
+
+    init(store: RunJournalStore, connection: PostgresConnection, taskKey: String, traceId: String, token: String?,
+         workerId: String, stop: StopSignal?, finished: [JournaledCall]) {
+        self.store = store
+        self.connection = connection
+        self.taskKey = taskKey
+        self.traceId = traceId
+        self.token = token
+        self.workerId = workerId
+        self.stop = stop
+        self.finished = Dictionary(finished.map { ($0.callId, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    func attach(_ recorder: TraceRecorder) { lock.withLock { self.recorder = recorder } }
+
+    // MARK: SpanSink
+
+    func traceStarted(_ trace: TraceRecord, taskId: String?, at: Date) async throws {
+        try await Ledger(connection: connection).insertTrace(trace, taskId: taskId, startedAt: at)
+    }
+
+    func spanEnded(_ span: SpanRecord) async throws { lock.withLock { held.append(span) } }
+
+    func traceEnded(_ traceId: String, at: Date) async throws { lock.withLock { traceEndedAt = at } }
+
+    // MARK: RunJournal
+
+    var stopRequested: Bool { stop?.isStopped ?? false }
+
+    func finishedCall(_ callId: String) -> JournaledCall? { finished[callId] }
+
+    func checkpoint(_ checkpoint: RunCheckpoint) async throws {
+        var cp = checkpoint
+        let recorder = lock.withLock { self.recorder }
+        if let recorder { cp.openSpans = try JSONValue.parse(String(decoding: try JSONEncoder().encode(await recorder.openSpans()), as: UTF8.self)) }
+        let text = String(decoding: try JSONEncoder().encode(cp), as: UTF8.self)
+        try await write(store.checkpointWrite(taskKey: taskKey, traceId: traceId, checkpoint: text, workerId: workerId))
+    }
+
+    func callFinished(_ call: JournaledCall) async throws {
+        try await write(store.callWrite(taskKey: taskKey, traceId: traceId, call: call))
+    }
+
+    func exactlyOnce(callId: String, toolName: String) -> ExactlyOnceWrite? {
+        guard let token else { return nil }
+        let (store, taskKey, traceId) = (self.store, self.taskKey, self.traceId)
+        return ExactlyOnceWrite(fence: store.tasks.leaseCheck(token)) { output in
+            store.callWrite(taskKey: taskKey, traceId: traceId,
+                            call: JournaledCall(callId: callId, name: toolName, output: output, raw: true), fenced: false)
+        }
+    }
+
+    /// Writes the held spans with `journal`, fenced; throws `JournalFenced` when the lease is gone.
+    func write(_ journal: PostgresQuery?) async throws {
+        let spans = lock.withLock { () -> [SpanRecord] in
+            defer { held.removeAll() }
+            return held
+        }
+        let ok = try await connection.query(store.stepQuery(token: token, spans: spans, traceEnd: nil, journal: journal))
+        guard ok.first?.int("ok") == 1 else {
+            throw JournalFenced("the lease on task \(taskKey) is gone; its journal write was refused")
+        }
+        if !spans.isEmpty { BridgeMetrics.spansRecorded(spans.count) }
+    }
+
+    /// Writes what is held now (before an approval pause), fenced.
+    func flush() async throws { try await write(nil) }
+
+    /// What the finishing transaction writes: the held spans and the trace's end (the run ended).
+    func finalStatements(dropHead: Bool) -> [PostgresQuery] {
+        let (spans, end) = lock.withLock { () -> ([SpanRecord], Date?) in
+            defer { held.removeAll(); traceEndedAt = nil }
+            return (held, traceEndedAt)
+        }
+        if !spans.isEmpty { BridgeMetrics.spansRecorded(spans.count) }
+        return store.finalStatements(taskKey: taskKey, spans: spans, traceEnd: end.map { (traceId, $0) }, dropHead: dropHead)
+    }
+
+    /// Drops what is held (an interrupted run: the resumed one records those steps again).
+    func discard() { lock.withLock { held.removeAll(); traceEndedAt = nil } }
+}

@@ -1,0 +1,156 @@
+import BridgeCore
+@testable import BridgeMapping
+@testable import BridgeRunner
+import BridgeTraceModel
+import Foundation
+import Testing
+
+/// A journal in memory: records checkpoints and finished calls, replays `finished`.
+final class MemoryJournal: RunJournal, @unchecked Sendable {
+    // @unchecked Sendable: the mutable state is only touched under `lock`.
+    private let lock = NSLock()
+    private var _checkpoints: [RunCheckpoint] = []
+    private var _calls: [JournaledCall] = []
+    private var stop = false
+    let finished: [String: JournaledCall]
+    /// Ask the run to stop once its first model response is journaled (a SIGTERM then).
+    let stopAfterFirstCheckpoint: Bool
+
+    init(finished: [JournaledCall] = [], stopAfterFirstCheckpoint: Bool = false) {
+        self.finished = Dictionary(finished.map { ($0.callId, $0) }, uniquingKeysWith: { a, _ in a })
+        self.stopAfterFirstCheckpoint = stopAfterFirstCheckpoint
+    }
+
+    var checkpoints: [RunCheckpoint] { lock.withLock { _checkpoints } }
+    var calls: [JournaledCall] { lock.withLock { _calls } }
+
+    func checkpoint(_ checkpoint: RunCheckpoint) async throws {
+        lock.withLock {
+            _checkpoints.append(checkpoint)
+            if stopAfterFirstCheckpoint { stop = true }
+        }
+    }
+    func callFinished(_ call: JournaledCall) async throws { lock.withLock { _calls.append(call) } }
+    func finishedCall(_ callId: String) -> JournaledCall? { finished[callId] }
+    func exactlyOnce(callId: String, toolName: String) -> ExactlyOnceWrite? { nil }
+    var stopRequested: Bool { lock.withLock { stop } }
+}
+
+/// MCP servers that record the `_meta` of every call.
+actor MetaLog { var metas: [JSONValue] = []; func add(_ m: JSONValue) { metas.append(m) } }
+struct RecordingMCP: MCPToolSource {
+    let log = MetaLog()
+    func tools(server: String) async throws(MCPError) -> [MCPTool] {
+        [MCPTool(name: "remote_note", description: "", inputSchema: ["type": "object"])]
+    }
+    func call(server: String, tool: String, arguments: JSONValue) async throws(MCPError) -> MCPCallResult {
+        await log.add(.null)
+        return MCPCallResult(content: [["type": "text", "text": "ok"]], structuredContent: nil, isError: false)
+    }
+    func call(server: String, tool: String, arguments: JSONValue, meta: JSONValue) async throws(MCPError) -> MCPCallResult {
+        await log.add(meta)
+        return MCPCallResult(content: [["type": "text", "text": "ok"]], structuredContent: nil, isError: false)
+    }
+    func usesStructuredContent(server: String) -> Bool { false }
+}
+
+/// Durable runs in the runner: what a resumed run does again and what it does not.
+@Suite struct DurableRunnerTests {
+    static func started(_ events: [RunEvent]) -> [(id: EventID, what: String)] {
+        events.compactMap {
+            switch $0 {
+            case .toolStarted(let id, _, let name, _, _): (id, "tool \(name)")
+            case .modelStarted(let id, _, _, let model, _, _): (id, "model \(model)")
+            case .turnStarted(let id, _, let turn, let agent, _): (id, "turn \(turn) \(agent)")
+            case .handoff(let id, _, let from, let to, _, _): (id, "handoff \(from) \(to)")
+            default: nil
+            }
+        }
+    }
+
+    /// Resumed from its first checkpoint (the Project Manager's first response, which calls two
+    /// tools), the run does not ask for that response again, does not run its two tools again
+    /// (replayed from the journal), ends with the same transcript and output, and every step it
+    /// records again gets the event id it had (so its span id is the same).
+    @Test func aResumedRunRedoesNoFinishedStep() async throws {
+        let spec = Fixture.team()
+        let model1 = RecordingModel(inner: OfflineModel()), tools1 = FakeTools(), log1 = EventLog()
+        let journal1 = MemoryJournal()
+        let first = await AgentRunner(model: model1, tools: tools1, observer: log1, journal: journal1)
+            .run(spec, taskRow: ["id": "42"])
+        #expect(first.status == .completed)
+        let checkpoint = try #require(journal1.checkpoints.first)
+        let calledThere = checkpoint.response.compactMap { $0["call_id"]?.stringValue }
+        let finished = journal1.calls.filter { calledThere.contains($0.callId) }
+        #expect(finished.count == 2)
+
+        let model2 = RecordingModel(inner: OfflineModel()), tools2 = FakeTools(), log2 = EventLog()
+        let info = ResumeInfo(previousWorker: "a", worker: "b", lastStepAt: Date(), attempt: 2)
+        let second = await AgentRunner(model: model2, tools: tools2, observer: log2, journal: MemoryJournal(finished: finished))
+            .resume(spec, checkpoint: checkpoint, info: info, taskRow: ["id": "42"])
+        #expect(second.status == .completed)
+        #expect(second.finalOutput == first.finalOutput)
+        #expect(second.transcript == first.transcript)
+        #expect(second.usage == first.usage)
+        let requests1 = await model1.requests.all.count, requests2 = await model2.requests.all.count
+        #expect(requests2 == requests1 - 1, "the checkpointed response is not requested again")
+        let ran1 = await tools1.log.entries.count, ran2 = await tools2.log.entries.count
+        #expect(ran2 == ran1 - 2, "the two finished calls are replayed, not run")
+        let before = Dictionary(Self.started(await log1.events).map { ($0.id, $0.what) }, uniquingKeysWith: { a, _ in a })
+        for step in Self.started(await log2.events) {
+            #expect(before[step.id] == step.what, "event \(step.id) (\(step.what)) had another id before")
+        }
+        // The gap shows as a resume event under the task span, with its own (negative) id.
+        let resumes = await log2.events.compactMap { e -> [String: JSONValue]? in
+            if case .resumed(let id, let parent, let data, _, _) = e, id == -2, parent == checkpoint.taskEventId { return data }
+            return nil
+        }
+        #expect(resumes.count == 1 && resumes.first?["previous_worker"] == "a" && resumes.first?["worker"] == "b")
+    }
+
+    /// Asked to stop (SIGTERM) after its first response is journaled, a run stops before its
+    /// tools, and ends no span: it goes on from its journal elsewhere.
+    @Test func aStopRequestEndsTheRunAtTheNextStepBoundary() async {
+        let model = RecordingModel(inner: OfflineModel()), tools = FakeTools(), log = EventLog()
+        let journal = MemoryJournal(stopAfterFirstCheckpoint: true)
+        let result = await AgentRunner(model: model, tools: tools, observer: log, journal: journal)
+            .run(Fixture.team(), taskRow: ["id": "42"])
+        #expect(result.status == .failed && result.error?.type == .cancelled)
+        #expect(await model.requests.all.count == 1 && journal.checkpoints.count == 1)
+        #expect(await tools.log.entries.isEmpty)
+        let ends = await log.events.filter {
+            switch $0 { case .taskEnded, .agentEnded, .turnEnded: true; default: false }
+        }
+        #expect(ends.isEmpty, "no span of the run is ended: the resumed run ends them")
+    }
+
+    /// Every tool call carries the stable idempotency key of its trace and call id: http and
+    /// command tools in their context, MCP calls in `_meta`.
+    @Test func toolCallsCarryAStableIdempotencyKey() async throws {
+        var spec = Fixture.team()
+        spec.agents["Project Manager"]?.mcpServers = ["remote"]
+        let mcp = RecordingMCP()
+        let keys = KeyLog()
+        let runner = AgentRunner(model: OfflineModel(), tools: KeyTools(log: keys), observer: EventLog(), mcp: mcp)
+        let result = await runner.run(spec, taskRow: ["id": "42"])
+        #expect(result.status == .completed)
+        func callId(_ name: String) -> String? {
+            result.transcript.first { $0["type"] == "function_call" && $0["name"]?.stringValue == name }?["call_id"]?.stringValue
+        }
+        let mcpCall = try #require(callId("remote_note"))
+        #expect(await mcp.log.metas == [[IdempotencyKey.metaKey: .string(IdempotencyKey.make(traceId: spec.traceId, callId: mcpCall))]])
+        let sqlCall = try #require(callId("get_team_roles_and_status"))
+        #expect(await keys.keys["get_team_roles_and_status"] == IdempotencyKey.make(traceId: spec.traceId, callId: sqlCall))
+        #expect(IdempotencyKey.make(traceId: spec.traceId, callId: sqlCall).hasPrefix("bridge-"))
+        #expect(IdempotencyKey.make(traceId: spec.traceId, callId: sqlCall) != IdempotencyKey.make(traceId: spec.traceId, callId: mcpCall))
+    }
+}
+
+actor KeyLog { var keys: [String: String] = [:]; func add(_ tool: String, _ key: String) { keys[tool] = key } }
+struct KeyTools: ToolExecutor {
+    let log: KeyLog
+    func execute(_ tool: ToolSpec, arguments: JSONValue, context: ToolContext) async throws -> String {
+        await log.add(tool.name, context.idempotencyKey)
+        return "[]"
+    }
+}
