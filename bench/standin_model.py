@@ -15,7 +15,11 @@ Arguments are generated from each tool's JSON Schema (strings "x", numbers 1, bo
 Endpoints:
   POST /v1/responses          the script above (after --latency-ms)
   POST /v1/traces/ingest      200 {} (in case a trace exporter is left on)
-  GET  /stats                 {"responses": n, "traces": n, "errors": n, "connections": n}
+  GET  /stats                 {"responses": n, "traces": n, "errors": n, "connections": n, "rate_limited": n}
+
+With --rpm N it also enforces a rate limit as OpenAI may, over periods shorter than a minute: a
+token bucket of N requests a minute holding 10 s of burst (N/6); a request that finds it empty
+is answered 429 with `x-ratelimit-reset-requests` (the time until one request is available).
 
 It is an asyncio server with HTTP/1.1 keep-alive (and `Expect: 100-continue`), so 50 and more
 concurrent clients are served without a thread per connection. It runs as its own process:
@@ -29,7 +33,24 @@ import itertools
 import json
 import sys
 
-STATS = {"responses": 0, "traces": 0, "errors": 0, "connections": 0}
+STATS = {"responses": 0, "traces": 0, "errors": 0, "connections": 0, "rate_limited": 0}
+BUCKET = {"rpm": 0.0, "level": 0.0, "at": 0.0}
+
+
+def _take():
+    """0 when the bucket grants a request, else the seconds until it would."""
+    rpm = BUCKET["rpm"]
+    if rpm <= 0:
+        return 0.0
+    import time
+    t = time.monotonic()
+    cap = rpm / 6.0
+    BUCKET["level"] = min(cap, BUCKET["level"] + (t - BUCKET["at"]) * rpm / 60.0)
+    BUCKET["at"] = t
+    if BUCKET["level"] >= 1.0:
+        BUCKET["level"] -= 1.0
+        return 0.0
+    return (1.0 - BUCKET["level"]) * 60.0 / rpm
 _ids = itertools.count(1)
 
 
@@ -89,11 +110,15 @@ def reply(body):
     }
 
 
-def _response(status, payload, keep_alive):
+def _take_wait():
+    return (1.0 - BUCKET["level"]) * 60.0 / BUCKET["rpm"] if BUCKET["rpm"] > 0 else 0.0
+
+
+def _response(status, payload, keep_alive, extra=""):
     body = json.dumps(payload, separators=(",", ":")).encode()
-    reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "OK")
-    head = ("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-            "Connection: %s\r\n\r\n" % (status, reason, len(body), "keep-alive" if keep_alive else "close"))
+    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}.get(status, "OK")
+    head = ("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s"
+            "Connection: %s\r\n\r\n" % (status, reason, len(body), extra, "keep-alive" if keep_alive else "close"))
     return head.encode() + body
 
 
@@ -135,6 +160,12 @@ async def handle(reader, writer, latency):
             path = path.split("?", 1)[0]
             if method == "GET" and path == "/stats":
                 out = _response(200, STATS, keep_alive)
+            elif method == "POST" and path.endswith("/responses") and _take() > 0:
+                STATS["rate_limited"] += 1
+                wait = max(0.001, _take_wait())
+                out = _response(429, {"error": {"message": "Rate limit reached for requests", "type": "requests",
+                                                "code": "rate_limit_exceeded"}}, keep_alive,
+                                "x-ratelimit-reset-requests: %dms\r\n" % int(wait * 1000 + 1))
             elif method == "POST" and path.endswith("/responses"):
                 try:
                     payload = reply(json.loads(raw or b"{}"))
@@ -170,7 +201,11 @@ async def main():
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--port-file", help="write the port here once listening")
     p.add_argument("--latency-ms", type=float, default=0.0, help="delay before each /v1/responses answer")
+    p.add_argument("--rpm", type=float, default=0.0, help="rate limit: requests a minute (10 s of burst); 0: none")
     a = p.parse_args()
+    if a.rpm > 0:
+        import time
+        BUCKET.update(rpm=a.rpm, level=a.rpm / 6.0, at=time.monotonic())
     server = await asyncio.start_server(lambda r, w: handle(r, w, a.latency_ms / 1000.0), a.host, a.port,
                                         backlog=1024)
     port = server.sockets[0].getsockname()[1]

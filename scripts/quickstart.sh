@@ -89,6 +89,11 @@ if has_command approvals; then
   psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -c "UPDATE tasks SET context_data = coalesce(context_data, '{}') || '{\"requires_approval\": true}' WHERE id IN (SELECT t.id FROM tasks t JOIN agents a ON a.id = t.agent_id WHERE a.role = 'Project Manager' AND t.status = 'pending' ORDER BY t.created_at LIMIT 2)"
 fi
 
+if has_command cost; then
+  step "a budget for the first workspace (mappings/spend.yaml reads workspaces.budget->>'max_budget')"
+  psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -c "UPDATE workspaces SET budget = '{\"max_budget\": 5}' WHERE id = (SELECT id FROM workspaces ORDER BY name LIMIT 1)"
+fi
+
 if has_command exec; then
   step "bridge exec --offline (the built-in deterministic model: no network, no key)"
   "$BRIDGE" exec --offline --mappings "$MAPPINGS" --trace-file "$DEMO/traces.jsonl"
@@ -107,6 +112,12 @@ if has_command approvals; then
     step "bridge exec --offline again: the paused runs resume in their own traces"
     "$BRIDGE" exec --offline --mappings "$MAPPINGS" --trace-file "$DEMO/traces.jsonl"
   fi
+fi
+
+if has_command cost; then
+  step "bridge cost --by workspace (every model call priced from mappings/spend.yaml; used written back to workspaces.budget)"
+  "$BRIDGE" cost --by workspace
+  psql "$DATABASE_URL" -X -A -t -c "SELECT name || ': ' || budget::text FROM workspaces WHERE budget IS NOT NULL ORDER BY name"
 fi
 
 if has_command exec && grep -- "--backfill" <<<"$EXEC_HELP" >/dev/null; then

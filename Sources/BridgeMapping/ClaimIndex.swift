@@ -36,6 +36,19 @@ public enum ClaimIndex {
             GROUP BY i.indexrelid, i.indpred, i.indrelid
             """)
         if rows.isEmpty { return nil }
+        if let g = config.limits?.fairnessGroup {
+            // Fair claims: status, then the group (the loose index scan), then the claim order.
+            let fair = rows.contains { r in
+                let cols = (r["cols"] ?? "").split(separator: ",").map(String.init)
+                return cols.count > 2 && cols[0] == s.status.column && cols[1] == g
+                    && serves(s, columns: [cols[0]] + cols.dropFirst(2), predicate: r["pred"])
+            }
+            if !fair {
+                return MappingIssue(config.location(config.limits?.origin ?? s.origin, "fairness.group"),
+                                    "warning: no index of \(s.table) serves fair claims (\(s.status.column), \(g), then the claim order); every claim reads the pending rows of all groups. "
+                                    + "Run `bridge migrate --dir migrations/fairness --mappings DIR` (0058_fair_claim_index.sql builds it concurrently)")
+            }
+        }
         for r in rows {
             let cols = (r["cols"] ?? "").split(separator: ",").map(String.init)
             if serves(s, columns: cols, predicate: r["pred"]) { return nil }

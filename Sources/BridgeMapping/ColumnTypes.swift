@@ -43,6 +43,7 @@ public struct ColumnTypes: Sendable, Equatable {
         if let a = config.source.agentSelection { out.append(a.table) }
         if let h = config.handoffsTable { out.append(h.table) }
         if let l = config.backfill?.logs { out.append(l.table) }
+        if let b = config.budgets { out.append(b.table) }
         var seen = Set<String>()
         return out.filter { seen.insert($0).inserted }
     }

@@ -21,6 +21,12 @@ public struct MappingConfig: Sendable, Equatable {
     public var backfill: BackfillMapping?
     /// MCP servers whose tools agents may use (`mcp_servers`).
     public var mcpServers: [MCPServerMapping] = []
+    /// USD per 1M tokens per model (`pricing`); empty when there is no section.
+    public var pricing = Pricing()
+    /// Fleet-wide model and tool limits and fair claims (`limits`).
+    public var limits: LimitsMapping?
+    /// The application's budgets per group (`budgets`).
+    public var budgets: BudgetMapping?
     /// The files the mappings were read from, in load order.
     public var files: [String] = []
     /// Where each key was written, keyed by `file#keypath` (not encoded).
@@ -60,7 +66,9 @@ public struct MappingConfig: Sendable, Equatable {
         var p = ["tasks_table": source.table, "tasks_key": source.key,
                  "tasks_status_column": source.status.column,
                  "tasks_priority_column": source.priority?.column ?? source.status.column,
-                 "tasks_created_at_column": source.createdAtColumn ?? source.key]
+                 "tasks_created_at_column": source.createdAtColumn ?? source.key,
+                 // For the opt-in fair claim index (migrations/fairness/0058): the fairness group.
+                 "tasks_group_column": limits?.fairnessGroup ?? source.groupColumn ?? source.status.column]
         if let e = results.executions {
             p["executions_table"] = e.table
             // For 0049's time indexes (verify --since); without a time column, the key.
@@ -82,6 +90,7 @@ public struct MappingConfig: Sendable, Equatable {
         a.version == b.version && a.source == b.source && a.results == b.results && a.tracing == b.tracing
             && a.handoffsTable == b.handoffsTable && a.agents == b.agents && a.tools == b.tools
             && a.backfill == b.backfill && a.guardrails == b.guardrails && a.approvals == b.approvals && a.mcpServers == b.mcpServers
+            && a.pricing == b.pricing && a.limits == b.limits && a.budgets == b.budgets
     }
 }
 

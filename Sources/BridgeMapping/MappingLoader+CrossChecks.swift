@@ -115,11 +115,18 @@ extension LoadState {
         if let h = handoffsTable, source != nil, source?.agentSelection == nil {
             issue(h.origin, "handoffs_table needs source.agent_selection (edges are matched through agent rows)")
         }
+        if let s = source, let b = budgets, s.groupColumn == nil {
+            issue(b.origin, "budgets need source.group_column (the task column holding the budget's key, e.g. workspace_id)")
+        }
         guard let source, let results else { return nil }
-        return MappingConfig(version: MappingLoader.currentVersion, source: source, results: results,
-                             tracing: tracing ?? TracingMapping(), handoffsTable: handoffsTable, agents: agents,
-                             tools: tools, guardrails: guardrails, approvals: approvals, backfill: backfill,
-                             mcpServers: mcpServers, files: files, locations: locations)
+        var config = MappingConfig(version: MappingLoader.currentVersion, source: source, results: results,
+                                   tracing: tracing ?? TracingMapping(), handoffsTable: handoffsTable, agents: agents,
+                                   tools: tools, guardrails: guardrails, approvals: approvals, backfill: backfill,
+                                   mcpServers: mcpServers, files: files, locations: locations)
+        config.pricing = pricing ?? Pricing()
+        config.limits = limits
+        config.budgets = budgets
+        return config
     }
 
     /// Guardrail names are unique; agents name existing guardrails; an agent guardrail names an

@@ -140,12 +140,15 @@ struct LoadState {
     var guardrails: [GuardrailMapping] = []
     var approvals: ApprovalsMapping?
     var mcpServers: [MCPServerMapping] = []
+    var pricing: Pricing?
+    var limits: LimitsMapping?
+    var budgets: BudgetMapping?
     /// Where each entry of `agents`/`tools` names things (for cross-checks).
     /// A file did not parse, so missing sections may be in it.
     var unparsedFiles = false
 
     static let topKeys = ["version", "source", "results", "tracing", "handoffs_table", "backfill", "agents", "tools",
-                          "guardrails", "approvals", "mcp_servers"]
+                          "guardrails", "approvals", "mcp_servers", "pricing", "limits", "budgets"]
 
     mutating func parse(file: String, text: String) {
         files.append(file)
@@ -193,7 +196,7 @@ struct LoadState {
                 r.issue(v, "version", "unsupported version '\(v.scalar?.string ?? YAMLReader.kind(v))' (this bridge reads version \(MappingLoader.currentVersion))")
             }
         }
-        for key in ["source", "results", "tracing", "handoffs_table", "backfill", "approvals"] {
+        for key in ["source", "results", "tracing", "handoffs_table", "backfill", "approvals", "pricing", "limits", "budgets"] {
             guard let node = m.node(key) else { continue }
             let here = r.location(m.keyNode(key), key)
             if let first = sections[key] {
@@ -207,6 +210,9 @@ struct LoadState {
             case "tracing": tracing = Self.parseTracing(r, node)
             case "backfill": backfill = Self.parseBackfill(r, node, here)
             case "approvals": approvals = Self.parseApprovals(r, node, here)
+            case "pricing": pricing = Self.parsePricing(r, node, here)
+            case "limits": limits = Self.parseLimits(r, node, here)
+            case "budgets": budgets = Self.parseBudgets(r, node, here)
             default: handoffsTable = Self.parseHandoffsTable(r, node, here)
             }
         }

@@ -49,6 +49,12 @@ public enum MappingValidator {
                 add(e.table, column, r.origin, "executions.columns.\(logical)")
             }
         }
+        if let g = config.limits?.fairnessGroup, let l = config.limits { add(t, g, l.origin, "fairness.group") }
+        if let b = config.budgets {
+            add(b.table, nil, b.origin, "table")
+            add(b.table, b.key, b.origin, "key")
+            if let c = b.spentColumn { add(b.table, c, b.origin, "spent_column") }
+        }
         if let h = config.handoffsTable {
             add(h.table, nil, h.origin, "table")
             add(h.table, h.sourceColumn, h.origin, "source_column")
@@ -167,6 +173,15 @@ public enum MappingValidator {
                 }
             } catch {
                 issues.append(MappingIssue(location, "the SQL of \(what) does not prepare: \(error.message)"))
+            }
+        }
+        // The budget limit: a read-only expression over the budget table's row, as a number.
+        if let b = config.budgets, !issues.contains(where: { $0.path.hasPrefix("budgets") }) {
+            do {
+                try await connection.checkPrepares("SELECT (\(b.limit))::float8 FROM \(PostgresQuery.quoteIdentifier(b.table))")
+            } catch {
+                issues.append(MappingIssue(config.location(b.origin, "limit"),
+                                           "the budget limit expression does not prepare over \(b.table): \(error.message)"))
             }
         }
         return issues

@@ -29,11 +29,12 @@ public enum BridgeMetrics {
         public static let runsInFlight = "bridge_runs_in_flight"
         public static let leases = "bridge_leases"
         public static let exportBacklog = "bridge_export_backlog_spans"
+        public static let costUSD = "bridge_cost_usd_total"
 
         public static let all = [
             tasksClaimed, tasksCompleted, tasksFailed, tasksRetried, tasksReaped, toolCalls, modelCalls, modelTokens,
             spansRecorded, spansExported, spansRejected, taskDuration, toolDuration, modelLatency, runsInFlight, leases,
-            exportBacklog,
+            exportBacklog, costUSD,
         ]
     }
 
@@ -56,6 +57,7 @@ public enum BridgeMetrics {
         Name.modelLatency: "Model call latency in seconds (retries included), by model.",
         Name.runsInFlight: "Runs this worker has going.",
         Name.leases: "Leases this worker held at its last heartbeat.",
+        Name.costUSD: "USD of priced model calls (the mappings' pricing), by model and group.",
         Name.exportBacklog: "Undelivered spans the export pump's last read found, by exporter (a read returns at most one batch).",
     ]
 
@@ -195,6 +197,14 @@ public enum BridgeMetrics {
     // MARK: - Ledger and export
 
     /// Spans written to the ledger.
+    /// The cost of one priced model call, by model and group (`source.group_column`, e.g. the
+    /// workspace; both bounded like every label).
+    public static func modelCost(model: String, group: String, usd: Double) {
+        guard usd > 0 else { return }
+        FloatingPointCounter(label: Name.costUSD, dimensions: [("model", labels.value(model, for: "model")),
+                                                                ("group", labels.value(group, for: "group"))]).increment(by: usd)
+    }
+
     public static func spansRecorded(_ count: Int) {
         guard count > 0 else { return }
         Counter(label: Name.spansRecorded).increment(by: count)

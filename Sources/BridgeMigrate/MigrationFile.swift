@@ -127,6 +127,7 @@ public struct Placeholders: Sendable, Equatable {
         "tasks_status_column": "status",
         "tasks_priority_column": "priority",
         "tasks_created_at_column": "created_at",
+        "tasks_group_column": "workspace_id",
         "executions_table": "task_executions",
         "executions_completed_at_column": "completed_at",
         "executions_started_at_column": "started_at",

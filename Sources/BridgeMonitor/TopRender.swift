@@ -24,7 +24,8 @@ extension TopSnapshot {
             }),
             "models": .array(models.map {
                 ["model": .string($0.model), "calls": int($0.calls), "errors": int($0.errors),
-                 "input_tokens": int($0.inputTokens), "output_tokens": int($0.outputTokens), "p50_seconds": num($0.p50)]
+                 "input_tokens": int($0.inputTokens), "output_tokens": int($0.outputTokens), "p50_seconds": num($0.p50),
+                 "cost_usd": $0.costUSD.map(JSONValue.number) ?? .null]
             }),
             "exporters": .array(exporters.map {
                 ["exporter": .string($0.name), "last_seen_at": $0.lastSeen.map { .string(SDKTime.iso($0)) } ?? .null,
@@ -72,11 +73,12 @@ extension TopSnapshot {
         if tools.isEmpty { out.append("  (no tool calls in the last \(Int(window)) s)") }
         for t in tools { out.append(row([t.name, "\(t.calls)", pct(t.errors, t.calls), secs(t.p50), secs(t.p95)], tw)) }
         out.append("")
-        let mw = [28, 9, 9, 12, 12, 9]
-        out.append(row(["MODEL", "calls\(per)", "errors", "in tok\(per)", "out tok\(per)", "p50"], mw))
+        let mw = [28, 9, 9, 12, 12, 9, 10]
+        out.append(row(["MODEL", "calls\(per)", "errors", "in tok\(per)", "out tok\(per)", "p50", "USD\(per)"], mw))
         if models.isEmpty { out.append("  (no model calls in the last \(Int(window)) s)") }
         for m in models {
-            out.append(row([m.model, "\(m.calls)", pct(m.errors, m.calls), "\(m.inputTokens)", "\(m.outputTokens)", secs(m.p50)], mw))
+            let usd = m.costUSD.map { String(format: "%.4f", $0) } ?? "-"
+            out.append(row([m.model, "\(m.calls)", pct(m.errors, m.calls), "\(m.inputTokens)", "\(m.outputTokens)", secs(m.p50), usd], mw))
         }
         out.append("")
         let ew = [28, 12, 12, 9, 10, 9]

@@ -48,6 +48,8 @@ public struct TopSnapshot: Sendable {
         public var inputTokens: Int
         public var outputTokens: Int
         public var p50: Double?
+        /// USD of the window's priced calls (`cost_usd` on the spans; nil: none priced).
+        public var costUSD: Double? = nil
     }
 
     public struct Exporter: Sendable {
@@ -130,6 +132,7 @@ public struct TopQueries: Sendable {
                    count(*) FILTER (WHERE error IS NOT NULL) AS errors,
                    coalesce(sum((span_data->'usage'->>'input_tokens')::bigint), 0) AS input,
                    coalesce(sum((span_data->'usage'->>'output_tokens')::bigint), 0) AS output,
+                   sum((span_data->>'cost_usd')::numeric)::float8 AS usd,
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ended_at - started_at)) AS p50
             FROM bridge.spans
             WHERE created_at >= now() - \(window)::double precision * interval '1 second'
@@ -212,7 +215,8 @@ public struct TopQueries: Sendable {
         }
         let models = try await c.query(modelsQuery).map {
             TopSnapshot.Model(model: $0["model"] ?? "?", calls: $0.int("calls") ?? 0, errors: $0.int("errors") ?? 0,
-                              inputTokens: $0.int("input") ?? 0, outputTokens: $0.int("output") ?? 0, p50: $0.double("p50"))
+                              inputTokens: $0.int("input") ?? 0, outputTokens: $0.int("output") ?? 0, p50: $0.double("p50"),
+                              costUSD: $0.double("usd"))
         }
         let exporters = try await c.query(exportersQuery).map {
             TopSnapshot.Exporter(name: $0["name"] ?? "?", lastSeen: $0.date("last_seen_at"), undelivered: $0.int("undelivered") ?? 0,

@@ -15,8 +15,15 @@ public struct ModelProviderError: Error, Sendable, CustomStringConvertible {
     public var statusCode: Int?
     /// Seconds the server asked to wait (`Retry-After`), when it said.
     public var retryAfter: Double?
+    /// Seconds until the provider's rate limit resets (`x-ratelimit-reset-requests` /
+    /// `x-ratelimit-reset-tokens`, the later of the two), on a 429.
+    public var rateLimitReset: Double?
+    /// The failure type the run records (default `ModelError`), e.g. `BudgetExceeded`.
+    public var failureType: FailureType?
 
-    public init(_ message: String, retriable: Bool, statusCode: Int? = nil, retryAfter: Double? = nil) {
+    public init(_ message: String, retriable: Bool, statusCode: Int? = nil, retryAfter: Double? = nil,
+                failureType: FailureType? = nil) {
+        self.failureType = failureType
         self.message = message
         self.retriable = retriable
         self.statusCode = statusCode
@@ -488,7 +495,7 @@ struct RunState {
             await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
             let providerError = error as? ModelProviderError
             let retriable = providerError?.retriable ?? (error is CancellationError)
-            return .failed(RunFailure(type: error is CancellationError ? .cancelled : .modelError, message: text,
+            return .failed(RunFailure(type: error is CancellationError ? .cancelled : providerError?.failureType ?? .modelError, message: text,
                                       retriable: retriable, retryAfter: providerError?.retryAfter),
                            SpanErrorInfo(message: RunnerMessages.spanAgentError, data: ["error": .string(text)]))
         }

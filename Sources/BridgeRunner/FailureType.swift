@@ -27,6 +27,9 @@ public enum FailureType: String, Sendable, Hashable, CaseIterable, CustomStringC
     /// The worker stopped renewing the task's lease (it died or hung); the reaper took the task
     /// back (failed once it had no attempts left).
     case leaseExpired = "LeaseExpired"
+    /// The task's group (workspace) has spent its budget (`budgets`, `on_exceeded: fail`, or a
+    /// run that crossed it: it stops before its next model call).
+    case budgetExceeded = "BudgetExceeded"
     /// A re-run (`--backfill --rerun`) reached a call that needs approval.
     case approvalRequired = "ApprovalRequired"
 

@@ -103,6 +103,8 @@ public struct ModelResponse: Sendable {
     /// path does), while `output` holds the same answer as Responses-API items for the runner.
     /// Nil: the span records `output`.
     public var spanOutput: [JSONValue]?
+    /// What the call cost (`MeteredModel` sets it from `pricing`; nil: not priced at all).
+    public var cost: ModelCost?
 
     public init(output: [ConversationItem], usage: Usage, responseId: String? = nil, model: String,
                 spanOutput: [JSONValue]? = nil) {

@@ -22,6 +22,9 @@ public struct RetryPolicy: Sendable {
     public var maxRetryAfter: Duration
     /// Waits; tests inject one that returns at once. Default `Task.sleep`.
     public var sleep: @Sendable (Duration) async throws -> Void
+    /// A 429 is not retried here but thrown at once with its reset time, because fleet-wide
+    /// limits (`limits` in the mappings) make every worker wait for it (`MeteredModel`).
+    public var rateLimitsShared = false
 
     public init(maxRetries: Int = 2, initialDelay: Duration = .milliseconds(500), maxDelay: Duration = .seconds(8),
                 maxRetryAfter: Duration = .seconds(60),
@@ -64,7 +67,7 @@ struct OpenAITransport: Sendable {
         while true {
             var request = HTTPRequest.postJSON(url, body, headers: settings.headers)
             request.deadline = .now + settings.requestTimeout
-            let failure: ModelProviderError
+            var failure: ModelProviderError
             var retryAfter: Duration?
             var shouldRetry: Bool
             do {
@@ -85,6 +88,13 @@ struct OpenAITransport: Sendable {
                     retryAfter = response.headers.retryAfter
                     failure = ModelProviderError(settings.scrub("\(what) failed: \(Self.apiMessage(response))"),
                                                  retriable: shouldRetry, statusCode: response.status)
+                    if response.status == 429 {
+                        var f = failure
+                        f.rateLimitReset = RateLimitReset.seconds(response.headers)
+                        f.retryAfter = retryAfter?.inSeconds
+                        failure = f
+                        if policy.rateLimitsShared { shouldRetry = false }
+                    }
                 }
             } catch {
                 switch error {
@@ -133,4 +143,44 @@ struct OpenAITransport: Sendable {
         let text = HTTPError.prefix(response.body)
         return text.isEmpty ? "HTTP \(response.status)" : "HTTP \(response.status): \(text)"
     }
+}
+
+/// When a provider's rate limit resets, from a 429's headers (OpenAI's `x-ratelimit-reset-*`).
+public enum RateLimitReset {
+    /// Seconds until the provider's limits reset, from a 429's `x-ratelimit-reset-requests` and
+    /// `x-ratelimit-reset-tokens` (`1s`, `6m0s`, `20ms`, `1.5s`; the later of the two), else
+    /// `retry-after-ms` / `retry-after`; nil when it said nothing.
+    public static func seconds(_ headers: HTTPHeaders) -> Double? {
+        let resets = ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"].compactMap { headers[$0] }
+            .compactMap(parse)
+        if let m = resets.max() { return m }
+        return headers.retryAfter?.inSeconds
+    }
+
+    /// `6m0s`, `1.5s`, `20ms`, `1h2m3s` or a bare number of seconds.
+    public static func parse(_ text: String) -> Double? {
+        let s = String(text.filter { $0 != " " && $0 != "\t" })
+        if let v = Double(s), v >= 0 { return v }
+        var total = 0.0
+        var number = ""
+        var chars = Array(s)
+        var i = 0
+        var any = false
+        while i < chars.count {
+            let c = chars[i]
+            if c.isNumber || c == "." { number.append(c); i += 1; continue }
+            guard let v = Double(number) else { return nil }
+            if c == "m" && i + 1 < chars.count && chars[i + 1] == "s" { total += v / 1000; i += 2 }
+            else if c == "h" { total += v * 3600; i += 1 }
+            else if c == "m" { total += v * 60; i += 1 }
+            else if c == "s" { total += v; i += 1 }
+            else { return nil }
+            number = ""
+            any = true
+        }
+        chars = []
+        guard number.isEmpty, any else { return nil }
+        return total
+    }
+
 }

@@ -109,6 +109,7 @@ public actor TraceRecorder: RunObserver {
                 start(id, parent: parent, at: at, data: .response(responseId: nil, usage: nil))
             }
         case .modelEnded(let id, let response, let error, let at):
+            if let cost = response?.cost, open[id] != nil { open[id]?.notes["cost_usd"] = cost.json }
             if let response, let o = open[id] {
                 switch o.data {
                 case .generation(var g):

@@ -70,6 +70,15 @@ public struct ExecApp: Sendable {
             if config.approvals != nil, try await !ApprovalStore(config: config).isMigrated(on: conn) {
                 throw ExecSetupError("the mappings have an 'approvals' section, but bridge.run_states or \(config.source.table).\(ApprovalStore.waitingColumn) is missing: run `bridge migrate` first (migrations/0020_approvals.sql)")
             }
+            if FleetLimits(config: config).isActive {
+                let row = try await conn.query("""
+                    SELECT to_regclass('bridge.model_calls') IS NOT NULL AS spend,
+                           to_regprocedure('bridge.take_rate(text,integer,double precision,double precision,double precision,double precision)') IS NOT NULL AS rate
+                    """).first
+                guard row?["spend"] == "t", config.limits == nil || row?["rate"] == "t" else {
+                    throw ExecSetupError("the mappings have 'pricing', 'limits' or 'budgets', but bridge.model_calls or bridge.take_rate is missing: run `bridge migrate` first (migrations/0055_spend.sql, 0056_rate_limits.sql)")
+                }
+            }
             let types = try await ColumnTypes.load(for: config, connection: conn)
             try await checkKeys(taskKeys, config: config, types: types, connection: conn)
             return types
@@ -77,6 +86,14 @@ public struct ExecApp: Sendable {
         var config = loaded
         config.columnTypes = types
         return ExecApp(config: config, connectionConfig: Self.withSessionLimits(connection), environment: environment)
+    }
+
+    /// With fleet-wide `limits`, a 429 goes to the fleet's buckets (every worker waits for its
+    /// reset) instead of being retried by this process alone.
+    static func retryPolicy(_ config: MappingConfig) -> RetryPolicy {
+        var policy = RetryPolicy()
+        policy.rateLimitsShared = config.limits != nil
+        return policy
     }
 
     /// Each `--task` value must be a value of the key column's type (a malformed uuid would
@@ -204,6 +221,7 @@ public struct ExecApp: Sendable {
         let model: any ModelProvider = switch choice {
         case .offline(let latency): OfflineModel(latency: latency)
         case .openAI(let api): try ModelProviders.make(environment: env, defaultAPI: api, client: httpClient,
+                                                       retry: Self.retryPolicy(config),
                                                        requestTimeout: httpLimits.modelTimeout)
         }
         // One connection per MCP server for the whole worker, started and initialized before

@@ -27,6 +27,11 @@ struct RunExecutor: Sendable {
     /// Values never to be recorded in spans (API keys, the database password).
     let secrets: [String]
     let options: WorkerOptions
+    /// Fleet-wide limits, budgets and spend (nil: none of `pricing`, `limits`, `budgets`).
+    var fleet: FleetLimits? = nil
+    /// Whether `bridge.model_calls` exists (migration 0055).
+    var recordsSpend = false
+    var progress: ProgressReporter? = nil
     /// Durable runs: their journals (when `bridge migrate` created the tables) and the worker's
     /// request to stop at the next step boundary.
     let journals: RunJournalStore
@@ -164,12 +169,25 @@ struct RunExecutor: Sendable {
         attempt.traceId = spec.traceId
         let resume = resumed.map { TracedRun.Resume(paused: $0.state.paused, decisions: $0.decisions,
                                                     openSpans: $0.state.openSpans) }
+        // Every model call is priced and passes the fleet's limits and the group's budget.
+        let tally = CostTally()
+        var model = self.model
+        if let fleet {
+            let group = config.source.groupColumn.flatMap { task[$0] }.flatMap { $0.isNull ? nil : $0.templateText }
+            let gate = RunGate(limits: fleet, connection: c, taskKey: key, attempt: claim.attempt, group: group,
+                               recordsSpend: recordsSpend, progress: progress)
+            model = MeteredModel(inner: model, pricing: config.pricing, gate: gate, tally: tally)
+        }
+        var tools = toolsFactory(c)
+        if let toolLimits = config.limits?.tools, !toolLimits.isEmpty {
+            tools = LimitedTools(inner: tools, limits: toolLimits, connection: c)
+        }
         let journal = durable
             ? DurableJournal(store: journals, connection: c, taskKey: key, traceId: spec.traceId, token: token,
                              workerId: options.workerId, stop: stop, finished: journalCalls)
             : nil
         let (result, spanCount, openSpans) = try await TracedRun(model: model, secrets: secrets, mcp: mcp)
-            .run(spec, task: task, taskKey: key, connection: c, tools: toolsFactory(c), resume: resume,
+            .run(spec, task: task, taskKey: key, connection: c, tools: tools, resume: resume,
                  durable: journal.map { TracedRun.Durable(journal: $0, checkpoint: checkpoint, info: resumeInfo) })
         // Cancelled: the lease is gone (write nothing: a newer attempt may own the task), or
         // the worker is shutting down (release the task, token-checked). A durable run's steps
@@ -192,7 +210,19 @@ struct RunExecutor: Sendable {
             return .paused(taskKey: key, traceId: spec.traceId, requests: requests, toolCalls: result.toolCalls,
                            spans: spanCount)
         }
-        let (outcome, retried) = self.outcome(of: result, spec: spec, attempt: claim.attempt, startedAt: attempt.startedAt)
+        var (outcome, retried) = self.outcome(of: result, spec: spec, attempt: claim.attempt, startedAt: attempt.startedAt)
+        if !tally.json.isEmpty, var usage = outcome.execution.tokenUsage.objectValue {
+            usage.merge(tally.json) { _, b in b }
+            outcome.execution.tokenUsage = .object(usage)
+        }
+        // A budget on hold is not a failure of the task: it waits (pending, its attempt given
+        // back) until the application raises the budget; claims skip it meanwhile.
+        if result.error?.type == .budgetExceeded, config.budgets?.onExceeded == .hold {
+            outcome.taskStatus = .pending
+            outcome.refundsAttempt = true
+            outcome.retryAfterSeconds = nil
+            retried = true
+        }
         // A retried durable run goes on from its journal (its last steps are done again); a
         // finished one writes its last spans and drops its journal with its result.
         var also: [PostgresQuery] = []

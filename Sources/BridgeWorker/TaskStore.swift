@@ -55,9 +55,13 @@ public struct TaskStore: Sendable {
     /// queue never reads the lower ones (Append runs its branches in order; row locks keep
     /// the plan serial). With `lock`, each branch locks its rows FOR NO KEY UPDATE SKIP
     /// LOCKED. With `keys`, only those tasks are considered (found by primary key).
-    func pendingInClaimOrder(limit: Int, lock: Bool, keys: [String]) -> PostgresQuery {
+    func pendingInClaimOrder(limit: Int, lock: Bool, keys: [String], held: [String] = []) -> PostgresQuery {
         let status: PostgresQuery = "\(q(source.status.column)) = \(source.status.pending)\(cast(source.status.column))"
-        let runnable: PostgresQuery = "(\(q(Lease.runAfter)) IS NULL OR \(q(Lease.runAfter)) <= now())"
+        var runnable: PostgresQuery = "(\(q(Lease.runAfter)) IS NULL OR \(q(Lease.runAfter)) <= now())"
+        // Groups whose budget is spent (`budgets`, on_exceeded: hold) are skipped.
+        if let g = source.groupColumn, !held.isEmpty {
+            runnable = "\(runnable) AND (\(q(g)) IS NULL OR \(q(g)) <> ALL(\(PostgresArray.text(held))\(types.arrayCast(source.table, g))))"
+        }
         let locking = lock ? " FOR NO KEY UPDATE SKIP LOCKED" : ""
         if !keys.isEmpty {
             return """
@@ -66,6 +70,16 @@ public struct TaskStore: Sendable {
                 ORDER BY \(claimOrder(alias: "c")) LIMIT \(limit)\(unsafeRaw: locking)
                 """
         }
+        if let g = config.limits?.fairnessGroup {
+            return fairInClaimOrder(limit: limit, locking: locking, status: status, runnable: runnable, group: g, held: held)
+        }
+        return inClaimOrder(limit: limit, locking: locking, where: "\(status) AND \(runnable)")
+    }
+
+    /// The claim order's UNION ALL of one LIMITed index scan per priority value over the rows
+    /// matching `condition` (see `pendingInClaimOrder`). `limit` may be an expression.
+    private func inClaimOrder(limit: PostgresQuery, locking: String, where condition: PostgresQuery,
+                              name: String = "b") -> PostgresQuery {
         // Each branch is wrapped in its own subquery: a locking clause is not allowed directly
         // under UNION.
         var n = 0
@@ -74,8 +88,8 @@ public struct TaskStore: Sendable {
             let also: PostgresQuery = priority.map { " AND \($0)" } ?? ""
             return """
                 SELECT k FROM (SELECT \(q(source.key)) AS k FROM \(t)
-                 WHERE \(status)\(also) AND \(runnable)
-                 ORDER BY \(ageOrder) LIMIT \(limit)\(unsafeRaw: locking)) AS b\(unsafeRaw: String(n))
+                 WHERE \(condition)\(also)
+                 ORDER BY \(ageOrder) LIMIT \(limit)\(unsafeRaw: locking)) AS \(unsafeRaw: name)\(unsafeRaw: String(n))
                 """
         }
         guard let p = source.priority, !p.order.isEmpty else { return branch(nil) }
@@ -83,6 +97,44 @@ public struct TaskStore: Sendable {
         let listed = PostgresArray.text(p.order)
         branches.append(branch("(\(q(p.column)) IS NULL OR \(q(p.column)) <> ALL(\(listed)\(types.arrayCast(source.table, p.column))))"))
         return "SELECT k FROM (\n\(branches, separator: "\nUNION ALL\n")\n) AS candidates LIMIT \(limit)"
+    }
+
+    private func inClaimOrder(limit: Int, locking: String, where condition: PostgresQuery) -> PostgresQuery {
+        inClaimOrder(limit: "\(unsafeRaw: String(limit))", locking: locking, where: condition)
+    }
+
+    /// Fair claims (`limits.fairness.group`): the groups that have pending tasks, found by a
+    /// loose index scan (one probe of the fair claim index per group, never a scan of a
+    /// backlog), taken in the order of their last claim (`bridge.fair_groups`, never claimed
+    /// first), at most `limit` of them; from each, its most urgent tasks in the usual claim
+    /// order, an equal share of `limit` each; then tasks without a group. The claim statement
+    /// records the claimed groups' turn (`fairMark`).
+    private func fairInClaimOrder(limit: Int, locking: String, status: PostgresQuery, runnable: PostgresQuery,
+                                  group g: String, held: [String]) -> PostgresQuery {
+        let col = q(g)
+        let notHeld: PostgresQuery = held.isEmpty ? ""
+            : " AND grp.v <> ALL(\(PostgresArray.text(held))\(types.arrayCast(source.table, g)))"
+        let share: PostgresQuery = "(SELECT ceil(\(limit)::float8 / greatest(count(*), 1))::int FROM chosen)"
+        let perGroup = inClaimOrder(limit: share, locking: locking,
+                                    where: "\(status) AND \(col) = chosen.v AND \(runnable)", name: "f")
+        let ungrouped = inClaimOrder(limit: limit, locking: locking, where: "\(status) AND \(col) IS NULL AND \(runnable)")
+        return """
+            WITH RECURSIVE grp AS (
+                (SELECT \(col) AS v FROM \(t) WHERE \(status) AND \(col) IS NOT NULL ORDER BY \(col) LIMIT 1)
+                UNION ALL
+                SELECT (SELECT \(col) FROM \(t) WHERE \(status) AND \(col) > grp.v ORDER BY \(col) LIMIT 1)
+                FROM grp WHERE grp.v IS NOT NULL
+            ), chosen AS MATERIALIZED (
+                SELECT grp.v FROM grp LEFT JOIN bridge.fair_groups AS fg ON fg.group_key = grp.v::text
+                WHERE grp.v IS NOT NULL\(notHeld)
+                ORDER BY fg.last_claimed_at NULLS FIRST, grp.v LIMIT \(limit)
+            )
+            SELECT k FROM (
+                SELECT p.k FROM chosen CROSS JOIN LATERAL (\(perGroup)) AS p
+                UNION ALL
+                SELECT k FROM (\(ungrouped)) AS u
+            ) AS fair LIMIT \(limit)
+            """
     }
 
     /// The lease columns that `migrations/0007_task_leases.sql` adds to the task table.
@@ -118,14 +170,23 @@ public struct TaskStore: Sendable {
     /// clock), the worker id and the attempt count. Tasks waiting for a retry backoff
     /// (`bridge_run_after` in the future) are skipped. `keys` restricts the claim to those keys.
     public func claim(on conn: PostgresConnection, limit: Int, workerId: String, leaseSeconds: Double,
-                      keys: [String] = []) async throws -> [Claim] {
-        let rows = try await conn.query(claimQuery(limit: limit, workerId: workerId, leaseSeconds: leaseSeconds, keys: keys))
+                      keys: [String] = [], held: [String] = []) async throws -> [Claim] {
+        let rows = try await conn.query(claimQuery(limit: limit, workerId: workerId, leaseSeconds: leaseSeconds, keys: keys,
+                                                   held: held))
         return try Self.parseClaims(rows)
     }
 
-    func claimQuery(limit: Int, workerId: String, leaseSeconds: Double, keys: [String]) -> PostgresQuery {
-        let picked = pendingInClaimOrder(limit: limit, lock: true, keys: keys)
-        return """
+    /// The groups whose budget is spent and held (`budgets` with `on_exceeded: hold`); empty
+    /// without budgets.
+    public func heldGroups(on conn: PostgresConnection) async throws -> [String] {
+        guard let b = config.budgets, b.onExceeded == .hold, source.groupColumn != nil else { return [] }
+        return try await conn.query(BudgetQueries.heldGroupsQuery(config, budget: b)).compactMap { $0["g"] }
+    }
+
+    /// The claim statement (public for the EXPLAIN tests).
+    public func claimQuery(limit: Int, workerId: String, leaseSeconds: Double, keys: [String], held: [String] = []) -> PostgresQuery {
+        let picked = pendingInClaimOrder(limit: limit, lock: true, keys: keys, held: held)
+        let update: PostgresQuery = """
             WITH picked AS MATERIALIZED (
             \(picked)
             )
@@ -138,6 +199,19 @@ public struct TaskStore: Sendable {
             FROM picked WHERE x.\(q(source.key)) = picked.k
             RETURNING to_jsonb(x.*)::text AS row, x.\(q(source.key))::text AS k, x.\(q(Lease.token)) AS token,
                       x.\(q(Lease.attempts)) AS attempt
+            """
+        guard let g = config.limits?.fairnessGroup, keys.isEmpty else { return update }
+        // Fair claims record each claimed group's turn, in group order (no deadlock between
+        // workers claiming the same groups).
+        return """
+            WITH claimed AS (
+            \(update), x.\(q(g))::text AS fair_group
+            ), marked AS (
+                INSERT INTO bridge.fair_groups AS fg (group_key, last_claimed_at)
+                SELECT DISTINCT fair_group, now() FROM claimed WHERE fair_group IS NOT NULL ORDER BY 1
+                ON CONFLICT (group_key) DO UPDATE SET last_claimed_at = excluded.last_claimed_at
+            )
+            SELECT row, k, token, attempt FROM claimed
             """
     }
 
@@ -379,7 +453,8 @@ public struct TaskStore: Sendable {
         /// Task columns written with a completed result (a structured output's mapped fields).
         public var columns: [String: JSONValue] = [:]
         /// A release at shutdown hands the attempt back (`bridge_attempts` - 1): a durable run
-        /// loses nothing by it, and deploys must not use up `--max-attempts` (crashes do).
+        /// loses nothing by it, and deploys must not use up `--max-attempts` (crashes do). So
+        /// does a group's budget on hold.
         public var refundsAttempt = false
 
         public init(status: ExecutionStatus, taskStatus: TaskStatus, result: JSONValue, tokenUsage: JSONValue,

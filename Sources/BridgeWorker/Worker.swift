@@ -22,7 +22,7 @@ public actor Worker: LeaseHolder {
     let connect: @Sendable () async throws -> PostgresConnection
     let progress: ProgressReporter
     let options: WorkerOptions
-    let executor: RunExecutor
+    var executor: RunExecutor
 
     private var summary = WorkerSummary()
 
@@ -38,6 +38,8 @@ public actor Worker: LeaseHolder {
     private var lost: Set<String> = []
     private var processed = 0
     private var shuttingDown = false
+    /// The groups last found over budget (held), for the log.
+    private var heldGroups: [String] = []
     /// Whether the listener is connected and the NOTIFY trigger is installed.
     private var notifyActive = false
     private let doorbell = Doorbell()
@@ -62,6 +64,12 @@ public actor Worker: LeaseHolder {
                                     approvals: approvals, connect: connect, pool: pool, model: model,
                                     toolsFactory: tools, mcp: mcp, secrets: secrets, options: options,
                                     journals: RunJournalStore(config: config), stop: stop)
+        let fleet = FleetLimits(config: config)
+        if fleet.isActive {
+            executor.fleet = fleet
+            executor.recordsSpend = true
+            executor.progress = progress
+        }
     }
 
     /// Asks the worker to stop: no more claims; in-flight runs get `drainTimeout` to finish,
@@ -120,9 +128,17 @@ public actor Worker: LeaseHolder {
                 }
                 if free > 0 {
                     let slots = free
-                    let claims = try await claimer.use { [store, options] c in
-                        try await store.claim(on: c, limit: slots, workerId: options.workerId,
-                                              leaseSeconds: options.leaseSeconds, keys: options.taskKeys)
+                    let (claims, held) = try await claimer.use { [store, options] c in
+                        // Groups whose budget is spent (`on_exceeded: hold`) wait unclaimed.
+                        let held = try await store.heldGroups(on: c)
+                        return (try await store.claim(on: c, limit: slots, workerId: options.workerId,
+                                                      leaseSeconds: options.leaseSeconds, keys: options.taskKeys, held: held), held)
+                    }
+                    if held != heldGroups {
+                        heldGroups = held
+                        let column = config.source.groupColumn ?? "group"
+                        progress.status(held.isEmpty ? "no \(column) is over its budget any more"
+                            : "holding the tasks of \(held.count) \(column)(s) over budget until it is raised: \(held.prefix(10).joined(separator: ", "))")
                     }
                     claimed += claims.count
                     BridgeMetrics.tasksClaimed(claims.count)

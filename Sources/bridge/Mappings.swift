@@ -58,6 +58,9 @@ extension Bridge.Mappings {
                     mcpTools = report.tools
                 }
                 if !issues.isEmpty { throw MappingErrors(issues) }
+                for warning in SpendChecks.warnings(config) {
+                    FileHandle.standardError.write(Data((warning.description + "\n").utf8))
+                }
                 if !staticOnly, let warning = try await PostgresConnection.withConnection(
                     connection.config(applicationName: "bridge-mappings"), { conn in try await ClaimIndex.warning(config, connection: conn) }) {
                     FileHandle.standardError.write(Data((warning.description + "\n").utf8))

@@ -17,7 +17,7 @@ enum MappingFixtures {
     static var shippedDirectory: String { projectRoot.appendingPathComponent("mappings").path }
 
     static func shippedDocuments() throws -> [(file: String, text: String)] {
-        try ["agents.yaml", "bridge.yaml", "mcp.yaml", "tools.yaml"].map {
+        try ["agents.yaml", "bridge.yaml", "mcp.yaml", "spend.yaml", "tools.yaml"].map {
             ("mappings/\($0)", try String(contentsOfFile: shippedDirectory + "/" + $0, encoding: .utf8))
         }
     }
@@ -43,7 +43,7 @@ enum MappingFixtures {
         #expect(config.agents.map(\.name) == ["Project Manager", "Researcher", "Content Specialist"])
         #expect(Set(config.tools.map(\.name)) == ["get_team_roles_and_status", "create_and_assign_sub_task",
                                                   "store_data", "web_search"])
-        #expect(config.files.map { ($0 as NSString).lastPathComponent } == ["agents.yaml", "bridge.yaml", "mcp.yaml", "tools.yaml"])
+        #expect(config.files.map { ($0 as NSString).lastPathComponent } == ["agents.yaml", "bridge.yaml", "mcp.yaml", "spend.yaml", "tools.yaml"])
         #expect(config.mcpServers.map(\.name) == ["team_tools"])
         #expect(config.agent(named: "Researcher")?.mcpServers == ["team_tools"])
         #expect(config.source.status.running == "in_progress")
@@ -52,7 +52,7 @@ enum MappingFixtures {
         #expect(config.executionColumns["duration_seconds"] == "execution_time_seconds")
         #expect(config.placeholders == ["tasks_table": "tasks", "tasks_key": "id", "executions_table": "task_executions",
                                         "tasks_status_column": "status", "tasks_priority_column": "priority",
-                                        "tasks_created_at_column": "created_at",
+                                        "tasks_created_at_column": "created_at", "tasks_group_column": "workspace_id",
                                         "executions_completed_at_column": "completed_at", "executions_started_at_column": "started_at"])
         #expect(config.source.input.columns(root: "task") == ["name", "description", "context_data"])
         guard case .sql(let create)? = config.tool(named: "create_and_assign_sub_task")?.implementation else {
@@ -73,7 +73,7 @@ enum MappingFixtures {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mappings-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        for name in ["agents.yaml", "bridge.yaml", "mcp.yaml", "tools.yaml"] {
+        for name in ["agents.yaml", "bridge.yaml", "mcp.yaml", "spend.yaml", "tools.yaml"] {
             try FileManager.default.copyItem(atPath: MappingFixtures.shippedDirectory + "/" + name,
                                              toPath: dir.appendingPathComponent(name).path)
         }

@@ -47,7 +47,7 @@ struct MetricsTests {
             #expect(name.allSatisfy { $0.isLowercase || $0 == "_" })
         }
         let counters = BridgeMetrics.Name.all.filter { $0.hasSuffix("_total") }
-        #expect(counters.count == 11)
+        #expect(counters.count == 12)
         #expect(BridgeMetrics.Name.all.filter { $0.hasSuffix("_seconds") }.count == 3)
     }
 }

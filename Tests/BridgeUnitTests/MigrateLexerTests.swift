@@ -124,7 +124,7 @@ import Testing
             Issue.record("expected an error")
         } catch {
             #expect(error == .unknownPlaceholder(file: "0003_y.sql", line: 3, name: "nope", known: ["executions_completed_at_column", "executions_started_at_column", "executions_table",
-                                                                                                  "tasks_created_at_column", "tasks_key",
+                                                                                                  "tasks_created_at_column", "tasks_group_column", "tasks_key",
                                                                                                   "tasks_priority_column", "tasks_status_column", "tasks_table"]))
             #expect(error.exitStatus == .badInput)
             #expect(error.description.contains("0003_y.sql:3"))

@@ -26,6 +26,7 @@ public enum OpenAISanitizer {
     public static func sanitize(_ item: JSONValue) -> JSONValue {
         guard var o = item.objectValue, var data = o["span_data"]?.objectValue else { return item }
         data.removeValue(forKey: "text_replaced")  // bridge's own flag (TextSafety), not an SDK field
+        data.removeValue(forKey: "cost_usd")  // bridge's own (pricing), not an SDK field
         data.removeValue(forKey: "call_id")  // bridge's note of the tool call id (OTLP only), not an SDK field
         for field in ["input", "output"] {
             if let v = data[field] { data[field] = truncateField(v) }

@@ -1,0 +1,298 @@
+import BridgeCore
+import BridgeMapping
+import BridgeMetrics
+import BridgePostgres
+import BridgeRunner
+import FoundationEssentials
+
+/// Fleet-wide limits, budgets and spend records on PostgreSQL (the `limits`, `budgets` and
+/// `pricing` sections), shared by every worker of the database with no other server.
+///
+/// - **Rates** (requests and tokens per minute): GCRA buckets in `bridge.rate_buckets`
+///   (migration 0056), advanced by `bridge.take_rate` on the database's clock. A model's limit
+///   is split over `stripes` rows so that no single row serialises a busy fleet. Tokens are
+///   reserved from an estimate before the call and settled with the actual usage after it.
+/// - **Concurrency** (per model, per tool): session advisory locks `(hashtext('bridge:model:…'),
+///   slot)` on the run's own connection. PostgreSQL frees them when that connection ends, so a
+///   worker that dies (or loses the database) gives its slots back at once.
+/// - **429**: the provider's reset time goes to `blocked_until` on every stripe of the model,
+///   so every worker waits for it; the call is made again and the task's attempts are untouched.
+/// - **Budgets**: before every model call the group's limit (the application's own SQL
+///   expression over its row) is compared with `bridge.group_spend`; claims skip held groups.
+/// - **Spend**: each call's tokens and cost go to `bridge.model_calls`, summed per group in
+///   `bridge.group_spend` (and, when asked, written back to the application's column).
+public struct FleetLimits: Sendable {
+    public let config: MappingConfig
+    /// How far ahead of its schedule a bucket stripe may run, in seconds.
+    public var burstSeconds: Double = 1
+
+    public init(config: MappingConfig) { self.config = config }
+
+    /// Whether runs need a gate at all (any of `pricing`, `limits`, `budgets`).
+    public var isActive: Bool { config.pricing.isConfigured || config.limits != nil || config.budgets != nil }
+
+    /// Stripes of a model's bucket: one per 600 requests (or 600,000 tokens) a minute, 1 to 32.
+    public static func stripes(_ l: ModelLimit) -> Int {
+        let load = max(l.requestsPerMinute ?? 0, (l.tokensPerMinute ?? 0) / 1000)
+        return max(1, min(32, Int((load / 600).rounded(.up))))
+    }
+
+    static func lockKey(model: String) -> String { "bridge:model:" + model }
+    static func lockKey(tool: String) -> String { "bridge:tool:" + tool }
+
+    /// Takes a free concurrency slot of `key` (one of `slots`) on `connection`, waiting with
+    /// backoff while all are held; returns the slot.
+    static func takeSlot(_ connection: PostgresConnection, key: String, slots: Int) async throws -> Int {
+        var wait = 0.02
+        while true {
+            try Task.checkCancellation()
+            let offset = Int.random(in: 0..<slots)
+            let row = try await connection.query(slotQuery(key: key, slots: slots, offset: offset)).first
+            if let slot = row?.int("slot") { return slot }
+            try await Task.sleep(for: .milliseconds(Int(wait * Double.random(in: 500...1000))))
+            wait = min(wait * 2, 0.5)
+        }
+    }
+
+    /// The first slot (from `offset`, wrapping) whose advisory lock is free, locked; no row when
+    /// all are held. LIMIT stops the scan at the first lock taken.
+    static func slotQuery(key: String, slots: Int, offset: Int) -> PostgresQuery {
+        """
+            SELECT ((s + \(offset)::int) % \(slots)::int) AS slot FROM generate_series(0, \(slots)::int - 1) AS s
+            WHERE pg_try_advisory_lock(hashtext(\(key)), ((s + \(offset)::int) % \(slots)::int)) LIMIT 1
+            """
+    }
+
+    static func releaseSlot(_ connection: PostgresConnection, key: String, slot: Int) async {
+        _ = try? await connection.query("SELECT pg_advisory_unlock(hashtext(\(key)), \(slot)::int) AS ok")
+    }
+}
+
+/// The gate of one run: its task, attempt and group, on the run's connection.
+struct RunGate: ModelGate {
+    let limits: FleetLimits
+    let connection: PostgresConnection
+    let taskKey: String
+    let attempt: Int
+    /// The task's group (`source.group_column`), e.g. its workspace id.
+    let group: String?
+    /// Whether `bridge.model_calls` exists (migration 0055); spend is recorded only then.
+    let recordsSpend: Bool
+    let progress: ProgressReporter?
+
+    var config: MappingConfig { limits.config }
+
+    func acquire(_ request: ModelRequest, estimatedTokens: Int) async throws -> GatePass {
+        let model = request.agent.model
+        do {
+            try await checkBudget()
+            guard let l = config.limits else { return GatePass(model: model, estimatedTokens: estimatedTokens) }
+            let limit = l.models[model] ?? ModelLimit()
+            var token: [String: JSONValue] = [:]
+            // Hosted tools (web_search, …) run inside the model call: their slots are held for it.
+            var hosted: [JSONValue] = []
+            var modelSlot: Int?
+            do {
+                for t in request.hostedTools.map(\.type) where l.tools[t] != nil {
+                    let slot = try await FleetLimits.takeSlot(connection, key: FleetLimits.lockKey(tool: t), slots: l.tools[t] ?? 1)
+                    hosted.append(["tool": .string(t), "slot": .number(Double(slot))])
+                }
+                if let n = limit.concurrency {
+                    modelSlot = try await FleetLimits.takeSlot(connection, key: FleetLimits.lockKey(model: model), slots: n)
+                }
+                token["stripe"] = .number(Double(try await takeRate(model: model, limit: limit, tokens: estimatedTokens)))
+            } catch {
+                // Nothing taken may stay held by this (pooled) connection.
+                if let modelSlot { await FleetLimits.releaseSlot(connection, key: FleetLimits.lockKey(model: model), slot: modelSlot) }
+                await releaseHosted(hosted)
+                throw error
+            }
+            token["hosted"] = .array(hosted)
+            if let modelSlot { token["slot"] = .number(Double(modelSlot)) }
+            return GatePass(model: model, estimatedTokens: estimatedTokens, token: .object(token))
+        } catch let e as ModelProviderError {
+            throw e
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            throw ModelProviderError("fleet limits: \(error)", retriable: true, failureType: .infrastructureError)
+        }
+    }
+
+    /// Waits until a stripe of the model's buckets grants the call; returns the stripe.
+    private func takeRate(model: String, limit: ModelLimit, tokens: Int) async throws -> Int {
+        let n = FleetLimits.stripes(limit)
+        let requestInterval = limit.requestsPerMinute.map { 60 * Double(n) / $0 } ?? 0
+        let tokenInterval = limit.tokensPerMinute.map { 60 * Double(n) / $0 } ?? 0
+        var stripe = Int.random(in: 0..<n)
+        var tried = 0
+        while true {
+            try Task.checkCancellation()
+            let row = try await connection.query("""
+                SELECT bridge.take_rate(\(model), \(stripe)::int, \(requestInterval)::float8, \(tokenInterval)::float8,
+                                        \(Double(tokens))::float8, \(limits.burstSeconds)::float8) AS wait
+                """).first
+            let wait = row?.double("wait") ?? 0
+            if wait <= 0 { return stripe }
+            tried += 1
+            if tried < n {
+                stripe = (stripe + 1) % n  // another stripe may be on schedule
+                continue
+            }
+            tried = 0
+            try await Task.sleep(for: .milliseconds(Int(min(wait, 5) * 1000 * Double.random(in: 1...1.2)) + 1))
+        }
+    }
+
+    private func releaseHosted(_ held: [JSONValue]) async {
+        for h in held {
+            if let t = h["tool"]?.stringValue, let slot = h["slot"]?.intValue {
+                await FleetLimits.releaseSlot(connection, key: FleetLimits.lockKey(tool: t), slot: slot)
+            }
+        }
+    }
+
+    func finish(_ pass: GatePass, request: ModelRequest, response: ModelResponse?) async {
+        let model = pass.model
+        if let slot = pass.token["slot"]?.intValue {
+            await FleetLimits.releaseSlot(connection, key: FleetLimits.lockKey(model: model), slot: slot)
+        }
+        await releaseHosted(pass.token["hosted"]?.arrayValue ?? [])
+        guard let response else { return }
+        // Settle the token reservation with what the call used.
+        if let stripe = pass.token["stripe"]?.intValue, let l = config.limits?.models[model], let tpm = l.tokensPerMinute {
+            let delta = Double(response.usage.totalTokens - pass.estimatedTokens) * 60 * Double(FleetLimits.stripes(l)) / tpm
+            if delta != 0 {
+                _ = try? await connection.query("""
+                    UPDATE bridge.rate_buckets SET token_tat = token_tat + \(delta)::float8 * interval '1 second'
+                    WHERE model = \(model) AND stripe = \(stripe)::int
+                    """)
+            }
+        }
+        guard recordsSpend else { return }
+        let u = response.usage
+        let usd = response.cost?.usd
+        if let usd { BridgeMetrics.modelCost(model: model, group: group ?? "", usd: usd) }
+        var spend: PostgresQuery = """
+            INSERT INTO bridge.model_calls (task_key, attempt, group_key, agent, model, input_tokens, cached_tokens,
+                                            output_tokens, cost_usd)
+            VALUES (\(taskKey), \(attempt)::int, \(group), \(request.agent.name), \(model), \(u.inputTokens)::bigint,
+                    \(u.cachedTokens)::bigint, \(u.outputTokens)::bigint, \(usd)::numeric)
+            """
+        if let group {
+            spend = """
+                WITH call AS (\(spend))
+                INSERT INTO bridge.group_spend AS g (group_key, spent_usd, unpriced_calls)
+                VALUES (\(group), coalesce(\(usd)::numeric, 0), \(usd == nil ? 1 : 0)::bigint)
+                ON CONFLICT (group_key) DO UPDATE SET spent_usd = g.spent_usd + excluded.spent_usd,
+                    unpriced_calls = g.unpriced_calls + excluded.unpriced_calls, updated_at = now()
+                RETURNING g.spent_usd::float8 AS spent
+                """
+        }
+        do {
+            let spent = try await connection.query(spend).first?.double("spent")
+            if let spent, let group, let b = config.budgets, let column = b.spentColumn {
+                let types = config.columnTypes
+                _ = try await connection.query("""
+                    UPDATE \(identifier: b.table) SET \(identifier: column) =
+                        coalesce(\(identifier: column), '{}'::jsonb) || jsonb_build_object('used', \(spent)::float8)
+                    WHERE \(identifier: b.key) = \(group)\(types.cast(b.table, b.key))
+                    """)
+            }
+        } catch {
+            progress?.log("could not record the spend of a \(model) call of task \(taskKey): \(error)")
+        }
+    }
+
+    func rateLimited(_ pass: GatePass, seconds: Double) async {
+        let wait = min(max(seconds, 0.05), 300)
+        if config.limits != nil {
+            _ = try? await connection.query("""
+                WITH blocked AS (
+                    UPDATE bridge.rate_buckets SET blocked_until = greatest(blocked_until, now() + \(wait)::float8 * interval '1 second')
+                    WHERE model = \(pass.model) RETURNING 1
+                )
+                INSERT INTO bridge.rate_buckets (model, stripe, blocked_until)
+                SELECT \(pass.model), 0, now() + \(wait)::float8 * interval '1 second' WHERE NOT EXISTS (SELECT 1 FROM blocked)
+                ON CONFLICT (model, stripe) DO UPDATE SET blocked_until = excluded.blocked_until
+                """)
+        }
+        try? await Task.sleep(for: .milliseconds(Int(wait * 1000 * Double.random(in: 1...1.1))))
+    }
+
+    // MARK: Budgets
+
+    /// Throws `BudgetExceeded` when the task's group has spent its budget: the run stops before
+    /// this model call. A limit that is NULL means no limit.
+    private func checkBudget() async throws {
+        guard let b = config.budgets, let group else { return }
+        let state = try await BudgetQueries.state(connection, config: config, budget: b, group: group)
+        guard let max = state.limit, state.spent >= max else { return }
+        throw ModelProviderError(
+            "budget exceeded for \(config.source.groupColumn ?? "group") \(group): spent \(BudgetQueries.usd(state.spent)) of \(BudgetQueries.usd(max)) (\(b.table).\(b.limit))",
+            retriable: b.onExceeded == .hold, failureType: .budgetExceeded)
+    }
+}
+
+/// The budget statements (a group's limit and spend; the groups on hold).
+public enum BudgetQueries {
+    public struct State: Sendable { public var limit: Double?; public var spent: Double }
+
+    public static func usd(_ v: Double) -> String {
+        let cents = (v * 10000).rounded() / 10000
+        return "$\(cents)"
+    }
+
+    /// The group's limit (the application's expression over its row; NULL: none) and what
+    /// bridge recorded as spent.
+    static func state(_ c: PostgresConnection, config: MappingConfig, budget b: BudgetMapping,
+                      group: String) async throws -> State {
+        let row = try await c.query("""
+            SELECT (SELECT (\(unsafeRaw: b.limit))::float8 FROM \(identifier: b.table)
+                    WHERE \(identifier: b.key) = \(group)\(config.columnTypes.cast(b.table, b.key))) AS lim,
+                   coalesce((SELECT spent_usd::float8 FROM bridge.group_spend WHERE group_key = \(group)), 0) AS spent
+            """).first
+        return State(limit: row?.double("lim"), spent: row?.double("spent") ?? 0)
+    }
+
+    /// The groups whose spend reached their limit (`on_exceeded: hold`): claims skip their
+    /// tasks until the application raises the limit. Reads the (small) spend table and the
+    /// budget rows by key.
+    public static func heldGroupsQuery(_ config: MappingConfig, budget b: BudgetMapping) -> PostgresQuery {
+        """
+            SELECT s.group_key AS g FROM bridge.group_spend AS s
+            JOIN \(identifier: b.table) AS b ON b.\(identifier: b.key) = s.group_key\(config.columnTypes.cast(b.table, b.key))
+            WHERE s.spent_usd >= (SELECT (\(unsafeRaw: b.limit))::numeric FROM \(identifier: b.table) AS r
+                                  WHERE r.\(identifier: b.key) = b.\(identifier: b.key))
+            """
+    }
+}
+
+/// Function tools with a fleet-wide concurrency limit (`limits.tools`): each call holds one of
+/// the tool's advisory-lock slots on the run's connection while it runs.
+struct LimitedTools: ToolExecutor {
+    let inner: any ToolExecutor
+    let limits: [String: Int]
+    let connection: PostgresConnection
+
+    func execute(_ tool: ToolSpec, arguments: JSONValue, context: ToolContext) async throws -> String {
+        guard let n = limits[tool.name] else { return try await inner.execute(tool, arguments: arguments, context: context) }
+        let key = FleetLimits.lockKey(tool: tool.name)
+        let slot: Int
+        do {
+            slot = try await FleetLimits.takeSlot(connection, key: key, slots: n)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            throw ToolFailure("fleet limits: cannot take a slot of tool \(tool.name): \(error)")
+        }
+        do {
+            let out = try await inner.execute(tool, arguments: arguments, context: context)
+            await FleetLimits.releaseSlot(connection, key: key, slot: slot)
+            return out
+        } catch {
+            await FleetLimits.releaseSlot(connection, key: key, slot: slot)
+            throw error
+        }
+    }
+}
