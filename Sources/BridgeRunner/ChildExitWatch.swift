@@ -1,4 +1,5 @@
 import CBridgeSpawn
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,14 +8,19 @@ import Glibc
 /// polls the child's pipes: the exit is a pollable descriptor (pidfd) where the kernel has them,
 /// and is otherwise checked every 100 ms. Once the child has exited its pipes are read for at most
 /// `drain` more: whatever still holds them then escaped the supervisor, and is not waited for.
-/// Used on the child's own I/O thread only (`waitpid` never runs on Swift's cooperative pool).
-final class ChildExitWatch {
+/// Polled on the child's own I/O thread (`waitpid` never runs on Swift's cooperative pool);
+/// `signal` may be called from anywhere, and never reaches a pid that was already reaped (by
+/// then it may be another process's, or one of bridge's own threads).
+///
+/// `@unchecked Sendable`: `status` and `drainUntil` are only touched with `lock` held.
+final class ChildExitWatch: @unchecked Sendable {
     let pid: pid_t
+    private let lock = NSLock()
     let drain: Duration
     private let pidfd: Int32
     private let clock = ContinuousClock()
     /// The wait status, once reaped.
-    private(set) var status: Int32?
+    private var status: Int32?
     private var drainUntil: ContinuousClock.Instant?
 
     init(pid: pid_t, drain: Duration) {
@@ -27,26 +33,36 @@ final class ChildExitWatch {
 
     /// Reaps the child if it has exited; never blocks.
     func check() {
-        guard status == nil else { return }
-        var st: Int32 = 0
-        var r: pid_t
-        repeat { r = waitpid(pid, &st, WNOHANG) } while r < 0 && errno == EINTR
-        if r == pid {
-            status = st
-            drainUntil = clock.now + drain
+        lock.withLock {
+            guard status == nil else { return }
+            var st: Int32 = 0
+            var r: pid_t
+            repeat { r = waitpid(pid, &st, WNOHANG) } while r < 0 && errno == EINTR
+            if r == pid {
+                status = st
+                drainUntil = clock.now + drain
+            }
         }
+    }
+
+    /// Sends `sig` to the child, unless it has been reaped (reaping and signalling hold the
+    /// same lock, so the pid cannot be reused in between).
+    func signal(_ sig: Int32) {
+        lock.withLock { if status == nil { _ = kill(pid, sig) } }
     }
 
     /// True once the child has exited and its pipes are closed (`pipesOpen` false) or the drain
     /// time is over.
     func isFinished(pipesOpen: Bool) -> Bool {
-        guard status != nil, let drainUntil else { return false }
+        guard let drainUntil = lock.withLock({ drainUntil }) else { return false }
         return !pipesOpen || clock.now >= drainUntil
     }
 
+    var hasExited: Bool { lock.withLock { status != nil } }
+
     /// What to add to the poll set while the child runs.
     var pollEntry: pollfd? {
-        status == nil && pidfd >= 0 ? pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0) : nil
+        !hasExited && pidfd >= 0 ? pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0) : nil
     }
 
     func isExitEntry(_ entry: pollfd) -> Bool { pidfd >= 0 && entry.fd == pidfd }
@@ -54,9 +70,10 @@ final class ChildExitWatch {
     /// The poll timeout (ms, -1 for none) that wakes the thread for the drain deadline, the
     /// exit check without pidfd, and `other`.
     func pollTimeout(other: ContinuousClock.Instant? = nil) -> Int32 {
+        let (exited, drainUntil) = lock.withLock { (status != nil, self.drainUntil) }
         var deadline = drainUntil ?? other
         if let other, let d = deadline { deadline = min(d, other) }
-        if status == nil, pidfd < 0 {
+        if !exited, pidfd < 0 {
             let tick = clock.now + .milliseconds(100)
             deadline = min(deadline ?? tick, tick)
         }
@@ -65,14 +82,14 @@ final class ChildExitWatch {
         return Int32(clamping: max(0, ms.seconds * 1000 + ms.attoseconds / 1_000_000_000_000_000 + 1))
     }
 
-    /// After poll itself failed: kills the supervisor and waits for it.
+    /// The wait status; after poll itself failed, kills the supervisor and waits for it first.
     func killAndWait() -> Int32 {
-        if let status { return status }
-        kill(pid, SIGKILL)
-        var st: Int32 = 0
-        while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
-        status = st
-        return st
+        signal(SIGKILL)
+        while true {
+            check()
+            if let status = lock.withLock({ status }) { return status }
+            usleep(10_000)
+        }
     }
 
     /// "exited with status N" or "was killed by signal N".

@@ -131,7 +131,8 @@ final class CommandRun: @unchecked Sendable {
     private var stdoutExceeded = false
     private var exited = false
     private var status: Int32 = 0
-    private var pid: pid_t = 0
+    /// The supervisor's exit (and the only way to signal it: never once it is reaped).
+    private var watch: ChildExitWatch?
     private var stopRequested = false
     private var startError: String?
 
@@ -203,8 +204,9 @@ final class CommandRun: @unchecked Sendable {
             lock.withLock { startError = String(cString: strerror(spawnError)) }
             return
         }
+        let exit = ChildExitWatch(pid: child, drain: Self.drainAfterExit)
         let stopEarly = lock.withLock {
-            pid = child
+            watch = exit
             return stopRequested
         }
         // After the exit, a late timer finds `exited` set and does nothing.
@@ -216,7 +218,7 @@ final class CommandRun: @unchecked Sendable {
             if expired { stop(now: false) }
         }
         if stopEarly { stop(now: false) }
-        let st = pumpPipes(stdin: inPipe[1], stdout: outPipe[0], stderr: errPipe[0], child: child)
+        let st = pumpPipes(stdin: inPipe[1], stdout: outPipe[0], stderr: errPipe[0], exit: exit)
         lock.withLock {
             exited = true
             status = st
@@ -226,12 +228,11 @@ final class CommandRun: @unchecked Sendable {
     /// Asks the child's supervisor to stop it and whatever it started: SIGTERM to its process
     /// group, SIGKILL after the grace (or at once with `now`).
     private func stop(now: Bool) {
-        let (target, alreadyExited) = lock.withLock { () -> (pid_t, Bool) in
+        let target = lock.withLock { () -> ChildExitWatch? in
             stopRequested = true
-            return (pid, exited)
+            return watch
         }
-        guard target > 0, !alreadyExited else { return }
-        kill(target, now ? SIGINT : SIGTERM)
+        target?.signal(now ? SIGINT : SIGTERM)
     }
 
     private func appendStdout(_ chunk: ArraySlice<UInt8>) {
@@ -261,7 +262,7 @@ final class CommandRun: @unchecked Sendable {
     /// blocked on this thread, so a child that exits without reading its input makes the write
     /// fail with EPIPE instead of killing bridge, and the process-wide disposition (which
     /// children inherit) is untouched.
-    private func pumpPipes(stdin input: Int32, stdout output: Int32, stderr errors: Int32, child: pid_t) -> Int32 {
+    private func pumpPipes(stdin input: Int32, stdout output: Int32, stderr errors: Int32, exit: ChildExitWatch) -> Int32 {
         var inFD: Int32? = input
         var outFD: Int32? = output
         var errFD: Int32? = errors
@@ -274,7 +275,6 @@ final class CommandRun: @unchecked Sendable {
             inFD = nil
         }
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-        let exit = ChildExitWatch(pid: child, drain: Self.drainAfterExit)
 
         /// Reads what is available; false at EOF or on an error.
         func readAvailable(_ fd: Int32, _ consume: (ArraySlice<UInt8>) -> Void) -> Bool {
@@ -295,7 +295,7 @@ final class CommandRun: @unchecked Sendable {
         while true {
             exit.check()
             if exit.isFinished(pipesOpen: outFD != nil || errFD != nil) { break }
-            if exit.status != nil, let fd = inFD {
+            if exit.hasExited, let fd = inFD {
                 // Nobody will read the rest of the input.
                 _ = close(fd)
                 inFD = nil

@@ -140,14 +140,15 @@ static void supervise(pid_t program, int grace_ms, const sigset_t *waited) {
             stop_kill_at = LONG_MAX;
         }
         if (exited) {
+            /* The program is reaped: its pid, and so its process group id, may already be
+             * another process's. What it left is found as our children instead: every
+             * descendant is re-parented to us once its parent is gone. */
             if (!cleaning) {
                 cleaning = 1;
-                kill(-program, SIGTERM);
                 signal_children(SIGTERM);
                 clean_kill_at = urgent ? now : now + grace_ms;
                 give_up_at = now + 3L * grace_ms;
             } else if (now >= clean_kill_at) {
-                kill(-program, SIGKILL);
                 signal_children(SIGKILL);
             }
             if (now >= give_up_at) finish(status);

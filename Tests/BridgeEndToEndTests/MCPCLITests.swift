@@ -25,6 +25,7 @@ struct MCPCLITests {
           - name: team_tools
             stdio: {command: "\(python)", args: ["\(fixture)", stdio]}
             tool_filter: {allowed: [\(allowed.joined(separator: ", "))]}
+            timeout_ms: 180000
         """
     }
 

@@ -22,7 +22,7 @@ struct MCPHardeningCLITests {
             mcp_servers:
               - name: team_tools
                 stdio: {command: "\(MCPCLITests.python)", args: [\(argv)]}
-            \(extra)
+            \(extra.contains("timeout_ms") ? extra : extra + "\n    timeout_ms: 180000")
             """)
     }
 

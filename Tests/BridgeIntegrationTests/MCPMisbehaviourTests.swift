@@ -18,7 +18,7 @@ struct MCPMisbehaviourTests {
         let pidFile = FileManager.default.temporaryDirectory.appendingPathComponent("mcp-holder-\(UUID().uuidString)").path
         let config = MCPServerMapping(name: "raw", transport: .stdio(command: MCPFixture.python!,
                                                                      args: [MCPFixture.script("raw_server.py"), "fork_holder", pidFile],
-                                                                     env: [], cwd: nil), timeoutMs: 60_000)
+                                                                     env: [], cwd: nil), timeoutMs: 180_000)
         return (config, pidFile)
     }
 
@@ -29,7 +29,7 @@ struct MCPMisbehaviourTests {
 
     /// The server runs while its setsid() grandchild holds stdout; closing the pool stops both
     /// (the hang guard is the time limit: the grandchild would hold the pipe for 300 s).
-    @Test(.timeLimit(.minutes(1))) func shutdownStopsAGrandchildThatHoldsStdout() async throws {
+    @Test(.timeLimit(.minutes(3))) func shutdownStopsAGrandchildThatHoldsStdout() async throws {
         let (config, pidFile) = try Self.forkHolder()
         let pool = MCPServerPool(servers: [config], client: nil)
         #expect(try await pool.tools(server: "raw").count == 5)
@@ -41,7 +41,7 @@ struct MCPMisbehaviourTests {
 
     /// The server exits by itself with its grandchild still holding stdout: the call fails with
     /// the server's exit status at once, and the grandchild is stopped.
-    @Test(.timeLimit(.minutes(1))) func aServerThatExitsLeavingAGrandchildFailsTheCallAtOnce() async throws {
+    @Test(.timeLimit(.minutes(3))) func aServerThatExitsLeavingAGrandchildFailsTheCallAtOnce() async throws {
         let (config, pidFile) = try Self.forkHolder()
         let pool = MCPServerPool(servers: [config], client: nil)
         #expect(try await pool.tools(server: "raw").count == 5)
@@ -133,7 +133,7 @@ struct MCPMisbehaviourTests {
             let client = HTTPClient()
             defer { client.shutdown() }
             let config = MCPServerMapping(name: "remote", transport: .streamableHTTP(url: server.baseURL + "/mcp", headers: [:]),
-                                          timeoutMs: 60_000)
+                                          timeoutMs: 180_000)
             let pool = MCPServerPool(servers: [config], client: client)
             do {
                 _ = try await pool.tools(server: "remote")

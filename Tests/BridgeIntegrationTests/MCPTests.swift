@@ -31,13 +31,15 @@ enum MCPFixture {
     static var pythonV1: String? { Environment.process["BRIDGE_MCP_V1_PYTHON"] }
 
     static func fastmcp(_ name: String = "team", allowed: [String]? = nil, blocked: [String] = [], env: [String] = [],
-                        timeoutMs: Int = 60_000, cache: Bool = false, python: String? = nil) -> MCPServerMapping {
+                        timeoutMs: Int = 180_000, cache: Bool = false, python: String? = nil) -> MCPServerMapping {
         MCPServerMapping(name: name, transport: .stdio(command: python ?? Self.python!, args: [script("fastmcp_server.py"), "stdio"],
                                                        env: env, cwd: nil),
                          allowedTools: allowed, blockedTools: blocked, cacheToolsList: cache, timeoutMs: timeoutMs)
     }
 
-    static func raw(_ mode: String, timeoutMs: Int = 60_000) -> MCPServerMapping {
+    // Generous timeouts: starting Python and importing the SDK takes seconds of CPU, many times
+    // that while the whole suite loads the machine; they only matter when a test fails.
+    static func raw(_ mode: String, timeoutMs: Int = 180_000) -> MCPServerMapping {
         MCPServerMapping(name: "raw", transport: .stdio(command: python!, args: [script("raw_server.py"), mode], env: [], cwd: nil),
                          timeoutMs: timeoutMs)
     }

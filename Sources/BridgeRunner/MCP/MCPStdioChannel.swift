@@ -27,7 +27,8 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
     let serverName: String
     let pending = MCPPending()
     private let lock = NSLock()
-    private var pid: pid_t = 0
+    /// The supervisor's exit (and the only way to signal it: never once it is reaped).
+    private var watch: ChildExitWatch?
     private var alive = false
     private var stdinFD: Int32 = -1
     private var stderrTail: [UInt8] = []
@@ -115,27 +116,27 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
     }
 
     func close() async {
-        let (target, fd) = lock.withLock { () -> (pid_t, Int32) in
+        let (target, fd) = lock.withLock { () -> (ChildExitWatch?, Int32) in
             closing = true
             let f = stdinFD
             stdinFD = -1
-            return (alive ? pid : 0, f)
+            return (alive ? watch : nil, f)
         }
         // The spec's shutdown: close the server's input, wait, SIGTERM, wait, SIGKILL.
         // Queued behind any write in progress, never waited for here: a write blocked on a server
         // that stopped reading would otherwise hold this (cooperative) thread until the kill below,
         // which never comes. The kill ends such a write (EPIPE), and then the input is closed.
         writeQueue.async { if fd >= 0 { _ = Glibc.close(fd) } }
-        guard target > 0 else { return }
+        guard let target else { return }
         let grace = Self.killGrace.milliseconds
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             DispatchQueue.global().async { [self] in
                 if exited.wait(timeout: .now() + .milliseconds(grace)) == .timedOut {
                     // The supervisor stops the server (SIGTERM, SIGKILL after the grace) and
                     // whatever it left behind; it is killed itself only if that never ends.
-                    kill(target, SIGTERM)
+                    target.signal(SIGTERM)
                     if exited.wait(timeout: .now() + .milliseconds(grace * 5)) == .timedOut {
-                        kill(target, SIGKILL)
+                        target.signal(SIGKILL)
                         // Bounded: the I/O thread stops reading soon after the exit (`drainAfterExit`).
                         exited.wait()
                     }
@@ -181,13 +182,14 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
             return
         }
         exited.enter()
+        let exit = ChildExitWatch(pid: child, drain: Self.drainAfterExit)
         lock.withLock {
-            pid = child
+            watch = exit
             alive = true
             stdinFD = inPipe[1]
         }
         started(.success(()))
-        let status = pump(stdout: outPipe[0], stderr: errPipe[0], child: child)
+        let status = pump(stdout: outPipe[0], stderr: errPipe[0], exit: exit)
         _ = Glibc.close(outPipe[0]); _ = Glibc.close(errPipe[0])
         let how = ChildExitWatch.describe(status)
         lock.withLock {
@@ -203,31 +205,29 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
     /// Asks the supervisor to stop the server: gracefully (SIGTERM, SIGKILL after the grace), or
     /// `now` (SIGKILL), its process group and what it left behind included.
     private func stopServer(now: Bool) {
-        let target = lock.withLock { pid }
-        if target > 0 { kill(target, now ? SIGINT : SIGTERM) }
+        lock.withLock { watch }?.signal(now ? SIGINT : SIGTERM)
     }
 
     /// Reads newline-delimited messages from `out` and keeps the tail of `err` until `child`
     /// (the server's supervisor) has exited and both are closed, or `drainAfterExit` after the
     /// exit; returns its wait status. A server that closes its output is stopped.
-    private func pump(stdout out: Int32, stderr err: Int32, child: pid_t) -> Int32 {
+    private func pump(stdout out: Int32, stderr err: Int32, exit: ChildExitWatch) -> Int32 {
         var outOpen = true, errOpen = true
         var line: [UInt8] = []
         var discarding = false
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-        let exit = ChildExitWatch(pid: child, drain: Self.drainAfterExit)
         var killAt: ContinuousClock.Instant?
         while true {
             exit.check()
             if exit.isFinished(pipesOpen: outOpen || errOpen) { break }
-            if exit.status == nil, !outOpen, killAt == nil {
+            if !exit.hasExited, !outOpen, killAt == nil {
                 // Output closed: the server is gone or useless. Stop it (close() does so itself),
                 // and its supervisor too if that never ends.
                 if !lock.withLock({ closing }) { stopServer(now: false) }
                 killAt = .now + Self.killGrace * 5
             }
-            if exit.status == nil, let k = killAt, ContinuousClock.now >= k {
-                kill(child, SIGKILL)
+            if !exit.hasExited, let k = killAt, ContinuousClock.now >= k {
+                exit.signal(SIGKILL)
                 killAt = nil
             }
             var fds: [pollfd] = []

@@ -12,8 +12,8 @@
 /// - It is a child subreaper (PR_SET_CHILD_SUBREAPER): whatever the program starts and leaves
 ///   behind (a grandchild that called setsid() and still holds stdout) is re-parented to it
 ///   instead of to init, so it can be found and stopped.
-/// - When the program exits, the supervisor sends SIGTERM to the program's process group and to
-///   every process re-parented to it, SIGKILL after `grace_ms`, reaps them, and exits the way
+/// - When the program exits, the supervisor sends SIGTERM to every process re-parented to it
+///   (while the program runs, its process group), SIGKILL after `grace_ms`, reaps them, and exits the way
 ///   the program did (same exit status, or the same signal). It gives up on descendants it
 ///   cannot stop after 3 x `grace_ms` (they are then init's).
 /// - SIGTERM or SIGHUP to the supervisor stops the program: SIGTERM to its process group,
