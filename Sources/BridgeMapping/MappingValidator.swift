@@ -171,6 +171,12 @@ public enum MappingValidator {
                 if what.hasPrefix("guardrail "), let problem = guardrailColumnProblem(columns) {
                     issues.append(MappingIssue(location, "the SQL of \(what) \(problem)"))
                 }
+                if what.hasPrefix("the needs_approval predicate"),
+                   let decisive = columns.first(where: { $0.name == "needs_approval" }) ?? columns.first,
+                   decisive.type != "boolean" {
+                    issues.append(MappingIssue(location, "the SQL of \(what) returns \(decisive.name) as \(decisive.type):"
+                                               + " it must be boolean (anything else would make every call wait)"))
+                }
             } catch {
                 issues.append(MappingIssue(location, "the SQL of \(what) does not prepare: \(error.message)"))
             }

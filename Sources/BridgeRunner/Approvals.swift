@@ -91,7 +91,8 @@ extension AgentRunner {
 
 extension RunState {
     /// Whether `call` must wait: its tool's rule, evaluated READ ONLY for SQL predicates (their
-    /// first row's first value; an error counts as "needs approval", the safe side).
+    /// first row's `needs_approval`, else its first value; an error, no row or anything but a
+    /// boolean counts as "needs approval", the safe side).
     func needsApproval(_ call: PendingToolCall, agent: AgentSpec) async -> Bool {
         // MCP tools never wait for approval.
         guard let callTool = call.tool else { return false }
@@ -108,7 +109,8 @@ extension RunState {
                                                                                   agentName: agent.name)),
                   let row = (try? JSONValue.parse(text))?.arrayValue?.first?.objectValue else { return true }
             let value = row["needs_approval"] ?? row.sorted(by: { $0.key < $1.key }).first?.value
-            return value?.boolValue ?? ["t", "true"].contains(value?.stringValue ?? "")
+            // Only a boolean false lets the call run: 'no', 0 or NULL are not an answer.
+            return value?.boolValue ?? true
         }
     }
 

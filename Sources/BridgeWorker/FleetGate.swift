@@ -37,12 +37,12 @@ public struct FleetLimits: Sendable {
         return max(1, min(32, Int((load / 600).rounded(.up))))
     }
 
-    static func lockKey(model: String) -> String { "bridge:model:" + model }
-    static func lockKey(tool: String) -> String { "bridge:tool:" + tool }
+    public static func lockKey(model: String) -> String { "bridge:model:" + model }
+    public static func lockKey(tool: String) -> String { "bridge:tool:" + tool }
 
     /// Takes a free concurrency slot of `key` (one of `slots`) on `connection`, waiting with
     /// backoff while all are held; returns the slot.
-    static func takeSlot(_ connection: PostgresConnection, key: String, slots: Int) async throws -> Int {
+    public static func takeSlot(_ connection: PostgresConnection, key: String, slots: Int) async throws -> Int {
         var wait = 0.02
         while true {
             try Task.checkCancellation()
@@ -55,15 +55,20 @@ public struct FleetLimits: Sendable {
     }
 
     /// The first slot (from `offset`, wrapping) whose advisory lock is free, locked; no row when
-    /// all are held. LIMIT stops the scan at the first lock taken.
-    static func slotQuery(key: String, slots: Int, offset: Int) -> PostgresQuery {
+    /// all are held. LIMIT stops the scan at the first lock taken. Session locks are reentrant,
+    /// so a slot this session already holds (another call of the same run) is skipped first:
+    /// the CASE makes that check run before the lock is tried.
+    public static func slotQuery(key: String, slots: Int, offset: Int) -> PostgresQuery {
         """
-            SELECT ((s + \(offset)::int) % \(slots)::int) AS slot FROM generate_series(0, \(slots)::int - 1) AS s
-            WHERE pg_try_advisory_lock(hashtext(\(key)), ((s + \(offset)::int) % \(slots)::int)) LIMIT 1
+            SELECT x.slot FROM (SELECT ((s + \(offset)::int) % \(slots)::int) AS slot FROM generate_series(0, \(slots)::int - 1) AS s) AS x
+            WHERE CASE WHEN EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid()
+                                      AND l.classid = hashtext(\(key))::oid AND l.objid = x.slot::oid AND l.objsubid = 2)
+                       THEN false ELSE pg_try_advisory_lock(hashtext(\(key)), x.slot) END
+            LIMIT 1
             """
     }
 
-    static func releaseSlot(_ connection: PostgresConnection, key: String, slot: Int) async {
+    public static func releaseSlot(_ connection: PostgresConnection, key: String, slot: Int) async {
         _ = try? await connection.query("SELECT pg_advisory_unlock(hashtext(\(key)), \(slot)::int) AS ok")
     }
 }

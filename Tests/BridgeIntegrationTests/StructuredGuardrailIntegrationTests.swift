@@ -201,6 +201,30 @@ struct SQLGuardrailLiveTests {
                 sql: {query: "SELECT count(*) > 0 AS tripwire_triggered, 'x' AS output_info FROM tasks WHERE name = CAST(:input AS text)"}
             """
         #expect(await MappingValidator.checkLive(try MappingLoader.load(documents: [("m/g.yaml", ok)]), connection: c).isEmpty)
+        // A needs_approval predicate answering 'yes' would let every call run unapproved.
+        let predicate = """
+            version: 1
+            source: {input: "{{task.name}}"}
+            results: {result_column: result}
+            agents:
+              - name: A
+                tools: [t]
+            tools:
+              - name: t
+                description: T.
+                parameters: {type: object, properties: {}, required: [], additionalProperties: false}
+                sql: {query: "SELECT 1 AS one"}
+                needs_approval:
+                  sql: "SELECT 'yes' AS needs_approval"
+            approvals:
+              table: human_feedback_requests
+              key: id
+              status: {column: status, pending: pending, approved: approved, rejected: rejected}
+            """
+        let lines = await MappingValidator.checkLive(try MappingLoader.load(documents: [("m/t.yaml", predicate)]), connection: c)
+            .map(\.description)
+        #expect(lines.count == 1 && lines[0].contains("the needs_approval predicate of tool 't' returns needs_approval as text:"
+                                                      + " it must be boolean"), "\(lines)")
         await c.close()
     }
 }

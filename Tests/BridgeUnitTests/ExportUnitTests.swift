@@ -125,6 +125,32 @@ import Testing
         #expect(OTLPExporter.unixNanos(Date(timeIntervalSince1970: 1_700_000_000.123456)) == "1700000000123456000")
     }
 
+    @Test func conventionsChooseTheAttributeSets() throws {
+        let client = HTTPClient()
+        defer { client.shutdown() }
+        let record = SpanRecord(id: "span_" + String(repeating: "a", count: 24), traceId: "trace_" + String(repeating: "b", count: 32),
+                                parentId: nil, startedAt: Date(timeIntervalSince1970: 1), endedAt: Date(timeIntervalSince1970: 2),
+                                spanData: ["type": "generation", "model": "m", "input": [["role": "user", "content": "hi"]],
+                                           "output": [["role": "assistant", "content": "yo"]], "model_config": [:],
+                                           "usage": ["input_tokens": 3, "output_tokens": 4]], error: nil)
+        let span = ExportSpan(record: record, trace: TraceRecord(id: record.traceId, workflowName: "w", groupId: "g", metadata: [:]))
+        func keys(_ conventions: String?) throws -> Set<String> {
+            var env = ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"]
+            env["BRIDGE_OTLP_CONVENTIONS"] = conventions
+            let ex = try #require(try OTLPExporter.fromEnvironment(Environment(env), client: client))
+            return Set(ex.span(span).attributes.map(\.key))
+        }
+        let both = try keys(nil)
+        #expect(both.isSuperset(of: ["gen_ai.usage.input_tokens", "llm.token_count.prompt", "input.value", "gen_ai.input.messages",
+                                     "llm.input_messages.0.message.content", "openinference.span.kind", "gen_ai.conversation.id", "session.id"]))
+        let genai = try keys("genai")
+        #expect(genai.contains("gen_ai.usage.input_tokens") && !genai.contains { $0.hasPrefix("llm.") || $0.hasPrefix("input.") || $0.hasPrefix("openinference.") })
+        let oi = try keys("OpenInference")
+        #expect(oi.contains("llm.token_count.prompt") && !oi.contains { $0.hasPrefix("gen_ai.") })
+        #expect(genai.contains("openai.agents.span_id") && oi.contains("openai.agents.span_id"))
+        #expect(throws: OTLPConfigurationError.self) { try keys("all") }
+    }
+
     @Test func gzipRoundTripsAndTruncationKeepsWholeCharacters() {
         let text = Array(String(repeating: "bridge span ", count: 1000).utf8)
         let packed = Gzip.compress(text)

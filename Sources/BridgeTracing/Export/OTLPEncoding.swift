@@ -17,6 +17,26 @@ public enum OTLPCompression: String, Sendable, CaseIterable {
     case gzip
 }
 
+/// Which attribute sets the OTLP spans carry (`BRIDGE_OTLP_CONVENTIONS`): the GenAI semantic
+/// conventions (`gen_ai.*`, `mcp.*`), OpenInference's (`openinference.*`, `input.*`,
+/// `output.*`, `llm.*`, `tool.*`, `agent.name`, `session.id`, `metadata`), or both (the
+/// default). bridge's own (`bridge.*`, `openai.agents.*`) are always there.
+public enum OTLPConventions: String, Sendable, CaseIterable {
+    case both, genai, openinference
+
+    static let openInferencePrefixes = ["openinference.", "input.", "output.", "llm.", "tool.", "agent.", "session.", "metadata"]
+    static let genAIPrefixes = ["gen_ai.", "mcp."]
+
+    /// Whether an attribute named `key` is kept.
+    public func keeps(_ key: String) -> Bool {
+        switch self {
+        case .both: return true
+        case .genai: return !Self.openInferencePrefixes.contains { key.hasPrefix($0) }
+        case .openinference: return !Self.genAIPrefixes.contains { key.hasPrefix($0) }
+        }
+    }
+}
+
 /// One attribute value as OTLP carries it (`AnyValue`).
 public enum OTLPValue: Sendable, Equatable {
     case string(String)

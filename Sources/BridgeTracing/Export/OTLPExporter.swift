@@ -35,6 +35,8 @@ public struct OTLPExporter: TraceExporter {
     /// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` / `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`: longer
     /// string values are cut to this many characters; nil: no limit (the SDKs' default).
     public var valueLengthLimit: Int?
+    /// `BRIDGE_OTLP_CONVENTIONS`: GenAI, OpenInference or both attribute sets (default both).
+    public var conventions: OTLPConventions = .both
     public var batchSize = 512
     /// Deadline of one request.
     public var requestTimeout: Duration = .seconds(30)
@@ -71,6 +73,12 @@ public struct OTLPExporter: TraceExporter {
             exporter.serviceName = service
         }
         exporter.projectName = env["PHOENIX_PROJECT_NAME"]
+        if let raw = env["BRIDGE_OTLP_CONVENTIONS"]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty {
+            guard let c = OTLPConventions(rawValue: raw.lowercased()) else {
+                throw OTLPConfigurationError(message: "BRIDGE_OTLP_CONVENTIONS=\(raw): expected both (the default), genai or openinference")
+            }
+            exporter.conventions = c
+        }
         for key in ["OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"] {
             guard let raw = env[key], exporter.valueLengthLimit == nil else { continue }
             guard let n = Int(raw.trimmingCharacters(in: .whitespaces)), n >= 0 else {
@@ -224,9 +232,9 @@ public struct OTLPExporter: TraceExporter {
 
     /// Resource attributes: `service.name`, Phoenix's project, then `OTEL_RESOURCE_ATTRIBUTES`.
     public var resource: [OTLPAttribute] {
-        var out = [OTLPAttribute("service.name", .string(serviceName)),
-                   OTLPAttribute("openinference.project.name", .string(projectName ?? serviceName)),
-                   OTLPAttribute("telemetry.sdk.name", .string("bridge"))]
+        var out = [OTLPAttribute("service.name", .string(serviceName))]
+        if conventions != .genai { out.append(OTLPAttribute("openinference.project.name", .string(projectName ?? serviceName))) }
+        out.append(OTLPAttribute("telemetry.sdk.name", .string("bridge")))
         for (k, v) in resourceAttributes where !out.contains(where: { $0.key == k }) { out.append(OTLPAttribute(k, .string(v))) }
         return out
     }

@@ -178,6 +178,7 @@ extension OTLPExporter {
             status = (2, e["message"]?.stringValue ?? "error")  // STATUS_CODE_ERROR
             if let d = e["data"], !d.isNull { add("bridge.error.data", d.compact) }
         }
+        if conventions != .both { attrs.removeAll { !conventions.keeps($0.key) } }
         if let limit = valueLengthLimit {
             attrs = attrs.map { OTLPAttribute($0.key, $0.value.truncated(to: limit)) }
         }
