@@ -41,6 +41,10 @@ final class ChildExitWatch: @unchecked Sendable {
             if r == pid {
                 status = st
                 drainUntil = clock.now + drain
+            } else if r < 0 && errno == ECHILD {
+                // Reaped by someone else's waitpid(-1): gone, its status unknown (never poll on).
+                status = Self.unknownStatus
+                drainUntil = clock.now + drain
             }
         }
     }
@@ -91,6 +95,9 @@ final class ChildExitWatch: @unchecked Sendable {
             usleep(10_000)
         }
     }
+
+    /// The status of a child that something else reaped: exit status 255.
+    static let unknownStatus: Int32 = 255 << 8
 
     /// "exited with status N" or "was killed by signal N".
     static func describe(_ status: Int32) -> String {

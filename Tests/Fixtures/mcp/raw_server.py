@@ -6,7 +6,7 @@ answers initialize with 1999-01-01; `fork_holder PIDFILE` first forks a child th
 setsid() and sleeps 300 s holding stdout and stderr (its pid goes to PIDFILE), and exits with
 status 5 on a call of the tool `exit`; `bad_json`, `deep_json` and `huge` answer tools/list with
 a line that is not JSON, with JSON nested 700 deep, and with a 17 MiB message; `names` lists
-tools whose names OpenAI refuses; `slow_pages` is `paged` with each page 0.5 s late; `echo_meta`
+tools whose names OpenAI refuses; `slow_pages` is `paged` with each page 4 s late; `echo_meta`
 answers every tools/call with the JSON of its `_meta`.
 """
 import json
@@ -57,7 +57,7 @@ for line in sys.stdin:
         os._exit(5)
     elif method == "tools/list":
         if mode == "slow_pages":
-            time.sleep(0.5)
+            time.sleep(4)
         cursor = int((msg.get("params") or {}).get("cursor") or 0)
         page = TOOLS[cursor:cursor + 2]
         result = {"tools": page}
