@@ -42,7 +42,7 @@ struct ApprovalCLITests {
 
         // A watching worker pauses the run, then every worker is killed.
         let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--task", task] + common, environment: env)
-        #expect(await OffPool.until(timeout: .seconds(20)) {
+        #expect(await OffPool.until(timeout: .seconds(60)) {
             try poll.count("id = '\(task)' AND bridge_waiting_since IS NOT NULL") == 1
         }, "\(worker.output)")
         worker.send(SIGKILL)
@@ -137,7 +137,7 @@ struct ApprovalCLITests {
         let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "600", "--task", task,
                                            "--database-url", url, "--mappings", BridgeBinary.mappings], environment: env)
         let requested = "context->>'task_id' = '\(task)'"
-        #expect(await OffPool.until(timeout: .seconds(20)) {
+        #expect(await OffPool.until(timeout: .seconds(60)) {
             try poll.count(requested, table: "human_feedback_requests") == 1
         })
         let id = try #require(try await TestDatabase.rows(url, "SELECT id::text AS id FROM human_feedback_requests WHERE \(requested)")

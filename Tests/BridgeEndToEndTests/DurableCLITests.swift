@@ -128,7 +128,7 @@ struct DurableCLITests {
 
     /// A journal this bridge cannot read (corrupt, or of another format): a clear error on the
     /// task, the journal dropped and the trace closed; the worker carries on with the others.
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(4)))
     func anUnreadableJournalFailsItsTaskClearly() async throws {
         let (url, mappings) = try await LeaseFixture.database(tasks: 3)
         try await TestDatabase.execute(url, """
@@ -155,7 +155,7 @@ struct DurableCLITests {
 
     /// The mappings changed between the interruption and the resume (a tool removed from the
     /// agent): the run fails naming the change instead of going on as a different run.
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(4)))
     func aMappingChangedUnderAnInterruptedRunFailsNamingTheChange() async throws {
         let (url, mappings, _) = try await DurableFixture.setUp(tasks: 1)
         let poll = PollingConnection(url)
@@ -163,7 +163,7 @@ struct DurableCLITests {
                                       "--database-url", url, "--mappings", mappings])
         #expect(await a.send(SIGKILL, when: {
             try poll.count("checkpoint IS NOT NULL", table: "bridge.run_journals") == 1
-        }, timeout: .seconds(30)))
+        }, timeout: .seconds(90)))
         _ = await a.wait(timeout: 10)
         let agents = URL(fileURLWithPath: mappings).appendingPathComponent("agents.yaml")
         let text = try String(contentsOf: agents, encoding: .utf8)
@@ -180,7 +180,7 @@ struct DurableCLITests {
     /// A worker that dies during a stint resumed after an approval: the next worker goes through
     /// the same decisions again in the same trace, and the approved call, which finished, is
     /// replayed rather than run twice.
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(5)))
     func aKillDuringAnApprovalResumeKeepsTheTraceAndTheDecision() async throws {
         let url = try await ExecCLITests.migratedReference()
         let poll = PollingConnection(url)
@@ -199,7 +199,7 @@ struct DurableCLITests {
         #expect(await w.send(SIGKILL, when: {
             try poll.count("parent_task_id = '\(task)'") == 1
                 && poll.count("trace_id = '\(trace)'", table: "bridge.journal_calls") >= 1
-        }, timeout: .seconds(30)))
+        }, timeout: .seconds(90)))
         _ = await w.wait(timeout: 10)
         let r = try await BridgeBinary.run(["exec", "--offline", "--task", task] + common)
         #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
@@ -222,7 +222,7 @@ struct DurableCLITests {
     /// The application takes interrupted runs back (it finishes one task itself and deletes
     /// another): a worker drops their journals, writes the spans left open ended with the reason,
     /// closes the traces, and runs nothing for them.
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(4)))
     func interruptedRunsTheApplicationTookBackAreClosedNotResumed() async throws {
         let (url, mappings, _) = try await DurableFixture.setUp(tasks: 2)
         let poll = PollingConnection(url)
@@ -230,7 +230,7 @@ struct DurableCLITests {
         let a = try BackgroundBridge(args)
         #expect(await a.send(SIGKILL, when: {
             try poll.count("checkpoint IS NOT NULL", table: "bridge.run_journals") == 2
-        }, timeout: .seconds(30)))
+        }, timeout: .seconds(90)))
         _ = await a.wait(timeout: 10)
         try await TestDatabase.execute(url, """
             UPDATE tasks SET status = 'completed' WHERE name = 't1';
@@ -239,7 +239,7 @@ struct DurableCLITests {
             """)
         let actions = try await TestDatabase.count(url, "true", table: "durable_actions")
         let w = try BackgroundBridge(args + ["--watch"])
-        #expect(await w.send(SIGTERM, when: { w.output.contains("journal sweep: 2 interrupted run(s)") }, timeout: .seconds(30)),
+        #expect(await w.send(SIGTERM, when: { w.output.contains("journal sweep: 2 interrupted run(s)") }, timeout: .seconds(90)),
                 "\(w.output.suffix(2000))")
         #expect(await w.wait(timeout: 20)?.status == 0, "\(w.output.suffix(2000))")
         #expect(try await TestDatabase.count(url, "true", table: "bridge.run_journals") == 0)
@@ -256,7 +256,7 @@ struct DurableCLITests {
     /// The application finishes a task while its run waits for an approval: the paused state,
     /// its waits and its journal go, `approvals list` no longer lists the request, the trace is
     /// closed as one tree.
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(4)))
     func aPausedTaskTheApplicationFinishedStopsWaiting() async throws {
         let url = try await ExecCLITests.migratedReference()
         let c = try await TestDatabase.connect(url)
@@ -267,7 +267,7 @@ struct DurableCLITests {
         #expect(try await TestDatabase.count(url, "true", table: "bridge.run_states") == 1)
         try await c.query("UPDATE tasks SET status = 'completed' WHERE id = \(task)::uuid")
         let w = try BackgroundBridge(["exec", "--offline", "--watch", "--task", task] + common)
-        #expect(await w.send(SIGTERM, when: { w.output.contains("journal sweep: 1 interrupted run(s)") }, timeout: .seconds(30)),
+        #expect(await w.send(SIGTERM, when: { w.output.contains("journal sweep: 1 interrupted run(s)") }, timeout: .seconds(90)),
                 "\(w.output.suffix(2000))")
         _ = await w.wait(timeout: 20)
         #expect(try await TestDatabase.count(url, "true", table: "bridge.run_states") == 0)

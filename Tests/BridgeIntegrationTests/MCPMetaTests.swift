@@ -7,7 +7,7 @@ import Testing
 /// A durable run's MCP calls carry their idempotency key to the server, in `tools/call`'s `_meta`.
 @Suite(.enabled(if: MCPFixture.isAvailable, "needs BRIDGE_MCP_PYTHON (scripts/test.sh)"))
 struct MCPMetaTests {
-    @Test(.timeLimit(.minutes(1))) func theIdempotencyKeyReachesTheServerInMeta() async throws {
+    @Test(.timeLimit(.minutes(3))) func theIdempotencyKeyReachesTheServerInMeta() async throws {
         let config = MCPServerMapping(name: "raw", transport: .stdio(command: MCPFixture.python!,
                                                                      args: [MCPFixture.script("raw_server.py"), "echo_meta"],
                                                                      env: [], cwd: nil), timeoutMs: 30_000)
