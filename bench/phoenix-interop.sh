@@ -26,12 +26,9 @@ BRIDGE=${BRIDGE:-$PWD/.build/debug/bridge}
 [ -x "$BRIDGE" ] || swift build --product bridge >/dev/null
 
 venv="${BRIDGE_PHOENIX_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/bridge/phoenix-venv-$PHOENIX_VERSION}"
-if ! "$venv/bin/python" -c 'import phoenix' >/dev/null 2>&1; then
-  log "installing arize-phoenix==$PHOENIX_VERSION into $venv (first run only)"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --disable-pip-version-check -q "arize-phoenix==$PHOENIX_VERSION"
-fi
+[ -x "$venv/bin/phoenix" ] || log "installing arize-phoenix==$PHOENIX_VERSION into $venv (first run only)"
+. scripts/lib/venv.sh
+cached_venv phoenix-interop "$venv" 'import phoenix' "arize-phoenix==$PHOENIX_VERSION" >/dev/null
 if [ "$SCREENSHOT" = 1 ] && ! command -v chromium >/dev/null; then
   apt-get install -y --no-install-recommends chromium >/dev/null
 fi

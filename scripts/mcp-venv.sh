@@ -9,28 +9,11 @@
 #   scripts/mcp-venv.sh          the current major version (2.x, MCPServer), pinned
 #   scripts/mcp-venv.sh 1        the previous one (1.x, FastMCP), which the example still supports
 set -euo pipefail
+. "$(dirname "$0")/lib/venv.sh"
 case "${1:-2}" in
   2) version="2.3.0" ;;
   1) version="1.30.0" ;;
   *) echo "mcp-venv: usage: mcp-venv.sh [1|2]" >&2; exit 2 ;;
 esac
 venv="${BRIDGE_MCP_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/bridge/mcp-venv}-$version"
-py="$venv/bin/python"
-if [ -x "$py" ] && "$py" -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$version')" >/dev/null 2>&1; then
-  echo "$py"
-  exit 0
-fi
-command -v python3 >/dev/null || { echo "mcp-venv: python3 is not installed" >&2; exit 1; }
-mkdir -p "$(dirname "$venv")"
-rm -rf "$venv"
-if ! python3 -m venv "$venv" >&2; then
-  echo "mcp-venv: python3 -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)" >&2
-  rm -rf "$venv"
-  exit 1
-fi
-if ! "$venv/bin/pip" install --disable-pip-version-check -q "mcp==$version" >&2; then
-  echo "mcp-venv: pip install mcp==$version failed (is PyPI reachable?)" >&2
-  rm -rf "$venv"
-  exit 1
-fi
-echo "$py"
+cached_venv mcp-venv "$venv" "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$version')" "mcp==$version"
