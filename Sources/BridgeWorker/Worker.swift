@@ -103,6 +103,10 @@ public actor Worker: LeaseHolder {
         var failures = 0
         var lastError = ""
         while !shuttingDown {
+            // The reaper runs beside this loop: a lease it returns to pending between the claim
+            // and the outstanding check below is neither claimed nor outstanding, so the loop
+            // claims again rather than end with that task left behind.
+            let reapedBefore = summary.reaped
             let budget = options.limit.map { max(0, $0 - processed - running.count) } ?? Int.max
             if budget == 0 && running.isEmpty { break }
             let free = min(options.concurrency - running.count, budget)
@@ -164,7 +168,10 @@ public actor Worker: LeaseHolder {
             // A full batch: there may be more right away.
             if claimed > 0 && claimed == free { continue }
             if let outstanding {
-                if outstanding.isEmpty { break }
+                if outstanding.isEmpty {
+                    if summary.reaped != reapedBefore { continue }
+                    break
+                }
                 // Wait for retries to come due and for other workers' leases to end or expire.
                 await doorbell.wait(timeout: min(1, max(0.05, outstanding.nextRetryIn ?? 1)))
                 continue
