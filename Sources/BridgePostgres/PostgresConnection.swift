@@ -66,8 +66,8 @@ public actor PostgresConnection {
         cKeys.append(nil)
         cValues.append(nil)
         defer {
-            cKeys.forEach { free($0) }
-            cValues.forEach { free($0) }
+            for p in cKeys { free(p) }
+            for p in cValues { free(p) }
         }
         let conn = cKeys.withUnsafeBufferPointer { kp in
             cValues.withUnsafeBufferPointer { vp in
@@ -126,7 +126,7 @@ public actor PostgresConnection {
             case .text(let s): strdup(s)
             }
         }
-        defer { values.forEach { free($0) } }
+        defer { for p in values { free(p) } }
         let result: OpaquePointer? = values.withUnsafeBufferPointer { vp in
             vp.baseAddress.map { base in
                 base.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: values.count) { v in

@@ -448,8 +448,8 @@ struct VerifySQL: Sendable {
     func traceIdsCorrelate(withFile: Bool, drivenByTasks: Bool = false) -> PostgresQuery? {
         let s = config.source
         let execStatuses = config.results.executions?.statuses ?? .defaults
-        let T = qq(s.table), K = q(s.key), TS = q(s.status.column)
-        let TT = config.results.traceIdColumn.map(q)
+        let taskTable = qq(s.table), taskKey = q(s.key), taskStatus = q(s.status.column)
+        let traceColumn = config.results.traceIdColumn.map(q)
         let groupFilter: PostgresQuery = s.groupColumn.map {
             "(\(workspace)::text IS NULL OR \(equals(s.table, $0, alias: "t", text: "\(workspace)::text")))"
         } ?? "\(workspace)::text IS NULL"
@@ -458,14 +458,14 @@ struct VerifySQL: Sendable {
         var unreferenced: PostgresQuery = "false"
         let label: String
         if let e = config.results.executions {
-            let E = qq(e.table), EK = q(e.key), ET = q(e.taskColumn), ES = q(e.columns.status)
-            let ETR = e.columns.traceId.map(q)
-            guard ETR != nil || TT != nil else { return nil }
+            let execTable = qq(e.table), execKey = q(e.key), execTask = q(e.taskColumn), execStatus = q(e.columns.status)
+            let execTrace = e.columns.traceId.map(q)
+            guard execTrace != nil || traceColumn != nil else { return nil }
             let times = [e.columns.completedAt, e.columns.startedAt].compactMap { $0 }.map { name -> PostgresQuery in "e.\(q(name))" }
             let at: PostgresQuery = times.isEmpty ? "NULL::timestamptz" : "coalesce(\(times))::timestamptz"
-            let order: PostgresQuery = (e.columns.startedAt.map { "e.\(q($0)) DESC NULLS LAST, " } ?? "") + "e.\(EK)::text DESC"
-            let traceExpr: PostgresQuery = ETR.map { "e.\($0)::text" } ?? "t.\(TT!)::text"
-            let taskTrace: PostgresQuery = TT.map { "t.\($0)::text" } ?? "NULL::text"
+            let order: PostgresQuery = (e.columns.startedAt.map { "e.\(q($0)) DESC NULLS LAST, " } ?? "") + "e.\(execKey)::text DESC"
+            let traceExpr: PostgresQuery = execTrace.map { "e.\($0)::text" } ?? "t.\(traceColumn!)::text"
+            let taskTrace: PostgresQuery = traceColumn.map { "t.\($0)::text" } ?? "NULL::text"
             // The --since window as sargable predicates (coalesce on the column side would read
             // every execution): completed since, or not completed and started since (or never).
             let sinceFilter: PostgresQuery
@@ -477,38 +477,38 @@ struct VerifySQL: Sendable {
             case (nil, nil):
                 sinceFilter = "true"
             }
-            let from: PostgresQuery = drivenByTasks ? "\(T) t CROSS JOIN LATERAL (SELECT * FROM \(E) e WHERE e.\(ET) = t.\(K) OFFSET 0) e"
-                                                    : "\(E) e JOIN \(T) t ON t.\(K) = e.\(ET)"
+            let from: PostgresQuery = drivenByTasks ? "\(taskTable) t CROSS JOIN LATERAL (SELECT * FROM \(execTable) e WHERE e.\(execTask) = t.\(taskKey) OFFSET 0) e"
+                                                    : "\(execTable) e JOIN \(taskTable) t ON t.\(taskKey) = e.\(execTask)"
             executions = """
                 SELECT * FROM (
-                    SELECT e.\(EK)::text AS execution_id, t.\(K)::text AS task_id, \(traceExpr) AS trace_id,
+                    SELECT e.\(execKey)::text AS execution_id, t.\(taskKey)::text AS task_id, \(traceExpr) AS trace_id,
                            \(taskTrace) AS task_trace_id,
-                           t.\(TS)::text IN (\(config.source.status.completed)::text, \(config.source.status.failed)::text) AS task_finished, \(at) AS at,
-                           row_number() OVER (PARTITION BY e.\(ET) ORDER BY \(order)) AS latest
+                           t.\(taskStatus)::text IN (\(config.source.status.completed)::text, \(config.source.status.failed)::text) AS task_finished, \(at) AS at,
+                           row_number() OVER (PARTITION BY e.\(execTask) ORDER BY \(order)) AS latest
                     FROM \(from)
-                    WHERE e.\(ES)::text IN (\(execStatuses.completed)::text, \(execStatuses.failedRetriable)::text, \(execStatuses.failedTerminal)::text)
+                    WHERE e.\(execStatus)::text IN (\(execStatuses.completed)::text, \(execStatuses.failedRetriable)::text, \(execStatuses.failedTerminal)::text)
                       AND (\(since)::timestamptz IS NULL OR \(sinceFilter))
                       AND \(taskFilter)
                       AND \(groupFilter)
-                ) x \(unsafeRaw: ETR == nil ? "WHERE latest = 1" : "")
+                ) x \(unsafeRaw: execTrace == nil ? "WHERE latest = 1" : "")
                 """
-            if let ETR { unreferenced = "(SELECT true FROM \(E) e WHERE e.\(ETR)::text = st.trace_id LIMIT 1) IS NULL" }
+            if let execTrace { unreferenced = "(SELECT true FROM \(execTable) e WHERE e.\(execTrace)::text = st.trace_id LIMIT 1) IS NULL" }
             label = "execution"
         } else {
-            guard let TT else { return nil }
+            guard let traceColumn else { return nil }
             let at: PostgresQuery = config.results.completedAtColumn.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
             executions = """
-                SELECT t.\(K)::text AS execution_id, t.\(K)::text AS task_id, t.\(TT)::text AS trace_id,
-                       t.\(TT)::text AS task_trace_id, true AS task_finished, \(at) AS at, 1::bigint AS latest
-                FROM \(T) t
-                WHERE t.\(TS)::text IN (\(config.source.status.completed)::text, \(config.source.status.failed)::text) AND \(execStatuses.completed)::text IS NOT NULL AND \(execStatuses.failedRetriable)::text IS NOT NULL AND \(execStatuses.failedTerminal)::text IS NOT NULL
+                SELECT t.\(taskKey)::text AS execution_id, t.\(taskKey)::text AS task_id, t.\(traceColumn)::text AS trace_id,
+                       t.\(traceColumn)::text AS task_trace_id, true AS task_finished, \(at) AS at, 1::bigint AS latest
+                FROM \(taskTable) t
+                WHERE t.\(taskStatus)::text IN (\(config.source.status.completed)::text, \(config.source.status.failed)::text) AND \(execStatuses.completed)::text IS NOT NULL AND \(execStatuses.failedRetriable)::text IS NOT NULL AND \(execStatuses.failedTerminal)::text IS NOT NULL
                   AND (\(since)::timestamptz IS NULL OR \(at) IS NULL OR \(at) >= \(since)::timestamptz)
                   AND \(taskFilter)
                   AND \(groupFilter)
                 """
             label = "task"
         }
-        let equality: PostgresQuery = TT == nil ? "" : """
+        let equality: PostgresQuery = traceColumn == nil ? "" : """
             WHEN latest = 1 AND task_finished AND task_trace_id IS DISTINCT FROM trace_id
                 THEN format('\(unsafeRaw: label) %s has trace id %s, but its task has %s', execution_id, trace_id, coalesce(task_trace_id, 'none'))
             """
@@ -557,7 +557,7 @@ struct VerifySQL: Sendable {
             ot AS MATERIALIZED (
                 SELECT st.trace_id, st.task_id, CASE
                     WHEN st.task_id IS NULL THEN 'trace has no task_id in its metadata'
-                    WHEN NOT EXISTS (SELECT 1 FROM \(T) t WHERE \(equals(s.table, s.key, alias: "t", text: "st.task_id"))) THEN format('the task %s of this trace does not exist', st.task_id)
+                    WHEN NOT EXISTS (SELECT 1 FROM \(taskTable) t WHERE \(equals(s.table, s.key, alias: "t", text: "st.task_id"))) THEN format('the task %s of this trace does not exist', st.task_id)
                     WHEN \(unreferenced) THEN 'no execution row carries this trace id'
                 END AS message
                 FROM st

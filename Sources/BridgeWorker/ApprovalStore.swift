@@ -190,14 +190,14 @@ public struct ApprovalStore: Sendable {
     /// takes a lease. Returns the claim, or nil when another worker took it.
     public func claim(on conn: PostgresConnection, taskKey: String, workerId: String,
                       leaseSeconds: Double) async throws -> TaskStore.Claim? {
-        let L = TaskStore.Lease.self
+        let lease = TaskStore.Lease.self
         let rows = try await conn.query("""
-            UPDATE \(tasks) AS x SET \(q(Self.waitingColumn)) = NULL, \(q(L.token)) = gen_random_uuid()::text,
-                \(q(L.expiresAt)) = now() + \(leaseSeconds)::double precision * interval '1 second', \(q(L.workerId)) = \(workerId)
+            UPDATE \(tasks) AS x SET \(q(Self.waitingColumn)) = NULL, \(q(lease.token)) = gen_random_uuid()::text,
+                \(q(lease.expiresAt)) = now() + \(leaseSeconds)::double precision * interval '1 second', \(q(lease.workerId)) = \(workerId)
             WHERE \(q(source.key)) = \(taskKey) AND \(q(Self.waitingColumn)) IS NOT NULL
               AND \(q(source.status.column)) = \(source.status.running)
-            RETURNING to_jsonb(x.*)::text AS row, x.\(q(source.key))::text AS k, x.\(q(L.token)) AS token,
-                      coalesce(x.\(q(L.attempts)), 1) AS attempt
+            RETURNING to_jsonb(x.*)::text AS row, x.\(q(source.key))::text AS k, x.\(q(lease.token)) AS token,
+                      coalesce(x.\(q(lease.attempts)), 1) AS attempt
             """)
         return try TaskStore.parseClaims(rows).first
     }

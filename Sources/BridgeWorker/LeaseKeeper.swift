@@ -34,7 +34,10 @@ struct LeaseKeeper: Sendable {
         var lastOK = Date()
         var failing = false
         // Reap once at start: a restarted worker picks up what a dead one left.
-        if let r = try? await slot.use({ [store, maxAttempts] c in try await store.reap(on: c, maxAttempts: maxAttempts) }) {
+        let reapAtStart: @Sendable (PostgresConnection) async throws -> TaskStore.Reaped = {
+            [store, maxAttempts] c in try await store.reap(on: c, maxAttempts: maxAttempts)
+        }
+        if let r = try? await slot.use(reapAtStart) {
             await holder.noteReaped(r)
         }
         var sweeping = false

@@ -514,19 +514,19 @@ public struct TaskStore: Sendable {
                 add(column, SQLToolSpec.bindValue(value))
             }
         }
-        let L = TaskStore.Lease.self
-        sets.append("\(q(L.token)) = NULL")
-        sets.append("\(q(L.expiresAt)) = NULL")
-        sets.append("\(q(L.workerId)) = NULL")
+        let lease = TaskStore.Lease.self
+        sets.append("\(q(lease.token)) = NULL")
+        sets.append("\(q(lease.expiresAt)) = NULL")
+        sets.append("\(q(lease.workerId)) = NULL")
         if outcome.taskStatus == .pending && outcome.refundsAttempt {
-            sets.append("\(q(L.attempts)) = greatest(coalesce(\(q(L.attempts)), 1) - 1, 0)")
+            sets.append("\(q(lease.attempts)) = greatest(coalesce(\(q(lease.attempts)), 1) - 1, 0)")
         }
         if outcome.taskStatus == .pending, let wait = outcome.retryAfterSeconds, wait > 0 {
-            sets.append("\(q(L.runAfter)) = now() + \(wait)::double precision * interval '1 second'")
+            sets.append("\(q(lease.runAfter)) = now() + \(wait)::double precision * interval '1 second'")
         }
         return """
             UPDATE \(t) SET \(sets)
-            WHERE \(q(L.token)) = \(token)
+            WHERE \(q(lease.token)) = \(token)
               AND \(q(s.key)) = \(taskKey)\(keyCast)
               AND \(q(s.status.column)) = \(s.status.running)\(cast(s.status.column))
             """

@@ -27,7 +27,7 @@ enum LeaseFixture {
         posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         var cArgs = argv.map { strdup($0) } + [nil]
-        defer { cArgs.forEach { free($0) } }
+        defer { for p in cArgs { free(p) } }
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, "/bin/bash", &actions, nil, &cArgs, environ)
         guard rc == 0 else { throw PostgresError(kind: .client, message: "posix_spawn failed: \(rc)") }
