@@ -13,14 +13,14 @@
 import PackageDescription
 
 let strict: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("ExistentialAny")
 ]
 
 let package = Package(
     name: "bridge",
     platforms: [.macOS(.v13)],
     products: [
-        .executable(name: "bridge", targets: ["bridge"]),
+        .executable(name: "bridge", targets: ["bridge"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -72,7 +72,10 @@ let package = Package(
         // 3. Schema upgrades, the mapping model and the DatabaseToSDKBridge
         .target(
             name: "BridgeMapping",
-            dependencies: ["BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeTraceModel", .product(name: "Yams", package: "Yams")],
+            dependencies: [
+                "BridgeCore", "BridgePostgres", "BridgeMigrate", "BridgeTraceModel",
+                .product(name: "Yams", package: "Yams"),
+            ],
             swiftSettings: strict
         ),
         .target(
@@ -83,7 +86,9 @@ let package = Package(
         // 4. The runner: model providers and tool executors
         .target(
             name: "BridgeRunner",
-            dependencies: ["BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "CBridgeSpawn"],
+            dependencies: [
+                "BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "CBridgeSpawn",
+            ],
             swiftSettings: strict
         ),
         // Metrics: every instrument's name and labels, recorded through swift-metrics
@@ -95,14 +100,18 @@ let package = Package(
         // 5. Tracing: spans, the ledger and exporters
         .target(
             name: "BridgeTracing",
-            dependencies: ["BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeRunner", "BridgeMetrics"],
+            dependencies: [
+                "BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeRunner",
+                "BridgeMetrics",
+            ],
             swiftSettings: strict
         ),
         // The exec worker: claims tasks, runs them traced, records results
         .target(
             name: "BridgeWorker",
             dependencies: [
-                "BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeRunner", "BridgeTracing",
+                "BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeRunner",
+                "BridgeTracing",
                 "BridgeMetrics",
             ],
             swiftSettings: strict
@@ -111,7 +120,8 @@ let package = Package(
         .target(
             name: "BridgeMonitor",
             dependencies: [
-                "BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeMetrics", "BridgeTracing",
+                "BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "BridgeMetrics",
+                "BridgeTracing",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
@@ -140,8 +150,11 @@ let package = Package(
         ),
         .testTarget(
             name: "BridgeUnitTests",
-            dependencies: ["BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner", "BridgeTracing", "BridgeHTTP",
-                           "BridgeVerify", "BridgeMetrics"]
+            dependencies: [
+                "BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner",
+                "BridgeTracing", "BridgeHTTP",
+                "BridgeVerify", "BridgeMetrics",
+            ]
         ),
         .testTarget(
             name: "BridgeIntegrationTests",
@@ -153,7 +166,9 @@ let package = Package(
         ),
         .testTarget(
             name: "BridgeEndToEndTests",
-            dependencies: ["BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeMapping", "BridgeTestSupport", "BridgeHTTP"]
+            dependencies: [
+                "BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeMapping", "BridgeTestSupport", "BridgeHTTP",
+            ]
         ),
     ]
 )

@@ -6,7 +6,9 @@ public enum Gzip {
     /// fraction of its time, as the OpenTelemetry SDKs use it.
     public static func compress(_ bytes: [UInt8], level: Int32 = Z_DEFAULT_COMPRESSION) -> [UInt8] {
         var stream = z_stream()
-        guard cbridge_deflate_init_gzip(&stream, level) == Z_OK else { preconditionFailure("zlib: deflateInit2 failed") }
+        guard cbridge_deflate_init_gzip(&stream, level) == Z_OK else {
+            preconditionFailure("zlib: deflateInit2 failed")
+        }
         defer { deflateEnd(&stream) }
         // deflateBound is the worst case for zlib's wrapper; gzip's header and trailer are 12 bytes more.
         var out = [UInt8](repeating: 0, count: Int(deflateBound(&stream, uLong(bytes.count))) + 32)

@@ -17,12 +17,15 @@ public struct JSONNumber: Sendable, Hashable, CustomStringConvertible {
 
     /// A floating-point value; integral values within `Int64` become integers.
     public init(_ value: Double) {
-        if value.rounded() == value, let i = Int64(exactly: value) { storage = .int(i) } else { storage = .double(value) }
+        if value.rounded() == value, let i = Int64(exactly: value) {
+            storage = .int(i)
+        } else {
+            storage = .double(value)
+        }
     }
 
     public init(_ value: Int64) { storage = .int(value) }
     public init(_ value: Int) { storage = .int(Int64(value)) }
-
 
     /// Parses a JSON number literal (`-12`, `3.25`, `1e-7`, `123456789012345678901234.5`),
     /// keeping its exact value. Nil when `text` is not one.

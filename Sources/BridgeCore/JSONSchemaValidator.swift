@@ -53,7 +53,8 @@ public struct JSONSchemaValidator: Sendable {
         return schema
     }
 
-    func check(_ v: JSONValue, against s: JSONValue, path: String, depth: Int, into out: inout [Violation], limit: Int) {
+    func check(_ v: JSONValue, against s: JSONValue, path: String, depth: Int, into out: inout [Violation], limit: Int)
+    {
         guard out.count < limit else { return }
         func fail(_ message: String) { out.append(Violation(path: path, message: message)) }
         if s.boolValue == true { return }
@@ -77,7 +78,11 @@ public struct JSONSchemaValidator: Sendable {
             fail("\(Self.short(v)) is not one of \(JSONValue.array(e).compact)")
         }
         var types: [String] = []
-        if let t = o["type"]?.stringValue { types = [t] } else if let ts = o["type"]?.arrayValue { types = ts.compactMap(\.stringValue) }
+        if let t = o["type"]?.stringValue {
+            types = [t]
+        } else if let ts = o["type"]?.arrayValue {
+            types = ts.compactMap(\.stringValue)
+        }
         if !types.isEmpty, !types.contains(where: { Self.matches(v, type: $0) }) {
             return fail("expected \(types.joined(separator: " or ")), got \(Self.typeName(v))")
         }
@@ -167,7 +172,10 @@ public struct JSONSchemaRefs: Sendable {
         func h(_ sub: JSONValue) -> Int { height(sub, known: known, allProperties: allProperties, depth: depth + 1) }
         if let ref = s["$ref"]?.stringValue { return known[ref] ?? infinite }
         if s["default"] != nil || s["examples"]?.arrayValue?.first != nil || s["const"] != nil
-            || s["enum"]?.arrayValue?.first != nil { return 0 }
+            || s["enum"]?.arrayValue?.first != nil
+        {
+            return 0
+        }
         for key in ["anyOf", "oneOf"] {
             if let branches = s[key]?.arrayValue { return branches.map(h).min() ?? infinite }
         }
@@ -183,7 +191,9 @@ public struct JSONSchemaRefs: Sendable {
         return [s["properties"] != nil ? "object" : "string"]
     }
 
-    public static func typeHeight(_ type: String, _ s: [String: JSONValue], allProperties: Bool, _ h: (JSONValue) -> Int) -> Int {
+    public static func typeHeight(
+        _ type: String, _ s: [String: JSONValue], allProperties: Bool, _ h: (JSONValue) -> Int
+    ) -> Int {
         switch type {
         case "array":
             guard let min = s["minItems"]?.doubleValue, min >= 1 else { return 0 }

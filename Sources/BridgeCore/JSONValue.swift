@@ -14,15 +14,25 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable, CustomStringConve
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let i = try? c.decode(Int64.self) { self = .integer(i) }
-        else if let d = try? c.decode(Decimal.self), let n = JSONNumber(text: "\(d)") { self = .number(n) }
-        else if let d = try? c.decode(Double.self) { self = .number(d) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
-        else if let o = try? c.decode([String: JSONValue].self) { self = .object(o) }
-        else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a JSON value") }
+        if c.decodeNil() {
+            self = .null
+        } else if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let i = try? c.decode(Int64.self) {
+            self = .integer(i)
+        } else if let d = try? c.decode(Decimal.self), let n = JSONNumber(text: "\(d)") {
+            self = .number(n)
+        } else if let d = try? c.decode(Double.self) {
+            self = .number(d)
+        } else if let s = try? c.decode(String.self) {
+            self = .string(s)
+        } else if let a = try? c.decode([JSONValue].self) {
+            self = .array(a)
+        } else if let o = try? c.decode([String: JSONValue].self) {
+            self = .object(o)
+        } else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a JSON value")
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -128,24 +138,45 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable, CustomStringConve
         return nil
     }
 
-    public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
-    public var doubleValue: Double? { if case .number(let n) = self { return n.double }; return nil }
+    public var stringValue: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+    public var doubleValue: Double? {
+        if case .number(let n) = self { return n.double }
+        return nil
+    }
     public var intValue: Int? {
         guard case .number(let n) = self else { return nil }
         if let i = n.int64 { return Int(exactly: i) }
         return nil
     }
     /// The exact integer value, when this is an integer that fits Int64.
-    public var int64Value: Int64? { if case .number(let n) = self { return n.int64 }; return nil }
-    public var numberValue: JSONNumber? { if case .number(let n) = self { return n }; return nil }
+    public var int64Value: Int64? {
+        if case .number(let n) = self { return n.int64 }
+        return nil
+    }
+    public var numberValue: JSONNumber? {
+        if case .number(let n) = self { return n }
+        return nil
+    }
 
     /// A Double as a JSON number (integral values are stored exactly as integers).
     public static func number(_ value: Double) -> JSONValue { .number(JSONNumber(value)) }
     /// An integer as a JSON number, exactly.
     public static func integer(_ value: Int64) -> JSONValue { .number(JSONNumber(value)) }
-    public var boolValue: Bool? { if case .bool(let b) = self { return b }; return nil }
-    public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
-    public var objectValue: [String: JSONValue]? { if case .object(let o) = self { return o }; return nil }
+    public var boolValue: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+    public var arrayValue: [JSONValue]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
+    public var objectValue: [String: JSONValue]? {
+        if case .object(let o) = self { return o }
+        return nil
+    }
     public var isNull: Bool { self == .null }
 
     /// The value as text for templates: strings as-is, everything else as compact JSON.
@@ -159,7 +190,8 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable, CustomStringConve
 }
 
 extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
-    ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral, ExpressibleByFloatLiteral {
+    ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral, ExpressibleByFloatLiteral
+{
     public init(stringLiteral value: String) { self = .string(value) }
     public init(integerLiteral value: Int) { self = .number(JSONNumber(Int64(value))) }
     public init(floatLiteral value: Double) { self = .number(JSONNumber(value)) }
@@ -203,7 +235,10 @@ struct JSONParser {
             i += 1
             var o: [String: JSONValue] = [:]
             skipWS()
-            if i < b.count, b[i] == UInt8(ascii: "}") { i += 1; return .object(o) }
+            if i < b.count, b[i] == UInt8(ascii: "}") {
+                i += 1
+                return .object(o)
+            }
             while true {
                 skipWS()
                 guard i < b.count, b[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
@@ -214,8 +249,14 @@ struct JSONParser {
                 o[k] = try value()
                 skipWS()
                 guard i < b.count else { throw fail("unexpected end of input") }
-                if b[i] == UInt8(ascii: ",") { i += 1; continue }
-                if b[i] == UInt8(ascii: "}") { i += 1; return .object(o) }
+                if b[i] == UInt8(ascii: ",") {
+                    i += 1
+                    continue
+                }
+                if b[i] == UInt8(ascii: "}") {
+                    i += 1
+                    return .object(o)
+                }
                 throw fail("expected ',' or '}'")
             }
         case UInt8(ascii: "["):
@@ -225,19 +266,34 @@ struct JSONParser {
             i += 1
             var a: [JSONValue] = []
             skipWS()
-            if i < b.count, b[i] == UInt8(ascii: "]") { i += 1; return .array(a) }
+            if i < b.count, b[i] == UInt8(ascii: "]") {
+                i += 1
+                return .array(a)
+            }
             while true {
                 a.append(try value())
                 skipWS()
                 guard i < b.count else { throw fail("unexpected end of input") }
-                if b[i] == UInt8(ascii: ",") { i += 1; continue }
-                if b[i] == UInt8(ascii: "]") { i += 1; return .array(a) }
+                if b[i] == UInt8(ascii: ",") {
+                    i += 1
+                    continue
+                }
+                if b[i] == UInt8(ascii: "]") {
+                    i += 1
+                    return .array(a)
+                }
                 throw fail("expected ',' or ']'")
             }
         case UInt8(ascii: "\""): return .string(try string())
-        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
-        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
-        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "t"):
+            try literal("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try literal("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try literal("null")
+            return .null
         default:
             let start = i
             _ = try number()
@@ -256,19 +312,31 @@ struct JSONParser {
         let start = i
         if i < b.count, b[i] == UInt8(ascii: "-") { i += 1 }
         var digits = 0
-        while i < b.count, b[i] >= 0x30, b[i] <= 0x39 { i += 1; digits += 1 }
-        guard digits > 0 else { i = start; throw fail("unexpected character") }
+        while i < b.count, b[i] >= 0x30, b[i] <= 0x39 {
+            i += 1
+            digits += 1
+        }
+        guard digits > 0 else {
+            i = start
+            throw fail("unexpected character")
+        }
         if i < b.count, b[i] == UInt8(ascii: ".") {
             i += 1
             var frac = 0
-            while i < b.count, b[i] >= 0x30, b[i] <= 0x39 { i += 1; frac += 1 }
+            while i < b.count, b[i] >= 0x30, b[i] <= 0x39 {
+                i += 1
+                frac += 1
+            }
             guard frac > 0 else { throw fail("digits expected after '.'") }
         }
         if i < b.count, b[i] == UInt8(ascii: "e") || b[i] == UInt8(ascii: "E") {
             i += 1
             if i < b.count, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") { i += 1 }
             var exp = 0
-            while i < b.count, b[i] >= 0x30, b[i] <= 0x39 { i += 1; exp += 1 }
+            while i < b.count, b[i] >= 0x30, b[i] <= 0x39 {
+                i += 1
+                exp += 1
+            }
             guard exp > 0 else { throw fail("digits expected in exponent") }
         }
         guard let d = Double(String(decoding: b[start..<i], as: UTF8.self)) else { throw fail("bad number") }
@@ -299,9 +367,16 @@ struct JSONParser {
         while true {
             guard i < b.count else { throw fail("unterminated string") }
             let c = b[i]
-            if c == UInt8(ascii: "\"") { i += 1; break }
+            if c == UInt8(ascii: "\"") {
+                i += 1
+                break
+            }
             if c < 0x20 { throw fail("control character in string") }
-            if c != UInt8(ascii: "\\") { bytes.append(c); i += 1; continue }
+            if c != UInt8(ascii: "\\") {
+                bytes.append(c)
+                i += 1
+                continue
+            }
             i += 1
             guard i < b.count else { throw fail("unterminated escape") }
             let e = b[i]
@@ -340,6 +415,8 @@ struct JSONParser {
 public enum JSONError: Error, CustomStringConvertible, Sendable {
     case malformed(String)
     public var description: String {
-        switch self { case .malformed(let why): "malformed JSON: \(why)" }
+        switch self {
+        case .malformed(let why): "malformed JSON: \(why)"
+        }
     }
 }

@@ -7,7 +7,10 @@ public enum PostgresTimestamp {
         let t = date.timeIntervalSince1970
         var secs = t.rounded(.down)
         var micros = Int(((t - secs) * 1_000_000).rounded())
-        if micros >= 1_000_000 { micros -= 1_000_000; secs += 1 }
+        if micros >= 1_000_000 {
+            micros -= 1_000_000
+            secs += 1
+        }
         var tm = tm()
         var time = time_t(secs)
         gmtime_r(&time, &tm)
@@ -28,7 +31,9 @@ public enum PostgresTimestamp {
         put(Int(tm.tm_min), 14, 2)
         put(Int(tm.tm_sec), 17, 2)
         put(micros, 20, 6)
-        for (i, c) in [(4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":"), (19, "."), (26, "Z")] as [(Int, Unicode.Scalar)] {
+        for (i, c) in [(4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":"), (19, "."), (26, "Z")]
+            as [(Int, Unicode.Scalar)]
+        {
             out[i] = UInt8(ascii: c)
         }
         return String(decoding: out, as: UTF8.self)
@@ -48,7 +53,8 @@ public enum PostgresTimestamp {
             return v
         }
         guard let y = num(0, 4), let mo = num(5, 2), let d = num(8, 2),
-              let h = num(11, 2), let mi = num(14, 2), let se = num(17, 2) else { return nil }
+            let h = num(11, 2), let mi = num(14, 2), let se = num(17, 2)
+        else { return nil }
         var i = 19
         var frac = 0.0
         if i < u.count, u[i] == UInt8(ascii: ".") {

@@ -7,7 +7,10 @@ public struct ProtobufWriter {
     public init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
 
     enum WireType: UInt8 {
-        case varint = 0, fixed64 = 1, lengthDelimited = 2, fixed32 = 5
+        case varint = 0
+        case fixed64 = 1
+        case lengthDelimited = 2
+        case fixed32 = 5
     }
 
     mutating func tag(_ field: Int, _ type: WireType) { varint(UInt64(field) << 3 | UInt64(type.rawValue)) }

@@ -8,16 +8,20 @@ public enum RetryBackoff {
     /// delay is that times a factor drawn uniformly from `jitter` (default [0.5, 1], "equal
     /// jitter"), so workers that failed together do not retry together. A `Retry-After` from
     /// the server is a lower bound.
-    public static func delay(attempt: Int, base: Double, cap: Double, jitter: ClosedRange<Double> = 0.5...1,
-                             retryAfter: Double? = nil, random: Double = Double.random(in: 0...1)) -> Double {
+    public static func delay(
+        attempt: Int, base: Double, cap: Double, jitter: ClosedRange<Double> = 0.5...1,
+        retryAfter: Double? = nil, random: Double = Double.random(in: 0...1)
+    ) -> Double {
         let exponential = min(cap, base * pow(2, Double(min(max(0, attempt - 1), 62))))
         let factor = jitter.lowerBound + (jitter.upperBound - jitter.lowerBound) * random
         return max(exponential * factor, retryAfter ?? 0)
     }
 
     /// `delay` for callers that count in `Duration`.
-    public static func delay(attempt: Int, base: Duration, cap: Duration, jitter: ClosedRange<Double> = 0.5...1,
-                             random: Double = Double.random(in: 0...1)) -> Duration {
+    public static func delay(
+        attempt: Int, base: Duration, cap: Duration, jitter: ClosedRange<Double> = 0.5...1,
+        random: Double = Double.random(in: 0...1)
+    ) -> Duration {
         .seconds(delay(attempt: attempt, base: base.inSeconds, cap: cap.inSeconds, jitter: jitter, random: random))
     }
 }

@@ -17,7 +17,9 @@ public enum TextSafety {
 
         public var isEmpty: Bool { nul == 0 && !invalidUTF8 }
 
-        public static func + (a: Self, b: Self) -> Self { Self(nul: a.nul + b.nul, invalidUTF8: a.invalidUTF8 || b.invalidUTF8) }
+        public static func + (a: Self, b: Self) -> Self {
+            Self(nul: a.nul + b.nul, invalidUTF8: a.invalidUTF8 || b.invalidUTF8)
+        }
 
         /// `{"nul": n, "invalid_utf8": true}` (only what happened), for the span.
         public var json: JSONValue {
@@ -64,7 +66,12 @@ public enum TextSafety {
         var n = 0
         var out = String.UnicodeScalarView()
         for u in text.unicodeScalars {
-            if u == "\u{0}" { n += 1; out.append("\u{FFFD}") } else { out.append(u) }
+            if u == "\u{0}" {
+                n += 1
+                out.append("\u{FFFD}")
+            } else {
+                out.append(u)
+            }
         }
         return (String(out), Replacements(nul: n))
     }

@@ -50,14 +50,16 @@ final class Transfer: @unchecked Sendable {
 
     init(request: HTTPRequest, configuration: HTTPClient.Configuration) throws(HTTPError) {
         guard let scheme = request.url.split(separator: ":", maxSplits: 1).first?.lowercased(),
-              scheme == "http" || scheme == "https", request.url.contains("://") else {
+            scheme == "http" || scheme == "https", request.url.contains("://")
+        else {
             throw .invalidURL("expected an absolute http:// or https:// URL")
         }
         guard !request.url.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else {
             throw .invalidURL("URL contains spaces or control characters")
         }
         guard !request.method.rawValue.isEmpty,
-              request.method.rawValue.utf8.allSatisfy({ Self.isTokenByte($0) }) else {
+            request.method.rawValue.utf8.allSatisfy({ Self.isTokenByte($0) })
+        else {
             throw .invalidRequest("bad method")
         }
         var lines: [String] = []
@@ -101,7 +103,7 @@ final class Transfer: @unchecked Sendable {
     private static func isTokenByte(_ b: UInt8) -> Bool {
         switch b {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-             UInt8(ascii: "0")...UInt8(ascii: "9"):
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
             return true
         default:
             return "!#$%&'*+-.^_`|~".utf8.contains(b)
@@ -173,7 +175,8 @@ final class CurlMultiEngine: @unchecked Sendable {
         _ = curlGlobalInit
         guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed (out of memory)") }
         self.multi = multi
-        _ = cbridge_curl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, max(1, configuration.maxConnectionsPerHost))
+        _ = cbridge_curl_multi_setopt_long(
+            multi, CURLMOPT_MAX_HOST_CONNECTIONS, max(1, configuration.maxConnectionsPerHost))
         _ = cbridge_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, max(1, configuration.maxCachedConnections))
         _ = cbridge_curl_multi_setopt_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
         let thread = Thread { [self] in self.run() }
@@ -280,7 +283,9 @@ final class CurlMultiEngine: @unchecked Sendable {
         } else if let fresh = curl_easy_init() {
             easy = fresh
         } else {
-            finish(transfer, .failure(.transport(code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "curl_easy_init failed")))
+            finish(
+                transfer,
+                .failure(.transport(code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "curl_easy_init failed")))
             return
         }
         transfer.easy = easy
@@ -306,11 +311,16 @@ final class CurlMultiEngine: @unchecked Sendable {
             check(cbridge_curl_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, max(1, s)))
         }
         if let ms = timeoutMs { check(cbridge_curl_setopt_long(easy, CURLOPT_TIMEOUT_MS, ms)) }
-        if !transfer.userAgent.isEmpty { check(cbridge_curl_setopt_string(easy, CURLOPT_USERAGENT, transfer.userAgent)) }
+        if !transfer.userAgent.isEmpty {
+            check(cbridge_curl_setopt_string(easy, CURLOPT_USERAGENT, transfer.userAgent))
+        }
 
         var list: UnsafeMutablePointer<curl_slist>?
         for line in transfer.headerLines {
-            guard let appended = curl_slist_append(list, line) else { ok = false; break }
+            guard let appended = curl_slist_append(list, line) else {
+                ok = false
+                break
+            }
             list = appended
         }
         transfer.headerList = list
@@ -328,7 +338,9 @@ final class CurlMultiEngine: @unchecked Sendable {
                     check(cbridge_curl_setopt_string(easy, CURLOPT_COPYPOSTFIELDS, ""))
                 } else {
                     body.withUnsafeBytes { raw in
-                        check(cbridge_curl_setopt_pointer(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: raw.baseAddress)))
+                        check(
+                            cbridge_curl_setopt_pointer(
+                                easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: raw.baseAddress)))
                     }
                 }
             } else if method == "POST" {
@@ -343,7 +355,10 @@ final class CurlMultiEngine: @unchecked Sendable {
         guard ok else {
             transfer.easy = nil
             releaseHandle(easy, transfer: transfer)
-            finish(transfer, .failure(.invalidRequest("curl rejected an option: \(transfer.errorText(CURLE_BAD_FUNCTION_ARGUMENT))")))
+            finish(
+                transfer,
+                .failure(.invalidRequest("curl rejected an option: \(transfer.errorText(CURLE_BAD_FUNCTION_ARGUMENT))"))
+            )
             return
         }
         active[easy] = transfer
@@ -352,11 +367,15 @@ final class CurlMultiEngine: @unchecked Sendable {
             active[easy] = nil
             transfer.easy = nil
             releaseHandle(easy, transfer: transfer)
-            finish(transfer, .failure(.transport(code: Int(added.rawValue), message: String(cString: curl_multi_strerror(added)))))
+            finish(
+                transfer,
+                .failure(.transport(code: Int(added.rawValue), message: String(cString: curl_multi_strerror(added)))))
         }
     }
 
-    private func result(of transfer: Transfer, easy: UnsafeMutableRawPointer, code: CURLcode) -> Result<HTTPResponse, HTTPError> {
+    private func result(of transfer: Transfer, easy: UnsafeMutableRawPointer, code: CURLcode) -> Result<
+        HTTPResponse, HTTPError
+    > {
         if transfer.exceeded || code == CURLE_FILESIZE_EXCEEDED {
             return .failure(.tooLarge(limit: transfer.maxBytes))
         }
@@ -373,8 +392,10 @@ final class CurlMultiEngine: @unchecked Sendable {
             case Int(CURL_HTTP_VERSION_3): versionText = "3"
             default: versionText = "1.1"
             }
-            return .success(HTTPResponse(status: status, headers: transfer.responseHeaders,
-                                         body: transfer.responseBody, httpVersion: versionText))
+            return .success(
+                HTTPResponse(
+                    status: status, headers: transfer.responseHeaders,
+                    body: transfer.responseBody, httpVersion: versionText))
         case CURLE_OPERATION_TIMEDOUT:
             return .failure(.timeout(transfer.errorText(code)))
         case CURLE_URL_MALFORMAT, CURLE_UNSUPPORTED_PROTOCOL:

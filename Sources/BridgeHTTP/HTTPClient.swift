@@ -52,9 +52,11 @@ public final class HTTPClient: Sendable {
         /// Sent unless the request sets `User-Agent`.
         public var userAgent: String
 
-        public init(timeout: Timeout = Timeout(connect: .seconds(10), read: .seconds(300)),
-                    maxResponseBytes: Int = 32 << 20, maxConnectionsPerHost: Int = 8,
-                    maxCachedConnections: Int = 32, userAgent: String = "bridge") {
+        public init(
+            timeout: Timeout = Timeout(connect: .seconds(10), read: .seconds(300)),
+            maxResponseBytes: Int = 32 << 20, maxConnectionsPerHost: Int = 8,
+            maxCachedConnections: Int = 32, userAgent: String = "bridge"
+        ) {
             self.timeout = timeout
             self.maxResponseBytes = maxResponseBytes
             self.maxConnectionsPerHost = maxConnectionsPerHost
@@ -83,7 +85,8 @@ public final class HTTPClient: Sendable {
         let transfer = try Transfer(request: request, configuration: configuration)
         let engine = self.engine
         let result = await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Result<HTTPResponse, HTTPError>, Never>) in
+            await withCheckedContinuation {
+                (continuation: CheckedContinuation<Result<HTTPResponse, HTTPError>, Never>) in
                 transfer.continuation = continuation
                 engine.submit(transfer)
             }

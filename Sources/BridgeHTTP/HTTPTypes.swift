@@ -107,9 +107,11 @@ public struct HTTPRequest: Sendable {
     /// The largest response body accepted; larger ones fail with `HTTPError.tooLarge`.
     public var maxResponseBytes: Int?
 
-    public init(method: HTTPMethod = .get, url: String, headers: HTTPHeaders = [:], body: [UInt8]? = nil,
-                timeout: HTTPClient.Timeout? = nil, deadline: ContinuousClock.Instant? = nil,
-                maxResponseBytes: Int? = nil) {
+    public init(
+        method: HTTPMethod = .get, url: String, headers: HTTPHeaders = [:], body: [UInt8]? = nil,
+        timeout: HTTPClient.Timeout? = nil, deadline: ContinuousClock.Instant? = nil,
+        maxResponseBytes: Int? = nil
+    ) {
         self.method = method
         self.url = url
         self.headers = headers

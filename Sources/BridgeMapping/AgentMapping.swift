@@ -35,7 +35,9 @@ public struct GuardrailMapping: Sendable, Equatable {
     public var runInParallel: Bool = true
     public var origin: MappingLocation = .unknown
 
-    public var spec: GuardrailSpec { GuardrailSpec(name: name, implementation: implementation, runInParallel: runInParallel) }
+    public var spec: GuardrailSpec {
+        GuardrailSpec(name: name, implementation: implementation, runInParallel: runInParallel)
+    }
 }
 
 /// A handoff declared in YAML: the target agent and an optional description.

@@ -49,8 +49,13 @@ extension LoadState {
     static func parseBackfill(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> BackfillMapping? {
         guard let m = r.map(node, "backfill", allowed: ["logs"]) else { return nil }
         var out = BackfillMapping(origin: origin)
-        if let l = m.map("logs", allowed: ["table", "key", "task_column", "type_column", "content_column",
-                                           "created_at_column", "tool_call_types", "tool_call"]) {
+        if let l = m.map(
+            "logs",
+            allowed: [
+                "table", "key", "task_column", "type_column", "content_column",
+                "created_at_column", "tool_call_types", "tool_call",
+            ])
+        {
             var logs = BackfillLogsMapping()
             logs.table = l.name("table") ?? logs.table
             logs.key = l.name("key") ?? logs.key
@@ -59,14 +64,19 @@ extension LoadState {
             logs.contentColumn = l.name("content_column") ?? logs.contentColumn
             logs.createdAtColumn = l.name("created_at_column")
             if let types = l.strings("tool_call_types") {
-                if types.isEmpty { r.issue(l.node("tool_call_types"), l.path("tool_call_types"), "must list at least one log type") }
+                if types.isEmpty {
+                    r.issue(l.node("tool_call_types"), l.path("tool_call_types"), "must list at least one log type")
+                }
                 logs.toolCallTypes = types
             }
-            if let k = l.map("tool_call", allowed: ["name", "arguments", "output", "started_at", "duration_ms", "error"]) {
+            if let k = l.map(
+                "tool_call", allowed: ["name", "arguments", "output", "started_at", "duration_ms", "error"])
+            {
                 // A `tool_call` section names every key the records have: one it leaves out is absent.
-                logs.toolCall = ToolCallKeys(name: k.name("name", required: true) ?? "tool", arguments: k.name("arguments"),
-                                             output: k.name("output"), startedAt: k.name("started_at"),
-                                             durationMs: k.name("duration_ms"), error: k.name("error"))
+                logs.toolCall = ToolCallKeys(
+                    name: k.name("name", required: true) ?? "tool", arguments: k.name("arguments"),
+                    output: k.name("output"), startedAt: k.name("started_at"),
+                    durationMs: k.name("duration_ms"), error: k.name("error"))
             }
             out.logs = logs
         }

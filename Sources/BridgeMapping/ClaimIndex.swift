@@ -23,9 +23,12 @@ public enum ClaimIndex {
 
     /// A warning (not an error: claims still work, only slower on large tables) when no valid
     /// index of the task table serves the claim order; nil when one does or the table is missing.
-    public static func warning(_ config: MappingConfig, connection: PostgresConnection) async throws(PostgresError) -> MappingIssue? {
+    public static func warning(_ config: MappingConfig, connection: PostgresConnection) async throws(PostgresError)
+        -> MappingIssue?
+    {
         let s = config.source
-        let rows = try await connection.query("""
+        let rows = try await connection.query(
+            """
             SELECT i.indexrelid::regclass::text AS name,
                    array_to_string(array_agg(a.attname ORDER BY k.ord), ',') AS cols,
                    pg_get_expr(i.indpred, i.indrelid) AS pred
@@ -44,18 +47,22 @@ public enum ClaimIndex {
                     && serves(s, columns: [cols[0]] + cols.dropFirst(2), predicate: r["pred"])
             }
             if !fair {
-                return MappingIssue(config.location(config.limits?.origin ?? s.origin, "fairness.group"),
-                                    "warning: no index of \(s.table) serves fair claims (\(s.status.column), \(g), then the claim order); every claim reads the pending rows of all groups. "
-                                    + "Run `bridge migrate --dir migrations/fairness --mappings DIR` (0058_fair_claim_index.sql builds it concurrently)")
+                return MappingIssue(
+                    config.location(config.limits?.origin ?? s.origin, "fairness.group"),
+                    "warning: no index of \(s.table) serves fair claims (\(s.status.column), \(g), then the claim order); every claim reads the pending rows of all groups. "
+                        + "Run `bridge migrate --dir migrations/fairness --mappings DIR` (0058_fair_claim_index.sql builds it concurrently)"
+                )
             }
         }
         for r in rows {
             let cols = (r["cols"] ?? "").split(separator: ",").map(String.init)
             if serves(s, columns: cols, predicate: r["pred"]) { return nil }
         }
-        let wanted = ([s.status.column] + [s.priority?.column].compactMap { $0 } + orderColumns(s)).joined(separator: ", ")
-        return MappingIssue(config.location(s.origin, "source"),
-                            "warning: no index of \(s.table) serves the claim order (\(wanted)); every claim sorts the pending rows. "
-                            + "Run `bridge migrate --mappings DIR` (migrations/0011_claim_index.sql builds it concurrently)")
+        let wanted = ([s.status.column] + [s.priority?.column].compactMap { $0 } + orderColumns(s)).joined(
+            separator: ", ")
+        return MappingIssue(
+            config.location(s.origin, "source"),
+            "warning: no index of \(s.table) serves the claim order (\(wanted)); every claim sorts the pending rows. "
+                + "Run `bridge migrate --mappings DIR` (migrations/0011_claim_index.sql builds it concurrently)")
     }
 }

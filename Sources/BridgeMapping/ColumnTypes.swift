@@ -49,11 +49,14 @@ public struct ColumnTypes: Sendable, Equatable {
     }
 
     /// Reads the types of every column of the mappings' tables in one catalog query.
-    public static func load(for config: MappingConfig, connection: PostgresConnection) async throws(PostgresError) -> ColumnTypes {
+    public static func load(for config: MappingConfig, connection: PostgresConnection) async throws(PostgresError)
+        -> ColumnTypes
+    {
         let tables = tables(of: config)
         let names = PostgresArray.text(tables)
         let quoted = PostgresArray.text(tables.map(PostgresQuery.quoteIdentifier))
-        let rows = try await connection.query("""
+        let rows = try await connection.query(
+            """
             SELECT t.name AS tbl, a.attname AS col, format_type(a.atttypid, a.atttypmod) AS type
             FROM unnest(\(names)::text[], \(quoted)::text[]) AS t(name, quoted)
             JOIN pg_attribute a ON a.attrelid = to_regclass(t.quoted) AND a.attnum > 0 AND NOT a.attisdropped
@@ -66,4 +69,3 @@ public struct ColumnTypes: Sendable, Equatable {
         return ColumnTypes(types: types)
     }
 }
-

@@ -1,6 +1,6 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgePostgres
+import BridgeTraceModel
 
 /// One row of the handoffs edge table: the source and target agents' keys (as text) and the
 /// edge's description.
@@ -38,8 +38,10 @@ public struct DatabaseToSDKBridge: Sendable {
     ///   - task: the task row, column name → value (json/jsonb columns as JSON values).
     ///   - agentRows: the database agent rows of the task's group (workspace).
     ///   - handoffEdges: rows of `handoffs_table` (ignored when it is not configured).
-    public func runSpec(task: [String: JSONValue], agentRows: [[String: JSONValue]], handoffEdges: [HandoffEdge],
-                        attempt: Int) throws(RunSpecError) -> RunSpec {
+    public func runSpec(
+        task: [String: JSONValue], agentRows: [[String: JSONValue]], handoffEdges: [HandoffEdge],
+        attempt: Int
+    ) throws(RunSpecError) -> RunSpec {
         let source = config.source
         guard let keyValue = task[source.key], !keyValue.isNull else {
             throw RunSpecError(taskId: "?", message: "the task row has no value for its key column '\(source.key)'")
@@ -62,7 +64,9 @@ public struct DatabaseToSDKBridge: Sendable {
         var queue = [starting]
         while !queue.isEmpty {
             let a = queue.removeFirst()
-            let row = a.name == starting.name ? (taskAgentRow ?? self.row(for: a, in: agentRows)) : self.row(for: a, in: agentRows)
+            let row =
+                a.name == starting.name
+                ? (taskAgentRow ?? self.row(for: a, in: agentRows)) : self.row(for: a, in: agentRows)
             let handoffs = resolveHandoffs(of: a, row: row, agentRows: agentRows, edges: handoffEdges)
             for h in handoffs where !order.contains(h.agent) {
                 order.append(h.agent)
@@ -75,23 +79,27 @@ public struct DatabaseToSDKBridge: Sendable {
                 guard let g = config.guardrail(named: name) else { continue }
                 guardrails[name] = g.spec
                 if case .agent(let checker) = g.implementation, !order.contains(checker),
-                   let next = config.agent(named: checker) {
+                    let next = config.agent(named: checker)
+                {
                     order.append(checker)
                     queue.append(next)
                 }
             }
-            var spec = AgentSpec(name: a.name, instructions: a.instructions.render(task: task, agent: row),
-                                      model: a.model, modelSettings: a.modelSettings, tools: a.tools,
-                                      handoffs: handoffs, toolUseBehavior: a.toolUseBehavior, modelAPI: a.modelAPI,
-                                      outputSchema: a.outputType, inputGuardrails: a.inputGuardrails,
-                                      outputGuardrails: a.outputGuardrails)
+            var spec = AgentSpec(
+                name: a.name, instructions: a.instructions.render(task: task, agent: row),
+                model: a.model, modelSettings: a.modelSettings, tools: a.tools,
+                handoffs: handoffs, toolUseBehavior: a.toolUseBehavior, modelAPI: a.modelAPI,
+                outputSchema: a.outputType, inputGuardrails: a.inputGuardrails,
+                outputGuardrails: a.outputGuardrails)
             spec.mcpServers = a.mcpServers
             specs[a.name] = spec
         }
 
         // Trace metadata: flat strings only.
-        var metadata: [String: String] = ["task_id": taskId, "attempt": String(attempt),
-                                          "bridge_version": Self.bridgeVersion]
+        var metadata: [String: String] = [
+            "task_id": taskId, "attempt": String(attempt),
+            "bridge_version": Self.bridgeVersion,
+        ]
         var groupId: String?
         if let g = source.groupColumn, let v = task[g], !v.isNull {
             groupId = v.templateText
@@ -104,12 +112,13 @@ public struct DatabaseToSDKBridge: Sendable {
         }
 
         let startingRow = taskAgentRow ?? row(for: starting, in: agentRows)
-        return RunSpec(traceId: TraceID.forTask(taskId, attempt: attempt), workflowName: config.tracing.workflowName,
-                       groupId: groupId, metadata: metadata, startingAgent: starting.name, agents: specs, tools: tools,
-                       input: source.input.render(task: task, agent: startingRow),
-                       maxTurns: starting.maxTurns ?? Self.defaultMaxTurns,
-                       traceIncludeSensitiveData: config.tracing.includeSensitiveData, taskId: taskId, attempt: attempt,
-                       guardrails: guardrails)
+        return RunSpec(
+            traceId: TraceID.forTask(taskId, attempt: attempt), workflowName: config.tracing.workflowName,
+            groupId: groupId, metadata: metadata, startingAgent: starting.name, agents: specs, tools: tools,
+            input: source.input.render(task: task, agent: startingRow),
+            maxTurns: starting.maxTurns ?? Self.defaultMaxTurns,
+            traceIncludeSensitiveData: config.tracing.includeSensitiveData, taskId: taskId, attempt: attempt,
+            guardrails: guardrails)
     }
 
     /// The agent a task starts with: its agent row's match column matched against the YAML
@@ -120,7 +129,8 @@ public struct DatabaseToSDKBridge: Sendable {
     ///   - task: the task row (only the fallback column is read).
     ///   - agentRow: the task's own agent row (only the match column is read), nil when none.
     public func startingAgent(taskId: String, task: [String: JSONValue], agentRow taskAgentRow: [String: JSONValue]?)
-        throws(RunSpecError) -> AgentMapping {
+        throws(RunSpecError) -> AgentMapping
+    {
         let selection = config.source.agentSelection
         var starting: AgentMapping?
         if let sel = selection, let row = taskAgentRow, let m = row[sel.matchColumn], !m.isNull {
@@ -134,11 +144,15 @@ public struct DatabaseToSDKBridge: Sendable {
         guard let starting else {
             var tried: [String] = []
             if let sel = selection {
-                if let row = taskAgentRow { tried.append("\(sel.matchColumn)='\(row[sel.matchColumn]?.templateText ?? "")'") }
+                if let row = taskAgentRow {
+                    tried.append("\(sel.matchColumn)='\(row[sel.matchColumn]?.templateText ?? "")'")
+                }
                 if let col = sel.fallbackColumn { tried.append("\(col)='\(task[col]?.templateText ?? "")'") }
             }
-            throw RunSpecError(taskId: taskId, message: "no mapped agent for this task"
-                + (tried.isEmpty ? "" : " (tried \(tried.joined(separator: ", ")))") + " and no default_agent")
+            throw RunSpecError(
+                taskId: taskId,
+                message: "no mapped agent for this task"
+                    + (tried.isEmpty ? "" : " (tried \(tried.joined(separator: ", ")))") + " and no default_agent")
         }
         return starting
     }
@@ -163,22 +177,27 @@ public struct DatabaseToSDKBridge: Sendable {
     ///
     /// Tool description: the SDK's default, with the target's `handoff_description`, else the
     /// YAML handoff's `description`, else the edge's description.
-    func resolveHandoffs(of agent: AgentMapping, row: [String: JSONValue]?, agentRows: [[String: JSONValue]],
-                         edges: [HandoffEdge]) -> [HandoffSpec] {
+    func resolveHandoffs(
+        of agent: AgentMapping, row: [String: JSONValue]?, agentRows: [[String: JSONValue]],
+        edges: [HandoffEdge]
+    ) -> [HandoffSpec] {
         var targets: [(name: String, description: String?)] = agent.handoffs.map { ($0.agent, $0.description) }
         if config.handoffsTable != nil, let sel = config.source.agentSelection, let id = row?[sel.key]?.templateText {
             for e in edges where e.sourceId == id {
                 guard let targetRow = agentRows.first(where: { $0[sel.key]?.templateText == e.targetId }),
-                      let m = targetRow[sel.matchColumn], let target = self.agent(matching: m.templateText) else { continue }
+                    let m = targetRow[sel.matchColumn], let target = self.agent(matching: m.templateText)
+                else { continue }
                 targets.append((target.name, e.description))
             }
         }
         var out: [HandoffSpec] = []
         for t in targets where !out.contains(where: { $0.agent == t.name }) {
             guard let target = config.agent(named: t.name) else { continue }
-            out.append(HandoffSpec(agent: target.name, toolName: HandoffSpec.defaultToolName(for: target.name),
-                                   toolDescription: HandoffSpec.defaultDescription(
-                                       for: target.name, handoffDescription: target.handoffDescription ?? t.description)))
+            out.append(
+                HandoffSpec(
+                    agent: target.name, toolName: HandoffSpec.defaultToolName(for: target.name),
+                    toolDescription: HandoffSpec.defaultDescription(
+                        for: target.name, handoffDescription: target.handoffDescription ?? t.description)))
         }
         return out
     }
@@ -188,7 +207,9 @@ public struct DatabaseToSDKBridge: Sendable {
 
 extension DatabaseToSDKBridge {
     /// Reads the task row with key `taskId` as column → JSON value (jsonb columns as JSON).
-    public func loadTask(id taskId: String, connection: PostgresConnection) async throws(PostgresError) -> [String: JSONValue]? {
+    public func loadTask(id taskId: String, connection: PostgresConnection) async throws(PostgresError) -> [String:
+        JSONValue]?
+    {
         let rows = try await connection.query(taskQuery(id: taskId))
         return rows.first?["j"].flatMap(Self.parseRow)
     }
@@ -197,7 +218,8 @@ extension DatabaseToSDKBridge {
     func taskQuery(id taskId: String) -> PostgresQuery {
         let s = config.source
         let keyCast = config.columnTypes.cast(s.table, s.key)
-        return "SELECT to_jsonb(t)::text AS j FROM \(identifier: s.table) t WHERE \(identifier: s.key) = \(taskId)\(keyCast)"
+        return
+            "SELECT to_jsonb(t)::text AS j FROM \(identifier: s.table) t WHERE \(identifier: s.key) = \(taskId)\(keyCast)"
     }
 
     /// The bridge's statements that run per task on the task table, with a sample key (see
@@ -209,12 +231,15 @@ extension DatabaseToSDKBridge {
     /// Reads the agent rows of the task's group (all rows when `agent_selection.group_column`
     /// or `source.group_column` is not set) and the handoff edges among them.
     public func loadAgentsAndEdges(for task: [String: JSONValue], connection: PostgresConnection)
-        async throws(PostgresError) -> (agentRows: [[String: JSONValue]], edges: [HandoffEdge]) {
+        async throws(PostgresError) -> (agentRows: [[String: JSONValue]], edges: [HandoffEdge])
+    {
         guard let sel = config.source.agentSelection else { return ([], []) }
         var q: PostgresQuery = "SELECT to_jsonb(a)::text AS j FROM \(identifier: sel.table) a"
         if let agentGroup = sel.groupColumn, let taskGroup = config.source.groupColumn,
-           let g = task[taskGroup], !g.isNull {
-            q.append(" WHERE \(identifier: agentGroup) = \(g.templateText)\(config.columnTypes.cast(sel.table, agentGroup))")
+            let g = task[taskGroup], !g.isNull
+        {
+            q.append(
+                " WHERE \(identifier: agentGroup) = \(g.templateText)\(config.columnTypes.cast(sel.table, agentGroup))")
         }
         let rows = try await connection.query(q).compactMap { $0["j"].flatMap(Self.parseRow) }
         guard let h = config.handoffsTable else { return (rows, []) }
@@ -223,15 +248,19 @@ extension DatabaseToSDKBridge {
         let idList = PostgresArray.text(ids)
         let idsCast = config.columnTypes.arrayCast(h.table, h.sourceColumn)
         let desc: PostgresQuery = h.descriptionColumn.map { "\(identifier: $0)::text" } ?? "NULL::text"
-        let edges = try await connection.query("""
+        let edges = try await connection.query(
+            """
             SELECT \(identifier: h.sourceColumn)::text AS s, \(identifier: h.targetColumn)::text AS t, \(desc) AS d
             FROM \(identifier: h.table)
             WHERE \(identifier: h.sourceColumn) = ANY(\(idList)\(idsCast))
             """)
-        return (rows, edges.compactMap { r in
-            guard let s = r["s"], let t = r["t"] else { return nil }
-            return HandoffEdge(sourceId: s, targetId: t, description: r["d"])
-        })
+        return (
+            rows,
+            edges.compactMap { r in
+                guard let s = r["s"], let t = r["t"] else { return nil }
+                return HandoffEdge(sourceId: s, targetId: t, description: r["d"])
+            }
+        )
     }
 
     static func parseRow(_ text: String) -> [String: JSONValue]? {

@@ -36,9 +36,11 @@ public struct MCPServerMapping: Sendable, Equatable {
     /// Whether OpenAI accepts `name` as a function name (`^[a-zA-Z0-9_-]{1,64}$`), which an
     /// MCP tool's name becomes.
     public static func isValidToolName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 64 && name.utf8.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x5F || c == 0x2D
-        }
+        !name.isEmpty && name.utf8.count <= 64
+            && name.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x5F
+                    || c == 0x2D
+            }
     }
 
     /// The issue with an MCP tool name OpenAI refuses, showing it escaped and shortened.
@@ -49,9 +51,11 @@ public struct MCPServerMapping: Sendable, Equatable {
             + "(it must match ^[a-zA-Z0-9_-]{1,64}$; leave it out with tool_filter)"
     }
 
-    public init(name: String, transport: MCPTransportMapping, allowedTools: [String]? = nil, blockedTools: [String] = [],
-                cacheToolsList: Bool = false, timeoutMs: Int = MCPServerMapping.defaultTimeoutMs,
-                useStructuredContent: Bool = false, origin: MappingLocation = .unknown) {
+    public init(
+        name: String, transport: MCPTransportMapping, allowedTools: [String]? = nil, blockedTools: [String] = [],
+        cacheToolsList: Bool = false, timeoutMs: Int = MCPServerMapping.defaultTimeoutMs,
+        useStructuredContent: Bool = false, origin: MappingLocation = .unknown
+    ) {
         self.name = name
         self.transport = transport
         self.allowedTools = allowedTools
@@ -79,19 +83,29 @@ public enum MCPTransportMapping: Sendable, Equatable {
 }
 
 extension LoadState {
-    static let mcpKeys = ["name", "stdio", "streamable_http", "tool_filter", "cache_tools_list", "timeout_ms",
-                          "use_structured_content"]
+    static let mcpKeys = [
+        "name", "stdio", "streamable_http", "tool_filter", "cache_tools_list", "timeout_ms",
+        "use_structured_content",
+    ]
 
-    static func parseMCPServer(_ r: YAMLReader, _ node: Node, _ path: String, baseDirectory: String) -> MCPServerMapping? {
+    static func parseMCPServer(_ r: YAMLReader, _ node: Node, _ path: String, baseDirectory: String)
+        -> MCPServerMapping?
+    {
         guard let m = r.map(node, path, allowed: mcpKeys) else { return nil }
         let name = m.name("name", required: true)
-        if let name, !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) || name.count > 64 {
+        if let name,
+            !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") })
+                || name.count > 64
+        {
             r.issue(m.node("name"), m.path("name"), "server name '\(name)' must match ^[a-zA-Z0-9_-]{1,64}$")
         }
         let kinds = ["stdio", "streamable_http"].filter { m.has($0) }
         if kinds.count != 1 {
-            r.issue(node, path, kinds.isEmpty ? "missing transport: give exactly one of stdio or streamable_http"
-                                              : "give exactly one transport, found stdio and streamable_http")
+            r.issue(
+                node, path,
+                kinds.isEmpty
+                    ? "missing transport: give exactly one of stdio or streamable_http"
+                    : "give exactly one transport, found stdio and streamable_http")
         }
         var transport: MCPTransportMapping?
         if kinds.first == "stdio", let s = m.map("stdio", allowed: ["command", "args", "env", "cwd"]) {
@@ -121,10 +135,12 @@ extension LoadState {
             blocked = f.strings("blocked") ?? []
         }
         guard let name, let transport else { return nil }
-        return MCPServerMapping(name: name, transport: transport, allowedTools: allowed, blockedTools: blocked,
-                                cacheToolsList: m.bool("cache_tools_list") ?? false,
-                                timeoutMs: m.int("timeout_ms", min: 1, max: MCPServerMapping.maxTimeoutMs) ?? MCPServerMapping.defaultTimeoutMs,
-                                useStructuredContent: m.bool("use_structured_content") ?? false,
-                                origin: r.location(node, path))
+        return MCPServerMapping(
+            name: name, transport: transport, allowedTools: allowed, blockedTools: blocked,
+            cacheToolsList: m.bool("cache_tools_list") ?? false,
+            timeoutMs: m.int("timeout_ms", min: 1, max: MCPServerMapping.maxTimeoutMs)
+                ?? MCPServerMapping.defaultTimeoutMs,
+            useStructuredContent: m.bool("use_structured_content") ?? false,
+            origin: r.location(node, path))
     }
 }

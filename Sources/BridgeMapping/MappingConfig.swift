@@ -63,12 +63,14 @@ public struct MappingConfig: Sendable, Equatable {
     /// (`executions_completed_at_column`, `executions_started_at_column`, for
     /// `0049_verify_window_indexes.sql`) only when `results.executions` is configured.
     public var placeholders: [String: String] {
-        var p = ["tasks_table": source.table, "tasks_key": source.key,
-                 "tasks_status_column": source.status.column,
-                 "tasks_priority_column": source.priority?.column ?? source.status.column,
-                 "tasks_created_at_column": source.createdAtColumn ?? source.key,
-                 // For the opt-in fair claim index (migrations/fairness/0058): the fairness group.
-                 "tasks_group_column": limits?.fairnessGroup ?? source.groupColumn ?? source.status.column]
+        var p = [
+            "tasks_table": source.table, "tasks_key": source.key,
+            "tasks_status_column": source.status.column,
+            "tasks_priority_column": source.priority?.column ?? source.status.column,
+            "tasks_created_at_column": source.createdAtColumn ?? source.key,
+            // For the opt-in fair claim index (migrations/fairness/0058): the fairness group.
+            "tasks_group_column": limits?.fairnessGroup ?? source.groupColumn ?? source.status.column,
+        ]
         if let e = results.executions {
             p["executions_table"] = e.table
             // For 0049's time indexes (verify --since); without a time column, the key.
@@ -82,14 +84,17 @@ public struct MappingConfig: Sendable, Equatable {
     /// Where `path` (a key path relative to `origin`) was written; falls back to `origin`.
     public func location(_ origin: MappingLocation, _ path: String = "") -> MappingLocation {
         let full = path.isEmpty ? origin.path : (origin.path.isEmpty ? path : origin.path + "." + path)
-        return locations[origin.file + "#" + full] ?? MappingLocation(file: origin.file, line: origin.line,
-                                                                      column: origin.column, path: full)
+        return locations[origin.file + "#" + full]
+            ?? MappingLocation(
+                file: origin.file, line: origin.line,
+                column: origin.column, path: full)
     }
 
     public static func == (a: MappingConfig, b: MappingConfig) -> Bool {
         a.version == b.version && a.source == b.source && a.results == b.results && a.tracing == b.tracing
             && a.handoffsTable == b.handoffsTable && a.agents == b.agents && a.tools == b.tools
-            && a.backfill == b.backfill && a.guardrails == b.guardrails && a.approvals == b.approvals && a.mcpServers == b.mcpServers
+            && a.backfill == b.backfill && a.guardrails == b.guardrails && a.approvals == b.approvals
+            && a.mcpServers == b.mcpServers
             && a.pricing == b.pricing && a.limits == b.limits && a.budgets == b.budgets
     }
 }

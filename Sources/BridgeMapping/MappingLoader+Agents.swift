@@ -1,6 +1,6 @@
 import BridgeCore
-import BridgeTraceModel
 import BridgePostgres
+import BridgeTraceModel
 import FoundationEssentials
 import Yams
 
@@ -22,9 +22,11 @@ extension LoadState {
         "reasoning_effort", "web_search_options", "audio",
     ]
 
-    static let agentKeys = ["name", "match", "instructions", "model", "model_settings", "model_api", "tools",
-                            "handoffs", "handoff_description", "max_turns", "tool_use_behavior", "output_type",
-                            "input_guardrails", "output_guardrails", "mcp_servers"]
+    static let agentKeys = [
+        "name", "match", "instructions", "model", "model_settings", "model_api", "tools",
+        "handoffs", "handoff_description", "max_turns", "tool_use_behavior", "output_type",
+        "input_guardrails", "output_guardrails", "mcp_servers",
+    ]
 
     static func parseAgent(_ r: YAMLReader, _ node: Node, _ path: String) -> AgentMapping? {
         guard let m = r.map(node, path, allowed: agentKeys) else { return nil }
@@ -35,13 +37,19 @@ extension LoadState {
             // Unknown keys (a typo such as `temprature`) are errors, with a suggestion; provider
             // extras go under `extra_args` / `extra_body`, which are merged into the request.
             if case .mapping = n { _ = r.map(n, m.path("model_settings"), allowed: Self.modelSettingsKeys) }
-            if case .mapping = n, let o = r.json(n, m.path("model_settings"))?.objectValue { settings = o }
-            else if case .mapping = n {} else { r.issue(n, m.path("model_settings"), "expected a mapping, got \(YAMLReader.kind(n))") }
+            if case .mapping = n, let o = r.json(n, m.path("model_settings"))?.objectValue {
+                settings = o
+            } else if case .mapping = n {
+            } else {
+                r.issue(n, m.path("model_settings"), "expected a mapping, got \(YAMLReader.kind(n))")
+            }
         }
         let apiName = m.name("model_api")
         let api = apiName.flatMap(ModelAPI.init(rawValue:))
         if let apiName, api == nil {
-            r.issue(m.node("model_api"), m.path("model_api"), "unknown model_api '\(apiName)' (expected responses or chat_completions)")
+            r.issue(
+                m.node("model_api"), m.path("model_api"),
+                "unknown model_api '\(apiName)' (expected responses or chat_completions)")
         }
         var handoffs: [HandoffMapping] = []
         if let list = m.node("handoffs").flatMap({ r.list($0, m.path("handoffs")) }) {
@@ -64,25 +72,30 @@ extension LoadState {
                 case "run_llm_again": behavior = .runLLMAgain
                 case "stop_on_first_tool": behavior = .stopOnFirstTool
                 case let other?:
-                    r.issue(n, p, "unknown tool_use_behavior '\(other)' (expected run_llm_again, stop_on_first_tool or {stop_at_tool_names: [...]})")
+                    r.issue(
+                        n, p,
+                        "unknown tool_use_behavior '\(other)' (expected run_llm_again, stop_on_first_tool or {stop_at_tool_names: [...]})"
+                    )
                 case nil: break
                 }
             } else if let b = r.map(n, p, allowed: ["stop_at_tool_names"]) {
-                if let names = b.required("stop_at_tool_names").flatMap({ r.strings($0, b.path("stop_at_tool_names")) }) {
+                if let names = b.required("stop_at_tool_names").flatMap({ r.strings($0, b.path("stop_at_tool_names")) })
+                {
                     behavior = .stopAtToolNames(names)
                 }
             }
         }
         let outputType = m.node("output_type").flatMap { parseOutputType(r, $0, m.path("output_type")) }
         guard let name else { return nil }
-        return AgentMapping(name: name, match: m.name("match") ?? name, instructions: instructions,
-                            model: m.name("model") ?? "gpt-4.1", modelSettings: settings, modelAPI: api,
-                            tools: m.strings("tools") ?? [], handoffs: handoffs,
-                            handoffDescription: m.string("handoff_description"), maxTurns: m.int("max_turns", min: 1),
-                            toolUseBehavior: behavior, outputType: outputType,
-                            inputGuardrails: m.strings("input_guardrails") ?? [],
-                            outputGuardrails: m.strings("output_guardrails") ?? [],
-                            mcpServers: m.strings("mcp_servers") ?? [], origin: r.location(node, path))
+        return AgentMapping(
+            name: name, match: m.name("match") ?? name, instructions: instructions,
+            model: m.name("model") ?? "gpt-4.1", modelSettings: settings, modelAPI: api,
+            tools: m.strings("tools") ?? [], handoffs: handoffs,
+            handoffDescription: m.string("handoff_description"), maxTurns: m.int("max_turns", min: 1),
+            toolUseBehavior: behavior, outputType: outputType,
+            inputGuardrails: m.strings("input_guardrails") ?? [],
+            outputGuardrails: m.strings("output_guardrails") ?? [],
+            mcpServers: m.strings("mcp_servers") ?? [], origin: r.location(node, path))
     }
 
     /// `output_type: {name, schema, strict (default true), columns: {field: task column}}`.
@@ -101,7 +114,9 @@ extension LoadState {
         let columns = m.node("columns").flatMap { r.stringMap($0, m.path("columns")) } ?? [:]
         let properties = schema?["properties"]?.objectValue ?? [:]
         for field in columns.keys.sorted() where properties[field] == nil {
-            r.issue(m.node("columns"), m.path("columns"), "'\(field)' is not a top-level property of the output_type schema")
+            r.issue(
+                m.node("columns"), m.path("columns"), "'\(field)' is not a top-level property of the output_type schema"
+            )
         }
         guard let name, let schema else { return nil }
         return OutputSchemaSpec(name: name, schema: schema, strict: strict, columns: columns)
@@ -120,8 +135,11 @@ extension LoadState {
         let name = m.name("name", required: true)
         let kinds = ["sql", "agent"].filter { m.has($0) }
         if kinds.count != 1 {
-            r.issue(node, path, kinds.isEmpty ? "missing kind: give exactly one of sql or agent"
-                : "give exactly one of sql or agent, not both")
+            r.issue(
+                node, path,
+                kinds.isEmpty
+                    ? "missing kind: give exactly one of sql or agent"
+                    : "give exactly one of sql or agent, not both")
         }
         var implementation: GuardrailImplementation?
         switch kinds.first {
@@ -132,13 +150,19 @@ extension LoadState {
                 let params = spec.namedParameters
                 let qNode = s.node("query")
                 for arg in params.argumentNames where !["input", "output"].contains(arg) {
-                    r.issue(qNode, s.path("query"), "SQL parameter ':\(arg)' is not available to a guardrail (use :input, :output or :task.column)")
+                    r.issue(
+                        qNode, s.path("query"),
+                        "SQL parameter ':\(arg)' is not available to a guardrail (use :input, :output or :task.column)")
                 }
                 for bad in params.unknownRoots {
-                    r.issue(qNode, s.path("query"), "SQL parameter ':\(bad)' has an unknown root (use :input, :output or :task.column)")
+                    r.issue(
+                        qNode, s.path("query"),
+                        "SQL parameter ':\(bad)' has an unknown root (use :input, :output or :task.column)")
                 }
                 if let p = params.positionalParameters.first {
-                    r.issue(qNode, s.path("query"), "positional parameter '\(p)' is not allowed; use :input, :output or :task.column")
+                    r.issue(
+                        qNode, s.path("query"),
+                        "positional parameter '\(p)' is not allowed; use :input, :output or :task.column")
                 }
                 implementation = .sql(spec)
             }
@@ -147,7 +171,8 @@ extension LoadState {
         default: break
         }
         guard let name, let implementation else { return nil }
-        return GuardrailMapping(name: name, implementation: implementation, runInParallel: m.bool("run_in_parallel") ?? true,
-                                origin: r.location(node, path))
+        return GuardrailMapping(
+            name: name, implementation: implementation, runInParallel: m.bool("run_in_parallel") ?? true,
+            origin: r.location(node, path))
     }
 }

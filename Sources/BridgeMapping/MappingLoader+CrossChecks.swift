@@ -1,6 +1,6 @@
 import BridgeCore
-import BridgeTraceModel
 import BridgePostgres
+import BridgeTraceModel
 import FoundationEssentials
 import Yams
 
@@ -15,13 +15,19 @@ extension LoadState {
         }
         if unparsedFiles { return nil }
         if source == nil && sections["source"] == nil {
-            issue(MappingLocation(file: firstFile, line: 1, column: 1, path: ""), "missing section 'source' (in any mapping file)")
+            issue(
+                MappingLocation(file: firstFile, line: 1, column: 1, path: ""),
+                "missing section 'source' (in any mapping file)")
         }
         if results == nil && sections["results"] == nil {
-            issue(MappingLocation(file: firstFile, line: 1, column: 1, path: ""), "missing section 'results' (in any mapping file)")
+            issue(
+                MappingLocation(file: firstFile, line: 1, column: 1, path: ""),
+                "missing section 'results' (in any mapping file)")
         }
         if agents.isEmpty && !issues.contains(where: { $0.path.hasPrefix("agents") }) {
-            issue(MappingLocation(file: firstFile, line: 1, column: 1, path: ""), "no agents defined (in any mapping file)")
+            issue(
+                MappingLocation(file: firstFile, line: 1, column: 1, path: ""),
+                "no agents defined (in any mapping file)")
         }
         // Duplicate names.
         var agentByName: [String: AgentMapping] = [:]
@@ -29,26 +35,38 @@ extension LoadState {
         for a in agents {
             if let first = agentByName[a.name] {
                 issue(loc(a.origin, "name"), "duplicate agent name '\(a.name)' (first defined at \(first.origin))")
-            } else { agentByName[a.name] = a }
+            } else {
+                agentByName[a.name] = a
+            }
             if let first = agentByMatch[a.match], first.name != a.name {
-                issue(loc(a.origin, a.match == a.name ? "name" : "match"),
-                      "agents '\(first.name)' and '\(a.name)' both match '\(a.match)'")
-            } else if agentByMatch[a.match] == nil { agentByMatch[a.match] = a }
+                issue(
+                    loc(a.origin, a.match == a.name ? "name" : "match"),
+                    "agents '\(first.name)' and '\(a.name)' both match '\(a.match)'")
+            } else if agentByMatch[a.match] == nil {
+                agentByMatch[a.match] = a
+            }
         }
         var toolByName: [String: ToolMapping] = [:]
         for t in tools {
             if let first = toolByName[t.name] {
                 issue(loc(t.origin, "name"), "duplicate tool name '\(t.name)' (first defined at \(first.origin))")
-            } else { toolByName[t.name] = t }
+            } else {
+                toolByName[t.name] = t
+            }
         }
         var serverByName: [String: MCPServerMapping] = [:]
         for server in mcpServers {
             if let first = serverByName[server.name] {
-                issue(loc(server.origin, "name"), "duplicate MCP server name '\(server.name)' (first defined at \(first.origin))")
-            } else { serverByName[server.name] = server }
+                issue(
+                    loc(server.origin, "name"),
+                    "duplicate MCP server name '\(server.name)' (first defined at \(first.origin))")
+            } else {
+                serverByName[server.name] = server
+            }
             for (i, t) in (server.allowedTools ?? []).enumerated() where toolByName[t] != nil {
-                issue(loc(server.origin, "tool_filter.allowed[\(i)]"),
-                      "MCP tool '\(t)' has the same name as the YAML tool defined at \(toolByName[t]!.origin)")
+                issue(
+                    loc(server.origin, "tool_filter.allowed[\(i)]"),
+                    "MCP tool '\(t)' has the same name as the YAML tool defined at \(toolByName[t]!.origin)")
             }
         }
         // References from agents.
@@ -90,14 +108,18 @@ extension LoadState {
                 if a.tools[..<i].contains(name) { issue(l, "tool '\(name)' is listed twice") }
                 if handoffToolNames[name] != nil { issue(l, "tool '\(name)' has the same name as a handoff tool") }
                 if case .hosted(let h) = t.implementation, a.modelAPI == .chatCompletions {
-                    issue(l, "hosted tool '\(name)' (\(h.type)) needs model_api responses, but this agent uses chat_completions")
+                    issue(
+                        l,
+                        "hosted tool '\(name)' (\(h.type)) needs model_api responses, but this agent uses chat_completions"
+                    )
                 }
             }
             if case .stopAtToolNames(let names) = a.toolUseBehavior {
                 // With MCP servers, their tools count too: checked against the live servers.
                 for (i, n) in names.enumerated() where !a.tools.contains(n) && a.mcpServers.isEmpty {
-                    issue(loc(a.origin, "tool_use_behavior.stop_at_tool_names[\(i)]"),
-                          "'\(n)' is not one of this agent's tools")
+                    issue(
+                        loc(a.origin, "tool_use_behavior.stop_at_tool_names[\(i)]"),
+                        "'\(n)' is not one of this agent's tools")
                 }
             }
         }
@@ -105,7 +127,9 @@ extension LoadState {
             issue(l, message)
         }
         if approvals == nil, sections["approvals"] == nil, let t = tools.first(where: { !$0.needsApproval.isNever }) {
-            issue(loc(t.origin, "needs_approval"), "tool '\(t.name)' needs approval, but no 'approvals' section says where requests go")
+            issue(
+                loc(t.origin, "needs_approval"),
+                "tool '\(t.name)' needs approval, but no 'approvals' section says where requests go")
         }
         if let s = source, let d = s.agentSelection?.defaultAgent, agentByName[d] == nil {
             var msg = "unknown agent '\(d)'"
@@ -116,13 +140,16 @@ extension LoadState {
             issue(h.origin, "handoffs_table needs source.agent_selection (edges are matched through agent rows)")
         }
         if let s = source, let b = budgets, s.groupColumn == nil {
-            issue(b.origin, "budgets need source.group_column (the task column holding the budget's key, e.g. workspace_id)")
+            issue(
+                b.origin,
+                "budgets need source.group_column (the task column holding the budget's key, e.g. workspace_id)")
         }
         guard let source, let results else { return nil }
-        var config = MappingConfig(version: MappingLoader.currentVersion, source: source, results: results,
-                                   tracing: tracing ?? TracingMapping(), handoffsTable: handoffsTable, agents: agents,
-                                   tools: tools, guardrails: guardrails, approvals: approvals, backfill: backfill,
-                                   mcpServers: mcpServers, files: files, locations: locations)
+        var config = MappingConfig(
+            version: MappingLoader.currentVersion, source: source, results: results,
+            tracing: tracing ?? TracingMapping(), handoffsTable: handoffsTable, agents: agents,
+            tools: tools, guardrails: guardrails, approvals: approvals, backfill: backfill,
+            mcpServers: mcpServers, files: files, locations: locations)
         config.pricing = pricing ?? Pricing()
         config.limits = limits
         config.budgets = budgets
@@ -131,27 +158,36 @@ extension LoadState {
 
     /// Guardrail names are unique; agents name existing guardrails; an agent guardrail names an
     /// agent whose output_type has a boolean `tripwire_triggered`.
-    static func guardrailIssues(_ guardrails: [GuardrailMapping], agents: [AgentMapping],
-                                agentByName: [String: AgentMapping],
-                                loc: (MappingLocation, String) -> MappingLocation) -> [(MappingLocation, String)] {
+    static func guardrailIssues(
+        _ guardrails: [GuardrailMapping], agents: [AgentMapping],
+        agentByName: [String: AgentMapping],
+        loc: (MappingLocation, String) -> MappingLocation
+    ) -> [(MappingLocation, String)] {
         var out: [(MappingLocation, String)] = []
         func issue(_ l: MappingLocation, _ m: String) { out.append((l, m)) }
         var byName: [String: GuardrailMapping] = [:]
         for g in guardrails {
             if let first = byName[g.name] {
                 issue(loc(g.origin, "name"), "duplicate guardrail name '\(g.name)' (first defined at \(first.origin))")
-            } else { byName[g.name] = g }
+            } else {
+                byName[g.name] = g
+            }
             guard case .agent(let agentName) = g.implementation else { continue }
             guard let agent = agentByName[agentName] else {
                 var msg = "unknown agent '\(agentName)'"
-                if let near = nearest(agentName, in: Array(agentByName.keys).sorted()) { msg += " (did you mean '\(near)'?)" }
+                if let near = nearest(agentName, in: Array(agentByName.keys).sorted()) {
+                    msg += " (did you mean '\(near)'?)"
+                }
                 issue(loc(g.origin, "agent"), msg)
                 continue
             }
             let tripwire = agent.outputType?.schema["properties"]?["tripwire_triggered"]
             let required = (agent.outputType?.schema["required"]?.arrayValue ?? []).contains("tripwire_triggered")
             if tripwire?["type"]?.stringValue != "boolean" || !required {
-                issue(loc(g.origin, "agent"), "guardrail agent '\(agentName)' needs an output_type with a required boolean property 'tripwire_triggered'")
+                issue(
+                    loc(g.origin, "agent"),
+                    "guardrail agent '\(agentName)' needs an output_type with a required boolean property 'tripwire_triggered'"
+                )
             }
         }
         for a in agents {

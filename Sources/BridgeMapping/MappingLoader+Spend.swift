@@ -7,13 +7,18 @@ extension LoadState {
     /// A finite number ≥ 0 (or > 0 with `positive`), from a YAML integer or float.
     static func number(_ r: YAMLReader, _ node: Node, _ path: String, positive: Bool = false) -> Double? {
         r.record(node, path)
-        guard node.tagName == .int || node.tagName == .float, let v = node.float ?? node.int.map(Double.init), v.isFinite else {
+        guard node.tagName == .int || node.tagName == .float, let v = node.float ?? node.int.map(Double.init),
+            v.isFinite
+        else {
             r.issue(node, path, "expected a number, got \(YAMLReader.kind(node))")
             return nil
         }
         if positive ? v <= 0 : v < 0 {
-            r.issue(node, path, positive ? "must be greater than 0, got \(node.scalar?.string ?? "\(v)")"
-                                         : "must not be negative, got \(node.scalar?.string ?? "\(v)")")
+            r.issue(
+                node, path,
+                positive
+                    ? "must be greater than 0, got \(node.scalar?.string ?? "\(v)")"
+                    : "must not be negative, got \(node.scalar?.string ?? "\(v)")")
             return nil
         }
         return v
@@ -27,7 +32,10 @@ extension LoadState {
         }
         var out = Pricing(origin: origin)
         for (k, v) in m {
-            guard let model = k.scalar?.string, !model.isEmpty else { r.issue(k, "pricing", "model names must be strings"); continue }
+            guard let model = k.scalar?.string, !model.isEmpty else {
+                r.issue(k, "pricing", "model names must be strings")
+                continue
+            }
             let path = "pricing.\(model)"
             guard let p = r.map(v, path, allowed: ["input", "cached_input", "output"]) else { continue }
             let input = p.required("input").flatMap { number(r, $0, p.path("input")) }
@@ -48,16 +56,25 @@ extension LoadState {
             if case .mapping(let entries) = models {
                 for (k, v) in entries {
                     guard let model = k.scalar?.string, !model.isEmpty else { continue }
-                    guard let l = r.map(v, "limits.models.\(model)",
-                                        allowed: ["requests_per_minute", "tokens_per_minute", "concurrency"]) else { continue }
+                    guard
+                        let l = r.map(
+                            v, "limits.models.\(model)",
+                            allowed: ["requests_per_minute", "tokens_per_minute", "concurrency"])
+                    else { continue }
                     var limit = ModelLimit()
-                    limit.requestsPerMinute = l.node("requests_per_minute").flatMap { number(r, $0, l.path("requests_per_minute"), positive: true) }
-                    limit.tokensPerMinute = l.node("tokens_per_minute").flatMap { number(r, $0, l.path("tokens_per_minute"), positive: true) }
+                    limit.requestsPerMinute = l.node("requests_per_minute").flatMap {
+                        number(r, $0, l.path("requests_per_minute"), positive: true)
+                    }
+                    limit.tokensPerMinute = l.node("tokens_per_minute").flatMap {
+                        number(r, $0, l.path("tokens_per_minute"), positive: true)
+                    }
                     limit.concurrency = l.node("concurrency").flatMap { concurrency(r, $0, l.path("concurrency")) }
                     out.models[model] = limit
                 }
             } else {
-                r.issue(models, "limits.models", "expected a mapping of model names to limits, got \(YAMLReader.kind(models))")
+                r.issue(
+                    models, "limits.models",
+                    "expected a mapping of model names to limits, got \(YAMLReader.kind(models))")
             }
         }
         if let tools = m.node("tools") {
@@ -66,10 +83,13 @@ extension LoadState {
                 for (k, v) in entries {
                     guard let tool = k.scalar?.string, !tool.isEmpty else { continue }
                     guard let l = r.map(v, "limits.tools.\(tool)", allowed: ["concurrency"]) else { continue }
-                    if let c = l.required("concurrency").flatMap({ concurrency(r, $0, l.path("concurrency")) }) { out.tools[tool] = c }
+                    if let c = l.required("concurrency").flatMap({ concurrency(r, $0, l.path("concurrency")) }) {
+                        out.tools[tool] = c
+                    }
                 }
             } else {
-                r.issue(tools, "limits.tools", "expected a mapping of tool names to limits, got \(YAMLReader.kind(tools))")
+                r.issue(
+                    tools, "limits.tools", "expected a mapping of tool names to limits, got \(YAMLReader.kind(tools))")
             }
         }
         if let f = m.map("fairness", allowed: ["group"]) {
@@ -80,26 +100,36 @@ extension LoadState {
 
     static func concurrency(_ r: YAMLReader, _ node: Node, _ path: String) -> Int? {
         guard let v = number(r, node, path, positive: true) else { return nil }
-        guard v == v.rounded(), v <= 100_000 else { r.issue(node, path, "must be a whole number of calls (1 to 100000)"); return nil }
+        guard v == v.rounded(), v <= 100_000 else {
+            r.issue(node, path, "must be a whole number of calls (1 to 100000)")
+            return nil
+        }
         return Int(v)
     }
 
     static func parseBudgets(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> BudgetMapping? {
-        guard let m = r.map(node, "budgets", allowed: ["table", "key", "limit", "spent_column", "on_exceeded"]) else { return nil }
+        guard let m = r.map(node, "budgets", allowed: ["table", "key", "limit", "spent_column", "on_exceeded"]) else {
+            return nil
+        }
         let table = m.name("table", required: true)
         let key = m.name("key") ?? "id"
         let limit = m.name("limit", required: true)
         var onExceeded = BudgetMapping.OnExceeded.hold
         if let n = m.node("on_exceeded"), let s = r.string(n, m.path("on_exceeded")) {
-            if let v = BudgetMapping.OnExceeded(rawValue: s) { onExceeded = v } else {
+            if let v = BudgetMapping.OnExceeded(rawValue: s) {
+                onExceeded = v
+            } else {
                 r.issue(n, m.path("on_exceeded"), "expected 'hold' or 'fail', got '\(s)'")
             }
         }
         if let limit, let n = m.node("limit"), let second = ToolStatement.secondStatement(in: "SELECT " + limit) {
-            r.issue(n, m.path("limit"), "the limit must be one SQL expression; a second statement starts at column \(second.column - 7)")
+            r.issue(
+                n, m.path("limit"),
+                "the limit must be one SQL expression; a second statement starts at column \(second.column - 7)")
         }
         guard let table, let limit else { return nil }
-        return BudgetMapping(table: table, key: key, limit: limit, spentColumn: m.name("spent_column"), onExceeded: onExceeded,
-                             origin: origin)
+        return BudgetMapping(
+            table: table, key: key, limit: limit, spentColumn: m.name("spent_column"), onExceeded: onExceeded,
+            origin: origin)
     }
 }

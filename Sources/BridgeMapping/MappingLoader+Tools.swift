@@ -1,26 +1,33 @@
 import BridgeCore
-import BridgeTraceModel
 import BridgePostgres
+import BridgeTraceModel
 import FoundationEssentials
 import Yams
 
 // Reading `tools` entries: SQL, HTTP, command and hosted tools and their `needs_approval`.
 extension LoadState {
-    static let toolKeys = ["name", "description", "parameters", "strict", "sql", "http", "command", "hosted",
-                           "needs_approval"]
+    static let toolKeys = [
+        "name", "description", "parameters", "strict", "sql", "http", "command", "hosted",
+        "needs_approval",
+    ]
     static let hostedTypes = ["web_search", "file_search", "code_interpreter"]
 
     static func parseTool(_ r: YAMLReader, _ node: Node, _ path: String) -> ToolMapping? {
         guard let m = r.map(node, path, allowed: toolKeys) else { return nil }
         let name = m.name("name", required: true)
-        if let name, !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) || name.count > 64 {
+        if let name,
+            !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") })
+                || name.count > 64
+        {
             r.issue(m.node("name"), m.path("name"), "tool name '\(name)' must match ^[a-zA-Z0-9_-]{1,64}$")
         }
         let kinds = ["sql", "http", "command", "hosted"].filter { m.has($0) }
         if kinds.count != 1 {
-            r.issue(node, path, kinds.isEmpty
-                ? "missing implementation: give exactly one of sql, http, command or hosted"
-                : "give exactly one implementation, found \(kinds.joined(separator: " and "))")
+            r.issue(
+                node, path,
+                kinds.isEmpty
+                    ? "missing implementation: give exactly one of sql, http, command or hosted"
+                    : "give exactly one implementation, found \(kinds.joined(separator: " and "))")
         }
         let strict = m.bool("strict") ?? true
         var implementation: ToolImplementation?
@@ -57,7 +64,9 @@ extension LoadState {
                     var spec = CommandToolSpec(argv: argv)
                     spec.env = c.strings("env") ?? []
                     for name in spec.env where !ChildEnvironment.isValidName(name) {
-                        r.issue(c.node("env"), c.path("env"), "'\(name)' is not an environment variable name (^[A-Za-z_][A-Za-z0-9_]*$)")
+                        r.issue(
+                            c.node("env"), c.path("env"),
+                            "'\(name)' is not an environment variable name (^[A-Za-z_][A-Za-z0-9_]*$)")
                     }
                     spec.timeoutMs = c.int("timeout_ms", min: 1) ?? spec.timeoutMs
                     spec.maxBytes = c.int("max_bytes", min: 1) ?? spec.maxBytes
@@ -69,18 +78,25 @@ extension LoadState {
                 if let type = h.name("type", required: true) {
                     let ids = h.strings("vector_store_ids") ?? []
                     if !hostedTypes.contains(type) {
-                        r.issue(h.node("type"), h.path("type"), "unknown hosted tool type '\(type)' (expected \(hostedTypes.joined(separator: ", ")))")
+                        r.issue(
+                            h.node("type"), h.path("type"),
+                            "unknown hosted tool type '\(type)' (expected \(hostedTypes.joined(separator: ", ")))")
                     } else if type == "file_search" && ids.isEmpty {
                         r.issue(h.node, h.path, "file_search needs vector_store_ids")
                     } else if type != "file_search" && h.has("vector_store_ids") {
-                        r.issue(h.keyNode("vector_store_ids"), h.path("vector_store_ids"), "only file_search takes vector_store_ids")
+                        r.issue(
+                            h.keyNode("vector_store_ids"), h.path("vector_store_ids"),
+                            "only file_search takes vector_store_ids")
                     }
                     implementation = .hosted(HostedToolSpec(type: type, vectorStoreIds: ids))
                 }
             }
         default: break
         }
-        let isHosted: Bool = { if case .hosted? = implementation { return true }; return kinds == ["hosted"] }()
+        let isHosted: Bool = {
+            if case .hosted? = implementation { return true }
+            return kinds == ["hosted"]
+        }()
         var description = ""
         if isHosted {
             for key in ["parameters", "strict"] where m.has(key) {
@@ -115,7 +131,11 @@ extension LoadState {
             if let second = ToolStatement.secondStatement(in: spec.sql) {
                 var loc = r.location(qNode, qPath)
                 (loc.line, loc.column) = r.filePosition(of: second, in: qNode)
-                r.issues.append(MappingIssue(loc, "a tool's SQL must be exactly one statement; a second one starts here (line \(second.line), column \(second.column) of the query)"))
+                r.issues.append(
+                    MappingIssue(
+                        loc,
+                        "a tool's SQL must be exactly one statement; a second one starts here (line \(second.line), column \(second.column) of the query)"
+                    ))
             }
         }
         var approval = ApprovalRule.never
@@ -127,29 +147,43 @@ extension LoadState {
                 let spec = SQLToolSpec.check(q)
                 let properties = parameters["properties"]?.objectValue ?? [:]
                 for arg in spec.namedParameters.argumentNames where properties[arg] == nil {
-                    r.issue(a.node("sql"), a.path("sql"), "SQL parameter ':\(arg)' is not a property of the tool's parameters schema")
+                    r.issue(
+                        a.node("sql"), a.path("sql"),
+                        "SQL parameter ':\(arg)' is not a property of the tool's parameters schema")
                 }
                 for bad in spec.namedParameters.unknownRoots {
-                    r.issue(a.node("sql"), a.path("sql"), "SQL parameter ':\(bad)' has an unknown root (use :argument or :task.column)")
+                    r.issue(
+                        a.node("sql"), a.path("sql"),
+                        "SQL parameter ':\(bad)' has an unknown root (use :argument or :task.column)")
                 }
                 approval = .sql(spec)
             }
             if isHosted && approval != .never {
-                r.issue(m.keyNode("needs_approval"), p, "hosted tools run at the model provider and cannot wait for approval")
+                r.issue(
+                    m.keyNode("needs_approval"), p,
+                    "hosted tools run at the model provider and cannot wait for approval")
             }
         }
         guard let name, let implementation else { return nil }
-        return ToolMapping(ToolSpec(name: name, description: description, parameters: parameters, strict: strict,
-                                    implementation: implementation, needsApproval: approval),
-                           origin: r.location(node, path))
+        return ToolMapping(
+            ToolSpec(
+                name: name, description: description, parameters: parameters, strict: strict,
+                implementation: implementation, needsApproval: approval),
+            origin: r.location(node, path))
     }
 
     /// `approvals: {table, key, status: {column, pending, approved, rejected, expired}, expires_at_column,
     /// expires_after, response_column, responded_at_column, group_column, columns, values}`.
     static func parseApprovals(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> ApprovalsMapping? {
-        guard let m = r.map(node, "approvals", allowed: ["table", "key", "status", "expires_at_column", "expires_after",
-                                                           "response_column", "responded_at_column", "group_column",
-                                                           "columns", "values"]) else { return nil }
+        guard
+            let m = r.map(
+                node, "approvals",
+                allowed: [
+                    "table", "key", "status", "expires_at_column", "expires_after",
+                    "response_column", "responded_at_column", "group_column",
+                    "columns", "values",
+                ])
+        else { return nil }
         var a = ApprovalsMapping(origin: origin)
         a.table = m.name("table", required: true) ?? a.table
         a.key = m.name("key") ?? a.key
@@ -167,7 +201,9 @@ extension LoadState {
         a.expiresAtColumn = m.name("expires_at_column")
         if let n = m.node("expires_after") {
             if let text = r.string(n, m.path("expires_after")) {
-                if let seconds = durationSeconds(text) { a.expiresAfterSeconds = seconds } else {
+                if let seconds = durationSeconds(text) {
+                    a.expiresAfterSeconds = seconds
+                } else {
                     r.issue(n, m.path("expires_after"), "expected a duration such as 30m, 24h or 7d, got '\(text)'")
                 }
             }
@@ -177,8 +213,9 @@ extension LoadState {
         a.groupColumn = m.name("group_column")
         if let c = m.node("columns").flatMap({ r.stringMap($0, m.path("columns")) }) {
             for k in c.keys.sorted() where !ApprovalsMapping.contentNames.contains(k) {
-                r.issue(m.node("columns"), m.path("columns"),
-                        "unknown key '\(k)' (expected \(ApprovalsMapping.contentNames.joined(separator: ", ")))")
+                r.issue(
+                    m.node("columns"), m.path("columns"),
+                    "unknown key '\(k)' (expected \(ApprovalsMapping.contentNames.joined(separator: ", ")))")
             }
             a.columns = c
         }

@@ -1,6 +1,6 @@
 import BridgeCore
-import BridgeTraceModel
 import BridgePostgres
+import BridgeTraceModel
 import Foundation
 import Yams
 
@@ -22,8 +22,11 @@ public enum MappingLoader {
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") }.sorted()
         } catch {
-            throw MappingErrors([MappingIssue(file: dir, line: 0, column: 0, path: "",
-                                              message: "cannot read the mappings directory")])
+            throw MappingErrors([
+                MappingIssue(
+                    file: dir, line: 0, column: 0, path: "",
+                    message: "cannot read the mappings directory")
+            ])
         }
         var documents: [(file: String, text: String)] = []
         var issues: [MappingIssue] = []
@@ -85,7 +88,8 @@ public enum MappingLoader {
     static func identifierIssues(_ config: MappingConfig) -> [MappingIssue] {
         var out: [MappingIssue] = []
         for ref in MappingValidator.references(config) {
-            let problem = ref.column.map { PostgresQuery.identifierProblem($0) }
+            let problem =
+                ref.column.map { PostgresQuery.identifierProblem($0) }
                 ?? PostgresQuery.qualifiedIdentifierProblem(ref.table)
             if let problem {
                 let issue = MappingIssue(ref.location, problem)
@@ -100,7 +104,10 @@ public enum MappingLoader {
     static func statementIssues(_ config: MappingConfig) -> [MappingIssue] {
         MappingValidator.sqlPieces(config).compactMap { spec, location, what in
             guard !what.hasPrefix("tool "), let second = ToolStatement.secondStatement(in: spec.sql) else { return nil }
-            return MappingIssue(location, "the SQL of \(what) must be exactly one statement; a second one starts at line \(second.line), column \(second.column) of the query")
+            return MappingIssue(
+                location,
+                "the SQL of \(what) must be exactly one statement; a second one starts at line \(second.line), column \(second.column) of the query"
+            )
         }
     }
 
@@ -147,8 +154,10 @@ struct LoadState {
     /// A file did not parse, so missing sections may be in it.
     var unparsedFiles = false
 
-    static let topKeys = ["version", "source", "results", "tracing", "handoffs_table", "backfill", "agents", "tools",
-                          "guardrails", "approvals", "mcp_servers", "pricing", "limits", "budgets"]
+    static let topKeys = [
+        "version", "source", "results", "tracing", "handoffs_table", "backfill", "agents", "tools",
+        "guardrails", "approvals", "mcp_servers", "pricing", "limits", "budgets",
+    ]
 
     mutating func parse(file: String, text: String) {
         files.append(file)
@@ -158,8 +167,12 @@ struct LoadState {
             locations.merge(r.locations) { a, _ in a }
         }
         if text.utf8.count > MappingLoader.maxFileBytes {
-            r.issues.append(MappingIssue(file: file, line: 1, column: 1, path: "",
-                                         message: "the file is \(text.utf8.count) bytes; mapping files are limited to \(MappingLoader.maxFileBytes) bytes"))
+            r.issues.append(
+                MappingIssue(
+                    file: file, line: 1, column: 1, path: "",
+                    message:
+                        "the file is \(text.utf8.count) bytes; mapping files are limited to \(MappingLoader.maxFileBytes) bytes"
+                ))
             unparsedFiles = true
             return
         }
@@ -168,8 +181,10 @@ struct LoadState {
             root = try Yams.compose(yaml: text)
         } catch let e as YamlError {
             let (mark, problem) = Self.describe(e)
-            r.issues.append(MappingIssue(file: file, line: mark?.line ?? 0, column: mark?.column ?? 0, path: "",
-                                         message: "YAML syntax error: \(problem)"))
+            r.issues.append(
+                MappingIssue(
+                    file: file, line: mark?.line ?? 0, column: mark?.column ?? 0, path: "",
+                    message: "YAML syntax error: \(problem)"))
             unparsedFiles = true
             return
         } catch {
@@ -178,25 +193,35 @@ struct LoadState {
             return
         }
         guard let root else {
-            r.issues.append(MappingIssue(file: file, line: 1, column: 1, path: "", message: "empty file (expected 'version: 1')"))
+            r.issues.append(
+                MappingIssue(file: file, line: 1, column: 1, path: "", message: "empty file (expected 'version: 1')"))
             return
         }
         // Aliases share nodes, so a small file can stand for an exponential tree ("billion
         // laughs"); everything below walks the expanded tree, so bound it first.
         if let heavy = MappingLoader.nodeOverBudget(root, budget: MappingLoader.maxExpandedNodes) {
             let mark = heavy.mark
-            r.issues.append(MappingIssue(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, path: "",
-                                         message: "aliases expand this file to more than \(MappingLoader.maxExpandedNodes) YAML nodes (the budget); the node here is repeated through aliases (*name) too often"))
+            r.issues.append(
+                MappingIssue(
+                    file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, path: "",
+                    message:
+                        "aliases expand this file to more than \(MappingLoader.maxExpandedNodes) YAML nodes (the budget); the node here is repeated through aliases (*name) too often"
+                ))
             unparsedFiles = true
             return
         }
         guard let m = r.map(root, "", allowed: Self.topKeys) else { return }
         if let v = m.required("version") {
             if v.tagName != .int || v.int != MappingLoader.currentVersion {
-                r.issue(v, "version", "unsupported version '\(v.scalar?.string ?? YAMLReader.kind(v))' (this bridge reads version \(MappingLoader.currentVersion))")
+                r.issue(
+                    v, "version",
+                    "unsupported version '\(v.scalar?.string ?? YAMLReader.kind(v))' (this bridge reads version \(MappingLoader.currentVersion))"
+                )
             }
         }
-        for key in ["source", "results", "tracing", "handoffs_table", "backfill", "approvals", "pricing", "limits", "budgets"] {
+        for key in [
+            "source", "results", "tracing", "handoffs_table", "backfill", "approvals", "pricing", "limits", "budgets",
+        ] {
             guard let node = m.node(key) else { continue }
             let here = r.location(m.keyNode(key), key)
             if let first = sections[key] {
@@ -234,7 +259,9 @@ struct LoadState {
         if let list = m.node("mcp_servers").flatMap({ r.list($0, "mcp_servers") }) {
             let directory = Self.absoluteDirectory(of: file)
             for (i, item) in list.enumerated() {
-                if let s = Self.parseMCPServer(r, item, "mcp_servers[\(i)]", baseDirectory: directory) { mcpServers.append(s) }
+                if let s = Self.parseMCPServer(r, item, "mcp_servers[\(i)]", baseDirectory: directory) {
+                    mcpServers.append(s)
+                }
             }
         }
     }
@@ -249,13 +276,13 @@ struct LoadState {
 
     static func describe(_ e: YamlError) -> (Mark?, String) {
         switch e {
-        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
-             let .composer(context, problem, mark, _):
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
             let ctx = context.map { "\($0.text) (from line \($0.mark.line), column \($0.mark.column)): " } ?? ""
             return (mark, ctx + problem)
-        case let .duplicatedKeysInMapping(duplicates, context):
+        case .duplicatedKeysInMapping(let duplicates, let context):
             return (context.mark, "duplicate key(s) \(duplicates.sorted().map { "'\($0)'" }.joined(separator: ", "))")
-        case let .reader(problem, _, _, _):
+        case .reader(let problem, _, _, _):
             return (nil, problem)
         default:
             return (nil, "\(e)")
@@ -265,8 +292,14 @@ struct LoadState {
     // MARK: Sections
 
     static func parseSource(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> SourceMapping? {
-        guard let m = r.map(node, "source", allowed: ["table", "key", "status", "group_column", "priority",
-                                                        "created_at_column", "agent_selection", "input"]) else { return nil }
+        guard
+            let m = r.map(
+                node, "source",
+                allowed: [
+                    "table", "key", "status", "group_column", "priority",
+                    "created_at_column", "agent_selection", "input",
+                ])
+        else { return nil }
         var status = StatusMapping()
         if let s = m.map("status", allowed: ["column", "pending", "running", "completed", "failed"]) {
             status.column = s.name("column") ?? status.column
@@ -287,8 +320,13 @@ struct LoadState {
             if let column, let order { priority = PriorityMapping(column: column, order: order) }
         }
         var selection: AgentSelectionMapping?
-        if let a = m.map("agent_selection", allowed: ["table", "key", "task_column", "match_column", "fallback_column",
-                                                      "group_column", "default_agent"]) {
+        if let a = m.map(
+            "agent_selection",
+            allowed: [
+                "table", "key", "task_column", "match_column", "fallback_column",
+                "group_column", "default_agent",
+            ])
+        {
             var s = AgentSelectionMapping()
             s.table = a.name("table") ?? s.table
             s.key = a.name("key") ?? s.key
@@ -301,18 +339,26 @@ struct LoadState {
         }
         let input = m.template("input", required: true)
         guard let input else { return nil }
-        return SourceMapping(table: m.name("table") ?? "tasks", key: m.name("key") ?? "id", status: status,
-                             groupColumn: m.name("group_column"), priority: priority,
-                             createdAtColumn: m.name("created_at_column"), agentSelection: selection, input: input,
-                             origin: origin)
+        return SourceMapping(
+            table: m.name("table") ?? "tasks", key: m.name("key") ?? "id", status: status,
+            groupColumn: m.name("group_column"), priority: priority,
+            createdAtColumn: m.name("created_at_column"), agentSelection: selection, input: input,
+            origin: origin)
     }
 
     static func parseResults(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> ResultsMapping? {
-        guard let m = r.map(node, "results", allowed: ["result_column", "completed_at_column", "trace_id_column",
-                                                         "executions"]) else { return nil }
-        var out = ResultsMapping(resultColumn: m.name("result_column") ?? "result",
-                                 completedAtColumn: m.name("completed_at_column"),
-                                 traceIdColumn: m.name("trace_id_column"), origin: origin)
+        guard
+            let m = r.map(
+                node, "results",
+                allowed: [
+                    "result_column", "completed_at_column", "trace_id_column",
+                    "executions",
+                ])
+        else { return nil }
+        var out = ResultsMapping(
+            resultColumn: m.name("result_column") ?? "result",
+            completedAtColumn: m.name("completed_at_column"),
+            traceIdColumn: m.name("trace_id_column"), origin: origin)
         if let e = m.map("executions", allowed: ["table", "key", "task_column", "columns", "statuses"]) {
             var ex = ExecutionsMapping()
             ex.table = e.name("table") ?? ex.table
@@ -354,14 +400,21 @@ struct LoadState {
     }
 
     static func parseHandoffsTable(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> HandoffsTableMapping? {
-        guard let m = r.map(node, "handoffs_table", allowed: ["table", "source_column", "target_column",
-                                                                "description_column"]) else { return nil }
+        guard
+            let m = r.map(
+                node, "handoffs_table",
+                allowed: [
+                    "table", "source_column", "target_column",
+                    "description_column",
+                ])
+        else { return nil }
         let table = m.name("table", required: true)
         let src = m.name("source_column", required: true)
         let dst = m.name("target_column", required: true)
         let desc = m.name("description_column")
         guard let table, let src, let dst else { return nil }
-        return HandoffsTableMapping(table: table, sourceColumn: src, targetColumn: dst, descriptionColumn: desc,
-                                    origin: origin)
+        return HandoffsTableMapping(
+            table: table, sourceColumn: src, targetColumn: dst, descriptionColumn: desc,
+            origin: origin)
     }
 }

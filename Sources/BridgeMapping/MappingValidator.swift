@@ -99,25 +99,35 @@ public enum MappingValidator {
             add(a.table, nil, a.origin, "table")
             add(a.table, a.key, a.origin, "key")
             add(a.table, a.statusColumn, a.origin, "status.column")
-            for (path, column) in [("expires_at_column", a.expiresAtColumn), ("response_column", a.responseColumn),
-                                   ("responded_at_column", a.respondedAtColumn), ("group_column", a.groupColumn)] {
+            for (path, column) in [
+                ("expires_at_column", a.expiresAtColumn), ("response_column", a.responseColumn),
+                ("responded_at_column", a.respondedAtColumn), ("group_column", a.groupColumn),
+            ] {
                 if let column { add(a.table, column, a.origin, path) }
             }
-            for (k, column) in a.columns.sorted(by: { $0.key < $1.key }) { add(a.table, column, a.origin, "columns.\(k)") }
+            for (k, column) in a.columns.sorted(by: { $0.key < $1.key }) {
+                add(a.table, column, a.origin, "columns.\(k)")
+            }
             for column in a.values.keys.sorted() { add(a.table, column, a.origin, "values") }
         }
         return out
     }
 
     /// Every SQL statement the mappings hold, where it was written, and what it belongs to.
-    public static func sqlPieces(_ config: MappingConfig) -> [(spec: SQLToolSpec, location: MappingLocation, what: String)] {
+    public static func sqlPieces(_ config: MappingConfig) -> [(
+        spec: SQLToolSpec, location: MappingLocation, what: String
+    )] {
         var out: [(spec: SQLToolSpec, location: MappingLocation, what: String)] = []
         for t in config.tools {
             if case .sql(let spec) = t.implementation {
                 out.append((spec, config.location(t.origin, "sql.query"), "tool '\(t.name)'"))
             }
             if case .sql(let spec) = t.needsApproval {
-                out.append((spec, config.location(t.origin, "needs_approval.sql"), "the needs_approval predicate of tool '\(t.name)'"))
+                out.append(
+                    (
+                        spec, config.location(t.origin, "needs_approval.sql"),
+                        "the needs_approval predicate of tool '\(t.name)'"
+                    ))
             }
         }
         for g in config.guardrails {
@@ -139,7 +149,8 @@ public enum MappingValidator {
                 do {
                     columnsByTable[ref.table] = .some(try await columns(of: ref.table, connection: connection))
                 } catch {
-                    issues.append(MappingIssue(ref.location, "cannot read the columns of \(ref.table): \(error.message)"))
+                    issues.append(
+                        MappingIssue(ref.location, "cannot read the columns of \(ref.table): \(error.message)"))
                     columnsByTable[ref.table] = .some(nil)
                     continue
                 }
@@ -172,10 +183,14 @@ public enum MappingValidator {
                     issues.append(MappingIssue(location, "the SQL of \(what) \(problem)"))
                 }
                 if what.hasPrefix("the needs_approval predicate"),
-                   let decisive = columns.first(where: { $0.name == "needs_approval" }) ?? columns.first,
-                   decisive.type != "boolean" {
-                    issues.append(MappingIssue(location, "the SQL of \(what) returns \(decisive.name) as \(decisive.type):"
-                                               + " it must be boolean (anything else would make every call wait)"))
+                    let decisive = columns.first(where: { $0.name == "needs_approval" }) ?? columns.first,
+                    decisive.type != "boolean"
+                {
+                    issues.append(
+                        MappingIssue(
+                            location,
+                            "the SQL of \(what) returns \(decisive.name) as \(decisive.type):"
+                                + " it must be boolean (anything else would make every call wait)"))
                 }
             } catch {
                 issues.append(MappingIssue(location, "the SQL of \(what) does not prepare: \(error.message)"))
@@ -184,10 +199,13 @@ public enum MappingValidator {
         // The budget limit: a read-only expression over the budget table's row, as a number.
         if let b = config.budgets, !issues.contains(where: { $0.path.hasPrefix("budgets") }) {
             do {
-                try await connection.checkPrepares("SELECT (\(b.limit))::float8 FROM \(PostgresQuery.quoteIdentifier(b.table))")
+                try await connection.checkPrepares(
+                    "SELECT (\(b.limit))::float8 FROM \(PostgresQuery.quoteIdentifier(b.table))")
             } catch {
-                issues.append(MappingIssue(config.location(b.origin, "limit"),
-                                           "the budget limit expression does not prepare over \(b.table): \(error.message)"))
+                issues.append(
+                    MappingIssue(
+                        config.location(b.origin, "limit"),
+                        "the budget limit expression does not prepare over \(b.table): \(error.message)"))
             }
         }
         return issues
@@ -217,7 +235,8 @@ public enum MappingValidator {
         let parts = table.split(separator: ".", maxSplits: 1).map(String.init)
         let schema = parts.count == 2 ? parts[0] : ""
         let name = parts.count == 2 ? parts[1] : parts[0]
-        let rows = try await connection.query("""
+        let rows = try await connection.query(
+            """
             WITH t AS (
               SELECT table_schema FROM information_schema.tables
               WHERE table_name = \(name)
@@ -242,7 +261,12 @@ extension SQLToolSpec {
             switch piece {
             case .sql(let s): text += s
             case .parameter(let p):
-                if let i = order.firstIndex(of: p) { text += "$\(i + 1)" } else { order.append(p); text += "$\(order.count)" }
+                if let i = order.firstIndex(of: p) {
+                    text += "$\(i + 1)"
+                } else {
+                    order.append(p)
+                    text += "$\(order.count)"
+                }
             }
         }
         return (text, order)

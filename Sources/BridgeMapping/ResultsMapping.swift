@@ -40,14 +40,18 @@ public struct ExecutionColumns: Sendable, Equatable {
     public var retryCount: String?
 
     /// The YAML keys, in order.
-    public static let logicalNames = ["status", "trace_id", "started_at", "completed_at", "duration_seconds",
-                                      "token_usage", "result", "error_message", "error_type", "agent_id",
-                                      "workspace_id", "retry_count"]
+    public static let logicalNames = [
+        "status", "trace_id", "started_at", "completed_at", "duration_seconds",
+        "token_usage", "result", "error_message", "error_type", "agent_id",
+        "workspace_id", "retry_count",
+    ]
 
     /// Configured columns keyed by their YAML (logical) name.
     public var byLogicalName: [String: String] {
-        let values: [String?] = [status, traceId, startedAt, completedAt, durationSeconds, tokenUsage, result,
-                                 errorMessage, errorType, agentId, workspaceId, retryCount]
+        let values: [String?] = [
+            status, traceId, startedAt, completedAt, durationSeconds, tokenUsage, result,
+            errorMessage, errorType, agentId, workspaceId, retryCount,
+        ]
         var out: [String: String] = [:]
         for (k, v) in zip(Self.logicalNames, values) { if let v { out[k] = v } }
         return out

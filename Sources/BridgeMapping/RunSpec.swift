@@ -1,5 +1,5 @@
-import BridgeTraceModel
 import BridgeCore
+import BridgeTraceModel
 
 /// Everything one agent run needs, built from a task row plus the mappings by the
 /// DatabaseToSDKBridge. `bridge exec --dry-run` prints it as one JSON line.
@@ -30,10 +30,12 @@ public struct RunSpec: Codable, Sendable, Equatable {
     /// Every guardrail any agent in `agents` names, keyed by name.
     public var guardrails: [String: GuardrailSpec]
 
-    public init(traceId: String, workflowName: String, groupId: String?, metadata: [String: String],
-                startingAgent: String, agents: [String: AgentSpec], tools: [String: ToolSpec], input: String,
-                maxTurns: Int, traceIncludeSensitiveData: Bool, taskId: String, attempt: Int,
-                guardrails: [String: GuardrailSpec] = [:]) {
+    public init(
+        traceId: String, workflowName: String, groupId: String?, metadata: [String: String],
+        startingAgent: String, agents: [String: AgentSpec], tools: [String: ToolSpec], input: String,
+        maxTurns: Int, traceIncludeSensitiveData: Bool, taskId: String, attempt: Int,
+        guardrails: [String: GuardrailSpec] = [:]
+    ) {
         self.guardrails = guardrails
         self.traceId = traceId
         self.workflowName = workflowName
@@ -50,9 +52,16 @@ public struct RunSpec: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case traceId = "trace_id", workflowName = "workflow_name", groupId = "group_id", metadata
-        case startingAgent = "starting_agent", agents, tools, input, maxTurns = "max_turns"
-        case traceIncludeSensitiveData = "trace_include_sensitive_data", taskId = "task_id", attempt, guardrails
+        case traceId = "trace_id"
+        case workflowName = "workflow_name"
+        case groupId = "group_id"
+        case metadata
+        case startingAgent = "starting_agent"
+        case agents, tools, input
+        case maxTurns = "max_turns"
+        case traceIncludeSensitiveData = "trace_include_sensitive_data"
+        case taskId = "task_id"
+        case attempt, guardrails
     }
 }
 
@@ -81,10 +90,12 @@ public struct AgentSpec: Codable, Sendable, Equatable {
     /// MCP servers (names of `mcp_servers`) whose tools the agent offers besides `tools`.
     public var mcpServers: [String] = []
 
-    public init(name: String, instructions: String, model: String, modelSettings: [String: JSONValue] = [:],
-                tools: [String], handoffs: [HandoffSpec], toolUseBehavior: ToolUseBehavior = .runLLMAgain,
-                modelAPI: ModelAPI? = nil, outputType: String = "str", outputSchema: OutputSchemaSpec? = nil,
-                inputGuardrails: [String] = [], outputGuardrails: [String] = []) {
+    public init(
+        name: String, instructions: String, model: String, modelSettings: [String: JSONValue] = [:],
+        tools: [String], handoffs: [HandoffSpec], toolUseBehavior: ToolUseBehavior = .runLLMAgain,
+        modelAPI: ModelAPI? = nil, outputType: String = "str", outputSchema: OutputSchemaSpec? = nil,
+        inputGuardrails: [String] = [], outputGuardrails: [String] = []
+    ) {
         self.outputSchema = outputSchema
         self.inputGuardrails = inputGuardrails
         self.outputGuardrails = outputGuardrails
@@ -100,9 +111,15 @@ public struct AgentSpec: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, instructions, model, modelSettings = "model_settings", tools, handoffs
-        case toolUseBehavior = "tool_use_behavior", modelAPI = "model_api", outputType = "output_type"
-        case outputSchema = "output_schema", inputGuardrails = "input_guardrails", outputGuardrails = "output_guardrails"
+        case name, instructions, model
+        case modelSettings = "model_settings"
+        case tools, handoffs
+        case toolUseBehavior = "tool_use_behavior"
+        case modelAPI = "model_api"
+        case outputType = "output_type"
+        case outputSchema = "output_schema"
+        case inputGuardrails = "input_guardrails"
+        case outputGuardrails = "output_guardrails"
         case mcpServers = "mcp_servers"
     }
 }
@@ -137,7 +154,9 @@ public struct HandoffSpec: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case agent, toolName = "tool_name", toolDescription = "tool_description"
+        case agent
+        case toolName = "tool_name"
+        case toolDescription = "tool_description"
     }
 }
 
@@ -157,8 +176,11 @@ public enum ToolUseBehavior: Sendable, Equatable, Codable {
             case "run_llm_again": self = .runLLMAgain
             case "stop_on_first_tool": self = .stopOnFirstTool
             default:
-                throw DecodingError.dataCorruptedError(in: c, debugDescription:
-                    "unknown tool_use_behavior '\(s)' (expected run_llm_again, stop_on_first_tool or {stop_at_tool_names: [...]})")
+                throw DecodingError.dataCorruptedError(
+                    in: c,
+                    debugDescription:
+                        "unknown tool_use_behavior '\(s)' (expected run_llm_again, stop_on_first_tool or {stop_at_tool_names: [...]})"
+                )
             }
         } else {
             let o = try c.decode([String: [String]].self)
@@ -191,8 +213,10 @@ public struct ToolSpec: Codable, Sendable, Equatable {
     /// Whether a call waits for a human decision.
     public var needsApproval: ApprovalRule
 
-    public init(name: String, description: String, parameters: JSONValue, strict: Bool = true,
-                implementation: ToolImplementation, needsApproval: ApprovalRule = .never) {
+    public init(
+        name: String, description: String, parameters: JSONValue, strict: Bool = true,
+        implementation: ToolImplementation, needsApproval: ApprovalRule = .never
+    ) {
         self.needsApproval = needsApproval
         self.name = name
         self.description = description
@@ -232,10 +256,18 @@ public enum ToolImplementation: Codable, Sendable, Equatable {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         switch self {
-        case .sql(let s): try c.encode("sql", forKey: .kind); try c.encode(s, forKey: .sql)
-        case .http(let s): try c.encode("http", forKey: .kind); try c.encode(s, forKey: .http)
-        case .command(let s): try c.encode("command", forKey: .kind); try c.encode(s, forKey: .command)
-        case .hosted(let s): try c.encode("hosted", forKey: .kind); try c.encode(s, forKey: .hosted)
+        case .sql(let s):
+            try c.encode("sql", forKey: .kind)
+            try c.encode(s, forKey: .sql)
+        case .http(let s):
+            try c.encode("http", forKey: .kind)
+            try c.encode(s, forKey: .http)
+        case .command(let s):
+            try c.encode("command", forKey: .kind)
+            try c.encode(s, forKey: .command)
+        case .hosted(let s):
+            try c.encode("hosted", forKey: .kind)
+            try c.encode(s, forKey: .hosted)
         }
     }
 }
@@ -265,7 +297,10 @@ public struct SQLToolSpec: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case sql, writes, timeoutMs = "timeout_ms", maxRows = "max_rows", maxBytes = "max_bytes"
+        case sql, writes
+        case timeoutMs = "timeout_ms"
+        case maxRows = "max_rows"
+        case maxBytes = "max_bytes"
     }
 }
 
@@ -285,7 +320,11 @@ public struct HTTPToolSpec: Codable, Sendable, Equatable {
         self.maxBytes = maxBytes
     }
 
-    enum CodingKeys: String, CodingKey { case url, headers, timeoutMs = "timeout_ms", maxBytes = "max_bytes" }
+    enum CodingKeys: String, CodingKey {
+        case url, headers
+        case timeoutMs = "timeout_ms"
+        case maxBytes = "max_bytes"
+    }
 }
 
 /// A command tool: runs `argv` with no shell; the JSON arguments go to stdin, stdout is the
@@ -305,12 +344,19 @@ public struct CommandToolSpec: Codable, Sendable, Equatable {
         self.env = env
     }
 
-    enum CodingKeys: String, CodingKey { case argv, timeoutMs = "timeout_ms", maxBytes = "max_bytes", env }
+    enum CodingKeys: String, CodingKey {
+        case argv
+        case timeoutMs = "timeout_ms"
+        case maxBytes = "max_bytes"
+        case env
+    }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(argv: try c.decode([String].self, forKey: .argv), timeoutMs: try c.decode(Int.self, forKey: .timeoutMs),
-                  maxBytes: try c.decode(Int.self, forKey: .maxBytes), env: try c.decodeIfPresent([String].self, forKey: .env) ?? [])
+        self.init(
+            argv: try c.decode([String].self, forKey: .argv), timeoutMs: try c.decode(Int.self, forKey: .timeoutMs),
+            maxBytes: try c.decode(Int.self, forKey: .maxBytes),
+            env: try c.decodeIfPresent([String].self, forKey: .env) ?? [])
     }
 }
 
@@ -324,7 +370,10 @@ public struct HostedToolSpec: Codable, Sendable, Equatable {
         self.vectorStoreIds = vectorStoreIds
     }
 
-    enum CodingKeys: String, CodingKey { case type, vectorStoreIds = "vector_store_ids" }
+    enum CodingKeys: String, CodingKey {
+        case type
+        case vectorStoreIds = "vector_store_ids"
+    }
 }
 
 /// An agent's structured output (the SDK's `output_type`): a JSON Schema the final answer must
@@ -361,7 +410,10 @@ public struct GuardrailSpec: Codable, Sendable, Equatable {
         self.runInParallel = runInParallel
     }
 
-    enum CodingKeys: String, CodingKey { case name, implementation, runInParallel = "run_in_parallel" }
+    enum CodingKeys: String, CodingKey {
+        case name, implementation
+        case runInParallel = "run_in_parallel"
+    }
 }
 
 /// How a guardrail decides.

@@ -50,7 +50,12 @@ public struct SQLNamedParameters: Sendable, Equatable {
         var i = 0
         func isIdentStart(_ c: Unicode.Scalar) -> Bool { c == "_" || (c.properties.isAlphabetic) }
         func isIdent(_ c: Unicode.Scalar) -> Bool { isIdentStart(c) || ("0"..."9").contains(c) || c == "$" }
-        func copy(until end: Int) { while i < end && i < s.count { buf.append(s[i]); i += 1 } }
+        func copy(until end: Int) {
+            while i < end && i < s.count {
+                buf.append(s[i])
+                i += 1
+            }
+        }
         while i < s.count {
             let c = s[i]
             let next: Unicode.Scalar? = i + 1 < s.count ? s[i + 1] : nil
@@ -60,9 +65,15 @@ public struct SQLNamedParameters: Sendable, Equatable {
                 let escapes = i > 0 && (s[i - 1] == "E" || s[i - 1] == "e") && (i < 2 || !isIdent(s[i - 2]))
                 var j = i + 1
                 while j < s.count {
-                    if escapes && s[j] == "\\" { j += 2; continue }
+                    if escapes && s[j] == "\\" {
+                        j += 2
+                        continue
+                    }
                     if s[j] == "'" {
-                        if j + 1 < s.count && s[j + 1] == "'" { j += 2; continue }
+                        if j + 1 < s.count && s[j + 1] == "'" {
+                            j += 2
+                            continue
+                        }
                         break
                     }
                     j += 1
@@ -72,7 +83,10 @@ public struct SQLNamedParameters: Sendable, Equatable {
                 var j = i + 1
                 while j < s.count {
                     if s[j] == "\"" {
-                        if j + 1 < s.count && s[j + 1] == "\"" { j += 2; continue }
+                        if j + 1 < s.count && s[j + 1] == "\"" {
+                            j += 2
+                            continue
+                        }
                         break
                     }
                     j += 1
@@ -86,9 +100,14 @@ public struct SQLNamedParameters: Sendable, Equatable {
                 var depth = 0
                 var j = i
                 while j < s.count {
-                    if s[j] == "/" && j + 1 < s.count && s[j + 1] == "*" { depth += 1; j += 2; continue }
+                    if s[j] == "/" && j + 1 < s.count && s[j + 1] == "*" {
+                        depth += 1
+                        j += 2
+                        continue
+                    }
                     if s[j] == "*" && j + 1 < s.count && s[j + 1] == "/" {
-                        depth -= 1; j += 2
+                        depth -= 1
+                        j += 2
                         if depth == 0 { break }
                         continue
                     }
@@ -110,7 +129,10 @@ public struct SQLNamedParameters: Sendable, Equatable {
                         var k = j + 1
                         var end = s.count
                         while k + tag.count <= s.count {
-                            if Array(s[k..<k + tag.count]) == tag { end = k + tag.count; break }
+                            if Array(s[k..<k + tag.count]) == tag {
+                                end = k + tag.count
+                                break
+                            }
                             k += 1
                         }
                         copy(until: end)
@@ -128,12 +150,21 @@ public struct SQLNamedParameters: Sendable, Equatable {
                     var j = i + 1
                     while true {
                         var seg = String.UnicodeScalarView()
-                        while j < s.count && (isIdentStart(s[j]) || ("0"..."9").contains(s[j])) { seg.append(s[j]); j += 1 }
+                        while j < s.count && (isIdentStart(s[j]) || ("0"..."9").contains(s[j])) {
+                            seg.append(s[j])
+                            j += 1
+                        }
                         segments.append(String(seg))
-                        if j + 1 < s.count && s[j] == "." && isIdentStart(s[j + 1]) && segments.count < 8 { j += 1; continue }
+                        if j + 1 < s.count && s[j] == "." && isIdentStart(s[j + 1]) && segments.count < 8 {
+                            j += 1
+                            continue
+                        }
                         break
                     }
-                    if !buf.isEmpty { pieces.append(.sql(String(buf))); buf = String.UnicodeScalarView() }
+                    if !buf.isEmpty {
+                        pieces.append(.sql(String(buf)))
+                        buf = String.UnicodeScalarView()
+                    }
                     pieces.append(.parameter(segments))
                     i = j
                 } else {
@@ -180,7 +211,10 @@ extension SQLToolSpec {
             switch piece {
             case .sql(let s): sqlText += s
             case .parameter(let path):
-                if let n = numbers[path] { sqlText += "$\(n)"; continue }
+                if let n = numbers[path] {
+                    sqlText += "$\(n)"
+                    continue
+                }
                 let value: JSONValue
                 if path.count == 1 {
                     guard let v = args[path[0]] else {
@@ -189,16 +223,23 @@ extension SQLToolSpec {
                     value = v
                 } else if path[0] == "task" {
                     guard task[path[1]] != nil else {
-                        throw SQLCompileError(message: "the task row has no column '\(path[1])' (used as :\(path.joined(separator: ".")))")
+                        throw SQLCompileError(
+                            message: "the task row has no column '\(path[1])' (used as :\(path.joined(separator: ".")))"
+                        )
                     }
                     value = Template.lookup(task, Array(path.dropFirst())) ?? .null
                 } else {
-                    throw SQLCompileError(message: "unknown parameter ':\(path.joined(separator: "."))' (only :argument and :task.column)")
+                    throw SQLCompileError(
+                        message: "unknown parameter ':\(path.joined(separator: "."))' (only :argument and :task.column)"
+                    )
                 }
                 let bind = Self.bindValue(value)
                 if case .text(let t) = bind, t.utf8.contains(0) {
                     // PostgreSQL text cannot hold U+0000; cutting the value there would change it.
-                    throw SQLCompileError(message: "the value of :\(path.joined(separator: ".")) contains a NUL character (U+0000), which PostgreSQL text cannot hold; send it without one")
+                    throw SQLCompileError(
+                        message:
+                            "the value of :\(path.joined(separator: ".")) contains a NUL character (U+0000), which PostgreSQL text cannot hold; send it without one"
+                    )
                 }
                 binds.append(bind)
                 numbers[path] = binds.count

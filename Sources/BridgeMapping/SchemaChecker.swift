@@ -12,8 +12,10 @@ struct SchemaChecker {
 
     func issue(_ path: String, _ message: String) {
         let loc = reader.locations[reader.file + "#" + path]
-        reader.issues.append(MappingIssue(loc ?? MappingLocation(file: reader.file, line: 0, column: 0, path: path),
-                                          message))
+        reader.issues.append(
+            MappingIssue(
+                loc ?? MappingLocation(file: reader.file, line: 0, column: 0, path: path),
+                message))
     }
 
     func checkTop(_ schema: JSONValue, node: Node, path: String) {
@@ -38,8 +40,10 @@ struct SchemaChecker {
             // Every instance must be finite: a required property that leads back to the schema
             // at every level (`$ref: "#"`) has none, and no model can answer it.
             if !JSONSchemaRefs(root: schema, allProperties: false).hasFiniteInstance(schema) {
-                issue(path, "no finite JSON value satisfies this schema: a required property refers back to it ($ref) at"
-                      + " every level; make the recursion optional (anyOf with {type: null}, or inside an array)")
+                issue(
+                    path,
+                    "no finite JSON value satisfies this schema: a required property refers back to it ($ref) at"
+                        + " every level; make the recursion optional (anyOf with {type: null}, or inside an array)")
             }
         }
     }
@@ -58,15 +62,20 @@ struct SchemaChecker {
                 return
             }
             guard text.hasPrefix("#") else {
-                issue(at + ".$ref", "external $ref '\(text)' is not supported: the schema must be self-contained"
-                      + " (#, #/$defs/NAME or #/definitions/NAME)")
+                issue(
+                    at + ".$ref",
+                    "external $ref '\(text)' is not supported: the schema must be self-contained"
+                        + " (#, #/$defs/NAME or #/definitions/NAME)")
                 ok = false
                 return
             }
             guard var target = refs.resolve(text) else {
-                let defs = ((root["$defs"] ?? root["definitions"])?.objectValue?.keys.sorted() ?? []).joined(separator: ", ")
-                issue(at + ".$ref", "$ref '\(text)' does not resolve (local references are #, #/$defs/NAME or"
-                      + " #/definitions/NAME; defined: \(defs.isEmpty ? "none" : defs))")
+                let defs = ((root["$defs"] ?? root["definitions"])?.objectValue?.keys.sorted() ?? []).joined(
+                    separator: ", ")
+                issue(
+                    at + ".$ref",
+                    "$ref '\(text)' does not resolve (local references are #, #/$defs/NAME or"
+                        + " #/definitions/NAME; defined: \(defs.isEmpty ? "none" : defs))")
                 ok = false
                 return
             }
@@ -75,7 +84,9 @@ struct SchemaChecker {
                 if let start = chain.firstIndex(of: next) {
                     let loop = Array(chain[start...])
                     if loops.insert(loop.sorted()).inserted {
-                        issue(at + ".$ref", "$ref loop: \((loop + [next]).joined(separator: " → ")) never reaches a schema")
+                        issue(
+                            at + ".$ref",
+                            "$ref loop: \((loop + [next]).joined(separator: " → ")) never reaches a schema")
                     }
                     ok = false
                     return
@@ -119,16 +130,23 @@ struct SchemaChecker {
             declared = [t]
         case .array(let ts)?:
             declared = ts.compactMap(\.stringValue)
-            if declared.count != ts.count || ts.isEmpty { issue(path + ".type", "type must be a string or a list of strings") }
+            if declared.count != ts.count || ts.isEmpty {
+                issue(path + ".type", "type must be a string or a list of strings")
+            }
         default:
             issue(path + ".type", "type must be a string or a list of strings")
         }
         for t in declared where !Self.types.contains(t) {
-            issue(path + ".type", "'\(t)' is not a JSON Schema type (expected one of: \(Self.types.sorted().joined(separator: ", ")))")
+            issue(
+                path + ".type",
+                "'\(t)' is not a JSON Schema type (expected one of: \(Self.types.sorted().joined(separator: ", ")))")
         }
         if let e = o["enum"] {
-            if let a = e.arrayValue { if a.isEmpty { issue(path + ".enum", "enum must not be empty") } }
-            else { issue(path + ".enum", "enum must be a list") }
+            if let a = e.arrayValue {
+                if a.isEmpty { issue(path + ".enum", "enum must not be empty") }
+            } else {
+                issue(path + ".enum", "enum must be a list")
+            }
         }
         if declared.contains("object") {
             let props = o["properties"]
@@ -137,7 +155,9 @@ struct SchemaChecker {
                 if let p = props.objectValue {
                     names = p.keys.sorted()
                     for k in names { check(p[k]!, path: path + ".properties." + k) }
-                } else { issue(path + ".properties", "properties must be a mapping") }
+                } else {
+                    issue(path + ".properties", "properties must be a mapping")
+                }
             }
             var required: [String] = []
             if let r = o["required"] {
@@ -146,28 +166,38 @@ struct SchemaChecker {
                     for (i, n) in required.enumerated() where !names.contains(n) {
                         issue(path + ".required[\(i)]", "'\(n)' is required but not a property")
                     }
-                } else { issue(path + ".required", "required must be a list of property names") }
+                } else {
+                    issue(path + ".required", "required must be a list of property names")
+                }
             }
             if strict {
                 if o["additionalProperties"] != .bool(false) {
-                    issue(o["additionalProperties"] == nil ? path : path + ".additionalProperties",
-                          "strict schemas need additionalProperties: false")
+                    issue(
+                        o["additionalProperties"] == nil ? path : path + ".additionalProperties",
+                        "strict schemas need additionalProperties: false")
                 }
                 let missing = names.filter { !required.contains($0) }
                 if !missing.isEmpty {
-                    issue(o["required"] == nil ? path : path + ".required",
-                          "strict schemas must list every property in required (missing: \(missing.joined(separator: ", ")))")
+                    issue(
+                        o["required"] == nil ? path : path + ".required",
+                        "strict schemas must list every property in required (missing: \(missing.joined(separator: ", ")))"
+                    )
                 }
             }
         }
         if declared.contains("array") {
-            if let items = o["items"] { check(items, path: path + ".items") }
-            else if strict { issue(path, "array schemas need items") }
+            if let items = o["items"] {
+                check(items, path: path + ".items")
+            } else if strict {
+                issue(path, "array schemas need items")
+            }
         }
         if let any = o["anyOf"] {
             if let a = any.arrayValue, !a.isEmpty {
                 for (i, s) in a.enumerated() { check(s, path: path + ".anyOf[\(i)]") }
-            } else { issue(path + ".anyOf", "anyOf must be a non-empty list") }
+            } else {
+                issue(path + ".anyOf", "anyOf must be a non-empty list")
+            }
         }
     }
 }

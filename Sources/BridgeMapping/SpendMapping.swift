@@ -18,7 +18,8 @@ public struct ModelPrice: Sendable, Equatable {
     public func cost(inputTokens: Int, cachedTokens: Int, outputTokens: Int) -> Double {
         let cached = max(0, min(cachedTokens, inputTokens))
         let fresh = max(0, inputTokens - cached)
-        return (Double(fresh) * input + Double(cached) * cachedInput + Double(max(0, outputTokens)) * output) / 1_000_000
+        return (Double(fresh) * input + Double(cached) * cachedInput + Double(max(0, outputTokens)) * output)
+            / 1_000_000
     }
 }
 
@@ -65,8 +66,10 @@ public struct LimitsMapping: Sendable, Equatable {
     public var fairnessGroup: String?
     public var origin: MappingLocation = .unknown
 
-    public init(models: [String: ModelLimit] = [:], tools: [String: Int] = [:], fairnessGroup: String? = nil,
-                origin: MappingLocation = .unknown) {
+    public init(
+        models: [String: ModelLimit] = [:], tools: [String: Int] = [:], fairnessGroup: String? = nil,
+        origin: MappingLocation = .unknown
+    ) {
         self.models = models
         self.tools = tools
         self.fairnessGroup = fairnessGroup
@@ -89,8 +92,10 @@ public struct BudgetMapping: Sendable, Equatable {
     public var onExceeded: OnExceeded
     public var origin: MappingLocation
 
-    public init(table: String, key: String, limit: String, spentColumn: String? = nil, onExceeded: OnExceeded = .hold,
-                origin: MappingLocation = .unknown) {
+    public init(
+        table: String, key: String, limit: String, spentColumn: String? = nil, onExceeded: OnExceeded = .hold,
+        origin: MappingLocation = .unknown
+    ) {
         self.table = table
         self.key = key
         self.limit = limit
@@ -110,8 +115,11 @@ public enum SpendChecks {
         var out: [MappingIssue] = []
         for a in config.agents where config.pricing.models[a.model] == nil && !seen.contains(a.model) {
             seen.insert(a.model)
-            var msg = "warning: model '\(a.model)' (agent '\(a.name)') has no price in 'pricing' (at \(origin)); its calls' cost is recorded as unknown"
-            if let near = nearest(a.model, in: Array(config.pricing.models.keys).sorted()) { msg += " (did you mean '\(near)'?)" }
+            var msg =
+                "warning: model '\(a.model)' (agent '\(a.name)') has no price in 'pricing' (at \(origin)); its calls' cost is recorded as unknown"
+            if let near = nearest(a.model, in: Array(config.pricing.models.keys).sorted()) {
+                msg += " (did you mean '\(near)'?)"
+            }
             out.append(MappingIssue(config.location(a.origin, "model"), msg))
         }
         return out

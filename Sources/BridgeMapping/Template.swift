@@ -38,12 +38,19 @@ public struct Template: Sendable, Equatable, Hashable, CustomStringConvertible {
                 throw TemplateError(message: "bad template reference '{{\(inner)}}'")
             }
             guard Template.roots.contains(segments[0]) else {
-                throw TemplateError(message: "template reference '{{\(inner)}}' has unknown root '\(segments[0])' (expected task.… or agent.…)")
+                throw TemplateError(
+                    message:
+                        "template reference '{{\(inner)}}' has unknown root '\(segments[0])' (expected task.… or agent.…)"
+                )
             }
             guard segments.count >= 2 else {
-                throw TemplateError(message: "template reference '{{\(inner)}}' needs a column, e.g. {{\(segments[0]).name}}")
+                throw TemplateError(
+                    message: "template reference '{{\(inner)}}' needs a column, e.g. {{\(segments[0]).name}}")
             }
-            if !text.isEmpty { parts.append(.text(text)); text = "" }
+            if !text.isEmpty {
+                parts.append(.text(text))
+                text = ""
+            }
             parts.append(.reference(root: segments[0], path: Array(segments.dropFirst())))
             rest = after[close.upperBound...]
         }
@@ -54,7 +61,12 @@ public struct Template: Sendable, Equatable, Hashable, CustomStringConvertible {
 
     /// A template with no placeholders (and, for literals in code, no parsing).
     public init(_ literal: String) {
-        if let t = try? Template(parsing: literal) { self = t } else { self.source = literal; self.parts = [.text(literal)] }
+        if let t = try? Template(parsing: literal) {
+            self = t
+        } else {
+            self.source = literal
+            self.parts = [.text(literal)]
+        }
     }
 
     public var description: String { source }
@@ -62,7 +74,9 @@ public struct Template: Sendable, Equatable, Hashable, CustomStringConvertible {
     /// The columns referenced under `root` (the first path segment), in order, without repeats.
     public func columns(root: String) -> [String] {
         var seen: [String] = []
-        for case .reference(let r, let path) in parts where r == root && !seen.contains(path[0]) { seen.append(path[0]) }
+        for case .reference(let r, let path) in parts where r == root && !seen.contains(path[0]) {
+            seen.append(path[0])
+        }
         return seen
     }
 
@@ -87,8 +101,12 @@ public struct Template: Sendable, Equatable, Hashable, CustomStringConvertible {
         for seg in path.dropFirst() {
             if case .string(let s) = value, let parsed = try? JSONValue.parse(s) { value = parsed }
             switch value {
-            case .object(let o): guard let v = o[seg] else { return nil }; value = v
-            case .array(let a): guard let i = Int(seg), a.indices.contains(i) else { return nil }; value = a[i]
+            case .object(let o):
+                guard let v = o[seg] else { return nil }
+                value = v
+            case .array(let a):
+                guard let i = Int(seg), a.indices.contains(i) else { return nil }
+                value = a[i]
             default: return nil
             }
         }

@@ -11,12 +11,18 @@ public enum ToolStatement {
         var sawTerminator = false
         var sawBody = false
         for t in tokens where t.kind != .comment {
-            if t.isPunctuation(";") { sawTerminator = sawBody; continue }
+            if t.isPunctuation(";") {
+                sawTerminator = sawBody
+                continue
+            }
             if sawTerminator {
                 let scalars = Array(sql.unicodeScalars)
                 var column = 1
                 var i = t.range.lowerBound - 1
-                while i >= 0, scalars[i] != "\n" { column += 1; i -= 1 }
+                while i >= 0, scalars[i] != "\n" {
+                    column += 1
+                    i -= 1
+                }
                 return (t.line, column)
             }
             sawBody = true
@@ -39,9 +45,11 @@ public enum ToolStatement {
         return String(out)
     }
 
-    static let writingVerbs: Set<String> = ["INSERT", "UPDATE", "DELETE", "MERGE", "TRUNCATE", "CREATE", "DROP",
-                                            "ALTER", "COPY", "GRANT", "REVOKE", "LOCK", "CALL", "NOTIFY", "VACUUM",
-                                            "REINDEX", "CLUSTER", "COMMENT", "SECURITY", "REFRESH", "NEXTVAL", "SETVAL"]
+    static let writingVerbs: Set<String> = [
+        "INSERT", "UPDATE", "DELETE", "MERGE", "TRUNCATE", "CREATE", "DROP",
+        "ALTER", "COPY", "GRANT", "REVOKE", "LOCK", "CALL", "NOTIFY", "VACUUM",
+        "REINDEX", "CLUSTER", "COMMENT", "SECURITY", "REFRESH", "NEXTVAL", "SETVAL",
+    ]
 
     /// The first writing keyword of `sql` (`INSERT`, `UPDATE`, `nextval`, …), for messages
     /// that must name the statement that tried to write.

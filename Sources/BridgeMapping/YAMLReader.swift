@@ -52,9 +52,11 @@ final class YAMLReader {
             let indent = line <= lines.count ? lines[line - 1].prefix(while: { $0 == " " }).count : 0
             return (line, indent + position.column)
         case .singleQuoted, .doubleQuoted:
-            return position.line == 1 ? (mark.line, mark.column + position.column) : (mark.line + position.line - 1, position.column)
+            return position.line == 1
+                ? (mark.line, mark.column + position.column) : (mark.line + position.line - 1, position.column)
         default:
-            return position.line == 1 ? (mark.line, mark.column + position.column - 1) : (mark.line + position.line - 1, position.column)
+            return position.line == 1
+                ? (mark.line, mark.column + position.column - 1) : (mark.line + position.line - 1, position.column)
         }
     }
 
@@ -100,8 +102,11 @@ final class YAMLReader {
             if !allowed.contains(s.string) {
                 let childPath = Self.join(path, s.string)
                 var msg = "unknown key '\(s.string)'"
-                if let near = nearest(s.string, in: allowed) { msg += " (did you mean '\(near)'?)" }
-                else { msg += " (expected one of: \(allowed.joined(separator: ", ")))" }
+                if let near = nearest(s.string, in: allowed) {
+                    msg += " (did you mean '\(near)'?)"
+                } else {
+                    msg += " (expected one of: \(allowed.joined(separator: ", ")))"
+                }
                 issue(k, childPath, msg)
                 continue
             }
@@ -134,7 +139,10 @@ final class YAMLReader {
     /// A non-empty string (an identifier such as a table or column name, or a name).
     func name(_ node: Node, _ path: String) -> String? {
         guard let s = string(node, path) else { return nil }
-        if s.trimmingSpaces.isEmpty { issue(node, path, "must not be empty"); return nil }
+        if s.trimmingSpaces.isEmpty {
+            issue(node, path, "must not be empty")
+            return nil
+        }
         return s
     }
 
@@ -144,8 +152,14 @@ final class YAMLReader {
             issue(node, path, "expected an integer, got \(Self.kind(node))")
             return nil
         }
-        if let min, v < min { issue(node, path, "must be at least \(min)"); return nil }
-        if let max, v > max { issue(node, path, "must be at most \(max)"); return nil }
+        if let min, v < min {
+            issue(node, path, "must be at least \(min)")
+            return nil
+        }
+        if let max, v > max {
+            issue(node, path, "must be at most \(max)")
+            return nil
+        }
         return v
     }
 
@@ -176,7 +190,10 @@ final class YAMLReader {
         }
         var out: [String: String] = [:]
         for (k, v) in m {
-            guard let key = k.scalar?.string else { issue(k, path, "mapping keys must be strings"); continue }
+            guard let key = k.scalar?.string else {
+                issue(k, path, "mapping keys must be strings")
+                continue
+            }
             if let s = string(v, Self.join(path, key)) { out[key] = s }
         }
         return out
@@ -203,10 +220,15 @@ final class YAMLReader {
             case .bool: return node.bool.map(JSONValue.bool)
             case .int:
                 // Exact: a YAML integer beyond Int is kept as its decimal text.
-                if let n = JSONNumber(text: s.string.replacingOccurrences(of: "+", with: "")), n.isInteger { return .number(n) }
+                if let n = JSONNumber(text: s.string.replacingOccurrences(of: "+", with: "")), n.isInteger {
+                    return .number(n)
+                }
                 return node.int.map { JSONValue.integer(Int64($0)) }
             case .float:
-                guard let d = node.float, d.isFinite else { issue(node, path, "not a finite number"); return nil }
+                guard let d = node.float, d.isFinite else {
+                    issue(node, path, "not a finite number")
+                    return nil
+                }
                 return .number(d)
             default: return .string(s.string)
             }
@@ -220,7 +242,10 @@ final class YAMLReader {
         case .mapping(let m):
             var out: [String: JSONValue] = [:]
             for (k, v) in m {
-                guard let key = k.scalar?.string else { issue(k, path, "mapping keys must be strings"); return nil }
+                guard let key = k.scalar?.string else {
+                    issue(k, path, "mapping keys must be strings")
+                    return nil
+                }
                 guard let value = json(v, Self.join(path, key)) else { return nil }
                 out[key] = value
             }

@@ -58,7 +58,8 @@ public enum BridgeMetrics {
         Name.runsInFlight: "Runs this worker has going.",
         Name.leases: "Leases this worker held at its last heartbeat.",
         Name.costUSD: "USD of priced model calls (the mappings' pricing), by model and group.",
-        Name.exportBacklog: "Undelivered spans the export pump's last read found, by exporter (a read returns at most one batch).",
+        Name.exportBacklog:
+            "Undelivered spans the export pump's last read found, by exporter (a read returns at most one batch).",
     ]
 
     /// The exporters every `exporter` label starts with (at 0).
@@ -74,7 +75,8 @@ public enum BridgeMetrics {
             if line.hasPrefix("# HELP ") {
                 if let name = line.split(separator: " ", maxSplits: 3).dropFirst(2).first { helped.insert(name) }
             } else if line.hasPrefix("# TYPE "), let name = line.split(separator: " ", maxSplits: 3).dropFirst(2).first,
-                      !helped.contains(name) {
+                !helped.contains(name)
+            {
                 out.append(Substring("# HELP \(name) \(help[String(name)] ?? "bridge metric \(name).")"))
                 helped.insert(name)
             }
@@ -106,7 +108,8 @@ public enum BridgeMetrics {
         // Every known label value too, so a dashboard panel reads 0, not "No data".
         for type in FailureType.allCases {
             for name in [Name.tasksFailed, Name.tasksRetried] {
-                Counter(label: name, dimensions: [("error_type", labels.value(type.rawValue, for: "error_type"))]).increment(by: 0)
+                Counter(label: name, dimensions: [("error_type", labels.value(type.rawValue, for: "error_type"))])
+                    .increment(by: 0)
             }
         }
         for exporter in exporterNames {
@@ -126,17 +129,20 @@ public enum BridgeMetrics {
         for t in Set(tools) {
             let tool = labels.value(t, for: "tool")
             for outcome in [Outcome.ok, .error] {
-                Counter(label: Name.toolCalls, dimensions: [("tool", tool), ("outcome", outcome.rawValue)]).increment(by: 0)
+                Counter(label: Name.toolCalls, dimensions: [("tool", tool), ("outcome", outcome.rawValue)]).increment(
+                    by: 0)
             }
             _ = Timer(label: Name.toolDuration, dimensions: [("tool", tool)])
         }
         for m in Set(models) {
             let model = labels.value(m, for: "model")
             for status in [Outcome.ok, .error] {
-                Counter(label: Name.modelCalls, dimensions: [("model", model), ("status", status.rawValue)]).increment(by: 0)
+                Counter(label: Name.modelCalls, dimensions: [("model", model), ("status", status.rawValue)]).increment(
+                    by: 0)
             }
             for direction in ["input", "output"] {
-                Counter(label: Name.modelTokens, dimensions: [("model", model), ("direction", direction)]).increment(by: 0)
+                Counter(label: Name.modelTokens, dimensions: [("model", model), ("direction", direction)]).increment(
+                    by: 0)
             }
             _ = Timer(label: Name.modelLatency, dimensions: [("model", model)])
         }
@@ -155,9 +161,13 @@ public enum BridgeMetrics {
         case .completed:
             Counter(label: Name.tasksCompleted).increment()
         case .failed(let type):
-            Counter(label: Name.tasksFailed, dimensions: [("error_type", labels.value(type.rawValue, for: "error_type"))]).increment()
+            Counter(
+                label: Name.tasksFailed, dimensions: [("error_type", labels.value(type.rawValue, for: "error_type"))]
+            ).increment()
         case .retried(let type):
-            Counter(label: Name.tasksRetried, dimensions: [("error_type", labels.value(type.rawValue, for: "error_type"))]).increment()
+            Counter(
+                label: Name.tasksRetried, dimensions: [("error_type", labels.value(type.rawValue, for: "error_type"))]
+            ).increment()
         }
         Timer(label: Name.taskDuration).recordNanoseconds(nanoseconds(seconds))
     }
@@ -187,10 +197,12 @@ public enum BridgeMetrics {
         Counter(label: Name.modelCalls, dimensions: [("model", model), ("status", status.rawValue)]).increment()
         Timer(label: Name.modelLatency, dimensions: [("model", model)]).recordNanoseconds(nanoseconds(seconds))
         if inputTokens > 0 {
-            Counter(label: Name.modelTokens, dimensions: [("model", model), ("direction", "input")]).increment(by: inputTokens)
+            Counter(label: Name.modelTokens, dimensions: [("model", model), ("direction", "input")]).increment(
+                by: inputTokens)
         }
         if outputTokens > 0 {
-            Counter(label: Name.modelTokens, dimensions: [("model", model), ("direction", "output")]).increment(by: outputTokens)
+            Counter(label: Name.modelTokens, dimensions: [("model", model), ("direction", "output")]).increment(
+                by: outputTokens)
         }
     }
 
@@ -201,8 +213,13 @@ public enum BridgeMetrics {
     /// workspace; both bounded like every label).
     public static func modelCost(model: String, group: String, usd: Double) {
         guard usd > 0 else { return }
-        FloatingPointCounter(label: Name.costUSD, dimensions: [("model", labels.value(model, for: "model")),
-                                                                ("group", labels.value(group, for: "group"))]).increment(by: usd)
+        FloatingPointCounter(
+            label: Name.costUSD,
+            dimensions: [
+                ("model", labels.value(model, for: "model")),
+                ("group", labels.value(group, for: "group")),
+            ]
+        ).increment(by: usd)
     }
 
     public static func spansRecorded(_ count: Int) {
@@ -213,14 +230,17 @@ public enum BridgeMetrics {
     /// Spans an exporter recorded as delivered or rejected.
     public static func spansExported(exporter: String, delivered: Bool, count: Int) {
         guard count > 0 else { return }
-        Counter(label: delivered ? Name.spansExported : Name.spansRejected,
-                dimensions: [("exporter", labels.value(exporter, for: "exporter"))]).increment(by: count)
+        Counter(
+            label: delivered ? Name.spansExported : Name.spansRejected,
+            dimensions: [("exporter", labels.value(exporter, for: "exporter"))]
+        ).increment(by: count)
     }
 
     /// Undelivered spans the exporter's last read of the ledger found (0: caught up; a read
     /// returns at most one batch, so a full batch means at least that many).
     public static func exportBacklog(exporter: String, spans: Int) {
-        Gauge(label: Name.exportBacklog, dimensions: [("exporter", labels.value(exporter, for: "exporter"))]).record(spans)
+        Gauge(label: Name.exportBacklog, dimensions: [("exporter", labels.value(exporter, for: "exporter"))]).record(
+            spans)
     }
 
     static func nanoseconds(_ seconds: Double) -> Int64 {
@@ -240,7 +260,9 @@ final class LabelGuard: @unchecked Sendable {
     init(maxValuesPerLabel: Int) { self.maxValuesPerLabel = maxValuesPerLabel }
 
     func value(_ raw: String, for label: String) -> String {
-        let allowed = raw.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "_.:/- ".unicodeScalars.contains($0)) }
+        let allowed = raw.unicodeScalars.allSatisfy {
+            $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "_.:/- ".unicodeScalars.contains($0))
+        }
         guard !raw.isEmpty, raw.count <= 64, allowed else { return "other" }
         lock.lock()
         defer { lock.unlock() }

@@ -30,15 +30,17 @@ public actor MetricsObserver: RunObserver {
             tools[id] = Started(name: name, at: at, failed: tools[id]?.failed ?? false)
         case .toolEnded(let id, _, let error, let at):
             guard let s = tools.removeValue(forKey: id) else { return }
-            BridgeMetrics.toolCall(tool: s.name, outcome: (error != nil || s.failed) ? .error : .ok,
-                                   seconds: at.timeIntervalSince(s.at))
+            BridgeMetrics.toolCall(
+                tool: s.name, outcome: (error != nil || s.failed) ? .error : .ok,
+                seconds: at.timeIntervalSince(s.at))
         case .modelStarted(let id, _, _, let model, _, let at):
             models[id] = Started(name: model, at: at, failed: models[id]?.failed ?? false)
         case .modelEnded(let id, let response, let error, let at):
             guard let s = models.removeValue(forKey: id) else { return }
-            BridgeMetrics.modelCall(model: s.name, status: (error != nil || s.failed || response == nil) ? .error : .ok,
-                                    seconds: at.timeIntervalSince(s.at),
-                                    inputTokens: response?.usage.inputTokens ?? 0, outputTokens: response?.usage.outputTokens ?? 0)
+            BridgeMetrics.modelCall(
+                model: s.name, status: (error != nil || s.failed || response == nil) ? .error : .ok,
+                seconds: at.timeIntervalSince(s.at),
+                inputTokens: response?.usage.inputTokens ?? 0, outputTokens: response?.usage.outputTokens ?? 0)
         case .spanError(let id, _):
             tools[id]?.failed = true
             models[id]?.failed = true

@@ -53,25 +53,30 @@ enum History {
     }
 
     static func read(_ conn: isolated PostgresConnection) throws(PostgresError) -> [HistoryRow] {
-        let rows = try conn.query("""
+        let rows = try conn.query(
+            """
             SELECT version, name, checksum, to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS applied_at,
                    applied_by, execution_ms, status, statements_done, statements_total, error
             FROM \(identifier: table) ORDER BY version
             """)
         return rows.map { r in
-            HistoryRow(version: Int64(r["version"] ?? "0") ?? 0, name: r["name"] ?? "", checksum: r["checksum"] ?? "",
-                       appliedAt: r["applied_at"] ?? "", appliedBy: r["applied_by"] ?? "",
-                       executionMS: r.int("execution_ms") ?? 0, status: r["status"] ?? "",
-                       statementsDone: r.int("statements_done") ?? 0, statementsTotal: r.int("statements_total") ?? 0,
-                       error: r["error"])
+            HistoryRow(
+                version: Int64(r["version"] ?? "0") ?? 0, name: r["name"] ?? "", checksum: r["checksum"] ?? "",
+                appliedAt: r["applied_at"] ?? "", appliedBy: r["applied_by"] ?? "",
+                executionMS: r.int("execution_ms") ?? 0, status: r["status"] ?? "",
+                statementsDone: r.int("statements_done") ?? 0, statementsTotal: r.int("statements_total") ?? 0,
+                error: r["error"])
         }
     }
 
     /// Inserts or replaces the row for `file`.
-    static func upsert(_ conn: isolated PostgresConnection, file: MigrationFile, status: HistoryStatus, executionMS: Int,
-                       done: Int, error: String?) throws(PostgresError) {
+    static func upsert(
+        _ conn: isolated PostgresConnection, file: MigrationFile, status: HistoryStatus, executionMS: Int,
+        done: Int, error: String?
+    ) throws(PostgresError) {
         let errorValue: PostgresValue = error.map { .text($0) } ?? .null
-        try conn.query("""
+        try conn.query(
+            """
             INSERT INTO \(identifier: table) (version, name, checksum, execution_ms, status, statements_done, statements_total, error)
             VALUES (\(file.version)::bigint, \(file.name), \(file.checksum), \(executionMS)::bigint, \(status.rawValue), \(done)::int,
                     \(file.statements.count)::int, \(errorValue))
@@ -117,7 +122,9 @@ public struct FileState: Sendable, Codable, Equatable {
         var out: [FileState] = []
         for f in files {
             guard let h = byVersion.removeValue(forKey: f.version) else {
-                out.append(FileState(version: f.version, file: f.fileName, state: .pending, history: nil, checksum: f.checksum))
+                out.append(
+                    FileState(version: f.version, file: f.fileName, state: .pending, history: nil, checksum: f.checksum)
+                )
                 continue
             }
             let state: State
@@ -129,8 +136,13 @@ public struct FileState: Sendable, Codable, Equatable {
             out.append(FileState(version: f.version, file: f.fileName, state: state, history: h, checksum: f.checksum))
         }
         for h in byVersion.values {
-            out.append(FileState(version: h.version, file: "\(String(repeating: "0", count: max(0, 4 - String(h.version).count)))\(h.version)_\(h.name).sql", state: .missing,
-                                 history: h, checksum: nil))
+            out.append(
+                FileState(
+                    version: h.version,
+                    file:
+                        "\(String(repeating: "0", count: max(0, 4 - String(h.version).count)))\(h.version)_\(h.name).sql",
+                    state: .missing,
+                    history: h, checksum: nil))
         }
         return out.sorted { $0.version < $1.version }
     }

@@ -76,8 +76,10 @@ public struct CatalogSnapshot: Sendable {
         /// not read (then no type is compared).
         public var columnTypes: [String: String]?
 
-        public init(qualifiedName: String, estimatedRows: Double, totalBytes: Int64, columns: Set<String>? = nil,
-                    columnTypes: [String: String]? = nil) {
+        public init(
+            qualifiedName: String, estimatedRows: Double, totalBytes: Int64, columns: Set<String>? = nil,
+            columnTypes: [String: String]? = nil
+        ) {
             self.qualifiedName = qualifiedName
             self.estimatedRows = estimatedRows
             self.totalBytes = totalBytes
@@ -95,7 +97,10 @@ public struct CatalogSnapshot: Sendable {
             let units = ["bytes", "kB", "MB", "GB", "TB"]
             var v = Double(b)
             var u = 0
-            while v >= 1024, u < units.count - 1 { v /= 1024; u += 1 }
+            while v >= 1024, u < units.count - 1 {
+                v /= 1024
+                u += 1
+            }
             return u == 0 ? "\(b) bytes" : "\((v * 10).rounded() / 10) \(units[u])"
         }
     }
@@ -113,8 +118,10 @@ public struct CatalogSnapshot: Sendable {
         "clock_timestamp", "timeofday", "nextval", "txid_current", "setseed", "random_normal",
     ]
 
-    public init(serverVersion: Int, tables: [String: Table] = [:],
-                volatileFunctions: Set<String> = CatalogSnapshot.knownVolatileFunctions) {
+    public init(
+        serverVersion: Int, tables: [String: Table] = [:],
+        volatileFunctions: Set<String> = CatalogSnapshot.knownVolatileFunctions
+    ) {
         self.serverVersion = serverVersion
         self.tables = tables
         self.volatileFunctions = volatileFunctions
@@ -188,14 +195,20 @@ public struct Linter: Sendable {
         for statement in file.statements {
             var a = analyze(statement, file: file.fileName)
             if let reason = statement.nonTransactionalReason, mixed {
-                a.findings.append(LintFinding(rule: "mixed-transaction", severity: .error, file: file.fileName, line: statement.line,
-                    message: "\(reason) cannot run in a transaction, but the file's other statements need one; "
-                        + "move it to its own file marked `-- bridge:no-transaction`"))
+                a.findings.append(
+                    LintFinding(
+                        rule: "mixed-transaction", severity: .error, file: file.fileName, line: statement.line,
+                        message: "\(reason) cannot run in a transaction, but the file's other statements need one; "
+                            + "move it to its own file marked `-- bridge:no-transaction`"))
             }
             if !file.runsWithoutTransaction, let k = statement.leadingKeywords(2).first,
-               ["BEGIN", "COMMIT", "ROLLBACK", "END", "START", "ABORT"].contains(k) {
-                a.findings.append(LintFinding(rule: "explicit-transaction", severity: .error, file: file.fileName, line: statement.line,
-                    message: "\(k) in a migration file: bridge already runs each file in one transaction; remove it"))
+                ["BEGIN", "COMMIT", "ROLLBACK", "END", "START", "ABORT"].contains(k)
+            {
+                a.findings.append(
+                    LintFinding(
+                        rule: "explicit-transaction", severity: .error, file: file.fileName, line: statement.line,
+                        message: "\(k) in a migration file: bridge already runs each file in one transaction; remove it"
+                    ))
             }
             a.findings = applyIgnores(a.findings, comments: statement.comments)
             out.append(a)
@@ -282,13 +295,17 @@ public struct Linter: Sendable {
         let kw = t.map { $0.keyword ?? "" }
         var a = StatementAnalysis(effect: .other, table: nil, notes: [], findings: [])
         func finding(_ rule: String, _ severity: LintFinding.Severity, _ message: String) {
-            a.findings.append(LintFinding(rule: rule, severity: severity, file: file, line: statement.line, message: message))
+            a.findings.append(
+                LintFinding(rule: rule, severity: severity, file: file, line: statement.line, message: message))
         }
 
         if kw.first == "VACUUM" && kw.contains("FULL") || kw.first == "CLUSTER" {
             a.effect = .rewrite
             a.notes.append("rewrites the table under ACCESS EXCLUSIVE")
-            finding("rewrite-table", .error, "\(kw[0]) rewrites the whole table while blocking reads and writes; use pg_repack or run it in a maintenance window")
+            finding(
+                "rewrite-table", .error,
+                "\(kw[0]) rewrites the whole table while blocking reads and writes; use pg_repack or run it in a maintenance window"
+            )
             return a
         }
         if kw.starts(with: ["DROP", "TABLE"]) {
@@ -297,8 +314,10 @@ public struct Linter: Sendable {
             finding("drop-table", .warning, "drops a table; make sure no deployed code still reads it")
             return a
         }
-        if kw.first == "CREATE", kw.dropFirst().prefix(3).contains("SCHEMA") || kw.dropFirst().prefix(3).contains("FUNCTION")
-            || kw.dropFirst().prefix(3).contains("VIEW") || kw.dropFirst().prefix(3).contains("TYPE") {
+        if kw.first == "CREATE",
+            kw.dropFirst().prefix(3).contains("SCHEMA") || kw.dropFirst().prefix(3).contains("FUNCTION")
+                || kw.dropFirst().prefix(3).contains("VIEW") || kw.dropFirst().prefix(3).contains("TYPE")
+        {
             a.effect = .newObject
             return a
         }
@@ -317,7 +336,9 @@ public struct Linter: Sendable {
         // exits 1 and `up` refuses before any file is applied.
         let toleratesMissing = verb == .alterTable && kw.dropFirst(2).starts(with: ["IF", "EXISTS"])
         if verb != .createTable, existing == nil, !isNew, !toleratesMissing {
-            finding("missing-relation", .error, "will fail: relation \(table.key) does not exist, and no earlier statement of this run creates it")
+            finding(
+                "missing-relation", .error,
+                "will fail: relation \(table.key) does not exist, and no earlier statement of this run creates it")
         }
 
         switch verb {
@@ -327,8 +348,12 @@ public struct Linter: Sendable {
             a.notes.append("new table")
         case .createIndex:
             if let known = existing?.columns {
-                for column in Self.indexColumns(Array(t[next...])) where !known.contains(column) && addedColumns[table.key]?.contains(column) != true {
-                    finding("missing-column", .error, "will fail: column \(table.key).\(column) does not exist, and no earlier statement of this run adds it")
+                for column in Self.indexColumns(Array(t[next...]))
+                where !known.contains(column) && addedColumns[table.key]?.contains(column) != true {
+                    finding(
+                        "missing-column", .error,
+                        "will fail: column \(table.key).\(column) does not exist, and no earlier statement of this run adds it"
+                    )
                 }
             }
             let concurrent = kw.prefix(4).contains("CONCURRENTLY")
@@ -341,8 +366,10 @@ public struct Linter: Sendable {
             } else {
                 a.effect = .blocksWrites
                 a.notes.append("SHARE lock: blocks writes for the whole build")
-                finding("index-not-concurrent", .error, "CREATE INDEX on existing table \(table.key) blocks writes while it builds; "
-                    + "use CREATE INDEX CONCURRENTLY in a file marked `-- bridge:no-transaction`")
+                finding(
+                    "index-not-concurrent", .error,
+                    "CREATE INDEX on existing table \(table.key) blocks writes while it builds; "
+                        + "use CREATE INDEX CONCURRENTLY in a file marked `-- bridge:no-transaction`")
             }
         case .alterTable:
             if existing == nil {
@@ -379,7 +406,8 @@ public struct Linter: Sendable {
         switch t[i].kind {
         case .word:
             let k = t[i].text.uppercased()
-            return ["CONSTRAINT", "FOREIGN", "CHECK", "UNIQUE", "PRIMARY", "EXCLUDE"].contains(k) ? nil : t[i].text.lowercased()
+            return ["CONSTRAINT", "FOREIGN", "CHECK", "UNIQUE", "PRIMARY", "EXCLUDE"].contains(k)
+                ? nil : t[i].text.lowercased()
         case .quotedIdentifier: return t[i].text
         default: return nil
         }
@@ -391,17 +419,32 @@ public struct Linter: Sendable {
     /// application run into. Only built-in types are compared (a user-defined or unreadable type
     /// is never flagged).
     static func addColumnConflict(_ t: [SQLToken], column: String, table: CatalogSnapshot.Table?)
-        -> (rule: String, message: (String, String) -> String)? {
-        guard let table, let live = table.columnTypes?[column] ?? (table.columns?.contains(column) == true ? "" : nil) else { return nil }
+        -> (rule: String, message: (String, String) -> String)?
+    {
+        guard let table, let live = table.columnTypes?[column] ?? (table.columns?.contains(column) == true ? "" : nil)
+        else { return nil }
         let kw = t.map { $0.keyword ?? "" }
         let ifNotExists = kw.prefix(5).joined(separator: " ").contains("IF NOT EXISTS")
         if !ifNotExists {
-            return ("duplicate-column", { "will fail: column \($0).\($1) already exists (add IF NOT EXISTS, or drop the statement)" })
+            return (
+                "duplicate-column",
+                { "will fail: column \($0).\($1) already exists (add IF NOT EXISTS, or drop the statement)" }
+            )
         }
-        guard !live.isEmpty, let nameIndex = t.firstIndex(where: { ($0.kind == .word && $0.text.lowercased() == column) || ($0.kind == .quotedIdentifier && $0.text == column) }),
-              let declared = Self.canonicalType(Array(t[(nameIndex + 1)...])), let current = Self.canonicalType(live) else { return nil }
+        guard !live.isEmpty,
+            let nameIndex = t.firstIndex(where: {
+                ($0.kind == .word && $0.text.lowercased() == column)
+                    || ($0.kind == .quotedIdentifier && $0.text == column)
+            }),
+            let declared = Self.canonicalType(Array(t[(nameIndex + 1)...])), let current = Self.canonicalType(live)
+        else { return nil }
         guard declared != current else { return nil }
-        return ("type-conflict", { "type conflict: column \($0).\($1) already exists as \(live); ADD COLUMN IF NOT EXISTS declares \(declared) and will be skipped, so the column stays \(live)" })
+        return (
+            "type-conflict",
+            {
+                "type conflict: column \($0).\($1) already exists as \(live); ADD COLUMN IF NOT EXISTS declares \(declared) and will be skipped, so the column stays \(live)"
+            }
+        )
     }
 
     /// Built-in type names and their aliases, mapped to `format_type`'s spelling.
@@ -412,7 +455,8 @@ public struct Linter: Sendable {
         "bool": "boolean", "boolean": "boolean", "text": "text", "uuid": "uuid", "json": "json", "jsonb": "jsonb",
         "bytea": "bytea", "date": "date", "float8": "double precision", "double precision": "double precision",
         "float4": "real", "real": "real", "numeric": "numeric", "decimal": "numeric",
-        "varchar": "character varying", "character varying": "character varying", "char": "character", "character": "character",
+        "varchar": "character varying", "character varying": "character varying", "char": "character",
+        "character": "character",
         "timestamptz": "timestamp with time zone", "timestamp with time zone": "timestamp with time zone",
         "timestamp": "timestamp without time zone", "timestamp without time zone": "timestamp without time zone",
         "timetz": "time with time zone", "time with time zone": "time with time zone",
@@ -424,8 +468,10 @@ public struct Linter: Sendable {
     /// `format_type`'s spelling with any modifier and array brackets; nil for a type this lint
     /// does not know.
     static func canonicalType(_ t: [SQLToken]) -> String? {
-        let stops: Set<String> = ["NOT", "NULL", "DEFAULT", "REFERENCES", "PRIMARY", "UNIQUE", "CHECK", "CONSTRAINT",
-                                  "GENERATED", "COLLATE", "USING", "STORAGE", "COMPRESSION"]
+        let stops: Set<String> = [
+            "NOT", "NULL", "DEFAULT", "REFERENCES", "PRIMARY", "UNIQUE", "CHECK", "CONSTRAINT",
+            "GENERATED", "COLLATE", "USING", "STORAGE", "COMPRESSION",
+        ]
         var words: [String] = []
         var suffix = ""
         var depth = 0
@@ -448,7 +494,10 @@ public struct Linter: Sendable {
     static func canonicalType(_ text: String) -> String? {
         var s = text.lowercased().replacingOccurrences(of: " (", with: "(")
         var brackets = ""
-        while s.hasSuffix("[]") { brackets += "[]"; s.removeLast(2) }
+        while s.hasSuffix("[]") {
+            brackets += "[]"
+            s.removeLast(2)
+        }
         var modifier = ""
         // `timestamp(3) with time zone`: the modifier may sit inside the name.
         if let open = s.firstIndex(of: "("), let close = s[open...].firstIndex(of: ")") {
@@ -472,7 +521,9 @@ public struct Linter: Sendable {
         func flush() {
             let rest = element.dropFirst().compactMap(\.keyword)
             let modifiers: Set<String> = ["ASC", "DESC", "NULLS", "FIRST", "LAST"]
-            if let first = element.first, element.dropFirst().allSatisfy({ $0.kind == .word }), rest.allSatisfy(modifiers.contains) {
+            if let first = element.first, element.dropFirst().allSatisfy({ $0.kind == .word }),
+                rest.allSatisfy(modifiers.contains)
+            {
                 if first.kind == .word { out.append(first.text.lowercased()) }
                 if first.kind == .quotedIdentifier { out.append(first.text) }
             }
@@ -483,7 +534,10 @@ public struct Linter: Sendable {
             let tok = t[i]
             if tok.isPunctuation("(") { depth += 1 }
             if tok.isPunctuation(")") {
-                if depth == 0 { flush(); break }
+                if depth == 0 {
+                    flush()
+                    break
+                }
                 depth -= 1
             }
             if depth == 0, tok.isPunctuation(",") { flush() } else { element.append(tok) }
@@ -499,14 +553,19 @@ public struct Linter: Sendable {
         for tok in t {
             if tok.isPunctuation("(") { depth += 1 }
             if tok.isPunctuation(")") { depth -= 1 }
-            if depth == 0, tok.isPunctuation(",") { out.append([]); continue }
+            if depth == 0, tok.isPunctuation(",") {
+                out.append([])
+                continue
+            }
             out[out.count - 1].append(tok)
         }
         return out.filter { !$0.isEmpty }
     }
 
-    private func analyzeAction(_ t: [SQLToken], table: TableName,
-                               finding: (String, LintFinding.Severity, String) -> Void) -> (StatementEffect, [String]) {
+    private func analyzeAction(
+        _ t: [SQLToken], table: TableName,
+        finding: (String, LintFinding.Severity, String) -> Void
+    ) -> (StatementEffect, [String]) {
         let kw = t.map { $0.keyword ?? "" }
         let text = kw.joined(separator: " ")
         let notValid = text.contains("NOT VALID")
@@ -517,21 +576,30 @@ public struct Linter: Sendable {
             let isConstraint = kw.count > 1 && constraintWords.contains(kw[1])
             if isConstraint {
                 if kw.contains("FOREIGN") {
-                    if notValid { return (.metadataOnly, ["FOREIGN KEY NOT VALID: brief SHARE ROW EXCLUSIVE lock on both tables"]) }
-                    finding("fk-not-valid", .error, "FOREIGN KEY on existing table \(table.key) without NOT VALID scans it while locking both tables; "
-                        + "add it NOT VALID, then VALIDATE CONSTRAINT in a later statement")
+                    if notValid {
+                        return (.metadataOnly, ["FOREIGN KEY NOT VALID: brief SHARE ROW EXCLUSIVE lock on both tables"])
+                    }
+                    finding(
+                        "fk-not-valid", .error,
+                        "FOREIGN KEY on existing table \(table.key) without NOT VALID scans it while locking both tables; "
+                            + "add it NOT VALID, then VALIDATE CONSTRAINT in a later statement")
                     return (.scan, ["validates every row under SHARE ROW EXCLUSIVE on both tables"])
                 }
                 if kw.contains("CHECK") {
                     if notValid { return (.metadataOnly, ["CHECK NOT VALID: metadata-only"]) }
-                    finding("constraint-not-valid", .error, "CHECK on existing table \(table.key) without NOT VALID scans it under ACCESS EXCLUSIVE; "
-                        + "add it NOT VALID, then VALIDATE CONSTRAINT")
+                    finding(
+                        "constraint-not-valid", .error,
+                        "CHECK on existing table \(table.key) without NOT VALID scans it under ACCESS EXCLUSIVE; "
+                            + "add it NOT VALID, then VALIDATE CONSTRAINT")
                     return (.scan, ["scans every row under ACCESS EXCLUSIVE"])
                 }
                 if kw.contains("UNIQUE") || kw.contains("PRIMARY") || kw.contains("EXCLUDE") {
                     if text.contains("USING INDEX") { return (.metadataOnly, ["uses an existing index"]) }
-                    finding("unique-not-using-index", .error, "a UNIQUE/PRIMARY KEY/EXCLUDE constraint on existing table \(table.key) builds an index "
-                        + "while blocking writes; build a unique index CONCURRENTLY first, then ADD CONSTRAINT … USING INDEX")
+                    finding(
+                        "unique-not-using-index", .error,
+                        "a UNIQUE/PRIMARY KEY/EXCLUDE constraint on existing table \(table.key) builds an index "
+                            + "while blocking writes; build a unique index CONCURRENTLY first, then ADD CONSTRAINT … USING INDEX"
+                    )
                     return (.blocksWrites, ["builds an index under ACCESS EXCLUSIVE"])
                 }
                 return (.metadataOnly, [])
@@ -540,9 +608,13 @@ public struct Linter: Sendable {
             var effect = StatementEffect.metadataOnly
             var notes: [String] = []
             let typeWords = Set(kw)
-            let serial = !typeWords.isDisjoint(with: ["SERIAL", "BIGSERIAL", "SMALLSERIAL", "SERIAL4", "SERIAL8", "SERIAL2"])
+            let serial = !typeWords.isDisjoint(with: [
+                "SERIAL", "BIGSERIAL", "SMALLSERIAL", "SERIAL4", "SERIAL8", "SERIAL2",
+            ])
             if let d = kw.firstIndex(of: "DEFAULT") {
-                let stops: Set<String> = ["NOT", "NULL", "CONSTRAINT", "CHECK", "REFERENCES", "PRIMARY", "UNIQUE", "GENERATED", "COLLATE"]
+                let stops: Set<String> = [
+                    "NOT", "NULL", "CONSTRAINT", "CHECK", "REFERENCES", "PRIMARY", "UNIQUE", "GENERATED", "COLLATE",
+                ]
                 var end = d + 1
                 var depth = 0
                 while end < t.count {
@@ -560,51 +632,71 @@ public struct Linter: Sendable {
                 if let volatile {
                     effect = .rewrite
                     notes.append("volatile default \(volatile)() rewrites every row under ACCESS EXCLUSIVE")
-                    finding("volatile-default", .error, "ADD COLUMN with volatile default \(volatile)() on existing table \(table.key) rewrites it; "
-                        + "add the column without a default (or with a constant one), then backfill in batches")
+                    finding(
+                        "volatile-default", .error,
+                        "ADD COLUMN with volatile default \(volatile)() on existing table \(table.key) rewrites it; "
+                            + "add the column without a default (or with a constant one), then backfill in batches")
                 } else if catalog.serverVersion < 110000 {
                     effect = .rewrite
                     notes.append("a default rewrites the table before PostgreSQL 11")
-                    finding("default-rewrites-pre11", .error, "ADD COLUMN with a default rewrites \(table.key) on PostgreSQL \(catalog.serverVersion / 10000); "
-                        + "add the column without a default, then SET DEFAULT and backfill")
+                    finding(
+                        "default-rewrites-pre11", .error,
+                        "ADD COLUMN with a default rewrites \(table.key) on PostgreSQL \(catalog.serverVersion / 10000); "
+                            + "add the column without a default, then SET DEFAULT and backfill")
                 } else {
-                    notes.append("ADD COLUMN with a non-volatile default: metadata-only on PostgreSQL 11+, brief ACCESS EXCLUSIVE lock")
+                    notes.append(
+                        "ADD COLUMN with a non-volatile default: metadata-only on PostgreSQL 11+, brief ACCESS EXCLUSIVE lock"
+                    )
                 }
             } else if serial {
                 effect = .rewrite
                 notes.append("serial column fills nextval() for every row")
-                finding("volatile-default", .error, "a serial column on existing table \(table.key) rewrites it; add a plain column and backfill")
+                finding(
+                    "volatile-default", .error,
+                    "a serial column on existing table \(table.key) rewrites it; add a plain column and backfill")
             } else {
                 notes.append("ADD COLUMN without a default: metadata-only, brief ACCESS EXCLUSIVE lock")
             }
             if kw.contains("GENERATED") {
                 effect = .rewrite
                 notes.append("a generated or identity column rewrites the table")
-                finding("generated-column", .error, "a GENERATED column on existing table \(table.key) rewrites it under ACCESS EXCLUSIVE")
+                finding(
+                    "generated-column", .error,
+                    "a GENERATED column on existing table \(table.key) rewrites it under ACCESS EXCLUSIVE")
             }
             if text.contains("NOT NULL"), !kw.contains("DEFAULT") {
-                finding("not-null-without-default", .warning, "NOT NULL without a default fails if \(table.key) has rows")
+                finding(
+                    "not-null-without-default", .warning, "NOT NULL without a default fails if \(table.key) has rows")
             }
             if kw.contains("REFERENCES") {
                 effect = max(effect, .scan)
-                finding("fk-not-valid", .error, "an inline REFERENCES on existing table \(table.key) is validated at once with a lock on both tables; "
-                    + "add the column, then ADD CONSTRAINT … FOREIGN KEY … NOT VALID and VALIDATE separately")
+                finding(
+                    "fk-not-valid", .error,
+                    "an inline REFERENCES on existing table \(table.key) is validated at once with a lock on both tables; "
+                        + "add the column, then ADD CONSTRAINT … FOREIGN KEY … NOT VALID and VALIDATE separately")
             }
             if kw.contains("PRIMARY") || kw.contains("UNIQUE") {
                 effect = max(effect, .blocksWrites)
-                finding("unique-not-using-index", .error, "a UNIQUE/PRIMARY KEY column on existing table \(table.key) builds an index while blocking writes")
+                finding(
+                    "unique-not-using-index", .error,
+                    "a UNIQUE/PRIMARY KEY column on existing table \(table.key) builds an index while blocking writes")
             }
             return (effect, notes)
         }
         if verb == "ALTER" {
             if kw.contains("TYPE") {
-                finding("alter-column-type", .error, "changing a column type on existing table \(table.key) rewrites it under ACCESS EXCLUSIVE; "
-                    + "add a new column, backfill, and switch over")
+                finding(
+                    "alter-column-type", .error,
+                    "changing a column type on existing table \(table.key) rewrites it under ACCESS EXCLUSIVE; "
+                        + "add a new column, backfill, and switch over")
                 return (.rewrite, ["ALTER COLUMN TYPE rewrites every row (and its indexes) under ACCESS EXCLUSIVE"])
             }
             if text.contains("SET NOT NULL") {
-                finding("set-not-null", .error, "SET NOT NULL on existing table \(table.key) scans it under ACCESS EXCLUSIVE; "
-                    + "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL (PostgreSQL 12+ skips the scan)")
+                finding(
+                    "set-not-null", .error,
+                    "SET NOT NULL on existing table \(table.key) scans it under ACCESS EXCLUSIVE; "
+                        + "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL (PostgreSQL 12+ skips the scan)"
+                )
                 return (.scan, ["SET NOT NULL scans every row under ACCESS EXCLUSIVE"])
             }
             return (.metadataOnly, ["metadata-only, brief ACCESS EXCLUSIVE lock"])
@@ -613,7 +705,8 @@ public struct Linter: Sendable {
             return (.concurrent, ["VALIDATE CONSTRAINT scans under SHARE UPDATE EXCLUSIVE: reads and writes continue"])
         }
         if verb == "DROP", kw.count > 1, kw[1] == "COLUMN" || (kw[1] != "CONSTRAINT" && kw[1] != "DEFAULT") {
-            finding("drop-column", .warning, "drops a column of \(table.key); make sure no deployed code still reads it")
+            finding(
+                "drop-column", .warning, "drops a column of \(table.key); make sure no deployed code still reads it")
             return (.metadataOnly, ["DROP COLUMN: metadata-only, brief ACCESS EXCLUSIVE lock"])
         }
         if verb == "SET", kw.count > 1, ["TABLESPACE", "LOGGED", "UNLOGGED"].contains(kw[1]) {

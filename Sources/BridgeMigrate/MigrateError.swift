@@ -23,7 +23,8 @@ public enum MigrateError: BridgeError, Sendable, Equatable {
     /// A flag value is out of range or malformed.
     case badOption(String)
     /// A statement failed; nothing of a transactional file was kept.
-    case statementFailed(file: String, line: Int, statement: String, error: PostgresError, transactional: Bool, done: Int, total: Int)
+    case statementFailed(
+        file: String, line: Int, statement: String, error: PostgresError, transactional: Bool, done: Int, total: Int)
     /// Applied files whose checksum changed.
     case drift([String])
     /// Pending files older than the newest applied one.
@@ -44,7 +45,7 @@ public enum MigrateError: BridgeError, Sendable, Equatable {
     public var exitStatus: ExitStatus {
         switch self {
         case .badFileName, .duplicateVersion, .directoryMissing, .unreadable, .badSetting,
-             .unknownPlaceholder, .badPlaceholderValue, .syntax, .badOption, .pooler, .baseline:
+            .unknownPlaceholder, .badPlaceholderValue, .syntax, .badOption, .pooler, .baseline:
             return .badInput
         case .database(let e):
             return e.exitStatus
@@ -66,7 +67,8 @@ public enum MigrateError: BridgeError, Sendable, Equatable {
         case .badSetting(let s):
             return "--set \(s): expected name=value with a name of letters, digits and _"
         case .unknownPlaceholder(let f, let l, let n, let known):
-            return "\(f):\(l): unknown placeholder ${\(n)}; pass --set \(n)=VALUE (known: \(known.joined(separator: ", ")))"
+            return
+                "\(f):\(l): unknown placeholder ${\(n)}; pass --set \(n)=VALUE (known: \(known.joined(separator: ", ")))"
         case .badPlaceholderValue(let n, let problem):
             return "placeholder ${\(n)}: \(problem); placeholders name tables and columns"
         case .syntax(let f, let l, let m):
@@ -78,7 +80,8 @@ public enum MigrateError: BridgeError, Sendable, Equatable {
             if tx {
                 s += "\n  the transaction was rolled back: no change from \(f) was kept and history is unchanged"
             } else {
-                s += "\n  \(f) runs without a transaction: \(done) of \(total) statements completed; "
+                s +=
+                    "\n  \(f) runs without a transaction: \(done) of \(total) statements completed; "
                     + "history records it as failed. Fix the cause and run `bridge migrate` again to resume, "
                     + "or `bridge migrate repair` to clear it"
             }
@@ -90,10 +93,12 @@ public enum MigrateError: BridgeError, Sendable, Equatable {
             return "pending \(files.joined(separator: ", ")) older than applied \(newest); "
                 + "give it a newer version or pass --allow-out-of-order"
         case .failedRunChanged(let f):
-            return "\(f) failed part-way earlier and has changed since; run `bridge migrate repair` to clear the failed run"
+            return
+                "\(f) failed part-way earlier and has changed since; run `bridge migrate repair` to clear the failed run"
         case .lint(let findings):
             let lines = findings.map { "  " + $0.description }
-            return "lint errors (fix them, silence one with `-- bridge:lint-ignore RULE reason`, or pass --allow-lint):\n"
+            return
+                "lint errors (fix them, silence one with `-- bridge:lint-ignore RULE reason`, or pass --allow-lint):\n"
                 + lines.joined(separator: "\n")
         case .lockWaitTimeout(let secs, let holder):
             return "gave up after \(Self.seconds(secs)) waiting for the migration lock"

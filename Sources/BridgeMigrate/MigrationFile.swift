@@ -29,8 +29,8 @@ public struct MigrationFile: Sendable {
         let digits = stem[stem.startIndex..<underscore]
         let name = stem[stem.index(after: underscore)...]
         guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
-              let version = Int64(digits), !name.isEmpty,
-              name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") })
+            let version = Int64(digits), !name.isEmpty,
+            name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") })
         else { throw .badFileName(fileName) }
         return (version, String(name))
     }
@@ -46,8 +46,15 @@ public struct MigrationFile: Sendable {
         out.reserveCapacity(text.utf8.count)
         var previousCR = false
         for b in text.utf8 {
-            if b == 13 { out.append(10); previousCR = true; continue }
-            if b == 10, previousCR { previousCR = false; continue }
+            if b == 13 {
+                out.append(10)
+                previousCR = true
+                continue
+            }
+            if b == 10, previousCR {
+                previousCR = false
+                continue
+            }
             previousCR = false
             out.append(b)
         }
@@ -169,7 +176,8 @@ public struct Placeholders: Sendable, Equatable {
             out += before
             let afterOpen = rest[open.upperBound...]
             guard let close = afterOpen.firstIndex(of: "}"),
-                  Self.isValidName(String(afterOpen[afterOpen.startIndex..<close])) else {
+                Self.isValidName(String(afterOpen[afterOpen.startIndex..<close]))
+            else {
                 // Not a placeholder (e.g. `${` inside a string); keep it as written.
                 out += "${"
                 rest = afterOpen

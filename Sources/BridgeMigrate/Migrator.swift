@@ -63,7 +63,8 @@ public struct Migrator: Sendable {
     // MARK: - Common steps
 
     func loadFiles() throws(MigrateError) -> [MigrationFile] {
-        try MigrationFile.load(directory: options.directory, placeholders: Placeholders(overrides: options.placeholders))
+        try MigrationFile.load(
+            directory: options.directory, placeholders: Placeholders(overrides: options.placeholders))
     }
 
     func connect(readOnly: Bool) async throws(MigrateError) -> PostgresConnection {
@@ -82,8 +83,9 @@ public struct Migrator: Sendable {
             let b = try await conn.query("SELECT pg_backend_pid() AS pid").first?.int("pid")
             if a != b {
                 await conn.close()
-                throw MigrateError.pooler("two consecutive statements ran on different backends (pid \(a ?? 0), then \(b ?? 0)), "
-                    + "so the connection goes through a transaction-mode pooler")
+                throw MigrateError.pooler(
+                    "two consecutive statements ran on different backends (pid \(a ?? 0), then \(b ?? 0)), "
+                        + "so the connection goes through a transaction-mode pooler")
             }
         } catch let e as MigrateError {
             throw e
@@ -115,26 +117,33 @@ public struct Migrator: Sendable {
         var reported = false
         while true {
             do {
-                if try await conn.query("SELECT pg_try_advisory_lock(\(Self.lockKey)::bigint) AS ok").first?.bool("ok") == true {
+                if try await conn.query("SELECT pg_try_advisory_lock(\(Self.lockKey)::bigint) AS ok").first?.bool("ok")
+                    == true
+                {
                     if reported { options.log("got the migration lock") }
                     return
                 }
                 if !reported {
-                    holder = try await conn.query("""
+                    holder = try await conn.query(
+                        """
                         SELECT pid FROM pg_locks
                         WHERE locktype = 'advisory' AND granted AND objsubid = 1
                           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
                           AND classid::text = \(String(Self.lockKey >> 32)) AND objid::text = \(String(Self.lockKey & 0xFFFF_FFFF))
                         LIMIT 1
-                        """).first?.int("pid")
-                    options.log("waiting for the migration lock held by backend pid \(holder.map(String.init) ?? "(unknown)")")
+                        """
+                    ).first?.int("pid")
+                    options.log(
+                        "waiting for the migration lock held by backend pid \(holder.map(String.init) ?? "(unknown)")")
                     reported = true
                 }
             } catch { throw .database(error) }
             if clock.now >= deadline { throw .lockWaitTimeout(seconds: options.lockWaitSeconds, holder: holder) }
             polls += 1
-            try? await Task.sleep(for: RetryBackoff.delay(attempt: polls, base: .milliseconds(50), cap: .seconds(1),
-                                                          jitter: 0.5...1.5))
+            try? await Task.sleep(
+                for: RetryBackoff.delay(
+                    attempt: polls, base: .milliseconds(50), cap: .seconds(1),
+                    jitter: 0.5...1.5))
         }
     }
 
@@ -159,25 +168,33 @@ public struct Migrator: Sendable {
         var snapshot = CatalogSnapshot(serverVersion: await conn.serverVersion)
         do {
             for name in Linter.referencedTables(files) {
-                let rows = try? await conn.query("""
+                let rows = try? await conn.query(
+                    """
                     SELECT n.nspname || '.' || c.relname AS qn, c.reltuples::float8 AS est, pg_total_relation_size(c.oid) AS bytes
                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                     WHERE c.oid = to_regclass(\(name.regclassText)) AND c.relkind IN ('r', 'p', 'm')
                     """)
                 if let r = rows?.first {
-                    let columns = try? await conn.query("""
+                    let columns = try? await conn.query(
+                        """
                         SELECT attname::text AS a, format_type(atttypid, atttypmod) AS t FROM pg_attribute
                         WHERE attrelid = to_regclass(\(name.regclassText)) AND attnum > 0 AND NOT attisdropped
                         """)
-                    snapshot.tables[name.key] = CatalogSnapshot.Table(qualifiedName: r["qn"] ?? name.key,
+                    snapshot.tables[name.key] = CatalogSnapshot.Table(
+                        qualifiedName: r["qn"] ?? name.key,
                         estimatedRows: r.double("est") ?? -1, totalBytes: Int64(r["bytes"] ?? "0") ?? 0,
-                        columnTypes: columns.map { Dictionary($0.compactMap { row in row["a"].map { ($0, row["t"] ?? "") } },
-                                                              uniquingKeysWith: { a, _ in a }) })
+                        columnTypes: columns.map {
+                            Dictionary(
+                                $0.compactMap { row in row["a"].map { ($0, row["t"] ?? "") } },
+                                uniquingKeysWith: { a, _ in a })
+                        })
                 }
             }
             var volatile = CatalogSnapshot.knownVolatileFunctions
             for fn in Linter.referencedFunctions(files).sorted().prefix(200) {
-                let v = try await conn.query("SELECT bool_or(provolatile = 'v') AS v FROM pg_proc WHERE proname = \(fn)").first?.bool("v")
+                let v = try await conn.query(
+                    "SELECT bool_or(provolatile = 'v') AS v FROM pg_proc WHERE proname = \(fn)"
+                ).first?.bool("v")
                 if v == true { volatile.insert(fn) }
             }
             snapshot.volatileFunctions = volatile
@@ -187,7 +204,9 @@ public struct Migrator: Sendable {
 
     /// Splits the folder into work to do, refusing on drift, changed failed runs and
     /// (unless allowed) out-of-order files.
-    func selectPending(files: [MigrationFile], history: [HistoryRow]) throws(MigrateError) -> [(MigrationFile, resumeAt: Int)] {
+    func selectPending(files: [MigrationFile], history: [HistoryRow]) throws(MigrateError) -> [(
+        MigrationFile, resumeAt: Int
+    )] {
         let states = FileState.compare(files: files, history: history)
         let drifted = states.filter { $0.state == .drifted }.map(\.file)
         if !drifted.isEmpty { throw .drift(drifted) }
@@ -204,9 +223,13 @@ public struct Migrator: Sendable {
         }
         // Order is checked within this folder: files applied from another folder (`.missing`
         // here, e.g. migrations/optional applied after newer main files) do not order it.
-        let newest = states.filter { [.applied, .baseline, .drifted].contains($0.state) }.max { $0.version < $1.version }
+        let newest = states.filter { [.applied, .baseline, .drifted].contains($0.state) }.max {
+            $0.version < $1.version
+        }
         if let newest, !options.allowOutOfOrder {
-            let old = pending.filter { p in p.0.version < newest.version && !history.contains { $0.version == p.0.version } }
+            let old = pending.filter { p in
+                p.0.version < newest.version && !history.contains { $0.version == p.0.version }
+            }
             if !old.isEmpty { throw .outOfOrder(files: old.map(\.0.fileName), newestApplied: newest.file) }
         }
         return pending
@@ -252,11 +275,15 @@ public struct Migrator: Sendable {
                 try await applyInTransaction(conn, file: file)
             }
             let ms = Self.milliseconds(since: started)
-            options.log("applied \(file.fileName) (\(file.statements.count) statement(s), \(ms) ms"
-                + (file.runsWithoutTransaction ? ", no transaction" : "") + (resumeAt > 0 ? ", resumed at statement \(resumeAt + 1)" : "") + ")")
-            report.applied.append(UpReport.Applied(file: file.fileName, version: file.version, statements: file.statements.count,
-                                                   transactional: !file.runsWithoutTransaction, milliseconds: ms,
-                                                   resumedAtStatement: resumeAt > 0 ? resumeAt + 1 : nil))
+            options.log(
+                "applied \(file.fileName) (\(file.statements.count) statement(s), \(ms) ms"
+                    + (file.runsWithoutTransaction ? ", no transaction" : "")
+                    + (resumeAt > 0 ? ", resumed at statement \(resumeAt + 1)" : "") + ")")
+            report.applied.append(
+                UpReport.Applied(
+                    file: file.fileName, version: file.version, statements: file.statements.count,
+                    transactional: !file.runsWithoutTransaction, milliseconds: ms,
+                    resumedAtStatement: resumeAt > 0 ? resumeAt + 1 : nil))
         }
         return report
     }
@@ -271,8 +298,9 @@ public struct Migrator: Sendable {
         guard error.isLockConflict, attempt < options.lockRetries else { return false }
         attempt += 1
         let wait = Self.backoff(attempt)
-        options.log("\(place): \(error.sqlState == "40P01" ? "deadlock" : "lock timeout") (SQLSTATE \(error.sqlState ?? ""))"
-            + "\(note) retry \(attempt)/\(options.lockRetries) in \(wait)")
+        options.log(
+            "\(place): \(error.sqlState == "40P01" ? "deadlock" : "lock timeout") (SQLSTATE \(error.sqlState ?? ""))"
+                + "\(note) retry \(attempt)/\(options.lockRetries) in \(wait)")
         try? await Task.sleep(for: wait)
         return true
     }
@@ -289,8 +317,9 @@ public struct Migrator: Sendable {
     private func applyInTransaction(_ conn: PostgresConnection, file: MigrationFile) async throws(MigrateError) {
         var attempt = 0
         while true {
-            let lockTimeout = Self.lockTimeout(attempt: attempt, initial: options.initialLockTimeoutMS,
-                                               ceiling: options.lockTimeoutMS)
+            let lockTimeout = Self.lockTimeout(
+                attempt: attempt, initial: options.initialLockTimeoutMS,
+                ceiling: options.lockTimeoutMS)
             do {
                 try await conn.transaction { c in
                     let start = ContinuousClock.now
@@ -298,21 +327,29 @@ public struct Migrator: Sendable {
                         throw StatementFailure(index: -1, error: Self.pgError(error))
                     }
                     for (i, s) in file.statements.enumerated() {
-                        do { try c.simpleQuery(s.text) } catch { throw StatementFailure(index: i, error: Self.pgError(error)) }
+                        do { try c.simpleQuery(s.text) } catch {
+                            throw StatementFailure(index: i, error: Self.pgError(error))
+                        }
                     }
                     let ms = Self.milliseconds(since: start)
                     do {
-                        try History.upsert(c, file: file, status: .applied, executionMS: ms, done: file.statements.count, error: nil)
+                        try History.upsert(
+                            c, file: file, status: .applied, executionMS: ms, done: file.statements.count, error: nil)
                     } catch { throw StatementFailure(index: -1, error: Self.pgError(error)) }
                 }
                 return
             } catch let failure as StatementFailure {
-                if await waitToRetry(failure.error, attempt: &attempt, at: file.fileName,
-                                     note: " after \(lockTimeout)ms; rolled back,") { continue }
+                if await waitToRetry(
+                    failure.error, attempt: &attempt, at: file.fileName,
+                    note: " after \(lockTimeout)ms; rolled back,")
+                {
+                    continue
+                }
                 if failure.index < 0 { throw .database(failure.error) }
                 let s = file.statements[failure.index]
-                throw .statementFailed(file: file.fileName, line: s.line, statement: s.text, error: failure.error,
-                                       transactional: true, done: 0, total: file.statements.count)
+                throw .statementFailed(
+                    file: file.fileName, line: s.line, statement: s.text, error: failure.error,
+                    transactional: true, done: 0, total: file.statements.count)
             } catch let e as PostgresError {
                 throw .database(e)
             } catch {
@@ -321,43 +358,60 @@ public struct Migrator: Sendable {
         }
     }
 
-    private func applyWithoutTransaction(_ conn: PostgresConnection, file: MigrationFile, from start: Int) async throws(MigrateError) {
+    private func applyWithoutTransaction(_ conn: PostgresConnection, file: MigrationFile, from start: Int)
+        async throws(MigrateError)
+    {
         let total = file.statements.count
         let began = ContinuousClock.now
         for index in start..<total {
             let s = file.statements[index]
             let reason = s.nonTransactionalReason
-            let slow = reason == "CREATE INDEX CONCURRENTLY" || reason == "REINDEX CONCURRENTLY" || reason == "DROP INDEX CONCURRENTLY"
+            let slow =
+                reason == "CREATE INDEX CONCURRENTLY" || reason == "REINDEX CONCURRENTLY"
+                || reason == "DROP INDEX CONCURRENTLY"
                 || reason == "VACUUM"
             var attempt = 0
             while true {
                 do {
-                    if reason == "CREATE INDEX CONCURRENTLY" { try await dropInvalidIndex(conn, statement: s, file: file) }
+                    if reason == "CREATE INDEX CONCURRENTLY" {
+                        try await dropInvalidIndex(conn, statement: s, file: file)
+                    }
                     if slow { try await conn.set("statement_timeout", "0") }
                     try await conn.simpleQuery(s.text)
                     if slow { try await conn.simpleQuery("RESET statement_timeout") }
                     break
                 } catch {
                     if slow { _ = try? await conn.simpleQuery("RESET statement_timeout") }
-                    if await waitToRetry(error, attempt: &attempt, at: "\(file.fileName):\(s.line)", note: ";") { continue }
+                    if await waitToRetry(error, attempt: &attempt, at: "\(file.fileName):\(s.line)", note: ";") {
+                        continue
+                    }
                     let text = "\(file.fileName):\(s.line): \(error.description)"
-                    _ = try? await History.upsert(conn, file: file, status: .failed, executionMS: Self.milliseconds(since: began), done: index, error: text)
+                    _ = try? await History.upsert(
+                        conn, file: file, status: .failed, executionMS: Self.milliseconds(since: began), done: index,
+                        error: text)
                     if error.kind != .server { throw .database(error) }
-                    throw .statementFailed(file: file.fileName, line: s.line, statement: s.text, error: error,
-                                           transactional: false, done: index, total: total)
+                    throw .statementFailed(
+                        file: file.fileName, line: s.line, statement: s.text, error: error,
+                        transactional: false, done: index, total: total)
                 }
             }
             do {
                 if index + 1 < total {
-                    try await History.upsert(conn, file: file, status: .failed, executionMS: Self.milliseconds(since: began), done: index + 1,
-                                             error: "incomplete: stopped after statement \(index + 1) of \(total)")
+                    try await History.upsert(
+                        conn, file: file, status: .failed, executionMS: Self.milliseconds(since: began),
+                        done: index + 1,
+                        error: "incomplete: stopped after statement \(index + 1) of \(total)")
                 } else {
-                    try await History.upsert(conn, file: file, status: .applied, executionMS: Self.milliseconds(since: began), done: total, error: nil)
+                    try await History.upsert(
+                        conn, file: file, status: .applied, executionMS: Self.milliseconds(since: began), done: total,
+                        error: nil)
                 }
             } catch { throw .database(error) }
         }
         if start >= total {
-            do { try await History.upsert(conn, file: file, status: .applied, executionMS: 0, done: total, error: nil) } catch {
+            do {
+                try await History.upsert(conn, file: file, status: .applied, executionMS: 0, done: total, error: nil)
+            } catch {
                 throw .database(error)
             }
         }
@@ -365,16 +419,21 @@ public struct Migrator: Sendable {
 
     /// Before (re)building an index concurrently, drops an INVALID index of the same name that
     /// a failed or interrupted build left behind; `IF NOT EXISTS` would otherwise keep it.
-    private func dropInvalidIndex(_ conn: PostgresConnection, statement: SQLStatement, file: MigrationFile) async throws(PostgresError) {
+    private func dropInvalidIndex(_ conn: PostgresConnection, statement: SQLStatement, file: MigrationFile)
+        async throws(PostgresError)
+    {
         guard let index = Self.indexName(statement) else { return }
-        let row = try await conn.query("""
+        let row = try await conn.query(
+            """
             SELECT n.nspname, c.relname FROM pg_index i
             JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE NOT i.indisvalid AND c.oid = to_regclass(\(index.regclassText))
-            """).first
+            """
+        ).first
         guard let row, let schema = row["nspname"], let name = row["relname"] else { return }
         let qualified = PostgresQuery.quoteIdentifier(schema) + "." + PostgresQuery.quoteIdentifier(name)
-        options.log("\(file.fileName):\(statement.line): dropping invalid index \(schema).\(name) left by an earlier build")
+        options.log(
+            "\(file.fileName):\(statement.line): dropping invalid index \(schema).\(name) left by an earlier build")
         try await conn.set("statement_timeout", "0")
         do {
             try await conn.simpleQuery("DROP INDEX CONCURRENTLY IF EXISTS \(qualified)")
@@ -435,7 +494,9 @@ public struct Migrator: Sendable {
         }
     }
 
-    private func planConnected(_ conn: PostgresConnection, files: [MigrationFile]) async throws(MigrateError) -> PlanReport {
+    private func planConnected(_ conn: PostgresConnection, files: [MigrationFile]) async throws(MigrateError)
+        -> PlanReport
+    {
         let exists: Bool
         let history: [HistoryRow]
         let versionText: String
@@ -444,12 +505,16 @@ public struct Migrator: Sendable {
             history = exists ? try await History.read(conn) : []
             versionText = try await conn.query("SELECT current_setting('server_version') AS v").first?["v"] ?? "?"
         } catch { throw .database(error) }
-        var report = PlanReport(server: "PostgreSQL \(versionText)", serverVersionNum: await conn.serverVersion,
-                                target: conn.redactedTarget, historyTableExists: exists,
-                                sessionSettings: ["application_name = 'bridge-migrate'", "lock_timeout = '\(options.lockTimeoutMS)ms'",
-                                                  "LOCAL lock_timeout = '\(Self.lockTimeout(attempt: 0, initial: options.initialLockTimeoutMS, ceiling: options.lockTimeoutMS))ms' in each file's transaction, doubling per retry up to \(options.lockTimeoutMS)ms"],
-                                lock: "pg_try_advisory_lock(\(Self.lockKey)) polled for up to \(MigrateError.seconds(options.lockWaitSeconds))",
-                                files: [], refusal: nil)
+        var report = PlanReport(
+            server: "PostgreSQL \(versionText)", serverVersionNum: await conn.serverVersion,
+            target: conn.redactedTarget, historyTableExists: exists,
+            sessionSettings: [
+                "application_name = 'bridge-migrate'", "lock_timeout = '\(options.lockTimeoutMS)ms'",
+                "LOCAL lock_timeout = '\(Self.lockTimeout(attempt: 0, initial: options.initialLockTimeoutMS, ceiling: options.lockTimeoutMS))ms' in each file's transaction, doubling per retry up to \(options.lockTimeoutMS)ms",
+            ],
+            lock:
+                "pg_try_advisory_lock(\(Self.lockKey)) polled for up to \(MigrateError.seconds(options.lockWaitSeconds))",
+            files: [], refusal: nil)
         let pending: [(MigrationFile, resumeAt: Int)]
         do { pending = try selectPending(files: files, history: history) } catch {
             report.refusal = error.description
@@ -460,20 +525,25 @@ public struct Migrator: Sendable {
         var blocking = 0
         for (file, resumeAt) in pending {
             let analyses = linter.analyze(file)
-            var planned = PlanReport.File(file: file.fileName, version: file.version, checksum: file.checksum,
-                                          transaction: !file.runsWithoutTransaction, noTransactionReason: file.noTransactionReason,
-                                          resumeAtStatement: resumeAt > 0 ? resumeAt + 1 : nil, statements: [], findings: [])
+            var planned = PlanReport.File(
+                file: file.fileName, version: file.version, checksum: file.checksum,
+                transaction: !file.runsWithoutTransaction, noTransactionReason: file.noTransactionReason,
+                resumeAtStatement: resumeAt > 0 ? resumeAt + 1 : nil, statements: [], findings: [])
             for (i, (s, a)) in zip(file.statements, analyses).enumerated() where i >= resumeAt {
                 var settings: [String] = []
                 let reason = s.nonTransactionalReason
-                if reason == "CREATE INDEX CONCURRENTLY" || reason == "REINDEX CONCURRENTLY" || reason == "DROP INDEX CONCURRENTLY" || reason == "VACUUM" {
+                if reason == "CREATE INDEX CONCURRENTLY" || reason == "REINDEX CONCURRENTLY"
+                    || reason == "DROP INDEX CONCURRENTLY" || reason == "VACUUM"
+                {
                     settings.append("SET statement_timeout = 0 (then RESET)")
                 }
                 if reason == "CREATE INDEX CONCURRENTLY" {
                     settings.append("drops an INVALID index of the same name first, if one exists")
                 }
-                planned.statements.append(PlanReport.Statement(line: s.line, sql: s.text, effect: a.effect, notes: a.notes,
-                                                               settings: settings))
+                planned.statements.append(
+                    PlanReport.Statement(
+                        line: s.line, sql: s.text, effect: a.effect, notes: a.notes,
+                        settings: settings))
                 planned.findings += a.findings
             }
             blocking += planned.findings.filter(\.blocks).count
@@ -523,11 +593,19 @@ public struct Migrator: Sendable {
                     for s in FileState.compare(files: files, history: history) {
                         switch s.state {
                         case .failed:
-                            try await conn.query("DELETE FROM \(identifier: History.table) WHERE version = \(s.version)::bigint AND status = 'failed'")
-                            report.changes.append("\(s.file): cleared failed run (\(s.history?.statementsDone ?? 0)/\(s.history?.statementsTotal ?? 0) statements done); it runs again from its first statement")
+                            try await conn.query(
+                                "DELETE FROM \(identifier: History.table) WHERE version = \(s.version)::bigint AND status = 'failed'"
+                            )
+                            report.changes.append(
+                                "\(s.file): cleared failed run (\(s.history?.statementsDone ?? 0)/\(s.history?.statementsTotal ?? 0) statements done); it runs again from its first statement"
+                            )
                         case .drifted:
-                            try await conn.query("UPDATE \(identifier: History.table) SET checksum = \(s.checksum ?? "") WHERE version = \(s.version)::bigint")
-                            report.changes.append("\(s.file): accepted new checksum \(String((s.checksum ?? "").prefix(12))) (was \(String((s.history?.checksum ?? "").prefix(12))))")
+                            try await conn.query(
+                                "UPDATE \(identifier: History.table) SET checksum = \(s.checksum ?? "") WHERE version = \(s.version)::bigint"
+                            )
+                            report.changes.append(
+                                "\(s.file): accepted new checksum \(String((s.checksum ?? "").prefix(12))) (was \(String((s.history?.checksum ?? "").prefix(12))))"
+                            )
                         case .missing:
                             report.notes.append("\(s.file): in history but the file is missing; left as is")
                         default:

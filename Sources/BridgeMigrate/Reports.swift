@@ -65,14 +65,17 @@ public struct StatusReport: MigrateReport {
         let width = files.map(\.file.count).max() ?? 0
         var lines: [String] = []
         for f in files {
-            var line = f.file.padding(toLength: width, withPad: " ", startingAt: 0) + "  "
+            var line =
+                f.file.padding(toLength: width, withPad: " ", startingAt: 0) + "  "
                 + f.state.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
             if let h = f.history {
                 switch f.state {
                 case .applied: line += "  \(h.appliedAt) by \(h.appliedBy), \(h.executionMS) ms"
                 case .baseline: line += "  recorded \(h.appliedAt) by \(h.appliedBy) without running"
                 case .failed: line += "  \(h.statementsDone)/\(h.statementsTotal) statements done; \(h.error ?? "")"
-                case .drifted: line += "  file changed since it ran (checksum \(h.checksum.prefix(12)) → \((f.checksum ?? "").prefix(12)))"
+                case .drifted:
+                    line +=
+                        "  file changed since it ran (checksum \(h.checksum.prefix(12)) → \((f.checksum ?? "").prefix(12)))"
                 case .missing: line += "  \(h.status) \(h.appliedAt), but the file is gone"
                 case .pending: break
                 }
@@ -130,7 +133,9 @@ public struct PlanReport: MigrateReport {
     public var text: String {
         var out: [String] = []
         out.append("Plan for \(target) (\(server))")
-        out.append("history: bridge.schema_migrations " + (historyTableExists ? "exists" : "does not exist yet (up creates it)"))
+        out.append(
+            "history: bridge.schema_migrations "
+                + (historyTableExists ? "exists" : "does not exist yet (up creates it)"))
         out.append("session: " + sessionSettings.map { "SET \($0)" }.joined(separator: "; "))
         out.append("lock: \(lock)")
         if files.isEmpty && refusal == nil { out.append("Nothing to apply: the database is up to date.") }
@@ -149,10 +154,13 @@ public struct PlanReport: MigrateReport {
                 let sqlLines = s.sql.split(separator: "\n", omittingEmptySubsequences: false)
                 out.append("\(indent)line \(s.line): \(sqlLines.first ?? "")")
                 for more in sqlLines.dropFirst() { out.append("\(indent)    \(more)") }
-                out.append("\(indent)  => \(s.effect.rawValue)" + (s.notes.isEmpty ? "" : ": " + s.notes.joined(separator: "; ")))
+                out.append(
+                    "\(indent)  => \(s.effect.rawValue)"
+                        + (s.notes.isEmpty ? "" : ": " + s.notes.joined(separator: "; ")))
             }
-            out.append("\(indent)INSERT INTO bridge.schema_migrations (version \(f.version), status 'applied')"
-                + (f.transaction ? "" : " after each statement records progress"))
+            out.append(
+                "\(indent)INSERT INTO bridge.schema_migrations (version \(f.version), status 'applied')"
+                    + (f.transaction ? "" : " after each statement records progress"))
             if f.transaction { out.append("  COMMIT") }
             if f.findings.isEmpty {
                 out.append("  lint: ok")
@@ -175,7 +183,8 @@ public struct BaselineReport: MigrateReport {
     public var exitStatus: ExitStatus { .ok }
     public var text: String {
         if recorded.isEmpty { return "Nothing to record: every file up to version \(version) is already in history." }
-        return (recorded.map { "baseline \($0) (recorded as applied, not run)" }
+        return
+            (recorded.map { "baseline \($0) (recorded as applied, not run)" }
             + ["\(recorded.count) file(s) recorded up to version \(version)."]).joined(separator: "\n")
     }
 }
@@ -187,6 +196,7 @@ public struct RepairReport: MigrateReport {
     public var exitStatus: ExitStatus { .ok }
     public var text: String {
         if changes.isEmpty && notes.isEmpty { return "Nothing to repair." }
-        return (changes + notes + ["\(changes.count) change(s) made to bridge.schema_migrations."]).joined(separator: "\n")
+        return (changes + notes + ["\(changes.count) change(s) made to bridge.schema_migrations."]).joined(
+            separator: "\n")
     }
 }

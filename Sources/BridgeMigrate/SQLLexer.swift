@@ -72,8 +72,15 @@ public enum SQLLexer {
             let c = s[i]
             let start = i
             let startLine = line
-            if c == "\n" { line += 1; i += 1; continue }
-            if c == " " || c == "\t" || c == "\r" || c == "\u{0C}" { i += 1; continue }
+            if c == "\n" {
+                line += 1
+                i += 1
+                continue
+            }
+            if c == " " || c == "\t" || c == "\r" || c == "\u{0C}" {
+                i += 1
+                continue
+            }
 
             // -- comment to the end of the line
             if c == "-", i + 1 < s.count, s[i + 1] == "-" {
@@ -85,7 +92,11 @@ public enum SQLLexer {
             if c == "/", i + 1 < s.count, s[i + 1] == "*" {
                 var depth = 0
                 while i < s.count {
-                    if s[i] == "/", i + 1 < s.count, s[i + 1] == "*" { depth += 1; i += 2; continue }
+                    if s[i] == "/", i + 1 < s.count, s[i + 1] == "*" {
+                        depth += 1
+                        i += 2
+                        continue
+                    }
                     if s[i] == "*", i + 1 < s.count, s[i + 1] == "/" {
                         depth -= 1
                         i += 2
@@ -100,16 +111,23 @@ public enum SQLLexer {
                 continue
             }
             // E'...' (backslash escapes) and plain '...' strings
-            let isEscapeString = (c == "E" || c == "e") && i + 1 < s.count && s[i + 1] == "'"
+            let isEscapeString =
+                (c == "E" || c == "e") && i + 1 < s.count && s[i + 1] == "'"
                 && (start == 0 || !isIdentChar(s[start - 1]))
             if c == "'" || isEscapeString {
                 i += isEscapeString ? 2 : 1
                 var closed = false
                 while i < s.count {
                     let d = s[i]
-                    if isEscapeString, d == "\\" { i += 2; continue }
+                    if isEscapeString, d == "\\" {
+                        i += 2
+                        continue
+                    }
                     if d == "'" {
-                        if i + 1 < s.count, s[i + 1] == "'" { i += 2; continue }
+                        if i + 1 < s.count, s[i + 1] == "'" {
+                            i += 2
+                            continue
+                        }
                         i += 1
                         closed = true
                         break
@@ -128,7 +146,11 @@ public enum SQLLexer {
                 var closed = false
                 while i < s.count {
                     if s[i] == "\"" {
-                        if i + 1 < s.count, s[i + 1] == "\"" { name.append("\""); i += 2; continue }
+                        if i + 1 < s.count, s[i + 1] == "\"" {
+                            name.append("\"")
+                            i += 2
+                            continue
+                        }
                         i += 1
                         closed = true
                         break
@@ -160,7 +182,8 @@ public enum SQLLexer {
                         k += 1
                     }
                     if !closed {
-                        throw SQLLexError(line: startLine, message: "unterminated dollar-quoted string \(source(i..<j + 1))")
+                        throw SQLLexError(
+                            line: startLine, message: "unterminated dollar-quoted string \(source(i..<j + 1))")
                     }
                     i = k
                     line += countLines(start..<i)
@@ -172,8 +195,14 @@ public enum SQLLexer {
             if isIdentStart(c) || isDigit(c) {
                 i += 1
                 while i < s.count {
-                    if isIdentChar(s[i]) { i += 1; continue }
-                    if isDigit(c), s[i] == ".", i + 1 < s.count, isDigit(s[i + 1]) { i += 1; continue }
+                    if isIdentChar(s[i]) {
+                        i += 1
+                        continue
+                    }
+                    if isDigit(c), s[i] == ".", i + 1 < s.count, isDigit(s[i + 1]) {
+                        i += 1
+                        continue
+                    }
                     break
                 }
                 tokens.append(SQLToken(kind: .word, text: source(start..<i), line: startLine, range: start..<i))
@@ -219,7 +248,9 @@ public struct SQLStatement: Sendable, Equatable {
         let head = Array(words.prefix(4))
         switch first {
         case "CREATE":
-            if head.starts(with: ["CREATE", "INDEX", "CONCURRENTLY"]) || head.starts(with: ["CREATE", "UNIQUE", "INDEX", "CONCURRENTLY"]) {
+            if head.starts(with: ["CREATE", "INDEX", "CONCURRENTLY"])
+                || head.starts(with: ["CREATE", "UNIQUE", "INDEX", "CONCURRENTLY"])
+            {
                 return "CREATE INDEX CONCURRENTLY"
             }
             if head.starts(with: ["CREATE", "DATABASE"]) { return "CREATE DATABASE" }
@@ -254,7 +285,10 @@ public enum SQLSplitter {
         var comments: [SQLToken] = []
 
         func flush() {
-            defer { current = []; comments = [] }
+            defer {
+                current = []
+                comments = []
+            }
             guard let first = current.first, let last = current.last else { return }
             // Keep interior comments in the text; the slice runs from the first to the last real token.
             var view = String.UnicodeScalarView()
@@ -289,7 +323,9 @@ public enum SQLSplitter {
     /// The text of a comment without its `--` or `/* */` markers, trimmed.
     public static func commentBody(_ comment: String) -> String {
         var body = Substring(comment)
-        if body.hasPrefix("--") { body = body.dropFirst(2) } else if body.hasPrefix("/*") {
+        if body.hasPrefix("--") {
+            body = body.dropFirst(2)
+        } else if body.hasPrefix("/*") {
             body = body.dropFirst(2)
             if body.hasSuffix("*/") { body = body.dropLast(2) }
         }

@@ -30,42 +30,52 @@ public enum CostReport {
         public var unpricedCalls: Int
 
         var json: JSONValue {
-            ["key": key.map(JSONValue.string) ?? .null, "calls": .number(Double(calls)),
-             "input_tokens": .number(Double(inputTokens)), "cached_input_tokens": .number(Double(cachedTokens)),
-             "output_tokens": .number(Double(outputTokens)),
-             "cost_usd": unpricedCalls > 0 && usd == 0 ? .null : .number(usd),
-             "unpriced_calls": .number(Double(unpricedCalls))]
+            [
+                "key": key.map(JSONValue.string) ?? .null, "calls": .number(Double(calls)),
+                "input_tokens": .number(Double(inputTokens)), "cached_input_tokens": .number(Double(cachedTokens)),
+                "output_tokens": .number(Double(outputTokens)),
+                "cost_usd": unpricedCalls > 0 && usd == 0 ? .null : .number(usd),
+                "unpriced_calls": .number(Double(unpricedCalls)),
+            ]
         }
     }
 
     /// One statement over the calls since `since` (by the `created_at` index).
     public static func query(by dimension: Dimension, since: Date) -> PostgresQuery {
         """
-            SELECT \(identifier: dimension.column) AS k, count(*) AS calls, sum(input_tokens) AS input,
-                   sum(cached_tokens) AS cached, sum(output_tokens) AS output, coalesce(sum(cost_usd), 0)::float8 AS usd,
-                   count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced
-            FROM bridge.model_calls WHERE created_at >= \(since)::timestamptz
-            GROUP BY 1 ORDER BY 6 DESC, 1
-            """
+        SELECT \(identifier: dimension.column) AS k, count(*) AS calls, sum(input_tokens) AS input,
+               sum(cached_tokens) AS cached, sum(output_tokens) AS output, coalesce(sum(cost_usd), 0)::float8 AS usd,
+               count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced
+        FROM bridge.model_calls WHERE created_at >= \(since)::timestamptz
+        GROUP BY 1 ORDER BY 6 DESC, 1
+        """
     }
 
     public static func read(_ c: PostgresConnection, by dimension: Dimension, since: Date) async throws -> [Row] {
         try await c.query(query(by: dimension, since: since)).map { r in
-            Row(key: r["k"], calls: r.int("calls") ?? 0, inputTokens: r.int("input") ?? 0, cachedTokens: r.int("cached") ?? 0,
+            Row(
+                key: r["k"], calls: r.int("calls") ?? 0, inputTokens: r.int("input") ?? 0,
+                cachedTokens: r.int("cached") ?? 0,
                 outputTokens: r.int("output") ?? 0, usd: r.double("usd") ?? 0, unpricedCalls: r.int("unpriced") ?? 0)
         }
     }
 
     static func total(_ rows: [Row]) -> Row {
-        rows.reduce(Row(key: "total", calls: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0, usd: 0, unpricedCalls: 0)) {
-            Row(key: "total", calls: $0.calls + $1.calls, inputTokens: $0.inputTokens + $1.inputTokens,
+        rows.reduce(
+            Row(key: "total", calls: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0, usd: 0, unpricedCalls: 0)
+        ) {
+            Row(
+                key: "total", calls: $0.calls + $1.calls, inputTokens: $0.inputTokens + $1.inputTokens,
                 cachedTokens: $0.cachedTokens + $1.cachedTokens, outputTokens: $0.outputTokens + $1.outputTokens,
                 usd: $0.usd + $1.usd, unpricedCalls: $0.unpricedCalls + $1.unpricedCalls)
         }
     }
 
     public static func json(_ rows: [Row], by dimension: Dimension, since: String) -> JSONValue {
-        ["by": .string(dimension.rawValue), "since": .string(since), "rows": .array(rows.map(\.json)), "total": total(rows).json]
+        [
+            "by": .string(dimension.rawValue), "since": .string(since), "rows": .array(rows.map(\.json)),
+            "total": total(rows).json,
+        ]
     }
 
     /// A table: the key, calls, tokens and USD (`+N unpriced` when some calls had no price).
@@ -76,13 +86,17 @@ public enum CostReport {
         }
         let header = [dimension.rawValue.uppercased(), "CALLS", "INPUT", "CACHED", "OUTPUT", "COST"]
         let body = (rows + [total(rows)]).map { r in
-            [r.key ?? "(none)", String(r.calls), String(r.inputTokens), String(r.cachedTokens), String(r.outputTokens), usd(r)]
+            [
+                r.key ?? "(none)", String(r.calls), String(r.inputTokens), String(r.cachedTokens),
+                String(r.outputTokens), usd(r),
+            ]
         }
         let widths = header.indices.map { i in ([header[i]] + body.map { $0[i] }).map(\.count).max() ?? 0 }
         func line(_ cells: [String]) -> String {
             cells.enumerated().map { i, c in
-                i == 0 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
-                       : String(repeating: " ", count: widths[i] - c.count) + c
+                i == 0
+                    ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                    : String(repeating: " ", count: widths[i] - c.count) + c
             }.joined(separator: "  ")
         }
         return ([line(header)] + body.map(line)).joined(separator: "\n") + "\n"

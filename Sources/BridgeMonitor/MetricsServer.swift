@@ -1,7 +1,8 @@
 import BridgeCore
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `--metrics-addr` could not be served (bad address, port in use).
@@ -66,19 +67,22 @@ public final class MetricsServer: @unchecked Sendable {
         var list: UnsafeMutablePointer<addrinfo>?
         let rc = getaddrinfo(host, port, &hints, &list)
         guard rc == 0, let first = list else {
-            throw MetricsServerError("--metrics-addr \(hostPort): cannot resolve \(host): \(String(cString: gai_strerror(rc)))")
+            throw MetricsServerError(
+                "--metrics-addr \(hostPort): cannot resolve \(host): \(String(cString: gai_strerror(rc)))")
         }
         defer { freeaddrinfo(list) }
         var lastError = "no address"
         var bound: Int32 = -1
         var info: UnsafeMutablePointer<addrinfo>? = first
         while let ai = info {
-            let fd = socket(ai.pointee.ai_family, ai.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), ai.pointee.ai_protocol)
+            let fd = socket(
+                ai.pointee.ai_family, ai.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), ai.pointee.ai_protocol)
             if fd >= 0 {
                 var one: Int32 = 1
                 setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
                 if bind(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0, listen(fd, SOMAXCONN) == 0,
-                   Self.setNonBlocking(fd) {
+                    Self.setNonBlocking(fd)
+                {
                     bound = fd
                     break
                 }
@@ -89,7 +93,9 @@ public final class MetricsServer: @unchecked Sendable {
         }
         guard bound >= 0 else { throw MetricsServerError("--metrics-addr \(hostPort): cannot listen: \(lastError)") }
         var pipeFDs: [Int32] = [-1, -1]
-        guard pipe(&pipeFDs) == 0, pipeFDs.allSatisfy({ fcntl($0, F_SETFD, FD_CLOEXEC) == 0 && Self.setNonBlocking($0) }) else {
+        guard pipe(&pipeFDs) == 0,
+            pipeFDs.allSatisfy({ fcntl($0, F_SETFD, FD_CLOEXEC) == 0 && Self.setNonBlocking($0) })
+        else {
             let text = String(cString: strerror(errno))
             close(bound)
             throw MetricsServerError("--metrics-addr \(hostPort): cannot serve: \(text)")
@@ -129,13 +135,15 @@ public final class MetricsServer: @unchecked Sendable {
 
     /// `HOST:PORT` → (host, port); `[v6]:PORT` too. Exit 2 with the reason otherwise.
     static func split(_ hostPort: String) throws -> (host: String, port: String) {
-        let bad = MetricsServerError("--metrics-addr must be HOST:PORT (e.g. 127.0.0.1:9464 or [::1]:9464), not '\(hostPort)'")
+        let bad = MetricsServerError(
+            "--metrics-addr must be HOST:PORT (e.g. 127.0.0.1:9464 or [::1]:9464), not '\(hostPort)'")
         guard let colon = hostPort.lastIndex(of: ":") else { throw bad }
         var host = String(hostPort[..<colon])
         let port = String(hostPort[hostPort.index(after: colon)...])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         guard !host.isEmpty, !host.contains(":") || hostPort.hasPrefix("["),
-              let n = Int(port), (0...65535).contains(n) else { throw bad }
+            let n = Int(port), (0...65535).contains(n)
+        else { throw bad }
         return (host, port)
     }
 
@@ -150,8 +158,9 @@ public final class MetricsServer: @unchecked Sendable {
         var portBuffer = [CChar](repeating: 0, count: Int(NI_MAXSERV))
         let rc = withUnsafePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                getnameinfo($0, length, &hostBuffer, socklen_t(hostBuffer.count), &portBuffer, socklen_t(portBuffer.count),
-                            NI_NUMERICHOST | NI_NUMERICSERV)
+                getnameinfo(
+                    $0, length, &hostBuffer, socklen_t(hostBuffer.count), &portBuffer, socklen_t(portBuffer.count),
+                    NI_NUMERICHOST | NI_NUMERICSERV)
             }
         }
         guard rc == 0 else { return nil }
@@ -263,8 +272,10 @@ public final class MetricsServer: @unchecked Sendable {
     /// reading its request, else the oldest open one).
     private func evictOldest() -> Bool {
         let open = connections.lazy.filter { !$0.closed }
-        guard let victim = open.first(where: { $0.phase == .reading && $0.input.isEmpty })
-                ?? open.first(where: { $0.phase == .reading }) ?? open.first else { return false }
+        guard
+            let victim = open.first(where: { $0.phase == .reading && $0.input.isEmpty })
+                ?? open.first(where: { $0.phase == .reading }) ?? open.first
+        else { return false }
         finish(victim)
         return true
     }
@@ -324,21 +335,31 @@ public final class MetricsServer: @unchecked Sendable {
         }
         let headOnly = method == "HEAD"
         if path == "/metrics" {
-            respond(connection, 200, body(), contentType: "text/plain; version=0.0.4; charset=utf-8", headOnly: headOnly)
+            respond(
+                connection, 200, body(), contentType: "text/plain; version=0.0.4; charset=utf-8", headOnly: headOnly)
         } else {
             respond(connection, 404, "not found: try /metrics\n", headOnly: headOnly)
         }
     }
 
-    private func respond(_ connection: Connection, _ status: Int, _ text: String, extra: String = "", headOnly: Bool = false) {
-        respond(connection, status, Array(text.utf8), contentType: "text/plain; charset=utf-8", extra: extra, headOnly: headOnly)
+    private func respond(
+        _ connection: Connection, _ status: Int, _ text: String, extra: String = "", headOnly: Bool = false
+    ) {
+        respond(
+            connection, status, Array(text.utf8), contentType: "text/plain; charset=utf-8", extra: extra,
+            headOnly: headOnly)
     }
 
-    private func respond(_ connection: Connection, _ status: Int, _ payload: [UInt8], contentType: String,
-                         extra: String = "", headOnly: Bool = false) {
-        let reasons = [200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-                       408: "Request Timeout", 431: "Request Header Fields Too Large"]
-        let head = "HTTP/1.1 \(status) \(reasons[status] ?? "Error")\r\nContent-Type: \(contentType)\r\n"
+    private func respond(
+        _ connection: Connection, _ status: Int, _ payload: [UInt8], contentType: String,
+        extra: String = "", headOnly: Bool = false
+    ) {
+        let reasons = [
+            200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            408: "Request Timeout", 431: "Request Header Fields Too Large",
+        ]
+        let head =
+            "HTTP/1.1 \(status) \(reasons[status] ?? "Error")\r\nContent-Type: \(contentType)\r\n"
             + "Content-Length: \(payload.count)\r\n" + extra + "Connection: close\r\n\r\n"
         connection.input = []
         connection.output = Array(head.utf8) + (headOnly ? [] : payload)

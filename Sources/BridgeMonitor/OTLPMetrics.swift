@@ -26,14 +26,18 @@ public final class OTLPMetricsPusher: Sendable {
     /// Throws `OTLPConfigurationError` (exit 2) for a protocol or compression it cannot use.
     public static func fromEnvironment(_ env: Environment, instance: String) throws -> OTLPMetricsPusher? {
         guard env["OTEL_METRICS_EXPORTER"]?.lowercased() != "none",
-              let c = try OTLPExporter.Configuration(signal: "metrics", env) else { return nil }
+            let c = try OTLPExporter.Configuration(signal: "metrics", env)
+        else { return nil }
         let ms = env["OTEL_METRIC_EXPORT_INTERVAL"].flatMap { Int($0) }.map { max(100, $0) } ?? 60_000
-        return OTLPMetricsPusher(endpoint: c.endpoint, headers: c.headers, serviceName: env["OTEL_SERVICE_NAME"] ?? "bridge",
-                                 instance: instance, interval: .milliseconds(ms), encoding: c.encoding, compression: c.compression)
+        return OTLPMetricsPusher(
+            endpoint: c.endpoint, headers: c.headers, serviceName: env["OTEL_SERVICE_NAME"] ?? "bridge",
+            instance: instance, interval: .milliseconds(ms), encoding: c.encoding, compression: c.compression)
     }
 
-    public init(endpoint: String, headers: [(String, String)], serviceName: String, instance: String, interval: Duration,
-                encoding: OTLPProtocol = .protobuf, compression: OTLPCompression = .none) {
+    public init(
+        endpoint: String, headers: [(String, String)], serviceName: String, instance: String, interval: Duration,
+        encoding: OTLPProtocol = .protobuf, compression: OTLPCompression = .none
+    ) {
         self.endpoint = endpoint
         self.encoding = encoding
         self.compression = compression
@@ -51,17 +55,20 @@ public final class OTLPMetricsPusher: Sendable {
     /// Pushes every `interval` until `finish()`; failures are reported through `log` (the next
     /// push carries the cumulative values again, so nothing is lost but resolution).
     public func start(exposition: @escaping @Sendable () -> String, log: @escaping @Sendable (String) -> Void) {
-        task.set(Task { [self] in
-            var failing = false
-            while !Task.isCancelled {
-                try? await Task.sleep(for: interval)
-                if Task.isCancelled { break }
-                let error = await push(exposition())
-                if let error, !failing { log("metrics: OTLP push to \(endpoint) failed: \(error); retrying every interval") }
-                if error == nil && failing { log("metrics: OTLP push to \(endpoint) works again") }
-                failing = error != nil
-            }
-        })
+        task.set(
+            Task { [self] in
+                var failing = false
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: interval)
+                    if Task.isCancelled { break }
+                    let error = await push(exposition())
+                    if let error, !failing {
+                        log("metrics: OTLP push to \(endpoint) failed: \(error); retrying every interval")
+                    }
+                    if error == nil && failing { log("metrics: OTLP push to \(endpoint) works again") }
+                    failing = error != nil
+                }
+            })
     }
 
     /// Stops the loop and pushes the final values once. Returns the error, if any.
@@ -88,8 +95,10 @@ public final class OTLPMetricsPusher: Sendable {
             let r = try await client.execute(request)
             if r.status == 415 {
                 let other: OTLPProtocol = encoding == .protobuf ? .json : .protobuf
-                return Redaction.scrub("HTTP 415: the receiver does not accept \(encoding.rawValue); set "
-                                       + "\(OTLPExporter.Configuration.protocolVariable(signal: "metrics"))=\(other.rawValue)", secrets: secrets)
+                return Redaction.scrub(
+                    "HTTP 415: the receiver does not accept \(encoding.rawValue); set "
+                        + "\(OTLPExporter.Configuration.protocolVariable(signal: "metrics"))=\(other.rawValue)",
+                    secrets: secrets)
             }
             return (200..<300).contains(r.status) ? nil : Redaction.scrub("HTTP \(r.status)", secrets: secrets)
         } catch {
@@ -111,34 +120,59 @@ public final class OTLPMetricsPusher: Sendable {
         for f in families {
             switch f.type {
             case "counter":
-                metrics.append(["name": .string(f.name), "sum": [
-                    "aggregationTemporality": 2, "isMonotonic": true,
-                    "dataPoints": .array(f.samples.map {
-                        ["attributes": attrs($0.labels), "startTimeUnixNano": start, "timeUnixNano": time, "asDouble": .number($0.value)]
-                    }),
-                ]])
+                metrics.append([
+                    "name": .string(f.name),
+                    "sum": [
+                        "aggregationTemporality": 2, "isMonotonic": true,
+                        "dataPoints": .array(
+                            f.samples.map {
+                                [
+                                    "attributes": attrs($0.labels), "startTimeUnixNano": start, "timeUnixNano": time,
+                                    "asDouble": .number($0.value),
+                                ]
+                            }),
+                    ],
+                ])
             case "gauge":
-                metrics.append(["name": .string(f.name), "gauge": [
-                    "dataPoints": .array(f.samples.map { ["attributes": attrs($0.labels), "timeUnixNano": time, "asDouble": .number($0.value)] }),
-                ]])
+                metrics.append([
+                    "name": .string(f.name),
+                    "gauge": [
+                        "dataPoints": .array(
+                            f.samples.map {
+                                ["attributes": attrs($0.labels), "timeUnixNano": time, "asDouble": .number($0.value)]
+                            })
+                    ],
+                ])
             case "histogram":
-                metrics.append(["name": .string(f.name), "unit": f.name.hasSuffix("_seconds") ? "s" : "", "histogram": [
-                    "aggregationTemporality": 2,
-                    "dataPoints": .array(f.histogramPoints().map { p in
-                        ["attributes": attrs(p.labels), "startTimeUnixNano": start, "timeUnixNano": time,
-                         "count": .string(String(Int64(p.count))), "sum": .number(p.sum),
-                         "bucketCounts": .array(p.bucketCounts.map { .string(String(Int64($0))) }),
-                         "explicitBounds": .array(p.bounds.map { .number($0) })]
-                    }),
-                ]])
+                metrics.append([
+                    "name": .string(f.name), "unit": f.name.hasSuffix("_seconds") ? "s" : "",
+                    "histogram": [
+                        "aggregationTemporality": 2,
+                        "dataPoints": .array(
+                            f.histogramPoints().map { p in
+                                [
+                                    "attributes": attrs(p.labels), "startTimeUnixNano": start, "timeUnixNano": time,
+                                    "count": .string(String(Int64(p.count))), "sum": .number(p.sum),
+                                    "bucketCounts": .array(p.bucketCounts.map { .string(String(Int64($0))) }),
+                                    "explicitBounds": .array(p.bounds.map { .number($0) }),
+                                ]
+                            }),
+                    ],
+                ])
             default:
                 continue
             }
         }
-        return ["resourceMetrics": [[
-            "resource": ["attributes": attrs([("service.name", serviceName), ("service.instance.id", instance)])],
-            "scopeMetrics": [["scope": ["name": "bridge"], "metrics": .array(metrics)]],
-        ]]]
+        return [
+            "resourceMetrics": [
+                [
+                    "resource": [
+                        "attributes": attrs([("service.name", serviceName), ("service.instance.id", instance)])
+                    ],
+                    "scopeMetrics": [["scope": ["name": "bridge"], "metrics": .array(metrics)]],
+                ]
+            ]
+        ]
     }
 }
 
@@ -176,7 +210,9 @@ extension OTLPMetricsPusher {
                                 sum.bool(3, true)
                             }
                         case "gauge":
-                            m.message(5) { g in for s in f.samples { g.message(1) { numberPoint(&$0, s, withStart: false) } } }
+                            m.message(5) { g in
+                                for s in f.samples { g.message(1) { numberPoint(&$0, s, withStart: false) } }
+                            }
                         default:
                             m.string(3, f.name.hasSuffix("_seconds") ? "s" : "")
                             m.message(9) { h in
@@ -335,7 +371,9 @@ enum PrometheusText {
             rest = rest[space...]
         }
         let fields = rest.split(separator: " ")
-        guard let v = fields.first, let value = Double(v == "+Inf" ? "inf" : v == "-Inf" ? "-inf" : String(v)) else { return nil }
+        guard let v = fields.first, let value = Double(v == "+Inf" ? "inf" : v == "-Inf" ? "-inf" : String(v)) else {
+            return nil
+        }
         return Sample(name: name, labels: labels, value: value)
     }
 }

@@ -1,6 +1,6 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgePostgres
+import BridgeTraceModel
 import BridgeTracing
 import FoundationEssentials
 
@@ -115,33 +115,33 @@ public struct SpanTail: Sendable {
     /// The newest `limit` spans up to `before`, newest first (at most a day back).
     func recentQuery(before: String, limit: Int) -> PostgresQuery {
         """
-            SELECT \(Self.columns)
-            FROM bridge.spans s LEFT JOIN bridge.spans p ON p.span_id = s.parent_id
-            WHERE s.created_at >= now() - interval '1 day' AND s.created_at <= \(before)::timestamptz\(filterSQL)
-            ORDER BY s.created_at DESC, s.span_id DESC LIMIT \(limit)
-            """
+        SELECT \(Self.columns)
+        FROM bridge.spans s LEFT JOIN bridge.spans p ON p.span_id = s.parent_id
+        WHERE s.created_at >= now() - interval '1 day' AND s.created_at <= \(before)::timestamptz\(filterSQL)
+        ORDER BY s.created_at DESC, s.span_id DESC LIMIT \(limit)
+        """
     }
 
     /// Spans from the horizon `low` up to the cursor (late commits among them).
     func lateQuery(from low: String, upTo cursor: (createdAt: String, spanId: String)) -> PostgresQuery {
         """
-            SELECT \(Self.columns)
-            FROM bridge.spans s LEFT JOIN bridge.spans p ON p.span_id = s.parent_id
-            WHERE s.created_at >= \(low)::timestamptz AND s.created_at <= \(cursor.createdAt)::timestamptz
-              AND (s.created_at, s.span_id) <= (\(cursor.createdAt)::timestamptz, \(cursor.spanId))\(filterSQL)
-            ORDER BY s.created_at, s.span_id
-            """
+        SELECT \(Self.columns)
+        FROM bridge.spans s LEFT JOIN bridge.spans p ON p.span_id = s.parent_id
+        WHERE s.created_at >= \(low)::timestamptz AND s.created_at <= \(cursor.createdAt)::timestamptz
+          AND (s.created_at, s.span_id) <= (\(cursor.createdAt)::timestamptz, \(cursor.spanId))\(filterSQL)
+        ORDER BY s.created_at, s.span_id
+        """
     }
 
     /// Up to `batch` spans after the cursor.
     func forwardQuery(after cursor: (createdAt: String, spanId: String)) -> PostgresQuery {
         """
-            SELECT \(Self.columns)
-            FROM bridge.spans s LEFT JOIN bridge.spans p ON p.span_id = s.parent_id
-            WHERE s.created_at >= \(cursor.createdAt)::timestamptz
-              AND (s.created_at, s.span_id) > (\(cursor.createdAt)::timestamptz, \(cursor.spanId))\(filterSQL)
-            ORDER BY s.created_at, s.span_id LIMIT \(batch)
-            """
+        SELECT \(Self.columns)
+        FROM bridge.spans s LEFT JOIN bridge.spans p ON p.span_id = s.parent_id
+        WHERE s.created_at >= \(cursor.createdAt)::timestamptz
+          AND (s.created_at, s.span_id) > (\(cursor.createdAt)::timestamptz, \(cursor.spanId))\(filterSQL)
+        ORDER BY s.created_at, s.span_id LIMIT \(batch)
+        """
     }
 
     mutating func remember(_ s: TailSpan) {
@@ -151,12 +151,14 @@ public struct SpanTail: Sendable {
     /// The safe horizon: no span older than it can still become visible (the start of the
     /// oldest open transaction of a client in this database, at least 2 s and at most
     /// `maxLag` seconds ago), and the database's clock.
-    public static func horizon(on c: PostgresConnection, maxLag: Double) async throws -> (horizon: String, now: String) {
+    public static func horizon(on c: PostgresConnection, maxLag: Double) async throws -> (horizon: String, now: String)
+    {
         let row = try await c.query(horizonSQL(maxLag: maxLag)).first
         return (row?["horizon"] ?? "-infinity", row?["now"] ?? "-infinity")
     }
 
-    static func horizonSQL(maxLag: Double) -> PostgresQuery { """
+    static func horizonSQL(maxLag: Double) -> PostgresQuery {
+        """
         SELECT greatest(least(coalesce(min(a.xact_start), 'infinity'), clock_timestamp() - interval '2 seconds'),
                         clock_timestamp() - \(maxLag)::double precision * interval '1 second')::text AS horizon,
                clock_timestamp()::text AS now
@@ -177,13 +179,15 @@ extension TailSpan {
         let r = record
         let d = r.spanData
         let kind = r.kind == .custom ? (d["name"]?.stringValue ?? "custom") : r.type
-        let name: String = switch r.kind {
-        case .function: d["name"]?.stringValue ?? ""
-        case .generation: d["model"]?.stringValue ?? ""
-        case .handoff: "→ " + (d["to_agent"]?.stringValue ?? "?")
-        case .agent: ""
-        case .response, .guardrail, .custom, .mcpTools, .transcription, .speech, .speechGroup, nil: d["name"]?.stringValue ?? ""
-        }
+        let name: String =
+            switch r.kind {
+            case .function: d["name"]?.stringValue ?? ""
+            case .generation: d["model"]?.stringValue ?? ""
+            case .handoff: "→ " + (d["to_agent"]?.stringValue ?? "?")
+            case .agent: ""
+            case .response, .guardrail, .custom, .mcpTools, .transcription, .speech, .speechGroup, nil:
+                d["name"]?.stringValue ?? ""
+            }
         var parts = [
             String(SDKTime.iso(r.startedAt).dropFirst(11).prefix(12)),
             r.traceId,
@@ -211,7 +215,9 @@ extension TailSpan {
         return flat.count > n ? String(flat.prefix(n - 1)) + "…" : flat
     }
 
-    static func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+    static func pad(_ s: String, _ n: Int) -> String {
+        s.count >= n ? s : s + String(repeating: " ", count: n - s.count)
+    }
 
     static func duration(_ d: Double) -> String {
         d < 1 ? String(format: "%5.0fms", max(0, d) * 1000) : String(format: "%6.2fs", d)

@@ -93,7 +93,9 @@ public struct TopQueries: Sendable {
 
     public var tasksQuery: PostgresQuery {
         let status = q(config.source.status.column)
-        let runAfter = q("bridge_run_after"), token = q("bridge_lease_token"), expires = q("bridge_lease_expires_at")
+        let runAfter = q("bridge_run_after")
+        let token = q("bridge_lease_token")
+        let expires = q("bridge_lease_expires_at")
         let pending = config.source.status.pending
         return """
             SELECT
@@ -105,7 +107,9 @@ public struct TopQueries: Sendable {
     }
 
     public var workersQuery: PostgresQuery {
-        let token = q("bridge_lease_token"), expires = q("bridge_lease_expires_at"), worker = q("bridge_worker_id")
+        let token = q("bridge_lease_token")
+        let expires = q("bridge_lease_expires_at")
+        let worker = q("bridge_worker_id")
         return """
             SELECT \(worker) AS worker, count(*) AS leases, bool_or(\(expires) > now()) AS alive
             FROM \(t) WHERE \(token) IS NOT NULL
@@ -116,64 +120,64 @@ public struct TopQueries: Sendable {
     /// Function spans of the window by tool.
     public var toolsQuery: PostgresQuery {
         """
-            SELECT span_data->>'name' AS tool, count(*) AS calls, count(*) FILTER (WHERE error IS NOT NULL) AS errors,
-                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ended_at - started_at)) AS p50,
-                   percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM ended_at - started_at)) AS p95
-            FROM bridge.spans
-            WHERE created_at >= now() - \(window)::double precision * interval '1 second' AND span_data->>'type' = 'function'
-            GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 30
-            """
+        SELECT span_data->>'name' AS tool, count(*) AS calls, count(*) FILTER (WHERE error IS NOT NULL) AS errors,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ended_at - started_at)) AS p50,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM ended_at - started_at)) AS p95
+        FROM bridge.spans
+        WHERE created_at >= now() - \(window)::double precision * interval '1 second' AND span_data->>'type' = 'function'
+        GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 30
+        """
     }
 
     /// Model call spans of the window by model (`response` spans carry no model name).
     public var modelsQuery: PostgresQuery {
         """
-            SELECT coalesce(span_data->>'model', '(responses)') AS model, count(*) AS calls,
-                   count(*) FILTER (WHERE error IS NOT NULL) AS errors,
-                   coalesce(sum((span_data->'usage'->>'input_tokens')::bigint), 0) AS input,
-                   coalesce(sum((span_data->'usage'->>'output_tokens')::bigint), 0) AS output,
-                   sum((span_data->>'cost_usd')::numeric)::float8 AS usd,
-                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ended_at - started_at)) AS p50
-            FROM bridge.spans
-            WHERE created_at >= now() - \(window)::double precision * interval '1 second'
-              AND span_data->>'type' IN ('generation', 'response')
-            GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 30
-            """
+        SELECT coalesce(span_data->>'model', '(responses)') AS model, count(*) AS calls,
+               count(*) FILTER (WHERE error IS NOT NULL) AS errors,
+               coalesce(sum((span_data->'usage'->>'input_tokens')::bigint), 0) AS input,
+               coalesce(sum((span_data->'usage'->>'output_tokens')::bigint), 0) AS output,
+               sum((span_data->>'cost_usd')::numeric)::float8 AS usd,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ended_at - started_at)) AS p50
+        FROM bridge.spans
+        WHERE created_at >= now() - \(window)::double precision * interval '1 second'
+          AND span_data->>'type' IN ('generation', 'response')
+        GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 30
+        """
     }
 
     /// Root (task) spans of the window: a run's root span is written when it ends.
     public var finishedQuery: PostgresQuery {
         """
-            SELECT count(*) FILTER (WHERE error IS NULL) AS ok, count(*) FILTER (WHERE error IS NOT NULL) AS failed
-            FROM bridge.spans
-            WHERE created_at >= now() - \(window)::double precision * interval '1 second' AND parent_id IS NULL
-            """
+        SELECT count(*) FILTER (WHERE error IS NULL) AS ok, count(*) FILTER (WHERE error IS NOT NULL) AS failed
+        FROM bridge.spans
+        WHERE created_at >= now() - \(window)::double precision * interval '1 second' AND parent_id IS NULL
+        """
     }
 
     /// Per exporter: undelivered spans of the lag window, the oldest one's age, and the p95
     /// delivery lag of the rate window.
     public var exportersQuery: PostgresQuery {
         """
-            SELECT e.name, e.last_seen_at,
-                   u.n AS undelivered, u.oldest AS oldest,
-                   (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM d.delivered_at - s.created_at))
-                    FROM bridge.spans s JOIN bridge.span_deliveries d ON d.exporter = e.name AND d.span_id = s.span_id
-                    WHERE s.created_at >= now() - \(window)::double precision * interval '1 second') AS p95_lag,
-                   r.delivered, r.rejected
-            FROM bridge.exporters e
-            CROSS JOIN LATERAL (
-                SELECT count(*) FILTER (WHERE d.status = 'delivered') AS delivered, count(*) FILTER (WHERE d.status = 'rejected') AS rejected
+        SELECT e.name, e.last_seen_at,
+               u.n AS undelivered, u.oldest AS oldest,
+               (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM d.delivered_at - s.created_at))
                 FROM bridge.spans s JOIN bridge.span_deliveries d ON d.exporter = e.name AND d.span_id = s.span_id
-                WHERE s.created_at >= now() - \(window)::double precision * interval '1 second'
-            ) r
-            CROSS JOIN LATERAL (
-                SELECT count(*) AS n, extract(epoch FROM now() - min(s.created_at)) AS oldest
-                FROM bridge.spans s
-                WHERE s.created_at >= now() - \(lagWindow)::double precision * interval '1 second' AND s.ended_at IS NOT NULL
-                  AND NOT EXISTS (SELECT 1 FROM bridge.span_deliveries d WHERE d.exporter = e.name AND d.span_id = s.span_id)
-            ) u
-            ORDER BY e.name LIMIT 20
-            """
+                WHERE s.created_at >= now() - \(window)::double precision * interval '1 second') AS p95_lag,
+               r.delivered, r.rejected
+        FROM bridge.exporters e
+        CROSS JOIN LATERAL (
+            SELECT count(*) FILTER (WHERE d.status = 'delivered') AS delivered, count(*) FILTER (WHERE d.status = 'rejected') AS rejected
+            FROM bridge.spans s JOIN bridge.span_deliveries d ON d.exporter = e.name AND d.span_id = s.span_id
+            WHERE s.created_at >= now() - \(window)::double precision * interval '1 second'
+        ) r
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS n, extract(epoch FROM now() - min(s.created_at)) AS oldest
+            FROM bridge.spans s
+            WHERE s.created_at >= now() - \(lagWindow)::double precision * interval '1 second' AND s.ended_at IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM bridge.span_deliveries d WHERE d.exporter = e.name AND d.span_id = s.span_id)
+        ) u
+        ORDER BY e.name LIMIT 20
+        """
     }
 
     /// Paused runs waiting for an approval: one `bridge.run_states` row each (its primary key).
@@ -210,23 +214,27 @@ public struct TopQueries: Sendable {
             expiredLeases: tr?.int("expired") ?? 0, waitingApproval: waiting, completedInWindow: fr?.int("ok") ?? 0,
             failedInWindow: fr?.int("failed") ?? 0, cap: cap)
         let tools = try await c.query(toolsQuery).map {
-            TopSnapshot.Tool(name: $0["tool"] ?? "?", calls: $0.int("calls") ?? 0, errors: $0.int("errors") ?? 0,
-                             p50: $0.double("p50"), p95: $0.double("p95"))
+            TopSnapshot.Tool(
+                name: $0["tool"] ?? "?", calls: $0.int("calls") ?? 0, errors: $0.int("errors") ?? 0,
+                p50: $0.double("p50"), p95: $0.double("p95"))
         }
         let models = try await c.query(modelsQuery).map {
-            TopSnapshot.Model(model: $0["model"] ?? "?", calls: $0.int("calls") ?? 0, errors: $0.int("errors") ?? 0,
-                              inputTokens: $0.int("input") ?? 0, outputTokens: $0.int("output") ?? 0, p50: $0.double("p50"),
-                              costUSD: $0.double("usd"))
+            TopSnapshot.Model(
+                model: $0["model"] ?? "?", calls: $0.int("calls") ?? 0, errors: $0.int("errors") ?? 0,
+                inputTokens: $0.int("input") ?? 0, outputTokens: $0.int("output") ?? 0, p50: $0.double("p50"),
+                costUSD: $0.double("usd"))
         }
         let exporters = try await c.query(exportersQuery).map {
-            TopSnapshot.Exporter(name: $0["name"] ?? "?", lastSeen: $0.date("last_seen_at"), undelivered: $0.int("undelivered") ?? 0,
-                                 oldestUndeliveredAge: $0.double("oldest"), p95Lag: $0.double("p95_lag"), lagWindow: lagWindow,
-                                 delivered: $0.int("delivered") ?? 0, rejected: $0.int("rejected") ?? 0)
+            TopSnapshot.Exporter(
+                name: $0["name"] ?? "?", lastSeen: $0.date("last_seen_at"), undelivered: $0.int("undelivered") ?? 0,
+                oldestUndeliveredAge: $0.double("oldest"), p95Lag: $0.double("p95_lag"), lagWindow: lagWindow,
+                delivered: $0.int("delivered") ?? 0, rejected: $0.int("rejected") ?? 0)
         }
         let workers = try await c.query(workersQuery).map {
             TopSnapshot.Worker(id: $0["worker"] ?? "?", leases: $0.int("leases") ?? 0, alive: $0.bool("alive") ?? false)
         }
-        return TopSnapshot(at: now, window: window, tasks: tasks, tools: tools, models: models, exporters: exporters,
-                           workers: workers)
+        return TopSnapshot(
+            at: now, window: window, tasks: tasks, tools: tools, models: models, exporters: exporters,
+            workers: workers)
     }
 }

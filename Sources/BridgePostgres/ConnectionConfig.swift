@@ -15,8 +15,10 @@ public struct ConnectionConfig: Sendable {
     /// Session settings applied right after connecting (`SET name = value`).
     public var sessionSettings: [(String, String)]
 
-    public init(conninfo: String, applicationName: String = "bridge", connectTimeout: Int = 10,
-                sessionSettings: [(String, String)] = []) {
+    public init(
+        conninfo: String, applicationName: String = "bridge", connectTimeout: Int = 10,
+        sessionSettings: [(String, String)] = []
+    ) {
         self.conninfo = conninfo
         self.applicationName = applicationName
         self.connectTimeout = connectTimeout
@@ -24,9 +26,13 @@ public struct ConnectionConfig: Sendable {
     }
 
     /// Resolves the connection string from the flag and the environment.
-    public static func resolve(flag: String?, environment: Environment, applicationName: String = "bridge") -> ConnectionConfig {
+    public static func resolve(flag: String?, environment: Environment, applicationName: String = "bridge")
+        -> ConnectionConfig
+    {
         if let flag, !flag.isEmpty { return ConnectionConfig(conninfo: flag, applicationName: applicationName) }
-        if let url = environment["DATABASE_URL"] { return ConnectionConfig(conninfo: url, applicationName: applicationName) }
+        if let url = environment["DATABASE_URL"] {
+            return ConnectionConfig(conninfo: url, applicationName: applicationName)
+        }
         return ConnectionConfig(conninfo: "", applicationName: applicationName)
     }
 

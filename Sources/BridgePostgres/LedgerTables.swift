@@ -1,9 +1,12 @@
 /// bridge's own tables in the schema `bridge`, created by `bridge migrate`.
 public enum LedgerTable: String, Sendable, CaseIterable {
     case traces, spans, exporters, prunes
-    case runTranscripts = "run_transcripts", spanDeliveries = "span_deliveries"
-    case runStates = "run_states", approvalWaits = "approval_waits"
-    case runJournals = "run_journals", journalCalls = "journal_calls"
+    case runTranscripts = "run_transcripts"
+    case spanDeliveries = "span_deliveries"
+    case runStates = "run_states"
+    case approvalWaits = "approval_waits"
+    case runJournals = "run_journals"
+    case journalCalls = "journal_calls"
 
     /// `bridge.<name>`.
     public var qualifiedName: String { "bridge." + rawValue }
@@ -22,8 +25,10 @@ extension PostgresConnection {
     /// ledger (or the part of it this command needs)" check. One catalog lookup, no table scan.
     public func ledgerHas(_ tables: [LedgerTable]) throws(PostgresError) -> Bool {
         let names = PostgresArray.text(tables.map(\.qualifiedName))
-        return try query("""
+        return try query(
+            """
             SELECT coalesce(bool_and(to_regclass(t) IS NOT NULL), true) AS ok FROM unnest(\(names)::text[]) AS t
-            """).first?.bool("ok") ?? false
+            """
+        ).first?.bool("ok") ?? false
     }
 }

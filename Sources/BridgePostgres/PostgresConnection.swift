@@ -116,8 +116,10 @@ public actor PostgresConnection {
         // libpq takes C strings: a U+0000 would silently cut the value there.
         for (i, bind) in query.binds.enumerated() {
             if case .text(let t) = bind, Self.containsNUL(t) {
-                throw PostgresError(kind: .client, message: "bind $\(i + 1) contains a NUL character (U+0000), which PostgreSQL text cannot hold",
-                                    statement: query.sql)
+                throw PostgresError(
+                    kind: .client,
+                    message: "bind $\(i + 1) contains a NUL character (U+0000), which PostgreSQL text cannot hold",
+                    statement: query.sql)
             }
         }
         let values: [UnsafeMutablePointer<CChar>?] = query.binds.map {
@@ -172,7 +174,8 @@ public actor PostgresConnection {
         }
         guard !fields.isEmpty else { return [] }
         let oids = "{" + Set(fields.map(\.oid)).map(String.init).joined(separator: ",") + "}"
-        let names = try query("SELECT oid::text AS oid, format_type(oid, NULL) AS name FROM pg_type WHERE oid = ANY(\(oids)::oid[])")
+        let names = try query(
+            "SELECT oid::text AS oid, format_type(oid, NULL) AS name FROM pg_type WHERE oid = ANY(\(oids)::oid[])")
         var typeNames: [UInt32: String] = [:]
         for r in names.rows { if let o = r[0].flatMap({ UInt32($0) }), let n = r[1] { typeNames[o] = n } }
         return fields.map { PreparedColumn(name: $0.name, type: typeNames[$0.oid] ?? "oid \($0.oid)") }
@@ -270,9 +273,11 @@ public actor PostgresConnection {
         var out: [PostgresNotification] = []
         while let n = PQnotifies(conn) {
             let note = n.pointee
-            out.append(PostgresNotification(channel: String(cString: note.relname),
-                                            payload: note.extra.map { String(cString: $0) } ?? "",
-                                            backendPID: note.be_pid))
+            out.append(
+                PostgresNotification(
+                    channel: String(cString: note.relname),
+                    payload: note.extra.map { String(cString: $0) } ?? "",
+                    backendPID: note.be_pid))
             PQfreemem(n)
         }
         return out
@@ -290,8 +295,9 @@ public actor PostgresConnection {
 
     private func connectionError(statement: String?) -> PostgresError {
         let raw = handle.flatMap { PQerrorMessage($0) }.map { String(cString: $0) } ?? "connection lost"
-        var e = PostgresError(kind: .connection,
-                              message: Redaction.scrub(raw.trimmingCharacters(in: .whitespacesAndNewlines), secrets: secrets))
+        var e = PostgresError(
+            kind: .connection,
+            message: Redaction.scrub(raw.trimmingCharacters(in: .whitespacesAndNewlines), secrets: secrets))
         e.statement = statement
         return e
     }

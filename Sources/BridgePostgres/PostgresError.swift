@@ -33,8 +33,10 @@ public struct PostgresError: BridgeError, Sendable, Equatable {
     /// The statement text (values are always bound separately, so it holds no data).
     public var statement: String?
 
-    public init(kind: Kind, message: String, sqlState: String? = nil, severity: String? = nil,
-                detail: String? = nil, hint: String? = nil, position: Int? = nil, statement: String? = nil) {
+    public init(
+        kind: Kind, message: String, sqlState: String? = nil, severity: String? = nil,
+        detail: String? = nil, hint: String? = nil, position: Int? = nil, statement: String? = nil
+    ) {
         self.kind = kind
         self.message = message
         self.sqlState = sqlState

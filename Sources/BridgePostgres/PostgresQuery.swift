@@ -173,9 +173,15 @@ public struct PostgresQuery: Sendable, Equatable, ExpressibleByStringInterpolati
     /// was never meant as a name (spaces, `;`, quotes, control characters).
     public static func identifierProblem(_ name: String) -> String? {
         guard let first = name.unicodeScalars.first else { return "an identifier must not be empty" }
-        let ok = (first == "_" || first.properties.isAlphabetic)
-            && name.unicodeScalars.allSatisfy { $0 == "_" || $0 == "$" || $0.properties.isAlphabetic || ("0"..."9").contains($0) }
-        if !ok { return "'\(name.debugDescription.dropFirst().dropLast())' is not a valid identifier (a letter or _, then letters, digits, _ or $)" }
+        let ok =
+            (first == "_" || first.properties.isAlphabetic)
+            && name.unicodeScalars.allSatisfy {
+                $0 == "_" || $0 == "$" || $0.properties.isAlphabetic || ("0"..."9").contains($0)
+            }
+        if !ok {
+            return
+                "'\(name.debugDescription.dropFirst().dropLast())' is not a valid identifier (a letter or _, then letters, digits, _ or $)"
+        }
         return name.utf8.count > 63 ? "'\(name.prefix(70))…' is longer than PostgreSQL's 63-byte identifier limit" : nil
     }
 
@@ -190,7 +196,10 @@ public struct PostgresQuery: Sendable, Equatable, ExpressibleByStringInterpolati
 extension DefaultStringInterpolation {
     /// Interpolating a query into a `String` keeps its text and drops its binds: a compile
     /// warning points at the mistake. Interpolate it into another `PostgresQuery` instead.
-    @available(*, deprecated, message: "a PostgresQuery interpolated into a String loses its binds; interpolate it into a PostgresQuery")
+    @available(
+        *, deprecated,
+        message: "a PostgresQuery interpolated into a String loses its binds; interpolate it into a PostgresQuery"
+    )
     public mutating func appendInterpolation(_ query: PostgresQuery) { appendLiteral(query.sql) }
 }
 
@@ -212,7 +221,8 @@ public enum PostgresArray {
     /// unquoted NULL. Built bytewise: bulk writes bind arrays of many thousand JSON texts.
     public static func literal(_ values: [PostgresValue]) -> String {
         var out: [UInt8] = [UInt8(ascii: "{")]
-        out.reserveCapacity(values.reduce(2) { n, v in if case .text(let s) = v { n + s.utf8.count + 3 } else { n + 5 } })
+        out.reserveCapacity(
+            values.reduce(2) { n, v in if case .text(let s) = v { n + s.utf8.count + 3 } else { n + 5 } })
         for (i, v) in values.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             switch v {

@@ -15,7 +15,8 @@ public enum Secrets {
     /// Every secret for a process that connects with `connection` in `environment`, plus
     /// `extra` (e.g. exporter keys); values shorter than 3 characters are left out (they would
     /// redact ordinary text).
-    public static func collect(connection: ConnectionConfig, environment: Environment, extra: [String] = []) -> [String] {
+    public static func collect(connection: ConnectionConfig, environment: Environment, extra: [String] = []) -> [String]
+    {
         var out = environmentKeys.compactMap { environment[$0] }
         for key in headerEnvironmentKeys {
             for pair in (environment[key] ?? "").split(separator: ",") {
@@ -42,10 +43,16 @@ public enum Secrets {
             var fields: [String] = [""]
             var escaped = false
             for ch in line {
-                if escaped { fields[fields.count - 1].append(ch); escaped = false }
-                else if ch == "\\" { escaped = true }
-                else if ch == ":" && fields.count < 5 { fields.append("") }
-                else { fields[fields.count - 1].append(ch) }
+                if escaped {
+                    fields[fields.count - 1].append(ch)
+                    escaped = false
+                } else if ch == "\\" {
+                    escaped = true
+                } else if ch == ":" && fields.count < 5 {
+                    fields.append("")
+                } else {
+                    fields[fields.count - 1].append(ch)
+                }
             }
             if fields.count == 5, !fields[4].isEmpty { out.append(fields[4]) }
         }
@@ -63,7 +70,11 @@ extension ConnectionConfig {
         guard let options = PQconninfoParse(conninfo, &err) else {
             let raw = err.map { String(cString: $0) } ?? "out of memory"
             if let err { PQfreemem(err) }
-            throw PostgresError(kind: .connection, message: "the connection string (--database-url or DATABASE_URL) cannot be parsed: \(Self.withoutQuotedInput(raw)); expected postgres://user:password@host:port/dbname or key=value pairs")
+            throw PostgresError(
+                kind: .connection,
+                message:
+                    "the connection string (--database-url or DATABASE_URL) cannot be parsed: \(Self.withoutQuotedInput(raw)); expected postgres://user:password@host:port/dbname or key=value pairs"
+            )
         }
         defer { PQconninfoFree(options) }
         var out: [String: String] = [:]

@@ -1,8 +1,8 @@
 // Over 400 lines: the SDK's agent loop (turns, tool calls, handoffs, guardrails, approvals,
 // tool_use_behavior) is one state machine; its steps share the run state and read in order.
 import BridgeCore
-import BridgeTraceModel
 import BridgeMapping
+import BridgeTraceModel
 import Foundation
 
 /// A failure of a model backend. HTTP providers throw it with `retriable` set for 408, 409,
@@ -21,8 +21,10 @@ public struct ModelProviderError: Error, Sendable, CustomStringConvertible {
     /// The failure type the run records (default `ModelError`), e.g. `BudgetExceeded`.
     public var failureType: FailureType?
 
-    public init(_ message: String, retriable: Bool, statusCode: Int? = nil, retryAfter: Double? = nil,
-                failureType: FailureType? = nil) {
+    public init(
+        _ message: String, retriable: Bool, statusCode: Int? = nil, retryAfter: Double? = nil,
+        failureType: FailureType? = nil
+    ) {
         self.failureType = failureType
         self.message = message
         self.retriable = retriable
@@ -121,8 +123,10 @@ public struct AgentRunner: Sendable {
     /// Where a durable run journals its steps (nil: the run is not durable, e.g. a preview).
     public let journal: (any RunJournal)?
 
-    public init(model: any ModelProvider, tools: any ToolExecutor, observer: any RunObserver,
-                mcp: (any MCPToolSource)? = nil, journal: (any RunJournal)? = nil) {
+    public init(
+        model: any ModelProvider, tools: any ToolExecutor, observer: any RunObserver,
+        mcp: (any MCPToolSource)? = nil, journal: (any RunJournal)? = nil
+    ) {
         self.model = model
         self.tools = tools
         self.observer = observer
@@ -136,12 +140,16 @@ public struct AgentRunner: Sendable {
         var out: [FunctionToolDefinition] = []
         for name in agent.tools {
             guard let tool = spec.tools[name], tool.isFunctionTool else { continue }
-            out.append(FunctionToolDefinition(name: tool.name, description: tool.description,
-                                              parameters: tool.parameters, strict: tool.strict))
+            out.append(
+                FunctionToolDefinition(
+                    name: tool.name, description: tool.description,
+                    parameters: tool.parameters, strict: tool.strict))
         }
         for h in agent.handoffs {
-            out.append(FunctionToolDefinition(name: h.toolName, description: h.toolDescription,
-                                              parameters: RunnerMessages.emptyStrictSchema, strict: true))
+            out.append(
+                FunctionToolDefinition(
+                    name: h.toolName, description: h.toolDescription,
+                    parameters: RunnerMessages.emptyStrictSchema, strict: true))
         }
         return out
     }
@@ -163,8 +171,10 @@ public struct AgentRunner: Sendable {
     /// the task, agent and turn spans open at the checkpoint stay the parents (the observer must
     /// have them reopened, see `TraceRecorder.restore`), tool calls already finished are replayed
     /// from the journal, and a `resume` span under the task span shows the gap.
-    public func resume(_ spec: RunSpec, checkpoint: RunCheckpoint, info: ResumeInfo,
-                       taskRow: [String: JSONValue]) async -> RunResult {
+    public func resume(
+        _ spec: RunSpec, checkpoint: RunCheckpoint, info: ResumeInfo,
+        taskRow: [String: JSONValue]
+    ) async -> RunResult {
         var run = RunState(spec: spec, taskRow: taskRow, runner: self, ids: EventCounter(start: checkpoint.nextEventId))
         return await run.resume(checkpoint, info: info)
     }
@@ -228,8 +238,10 @@ struct RunState {
     /// The task span's event id (journaled in checkpoints).
     var taskEventId: EventID = 0
 
-    init(spec: RunSpec, taskRow: [String: JSONValue], runner: AgentRunner, ids: EventCounter = EventCounter(),
-         input: String? = nil, depth: Int = 0) {
+    init(
+        spec: RunSpec, taskRow: [String: JSONValue], runner: AgentRunner, ids: EventCounter = EventCounter(),
+        input: String? = nil, depth: Int = 0
+    ) {
         self.spec = spec
         self.taskRow = taskRow
         self.runner = runner
@@ -274,7 +286,8 @@ struct RunState {
         data["previous_worker"] = info.previousWorker.map(JSONValue.string) ?? .null
         if let reason = info.reason { data["reason"] = .string(reason) }
         // A negative id of its own: the resumed steps keep the ids they had.
-        await emit(.resumed(id: -info.attempt, parent: parent, data: data, startedAt: min(info.lastStepAt, now), endedAt: now))
+        await emit(
+            .resumed(id: -info.attempt, parent: parent, data: data, startedAt: min(info.lastStepAt, now), endedAt: now))
     }
 
     /// The failure of a run stopped at a step boundary.
@@ -290,40 +303,51 @@ struct RunState {
     /// Ends the task span (unless the run paused) and builds the result.
     mutating func finish(_ outcome: StintEnd, agentName: String, taskId: EventID) async -> RunResult {
         if case .interrupted(let failure) = outcome {
-            return RunResult(status: .failed, finalOutput: nil, lastAgent: agentName, usage: usage, transcript: transcript,
-                             error: failure, turns: turn, toolCalls: toolCalls)
+            return RunResult(
+                status: .failed, finalOutput: nil, lastAgent: agentName, usage: usage, transcript: transcript,
+                error: failure, turns: turn, toolCalls: toolCalls)
         }
         if case .paused(let agentId, let pending, let deferred) = outcome {
-            let paused = PausedRun(history: history, transcript: transcript, usage: usage, turn: turn, toolCalls: toolCalls,
-                                   agent: agentName, taskEventId: taskId, agentEventId: agentId, nextEventId: ids.current,
-                                   pending: pending, deferredHandoffs: deferred, pausedAt: Date())
-            return RunResult(status: .paused, finalOutput: nil, lastAgent: agentName, usage: usage, transcript: transcript,
-                             error: nil, turns: turn, toolCalls: toolCalls, paused: paused)
+            let paused = PausedRun(
+                history: history, transcript: transcript, usage: usage, turn: turn, toolCalls: toolCalls,
+                agent: agentName, taskEventId: taskId, agentEventId: agentId, nextEventId: ids.current,
+                pending: pending, deferredHandoffs: deferred, pausedAt: Date())
+            return RunResult(
+                status: .paused, finalOutput: nil, lastAgent: agentName, usage: usage, transcript: transcript,
+                error: nil, turns: turn, toolCalls: toolCalls, paused: paused)
         }
         await emit(.taskEnded(id: taskId, usage: usage, error: nil, at: Date()))
         switch outcome {
         case .final(let text):
-            return RunResult(status: .completed, finalOutput: text, lastAgent: agentName, usage: usage,
-                             transcript: transcript, error: nil, turns: turn, toolCalls: toolCalls,
-                             finalOutputJSON: structuredOutput)
+            return RunResult(
+                status: .completed, finalOutput: text, lastAgent: agentName, usage: usage,
+                transcript: transcript, error: nil, turns: turn, toolCalls: toolCalls,
+                finalOutputJSON: structuredOutput)
         case .failed(let failure):
-            return RunResult(status: .failed, finalOutput: nil, lastAgent: agentName, usage: usage,
-                             transcript: transcript, error: failure, turns: min(turn, spec.maxTurns), toolCalls: toolCalls)
+            return RunResult(
+                status: .failed, finalOutput: nil, lastAgent: agentName, usage: usage,
+                transcript: transcript, error: failure, turns: min(turn, spec.maxTurns), toolCalls: toolCalls)
         case .handoff, .paused, .interrupted:
             fatalError("unreachable: handoffs continue the loop, pauses and interruptions returned above")
         }
     }
 
     /// Runs stints from agent `start`, following handoffs, until a final output or a failure.
-    mutating func runAgents(from start: String, parent: EventID, openAgentId: EventID? = nil,
-                            resumeTurn: ResumedTurn? = nil) async -> (StintEnd, String) {
+    mutating func runAgents(
+        from start: String, parent: EventID, openAgentId: EventID? = nil,
+        resumeTurn: ResumedTurn? = nil
+    ) async -> (StintEnd, String) {
         var agentName = start
         var openAgentId = openAgentId
         var resumeTurn = resumeTurn
         while true {
             guard let agent = spec.agents[agentName] else {
-                return (.failed(RunFailure(type: .userError, message: "Agent \(agentName) not found in the run spec",
-                                           retriable: false)), agentName)
+                return (
+                    .failed(
+                        RunFailure(
+                            type: .userError, message: "Agent \(agentName) not found in the run spec",
+                            retriable: false)), agentName
+                )
             }
             let outcome = await runStint(agent, parent: parent, agentId: openAgentId, resumeTurn: resumeTurn)
             openAgentId = nil
@@ -344,8 +368,10 @@ struct RunState {
         var response: [ConversationItem]
     }
 
-    mutating func runStint(_ agent: AgentSpec, parent: EventID, agentId openId: EventID? = nil,
-                           resumeTurn: ResumedTurn? = nil) async -> StintEnd {
+    mutating func runStint(
+        _ agent: AgentSpec, parent: EventID, agentId openId: EventID? = nil,
+        resumeTurn: ResumedTurn? = nil
+    ) async -> StintEnd {
         let agentId = openId ?? allocate()
         let agentStart = Date()
         var functionTools = AgentRunner.functionTools(for: agent, in: spec)
@@ -353,16 +379,23 @@ struct RunState {
         // MCP tools are listed when the stint starts, and again when a paused stint resumes
         // (its agent span is already open). A stint resumed from its journal lists them without
         // spans or event ids: the replayed steps keep the ids they had.
-        let mcp = await listMCPTools(agent, parent: agentId, taken: Set(functionTools.map(\.name)), quiet: resumeTurn != nil)
+        let mcp = await listMCPTools(
+            agent, parent: agentId, taken: Set(functionTools.map(\.name)), quiet: resumeTurn != nil)
         functionTools += mcp.tools
         if openId == nil {
-            await emit(.agentStarted(id: agentId, parent: parent, agent: agent.name, tools: agent.tools + mcp.tools.map(\.name),
-                                     handoffs: agent.handoffs.map(\.agent), outputType: agent.outputType, at: agentStart))
+            await emit(
+                .agentStarted(
+                    id: agentId, parent: parent, agent: agent.name, tools: agent.tools + mcp.tools.map(\.name),
+                    handoffs: agent.handoffs.map(\.agent), outputType: agent.outputType, at: agentStart))
         }
         if resumeTurn == nil { for event in mcp.events { await emit(event) } }
         if let failure = mcp.failure {
-            await emit(.agentEnded(id: agentId, error: SpanErrorInfo(message: RunnerMessages.spanAgentError,
-                                                                      data: ["error": .string(failure.message)]), at: Date()))
+            await emit(
+                .agentEnded(
+                    id: agentId,
+                    error: SpanErrorInfo(
+                        message: RunnerMessages.spanAgentError,
+                        data: ["error": .string(failure.message)]), at: Date()))
             return .failed(failure)
         }
         var resumeTurn = resumeTurn
@@ -379,17 +412,21 @@ struct RunState {
             let step: TurnStep
             if let resumed = resumeTurn {
                 resumeTurn = nil
-                step = await afterResponse(agent, turnId: resumed.turnId, turnUsage: resumed.turnUsage,
-                                           output: resumed.response)
+                step = await afterResponse(
+                    agent, turnId: resumed.turnId, turnUsage: resumed.turnUsage,
+                    output: resumed.response)
             } else {
-            turn += 1
-            if turn > spec.maxTurns {
-                let agentError = SpanErrorInfo(message: RunnerMessages.spanMaxTurns, data: ["max_turns": .number(Double(spec.maxTurns))])
-                await emit(.agentEnded(id: agentId, error: agentError, at: Date()))
-                return .failed(RunFailure(type: .maxTurnsExceeded, message: "Max turns (\(spec.maxTurns)) exceeded",
-                                          retriable: false))
-            }
-            step = await runTurn(agent, parent: agentId, functionTools: functionTools, hostedTools: hostedTools)
+                turn += 1
+                if turn > spec.maxTurns {
+                    let agentError = SpanErrorInfo(
+                        message: RunnerMessages.spanMaxTurns, data: ["max_turns": .number(Double(spec.maxTurns))])
+                    await emit(.agentEnded(id: agentId, error: agentError, at: Date()))
+                    return .failed(
+                        RunFailure(
+                            type: .maxTurnsExceeded, message: "Max turns (\(spec.maxTurns)) exceeded",
+                            retriable: false))
+                }
+                step = await runTurn(agent, parent: agentId, functionTools: functionTools, hostedTools: hostedTools)
             }
             switch step {
             case .again:
@@ -397,8 +434,9 @@ struct RunState {
             case .final(let text):
                 let guards = agent.outputGuardrails.compactMap { spec.guardrails[$0] }
                 if !guards.isEmpty {
-                    let verdict = await GuardrailRun.all(guards, input: spec.input, output: text, parent: agentId,
-                                                         state: self, kind: .output)
+                    let verdict = await GuardrailRun.all(
+                        guards, input: spec.input, output: text, parent: agentId,
+                        state: self, kind: .output)
                     usage = usage + verdict.usage
                     transcript += verdict.items
                     if let failure = verdict.failure {
@@ -434,8 +472,10 @@ struct RunState {
         case interrupted(RunFailure)
     }
 
-    mutating func runTurn(_ agent: AgentSpec, parent agentId: EventID, functionTools: [FunctionToolDefinition],
-                          hostedTools: [HostedToolSpec]) async -> TurnStep {
+    mutating func runTurn(
+        _ agent: AgentSpec, parent agentId: EventID, functionTools: [FunctionToolDefinition],
+        hostedTools: [HostedToolSpec]
+    ) async -> TurnStep {
         let turnId = allocate()
         await emit(.turnStarted(id: turnId, parent: agentId, turn: turn, agent: agent.name, at: Date()))
         var turnUsage = Usage()
@@ -444,8 +484,9 @@ struct RunState {
         let firstTurnGuards = turn == 1 ? agent.inputGuardrails.compactMap { spec.guardrails[$0] } : []
         let sequential = firstTurnGuards.filter { !$0.runInParallel }
         if !sequential.isEmpty {
-            let verdict = await GuardrailRun.all(sequential, input: spec.input, output: nil, parent: turnId, state: self,
-                                                 kind: .input)
+            let verdict = await GuardrailRun.all(
+                sequential, input: spec.input, output: nil, parent: turnId, state: self,
+                kind: .input)
             usage = usage + verdict.usage
             turnUsage = turnUsage + verdict.usage
             transcript += verdict.items
@@ -458,17 +499,21 @@ struct RunState {
 
         // The model call.
         let modelId = allocate()
-        let request = ModelRequest(agent: agent, input: history, functionTools: functionTools,
-                                   hostedTools: hostedTools, turn: turn, traceId: spec.traceId)
-        await emit(.modelStarted(id: modelId, parent: turnId, kind: runner.model.spanKind(for: agent), model: agent.model,
-                                 input: runner.model.spanInput(for: request), at: Date()))
+        let request = ModelRequest(
+            agent: agent, input: history, functionTools: functionTools,
+            hostedTools: hostedTools, turn: turn, traceId: spec.traceId)
+        await emit(
+            .modelStarted(
+                id: modelId, parent: turnId, kind: runner.model.spanKind(for: agent), model: agent.model,
+                input: runner.model.spanInput(for: request), at: Date()))
         var response: ModelResponse
         let inputGuards = firstTurnGuards.filter(\.runInParallel)
         do {
             if inputGuards.isEmpty {
                 response = try await runner.model.respond(request)
             } else {
-                let (answer, verdict) = await GuardrailRun.alongside(request, guards: inputGuards, parent: turnId, state: self)
+                let (answer, verdict) = await GuardrailRun.alongside(
+                    request, guards: inputGuards, parent: turnId, state: self)
                 usage = usage + verdict.usage
                 turnUsage = turnUsage + verdict.usage
                 transcript += verdict.items
@@ -489,21 +534,28 @@ struct RunState {
                 return .interrupted(Self.interruption)
             }
             let text = TextSafety.storable(String(describing: error)).text
-            await emit(.modelEnded(id: modelId, response: nil,
-                                   error: SpanErrorInfo(message: RunnerMessages.spanModelError, data: ["error": .string(text)]),
-                                   at: Date()))
+            await emit(
+                .modelEnded(
+                    id: modelId, response: nil,
+                    error: SpanErrorInfo(message: RunnerMessages.spanModelError, data: ["error": .string(text)]),
+                    at: Date()))
             await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
             let providerError = error as? ModelProviderError
             let retriable = providerError?.retriable ?? (error is CancellationError)
-            return .failed(RunFailure(type: error is CancellationError ? .cancelled : providerError?.failureType ?? .modelError, message: text,
-                                      retriable: retriable, retryAfter: providerError?.retryAfter),
-                           SpanErrorInfo(message: RunnerMessages.spanAgentError, data: ["error": .string(text)]))
+            return .failed(
+                RunFailure(
+                    type: error is CancellationError ? .cancelled : providerError?.failureType ?? .modelError,
+                    message: text,
+                    retriable: retriable, retryAfter: providerError?.retryAfter),
+                SpanErrorInfo(message: RunnerMessages.spanAgentError, data: ["error": .string(text)]))
         }
         // U+0000 cannot be stored (text, jsonb): replaced, flagged on the span, and the run goes on.
         let (safeOutput, replaced) = TextSafety.storable(JSONValue.array(response.output))
         if !replaced.isEmpty {
             response.output = safeOutput.arrayValue ?? []
-            response.spanOutput = response.spanOutput.map { TextSafety.storable(JSONValue.array($0)).value.arrayValue ?? [] }
+            response.spanOutput = response.spanOutput.map {
+                TextSafety.storable(JSONValue.array($0)).value.arrayValue ?? []
+            }
             await emit(.spanNote(id: modelId, key: RunnerMessages.textReplacedKey, value: replaced.json))
         }
         await emit(.modelEnded(id: modelId, response: response, error: nil, at: Date()))
@@ -514,10 +566,11 @@ struct RunState {
 
         // Durable: the response is journaled (with the spans ended so far) before anything else.
         if let journal {
-            let checkpoint = RunCheckpoint(history: history, transcript: transcript, usage: usage, turn: turn,
-                                           toolCalls: toolCalls, agent: agent.name, taskEventId: taskEventId, agentEventId: agentId,
-                                           turnEventId: turnId, nextEventId: ids.current, turnUsage: turnUsage,
-                                           response: response.output, openSpans: .null, at: Date())
+            let checkpoint = RunCheckpoint(
+                history: history, transcript: transcript, usage: usage, turn: turn,
+                toolCalls: toolCalls, agent: agent.name, taskEventId: taskEventId, agentEventId: agentId,
+                turnEventId: turnId, nextEventId: ids.current, turnUsage: turnUsage,
+                response: response.output, openSpans: .null, at: Date())
             do { try await journal.checkpoint(checkpoint) } catch { return .interrupted(Self.fenced(error)) }
         }
         return await afterResponse(agent, turnId: turnId, turnUsage: turnUsage, output: response.output)
@@ -531,8 +584,10 @@ struct RunState {
     /// What a turn does with its model response: tool calls, approvals, handoffs, the final
     /// answer. Derived from the response alone (and the journal's finished calls), so a resumed
     /// run goes on from a journaled response exactly as the interrupted one would have.
-    mutating func afterResponse(_ agent: AgentSpec, turnId: EventID, turnUsage: Usage,
-                                output: [ConversationItem]) async -> TurnStep {
+    mutating func afterResponse(
+        _ agent: AgentSpec, turnId: EventID, turnUsage: Usage,
+        output: [ConversationItem]
+    ) async -> TurnStep {
         // Sort the function calls into tools to run and handoffs.
         let handoffsByTool = Dictionary(agent.handoffs.map { ($0.toolName, $0) }, uniquingKeysWith: { a, _ in a })
         var calls: [PendingToolCall] = []
@@ -544,17 +599,27 @@ struct RunState {
             if let h = handoffsByTool[name] {
                 handoffCalls.append((callId, h))
             } else if agent.tools.contains(name), let tool = spec.tools[name], tool.isFunctionTool {
-                calls.append(PendingToolCall(index: calls.count, callId: callId, name: name, arguments: arguments,
-                                             tool: tool, eventId: 0))
+                calls.append(
+                    PendingToolCall(
+                        index: calls.count, callId: callId, name: name, arguments: arguments,
+                        tool: tool, eventId: 0))
             } else if let server = mcpToolServers[name] {
-                calls.append(PendingToolCall(index: calls.count, callId: callId, name: name, arguments: arguments,
-                                             tool: nil, mcpServer: server, eventId: 0))
+                calls.append(
+                    PendingToolCall(
+                        index: calls.count, callId: callId, name: name, arguments: arguments,
+                        tool: nil, mcpServer: server, eventId: 0))
             } else {
-                await emit(.spanError(id: turnId, error: SpanErrorInfo(message: RunnerMessages.spanToolNotFound,
-                                                                       data: ["tool_name": .string(name)])))
+                await emit(
+                    .spanError(
+                        id: turnId,
+                        error: SpanErrorInfo(
+                            message: RunnerMessages.spanToolNotFound,
+                            data: ["tool_name": .string(name)])))
                 await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
-                return .failed(RunFailure(type: .modelBehaviorError, message: "Tool \(name) not found in agent \(agent.name)",
-                                          retriable: false), nil)
+                return .failed(
+                    RunFailure(
+                        type: .modelBehaviorError, message: "Tool \(name) not found in agent \(agent.name)",
+                        retriable: false), nil)
             }
         }
 
@@ -565,20 +630,27 @@ struct RunState {
             for call in calls {
                 // A call the journal says ran already does not wait again.
                 if journal?.finishedCall(call.callId) == nil, await needsApproval(call, agent: agent) {
-                    waiting.append(PendingApproval(callId: call.callId, name: call.name, arguments: call.arguments,
-                                                   agent: agent.name))
+                    waiting.append(
+                        PendingApproval(
+                            callId: call.callId, name: call.name, arguments: call.arguments,
+                            agent: agent.name))
                 } else {
                     now.append(call)
                 }
             }
-            calls = now.enumerated().map { i, c in var c = c; c.index = i; return c }
+            calls = now.enumerated().map { i, c in
+                var c = c
+                c.index = i
+                return c
+            }
         }
 
         // Run the function tools concurrently; outputs go back in call order. A durable run
         // asked to stop does so here, before any tool starts (the response is journaled).
         for i in calls.indices { calls[i].eventId = allocate() }
         if journal != nil, !calls.isEmpty, mustStop,
-           calls.contains(where: { journal?.finishedCall($0.callId) == nil }) {
+            calls.contains(where: { journal?.finishedCall($0.callId) == nil })
+        {
             return .interrupted(Self.interruption)
         }
         let outcomes = await runTools(calls, parent: turnId, agent: agent)
@@ -587,23 +659,30 @@ struct RunState {
         }
         toolCalls += outcomes.count
         for o in outcomes {
-            let item: ConversationItem = ["type": "function_call_output", "call_id": .string(o.callId),
-                                          "output": o.modelOutput ?? .string(o.output)]
+            let item: ConversationItem = [
+                "type": "function_call_output", "call_id": .string(o.callId),
+                "output": o.modelOutput ?? .string(o.output),
+            ]
             history.append(item)
             transcript.append(item)
         }
         if !waiting.isEmpty {
             await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
-            let deferred = handoffCalls.map { PendingApproval(callId: $0.callId, name: $0.spec.toolName, arguments: "{}",
-                                                              agent: $0.spec.agent) }
+            let deferred = handoffCalls.map {
+                PendingApproval(
+                    callId: $0.callId, name: $0.spec.toolName, arguments: "{}",
+                    agent: $0.spec.agent)
+            }
             return .paused(waiting, deferred)
         }
 
         // Handoffs: the first wins, the others are told they were ignored.
         if let first = handoffCalls.first {
             for ignored in handoffCalls.dropFirst() {
-                let item: ConversationItem = ["type": "function_call_output", "call_id": .string(ignored.callId),
-                                              "output": .string(RunnerMessages.multipleHandoffsIgnored)]
+                let item: ConversationItem = [
+                    "type": "function_call_output", "call_id": .string(ignored.callId),
+                    "output": .string(RunnerMessages.multipleHandoffsIgnored),
+                ]
                 history.append(item)
                 transcript.append(item)
             }
@@ -611,15 +690,23 @@ struct RunState {
             let start = Date()
             if handoffCalls.count > 1 {
                 let requested = handoffCalls.map { JSONValue.string($0.spec.agent) }
-                await emit(.spanError(id: handoffId, error: SpanErrorInfo(message: RunnerMessages.spanMultipleHandoffs,
-                                                                          data: ["requested_agents": .array(requested)])))
+                await emit(
+                    .spanError(
+                        id: handoffId,
+                        error: SpanErrorInfo(
+                            message: RunnerMessages.spanMultipleHandoffs,
+                            data: ["requested_agents": .array(requested)])))
             }
-            let item: ConversationItem = ["type": "function_call_output", "call_id": .string(first.callId),
-                                          "output": .string(RunnerMessages.transferMessage(to: first.spec.agent))]
+            let item: ConversationItem = [
+                "type": "function_call_output", "call_id": .string(first.callId),
+                "output": .string(RunnerMessages.transferMessage(to: first.spec.agent)),
+            ]
             history.append(item)
             transcript.append(item)
-            await emit(.handoff(id: handoffId, parent: turnId, from: agent.name, to: first.spec.agent,
-                                startedAt: start, endedAt: Date()))
+            await emit(
+                .handoff(
+                    id: handoffId, parent: turnId, from: agent.name, to: first.spec.agent,
+                    startedAt: start, endedAt: Date()))
             await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
             return .handoff(first.spec.agent)
         }
@@ -645,10 +732,14 @@ struct RunState {
             case .success(let json):
                 structuredOutput = json
             case .failure(let problem):
-                await emit(.spanError(id: turnId, error: SpanErrorInfo(message: RunnerMessages.spanInvalidJSON, data: [:])))
+                await emit(
+                    .spanError(id: turnId, error: SpanErrorInfo(message: RunnerMessages.spanInvalidJSON, data: [:])))
                 await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
-                return .failed(RunFailure(type: .modelBehaviorError, message: RunnerMessages.invalidJSON(
-                    text, outputType: schema.name, problem: problem.message), retriable: false), nil)
+                return .failed(
+                    RunFailure(
+                        type: .modelBehaviorError,
+                        message: RunnerMessages.invalidJSON(
+                            text, outputType: schema.name, problem: problem.message), retriable: false), nil)
             }
         }
         await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
@@ -694,17 +785,23 @@ struct RunState {
         return outcomes.sorted { $0.index < $1.index }
     }
 
-    static func runTool(_ call: PendingToolCall, parent: EventID, context: ToolContext, runner: AgentRunner) async -> ToolCallOutcome {
+    static func runTool(_ call: PendingToolCall, parent: EventID, context: ToolContext, runner: AgentRunner) async
+        -> ToolCallOutcome
+    {
         let journaled = runner.journal?.finishedCall(call.callId)
-        await runner.observer.record(.toolStarted(id: call.eventId, parent: parent, name: call.name,
-                                                  arguments: call.arguments, at: Date()))
+        await runner.observer.record(
+            .toolStarted(
+                id: call.eventId, parent: parent, name: call.name,
+                arguments: call.arguments, at: Date()))
         if !call.callId.isEmpty {
-            await runner.observer.record(.spanNote(id: call.eventId, key: RunnerMessages.callIdKey, value: .string(call.callId)))
+            await runner.observer.record(
+                .spanNote(id: call.eventId, key: RunnerMessages.callIdKey, value: .string(call.callId)))
         }
         if let journaled, !journaled.raw { return await replay(journaled, call, runner: runner) }
         guard let tool = call.tool else {
-            return await runMCPTool(call, runner: runner,
-                                    idempotencyKey: IdempotencyKey.make(traceId: context.spec.traceId, callId: call.callId))
+            return await runMCPTool(
+                call, runner: runner,
+                idempotencyKey: IdempotencyKey.make(traceId: context.spec.traceId, callId: call.callId))
         }
         var output: String
         var spanError: SpanErrorInfo?
@@ -723,29 +820,37 @@ struct RunState {
         }
         if let parseError {
             output = RunnerMessages.argumentsError(parseError)
-            spanError = SpanErrorInfo(message: RunnerMessages.spanToolError,
-                                      data: ["tool_name": .string(call.name), "error": .string(parseError)])
+            spanError = SpanErrorInfo(
+                message: RunnerMessages.spanToolError,
+                data: ["tool_name": .string(call.name), "error": .string(parseError)])
         } else {
             do {
                 // A writing SQL tool's journal row committed with its statement: replayed as its output.
-                if let journaled { output = journaled.output }
-                else { output = try await runner.tools.execute(tool, arguments: arguments, context: context) }
+                if let journaled {
+                    output = journaled.output
+                } else {
+                    output = try await runner.tools.execute(tool, arguments: arguments, context: context)
+                }
             } catch {
                 let text = TextSafety.storable((error as? ToolFailure)?.message ?? String(describing: error)).text
                 output = RunnerMessages.toolError(text)
-                spanError = SpanErrorInfo(message: RunnerMessages.spanToolErrorNonFatal,
-                                          data: ["tool_name": .string(call.name), "error": .string(text)])
+                spanError = SpanErrorInfo(
+                    message: RunnerMessages.spanToolErrorNonFatal,
+                    data: ["tool_name": .string(call.name), "error": .string(text)])
             }
         }
         let safe = TextSafety.storable(output)
         let replaced = safe.replaced + context.notes.replaced
         if !replaced.isEmpty {
             output = safe.text
-            await runner.observer.record(.spanNote(id: call.eventId, key: RunnerMessages.textReplacedKey, value: replaced.json))
+            await runner.observer.record(
+                .spanNote(id: call.eventId, key: RunnerMessages.textReplacedKey, value: replaced.json))
         }
         await runner.observer.record(.toolEnded(id: call.eventId, output: output, error: spanError, at: Date()))
-        let fenced = await journal(JournaledCall(callId: call.callId, name: call.name, output: output,
-                                                 error: spanError?.json, raw: false), runner: runner)
+        let fenced = await journal(
+            JournaledCall(
+                callId: call.callId, name: call.name, output: output,
+                error: spanError?.json, raw: false), runner: runner)
         return ToolCallOutcome(index: call.index, callId: call.callId, name: call.name, output: output, fenced: fenced)
     }
 
@@ -764,8 +869,10 @@ struct RunState {
             guard let message = e["message"]?.stringValue else { return nil }
             return SpanErrorInfo(message: message, data: e["data"].flatMap { $0.isNull ? nil : $0 })
         }
-        await runner.observer.record(.toolEnded(id: call.eventId, output: j.spanOutput ?? j.output, error: error, at: Date()))
-        return ToolCallOutcome(index: call.index, callId: call.callId, name: call.name, output: j.output,
-                               modelOutput: j.modelOutput)
+        await runner.observer.record(
+            .toolEnded(id: call.eventId, output: j.spanOutput ?? j.output, error: error, at: Date()))
+        return ToolCallOutcome(
+            index: call.index, callId: call.callId, name: call.name, output: j.output,
+            modelOutput: j.modelOutput)
     }
 }

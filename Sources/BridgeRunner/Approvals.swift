@@ -18,7 +18,10 @@ public struct PendingApproval: Codable, Sendable, Equatable {
         self.agent = agent
     }
 
-    enum CodingKeys: String, CodingKey { case callId = "call_id", name, arguments, agent }
+    enum CodingKeys: String, CodingKey {
+        case callId = "call_id"
+        case name, arguments, agent
+    }
 }
 
 /// A run stopped at calls that need approval: its transcript so far, counters, pending calls and
@@ -39,8 +42,12 @@ public struct PausedRun: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case history, transcript, usage, turn, agent, pending
-        case toolCalls = "tool_calls", taskEventId = "task_event_id", agentEventId = "agent_event_id"
-        case nextEventId = "next_event_id", deferredHandoffs = "deferred_handoffs", pausedAt = "paused_at"
+        case toolCalls = "tool_calls"
+        case taskEventId = "task_event_id"
+        case agentEventId = "agent_event_id"
+        case nextEventId = "next_event_id"
+        case deferredHandoffs = "deferred_handoffs"
+        case pausedAt = "paused_at"
     }
 }
 
@@ -56,8 +63,10 @@ public struct ApprovalDecision: Sendable, Equatable {
     public var requestId: String
     public var toolName: String
 
-    public init(callId: String, outcome: Outcome, message: String? = nil, decidedBy: String? = nil, requestId: String,
-                toolName: String) {
+    public init(
+        callId: String, outcome: Outcome, message: String? = nil, decidedBy: String? = nil, requestId: String,
+        toolName: String
+    ) {
         self.callId = callId
         self.outcome = outcome
         self.message = message
@@ -82,8 +91,10 @@ extension AgentRunner {
     /// and agent spans of the first stint stay the parents (the observer must have them reopened,
     /// see `TraceRecorder.restore`), an `approval` span per call shows the wait, and a turn span
     /// holds the approved calls' function spans and the rejected calls' rejections.
-    public func resume(_ spec: RunSpec, paused: PausedRun, decisions: [ApprovalDecision],
-                       taskRow: [String: JSONValue]) async -> RunResult {
+    public func resume(
+        _ spec: RunSpec, paused: PausedRun, decisions: [ApprovalDecision],
+        taskRow: [String: JSONValue]
+    ) async -> RunResult {
         var run = RunState(spec: spec, taskRow: taskRow, runner: self, ids: EventCounter(start: paused.nextEventId))
         return await run.resume(paused, decisions: decisions)
     }
@@ -102,12 +113,17 @@ extension RunState {
         case .sql(let predicate):
             var readOnly = predicate
             readOnly.writes = false
-            let tool = ToolSpec(name: call.name, description: "needs_approval", parameters: [:], implementation: .sql(readOnly))
+            let tool = ToolSpec(
+                name: call.name, description: "needs_approval", parameters: [:], implementation: .sql(readOnly))
             let arguments = (try? JSONValue.parse(call.arguments)) ?? [:]
-            guard let text = try? await runner.tools.execute(tool, arguments: arguments,
-                                                             context: ToolContext(spec: spec, taskRow: taskRow,
-                                                                                  agentName: agent.name)),
-                  let row = (try? JSONValue.parse(text))?.arrayValue?.first?.objectValue else { return true }
+            guard
+                let text = try? await runner.tools.execute(
+                    tool, arguments: arguments,
+                    context: ToolContext(
+                        spec: spec, taskRow: taskRow,
+                        agentName: agent.name)),
+                let row = (try? JSONValue.parse(text))?.arrayValue?.first?.objectValue
+            else { return true }
             let value = row["needs_approval"] ?? row.sorted(by: { $0.key < $1.key }).first?.value
             // Only a boolean false lets the call run: 'no', 0 or NULL are not an answer.
             return value?.boolValue ?? true
@@ -123,17 +139,21 @@ extension RunState {
         let taskId = paused.taskEventId
         let agentId = paused.agentEventId
         guard let agent = spec.agents[paused.agent] else {
-            let failure = RunFailure(type: .userError, message: "Agent \(paused.agent) not found in the run spec", retriable: false)
+            let failure = RunFailure(
+                type: .userError, message: "Agent \(paused.agent) not found in the run spec", retriable: false)
             return await finish(.failed(failure), agentName: paused.agent, taskId: taskId)
         }
         let byCall = Dictionary(decisions.map { ($0.callId, $0) }, uniquingKeysWith: { a, _ in a })
         let now = Date()
         for call in paused.pending {
             guard let d = byCall[call.callId] else { continue }
-            await emit(.approvalWait(id: allocate(), parent: agentId, decision: d, startedAt: paused.pausedAt, endedAt: now))
+            await emit(
+                .approvalWait(id: allocate(), parent: agentId, decision: d, startedAt: paused.pausedAt, endedAt: now))
             // For `bridge verify`: this run resumed after a decision on this call.
-            transcript.append(["type": "approval_result", "call_id": .string(call.callId), "name": .string(call.name),
-                               "decision": .string(d.outcome.rawValue), "request_id": .string(d.requestId)])
+            transcript.append([
+                "type": "approval_result", "call_id": .string(call.callId), "name": .string(call.name),
+                "decision": .string(d.outcome.rawValue), "request_id": .string(d.requestId),
+            ])
         }
         // The resumed turn: approved calls run, rejected ones get the rejection.
         let turnId = allocate()
@@ -143,8 +163,10 @@ extension RunState {
         for call in paused.pending {
             let d = byCall[call.callId]
             if d?.outcome == .approved, let tool = spec.tools[call.name] {
-                approved.append(PendingToolCall(index: approved.count, callId: call.callId, name: call.name,
-                                                arguments: call.arguments, tool: tool, eventId: allocate()))
+                approved.append(
+                    PendingToolCall(
+                        index: approved.count, callId: call.callId, name: call.name,
+                        arguments: call.arguments, tool: tool, eventId: allocate()))
                 continue
             }
             let message = d?.message.flatMap { $0.isEmpty ? nil : $0 } ?? RunnerMessages.approvalRejected
@@ -152,47 +174,61 @@ extension RunState {
             let at = Date()
             await emit(.toolStarted(id: id, parent: turnId, name: call.name, arguments: call.arguments, at: at))
             await emit(.spanNote(id: id, key: RunnerMessages.callIdKey, value: .string(call.callId)))
-            await emit(.toolEnded(id: id, output: message,
-                                  error: SpanErrorInfo(message: message, data: [
-                                      "tool_name": .string(call.name),
-                                      "error": .string(RunnerMessages.manuallyRejected(call.callId)),
-                                  ]), at: Date()))
+            await emit(
+                .toolEnded(
+                    id: id, output: message,
+                    error: SpanErrorInfo(
+                        message: message,
+                        data: [
+                            "tool_name": .string(call.name),
+                            "error": .string(RunnerMessages.manuallyRejected(call.callId)),
+                        ]), at: Date()))
             outputs[call.callId] = message
         }
         let outcomes = await runTools(approved, parent: turnId, agent: agent)
         toolCalls += outcomes.count
         for o in outcomes { outputs[o.callId] = o.output }
         for call in paused.pending {
-            let item: ConversationItem = ["type": "function_call_output", "call_id": .string(call.callId),
-                                          "output": .string(outputs[call.callId] ?? RunnerMessages.approvalRejected)]
+            let item: ConversationItem = [
+                "type": "function_call_output", "call_id": .string(call.callId),
+                "output": .string(outputs[call.callId] ?? RunnerMessages.approvalRejected),
+            ]
             history.append(item)
             transcript.append(item)
         }
         // A handoff requested beside the calls is taken now (the first wins, as always).
         if let first = paused.deferredHandoffs.first {
             for ignored in paused.deferredHandoffs.dropFirst() {
-                let item: ConversationItem = ["type": "function_call_output", "call_id": .string(ignored.callId),
-                                              "output": .string(RunnerMessages.multipleHandoffsIgnored)]
+                let item: ConversationItem = [
+                    "type": "function_call_output", "call_id": .string(ignored.callId),
+                    "output": .string(RunnerMessages.multipleHandoffsIgnored),
+                ]
                 history.append(item)
                 transcript.append(item)
             }
-            let item: ConversationItem = ["type": "function_call_output", "call_id": .string(first.callId),
-                                          "output": .string(RunnerMessages.transferMessage(to: first.agent))]
+            let item: ConversationItem = [
+                "type": "function_call_output", "call_id": .string(first.callId),
+                "output": .string(RunnerMessages.transferMessage(to: first.agent)),
+            ]
             history.append(item)
             transcript.append(item)
             let start = Date()
-            await emit(.handoff(id: allocate(), parent: turnId, from: agent.name, to: first.agent, startedAt: start, endedAt: Date()))
+            await emit(
+                .handoff(
+                    id: allocate(), parent: turnId, from: agent.name, to: first.agent, startedAt: start, endedAt: Date()
+                ))
             await emit(.turnEnded(id: turnId, usage: Usage(), error: nil, at: Date()))
             await emit(.agentEnded(id: agentId, error: nil, at: Date()))
             let (outcome, last) = await runAgents(from: first.agent, parent: taskId)
             return await finish(outcome, agentName: last, taskId: taskId)
         }
         await emit(.turnEnded(id: turnId, usage: Usage(), error: nil, at: Date()))
-        let stopWith: ToolCallOutcome? = switch agent.toolUseBehavior {
-        case .runLLMAgain: nil
-        case .stopOnFirstTool: outcomes.first
-        case .stopAtToolNames(let names): outcomes.first { names.contains($0.name) }
-        }
+        let stopWith: ToolCallOutcome? =
+            switch agent.toolUseBehavior {
+            case .runLLMAgain: nil
+            case .stopOnFirstTool: outcomes.first
+            case .stopAtToolNames(let names): outcomes.first { names.contains($0.name) }
+            }
         if let stop = stopWith {
             await emit(.agentEnded(id: agentId, error: nil, at: Date()))
             return await finish(.final(stop.output), agentName: agent.name, taskId: taskId)

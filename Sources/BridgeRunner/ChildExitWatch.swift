@@ -1,7 +1,8 @@
 import CBridgeSpawn
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The exit of a child started with `bridge_spawn` (its supervisor), watched by the thread that

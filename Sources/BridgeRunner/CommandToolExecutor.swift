@@ -2,8 +2,9 @@ import BridgeCore
 import BridgeMapping
 import CBridgeSpawn
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs `command` tools: starts `argv` directly (no shell), writes the tool's JSON arguments
@@ -47,20 +48,25 @@ public struct CommandToolExecutor: ToolExecutor {
         }
         var childEnvironment = ChildEnvironment.make(from: environment, allow: spec.env)
         // The call's stable key: a repeat after an interruption carries the same one.
-        if !context.idempotencyKey.isEmpty { childEnvironment[IdempotencyKey.environmentVariable] = context.idempotencyKey }
-        let run = CommandRun(path: path, arguments: Array(spec.argv.dropFirst()),
-                             environment: childEnvironment,
-                             stdin: Array(arguments.compact.utf8), maxStdout: max(0, spec.maxBytes),
-                             stderrPrefix: Self.stderrPrefixBytes)
+        if !context.idempotencyKey.isEmpty {
+            childEnvironment[IdempotencyKey.environmentVariable] = context.idempotencyKey
+        }
+        let run = CommandRun(
+            path: path, arguments: Array(spec.argv.dropFirst()),
+            environment: childEnvironment,
+            stdin: Array(arguments.compact.utf8), maxStdout: max(0, spec.maxBytes),
+            stderrPrefix: Self.stderrPrefixBytes)
         let outcome = try await run.run(timeout: .milliseconds(max(1, spec.timeoutMs)), grace: killGracePeriod)
         let stderrText = String(decoding: outcome.stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         if outcome.timedOut {
-            throw ToolFailure("command timed out after \(spec.timeoutMs) ms and was killed",
-                              data: ["argv0": .string(program), "timeout_ms": .number(Double(spec.timeoutMs))])
+            throw ToolFailure(
+                "command timed out after \(spec.timeoutMs) ms and was killed",
+                data: ["argv0": .string(program), "timeout_ms": .number(Double(spec.timeoutMs))])
         }
         if outcome.stdoutExceeded {
-            throw ToolFailure("command output exceeds max_bytes (\(spec.maxBytes) bytes); the command was stopped",
-                              data: ["argv0": .string(program), "max_bytes": .number(Double(spec.maxBytes))])
+            throw ToolFailure(
+                "command output exceeds max_bytes (\(spec.maxBytes) bytes); the command was stopped",
+                data: ["argv0": .string(program), "max_bytes": .number(Double(spec.maxBytes))])
         }
         switch outcome.termination {
         case .exit(0):
@@ -68,11 +74,13 @@ public struct CommandToolExecutor: ToolExecutor {
             context.notes.add(replaced)
             return text
         case .exit(let code):
-            throw ToolFailure("command exited with status \(code)" + (stderrText.isEmpty ? "" : ": \(stderrText)"),
-                              data: ["exit_code": .number(Double(code)), "stderr": .string(stderrText)])
+            throw ToolFailure(
+                "command exited with status \(code)" + (stderrText.isEmpty ? "" : ": \(stderrText)"),
+                data: ["exit_code": .number(Double(code)), "stderr": .string(stderrText)])
         case .signal(let signal):
-            throw ToolFailure("command was killed by signal \(signal)" + (stderrText.isEmpty ? "" : ": \(stderrText)"),
-                              data: ["signal": .number(Double(signal)), "stderr": .string(stderrText)])
+            throw ToolFailure(
+                "command was killed by signal \(signal)" + (stderrText.isEmpty ? "" : ": \(stderrText)"),
+                data: ["signal": .number(Double(signal)), "stderr": .string(stderrText)])
         }
     }
 
@@ -83,7 +91,8 @@ public struct CommandToolExecutor: ToolExecutor {
         if program.contains("/") {
             var isDirectory: ObjCBool = false
             guard files.fileExists(atPath: program, isDirectory: &isDirectory), !isDirectory.boolValue,
-                  files.isExecutableFile(atPath: program) else { return nil }
+                files.isExecutableFile(atPath: program)
+            else { return nil }
             return program
         }
         let path = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
@@ -91,7 +100,8 @@ public struct CommandToolExecutor: ToolExecutor {
             let candidate = "\(directory)/\(program)"
             var isDirectory: ObjCBool = false
             if files.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
-               files.isExecutableFile(atPath: candidate) {
+                files.isExecutableFile(atPath: candidate)
+            {
                 return candidate
             }
         }
@@ -106,7 +116,10 @@ public struct CommandToolExecutor: ToolExecutor {
 ///
 /// `@unchecked Sendable`: the mutable state below `lock` is only touched with it held.
 final class CommandRun: @unchecked Sendable {
-    enum Termination: Equatable { case exit(Int32), signal(Int32) }
+    enum Termination: Equatable {
+        case exit(Int32)
+        case signal(Int32)
+    }
 
     struct Outcome {
         var termination: Termination
@@ -136,7 +149,10 @@ final class CommandRun: @unchecked Sendable {
     private var stopRequested = false
     private var startError: String?
 
-    init(path: String, arguments: [String], environment: [String: String], stdin: [UInt8], maxStdout: Int, stderrPrefix: Int) {
+    init(
+        path: String, arguments: [String], environment: [String: String], stdin: [UInt8], maxStdout: Int,
+        stderrPrefix: Int
+    ) {
         self.path = path
         self.arguments = arguments
         self.environment = environment
@@ -172,8 +188,9 @@ final class CommandRun: @unchecked Sendable {
         try Task.checkCancellation()
         return lock.withLock {
             let termination: Termination = status & 0x7f == 0 ? .exit((status >> 8) & 0xff) : .signal(status & 0x7f)
-            return Outcome(termination: termination, stdout: stdout, stderr: stderr,
-                           timedOut: timedOut, stdoutExceeded: stdoutExceeded)
+            return Outcome(
+                termination: termination, stdout: stdout, stderr: stderr,
+                timedOut: timedOut, stdoutExceeded: stdoutExceeded)
         }
     }
 
@@ -184,8 +201,11 @@ final class CommandRun: @unchecked Sendable {
         sigemptyset(&pipeSignal)
         sigaddset(&pipeSignal, SIGPIPE)
         pthread_sigmask(SIG_BLOCK, &pipeSignal, nil)
-        var inPipe: [Int32] = [-1, -1], outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1]
-        guard bridge_pipe_cloexec(&inPipe) == 0, bridge_pipe_cloexec(&outPipe) == 0, bridge_pipe_cloexec(&errPipe) == 0 else {
+        var inPipe: [Int32] = [-1, -1]
+        var outPipe: [Int32] = [-1, -1]
+        var errPipe: [Int32] = [-1, -1]
+        guard bridge_pipe_cloexec(&inPipe) == 0, bridge_pipe_cloexec(&outPipe) == 0, bridge_pipe_cloexec(&errPipe) == 0
+        else {
             let why = String(cString: strerror(errno))
             for fd in inPipe + outPipe + errPipe where fd >= 0 { _ = close(fd) }
             lock.withLock { startError = "pipe: \(why)" }
@@ -194,13 +214,18 @@ final class CommandRun: @unchecked Sendable {
         var spawnError: Int32 = 0
         let child: pid_t = withCStrings([path] + arguments) { cArgv in
             withCStrings(environment.map { "\($0.key)=\($0.value)" }.sorted()) { cEnv in
-                bridge_spawn(path, cArgv, cEnv, nil, inPipe[0], outPipe[1], errPipe[1],
-                             Int32(clamping: Self.milliseconds(grace)), &spawnError)
+                bridge_spawn(
+                    path, cArgv, cEnv, nil, inPipe[0], outPipe[1], errPipe[1],
+                    Int32(clamping: Self.milliseconds(grace)), &spawnError)
             }
         }
-        _ = close(inPipe[0]); _ = close(outPipe[1]); _ = close(errPipe[1])
+        _ = close(inPipe[0])
+        _ = close(outPipe[1])
+        _ = close(errPipe[1])
         guard child > 0 else {
-            _ = close(inPipe[1]); _ = close(outPipe[0]); _ = close(errPipe[0])
+            _ = close(inPipe[1])
+            _ = close(outPipe[0])
+            _ = close(errPipe[0])
             lock.withLock { startError = String(cString: strerror(spawnError)) }
             return
         }
@@ -262,7 +287,9 @@ final class CommandRun: @unchecked Sendable {
     /// blocked on this thread, so a child that exits without reading its input makes the write
     /// fail with EPIPE instead of killing bridge, and the process-wide disposition (which
     /// children inherit) is untouched.
-    private func pumpPipes(stdin input: Int32, stdout output: Int32, stderr errors: Int32, exit: ChildExitWatch) -> Int32 {
+    private func pumpPipes(stdin input: Int32, stdout output: Int32, stderr errors: Int32, exit: ChildExitWatch)
+        -> Int32
+    {
         var inFD: Int32? = input
         var outFD: Int32? = output
         var errFD: Int32? = errors

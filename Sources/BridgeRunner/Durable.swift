@@ -12,7 +12,9 @@ public enum ResumeCheck {
         if !gone.isEmpty { problems.append("agent(s) \(gone.joined(separator: ", ")) no longer in the mappings") }
         if let was = stored.agents[agent], let now = current.agents[agent] {
             if was.tools != now.tools {
-                problems.append("agent \(agent)'s tools changed from [\(was.tools.joined(separator: ", "))] to [\(now.tools.joined(separator: ", "))]")
+                problems.append(
+                    "agent \(agent)'s tools changed from [\(was.tools.joined(separator: ", "))] to [\(now.tools.joined(separator: ", "))]"
+                )
             }
             if was.handoffs.map(\.agent) != now.handoffs.map(\.agent) {
                 problems.append("agent \(agent)'s handoffs changed")
@@ -40,11 +42,13 @@ extension RunState {
         let taskId = cp.taskEventId
         await emitResume(info, parent: taskId, from: "turn \(cp.turn) model response")
         guard spec.agents[cp.agent] != nil else {
-            let failure = RunFailure(type: .resumeError, message: "Agent \(cp.agent) not found in the run spec", retriable: false)
+            let failure = RunFailure(
+                type: .resumeError, message: "Agent \(cp.agent) not found in the run spec", retriable: false)
             return await finish(.failed(failure), agentName: cp.agent, taskId: taskId)
         }
         let resumed = ResumedTurn(turnId: cp.turnEventId, turnUsage: cp.turnUsage, response: cp.response)
-        let (outcome, last) = await runAgents(from: cp.agent, parent: taskId, openAgentId: cp.agentEventId, resumeTurn: resumed)
+        let (outcome, last) = await runAgents(
+            from: cp.agent, parent: taskId, openAgentId: cp.agentEventId, resumeTurn: resumed)
         return await finish(outcome, agentName: last, taskId: taskId)
     }
 }

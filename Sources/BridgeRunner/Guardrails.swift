@@ -37,8 +37,10 @@ enum GuardrailRun {
 
     /// Runs `guards` beside the model call for `request`; a tripwire cancels the call. Returns
     /// the model's answer (nil when cancelled) and the guardrails' verdict.
-    static func alongside(_ request: ModelRequest, guards: [GuardrailSpec], parent: EventID,
-                          state: RunState) async -> (Result<ModelResponse, any Error>?, Verdict) {
+    static func alongside(
+        _ request: ModelRequest, guards: [GuardrailSpec], parent: EventID,
+        state: RunState
+    ) async -> (Result<ModelResponse, any Error>?, Verdict) {
         enum Leg: Sendable {
             case model(Result<ModelResponse, any Error>)
             case guards(Verdict)
@@ -46,10 +48,13 @@ enum GuardrailRun {
         let model = state.runner.model
         return await withTaskGroup(of: Leg.self) { group in
             group.addTask {
-                do { return .model(.success(try await model.respond(request))) } catch { return .model(.failure(error)) }
+                do { return .model(.success(try await model.respond(request))) } catch {
+                    return .model(.failure(error))
+                }
             }
             group.addTask {
-                .guards(await all(guards, input: state.spec.input, output: nil, parent: parent, state: state, kind: .input))
+                .guards(
+                    await all(guards, input: state.spec.input, output: nil, parent: parent, state: state, kind: .input))
             }
             var answer: Result<ModelResponse, any Error>?
             var verdict = Verdict()
@@ -67,8 +72,10 @@ enum GuardrailRun {
     }
 
     /// Runs `guards` concurrently and returns the first tripwire (or failure) as a verdict.
-    static func all(_ guards: [GuardrailSpec], input: String, output: String?, parent: EventID, state: RunState,
-                    kind: Kind) async -> Verdict {
+    static func all(
+        _ guards: [GuardrailSpec], input: String, output: String?, parent: EventID, state: RunState,
+        kind: Kind
+    ) async -> Verdict {
         await withTaskGroup(of: Outcome.self) { group in
             for g in guards {
                 group.addTask { await one(g, input: input, output: output, parent: parent, state: state) }
@@ -76,20 +83,26 @@ enum GuardrailRun {
             var verdict = Verdict()
             for await o in group {
                 verdict.usage = verdict.usage + o.usage
-                verdict.items.append(["type": "guardrail_result", "name": .string(o.name),
-                                      "kind": kind == .input ? "input" : "output", "triggered": .bool(o.triggered)])
+                verdict.items.append([
+                    "type": "guardrail_result", "name": .string(o.name),
+                    "kind": kind == .input ? "input" : "output", "triggered": .bool(o.triggered),
+                ])
                 guard verdict.failure == nil else { continue }
                 if let failure = o.failure {
                     verdict.failure = failure
-                    verdict.spanError = SpanErrorInfo(message: RunnerMessages.spanAgentError,
-                                                      data: ["error": .string(failure.message)])
+                    verdict.spanError = SpanErrorInfo(
+                        message: RunnerMessages.spanAgentError,
+                        data: ["error": .string(failure.message)])
                     group.cancelAll()
                 } else if o.triggered {
-                    let type: FailureType = kind == .input ? .inputGuardrailTripwireTriggered : .outputGuardrailTripwireTriggered
-                    verdict.failure = RunFailure(type: type, message: RunnerMessages.tripwire(o.name, outputInfo: o.outputInfo),
-                                                 retriable: false, outputInfo: o.outputInfo)
-                    verdict.spanError = SpanErrorInfo(message: RunnerMessages.spanGuardrailTripped,
-                                                      data: ["guardrail": .string(o.name)])
+                    let type: FailureType =
+                        kind == .input ? .inputGuardrailTripwireTriggered : .outputGuardrailTripwireTriggered
+                    verdict.failure = RunFailure(
+                        type: type, message: RunnerMessages.tripwire(o.name, outputInfo: o.outputInfo),
+                        retriable: false, outputInfo: o.outputInfo)
+                    verdict.spanError = SpanErrorInfo(
+                        message: RunnerMessages.spanGuardrailTripped,
+                        data: ["guardrail": .string(o.name)])
                     group.cancelAll()
                 }
             }
@@ -98,7 +111,9 @@ enum GuardrailRun {
     }
 
     /// Runs one guardrail inside its span.
-    static func one(_ g: GuardrailSpec, input: String, output: String?, parent: EventID, state: RunState) async -> Outcome {
+    static func one(_ g: GuardrailSpec, input: String, output: String?, parent: EventID, state: RunState) async
+        -> Outcome
+    {
         let id = state.allocate()
         await state.emit(.guardrailStarted(id: id, parent: parent, name: g.name, at: Date()))
         var outcome = Outcome(name: g.name, triggered: false, outputInfo: .null, usage: Usage())
@@ -106,11 +121,13 @@ enum GuardrailRun {
         case .sql(let sql):
             outcome = await runSQL(g.name, sql, input: input, output: output, state: state)
         case .agent(let agentName):
-            var nested = RunState(spec: state.spec, taskRow: state.taskRow, runner: state.runner, ids: state.ids,
-                                  input: output ?? input, depth: state.depth + 1)
+            var nested = RunState(
+                spec: state.spec, taskRow: state.taskRow, runner: state.runner, ids: state.ids,
+                input: output ?? input, depth: state.depth + 1)
             if state.depth >= 3 {
-                outcome.failure = RunFailure(type: .userError, message: "guardrail \(g.name): guardrail agents nest deeper than 3",
-                                             retriable: false)
+                outcome.failure = RunFailure(
+                    type: .userError, message: "guardrail \(g.name): guardrail agents nest deeper than 3",
+                    retriable: false)
                 break
             }
             let (end, _) = await nested.runAgents(from: agentName, parent: id)
@@ -121,26 +138,33 @@ enum GuardrailRun {
                 outcome.triggered = json["tripwire_triggered"]?.boolValue ?? false
                 outcome.outputInfo = json["output_info"] ?? json
             case .failed(let f):
-                outcome.failure = RunFailure(type: f.type, message: "guardrail \(g.name) (agent \(agentName)) failed: \(f.message)",
-                                             retriable: f.retriable, retryAfter: f.retryAfter)
+                outcome.failure = RunFailure(
+                    type: f.type, message: "guardrail \(g.name) (agent \(agentName)) failed: \(f.message)",
+                    retriable: f.retriable, retryAfter: f.retryAfter)
             case .paused:
-                outcome.failure = RunFailure(type: .userError,
-                                             message: "guardrail \(g.name): agent \(agentName) called a tool that needs approval; guardrail agents cannot wait",
-                                             retriable: false)
+                outcome.failure = RunFailure(
+                    type: .userError,
+                    message:
+                        "guardrail \(g.name): agent \(agentName) called a tool that needs approval; guardrail agents cannot wait",
+                    retriable: false)
             case .interrupted(let f):
                 outcome.failure = f
             case .handoff:
                 break
             }
         }
-        let spanError = outcome.failure.map { SpanErrorInfo(message: "Error running guardrail", data: ["error": .string($0.message)]) }
+        let spanError = outcome.failure.map {
+            SpanErrorInfo(message: "Error running guardrail", data: ["error": .string($0.message)])
+        }
         await state.emit(.guardrailEnded(id: id, triggered: outcome.triggered, error: spanError, at: Date()))
         return outcome
     }
 
     /// A SQL guardrail: READ ONLY, through the run's tool executor; `:input` and `:output` are
     /// bound; the first row's `tripwire_triggered` and `output_info` decide.
-    static func runSQL(_ name: String, _ sql: SQLToolSpec, input: String, output: String?, state: RunState) async -> Outcome {
+    static func runSQL(_ name: String, _ sql: SQLToolSpec, input: String, output: String?, state: RunState) async
+        -> Outcome
+    {
         var readOnly = sql
         readOnly.writes = false
         // Only the first row counts; read it whole (within a bound), so a long output_info is
@@ -151,17 +175,21 @@ enum GuardrailRun {
         let arguments: JSONValue = ["input": .string(input), "output": output.map(JSONValue.string) ?? .null]
         var outcome = Outcome(name: name, triggered: false, outputInfo: .null, usage: Usage())
         do {
-            let text = try await state.runner.tools.execute(tool, arguments: arguments,
-                                                             context: ToolContext(spec: state.spec, taskRow: state.taskRow,
-                                                                                  agentName: name))
+            let text = try await state.runner.tools.execute(
+                tool, arguments: arguments,
+                context: ToolContext(
+                    spec: state.spec, taskRow: state.taskRow,
+                    agentName: name))
             let (triggered, info) = try verdict(ofRows: text)
             outcome.triggered = triggered
             outcome.outputInfo = info
         } catch let problem as GuardrailResultError {
-            outcome.failure = RunFailure(type: .guardrailError, message: "guardrail \(name) failed: \(problem.message)", retriable: false)
+            outcome.failure = RunFailure(
+                type: .guardrailError, message: "guardrail \(name) failed: \(problem.message)", retriable: false)
         } catch {
             let text = (error as? ToolFailure)?.message ?? String(describing: error)
-            outcome.failure = RunFailure(type: .guardrailError, message: "guardrail \(name) failed: \(text)", retriable: false)
+            outcome.failure = RunFailure(
+                type: .guardrailError, message: "guardrail \(name) failed: \(text)", retriable: false)
         }
         return outcome
     }
@@ -182,9 +210,10 @@ enum GuardrailRun {
     static func verdict(ofRows text: String) throws -> (triggered: Bool, info: JSONValue) {
         let parsed: JSONValue
         do { parsed = try JSONValue.parse(text) } catch {
-            throw GuardrailResultError(message: text.hasSuffix("[truncated: output exceeded max_bytes=\(guardrailReadBytes)]")
-                ? "its first row is over \(guardrailReadBytes) bytes"
-                : "its answer is not JSON rows: \(error)")
+            throw GuardrailResultError(
+                message: text.hasSuffix("[truncated: output exceeded max_bytes=\(guardrailReadBytes)]")
+                    ? "its first row is over \(guardrailReadBytes) bytes"
+                    : "its answer is not JSON rows: \(error)")
         }
         guard let rows = parsed.arrayValue ?? parsed["rows"]?.arrayValue else {
             throw GuardrailResultError(message: "its SQL returned no rows (\(String(parsed.compact.prefix(200))))")
@@ -192,11 +221,13 @@ enum GuardrailRun {
         guard let row = rows.first else { return (false, .null) }
         guard let flag = row["tripwire_triggered"] else {
             let names = (row.objectValue?.keys.sorted() ?? []).joined(separator: ", ")
-            throw GuardrailResultError(message: "its first row has no tripwire_triggered column (columns: \(names));"
-                                       + " it must return a boolean tripwire_triggered")
+            throw GuardrailResultError(
+                message: "its first row has no tripwire_triggered column (columns: \(names));"
+                    + " it must return a boolean tripwire_triggered")
         }
         guard case .bool(let triggered) = flag else {
-            throw GuardrailResultError(message: "its tripwire_triggered is \(String(flag.compact.prefix(80))), not a boolean")
+            throw GuardrailResultError(
+                message: "its tripwire_triggered is \(String(flag.compact.prefix(80))), not a boolean")
         }
         return (triggered, capped(row["output_info"] ?? .null))
     }

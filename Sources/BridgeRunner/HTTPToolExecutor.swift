@@ -29,7 +29,8 @@ public struct HTTPToolExecutor: ToolExecutor {
         var headers = HTTPHeaders()
         var secrets: [String] = []
         for name in spec.headers.keys.sorted() {
-            let (value, used) = try Self.expand(spec.headers[name] ?? "", header: name, tool: tool.name, environment: environment)
+            let (value, used) = try Self.expand(
+                spec.headers[name] ?? "", header: name, tool: tool.name, environment: environment)
             headers.add(name, value)
             secrets += used
         }
@@ -39,9 +40,10 @@ public struct HTTPToolExecutor: ToolExecutor {
             headers.add(IdempotencyKey.header, context.idempotencyKey)
         }
         let timeout = Duration.milliseconds(max(1, spec.timeoutMs))
-        let request = HTTPRequest(method: .post, url: spec.url, headers: headers, body: Array(arguments.compact.utf8),
-                                  timeout: .init(connect: min(timeout, .seconds(10))),
-                                  deadline: .now + timeout, maxResponseBytes: max(0, spec.maxBytes))
+        let request = HTTPRequest(
+            method: .post, url: spec.url, headers: headers, body: Array(arguments.compact.utf8),
+            timeout: .init(connect: min(timeout, .seconds(10))),
+            deadline: .now + timeout, maxResponseBytes: max(0, spec.maxBytes))
         let response: HTTPResponse
         do {
             response = try await client.execute(request)
@@ -50,8 +52,9 @@ public struct HTTPToolExecutor: ToolExecutor {
         }
         guard response.isSuccess else {
             let prefix = Redaction.scrub(HTTPError.prefix(response.body), secrets: secrets)
-            throw ToolFailure(prefix.isEmpty ? "HTTP \(response.status)" : "HTTP \(response.status): \(prefix)",
-                              data: ["status": .number(Double(response.status))])
+            throw ToolFailure(
+                prefix.isEmpty ? "HTTP \(response.status)" : "HTTP \(response.status): \(prefix)",
+                data: ["status": .number(Double(response.status))])
         }
         let (text, replaced) = TextSafety.decode(Array(response.body))
         context.notes.add(replaced)
@@ -65,10 +68,12 @@ public struct HTTPToolExecutor: ToolExecutor {
         case .timeout:
             return ToolFailure("HTTP request timed out after \(spec.timeoutMs) ms")
         case .tooLarge(let limit):
-            return ToolFailure("HTTP response exceeds max_bytes (\(limit) bytes)", data: ["max_bytes": .number(Double(limit))])
+            return ToolFailure(
+                "HTTP response exceeds max_bytes (\(limit) bytes)", data: ["max_bytes": .number(Double(limit))])
         case .transport(let code, let message):
-            return ToolFailure("HTTP request failed: \(Redaction.scrub(message, secrets: secrets))",
-                               data: ["curl_code": .number(Double(code))])
+            return ToolFailure(
+                "HTTP request failed: \(Redaction.scrub(message, secrets: secrets))",
+                data: ["curl_code": .number(Double(code))])
         default:
             return ToolFailure(Redaction.scrub(error.description, secrets: secrets))
         }
@@ -77,8 +82,10 @@ public struct HTTPToolExecutor: ToolExecutor {
     /// Replaces each `${NAME}` (or `${env:NAME}`) in `template` with the variable's value. Returns the result and
     /// the substituted values (secrets to scrub). Throws `ToolFailure` for an unset variable
     /// or a malformed reference; the message names the header and variable, never a value.
-    public static func expand(_ template: String, header: String, tool: String,
-                       environment: Environment) throws(ToolFailure) -> (String, [String]) {
+    public static func expand(
+        _ template: String, header: String, tool: String,
+        environment: Environment
+    ) throws(ToolFailure) -> (String, [String]) {
         var out = ""
         var used: [String] = []
         var rest = Substring(template)
@@ -89,14 +96,18 @@ public struct HTTPToolExecutor: ToolExecutor {
             }
             var name = String(rest[start.upperBound..<close])
             if name.hasPrefix("env:") { name.removeFirst(4) }
-            guard let first = name.unicodeScalars.first, first == "_" || (first.isASCII && first.properties.isAlphabetic),
-                  name.unicodeScalars.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) })
+            guard let first = name.unicodeScalars.first,
+                first == "_" || (first.isASCII && first.properties.isAlphabetic),
+                name.unicodeScalars.allSatisfy({
+                    $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0)))
+                })
             else {
                 throw ToolFailure("tool '\(tool)': header '\(header)' has an invalid variable reference ${\(name)}")
             }
             guard let value = environment[name] else {
-                throw ToolFailure("tool '\(tool)': header '\(header)' uses environment variable \(name), which is not set",
-                                  data: ["variable": .string(name)])
+                throw ToolFailure(
+                    "tool '\(tool)': header '\(header)' uses environment variable \(name), which is not set",
+                    data: ["variable": .string(name)])
             }
             out += value
             used.append(value)

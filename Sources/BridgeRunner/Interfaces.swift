@@ -1,6 +1,6 @@
 import BridgeCore
-import BridgeTraceModel
 import BridgeMapping
+import BridgeTraceModel
 import Foundation
 
 // The runner's contracts. The runner executes a `RunSpec` with a `ModelProvider` and a
@@ -36,8 +36,10 @@ public struct ModelRequest: Sendable {
     /// derive deterministic ids (the offline model does).
     public var traceId: String = ""
 
-    public init(agent: AgentSpec, input: [ConversationItem], functionTools: [FunctionToolDefinition],
-                hostedTools: [HostedToolSpec], turn: Int) {
+    public init(
+        agent: AgentSpec, input: [ConversationItem], functionTools: [FunctionToolDefinition],
+        hostedTools: [HostedToolSpec], turn: Int
+    ) {
         self.agent = agent
         self.input = input
         self.functionTools = functionTools
@@ -45,8 +47,10 @@ public struct ModelRequest: Sendable {
         self.turn = turn
     }
 
-    public init(agent: AgentSpec, input: [ConversationItem], functionTools: [FunctionToolDefinition],
-                hostedTools: [HostedToolSpec], turn: Int, traceId: String) {
+    public init(
+        agent: AgentSpec, input: [ConversationItem], functionTools: [FunctionToolDefinition],
+        hostedTools: [HostedToolSpec], turn: Int, traceId: String
+    ) {
         self.init(agent: agent, input: input, functionTools: functionTools, hostedTools: hostedTools, turn: turn)
         self.traceId = traceId
     }
@@ -60,7 +64,9 @@ public struct Usage: Sendable, Equatable, Codable {
     public var cachedTokens: Int
     public var reasoningTokens: Int
 
-    public init(requests: Int = 0, inputTokens: Int = 0, outputTokens: Int = 0, cachedTokens: Int = 0, reasoningTokens: Int = 0) {
+    public init(
+        requests: Int = 0, inputTokens: Int = 0, outputTokens: Int = 0, cachedTokens: Int = 0, reasoningTokens: Int = 0
+    ) {
         self.requests = requests
         self.inputTokens = inputTokens
         self.outputTokens = outputTokens
@@ -71,9 +77,10 @@ public struct Usage: Sendable, Equatable, Codable {
     public var totalTokens: Int { inputTokens + outputTokens }
 
     public static func + (a: Usage, b: Usage) -> Usage {
-        Usage(requests: a.requests + b.requests, inputTokens: a.inputTokens + b.inputTokens,
-              outputTokens: a.outputTokens + b.outputTokens, cachedTokens: a.cachedTokens + b.cachedTokens,
-              reasoningTokens: a.reasoningTokens + b.reasoningTokens)
+        Usage(
+            requests: a.requests + b.requests, inputTokens: a.inputTokens + b.inputTokens,
+            outputTokens: a.outputTokens + b.outputTokens, cachedTokens: a.cachedTokens + b.cachedTokens,
+            reasoningTokens: a.reasoningTokens + b.reasoningTokens)
     }
 
     /// `{"requests","input_tokens","output_tokens","total_tokens","input_tokens_details":{"cached_tokens"},"output_tokens_details":{"reasoning_tokens"}}`
@@ -106,8 +113,10 @@ public struct ModelResponse: Sendable {
     /// What the call cost (`MeteredModel` sets it from `pricing`; nil: not priced at all).
     public var cost: ModelCost?
 
-    public init(output: [ConversationItem], usage: Usage, responseId: String? = nil, model: String,
-                spanOutput: [JSONValue]? = nil) {
+    public init(
+        output: [ConversationItem], usage: Usage, responseId: String? = nil, model: String,
+        spanOutput: [JSONValue]? = nil
+    ) {
         self.output = output
         self.usage = usage
         self.responseId = responseId
@@ -210,11 +219,13 @@ public typealias SpanErrorInfo = SpanError
 public enum RunEvent: Sendable {
     case taskStarted(id: EventID, at: Date)
     case taskEnded(id: EventID, usage: Usage, error: SpanErrorInfo?, at: Date)
-    case agentStarted(id: EventID, parent: EventID, agent: String, tools: [String], handoffs: [String], outputType: String, at: Date)
+    case agentStarted(
+        id: EventID, parent: EventID, agent: String, tools: [String], handoffs: [String], outputType: String, at: Date)
     case agentEnded(id: EventID, error: SpanErrorInfo?, at: Date)
     case turnStarted(id: EventID, parent: EventID, turn: Int, agent: String, at: Date)
     case turnEnded(id: EventID, usage: Usage, error: SpanErrorInfo?, at: Date)
-    case modelStarted(id: EventID, parent: EventID, kind: ModelSpanKind, model: String, input: [ConversationItem], at: Date)
+    case modelStarted(
+        id: EventID, parent: EventID, kind: ModelSpanKind, model: String, input: [ConversationItem], at: Date)
     case modelEnded(id: EventID, response: ModelResponse?, error: SpanErrorInfo?, at: Date)
     case toolStarted(id: EventID, parent: EventID, name: String, arguments: String, at: Date)
     case toolEnded(id: EventID, output: String?, error: SpanErrorInfo?, at: Date)
@@ -236,8 +247,9 @@ public enum RunEvent: Sendable {
     case spanNote(id: EventID, key: String, value: JSONValue)
     /// An MCP server's tools were listed for an agent (the SDK's `mcp_tools` span, under the
     /// agent span): the tool names after the server's filter, or nil when listing failed.
-    case mcpToolsListed(id: EventID, parent: EventID, server: String, tools: [String]?, error: SpanErrorInfo?,
-                        startedAt: Date, endedAt: Date)
+    case mcpToolsListed(
+        id: EventID, parent: EventID, server: String, tools: [String]?, error: SpanErrorInfo?,
+        startedAt: Date, endedAt: Date)
     /// Marks function span `id` (already started) as a call to MCP server `server`: its
     /// `mcp_data` becomes `{"server": server}`.
     case mcpCall(id: EventID, server: String)
@@ -283,7 +295,9 @@ public struct RunFailure: Error, Sendable, CustomStringConvertible {
     public var retryAfter: Double?
     /// A tripped guardrail's `output_info`.
     public var outputInfo: JSONValue?
-    public init(type: FailureType, message: String, retriable: Bool, retryAfter: Double? = nil, outputInfo: JSONValue? = nil) {
+    public init(
+        type: FailureType, message: String, retriable: Bool, retryAfter: Double? = nil, outputInfo: JSONValue? = nil
+    ) {
         self.outputInfo = outputInfo
         self.type = type
         self.message = message

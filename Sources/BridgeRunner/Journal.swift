@@ -59,8 +59,10 @@ public struct JournaledCall: Codable, Sendable, Equatable {
     /// Whether `output` is the executor's raw output (replayed through the same path as a live call).
     public var raw: Bool
 
-    public init(callId: String, name: String, output: String, error: JSONValue? = nil, modelOutput: JSONValue? = nil,
-                spanOutput: String? = nil, mcpServer: String? = nil, raw: Bool) {
+    public init(
+        callId: String, name: String, output: String, error: JSONValue? = nil, modelOutput: JSONValue? = nil,
+        spanOutput: String? = nil, mcpServer: String? = nil, raw: Bool
+    ) {
         self.callId = callId
         self.name = name
         self.output = output
@@ -72,8 +74,11 @@ public struct JournaledCall: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case callId = "call_id", name, output, error, raw
-        case modelOutput = "model_output", spanOutput = "span_output", mcpServer = "mcp_server"
+        case callId = "call_id"
+        case name, output, error, raw
+        case modelOutput = "model_output"
+        case spanOutput = "span_output"
+        case mcpServer = "mcp_server"
     }
 }
 
@@ -102,9 +107,11 @@ public struct RunCheckpoint: Codable, Sendable {
     public var openSpans: JSONValue
     public var at: Date
 
-    public init(history: [ConversationItem], transcript: [ConversationItem], usage: Usage, turn: Int, toolCalls: Int,
-                agent: String, taskEventId: EventID, agentEventId: EventID, turnEventId: EventID, nextEventId: EventID,
-                turnUsage: Usage, response: [ConversationItem], openSpans: JSONValue, at: Date) {
+    public init(
+        history: [ConversationItem], transcript: [ConversationItem], usage: Usage, turn: Int, toolCalls: Int,
+        agent: String, taskEventId: EventID, agentEventId: EventID, turnEventId: EventID, nextEventId: EventID,
+        turnUsage: Usage, response: [ConversationItem], openSpans: JSONValue, at: Date
+    ) {
         self.history = history
         self.transcript = transcript
         self.usage = usage
@@ -123,8 +130,12 @@ public struct RunCheckpoint: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case history, transcript, usage, turn, agent, response, at
-        case toolCalls = "tool_calls", taskEventId = "task_event_id", agentEventId = "agent_event_id"
-        case turnEventId = "turn_event_id", nextEventId = "next_event_id", turnUsage = "turn_usage"
+        case toolCalls = "tool_calls"
+        case taskEventId = "task_event_id"
+        case agentEventId = "agent_event_id"
+        case turnEventId = "turn_event_id"
+        case nextEventId = "next_event_id"
+        case turnUsage = "turn_usage"
         case openSpans = "open_spans"
     }
 }

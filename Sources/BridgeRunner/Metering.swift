@@ -20,8 +20,10 @@ public enum ModelCost: Sendable, Equatable {
 
     /// The cost of `usage` on `model` under `pricing`.
     public static func of(_ usage: Usage, model: String, pricing: Pricing) -> ModelCost {
-        pricing.cost(model: model, inputTokens: usage.inputTokens, cachedTokens: usage.cachedTokens,
-                     outputTokens: usage.outputTokens).map(ModelCost.usd) ?? .unknown
+        pricing.cost(
+            model: model, inputTokens: usage.inputTokens, cachedTokens: usage.cachedTokens,
+            outputTokens: usage.outputTokens
+        ).map(ModelCost.usd) ?? .unknown
     }
 }
 
@@ -96,7 +98,9 @@ public struct MeteredModel: ModelProvider {
     public let gate: (any ModelGate)?
     public let tally: CostTally
 
-    public init(inner: any ModelProvider, pricing: Pricing, gate: (any ModelGate)? = nil, tally: CostTally = CostTally()) {
+    public init(
+        inner: any ModelProvider, pricing: Pricing, gate: (any ModelGate)? = nil, tally: CostTally = CostTally()
+    ) {
         self.inner = inner
         self.pricing = pricing
         self.gate = gate

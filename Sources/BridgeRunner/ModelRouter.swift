@@ -1,6 +1,6 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
+import BridgeTraceModel
 import FoundationEssentials
 
 /// One `ModelProvider` for the runner that sends each agent's calls to the Responses API or
@@ -34,7 +34,9 @@ public struct ModelRouter: ModelProvider {
 
     public func spanKind(for agent: AgentSpec) -> ModelSpanKind { provider(for: agent).spanKind(for: agent) }
 
-    public func spanInput(for request: ModelRequest) -> [JSONValue] { provider(for: request.agent).spanInput(for: request) }
+    public func spanInput(for request: ModelRequest) -> [JSONValue] {
+        provider(for: request.agent).spanInput(for: request)
+    }
 
     public func respond(_ request: ModelRequest) async throws -> ModelResponse {
         try await provider(for: request.agent).respond(request)

@@ -42,19 +42,22 @@ public struct OfflineModel: ModelProvider {
         let handoffNames = Set(agent.handoffs.map(\.toolName))
         let ownTools = request.functionTools.filter { !handoffNames.contains($0.name) }
         let stint = stintItems(request.input, agent: agent.name)
-        let calledInStint = Set(stint.compactMap { $0["type"]?.stringValue == "function_call" ? $0["name"]?.stringValue : nil })
+        let calledInStint = Set(
+            stint.compactMap { $0["type"]?.stringValue == "function_call" ? $0["name"]?.stringValue : nil })
 
         // 1. First turn of the stint: every function tool, in parallel.
         if !ownTools.isEmpty, calledInStint.isDisjoint(with: ownTools.map(\.name)) {
             return ownTools.enumerated().map { i, tool in
-                functionCall(request, index: i, name: tool.name,
-                             arguments: exampleArguments(for: tool.parameters, strict: tool.strict).compact)
+                functionCall(
+                    request, index: i, name: tool.name,
+                    arguments: exampleArguments(for: tool.parameters, strict: tool.strict).compact)
             }
         }
         // 2. The first handoff not taken yet in this run.
-        let calledEver = Set(request.input.compactMap {
-            $0["type"]?.stringValue == "function_call" ? $0["name"]?.stringValue : nil
-        })
+        let calledEver = Set(
+            request.input.compactMap {
+                $0["type"]?.stringValue == "function_call" ? $0["name"]?.stringValue : nil
+            })
         if let next = agent.handoffs.first(where: { !calledEver.contains($0.toolName) }) {
             return [functionCall(request, index: 0, name: next.toolName, arguments: "{}")]
         }
@@ -70,7 +73,9 @@ public struct OfflineModel: ModelProvider {
     /// booleans are false (so a guardrail agent's `tripwire_triggered` does not trip) and the
     /// first free-text top-level string property carries the summary.
     static func structuredAnswer(_ schema: JSONValue, summary: String) -> JSONValue {
-        guard case .object(var o) = exampleValue(for: schema, strict: true, depth: 0, boolean: false) else { return [:] }
+        guard case .object(var o) = exampleValue(for: schema, strict: true, depth: 0, boolean: false) else {
+            return [:]
+        }
         let props = schema["properties"]?.objectValue ?? [:]
         if let field = props.keys.sorted().first(where: { key in
             let p = props[key]
@@ -142,8 +147,10 @@ public struct OfflineModel: ModelProvider {
     /// refer to each other) end; forced nesting (a 20-deep schema) is followed to the end.
     static let preferredDepth = 8
 
-    static func exampleValue(for schema: JSONValue, strict: Bool, depth: Int, boolean: Bool = true,
-                             refs: JSONSchemaRefs? = nil) -> JSONValue {
+    static func exampleValue(
+        for schema: JSONValue, strict: Bool, depth: Int, boolean: Bool = true,
+        refs: JSONSchemaRefs? = nil
+    ) -> JSONValue {
         let refs = refs ?? JSONSchemaRefs(root: schema, allProperties: strict)
         guard let s = schema.objectValue, depth < 1024 else { return .null }
         func value(_ sub: JSONValue) -> JSONValue {
@@ -165,14 +172,19 @@ public struct OfflineModel: ModelProvider {
         if let first = s["enum"]?.arrayValue?.first { return first }
         for key in ["anyOf", "oneOf", "allOf"] {
             if let branches = s[key]?.arrayValue, !branches.isEmpty {
-                let branch = key == "allOf" ? branches.first : choose(branches, height: refs.height,
-                                                                      isNull: { $0["type"]?.stringValue == "null" })
+                let branch =
+                    key == "allOf"
+                    ? branches.first
+                    : choose(
+                        branches, height: refs.height,
+                        isNull: { $0["type"]?.stringValue == "null" })
                 if let branch { return value(branch) }
             }
         }
         let types = JSONSchemaRefs.types(s)
-        let type = choose(types, height: { JSONSchemaRefs.typeHeight($0, s, allProperties: strict, refs.height) },
-                          isNull: { $0 == "null" })
+        let type = choose(
+            types, height: { JSONSchemaRefs.typeHeight($0, s, allProperties: strict, refs.height) },
+            isNull: { $0 == "null" })
         switch type {
         case "string": return "example"
         case "integer", "number":

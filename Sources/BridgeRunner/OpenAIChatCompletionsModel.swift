@@ -42,7 +42,8 @@ public struct ChatCompletionsModel: ModelProvider {
         if !request.hostedTools.isEmpty {
             let types = request.hostedTools.map(\.type).joined(separator: ", ")
             throw ModelConfigurationError(
-                "agent '\(request.agent.name)': hosted tools (\(types)) need the Responses API, but this agent uses Chat Completions")
+                "agent '\(request.agent.name)': hosted tools (\(types)) need the Responses API, but this agent uses Chat Completions"
+            )
         }
         let body = Self.requestBody(request, storeDefault: settings.isOfficialOpenAI ? true : nil)
         let json = try await transport.post("/chat/completions", body: body)
@@ -71,8 +72,11 @@ public struct ChatCompletionsModel: ModelProvider {
             body["tools"] = .array(tools)
             if let p = settings["parallel_tool_calls"], !p.isNull { body["parallel_tool_calls"] = p }
         }
-        if let choice = settings["tool_choice"], !choice.isNull { body["tool_choice"] = ChatConverter.toolChoice(choice) }
-        for (key, value) in settings where !value.isNull && !mappedSettings.contains(key) && !notPassedThrough.contains(key) {
+        if let choice = settings["tool_choice"], !choice.isNull {
+            body["tool_choice"] = ChatConverter.toolChoice(choice)
+        }
+        for (key, value) in settings
+        where !value.isNull && !mappedSettings.contains(key) && !notPassedThrough.contains(key) {
             body[key] = value
         }
         if let maxTokens = settings["max_tokens"] ?? settings["max_output_tokens"], !maxTokens.isNull {
@@ -89,8 +93,10 @@ public struct ChatCompletionsModel: ModelProvider {
             body["logprobs"] = true
         }
         if let o = agent.outputSchema {
-            body["response_format"] = ["type": "json_schema",
-                                       "json_schema": ["name": .string(o.name), "schema": o.schema, "strict": .bool(o.strict)]]
+            body["response_format"] = [
+                "type": "json_schema",
+                "json_schema": ["name": .string(o.name), "schema": o.schema, "strict": .bool(o.strict)],
+            ]
         }
         for key in ["extra_body", "extra_args"] {
             for (k, v) in settings[key]?.objectValue ?? [:] { body[k] = v }
@@ -101,12 +107,15 @@ public struct ChatCompletionsModel: ModelProvider {
     /// Turns a chat completion into a `ModelResponse` (output as Responses items, the raw
     /// assistant message as the span output). `model` is the requested model, not the one the
     /// server names, because the SDK's generation span records the requested one.
-    public static func parseResponse(_ json: JSONValue, requestedModel: String,
-                                     scrub: (String) -> String = { $0 }) throws(ModelProviderError) -> ModelResponse {
+    public static func parseResponse(
+        _ json: JSONValue, requestedModel: String,
+        scrub: (String) -> String = { $0 }
+    ) throws(ModelProviderError) -> ModelResponse {
         guard let choice = json["choices"]?.arrayValue?.first else {
             let detail = json["error"].map { ": " + scrub(String($0.compact.prefix(300))) } ?? ""
-            throw ModelProviderError("chat completion has no choices (possible provider error payload)\(detail)",
-                                     retriable: false)
+            throw ModelProviderError(
+                "chat completion has no choices (possible provider error payload)\(detail)",
+                retriable: false)
         }
         let message = choice["message"] ?? .null
         let content = message["content"]?.stringValue ?? ""
@@ -118,18 +127,20 @@ public struct ChatCompletionsModel: ModelProvider {
                 retriable: false)
         }
         let usage = self.usage(json["usage"])
-        return ModelResponse(output: message.isNull ? [] : ChatConverter.outputItems(message), usage: usage, responseId: nil,
-                             model: requestedModel, spanOutput: message.isNull ? [] : [message])
+        return ModelResponse(
+            output: message.isNull ? [] : ChatConverter.outputItems(message), usage: usage, responseId: nil,
+            model: requestedModel, spanOutput: message.isNull ? [] : [message])
     }
 
     /// Usage from `prompt_tokens`, `completion_tokens` and their details; one request even
     /// when the server sent no usage.
     public static func usage(_ u: JSONValue?) -> Usage {
         guard let u, u.objectValue != nil else { return Usage(requests: 1) }
-        return Usage(requests: 1, inputTokens: u["prompt_tokens"]?.intValue ?? 0,
-                     outputTokens: u["completion_tokens"]?.intValue ?? 0,
-                     cachedTokens: u["prompt_tokens_details"]?["cached_tokens"]?.intValue ?? 0,
-                     reasoningTokens: u["completion_tokens_details"]?["reasoning_tokens"]?.intValue ?? 0)
+        return Usage(
+            requests: 1, inputTokens: u["prompt_tokens"]?.intValue ?? 0,
+            outputTokens: u["completion_tokens"]?.intValue ?? 0,
+            cachedTokens: u["prompt_tokens_details"]?["cached_tokens"]?.intValue ?? 0,
+            reasoningTokens: u["completion_tokens_details"]?["reasoning_tokens"]?.intValue ?? 0)
     }
 }
 
@@ -190,13 +201,17 @@ public enum ChatConverter {
                 let arguments = item["arguments"]?.stringValue ?? ""
                 toolCalls.append([
                     "id": item["call_id"] ?? "", "type": "function",
-                    "function": ["name": item["name"] ?? "", "arguments": .string(arguments.isEmpty ? "{}" : arguments)],
+                    "function": [
+                        "name": item["name"] ?? "", "arguments": .string(arguments.isEmpty ? "{}" : arguments),
+                    ],
                 ])
             case ("function_call_output", _):
                 flush()
                 let output = item["output"]
-                out.append(["role": "tool", "tool_call_id": item["call_id"] ?? "",
-                            "content": .string(output?.stringValue ?? output?.compact ?? "")])
+                out.append([
+                    "role": "tool", "tool_call_id": item["call_id"] ?? "",
+                    "content": .string(output?.stringValue ?? output?.compact ?? ""),
+                ])
             default:
                 continue
             }
@@ -209,17 +224,22 @@ public enum ChatConverter {
     /// other parts unchanged.
     static func inputContent(_ content: JSONValue) -> JSONValue {
         guard let parts = content.arrayValue else { return content }
-        return .array(parts.map { part in
-            if part["type"]?.stringValue == "input_text" { return ["type": "text", "text": part["text"] ?? ""] }
-            return part
-        })
+        return .array(
+            parts.map { part in
+                if part["type"]?.stringValue == "input_text" { return ["type": "text", "text": part["text"] ?? ""] }
+                return part
+            })
     }
 
     /// A function tool in chat shape.
     public static func tool(_ t: FunctionToolDefinition) -> JSONValue {
-        ["type": "function",
-         "function": ["name": .string(t.name), "description": .string(t.description), "parameters": t.parameters,
-                      "strict": .bool(t.strict)]]
+        [
+            "type": "function",
+            "function": [
+                "name": .string(t.name), "description": .string(t.description), "parameters": t.parameters,
+                "strict": .bool(t.strict),
+            ],
+        ]
     }
 
     /// `auto`/`required`/`none` as they are; a tool name → `{type: function, function: {name}}`.
@@ -243,10 +263,13 @@ public enum ChatConverter {
             parts.append(["type": "refusal", "refusal": .string(refusal)])
         }
         if !parts.isEmpty {
-            items.append(["id": .string(fakeId), "type": "message", "role": "assistant", "status": "completed",
-                          "content": .array(parts)])
+            items.append([
+                "id": .string(fakeId), "type": "message", "role": "assistant", "status": "completed",
+                "content": .array(parts),
+            ])
         }
-        for call in message["tool_calls"]?.arrayValue ?? [] where (call["type"]?.stringValue ?? "function") == "function" {
+        for call in message["tool_calls"]?.arrayValue ?? []
+        where (call["type"]?.stringValue ?? "function") == "function" {
             items.append([
                 "id": .string(fakeId), "type": "function_call", "call_id": call["id"] ?? "",
                 "name": call["function"]?["name"] ?? "", "arguments": call["function"]?["arguments"] ?? "",

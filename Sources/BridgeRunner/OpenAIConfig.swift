@@ -1,7 +1,7 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeHTTP
 import BridgeMapping
+import BridgeTraceModel
 import FoundationEssentials
 
 /// Where and how the OpenAI model providers connect, read from an injected `Environment`.
@@ -27,8 +27,10 @@ public struct OpenAISettings: Sendable {
     /// The deadline of one HTTP attempt (queueing, connecting, sending, waiting, receiving).
     public var requestTimeout: Duration
 
-    public init(baseURL: String = OpenAISettings.defaultBaseURL, apiKey: String? = nil, organization: String? = nil,
-                project: String? = nil, retry: RetryPolicy = RetryPolicy(), requestTimeout: Duration = .seconds(600)) {
+    public init(
+        baseURL: String = OpenAISettings.defaultBaseURL, apiKey: String? = nil, organization: String? = nil,
+        project: String? = nil, retry: RetryPolicy = RetryPolicy(), requestTimeout: Duration = .seconds(600)
+    ) {
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
         self.baseURL = base
@@ -42,8 +44,9 @@ public struct OpenAISettings: Sendable {
     /// Reads `OPENAI_BASE_URL`, `OPENAI_API_KEY`, `OPENAI_ORG_ID` and `OPENAI_PROJECT_ID`
     /// (empty values count as unset).
     public init(environment: Environment, retry: RetryPolicy = RetryPolicy()) {
-        self.init(baseURL: environment["OPENAI_BASE_URL"] ?? Self.defaultBaseURL, apiKey: environment["OPENAI_API_KEY"],
-                  organization: environment["OPENAI_ORG_ID"], project: environment["OPENAI_PROJECT_ID"], retry: retry)
+        self.init(
+            baseURL: environment["OPENAI_BASE_URL"] ?? Self.defaultBaseURL, apiKey: environment["OPENAI_API_KEY"],
+            organization: environment["OPENAI_ORG_ID"], project: environment["OPENAI_PROJECT_ID"], retry: retry)
     }
 
     /// True when `baseURL` is OpenAI's own API (where a key is mandatory).
@@ -90,10 +93,13 @@ public enum ModelRouting {
     /// names an unknown `model_api`. All problems are reported in one error, one per line.
     public static func validate(_ spec: RunSpec, defaultAPI: ModelAPI) throws(ModelConfigurationError) {
         let agents = spec.agents.values.sorted { $0.name < $1.name }.map { agent in
-            (agent.name, agent.modelAPI, agent.tools.compactMap { name -> (String, String)? in
-                if case .hosted(let h)? = spec.tools[name]?.implementation { return (name, h.type) }
-                return nil
-            }, "")
+            (
+                agent.name, agent.modelAPI,
+                agent.tools.compactMap { name -> (String, String)? in
+                    if case .hosted(let h)? = spec.tools[name]?.implementation { return (name, h.type) }
+                    return nil
+                }, ""
+            )
         }
         try check(agents, defaultAPI: defaultAPI)
     }
@@ -102,23 +108,31 @@ public enum ModelRouting {
     public static func validate(_ mappings: MappingConfig, defaultAPI: ModelAPI) throws(ModelConfigurationError) {
         let tools = Dictionary(mappings.tools.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let agents = mappings.agents.map { agent in
-            (agent.name, agent.modelAPI, agent.tools.compactMap { name -> (String, String)? in
-                if case .hosted(let h)? = tools[name]?.implementation { return (name, h.type) }
-                return nil
-            }, agent.origin.file == MappingLocation.unknown.file ? "" : "\(agent.origin.file):\(agent.origin.line): ")
+            (
+                agent.name, agent.modelAPI,
+                agent.tools.compactMap { name -> (String, String)? in
+                    if case .hosted(let h)? = tools[name]?.implementation { return (name, h.type) }
+                    return nil
+                },
+                agent.origin.file == MappingLocation.unknown.file ? "" : "\(agent.origin.file):\(agent.origin.line): "
+            )
         }
         try check(agents, defaultAPI: defaultAPI)
     }
 
-    private static func check(_ agents: [(name: String, api: ModelAPI?, hosted: [(String, String)], location: String)],
-                              defaultAPI: ModelAPI) throws(ModelConfigurationError) {
+    private static func check(
+        _ agents: [(name: String, api: ModelAPI?, hosted: [(String, String)], location: String)],
+        defaultAPI: ModelAPI
+    ) throws(ModelConfigurationError) {
         var problems: [String] = []
         for a in agents {
             let api = a.api ?? defaultAPI
             guard api == .chatCompletions, !a.hosted.isEmpty else { continue }
             let list = a.hosted.map { "'\($0.0)' (\($0.1))" }.joined(separator: ", ")
             let why = a.api == nil ? "--model-api chat-completions" : "model_api chat_completions"
-            problems.append("\(a.location)agent '\(a.name)': hosted tool \(list) needs the Responses API, but this agent uses Chat Completions (\(why))")
+            problems.append(
+                "\(a.location)agent '\(a.name)': hosted tool \(list) needs the Responses API, but this agent uses Chat Completions (\(why))"
+            )
         }
         if !problems.isEmpty { throw ModelConfigurationError(problems.joined(separator: "\n")) }
     }
@@ -129,9 +143,11 @@ public enum ModelProviders {
     /// A router that sends each agent to the Responses API or Chat Completions (its
     /// `model_api`, else `defaultAPI`), both sharing `client` and the settings read from
     /// `environment`. Throws `ModelConfigurationError` when `missingKeyExplanation` has one.
-    public static func make(environment: Environment, defaultAPI: ModelAPI = .responses, client: HTTPClient,
-                            retry: RetryPolicy = RetryPolicy(),
-                            requestTimeout: Duration = .seconds(600)) throws(ModelConfigurationError) -> any ModelProvider {
+    public static func make(
+        environment: Environment, defaultAPI: ModelAPI = .responses, client: HTTPClient,
+        retry: RetryPolicy = RetryPolicy(),
+        requestTimeout: Duration = .seconds(600)
+    ) throws(ModelConfigurationError) -> any ModelProvider {
         var settings = OpenAISettings(environment: environment, retry: retry)
         settings.requestTimeout = requestTimeout
         if let why = missingKeyExplanation(settings) { throw ModelConfigurationError(why) }
@@ -139,10 +155,13 @@ public enum ModelProviders {
     }
 
     /// The router for explicit settings (no key check).
-    public static func make(settings: OpenAISettings, defaultAPI: ModelAPI = .responses, client: HTTPClient) -> ModelRouter {
-        ModelRouter(responses: ResponsesModel(settings: settings, client: client),
-                    chatCompletions: ChatCompletionsModel(settings: settings, client: client),
-                    defaultAPI: defaultAPI)
+    public static func make(settings: OpenAISettings, defaultAPI: ModelAPI = .responses, client: HTTPClient)
+        -> ModelRouter
+    {
+        ModelRouter(
+            responses: ResponsesModel(settings: settings, client: client),
+            chatCompletions: ChatCompletionsModel(settings: settings, client: client),
+            defaultAPI: defaultAPI)
     }
 
     /// Why the settings cannot call a model, for the CLI to print, or nil when they can.

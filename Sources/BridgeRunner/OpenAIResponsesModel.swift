@@ -64,14 +64,17 @@ public struct ResponsesModel: ModelProvider {
             if let p = settings["parallel_tool_calls"], !p.isNull { body["parallel_tool_calls"] = p }
         }
         if let choice = settings["tool_choice"], let converted = toolChoice(choice) { body["tool_choice"] = converted }
-        for (key, value) in settings where !value.isNull && !mappedSettings.contains(key) && !chatOnlySettings.contains(key) {
+        for (key, value) in settings
+        where !value.isNull && !mappedSettings.contains(key) && !chatOnlySettings.contains(key) {
             body[key] = value
         }
         if let maxTokens = settings["max_tokens"], !maxTokens.isNull { body["max_output_tokens"] = maxTokens }
         var text: [String: JSONValue] = [:]
         if let verbosity = settings["verbosity"], !verbosity.isNull { text["verbosity"] = verbosity }
         if let o = agent.outputSchema {
-            text["format"] = ["type": "json_schema", "name": .string(o.name), "schema": o.schema, "strict": .bool(o.strict)]
+            text["format"] = [
+                "type": "json_schema", "name": .string(o.name), "schema": o.schema, "strict": .bool(o.strict),
+            ]
         }
         if !text.isEmpty { body["text"] = .object(text) }
         var include = (settings["response_include"]?.arrayValue ?? []).compactMap(\.stringValue)
@@ -101,8 +104,10 @@ public struct ResponsesModel: ModelProvider {
     /// Function tools, then hosted tools, in Responses shapes.
     public static func tools(_ request: ModelRequest) -> [JSONValue] {
         var out: [JSONValue] = request.functionTools.map { t in
-            ["type": "function", "name": .string(t.name), "description": .string(t.description),
-             "parameters": t.parameters, "strict": .bool(t.strict)]
+            [
+                "type": "function", "name": .string(t.name), "description": .string(t.description),
+                "parameters": t.parameters, "strict": .bool(t.strict),
+            ]
         }
         for h in request.hostedTools {
             switch h.type {
@@ -133,11 +138,14 @@ public struct ResponsesModel: ModelProvider {
     }
 
     /// Turns the API's answer into a `ModelResponse`, or throws for `failed`/`incomplete`.
-    public static func parseResponse(_ json: JSONValue, requestedModel: String,
-                                     scrub: (String) -> String = { $0 }) throws(ModelProviderError) -> ModelResponse {
+    public static func parseResponse(
+        _ json: JSONValue, requestedModel: String,
+        scrub: (String) -> String = { $0 }
+    ) throws(ModelProviderError) -> ModelResponse {
         guard json.objectValue != nil else {
-            throw ModelProviderError("POST /responses: expected a JSON object, got \(scrub(String(json.compact.prefix(200))))",
-                                     retriable: false)
+            throw ModelProviderError(
+                "POST /responses: expected a JSON object, got \(scrub(String(json.compact.prefix(200))))",
+                retriable: false)
         }
         let id = json["id"]?.stringValue
         let idText = id.map { " \($0)" } ?? ""
@@ -156,15 +164,17 @@ public struct ResponsesModel: ModelProvider {
         guard let output = json["output"]?.arrayValue else {
             throw ModelProviderError("POST /responses: the answer has no output array", retriable: false)
         }
-        return ModelResponse(output: output, usage: usage(json["usage"]), responseId: id,
-                             model: json["model"]?.stringValue ?? requestedModel)
+        return ModelResponse(
+            output: output, usage: usage(json["usage"]), responseId: id,
+            model: json["model"]?.stringValue ?? requestedModel)
     }
 
     /// Usage from a Responses `usage` object; one request even when the API sent none.
     public static func usage(_ u: JSONValue?) -> Usage {
         guard let u, u.objectValue != nil else { return Usage(requests: 1) }
-        return Usage(requests: 1, inputTokens: u["input_tokens"]?.intValue ?? 0, outputTokens: u["output_tokens"]?.intValue ?? 0,
-                     cachedTokens: u["input_tokens_details"]?["cached_tokens"]?.intValue ?? 0,
-                     reasoningTokens: u["output_tokens_details"]?["reasoning_tokens"]?.intValue ?? 0)
+        return Usage(
+            requests: 1, inputTokens: u["input_tokens"]?.intValue ?? 0, outputTokens: u["output_tokens"]?.intValue ?? 0,
+            cachedTokens: u["input_tokens_details"]?["cached_tokens"]?.intValue ?? 0,
+            reasoningTokens: u["output_tokens_details"]?["reasoning_tokens"]?.intValue ?? 0)
     }
 }

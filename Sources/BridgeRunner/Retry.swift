@@ -26,9 +26,11 @@ public struct RetryPolicy: Sendable {
     /// limits (`limits` in the mappings) make every worker wait for it (`MeteredModel`).
     public var rateLimitsShared = false
 
-    public init(maxRetries: Int = 2, initialDelay: Duration = .milliseconds(500), maxDelay: Duration = .seconds(8),
-                maxRetryAfter: Duration = .seconds(60),
-                sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }) {
+    public init(
+        maxRetries: Int = 2, initialDelay: Duration = .milliseconds(500), maxDelay: Duration = .seconds(8),
+        maxRetryAfter: Duration = .seconds(60),
+        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
+    ) {
         self.maxRetries = max(0, maxRetries)
         self.initialDelay = initialDelay
         self.maxDelay = maxDelay
@@ -77,7 +79,8 @@ struct OpenAITransport: Sendable {
                         return try response.json()
                     } catch {
                         failure = ModelProviderError(
-                            settings.scrub("\(what): the API answered \(response.status) with a body that is not JSON: \(error)"),
+                            settings.scrub(
+                                "\(what): the API answered \(response.status) with a body that is not JSON: \(error)"),
                             retriable: false, statusCode: response.status)
                         shouldRetry = !malformedRetried
                         malformedRetried = true
@@ -86,8 +89,9 @@ struct OpenAITransport: Sendable {
                     let error = HTTPError.status(code: response.status, body: response.body, headers: response.headers)
                     shouldRetry = error.isRetriable
                     retryAfter = response.headers.retryAfter
-                    failure = ModelProviderError(settings.scrub("\(what) failed: \(Self.apiMessage(response))"),
-                                                 retriable: shouldRetry, statusCode: response.status)
+                    failure = ModelProviderError(
+                        settings.scrub("\(what) failed: \(Self.apiMessage(response))"),
+                        retriable: shouldRetry, statusCode: response.status)
                     if response.status == 429 {
                         var f = failure
                         f.rateLimitReset = RateLimitReset.seconds(response.headers)
@@ -119,8 +123,9 @@ struct OpenAITransport: Sendable {
             do {
                 try await policy.sleep(policy.delay(retry: retry, retryAfter: retryAfter))
             } catch {
-                throw ModelProviderError(settings.scrub("\(what): cancelled while waiting to retry: \(failure.message)"),
-                                         retriable: true, statusCode: failure.statusCode)
+                throw ModelProviderError(
+                    settings.scrub("\(what): cancelled while waiting to retry: \(failure.message)"),
+                    retriable: true, statusCode: failure.statusCode)
             }
             retry += 1
         }
@@ -168,13 +173,27 @@ public enum RateLimitReset {
         var any = false
         while i < chars.count {
             let c = chars[i]
-            if c.isNumber || c == "." { number.append(c); i += 1; continue }
+            if c.isNumber || c == "." {
+                number.append(c)
+                i += 1
+                continue
+            }
             guard let v = Double(number) else { return nil }
-            if c == "m" && i + 1 < chars.count && chars[i + 1] == "s" { total += v / 1000; i += 2 }
-            else if c == "h" { total += v * 3600; i += 1 }
-            else if c == "m" { total += v * 60; i += 1 }
-            else if c == "s" { total += v; i += 1 }
-            else { return nil }
+            if c == "m" && i + 1 < chars.count && chars[i + 1] == "s" {
+                total += v / 1000
+                i += 2
+            } else if c == "h" {
+                total += v * 3600
+                i += 1
+            } else if c == "m" {
+                total += v * 60
+                i += 1
+            } else if c == "s" {
+                total += v
+                i += 1
+            } else {
+                return nil
+            }
             number = ""
             any = true
         }

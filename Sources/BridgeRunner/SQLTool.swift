@@ -29,7 +29,8 @@ public struct SQLToolExecutor: ToolExecutor {
     let connection: ConnectionProvider
     let compile: Compiler
 
-    public init(connection: @escaping ConnectionProvider, compile: @escaping Compiler = SQLToolExecutor.defaultCompile) {
+    public init(connection: @escaping ConnectionProvider, compile: @escaping Compiler = SQLToolExecutor.defaultCompile)
+    {
         self.connection = connection
         self.compile = compile
     }
@@ -76,8 +77,9 @@ public struct SQLToolExecutor: ToolExecutor {
             if e.sqlState == "25006" {
                 // PostgreSQL names the wrapping SELECT; name the statement the tool wrote.
                 let verb = ToolStatement.writingVerb(in: spec.sql) ?? "a data-modifying statement"
-                throw ToolFailure("SQL tool \(tool.name) failed: its SQL runs \(verb), but the tool is read-only (writes: false) (SQLSTATE 25006)",
-                                  data: .object(data))
+                throw ToolFailure(
+                    "SQL tool \(tool.name) failed: its SQL runs \(verb), but the tool is read-only (writes: false) (SQLSTATE 25006)",
+                    data: .object(data))
             }
             throw ToolFailure("SQL tool \(tool.name) failed: \(e.description)", data: .object(data))
         }
@@ -85,8 +87,10 @@ public struct SQLToolExecutor: ToolExecutor {
     }
 
     /// The statement inside the tool's transaction, with its local timeout; its output text.
-    static func run(_ query: PostgresQuery, returnsRows: Bool, maxRows: Int, timeout: String,
-                    on c: isolated PostgresConnection) throws(PostgresError) -> String {
+    static func run(
+        _ query: PostgresQuery, returnsRows: Bool, maxRows: Int, timeout: String,
+        on c: isolated PostgresConnection
+    ) throws(PostgresError) -> String {
         try c.query("SELECT set_config('statement_timeout', \(timeout), true)")
         if returnsRows {
             try c.simpleQuery("SAVEPOINT bridge_sql_tool")
@@ -95,7 +99,7 @@ public struct SQLToolExecutor: ToolExecutor {
                 let n = rows.first?.int("n") ?? 0
                 let json = rows.first?["rows"] ?? "[]"
                 return n > maxRows ? "{\"max_rows\":\(maxRows),\"rows\":\(json),\"truncated\":true}" : json
-            } catch where error.sqlState == "0A000" {
+            } catch  where error.sqlState == "0A000" {
                 // Not wrappable (e.g. a WITH holding a data-modifying statement): run it as written.
                 try c.simpleQuery("ROLLBACK TO SAVEPOINT bridge_sql_tool")
             }
@@ -184,9 +188,15 @@ public struct CompositeToolExecutor: ToolExecutor {
         let executor: (any ToolExecutor)?
         let kind: String
         switch tool.implementation {
-        case .sql: executor = sql; kind = "sql"
-        case .http: executor = http; kind = "http"
-        case .command: executor = command; kind = "command"
+        case .sql:
+            executor = sql
+            kind = "sql"
+        case .http:
+            executor = http
+            kind = "http"
+        case .command:
+            executor = command
+            kind = "command"
         case .hosted(let h):
             throw ToolFailure("tool \(tool.name) is the hosted tool \(h.type); the model provider runs it, not bridge")
         }

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The built `bridge` binary (scripts/test.sh builds it with `swift build --build-tests`), for
@@ -23,9 +24,13 @@ public enum BridgeBinary {
 
     /// The environment for a run against a loopback OpenAI stand-in at `server`, with API key
     /// `key`. With `exportTraces` the openai trace exporter sends to the stand-in too.
-    public static func openAIEnvironment(_ server: TestHTTPServer, key: String, exportTraces: Bool = false) -> [String: String] {
-        environment(["OPENAI_BASE_URL": server.url("/v1"), "OPENAI_API_KEY": key,
-                     "OPENAI_AGENTS_DISABLE_TRACING": exportTraces ? nil : "1"])
+    public static func openAIEnvironment(_ server: TestHTTPServer, key: String, exportTraces: Bool = false) -> [String:
+        String]
+    {
+        environment([
+            "OPENAI_BASE_URL": server.url("/v1"), "OPENAI_API_KEY": key,
+            "OPENAI_AGENTS_DISABLE_TRACING": exportTraces ? nil : "1",
+        ])
     }
 
     /// Runs bridge with `args` to its end (in `BridgeBinary.environment()` unless given one).
@@ -35,7 +40,9 @@ public enum BridgeBinary {
 
     /// Runs `bridge migrate` with the shipped migrations (or `dir`) on `url`; its result.
     @discardableResult
-    public static func migrate(_ url: String, dir: String = migrations, _ extra: [String] = []) async throws -> Subprocess.Result {
+    public static func migrate(_ url: String, dir: String = migrations, _ extra: [String] = []) async throws
+        -> Subprocess.Result
+    {
         try await run(["migrate", "--database-url", url, "--dir", dir] + extra)
     }
 }
@@ -47,7 +54,8 @@ public final class BackgroundBridge: @unchecked Sendable {
     public let logPath: String
 
     public init(_ args: [String], environment: [String: String]? = nil) throws {
-        logPath = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-bg-\(UUID().uuidString).log").path
+        logPath =
+            FileManager.default.temporaryDirectory.appendingPathComponent("bridge-bg-\(UUID().uuidString).log").path
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.executableURL = URL(fileURLWithPath: BridgeBinary.path)
@@ -68,8 +76,10 @@ public final class BackgroundBridge: @unchecked Sendable {
     /// cooperative pool cannot delay the signal past the moment the test is about. Afterwards,
     /// still on that thread, `then` runs (for a measurement of that moment); its result comes
     /// back with whether the condition held.
-    public func send<T: Sendable>(_ sig: Int32, when condition: @escaping @Sendable () throws -> Bool, timeout: Duration,
-                                  then after: @escaping @Sendable () throws -> T) async throws -> (held: Bool, after: T) {
+    public func send<T: Sendable>(
+        _ sig: Int32, when condition: @escaping @Sendable () throws -> Bool, timeout: Duration,
+        then after: @escaping @Sendable () throws -> T
+    ) async throws -> (held: Bool, after: T) {
         try await OffPool.when(timeout: timeout, condition) { held in
             self.send(sig)
             return (held, try after())
@@ -77,13 +87,17 @@ public final class BackgroundBridge: @unchecked Sendable {
     }
 
     /// `send(_:when:timeout:then:)` with nothing to measure afterwards; whether the condition held.
-    public func send(_ sig: Int32, when condition: @escaping @Sendable () throws -> Bool, timeout: Duration) async -> Bool {
+    public func send(_ sig: Int32, when condition: @escaping @Sendable () throws -> Bool, timeout: Duration) async
+        -> Bool
+    {
         (try? await send(sig, when: condition, timeout: timeout, then: {}).held) ?? false
     }
 
     /// Waits (off the pool) for the process to end; nil on timeout (the process is then killed).
     public func wait(timeout: Double) async -> (status: Int32, signalled: Bool)? {
-        let ended = await OffPool.until(timeout: .milliseconds(Int(timeout * 1000)), every: .milliseconds(20)) { !self.process.isRunning }
+        let ended = await OffPool.until(timeout: .milliseconds(Int(timeout * 1000)), every: .milliseconds(20)) {
+            !self.process.isRunning
+        }
         if !ended {
             send(SIGKILL)
             _ = try? await OffPool.run { self.process.waitUntilExit() }
@@ -105,13 +119,17 @@ public enum TestMappings {
     /// A new folder with the shipped mappings' YAML files, each passed through `edits[name]`
     /// when there is one (`mcp.yaml`'s relative path to the example server made absolute, so
     /// the copy starts it as the shipped folder does). Remove it when done.
-    public static func copy(prefix: String = "bridge-mappings", editing edits: [String: (String) throws -> String] = [:]) throws -> URL {
+    public static func copy(
+        prefix: String = "bridge-mappings", editing edits: [String: (String) throws -> String] = [:]
+    ) throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let shipped = BridgeBinary.mappings
         for name in try FileManager.default.contentsOfDirectory(atPath: shipped) where name.hasSuffix(".yaml") {
             var text = try String(contentsOfFile: shipped + "/" + name, encoding: .utf8)
-            if name == "mcp.yaml" { text = text.replacingOccurrences(of: "../examples/", with: shipped + "/../examples/") }
+            if name == "mcp.yaml" {
+                text = text.replacingOccurrences(of: "../examples/", with: shipped + "/../examples/")
+            }
             if let edit = edits[name] { text = try edit(text) }
             try text.write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
         }

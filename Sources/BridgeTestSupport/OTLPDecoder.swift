@@ -26,12 +26,17 @@ public enum OTLPDecoder {
 
     /// `signal`: `traces` or `metrics`.
     public static func decode(_ requests: [TestHTTPRequest], signal: String) async throws -> [JSONValue] {
-        guard let python else { throw DecodeError(description: "BRIDGE_OTEL_PYTHON is not set (scripts/test.sh sets it)") }
-        let input = JSONValue.array(requests.map { r in
-            ["signal": .string(signal), "content_type": .string(r.header("Content-Type") ?? ""),
-             "content_encoding": .string(r.header("Content-Encoding") ?? ""),
-             "body": .string(Data(r.body).base64EncodedString())]
-        })
+        guard let python else {
+            throw DecodeError(description: "BRIDGE_OTEL_PYTHON is not set (scripts/test.sh sets it)")
+        }
+        let input = JSONValue.array(
+            requests.map { r in
+                [
+                    "signal": .string(signal), "content_type": .string(r.header("Content-Type") ?? ""),
+                    "content_encoding": .string(r.header("Content-Encoding") ?? ""),
+                    "body": .string(Data(r.body).base64EncodedString()),
+                ]
+            })
         let script = TestDatabase.projectRoot.appendingPathComponent("Tests/Fixtures/otlp/otlp_decode.py").path
         let r = try await Subprocess.run(python, [script], stdin: input.compact)
         guard r.status == 0 else { throw DecodeError(description: "opentelemetry-proto refused a body: \(r.stderr)") }
@@ -41,13 +46,16 @@ public enum OTLPDecoder {
     /// Every span of decoded trace requests.
     public static func spans(_ decoded: [JSONValue]) -> [JSONValue] {
         decoded.flatMap { r in
-            (r["resourceSpans"]?.arrayValue ?? []).flatMap { ($0["scopeSpans"]?.arrayValue ?? []).flatMap { $0["spans"]?.arrayValue ?? [] } }
+            (r["resourceSpans"]?.arrayValue ?? []).flatMap {
+                ($0["scopeSpans"]?.arrayValue ?? []).flatMap { $0["spans"]?.arrayValue ?? [] }
+            }
         }
     }
 
     /// A span's attributes by key (each value as OTLP JSON: `{"stringValue": …}`, …).
     public static func attributes(_ span: JSONValue) -> [String: JSONValue] {
-        Dictionary((span["attributes"]?.arrayValue ?? []).map { ($0["key"]?.stringValue ?? "", $0["value"] ?? .null) },
-                   uniquingKeysWith: { a, _ in a })
+        Dictionary(
+            (span["attributes"]?.arrayValue ?? []).map { ($0["key"]?.stringValue ?? "", $0["value"] ?? .null) },
+            uniquingKeysWith: { a, _ in a })
     }
 }

@@ -21,9 +21,11 @@ public enum OffPool {
     /// returns its result. The action is what must follow the condition without delay (a
     /// signal to a child, a measurement), so a busy pool cannot come between them. A condition
     /// that throws counts as not holding yet.
-    public static func when<T: Sendable>(timeout: Duration, every interval: Duration = .milliseconds(50),
-                                         _ condition: @escaping @Sendable () throws -> Bool,
-                                         then action: @escaping @Sendable (Bool) throws -> T) async throws -> T {
+    public static func when<T: Sendable>(
+        timeout: Duration, every interval: Duration = .milliseconds(50),
+        _ condition: @escaping @Sendable () throws -> Bool,
+        then action: @escaping @Sendable (Bool) throws -> T
+    ) async throws -> T {
         try await run {
             let clock = ContinuousClock()
             let deadline = clock.now + timeout
@@ -37,8 +39,10 @@ public enum OffPool {
     }
 
     /// Polls `condition` on a thread of its own until it holds; false when `timeout` passes first.
-    public static func until(timeout: Duration, every interval: Duration = .milliseconds(50),
-                             _ condition: @escaping @Sendable () throws -> Bool) async -> Bool {
+    public static func until(
+        timeout: Duration, every interval: Duration = .milliseconds(50),
+        _ condition: @escaping @Sendable () throws -> Bool
+    ) async -> Bool {
         (try? await when(timeout: timeout, every: interval, condition, then: { $0 })) ?? false
     }
 }
@@ -46,8 +50,10 @@ public enum OffPool {
 extension Subprocess {
     /// `run` on a thread of its own (see `OffPool`): what async tests call, so that waiting for
     /// the child never holds a thread of the cooperative pool.
-    public static func run(_ program: String, _ arguments: [String], environment: [String: String]? = nil,
-                           currentDirectory: String? = nil, stdin: String? = nil) async throws -> Result {
+    public static func run(
+        _ program: String, _ arguments: [String], environment: [String: String]? = nil,
+        currentDirectory: String? = nil, stdin: String? = nil
+    ) async throws -> Result {
         try await OffPool.run {
             try run(program, arguments, environment: environment, currentDirectory: currentDirectory, stdin: stdin)
         }

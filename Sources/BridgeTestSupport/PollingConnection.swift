@@ -26,8 +26,12 @@ public final class PollingConnection: @unchecked Sendable {
             if conn == nil { conn = PQconnectdb(url) }
             guard let conn else { throw PostgresError(kind: .client, message: "libpq could not allocate a connection") }
             if PQstatus(conn) != CONNECTION_OK { PQreset(conn) }
-            guard PQstatus(conn) == CONNECTION_OK else { throw PostgresError(kind: .connection, message: String(cString: PQerrorMessage(conn))) }
-            guard let res = PQexec(conn, sql) else { throw PostgresError(kind: .client, message: "libpq returned no result") }
+            guard PQstatus(conn) == CONNECTION_OK else {
+                throw PostgresError(kind: .connection, message: String(cString: PQerrorMessage(conn)))
+            }
+            guard let res = PQexec(conn, sql) else {
+                throw PostgresError(kind: .client, message: "libpq returned no result")
+            }
             defer { PQclear(res) }
             let status = PQresultStatus(res)
             guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK else {
@@ -41,7 +45,9 @@ public final class PollingConnection: @unchecked Sendable {
     /// `count(*)` of the rows of `table` where `condition` holds.
     public func count(_ condition: String, table: String = "tasks") throws -> Int {
         let text = try scalar("SELECT count(*) FROM \(table) WHERE \(condition)")
-        guard let n = text.flatMap({ Int($0) }) else { throw PostgresError(kind: .client, message: "not a count: \(text ?? "NULL")") }
+        guard let n = text.flatMap({ Int($0) }) else {
+            throw PostgresError(kind: .client, message: "not a count: \(text ?? "NULL")")
+        }
         return n
     }
 }

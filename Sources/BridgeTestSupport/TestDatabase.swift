@@ -23,21 +23,27 @@ public enum TestDatabase {
 
     /// Creates a new empty database and returns its URL.
     public static func create(prefix: String = "t") async throws -> String {
-        guard let server = serverURL else { throw PostgresError(kind: .client, message: "BRIDGE_TEST_DATABASE_URL not set") }
+        guard let server = serverURL else {
+            throw PostgresError(kind: .client, message: "BRIDGE_TEST_DATABASE_URL not set")
+        }
         let name = "\(prefix)_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16))"
-        let admin = try await PostgresConnection.connect(ConnectionConfig(conninfo: server, applicationName: "bridge-tests"))
+        let admin = try await PostgresConnection.connect(
+            ConnectionConfig(conninfo: server, applicationName: "bridge-tests"))
         try await admin.simpleQuery("CREATE DATABASE \(PostgresQuery.quoteIdentifier(name))")
         await admin.close()
         return url(server, database: name)
     }
 
     /// Creates a database loaded with the reference schema (and optionally the seed).
-    public static func createReference(seed: Bool, workspaces: Int = 3, tasksPerWorkspace: Int = 20) async throws -> String {
+    public static func createReference(seed: Bool, workspaces: Int = 3, tasksPerWorkspace: Int = 20) async throws
+        -> String
+    {
         let url = try await create(prefix: "ref")
         try await runPsql(url: url, file: fixture("reference-schema.sql"))
         if seed {
-            try await runPsql(url: url, file: fixture("reference-seed.sql"),
-                              variables: ["workspaces": "\(workspaces)", "tasks_per_workspace": "\(tasksPerWorkspace)"])
+            try await runPsql(
+                url: url, file: fixture("reference-seed.sql"),
+                variables: ["workspaces": "\(workspaces)", "tasks_per_workspace": "\(tasksPerWorkspace)"])
         }
         return url
     }
@@ -62,7 +68,8 @@ public enum TestDatabase {
 
     /// `count(*)` of the rows of `table` where `condition` holds.
     public static func count(_ url: String, _ condition: String, table: String = "tasks") async throws -> Int {
-        guard let n = try await rows(url, "SELECT count(*) AS n FROM \(table) WHERE \(condition)").first?.int("n") else {
+        guard let n = try await rows(url, "SELECT count(*) AS n FROM \(table) WHERE \(condition)").first?.int("n")
+        else {
             throw PostgresError(kind: .client, message: "no count of \(table) where \(condition)")
         }
         return n
@@ -84,7 +91,9 @@ public enum TestDatabase {
     }
 
     /// Opens a connection to `url`.
-    public static func connect(_ url: String, applicationName: String = "bridge-tests") async throws -> PostgresConnection {
+    public static func connect(_ url: String, applicationName: String = "bridge-tests") async throws
+        -> PostgresConnection
+    {
         try await PostgresConnection.connect(ConnectionConfig(conninfo: url, applicationName: applicationName))
     }
 
@@ -110,16 +119,17 @@ public enum TestDatabase {
     public static func noopMappings() throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-noop-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: projectRoot.appendingPathComponent("mappings/bridge.yaml").path,
-                                         toPath: dir.appendingPathComponent("bridge.yaml").path)
+        try FileManager.default.copyItem(
+            atPath: projectRoot.appendingPathComponent("mappings/bridge.yaml").path,
+            toPath: dir.appendingPathComponent("bridge.yaml").path)
         try """
-            version: 1
-            agents:
-              - name: Project Manager
-                match: Project Manager
-                instructions: Answer the task.
-                model: gpt-4.1
-            """.write(to: dir.appendingPathComponent("agents.yaml"), atomically: true, encoding: .utf8)
+        version: 1
+        agents:
+          - name: Project Manager
+            match: Project Manager
+            instructions: Answer the task.
+            model: gpt-4.1
+        """.write(to: dir.appendingPathComponent("agents.yaml"), atomically: true, encoding: .utf8)
         return dir.path
     }
 
@@ -156,8 +166,10 @@ public enum Subprocess {
     }
 
     /// Runs `program` (looked up in PATH unless it has a slash) with `arguments`.
-    public static func run(_ program: String, _ arguments: [String], environment: [String: String]? = nil,
-                           currentDirectory: String? = nil, stdin: String? = nil) throws -> Result {
+    public static func run(
+        _ program: String, _ arguments: [String], environment: [String: String]? = nil,
+        currentDirectory: String? = nil, stdin: String? = nil
+    ) throws -> Result {
         let p = Process()
         if program.contains("/") {
             p.executableURL = URL(fileURLWithPath: program)
@@ -168,7 +180,9 @@ public enum Subprocess {
         }
         if let environment { p.environment = environment }
         if let currentDirectory { p.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-        let out = Pipe(), err = Pipe(), inp = Pipe()
+        let out = Pipe()
+        let err = Pipe()
+        let inp = Pipe()
         p.standardOutput = out
         p.standardError = err
         p.standardInput = inp
@@ -186,7 +200,8 @@ public enum Subprocess {
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         group.wait()
         p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData, as: UTF8.self))
+        return Result(
+            status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData, as: UTF8.self))
     }
 }

@@ -2,8 +2,9 @@
 // per connection), kept in one file so no test depends on an HTTP server library.
 import BridgeCore
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A request as `TestHTTPServer` received it.
@@ -18,7 +19,9 @@ public struct TestHTTPRequest: Sendable {
     public var connectionID: Int
 
     /// The target without its query string.
-    public var path: String { String(target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "") }
+    public var path: String {
+        String(target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+    }
 
     /// The first value of header `name` (case-insensitive).
     public func header(_ name: String) -> String? {
@@ -52,9 +55,11 @@ public struct TestHTTPResponse: Sendable {
     /// (a server that trickles, for stall tests); `stop()` cuts it short.
     public var trickle: Duration?
 
-    public init(status: Int = 200, headers: [(String, String)] = [], body: [UInt8] = [],
-                delay: Duration = .zero, closeConnection: Bool = false, disconnect: Bool = false,
-                chunked: Bool = false, trickle: Duration? = nil) {
+    public init(
+        status: Int = 200, headers: [(String, String)] = [], body: [UInt8] = [],
+        delay: Duration = .zero, closeConnection: Bool = false, disconnect: Bool = false,
+        chunked: Bool = false, trickle: Duration? = nil
+    ) {
         self.trickle = trickle
         self.status = status
         self.headers = headers.map { (name: $0.0, value: $0.1) }
@@ -67,12 +72,15 @@ public struct TestHTTPResponse: Sendable {
 
     /// A `text/plain` response.
     public static func text(_ text: String, status: Int = 200, headers: [(String, String)] = []) -> TestHTTPResponse {
-        TestHTTPResponse(status: status, headers: [("Content-Type", "text/plain; charset=utf-8")] + headers, body: Array(text.utf8))
+        TestHTTPResponse(
+            status: status, headers: [("Content-Type", "text/plain; charset=utf-8")] + headers, body: Array(text.utf8))
     }
 
     /// An `application/json` response with `json` encoded compactly.
-    public static func json(_ json: JSONValue, status: Int = 200, headers: [(String, String)] = []) -> TestHTTPResponse {
-        TestHTTPResponse(status: status, headers: [("Content-Type", "application/json")] + headers, body: Array(json.compact.utf8))
+    public static func json(_ json: JSONValue, status: Int = 200, headers: [(String, String)] = []) -> TestHTTPResponse
+    {
+        TestHTTPResponse(
+            status: status, headers: [("Content-Type", "application/json")] + headers, body: Array(json.compact.utf8))
     }
 
     /// Closes the connection without a response.
@@ -131,7 +139,9 @@ public final class TestHTTPServer: @unchecked Sendable {
         address.sin_port = 0
         address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0, listen(fd, 256) == 0 else {
             let text = Self.errnoText()
@@ -206,8 +216,10 @@ public final class TestHTTPServer: @unchecked Sendable {
 
     /// Dispatches on the path (query ignored): `["/v1/traces": handler, ...]`; other paths get
     /// `fallback` (404 by default).
-    public static func routes(_ table: [String: Handler],
-                              fallback: @escaping Handler = { _ in .text("not found", status: 404) }) -> Handler {
+    public static func routes(
+        _ table: [String: Handler],
+        fallback: @escaping Handler = { _ in .text("not found", status: 404) }
+    ) -> Handler {
         { request in (table[request.path] ?? fallback)(request) }
     }
 
@@ -298,7 +310,8 @@ public final class TestHTTPServer: @unchecked Sendable {
                 break
             }
             if buffer.count > Self.maxHeadBytes {
-                _ = writeAll(fd: fd, bytes: encode(.text("request head too large", status: 431), method: "GET", close: true))
+                _ = writeAll(
+                    fd: fd, bytes: encode(.text("request head too large", status: 431), method: "GET", close: true))
                 return nil
             }
             guard readMore(fd: fd, into: &buffer) else { return nil }
@@ -315,13 +328,20 @@ public final class TestHTTPServer: @unchecked Sendable {
         var headers: [(name: String, value: String)] = []
         for line in lines where !line.isEmpty {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            headers.append((name: String(line[..<colon]).trimmingCharacters(in: .whitespaces),
-                            value: String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)))
+            headers.append(
+                (
+                    name: String(line[..<colon]).trimmingCharacters(in: .whitespaces),
+                    value: String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+                ))
         }
-        var request = TestHTTPRequest(method: String(requestLine[0]), target: String(requestLine[1]),
-                                      headers: headers, body: [], connectionID: connectionID)
+        var request = TestHTTPRequest(
+            method: String(requestLine[0]), target: String(requestLine[1]),
+            headers: headers, body: [], connectionID: connectionID)
         if request.header("Transfer-Encoding") != nil {
-            _ = writeAll(fd: fd, bytes: encode(.text("chunked request bodies are not supported", status: 501), method: "GET", close: true))
+            _ = writeAll(
+                fd: fd,
+                bytes: encode(
+                    .text("chunked request bodies are not supported", status: 501), method: "GET", close: true))
             return nil
         }
         let length = request.header("Content-Length").flatMap { Int($0) } ?? 0
@@ -399,7 +419,9 @@ public final class TestHTTPServer: @unchecked Sendable {
         while ContinuousClock.now < end {
             if isStopped { return false }
             let left = end - ContinuousClock.now
-            Thread.sleep(forTimeInterval: min(0.01, max(0, Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18)))
+            Thread.sleep(
+                forTimeInterval: min(
+                    0.01, max(0, Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18)))
         }
         return !isStopped
     }

@@ -14,8 +14,10 @@ public struct SpanRecord: Sendable, Equatable {
     /// `{"message": …, "data": …}` or nil (see `SpanError`).
     public var error: JSONValue?
 
-    public init(id: String, traceId: String, parentId: String?, startedAt: Date, endedAt: Date,
-                spanData: JSONValue, error: JSONValue?) {
+    public init(
+        id: String, traceId: String, parentId: String?, startedAt: Date, endedAt: Date,
+        spanData: JSONValue, error: JSONValue?
+    ) {
         self.id = id
         self.traceId = traceId
         self.parentId = parentId
@@ -55,19 +57,26 @@ public struct SpanRecord: Sendable, Equatable {
     /// A span from a `bridge.spans` row read with `ledgerColumns` (`column` gives a column's
     /// text, nil for NULL).
     public init(ledgerRow column: (String) -> String?) throws {
-        self.init(id: column("span_id") ?? "", traceId: column("trace_id") ?? "", parentId: column("parent_id"),
-                  startedAt: column("started_at").flatMap(PostgresTimestamp.parse) ?? .distantPast,
-                  endedAt: column("ended_at").flatMap(PostgresTimestamp.parse) ?? .distantPast,
-                  spanData: try JSONValue.parse(column("span_data") ?? "null"),
-                  error: try column("error").map { try JSONValue.parse($0) })
+        self.init(
+            id: column("span_id") ?? "", traceId: column("trace_id") ?? "", parentId: column("parent_id"),
+            startedAt: column("started_at").flatMap(PostgresTimestamp.parse) ?? .distantPast,
+            endedAt: column("ended_at").flatMap(PostgresTimestamp.parse) ?? .distantPast,
+            spanData: try JSONValue.parse(column("span_data") ?? "null"),
+            error: try column("error").map { try JSONValue.parse($0) })
     }
 
     /// The row's values in the order of `bridge.spans (span_id, trace_id, parent_id, started_at,
     /// ended_at, span_data, error)`: timestamps as ISO 8601 text, JSON as compact text.
-    public var ledgerValues: (id: String, traceId: String, parentId: String?, startedAt: String, endedAt: String,
-                              spanData: String, error: String?) {
-        (id, traceId, parentId, PostgresTimestamp.format(startedAt), PostgresTimestamp.format(endedAt),
-         spanData.compact, error?.compact)
+    public var ledgerValues:
+        (
+            id: String, traceId: String, parentId: String?, startedAt: String, endedAt: String,
+            spanData: String, error: String?
+        )
+    {
+        (
+            id, traceId, parentId, PostgresTimestamp.format(startedAt), PostgresTimestamp.format(endedAt),
+            spanData.compact, error?.compact
+        )
     }
 }
 
@@ -106,8 +115,9 @@ public struct TraceRecord: Sendable, Equatable {
     /// A trace from a `bridge.traces` row read with `ledgerColumns`.
     public init(ledgerRow column: (String) -> String?) throws {
         let meta = try JSONValue.parse(column("metadata") ?? "{}").objectValue ?? [:]
-        self.init(id: column("trace_id") ?? "", workflowName: column("workflow_name") ?? "", groupId: column("group_id"),
-                  metadata: meta.compactMapValues(\.stringValue))
+        self.init(
+            id: column("trace_id") ?? "", workflowName: column("workflow_name") ?? "", groupId: column("group_id"),
+            metadata: meta.compactMapValues(\.stringValue))
     }
 }
 
@@ -119,12 +129,16 @@ public enum SDKTime {
         let t = date.timeIntervalSince1970
         var secs = t.rounded(.down)
         var micros = Int(((t - secs) * 1_000_000).rounded())  // as PostgresTimestamp.format, so file and ledger agree
-        if micros >= 1_000_000 { micros -= 1_000_000; secs += 1 }
+        if micros >= 1_000_000 {
+            micros -= 1_000_000
+            secs += 1
+        }
         var tm = tm()
         var time = time_t(secs)
         gmtime_r(&time, &tm)
-        let base = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1,
-                          Int(tm.tm_mday), Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec))
+        let base = String(
+            format: "%04d-%02d-%02dT%02d:%02d:%02d", Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1,
+            Int(tm.tm_mday), Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec))
         return base + (micros == 0 ? "" : String(format: ".%06d", micros)) + "+00:00"
     }
 }

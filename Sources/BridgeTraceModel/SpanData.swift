@@ -44,8 +44,10 @@ public enum SpanData: Sendable, Equatable {
         public var model: String
         public var modelConfig: JSONValue
         public var usage: JSONValue?
-        public init(input: [JSONValue]?, output: [JSONValue]? = nil, model: String, modelConfig: JSONValue,
-                    usage: JSONValue? = nil) {
+        public init(
+            input: [JSONValue]?, output: [JSONValue]? = nil, model: String, modelConfig: JSONValue,
+            usage: JSONValue? = nil
+        ) {
             self.input = input
             self.output = output
             self.model = model
@@ -80,10 +82,14 @@ public enum SpanData: Sendable, Equatable {
 
     /// The span of a wait for a human decision on one call, from `start` to `end` (the wait is
     /// recorded to the millisecond).
-    public static func approvalWait(toolName: String, callId: String, requestId: String, decision: String,
-                                    decidedBy: String?, message: String?, from start: Date, to end: Date) -> SpanData {
-        .approval(Approval(toolName: toolName, callId: callId, requestId: requestId, decision: decision, decidedBy: decidedBy,
-                           waitedSeconds: (end.timeIntervalSince(start) * 1000).rounded() / 1000, message: message))
+    public static func approvalWait(
+        toolName: String, callId: String, requestId: String, decision: String,
+        decidedBy: String?, message: String?, from start: Date, to end: Date
+    ) -> SpanData {
+        .approval(
+            Approval(
+                toolName: toolName, callId: callId, requestId: requestId, decision: decision, decidedBy: decidedBy,
+                waitedSeconds: (end.timeIntervalSince(start) * 1000).rounded() / 1000, message: message))
     }
 
     /// The span's type (`custom` for task, turn and approval spans); nil for a span of a type
@@ -122,21 +128,29 @@ public enum SpanData: Sendable, Equatable {
             if backfilled { d["backfilled"] = true }
             o = custom("task", d)
         case .agent(let name, let handoffs, let tools, let outputType):
-            o = ["name": .string(name), "handoffs": .array(handoffs.map(JSONValue.string)),
-                 "tools": .array(tools.map(JSONValue.string)), "output_type": .string(outputType)]
+            o = [
+                "name": .string(name), "handoffs": .array(handoffs.map(JSONValue.string)),
+                "tools": .array(tools.map(JSONValue.string)), "output_type": .string(outputType),
+            ]
         case .turn(let turn, let agentName, let usage):
-            var d: [String: JSONValue] = ["sdk_span_type": "turn", "turn": .number(Double(turn)), "agent_name": .string(agentName)]
+            var d: [String: JSONValue] = [
+                "sdk_span_type": "turn", "turn": .number(Double(turn)), "agent_name": .string(agentName),
+            ]
             if let usage { d["usage"] = usage }
             o = custom("turn", d)
         case .generation(let g):
-            o = ["input": g.input.map(JSONValue.array) ?? .null,
-                 "output": g.output.map(JSONValue.array) ?? .null, "model": .string(g.model),
-                 "model_config": g.modelConfig, "usage": g.usage ?? .null]
+            o = [
+                "input": g.input.map(JSONValue.array) ?? .null,
+                "output": g.output.map(JSONValue.array) ?? .null, "model": .string(g.model),
+                "model_config": g.modelConfig, "usage": g.usage ?? .null,
+            ]
         case .response(let responseId, let usage):
             o = ["response_id": opt(responseId), "usage": usage ?? .null]
         case .function(let f):
-            o = ["name": .string(f.name), "input": opt(f.input), "output": opt(f.output),
-                 "mcp_data": f.mcpServer.map { ["server": .string($0)] } ?? .null]
+            o = [
+                "name": .string(f.name), "input": opt(f.input), "output": opt(f.output),
+                "mcp_data": f.mcpServer.map { ["server": .string($0)] } ?? .null,
+            ]
         case .handoff(let from, let to):
             o = ["from_agent": .string(from), "to_agent": .string(to)]
         case .guardrail(let name, let triggered):
@@ -146,7 +160,8 @@ public enum SpanData: Sendable, Equatable {
         case .approval(let a):
             var d: [String: JSONValue] = [
                 "tool_name": .string(a.toolName), "call_id": .string(a.callId), "request_id": .string(a.requestId),
-                "decision": .string(a.decision), "decided_by": opt(a.decidedBy), "waited_seconds": .number(a.waitedSeconds),
+                "decision": .string(a.decision), "decided_by": opt(a.decidedBy),
+                "waited_seconds": .number(a.waitedSeconds),
             ]
             if let m = a.message { d["message"] = .string(m) }
             o = custom("approval", d)
@@ -170,16 +185,21 @@ public enum SpanData: Sendable, Equatable {
         let data: SpanData
         switch s("type").flatMap(SpanKind.init(rawValue:)) {
         case .agent:
-            data = .agent(name: s("name") ?? "", handoffs: strings(o["handoffs"]) ?? [], tools: strings(o["tools"]) ?? [],
-                          outputType: s("output_type") ?? "str")
+            data = .agent(
+                name: s("name") ?? "", handoffs: strings(o["handoffs"]) ?? [], tools: strings(o["tools"]) ?? [],
+                outputType: s("output_type") ?? "str")
         case .generation:
-            data = .generation(Generation(input: o["input"]?.arrayValue, output: o["output"]?.arrayValue, model: s("model") ?? "",
-                                          modelConfig: o["model_config"] ?? .object([:]), usage: o["usage"].flatMap { $0.isNull ? nil : $0 }))
+            data = .generation(
+                Generation(
+                    input: o["input"]?.arrayValue, output: o["output"]?.arrayValue, model: s("model") ?? "",
+                    modelConfig: o["model_config"] ?? .object([:]), usage: o["usage"].flatMap { $0.isNull ? nil : $0 }))
         case .response:
             data = .response(responseId: s("response_id"), usage: o["usage"].flatMap { $0.isNull ? nil : $0 })
         case .function:
-            data = .function(Function(name: s("name") ?? "", input: s("input"), output: s("output"),
-                                      mcpServer: o["mcp_data"]?["server"]?.stringValue))
+            data = .function(
+                Function(
+                    name: s("name") ?? "", input: s("input"), output: s("output"),
+                    mcpServer: o["mcp_data"]?["server"]?.stringValue))
         case .handoff:
             data = .handoff(from: s("from_agent") ?? "", to: s("to_agent") ?? "")
         case .guardrail:
@@ -187,9 +207,11 @@ public enum SpanData: Sendable, Equatable {
         case .mcpTools:
             data = .mcpTools(server: s("server") ?? "", result: strings(o["result"]))
         case .custom where d["sdk_span_type"]?.stringValue == "task" && s("name") == "task":
-            data = .task(name: d["name"]?.stringValue ?? "", usage: d["usage"], backfilled: d["backfilled"]?.boolValue ?? false)
+            data = .task(
+                name: d["name"]?.stringValue ?? "", usage: d["usage"], backfilled: d["backfilled"]?.boolValue ?? false)
         case .custom where d["sdk_span_type"]?.stringValue == "turn" && s("name") == "turn":
-            data = .turn(turn: d["turn"]?.intValue ?? 0, agentName: d["agent_name"]?.stringValue ?? "", usage: d["usage"])
+            data = .turn(
+                turn: d["turn"]?.intValue ?? 0, agentName: d["agent_name"]?.stringValue ?? "", usage: d["usage"])
         case .custom:
             data = .custom(name: s("name") ?? "", data: d)
         case .transcription, .speech, .speechGroup, nil:
@@ -222,15 +244,23 @@ public enum SpanData: Sendable, Equatable {
     // MARK: Usage objects
 
     /// A turn span's usage (nil when every count is zero).
-    public static func turnUsage(input: Int, output: Int, cached: Int, requests: Int = 0, reasoning: Int = 0) -> JSONValue? {
+    public static func turnUsage(input: Int, output: Int, cached: Int, requests: Int = 0, reasoning: Int = 0)
+        -> JSONValue?
+    {
         guard input != 0 || output != 0 || cached != 0 || requests != 0 || reasoning != 0 else { return nil }
-        return ["input_tokens": .number(Double(input)), "output_tokens": .number(Double(output)),
-                "cached_input_tokens": .number(Double(cached)), "cache_write_input_tokens": 0]
+        return [
+            "input_tokens": .number(Double(input)), "output_tokens": .number(Double(output)),
+            "cached_input_tokens": .number(Double(cached)), "cache_write_input_tokens": 0,
+        ]
     }
 
     /// A task span's usage: the turn's fields plus `requests` and `total_tokens` (nil when all zero).
-    public static func taskUsage(input: Int, output: Int, cached: Int, requests: Int, total: Int, reasoning: Int = 0) -> JSONValue? {
-        guard var o = turnUsage(input: input, output: output, cached: cached, requests: requests, reasoning: reasoning)?.objectValue
+    public static func taskUsage(input: Int, output: Int, cached: Int, requests: Int, total: Int, reasoning: Int = 0)
+        -> JSONValue?
+    {
+        guard
+            var o = turnUsage(input: input, output: output, cached: cached, requests: requests, reasoning: reasoning)?
+                .objectValue
         else { return nil }
         o["requests"] = .number(Double(requests))
         o["total_tokens"] = .number(Double(total))

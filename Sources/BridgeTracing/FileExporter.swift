@@ -1,11 +1,11 @@
-import BridgeTraceModel
 import BridgeCore
+import BridgeTraceModel
 import FoundationEssentials
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Appends traces and spans to a JSONL file in the SDK's export format (`--trace-file PATH`).

@@ -1,7 +1,7 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeMetrics
 import BridgePostgres
+import BridgeTraceModel
 import FoundationEssentials
 
 /// bridge's own record of traces, spans and transcripts (`bridge.traces`, `bridge.spans`,
@@ -17,7 +17,8 @@ public struct Ledger: SpanSink {
     /// earliest `started_at`.
     public func insertTrace(_ trace: TraceRecord, taskId: String?, startedAt: Date?) async throws {
         let metadata = trace.metadataJSON.compact
-        try await connection.query("""
+        try await connection.query(
+            """
             INSERT INTO bridge.traces (trace_id, workflow_name, group_id, metadata, task_id, started_at)
             VALUES (\(trace.id), \(trace.workflowName), \(trace.groupId.postgresValue), \(metadata)::jsonb, \(taskId.postgresValue), \(startedAt.postgresValue)::timestamptz)
             ON CONFLICT (trace_id) DO UPDATE SET
@@ -29,14 +30,16 @@ public struct Ledger: SpanSink {
 
     /// Sets the trace's `ended_at`.
     public func endTrace(_ traceId: String, endedAt: Date) async throws {
-        try await connection.query("""
+        try await connection.query(
+            """
             UPDATE bridge.traces SET ended_at = \(endedAt)::timestamptz, updated_at = now() WHERE trace_id = \(traceId)
             """)
     }
 
     /// Inserts a span; a span id that exists already is left as it is.
     public func insertSpan(_ span: SpanRecord) async throws {
-        try await connection.query("""
+        try await connection.query(
+            """
             INSERT INTO bridge.spans (span_id, trace_id, parent_id, started_at, ended_at, span_data, error)
             VALUES (\(span.id), \(span.traceId), \(span.parentId.postgresValue), \(span.startedAt)::timestamptz, \(span.endedAt)::timestamptz,
                     \(span.spanData.compact)::jsonb, \(span.error?.compact.postgresValue ?? .null)::jsonb)
@@ -46,7 +49,8 @@ public struct Ledger: SpanSink {
 
     /// Stores (or replaces) a run's transcript: every model output item and tool output, in order.
     public func storeTranscript(traceId: String, taskId: String, attempt: Int, items: [JSONValue]) async throws {
-        try await connection.query("""
+        try await connection.query(
+            """
             INSERT INTO bridge.run_transcripts (trace_id, task_id, attempt, items)
             VALUES (\(traceId), \(taskId), \(attempt), \(JSONValue.array(items).compact)::jsonb)
             ON CONFLICT (trace_id) DO UPDATE SET task_id = EXCLUDED.task_id, attempt = EXCLUDED.attempt, items = EXCLUDED.items
@@ -60,7 +64,8 @@ public struct Ledger: SpanSink {
 
     /// The spans of a trace, oldest first.
     public static func spans(traceId: String, on connection: PostgresConnection) async throws -> [SpanRecord] {
-        let rows = try await connection.query("""
+        let rows = try await connection.query(
+            """
             SELECT \(unsafeRaw: SpanRecord.ledgerColumns)
             FROM bridge.spans s WHERE s.trace_id = \(traceId) ORDER BY s.started_at, s.ended_at, s.span_id
             """)
@@ -75,7 +80,8 @@ public struct Ledger: SpanSink {
 
     /// The stored trace, if any.
     public func trace(id: String) async throws -> TraceRecord? {
-        let rows = try await connection.query("""
+        let rows = try await connection.query(
+            """
             SELECT \(unsafeRaw: TraceRecord.ledgerColumns) FROM bridge.traces tr WHERE tr.trace_id = \(id)
             """)
         guard let row = rows.first else { return nil }

@@ -80,9 +80,12 @@ public struct LedgerPruner: Sendable {
     public func run(progress: @Sendable (PruneProgress) -> Void = { _ in }) async throws -> PruneProgress {
         try await Self.requireTables(on: connection)
         var total = PruneProgress()
-        total.candidates = try await connection.query("""
-            SELECT count(*) AS n FROM bridge.traces WHERE started_at < \(options.cutoff)::timestamptz
-            """).first?.int("n") ?? 0
+        total.candidates =
+            try await connection.query(
+                """
+                SELECT count(*) AS n FROM bridge.traces WHERE started_at < \(options.cutoff)::timestamptz
+                """
+            ).first?.int("n") ?? 0
         progress(total)
         if options.dryRun {
             try await connection.simpleQuery("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -95,18 +98,23 @@ public struct LedgerPruner: Sendable {
             }
             return total
         }
-        let id = try await connection.query("""
-            INSERT INTO bridge.prunes (cutoff, include_undelivered) VALUES (\(options.cutoff)::timestamptz, \(options.includeUndelivered))
-            RETURNING id
-            """).first?["id"] ?? ""
+        let id =
+            try await connection.query(
+                """
+                INSERT INTO bridge.prunes (cutoff, include_undelivered) VALUES (\(options.cutoff)::timestamptz, \(options.includeUndelivered))
+                RETURNING id
+                """
+            ).first?["id"] ?? ""
         try await connection.set("lock_timeout", "\(options.lockTimeoutMs)ms")
         total = try await loop(total, pruneId: id, progress: progress)
         try await connection.query("UPDATE bridge.prunes SET finished_at = now() WHERE id = \(id)::bigint")
         return total
     }
 
-    private func loop(_ start: PruneProgress, pruneId: String?,
-                      progress: @Sendable (PruneProgress) -> Void) async throws -> PruneProgress {
+    private func loop(
+        _ start: PruneProgress, pruneId: String?,
+        progress: @Sendable (PruneProgress) -> Void
+    ) async throws -> PruneProgress {
         var total = start
         var cursor: (startedAt: String, traceId: String)?
         while true {
@@ -130,17 +138,21 @@ public struct LedgerPruner: Sendable {
     }
 
     /// One batch, retried with backoff while it meets a lock held by someone else.
-    private func batch(after cursor: (startedAt: String, traceId: String)?, pruneId: String?) async throws -> BatchResult {
+    private func batch(after cursor: (startedAt: String, traceId: String)?, pruneId: String?) async throws
+        -> BatchResult
+    {
         var attempt = 0
         while true {
             attempt += 1
             do {
                 let q = Self.statement(options, after: cursor, pruneId: pruneId)
                 guard let row = try await connection.query(q).first, let last = row["last_trace_id"],
-                      let lastStarted = row["last_started_at"] else { return BatchResult() }
-                return BatchResult(cursor: (lastStarted, last), examined: row.int("examined") ?? 0,
-                                   traces: row.int("traces") ?? 0, spans: row.int("spans") ?? 0,
-                                   transcripts: row.int("transcripts") ?? 0, deliveries: row.int("deliveries") ?? 0)
+                    let lastStarted = row["last_started_at"]
+                else { return BatchResult() }
+                return BatchResult(
+                    cursor: (lastStarted, last), examined: row.int("examined") ?? 0,
+                    traces: row.int("traces") ?? 0, spans: row.int("spans") ?? 0,
+                    transcripts: row.int("transcripts") ?? 0, deliveries: row.int("deliveries") ?? 0)
             } catch {
                 guard error.isLockConflict, attempt < 8 else { throw error }
                 try await Task.sleep(for: .seconds(RetryBackoff.delay(attempt: attempt, base: 0.2, cap: 5)))
@@ -152,9 +164,12 @@ public struct LedgerPruner: Sendable {
     /// every other table is reached by its trace or span id index (`idx_spans_trace_id`,
     /// `idx_span_deliveries_trace`, `idx_trace_deliveries_trace_id`, the transcripts' primary
     /// key), so a batch reads only its own traces.
-    static func statement(_ o: PruneOptions, after cursor: (startedAt: String, traceId: String)?,
-                          pruneId: String?) -> PostgresQuery {
-        let after: PostgresQuery = cursor.map { "AND (t.started_at, t.trace_id) > (\($0.startedAt)::timestamptz, \($0.traceId))" } ?? ""
+    static func statement(
+        _ o: PruneOptions, after cursor: (startedAt: String, traceId: String)?,
+        pruneId: String?
+    ) -> PostgresQuery {
+        let after: PostgresQuery =
+            cursor.map { "AND (t.started_at, t.trace_id) > (\($0.startedAt)::timestamptz, \($0.traceId))" } ?? ""
         // Everything below the candidates is reached through `= ANY(array)`, an index probe
         // per trace whatever the planner guesses about the batch's size.
         let leased: PostgresQuery = o.leasedTaskKeys == nil ? "" : "OR t.task_id IN (SELECT k FROM leased)"
@@ -228,12 +243,16 @@ public struct LedgerPruner: Sendable {
     }
 
     /// Statements `HotPathPlanTests` explains on a large ledger (none may scan a ledger table).
-    public static func hotPathStatements(cutoff: Date, leasedTaskKeys: PostgresQuery? = nil) -> [(name: String, query: PostgresQuery)] {
+    public static func hotPathStatements(cutoff: Date, leasedTaskKeys: PostgresQuery? = nil) -> [(
+        name: String, query: PostgresQuery
+    )] {
         var o = PruneOptions(cutoff: cutoff)
         o.leasedTaskKeys = leasedTaskKeys
-        return [("prune first batch", statement(o, after: nil, pruneId: "1")),
-                ("prune later batch", statement(o, after: ("2026-01-01 00:00:00+00", "trace_0"), pruneId: "1")),
-                ("prune dry-run batch", statement(o, after: ("2026-01-01 00:00:00+00", "trace_0"), pruneId: nil))]
+        return [
+            ("prune first batch", statement(o, after: nil, pruneId: "1")),
+            ("prune later batch", statement(o, after: ("2026-01-01 00:00:00+00", "trace_0"), pruneId: "1")),
+            ("prune dry-run batch", statement(o, after: ("2026-01-01 00:00:00+00", "trace_0"), pruneId: nil)),
+        ]
     }
 
     static func requireTables(on connection: PostgresConnection) async throws {

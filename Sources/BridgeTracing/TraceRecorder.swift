@@ -1,7 +1,7 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgeRunner
+import BridgeTraceModel
 import FoundationEssentials
 
 /// Turns a run's `RunEvent`s into SDK-shaped spans and hands each one to the sinks as it
@@ -45,8 +45,10 @@ public actor TraceRecorder: RunObserver {
     /// Every span recorded so far, in the order they ended.
     public private(set) var recorded: [SpanRecord] = []
 
-    public init(trace: TraceRecord, taskId: String?, sinks: [any SpanSink], includeSensitiveData: Bool,
-                secrets: [String] = [], modelSettings: [String: JSONValue] = [:]) {
+    public init(
+        trace: TraceRecord, taskId: String?, sinks: [any SpanSink], includeSensitiveData: Bool,
+        secrets: [String] = [], modelSettings: [String: JSONValue] = [:]
+    ) {
         self.modelSettings = modelSettings
         self.trace = trace
         self.taskId = taskId
@@ -56,17 +58,21 @@ public actor TraceRecorder: RunObserver {
     }
 
     /// Records `spec`'s run into the ledger (and any extra sinks, e.g. a `FileExporter`).
-    public init(spec: RunSpec, ledger: Ledger, includeSensitiveData: Bool, extraSinks: [any SpanSink] = [],
-                secrets: [String] = []) {
-        self.init(trace: TraceRecord(spec: spec), taskId: spec.taskId, sinks: [ledger] + extraSinks,
-                  includeSensitiveData: includeSensitiveData, secrets: secrets,
-                  modelSettings: spec.agents.mapValues { .object($0.modelSettings) })
+    public init(
+        spec: RunSpec, ledger: Ledger, includeSensitiveData: Bool, extraSinks: [any SpanSink] = [],
+        secrets: [String] = []
+    ) {
+        self.init(
+            trace: TraceRecord(spec: spec), taskId: spec.taskId, sinks: [ledger] + extraSinks,
+            includeSensitiveData: includeSensitiveData, secrets: secrets,
+            modelSettings: spec.agents.mapValues { .object($0.modelSettings) })
     }
 
     public init(spec: RunSpec, sinks: [any SpanSink], includeSensitiveData: Bool, secrets: [String] = []) {
-        self.init(trace: TraceRecord(spec: spec), taskId: spec.taskId, sinks: sinks,
-                  includeSensitiveData: includeSensitiveData, secrets: secrets,
-                  modelSettings: spec.agents.mapValues { .object($0.modelSettings) })
+        self.init(
+            trace: TraceRecord(spec: spec), taskId: spec.taskId, sinks: sinks,
+            includeSensitiveData: includeSensitiveData, secrets: secrets,
+            modelSettings: spec.agents.mapValues { .object($0.modelSettings) })
     }
 
     public var spanCount: Int { recorded.count }
@@ -90,7 +96,9 @@ public actor TraceRecorder: RunObserver {
                 do { try await sink.traceEnded(trace.id, at: at) } catch { note(error) }
             }
         case .agentStarted(let id, let parent, let agent, let tools, let handoffs, let outputType, let at):
-            start(id, parent: parent, at: at, data: .agent(name: agent, handoffs: handoffs, tools: tools, outputType: outputType))
+            start(
+                id, parent: parent, at: at,
+                data: .agent(name: agent, handoffs: handoffs, tools: tools, outputType: outputType))
         case .agentEnded(let id, let error, let at):
             await end(id, error: error, at: at)
         case .turnStarted(let id, let parent, let turn, let agent, let at):
@@ -104,7 +112,9 @@ public actor TraceRecorder: RunObserver {
         case .modelStarted(let id, let parent, let kind, let model, let input, let at):
             switch kind {
             case .generation:
-                start(id, parent: parent, at: at, data: .generation(.init(input: input, model: model, modelConfig: modelConfig(for: parent))))
+                start(
+                    id, parent: parent, at: at,
+                    data: .generation(.init(input: input, model: model, modelConfig: modelConfig(for: parent))))
             case .response:
                 start(id, parent: parent, at: at, data: .response(responseId: nil, usage: nil))
             }
@@ -136,12 +146,17 @@ public actor TraceRecorder: RunObserver {
         case .guardrailStarted(let id, let parent, let name, let at):
             start(id, parent: parent, at: at, data: .guardrail(name: name, triggered: false))
         case .guardrailEnded(let id, let triggered, let error, let at):
-            if case .guardrail(let name, _)? = open[id]?.data { open[id]?.data = .guardrail(name: name, triggered: triggered) }
+            if case .guardrail(let name, _)? = open[id]?.data {
+                open[id]?.data = .guardrail(name: name, triggered: triggered)
+            }
             await end(id, error: error, at: at)
         case .approvalWait(let id, let parent, let d, let startedAt, let endedAt):
-            start(id, parent: parent, at: startedAt, data: .approvalWait(
-                toolName: d.toolName, callId: d.callId, requestId: d.requestId, decision: d.outcome.rawValue,
-                decidedBy: d.decidedBy, message: d.outcome != .approved ? d.message : nil, from: startedAt, to: endedAt))
+            start(
+                id, parent: parent, at: startedAt,
+                data: .approvalWait(
+                    toolName: d.toolName, callId: d.callId, requestId: d.requestId, decision: d.outcome.rawValue,
+                    decidedBy: d.decidedBy, message: d.outcome != .approved ? d.message : nil, from: startedAt,
+                    to: endedAt))
             await end(id, error: nil, at: endedAt)
         case .spanError(let id, let error):
             if open[id] != nil { open[id]?.error = error } else { pendingErrors[id] = error }
@@ -172,15 +187,20 @@ public actor TraceRecorder: RunObserver {
         public var data: JSONValue
 
         enum CodingKeys: String, CodingKey {
-            case eventId = "event_id", spanId = "span_id", parentSpanId = "parent_span_id", startedAt = "started_at", data
+            case eventId = "event_id"
+            case spanId = "span_id"
+            case parentSpanId = "parent_span_id"
+            case startedAt = "started_at"
+            case data
         }
     }
 
     /// The spans open right now (after a run paused: its task and agent spans).
     public func openSpans() -> [OpenSpan] {
         open.sorted { $0.key < $1.key }.map { id, o in
-            OpenSpan(eventId: id, spanId: o.spanId, parentSpanId: o.parentSpanId, startedAt: o.startedAt,
-                     data: o.data.json(notes: o.notes))
+            OpenSpan(
+                eventId: id, spanId: o.spanId, parentSpanId: o.parentSpanId, startedAt: o.startedAt,
+                data: o.data.json(notes: o.notes))
         }
     }
 
@@ -189,8 +209,9 @@ public actor TraceRecorder: RunObserver {
     public func restore(_ spans: [OpenSpan]) {
         for s in spans {
             let (data, notes) = SpanData.decode(s.data)
-            open[s.eventId] = Open(spanId: s.spanId, parentSpanId: s.parentSpanId, startedAt: s.startedAt,
-                                   data: data, notes: notes, error: nil)
+            open[s.eventId] = Open(
+                spanId: s.spanId, parentSpanId: s.parentSpanId, startedAt: s.startedAt,
+                data: data, notes: notes, error: nil)
             spanIds[s.eventId] = s.spanId
         }
     }
@@ -205,8 +226,9 @@ public actor TraceRecorder: RunObserver {
     func start(_ id: EventID, parent: EventID?, at: Date, data: SpanData) {
         let spanId = derivedSpanIds ? SpanID.derived(traceId: trace.id, slot: "event:\(id)") : SpanID.random()
         let parentSpanId = parent.flatMap { open[$0]?.spanId ?? spanIds[$0] }
-        open[id] = Open(spanId: spanId, parentSpanId: parentSpanId, startedAt: at, data: data,
-                        error: pendingErrors.removeValue(forKey: id))
+        open[id] = Open(
+            spanId: spanId, parentSpanId: parentSpanId, startedAt: at, data: data,
+            error: pendingErrors.removeValue(forKey: id))
         spanIds[id] = spanId
     }
 
@@ -214,8 +236,9 @@ public actor TraceRecorder: RunObserver {
         guard let o = open.removeValue(forKey: id) else { return }
         let data = includeSensitiveData ? o.data : o.data.redacted()
         let err = (error ?? o.error).map { includeSensitiveData ? $0 : $0.redacted(spanKind: data.kind) }
-        let span = SpanRecord(id: o.spanId, traceId: trace.id, parentId: o.parentSpanId, startedAt: o.startedAt,
-                              endedAt: at, spanData: scrub(data.json(notes: o.notes)), error: err.map { scrub($0.json) })
+        let span = SpanRecord(
+            id: o.spanId, traceId: trace.id, parentId: o.parentSpanId, startedAt: o.startedAt,
+            endedAt: at, spanData: scrub(data.json(notes: o.notes)), error: err.map { scrub($0.json) })
         recorded.append(span)
         for sink in sinks {
             do { try await sink.spanEnded(span) } catch { note(error) }
@@ -237,13 +260,15 @@ public actor TraceRecorder: RunObserver {
 
     /// The SDK's turn span usage (omitted when all zero).
     static func turnUsage(_ u: Usage) -> JSONValue? {
-        SpanData.turnUsage(input: u.inputTokens, output: u.outputTokens, cached: u.cachedTokens, requests: u.requests,
-                           reasoning: u.reasoningTokens)
+        SpanData.turnUsage(
+            input: u.inputTokens, output: u.outputTokens, cached: u.cachedTokens, requests: u.requests,
+            reasoning: u.reasoningTokens)
     }
 
     /// The SDK's task span usage (omitted when all zero).
     static func taskUsage(_ u: Usage) -> JSONValue? {
-        SpanData.taskUsage(input: u.inputTokens, output: u.outputTokens, cached: u.cachedTokens, requests: u.requests,
-                           total: u.totalTokens, reasoning: u.reasoningTokens)
+        SpanData.taskUsage(
+            input: u.inputTokens, output: u.outputTokens, cached: u.cachedTokens, requests: u.requests,
+            total: u.totalTokens, reasoning: u.reasoningTokens)
     }
 }

@@ -35,15 +35,18 @@ enum ReportRenderer {
     /// The per-tool timing table as aligned text rows.
     static func timingTable(_ timings: [ToolTiming], indent: String) -> [String] {
         guard !timings.isEmpty else { return [] }
-        let rows = [["tool", "count", "p50", "p95", "max"]]
+        let rows =
+            [["tool", "count", "p50", "p95", "max"]]
             + timings.map { [$0.tool, String($0.count), ms($0.p50), ms($0.p95), ms($0.max)] }
         var widths = [Int](repeating: 0, count: 5)
         for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
         return rows.map { r in
-            indent + r.enumerated().map { i, c in
-                i == 0 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
-                    : String(repeating: " ", count: widths[i] - c.count) + c
-            }.joined(separator: "  ")
+            indent
+                + r.enumerated().map { i, c in
+                    i == 0
+                        ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                        : String(repeating: " ", count: widths[i] - c.count) + c
+                }.joined(separator: "  ")
         }
     }
 
@@ -71,16 +74,20 @@ enum ReportRenderer {
         }
         let failed = r.checks.filter { $0.status == .fail }.count
         let skipped = r.checks.filter { $0.status == .skip }.count
-        out.append(r.ok ? "ok: \(r.checks.count - skipped) passed, \(skipped) skipped (\(ms(r.elapsedMs)))"
-                        : "FAILED: \(failed) check(s) failed (\(ms(r.elapsedMs)))")
+        out.append(
+            r.ok
+                ? "ok: \(r.checks.count - skipped) passed, \(skipped) skipped (\(ms(r.elapsedMs)))"
+                : "FAILED: \(failed) check(s) failed (\(ms(r.elapsedMs)))")
         return out.joined(separator: "\n") + "\n"
     }
 
     // MARK: json
 
     static func json(_ r: VerifyReport) -> String {
-        let o: JSONValue = ["ok": .bool(r.ok), "scope": r.scope.json, "elapsed_ms": .number(ToolTiming.round(r.elapsedMs)),
-                            "checks": .array(r.checks.map(\.json))]
+        let o: JSONValue = [
+            "ok": .bool(r.ok), "scope": r.scope.json, "elapsed_ms": .number(ToolTiming.round(r.elapsedMs)),
+            "checks": .array(r.checks.map(\.json)),
+        ]
         return o.compact + "\n"
     }
 
@@ -107,9 +114,11 @@ enum ReportRenderer {
         let failures = r.checks.filter { $0.status == .fail }.count
         let skipped = r.checks.filter { $0.status == .skip }.count
         let secs = String(format: "%.3f", r.elapsedMs / 1000)
-        var out = [#"<?xml version="1.0" encoding="UTF-8"?>"#,
-                   #"<testsuites name="bridge verify" tests="\#(r.checks.count)" failures="\#(failures)" skipped="\#(skipped)" time="\#(secs)">"#,
-                   #"  <testsuite name="bridge verify" tests="\#(r.checks.count)" failures="\#(failures)" errors="0" skipped="\#(skipped)" time="\#(secs)">"#]
+        var out = [
+            #"<?xml version="1.0" encoding="UTF-8"?>"#,
+            #"<testsuites name="bridge verify" tests="\#(r.checks.count)" failures="\#(failures)" skipped="\#(skipped)" time="\#(secs)">"#,
+            #"  <testsuite name="bridge verify" tests="\#(r.checks.count)" failures="\#(failures)" errors="0" skipped="\#(skipped)" time="\#(secs)">"#,
+        ]
         out.append(#"    <properties><property name="scope" value="\#(xml(r.scope.description))"/></properties>"#)
         for c in r.checks {
             let t = String(format: "%.3f", c.elapsedMs / 1000)
@@ -122,11 +131,15 @@ enum ReportRenderer {
             details += timingTable(c.toolTimings, indent: "")
             switch c.status {
             case .fail:
-                out.append(#"      <failure message="\#(c.failed) of \#(c.checked) failed" type="\#(xml(c.id))">\#(xml(details.joined(separator: "\n")))</failure>"#)
+                out.append(
+                    #"      <failure message="\#(c.failed) of \#(c.checked) failed" type="\#(xml(c.id))">\#(xml(details.joined(separator: "\n")))</failure>"#
+                )
             case .skip:
                 out.append(#"      <skipped message="\#(xml(c.reason ?? ""))"/>"#)
             case .pass:
-                out.append(#"      <system-out>\#(xml((["\(c.checked) checked"] + details).joined(separator: "\n")))</system-out>"#)
+                out.append(
+                    #"      <system-out>\#(xml((["\(c.checked) checked"] + details).joined(separator: "\n")))</system-out>"#
+                )
             }
             out.append("    </testcase>")
         }
@@ -141,11 +154,18 @@ enum ReportRenderer {
     }
 
     static func markdown(_ r: VerifyReport) -> String {
-        var out = ["## bridge verify: \(r.ok ? "✅ passed" : "❌ failed")", "",
-                   "Scope: \(md(r.scope.description)) · \(ms(r.elapsedMs))", "",
-                   "| | check | id | checked | failed | note |", "|---|---|---|---:|---:|---|"]
+        var out = [
+            "## bridge verify: \(r.ok ? "✅ passed" : "❌ failed")", "",
+            "Scope: \(md(r.scope.description)) · \(ms(r.elapsedMs))", "",
+            "| | check | id | checked | failed | note |", "|---|---|---|---:|---:|---|",
+        ]
         for c in r.checks {
-            let icon = switch c.status { case .pass: "✅"; case .fail: "❌"; case .skip: "⏭️" }
+            let icon =
+                switch c.status {
+                case .pass: "✅"
+                case .fail: "❌"
+                case .skip: "⏭️"
+                }
             out.append("| \(icon) | \(md(c.title)) | `\(c.id)` | \(c.checked) | \(c.failed) | \(md(c.reason ?? "")) |")
         }
         for c in r.checks where !c.examples.isEmpty {
@@ -154,15 +174,22 @@ enum ReportRenderer {
             if c.failed > c.examples.count { out.append("- … and \(c.failed - c.examples.count) more") }
         }
         if let exp = r.check(.exportDelivered), !exp.exporters.isEmpty {
-            out += ["", "### Export delivery", "", "| exporter | spans | delivered | rejected | missing | in flight | p50 lag | p95 lag | max lag |",
-                    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            out += [
+                "", "### Export delivery", "",
+                "| exporter | spans | delivered | rejected | missing | in flight | p50 lag | p95 lag | max lag |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            ]
             out += exp.exporters.map {
                 "| \(md($0.exporter)) | \($0.spans) | \($0.delivered) | \($0.rejected) | \($0.missing) | \($0.inFlight) | \(lag($0.p50LagSeconds)) | \(lag($0.p95LagSeconds)) | \(lag($0.maxLagSeconds)) |"
             }
         }
         if let timing = r.check(.toolTiming), !timing.toolTimings.isEmpty {
-            out += ["", "### Tool execution time", "", "| tool | count | p50 | p95 | max |", "|---|---:|---:|---:|---:|"]
-            out += timing.toolTimings.map { "| `\(md($0.tool))` | \($0.count) | \(ms($0.p50)) | \(ms($0.p95)) | \(ms($0.max)) |" }
+            out += [
+                "", "### Tool execution time", "", "| tool | count | p50 | p95 | max |", "|---|---:|---:|---:|---:|",
+            ]
+            out += timing.toolTimings.map {
+                "| `\(md($0.tool))` | \($0.count) | \(ms($0.p50)) | \(ms($0.p95)) | \(ms($0.max)) |"
+            }
         }
         return out.joined(separator: "\n") + "\n"
     }

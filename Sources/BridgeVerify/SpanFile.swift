@@ -1,5 +1,5 @@
-import BridgeTraceModel
 import BridgeCore
+import BridgeTraceModel
 import FoundationEssentials
 
 /// The trace and span ids of an exported span file, for reconciling against the ledger.
@@ -14,7 +14,10 @@ import FoundationEssentials
 ///
 /// Span ids are kept as the first 16 hex characters, the part both formats share.
 public struct SpanFile: Sendable, Equatable {
-    public enum Format: String, Sendable { case sdk = "SDK JSONL", otlp = "OTLP JSON" }
+    public enum Format: String, Sendable {
+        case sdk = "SDK JSONL"
+        case otlp = "OTLP JSON"
+    }
 
     public var format: Format
     /// `trace_<32 hex>` ids of trace objects and of every span's trace.
@@ -23,7 +26,8 @@ public struct SpanFile: Sendable, Equatable {
     public var spans: [(traceId: String, spanKey: String)]
 
     public static func == (a: SpanFile, b: SpanFile) -> Bool {
-        a.format == b.format && a.traceIds == b.traceIds && a.spans.map { $0.traceId + $0.spanKey } == b.spans.map { $0.traceId + $0.spanKey }
+        a.format == b.format && a.traceIds == b.traceIds
+            && a.spans.map { $0.traceId + $0.spanKey } == b.spans.map { $0.traceId + $0.spanKey }
     }
 
     /// Reads and parses `path` (read off the cooperative pool: a spans file can be large).
@@ -51,7 +55,8 @@ public struct SpanFile: Sendable, Equatable {
                     for ss in r["scopeSpans"]?.arrayValue ?? r["instrumentationLibrarySpans"]?.arrayValue ?? [] {
                         for s in ss["spans"]?.arrayValue ?? [] {
                             guard let t = s["traceId"]?.stringValue, let sid = s["spanId"]?.stringValue,
-                                  TraceID.isOTLP(t), SpanID.isOTLP(sid) else {
+                                TraceID.isOTLP(t), SpanID.isOTLP(sid)
+                            else {
                                 throw VerifyInputError("an OTLP span without a hex traceId and spanId\(at)")
                             }
                             let traceId = TraceID.fromOTLP(t)

@@ -1,6 +1,6 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgePostgres
+import BridgeTraceModel
 import FoundationEssentials
 
 /// One stored trace with its spans, as `bridge trace show` presents it.
@@ -13,8 +13,10 @@ public struct TraceDocument: Sendable, Equatable {
     /// Other traces of the same task (earlier or later attempts), newest first.
     public var otherAttempts: [String]
 
-    public init(trace: TraceRecord, taskId: String?, startedAt: Date?, endedAt: Date?, spans: [SpanRecord],
-                otherAttempts: [String] = []) {
+    public init(
+        trace: TraceRecord, taskId: String?, startedAt: Date?, endedAt: Date?, spans: [SpanRecord],
+        otherAttempts: [String] = []
+    ) {
         self.trace = trace
         self.taskId = taskId
         self.startedAt = startedAt
@@ -26,9 +28,11 @@ public struct TraceDocument: Sendable, Equatable {
     /// Loads a trace by trace id, or the newest trace of a task by task id.
     public static func load(id: String, on c: PostgresConnection) async throws -> TraceDocument {
         guard try await c.ledgerHas([.traces, .spans]) else {
-            throw VerifyInputError("bridge.traces or bridge.spans is missing in \(c.redactedTarget): run bridge migrate first")
+            throw VerifyInputError(
+                "bridge.traces or bridge.spans is missing in \(c.redactedTarget): run bridge migrate first")
         }
-        let rows = try await c.query("""
+        let rows = try await c.query(
+            """
             SELECT \(unsafeRaw: TraceRecord.ledgerColumns),
                    coalesce(tr.task_id, tr.metadata->>'task_id') AS task_id, tr.started_at, tr.ended_at
             FROM bridge.traces tr
@@ -42,19 +46,23 @@ public struct TraceDocument: Sendable, Equatable {
         let taskId = row["task_id"]
         var others: [String] = []
         if let taskId {
-            let more = try await c.query("""
+            let more = try await c.query(
+                """
                 SELECT trace_id FROM bridge.traces
                 WHERE coalesce(task_id, metadata->>'task_id') = \(taskId) AND trace_id <> \(traceId)
                 ORDER BY started_at DESC NULLS LAST
                 """)
             others = more.compactMap { $0["trace_id"] }
         }
-        let spans = try await c.query("""
+        let spans = try await c.query(
+            """
             SELECT \(unsafeRaw: SpanRecord.ledgerColumns)
             FROM bridge.spans s WHERE s.trace_id = \(traceId) ORDER BY s.started_at, s.ended_at, s.span_id
-            """).map { r in try SpanRecord(ledgerRow: { r[$0] }) }
-        return TraceDocument(trace: record, taskId: taskId, startedAt: row.date("started_at"), endedAt: row.date("ended_at"),
-                             spans: spans, otherAttempts: others)
+            """
+        ).map { r in try SpanRecord(ledgerRow: { r[$0] }) }
+        return TraceDocument(
+            trace: record, taskId: taskId, startedAt: row.date("started_at"), endedAt: row.date("ended_at"),
+            spans: spans, otherAttempts: others)
     }
 
     // MARK: Shape
@@ -76,7 +84,11 @@ public struct TraceDocument: Sendable, Equatable {
         var children: [String: [SpanRecord]] = [:]
         var roots: [SpanRecord] = []
         for s in spans {
-            if let p = s.parentId, ids.contains(p), p != s.id { children[p, default: []].append(s) } else { roots.append(s) }
+            if let p = s.parentId, ids.contains(p), p != s.id {
+                children[p, default: []].append(s)
+            } else {
+                roots.append(s)
+            }
         }
         func sorted(_ a: [SpanRecord]) -> [SpanRecord] {
             a.sorted { ($0.startedAt, $0.endedAt, $0.id) < ($1.startedAt, $1.endedAt, $1.id) }
@@ -106,7 +118,8 @@ public struct TraceDocument: Sendable, Equatable {
 enum SpanLabel {
     /// Collapses whitespace and cuts to `limit` characters with an ellipsis.
     static func shorten(_ s: String, _ limit: Int = 80) -> String {
-        let flat = s.split(whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\t" || $0 == " " }).joined(separator: " ")
+        let flat = s.split(whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\t" || $0 == " " }).joined(
+            separator: " ")
         return flat.count <= limit ? flat : String(flat.prefix(limit - 1)) + "…"
     }
 
@@ -116,7 +129,9 @@ enum SpanLabel {
     }
 
     static func tokens(_ usage: JSONValue?) -> String? {
-        guard let u = usage, let i = u["input_tokens"]?.intValue, let o = u["output_tokens"]?.intValue else { return nil }
+        guard let u = usage, let i = u["input_tokens"]?.intValue, let o = u["output_tokens"]?.intValue else {
+            return nil
+        }
         return "\(i) in / \(o) out tokens"
     }
 
@@ -151,7 +166,8 @@ enum SpanLabel {
         case .handoff:
             return "handoff \(d["from_agent"]?.stringValue ?? "?") → \(d["to_agent"]?.stringValue ?? "?")"
         case .guardrail:
-            return "guardrail \(d["name"]?.stringValue ?? "?")\(d["triggered"]?.boolValue == true ? " · triggered" : "")"
+            return
+                "guardrail \(d["name"]?.stringValue ?? "?")\(d["triggered"]?.boolValue == true ? " · triggered" : "")"
         case .custom:
             switch d["data"]?["sdk_span_type"]?.stringValue {
             case "task": return "task \(d["data"]?["name"]?.stringValue ?? "")"
@@ -211,7 +227,9 @@ public enum TraceText {
         let handoffs = doc.spans.filter { $0.kind == .handoff }.count
         let errors = doc.spans.filter { SpanLabel.error($0) != nil }.count
         var out = [head]
-        out.append("started \(PostgresTimestamp.format(doc.origin)) · \(SpanLabel.duration(doc.end.timeIntervalSince(doc.origin))) · \(doc.spans.count) spans · \(fn) tool call(s) · \(handoffs) handoff(s) · \(errors) error(s)")
+        out.append(
+            "started \(PostgresTimestamp.format(doc.origin)) · \(SpanLabel.duration(doc.end.timeIntervalSince(doc.origin))) · \(doc.spans.count) spans · \(fn) tool call(s) · \(handoffs) handoff(s) · \(errors) error(s)"
+        )
         let agents = doc.agents
         if !agents.isEmpty { out.append("agents: \(agents.joined(separator: " → "))") }
         if doc.endedAt == nil { out.append("(the trace has not ended: still running, or the run stopped)") }
@@ -243,7 +261,10 @@ public enum TraceText {
         }
         let width = min(96, lines.map { $0.0.count }.max() ?? 0)
         for (label, dur, offset) in lines {
-            if dur.isEmpty { out.append(label); continue }
+            if dur.isEmpty {
+                out.append(label)
+                continue
+            }
             let l = label.count > width ? String(label.prefix(width - 1)) + "…" : label
             let pad = String(repeating: " ", count: max(1, width - l.count + 2))
             out.append(l + pad + String(repeating: " ", count: max(0, 9 - dur.count)) + dur + "  " + offset)

@@ -17,8 +17,10 @@ public struct Verifier: Sendable {
 
     /// Loads the mappings from `mappingsDirectory`, reads the `--spans` file, opens
     /// `options.connections` connections and runs the checklist.
-    public static func run(mappingsDirectory: String, connection: ConnectionConfig,
-                           options: VerifyOptions) async throws -> VerifyReport {
+    public static func run(
+        mappingsDirectory: String, connection: ConnectionConfig,
+        options: VerifyOptions
+    ) async throws -> VerifyReport {
         var config = try MappingLoader.load(directory: mappingsDirectory)
         var file: SpanFile?
         if let path = options.spansFile { file = try await SpanFile.read(path: path) }
@@ -67,8 +69,10 @@ public struct Verifier: Sendable {
     /// first connection's snapshot (`pg_export_snapshot`), so every check sees the same data.
     /// The `--spans` comparison runs on `connection`, which holds the file's temp tables.
     /// `spanFile` is the parsed `--spans` file (read here from `options.spansFile` if nil).
-    public func run(on connection: PostgresConnection, helpers: [PostgresConnection] = [],
-                    spanFile: SpanFile? = nil) async throws -> VerifyReport {
+    public func run(
+        on connection: PostgresConnection, helpers: [PostgresConnection] = [],
+        spanFile: SpanFile? = nil
+    ) async throws -> VerifyReport {
         let clock = ContinuousClock()
         let start = clock.now
         var scope = options.scope
@@ -99,7 +103,8 @@ public struct Verifier: Sendable {
             let file: SpanFile
             if let spanFile { file = spanFile } else { file = try await SpanFile.read(path: path) }
             try await loadSpanFile(file, on: connection)
-            spanFileSummary = SpanFileSummary(path: path, format: file.format, traces: file.traceIds.count, spans: file.spans.count)
+            spanFileSummary = SpanFileSummary(
+                path: path, format: file.format, traces: file.traceIds.count, spans: file.spans.count)
         }
         let hasExporters = try await connection.ledgerHas([.exporters, .spanDeliveries])
         try await requireLedger(on: connection)
@@ -114,7 +119,9 @@ public struct Verifier: Sendable {
                 let snapshot = try await connection.query("SELECT pg_export_snapshot() AS s").first?["s"] ?? ""
                 // SET TRANSACTION SNAPSHOT takes no parameters; the id comes from the server
                 // (hex digits and dashes) and is checked before it is quoted.
-                guard !snapshot.isEmpty, snapshot.unicodeScalars.allSatisfy({ $0.properties.isASCIIHexDigit || $0 == "-" }) else {
+                guard !snapshot.isEmpty,
+                    snapshot.unicodeScalars.allSatisfy({ $0.properties.isASCIIHexDigit || $0 == "-" })
+                else {
                     throw VerifyInputError("unexpected snapshot id from pg_export_snapshot(): \(snapshot)")
                 }
                 for h in helpers {
@@ -126,17 +133,21 @@ public struct Verifier: Sendable {
             let sql = scoped
             let fileSummary = spanFileSummary
             // Most expensive first, so the connections finish at about the same time.
-            let queue = CheckQueue([.exportDelivered, .handoffsTraced, .toolsTraced, .traceIdsCorrelate, .toolIOCaptured, .toolTiming,
-                                    .guardrailsApprovalsTraced, .runsWhole],
-                                   primaryOnly: fileSummary == nil ? [] : [.traceIdsCorrelate])
+            let queue = CheckQueue(
+                [
+                    .exportDelivered, .handoffsTraced, .toolsTraced, .traceIdsCorrelate, .toolIOCaptured, .toolTiming,
+                    .guardrailsApprovalsTraced, .runsWhole,
+                ],
+                primaryOnly: fileSummary == nil ? [] : [.traceIdsCorrelate])
             results = try await withThrowingTaskGroup(of: [CheckResult].self) { group in
                 for (i, c) in all.enumerated() {
                     group.addTask {
                         var done: [CheckResult] = []
                         while let check = await queue.next(primary: i == 0) {
                             let t0 = clock.now
-                            var r = try await self.run(check, sql: sql, file: fileSummary,
-                                                       hasExporters: hasExporters, on: c)
+                            var r = try await self.run(
+                                check, sql: sql, file: fileSummary,
+                                hasExporters: hasExporters, on: c)
                             r.elapsedMs = Self.ms(clock.now - t0)
                             done.append(r)
                         }
@@ -157,8 +168,10 @@ public struct Verifier: Sendable {
         return VerifyReport(scope: scope, checks: results, elapsedMs: Self.ms(clock.now - start))
     }
 
-    func run(_ check: Check, sql: VerifySQL, file: SpanFileSummary?, hasExporters: Bool,
-             on c: PostgresConnection) async throws -> CheckResult {
+    func run(
+        _ check: Check, sql: VerifySQL, file: SpanFileSummary?, hasExporters: Bool,
+        on c: PostgresConnection
+    ) async throws -> CheckResult {
         switch check {
         case .toolsTraced: return try await toolsTraced(sql, c)
         case .handoffsTraced: return try await handoffsTraced(sql, c)
@@ -166,7 +179,9 @@ public struct Verifier: Sendable {
         case .traceIdsCorrelate: return try await traceIdsCorrelate(sql, file, c)
         case .exportDelivered:
             guard hasExporters else {
-                return .skipped(.exportDelivered, "bridge.exporters does not exist yet (run bridge migrate); no exporter is configured")
+                return .skipped(
+                    .exportDelivered,
+                    "bridge.exporters does not exist yet (run bridge migrate); no exporter is configured")
             }
             return try await exportDelivered(sql, c)
         case .toolTiming: return try await toolTiming(sql, c)
@@ -175,8 +190,9 @@ public struct Verifier: Sendable {
             return result(.runsWhole, counted(rows), emptyReason: "no ended traces in scope")
         case .guardrailsApprovalsTraced:
             let rows = try await query(sql.guardrailsApprovalsTraced, c)
-            return result(.guardrailsApprovalsTraced, counted(rows),
-                          emptyReason: "no guardrail ran and no run resumed after an approval in scope")
+            return result(
+                .guardrailsApprovalsTraced, counted(rows),
+                emptyReason: "no guardrail ran and no run resumed after an approval in scope")
         }
     }
 
@@ -218,13 +234,17 @@ public struct Verifier: Sendable {
     }
 
     func requireLedger(on c: PostgresConnection) async throws {
-        guard try await c.ledgerHas([.traces, .spans, .runTranscripts]) else { throw VerifyInputError("bridge.traces, bridge.spans or bridge.run_transcripts is missing: run bridge migrate first") }
+        guard try await c.ledgerHas([.traces, .spans, .runTranscripts]) else {
+            throw VerifyInputError(
+                "bridge.traces, bridge.spans or bridge.run_transcripts is missing: run bridge migrate first")
+        }
     }
 
     /// Loads the file's ids into session temp tables `pg_temp.verify_file_traces` and
     /// `pg_temp.verify_file_spans`, 50,000 rows per statement (arrays bound as parameters).
     func loadSpanFile(_ file: SpanFile, on c: PostgresConnection) async throws {
-        try await c.simpleQuery("""
+        try await c.simpleQuery(
+            """
             DROP TABLE IF EXISTS pg_temp.verify_file_traces, pg_temp.verify_file_spans;
             CREATE TEMP TABLE verify_file_traces (trace_id text PRIMARY KEY);
             CREATE TEMP TABLE verify_file_spans (trace_id text NOT NULL, span_key text NOT NULL);
@@ -232,20 +252,23 @@ public struct Verifier: Sendable {
         let traces = Array(file.traceIds)
         for chunk in stride(from: 0, to: traces.count, by: 50_000) {
             let part = Array(traces[chunk..<min(chunk + 50_000, traces.count)])
-            try await c.query("""
+            try await c.query(
+                """
                 INSERT INTO pg_temp.verify_file_traces SELECT DISTINCT unnest(\(PostgresArray.text(part))::text[]) ON CONFLICT DO NOTHING
                 """)
         }
         for chunk in stride(from: 0, to: file.spans.count, by: 50_000) {
             let part = file.spans[chunk..<min(chunk + 50_000, file.spans.count)]
-            try await c.query("""
+            try await c.query(
+                """
                 INSERT INTO pg_temp.verify_file_spans
                 SELECT * FROM unnest(\(PostgresArray.text(part.map(\.traceId)))::text[], \(PostgresArray.text(part.map(\.spanKey)))::text[])
                 """)
         }
-        try await c.simpleQuery("CREATE INDEX ON pg_temp.verify_file_spans (span_key); ANALYZE pg_temp.verify_file_traces; ANALYZE pg_temp.verify_file_spans")
+        try await c.simpleQuery(
+            "CREATE INDEX ON pg_temp.verify_file_spans (span_key); ANALYZE pg_temp.verify_file_traces; ANALYZE pg_temp.verify_file_spans"
+        )
     }
-
 
     struct SpanFileSummary {
         var path: String
@@ -272,11 +295,14 @@ public struct Verifier: Sendable {
         return (checked, failed, examples)
     }
 
-    func result(_ check: Check, _ counts: (checked: Int, failed: Int, examples: [CheckExample]), emptyReason: String,
-                note: String? = nil) -> CheckResult {
+    func result(
+        _ check: Check, _ counts: (checked: Int, failed: Int, examples: [CheckExample]), emptyReason: String,
+        note: String? = nil
+    ) -> CheckResult {
         if counts.checked == 0 && counts.failed == 0 { return .skipped(check, emptyReason) }
-        return CheckResult(id: check.rawValue, title: check.title, status: counts.failed > 0 ? .fail : .pass,
-                           reason: note, checked: counts.checked, failed: counts.failed, examples: counts.examples)
+        return CheckResult(
+            id: check.rawValue, title: check.title, status: counts.failed > 0 ? .fail : .pass,
+            reason: note, checked: counts.checked, failed: counts.failed, examples: counts.examples)
     }
 
     func toolsTraced(_ sql: VerifySQL, _ c: PostgresConnection) async throws -> CheckResult {
@@ -291,20 +317,32 @@ public struct Verifier: Sendable {
 
     func toolIOCaptured(_ sql: VerifySQL, _ c: PostgresConnection) async throws -> CheckResult {
         guard config.tracing.includeSensitiveData else {
-            return .skipped(.toolIOCaptured, "tracing.include_sensitive_data is false in the mappings: like the SDK, bridge then records no tool input or output on purpose")
+            return .skipped(
+                .toolIOCaptured,
+                "tracing.include_sensitive_data is false in the mappings: like the SDK, bridge then records no tool input or output on purpose"
+            )
         }
         let rows = try await query(sql.toolIOCaptured, c)
         return result(.toolIOCaptured, counted(rows), emptyReason: "no function spans in scope")
     }
 
-    func traceIdsCorrelate(_ sql: VerifySQL, _ file: SpanFileSummary?,
-                           _ c: PostgresConnection) async throws -> CheckResult {
+    func traceIdsCorrelate(
+        _ sql: VerifySQL, _ file: SpanFileSummary?,
+        _ c: PostgresConnection
+    ) async throws -> CheckResult {
         let scope = options.scope
-        guard let text = sql.traceIdsCorrelate(withFile: file != nil, drivenByTasks: scope.task != nil || scope.workspace != nil) else {
-            return .skipped(.traceIdsCorrelate, "the mappings configure no trace id column (results.trace_id_column or results.executions.columns.trace_id)")
+        guard
+            let text = sql.traceIdsCorrelate(
+                withFile: file != nil, drivenByTasks: scope.task != nil || scope.workspace != nil)
+        else {
+            return .skipped(
+                .traceIdsCorrelate,
+                "the mappings configure no trace id column (results.trace_id_column or results.executions.columns.trace_id)"
+            )
         }
         let rows = try await query(text, c)
-        var note = "executions checked: \(rows.first?.int("executions") ?? 0), traces checked: \(rows.first?.int("traces") ?? 0)"
+        var note =
+            "executions checked: \(rows.first?.int("executions") ?? 0), traces checked: \(rows.first?.int("traces") ?? 0)"
         if let file {
             note += "; \(file.path) (\(file.format.rawValue)): \(file.traces) traces, \(file.spans) spans"
         }
@@ -313,7 +351,9 @@ public struct Verifier: Sendable {
 
     func exportDelivered(_ sql: VerifySQL, _ c: PostgresConnection) async throws -> CheckResult {
         let configured = try await c.query("SELECT count(*) AS n FROM bridge.exporters").first?.int("n") ?? 0
-        guard configured > 0 else { return .skipped(.exportDelivered, "no exporter is configured (bridge.exporters is empty)") }
+        guard configured > 0 else {
+            return .skipped(.exportDelivered, "no exporter is configured (bridge.exporters is empty)")
+        }
         let maxLag = options.maxExportLagSeconds
         let rows = try await query(sql.exportDelivered, c)
         var exporters: [ExporterDelivery] = []
@@ -324,20 +364,25 @@ public struct Verifier: Sendable {
         for r in rows {
             switch r["kind"] {
             case "exporter":
-                let e = ExporterDelivery(exporter: r["exporter"] ?? "", spans: r.int("spans") ?? 0,
-                                         delivered: r.int("delivered") ?? 0, rejected: r.int("rejected") ?? 0,
-                                         missing: r.int("missing") ?? 0, inFlight: r.int("in_flight") ?? 0,
-                                         p50LagSeconds: r.double("p50"), p95LagSeconds: r.double("p95"),
-                                         maxLagSeconds: r.double("max"))
+                let e = ExporterDelivery(
+                    exporter: r["exporter"] ?? "", spans: r.int("spans") ?? 0,
+                    delivered: r.int("delivered") ?? 0, rejected: r.int("rejected") ?? 0,
+                    missing: r.int("missing") ?? 0, inFlight: r.int("in_flight") ?? 0,
+                    p50LagSeconds: r.double("p50"), p95LagSeconds: r.double("p95"),
+                    maxLagSeconds: r.double("max"))
                 if let p95 = e.p95LagSeconds, p95 > maxLag {
                     overLimit.append("\(e.exporter): p95 lag \(Self.seconds(p95))")
                     late += r.int("late") ?? 0
                 }
                 exporters.append(e)
             case "example":
-                if let m = r["message"] { examples.append(CheckExample(taskId: r["task_id"], traceId: r["trace_id"], message: m)) }
+                if let m = r["message"] {
+                    examples.append(CheckExample(taskId: r["task_id"], traceId: r["trace_id"], message: m))
+                }
             default:
-                if let m = r["message"] { lateExamples.append(CheckExample(taskId: r["task_id"], traceId: r["trace_id"], message: m)) }
+                if let m = r["message"] {
+                    lateExamples.append(CheckExample(taskId: r["task_id"], traceId: r["trace_id"], message: m))
+                }
             }
         }
         exporters.sort { $0.exporter < $1.exporter }
@@ -357,11 +402,14 @@ public struct Verifier: Sendable {
         }
         let inFlight = exporters.reduce(0) { $0 + $1.inFlight }
         if inFlight > 0 {
-            notes.append("\(inFlight) span(s) ended less than \(Self.seconds(maxLag)) ago and are not acknowledged yet (in flight, not counted as failures)")
+            notes.append(
+                "\(inFlight) span(s) ended less than \(Self.seconds(maxLag)) ago and are not acknowledged yet (in flight, not counted as failures)"
+            )
         }
-        return CheckResult(id: Check.exportDelivered.rawValue, title: Check.exportDelivered.title,
-                           status: failed > 0 ? .fail : .pass, reason: notes.isEmpty ? nil : notes.joined(separator: "; "),
-                           checked: checked, failed: failed, examples: examples, exporters: exporters)
+        return CheckResult(
+            id: Check.exportDelivered.rawValue, title: Check.exportDelivered.title,
+            status: failed > 0 ? .fail : .pass, reason: notes.isEmpty ? nil : notes.joined(separator: "; "),
+            checked: checked, failed: failed, examples: examples, exporters: exporters)
     }
 
     static func seconds(_ v: Double) -> String {
@@ -380,15 +428,20 @@ public struct Verifier: Sendable {
                 checked = r.int("checked") ?? 0
                 failed = r.int("failed") ?? 0
             case "tool":
-                timings.append(ToolTiming(tool: r["tool"] ?? "", count: r.int("n") ?? 0, p50: r.double("p50") ?? 0,
-                                          p95: r.double("p95") ?? 0, max: r.double("max") ?? 0))
+                timings.append(
+                    ToolTiming(
+                        tool: r["tool"] ?? "", count: r.int("n") ?? 0, p50: r.double("p50") ?? 0,
+                        p95: r.double("p95") ?? 0, max: r.double("max") ?? 0))
             default:
-                if let m = r["message"] { examples.append(CheckExample(taskId: r["task_id"], traceId: r["trace_id"], message: m)) }
+                if let m = r["message"] {
+                    examples.append(CheckExample(taskId: r["task_id"], traceId: r["trace_id"], message: m))
+                }
             }
         }
         if checked == 0 { return .skipped(.toolTiming, "no function spans in scope") }
         timings.sort { $0.tool < $1.tool }
-        return CheckResult(id: Check.toolTiming.rawValue, title: Check.toolTiming.title, status: failed > 0 ? .fail : .pass,
-                           checked: checked, failed: failed, examples: examples, toolTimings: timings)
+        return CheckResult(
+            id: Check.toolTiming.rawValue, title: Check.toolTiming.title, status: failed > 0 ? .fail : .pass,
+            checked: checked, failed: failed, examples: examples, toolTimings: timings)
     }
 }

@@ -27,8 +27,10 @@ public struct CheckExample: Sendable, Equatable {
     }
 
     var json: JSONValue {
-        ["task_id": taskId.map(JSONValue.string) ?? .null, "trace_id": traceId.map(JSONValue.string) ?? .null,
-         "message": .string(message)]
+        [
+            "task_id": taskId.map(JSONValue.string) ?? .null, "trace_id": traceId.map(JSONValue.string) ?? .null,
+            "message": .string(message),
+        ]
     }
 }
 
@@ -49,8 +51,10 @@ public struct ToolTiming: Sendable, Equatable {
     }
 
     var json: JSONValue {
-        ["tool": .string(tool), "count": .number(Double(count)), "p50_ms": .number(Self.round(p50)),
-         "p95_ms": .number(Self.round(p95)), "max_ms": .number(Self.round(max))]
+        [
+            "tool": .string(tool), "count": .number(Double(count)), "p50_ms": .number(Self.round(p50)),
+            "p95_ms": .number(Self.round(p95)), "max_ms": .number(Self.round(max)),
+        ]
     }
 
     static func round(_ v: Double) -> Double { (v * 1000).rounded() / 1000 }
@@ -71,10 +75,12 @@ public struct ExporterDelivery: Sendable, Equatable {
 
     var json: JSONValue {
         func n(_ v: Double?) -> JSONValue { v.map { .number(ToolTiming.round($0)) } ?? .null }
-        return ["exporter": .string(exporter), "spans": .number(Double(spans)), "delivered": .number(Double(delivered)),
-                "rejected": .number(Double(rejected)), "missing": .number(Double(missing)),
-                "in_flight": .number(Double(inFlight)), "p50_lag_s": n(p50LagSeconds), "p95_lag_s": n(p95LagSeconds),
-                "max_lag_s": n(maxLagSeconds)]
+        return [
+            "exporter": .string(exporter), "spans": .number(Double(spans)), "delivered": .number(Double(delivered)),
+            "rejected": .number(Double(rejected)), "missing": .number(Double(missing)),
+            "in_flight": .number(Double(inFlight)), "p50_lag_s": n(p50LagSeconds), "p95_lag_s": n(p95LagSeconds),
+            "max_lag_s": n(maxLagSeconds),
+        ]
     }
 }
 
@@ -98,9 +104,11 @@ public struct CheckResult: Sendable, Equatable {
     /// How long the check's SQL took (milliseconds).
     public var elapsedMs: Double
 
-    public init(id: String, title: String, status: CheckStatus, reason: String? = nil, checked: Int = 0, failed: Int = 0,
-                examples: [CheckExample] = [], toolTimings: [ToolTiming] = [], exporters: [ExporterDelivery] = [],
-                elapsedMs: Double = 0) {
+    public init(
+        id: String, title: String, status: CheckStatus, reason: String? = nil, checked: Int = 0, failed: Int = 0,
+        examples: [CheckExample] = [], toolTimings: [ToolTiming] = [], exporters: [ExporterDelivery] = [],
+        elapsedMs: Double = 0
+    ) {
         self.id = id
         self.title = title
         self.status = status

@@ -1,10 +1,10 @@
 // Over 400 lines: the SQL of the seven verify checks, one computed statement each, kept together
 // because they share the scope CTE and the examples tail.
 import BridgeCore
-import FoundationEssentials
 import BridgeMapping
-import BridgeTraceModel
 import BridgePostgres
+import BridgeTraceModel
+import FoundationEssentials
 
 /// The checks' SQL, built from the mappings' table and column names (quoted identifiers) and
 /// the scope's values (bound where they are used: `since`, `task`, `workspace`, the number of
@@ -36,10 +36,12 @@ struct VerifySQL: Sendable {
         switch type {
         case "text", "character varying", "name": return "\(col) = \(text)"
         case "uuid":
-            return "\(col) = CASE WHEN \(text) ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' THEN (\(text))::uuid END"
+            return
+                "\(col) = CASE WHEN \(text) ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' THEN (\(text))::uuid END"
         case "bigint", "integer", "smallint":
             let digits = ["bigint": 18, "integer": 9, "smallint": 4][type] ?? 4
-            return "\(col) = CASE WHEN \(text) ~ '^-?[0-9]{1,\(unsafeRaw: String(digits))}$' THEN (\(text))::\(unsafeRaw: type) END"
+            return
+                "\(col) = CASE WHEN \(text) ~ '^-?[0-9]{1,\(unsafeRaw: String(digits))}$' THEN (\(text))::\(unsafeRaw: type) END"
         default:
             if type.hasPrefix("character varying") || type.hasPrefix("character(") { return "\(col) = \(text)" }
             return "\(col)::text = \(text)"
@@ -50,7 +52,8 @@ struct VerifySQL: Sendable {
     /// its index serves it.
     func atLeastSince(_ table: String, _ column: String, alias: String) -> PostgresQuery {
         let type = config.columnTypes.type(table, column) ?? "timestamptz"
-        let cast = ["timestamp with time zone", "timestamp without time zone", "date"].contains(type) ? type : "timestamptz"
+        let cast =
+            ["timestamp with time zone", "timestamp without time zone", "date"].contains(type) ? type : "timestamptz"
         return "\(unsafeRaw: alias).\(q(column)) >= \(since)::timestamptz::\(unsafeRaw: cast)"
     }
 
@@ -58,7 +61,8 @@ struct VerifySQL: Sendable {
     /// filter is index-served (`bridge.traces` by started_at, task_id and group_id, migrations
     /// 0001 and 0014; a NULL parameter folds its condition away), so the checks read the
     /// window's traces and, through `idx_spans_trace_id`, only their spans.
-    var scopedTraces: PostgresQuery { """
+    var scopedTraces: PostgresQuery {
+        """
         st AS MATERIALIZED (
             SELECT tr.trace_id, coalesce(tr.task_id, tr.metadata->>'task_id') AS task_id
             FROM bridge.traces tr
@@ -80,7 +84,8 @@ struct VerifySQL: Sendable {
     }
 
     /// Safe element iteration of a transcript (a non-array `items` counts as empty).
-    static let transcriptItems: PostgresQuery = "jsonb_array_elements(CASE WHEN jsonb_typeof(rt.items) = 'array' THEN rt.items ELSE '[]'::jsonb END)"
+    static let transcriptItems: PostgresQuery =
+        "jsonb_array_elements(CASE WHEN jsonb_typeof(rt.items) = 'array' THEN rt.items ELSE '[]'::jsonb END)"
 
     // MARK: guardrails_approvals_traced
 
@@ -381,52 +386,53 @@ struct VerifySQL: Sendable {
     /// Returns `exporter` rows (counts and lag percentiles), up to `examples` example rows (rejected
     /// first, then missing) and up to `examples` late rows (slowest deliveries over the limit).
     var exportDelivered: PostgresQuery {
-        let delivered = DeliveryStatus.delivered, rejected = DeliveryStatus.rejected
+        let delivered = DeliveryStatus.delivered
+        let rejected = DeliveryStatus.rejected
         return """
-        WITH \(scopedTraces),
-        limits AS MATERIALIZED (SELECT now() - make_interval(secs => \(maxExportLag)::float8) AS cutoff),
-        pairs AS MATERIALIZED (
-            SELECT s.trace_id, s.span_id, greatest(s.ended_at, x.registered_at) AS ended_at, x.name AS exporter, d.status,
-                   extract(epoch FROM d.delivered_at - greatest(s.ended_at, x.registered_at))::float8 AS lag
-            FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
-            CROSS JOIN bridge.exporters x
-            LEFT JOIN bridge.span_deliveries d ON d.exporter = x.name AND d.span_id = s.span_id
-        ),
-        stats AS (
-            SELECT exporter, count(*) AS spans,
-                   count(*) FILTER (WHERE status = \(delivered)) AS delivered,
-                   count(*) FILTER (WHERE status = \(rejected)) AS rejected,
-                   count(*) FILTER (WHERE status IS NULL AND ended_at < (SELECT cutoff FROM limits)) AS missing,
-                   count(*) FILTER (WHERE status IS NULL AND ended_at >= (SELECT cutoff FROM limits)) AS in_flight,
-                   count(*) FILTER (WHERE status = \(delivered) AND lag > \(maxExportLag)::float8) AS late,
-                   percentile_cont(0.5) WITHIN GROUP (ORDER BY lag) FILTER (WHERE status = \(delivered)) AS p50,
-                   percentile_cont(0.95) WITHIN GROUP (ORDER BY lag) FILTER (WHERE status = \(delivered)) AS p95,
-                   max(lag) FILTER (WHERE status = \(delivered)) AS max
-            FROM pairs GROUP BY exporter
-        ),
-        failing AS (
-            (SELECT 'example' AS kind, p.exporter, p.trace_id, p.span_id, p.status, p.ended_at, p.lag FROM pairs p
-             WHERE p.status = \(rejected) OR (p.status IS NULL AND p.ended_at < (SELECT cutoff FROM limits))
-             ORDER BY coalesce(p.status, '') = \(rejected) DESC, p.trace_id, p.span_id LIMIT \(examples)::int)
+            WITH \(scopedTraces),
+            limits AS MATERIALIZED (SELECT now() - make_interval(secs => \(maxExportLag)::float8) AS cutoff),
+            pairs AS MATERIALIZED (
+                SELECT s.trace_id, s.span_id, greatest(s.ended_at, x.registered_at) AS ended_at, x.name AS exporter, d.status,
+                       extract(epoch FROM d.delivered_at - greatest(s.ended_at, x.registered_at))::float8 AS lag
+                FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
+                CROSS JOIN bridge.exporters x
+                LEFT JOIN bridge.span_deliveries d ON d.exporter = x.name AND d.span_id = s.span_id
+            ),
+            stats AS (
+                SELECT exporter, count(*) AS spans,
+                       count(*) FILTER (WHERE status = \(delivered)) AS delivered,
+                       count(*) FILTER (WHERE status = \(rejected)) AS rejected,
+                       count(*) FILTER (WHERE status IS NULL AND ended_at < (SELECT cutoff FROM limits)) AS missing,
+                       count(*) FILTER (WHERE status IS NULL AND ended_at >= (SELECT cutoff FROM limits)) AS in_flight,
+                       count(*) FILTER (WHERE status = \(delivered) AND lag > \(maxExportLag)::float8) AS late,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY lag) FILTER (WHERE status = \(delivered)) AS p50,
+                       percentile_cont(0.95) WITHIN GROUP (ORDER BY lag) FILTER (WHERE status = \(delivered)) AS p95,
+                       max(lag) FILTER (WHERE status = \(delivered)) AS max
+                FROM pairs GROUP BY exporter
+            ),
+            failing AS (
+                (SELECT 'example' AS kind, p.exporter, p.trace_id, p.span_id, p.status, p.ended_at, p.lag FROM pairs p
+                 WHERE p.status = \(rejected) OR (p.status IS NULL AND p.ended_at < (SELECT cutoff FROM limits))
+                 ORDER BY coalesce(p.status, '') = \(rejected) DESC, p.trace_id, p.span_id LIMIT \(examples)::int)
+                UNION ALL
+                (SELECT 'late', p.exporter, p.trace_id, p.span_id, p.status, p.ended_at, p.lag FROM pairs p
+                 WHERE p.status = \(delivered) AND p.lag > \(maxExportLag)::float8
+                 ORDER BY p.lag DESC LIMIT \(examples)::int)
+            )
+            SELECT 'exporter' AS kind, exporter, spans, delivered, rejected, missing, in_flight, late, p50, p95, max,
+                   NULL::text AS task_id, NULL::text AS trace_id, NULL::text AS message
+            FROM stats
             UNION ALL
-            (SELECT 'late', p.exporter, p.trace_id, p.span_id, p.status, p.ended_at, p.lag FROM pairs p
-             WHERE p.status = \(delivered) AND p.lag > \(maxExportLag)::float8
-             ORDER BY p.lag DESC LIMIT \(examples)::int)
-        )
-        SELECT 'exporter' AS kind, exporter, spans, delivered, rejected, missing, in_flight, late, p50, p95, max,
-               NULL::text AS task_id, NULL::text AS trace_id, NULL::text AS message
-        FROM stats
-        UNION ALL
-        SELECT f.kind, f.exporter, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-               coalesce(tr.task_id, tr.metadata->>'task_id'), f.trace_id,
-               CASE WHEN f.kind = 'late' THEN format('span %s acknowledged by %s %s s after it was due', f.span_id, f.exporter, round(f.lag::numeric, 1))
-                    WHEN f.status = \(rejected) THEN format('span %s rejected by %s: %s', f.span_id, f.exporter, coalesce(d.error, 'no message'))
-                    ELSE format('span %s not delivered to %s (due %s s ago)', f.span_id, f.exporter,
-                                round(extract(epoch FROM now() - f.ended_at)::numeric)) END
-        FROM failing f
-        LEFT JOIN bridge.traces tr ON tr.trace_id = f.trace_id
-        LEFT JOIN bridge.span_deliveries d ON d.exporter = f.exporter AND d.span_id = f.span_id
-        """
+            SELECT f.kind, f.exporter, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                   coalesce(tr.task_id, tr.metadata->>'task_id'), f.trace_id,
+                   CASE WHEN f.kind = 'late' THEN format('span %s acknowledged by %s %s s after it was due', f.span_id, f.exporter, round(f.lag::numeric, 1))
+                        WHEN f.status = \(rejected) THEN format('span %s rejected by %s: %s', f.span_id, f.exporter, coalesce(d.error, 'no message'))
+                        ELSE format('span %s not delivered to %s (due %s s ago)', f.span_id, f.exporter,
+                                    round(extract(epoch FROM now() - f.ended_at)::numeric)) END
+            FROM failing f
+            LEFT JOIN bridge.traces tr ON tr.trace_id = f.trace_id
+            LEFT JOIN bridge.span_deliveries d ON d.exporter = f.exporter AND d.span_id = f.span_id
+            """
     }
 
     // MARK: trace_ids_correlate
@@ -448,37 +454,50 @@ struct VerifySQL: Sendable {
     func traceIdsCorrelate(withFile: Bool, drivenByTasks: Bool = false) -> PostgresQuery? {
         let s = config.source
         let execStatuses = config.results.executions?.statuses ?? .defaults
-        let taskTable = qq(s.table), taskKey = q(s.key), taskStatus = q(s.status.column)
+        let taskTable = qq(s.table)
+        let taskKey = q(s.key)
+        let taskStatus = q(s.status.column)
         let traceColumn = config.results.traceIdColumn.map(q)
-        let groupFilter: PostgresQuery = s.groupColumn.map {
-            "(\(workspace)::text IS NULL OR \(equals(s.table, $0, alias: "t", text: "\(workspace)::text")))"
-        } ?? "\(workspace)::text IS NULL"
-        let taskFilter: PostgresQuery = "(\(task)::text IS NULL OR \(equals(s.table, s.key, alias: "t", text: "\(task)::text")))"
+        let groupFilter: PostgresQuery =
+            s.groupColumn.map {
+                "(\(workspace)::text IS NULL OR \(equals(s.table, $0, alias: "t", text: "\(workspace)::text")))"
+            } ?? "\(workspace)::text IS NULL"
+        let taskFilter: PostgresQuery =
+            "(\(task)::text IS NULL OR \(equals(s.table, s.key, alias: "t", text: "\(task)::text")))"
         var executions: PostgresQuery
         var unreferenced: PostgresQuery = "false"
         let label: String
         if let e = config.results.executions {
-            let execTable = qq(e.table), execKey = q(e.key), execTask = q(e.taskColumn), execStatus = q(e.columns.status)
+            let execTable = qq(e.table)
+            let execKey = q(e.key)
+            let execTask = q(e.taskColumn)
+            let execStatus = q(e.columns.status)
             let execTrace = e.columns.traceId.map(q)
             guard execTrace != nil || traceColumn != nil else { return nil }
-            let times = [e.columns.completedAt, e.columns.startedAt].compactMap { $0 }.map { name -> PostgresQuery in "e.\(q(name))" }
+            let times = [e.columns.completedAt, e.columns.startedAt].compactMap { $0 }.map { name -> PostgresQuery in
+                "e.\(q(name))"
+            }
             let at: PostgresQuery = times.isEmpty ? "NULL::timestamptz" : "coalesce(\(times))::timestamptz"
-            let order: PostgresQuery = (e.columns.startedAt.map { "e.\(q($0)) DESC NULLS LAST, " } ?? "") + "e.\(execKey)::text DESC"
+            let order: PostgresQuery =
+                (e.columns.startedAt.map { "e.\(q($0)) DESC NULLS LAST, " } ?? "") + "e.\(execKey)::text DESC"
             let traceExpr: PostgresQuery = execTrace.map { "e.\($0)::text" } ?? "t.\(traceColumn!)::text"
             let taskTrace: PostgresQuery = traceColumn.map { "t.\($0)::text" } ?? "NULL::text"
             // The --since window as sargable predicates (coalesce on the column side would read
             // every execution): completed since, or not completed and started since (or never).
             let sinceFilter: PostgresQuery
             switch (e.columns.completedAt, e.columns.startedAt) {
-            case let (c?, st?):
-                sinceFilter = "(\(atLeastSince(e.table, c, alias: "e")) OR (e.\(q(c)) IS NULL AND (\(atLeastSince(e.table, st, alias: "e")) OR e.\(q(st)) IS NULL)))"
-            case let (c?, nil), let (nil, c?):
+            case (let c?, let st?):
+                sinceFilter =
+                    "(\(atLeastSince(e.table, c, alias: "e")) OR (e.\(q(c)) IS NULL AND (\(atLeastSince(e.table, st, alias: "e")) OR e.\(q(st)) IS NULL)))"
+            case (let c?, nil), (nil, let c?):
                 sinceFilter = "(\(atLeastSince(e.table, c, alias: "e")) OR e.\(q(c)) IS NULL)"
             case (nil, nil):
                 sinceFilter = "true"
             }
-            let from: PostgresQuery = drivenByTasks ? "\(taskTable) t CROSS JOIN LATERAL (SELECT * FROM \(execTable) e WHERE e.\(execTask) = t.\(taskKey) OFFSET 0) e"
-                                                    : "\(execTable) e JOIN \(taskTable) t ON t.\(taskKey) = e.\(execTask)"
+            let from: PostgresQuery =
+                drivenByTasks
+                ? "\(taskTable) t CROSS JOIN LATERAL (SELECT * FROM \(execTable) e WHERE e.\(execTask) = t.\(taskKey) OFFSET 0) e"
+                : "\(execTable) e JOIN \(taskTable) t ON t.\(taskKey) = e.\(execTask)"
             executions = """
                 SELECT * FROM (
                     SELECT e.\(execKey)::text AS execution_id, t.\(taskKey)::text AS task_id, \(traceExpr) AS trace_id,
@@ -492,11 +511,15 @@ struct VerifySQL: Sendable {
                       AND \(groupFilter)
                 ) x \(unsafeRaw: execTrace == nil ? "WHERE latest = 1" : "")
                 """
-            if let execTrace { unreferenced = "(SELECT true FROM \(execTable) e WHERE e.\(execTrace)::text = st.trace_id LIMIT 1) IS NULL" }
+            if let execTrace {
+                unreferenced =
+                    "(SELECT true FROM \(execTable) e WHERE e.\(execTrace)::text = st.trace_id LIMIT 1) IS NULL"
+            }
             label = "execution"
         } else {
             guard let traceColumn else { return nil }
-            let at: PostgresQuery = config.results.completedAtColumn.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
+            let at: PostgresQuery =
+                config.results.completedAtColumn.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
             executions = """
                 SELECT t.\(taskKey)::text AS execution_id, t.\(taskKey)::text AS task_id, t.\(traceColumn)::text AS trace_id,
                        t.\(traceColumn)::text AS task_trace_id, true AS task_finished, \(at) AS at, 1::bigint AS latest
@@ -508,11 +531,16 @@ struct VerifySQL: Sendable {
                 """
             label = "task"
         }
-        let equality: PostgresQuery = traceColumn == nil ? "" : """
+        let equality: PostgresQuery =
+            traceColumn == nil
+            ? ""
+            : """
             WHEN latest = 1 AND task_finished AND task_trace_id IS DISTINCT FROM trace_id
                 THEN format('\(unsafeRaw: label) %s has trace id %s, but its task has %s', execution_id, trace_id, coalesce(task_trace_id, 'none'))
             """
-        let fileItems: PostgresQuery = withFile ? """
+        let fileItems: PostgresQuery =
+            withFile
+            ? """
             ,
             fspans AS (
                 SELECT s.trace_id, count(*) AS total, count(f.span_key) AS present
@@ -532,7 +560,8 @@ struct VerifySQL: Sendable {
                 LEFT JOIN fspans fs ON fs.trace_id = st.trace_id
             )
             """ : ""
-        let fileBad: PostgresQuery = withFile ? "UNION ALL SELECT 3, task_id, trace_id, message FROM fl WHERE message IS NOT NULL" : ""
+        let fileBad: PostgresQuery =
+            withFile ? "UNION ALL SELECT 3, task_id, trace_id, message FROM fl WHERE message IS NOT NULL" : ""
         let fileCount: PostgresQuery = withFile ? " + (SELECT count(*) FROM fl)" : ""
         return """
             WITH \(scopedTraces),
@@ -592,8 +621,10 @@ struct VerifySQL: Sendable {
 public enum VerifyStatements {
     /// Every statement `bridge verify` runs for a scope (`--since`, `--task`, `--workspace`):
     /// each must reach only the window through indexes.
-    public static func scoped(config: MappingConfig, since: Date?, task: String?, workspace: String?,
-                              maxExamples: Int = 20) -> [(name: String, query: PostgresQuery)] {
+    public static func scoped(
+        config: MappingConfig, since: Date?, task: String?, workspace: String?,
+        maxExamples: Int = 20
+    ) -> [(name: String, query: PostgresQuery)] {
         var sql = VerifySQL(config: config)
         sql.since = since.map(PostgresTimestamp.format)
         sql.task = task

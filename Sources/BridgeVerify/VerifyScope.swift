@@ -69,10 +69,12 @@ public struct VerifyScope: Sendable, Equatable {
     }
 
     var json: JSONValue {
-        ["since": sinceTimestamp.map { .string(PostgresTimestamp.format($0)) } ?? .null,
-         "pruned_before": prunedBefore.map { .string(PostgresTimestamp.format($0)) } ?? .null,
-         "task": task.map(JSONValue.string) ?? .null, "workspace": workspace.map(JSONValue.string) ?? .null,
-         "description": .string(description)]
+        [
+            "since": sinceTimestamp.map { .string(PostgresTimestamp.format($0)) } ?? .null,
+            "pruned_before": prunedBefore.map { .string(PostgresTimestamp.format($0)) } ?? .null,
+            "task": task.map(JSONValue.string) ?? .null, "workspace": workspace.map(JSONValue.string) ?? .null,
+            "description": .string(description),
+        ]
     }
 }
 

@@ -58,8 +58,10 @@ public struct ApprovalStore: Sendable {
     /// Pauses the task in one transaction: one request row per pending call (its key comes
     /// back), the run state, the waits, `bridge_waiting_since = now()` and the lease released,
     /// guarded on the lease token. Returns the request keys, or throws `TaskStore.LeaseLost`.
-    public func pause(on conn: PostgresConnection, task: Row, taskKey: String, token: String, executionKey: String?,
-                      spec: RunSpec, paused: PausedRun, openSpans: [TraceRecorder.OpenSpan]) async throws -> [String] {
+    public func pause(
+        on conn: PostgresConnection, task: Row, taskKey: String, token: String, executionKey: String?,
+        spec: RunSpec, paused: PausedRun, openSpans: [TraceRecorder.OpenSpan]
+    ) async throws -> [String] {
         let a = try mapping()
         let specText = try Self.encode(spec)
         let stateText = try Self.encode(paused)
@@ -89,7 +91,8 @@ public struct ApprovalStore: Sendable {
                 guard let key = try c.query(insert).first?["k"] else {
                     throw PostgresError(kind: .client, message: "the approval request insert returned no key")
                 }
-                try c.query("""
+                try c.query(
+                    """
                     INSERT INTO bridge.approval_waits (request_key, task_key, call_id, tool_name, arguments)
                     VALUES (\(key), \(taskKey), \(call.callId), \(call.name), \(call.arguments))
                     """)
@@ -101,8 +104,10 @@ public struct ApprovalStore: Sendable {
 
     /// The INSERT of one request row: status pending, expiry, the task's group, bridge's
     /// content in the mapped columns, the constant values.
-    func requestInsert(_ a: ApprovalsMapping, task: Row, taskKey: String, spec: RunSpec,
-                       call: PendingApproval) -> PostgresQuery {
+    func requestInsert(
+        _ a: ApprovalsMapping, task: Row, taskKey: String, spec: RunSpec,
+        call: PendingApproval
+    ) -> PostgresQuery {
         var cols: [PostgresQuery] = [q(a.statusColumn)]
         var vals: [PostgresQuery] = ["\(a.pending)"]
         func add(_ column: String?, _ value: PostgresQuery) {
@@ -116,12 +121,21 @@ public struct ApprovalStore: Sendable {
         let description = spec.tools[call.name]?.description ?? ""
         let content: [String: JSONValue] = [
             "title": .string("Approve \(call.name) for task \(taskKey)"),
-            "description": .string("Agent \(call.agent) wants to call \(call.name)\(description.isEmpty ? "" : " (\(description))") with \(arguments.compact)."),
-            "proposed_actions": [["type": "tool_call", "tool_name": .string(call.name), "arguments": arguments,
-                                  "call_id": .string(call.callId)]],
-            "context": ["task_id": .string(taskKey), "trace_id": .string(spec.traceId), "attempt": .number(Double(spec.attempt)),
-                        "agent": .string(call.agent), "tool_name": .string(call.name), "call_id": .string(call.callId),
-                        "arguments": arguments, "source": "bridge"],
+            "description": .string(
+                "Agent \(call.agent) wants to call \(call.name)\(description.isEmpty ? "" : " (\(description))") with \(arguments.compact)."
+            ),
+            "proposed_actions": [
+                [
+                    "type": "tool_call", "tool_name": .string(call.name), "arguments": arguments,
+                    "call_id": .string(call.callId),
+                ]
+            ],
+            "context": [
+                "task_id": .string(taskKey), "trace_id": .string(spec.traceId),
+                "attempt": .number(Double(spec.attempt)),
+                "agent": .string(call.agent), "tool_name": .string(call.name), "call_id": .string(call.callId),
+                "arguments": arguments, "source": "bridge",
+            ],
         ]
         for name in ApprovalsMapping.contentNames {
             guard let column = a.columns[name], let v = content[name] else { continue }
@@ -136,7 +150,8 @@ public struct ApprovalStore: Sendable {
     /// Whether `migrations/0020_approvals.sql` is applied (the state tables and the waiting column).
     public func isMigrated(on conn: PostgresConnection) async throws -> Bool {
         guard try await conn.ledgerHas([.runStates, .approvalWaits]) else { return false }
-        let rows = try await conn.query("""
+        let rows = try await conn.query(
+            """
             SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(\(tasks.sql)) AND attname = \(Self.waitingColumn)
                                AND NOT attisdropped) AS ok
             """)
@@ -148,7 +163,8 @@ public struct ApprovalStore: Sendable {
     func columnType(_ table: String, _ column: String, on conn: PostgresConnection) async throws -> String {
         let cacheKey = table + "." + column
         if let t = types.get(cacheKey) { return t }
-        let rows = try await conn.query("""
+        let rows = try await conn.query(
+            """
             SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute
             WHERE attrelid = to_regclass(\(PostgresQuery.quoteIdentifier(table))) AND attname = \(column) AND NOT attisdropped
             """)
@@ -188,10 +204,13 @@ public struct ApprovalStore: Sendable {
 
     /// Claims a waiting task for resumption (one worker wins): clears the waiting mark and
     /// takes a lease. Returns the claim, or nil when another worker took it.
-    public func claim(on conn: PostgresConnection, taskKey: String, workerId: String,
-                      leaseSeconds: Double) async throws -> TaskStore.Claim? {
+    public func claim(
+        on conn: PostgresConnection, taskKey: String, workerId: String,
+        leaseSeconds: Double
+    ) async throws -> TaskStore.Claim? {
         let lease = TaskStore.Lease.self
-        let rows = try await conn.query("""
+        let rows = try await conn.query(
+            """
             UPDATE \(tasks) AS x SET \(q(Self.waitingColumn)) = NULL, \(q(lease.token)) = gen_random_uuid()::text,
                 \(q(lease.expiresAt)) = now() + \(leaseSeconds)::double precision * interval '1 second', \(q(lease.workerId)) = \(workerId)
             WHERE \(q(source.key)) = \(taskKey) AND \(q(Self.waitingColumn)) IS NOT NULL
@@ -204,21 +223,28 @@ public struct ApprovalStore: Sendable {
 
     /// When the task's run paused for approval, if a paused run's state is stored for it.
     public func pausedAt(on conn: PostgresConnection, taskKey: String) async throws -> Date? {
-        try await conn.query("""
+        try await conn.query(
+            """
             SELECT extract(epoch FROM paused_at)::float8 AS at FROM bridge.run_states WHERE task_key = \(taskKey)
-            """).first?.double("at").map { Date(timeIntervalSince1970: $0) }
+            """
+        ).first?.double("at").map { Date(timeIntervalSince1970: $0) }
     }
 
     /// The stored state of a waiting task and the decisions on its requests.
     public func load(on conn: PostgresConnection, taskKey: String) async throws -> (Stored, [ApprovalDecision])? {
         let a = try mapping()
-        guard let row = try await conn.query("""
-            SELECT trace_id, attempt, execution_key, spec::text AS spec, state::text AS state, open_spans::text AS spans
-            FROM bridge.run_states WHERE task_key = \(taskKey)
-            """).first else { return nil }
+        guard
+            let row = try await conn.query(
+                """
+                SELECT trace_id, attempt, execution_key, spec::text AS spec, state::text AS state, open_spans::text AS spans
+                FROM bridge.run_states WHERE task_key = \(taskKey)
+                """
+            ).first
+        else { return nil }
         let keyType = try await columnType(a.table, a.key, on: conn)
         let response: PostgresQuery = a.responseColumn.map { "r.\(q($0))::text" } ?? "NULL::text"
-        let waits = try await conn.query("""
+        let waits = try await conn.query(
+            """
             SELECT w.request_key, w.call_id, w.tool_name, r.\(q(a.statusColumn))::text AS status,
                    \(response) AS response
             FROM bridge.approval_waits w
@@ -226,14 +252,16 @@ public struct ApprovalStore: Sendable {
             WHERE w.task_key = \(taskKey) ORDER BY w.created_at, w.request_key
             """)
         let decoder = JSONDecoder()
-        let stored = Stored(taskKey: taskKey, traceId: row["trace_id"] ?? "", attempt: row.int("attempt") ?? 1,
-                            executionKey: row["execution_key"],
-                            spec: try decoder.decode(RunSpec.self, from: Data((row["spec"] ?? "").utf8)),
-                            paused: try decoder.decode(PausedRun.self, from: Data((row["state"] ?? "").utf8)),
-                            openSpans: try decoder.decode([TraceRecorder.OpenSpan].self, from: Data((row["spans"] ?? "").utf8)))
+        let stored = Stored(
+            taskKey: taskKey, traceId: row["trace_id"] ?? "", attempt: row.int("attempt") ?? 1,
+            executionKey: row["execution_key"],
+            spec: try decoder.decode(RunSpec.self, from: Data((row["spec"] ?? "").utf8)),
+            paused: try decoder.decode(PausedRun.self, from: Data((row["state"] ?? "").utf8)),
+            openSpans: try decoder.decode([TraceRecorder.OpenSpan].self, from: Data((row["spans"] ?? "").utf8)))
         let decisions = waits.map { w in
-            Self.decision(a, requestKey: w["request_key"] ?? "", callId: w["call_id"] ?? "", toolName: w["tool_name"] ?? "",
-                          status: w["status"], response: w["response"])
+            Self.decision(
+                a, requestKey: w["request_key"] ?? "", callId: w["call_id"] ?? "", toolName: w["tool_name"] ?? "",
+                status: w["status"], response: w["response"])
         }
         return (stored, decisions)
     }
@@ -241,19 +269,24 @@ public struct ApprovalStore: Sendable {
     /// One decision from a request row: approved, or rejected (the reviewer's message from the
     /// response: a JSON string, or an object's `message` / `reason`), or expired (undecided past
     /// its expiry, or the row is gone: treated as rejected).
-    static func decision(_ a: ApprovalsMapping, requestKey: String, callId: String, toolName: String, status: String?,
-                         response: String?) -> ApprovalDecision {
+    static func decision(
+        _ a: ApprovalsMapping, requestKey: String, callId: String, toolName: String, status: String?,
+        response: String?
+    ) -> ApprovalDecision {
         let json = response.flatMap { try? JSONValue.parse($0) }
-        let message = json?.stringValue ?? json?["message"]?.stringValue ?? json?["reason"]?.stringValue
+        let message =
+            json?.stringValue ?? json?["message"]?.stringValue ?? json?["reason"]?.stringValue
             ?? (json == nil ? response : nil)
         let by = json?["by"]?.stringValue ?? json?["decided_by"]?.stringValue
-        let outcome: ApprovalDecision.Outcome = switch status {
-        case a.approved?: .approved
-        case a.rejected?: .rejected
-        default: .expired
-        }
-        return ApprovalDecision(callId: callId, outcome: outcome, message: outcome == .approved ? nil : message,
-                                decidedBy: by, requestId: requestKey, toolName: toolName)
+        let outcome: ApprovalDecision.Outcome =
+            switch status {
+            case a.approved?: .approved
+            case a.rejected?: .rejected
+            default: .expired
+            }
+        return ApprovalDecision(
+            callId: callId, outcome: outcome, message: outcome == .approved ? nil : message,
+            decidedBy: by, requestId: requestKey, toolName: toolName)
     }
 
     /// After the resumed run finished: the state is no longer needed; requests that expired
@@ -261,7 +294,8 @@ public struct ApprovalStore: Sendable {
     public func finished(on conn: PostgresConnection, taskKey: String, expiredRequests: [String]) async throws {
         if let a = config.approvals, let expired = a.expired, !expiredRequests.isEmpty {
             let keyType = try await columnType(a.table, a.key, on: conn)
-            try await conn.query("""
+            try await conn.query(
+                """
                 UPDATE \(identifier: a.table) SET \(q(a.statusColumn)) = \(expired)
                 WHERE \(q(a.key)) = ANY(\(PostgresArray.text(expiredRequests))::\(unsafeRaw: keyType)[])
                   AND \(q(a.statusColumn)) = \(a.pending)
@@ -287,7 +321,8 @@ public struct ApprovalStore: Sendable {
     public func list(on conn: PostgresConnection) async throws -> [Pending] {
         let a = try mapping()
         let keyType = try await columnType(a.table, a.key, on: conn)
-        let rows = try await conn.query("""
+        let rows = try await conn.query(
+            """
             SELECT w.request_key, w.task_key, w.tool_name, w.arguments, s.trace_id,
                    extract(epoch FROM now() - w.created_at)::float8 AS waiting,
                    coalesce(r.\(q(a.statusColumn))::text, '(deleted)') AS status
@@ -296,9 +331,10 @@ public struct ApprovalStore: Sendable {
             ORDER BY (r.\(q(a.statusColumn)) = \(a.pending)) DESC, w.created_at, w.request_key
             """)
         return rows.map { r in
-            Pending(requestKey: r["request_key"] ?? "", taskKey: r["task_key"] ?? "", toolName: r["tool_name"] ?? "",
-                    arguments: r["arguments"] ?? "", traceId: r["trace_id"] ?? "", waitingSeconds: r.double("waiting") ?? 0,
-                    status: r["status"] ?? "")
+            Pending(
+                requestKey: r["request_key"] ?? "", taskKey: r["task_key"] ?? "", toolName: r["tool_name"] ?? "",
+                arguments: r["arguments"] ?? "", traceId: r["trace_id"] ?? "", waitingSeconds: r.double("waiting") ?? 0,
+                status: r["status"] ?? "")
         }
     }
 
@@ -318,13 +354,17 @@ public struct ApprovalStore: Sendable {
     /// request to be pending, unexpired and one bridge waits on, so a request that expires
     /// meanwhile is never decided. `requestKey` is compared as the approvals key's type (an
     /// upper-case UUID finds its row); a key that is not of that type is an `ApprovalKeyError`.
-    public func decide(on conn: PostgresConnection, requestKey: String, approve: Bool, message: String?,
-                       by: String) async throws -> Decision {
+    public func decide(
+        on conn: PostgresConnection, requestKey: String, approve: Bool, message: String?,
+        by: String
+    ) async throws -> Decision {
         let a = try mapping()
         let keyType = try await columnType(a.table, a.key, on: conn)
         var sets: [PostgresQuery] = ["\(q(a.statusColumn)) = \(approve ? a.approved : a.rejected)"]
         if let r = a.responseColumn {
-            var response: [String: JSONValue] = ["decision": .string(approve ? "approved" : "rejected"), "by": .string(by)]
+            var response: [String: JSONValue] = [
+                "decision": .string(approve ? "approved" : "rejected"), "by": .string(by),
+            ]
             if let message { response["message"] = .string(message) }
             sets.append("\(q(r)) = \(JSONValue.object(response).compact)")
         }
@@ -333,7 +373,8 @@ public struct ApprovalStore: Sendable {
         let unexpired: PostgresQuery = a.expiresAtColumn.map { "AND (r.\(q($0)) IS NULL OR r.\(q($0)) > now())" } ?? ""
         let expired: PostgresQuery = a.expiresAtColumn.map { "coalesce(r.\(q($0)) <= now(), false)" } ?? "false"
         // The wait row holds the key as the column's own text form (lower-case for a uuid).
-        let waited: PostgresQuery = "SELECT w.task_key FROM bridge.approval_waits w WHERE w.request_key = r.\(q(a.key))::text"
+        let waited: PostgresQuery =
+            "SELECT w.task_key FROM bridge.approval_waits w WHERE w.request_key = r.\(q(a.key))::text"
         let update: PostgresQuery = """
             UPDATE \(identifier: a.table) AS r SET \(sets)
             WHERE r.\(q(a.key)) = \(key) AND r.\(q(a.statusColumn)) = \(a.pending) \(unexpired)
@@ -350,19 +391,22 @@ public struct ApprovalStore: Sendable {
                     let found = try c.query(state).first
                     return found?["pending"] == "t" && found?["expired"] == "t" ? .expired : .notPending
                 }
-                let others = try c.query("""
+                let others = try c.query(
+                    """
                     SELECT w.request_key FROM bridge.approval_waits w
                     JOIN \(identifier: a.table) r ON r.\(q(a.key)) = w.request_key::\(unsafeRaw: keyType)
                     WHERE w.task_key = \(task) AND w.request_key <> \(decided)
                       AND r.\(q(a.statusColumn)) = \(a.pending) \(unexpired)
                     ORDER BY w.created_at, w.request_key
-                    """).compactMap { $0["request_key"] }
+                    """
+                ).compactMap { $0["request_key"] }
                 try c.query("SELECT pg_notify(\(taskNotifyChannel), '')")
                 return .decided(taskKey: task, stillPending: others)
             }
         } catch let e as PostgresError where ["22P02", "22003", "22008", "22007"].contains(e.sqlState ?? "") {
-            throw ApprovalKeyError(message: "'\(requestKey)' is not an approval request id: \(a.table).\(a.key) is \(keyType)"
-                                   + " (see `bridge approvals list`)")
+            throw ApprovalKeyError(
+                message: "'\(requestKey)' is not an approval request id: \(a.table).\(a.key) is \(keyType)"
+                    + " (see `bridge approvals list`)")
         }
     }
 }

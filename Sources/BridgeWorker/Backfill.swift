@@ -2,9 +2,9 @@
 // history (BackfillHistory), rebuilds each task's trace in Swift with the trace model
 // (BackfillTraceBuilder) and writes the batch in bulk (BackfillWriter), in one short transaction.
 import BridgeCore
-import BridgeTraceModel
 import BridgeMapping
 import BridgePostgres
+import BridgeTraceModel
 import Foundation
 
 /// Settings for one `bridge exec --backfill` process. Every setting has a default (the one
@@ -52,8 +52,10 @@ public struct BackfillSummary: Sendable, Equatable {
     public init() {}
 
     public var line: String {
-        String(format: "backfilled %d tasks (%d traces, %d spans, %d execution rows) in %d batches, %d skipped, %d left, elapsed %.2fs",
-               tasks, traces, spans, executions, batches, skipped, remaining, elapsed)
+        String(
+            format:
+                "backfilled %d tasks (%d traces, %d spans, %d execution rows) in %d batches, %d skipped, %d left, elapsed %.2fs",
+            tasks, traces, spans, executions, batches, skipped, remaining, elapsed)
     }
 }
 
@@ -108,7 +110,9 @@ public struct Backfiller: Sendable {
     /// `secrets` (passwords, keys) are replaced by `***` in what is stored, as in live traces.
     public init(config: MappingConfig, secrets: [String] = []) throws(ExecSetupError) {
         guard config.results.traceIdColumn != nil else {
-            throw ExecSetupError("--backfill needs results.trace_id_column in the mappings: the trace id column is what makes a backfill resumable and idempotent")
+            throw ExecSetupError(
+                "--backfill needs results.trace_id_column in the mappings: the trace id column is what makes a backfill resumable and idempotent"
+            )
         }
         self.config = config
         self.history = BackfillHistory(config: config)
@@ -125,7 +129,9 @@ public struct Backfiller: Sendable {
     }
 
     /// Reads a batch and builds its traces (inside the caller's transaction).
-    func build(on c: isolated PostgresConnection, cursor: String?, limit: Int, since: String?, lock: Bool) throws -> Batch {
+    func build(on c: isolated PostgresConnection, cursor: String?, limit: Int, since: String?, lock: Bool) throws
+        -> Batch
+    {
         build(try history.read(on: c, cursor: cursor, limit: limit, since: since, lock: lock))
     }
 
@@ -148,7 +154,7 @@ public struct Backfiller: Sendable {
     /// the EXPLAIN tests, like `TaskStore.hotPathStatements`).
     public func hotPathStatements(taskKey: String, executionKey: String) -> [(name: String, query: PostgresQuery)] {
         var out: [(name: String, query: PostgresQuery)] = [
-            ("backfill batch", history.batchStatement(cursor: taskKey, limit: 1_000, since: nil, lock: true)),
+            ("backfill batch", history.batchStatement(cursor: taskKey, limit: 1_000, since: nil, lock: true))
         ]
         if let calls = history.toolCallStatement(taskKeys: [taskKey]) { out.append(("backfill tool calls", calls)) }
         if let trace = try? builder.build(HistoricalRun(taskKey: taskKey, execution: .init(key: executionKey))) {
@@ -163,7 +169,9 @@ public struct Backfiller: Sendable {
     /// connection or more (`BackfillOptions.connections`): each batch is one transaction on one
     /// of them, and batches are read one after the other (`BackfillKeyset`), so they are
     /// consecutive key ranges whichever connection takes them.
-    public func run(on conns: [PostgresConnection], options: BackfillOptions, progress: ProgressReporter) async throws -> BackfillSummary {
+    public func run(on conns: [PostgresConnection], options: BackfillOptions, progress: ProgressReporter) async throws
+        -> BackfillSummary
+    {
         precondition(!conns.isEmpty, "a backfill needs a connection")
         let started = Date()
         for c in conns { try await c.set("TimeZone", "UTC") }
@@ -176,9 +184,11 @@ public struct Backfiller: Sendable {
             for conn in conns {
                 group.addTask {
                     // A failed batch on one connection ends the run: the other stops at its next batch.
-                    while !Task.isCancelled, let (batch, written) = try await conn.transaction({ c in
-                        try writeNextBatch(on: c, keyset: keyset, since: options.since)
-                    }) {
+                    while !Task.isCancelled,
+                        let (batch, written) = try await conn.transaction({ c in
+                            try writeNextBatch(on: c, keyset: keyset, since: options.since)
+                        })
+                    {
                         await tally.add(batch, written)
                         if options.pauseMilliseconds > 0 {
                             try await Task.sleep(nanoseconds: UInt64(options.pauseMilliseconds) * 1_000_000)
@@ -196,17 +206,22 @@ public struct Backfiller: Sendable {
     }
 
     /// `run(on:options:progress:)` on one connection.
-    public func run(on conn: PostgresConnection, options: BackfillOptions, progress: ProgressReporter) async throws -> BackfillSummary {
+    public func run(on conn: PostgresConnection, options: BackfillOptions, progress: ProgressReporter) async throws
+        -> BackfillSummary
+    {
         try await run(on: [conn], options: options, progress: progress)
     }
 
     /// One batch in the caller's transaction: the next key range is read and locked, its traces
     /// built and written. Nil when the run is done.
     func writeNextBatch(on c: isolated PostgresConnection, keyset: BackfillKeyset, since: String?)
-        throws -> (Batch, BackfillWriteCounts)? {
-        guard let runs = try keyset.next({ after, limit in
-            try history.read(on: c, cursor: after, limit: limit, since: since, lock: true)
-        }) else { return nil }
+        throws -> (Batch, BackfillWriteCounts)?
+    {
+        guard
+            let runs = try keyset.next({ after, limit in
+                try history.read(on: c, cursor: after, limit: limit, since: since, lock: true)
+            })
+        else { return nil }
         var batch = build(runs)
         let written = try writer.write(batch.traces, on: c)
         batch.traces = []
@@ -218,8 +233,9 @@ public struct Backfiller: Sendable {
         let rate = elapsed > 0 ? Double(done) / elapsed : 0
         let pct = total > 0 ? Int((Double(done) / Double(total) * 100).rounded(.down)) : 100
         let eta = rate > 0 ? Int((Double(total - done) / rate).rounded(.up)) : 0
-        return String(format: "%d/%d tasks (%d%%), %.0f/s, ETA %@", done, total, pct, rate,
-                      Self.duration(eta))
+        return String(
+            format: "%d/%d tasks (%d%%), %.0f/s, ETA %@", done, total, pct, rate,
+            Self.duration(eta))
     }
 
     static func duration(_ s: Int) -> String {
@@ -235,7 +251,9 @@ public struct Backfiller: Sendable {
     /// task (up to `limit`) is read in batches and rebuilt inside ONE READ ONLY transaction
     /// that is always rolled back; the counts cover them all, the sample is the first
     /// `sampleSize` rebuilt traces.
-    public func preview(on conn: PostgresConnection, options: BackfillOptions, sampleSize: Int = 3) async throws -> BackfillPreview {
+    public func preview(on conn: PostgresConnection, options: BackfillOptions, sampleSize: Int = 3) async throws
+        -> BackfillPreview
+    {
         try await conn.set("TimeZone", "UTC")
         return try await conn.readOnlyRolledBack { c in
             var p = BackfillPreview(tasks: 0, spans: 0, functionSpans: 0, skipped: 0, skippedTasks: [], sample: [])

@@ -67,7 +67,8 @@ struct BackfillHistory: Sendable {
     func filter(alias a: String) -> PostgresQuery {
         let s = config.source
         let trace = config.results.traceIdColumn ?? "openai_trace_id"
-        return "\(unsafeRaw: a).\(q(trace)) IS NULL AND \(unsafeRaw: a).\(q(s.status.column)) IN (\(s.status.completed), \(s.status.failed))"
+        return
+            "\(unsafeRaw: a).\(q(trace)) IS NULL AND \(unsafeRaw: a).\(q(s.status.column)) IN (\(s.status.completed), \(s.status.failed))"
     }
 
     /// `--since`: on the task's completed_at column if mapped, else its created_at column.
@@ -78,7 +79,8 @@ struct BackfillHistory: Sendable {
 
     /// Tasks that match the backfill filter now.
     func countStatement(since: String?) -> PostgresQuery {
-        var sql: PostgresQuery = "SELECT count(*) AS n FROM \(identifier: config.source.table) t WHERE \(filter(alias: "t"))"
+        var sql: PostgresQuery =
+            "SELECT count(*) AS n FROM \(identifier: config.source.table) t WHERE \(filter(alias: "t"))"
         if let since { sql += " AND \(sinceCondition(alias: "t", since))" }
         return sql
     }
@@ -93,7 +95,9 @@ struct BackfillHistory: Sendable {
         if let cursor { pickedWhere += " AND t.\(key) > \(cursor)" }
         if let since { pickedWhere += " AND \(sinceCondition(alias: "t", since))" }
         func text(_ column: String?) -> PostgresQuery { column.map { "t.\(q($0))::text" } ?? "NULL::text" }
-        func time(_ column: String?) -> PostgresQuery { column.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz" }
+        func time(_ column: String?) -> PostgresQuery {
+            column.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
+        }
         let sel = s.agentSelection
         let agentRef: PostgresQuery = sel?.taskColumn.map { "t.\(q($0))" } ?? "NULL::text"
         var sql: PostgresQuery = """
@@ -150,8 +154,10 @@ struct BackfillHistory: Sendable {
         let types = config.columnTypes
         let content: PostgresQuery = "l.\(q(l.contentColumn))::jsonb"
         let created: PostgresQuery = l.createdAtColumn.map { "l.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
-        let startKey: PostgresQuery = "\(k.startedAt)", durKey: PostgresQuery = "\(k.durationMs)"
-        let typeMatch: PostgresQuery = "l.\(q(l.typeColumn)) = ANY(\(l.toolCallTypes)\(types.arrayCast(l.table, l.typeColumn)))"
+        let startKey: PostgresQuery = "\(k.startedAt)"
+        let durKey: PostgresQuery = "\(k.durationMs)"
+        let typeMatch: PostgresQuery =
+            "l.\(q(l.typeColumn)) = ANY(\(l.toolCallTypes)\(types.arrayCast(l.table, l.typeColumn)))"
         return """
             SELECT c.task_key, c.name, c.args, c.output, c.error, c.started_at, c.duration_ms
             FROM (
@@ -172,30 +178,35 @@ struct BackfillHistory: Sendable {
 
     /// Reads one batch: the tasks, then (when the mappings name a log table) their tool calls.
     func read(on c: isolated PostgresConnection, cursor: String?, limit: Int, since: String?, lock: Bool)
-        throws(PostgresError) -> [HistoricalRun] {
+        throws(PostgresError) -> [HistoricalRun]
+    {
         let rows = try c.query(batchStatement(cursor: cursor, limit: limit, since: since, lock: lock))
         var runs = rows.map(Self.run)
         guard !runs.isEmpty, let calls = toolCallStatement(taskKeys: runs.map(\.taskKey)) else { return runs }
         var byTask: [String: [HistoricalRun.ToolCall]] = [:]
         for r in try c.query(calls) {
             guard let task = r["task_key"] else { continue }
-            byTask[task, default: []].append(HistoricalRun.ToolCall(
-                name: r["name"] ?? "unknown_tool", arguments: r["args"].flatMap { try? JSONValue.parse($0) },
-                output: r["output"], error: r["error"], startedAt: r.date("started_at"), durationMs: r.double("duration_ms")))
+            byTask[task, default: []].append(
+                HistoricalRun.ToolCall(
+                    name: r["name"] ?? "unknown_tool", arguments: r["args"].flatMap { try? JSONValue.parse($0) },
+                    output: r["output"], error: r["error"], startedAt: r.date("started_at"),
+                    durationMs: r.double("duration_ms")))
         }
         for i in runs.indices { runs[i].toolCalls = byTask[runs[i].taskKey] ?? [] }
         return runs
     }
 
     static func run(_ r: PostgresRow) -> HistoricalRun {
-        var run = HistoricalRun(taskKey: r["task_key"] ?? "", groupId: r["group_id"], agentKey: r["agent_key"],
-                                agentRow: r.bool("agent_row") == true ? .init(match: r["agent_match"]) : nil,
-                                fallback: r["fallback"], failed: r.bool("failed") ?? false,
-                                completedAt: r.date("t_completed"), createdAt: r.date("t_created"))
+        var run = HistoricalRun(
+            taskKey: r["task_key"] ?? "", groupId: r["group_id"], agentKey: r["agent_key"],
+            agentRow: r.bool("agent_row") == true ? .init(match: r["agent_match"]) : nil,
+            fallback: r["fallback"], failed: r.bool("failed") ?? false,
+            completedAt: r.date("t_completed"), createdAt: r.date("t_created"))
         if let key = r["exec_key"] {
-            run.execution = .init(key: key, startedAt: r.date("x_started"), completedAt: r.date("x_completed"),
-                                  durationSeconds: r.double("x_duration"), usage: r["x_usage"].flatMap { try? JSONValue.parse($0) },
-                                  errorMessage: r["x_error"], attempts: r.int("attempts") ?? 1)
+            run.execution = .init(
+                key: key, startedAt: r.date("x_started"), completedAt: r.date("x_completed"),
+                durationSeconds: r.double("x_duration"), usage: r["x_usage"].flatMap { try? JSONValue.parse($0) },
+                errorMessage: r["x_error"], attempts: r.int("attempts") ?? 1)
         }
         return run
     }

@@ -53,8 +53,9 @@ public struct BackfillTraceBuilder: Sendable {
         self.secrets = secrets.filter { $0.count >= 3 }
         var spans: [String: SpanData] = [:]
         for a in config.agents where spans[a.name] == nil {
-            spans[a.name] = .agent(name: a.name, handoffs: bridge.yamlHandoffs(of: a), tools: a.tools,
-                                   outputType: a.outputType?.name ?? "str")
+            spans[a.name] = .agent(
+                name: a.name, handoffs: bridge.yamlHandoffs(of: a), tools: a.tools,
+                outputType: a.outputType?.name ?? "str")
         }
         self.agentSpans = spans
     }
@@ -71,32 +72,43 @@ public struct BackfillTraceBuilder: Sendable {
         let lastEnd = run.toolCalls.compactMap(\.endedAt).max()
         let duration = x?.durationSeconds
         let end0 = x?.completedAt ?? offset(x?.startedAt, by: duration) ?? run.completedAt ?? lastEnd
-        let start0 = x?.startedAt ?? offset(end0, by: duration.map { -$0 }) ?? firstStart ?? end0 ?? run.createdAt ?? now
+        let start0 =
+            x?.startedAt ?? offset(end0, by: duration.map { -$0 }) ?? firstStart ?? end0 ?? run.createdAt ?? now
         let t0 = [start0, firstStart].compactMap { $0 }.min() ?? start0
         let t1 = [end0 ?? start0, lastEnd].compactMap { $0 }.max() ?? start0
 
-        var metadata = ["task_id": run.taskKey, "attempt": String(x?.attempts ?? 1),
-                        "bridge_version": DatabaseToSDKBridge.bridgeVersion, "backfilled": "true"]
+        var metadata = [
+            "task_id": run.taskKey, "attempt": String(x?.attempts ?? 1),
+            "bridge_version": DatabaseToSDKBridge.bridgeVersion, "backfilled": "true",
+        ]
         metadata["workspace_id"] = run.groupId
         metadata["agent_id"] = run.agentKey
-        var trace = TraceRecord(id: traceId, workflowName: config.tracing.workflowName, groupId: run.groupId, metadata: metadata)
+        var trace = TraceRecord(
+            id: traceId, workflowName: config.tracing.workflowName, groupId: run.groupId, metadata: metadata)
         if !secrets.isEmpty { trace.metadata = trace.metadata.mapValues { Redaction.scrub($0, secrets: secrets) } }
 
         // As a live run that failed: `Error in agent run` on the agent span (the task span has none).
-        let runError = run.failed
-            ? SpanError(message: SpanError.agentRun, data: ["error": .string(x?.errorMessage ?? Self.missingError)]) : nil
+        let runError =
+            run.failed
+            ? SpanError(message: SpanError.agentRun, data: ["error": .string(x?.errorMessage ?? Self.missingError)])
+            : nil
         var spans: [SpanRecord] = []
         spans.reserveCapacity(4 + run.toolCalls.count)
-        func add(_ slot: String, parent: String?, _ start: Date, _ end: Date, _ data: SpanData, error: SpanError? = nil) {
+        func add(_ slot: String, parent: String?, _ start: Date, _ end: Date, _ data: SpanData, error: SpanError? = nil)
+        {
             let data = sensitive ? data : data.redacted()
             let error = error.map { sensitive ? $0 : $0.redacted(spanKind: data.kind) }
-            spans.append(SpanRecord(id: SpanID.derived(traceId: traceId, slot: slot), traceId: traceId, parentId: parent,
-                                    startedAt: start, endedAt: end, spanData: scrub(data.json()), error: error.map { scrub($0.json) }))
+            spans.append(
+                SpanRecord(
+                    id: SpanID.derived(traceId: traceId, slot: slot), traceId: traceId, parentId: parent,
+                    startedAt: start, endedAt: end, spanData: scrub(data.json()), error: error.map { scrub($0.json) }))
         }
         let usage = x?.usage.flatMap(Self.taskUsage)
         add("task", parent: nil, t0, t1, .task(name: config.tracing.workflowName, usage: usage, backfilled: true))
         let taskSpan = spans[0].id
-        add("agent", parent: taskSpan, t0, t1, agentSpans[agent.name] ?? .agent(name: agent.name, handoffs: [], tools: [], outputType: "str"),
+        add(
+            "agent", parent: taskSpan, t0, t1,
+            agentSpans[agent.name] ?? .agent(name: agent.name, handoffs: [], tools: [], outputType: "str"),
             error: runError)
         let agentSpan = spans[1].id
         let calls = !run.toolCalls.isEmpty
@@ -109,17 +121,25 @@ public struct BackfillTraceBuilder: Sendable {
             let n = i + 1
             let input = call.arguments.map { $0.stringValue ?? $0.compact }
             let start = call.startedAt ?? t0
-            add("function:\(n)", parent: turnSpan, start, call.endedAt ?? start,
+            add(
+                "function:\(n)", parent: turnSpan, start, call.endedAt ?? start,
                 .function(.init(name: call.name, input: input, output: call.output)),
-                error: call.error.map { SpanError(message: SpanError.tool, data: ["tool_name": .string(call.name), "error": .string($0)]) })
+                error: call.error.map {
+                    SpanError(message: SpanError.tool, data: ["tool_name": .string(call.name), "error": .string($0)])
+                })
             let callId = JSONValue.string("bf_call_\(n)")
-            transcript.append(["type": "function_call", "call_id": callId, "name": .string(call.name),
-                               "arguments": .string(input ?? "{}")])
-            transcript.append(["type": "function_call_output", "call_id": callId,
-                               "output": .string(call.output ?? call.error ?? "")])
+            transcript.append([
+                "type": "function_call", "call_id": callId, "name": .string(call.name),
+                "arguments": .string(input ?? "{}"),
+            ])
+            transcript.append([
+                "type": "function_call_output", "call_id": callId,
+                "output": .string(call.output ?? call.error ?? ""),
+            ])
         }
-        return RebuiltTrace(taskKey: run.taskKey, executionKey: x?.key, attempt: x?.attempts ?? 1, trace: trace,
-                            startedAt: t0, endedAt: t1, spans: spans, transcript: transcript.map(scrub))
+        return RebuiltTrace(
+            taskKey: run.taskKey, executionKey: x?.key, attempt: x?.attempts ?? 1, trace: trace,
+            startedAt: t0, endedAt: t1, spans: spans, transcript: transcript.map(scrub))
     }
 
     /// `DatabaseToSDKBridge.startingAgent` on the columns the batch read.
@@ -138,9 +158,10 @@ public struct BackfillTraceBuilder: Sendable {
     static func taskUsage(_ u: JSONValue) -> JSONValue? {
         guard u.objectValue != nil, u["input_tokens"] != nil || u["output_tokens"] != nil else { return nil }
         func n(_ v: JSONValue?) -> Int { v?.intValue ?? 0 }
-        return SpanData.taskUsage(input: n(u["input_tokens"]), output: n(u["output_tokens"]),
-                                  cached: n(u["input_tokens_details"]?["cached_tokens"] ?? u["cached_tokens"]),
-                                  requests: n(u["requests"]), total: n(u["total_tokens"]))
+        return SpanData.taskUsage(
+            input: n(u["input_tokens"]), output: n(u["output_tokens"]),
+            cached: n(u["input_tokens_details"]?["cached_tokens"] ?? u["cached_tokens"]),
+            requests: n(u["requests"]), total: n(u["total_tokens"]))
     }
 
     func scrub(_ v: JSONValue) -> JSONValue { Redaction.scrub(v, secrets: secrets) }

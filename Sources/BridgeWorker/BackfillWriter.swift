@@ -25,7 +25,8 @@ struct BackfillWriter: Sendable {
     }
 
     func statement(_ traces: [RebuiltTrace]) -> PostgresQuery {
-        let s = config.source, r = config.results
+        let s = config.source
+        let r = config.results
         let traceCol = q(r.traceIdColumn ?? "openai_trace_id")
         let spans = traces.flatMap(\.spans)
         let rows = spans.map(\.ledgerValues)
@@ -78,9 +79,11 @@ struct BackfillWriter: Sendable {
         return sql
     }
 
-    func write(_ traces: [RebuiltTrace], on c: isolated PostgresConnection) throws(PostgresError) -> BackfillWriteCounts {
+    func write(_ traces: [RebuiltTrace], on c: isolated PostgresConnection) throws(PostgresError) -> BackfillWriteCounts
+    {
         guard !traces.isEmpty, let row = try c.query(statement(traces)).first else { return BackfillWriteCounts() }
-        return BackfillWriteCounts(tasks: row.int("tasks") ?? 0, executions: row.int("executions") ?? 0,
-                                   traces: row.int("traces") ?? 0, spans: row.int("spans") ?? 0)
+        return BackfillWriteCounts(
+            tasks: row.int("tasks") ?? 0, executions: row.int("executions") ?? 0,
+            traces: row.int("traces") ?? 0, spans: row.int("spans") ?? 0)
     }
 }

@@ -10,9 +10,12 @@ extension ExecApp {
     /// `--backfill`: rebuilds the traces of finished, untraced tasks from stored records. The
     /// enabled exporters deliver the rebuilt traces like any others while the batches run, and
     /// get `flushTimeout` at the end; what is left stays in the ledger for `bridge export`.
-    public func backfill(options: BackfillOptions, traceFile: String? = nil, progress: ProgressReporter,
-                         flushTimeout: Duration = .seconds(10)) async throws -> (BackfillSummary, [ExportReport]) {
-        let backfiller = try Backfiller(config: config, secrets: Secrets.collect(connection: connectionConfig, environment: environment))
+    public func backfill(
+        options: BackfillOptions, traceFile: String? = nil, progress: ProgressReporter,
+        flushTimeout: Duration = .seconds(10)
+    ) async throws -> (BackfillSummary, [ExportReport]) {
+        let backfiller = try Backfiller(
+            config: config, secrets: Secrets.collect(connection: connectionConfig, environment: environment))
         let httpClient = HTTPClient(configuration: httpLimits.clientConfiguration())
         defer { httpClient.shutdown() }
         let (session, _) = try startExports(traceFile: traceFile, client: httpClient, progress: progress)
@@ -29,7 +32,8 @@ extension ExecApp {
     }
 
     /// `count` connections, open while `body` runs.
-    func withConnections<T: Sendable>(_ count: Int, _ body: ([PostgresConnection]) async throws -> T) async throws -> T {
+    func withConnections<T: Sendable>(_ count: Int, _ body: ([PostgresConnection]) async throws -> T) async throws -> T
+    {
         try await PostgresConnection.withConnection(connectionConfig) { first in
             count <= 1 ? try await body([first]) : try await withConnections(count - 1) { try await body([first] + $0) }
         }
@@ -44,27 +48,34 @@ extension ExecApp {
     }
 
     /// `--backfill --rerun`: runs historical tasks through `model` again as new executions.
-    public func rerun(options: BackfillOptions, model choice: ModelChoice, traceFile: String?,
-                      progress: ProgressReporter) async throws -> RerunSummary {
+    public func rerun(
+        options: BackfillOptions, model choice: ModelChoice, traceFile: String?,
+        progress: ProgressReporter
+    ) async throws -> RerunSummary {
         let cc = connectionConfig
         let env = environment
         var sinks: [any SpanSink] = []
         if let traceFile { sinks.append(try FileExporter(path: traceFile)) }
         let httpClient = HTTPClient(configuration: httpLimits.clientConfiguration())
         defer { httpClient.shutdown() }
-        let model: any ModelProvider = switch choice {
-        case .offline(let latency): OfflineModel(latency: latency)
-        case .openAI(let api): try ModelProviders.make(environment: env, defaultAPI: api, client: httpClient,
-                                                       requestTimeout: httpLimits.modelTimeout)
-        }
+        let model: any ModelProvider =
+            switch choice {
+            case .offline(let latency): OfflineModel(latency: latency)
+            case .openAI(let api):
+                try ModelProviders.make(
+                    environment: env, defaultAPI: api, client: httpClient,
+                    requestTimeout: httpLimits.modelTimeout)
+            }
         let secrets = Secrets.collect(connection: cc, environment: env)
-        let mcpServers = try await Self.startMCPServers(config, environment: env, client: httpClient, progress: progress)
+        let mcpServers = try await Self.startMCPServers(
+            config, environment: env, client: httpClient, progress: progress)
         let rerunner = try Rerunner(
             config: config, connect: { try await PostgresConnection.connect(cc) }, model: model,
             tools: { conn in
-                CompositeToolExecutor(sql: SQLToolExecutor(connection: { conn }),
-                                      http: HTTPToolExecutor(client: httpClient, environment: env),
-                                      command: CommandToolExecutor(environment: env))
+                CompositeToolExecutor(
+                    sql: SQLToolExecutor(connection: { conn }),
+                    http: HTTPToolExecutor(client: httpClient, environment: env),
+                    command: CommandToolExecutor(environment: env))
             },
             extraSinks: sinks, secrets: secrets, mcp: mcpServers)
         do {

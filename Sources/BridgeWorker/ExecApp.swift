@@ -1,9 +1,9 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeHTTP
 import BridgeMapping
 import BridgePostgres
 import BridgeRunner
+import BridgeTraceModel
 import BridgeTracing
 import FoundationEssentials
 
@@ -42,8 +42,9 @@ public struct ExecApp: Sendable {
         public init() {}
 
         func clientConfiguration(concurrency: Int = 1) -> HTTPClient.Configuration {
-            HTTPClient.Configuration(timeout: .init(connect: connect, read: stall, minimumRate: minimumRate),
-                                     maxConnectionsPerHost: max(8, concurrency), maxCachedConnections: max(32, 2 * concurrency))
+            HTTPClient.Configuration(
+                timeout: .init(connect: connect, read: stall, minimumRate: minimumRate),
+                maxConnectionsPerHost: max(8, concurrency), maxCachedConnections: max(32, 2 * concurrency))
         }
     }
 
@@ -53,30 +54,41 @@ public struct ExecApp: Sendable {
     /// The mapped columns' real types are read here, once, so every hot-path statement binds
     /// values with the column's type (see `ColumnTypes`); `taskKeys` (`--task`) must be values
     /// of the key's type.
-    public static func prepare(mappingsDirectory: String, connection: ConnectionConfig,
-                               environment: Environment, taskKeys: [String] = []) async throws -> ExecApp {
+    public static func prepare(
+        mappingsDirectory: String, connection: ConnectionConfig,
+        environment: Environment, taskKeys: [String] = []
+    ) async throws -> ExecApp {
         let loaded = try MappingLoader.load(directory: mappingsDirectory)
         let types: ColumnTypes = try await PostgresConnection.withConnection(withSessionLimits(connection)) { conn in
             let config = loaded
             // The ledger comes from `bridge migrate`; say so rather than listing missing columns.
             guard try await conn.ledgerHas([.spans]) else {
-                throw ExecSetupError("bridge.spans does not exist in \(connection.redacted): run `bridge migrate` first")
+                throw ExecSetupError(
+                    "bridge.spans does not exist in \(connection.redacted): run `bridge migrate` first")
             }
             let issues = await MappingValidator.checkLive(config, connection: conn)
             if !issues.isEmpty { throw MappingErrors(issues) }
             guard try await TaskStore(config: config).hasLeaseColumns(on: conn) else {
-                throw ExecSetupError("\(config.source.table) has no lease columns (\(TaskStore.Lease.all.joined(separator: ", "))): run `bridge migrate` first (migrations/0007_task_leases.sql)")
+                throw ExecSetupError(
+                    "\(config.source.table) has no lease columns (\(TaskStore.Lease.all.joined(separator: ", "))): run `bridge migrate` first (migrations/0007_task_leases.sql)"
+                )
             }
             if config.approvals != nil, try await !ApprovalStore(config: config).isMigrated(on: conn) {
-                throw ExecSetupError("the mappings have an 'approvals' section, but bridge.run_states or \(config.source.table).\(ApprovalStore.waitingColumn) is missing: run `bridge migrate` first (migrations/0020_approvals.sql)")
+                throw ExecSetupError(
+                    "the mappings have an 'approvals' section, but bridge.run_states or \(config.source.table).\(ApprovalStore.waitingColumn) is missing: run `bridge migrate` first (migrations/0020_approvals.sql)"
+                )
             }
             if FleetLimits(config: config).isActive {
-                let row = try await conn.query("""
+                let row = try await conn.query(
+                    """
                     SELECT to_regclass('bridge.model_calls') IS NOT NULL AS spend,
                            to_regprocedure('bridge.take_rate(text,integer,double precision,double precision,double precision,double precision)') IS NOT NULL AS rate
-                    """).first
+                    """
+                ).first
                 guard row?["spend"] == "t", config.limits == nil || row?["rate"] == "t" else {
-                    throw ExecSetupError("the mappings have 'pricing', 'limits' or 'budgets', but bridge.model_calls or bridge.take_rate is missing: run `bridge migrate` first (migrations/0055_spend.sql, 0056_rate_limits.sql)")
+                    throw ExecSetupError(
+                        "the mappings have 'pricing', 'limits' or 'budgets', but bridge.model_calls or bridge.take_rate is missing: run `bridge migrate` first (migrations/0055_spend.sql, 0056_rate_limits.sql)"
+                    )
                 }
             }
             let types = try await ColumnTypes.load(for: config, connection: conn)
@@ -98,8 +110,10 @@ public struct ExecApp: Sendable {
 
     /// Each `--task` value must be a value of the key column's type (a malformed uuid would
     /// otherwise fail deep inside a claim): exit 2 naming the value, the column and its type.
-    static func checkKeys(_ keys: [String], config: MappingConfig, types: ColumnTypes,
-                          connection conn: PostgresConnection) async throws {
+    static func checkKeys(
+        _ keys: [String], config: MappingConfig, types: ColumnTypes,
+        connection conn: PostgresConnection
+    ) async throws {
         let s = config.source
         guard let type = types.type(s.table, s.key), type != "text" else { return }
         for key in keys {
@@ -178,7 +192,8 @@ public struct ExecApp: Sendable {
         let found = Set(rows.compactMap { $0[source.key]?.templateText })
         let missing = keys.filter { !found.contains($0) }
         if !missing.isEmpty {
-            throw ExecSetupError("--task: no task with \(source.table).\(source.key) = \(missing.joined(separator: ", "))")
+            throw ExecSetupError(
+                "--task: no task with \(source.table).\(source.key) = \(missing.joined(separator: ", "))")
         }
     }
 
@@ -207,9 +222,11 @@ public struct ExecApp: Sendable {
     /// last task to deliver the rest; what is left stays in the ledger for `bridge export` and
     /// is reported in `summary.exports`. `shutdown` stops the worker gracefully (the command
     /// requests it on SIGTERM/SIGINT); the exporters are flushed after the drain.
-    public func execute(options: WorkerOptions, model choice: ModelChoice, traceFile: String?,
-                        progress: ProgressReporter, flushTimeout: Duration = .seconds(10),
-                        shutdown: ShutdownRequest? = nil) async throws -> WorkerSummary {
+    public func execute(
+        options: WorkerOptions, model choice: ModelChoice, traceFile: String?,
+        progress: ProgressReporter, flushTimeout: Duration = .seconds(10),
+        shutdown: ShutdownRequest? = nil
+    ) async throws -> WorkerSummary {
         let cc = connectionConfig
         let connect: @Sendable () async throws -> PostgresConnection = { try await PostgresConnection.connect(cc) }
         let env = environment
@@ -218,17 +235,21 @@ public struct ExecApp: Sendable {
         // would hold `--concurrency 50` to 8 model calls in flight.
         let httpClient = HTTPClient(configuration: httpLimits.clientConfiguration(concurrency: options.concurrency))
         defer { httpClient.shutdown() }
-        let model: any ModelProvider = switch choice {
-        case .offline(let latency): OfflineModel(latency: latency)
-        case .openAI(let api): try ModelProviders.make(environment: env, defaultAPI: api, client: httpClient,
-                                                       retry: Self.retryPolicy(config),
-                                                       requestTimeout: httpLimits.modelTimeout)
-        }
+        let model: any ModelProvider =
+            switch choice {
+            case .offline(let latency): OfflineModel(latency: latency)
+            case .openAI(let api):
+                try ModelProviders.make(
+                    environment: env, defaultAPI: api, client: httpClient,
+                    retry: Self.retryPolicy(config),
+                    requestTimeout: httpLimits.modelTimeout)
+            }
         // One connection per MCP server for the whole worker, started and initialized before
         // anything is claimed (one that cannot start is a configuration error, exit 2; one that
         // crashes later is restarted); stopped (children included) when the drain ends, however
         // it ends.
-        let mcpServers = try await Self.startMCPServers(config, environment: env, client: httpClient, progress: progress)
+        let mcpServers = try await Self.startMCPServers(
+            config, environment: env, client: httpClient, progress: progress)
         let (session, secrets): (ExportSession, [String])
         do {
             (session, secrets) = try startExports(traceFile: traceFile, client: httpClient, progress: progress)
@@ -239,9 +260,10 @@ public struct ExecApp: Sendable {
         let worker = Worker(
             config: config, connect: connect, model: model,
             tools: { conn in
-                CompositeToolExecutor(sql: SQLToolExecutor(connection: { conn }),
-                                      http: HTTPToolExecutor(client: httpClient, environment: env),
-                                      command: CommandToolExecutor(environment: env))
+                CompositeToolExecutor(
+                    sql: SQLToolExecutor(connection: { conn }),
+                    http: HTTPToolExecutor(client: httpClient, environment: env),
+                    command: CommandToolExecutor(environment: env))
             },
             progress: progress, options: options, secrets: secrets, mcp: mcpServers)
         shutdown?.onRequest { worker.requestShutdown() }
@@ -262,17 +284,21 @@ public struct ExecApp: Sendable {
     /// `MappingErrors` (exit 2) naming each that cannot be (it exited, could not be started, or
     /// broke the protocol), after stopping the others. One that only timed out may be slow or
     /// loaded: it is reported on `progress`, and its runs start it again (and are retried).
-    static func startMCPServers(_ config: MappingConfig, environment: Environment, client: HTTPClient,
-                                progress: ProgressReporter) async throws -> MCPServerPool {
+    static func startMCPServers(
+        _ config: MappingConfig, environment: Environment, client: HTTPClient,
+        progress: ProgressReporter
+    ) async throws -> MCPServerPool {
         let pool = MCPServerPool(servers: config.mcpServers, environment: environment, client: client)
         let used = Set(config.agents.flatMap(\.mcpServers))
         let failed = await pool.initializeAll(Array(used))
-        var broken: [MappingIssue] = [], slow: [MappingIssue] = []
+        var broken: [MappingIssue] = []
+        var slow: [MappingIssue] = []
         for server in config.mcpServers {
             guard let error = failed[server.name] else { continue }
             let why = error.description
-            let issue = MappingIssue(config.location(server.origin),
-                                     why.hasPrefix("MCP server '\(server.name)'") ? why : "MCP server '\(server.name)': \(why)")
+            let issue = MappingIssue(
+                config.location(server.origin),
+                why.hasPrefix("MCP server '\(server.name)'") ? why : "MCP server '\(server.name)': \(why)")
             if case .timeout = error { slow.append(issue) } else { broken.append(issue) }
         }
         guard broken.isEmpty else {
@@ -289,26 +315,33 @@ public struct ExecApp: Sendable {
     static func headerSecrets(_ config: MappingConfig, _ env: Environment) -> [String] {
         var templates: [String] = []
         for tool in config.tools { if case .http(let spec) = tool.implementation { templates += spec.headers.values } }
-        for server in config.mcpServers { if case .streamableHTTP(_, let headers) = server.transport { templates += headers.values } }
+        for server in config.mcpServers {
+            if case .streamableHTTP(_, let headers) = server.transport { templates += headers.values }
+        }
         return templates.flatMap { (try? HTTPToolExecutor.expand($0, header: "", tool: "", environment: env).1) ?? [] }
     }
 
     /// Starts the exporters the environment enables (`openai`, `otlp`) and `file` for
     /// `traceFile`, reading the ledger as spans land. Returns the session to `finish` and the
     /// secrets (keys, the database password) that must never be recorded.
-    func startExports(traceFile: String?, client: HTTPClient,
-                      progress: ProgressReporter) throws -> (ExportSession, secrets: [String]) {
+    func startExports(
+        traceFile: String?, client: HTTPClient,
+        progress: ProgressReporter
+    ) throws -> (ExportSession, secrets: [String]) {
         let cc = connectionConfig
         let env = environment
         let exporters = try ExporterSetup.enabled(environment: env, traceFile: traceFile, client: client)
-        let secrets = Secrets.collect(connection: cc, environment: env,
-                                      extra: ExporterSetup.secrets(of: exporters) + Self.headerSecrets(config, env))
-        let exportOptions = ExportPumpOptions(onEvent: { event in
-            if case .delivered = event { return }
-            progress.status("export: \(event.line)")
-        }, secrets: secrets)
-        let session = ExportSession.start(exporters: exporters, connect: { try await PostgresConnection.connect(cc) },
-                                          options: exportOptions)
+        let secrets = Secrets.collect(
+            connection: cc, environment: env,
+            extra: ExporterSetup.secrets(of: exporters) + Self.headerSecrets(config, env))
+        let exportOptions = ExportPumpOptions(
+            onEvent: { event in
+                if case .delivered = event { return }
+                progress.status("export: \(event.line)")
+            }, secrets: secrets)
+        let session = ExportSession.start(
+            exporters: exporters, connect: { try await PostgresConnection.connect(cc) },
+            options: exportOptions)
         return (session, secrets)
     }
 

@@ -60,12 +60,12 @@ public struct FleetLimits: Sendable {
     /// the CASE makes that check run before the lock is tried.
     public static func slotQuery(key: String, slots: Int, offset: Int) -> PostgresQuery {
         """
-            SELECT x.slot FROM (SELECT ((s + \(offset)::int) % \(slots)::int) AS slot FROM generate_series(0, \(slots)::int - 1) AS s) AS x
-            WHERE CASE WHEN EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid()
-                                      AND l.classid = hashtext(\(key))::oid AND l.objid = x.slot::oid AND l.objsubid = 2)
-                       THEN false ELSE pg_try_advisory_lock(hashtext(\(key)), x.slot) END
-            LIMIT 1
-            """
+        SELECT x.slot FROM (SELECT ((s + \(offset)::int) % \(slots)::int) AS slot FROM generate_series(0, \(slots)::int - 1) AS s) AS x
+        WHERE CASE WHEN EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid()
+                                  AND l.classid = hashtext(\(key))::oid AND l.objid = x.slot::oid AND l.objsubid = 2)
+                   THEN false ELSE pg_try_advisory_lock(hashtext(\(key)), x.slot) END
+        LIMIT 1
+        """
     }
 
     public static func releaseSlot(_ connection: PostgresConnection, key: String, slot: Int) async {
@@ -99,16 +99,21 @@ struct RunGate: ModelGate {
             var modelSlot: Int?
             do {
                 for t in request.hostedTools.map(\.type) where l.tools[t] != nil {
-                    let slot = try await FleetLimits.takeSlot(connection, key: FleetLimits.lockKey(tool: t), slots: l.tools[t] ?? 1)
+                    let slot = try await FleetLimits.takeSlot(
+                        connection, key: FleetLimits.lockKey(tool: t), slots: l.tools[t] ?? 1)
                     hosted.append(["tool": .string(t), "slot": .number(Double(slot))])
                 }
                 if let n = limit.concurrency {
-                    modelSlot = try await FleetLimits.takeSlot(connection, key: FleetLimits.lockKey(model: model), slots: n)
+                    modelSlot = try await FleetLimits.takeSlot(
+                        connection, key: FleetLimits.lockKey(model: model), slots: n)
                 }
-                token["stripe"] = .number(Double(try await takeRate(model: model, limit: limit, tokens: estimatedTokens)))
+                token["stripe"] = .number(
+                    Double(try await takeRate(model: model, limit: limit, tokens: estimatedTokens)))
             } catch {
                 // Nothing taken may stay held by this (pooled) connection.
-                if let modelSlot { await FleetLimits.releaseSlot(connection, key: FleetLimits.lockKey(model: model), slot: modelSlot) }
+                if let modelSlot {
+                    await FleetLimits.releaseSlot(connection, key: FleetLimits.lockKey(model: model), slot: modelSlot)
+                }
                 await releaseHosted(hosted)
                 throw error
             }
@@ -133,10 +138,12 @@ struct RunGate: ModelGate {
         var tried = 0
         while true {
             try Task.checkCancellation()
-            let row = try await connection.query("""
+            let row = try await connection.query(
+                """
                 SELECT bridge.take_rate(\(model), \(stripe)::int, \(requestInterval)::float8, \(tokenInterval)::float8,
                                         \(Double(tokens))::float8, \(limits.burstSeconds)::float8) AS wait
-                """).first
+                """
+            ).first
             let wait = row?.double("wait") ?? 0
             if wait <= 0 { return stripe }
             tried += 1
@@ -165,10 +172,14 @@ struct RunGate: ModelGate {
         await releaseHosted(pass.token["hosted"]?.arrayValue ?? [])
         guard let response else { return }
         // Settle the token reservation with what the call used.
-        if let stripe = pass.token["stripe"]?.intValue, let l = config.limits?.models[model], let tpm = l.tokensPerMinute {
-            let delta = Double(response.usage.totalTokens - pass.estimatedTokens) * 60 * Double(FleetLimits.stripes(l)) / tpm
+        if let stripe = pass.token["stripe"]?.intValue, let l = config.limits?.models[model],
+            let tpm = l.tokensPerMinute
+        {
+            let delta =
+                Double(response.usage.totalTokens - pass.estimatedTokens) * 60 * Double(FleetLimits.stripes(l)) / tpm
             if delta != 0 {
-                _ = try? await connection.query("""
+                _ = try? await connection.query(
+                    """
                     UPDATE bridge.rate_buckets SET token_tat = token_tat + \(delta)::float8 * interval '1 second'
                     WHERE model = \(model) AND stripe = \(stripe)::int
                     """)
@@ -198,7 +209,8 @@ struct RunGate: ModelGate {
             let spent = try await connection.query(spend).first?.double("spent")
             if let spent, let group, let b = config.budgets, let column = b.spentColumn {
                 let types = config.columnTypes
-                _ = try await connection.query("""
+                _ = try await connection.query(
+                    """
                     UPDATE \(identifier: b.table) SET \(identifier: column) =
                         coalesce(\(identifier: column), '{}'::jsonb) || jsonb_build_object('used', \(spent)::float8)
                     WHERE \(identifier: b.key) = \(group)\(types.cast(b.table, b.key))
@@ -212,7 +224,8 @@ struct RunGate: ModelGate {
     func rateLimited(_ pass: GatePass, seconds: Double) async {
         let wait = min(max(seconds, 0.05), 300)
         if config.limits != nil {
-            _ = try? await connection.query("""
+            _ = try? await connection.query(
+                """
                 WITH blocked AS (
                     UPDATE bridge.rate_buckets SET blocked_until = greatest(blocked_until, now() + \(wait)::float8 * interval '1 second')
                     WHERE model = \(pass.model) RETURNING 1
@@ -241,7 +254,10 @@ struct RunGate: ModelGate {
 
 /// The budget statements (a group's limit and spend; the groups on hold).
 public enum BudgetQueries {
-    public struct State: Sendable { public var limit: Double?; public var spent: Double }
+    public struct State: Sendable {
+        public var limit: Double?
+        public var spent: Double
+    }
 
     public static func usd(_ v: Double) -> String {
         let cents = (v * 10000).rounded() / 10000
@@ -250,13 +266,17 @@ public enum BudgetQueries {
 
     /// The group's limit (the application's expression over its row; NULL: none) and what
     /// bridge recorded as spent.
-    static func state(_ c: PostgresConnection, config: MappingConfig, budget b: BudgetMapping,
-                      group: String) async throws -> State {
-        let row = try await c.query("""
+    static func state(
+        _ c: PostgresConnection, config: MappingConfig, budget b: BudgetMapping,
+        group: String
+    ) async throws -> State {
+        let row = try await c.query(
+            """
             SELECT (SELECT (\(unsafeRaw: b.limit))::float8 FROM \(identifier: b.table)
                     WHERE \(identifier: b.key) = \(group)\(config.columnTypes.cast(b.table, b.key))) AS lim,
                    coalesce((SELECT spent_usd::float8 FROM bridge.group_spend WHERE group_key = \(group)), 0) AS spent
-            """).first
+            """
+        ).first
         return State(limit: row?.double("lim"), spent: row?.double("spent") ?? 0)
     }
 
@@ -265,11 +285,11 @@ public enum BudgetQueries {
     /// budget rows by key.
     public static func heldGroupsQuery(_ config: MappingConfig, budget b: BudgetMapping) -> PostgresQuery {
         """
-            SELECT s.group_key AS g FROM bridge.group_spend AS s
-            JOIN \(identifier: b.table) AS b ON b.\(identifier: b.key) = s.group_key\(config.columnTypes.cast(b.table, b.key))
-            WHERE s.spent_usd >= (SELECT (\(unsafeRaw: b.limit))::numeric FROM \(identifier: b.table) AS r
-                                  WHERE r.\(identifier: b.key) = b.\(identifier: b.key))
-            """
+        SELECT s.group_key AS g FROM bridge.group_spend AS s
+        JOIN \(identifier: b.table) AS b ON b.\(identifier: b.key) = s.group_key\(config.columnTypes.cast(b.table, b.key))
+        WHERE s.spent_usd >= (SELECT (\(unsafeRaw: b.limit))::numeric FROM \(identifier: b.table) AS r
+                              WHERE r.\(identifier: b.key) = b.\(identifier: b.key))
+        """
     }
 }
 
@@ -281,7 +301,9 @@ struct LimitedTools: ToolExecutor {
     let connection: PostgresConnection
 
     func execute(_ tool: ToolSpec, arguments: JSONValue, context: ToolContext) async throws -> String {
-        guard let n = limits[tool.name] else { return try await inner.execute(tool, arguments: arguments, context: context) }
+        guard let n = limits[tool.name] else {
+            return try await inner.execute(tool, arguments: arguments, context: context)
+        }
         let key = FleetLimits.lockKey(tool: tool.name)
         let slot: Int
         do {

@@ -45,7 +45,9 @@ struct LeaseKeeper: Sendable {
         func sweep() async {
             guard sweeping, let journals else { return }
             if let n = try? await slot.use({ c in try await journals.sweep(on: c) }), n > 0 {
-                progress.log("journal sweep: \(n) interrupted run(s) the application took back (finished or deleted) will not resume")
+                progress.log(
+                    "journal sweep: \(n) interrupted run(s) the application took back (finished or deleted) will not resume"
+                )
             }
         }
         await sweep()
@@ -61,15 +63,19 @@ struct LeaseKeeper: Sendable {
                 BridgeMetrics.leases(alive.count)
                 if failing { progress.log("heartbeat: database reachable again") }
                 failing = false
-                await holder.lose(tokens.filter { !alive.contains($0) }, reason: "lease lost (reaped or finished elsewhere)")
-                let r = try await slot.use { [store, maxAttempts] c in try await store.reap(on: c, maxAttempts: maxAttempts) }
+                await holder.lose(
+                    tokens.filter { !alive.contains($0) }, reason: "lease lost (reaped or finished elsewhere)")
+                let r = try await slot.use { [store, maxAttempts] c in
+                    try await store.reap(on: c, maxAttempts: maxAttempts)
+                }
                 await holder.noteReaped(r)
                 await sweep()
             } catch {
                 if !failing { progress.log("heartbeat failed (\(error)); retrying") }
                 failing = true
                 if Date().timeIntervalSince(lastOK) > leaseSeconds {
-                    await holder.lose(await holder.heldTokens(), reason: "lease not renewed for \(secondsText(leaseSeconds))")
+                    await holder.lose(
+                        await holder.heldTokens(), reason: "lease not renewed for \(secondsText(leaseSeconds))")
                 }
             }
         }

@@ -113,7 +113,8 @@ actor RunConnectionPool {
 
     private func checkout() async throws -> PostgresConnection {
         while let (c, since) = idle.popLast() {
-            let open = await c.isOpen, inTx = await c.inTransaction
+            let open = await c.isOpen
+            let inTx = await c.inTransaction
             guard open, !inTx else {
                 await c.close()
                 continue
@@ -130,7 +131,8 @@ actor RunConnectionPool {
     }
 
     private func checkin(_ c: PostgresConnection) async {
-        let open = await c.isOpen, inTx = await c.inTransaction
+        let open = await c.isOpen
+        let inTx = await c.inTransaction
         if idle.count < capacity, open, !inTx {
             idle.append((c, Date()))
         } else {

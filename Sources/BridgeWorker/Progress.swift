@@ -19,8 +19,10 @@ public final class ProgressReporter: @unchecked Sendable {
     ///   - isTTY: whether `write` reaches a terminal (then `update` draws a live line).
     ///   - prefix: put before `status` lines and the live line (e.g. `bridge exec: `).
     ///   - write: receives the text, newlines and terminal control sequences included.
-    public init(quiet: Bool = false, isTTY: Bool = false, prefix: String = "",
-                write: @escaping @Sendable (String) -> Void) {
+    public init(
+        quiet: Bool = false, isTTY: Bool = false, prefix: String = "",
+        write: @escaping @Sendable (String) -> Void
+    ) {
         self.quiet = quiet
         self.isTTY = isTTY
         self.prefix = prefix
@@ -36,7 +38,8 @@ public final class ProgressReporter: @unchecked Sendable {
     /// Replaces the live line (TTY) or does nothing (logs get `log` lines instead).
     public func update(_ line: String) {
         guard isTTY, !quiet else { return }
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         lastLine = prefix + line
         write("\r\u{1B}[2K" + lastLine)
     }
@@ -45,7 +48,8 @@ public final class ProgressReporter: @unchecked Sendable {
     /// on a TTY and redraws it after.
     public func log(_ line: String) {
         guard !quiet else { return }
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         let clear = isTTY && !lastLine.isEmpty ? "\r\u{1B}[2K" : ""
         write(clear + line + "\n" + (isTTY ? lastLine : ""))
     }
@@ -64,7 +68,8 @@ public final class ProgressReporter: @unchecked Sendable {
     /// Ends the live line.
     public func finish() {
         guard isTTY, !quiet else { return }
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         if !lastLine.isEmpty { write("\r\u{1B}[2K") }
         lastLine = ""
     }

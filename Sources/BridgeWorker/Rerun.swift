@@ -15,8 +15,9 @@ public struct RerunSummary: Sendable, Equatable {
     public init() {}
 
     public var line: String {
-        String(format: "re-ran %d historical tasks as new executions: %d completed, %d failed, %d spans, elapsed %.2fs",
-               completed + failed, completed, failed, spans, elapsed)
+        String(
+            format: "re-ran %d historical tasks as new executions: %d completed, %d failed, %d spans, elapsed %.2fs",
+            completed + failed, completed, failed, spans, elapsed)
     }
 }
 
@@ -37,10 +38,12 @@ public struct Rerunner: Sendable {
     let extraSinks: [any SpanSink]
     let secrets: [String]
 
-    public init(config: MappingConfig, connect: @escaping @Sendable () async throws -> PostgresConnection,
-                model: any ModelProvider, tools: @escaping @Sendable (PostgresConnection) -> any ToolExecutor,
-                extraSinks: [any SpanSink] = [], secrets: [String] = [],
-                mcp: (any MCPToolSource)? = nil) throws(ExecSetupError) {
+    public init(
+        config: MappingConfig, connect: @escaping @Sendable () async throws -> PostgresConnection,
+        model: any ModelProvider, tools: @escaping @Sendable (PostgresConnection) -> any ToolExecutor,
+        extraSinks: [any SpanSink] = [], secrets: [String] = [],
+        mcp: (any MCPToolSource)? = nil
+    ) throws(ExecSetupError) {
         self.config = config
         self.backfiller = try Backfiller(config: config)
         self.bridge = DatabaseToSDKBridge(config: config)
@@ -70,15 +73,18 @@ public struct Rerunner: Sendable {
         return summary
     }
 
-    private func runBatches(_ conn: PostgresConnection, options: BackfillOptions, progress: ProgressReporter,
-                            started: Date, summary: inout RerunSummary) async throws {
+    private func runBatches(
+        _ conn: PostgresConnection, options: BackfillOptions, progress: ProgressReporter,
+        started: Date, summary: inout RerunSummary
+    ) async throws {
         let matching = try await backfiller.count(on: conn, options: options)
         let total = options.limit.map { min($0, matching) } ?? matching
         progress.status("\(total) task(s) to run again")
         var cursor: String?
         var done = 0
         while done < total {
-            let rows = try await select(conn, cursor: cursor, limit: min(options.batchSize, total - done), since: options.since)
+            let rows = try await select(
+                conn, cursor: cursor, limit: min(options.batchSize, total - done), since: options.since)
             guard !rows.isEmpty else { break }
             for (key, row) in rows {
                 cursor = key
@@ -86,12 +92,14 @@ public struct Rerunner: Sendable {
                 if ok { summary.completed += 1 } else { summary.failed += 1 }
                 summary.spans += spans
                 done += 1
-                progress.update(Backfiller.progressLine(done: done, total: total, elapsed: Date().timeIntervalSince(started)))
+                progress.update(
+                    Backfiller.progressLine(done: done, total: total, elapsed: Date().timeIntervalSince(started)))
             }
         }
     }
 
-    func select(_ conn: PostgresConnection, cursor: String?, limit: Int, since: String?) async throws -> [(String, Row)] {
+    func select(_ conn: PostgresConnection, cursor: String?, limit: Int, since: String?) async throws -> [(String, Row)]
+    {
         let s = config.source
         let key = PostgresQuery.identifier(s.key)
         var sql: PostgresQuery = """
@@ -126,32 +134,43 @@ public struct Rerunner: Sendable {
         return outcome
     }
 
-    private func runOne(_ task: Row, key: String, on c: PostgresConnection, progress: ProgressReporter) async -> (Bool, Int) {
+    private func runOne(_ task: Row, key: String, on c: PostgresConnection, progress: ProgressReporter) async -> (
+        Bool, Int
+    ) {
         do {
             let attempt = try await store.previousAttempts(on: c, taskKey: key) + 1
             let (agents, edges) = try await bridge.loadAgentsAndEdges(for: task, connection: c)
             var spec = try bridge.runSpec(task: task, agentRows: agents, handoffEdges: edges, attempt: attempt)
             spec.metadata["rerun"] = "true"
             let startedAt = Date()
-            let executionKey = try await store.startExecution(on: c, task: task, token: nil, traceId: spec.traceId,
-                                                              agentId: spec.metadata["agent_id"], attempt: attempt,
-                                                              startedAt: startedAt)
-            let (result, spans, _) = try await TracedRun(model: model, extraSinks: extraSinks, secrets: secrets, mcp: mcp)
-                .run(spec, task: task, taskKey: key, connection: c, tools: toolsFactory(c))
+            let executionKey = try await store.startExecution(
+                on: c, task: task, token: nil, traceId: spec.traceId,
+                agentId: spec.metadata["agent_id"], attempt: attempt,
+                startedAt: startedAt)
+            let (result, spans, _) = try await TracedRun(
+                model: model, extraSinks: extraSinks, secrets: secrets, mcp: mcp
+            )
+            .run(spec, task: task, taskKey: key, connection: c, tools: toolsFactory(c))
             let completedAt = Date()
             let ok = result.status == .completed
             var failure = result.error
             if let paused = result.paused {
                 // A re-run holds no lease and keeps no state: it cannot wait for a human.
-                failure = RunFailure(type: .approvalRequired, message: "calls to \(paused.pending.map(\.name).joined(separator: ", ")) need approval; --rerun does not wait for approvals", retriable: false)
+                failure = RunFailure(
+                    type: .approvalRequired,
+                    message:
+                        "calls to \(paused.pending.map(\.name).joined(separator: ", ")) need approval; --rerun does not wait for approvals",
+                    retriable: false)
             }
             let outcome = TaskStore.ExecutionOutcome(
                 status: ok ? .completed : .failedTerminal,
                 result: TracedRun.resultJSON(result, traceId: spec.traceId, extra: ["rerun": true]),
-                tokenUsage: result.usage.json, errorMessage: ok ? nil : failure?.message, errorType: ok ? nil : failure?.type,
+                tokenUsage: result.usage.json, errorMessage: ok ? nil : failure?.message,
+                errorType: ok ? nil : failure?.type,
                 completedAt: completedAt, durationSeconds: completedAt.timeIntervalSince(startedAt))
             try await record(c, taskKey: key, executionKey: executionKey, traceId: spec.traceId, outcome: outcome)
-            progress.log("re-ran task \(key) as attempt \(attempt): \(ok ? "completed" : "failed") trace \(spec.traceId)")
+            progress.log(
+                "re-ran task \(key) as attempt \(attempt): \(ok ? "completed" : "failed") trace \(spec.traceId)")
             return (ok, spans)
         } catch {
             progress.log(Redaction.scrub("re-run of task \(key) failed: \(error)", secrets: secrets))
@@ -160,18 +179,23 @@ public struct Rerunner: Sendable {
     }
 
     /// The execution row's outcome and the task's trace id (only when null), together.
-    func record(_ conn: PostgresConnection, taskKey: String, executionKey: String?, traceId: String,
-                outcome: TaskStore.ExecutionOutcome) async throws {
+    func record(
+        _ conn: PostgresConnection, taskKey: String, executionKey: String?, traceId: String,
+        outcome: TaskStore.ExecutionOutcome
+    ) async throws {
         let config = self.config
         try await conn.transaction { c in
             let s = config.source
             if let tc = config.results.traceIdColumn {
-                try c.query("""
+                try c.query(
+                    """
                     UPDATE \(identifier: s.table) SET \(identifier: tc) = \(traceId)
                     WHERE \(identifier: s.key) = \(taskKey)\(config.columnTypes.cast(s.table, s.key)) AND \(identifier: tc) IS NULL
                     """)
             }
-            if let executionKey, let finish = TaskStore.executionUpdate(config, executionKey: executionKey, outcome: outcome) {
+            if let executionKey,
+                let finish = TaskStore.executionUpdate(config, executionKey: executionKey, outcome: outcome)
+            {
                 try c.query(finish)
             }
         }

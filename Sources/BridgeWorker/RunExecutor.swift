@@ -62,8 +62,10 @@ struct RunExecutor: Sendable {
 
     /// Runs `claim` (a paused run of it when `resuming`). `isLost` says whether the lease behind
     /// a token is gone (the lease keeper decides; a lost run writes nothing).
-    func run(_ claim: TaskStore.Claim, resuming: Bool,
-             isLost: @escaping @Sendable (String) async -> Bool) async -> TaskOutcome {
+    func run(
+        _ claim: TaskStore.Claim, resuming: Bool,
+        isLost: @escaping @Sendable (String) async -> Bool
+    ) async -> TaskOutcome {
         var attempt = Attempt()
         do {
             return try await pool.withConnection { c in
@@ -79,8 +81,10 @@ struct RunExecutor: Sendable {
         }
     }
 
-    private func run(_ claim: TaskStore.Claim, resuming: Bool, on c: PostgresConnection, attempt: inout Attempt,
-                     isLost: @Sendable (String) async -> Bool) async throws -> TaskOutcome {
+    private func run(
+        _ claim: TaskStore.Claim, resuming: Bool, on c: PostgresConnection, attempt: inout Attempt,
+        isLost: @Sendable (String) async -> Bool
+    ) async throws -> TaskOutcome {
         let (task, key, token) = (claim.row, claim.key, claim.token)
         var spec: RunSpec
         var resumed: (state: ApprovalStore.Stored, decisions: [ApprovalDecision])?
@@ -94,8 +98,9 @@ struct RunExecutor: Sendable {
         var resuming = resuming
         var resumedAgain = false
         if !resuming, let head, config.approvals != nil,
-           let pausedAt = try await approvals.pausedAt(on: c, taskKey: key),
-           head.checkpoint == nil || head.updatedAt <= pausedAt {
+            let pausedAt = try await approvals.pausedAt(on: c, taskKey: key),
+            head.checkpoint == nil || head.updatedAt <= pausedAt
+        {
             resuming = true
             resumedAgain = true
         }
@@ -105,30 +110,43 @@ struct RunExecutor: Sendable {
             let stored: RunSpec
             do {
                 guard head.format == RunCheckpoint.format else {
-                    throw JournalFenced("it was written in journal format \(head.format); this bridge reads format \(RunCheckpoint.format)")
+                    throw JournalFenced(
+                        "it was written in journal format \(head.format); this bridge reads format \(RunCheckpoint.format)"
+                    )
                 }
                 stored = try JSONDecoder().decode(RunSpec.self, from: Data(head.spec.utf8))
-                checkpoint = try head.checkpoint.map { try JSONDecoder().decode(RunCheckpoint.self, from: Data($0.utf8)) }
+                checkpoint = try head.checkpoint.map {
+                    try JSONDecoder().decode(RunCheckpoint.self, from: Data($0.utf8))
+                }
             } catch {
-                let message = Redaction.scrub("the run journal of task \(key) cannot be resumed: \(error)", secrets: secrets)
-                return try await failBeforeRun(c, claim, startedAt: attempt.startedAt, type: .resumeError, message: message,
-                                               also: journals.abandonStatements(taskKey: key, traceId: head.traceId))
+                let message = Redaction.scrub(
+                    "the run journal of task \(key) cannot be resumed: \(error)", secrets: secrets)
+                return try await failBeforeRun(
+                    c, claim, startedAt: attempt.startedAt, type: .resumeError, message: message,
+                    also: journals.abandonStatements(taskKey: key, traceId: head.traceId))
             }
             // The mappings as they are now must still describe the journaled run.
             let (agents, edges) = try await bridge.loadAgentsAndEdges(for: task, connection: c)
-            let current = try? bridge.runSpec(task: task, agentRows: agents, handoffEdges: edges, attempt: claim.attempt)
-            let change = current.map { ResumeCheck.changes(stored: stored, current: $0, agent: checkpoint?.agent ?? stored.startingAgent) }
+            let current = try? bridge.runSpec(
+                task: task, agentRows: agents, handoffEdges: edges, attempt: claim.attempt)
+            let change =
+                current.map {
+                    ResumeCheck.changes(stored: stored, current: $0, agent: checkpoint?.agent ?? stored.startingAgent)
+                }
                 ?? "the task's run spec can no longer be built"
             if let change {
-                let message = Redaction.scrub("task \(key) was interrupted, but the mappings changed since: \(change); not resumed",
-                                              secrets: secrets)
-                return try await failBeforeRun(c, claim, startedAt: attempt.startedAt, type: .resumeError, message: message,
-                                               also: journals.abandonStatements(taskKey: key, traceId: head.traceId))
+                let message = Redaction.scrub(
+                    "task \(key) was interrupted, but the mappings changed since: \(change); not resumed",
+                    secrets: secrets)
+                return try await failBeforeRun(
+                    c, claim, startedAt: attempt.startedAt, type: .resumeError, message: message,
+                    also: journals.abandonStatements(taskKey: key, traceId: head.traceId))
             }
             spec = stored
             journalCalls = try await journals.calls(on: c, traceId: spec.traceId)
-            resumeInfo = ResumeInfo(previousWorker: head.workerId, worker: options.workerId, lastStepAt: head.updatedAt,
-                                    attempt: claim.attempt)
+            resumeInfo = ResumeInfo(
+                previousWorker: head.workerId, worker: options.workerId, lastStepAt: head.updatedAt,
+                attempt: claim.attempt)
             attempt.executionKey = try await store.startExecution(
                 on: c, task: task, token: token, traceId: spec.traceId, agentId: spec.metadata["agent_id"],
                 attempt: claim.attempt, startedAt: attempt.startedAt)
@@ -136,8 +154,9 @@ struct RunExecutor: Sendable {
         } else if resuming {
             // A paused run whose requests are decided: continue it from its stored state.
             guard let loaded = try await approvals.load(on: c, taskKey: key) else {
-                return try await failBeforeRun(c, claim, startedAt: attempt.startedAt, type: .resumeError,
-                                               message: "task \(key) was waiting for an approval, but its stored run state is gone")
+                return try await failBeforeRun(
+                    c, claim, startedAt: attempt.startedAt, type: .resumeError,
+                    message: "task \(key) was waiting for an approval, but its stored run state is gone")
             }
             resumed = (state: loaded.0, decisions: loaded.1)
             spec = loaded.0.spec
@@ -157,38 +176,48 @@ struct RunExecutor: Sendable {
                 spec = try bridge.runSpec(task: task, agentRows: agents, handoffEdges: edges, attempt: claim.attempt)
             } catch {
                 let message = Redaction.scrub("cannot build run spec for task \(key): \(error)", secrets: secrets)
-                return try await failBeforeRun(c, claim, startedAt: attempt.startedAt, type: .configurationError,
-                                               message: message)
+                return try await failBeforeRun(
+                    c, claim, startedAt: attempt.startedAt, type: .configurationError,
+                    message: message)
             }
             // The journal first: an execution row always names the trace its run keeps.
-            if durable { try await journals.start(on: c, taskKey: key, token: token, spec: spec, workerId: options.workerId) }
+            if durable {
+                try await journals.start(on: c, taskKey: key, token: token, spec: spec, workerId: options.workerId)
+            }
             attempt.executionKey = try await store.startExecution(
                 on: c, task: task, token: token, traceId: spec.traceId, agentId: spec.metadata["agent_id"],
                 attempt: claim.attempt, startedAt: attempt.startedAt)
         }
         attempt.traceId = spec.traceId
-        let resume = resumed.map { TracedRun.Resume(paused: $0.state.paused, decisions: $0.decisions,
-                                                    openSpans: $0.state.openSpans) }
+        let resume = resumed.map {
+            TracedRun.Resume(
+                paused: $0.state.paused, decisions: $0.decisions,
+                openSpans: $0.state.openSpans)
+        }
         // Every model call is priced and passes the fleet's limits and the group's budget.
         let tally = CostTally()
         var model = self.model
         if let fleet {
             let group = config.source.groupColumn.flatMap { task[$0] }.flatMap { $0.isNull ? nil : $0.templateText }
-            let gate = RunGate(limits: fleet, connection: c, taskKey: key, attempt: claim.attempt, group: group,
-                               recordsSpend: recordsSpend, progress: progress)
+            let gate = RunGate(
+                limits: fleet, connection: c, taskKey: key, attempt: claim.attempt, group: group,
+                recordsSpend: recordsSpend, progress: progress)
             model = MeteredModel(inner: model, pricing: config.pricing, gate: gate, tally: tally)
         }
         var tools = toolsFactory(c)
         if let toolLimits = config.limits?.tools, !toolLimits.isEmpty {
             tools = LimitedTools(inner: tools, limits: toolLimits, connection: c)
         }
-        let journal = durable
-            ? DurableJournal(store: journals, connection: c, taskKey: key, traceId: spec.traceId, token: token,
-                             workerId: options.workerId, stop: stop, finished: journalCalls)
+        let journal =
+            durable
+            ? DurableJournal(
+                store: journals, connection: c, taskKey: key, traceId: spec.traceId, token: token,
+                workerId: options.workerId, stop: stop, finished: journalCalls)
             : nil
         let (result, spanCount, openSpans) = try await TracedRun(model: model, secrets: secrets, mcp: mcp)
-            .run(spec, task: task, taskKey: key, connection: c, tools: tools, resume: resume,
-                 durable: journal.map { TracedRun.Durable(journal: $0, checkpoint: checkpoint, info: resumeInfo) })
+            .run(
+                spec, task: task, taskKey: key, connection: c, tools: tools, resume: resume,
+                durable: journal.map { TracedRun.Durable(journal: $0, checkpoint: checkpoint, info: resumeInfo) })
         // Cancelled: the lease is gone (write nothing: a newer attempt may own the task), or
         // the worker is shutting down (release the task, token-checked). A durable run's steps
         // since its last journal write are dropped: the run goes on from its journal.
@@ -198,19 +227,25 @@ struct RunExecutor: Sendable {
         }
         if result.status == .failed && (Task.isCancelled || result.error?.type == .cancelled) {
             journal?.discard()
-            let released = try await release(c, claim, executionKey: attempt.executionKey, startedAt: attempt.startedAt,
-                                             durable: durable)
+            let released = try await release(
+                c, claim, executionKey: attempt.executionKey, startedAt: attempt.startedAt,
+                durable: durable)
             return released ? .released(taskKey: key) : .stale(taskKey: key, traceId: spec.traceId)
         }
         if result.status == .paused, let paused = result.paused {
-            do { try await journal?.flush() } catch is JournalFenced { return .stale(taskKey: key, traceId: spec.traceId) }
-            let requests = try await approvals.pause(on: c, task: task, taskKey: key, token: token,
-                                                     executionKey: attempt.executionKey, spec: spec, paused: paused,
-                                                     openSpans: openSpans)
-            return .paused(taskKey: key, traceId: spec.traceId, requests: requests, toolCalls: result.toolCalls,
-                           spans: spanCount)
+            do { try await journal?.flush() } catch is JournalFenced {
+                return .stale(taskKey: key, traceId: spec.traceId)
+            }
+            let requests = try await approvals.pause(
+                on: c, task: task, taskKey: key, token: token,
+                executionKey: attempt.executionKey, spec: spec, paused: paused,
+                openSpans: openSpans)
+            return .paused(
+                taskKey: key, traceId: spec.traceId, requests: requests, toolCalls: result.toolCalls,
+                spans: spanCount)
         }
-        var (outcome, retried) = self.outcome(of: result, spec: spec, attempt: claim.attempt, startedAt: attempt.startedAt)
+        var (outcome, retried) = self.outcome(
+            of: result, spec: spec, attempt: claim.attempt, startedAt: attempt.startedAt)
         if !tally.json.isEmpty, var usage = outcome.execution.tokenUsage.objectValue {
             usage.merge(tally.json) { _, b in b }
             outcome.execution.tokenUsage = .object(usage)
@@ -227,23 +262,28 @@ struct RunExecutor: Sendable {
         // finished one writes its last spans and drops its journal with its result.
         var also: [PostgresQuery] = []
         if retried { journal?.discard() } else { also = journal?.finalStatements(dropHead: true) ?? [] }
-        let written = try await store.finish(on: c, taskKey: key, token: token, executionKey: attempt.executionKey,
-                                             traceId: spec.traceId, outcome: outcome, also: also)
+        let written = try await store.finish(
+            on: c, taskKey: key, token: token, executionKey: attempt.executionKey,
+            traceId: spec.traceId, outcome: outcome, also: also)
         guard written else { return .stale(taskKey: key, traceId: spec.traceId) }
         if let resumed {
-            try await approvals.finished(on: c, taskKey: key,
-                                         expiredRequests: resumed.decisions.filter { $0.outcome == .expired }.map(\.requestId))
+            try await approvals.finished(
+                on: c, taskKey: key,
+                expiredRequests: resumed.decisions.filter { $0.outcome == .expired }.map(\.requestId))
         }
         if result.status == .completed {
             return .completed(taskKey: key, traceId: spec.traceId, toolCalls: result.toolCalls, spans: spanCount)
         }
-        return .failed(taskKey: key, traceId: spec.traceId, message: outcome.execution.errorMessage ?? "", retried: retried,
-                       toolCalls: result.toolCalls, spans: spanCount, errorType: outcome.execution.errorType ?? .runError)
+        return .failed(
+            taskKey: key, traceId: spec.traceId, message: outcome.execution.errorMessage ?? "", retried: retried,
+            toolCalls: result.toolCalls, spans: spanCount, errorType: outcome.execution.errorType ?? .runError)
     }
 
     /// What a finished (completed or failed) run writes, and whether a failure is retried.
-    private func outcome(of result: RunResult, spec: RunSpec, attempt: Int,
-                         startedAt: Date) -> (TaskStore.Outcome, retried: Bool) {
+    private func outcome(
+        of result: RunResult, spec: RunSpec, attempt: Int,
+        startedAt: Date
+    ) -> (TaskStore.Outcome, retried: Bool) {
         let completedAt = Date()
         let resultJSON = TracedRun.resultJSON(result, traceId: spec.traceId)
         if result.status == .completed {
@@ -265,63 +305,82 @@ struct RunExecutor: Sendable {
     }
 
     /// A failure before the run could start (no spec, no stored state): terminal, no trace.
-    private func failBeforeRun(_ c: PostgresConnection, _ claim: TaskStore.Claim, startedAt: Date, type: FailureType,
-                               message: String, also: [PostgresQuery] = []) async throws -> TaskOutcome {
-        let written = try await finishFailed(c, claim, executionKey: nil, startedAt: startedAt, type: type,
-                                             message: message, retriable: false, also: also)
+    private func failBeforeRun(
+        _ c: PostgresConnection, _ claim: TaskStore.Claim, startedAt: Date, type: FailureType,
+        message: String, also: [PostgresQuery] = []
+    ) async throws -> TaskOutcome {
+        let written = try await finishFailed(
+            c, claim, executionKey: nil, startedAt: startedAt, type: type,
+            message: message, retriable: false, also: also)
         guard written else { return .stale(taskKey: claim.key, traceId: nil) }
-        return .failed(taskKey: claim.key, traceId: nil, message: message, retried: false, toolCalls: 0, spans: 0,
-                       errorType: type)
+        return .failed(
+            taskKey: claim.key, traceId: nil, message: message, retried: false, toolCalls: 0, spans: 0,
+            errorType: type)
     }
 
     /// The database (or the ledger) failed under the attempt: put the task back (token-checked)
     /// so it is not stuck running, on a fresh connection; the lease covers the case where the
     /// database stays unreachable.
-    private func infrastructureFailure(_ error: any Error, claim: TaskStore.Claim, attempt: Attempt,
-                                       isLost: @Sendable (String) async -> Bool) async -> TaskOutcome {
+    private func infrastructureFailure(
+        _ error: any Error, claim: TaskStore.Claim, attempt: Attempt,
+        isLost: @Sendable (String) async -> Bool
+    ) async -> TaskOutcome {
         let message = Redaction.scrub("\(error)", secrets: secrets)
         if await isLost(claim.token) { return .stale(taskKey: claim.key, traceId: attempt.traceId) }
         var written = false
         for pause in [0.0, 0.5, 2.0] {
             if pause > 0 { try? await Task.sleep(for: .milliseconds(Int(pause * 1000))) }
             guard let c = try? await connect() else { continue }
-            let ok = try? await finishFailed(c, claim, executionKey: attempt.executionKey, startedAt: attempt.startedAt,
-                                             type: .infrastructureError, message: message, retriable: true)
+            let ok = try? await finishFailed(
+                c, claim, executionKey: attempt.executionKey, startedAt: attempt.startedAt,
+                type: .infrastructureError, message: message, retriable: true)
             await c.close()
-            if let ok { written = ok; break }
+            if let ok {
+                written = ok
+                break
+            }
         }
         if !written && !attempt.connected {
-            return .failed(taskKey: claim.key, traceId: attempt.traceId, message: message + " (the lease will return the task)",
-                           retried: true, toolCalls: 0, spans: 0, errorType: .infrastructureError)
+            return .failed(
+                taskKey: claim.key, traceId: attempt.traceId, message: message + " (the lease will return the task)",
+                retried: true, toolCalls: 0, spans: 0, errorType: .infrastructureError)
         }
-        return .failed(taskKey: claim.key, traceId: attempt.traceId, message: message,
-                       retried: claim.attempt < options.maxAttempts, toolCalls: 0, spans: 0, errorType: .infrastructureError)
+        return .failed(
+            taskKey: claim.key, traceId: attempt.traceId, message: message,
+            retried: claim.attempt < options.maxAttempts, toolCalls: 0, spans: 0, errorType: .infrastructureError)
     }
 
     func backoff(attempt: Int, retryAfter: Double?) -> Double {
-        RetryBackoff.delay(attempt: attempt, base: options.retryBaseSeconds, cap: options.retryMaxSeconds,
-                           retryAfter: retryAfter)
+        RetryBackoff.delay(
+            attempt: attempt, base: options.retryBaseSeconds, cap: options.retryMaxSeconds,
+            retryAfter: retryAfter)
     }
 
     /// Hands a task back to pending without a backoff (shutdown), token-checked.
-    private func release(_ c: PostgresConnection, _ claim: TaskStore.Claim, executionKey: String?,
-                         startedAt: Date, durable: Bool) async throws -> Bool {
+    private func release(
+        _ c: PostgresConnection, _ claim: TaskStore.Claim, executionKey: String?,
+        startedAt: Date, durable: Bool
+    ) async throws -> Bool {
         let message = "released at shutdown before the run finished"
         let now = Date()
         var outcome = TaskStore.Outcome(
             status: .failedRetriable, taskStatus: .pending,
             result: ["error": .string(message), "error_type": .string(FailureType.released.rawValue)], tokenUsage: [:],
-            errorMessage: message, errorType: .released, completedAt: now, durationSeconds: now.timeIntervalSince(startedAt))
+            errorMessage: message, errorType: .released, completedAt: now,
+            durationSeconds: now.timeIntervalSince(startedAt))
         outcome.refundsAttempt = durable
-        return try await store.finish(on: c, taskKey: claim.key, token: claim.token, executionKey: executionKey,
-                                      traceId: nil, outcome: outcome)
+        return try await store.finish(
+            on: c, taskKey: claim.key, token: claim.token, executionKey: executionKey,
+            traceId: nil, outcome: outcome)
     }
 
     /// Records a failure that is not the run's own (no trace), token-checked: retried with a
     /// backoff while attempts are left, else failed.
-    private func finishFailed(_ c: PostgresConnection, _ claim: TaskStore.Claim, executionKey: String?, startedAt: Date,
-                              type: FailureType, message: String, retriable: Bool,
-                              also: [PostgresQuery] = []) async throws -> Bool {
+    private func finishFailed(
+        _ c: PostgresConnection, _ claim: TaskStore.Claim, executionKey: String?, startedAt: Date,
+        type: FailureType, message: String, retriable: Bool,
+        also: [PostgresQuery] = []
+    ) async throws -> Bool {
         let now = Date()
         let again = retriable && claim.attempt < options.maxAttempts
         let outcome = TaskStore.Outcome(
@@ -329,7 +388,8 @@ struct RunExecutor: Sendable {
             result: ["error": .string(message), "error_type": .string(type.rawValue)], tokenUsage: [:],
             errorMessage: message, errorType: type, completedAt: now, durationSeconds: now.timeIntervalSince(startedAt),
             retryAfterSeconds: again ? backoff(attempt: claim.attempt, retryAfter: nil) : nil)
-        return try await store.finish(on: c, taskKey: claim.key, token: claim.token, executionKey: executionKey,
-                                      traceId: nil, outcome: outcome, also: also)
+        return try await store.finish(
+            on: c, taskKey: claim.key, token: claim.token, executionKey: executionKey,
+            traceId: nil, outcome: outcome, also: also)
     }
 }

@@ -38,19 +38,25 @@ public struct RunJournalStore: Sendable {
     }
 
     public func head(on conn: PostgresConnection, taskKey: String) async throws -> Head? {
-        guard let r = try await conn.query("""
-            SELECT trace_id, attempt, format, spec::text AS spec, checkpoint::text AS checkpoint, worker_id,
-                   extract(epoch FROM updated_at)::float8 AS updated
-            FROM bridge.run_journals WHERE task_key = \(taskKey)
-            """).first else { return nil }
-        return Head(traceId: r["trace_id"] ?? "", attempt: r.int("attempt") ?? 1, format: r.int("format") ?? 0,
-                    spec: r["spec"] ?? "", checkpoint: r["checkpoint"], workerId: r["worker_id"],
-                    updatedAt: Date(timeIntervalSince1970: r.double("updated") ?? 0))
+        guard
+            let r = try await conn.query(
+                """
+                SELECT trace_id, attempt, format, spec::text AS spec, checkpoint::text AS checkpoint, worker_id,
+                       extract(epoch FROM updated_at)::float8 AS updated
+                FROM bridge.run_journals WHERE task_key = \(taskKey)
+                """
+            ).first
+        else { return nil }
+        return Head(
+            traceId: r["trace_id"] ?? "", attempt: r.int("attempt") ?? 1, format: r.int("format") ?? 0,
+            spec: r["spec"] ?? "", checkpoint: r["checkpoint"], workerId: r["worker_id"],
+            updatedAt: Date(timeIntervalSince1970: r.double("updated") ?? 0))
     }
 
     /// The finished calls of a trace (replayed by a resumed run).
     public func calls(on conn: PostgresConnection, traceId: String) async throws -> [JournaledCall] {
-        let rows = try await conn.query("SELECT data::text AS data FROM bridge.journal_calls WHERE trace_id = \(traceId)")
+        let rows = try await conn.query(
+            "SELECT data::text AS data FROM bridge.journal_calls WHERE trace_id = \(traceId)")
         return try rows.map { try JSONDecoder().decode(JournaledCall.self, from: Data(($0["data"] ?? "").utf8)) }
     }
 
@@ -62,17 +68,18 @@ public struct RunJournalStore: Sendable {
     }
 
     /// Starts (or restarts) a run's journal: its trace, spec and no checkpoint, if the lease holds.
-    func startQuery(taskKey: String, token: String?, spec: RunSpec, specJSON: String, workerId: String) -> PostgresQuery {
+    func startQuery(taskKey: String, token: String?, spec: RunSpec, specJSON: String, workerId: String) -> PostgresQuery
+    {
         """
-            WITH \(leaseCTE(token))
-            INSERT INTO bridge.run_journals (task_key, trace_id, attempt, format, spec, worker_id)
-            SELECT \(taskKey), \(spec.traceId), \(spec.attempt)::int, \(RunCheckpoint.format)::int, \(specJSON)::jsonb, \(workerId)
-            WHERE EXISTS (SELECT 1 FROM lease)
-            ON CONFLICT (task_key) DO UPDATE SET trace_id = EXCLUDED.trace_id, attempt = EXCLUDED.attempt,
-                format = EXCLUDED.format, spec = EXCLUDED.spec, checkpoint = NULL, steps = 0,
-                worker_id = EXCLUDED.worker_id, started_at = now(), updated_at = now()
-            RETURNING 1 AS ok
-            """
+        WITH \(leaseCTE(token))
+        INSERT INTO bridge.run_journals (task_key, trace_id, attempt, format, spec, worker_id)
+        SELECT \(taskKey), \(spec.traceId), \(spec.attempt)::int, \(RunCheckpoint.format)::int, \(specJSON)::jsonb, \(workerId)
+        WHERE EXISTS (SELECT 1 FROM lease)
+        ON CONFLICT (task_key) DO UPDATE SET trace_id = EXCLUDED.trace_id, attempt = EXCLUDED.attempt,
+            format = EXCLUDED.format, spec = EXCLUDED.spec, checkpoint = NULL, steps = 0,
+            worker_id = EXCLUDED.worker_id, started_at = now(), updated_at = now()
+        RETURNING 1 AS ok
+        """
     }
 
     /// `value` as JSON text jsonb accepts: a U+0000 (a tool schema's example, a model's text)
@@ -83,27 +90,39 @@ public struct RunJournalStore: Sendable {
         return TextSafety.storable(try JSONValue.parse(text)).value.compact
     }
 
-    func start(on conn: PostgresConnection, taskKey: String, token: String?, spec: RunSpec, workerId: String) async throws {
+    func start(on conn: PostgresConnection, taskKey: String, token: String?, spec: RunSpec, workerId: String)
+        async throws
+    {
         let text = try Self.storableJSON(spec)
-        guard try await conn.query(startQuery(taskKey: taskKey, token: token, spec: spec, specJSON: text,
-                                               workerId: workerId)).count == 1 else {
+        guard
+            try await conn.query(
+                startQuery(
+                    taskKey: taskKey, token: token, spec: spec, specJSON: text,
+                    workerId: workerId)
+            ).count == 1
+        else {
             throw TaskStore.LeaseLost(taskKey: taskKey)
         }
     }
 
     /// A resumed run's journal names the worker that holds it now (fenced).
     func resumed(on conn: PostgresConnection, taskKey: String, token: String?, workerId: String) async throws {
-        guard try await conn.query("""
-            WITH \(leaseCTE(token))
-            UPDATE bridge.run_journals SET worker_id = \(workerId), updated_at = now()
-            WHERE task_key = \(taskKey) AND EXISTS (SELECT 1 FROM lease) RETURNING 1 AS ok
-            """).count == 1 else { throw TaskStore.LeaseLost(taskKey: taskKey) }
+        guard
+            try await conn.query(
+                """
+                WITH \(leaseCTE(token))
+                UPDATE bridge.run_journals SET worker_id = \(workerId), updated_at = now()
+                WHERE task_key = \(taskKey) AND EXISTS (SELECT 1 FROM lease) RETURNING 1 AS ok
+                """
+            ).count == 1
+        else { throw TaskStore.LeaseLost(taskKey: taskKey) }
     }
 
     /// The spans as `unnest`-able arrays: `(span_id, trace_id, parent_id, started_at, ended_at, span_data, error)`.
     static func spanRows(_ spans: [SpanRecord]) -> PostgresQuery {
         func arr(_ values: [PostgresValue]) -> String { PostgresArray.literal(values) }
-        let ids = arr(spans.map { .text($0.id) }), traces = arr(spans.map { .text($0.traceId) })
+        let ids = arr(spans.map { .text($0.id) })
+        let traces = arr(spans.map { .text($0.traceId) })
         let parents = arr(spans.map { $0.parentId.map(PostgresValue.text) ?? .null })
         let starts = arr(spans.map { .text(PostgresTimestamp.format($0.startedAt)) })
         let ends = arr(spans.map { .text(PostgresTimestamp.format($0.endedAt)) })
@@ -119,16 +138,20 @@ public struct RunJournalStore: Sendable {
 
     /// What one step writes in one statement, if the lease holds: the spans, the trace's end,
     /// and the journal row (`journal`: a data-modifying statement that may use `lease`).
-    func stepQuery(token: String?, spans: [SpanRecord], traceEnd: (String, Date)?, journal: PostgresQuery?) -> PostgresQuery {
+    func stepQuery(token: String?, spans: [SpanRecord], traceEnd: (String, Date)?, journal: PostgresQuery?)
+        -> PostgresQuery
+    {
         var parts: [PostgresQuery] = [leaseCTE(token)]
         if !spans.isEmpty {
-            parts.append("""
+            parts.append(
+                """
                 s AS (INSERT INTO bridge.spans \(Self.spanColumns) \(Self.spanRows(spans))
                       WHERE EXISTS (SELECT 1 FROM lease) ON CONFLICT (span_id) DO NOTHING)
                 """)
         }
         if let (traceId, at) = traceEnd {
-            parts.append("""
+            parts.append(
+                """
                 t AS (UPDATE bridge.traces SET ended_at = \(PostgresTimestamp.format(at))::timestamptz, updated_at = now()
                       WHERE trace_id = \(traceId) AND EXISTS (SELECT 1 FROM lease))
                 """)
@@ -140,10 +163,10 @@ public struct RunJournalStore: Sendable {
     /// The journal head's new checkpoint (a CTE body of `stepQuery`).
     func checkpointWrite(taskKey: String, traceId: String, checkpoint: String, workerId: String) -> PostgresQuery {
         """
-            UPDATE bridge.run_journals SET checkpoint = \(checkpoint)::jsonb, steps = steps + 1, worker_id = \(workerId),
-                updated_at = now()
-            WHERE task_key = \(taskKey) AND trace_id = \(traceId) AND EXISTS (SELECT 1 FROM lease)
-            """
+        UPDATE bridge.run_journals SET checkpoint = \(checkpoint)::jsonb, steps = steps + 1, worker_id = \(workerId),
+            updated_at = now()
+        WHERE task_key = \(taskKey) AND trace_id = \(traceId) AND EXISTS (SELECT 1 FROM lease)
+        """
     }
 
     /// A finished call's row (a CTE body of `stepQuery`, or with `fenced` false a statement of
@@ -160,13 +183,17 @@ public struct RunJournalStore: Sendable {
 
     /// Statements of the finishing transaction (after its guarded task update): the spans left,
     /// the trace's end, and (`dropHead`) the journal head, since the run is over.
-    func finalStatements(taskKey: String, spans: [SpanRecord], traceEnd: (String, Date)?, dropHead: Bool) -> [PostgresQuery] {
+    func finalStatements(taskKey: String, spans: [SpanRecord], traceEnd: (String, Date)?, dropHead: Bool)
+        -> [PostgresQuery]
+    {
         var out: [PostgresQuery] = []
         if !spans.isEmpty {
-            out.append("INSERT INTO bridge.spans \(Self.spanColumns) \(Self.spanRows(spans)) ON CONFLICT (span_id) DO NOTHING")
+            out.append(
+                "INSERT INTO bridge.spans \(Self.spanColumns) \(Self.spanRows(spans)) ON CONFLICT (span_id) DO NOTHING")
         }
         if let (traceId, at) = traceEnd {
-            out.append("""
+            out.append(
+                """
                 UPDATE bridge.traces SET ended_at = \(PostgresTimestamp.format(at))::timestamptz, updated_at = now()
                 WHERE trace_id = \(traceId)
                 """)
@@ -239,15 +266,26 @@ public struct RunJournalStore: Sendable {
     /// Every statement a durable run or the lease keeper runs per step or per pass that touches
     /// the task table, with sample binds, for the EXPLAIN test.
     public func hotPathStatements(taskKey: String) -> [(name: String, query: PostgresQuery)] {
-        let span = SpanRecord(id: "span_000000000000000000000001", traceId: "trace_x", parentId: nil, startedAt: Date(),
-                              endedAt: Date(), spanData: ["type": "custom"], error: nil)
+        let span = SpanRecord(
+            id: "span_000000000000000000000001", traceId: "trace_x", parentId: nil, startedAt: Date(),
+            endedAt: Date(), spanData: ["type": "custom"], error: nil)
         var out: [(String, PostgresQuery)] = [
-            ("journal checkpoint", stepQuery(token: "t1", spans: [span], traceEnd: nil,
-                                             journal: checkpointWrite(taskKey: taskKey, traceId: "trace_x", checkpoint: "{}",
-                                                                      workerId: "w"))),
-            ("journal call", stepQuery(token: "t1", spans: [span], traceEnd: nil,
-                                       journal: callWrite(taskKey: taskKey, traceId: "trace_x",
-                                                          call: JournaledCall(callId: "c", name: "t", output: "", raw: false)))),
+            (
+                "journal checkpoint",
+                stepQuery(
+                    token: "t1", spans: [span], traceEnd: nil,
+                    journal: checkpointWrite(
+                        taskKey: taskKey, traceId: "trace_x", checkpoint: "{}",
+                        workerId: "w"))
+            ),
+            (
+                "journal call",
+                stepQuery(
+                    token: "t1", spans: [span], traceEnd: nil,
+                    journal: callWrite(
+                        taskKey: taskKey, traceId: "trace_x",
+                        call: JournaledCall(callId: "c", name: "t", output: "", raw: false)))
+            ),
         ]
         if let sweep = sweepQuery() { out.append(("journal sweep", sweep)) }
         return out
@@ -293,8 +331,10 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
     private var traceEndedAt: Date?
     private var recorder: TraceRecorder?
 
-    init(store: RunJournalStore, connection: PostgresConnection, taskKey: String, traceId: String, token: String?,
-         workerId: String, stop: StopSignal?, finished: [JournaledCall]) {
+    init(
+        store: RunJournalStore, connection: PostgresConnection, taskKey: String, traceId: String, token: String?,
+        workerId: String, stop: StopSignal?, finished: [JournaledCall]
+    ) {
         self.store = store
         self.connection = connection
         self.taskKey = taskKey
@@ -326,7 +366,10 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
     func checkpoint(_ checkpoint: RunCheckpoint) async throws {
         var cp = checkpoint
         let recorder = lock.withLock { self.recorder }
-        if let recorder { cp.openSpans = try JSONValue.parse(String(decoding: try JSONEncoder().encode(await recorder.openSpans()), as: UTF8.self)) }
+        if let recorder {
+            cp.openSpans = try JSONValue.parse(
+                String(decoding: try JSONEncoder().encode(await recorder.openSpans()), as: UTF8.self))
+        }
         let text = try RunJournalStore.storableJSON(cp)
         try await write(store.checkpointWrite(taskKey: taskKey, traceId: traceId, checkpoint: text, workerId: workerId))
     }
@@ -339,8 +382,9 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
         guard let token else { return nil }
         let (store, taskKey, traceId) = (self.store, self.taskKey, self.traceId)
         return ExactlyOnceWrite(fence: store.tasks.leaseCheck(token)) { output in
-            store.callWrite(taskKey: taskKey, traceId: traceId,
-                            call: JournaledCall(callId: callId, name: toolName, output: output, raw: true), fenced: false)
+            store.callWrite(
+                taskKey: taskKey, traceId: traceId,
+                call: JournaledCall(callId: callId, name: toolName, output: output, raw: true), fenced: false)
         }
     }
 
@@ -350,7 +394,8 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
             defer { held.removeAll() }
             return held
         }
-        let ok = try await connection.query(store.stepQuery(token: token, spans: spans, traceEnd: nil, journal: journal))
+        let ok = try await connection.query(
+            store.stepQuery(token: token, spans: spans, traceEnd: nil, journal: journal))
         guard ok.first?.int("ok") == 1 else {
             throw JournalFenced("the lease on task \(taskKey) is gone; its journal write was refused")
         }
@@ -363,13 +408,22 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
     /// What the finishing transaction writes: the held spans and the trace's end (the run ended).
     func finalStatements(dropHead: Bool) -> [PostgresQuery] {
         let (spans, end) = lock.withLock { () -> ([SpanRecord], Date?) in
-            defer { held.removeAll(); traceEndedAt = nil }
+            defer {
+                held.removeAll()
+                traceEndedAt = nil
+            }
             return (held, traceEndedAt)
         }
         if !spans.isEmpty { BridgeMetrics.spansRecorded(spans.count) }
-        return store.finalStatements(taskKey: taskKey, spans: spans, traceEnd: end.map { (traceId, $0) }, dropHead: dropHead)
+        return store.finalStatements(
+            taskKey: taskKey, spans: spans, traceEnd: end.map { (traceId, $0) }, dropHead: dropHead)
     }
 
     /// Drops what is held (an interrupted run: the resumed one records those steps again).
-    func discard() { lock.withLock { held.removeAll(); traceEndedAt = nil } }
+    func discard() {
+        lock.withLock {
+            held.removeAll()
+            traceEndedAt = nil
+        }
+    }
 }

@@ -35,7 +35,9 @@ struct TaskListener: Sendable {
                     if everConnected {
                         progress.log("listener: reconnected")
                     } else if !trigger {
-                        progress.log("listener: NOTIFY trigger not installed (migrations/optional); polling every \(secondsText(pollInterval))")
+                        progress.log(
+                            "listener: NOTIFY trigger not installed (migrations/optional); polling every \(secondsText(pollInterval))"
+                        )
                     }
                     everConnected = true
                     failures = 0

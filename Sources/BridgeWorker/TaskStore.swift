@@ -35,7 +35,9 @@ public struct TaskStore: Sendable {
             let cases = p.order.enumerated().map { i, value -> PostgresQuery in
                 "WHEN \(value)\(cast(p.column)) THEN \(unsafeRaw: String(i))"
             }
-            parts.append("CASE \(unsafeRaw: a).\(q(p.column)) \(cases, separator: " ") ELSE \(unsafeRaw: String(p.order.count)) END")
+            parts.append(
+                "CASE \(unsafeRaw: a).\(q(p.column)) \(cases, separator: " ") ELSE \(unsafeRaw: String(p.order.count)) END"
+            )
         }
         if let c = source.createdAtColumn { parts.append("\(unsafeRaw: a).\(q(c))") }
         parts.append("\(unsafeRaw: a).\(q(source.key))")
@@ -60,7 +62,8 @@ public struct TaskStore: Sendable {
         var runnable: PostgresQuery = "(\(q(Lease.runAfter)) IS NULL OR \(q(Lease.runAfter)) <= now())"
         // Groups whose budget is spent (`budgets`, on_exceeded: hold) are skipped.
         if let g = source.groupColumn, !held.isEmpty {
-            runnable = "\(runnable) AND (\(q(g)) IS NULL OR \(q(g)) <> ALL(\(PostgresArray.text(held))\(types.arrayCast(source.table, g))))"
+            runnable =
+                "\(runnable) AND (\(q(g)) IS NULL OR \(q(g)) <> ALL(\(PostgresArray.text(held))\(types.arrayCast(source.table, g))))"
         }
         let locking = lock ? " FOR NO KEY UPDATE SKIP LOCKED" : ""
         if !keys.isEmpty {
@@ -71,15 +74,18 @@ public struct TaskStore: Sendable {
                 """
         }
         if let g = config.limits?.fairnessGroup {
-            return fairInClaimOrder(limit: limit, locking: locking, status: status, runnable: runnable, group: g, held: held)
+            return fairInClaimOrder(
+                limit: limit, locking: locking, status: status, runnable: runnable, group: g, held: held)
         }
         return inClaimOrder(limit: limit, locking: locking, where: "\(status) AND \(runnable)")
     }
 
     /// The claim order's UNION ALL of one LIMITed index scan per priority value over the rows
     /// matching `condition` (see `pendingInClaimOrder`). `limit` may be an expression.
-    private func inClaimOrder(limit: PostgresQuery, locking: String, where condition: PostgresQuery,
-                              name: String = "b") -> PostgresQuery {
+    private func inClaimOrder(
+        limit: PostgresQuery, locking: String, where condition: PostgresQuery,
+        name: String = "b"
+    ) -> PostgresQuery {
         // Each branch is wrapped in its own subquery: a locking clause is not allowed directly
         // under UNION.
         var n = 0
@@ -95,7 +101,10 @@ public struct TaskStore: Sendable {
         guard let p = source.priority, !p.order.isEmpty else { return branch(nil) }
         var branches = p.order.map { value in branch("\(q(p.column)) = \(value)\(cast(p.column))") }
         let listed = PostgresArray.text(p.order)
-        branches.append(branch("(\(q(p.column)) IS NULL OR \(q(p.column)) <> ALL(\(listed)\(types.arrayCast(source.table, p.column))))"))
+        branches.append(
+            branch(
+                "(\(q(p.column)) IS NULL OR \(q(p.column)) <> ALL(\(listed)\(types.arrayCast(source.table, p.column))))"
+            ))
         return "SELECT k FROM (\n\(branches, separator: "\nUNION ALL\n")\n) AS candidates LIMIT \(limit)"
     }
 
@@ -109,15 +118,21 @@ public struct TaskStore: Sendable {
     /// first), at most `limit` of them; from each, its most urgent tasks in the usual claim
     /// order, an equal share of `limit` each; then tasks without a group. The claim statement
     /// records the claimed groups' turn (`fairMark`).
-    private func fairInClaimOrder(limit: Int, locking: String, status: PostgresQuery, runnable: PostgresQuery,
-                                  group g: String, held: [String]) -> PostgresQuery {
+    private func fairInClaimOrder(
+        limit: Int, locking: String, status: PostgresQuery, runnable: PostgresQuery,
+        group g: String, held: [String]
+    ) -> PostgresQuery {
         let col = q(g)
-        let notHeld: PostgresQuery = held.isEmpty ? ""
+        let notHeld: PostgresQuery =
+            held.isEmpty
+            ? ""
             : " AND grp.v <> ALL(\(PostgresArray.text(held))\(types.arrayCast(source.table, g)))"
         let share: PostgresQuery = "(SELECT ceil(\(limit)::float8 / greatest(count(*), 1))::int FROM chosen)"
-        let perGroup = inClaimOrder(limit: share, locking: locking,
-                                    where: "\(status) AND \(col) = chosen.v AND \(runnable)", name: "f")
-        let ungrouped = inClaimOrder(limit: limit, locking: locking, where: "\(status) AND \(col) IS NULL AND \(runnable)")
+        let perGroup = inClaimOrder(
+            limit: share, locking: locking,
+            where: "\(status) AND \(col) = chosen.v AND \(runnable)", name: "f")
+        let ungrouped = inClaimOrder(
+            limit: limit, locking: locking, where: "\(status) AND \(col) IS NULL AND \(runnable)")
         return """
             WITH RECURSIVE grp AS (
                 (SELECT \(col) AS v FROM \(t) WHERE \(status) AND \(col) IS NOT NULL ORDER BY \(col) LIMIT 1)
@@ -169,10 +184,14 @@ public struct TaskStore: Sendable {
     /// them running with a lease: a random token, an expiry `leaseSeconds` from now (server
     /// clock), the worker id and the attempt count. Tasks waiting for a retry backoff
     /// (`bridge_run_after` in the future) are skipped. `keys` restricts the claim to those keys.
-    public func claim(on conn: PostgresConnection, limit: Int, workerId: String, leaseSeconds: Double,
-                      keys: [String] = [], held: [String] = []) async throws -> [Claim] {
-        let rows = try await conn.query(claimQuery(limit: limit, workerId: workerId, leaseSeconds: leaseSeconds, keys: keys,
-                                                   held: held))
+    public func claim(
+        on conn: PostgresConnection, limit: Int, workerId: String, leaseSeconds: Double,
+        keys: [String] = [], held: [String] = []
+    ) async throws -> [Claim] {
+        let rows = try await conn.query(
+            claimQuery(
+                limit: limit, workerId: workerId, leaseSeconds: leaseSeconds, keys: keys,
+                held: held))
         return try Self.parseClaims(rows)
     }
 
@@ -184,7 +203,9 @@ public struct TaskStore: Sendable {
     }
 
     /// The claim statement (public for the EXPLAIN tests).
-    public func claimQuery(limit: Int, workerId: String, leaseSeconds: Double, keys: [String], held: [String] = []) -> PostgresQuery {
+    public func claimQuery(limit: Int, workerId: String, leaseSeconds: Double, keys: [String], held: [String] = [])
+        -> PostgresQuery
+    {
         let picked = pendingInClaimOrder(limit: limit, lock: true, keys: keys, held: held)
         let update: PostgresQuery = """
             WITH picked AS MATERIALIZED (
@@ -218,7 +239,9 @@ public struct TaskStore: Sendable {
     /// Extends the leases of every task this worker still holds, in one statement, and
     /// returns the tokens that are still valid. A token missing from the answer is a lost
     /// lease (reaped, released or finished elsewhere): its run must stop.
-    public func heartbeat(on conn: PostgresConnection, tokens: [String], leaseSeconds: Double) async throws -> Set<String> {
+    public func heartbeat(on conn: PostgresConnection, tokens: [String], leaseSeconds: Double) async throws -> Set<
+        String
+    > {
         guard !tokens.isEmpty else { return [] }
         let rows = try await conn.query(heartbeatQuery(tokens: tokens, leaseSeconds: leaseSeconds))
         return Set(rows.compactMap { $0["token"] })
@@ -226,10 +249,10 @@ public struct TaskStore: Sendable {
 
     func heartbeatQuery(tokens: [String], leaseSeconds: Double) -> PostgresQuery {
         """
-            UPDATE \(t) SET \(q(Lease.expiresAt)) = now() + \(leaseSeconds)::double precision * interval '1 second'
-            WHERE \(q(Lease.token)) = ANY(\(PostgresArray.text(tokens))::text[]) AND \(q(source.status.column)) = \(source.status.running)
-            RETURNING \(q(Lease.token)) AS token
-            """
+        UPDATE \(t) SET \(q(Lease.expiresAt)) = now() + \(leaseSeconds)::double precision * interval '1 second'
+        WHERE \(q(Lease.token)) = ANY(\(PostgresArray.text(tokens))::text[]) AND \(q(source.status.column)) = \(source.status.running)
+        RETURNING \(q(Lease.token)) AS token
+        """
     }
 
     /// What one reaper pass did.
@@ -300,8 +323,9 @@ public struct TaskStore: Sendable {
 
     public func outstanding(on conn: PostgresConnection, keys: [String] = []) async throws -> Outstanding {
         let row = try await conn.query(outstandingQuery(keys: keys)).first
-        return Outstanding(waitingRetries: row?.int("waiting") ?? 0, nextRetryIn: row?.double("next_in"),
-                           leased: row?.int("leased") ?? 0)
+        return Outstanding(
+            waitingRetries: row?.int("waiting") ?? 0, nextRetryIn: row?.double("next_in"),
+            leased: row?.int("leased") ?? 0)
     }
 
     /// Both arms of the WHERE match a small partial index (`bridge_run_after IS NOT NULL`,
@@ -309,7 +333,8 @@ public struct TaskStore: Sendable {
     func outstandingQuery(keys: [String]) -> PostgresQuery {
         let pending: PostgresQuery = "\(source.status.pending)\(cast(source.status.column))"
         let running: PostgresQuery = "\(source.status.running)\(cast(source.status.column))"
-        let keyFilter: PostgresQuery = keys.isEmpty ? "" : " AND \(q(source.key)) = ANY(\(PostgresArray.text(keys))\(keyArrayCast))"
+        let keyFilter: PostgresQuery =
+            keys.isEmpty ? "" : " AND \(q(source.key)) = ANY(\(PostgresArray.text(keys))\(keyArrayCast))"
         return """
             SELECT count(*) FILTER (WHERE \(q(source.status.column)) = \(pending) AND \(q(Lease.runAfter)) > now()) AS waiting,
                    extract(epoch FROM min(\(q(Lease.runAfter)) - now())
@@ -383,8 +408,10 @@ public struct TaskStore: Sendable {
     /// short transaction that first checks (and share-locks) the task's lease: a worker whose
     /// lease is gone gets `LeaseLost` and writes nothing. `token` nil (a re-run of a finished
     /// task, which holds no lease) inserts without the check.
-    public func startExecution(on conn: PostgresConnection, task: Row, token: String?, traceId: String, agentId: String?,
-                               attempt: Int, startedAt: Date) async throws -> String? {
+    public func startExecution(
+        on conn: PostgresConnection, task: Row, token: String?, traceId: String, agentId: String?,
+        attempt: Int, startedAt: Date
+    ) async throws -> String? {
         let key = task[source.key]?.templateText ?? ""
         let check: PostgresQuery? = token.map(leaseCheck)
         guard let e = config.results.executions else {
@@ -416,12 +443,14 @@ public struct TaskStore: Sendable {
     /// Share-locks the task row while its lease `token` holds (the guard of every write of a run).
     func leaseCheck(_ token: String) -> PostgresQuery {
         """
-            SELECT 1 AS ok FROM \(t) WHERE \(q(Lease.token)) = \(token) AND \(q(source.status.column)) = \(source.status.running) FOR SHARE
-            """
+        SELECT 1 AS ok FROM \(t) WHERE \(q(Lease.token)) = \(token) AND \(q(source.status.column)) = \(source.status.running) FOR SHARE
+        """
     }
 
-    static func insertLeased(_ conn: PostgresConnection, check: PostgresQuery, insert: PostgresQuery,
-                             taskKey: String) async throws -> String? {
+    static func insertLeased(
+        _ conn: PostgresConnection, check: PostgresQuery, insert: PostgresQuery,
+        taskKey: String
+    ) async throws -> String? {
         do {
             return try await conn.transaction { c in
                 guard try c.query(check).count == 1 else { throw LeaseLost(taskKey: taskKey) }
@@ -457,12 +486,15 @@ public struct TaskStore: Sendable {
         /// does a group's budget on hold.
         public var refundsAttempt = false
 
-        public init(status: ExecutionStatus, taskStatus: TaskStatus, result: JSONValue, tokenUsage: JSONValue,
-                    errorMessage: String?, errorType: FailureType?, completedAt: Date, durationSeconds: Double,
-                    retryAfterSeconds: Double? = nil) {
-            self.execution = ExecutionOutcome(status: status, result: result, tokenUsage: tokenUsage,
-                                              errorMessage: errorMessage, errorType: errorType,
-                                              completedAt: completedAt, durationSeconds: durationSeconds)
+        public init(
+            status: ExecutionStatus, taskStatus: TaskStatus, result: JSONValue, tokenUsage: JSONValue,
+            errorMessage: String?, errorType: FailureType?, completedAt: Date, durationSeconds: Double,
+            retryAfterSeconds: Double? = nil
+        ) {
+            self.execution = ExecutionOutcome(
+                status: status, result: result, tokenUsage: tokenUsage,
+                errorMessage: errorMessage, errorType: errorType,
+                completedAt: completedAt, durationSeconds: durationSeconds)
             self.taskStatus = taskStatus
             self.retryAfterSeconds = retryAfterSeconds
         }
@@ -478,15 +510,19 @@ public struct TaskStore: Sendable {
     /// pending) leaves result and trace id alone and sets the backoff (`bridge_run_after`).
     /// `also`: statements that commit with the outcome, only if the lease held (a durable run's
     /// last spans and the end of its journal).
-    public func finish(on conn: PostgresConnection, taskKey: String, token: String, executionKey: String?, traceId: String?,
-                       outcome: Outcome, also: [PostgresQuery] = []) async throws -> Bool {
+    public func finish(
+        on conn: PostgresConnection, taskKey: String, token: String, executionKey: String?, traceId: String?,
+        outcome: Outcome, also: [PostgresQuery] = []
+    ) async throws -> Bool {
         let config = self.config
         let update = finishUpdate(taskKey: taskKey, token: token, traceId: traceId, outcome: outcome)
         do {
             return try await conn.transaction { c in
                 guard try c.query(update).affectedRows == 1 else { throw StaleTask() }
                 if let executionKey,
-                   let finish = TaskStore.executionUpdate(config, executionKey: executionKey, outcome: outcome.execution) {
+                    let finish = TaskStore.executionUpdate(
+                        config, executionKey: executionKey, outcome: outcome.execution)
+                {
                     try c.query(finish)
                 }
                 for statement in also { try c.query(statement) }
@@ -500,14 +536,17 @@ public struct TaskStore: Sendable {
     /// The guarded UPDATE of `finish` on the task row.
     func finishUpdate(taskKey: String, token: String, traceId: String?, outcome: Outcome) -> PostgresQuery {
         let s = config.source
-        var sets: [PostgresQuery] = ["\(q(s.status.column)) = \(s.status.text(outcome.taskStatus))\(cast(s.status.column))"]
+        var sets: [PostgresQuery] = [
+            "\(q(s.status.column)) = \(s.status.text(outcome.taskStatus))\(cast(s.status.column))"
+        ]
         func add(_ col: String?, _ v: PostgresValue, cast: String = "") {
             guard let col else { return }
             sets.append("\(q(col)) = \(v)\(unsafeRaw: cast)")
         }
         if outcome.taskStatus != .pending {
             add(config.results.resultColumn, .text(outcome.execution.result.compact), cast: "::jsonb")
-            add(config.results.completedAtColumn, .text(PostgresTimestamp.format(outcome.execution.completedAt)),
+            add(
+                config.results.completedAtColumn, .text(PostgresTimestamp.format(outcome.execution.completedAt)),
                 cast: "::timestamptz")
             if let traceId { add(config.results.traceIdColumn, .text(traceId)) }
             for (column, value) in outcome.columns.sorted(by: { $0.key < $1.key }) {
@@ -534,7 +573,9 @@ public struct TaskStore: Sendable {
 
     /// The UPDATE that writes an attempt's outcome onto its execution row (status, timings,
     /// usage, result, error), or nil when the mappings have no executions table.
-    static func executionUpdate(_ config: MappingConfig, executionKey: String, outcome: ExecutionOutcome) -> PostgresQuery? {
+    static func executionUpdate(_ config: MappingConfig, executionKey: String, outcome: ExecutionOutcome)
+        -> PostgresQuery?
+    {
         guard let e = config.results.executions else { return nil }
         var sets: [PostgresQuery] = []
         func add(_ col: String?, _ v: PostgresValue, cast: String = "") {
@@ -558,8 +599,9 @@ public struct TaskStore: Sendable {
     /// tables, with sample binds (`key`, `executionKey`: an existing task and execution row), so
     /// a test can EXPLAIN each one on a large table and prove that none scans it.
     public func hotPathStatements(key: String, executionKey: String) -> [(name: String, query: PostgresQuery)] {
-        let outcome = Outcome(status: .completed, taskStatus: .completed, result: ["output": "x"],
-                              tokenUsage: [:], errorMessage: nil, errorType: nil, completedAt: Date(), durationSeconds: 1)
+        let outcome = Outcome(
+            status: .completed, taskStatus: .completed, result: ["output": "x"],
+            tokenUsage: [:], errorMessage: nil, errorType: nil, completedAt: Date(), durationSeconds: 1)
         var out: [(String, PostgresQuery)] = [
             ("claim", claimQuery(limit: 16, workerId: "w", leaseSeconds: 60, keys: [])),
             ("claim --task", claimQuery(limit: 16, workerId: "w", leaseSeconds: 60, keys: [key])),
@@ -590,8 +632,10 @@ public struct TaskStore: Sendable {
         var out: [Claim] = []
         out.reserveCapacity(rows.count)
         for r in rows {
-            out.append(Claim(row: try parseRow(r["row"]), key: r["k"] ?? "", token: r["token"] ?? "",
-                             attempt: r.int("attempt") ?? 1))
+            out.append(
+                Claim(
+                    row: try parseRow(r["row"]), key: r["k"] ?? "", token: r["token"] ?? "",
+                    attempt: r.int("attempt") ?? 1))
         }
         return out
     }

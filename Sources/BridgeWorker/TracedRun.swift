@@ -41,35 +41,44 @@ struct TracedRun: Sendable {
     /// returns its still-open spans (the task and agent spans) to be stored with its state.
     /// A durable run's spans go through its journal (written with its steps; the rest by the
     /// caller, in the transaction that ends the attempt).
-    func run(_ spec: RunSpec, task: Row, taskKey: String, connection: PostgresConnection,
-             tools: any ToolExecutor, resume: Resume? = nil, durable: Durable? = nil)
-        async throws -> (result: RunResult, spans: Int, openSpans: [TraceRecorder.OpenSpan]) {
+    func run(
+        _ spec: RunSpec, task: Row, taskKey: String, connection: PostgresConnection,
+        tools: any ToolExecutor, resume: Resume? = nil, durable: Durable? = nil
+    )
+        async throws -> (result: RunResult, spans: Int, openSpans: [TraceRecorder.OpenSpan])
+    {
         let ledger = Ledger(connection: connection)
         let recorder: TraceRecorder
         if let durable {
-            recorder = TraceRecorder(spec: spec, sinks: [durable.journal] + extraSinks,
-                                     includeSensitiveData: spec.traceIncludeSensitiveData, secrets: secrets)
+            recorder = TraceRecorder(
+                spec: spec, sinks: [durable.journal] + extraSinks,
+                includeSensitiveData: spec.traceIncludeSensitiveData, secrets: secrets)
             await recorder.deriveSpanIds()
             durable.journal.attach(recorder)
         } else {
-            recorder = TraceRecorder(spec: spec, ledger: ledger, includeSensitiveData: spec.traceIncludeSensitiveData,
-                                     extraSinks: extraSinks, secrets: secrets)
+            recorder = TraceRecorder(
+                spec: spec, ledger: ledger, includeSensitiveData: spec.traceIncludeSensitiveData,
+                extraSinks: extraSinks, secrets: secrets)
         }
-        let runner = AgentRunner(model: model, tools: tools, observer: MetricsObserver(next: recorder), mcp: mcp,
-                                 journal: durable?.journal)
+        let runner = AgentRunner(
+            model: model, tools: tools, observer: MetricsObserver(next: recorder), mcp: mcp,
+            journal: durable?.journal)
         let result: RunResult
         if let resume {
             await recorder.restore(resume.openSpans)
-            result = redacted(await runner.resume(spec, paused: resume.paused, decisions: resume.decisions, taskRow: task))
+            result = redacted(
+                await runner.resume(spec, paused: resume.paused, decisions: resume.decisions, taskRow: task))
         } else if let durable, let checkpoint = durable.checkpoint, let info = durable.info {
-            let open = try JSONDecoder().decode([TraceRecorder.OpenSpan].self,
-                                                from: Data(checkpoint.openSpans.compact.utf8))
+            let open = try JSONDecoder().decode(
+                [TraceRecorder.OpenSpan].self,
+                from: Data(checkpoint.openSpans.compact.utf8))
             await recorder.restore(open)
             result = redacted(await runner.resume(spec, checkpoint: checkpoint, info: info, taskRow: task))
         } else {
             result = redacted(await runner.run(spec, taskRow: task, restarted: durable?.info))
         }
-        try await ledger.storeTranscript(traceId: spec.traceId, taskId: taskKey, attempt: spec.attempt, items: result.transcript)
+        try await ledger.storeTranscript(
+            traceId: spec.traceId, taskId: taskKey, attempt: spec.attempt, items: result.transcript)
         let sinkErrors = await recorder.sinkErrors
         if !sinkErrors.isEmpty {
             throw LedgerWriteError(message: "recording spans failed: \(sinkErrors.joined(separator: "; "))")
@@ -118,7 +127,8 @@ extension TracedRun {
     /// The task columns a completed structured output fills (`output_type.columns` of the agent
     /// that answered): field → value, a missing field as null.
     static func resultColumns(_ result: RunResult, spec: RunSpec) -> [String: JSONValue] {
-        guard let json = result.finalOutputJSON, let columns = spec.agents[result.lastAgent]?.outputSchema?.columns else {
+        guard let json = result.finalOutputJSON, let columns = spec.agents[result.lastAgent]?.outputSchema?.columns
+        else {
             return [:]
         }
         var out: [String: JSONValue] = [:]

@@ -47,11 +47,14 @@ public actor Worker: LeaseHolder {
     /// Asks durable runs to stop at their next step boundary (shutdown).
     private let stop = StopSignal()
 
-    public init(config: MappingConfig, connect: @escaping @Sendable () async throws -> PostgresConnection,
-                model: any ModelProvider, tools: @escaping @Sendable (PostgresConnection) -> any ToolExecutor,
-                progress: ProgressReporter, options: WorkerOptions, secrets: [String] = [],
-                mcp: (any MCPToolSource)? = nil) {
-        let store = TaskStore(config: config), approvals = ApprovalStore(config: config)
+    public init(
+        config: MappingConfig, connect: @escaping @Sendable () async throws -> PostgresConnection,
+        model: any ModelProvider, tools: @escaping @Sendable (PostgresConnection) -> any ToolExecutor,
+        progress: ProgressReporter, options: WorkerOptions, secrets: [String] = [],
+        mcp: (any MCPToolSource)? = nil
+    ) {
+        let store = TaskStore(config: config)
+        let approvals = ApprovalStore(config: config)
         self.config = config
         self.store = store
         self.approvals = approvals
@@ -60,10 +63,11 @@ public actor Worker: LeaseHolder {
         self.options = options
         let pool = RunConnectionPool(capacity: options.concurrency, connect: connect)
         self.pool = pool
-        self.executor = RunExecutor(config: config, bridge: DatabaseToSDKBridge(config: config), store: store,
-                                    approvals: approvals, connect: connect, pool: pool, model: model,
-                                    toolsFactory: tools, mcp: mcp, secrets: secrets, options: options,
-                                    journals: RunJournalStore(config: config), stop: stop)
+        self.executor = RunExecutor(
+            config: config, bridge: DatabaseToSDKBridge(config: config), store: store,
+            approvals: approvals, connect: connect, pool: pool, model: model,
+            toolsFactory: tools, mcp: mcp, secrets: secrets, options: options,
+            journals: RunJournalStore(config: config), stop: stop)
         let fleet = FleetLimits(config: config)
         if fleet.isActive {
             executor.fleet = fleet
@@ -84,7 +88,9 @@ public actor Worker: LeaseHolder {
         // Durable runs checkpoint at their next step boundary and are released at once; the
         // drain timeout only bounds the steps in flight.
         stop.stop()
-        progress.status("shutting down: no new claims; waiting up to \(secondsText(options.drainTimeout)) for \(running.count) run(s)")
+        progress.status(
+            "shutting down: no new claims; waiting up to \(secondsText(options.drainTimeout)) for \(running.count) run(s)"
+        )
         await doorbell.ring()
     }
 
@@ -95,8 +101,9 @@ public actor Worker: LeaseHolder {
     public func drain() async throws -> WorkerSummary {
         let started = Date()
         let claimer = ConnectionSlot(connect: connect)
-        var keeper = LeaseKeeper(store: store, connect: connect, leaseSeconds: options.leaseSeconds,
-                                 maxAttempts: options.maxAttempts, progress: progress)
+        var keeper = LeaseKeeper(
+            store: store, connect: connect, leaseSeconds: options.leaseSeconds,
+            maxAttempts: options.maxAttempts, progress: progress)
         keeper.journals = RunJournalStore(config: config)
         let heartbeat = Task { await keeper.run(for: self) }
         let listener: Task<Void, Never>? = options.watch ? Task { await listen() } : nil
@@ -116,11 +123,13 @@ public actor Worker: LeaseHolder {
                 var free = free
                 if free > 0 && config.approvals != nil {
                     let slots = free
-                    let ready = try await claimer.use { [approvals] c in try await approvals.ready(on: c, limit: slots) }
+                    let ready = try await claimer.use { [approvals] c in try await approvals.ready(on: c, limit: slots)
+                    }
                     for taskKey in ready where options.taskKeys.isEmpty || options.taskKeys.contains(taskKey) {
                         let claim = try await claimer.use { [approvals, options] c in
-                            try await approvals.claim(on: c, taskKey: taskKey, workerId: options.workerId,
-                                                      leaseSeconds: options.leaseSeconds)
+                            try await approvals.claim(
+                                on: c, taskKey: taskKey, workerId: options.workerId,
+                                leaseSeconds: options.leaseSeconds)
                         }
                         if let claim {
                             start(claim, resuming: true)
@@ -135,14 +144,20 @@ public actor Worker: LeaseHolder {
                     let (claims, held) = try await claimer.use { [store, options] c in
                         // Groups whose budget is spent (`on_exceeded: hold`) wait unclaimed.
                         let held = try await store.heldGroups(on: c)
-                        return (try await store.claim(on: c, limit: slots, workerId: options.workerId,
-                                                      leaseSeconds: options.leaseSeconds, keys: options.taskKeys, held: held), held)
+                        return (
+                            try await store.claim(
+                                on: c, limit: slots, workerId: options.workerId,
+                                leaseSeconds: options.leaseSeconds, keys: options.taskKeys, held: held), held
+                        )
                     }
                     if held != heldGroups {
                         heldGroups = held
                         let column = config.source.groupColumn ?? "group"
-                        progress.status(held.isEmpty ? "no \(column) is over its budget any more"
-                            : "holding the tasks of \(held.count) \(column)(s) over budget until it is raised: \(held.prefix(10).joined(separator: ", "))")
+                        progress.status(
+                            held.isEmpty
+                                ? "no \(column) is over its budget any more"
+                                : "holding the tasks of \(held.count) \(column)(s) over budget until it is raised: \(held.prefix(10).joined(separator: ", "))"
+                        )
                     }
                     claimed += claims.count
                     BridgeMetrics.tasksClaimed(claims.count)
@@ -162,7 +177,8 @@ public actor Worker: LeaseHolder {
                     progress.status("cannot claim (\(message)); retrying")
                 }
                 lastError = message
-                await doorbell.wait(timeout: RetryBackoff.delay(attempt: failures + 1, base: 0.25, cap: 5, jitter: 1...1))
+                await doorbell.wait(
+                    timeout: RetryBackoff.delay(attempt: failures + 1, base: 0.25, cap: 5, jitter: 1...1))
                 continue
             }
             // A full batch: there may be more right away.
@@ -228,7 +244,9 @@ public actor Worker: LeaseHolder {
     private func finished(_ token: String, _ outcome: TaskOutcome) async {
         let claimedAt = running.removeValue(forKey: token)?.claimedAt
         BridgeMetrics.runsInFlight(running.count)
-        if let end = outcome.metric, let claimedAt { BridgeMetrics.taskEnded(end, seconds: Date().timeIntervalSince(claimedAt)) }
+        if let end = outcome.metric, let claimedAt {
+            BridgeMetrics.taskEnded(end, seconds: Date().timeIntervalSince(claimedAt))
+        }
         lost.remove(token)
         processed += 1
         progress.log(summary.add(outcome))
@@ -256,16 +274,20 @@ public actor Worker: LeaseHolder {
         guard r.requeued + r.failed > 0 else { return }
         summary.reaped += r.requeued + r.failed
         BridgeMetrics.tasksReaped(r.requeued + r.failed)
-        progress.log("reaper: \(r.requeued) expired lease(s) back to pending, \(r.failed) failed after \(options.maxAttempts) attempts")
+        progress.log(
+            "reaper: \(r.requeued) expired lease(s) back to pending, \(r.failed) failed after \(options.maxAttempts) attempts"
+        )
         await doorbell.ring()
     }
 
     /// Watch mode: the listener rings the doorbell at every notification and reconnect.
     private func listen() async {
-        let listener = TaskListener(store: store, connect: connect, progress: progress,
-                                    pollInterval: options.pollInterval ?? 2)
-        await listener.run(wake: { [doorbell] in await doorbell.ring() },
-                           notifying: { [weak self] active in await self?.setNotifyActive(active) })
+        let listener = TaskListener(
+            store: store, connect: connect, progress: progress,
+            pollInterval: options.pollInterval ?? 2)
+        await listener.run(
+            wake: { [doorbell] in await doorbell.ring() },
+            notifying: { [weak self] active in await self?.setNotifyActive(active) })
     }
 
     private func setNotifyActive(_ active: Bool) { notifyActive = active }

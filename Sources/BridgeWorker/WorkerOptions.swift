@@ -72,7 +72,8 @@ public struct WorkerSummary: Sendable {
             paused += 1
             toolCalls += tools
             self.spans += spans
-            return "task \(key) waits for approval (request\(requests.count == 1 ? "" : "s") \(requests.joined(separator: ", "))) trace \(trace)"
+            return
+                "task \(key) waits for approval (request\(requests.count == 1 ? "" : "s") \(requests.joined(separator: ", "))) trace \(trace)"
         case .released(let key):
             released += 1
             return "task \(key): released to pending (shutdown)"
@@ -80,8 +81,9 @@ public struct WorkerSummary: Sendable {
     }
 
     public var line: String {
-        var s = String(format: "completed %d, failed %d, retried %d, tool calls %d, spans %d, elapsed %.2fs",
-                       completed, failed, retried, toolCalls, spans, elapsed)
+        var s = String(
+            format: "completed %d, failed %d, retried %d, tool calls %d, spans %d, elapsed %.2fs",
+            completed, failed, retried, toolCalls, spans, elapsed)
         if stale > 0 { s += ", discarded \(stale) (lease lost)" }
         if released > 0 { s += ", released \(released)" }
         if paused > 0 { s += ", waiting for approval \(paused)" }
@@ -94,8 +96,9 @@ public struct WorkerSummary: Sendable {
 /// How one claimed task's attempt ended, as the run executor reports it to the claim loop.
 enum TaskOutcome: Sendable {
     case completed(taskKey: String, traceId: String, toolCalls: Int, spans: Int)
-    case failed(taskKey: String, traceId: String?, message: String, retried: Bool, toolCalls: Int, spans: Int,
-                errorType: FailureType)
+    case failed(
+        taskKey: String, traceId: String?, message: String, retried: Bool, toolCalls: Int, spans: Int,
+        errorType: FailureType)
     /// The lease was lost (reaped, or finished elsewhere): nothing of this attempt was written.
     case stale(taskKey: String, traceId: String?)
     /// Handed back to pending at shutdown.
@@ -106,7 +109,8 @@ enum TaskOutcome: Sendable {
     var metric: BridgeMetrics.TaskEnd? {
         switch self {
         case .completed: .completed
-        case .failed(_, _, _, let retried, _, _, let type): retried ? .retried(errorType: type) : .failed(errorType: type)
+        case .failed(_, _, _, let retried, _, _, let type):
+            retried ? .retried(errorType: type) : .failed(errorType: type)
         case .stale, .released, .paused: nil
         }
     }

@@ -9,7 +9,8 @@ import Foundation
 struct ApprovalOptions: ParsableArguments {
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(help: ArgumentHelp("Directory of *.yaml mappings (its `approvals` section names the table).", valueName: "dir"))
+    @Option(
+        help: ArgumentHelp("Directory of *.yaml mappings (its `approvals` section names the table).", valueName: "dir"))
     var mappings: String = "mappings"
 
     func store() throws -> ApprovalStore {
@@ -68,7 +69,8 @@ extension Bridge {
                 """
         )
         @OptionGroup var request: DecisionArguments
-        @Option(help: ArgumentHelp("What the model is told instead of the default rejection message.", valueName: "text"))
+        @Option(
+            help: ArgumentHelp("What the model is told instead of the default rejection message.", valueName: "text"))
         var message: String?
 
         func run() async throws {
@@ -90,22 +92,32 @@ struct DecisionArguments: ParsableArguments {
             let verb = approve ? "approve" : "reject"
             let done = approve ? "approved" : "rejected"
             let by = (ProcessInfo.processInfo.environment["USER"] ?? NSUserName()) + " (bridge \(verb))"
-            let decision = try await PostgresConnection.withConnection(options.connection.config(applicationName: "bridge-approvals")) { c in
+            let decision = try await PostgresConnection.withConnection(
+                options.connection.config(applicationName: "bridge-approvals")
+            ) { c in
                 try await store.decide(on: c, requestKey: id, approve: approve, message: message, by: by)
             }
             let shown = TextSafety.printable(id)
             switch decision {
             case .notPending:
-                FileHandle.standardError.write(Data("bridge: error: \(shown) is not a pending approval request of bridge's (see `bridge approvals list`)\n".utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        "bridge: error: \(shown) is not a pending approval request of bridge's (see `bridge approvals list`)\n"
+                            .utf8))
                 throw ExitCode(ExitStatus.failed.rawValue)
             case .expired:
-                FileHandle.standardError.write(Data("bridge: error: approval request \(shown) has expired: it counts as rejected and can no longer be decided\n".utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        "bridge: error: approval request \(shown) has expired: it counts as rejected and can no longer be decided\n"
+                            .utf8))
                 throw ExitCode(ExitStatus.failed.rawValue)
             case .decided(let task, let others) where others.isEmpty:
                 print("\(done) \(shown); the paused run of task \(task) resumes on the next `bridge exec`")
             case .decided(let task, let others):
                 let what = others.count == 1 ? "1 other request" : "\(others.count) other requests"
-                print("\(done) \(shown); the run of task \(task) still waits for \(what): \(others.joined(separator: ", "))")
+                print(
+                    "\(done) \(shown); the run of task \(task) still waits for \(what): \(others.joined(separator: ", "))"
+                )
             }
         }
     }
@@ -125,17 +137,24 @@ extension Bridge.Approvals {
             try await runReportingErrors {
                 let store = try options.store()
                 let pending = store.config.approvals?.pending ?? "pending"
-                let rows = try await PostgresConnection.withConnection(options.connection.config(applicationName: "bridge-approvals")) { c in
+                let rows = try await PostgresConnection.withConnection(
+                    options.connection.config(applicationName: "bridge-approvals")
+                ) { c in
                     try await store.list(on: c)
                 }
                 if ids {
                     for r in rows where r.status == pending { print(r.requestKey) }
                     return
                 }
-                if rows.isEmpty { print("no runs are waiting for approval"); return }
+                if rows.isEmpty {
+                    print("no runs are waiting for approval")
+                    return
+                }
                 for r in rows {
                     let args = r.arguments.count > 80 ? String(r.arguments.prefix(77)) + "..." : r.arguments
-                    print("\(r.requestKey)  \(r.status)  task \(r.taskKey)  \(r.toolName)(\(args))  waiting \(Int(r.waitingSeconds))s  \(r.traceId)")
+                    print(
+                        "\(r.requestKey)  \(r.status)  task \(r.taskKey)  \(r.toolName)(\(args))  waiting \(Int(r.waitingSeconds))s  \(r.traceId)"
+                    )
                 }
             }
         }

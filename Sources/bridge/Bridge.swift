@@ -24,8 +24,10 @@ struct Bridge: AsyncParsableCommand {
             Exit status: 0 ok; 1 work or checks failed; 2 bad usage, configuration or input \
             (including an unreachable database); 3 migrations pending (migrate status only).
             """,
-        subcommands: [Migrate.self, Exec.self, Mappings.self, Export.self, Verify.self, Trace.self, Top.self, Cost.self,
-                      Approvals.self, Approve.self, Reject.self, Prune.self]
+        subcommands: [
+            Migrate.self, Exec.self, Mappings.self, Export.self, Verify.self, Trace.self, Top.self, Cost.self,
+            Approvals.self, Approve.self, Reject.self, Prune.self,
+        ]
     )
 
     /// As ArgumentParser's, except that bad usage (unknown flags, failed validation; its exit

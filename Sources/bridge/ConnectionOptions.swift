@@ -4,9 +4,11 @@ import BridgePostgres
 
 /// `--database-url`, shared by every command that connects to PostgreSQL.
 struct ConnectionOptions: ParsableArguments {
-    @Option(name: .customLong("database-url"),
-            help: ArgumentHelp("PostgreSQL URL or key=value string. Default: DATABASE_URL, then libpq's PG* variables and .pgpass.",
-                               valueName: "url"))
+    @Option(
+        name: .customLong("database-url"),
+        help: ArgumentHelp(
+            "PostgreSQL URL or key=value string. Default: DATABASE_URL, then libpq's PG* variables and .pgpass.",
+            valueName: "url"))
     var databaseURL: String?
 
     /// The resolved connection settings (flag, then DATABASE_URL, then libpq defaults).

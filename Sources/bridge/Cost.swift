@@ -21,7 +21,8 @@ extension Bridge {
 
         @OptionGroup var connection: ConnectionOptions
 
-        @Option(help: ArgumentHelp("Only calls since then: a duration (30m, 24h, 7d) or a timestamp.", valueName: "since"))
+        @Option(
+            help: ArgumentHelp("Only calls since then: a duration (30m, 24h, 7d) or a timestamp.", valueName: "since"))
         var since: String = "24h"
 
         @Option(help: ArgumentHelp("Group by workspace, agent, model or task.", valueName: "dimension"))
@@ -32,7 +33,9 @@ extension Bridge {
 
         func validate() throws {
             guard Since.parse(since) != nil else {
-                throw ValidationError("--since '\(since)': expected a duration like 30m, 24h or 7d, or a timestamp like 2026-11-26T09:00:00Z")
+                throw ValidationError(
+                    "--since '\(since)': expected a duration like 30m, 24h or 7d, or a timestamp like 2026-11-26T09:00:00Z"
+                )
             }
             guard CostReport.Dimension(rawValue: by) != nil else {
                 throw ValidationError("--by '\(by)': expected one of workspace, agent, model, task")
@@ -42,14 +45,21 @@ extension Bridge {
         func run() async throws {
             try await runReportingErrors {
                 let dimension = CostReport.Dimension(rawValue: by) ?? .model
-                let from: Date = switch Since.parse(since) {
-                case .duration(let seconds, _)?: Date().addingTimeInterval(-seconds)
-                case .timestamp(let date, _)?: date
-                case nil: Date()
-                }
-                let rows = try await PostgresConnection.withConnection(connection.config(applicationName: "bridge-cost")) { c in
-                    guard try await c.query("SELECT to_regclass('bridge.model_calls') IS NOT NULL AS ok").first?["ok"] == "t" else {
-                        throw UsageError("bridge.model_calls does not exist: run `bridge migrate` first (migrations/0055_spend.sql)")
+                let from: Date =
+                    switch Since.parse(since) {
+                    case .duration(let seconds, _)?: Date().addingTimeInterval(-seconds)
+                    case .timestamp(let date, _)?: date
+                    case nil: Date()
+                    }
+                let rows = try await PostgresConnection.withConnection(
+                    connection.config(applicationName: "bridge-cost")
+                ) { c in
+                    guard
+                        try await c.query("SELECT to_regclass('bridge.model_calls') IS NOT NULL AS ok").first?["ok"]
+                            == "t"
+                    else {
+                        throw UsageError(
+                            "bridge.model_calls does not exist: run `bridge migrate` first (migrations/0055_spend.sql)")
                     }
                     return try await CostReport.read(c, by: dimension, since: from)
                 }

@@ -1,8 +1,8 @@
-import BridgeTraceModel
 import ArgumentParser
 import BridgeCore
 import BridgeMonitor
 import BridgeRunner
+import BridgeTraceModel
 import BridgeTracing
 import BridgeWorker
 import Foundation
@@ -56,16 +56,20 @@ extension Bridge {
         @Flag(help: "Use the built-in deterministic offline model (no network, no API key).")
         var offline = false
 
-        @Option(name: .customLong("model-api"),
-                help: ArgumentHelp("responses (default) or chat-completions (for OpenAI-compatible servers such as vLLM, Ollama, LiteLLM); an agent's model_api wins.",
-                                   valueName: "api"))
+        @Option(
+            name: .customLong("model-api"),
+            help: ArgumentHelp(
+                "responses (default) or chat-completions (for OpenAI-compatible servers such as vLLM, Ollama, LiteLLM); an agent's model_api wins.",
+                valueName: "api"))
         var modelAPI: String = "responses"
 
         @Flag(name: .customLong("dry-run"), help: "Print one run spec per task as a JSON line and change nothing.")
         var dryRun = false
 
-        @Option(help: ArgumentHelp("Only this task id (repeatable). With --dry-run the task may be in any status.",
-                                   valueName: "id"))
+        @Option(
+            help: ArgumentHelp(
+                "Only this task id (repeatable). With --dry-run the task may be in any status.",
+                valueName: "id"))
         var task: [String] = []
 
         @Option(help: "Run at most this many tasks at once.")
@@ -74,65 +78,87 @@ extension Bridge {
         @Option(name: .customLong("max-attempts"), help: "Attempts before a retriable failure marks the task failed.")
         var maxAttempts: Int = 3
 
-        @Option(help: ArgumentHelp("Seconds a claim stays valid without a heartbeat (heartbeat every lease/3).",
-                                   valueName: "seconds"))
+        @Option(
+            help: ArgumentHelp(
+                "Seconds a claim stays valid without a heartbeat (heartbeat every lease/3).",
+                valueName: "seconds"))
         var lease: Double = 60
 
         @Flag(help: "Keep running and pick up new tasks as they arrive (until SIGTERM/SIGINT).")
         var watch = false
 
-        @Option(name: .customLong("drain-timeout"),
-                help: ArgumentHelp("On SIGTERM/SIGINT, seconds in-flight runs may take before they are released.",
-                                   valueName: "seconds"))
+        @Option(
+            name: .customLong("drain-timeout"),
+            help: ArgumentHelp(
+                "On SIGTERM/SIGINT, seconds in-flight runs may take before they are released.",
+                valueName: "seconds"))
         var drainTimeout: Double = 30
 
-        @Option(name: .customLong("poll-interval"),
-                help: ArgumentHelp("Backstop polling in seconds (default 2 without NOTIFY, 20 with it).", valueName: "seconds"))
+        @Option(
+            name: .customLong("poll-interval"),
+            help: ArgumentHelp(
+                "Backstop polling in seconds (default 2 without NOTIFY, 20 with it).", valueName: "seconds"))
         var pollInterval: Double?
 
-        @Option(name: .customLong("offline-latency-ms"),
-                help: ArgumentHelp("With --offline: wait this long before each model answer (tests, benchmarks).",
-                                   valueName: "ms"))
+        @Option(
+            name: .customLong("offline-latency-ms"),
+            help: ArgumentHelp(
+                "With --offline: wait this long before each model answer (tests, benchmarks).",
+                valueName: "ms"))
         var offlineLatencyMs: Int = 0
 
         @Option(help: "Stop after this many tasks.")
         var limit: Int?
 
-        @Option(name: .customLong("trace-file"),
-                help: ArgumentHelp("Also append every trace and span as JSONL in the Agents SDK's export format.",
-                                   valueName: "path"))
+        @Option(
+            name: .customLong("trace-file"),
+            help: ArgumentHelp(
+                "Also append every trace and span as JSONL in the Agents SDK's export format.",
+                valueName: "path"))
         var traceFile: String?
 
         @Flag(help: "Only the summary line, no per-task lines.")
         var quiet = false
 
-        @Option(name: .customLong("metrics-addr"),
-                help: ArgumentHelp("Serve Prometheus metrics on GET http://HOST:PORT/metrics while running (e.g. 127.0.0.1:9464; port 0 picks a free one, logged on stderr).",
-                                   valueName: "host:port"))
+        @Option(
+            name: .customLong("metrics-addr"),
+            help: ArgumentHelp(
+                "Serve Prometheus metrics on GET http://HOST:PORT/metrics while running (e.g. 127.0.0.1:9464; port 0 picks a free one, logged on stderr).",
+                valueName: "host:port"))
         var metricsAddr: String?
 
         // Exporters (openai, otlp, file): see `bridge export`.
-        @Option(name: .customLong("flush-timeout"),
-                help: ArgumentHelp("Seconds the exporters get to deliver what is left after the last task; the rest stays in the ledger for `bridge export`.",
-                                   valueName: "seconds"))
+        @Option(
+            name: .customLong("flush-timeout"),
+            help: ArgumentHelp(
+                "Seconds the exporters get to deliver what is left after the last task; the rest stays in the ledger for `bridge export`.",
+                valueName: "seconds"))
         var flushTimeout: Double = 10
 
-        @Option(name: .customLong("model-timeout"),
-                help: ArgumentHelp("Seconds one model call attempt may take in all, however slowly bytes arrive; a timeout is retried like a 5xx.",
-                                   valueName: "seconds"))
+        @Option(
+            name: .customLong("model-timeout"),
+            help: ArgumentHelp(
+                "Seconds one model call attempt may take in all, however slowly bytes arrive; a timeout is retried like a 5xx.",
+                valueName: "seconds"))
         var modelTimeout: Double = 600
 
-        @Option(name: .customLong("http-connect-timeout"),
-                help: ArgumentHelp("Seconds to establish any HTTP connection (model, http tools, exporters).", valueName: "seconds"))
+        @Option(
+            name: .customLong("http-connect-timeout"),
+            help: ArgumentHelp(
+                "Seconds to establish any HTTP connection (model, http tools, exporters).", valueName: "seconds"))
         var httpConnectTimeout: Double = 10
 
-        @Option(name: .customLong("http-stall-timeout"),
-                help: ArgumentHelp("Seconds any HTTP request may go without a byte in either direction.", valueName: "seconds"))
+        @Option(
+            name: .customLong("http-stall-timeout"),
+            help: ArgumentHelp(
+                "Seconds any HTTP request may go without a byte in either direction.", valueName: "seconds"))
         var httpStallTimeout: Double = 300
 
-        @Option(name: .customLong("http-min-rate"),
-                help: ArgumentHelp("Bytes per second any HTTP response must keep up over the stall window; a slower trickle fails as a timeout after --http-stall-timeout.",
-                                   valueName: "bytes"))
+        @Option(
+            name: .customLong("http-min-rate"),
+            help: ArgumentHelp(
+                "Bytes per second any HTTP response must keep up over the stall window; a slower trickle fails as a timeout after --http-stall-timeout.",
+                valueName: "bytes"))
         var httpMinRate: Int = 64
 
         @OptionGroup(title: "Backfill") var backfillFlags: BackfillFlags
@@ -159,11 +185,14 @@ extension Bridge {
             guard drainTimeout >= 0 else { throw ValidationError("--drain-timeout must not be negative") }
             if let pollInterval, pollInterval <= 0 { throw ValidationError("--poll-interval must be positive") }
             guard (1...1_000_000_000).contains(httpMinRate) else {
-                throw ValidationError("--http-min-rate must be between 1 and 1000000000 bytes per second, not \(httpMinRate)")
+                throw ValidationError(
+                    "--http-min-rate must be between 1 and 1000000000 bytes per second, not \(httpMinRate)")
             }
             guard offlineLatencyMs >= 0 else { throw ValidationError("--offline-latency-ms must not be negative") }
-            for (value, flag) in [(modelTimeout, "--model-timeout"), (httpConnectTimeout, "--http-connect-timeout"),
-                                  (httpStallTimeout, "--http-stall-timeout")] where !(value > 0 && value <= 86_400) {
+            for (value, flag) in [
+                (modelTimeout, "--model-timeout"), (httpConnectTimeout, "--http-connect-timeout"),
+                (httpStallTimeout, "--http-stall-timeout"),
+            ] where !(value > 0 && value <= 86_400) {
                 throw ValidationError("\(flag) must be between 0 and 86400 seconds, not \(value)")
             }
         }
@@ -172,14 +201,17 @@ extension Bridge {
             try await runReportingErrors {
                 let env = Environment.process
                 if backfillFlags.backfill { return try await runBackfill(env) }
-                let model: ExecApp.ModelChoice = offline
-                    ? .offline(latency: .milliseconds(offlineLatencyMs)) : .openAI(ModelAPI(name: modelAPI) ?? .responses)
+                let model: ExecApp.ModelChoice =
+                    offline
+                    ? .offline(latency: .milliseconds(offlineLatencyMs))
+                    : .openAI(ModelAPI(name: modelAPI) ?? .responses)
                 if !offline && !dryRun, let why = ModelProviders.missingKeyExplanation(environment: env) {
                     throw UsageError(why)
                 }
-                var app = try await ExecApp.prepare(mappingsDirectory: mappings,
-                                                    connection: connection.config(applicationName: "bridge-exec"),
-                                                    environment: env, taskKeys: task)
+                var app = try await ExecApp.prepare(
+                    mappingsDirectory: mappings,
+                    connection: connection.config(applicationName: "bridge-exec"),
+                    environment: env, taskKeys: task)
                 app.httpLimits = httpLimits
                 if !dryRun {
                     try app.validate(model: model)
@@ -207,7 +239,8 @@ extension Bridge {
                     push.start(exposition: PrometheusEndpoint.exposition, log: { Self.log($0) })
                 }
                 if metrics != nil || push != nil {
-                    PrometheusEndpoint.registerKnown(tools: app.config.tools.map(\.spec.name), models: app.config.agents.map(\.model))
+                    PrometheusEndpoint.registerKnown(
+                        tools: app.config.tools.map(\.spec.name), models: app.config.agents.map(\.model))
                 }
                 let shutdown = ShutdownRequest()
                 let signals = ShutdownSignals(request: shutdown, log: { Self.log($0) })
@@ -239,12 +272,20 @@ extension Bridge {
         /// What each exporter delivered, and what it left in the ledger for `bridge export`.
         static func printExports(_ reports: [ExportReport]) {
             for report in reports {
-                print("bridge exec: export \(report.exporter): delivered \(report.stats.deliveredSpans) spans, \(report.stats.deliveredTraces) traces"
-                      + (report.stats.rejectedSpans + report.stats.rejectedTraces > 0
-                         ? ", rejected \(report.stats.rejectedSpans) spans, \(report.stats.rejectedTraces) traces" : ""))
-                if let error = report.error { FileHandle.standardError.write(Data("bridge exec: export \(report.exporter): \(error)\n".utf8)) }
-                if let line = report.leftoverLine { FileHandle.standardError.write(Data("bridge exec: \(line)\n".utf8)) }
-                if let line = report.allRejectedLine { FileHandle.standardError.write(Data("bridge exec: \(line)\n".utf8)) }
+                print(
+                    "bridge exec: export \(report.exporter): delivered \(report.stats.deliveredSpans) spans, \(report.stats.deliveredTraces) traces"
+                        + (report.stats.rejectedSpans + report.stats.rejectedTraces > 0
+                            ? ", rejected \(report.stats.rejectedSpans) spans, \(report.stats.rejectedTraces) traces"
+                            : ""))
+                if let error = report.error {
+                    FileHandle.standardError.write(Data("bridge exec: export \(report.exporter): \(error)\n".utf8))
+                }
+                if let line = report.leftoverLine {
+                    FileHandle.standardError.write(Data("bridge exec: \(line)\n".utf8))
+                }
+                if let line = report.allRejectedLine {
+                    FileHandle.standardError.write(Data("bridge exec: \(line)\n".utf8))
+                }
             }
         }
     }

@@ -35,24 +35,33 @@ extension Bridge {
 
         @OptionGroup var connection: ConnectionOptions
 
-        @Option(name: .customLong("exporter"),
-                help: ArgumentHelp("Only this exporter (openai, otlp, file; repeatable).", valueName: "name"))
+        @Option(
+            name: .customLong("exporter"),
+            help: ArgumentHelp("Only this exporter (openai, otlp, file; repeatable).", valueName: "name"))
         var exporters: [String] = []
 
-        @Option(name: .customLong("trace-file"), help: ArgumentHelp("Enable the file exporter: append JSONL to this file.", valueName: "path"))
+        @Option(
+            name: .customLong("trace-file"),
+            help: ArgumentHelp("Enable the file exporter: append JSONL to this file.", valueName: "path"))
         var traceFile: String?
 
         @Flag(help: "Keep running: look for new spans every --poll-interval seconds.")
         var watch = false
 
-        @Option(name: .customLong("poll-interval"), help: ArgumentHelp("Seconds between looks with --watch.", valueName: "seconds"))
+        @Option(
+            name: .customLong("poll-interval"),
+            help: ArgumentHelp("Seconds between looks with --watch.", valueName: "seconds"))
         var pollInterval: Double = 1
 
-        @Option(help: ArgumentHelp("Give up after this many seconds (what is left stays in the ledger). Default: no limit.",
-                                   valueName: "seconds"))
+        @Option(
+            help: ArgumentHelp(
+                "Give up after this many seconds (what is left stays in the ledger). Default: no limit.",
+                valueName: "seconds"))
         var timeout: Double?
 
-        @Flag(name: .customLong("retry-rejected"), help: "Send items recorded as rejected again (after fixing the cause).")
+        @Flag(
+            name: .customLong("retry-rejected"), help: "Send items recorded as rejected again (after fixing the cause)."
+        )
         var retryRejected = false
 
         @Flag(help: "Only the summary lines.")
@@ -74,17 +83,21 @@ extension Bridge {
                 let client = HTTPClient()
                 defer { client.shutdown() }
                 let only = exporters.isEmpty ? nil : Set(exporters)
-                let enabled = try ExporterSetup.enabled(environment: env, traceFile: traceFile, client: client, only: only)
+                let enabled = try ExporterSetup.enabled(
+                    environment: env, traceFile: traceFile, client: client, only: only)
                 for name in exporters where !enabled.contains(where: { $0.name == name }) {
                     throw UsageError("exporter \(name) is not enabled: \(Self.howToEnable(name))")
                 }
                 guard !enabled.isEmpty else {
-                    throw UsageError("no exporter is enabled: set OPENAI_API_KEY (or OPENAI_TRACING_API_KEY), OTEL_EXPORTER_OTLP_ENDPOINT, or pass --trace-file")
+                    throw UsageError(
+                        "no exporter is enabled: set OPENAI_API_KEY (or OPENAI_TRACING_API_KEY), OTEL_EXPORTER_OTLP_ENDPOINT, or pass --trace-file"
+                    )
                 }
                 let config = connection.config(applicationName: "bridge-export")
                 let ok = try await PostgresConnection.withConnection(config) { conn in
                     guard try await conn.ledgerHas([.spanDeliveries]) else {
-                        throw UsageError("bridge.span_deliveries does not exist in \(config.redacted): run `bridge migrate` first")
+                        throw UsageError(
+                            "bridge.span_deliveries does not exist in \(config.redacted): run `bridge migrate` first")
                     }
                     if retryRejected {
                         for e in enabled {
@@ -93,26 +106,34 @@ extension Bridge {
                         }
                     }
                     let quiet = self.quiet
-                    let options = ExportPumpOptions(onEvent: { event in
-                        if !quiet { FileHandle.standardError.write(Data("bridge export: \(event.line)\n".utf8)) }
-                    }, secrets: ExporterSetup.secrets(of: enabled))
-                    let session = ExportSession.start(exporters: enabled, connect: { try await PostgresConnection.connect(config) },
-                                                      options: options, pollInterval: .milliseconds(Int64(pollInterval * 1000)),
-                                                      waitForLock: true)
+                    let options = ExportPumpOptions(
+                        onEvent: { event in
+                            if !quiet { FileHandle.standardError.write(Data("bridge export: \(event.line)\n".utf8)) }
+                        }, secrets: ExporterSetup.secrets(of: enabled))
+                    let session = ExportSession.start(
+                        exporters: enabled, connect: { try await PostgresConnection.connect(config) },
+                        options: options, pollInterval: .milliseconds(Int64(pollInterval * 1000)),
+                        waitForLock: true)
                     let reports: [ExportReport]
                     if watch {
                         reports = await session.wait()
                     } else {
-                        reports = await session.finish(flushTimeout: timeout.map { .milliseconds(Int64($0 * 1000)) } ?? .seconds(86_400 * 365))
+                        reports = await session.finish(
+                            flushTimeout: timeout.map { .milliseconds(Int64($0 * 1000)) } ?? .seconds(86_400 * 365))
                     }
                     var ok = true
                     for r in reports {
                         let rejected = try await ExportPump.rejectedCount(exporter: r.exporter, connection: conn)
-                        var line = "bridge export: \(r.exporter) (\(r.target)): delivered \(r.stats.deliveredSpans) spans, \(r.stats.deliveredTraces) traces"
+                        var line =
+                            "bridge export: \(r.exporter) (\(r.target)): delivered \(r.stats.deliveredSpans) spans, \(r.stats.deliveredTraces) traces"
                         if let b = r.backlog { line += "; left \(b.spans) spans, \(b.traces) traces" }
-                        if !rejected.isEmpty { line += "; rejected \(rejected.spans) spans, \(rejected.traces) traces in all" }
+                        if !rejected.isEmpty {
+                            line += "; rejected \(rejected.spans) spans, \(rejected.traces) traces in all"
+                        }
                         print(line)
-                        if let error = r.error { FileHandle.standardError.write(Data("bridge export: \(r.exporter): \(error)\n".utf8)) }
+                        if let error = r.error {
+                            FileHandle.standardError.write(Data("bridge export: \(r.exporter): \(error)\n".utf8))
+                        }
                         if r.error != nil || r.backlog.map({ !$0.isEmpty }) ?? true || !rejected.isEmpty { ok = false }
                     }
                     return ok
@@ -127,7 +148,8 @@ extension Bridge {
 
         static func howToEnable(_ name: String) -> String {
             switch name {
-            case "openai": return "set OPENAI_TRACING_API_KEY or OPENAI_API_KEY (and not OPENAI_AGENTS_DISABLE_TRACING=1)"
+            case "openai":
+                return "set OPENAI_TRACING_API_KEY or OPENAI_API_KEY (and not OPENAI_AGENTS_DISABLE_TRACING=1)"
             case "otlp": return "set OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT"
             default: return "pass --trace-file PATH"
             }

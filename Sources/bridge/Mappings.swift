@@ -48,7 +48,9 @@ extension Bridge.Mappings {
                 var issues: [MappingIssue] = []
                 var mcpTools: [String: [String]] = [:]
                 if !staticOnly {
-                    issues = try await PostgresConnection.withConnection(connection.config(applicationName: "bridge-mappings")) { conn in
+                    issues = try await PostgresConnection.withConnection(
+                        connection.config(applicationName: "bridge-mappings")
+                    ) { conn in
                         await MappingValidator.checkLive(config, connection: conn)
                     }
                     let client = HTTPClient()
@@ -61,17 +63,26 @@ extension Bridge.Mappings {
                 for warning in SpendChecks.warnings(config) {
                     FileHandle.standardError.write(Data((warning.description + "\n").utf8))
                 }
-                if !staticOnly, let warning = try await PostgresConnection.withConnection(
-                    connection.config(applicationName: "bridge-mappings"), { conn in try await ClaimIndex.warning(config, connection: conn) }) {
+                if !staticOnly,
+                    let warning = try await PostgresConnection.withConnection(
+                        connection.config(applicationName: "bridge-mappings"),
+                        { conn in try await ClaimIndex.warning(config, connection: conn) })
+                {
                     FileHandle.standardError.write(Data((warning.description + "\n").utf8))
                 }
-                let mcp = config.mcpServers.isEmpty ? ""
-                    : ", \(config.mcpServers.count) MCP servers" + (staticOnly ? "" : " with \(mcpTools.values.reduce(0) { $0 + $1.count }) tools")
-                print("\(mappings): ok (\(config.agents.count) agents, \(config.tools.count) tools\(mcp), \(config.files.count) files)")
+                let mcp =
+                    config.mcpServers.isEmpty
+                    ? ""
+                    : ", \(config.mcpServers.count) MCP servers"
+                        + (staticOnly ? "" : " with \(mcpTools.values.reduce(0) { $0 + $1.count }) tools")
+                print(
+                    "\(mappings): ok (\(config.agents.count) agents, \(config.tools.count) tools\(mcp), \(config.files.count) files)"
+                )
                 // Each server's tools as the agents get them (after its tool_filter).
                 for server in config.mcpServers where !staticOnly {
                     let tools = mcpTools[server.name] ?? []
-                    print("  MCP server \(server.name): " + (tools.isEmpty ? "no tools" : tools.joined(separator: ", ")))
+                    print(
+                        "  MCP server \(server.name): " + (tools.isEmpty ? "no tools" : tools.joined(separator: ", ")))
                 }
             }
         }

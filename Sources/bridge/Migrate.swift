@@ -36,15 +36,20 @@ struct MigrateOptionsGroup: ParsableArguments {
     @Option(help: ArgumentHelp("The migrations folder.", valueName: "path"))
     var dir: String = "migrations"
 
-    @Option(name: .customLong("lock-timeout"),
-            help: ArgumentHelp("lock_timeout for every statement, e.g. 3s or 500ms.", valueName: "duration"))
+    @Option(
+        name: .customLong("lock-timeout"),
+        help: ArgumentHelp("lock_timeout for every statement, e.g. 3s or 500ms.", valueName: "duration"))
     var lockTimeout: String = "3s"
 
-    @Option(name: .customLong("set"), help: ArgumentHelp("Fill ${name} placeholders (repeatable).", valueName: "name=value"))
+    @Option(
+        name: .customLong("set"), help: ArgumentHelp("Fill ${name} placeholders (repeatable).", valueName: "name=value")
+    )
     var assignments: [String] = []
 
-    @Option(help: ArgumentHelp("Take placeholder values (tasks_table, executions_table) from these YAML mappings; --set overrides them.",
-                               valueName: "dir"))
+    @Option(
+        help: ArgumentHelp(
+            "Take placeholder values (tasks_table, executions_table) from these YAML mappings; --set overrides them.",
+            valueName: "dir"))
     var mappings: String?
 
     @Flag(help: "Print machine-readable JSON on stdout.")
@@ -77,7 +82,8 @@ func runMigrate<R: MigrateReport>(json: Bool, _ body: () async throws -> R) asyn
     } catch let error as any BridgeError {
         if json {
             let payload = ["error": error.description, "exit_status": "\(error.exitStatus.rawValue)"]
-            let data = (try? JSONSerialization.data(withJSONObject: payload, options: [.prettyPrinted, .sortedKeys])) ?? Data()
+            let data =
+                (try? JSONSerialization.data(withJSONObject: payload, options: [.prettyPrinted, .sortedKeys])) ?? Data()
             print(String(decoding: data, as: UTF8.self))
         }
         FileHandle.standardError.write(Data("bridge: error: \(error.description)\n".utf8))

@@ -41,28 +41,37 @@ extension Bridge {
 
         // .unconditional: `--older-than -1h` reaches validate() (a negative duration), instead of
         // the parser taking -1h for a flag and saying "Missing value".
-        @Option(name: .customLong("older-than"), parsing: .unconditional,
-                help: ArgumentHelp("Remove traces that started longer ago than this: 12h, 30d, 8w (at least 1h).",
-                                   valueName: "duration"))
+        @Option(
+            name: .customLong("older-than"), parsing: .unconditional,
+            help: ArgumentHelp(
+                "Remove traces that started longer ago than this: 12h, 30d, 8w (at least 1h).",
+                valueName: "duration"))
         var olderThan: String
 
-        @Option(help: ArgumentHelp("Directory of *.yaml mappings (the task table, whose leased tasks keep their traces).",
-                                   valueName: "dir"))
+        @Option(
+            help: ArgumentHelp(
+                "Directory of *.yaml mappings (the task table, whose leased tasks keep their traces).",
+                valueName: "dir"))
         var mappings: String = "mappings"
 
         @Flag(name: .customLong("dry-run"), help: "Only count what would be removed; change nothing.")
         var dryRun = false
 
-        @Flag(name: .customLong("include-undelivered"),
-              help: "Also remove traces that an active exporter has not delivered yet (they are then never exported).")
+        @Flag(
+            name: .customLong("include-undelivered"),
+            help: "Also remove traces that an active exporter has not delivered yet (they are then never exported).")
         var includeUndelivered = false
 
-        @Option(name: .customLong("batch-size"), help: ArgumentHelp("Traces per batch (one short transaction each).", valueName: "n"))
+        @Option(
+            name: .customLong("batch-size"),
+            help: ArgumentHelp("Traces per batch (one short transaction each).", valueName: "n"))
         var batchSize: Int = 1000
 
-        @Option(name: .customLong("lock-timeout"),
-                help: ArgumentHelp("Longest wait for a lock held by someone else, in milliseconds, before the batch is retried.",
-                                   valueName: "ms"))
+        @Option(
+            name: .customLong("lock-timeout"),
+            help: ArgumentHelp(
+                "Longest wait for a lock held by someone else, in milliseconds, before the batch is retried.",
+                valueName: "ms"))
         var lockTimeout: Int = 2000
 
         @Flag(help: "Only the summary line.")
@@ -73,8 +82,9 @@ extension Bridge {
 
         func validate() throws {
             if olderThan.hasPrefix("-") {
-                throw ValidationError("--older-than '\(olderThan)': a duration cannot be negative; give how old a trace must be"
-                                      + " to go, at least 1h (e.g. 12h, 30d, 8w)")
+                throw ValidationError(
+                    "--older-than '\(olderThan)': a duration cannot be negative; give how old a trace must be"
+                        + " to go, at least 1h (e.g. 12h, 30d, 8w)")
             }
             guard case .duration(let seconds, _)? = Since.parse(olderThan) else {
                 throw ValidationError("--older-than '\(olderThan)': expected a duration like 12h, 30d or 8w")
@@ -82,14 +92,19 @@ extension Bridge {
             guard seconds >= Self.minimumSeconds else {
                 throw ValidationError("--older-than '\(olderThan)': at least 1h, so that no running trace is removed")
             }
-            guard (1...100_000).contains(batchSize) else { throw ValidationError("--batch-size must be between 1 and 100000") }
-            guard (1...600_000).contains(lockTimeout) else { throw ValidationError("--lock-timeout must be between 1 and 600000 ms") }
+            guard (1...100_000).contains(batchSize) else {
+                throw ValidationError("--batch-size must be between 1 and 100000")
+            }
+            guard (1...600_000).contains(lockTimeout) else {
+                throw ValidationError("--lock-timeout must be between 1 and 600000 ms")
+            }
         }
 
         func run() async throws {
             if olderThan.hasPrefix("-") {
-                throw ValidationError("--older-than '\(olderThan)': a duration cannot be negative; give how old a trace must be"
-                                      + " to go, at least 1h (e.g. 12h, 30d, 8w)")
+                throw ValidationError(
+                    "--older-than '\(olderThan)': a duration cannot be negative; give how old a trace must be"
+                        + " to go, at least 1h (e.g. 12h, 30d, 8w)")
             }
             guard case .duration(let seconds, _)? = Since.parse(olderThan) else { return }
             try await runReportingErrors {
@@ -101,9 +116,13 @@ extension Bridge {
                 let progress = ProgressReporter.standardError(quiet: quiet, prefix: "")
                 let result = try await PostgresConnection.withConnection(config) { conn in
                     // The cutoff comes from the server's clock, like every other time bridge compares.
-                    guard let cutoff = try await conn.query("""
-                        SELECT now() - make_interval(secs => \(seconds)::double precision) AS t
-                        """).first?.date("t") else { throw UsageError("the server returned no time") }
+                    guard
+                        let cutoff = try await conn.query(
+                            """
+                            SELECT now() - make_interval(secs => \(seconds)::double precision) AS t
+                            """
+                        ).first?.date("t")
+                    else { throw UsageError("the server returned no time") }
                     var options = PruneOptions(cutoff: cutoff)
                     options.batchSize = batchSize
                     options.includeUndelivered = includeUndelivered
@@ -111,7 +130,9 @@ extension Bridge {
                     options.lockTimeoutMs = lockTimeout
                     options.leasedTaskKeys = tasks.leasedKeysQuery
                     let verb = dryRun ? "would remove" : "removed"
-                    progress.log("bridge prune: traces started before \(PostgresTimestamp.format(cutoff))\(dryRun ? " (dry run)" : "")")
+                    progress.log(
+                        "bridge prune: traces started before \(PostgresTimestamp.format(cutoff))\(dryRun ? " (dry run)" : "")"
+                    )
                     let clock = ContinuousClock()
                     let start = clock.now
                     let throttle = LogThrottle(every: .seconds(5))
@@ -121,7 +142,8 @@ extension Bridge {
                         let elapsed = (clock.now - start).inSeconds
                         let rate = elapsed > 0 ? Int(Double(p.spans) / elapsed) : 0
                         let pct = p.candidates > 0 ? min(100, p.examined * 100 / p.candidates) : 100
-                        let line = "bridge prune: \(pct)% of \(p.candidates) old traces; \(verb) \(p.traces) traces, \(p.spans) spans (\(rate) spans/s)"
+                        let line =
+                            "bridge prune: \(pct)% of \(p.candidates) old traces; \(verb) \(p.traces) traces, \(p.spans) spans (\(rate) spans/s)"
                         if progress.isLive {
                             progress.update(line)
                         } else if throttle.due() {
@@ -131,8 +153,10 @@ extension Bridge {
                 }
                 progress.finish()
                 let verb = dryRun ? "would remove" : "removed"
-                print("bridge prune: \(verb) \(result.traces) traces, \(result.spans) spans, \(result.transcripts) transcripts, "
-                      + "\(result.deliveries) delivery records; kept \(result.kept) old traces (unfinished, leased, undelivered, paused, still active or locked)")
+                print(
+                    "bridge prune: \(verb) \(result.traces) traces, \(result.spans) spans, \(result.transcripts) transcripts, "
+                        + "\(result.deliveries) delivery records; kept \(result.kept) old traces (unfinished, leased, undelivered, paused, still active or locked)"
+                )
             }
         }
 
@@ -146,7 +170,8 @@ extension Bridge {
             init(every: Duration) { self.every = every }
 
             func due() -> Bool {
-                lock.lock(); defer { lock.unlock() }
+                lock.lock()
+                defer { lock.unlock() }
                 guard ContinuousClock.now - last >= every else { return false }
                 last = ContinuousClock.now
                 return true

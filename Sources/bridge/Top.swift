@@ -9,7 +9,8 @@ extension Bridge {
     /// `bridge top`: a live view of every worker's activity, read from the database.
     struct Top: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Live view of tasks, tool and model calls, export lag and workers (all workers, from the database).",
+            abstract:
+                "Live view of tasks, tool and model calls, export lag and workers (all workers, from the database).",
             discussion: """
                 Refreshed every second on a terminal: tasks pending, waiting for a retry, waiting \
                 for an approval (with migration 0020) and running (with runs completed and failed \
@@ -29,7 +30,9 @@ extension Bridge {
 
         @OptionGroup var connection: ConnectionOptions
 
-        @Option(help: ArgumentHelp("Directory of *.yaml mappings (the task table and its status column).", valueName: "dir"))
+        @Option(
+            help: ArgumentHelp("Directory of *.yaml mappings (the task table and its status column).", valueName: "dir")
+        )
         var mappings: String = "mappings"
 
         @Flag(help: "Print one snapshot as JSON and exit.")
@@ -51,7 +54,9 @@ extension Bridge {
                 let config = connection.config(applicationName: "bridge-top")
                 let live = !json && !once && isatty(STDOUT_FILENO) == 1
                 if !live {
-                    let snapshot = try await PostgresConnection.withConnection(config) { try await Self.read(queries, $0) }
+                    let snapshot = try await PostgresConnection.withConnection(config) {
+                        try await Self.read(queries, $0)
+                    }
                     print(json ? snapshot.json.compact : snapshot.render(width: 200), terminator: json ? "\n" : "")
                     return
                 }
@@ -83,7 +88,8 @@ extension Bridge {
             do {
                 return try await queries.read(on: conn)
             } catch let e as PostgresError where e.sqlState == "42P01" || e.sqlState == "42703" {
-                throw UsageError("\(e.message.trimmingCharacters(in: .whitespacesAndNewlines)): run bridge migrate first")
+                throw UsageError(
+                    "\(e.message.trimmingCharacters(in: .whitespacesAndNewlines)): run bridge migrate first")
             }
         }
 

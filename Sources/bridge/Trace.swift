@@ -44,7 +44,9 @@ extension Bridge.Trace {
         func run() async throws {
             try await runReportingErrors {
                 let id = self.id
-                let doc = try await PostgresConnection.withConnection(connection.config(applicationName: "bridge-trace")) { conn in
+                let doc = try await PostgresConnection.withConnection(
+                    connection.config(applicationName: "bridge-trace")
+                ) { conn in
                     try await TraceDocument.load(id: id, on: conn)
                 }
                 if let html {
@@ -95,14 +97,17 @@ extension Bridge.Trace {
         @Option(help: ArgumentHelp("Only spans of traces of this workspace (group id).", valueName: "id"))
         var workspace: String?
 
-        @Option(help: ArgumentHelp("Directory of *.yaml mappings (where a --task that has no trace yet is looked up).",
-                                   valueName: "dir"))
+        @Option(
+            help: ArgumentHelp(
+                "Directory of *.yaml mappings (where a --task that has no trace yet is looked up).",
+                valueName: "dir"))
         var mappings: String = "mappings"
 
         @Flag(help: "Print each span as the SDK's span JSON, one per line.")
         var json = false
 
-        @Option(name: [.customShort("n"), .long], help: ArgumentHelp("Print this many recent spans first.", valueName: "n"))
+        @Option(
+            name: [.customShort("n"), .long], help: ArgumentHelp("Print this many recent spans first.", valueName: "n"))
         var lines: Int = 10
 
         @Option(help: ArgumentHelp("Seconds between polls with --follow.", valueName: "seconds"))
@@ -110,7 +115,9 @@ extension Bridge.Trace {
 
         func validate() throws {
             guard lines >= 0 else { throw ValidationError("--lines must not be negative") }
-            guard interval >= 0.05 && interval <= 60 else { throw ValidationError("--interval must be between 0.05 and 60") }
+            guard interval >= 0.05 && interval <= 60 else {
+                throw ValidationError("--interval must be between 0.05 and 60")
+            }
         }
 
         func run() async throws {
@@ -121,12 +128,16 @@ extension Bridge.Trace {
                 do {
                     if let task, try await !Self.hasTrace(task: task, on: conn) {
                         try await requireTask(task, on: conn)
-                        if !follow { FileHandle.standardError.write(Data("bridge trace tail: task \(task) has no trace yet\n".utf8)) }
+                        if !follow {
+                            FileHandle.standardError.write(
+                                Data("bridge trace tail: task \(task) has no trace yet\n".utf8))
+                        }
                     }
                     await emit(try await tail.start(on: conn, last: lines))
                 } catch let e as PostgresError where e.sqlState == "42P01" || e.sqlState == "42703" {
                     await conn.close()
-                    throw UsageError("\(e.message.trimmingCharacters(in: .whitespacesAndNewlines)): run bridge migrate first")
+                    throw UsageError(
+                        "\(e.message.trimmingCharacters(in: .whitespacesAndNewlines)): run bridge migrate first")
                 }
                 guard follow else { return await conn.close() }
                 var failures = 0
@@ -137,7 +148,9 @@ extension Bridge.Trace {
                         failures = 0
                     } catch {
                         failures += 1
-                        if failures == 1 { FileHandle.standardError.write(Data("bridge trace tail: \(error); reconnecting\n".utf8)) }
+                        if failures == 1 {
+                            FileHandle.standardError.write(Data("bridge trace tail: \(error); reconnecting\n".utf8))
+                        }
                         await conn.close()
                         try await Task.sleep(for: .milliseconds(min(5000, 250 * (1 << min(failures, 5)))))
                         if let c = try? await PostgresConnection.connect(config) { conn = c }
@@ -148,7 +161,8 @@ extension Bridge.Trace {
 
         /// Whether some trace of `task` is in the ledger (`bridge.traces (task_id)`, indexed).
         static func hasTrace(task: String, on conn: PostgresConnection) async throws -> Bool {
-            try await conn.query("SELECT EXISTS (SELECT 1 FROM bridge.traces WHERE task_id = \(task)) AS ok").first?.bool("ok") ?? false
+            try await conn.query("SELECT EXISTS (SELECT 1 FROM bridge.traces WHERE task_id = \(task)) AS ok").first?
+                .bool("ok") ?? false
         }
 
         /// A task without a trace must at least exist in the user's task table (else a typo would
@@ -156,8 +170,9 @@ extension Bridge.Trace {
         func requireTask(_ task: String, on conn: PostgresConnection) async throws {
             let config: MappingConfig
             do { config = try MappingLoader.load(directory: mappings) } catch {
-                throw UsageError("--task \(task): no trace of it in bridge.traces, and its task table cannot be read"
-                                 + " from --mappings \(mappings): \(error)")
+                throw UsageError(
+                    "--task \(task): no trace of it in bridge.traces, and its task table cannot be read"
+                        + " from --mappings \(mappings): \(error)")
             }
             var rows: [Row] = []
             do {
@@ -166,13 +181,15 @@ extension Bridge.Trace {
                 // Class 22: not even a value of the key's type (a uuid, say): no such task.
             }
             guard rows.isEmpty else { return }
-            throw UsageError("--task: no task with \(config.source.table).\(config.source.key) = \(TextSafety.printable(task))")
+            throw UsageError(
+                "--task: no task with \(config.source.table).\(config.source.key) = \(TextSafety.printable(task))")
         }
 
         /// Writes straight to standard output (unbuffered), so a pipe sees each span at once.
         func emit(_ spans: [TailSpan]) async {
             guard !spans.isEmpty else { return }
-            await StandardOutput.shared.write(spans.map { json ? $0.record.exportJSON.compact : $0.line }.joined(separator: "\n") + "\n")
+            await StandardOutput.shared.write(
+                spans.map { json ? $0.record.exportJSON.compact : $0.line }.joined(separator: "\n") + "\n")
         }
     }
 }

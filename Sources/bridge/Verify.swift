@@ -31,26 +31,35 @@ extension Bridge {
         @Option(help: ArgumentHelp("Directory of *.yaml mappings (table and column names).", valueName: "dir"))
         var mappings: String = "mappings"
 
-        @Option(help: ArgumentHelp("Only executions and traces since then: a duration (30m, 24h, 7d) or a timestamp.",
-                                   valueName: "when"))
+        @Option(
+            help: ArgumentHelp(
+                "Only executions and traces since then: a duration (30m, 24h, 7d) or a timestamp.",
+                valueName: "when"))
         var since: String?
 
         @Option(help: ArgumentHelp("Only this task id.", valueName: "id"))
         var task: String?
 
-        @Option(help: ArgumentHelp("Only tasks of this workspace (the mappings' source.group_column).", valueName: "id"))
+        @Option(
+            help: ArgumentHelp("Only tasks of this workspace (the mappings' source.group_column).", valueName: "id"))
         var workspace: String?
 
-        @Option(help: ArgumentHelp("Also require every stored trace, with all its spans, in this file (SDK JSONL or OTLP JSON).",
-                                   valueName: "file"))
+        @Option(
+            help: ArgumentHelp(
+                "Also require every stored trace, with all its spans, in this file (SDK JSONL or OTLP JSON).",
+                valueName: "file"))
         var spans: String?
 
-        @Option(name: .customLong("max-export-lag"),
-                help: ArgumentHelp("Limit for the p95 lag from span end to exporter acknowledgement, in seconds.", valueName: "seconds"))
+        @Option(
+            name: .customLong("max-export-lag"),
+            help: ArgumentHelp(
+                "Limit for the p95 lag from span end to exporter acknowledgement, in seconds.", valueName: "seconds"))
         var maxExportLag: Double = 30
 
-        @Option(help: ArgumentHelp("Database connections to spread the checks over (they share one snapshot).",
-                                   valueName: "n"))
+        @Option(
+            help: ArgumentHelp(
+                "Database connections to spread the checks over (they share one snapshot).",
+                valueName: "n"))
         var jobs: Int = 2
 
         @Option(help: ArgumentHelp("Output format: text, json, junit or markdown.", valueName: "format"))
@@ -61,10 +70,14 @@ extension Bridge {
 
         func validate() throws {
             if let since, Since.parse(since) == nil {
-                throw ValidationError("--since '\(since)': expected a duration of at most 100 years like 30m, 24h or 7d, or a timestamp like 2026-11-26T09:00:00Z")
+                throw ValidationError(
+                    "--since '\(since)': expected a duration of at most 100 years like 30m, 24h or 7d, or a timestamp like 2026-11-26T09:00:00Z"
+                )
             }
             guard (1...16).contains(jobs) else { throw ValidationError("--jobs must be between 1 and 16") }
-            guard maxExportLag > 0, maxExportLag.isFinite else { throw ValidationError("--max-export-lag must be positive") }
+            guard maxExportLag > 0, maxExportLag.isFinite else {
+                throw ValidationError("--max-export-lag must be positive")
+            }
         }
 
         func run() async throws {
@@ -74,9 +87,10 @@ extension Bridge {
                 options.spansFile = spans
                 options.maxExportLagSeconds = maxExportLag
                 options.connections = jobs
-                let report = try await Verifier.run(mappingsDirectory: mappings,
-                                                    connection: connection.config(applicationName: "bridge-verify"),
-                                                    options: options)
+                let report = try await Verifier.run(
+                    mappingsDirectory: mappings,
+                    connection: connection.config(applicationName: "bridge-verify"),
+                    options: options)
                 let text = format.render(report)
                 if let output {
                     do { try await FileIO.write(text, to: output) } catch {

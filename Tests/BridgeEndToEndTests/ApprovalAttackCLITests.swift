@@ -9,16 +9,21 @@ import Testing
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct ApprovalAttackCLITests {
     /// A migrated reference database with one Project Manager task paused on its request.
-    static func paused() async throws -> (url: String, c: PostgresConnection, task: String, request: String, common: [String]) {
+    static func paused() async throws -> (
+        url: String, c: PostgresConnection, task: String, request: String, common: [String]
+    ) {
         let url = try await ExecCLITests.migratedReference()
         let c = try await TestDatabase.connect(url)
         let task = try await ApprovalCLITests.managerTask(c)
         let common = ["--database-url", url, "--mappings", BridgeBinary.mappings]
         let run = try await ApprovalCLITests.bridge(["exec", "--offline", "--task", task] + common, Self.env)
         #expect(run.status == 0 && run.stdout.contains("waiting for approval 1"), "\(run.stdout)\(run.stderr)")
-        let request = try #require(try await c.query("""
-            SELECT id::text AS id FROM human_feedback_requests WHERE context->>'task_id' = \(task)
-            """).first?["id"])
+        let request = try #require(
+            try await c.query(
+                """
+                SELECT id::text AS id FROM human_feedback_requests WHERE context->>'task_id' = \(task)
+                """
+            ).first?["id"])
         return (url, c, task, request, common)
     }
 
@@ -26,16 +31,19 @@ struct ApprovalAttackCLITests {
 
     /// The request row's decision columns, as text.
     static func state(_ c: PostgresConnection, _ id: String) async throws -> String {
-        let row = try await c.query("""
+        let row = try await c.query(
+            """
             SELECT status, coalesce(response::text, '-') AS response, coalesce(responded_at::text, '-') AS at
             FROM human_feedback_requests WHERE id = \(id)::uuid
-            """).first
+            """
+        ).first
         return "\(row?["status"] ?? "?") \(row?["response"] ?? "?") \(row?["at"] ?? "?")"
     }
 
     @Test func anExpiredRequestCannotBeApprovedAndItsCallNeverRuns() async throws {
         let (_, c, task, id, common) = try await Self.paused()
-        try await c.query("UPDATE human_feedback_requests SET expires_at = now() - interval '1 minute' WHERE id = \(id)::uuid")
+        try await c.query(
+            "UPDATE human_feedback_requests SET expires_at = now() - interval '1 minute' WHERE id = \(id)::uuid")
         let before = try await Self.state(c, id)
         for verb in ["approve", "reject"] {
             let r = try await ApprovalCLITests.bridge([verb, id] + common, Self.env)
@@ -48,12 +56,14 @@ struct ApprovalAttackCLITests {
         // The run resumes with the expiry as a rejection: the call never runs.
         let resumed = try await ApprovalCLITests.bridge(["exec", "--offline", "--task", task] + common, Self.env)
         #expect(resumed.status == 0, "\(resumed.stderr)")
-        let row = try await c.query("""
+        let row = try await c.query(
+            """
             SELECT t.status, (SELECT count(*) FROM tasks s WHERE s.parent_task_id = t.id) AS subtasks,
                    (SELECT sp.span_data->'data'->>'decision' FROM bridge.spans sp
                      WHERE sp.trace_id = t.openai_trace_id AND sp.span_data->>'name' = 'approval') AS decision
             FROM tasks t WHERE t.id = \(task)::uuid
-            """).first
+            """
+        ).first
         #expect(row?["status"] == "completed" && row?["subtasks"] == "0", "\(String(describing: row))")
         #expect(row?["decision"] != "approved")
         #expect(try await Self.state(c, id).hasPrefix("expired "))
@@ -67,11 +77,15 @@ struct ApprovalAttackCLITests {
         for bad in ["not-a-uuid", "1; DROP TABLE tasks", String(id.dropLast())] {
             let r = try await ApprovalCLITests.bridge(["approve", bad] + common, Self.env)
             #expect(r.status == 2, "\(bad): \(r.stdout)\(r.stderr)")
-            #expect(r.stderr.contains("'\(bad)' is not an approval request id: human_feedback_requests.id is uuid"), "\(r.stderr)")
+            #expect(
+                r.stderr.contains("'\(bad)' is not an approval request id: human_feedback_requests.id is uuid"),
+                "\(r.stderr)")
         }
         // A well-formed uuid that is no request: exit 1.
-        let unknown = try await ApprovalCLITests.bridge(["approve", "00000000-0000-0000-0000-000000000000"] + common, Self.env)
-        #expect(unknown.status == 1 && unknown.stderr.contains("is not a pending approval request"), "\(unknown.stderr)")
+        let unknown = try await ApprovalCLITests.bridge(
+            ["approve", "00000000-0000-0000-0000-000000000000"] + common, Self.env)
+        #expect(
+            unknown.status == 1 && unknown.stderr.contains("is not a pending approval request"), "\(unknown.stderr)")
         #expect(try await Self.state(c, id) == before)
         #expect(try await TestDatabase.count(url, "true", table: "tasks") > 0)
 
@@ -80,7 +94,8 @@ struct ApprovalAttackCLITests {
         let r = try await ApprovalCLITests.bridge(["reject", upper, "--message", "No."] + common, Self.env)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("rejected \(upper); the paused run of task"), "\(r.stdout)")
-        let response = try await c.query("SELECT status, response FROM human_feedback_requests WHERE id = \(id)::uuid").first
+        let response = try await c.query("SELECT status, response FROM human_feedback_requests WHERE id = \(id)::uuid")
+            .first
         #expect(response?["status"] == "rejected")
         let json = try JSONValue.parse(response?["response"] ?? "")
         #expect(json["by"]?.stringValue?.hasSuffix(" (bridge reject)") == true, "\(json.compact)")
@@ -91,25 +106,34 @@ struct ApprovalAttackCLITests {
     @Test func approvingOneOfTwoRequestsSaysTheRunStillWaits() async throws {
         let (_, c, task, first, common) = try await Self.paused()
         // A second call of the same turn waiting on its own request.
-        let second = try #require(try await c.query("""
-            INSERT INTO human_feedback_requests (workspace_id, request_type, title, description, proposed_actions, context, expires_at)
-            SELECT workspace_id, request_type, title, description, proposed_actions, context, expires_at
-            FROM human_feedback_requests WHERE id = \(first)::uuid RETURNING id::text AS id
-            """).first?["id"])
-        try await c.query("""
+        let second = try #require(
+            try await c.query(
+                """
+                INSERT INTO human_feedback_requests (workspace_id, request_type, title, description, proposed_actions, context, expires_at)
+                SELECT workspace_id, request_type, title, description, proposed_actions, context, expires_at
+                FROM human_feedback_requests WHERE id = \(first)::uuid RETURNING id::text AS id
+                """
+            ).first?["id"])
+        try await c.query(
+            """
             INSERT INTO bridge.approval_waits (request_key, task_key, call_id, tool_name, arguments)
             SELECT \(second), task_key, call_id || '-2', tool_name, arguments FROM bridge.approval_waits WHERE request_key = \(first)
             """)
         let one = try await ApprovalCLITests.bridge(["approve", first] + common, Self.env)
         #expect(one.status == 0, "\(one.stderr)")
-        #expect(one.stdout.contains("approved \(first); the run of task \(task) still waits for 1 other request: \(second)"),
-                "\(one.stdout)")
+        #expect(
+            one.stdout.contains(
+                "approved \(first); the run of task \(task) still waits for 1 other request: \(second)"),
+            "\(one.stdout)")
         #expect(!one.stdout.contains("resumes"))
         let two = try await ApprovalCLITests.bridge(["approve", second] + common, Self.env)
         #expect(two.status == 0, "\(two.stderr)")
-        #expect(two.stdout.contains("approved \(second); the paused run of task \(task) resumes on the next `bridge exec`"),
-                "\(two.stdout)")
-        let by = try await c.query("SELECT response->>'by' AS by FROM human_feedback_requests WHERE id = \(first)::uuid").first?["by"]
+        #expect(
+            two.stdout.contains("approved \(second); the paused run of task \(task) resumes on the next `bridge exec`"),
+            "\(two.stdout)")
+        let by = try await c.query(
+            "SELECT response->>'by' AS by FROM human_feedback_requests WHERE id = \(first)::uuid"
+        ).first?["by"]
         #expect(by?.hasSuffix(" (bridge approve)") == true)
         await c.close()
     }

@@ -9,7 +9,8 @@ struct ApprovalCLITests {
     /// A pending Project Manager task of the seeded reference database (it calls
     /// create_and_assign_sub_task, which the shipped mappings make wait for approval).
     static func managerTask(_ c: PostgresConnection) async throws -> String {
-        let rows = try await c.simpleQuery("""
+        let rows = try await c.simpleQuery(
+            """
             SELECT t.id::text AS id FROM tasks t JOIN agents a ON a.id = t.agent_id
             WHERE a.role = 'Project Manager' AND t.status = 'pending' ORDER BY t.created_at LIMIT 1
             """)
@@ -20,7 +21,8 @@ struct ApprovalCLITests {
 
     /// Flags tasks for review: the shipped predicate then makes their delegation wait.
     static func flag(_ c: PostgresConnection, _ ids: [String]) async throws {
-        try await c.query("""
+        try await c.query(
+            """
             UPDATE tasks SET context_data = coalesce(context_data, '{}') || '{"requires_approval": true}'
             WHERE id = ANY(\("{\(ids.joined(separator: ","))}")::uuid[])
             """)
@@ -42,9 +44,10 @@ struct ApprovalCLITests {
 
         // A watching worker pauses the run, then every worker is killed.
         let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--task", task] + common, environment: env)
-        #expect(await OffPool.until(timeout: .seconds(60)) {
-            try poll.count("id = '\(task)' AND bridge_waiting_since IS NOT NULL") == 1
-        }, "\(worker.output)")
+        #expect(
+            await OffPool.until(timeout: .seconds(60)) {
+                try poll.count("id = '\(task)' AND bridge_waiting_since IS NOT NULL") == 1
+            }, "\(worker.output)")
         worker.send(SIGKILL)
         _ = await worker.wait(timeout: 10)
         let held = try await c.query("SELECT status, bridge_lease_token FROM tasks WHERE id = \(task)::uuid").first
@@ -59,11 +62,13 @@ struct ApprovalCLITests {
             .split(separator: "\n").map(String.init)
         let id = try #require(ids.first)
         #expect(ids.count == 1)
-        let request = try await c.query("""
+        let request = try await c.query(
+            """
             SELECT request_type, status, context->>'task_id' AS task, context->>'tool_name' AS tool,
                    context->>'trace_id' AS trace, expires_at > now() AS future
             FROM human_feedback_requests WHERE id = \(id)::uuid
-            """).first
+            """
+        ).first
         #expect(request?["status"] == "pending" && request?["request_type"] == "tool_approval")
         #expect(request?["task"] == task && request?["tool"] == "create_and_assign_sub_task")
         #expect(request?["future"] == "t")
@@ -71,14 +76,18 @@ struct ApprovalCLITests {
 
         let approve = try await Self.bridge(["approve", id] + common, env)
         #expect(approve.status == 0, "\(approve.stderr)")
-        #expect(try await Self.bridge(["approve", id] + common, env).status == 1, "only a pending request can be decided")
+        #expect(
+            try await Self.bridge(["approve", id] + common, env).status == 1, "only a pending request can be decided")
         let notAKey = try await Self.bridge(["reject", "not-a-uuid"] + common, env)
-        #expect(notAKey.status == 2 && notAKey.stderr.contains("'not-a-uuid' is not an approval request id"), "\(notAKey.stderr)")
+        #expect(
+            notAKey.status == 2 && notAKey.stderr.contains("'not-a-uuid' is not an approval request id"),
+            "\(notAKey.stderr)")
 
         // A new worker resumes and finishes the run.
         let resumed = try await Self.bridge(["exec", "--offline", "--task", task] + common, env)
         #expect(resumed.status == 0, "\(resumed.stderr)")
-        let row = try await c.query("""
+        let row = try await c.query(
+            """
             SELECT t.status, t.openai_trace_id, t.bridge_waiting_since IS NULL AS free, e.status AS execution,
                    e.openai_trace_id AS execution_trace, (SELECT count(*) FROM bridge.run_states) AS states,
                    (SELECT count(*) FROM tasks s WHERE s.parent_task_id = t.id) AS subtasks
@@ -100,31 +109,42 @@ struct ApprovalCLITests {
         #expect(spanIds.count == spans.count, "no span exported twice")
         #expect(spans.allSatisfy { s in s["parent_id"]?.stringValue.map(spanIds.contains) ?? true }, "no orphan spans")
         #expect(spans.filter { $0["span_data"]?["name"] == "task" }.count == 1)
-        #expect(spans.filter { $0["span_data"]?["type"] == "agent" && $0["span_data"]?["name"] == "Project Manager" }.count == 1)
+        #expect(
+            spans.filter { $0["span_data"]?["type"] == "agent" && $0["span_data"]?["name"] == "Project Manager" }.count
+                == 1)
         let wait = try #require(spans.first { $0["span_data"]?["name"] == "approval" })
         #expect(wait["span_data"]?["data"]?["decision"] == "approved")
         #expect(wait["span_data"]?["data"]?["request_id"]?.stringValue == id)
 
         // The first stint's spans were written at the pause and exported only now, after the
         // kill, the approval and the resume: their lag is the test's own pace, not the exporter's.
-        let verifyArgs = ["verify", "--database-url", url, "--mappings", BridgeBinary.mappings, "--task", task,
-                          "--max-export-lag", "600"]
+        let verifyArgs = [
+            "verify", "--database-url", url, "--mappings", BridgeBinary.mappings, "--task", task,
+            "--max-export-lag", "600",
+        ]
         let verify = try await Self.bridge(verifyArgs, env)
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
-        #expect(verify.stdout.contains("✓ Guardrails and approvals traced [guardrails_approvals_traced]"), "\(verify.stdout)")
+        #expect(
+            verify.stdout.contains("✓ Guardrails and approvals traced [guardrails_approvals_traced]"),
+            "\(verify.stdout)")
         let show = try await Self.bridge(["trace", "show", task, "--database-url", url], env)
         #expect(show.stdout.contains("approval create_and_assign_sub_task · approved by"), "\(show.stdout)")
 
         // The check catches a resumed trace that lost its approval span or a guardrail span.
-        try await c.query("""
+        try await c.query(
+            """
             DELETE FROM bridge.spans WHERE trace_id = \(traceId)
               AND (span_data->>'name' = 'approval' OR span_data->>'type' = 'guardrail')
             """)
         let broken = try await Self.bridge(verifyArgs, env)
         #expect(broken.status == 1)
         #expect(broken.stdout.contains("✗ Guardrails and approvals traced"), "\(broken.stdout)")
-        #expect(broken.stdout.contains("guardrail no_secrets: ran 1 time(s), 0 guardrail span(s) in the trace"), "\(broken.stdout)")
-        #expect(broken.stdout.contains("was decided and the run resumed, but the trace has no approval span"), "\(broken.stdout)")
+        #expect(
+            broken.stdout.contains("guardrail no_secrets: ran 1 time(s), 0 guardrail span(s) in the trace"),
+            "\(broken.stdout)")
+        #expect(
+            broken.stdout.contains("was decided and the run resumed, but the trace has no approval span"),
+            "\(broken.stdout)")
         await c.close()
     }
 
@@ -137,31 +157,40 @@ struct ApprovalCLITests {
         let c = try await TestDatabase.connect(url)
         let task = try await Self.managerTask(c)
         // Polling every 10 minutes: only a notification can wake the worker in time.
-        let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "600", "--task", task,
-                                           "--database-url", url, "--mappings", BridgeBinary.mappings], environment: env)
+        let worker = try BackgroundBridge(
+            [
+                "exec", "--offline", "--watch", "--poll-interval", "600", "--task", task,
+                "--database-url", url, "--mappings", BridgeBinary.mappings,
+            ], environment: env)
         let requested = "context->>'task_id' = '\(task)'"
-        #expect(await OffPool.until(timeout: .seconds(60)) {
-            try poll.count(requested, table: "human_feedback_requests") == 1
-        })
-        let id = try #require(try await TestDatabase.rows(url, "SELECT id::text AS id FROM human_feedback_requests WHERE \(requested)")
-            .first?["id"], "\(worker.output)")
+        #expect(
+            await OffPool.until(timeout: .seconds(60)) {
+                try poll.count(requested, table: "human_feedback_requests") == 1
+            })
+        let id = try #require(
+            try await TestDatabase.rows(url, "SELECT id::text AS id FROM human_feedback_requests WHERE \(requested)")
+                .first?["id"], "\(worker.output)")
         // The application's UI decides: a plain UPDATE of its own table.
-        try await c.query("""
+        try await c.query(
+            """
             UPDATE human_feedback_requests SET status = 'approved', response = '{"by": "ana"}', responded_at = now()
             WHERE id = \(id)::uuid
             """)
         // Within a minute, against the 600 s poll: the notification woke it. (The resumed run
         // starts the example MCP server and finishes the task, which on a loaded machine alone
         // can take more than the 15 s this wait once had.)
-        #expect(await OffPool.until(timeout: .seconds(60)) {
-            try poll.count("id = '\(task)' AND status = 'completed'") == 1
-        }, "\(worker.output)")
+        #expect(
+            await OffPool.until(timeout: .seconds(60)) {
+                try poll.count("id = '\(task)' AND status = 'completed'") == 1
+            }, "\(worker.output)")
         worker.send(SIGTERM)
         _ = await worker.wait(timeout: 20)
-        let decidedBy = try await c.query("""
+        let decidedBy = try await c.query(
+            """
             SELECT s.span_data->'data'->>'decided_by' AS by FROM bridge.spans s JOIN tasks t ON t.openai_trace_id = s.trace_id
             WHERE t.id = \(task)::uuid AND s.span_data->>'name' = 'approval'
-            """).first?["by"]
+            """
+        ).first?["by"]
         #expect(decidedBy == "ana")
         await c.close()
     }
@@ -171,7 +200,9 @@ struct ApprovalCLITests {
         let c = try await TestDatabase.connect(url)
         try await c.simpleQuery("DROP TABLE bridge.approval_waits; DROP TABLE bridge.run_states")
         await c.close()
-        let r = try await BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings])
+        let r = try await BridgeBinary.run([
+            "exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings,
+        ])
         #expect(r.status == 2)
         #expect(r.stderr.contains("run `bridge migrate` first (migrations/0020_approvals.sql)"), "\(r.stderr)")
     }
@@ -180,7 +211,8 @@ struct ApprovalCLITests {
         let url = try await ExecCLITests.migratedReference()
         let env = BridgeBinary.environment(["OPENAI_AGENTS_DISABLE_TRACING": "1"])
         let c = try await TestDatabase.connect(url)
-        let rows = try await c.simpleQuery("""
+        let rows = try await c.simpleQuery(
+            """
             SELECT t.id::text AS id FROM tasks t JOIN agents a ON a.id = t.agent_id
             WHERE a.role = 'Project Manager' AND t.status = 'pending' ORDER BY t.created_at LIMIT 2
             """)
@@ -193,17 +225,22 @@ struct ApprovalCLITests {
         #expect(first.stdout.contains("waiting for approval 2"), "\(first.stdout)")
 
         func request(_ task: String) async throws -> String {
-            try #require(try await c.query("SELECT id::text AS id FROM human_feedback_requests WHERE context->>'task_id' = \(task)")
+            try #require(
+                try await c.query(
+                    "SELECT id::text AS id FROM human_feedback_requests WHERE context->>'task_id' = \(task)"
+                )
                 .first?["id"])
         }
         let rejected = try await request(tasks[0])
         let expired = try await request(tasks[1])
         #expect(try await Self.bridge(["reject", rejected, "--message", "Not this week."] + common, env).status == 0)
-        try await c.query("UPDATE human_feedback_requests SET expires_at = now() - interval '1 minute' WHERE id = \(expired)::uuid")
+        try await c.query(
+            "UPDATE human_feedback_requests SET expires_at = now() - interval '1 minute' WHERE id = \(expired)::uuid")
 
         let second = try await Self.bridge(["exec", "--offline", "--task", tasks[0], "--task", tasks[1]] + common, env)
         #expect(second.status == 0, "\(second.stderr)")
-        let outcome = try await c.query("""
+        let outcome = try await c.query(
+            """
             SELECT t.id::text AS id, t.status, (SELECT count(*) FROM tasks s WHERE s.parent_task_id = t.id) AS subtasks,
                    (SELECT sp.span_data->>'output' FROM bridge.spans sp
                      WHERE sp.trace_id = t.openai_trace_id AND sp.span_data->>'type' = 'function'

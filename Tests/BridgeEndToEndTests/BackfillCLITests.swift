@@ -1,8 +1,8 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
 import BridgeTestSupport
+import BridgeTraceModel
 import Foundation
 import Testing
 
@@ -11,7 +11,8 @@ import Testing
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct BackfillCLITests {
     static func backfill(_ url: String, _ extra: [String] = []) async throws -> Subprocess.Result {
-        try await BridgeBinary.run(["exec", "--backfill", "--database-url", url, "--mappings", BridgeBinary.mappings] + extra)
+        try await BridgeBinary.run(
+            ["exec", "--backfill", "--database-url", url, "--mappings", BridgeBinary.mappings] + extra)
     }
 
     /// The trace id the backfill gives a task (its SQL computes the same hash).
@@ -22,20 +23,27 @@ struct BackfillCLITests {
     /// md5 of what must never change: results and statuses of tasks and executions.
     static func resultsAndStatuses(_ c: PostgresConnection, tasksWhere: String = "true") async throws -> [String?] {
         [
-            try await c.query(PostgresQuery(unsafeSQL: """
-                SELECT md5(string_agg(id::text || ':' || status || ':' || coalesce(result::text, 'null')
-                                      || ':' || coalesce(completed_at::text, 'null'), '|' ORDER BY id)) AS h FROM tasks
-                WHERE \(tasksWhere)
-                """)).first?["h"],
-            try await c.query("""
+            try await c.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        SELECT md5(string_agg(id::text || ':' || status || ':' || coalesce(result::text, 'null')
+                                              || ':' || coalesce(completed_at::text, 'null'), '|' ORDER BY id)) AS h FROM tasks
+                        WHERE \(tasksWhere)
+                        """)
+            ).first?["h"],
+            try await c.query(
+                """
                 SELECT md5(string_agg(id::text || ':' || status || ':' || coalesce(result::text, 'null'), '|' ORDER BY id)) AS h
                 FROM task_executions
-                """).first?["h"],
+                """
+            ).first?["h"],
         ]
     }
 
     static func pendingRows(_ c: PostgresConnection) async throws -> String? {
-        try await c.query("SELECT md5(string_agg(t::text, '|' ORDER BY t.id)) AS h FROM tasks t WHERE status = 'pending'").first?["h"]
+        try await c.query(
+            "SELECT md5(string_agg(t::text, '|' ORDER BY t.id)) AS h FROM tasks t WHERE status = 'pending'"
+        ).first?["h"]
     }
 
     static func count(_ c: PostgresConnection, _ sql: String) async throws -> Int {
@@ -47,7 +55,9 @@ struct BackfillCLITests {
         let c = try await TestDatabase.connect(url)
         let before = try await Self.resultsAndStatuses(c)
         let pendingBefore = try await Self.pendingRows(c)
-        let toolLogs = try await Self.count(c, """
+        let toolLogs = try await Self.count(
+            c,
+            """
             SELECT count(*) AS n FROM execution_logs l JOIN tasks t ON t.id = l.task_id
             WHERE l.type = 'tool_call' AND t.status IN ('completed', 'failed')
             """)
@@ -63,8 +73,11 @@ struct BackfillCLITests {
         // tasks are untouched (whole rows).
         #expect(try await Self.resultsAndStatuses(c) == before)
         #expect(try await Self.pendingRows(c) == pendingBefore)
-        #expect(try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE status = 'pending' AND openai_trace_id IS NOT NULL") == 0)
-        let tasks = try await c.query("""
+        #expect(
+            try await Self.count(
+                c, "SELECT count(*) AS n FROM tasks WHERE status = 'pending' AND openai_trace_id IS NOT NULL") == 0)
+        let tasks = try await c.query(
+            """
             SELECT t.id::text AS id, t.openai_trace_id AS trace, t.workspace_id::text AS ws, t.agent_id::text AS agent,
                    e.openai_trace_id AS exec_trace, tr.metadata::text AS metadata, tr.group_id, tr.started_at IS NOT NULL AS timed
             FROM tasks t
@@ -84,24 +97,30 @@ struct BackfillCLITests {
             #expect(meta["workspace_id"]?.stringValue == row["ws"])
             #expect(meta["agent_id"]?.stringValue == row["agent"])
             #expect(meta["attempt"] == "1")
-            #expect(meta.objectValue?.values.allSatisfy { $0.stringValue != nil } == true, "metadata must be flat strings")
+            #expect(
+                meta.objectValue?.values.allSatisfy { $0.stringValue != nil } == true, "metadata must be flat strings")
             #expect(row["group_id"] == row["ws"])
             #expect(row.bool("timed") == true)
         }
 
         // Span tree per trace: one task root > one agent > turn(s) > one function span per
         // tool_call log, with the log's tool name, compact arguments and output.
-        let spans = try await c.query("""
+        let spans = try await c.query(
+            """
             SELECT s.span_id, s.trace_id, s.span_data::text AS data, p.span_data::text AS parent_data, s.error IS NOT NULL AS has_error,
                    s.started_at <= s.ended_at AS ordered
             FROM bridge.spans s LEFT JOIN bridge.spans p ON p.span_id = s.parent_id
             """)
-        var roots: [String: Int] = [:], agents: [String: Int] = [:], functions = 0
+        var roots: [String: Int] = [:]
+        var agents: [String: Int] = [:]
+        var functions = 0
         for s in spans {
             let d = try JSONValue.parse(s["data"] ?? "null")
             let parent = try JSONValue.parse(s["parent_data"] ?? "null")
             let sid = s["span_id"] ?? ""
-            #expect(sid.hasPrefix("span_") && sid.count == 29 && sid.dropFirst(5).allSatisfy { $0.isHexDigit && !$0.isUppercase })
+            #expect(
+                sid.hasPrefix("span_") && sid.count == 29
+                    && sid.dropFirst(5).allSatisfy { $0.isHexDigit && !$0.isUppercase })
             #expect(s.bool("ordered") == true)
             let trace = s["trace_id"] ?? ""
             switch d["type"]?.stringValue {
@@ -120,7 +139,9 @@ struct BackfillCLITests {
                 let input = try #require(d["input"]?.stringValue)
                 #expect(input.hasPrefix("{\"workspace_id\":\""), "\(input)")
                 #expect(d["output"]?.stringValue != nil)
-                #expect(["get_team_roles_and_status", "create_and_assign_sub_task", "store_data"].contains(d["name"]?.stringValue ?? ""))
+                #expect(
+                    ["get_team_roles_and_status", "create_and_assign_sub_task", "store_data"].contains(
+                        d["name"]?.stringValue ?? ""))
                 functions += 1
             default:
                 Issue.record("unexpected span \(d)")
@@ -130,10 +151,13 @@ struct BackfillCLITests {
         #expect(agents.count == 24 && agents.values.allSatisfy { $0 == 1 })
         #expect(functions == toolLogs)
         // Failed tasks carry the error on their task and agent spans.
-        #expect(try await Self.count(c, """
-            SELECT count(*) AS n FROM bridge.spans s JOIN tasks t ON t.openai_trace_id = s.trace_id
-            WHERE t.status = 'failed' AND s.span_data->>'type' = 'agent' AND s.error->>'message' = 'Error in agent run'
-            """) == 6)
+        #expect(
+            try await Self.count(
+                c,
+                """
+                SELECT count(*) AS n FROM bridge.spans s JOIN tasks t ON t.openai_trace_id = s.trace_id
+                WHERE t.status = 'failed' AND s.span_data->>'type' = 'agent' AND s.error->>'message' = 'Error in agent run'
+                """) == 6)
 
         // A second run creates nothing and changes nothing.
         let snapshot = try await ExecCLITests.snapshot(url)
@@ -148,24 +172,33 @@ struct BackfillCLITests {
 
     @Test func backfilledTracesPassVerify() async throws {
         let url = try await ExecCLITests.migratedReference()
-        let traceFile = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-backfill-\(UUID().uuidString).jsonl").path
+        let traceFile = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "bridge-backfill-\(UUID().uuidString).jsonl"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: traceFile) }
         let r = try await Self.backfill(url, ["--trace-file", traceFile])
         #expect(r.status == 0, "\(r.stderr)")
         let c = try await TestDatabase.connect(url)
         // The exporters deliver backfilled traces like any others.
-        #expect(try await Self.count(c, "SELECT count(*) AS n FROM bridge.span_deliveries WHERE exporter = 'file' AND status = 'delivered'")
+        #expect(
+            try await Self.count(
+                c, "SELECT count(*) AS n FROM bridge.span_deliveries WHERE exporter = 'file' AND status = 'delivered'")
                 == Self.count(c, "SELECT count(*) AS n FROM bridge.spans"))
         let lines = try String(contentsOfFile: traceFile, encoding: .utf8).split(separator: "\n")
         #expect(lines.filter { $0.contains("\"object\":\"trace\"") }.count == 24)
         // Each backfilled trace has its transcript, rebuilt from the tool-call logs.
         #expect(try await Self.count(c, "SELECT count(*) AS n FROM bridge.run_transcripts") == 24)
-        #expect(try await Self.count(c, """
-            SELECT count(*) AS n FROM bridge.run_transcripts r, jsonb_array_elements(r.items) i
-            WHERE i->>'type' = 'function_call'
-            """) == Self.count(c, "SELECT count(*) AS n FROM bridge.spans WHERE span_data->>'type' = 'function'"))
+        #expect(
+            try await Self.count(
+                c,
+                """
+                SELECT count(*) AS n FROM bridge.run_transcripts r, jsonb_array_elements(r.items) i
+                WHERE i->>'type' = 'function_call'
+                """) == Self.count(c, "SELECT count(*) AS n FROM bridge.spans WHERE span_data->>'type' = 'function'"))
         await c.close()
-        let v = try await BridgeBinary.run(["verify", "--format", "json", "--database-url", url, "--mappings", BridgeBinary.mappings])
+        let v = try await BridgeBinary.run([
+            "verify", "--format", "json", "--database-url", url, "--mappings", BridgeBinary.mappings,
+        ])
         #expect(v.status == 0, "\(v.stdout)\n\(v.stderr)")
         let report = try JSONValue.parse(v.stdout)
         let tools = report["checks"]?.arrayValue?.first { $0["id"]?.stringValue == "tools_traced" }
@@ -197,14 +230,17 @@ struct BackfillCLITests {
         let url = try await ExecCLITests.migratedReference()
         let c = try await TestDatabase.connect(url)
         let planned = try await Self.backfill(url, ["--dry-run"])
-        let totalSpans = try #require(planned.stdout.split(separator: "\n").last.flatMap { line -> Int? in
-            guard let r = line.range(of: " traces, ") else { return nil }
-            return Int(line[r.upperBound...].prefix { $0.isNumber })
-        })
+        let totalSpans = try #require(
+            planned.stdout.split(separator: "\n").last.flatMap { line -> Int? in
+                guard let r = line.range(of: " traces, ") else { return nil }
+                return Int(line[r.upperBound...].prefix { $0.isNumber })
+            })
         let first = try await Self.backfill(url, ["--limit", "5", "--batch-size", "2"])
         #expect(first.status == 0, "\(first.stderr)")
-        #expect(first.stdout.contains("backfilled 5 tasks") && first.stdout.contains("in 3 batches") && first.stdout.contains("19 left"),
-                "\(first.stdout)")
+        #expect(
+            first.stdout.contains("backfilled 5 tasks") && first.stdout.contains("in 3 batches")
+                && first.stdout.contains("19 left"),
+            "\(first.stdout)")
         #expect(try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE openai_trace_id IS NOT NULL") == 5)
         let rest = try await Self.backfill(url, ["--batch-size", "4"])
         #expect(rest.status == 0, "\(rest.stderr)")
@@ -219,22 +255,30 @@ struct BackfillCLITests {
         let poll = PollingConnection(url)
         let c = try await TestDatabase.connect(url)
         let planned = try await Self.backfill(url, ["--dry-run"])
-        let backfill = try BackgroundBridge(["exec", "--backfill", "--database-url", url, "--mappings", BridgeBinary.mappings,
-                                             "--batch-size", "1", "--pause-ms", "3000"])
+        let backfill = try BackgroundBridge([
+            "exec", "--backfill", "--database-url", url, "--mappings", BridgeBinary.mappings,
+            "--batch-size", "1", "--pause-ms", "3000",
+        ])
         // Kill it as soon as the first batches have landed (polling, not guessing a time). The
         // poll and the kill run on a thread of its own (see BackgroundBridge.send(_:when:)), so
         // a cooperative pool kept busy by other suites cannot delay them; the 3 s pause between
         // batches leaves it more than a minute.
-        #expect(await backfill.send(SIGKILL, when: {
-            try poll.count("openai_trace_id IS NOT NULL") > 0
-        }, timeout: .seconds(60)))
+        #expect(
+            await backfill.send(
+                SIGKILL,
+                when: {
+                    try poll.count("openai_trace_id IS NOT NULL") > 0
+                }, timeout: .seconds(60)))
         _ = await backfill.wait(timeout: 30)
         let partial = try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE openai_trace_id IS NOT NULL")
         #expect(partial > 0 && partial < 24, "killed after \(partial) tasks")
         // Every task that has a trace id has its whole trace; no trace is left without its task.
-        #expect(try await Self.count(c, """
-            SELECT count(*) AS n FROM bridge.traces tr LEFT JOIN tasks t ON t.openai_trace_id = tr.trace_id WHERE t.id IS NULL
-            """) == 0)
+        #expect(
+            try await Self.count(
+                c,
+                """
+                SELECT count(*) AS n FROM bridge.traces tr LEFT JOIN tasks t ON t.openai_trace_id = tr.trace_id WHERE t.id IS NULL
+                """) == 0)
         let resumed = try await Self.backfill(url)
         #expect(resumed.status == 0, "\(resumed.stderr)")
         #expect(resumed.stdout.contains("backfilled \(24 - partial) tasks"), "\(resumed.stdout)")
@@ -251,27 +295,37 @@ struct BackfillCLITests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-mappings-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        for name in try FileManager.default.contentsOfDirectory(atPath: BridgeBinary.mappings) where name.hasSuffix(".yaml") {
+        for name in try FileManager.default.contentsOfDirectory(atPath: BridgeBinary.mappings)
+        where name.hasSuffix(".yaml") {
             var text = try String(contentsOfFile: BridgeBinary.mappings + "/" + name, encoding: .utf8)
-            text = text.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.contains("default_agent:") }
-                .joined(separator: "\n")
+            text = text.split(separator: "\n", omittingEmptySubsequences: false).filter {
+                !$0.contains("default_agent:")
+            }
+            .joined(separator: "\n")
             try text.write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
         }
-        let orphans = try await c.query("""
+        let orphans = try await c.query(
+            """
             UPDATE tasks SET agent_id = NULL, assigned_to_role = 'Night Shift'
             WHERE id IN (SELECT id FROM tasks WHERE status IN ('completed', 'failed') ORDER BY id LIMIT 2)
             RETURNING id::text AS id
-            """).compactMap { $0["id"] }
+            """
+        ).compactMap { $0["id"] }
         let args = ["exec", "--backfill", "--database-url", url, "--mappings", dir.path]
         let dry = try await BridgeBinary.run(args + ["--dry-run"])
         #expect(dry.status == 0, "\(dry.stderr)")
-        #expect(dry.stdout.contains("would rebuild 22 task(s)") && dry.stdout.contains("would skip 2 task(s)"), "\(dry.stdout)")
+        #expect(
+            dry.stdout.contains("would rebuild 22 task(s)") && dry.stdout.contains("would skip 2 task(s)"),
+            "\(dry.stdout)")
         let r = try await BridgeBinary.run(args)
         #expect(r.status == 1, "\(r.stdout)\n\(r.stderr)")
         #expect(r.stdout.contains("backfilled 22 tasks") && r.stdout.contains("2 skipped, 2 left"), "\(r.stdout)")
         for id in orphans {
-            #expect(r.stderr.contains("skipped task \(id): no mapped agent for this task (tried assigned_to_role='Night Shift') and no default_agent"),
-                    "\(r.stderr)")
+            #expect(
+                r.stderr.contains(
+                    "skipped task \(id): no mapped agent for this task (tried assigned_to_role='Night Shift') and no default_agent"
+                ),
+                "\(r.stderr)")
         }
         #expect(r.stderr.contains("skipped 2 task(s) without a mapped agent"), "\(r.stderr)")
         #expect(try await Self.count(c, "SELECT count(*) AS n FROM tasks WHERE openai_trace_id IS NOT NULL") == 22)
@@ -305,7 +359,8 @@ struct BackfillCLITests {
         #expect(r.stdout.contains("re-ran 2 historical tasks"), "\(r.stdout)")
         #expect(try await Self.resultsAndStatuses(c, tasksWhere: finished)[0] == results)
         #expect(try await Self.count(c, "SELECT count(*) AS n FROM task_executions") == executions + 2)
-        let rerun = try await c.query("""
+        let rerun = try await c.query(
+            """
             SELECT t.id::text AS id, t.openai_trace_id AS trace, e.status, tr.metadata->>'rerun' AS rerun
             FROM tasks t JOIN task_executions e ON e.task_id = t.id AND e.openai_trace_id = t.openai_trace_id
             JOIN bridge.traces tr ON tr.trace_id = t.openai_trace_id

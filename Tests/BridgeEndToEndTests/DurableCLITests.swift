@@ -1,7 +1,7 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgePostgres
 import BridgeTestSupport
+import BridgeTraceModel
 import Foundation
 import Testing
 
@@ -13,47 +13,50 @@ enum DurableFixture {
     static func setUp(tasks: Int) async throws -> (url: String, mappings: String, keysLog: String) {
         let url = try await LeaseFixture.database()
         try await TestDatabase.insertTasks(url, tasks)
-        try await TestDatabase.execute(url, """
+        try await TestDatabase.execute(
+            url,
+            """
             CREATE TABLE durable_actions (id bigserial PRIMARY KEY, task_id text NOT NULL, note text,
                                           at timestamptz NOT NULL DEFAULT clock_timestamp())
             """)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-durable-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: TestDatabase.projectRoot.appendingPathComponent("mappings/bridge.yaml").path,
-                                         toPath: dir.appendingPathComponent("bridge.yaml").path)
+        try FileManager.default.copyItem(
+            atPath: TestDatabase.projectRoot.appendingPathComponent("mappings/bridge.yaml").path,
+            toPath: dir.appendingPathComponent("bridge.yaml").path)
         let keysLog = dir.appendingPathComponent("keys.log").path
         try """
-            version: 1
-            agents:
-              - name: Project Manager
-                match: Project Manager
-                instructions: Record the action, then answer.
-                model: gpt-4.1
-                tools: [record_action, note_key]
-            """.write(to: dir.appendingPathComponent("agents.yaml"), atomically: true, encoding: .utf8)
+        version: 1
+        agents:
+          - name: Project Manager
+            match: Project Manager
+            instructions: Record the action, then answer.
+            model: gpt-4.1
+            tools: [record_action, note_key]
+        """.write(to: dir.appendingPathComponent("agents.yaml"), atomically: true, encoding: .utf8)
         try """
-            version: 1
-            tools:
-              - name: record_action
-                description: Records the task's irreversible action.
-                parameters:
-                  type: object
-                  properties:
-                    note: {type: string}
-                  required: [note]
-                  additionalProperties: false
-                sql:
-                  query: INSERT INTO durable_actions (task_id, note) VALUES (CAST(:task.id AS text), :note) RETURNING id
-                  writes: true
-              - name: note_key
-                description: Notes the call's idempotency key.
-                parameters:
-                  type: object
-                  properties: {}
-                  additionalProperties: false
-                command:
-                  argv: ["/bin/sh", "-c", "printf '%s\\\\n' \\"$BRIDGE_IDEMPOTENCY_KEY\\" >> \(keysLog); echo noted"]
-            """.write(to: dir.appendingPathComponent("tools.yaml"), atomically: true, encoding: .utf8)
+        version: 1
+        tools:
+          - name: record_action
+            description: Records the task's irreversible action.
+            parameters:
+              type: object
+              properties:
+                note: {type: string}
+              required: [note]
+              additionalProperties: false
+            sql:
+              query: INSERT INTO durable_actions (task_id, note) VALUES (CAST(:task.id AS text), :note) RETURNING id
+              writes: true
+          - name: note_key
+            description: Notes the call's idempotency key.
+            parameters:
+              type: object
+              properties: {}
+              additionalProperties: false
+            command:
+              argv: ["/bin/sh", "-c", "printf '%s\\\\n' \\"$BRIDGE_IDEMPOTENCY_KEY\\" >> \(keysLog); echo noted"]
+        """.write(to: dir.appendingPathComponent("tools.yaml"), atomically: true, encoding: .utf8)
         return (url, dir.path, keysLog)
     }
 }
@@ -68,28 +71,40 @@ struct DurableCLITests {
         let (url, mappings, keysLog) = try await DurableFixture.setUp(tasks: tasks)
         let poll = PollingConnection(url)
         func worker(_ extra: [String] = []) throws -> BackgroundBridge {
-            try BackgroundBridge(["exec", "--offline", "--offline-latency-ms", "1000", "--concurrency", "4", "--lease", "2",
-                                  "--database-url", url, "--mappings", mappings] + extra)
+            try BackgroundBridge(
+                [
+                    "exec", "--offline", "--offline-latency-ms", "1000", "--concurrency", "4", "--lease", "2",
+                    "--database-url", url, "--mappings", mappings,
+                ] + extra)
         }
         // A: SIGKILLed after four actions, while it holds runs past their first step.
         let a = try worker()
         let aPid = a.pid
-        #expect(await a.send(SIGKILL, when: {
-            try poll.count("true", table: "durable_actions") >= 4 && poll.count("""
-                status = 'in_progress' AND bridge_worker_id LIKE '%:\(aPid):%'
-                AND EXISTS (SELECT 1 FROM bridge.run_journals j WHERE j.task_key = tasks.id::text AND j.checkpoint IS NOT NULL)
-                """) >= 1
-        }, timeout: .seconds(60)))
+        #expect(
+            await a.send(
+                SIGKILL,
+                when: {
+                    try poll.count("true", table: "durable_actions") >= 4
+                        && poll.count(
+                            """
+                            status = 'in_progress' AND bridge_worker_id LIKE '%:\(aPid):%'
+                            AND EXISTS (SELECT 1 FROM bridge.run_journals j WHERE j.task_key = tasks.id::text AND j.checkpoint IS NOT NULL)
+                            """) >= 1
+                }, timeout: .seconds(60)))
         _ = await a.wait(timeout: 10)
         // B: SIGTERMed while it holds runs between steps; it releases them at once.
         let b = try worker(["--drain-timeout", "1"])
         let bPid = b.pid
-        #expect(await b.send(SIGTERM, when: {
-            try poll.count("""
-                status = 'in_progress' AND bridge_worker_id LIKE '%:\(bPid):%'
-                AND EXISTS (SELECT 1 FROM bridge.run_journals j WHERE j.task_key = tasks.id::text AND j.checkpoint IS NOT NULL)
-                """) >= 1
-        }, timeout: .seconds(60)))
+        #expect(
+            await b.send(
+                SIGTERM,
+                when: {
+                    try poll.count(
+                        """
+                        status = 'in_progress' AND bridge_worker_id LIKE '%:\(bPid):%'
+                        AND EXISTS (SELECT 1 FROM bridge.run_journals j WHERE j.task_key = tasks.id::text AND j.checkpoint IS NOT NULL)
+                        """) >= 1
+                }, timeout: .seconds(60)))
         let rb = await b.wait(timeout: 30)
         #expect(rb?.status == 0, "\(b.output.suffix(2000))")
         // C finishes the queue (A's leases expire and are reaped first).
@@ -99,25 +114,34 @@ struct DurableCLITests {
 
         try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: tasks, spansPerTrace: 8)
         // Exactly one action per task: no writing SQL call ran twice.
-        #expect(try await TestDatabase.psql(url, """
-            SELECT count(*) FROM (SELECT task_id FROM durable_actions GROUP BY task_id HAVING count(*) = 1) x
-            """) == String(tasks))
+        #expect(
+            try await TestDatabase.psql(
+                url,
+                """
+                SELECT count(*) FROM (SELECT task_id FROM durable_actions GROUP BY task_id HAVING count(*) = 1) x
+                """) == String(tasks))
         #expect(try await TestDatabase.count(url, "true", table: "durable_actions") == tasks)
         // The command tool ran at least once per task, every repeat with the same key.
         let keys = try String(contentsOfFile: keysLog, encoding: .utf8).split(separator: "\n").map(String.init)
         #expect(Set(keys).count == tasks && keys.allSatisfy { $0.hasPrefix("bridge-") })
         // No call id has two function spans in its trace; the interrupted runs show a resume span.
-        #expect(try await TestDatabase.psql(url, """
-            SELECT count(*) FROM (SELECT trace_id, span_data->>'name' FROM bridge.spans WHERE span_data->>'type' = 'function'
-                                  GROUP BY 1, 2 HAVING count(*) > 1) d
-            """) == "0")
+        #expect(
+            try await TestDatabase.psql(
+                url,
+                """
+                SELECT count(*) FROM (SELECT trace_id, span_data->>'name' FROM bridge.spans WHERE span_data->>'type' = 'function'
+                                      GROUP BY 1, 2 HAVING count(*) > 1) d
+                """) == "0")
         #expect(try await TestDatabase.count(url, "span_data->>'name' = 'resume'", table: "bridge.spans") >= 2)
-        let resumedTask = try await TestDatabase.psql(url, """
+        let resumedTask = try await TestDatabase.psql(
+            url,
+            """
             SELECT tr.task_id FROM bridge.traces tr JOIN bridge.spans s ON s.trace_id = tr.trace_id
             WHERE s.span_data->>'name' = 'resume' LIMIT 1
             """)
         let show = try await BridgeBinary.run(["trace", "show", resumedTask, "--database-url", url])
-        #expect(show.status == 0 && show.stdout.contains("resume · ") && show.stdout.contains(" lost "), "\(show.stdout)")
+        #expect(
+            show.status == 0 && show.stdout.contains("resume · ") && show.stdout.contains(" lost "), "\(show.stdout)")
         #expect(try await TestDatabase.count(url, "true", table: "bridge.run_journals") == 0)
         // Interruptions are countable: A's runs were reaped, B's released.
         #expect(try await TestDatabase.count(url, "error_type = 'LeaseExpired'", table: "task_executions") >= 1)
@@ -131,7 +155,9 @@ struct DurableCLITests {
     @Test(.timeLimit(.minutes(4)))
     func anUnreadableJournalFailsItsTaskClearly() async throws {
         let (url, mappings) = try await LeaseFixture.database(tasks: 3)
-        try await TestDatabase.execute(url, """
+        try await TestDatabase.execute(
+            url,
+            """
             INSERT INTO bridge.run_journals (task_key, trace_id, attempt, format, spec)
             SELECT id::text, 'trace_' || md5(id::text), 1, 1, '{"not": "a run spec"}' FROM tasks WHERE name = 't1';
             INSERT INTO bridge.run_journals (task_key, trace_id, attempt, format, spec)
@@ -141,12 +167,17 @@ struct DurableCLITests {
             """)
         let r = try await BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", mappings])
         #expect(r.status == 1, "\(r.stdout)\n\(r.stderr)")
-        let rows = try await TestDatabase.psql(url, """
+        let rows = try await TestDatabase.psql(
+            url,
+            """
             SELECT string_agg(name || '|' || status || '|' || coalesce(result->>'error_type', '') || '|' || coalesce(result->>'error', ''),
                               E'\\n' ORDER BY name) FROM tasks
-            """).split(separator: "\n").map(String.init)
+            """
+        ).split(separator: "\n").map(String.init)
         #expect(rows.count == 3)
-        #expect(rows[0].hasPrefix("t1|failed|ResumeError|the run journal of task ") && rows[0].contains("cannot be resumed"), "\(rows)")
+        #expect(
+            rows[0].hasPrefix("t1|failed|ResumeError|the run journal of task ")
+                && rows[0].contains("cannot be resumed"), "\(rows)")
         #expect(rows[1].hasPrefix("t2|failed|ResumeError|") && rows[1].contains("journal format 99"), "\(rows)")
         #expect(rows[2].hasPrefix("t3|completed|"), "\(rows)")
         #expect(try await TestDatabase.count(url, "true", table: "bridge.run_journals") == 0)
@@ -159,11 +190,16 @@ struct DurableCLITests {
     func aMappingChangedUnderAnInterruptedRunFailsNamingTheChange() async throws {
         let (url, mappings, _) = try await DurableFixture.setUp(tasks: 1)
         let poll = PollingConnection(url)
-        let a = try BackgroundBridge(["exec", "--offline", "--offline-latency-ms", "1500", "--lease", "1",
-                                      "--database-url", url, "--mappings", mappings])
-        #expect(await a.send(SIGKILL, when: {
-            try poll.count("checkpoint IS NOT NULL", table: "bridge.run_journals") == 1
-        }, timeout: .seconds(90)))
+        let a = try BackgroundBridge([
+            "exec", "--offline", "--offline-latency-ms", "1500", "--lease", "1",
+            "--database-url", url, "--mappings", mappings,
+        ])
+        #expect(
+            await a.send(
+                SIGKILL,
+                when: {
+                    try poll.count("checkpoint IS NOT NULL", table: "bridge.run_journals") == 1
+                }, timeout: .seconds(90)))
         _ = await a.wait(timeout: 10)
         let agents = URL(fileURLWithPath: mappings).appendingPathComponent("agents.yaml")
         let text = try String(contentsOf: agents, encoding: .utf8)
@@ -171,8 +207,10 @@ struct DurableCLITests {
             .write(to: agents, atomically: true, encoding: .utf8)
         let r = try await BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", mappings])
         #expect(r.status == 1, "\(r.stdout)\n\(r.stderr)")
-        let error = try await TestDatabase.psql(url, "SELECT result->>'error_type' || '|' || (result->>'error') FROM tasks")
-        #expect(error.hasPrefix("ResumeError|") && error.contains("mappings changed")
+        let error = try await TestDatabase.psql(
+            url, "SELECT result->>'error_type' || '|' || (result->>'error') FROM tasks")
+        #expect(
+            error.hasPrefix("ResumeError|") && error.contains("mappings changed")
                 && error.contains("tools changed from [record_action, note_key] to [record_action]"), "\(error)")
         #expect(try await TestDatabase.count(url, "true", table: "bridge.run_journals") == 0)
     }
@@ -189,31 +227,39 @@ struct DurableCLITests {
         let common = ["--database-url", url, "--mappings", BridgeBinary.mappings]
         let paused = try await BridgeBinary.run(["exec", "--offline", "--task", task] + common)
         #expect(paused.status == 0, "\(paused.stderr)")
-        let id = try #require(try await BridgeBinary.run(["approvals", "list", "--ids"] + common).stdout
-            .split(separator: "\n").first.map(String.init))
+        let id = try #require(
+            try await BridgeBinary.run(["approvals", "list", "--ids"] + common).stdout
+                .split(separator: "\n").first.map(String.init))
         #expect(try await BridgeBinary.run(["approve", id] + common).status == 0)
         let trace = try #require(try await c.query("SELECT trace_id FROM bridge.run_states").first?["trace_id"])
 
         // The resumed stint runs the approved call, then dies in its next model call.
-        let w = try BackgroundBridge(["exec", "--offline", "--offline-latency-ms", "3000", "--lease", "1", "--task", task] + common)
-        #expect(await w.send(SIGKILL, when: {
-            try poll.count("parent_task_id = '\(task)'") == 1
-                && poll.count("trace_id = '\(trace)'", table: "bridge.journal_calls") >= 1
-        }, timeout: .seconds(90)))
+        let w = try BackgroundBridge(
+            ["exec", "--offline", "--offline-latency-ms", "3000", "--lease", "1", "--task", task] + common)
+        #expect(
+            await w.send(
+                SIGKILL,
+                when: {
+                    try poll.count("parent_task_id = '\(task)'") == 1
+                        && poll.count("trace_id = '\(trace)'", table: "bridge.journal_calls") >= 1
+                }, timeout: .seconds(90)))
         _ = await w.wait(timeout: 10)
         let r = try await BridgeBinary.run(["exec", "--offline", "--task", task] + common)
         #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
-        let row = try await c.query("""
+        let row = try await c.query(
+            """
             SELECT t.status, t.openai_trace_id AS trace, (SELECT count(*) FROM tasks s WHERE s.parent_task_id = t.id) AS subtasks,
                    (SELECT count(DISTINCT e.openai_trace_id) FROM task_executions e WHERE e.task_id = t.id) AS traces,
                    (SELECT count(*) FROM task_executions e WHERE e.task_id = t.id AND e.status = 'completed') AS completed,
                    (SELECT count(*) FROM bridge.run_states) AS states, (SELECT count(*) FROM bridge.run_journals) AS journals,
                    (SELECT count(*) FROM human_feedback_requests) AS requests
             FROM tasks t WHERE t.id = \(task)::uuid
-            """).first
+            """
+        ).first
         #expect(row?["status"] == "completed" && row?["trace"] == trace, "\(row.map { "\($0)" } ?? "")")
         #expect(row?["subtasks"] == "1" && row?["traces"] == "1" && row?["completed"] == "1")
-        #expect(row?["states"] == "0" && row?["journals"] == "0" && row?["requests"] == "1", "no second approval request")
+        #expect(
+            row?["states"] == "0" && row?["journals"] == "0" && row?["requests"] == "1", "no second approval request")
         let verify = try await BridgeBinary.run(["verify", "--task", task] + common)
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
         await c.close()
@@ -226,29 +272,43 @@ struct DurableCLITests {
     func interruptedRunsTheApplicationTookBackAreClosedNotResumed() async throws {
         let (url, mappings, _) = try await DurableFixture.setUp(tasks: 2)
         let poll = PollingConnection(url)
-        let args = ["exec", "--offline", "--offline-latency-ms", "1500", "--lease", "1", "--database-url", url, "--mappings", mappings]
+        let args = [
+            "exec", "--offline", "--offline-latency-ms", "1500", "--lease", "1", "--database-url", url, "--mappings",
+            mappings,
+        ]
         let a = try BackgroundBridge(args)
-        #expect(await a.send(SIGKILL, when: {
-            try poll.count("checkpoint IS NOT NULL", table: "bridge.run_journals") == 2
-        }, timeout: .seconds(90)))
+        #expect(
+            await a.send(
+                SIGKILL,
+                when: {
+                    try poll.count("checkpoint IS NOT NULL", table: "bridge.run_journals") == 2
+                }, timeout: .seconds(90)))
         _ = await a.wait(timeout: 10)
-        try await TestDatabase.execute(url, """
+        try await TestDatabase.execute(
+            url,
+            """
             UPDATE tasks SET status = 'completed' WHERE name = 't1';
             DELETE FROM task_executions WHERE task_id = (SELECT id FROM tasks WHERE name = 't2');
             DELETE FROM tasks WHERE name = 't2'
             """)
         let actions = try await TestDatabase.count(url, "true", table: "durable_actions")
         let w = try BackgroundBridge(args + ["--watch"])
-        #expect(await w.send(SIGTERM, when: { w.output.contains("journal sweep: 2 interrupted run(s)") }, timeout: .seconds(90)),
-                "\(w.output.suffix(2000))")
+        #expect(
+            await w.send(
+                SIGTERM, when: { w.output.contains("journal sweep: 2 interrupted run(s)") }, timeout: .seconds(90)),
+            "\(w.output.suffix(2000))")
         #expect(await w.wait(timeout: 20)?.status == 0, "\(w.output.suffix(2000))")
         #expect(try await TestDatabase.count(url, "true", table: "bridge.run_journals") == 0)
         #expect(try await TestDatabase.count(url, "ended_at IS NULL", table: "bridge.traces") == 0)
-        #expect(try await TestDatabase.count(url, "error->>'message' = 'Run not resumed'", table: "bridge.spans") == 6,
-                "task, agent and turn span of each")
-        #expect(try await TestDatabase.count(url, """
-            parent_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM bridge.spans p WHERE p.span_id = bridge.spans.parent_id)
-            """, table: "bridge.spans") == 0)
+        #expect(
+            try await TestDatabase.count(url, "error->>'message' = 'Run not resumed'", table: "bridge.spans") == 6,
+            "task, agent and turn span of each")
+        #expect(
+            try await TestDatabase.count(
+                url,
+                """
+                parent_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM bridge.spans p WHERE p.span_id = bridge.spans.parent_id)
+                """, table: "bridge.spans") == 0)
         #expect(try await TestDatabase.count(url, "true", table: "durable_actions") == actions, "nothing more was run")
         #expect(try await TestDatabase.count(url, "status = 'started'", table: "task_executions") == 0)
     }
@@ -267,18 +327,24 @@ struct DurableCLITests {
         #expect(try await TestDatabase.count(url, "true", table: "bridge.run_states") == 1)
         try await c.query("UPDATE tasks SET status = 'completed' WHERE id = \(task)::uuid")
         let w = try BackgroundBridge(["exec", "--offline", "--watch", "--task", task] + common)
-        #expect(await w.send(SIGTERM, when: { w.output.contains("journal sweep: 1 interrupted run(s)") }, timeout: .seconds(90)),
-                "\(w.output.suffix(2000))")
+        #expect(
+            await w.send(
+                SIGTERM, when: { w.output.contains("journal sweep: 1 interrupted run(s)") }, timeout: .seconds(90)),
+            "\(w.output.suffix(2000))")
         _ = await w.wait(timeout: 20)
         #expect(try await TestDatabase.count(url, "true", table: "bridge.run_states") == 0)
         #expect(try await TestDatabase.count(url, "true", table: "bridge.approval_waits") == 0)
         #expect(try await TestDatabase.count(url, "true", table: "bridge.run_journals") == 0)
         let list = try await BridgeBinary.run(["approvals", "list", "--ids"] + common)
-        #expect(list.status == 0 && list.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(list.stdout)")
+        #expect(
+            list.status == 0 && list.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(list.stdout)")
         #expect(try await TestDatabase.count(url, "ended_at IS NULL", table: "bridge.traces") == 0)
-        #expect(try await TestDatabase.count(url, """
-            parent_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM bridge.spans p WHERE p.span_id = bridge.spans.parent_id)
-            """, table: "bridge.spans") == 0)
+        #expect(
+            try await TestDatabase.count(
+                url,
+                """
+                parent_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM bridge.spans p WHERE p.span_id = bridge.spans.parent_id)
+                """, table: "bridge.spans") == 0)
         await c.close()
     }
 }

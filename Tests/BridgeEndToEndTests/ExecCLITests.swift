@@ -1,8 +1,8 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
 import BridgeTestSupport
+import BridgeTraceModel
 import Foundation
 import Testing
 
@@ -35,37 +35,52 @@ struct ExecCLITests {
         let url = try await Self.migratedReference()
         let c = try await TestDatabase.connect(url)
         // What must not change: tasks that were already finished, and their execution rows.
-        let historical = try await c.query("""
+        let historical = try await c.query(
+            """
             SELECT md5(string_agg(t::text, '|' ORDER BY t.id)) AS h, count(*) AS n FROM tasks t
             WHERE status IN ('completed', 'failed')
-            """).first
-        let historicalExecutions = try await c.query("SELECT md5(string_agg(e::text, '|' ORDER BY e.id)) AS h FROM task_executions e").first?["h"]
-        let pendingBefore = try await c.query("SELECT count(*) AS n FROM tasks WHERE status = 'pending'").first?.int("n") ?? 0
+            """
+        ).first
+        let historicalExecutions = try await c.query(
+            "SELECT md5(string_agg(e::text, '|' ORDER BY e.id)) AS h FROM task_executions e"
+        ).first?["h"]
+        let pendingBefore =
+            try await c.query("SELECT count(*) AS n FROM tasks WHERE status = 'pending'").first?.int("n") ?? 0
         #expect(pendingBefore == 36)
 
-        let traceFile = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-e2e-\(UUID().uuidString).jsonl").path
-        let r = try await BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings,
-                                      "--trace-file", traceFile])
+        let traceFile = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "bridge-e2e-\(UUID().uuidString).jsonl"
+        ).path
+        let r = try await BridgeBinary.run([
+            "exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings,
+            "--trace-file", traceFile,
+        ])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("bridge exec: completed"))
 
         // Drained: nothing pending or running, sub-tasks created during the run included.
-        let left = try await c.query("SELECT count(*) AS n FROM tasks WHERE status IN ('pending', 'in_progress')").first?.int("n")
+        let left = try await c.query("SELECT count(*) AS n FROM tasks WHERE status IN ('pending', 'in_progress')")
+            .first?.int("n")
         #expect(left == 0)
         // Historical tasks untouched (their rows are byte-identical), as are the old executions.
-        let historicalAfter = try await c.query("""
+        let historicalAfter = try await c.query(
+            """
             SELECT md5(string_agg(t::text, '|' ORDER BY t.id)) AS h FROM tasks t
             WHERE status IN ('completed', 'failed') AND openai_trace_id IS NULL
-            """).first?["h"]
+            """
+        ).first?["h"]
         #expect(historicalAfter == historical?["h"])
-        let oldExecutions = try await c.query("""
+        let oldExecutions = try await c.query(
+            """
             SELECT md5(string_agg(e::text, '|' ORDER BY e.id)) AS h FROM task_executions e WHERE openai_trace_id IS NULL
-            """).first?["h"]
+            """
+        ).first?["h"]
         #expect(oldExecutions == historicalExecutions)
 
         // Every task bridge ran has a result, a well-formed trace id, a trace with metadata.task_id,
         // and exactly one completed execution row with the same trace id.
-        let ran = try await c.query("""
+        let ran = try await c.query(
+            """
             SELECT t.id::text AS id, t.openai_trace_id AS trace, t.result IS NOT NULL AS has_result,
                    t.completed_at IS NOT NULL AS has_completed_at,
                    tr.metadata->>'task_id' AS meta_task, tr.group_id = t.workspace_id::text AS group_ok,
@@ -86,17 +101,24 @@ struct ExecCLITests {
 
         // The span tree of a Project Manager task: task > agent(PM) > turn > {generation, function…},
         // a handoff from the PM under its turn, then the specialist's agent span.
-        let pmTrace = try #require(try await c.query("""
-            SELECT t.openai_trace_id AS trace FROM tasks t JOIN agents a ON a.id = t.agent_id
-            WHERE a.role = 'Project Manager' AND t.openai_trace_id IS NOT NULL LIMIT 1
-            """).first?["trace"])
-        let spans = try await c.query("""
+        let pmTrace = try #require(
+            try await c.query(
+                """
+                SELECT t.openai_trace_id AS trace FROM tasks t JOIN agents a ON a.id = t.agent_id
+                WHERE a.role = 'Project Manager' AND t.openai_trace_id IS NOT NULL LIMIT 1
+                """
+            ).first?["trace"])
+        let spans = try await c.query(
+            """
             SELECT s.span_id, s.parent_id, s.span_data::text AS data, p.span_data::text AS parent_data
             FROM bridge.spans s LEFT JOIN bridge.spans p ON p.span_id = s.parent_id
             WHERE s.trace_id = \(pmTrace) ORDER BY s.started_at, s.span_id
             """)
         func data(_ text: String?) throws -> JSONValue { try JSONValue.parse(text ?? "null") }
-        var roots = 0, agents: [String] = [], functions = 0, handoffs: [(String, String)] = []
+        var roots = 0
+        var agents: [String] = []
+        var functions = 0
+        var handoffs: [(String, String)] = []
         for s in spans {
             let d = try data(s["data"])
             let parent = try data(s["parent_data"])
@@ -124,7 +146,9 @@ struct ExecCLITests {
         #expect(handoffs.contains { $0.0 == "Project Manager" })
 
         // The transcript is stored for verify, and the trace file has the SDK export objects.
-        #expect(try await c.query("SELECT count(*) AS n FROM bridge.run_transcripts WHERE trace_id = \(pmTrace)").first?.int("n") == 1)
+        #expect(
+            try await c.query("SELECT count(*) AS n FROM bridge.run_transcripts WHERE trace_id = \(pmTrace)").first?
+                .int("n") == 1)
         let lines = try String(contentsOfFile: traceFile, encoding: .utf8).split(separator: "\n")
         #expect(lines.contains { $0.contains("\"object\":\"trace\"") && $0.contains(pmTrace) })
         #expect(lines.contains { $0.contains("\"object\":\"trace.span\"") && $0.contains(pmTrace) })
@@ -132,7 +156,9 @@ struct ExecCLITests {
 
         // A second run finds nothing to do and touches nothing.
         let before = try await Self.snapshot(url)
-        let again = try await BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings])
+        let again = try await BridgeBinary.run([
+            "exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings,
+        ])
         #expect(again.status == 0)
         #expect(again.stdout.contains("completed 0"))
         #expect(try await Self.snapshot(url) == before)
@@ -142,13 +168,18 @@ struct ExecCLITests {
     @Test func dryRunPrintsTheSpecAndChangesNothing() async throws {
         let url = try await Self.migratedReference()
         let c = try await TestDatabase.connect(url)
-        let id = try #require(try await c.query("""
-            SELECT t.id::text AS id FROM tasks t JOIN agents a ON a.id = t.agent_id
-            WHERE t.status = 'pending' AND a.role = 'Project Manager' LIMIT 1
-            """).first?["id"])
+        let id = try #require(
+            try await c.query(
+                """
+                SELECT t.id::text AS id FROM tasks t JOIN agents a ON a.id = t.agent_id
+                WHERE t.status = 'pending' AND a.role = 'Project Manager' LIMIT 1
+                """
+            ).first?["id"])
         await c.close()
         let before = try await Self.snapshot(url)
-        let r = try await BridgeBinary.run(["exec", "--dry-run", "--task", id, "--database-url", url, "--mappings", BridgeBinary.mappings])
+        let r = try await BridgeBinary.run([
+            "exec", "--dry-run", "--task", id, "--database-url", url, "--mappings", BridgeBinary.mappings,
+        ])
         #expect(r.status == 0, "\(r.stderr)")
         let lines = r.stdout.split(separator: "\n")
         #expect(lines.count == 1)
@@ -161,8 +192,10 @@ struct ExecCLITests {
         #expect(spec["agents"]?["Researcher"] != nil)
         #expect(try await Self.snapshot(url) == before)
 
-        let unknown = try await BridgeBinary.run(["exec", "--dry-run", "--task", "00000000-0000-0000-0000-000000000000",
-                                            "--database-url", url, "--mappings", BridgeBinary.mappings])
+        let unknown = try await BridgeBinary.run([
+            "exec", "--dry-run", "--task", "00000000-0000-0000-0000-000000000000",
+            "--database-url", url, "--mappings", BridgeBinary.mappings,
+        ])
         #expect(unknown.status == 2)
         #expect(unknown.stderr.contains("00000000-0000-0000-0000-000000000000"))
     }
@@ -170,12 +203,14 @@ struct ExecCLITests {
     @Test func brokenMappingsExitTwoNamingTheLineAndChangeNothing() async throws {
         let url = try await Self.migratedReference()
         // Break one line of agents.yaml: an unbalanced flow sequence.
-        let dir = try TestMappings.copy(editing: ["agents.yaml": { text in
-            var lines = text.components(separatedBy: "\n")
-            let target = try #require(lines.firstIndex { $0.contains("tools:") && $0.contains("[") })
-            lines[target] = lines[target].replacingOccurrences(of: "]", with: "")
-            return lines.joined(separator: "\n")
-        }])
+        let dir = try TestMappings.copy(editing: [
+            "agents.yaml": { text in
+                var lines = text.components(separatedBy: "\n")
+                let target = try #require(lines.firstIndex { $0.contains("tools:") && $0.contains("[") })
+                lines[target] = lines[target].replacingOccurrences(of: "]", with: "")
+                return lines.joined(separator: "\n")
+            }
+        ])
         defer { try? FileManager.default.removeItem(at: dir) }
 
         let before = try await Self.snapshot(url)
@@ -190,15 +225,18 @@ struct ExecCLITests {
     }
 
     @Test func noModelExitsTwoNamingBothWaysOut() async throws {
-        let r = try await BridgeBinary.run(["exec", "--mappings", BridgeBinary.mappings],
-                                           environment: BridgeBinary.environment(["OPENAI_API_KEY": nil]))
+        let r = try await BridgeBinary.run(
+            ["exec", "--mappings", BridgeBinary.mappings],
+            environment: BridgeBinary.environment(["OPENAI_API_KEY": nil]))
         #expect(r.status == 2)
         #expect(r.stderr.contains("--offline") && r.stderr.contains("OPENAI_API_KEY"))
     }
 
     @Test func shippedMappingsCheckCleanAfterMigrate() async throws {
         let url = try await Self.migratedReference()
-        let r = try await BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", BridgeBinary.mappings])
+        let r = try await BridgeBinary.run([
+            "mappings", "check", "--database-url", url, "--mappings", BridgeBinary.mappings,
+        ])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("ok"))
     }
@@ -211,18 +249,22 @@ struct OtherSchemaTests {
         let url = try await TestDatabase.createReference(seed: false)
         let c = try await TestDatabase.connect(url)
         try await c.simpleQuery("ALTER TABLE tasks RENAME TO jobs; ALTER TABLE task_executions RENAME TO job_runs")
-        let dir = try TestMappings.copy(editing: ["bridge.yaml": {
-            $0.replacingOccurrences(of: "table: tasks", with: "table: jobs")
-                .replacingOccurrences(of: "table: task_executions", with: "table: job_runs")
-        }])
+        let dir = try TestMappings.copy(editing: [
+            "bridge.yaml": {
+                $0.replacingOccurrences(of: "table: tasks", with: "table: jobs")
+                    .replacingOccurrences(of: "table: task_executions", with: "table: job_runs")
+            }
+        ])
         defer { try? FileManager.default.removeItem(at: dir) }
 
         let r = try await BridgeBinary.migrate(url, ["--mappings", dir.path])
         #expect(r.status == 0, "\(r.stderr)")
-        let cols = try await c.query("""
+        let cols = try await c.query(
+            """
             SELECT string_agg(table_name, ',' ORDER BY table_name) AS t FROM information_schema.columns
             WHERE column_name = 'openai_trace_id'
-            """).first?["t"]
+            """
+        ).first?["t"]
         #expect(cols == "job_runs,jobs")
         await c.close()
     }

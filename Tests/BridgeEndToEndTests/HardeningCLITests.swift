@@ -13,24 +13,31 @@ struct HardeningCLITests {
     /// A copy of the shipped mappings with `tool` (YAML of one list item under `tools:`) added
     /// and given to the Content Specialist.
     static func mappings(withTool tool: String, agentsEdit: ((String) -> String)? = nil) throws -> URL {
-        try TestMappings.copy(prefix: "bridge-probe", editing: [
-            "agents.yaml": {
-                let agents = $0.replacingOccurrences(of: "    tools: [store_data]\n", with: "    tools: [store_data, probe]\n")
-                return agentsEdit?(agents) ?? agents
-            },
-            "tools.yaml": { $0 + "\n" + tool },
-        ])
+        try TestMappings.copy(
+            prefix: "bridge-probe",
+            editing: [
+                "agents.yaml": {
+                    let agents = $0.replacingOccurrences(
+                        of: "    tools: [store_data]\n", with: "    tools: [store_data, probe]\n")
+                    return agentsEdit?(agents) ?? agents
+                },
+                "tools.yaml": { $0 + "\n" + tool },
+            ])
     }
 
     /// YAML of one tool for `mappings(withTool:)`: `name`, described "Probe.", with one
     /// required string parameter when `parameter` is given (and its `examples`, as YAML), then
     /// `body` (its `sql:` or `command:` block, written as at the top level).
-    static func tool(named name: String = "probe", parameter: String? = nil, examples: String? = nil, _ body: String) -> String {
+    static func tool(named name: String = "probe", parameter: String? = nil, examples: String? = nil, _ body: String)
+        -> String
+    {
         var lines = ["  - name: \(name)", "    description: Probe."]
         if let parameter {
             let schema = examples.map { "{type: string, examples: \($0)}" } ?? "{type: string}"
-            lines += ["    parameters:", "      type: object", "      properties: {\(parameter): \(schema)}",
-                      "      required: [\(parameter)]", "      additionalProperties: false"]
+            lines += [
+                "    parameters:", "      type: object", "      properties: {\(parameter): \(schema)}",
+                "      required: [\(parameter)]", "      additionalProperties: false",
+            ]
         }
         return (lines + body.components(separatedBy: "\n").map { "    " + $0 }).joined(separator: "\n")
     }
@@ -56,12 +63,17 @@ struct HardeningCLITests {
 
     @Test func multiStatementToolSQLIsRejectedWithItsPositionAndNeverRuns() async throws {
         let url = try await ExecCLITests.migratedReference()
-        for query in ["SELECT 1; UPDATE tasks SET name = 'HACKED'",
-                      "SELECT :key::text AS k; UPDATE tasks SET name = 'HACKED' WHERE :key::text IS NOT NULL"] {
-            let dir = try Self.mappings(withTool: Self.tool(parameter: "key", """
-                sql:
-                  query: "\(query)"
-                """))
+        for query in [
+            "SELECT 1; UPDATE tasks SET name = 'HACKED'",
+            "SELECT :key::text AS k; UPDATE tasks SET name = 'HACKED' WHERE :key::text IS NOT NULL",
+        ] {
+            let dir = try Self.mappings(
+                withTool: Self.tool(
+                    parameter: "key",
+                    """
+                    sql:
+                      query: "\(query)"
+                    """))
             defer { try? FileManager.default.removeItem(at: dir) }
             let before = try await ExecCLITests.snapshot(url)
             let check = try await Self.run(["mappings", "check"], url, dir)
@@ -70,7 +82,9 @@ struct HardeningCLITests {
             let toolsLines = try String(contentsOf: dir.appendingPathComponent("tools.yaml"), encoding: .utf8)
                 .components(separatedBy: "\n")
             let line = try #require(toolsLines.lastIndex { $0.contains("UPDATE tasks SET name = 'HACKED'") }) + 1
-            let column = try #require(toolsLines[line - 1].range(of: "UPDATE")).lowerBound.utf16Offset(in: toolsLines[line - 1]) + 1
+            let column =
+                try #require(toolsLines[line - 1].range(of: "UPDATE")).lowerBound.utf16Offset(in: toolsLines[line - 1])
+                + 1
             #expect(check.stderr.contains("tools.yaml:\(line):\(column):"), "\(check.stderr)")
             #expect(check.stderr.contains("exactly one statement"))
             let dry = try await Self.run(["exec", "--dry-run"], url, dir)
@@ -80,18 +94,22 @@ struct HardeningCLITests {
             #expect(try await Self.hacked(url) == 0)
             #expect(try await ExecCLITests.snapshot(url) == before)
             // No prepared statement is left behind: the shipped mappings still check clean.
-            let again = try await BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", BridgeBinary.mappings])
+            let again = try await BridgeBinary.run([
+                "mappings", "check", "--database-url", url, "--mappings", BridgeBinary.mappings,
+            ])
             #expect(again.status == 0, "\(again.stderr)")
         }
     }
 
     @Test func checksPrepareWritingToolsWithoutRunningThem() async throws {
         let url = try await ExecCLITests.migratedReference()
-        let dir = try Self.mappings(withTool: Self.tool("""
-            sql:
-              query: "UPDATE tasks SET name = 'HACKED' RETURNING id"
-              writes: true
-            """))
+        let dir = try Self.mappings(
+            withTool: Self.tool(
+                """
+                sql:
+                  query: "UPDATE tasks SET name = 'HACKED' RETURNING id"
+                  writes: true
+                """))
         defer { try? FileManager.default.removeItem(at: dir) }
         let before = try await ExecCLITests.snapshot(url)
         let check = try await Self.run(["mappings", "check"], url, dir)
@@ -104,12 +122,15 @@ struct HardeningCLITests {
 
     @Test func trailingCommentBehavesAlikeAtCheckAndRunTime() async throws {
         let url = try await ExecCLITests.migratedReference()
-        let dir = try Self.mappings(withTool: Self.tool(parameter: "key", examples: "[k1]", """
-            sql:
-              query: |-
-                SELECT :key::text AS k; -- the key back
-                -- and a last comment
-            """))
+        let dir = try Self.mappings(
+            withTool: Self.tool(
+                parameter: "key", examples: "[k1]",
+                """
+                sql:
+                  query: |-
+                    SELECT :key::text AS k; -- the key back
+                    -- and a last comment
+                """))
         defer { try? FileManager.default.removeItem(at: dir) }
         let check = try await Self.run(["mappings", "check"], url, dir)
         #expect(check.status == 0, "\(check.stderr)")
@@ -125,10 +146,12 @@ struct HardeningCLITests {
 
     @Test func aReadOnlyToolThatWritesNamesItsStatement() async throws {
         let url = try await ExecCLITests.migratedReference()
-        let dir = try Self.mappings(withTool: Self.tool("""
-            sql:
-              query: "UPDATE tasks SET name = 'HACKED' WHERE false RETURNING id"
-            """))
+        let dir = try Self.mappings(
+            withTool: Self.tool(
+                """
+                sql:
+                  query: "UPDATE tasks SET name = 'HACKED' WHERE false RETURNING id"
+                """))
         defer { try? FileManager.default.removeItem(at: dir) }
         let run = try await Self.execOffline(url, dir)
         #expect(run.status == 0, "\(run.stderr)")
@@ -145,27 +168,33 @@ struct HardeningCLITests {
         let url = try await ExecCLITests.migratedReference()
         // The tool dumps its environment; OPENAI_API_KEY is allowlisted on purpose, so the
         // key reaches the output and only redaction keeps it out of what bridge stores.
-        let dir = try Self.mappings(withTool: Self.tool("""
-            command:
-              argv:
-                - /bin/sh
-                - -c
-                - 'env; echo "pw=${PGPASSWORD:-none}"'
-              env: [OPENAI_API_KEY]
-            """))
+        let dir = try Self.mappings(
+            withTool: Self.tool(
+                """
+                command:
+                  argv:
+                    - /bin/sh
+                    - -c
+                    - 'env; echo "pw=${PGPASSWORD:-none}"'
+                  env: [OPENAI_API_KEY]
+                """))
         defer { try? FileManager.default.removeItem(at: dir) }
-        let env = BridgeBinary.environment(["OPENAI_API_KEY": "sk-probe-key-0123456789", "PGPASSWORD": "pg-probe-password-42",
-                                            "DATABASE_URL": url])
+        let env = BridgeBinary.environment([
+            "OPENAI_API_KEY": "sk-probe-key-0123456789", "PGPASSWORD": "pg-probe-password-42",
+            "DATABASE_URL": url,
+        ])
         let r = try await BridgeBinary.run(["exec", "--offline", "--mappings", dir.path], environment: env)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(!r.stdout.contains("sk-probe-key") && !r.stderr.contains("sk-probe-key"))
         let c = try await TestDatabase.connect(url)
-        let stored = try await c.query("""
+        let stored = try await c.query(
+            """
             SELECT (SELECT string_agg(coalesce(result::text, ''), '|') FROM tasks) AS tasks,
                    (SELECT string_agg(coalesce(result::text, '') || coalesce(error_message, ''), '|') FROM task_executions) AS executions,
                    (SELECT string_agg(items::text, '|') FROM bridge.run_transcripts) AS transcripts,
                    (SELECT string_agg(span_data::text || coalesce(error::text, ''), '|') FROM bridge.spans) AS spans
-            """).first
+            """
+        ).first
         await c.close()
         let outputs = try await Self.toolSpans(url, "span_data->>'output' AS o")
         #expect(!outputs.isEmpty)
@@ -185,9 +214,14 @@ struct HardeningCLITests {
     }
 
     @Test func unparsableConnectionStringsNeverEchoThePassword() async throws {
-        for bad in ["postgres://u:pw-echo-secret@[::1/db", "postgres://u:pw-echo%zzsecret@localhost/db",
-                    "host=localhost password=pw-echo-secret 'unterminated"] {
-            for args in [["mappings", "check", "--mappings", BridgeBinary.mappings], ["migrate", "status", "--dir", BridgeBinary.migrations]] {
+        for bad in [
+            "postgres://u:pw-echo-secret@[::1/db", "postgres://u:pw-echo%zzsecret@localhost/db",
+            "host=localhost password=pw-echo-secret 'unterminated",
+        ] {
+            for args in [
+                ["mappings", "check", "--mappings", BridgeBinary.mappings],
+                ["migrate", "status", "--dir", BridgeBinary.migrations],
+            ] {
                 let r = try await BridgeBinary.run(args + ["--database-url", bad])
                 #expect(r.status == 2, "\(bad): \(r.stderr)")
                 #expect(!r.stderr.contains("pw-echo") && !r.stdout.contains("pw-echo"), "\(r.stderr)")
@@ -201,9 +235,11 @@ struct HardeningCLITests {
         let c = try await TestDatabase.connect(url)
         try await c.simpleQuery("CREATE TABLE x (id int)")
         let attack = "tasks ADD COLUMN IF NOT EXISTS zz int; DROP TABLE x; ALTER TABLE tasks"
-        let dir = try TestMappings.copy(prefix: "bridge-inject", editing: [
-            "bridge.yaml": { $0.replacingOccurrences(of: "table: tasks\n", with: "table: \"\(attack)\"\n") },
-        ])
+        let dir = try TestMappings.copy(
+            prefix: "bridge-inject",
+            editing: [
+                "bridge.yaml": { $0.replacingOccurrences(of: "table: tasks\n", with: "table: \"\(attack)\"\n") }
+            ])
         defer { try? FileManager.default.removeItem(at: dir) }
         let r = try await BridgeBinary.migrate(url, ["--mappings", dir.path])
         #expect(r.status == 2, "\(r.stderr)")
@@ -211,9 +247,12 @@ struct HardeningCLITests {
         // Nothing ran: x is still there, no zz column, no bridge schema.
         #expect(try await c.query("SELECT to_regclass('x') IS NOT NULL AS ok").first?.bool("ok") == true)
         #expect(try await c.query("SELECT to_regclass('bridge.spans') IS NULL AS ok").first?.bool("ok") == true)
-        #expect(try await c.query("""
-            SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'tasks' AND column_name = 'zz'
-            """).first?.int("n") == 0)
+        #expect(
+            try await c.query(
+                """
+                SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'tasks' AND column_name = 'zz'
+                """
+            ).first?.int("n") == 0)
         // A --set value is held to the same rule.
         let set = try await BridgeBinary.migrate(url, ["--set", "tasks_table=\(attack)"])
         #expect(set.status == 2, "\(set.stderr)")
@@ -226,15 +265,20 @@ struct HardeningCLITests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-laughs-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        var lines = ["version: 1", "tools:", "  - name: t", "    description: d", "    parameters:", "      type: object",
-                     "      properties:", "        x:", "          type: string",
-                     "          examples: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]"]
+        var lines = [
+            "version: 1", "tools:", "  - name: t", "    description: d", "    parameters:", "      type: object",
+            "      properties:", "        x:", "          type: string",
+            "          examples: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]",
+        ]
         let names = ["b", "c", "d", "e", "f", "g", "h", "i"]
         for (i, name) in names.enumerated() {
             let prev = i == 0 ? "a" : names[i - 1]
-            lines.append("        \(name): {type: string, examples: &\(name) [\(Array(repeating: "*\(prev)", count: 9).joined(separator: ","))]}")
+            lines.append(
+                "        \(name): {type: string, examples: &\(name) [\(Array(repeating: "*\(prev)", count: 9).joined(separator: ","))]}"
+            )
         }
-        try lines.joined(separator: "\n").write(to: dir.appendingPathComponent("laughs.yaml"), atomically: true, encoding: .utf8)
+        try lines.joined(separator: "\n").write(
+            to: dir.appendingPathComponent("laughs.yaml"), atomically: true, encoding: .utf8)
         let started = Date()
         let r = try await BridgeBinary.run(["mappings", "check", "--static-only", "--mappings", dir.path])
         #expect(r.status == 2)
@@ -251,7 +295,10 @@ struct HardeningCLITests {
             (["verify", "--since", "99999999d"] + m, "--since"),
             (["verify", "--since", "yesterday"] + m, "--since"),
             (["exec", "--backfill", "--since", "notadate"] + m, "--since"),
-            (["exec", "--offline", "--task", "00000000-0000-0000-0000-00000000abcd"] + m, "00000000-0000-0000-0000-00000000abcd"),
+            (
+                ["exec", "--offline", "--task", "00000000-0000-0000-0000-00000000abcd"] + m,
+                "00000000-0000-0000-0000-00000000abcd"
+            ),
             (["verify", "--task", "00000000-0000-0000-0000-00000000abcd"] + m, "00000000-0000-0000-0000-00000000abcd"),
             (["verify", "--task", "not-a-uuid"] + m, "not-a-uuid"),
             (["exec", "--offline", "--http-min-rate", "0"] + m, "--http-min-rate"),
@@ -266,11 +313,15 @@ struct HardeningCLITests {
         let dir = try Self.mappings(withTool: "", agentsEdit: nil)
         defer { try? FileManager.default.removeItem(at: dir) }
         let bridgeYAML = dir.appendingPathComponent("bridge.yaml")
-        try String(contentsOf: bridgeYAML, encoding: .utf8).replacingOccurrences(of: "table: task_executions\n", with: "table: task_executionz\n")
-            .write(to: bridgeYAML, atomically: true, encoding: .utf8)
+        try String(contentsOf: bridgeYAML, encoding: .utf8).replacingOccurrences(
+            of: "table: task_executions\n", with: "table: task_executionz\n"
+        )
+        .write(to: bridgeYAML, atomically: true, encoding: .utf8)
         let agents = dir.appendingPathComponent("agents.yaml")
-        try String(contentsOf: agents, encoding: .utf8).replacingOccurrences(of: "[store_data, probe]", with: "[store_data]")
-            .write(to: agents, atomically: true, encoding: .utf8)
+        try String(contentsOf: agents, encoding: .utf8).replacingOccurrences(
+            of: "[store_data, probe]", with: "[store_data]"
+        )
+        .write(to: agents, atomically: true, encoding: .utf8)
         let v = try await Self.run(["verify"], url, dir)
         #expect(v.status == 2, "\(v.stdout)\(v.stderr)")
         #expect(v.stderr.contains("task_executionz") && v.stderr.contains("bridge.yaml:"), "\(v.stderr)")
@@ -279,18 +330,24 @@ struct HardeningCLITests {
 
     @Test func nulAndInvalidUTF8FromToolsAreStoredReplacedAndFlagged() async throws {
         let url = try await ExecCLITests.migratedReference()
-        let tools = Self.tool("command:\n  argv: [/usr/bin/printf, 'a\\000b\\377c']") + "\n"
-            + Self.tool(named: "probe_sql", parameter: "v", examples: #"["a\0b"]"#, #"sql:\#n  query: "SELECT :v::text AS v""#)
-        let dir = try Self.mappings(withTool: tools, agentsEdit: {
-            $0.replacingOccurrences(of: "[store_data, probe]", with: "[store_data, probe, probe_sql]")
-        })
+        let tools =
+            Self.tool("command:\n  argv: [/usr/bin/printf, 'a\\000b\\377c']") + "\n"
+            + Self.tool(
+                named: "probe_sql", parameter: "v", examples: #"["a\0b"]"#, #"sql:\#n  query: "SELECT :v::text AS v""#)
+        let dir = try Self.mappings(
+            withTool: tools,
+            agentsEdit: {
+                $0.replacingOccurrences(of: "[store_data, probe]", with: "[store_data, probe, probe_sql]")
+            })
         defer { try? FileManager.default.removeItem(at: dir) }
         let failedBefore = try await TestDatabase.count(url, "status = 'failed'")
         let r = try await Self.execOffline(url, dir)
         #expect(r.status == 0, "\(r.stderr)")
         let failed = try await TestDatabase.count(url, "status = 'failed'")
-        let command = try await Self.toolSpans(url, "span_data->>'output' AS output, span_data->'text_replaced' AS flag, error IS NULL AS ok")
-        let sql = try await Self.toolSpans(url, "span_data->>'output' AS output, error::text AS error", name: "probe_sql")
+        let command = try await Self.toolSpans(
+            url, "span_data->>'output' AS output, span_data->'text_replaced' AS flag, error IS NULL AS ok")
+        let sql = try await Self.toolSpans(
+            url, "span_data->>'output' AS output, error::text AS error", name: "probe_sql")
         #expect(failed == failedBefore)
         #expect(!command.isEmpty && !sql.isEmpty)
         for row in command {
@@ -310,24 +367,33 @@ struct HardeningCLITests {
         let url = try await ExecCLITests.migratedReference()
         let server = try TestHTTPServer { request in
             guard request.path == "/v1/responses", let body = request.json else { return .json([:], status: 404) }
-            return .json(["id": "resp_nul", "object": "response", "status": "completed", "model": body["model"] ?? "gpt-4.1",
-                          "output": [["type": "message", "id": "msg_nul", "role": "assistant", "status": "completed",
-                                      "content": [["type": "output_text", "text": "ok\u{0}done", "annotations": []]]]],
-                          "usage": ["input_tokens": 10, "output_tokens": 2, "total_tokens": 12]])
+            return .json([
+                "id": "resp_nul", "object": "response", "status": "completed", "model": body["model"] ?? "gpt-4.1",
+                "output": [
+                    [
+                        "type": "message", "id": "msg_nul", "role": "assistant", "status": "completed",
+                        "content": [["type": "output_text", "text": "ok\u{0}done", "annotations": []]],
+                    ]
+                ],
+                "usage": ["input_tokens": 10, "output_tokens": 2, "total_tokens": 12],
+            ])
         }
         defer { server.stop() }
         let env = BridgeBinary.openAIEnvironment(server, key: "sk-test-nul")
-        let r = try await BridgeBinary.run(["exec", "--limit", "1", "--database-url", url, "--mappings", BridgeBinary.mappings],
-                                   environment: env)
+        let r = try await BridgeBinary.run(
+            ["exec", "--limit", "1", "--database-url", url, "--mappings", BridgeBinary.mappings],
+            environment: env)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(server.requests.filter { $0.path == "/v1/responses" }.count == 1)  // no retries
         let c = try await TestDatabase.connect(url)
-        let row = try await c.query("""
+        let row = try await c.query(
+            """
             SELECT t.status, t.result->>'output' AS output,
                    (SELECT s.span_data->'text_replaced' FROM bridge.spans s
                      WHERE s.trace_id = t.openai_trace_id AND s.span_data->>'type' = 'response') AS flag
             FROM tasks t WHERE t.openai_trace_id IS NOT NULL AND t.result ? 'last_agent'
-            """).first
+            """
+        ).first
         await c.close()
         #expect(row?["status"] == "completed")
         #expect(row?["output"] == "ok\u{FFFD}done")
@@ -340,19 +406,25 @@ struct HardeningCLITests {
         defer { server.stop() }
         let env = BridgeBinary.openAIEnvironment(server, key: "sk-test-timeout")
         let started = Date()
-        let r = try await BridgeBinary.run(["exec", "--limit", "1", "--max-attempts", "1", "--model-timeout", "1",
-                                                       "--database-url", url, "--mappings", BridgeBinary.mappings],
-                                   environment: env)
+        let r = try await BridgeBinary.run(
+            [
+                "exec", "--limit", "1", "--max-attempts", "1", "--model-timeout", "1",
+                "--database-url", url, "--mappings", BridgeBinary.mappings,
+            ],
+            environment: env)
         #expect(r.status == 1, "\(r.stderr)")
         // Three attempts (the first and two retries, as for a 5xx), each cut at its deadline.
         #expect(server.requests.filter { $0.path == "/v1/responses" }.count == 3)
         #expect(Date().timeIntervalSince(started) < 100)  // generous: unbounded, this waited 300 s and more
         let c = try await TestDatabase.connect(url)
-        let e = try await c.query("SELECT error_message FROM task_executions WHERE openai_trace_id IS NOT NULL").first?["error_message"]
+        let e = try await c.query("SELECT error_message FROM task_executions WHERE openai_trace_id IS NOT NULL").first?[
+            "error_message"]
         await c.close()
         #expect(e?.lowercased().contains("time") == true, "\(e ?? "nil")")
 
-        let bad = try await BridgeBinary.run(["exec", "--offline", "--model-timeout", "0", "--database-url", url, "--mappings", BridgeBinary.mappings])
+        let bad = try await BridgeBinary.run([
+            "exec", "--offline", "--model-timeout", "0", "--database-url", url, "--mappings", BridgeBinary.mappings,
+        ])
         #expect(bad.status == 2 && bad.stderr.contains("--model-timeout"), "\(bad.stderr)")
     }
 
@@ -361,7 +433,9 @@ struct HardeningCLITests {
         let url = try await TestDatabase.createReference(seed: false)
         let c = try await TestDatabase.connect(url)
         try await c.simpleQuery("DROP TABLE task_executions CASCADE")
-        let plan = try await BridgeBinary.run(["migrate", "plan", "--database-url", url, "--dir", BridgeBinary.migrations])
+        let plan = try await BridgeBinary.run([
+            "migrate", "plan", "--database-url", url, "--dir", BridgeBinary.migrations,
+        ])
         #expect(plan.status == 1, "\(plan.stdout)\(plan.stderr)")
         let out = plan.stdout + plan.stderr
         #expect(out.contains("0002_trace_columns.sql") && out.contains("task_executions does not exist"), "\(out)")

@@ -1,8 +1,8 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
 import BridgeTestSupport
+import BridgeTraceModel
 import Foundation
 import Testing
 
@@ -16,9 +16,12 @@ enum LeaseFixture {
     }
 
     static func spawnAndWait(_ script: String, _ args: [String]) throws -> (status: Int32, output: String) {
-        let outPath = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-sh-\(UUID().uuidString).log").path
+        let outPath = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "bridge-sh-\(UUID().uuidString).log"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: outPath) }
-        let closeInherited = "for fd in $(ls /proc/$$/fd); do [ \"$fd\" -gt 2 ] && eval \"exec $fd>&-\" 2>/dev/null; done; "
+        let closeInherited =
+            "for fd in $(ls /proc/$$/fd); do [ \"$fd\" -gt 2 ] && eval \"exec $fd>&-\" 2>/dev/null; done; "
         let argv = ["/bin/bash", "-c", closeInherited + script] + args
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -66,10 +69,13 @@ enum LeaseFixture {
     /// keeps its trace: every execution of the task carries it); no execution left `started`; no
     /// lease left; the trace ended and has its full span tree (task > agent > turn > generation,
     /// besides `resume` spans), every span ended, no orphan.
-    static func expectAllCompletedExactlyOnce(_ url: String, tasks: Int, spansPerTrace: Int = 4,
-                                              sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    static func expectAllCompletedExactlyOnce(
+        _ url: String, tasks: Int, spansPerTrace: Int = 4,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
         let c = try await TestDatabase.connect(url)
-        let rows = try await c.simpleQuery("""
+        let rows = try await c.simpleQuery(
+            """
             SELECT t.id::text AS id, t.status, t.openai_trace_id AS trace, t.bridge_attempts AS attempts,
                    t.bridge_lease_token IS NULL AND t.bridge_lease_expires_at IS NULL AS free,
                    (SELECT count(*) FROM task_executions e WHERE e.task_id = t.id AND e.status = 'completed') AS completed,
@@ -96,14 +102,16 @@ enum LeaseFixture {
             let id = r["id"] ?? "?"
             let attempts = r.int("attempts") ?? 0
             let ownTrace = attempts >= 1 && (1...attempts).contains { r["trace"] == TraceID.forTask(id, attempt: $0) }
-            let ok = r["status"] == "completed" && r.bool("free") == true && r.int("completed") == 1
+            let ok =
+                r["status"] == "completed" && r.bool("free") == true && r.int("completed") == 1
                 && r.int("completed_same_trace") == 1 && r.int("started") == 0 && ownTrace && r.int("traces") == 1
                 && r.int("spans") == spansPerTrace && r.int("ended") == spansPerTrace && r.int("roots") == 1
                 && r.int("orphans") == 0 && r.bool("trace_ended") == true
             if !ok { bad.append("\(id): \(r.values.map { $0 ?? "NULL" }.joined(separator: ","))") }
         }
-        #expect(bad.isEmpty, "\(bad.count) task(s) not completed exactly once:\n\(bad.prefix(5).joined(separator: "\n"))",
-                sourceLocation: sourceLocation)
+        #expect(
+            bad.isEmpty, "\(bad.count) task(s) not completed exactly once:\n\(bad.prefix(5).joined(separator: "\n"))",
+            sourceLocation: sourceLocation)
     }
 }
 
@@ -118,19 +126,25 @@ struct LeaseCLITests {
     func twoWorkersOneKilledMidRunThenRestartedCompleteEveryTaskExactlyOnce() async throws {
         let (url, mappings) = try await LeaseFixture.database(tasks: 200)
         let poll = PollingConnection(url)
-        let args = ["exec", "--offline", "--offline-latency-ms", "300", "--concurrency", "4", "--lease", "2",
-                    "--database-url", url, "--mappings", mappings]
+        let args = [
+            "exec", "--offline", "--offline-latency-ms", "300", "--concurrency", "4", "--lease", "2",
+            "--database-url", url, "--mappings", mappings,
+        ]
         let a = try BackgroundBridge(args)
         let b = try BackgroundBridge(args)
         // Worker A dies mid-run (40 tasks done), holding leases with started executions; it is
         // restarted at once. How many tasks were completed is read the moment it is killed.
         let pid = a.pid
-        let (killedMidRun, completedAtKill) = try await a.send(SIGKILL, when: {
-            try poll.count("status = 'completed'") >= 40 && poll.count("""
-                status = 'in_progress' AND bridge_worker_id LIKE '%:\(pid):%'
-                AND EXISTS (SELECT 1 FROM task_executions e WHERE e.task_id = tasks.id AND e.status = 'started')
-                """) >= 1
-        }, timeout: .seconds(90), then: { try poll.count("status = 'completed'") })
+        let (killedMidRun, completedAtKill) = try await a.send(
+            SIGKILL,
+            when: {
+                try poll.count("status = 'completed'") >= 40
+                    && poll.count(
+                        """
+                        status = 'in_progress' AND bridge_worker_id LIKE '%:\(pid):%'
+                        AND EXISTS (SELECT 1 FROM task_executions e WHERE e.task_id = tasks.id AND e.status = 'started')
+                        """) >= 1
+            }, timeout: .seconds(90), then: { try poll.count("status = 'completed'") })
         #expect(killedMidRun)
         let a2 = try BackgroundBridge(args)
         _ = await a.wait(timeout: 10)
@@ -140,8 +154,10 @@ struct LeaseCLITests {
         #expect(rb?.status == 0, "\(b.output.suffix(2000))")
         #expect(ra2?.status == 0, "\(a2.output.suffix(2000))")
         // The killed worker's in-flight attempts were reaped: their execution rows say so.
-        #expect(try await TestDatabase.count(url, "error_type = 'LeaseExpired' AND status = 'failed_retriable'",
-                                             table: "task_executions") >= 1)
+        #expect(
+            try await TestDatabase.count(
+                url, "error_type = 'LeaseExpired' AND status = 'failed_retriable'",
+                table: "task_executions") >= 1)
         #expect((b.output + a2.output).contains("reaper:"))
         try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: 200)
         // A restart afterwards finds nothing to do.
@@ -155,8 +171,10 @@ struct LeaseCLITests {
         let (url, mappings) = try await LeaseFixture.database(tasks: 30)
         let poll = PollingConnection(url)
         func worker(latency: Int, drainTimeout: String) throws -> BackgroundBridge {
-            try BackgroundBridge(["exec", "--offline", "--offline-latency-ms", String(latency), "--concurrency", "4",
-                                  "--lease", "3", "--drain-timeout", drainTimeout, "--database-url", url, "--mappings", mappings])
+            try BackgroundBridge([
+                "exec", "--offline", "--offline-latency-ms", String(latency), "--concurrency", "4",
+                "--lease", "3", "--drain-timeout", drainTimeout, "--database-url", url, "--mappings", mappings,
+            ])
         }
         func count(_ condition: String, table: String = "tasks") async throws -> Int {
             try await TestDatabase.count(url, condition, table: table)
@@ -169,8 +187,11 @@ struct LeaseCLITests {
         // Slow runs (3 s each: 30 tasks take over 20 s), so the signal lands long before the
         // drain ends, and step 2 still finds 4 pending tasks.
         let w1 = try worker(latency: 3000, drainTimeout: "20")
-        #expect(await w1.send(SIGTERM, when: { try poll.count("status = 'completed'") >= 4 && poll.count("status = 'in_progress'") > 0 },
-                              timeout: .seconds(40)))
+        #expect(
+            await w1.send(
+                SIGTERM,
+                when: { try poll.count("status = 'completed'") >= 4 && poll.count("status = 'in_progress'") > 0 },
+                timeout: .seconds(40)))
         let r1 = await w1.wait(timeout: 30)
         #expect(r1?.status == 0 && r1?.signalled == false, "\(w1.output.suffix(2000))")
         #expect(w1.output.contains("shutting down"))
@@ -184,15 +205,20 @@ struct LeaseCLITests {
 
         // 2. SIGTERM with runs that cannot finish in time: they are cancelled and released to pending.
         let w2 = try worker(latency: 20_000, drainTimeout: "0.5")
-        #expect(await w2.send(SIGTERM, when: {
-            try poll.count("status = 'in_progress'") == 4 && poll.count("status = 'started'", table: "task_executions") == 4
-        }, timeout: .seconds(30)))
+        #expect(
+            await w2.send(
+                SIGTERM,
+                when: {
+                    try poll.count("status = 'in_progress'") == 4
+                        && poll.count("status = 'started'", table: "task_executions") == 4
+                }, timeout: .seconds(30)))
         let r2 = await w2.wait(timeout: 20)
         #expect(r2?.status == 0 && r2?.signalled == false, "\(w2.output.suffix(2000))")
         #expect(w2.output.contains("released 4"), "\(w2.output.suffix(2000))")
         #expect(try await count(noLeaseLeft) == 0)
         #expect(try await count("status = 'started'", table: "task_executions") == 0)
-        #expect(try await count("error_type = 'Released' AND status = 'failed_retriable'", table: "task_executions")
+        #expect(
+            try await count("error_type = 'Released' AND status = 'failed_retriable'", table: "task_executions")
                 == released1 + 4)
         #expect(try await count("status = 'completed'") == completed1)
 
@@ -201,13 +227,18 @@ struct LeaseCLITests {
         // its model call): they are in their model call, the step the drain waits for.
         let w3Start = try #require(try poll.scalar("SELECT now()::text"))
         let w3 = try worker(latency: 20_000, drainTimeout: "60")
-        #expect(try await w3.send(SIGTERM, when: {
-            try poll.count("status = 'in_progress'") == 4
-                && poll.count("updated_at > '\(w3Start)'::timestamptz", table: "bridge.traces") == 4
-        }, timeout: .seconds(20), then: {
-            Thread.sleep(forTimeInterval: 0.3)
-            w3.send(SIGTERM)
-        }).held)
+        #expect(
+            try await w3.send(
+                SIGTERM,
+                when: {
+                    try poll.count("status = 'in_progress'") == 4
+                        && poll.count("updated_at > '\(w3Start)'::timestamptz", table: "bridge.traces") == 4
+                }, timeout: .seconds(20),
+                then: {
+                    Thread.sleep(forTimeInterval: 0.3)
+                    w3.send(SIGTERM)
+                }
+            ).held)
         let r3 = await w3.wait(timeout: 5)
         #expect(r3?.status == 128 + SIGTERM, "\(w3.output.suffix(2000))")
         #expect(try await count("status = 'in_progress' AND bridge_lease_token IS NOT NULL") == 4)
@@ -216,9 +247,10 @@ struct LeaseCLITests {
         // completes everything, each task exactly once. (Started before, it can finish the
         // other pending tasks and exit while the leases still stand: a drain does not wait for
         // another worker's live leases.)
-        #expect(await LeaseFixture.waitUntil(timeout: 30) {
-            try poll.count("status = 'in_progress' AND bridge_lease_expires_at < now()") == 4
-        })
+        #expect(
+            await LeaseFixture.waitUntil(timeout: 30) {
+                try poll.count("status = 'in_progress' AND bridge_lease_expires_at < now()") == 4
+            })
         let rest = try worker(latency: 0, drainTimeout: "30")
         #expect(await rest.wait(timeout: 60)?.status == 0, "\(rest.output.suffix(2000))")
         try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: 30)
@@ -231,15 +263,21 @@ struct LeaseCLITests {
     func aSecondSigintExitsAtOnceWith130() async throws {
         let (url, mappings) = try await LeaseFixture.database(tasks: 2)
         let poll = PollingConnection(url)
-        let w = try BackgroundBridge(["exec", "--offline", "--offline-latency-ms", "20000", "--concurrency", "2",
-                                      "--lease", "30", "--drain-timeout", "60", "--database-url", url, "--mappings", mappings])
+        let w = try BackgroundBridge([
+            "exec", "--offline", "--offline-latency-ms", "20000", "--concurrency", "2",
+            "--lease", "30", "--drain-timeout", "60", "--database-url", url, "--mappings", mappings,
+        ])
         // Once both runs have started (each wrote its trace row, right before its model call):
         // they are in their model call, the step the drain waits for.
-        #expect(await w.send(SIGINT, when: {
-            try poll.count("status = 'in_progress'") == 2 && poll.count("true", table: "bridge.traces") == 2
-        }, timeout: .seconds(20)))
-        #expect(await w.send(SIGINT, when: { w.output.contains("bridge exec: shutting down") }, timeout: .seconds(10)),
-                "\(w.output.suffix(2000))")
+        #expect(
+            await w.send(
+                SIGINT,
+                when: {
+                    try poll.count("status = 'in_progress'") == 2 && poll.count("true", table: "bridge.traces") == 2
+                }, timeout: .seconds(20)))
+        #expect(
+            await w.send(SIGINT, when: { w.output.contains("bridge exec: shutting down") }, timeout: .seconds(10)),
+            "\(w.output.suffix(2000))")
         let r = await w.wait(timeout: 5)
         #expect(r?.status == 128 + SIGINT && r?.signalled == false, "\(w.output.suffix(2000))")
         #expect(w.output.contains("bridge exec: second signal, exiting now; leases cover unfinished tasks"))
@@ -249,7 +287,8 @@ struct LeaseCLITests {
     @Test(.timeLimit(.minutes(3)))
     func watchSurvivesAPostgresRestartAndPicksUpNewTasks() async throws {
         // A cluster of our own, so it can be restarted.
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-restart-\(UUID().uuidString)").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-restart-\(UUID().uuidString)")
+            .path
         let lib = TestDatabase.projectRoot.appendingPathComponent("scripts/lib/pg.sh").path
         let started = try await LeaseFixture.shell(". \"$0\" && pg_start \"$1\" && echo \"URL=$PG_URL\"", [lib, dir])
         try #require(started.status == 0, "\(started.output)")
@@ -267,8 +306,10 @@ struct LeaseCLITests {
         }
         let mappings = try TestDatabase.noopMappings()
 
-        let w = try BackgroundBridge(["exec", "--offline", "--watch", "--lease", "5", "--concurrency", "2",
-                                      "--database-url", url, "--mappings", mappings])
+        let w = try BackgroundBridge([
+            "exec", "--offline", "--watch", "--lease", "5", "--concurrency", "2",
+            "--database-url", url, "--mappings", mappings,
+        ])
         try await Task.sleep(for: .seconds(1))
         // With NOTIFY, a new task is picked up at once (the backstop poll is 20 s).
         try await TestDatabase.insertTasks(url, 3, prefix: "before")
@@ -276,14 +317,17 @@ struct LeaseCLITests {
 
         // Restart PostgreSQL under the worker.
         let restart = try await LeaseFixture.shell(
-            ". \"$0\" && PG_BIN=$(pg_find_bin) && pg_run_as \"$PG_BIN/pg_ctl\" -D \"$1/data\" -m fast -w restart", [lib, dir])
+            ". \"$0\" && PG_BIN=$(pg_find_bin) && pg_run_as \"$PG_BIN/pg_ctl\" -D \"$1/data\" -m fast -w restart",
+            [lib, dir])
         try #require(restart.status == 0, "\(restart.output)")
-        #expect(await LeaseFixture.waitUntil(timeout: 30) {
-            _ = try poll.scalar(TestDatabase.insertTasksSQL(3, prefix: "after"))
-            return true
-        })
-        #expect(await LeaseFixture.waitUntil(timeout: 30) { try poll.count("status = 'completed'") == 6 },
-                "\(w.output.suffix(3000))")
+        #expect(
+            await LeaseFixture.waitUntil(timeout: 30) {
+                _ = try poll.scalar(TestDatabase.insertTasksSQL(3, prefix: "after"))
+                return true
+            })
+        #expect(
+            await LeaseFixture.waitUntil(timeout: 30) { try poll.count("status = 'completed'") == 6 },
+            "\(w.output.suffix(3000))")
         #expect(w.output.contains("listener"), "\(w.output.suffix(3000))")
 
         w.send(SIGTERM)
@@ -296,7 +340,10 @@ struct LeaseCLITests {
         let (url, mappings) = try await LeaseFixture.database(tasks: 40)
         let ingest = try TraceIngestStandIn(up: false)
         defer { ingest.stop() }
-        let args = ["exec", "--offline", "--concurrency", "4", "--flush-timeout", "1", "--database-url", url, "--mappings", mappings]
+        let args = [
+            "exec", "--offline", "--concurrency", "4", "--flush-timeout", "1", "--database-url", url, "--mappings",
+            mappings,
+        ]
         // Two workers run everything while the endpoint is down: the tasks complete, the spans wait in the ledger.
         async let a = BridgeBinary.run(args, environment: ingest.environment)
         async let b = BridgeBinary.run(args, environment: ingest.environment)
@@ -306,13 +353,18 @@ struct LeaseCLITests {
         try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: 40)
         let spans = try await TestDatabase.count(url, "true", table: "bridge.spans")
         #expect(spans == 160)
-        #expect(try await TestDatabase.count(url, "exporter = 'openai' AND status = 'delivered'", table: "bridge.span_deliveries") < spans)
+        #expect(
+            try await TestDatabase.count(
+                url, "exporter = 'openai' AND status = 'delivered'", table: "bridge.span_deliveries") < spans)
 
         // The endpoint comes back; `bridge export` delivers everything, each span once.
         ingest.isUp = true
-        let export = try await BridgeBinary.run(["export", "--timeout", "60", "--database-url", url], environment: ingest.environment)
+        let export = try await BridgeBinary.run(
+            ["export", "--timeout", "60", "--database-url", url], environment: ingest.environment)
         #expect(export.status == 0, "\(export.stdout)\n\(export.stderr)")
-        #expect(try await TestDatabase.count(url, "exporter = 'openai' AND status = 'delivered'", table: "bridge.span_deliveries") == spans)
+        #expect(
+            try await TestDatabase.count(
+                url, "exporter = 'openai' AND status = 'delivered'", table: "bridge.span_deliveries") == spans)
         let received = ingest.spanIds
         #expect(received.count == spans)
         #expect(Set(received).count == spans)
@@ -327,14 +379,18 @@ extension LeaseCLITests {
         let poll = PollingConnection(url)
         let ingest = try TraceIngestStandIn(up: false)
         defer { ingest.stop() }
-        let args = ["exec", "--offline", "--offline-latency-ms", "500", "--concurrency", "2", "--lease", "2",
-                    "--database-url", url, "--mappings", mappings]
+        let args = [
+            "exec", "--offline", "--offline-latency-ms", "500", "--concurrency", "2", "--lease", "2",
+            "--database-url", url, "--mappings", mappings,
+        ]
         // bridge dies (SIGKILL) mid-run while the ingest endpoint is down; how many tasks were
         // completed is read the moment it is killed.
         let worker = try BackgroundBridge(args, environment: ingest.environment)
-        let (killed, completedAtKill) = try await worker.send(SIGKILL, when: {
-            try poll.count("status = 'completed'") >= 2
-        }, timeout: .seconds(60), then: { try poll.count("status = 'completed'") })
+        let (killed, completedAtKill) = try await worker.send(
+            SIGKILL,
+            when: {
+                try poll.count("status = 'completed'") >= 2
+            }, timeout: .seconds(60), then: { try poll.count("status = 'completed'") })
         #expect(killed)
         _ = await worker.wait(timeout: 10)
         #expect(completedAtKill < 30)
@@ -343,13 +399,16 @@ extension LeaseCLITests {
         // The endpoint is back: `bridge export` sends what the dead process left in the ledger,
         // then a new exec finishes the tasks (after their leases expire) and exports the rest.
         ingest.isUp = true
-        let export = try await BridgeBinary.run(["export", "--timeout", "60", "--database-url", url], environment: ingest.environment)
+        let export = try await BridgeBinary.run(
+            ["export", "--timeout", "60", "--database-url", url], environment: ingest.environment)
         #expect(export.status == 0, "\(export.stdout)\n\(export.stderr)")
         let rest = try await BridgeBinary.run(args, environment: ingest.environment)
         #expect(rest.status == 0, "\(rest.stderr.suffix(2000))")
         try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: 30)
         let ended = try await TestDatabase.count(url, "ended_at IS NOT NULL", table: "bridge.spans")
-        #expect(try await TestDatabase.count(url, "exporter = 'openai' AND status = 'delivered'", table: "bridge.span_deliveries") == ended)
+        #expect(
+            try await TestDatabase.count(
+                url, "exporter = 'openai' AND status = 'delivered'", table: "bridge.span_deliveries") == ended)
         let received = ingest.spanIds
         #expect(Set(received).count == ended)
         #expect(received.count == ended, "a span was sent twice")

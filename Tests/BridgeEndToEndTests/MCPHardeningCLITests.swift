@@ -2,22 +2,27 @@ import BridgeCore
 import BridgeTestSupport
 import Foundation
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// MCP servers that misbehave, through the built binary (issue 23): a server whose setsid()
 /// grandchild holds stdout, a server that cannot start, and tool names or timeouts that
 /// `mappings check` must refuse.
-@Suite(.serialized, .enabled(if: TestDatabase.isAvailable && ProcessInfo.processInfo.environment["BRIDGE_MCP_PYTHON"] != nil,
-                "needs BRIDGE_TEST_DATABASE_URL and BRIDGE_MCP_PYTHON (scripts/test.sh)"))
+@Suite(
+    .serialized,
+    .enabled(
+        if: TestDatabase.isAvailable && ProcessInfo.processInfo.environment["BRIDGE_MCP_PYTHON"] != nil,
+        "needs BRIDGE_TEST_DATABASE_URL and BRIDGE_MCP_PYTHON (scripts/test.sh)"))
 struct MCPHardeningCLITests {
     static var raw: String { TestDatabase.projectRoot.appendingPathComponent("Tests/Fixtures/mcp/raw_server.py").path }
 
     /// The shipped mappings with `team_tools` served by raw_server.py in `mode` (plus `args`).
     static func rawServer(_ mode: String, _ args: [String] = [], extra: String = "") throws -> URL {
         let argv = ([Self.raw, mode] + args).map { "\"\($0)\"" }.joined(separator: ", ")
-        return try MCPCLITests.mappings("""
+        return try MCPCLITests.mappings(
+            """
             version: 1
             mcp_servers:
               - name: team_tools
@@ -80,7 +85,9 @@ struct MCPHardeningCLITests {
         defer { try? FileManager.default.removeItem(atPath: file) }
         let dir = try Self.rawServer("fork_holder", [file])
         defer { try? FileManager.default.removeItem(at: dir) }
-        let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--database-url", url, "--mappings", dir.path])
+        let worker = try BackgroundBridge([
+            "exec", "--offline", "--watch", "--database-url", url, "--mappings", dir.path,
+        ])
         // The server starts before anything is claimed.
         let holder = try await Self.holder(file)
         #expect(kill(holder, 0) == 0)
@@ -97,7 +104,9 @@ struct MCPHardeningCLITests {
         defer { try? FileManager.default.removeItem(atPath: file) }
         let dir = try Self.rawServer("fork_holder", [file])
         defer { try? FileManager.default.removeItem(at: dir) }
-        let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--database-url", url, "--mappings", dir.path])
+        let worker = try BackgroundBridge([
+            "exec", "--offline", "--watch", "--database-url", url, "--mappings", dir.path,
+        ])
         let holder = try await Self.holder(file)
         worker.send(SIGKILL)
         _ = await worker.wait(timeout: 60)
@@ -113,16 +122,23 @@ struct MCPHardeningCLITests {
         try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: bin) }
         let wrapper = bin.appendingPathComponent("python3")
-        try "#!/bin/sh\nexec \"\(MCPCLITests.python)\" -S \"$@\"\n".write(to: wrapper, atomically: true, encoding: .utf8)
+        try "#!/bin/sh\nexec \"\(MCPCLITests.python)\" -S \"$@\"\n".write(
+            to: wrapper, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: wrapper.path)
-        let env = BridgeBinary.environment(["PATH": bin.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")])
+        let env = BridgeBinary.environment([
+            "PATH": bin.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        ])
 
         let before = try await ExecCLITests.snapshot(url)
-        let r = try await BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings],
-                                           environment: env)
+        let r = try await BridgeBinary.run(
+            ["exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings],
+            environment: env)
         #expect(r.status == 2, "\(r.stderr)")
-        #expect(r.stderr.contains("mcp.yaml:8:5: mcp_servers[0]: MCP server 'team_tools' exited with status 1 during initialize; stderr: "),
-                "\(r.stderr)")
+        #expect(
+            r.stderr.contains(
+                "mcp.yaml:8:5: mcp_servers[0]: MCP server 'team_tools' exited with status 1 during initialize; stderr: "
+            ),
+            "\(r.stderr)")
         #expect(r.stderr.contains("No module named 'mcp'"), "\(r.stderr)")
         #expect(!r.stderr.contains("completed"), "\(r.stderr)")
         #expect(try await ExecCLITests.snapshot(url) == before)
@@ -139,9 +155,14 @@ struct MCPHardeningCLITests {
         defer { try? FileManager.default.removeItem(at: names) }
         let r = try await BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", names.path])
         #expect(r.status == 2, "\(r.stderr)")
-        for shown in [#""""#, #""has space""#, #""new\nline""#, #""xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"… (300 characters)"#] {
-            #expect(r.stderr.contains("mcp.yaml:3:5: mcp_servers[0]: MCP server 'team_tools' offers a tool named \(shown), which OpenAI refuses"),
-                    "\(shown): \(r.stderr)")
+        for shown in [
+            #""""#, #""has space""#, #""new\nline""#, #""xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"… (300 characters)"#,
+        ] {
+            #expect(
+                r.stderr.contains(
+                    "mcp.yaml:3:5: mcp_servers[0]: MCP server 'team_tools' offers a tool named \(shown), which OpenAI refuses"
+                ),
+                "\(shown): \(r.stderr)")
         }
         #expect(!r.stderr.contains("\"ok_name\""), "\(r.stderr)")
         // Leaving them out is the way out.

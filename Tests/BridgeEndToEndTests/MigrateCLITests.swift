@@ -7,15 +7,20 @@ import Testing
     @Test func helpDescribesSubcommands() async throws {
         let r = try await BridgeBinary.run(["migrate", "--help"])
         #expect(r.status == 0)
-        for word in ["status", "plan", "baseline", "repair", "lock_timeout"] { #expect(r.stdout.contains(word), "\(word)") }
+        for word in ["status", "plan", "baseline", "repair", "lock_timeout"] {
+            #expect(r.stdout.contains(word), "\(word)")
+        }
         let up = try await BridgeBinary.run(["migrate", "up", "--help"])
         #expect(up.status == 0)
-        #expect(up.stdout.contains("--lock-timeout") && up.stdout.contains("--database-url") && up.stdout.contains("--set"))
+        #expect(
+            up.stdout.contains("--lock-timeout") && up.stdout.contains("--database-url") && up.stdout.contains("--set"))
     }
 
     @Test func unreachableDatabaseExitsTwoWithPasswordRedacted() async throws {
-        let r = try await BridgeBinary.run(["migrate", "status", "--dir", BridgeBinary.migrations,
-                                      "--database-url", "postgres://bob:hunter22@127.0.0.1:1/db?connect_timeout=2"])
+        let r = try await BridgeBinary.run([
+            "migrate", "status", "--dir", BridgeBinary.migrations,
+            "--database-url", "postgres://bob:hunter22@127.0.0.1:1/db?connect_timeout=2",
+        ])
         #expect(r.status == 2)
         #expect(r.stderr.contains("bridge: error:"))
         #expect(r.stderr.contains("bob:***@"))
@@ -23,14 +28,18 @@ import Testing
     }
 
     @Test func transactionPoolerPortIsRefused() async throws {
-        let r = try await BridgeBinary.run(["migrate", "--dir", BridgeBinary.migrations,
-                                      "--database-url", "postgres://u:pw@127.0.0.1:6543/postgres"])
+        let r = try await BridgeBinary.run([
+            "migrate", "--dir", BridgeBinary.migrations,
+            "--database-url", "postgres://u:pw@127.0.0.1:6543/postgres",
+        ])
         #expect(r.status == 2)
         #expect(r.stderr.contains("5432"))
     }
 
     @Test func badFlagsExitTwo() async throws {
-        let r = try await BridgeBinary.run(["migrate", "status", "--dir", BridgeBinary.migrations, "--set", "no-equals"])
+        let r = try await BridgeBinary.run([
+            "migrate", "status", "--dir", BridgeBinary.migrations, "--set", "no-equals",
+        ])
         #expect(r.status == 2)
         let missing = try await BridgeBinary.run(["migrate", "status", "--dir", "/nonexistent/migrations"])
         #expect(missing.status == 2)
@@ -50,7 +59,9 @@ struct MigrateCLITests {
         let plan = try await BridgeBinary.run(["migrate", "plan", "--json"] + common)
         #expect(plan.status == 0, "\(plan.stderr)")
         let planJSON = try JSONSerialization.jsonObject(with: Data(plan.stdout.utf8)) as? [String: Any]
-        let shipped = try FileManager.default.contentsOfDirectory(atPath: BridgeBinary.migrations).filter { $0.hasSuffix(".sql") }
+        let shipped = try FileManager.default.contentsOfDirectory(atPath: BridgeBinary.migrations).filter {
+            $0.hasSuffix(".sql")
+        }
         #expect((planJSON?["files"] as? [Any])?.count == shipped.count)
 
         let up = try await BridgeBinary.run(["migrate"] + common)

@@ -11,7 +11,9 @@ struct Exposition {
 
     init(_ text: String) {
         for line in text.split(separator: "\n") where !line.hasPrefix("#") {
-            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else {
+                continue
+            }
             let series = line[..<space]
             var labels: [String: String] = [:]
             var name = String(series)
@@ -29,7 +31,9 @@ struct Exposition {
 
     /// The sum of `name`'s samples whose labels include `matching`.
     func sum(_ name: String, _ matching: [String: String] = [:]) -> Double {
-        samples.filter { s in s.name == name && matching.allSatisfy { s.labels[$0.key] == $0.value } }.reduce(0) { $0 + $1.value }
+        samples.filter { s in s.name == name && matching.allSatisfy { s.labels[$0.key] == $0.value } }.reduce(0) {
+            $0 + $1.value
+        }
     }
 
     /// `label`'s values among `name`'s samples.
@@ -79,7 +83,9 @@ final class OutputSampler: @unchecked Sendable {
 enum MonitorFixture {
     /// Waits for `bridge exec --metrics-addr …:0` to log where it serves.
     static func metricsURL(_ worker: BackgroundBridge) async -> String? {
-        @Sendable func line() -> Substring? { worker.output.split(separator: "\n").first { $0.contains("metrics on http://") } }
+        @Sendable func line() -> Substring? {
+            worker.output.split(separator: "\n").first { $0.contains("metrics on http://") }
+        }
         _ = await LeaseFixture.waitUntil(timeout: 30) { line() != nil }
         return line()?.split(separator: " ").last.map(String.init)
     }
@@ -98,8 +104,10 @@ struct MonitorCLITests {
     func metricsEndpointCountsEveryToolCallTheLedgerRecorded() async throws {
         let url = try await LeaseFixture.database()
         let poll = PollingConnection(url)
-        let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "0.2", "--database-url", url,
-                                           "--mappings", BridgeBinary.mappings, "--metrics-addr", "127.0.0.1:0"])
+        let worker = try BackgroundBridge([
+            "exec", "--offline", "--watch", "--poll-interval", "0.2", "--database-url", url,
+            "--mappings", BridgeBinary.mappings, "--metrics-addr", "127.0.0.1:0",
+        ])
         defer { worker.send(SIGKILL) }
         let metricsURL = try #require(await MonitorFixture.metricsURL(worker), "\(worker.output)")
         #expect(metricsURL.hasPrefix("http://127.0.0.1:") && metricsURL.hasSuffix("/metrics"))
@@ -110,22 +118,26 @@ struct MonitorCLITests {
 
         try await TestDatabase.insertTasks(url, 5)
         // The runs create sub-tasks, which run too: wait until nothing is left.
-        #expect(await LeaseFixture.waitUntil(timeout: 90) {
-            try poll.count("status NOT IN ('completed', 'failed')") == 0
-        }, "\(worker.output.suffix(2000))")
+        #expect(
+            await LeaseFixture.waitUntil(timeout: 90) {
+                try poll.count("status NOT IN ('completed', 'failed')") == 0
+            }, "\(worker.output.suffix(2000))")
         let tasks = try await TestDatabase.count(url, "status = 'completed'")
         let after = Exposition(try await MonitorFixture.scrape(metricsURL).body)
 
         let c = try await TestDatabase.connect(url)
-        let perTool = try await c.simpleQuery("""
+        let perTool = try await c.simpleQuery(
+            """
             SELECT span_data->>'name' AS tool, count(*) AS n, count(*) FILTER (WHERE error IS NOT NULL) AS errors
             FROM bridge.spans WHERE span_data->>'type' = 'function' GROUP BY 1
             """)
         let spans = try await c.simpleQuery("SELECT count(*) AS n FROM bridge.spans").first?.int("n") ?? -1
-        let models = try await c.simpleQuery("""
+        let models = try await c.simpleQuery(
+            """
             SELECT count(*) AS n, coalesce(sum((span_data->'usage'->>'input_tokens')::bigint), 0) AS input
             FROM bridge.spans WHERE span_data->>'type' = 'generation'
-            """).first
+            """
+        ).first
         await c.close()
 
         // Exactly one tool-call count per function span, per tool, with the same errors.
@@ -139,8 +151,12 @@ struct MonitorCLITests {
         for row in perTool {
             let tool = row["tool"] ?? ""
             #expect(after.sum("bridge_tool_calls_total", ["tool": tool]) == Double(row.int("n") ?? -1), "\(tool)")
-            #expect(after.sum("bridge_tool_calls_total", ["tool": tool, "outcome": "error"]) == Double(row.int("errors") ?? -1), "\(tool)")
-            #expect(after.sum("bridge_tool_duration_seconds_count", ["tool": tool]) == Double(row.int("n") ?? -1), "\(tool)")
+            #expect(
+                after.sum("bridge_tool_calls_total", ["tool": tool, "outcome": "error"])
+                    == Double(row.int("errors") ?? -1), "\(tool)")
+            #expect(
+                after.sum("bridge_tool_duration_seconds_count", ["tool": tool]) == Double(row.int("n") ?? -1), "\(tool)"
+            )
         }
         #expect(after.sum("bridge_spans_recorded_total") == Double(spans))
         #expect(after.sum("bridge_tasks_claimed_total") == Double(tasks))
@@ -151,7 +167,9 @@ struct MonitorCLITests {
         #expect(after.sum("bridge_model_tokens_total", ["direction": "input"]) == Double(models?.int("input") ?? -1))
         #expect(after.sum("bridge_runs_in_flight") == 0)
         // No task or trace ids in any label.
-        #expect(!after.samples.contains { s in s.labels.values.contains { $0.hasPrefix("trace_") || $0.hasPrefix("span_") } })
+        #expect(
+            !after.samples.contains { s in s.labels.values.contains { $0.hasPrefix("trace_") || $0.hasPrefix("span_") }
+            })
 
         // Only GET /metrics is served.
         let other = try await MonitorFixture.scrape(metricsURL.replacingOccurrences(of: "/metrics", with: "/nope"))
@@ -166,25 +184,30 @@ struct MonitorCLITests {
         let poll = PollingConnection(url)
         let tail = try BackgroundBridge(["trace", "tail", "--follow", "--json", "-n", "0", "--database-url", url])
         defer { tail.send(SIGKILL) }
-        #expect(await LeaseFixture.waitUntil(timeout: 30) {
-            try poll.count("application_name = 'bridge-trace-tail'", table: "pg_stat_activity") == 1
-        }, "\(tail.output)")
-        let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "0.2", "--offline-latency-ms", "100",
-                                           "--database-url", url, "--mappings", BridgeBinary.mappings])
+        #expect(
+            await LeaseFixture.waitUntil(timeout: 30) {
+                try poll.count("application_name = 'bridge-trace-tail'", table: "pg_stat_activity") == 1
+            }, "\(tail.output)")
+        let worker = try BackgroundBridge([
+            "exec", "--offline", "--watch", "--poll-interval", "0.2", "--offline-latency-ms", "100",
+            "--database-url", url, "--mappings", BridgeBinary.mappings,
+        ])
         defer { worker.send(SIGKILL) }
         try await Task.sleep(for: .milliseconds(500))
         // When each span id first shows up in the tail's output, sampled on a thread of its own
         // (not the test's busy cooperative pool) every 10 ms.
         let sampler = OutputSampler(worker: tail)
         try await TestDatabase.insertTasks(url, 1)
-        #expect(await LeaseFixture.waitUntil(timeout: 90) {
-            try poll.count("status NOT IN ('completed', 'failed')") == 0
-        }, "\(worker.output.suffix(2000))")
+        #expect(
+            await LeaseFixture.waitUntil(timeout: 90) {
+                try poll.count("status NOT IN ('completed', 'failed')") == 0
+            }, "\(worker.output.suffix(2000))")
         try await Task.sleep(for: .milliseconds(1500))
         let (firstSeen, duplicates) = sampler.stop()
         #expect(duplicates.isEmpty, "printed twice: \(duplicates)")
         let c = try await TestDatabase.connect(url)
-        let spans = try await c.simpleQuery("SELECT span_id, extract(epoch FROM created_at)::float8 AS at FROM bridge.spans")
+        let spans = try await c.simpleQuery(
+            "SELECT span_id, extract(epoch FROM created_at)::float8 AS at FROM bridge.spans")
         await c.close()
         #expect(spans.count >= 8)
         #expect(Set(firstSeen.keys) == Set(spans.compactMap { $0["span_id"] }))
@@ -203,28 +226,40 @@ struct MonitorCLITests {
     func topShowsARunningWorkerAndItsToolCalls() async throws {
         let url = try await LeaseFixture.database()
         let poll = PollingConnection(url)
-        let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "0.2", "--offline-latency-ms", "1500",
-                                           "--concurrency", "2", "--database-url", url, "--mappings", BridgeBinary.mappings])
+        let worker = try BackgroundBridge([
+            "exec", "--offline", "--watch", "--poll-interval", "0.2", "--offline-latency-ms", "1500",
+            "--concurrency", "2", "--database-url", url, "--mappings", BridgeBinary.mappings,
+        ])
         defer { worker.send(SIGKILL) }
         try await TestDatabase.insertTasks(url, 3)
         // The snapshot is taken on the polling thread the moment a task runs, so a busy pool
         // cannot delay it until the runs are over.
         let top = ["top", "--database-url", url, "--mappings", BridgeBinary.mappings]
-        let (held, running) = try await OffPool.when(timeout: .seconds(60), {
-            try poll.count("status = 'in_progress'") >= 1
-        }, then: { held in (held, try Subprocess.run(BridgeBinary.path, top + ["--json"], environment: BridgeBinary.environment())) })
+        let (held, running) = try await OffPool.when(
+            timeout: .seconds(60),
+            {
+                try poll.count("status = 'in_progress'") >= 1
+            },
+            then: { held in
+                (held, try Subprocess.run(BridgeBinary.path, top + ["--json"], environment: BridgeBinary.environment()))
+            })
         #expect(held)
         #expect(running.status == 0, "\(running.stderr)")
         let json = try JSONValue.parse(running.stdout)
         #expect((json["tasks"]?["running"]?.doubleValue ?? 0) >= 1)
         #expect(json["tasks"]?["pending"]?.doubleValue != nil && json["tasks"]?["waiting_retry"]?.doubleValue != nil)
-        #expect(json["tasks"]?["waiting_approval"]?.doubleValue == 0, "approvals are migrated (0020): the count is shown")
+        #expect(
+            json["tasks"]?["waiting_approval"]?.doubleValue == 0, "approvals are migrated (0020): the count is shown")
         let workers = json["workers"]?.arrayValue ?? []
-        #expect(workers.contains { ($0["worker"]?.stringValue ?? "").contains(":\(worker.process.processIdentifier):")
-                && $0["alive"] == .bool(true) }, "\(running.stdout)")
-        #expect(await LeaseFixture.waitUntil(timeout: 90) {
-            try poll.count("status NOT IN ('completed', 'failed')") == 0
-        })
+        #expect(
+            workers.contains {
+                ($0["worker"]?.stringValue ?? "").contains(":\(worker.process.processIdentifier):")
+                    && $0["alive"] == .bool(true)
+            }, "\(running.stdout)")
+        #expect(
+            await LeaseFixture.waitUntil(timeout: 90) {
+                try poll.count("status NOT IN ('completed', 'failed')") == 0
+            })
         // Not a terminal: one snapshot, then exit.
         let text = try await BridgeBinary.run(top)
         #expect(text.status == 0, "\(text.stderr)")
@@ -241,11 +276,14 @@ struct MonitorCLITests {
         let collector = try TestHTTPServer { _ in .json([:]) }
         defer { collector.stop() }
         try await TestDatabase.insertTasks(url, 2)
-        let env = BridgeBinary.environment(["OTEL_EXPORTER_OTLP_ENDPOINT": collector.url(""),
-                                            "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=secret-123",
-                                            "OTEL_METRIC_EXPORT_INTERVAL": "200", "OTEL_SERVICE_NAME": "bridge-test"])
-        let r = try await BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings],
-                                           environment: env)
+        let env = BridgeBinary.environment([
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url(""),
+            "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=secret-123",
+            "OTEL_METRIC_EXPORT_INTERVAL": "200", "OTEL_SERVICE_NAME": "bridge-test",
+        ])
+        let r = try await BridgeBinary.run(
+            ["exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings],
+            environment: env)
         #expect(r.status == 0, "\(r.stderr)")
         let pushes = collector.requests.filter { $0.path == "/v1/metrics" }
         #expect(pushes.allSatisfy { $0.method == "POST" && $0.header("x-api-key") == "secret-123" })
@@ -254,12 +292,15 @@ struct MonitorCLITests {
         let lastPush = try #require(pushes.last, "no metrics push: \(collector.requests.map(\.path))")
         let last = try #require(try await OTLPDecoder.decode([lastPush], signal: "metrics").first)
         let resource = last["resourceMetrics"]?.arrayValue?.first
-        #expect(resource?["resource"]?["attributes"]?.arrayValue?.contains {
-            $0["key"] == "service.name" && $0["value"]?["stringValue"] == "bridge-test" } == true)
+        #expect(
+            resource?["resource"]?["attributes"]?.arrayValue?.contains {
+                $0["key"] == "service.name" && $0["value"]?["stringValue"] == "bridge-test"
+            } == true)
         let metrics = resource?["scopeMetrics"]?.arrayValue?.first?["metrics"]?.arrayValue ?? []
         func metric(_ name: String) -> JSONValue? { metrics.first { $0["name"]?.stringValue == name } }
         func attribute(_ point: JSONValue, _ key: String) -> String? {
-            point["attributes"]?.arrayValue?.first { $0["key"]?.stringValue == key }?["value"]?["stringValue"]?.stringValue
+            point["attributes"]?.arrayValue?.first { $0["key"]?.stringValue == key }?["value"]?["stringValue"]?
+                .stringValue
         }
         var calls: [String: Double] = [:]
         for p in metric("bridge_tool_calls_total")?["sum"]?["dataPoints"]?.arrayValue ?? [] {
@@ -270,16 +311,21 @@ struct MonitorCLITests {
             let count = Double(p["count"]?.stringValue ?? "0") ?? -1  // proto3 leaves a zero count out
             durations[attribute(p, "tool") ?? "?"] = count
             let buckets = (p["bucketCounts"]?.arrayValue ?? []).compactMap { Double($0.stringValue ?? "") }
-            #expect(buckets.reduce(0, +) == count && buckets.count == (p["explicitBounds"]?.arrayValue?.count ?? 0) + 1, "\(p)")
+            #expect(
+                buckets.reduce(0, +) == count && buckets.count == (p["explicitBounds"]?.arrayValue?.count ?? 0) + 1,
+                "\(p)")
         }
         let c = try await TestDatabase.connect(url)
-        let perTool = try await c.simpleQuery("""
+        let perTool = try await c.simpleQuery(
+            """
             SELECT span_data->>'name' AS tool, count(*) AS n FROM bridge.spans WHERE span_data->>'type' = 'function' GROUP BY 1
             """)
         await c.close()
         let expected = Dictionary(uniqueKeysWithValues: perTool.map { ($0["tool"] ?? "", Double($0.int("n") ?? -1)) })
         // Mapped tools the runs did not call are there at 0 (every known series exists from the start).
-        #expect(!expected.isEmpty && calls.filter { $0.value > 0 } == expected && durations.filter { $0.value > 0 } == expected)
+        #expect(
+            !expected.isEmpty && calls.filter { $0.value > 0 } == expected
+                && durations.filter { $0.value > 0 } == expected)
         #expect(Set(calls.keys).isSuperset(of: expected.keys))
         #expect(metric("bridge_runs_in_flight")?["gauge"] != nil)
         #expect(!r.stderr.contains("secret-123") && !r.stdout.contains("secret-123"))
@@ -288,8 +334,10 @@ struct MonitorCLITests {
     @Test func badMetricsAddressExitsTwo() async throws {
         let url = try await LeaseFixture.database()
         for addr in ["9464", "127.0.0.1:notaport", "127.0.0.1:70000"] {
-            let r = try await BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings,
-                                          "--metrics-addr", addr])
+            let r = try await BridgeBinary.run([
+                "exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings,
+                "--metrics-addr", addr,
+            ])
             #expect(r.status == 2 && r.stderr.contains("--metrics-addr"), "\(addr): \(r.stderr)")
         }
     }

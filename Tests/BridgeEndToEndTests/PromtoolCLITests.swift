@@ -14,7 +14,8 @@ struct PromtoolCLITests {
 
     /// promtool's verdict on `text` (exit status, its complaints).
     static func check(_ text: String) async throws -> Subprocess.Result {
-        let promtool = try #require(promtool, "promtool is not installed (scripts/install-deps.sh installs Debian's prometheus)")
+        let promtool = try #require(
+            promtool, "promtool is not installed (scripts/install-deps.sh installs Debian's prometheus)")
         return try await Subprocess.run(promtool, ["check", "metrics"], stdin: text)
     }
 
@@ -22,28 +23,41 @@ struct PromtoolCLITests {
     func metricsPassPromtoolWithEveryFamilyAtZeroFromTheStart() async throws {
         let url = try await LeaseFixture.database()
         let poll = PollingConnection(url)
-        let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--poll-interval", "0.2", "--database-url", url,
-                                           "--mappings", BridgeBinary.mappings, "--metrics-addr", "127.0.0.1:0"],
-                                          environment: BridgeBinary.environment(["OTEL_EXPORTER_OTLP_ENDPOINT": nil]))
+        let worker = try BackgroundBridge(
+            [
+                "exec", "--offline", "--watch", "--poll-interval", "0.2", "--database-url", url,
+                "--mappings", BridgeBinary.mappings, "--metrics-addr", "127.0.0.1:0",
+            ],
+            environment: BridgeBinary.environment(["OTEL_EXPORTER_OTLP_ENDPOINT": nil]))
         defer { worker.send(SIGKILL) }
         let metricsURL = try #require(await MonitorFixture.metricsURL(worker), "\(worker.output)")
         let before = try await MonitorFixture.scrape(metricsURL).body
         let verdict = try await Self.check(before)
         #expect(verdict.status == 0, "promtool: \(verdict.stdout)\(verdict.stderr)\n\(before)")
 
-        let families = Set(before.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { String($0.split(separator: " ")[2]) })
-        let helped = Set(before.split(separator: "\n").filter { $0.hasPrefix("# HELP ") }.map { String($0.split(separator: " ")[2]) })
+        let families = Set(
+            before.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { String($0.split(separator: " ")[2]) }
+        )
+        let helped = Set(
+            before.split(separator: "\n").filter { $0.hasPrefix("# HELP ") }.map { String($0.split(separator: " ")[2]) }
+        )
         let expected: Set<String> = [
-            "bridge_tasks_claimed_total", "bridge_tasks_completed_total", "bridge_tasks_failed_total", "bridge_tasks_retried_total",
-            "bridge_tasks_reaped_total", "bridge_tool_calls_total", "bridge_model_calls_total", "bridge_model_tokens_total",
-            "bridge_spans_recorded_total", "bridge_spans_exported_total", "bridge_spans_rejected_total", "bridge_task_duration_seconds",
+            "bridge_tasks_claimed_total", "bridge_tasks_completed_total", "bridge_tasks_failed_total",
+            "bridge_tasks_retried_total",
+            "bridge_tasks_reaped_total", "bridge_tool_calls_total", "bridge_model_calls_total",
+            "bridge_model_tokens_total",
+            "bridge_spans_recorded_total", "bridge_spans_exported_total", "bridge_spans_rejected_total",
+            "bridge_task_duration_seconds",
             "bridge_tool_duration_seconds", "bridge_model_latency_seconds", "bridge_runs_in_flight", "bridge_leases",
             "bridge_export_backlog_spans",
         ]
         #expect(expected.subtracting(families).isEmpty, "missing at start: \(expected.subtracting(families).sorted())")
         #expect(families.subtracting(helped).isEmpty, "no HELP: \(families.subtracting(helped).sorted())")
         let e = Exposition(before)
-        #expect(e.values("bridge_tasks_failed_total", label: "error_type").isSuperset(of: ["ModelError", "MaxTurnsExceeded", "LeaseExpired"]))
+        #expect(
+            e.values("bridge_tasks_failed_total", label: "error_type").isSuperset(of: [
+                "ModelError", "MaxTurnsExceeded", "LeaseExpired",
+            ]))
         #expect(e.values("bridge_spans_rejected_total", label: "exporter") == ["openai", "otlp", "file"])
         #expect(e.values("bridge_export_backlog_spans", label: "exporter") == ["openai", "otlp", "file"])
         #expect(e.values("bridge_tool_calls_total", label: "tool").contains("get_team_roles_and_status"))
@@ -52,8 +66,9 @@ struct PromtoolCLITests {
 
         // After real work too (histograms with observations, more label values).
         try await TestDatabase.insertTasks(url, 2)
-        #expect(await LeaseFixture.waitUntil(timeout: 90) { try poll.count("status NOT IN ('completed', 'failed')") == 0 },
-                "\(worker.output.suffix(2000))")
+        #expect(
+            await LeaseFixture.waitUntil(timeout: 90) { try poll.count("status NOT IN ('completed', 'failed')") == 0 },
+            "\(worker.output.suffix(2000))")
         let after = try await MonitorFixture.scrape(metricsURL).body
         let again = try await Self.check(after)
         #expect(again.status == 0, "promtool: \(again.stdout)\(again.stderr)")

@@ -5,7 +5,10 @@ import Testing
 
 @Suite struct PruneCLIUsageTests {
     @Test func badFlagsExitTwo() async throws {
-        for args in [[String](), ["--older-than", "10m"], ["--older-than", "2026-01-01"], ["--older-than", "30d", "--batch-size", "0"]] {
+        for args in [
+            [String](), ["--older-than", "10m"], ["--older-than", "2026-01-01"],
+            ["--older-than", "30d", "--batch-size", "0"],
+        ] {
             let r = try await BridgeBinary.run(["prune"] + args)
             #expect(r.status == 2, "\(args): \(r.stderr)")
         }
@@ -13,7 +16,9 @@ import Testing
         #expect(short.stderr.contains("at least 1h"))
         // Issue 23 item 8: a negative duration is named as such, not "Missing value".
         for negative in ["-1h", "-30d"] {
-            let r = try await BridgeBinary.run(["prune", "--older-than", negative, "--database-url", "postgresql://127.0.0.1:1/none"])
+            let r = try await BridgeBinary.run([
+                "prune", "--older-than", negative, "--database-url", "postgresql://127.0.0.1:1/none",
+            ])
             #expect(r.status == 2, "\(r.stderr)")
             #expect(r.stderr.contains("--older-than '\(negative)': a duration cannot be negative"), "\(r.stderr)")
             #expect(!r.stderr.contains("Missing value"))
@@ -27,7 +32,8 @@ import Testing
 struct PruneCLITests {
     @Test func dryRunThenPruneThenVerifyAboveTheHorizon() async throws {
         let db = try await ExecutedDatabase.make()
-        _ = try await db.psql("""
+        _ = try await db.psql(
+            """
             UPDATE bridge.traces SET started_at = started_at - interval '40 days', ended_at = ended_at - interval '40 days';
             UPDATE bridge.spans SET created_at = created_at - interval '40 days';
             UPDATE task_executions SET started_at = started_at - interval '40 days', completed_at = completed_at - interval '40 days'
@@ -42,7 +48,9 @@ struct PruneCLITests {
         #expect(try await db.psql("SELECT count(*) FROM bridge.spans") == spans)
         #expect(try await db.psql("SELECT count(*) FROM bridge.prunes") == "0")
 
-        let run = try await BridgeBinary.run(["prune", "--older-than", "30d", "--batch-size", "5", "--database-url", db.url])
+        let run = try await BridgeBinary.run([
+            "prune", "--older-than", "30d", "--batch-size", "5", "--database-url", db.url,
+        ])
         #expect(run.status == 0, "\(run.stderr)")
         #expect(run.stdout.contains("removed \(traces) traces, \(spans) spans"), "\(run.stdout)")
         #expect(run.stderr.contains("traces started before"))

@@ -21,24 +21,39 @@ struct SpendLimitsTests {
                 return .json(["error": ["message": "not here"]], status: 404)
             }
             let refuse: Bool = lock.withLock {
-                if refused < storm { refused += 1; return true }
+                if refused < storm {
+                    refused += 1
+                    return true
+                }
                 served += 1
                 return false
             }
             if refuse {
-                return .json(["error": ["message": "Rate limit reached for requests", "type": "requests", "code": "rate_limit_exceeded"]],
-                             status: 429, headers: [("x-ratelimit-reset-requests", "200ms"), ("x-ratelimit-reset-tokens", "50ms")])
+                return .json(
+                    [
+                        "error": [
+                            "message": "Rate limit reached for requests", "type": "requests",
+                            "code": "rate_limit_exceeded",
+                        ]
+                    ],
+                    status: 429,
+                    headers: [("x-ratelimit-reset-requests", "200ms"), ("x-ratelimit-reset-tokens", "50ms")])
             }
             return .json(ResponsesStandIn.reply(to: body))
         }
     }
 
     static func spendMappings(_ extra: String = "") throws -> URL {
-        try TestMappings.copy(prefix: "bridge-spend", editing: ["spend.yaml": { text in
-            // Only gpt-4.1 is priced here: the Researcher's gpt-4.1-mini calls are unknown.
-            text.replacingOccurrences(of: "  gpt-4.1-mini: {input: 0.40, cached_input: 0.10, output: 1.60}\n", with: "")
-                + extra
-        }])
+        try TestMappings.copy(
+            prefix: "bridge-spend",
+            editing: [
+                "spend.yaml": { text in
+                    // Only gpt-4.1 is priced here: the Researcher's gpt-4.1-mini calls are unknown.
+                    text.replacingOccurrences(
+                        of: "  gpt-4.1-mini: {input: 0.40, cached_input: 0.10, output: 1.60}\n", with: "")
+                        + extra
+                }
+            ])
     }
 
     @Test func everyModelCallIsPricedAndA429StormUsesNoAttempts() async throws {
@@ -53,43 +68,59 @@ struct SpendLimitsTests {
         #expect(check.status == 0, "\(check.stderr)")
         #expect(check.stderr.contains("model 'gpt-4.1-mini'") && check.stderr.contains("no price"), "\(check.stderr)")
 
-        let r = try await BridgeBinary.run(["exec", "--database-url", url, "--mappings", dir.path, "--concurrency", "8"],
-                                           environment: BridgeBinary.openAIEnvironment(server, key: "sk-test-spend"))
+        let r = try await BridgeBinary.run(
+            ["exec", "--database-url", url, "--mappings", dir.path, "--concurrency", "8"],
+            environment: BridgeBinary.openAIEnvironment(server, key: "sk-test-spend"))
         #expect(r.status == 0, "\(r.stderr)")
         #expect(model.refused == 25)
         let c = try await TestDatabase.connect(url)
         // No task failed, and the 429s used no attempt: every task ran exactly once.
-        #expect(try await c.simpleQuery("SELECT count(*) AS n FROM tasks WHERE status IN ('pending', 'in_progress')").first?["n"] == "0")
+        #expect(
+            try await c.simpleQuery("SELECT count(*) AS n FROM tasks WHERE status IN ('pending', 'in_progress')")
+                .first?["n"] == "0")
         #expect(try await c.simpleQuery("SELECT max(bridge_attempts) AS n FROM tasks").first?["n"] == "1")
-        #expect(try await c.simpleQuery("SELECT count(*) AS n FROM task_executions WHERE status <> 'completed' AND openai_trace_id IS NOT NULL").first?["n"] == "0")
+        #expect(
+            try await c.simpleQuery(
+                "SELECT count(*) AS n FROM task_executions WHERE status <> 'completed' AND openai_trace_id IS NOT NULL"
+            ).first?["n"] == "0")
         // Every model call is recorded once, priced (gpt-4.1: 100 in × $2 + 20 out × $8 per 1M)
         // or unknown (gpt-4.1-mini has no price), never zero.
-        let calls = Array(try await c.simpleQuery("""
-            SELECT model, count(*) AS n, count(cost_usd) AS priced, min(cost_usd)::text AS lo, max(cost_usd)::text AS hi
-            FROM bridge.model_calls GROUP BY model ORDER BY model
-            """))
+        let calls = Array(
+            try await c.simpleQuery(
+                """
+                SELECT model, count(*) AS n, count(cost_usd) AS priced, min(cost_usd)::text AS lo, max(cost_usd)::text AS hi
+                FROM bridge.model_calls GROUP BY model ORDER BY model
+                """))
         #expect(calls.count == 2)
         #expect(calls.first?["model"] == "gpt-4.1" && calls.first?["priced"] == calls.first?["n"])
         #expect(calls.first?["lo"] == "0.00036" && calls.first?["hi"] == "0.00036")
         #expect(calls.last?["model"] == "gpt-4.1-mini" && calls.last?["priced"] == "0")
-        let served = try #require(Int(try await c.simpleQuery("SELECT count(*) AS n FROM bridge.model_calls").first?["n"] ?? ""))
+        let served = try #require(
+            Int(try await c.simpleQuery("SELECT count(*) AS n FROM bridge.model_calls").first?["n"] ?? ""))
         #expect(served == model.served)
         // The same cost is on every response span, and summed on the execution row.
-        let spans = try await c.simpleQuery("""
+        let spans = try await c.simpleQuery(
+            """
             SELECT count(*) AS n, count(*) FILTER (WHERE span_data ? 'cost_usd') AS with_cost FROM bridge.spans
             WHERE span_data->>'type' = 'response'
-            """).first
+            """
+        ).first
         #expect(spans?["n"] == String(served) && spans?["with_cost"] == String(served))
         // A run with an unpriced call has no total (it would understate the cost), and says why.
-        let runs = try await c.simpleQuery("""
+        let runs = try await c.simpleQuery(
+            """
             SELECT count(*) AS n, count(*) FILTER (WHERE token_usage ? 'cost_usd') AS costed,
                    count(*) FILTER (WHERE (token_usage->>'cost_unpriced_calls')::int > 0) AS unpriced
             FROM task_executions WHERE openai_trace_id IS NOT NULL
-            """).first
+            """
+        ).first
         #expect(runs?["n"] == runs?["costed"] && runs?["unpriced"] != "0", "\(String(describing: runs))")
-        #expect(try await c.simpleQuery("""
-            SELECT count(*) AS n FROM task_executions WHERE token_usage ? 'cost_unpriced_calls' AND token_usage->'cost_usd' <> 'null'::jsonb
-            """).first?["n"] == "0")
+        #expect(
+            try await c.simpleQuery(
+                """
+                SELECT count(*) AS n FROM task_executions WHERE token_usage ? 'cost_unpriced_calls' AND token_usage->'cost_usd' <> 'null'::jsonb
+                """
+            ).first?["n"] == "0")
 
         // bridge cost reports the same figures.
         let cost = try await BridgeBinary.run(["cost", "--database-url", url, "--by", "model", "--json"])
@@ -98,7 +129,9 @@ struct SpendLimitsTests {
         #expect(report["total"]?["calls"]?.intValue == served)
         #expect(report["rows"]?.arrayValue?.first { $0["key"] == "gpt-4.1-mini" }?["cost_usd"] == .null)
         let byWorkspace = try await BridgeBinary.run(["cost", "--database-url", url, "--by", "workspace"])
-        #expect(byWorkspace.status == 0 && byWorkspace.stdout.contains("WORKSPACE") && byWorkspace.stdout.contains("unpriced"))
+        #expect(
+            byWorkspace.status == 0 && byWorkspace.stdout.contains("WORKSPACE")
+                && byWorkspace.stdout.contains("unpriced"))
         let bad = try await BridgeBinary.run(["cost", "--database-url", url, "--by", "planet"])
         #expect(bad.status == 2)
     }
@@ -111,40 +144,65 @@ struct SpendLimitsTests {
         defer { server.stop() }
         let c = try await TestDatabase.connect(url)
         // One workspace may spend almost nothing: its first priced call crosses the budget.
-        let held = try #require(try await c.simpleQuery("SELECT id::text AS id FROM workspaces ORDER BY name LIMIT 1").first?["id"])
+        let held = try #require(
+            try await c.simpleQuery("SELECT id::text AS id FROM workspaces ORDER BY name LIMIT 1").first?["id"])
         _ = try await c.simpleQuery("UPDATE workspaces SET budget = '{\"max_budget\": 0.0001}' WHERE id = '\(held)'")
-        let failedBefore = try await c.simpleQuery("SELECT count(*) AS n FROM tasks WHERE status = 'failed' AND workspace_id = '\(held)'").first?["n"]
+        let failedBefore = try await c.simpleQuery(
+            "SELECT count(*) AS n FROM tasks WHERE status = 'failed' AND workspace_id = '\(held)'"
+        ).first?["n"]
         let env = BridgeBinary.openAIEnvironment(server, key: "sk-test-spend")
-        let r = try await BridgeBinary.run(["exec", "--database-url", url, "--mappings", dir.path, "--concurrency", "1"], environment: env)
+        let r = try await BridgeBinary.run(
+            ["exec", "--database-url", url, "--mappings", dir.path, "--concurrency", "1"], environment: env)
         #expect(r.status == 0, "\(r.stderr)")
-        let waiting = try await c.simpleQuery("""
+        let waiting = try await c.simpleQuery(
+            """
             SELECT count(*) FILTER (WHERE status = 'pending') AS pending, count(*) FILTER (WHERE status = 'failed') AS failed,
                    max(bridge_attempts) AS attempts FROM tasks WHERE workspace_id = '\(held)'
-            """).first
+            """
+        ).first
         #expect(Int(waiting?["pending"] ?? "0") ?? 0 > 0)
         #expect(waiting?["failed"] == failedBefore)  // the seed's historical failures only
-        #expect(try await c.simpleQuery("SELECT count(*) AS n FROM tasks WHERE workspace_id <> '\(held)' AND status IN ('pending', 'in_progress')").first?["n"] == "0")
+        #expect(
+            try await c.simpleQuery(
+                "SELECT count(*) AS n FROM tasks WHERE workspace_id <> '\(held)' AND status IN ('pending', 'in_progress')"
+            ).first?["n"] == "0")
         // The run that crossed the budget stopped before its next model call, as BudgetExceeded.
-        #expect(try await c.simpleQuery("SELECT count(*) AS n FROM task_executions WHERE error_type = 'BudgetExceeded'").first?["n"] != "0")
+        #expect(
+            try await c.simpleQuery("SELECT count(*) AS n FROM task_executions WHERE error_type = 'BudgetExceeded'")
+                .first?["n"] != "0")
         // The spend is written back for the application's UI.
-        let used = try await c.simpleQuery("SELECT (budget->>'used')::float8 > 0 AS ok FROM workspaces WHERE id = '\(held)'").first?["ok"]
+        let used = try await c.simpleQuery(
+            "SELECT (budget->>'used')::float8 > 0 AS ok FROM workspaces WHERE id = '\(held)'"
+        ).first?["ok"]
         #expect(used == "t")
         // Raised: the held tasks run, with no restart of anything but a new drain.
-        _ = try await c.simpleQuery("UPDATE workspaces SET budget = budget || '{\"max_budget\": 100}' WHERE id = '\(held)'")
-        let again = try await BridgeBinary.run(["exec", "--database-url", url, "--mappings", dir.path], environment: env)
+        _ = try await c.simpleQuery(
+            "UPDATE workspaces SET budget = budget || '{\"max_budget\": 100}' WHERE id = '\(held)'")
+        let again = try await BridgeBinary.run(
+            ["exec", "--database-url", url, "--mappings", dir.path], environment: env)
         #expect(again.status == 0, "\(again.stderr)")
-        #expect(try await c.simpleQuery("SELECT count(*) AS n FROM tasks WHERE status IN ('pending', 'in_progress')").first?["n"] == "0")
+        #expect(
+            try await c.simpleQuery("SELECT count(*) AS n FROM tasks WHERE status IN ('pending', 'in_progress')")
+                .first?["n"] == "0")
     }
 
     @Test func negativeOrNonNumericPricesAndLimitsAreRefusedWithTheirPosition() async throws {
-        let dir = try TestMappings.copy(prefix: "bridge-spend-bad", editing: ["spend.yaml": { text in
-            text.replacingOccurrences(of: "{input: 2.00, cached_input: 0.50, output: 8.00}", with: "{input: -2, cached_input: 0.50, output: cheap}")
-                .replacingOccurrences(of: "requests_per_minute: 10000", with: "requests_per_minute: 0")
-        }])
+        let dir = try TestMappings.copy(
+            prefix: "bridge-spend-bad",
+            editing: [
+                "spend.yaml": { text in
+                    text.replacingOccurrences(
+                        of: "{input: 2.00, cached_input: 0.50, output: 8.00}",
+                        with: "{input: -2, cached_input: 0.50, output: cheap}"
+                    )
+                    .replacingOccurrences(of: "requests_per_minute: 10000", with: "requests_per_minute: 0")
+                }
+            ])
         defer { try? FileManager.default.removeItem(at: dir) }
         let r = try await BridgeBinary.run(["mappings", "check", "--static-only", "--mappings", dir.path])
         #expect(r.status == 2)
-        #expect(r.stderr.contains("spend.yaml:7:25: pricing.gpt-4.1.input: must not be negative, got -2"), "\(r.stderr)")
+        #expect(
+            r.stderr.contains("spend.yaml:7:25: pricing.gpt-4.1.input: must not be negative, got -2"), "\(r.stderr)")
         #expect(r.stderr.contains("pricing.gpt-4.1.output: expected a number, got a string"), "\(r.stderr)")
         #expect(r.stderr.contains("limits.models.gpt-4.1.requests_per_minute: must be greater than 0"), "\(r.stderr)")
     }

@@ -2,8 +2,9 @@ import BridgeCore
 import BridgeTestSupport
 import Foundation
 import Testing
+
 #if canImport(FoundationXML)
-import FoundationXML
+    import FoundationXML
 #endif
 
 /// A seeded reference database after `bridge migrate` and `bridge exec --offline`.
@@ -18,8 +19,10 @@ struct ExecutedDatabase {
         #expect(up.status == 0, "\(up.stderr)")
         let traceFile = FileManager.default.temporaryDirectory
             .appendingPathComponent("bridge-verify-\(UUID().uuidString).jsonl").path
-        let exec = try await BridgeBinary.run(["exec", "--offline", "--quiet", "--database-url", url, "--mappings", BridgeBinary.mappings,
-                                               "--trace-file", traceFile])
+        let exec = try await BridgeBinary.run([
+            "exec", "--offline", "--quiet", "--database-url", url, "--mappings", BridgeBinary.mappings,
+            "--trace-file", traceFile,
+        ])
         #expect(exec.status == 0, "\(exec.stdout)\(exec.stderr)")
         return ExecutedDatabase(url: url, traceFile: traceFile)
     }
@@ -42,7 +45,8 @@ func checks(_ json: [String: Any]) -> [String: [String: Any]] {
 }
 
 func exampleText(_ check: [String: Any]?) -> String {
-    ((check?["examples"] as? [[String: Any]]) ?? []).map { "\($0["trace_id"] ?? "") \($0["message"] ?? "")" }.joined(separator: "\n")
+    ((check?["examples"] as? [[String: Any]]) ?? []).map { "\($0["trace_id"] ?? "") \($0["message"] ?? "")" }.joined(
+        separator: "\n")
 }
 
 @Suite struct VerifyCLIUsageTests {
@@ -59,7 +63,9 @@ func exampleText(_ check: [String: Any]?) -> String {
     @Test func helpNamesTheChecksAndFlags() async throws {
         let r = try await BridgeBinary.run(["verify", "--help"])
         #expect(r.status == 0)
-        for word in ["tools_traced", "trace_ids_correlate", "--since", "--spans", "--max-export-lag", "--format", "--output"] {
+        for word in [
+            "tools_traced", "trace_ids_correlate", "--since", "--spans", "--max-export-lag", "--format", "--output",
+        ] {
             #expect(r.stdout.contains(word), "\(word)")
         }
         let show = try await BridgeBinary.run(["trace", "show", "--help"])
@@ -75,10 +81,15 @@ struct VerifyCLITests {
         #expect(r.status == 0, "\(r.json) \(r.stderr)")
         #expect(r.json["ok"] as? Bool == true)
         let all = checks(r.json)
-        #expect(Set(all.keys) == ["tools_traced", "handoffs_traced", "tool_io_captured", "trace_ids_correlate",
-                                  "export_delivered", "tool_timing", "guardrails_approvals_traced", "runs_whole"])
-        for id in ["tools_traced", "tool_io_captured", "trace_ids_correlate", "tool_timing", "guardrails_approvals_traced",
-                   "runs_whole"] {
+        #expect(
+            Set(all.keys) == [
+                "tools_traced", "handoffs_traced", "tool_io_captured", "trace_ids_correlate",
+                "export_delivered", "tool_timing", "guardrails_approvals_traced", "runs_whole",
+            ])
+        for id in [
+            "tools_traced", "tool_io_captured", "trace_ids_correlate", "tool_timing", "guardrails_approvals_traced",
+            "runs_whole",
+        ] {
             #expect(all[id]?["status"] as? String == "pass", "\(id): \(all[id] ?? [:])")
             #expect((all[id]?["checked"] as? Int ?? 0) > 0, "\(id)")
         }
@@ -86,10 +97,15 @@ struct VerifyCLITests {
         #expect(all["handoffs_traced"]?["status"] as? String == "pass")
         // `exec --trace-file` registers the `file` exporter and records its deliveries.
         #expect(all["export_delivered"]?["status"] as? String == "pass", "\(all["export_delivered"] ?? [:])")
-        let fileExporter = (all["export_delivered"]?["exporters"] as? [[String: Any]])?.first { $0["exporter"] as? String == "file" }
+        let fileExporter = (all["export_delivered"]?["exporters"] as? [[String: Any]])?.first {
+            $0["exporter"] as? String == "file"
+        }
         #expect(fileExporter?["rejected"] as? Int == 0 && fileExporter?["missing"] as? Int == 0)
         let tools = all["tool_timing"]?["tools"] as? [[String: Any]] ?? []
-        #expect(tools.contains { $0["tool"] as? String == "store_data" && ($0["count"] as? Int ?? 0) > 0 && $0["p95_ms"] != nil })
+        #expect(
+            tools.contains {
+                $0["tool"] as? String == "store_data" && ($0["count"] as? Int ?? 0) > 0 && $0["p95_ms"] != nil
+            })
 
         // The seed's historical executions (no trace id, finished before bridge) are not demanded.
         let historical = try await db.psql("SELECT count(*) FROM task_executions WHERE openai_trace_id IS NULL")
@@ -130,7 +146,8 @@ struct VerifyCLITests {
 
     @Test func deletingOneFunctionSpanFailsToolsTraced() async throws {
         let db = try await ExecutedDatabase.make()
-        let trace = try await db.psql("""
+        let trace = try await db.psql(
+            """
             DELETE FROM bridge.spans WHERE span_id = (
               SELECT span_id FROM bridge.spans WHERE span_data->>'type' = 'function' ORDER BY span_id LIMIT 1)
             RETURNING trace_id
@@ -158,13 +175,15 @@ struct VerifyCLITests {
     /// span copied under another id: a call traced twice. `runs_whole` fails on both.
     @Test func orphanSpansAndACallTracedTwiceFailRunsWhole() async throws {
         let db = try await ExecutedDatabase.make()
-        let orphaned = try await db.psql("""
+        let orphaned = try await db.psql(
+            """
             DELETE FROM bridge.spans WHERE span_id = (
               SELECT p.span_id FROM bridge.spans p WHERE p.span_data->>'name' = 'turn'
                 AND EXISTS (SELECT 1 FROM bridge.spans c WHERE c.parent_id = p.span_id) ORDER BY p.span_id LIMIT 1)
             RETURNING trace_id
             """)
-        let twice = try await db.psql("""
+        let twice = try await db.psql(
+            """
             INSERT INTO bridge.spans (span_id, trace_id, parent_id, started_at, ended_at, span_data, error)
             SELECT 'span_' || substr(md5(span_id), 1, 24), trace_id, parent_id, started_at, ended_at, span_data, error
             FROM bridge.spans WHERE span_data->>'type' = 'function' AND trace_id <> '\(orphaned)' ORDER BY span_id LIMIT 1
@@ -174,8 +193,10 @@ struct VerifyCLITests {
         #expect(r.status == 1)
         let whole = checks(r.json)["runs_whole"]
         #expect(whole?["status"] as? String == "fail" && whole?["failed"] as? Int == 2, "\(whole ?? [:])")
-        #expect(exampleText(whole).contains("whose parent is not in the trace") && exampleText(whole).contains(orphaned))
-        #expect(exampleText(whole).contains("traced twice") && exampleText(whole).contains(twice), "\(exampleText(whole))")
+        #expect(
+            exampleText(whole).contains("whose parent is not in the trace") && exampleText(whole).contains(orphaned))
+        #expect(
+            exampleText(whole).contains("traced twice") && exampleText(whole).contains(twice), "\(exampleText(whole))")
     }
 
     @Test func spansFileMissingATraceFailsCorrelation() async throws {
@@ -186,8 +207,11 @@ struct VerifyCLITests {
             return v?["object"]?.stringValue == "trace" ? v?["id"]?.stringValue : nil
         }
         let victim = try #require(traceIds.first)
-        let partial = FileManager.default.temporaryDirectory.appendingPathComponent("partial-\(UUID().uuidString).jsonl").path
-        try lines.filter { !$0.contains(victim) }.joined(separator: "\n").write(toFile: partial, atomically: true, encoding: .utf8)
+        let partial = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "partial-\(UUID().uuidString).jsonl"
+        ).path
+        try lines.filter { !$0.contains(victim) }.joined(separator: "\n").write(
+            toFile: partial, atomically: true, encoding: .utf8)
         let r = try await db.verify(["--spans", partial])
         #expect(r.status == 1)
         let correlate = checks(r.json)["trace_ids_correlate"]
@@ -200,8 +224,10 @@ struct VerifyCLITests {
     @Test func mismatchedAndMissingTraceIdsAreNamed() async throws {
         let db = try await ExecutedDatabase.make()
         let task = try await db.psql("SELECT id FROM tasks WHERE openai_trace_id IS NOT NULL ORDER BY id LIMIT 1")
-        _ = try await db.psql("UPDATE tasks SET openai_trace_id = 'trace_00000000000000000000000000000000' WHERE id = '\(task)'")
-        let other = try await db.psql("SELECT id FROM tasks WHERE openai_trace_id IS NOT NULL AND id <> '\(task)' ORDER BY id LIMIT 1")
+        _ = try await db.psql(
+            "UPDATE tasks SET openai_trace_id = 'trace_00000000000000000000000000000000' WHERE id = '\(task)'")
+        let other = try await db.psql(
+            "SELECT id FROM tasks WHERE openai_trace_id IS NOT NULL AND id <> '\(task)' ORDER BY id LIMIT 1")
         _ = try await db.psql("UPDATE task_executions SET openai_trace_id = NULL WHERE task_id = '\(other)'")
         let r = try await db.verify([])
         #expect(r.status == 1)
@@ -216,7 +242,8 @@ struct VerifyCLITests {
 
     @Test func exportDeliveryRejectionsAndLag() async throws {
         let db = try await ExecutedDatabase.make()
-        _ = try await db.psql("""
+        _ = try await db.psql(
+            """
             INSERT INTO bridge.exporters (name, target, registered_at) VALUES ('otlp', 'http://collector:4318', now() - interval '1 day');
             INSERT INTO bridge.span_deliveries (exporter, span_id, trace_id, status, delivered_at)
             SELECT 'otlp', span_id, trace_id, 'delivered', ended_at + interval '2 seconds' FROM bridge.spans;
@@ -230,7 +257,8 @@ struct VerifyCLITests {
 
         #expect(try await db.verify(["--max-export-lag", "1"]).status == 1)
 
-        let span = try await db.psql("""
+        let span = try await db.psql(
+            """
             UPDATE bridge.span_deliveries SET status = 'rejected', error = '400: usage.requests is not allowed'
             WHERE exporter = 'otlp' AND span_id = (SELECT min(span_id) FROM bridge.span_deliveries) RETURNING span_id
             """)
@@ -243,15 +271,18 @@ struct VerifyCLITests {
     @Test func traceShowTextAndHTML() async throws {
         let db = try await ExecutedDatabase.make()
         // A Project Manager task: agents, tools and a handoff.
-        let task = try await db.psql("""
+        let task = try await db.psql(
+            """
             SELECT t.id FROM tasks t JOIN agents a ON a.id = t.agent_id
             WHERE a.role = 'Project Manager' AND t.openai_trace_id IS NOT NULL ORDER BY t.id LIMIT 1
             """)
         let trace = try await db.psql("SELECT openai_trace_id FROM tasks WHERE id = '\(task)'")
         let r = try await BridgeBinary.run(["trace", "show", task, "--database-url", db.url])
         #expect(r.status == 0, "\(r.stderr)")
-        for part in [trace, "task \(task)", "agent Project Manager", "├─ ", "└─ ", "tool get_team_roles_and_status(",
-                     "handoff Project Manager → Researcher", "agents: Project Manager → Researcher", " ms"] {
+        for part in [
+            trace, "task \(task)", "agent Project Manager", "├─ ", "└─ ", "tool get_team_roles_and_status(",
+            "handoff Project Manager → Researcher", "agents: Project Manager → Researcher", " ms",
+        ] {
             #expect(r.stdout.contains(part), "\(part)\n\(r.stdout)")
         }
         let html = FileManager.default.temporaryDirectory.appendingPathComponent("trace-\(UUID().uuidString).html").path
@@ -271,8 +302,10 @@ final class JUnitCounter: NSObject, XMLParserDelegate, @unchecked Sendable {
     var testcases = 0
     var failures = 0
 
-    func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
-                qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]) {
+    func parser(
+        _ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
+        qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]
+    ) {
         if elementName == "testcase" { testcases += 1 }
         if elementName == "failure" { failures += 1 }
     }
@@ -284,9 +317,12 @@ func otlpJSON(fromSDK path: String) throws -> String {
     for line in try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n") {
         let v = try JSONValue.parse(String(line))
         guard v["object"]?.stringValue == "trace.span", let id = v["id"]?.stringValue,
-              let trace = v["trace_id"]?.stringValue else { continue }
-        spans.append(["traceId": .string(String(trace.dropFirst(6))), "spanId": .string(String(id.dropFirst(5).prefix(16))),
-                      "name": .string(v["span_data"]?["type"]?.stringValue ?? "")])
+            let trace = v["trace_id"]?.stringValue
+        else { continue }
+        spans.append([
+            "traceId": .string(String(trace.dropFirst(6))), "spanId": .string(String(id.dropFirst(5).prefix(16))),
+            "name": .string(v["span_data"]?["type"]?.stringValue ?? ""),
+        ])
     }
     let doc: JSONValue = ["resourceSpans": [["scopeSpans": [["spans": .array(spans)]]]]]
     let out = FileManager.default.temporaryDirectory.appendingPathComponent("otlp-\(UUID().uuidString).json").path

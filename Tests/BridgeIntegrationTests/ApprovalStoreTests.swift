@@ -16,7 +16,8 @@ struct ApprovalStoreTests {
         let store = ApprovalStore(config: config)
         let c = try await TestDatabase.connect(url)
         // Many tasks and requests, a few waiting.
-        try await c.simpleQuery("""
+        try await c.simpleQuery(
+            """
             INSERT INTO tasks (workspace_id, name, status) SELECT (SELECT id FROM workspaces LIMIT 1), 'bulk ' || g, 'completed'
             FROM generate_series(1, 20000) g;
             INSERT INTO human_feedback_requests (request_type, title, description, proposed_actions, expires_at)
@@ -31,19 +32,26 @@ struct ApprovalStoreTests {
             ANALYZE;
             """)
         let q = try await store.readyQuery(on: c, limit: 10)
-        let plan = try await c.query(PostgresQuery(unsafeSQL: "EXPLAIN " + q.sql, binds: q.binds)).map { $0["QUERY PLAN"] ?? "" }
-            .joined(separator: "\n")
+        let plan = try await c.query(PostgresQuery(unsafeSQL: "EXPLAIN " + q.sql, binds: q.binds)).map {
+            $0["QUERY PLAN"] ?? ""
+        }
+        .joined(separator: "\n")
         #expect(!plan.contains("Seq Scan on tasks") && !plan.contains("Seq Scan on human_feedback_requests"), "\(plan)")
         // All three wait on pending requests; deciding one makes its task ready, once.
         #expect(try await store.ready(on: c, limit: 10).isEmpty)
-        let first = try #require(try await c.simpleQuery("SELECT request_key, task_key FROM bridge.approval_waits ORDER BY request_key LIMIT 1").first)
-        #expect(try await store.decide(on: c, requestKey: first["request_key"] ?? "", approve: true, message: nil, by: "t")
+        let first = try #require(
+            try await c.simpleQuery(
+                "SELECT request_key, task_key FROM bridge.approval_waits ORDER BY request_key LIMIT 1"
+            ).first)
+        #expect(
+            try await store.decide(on: c, requestKey: first["request_key"] ?? "", approve: true, message: nil, by: "t")
                 == .decided(taskKey: first["task_key"] ?? "", stillPending: []))
         #expect(try await store.ready(on: c, limit: 10) == [first["task_key"] ?? ""])
         let claim = try await store.claim(on: c, taskKey: first["task_key"] ?? "", workerId: "w", leaseSeconds: 30)
         #expect(claim != nil)
-        #expect(try await store.claim(on: c, taskKey: first["task_key"] ?? "", workerId: "w2", leaseSeconds: 30) == nil,
-                "one worker wins")
+        #expect(
+            try await store.claim(on: c, taskKey: first["task_key"] ?? "", workerId: "w2", leaseSeconds: 30) == nil,
+            "one worker wins")
         #expect(try await store.ready(on: c, limit: 10).isEmpty)
         await c.close()
     }
@@ -56,16 +64,21 @@ struct StructuredColumnsTests {
         let (url, store) = try await LeaseStoreTests.migrated()
         let c = try await TestDatabase.connect(url)
         let claim = try #require(try await store.claim(on: c, limit: 1, workerId: "A", leaseSeconds: 60).first)
-        var outcome = TaskStore.Outcome(status: .completed, taskStatus: .completed,
-                                        result: ["output": ["summary": "Short.", "priority": "high"]], tokenUsage: [:],
-                                        errorMessage: nil, errorType: nil, completedAt: Date(), durationSeconds: 1)
+        var outcome = TaskStore.Outcome(
+            status: .completed, taskStatus: .completed,
+            result: ["output": ["summary": "Short.", "priority": "high"]], tokenUsage: [:],
+            errorMessage: nil, errorType: nil, completedAt: Date(), durationSeconds: 1)
         outcome.columns = ["description": "Short.", "priority": "high"]
-        #expect(try await store.finish(on: c, taskKey: claim.key, token: claim.token, executionKey: nil, traceId: nil,
-                                       outcome: outcome))
-        let row = try await c.query("""
+        #expect(
+            try await store.finish(
+                on: c, taskKey: claim.key, token: claim.token, executionKey: nil, traceId: nil,
+                outcome: outcome))
+        let row = try await c.query(
+            """
             SELECT description, priority, result->'output'->>'summary' AS summary, jsonb_typeof(result->'output') AS kind
             FROM tasks WHERE id::text = \(claim.key)
-            """).first
+            """
+        ).first
         #expect(row?["description"] == "Short." && row?["priority"] == "high")
         #expect(row?["summary"] == "Short." && row?["kind"] == "object")
         await c.close()

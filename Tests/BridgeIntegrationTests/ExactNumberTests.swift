@@ -1,8 +1,8 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
 import BridgeTestSupport
+import BridgeTraceModel
 import BridgeWorker
 import Foundation
 import Testing
@@ -36,7 +36,8 @@ struct ExactNumberTests {
     @Test func bigintKeysAndNumericValuesStayExact() async throws {
         let url = try await TestDatabase.create(prefix: "big")
         let c = try await TestDatabase.connect(url)
-        try await c.simpleQuery("""
+        try await c.simpleQuery(
+            """
             CREATE TABLE jobs (id bigint PRIMARY KEY, status text NOT NULL DEFAULT 'pending',
                 created_at timestamptz NOT NULL DEFAULT now(), amount numeric, result jsonb, completed_at timestamptz,
                 openai_trace_id text, bridge_lease_token text, bridge_lease_expires_at timestamptz,
@@ -48,13 +49,15 @@ struct ExactNumberTests {
         #expect(config.columnTypes.type("jobs", "id") == "bigint")
         let store = TaskStore(config: config)
 
-        let claim = try #require(try await store.claim(on: c, limit: 5, workerId: "w", leaseSeconds: 60, keys: [Self.big]).first)
+        let claim = try #require(
+            try await store.claim(on: c, limit: 5, workerId: "w", leaseSeconds: 60, keys: [Self.big]).first)
         #expect(claim.key == Self.big)
         #expect(claim.row["id"]?.compact == Self.big)
         #expect(claim.row["amount"]?.compact == Self.amount)
         #expect(claim.row["id"]?.int64Value == 9_007_199_254_740_993)
 
-        let spec = try DatabaseToSDKBridge(config: config).runSpec(task: claim.row, agentRows: [], handoffEdges: [], attempt: 1)
+        let spec = try DatabaseToSDKBridge(config: config).runSpec(
+            task: claim.row, agentRows: [], handoffEdges: [], attempt: 1)
         #expect(spec.input.contains("Job \(Self.big) costs \(Self.amount)"))
         #expect(spec.traceId == TraceID.forTask(Self.big, attempt: 1))
         #expect(spec.traceId != TraceID.forTask(Self.neighbour, attempt: 1))
@@ -63,15 +66,20 @@ struct ExactNumberTests {
         let loaded = try await DatabaseToSDKBridge(config: config).loadTask(id: Self.big, connection: c)
         #expect(loaded?["id"]?.compact == Self.big)
 
-        let outcome = TaskStore.Outcome(status: .completed, taskStatus: .completed,
-                                        result: ["id": claim.row["id"] ?? .null, "amount": claim.row["amount"] ?? .null],
-                                        tokenUsage: [:], errorMessage: nil, errorType: nil, completedAt: Date(), durationSeconds: 1)
-        #expect(try await store.finish(on: c, taskKey: claim.key, token: claim.token, executionKey: nil,
-                                       traceId: spec.traceId, outcome: outcome))
-        let rows = try await c.query("""
+        let outcome = TaskStore.Outcome(
+            status: .completed, taskStatus: .completed,
+            result: ["id": claim.row["id"] ?? .null, "amount": claim.row["amount"] ?? .null],
+            tokenUsage: [:], errorMessage: nil, errorType: nil, completedAt: Date(), durationSeconds: 1)
+        #expect(
+            try await store.finish(
+                on: c, taskKey: claim.key, token: claim.token, executionKey: nil,
+                traceId: spec.traceId, outcome: outcome))
+        let rows = try await c.query(
+            """
             SELECT id::text AS id, status, result->>'id' AS rid, result->>'amount' AS ramount, openai_trace_id
             FROM jobs ORDER BY id
-            """).map { $0 }
+            """
+        ).map { $0 }
         #expect(rows.map { $0["status"] } == ["pending", "done"])
         #expect(rows[1]["rid"] == Self.big && rows[1]["ramount"] == Self.amount)
         #expect(rows[1]["openai_trace_id"] == spec.traceId)

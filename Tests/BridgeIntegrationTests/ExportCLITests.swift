@@ -1,8 +1,8 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeHTTP
 import BridgePostgres
 import BridgeTestSupport
+import BridgeTraceModel
 import BridgeTracing
 import Foundation
 import Testing
@@ -11,17 +11,26 @@ import Testing
 struct ExportCLITests {
     func run(_ args: [String], env extra: [String: String]) async throws -> Subprocess.Result {
         var env = BridgeBinary.environment()
-        for k in ["OPENAI_API_KEY", "OPENAI_TRACING_API_KEY", "OPENAI_BASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT",
-                  "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OPENAI_AGENTS_DISABLE_TRACING"] { env[k] = nil }
+        for k in [
+            "OPENAI_API_KEY", "OPENAI_TRACING_API_KEY", "OPENAI_BASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OPENAI_AGENTS_DISABLE_TRACING",
+        ] { env[k] = nil }
         for (k, v) in extra { env[k] = v }
         return try await BridgeBinary.run(args, environment: env)
     }
 
     @Test func exportDrainsAfterAnOutageAndExitsByWhatIsLeft() async throws {
         let fx = try await ExportLedger.make(runs: 2)
-        let server = try TestHTTPServer(handler: TestHTTPServer.sequence([
-            .text("", status: 503, headers: [("retry-after", "0")]), .text("", status: 429, headers: [("retry-after", "0")]),
-        ], then: { r in r.bodyText.contains(fx.failedToolSpan) ? .json(["error": ["message": "bad span"]], status: 400) : .json([:]) }))
+        let server = try TestHTTPServer(
+            handler: TestHTTPServer.sequence(
+                [
+                    .text("", status: 503, headers: [("retry-after", "0")]),
+                    .text("", status: 429, headers: [("retry-after", "0")]),
+                ],
+                then: { r in
+                    r.bodyText.contains(fx.failedToolSpan)
+                        ? .json(["error": ["message": "bad span"]], status: 400) : .json([:])
+                }))
         defer { server.stop() }
         let env = ["OPENAI_API_KEY": "sk-cli-secret-1", "OPENAI_BASE_URL": server.url("/v1")]
 
@@ -31,11 +40,15 @@ struct ExportCLITests {
         let r = try await run(["export", "--database-url", fx.url], env: env)
         // One span was rejected: exit 1, and the summary says so.
         #expect(r.status == 1, "\(r.stderr)")
-        #expect(r.stdout.contains("openai") && r.stdout.contains("delivered \(fx.spanIds.count - 1) spans, \(fx.traceIds.count) traces"))
+        #expect(
+            r.stdout.contains("openai")
+                && r.stdout.contains("delivered \(fx.spanIds.count - 1) spans, \(fx.traceIds.count) traces"))
         #expect(r.stdout.contains("rejected 1 spans"))
         #expect(r.stderr.contains("retrying"))
         #expect(!r.stderr.contains("sk-cli-secret-1") && !r.stdout.contains("sk-cli-secret-1"))
-        #expect(Set(ingestedIds(server.requests, acceptedFrom: 2)).isSuperset(of: fx.spanIds.subtracting([fx.failedToolSpan])))
+        #expect(
+            Set(ingestedIds(server.requests, acceptedFrom: 2)).isSuperset(
+                of: fx.spanIds.subtracting([fx.failedToolSpan])))
         #expect(try await ExportPump.backlog(exporter: "openai", connection: fx.conn).isEmpty)
 
         // Nothing left to send; the rejection keeps the exit status at 1 until it is retried.
@@ -51,18 +64,28 @@ struct ExportCLITests {
         let root = TestDatabase.projectRoot.path
         let migrate = try await run(["migrate", "--database-url", url, "--dir", root + "/migrations"], env: [:])
         #expect(migrate.status == 0, "\(migrate.stderr)")
-        let ingest = try TestHTTPServer(handler: TestHTTPServer.sequence([
-            .text("", status: 503), .text("", status: 503), .text("", status: 429, headers: [("retry-after", "0")]),
-        ], then: { _ in .json([:]) }))
+        let ingest = try TestHTTPServer(
+            handler: TestHTTPServer.sequence(
+                [
+                    .text("", status: 503), .text("", status: 503),
+                    .text("", status: 429, headers: [("retry-after", "0")]),
+                ], then: { _ in .json([:]) }))
         defer { ingest.stop() }
         let otlp = try TestHTTPServer { _ in .json([:]) }
         defer { otlp.stop() }
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-exec-\(UUID().uuidString).jsonl").path
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "bridge-exec-\(UUID().uuidString).jsonl"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: file) }
-        let r = try await run(["exec", "--offline", "--database-url", url, "--mappings", root + "/mappings", "--trace-file", file,
-                         "--flush-timeout", "60"],
-                        env: ["OPENAI_API_KEY": "sk-exec-secret", "OPENAI_BASE_URL": ingest.url("/v1"),
-                              "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.baseURL])
+        let r = try await run(
+            [
+                "exec", "--offline", "--database-url", url, "--mappings", root + "/mappings", "--trace-file", file,
+                "--flush-timeout", "60",
+            ],
+            env: [
+                "OPENAI_API_KEY": "sk-exec-secret", "OPENAI_BASE_URL": ingest.url("/v1"),
+                "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.baseURL,
+            ])
         #expect(r.status == 0 || r.status == 1, "\(r.stderr)")
         #expect(!r.stderr.contains("not yet exported"), "\(r.stderr)")
         #expect(!r.stderr.contains("sk-exec-secret") && !r.stdout.contains("sk-exec-secret"))
@@ -80,7 +103,10 @@ struct ExportCLITests {
         #expect(r.stdout.contains("export openai: delivered \(spans.count) spans"))
         let lines = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n")
         #expect(lines.count == spans.count + traces.count)
-        #expect(try await conn.query("SELECT name FROM bridge.exporters ORDER BY name").map { $0["name"] ?? "" } == ["file", "openai", "otlp"])
+        #expect(
+            try await conn.query("SELECT name FROM bridge.exporters ORDER BY name").map { $0["name"] ?? "" } == [
+                "file", "openai", "otlp",
+            ])
         await conn.close()
     }
 }

@@ -1,7 +1,7 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgePostgres
 import BridgeTestSupport
+import BridgeTraceModel
 import BridgeTracing
 import Foundation
 import Testing
@@ -43,8 +43,11 @@ final class RecordingExporter: TraceExporter, @unchecked Sendable {
 /// skipped, starved or lost on the way.
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct ExportCursorTests {
-    func pump(_ fx: ExportLedger, _ ex: RecordingExporter, connection: PostgresConnection? = nil) async throws -> ExportPump {
-        let p = ExportPump(exporter: ex, connection: connection ?? fx.conn, options: ExportPumpOptions(sleep: SleepLog().sleep))
+    func pump(_ fx: ExportLedger, _ ex: RecordingExporter, connection: PostgresConnection? = nil) async throws
+        -> ExportPump
+    {
+        let p = ExportPump(
+            exporter: ex, connection: connection ?? fx.conn, options: ExportPumpOptions(sleep: SleepLog().sleep))
         try await p.register()
         // A killed session's advisory lock goes away with its backend, shortly after the kill.
         try await eventually("the export lock is free") { try await p.tryLock() }
@@ -63,8 +66,9 @@ struct ExportCursorTests {
     }
 
     func span(_ trace: String, _ name: String) -> SpanRecord {
-        SpanRecord(id: SpanID.random(), traceId: trace, parentId: nil, startedAt: Date(), endedAt: Date(),
-                   spanData: ["type": "custom", "name": .string(name), "data": [:]], error: nil)
+        SpanRecord(
+            id: SpanID.random(), traceId: trace, parentId: nil, startedAt: Date(), endedAt: Date(),
+            spanData: ["type": "custom", "name": .string(name), "data": [:]], error: nil)
     }
 
     func insert(_ s: SpanRecord, on c: PostgresConnection) async throws {
@@ -140,14 +144,18 @@ struct ExportCursorTests {
     @Test func rowsStoredBeforeTheMigrationAreDeliveredOnce() async throws {
         let fx = try await ExportLedger.make(runs: 3, legacy: true)
         // The old pump delivered some of them (delivery rows, no position).
-        try await fx.conn.simpleQuery("""
+        try await fx.conn.simpleQuery(
+            """
             INSERT INTO bridge.exporters (name, target) VALUES ('memory', 'memory');
             INSERT INTO bridge.span_deliveries (exporter, span_id, trace_id, status)
               SELECT 'memory', span_id, trace_id, 'delivered' FROM bridge.spans ORDER BY span_id LIMIT 10;
             INSERT INTO bridge.trace_deliveries (exporter, trace_id, status)
               SELECT 'memory', trace_id, 'delivered' FROM bridge.traces ORDER BY trace_id LIMIT 1
             """)
-        let old = Set(try await fx.conn.query("SELECT span_id AS id FROM bridge.span_deliveries UNION ALL SELECT trace_id FROM bridge.trace_deliveries")
+        let old = Set(
+            try await fx.conn.query(
+                "SELECT span_id AS id FROM bridge.span_deliveries UNION ALL SELECT trace_id FROM bridge.trace_deliveries"
+            )
             .map { $0["id"] ?? "" })
         try await ExportLedger.applyCursorMigration(fx.conn)
         #expect(try await fx.count("SELECT count(*) FROM bridge.spans WHERE txid IS NULL") == fx.spanIds.count)
@@ -157,7 +165,9 @@ struct ExportCursorTests {
 
         let ex = RecordingExporter(name: "memory", batchSize: 4)
         let p = try await pump(fx, ex)
-        #expect(try await p.backlog() == ExportBacklog(traces: fx.traceIds.count - 1, spans: fx.spanIds.count - 10 + newSpans.count))
+        #expect(
+            try await p.backlog()
+                == ExportBacklog(traces: fx.traceIds.count - 1, spans: fx.spanIds.count - 10 + newSpans.count))
         try await p.drain()
         let expected = fx.spanIds.union(fx.traceIds).union(newSpans.map(\.id)).subtracting(old)
         #expect(ex.sent.count == expected.count && Set(ex.sent) == expected)
@@ -188,7 +198,9 @@ struct ExportCursorTests {
         await #expect(throws: (any Error).self) { try await sendNextBatch(p) }
         ex.afterSend(nil)
         await first.close()
-        let recorded = try await fx.count("SELECT count(*) FROM bridge.span_deliveries") + fx.count("SELECT count(*) FROM bridge.trace_deliveries")
+        let recorded =
+            try await fx.count("SELECT count(*) FROM bridge.span_deliveries")
+            + fx.count("SELECT count(*) FROM bridge.trace_deliveries")
         #expect(recorded == 6 && ex.sent.count == 12)
 
         let again = try await pump(fx, ex, connection: try await TestDatabase.connect(fx.url))

@@ -1,10 +1,10 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeHTTP
 import BridgeMapping
 import BridgePostgres
 import BridgeRunner
 import BridgeTestSupport
+import BridgeTraceModel
 import BridgeTracing
 import Foundation
 import Testing
@@ -21,7 +21,8 @@ struct ExportLedger {
     let responseSpan: String
     let failedToolSpan: String
 
-    static let migration0004 = TestDatabase.projectRoot.appendingPathComponent("migrations/0004_export_deliveries.sql").path
+    static let migration0004 = TestDatabase.projectRoot.appendingPathComponent("migrations/0004_export_deliveries.sql")
+        .path
     static let migration0047 = TestDatabase.projectRoot.appendingPathComponent("migrations/0047_export_cursor.sql").path
 
     /// Migration 0047 (the ledger's txid column and the exporters' positions).
@@ -54,22 +55,33 @@ struct ExportLedger {
             lastTrace = spec.traceId
         }
         let now = Date()
-        let big = SpanRecord(id: SpanID.random(), traceId: lastTrace, parentId: nil, startedAt: now, endedAt: now.addingTimeInterval(0.5),
-                             spanData: ["type": "generation", "input": .string(String(repeating: "é", count: 10) + String(repeating: "x", count: 150_000)),
-                                        "output": [["role": "assistant", "content": "ok"]], "model": "gpt-4.1",
-                                        "model_config": [:], "usage": ["input_tokens": 7, "output_tokens": 3, "total_tokens": 10, "requests": 1]],
-                             error: nil)
-        let response = SpanRecord(id: SpanID.random(), traceId: lastTrace, parentId: nil, startedAt: now, endedAt: now,
-                                  spanData: ["type": "response", "response_id": "resp_123", "usage": ["input_tokens": 5, "output_tokens": 2]],
-                                  error: nil)
-        let failed = SpanRecord(id: SpanID.random(), traceId: lastTrace, parentId: response.id, startedAt: now, endedAt: now,
-                                spanData: ["type": "function", "name": "lookup", "input": "{\"q\":1}", "output": nil, "mcp_data": nil],
-                                error: ["message": "Error running tool", "data": ["tool_name": "lookup", "error": "boom"]])
+        let big = SpanRecord(
+            id: SpanID.random(), traceId: lastTrace, parentId: nil, startedAt: now,
+            endedAt: now.addingTimeInterval(0.5),
+            spanData: [
+                "type": "generation",
+                "input": .string(String(repeating: "é", count: 10) + String(repeating: "x", count: 150_000)),
+                "output": [["role": "assistant", "content": "ok"]], "model": "gpt-4.1",
+                "model_config": [:],
+                "usage": ["input_tokens": 7, "output_tokens": 3, "total_tokens": 10, "requests": 1],
+            ],
+            error: nil)
+        let response = SpanRecord(
+            id: SpanID.random(), traceId: lastTrace, parentId: nil, startedAt: now, endedAt: now,
+            spanData: [
+                "type": "response", "response_id": "resp_123", "usage": ["input_tokens": 5, "output_tokens": 2],
+            ],
+            error: nil)
+        let failed = SpanRecord(
+            id: SpanID.random(), traceId: lastTrace, parentId: response.id, startedAt: now, endedAt: now,
+            spanData: ["type": "function", "name": "lookup", "input": "{\"q\":1}", "output": nil, "mcp_data": nil],
+            error: ["message": "Error running tool", "data": ["tool_name": "lookup", "error": "boom"]])
         for s in [big, response, failed] { try await ledger.insertSpan(s) }
         let ids = Set(try await conn.query("SELECT span_id FROM bridge.spans").map { $0["span_id"] ?? "" })
         #expect(ids.count == runs * 8 + 3)
-        return ExportLedger(url: url, conn: conn, traceIds: traces, spanIds: ids, bigInputSpan: big.id,
-                            responseSpan: response.id, failedToolSpan: failed.id)
+        return ExportLedger(
+            url: url, conn: conn, traceIds: traces, spanIds: ids, bigInputSpan: big.id,
+            responseSpan: response.id, failedToolSpan: failed.id)
     }
 
     func count(_ sql: String) async throws -> Int {
@@ -82,7 +94,11 @@ final class SleepLog: @unchecked Sendable {
     // @unchecked Sendable: `items` is guarded by `lock`.
     private let lock = NSLock()
     private var items: [Duration] = []
-    var sleeps: [Duration] { lock.lock(); defer { lock.unlock() }; return items }
+    var sleeps: [Duration] {
+        lock.lock()
+        defer { lock.unlock() }
+        return items
+    }
     private func record(_ d: Duration) { lock.withLock { items.append(d) } }
     var sleep: @Sendable (Duration) async throws -> Void {
         { [self] d in

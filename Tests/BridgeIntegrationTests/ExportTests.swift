@@ -1,8 +1,8 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeHTTP
 import BridgePostgres
 import BridgeTestSupport
+import BridgeTraceModel
 import BridgeTracing
 import Foundation
 import Testing
@@ -12,22 +12,26 @@ struct ExportOpenAITests {
     static let key = "sk-test-tracing-key-123"
 
     func exporter(_ server: TestHTTPServer, client: HTTPClient, batchSize: Int = 128) -> OpenAITracesExporter {
-        OpenAITracesExporter(apiKey: Self.key, baseURL: server.url("/v1"), organization: "org-1", project: "proj-1",
-                             client: client, batchSize: batchSize)
+        OpenAITracesExporter(
+            apiKey: Self.key, baseURL: server.url("/v1"), organization: "org-1", project: "proj-1",
+            client: client, batchSize: batchSize)
     }
 
     @Test func retriesOutageAndDeliversEverythingOnceSanitised() async throws {
         let fx = try await ExportLedger.make()
-        let server = try TestHTTPServer(handler: TestHTTPServer.sequence([
-            .text("unavailable", status: 503), .text("unavailable", status: 503),
-            .json(["error": ["message": "slow down"]], status: 429, headers: [("retry-after-ms", "1")]),
-        ], then: { _ in .json([:]) }))
+        let server = try TestHTTPServer(
+            handler: TestHTTPServer.sequence(
+                [
+                    .text("unavailable", status: 503), .text("unavailable", status: 503),
+                    .json(["error": ["message": "slow down"]], status: 429, headers: [("retry-after-ms", "1")]),
+                ], then: { _ in .json([:]) }))
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
         let log = SleepLog()
-        let pump = ExportPump(exporter: exporter(server, client: client, batchSize: 10), connection: fx.conn,
-                              options: ExportPumpOptions(sleep: log.sleep, secrets: [Self.key]))
+        let pump = ExportPump(
+            exporter: exporter(server, client: client, batchSize: 10), connection: fx.conn,
+            options: ExportPumpOptions(sleep: log.sleep, secrets: [Self.key]))
         try await pump.register()
         #expect(try await pump.tryLock())
         let stats = try await pump.drain()
@@ -69,7 +73,10 @@ struct ExportOpenAITests {
         let input = try #require(big["span_data"]?["input"]?.stringValue)
         #expect(input.hasSuffix("... [truncated]") && input.hasPrefix("éééééééééé"))
         #expect(OpenAISanitizer.size(.string(input)) <= 100_000 && OpenAISanitizer.size(.string(input)) > 99_000)
-        #expect(big["span_data"]?["usage"] == ["input_tokens": 7, "output_tokens": 3, "details": ["total_tokens": 10, "requests": 1]])
+        #expect(
+            big["span_data"]?["usage"] == [
+                "input_tokens": 7, "output_tokens": 3, "details": ["total_tokens": 10, "requests": 1],
+            ])
         #expect(byId[fx.responseSpan]?["span_data"] == ["type": "response", "response_id": "resp_123"])
         // Generations of the runs: usage reshaped, nothing but the two counts at the top.
         let generations = items.filter { $0["span_data"]?["type"] == "generation" }
@@ -84,10 +91,19 @@ struct ExportOpenAITests {
         #expect(customs.allSatisfy { $0["span_data"]?["usage"] == nil })
 
         // One delivered row per item; the first batch took four attempts.
-        #expect(try await fx.count("SELECT count(*) FROM bridge.span_deliveries WHERE exporter = 'openai' AND status = 'delivered'") == fx.spanIds.count)
-        #expect(try await fx.count("SELECT count(*) FROM bridge.trace_deliveries WHERE exporter = 'openai' AND status = 'delivered'") == fx.traceIds.count)
+        #expect(
+            try await fx.count(
+                "SELECT count(*) FROM bridge.span_deliveries WHERE exporter = 'openai' AND status = 'delivered'")
+                == fx.spanIds.count)
+        #expect(
+            try await fx.count(
+                "SELECT count(*) FROM bridge.trace_deliveries WHERE exporter = 'openai' AND status = 'delivered'")
+                == fx.traceIds.count)
         #expect(try await fx.count("SELECT max(attempts) FROM bridge.trace_deliveries") == 4)
-        #expect(try await fx.count("SELECT count(*) FROM bridge.exporters WHERE name = 'openai' AND target LIKE 'http://127.0.0.1:%/v1/traces/ingest'") == 1)
+        #expect(
+            try await fx.count(
+                "SELECT count(*) FROM bridge.exporters WHERE name = 'openai' AND target LIKE 'http://127.0.0.1:%/v1/traces/ingest'"
+            ) == 1)
         // A second drain finds nothing.
         #expect(try await pump.drain().requests == 0)
         await fx.conn.close()
@@ -99,8 +115,14 @@ struct ExportOpenAITests {
         let server = try TestHTTPServer { request in
             if request.bodyText.contains(bad) {
                 // Servers sometimes echo credentials; the stored message must not keep the key.
-                return .json(["error": ["message": .string("Unknown parameter: 'data[0].span_data.mcp_data' (key \(ExportOpenAITests.key))"),
-                                        "type": "invalid_request_error"]], status: 400)
+                return .json(
+                    [
+                        "error": [
+                            "message": .string(
+                                "Unknown parameter: 'data[0].span_data.mcp_data' (key \(ExportOpenAITests.key))"),
+                            "type": "invalid_request_error",
+                        ]
+                    ], status: 400)
             }
             return .json([:])
         }
@@ -108,13 +130,16 @@ struct ExportOpenAITests {
         let client = HTTPClient()
         defer { client.shutdown() }
         let ex = exporter(server, client: client)
-        let pump = ExportPump(exporter: ex, connection: fx.conn, options: ExportPumpOptions(sleep: SleepLog().sleep, secrets: ex.secrets))
+        let pump = ExportPump(
+            exporter: ex, connection: fx.conn, options: ExportPumpOptions(sleep: SleepLog().sleep, secrets: ex.secrets))
         try await pump.register()
         try await pump.tryLock()
         let stats = try await pump.drain()
         #expect(stats.rejectedSpans == 1 && stats.rejectedTraces == 0)
         #expect(stats.deliveredSpans == fx.spanIds.count - 1)
-        let row = try #require(try await fx.conn.query("SELECT span_id, error FROM bridge.span_deliveries WHERE status = 'rejected'").first)
+        let row = try #require(
+            try await fx.conn.query("SELECT span_id, error FROM bridge.span_deliveries WHERE status = 'rejected'").first
+        )
         #expect(row["span_id"] == bad)
         #expect(row["error"]?.contains("HTTP 400: Unknown parameter: 'data[0].span_data.mcp_data'") == true)
         #expect(row["error"]?.contains(ExportOpenAITests.key) == false)
@@ -131,8 +156,9 @@ struct ExportOpenAITests {
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
-        let pump = ExportPump(exporter: exporter(server, client: client, batchSize: 16), connection: fx.conn,
-                              options: ExportPumpOptions(sleep: SleepLog().sleep))
+        let pump = ExportPump(
+            exporter: exporter(server, client: client, batchSize: 16), connection: fx.conn,
+            options: ExportPumpOptions(sleep: SleepLog().sleep))
         try await pump.register()
         try await pump.tryLock()
         let stats = try await pump.drain()
@@ -146,12 +172,14 @@ struct ExportOpenAITests {
 
     @Test func unauthorizedStopsThePumpAndKeepsEverything() async throws {
         let fx = try await ExportLedger.make(runs: 1)
-        let server = try TestHTTPServer { _ in .json(["error": ["message": "Incorrect API key provided"]], status: 401) }
+        let server = try TestHTTPServer { _ in .json(["error": ["message": "Incorrect API key provided"]], status: 401)
+        }
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
-        let pump = ExportPump(exporter: exporter(server, client: client), connection: fx.conn,
-                              options: ExportPumpOptions(sleep: SleepLog().sleep))
+        let pump = ExportPump(
+            exporter: exporter(server, client: client), connection: fx.conn,
+            options: ExportPumpOptions(sleep: SleepLog().sleep))
         try await pump.register()
         try await pump.tryLock()
         await #expect(throws: ExportFatalError.self) { try await pump.drain() }
@@ -163,12 +191,14 @@ struct ExportOpenAITests {
     @Test func killedWhileTheEndpointIsDownLosesNothing() async throws {
         let fx = try await ExportLedger.make()
         // The first batch gets through, then the endpoint goes down.
-        let down = try TestHTTPServer(handler: TestHTTPServer.sequence([.json([:])], then: { _ in .text("down", status: 503) }))
+        let down = try TestHTTPServer(
+            handler: TestHTTPServer.sequence([.json([:])], then: { _ in .text("down", status: 503) }))
         let client = HTTPClient()
         defer { client.shutdown() }
         let first = try await TestDatabase.connect(fx.url)
-        let pump = ExportPump(exporter: exporter(down, client: client, batchSize: 8), connection: first,
-                              options: ExportPumpOptions(sleep: SleepLog().sleep))
+        let pump = ExportPump(
+            exporter: exporter(down, client: client, batchSize: 8), connection: first,
+            options: ExportPumpOptions(sleep: SleepLog().sleep))
         try await pump.register()
         try await pump.tryLock()
         let running = Task { try await pump.drain() }
@@ -184,8 +214,9 @@ struct ExportOpenAITests {
         let up = try TestHTTPServer { _ in .json([:]) }
         defer { up.stop() }
         let second = try await TestDatabase.connect(fx.url)
-        let again = ExportPump(exporter: exporter(up, client: client, batchSize: 8), connection: second,
-                               options: ExportPumpOptions(sleep: SleepLog().sleep))
+        let again = ExportPump(
+            exporter: exporter(up, client: client, batchSize: 8), connection: second,
+            options: ExportPumpOptions(sleep: SleepLog().sleep))
         try await again.register()
         #expect(try await again.tryLock())
         try await again.drain()
@@ -215,21 +246,29 @@ struct ExportOpenAITests {
     }
 }
 
-@Suite(.enabled(if: TestDatabase.isAvailable && OTLPDecoder.isAvailable, "needs BRIDGE_TEST_DATABASE_URL and BRIDGE_OTEL_PYTHON (scripts/test.sh)"))
+@Suite(
+    .enabled(
+        if: TestDatabase.isAvailable && OTLPDecoder.isAvailable,
+        "needs BRIDGE_TEST_DATABASE_URL and BRIDGE_OTEL_PYTHON (scripts/test.sh)"))
 struct ExportOTLPAndFileTests {
     @Test func otlpReceivesEverySpanWithHexIdsAndGenAIAttributes() async throws {
         let fx = try await ExportLedger.make()
-        let server = try TestHTTPServer(handler: TestHTTPServer.sequence([
-            .text("busy", status: 503, headers: [("Retry-After", "0")]),
-        ], then: { _ in .json([:]) }))
+        let server = try TestHTTPServer(
+            handler: TestHTTPServer.sequence(
+                [
+                    .text("busy", status: 503, headers: [("Retry-After", "0")])
+                ], then: { _ in .json([:]) }))
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
-        let env = Environment(["OTEL_EXPORTER_OTLP_ENDPOINT": server.url("/otel/"), "OTEL_SERVICE_NAME": "svc",
-                               "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=abc%20def,x-team=t1"])
+        let env = Environment([
+            "OTEL_EXPORTER_OTLP_ENDPOINT": server.url("/otel/"), "OTEL_SERVICE_NAME": "svc",
+            "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=abc%20def,x-team=t1",
+        ])
         let ex = try #require(try OTLPExporter.fromEnvironment(env, client: client))
         #expect(ex.encoding == .protobuf && ex.compression == .none)
-        let pump = ExportPump(exporter: ex, connection: fx.conn, options: ExportPumpOptions(sleep: SleepLog().sleep, secrets: ex.secrets))
+        let pump = ExportPump(
+            exporter: ex, connection: fx.conn, options: ExportPumpOptions(sleep: SleepLog().sleep, secrets: ex.secrets))
         try await pump.register()
         try await pump.tryLock()
         let stats = try await pump.drain()
@@ -237,18 +276,28 @@ struct ExportOTLPAndFileTests {
         #expect(try await pump.backlog().isEmpty)
 
         let accepted = Array(server.requests.dropFirst())
-        #expect(accepted.allSatisfy { $0.path == "/otel/v1/traces" && $0.header("x-api-key") == "abc def" && $0.header("x-team") == "t1" })
-        #expect(accepted.allSatisfy { $0.header("Content-Type") == "application/x-protobuf" && $0.header("Content-Encoding") == nil })
+        #expect(
+            accepted.allSatisfy {
+                $0.path == "/otel/v1/traces" && $0.header("x-api-key") == "abc def" && $0.header("x-team") == "t1"
+            })
+        #expect(
+            accepted.allSatisfy {
+                $0.header("Content-Type") == "application/x-protobuf" && $0.header("Content-Encoding") == nil
+            })
         // Every body parsed by the official definitions (ParseFromString into ExportTraceServiceRequest).
         let decoded = try await OTLPDecoder.decode(accepted, signal: "traces")
         let resource = try #require(decoded.first?["resourceSpans"]?.arrayValue?.first)
         let resourceAttrs = OTLPDecoder.attributes(resource["resource"] ?? .null)
-        #expect(resourceAttrs["service.name"] == ["stringValue": "svc"] && resourceAttrs["openinference.project.name"] == ["stringValue": "svc"])
+        #expect(
+            resourceAttrs["service.name"] == ["stringValue": "svc"]
+                && resourceAttrs["openinference.project.name"] == ["stringValue": "svc"])
         #expect(resource["scopeSpans"]?.arrayValue?.first?["scope"]?["name"] == "bridge")
         let spans = OTLPDecoder.spans(decoded)
         #expect(spans.count == fx.spanIds.count)
         func attrs(_ s: JSONValue) -> [String: JSONValue] {
-            Dictionary((s["attributes"]?.arrayValue ?? []).map { ($0["key"]?.stringValue ?? "", $0["value"] ?? .null) }, uniquingKeysWith: { a, _ in a })
+            Dictionary(
+                (s["attributes"]?.arrayValue ?? []).map { ($0["key"]?.stringValue ?? "", $0["value"] ?? .null) },
+                uniquingKeysWith: { a, _ in a })
         }
         let original = Set(spans.compactMap { attrs($0)["openai.agents.span_id"]?["stringValue"]?.stringValue })
         #expect(original == fx.spanIds)
@@ -268,12 +317,17 @@ struct ExportOTLPAndFileTests {
         #expect(attrs(agent)["gen_ai.operation.name"] == ["stringValue": "invoke_agent"])
         #expect(attrs(agent)["gen_ai.agent.name"] == ["stringValue": "Project Manager"])
         #expect(agent["kind"] == 1)
-        let chat = try #require(spans.first { $0["name"] == "chat gpt-4.1" && attrs($0)["openai.agents.span_id"]?["stringValue"]?.stringValue == fx.bigInputSpan })
+        let chat = try #require(
+            spans.first {
+                $0["name"] == "chat gpt-4.1"
+                    && attrs($0)["openai.agents.span_id"]?["stringValue"]?.stringValue == fx.bigInputSpan
+            })
         #expect(chat["kind"] == 3)
         #expect(attrs(chat)["gen_ai.request.model"] == ["stringValue": "gpt-4.1"])
         #expect(attrs(chat)["gen_ai.usage.input_tokens"] == ["intValue": "7"])
         #expect(attrs(chat)["gen_ai.usage.output_tokens"] == ["intValue": "3"])
-        let response = try #require(spans.first { attrs($0)["openai.agents.span_id"]?["stringValue"]?.stringValue == fx.responseSpan })
+        let response = try #require(
+            spans.first { attrs($0)["openai.agents.span_id"]?["stringValue"]?.stringValue == fx.responseSpan })
         #expect(attrs(response)["gen_ai.response.id"] == ["stringValue": "resp_123"])
         let tool = try #require(spans.first { $0["name"] == "execute_tool lookup" })
         #expect(attrs(tool)["gen_ai.tool.name"] == ["stringValue": "lookup"])
@@ -289,36 +343,50 @@ struct ExportOTLPAndFileTests {
         #expect(attrs(task)["bridge.workflow_name"] == ["stringValue": "bridge tasks"])
         #expect(attrs(task)["bridge.metadata.workspace_id"] == ["stringValue": "ws-1"])
         #expect(spans.contains { $0["name"] == "turn" && attrs($0)["bridge.data.agent_name"] != nil })
-        #expect(try await fx.count("SELECT count(*) FROM bridge.trace_deliveries WHERE exporter = 'otlp'") == fx.traceIds.count)
-        #expect(try await fx.conn.query("SELECT target FROM bridge.exporters WHERE name = 'otlp'").first?["target"] == server.url("/otel/v1/traces"))
+        #expect(
+            try await fx.count("SELECT count(*) FROM bridge.trace_deliveries WHERE exporter = 'otlp'")
+                == fx.traceIds.count)
+        #expect(
+            try await fx.conn.query("SELECT target FROM bridge.exporters WHERE name = 'otlp'").first?["target"]
+                == server.url("/otel/v1/traces"))
         await fx.conn.close()
     }
 
     @Test func otlpPartialSuccessIsRecorded() async throws {
         let fx = try await ExportLedger.make(runs: 1)
-        let server = try TestHTTPServer { _ in .json(["partialSuccess": ["rejectedSpans": "2", "errorMessage": "2 spans too old"]]) }
+        let server = try TestHTTPServer { _ in
+            .json(["partialSuccess": ["rejectedSpans": "2", "errorMessage": "2 spans too old"]])
+        }
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
-        let pump = ExportPump(exporter: OTLPExporter(endpoint: server.url("/v1/traces"), client: client), connection: fx.conn)
+        let pump = ExportPump(
+            exporter: OTLPExporter(endpoint: server.url("/v1/traces"), client: client), connection: fx.conn)
         try await pump.register()
         try await pump.tryLock()
         try await pump.drain()
         // OTLP does not say which spans: the batch is delivered and every row keeps the message.
-        #expect(try await fx.count("SELECT count(*) FROM bridge.span_deliveries WHERE status = 'delivered' AND error LIKE '%dropped 2 of%2 spans too old%'") == fx.spanIds.count)
+        #expect(
+            try await fx.count(
+                "SELECT count(*) FROM bridge.span_deliveries WHERE status = 'delivered' AND error LIKE '%dropped 2 of%2 spans too old%'"
+            ) == fx.spanIds.count)
         await fx.conn.close()
     }
 
     @Test func fileExporterWritesJSONLAndRecordsDeliveries() async throws {
         let fx = try await ExportLedger.make()
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-export-\(UUID().uuidString).jsonl").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "bridge-export-\(UUID().uuidString).jsonl"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: path) }
         let pump = ExportPump(exporter: try FileExporter(path: path), connection: fx.conn)
         try await pump.register()
         try await pump.tryLock()
         try await pump.drain()
         try await pump.drain()  // nothing twice
-        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { try JSONValue.parse(String($0)) }
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map {
+            try JSONValue.parse(String($0))
+        }
         #expect(lines.count == fx.spanIds.count + fx.traceIds.count)
         #expect(Set(lines.filter { $0["object"] == "trace.span" }.compactMap { $0["id"]?.stringValue }) == fx.spanIds)
         for trace in fx.traceIds {
@@ -328,8 +396,12 @@ struct ExportOTLPAndFileTests {
         // The file keeps the SDK export format unchanged (no ingest sanitisation).
         let big = try #require(lines.first { $0["id"] == .string(fx.bigInputSpan) })
         #expect(big["span_data"]?["input"]?.stringValue?.count == 150_010)
-        #expect(try await fx.conn.query("SELECT target FROM bridge.exporters WHERE name = 'file'").first?["target"] == path)
-        #expect(try await fx.count("SELECT count(*) FROM bridge.span_deliveries WHERE exporter = 'file' AND status = 'delivered'") == fx.spanIds.count)
+        #expect(
+            try await fx.conn.query("SELECT target FROM bridge.exporters WHERE name = 'file'").first?["target"] == path)
+        #expect(
+            try await fx.count(
+                "SELECT count(*) FROM bridge.span_deliveries WHERE exporter = 'file' AND status = 'delivered'")
+                == fx.spanIds.count)
         await fx.conn.close()
     }
 
@@ -341,7 +413,9 @@ struct ExportOTLPAndFileTests {
         defer { down.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-session-\(UUID().uuidString).jsonl").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "bridge-session-\(UUID().uuidString).jsonl"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: path) }
         let url = fx.url
         let exporters: [any TraceExporter] = [
@@ -349,13 +423,15 @@ struct ExportOTLPAndFileTests {
             OTLPExporter(endpoint: down.url("/v1/traces"), client: client),
             try FileExporter(path: path),
         ]
-        let session = ExportSession.start(exporters: exporters, connect: { try await TestDatabase.connect(url) },
-                                          options: ExportPumpOptions(sleep: { _ in try await Task.sleep(for: .milliseconds(5)) }),
-                                          pollInterval: .milliseconds(20))
+        let session = ExportSession.start(
+            exporters: exporters, connect: { try await TestDatabase.connect(url) },
+            options: ExportPumpOptions(sleep: { _ in try await Task.sleep(for: .milliseconds(5)) }),
+            pollInterval: .milliseconds(20))
         // More spans land while the session runs.
-        try await Ledger(connection: fx.conn).insertSpan(SpanRecord(
-            id: SpanID.random(), traceId: fx.traceIds.first!, parentId: nil, startedAt: Date(), endedAt: Date(),
-            spanData: ["type": "custom", "name": "late", "data": [:]], error: nil))
+        try await Ledger(connection: fx.conn).insertSpan(
+            SpanRecord(
+                id: SpanID.random(), traceId: fx.traceIds.first!, parentId: nil, startedAt: Date(), endedAt: Date(),
+                spanData: ["type": "custom", "name": "late", "data": [:]], error: nil))
         // Generous: the OTLP receiver is down, so this always waits the whole timeout, and the
         // other two must deliver within it even on a loaded machine.
         let reports = await session.finish(flushTimeout: .seconds(8))
@@ -366,7 +442,9 @@ struct ExportOTLPAndFileTests {
         #expect(byName["file"]?.leftoverLine == nil)
         let otlp = try #require(byName["otlp"])
         #expect(otlp.backlog == ExportBacklog(traces: 2, spans: fx.spanIds.count + 1) && otlp.error == nil)
-        #expect(otlp.leftoverLine?.contains("\(fx.spanIds.count + 1) spans and 2 traces not yet exported; run `bridge export`") == true)
+        #expect(
+            otlp.leftoverLine?.contains(
+                "\(fx.spanIds.count + 1) spans and 2 traces not yet exported; run `bridge export`") == true)
         await fx.conn.close()
     }
 }

@@ -17,18 +17,28 @@ struct FairClaimPlanTests {
         var config = loaded
         config.limits = LimitsMapping(fairnessGroup: "workspace_id")
         // The opt-in index, built as the optional migration builds it.
-        let sql = try String(contentsOf: TestDatabase.projectRoot.appendingPathComponent("migrations/fairness/0058_fair_claim_index.sql"),
-                             encoding: .utf8)
+        let sql = try String(
+            contentsOf: TestDatabase.projectRoot.appendingPathComponent(
+                "migrations/fairness/0058_fair_claim_index.sql"),
+            encoding: .utf8)
         var text = sql
-        for (k, v) in config.placeholders { text = text.replacingOccurrences(of: "${\(k)}", with: PostgresQuery.quoteIdentifier(v)) }
+        for (k, v) in config.placeholders {
+            text = text.replacingOccurrences(of: "${\(k)}", with: PostgresQuery.quoteIdentifier(v))
+        }
         let create = text.split(separator: "\n").filter { !$0.hasPrefix("--") }.joined(separator: "\n")
         try await c.simpleQuery(create)
         try await c.simpleQuery("ANALYZE tasks")
         let store = TaskStore(config: config)
         let held = try #require(try await c.query("SELECT workspace_id::text AS w FROM tasks LIMIT 1").first?["w"])
-        for (name, query) in [("fair claim", store.claimQuery(limit: 16, workerId: "w", leaseSeconds: 60, keys: [])),
-                              ("fair claim, a group on hold", store.claimQuery(limit: 16, workerId: "w", leaseSeconds: 60,
-                                                                                keys: [], held: [held]))] {
+        for (name, query) in [
+            ("fair claim", store.claimQuery(limit: 16, workerId: "w", leaseSeconds: 60, keys: [])),
+            (
+                "fair claim, a group on hold",
+                store.claimQuery(
+                    limit: 16, workerId: "w", leaseSeconds: 60,
+                    keys: [], held: [held])
+            ),
+        ] {
             let scans = try await HotPathPlanTests.seqScans(query, on: c)
             #expect(scans.isEmpty, "\(name) scans \(scans) (\(query.sql))")
         }
@@ -42,7 +52,8 @@ struct FairClaimPlanTests {
         }
         #expect(seen.count == 64, "\(seen.count) groups in 64 claims")
         #expect(seen[held] == nil)
-        let plain = try await TaskStore(config: loaded).claim(on: c, limit: 16, workerId: "w", leaseSeconds: 60, held: [held])
+        let plain = try await TaskStore(config: loaded).claim(
+            on: c, limit: 16, workerId: "w", leaseSeconds: 60, held: [held])
         #expect(plain.count == 16 && plain.allSatisfy { $0.row["workspace_id"]?.stringValue != held })
         await c.close()
     }

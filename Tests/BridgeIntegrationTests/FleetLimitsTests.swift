@@ -50,15 +50,19 @@ struct FleetLimitsTests {
         var connections: [PostgresConnection] = []
         for _ in 0..<workers { connections.append(try await TestDatabase.connect(url)) }
         let clock = connections[0]
-        let start = try #require(try await clock.query("SELECT extract(epoch FROM clock_timestamp())::float8 AS t").first?.double("t"))
+        let start = try #require(
+            try await clock.query("SELECT extract(epoch FROM clock_timestamp())::float8 AS t").first?.double("t"))
         let granted = try await withThrowingTaskGroup(of: Int.self) { group in
             for c in connections {
                 group.addTask {
                     var n = 0
                     for _ in 0..<5 {
-                        let wait = try await c.query("""
-                            SELECT bridge.take_rate(\("gpt-4.1"), 0, 0.5::float8, 0::float8, 100::float8, 1::float8) AS w
-                            """).first?.double("w") ?? 1
+                        let wait =
+                            try await c.query(
+                                """
+                                SELECT bridge.take_rate(\("gpt-4.1"), 0, 0.5::float8, 0::float8, 100::float8, 1::float8) AS w
+                                """
+                            ).first?.double("w") ?? 1
                         if wait <= 0 { n += 1 }
                     }
                     return n
@@ -66,16 +70,20 @@ struct FleetLimitsTests {
             }
             return try await group.reduce(0, +)
         }
-        let end = try #require(try await clock.query("SELECT extract(epoch FROM clock_timestamp())::float8 AS t").first?.double("t"))
+        let end = try #require(
+            try await clock.query("SELECT extract(epoch FROM clock_timestamp())::float8 AS t").first?.double("t"))
         #expect(granted >= 1)
         #expect(Double(granted) <= 3 + 2 * (end - start), "\(granted) grants in \(end - start) s")
         // One row for the model's one stripe: contention never created a second one.
         #expect(try await clock.query("SELECT count(*) AS n FROM bridge.rate_buckets").first?.int("n") == 1)
         // A 429's reset blocks every caller until it passes.
         _ = try await clock.query("UPDATE bridge.rate_buckets SET blocked_until = now() + interval '1 hour'")
-        let blocked = try await connections[1].query("""
-            SELECT bridge.take_rate(\("gpt-4.1"), 0, 0::float8, 0::float8, 0::float8, 1::float8) AS w
-            """).first?.double("w") ?? 0
+        let blocked =
+            try await connections[1].query(
+                """
+                SELECT bridge.take_rate(\("gpt-4.1"), 0, 0::float8, 0::float8, 0::float8, 1::float8) AS w
+                """
+            ).first?.double("w") ?? 0
         #expect(blocked > 3000)
         for c in connections { await c.close() }
     }

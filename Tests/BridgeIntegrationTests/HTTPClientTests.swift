@@ -58,7 +58,9 @@ import Testing
         defer { client.shutdown() }
 
         let big = [UInt8](repeating: 0x41, count: 3 << 20)
-        #expect(try await client.execute(HTTPRequest(method: .put, url: server.url("/p"), body: big)).bodyText == "PUT \(3 << 20)")
+        #expect(
+            try await client.execute(HTTPRequest(method: .put, url: server.url("/p"), body: big)).bodyText
+                == "PUT \(3 << 20)")
         #expect(try await client.execute(HTTPRequest(method: .delete, url: server.url("/d"))).bodyText == "DELETE 0")
         #expect(try await client.execute(HTTPRequest(method: .post, url: server.url("/e"))).bodyText == "POST 0")
         let head = try await client.execute(HTTPRequest(method: .head, url: server.url("/h")))
@@ -164,7 +166,8 @@ import Testing
         let short = [UInt8](repeating: 0x62, count: 30)
         let patient = try TestHTTPServer { _ in TestHTTPResponse(body: short, trickle: .milliseconds(50)) }
         defer { patient.stop() }
-        let response = try await client.execute(HTTPRequest(url: patient.url("/trickle"), timeout: .init(read: .seconds(5))))
+        let response = try await client.execute(
+            HTTPRequest(url: patient.url("/trickle"), timeout: .init(read: .seconds(5))))
         #expect(response.body == short)
     }
 
@@ -195,7 +198,8 @@ import Testing
         server.stop()
         let client = HTTPClient()
         defer { client.shutdown() }
-        let request = HTTPRequest(url: "http://127.0.0.1:\(port)/x", headers: ["Authorization": "Bearer sk-secret-value"])
+        let request = HTTPRequest(
+            url: "http://127.0.0.1:\(port)/x", headers: ["Authorization": "Bearer sk-secret-value"])
         do {
             _ = try await client.execute(request)
             Issue.record("expected a transport error")
@@ -231,14 +235,21 @@ import Testing
                 _ = try await client.execute(HTTPRequest(url: url))
                 Issue.record("expected invalidURL for \(url)")
             } catch {
-                guard case .invalidURL = error else { Issue.record("got \(error)"); continue }
+                guard case .invalidURL = error else {
+                    Issue.record("got \(error)")
+                    continue
+                }
             }
         }
         do {
-            _ = try await client.execute(HTTPRequest(url: "http://127.0.0.1:1/", headers: ["Authorization": "Bearer sk-x\r\nX: y"]))
+            _ = try await client.execute(
+                HTTPRequest(url: "http://127.0.0.1:1/", headers: ["Authorization": "Bearer sk-x\r\nX: y"]))
             Issue.record("expected invalidRequest")
         } catch {
-            guard case .invalidRequest(let reason) = error else { Issue.record("got \(error)"); return }
+            guard case .invalidRequest(let reason) = error else {
+                Issue.record("got \(error)")
+                return
+            }
             #expect(reason.contains("Authorization"))
             #expect(!reason.contains("sk-x"))
         }
@@ -270,10 +281,12 @@ import Testing
     }
 
     @Test func statusAndJSONHelpers() async throws {
-        let server = try TestHTTPServer(handler: TestHTTPServer.sequence([
-            .text("{\"error\":{\"message\":\"slow down\"}}", status: 429, headers: [("Retry-After", "2")]),
-            .text("{not json", status: 200),
-        ], then: { _ in .json(["ok": true]) }))
+        let server = try TestHTTPServer(
+            handler: TestHTTPServer.sequence(
+                [
+                    .text("{\"error\":{\"message\":\"slow down\"}}", status: 429, headers: [("Retry-After", "2")]),
+                    .text("{not json", status: 200),
+                ], then: { _ in .json(["ok": true]) }))
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
@@ -291,16 +304,20 @@ import Testing
         let second = try await client.execute(HTTPRequest(url: server.url("/s")))
         #expect(throws: HTTPError.self) { try second.json() }
         do { _ = try second.json() } catch {
-            guard case .malformedJSON = error else { Issue.record("got \(error)"); return }
+            guard case .malformedJSON = error else {
+                Issue.record("got \(error)")
+                return
+            }
         }
         #expect(try await client.execute(HTTPRequest(url: server.url("/s"))).json() == ["ok": true])
     }
 
     @Test func serverRoutesClosesAndContinues() async throws {
-        let server = try TestHTTPServer(handler: TestHTTPServer.routes([
-            "/close": { _ in TestHTTPResponse(status: 200, body: Array("bye".utf8), closeConnection: true) },
-            "/echo": { request in TestHTTPResponse(body: request.body) },
-        ]))
+        let server = try TestHTTPServer(
+            handler: TestHTTPServer.routes([
+                "/close": { _ in TestHTTPResponse(status: 200, body: Array("bye".utf8), closeConnection: true) },
+                "/echo": { request in TestHTTPResponse(body: request.body) },
+            ]))
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
@@ -312,8 +329,10 @@ import Testing
         #expect(server.connectionCount == 2)
         // An explicit `Expect: 100-continue` is answered by the server before the body flows.
         let body = [UInt8](repeating: 0x42, count: 100_000)
-        let echoed = try await client.execute(HTTPRequest(method: .post, url: server.url("/echo"),
-                                                          headers: ["Expect": "100-continue"], body: body))
+        let echoed = try await client.execute(
+            HTTPRequest(
+                method: .post, url: server.url("/echo"),
+                headers: ["Expect": "100-continue"], body: body))
         #expect(echoed.body == body)
         #expect(server.requests.last?.header("Expect") == "100-continue")
     }

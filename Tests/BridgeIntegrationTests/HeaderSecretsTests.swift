@@ -1,7 +1,8 @@
 import BridgeCore
 import BridgeMapping
-@testable import BridgeWorker
 import Testing
+
+@testable import BridgeWorker
 
 /// Tokens that the mappings' HTTP headers take from the environment are redacted like API keys.
 @Suite struct HeaderSecretsTests {

@@ -16,8 +16,10 @@ import Testing
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct HotPathPlanTests {
     static var mappings: String { TestDatabase.projectRoot.appendingPathComponent("mappings").path }
-    static let largeTables: Set<String> = ["tasks", "task_executions", "spans", "traces", "span_deliveries",
-                                           "trace_deliveries", "run_transcripts", "execution_logs"]
+    static let largeTables: Set<String> = [
+        "tasks", "task_executions", "spans", "traces", "span_deliveries",
+        "trace_deliveries", "run_transcripts", "execution_logs",
+    ]
 
     /// The relations that `query`'s plan reads with a Seq Scan, among the large tables.
     static func seqScans(_ query: PostgresQuery, on c: PostgresConnection) async throws -> [String] {
@@ -27,7 +29,10 @@ struct HotPathPlanTests {
         var found: [String] = []
         func walk(_ node: JSONValue) {
             if node["Node Type"]?.stringValue == "Seq Scan", let r = node["Relation Name"]?.stringValue,
-               largeTables.contains(r) { found.append(r) }
+                largeTables.contains(r)
+            {
+                found.append(r)
+            }
             for child in node["Plans"]?.arrayValue ?? [] { walk(child) }
         }
         for plan in try JSONValue.parse(text).arrayValue ?? [] { walk(plan["Plan"] ?? .null) }
@@ -54,7 +59,8 @@ struct HotPathPlanTests {
     /// stored before migration 0047 (txid NULL), the rest written 1,000 per transaction, all delivered to exporter
     /// `openai`, whose position is at the end.
     static func fillLedger(_ c: PostgresConnection) async throws {
-        try await c.simpleQuery("""
+        try await c.simpleQuery(
+            """
             INSERT INTO bridge.traces (trace_id, workflow_name, group_id, task_id, metadata, started_at, ended_at, txid)
               SELECT 'trace_' || lpad(g::text, 32, '0'), 'bridge tasks', CASE WHEN g > 5000 THEN 'ws-' || (g % 100) END,
                      CASE WHEN g > 5000 THEN 'task-' || g END,
@@ -67,7 +73,8 @@ struct HotPathPlanTests {
                      now() - g * interval '1 s', now() - g * interval '1 s', '{"type": "custom", "name": "x", "data": {}}', NULL
               FROM generate_series(1, 50000) g
             """)
-        try await c.simpleQuery("""
+        try await c.simpleQuery(
+            """
             DO $$ BEGIN
               FOR i IN 0..249 LOOP
                 INSERT INTO bridge.spans (span_id, trace_id, started_at, ended_at, span_data)
@@ -78,7 +85,8 @@ struct HotPathPlanTests {
               END LOOP;
             END $$
             """)
-        try await c.simpleQuery("""
+        try await c.simpleQuery(
+            """
             INSERT INTO bridge.exporters (name, target) VALUES ('openai', 'x');
             INSERT INTO bridge.trace_deliveries (exporter, trace_id, status) SELECT 'openai', trace_id, 'delivered' FROM bridge.traces;
             INSERT INTO bridge.span_deliveries (exporter, span_id, trace_id, status) SELECT 'openai', span_id, trace_id, 'delivered' FROM bridge.spans;
@@ -94,16 +102,22 @@ struct HotPathPlanTests {
     static func exportStatements(_ c: PostgresConnection) async throws -> [(name: String, query: PostgresQuery)] {
         let end = try await ExportPositions.load(exporter: "openai", connection: c)
         #expect(end.span.txid != nil)
-        return [("export poll from the start", ExportPump.readStatement(exporter: "openai", from: ExportPositions(), limit: 1_000)),
-                ("idle export poll", ExportPump.readStatement(exporter: "openai", from: end, limit: 1_000)),
-                ("export position", "SELECT * FROM bridge.export_positions WHERE exporter = \("openai")")]
+        return [
+            (
+                "export poll from the start",
+                ExportPump.readStatement(exporter: "openai", from: ExportPositions(), limit: 1_000)
+            ),
+            ("idle export poll", ExportPump.readStatement(exporter: "openai", from: end, limit: 1_000)),
+            ("export position", "SELECT * FROM bridge.export_positions WHERE exporter = \("openai")"),
+        ]
     }
 
     @Test func noHotPathStatementScansALargeTable() async throws {
         let (_, c, config) = try await Self.largeDatabase()
         #expect(config.columnTypes.type("tasks", "id") == "uuid")
         #expect(config.columnTypes.type("task_executions", "task_id") == "uuid")
-        let key = try #require(try await c.query("SELECT id::text AS k FROM tasks WHERE status = 'pending' LIMIT 1").first?["k"])
+        let key = try #require(
+            try await c.query("SELECT id::text AS k FROM tasks WHERE status = 'pending' LIMIT 1").first?["k"])
         let execution = try #require(try await c.query("SELECT id::text AS k FROM task_executions LIMIT 1").first?["k"])
         var statements = TaskStore(config: config).hotPathStatements(key: key, executionKey: execution)
         statements += DatabaseToSDKBridge(config: config).hotPathStatements(taskKey: key)
@@ -118,8 +132,9 @@ struct HotPathPlanTests {
         statements += try await Self.exportStatements(c)
         // Prune's batches with the leased tasks' keys (issue 23): the task table through its
         // partial lease index only.
-        statements += LedgerPruner.hotPathStatements(cutoff: Date().addingTimeInterval(-3_600),
-                                                     leasedTaskKeys: TaskStore(config: config).leasedKeysQuery)
+        statements += LedgerPruner.hotPathStatements(
+            cutoff: Date().addingTimeInterval(-3_600),
+            leasedTaskKeys: TaskStore(config: config).leasedKeysQuery)
         #expect(statements.count >= 16)
         for (name, query) in statements {
             let scans = try await Self.seqScans(query, on: c)
@@ -131,8 +146,10 @@ struct HotPathPlanTests {
         let hour = Date().addingTimeInterval(-3_600)
         let workspace = try #require(try await c.query("SELECT workspace_id::text AS w FROM tasks LIMIT 1").first?["w"])
         var scoped: [(name: String, query: PostgresQuery)] = []
-        for (label, since, task, ws) in [("--since 1h", Optional(hour), String?.none, String?.none), ("--task", nil, key, nil),
-                                         ("--workspace", nil, nil, workspace)] {
+        for (label, since, task, ws) in [
+            ("--since 1h", Optional(hour), String?.none, String?.none), ("--task", nil, key, nil),
+            ("--workspace", nil, nil, workspace),
+        ] {
             for s in VerifyStatements.scoped(config: config, since: since, task: task, workspace: ws) {
                 scoped.append(("verify \(label): \(s.name)", s.query))
             }
@@ -143,7 +160,8 @@ struct HotPathPlanTests {
             #expect(scans.isEmpty, "\(name) scans \(scans)")
         }
         // The detector at work: the old column-side cast reads the whole table.
-        let cast = PostgresQuery(unsafeSQL: "UPDATE task_executions SET status = 'completed' WHERE id::text = $1", binds: [.text(execution)])
+        let cast = PostgresQuery(
+            unsafeSQL: "UPDATE task_executions SET status = 'completed' WHERE id::text = $1", binds: [.text(execution)])
         #expect(try await Self.seqScans(cast, on: c) == ["task_executions"])
         await c.close()
     }

@@ -1,12 +1,13 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgeMigrate
 import BridgePostgres
 import BridgeTestSupport
-@testable import BridgeWorker
+import BridgeTraceModel
 import Foundation
 import Testing
+
+@testable import BridgeWorker
 
 /// Leases at the TaskStore level: fencing tokens, heartbeat, reaper, backoff, LISTEN/NOTIFY.
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
@@ -23,8 +24,9 @@ struct LeaseStoreTests {
     }
 
     static func outcome(_ store: TaskStore, _ status: TaskStatus) -> TaskStore.Outcome {
-        TaskStore.Outcome(status: .completed, taskStatus: status, result: ["output": "late"], tokenUsage: [:],
-                          errorMessage: nil, errorType: nil, completedAt: Date(), durationSeconds: 1)
+        TaskStore.Outcome(
+            status: .completed, taskStatus: status, result: ["output": "late"], tokenUsage: [:],
+            errorMessage: nil, errorType: nil, completedAt: Date(), durationSeconds: 1)
     }
 
     @Test func staleWorkersLateFinishIsRefusedByTheToken() async throws {
@@ -33,42 +35,58 @@ struct LeaseStoreTests {
         // Worker A claims a task, starts its execution, then stalls past its lease.
         let a = try #require(try await store.claim(on: c, limit: 1, workerId: "A", leaseSeconds: 60).first)
         #expect(a.attempt == 1 && !a.token.isEmpty)
-        let execA = try await store.startExecution(on: c, task: a.row, token: a.token, traceId: TraceID.forTask(a.key, attempt: 1),
-                                                   agentId: nil, attempt: 1, startedAt: Date())
-        try await c.query("UPDATE tasks SET bridge_lease_expires_at = now() - interval '1 second' WHERE id::text = \(a.key)")
+        let execA = try await store.startExecution(
+            on: c, task: a.row, token: a.token, traceId: TraceID.forTask(a.key, attempt: 1),
+            agentId: nil, attempt: 1, startedAt: Date())
+        try await c.query(
+            "UPDATE tasks SET bridge_lease_expires_at = now() - interval '1 second' WHERE id::text = \(a.key)")
         let reaped = try await store.reap(on: c, maxAttempts: 3)
         #expect(reaped == TaskStore.Reaped(requeued: 1, failed: 0))
         // A's execution row was closed by the reaper; the task is pending without a lease.
-        let execStatus = try await c.query("SELECT status, error_type FROM task_executions WHERE id::text = \(execA ?? "")").first
+        let execStatus = try await c.query(
+            "SELECT status, error_type FROM task_executions WHERE id::text = \(execA ?? "")"
+        ).first
         #expect(execStatus?["status"] == "failed_retriable" && execStatus?["error_type"] == "LeaseExpired")
 
         // Worker B claims the same task again: attempt 2, a new token.
-        let b = try #require(try await store.claim(on: c, limit: 1, workerId: "B", leaseSeconds: 60, keys: [a.key]).first)
+        let b = try #require(
+            try await store.claim(on: c, limit: 1, workerId: "B", leaseSeconds: 60, keys: [a.key]).first)
         #expect(b.key == a.key && b.attempt == 2 && b.token != a.token)
 
         // A wakes up: heartbeat says its lease is gone; its late finish and a new execution row are refused.
         #expect(try await store.heartbeat(on: c, tokens: [a.token, b.token], leaseSeconds: 60) == [b.token])
-        let late = try await store.finish(on: c, taskKey: a.key, token: a.token, executionKey: execA,
-                                          traceId: TraceID.forTask(a.key, attempt: 1), outcome: Self.outcome(store, .completed))
+        let late = try await store.finish(
+            on: c, taskKey: a.key, token: a.token, executionKey: execA,
+            traceId: TraceID.forTask(a.key, attempt: 1), outcome: Self.outcome(store, .completed))
         #expect(late == false)
         await #expect(throws: TaskStore.LeaseLost.self) {
-            _ = try await store.startExecution(on: c, task: a.row, token: a.token, traceId: "x", agentId: nil, attempt: 1, startedAt: Date())
+            _ = try await store.startExecution(
+                on: c, task: a.row, token: a.token, traceId: "x", agentId: nil, attempt: 1, startedAt: Date())
         }
-        let row = try await c.query("SELECT status, result::text AS result, bridge_worker_id FROM tasks WHERE id::text = \(a.key)").first
+        let row = try await c.query(
+            "SELECT status, result::text AS result, bridge_worker_id FROM tasks WHERE id::text = \(a.key)"
+        ).first
         #expect(row?["status"] == "in_progress" && row?["result"] == nil && row?["bridge_worker_id"] == "B")
 
         // B's finish goes through and ends the lease; a second (duplicate) finish is refused.
-        let execB = try await store.startExecution(on: c, task: b.row, token: b.token, traceId: TraceID.forTask(b.key, attempt: 2),
-                                                   agentId: nil, attempt: 2, startedAt: Date())
-        #expect(try await store.finish(on: c, taskKey: b.key, token: b.token, executionKey: execB,
-                                       traceId: TraceID.forTask(b.key, attempt: 2), outcome: Self.outcome(store, .completed)))
-        #expect(try await store.finish(on: c, taskKey: b.key, token: b.token, executionKey: execB,
-                                       traceId: "trace_dup", outcome: Self.outcome(store, .completed)) == false)
-        let done = try await c.query("""
+        let execB = try await store.startExecution(
+            on: c, task: b.row, token: b.token, traceId: TraceID.forTask(b.key, attempt: 2),
+            agentId: nil, attempt: 2, startedAt: Date())
+        #expect(
+            try await store.finish(
+                on: c, taskKey: b.key, token: b.token, executionKey: execB,
+                traceId: TraceID.forTask(b.key, attempt: 2), outcome: Self.outcome(store, .completed)))
+        #expect(
+            try await store.finish(
+                on: c, taskKey: b.key, token: b.token, executionKey: execB,
+                traceId: "trace_dup", outcome: Self.outcome(store, .completed)) == false)
+        let done = try await c.query(
+            """
             SELECT status, openai_trace_id, bridge_lease_token IS NULL AS free,
                    (SELECT count(*) FROM task_executions e WHERE e.task_id = t.id AND e.status = 'completed') AS completed
             FROM tasks t WHERE id::text = \(a.key)
-            """).first
+            """
+        ).first
         #expect(done?["status"] == "completed" && done?.bool("free") == true && done?.int("completed") == 1)
         #expect(done?["openai_trace_id"] == TraceID.forTask(a.key, attempt: 2))
         await c.close()
@@ -82,24 +100,33 @@ struct LeaseStoreTests {
         // Never more than the free slots asked for.
         let two = try await store.claim(on: c, limit: 2, workerId: "W", leaseSeconds: 60)
         #expect(two.count == 2)
-        let leased = try await c.query("SELECT count(*) AS n FROM tasks WHERE bridge_lease_token IS NOT NULL").first?.int("n")
+        let leased = try await c.query("SELECT count(*) AS n FROM tasks WHERE bridge_lease_token IS NOT NULL").first?
+            .int("n")
         #expect(leased == 2)
         #expect(try await store.outstanding(on: c).leased == 2)
 
         // The first task is on its last attempt: when its lease expires it fails; the second goes back.
         try await c.query("UPDATE tasks SET bridge_attempts = 3 WHERE id::text = \(two[0].key)")
-        try await c.query("UPDATE tasks SET bridge_lease_expires_at = now() - interval '1 second' WHERE bridge_lease_token IS NOT NULL")
+        try await c.query(
+            "UPDATE tasks SET bridge_lease_expires_at = now() - interval '1 second' WHERE bridge_lease_token IS NOT NULL"
+        )
         #expect(try await store.reap(on: c, maxAttempts: 3) == TaskStore.Reaped(requeued: 1, failed: 1))
-        let failed = try await c.query("SELECT status, result->>'error_type' AS t FROM tasks WHERE id::text = \(two[0].key)").first
+        let failed = try await c.query(
+            "SELECT status, result->>'error_type' AS t FROM tasks WHERE id::text = \(two[0].key)"
+        ).first
         #expect(failed?["status"] == "failed" && failed?["t"] == "LeaseExpired")
         #expect(try await store.reap(on: c, maxAttempts: 3) == TaskStore.Reaped(requeued: 0, failed: 0))
 
         // A retriable failure with a backoff is not claimable until it is due.
-        let one = try #require(try await store.claim(on: c, limit: 1, workerId: "W", leaseSeconds: 60, keys: [two[1].key]).first)
-        let retry = TaskStore.Outcome(status: .failedRetriable, taskStatus: .pending, result: [:], tokenUsage: [:],
-                                      errorMessage: "429", errorType: .modelError, completedAt: Date(), durationSeconds: 0,
-                                      retryAfterSeconds: 30)
-        #expect(try await store.finish(on: c, taskKey: one.key, token: one.token, executionKey: nil, traceId: nil, outcome: retry))
+        let one = try #require(
+            try await store.claim(on: c, limit: 1, workerId: "W", leaseSeconds: 60, keys: [two[1].key]).first)
+        let retry = TaskStore.Outcome(
+            status: .failedRetriable, taskStatus: .pending, result: [:], tokenUsage: [:],
+            errorMessage: "429", errorType: .modelError, completedAt: Date(), durationSeconds: 0,
+            retryAfterSeconds: 30)
+        #expect(
+            try await store.finish(
+                on: c, taskKey: one.key, token: one.token, executionKey: nil, traceId: nil, outcome: retry))
         #expect(try await store.claim(on: c, limit: 1, workerId: "W", leaseSeconds: 60, keys: [one.key]).isEmpty)
         let o = try await store.outstanding(on: c)
         #expect(o.waitingRetries == 1 && o.leased == 0 && (o.nextRetryIn ?? 0) > 25)

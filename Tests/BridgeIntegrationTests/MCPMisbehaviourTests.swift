@@ -5,8 +5,9 @@ import BridgeRunner
 import BridgeTestSupport
 import Foundation
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// MCP stdio servers that misbehave (issue 23): a grandchild that escapes with setsid() and
@@ -15,16 +16,21 @@ import Glibc
 @Suite(.serialized, .enabled(if: MCPFixture.isAvailable, "needs BRIDGE_MCP_PYTHON (scripts/test.sh)"))
 struct MCPMisbehaviourTests {
     static func forkHolder() throws -> (MCPServerMapping, pidFile: String) {
-        let pidFile = FileManager.default.temporaryDirectory.appendingPathComponent("mcp-holder-\(UUID().uuidString)").path
-        let config = MCPServerMapping(name: "raw", transport: .stdio(command: MCPFixture.python!,
-                                                                     args: [MCPFixture.script("raw_server.py"), "fork_holder", pidFile],
-                                                                     env: [], cwd: nil), timeoutMs: 180_000)
+        let pidFile = FileManager.default.temporaryDirectory.appendingPathComponent("mcp-holder-\(UUID().uuidString)")
+            .path
+        let config = MCPServerMapping(
+            name: "raw",
+            transport: .stdio(
+                command: MCPFixture.python!,
+                args: [MCPFixture.script("raw_server.py"), "fork_holder", pidFile],
+                env: [], cwd: nil), timeoutMs: 180_000)
         return (config, pidFile)
     }
 
     static func grandchild(_ pidFile: String) throws -> Int32 {
         defer { try? FileManager.default.removeItem(atPath: pidFile) }
-        return try #require(Int32((try? String(contentsOfFile: pidFile, encoding: .utf8)) ?? ""), "no pid in \(pidFile)")
+        return try #require(
+            Int32((try? String(contentsOfFile: pidFile, encoding: .utf8)) ?? ""), "no pid in \(pidFile)")
     }
 
     /// The server runs while its setsid() grandchild holds stdout; closing the pool stops both
@@ -50,7 +56,10 @@ struct MCPMisbehaviourTests {
             _ = try await pool.call(server: "raw", tool: "exit", arguments: [:])
             Issue.record("expected the exit to fail the call")
         } catch {
-            guard case .disconnected(let why) = error else { Issue.record("unexpected \(error)"); return }
+            guard case .disconnected(let why) = error else {
+                Issue.record("unexpected \(error)")
+                return
+            }
             #expect(why.contains("MCP server 'raw' exited with status 5"), "\(why)")
         }
         #expect(await MCPFixture.waitGone(holder), "grandchild \(holder) outlived its server")
@@ -60,13 +69,18 @@ struct MCPMisbehaviourTests {
     /// Not JSON, or JSON nested deeper than the parser goes: a protocol error naming the server,
     /// at once (the 60 s timeout would say "Timed out").
     @Test func invalidOrTooDeepJSONIsAProtocolErrorAtOnce() async throws {
-        for (mode, expected) in [("bad_json", "sent invalid JSON (malformed JSON: "), ("deep_json", "nesting too deep")] {
+        for (mode, expected) in [
+            ("bad_json", "sent invalid JSON (malformed JSON: "), ("deep_json", "nesting too deep"),
+        ] {
             let pool = MCPServerPool(servers: [MCPFixture.raw(mode)], client: nil)
             do {
                 _ = try await pool.tools(server: "raw")
                 Issue.record("expected a protocol error for \(mode)")
             } catch {
-                guard case .protocolViolation(let why) = error else { Issue.record("unexpected \(error) for \(mode)"); continue }
+                guard case .protocolViolation(let why) = error else {
+                    Issue.record("unexpected \(error) for \(mode)")
+                    continue
+                }
                 #expect(why.hasPrefix("MCP server 'raw' sent invalid JSON"), "\(why)")
                 #expect(why.contains(expected), "\(why)")
                 #expect(!error.retriable)
@@ -78,7 +92,8 @@ struct MCPMisbehaviourTests {
     /// What exec does before claiming: a server that cannot start, exits or breaks the
     /// protocol is an error; one that only does not answer in time is a timeout (exec goes on).
     @Test func initializeAllReportsEachServerThatCannotBeInitialized() async throws {
-        let gone = MCPServerMapping(name: "gone", transport: .stdio(command: "no-such-mcp-server", args: [], env: [], cwd: nil))
+        let gone = MCPServerMapping(
+            name: "gone", transport: .stdio(command: "no-such-mcp-server", args: [], env: [], cwd: nil))
         var silent = MCPFixture.raw("silent", timeoutMs: 500)
         silent.name = "silent"
         var old = MCPFixture.raw("old_version")
@@ -87,7 +102,10 @@ struct MCPMisbehaviourTests {
         let failed = await pool.initializeAll(["gone", "silent", "old", "raw"])
         #expect(failed["gone"] == .unavailable("cannot start MCP server 'gone': command not found: no-such-mcp-server"))
         #expect(failed["silent"] == .timeout(method: "initialize", ms: 500))
-        guard case .protocolViolation? = failed["old"] else { Issue.record("\(String(describing: failed["old"]))"); return }
+        guard case .protocolViolation? = failed["old"] else {
+            Issue.record("\(String(describing: failed["old"]))")
+            return
+        }
         #expect(failed["raw"] == nil)
         // The one that started stays up.
         #expect(try await pool.tools(server: "raw").count == 5)
@@ -102,7 +120,10 @@ struct MCPMisbehaviourTests {
             _ = try await pool.tools(server: "raw")
             Issue.record("expected a timeout")
         } catch {
-            guard case .timeout(let method, _) = error else { Issue.record("unexpected \(error)"); return }
+            guard case .timeout(let method, _) = error else {
+                Issue.record("unexpected \(error)")
+                return
+            }
             #expect(method == "tools/list")
         }
         await pool.shutdown()
@@ -115,7 +136,10 @@ struct MCPMisbehaviourTests {
             _ = try await pool.tools(server: "raw")
             Issue.record("expected the message to be refused")
         } catch {
-            guard case .protocolViolation(let why) = error else { Issue.record("unexpected \(error)"); return }
+            guard case .protocolViolation(let why) = error else {
+                Issue.record("unexpected \(error)")
+                return
+            }
             #expect(why == "MCP server 'raw' sent a message over 16777216 bytes and was stopped", "\(why)")
             #expect(!why.contains("signal"))
         }
@@ -127,19 +151,26 @@ struct MCPMisbehaviourTests {
 /// once, naming the server and why.
 @Suite struct MCPHTTPMisbehaviourTests {
     @Test func invalidOrTooDeepJSONOverHTTPIsAProtocolErrorAtOnce() async throws {
-        for (body, expected) in [("this is not JSON", "malformed JSON"), (String(repeating: "[", count: 700) + String(repeating: "]", count: 700), "nesting too deep")] {
+        for (body, expected) in [
+            ("this is not JSON", "malformed JSON"),
+            (String(repeating: "[", count: 700) + String(repeating: "]", count: 700), "nesting too deep"),
+        ] {
             let server = try TestHTTPServer { _ in .text(body, headers: [("Content-Type", "application/json")]) }
             defer { server.stop() }
             let client = HTTPClient()
             defer { client.shutdown() }
-            let config = MCPServerMapping(name: "remote", transport: .streamableHTTP(url: server.baseURL + "/mcp", headers: [:]),
-                                          timeoutMs: 180_000)
+            let config = MCPServerMapping(
+                name: "remote", transport: .streamableHTTP(url: server.baseURL + "/mcp", headers: [:]),
+                timeoutMs: 180_000)
             let pool = MCPServerPool(servers: [config], client: client)
             do {
                 _ = try await pool.tools(server: "remote")
                 Issue.record("expected a protocol error")
             } catch {
-                guard case .protocolViolation(let why) = error else { Issue.record("unexpected \(error)"); continue }
+                guard case .protocolViolation(let why) = error else {
+                    Issue.record("unexpected \(error)")
+                    continue
+                }
                 #expect(why.hasPrefix("MCP server 'remote' sent a message that is not JSON ("), "\(why)")
                 #expect(why.contains(expected), "\(why)")
             }

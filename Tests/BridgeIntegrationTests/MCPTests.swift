@@ -5,8 +5,9 @@ import BridgeRunner
 import BridgeTracing
 import Foundation
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A Python with the official MCP SDK (scripts/mcp-venv.sh; scripts/test.sh exports it).
@@ -30,18 +31,24 @@ enum MCPFixture {
     /// A Python with the previous major version of the SDK (mcp 1.x), which the example supports too.
     static var pythonV1: String? { Environment.process["BRIDGE_MCP_V1_PYTHON"] }
 
-    static func fastmcp(_ name: String = "team", allowed: [String]? = nil, blocked: [String] = [], env: [String] = [],
-                        timeoutMs: Int = 180_000, cache: Bool = false, python: String? = nil) -> MCPServerMapping {
-        MCPServerMapping(name: name, transport: .stdio(command: python ?? Self.python!, args: [script("fastmcp_server.py"), "stdio"],
-                                                       env: env, cwd: nil),
-                         allowedTools: allowed, blockedTools: blocked, cacheToolsList: cache, timeoutMs: timeoutMs)
+    static func fastmcp(
+        _ name: String = "team", allowed: [String]? = nil, blocked: [String] = [], env: [String] = [],
+        timeoutMs: Int = 180_000, cache: Bool = false, python: String? = nil
+    ) -> MCPServerMapping {
+        MCPServerMapping(
+            name: name,
+            transport: .stdio(
+                command: python ?? Self.python!, args: [script("fastmcp_server.py"), "stdio"],
+                env: env, cwd: nil),
+            allowedTools: allowed, blockedTools: blocked, cacheToolsList: cache, timeoutMs: timeoutMs)
     }
 
     // Generous timeouts: starting Python and importing the SDK takes seconds of CPU, many times
     // that while the whole suite loads the machine; they only matter when a test fails.
     static func raw(_ mode: String, timeoutMs: Int = 180_000) -> MCPServerMapping {
-        MCPServerMapping(name: "raw", transport: .stdio(command: python!, args: [script("raw_server.py"), mode], env: [], cwd: nil),
-                         timeoutMs: timeoutMs)
+        MCPServerMapping(
+            name: "raw", transport: .stdio(command: python!, args: [script("raw_server.py"), mode], env: [], cwd: nil),
+            timeoutMs: timeoutMs)
     }
 
     static func isRunning(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
@@ -84,7 +91,9 @@ struct MCPStdioTests {
         let image = try await pool.call(server: "team", tool: "pixel", arguments: [:])
         let imageOut = MCPToolOutput.convert(image, useStructuredContent: false)
         #expect(imageOut.modelOutput.arrayValue?.first?["type"] == "input_image")
-        #expect(imageOut.modelOutput.arrayValue?.first?["image_url"]?.stringValue?.hasPrefix("data:image/png;base64,iVBOR") == true)
+        #expect(
+            imageOut.modelOutput.arrayValue?.first?["image_url"]?.stringValue?.hasPrefix("data:image/png;base64,iVBOR")
+                == true)
 
         let failed = try await pool.call(server: "team", tool: "fail", arguments: ["reason": "no"])
         #expect(failed.isError)
@@ -96,7 +105,8 @@ struct MCPStdioTests {
         var env = Environment.process.values
         env["TEAM_TOKEN"] = "t0ken"
         env["NOT_ALLOWED_SECRET"] = "s3cret"
-        let pool = MCPServerPool(servers: [MCPFixture.fastmcp(env: ["TEAM_TOKEN"])], environment: Environment(env), client: nil)
+        let pool = MCPServerPool(
+            servers: [MCPFixture.fastmcp(env: ["TEAM_TOKEN"])], environment: Environment(env), client: nil)
         for (name, expected) in [("TEAM_TOKEN", "t0ken"), ("NOT_ALLOWED_SECRET", "<unset>")] {
             let r = try await pool.call(server: "team", tool: "env_probe", arguments: ["name": .string(name)])
             #expect(r.content.first?["text"]?.stringValue == expected)
@@ -128,7 +138,10 @@ struct MCPStdioTests {
             _ = try await pool.call(server: "team", tool: "crash", arguments: [:])
             Issue.record("expected the crash to fail the call")
         } catch {
-            guard case .disconnected(let why) = error else { Issue.record("unexpected \(error)"); return }
+            guard case .disconnected(let why) = error else {
+                Issue.record("unexpected \(error)")
+                return
+            }
             #expect(why.contains("exited with status 3"))
             #expect(error.retriable)
         }
@@ -147,7 +160,10 @@ struct MCPStdioTests {
             _ = try await silent.tools(server: "raw")
             Issue.record("expected a timeout")
         } catch {
-            guard case .timeout(let method, _) = error else { Issue.record("unexpected \(error)"); return }
+            guard case .timeout(let method, _) = error else {
+                Issue.record("unexpected \(error)")
+                return
+            }
             #expect(method == "initialize")
             #expect(error.retriable)
         }
@@ -160,7 +176,10 @@ struct MCPStdioTests {
             _ = try await hanging.call(server: "raw", tool: "t0", arguments: ["x": "1"])
             Issue.record("expected a timeout")
         } catch {
-            guard case .timeout(let method, let ms) = error else { Issue.record("unexpected \(error)"); return }
+            guard case .timeout(let method, let ms) = error else {
+                Issue.record("unexpected \(error)")
+                return
+            }
             #expect(method == "tools/call")
             #expect(ms == 3_000)
         }
@@ -175,32 +194,42 @@ struct MCPStdioTests {
             _ = try await pool.tools(server: "raw")
             Issue.record("expected a refusal")
         } catch {
-            guard case .protocolViolation(let why) = error else { Issue.record("unexpected \(error)"); return }
+            guard case .protocolViolation(let why) = error else {
+                Issue.record("unexpected \(error)")
+                return
+            }
             #expect(why.contains("1999-01-01"))
         }
         await pool.shutdown()
     }
 
     @Test func missingCommandIsUnavailable() async throws {
-        let config = MCPServerMapping(name: "gone", transport: .stdio(command: "no-such-mcp-server", args: [], env: [], cwd: nil))
+        let config = MCPServerMapping(
+            name: "gone", transport: .stdio(command: "no-such-mcp-server", args: [], env: [], cwd: nil))
         let pool = MCPServerPool(servers: [config], client: nil)
-        await #expect(throws: MCPError.unavailable("cannot start MCP server 'gone': command not found: no-such-mcp-server")) {
+        await #expect(
+            throws: MCPError.unavailable("cannot start MCP server 'gone': command not found: no-such-mcp-server")
+        ) {
             _ = try await pool.tools(server: "gone")
         }
     }
 
     @Test func runnerTracesMCPToolsLikeTheSDK() async throws {
-        let pool = MCPServerPool(servers: [MCPFixture.fastmcp(allowed: ["echo", "add", "fail"], cache: true)], client: nil)
+        let pool = MCPServerPool(
+            servers: [MCPFixture.fastmcp(allowed: ["echo", "add", "fail"], cache: true)], client: nil)
         var spec = runnerSpec(tools: [:], pmTools: [])
         spec.agents["Project Manager"]?.mcpServers = ["team"]
         let recorder = TraceRecorder(spec: spec, sinks: [], includeSensitiveData: true)
-        let result = await AgentRunner(model: OfflineModel(), tools: CompositeToolExecutor(), observer: recorder, mcp: pool)
-            .run(spec, taskRow: [:])
+        let result = await AgentRunner(
+            model: OfflineModel(), tools: CompositeToolExecutor(), observer: recorder, mcp: pool
+        )
+        .run(spec, taskRow: [:])
         #expect(result.status == .completed)
         let spans = await recorder.recorded
         let listing = try #require(spans.first { $0.spanData["type"] == "mcp_tools" })
         #expect(listing.spanData == ["type": "mcp_tools", "server": "team", "result": ["echo", "add", "fail"]])
-        let agent = try #require(spans.first { $0.spanData["type"] == "agent" && $0.spanData["name"] == "Project Manager" })
+        let agent = try #require(
+            spans.first { $0.spanData["type"] == "agent" && $0.spanData["name"] == "Project Manager" })
         #expect(listing.parentId == agent.id)
         #expect(agent.spanData["tools"] == ["echo", "add", "fail"])
         let calls = spans.filter { $0.spanData["type"] == "function" }
@@ -234,9 +263,13 @@ struct MCPStreamableHTTPTests {
         defer { client.shutdown() }
         for _ in 0..<150 {
             // Ready when uvicorn itself answers (not some other test's listener on a reused port).
-            if p.isRunning, let r = try? await client.execute(HTTPRequest(method: .get, url: "http://127.0.0.1:\(port)/mcp",
-                                                                          deadline: .now + .seconds(1))),
-               r.headers["server"] == "uvicorn" {
+            if p.isRunning,
+                let r = try? await client.execute(
+                    HTTPRequest(
+                        method: .get, url: "http://127.0.0.1:\(port)/mcp",
+                        deadline: .now + .seconds(1))),
+                r.headers["server"] == "uvicorn"
+            {
                 return (p, port)
             }
             if !p.isRunning { break }
@@ -256,7 +289,9 @@ struct MCPStreamableHTTPTests {
         addr.sin_port = 0
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &addr) { ptr in
-            ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+            ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
+            }
         }
         guard bound else { throw MCPError.unavailable("no free port") }
         return Int(UInt16(bigEndian: addr.sin_port))
@@ -269,8 +304,10 @@ struct MCPStreamableHTTPTests {
         defer { client.shutdown() }
         var env = Environment.process.values
         env["MCP_TEST_TOKEN"] = "tok-123"
-        let config = MCPServerMapping(name: "remote", transport: .streamableHTTP(
-            url: "http://127.0.0.1:\(port)/mcp", headers: ["Authorization": "Bearer ${env:MCP_TEST_TOKEN}"]),
+        let config = MCPServerMapping(
+            name: "remote",
+            transport: .streamableHTTP(
+                url: "http://127.0.0.1:\(port)/mcp", headers: ["Authorization": "Bearer ${env:MCP_TEST_TOKEN}"]),
             allowedTools: ["echo", "add", "sleep"], timeoutMs: 120_000)
         let pool = MCPServerPool(servers: [config], environment: Environment(env), client: client)
         #expect(try await pool.tools(server: "remote").map(\.name).sorted() == ["add", "echo", "sleep"])
@@ -289,8 +326,9 @@ struct MCPStreamableHTTPTests {
         defer { kill(server.processIdentifier, SIGKILL) }
         let client = HTTPClient()
         defer { client.shutdown() }
-        let config = MCPServerMapping(name: "remote", transport: .streamableHTTP(url: "http://127.0.0.1:\(port)/mcp", headers: [:]),
-                                      timeoutMs: 1_000)
+        let config = MCPServerMapping(
+            name: "remote", transport: .streamableHTTP(url: "http://127.0.0.1:\(port)/mcp", headers: [:]),
+            timeoutMs: 1_000)
         let pool = MCPServerPool(servers: [config], client: client)
         let error = await #expect(throws: MCPError.self) {
             try await pool.call(server: "remote", tool: "sleep", arguments: ["seconds": 30])
@@ -302,8 +340,9 @@ struct MCPStreamableHTTPTests {
     @Test func unreachableServerIsUnavailable() async throws {
         let client = HTTPClient()
         defer { client.shutdown() }
-        let config = MCPServerMapping(name: "remote", transport: .streamableHTTP(url: "http://127.0.0.1:9/mcp", headers: [:]),
-                                      timeoutMs: 2_000)
+        let config = MCPServerMapping(
+            name: "remote", transport: .streamableHTTP(url: "http://127.0.0.1:9/mcp", headers: [:]),
+            timeoutMs: 2_000)
         let pool = MCPServerPool(servers: [config], client: client)
         // Refused at once normally; under heavy load the request's timer may win.
         let error = await #expect(throws: MCPError.self) { try await pool.tools(server: "remote") }

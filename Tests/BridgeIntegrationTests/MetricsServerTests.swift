@@ -3,8 +3,9 @@ import BridgeMonitor
 import BridgeTestSupport
 import Foundation
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A blocking loopback client for `MetricsServer` probes (used off the cooperative pool).
@@ -23,7 +24,9 @@ final class RawClient: @unchecked Sendable {
         address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
         let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard rc == 0 else {
             let text = String(cString: strerror(errno))
@@ -197,7 +200,8 @@ struct MetricsServerTests {
         for size in [9 * 1024, 64 * 1024, 1024 * 1024] {
             let big = "GET /metrics HTTP/1.1\r\nX-Big: " + String(repeating: "a", count: size) + "\r\n\r\n"
             let answer = try await RawClient.exchange(port: port, big)
-            #expect(answer.hasPrefix("HTTP/1.1 431 Request Header Fields Too Large\r\n"), "\(size): \(answer.prefix(200))")
+            #expect(
+                answer.hasPrefix("HTTP/1.1 431 Request Header Fields Too Large\r\n"), "\(size): \(answer.prefix(200))")
         }
         let root = try await RawClient.exchange(port: port, "GET / HTTP/1.1\r\n\r\n")
         #expect(root.hasPrefix("HTTP/1.1 404 Not Found\r\n"), "\(root)")
@@ -208,7 +212,8 @@ struct MetricsServerTests {
         let garbage = try await RawClient.exchange(port: port, "hello\r\n\r\n")
         #expect(garbage.hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
         let head = try await RawClient.exchange(port: port, "HEAD /metrics HTTP/1.1\r\n\r\n")
-        #expect(head.hasPrefix("HTTP/1.1 200 OK\r\n") && head.contains("Content-Length: \(Self.exposition.utf8.count)\r\n"))
+        #expect(
+            head.hasPrefix("HTTP/1.1 200 OK\r\n") && head.contains("Content-Length: \(Self.exposition.utf8.count)\r\n"))
         #expect(head.hasSuffix("\r\n\r\n"))
         let query = try await RawClient.exchange(port: port, "GET /metrics?x=1 HTTP/1.0\r\n\r\n")
         #expect(query.hasSuffix(Self.exposition))

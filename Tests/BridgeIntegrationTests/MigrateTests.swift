@@ -10,8 +10,16 @@ final class LogLines: @unchecked Sendable {
     // @unchecked Sendable: `storage` is only touched with `lock` held.
     private let lock = NSLock()
     private var storage: [String] = []
-    func append(_ s: String) { lock.lock(); storage.append(s); lock.unlock() }
-    var lines: [String] { lock.lock(); defer { lock.unlock() }; return storage }
+    func append(_ s: String) {
+        lock.lock()
+        storage.append(s)
+        lock.unlock()
+    }
+    var lines: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return storage
+    }
 }
 
 /// Helpers for the migrate integration tests.
@@ -19,7 +27,8 @@ enum MigrateFixture {
     static var shippedDir: String { TestDatabase.projectRoot.appendingPathComponent("migrations").path }
     /// The shipped migration files, in order (later issues add files; tests must not care how many).
     static var shipped: [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: shippedDir)) ?? []).filter { $0.hasSuffix(".sql") }.sorted()
+        ((try? FileManager.default.contentsOfDirectory(atPath: shippedDir)) ?? []).filter { $0.hasSuffix(".sql") }
+            .sorted()
     }
 
     static func options(_ url: String, dir: String = shippedDir, lockTimeoutMS: Int = 3000) -> MigrateOptions {
@@ -42,8 +51,12 @@ enum MigrateFixture {
 
     /// `up()` of the migrations in `dir` on `url`, expected to fail: its error (nil, and an issue
     /// recorded, when it succeeds).
-    static func failingUp(_ url: String, dir: String, sourceLocation: SourceLocation = #_sourceLocation) async -> MigrateError? {
-        await #expect(throws: MigrateError.self, sourceLocation: sourceLocation) { try await Migrator(options: options(url, dir: dir)).up() }
+    static func failingUp(_ url: String, dir: String, sourceLocation: SourceLocation = #_sourceLocation) async
+        -> MigrateError?
+    {
+        await #expect(throws: MigrateError.self, sourceLocation: sourceLocation) {
+            try await Migrator(options: options(url, dir: dir)).up()
+        }
     }
 
     static func write(_ dir: String, _ name: String, _ text: String) throws {
@@ -55,7 +68,8 @@ enum MigrateFixture {
         let c = try await TestDatabase.connect(url)
         defer { Task { await c.close() } }
         var out: [String] = []
-        for r in try await c.query("""
+        for r in try await c.query(
+            """
             SELECT n.nspname || '.' || c.relname || ':' || c.relkind::text AS x FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
             UNION ALL SELECT table_schema || '.' || table_name || '.' || column_name || ' ' || data_type FROM information_schema.columns
@@ -64,7 +78,8 @@ enum MigrateFixture {
             UNION ALL SELECT indexrelid::regclass::text || ' valid=' || indisvalid FROM pg_index
             UNION ALL SELECT conname || ' ' || contype::text FROM pg_constraint
             ORDER BY 1
-            """) { out.append(r["x"] ?? "") }
+            """)
+        { out.append(r["x"] ?? "") }
         return out
     }
 
@@ -83,7 +98,10 @@ struct MigrateReferenceTests {
         let before = try await MigrateFixture.catalogSnapshot(url)
         let plan = try await Migrator(options: MigrateFixture.options(url)).plan()
         #expect(plan.files.map(\.file) == MigrateFixture.shipped)
-        #expect(plan.files.map(\.file).prefix(3) == ["0001_bridge_schema.sql", "0002_trace_columns.sql", "0003_trace_indexes.sql"])
+        #expect(
+            plan.files.map(\.file).prefix(3) == [
+                "0001_bridge_schema.sql", "0002_trace_columns.sql", "0003_trace_indexes.sql",
+            ])
         #expect(plan.refusal == nil)
         #expect(plan.files[2].transaction == false)
         #expect(plan.files[1].statements.allSatisfy { $0.effect == .metadataOnly })
@@ -99,29 +117,42 @@ struct MigrateReferenceTests {
         let (ra, rb) = try await (a, b)
         #expect(ra.applied.count + rb.applied.count == MigrateFixture.shipped.count)
         #expect(ra.applied.isEmpty || rb.applied.isEmpty)
-        #expect(try await MigrateFixture.scalar(url, "SELECT count(*) FROM bridge.schema_migrations WHERE status = 'applied'") == "\(MigrateFixture.shipped.count)")
+        #expect(
+            try await MigrateFixture.scalar(
+                url, "SELECT count(*) FROM bridge.schema_migrations WHERE status = 'applied'")
+                == "\(MigrateFixture.shipped.count)")
 
         let again = try await Migrator(options: MigrateFixture.options(url)).up()
         #expect(again.upToDate && again.applied.isEmpty)
         #expect(try await Migrator(options: MigrateFixture.options(url)).status().exitStatus == .ok)
 
-        #expect(try await MigrateFixture.scalar(url, """
-            SELECT count(*) FROM information_schema.columns
-            WHERE column_name = 'openai_trace_id' AND table_name IN ('tasks', 'task_executions')
-            """) == "2")
-        #expect(try await MigrateFixture.scalar(url, """
-            SELECT count(*) FROM information_schema.tables
-            WHERE table_schema = 'bridge' AND table_name IN ('run_transcripts', 'schema_migrations', 'spans', 'traces')
-            """) == "4")
+        #expect(
+            try await MigrateFixture.scalar(
+                url,
+                """
+                SELECT count(*) FROM information_schema.columns
+                WHERE column_name = 'openai_trace_id' AND table_name IN ('tasks', 'task_executions')
+                """) == "2")
+        #expect(
+            try await MigrateFixture.scalar(
+                url,
+                """
+                SELECT count(*) FROM information_schema.tables
+                WHERE table_schema = 'bridge' AND table_name IN ('run_transcripts', 'schema_migrations', 'spans', 'traces')
+                """) == "4")
         #expect(try await MigrateFixture.scalar(url, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == "0")
-        #expect(try await MigrateFixture.scalar(url, "SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_tasks_openai_trace_id'") == "1")
+        #expect(
+            try await MigrateFixture.scalar(
+                url, "SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_tasks_openai_trace_id'") == "1")
     }
 
     @Test func brokenFileLeavesNoTrace() async throws {
         let url = try await TestDatabase.createReference(seed: true)
         let dir = try MigrateFixture.copyOfMigrations()
         _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
-        try MigrateFixture.write(dir, "0900_broken.sql", """
+        try MigrateFixture.write(
+            dir, "0900_broken.sql",
+            """
             ALTER TABLE tasks ADD COLUMN half_done text;
             CREATE TABLE bridge.partial (id int);
 
@@ -134,7 +165,9 @@ struct MigrateReferenceTests {
         #expect(error.description.contains("42703"))
         #expect(error.description.contains("no_such_column"))
         #expect(try await MigrateFixture.catalogSnapshot(url) == before)
-        #expect(try await MigrateFixture.scalar(url, "SELECT count(*) FROM bridge.schema_migrations") == "\(MigrateFixture.shipped.count)")
+        #expect(
+            try await MigrateFixture.scalar(url, "SELECT count(*) FROM bridge.schema_migrations")
+                == "\(MigrateFixture.shipped.count)")
         #expect(try await Migrator(options: MigrateFixture.options(url, dir: dir)).status().exitStatus == .pending)
     }
 
@@ -144,25 +177,33 @@ struct MigrateReferenceTests {
         _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
         // A failed concurrent build leaves an INVALID index behind.
         let c = try await TestDatabase.connect(url)
-        await #expect(throws: PostgresError.self) { try await c.simpleQuery("CREATE UNIQUE INDEX CONCURRENTLY idx_tasks_status2 ON tasks (status)") }
+        await #expect(throws: PostgresError.self) {
+            try await c.simpleQuery("CREATE UNIQUE INDEX CONCURRENTLY idx_tasks_status2 ON tasks (status)")
+        }
         await c.close()
         #expect(try await MigrateFixture.scalar(url, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == "1")
-        try MigrateFixture.write(dir, "0900_status_index.sql", """
+        try MigrateFixture.write(
+            dir, "0900_status_index.sql",
+            """
             CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_tasks_status2 ON tasks (status, priority);
             """)
         let r = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
         #expect(r.applied.map(\.file) == ["0900_status_index.sql"])
         #expect(r.applied[0].transactional == false)
         #expect(try await MigrateFixture.scalar(url, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == "0")
-        #expect(try await MigrateFixture.scalar(url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_tasks_status2'")?
-            .contains("priority") == true)
+        #expect(
+            try await MigrateFixture.scalar(
+                url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_tasks_status2'")?
+                .contains("priority") == true)
     }
 
     @Test func failedNonTransactionalRunResumes() async throws {
         let url = try await TestDatabase.createReference(seed: false)
         let dir = try MigrateFixture.copyOfMigrations()
         _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
-        try MigrateFixture.write(dir, "0900_two_indexes.sql", """
+        try MigrateFixture.write(
+            dir, "0900_two_indexes.sql",
+            """
             -- bridge:no-transaction
             CREATE INDEX CONCURRENTLY idx_one ON tasks (name);
             CREATE INDEX CONCURRENTLY idx_two ON tasks ((later_x + 1));
@@ -186,7 +227,8 @@ struct MigrateReferenceTests {
         let dir = try MigrateFixture.copyOfMigrations()
         _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
         let path = dir + "/0002_trace_columns.sql"
-        try (String(contentsOfFile: path, encoding: .utf8) + "\n-- edited\n").write(toFile: path, atomically: true, encoding: .utf8)
+        try (String(contentsOfFile: path, encoding: .utf8) + "\n-- edited\n").write(
+            toFile: path, atomically: true, encoding: .utf8)
         try MigrateFixture.write(dir, "0900_more.sql", "CREATE TABLE bridge.more (id int);")
         let error = try #require(await MigrateFixture.failingUp(url, dir: dir))
         #expect(error == .drift(["0002_trace_columns.sql"]))
@@ -206,17 +248,26 @@ struct MigrateReferenceTests {
         // The database already has 0001's changes, made by hand; a marker row shows 0001 is not re-run.
         let c = try await TestDatabase.connect(url)
         try await c.simpleQuery(try String(contentsOfFile: dir + "/0001_bridge_schema.sql", encoding: .utf8))
-        try await c.simpleQuery("INSERT INTO bridge.traces (trace_id, workflow_name) VALUES ('trace_marker', 'by hand')")
+        try await c.simpleQuery(
+            "INSERT INTO bridge.traces (trace_id, workflow_name) VALUES ('trace_marker', 'by hand')")
         await c.close()
         let b = try await Migrator(options: MigrateFixture.options(url, dir: dir)).baseline(version: 1)
         #expect(b.recorded == ["0001_bridge_schema.sql"])
-        #expect(try await MigrateFixture.scalar(url, "SELECT status FROM bridge.schema_migrations WHERE version = 1") == "baseline")
+        #expect(
+            try await MigrateFixture.scalar(url, "SELECT status FROM bridge.schema_migrations WHERE version = 1")
+                == "baseline")
         let status = try await Migrator(options: MigrateFixture.options(url, dir: dir)).status()
-        #expect(status.files.map(\.state) == [.baseline] + Array(repeating: .pending, count: MigrateFixture.shipped.count - 1))
+        #expect(
+            status.files.map(\.state) == [.baseline]
+                + Array(repeating: .pending, count: MigrateFixture.shipped.count - 1))
         let r = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
         #expect(r.applied.map(\.file) == Array(MigrateFixture.shipped.dropFirst()))
-        #expect(try await MigrateFixture.scalar(url, "SELECT count(*) FROM bridge.traces WHERE trace_id = 'trace_marker'") == "1")
-        await #expect(throws: MigrateError.self) { try await Migrator(options: MigrateFixture.options(url, dir: dir)).baseline(version: 99) }
+        #expect(
+            try await MigrateFixture.scalar(url, "SELECT count(*) FROM bridge.traces WHERE trace_id = 'trace_marker'")
+                == "1")
+        await #expect(throws: MigrateError.self) {
+            try await Migrator(options: MigrateFixture.options(url, dir: dir)).baseline(version: 99)
+        }
     }
 
     @Test func outOfOrderIsRefusedUnlessAllowed() async throws {
@@ -237,10 +288,14 @@ struct MigrateReferenceTests {
         let url = try await TestDatabase.createReference(seed: false)
         let dir = try MigrateFixture.copyOfMigrations()
         _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
-        let other = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-other-\(UUID().uuidString)").path
+        let other = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-other-\(UUID().uuidString)")
+            .path
         try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
         try MigrateFixture.write(other, "0006_early.sql", "CREATE TABLE bridge.early (id int);")
-        #expect(try await Migrator(options: MigrateFixture.options(url, dir: other)).up().applied.map(\.file) == ["0006_early.sql"])
+        #expect(
+            try await Migrator(options: MigrateFixture.options(url, dir: other)).up().applied.map(\.file) == [
+                "0006_early.sql"
+            ])
     }
 
     @Test func lintErrorsStopUp() async throws {
@@ -280,7 +335,8 @@ struct MigrateReferenceTests {
             var worst = Duration.zero
             let end = clock.now + .seconds(120)
             while clock.now < end && migrationDone.lines.isEmpty {
-                let read = try await c.query("""
+                let read = try await c.query(
+                    """
                     SELECT count(*) AS n, extract(epoch FROM clock_timestamp() - statement_timestamp())::float8 AS took FROM tasks
                     """)
                 worst = max(worst, .seconds(read.first?.double("took") ?? 1e6))  // no answer: fails the bound

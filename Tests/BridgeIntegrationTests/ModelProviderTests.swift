@@ -1,12 +1,12 @@
-// Over 400 lines: the Responses, retry and Chat Completions suites share this file's private
-// request and response builders and settings; split across files, those would become
-// module-wide names in the test target.
-import BridgeTraceModel
 import BridgeCore
 import BridgeHTTP
 import BridgeMapping
 import BridgeRunner
 import BridgeTestSupport
+// Over 400 lines: the Responses, retry and Chat Completions suites share this file's private
+// request and response builders and settings; split across files, those would become
+// module-wide names in the test target.
+import BridgeTraceModel
 import BridgeTracing
 import Foundation
 import Testing
@@ -23,10 +23,14 @@ private actor ModelSleepLog {
     func add(_ d: Duration) { delays.append(d) }
 }
 
-private func settings(_ server: TestHTTPServer, retries: Int = 2, sleeps: ModelSleepLog = ModelSleepLog()) -> OpenAISettings {
-    OpenAISettings(baseURL: server.url("/v1/"), apiKey: testKey, organization: "org-test", project: "proj-test",
-                   retry: RetryPolicy(maxRetries: retries, initialDelay: .milliseconds(1), maxDelay: .milliseconds(4),
-                                      sleep: { await sleeps.add($0) }))
+private func settings(_ server: TestHTTPServer, retries: Int = 2, sleeps: ModelSleepLog = ModelSleepLog())
+    -> OpenAISettings
+{
+    OpenAISettings(
+        baseURL: server.url("/v1/"), apiKey: testKey, organization: "org-test", project: "proj-test",
+        retry: RetryPolicy(
+            maxRetries: retries, initialDelay: .milliseconds(1), maxDelay: .milliseconds(4),
+            sleep: { await sleeps.add($0) }))
 }
 
 /// Answers every function tool with a fixed JSON document.
@@ -41,46 +45,61 @@ private let lookupSchema: JSONValue = [
 ]
 
 /// An agent with one function tool (`lookup`) and a handoff to `Helper`.
-private func modelSpec(api: String? = nil, helperAPI: String? = nil, hosted: Bool = false,
-                       settings: [String: JSONValue] = [:]) -> RunSpec {
+private func modelSpec(
+    api: String? = nil, helperAPI: String? = nil, hosted: Bool = false,
+    settings: [String: JSONValue] = [:]
+) -> RunSpec {
     var tools: [String: ToolSpec] = [
-        "lookup": ToolSpec(name: "lookup", description: "Looks things up.", parameters: lookupSchema,
-                           implementation: .command(CommandToolSpec(argv: ["true"]))),
+        "lookup": ToolSpec(
+            name: "lookup", description: "Looks things up.", parameters: lookupSchema,
+            implementation: .command(CommandToolSpec(argv: ["true"])))
     ]
     var agentTools = ["lookup"]
     if hosted {
-        tools["search"] = ToolSpec(name: "search", description: "", parameters: [:],
-                                   implementation: .hosted(HostedToolSpec(type: "web_search")))
+        tools["search"] = ToolSpec(
+            name: "search", description: "", parameters: [:],
+            implementation: .hosted(HostedToolSpec(type: "web_search")))
         agentTools.append("search")
     }
-    let main = AgentSpec(name: "Assistant", instructions: "You help.", model: "gpt-4.1", modelSettings: settings,
-                         tools: agentTools,
-                         handoffs: [HandoffSpec(agent: "Helper", toolName: "transfer_to_helper",
-                                                toolDescription: HandoffSpec.defaultDescription(for: "Helper", handoffDescription: nil))],
-                         modelAPI: api.flatMap(ModelAPI.init(name:)))
-    let helper = AgentSpec(name: "Helper", instructions: "You assist.", model: "gpt-4.1-mini", tools: [], handoffs: [],
-                           modelAPI: helperAPI.flatMap(ModelAPI.init(name:)))
-    return RunSpec(traceId: TraceID.forTask("m1", attempt: 1), workflowName: "bridge tasks", groupId: nil, metadata: [:],
-                   startingAgent: "Assistant", agents: ["Assistant": main, "Helper": helper], tools: tools,
-                   input: "Find x.", maxTurns: 10, traceIncludeSensitiveData: true, taskId: "m1", attempt: 1)
+    let main = AgentSpec(
+        name: "Assistant", instructions: "You help.", model: "gpt-4.1", modelSettings: settings,
+        tools: agentTools,
+        handoffs: [
+            HandoffSpec(
+                agent: "Helper", toolName: "transfer_to_helper",
+                toolDescription: HandoffSpec.defaultDescription(for: "Helper", handoffDescription: nil))
+        ],
+        modelAPI: api.flatMap(ModelAPI.init(name:)))
+    let helper = AgentSpec(
+        name: "Helper", instructions: "You assist.", model: "gpt-4.1-mini", tools: [], handoffs: [],
+        modelAPI: helperAPI.flatMap(ModelAPI.init(name:)))
+    return RunSpec(
+        traceId: TraceID.forTask("m1", attempt: 1), workflowName: "bridge tasks", groupId: nil, metadata: [:],
+        startingAgent: "Assistant", agents: ["Assistant": main, "Helper": helper], tools: tools,
+        input: "Find x.", maxTurns: 10, traceIncludeSensitiveData: true, taskId: "m1", attempt: 1)
 }
 
 private func request(_ spec: RunSpec, agent: String = "Assistant") -> ModelRequest {
     let a = spec.agents[agent]!
-    return ModelRequest(agent: a, input: [["role": "user", "content": .string(spec.input)]],
-                        functionTools: AgentRunner.functionTools(for: a, in: spec),
-                        hostedTools: AgentRunner.hostedTools(for: a, in: spec), turn: 1, traceId: spec.traceId)
+    return ModelRequest(
+        agent: a, input: [["role": "user", "content": .string(spec.input)]],
+        functionTools: AgentRunner.functionTools(for: a, in: spec),
+        hostedTools: AgentRunner.hostedTools(for: a, in: spec), turn: 1, traceId: spec.traceId)
 }
 
 private func responsesUsage(_ input: Int, _ output: Int) -> JSONValue {
-    ["input_tokens": .number(Double(input)), "input_tokens_details": ["cached_tokens": 20],
-     "output_tokens": .number(Double(output)), "output_tokens_details": ["reasoning_tokens": 3],
-     "total_tokens": .number(Double(input + output))]
+    [
+        "input_tokens": .number(Double(input)), "input_tokens_details": ["cached_tokens": 20],
+        "output_tokens": .number(Double(output)), "output_tokens_details": ["reasoning_tokens": 3],
+        "total_tokens": .number(Double(input + output)),
+    ]
 }
 
 private func responseJSON(_ id: String, output: [JSONValue], status: String = "completed") -> JSONValue {
-    ["id": .string(id), "object": "response", "status": .string(status), "model": "gpt-4.1-2025-04-14",
-     "output": .array(output), "usage": responsesUsage(100, 10)]
+    [
+        "id": .string(id), "object": "response", "status": .string(status), "model": "gpt-4.1-2025-04-14",
+        "output": .array(output), "usage": responsesUsage(100, 10),
+    ]
 }
 
 private let finalMessage: JSONValue = [
@@ -95,10 +114,15 @@ private func responsesHandler(_ r: TestHTTPRequest) -> TestHTTPResponse {
     if input.contains(where: { $0["type"]?.stringValue == "function_call_output" }) {
         return .json(responseJSON("resp_2", output: [finalMessage]))
     }
-    return .json(responseJSON("resp_1", output: [[
-        "type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "lookup",
-        "arguments": "{\"q\":\"x\"}", "status": "completed",
-    ]]))
+    return .json(
+        responseJSON(
+            "resp_1",
+            output: [
+                [
+                    "type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "lookup",
+                    "arguments": "{\"q\":\"x\"}", "status": "completed",
+                ]
+            ]))
 }
 
 private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunResult, [SpanRecord]) {
@@ -119,7 +143,9 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
 
         #expect(result.status == .completed)
         #expect(result.finalOutput == "x is 42.")
-        #expect(result.usage == Usage(requests: 2, inputTokens: 200, outputTokens: 20, cachedTokens: 40, reasoningTokens: 6))
+        #expect(
+            result.usage == Usage(requests: 2, inputTokens: 200, outputTokens: 20, cachedTokens: 40, reasoningTokens: 6)
+        )
 
         let requests = server.requests
         try #require(requests.count == 2)
@@ -133,12 +159,18 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
             let body = try #require(r.json)
             #expect(body["model"] == "gpt-4.1")
             #expect(body["instructions"] == "You help.")
-            #expect(body["tools"] == [
-                ["type": "function", "name": "lookup", "description": "Looks things up.", "parameters": lookupSchema, "strict": true],
-                ["type": "function", "name": "transfer_to_helper",
-                 "description": .string(HandoffSpec.defaultDescription(for: "Helper", handoffDescription: nil)),
-                 "parameters": RunnerMessages.emptyStrictSchema, "strict": true],
-            ])
+            #expect(
+                body["tools"] == [
+                    [
+                        "type": "function", "name": "lookup", "description": "Looks things up.",
+                        "parameters": lookupSchema, "strict": true,
+                    ],
+                    [
+                        "type": "function", "name": "transfer_to_helper",
+                        "description": .string(HandoffSpec.defaultDescription(for: "Helper", handoffDescription: nil)),
+                        "parameters": RunnerMessages.emptyStrictSchema, "strict": true,
+                    ],
+                ])
             #expect(body["store"] == nil, "the SDK sends no store unless model_settings sets it")
         }
         #expect(requests[0].json?["input"] == [["role": "user", "content": "Find x."]])
@@ -146,8 +178,11 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
         #expect(second.count == 3)
         #expect(second[1]["type"] == "function_call")
         #expect(second[1]["call_id"] == "call_1")
-        #expect(second[2] == ["type": "function_call_output", "call_id": "call_1",
-                              "output": "{\"tool\":\"lookup\",\"found\":true}"])
+        #expect(
+            second[2] == [
+                "type": "function_call_output", "call_id": "call_1",
+                "output": "{\"tool\":\"lookup\",\"found\":true}",
+            ])
 
         let responseSpans = spans.filter { $0.type == "response" }
         #expect(responseSpans.map { $0.spanData["response_id"] } == ["resp_1", "resp_2"])
@@ -164,12 +199,15 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
             "tool_choice": "lookup", "parallel_tool_calls": false, "store": false, "temperature": 0.2,
             "max_tokens": 300, "previous_response_id": "resp_prev", "frequency_penalty": 0.5, "top_p": 0.9,
         ])
-        spec.tools["files"] = ToolSpec(name: "files", description: "", parameters: [:],
-                                       implementation: .hosted(HostedToolSpec(type: "file_search", vectorStoreIds: ["vs_1"])))
-        spec.tools["code"] = ToolSpec(name: "code", description: "", parameters: [:],
-                                      implementation: .hosted(HostedToolSpec(type: "code_interpreter")))
-        spec.tools["web"] = ToolSpec(name: "web", description: "", parameters: [:],
-                                     implementation: .hosted(HostedToolSpec(type: "web_search")))
+        spec.tools["files"] = ToolSpec(
+            name: "files", description: "", parameters: [:],
+            implementation: .hosted(HostedToolSpec(type: "file_search", vectorStoreIds: ["vs_1"])))
+        spec.tools["code"] = ToolSpec(
+            name: "code", description: "", parameters: [:],
+            implementation: .hosted(HostedToolSpec(type: "code_interpreter")))
+        spec.tools["web"] = ToolSpec(
+            name: "web", description: "", parameters: [:],
+            implementation: .hosted(HostedToolSpec(type: "web_search")))
         spec.agents["Assistant"]?.tools += ["web", "files", "code"]
         let model = ResponsesModel(settings: settings(server), client: client)
         let response = try await model.respond(request(spec))
@@ -177,10 +215,11 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
         #expect(response.model == "gpt-4.1-2025-04-14")
         let body = try #require(server.requests.first?.json)
         let tools = try #require(body["tools"]?.arrayValue)
-        #expect(Array(tools.dropFirst(2)) == [
-            ["type": "web_search"], ["type": "file_search", "vector_store_ids": ["vs_1"]],
-            ["type": "code_interpreter", "container": ["type": "auto"]],
-        ])
+        #expect(
+            Array(tools.dropFirst(2)) == [
+                ["type": "web_search"], ["type": "file_search", "vector_store_ids": ["vs_1"]],
+                ["type": "code_interpreter", "container": ["type": "auto"]],
+            ])
         #expect(body["tool_choice"] == ["type": "function", "name": "lookup"])
         #expect(body["parallel_tool_calls"] == false)
         #expect(body["store"] == false)
@@ -193,21 +232,31 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
     }
 
     @Test func failedAndIncompleteStatusesAreTerminalErrors() async throws {
-        let server = try TestHTTPServer(handler: TestHTTPServer.sequence([
-            .json(["id": "resp_f", "status": "failed", "output": [],
-                   "error": ["code": "server_error", "message": "The model crashed."]]),
-            .json(["id": "resp_i", "status": "incomplete", "output": [],
-                   "incomplete_details": ["reason": "max_output_tokens"]]),
-        ], then: { _ in .text("unexpected", status: 500) }))
+        let server = try TestHTTPServer(
+            handler: TestHTTPServer.sequence(
+                [
+                    .json([
+                        "id": "resp_f", "status": "failed", "output": [],
+                        "error": ["code": "server_error", "message": "The model crashed."],
+                    ]),
+                    .json([
+                        "id": "resp_i", "status": "incomplete", "output": [],
+                        "incomplete_details": ["reason": "max_output_tokens"],
+                    ]),
+                ], then: { _ in .text("unexpected", status: 500) }))
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
         let model = ResponsesModel(settings: settings(server), client: client)
-        let failed = await #expect(throws: ModelProviderError.self) { _ = try await model.respond(request(modelSpec())) }
+        let failed = await #expect(throws: ModelProviderError.self) {
+            _ = try await model.respond(request(modelSpec()))
+        }
         #expect(failed?.retriable == false)
         #expect(failed?.message.contains("The model crashed.") == true)
         #expect(failed?.message.contains("resp_f") == true)
-        let incomplete = await #expect(throws: ModelProviderError.self) { _ = try await model.respond(request(modelSpec())) }
+        let incomplete = await #expect(throws: ModelProviderError.self) {
+            _ = try await model.respond(request(modelSpec()))
+        }
         #expect(incomplete?.retriable == false)
         #expect(incomplete?.message.contains("incomplete: max_output_tokens") == true)
         #expect(server.requests.count == 2, "in-response statuses are not retried")
@@ -220,7 +269,8 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
-        let (result, spans) = await runTraced(modelSpec(), model: ResponsesModel(settings: settings(server), client: client))
+        let (result, spans) = await runTraced(
+            modelSpec(), model: ResponsesModel(settings: settings(server), client: client))
         #expect(result.status == .failed)
         #expect(result.error?.type == .modelError)
         #expect(result.error?.retriable == false)
@@ -231,7 +281,9 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
 }
 
 @Suite struct ModelRetryTests {
-    fileprivate func model(_ server: TestHTTPServer, retries: Int = 2, sleeps: ModelSleepLog = ModelSleepLog()) -> (ResponsesModel, HTTPClient) {
+    fileprivate func model(_ server: TestHTTPServer, retries: Int = 2, sleeps: ModelSleepLog = ModelSleepLog()) -> (
+        ResponsesModel, HTTPClient
+    ) {
         let client = HTTPClient()
         return (ResponsesModel(settings: settings(server, retries: retries, sleeps: sleeps), client: client), client)
     }
@@ -239,8 +291,10 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
     /// One call of `m`, expected to fail with a ModelProviderError that is `retriable` or not
     /// and carries HTTP status `status`; the error.
     @discardableResult
-    fileprivate func failedCall(_ m: ResponsesModel, retriable: Bool, status: Int?,
-                                sourceLocation: SourceLocation = #_sourceLocation) async -> ModelProviderError? {
+    fileprivate func failedCall(
+        _ m: ResponsesModel, retriable: Bool, status: Int?,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async -> ModelProviderError? {
         let error = await #expect(throws: ModelProviderError.self, sourceLocation: sourceLocation) {
             try await m.respond(request(modelSpec()))
         }
@@ -251,8 +305,9 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
 
     @Test func twoServiceUnavailablesThenSuccess() async throws {
         let sleeps = ModelSleepLog()
-        let server = try TestHTTPServer(handler: TestHTTPServer.sequence(
-            [.text("busy", status: 503), .text("busy", status: 503)], then: responsesHandler))
+        let server = try TestHTTPServer(
+            handler: TestHTTPServer.sequence(
+                [.text("busy", status: 503), .text("busy", status: 503)], then: responsesHandler))
         defer { server.stop() }
         let (m, client) = model(server, sleeps: sleeps)
         defer { client.shutdown() }
@@ -268,10 +323,16 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
 
     @Test func retryAfterHeadersAreHonoured() async throws {
         let sleeps = ModelSleepLog()
-        let server = try TestHTTPServer(handler: TestHTTPServer.sequence([
-            .json(["error": ["message": "slow down", "type": "rate_limit"]], status: 429, headers: [("retry-after-ms", "1")]),
-            .json(["error": ["message": "slow down", "type": "rate_limit"]], status: 429, headers: [("retry-after", "3")]),
-        ], then: responsesHandler))
+        let server = try TestHTTPServer(
+            handler: TestHTTPServer.sequence(
+                [
+                    .json(
+                        ["error": ["message": "slow down", "type": "rate_limit"]], status: 429,
+                        headers: [("retry-after-ms", "1")]),
+                    .json(
+                        ["error": ["message": "slow down", "type": "rate_limit"]], status: 429,
+                        headers: [("retry-after", "3")]),
+                ], then: responsesHandler))
         defer { server.stop() }
         let (m, client) = model(server, sleeps: sleeps)
         defer { client.shutdown() }
@@ -289,8 +350,13 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
 
     @Test func badRequestFailsTerminalWithTheAPIMessage() async throws {
         let server = try TestHTTPServer { _ in
-            .json(["error": ["message": "Invalid schema for function 'lookup'.", "type": "invalid_request_error",
-                             "param": "tools[0].parameters", "code": "invalid_function_parameters"]], status: 400)
+            .json(
+                [
+                    "error": [
+                        "message": "Invalid schema for function 'lookup'.", "type": "invalid_request_error",
+                        "param": "tools[0].parameters", "code": "invalid_function_parameters",
+                    ]
+                ], status: 400)
         }
         defer { server.stop() }
         let (m, client) = model(server)
@@ -304,7 +370,9 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
     @Test func exhaustedRateLimitIsRetriable() async throws {
         let sleeps = ModelSleepLog()
         let server = try TestHTTPServer { _ in
-            .json(["error": ["message": "Rate limit reached", "type": "requests"]], status: 429, headers: [("retry-after-ms", "1")])
+            .json(
+                ["error": ["message": "Rate limit reached", "type": "requests"]], status: 429,
+                headers: [("retry-after-ms", "1")])
         }
         defer { server.stop() }
         let (m, client) = model(server, retries: 2, sleeps: sleeps)
@@ -324,10 +392,12 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
     }
 
     @Test func shouldRetryHeaderDecides() async throws {
-        let server = try TestHTTPServer(handler: TestHTTPServer.sequence([
-            .text("no", status: 503, headers: [("x-should-retry", "false")]),
-            .text("conflict-ish", status: 400, headers: [("x-should-retry", "true")]),
-        ], then: responsesHandler))
+        let server = try TestHTTPServer(
+            handler: TestHTTPServer.sequence(
+                [
+                    .text("no", status: 503, headers: [("x-should-retry", "false")]),
+                    .text("conflict-ish", status: 400, headers: [("x-should-retry", "true")]),
+                ], then: responsesHandler))
         defer { server.stop() }
         let (m, client) = model(server)
         defer { client.shutdown() }
@@ -351,7 +421,8 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
 
     @Test func malformedJSONIsRetriedOnceThenTerminal() async throws {
         let garbage = TestHTTPResponse.text("<html>proxy hiccup</html>")
-        let server = try TestHTTPServer(handler: TestHTTPServer.sequence([garbage, garbage, garbage], then: responsesHandler))
+        let server = try TestHTTPServer(
+            handler: TestHTTPServer.sequence([garbage, garbage, garbage], then: responsesHandler))
         defer { server.stop() }
         let (m, client) = model(server, retries: 5)
         defer { client.shutdown() }
@@ -366,18 +437,30 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
 
     @Test func theKeyNeverAppearsInErrors() async throws {
         let echo = "Incorrect API key provided: \(testKey). You can find your API key at https://platform.openai.com."
-        let server = try TestHTTPServer(handler: TestHTTPServer.sequence([
-            .json(["error": ["message": .string(echo), "type": "invalid_request_error", "code": "invalid_api_key"]], status: 401),
-            .text("upstream says \(testKey)", status: 502),
-            .text("not json \(testKey)"),
-            .json(["id": "r", "status": "failed", "output": [], "error": ["message": .string("bad key \(testKey)")]]),
-        ], then: { _ in .text("", status: 500) }))
+        let server = try TestHTTPServer(
+            handler: TestHTTPServer.sequence(
+                [
+                    .json(
+                        [
+                            "error": [
+                                "message": .string(echo), "type": "invalid_request_error", "code": "invalid_api_key",
+                            ]
+                        ], status: 401),
+                    .text("upstream says \(testKey)", status: 502),
+                    .text("not json \(testKey)"),
+                    .json([
+                        "id": "r", "status": "failed", "output": [],
+                        "error": ["message": .string("bad key \(testKey)")],
+                    ]),
+                ], then: { _ in .text("", status: 500) }))
         defer { server.stop() }
         let (m, client) = model(server, retries: 0)
         defer { client.shutdown() }
         var descriptions: [String] = []
         for _ in 0..<4 {
-            if let e = await #expect(throws: ModelProviderError.self, performing: { try await m.respond(request(modelSpec())) }) {
+            if let e = await #expect(
+                throws: ModelProviderError.self, performing: { try await m.respond(request(modelSpec())) })
+            {
                 descriptions.append(e.description)
             }
         }
@@ -390,10 +473,14 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
 }
 
 private func chatCompletion(_ message: JSONValue, finish: String = "stop") -> JSONValue {
-    ["id": "chatcmpl-1", "object": "chat.completion", "model": "llama3.1:8b",
-     "choices": [["index": 0, "message": message, "finish_reason": .string(finish)]],
-     "usage": ["prompt_tokens": 50, "completion_tokens": 7, "total_tokens": 57,
-               "prompt_tokens_details": ["cached_tokens": 5], "completion_tokens_details": ["reasoning_tokens": 1]]]
+    [
+        "id": "chatcmpl-1", "object": "chat.completion", "model": "llama3.1:8b",
+        "choices": [["index": 0, "message": message, "finish_reason": .string(finish)]],
+        "usage": [
+            "prompt_tokens": 50, "completion_tokens": 7, "total_tokens": 57,
+            "prompt_tokens_details": ["cached_tokens": 5], "completion_tokens_details": ["reasoning_tokens": 1],
+        ],
+    ]
 }
 
 /// The Chat Completions stand-in: a tool call first; once a tool message is present, text.
@@ -401,20 +488,27 @@ private func chatHandler(_ r: TestHTTPRequest) -> TestHTTPResponse {
     guard r.path == "/v1/chat/completions" else { return .text("not found", status: 404) }
     let messages = r.json?["messages"]?.arrayValue ?? []
     if messages.contains(where: { $0["role"] == "tool" }) {
-        return .json(chatCompletion(["role": "assistant", "content": "x is 42.", "refusal": .null, "tool_calls": .null]))
+        return .json(
+            chatCompletion(["role": "assistant", "content": "x is 42.", "refusal": .null, "tool_calls": .null]))
     }
-    return .json(chatCompletion([
-        "role": "assistant", "content": .null,
-        "tool_calls": [["id": "call_a", "type": "function", "function": ["name": "lookup", "arguments": "{\"q\":\"x\"}"]]],
-    ], finish: "tool_calls"))
+    return .json(
+        chatCompletion(
+            [
+                "role": "assistant", "content": .null,
+                "tool_calls": [
+                    ["id": "call_a", "type": "function", "function": ["name": "lookup", "arguments": "{\"q\":\"x\"}"]]
+                ],
+            ], finish: "tool_calls"))
 }
 
 @Suite struct ModelChatCompletionsTests {
     @Test func historyBecomesChatMessages() {
         let history: [JSONValue] = [
             ["role": "user", "content": "Find x."],
-            ["type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
-             "content": [["type": "output_text", "text": "Looking.", "annotations": []]]],
+            [
+                "type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                "content": [["type": "output_text", "text": "Looking.", "annotations": []]],
+            ],
             ["type": "function_call", "id": "fc_1", "call_id": "c1", "name": "lookup", "arguments": "{\"q\":\"x\"}"],
             ["type": "function_call", "id": "fc_2", "call_id": "c2", "name": "lookup", "arguments": ""],
             ["type": "function_call_output", "call_id": "c1", "output": "one"],
@@ -425,23 +519,37 @@ private func chatHandler(_ r: TestHTTPRequest) -> TestHTTPResponse {
             ["type": "message", "role": "user", "content": [["type": "input_text", "text": "More."]]],
         ]
         let messages = ChatConverter.messages(instructions: "You help.", history: history)
-        #expect(messages == [
-            ["content": "You help.", "role": "system"],
-            ["role": "user", "content": "Find x."],
-            ["role": "assistant", "content": "Looking.", "tool_calls": [
-                ["id": "c1", "type": "function", "function": ["name": "lookup", "arguments": "{\"q\":\"x\"}"]],
-                ["id": "c2", "type": "function", "function": ["name": "lookup", "arguments": "{}"]],
-            ]],
-            ["role": "tool", "tool_call_id": "c1", "content": "one"],
-            ["role": "tool", "tool_call_id": "c2", "content": "two"],
-            ["role": "assistant", "content": .null, "tool_calls": [
-                ["id": "c3", "type": "function", "function": ["name": "transfer_to_helper", "arguments": "{}"]],
-            ]],
-            ["role": "tool", "tool_call_id": "c3", "content": "{\"assistant\": \"Helper\"}"],
-            ["role": "user", "content": [["type": "text", "text": "More."]]],
-        ])
-        #expect(ChatConverter.messages(instructions: "", history: [["role": "user", "content": "hi"]])
-            == [["role": "user", "content": "hi"]])
+        #expect(
+            messages == [
+                ["content": "You help.", "role": "system"],
+                ["role": "user", "content": "Find x."],
+                [
+                    "role": "assistant", "content": "Looking.",
+                    "tool_calls": [
+                        [
+                            "id": "c1", "type": "function",
+                            "function": ["name": "lookup", "arguments": "{\"q\":\"x\"}"],
+                        ],
+                        ["id": "c2", "type": "function", "function": ["name": "lookup", "arguments": "{}"]],
+                    ],
+                ],
+                ["role": "tool", "tool_call_id": "c1", "content": "one"],
+                ["role": "tool", "tool_call_id": "c2", "content": "two"],
+                [
+                    "role": "assistant", "content": .null,
+                    "tool_calls": [
+                        [
+                            "id": "c3", "type": "function",
+                            "function": ["name": "transfer_to_helper", "arguments": "{}"],
+                        ]
+                    ],
+                ],
+                ["role": "tool", "tool_call_id": "c3", "content": "{\"assistant\": \"Helper\"}"],
+                ["role": "user", "content": [["type": "text", "text": "More."]]],
+            ])
+        #expect(
+            ChatConverter.messages(instructions: "", history: [["role": "user", "content": "hi"]])
+                == [["role": "user", "content": "hi"]])
     }
 
     @Test func replyBecomesResponsesItems() throws {
@@ -453,16 +561,24 @@ private func chatHandler(_ r: TestHTTPRequest) -> TestHTTPResponse {
             ],
         ]
         let response = try ChatCompletionsModel.parseResponse(chatCompletion(message), requestedModel: "m")
-        #expect(response.output == [
-            ["id": "__fake_id__", "type": "message", "role": "assistant", "status": "completed",
-             "content": [["type": "output_text", "text": "Calling two tools.", "annotations": []]]],
-            ["id": "__fake_id__", "type": "function_call", "call_id": "call_1", "name": "lookup",
-             "arguments": "{\"q\":\"a\"}", "status": "completed"],
-            ["id": "__fake_id__", "type": "function_call", "call_id": "call_2", "name": "lookup",
-             "arguments": "{\"q\":\"b\"}", "status": "completed"],
-        ])
+        #expect(
+            response.output == [
+                [
+                    "id": "__fake_id__", "type": "message", "role": "assistant", "status": "completed",
+                    "content": [["type": "output_text", "text": "Calling two tools.", "annotations": []]],
+                ],
+                [
+                    "id": "__fake_id__", "type": "function_call", "call_id": "call_1", "name": "lookup",
+                    "arguments": "{\"q\":\"a\"}", "status": "completed",
+                ],
+                [
+                    "id": "__fake_id__", "type": "function_call", "call_id": "call_2", "name": "lookup",
+                    "arguments": "{\"q\":\"b\"}", "status": "completed",
+                ],
+            ])
         #expect(response.spanOutput == [message])
-        #expect(response.usage == Usage(requests: 1, inputTokens: 50, outputTokens: 7, cachedTokens: 5, reasoningTokens: 1))
+        #expect(
+            response.usage == Usage(requests: 1, inputTokens: 50, outputTokens: 7, cachedTokens: 5, reasoningTokens: 1))
         #expect(response.model == "m", "the requested model, as the SDK's generation span records it")
         // Round trip: the items convert back to one assistant message with both calls.
         let back = ChatConverter.messages(instructions: "", history: response.output)
@@ -499,52 +615,77 @@ private func chatHandler(_ r: TestHTTPRequest) -> TestHTTPResponse {
         let body = try #require(requests[0].json)
         #expect(requests[0].header("Authorization") == "Bearer \(testKey)")
         #expect(body["model"] == "gpt-4.1")
-        #expect(body["messages"] == [["content": "You help.", "role": "system"], ["role": "user", "content": "Find x."]])
-        #expect(body["tools"]?.arrayValue?.first == [
-            "type": "function",
-            "function": ["name": "lookup", "description": "Looks things up.", "parameters": lookupSchema, "strict": true],
-        ])
+        #expect(
+            body["messages"] == [["content": "You help.", "role": "system"], ["role": "user", "content": "Find x."]])
+        #expect(
+            body["tools"]?.arrayValue?.first == [
+                "type": "function",
+                "function": [
+                    "name": "lookup", "description": "Looks things up.", "parameters": lookupSchema, "strict": true,
+                ],
+            ])
         #expect(body["tools"]?.arrayValue?.count == 2)
         #expect(body["temperature"] == 0)
         #expect(body["max_tokens"] == 64)
         #expect(body["truncation"] == nil)
         #expect(body["store"] == nil, "store is sent by default only to api.openai.com")
         let second = try #require(requests[1].json?["messages"]?.arrayValue)
-        #expect(second.suffix(2) == [
-            ["role": "assistant", "content": .null, "tool_calls": [
-                ["id": "call_a", "type": "function", "function": ["name": "lookup", "arguments": "{\"q\":\"x\"}"]],
-            ]],
-            ["role": "tool", "tool_call_id": "call_a", "content": "{\"tool\":\"lookup\",\"found\":true}"],
-        ])
+        #expect(
+            second.suffix(2) == [
+                [
+                    "role": "assistant", "content": .null,
+                    "tool_calls": [
+                        [
+                            "id": "call_a", "type": "function",
+                            "function": ["name": "lookup", "arguments": "{\"q\":\"x\"}"],
+                        ]
+                    ],
+                ],
+                ["role": "tool", "tool_call_id": "call_a", "content": "{\"tool\":\"lookup\",\"found\":true}"],
+            ])
 
         let generations = spans.filter { $0.type == "generation" }
         try #require(generations.count == 2)
         #expect(!spans.contains { $0.type == "response" })
         #expect(generations[0].spanData["input"] == body["messages"])
         #expect(generations[1].spanData["input"] == requests[1].json?["messages"])
-        #expect(generations[0].spanData["output"]?.arrayValue?.first?["tool_calls"]?.arrayValue?.first?["id"] == "call_a")
-        #expect(generations[1].spanData["output"] == [["role": "assistant", "content": "x is 42.", "refusal": .null,
-                                                        "tool_calls": .null]])
+        #expect(
+            generations[0].spanData["output"]?.arrayValue?.first?["tool_calls"]?.arrayValue?.first?["id"] == "call_a")
+        #expect(
+            generations[1].spanData["output"] == [
+                [
+                    "role": "assistant", "content": "x is 42.", "refusal": .null,
+                    "tool_calls": .null,
+                ]
+            ])
         #expect(generations[0].spanData["model"] == "gpt-4.1")
         #expect(generations[0].spanData["usage"]?["input_tokens"] == 50)
     }
 
     @Test func routerPicksTheAPIPerAgent() async throws {
         // Assistant (Responses) hands off to Helper (Chat Completions).
-        let server = try TestHTTPServer(handler: TestHTTPServer.routes([
-            "/v1/responses": { _ in
-                .json(responseJSON("resp_h", output: [[
-                    "type": "function_call", "id": "fc_h", "call_id": "call_h", "name": "transfer_to_helper",
-                    "arguments": "{}", "status": "completed",
-                ]]))
-            },
-            "/v1/chat/completions": { _ in .json(chatCompletion(["role": "assistant", "content": "Helped."])) },
-        ]))
+        let server = try TestHTTPServer(
+            handler: TestHTTPServer.routes([
+                "/v1/responses": { _ in
+                    .json(
+                        responseJSON(
+                            "resp_h",
+                            output: [
+                                [
+                                    "type": "function_call", "id": "fc_h", "call_id": "call_h",
+                                    "name": "transfer_to_helper",
+                                    "arguments": "{}", "status": "completed",
+                                ]
+                            ]))
+                },
+                "/v1/chat/completions": { _ in .json(chatCompletion(["role": "assistant", "content": "Helped."])) },
+            ]))
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
         let spec = modelSpec(helperAPI: "chat_completions")
-        let (result, spans) = await runTraced(spec, model: ModelProviders.make(settings: settings(server), client: client))
+        let (result, spans) = await runTraced(
+            spec, model: ModelProviders.make(settings: settings(server), client: client))
         #expect(result.status == .completed)
         #expect(result.finalOutput == "Helped.")
         #expect(server.requests.map(\.path) == ["/v1/responses", "/v1/chat/completions"])
@@ -598,10 +739,14 @@ private func chatHandler(_ r: TestHTTPRequest) -> TestHTTPResponse {
         try ModelRouting.validate(shipped, defaultAPI: .chatCompletions)
         // Without the pin, chat-completions would hand the hosted web_search to an API without it.
         let dir = Self.shippedMappings
-        let docs = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") }.sorted().map { name in
-            (file: "\(dir)/\(name)", text: try String(contentsOfFile: "\(dir)/\(name)", encoding: .utf8)
-                .replacingOccurrences(of: "    model_api: responses\n", with: ""))
-        }
+        let docs = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") }.sorted()
+            .map { name in
+                (
+                    file: "\(dir)/\(name)",
+                    text: try String(contentsOfFile: "\(dir)/\(name)", encoding: .utf8)
+                        .replacingOccurrences(of: "    model_api: responses\n", with: "")
+                )
+            }
         let config = try MappingLoader.load(documents: docs)
         try ModelRouting.validate(config, defaultAPI: .responses)
         let error = #expect(throws: ModelConfigurationError.self) {
@@ -622,10 +767,11 @@ private func chatHandler(_ r: TestHTTPRequest) -> TestHTTPResponse {
         #expect(defaults.headers.contains("Authorization") == false)
         #expect(ModelProviders.missingKeyExplanation(defaults)?.contains("OPENAI_API_KEY") == true)
 
-        let s = OpenAISettings(environment: Environment([
-            "OPENAI_BASE_URL": "http://127.0.0.1:8000/v1/", "OPENAI_API_KEY": "k-123",
-            "OPENAI_ORG_ID": "org-1", "OPENAI_PROJECT_ID": "proj-1",
-        ]))
+        let s = OpenAISettings(
+            environment: Environment([
+                "OPENAI_BASE_URL": "http://127.0.0.1:8000/v1/", "OPENAI_API_KEY": "k-123",
+                "OPENAI_ORG_ID": "org-1", "OPENAI_PROJECT_ID": "proj-1",
+            ]))
         #expect(s.baseURL == "http://127.0.0.1:8000/v1")
         #expect(!s.isOfficialOpenAI)
         #expect(s.headers["Authorization"] == "Bearer k-123")
@@ -634,7 +780,9 @@ private func chatHandler(_ r: TestHTTPRequest) -> TestHTTPResponse {
         #expect(s.scrub("key k-123 leaked") == "key *** leaked")
 
         // A local server needs no key.
-        #expect(ModelProviders.missingKeyExplanation(environment: Environment(["OPENAI_BASE_URL": "http://127.0.0.1:11434/v1"])) == nil)
+        #expect(
+            ModelProviders.missingKeyExplanation(
+                environment: Environment(["OPENAI_BASE_URL": "http://127.0.0.1:11434/v1"])) == nil)
         let client = HTTPClient()
         defer { client.shutdown() }
         #expect(throws: ModelConfigurationError.self) {

@@ -1,13 +1,14 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgeMigrate
-@testable import BridgeMonitor
 import BridgePostgres
 import BridgeTestSupport
+import BridgeTraceModel
 import BridgeTracing
 import Foundation
 import Testing
+
+@testable import BridgeMonitor
 
 /// `bridge top` and `bridge trace tail` against a real PostgreSQL.
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
@@ -24,8 +25,10 @@ struct MonitorTests {
     }
 
     static func span(_ trace: String, _ name: String) -> SpanRecord {
-        SpanRecord(id: SpanID.random(), traceId: trace, parentId: nil, startedAt: Date(), endedAt: Date(),
-                   spanData: ["type": "function", "name": .string(name), "input": "{}", "output": "ok", "mcp_data": nil], error: nil)
+        SpanRecord(
+            id: SpanID.random(), traceId: trace, parentId: nil, startedAt: Date(), endedAt: Date(),
+            spanData: ["type": "function", "name": .string(name), "input": "{}", "output": "ok", "mcp_data": nil],
+            error: nil)
     }
 
     @Test func tailPrintsALateCommitThatNewerSpansOvertook() async throws {
@@ -33,7 +36,8 @@ struct MonitorTests {
         let a = try await TestDatabase.connect(url)
         let b = try await TestDatabase.connect(url)
         let reader = try await TestDatabase.connect(url)
-        let trace = TraceRecord(id: TraceID.forTask("late", attempt: 1), workflowName: "w", groupId: "ws1", metadata: [:])
+        let trace = TraceRecord(
+            id: TraceID.forTask("late", attempt: 1), workflowName: "w", groupId: "ws1", metadata: [:])
         try await Ledger(connection: b).insertTrace(trace, taskId: "late", startedAt: Date())
         var tail = SpanTail(filter: .init())
         #expect(try await tail.start(on: reader, last: 10).isEmpty)
@@ -63,7 +67,8 @@ struct MonitorTests {
     @Test func topAndTailStatementsAreIndexServed() async throws {
         let url = try await Self.migrated()
         let c = try await TestDatabase.connect(url)
-        try await c.simpleQuery("""
+        try await c.simpleQuery(
+            """
             INSERT INTO workspaces (name, user_id) VALUES ('w', gen_random_uuid());
             INSERT INTO tasks (workspace_id, name, status, completed_at)
             SELECT (SELECT id FROM workspaces LIMIT 1), 't' || g, 'completed', now() - interval '2 days'
@@ -86,12 +91,16 @@ struct MonitorTests {
         var statements = top.all
         for filter in [SpanTail.Filter(), .init(taskId: "t1"), .init(workspace: "ws")] {
             let tail = SpanTail(filter: filter)
-            statements += [tail.recentQuery(before: now, limit: 10), tail.lateQuery(from: now, upTo: (now, "")),
-                           tail.forwardQuery(after: (now, ""))]
+            statements += [
+                tail.recentQuery(before: now, limit: 10), tail.lateQuery(from: now, upTo: (now, "")),
+                tail.forwardQuery(after: (now, "")),
+            ]
         }
         for q in statements {
-            let plan = try await c.query(PostgresQuery(unsafeSQL: "EXPLAIN " + q.sql, binds: q.binds)).map { $0["QUERY PLAN"] ?? "" }
-                .joined(separator: "\n")
+            let plan = try await c.query(PostgresQuery(unsafeSQL: "EXPLAIN " + q.sql, binds: q.binds)).map {
+                $0["QUERY PLAN"] ?? ""
+            }
+            .joined(separator: "\n")
             #expect(!plan.contains("Seq Scan on spans") && !plan.contains("Seq Scan on tasks"), "\(q.sql)\n\(plan)")
         }
         // And they answer.

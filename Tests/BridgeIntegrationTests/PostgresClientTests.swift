@@ -10,7 +10,8 @@ struct PostgresClientTests {
         let url = try await TestDatabase.create()
         let c = try await TestDatabase.connect(url)
         let evil = "it's \"quoted\"; DROP TABLE x; --"
-        let rows = try await c.query("SELECT \(evil)::text AS s, \(42)::int AS n, \(Optional<String>.none)::text AS z, \(true)::bool AS b")
+        let rows = try await c.query(
+            "SELECT \(evil)::text AS s, \(42)::int AS n, \(Optional<String>.none)::text AS z, \(true)::bool AS b")
         let row = try #require(rows.first)
         #expect(row["s"] == evil)
         #expect(row.int("n") == 42)
@@ -85,7 +86,8 @@ struct PostgresClientTests {
         let url = try await TestDatabase.create()
         let c = try await TestDatabase.connect(url)
         #expect(try await c.ledgerHas([.spans]) == false)
-        try await c.simpleQuery("CREATE SCHEMA bridge; CREATE TABLE bridge.traces (v int); CREATE TABLE bridge.spans (v int)")
+        try await c.simpleQuery(
+            "CREATE SCHEMA bridge; CREATE TABLE bridge.traces (v int); CREATE TABLE bridge.spans (v int)")
         #expect(try await c.ledgerHas([.traces, .spans]) == true)
         #expect(try await c.ledgerHas([.traces, .spans, .runTranscripts]) == false)
         #expect(try await c.ledgerHas([]) == true)

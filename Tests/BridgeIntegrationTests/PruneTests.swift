@@ -25,39 +25,49 @@ struct PruneTests {
 
     /// `n` traces of `spans` spans each, started `daysAgo` days ago (spans written then too),
     /// delivered to exporter `file` unless `delivered` is false, each with a transcript.
-    static func seed(_ c: PostgresConnection, prefix: String, traces n: Int, spans: Int, daysAgo: Int,
-                     delivered: Bool = true) async throws {
-        try await c.query("""
+    static func seed(
+        _ c: PostgresConnection, prefix: String, traces n: Int, spans: Int, daysAgo: Int,
+        delivered: Bool = true
+    ) async throws {
+        try await c.query(
+            """
             INSERT INTO bridge.exporters (name, target) VALUES ('file', 'test') ON CONFLICT (name) DO UPDATE SET last_seen_at = now();
             """)
         let at: PostgresQuery = "now() - make_interval(days => \(daysAgo)) + i * interval '1 second'"
-        try await c.query("""
+        try await c.query(
+            """
             INSERT INTO bridge.traces (trace_id, workflow_name, started_at, ended_at)
             SELECT \(prefix) || i, 'wf', \(at), \(at) FROM generate_series(1, \(n)) i
             """)
-        try await c.query("""
+        try await c.query(
+            """
             INSERT INTO bridge.spans (span_id, trace_id, started_at, ended_at, span_data, created_at)
             SELECT \(prefix) || i || '_' || j, \(prefix) || i, \(at), \(at), '{"type":"custom","name":"x","data":{}}', \(at)
             FROM generate_series(1, \(n)) i, generate_series(1, \(spans)) j
             """)
-        try await c.query("""
+        try await c.query(
+            """
             INSERT INTO bridge.run_transcripts (trace_id, task_id, attempt, items)
             SELECT \(prefix) || i, 'task' || i, 1, '[]' FROM generate_series(1, \(n)) i
             """)
         guard delivered else { return }
-        try await c.query("""
+        try await c.query(
+            """
             INSERT INTO bridge.span_deliveries (exporter, span_id, trace_id, status)
             SELECT 'file', span_id, trace_id, 'delivered' FROM bridge.spans WHERE trace_id LIKE \(prefix + "%")
             """)
-        try await c.query("""
+        try await c.query(
+            """
             INSERT INTO bridge.trace_deliveries (exporter, trace_id, status)
             SELECT 'file', trace_id, 'delivered' FROM bridge.traces WHERE trace_id LIKE \(prefix + "%")
             """)
     }
 
     static func count(_ c: PostgresConnection, _ table: String, prefix: String) async throws -> Int {
-        try await c.query("SELECT count(*) AS n FROM \(identifier: "bridge." + table) WHERE trace_id LIKE \(prefix + "%")")
-            .first?.int("n") ?? -1
+        try await c.query(
+            "SELECT count(*) AS n FROM \(identifier: "bridge." + table) WHERE trace_id LIKE \(prefix + "%")"
+        )
+        .first?.int("n") ?? -1
     }
 
     static func cutoff(_ c: PostgresConnection, daysAgo: Int) async throws -> Date {
@@ -71,11 +81,13 @@ struct PruneTests {
         try await Self.seed(c, prefix: "paused_", traces: 1, spans: 2, daysAgo: 40)
         try await Self.seed(c, prefix: "active_", traces: 1, spans: 2, daysAgo: 40)
         try await Self.seed(c, prefix: "new_", traces: 5, spans: 3, daysAgo: 1)
-        try await c.query("""
+        try await c.query(
+            """
             INSERT INTO bridge.run_states (task_key, trace_id, attempt, spec, state, open_spans)
             VALUES ('t1', 'paused_1', 1, '{}', '{}', '[]')
             """)
-        try await c.query("""
+        try await c.query(
+            """
             INSERT INTO bridge.spans (span_id, trace_id, started_at, span_data) VALUES ('late', 'active_1', now(), '{"type":"custom"}')
             """)
         let cutoff = try await Self.cutoff(c, daysAgo: 30)
@@ -105,7 +117,8 @@ struct PruneTests {
         #expect(try await Self.count(c, "traces", prefix: "paused_") == 1)
         #expect(try await Self.count(c, "spans", prefix: "active_") == 3)
         #expect(try await Self.count(c, "spans", prefix: "new_") == 15)
-        let log = try #require(try await c.query("SELECT traces, spans, finished_at IS NOT NULL AS done FROM bridge.prunes").first)
+        let log = try #require(
+            try await c.query("SELECT traces, spans, finished_at IS NOT NULL AS done FROM bridge.prunes").first)
         #expect(log.int("traces") == 25 && log.int("spans") == 100 && log.bool("done") == true)
 
         // An exporter not seen since the cutoff does not hold traces back; --include-undelivered
@@ -146,7 +159,8 @@ struct PruneTests {
         try await Self.seed(c, prefix: "done_", traces: 3, spans: 2, daysAgo: 40)
         try await Self.seed(c, prefix: "running_", traces: 1, spans: 2, daysAgo: 40)
         try await Self.seed(c, prefix: "leased_", traces: 1, spans: 2, daysAgo: 40)
-        try await c.simpleQuery("""
+        try await c.simpleQuery(
+            """
             INSERT INTO workspaces (id, name, user_id) VALUES ('00000000-0000-0000-0000-00000000000a', 'w', gen_random_uuid());
             INSERT INTO tasks (id, workspace_id, name, status, bridge_lease_token, bridge_lease_expires_at)
               VALUES ('00000000-0000-0000-0000-0000000000b1', '00000000-0000-0000-0000-00000000000a', 'running', 'in_progress',
@@ -172,7 +186,8 @@ struct PruneTests {
         #expect(try await Self.count(c, "traces", prefix: "leased_") == 1)
         #expect(try await Self.count(c, "run_transcripts", prefix: "leased_") == 1)
         // The run goes on: its next span and its end are written to the trace that was kept.
-        try await c.simpleQuery("""
+        try await c.simpleQuery(
+            """
             INSERT INTO bridge.spans (span_id, trace_id, started_at, span_data) VALUES ('after', 'running_1', now(), '{"type":"custom"}');
             UPDATE bridge.spans SET created_at = now() - interval '40 days' WHERE span_id = 'after';
             INSERT INTO bridge.span_deliveries (exporter, span_id, trace_id, status) VALUES ('file', 'after', 'running_1', 'delivered');
@@ -206,6 +221,14 @@ final class Counter: @unchecked Sendable {
     // @unchecked Sendable: `values` is guarded by `lock`.
     private let lock = NSLock()
     private var stored: [Int] = []
-    func add(_ v: Int) { lock.lock(); stored.append(v); lock.unlock() }
-    var values: [Int] { lock.lock(); defer { lock.unlock() }; return stored }
+    func add(_ v: Int) {
+        lock.lock()
+        stored.append(v)
+        lock.unlock()
+    }
+    var values: [Int] {
+        lock.lock()
+        defer { lock.unlock() }
+        return stored
+    }
 }

@@ -1,13 +1,14 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgeMigrate
 import BridgePostgres
 import BridgeRunner
 import BridgeTestSupport
-@testable import BridgeWorker
+import BridgeTraceModel
 import Foundation
 import Testing
+
+@testable import BridgeWorker
 
 /// The run journal at the store level: every write is fenced on the lease token.
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
@@ -20,30 +21,36 @@ struct RunJournalTests {
         let journals = RunJournalStore(config: config)
         let c = try await TestDatabase.connect(url)
         let a = try #require(try await store.claim(on: c, limit: 1, workerId: "A", leaseSeconds: 60).first)
-        let spec = RunSpec(traceId: TraceID.forTask(a.key, attempt: 1), workflowName: "w", groupId: nil, metadata: [:],
-                           startingAgent: "x", agents: [:], tools: [:], input: "hi", maxTurns: 3,
-                           traceIncludeSensitiveData: true, taskId: a.key, attempt: 1)
+        let spec = RunSpec(
+            traceId: TraceID.forTask(a.key, attempt: 1), workflowName: "w", groupId: nil, metadata: [:],
+            startingAgent: "x", agents: [:], tools: [:], input: "hi", maxTurns: 3,
+            traceIncludeSensitiveData: true, taskId: a.key, attempt: 1)
         try await journals.start(on: c, taskKey: a.key, token: a.token, spec: spec, workerId: "A")
-        let journalA = DurableJournal(store: journals, connection: c, taskKey: a.key, traceId: spec.traceId, token: a.token,
-                                      workerId: "A", stop: nil, finished: [])
+        let journalA = DurableJournal(
+            store: journals, connection: c, taskKey: a.key, traceId: spec.traceId, token: a.token,
+            workerId: "A", stop: nil, finished: [])
         try await journalA.callFinished(JournaledCall(callId: "call_1", name: "t", output: "one", raw: false))
         // A stalls past its lease; the reaper hands the task back and B claims it.
-        try await c.query("UPDATE tasks SET bridge_lease_expires_at = now() - interval '1 second' WHERE id::text = \(a.key)")
+        try await c.query(
+            "UPDATE tasks SET bridge_lease_expires_at = now() - interval '1 second' WHERE id::text = \(a.key)")
         _ = try await store.reap(on: c, maxAttempts: 3)
-        let b = try #require(try await store.claim(on: c, limit: 1, workerId: "B", leaseSeconds: 60, keys: [a.key]).first)
+        let b = try #require(
+            try await store.claim(on: c, limit: 1, workerId: "B", leaseSeconds: 60, keys: [a.key]).first)
         #expect(b.token != a.token)
 
         await #expect(throws: JournalFenced.self) {
             try await journalA.callFinished(JournaledCall(callId: "call_2", name: "t", output: "late", raw: false))
         }
-        let checkpoint = RunCheckpoint(history: [], transcript: [], usage: Usage(), turn: 1, toolCalls: 0, agent: "x",
-                                       taskEventId: 1, agentEventId: 2, turnEventId: 3, nextEventId: 4, turnUsage: Usage(),
-                                       response: [], openSpans: [], at: Date())
+        let checkpoint = RunCheckpoint(
+            history: [], transcript: [], usage: Usage(), turn: 1, toolCalls: 0, agent: "x",
+            taskEventId: 1, agentEventId: 2, turnEventId: 3, nextEventId: 4, turnUsage: Usage(),
+            response: [], openSpans: [], at: Date())
         await #expect(throws: JournalFenced.self) { try await journalA.checkpoint(checkpoint) }
         // A writing SQL tool of A's: the lease check inside its transaction refuses the statement.
         try await c.query("CREATE TABLE stale_writes (n int)")
-        let tool = ToolSpec(name: "w", description: "", parameters: [:],
-                            implementation: .sql(SQLToolSpec(sql: "INSERT INTO stale_writes VALUES (1)", writes: true)))
+        let tool = ToolSpec(
+            name: "w", description: "", parameters: [:],
+            implementation: .sql(SQLToolSpec(sql: "INSERT INTO stale_writes VALUES (1)", writes: true)))
         var context = ToolContext(spec: spec, taskRow: a.row, agentName: "x")
         context.exactlyOnce = journalA.exactlyOnce(callId: "call_3", toolName: "w")
         await #expect(throws: ToolFailure.self) {
@@ -55,8 +62,9 @@ struct RunJournalTests {
         #expect(try await journals.head(on: c, taskKey: a.key)?.checkpoint == nil)
 
         // B's writes go through: the same tool commits its statement with its journal row.
-        let journalB = DurableJournal(store: journals, connection: c, taskKey: a.key, traceId: spec.traceId, token: b.token,
-                                      workerId: "B", stop: nil, finished: [])
+        let journalB = DurableJournal(
+            store: journals, connection: c, taskKey: a.key, traceId: spec.traceId, token: b.token,
+            workerId: "B", stop: nil, finished: [])
         context.exactlyOnce = journalB.exactlyOnce(callId: "call_3", toolName: "w")
         let out = try await SQLToolExecutor(connection: { c }).execute(tool, arguments: [:], context: context)
         #expect(out.contains("affected_rows"))

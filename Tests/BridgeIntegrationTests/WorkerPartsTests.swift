@@ -4,9 +4,10 @@ import BridgeMigrate
 import BridgePostgres
 import BridgeRunner
 import BridgeTestSupport
-@testable import BridgeWorker
 import Foundation
 import Testing
+
+@testable import BridgeWorker
 
 /// The worker's parts on their own: the run connection pool's scoped lending and the run
 /// executor's outcomes, against a real database (no worker loop, no timing).
@@ -16,7 +17,8 @@ struct WorkerPartsTests {
     struct RejectingModel: ModelProvider {
         var spanKind: ModelSpanKind { .generation }
         func respond(_ request: ModelRequest) async throws -> ModelResponse {
-            throw ModelProviderError("400 Bad Request: the model rejected the request", retriable: false, statusCode: 400)
+            throw ModelProviderError(
+                "400 Bad Request: the model rejected the request", retriable: false, statusCode: 400)
         }
     }
 
@@ -36,7 +38,8 @@ struct WorkerPartsTests {
         _ = try await Migrator(options: o).up()
         let c = try await TestDatabase.connect(url)
         try await c.simpleQuery("INSERT INTO workspaces (name, user_id) VALUES ('w', gen_random_uuid())")
-        try await c.simpleQuery("""
+        try await c.simpleQuery(
+            """
             INSERT INTO tasks (workspace_id, name, status)
             SELECT (SELECT id FROM workspaces LIMIT 1), 't' || g, 'pending' FROM generate_series(1, \(tasks)) g
             """)
@@ -44,13 +47,16 @@ struct WorkerPartsTests {
         return url
     }
 
-    static func executor(url: String, config: MappingConfig, pool: RunConnectionPool,
-                         model: any ModelProvider) -> RunExecutor {
-        RunExecutor(config: config, bridge: DatabaseToSDKBridge(config: config), store: TaskStore(config: config),
-                    approvals: ApprovalStore(config: config), connect: { try await TestDatabase.connect(url) }, pool: pool,
-                    model: model, toolsFactory: { _ in CompositeToolExecutor() }, mcp: nil, secrets: [],
-                    options: WorkerOptions(),  // maxAttempts 3: the default
-                    journals: RunJournalStore(config: config), stop: StopSignal())
+    static func executor(
+        url: String, config: MappingConfig, pool: RunConnectionPool,
+        model: any ModelProvider
+    ) -> RunExecutor {
+        RunExecutor(
+            config: config, bridge: DatabaseToSDKBridge(config: config), store: TaskStore(config: config),
+            approvals: ApprovalStore(config: config), connect: { try await TestDatabase.connect(url) }, pool: pool,
+            model: model, toolsFactory: { _ in CompositeToolExecutor() }, mcp: nil, secrets: [],
+            options: WorkerOptions(),  // maxAttempts 3: the default
+            journals: RunJournalStore(config: config), stop: StopSignal())
     }
 
     @Test func aFailedRunRecordsItsFailureAndItsConnectionGoesBackToThePool() async throws {
@@ -70,10 +76,12 @@ struct WorkerPartsTests {
         }
         #expect(key == claims[0].key && trace != nil && !retried && type == .modelError)
         #expect(await pool.idleCount == 1)
-        let row = try await c.query("SELECT status, bridge_lease_token FROM tasks WHERE id::text = \(claims[0].key)").first
+        let row = try await c.query("SELECT status, bridge_lease_token FROM tasks WHERE id::text = \(claims[0].key)")
+            .first
         #expect(row?["status"] == "failed" && row?["bridge_lease_token"] == nil)
         let execution = try await c.query(
-            "SELECT status, error_type FROM task_executions WHERE task_id::text = \(claims[0].key)").first
+            "SELECT status, error_type FROM task_executions WHERE task_id::text = \(claims[0].key)"
+        ).first
         #expect(execution?["status"] == "failed_terminal" && execution?["error_type"] == "ModelError")
 
         // The next run borrows that same connection: one connection served both.

@@ -1,7 +1,7 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgeRunner
+import BridgeTraceModel
 import BridgeTracing
 import Foundation
 import Testing
@@ -10,16 +10,19 @@ import Testing
 
 enum ApprovalFixture {
     static func spec() -> RunSpec {
-        let pm = AgentSpec(name: "Manager", instructions: "Manage.", model: "gpt-4.1",
-                           tools: ["lookup", "delegate"], handoffs: [])
+        let pm = AgentSpec(
+            name: "Manager", instructions: "Manage.", model: "gpt-4.1",
+            tools: ["lookup", "delegate"], handoffs: [])
         let tools: [String: ToolSpec] = [
             "lookup": Fixture.sqlTool("lookup", Fixture.storeSchema),
-            "delegate": ToolSpec(name: "delegate", description: "Delegates.", parameters: Fixture.storeSchema,
-                                 implementation: .sql(SQLToolSpec(sql: "SELECT 1")), needsApproval: .always),
+            "delegate": ToolSpec(
+                name: "delegate", description: "Delegates.", parameters: Fixture.storeSchema,
+                implementation: .sql(SQLToolSpec(sql: "SELECT 1")), needsApproval: .always),
         ]
-        return RunSpec(traceId: TraceID.forTask("9", attempt: 1), workflowName: "bridge", groupId: nil, metadata: [:],
-                       startingAgent: "Manager", agents: ["Manager": pm], tools: tools, input: "Plan.", maxTurns: 10,
-                       traceIncludeSensitiveData: true, taskId: "9", attempt: 1)
+        return RunSpec(
+            traceId: TraceID.forTask("9", attempt: 1), workflowName: "bridge", groupId: nil, metadata: [:],
+            startingAgent: "Manager", agents: ["Manager": pm], tools: tools, input: "Plan.", maxTurns: 10,
+            traceIncludeSensitiveData: true, taskId: "9", attempt: 1)
     }
 
     /// Turn 1: both tools; then a final answer quoting the delegate call's output.
@@ -27,7 +30,10 @@ enum ApprovalFixture {
         ScriptedModel { r in
             let outputs = r.input.filter { $0["type"] == "function_call_output" }
             if outputs.count < 2 {
-                return [call("lookup", "c1", #"{"key":"k","value":"v"}"#), call("delegate", "c2", #"{"key":"a","value":"b"}"#)]
+                return [
+                    call("lookup", "c1", #"{"key":"k","value":"v"}"#),
+                    call("delegate", "c2", #"{"key":"a","value":"b"}"#),
+                ]
             }
             return [say("done: " + (outputs.last?["output"]?.stringValue ?? ""))]
         }
@@ -37,13 +43,17 @@ enum ApprovalFixture {
 @Suite struct ApprovalRunnerTests {
     /// Pauses, then resumes with `decision` on a fresh recorder restored from the pause.
     static func pauseAndResume(_ outcome: ApprovalDecision.Outcome, message: String? = nil)
-        async throws -> (paused: RunResult, resumed: RunResult, first: [SpanRecord], second: [SpanRecord],
-                         tools: [String], firstTraces: Int, secondTraces: Int) {
+        async throws -> (
+            paused: RunResult, resumed: RunResult, first: [SpanRecord], second: [SpanRecord],
+            tools: [String], firstTraces: Int, secondTraces: Int
+        )
+    {
         let spec = ApprovalFixture.spec()
         let tools = FakeTools()
         let sink1 = MemorySpanSink()
         let recorder1 = TraceRecorder(spec: spec, sinks: [sink1], includeSensitiveData: true)
-        let paused = await AgentRunner(model: ApprovalFixture.model(), tools: tools, observer: recorder1).run(spec, taskRow: [:])
+        let paused = await AgentRunner(model: ApprovalFixture.model(), tools: tools, observer: recorder1).run(
+            spec, taskRow: [:])
         let open = await recorder1.openSpans()
         // Through JSON, as the worker stores them.
         let state = try JSONDecoder().decode(PausedRun.self, from: JSONEncoder().encode(try #require(paused.paused)))
@@ -52,20 +62,27 @@ enum ApprovalFixture {
         let sink2 = MemorySpanSink()
         let recorder2 = TraceRecorder(spec: spec, sinks: [sink2], includeSensitiveData: true)
         await recorder2.restore(spans)
-        let decision = ApprovalDecision(callId: "c2", outcome: outcome, message: message, decidedBy: "ana",
-                                        requestId: "req-1", toolName: "delegate")
+        let decision = ApprovalDecision(
+            callId: "c2", outcome: outcome, message: message, decidedBy: "ana",
+            requestId: "req-1", toolName: "delegate")
         let resumed = await AgentRunner(model: ApprovalFixture.model(), tools: tools, observer: recorder2)
             .resume(spec, paused: state, decisions: [decision], taskRow: [:])
-        return (paused, resumed, await sink1.spans, await sink2.spans, await tools.log.entries.map(\.name),
-                await sink1.traces.count, await sink2.traces.count)
+        return (
+            paused, resumed, await sink1.spans, await sink2.spans, await tools.log.entries.map(\.name),
+            await sink1.traces.count, await sink2.traces.count
+        )
     }
 
     @Test func aNeedsApprovalCallPausesWithTheTaskAndAgentSpansOpen() async throws {
         let r = try await Self.pauseAndResume(.approved)
         #expect(r.paused.status == .paused)
         let state = try #require(r.paused.paused)
-        #expect(state.pending == [PendingApproval(callId: "c2", name: "delegate", arguments: #"{"key":"a","value":"b"}"#,
-                                                  agent: "Manager")])
+        #expect(
+            state.pending == [
+                PendingApproval(
+                    callId: "c2", name: "delegate", arguments: #"{"key":"a","value":"b"}"#,
+                    agent: "Manager")
+            ])
         // The other call of the same response ran before the pause.
         #expect(r.first.filter { $0.type == "function" }.map { $0.spanData["name"] } == ["lookup"])
         #expect(!r.first.contains { $0.type == "agent" || $0.spanData["name"] == "task" })
@@ -102,8 +119,11 @@ enum ApprovalFixture {
         #expect(r.tools == ["lookup"], "a rejected call never runs")
         #expect(r.resumed.finalOutput == "done: Tool execution was not approved.")
         let span = try #require(r.second.first { $0.type == "function" && $0.spanData["name"] == "delegate" })
-        #expect(span.error == ["message": "Tool execution was not approved.",
-                               "data": ["tool_name": "delegate", "error": "Tool execution for c2 was manually rejected by user."]])
+        #expect(
+            span.error == [
+                "message": "Tool execution was not approved.",
+                "data": ["tool_name": "delegate", "error": "Tool execution for c2 was manually rejected by user."],
+            ])
         #expect(span.spanData["output"] == "Tool execution was not approved.")
 
         let withText = try await Self.pauseAndResume(.rejected, message: "Not this week.")

@@ -1,9 +1,9 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgeMigrate
-import BridgeTracing
 import BridgePostgres
+import BridgeTraceModel
+import BridgeTracing
 import Foundation
 import Testing
 
@@ -11,17 +11,26 @@ import Testing
     @Test func standardVectors() {
         #expect(SHA256.hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         #expect(SHA256.hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        #expect(SHA256.hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")
+        #expect(
+            SHA256.hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")
                 == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
-        #expect(SHA256.hex(String(repeating: "a", count: 1_000)) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
+        #expect(
+            SHA256.hex(String(repeating: "a", count: 1_000))
+                == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
         // FIPS 180-4 examples: the 896-bit message and one million "a".
-        #expect(SHA256.hex("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu")
+        #expect(
+            SHA256.hex(
+                "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu"
+            )
                 == "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1")
-        #expect(SHA256.hex(String(repeating: "a", count: 1_000_000)) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        #expect(
+            SHA256.hex(String(repeating: "a", count: 1_000_000))
+                == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
     @Test func oneMebibyteAndBlockBoundaries() {
-        #expect(SHA256.hex([UInt8](repeating: UInt8(ascii: "a"), count: 1 << 20))
+        #expect(
+            SHA256.hex([UInt8](repeating: UInt8(ascii: "a"), count: 1 << 20))
                 == "9bc1b2a288b26af7257a36277ae3816a7d4f16e89c1e7e77d0a5c48bad62b360")
         // Lengths around the 64-byte block and the 56-byte padding edge.
         let expected: [Int: String] = [
@@ -44,7 +53,8 @@ import Testing
     /// implementation produced before bridge took SHA-256 from libcrypto.
     @Test func storedDigestsUnchanged() {
         #expect(TraceID.forTask("42", attempt: 1) == "trace_dd36788a4abd50b36837e174884160e1")
-        #expect(MigrationFile.checksum("SELECT 1;\r\nSELECT 2;\r\n")
+        #expect(
+            MigrationFile.checksum("SELECT 1;\r\nSELECT 2;\r\n")
                 == "82efb67f3010c6eb7ead02e4f6d9550633dbc1407f99aa487468e7b2567aebbc")
         #expect(SpanID.otlp("span_not-hex") == "31ba3e5cf2a83644")
     }
@@ -55,9 +65,11 @@ import Testing
         // The model client's [0.75, 1] jitter (openai-python's), migrations' ±50 %, none at all.
         #expect(RetryBackoff.delay(attempt: 2, base: 0.5, cap: 8, jitter: 0.75...1, random: 0) == 0.75)
         #expect(RetryBackoff.delay(attempt: 2, base: 0.5, cap: 8, jitter: 0.75...1, random: 1) == 1)
-        #expect(RetryBackoff.delay(attempt: 3, base: .milliseconds(500), cap: .seconds(5), jitter: 0.5...1.5, random: 1)
+        #expect(
+            RetryBackoff.delay(attempt: 3, base: .milliseconds(500), cap: .seconds(5), jitter: 0.5...1.5, random: 1)
                 == .seconds(3))
-        #expect(RetryBackoff.delay(attempt: 9, base: .milliseconds(500), cap: .seconds(5), jitter: 0.5...1.5, random: 0)
+        #expect(
+            RetryBackoff.delay(attempt: 9, base: .milliseconds(500), cap: .seconds(5), jitter: 0.5...1.5, random: 0)
                 == .seconds(2.5))
         #expect(RetryBackoff.delay(attempt: 1, base: 0.25, cap: 5, jitter: 1...1) == 0.25)
         #expect(RetryBackoff.delay(attempt: 6, base: 0.25, cap: 5, jitter: 1...1) == 5)
@@ -76,7 +88,8 @@ import Testing
     @Test func keyValuePassword() {
         #expect(Redaction.connectionString("host=db password=s3cret user=a") == "host=db password=*** user=a")
         #expect(Redaction.connectionString("host=db password='a b' user=a") == "host=db password=*** user=a")
-        #expect(Redaction.connectionString("postgres://db/app?password=s3cret&sslmode=require")
+        #expect(
+            Redaction.connectionString("postgres://db/app?password=s3cret&sslmode=require")
                 == "postgres://db/app?password=***&sslmode=require")
     }
 
@@ -105,10 +118,14 @@ import Testing
     @Test func arraysBindAsOneArrayLiteral() {
         let ids: [String?] = ["a", #"q"u\o"#, nil, "NULL", ""]
         let times = [Date(timeIntervalSince1970: 0)]
-        let q: PostgresQuery = "SELECT * FROM unnest(\(ids)::text[], \(times)::timestamptz[], \([1, 2])::int[]) WHERE x = \(3)"
+        let q: PostgresQuery =
+            "SELECT * FROM unnest(\(ids)::text[], \(times)::timestamptz[], \([1, 2])::int[]) WHERE x = \(3)"
         #expect(q.sql == "SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int[]) WHERE x = $4")
-        #expect(q.binds == [.text(#"{"a","q\"u\\o",NULL,"NULL",""}"#), .text(#"{"1970-01-01T00:00:00.000000Z"}"#),
-                            .text(#"{"1","2"}"#), .text("3")])
+        #expect(
+            q.binds == [
+                .text(#"{"a","q\"u\\o",NULL,"NULL",""}"#), .text(#"{"1970-01-01T00:00:00.000000Z"}"#),
+                .text(#"{"1","2"}"#), .text("3"),
+            ])
         #expect(PostgresArray.text([]) == "{}")
         #expect(PostgresArray.text(["x,y"]) == #"{"x,y"}"#)
     }

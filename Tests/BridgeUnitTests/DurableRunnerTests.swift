@@ -1,9 +1,10 @@
 import BridgeCore
-@testable import BridgeMapping
-@testable import BridgeRunner
 import BridgeTraceModel
 import Foundation
 import Testing
+
+@testable import BridgeMapping
+@testable import BridgeRunner
 
 /// A journal in memory: records checkpoints and finished calls, replays `finished`.
 final class MemoryJournal: RunJournal, @unchecked Sendable {
@@ -37,7 +38,10 @@ final class MemoryJournal: RunJournal, @unchecked Sendable {
 }
 
 /// MCP servers that record the `_meta` of every call.
-actor MetaLog { var metas: [JSONValue] = []; func add(_ m: JSONValue) { metas.append(m) } }
+actor MetaLog {
+    var metas: [JSONValue] = []
+    func add(_ m: JSONValue) { metas.append(m) }
+}
 struct RecordingMCP: MCPToolSource {
     let log = MetaLog()
     func tools(server: String) async throws(MCPError) -> [MCPTool] {
@@ -47,7 +51,9 @@ struct RecordingMCP: MCPToolSource {
         await log.add(.null)
         return MCPCallResult(content: [["type": "text", "text": "ok"]], structuredContent: nil, isError: false)
     }
-    func call(server: String, tool: String, arguments: JSONValue, meta: JSONValue) async throws(MCPError) -> MCPCallResult {
+    func call(server: String, tool: String, arguments: JSONValue, meta: JSONValue) async throws(MCPError)
+        -> MCPCallResult
+    {
         await log.add(meta)
         return MCPCallResult(content: [["type": "text", "text": "ok"]], structuredContent: nil, isError: false)
     }
@@ -74,7 +80,9 @@ struct RecordingMCP: MCPToolSource {
     /// records again gets the event id it had (so its span id is the same).
     @Test func aResumedRunRedoesNoFinishedStep() async throws {
         let spec = Fixture.team()
-        let model1 = RecordingModel(inner: OfflineModel()), tools1 = FakeTools(), log1 = EventLog()
+        let model1 = RecordingModel(inner: OfflineModel())
+        let tools1 = FakeTools()
+        let log1 = EventLog()
         let journal1 = MemoryJournal()
         let first = await AgentRunner(model: model1, tools: tools1, observer: log1, journal: journal1)
             .run(spec, taskRow: ["id": "42"])
@@ -84,25 +92,34 @@ struct RecordingMCP: MCPToolSource {
         let finished = journal1.calls.filter { calledThere.contains($0.callId) }
         #expect(finished.count == 2)
 
-        let model2 = RecordingModel(inner: OfflineModel()), tools2 = FakeTools(), log2 = EventLog()
+        let model2 = RecordingModel(inner: OfflineModel())
+        let tools2 = FakeTools()
+        let log2 = EventLog()
         let info = ResumeInfo(previousWorker: "a", worker: "b", lastStepAt: Date(), attempt: 2)
-        let second = await AgentRunner(model: model2, tools: tools2, observer: log2, journal: MemoryJournal(finished: finished))
-            .resume(spec, checkpoint: checkpoint, info: info, taskRow: ["id": "42"])
+        let second = await AgentRunner(
+            model: model2, tools: tools2, observer: log2, journal: MemoryJournal(finished: finished)
+        )
+        .resume(spec, checkpoint: checkpoint, info: info, taskRow: ["id": "42"])
         #expect(second.status == .completed)
         #expect(second.finalOutput == first.finalOutput)
         #expect(second.transcript == first.transcript)
         #expect(second.usage == first.usage)
-        let requests1 = await model1.requests.all.count, requests2 = await model2.requests.all.count
+        let requests1 = await model1.requests.all.count
+        let requests2 = await model2.requests.all.count
         #expect(requests2 == requests1 - 1, "the checkpointed response is not requested again")
-        let ran1 = await tools1.log.entries.count, ran2 = await tools2.log.entries.count
+        let ran1 = await tools1.log.entries.count
+        let ran2 = await tools2.log.entries.count
         #expect(ran2 == ran1 - 2, "the two finished calls are replayed, not run")
-        let before = Dictionary(Self.started(await log1.events).map { ($0.id, $0.what) }, uniquingKeysWith: { a, _ in a })
+        let before = Dictionary(
+            Self.started(await log1.events).map { ($0.id, $0.what) }, uniquingKeysWith: { a, _ in a })
         for step in Self.started(await log2.events) {
             #expect(before[step.id] == step.what, "event \(step.id) (\(step.what)) had another id before")
         }
         // The gap shows as a resume event under the task span, with its own (negative) id.
         let resumes = await log2.events.compactMap { e -> [String: JSONValue]? in
-            if case .resumed(let id, let parent, let data, _, _) = e, id == -2, parent == checkpoint.taskEventId { return data }
+            if case .resumed(let id, let parent, let data, _, _) = e, id == -2, parent == checkpoint.taskEventId {
+                return data
+            }
             return nil
         }
         #expect(resumes.count == 1 && resumes.first?["previous_worker"] == "a" && resumes.first?["worker"] == "b")
@@ -111,7 +128,9 @@ struct RecordingMCP: MCPToolSource {
     /// Asked to stop (SIGTERM) after its first response is journaled, a run stops before its
     /// tools, and ends no span: it goes on from its journal elsewhere.
     @Test func aStopRequestEndsTheRunAtTheNextStepBoundary() async {
-        let model = RecordingModel(inner: OfflineModel()), tools = FakeTools(), log = EventLog()
+        let model = RecordingModel(inner: OfflineModel())
+        let tools = FakeTools()
+        let log = EventLog()
         let journal = MemoryJournal(stopAfterFirstCheckpoint: true)
         let result = await AgentRunner(model: model, tools: tools, observer: log, journal: journal)
             .run(Fixture.team(), taskRow: ["id": "42"])
@@ -119,7 +138,10 @@ struct RecordingMCP: MCPToolSource {
         #expect(await model.requests.all.count == 1 && journal.checkpoints.count == 1)
         #expect(await tools.log.entries.isEmpty)
         let ends = await log.events.filter {
-            switch $0 { case .taskEnded, .agentEnded, .turnEnded: true; default: false }
+            switch $0 {
+            case .taskEnded, .agentEnded, .turnEnded: true
+            default: false
+            }
         }
         #expect(ends.isEmpty, "no span of the run is ended: the resumed run ends them")
     }
@@ -135,18 +157,28 @@ struct RecordingMCP: MCPToolSource {
         let result = await runner.run(spec, taskRow: ["id": "42"])
         #expect(result.status == .completed)
         func callId(_ name: String) -> String? {
-            result.transcript.first { $0["type"] == "function_call" && $0["name"]?.stringValue == name }?["call_id"]?.stringValue
+            result.transcript.first { $0["type"] == "function_call" && $0["name"]?.stringValue == name }?["call_id"]?
+                .stringValue
         }
         let mcpCall = try #require(callId("remote_note"))
-        #expect(await mcp.log.metas == [[IdempotencyKey.metaKey: .string(IdempotencyKey.make(traceId: spec.traceId, callId: mcpCall))]])
+        #expect(
+            await mcp.log.metas == [
+                [IdempotencyKey.metaKey: .string(IdempotencyKey.make(traceId: spec.traceId, callId: mcpCall))]
+            ])
         let sqlCall = try #require(callId("get_team_roles_and_status"))
-        #expect(await keys.keys["get_team_roles_and_status"] == IdempotencyKey.make(traceId: spec.traceId, callId: sqlCall))
+        #expect(
+            await keys.keys["get_team_roles_and_status"] == IdempotencyKey.make(traceId: spec.traceId, callId: sqlCall))
         #expect(IdempotencyKey.make(traceId: spec.traceId, callId: sqlCall).hasPrefix("bridge-"))
-        #expect(IdempotencyKey.make(traceId: spec.traceId, callId: sqlCall) != IdempotencyKey.make(traceId: spec.traceId, callId: mcpCall))
+        #expect(
+            IdempotencyKey.make(traceId: spec.traceId, callId: sqlCall)
+                != IdempotencyKey.make(traceId: spec.traceId, callId: mcpCall))
     }
 }
 
-actor KeyLog { var keys: [String: String] = [:]; func add(_ tool: String, _ key: String) { keys[tool] = key } }
+actor KeyLog {
+    var keys: [String: String] = [:]
+    func add(_ tool: String, _ key: String) { keys[tool] = key }
+}
 struct KeyTools: ToolExecutor {
     let log: KeyLog
     func execute(_ tool: ToolSpec, arguments: JSONValue, context: ToolContext) async throws -> String {

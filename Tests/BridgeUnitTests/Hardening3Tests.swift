@@ -1,9 +1,10 @@
 import BridgeCore
-@testable import BridgeMapping
-@testable import BridgeRunner
 import BridgeTraceModel
 import Foundation
 import Testing
+
+@testable import BridgeMapping
+@testable import BridgeRunner
 
 /// Issue 23's probes that need no database: each runs the attack and checks the message.
 @Suite struct Hardening3Tests {
@@ -22,7 +23,8 @@ import Testing
     static func clash(_ servers: [String: [String]], order: [String]) async -> String {
         var spec = Fixture.team()
         spec.agents["Project Manager"]?.mcpServers = order
-        let runner = AgentRunner(model: OfflineModel(), tools: FakeTools(), observer: EventLog(), mcp: FixedMCP(servers: servers))
+        let runner = AgentRunner(
+            model: OfflineModel(), tools: FakeTools(), observer: EventLog(), mcp: FixedMCP(servers: servers))
         let result = await runner.run(spec, taskRow: ["id": "42"])
         #expect(result.status == .failed)
         return result.error?.message ?? ""
@@ -31,13 +33,16 @@ import Testing
     /// Item 8: the collision message says what the MCP tool clashes with.
     @Test func mcpToolNameClashesSayWhatTheyClashWith() async {
         let yaml = await Self.clash(["alpha": ["get_team_roles_and_status"]], order: ["alpha"])
-        #expect(yaml == "MCP server 'alpha' offers tools whose names agent Project Manager already uses: "
+        #expect(
+            yaml == "MCP server 'alpha' offers tools whose names agent Project Manager already uses: "
                 + "get_team_roles_and_status (also a YAML tool of the agent)", "\(yaml)")
         let handoff = await Self.clash(["alpha": ["transfer_to_researcher"]], order: ["alpha"])
         #expect(handoff.hasSuffix("transfer_to_researcher (also a handoff of the agent)"), "\(handoff)")
         let servers = await Self.clash(["alpha": ["x", "y"], "beta": ["x"]], order: ["alpha", "beta"])
-        #expect(servers == "Duplicate tool names found across MCP servers: x (MCP server 'beta' and 'alpha' of agent Project Manager)",
-                "\(servers)")
+        #expect(
+            servers
+                == "Duplicate tool names found across MCP servers: x (MCP server 'beta' and 'alpha' of agent Project Manager)",
+            "\(servers)")
     }
 
     // MARK: - Item 9: output_type schemas
@@ -56,7 +61,10 @@ import Testing
     }
 
     static func schemaIssues(_ schema: String) -> [String] {
-        do { _ = try MappingLoader.load(documents: [("m/a.yaml", mapping(schema: schema))]); return [] } catch {
+        do {
+            _ = try MappingLoader.load(documents: [("m/a.yaml", mapping(schema: schema))])
+            return []
+        } catch {
             return error.issues.map(\.description)
         }
     }
@@ -66,20 +74,38 @@ import Testing
     /// Schemas no model could answer, or that refer outside themselves, are refused.
     @Test func refsThatDoNotResolveLoopOrLeaveTheSchemaAreRefused() {
         let cases: [(schema: String, message: String)] = [
-            ("{\(Self.obj), properties: {a: {$ref: '#/$defs/Missing'}}, required: [a], $defs: {B: {type: string}}}",
-             "$ref '#/$defs/Missing' does not resolve (local references are #, #/$defs/NAME or #/definitions/NAME; defined: B)"),
-            ("{\(Self.obj), properties: {a: {$ref: '#/properties/b'}}, required: [a]}", "$ref '#/properties/b' does not resolve"),
-            ("{\(Self.obj), properties: {a: {$ref: 'https://example.com/s.json'}}, required: [a]}",
-             "external $ref 'https://example.com/s.json' is not supported: the schema must be self-contained"),
-            ("{\(Self.obj), properties: {a: {$ref: 'other.json#/$defs/X'}}, required: [a]}", "external $ref 'other.json#/$defs/X'"),
-            ("{\(Self.obj), properties: {a: {$ref: '#/$defs/P'}}, required: [a], $defs: {P: {$ref: '#/$defs/Q'}, Q: {$ref: '#/$defs/P'}}}",
-             "$ref loop: #/$defs/P → #/$defs/Q → #/$defs/P never reaches a schema"),
-            ("{\(Self.obj), properties: {self: {$ref: '#'}}, required: [self]}",
-             "no finite JSON value satisfies this schema: a required property refers back to it ($ref) at every level"),
-            ("{\(Self.obj), properties: {n: {$ref: '#/$defs/Node'}}, required: [n], $defs: {Node: {\(Self.obj), properties: {next: {$ref: '#/$defs/Node'}}, required: [next]}}}",
-             "no finite JSON value satisfies this schema"),
-            ("{\(Self.obj), properties: {a: {$ref: '#/$defs/Bad'}}, required: [a], $defs: {Bad: {type: strnig}}}",
-             "'strnig' is not a JSON Schema type"),
+            (
+                "{\(Self.obj), properties: {a: {$ref: '#/$defs/Missing'}}, required: [a], $defs: {B: {type: string}}}",
+                "$ref '#/$defs/Missing' does not resolve (local references are #, #/$defs/NAME or #/definitions/NAME; defined: B)"
+            ),
+            (
+                "{\(Self.obj), properties: {a: {$ref: '#/properties/b'}}, required: [a]}",
+                "$ref '#/properties/b' does not resolve"
+            ),
+            (
+                "{\(Self.obj), properties: {a: {$ref: 'https://example.com/s.json'}}, required: [a]}",
+                "external $ref 'https://example.com/s.json' is not supported: the schema must be self-contained"
+            ),
+            (
+                "{\(Self.obj), properties: {a: {$ref: 'other.json#/$defs/X'}}, required: [a]}",
+                "external $ref 'other.json#/$defs/X'"
+            ),
+            (
+                "{\(Self.obj), properties: {a: {$ref: '#/$defs/P'}}, required: [a], $defs: {P: {$ref: '#/$defs/Q'}, Q: {$ref: '#/$defs/P'}}}",
+                "$ref loop: #/$defs/P → #/$defs/Q → #/$defs/P never reaches a schema"
+            ),
+            (
+                "{\(Self.obj), properties: {self: {$ref: '#'}}, required: [self]}",
+                "no finite JSON value satisfies this schema: a required property refers back to it ($ref) at every level"
+            ),
+            (
+                "{\(Self.obj), properties: {n: {$ref: '#/$defs/Node'}}, required: [n], $defs: {Node: {\(Self.obj), properties: {next: {$ref: '#/$defs/Node'}}, required: [next]}}}",
+                "no finite JSON value satisfies this schema"
+            ),
+            (
+                "{\(Self.obj), properties: {a: {$ref: '#/$defs/Bad'}}, required: [a], $defs: {Bad: {type: strnig}}}",
+                "'strnig' is not a JSON Schema type"
+            ),
         ]
         for (schema, message) in cases {
             let issues = Self.schemaIssues(schema)
@@ -121,4 +147,3 @@ import Testing
         }
     }
 }
-

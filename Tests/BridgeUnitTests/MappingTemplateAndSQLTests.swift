@@ -1,14 +1,19 @@
-import Foundation
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
+import Foundation
 import Testing
 
 @Suite struct MappingTemplateTests {
     @Test func rendersTaskJSONAndAgentReferences() throws {
-        let t = try Template(parsing: "{{task.name}} / {{ task.context_data.project_phase }} / {{agent.system_prompt}} / {{task.context_data.tags.1}} / {{task.missing}}|{{task.n}}")
-        let task: [String: JSONValue] = ["name": "Write", "context_data": ["project_phase": "ANALYSIS", "tags": ["a", "b"]],
-                                         "n": 3]
+        let t = try Template(
+            parsing:
+                "{{task.name}} / {{ task.context_data.project_phase }} / {{agent.system_prompt}} / {{task.context_data.tags.1}} / {{task.missing}}|{{task.n}}"
+        )
+        let task: [String: JSONValue] = [
+            "name": "Write", "context_data": ["project_phase": "ANALYSIS", "tags": ["a", "b"]],
+            "n": 3,
+        ]
         #expect(t.render(task: task, agent: ["system_prompt": "Be brief."]) == "Write / ANALYSIS / Be brief. / b / |3")
         #expect(t.render(task: task) == "Write / ANALYSIS /  / b / |3")
         #expect(t.columns(root: "task") == ["name", "context_data", "missing", "n"])
@@ -44,10 +49,11 @@ import Testing
             , /* :no /* nested :no */ */ arr[1:2], :y
             """
         let q = try SQLToolSpec(sql: sql).compile(arguments: ["x": 5, "y": .null], task: [:])
-        #expect(q.sql == """
-            SELECT $1::int, ':no', E'it\\'s :no', "col:no", $$ :no $$, $tag$ :no $tag$ -- :no
-            , /* :no /* nested :no */ */ arr[1:2], $2
-            """)
+        #expect(
+            q.sql == """
+                SELECT $1::int, ':no', E'it\\'s :no', "col:no", $$ :no $$, $tag$ :no $tag$ -- :no
+                , /* :no /* nested :no */ */ arr[1:2], $2
+                """)
         #expect(q.binds == [.text("5"), .null])
         #expect(SQLNamedParameters(scanning: sql).argumentNames == ["x", "y"])
     }
@@ -64,7 +70,9 @@ import Testing
             try SQLToolSpec(sql: "SELECT :task.id").compile(arguments: [:], task: ["name": "x"])
         }
         // A task column that is present but NULL binds as NULL.
-        #expect((try? SQLToolSpec(sql: "SELECT :task.agent_id").compile(arguments: [:], task: ["agent_id": .null]))?.binds == [.null])
+        #expect(
+            (try? SQLToolSpec(sql: "SELECT :task.agent_id").compile(arguments: [:], task: ["agent_id": .null]))?.binds
+                == [.null])
     }
 
     @Test func positionalSQLNumbersEachNameOnce() {
@@ -76,7 +84,9 @@ import Testing
 
 @Suite struct ExactJSONNumberTests {
     @Test func integersBeyondDoublePrecisionRoundTrip() throws {
-        for text in ["9007199254740993", "-9223372036854775808", "9223372036854775807", "123456789012345678901234567890"] {
+        for text in [
+            "9007199254740993", "-9223372036854775808", "9223372036854775807", "123456789012345678901234567890",
+        ] {
             let v = try JSONValue.parse(text)
             #expect(v.compact == text)
         }

@@ -1,7 +1,8 @@
 import BridgeCore
-@testable import BridgeMetrics
 import Foundation
 import Testing
+
+@testable import BridgeMetrics
 
 struct MetricsTests {
     /// docs/grafana-dashboard.json charts every metric bridge emits and no other.
@@ -15,7 +16,8 @@ struct MetricsTests {
         var used = Set<String>()
         for m in regex.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
             var name = String(text[Range(m.range, in: text)!])
-            for suffix in ["_bucket", "_sum", "_count"] where name.hasSuffix(suffix) && name.hasSuffix("seconds" + suffix) {
+            for suffix in ["_bucket", "_sum", "_count"]
+            where name.hasSuffix(suffix) && name.hasSuffix("seconds" + suffix) {
                 name = String(name.dropLast(suffix.count))
             }
             if name != "bridge_workers" { used.insert(name) }
@@ -26,19 +28,21 @@ struct MetricsTests {
     @Test func everyFamilyHasHelpAndTheExpositionGetsIt() {
         #expect(Set(BridgeMetrics.help.keys) == Set(BridgeMetrics.Name.all))
         #expect(BridgeMetrics.help.values.allSatisfy { !$0.isEmpty && !$0.contains("\n") && !$0.contains("\\") })
-        let text = "# TYPE bridge_leases gauge\nbridge_leases 0\n# HELP x already\n# TYPE x counter\nx 1\n# TYPE y_total counter\ny_total 2\n"
-        #expect(BridgeMetrics.withHelp(text) == """
-            # HELP bridge_leases Leases this worker held at its last heartbeat.
-            # TYPE bridge_leases gauge
-            bridge_leases 0
-            # HELP x already
-            # TYPE x counter
-            x 1
-            # HELP y_total bridge metric y_total.
-            # TYPE y_total counter
-            y_total 2
+        let text =
+            "# TYPE bridge_leases gauge\nbridge_leases 0\n# HELP x already\n# TYPE x counter\nx 1\n# TYPE y_total counter\ny_total 2\n"
+        #expect(
+            BridgeMetrics.withHelp(text) == """
+                # HELP bridge_leases Leases this worker held at its last heartbeat.
+                # TYPE bridge_leases gauge
+                bridge_leases 0
+                # HELP x already
+                # TYPE x counter
+                x 1
+                # HELP y_total bridge metric y_total.
+                # TYPE y_total counter
+                y_total 2
 
-            """)
+                """)
     }
 
     @Test func namesFollowPrometheusConventions() {

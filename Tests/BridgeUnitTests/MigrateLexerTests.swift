@@ -1,7 +1,8 @@
 import BridgeCore
-@testable import BridgeMigrate
 import Foundation
 import Testing
+
+@testable import BridgeMigrate
 
 @Suite struct SQLSplitterTests {
     @Test func splitsWithLineNumbers() throws {
@@ -58,7 +59,8 @@ import Testing
     }
 
     @Test func detectsNonTransactionalStatements() throws {
-        let s = try SQLSplitter.split("""
+        let s = try SQLSplitter.split(
+            """
             CREATE INDEX CONCURRENTLY i ON t (x);
             create unique index concurrently if not exists j on t (y);
             DROP INDEX CONCURRENTLY i;
@@ -70,7 +72,10 @@ import Testing
             ALTER TYPE mood ADD VALUE 'meh';
             SELECT 'CREATE INDEX CONCURRENTLY';
             """)
-        #expect(s.map { $0.nonTransactionalReason != nil } == [true, true, true, true, true, true, true, false, false, false])
+        #expect(
+            s.map { $0.nonTransactionalReason != nil } == [
+                true, true, true, true, true, true, true, false, false, false,
+            ])
     }
 
     @Test func noTransactionDirectiveOnlyAtTop() {
@@ -98,52 +103,69 @@ import Testing
     }
 
     @Test func placeholdersFillFromDefaultsAndOverrides() throws {
-        let f = try MigrationFile(fileName: "0002_x.sql", text: "ALTER TABLE ${tasks_table} ADD COLUMN c text;\nSELECT '${' ;",
-                                  placeholders: Placeholders(overrides: ["tasks_table": "app.jobs"]))
+        let f = try MigrationFile(
+            fileName: "0002_x.sql", text: "ALTER TABLE ${tasks_table} ADD COLUMN c text;\nSELECT '${' ;",
+            placeholders: Placeholders(overrides: ["tasks_table": "app.jobs"]))
         #expect(f.statements[0].text == "ALTER TABLE \"app\".\"jobs\" ADD COLUMN c text")
-        let d = try MigrationFile(fileName: "0002_x.sql", text: "ALTER TABLE ${tasks_table} ADD c text;", placeholders: Placeholders())
+        let d = try MigrationFile(
+            fileName: "0002_x.sql", text: "ALTER TABLE ${tasks_table} ADD c text;", placeholders: Placeholders())
         #expect(d.statements[0].text == "ALTER TABLE \"tasks\" ADD c text")
     }
 
     /// Issue 11: a table name pasted into a migration must never become SQL.
     @Test func placeholderValuesAreIdentifiersAndAlwaysQuoted() throws {
         let text = "ALTER TABLE ${tasks_table} ADD COLUMN IF NOT EXISTS openai_trace_id text;"
-        for bad in ["tasks ADD COLUMN IF NOT EXISTS zz int; DROP TABLE x; ALTER TABLE tasks", "tasks\"; DROP TABLE x; --",
-                    "a.b.c", "", "1tasks", String(repeating: "t", count: 64)] {
+        for bad in [
+            "tasks ADD COLUMN IF NOT EXISTS zz int; DROP TABLE x; ALTER TABLE tasks", "tasks\"; DROP TABLE x; --",
+            "a.b.c", "", "1tasks", String(repeating: "t", count: 64),
+        ] {
             #expect(throws: MigrateError.self, "\(bad)") {
-                try MigrationFile(fileName: "0002_x.sql", text: text, placeholders: Placeholders(overrides: ["tasks_table": bad]))
+                try MigrationFile(
+                    fileName: "0002_x.sql", text: text, placeholders: Placeholders(overrides: ["tasks_table": bad]))
             }
         }
-        let ok = try MigrationFile(fileName: "0002_x.sql", text: text, placeholders: Placeholders(overrides: ["tasks_table": "Übung_$1"]))
+        let ok = try MigrationFile(
+            fileName: "0002_x.sql", text: text, placeholders: Placeholders(overrides: ["tasks_table": "Übung_$1"]))
         #expect(ok.statements[0].text.hasPrefix("ALTER TABLE \"Übung_$1\" "))
     }
 
     @Test func unknownPlaceholderNamesFileAndLine() {
         do {
-            _ = try MigrationFile(fileName: "0003_y.sql", text: "SELECT 1;\n\nSELECT ${nope};", placeholders: Placeholders())
+            _ = try MigrationFile(
+                fileName: "0003_y.sql", text: "SELECT 1;\n\nSELECT ${nope};", placeholders: Placeholders())
             Issue.record("expected an error")
         } catch {
-            #expect(error == .unknownPlaceholder(file: "0003_y.sql", line: 3, name: "nope", known: ["executions_completed_at_column", "executions_started_at_column", "executions_table",
-                                                                                                  "tasks_created_at_column", "tasks_group_column", "tasks_key",
-                                                                                                  "tasks_priority_column", "tasks_status_column", "tasks_table"]))
+            #expect(
+                error
+                    == .unknownPlaceholder(
+                        file: "0003_y.sql", line: 3, name: "nope",
+                        known: [
+                            "executions_completed_at_column", "executions_started_at_column", "executions_table",
+                            "tasks_created_at_column", "tasks_group_column", "tasks_key",
+                            "tasks_priority_column", "tasks_status_column", "tasks_table",
+                        ]))
             #expect(error.exitStatus == .badInput)
             #expect(error.description.contains("0003_y.sql:3"))
         }
     }
 
     @Test func setAssignments() throws {
-        #expect(try Placeholders.parseAssignments(["a=b=c", "tasks_table=jobs"]) == ["a": "b=c", "tasks_table": "jobs"])
+        #expect(
+            try Placeholders.parseAssignments(["a=b=c", "tasks_table=jobs"]) == ["a": "b=c", "tasks_table": "jobs"])
         #expect(throws: MigrateError.self) { try Placeholders.parseAssignments(["novalue"]) }
         #expect(throws: MigrateError.self) { try Placeholders.parseAssignments(["bad name=x"]) }
     }
 
     @Test func transactionModes() throws {
-        let directive = try MigrationFile(fileName: "0001_a.sql", text: "-- bridge:no-transaction\nSELECT 1;", placeholders: Placeholders())
+        let directive = try MigrationFile(
+            fileName: "0001_a.sql", text: "-- bridge:no-transaction\nSELECT 1;", placeholders: Placeholders())
         #expect(directive.runsWithoutTransaction)
-        let auto = try MigrationFile(fileName: "0001_a.sql", text: "CREATE INDEX CONCURRENTLY i ON t (x);", placeholders: Placeholders())
+        let auto = try MigrationFile(
+            fileName: "0001_a.sql", text: "CREATE INDEX CONCURRENTLY i ON t (x);", placeholders: Placeholders())
         #expect(auto.runsWithoutTransaction)
-        let mixed = try MigrationFile(fileName: "0001_a.sql", text: "SELECT 1;\nCREATE INDEX CONCURRENTLY i ON t (x);",
-                                      placeholders: Placeholders())
+        let mixed = try MigrationFile(
+            fileName: "0001_a.sql", text: "SELECT 1;\nCREATE INDEX CONCURRENTLY i ON t (x);",
+            placeholders: Placeholders())
         #expect(!mixed.runsWithoutTransaction)
         #expect(mixed.noTransactionReason == "line 2: CREATE INDEX CONCURRENTLY")
     }
@@ -157,7 +179,9 @@ import Testing
     }
 
     @Test func poolerPortDetection() {
-        #expect(Migrator.port(of: "postgres://u:p@db.pooler.supabase.com:6543/postgres", environment: Environment([:])) == 6543)
+        #expect(
+            Migrator.port(of: "postgres://u:p@db.pooler.supabase.com:6543/postgres", environment: Environment([:]))
+                == 6543)
         #expect(Migrator.port(of: "host=db port=6543 user=x", environment: Environment([:])) == 6543)
         #expect(Migrator.port(of: "", environment: Environment(["PGPORT": "5433"])) == 5433)
         #expect(Migrator.port(of: "postgres://db/app", environment: Environment([:])) == nil)
@@ -172,10 +196,12 @@ import Testing
 }
 
 @Suite struct LintTests {
-    static let catalog = CatalogSnapshot(serverVersion: 150_000, tables: [
-        "tasks": .init(qualifiedName: "public.tasks", estimatedRows: 1_000_000, totalBytes: 500_000_000),
-        "agents": .init(qualifiedName: "public.agents", estimatedRows: 10, totalBytes: 8192),
-    ])
+    static let catalog = CatalogSnapshot(
+        serverVersion: 150_000,
+        tables: [
+            "tasks": .init(qualifiedName: "public.tasks", estimatedRows: 1_000_000, totalBytes: 500_000_000),
+            "agents": .init(qualifiedName: "public.agents", estimatedRows: 10, totalBytes: 8192),
+        ])
 
     func lint(_ sql: String, catalog: CatalogSnapshot = LintTests.catalog) throws -> [StatementAnalysis] {
         var linter = Linter(catalog: catalog)
@@ -187,11 +213,15 @@ import Testing
     }
 
     @Test func addColumnDefaults() throws {
-        let a = try lint("ALTER TABLE tasks ADD COLUMN a text;\nALTER TABLE tasks ADD COLUMN b int NOT NULL DEFAULT 0;\nALTER TABLE tasks ADD COLUMN c timestamptz DEFAULT now();\nALTER TABLE tasks ADD COLUMN d uuid DEFAULT gen_random_uuid();")
+        let a = try lint(
+            "ALTER TABLE tasks ADD COLUMN a text;\nALTER TABLE tasks ADD COLUMN b int NOT NULL DEFAULT 0;\nALTER TABLE tasks ADD COLUMN c timestamptz DEFAULT now();\nALTER TABLE tasks ADD COLUMN d uuid DEFAULT gen_random_uuid();"
+        )
         #expect(a.map(\.effect) == [.metadataOnly, .metadataOnly, .metadataOnly, .rewrite])
         #expect(a[3].findings.map(\.rule) == ["volatile-default"])
         #expect(a[3].findings[0].line == 4)
-        let old = try lint("ALTER TABLE tasks ADD COLUMN b int DEFAULT 0;", catalog: CatalogSnapshot(serverVersion: 100_000, tables: Self.catalog.tables))
+        let old = try lint(
+            "ALTER TABLE tasks ADD COLUMN b int DEFAULT 0;",
+            catalog: CatalogSnapshot(serverVersion: 100_000, tables: Self.catalog.tables))
         #expect(old[0].effect == .rewrite)
     }
 
@@ -205,8 +235,13 @@ import Testing
     }
 
     @Test func constraints() throws {
-        #expect(try rules("ALTER TABLE tasks ADD CONSTRAINT fk FOREIGN KEY (agent_id) REFERENCES agents (id);") == ["fk-not-valid"])
-        #expect(try rules("ALTER TABLE tasks ADD CONSTRAINT fk FOREIGN KEY (agent_id) REFERENCES agents (id) NOT VALID;") == [])
+        #expect(
+            try rules("ALTER TABLE tasks ADD CONSTRAINT fk FOREIGN KEY (agent_id) REFERENCES agents (id);") == [
+                "fk-not-valid"
+            ])
+        #expect(
+            try rules("ALTER TABLE tasks ADD CONSTRAINT fk FOREIGN KEY (agent_id) REFERENCES agents (id) NOT VALID;")
+                == [])
         #expect(try rules("ALTER TABLE tasks VALIDATE CONSTRAINT fk;") == [])
         #expect(try rules("ALTER TABLE tasks ADD CONSTRAINT c CHECK (x > 0);") == ["constraint-not-valid"])
         #expect(try rules("ALTER TABLE tasks ADD CONSTRAINT u UNIQUE (name);") == ["unique-not-using-index"])
@@ -215,13 +250,16 @@ import Testing
     }
 
     @Test func scansAndRewrites() throws {
-        let a = try lint("ALTER TABLE tasks ALTER COLUMN name SET NOT NULL;\nALTER TABLE tasks ALTER COLUMN priority TYPE varchar(10);\nALTER TABLE tasks ALTER COLUMN name SET DEFAULT 'x';")
+        let a = try lint(
+            "ALTER TABLE tasks ALTER COLUMN name SET NOT NULL;\nALTER TABLE tasks ALTER COLUMN priority TYPE varchar(10);\nALTER TABLE tasks ALTER COLUMN name SET DEFAULT 'x';"
+        )
         #expect(a.map(\.effect) == [.scan, .rewrite, .metadataOnly])
         #expect(a.flatMap(\.findings).map(\.rule) == ["set-not-null", "alter-column-type"])
     }
 
     @Test func lintIgnoreWithReason() throws {
-        let a = try lint("-- bridge:lint-ignore index-not-concurrent table is tiny and offline\nCREATE INDEX i ON tasks (status);")
+        let a = try lint(
+            "-- bridge:lint-ignore index-not-concurrent table is tiny and offline\nCREATE INDEX i ON tasks (status);")
         #expect(a[0].findings.count == 1)
         #expect(a[0].findings[0].ignoredBecause == "table is tiny and offline")
         #expect(!a[0].findings[0].blocks)
@@ -238,7 +276,8 @@ import Testing
         let files = try MigrationFile.load(directory: dir, placeholders: Placeholders())
         #expect(Array(files.map(\.version).prefix(3)) == [1, 2, 3])
         var catalog = Self.catalog
-        catalog.tables["task_executions"] = .init(qualifiedName: "public.task_executions", estimatedRows: 10, totalBytes: 1)
+        catalog.tables["task_executions"] = .init(
+            qualifiedName: "public.task_executions", estimatedRows: 10, totalBytes: 1)
         var linter = Linter(catalog: catalog)
         let findings = files.flatMap { linter.analyze($0) }.flatMap(\.findings)
         #expect(findings.isEmpty, "\(findings)")
@@ -249,7 +288,8 @@ import Testing
 
 @Suite struct LockTimeoutEscalationTests {
     @Test func doublesFromTheStartUpToTheCeiling() {
-        #expect((0..<8).map { Migrator.lockTimeout(attempt: $0, initial: 50, ceiling: 3000) }
+        #expect(
+            (0..<8).map { Migrator.lockTimeout(attempt: $0, initial: 50, ceiling: 3000) }
                 == [50, 100, 200, 400, 800, 1600, 3000, 3000])
         // A ceiling at or below the start disables escalation.
         #expect(Migrator.lockTimeout(attempt: 0, initial: 50, ceiling: 20) == 20)

@@ -1,9 +1,9 @@
-// The runner tests' stand-ins: a tool executor with fixed outputs, scripted and recording
-// models, an observer tee and a span tree for assertions.
-import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgeRunner
+// The runner tests' stand-ins: a tool executor with fixed outputs, scripted and recording
+// models, an observer tee and a span tree for assertions.
+import BridgeTraceModel
 import BridgeTracing
 import Foundation
 import Testing
@@ -27,7 +27,12 @@ struct FakeTools: ToolExecutor {
 }
 
 actor ToolLog {
-    struct Entry { var name: String; var arguments: JSONValue; var start: Date; var end: Date }
+    struct Entry {
+        var name: String
+        var arguments: JSONValue
+        var start: Date
+        var end: Date
+    }
     var entries: [Entry] = []
     func add(_ name: String, arguments: JSONValue, start: Date, end: Date) {
         entries.append(Entry(name: name, arguments: arguments, start: start, end: end))
@@ -48,8 +53,9 @@ struct ScriptedModel: ModelProvider {
 
     func respond(_ request: ModelRequest) async throws -> ModelResponse {
         await requests.add(request)
-        return ModelResponse(output: try script(request), usage: Usage(requests: 1, inputTokens: 10, outputTokens: 5),
-                             model: request.agent.model)
+        return ModelResponse(
+            output: try script(request), usage: Usage(requests: 1, inputTokens: 10, outputTokens: 5),
+            model: request.agent.model)
     }
 }
 
@@ -101,44 +107,54 @@ enum Fixture {
     ]
 
     static func sqlTool(_ name: String, _ schema: JSONValue) -> ToolSpec {
-        ToolSpec(name: name, description: "The \(name) tool.", parameters: schema,
-                 implementation: .sql(SQLToolSpec(sql: "SELECT 1")))
+        ToolSpec(
+            name: name, description: "The \(name) tool.", parameters: schema,
+            implementation: .sql(SQLToolSpec(sql: "SELECT 1")))
     }
 
     static func handoff(_ agent: String, _ description: String? = nil) -> HandoffSpec {
-        HandoffSpec(agent: agent, toolName: HandoffSpec.defaultToolName(for: agent),
-                    toolDescription: HandoffSpec.defaultDescription(for: agent, handoffDescription: description))
+        HandoffSpec(
+            agent: agent, toolName: HandoffSpec.defaultToolName(for: agent),
+            toolDescription: HandoffSpec.defaultDescription(for: agent, handoffDescription: description))
     }
 
     /// Project Manager (two sql tools, handoffs to Researcher and Content Specialist) → Researcher (store_data + web_search).
-    static func team(maxTurns: Int = 10, pmBehavior: ToolUseBehavior = .runLLMAgain, sensitive: Bool = true) -> RunSpec {
-        let pm = AgentSpec(name: "Project Manager", instructions: "You manage the team.", model: "gpt-4.1",
-                           modelSettings: ["temperature": 0.2],
-                           tools: ["get_team_roles_and_status", "create_and_assign_sub_task"],
-                           handoffs: [handoff("Researcher", "Finds facts."), handoff("Content Specialist")],
-                           toolUseBehavior: pmBehavior)
-        let researcher = AgentSpec(name: "Researcher", instructions: "You research.", model: "gpt-4.1-mini",
-                                   tools: ["store_data", "web_search"], handoffs: [])
-        let writer = AgentSpec(name: "Content Specialist", instructions: "You write.", model: "gpt-4.1-mini",
-                               tools: ["store_data"], handoffs: [])
+    static func team(maxTurns: Int = 10, pmBehavior: ToolUseBehavior = .runLLMAgain, sensitive: Bool = true) -> RunSpec
+    {
+        let pm = AgentSpec(
+            name: "Project Manager", instructions: "You manage the team.", model: "gpt-4.1",
+            modelSettings: ["temperature": 0.2],
+            tools: ["get_team_roles_and_status", "create_and_assign_sub_task"],
+            handoffs: [handoff("Researcher", "Finds facts."), handoff("Content Specialist")],
+            toolUseBehavior: pmBehavior)
+        let researcher = AgentSpec(
+            name: "Researcher", instructions: "You research.", model: "gpt-4.1-mini",
+            tools: ["store_data", "web_search"], handoffs: [])
+        let writer = AgentSpec(
+            name: "Content Specialist", instructions: "You write.", model: "gpt-4.1-mini",
+            tools: ["store_data"], handoffs: [])
         let tools: [String: ToolSpec] = [
             "get_team_roles_and_status": sqlTool("get_team_roles_and_status", rolesSchema),
             "create_and_assign_sub_task": sqlTool("create_and_assign_sub_task", subTaskSchema),
             "store_data": sqlTool("store_data", storeSchema),
-            "web_search": ToolSpec(name: "web_search", description: "", parameters: [:],
-                                   implementation: .hosted(HostedToolSpec(type: "web_search"))),
+            "web_search": ToolSpec(
+                name: "web_search", description: "", parameters: [:],
+                implementation: .hosted(HostedToolSpec(type: "web_search"))),
         ]
-        return RunSpec(traceId: TraceID.forTask("42", attempt: 1), workflowName: "bridge task 42", groupId: "ws-1",
-                       metadata: ["task_id": "42", "workspace_id": "ws-1", "attempt": "1"],
-                       startingAgent: "Project Manager",
-                       agents: ["Project Manager": pm, "Researcher": researcher, "Content Specialist": writer],
-                       tools: tools, input: "Plan the launch.", maxTurns: maxTurns,
-                       traceIncludeSensitiveData: sensitive, taskId: "42", attempt: 1)
+        return RunSpec(
+            traceId: TraceID.forTask("42", attempt: 1), workflowName: "bridge task 42", groupId: "ws-1",
+            metadata: ["task_id": "42", "workspace_id": "ws-1", "attempt": "1"],
+            startingAgent: "Project Manager",
+            agents: ["Project Manager": pm, "Researcher": researcher, "Content Specialist": writer],
+            tools: tools, input: "Plan the launch.", maxTurns: maxTurns,
+            traceIncludeSensitiveData: sensitive, taskId: "42", attempt: 1)
     }
 
     /// Runs `spec` and returns the result, the recorded spans and the raw events.
-    static func run(_ spec: RunSpec, model: any ModelProvider = OfflineModel(), tools: any ToolExecutor = FakeTools(),
-                    sensitive: Bool = true) async -> (RunResult, [SpanRecord], [RunEvent]) {
+    static func run(
+        _ spec: RunSpec, model: any ModelProvider = OfflineModel(), tools: any ToolExecutor = FakeTools(),
+        sensitive: Bool = true
+    ) async -> (RunResult, [SpanRecord], [RunEvent]) {
         let sink = MemorySpanSink()
         let recorder = TraceRecorder(spec: spec, sinks: [sink], includeSensitiveData: sensitive)
         let log = EventLog()
@@ -177,11 +193,11 @@ func checkBalanced(_ events: [RunEvent]) {
     for e in events {
         switch e {
         case .taskStarted(let id, _), .agentStarted(let id, _, _, _, _, _, _), .turnStarted(let id, _, _, _, _),
-             .modelStarted(let id, _, _, _, _, _), .toolStarted(let id, _, _, _, _), .guardrailStarted(let id, _, _, _):
+            .modelStarted(let id, _, _, _, _, _), .toolStarted(let id, _, _, _, _), .guardrailStarted(let id, _, _, _):
             #expect(!open.contains(id))
             open.insert(id)
         case .taskEnded(let id, _, _, _), .agentEnded(let id, _, _), .turnEnded(let id, _, _, _),
-             .modelEnded(let id, _, _, _), .toolEnded(let id, _, _, _), .guardrailEnded(let id, _, _, _):
+            .modelEnded(let id, _, _, _), .toolEnded(let id, _, _, _), .guardrailEnded(let id, _, _, _):
             #expect(open.contains(id), "ended \(id) without start")
             #expect(!ended.contains(id))
             ended.insert(id)

@@ -1,7 +1,7 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgeRunner
+import BridgeTraceModel
 import BridgeTracing
 import Foundation
 import Testing
@@ -22,21 +22,31 @@ import Testing
         let tree = SpanTree(spans: spans)
         #expect(spans.allSatisfy { SpanID.isWellFormed($0.id) && $0.traceId == spec.traceId })
         let task = try #require(tree.root)
-        #expect(task.spanData == ["type": "custom", "name": "task", "data": [
-            "sdk_span_type": "task", "name": "bridge task 42",
-            "usage": task.spanData["data"]!["usage"]!,
-        ]])
+        #expect(
+            task.spanData == [
+                "type": "custom", "name": "task",
+                "data": [
+                    "sdk_span_type": "task", "name": "bridge task 42",
+                    "usage": task.spanData["data"]!["usage"]!,
+                ],
+            ])
         let taskUsage = try #require(task.spanData["data"]?["usage"]?.objectValue)
-        #expect(Set(taskUsage.keys) == ["input_tokens", "output_tokens", "cached_input_tokens", "cache_write_input_tokens",
-                                        "requests", "total_tokens"])
+        #expect(
+            Set(taskUsage.keys) == [
+                "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_input_tokens",
+                "requests", "total_tokens",
+            ])
         #expect(taskUsage["requests"] == 4)
 
         let agents = tree.children(task)
         #expect(agents.map(SpanTree.label) == ["agent", "agent"])
-        #expect(agents[0].spanData == ["type": "agent", "name": "Project Manager",
-                                       "handoffs": ["Researcher", "Content Specialist"],
-                                       "tools": ["get_team_roles_and_status", "create_and_assign_sub_task"],
-                                       "output_type": "str"])
+        #expect(
+            agents[0].spanData == [
+                "type": "agent", "name": "Project Manager",
+                "handoffs": ["Researcher", "Content Specialist"],
+                "tools": ["get_team_roles_and_status", "create_and_assign_sub_task"],
+                "output_type": "str",
+            ])
         #expect(agents[1].spanData["name"] == "Researcher")
         #expect(agents[1].spanData["tools"] == ["store_data", "web_search"])
 
@@ -45,12 +55,14 @@ import Testing
         #expect(pmTurns.map { $0.spanData["data"]?["turn"] } == [1, 2])
         #expect(pmTurns[0].spanData["data"]?["agent_name"] == "Project Manager")
         let turnUsage = try #require(pmTurns[0].spanData["data"]?["usage"]?.objectValue)
-        #expect(Set(turnUsage.keys) == ["input_tokens", "output_tokens", "cached_input_tokens", "cache_write_input_tokens"])
+        #expect(
+            Set(turnUsage.keys) == ["input_tokens", "output_tokens", "cached_input_tokens", "cache_write_input_tokens"])
 
         let turn1 = tree.children(pmTurns[0])
         #expect(turn1.map(SpanTree.label).sorted() == ["function", "function", "generation"])
         let functions = turn1.filter { $0.type == "function" }
-        #expect(Set(functions.compactMap { $0.spanData["name"]?.stringValue })
+        #expect(
+            Set(functions.compactMap { $0.spanData["name"]?.stringValue })
                 == ["get_team_roles_and_status", "create_and_assign_sub_task"])
         let roles = try #require(functions.first { $0.spanData["name"] == "get_team_roles_and_status" })
         #expect(roles.spanData["input"] == "{\"include_inactive\":false,\"workspace_id\":\"ws-1\"}")
@@ -61,10 +73,12 @@ import Testing
         #expect(Set(roles.spanData.objectValue!.keys) == ["type", "name", "input", "output", "mcp_data", "call_id"])
         #expect(roles.spanData["call_id"]?.stringValue?.isEmpty == false)
         let generation = try #require(turn1.first { $0.type == "generation" })
-        #expect(Set(generation.spanData.objectValue!.keys) == ["type", "input", "output", "model", "model_config", "usage"])
+        #expect(
+            Set(generation.spanData.objectValue!.keys) == ["type", "input", "output", "model", "model_config", "usage"])
         #expect(generation.spanData["model"] == "gpt-4.1")
         #expect(generation.spanData["model_config"] == ["temperature": 0.2])
-        #expect(generation.spanData["input"]?.arrayValue?.first == ["content": "You manage the team.", "role": "system"])
+        #expect(
+            generation.spanData["input"]?.arrayValue?.first == ["content": "You manage the team.", "role": "system"])
 
         let turn2 = tree.children(pmTurns[1])
         #expect(turn2.map(SpanTree.label) == ["generation", "handoff"])
@@ -83,13 +97,19 @@ import Testing
         let r3 = requests[2].input
         #expect(r3.first == ["role": "user", "content": "Plan the launch."])
         let transferCall = try #require(r3.first { $0["name"] == "transfer_to_researcher" })
-        #expect(r3.contains(["type": "function_call_output", "call_id": transferCall["call_id"]!,
-                             "output": "{\"assistant\": \"Researcher\"}"]))
+        #expect(
+            r3.contains([
+                "type": "function_call_output", "call_id": transferCall["call_id"]!,
+                "output": "{\"assistant\": \"Researcher\"}",
+            ]))
         #expect(r3.filter { $0["type"] == "function_call" }.count == 3)
         // Handoff tools as offered to the model.
         let handoffTool = try #require(requests[0].functionTools.first { $0.name == "transfer_to_researcher" })
         #expect(handoffTool.description == "Handoff to the Researcher agent to handle the request. Finds facts.")
-        #expect(handoffTool.parameters == ["type": "object", "properties": [:], "required": [], "additionalProperties": false])
+        #expect(
+            handoffTool.parameters == [
+                "type": "object", "properties": [:], "required": [], "additionalProperties": false,
+            ])
         #expect(handoffTool.strict)
         #expect(requests[0].functionTools.map(\.name).contains("transfer_to_content_specialist"))
         #expect(requests[2].hostedTools == [HostedToolSpec(type: "web_search")])
@@ -120,12 +140,20 @@ import Testing
         let (result, spans, events) = await Fixture.run(Fixture.team(), tools: tools)
         checkBalanced(events)
         #expect(result.status == .completed)
-        let outputs = result.transcript.filter { $0["type"] == "function_call_output" }.compactMap { $0["output"]?.stringValue }
-        #expect(outputs.contains("An error occurred while running the tool. Please try again. Error: duplicate sub-task"))
+        let outputs = result.transcript.filter { $0["type"] == "function_call_output" }.compactMap {
+            $0["output"]?.stringValue
+        }
+        #expect(
+            outputs.contains("An error occurred while running the tool. Please try again. Error: duplicate sub-task"))
         let span = try #require(spans.first { $0.spanData["name"] == "create_and_assign_sub_task" })
-        #expect(span.error == ["message": "Error running tool (non-fatal)",
-                               "data": ["tool_name": "create_and_assign_sub_task", "error": "duplicate sub-task"]])
-        #expect(span.spanData["output"] == "An error occurred while running the tool. Please try again. Error: duplicate sub-task")
+        #expect(
+            span.error == [
+                "message": "Error running tool (non-fatal)",
+                "data": ["tool_name": "create_and_assign_sub_task", "error": "duplicate sub-task"],
+            ])
+        #expect(
+            span.spanData["output"]
+                == "An error occurred while running the tool. Please try again. Error: duplicate sub-task")
     }
 
     @Test func unparseableArgumentsGoBackToTheModel() async throws {
@@ -138,8 +166,11 @@ import Testing
         let (result, spans, events) = await Fixture.run(spec, model: model, tools: tools)
         checkBalanced(events)
         #expect(result.finalOutput == "ok")
-        let output = try #require(result.transcript.first { $0["type"] == "function_call_output" }?["output"]?.stringValue)
-        #expect(output.hasPrefix("An error occurred while parsing tool arguments. Please try again with valid JSON. Error: "))
+        let output = try #require(
+            result.transcript.first { $0["type"] == "function_call_output" }?["output"]?.stringValue)
+        #expect(
+            output.hasPrefix(
+                "An error occurred while parsing tool arguments. Please try again with valid JSON. Error: "))
         #expect(await tools.log.entries.isEmpty)
         let span = try #require(spans.first { $0.type == "function" })
         #expect(span.error?["message"] == "Error running tool")
@@ -159,22 +190,34 @@ import Testing
         #expect(result.finalOutput == "Content Specialist answers")
         #expect(result.lastAgent == "Content Specialist")
         let outputs = result.transcript.filter { $0["type"] == "function_call_output" }
-        #expect(outputs == [
-            ["type": "function_call_output", "call_id": "call_b", "output": "Multiple handoffs detected, ignoring this one."],
-            ["type": "function_call_output", "call_id": "call_a", "output": "{\"assistant\": \"Content Specialist\"}"],
-        ])
+        #expect(
+            outputs == [
+                [
+                    "type": "function_call_output", "call_id": "call_b",
+                    "output": "Multiple handoffs detected, ignoring this one.",
+                ],
+                [
+                    "type": "function_call_output", "call_id": "call_a",
+                    "output": "{\"assistant\": \"Content Specialist\"}",
+                ],
+            ])
         let handoffs = spans.filter { $0.type == "handoff" }
         #expect(handoffs.count == 1)
         #expect(handoffs[0].spanData["to_agent"] == "Content Specialist")
-        #expect(handoffs[0].error == ["message": "Multiple handoffs requested",
-                                      "data": ["requested_agents": ["Content Specialist", "Researcher"]]])
+        #expect(
+            handoffs[0].error == [
+                "message": "Multiple handoffs requested",
+                "data": ["requested_agents": ["Content Specialist", "Researcher"]],
+            ])
         // The handoff span hangs under the source agent's turn.
         let parent = try #require(spans.first { $0.id == handoffs[0].parentId })
         #expect(parent.spanData["data"]?["agent_name"] == "Project Manager")
     }
 
     @Test func stopOnFirstTool() async throws {
-        let tools = FakeTools(outputs: ["get_team_roles_and_status": "roles!", "create_and_assign_sub_task": "created!"])
+        let tools = FakeTools(outputs: [
+            "get_team_roles_and_status": "roles!", "create_and_assign_sub_task": "created!",
+        ])
         let (result, spans, events) = await Fixture.run(Fixture.team(pmBehavior: .stopOnFirstTool), tools: tools)
         checkBalanced(events)
         #expect(result.status == .completed)
@@ -184,7 +227,9 @@ import Testing
     }
 
     @Test func stopAtToolNames() async throws {
-        let tools = FakeTools(outputs: ["get_team_roles_and_status": "roles!", "create_and_assign_sub_task": "created!"])
+        let tools = FakeTools(outputs: [
+            "get_team_roles_and_status": "roles!", "create_and_assign_sub_task": "created!",
+        ])
         let spec = Fixture.team(pmBehavior: .stopAtToolNames(["create_and_assign_sub_task"]))
         let (result, _, _) = await Fixture.run(spec, tools: tools)
         #expect(result.finalOutput == "created!")
@@ -214,7 +259,9 @@ import Testing
     }
 
     @Test func modelErrorsFailTheRun() async throws {
-        let model = ScriptedModel { _ in throw ModelProviderError("HTTP 503: overloaded", retriable: true, statusCode: 503) }
+        let model = ScriptedModel { _ in
+            throw ModelProviderError("HTTP 503: overloaded", retriable: true, statusCode: 503)
+        }
         let (result, spans, events) = await Fixture.run(Fixture.team(), model: model)
         checkBalanced(events)
         #expect(result.status == .failed)
@@ -271,13 +318,17 @@ import Testing
             "properties": [
                 "s": ["type": "string"], "i": ["type": "integer"], "n": ["type": "number"], "b": ["type": "boolean"],
                 "a": ["type": "array", "items": ["type": "string"]],
-                "o": ["type": "object", "properties": ["x": ["type": "string"]], "required": ["x"], "additionalProperties": false],
+                "o": [
+                    "type": "object", "properties": ["x": ["type": "string"]], "required": ["x"],
+                    "additionalProperties": false,
+                ],
                 "nullable": ["type": ["string", "null"]],
             ],
         ]
-        #expect(OfflineModel.exampleArguments(for: schema) == [
-            "s": "example", "i": 1, "n": 1, "b": true, "a": [], "o": ["x": "example"], "nullable": "example",
-        ])
+        #expect(
+            OfflineModel.exampleArguments(for: schema) == [
+                "s": "example", "i": 1, "n": 1, "b": true, "a": [], "o": ["x": "example"], "nullable": "example",
+            ])
     }
 
     @Test func defaultsExamplesEnums() {
@@ -291,7 +342,8 @@ import Testing
                 "any": ["anyOf": [["type": "null"], ["type": "boolean"]]],
             ],
         ]
-        #expect(OfflineModel.exampleArguments(for: schema) == ["d": 7, "e": "first", "f": "high", "min": 5, "any": true])
+        #expect(
+            OfflineModel.exampleArguments(for: schema) == ["d": 7, "e": "first", "f": "high", "min": 5, "any": true])
     }
 
     @Test func nonStrictTakesRequiredOnly() {
@@ -320,18 +372,25 @@ import Testing
     }
 
     @Test func exportShapes() {
-        let span = SpanRecord(id: "span_0123456789abcdef01234567", traceId: "trace_" + String(repeating: "a", count: 32),
-                              parentId: nil, startedAt: Date(timeIntervalSince1970: 0.5), endedAt: Date(timeIntervalSince1970: 1),
-                              spanData: ["type": "handoff", "from_agent": "A", "to_agent": "B"], error: nil)
+        let span = SpanRecord(
+            id: "span_0123456789abcdef01234567", traceId: "trace_" + String(repeating: "a", count: 32),
+            parentId: nil, startedAt: Date(timeIntervalSince1970: 0.5), endedAt: Date(timeIntervalSince1970: 1),
+            spanData: ["type": "handoff", "from_agent": "A", "to_agent": "B"], error: nil)
         let json = span.exportJSON
-        #expect(Set(json.objectValue!.keys) == ["object", "id", "trace_id", "parent_id", "started_at", "ended_at", "span_data", "error"])
+        #expect(
+            Set(json.objectValue!.keys) == [
+                "object", "id", "trace_id", "parent_id", "started_at", "ended_at", "span_data", "error",
+            ])
         #expect(json["object"] == "trace.span")
         #expect(json["parent_id"] == .null)
         #expect(json["error"] == .null)
         #expect(json["started_at"] == "1970-01-01T00:00:00.500000+00:00")
         let trace = TraceRecord(id: "trace_x", workflowName: "w", groupId: nil, metadata: ["task_id": "1"])
-        #expect(trace.exportJSON == ["object": "trace", "id": "trace_x", "workflow_name": "w", "group_id": nil,
-                                     "metadata": ["task_id": "1"]])
+        #expect(
+            trace.exportJSON == [
+                "object": "trace", "id": "trace_x", "workflow_name": "w", "group_id": nil,
+                "metadata": ["task_id": "1"],
+            ])
     }
 
     @Test func handoffWording() {

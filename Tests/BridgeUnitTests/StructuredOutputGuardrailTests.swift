@@ -1,7 +1,7 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeMapping
 import BridgeRunner
+import BridgeTraceModel
 import BridgeTracing
 import Foundation
 import Testing
@@ -28,18 +28,21 @@ enum GuardFixture {
     /// Researcher (structured ResearchReport) with an agent guardrail `checker` (Checker agent)
     /// as input or output guardrail, and a SQL guardrail `no_secrets`.
     static func spec(input: [String] = [], output: [String] = []) -> RunSpec {
-        let researcher = AgentSpec(name: "Researcher", instructions: "Research.", model: "gpt-4.1", tools: [], handoffs: [],
-                                   outputSchema: OutputSchemaSpec(name: "ResearchReport", schema: reportSchema),
-                                   inputGuardrails: input, outputGuardrails: output)
-        let checker = AgentSpec(name: "Checker", instructions: "Check.", model: "gpt-4.1-mini", tools: [], handoffs: [],
-                                outputSchema: OutputSchemaSpec(name: "Verdict", schema: verdictSchema))
-        return RunSpec(traceId: TraceID.forTask("7", attempt: 1), workflowName: "bridge", groupId: nil, metadata: [:],
-                       startingAgent: "Researcher", agents: ["Researcher": researcher, "Checker": checker], tools: [:],
-                       input: "Find sources.", maxTurns: 10, traceIncludeSensitiveData: true, taskId: "7", attempt: 1,
-                       guardrails: [
-                           "checker": GuardrailSpec(name: "checker", implementation: .agent("Checker")),
-                           "no_secrets": GuardrailSpec(name: "no_secrets", implementation: .sql(SQLToolSpec(sql: "SELECT 1"))),
-                       ])
+        let researcher = AgentSpec(
+            name: "Researcher", instructions: "Research.", model: "gpt-4.1", tools: [], handoffs: [],
+            outputSchema: OutputSchemaSpec(name: "ResearchReport", schema: reportSchema),
+            inputGuardrails: input, outputGuardrails: output)
+        let checker = AgentSpec(
+            name: "Checker", instructions: "Check.", model: "gpt-4.1-mini", tools: [], handoffs: [],
+            outputSchema: OutputSchemaSpec(name: "Verdict", schema: verdictSchema))
+        return RunSpec(
+            traceId: TraceID.forTask("7", attempt: 1), workflowName: "bridge", groupId: nil, metadata: [:],
+            startingAgent: "Researcher", agents: ["Researcher": researcher, "Checker": checker], tools: [:],
+            input: "Find sources.", maxTurns: 10, traceIncludeSensitiveData: true, taskId: "7", attempt: 1,
+            guardrails: [
+                "checker": GuardrailSpec(name: "checker", implementation: .agent("Checker")),
+                "no_secrets": GuardrailSpec(name: "no_secrets", implementation: .sql(SQLToolSpec(sql: "SELECT 1"))),
+            ])
     }
 
     static let validReport = #"{"summary":"ok","sources":["a","b"],"confidence":null,"kind":"brief"}"#
@@ -68,8 +71,9 @@ struct ScriptedDelayModel: ModelProvider {
     func respond(_ request: ModelRequest) async throws -> ModelResponse {
         await requests.add(request)
         if request.agent.name != "Checker", delay > .zero { try await Task.sleep(for: delay) }
-        return ModelResponse(output: script(request), usage: Usage(requests: 1, inputTokens: 3, outputTokens: 2),
-                             model: request.agent.model)
+        return ModelResponse(
+            output: script(request), usage: Usage(requests: 1, inputTokens: 3, outputTokens: 2),
+            model: request.agent.model)
     }
 }
 
@@ -104,8 +108,13 @@ struct GuardrailSQL: ToolExecutor {
 
     @Test func anyOfRefsAndNullable() {
         let schema: JSONValue = [
-            "type": "object", "$defs": ["Item": ["type": "object", "properties": ["n": ["type": "integer"]],
-                                                 "required": ["n"], "additionalProperties": false]],
+            "type": "object",
+            "$defs": [
+                "Item": [
+                    "type": "object", "properties": ["n": ["type": "integer"]],
+                    "required": ["n"], "additionalProperties": false,
+                ]
+            ],
             "properties": ["x": ["anyOf": [["$ref": "#/$defs/Item"], ["type": "null"]]]],
             "required": ["x"], "additionalProperties": false,
         ]
@@ -128,7 +137,8 @@ struct GuardrailSQL: ToolExecutor {
     }
 
     @Test func invalidAnswerIsAModelBehaviorError() async throws {
-        let (result, spans, _) = await Fixture.run(GuardFixture.spec(), model: GuardFixture.model(report: #"{"summary":"ok"}"#))
+        let (result, spans, _) = await Fixture.run(
+            GuardFixture.spec(), model: GuardFixture.model(report: #"{"summary":"ok"}"#))
         #expect(result.status == .failed)
         let error = try #require(result.error)
         #expect(error.type == .modelBehaviorError)
@@ -156,26 +166,34 @@ struct GuardrailSQL: ToolExecutor {
     @Test func requestBodiesCarryTheSchema() throws {
         let spec = GuardFixture.spec()
         let agent = try #require(spec.agents["Researcher"])
-        let request = ModelRequest(agent: agent, input: [["role": "user", "content": "x"]], functionTools: [],
-                                   hostedTools: [], turn: 1)
-        #expect(ResponsesModel.requestBody(request)["text"] == [
-            "format": ["type": "json_schema", "name": "ResearchReport", "schema": GuardFixture.reportSchema, "strict": true],
-        ])
-        #expect(ChatCompletionsModel.requestBody(request)["response_format"] == [
-            "type": "json_schema",
-            "json_schema": ["name": "ResearchReport", "schema": GuardFixture.reportSchema, "strict": true],
-        ])
+        let request = ModelRequest(
+            agent: agent, input: [["role": "user", "content": "x"]], functionTools: [],
+            hostedTools: [], turn: 1)
+        #expect(
+            ResponsesModel.requestBody(request)["text"] == [
+                "format": [
+                    "type": "json_schema", "name": "ResearchReport", "schema": GuardFixture.reportSchema,
+                    "strict": true,
+                ]
+            ])
+        #expect(
+            ChatCompletionsModel.requestBody(request)["response_format"] == [
+                "type": "json_schema",
+                "json_schema": ["name": "ResearchReport", "schema": GuardFixture.reportSchema, "strict": true],
+            ])
     }
 }
 
 @Suite struct GuardrailTests {
     @Test func passingInputGuardrailRecordsItsSpanUnderTheFirstTurn() async throws {
-        let (result, spans, events) = await Fixture.run(GuardFixture.spec(input: ["checker"]), model: GuardFixture.model())
+        let (result, spans, events) = await Fixture.run(
+            GuardFixture.spec(input: ["checker"]), model: GuardFixture.model())
         checkBalanced(events)
         #expect(result.status == .completed)
         let guardrail = try #require(spans.first { $0.type == "guardrail" })
         #expect(guardrail.spanData == ["type": "guardrail", "name": "checker", "triggered": false])
-        let turn = try #require(spans.first { $0.spanData["name"] == "turn" && $0.spanData["data"]?["agent_name"] == "Researcher" })
+        let turn = try #require(
+            spans.first { $0.spanData["name"] == "turn" && $0.spanData["data"]?["agent_name"] == "Researcher" })
         #expect(guardrail.parentId == turn.id)
         // The guardrail agent's own run sits under the guardrail span.
         let checkerAgent = try #require(spans.first { $0.type == "agent" && $0.spanData["name"] == "Checker" })
@@ -208,15 +226,17 @@ struct GuardrailSQL: ToolExecutor {
 
     @Test func sqlInputGuardrailTripsFromItsFirstRow() async throws {
         let tools = GuardrailSQL(row: ["tripwire_triggered": true, "output_info": "API key in input"])
-        let (result, spans, _) = await Fixture.run(GuardFixture.spec(input: ["no_secrets"]), model: GuardFixture.model(),
-                                                   tools: tools)
+        let (result, spans, _) = await Fixture.run(
+            GuardFixture.spec(input: ["no_secrets"]), model: GuardFixture.model(),
+            tools: tools)
         #expect(result.error?.type == .inputGuardrailTripwireTriggered)
         #expect(result.error?.message == "Guardrail no_secrets triggered tripwire: API key in input")
         #expect(spans.first { $0.type == "guardrail" }?.spanData["triggered"] == true)
 
         let passing = GuardrailSQL(row: ["tripwire_triggered": false, "output_info": .null])
-        let (ok, okSpans, _) = await Fixture.run(GuardFixture.spec(input: ["no_secrets"]), model: GuardFixture.model(),
-                                                 tools: passing)
+        let (ok, okSpans, _) = await Fixture.run(
+            GuardFixture.spec(input: ["no_secrets"]), model: GuardFixture.model(),
+            tools: passing)
         #expect(ok.status == .completed)
         #expect(okSpans.first { $0.type == "guardrail" }?.spanData["triggered"] == false)
     }
@@ -241,8 +261,9 @@ struct GuardrailSQL: ToolExecutor {
 
     @Test func failingGuardrailFailsTheRun() async throws {
         let tools = FakeTools(failures: ["no_secrets": "relation \"secrets\" does not exist"])
-        let (result, spans, _) = await Fixture.run(GuardFixture.spec(input: ["no_secrets"]), model: GuardFixture.model(),
-                                                   tools: tools)
+        let (result, spans, _) = await Fixture.run(
+            GuardFixture.spec(input: ["no_secrets"]), model: GuardFixture.model(),
+            tools: tools)
         #expect(result.error?.type == .guardrailError)
         #expect(spans.first { $0.type == "guardrail" }?.error?["message"] == "Error running guardrail")
     }
@@ -250,32 +271,34 @@ struct GuardrailSQL: ToolExecutor {
 
 @Suite struct GuardrailMappingTests {
     @Test func outputTypeAndGuardrailsLoadIntoTheRunSpec() throws {
-        let text = MappingFixtures.base + """
-            agents:
-              - name: A
-                output_type:
-                  name: Report
-                  schema: {type: object, properties: {summary: {type: string}}, required: [summary], additionalProperties: false}
-                  columns: {summary: summary_text}
-                input_guardrails: [no_secrets]
-                output_guardrails: [checked]
-              - name: Checker
-                output_type:
-                  name: Verdict
-                  schema:
-                    type: object
-                    properties: {tripwire_triggered: {type: boolean}, output_info: {type: string}}
-                    required: [tripwire_triggered, output_info]
-                    additionalProperties: false
-            guardrails:
-              - name: no_secrets
-                sql: {query: "SELECT CAST(:input AS text) ~ 'sk-' AS tripwire_triggered"}
-              - name: checked
-                agent: Checker
-            """
+        let text =
+            MappingFixtures.base + """
+                agents:
+                  - name: A
+                    output_type:
+                      name: Report
+                      schema: {type: object, properties: {summary: {type: string}}, required: [summary], additionalProperties: false}
+                      columns: {summary: summary_text}
+                    input_guardrails: [no_secrets]
+                    output_guardrails: [checked]
+                  - name: Checker
+                    output_type:
+                      name: Verdict
+                      schema:
+                        type: object
+                        properties: {tripwire_triggered: {type: boolean}, output_info: {type: string}}
+                        required: [tripwire_triggered, output_info]
+                        additionalProperties: false
+                guardrails:
+                  - name: no_secrets
+                    sql: {query: "SELECT CAST(:input AS text) ~ 'sk-' AS tripwire_triggered"}
+                  - name: checked
+                    agent: Checker
+                """
         let config = try MappingLoader.load(documents: [("m.yaml", text)])
-        let spec = try DatabaseToSDKBridge(config: config).runSpec(task: ["id": 1, "name": "n"], agentRows: [], handoffEdges: [],
-                                                                    attempt: 1)
+        let spec = try DatabaseToSDKBridge(config: config).runSpec(
+            task: ["id": 1, "name": "n"], agentRows: [], handoffEdges: [],
+            attempt: 1)
         let a = try #require(spec.agents["A"])
         #expect(a.outputType == "Report")
         #expect(a.outputSchema?.strict == true)
@@ -287,28 +310,34 @@ struct GuardrailSQL: ToolExecutor {
     }
 
     @Test func badGuardrailsAndOutputTypesAreLocated() {
-        let text = MappingFixtures.base + """
-            agents:
-              - name: A
-                output_type: {name: "bad name", schema: {type: object, properties: {x: {type: string}}}, columns: {y: c}}
-                input_guardrails: [no_secret]
-              - name: Plain
-            guardrails:
-              - name: no_secrets
-                sql: {query: "SELECT :secret AS tripwire_triggered"}
-              - name: by_agent
-                agent: Plain
-              - name: both
-                agent: Plain
-                sql: {query: "SELECT 1"}
-            """
+        let text =
+            MappingFixtures.base + """
+                agents:
+                  - name: A
+                    output_type: {name: "bad name", schema: {type: object, properties: {x: {type: string}}}, columns: {y: c}}
+                    input_guardrails: [no_secret]
+                  - name: Plain
+                guardrails:
+                  - name: no_secrets
+                    sql: {query: "SELECT :secret AS tripwire_triggered"}
+                  - name: by_agent
+                    agent: Plain
+                  - name: both
+                    agent: Plain
+                    sql: {query: "SELECT 1"}
+                """
         let messages = MappingFixtures.issues([("m.yaml", text)]).map(\.description)
         #expect(messages.contains { $0.contains("output_type name 'bad name' must match") })
         #expect(messages.contains { $0.contains("'y' is not a top-level property of the output_type schema") })
         #expect(messages.contains { $0.contains("additionalProperties") }, "strict by default")
         #expect(messages.contains { $0.contains("unknown guardrail 'no_secret' (did you mean 'no_secrets'?)") })
         #expect(messages.contains { $0.contains("SQL parameter ':secret' is not available to a guardrail") })
-        #expect(messages.contains { $0.contains("guardrail agent 'Plain' needs an output_type with a required boolean property 'tripwire_triggered'") })
+        #expect(
+            messages.contains {
+                $0.contains(
+                    "guardrail agent 'Plain' needs an output_type with a required boolean property 'tripwire_triggered'"
+                )
+            })
         #expect(messages.contains { $0.contains("give exactly one of sql or agent, not both") })
     }
 }

@@ -1,11 +1,13 @@
-import BridgeTraceModel
 import BridgeCore
+import BridgeTraceModel
 import BridgeTracing
-@testable import BridgeVerify
 import Foundation
 import Testing
+
+@testable import BridgeVerify
+
 #if canImport(FoundationXML)
-import FoundationXML
+    import FoundationXML
 #endif
 
 @Suite struct VerifySinceTests {
@@ -14,9 +16,15 @@ import FoundationXML
         #expect(Since.parse("30m") == .duration(seconds: 1_800, text: "30m"))
         #expect(Since.parse("7d") == .duration(seconds: 604_800, text: "7d"))
         #expect(Since.parse("90s") == .duration(seconds: 90, text: "90s"))
-        guard case .timestamp(let d, _) = Since.parse("2026-11-26T09:00:00Z") else { Issue.record("timestamp"); return }
+        guard case .timestamp(let d, _) = Since.parse("2026-11-26T09:00:00Z") else {
+            Issue.record("timestamp")
+            return
+        }
         #expect(d.timeIntervalSince1970 == 1_795_683_600)
-        guard case .timestamp(let day, _) = Since.parse("2026-11-26") else { Issue.record("date"); return }
+        guard case .timestamp(let day, _) = Since.parse("2026-11-26") else {
+            Issue.record("date")
+            return
+        }
         #expect(day.timeIntervalSince1970 == 1_795_651_200)
         for bad in ["yesterday", "", "h", "-5m", "24x", "2026-13"] { #expect(Since.parse(bad) == nil, "\(bad)") }
     }
@@ -56,22 +64,27 @@ import FoundationXML
             #expect(error.description.contains("line 2"))
         }
         #expect(throws: VerifyInputError.self) {
-            try SpanFile.parse(Data(#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"xyz","spanId":"1"}]}]}]}"#.utf8))
+            try SpanFile.parse(
+                Data(#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"xyz","spanId":"1"}]}]}]}"#.utf8))
         }
     }
 }
 
 @Suite struct VerifyReportFormatTests {
-    static let report = VerifyReport(scope: VerifyScope(since: .duration(seconds: 86_400, text: "24h")), checks: [
-        CheckResult(id: "tools_traced", title: Check.toolsTraced.title, status: .fail, checked: 10, failed: 2,
-                    examples: [CheckExample(taskId: "t<1>", traceId: "trace_a", message: "tool \"x\" & <y> missing")]),
-        .skipped(.handoffsTraced, "no agent switches"),
-        CheckResult(id: "tool_io_captured", title: Check.toolIOCaptured.title, status: .pass, checked: 3),
-        CheckResult(id: "trace_ids_correlate", title: Check.traceIdsCorrelate.title, status: .pass, checked: 4),
-        .skipped(.exportDelivered, "no exporter is configured"),
-        CheckResult(id: "tool_timing", title: Check.toolTiming.title, status: .pass, checked: 3,
-                    toolTimings: [ToolTiming(tool: "store_data", count: 3, p50: 1.5, p95: 2.25, max: 3)]),
-    ], elapsedMs: 12)
+    static let report = VerifyReport(
+        scope: VerifyScope(since: .duration(seconds: 86_400, text: "24h")),
+        checks: [
+            CheckResult(
+                id: "tools_traced", title: Check.toolsTraced.title, status: .fail, checked: 10, failed: 2,
+                examples: [CheckExample(taskId: "t<1>", traceId: "trace_a", message: "tool \"x\" & <y> missing")]),
+            .skipped(.handoffsTraced, "no agent switches"),
+            CheckResult(id: "tool_io_captured", title: Check.toolIOCaptured.title, status: .pass, checked: 3),
+            CheckResult(id: "trace_ids_correlate", title: Check.traceIdsCorrelate.title, status: .pass, checked: 4),
+            .skipped(.exportDelivered, "no exporter is configured"),
+            CheckResult(
+                id: "tool_timing", title: Check.toolTiming.title, status: .pass, checked: 3,
+                toolTimings: [ToolTiming(tool: "store_data", count: 3, p50: 1.5, p95: 2.25, max: 3)]),
+        ], elapsedMs: 12)
 
     @Test func textListsChecksCountsAndTiming() {
         let t = ReportFormat.text.render(Self.report)
@@ -114,8 +127,10 @@ import FoundationXML
 final class ElementCounter: NSObject, XMLParserDelegate, @unchecked Sendable {
     // Only touched by one parser on the test's thread.
     var counts: [String: Int] = [:]
-    func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
-                qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]) {
+    func parser(
+        _ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
+        qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]
+    ) {
         counts[elementName, default: 0] += 1
     }
 }
@@ -123,18 +138,33 @@ final class ElementCounter: NSObject, XMLParserDelegate, @unchecked Sendable {
 @Suite struct TraceViewTests {
     static func doc() -> TraceDocument {
         let t0 = Date(timeIntervalSince1970: 1_795_683_600)
-        func span(_ id: String, _ parent: String?, _ start: Double, _ end: Double, _ data: JSONValue, error: JSONValue? = nil) -> SpanRecord {
-            SpanRecord(id: id, traceId: "trace_x", parentId: parent, startedAt: t0 + start, endedAt: t0 + end, spanData: data, error: error)
+        func span(
+            _ id: String, _ parent: String?, _ start: Double, _ end: Double, _ data: JSONValue, error: JSONValue? = nil
+        ) -> SpanRecord {
+            SpanRecord(
+                id: id, traceId: "trace_x", parentId: parent, startedAt: t0 + start, endedAt: t0 + end, spanData: data,
+                error: error)
         }
         return TraceDocument(
             trace: TraceRecord(id: "trace_x", workflowName: "bridge exec", groupId: "w1", metadata: ["attempt": "1"]),
             taskId: "42", startedAt: t0, endedAt: t0 + 1,
             spans: [
-                span("s_task", nil, 0, 1, ["type": "custom", "name": "task", "data": ["sdk_span_type": "task", "name": "bridge exec"]]),
-                span("s_pm", "s_task", 0.01, 0.5, ["type": "agent", "name": "PM", "tools": ["lookup"], "handoffs": ["R"]]),
-                span("s_turn", "s_pm", 0.02, 0.4, ["type": "custom", "name": "turn", "data": ["sdk_span_type": "turn", "turn": 1, "agent_name": "PM"]]),
-                span("s_fn", "s_turn", 0.1, 0.2, ["type": "function", "name": "lookup", "input": "{\"q\":\"</script><b>\"}", "output": "ok"],
-                     error: ["message": "Error running tool", "data": ["tool_name": "lookup"]]),
+                span(
+                    "s_task", nil, 0, 1,
+                    ["type": "custom", "name": "task", "data": ["sdk_span_type": "task", "name": "bridge exec"]]),
+                span(
+                    "s_pm", "s_task", 0.01, 0.5,
+                    ["type": "agent", "name": "PM", "tools": ["lookup"], "handoffs": ["R"]]),
+                span(
+                    "s_turn", "s_pm", 0.02, 0.4,
+                    [
+                        "type": "custom", "name": "turn",
+                        "data": ["sdk_span_type": "turn", "turn": 1, "agent_name": "PM"],
+                    ]),
+                span(
+                    "s_fn", "s_turn", 0.1, 0.2,
+                    ["type": "function", "name": "lookup", "input": "{\"q\":\"</script><b>\"}", "output": "ok"],
+                    error: ["message": "Error running tool", "data": ["tool_name": "lookup"]]),
                 span("s_h", "s_turn", 0.3, 0.3, ["type": "handoff", "from_agent": "PM", "to_agent": "R"]),
                 span("s_r", "s_task", 0.5, 0.9, ["type": "agent", "name": "R"]),
             ])
@@ -158,7 +188,8 @@ final class ElementCounter: NSObject, XMLParserDelegate, @unchecked Sendable {
         #expect(h.hasPrefix("<!DOCTYPE html>"))
         #expect(!h.contains("</script><b>"))
         #expect(h.contains("<\\/script><b>"))
-        #expect(!h.contains("src=\"http") && !h.contains("href=\"http") && !h.contains("@import") && !h.contains("url("))
+        #expect(
+            !h.contains("src=\"http") && !h.contains("href=\"http") && !h.contains("@import") && !h.contains("url("))
         #expect(h.components(separatedBy: "\"kind\":").count - 1 == 6)
     }
 }

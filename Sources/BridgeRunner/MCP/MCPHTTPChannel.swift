@@ -35,25 +35,40 @@ final class MCPHTTPChannel: MCPChannel, @unchecked Sendable {
 
     func request(_ method: String, params: JSONValue, timeout: Duration) async throws(MCPError) -> JSONValue {
         let id = pending.allocate()
-        let message: JSONValue = ["jsonrpc": "2.0", "id": .number(Double(id)), "method": .string(method), "params": params]
+        let message: JSONValue = [
+            "jsonrpc": "2.0", "id": .number(Double(id)), "method": .string(method), "params": params,
+        ]
         let deadline = ContinuousClock.now + timeout
-        return try await pending.wait(id, method: method, timeout: timeout, send: { [self] () async throws(MCPError) in
-            let response = try await post(message, deadline: deadline)
-            if method == "initialize", let sid = response.headers["Mcp-Session-Id"] { lock.withLock { sessionId = sid } }
-            for m in try Self.messages(in: response, serverName: serverName) where m["method"] == nil {
-                pending.deliver(m)
-            }
-            if pending.isWaiting(id) {
-                pending.complete(id, .failure(.protocolViolation("MCP server '\(serverName)' answered \(method) without a response")))
-            }
-        }, onAbandon: { [self] reason in
-            Task { try? await notify("notifications/cancelled", params: ["requestId": .number(Double(id)), "reason": .string(reason)]) }
-        })
+        return try await pending.wait(
+            id, method: method, timeout: timeout,
+            send: { [self] () async throws(MCPError) in
+                let response = try await post(message, deadline: deadline)
+                if method == "initialize", let sid = response.headers["Mcp-Session-Id"] {
+                    lock.withLock { sessionId = sid }
+                }
+                for m in try Self.messages(in: response, serverName: serverName) where m["method"] == nil {
+                    pending.deliver(m)
+                }
+                if pending.isWaiting(id) {
+                    pending.complete(
+                        id,
+                        .failure(.protocolViolation("MCP server '\(serverName)' answered \(method) without a response"))
+                    )
+                }
+            },
+            onAbandon: { [self] reason in
+                Task {
+                    try? await notify(
+                        "notifications/cancelled",
+                        params: ["requestId": .number(Double(id)), "reason": .string(reason)])
+                }
+            })
     }
 
     func notify(_ method: String, params: JSONValue) async throws(MCPError) {
-        _ = try await post(["jsonrpc": "2.0", "method": .string(method), "params": params],
-                           deadline: ContinuousClock.now + .seconds(10))
+        _ = try await post(
+            ["jsonrpc": "2.0", "method": .string(method), "params": params],
+            deadline: ContinuousClock.now + .seconds(10))
     }
 
     func close() async {
@@ -64,8 +79,10 @@ final class MCPHTTPChannel: MCPChannel, @unchecked Sendable {
         guard let sid else { return }
         var h = headers
         h.add("Mcp-Session-Id", sid)
-        _ = try? await client.execute(HTTPRequest(method: "DELETE", url: url, headers: h,
-                                                  deadline: ContinuousClock.now + .seconds(2)))
+        _ = try? await client.execute(
+            HTTPRequest(
+                method: "DELETE", url: url, headers: h,
+                deadline: ContinuousClock.now + .seconds(2)))
     }
 
     private func post(_ message: JSONValue, deadline: ContinuousClock.Instant) async throws(MCPError) -> HTTPResponse {
@@ -75,8 +92,9 @@ final class MCPHTTPChannel: MCPChannel, @unchecked Sendable {
         let (sid, version) = lock.withLock { (sessionId, protocolVersion) }
         if let sid { h.add("Mcp-Session-Id", sid) }
         if let version { h.add("MCP-Protocol-Version", version) }
-        let request = HTTPRequest(method: .post, url: url, headers: h, body: Array(message.compact.utf8), deadline: deadline,
-                                  maxResponseBytes: MCPProtocol.maxMessageBytes)
+        let request = HTTPRequest(
+            method: .post, url: url, headers: h, body: Array(message.compact.utf8), deadline: deadline,
+            maxResponseBytes: MCPProtocol.maxMessageBytes)
         let response: HTTPResponse
         do {
             response = try await client.execute(request)
@@ -94,8 +112,11 @@ final class MCPHTTPChannel: MCPChannel, @unchecked Sendable {
         }
         guard response.isSuccess else {
             let body = Redaction.scrub(String(response.bodyText.prefix(300)), secrets: secrets)
-            let error = MCPError.unavailable("MCP server '\(serverName)' at \(url) answered HTTP \(response.status): \(body)")
-            if response.status >= 500 || response.status == 401 || response.status == 403 { lock.withLock { alive = false } }
+            let error = MCPError.unavailable(
+                "MCP server '\(serverName)' at \(url) answered HTTP \(response.status): \(body)")
+            if response.status >= 500 || response.status == 401 || response.status == 403 {
+                lock.withLock { alive = false }
+            }
             throw error
         }
         return response
@@ -139,15 +160,21 @@ enum SSE {
         var event = ""
         var id: String?
         func dispatch() {
-            if !data.isEmpty { out.append(Event(event: event.isEmpty ? "message" : event, data: data.joined(separator: "\n"), id: id)) }
+            if !data.isEmpty {
+                out.append(Event(event: event.isEmpty ? "message" : event, data: data.joined(separator: "\n"), id: id))
+            }
             data = []
             event = ""
         }
         let normalized = text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
         for line in normalized.split(separator: "\n", omittingEmptySubsequences: false) {
-            if line.isEmpty { dispatch(); continue }
+            if line.isEmpty {
+                dispatch()
+                continue
+            }
             if line.hasPrefix(":") { continue }
-            let field: Substring, value: Substring
+            let field: Substring
+            let value: Substring
             if let colon = line.firstIndex(of: ":") {
                 field = line[..<colon]
                 var v = line[line.index(after: colon)...]

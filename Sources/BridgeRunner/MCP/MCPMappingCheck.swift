@@ -24,7 +24,9 @@ public enum MCPMappingCheck {
                 group.addTask {
                     let pool = MCPServerPool(servers: [unfiltered], environment: environment, client: client)
                     let result: Result<[MCPTool], MCPError>
-                    do throws(MCPError) { result = .success(try await pool.tools(server: server.name)) } catch { result = .failure(error) }
+                    do throws(MCPError) { result = .success(try await pool.tools(server: server.name)) } catch {
+                        result = .failure(error)
+                    }
                     await pool.shutdown()
                     return (server.name, result)
                 }
@@ -36,22 +38,30 @@ public enum MCPMappingCheck {
         for server in config.mcpServers {
             switch listed[server.name] {
             case .failure(let error)?:
-                report.issues.append(MappingIssue(config.location(server.origin),
-                                                  "cannot list the tools of MCP server '\(server.name)': \(error)"))
+                report.issues.append(
+                    MappingIssue(
+                        config.location(server.origin),
+                        "cannot list the tools of MCP server '\(server.name)': \(error)"))
             case .success(let tools)?:
                 let names = tools.map(\.name)
                 for (key, list) in [("allowed", server.allowedTools ?? []), ("blocked", server.blockedTools)] {
                     for (i, t) in list.enumerated() where !names.contains(t) {
                         var msg = "MCP server '\(server.name)' has no tool '\(t)'"
-                        if let near = nearest(t, in: names) { msg += " (did you mean '\(near)'?)" }
-                        else { msg += " (it has: \(names.joined(separator: ", ")))" }
-                        report.issues.append(MappingIssue(config.location(server.origin, "tool_filter.\(key)[\(i)]"), msg))
+                        if let near = nearest(t, in: names) {
+                            msg += " (did you mean '\(near)'?)"
+                        } else {
+                            msg += " (it has: \(names.joined(separator: ", ")))"
+                        }
+                        report.issues.append(
+                            MappingIssue(config.location(server.origin, "tool_filter.\(key)[\(i)]"), msg))
                     }
                 }
                 report.tools[server.name] = names.filter(server.admits)
                 for t in names where server.admits(t) && !MCPServerMapping.isValidToolName(t) {
-                    report.issues.append(MappingIssue(config.location(server.origin),
-                                                      MCPServerMapping.invalidToolNameMessage(server: server.name, tool: t)))
+                    report.issues.append(
+                        MappingIssue(
+                            config.location(server.origin),
+                            MCPServerMapping.invalidToolNameMessage(server: server.name, tool: t)))
                 }
             case nil:
                 break
@@ -61,12 +71,16 @@ public enum MCPMappingCheck {
         for agent in config.agents where !agent.mcpServers.isEmpty {
             var owner: [String: String] = [:]
             for t in agent.tools { owner[t] = "the YAML tool '\(t)'" }
-            for h in agent.handoffs { owner[HandoffSpec.defaultToolName(for: h.agent)] = "the handoff tool to '\(h.agent)'" }
+            for h in agent.handoffs {
+                owner[HandoffSpec.defaultToolName(for: h.agent)] = "the handoff tool to '\(h.agent)'"
+            }
             for (i, server) in agent.mcpServers.enumerated() {
                 for t in report.tools[server] ?? [] {
                     if let other = owner[t] {
-                        report.issues.append(MappingIssue(config.location(agent.origin, "mcp_servers[\(i)]"),
-                                                          "tool '\(t)' of MCP server '\(server)' has the same name as \(other)"))
+                        report.issues.append(
+                            MappingIssue(
+                                config.location(agent.origin, "mcp_servers[\(i)]"),
+                                "tool '\(t)' of MCP server '\(server)' has the same name as \(other)"))
                     } else {
                         owner[t] = "tool '\(t)' of MCP server '\(server)'"
                     }
@@ -74,8 +88,10 @@ public enum MCPMappingCheck {
             }
             if case .stopAtToolNames(let names) = agent.toolUseBehavior {
                 for (i, n) in names.enumerated() where owner[n] == nil {
-                    report.issues.append(MappingIssue(config.location(agent.origin, "tool_use_behavior.stop_at_tool_names[\(i)]"),
-                                                      "'\(n)' is not one of this agent's tools"))
+                    report.issues.append(
+                        MappingIssue(
+                            config.location(agent.origin, "tool_use_behavior.stop_at_tool_names[\(i)]"),
+                            "'\(n)' is not one of this agent's tools"))
                 }
             }
         }

@@ -41,7 +41,8 @@ actor MCPServerConnection {
         repeat {
             pages += 1
             guard pages <= MCPProtocol.maxListPages else {
-                throw .protocolViolation("MCP server '\(config.name)' returned more than \(MCPProtocol.maxListPages) pages of tools")
+                throw .protocolViolation(
+                    "MCP server '\(config.name)' returned more than \(MCPProtocol.maxListPages) pages of tools")
             }
             let params: JSONValue = cursor.map { ["cursor": .string($0)] } ?? [:]
             let left = ContinuousClock.now.duration(to: deadline)
@@ -73,7 +74,8 @@ actor MCPServerConnection {
             throw .protocolViolation("MCP server '\(config.name)' answered tools/call without content")
         }
         let structured = result["structuredContent"].flatMap { $0.isNull ? nil : $0 }
-        return MCPCallResult(content: content, structuredContent: structured, isError: result["isError"]?.boolValue ?? false)
+        return MCPCallResult(
+            content: content, structuredContent: structured, isError: result["isError"]?.boolValue ?? false)
     }
 
     /// Starts and initializes the server now (what the first request would do).
@@ -89,7 +91,9 @@ actor MCPServerConnection {
         await c?.close()
     }
 
-    private func request(_ method: String, params: JSONValue, timeout: Duration? = nil) async throws(MCPError) -> JSONValue {
+    private func request(_ method: String, params: JSONValue, timeout: Duration? = nil) async throws(MCPError)
+        -> JSONValue
+    {
         let ch = try await ready()
         do {
             let result = try await ch.request(method, params: params, timeout: timeout ?? self.timeout)
@@ -107,8 +111,13 @@ actor MCPServerConnection {
         channel = nil
         cachedTools = nil
         failures += 1
-        notBefore = ContinuousClock.now + .milliseconds(Int(1000 * RetryBackoff.delay(
-            attempt: failures, base: Self.backoffBase, cap: Self.backoffCap)))
+        notBefore =
+            ContinuousClock.now
+            + .milliseconds(
+                Int(
+                    1000
+                        * RetryBackoff.delay(
+                            attempt: failures, base: Self.backoffBase, cap: Self.backoffCap)))
     }
 
     /// The running, initialized channel: started (or restarted after the backoff) if needed.
@@ -124,7 +133,9 @@ actor MCPServerConnection {
             let wait = notBefore - ContinuousClock.now
             if wait > .zero {
                 guard wait < timeout else {
-                    throw .unavailable("MCP server '\(config.name)' is restarting after a failure; try again in \(wait.milliseconds / 1000 + 1) s")
+                    throw .unavailable(
+                        "MCP server '\(config.name)' is restarting after a failure; try again in \(wait.milliseconds / 1000 + 1) s"
+                    )
                 }
                 try? await Task.sleep(for: wait)
             }
@@ -138,8 +149,13 @@ actor MCPServerConnection {
             return c
         } catch {
             failures += 1
-            notBefore = ContinuousClock.now + .milliseconds(Int(1000 * RetryBackoff.delay(
-                attempt: failures, base: Self.backoffBase, cap: Self.backoffCap)))
+            notBefore =
+                ContinuousClock.now
+                + .milliseconds(
+                    Int(
+                        1000
+                            * RetryBackoff.delay(
+                                attempt: failures, base: Self.backoffBase, cap: Self.backoffCap)))
             throw Self.mcpError(error)
         }
     }
@@ -153,17 +169,19 @@ actor MCPServerConnection {
         let ch: any MCPChannel
         switch config.transport {
         case .stdio(let command, let args, let env, let cwd):
-            ch = try await MCPStdioChannel.start(serverName: config.name, command: command, args: args,
-                                                 environment: ChildEnvironment.make(from: environment, allow: env),
-                                                 cwd: cwd)
+            ch = try await MCPStdioChannel.start(
+                serverName: config.name, command: command, args: args,
+                environment: ChildEnvironment.make(from: environment, allow: env),
+                cwd: cwd)
         case .streamableHTTP(let url, let headers):
             guard let client else { throw .unavailable("MCP server '\(config.name)': no HTTP client") }
             var h = HTTPHeaders()
             var secrets: [String] = []
             for (name, template) in headers.sorted(by: { $0.key < $1.key }) {
                 do {
-                    let (value, used) = try HTTPToolExecutor.expand(template, header: name, tool: "mcp server \(config.name)",
-                                                                    environment: environment)
+                    let (value, used) = try HTTPToolExecutor.expand(
+                        template, header: name, tool: "mcp server \(config.name)",
+                        environment: environment)
                     h.add(name, value)
                     secrets += used
                 } catch {
@@ -173,13 +191,17 @@ actor MCPServerConnection {
             ch = MCPHTTPChannel(serverName: config.name, url: url, headers: h, secrets: secrets, client: client)
         }
         do throws(MCPError) {
-            let result = try await ch.request("initialize", params: [
-                "protocolVersion": .string(MCPProtocol.latestVersion), "capabilities": [:],
-                "clientInfo": MCPProtocol.clientInfo,
-            ], timeout: timeout)
-            guard let version = result["protocolVersion"]?.stringValue, MCPProtocol.supportedVersions.contains(version) else {
+            let result = try await ch.request(
+                "initialize",
+                params: [
+                    "protocolVersion": .string(MCPProtocol.latestVersion), "capabilities": [:],
+                    "clientInfo": MCPProtocol.clientInfo,
+                ], timeout: timeout)
+            guard let version = result["protocolVersion"]?.stringValue, MCPProtocol.supportedVersions.contains(version)
+            else {
                 throw .protocolViolation(
-                    "MCP server '\(config.name)' answered initialize with protocol version \(result["protocolVersion"]?.compact ?? "none"), which bridge does not support (\(MCPProtocol.supportedVersions.sorted().joined(separator: ", ")))")
+                    "MCP server '\(config.name)' answered initialize with protocol version \(result["protocolVersion"]?.compact ?? "none"), which bridge does not support (\(MCPProtocol.supportedVersions.sorted().joined(separator: ", ")))"
+                )
             }
             negotiatedVersion = version
             ch.setProtocolVersion(version)
@@ -221,7 +243,9 @@ public final class MCPServerPool: MCPToolSource {
         try await connection(server).call(tool: tool, arguments: arguments)
     }
 
-    public func call(server: String, tool: String, arguments: JSONValue, meta: JSONValue) async throws(MCPError) -> MCPCallResult {
+    public func call(server: String, tool: String, arguments: JSONValue, meta: JSONValue) async throws(MCPError)
+        -> MCPCallResult
+    {
         try await connection(server).call(tool: tool, arguments: arguments, meta: meta)
     }
 
@@ -237,7 +261,10 @@ public final class MCPServerPool: MCPToolSource {
             for name in Set(servers) {
                 guard let c = connections[name] else { continue }
                 group.addTask {
-                    do throws(MCPError) { try await c.initialize(); return (name, nil) } catch { return (name, error) }
+                    do throws(MCPError) {
+                        try await c.initialize()
+                        return (name, nil)
+                    } catch { return (name, error) }
                 }
             }
             var out: [String: MCPError] = [:]

@@ -1,8 +1,9 @@
 import BridgeCore
 import CBridgeSpawn
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An MCP server run as a child process, speaking newline-delimited JSON-RPC on its stdin and
@@ -44,15 +45,19 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
     private init(serverName: String) { self.serverName = serverName }
 
     /// Starts `command` and returns once it runs (or throws `.unavailable` when it cannot start).
-    static func start(serverName: String, command: String, args: [String], environment: [String: String],
-                      cwd: String?) async throws(MCPError) -> MCPStdioChannel {
+    static func start(
+        serverName: String, command: String, args: [String], environment: [String: String],
+        cwd: String?
+    ) async throws(MCPError) -> MCPStdioChannel {
         guard let path = CommandToolExecutor.resolve(command, environment: Environment(environment)) else {
             throw .unavailable("cannot start MCP server '\(serverName)': command not found: \(command)")
         }
         let channel = MCPStdioChannel(serverName: serverName)
         let started: Result<Void, MCPError> = await withCheckedContinuation { c in
             let thread = Thread {
-                channel.run(path: path, argv: [command] + args, environment: environment, cwd: cwd) { c.resume(returning: $0) }
+                channel.run(path: path, argv: [command] + args, environment: environment, cwd: cwd) {
+                    c.resume(returning: $0)
+                }
             }
             thread.name = "bridge-mcp-\(serverName)"
             // Messages are parsed on this thread: room for the parser at its deepest (512 levels,
@@ -70,12 +75,21 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
 
     func request(_ method: String, params: JSONValue, timeout: Duration) async throws(MCPError) -> JSONValue {
         let id = pending.allocate()
-        let message: JSONValue = ["jsonrpc": "2.0", "id": .number(Double(id)), "method": .string(method), "params": params]
-        return try await pending.wait(id, method: method, timeout: timeout, send: { [self] () async throws(MCPError) in
-            try await write(message)
-        }, onAbandon: { [self] reason in
-            Task { try? await notify("notifications/cancelled", params: ["requestId": .number(Double(id)), "reason": .string(reason)]) }
-        })
+        let message: JSONValue = [
+            "jsonrpc": "2.0", "id": .number(Double(id)), "method": .string(method), "params": params,
+        ]
+        return try await pending.wait(
+            id, method: method, timeout: timeout,
+            send: { [self] () async throws(MCPError) in
+                try await write(message)
+            },
+            onAbandon: { [self] reason in
+                Task {
+                    try? await notify(
+                        "notifications/cancelled",
+                        params: ["requestId": .number(Double(id)), "reason": .string(reason)])
+                }
+            })
     }
 
     func notify(_ method: String, params: JSONValue) async throws(MCPError) {
@@ -95,7 +109,11 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
                 var written = 0
                 while written < bytes.count {
                     let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
-                    if n > 0 { written += n } else if n < 0, errno == EINTR { continue } else {
+                    if n > 0 {
+                        written += n
+                    } else if n < 0, errno == EINTR {
+                        continue
+                    } else {
                         c.resume(returning: .disconnected(exitMessage()))
                         return
                     }
@@ -109,7 +127,8 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
     /// How the server ended (`during` a request, when given), with the end of its stderr.
     func exitMessage(during method: String? = nil) -> String {
         let (how, tail) = lock.withLock { (exitDescription, stderrTail) }
-        var text = "MCP server '\(serverName)' " + (how ?? "closed its connection") + (method.map { " during \($0)" } ?? "")
+        var text =
+            "MCP server '\(serverName)' " + (how ?? "closed its connection") + (method.map { " during \($0)" } ?? "")
         let err = String(decoding: tail, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         if !err.isEmpty { text += "; stderr: " + String(err.suffix(600)) }
         return text
@@ -155,28 +174,41 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
     /// Spawns the child on this thread (its death signal is tied to the thread), reports the
     /// start, then reads stdout and stderr until the child exited and they closed (or
     /// `drainAfterExit` passed), and reaps it.
-    private func run(path: String, argv: [String], environment: [String: String], cwd: String?,
-                     started: (Result<Void, MCPError>) -> Void) {
+    private func run(
+        path: String, argv: [String], environment: [String: String], cwd: String?,
+        started: (Result<Void, MCPError>) -> Void
+    ) {
         var pipeSignal = sigset_t()
         sigemptyset(&pipeSignal)
         sigaddset(&pipeSignal, SIGPIPE)
         pthread_sigmask(SIG_BLOCK, &pipeSignal, nil)
 
-        var inPipe: [Int32] = [-1, -1], outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1]
-        guard bridge_pipe_cloexec(&inPipe) == 0, bridge_pipe_cloexec(&outPipe) == 0, bridge_pipe_cloexec(&errPipe) == 0 else {
+        var inPipe: [Int32] = [-1, -1]
+        var outPipe: [Int32] = [-1, -1]
+        var errPipe: [Int32] = [-1, -1]
+        guard bridge_pipe_cloexec(&inPipe) == 0, bridge_pipe_cloexec(&outPipe) == 0, bridge_pipe_cloexec(&errPipe) == 0
+        else {
             for fd in inPipe + outPipe + errPipe where fd >= 0 { _ = Glibc.close(fd) }
-            started(.failure(.unavailable("cannot start MCP server '\(serverName)': pipe: \(String(cString: strerror(errno)))")))
+            started(
+                .failure(
+                    .unavailable("cannot start MCP server '\(serverName)': pipe: \(String(cString: strerror(errno)))")))
             return
         }
         var spawnError: Int32 = 0
         let child: pid_t = withCStrings(argv) { cArgv in
             withCStrings(environment.map { "\($0.key)=\($0.value)" }.sorted()) { cEnv in
-                bridge_spawn(path, cArgv, cEnv, cwd, inPipe[0], outPipe[1], errPipe[1], Int32(Self.killGrace.milliseconds), &spawnError)
+                bridge_spawn(
+                    path, cArgv, cEnv, cwd, inPipe[0], outPipe[1], errPipe[1], Int32(Self.killGrace.milliseconds),
+                    &spawnError)
             }
         }
-        _ = Glibc.close(inPipe[0]); _ = Glibc.close(outPipe[1]); _ = Glibc.close(errPipe[1])
+        _ = Glibc.close(inPipe[0])
+        _ = Glibc.close(outPipe[1])
+        _ = Glibc.close(errPipe[1])
         guard child > 0 else {
-            _ = Glibc.close(inPipe[1]); _ = Glibc.close(outPipe[0]); _ = Glibc.close(errPipe[0])
+            _ = Glibc.close(inPipe[1])
+            _ = Glibc.close(outPipe[0])
+            _ = Glibc.close(errPipe[0])
             let why = String(cString: strerror(spawnError))
             started(.failure(.unavailable("cannot start MCP server '\(serverName)' (\(path)): \(why)")))
             return
@@ -190,13 +222,17 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
         }
         started(.success(()))
         let status = pump(stdout: outPipe[0], stderr: errPipe[0], exit: exit)
-        _ = Glibc.close(outPipe[0]); _ = Glibc.close(errPipe[0])
+        _ = Glibc.close(outPipe[0])
+        _ = Glibc.close(errPipe[0])
         let how = ChildExitWatch.describe(status)
         lock.withLock {
             alive = false
             // Why bridge stopped it (a message over the limit, invalid JSON) says more than the signal.
             exitDescription = stopReason ?? how
-            if stdinFD >= 0 { writeQueue.async { [fd = stdinFD] in _ = Glibc.close(fd) }; stdinFD = -1 }
+            if stdinFD >= 0 {
+                writeQueue.async { [fd = stdinFD] in _ = Glibc.close(fd) }
+                stdinFD = -1
+            }
         }
         pending.failAll(.disconnected(exitMessage()))
         exited.leave()
@@ -212,7 +248,8 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
     /// (the server's supervisor) has exited and both are closed, or `drainAfterExit` after the
     /// exit; returns its wait status. A server that closes its output is stopped.
     private func pump(stdout out: Int32, stderr err: Int32, exit: ChildExitWatch) -> Int32 {
-        var outOpen = true, errOpen = true
+        var outOpen = true
+        var errOpen = true
         var line: [UInt8] = []
         var discarding = false
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
@@ -248,7 +285,9 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
                 if entry.fd == err {
                     lock.withLock {
                         stderrTail.append(contentsOf: buffer[..<n])
-                        if stderrTail.count > Self.stderrTailBytes { stderrTail.removeFirst(stderrTail.count - Self.stderrTailBytes) }
+                        if stderrTail.count > Self.stderrTailBytes {
+                            stderrTail.removeFirst(stderrTail.count - Self.stderrTailBytes)
+                        }
                     }
                     continue
                 }
@@ -308,7 +347,8 @@ final class MCPStdioChannel: MCPChannel, @unchecked Sendable {
             return
         }
         guard let id = message["id"], !id.isNull else { return }  // a notification
-        let reply: JSONValue = message["method"]?.stringValue == "ping"
+        let reply: JSONValue =
+            message["method"]?.stringValue == "ping"
             ? ["jsonrpc": "2.0", "id": id, "result": [:]]
             : ["jsonrpc": "2.0", "id": id, "error": ["code": -32601, "message": "Method not found"]]
         Task { try? await write(reply) }

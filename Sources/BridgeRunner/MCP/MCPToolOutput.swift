@@ -38,12 +38,14 @@ public enum MCPToolOutput {
         }
         if items.isEmpty { return Converted(modelOutput: .string("[]"), spanOutput: "[]", text: "[]") }
         let parts: [JSONValue] = items.map { item in
-            item.type == "text" ? ["type": "input_text", "text": .string(item.value)]
-                                : ["type": "input_image", "image_url": .string(item.value)]
+            item.type == "text"
+                ? ["type": "input_text", "text": .string(item.value)]
+                : ["type": "input_image", "image_url": .string(item.value)]
         }
         let reprs = items.map { item in
-            item.type == "text" ? "{'type': 'text', 'text': \(PythonRepr.string(item.value))}"
-                                : "{'type': 'image', 'image_url': \(PythonRepr.string(item.value))}"
+            item.type == "text"
+                ? "{'type': 'text', 'text': \(PythonRepr.string(item.value))}"
+                : "{'type': 'image', 'image_url': \(PythonRepr.string(item.value))}"
         }
         let span = reprs.count == 1 ? reprs[0] : "[" + reprs.joined(separator: ", ") + "]"
         let text = items.map(\.value).joined(separator: "\n")
@@ -128,7 +130,9 @@ extension PythonJSON {
         case .string(let s): return string(s)
         case .array(let a): return "[" + a.map(dumps).joined(separator: ", ") + "]"
         case .object(let o):
-            return "{" + o.sorted { $0.key < $1.key }.map { string($0.key) + ": " + dumps($0.value) }.joined(separator: ", ") + "}"
+            return "{"
+                + o.sorted { $0.key < $1.key }.map { string($0.key) + ": " + dumps($0.value) }.joined(separator: ", ")
+                + "}"
         case .null: return "null"
         default: return v.compact
         }

@@ -78,12 +78,15 @@ public protocol MCPToolSource: Sendable {
     /// Whether `server` wants `structuredContent` given to the model.
     func usesStructuredContent(server: String) -> Bool
     /// Calls `tool` on `server` with `meta` as the request's `_meta` (bridge's idempotency key).
-    func call(server: String, tool: String, arguments: JSONValue, meta: JSONValue) async throws(MCPError) -> MCPCallResult
+    func call(server: String, tool: String, arguments: JSONValue, meta: JSONValue) async throws(MCPError)
+        -> MCPCallResult
 }
 
 extension MCPToolSource {
     /// Sources that take no `_meta` call without it.
-    public func call(server: String, tool: String, arguments: JSONValue, meta: JSONValue) async throws(MCPError) -> MCPCallResult {
+    public func call(server: String, tool: String, arguments: JSONValue, meta: JSONValue) async throws(MCPError)
+        -> MCPCallResult
+    {
         try await call(server: server, tool: tool, arguments: arguments)
     }
 }
@@ -117,7 +120,12 @@ final class MCPPending: @unchecked Sendable {
     private var waiting: [Int: CheckedContinuation<JSONValue, any Error>] = [:]
     private var failure: MCPError?
 
-    func allocate() -> Int { lock.withLock { nextId += 1; return nextId } }
+    func allocate() -> Int {
+        lock.withLock {
+            nextId += 1
+            return nextId
+        }
+    }
 
     /// Registers `id`; fails at once when the channel already failed.
     func register(_ id: Int, _ c: CheckedContinuation<JSONValue, any Error>) {
@@ -157,7 +165,8 @@ final class MCPPending: @unchecked Sendable {
     func deliver(_ message: JSONValue) {
         guard let id = message["id"]?.intValue else { return }
         if let e = message["error"], !e.isNull {
-            complete(id, .failure(.rpc(code: e["code"]?.intValue ?? 0, message: e["message"]?.stringValue ?? e.compact)))
+            complete(
+                id, .failure(.rpc(code: e["code"]?.intValue ?? 0, message: e["message"]?.stringValue ?? e.compact)))
         } else if let r = message["result"] {
             complete(id, .success(r))
         } else {
@@ -168,8 +177,10 @@ final class MCPPending: @unchecked Sendable {
     /// Registers `id`, runs `send` (which writes the request, and over HTTP also delivers the
     /// answer), and waits for the answer, failing it with `.timeout` after `timeout` and on
     /// task cancellation; `onAbandon` is then told why (to send `notifications/cancelled`).
-    func wait(_ id: Int, method: String, timeout: Duration, send: @escaping @Sendable () async throws(MCPError) -> Void,
-              onAbandon: @escaping @Sendable (String) -> Void) async throws(MCPError) -> JSONValue {
+    func wait(
+        _ id: Int, method: String, timeout: Duration, send: @escaping @Sendable () async throws(MCPError) -> Void,
+        onAbandon: @escaping @Sendable (String) -> Void
+    ) async throws(MCPError) -> JSONValue {
         let timer = DispatchWorkItem { [self] in
             if isWaiting(id) {
                 complete(id, .failure(.timeout(method: method, ms: timeout.milliseconds)))
@@ -180,7 +191,8 @@ final class MCPPending: @unchecked Sendable {
             return try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (c: CheckedContinuation<JSONValue, any Error>) in
                     register(id, c)
-                    DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(timeout.milliseconds), execute: timer)
+                    DispatchQueue.global().asyncAfter(
+                        deadline: .now() + .milliseconds(timeout.milliseconds), execute: timer)
                     Task { [self] in
                         do throws(MCPError) { try await send() } catch { complete(id, .failure(error)) }
                     }

@@ -48,11 +48,16 @@ public struct ExportPositions: Sendable, Equatable {
 
     /// The stored positions of `exporter`; from the start when it has none yet.
     public static func load(exporter: String, connection: PostgresConnection) async throws -> ExportPositions {
-        guard let r = try await connection.query("""
-            SELECT trace_txid::text AS trace_txid, trace_id, span_txid::text AS span_txid, span_id
-            FROM bridge.export_positions WHERE exporter = \(exporter)
-            """).first else { return ExportPositions() }
-        return ExportPositions(trace: ExportPosition(txid: r["trace_txid"], id: r["trace_id"] ?? ""),
-                               span: ExportPosition(txid: r["span_txid"], id: r["span_id"] ?? ""))
+        guard
+            let r = try await connection.query(
+                """
+                SELECT trace_txid::text AS trace_txid, trace_id, span_txid::text AS span_txid, span_id
+                FROM bridge.export_positions WHERE exporter = \(exporter)
+                """
+            ).first
+        else { return ExportPositions() }
+        return ExportPositions(
+            trace: ExportPosition(txid: r["trace_txid"], id: r["trace_id"] ?? ""),
+            span: ExportPosition(txid: r["span_txid"], id: r["span_id"] ?? ""))
     }
 }

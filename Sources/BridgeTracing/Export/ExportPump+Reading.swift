@@ -1,7 +1,7 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeMetrics
 import BridgePostgres
+import BridgeTraceModel
 import FoundationEssentials
 
 // Reading: the exporter's stored position and the next batch after it (see `ExportPump`).
@@ -15,7 +15,8 @@ extension ExportPump {
     /// Moves the stored position from `old` to `new`, unless someone else moved it meanwhile
     /// (`retryRejected` moves it back): the next poll starts from the stored one.
     func save(_ new: ExportPositions, replacing old: ExportPositions) async throws {
-        try await connection.query("""
+        try await connection.query(
+            """
             INSERT INTO bridge.export_positions AS p (exporter, trace_txid, trace_id, span_txid, span_id)
             VALUES (\(exporter.name), \(new.trace.txid.postgresValue)::xid8, \(new.trace.id),
                     \(new.span.txid.postgresValue)::xid8, \(new.span.id))
@@ -53,8 +54,10 @@ extension ExportPump {
         var read = Read(next: from)
         guard let horizon = rows.first?["horizon"] else { return read }
         let parts = Dictionary(grouping: rows.filter { $0["part"] != nil }, by: { $0.int("part") ?? 0 })
-        let safeTraces = parts[1] ?? [], recentTraces = parts[2] ?? []
-        var safeSpans = parts[3] ?? [], recentSpans = parts[4] ?? []
+        let safeTraces = parts[1] ?? []
+        let recentTraces = parts[2] ?? []
+        var safeSpans = parts[3] ?? []
+        var recentSpans = parts[4] ?? []
         let exhausted = ExportPosition(txid: horizon, id: "")
         read.next.trace = safeTraces.count == limit ? ExportPosition(row: safeTraces[limit - 1]) : exhausted
         let spanRoom = limit - safeTraces.count - recentTraces.count
@@ -70,8 +73,11 @@ extension ExportPump {
         }
         // Progress: rows were read, or the position left the rows stored before migration
         // 0047 (saved even when nothing was read, so they are never walked again).
-        let leftLegacy = (from.trace.txid == nil && read.next.trace.txid != nil) || (from.span.txid == nil && read.next.span.txid != nil)
-        read.progressed = !(safeTraces.isEmpty && recentTraces.isEmpty && safeSpans.isEmpty && recentSpans.isEmpty) || leftLegacy
+        let leftLegacy =
+            (from.trace.txid == nil && read.next.trace.txid != nil)
+            || (from.span.txid == nil && read.next.span.txid != nil)
+        read.progressed =
+            !(safeTraces.isEmpty && recentTraces.isEmpty && safeSpans.isEmpty && recentSpans.isEmpty) || leftLegacy
         for row in safeTraces + recentTraces where row.bool("done") != true {
             read.batch.traces.append(try Self.trace(row, prefix: ""))
         }
@@ -105,12 +111,17 @@ extension ExportPump {
         let spanFrom: PostgresQuery = "bridge.spans s JOIN bridge.traces t ON t.trace_id = s.trace_id"
         // Whether a row has its delivery row: a scalar probe of the delivery table's primary key
         // per row read (never an anti-join or hashed subplan, which would read every delivery).
-        let traceDone: PostgresQuery = "(SELECT true FROM bridge.trace_deliveries d WHERE d.exporter = \(exporter) AND d.trace_id = t.trace_id) IS NOT NULL"
-        let spanDone: PostgresQuery = "(SELECT true FROM bridge.span_deliveries d WHERE d.exporter = \(exporter) AND d.span_id = s.span_id) IS NOT NULL"
+        let traceDone: PostgresQuery =
+            "(SELECT true FROM bridge.trace_deliveries d WHERE d.exporter = \(exporter) AND d.trace_id = t.trace_id) IS NOT NULL"
+        let spanDone: PostgresQuery =
+            "(SELECT true FROM bridge.span_deliveries d WHERE d.exporter = \(exporter) AND d.span_id = s.span_id) IS NOT NULL"
         /// The safe rows after `pos`: below the horizon, and first, while the position is
         /// among them, the rows stored before migration 0047 (txid NULL).
-        func safe(_ pos: ExportPosition, a: String, key: String, cols: PostgresQuery, from: PostgresQuery, done: PostgresQuery,
-                  filter: PostgresQuery) -> PostgresQuery {
+        func safe(
+            _ pos: ExportPosition, a: String, key: String, cols: PostgresQuery, from: PostgresQuery,
+            done: PostgresQuery,
+            filter: PostgresQuery
+        ) -> PostgresQuery {
             let select: PostgresQuery = "SELECT \(cols), \(done) AS done"
             let order: PostgresQuery = "ORDER BY \(unsafeRaw: a).txid, \(unsafeRaw: a).\(unsafeRaw: key) LIMIT \(n)"
             guard pos.txid != nil else {
@@ -127,8 +138,10 @@ extension ExportPump {
                 WHERE \(pos.after(alias: a, key: key)) AND \(unsafeRaw: a).txid < \(h)\(filter) \(order)
                 """
         }
-        func recent(a: String, key: String, cols: PostgresQuery, from: PostgresQuery, done: PostgresQuery,
-                    filter: PostgresQuery) -> PostgresQuery {
+        func recent(
+            a: String, key: String, cols: PostgresQuery, from: PostgresQuery, done: PostgresQuery,
+            filter: PostgresQuery
+        ) -> PostgresQuery {
             """
             SELECT \(cols), false AS done, 1 AS o FROM \(from)
             WHERE \(unsafeRaw: a).txid >= \(h)\(filter) AND NOT \(done) ORDER BY \(unsafeRaw: a).txid, \(unsafeRaw: a).\(unsafeRaw: key) LIMIT \(n)
@@ -139,7 +152,8 @@ extension ExportPump {
         // caller takes what fits.
         let traceCount: PostgresQuery = "(SELECT count(*) FROM ts) + (SELECT count(*) FROM tr)"
         let spanFilter: PostgresQuery = " AND s.ended_at IS NOT NULL AND \(traceCount) < \(n)"
-        let recentSpanFilter: PostgresQuery = " AND s.ended_at IS NOT NULL AND \(traceCount) + (SELECT count(*) FROM ss) < \(n)"
+        let recentSpanFilter: PostgresQuery =
+            " AND s.ended_at IS NOT NULL AND \(traceCount) + (SELECT count(*) FROM ss) < \(n)"
         return """
             WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x),
             ts AS (\(safe(p.trace, a: "t", key: "trace_id", cols: traceCols, from: traceFrom, done: traceDone, filter: ""))),
@@ -156,8 +170,9 @@ extension ExportPump {
     /// the metadata stays flat string-to-string as the ingest API requires.
     static func trace(_ row: PostgresRow, prefix: String) throws -> TraceRecord {
         let meta = try JSONValue.parse(row[prefix + "metadata"] ?? "{}").objectValue ?? [:]
-        return TraceRecord(id: row["trace_id"] ?? "", workflowName: row[prefix + "workflow_name"] ?? "",
-                           groupId: row[prefix + "group_id"],
-                           metadata: meta.compactMapValues { $0.isNull ? nil : ($0.stringValue ?? $0.compact) })
+        return TraceRecord(
+            id: row["trace_id"] ?? "", workflowName: row[prefix + "workflow_name"] ?? "",
+            groupId: row[prefix + "group_id"],
+            metadata: meta.compactMapValues { $0.isNull ? nil : ($0.stringValue ?? $0.compact) })
     }
 }

@@ -1,17 +1,19 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeMetrics
 import BridgePostgres
+import BridgeTraceModel
 import FoundationEssentials
 
 // Rejected items: counting them and sending them again (`bridge export --retry-rejected`).
 extension ExportPump {
     /// How many traces and spans `exporter` has recorded as rejected (all time).
     public static func rejectedCount(exporter: String, connection: PostgresConnection) async throws -> ExportBacklog {
-        let row = try await connection.query("""
+        let row = try await connection.query(
+            """
             SELECT (SELECT count(*) FROM bridge.trace_deliveries WHERE exporter = \(exporter) AND status = \(DeliveryStatus.rejected)) AS traces,
                    (SELECT count(*) FROM bridge.span_deliveries WHERE exporter = \(exporter) AND status = \(DeliveryStatus.rejected)) AS spans
-            """).first
+            """
+        ).first
         return ExportBacklog(traces: row?.int("traces") ?? 0, spans: row?.int("spans") ?? 0)
     }
 
@@ -23,9 +25,12 @@ extension ExportPump {
     public static func retryRejected(exporter: String, connection: PostgresConnection) async throws -> Int {
         try await connection.transaction { c in
             var n = 0
-            for (table, key, deliveries, column) in [("bridge.traces", "trace_id", "bridge.trace_deliveries", "trace"),
-                                                     ("bridge.spans", "span_id", "bridge.span_deliveries", "span")] {
-                let rows = try c.query("""
+            for (table, key, deliveries, column) in [
+                ("bridge.traces", "trace_id", "bridge.trace_deliveries", "trace"),
+                ("bridge.spans", "span_id", "bridge.span_deliveries", "span"),
+            ] {
+                let rows = try c.query(
+                    """
                     WITH gone AS (
                         DELETE FROM \(unsafeRaw: deliveries) WHERE exporter = \(exporter) AND status = \(DeliveryStatus.rejected) RETURNING \(unsafeRaw: key) AS id
                     ), earliest AS (

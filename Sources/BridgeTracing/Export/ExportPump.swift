@@ -1,7 +1,7 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeMetrics
 import BridgePostgres
+import BridgeTraceModel
 import FoundationEssentials
 
 /// Settings of an `ExportPump`. The clock is injectable so tests never wait.
@@ -19,10 +19,12 @@ public struct ExportPumpOptions: Sendable {
     /// Removed from every message stored in the ledger or reported (API keys, header values).
     public var secrets: [String]
 
-    public init(initialBackoff: Duration = .seconds(1), maxBackoff: Duration = .seconds(30),
-                maxRetryAfter: Duration = .seconds(300),
-                sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
-                onEvent: @escaping @Sendable (ExportEvent) -> Void = { _ in }, secrets: [String] = []) {
+    public init(
+        initialBackoff: Duration = .seconds(1), maxBackoff: Duration = .seconds(30),
+        maxRetryAfter: Duration = .seconds(300),
+        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
+        onEvent: @escaping @Sendable (ExportEvent) -> Void = { _ in }, secrets: [String] = []
+    ) {
         self.initialBackoff = initialBackoff
         self.maxBackoff = maxBackoff
         self.maxRetryAfter = maxRetryAfter
@@ -63,7 +65,9 @@ public actor ExportPump {
     /// Advisory lock namespace (first key): "brdg".
     static let lockClass: Int32 = 0x6272_6467
 
-    public init(exporter: any TraceExporter, connection: PostgresConnection, options: ExportPumpOptions = ExportPumpOptions()) {
+    public init(
+        exporter: any TraceExporter, connection: PostgresConnection, options: ExportPumpOptions = ExportPumpOptions()
+    ) {
         self.exporter = exporter
         self.connection = connection
         self.options = options
@@ -76,7 +80,8 @@ public actor ExportPump {
     /// 1M-span ledger for a statement that runs in well under a millisecond.
     public func register() async throws {
         try await connection.query("SELECT set_config('jit', 'off', false)")
-        try await connection.query("""
+        try await connection.query(
+            """
             INSERT INTO bridge.exporters (name, target) VALUES (\(exporter.name), \(exporter.target))
             ON CONFLICT (name) DO UPDATE SET target = EXCLUDED.target, last_seen_at = now()
             """)
@@ -87,9 +92,11 @@ public actor ExportPump {
     @discardableResult
     public func tryLock() async throws -> Bool {
         if holdsLock { return true }
-        let row = try await connection.query("""
+        let row = try await connection.query(
+            """
             SELECT pg_try_advisory_lock(\(Int(Self.lockClass))::int, hashtext(\(exporter.name))) AS ok
-            """).first
+            """
+        ).first
         holdsLock = row?.bool("ok") ?? false
         return holdsLock
     }
@@ -97,7 +104,8 @@ public actor ExportPump {
     /// Releases the advisory lock (closing the connection does too).
     public func unlock() async {
         guard holdsLock else { return }
-        _ = try? await connection.query("SELECT pg_advisory_unlock(\(Int(Self.lockClass))::int, hashtext(\(exporter.name)))")
+        _ = try? await connection.query(
+            "SELECT pg_advisory_unlock(\(Int(Self.lockClass))::int, hashtext(\(exporter.name)))")
         holdsLock = false
     }
 
@@ -120,7 +128,9 @@ public actor ExportPump {
     /// recorded ones (at-least-once, nothing lost).
     public func exportNextBatch() async throws -> ExportStats? {
         try Task.checkCancellation()
-        guard holdsLock else { throw ExportFatalError(exporter: exporter.name, message: "the pump does not hold the export lock") }
+        guard holdsLock else {
+            throw ExportFatalError(exporter: exporter.name, message: "the pump does not hold the export lock")
+        }
         let from = try await currentPosition()
         let read = try await nextBatch(from: from)
         BridgeMetrics.exportBacklog(exporter: exporter.name, spans: read.batch.spans.count)
@@ -142,12 +152,14 @@ public actor ExportPump {
     /// written since the oldest running transaction began), not O(ledger).
     public static func backlog(exporter: String, connection: PostgresConnection) async throws -> ExportBacklog {
         let p = try await ExportPositions.load(exporter: exporter, connection: connection)
-        let row = try await connection.query("""
+        let row = try await connection.query(
+            """
             SELECT (SELECT count(*) FROM bridge.traces t WHERE \(p.trace.after(alias: "t", key: "trace_id")) AND NOT EXISTS (
                       SELECT 1 FROM bridge.trace_deliveries d WHERE d.exporter = \(exporter) AND d.trace_id = t.trace_id)) AS traces,
                    (SELECT count(*) FROM bridge.spans s WHERE \(p.span.after(alias: "s", key: "span_id")) AND s.ended_at IS NOT NULL
                       AND NOT EXISTS (SELECT 1 FROM bridge.span_deliveries d WHERE d.exporter = \(exporter) AND d.span_id = s.span_id)) AS spans
-            """).first
+            """
+        ).first
         return ExportBacklog(traces: row?.int("traces") ?? 0, spans: row?.int("spans") ?? 0)
     }
 
@@ -155,7 +167,9 @@ public actor ExportPump {
 
     /// Splits a refused batch in halves until the items concerned are found; those are
     /// recorded `rejected` (the halves are not probed again).
-    func rejectOrSplit(_ batch: ExportBatch, reason: String, priorAttempts: Int, stats s: inout ExportStats) async throws {
+    func rejectOrSplit(_ batch: ExportBatch, reason: String, priorAttempts: Int, stats s: inout ExportStats)
+        async throws
+    {
         if batch.count > 1 {
             options.onEvent(.splitting(exporter: exporter.name, items: batch.count, reason: scrub(reason)))
             let (a, b) = batch.halves()
@@ -166,10 +180,14 @@ public actor ExportPump {
         try await record(batch, status: .rejected, attempts: priorAttempts, error: scrub(reason))
         s.rejectedTraces += batch.traces.count
         s.rejectedSpans += batch.spans.count
-        options.onEvent(.rejected(exporter: exporter.name, traces: batch.traces.count, spans: batch.spans.count, reason: scrub(reason)))
+        options.onEvent(
+            .rejected(
+                exporter: exporter.name, traces: batch.traces.count, spans: batch.spans.count, reason: scrub(reason)))
     }
 
-    func deliver(_ batch: ExportBatch, priorAttempts: Int, stats s: inout ExportStats, probed: Bool = false) async throws {
+    func deliver(_ batch: ExportBatch, priorAttempts: Int, stats s: inout ExportStats, probed: Bool = false)
+        async throws
+    {
         var attempts = 0
         var backoffs = 0
         while true {
@@ -179,21 +197,30 @@ public actor ExportPump {
             let result = await exporter.send(batch)
             switch result {
             case .delivered(let warning):
-                try await record(batch, status: .delivered, attempts: priorAttempts + attempts, error: warning.map(scrub))
+                try await record(
+                    batch, status: .delivered, attempts: priorAttempts + attempts, error: warning.map(scrub))
                 s.deliveredTraces += batch.traces.count
                 s.deliveredSpans += batch.spans.count
-                options.onEvent(.delivered(exporter: exporter.name, traces: batch.traces.count, spans: batch.spans.count))
+                options.onEvent(
+                    .delivered(exporter: exporter.name, traces: batch.traces.count, spans: batch.spans.count))
                 return
             case .partial(let rejected, let message):
                 // OTLP does not say which spans were dropped. When it dropped them all, they are
                 // rejected; otherwise the batch counts as delivered and every row of it keeps the
                 // receiver's message, so `bridge verify` can show it.
                 let text = scrub("receiver dropped \(rejected) of \(batch.spans.count) spans: \(message)")
-                options.onEvent(.partial(exporter: exporter.name, rejectedSpans: rejected, of: batch.spans.count, message: scrub(message)))
+                options.onEvent(
+                    .partial(
+                        exporter: exporter.name, rejectedSpans: rejected, of: batch.spans.count, message: scrub(message)
+                    ))
                 if rejected >= batch.spans.count, !batch.spans.isEmpty {
-                    try await record(ExportBatch(spans: batch.spans), status: .rejected, attempts: priorAttempts + attempts, error: text)
+                    try await record(
+                        ExportBatch(spans: batch.spans), status: .rejected, attempts: priorAttempts + attempts,
+                        error: text)
                     if !batch.traces.isEmpty {
-                        try await record(ExportBatch(traces: batch.traces), status: .delivered, attempts: priorAttempts + attempts, error: nil)
+                        try await record(
+                            ExportBatch(traces: batch.traces), status: .delivered, attempts: priorAttempts + attempts,
+                            error: nil)
                     }
                     s.rejectedSpans += batch.spans.count
                     s.deliveredTraces += batch.traces.count
@@ -212,7 +239,8 @@ public actor ExportPump {
                     backoffs += 1
                     delay = RetryBackoff.delay(attempt: backoffs, base: options.initialBackoff, cap: options.maxBackoff)
                 }
-                options.onEvent(.retrying(exporter: exporter.name, reason: scrub(reason), after: delay, attempt: attempts))
+                options.onEvent(
+                    .retrying(exporter: exporter.name, reason: scrub(reason), after: delay, attempt: attempts))
                 try await options.sleep(delay)
             case .refused(let reason) where !probed:
                 // One empty request tells the payload from the endpoint: only a payload problem
@@ -223,12 +251,15 @@ public actor ExportPump {
                 case .retry?:
                     s.retries += 1
                     backoffs += 1
-                    try await options.sleep(RetryBackoff.delay(attempt: backoffs, base: options.initialBackoff, cap: options.maxBackoff))
+                    try await options.sleep(
+                        RetryBackoff.delay(attempt: backoffs, base: options.initialBackoff, cap: options.maxBackoff))
                     continue
                 case .refused(let r)?, .reject(let r)?, .fatal(let r)?:
-                    throw ExportFatalError(exporter: exporter.name, message: scrub(
-                        "the receiver refuses even an empty request (\(r)), so the endpoint or its settings are wrong, not a span; "
-                        + "nothing was recorded: fix it and run `bridge export`"))
+                    throw ExportFatalError(
+                        exporter: exporter.name,
+                        message: scrub(
+                            "the receiver refuses even an empty request (\(r)), so the endpoint or its settings are wrong, not a span; "
+                                + "nothing was recorded: fix it and run `bridge export`"))
                 case .delivered?, .partial?, nil:
                     try await rejectOrSplit(batch, reason: reason, priorAttempts: priorAttempts + attempts, stats: &s)
                     return
@@ -249,11 +280,16 @@ public actor ExportPump {
     /// spans stand rejected is recorded `rejected`, and rejecting spans turns their traces'
     /// `delivered` rows `rejected` (with why), so `bridge verify` and `bridge top` count it.
     func record(_ batch: ExportBatch, status: DeliveryStatus, attempts: Int, error: String?) async throws {
-        var items: [JSONValue] = batch.traces.map { ["kind": "trace", "id": .string($0.id), "trace_id": .string($0.id)] }
-        items += batch.spans.map { ["kind": "span", "id": .string($0.record.id), "trace_id": .string($0.record.traceId)] }
+        var items: [JSONValue] = batch.traces.map {
+            ["kind": "trace", "id": .string($0.id), "trace_id": .string($0.id)]
+        }
+        items += batch.spans.map {
+            ["kind": "span", "id": .string($0.record.id), "trace_id": .string($0.record.traceId)]
+        }
         let json = JSONValue.array(items).compact
         let spansRejected = "spans of this trace were rejected: " + (error ?? "")
-        try await connection.query("""
+        try await connection.query(
+            """
             WITH items AS (
                 SELECT x.kind, x.id, x.trace_id FROM jsonb_to_recordset(\(json)::jsonb) AS x(kind text, id text, trace_id text)
             ), spans AS (

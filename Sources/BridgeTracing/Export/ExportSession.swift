@@ -7,8 +7,10 @@ import FoundationEssentials
 public enum ExporterSetup {
     /// `openai` when a tracing key is set (and tracing is not disabled), `otlp` when an OTLP
     /// endpoint is set, `file` when `traceFile` is given. `only` restricts to those names.
-    public static func enabled(environment env: Environment, traceFile: String?, client: HTTPClient,
-                               only: Set<String>? = nil) throws -> [any TraceExporter] {
+    public static func enabled(
+        environment env: Environment, traceFile: String?, client: HTTPClient,
+        only: Set<String>? = nil
+    ) throws -> [any TraceExporter] {
         var out: [any TraceExporter] = []
         if let e = OpenAITracesExporter.fromEnvironment(env, client: client) { out.append(e) }
         if let e = try OTLPExporter.fromEnvironment(env, client: client) { out.append(e) }
@@ -44,7 +46,9 @@ public struct ExportReport: Sendable, Equatable {
 
     /// The loud line for `allRejected`, or nil.
     public var allRejectedLine: String? {
-        allRejected ? "\(exporter): EVERY span was rejected (\(stats.rejectedSpans)); nothing arrived at \(target); `bridge verify` shows why" : nil
+        allRejected
+            ? "\(exporter): EVERY span was rejected (\(stats.rejectedSpans)); nothing arrived at \(target); `bridge verify` shows why"
+            : nil
     }
 
     /// `N spans not yet exported; run `bridge export``, or nil when nothing is left.
@@ -72,14 +76,17 @@ public final class ExportSession: Sendable {
     /// When another process holds an exporter's lock (it exports for everyone), that pump
     /// idles; at `finish` it waits for the lock until the timeout only with `waitForLock`
     /// (`bridge export`), else it stops at once (`bridge exec`: the other process delivers).
-    public static func start(exporters: [any TraceExporter], connect: @escaping @Sendable () async throws -> PostgresConnection,
-                             options: ExportPumpOptions, pollInterval: Duration = .seconds(1),
-                             waitForLock: Bool = false) -> ExportSession {
+    public static func start(
+        exporters: [any TraceExporter], connect: @escaping @Sendable () async throws -> PostgresConnection,
+        options: ExportPumpOptions, pollInterval: Duration = .seconds(1),
+        waitForLock: Bool = false
+    ) -> ExportSession {
         let signal = StopSignal()
         let tasks = exporters.map { exporter in
             Task {
-                await run(exporter, connect: connect, options: options, pollInterval: pollInterval, signal: signal,
-                          waitForLock: waitForLock)
+                await run(
+                    exporter, connect: connect, options: options, pollInterval: pollInterval, signal: signal,
+                    waitForLock: waitForLock)
             }
         }
         return ExportSession(tasks: tasks, signal: signal)
@@ -109,11 +116,14 @@ public final class ExportSession: Sendable {
     /// Cancels every pump at once (what is unsent stays in the ledger).
     public func cancel() { for t in tasks { t.cancel() } }
 
-    static func run(_ exporter: any TraceExporter, connect: @Sendable () async throws -> PostgresConnection,
-                    options: ExportPumpOptions, pollInterval: Duration, signal: StopSignal,
-                    waitForLock: Bool) async -> ExportReport {
-        var report = ExportReport(exporter: exporter.name, target: exporter.target, stats: ExportStats(exporter: exporter.name),
-                                  backlog: nil, error: nil, lockedOut: true)
+    static func run(
+        _ exporter: any TraceExporter, connect: @Sendable () async throws -> PostgresConnection,
+        options: ExportPumpOptions, pollInterval: Duration, signal: StopSignal,
+        waitForLock: Bool
+    ) async -> ExportReport {
+        var report = ExportReport(
+            exporter: exporter.name, target: exporter.target, stats: ExportStats(exporter: exporter.name),
+            backlog: nil, error: nil, lockedOut: true)
         let conn: PostgresConnection
         do { conn = try await connect() } catch {
             report.error = "cannot connect: \(error)"

@@ -1,5 +1,5 @@
-import BridgeTraceModel
 import BridgeCore
+import BridgeTraceModel
 import FoundationEssentials
 
 /// A destination for the ledger's traces and spans (`openai`, `otlp`, `file`).
@@ -59,7 +59,10 @@ public struct ExportBatch: Sendable, Equatable {
         return (Self(items[..<mid]), Self(items[mid...]))
     }
 
-    enum Either { case trace(TraceRecord), span(ExportSpan) }
+    enum Either {
+        case trace(TraceRecord)
+        case span(ExportSpan)
+    }
 
     init(_ items: ArraySlice<Either>) {
         self.init()

@@ -24,7 +24,9 @@ public enum OTLPCompression: String, Sendable, CaseIterable {
 public enum OTLPConventions: String, Sendable, CaseIterable {
     case both, genai, openinference
 
-    static let openInferencePrefixes = ["openinference.", "input.", "output.", "llm.", "tool.", "agent.", "session.", "metadata"]
+    static let openInferencePrefixes = [
+        "openinference.", "input.", "output.", "llm.", "tool.", "agent.", "session.", "metadata",
+    ]
     static let genAIPrefixes = ["gen_ai.", "mcp."]
 
     /// Whether an attribute named `key` is kept.
@@ -53,7 +55,13 @@ public enum OTLPValue: Sendable, Equatable {
         case .string(let s): self = .string(s)
         case .bool(let b): self = .bool(b)
         case .number(let n):
-            if let i = n.int64 { self = .int(i) } else if n.isInteger { self = .string(n.text) } else { self = .double(n.double) }
+            if let i = n.int64 {
+                self = .int(i)
+            } else if n.isInteger {
+                self = .string(n.text)
+            } else {
+                self = .double(n.double)
+            }
         case .array(let a) where a.allSatisfy({ $0.objectValue == nil && $0.arrayValue == nil }):
             self = .array(a.map(OTLPValue.init))
         case .null: self = .string("")
@@ -101,7 +109,8 @@ public struct OTLPSpan: Sendable, Equatable {
 
     public static func == (a: OTLPSpan, b: OTLPSpan) -> Bool {
         a.traceId == b.traceId && a.spanId == b.spanId && a.parentSpanId == b.parentSpanId && a.name == b.name
-            && a.kind == b.kind && a.startNanos == b.startNanos && a.endNanos == b.endNanos && a.attributes == b.attributes
+            && a.kind == b.kind && a.startNanos == b.startNanos && a.endNanos == b.endNanos
+            && a.attributes == b.attributes
             && a.status?.code == b.status?.code && a.status?.message == b.status?.message
     }
 }
@@ -113,13 +122,18 @@ public enum OTLPTraceEncoder {
 
     public static func json(resource: [OTLPAttribute], scope: String, version: String, spans: [OTLPSpan]) -> JSONValue {
         [
-            "resourceSpans": [[
-                "resource": ["attributes": .array(resource.map(json))],
-                "scopeSpans": [[
-                    "scope": version.isEmpty ? ["name": .string(scope)] : ["name": .string(scope), "version": .string(version)],
-                    "spans": .array(spans.map(json)),
-                ]],
-            ]],
+            "resourceSpans": [
+                [
+                    "resource": ["attributes": .array(resource.map(json))],
+                    "scopeSpans": [
+                        [
+                            "scope": version.isEmpty
+                                ? ["name": .string(scope)] : ["name": .string(scope), "version": .string(version)],
+                            "spans": .array(spans.map(json)),
+                        ]
+                    ],
+                ]
+            ]
         ]
     }
 
@@ -135,7 +149,9 @@ public enum OTLPTraceEncoder {
         ]
         if let p = s.parentSpanId { out["parentSpanId"] = .string(p) }
         if let st = s.status {
-            out["status"] = st.message.isEmpty ? ["code": .number(Double(st.code))]
+            out["status"] =
+                st.message.isEmpty
+                ? ["code": .number(Double(st.code))]
                 : ["code": .number(Double(st.code)), "message": .string(st.message)]
         }
         return .object(out)
@@ -155,7 +171,8 @@ public enum OTLPTraceEncoder {
 
     // MARK: Protobuf (opentelemetry-proto v1; fields written in number order)
 
-    public static func protobuf(resource: [OTLPAttribute], scope: String, version: String, spans: [OTLPSpan]) -> [UInt8] {
+    public static func protobuf(resource: [OTLPAttribute], scope: String, version: String, spans: [OTLPSpan]) -> [UInt8]
+    {
         var w = ProtobufWriter(capacity: spans.count * 512)
         w.message(1) { rs in  // ExportTraceServiceRequest.resource_spans
             rs.message(1) { r in for a in resource { r.message(1) { attribute(&$0, a) } } }  // ResourceSpans.resource

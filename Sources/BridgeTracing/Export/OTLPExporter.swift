@@ -1,6 +1,6 @@
-import BridgeTraceModel
 import BridgeCore
 import BridgeHTTP
+import BridgeTraceModel
 import FoundationEssentials
 
 /// Sends spans to an OpenTelemetry collector or backend (Phoenix, Langfuse, Jaeger, Tempo,
@@ -69,20 +69,24 @@ public struct OTLPExporter: TraceExporter {
         exporter.encoding = c.encoding
         exporter.compression = c.compression
         exporter.resourceAttributes = parseHeaders(env["OTEL_RESOURCE_ATTRIBUTES"] ?? "")
-        if let service = env["OTEL_SERVICE_NAME"] ?? exporter.resourceAttributes.last(where: { $0.0 == "service.name" })?.1 {
+        if let service = env["OTEL_SERVICE_NAME"]
+            ?? exporter.resourceAttributes.last(where: { $0.0 == "service.name" })?.1
+        {
             exporter.serviceName = service
         }
         exporter.projectName = env["PHOENIX_PROJECT_NAME"]
         if let raw = env["BRIDGE_OTLP_CONVENTIONS"]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty {
             guard let c = OTLPConventions(rawValue: raw.lowercased()) else {
-                throw OTLPConfigurationError(message: "BRIDGE_OTLP_CONVENTIONS=\(raw): expected both (the default), genai or openinference")
+                throw OTLPConfigurationError(
+                    message: "BRIDGE_OTLP_CONVENTIONS=\(raw): expected both (the default), genai or openinference")
             }
             exporter.conventions = c
         }
         for key in ["OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"] {
             guard let raw = env[key], exporter.valueLengthLimit == nil else { continue }
             guard let n = Int(raw.trimmingCharacters(in: .whitespaces)), n >= 0 else {
-                throw OTLPConfigurationError(message: "\(key)=\(raw): expected a whole number of characters (0 or more)")
+                throw OTLPConfigurationError(
+                    message: "\(key)=\(raw): expected a whole number of characters (0 or more)")
             }
             exporter.valueLengthLimit = n
         }
@@ -125,8 +129,11 @@ public struct OTLPExporter: TraceExporter {
             encoding = .protobuf
             if let (name, value) = setting("PROTOCOL") {
                 guard let p = OTLPProtocol(rawValue: value.lowercased()) else {
-                    let hint = value.lowercased() == "grpc" ? " (bridge speaks OTLP over HTTP only; a Collector's port 4318 takes it)" : ""
-                    throw OTLPConfigurationError(message: "\(name)=\(value): expected http/protobuf (the default) or http/json\(hint)")
+                    let hint =
+                        value.lowercased() == "grpc"
+                        ? " (bridge speaks OTLP over HTTP only; a Collector's port 4318 takes it)" : ""
+                    throw OTLPConfigurationError(
+                        message: "\(name)=\(value): expected http/protobuf (the default) or http/json\(hint)")
                 }
                 encoding = p
             }
@@ -140,7 +147,9 @@ public struct OTLPExporter: TraceExporter {
         }
 
         /// The variable that sets this signal's protocol (for messages).
-        public static func protocolVariable(signal: String) -> String { "OTEL_EXPORTER_OTLP_\(signal.uppercased())_PROTOCOL" }
+        public static func protocolVariable(signal: String) -> String {
+            "OTEL_EXPORTER_OTLP_\(signal.uppercased())_PROTOCOL"
+        }
     }
 
     /// `k=v,k2=v2` with percent-encoded values; entries without `=` or with an empty key are skipped.
@@ -167,7 +176,9 @@ public struct OTLPExporter: TraceExporter {
     public func encoded(_ spans: [OTLPSpan]) -> [UInt8] {
         switch encoding {
         case .protobuf: return OTLPTraceEncoder.protobuf(resource: resource, scope: "bridge", version: "", spans: spans)
-        case .json: return Array(OTLPTraceEncoder.json(resource: resource, scope: "bridge", version: "", spans: spans).compact.utf8)
+        case .json:
+            return Array(
+                OTLPTraceEncoder.json(resource: resource, scope: "bridge", version: "", spans: spans).compact.utf8)
         }
     }
 
@@ -196,18 +207,22 @@ public struct OTLPExporter: TraceExporter {
         guard (200..<300).contains(response.status) else {
             if response.status == 415 {
                 let other: OTLPProtocol = encoding == .protobuf ? .json : .protobuf
-                return .fatal(reason: "the receiver does not accept \(encoding.rawValue) (HTTP 415: \(Self.message(response, protobuf: isProtobuf))); "
-                              + "set \(Configuration.protocolVariable(signal: "traces"))=\(other.rawValue)")
+                return .fatal(
+                    reason:
+                        "the receiver does not accept \(encoding.rawValue) (HTTP 415: \(Self.message(response, protobuf: isProtobuf))); "
+                        + "set \(Configuration.protocolVariable(signal: "traces"))=\(other.rawValue)")
             }
-            return OpenAITracesExporter.classify(response, retriable: { $0 == 408 || $0 == 429 || $0 >= 500 },
-                                                 message: Self.message(response, protobuf: isProtobuf))
+            return OpenAITracesExporter.classify(
+                response, retriable: { $0 == 408 || $0 == 429 || $0 >= 500 },
+                message: Self.message(response, protobuf: isProtobuf))
         }
         var rejected = 0
         var message = ""
         if isProtobuf {
             // ExportTraceServiceResponse { ExportTracePartialSuccess partial_success = 1 { int64 rejected_spans = 1; string error_message = 2 } }
             guard let partial = ProtobufReader.fields(response.body)?.first(where: { $0.0 == 1 })?.1.data,
-                  let fields = ProtobufReader.fields(partial) else { return .delivered() }
+                let fields = ProtobufReader.fields(partial)
+            else { return .delivered() }
             for (n, v) in fields {
                 if n == 1 { rejected = Int(v.int64 ?? 0) }
                 if n == 2 { message = v.text ?? "" }
@@ -217,7 +232,9 @@ public struct OTLPExporter: TraceExporter {
             rejected = partial["rejectedSpans"].flatMap { $0.intValue ?? $0.stringValue.flatMap { Int($0) } } ?? 0
             message = partial["errorMessage"]?.stringValue ?? ""
         }
-        if rejected > 0 { return .partial(rejectedSpans: rejected, message: message.isEmpty ? "(no message)" : message) }
+        if rejected > 0 {
+            return .partial(rejectedSpans: rejected, message: message.isEmpty ? "(no message)" : message)
+        }
         return .delivered(warning: message.isEmpty ? nil : "receiver warning: \(message)")
     }
 
@@ -233,9 +250,13 @@ public struct OTLPExporter: TraceExporter {
     /// Resource attributes: `service.name`, Phoenix's project, then `OTEL_RESOURCE_ATTRIBUTES`.
     public var resource: [OTLPAttribute] {
         var out = [OTLPAttribute("service.name", .string(serviceName))]
-        if conventions != .genai { out.append(OTLPAttribute("openinference.project.name", .string(projectName ?? serviceName))) }
+        if conventions != .genai {
+            out.append(OTLPAttribute("openinference.project.name", .string(projectName ?? serviceName)))
+        }
         out.append(OTLPAttribute("telemetry.sdk.name", .string("bridge")))
-        for (k, v) in resourceAttributes where !out.contains(where: { $0.key == k }) { out.append(OTLPAttribute(k, .string(v))) }
+        for (k, v) in resourceAttributes where !out.contains(where: { $0.key == k }) {
+            out.append(OTLPAttribute(k, .string(v)))
+        }
         return out
     }
 

@@ -1,5 +1,5 @@
-import BridgeTraceModel
 import BridgeCore
+import BridgeTraceModel
 import FoundationEssentials
 
 /// How one ledger span becomes an OTLP span: names and attributes by the OpenTelemetry GenAI
@@ -13,7 +13,11 @@ import FoundationEssentials
 extension OTLPExporter {
     /// OpenInference span kinds (`openinference.span.kind`).
     enum OpenInferenceKind: String {
-        case agent = "AGENT", tool = "TOOL", llm = "LLM", chain = "CHAIN", guardrail = "GUARDRAIL"
+        case agent = "AGENT"
+        case tool = "TOOL"
+        case llm = "LLM"
+        case chain = "CHAIN"
+        case guardrail = "GUARDRAIL"
     }
 
     public func span(_ s: ExportSpan) -> OTLPSpan {
@@ -66,8 +70,12 @@ extension OTLPExporter {
                     add("gen_ai.usage.output_tokens", .int(Int64(output)))
                     add("llm.token_count.completion", .int(Int64(output)))
                 }
-                if input != nil || output != nil { add("llm.token_count.total", .int(Int64((input ?? 0) + (output ?? 0)))) }
-                if let cached = usage["cached_input_tokens"]?.intValue ?? usage["input_tokens_details"]?["cached_tokens"]?.intValue, cached > 0 {
+                if input != nil || output != nil {
+                    add("llm.token_count.total", .int(Int64((input ?? 0) + (output ?? 0))))
+                }
+                if let cached = usage["cached_input_tokens"]?.intValue
+                    ?? usage["input_tokens_details"]?["cached_tokens"]?.intValue, cached > 0
+                {
                     add("llm.token_count.prompt_details.cache_read", .int(Int64(cached)))
                 }
             }
@@ -182,9 +190,10 @@ extension OTLPExporter {
         if let limit = valueLengthLimit {
             attrs = attrs.map { OTLPAttribute($0.key, $0.value.truncated(to: limit)) }
         }
-        return OTLPSpan(traceId: TraceID.otlp(r.traceId), spanId: SpanID.otlp(r.id), parentSpanId: r.parentId.map(SpanID.otlp),
-                        name: name, kind: kind, startNanos: Self.nanos(r.startedAt), endNanos: Self.nanos(r.endedAt),
-                        attributes: attrs, status: status)
+        return OTLPSpan(
+            traceId: TraceID.otlp(r.traceId), spanId: SpanID.otlp(r.id), parentSpanId: r.parentId.map(SpanID.otlp),
+            name: name, kind: kind, startNanos: Self.nanos(r.startedAt), endNanos: Self.nanos(r.endedAt),
+            attributes: attrs, status: status)
     }
 
     /// OpenInference's flattened messages: `<prefix>.<i>.message.role` / `.content`, and a
@@ -217,10 +226,14 @@ extension OTLPExporter {
     }
 
     static func toolCall(_ call: JSONValue, prefix: String, into attrs: inout [OTLPAttribute]) {
-        if let id = (call["id"] ?? call["call_id"])?.stringValue { attrs.append(OTLPAttribute("\(prefix).id", .string(id))) }
+        if let id = (call["id"] ?? call["call_id"])?.stringValue {
+            attrs.append(OTLPAttribute("\(prefix).id", .string(id)))
+        }
         let fn = call["function"] ?? call
         if let n = fn["name"]?.stringValue { attrs.append(OTLPAttribute("\(prefix).function.name", .string(n))) }
-        if let a = fn["arguments"] { attrs.append(OTLPAttribute("\(prefix).function.arguments", .string(a.templateText))) }
+        if let a = fn["arguments"] {
+            attrs.append(OTLPAttribute("\(prefix).function.arguments", .string(a.templateText)))
+        }
     }
 
     /// A message's content as text: a string as is, a list of parts as their texts joined by
@@ -235,7 +248,7 @@ extension OTLPExporter {
 
     static func mimeType(_ text: String) -> String {
         let t = text.trimmingCharacters(in: .whitespaces)
-        if (t.hasPrefix("{") || t.hasPrefix("[")), (try? JSONValue.parse(t)) != nil { return "application/json" }
+        if t.hasPrefix("{") || t.hasPrefix("["), (try? JSONValue.parse(t)) != nil { return "application/json" }
         return "text/plain"
     }
 
@@ -244,7 +257,9 @@ extension OTLPExporter {
         switch v {
         case .null: return
         case .object(let o):
-            for (k, child) in o.sorted(by: { $0.key < $1.key }) { flatten(child, prefix: "\(prefix).\(k)", into: &attrs) }
+            for (k, child) in o.sorted(by: { $0.key < $1.key }) {
+                flatten(child, prefix: "\(prefix).\(k)", into: &attrs)
+            }
         default: attrs.append(OTLPAttribute(prefix, OTLPValue(v)))
         }
     }

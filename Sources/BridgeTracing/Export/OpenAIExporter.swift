@@ -25,8 +25,10 @@ public struct OpenAITracesExporter: TraceExporter {
 
     public static let defaultBaseURL = "https://api.openai.com/v1"
 
-    public init(apiKey: String, baseURL: String = defaultBaseURL, organization: String? = nil, project: String? = nil,
-                client: HTTPClient, batchSize: Int = 128) {
+    public init(
+        apiKey: String, baseURL: String = defaultBaseURL, organization: String? = nil, project: String? = nil,
+        client: HTTPClient, batchSize: Int = 128
+    ) {
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
         self.endpoint = base + "/traces/ingest"
@@ -42,8 +44,9 @@ public struct OpenAITracesExporter: TraceExporter {
     public static func fromEnvironment(_ env: Environment, client: HTTPClient) -> OpenAITracesExporter? {
         if let off = env["OPENAI_AGENTS_DISABLE_TRACING"]?.lowercased(), off == "1" || off == "true" { return nil }
         guard let key = env["OPENAI_TRACING_API_KEY"] ?? env["OPENAI_API_KEY"] else { return nil }
-        return OpenAITracesExporter(apiKey: key, baseURL: env["OPENAI_BASE_URL"] ?? defaultBaseURL,
-                                    organization: env["OPENAI_ORG_ID"], project: env["OPENAI_PROJECT_ID"], client: client)
+        return OpenAITracesExporter(
+            apiKey: key, baseURL: env["OPENAI_BASE_URL"] ?? defaultBaseURL,
+            organization: env["OPENAI_ORG_ID"], project: env["OPENAI_PROJECT_ID"], client: client)
     }
 
     /// The secrets this exporter sends (for scrubbing messages).
@@ -51,7 +54,8 @@ public struct OpenAITracesExporter: TraceExporter {
 
     /// `{"data": [...]}`: trace objects, then sanitised span objects.
     public func body(_ batch: ExportBatch) -> JSONValue {
-        let data: [JSONValue] = batch.traces.map(\.exportJSON)
+        let data: [JSONValue] =
+            batch.traces.map(\.exportJSON)
             + batch.spans.map { OpenAISanitizer.sanitize($0.record.exportJSON) }
         return ["data": .array(data)]
     }
@@ -78,7 +82,9 @@ public struct OpenAITracesExporter: TraceExporter {
     // MARK: - Shared by the HTTP exporters
 
     /// What an HTTP answer means for the batch.
-    static func classify(_ response: HTTPResponse, retriable: (Int) -> Bool, message text: String? = nil) -> ExportResult {
+    static func classify(_ response: HTTPResponse, retriable: (Int) -> Bool, message text: String? = nil)
+        -> ExportResult
+    {
         let status = response.status
         if (200..<300).contains(status) { return .delivered() }
         let message = "HTTP \(status): \(text ?? serverMessage(response.body))"

@@ -1,5 +1,5 @@
-import BridgeTraceModel
 import BridgeCore
+import BridgeTraceModel
 import FoundationEssentials
 
 /// Makes span objects acceptable to the OpenAI traces ingest endpoint, following the Agents
@@ -45,9 +45,11 @@ public enum OpenAISanitizer {
     /// `{input_tokens, output_tokens, details}` or nil when the token counts are not numbers.
     public static func generationUsage(_ usage: [String: JSONValue]) -> JSONValue? {
         guard let input = usage["input_tokens"], let output = usage["output_tokens"],
-              input.doubleValue?.isFinite == true, output.doubleValue?.isFinite == true else { return nil }
+            input.doubleValue?.isFinite == true, output.doubleValue?.isFinite == true
+        else { return nil }
         var details: [String: JSONValue] = usage["details"]?.objectValue ?? [:]
-        for (key, value) in usage where key != "input_tokens" && key != "output_tokens" && key != "details" && !value.isNull {
+        for (key, value) in usage
+        where key != "input_tokens" && key != "output_tokens" && key != "details" && !value.isNull {
             details[key] = value
         }
         var out: [String: JSONValue] = ["input_tokens": input, "output_tokens": output]
@@ -126,7 +128,10 @@ public enum OpenAISanitizer {
             var largest = -1
             for (i, v) in out.enumerated() {
                 let s = size(v)
-                if s > largest { largest = s; index = i }
+                if s > largest {
+                    largest = s
+                    index = i
+                }
             }
             let child = out[index]
             let budget = max(0, maxBytes - (current - largest))

@@ -17,7 +17,9 @@ extension Bridge.Migrate {
 
         @OptionGroup var shared: MigrateOptionsGroup
 
-        @Option(name: .customLong("lock-wait"), help: ArgumentHelp("How long to wait for another run's lock.", valueName: "duration"))
+        @Option(
+            name: .customLong("lock-wait"),
+            help: ArgumentHelp("How long to wait for another run's lock.", valueName: "duration"))
         var lockWait: String = "60s"
 
         @Option(name: .customLong("lock-retries"), help: "Retries after a lock timeout or deadlock.")
