@@ -205,8 +205,10 @@ struct RunExecutor: Sendable {
             model = MeteredModel(inner: model, pricing: config.pricing, gate: gate, tally: tally)
         }
         var tools = toolsFactory(c)
+        var mcp = self.mcp
         if let toolLimits = config.limits?.tools, !toolLimits.isEmpty {
             tools = LimitedTools(inner: tools, limits: toolLimits, connection: c)
+            mcp = mcp.map { LimitedMCP(inner: $0, limits: toolLimits, connection: c) }
         }
         let journal =
             durable

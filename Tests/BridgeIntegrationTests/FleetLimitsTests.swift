@@ -29,13 +29,13 @@ struct FleetLimitsTests {
         #expect(Set([a, b]) == [0, 1])
         // Both slots are held: nobody else gets one.
         for offset in 0..<2 {
-            #expect(try await other.query(FleetLimits.slotQuery(key: key, slots: 2, offset: offset)).first == nil)
+            #expect(try await FleetLimits.tryTakeSlot(other, key: key, slots: 2, offset: offset) == nil)
         }
         // The worker dies (its session ends): its slots are free, with no lease to expire.
         await worker.close()
         var freed: Int?
         for _ in 0..<100 where freed == nil {
-            freed = try await other.query(FleetLimits.slotQuery(key: key, slots: 2, offset: 0)).first?.int("slot")
+            freed = try await FleetLimits.tryTakeSlot(other, key: key, slots: 2)
             if freed == nil { try await Task.sleep(for: .milliseconds(100)) }
         }
         #expect(freed != nil)
