@@ -135,6 +135,33 @@ enum ToolGuardFixture {
     }
 }
 
+@Suite struct ToolGuardrailApprovalTests {
+    /// The SDK's order: a needs_approval call waits first; its input guardrails run once it is
+    /// approved, and a tripwire then fails the run without the tool.
+    @Test func inputGuardrailsRunAfterApproval() async throws {
+        var spec = ApprovalFixture.spec()
+        spec.tools["delegate"]?.inputGuardrails = [
+            ToolGuardrailSpec(
+                check: GuardrailSpec(name: "own_orders", implementation: .sql(.check("SELECT true"))),
+                onTrip: .raiseException)
+        ]
+        let tools = GuardedTools(trip: true)
+        let paused = await AgentRunner(model: ApprovalFixture.model(), tools: tools, observer: EventLog())
+            .run(spec, taskRow: [:])
+        #expect(paused.status == .paused)
+        #expect(await tools.log.entries.map(\.name) == ["lookup"], "no guardrail runs before the decision")
+        let state = try #require(paused.paused)
+        let decision = ApprovalDecision(
+            callId: "c2", outcome: .approved, message: nil, decidedBy: "ana", requestId: "req-1", toolName: "delegate")
+        let log = EventLog()
+        let resumed = await AgentRunner(model: ApprovalFixture.model(), tools: tools, observer: log)
+            .resume(spec, paused: state, decisions: [decision], taskRow: [:])
+        #expect(resumed.error?.type == .toolInputGuardrailTripwireTriggered)
+        #expect(await tools.log.entries.map(\.name) == ["lookup", "own_orders"], "the approved tool did not run")
+        #expect(resumed.transcript.contains { $0["type"] == "guardrail_result" && $0["call_id"] == "c2" })
+    }
+}
+
 @Suite struct ToolGuardrailMappingTests {
     static let agents = """
         agents:
