@@ -41,7 +41,7 @@ extension RunState {
         _ guards: [GuardrailSpec], input: String, output: String?, parent: EventID, kind: GuardrailRun.Kind
     ) async -> (GuardrailRun.Verdict, fenced: RunFailure?) {
         let key = JournaledGuardrails.callId(kind: kind == .input ? "input" : "output", parent: parent)
-        if let stored = journal?.finishedCall(key)?.guardrails {
+        if let stored = journal?.finishedCall(key)?.verdict {
             // Their spans were written with the record: only the counter moves past their ids.
             ids.advance(to: stored.nextEventId)
             var verdict = GuardrailRun.Verdict()
@@ -56,7 +56,7 @@ extension RunState {
         guard let journal, !(verdict.failure?.retriable ?? false) else { return (verdict, nil) }
         let record = JournaledCall(
             callId: key, name: JournaledGuardrails.recordName, output: "", raw: false,
-            guardrails: JournaledGuardrails(
+            verdict: JournaledGuardrails(
                 usage: verdict.usage, items: verdict.items, failure: verdict.failure, spanError: verdict.spanError,
                 nextEventId: ids.current))
         let agents = guards.contains {

@@ -65,16 +65,22 @@ public struct JournaledCall: Codable, Sendable, Equatable {
     public var mcpServer: String?
     /// Whether `output` is the executor's raw output (replayed through the same path as a live call).
     public var raw: Bool
-    /// Set on a guardrails step's record (its call id is `JournaledGuardrails.callId`): their
-    /// verdict, replayed by a resumed run instead of running them again. A bridge that predates
-    /// it ignores the key (the call id matches no tool call), so the format stays 1.
-    public var guardrails: JournaledGuardrails?
+    /// The call's tool guardrails' `guardrail_result` transcript items (nil: none ran). When one
+    /// rejected the call, `output` is the rejection, replayed without running the tool.
+    public var guardrails: JSONValue?
+    /// Set on the record of an agent's guardrails step (its call id is
+    /// `JournaledGuardrails.callId`): their verdict, replayed by a resumed run instead of running
+    /// them again. A bridge that predates it ignores the key (the call id matches no tool call),
+    /// so the format stays 1.
+    public var verdict: JournaledGuardrails?
 
     public init(
         callId: String, name: String, output: String, error: JSONValue? = nil, modelOutput: JSONValue? = nil,
-        spanOutput: String? = nil, mcpServer: String? = nil, raw: Bool, guardrails: JournaledGuardrails? = nil
+        spanOutput: String? = nil, mcpServer: String? = nil, raw: Bool, guardrails: JSONValue? = nil,
+        verdict: JournaledGuardrails? = nil
     ) {
         self.guardrails = guardrails
+        self.verdict = verdict
         self.callId = callId
         self.name = name
         self.output = output
@@ -87,7 +93,7 @@ public struct JournaledCall: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case callId = "call_id"
-        case name, output, error, raw, guardrails
+        case name, output, error, raw, guardrails, verdict
         case modelOutput = "model_output"
         case spanOutput = "span_output"
         case mcpServer = "mcp_server"

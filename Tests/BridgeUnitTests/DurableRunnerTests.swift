@@ -187,7 +187,7 @@ struct RecordingMCP: MCPToolSource {
         #expect(first.status == (trip ? .failed : .completed))
         #expect(await model1.requests.all.count == 2)
         let record = try #require(journal1.calls.first { $0.name == JournaledGuardrails.recordName })
-        #expect(record.guardrails?.items.count == 1)
+        #expect(record.verdict?.items.count == 1)
         // The record survives the journal's JSON (jsonb) and decodes again.
         let stored = try JSONDecoder().decode(JournaledCall.self, from: try JSONEncoder().encode(record))
         #expect(stored == record)
@@ -216,7 +216,7 @@ struct RecordingMCP: MCPToolSource {
     @Test func aCallRecordWithoutGuardrailsStillDecodes() throws {
         let text = #"{"call_id":"c1","name":"t","output":"x","raw":false}"#
         let call = try JSONDecoder().decode(JournaledCall.self, from: Data(text.utf8))
-        #expect(call.callId == "c1" && call.guardrails == nil)
+        #expect(call.callId == "c1" && call.verdict == nil)
     }
 }
 
