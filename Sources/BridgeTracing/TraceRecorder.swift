@@ -120,6 +120,9 @@ public actor TraceRecorder: RunObserver {
             }
         case .modelEnded(let id, let response, let error, let at):
             if let cost = response?.cost, open[id] != nil { open[id]?.notes["cost_usd"] = cost.json }
+            if let ttft = response?.timeToFirstToken, open[id] != nil {
+                open[id]?.notes[RunnerMessages.timeToFirstTokenKey] = .number(Double((ttft.inSeconds * 1000).rounded()))
+            }
             if let response, let o = open[id] {
                 switch o.data {
                 case .generation(var g):
