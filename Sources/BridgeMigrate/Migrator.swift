@@ -289,7 +289,7 @@ public struct Migrator: Sendable {
         attempt += 1
         let wait = Self.backoff(attempt)
         options.log(
-            "\(place): \(error.sqlState == "40P01" ? "deadlock" : "lock timeout") (SQLSTATE \(error.sqlState ?? ""))"
+            "\(place): \(error.code == .deadlockDetected ? "deadlock" : "lock timeout") (SQLSTATE \(error.sqlState ?? ""))"
                 + "\(note) retry \(attempt)/\(options.lockRetries) in \(wait)")
         try? await Task.sleep(for: wait)
         return true
