@@ -449,6 +449,9 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
 
     func traceEnded(_ traceId: String, at: Date) async throws { lock.withLock { traceEndedAt = at } }
 
+    /// Not held: a call in progress is announced at once (nothing is written).
+    func spanStarted(_ start: SpanStart) async throws { try await Ledger(connection: connection).spanStarted(start) }
+
     // MARK: RunJournal
 
     var stopRequested: Bool { stop?.isStopped ?? false }
