@@ -173,6 +173,51 @@ struct RecordingMCP: MCPToolSource {
             IdempotencyKey.make(traceId: spec.traceId, callId: sqlCall)
                 != IdempotencyKey.make(traceId: spec.traceId, callId: mcpCall))
     }
+
+    /// An agent output guardrail's verdict is journaled with its step. A run resumed from its
+    /// final response (a kill during or after the guardrail) replays the verdict: the checker
+    /// agent is not asked again, and the outcome, usage and transcript are the same, whether
+    /// the guardrail passed or tripped.
+    @Test(arguments: [false, true]) func aResumedRunReplaysItsGuardrailVerdict(trip: Bool) async throws {
+        let spec = GuardFixture.spec(output: ["checker"])
+        let model1 = GuardFixture.model(trip: trip)
+        let journal1 = MemoryJournal()
+        let first = await AgentRunner(model: model1, tools: FakeTools(), observer: EventLog(), journal: journal1)
+            .run(spec, taskRow: ["id": "7"])
+        #expect(first.status == (trip ? .failed : .completed))
+        #expect(await model1.requests.all.count == 2)
+        let record = try #require(journal1.calls.first { $0.name == JournaledGuardrails.recordName })
+        #expect(record.verdict?.items.count == 1)
+        // The record survives the journal's JSON (jsonb) and decodes again.
+        let stored = try JSONDecoder().decode(JournaledCall.self, from: try JSONEncoder().encode(record))
+        #expect(stored == record)
+        let checkpoint = try #require(journal1.checkpoints.last)
+
+        let model2 = GuardFixture.model(trip: trip)
+        let log2 = EventLog()
+        let info = ResumeInfo(previousWorker: "a", worker: "b", lastStepAt: Date(), attempt: 2)
+        let second = await AgentRunner(
+            model: model2, tools: FakeTools(), observer: log2, journal: MemoryJournal(finished: [stored])
+        )
+        .resume(spec, checkpoint: checkpoint, info: info, taskRow: ["id": "7"])
+        #expect(await model2.requests.all.isEmpty, "neither the answer nor the guardrail agent is asked again")
+        #expect(second.status == first.status)
+        #expect(second.error?.type == first.error?.type && second.error?.message == first.error?.message)
+        #expect(second.usage == first.usage)
+        #expect(second.transcript == first.transcript)
+        let guardrailSpans = await log2.events.filter {
+            if case .guardrailStarted = $0 { return true }
+            return false
+        }
+        #expect(guardrailSpans.isEmpty, "the guardrail's spans were written with its record")
+    }
+
+    /// A call record written before guardrails were journaled (no `guardrails` key) still reads.
+    @Test func aCallRecordWithoutGuardrailsStillDecodes() throws {
+        let text = #"{"call_id":"c1","name":"t","output":"x","raw":false}"#
+        let call = try JSONDecoder().decode(JournaledCall.self, from: Data(text.utf8))
+        #expect(call.callId == "c1" && call.verdict == nil)
+    }
 }
 
 actor KeyLog {
