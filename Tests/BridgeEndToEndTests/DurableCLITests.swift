@@ -150,6 +150,63 @@ struct DurableCLITests {
         #expect(verify.status == 0, "\(verify.stdout.suffix(3000))\n\(verify.stderr.suffix(1000))")
     }
 
+    /// A worker killed while it resumes a run another worker left (SIGKILL during the resumed
+    /// stint's next model call): the third worker still finishes the run in its one trace, the
+    /// writing SQL tool's action is not done again, and verify passes.
+    @Test(.timeLimit(.minutes(5)))
+    func aKillDuringTheResumeItselfStillFinishesInOneTrace() async throws {
+        let tasks = 2
+        let (url, mappings, _) = try await DurableFixture.setUp(tasks: tasks)
+        let poll = PollingConnection(url)
+        func worker() throws -> BackgroundBridge {
+            try BackgroundBridge([
+                "exec", "--offline", "--offline-latency-ms", "1500", "--concurrency", "2", "--lease", "1",
+                "--database-url", url, "--mappings", mappings,
+            ])
+        }
+        // A dies once both runs have journaled their first response (their actions are done).
+        let a = try worker()
+        #expect(
+            await a.send(
+                SIGKILL,
+                when: {
+                    try poll.count("checkpoint IS NOT NULL", table: "bridge.run_journals") == tasks
+                        && poll.count("true", table: "durable_actions") == tasks
+                }, timeout: .seconds(90)))
+        _ = await a.wait(timeout: 10)
+        // B takes the runs over (its id in their journals) and dies in their next model call.
+        let b = try worker()
+        let bPid = b.pid
+        #expect(
+            await b.send(
+                SIGKILL,
+                when: {
+                    try poll.count("worker_id LIKE '%:\(bPid):%'", table: "bridge.run_journals") >= 1
+                }, timeout: .seconds(90)))
+        _ = await b.wait(timeout: 10)
+        // C finishes them.
+        let c = try worker()
+        let rc = await c.wait(timeout: 120)
+        #expect(rc?.status == 0, "\(c.output.suffix(3000))")
+
+        try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: tasks, spansPerTrace: 8)
+        #expect(try await TestDatabase.count(url, "true", table: "durable_actions") == tasks)
+        #expect(
+            try await TestDatabase.psql(
+                url,
+                """
+                SELECT count(*) FROM (SELECT trace_id, span_data->>'name' FROM bridge.spans WHERE span_data->>'type' = 'function'
+                                      GROUP BY 1, 2 HAVING count(*) > 1) d
+                """) == "0")
+        // One trace per task, every resume span in it.
+        #expect(
+            try await TestDatabase.psql(url, "SELECT count(DISTINCT trace_id) FROM bridge.traces") == String(tasks))
+        #expect(try await TestDatabase.count(url, "span_data->>'name' = 'resume'", table: "bridge.spans") >= tasks)
+        #expect(try await TestDatabase.count(url, "true", table: "bridge.run_journals") == 0)
+        let verify = try await BridgeBinary.run(["verify", "--database-url", url, "--mappings", mappings])
+        #expect(verify.status == 0, "\(verify.stdout.suffix(3000))\n\(verify.stderr.suffix(1000))")
+    }
+
     /// A journal this bridge cannot read (corrupt, or of another format): a clear error on the
     /// task, the journal dropped and the trace closed; the worker carries on with the others.
     @Test(.timeLimit(.minutes(4)))
