@@ -153,6 +153,7 @@ extension LoadState {
         config.pricing = pricing ?? Pricing()
         config.limits = limits
         config.budgets = budgets
+        config.sessions = sessions
         return config
     }
 
