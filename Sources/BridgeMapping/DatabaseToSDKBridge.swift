@@ -73,7 +73,17 @@ public struct DatabaseToSDKBridge: Sendable {
                 if let next = config.agent(named: h.agent) { queue.append(next) }
             }
             for name in a.tools {
-                if let t = config.tool(named: name) { tools[name] = t.spec }
+                guard let t = config.tool(named: name) else { continue }
+                tools[name] = t.spec
+                // A tool guardrail's agent travels with the spec, like an agent guardrail's.
+                for g in t.spec.allGuardrails {
+                    if case .agent(let checker) = g.check.implementation, !order.contains(checker),
+                        let next = config.agent(named: checker)
+                    {
+                        order.append(checker)
+                        queue.append(next)
+                    }
+                }
             }
             for name in a.inputGuardrails + a.outputGuardrails {
                 guard let g = config.guardrail(named: name) else { continue }

@@ -133,6 +133,18 @@ extension LoadState {
     static func parseGuardrail(_ r: YAMLReader, _ node: Node, _ path: String) -> GuardrailMapping? {
         guard let m = r.map(node, path, allowed: ["name", "sql", "agent", "run_in_parallel"]) else { return nil }
         let name = m.name("name", required: true)
+        let implementation = parseGuardrailCheck(r, m, node, path, parameters: ["input", "output"])
+        guard let name, let implementation else { return nil }
+        return GuardrailMapping(
+            name: name, implementation: implementation, runInParallel: m.bool("run_in_parallel") ?? true,
+            origin: r.location(node, path))
+    }
+
+    /// A guardrail's check, agent-level or tool-level: exactly one of `sql: {query, timeout_ms}`
+    /// (a one-statement read-only query over `parameters` and `:task.column`) or `agent: <name>`.
+    static func parseGuardrailCheck(
+        _ r: YAMLReader, _ m: MapReader, _ node: Node, _ path: String, parameters: [String]
+    ) -> GuardrailImplementation? {
         let kinds = ["sql", "agent"].filter { m.has($0) }
         if kinds.count != 1 {
             r.issue(
@@ -141,38 +153,31 @@ extension LoadState {
                     ? "missing kind: give exactly one of sql or agent"
                     : "give exactly one of sql or agent, not both")
         }
-        var implementation: GuardrailImplementation?
+        let available = (parameters.map { ":" + $0 } + [":task.column"]).joined(separator: ", ")
         switch kinds.first {
         case "sql":
-            if let s = m.map("sql", allowed: ["query", "timeout_ms"]), let q = s.name("query", required: true) {
-                var spec = SQLToolSpec.check(q)
-                spec.timeoutMs = s.int("timeout_ms", min: 1) ?? spec.timeoutMs
-                let params = spec.namedParameters
-                let qNode = s.node("query")
-                for arg in params.argumentNames where !["input", "output"].contains(arg) {
-                    r.issue(
-                        qNode, s.path("query"),
-                        "SQL parameter ':\(arg)' is not available to a guardrail (use :input, :output or :task.column)")
-                }
-                for bad in params.unknownRoots {
-                    r.issue(
-                        qNode, s.path("query"),
-                        "SQL parameter ':\(bad)' has an unknown root (use :input, :output or :task.column)")
-                }
-                if let p = params.positionalParameters.first {
-                    r.issue(
-                        qNode, s.path("query"),
-                        "positional parameter '\(p)' is not allowed; use :input, :output or :task.column")
-                }
-                implementation = .sql(spec)
+            guard let s = m.map("sql", allowed: ["query", "timeout_ms"]), let q = s.name("query", required: true)
+            else { return nil }
+            var spec = SQLToolSpec.check(q)
+            spec.timeoutMs = s.int("timeout_ms", min: 1) ?? spec.timeoutMs
+            let params = spec.namedParameters
+            let qNode = s.node("query")
+            for arg in params.argumentNames where !parameters.contains(arg) {
+                r.issue(
+                    qNode, s.path("query"),
+                    "SQL parameter ':\(arg)' is not available to a guardrail (use \(available))")
             }
+            for bad in params.unknownRoots {
+                r.issue(qNode, s.path("query"), "SQL parameter ':\(bad)' has an unknown root (use \(available))")
+            }
+            if let p = params.positionalParameters.first {
+                r.issue(qNode, s.path("query"), "positional parameter '\(p)' is not allowed; use \(available)")
+            }
+            return .sql(spec)
         case "agent":
-            if let a = m.name("agent", required: true) { implementation = .agent(a) }
-        default: break
+            return m.name("agent", required: true).map { .agent($0) }
+        default:
+            return nil
         }
-        guard let name, let implementation else { return nil }
-        return GuardrailMapping(
-            name: name, implementation: implementation, runInParallel: m.bool("run_in_parallel") ?? true,
-            origin: r.location(node, path))
     }
 }

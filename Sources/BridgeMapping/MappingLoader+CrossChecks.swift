@@ -123,7 +123,9 @@ extension LoadState {
                 }
             }
         }
-        for (l, message) in Self.guardrailIssues(guardrails, agents: agents, agentByName: agentByName, loc: loc) {
+        for (l, message) in Self.guardrailIssues(
+            guardrails, agents: agents, tools: tools, agentByName: agentByName, loc: loc)
+        {
             issue(l, message)
         }
         if approvals == nil, sections["approvals"] == nil, let t = tools.first(where: { !$0.needsApproval.isNever }) {
@@ -160,7 +162,7 @@ extension LoadState {
     /// Guardrail names are unique; agents name existing guardrails; an agent guardrail names an
     /// agent whose output_type has a boolean `tripwire_triggered`.
     static func guardrailIssues(
-        _ guardrails: [GuardrailMapping], agents: [AgentMapping],
+        _ guardrails: [GuardrailMapping], agents: [AgentMapping], tools: [ToolMapping],
         agentByName: [String: AgentMapping],
         loc: (MappingLocation, String) -> MappingLocation
     ) -> [(MappingLocation, String)] {
@@ -174,21 +176,14 @@ extension LoadState {
                 byName[g.name] = g
             }
             guard case .agent(let agentName) = g.implementation else { continue }
-            guard let agent = agentByName[agentName] else {
-                var msg = "unknown agent '\(agentName)'"
-                if let near = nearest(agentName, in: Array(agentByName.keys).sorted()) {
-                    msg += " (did you mean '\(near)'?)"
+            if let problem = guardrailAgentProblem(agentName, agentByName) { issue(loc(g.origin, "agent"), problem) }
+        }
+        for t in tools {
+            for (key, g) in t.spec.guardrailEntries {
+                guard case .agent(let agentName) = g.check.implementation else { continue }
+                if let problem = guardrailAgentProblem(agentName, agentByName) {
+                    issue(loc(t.origin, "\(key).agent"), problem)
                 }
-                issue(loc(g.origin, "agent"), msg)
-                continue
-            }
-            let tripwire = agent.outputType?.schema["properties"]?["tripwire_triggered"]
-            let required = (agent.outputType?.schema["required"]?.arrayValue ?? []).contains("tripwire_triggered")
-            if tripwire?["type"]?.stringValue != "boolean" || !required {
-                issue(
-                    loc(g.origin, "agent"),
-                    "guardrail agent '\(agentName)' needs an output_type with a required boolean property 'tripwire_triggered'"
-                )
             }
         }
         for a in agents {
@@ -201,5 +196,24 @@ extension LoadState {
             }
         }
         return out
+    }
+
+    /// What is wrong with `agentName` as a guardrail agent (agent-level or tool-level): it must
+    /// exist and answer with a required boolean `tripwire_triggered`. Nil when it does.
+    static func guardrailAgentProblem(_ agentName: String, _ agentByName: [String: AgentMapping]) -> String? {
+        guard let agent = agentByName[agentName] else {
+            var msg = "unknown agent '\(agentName)'"
+            if let near = nearest(agentName, in: Array(agentByName.keys).sorted()) {
+                msg += " (did you mean '\(near)'?)"
+            }
+            return msg
+        }
+        let tripwire = agent.outputType?.schema["properties"]?["tripwire_triggered"]
+        let required = (agent.outputType?.schema["required"]?.arrayValue ?? []).contains("tripwire_triggered")
+        if tripwire?["type"]?.stringValue != "boolean" || !required {
+            return
+                "guardrail agent '\(agentName)' needs an output_type with a required boolean property 'tripwire_triggered'"
+        }
+        return nil
     }
 }

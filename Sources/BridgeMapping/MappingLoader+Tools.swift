@@ -8,7 +8,7 @@ import Yams
 extension LoadState {
     static let toolKeys = [
         "name", "description", "parameters", "strict", "sql", "http", "command", "hosted",
-        "needs_approval",
+        "needs_approval", "input_guardrails", "output_guardrails",
     ]
     static let hostedTypes = ["web_search", "file_search", "code_interpreter"]
 
@@ -164,12 +164,20 @@ extension LoadState {
                     "hosted tools run at the model provider and cannot wait for approval")
             }
         }
+        let inputGuardrails = parseToolGuardrails(r, m, "input_guardrails")
+        let outputGuardrails = parseToolGuardrails(r, m, "output_guardrails")
+        if isHosted {
+            for key in ["input_guardrails", "output_guardrails"] where m.has(key) {
+                r.issue(m.keyNode(key), m.path(key), "hosted tools run at the model provider; bridge cannot guard them")
+            }
+        }
         guard let name, let implementation else { return nil }
-        return ToolMapping(
-            ToolSpec(
-                name: name, description: description, parameters: parameters, strict: strict,
-                implementation: implementation, needsApproval: approval),
-            origin: r.location(node, path))
+        var spec = ToolSpec(
+            name: name, description: description, parameters: parameters, strict: strict,
+            implementation: implementation, needsApproval: approval)
+        spec.inputGuardrails = inputGuardrails.flatMap { $0.isEmpty ? nil : $0 }
+        spec.outputGuardrails = outputGuardrails.flatMap { $0.isEmpty ? nil : $0 }
+        return ToolMapping(spec, origin: r.location(node, path))
     }
 
     /// `approvals: {table, key, status: {column, pending, approved, rejected, expired}, expires_at_column,

@@ -91,6 +91,13 @@ public enum MappingValidator {
             }
         }
         for tool in config.tools {
+            for (key, g) in tool.spec.guardrailEntries {
+                if case .sql(let spec) = g.check.implementation {
+                    for c in spec.namedParameters.taskColumns { add(t, c, tool.origin, "\(key).sql.query") }
+                }
+            }
+        }
+        for tool in config.tools {
             if case .sql(let spec) = tool.needsApproval {
                 for c in spec.namedParameters.taskColumns { add(t, c, tool.origin, "needs_approval.sql") }
             }
@@ -142,6 +149,17 @@ public enum MappingValidator {
         for g in config.guardrails {
             if case .sql(let spec) = g.implementation {
                 out.append((spec, config.location(g.origin, "sql.query"), "guardrail '\(g.name)'"))
+            }
+        }
+        for t in config.tools {
+            for (key, g) in t.spec.guardrailEntries {
+                if case .sql(let spec) = g.check.implementation {
+                    out.append(
+                        (
+                            spec, config.location(t.origin, "\(key).sql.query"),
+                            "guardrail '\(g.name)' of tool '\(t.name)'"
+                        ))
+                }
             }
         }
         return out

@@ -226,6 +226,11 @@ public struct ToolSpec: Codable, Sendable, Equatable {
     public var implementation: ToolImplementation
     /// Whether a call waits for a human decision.
     public var needsApproval: ApprovalRule
+    /// The SDK's `tool_input_guardrails`: checked in order before the tool runs (nil: none).
+    public var inputGuardrails: [ToolGuardrailSpec]?
+    /// The SDK's `tool_output_guardrails`: checked in order on the output before the model
+    /// sees it (nil: none).
+    public var outputGuardrails: [ToolGuardrailSpec]?
 
     public init(
         name: String, description: String, parameters: JSONValue, strict: Bool = true,
@@ -243,6 +248,13 @@ public struct ToolSpec: Codable, Sendable, Equatable {
     public var isFunctionTool: Bool {
         if case .hosted = implementation { return false }
         return true
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, description, parameters, strict, implementation
+        case needsApproval
+        case inputGuardrails = "input_guardrails"
+        case outputGuardrails = "output_guardrails"
     }
 }
 

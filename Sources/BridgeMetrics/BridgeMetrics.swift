@@ -209,6 +209,19 @@ public enum BridgeMetrics {
     // MARK: - Ledger and export
 
     /// Spans written to the ledger.
+    /// The cost series of a run's priced models for its group, at 0 before its first call, so
+    /// that `increase()` over the series counts that call (a counter that appears with its first
+    /// value loses it).
+    public static func registerCost(models: [String], group: String) {
+        let g = labels.value(group, for: "group")
+        for m in Set(models) {
+            FloatingPointCounter(
+                label: Name.costUSD, dimensions: [("model", labels.value(m, for: "model")), ("group", g)]
+            )
+            .increment(by: 0)
+        }
+    }
+
     /// The cost of one priced model call, by model and group (`source.group_column`, e.g. the
     /// workspace; both bounded like every label).
     public static func modelCost(model: String, group: String, usd: Double) {

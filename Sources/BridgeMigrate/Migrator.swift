@@ -54,7 +54,7 @@ public struct MigrateOptions: Sendable {
 /// statement, recording progress so a re-run resumes safely.
 public struct Migrator: Sendable {
     /// The fixed advisory lock key ("BRDGMIGR").
-    public static let lockKey: Int64 = 0x4252_4447_4D49_4752
+    public static let lockKey = AdvisoryLockKey(rawValue: 0x4252_4447_4D49_4752)
 
     public var options: MigrateOptions
 
@@ -117,22 +117,12 @@ public struct Migrator: Sendable {
         var reported = false
         while true {
             do {
-                if try await conn.query("SELECT pg_try_advisory_lock(\(Self.lockKey)::bigint) AS ok").first?.bool("ok")
-                    == true
-                {
+                if try await AdvisoryLock.tryLock(Self.lockKey, on: conn) {
                     if reported { options.log("got the migration lock") }
                     return
                 }
                 if !reported {
-                    holder = try await conn.query(
-                        """
-                        SELECT pid FROM pg_locks
-                        WHERE locktype = 'advisory' AND granted AND objsubid = 1
-                          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                          AND classid::text = \(String(Self.lockKey >> 32)) AND objid::text = \(String(Self.lockKey & 0xFFFF_FFFF))
-                        LIMIT 1
-                        """
-                    ).first?.int("pid")
+                    holder = try await AdvisoryLock.holder(of: Self.lockKey, on: conn)
                     options.log(
                         "waiting for the migration lock held by backend pid \(holder.map(String.init) ?? "(unknown)")")
                     reported = true
@@ -148,7 +138,7 @@ public struct Migrator: Sendable {
     }
 
     func releaseLock(_ conn: PostgresConnection) async {
-        _ = try? await conn.query("SELECT pg_advisory_unlock(\(Self.lockKey)::bigint)")
+        _ = try? await AdvisoryLock.unlock(Self.lockKey, on: conn)
     }
 
     /// The `lock_timeout` of attempt `attempt` (0-based) of a transactional file: `initial`
@@ -299,7 +289,7 @@ public struct Migrator: Sendable {
         attempt += 1
         let wait = Self.backoff(attempt)
         options.log(
-            "\(place): \(error.sqlState == "40P01" ? "deadlock" : "lock timeout") (SQLSTATE \(error.sqlState ?? ""))"
+            "\(place): \(error.code == .deadlockDetected ? "deadlock" : "lock timeout") (SQLSTATE \(error.sqlState ?? ""))"
                 + "\(note) retry \(attempt)/\(options.lockRetries) in \(wait)")
         try? await Task.sleep(for: wait)
         return true

@@ -50,8 +50,11 @@ public struct PostgresError: BridgeError, Sendable, Equatable {
     /// Connection failures are configuration problems (exit 2); statement failures are work failures (exit 1).
     public var exitStatus: ExitStatus { kind == .server ? .failed : .badInput }
 
-    /// True for `55P03` lock_not_available (a `lock_timeout` fired) and `40P01` deadlock_detected.
-    public var isLockConflict: Bool { sqlState == "55P03" || sqlState == "40P01" }
+    /// `sqlState` as a named code, to compare with the constants of `SQLState`.
+    public var code: SQLState? { sqlState.map(SQLState.init(rawValue:)) }
+
+    /// True for lock_not_available (a `lock_timeout` fired) and deadlock_detected.
+    public var isLockConflict: Bool { code == .lockNotAvailable || code == .deadlockDetected }
 
     public var description: String {
         var parts = [message]
@@ -64,4 +67,42 @@ public struct PostgresError: BridgeError, Sendable, Equatable {
         if let position { parts.append("at character \(position)") }
         return parts.joined(separator: "; ")
     }
+}
+
+/// A SQLSTATE error code (PostgreSQL's Appendix A), with the codes bridge acts on named, as
+/// postgres-nio's `PostgresError.Code` names them: code compares `error.code == .undefinedTable`
+/// rather than a string literal.
+public struct SQLState: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    public var description: String { rawValue }
+
+    /// `0A000`: e.g. a prepared statement that would return rows from a utility command.
+    public static let featureNotSupported = SQLState(rawValue: "0A000")
+    /// `22003`
+    public static let numericValueOutOfRange = SQLState(rawValue: "22003")
+    /// `22007`
+    public static let invalidDatetimeFormat = SQLState(rawValue: "22007")
+    /// `22008`
+    public static let datetimeFieldOverflow = SQLState(rawValue: "22008")
+    /// `22P02`: a text value that does not parse as the column's type.
+    public static let invalidTextRepresentation = SQLState(rawValue: "22P02")
+    /// `25006`: a write in a READ ONLY transaction.
+    public static let readOnlySQLTransaction = SQLState(rawValue: "25006")
+    /// `40P01`
+    public static let deadlockDetected = SQLState(rawValue: "40P01")
+    /// `42P01`
+    public static let undefinedTable = SQLState(rawValue: "42P01")
+    /// `42703`
+    public static let undefinedColumn = SQLState(rawValue: "42703")
+    /// `55P03`: a `lock_timeout` fired.
+    public static let lockNotAvailable = SQLState(rawValue: "55P03")
+
+    /// The codes of a value that does not fit its column's type (bad text, out of range, bad
+    /// date or time).
+    public static let badValue: Set<SQLState> = [
+        .invalidTextRepresentation, .numericValueOutOfRange, .datetimeFieldOverflow, .invalidDatetimeFormat,
+    ]
 }

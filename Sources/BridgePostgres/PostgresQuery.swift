@@ -95,25 +95,113 @@ public struct PostgresQuery: Sendable, Equatable, ExpressibleByStringInterpolati
         return out
     }
 
-    private static func renumber(_ sql: String, offset: Int) -> String {
-        guard offset > 0, sql.contains("$") else { return sql }
-        var out = ""
-        var chars = sql.makeIterator()
-        var pending: Character? = chars.next()
-        while let c = pending {
-            pending = chars.next()
-            if c == "$", let d = pending, d.isNumber {
-                var digits = ""
-                while let n = pending, n.isNumber {
-                    digits.append(n)
-                    pending = chars.next()
-                }
-                out += "$\(Int(digits)! + offset)"
-            } else {
+    /// `sql` with each `$n` parameter reference moved up by `offset`. Only references in SQL
+    /// proper are renumbered: text inside string literals (`'…'`, `E'…'`), quoted identifiers,
+    /// dollar-quoted bodies (`$$…$$`, `$tag$…$tag$`) and comments is left as it is, so a user's
+    /// `'costs $5'` keeps its text. Only ASCII digits make a reference.
+    static func renumber(_ sql: String, offset: Int) -> String {
+        guard offset > 0, sql.utf8.contains(UInt8(ascii: "$")) else { return sql }
+        let b = Array(sql.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(b.count + 16)
+        var i = 0
+        func isDigit(_ c: UInt8) -> Bool { c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") }
+        func isIdent(_ c: UInt8) -> Bool {
+            isDigit(c) || c == UInt8(ascii: "_") || c >= 0x80
+                || (c | 0x20 >= UInt8(ascii: "a") && c | 0x20 <= UInt8(ascii: "z"))
+        }
+        /// Copies from `i` through the end of a construct that closes with `close` (or to the
+        /// end of the text), where `close` doubled is an escaped `close` and, with
+        /// `backslashes`, a backslash escapes the next byte.
+        func copyQuoted(close: UInt8, backslashes: Bool) {
+            out.append(b[i])
+            i += 1
+            while i < b.count {
+                let c = b[i]
                 out.append(c)
+                i += 1
+                if backslashes && c == UInt8(ascii: "\\") && i < b.count {
+                    out.append(b[i])
+                    i += 1
+                } else if c == close {
+                    if i < b.count && b[i] == close {
+                        out.append(b[i])
+                        i += 1
+                    } else {
+                        return
+                    }
+                }
             }
         }
-        return out
+        func copy(through end: Int) {
+            out.append(contentsOf: b[i..<end])
+            i = end
+        }
+        while i < b.count {
+            let c = b[i]
+            let next = i + 1 < b.count ? b[i + 1] : 0
+            let previous = i > 0 ? b[i - 1] : 0
+            if c == UInt8(ascii: "'") {
+                let escaped =
+                    (previous == UInt8(ascii: "E") || previous == UInt8(ascii: "e"))
+                    && (i < 2 || !isIdent(b[i - 2]))
+                copyQuoted(close: c, backslashes: escaped)
+            } else if c == UInt8(ascii: "\"") {
+                copyQuoted(close: c, backslashes: false)
+            } else if c == UInt8(ascii: "-") && next == UInt8(ascii: "-") {
+                copy(through: b[i...].firstIndex(of: UInt8(ascii: "\n")) ?? b.count)
+            } else if c == UInt8(ascii: "/") && next == UInt8(ascii: "*") {
+                // Block comments nest in PostgreSQL.
+                var depth = 0
+                var j = i
+                while j < b.count {
+                    if b[j] == UInt8(ascii: "/") && j + 1 < b.count && b[j + 1] == UInt8(ascii: "*") {
+                        depth += 1
+                        j += 2
+                    } else if b[j] == UInt8(ascii: "*") && j + 1 < b.count && b[j + 1] == UInt8(ascii: "/") {
+                        depth -= 1
+                        j += 2
+                        if depth == 0 { break }
+                    } else {
+                        j += 1
+                    }
+                }
+                copy(through: min(j, b.count))
+            } else if c == UInt8(ascii: "$") && isDigit(next) && !isIdent(previous) {
+                var j = i + 1
+                var n = 0
+                while j < b.count && isDigit(b[j]) {
+                    n = n &* 10 &+ Int(b[j] - UInt8(ascii: "0"))
+                    j += 1
+                }
+                out.append(contentsOf: Array("$\(n + offset)".utf8))
+                i = j
+            } else if c == UInt8(ascii: "$") && !isIdent(previous) {
+                // A dollar quote's opening tag: `$$` or `$tag$` (a tag does not start with a digit).
+                var j = i + 1
+                while j < b.count && isIdent(b[j]) && b[j] < 0x80 { j += 1 }
+                if j < b.count && b[j] == UInt8(ascii: "$") {
+                    let tag = Array(b[i...j])
+                    var k = j + 1
+                    var end = b.count
+                    while k + tag.count <= b.count {
+                        if b[k] == UInt8(ascii: "$") && Array(b[k..<k + tag.count]) == tag {
+                            end = k + tag.count
+                            break
+                        }
+                        k += 1
+                    }
+                    copy(through: end)
+                } else {
+                    out.append(c)
+                    i += 1
+                }
+            } else {
+                out.append(c)
+                i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     public struct StringInterpolation: StringInterpolationProtocol, Sendable {

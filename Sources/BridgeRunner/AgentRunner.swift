@@ -92,6 +92,14 @@ public enum RunnerMessages {
         return "Guardrail \(guardrail) triggered tripwire" + (outputInfo.isNull ? "" : ": \(info)")
     }
 
+    /// The error message of a tool guardrail that raised (the SDK's wording, with the guardrail's
+    /// name rather than its class, plus the `output_info`).
+    public static func toolTripwire(_ guardrail: String, output: Bool, outputInfo: JSONValue) -> String {
+        let info = outputInfo.stringValue ?? outputInfo.compact
+        return "Tool \(output ? "output" : "input") guardrail \(guardrail) triggered tripwire"
+            + (outputInfo.isNull ? "" : ": \(info)")
+    }
+
     public static let spanMCPListError = "Error listing MCP tools"
 
     /// What the model receives when an MCP call fails (the SDK's `AgentsException` text, inside
@@ -190,6 +198,9 @@ struct PendingToolCall: Sendable {
     var tool: ToolSpec?
     var mcpServer: String? = nil
     var eventId: EventID
+    /// Span ids of the tool's guardrails (inputs, then outputs), allocated with `eventId` so a
+    /// resumed run gives the same guardrail the same span.
+    var guardIds: [EventID] = []
 }
 
 struct ToolCallOutcome: Sendable {
@@ -201,6 +212,11 @@ struct ToolCallOutcome: Sendable {
     var modelOutput: JSONValue? = nil
     /// The journal refused the call's record: the lease is gone, the run must stop.
     var fenced = false
+    /// A tool guardrail failed the run (it raised, or could not decide).
+    var failure: RunFailure? = nil
+    /// What the call's guardrail agents used, and their `guardrail_result` transcript items.
+    var usage = Usage()
+    var items: [ConversationItem] = []
 }
 
 /// Allocates event ids for a run and the guardrail agents' runs nested in it (which run
@@ -596,6 +612,7 @@ struct RunState {
         _ agent: AgentSpec, turnId: EventID, turnUsage: Usage,
         output: [ConversationItem]
     ) async -> TurnStep {
+        var turnUsage = turnUsage
         // Sort the function calls into tools to run and handoffs.
         let handoffsByTool = Dictionary(agent.handoffs.map { ($0.toolName, $0) }, uniquingKeysWith: { a, _ in a })
         var calls: [PendingToolCall] = []
@@ -655,7 +672,7 @@ struct RunState {
 
         // Run the function tools concurrently; outputs go back in call order. A durable run
         // asked to stop does so here, before any tool starts (the response is journaled).
-        for i in calls.indices { calls[i].eventId = allocate() }
+        for i in calls.indices { calls[i] = withIds(calls[i]) }
         if journal != nil, !calls.isEmpty, mustStop,
             calls.contains(where: { journal?.finishedCall($0.callId) == nil })
         {
@@ -667,12 +684,23 @@ struct RunState {
         }
         toolCalls += outcomes.count
         for o in outcomes {
+            usage = usage + o.usage
+            turnUsage = turnUsage + o.usage
+            transcript += o.items
+            guard o.failure == nil else { continue }
             let item: ConversationItem = [
                 "type": "function_call_output", "call_id": .string(o.callId),
                 "output": o.modelOutput ?? .string(o.output),
             ]
             history.append(item)
             transcript.append(item)
+        }
+        // A tool guardrail raised (or could not decide): the run fails, as the SDK's exception does.
+        if let failure = outcomes.lazy.compactMap(\.failure).first {
+            await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
+            return .failed(
+                failure,
+                SpanErrorInfo(message: RunnerMessages.spanAgentError, data: ["error": .string(failure.message)]))
         }
         if !waiting.isEmpty {
             await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
@@ -779,11 +807,11 @@ struct RunState {
     func runTools(_ calls: [PendingToolCall], parent: EventID, agent: AgentSpec) async -> [ToolCallOutcome] {
         guard !calls.isEmpty else { return [] }
         let context = ToolContext(spec: spec, taskRow: taskRow, agentName: agent.name)
-        let runner = self.runner
+        let state = self
         let outcomes = await withTaskGroup(of: ToolCallOutcome.self) { group in
             for call in calls {
                 group.addTask {
-                    await Self.runTool(call, parent: parent, context: context, runner: runner)
+                    await Self.runTool(call, parent: parent, context: context, state: state)
                 }
             }
             var collected: [ToolCallOutcome] = []
@@ -793,9 +821,18 @@ struct RunState {
         return outcomes.sorted { $0.index < $1.index }
     }
 
-    static func runTool(_ call: PendingToolCall, parent: EventID, context: ToolContext, runner: AgentRunner) async
+    /// `call` with its span id and its tool guardrails' span ids, allocated in that order.
+    func withIds(_ call: PendingToolCall) -> PendingToolCall {
+        var call = call
+        call.eventId = allocate()
+        call.guardIds = (call.tool?.allGuardrails ?? []).map { _ in allocate() }
+        return call
+    }
+
+    static func runTool(_ call: PendingToolCall, parent: EventID, context: ToolContext, state: RunState) async
         -> ToolCallOutcome
     {
+        let runner = state.runner
         let journaled = runner.journal?.finishedCall(call.callId)
         await runner.observer.record(
             .toolStarted(
@@ -826,11 +863,24 @@ struct RunState {
         if !trimmed.isEmpty {
             do { arguments = try JSONValue.parse(call.arguments) } catch { parseError = error.description }
         }
+        // Tool guardrails (the SDK's order: after approval; inputs before the tool, outputs on its
+        // output before the model sees it). Arguments that are not JSON run nothing to guard.
+        var guards = GuardrailRun.ToolVerdict()
+        let inputGuards = tool.inputGuardrails ?? []
+        if parseError == nil, journaled == nil, !inputGuards.isEmpty {
+            guards = await GuardrailRun.tool(
+                inputGuards, output: nil, call: call, ids: Array(call.guardIds.prefix(inputGuards.count)),
+                state: state)
+            if guards.failure != nil { return await guardFailed(call, guards, runner: runner) }
+        }
         if let parseError {
             output = RunnerMessages.argumentsError(parseError)
             spanError = SpanErrorInfo(
                 message: RunnerMessages.spanToolError,
                 data: ["tool_name": .string(call.name), "error": .string(parseError)])
+        } else if let rejection = guards.rejection {
+            // reject_content: the tool does not run; the model is told why.
+            output = rejection
         } else {
             do {
                 // A writing SQL tool's journal row committed with its statement: replayed as its output.
@@ -854,12 +904,38 @@ struct RunState {
             await runner.observer.record(
                 .spanNote(id: call.eventId, key: RunnerMessages.textReplacedKey, value: replaced.json))
         }
+        let outputGuards = tool.outputGuardrails ?? []
+        if parseError == nil, guards.rejection == nil, !outputGuards.isEmpty {
+            let checked = await GuardrailRun.tool(
+                outputGuards, output: output, call: call, ids: Array(call.guardIds.dropFirst(inputGuards.count)),
+                state: state)
+            guards.usage = guards.usage + checked.usage
+            guards.items += checked.items
+            guards.failure = checked.failure
+            guards.spanError = checked.spanError
+            if guards.failure != nil { return await guardFailed(call, guards, runner: runner) }
+            if let rejection = checked.rejection { output = rejection }
+        }
         await runner.observer.record(.toolEnded(id: call.eventId, output: output, error: spanError, at: Date()))
         let fenced = await journal(
             JournaledCall(
                 callId: call.callId, name: call.name, output: output,
-                error: spanError?.json, raw: false), runner: runner)
-        return ToolCallOutcome(index: call.index, callId: call.callId, name: call.name, output: output, fenced: fenced)
+                error: spanError?.json, raw: false, guardrails: guards.items.isEmpty ? nil : .array(guards.items)),
+            runner: runner)
+        return ToolCallOutcome(
+            index: call.index, callId: call.callId, name: call.name, output: output, fenced: fenced,
+            usage: guards.usage, items: guards.items)
+    }
+
+    /// A tool guardrail raised or could not decide: the function span ends with the error (no
+    /// output), nothing is journaled (a resumed run checks again), and the run fails.
+    static func guardFailed(_ call: PendingToolCall, _ v: GuardrailRun.ToolVerdict, runner: AgentRunner) async
+        -> ToolCallOutcome
+    {
+        await runner.observer.record(.toolEnded(id: call.eventId, output: nil, error: v.spanError, at: Date()))
+        return ToolCallOutcome(
+            index: call.index, callId: call.callId, name: call.name, output: "", failure: v.failure, usage: v.usage,
+            items: v.items)
     }
 
     /// Journals a finished call (with the spans ended so far); true when the lease is gone.
@@ -879,8 +955,9 @@ struct RunState {
         }
         await runner.observer.record(
             .toolEnded(id: call.eventId, output: j.spanOutput ?? j.output, error: error, at: Date()))
+        // A guardrail's rejection is replayed as what the model received: the tool does not run.
         return ToolCallOutcome(
             index: call.index, callId: call.callId, name: call.name, output: j.output,
-            modelOutput: j.modelOutput)
+            modelOutput: j.modelOutput, items: j.guardrails?.arrayValue ?? [])
     }
 }

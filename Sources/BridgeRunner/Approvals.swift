@@ -164,9 +164,10 @@ extension RunState {
             let d = byCall[call.callId]
             if d?.outcome == .approved, let tool = spec.tools[call.name] {
                 approved.append(
-                    PendingToolCall(
-                        index: approved.count, callId: call.callId, name: call.name,
-                        arguments: call.arguments, tool: tool, eventId: allocate()))
+                    withIds(
+                        PendingToolCall(
+                            index: approved.count, callId: call.callId, name: call.name,
+                            arguments: call.arguments, tool: tool, eventId: 0)))
                 continue
             }
             let message = d?.message.flatMap { $0.isEmpty ? nil : $0 } ?? RunnerMessages.approvalRejected
@@ -187,7 +188,22 @@ extension RunState {
         }
         let outcomes = await runTools(approved, parent: turnId, agent: agent)
         toolCalls += outcomes.count
-        for o in outcomes { outputs[o.callId] = o.output }
+        for o in outcomes {
+            outputs[o.callId] = o.output
+            usage = usage + o.usage
+            transcript += o.items
+        }
+        // An approved call's tool guardrail raised (or could not decide): the run fails.
+        if let failure = outcomes.lazy.compactMap(\.failure).first {
+            await emit(.turnEnded(id: turnId, usage: Usage(), error: nil, at: Date()))
+            await emit(
+                .agentEnded(
+                    id: agentId,
+                    error: SpanErrorInfo(
+                        message: RunnerMessages.spanAgentError, data: ["error": .string(failure.message)]),
+                    at: Date()))
+            return await finish(.failed(failure), agentName: agent.name, taskId: taskId)
+        }
         for call in paused.pending {
             let item: ConversationItem = [
                 "type": "function_call_output", "call_id": .string(call.callId),

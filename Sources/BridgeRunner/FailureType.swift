@@ -10,6 +10,10 @@ public enum FailureType: String, Sendable, Hashable, CaseIterable, CustomStringC
     case inputGuardrailTripwireTriggered = "InputGuardrailTripwireTriggered"
     case outputGuardrailTripwireTriggered = "OutputGuardrailTripwireTriggered"
     case guardrailError = "GuardrailError"
+    /// A tool input guardrail tripped with `on_trip: raise_exception` (the tool did not run).
+    case toolInputGuardrailTripwireTriggered = "ToolInputGuardrailTripwireTriggered"
+    /// A tool output guardrail tripped with `on_trip: raise_exception` (the model never saw the output).
+    case toolOutputGuardrailTripwireTriggered = "ToolOutputGuardrailTripwireTriggered"
     case mcpServerError = "MCPServerError"
     /// The run was cancelled (its lease was lost, or the worker is shutting down).
     case cancelled = "Cancelled"

@@ -33,6 +33,9 @@ enum GuardrailRun {
         var outputInfo: JSONValue
         var usage: Usage
         var failure: RunFailure?
+        /// The guardrail's own text for the model (a SQL `message` column, or a `message`
+        /// field of the agent's answer); tool guardrails that reject content use it.
+        var message: String?
     }
 
     /// Runs `guards` beside the model call for `request`; a tripwire cancels the call. Returns
@@ -110,20 +113,30 @@ enum GuardrailRun {
         }
     }
 
-    /// Runs one guardrail inside its span.
-    static func one(_ g: GuardrailSpec, input: String, output: String?, parent: EventID, state: RunState) async
-        -> Outcome
-    {
-        let id = state.allocate()
+    /// What a guardrail checks, when it is not the run's input and output (a tool guardrail's
+    /// call): the SQL binds and the guardrail agent's input.
+    struct Subject: Sendable {
+        var binds: JSONValue
+        var agentInput: String
+    }
+
+    /// Runs one guardrail inside its span (`id`, else a new one). A guardrail agent's run
+    /// allocates its span ids from `nestedIds` (default: the run's counter).
+    static func one(
+        _ g: GuardrailSpec, input: String, output: String?, parent: EventID, state: RunState,
+        id given: EventID? = nil, subject: Subject? = nil, nestedIds: EventCounter? = nil
+    ) async -> Outcome {
+        let id = given ?? state.allocate()
         await state.emit(.guardrailStarted(id: id, parent: parent, name: g.name, at: Date()))
         var outcome = Outcome(name: g.name, triggered: false, outputInfo: .null, usage: Usage())
         switch g.implementation {
         case .sql(let sql):
-            outcome = await runSQL(g.name, sql, input: input, output: output, state: state)
+            let binds = subject?.binds ?? ["input": .string(input), "output": output.map(JSONValue.string) ?? .null]
+            outcome = await runSQL(g.name, sql, binds: binds, state: state)
         case .agent(let agentName):
             var nested = RunState(
-                spec: state.spec, taskRow: state.taskRow, runner: state.runner, ids: state.ids,
-                input: output ?? input, depth: state.depth + 1)
+                spec: state.spec, taskRow: state.taskRow, runner: state.runner, ids: nestedIds ?? state.ids,
+                input: subject?.agentInput ?? output ?? input, depth: state.depth + 1)
             if state.depth >= 3 {
                 outcome.failure = RunFailure(
                     type: .userError, message: "guardrail \(g.name): guardrail agents nest deeper than 3",
@@ -137,6 +150,7 @@ enum GuardrailRun {
                 let json = nested.structuredOutput ?? .null
                 outcome.triggered = json["tripwire_triggered"]?.boolValue ?? false
                 outcome.outputInfo = json["output_info"] ?? json
+                outcome.message = json["message"]?.stringValue
             case .failed(let f):
                 outcome.failure = RunFailure(
                     type: f.type, message: "guardrail \(g.name) (agent \(agentName)) failed: \(f.message)",
@@ -160,9 +174,10 @@ enum GuardrailRun {
         return outcome
     }
 
-    /// A SQL guardrail: READ ONLY, through the run's tool executor; `:input` and `:output` are
-    /// bound; the first row's `tripwire_triggered` and `output_info` decide.
-    static func runSQL(_ name: String, _ sql: SQLToolSpec, input: String, output: String?, state: RunState) async
+    /// A SQL guardrail: READ ONLY, through the run's tool executor, with `binds` (`:input` and
+    /// `:output` for an agent guardrail); the first row's `tripwire_triggered` and `output_info`
+    /// decide, and its `message` (text) is what a rejecting tool guardrail tells the model.
+    static func runSQL(_ name: String, _ sql: SQLToolSpec, binds arguments: JSONValue, state: RunState) async
         -> Outcome
     {
         var readOnly = sql
@@ -172,7 +187,6 @@ enum GuardrailRun {
         readOnly.maxRows = 1
         readOnly.maxBytes = max(sql.maxBytes, guardrailReadBytes)
         let tool = ToolSpec(name: name, description: "guardrail", parameters: [:], implementation: .sql(readOnly))
-        let arguments: JSONValue = ["input": .string(input), "output": output.map(JSONValue.string) ?? .null]
         var outcome = Outcome(name: name, triggered: false, outputInfo: .null, usage: Usage())
         do {
             let text = try await state.runner.tools.execute(
@@ -180,9 +194,10 @@ enum GuardrailRun {
                 context: ToolContext(
                     spec: state.spec, taskRow: state.taskRow,
                     agentName: name))
-            let (triggered, info) = try verdict(ofRows: text)
+            let (triggered, info, message) = try verdict(ofRows: text)
             outcome.triggered = triggered
             outcome.outputInfo = info
+            outcome.message = message
         } catch let problem as GuardrailResultError {
             outcome.failure = RunFailure(
                 type: .guardrailError, message: "guardrail \(name) failed: \(problem.message)", retriable: false)
@@ -207,7 +222,7 @@ enum GuardrailRun {
     /// Reads the SQL executor's JSON rows: no row is "not triggered"; a first row must hold a
     /// boolean `tripwire_triggered` (anything else is an error, never a pass). A long
     /// `output_info` is cut to `maxOutputInfoBytes`.
-    static func verdict(ofRows text: String) throws -> (triggered: Bool, info: JSONValue) {
+    static func verdict(ofRows text: String) throws -> (triggered: Bool, info: JSONValue, message: String?) {
         let parsed: JSONValue
         do { parsed = try JSONValue.parse(text) } catch {
             throw GuardrailResultError(
@@ -218,7 +233,7 @@ enum GuardrailRun {
         guard let rows = parsed.arrayValue ?? parsed["rows"]?.arrayValue else {
             throw GuardrailResultError(message: "its SQL returned no rows (\(String(parsed.compact.prefix(200))))")
         }
-        guard let row = rows.first else { return (false, .null) }
+        guard let row = rows.first else { return (false, .null, nil) }
         guard let flag = row["tripwire_triggered"] else {
             let names = (row.objectValue?.keys.sorted() ?? []).joined(separator: ", ")
             throw GuardrailResultError(
@@ -229,7 +244,8 @@ enum GuardrailRun {
             throw GuardrailResultError(
                 message: "its tripwire_triggered is \(String(flag.compact.prefix(80))), not a boolean")
         }
-        return (triggered, capped(row["output_info"] ?? .null))
+        let message = row["message"]?.stringValue.map { SQLToolExecutor.capBytes($0, maxBytes: maxOutputInfoBytes) }
+        return (triggered, capped(row["output_info"] ?? .null), message)
     }
 
     /// `info` when its text fits `maxOutputInfoBytes`; else that text cut to fit, marked.

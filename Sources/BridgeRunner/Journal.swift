@@ -58,11 +58,15 @@ public struct JournaledCall: Codable, Sendable, Equatable {
     public var mcpServer: String?
     /// Whether `output` is the executor's raw output (replayed through the same path as a live call).
     public var raw: Bool
+    /// The call's tool guardrails' `guardrail_result` transcript items (nil: none ran). When one
+    /// rejected the call, `output` is the rejection, replayed without running the tool.
+    public var guardrails: JSONValue?
 
     public init(
         callId: String, name: String, output: String, error: JSONValue? = nil, modelOutput: JSONValue? = nil,
-        spanOutput: String? = nil, mcpServer: String? = nil, raw: Bool
+        spanOutput: String? = nil, mcpServer: String? = nil, raw: Bool, guardrails: JSONValue? = nil
     ) {
+        self.guardrails = guardrails
         self.callId = callId
         self.name = name
         self.output = output
@@ -75,7 +79,7 @@ public struct JournaledCall: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case callId = "call_id"
-        case name, output, error, raw
+        case name, output, error, raw, guardrails
         case modelOutput = "model_output"
         case spanOutput = "span_output"
         case mcpServer = "mcp_server"

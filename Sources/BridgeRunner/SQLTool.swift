@@ -74,7 +74,7 @@ public struct SQLToolExecutor: ToolExecutor {
         } catch let e as PostgresError {
             var data: [String: JSONValue] = ["tool_name": .string(tool.name)]
             if let s = e.sqlState { data["sqlstate"] = .string(s) }
-            if e.sqlState == "25006" {
+            if e.code == .readOnlySQLTransaction {
                 // PostgreSQL names the wrapping SELECT; name the statement the tool wrote.
                 let verb = ToolStatement.writingVerb(in: spec.sql) ?? "a data-modifying statement"
                 throw ToolFailure(
@@ -99,7 +99,7 @@ public struct SQLToolExecutor: ToolExecutor {
                 let n = rows.first?.int("n") ?? 0
                 let json = rows.first?["rows"] ?? "[]"
                 return n > maxRows ? "{\"max_rows\":\(maxRows),\"rows\":\(json),\"truncated\":true}" : json
-            } catch  where error.sqlState == "0A000" {
+            } catch  where error.code == .featureNotSupported {
                 // Not wrappable (e.g. a WITH holding a data-modifying statement): run it as written.
                 try c.simpleQuery("ROLLBACK TO SAVEPOINT bridge_sql_tool")
             }

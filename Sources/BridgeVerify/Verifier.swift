@@ -136,7 +136,7 @@ public struct Verifier: Sendable {
             let queue = CheckQueue(
                 [
                     .exportDelivered, .handoffsTraced, .toolsTraced, .traceIdsCorrelate, .toolIOCaptured, .toolTiming,
-                    .guardrailsApprovalsTraced, .runsWhole,
+                    .guardrailsApprovalsTraced, .runsWhole, .spendRecorded,
                 ],
                 primaryOnly: fileSummary == nil ? [] : [.traceIdsCorrelate])
             results = try await withThrowingTaskGroup(of: [CheckResult].self) { group in
@@ -188,6 +188,20 @@ public struct Verifier: Sendable {
         case .runsWhole:
             let rows = try await query(sql.runsWhole, c)
             return result(.runsWhole, counted(rows), emptyReason: "no ended traces in scope")
+        case .spendRecorded:
+            guard config.pricing.isConfigured else {
+                return .skipped(.spendRecorded, "the mappings have no pricing section")
+            }
+            let rows = try await query(sql.spendRecorded, c)
+            let usd = rows.first?.double("usd") ?? 0
+            let unpriced = rows.first?.int("unpriced") ?? 0
+            let tenThousandths = Int((usd * 10_000).rounded())
+            let fraction = String(tenThousandths % 10_000)
+            let dollars = "\(tenThousandths / 10_000).\(String(repeating: "0", count: 4 - fraction.count))\(fraction)"
+            let note =
+                "$\(dollars) spent"
+                + (unpriced > 0 ? ", \(unpriced) call(s) of models missing from pricing (cost unknown)" : "")
+            return result(.spendRecorded, counted(rows), emptyReason: "no model calls in scope", note: note)
         case .guardrailsApprovalsTraced:
             let rows = try await query(sql.guardrailsApprovalsTraced, c)
             return result(

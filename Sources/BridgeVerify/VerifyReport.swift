@@ -149,6 +149,7 @@ public enum Check: String, Sendable, CaseIterable {
     case toolTiming = "tool_timing"
     case guardrailsApprovalsTraced = "guardrails_approvals_traced"
     case runsWhole = "runs_whole"
+    case spendRecorded = "spend_recorded"
 
     /// The checklist's wording.
     public var title: String {
@@ -161,6 +162,7 @@ public enum Check: String, Sendable, CaseIterable {
         case .toolTiming: "Performance metrics include tool execution time"
         case .guardrailsApprovalsTraced: "Guardrails and approvals traced"
         case .runsWhole: "Each run is one trace tree, each call traced once"
+        case .spendRecorded: "Model calls carry their cost"
         }
     }
 }

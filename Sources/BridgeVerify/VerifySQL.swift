@@ -144,6 +144,35 @@ struct VerifySQL: Sendable {
         """
     }
 
+    // MARK: spend_recorded
+
+    /// Per model call (`generation`/`response` span that ended without error) in scope: it
+    /// carries `cost_usd` (a number, or null for a model missing from `pricing`). A call without
+    /// the key ran with no pricing at all. Also sums the spend: `usd` over priced calls and
+    /// `unpriced` calls.
+    var spendRecorded: PostgresQuery {
+        """
+        WITH \(scopedTraces),
+        ms AS MATERIALIZED (
+            SELECT st.task_id, s.trace_id, s.span_data -> 'cost_usd' AS cost
+            FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
+            WHERE s.span_data->>'type' IN ('generation', 'response') AND s.error IS NULL
+        ),
+        bad AS (
+            SELECT task_id, trace_id, 'a model call with no cost_usd: it ran without pricing' AS message
+            FROM ms WHERE cost IS NULL
+        ),
+        agg AS (
+            SELECT count(*) AS checked, count(*) FILTER (WHERE cost IS NULL) AS failed,
+                   coalesce(sum((cost #>> '{}')::numeric) FILTER (WHERE jsonb_typeof(cost) = 'number'), 0)::float8 AS usd,
+                   count(*) FILTER (WHERE jsonb_typeof(cost) = 'null') AS unpriced
+            FROM ms
+        )
+        SELECT agg.*, ex.task_id, ex.trace_id, ex.message
+        FROM agg LEFT JOIN LATERAL (SELECT task_id, trace_id, message FROM bad ORDER BY trace_id LIMIT \(examples)::int) ex ON true
+        """
+    }
+
     // MARK: runs_whole
 
     /// Per ended trace in scope: one root span, no span whose parent is missing from the trace

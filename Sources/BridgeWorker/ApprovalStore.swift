@@ -403,7 +403,7 @@ public struct ApprovalStore: Sendable {
                 try c.query("SELECT pg_notify(\(taskNotifyChannel), '')")
                 return .decided(taskKey: task, stillPending: others)
             }
-        } catch let e as PostgresError where ["22P02", "22003", "22008", "22007"].contains(e.sqlState ?? "") {
+        } catch let e as PostgresError where e.code.map(SQLState.badValue.contains) == true {
             throw ApprovalKeyError(
                 message: "'\(requestKey)' is not an approval request id: \(a.table).\(a.key) is \(keyType)"
                     + " (see `bridge approvals list`)")

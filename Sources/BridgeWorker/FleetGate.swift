@@ -12,9 +12,10 @@ import FoundationEssentials
 ///   (migration 0056), advanced by `bridge.take_rate` on the database's clock. A model's limit
 ///   is split over `stripes` rows so that no single row serialises a busy fleet. Tokens are
 ///   reserved from an estimate before the call and settled with the actual usage after it.
-/// - **Concurrency** (per model, per tool): session advisory locks `(hashtext('bridge:model:…'),
-///   slot)` on the run's own connection. PostgreSQL frees them when that connection ends, so a
-///   worker that dies (or loses the database) gives its slots back at once.
+/// - **Concurrency** (per model, per tool): one session advisory lock per slot, keyed by
+///   `AdvisoryLockKey(name: "bridge:model:<model>#<slot>")`, on the run's own connection.
+///   PostgreSQL frees them when that connection ends, so a worker that dies (or loses the
+///   database) gives its slots back at once.
 /// - **429**: the provider's reset time goes to `blocked_until` on every stripe of the model,
 ///   so every worker waits for it; the call is made again and the task's attempts are untouched.
 /// - **Budgets**: before every model call the group's limit (the application's own SQL
@@ -40,36 +41,40 @@ public struct FleetLimits: Sendable {
     public static func lockKey(model: String) -> String { "bridge:model:" + model }
     public static func lockKey(tool: String) -> String { "bridge:tool:" + tool }
 
+    /// The advisory-lock keys of `key`'s `slots` concurrency slots (`<key>#<slot>`, each a
+    /// stable 64-bit key: see `AdvisoryLockKey`).
+    public static func slotKeys(_ key: String, slots: Int) -> [AdvisoryLockKey] {
+        (0..<max(slots, 0)).map { slotKey(key, slot: $0) }
+    }
+
+    static func slotKey(_ key: String, slot: Int) -> AdvisoryLockKey { AdvisoryLockKey(name: "\(key)#\(slot)") }
+
     /// Takes a free concurrency slot of `key` (one of `slots`) on `connection`, waiting with
     /// backoff while all are held; returns the slot.
     public static func takeSlot(_ connection: PostgresConnection, key: String, slots: Int) async throws -> Int {
-        var wait = 0.02
+        let keys = slotKeys(key, slots: slots)
+        var polls = 0
         while true {
             try Task.checkCancellation()
-            let offset = Int.random(in: 0..<slots)
-            let row = try await connection.query(slotQuery(key: key, slots: slots, offset: offset)).first
-            if let slot = row?.int("slot") { return slot }
-            try await Task.sleep(for: .milliseconds(Int(wait * Double.random(in: 500...1000))))
-            wait = min(wait * 2, 0.5)
+            if let slot = try await AdvisoryLock.takeFirstFree(keys, from: Int.random(in: 0..<slots), on: connection) {
+                return slot
+            }
+            polls += 1
+            try await Task.sleep(
+                for: RetryBackoff.delay(
+                    attempt: polls, base: .milliseconds(20), cap: .milliseconds(500), jitter: 0.5...1))
         }
     }
 
-    /// The first slot (from `offset`, wrapping) whose advisory lock is free, locked; no row when
-    /// all are held. LIMIT stops the scan at the first lock taken. Session locks are reentrant,
-    /// so a slot this session already holds (another call of the same run) is skipped first:
-    /// the CASE makes that check run before the lock is tried.
-    public static func slotQuery(key: String, slots: Int, offset: Int) -> PostgresQuery {
-        """
-        SELECT x.slot FROM (SELECT ((s + \(offset)::int) % \(slots)::int) AS slot FROM generate_series(0, \(slots)::int - 1) AS s) AS x
-        WHERE CASE WHEN EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid()
-                                  AND l.classid = hashtext(\(key))::oid AND l.objid = x.slot::oid AND l.objsubid = 2)
-                   THEN false ELSE pg_try_advisory_lock(hashtext(\(key)), x.slot) END
-        LIMIT 1
-        """
+    /// Takes a free slot of `key` now, trying from `offset`; nil when all `slots` are held.
+    public static func tryTakeSlot(
+        _ connection: PostgresConnection, key: String, slots: Int, offset: Int = 0
+    ) async throws -> Int? {
+        try await AdvisoryLock.takeFirstFree(slotKeys(key, slots: slots), from: offset, on: connection)
     }
 
     public static func releaseSlot(_ connection: PostgresConnection, key: String, slot: Int) async {
-        _ = try? await connection.query("SELECT pg_advisory_unlock(hashtext(\(key)), \(slot)::int) AS ok")
+        _ = try? await AdvisoryLock.unlock(slotKey(key, slot: slot), on: connection)
     }
 }
 
@@ -321,5 +326,49 @@ struct LimitedTools: ToolExecutor {
             await FleetLimits.releaseSlot(connection, key: key, slot: slot)
             throw error
         }
+    }
+}
+
+/// MCP tools with a fleet-wide concurrency limit (`limits.tools`, by the tool's name as the
+/// model sees it): the same advisory-lock slots as function tools, held for the call.
+struct LimitedMCP: MCPToolSource {
+    let inner: any MCPToolSource
+    let limits: [String: Int]
+    let connection: PostgresConnection
+
+    func tools(server: String) async throws(MCPError) -> [MCPTool] { try await inner.tools(server: server) }
+
+    func usesStructuredContent(server: String) -> Bool { inner.usesStructuredContent(server: server) }
+
+    func call(server: String, tool: String, arguments: JSONValue) async throws(MCPError) -> MCPCallResult {
+        try await limited(tool) { () throws(MCPError) in
+            try await inner.call(server: server, tool: tool, arguments: arguments)
+        }
+    }
+
+    func call(server: String, tool: String, arguments: JSONValue, meta: JSONValue) async throws(MCPError)
+        -> MCPCallResult
+    {
+        try await limited(tool) { () throws(MCPError) in
+            try await inner.call(server: server, tool: tool, arguments: arguments, meta: meta)
+        }
+    }
+
+    private func limited(
+        _ tool: String, _ body: () async throws(MCPError) -> MCPCallResult
+    ) async throws(MCPError) -> MCPCallResult {
+        guard let n = limits[tool] else { return try await body() }
+        let key = FleetLimits.lockKey(tool: tool)
+        let slot: Int
+        do {
+            slot = try await FleetLimits.takeSlot(connection, key: key, slots: n)
+        } catch {
+            // Cancelled while waiting, or the database is gone: the call did not start.
+            throw .unavailable("fleet limits: cannot take a slot of tool \(tool): \(error)")
+        }
+        let result: Result<MCPCallResult, MCPError>
+        do { result = .success(try await body()) } catch { result = .failure(error) }
+        await FleetLimits.releaseSlot(connection, key: key, slot: slot)
+        return try result.get()
     }
 }

@@ -6,12 +6,13 @@ import Foundation
 actor Doorbell {
     private var rung = false
     private var waiter: (id: Int, continuation: CheckedContinuation<Void, Never>)?
+    /// The waiter's deadline: a sleeping task, cancelled as soon as the waiter is woken.
+    private(set) var timer: Task<Void, Never>?
     private var nextId = 0
 
     func ring() {
-        if let w = waiter {
-            waiter = nil
-            w.continuation.resume()
+        if waiter != nil {
+            wake()
         } else {
             rung = true
         }
@@ -27,8 +28,9 @@ actor Doorbell {
         let id = nextId
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             waiter = (id, c)
-            Task { [weak self] in
-                try? await Task.sleep(for: .milliseconds(Int(max(0, timeout) * 1000)))
+            timer = Task { [weak self] in
+                try? await Task.sleep(for: .seconds(max(0, timeout)))
+                guard !Task.isCancelled else { return }
                 await self?.expire(id)
             }
         }
@@ -36,7 +38,14 @@ actor Doorbell {
 
     private func expire(_ id: Int) {
         guard let w = waiter, w.id == id else { return }
+        wake()
+    }
+
+    private func wake() {
+        guard let w = waiter else { return }
         waiter = nil
+        timer?.cancel()
+        timer = nil
         w.continuation.resume()
     }
 }

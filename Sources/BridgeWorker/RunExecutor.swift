@@ -1,5 +1,6 @@
 import BridgeCore
 import BridgeMapping
+import BridgeMetrics
 import BridgePostgres
 import BridgeRunner
 import BridgeTracing
@@ -216,10 +217,14 @@ struct RunExecutor: Sendable {
                 limits: fleet, connection: c, taskKey: key, attempt: claim.attempt, group: group,
                 recordsSpend: recordsSpend, progress: progress)
             model = MeteredModel(inner: model, pricing: config.pricing, gate: gate, tally: tally)
+            BridgeMetrics.registerCost(
+                models: spec.agents.values.map(\.model).filter { config.pricing.models[$0] != nil }, group: group ?? "")
         }
         var tools = toolsFactory(c)
+        var mcp = self.mcp
         if let toolLimits = config.limits?.tools, !toolLimits.isEmpty {
             tools = LimitedTools(inner: tools, limits: toolLimits, connection: c)
+            mcp = mcp.map { LimitedMCP(inner: $0, limits: toolLimits, connection: c) }
         }
         let journal =
             durable

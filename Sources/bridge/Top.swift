@@ -87,7 +87,7 @@ extension Bridge {
         static func read(_ queries: TopQueries, _ conn: PostgresConnection) async throws -> TopSnapshot {
             do {
                 return try await queries.read(on: conn)
-            } catch let e as PostgresError where e.sqlState == "42P01" || e.sqlState == "42703" {
+            } catch let e as PostgresError where e.code == .undefinedTable || e.code == .undefinedColumn {
                 throw UsageError(
                     "\(e.message.trimmingCharacters(in: .whitespacesAndNewlines)): run bridge migrate first")
             }

@@ -134,7 +134,7 @@ extension Bridge.Trace {
                         }
                     }
                     await emit(try await tail.start(on: conn, last: lines))
-                } catch let e as PostgresError where e.sqlState == "42P01" || e.sqlState == "42703" {
+                } catch let e as PostgresError where e.code == .undefinedTable || e.code == .undefinedColumn {
                     await conn.close()
                     throw UsageError(
                         "\(e.message.trimmingCharacters(in: .whitespacesAndNewlines)): run bridge migrate first")

@@ -138,7 +138,19 @@ struct MonitorCLITests {
             FROM bridge.spans WHERE span_data->>'type' = 'generation'
             """
         ).first
+        let spent = try await c.simpleQuery(
+            """
+            SELECT coalesce(sum((span_data->>'cost_usd')::float8), 0) AS usd, count(DISTINCT t.workspace_id) AS groups
+            FROM bridge.spans s JOIN bridge.traces tr ON tr.trace_id = s.trace_id
+            JOIN public.tasks t ON t.id::text = tr.task_id
+            WHERE s.span_data->>'type' IN ('generation', 'response')
+            """
+        ).first
         await c.close()
+        // Spend: the counter sums every span's cost, and each group that ran has its series.
+        #expect(abs(after.sum("bridge_cost_usd_total") - (spent?.double("usd") ?? -1)) < 1e-9)
+        #expect(after.sum("bridge_cost_usd_total") > 0)
+        #expect(after.values("bridge_cost_usd_total", label: "group").count == spent?.int("groups") ?? -1)
 
         // Exactly one tool-call count per function span, per tool, with the same errors.
         #expect(perTool.count >= 2, "the offline runs call the shipped tools")

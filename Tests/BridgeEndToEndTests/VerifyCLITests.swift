@@ -84,11 +84,11 @@ struct VerifyCLITests {
         #expect(
             Set(all.keys) == [
                 "tools_traced", "handoffs_traced", "tool_io_captured", "trace_ids_correlate",
-                "export_delivered", "tool_timing", "guardrails_approvals_traced", "runs_whole",
+                "export_delivered", "tool_timing", "guardrails_approvals_traced", "runs_whole", "spend_recorded",
             ])
         for id in [
             "tools_traced", "tool_io_captured", "trace_ids_correlate", "tool_timing", "guardrails_approvals_traced",
-            "runs_whole",
+            "runs_whole", "spend_recorded",
         ] {
             #expect(all[id]?["status"] as? String == "pass", "\(id): \(all[id] ?? [:])")
             #expect((all[id]?["checked"] as? Int ?? 0) > 0, "\(id)")
@@ -126,7 +126,7 @@ struct VerifyCLITests {
         let parser = XMLParser(data: xml)
         parser.delegate = cases
         #expect(parser.parse(), "\(parser.parserError.map { "\($0)" } ?? "")")
-        #expect(cases.testcases == 8)
+        #expect(cases.testcases == 9)
         #expect(cases.failures == 0)
 
         // Reconciled against the exec's own JSONL export, and against the same as OTLP JSON.
@@ -168,7 +168,7 @@ struct VerifyCLITests {
         let parser = XMLParser(data: Data(junit.stdout.utf8))
         parser.delegate = cases
         #expect(parser.parse())
-        #expect(cases.testcases == 8 && cases.failures == 1)
+        #expect(cases.testcases == 9 && cases.failures == 1)
     }
 
     /// A turn span gone: its children are orphans, so the run is no longer one tree; a function
@@ -197,6 +197,29 @@ struct VerifyCLITests {
             exampleText(whole).contains("whose parent is not in the trace") && exampleText(whole).contains(orphaned))
         #expect(
             exampleText(whole).contains("traced twice") && exampleText(whole).contains(twice), "\(exampleText(whole))")
+    }
+
+    /// The shipped mappings price every model: verify shows what was spent, and a model call
+    /// that ran without pricing (no `cost_usd`) fails `spend_recorded`.
+    @Test func spendIsShownAndAnUnpricedCallFailsSpendRecorded() async throws {
+        let db = try await ExecutedDatabase.make()
+        let clean = try await db.verify([])
+        let spend = checks(clean.json)["spend_recorded"]
+        #expect(spend?["status"] as? String == "pass", "\(spend ?? [:])")
+        #expect((spend?["reason"] as? String ?? "").hasSuffix(" spent"), "\(spend ?? [:])")
+        #expect((spend?["reason"] as? String ?? "").hasPrefix("$0.0"), "\(spend ?? [:])")
+        let stripped = try await db.psql(
+            """
+            UPDATE bridge.spans SET span_data = span_data - 'cost_usd' WHERE span_id = (
+              SELECT span_id FROM bridge.spans WHERE span_data->>'type' IN ('generation', 'response')
+              ORDER BY span_id LIMIT 1)
+            RETURNING trace_id
+            """)
+        let r = try await db.verify([])
+        #expect(r.status == 1)
+        let failed = checks(r.json)["spend_recorded"]
+        #expect(failed?["status"] as? String == "fail" && failed?["failed"] as? Int == 1, "\(failed ?? [:])")
+        #expect(exampleText(failed).contains("ran without pricing") && exampleText(failed).contains(stripped))
     }
 
     @Test func spansFileMissingATraceFailsCorrelation() async throws {

@@ -1,10 +1,12 @@
 import BridgeCore
 import BridgeMigrate
 import BridgePostgres
+import BridgeRunner
 import BridgeTestSupport
-import BridgeWorker
 import Foundation
 import Testing
+
+@testable import BridgeWorker
 
 /// The fleet-wide limits' SQL on a real PostgreSQL (issue 21): a dead worker's concurrency
 /// slots are free at once, and many workers contending for one bucket never get more than it
@@ -29,13 +31,13 @@ struct FleetLimitsTests {
         #expect(Set([a, b]) == [0, 1])
         // Both slots are held: nobody else gets one.
         for offset in 0..<2 {
-            #expect(try await other.query(FleetLimits.slotQuery(key: key, slots: 2, offset: offset)).first == nil)
+            #expect(try await FleetLimits.tryTakeSlot(other, key: key, slots: 2, offset: offset) == nil)
         }
         // The worker dies (its session ends): its slots are free, with no lease to expire.
         await worker.close()
         var freed: Int?
         for _ in 0..<100 where freed == nil {
-            freed = try await other.query(FleetLimits.slotQuery(key: key, slots: 2, offset: 0)).first?.int("slot")
+            freed = try await FleetLimits.tryTakeSlot(other, key: key, slots: 2)
             if freed == nil { try await Task.sleep(for: .milliseconds(100)) }
         }
         #expect(freed != nil)
@@ -87,4 +89,52 @@ struct FleetLimitsTests {
         #expect(blocked > 3000)
         for c in connections { await c.close() }
     }
+
+    /// An MCP tool named in `limits.tools` holds a fleet slot for its call: four runs on four
+    /// connections calling it at once, with `concurrency: 1`, run one at a time.
+    @Test func anMCPToolUnderAToolLimitRunsOneCallAtATime() async throws {
+        let url = try await Self.migrated()
+        let server = CountingMCP()
+        var connections: [PostgresConnection] = []
+        for _ in 0..<4 { connections.append(try await TestDatabase.connect(url)) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for c in connections {
+                let limited = LimitedMCP(inner: server, limits: ["lookup": 1], connection: c)
+                group.addTask { _ = try await limited.call(server: "s", tool: "lookup", arguments: [:]) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(await server.calls == 4)
+        #expect(await server.mostAtOnce == 1)
+        // A tool with no limit is not held back.
+        let free = LimitedMCP(inner: server, limits: ["lookup": 1], connection: connections[0])
+        _ = try await free.call(server: "s", tool: "other", arguments: [:])
+        #expect(await server.calls == 5)
+        for c in connections { await c.close() }
+    }
+}
+
+/// An MCP server stand-in that counts how many calls it serves at once.
+actor CountingMCP: MCPToolSource {
+    var running = 0
+    var mostAtOnce = 0
+    var calls = 0
+
+    nonisolated func tools(server: String) async throws(MCPError) -> [MCPTool] { [] }
+    nonisolated func usesStructuredContent(server: String) -> Bool { false }
+
+    nonisolated func call(server: String, tool: String, arguments: JSONValue) async throws(MCPError) -> MCPCallResult {
+        await enter()
+        try? await Task.sleep(for: .milliseconds(100))
+        await leave()
+        return MCPCallResult(content: [["type": "text", "text": "ok"]])
+    }
+
+    func enter() {
+        running += 1
+        calls += 1
+        mostAtOnce = max(mostAtOnce, running)
+    }
+
+    func leave() { running -= 1 }
 }

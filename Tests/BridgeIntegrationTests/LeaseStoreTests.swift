@@ -164,3 +164,30 @@ struct LeaseStoreTests {
         await sender.close()
     }
 }
+
+/// The worker's doorbell: a ring wakes the waiter and cancels its deadline, rather than leaving
+/// a task asleep until the timeout.
+@Suite struct DoorbellTests {
+    @Test func aRingWakesTheWaiterAndCancelsItsDeadline() async throws {
+        let bell = Doorbell()
+        let waiter = Task { await bell.wait(timeout: 3600) }
+        var waiting = false
+        for _ in 0..<200 where !waiting {
+            waiting = await bell.timer != nil
+            if !waiting { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(waiting)
+        let timer = try #require(await bell.timer)
+        await bell.ring()
+        await waiter.value
+        #expect(await bell.timer == nil)
+        #expect(timer.isCancelled)
+    }
+
+    @Test func aRingWithNobodyWaitingIsKeptForTheNextWait() async {
+        let bell = Doorbell()
+        await bell.ring()
+        await bell.wait(timeout: 3600)  // returns at once
+        #expect(await bell.timer == nil)
+    }
+}

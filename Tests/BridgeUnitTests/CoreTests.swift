@@ -135,6 +135,25 @@ import Testing
         #expect(PostgresQuery.quoteIdentifier("bridge.spans") == #""bridge"."spans""#)
     }
 
+    /// A nested query's `$n` references move up; text that only looks like one (in a string
+    /// literal, an escape string, a quoted identifier, a dollar-quoted body or a comment) keeps
+    /// its text, and a non-ASCII digit is not a reference.
+    @Test(arguments: [
+        ("x = $1", "x = $3"),
+        ("x = '$1' AND y = $1", "x = '$1' AND y = $3"),
+        ("x = 'it''s $1' || $2", "x = 'it''s $1' || $4"),
+        (#"x = E'\'$1' || $1"#, #"x = E'\'$1' || $3"#),
+        (#""col$1" = $1"#, #""col$1" = $3"#),
+        ("$$ body $1 $$ || $tag$ $2 $tag$ || $1", "$$ body $1 $$ || $tag$ $2 $tag$ || $3"),
+        ("-- note $1\n$1 /* $2 /* nested $1 */ $2 */ $2", "-- note $1\n$3 /* $2 /* nested $1 */ $2 */ $4"),
+        ("price$1 = $½ AND $12", "price$1 = $½ AND $14"),
+    ])
+    func renumberingSkipsLiteralsAndComments(sql: String, renumbered: String) {
+        let inner = PostgresQuery(unsafeSQL: sql, binds: [])
+        let q: PostgresQuery = "\(1)\(2)\(inner)"
+        #expect(q.sql == "$1$2" + renumbered)
+    }
+
     @Test func joinedRenumbers() {
         let parts: [PostgresQuery] = ["(\(1), \(2))", "(\(3), \(4))"]
         let q = PostgresQuery.joined(parts, separator: ", ")

@@ -181,18 +181,20 @@ final class MCPPending: @unchecked Sendable {
         _ id: Int, method: String, timeout: Duration, send: @escaping @Sendable () async throws(MCPError) -> Void,
         onAbandon: @escaping @Sendable (String) -> Void
     ) async throws(MCPError) -> JSONValue {
-        let timer = DispatchWorkItem { [self] in
-            if isWaiting(id) {
-                complete(id, .failure(.timeout(method: method, ms: timeout.milliseconds)))
-                onAbandon("timeout")
-            }
+        // The deadline is a task that sleeps; every way out of this function cancels it, so a
+        // request answered in time leaves nothing behind (the sleep ends at once, and with it
+        // the task and what it holds).
+        let timer = Task { [self] in
+            try? await Task.sleep(for: timeout)
+            guard !Task.isCancelled, isWaiting(id) else { return }
+            complete(id, .failure(.timeout(method: method, ms: timeout.milliseconds)))
+            onAbandon("timeout")
         }
+        defer { timer.cancel() }
         do {
             return try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (c: CheckedContinuation<JSONValue, any Error>) in
                     register(id, c)
-                    DispatchQueue.global().asyncAfter(
-                        deadline: .now() + .milliseconds(timeout.milliseconds), execute: timer)
                     Task { [self] in
                         do throws(MCPError) { try await send() } catch { complete(id, .failure(error)) }
                     }
@@ -204,10 +206,8 @@ final class MCPPending: @unchecked Sendable {
                 }
             }
         } catch let e as MCPError {
-            timer.cancel()
             throw e
         } catch {
-            timer.cancel()
             throw .protocolViolation("\(error)")
         }
     }
