@@ -181,8 +181,7 @@ public struct TaskStore: Sendable {
     }
 
     /// Statement 1 of a claim with sessions: the candidates in claim order (locked), at most
-    /// one per session (the first in claim order), each session's claim advisory lock taken
-    /// for the transaction (a session another worker is claiming right now is skipped).
+    /// one per session (the first in claim order), with their session keys ('' for none).
     func sessionPickQuery(limit: Int, keys: [String], held: [String]) -> PostgresQuery? {
         guard let s = config.sessions else { return nil }
         let candidates = pendingInClaimOrder(limit: limit, lock: true, keys: keys, held: held)
@@ -196,9 +195,27 @@ public struct TaskStore: Sendable {
                 CROSS JOIN LATERAL (SELECT CASE WHEN sk.sk = '' THEN 't:' || x.\(q(source.key))::text ELSE 's:' || sk.sk END AS g) AS g
                 ORDER BY g.g, \(claimOrder(alias: "x"))
             )
-            SELECT k FROM firsts
-            WHERE sk = '' OR pg_try_advisory_xact_lock(\(unsafeRaw: String(SessionStore.lockClass))::int, hashtext(sk))
+            SELECT k, sk FROM firsts
             """
+    }
+
+    /// Statement 2 of a claim with sessions: the picked tasks whose session's claim lock this
+    /// transaction takes (`pg_try_advisory_xact_lock`, never waiting: a session another worker
+    /// is claiming right now is skipped; the lock ends with the claim's transaction). The key
+    /// is `AdvisoryLockKey(name: "bridge:session:<key>")`; tasks without a session need none.
+    static func sessionLockQuery(_ picked: [(key: String, session: String)]) -> PostgresQuery {
+        let keys = PostgresArray.text(picked.map(\.key))
+        let locks = PostgresArray.literal(
+            picked.map { $0.session.isEmpty ? .null : .text(String(sessionLockKey($0.session).rawValue)) })
+        return """
+            SELECT u.k FROM unnest(\(keys)::text[], \(locks)::bigint[]) WITH ORDINALITY AS u(k, lk, o)
+            WHERE u.lk IS NULL OR pg_try_advisory_xact_lock(u.lk) ORDER BY u.o
+            """
+    }
+
+    /// The claim lock of session `key`.
+    public static func sessionLockKey(_ key: String) -> AdvisoryLockKey {
+        AdvisoryLockKey(name: "bridge:session:" + key)
     }
 
     /// The lease columns that `migrations/0007_task_leases.sql` adds to the task table.
@@ -237,13 +254,15 @@ public struct TaskStore: Sendable {
         on conn: PostgresConnection, limit: Int, workerId: String, leaseSeconds: Double,
         keys: [String] = [], held: [String] = []
     ) async throws -> [Claim] {
-        // Sessions: two statements in one transaction. The second one's snapshot is taken
-        // after the first took the sessions' claim locks, so it sees every claim another
-        // worker committed for those sessions, and re-checks that each is still free.
+        // Sessions: three statements in one transaction (pick, lock, claim). The claim's
+        // snapshot is taken after the sessions' claim locks are held, so it sees every claim
+        // another worker committed for those sessions, and re-checks that each is still free.
         if let pick = sessionPickQuery(limit: limit, keys: keys, held: held) {
             let store = self
             let rows = try await conn.transaction { c -> PostgresRows? in
-                let picked = try c.query(pick).compactMap { $0["k"] }
+                let candidates = try c.query(pick).compactMap { r in r["k"].map { (key: $0, session: r["sk"] ?? "") } }
+                guard !candidates.isEmpty else { return nil }
+                let picked = try c.query(Self.sessionLockQuery(candidates)).compactMap { $0["k"] }
                 guard !picked.isEmpty else { return nil }
                 return try c.query(
                     store.claimQuery(
