@@ -14,7 +14,7 @@
 #    which claim (execution start order) every small workspace was done.
 # 3. Cost accounting: CPU (user+sys) of `bridge exec --offline` per model call on 3,000
 #    one-call tasks, without and with a `pricing` section (spans priced, one bridge.model_calls
-#    row per call).
+#    row per call), REPEAT rounds (default 3) interleaved, medians compared.
 # 4. Claim cost at 1,000,000 tasks (100 workspaces × 10,000): tasks/s of `bridge exec
 #    --offline --limit 3000 --concurrency 16`, without and with fairness (only with PARTS
 #    naming `scale`).
@@ -119,12 +119,19 @@ cpu_run() {  # LABEL DB MAPPINGS
   echo "$t $calls" | awk -v l="$1" '{ printf "cost accounting, %s: %d calls, CPU %.2f s = %.3f ms per model call\n", l, $3, $1 + $2, 1000 * ($1 + $2) / $3 }'
 }
 if part cpu; then
-for db in cpu_off cpu_on; do migrated_db "$db"; one_workspace_tasks "$db" 3000; done
 noop_mappings "$WORK/cpu_off" "Project Manager"
 noop_mappings "$WORK/cpu_on" "Project Manager"
 spend_yaml "pricing: {gpt-4.1: {input: 2.00, cached_input: 0.50, output: 8.00}}" >"$WORK/cpu_on/spend.yaml"
-cpu_run "without pricing" cpu_off "$WORK/cpu_off"
-cpu_run "with pricing" cpu_on "$WORK/cpu_on"
+# REPEAT rounds, each a fresh database per configuration, the two interleaved so that a change
+# in the machine's load falls on both; the medians are compared.
+for r in $(seq 1 "${REPEAT:-3}"); do
+  for db in cpu_off cpu_on; do migrated_db "$db$r"; one_workspace_tasks "$db$r" 3000; done
+  cpu_run "without pricing (round $r)" "cpu_off$r" "$WORK/cpu_off" | tee -a "$WORK/cpu_off.txt"
+  cpu_run "with pricing (round $r)" "cpu_on$r" "$WORK/cpu_on" | tee -a "$WORK/cpu_on.txt"
+done
+median() { awk '{ print $(NF-4) }' "$1" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+off=$(median "$WORK/cpu_off.txt"); on=$(median "$WORK/cpu_on.txt")
+echo "cost accounting, medians of ${REPEAT:-3}: $off ms without pricing, $on ms with, ratio $(ratio "$on" "$off")"
 fi
 
 # 4. Claim cost at 1M tasks.

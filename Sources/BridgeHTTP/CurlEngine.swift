@@ -37,11 +37,20 @@ final class Transfer: @unchecked Sendable {
     let maxBytes: Int
     let userAgent: String
 
+    let bodyStream: (any HTTPBodyStream)?
+
     var continuation: CheckedContinuation<Result<HTTPResponse, HTTPError>, Never>?
     var cancelRequested = false
 
     // Engine thread only.
     var responseBody: [UInt8] = []
+    /// The status of the last status line seen (the final response's once the body starts).
+    var status = 0
+    /// Whether the body goes to `bodyStream` (decided by it before the first body byte).
+    var streaming: Bool?
+    var streamedBytes = 0
+    /// Why `bodyStream` aborted the transfer.
+    var streamError: HTTPError?
     var responseHeaders = HTTPHeaders()
     var exceeded = false
     var headerList: UnsafeMutablePointer<curl_slist>?
@@ -91,6 +100,7 @@ final class Transfer: @unchecked Sendable {
         self.deadline = request.deadline
         self.maxBytes = max(0, request.maxResponseBytes ?? configuration.maxResponseBytes)
         self.userAgent = hasUserAgent ? "" : configuration.userAgent
+        self.bodyStream = request.bodyStream
         self.errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
         self.errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
     }
@@ -124,6 +134,23 @@ private let writeCallback: cbridge_curl_data_cb = { data, size, count, userdata 
     let transfer = Unmanaged<Transfer>.fromOpaque(userdata).takeUnretainedValue()
     let n = size * count
     guard n > 0, let data else { return n }
+    if let stream = transfer.bodyStream {
+        if transfer.streaming == nil {
+            transfer.streaming = stream.begin(status: transfer.status, headers: transfer.responseHeaders)
+        }
+        if transfer.streaming == true {
+            transfer.streamedBytes += n
+            if transfer.streamedBytes > transfer.maxBytes {
+                transfer.exceeded = true
+                return 0
+            }
+            if let error = stream.receive(UnsafeRawBufferPointer(start: data, count: n)) {
+                transfer.streamError = error
+                return 0
+            }
+            return n
+        }
+    }
     if transfer.responseBody.count + n > transfer.maxBytes {
         transfer.exceeded = true
         return 0
@@ -146,6 +173,8 @@ private let headerCallback: cbridge_curl_data_cb = { data, size, count, userdata
     }.trimmingCharacters(in: .whitespacesAndNewlines)
     if line.hasPrefix("HTTP/") {
         transfer.responseHeaders = HTTPHeaders()
+        let parts = line.split(separator: " ", maxSplits: 2)
+        transfer.status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
     } else if let colon = line.firstIndex(of: ":") {
         let name = String(line[..<colon]).trimmingCharacters(in: .whitespaces)
         let value = String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
@@ -376,6 +405,7 @@ final class CurlMultiEngine: @unchecked Sendable {
     private func result(of transfer: Transfer, easy: UnsafeMutableRawPointer, code: CURLcode) -> Result<
         HTTPResponse, HTTPError
     > {
+        if let error = transfer.streamError { return .failure(error) }
         if transfer.exceeded || code == CURLE_FILESIZE_EXCEEDED {
             return .failure(.tooLarge(limit: transfer.maxBytes))
         }

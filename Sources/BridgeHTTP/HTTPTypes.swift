@@ -104,8 +104,12 @@ public struct HTTPRequest: Sendable {
     public var timeout: HTTPClient.Timeout?
     /// When the whole exchange (queueing, connecting, sending, receiving) must be over.
     public var deadline: ContinuousClock.Instant?
-    /// The largest response body accepted; larger ones fail with `HTTPError.tooLarge`.
+    /// The largest response body accepted; larger ones fail with `HTTPError.tooLarge`
+    /// (streamed bodies too, counted as they arrive).
     public var maxResponseBytes: Int?
+    /// Where a body is delivered as it arrives (server-sent events), instead of being buffered;
+    /// nil buffers it.
+    public var bodyStream: (any HTTPBodyStream)?
 
     public init(
         method: HTTPMethod = .get, url: String, headers: HTTPHeaders = [:], body: [UInt8]? = nil,
@@ -127,6 +131,20 @@ public struct HTTPRequest: Sendable {
         if !h.contains("Content-Type") { h.add("Content-Type", "application/json") }
         return HTTPRequest(method: .post, url: url, headers: h, body: Array(json.compact.utf8))
     }
+}
+
+/// Receives a response body as it arrives instead of it being buffered (server-sent events).
+///
+/// Called on the HTTP engine's thread from curl's callbacks: it must be quick and must never
+/// block. The caller reads its state once `HTTPClient.execute` has returned (the engine is
+/// done with it by then). Stall limits and the request's deadline apply as for any request.
+public protocol HTTPBodyStream: AnyObject, Sendable {
+    /// Called once, before the first body byte, with the final status and headers. True: the
+    /// body goes to `receive`, and `HTTPResponse.body` stays empty; false: the body is buffered
+    /// as usual (an error status, or a server that answered JSON instead of a stream).
+    func begin(status: Int, headers: HTTPHeaders) -> Bool
+    /// The next chunk of the body. Returning an error aborts the transfer; `execute` throws it.
+    func receive(_ bytes: UnsafeRawBufferPointer) -> HTTPError?
 }
 
 /// A complete HTTP response: any status (non-2xx is not an error at this level; see

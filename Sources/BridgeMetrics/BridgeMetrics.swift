@@ -26,6 +26,7 @@ public enum BridgeMetrics {
         public static let taskDuration = "bridge_task_duration_seconds"
         public static let toolDuration = "bridge_tool_duration_seconds"
         public static let modelLatency = "bridge_model_latency_seconds"
+        public static let modelTimeToFirstToken = "bridge_model_time_to_first_token_seconds"
         public static let runsInFlight = "bridge_runs_in_flight"
         public static let leases = "bridge_leases"
         public static let exportBacklog = "bridge_export_backlog_spans"
@@ -33,8 +34,9 @@ public enum BridgeMetrics {
 
         public static let all = [
             tasksClaimed, tasksCompleted, tasksFailed, tasksRetried, tasksReaped, toolCalls, modelCalls, modelTokens,
-            spansRecorded, spansExported, spansRejected, taskDuration, toolDuration, modelLatency, runsInFlight, leases,
-            exportBacklog, costUSD,
+            spansRecorded, spansExported, spansRejected, taskDuration, toolDuration, modelLatency,
+            modelTimeToFirstToken,
+            runsInFlight, leases, exportBacklog, costUSD,
         ]
     }
 
@@ -55,6 +57,8 @@ public enum BridgeMetrics {
         Name.taskDuration: "Task attempt duration from claim to result, in seconds.",
         Name.toolDuration: "Function tool call duration in seconds, by tool.",
         Name.modelLatency: "Model call latency in seconds (retries included), by model.",
+        Name.modelTimeToFirstToken:
+            "Streamed model calls: seconds from the request to the first output event, by model.",
         Name.runsInFlight: "Runs this worker has going.",
         Name.leases: "Leases this worker held at its last heartbeat.",
         Name.costUSD: "USD of priced model calls (the mappings' pricing), by model and group.",
@@ -145,6 +149,7 @@ public enum BridgeMetrics {
                     by: 0)
             }
             _ = Timer(label: Name.modelLatency, dimensions: [("model", model)])
+            _ = Timer(label: Name.modelTimeToFirstToken, dimensions: [("model", model)])
         }
     }
 
@@ -204,6 +209,12 @@ public enum BridgeMetrics {
             Counter(label: Name.modelTokens, dimensions: [("model", model), ("direction", "output")]).increment(
                 by: outputTokens)
         }
+    }
+
+    /// A streamed model call's time to first token.
+    public static func modelTimeToFirstToken(model: String, seconds: Double) {
+        Timer(label: Name.modelTimeToFirstToken, dimensions: [("model", labels.value(model, for: "model"))])
+            .recordNanoseconds(nanoseconds(seconds))
     }
 
     // MARK: - Ledger and export

@@ -41,6 +41,9 @@ public actor MetricsObserver: RunObserver {
                 model: s.name, status: (error != nil || s.failed || response == nil) ? .error : .ok,
                 seconds: at.timeIntervalSince(s.at),
                 inputTokens: response?.usage.inputTokens ?? 0, outputTokens: response?.usage.outputTokens ?? 0)
+            if let ttft = response?.timeToFirstToken {
+                BridgeMetrics.modelTimeToFirstToken(model: s.name, seconds: ttft.inSeconds)
+            }
         case .spanError(let id, _):
             tools[id]?.failed = true
             models[id]?.failed = true

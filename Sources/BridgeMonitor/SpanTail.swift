@@ -11,6 +11,9 @@ public struct TailSpan: Sendable {
     public var agent: String?
     /// `created_at` as PostgreSQL printed it (the cursor keeps the exact text).
     public var createdAt: String
+    /// A model call still running (from its `SpanStart` notice): printed as `running`; its
+    /// span follows when it ends.
+    public var inProgress = false
 }
 
 /// Follows `bridge.spans` as spans land, at a cost that does not depend on the ledger's size.
@@ -144,6 +147,18 @@ public struct SpanTail: Sendable {
         """
     }
 
+    /// A model call that started (a `SpanStart` notice) as a line to print while it runs, or nil
+    /// when the filter excludes it.
+    public func inProgress(_ start: SpanStart) -> TailSpan? {
+        if let task = filter.taskId, start.taskId != task { return nil }
+        if let ws = filter.workspace, start.groupId != ws { return nil }
+        let record = SpanRecord(
+            id: start.spanId, traceId: start.traceId, parentId: start.parentId, startedAt: start.startedAt,
+            endedAt: start.startedAt, spanData: ["type": .string(start.type), "model": .string(start.model)],
+            error: nil)
+        return TailSpan(record: record, agent: start.agent, createdAt: "", inProgress: true)
+    }
+
     mutating func remember(_ s: TailSpan) {
         seen[s.record.id] = PostgresTimestamp.parse(s.createdAt) ?? Date()
     }
@@ -181,6 +196,7 @@ extension TailSpan {
         let kind = r.kind == .custom ? (d["name"]?.stringValue ?? "custom") : r.type
         let name: String =
             switch r.kind {
+            case _ where inProgress: d["model"]?.stringValue ?? ""
             case .function: d["name"]?.stringValue ?? ""
             case .generation: d["model"]?.stringValue ?? ""
             case .handoff: "→ " + (d["to_agent"]?.stringValue ?? "?")
@@ -198,7 +214,7 @@ extension TailSpan {
         if r.kind == .function {
             parts.append(Self.short(Self.text(d["input"]), 40) + " → " + Self.short(Self.text(d["output"]), 40))
         }
-        parts.append(Self.duration(r.endedAt.timeIntervalSince(r.startedAt)))
+        parts.append(inProgress ? "running…" : Self.duration(r.endedAt.timeIntervalSince(r.startedAt)))
         if let e = r.error, !e.isNull {
             parts.append("ERROR " + Self.short(e["message"]?.stringValue ?? e.compact, 80))
         }

@@ -44,6 +44,9 @@ public enum RunnerMessages {
     /// `gen_ai.tool.call.id`; the SDK's function span has no such field, so the OpenAI
     /// exporter leaves it out).
     public static let callIdKey = "call_id"
+    /// A streamed model call's time to first token in milliseconds, noted on its generation or
+    /// response span (bridge's own key; the OpenAI exporter leaves it out).
+    public static let timeToFirstTokenKey = "time_to_first_token_ms"
 
     public static func toolError(_ error: String) -> String {
         "An error occurred while running the tool. Please try again. Error: \(error)"

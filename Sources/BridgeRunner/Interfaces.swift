@@ -112,6 +112,9 @@ public struct ModelResponse: Sendable {
     public var spanOutput: [JSONValue]?
     /// What the call cost (`MeteredModel` sets it from `pricing`; nil: not priced at all).
     public var cost: ModelCost?
+    /// For a streamed call: from sending the request (its last attempt) to the first event
+    /// carrying output. Nil when the call did not stream.
+    public var timeToFirstToken: Duration?
 
     public init(
         output: [ConversationItem], usage: Usage, responseId: String? = nil, model: String,

@@ -87,6 +87,13 @@ public protocol ModelGate: Sendable {
     func finish(_ pass: GatePass, request: ModelRequest, response: ModelResponse?) async
     /// The provider answered 429: every worker waits `seconds` before calling `model` again.
     func rateLimited(_ pass: GatePass, seconds: Double) async
+    /// Whether `acquire` uses the token estimate for `model` (a tokens-per-minute limit):
+    /// estimating serialises the whole request, so it is skipped when nothing reads it.
+    func needsTokenEstimate(model: String) -> Bool
+}
+
+extension ModelGate {
+    public func needsTokenEstimate(model: String) -> Bool { true }
 }
 
 /// A `ModelProvider` that prices every call (`ModelResponse.cost`, from `pricing`) and passes
@@ -117,7 +124,7 @@ public struct MeteredModel: ModelProvider {
             price(&response, request)
             return response
         }
-        let estimate = Self.estimatedTokens(request)
+        let estimate = gate.needsTokenEstimate(model: request.agent.model) ? Self.estimatedTokens(request) : 0
         while true {
             try Task.checkCancellation()
             let pass = try await gate.acquire(request, estimatedTokens: estimate)

@@ -3,8 +3,10 @@ import BridgeHTTP
 import BridgeMapping
 import FoundationEssentials
 
-/// Chat Completions (`POST {OPENAI_BASE_URL}/chat/completions`), non-streaming, for
-/// OpenAI-compatible servers (vLLM, Ollama, LiteLLM). Its calls are `generation` spans whose
+/// Chat Completions (`POST {OPENAI_BASE_URL}/chat/completions`), for OpenAI-compatible
+/// servers (vLLM, Ollama, LiteLLM). Calls stream by default (`stream: true` with
+/// `stream_options: {include_usage: true}`; the chunks are assembled into the completion the
+/// call returns without streaming, see `ChatStreamAssembler`). Its calls are `generation` spans whose
 /// input is the chat messages sent and whose output is the assistant message received, as in
 /// the SDK's chat path.
 ///
@@ -45,9 +47,19 @@ public struct ChatCompletionsModel: ModelProvider {
                 "agent '\(request.agent.name)': hosted tools (\(types)) need the Responses API, but this agent uses Chat Completions"
             )
         }
-        let body = Self.requestBody(request, storeDefault: settings.isOfficialOpenAI ? true : nil)
-        let json = try await transport.post("/chat/completions", body: body)
-        return try Self.parseResponse(json, requestedModel: request.agent.model, scrub: settings.scrub)
+        var body = Self.requestBody(request, storeDefault: settings.isOfficialOpenAI ? true : nil)
+        let streamed = settings.stream
+        if streamed, var o = body.objectValue {
+            o["stream"] = true
+            o["stream_options"] = ["include_usage": true]
+            body = .object(o)
+        }
+        var assembler: (@Sendable () -> any ModelStreamAssembler)?
+        if streamed { assembler = { ChatStreamAssembler() } }
+        let (json, ttft) = try await transport.post("/chat/completions", body: body, stream: assembler)
+        var response = try Self.parseResponse(json, requestedModel: request.agent.model, scrub: settings.scrub)
+        response.timeToFirstToken = ttft
+        return response
     }
 
     /// Responses-only settings, and `reasoning` (sent as `reasoning_effort`).

@@ -13,8 +13,8 @@ import FoundationEssentials
 /// | `organization` | `OPENAI_ORG_ID` | none: no `OpenAI-Organization` header |
 /// | `project` | `OPENAI_PROJECT_ID` | none: no `OpenAI-Project` header |
 ///
-/// `retry` (2 retries, 0.5 s doubling to 8 s) and `requestTimeout` (600 s, as openai-python)
-/// are set in code; the command line may override them.
+/// `retry` (2 retries, 0.5 s doubling to 8 s), `requestTimeout` (600 s, as openai-python),
+/// `stream` (on) and `streamStallTimeout` are set in code; the command line may override them.
 public struct OpenAISettings: Sendable {
     public static let defaultBaseURL = "https://api.openai.com/v1"
 
@@ -26,6 +26,12 @@ public struct OpenAISettings: Sendable {
     public var retry: RetryPolicy
     /// The deadline of one HTTP attempt (queueing, connecting, sending, waiting, receiving).
     public var requestTimeout: Duration
+    /// Whether calls stream (`stream: true`, server-sent events); `bridge exec --no-stream`
+    /// turns it off for servers that cannot stream.
+    public var stream = true
+    /// The stall window of a streamed call: the longest time without progress between events
+    /// (nil: the HTTP client's window). Without streaming the client's window applies.
+    public var streamStallTimeout: Duration?
 
     public init(
         baseURL: String = OpenAISettings.defaultBaseURL, apiKey: String? = nil, organization: String? = nil,
@@ -146,10 +152,12 @@ public enum ModelProviders {
     public static func make(
         environment: Environment, defaultAPI: ModelAPI = .responses, client: HTTPClient,
         retry: RetryPolicy = RetryPolicy(),
-        requestTimeout: Duration = .seconds(600)
+        requestTimeout: Duration = .seconds(600), stream: Bool = true, streamStallTimeout: Duration? = nil
     ) throws(ModelConfigurationError) -> any ModelProvider {
         var settings = OpenAISettings(environment: environment, retry: retry)
         settings.requestTimeout = requestTimeout
+        settings.stream = stream
+        settings.streamStallTimeout = streamStallTimeout
         if let why = missingKeyExplanation(settings) { throw ModelConfigurationError(why) }
         return make(settings: settings, defaultAPI: defaultAPI, client: client)
     }

@@ -3,8 +3,10 @@ import BridgeHTTP
 import BridgeMapping
 import FoundationEssentials
 
-/// The OpenAI Responses API (`POST {OPENAI_BASE_URL}/responses`), non-streaming; its calls
-/// are `response` spans.
+/// The OpenAI Responses API (`POST {OPENAI_BASE_URL}/responses`); its calls are `response`
+/// spans. Calls stream by default (`stream: true`; the events are assembled into the response
+/// the call returns without streaming, see `ResponsesStreamAssembler`); `settings.stream`
+/// false sends the plain request.
 ///
 /// The request body, built like the Agents SDK's `OpenAIResponsesModel`:
 /// - `model`, `instructions` (omitted when empty), `input` (the history; see `inputItems`);
@@ -39,9 +41,18 @@ public struct ResponsesModel: ModelProvider {
     public var spanKind: ModelSpanKind { .response }
 
     public func respond(_ request: ModelRequest) async throws -> ModelResponse {
-        let body = Self.requestBody(request)
-        let json = try await transport.post("/responses", body: body)
-        return try Self.parseResponse(json, requestedModel: request.agent.model, scrub: settings.scrub)
+        var body = Self.requestBody(request)
+        let streamed = settings.stream
+        if streamed, var o = body.objectValue {
+            o["stream"] = true
+            body = .object(o)
+        }
+        var assembler: (@Sendable () -> any ModelStreamAssembler)?
+        if streamed { assembler = { ResponsesStreamAssembler() } }
+        let (json, ttft) = try await transport.post("/responses", body: body, stream: assembler)
+        var response = try Self.parseResponse(json, requestedModel: request.agent.model, scrub: settings.scrub)
+        response.timeToFirstToken = ttft
+        return response
     }
 
     /// Settings that exist only on Chat Completions.

@@ -61,6 +61,20 @@ struct OpenAITransport: Sendable {
 
     /// POSTs `body` to `{baseURL}{path}` and returns the parsed JSON answer.
     func post(_ path: String, body: JSONValue) async throws(ModelProviderError) -> JSONValue {
+        try await post(path, body: body, stream: nil).json
+    }
+
+    /// POSTs `body` and returns the JSON answer; with `stream`, the body asks for a stream and
+    /// the events are assembled (per attempt, by a fresh assembler) into the answer the same
+    /// call returns without streaming, with the time to first token. A server that answers a
+    /// stream request with plain JSON is read as if it had not been asked to stream.
+    ///
+    /// A stream that carries an error event, or ends before its final event (cut), fails the
+    /// attempt like a transport error: retried when retriable, never a partial answer. The
+    /// stall window (`OpenAISettings.streamStallTimeout`) applies between bytes of the stream.
+    func post(
+        _ path: String, body: JSONValue, stream makeAssembler: (@Sendable () -> any ModelStreamAssembler)?
+    ) async throws(ModelProviderError) -> (json: JSONValue, timeToFirstToken: Duration?) {
         let policy = settings.retry
         let url = settings.baseURL + path
         let what = "POST \(path)"
@@ -69,14 +83,35 @@ struct OpenAITransport: Sendable {
         while true {
             var request = HTTPRequest.postJSON(url, body, headers: settings.headers)
             request.deadline = .now + settings.requestTimeout
+            var stream: ModelEventStream?
+            if let makeAssembler {
+                let s = ModelEventStream(
+                    assembler: makeAssembler(), what: what, maxEventBytes: client.configuration.maxResponseBytes)
+                stream = s
+                request.bodyStream = s
+                request.headers.replaceOrAdd("Accept", "text/event-stream")
+                if let stall = settings.streamStallTimeout {
+                    request.timeout = .init(read: stall, minimumRate: client.configuration.timeout.minimumRate)
+                }
+            }
             var failure: ModelProviderError
             var retryAfter: Duration?
             var shouldRetry: Bool
             do {
                 let response = try await client.execute(request)
-                if response.isSuccess {
+                if response.isSuccess, let stream, stream.began {
+                    if let f = stream.failure {
+                        failure = f
+                    } else if stream.finished {
+                        return (stream.result(), stream.timeToFirstToken)
+                    } else {
+                        failure = stream.cut
+                    }
+                    failure.message = settings.scrub(failure.message)
+                    shouldRetry = failure.retriable
+                } else if response.isSuccess {
                     do {
-                        return try response.json()
+                        return (try response.json(), nil)
                     } catch {
                         failure = ModelProviderError(
                             settings.scrub(
@@ -102,11 +137,18 @@ struct OpenAITransport: Sendable {
                 }
             } catch {
                 switch error {
+                case _ where stream?.failure != nil:
+                    // The stream's own verdict (an error event, an event too large).
+                    failure = stream!.failure!
+                    failure.message = settings.scrub(failure.message)
+                    shouldRetry = failure.retriable
                 case .cancelled, .shutdown:
                     throw ModelProviderError(settings.scrub("\(what): \(error)"), retriable: true)
                 case .transport, .timeout:
                     shouldRetry = true
-                    failure = ModelProviderError(settings.scrub("\(what): \(error)"), retriable: true)
+                    let during =
+                        stream?.began == true ? " (stream stalled or broke after \(stream!.events) events)" : ""
+                    failure = ModelProviderError(settings.scrub("\(what): \(error)\(during)"), retriable: true)
                 default:
                     throw ModelProviderError(settings.scrub("\(what): \(error)"), retriable: false)
                 }

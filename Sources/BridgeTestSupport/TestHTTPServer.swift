@@ -54,6 +54,26 @@ public struct TestHTTPResponse: Sendable {
     /// Sends the head at once, then the body one byte at a time with this pause between bytes
     /// (a server that trickles, for stall tests); `stop()` cuts it short.
     public var trickle: Duration?
+    /// A streamed body (server-sent events): sent with `Transfer-Encoding: chunked`, one chunk
+    /// per part, each after its pause; `body` is then ignored. See `sse(_:pause:end:)`.
+    public var parts: [Part]?
+    /// How a streamed body ends.
+    public var end: StreamEnd = .complete
+
+    /// One chunk of a streamed body, sent after `pause`.
+    public struct Part: Sendable {
+        public var pause: Duration
+        public var bytes: [UInt8]
+        public init(pause: Duration = .zero, bytes: [UInt8]) {
+            self.pause = pause
+            self.bytes = bytes
+        }
+    }
+
+    /// How a streamed body ends: with the terminating chunk (`complete`), by closing the
+    /// connection without it (`cut`), or not at all until the client gives up or `stop()`
+    /// (`stall`).
+    public enum StreamEnd: Sendable { case complete, cut, stall }
 
     public init(
         status: Int = 200, headers: [(String, String)] = [], body: [UInt8] = [],
@@ -285,6 +305,28 @@ public final class TestHTTPServer: @unchecked Sendable {
             if response.disconnect { return }
             let clientCloses = request.header("Connection")?.lowercased() == "close"
             let close = response.closeConnection || clientCloses
+            if let parts = response.parts {
+                var head = response
+                head.body = []
+                head.chunked = true
+                let headBytes = encode(head, method: request.method, close: close)
+                guard writeAll(fd: fd, bytes: Array(headBytes.dropLast(5))) else { return }  // no "0\r\n\r\n"
+                for part in parts where !part.bytes.isEmpty {
+                    guard sleep(part.pause) else { return }
+                    let chunk = Array((String(part.bytes.count, radix: 16) + "\r\n").utf8) + part.bytes + [13, 10]
+                    guard writeAll(fd: fd, bytes: chunk) else { return }
+                }
+                switch response.end {
+                case .complete:
+                    guard writeAll(fd: fd, bytes: Array("0\r\n\r\n".utf8)), !close else { return }
+                    continue
+                case .cut:
+                    return
+                case .stall:
+                    _ = sleep(.seconds(3600))
+                    return
+                }
+            }
             let bytes = encode(response, method: request.method, close: close)
             if let pause = response.trickle {
                 let bodyStart = bytes.count - response.body.count

@@ -102,4 +102,9 @@ public struct Ledger: SpanSink {
     public func traceEnded(_ traceId: String, at: Date) async throws {
         try await endTrace(traceId, endedAt: at)
     }
+
+    /// `NOTIFY bridge_span_started` (see `SpanStart`): nothing is written.
+    public func spanStarted(_ start: SpanStart) async throws {
+        try await connection.query("SELECT pg_notify(\(SpanStart.channel), \(start.payload))")
+    }
 }

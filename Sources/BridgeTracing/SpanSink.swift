@@ -18,10 +18,71 @@ public protocol SpanSink: Sendable {
     func spanEnded(_ span: SpanRecord) async throws
     /// The run ended (the root span has been delivered).
     func traceEnded(_ traceId: String, at: Date) async throws
+    /// A model call started (announced so that a tail can show it in progress; the span itself
+    /// is delivered by `spanEnded` as ever). Default: nothing.
+    func spanStarted(_ start: SpanStart) async throws
 }
 
 extension SpanSink {
     public func traceEnded(_ traceId: String, at: Date) async throws {}
+    public func spanStarted(_ start: SpanStart) async throws {}
+}
+
+/// A model call in progress, as the ledger announces it on `NOTIFY bridge_span_started` for
+/// `bridge trace tail --follow`. Nothing is stored: verify and the exporters see only the span
+/// that is recorded when the call ends (with this span id).
+public struct SpanStart: Sendable, Equatable {
+    public static let channel = "bridge_span_started"
+
+    public var spanId: String
+    public var traceId: String
+    public var parentId: String?
+    public var startedAt: Date
+    /// The span type it will have: `response` or `generation`.
+    public var type: String
+    public var model: String
+    public var agent: String?
+    public var taskId: String?
+    public var groupId: String?
+
+    public init(
+        spanId: String, traceId: String, parentId: String?, startedAt: Date, type: String, model: String,
+        agent: String?, taskId: String?, groupId: String?
+    ) {
+        self.spanId = spanId
+        self.traceId = traceId
+        self.parentId = parentId
+        self.startedAt = startedAt
+        self.type = type
+        self.model = model
+        self.agent = agent
+        self.taskId = taskId
+        self.groupId = groupId
+    }
+
+    /// The NOTIFY payload: compact JSON, each text cut to 500 characters (a payload must stay
+    /// under PostgreSQL's 8000 bytes).
+    public var payload: String {
+        func text(_ s: String?) -> JSONValue { s.map { .string(String($0.prefix(500))) } ?? .null }
+        let o: JSONValue = [
+            "span_id": text(spanId), "trace_id": text(traceId), "parent_id": text(parentId),
+            "started_at": .number(startedAt.timeIntervalSince1970), "type": text(type), "model": text(model),
+            "agent": text(agent), "task_id": text(taskId), "group_id": text(groupId),
+        ]
+        return o.compact
+    }
+
+    /// Reads a payload; nil when it is not one.
+    public init?(payload: String) {
+        guard let o = try? JSONValue.parse(payload), let spanId = o["span_id"]?.stringValue,
+            let traceId = o["trace_id"]?.stringValue, let at = o["started_at"]?.doubleValue,
+            let type = o["type"]?.stringValue
+        else { return nil }
+        self.init(
+            spanId: spanId, traceId: traceId, parentId: o["parent_id"]?.stringValue,
+            startedAt: Date(timeIntervalSince1970: at), type: type, model: o["model"]?.stringValue ?? "",
+            agent: o["agent"]?.stringValue, taskId: o["task_id"]?.stringValue, groupId: o["group_id"]?.stringValue)
+    }
 }
 
 /// Keeps everything in memory (tests, `--dry-run` previews).

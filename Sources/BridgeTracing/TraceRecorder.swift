@@ -118,8 +118,18 @@ public actor TraceRecorder: RunObserver {
             case .response:
                 start(id, parent: parent, at: at, data: .response(responseId: nil, usage: nil))
             }
+            // Announced, so `trace tail --follow` shows the call while it runs (best effort).
+            if let o = open[id] {
+                let notice = SpanStart(
+                    spanId: o.spanId, traceId: trace.id, parentId: o.parentSpanId, startedAt: at, type: kind.rawValue,
+                    model: model, agent: turnAgents[parent], taskId: taskId, groupId: trace.groupId)
+                for sink in sinks { try? await sink.spanStarted(notice) }
+            }
         case .modelEnded(let id, let response, let error, let at):
             if let cost = response?.cost, open[id] != nil { open[id]?.notes["cost_usd"] = cost.json }
+            if let ttft = response?.timeToFirstToken, open[id] != nil {
+                open[id]?.notes[RunnerMessages.timeToFirstTokenKey] = .number(Double((ttft.inSeconds * 1000).rounded()))
+            }
             if let response, let o = open[id] {
                 switch o.data {
                 case .generation(var g):

@@ -64,7 +64,8 @@ extension ExecApp {
             case .openAI(let api):
                 try ModelProviders.make(
                     environment: env, defaultAPI: api, client: httpClient,
-                    requestTimeout: httpLimits.modelTimeout)
+                    requestTimeout: httpLimits.modelTimeout, stream: httpLimits.stream,
+                    streamStallTimeout: httpLimits.streamStall)
             }
         let secrets = Secrets.collect(connection: cc, environment: env)
         let mcpServers = try await Self.startMCPServers(

@@ -30,6 +30,12 @@ public struct ExecApp: Sendable {
         /// The longest time without a byte in either direction (a server that never answers,
         /// or stops mid-answer). `--http-stall-timeout`.
         public var stall: Duration = .seconds(300)
+        /// The stall window of streamed model calls: the longest time without progress between
+        /// events. Tighter than `stall`, because a streaming model sends events as it works, so
+        /// silence means a dead stream rather than a slow model. `--http-stall-timeout` sets both.
+        public var streamStall: Duration = .seconds(60)
+        /// Whether model calls stream (server-sent events). `--no-stream` turns it off.
+        public var stream = true
         /// Bytes per second a response must keep up over the stall window: a server that
         /// trickles slower than this fails as a timeout after `stall`, not after the total
         /// deadline. `--http-min-rate`.
@@ -247,7 +253,8 @@ public struct ExecApp: Sendable {
                 try ModelProviders.make(
                     environment: env, defaultAPI: api, client: httpClient,
                     retry: Self.retryPolicy(config),
-                    requestTimeout: httpLimits.modelTimeout)
+                    requestTimeout: httpLimits.modelTimeout, stream: httpLimits.stream,
+                    streamStallTimeout: httpLimits.streamStall)
             }
         // One connection per MCP server for the whole worker, started and initialized before
         // anything is claimed (one that cannot start is a configuration error, exit 2; one that

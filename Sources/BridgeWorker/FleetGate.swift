@@ -92,6 +92,8 @@ struct RunGate: ModelGate {
 
     var config: MappingConfig { limits.config }
 
+    func needsTokenEstimate(model: String) -> Bool { config.limits?.models[model]?.tokensPerMinute != nil }
+
     func acquire(_ request: ModelRequest, estimatedTokens: Int) async throws -> GatePass {
         let model = request.agent.model
         do {

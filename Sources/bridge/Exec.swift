@@ -151,8 +151,14 @@ extension Bridge {
         @Option(
             name: .customLong("http-stall-timeout"),
             help: ArgumentHelp(
-                "Seconds any HTTP request may go without a byte in either direction.", valueName: "seconds"))
-        var httpStallTimeout: Double = 300
+                "Seconds any HTTP request may go without a byte in either direction (default 300; for streamed model calls 60, between events).",
+                valueName: "seconds"))
+        var httpStallTimeout: Double?
+
+        @Flag(
+            name: .customLong("no-stream"),
+            help: "Model calls wait for the whole answer instead of streaming it (servers that cannot stream).")
+        var noStream = false
 
         @Option(
             name: .customLong("http-min-rate"),
@@ -167,7 +173,11 @@ extension Bridge {
         var httpLimits: ExecApp.HTTPLimits {
             var l = ExecApp.HTTPLimits()
             l.connect = .milliseconds(Int64(httpConnectTimeout * 1000))
-            l.stall = .milliseconds(Int64(httpStallTimeout * 1000))
+            if let httpStallTimeout {
+                l.stall = .milliseconds(Int64(httpStallTimeout * 1000))
+                l.streamStall = l.stall
+            }
+            l.stream = !noStream
             l.minimumRate = httpMinRate
             l.modelTimeout = .milliseconds(Int64(modelTimeout * 1000))
             return l
@@ -191,7 +201,7 @@ extension Bridge {
             guard offlineLatencyMs >= 0 else { throw ValidationError("--offline-latency-ms must not be negative") }
             for (value, flag) in [
                 (modelTimeout, "--model-timeout"), (httpConnectTimeout, "--http-connect-timeout"),
-                (httpStallTimeout, "--http-stall-timeout"),
+                (httpStallTimeout ?? 300, "--http-stall-timeout"),
             ] where !(value > 0 && value <= 86_400) {
                 throw ValidationError("\(flag) must be between 0 and 86400 seconds, not \(value)")
             }

@@ -3,6 +3,7 @@ import BridgeCore
 import BridgeMapping
 import BridgeMonitor
 import BridgePostgres
+import BridgeTracing
 import BridgeVerify
 import BridgeWorker
 import Foundation
@@ -69,7 +70,10 @@ extension Bridge.Trace {
             abstract: "Print spans as they land in the ledger, one line each; --follow keeps streaming.",
             discussion: """
                 Each line: start time, trace, agent, span type, tool (or model, or handoff target), \
-                for tool calls a short input → output, duration and error. --json prints each span \
+                for tool calls a short input → output, duration and error. With --follow, a model \
+                call in progress is shown when it starts (duration `running…`, announced by the \
+                worker with NOTIFY bridge_span_started; nothing is stored), and again as a span \
+                when it ends. --json prints each span \
                 in the Agents SDK's export format instead, one JSON object per line.
 
                 First the newest --lines spans of the last day are printed (default 10); --follow then \
@@ -140,9 +144,23 @@ extension Bridge.Trace {
                         "\(e.message.trimmingCharacters(in: .whitespacesAndNewlines)): run bridge migrate first")
                 }
                 guard follow else { return await conn.close() }
+                // Model calls in progress arrive as notices (text output only: --json prints
+                // finished spans alone); waiting for them is also the pause between polls.
+                let listenConfig = connection.config(applicationName: "bridge-trace-tail-listen")
+                var listener = json ? nil : await Self.listener(listenConfig)
                 var failures = 0
                 while true {
-                    try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+                    if let l = listener {
+                        do {
+                            let notes = try await l.waitForNotifications(timeout: interval)
+                            await emit(notes.compactMap { SpanStart(payload: $0.payload).flatMap(tail.inProgress) })
+                        } catch {
+                            await l.close()
+                            listener = nil
+                        }
+                    } else {
+                        try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+                    }
                     do {
                         await emit(try await tail.poll(on: conn))
                         failures = 0
@@ -154,9 +172,20 @@ extension Bridge.Trace {
                         await conn.close()
                         try await Task.sleep(for: .milliseconds(min(5000, 250 * (1 << min(failures, 5)))))
                         if let c = try? await PostgresConnection.connect(config) { conn = c }
+                        if listener == nil && !json { listener = await Self.listener(listenConfig) }
                     }
                 }
             }
+        }
+
+        /// A connection listening for `SpanStart` notices, or nil when none can be had.
+        static func listener(_ config: ConnectionConfig) async -> PostgresConnection? {
+            guard let c = try? await PostgresConnection.connect(config) else { return nil }
+            do { try await c.listen(SpanStart.channel) } catch {
+                await c.close()
+                return nil
+            }
+            return c
         }
 
         /// Whether some trace of `task` is in the ledger (`bridge.traces (task_id)`, indexed).

@@ -59,7 +59,7 @@ struct ExecOpenAITests {
             guard request.path == "/v1/responses", let body = request.json else {
                 return .json(["error": ["message": "not here", "type": "invalid_request_error"]], status: 404)
             }
-            return .json(ResponsesStandIn.reply(to: body))
+            return .modelReply(ResponsesStandIn.reply(to: body), for: request)
         }
         defer { server.stop() }
         let r = try await BridgeBinary.run(
@@ -183,8 +183,8 @@ extension ExecOpenAITests {
         let server = try TestHTTPServer { request in
             guard let body = request.json else { return .json(["error": ["message": "no body"]], status: 400) }
             switch request.path {
-            case "/v1/chat/completions": return .json(ChatStandIn.reply(to: body))
-            case "/v1/responses": return .json(ResponsesStandIn.reply(to: body))
+            case "/v1/chat/completions": return .modelReply(ChatStandIn.reply(to: body), for: request)
+            case "/v1/responses": return .modelReply(ResponsesStandIn.reply(to: body), for: request)
             default: return .json(["error": ["message": "not here"]], status: 404)
             }
         }

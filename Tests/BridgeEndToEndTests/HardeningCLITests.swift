@@ -367,16 +367,17 @@ struct HardeningCLITests {
         let url = try await ExecCLITests.migratedReference()
         let server = try TestHTTPServer { request in
             guard request.path == "/v1/responses", let body = request.json else { return .json([:], status: 404) }
-            return .json([
-                "id": "resp_nul", "object": "response", "status": "completed", "model": body["model"] ?? "gpt-4.1",
-                "output": [
-                    [
-                        "type": "message", "id": "msg_nul", "role": "assistant", "status": "completed",
-                        "content": [["type": "output_text", "text": "ok\u{0}done", "annotations": []]],
-                    ]
-                ],
-                "usage": ["input_tokens": 10, "output_tokens": 2, "total_tokens": 12],
-            ])
+            return .modelReply(
+                [
+                    "id": "resp_nul", "object": "response", "status": "completed", "model": body["model"] ?? "gpt-4.1",
+                    "output": [
+                        [
+                            "type": "message", "id": "msg_nul", "role": "assistant", "status": "completed",
+                            "content": [["type": "output_text", "text": "ok\u{0}done", "annotations": []]],
+                        ]
+                    ],
+                    "usage": ["input_tokens": 10, "output_tokens": 2, "total_tokens": 12],
+                ], for: request)
         }
         defer { server.stop() }
         let env = BridgeBinary.openAIEnvironment(server, key: "sk-test-nul")

@@ -48,7 +48,8 @@ struct PromtoolCLITests {
             "bridge_model_tokens_total",
             "bridge_spans_recorded_total", "bridge_spans_exported_total", "bridge_spans_rejected_total",
             "bridge_task_duration_seconds",
-            "bridge_tool_duration_seconds", "bridge_model_latency_seconds", "bridge_runs_in_flight", "bridge_leases",
+            "bridge_tool_duration_seconds", "bridge_model_latency_seconds", "bridge_model_time_to_first_token_seconds",
+            "bridge_runs_in_flight", "bridge_leases",
             "bridge_export_backlog_spans",
         ]
         #expect(expected.subtracting(families).isEmpty, "missing at start: \(expected.subtracting(families).sorted())")

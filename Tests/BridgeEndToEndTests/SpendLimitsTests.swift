@@ -39,7 +39,7 @@ struct SpendLimitsTests {
                     status: 429,
                     headers: [("x-ratelimit-reset-requests", "200ms"), ("x-ratelimit-reset-tokens", "50ms")])
             }
-            return .json(ResponsesStandIn.reply(to: body))
+            return .modelReply(ResponsesStandIn.reply(to: body), for: request)
         }
     }
 

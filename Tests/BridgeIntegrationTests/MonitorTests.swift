@@ -2,6 +2,7 @@ import BridgeCore
 import BridgeMapping
 import BridgeMigrate
 import BridgePostgres
+import BridgeRunner
 import BridgeTestSupport
 import BridgeTraceModel
 import BridgeTracing
@@ -29,6 +30,46 @@ struct MonitorTests {
             id: SpanID.random(), traceId: trace, parentId: nil, startedAt: Date(), endedAt: Date(),
             spanData: ["type": "function", "name": .string(name), "input": "{}", "output": "ok", "mcp_data": nil],
             error: nil)
+    }
+
+    /// A model call in progress is announced (NOTIFY) for `trace tail --follow`, with the span
+    /// id its span gets when it ends; nothing is written until then.
+    @Test func aModelCallInProgressIsAnnouncedAndNothingIsStored() async throws {
+        let url = try await Self.migrated()
+        let listener = try await TestDatabase.connect(url)
+        try await listener.listen(SpanStart.channel)
+        let c = try await TestDatabase.connect(url)
+        let trace = TraceRecord(
+            id: TraceID.forTask("inflight", attempt: 1), workflowName: "w", groupId: "ws1", metadata: [:])
+        let recorder = TraceRecorder(
+            trace: trace, taskId: "inflight", sinks: [Ledger(connection: c)], includeSensitiveData: true)
+        await recorder.deriveSpanIds()
+        await recorder.record(.taskStarted(id: 1, at: Date()))
+        await recorder.record(
+            .agentStarted(
+                id: 2, parent: 1, agent: "Assistant", tools: [], handoffs: [], outputType: "str", at: Date()))
+        await recorder.record(.turnStarted(id: 3, parent: 2, turn: 1, agent: "Assistant", at: Date()))
+        await recorder.record(.modelStarted(id: 4, parent: 3, kind: .response, model: "gpt-4.1", input: [], at: Date()))
+        var notes: [PostgresNotification] = []
+        for _ in 0..<20 where notes.isEmpty { notes = try await listener.waitForNotifications(timeout: 0.5) }
+        let start = try #require(notes.first.flatMap { SpanStart(payload: $0.payload) })
+        #expect(start.type == "response" && start.model == "gpt-4.1" && start.agent == "Assistant")
+        #expect(start.taskId == "inflight" && start.groupId == "ws1" && start.traceId == trace.id)
+        #expect(start.parentId != nil)
+        #expect(try await Ledger(connection: c).spans(traceId: trace.id).isEmpty)
+        // What tail prints for it, through its filters.
+        let line = try #require(SpanTail(filter: .init(taskId: "inflight")).inProgress(start)?.line)
+        #expect(line.contains("running") && line.contains("gpt-4.1") && line.contains("Assistant"), "\(line)")
+        #expect(SpanTail(filter: .init(taskId: "other")).inProgress(start) == nil)
+        #expect(SpanTail(filter: .init(workspace: "ws2")).inProgress(start) == nil)
+        // The span recorded when the call ends has the announced id.
+        await recorder.record(
+            .modelEnded(
+                id: 4, response: ModelResponse(output: [], usage: Usage(requests: 1), responseId: "resp_1", model: "m"),
+                error: nil, at: Date()))
+        #expect(try await Ledger(connection: c).spans(traceId: trace.id).map(\.id) == [start.spanId])
+        await c.close()
+        await listener.close()
     }
 
     @Test func tailPrintsALateCommitThatNewerSpansOvertook() async throws {

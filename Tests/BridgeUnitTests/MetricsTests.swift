@@ -52,7 +52,7 @@ struct MetricsTests {
         }
         let counters = BridgeMetrics.Name.all.filter { $0.hasSuffix("_total") }
         #expect(counters.count == 12)
-        #expect(BridgeMetrics.Name.all.filter { $0.hasSuffix("_seconds") }.count == 3)
+        #expect(BridgeMetrics.Name.all.filter { $0.hasSuffix("_seconds") }.count == 4)
     }
 }
 

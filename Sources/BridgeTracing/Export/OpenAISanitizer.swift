@@ -28,6 +28,7 @@ public enum OpenAISanitizer {
         data.removeValue(forKey: "text_replaced")  // bridge's own flag (TextSafety), not an SDK field
         data.removeValue(forKey: "cost_usd")  // bridge's own (pricing), not an SDK field
         data.removeValue(forKey: "call_id")  // bridge's note of the tool call id (OTLP only), not an SDK field
+        data.removeValue(forKey: "time_to_first_token_ms")  // bridge's note on streamed model calls
         for field in ["input", "output"] {
             if let v = data[field] { data[field] = truncateField(v) }
         }
