@@ -65,14 +65,14 @@ struct SessionsCLITests {
     }
 
     /// A Responses API stand-in: every request is answered "Answer about <the question of the
-    /// last user message>", after `delay`.
+    /// last user message>", after `delay` (streamed when the request asks for a stream).
     static func model(delay: Duration = .zero) throws -> TestHTTPServer {
         try TestHTTPServer { request in
             guard request.path == "/v1/responses", let body = request.json else {
                 return .json(["error": ["message": "not here"]], status: 404)
             }
             let question = question(of: body) ?? "nothing"
-            return TestHTTPResponse.json([
+            let reply: JSONValue = [
                 "id": .string("resp_\(UUID().uuidString.prefix(8))"), "object": "response", "status": "completed",
                 "model": body["model"] ?? "gpt-4.1",
                 "output": [
@@ -88,7 +88,8 @@ struct SessionsCLITests {
                     "input_tokens": 10, "output_tokens": 5, "total_tokens": 15,
                     "input_tokens_details": ["cached_tokens": 0], "output_tokens_details": ["reasoning_tokens": 0],
                 ],
-            ]).delayed(delay)
+            ]
+            return TestHTTPResponse.modelReply(reply, for: request).delayed(delay)
         }
     }
 
