@@ -21,7 +21,11 @@
 # Each measurement is repeated REPEAT times, the two contenders alternating, and the table shows
 # medians (and every run, so noise is visible). Model calls are counted by the stand-in.
 #
-#   bench/sdk-compare.sh [--runs N] [--repeat R] [--only 1|2]
+# --against BINARY compares two bridge builds instead (no SDK, no PyPI beyond the stand-in's
+# stdlib): the rounds alternate BINARY ("B", e.g. the previous main's release build) and
+# $BRIDGE ("A"), B first, on the same database and stand-in; the verdicts are A / B ratios.
+#
+#   bench/sdk-compare.sh [--runs N] [--repeat R] [--only 1|2] [--against BINARY]
 # Environment: BRIDGE (default .build/release/bridge, built if missing), PYTHON (python3),
 # SDK_VERSION (0.24.0), BENCH_VENV (reuse this virtualenv instead of making a fresh one),
 # KEEP_LOGS=1 (keep the work directory).
@@ -31,11 +35,13 @@
 RUNS=200
 REPEAT=3
 ONLY=""
+AGAINST=""
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) RUNS=$2; shift 2 ;;
     --repeat) REPEAT=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
+    --against) AGAINST=$2; shift 2 ;;
     -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -52,6 +58,11 @@ bench_start sdk
 # --- the Python side ------------------------------------------------------------------------
 if [ -n "${BENCH_VENV:-}" ] && [ -x "$BENCH_VENV/bin/python" ]; then
   VENV=$BENCH_VENV
+elif [ -n "$AGAINST" ]; then
+  # Two bridge builds: the stand-in needs only the standard library; no SDK is installed.
+  VENV=$WORK/venv
+  mkdir -p "$VENV/bin"
+  ln -s "$(command -v "$PYTHON")" "$VENV/bin/python"
 else
   VENV=$WORK/venv
   log "installing openai-agents==$SDK_VERSION into a fresh virtualenv..."
@@ -59,8 +70,8 @@ else
   "$VENV/bin/pip" install -q --disable-pip-version-check "openai-agents==$SDK_VERSION" >"$WORK/pip.log" 2>&1 \
     || { cat "$WORK/pip.log" >&2; exit 2; }
 fi
-SDK_INSTALLED=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("openai-agents"))')
-OPENAI_INSTALLED=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("openai"))')
+SDK_INSTALLED=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("openai-agents"))' 2>/dev/null || echo none)
+OPENAI_INSTALLED=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("openai"))' 2>/dev/null || echo none)
 PY_VERSION=$("$VENV/bin/python" -c 'import platform; print(platform.python_version())')
 
 # --- the database -----------------------------------------------------------------------------
@@ -107,14 +118,14 @@ start_standin() { # $1 = latency in ms
 model_calls() { curl -s "${BASE_URL%/v1}/stats" | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["responses"])'; }
 standin_errors() { curl -s "${BASE_URL%/v1}/stats" | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["errors"])'; }
 
-# run_bridge CONCURRENCY LABEL -> prints "cpu_s rss_kb calls wall_s pg_cpu_s loop_s"
+# run_bridge CONCURRENCY LABEL [BINARY] -> prints "cpu_s rss_kb calls wall_s pg_cpu_s loop_s"
 run_bridge() {
-  local conc=$1 label=$2 c0 c1 p0 p1
+  local conc=$1 label=$2 bin=${3:-$BRIDGE} c0 c1 p0 p1
   add_tasks "$RUNS"
   c0=$(model_calls); p0=$(pg_cpu)
   OPENAI_BASE_URL=$BASE_URL OPENAI_API_KEY=sk-bench OPENAI_AGENTS_DISABLE_TRACING=1 \
     "$TIME" -f "%U %S %M %e" -o "$WORK/$label.time" \
-    "$BRIDGE" exec --database-url "$PG_URL" --mappings bench/mappings --concurrency "$conc" --quiet \
+    "$bin" exec --database-url "$PG_URL" --mappings bench/mappings --concurrency "$conc" --quiet \
     >"$WORK/$label.out" 2>&1 || { cat "$WORK/$label.out" >&2; echo "bridge exec failed ($label)" >&2; exit 1; }
   sleep 0.3 # let the postmaster reap the closed connections' backends
   c1=$(model_calls); p1=$(pg_cpu)
@@ -144,8 +155,15 @@ run_sdk() {
 rounds() {
   local b=$1 conc=$2 note=$4 r
   start_standin "$3"
-  : >"$WORK/b$b.bridge"; : >"$WORK/b$b.sdk"
+  : >"$WORK/b$b.bridge"; : >"$WORK/b$b.sdk"; : >"$WORK/b$b.against"
   for r in $(seq 1 "$REPEAT"); do
+    if [ -n "$AGAINST" ]; then
+      log "benchmark $b, round $r of $REPEAT: B ($AGAINST) exec --concurrency $conc ($RUNS tasks$note)..."
+      run_bridge "$conc" "b$b-against-$r" "$AGAINST" >>"$WORK/b$b.against"
+      log "benchmark $b, round $r of $REPEAT: A ($BRIDGE) exec --concurrency $conc ($RUNS tasks$note)..."
+      run_bridge "$conc" "b$b-bridge-$r" >>"$WORK/b$b.bridge"
+      continue
+    fi
     log "benchmark $b, round $r of $REPEAT: bridge exec --concurrency $conc ($RUNS tasks$note)..."
     run_bridge "$conc" "b$b-bridge-$r" >>"$WORK/b$b.bridge"
     log "benchmark $b, round $r of $REPEAT: SDK, $RUNS runs at concurrency $conc$note..."
@@ -164,6 +182,52 @@ echo "# bridge $(git rev-parse --short HEAD 2>/dev/null || echo '?') (release), 
      "openai-agents $SDK_INSTALLED, openai $OPENAI_INSTALLED, Python $PY_VERSION"
 
 STATUS=0
+if [ -n "$AGAINST" ]; then
+  # Two bridge builds: A ($BRIDGE) against B ($AGAINST), alternating, B first in each round.
+  echo "# A = $BRIDGE, B = $AGAINST"
+  if [ -z "$ONLY" ] || [ "$ONLY" = 1 ]; then
+    rounds 1 20 0 ""
+    echo
+    echo "## Benchmark 1: $RUNS runs at concurrency 20, zero model latency (medians of $REPEAT)"
+    echo
+    echo "| round | build | model calls | CPU s | CPU ms / model call | peak RSS MiB | wall s | PostgreSQL server CPU ms / model call |"
+    echo "|---|---|---|---|---|---|---|---|"
+    for r in $(seq 1 "$REPEAT"); do
+      for side in against bridge; do
+        sed -n "${r}p" "$WORK/b1.$side" | awk -v r="$r" -v s="$side" '{printf "| %s | %s | %d | %.2f | %.3f | %.1f | %.2f | %.3f |\n",
+          r, (s == "bridge" ? "A" : "B"), $3, $1, 1000 * $1 / $3, $2 / 1024, $4, 1000 * $5 / $3}'
+      done
+    done
+    A_CPC=$(awk '{print $1 / $3}' "$WORK/b1.bridge" | median)
+    B_CPC=$(awk '{print $1 / $3}' "$WORK/b1.against" | median)
+    A_PG=$(awk '{print $5 / $3}' "$WORK/b1.bridge" | median)
+    B_PG=$(awk '{print $5 / $3}' "$WORK/b1.against" | median)
+    echo
+    awk -v a="$A_CPC" -v b="$B_CPC" -v ap="$A_PG" -v bp="$B_PG" 'BEGIN{
+      printf "median CPU ms per model call: A %.3f, B %.3f, A / B = %.3f; PostgreSQL server: A %.3f, B %.3f, A / B = %.3f\n",
+        1000 * a, 1000 * b, a / b, 1000 * ap, 1000 * bp, ap / bp }'
+  fi
+  if [ -z "$ONLY" ] || [ "$ONLY" = 2 ]; then
+    rounds 2 50 200 ", 200 ms model latency"
+    echo
+    echo "## Benchmark 2: $RUNS runs at concurrency 50, 200 ms model latency (medians of $REPEAT)"
+    echo
+    echo "| round | build | model calls | ideal s | process s | run loop s | efficiency (process) | efficiency (run loop) |"
+    echo "|---|---|---|---|---|---|---|---|"
+    for r in $(seq 1 "$REPEAT"); do
+      for side in against bridge; do
+        sed -n "${r}p" "$WORK/b2.$side" | awk -v r="$r" -v s="$side" '{i = $3 * 0.2 / 50;
+          printf "| %s | %s | %d | %.2f | %.2f | %.2f | %.0f %% | %.0f %% |\n", r, (s == "bridge" ? "A" : "B"), $3, i, $4, $6, 100 * i / $4, 100 * i / $6}'
+      done
+    done
+    A_EFF=$(awk '{print 100 * ($3 * 0.2 / 50) / $4}' "$WORK/b2.bridge" | median)
+    B_EFF=$(awk '{print 100 * ($3 * 0.2 / 50) / $4}' "$WORK/b2.against" | median)
+    echo
+    awk -v a="$A_EFF" -v b="$B_EFF" 'BEGIN{printf "median efficiency (process): A %.0f %%, B %.0f %%\n", a, b}'
+  fi
+  exit 0
+fi
+
 # --- benchmark 1 ------------------------------------------------------------------------------
 if [ -z "$ONLY" ] || [ "$ONLY" = 1 ]; then
   rounds 1 20 0 ""

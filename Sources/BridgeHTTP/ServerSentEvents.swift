@@ -71,6 +71,15 @@ public struct SSEParser: Sendable {
         }
     }
 
+    /// The events of a whole body (an answer already read): as `feed`, and a last event without
+    /// its closing blank line still counts.
+    public static func events(in body: [UInt8]) -> [ServerSentEvent] {
+        var parser = SSEParser(maxEventBytes: body.count + 1024)
+        var out: [ServerSentEvent] = []
+        try? (body + [0x0A, 0x0A]).withUnsafeBytes { try parser.feed($0) { out.append($0) } }
+        return out
+    }
+
     private mutating func endLine(_ emit: (ServerSentEvent) throws -> Void) throws(SSEError) {
         defer { line.removeAll(keepingCapacity: true) }
         if line.isEmpty {

@@ -229,6 +229,8 @@ final class EventCounter: @unchecked Sendable {
     private var value: EventID = 0
     init(start: EventID = 0) { value = start }
     var current: EventID { lock.withLock { value } }
+    /// Moves the counter to `v` unless it is past it (a replayed step's ids are taken).
+    func advance(to v: EventID) { lock.withLock { value = max(value, v) } }
     func next() -> EventID {
         lock.withLock {
             value += 1
@@ -461,9 +463,9 @@ struct RunState {
             case .final(let text):
                 let guards = agent.outputGuardrails.compactMap { spec.guardrails[$0] }
                 if !guards.isEmpty {
-                    let verdict = await GuardrailRun.all(
-                        guards, input: spec.input, output: text, parent: agentId,
-                        state: self, kind: .output)
+                    let (verdict, fenced) = await guardrails(
+                        guards, input: spec.input, output: text, parent: agentId, kind: .output)
+                    if let fenced { return .interrupted(fenced) }
                     usage = usage + verdict.usage
                     transcript += verdict.items
                     if let failure = verdict.failure {
@@ -511,9 +513,9 @@ struct RunState {
         let firstTurnGuards = turn == 1 ? agent.inputGuardrails.compactMap { spec.guardrails[$0] } : []
         let sequential = firstTurnGuards.filter { !$0.runInParallel }
         if !sequential.isEmpty {
-            let verdict = await GuardrailRun.all(
-                sequential, input: spec.input, output: nil, parent: turnId, state: self,
-                kind: .input)
+            let (verdict, fenced) = await guardrails(
+                sequential, input: spec.input, output: nil, parent: turnId, kind: .input)
+            if let fenced { return .interrupted(fenced) }
             usage = usage + verdict.usage
             turnUsage = turnUsage + verdict.usage
             transcript += verdict.items

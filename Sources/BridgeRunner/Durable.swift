@@ -31,6 +31,42 @@ public enum ResumeCheck {
 }
 
 extension RunState {
+    /// Runs `guards` of `kind` under span `parent`, or replays their journaled verdict. A
+    /// durable run journals the verdict with the guardrails' spans: at once when one of them is
+    /// an agent (its model calls must not be paid twice), else with the run's next step (a SQL
+    /// guardrail is read-only; running it again changes nothing). A retriable failure is not
+    /// journaled: the run's retry runs them again. The second value: the journal refused the
+    /// write (the lease is gone), the run must stop.
+    func guardrails(
+        _ guards: [GuardrailSpec], input: String, output: String?, parent: EventID, kind: GuardrailRun.Kind
+    ) async -> (GuardrailRun.Verdict, fenced: RunFailure?) {
+        let key = JournaledGuardrails.callId(kind: kind == .input ? "input" : "output", parent: parent)
+        if let stored = journal?.finishedCall(key)?.verdict {
+            // Their spans were written with the record: only the counter moves past their ids.
+            ids.advance(to: stored.nextEventId)
+            var verdict = GuardrailRun.Verdict()
+            verdict.usage = stored.usage
+            verdict.items = stored.items
+            verdict.failure = stored.failure
+            verdict.spanError = stored.spanErrorInfo
+            return (verdict, nil)
+        }
+        let verdict = await GuardrailRun.all(
+            guards, input: input, output: output, parent: parent, state: self, kind: kind)
+        guard let journal, !(verdict.failure?.retriable ?? false) else { return (verdict, nil) }
+        let record = JournaledCall(
+            callId: key, name: JournaledGuardrails.recordName, output: "", raw: false,
+            verdict: JournaledGuardrails(
+                usage: verdict.usage, items: verdict.items, failure: verdict.failure, spanError: verdict.spanError,
+                nextEventId: ids.current))
+        let agents = guards.contains {
+            if case .agent = $0.implementation { return true }
+            return false
+        }
+        do { try await journal.stepFinished(record, deferred: !agents) } catch { return (verdict, Self.fenced(error)) }
+        return (verdict, nil)
+    }
+
     /// Goes on from a journaled model response (see `AgentRunner.resume(_:checkpoint:info:taskRow:)`).
     mutating func resume(_ cp: RunCheckpoint, info: ResumeInfo) async -> RunResult {
         history = cp.history

@@ -14,12 +14,19 @@ public protocol RunJournal: Sendable {
     func checkpoint(_ checkpoint: RunCheckpoint) async throws
     /// A tool call finished. Throws when the lease is lost.
     func callFinished(_ call: JournaledCall) async throws
+    /// A step whose record may wait for the run's next journal write (`deferred`: redoing it
+    /// costs nothing and changes nothing, e.g. a SQL guardrail), or must be written now.
+    func stepFinished(_ record: JournaledCall, deferred: Bool) async throws
     /// The result of a call finished before an interruption (replayed, not called again).
     func finishedCall(_ callId: String) -> JournaledCall?
     /// For a writing SQL tool: what its transaction must also run (fencing check, journal row).
     func exactlyOnce(callId: String, toolName: String) -> ExactlyOnceWrite?
     /// Whether the run should stop at its next step boundary (the worker is shutting down).
     var stopRequested: Bool { get }
+}
+
+extension RunJournal {
+    public func stepFinished(_ record: JournaledCall, deferred: Bool) async throws { try await callFinished(record) }
 }
 
 /// What a writing SQL tool's transaction runs besides its statement, so that the statement, its
@@ -61,12 +68,19 @@ public struct JournaledCall: Codable, Sendable, Equatable {
     /// The call's tool guardrails' `guardrail_result` transcript items (nil: none ran). When one
     /// rejected the call, `output` is the rejection, replayed without running the tool.
     public var guardrails: JSONValue?
+    /// Set on the record of an agent's guardrails step (its call id is
+    /// `JournaledGuardrails.callId`): their verdict, replayed by a resumed run instead of running
+    /// them again. A bridge that predates it ignores the key (the call id matches no tool call),
+    /// so the format stays 1.
+    public var verdict: JournaledGuardrails?
 
     public init(
         callId: String, name: String, output: String, error: JSONValue? = nil, modelOutput: JSONValue? = nil,
-        spanOutput: String? = nil, mcpServer: String? = nil, raw: Bool, guardrails: JSONValue? = nil
+        spanOutput: String? = nil, mcpServer: String? = nil, raw: Bool, guardrails: JSONValue? = nil,
+        verdict: JournaledGuardrails? = nil
     ) {
         self.guardrails = guardrails
+        self.verdict = verdict
         self.callId = callId
         self.name = name
         self.output = output
@@ -79,10 +93,66 @@ public struct JournaledCall: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case callId = "call_id"
-        case name, output, error, raw, guardrails
+        case name, output, error, raw, guardrails, verdict
         case modelOutput = "model_output"
         case spanOutput = "span_output"
         case mcpServer = "mcp_server"
+    }
+}
+
+/// The verdict of a set of guardrails (an agent's output guardrails, or the sequential input
+/// guardrails of its first turn) as journaled: what the run took from them.
+public struct JournaledGuardrails: Codable, Sendable, Equatable {
+    /// The journal record's call id: the guardrails' kind and the event id of their parent span
+    /// (the turn for input guardrails, the agent for output guardrails), unique in the trace.
+    public static func callId(kind: String, parent: EventID) -> String { "guardrails:\(kind):\(parent)" }
+    public static let recordName = "guardrails"
+
+    public var usage: Usage
+    /// One `guardrail_result` transcript item per guardrail that ran.
+    public var items: [ConversationItem]
+    /// The failure (a tripwire, or a guardrail that failed for good), nil when they passed.
+    public var failureType: String?
+    public var failureMessage: String?
+    public var outputInfo: JSONValue?
+    /// The error the parent span gets.
+    public var spanError: JSONValue?
+    /// The event counter after the guardrails (their spans took ids; the run goes on after them).
+    public var nextEventId: EventID
+
+    public init(
+        usage: Usage, items: [ConversationItem], failure: RunFailure?, spanError: SpanErrorInfo?,
+        nextEventId: EventID
+    ) {
+        self.usage = usage
+        self.items = items
+        self.failureType = failure?.type.rawValue
+        self.failureMessage = failure?.message
+        self.outputInfo = failure?.outputInfo
+        self.spanError = spanError?.json
+        self.nextEventId = nextEventId
+    }
+
+    /// The failure again (never retriable: a retriable one is not journaled).
+    public var failure: RunFailure? {
+        guard let failureType else { return nil }
+        return RunFailure(
+            type: FailureType(rawValue: failureType) ?? .runError, message: failureMessage ?? "",
+            retriable: false, outputInfo: outputInfo)
+    }
+
+    public var spanErrorInfo: SpanErrorInfo? {
+        guard let message = spanError?["message"]?.stringValue else { return nil }
+        return SpanErrorInfo(message: message, data: spanError?["data"].flatMap { $0.isNull ? nil : $0 })
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case usage, items
+        case failureType = "failure_type"
+        case failureMessage = "failure_message"
+        case outputInfo = "output_info"
+        case spanError = "span_error"
+        case nextEventId = "next_event_id"
     }
 }
 
@@ -141,6 +211,29 @@ public struct RunCheckpoint: Codable, Sendable {
         case nextEventId = "next_event_id"
         case turnUsage = "turn_usage"
         case openSpans = "open_spans"
+    }
+}
+
+extension RunCheckpoint {
+    /// The checkpoint as the JSON its `Codable` form decodes from (the same keys, `at` as
+    /// seconds since 2001 like `JSONEncoder`'s default), built without `JSONEncoder`: a
+    /// checkpoint is written after every model response and carries the whole conversation,
+    /// so this is on the hot path.
+    public var journalJSON: JSONValue {
+        func n(_ v: Int) -> JSONValue { .number(JSONNumber(v)) }
+        func coded(_ u: Usage) -> JSONValue {
+            [
+                "requests": n(u.requests), "inputTokens": n(u.inputTokens), "outputTokens": n(u.outputTokens),
+                "cachedTokens": n(u.cachedTokens), "reasoningTokens": n(u.reasoningTokens),
+            ]
+        }
+        return [
+            "history": .array(history), "transcript": .array(transcript), "usage": coded(usage), "turn": n(turn),
+            "tool_calls": n(toolCalls), "agent": .string(agent), "task_event_id": n(taskEventId),
+            "agent_event_id": n(agentEventId), "turn_event_id": n(turnEventId), "next_event_id": n(nextEventId),
+            "turn_usage": coded(turnUsage), "response": .array(response), "open_spans": openSpans,
+            "at": .number(at.timeIntervalSinceReferenceDate),
+        ]
     }
 }
 

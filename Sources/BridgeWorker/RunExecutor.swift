@@ -3,6 +3,7 @@ import BridgeMapping
 import BridgeMetrics
 import BridgePostgres
 import BridgeRunner
+import BridgeTraceModel
 import BridgeTracing
 import Foundation
 
@@ -95,6 +96,7 @@ struct RunExecutor: Sendable {
         var journalCalls: [JournaledCall] = []
         var checkpoint: RunCheckpoint?
         var resumeInfo: ResumeInfo?
+        var traceWritten = false
         let head = durable ? try await journals.head(on: c, taskKey: key) : nil
         // A run resumed after an approval whose stint was interrupted before its next
         // checkpoint: it goes through the decisions again (its finished calls replayed).
@@ -194,13 +196,26 @@ struct RunExecutor: Sendable {
                         c, claim, startedAt: attempt.startedAt, type: .configurationError, message: message)
                 }
             }
-            // The journal first: an execution row always names the trace its run keeps.
+            // The journal first: an execution row always names the trace its run keeps. A
+            // durable run writes its journal head, trace and execution row in one statement.
+            var started = false
             if durable {
-                try await journals.start(on: c, taskKey: key, token: token, spec: spec, workerId: options.workerId)
+                var trace = TraceRecord(spec: spec)
+                trace.metadata = trace.metadata.mapValues { Redaction.scrub($0, secrets: secrets) }
+                (attempt.executionKey, started) = try await journals.startRun(
+                    on: c, taskKey: key, token: token, spec: spec, workerId: options.workerId, task: task,
+                    trace: trace, startedAt: attempt.startedAt)
+                if !started {
+                    try await journals.start(
+                        on: c, taskKey: key, token: token, spec: spec, workerId: options.workerId)
+                }
             }
-            attempt.executionKey = try await store.startExecution(
-                on: c, task: task, token: token, traceId: spec.traceId, agentId: spec.metadata["agent_id"],
-                attempt: claim.attempt, startedAt: attempt.startedAt)
+            if !started {
+                attempt.executionKey = try await store.startExecution(
+                    on: c, task: task, token: token, traceId: spec.traceId, agentId: spec.metadata["agent_id"],
+                    attempt: claim.attempt, startedAt: attempt.startedAt)
+            }
+            traceWritten = started
         }
         attempt.traceId = spec.traceId
         let resume = resumed.map {
@@ -230,7 +245,8 @@ struct RunExecutor: Sendable {
             durable
             ? DurableJournal(
                 store: journals, connection: c, taskKey: key, traceId: spec.traceId, token: token,
-                workerId: options.workerId, stop: stop, finished: journalCalls)
+                workerId: options.workerId, stop: stop, finished: journalCalls, traceWritten: traceWritten,
+                deferredTools: DurableJournal.deferredTools(of: spec, leased: true))
             : nil
         let (result, spanCount, openSpans) = try await TracedRun(model: model, secrets: secrets, mcp: mcp)
             .run(

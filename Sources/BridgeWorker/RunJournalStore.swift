@@ -85,9 +85,96 @@ public struct RunJournalStore: Sendable {
     /// `value` as JSON text jsonb accepts: a U+0000 (a tool schema's example, a model's text)
     /// becomes U+FFFD, as everywhere bridge stores text (`TextSafety`).
     static func storableJSON<T: Encodable>(_ value: T) throws -> String {
-        let text = String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
-        guard text.contains("\\u0000") else { return text }
+        try storableJSON(text: String(decoding: try JSONEncoder().encode(value), as: UTF8.self))
+    }
+
+    /// JSON text made storable (see `storableJSON(_:)`); a byte scan finds the escape, so text
+    /// without one (nearly all) costs one pass.
+    static func storableJSON(text: String) throws -> String {
+        guard mayHoldNUL(text) else { return text }
         return TextSafety.storable(try JSONValue.parse(text)).value.compact
+    }
+
+    /// Whether JSON text contains the escape `\u0000` (or text that looks like it).
+    static func mayHoldNUL(_ text: String) -> Bool {
+        let pattern: [UInt8] = Array("\\u0000".utf8)
+        var matched = 0
+        for byte in text.utf8 {
+            if byte == pattern[matched] {
+                matched += 1
+                if matched == pattern.count { return true }
+            } else {
+                matched = byte == pattern[0] ? 1 : 0
+            }
+        }
+        return false
+    }
+
+    /// What a fresh run writes before its first step, in ONE fenced statement (one round trip
+    /// instead of six): its journal head, its trace, and its attempt's execution row. Nil when
+    /// the execution row cannot be typed for an `INSERT … SELECT` (a column type unknown: then
+    /// `start`, `TaskStore.startExecution` and the trace's insert run one after the other).
+    func startRunQuery(
+        taskKey: String, token: String?, attempt: Int, agentId: String?, specJSON: String, workerId: String,
+        task: Row, trace: TraceRecord, startedAt: Date
+    ) -> PostgresQuery? {
+        var parts: [PostgresQuery] = [
+            leaseCTE(token),
+            """
+            j AS (INSERT INTO bridge.run_journals (task_key, trace_id, attempt, format, spec, worker_id)
+                  SELECT \(taskKey), \(trace.id), \(attempt)::int, \(RunCheckpoint.format)::int, \(specJSON)::jsonb,
+                         \(workerId)
+                  WHERE EXISTS (SELECT 1 FROM lease)
+                  ON CONFLICT (task_key) DO UPDATE SET trace_id = EXCLUDED.trace_id, attempt = EXCLUDED.attempt,
+                      format = EXCLUDED.format, spec = EXCLUDED.spec, checkpoint = NULL, steps = 0,
+                      worker_id = EXCLUDED.worker_id, started_at = now(), updated_at = now())
+            """,
+            """
+            t AS (INSERT INTO bridge.traces (trace_id, workflow_name, group_id, metadata, task_id, started_at)
+                  SELECT \(trace.id), \(trace.workflowName), \(trace.groupId.postgresValue)::text,
+                         \(trace.metadataJSON.compact)::jsonb, \(taskKey),
+                         \(PostgresTimestamp.format(startedAt))::timestamptz
+                  WHERE EXISTS (SELECT 1 FROM lease)
+                  ON CONFLICT (trace_id) DO UPDATE SET
+                    workflow_name = EXCLUDED.workflow_name, group_id = EXCLUDED.group_id, metadata = EXCLUDED.metadata,
+                    task_id = EXCLUDED.task_id,
+                    started_at = least(bridge.traces.started_at, EXCLUDED.started_at), updated_at = now())
+            """,
+        ]
+        var key: PostgresQuery = "NULL::text"
+        if let e = config.results.executions {
+            guard
+                let row = tasks.executionRow(
+                    task: task, traceId: trace.id, agentId: agentId, attempt: attempt, startedAt: startedAt),
+                let typed = row.typed
+            else { return nil }
+            parts.append(
+                """
+                e AS (INSERT INTO \(identifier: e.table) (\(row.columns)) SELECT \(typed) WHERE EXISTS (SELECT 1 FROM lease)
+                      RETURNING \(identifier: e.key)::text AS k)
+                """)
+            key = "(SELECT k FROM e)"
+        }
+        return "WITH \(parts, separator: ",\n") SELECT (SELECT count(*) FROM lease) AS ok, \(key) AS k"
+    }
+
+    /// Starts a fresh run (see `startRunQuery`): the execution row's key; nil without an
+    /// executions table; `TaskStore.LeaseLost` when the lease is gone (nothing is written).
+    /// `fallback` is false when the statement could not be built: the caller writes the three
+    /// rows one after the other.
+    func startRun(
+        on conn: PostgresConnection, taskKey: String, token: String?, spec: RunSpec, workerId: String, task: Row,
+        trace: TraceRecord, startedAt: Date
+    ) async throws -> (executionKey: String?, written: Bool) {
+        let text = try Self.storableJSON(spec)
+        guard
+            let q = startRunQuery(
+                taskKey: taskKey, token: token, attempt: spec.attempt, agentId: spec.metadata["agent_id"],
+                specJSON: text, workerId: workerId, task: task, trace: trace, startedAt: startedAt)
+        else { return (nil, false) }
+        let row = try await conn.query(q).first
+        guard row?.int("ok") == 1 else { throw TaskStore.LeaseLost(taskKey: taskKey) }
+        return (row?["k"], true)
     }
 
     func start(on conn: PostgresConnection, taskKey: String, token: String?, spec: RunSpec, workerId: String)
@@ -141,6 +228,13 @@ public struct RunJournalStore: Sendable {
     func stepQuery(token: String?, spans: [SpanRecord], traceEnd: (String, Date)?, journal: PostgresQuery?)
         -> PostgresQuery
     {
+        stepQuery(token: token, spans: spans, traceEnd: traceEnd, journal: journal.map { [$0] } ?? [])
+    }
+
+    /// `stepQuery` with several journal rows (a checkpoint and the calls held since the last write).
+    func stepQuery(token: String?, spans: [SpanRecord], traceEnd: (String, Date)?, journal: [PostgresQuery])
+        -> PostgresQuery
+    {
         var parts: [PostgresQuery] = [leaseCTE(token)]
         if !spans.isEmpty {
             parts.append(
@@ -156,7 +250,7 @@ public struct RunJournalStore: Sendable {
                       WHERE trace_id = \(traceId) AND EXISTS (SELECT 1 FROM lease))
                 """)
         }
-        if let journal { parts.append("j AS (\(journal))") }
+        for (i, write) in journal.enumerated() { parts.append("j\(unsafeRaw: String(i)) AS (\(write))") }
         return "WITH \(parts, separator: ",\n") SELECT count(*) AS ok FROM lease"
     }
 
@@ -288,6 +382,13 @@ public struct RunJournalStore: Sendable {
             ),
         ]
         if let sweep = sweepQuery() { out.append(("journal sweep", sweep)) }
+        let trace = TraceRecord(id: "trace_x", workflowName: "w", groupId: nil, metadata: [:])
+        if let start = startRunQuery(
+            taskKey: taskKey, token: "t1", attempt: 1, agentId: nil, specJSON: "{}", workerId: "w",
+            task: [config.source.key: .string(taskKey)], trace: trace, startedAt: Date())
+        {
+            out.append(("journal start", start))
+        }
         return out
     }
 
@@ -330,11 +431,21 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
     private var held: [SpanRecord] = []
     private var traceEndedAt: Date?
     private var recorder: TraceRecorder?
+    /// The run's trace row is written already (a fresh run's `RunJournalStore.startRun`).
+    private let traceWritten: Bool
+    /// Tools whose finished calls may wait for the run's next journal write instead of one of
+    /// their own: read-only SQL tools (a resumed run runs the SELECT again, nothing happens
+    /// twice) and, under a lease, writing SQL tools (their row committed with their statement).
+    private let deferredTools: Set<String>
+    private var heldCalls: [JournaledCall] = []
 
     init(
         store: RunJournalStore, connection: PostgresConnection, taskKey: String, traceId: String, token: String?,
-        workerId: String, stop: StopSignal?, finished: [JournaledCall]
+        workerId: String, stop: StopSignal?, finished: [JournaledCall], traceWritten: Bool = false,
+        deferredTools: Set<String> = []
     ) {
+        self.traceWritten = traceWritten
+        self.deferredTools = deferredTools
         self.store = store
         self.connection = connection
         self.taskKey = taskKey
@@ -350,12 +461,16 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
     // MARK: SpanSink
 
     func traceStarted(_ trace: TraceRecord, taskId: String?, at: Date) async throws {
+        if traceWritten { return }
         try await Ledger(connection: connection).insertTrace(trace, taskId: taskId, startedAt: at)
     }
 
     func spanEnded(_ span: SpanRecord) async throws { lock.withLock { held.append(span) } }
 
     func traceEnded(_ traceId: String, at: Date) async throws { lock.withLock { traceEndedAt = at } }
+
+    /// Not held: a call in progress is announced at once (nothing is written).
+    func spanStarted(_ start: SpanStart) async throws { try await Ledger(connection: connection).spanStarted(start) }
 
     // MARK: RunJournal
 
@@ -366,16 +481,34 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
     func checkpoint(_ checkpoint: RunCheckpoint) async throws {
         var cp = checkpoint
         let recorder = lock.withLock { self.recorder }
-        if let recorder {
-            cp.openSpans = try JSONValue.parse(
-                String(decoding: try JSONEncoder().encode(await recorder.openSpans()), as: UTF8.self))
-        }
-        let text = try RunJournalStore.storableJSON(cp)
+        if let recorder { cp.openSpans = .array(await recorder.openSpans().map(\.journalJSON)) }
+        let text = try RunJournalStore.storableJSON(text: cp.journalJSON.compact)
         try await write(store.checkpointWrite(taskKey: taskKey, traceId: traceId, checkpoint: text, workerId: workerId))
     }
 
     func callFinished(_ call: JournaledCall) async throws {
+        if deferredTools.contains(call.name) {
+            lock.withLock { heldCalls.append(call) }
+            return
+        }
         try await write(store.callWrite(taskKey: taskKey, traceId: traceId, call: call))
+    }
+
+    func stepFinished(_ record: JournaledCall, deferred: Bool) async throws {
+        if deferred {
+            lock.withLock { heldCalls.append(record) }
+            return
+        }
+        try await write(store.callWrite(taskKey: taskKey, traceId: traceId, call: record))
+    }
+
+    /// Statically: which of `spec`'s tools `DurableJournal` may journal with the next step.
+    static func deferredTools(of spec: RunSpec, leased: Bool) -> Set<String> {
+        Set(
+            spec.tools.compactMap { name, tool in
+                guard case .sql(let sql) = tool.implementation else { return nil }
+                return !sql.writes || leased ? name : nil
+            })
     }
 
     func exactlyOnce(callId: String, toolName: String) -> ExactlyOnceWrite? {
@@ -390,12 +523,17 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
 
     /// Writes the held spans with `journal`, fenced; throws `JournalFenced` when the lease is gone.
     func write(_ journal: PostgresQuery?) async throws {
-        let spans = lock.withLock { () -> [SpanRecord] in
-            defer { held.removeAll() }
-            return held
+        let (spans, calls) = lock.withLock { () -> ([SpanRecord], [JournaledCall]) in
+            defer {
+                held.removeAll()
+                heldCalls.removeAll()
+            }
+            return (held, heldCalls)
         }
+        let writes =
+            calls.map { store.callWrite(taskKey: taskKey, traceId: traceId, call: $0) } + (journal.map { [$0] } ?? [])
         let ok = try await connection.query(
-            store.stepQuery(token: token, spans: spans, traceEnd: nil, journal: journal))
+            store.stepQuery(token: token, spans: spans, traceEnd: nil, journal: writes))
         guard ok.first?.int("ok") == 1 else {
             throw JournalFenced("the lease on task \(taskKey) is gone; its journal write was refused")
         }
@@ -407,23 +545,37 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
 
     /// What the finishing transaction writes: the held spans and the trace's end (the run ended).
     func finalStatements(dropHead: Bool) -> [PostgresQuery] {
-        let (spans, end) = lock.withLock { () -> ([SpanRecord], Date?) in
+        let (spans, end, calls) = lock.withLock { () -> ([SpanRecord], Date?, [JournaledCall]) in
             defer {
                 held.removeAll()
+                heldCalls.removeAll()
                 traceEndedAt = nil
             }
-            return (held, traceEndedAt)
+            return (held, traceEndedAt, heldCalls)
         }
         if !spans.isEmpty { BridgeMetrics.spansRecorded(spans.count) }
-        return store.finalStatements(
-            taskKey: taskKey, spans: spans, traceEnd: end.map { (traceId, $0) }, dropHead: dropHead)
+        return calls.map { store.callWrite(taskKey: taskKey, traceId: traceId, call: $0, fenced: false) }
+            + store.finalStatements(
+                taskKey: taskKey, spans: spans, traceEnd: end.map { (traceId, $0) }, dropHead: dropHead)
     }
 
     /// Drops what is held (an interrupted run: the resumed one records those steps again).
     func discard() {
         lock.withLock {
             held.removeAll()
+            heldCalls.removeAll()
             traceEndedAt = nil
         }
+    }
+}
+
+extension TraceRecorder.OpenSpan {
+    /// The span as its `Codable` form decodes from (see `RunCheckpoint.journalJSON`).
+    var journalJSON: JSONValue {
+        [
+            "event_id": .number(JSONNumber(eventId)), "span_id": .string(spanId),
+            "parent_span_id": parentSpanId.map(JSONValue.string) ?? .null,
+            "started_at": .number(startedAt.timeIntervalSinceReferenceDate), "data": data,
+        ]
     }
 }

@@ -499,17 +499,42 @@ public struct TaskStore: Sendable {
     ) async throws -> String? {
         let key = task[source.key]?.templateText ?? ""
         let check: PostgresQuery? = token.map(leaseCheck)
-        guard let e = config.results.executions else {
+        guard let e = config.results.executions,
+            let row = executionRow(
+                task: task, traceId: traceId, agentId: agentId, attempt: attempt, startedAt: startedAt)
+        else {
             if let check, try await conn.query(check).count != 1 { throw LeaseLost(taskKey: key) }
             return nil
         }
-        var cols: [PostgresQuery] = [q(e.taskColumn)]
-        var vals: [PostgresQuery] = ["\(task[source.key]?.templateText ?? "")"]
+        let sql: PostgresQuery = """
+            INSERT INTO \(identifier: e.table) (\(row.columns)) VALUES (\(row.values)) RETURNING \(q(e.key))::text AS k
+            """
+        guard let check else { return try await conn.query(sql).first?["k"] }
+        return try await Self.insertLeased(conn, check: check, insert: sql, taskKey: key)
+    }
+
+    /// The attempt's execution row with the `started` status: its columns, its values, and the
+    /// values each cast to its column's type (nil when a column's type is unknown), for an
+    /// `INSERT … SELECT` that PostgreSQL cannot type from the target columns. Nil without an
+    /// executions table.
+    func executionRow(task: Row, traceId: String, agentId: String?, attempt: Int, startedAt: Date)
+        -> (columns: [PostgresQuery], values: [PostgresQuery], typed: [PostgresQuery]?)?
+    {
+        guard let e = config.results.executions else { return nil }
+        var cols: [PostgresQuery] = []
+        var vals: [PostgresQuery] = []
+        var typed: [PostgresQuery]? = []
         func add(_ col: String?, _ v: PostgresValue) {
             guard let col else { return }
             cols.append(q(col))
             vals.append("\(v)")
+            if let type = types.type(e.table, col) {
+                typed?.append("\(v)\(PostgresQuery(unsafeSQL: "::" + type))")
+            } else {
+                typed = nil
+            }
         }
+        add(e.taskColumn, .text(task[source.key]?.templateText ?? ""))
         add(e.columns.status, .text(e.statuses.started))
         add(e.columns.traceId, .text(traceId))
         add(e.columns.startedAt, .text(PostgresTimestamp.format(startedAt)))
@@ -518,11 +543,7 @@ public struct TaskStore: Sendable {
             add(e.columns.workspaceId, task[g].map { $0.isNull ? .null : .text($0.templateText) } ?? .null)
         }
         add(e.columns.retryCount, .text(String(attempt - 1)))
-        let sql: PostgresQuery = """
-            INSERT INTO \(identifier: e.table) (\(cols)) VALUES (\(vals)) RETURNING \(q(e.key))::text AS k
-            """
-        guard let check else { return try await conn.query(sql).first?["k"] }
-        return try await Self.insertLeased(conn, check: check, insert: sql, taskKey: key)
+        return (cols, vals, typed)
     }
 
     /// Share-locks the task row while its lease `token` holds (the guard of every write of a run).

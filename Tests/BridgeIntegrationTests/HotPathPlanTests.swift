@@ -153,7 +153,7 @@ struct HotPathPlanTests {
         statements += DatabaseToSDKBridge(config: config).hotPathStatements(taskKey: key)
         // Durable runs: each step's fenced write, and the lease keeper's journal sweep.
         let journal = RunJournalStore(config: config).hotPathStatements(taskKey: key)
-        #expect(journal.map(\.name) == ["journal checkpoint", "journal call", "journal sweep"])
+        #expect(journal.map(\.name) == ["journal checkpoint", "journal call", "journal sweep", "journal start"])
         statements += journal
         // The backfill's batch: its SELECTs and its bulk write (the trace id updates by key).
         let backfill = try Backfiller(config: config).hotPathStatements(taskKey: key, executionKey: execution)

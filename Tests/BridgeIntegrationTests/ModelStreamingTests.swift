@@ -374,6 +374,14 @@ private func comparable(_ s: SpanRecord) -> JSONValue {
         #expect(try parse([big], max: 8192).first?.data.count == 5000)
     }
 
+    @Test func aWholeBodyKeepsItsLastEventWithoutTheClosingBlankLine() {
+        let body = Array("event: message\ndata: {\"id\":1}\n\ndata: {\"id\":2}".utf8)
+        #expect(
+            SSEParser.events(in: body) == [
+                ServerSentEvent(event: "message", data: "{\"id\":1}"), ServerSentEvent(data: "{\"id\":2}"),
+            ])
+    }
+
     @Test func reportsAnUnfinishedEvent() throws {
         var parser = SSEParser()
         try Array("data: {\"a\"".utf8).withUnsafeBytes { try parser.feed($0) { _ in } }

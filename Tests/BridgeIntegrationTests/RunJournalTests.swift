@@ -74,4 +74,69 @@ struct RunJournalTests {
         #expect(try await journals.head(on: c, taskKey: a.key)?.checkpoint != nil)
         await c.close()
     }
+
+    /// A fresh run writes its journal head, its trace and its execution row in one fenced
+    /// statement; under a lost lease that statement writes none of them. SQL tools' call rows
+    /// wait for the next step's write (one round trip for the step and its calls).
+    @Test func aFreshRunStartsInOneFencedStatementAndSQLCallsRideOnTheNextStep() async throws {
+        let (url, store) = try await LeaseStoreTests.migrated()
+        let c = try await TestDatabase.connect(url)
+        var config = store.config
+        config.columnTypes = try await ColumnTypes.load(for: config, connection: c)
+        let journals = RunJournalStore(config: config)
+        let claims = try await TaskStore(config: config).claim(on: c, limit: 2, workerId: "A", leaseSeconds: 60)
+        #expect(claims.count == 2)
+        let (a, lost) = (claims[0], claims[1])
+        func spec(_ key: String) -> RunSpec {
+            RunSpec(
+                traceId: TraceID.forTask(key, attempt: 1), workflowName: "w", groupId: nil, metadata: ["k": "v"],
+                startingAgent: "x", agents: [:], tools: [:], input: "hi", maxTurns: 3,
+                traceIncludeSensitiveData: true, taskId: key, attempt: 1)
+        }
+        let started = try await journals.startRun(
+            on: c, taskKey: a.key, token: a.token, spec: spec(a.key), workerId: "A", task: a.row,
+            trace: TraceRecord(spec: spec(a.key)), startedAt: Date())
+        #expect(started.written)
+        let execution = try #require(started.executionKey)
+        let row = try #require(
+            try await c.query(
+                "SELECT openai_trace_id AS trace_id, status, task_id::text AS task FROM task_executions WHERE id::text = \(execution)"
+            ).first)
+        #expect(row["trace_id"] == spec(a.key).traceId && row["status"] == "started" && row["task"] == a.key)
+        #expect(
+            try await c.query(
+                "SELECT metadata->>'k' AS k FROM bridge.traces WHERE trace_id = \(spec(a.key).traceId)"
+            ).first?["k"] == "v")
+        #expect(try await journals.head(on: c, taskKey: a.key)?.traceId == spec(a.key).traceId)
+
+        // The other task's lease is gone: nothing of its start is written.
+        try await c.query("UPDATE tasks SET bridge_lease_token = NULL WHERE id::text = \(lost.key)")
+        await #expect(throws: TaskStore.LeaseLost.self) {
+            _ = try await journals.startRun(
+                on: c, taskKey: lost.key, token: lost.token, spec: spec(lost.key), workerId: "A", task: lost.row,
+                trace: TraceRecord(spec: spec(lost.key)), startedAt: Date())
+        }
+        #expect(try await journals.head(on: c, taskKey: lost.key) == nil)
+        #expect(
+            try await c.query("SELECT count(*) AS n FROM task_executions WHERE task_id::text = \(lost.key)").first?
+                .int("n") == 0)
+        #expect(
+            try await c.query("SELECT count(*) AS n FROM bridge.traces WHERE trace_id = \(spec(lost.key).traceId)")
+                .first?.int("n") == 0)
+
+        // A read-only SQL tool's call row is held until the next write, then goes with it.
+        let journal = DurableJournal(
+            store: journals, connection: c, taskKey: a.key, traceId: spec(a.key).traceId, token: a.token,
+            workerId: "A", stop: nil, finished: [], traceWritten: true, deferredTools: ["lookup"])
+        try await journal.callFinished(JournaledCall(callId: "call_r", name: "lookup", output: "[]", raw: false))
+        #expect(try await journals.calls(on: c, traceId: spec(a.key).traceId).isEmpty)
+        let checkpoint = RunCheckpoint(
+            history: [], transcript: [], usage: Usage(), turn: 1, toolCalls: 0, agent: "x",
+            taskEventId: 1, agentEventId: 2, turnEventId: 3, nextEventId: 4, turnUsage: Usage(),
+            response: [], openSpans: [], at: Date())
+        try await journal.checkpoint(checkpoint)
+        #expect(try await journals.calls(on: c, traceId: spec(a.key).traceId).map(\.callId) == ["call_r"])
+        #expect(try await journals.head(on: c, taskKey: a.key)?.checkpoint != nil)
+        await c.close()
+    }
 }

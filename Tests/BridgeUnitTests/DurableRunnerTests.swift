@@ -173,6 +173,79 @@ struct RecordingMCP: MCPToolSource {
             IdempotencyKey.make(traceId: spec.traceId, callId: sqlCall)
                 != IdempotencyKey.make(traceId: spec.traceId, callId: mcpCall))
     }
+
+    /// An agent output guardrail's verdict is journaled with its step. A run resumed from its
+    /// final response (a kill during or after the guardrail) replays the verdict: the checker
+    /// agent is not asked again, and the outcome, usage and transcript are the same, whether
+    /// the guardrail passed or tripped.
+    @Test(arguments: [false, true]) func aResumedRunReplaysItsGuardrailVerdict(trip: Bool) async throws {
+        let spec = GuardFixture.spec(output: ["checker"])
+        let model1 = GuardFixture.model(trip: trip)
+        let journal1 = MemoryJournal()
+        let first = await AgentRunner(model: model1, tools: FakeTools(), observer: EventLog(), journal: journal1)
+            .run(spec, taskRow: ["id": "7"])
+        #expect(first.status == (trip ? .failed : .completed))
+        #expect(await model1.requests.all.count == 2)
+        let record = try #require(journal1.calls.first { $0.name == JournaledGuardrails.recordName })
+        #expect(record.verdict?.items.count == 1)
+        // The record survives the journal's JSON (jsonb) and decodes again.
+        let stored = try JSONDecoder().decode(JournaledCall.self, from: try JSONEncoder().encode(record))
+        #expect(stored == record)
+        let checkpoint = try #require(journal1.checkpoints.last)
+
+        let model2 = GuardFixture.model(trip: trip)
+        let log2 = EventLog()
+        let info = ResumeInfo(previousWorker: "a", worker: "b", lastStepAt: Date(), attempt: 2)
+        let second = await AgentRunner(
+            model: model2, tools: FakeTools(), observer: log2, journal: MemoryJournal(finished: [stored])
+        )
+        .resume(spec, checkpoint: checkpoint, info: info, taskRow: ["id": "7"])
+        #expect(await model2.requests.all.isEmpty, "neither the answer nor the guardrail agent is asked again")
+        #expect(second.status == first.status)
+        #expect(second.error?.type == first.error?.type && second.error?.message == first.error?.message)
+        #expect(second.usage == first.usage)
+        #expect(second.transcript == first.transcript)
+        let guardrailSpans = await log2.events.filter {
+            if case .guardrailStarted = $0 { return true }
+            return false
+        }
+        #expect(guardrailSpans.isEmpty, "the guardrail's spans were written with its record")
+    }
+
+    /// A checkpoint's hand-built JSON (the hot path) decodes as its `Codable` form: a resumed
+    /// run gets back exactly what was journaled.
+    @Test func aCheckpointsJournalJSONDecodesAsItsCodableForm() throws {
+        let at = Date(timeIntervalSinceReferenceDate: 786_543_210.123_456)
+        let checkpoint = RunCheckpoint(
+            history: [["role": "user", "content": "hi \u{0}"], call("t", "call_1", "{\"a\":1}")],
+            transcript: [["type": "guardrail_result", "name": "g", "triggered": false]],
+            usage: Usage(requests: 2, inputTokens: 30, outputTokens: 4, cachedTokens: 1, reasoningTokens: 5), turn: 2,
+            toolCalls: 1, agent: "Project Manager", taskEventId: 1, agentEventId: 2, turnEventId: 7, nextEventId: 9,
+            turnUsage: Usage(requests: 1), response: [call("t", "call_1")],
+            openSpans: [["event_id": 1, "span_id": "span_x", "parent_span_id": .null, "started_at": 786_543_200.5]],
+            at: at)
+        let decoded = try JSONDecoder().decode(
+            RunCheckpoint.self, from: Data(checkpoint.journalJSON.compact.utf8))
+        #expect(decoded.history == checkpoint.history && decoded.transcript == checkpoint.transcript)
+        #expect(decoded.usage == checkpoint.usage && decoded.turnUsage == checkpoint.turnUsage)
+        #expect(decoded.turn == 2 && decoded.toolCalls == 1 && decoded.agent == "Project Manager")
+        #expect(decoded.taskEventId == 1 && decoded.agentEventId == 2 && decoded.turnEventId == 7)
+        #expect(decoded.nextEventId == 9 && decoded.response == checkpoint.response)
+        #expect(decoded.openSpans == checkpoint.openSpans)
+        #expect(abs(decoded.at.timeIntervalSince(at)) < 1e-6)
+        // And the same as what JSONEncoder writes, key for key.
+        let encoded = try JSONValue.parse(String(decoding: try JSONEncoder().encode(checkpoint), as: UTF8.self))
+        let keys = { (v: JSONValue) -> Set<String> in Set(v.objectValue.map { Array($0.keys) } ?? []) }
+        #expect(keys(encoded) == keys(checkpoint.journalJSON))
+        #expect(encoded["usage"] == checkpoint.journalJSON["usage"])
+    }
+
+    /// A call record written before guardrails were journaled (no `guardrails` key) still reads.
+    @Test func aCallRecordWithoutGuardrailsStillDecodes() throws {
+        let text = #"{"call_id":"c1","name":"t","output":"x","raw":false}"#
+        let call = try JSONDecoder().decode(JournaledCall.self, from: Data(text.utf8))
+        #expect(call.callId == "c1" && call.verdict == nil)
+    }
 }
 
 actor KeyLog {

@@ -129,7 +129,8 @@ final class MCPHTTPChannel: MCPChannel, @unchecked Sendable {
         let type = (response.headers["Content-Type"] ?? "").lowercased()
         var texts: [String] = []
         if type.hasPrefix("text/event-stream") {
-            texts = SSE.events(response.bodyText).filter { $0.event == "message" }.map(\.data)
+            texts = SSEParser.events(in: response.body).filter { ($0.event ?? "").isEmpty || $0.event == "message" }
+                .map(\.data)
         } else {
             texts = [response.bodyText]
         }
@@ -141,57 +142,6 @@ final class MCPHTTPChannel: MCPChannel, @unchecked Sendable {
             }
             if let batch = v.arrayValue { out += batch } else { out.append(v) }
         }
-        return out
-    }
-}
-
-/// Server-Sent Events (the WHATWG event-stream format): events separated by blank lines,
-/// `data:` lines joined with newlines, `event:` naming the type (default `message`).
-enum SSE {
-    struct Event: Equatable {
-        var event: String
-        var data: String
-        var id: String?
-    }
-
-    static func events(_ text: String) -> [Event] {
-        var out: [Event] = []
-        var data: [String] = []
-        var event = ""
-        var id: String?
-        func dispatch() {
-            if !data.isEmpty {
-                out.append(Event(event: event.isEmpty ? "message" : event, data: data.joined(separator: "\n"), id: id))
-            }
-            data = []
-            event = ""
-        }
-        let normalized = text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
-        for line in normalized.split(separator: "\n", omittingEmptySubsequences: false) {
-            if line.isEmpty {
-                dispatch()
-                continue
-            }
-            if line.hasPrefix(":") { continue }
-            let field: Substring
-            let value: Substring
-            if let colon = line.firstIndex(of: ":") {
-                field = line[..<colon]
-                var v = line[line.index(after: colon)...]
-                if v.hasPrefix(" ") { v = v.dropFirst() }
-                value = v
-            } else {
-                field = line
-                value = ""
-            }
-            switch field {
-            case "data": data.append(String(value))
-            case "event": event = String(value)
-            case "id": id = String(value)
-            default: break
-            }
-        }
-        dispatch()
         return out
     }
 }

@@ -1,0 +1,88 @@
+import BridgeCore
+import BridgeTestSupport
+import Foundation
+import Testing
+
+/// `bridge exec` with streamed model calls (the default) against a stand-in that streams its
+/// events slowly: `trace tail --follow` shows each model call while it runs, `/metrics` gets
+/// the time to first token; `--no-stream` sends plain requests.
+@Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
+struct StreamingCLITests {
+    @Test(.timeLimit(.minutes(3)))
+    func tailShowsCallsInProgressAndMetricsGetTheTimeToFirstToken() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let server = try TestHTTPServer { request in
+            guard request.path == "/v1/responses", let body = request.json else {
+                return .json(["error": ["message": "not here"]], status: 404)
+            }
+            return .modelReply(ResponsesStandIn.reply(to: body), for: request, pause: .milliseconds(40))
+        }
+        defer { server.stop() }
+        let poll = PollingConnection(url)
+        let tail = try BackgroundBridge(["trace", "tail", "--follow", "-n", "0", "--database-url", url])
+        defer { tail.send(SIGKILL) }
+        #expect(
+            await LeaseFixture.waitUntil(timeout: 30) {
+                try poll.count("application_name = 'bridge-trace-tail-listen'", table: "pg_stat_activity") == 1
+            }, "\(tail.output)")
+        let worker = try BackgroundBridge(
+            [
+                "exec", "--limit", "2", "--database-url", url, "--mappings", BridgeBinary.mappings,
+                "--metrics-addr", "127.0.0.1:0",
+            ],
+            environment: BridgeBinary.openAIEnvironment(server, key: "sk-test-stream-e2e"))
+        defer { worker.send(SIGKILL) }
+        let metricsURL = try #require(await MonitorFixture.metricsURL(worker), "\(worker.output)")
+        // Scraped while the worker runs: streamed calls observed their time to first token.
+        var observed = 0.0
+        for _ in 0..<100 where observed == 0 {
+            if let body = try? await MonitorFixture.scrape(metricsURL).body {
+                observed = Exposition(body).sum("bridge_model_time_to_first_token_seconds_count")
+            }
+            if observed == 0 { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(observed > 0, "\(worker.output.suffix(2000))")
+        let ended = await worker.wait(timeout: 120)
+        #expect(ended?.status == 0, "\(worker.output.suffix(2000))")
+        #expect(server.requests.allSatisfy { $0.json?["stream"] == true })
+        try await Task.sleep(for: .milliseconds(1500))
+
+        // Each response span was first printed running, then as a span with its duration.
+        let lines = tail.output.split(separator: "\n")
+        let running = lines.filter { $0.contains("running…") }
+        let finished = lines.filter { $0.contains("response") && !$0.contains("running…") }
+        #expect(!running.isEmpty, "\(tail.output.suffix(3000))")
+        #expect(running.allSatisfy { $0.contains("response") && $0.contains("gpt-4.1") })
+        let c = try await TestDatabase.connect(url)
+        let spans = try await c.query(
+            "SELECT count(*) AS n FROM bridge.spans WHERE span_data->>'type' = 'response' AND span_data ? 'time_to_first_token_ms'"
+        ).first?.int("n")
+        await c.close()
+        #expect(running.count == spans, "one running line per streamed response span")
+        #expect(finished.count >= running.count)
+        tail.send(SIGTERM)
+    }
+
+    @Test func noStreamSendsPlainRequests() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let server = try TestHTTPServer { request in
+            guard request.path == "/v1/responses", let body = request.json else {
+                return .json(["error": ["message": "not here"]], status: 404)
+            }
+            return .modelReply(ResponsesStandIn.reply(to: body), for: request)
+        }
+        defer { server.stop() }
+        let r = try await BridgeBinary.run(
+            ["exec", "--no-stream", "--limit", "1", "--database-url", url, "--mappings", BridgeBinary.mappings],
+            environment: BridgeBinary.openAIEnvironment(server, key: "sk-test-no-stream"))
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(!server.requests.isEmpty)
+        #expect(server.requests.allSatisfy { $0.json?["stream"] == nil && $0.header("Accept") == "application/json" })
+        let c = try await TestDatabase.connect(url)
+        let n = try await c.query(
+            "SELECT count(*) FILTER (WHERE span_data ? 'time_to_first_token_ms') AS ttft, count(*) AS n FROM bridge.spans WHERE span_data->>'type' = 'response'"
+        ).first
+        await c.close()
+        #expect(n?.int("ttft") == 0 && (n?.int("n") ?? 0) > 0)
+    }
+}
