@@ -214,6 +214,29 @@ public struct RunCheckpoint: Codable, Sendable {
     }
 }
 
+extension RunCheckpoint {
+    /// The checkpoint as the JSON its `Codable` form decodes from (the same keys, `at` as
+    /// seconds since 2001 like `JSONEncoder`'s default), built without `JSONEncoder`: a
+    /// checkpoint is written after every model response and carries the whole conversation,
+    /// so this is on the hot path.
+    public var journalJSON: JSONValue {
+        func n(_ v: Int) -> JSONValue { .number(JSONNumber(v)) }
+        func coded(_ u: Usage) -> JSONValue {
+            [
+                "requests": n(u.requests), "inputTokens": n(u.inputTokens), "outputTokens": n(u.outputTokens),
+                "cachedTokens": n(u.cachedTokens), "reasoningTokens": n(u.reasoningTokens),
+            ]
+        }
+        return [
+            "history": .array(history), "transcript": .array(transcript), "usage": coded(usage), "turn": n(turn),
+            "tool_calls": n(toolCalls), "agent": .string(agent), "task_event_id": n(taskEventId),
+            "agent_event_id": n(agentEventId), "turn_event_id": n(turnEventId), "next_event_id": n(nextEventId),
+            "turn_usage": coded(turnUsage), "response": .array(response), "open_spans": openSpans,
+            "at": .number(at.timeIntervalSinceReferenceDate),
+        ]
+    }
+}
+
 /// Where a resumed run comes from (the `resume` span's data).
 public struct ResumeInfo: Sendable {
     /// The worker that ran the interrupted stint (nil: unknown).

@@ -5,16 +5,20 @@ import FoundationEssentials
 
 /// The HTML view: one self-contained page (inline CSS and JavaScript, no external assets) with
 /// a Gantt-style timeline: one bar per span, nested by parent, coloured by span type; clicking
-/// a row shows the span's details. Opening `page.html#span_…` selects that span.
+/// a row shows the span's details. Opening `page.html#span_…` selects that span. A durable
+/// run's `resume` span is drawn as the gap it is (hatched), with the workers and the lost time
+/// in its row, its details and the page header.
 public enum TraceHTML {
     public static func render(_ doc: TraceDocument) -> String {
         let origin = doc.origin
         let total = max(doc.end.timeIntervalSince(origin) * 1000, 0.001)
         let spans: [JSONValue] = doc.ordered.map { entry in
             let s = entry.span
+            let resume = SpanLabel.isResume(s)
             return [
                 "id": .string(s.id), "parent_id": s.parentId.map(JSONValue.string) ?? .null,
-                "depth": .number(Double(entry.depth)), "kind": .string(SpanLabel.kind(s)), "type": .string(s.type),
+                "depth": .number(Double(entry.depth)), "kind": .string(resume ? "resume" : SpanLabel.kind(s)),
+                "type": .string(s.type), "resume": resume ? s.spanData["data"] ?? [:] : .null,
                 "label": .string(SpanLabel.line(s, argLimit: 48)),
                 "start_ms": .number(s.startedAt.timeIntervalSince(origin) * 1000),
                 "dur_ms": .number(s.endedAt.timeIntervalSince(s.startedAt) * 1000),
@@ -74,6 +78,8 @@ public enum TraceHTML {
           .row .name .k { font-size: 10px; text-transform: uppercase; letter-spacing: .04em; color: #fff; background: var(--c); border-radius: 3px; padding: 0 4px; margin-right: 5px; }
           .row.err .name { color: #b91c1c; }
           .bar { position: absolute; top: 5px; height: 14px; min-width: 3px; border-radius: 3px; background: var(--c); }
+          .row.gap .bar { background: repeating-linear-gradient(135deg, #f97316 0 5px, #fed7aa 5px 10px); outline: 1px dashed #ea580c; }
+          .row.gap .name { color: #c2410c; font-weight: 600; }
           .row.err .bar { background: repeating-linear-gradient(135deg, var(--c) 0 6px, #dc2626 6px 9px); outline: 1px solid #dc2626; }
           .dur { position: absolute; top: 3px; font-size: 11px; color: var(--muted); white-space: nowrap; }
           .gridline { position: absolute; top: 0; bottom: 0; border-left: 1px dashed #f1f5f9; }
@@ -105,7 +111,8 @@ public enum TraceHTML {
           var data = JSON.parse(document.getElementById("trace-data").textContent);
           var T = data.trace, spans = data.spans;
           var colors = { task: "#475569", agent: "#6366f1", turn: "#94a3b8", generation: "#10b981", response: "#14b8a6",
-                         "function": "#f59e0b", handoff: "#ec4899", guardrail: "#8b5cf6", custom: "#a8a29e" };
+                         "function": "#f59e0b", handoff: "#ec4899", guardrail: "#8b5cf6", custom: "#a8a29e",
+                         resume: "#f97316" };
           function color(k) { return colors[k] || "#a8a29e"; }
           function el(tag, cls, text) { var e = document.createElement(tag); if (cls) e.className = cls; if (text != null) e.textContent = text; return e; }
           function fmt(ms) {
@@ -129,6 +136,12 @@ public enum TraceHTML {
           m("tool calls", String(counts["function"] || 0)); m("handoffs", String(counts.handoff || 0));
           m("errors", String(errors)); if (T.agents.length) m("agents", T.agents.join(" → "));
           if (T.other_attempts.length) m("other attempts", T.other_attempts.join(", "));
+          var resumes = spans.filter(function (s) { return s.kind === "resume"; });
+          if (resumes.length) {
+            var lost = resumes.reduce(function (a, s) { return a + (s.resume.lost_seconds || 0); }, 0);
+            m("resumed", resumes.length + "× · lost " + fmt(lost * 1000) + " · workers " +
+              resumes.map(function (s) { return (s.resume.previous_worker || "?") + " → " + (s.resume.worker || "?"); }).join(", "));
+          }
 
           var legend = document.getElementById("legend");
           Object.keys(counts).sort().forEach(function (k) { var s = el("span", null, k + " (" + counts[k] + ")"); s.style.setProperty("--c", color(k)); legend.appendChild(s); });
@@ -149,7 +162,8 @@ public enum TraceHTML {
           spans.forEach(function (s) { byId[s.id] = s; if (s.parent_id) (children[s.parent_id] = children[s.parent_id] || []).push(s.id); });
           var collapsed = {};
           spans.forEach(function (s) {
-            var row = el("div", "row" + (s.error ? " err" : "")); row.style.setProperty("--c", color(s.kind));
+            var row = el("div", "row" + (s.error ? " err" : "") + (s.kind === "resume" ? " gap" : ""));
+            row.style.setProperty("--c", color(s.kind));
             row.dataset.id = s.id;
             var name = el("div", "name"); name.style.paddingLeft = (10 + s.depth * 16) + "px";
             var caret = el("span", "caret", children[s.id] ? "▾" : ""); name.appendChild(caret);
@@ -190,7 +204,9 @@ public enum TraceHTML {
             var sd = s.span_data || {};
             var name = s.kind === "turn" ? "turn " + ((sd.data || {}).turn || "") + " · " + ((sd.data || {}).agent_name || "")
                      : s.kind === "handoff" ? (sd.from_agent || "?") + " → " + (sd.to_agent || "?")
-                     : s.kind === "generation" ? (sd.model || "") : (sd.name || ((sd.data || {}).name) || "");
+                     : s.kind === "generation" ? (sd.model || "")
+                     : s.kind === "resume" ? (s.resume.previous_worker || "?") + " → " + (s.resume.worker || "?")
+                     : (sd.name || ((sd.data || {}).name) || "");
             d.appendChild(el("h2", null, s.kind + " " + name));
             if (s.error) {
               var e = el("div", "error", "✗ " + (s.error.message || JSON.stringify(s.error)) + (s.error.data ? "\n" + JSON.stringify(s.error.data) : ""));
@@ -201,6 +217,17 @@ public enum TraceHTML {
              ["started", s.started_at], ["ended", s.ended_at], ["duration", fmt(s.dur_ms)], ["offset", "+" + fmt(s.start_ms)]]
               .forEach(function (r) { var tr = el("tr"); tr.appendChild(el("td", null, r[0])); tr.appendChild(el("td", null, r[1])); tb.appendChild(tr); });
             d.appendChild(tb);
+            if (s.kind === "resume") {
+              // The gap: the interrupted stint's last journaled step to the resume.
+              var r = s.resume, rt = el("table");
+              d.appendChild(el("h3", null, "resume (durable run taken over)"));
+              [["previous worker", r.previous_worker || "unknown"], ["worker", r.worker || "?"],
+               ["lost time", r.lost_seconds != null ? fmt(r.lost_seconds * 1000) : "?"],
+               ["resumed from", r.resumed_from || "?"], ["attempt", r.attempt != null ? String(r.attempt) : "?"],
+               ["reason", r.reason || "–"]]
+                .forEach(function (x) { var tr = el("tr"); tr.appendChild(el("td", null, x[0])); tr.appendChild(el("td", null, x[1])); rt.appendChild(tr); });
+              d.appendChild(rt);
+            }
             if (s.kind === "function") {
               d.appendChild(el("h3", null, "input"));
               d.appendChild(el("pre", null, pretty(sd.input)));

@@ -136,6 +136,9 @@ enum SpanLabel {
     }
 
     /// The span's kind as shown in the legend: `task`, `turn`, `agent`, `function`, …
+    /// A durable run's `resume` span (the gap between an interrupted stint and its resume).
+    static func isResume(_ s: SpanRecord) -> Bool { s.kind == .custom && s.spanData["name"] == "resume" }
+
     static func kind(_ s: SpanRecord) -> String {
         if s.kind == .custom, let k = s.spanData["data"]?["sdk_span_type"]?.stringValue { return k }
         return s.type.isEmpty ? "span" : s.type

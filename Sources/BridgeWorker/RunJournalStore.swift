@@ -85,9 +85,29 @@ public struct RunJournalStore: Sendable {
     /// `value` as JSON text jsonb accepts: a U+0000 (a tool schema's example, a model's text)
     /// becomes U+FFFD, as everywhere bridge stores text (`TextSafety`).
     static func storableJSON<T: Encodable>(_ value: T) throws -> String {
-        let text = String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
-        guard text.contains("\\u0000") else { return text }
+        try storableJSON(text: String(decoding: try JSONEncoder().encode(value), as: UTF8.self))
+    }
+
+    /// JSON text made storable (see `storableJSON(_:)`); a byte scan finds the escape, so text
+    /// without one (nearly all) costs one pass.
+    static func storableJSON(text: String) throws -> String {
+        guard mayHoldNUL(text) else { return text }
         return TextSafety.storable(try JSONValue.parse(text)).value.compact
+    }
+
+    /// Whether JSON text contains the escape `\u0000` (or text that looks like it).
+    static func mayHoldNUL(_ text: String) -> Bool {
+        let pattern: [UInt8] = Array("\\u0000".utf8)
+        var matched = 0
+        for byte in text.utf8 {
+            if byte == pattern[matched] {
+                matched += 1
+                if matched == pattern.count { return true }
+            } else {
+                matched = byte == pattern[0] ? 1 : 0
+            }
+        }
+        return false
     }
 
     /// What a fresh run writes before its first step, in ONE fenced statement (one round trip
@@ -461,11 +481,8 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
     func checkpoint(_ checkpoint: RunCheckpoint) async throws {
         var cp = checkpoint
         let recorder = lock.withLock { self.recorder }
-        if let recorder {
-            cp.openSpans = try JSONValue.parse(
-                String(decoding: try JSONEncoder().encode(await recorder.openSpans()), as: UTF8.self))
-        }
-        let text = try RunJournalStore.storableJSON(cp)
+        if let recorder { cp.openSpans = .array(await recorder.openSpans().map(\.journalJSON)) }
+        let text = try RunJournalStore.storableJSON(text: cp.journalJSON.compact)
         try await write(store.checkpointWrite(taskKey: taskKey, traceId: traceId, checkpoint: text, workerId: workerId))
     }
 
@@ -549,5 +566,16 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
             heldCalls.removeAll()
             traceEndedAt = nil
         }
+    }
+}
+
+extension TraceRecorder.OpenSpan {
+    /// The span as its `Codable` form decodes from (see `RunCheckpoint.journalJSON`).
+    var journalJSON: JSONValue {
+        [
+            "event_id": .number(JSONNumber(eventId)), "span_id": .string(spanId),
+            "parent_span_id": parentSpanId.map(JSONValue.string) ?? .null,
+            "started_at": .number(startedAt.timeIntervalSinceReferenceDate), "data": data,
+        ]
     }
 }

@@ -212,6 +212,34 @@ struct RecordingMCP: MCPToolSource {
         #expect(guardrailSpans.isEmpty, "the guardrail's spans were written with its record")
     }
 
+    /// A checkpoint's hand-built JSON (the hot path) decodes as its `Codable` form: a resumed
+    /// run gets back exactly what was journaled.
+    @Test func aCheckpointsJournalJSONDecodesAsItsCodableForm() throws {
+        let at = Date(timeIntervalSinceReferenceDate: 786_543_210.123_456)
+        let checkpoint = RunCheckpoint(
+            history: [["role": "user", "content": "hi \u{0}"], call("t", "call_1", "{\"a\":1}")],
+            transcript: [["type": "guardrail_result", "name": "g", "triggered": false]],
+            usage: Usage(requests: 2, inputTokens: 30, outputTokens: 4, cachedTokens: 1, reasoningTokens: 5), turn: 2,
+            toolCalls: 1, agent: "Project Manager", taskEventId: 1, agentEventId: 2, turnEventId: 7, nextEventId: 9,
+            turnUsage: Usage(requests: 1), response: [call("t", "call_1")],
+            openSpans: [["event_id": 1, "span_id": "span_x", "parent_span_id": .null, "started_at": 786_543_200.5]],
+            at: at)
+        let decoded = try JSONDecoder().decode(
+            RunCheckpoint.self, from: Data(checkpoint.journalJSON.compact.utf8))
+        #expect(decoded.history == checkpoint.history && decoded.transcript == checkpoint.transcript)
+        #expect(decoded.usage == checkpoint.usage && decoded.turnUsage == checkpoint.turnUsage)
+        #expect(decoded.turn == 2 && decoded.toolCalls == 1 && decoded.agent == "Project Manager")
+        #expect(decoded.taskEventId == 1 && decoded.agentEventId == 2 && decoded.turnEventId == 7)
+        #expect(decoded.nextEventId == 9 && decoded.response == checkpoint.response)
+        #expect(decoded.openSpans == checkpoint.openSpans)
+        #expect(abs(decoded.at.timeIntervalSince(at)) < 1e-6)
+        // And the same as what JSONEncoder writes, key for key.
+        let encoded = try JSONValue.parse(String(decoding: try JSONEncoder().encode(checkpoint), as: UTF8.self))
+        let keys = { (v: JSONValue) -> Set<String> in Set(v.objectValue.map { Array($0.keys) } ?? []) }
+        #expect(keys(encoded) == keys(checkpoint.journalJSON))
+        #expect(encoded["usage"] == checkpoint.journalJSON["usage"])
+    }
+
     /// A call record written before guardrails were journaled (no `guardrails` key) still reads.
     @Test func aCallRecordWithoutGuardrailsStillDecodes() throws {
         let text = #"{"call_id":"c1","name":"t","output":"x","raw":false}"#

@@ -167,6 +167,15 @@ final class ElementCounter: NSObject, XMLParserDelegate, @unchecked Sendable {
                     error: ["message": "Error running tool", "data": ["tool_name": "lookup"]]),
                 span("s_h", "s_turn", 0.3, 0.3, ["type": "handoff", "from_agent": "PM", "to_agent": "R"]),
                 span("s_r", "s_task", 0.5, 0.9, ["type": "agent", "name": "R"]),
+                span(
+                    "s_resume", "s_task", 0.4, 0.5,
+                    [
+                        "type": "custom", "name": "resume",
+                        "data": [
+                            "worker": "w2", "previous_worker": "w1", "lost_seconds": 0.1, "resumed_from": "turn 1",
+                            "attempt": 2,
+                        ],
+                    ]),
             ])
     }
 
@@ -190,6 +199,21 @@ final class ElementCounter: NSObject, XMLParserDelegate, @unchecked Sendable {
         #expect(h.contains("<\\/script><b>"))
         #expect(
             !h.contains("src=\"http") && !h.contains("href=\"http") && !h.contains("@import") && !h.contains("url("))
-        #expect(h.components(separatedBy: "\"kind\":").count - 1 == 6)
+        #expect(h.components(separatedBy: "\"kind\":").count - 1 == 7)
+    }
+
+    /// The resume span is its own kind in the page (drawn as a gap, with its workers and lost
+    /// time), and `trace show` names both workers and the lost time.
+    @Test func aResumeSpanShowsAsTheGapItIs() throws {
+        let h = TraceHTML.render(Self.doc())
+        let start = try #require(h.range(of: "<script id=\"trace-data\" type=\"application/json\">"))
+        let end = try #require(h.range(of: "</script>", range: start.upperBound..<h.endIndex))
+        let data = try JSONValue.parse(String(h[start.upperBound..<end.lowerBound]))
+        let resume = try #require(data["spans"]?.arrayValue?.first { $0["id"] == "s_resume" })
+        #expect(resume["kind"] == "resume")
+        #expect(resume["resume"]?["previous_worker"] == "w1" && resume["resume"]?["worker"] == "w2")
+        #expect(h.contains(".row.gap .bar") && h.contains("lost time"))
+        let t = TraceText.render(Self.doc())
+        #expect(t.contains("resume · w1 → w2 · lost 0.1 s · from turn 1"))
     }
 }
