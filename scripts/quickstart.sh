@@ -67,6 +67,8 @@ echo "DATABASE_URL=$DATABASE_URL"
 step "loading the sample existing schema and seed data (3 workspaces x 20 tasks)"
 psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -f examples/reference-schema.sql
 psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -v workspaces=3 -v tasks_per_workspace=20 -f examples/reference-seed.sql
+# One conversation per workspace that two of its pending tasks continue (mappings/sessions.yaml).
+psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -f examples/sessions-seed.sql
 psql "$DATABASE_URL" -X -A -t -c "SELECT status || ': ' || count(*) FROM tasks GROUP BY status ORDER BY status"
 
 step "bridge migrate plan (changes nothing)"
@@ -97,6 +99,10 @@ fi
 if has_command exec; then
   step "bridge exec --offline (the built-in deterministic model: no network, no key)"
   "$BRIDGE" exec --offline --mappings "$MAPPINGS" --trace-file "$DEMO/traces.jsonl"
+  if [ -f "$MAPPINGS/sessions.yaml" ]; then
+    step "sessions: the conversations in the application's own table, with the runs' exchanges appended"
+    psql "$DATABASE_URL" -X -A -t -c "SELECT m.role || ': ' || left(replace(m.content, E'\n', ' '), 70) FROM conversation_messages m JOIN conversations c ON c.id = m.conversation_id WHERE c.id = (SELECT id FROM conversations ORDER BY chat_id LIMIT 1) ORDER BY m.created_at, m.message_id"
+  fi
 fi
 
 if has_command approvals; then
@@ -147,6 +153,7 @@ Where to look:
   SELECT id, status, openai_trace_id FROM tasks;                 -- trace ids on tasks
   SELECT trace_id, workflow_name, metadata FROM bridge.traces;   -- traces
   SELECT span_id, parent_id, span_data->>'type' FROM bridge.spans; -- spans (SDK format)
+  SELECT conversation_id, role, content FROM conversation_messages ORDER BY created_at; -- sessions
 MSG
 [ -f "$DEMO/traces.jsonl" ] && echo "  $DEMO/traces.jsonl   -- spans as JSONL in the SDK's export format"
 [ -f "$DEMO/trace.html" ] && echo "  $DEMO/trace.html     -- a trace's timeline (open it in a browser)"

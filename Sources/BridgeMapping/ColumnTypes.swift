@@ -44,6 +44,7 @@ public struct ColumnTypes: Sendable, Equatable {
         if let h = config.handoffsTable { out.append(h.table) }
         if let l = config.backfill?.logs { out.append(l.table) }
         if let b = config.budgets { out.append(b.table) }
+        if let t = config.sessions?.table { out.append(t) }
         var seen = Set<String>()
         return out.filter { seen.insert($0).inserted }
     }

@@ -121,14 +121,22 @@ public struct DatabaseToSDKBridge: Sendable {
             metadata["agent_id"] = id.templateText
         }
 
+        // A session groups the conversation's traces (the SDK's group_id is the thread's id).
+        let session = config.sessions?.sessionKey(task: task).map { SessionSpec(id: $0) }
+        if let session {
+            groupId = session.id
+            metadata["session_id"] = session.id
+        }
         let startingRow = taskAgentRow ?? row(for: starting, in: agentRows)
-        return RunSpec(
+        var spec = RunSpec(
             traceId: TraceID.forTask(taskId, attempt: attempt), workflowName: config.tracing.workflowName,
             groupId: groupId, metadata: metadata, startingAgent: starting.name, agents: specs, tools: tools,
             input: source.input.render(task: task, agent: startingRow),
             maxTurns: starting.maxTurns ?? Self.defaultMaxTurns,
             traceIncludeSensitiveData: config.tracing.includeSensitiveData, taskId: taskId, attempt: attempt,
             guardrails: guardrails)
+        spec.session = session
+        return spec
     }
 
     /// The agent a task starts with: its agent row's match column matched against the YAML

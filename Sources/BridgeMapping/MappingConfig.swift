@@ -27,6 +27,8 @@ public struct MappingConfig: Sendable, Equatable {
     public var limits: LimitsMapping?
     /// The application's budgets per group (`budgets`).
     public var budgets: BudgetMapping?
+    /// Conversation memory across runs (`sessions`).
+    public var sessions: SessionsMapping?
     /// The files the mappings were read from, in load order.
     public var files: [String] = []
     /// Where each key was written, keyed by `file#keypath` (not encoded).
@@ -96,6 +98,7 @@ public struct MappingConfig: Sendable, Equatable {
             && a.backfill == b.backfill && a.guardrails == b.guardrails && a.approvals == b.approvals
             && a.mcpServers == b.mcpServers
             && a.pricing == b.pricing && a.limits == b.limits && a.budgets == b.budgets
+            && a.sessions == b.sessions
     }
 }
 

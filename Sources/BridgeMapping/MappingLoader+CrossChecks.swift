@@ -155,6 +155,7 @@ extension LoadState {
         config.pricing = pricing ?? Pricing()
         config.limits = limits
         config.budgets = budgets
+        config.sessions = sessions
         return config
     }
 

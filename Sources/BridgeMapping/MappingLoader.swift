@@ -150,13 +150,14 @@ struct LoadState {
     var pricing: Pricing?
     var limits: LimitsMapping?
     var budgets: BudgetMapping?
+    var sessions: SessionsMapping?
     /// Where each entry of `agents`/`tools` names things (for cross-checks).
     /// A file did not parse, so missing sections may be in it.
     var unparsedFiles = false
 
     static let topKeys = [
         "version", "source", "results", "tracing", "handoffs_table", "backfill", "agents", "tools",
-        "guardrails", "approvals", "mcp_servers", "pricing", "limits", "budgets",
+        "guardrails", "approvals", "mcp_servers", "pricing", "limits", "budgets", "sessions",
     ]
 
     mutating func parse(file: String, text: String) {
@@ -221,6 +222,7 @@ struct LoadState {
         }
         for key in [
             "source", "results", "tracing", "handoffs_table", "backfill", "approvals", "pricing", "limits", "budgets",
+            "sessions",
         ] {
             guard let node = m.node(key) else { continue }
             let here = r.location(m.keyNode(key), key)
@@ -238,6 +240,7 @@ struct LoadState {
             case "pricing": pricing = Self.parsePricing(r, node, here)
             case "limits": limits = Self.parseLimits(r, node, here)
             case "budgets": budgets = Self.parseBudgets(r, node, here)
+            case "sessions": sessions = Self.parseSessions(r, node, here)
             default: handoffsTable = Self.parseHandoffsTable(r, node, here)
             }
         }

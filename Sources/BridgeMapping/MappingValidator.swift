@@ -117,6 +117,15 @@ public enum MappingValidator {
             }
             for column in a.values.keys.sorted() { add(a.table, column, a.origin, "values") }
         }
+        if let s = config.sessions {
+            for c in s.key.columns(root: "task") { add(t, c, s.origin, "key") }
+            if let table = s.table {
+                add(table, nil, s.origin, "table")
+                add(table, s.sessionColumn, s.origin, "session_column")
+                for (k, column) in s.item.sorted(by: { $0.key < $1.key }) { add(table, column, s.origin, "item.\(k)") }
+                for column in s.values.keys.sorted() { add(table, column, s.origin, "values.\(column)") }
+            }
+        }
         return out
     }
 
@@ -213,6 +222,11 @@ public enum MappingValidator {
             } catch {
                 issues.append(MappingIssue(location, "the SQL of \(what) does not prepare: \(error.message)"))
             }
+        }
+        // Session rows: the roles and constant values bridge writes must fit the table's CHECK
+        // constraints, and its required columns must be mapped.
+        if config.sessions?.table != nil, !issues.contains(where: { $0.path.hasPrefix("sessions") }) {
+            issues += await sessionIssues(config, connection: connection)
         }
         // The budget limit: a read-only expression over the budget table's row, as a number.
         if let b = config.budgets, !issues.contains(where: { $0.path.hasPrefix("budgets") }) {

@@ -29,6 +29,9 @@ public struct RunSpec: Codable, Sendable, Equatable {
     public var attempt: Int
     /// Every guardrail any agent in `agents` names, keyed by name.
     public var guardrails: [String: GuardrailSpec]
+    /// The task's session (`sessions`): its key and the items read before the run, which the
+    /// run's input follows. Stored with the spec, so a resumed run sees the same history.
+    public var session: SessionSpec?
 
     public init(
         traceId: String, workflowName: String, groupId: String?, metadata: [String: String],
@@ -61,7 +64,18 @@ public struct RunSpec: Codable, Sendable, Equatable {
         case maxTurns = "max_turns"
         case traceIncludeSensitiveData = "trace_include_sensitive_data"
         case taskId = "task_id"
-        case attempt, guardrails
+        case attempt, guardrails, session
+    }
+}
+
+/// A run's session: its key and the history prepended to the input (Responses API items).
+public struct SessionSpec: Codable, Sendable, Equatable {
+    public var id: String
+    public var items: [JSONValue]
+
+    public init(id: String, items: [JSONValue] = []) {
+        self.id = id
+        self.items = items
     }
 }
 

@@ -7,6 +7,8 @@ public enum LedgerTable: String, Sendable, CaseIterable {
     case approvalWaits = "approval_waits"
     case runJournals = "run_journals"
     case journalCalls = "journal_calls"
+    case agentSessions = "agent_sessions"
+    case agentMessages = "agent_messages"
 
     /// `bridge.<name>`.
     public var qualifiedName: String { "bridge." + rawValue }

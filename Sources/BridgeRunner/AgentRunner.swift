@@ -258,6 +258,8 @@ struct RunState {
     var mcpToolServers: [String: String] = [:]
     /// The task span's event id (journaled in checkpoints).
     var taskEventId: EventID = 0
+    /// How many items at the start of `history` came from the session (not the run's own).
+    var sessionPrefix = 0
 
     init(
         spec: RunSpec, taskRow: [String: JSONValue], runner: AgentRunner, ids: EventCounter = EventCounter(),
@@ -268,7 +270,11 @@ struct RunState {
         self.runner = runner
         self.ids = ids
         self.depth = depth
-        self.history = [["role": "user", "content": .string(input ?? spec.input)]]
+        // The task's own run follows its session's history (guardrail agents see only the
+        // text they check).
+        let prefix = depth == 0 && input == nil ? spec.session?.items ?? [] : []
+        self.sessionPrefix = prefix.count
+        self.history = prefix + [["role": "user", "content": .string(input ?? spec.input)]]
     }
 
     func allocate() -> EventID { ids.next() }
@@ -340,10 +346,12 @@ struct RunState {
         await emit(.taskEnded(id: taskId, usage: usage, error: nil, at: Date()))
         switch outcome {
         case .final(let text):
-            return RunResult(
+            var result = RunResult(
                 status: .completed, finalOutput: text, lastAgent: agentName, usage: usage,
                 transcript: transcript, error: nil, turns: turn, toolCalls: toolCalls,
                 finalOutputJSON: structuredOutput)
+            result.newItems = Array(history.dropFirst(sessionPrefix))
+            return result
         case .failed(let failure):
             return RunResult(
                 status: .failed, finalOutput: nil, lastAgent: agentName, usage: usage,

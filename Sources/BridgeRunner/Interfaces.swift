@@ -286,6 +286,9 @@ public struct RunResult: Sendable {
     public var finalOutputJSON: JSONValue?
     /// For a paused run: everything needed to resume it.
     public var paused: PausedRun?
+    /// For a completed run: its conversation items after the session's history (its input,
+    /// the model's outputs, tool calls and their results), what a session appends.
+    public var newItems: [ConversationItem] = []
 }
 
 /// Why a run failed. `retriable` decides `failed_retriable` vs `failed_terminal`.

@@ -55,7 +55,7 @@ public struct OfflineModel: ModelProvider {
         }
         // 2. The first handoff not taken yet in this run.
         let calledEver = Set(
-            request.input.compactMap {
+            runItems(request.input).compactMap {
                 $0["type"]?.stringValue == "function_call" ? $0["name"]?.stringValue : nil
             })
         if let next = agent.handoffs.first(where: { !calledEver.contains($0.toolName) }) {
@@ -89,13 +89,21 @@ public struct OfflineModel: ModelProvider {
     /// The items of the current agent's stint: everything after the last handoff output that
     /// transferred to it (the whole input for the starting agent).
     static func stintItems(_ input: [ConversationItem], agent: String) -> ArraySlice<ConversationItem> {
+        let run = runItems(input)
         let marker = RunnerMessages.transferMessage(to: agent)
-        if let i = input.lastIndex(where: {
+        if let i = run.lastIndex(where: {
             $0["type"]?.stringValue == "function_call_output" && $0["output"]?.stringValue == marker
         }) {
-            return input[(i + 1)...]
+            return run[(i + 1)...]
         }
-        return input[...]
+        return run
+    }
+
+    /// The items of this run: from its user message on (a session's earlier exchanges come
+    /// before it; the run itself adds no user messages).
+    static func runItems(_ input: [ConversationItem]) -> ArraySlice<ConversationItem> {
+        guard let i = input.lastIndex(where: { $0["role"]?.stringValue == "user" }) else { return input[...] }
+        return input[i...]
     }
 
     static func summary(agent: String, stint: ArraySlice<ConversationItem>, ownTools: Set<String>) -> String {

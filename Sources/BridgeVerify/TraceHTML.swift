@@ -131,7 +131,8 @@ public enum TraceHTML {
           function m(k, v) { if (v == null || v === "") return; var s = el("span"); s.appendChild(document.createTextNode(k + " ")); s.appendChild(el("b", null, v)); meta.appendChild(s); }
           var counts = {}; var errors = 0;
           spans.forEach(function (s) { counts[s.kind] = (counts[s.kind] || 0) + 1; if (s.error) errors++; });
-          m("task", T.task_id); m("workspace", T.group_id); m("attempt", T.metadata && T.metadata.attempt);
+          m("task", T.task_id); m("workspace", (T.metadata && T.metadata.workspace_id) || T.group_id);
+          m("session", T.metadata && T.metadata.session_id); m("attempt", T.metadata && T.metadata.attempt);
           m("started", T.started_at); m("duration", fmt(total)); m("spans", String(spans.length));
           m("tool calls", String(counts["function"] || 0)); m("handoffs", String(counts.handoff || 0));
           m("errors", String(errors)); if (T.agents.length) m("agents", T.agents.join(" → "));

@@ -84,6 +84,11 @@ public struct ExecApp: Sendable {
                     "the mappings have an 'approvals' section, but bridge.run_states or \(config.source.table).\(ApprovalStore.waitingColumn) is missing: run `bridge migrate` first (migrations/0020_approvals.sql)"
                 )
             }
+            if let s = config.sessions, s.table == nil, try await !conn.ledgerHas([.agentSessions, .agentMessages]) {
+                throw ExecSetupError(
+                    "the mappings' 'sessions' section names no table, but bridge.agent_sessions or bridge.agent_messages is missing: run `bridge migrate` first (migrations/0072_agent_sessions.sql)"
+                )
+            }
             if FleetLimits(config: config).isActive {
                 let row = try await conn.query(
                     """

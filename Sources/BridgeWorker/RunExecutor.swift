@@ -39,6 +39,8 @@ struct RunExecutor: Sendable {
     let journals: RunJournalStore
     let stop: StopSignal
     let durability = DurabilityCheck()
+    /// Conversation memory (`sessions`), nil without the section.
+    var sessions: SessionStore? { SessionStore(config: config) }
 
     /// Whether the journal tables exist, asked once per worker.
     final class DurabilityCheck: @unchecked Sendable {
@@ -183,6 +185,17 @@ struct RunExecutor: Sendable {
                     c, claim, startedAt: attempt.startedAt, type: .configurationError,
                     message: message)
             }
+            // The session's history goes into the spec before the journal stores it, so a
+            // resumed run sees the same history.
+            if let sessions, let session = spec.session {
+                do {
+                    spec.session?.items = try await sessions.load(on: c, key: session.id)
+                } catch let e as SessionStore.KeyError {
+                    let message = Redaction.scrub("cannot read the session of task \(key): \(e)", secrets: secrets)
+                    return try await failBeforeRun(
+                        c, claim, startedAt: attempt.startedAt, type: .configurationError, message: message)
+                }
+            }
             // The journal first: an execution row always names the trace its run keeps. A
             // durable run writes its journal head, trace and execution row in one statement.
             var started = false
@@ -283,9 +296,29 @@ struct RunExecutor: Sendable {
         // finished one writes its last spans and drops its journal with its result.
         var also: [PostgresQuery] = []
         if retried { journal?.discard() } else { also = journal?.finalStatements(dropHead: true) ?? [] }
-        let written = try await store.finish(
-            on: c, taskKey: key, token: token, executionKey: attempt.executionKey,
-            traceId: spec.traceId, outcome: outcome, also: also)
+        // A completed run's new items join its session in the same transaction: only a run
+        // whose lease held appends, and only once (a resumed run appends at its own finish).
+        var appended: [PostgresQuery] = []
+        if result.status == .completed, outcome.taskStatus == .completed, let sessions, let session = spec.session {
+            appended = sessions.appendStatements(key: session.id, items: result.newItems, traceId: spec.traceId)
+        }
+        let written: Bool
+        do {
+            written = try await store.finish(
+                on: c, taskKey: key, token: token, executionKey: attempt.executionKey,
+                traceId: spec.traceId, outcome: outcome, also: also + appended)
+        } catch let e as PostgresError where !appended.isEmpty && e.sqlState?.hasPrefix("23") == true {
+            // The application's table refused the rows (a constraint on the run's own text, or
+            // a session row its foreign key does not know): the run's result is still written,
+            // without paying for the run again; the session misses this exchange.
+            progress?.status(
+                Redaction.scrub(
+                    "task \(key): session \(spec.session?.id ?? "") refused the run's items (\(e.message)); the result is written without them",
+                    secrets: secrets))
+            written = try await store.finish(
+                on: c, taskKey: key, token: token, executionKey: attempt.executionKey,
+                traceId: spec.traceId, outcome: outcome, also: also)
+        }
         guard written else { return .stale(taskKey: key, traceId: spec.traceId) }
         if let resumed {
             try await approvals.finished(

@@ -65,6 +65,7 @@ public struct TaskStore: Sendable {
             runnable =
                 "\(runnable) AND (\(q(g)) IS NULL OR \(q(g)) <> ALL(\(PostgresArray.text(held))\(types.arrayCast(source.table, g))))"
         }
+        if let free = sessionFree { runnable = "\(runnable) AND \(free)" }
         let locking = lock ? " FOR NO KEY UPDATE SKIP LOCKED" : ""
         if !keys.isEmpty {
             return """
@@ -93,7 +94,7 @@ public struct TaskStore: Sendable {
             n += 1
             let also: PostgresQuery = priority.map { " AND \($0)" } ?? ""
             return """
-                SELECT k FROM (SELECT \(q(source.key)) AS k FROM \(t)
+                SELECT k FROM (SELECT \(q(source.key)) AS k FROM \(t) AS c
                  WHERE \(condition)\(also)
                  ORDER BY \(ageOrder) LIMIT \(limit)\(unsafeRaw: locking)) AS \(unsafeRaw: name)\(unsafeRaw: String(n))
                 """
@@ -152,6 +153,71 @@ public struct TaskStore: Sendable {
             """
     }
 
+    /// Sessions: a task is claimable only while no task of its session (`sessions.key`, the
+    /// same SQL expression on both rows; an empty key is no session) holds a lease or waits
+    /// for an approval. The leased rows are read through the partial lease index and the
+    /// waiting ones from `bridge.run_states`, so the check costs as many rows as runs in
+    /// flight, never a scan of the table. The candidate row is aliased `c`.
+    private var sessionFree: PostgresQuery? {
+        guard let s = config.sessions else { return nil }
+        let mine = s.keyExpression(alias: "c")
+        var free: PostgresQuery = """
+            (\(mine) = '' OR (NOT EXISTS (SELECT 1 FROM \(t) AS r
+                WHERE r.\(q(Lease.token)) IS NOT NULL AND \(s.keyExpression(alias: "r")) = \(mine))
+            """
+        if config.approvals != nil {
+            // bridge's text key cast to the key's type, so the task's primary key applies (a
+            // configuration built in code, whose types are unknown, compares as text).
+            let join: PostgresQuery =
+                types.type(source.table, source.key) == nil
+                ? "w.\(q(source.key))::text = ws.task_key" : "w.\(q(source.key)) = ws.task_key\(keyCast)"
+            free += """
+
+                  AND NOT EXISTS (SELECT 1 FROM bridge.run_states AS ws JOIN \(t) AS w ON \(join)
+                    WHERE w.\(q(ApprovalStore.waitingColumn)) IS NOT NULL AND \(s.keyExpression(alias: "w")) = \(mine))
+                """
+        }
+        return free + "))"
+    }
+
+    /// Statement 1 of a claim with sessions: the candidates in claim order (locked), at most
+    /// one per session (the first in claim order), with their session keys ('' for none).
+    func sessionPickQuery(limit: Int, keys: [String], held: [String]) -> PostgresQuery? {
+        guard let s = config.sessions else { return nil }
+        let candidates = pendingInClaimOrder(limit: limit, lock: true, keys: keys, held: held)
+        return """
+            WITH cand AS MATERIALIZED (
+            \(candidates)
+            ), firsts AS (
+                SELECT DISTINCT ON (g.g) x.\(q(source.key))::text AS k, sk.sk
+                FROM cand JOIN \(t) AS x ON x.\(q(source.key)) = cand.k
+                CROSS JOIN LATERAL (SELECT \(s.keyExpression(alias: "x")) AS sk) AS sk
+                CROSS JOIN LATERAL (SELECT CASE WHEN sk.sk = '' THEN 't:' || x.\(q(source.key))::text ELSE 's:' || sk.sk END AS g) AS g
+                ORDER BY g.g, \(claimOrder(alias: "x"))
+            )
+            SELECT k, sk FROM firsts
+            """
+    }
+
+    /// Statement 2 of a claim with sessions: the picked tasks whose session's claim lock this
+    /// transaction takes (`pg_try_advisory_xact_lock`, never waiting: a session another worker
+    /// is claiming right now is skipped; the lock ends with the claim's transaction). The key
+    /// is `AdvisoryLockKey(name: "bridge:session:<key>")`; tasks without a session need none.
+    static func sessionLockQuery(_ picked: [(key: String, session: String)]) -> PostgresQuery {
+        let keys = PostgresArray.text(picked.map(\.key))
+        let locks = PostgresArray.literal(
+            picked.map { $0.session.isEmpty ? .null : .text(String(sessionLockKey($0.session).rawValue)) })
+        return """
+            SELECT u.k FROM unnest(\(keys)::text[], \(locks)::bigint[]) WITH ORDINALITY AS u(k, lk, o)
+            WHERE u.lk IS NULL OR pg_try_advisory_xact_lock(u.lk) ORDER BY u.o
+            """
+    }
+
+    /// The claim lock of session `key`.
+    public static func sessionLockKey(_ key: String) -> AdvisoryLockKey {
+        AdvisoryLockKey(name: "bridge:session:" + key)
+    }
+
     /// The lease columns that `migrations/0007_task_leases.sql` adds to the task table.
     public enum Lease {
         public static let token = "bridge_lease_token"
@@ -188,6 +254,24 @@ public struct TaskStore: Sendable {
         on conn: PostgresConnection, limit: Int, workerId: String, leaseSeconds: Double,
         keys: [String] = [], held: [String] = []
     ) async throws -> [Claim] {
+        // Sessions: three statements in one transaction (pick, lock, claim). The claim's
+        // snapshot is taken after the sessions' claim locks are held, so it sees every claim
+        // another worker committed for those sessions, and re-checks that each is still free.
+        if let pick = sessionPickQuery(limit: limit, keys: keys, held: held) {
+            let store = self
+            let rows = try await conn.transaction { c -> PostgresRows? in
+                let candidates = try c.query(pick).compactMap { r in r["k"].map { (key: $0, session: r["sk"] ?? "") } }
+                guard !candidates.isEmpty else { return nil }
+                let picked = try c.query(Self.sessionLockQuery(candidates)).compactMap { $0["k"] }
+                guard !picked.isEmpty else { return nil }
+                return try c.query(
+                    store.claimQuery(
+                        limit: picked.count, workerId: workerId, leaseSeconds: leaseSeconds, keys: picked,
+                        held: held, marksFairTurns: true))
+            }
+            guard let rows else { return [] }
+            return try Self.parseClaims(rows)
+        }
         let rows = try await conn.query(
             claimQuery(
                 limit: limit, workerId: workerId, leaseSeconds: leaseSeconds, keys: keys,
@@ -203,9 +287,10 @@ public struct TaskStore: Sendable {
     }
 
     /// The claim statement (public for the EXPLAIN tests).
-    public func claimQuery(limit: Int, workerId: String, leaseSeconds: Double, keys: [String], held: [String] = [])
-        -> PostgresQuery
-    {
+    public func claimQuery(
+        limit: Int, workerId: String, leaseSeconds: Double, keys: [String], held: [String] = [],
+        marksFairTurns: Bool = false
+    ) -> PostgresQuery {
         let picked = pendingInClaimOrder(limit: limit, lock: true, keys: keys, held: held)
         let update: PostgresQuery = """
             WITH picked AS MATERIALIZED (
@@ -221,7 +306,7 @@ public struct TaskStore: Sendable {
             RETURNING to_jsonb(x.*)::text AS row, x.\(q(source.key))::text AS k, x.\(q(Lease.token)) AS token,
                       x.\(q(Lease.attempts)) AS attempt
             """
-        guard let g = config.limits?.fairnessGroup, keys.isEmpty else { return update }
+        guard let g = config.limits?.fairnessGroup, keys.isEmpty || marksFairTurns else { return update }
         // Fair claims record each claimed group's turn, in group order (no deadlock between
         // workers claiming the same groups).
         return """
@@ -633,6 +718,10 @@ public struct TaskStore: Sendable {
             ("drain check", outstandingQuery(keys: [])),
             ("drain check --task", outstandingQuery(keys: [key])),
         ]
+        if let pick = sessionPickQuery(limit: 16, keys: [], held: []) {
+            out.append(("session claim pick", pick))
+            out.append(("session claim pick --task", sessionPickQuery(limit: 16, keys: [key], held: []) ?? pick))
+        }
         if let q = previousAttemptsQuery(taskKey: key) { out.append(("previous attempts", q)) }
         if let q = TaskStore.executionUpdate(config, executionKey: executionKey, outcome: outcome.execution) {
             out.append(("execution finish", q))

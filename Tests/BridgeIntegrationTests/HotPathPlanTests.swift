@@ -18,7 +18,7 @@ struct HotPathPlanTests {
     static var mappings: String { TestDatabase.projectRoot.appendingPathComponent("mappings").path }
     static let largeTables: Set<String> = [
         "tasks", "task_executions", "spans", "traces", "span_deliveries",
-        "trace_deliveries", "run_transcripts", "execution_logs",
+        "trace_deliveries", "run_transcripts", "execution_logs", "conversation_messages", "agent_messages",
     ]
 
     /// The relations that `query`'s plan reads with a Seq Scan, among the large tables.
@@ -48,6 +48,7 @@ struct HotPathPlanTests {
         _ = try await Migrator(options: o).up()
         let c = try await TestDatabase.connect(url)
         try await fillLedger(c)
+        try await fillSessions(c)
         try await c.simpleQuery("ANALYZE")
         var config = try MappingLoader.load(directory: mappings)
         config.columnTypes = try await ColumnTypes.load(for: config, connection: c)
@@ -97,6 +98,35 @@ struct HotPathPlanTests {
             """)
     }
 
+    /// Sessions (issue 24): one conversation per workspace with 500 messages, and one long
+    /// conversation of 10,000 messages (`conversation_messages`), and the same in bridge's own
+    /// `agent_messages` (100 sessions of 500 items, and session `long` of 10,000).
+    static func fillSessions(_ c: PostgresConnection) async throws {
+        try await c.simpleQuery(
+            """
+            INSERT INTO conversations (workspace_id, chat_id) SELECT id, 'chat-' || id FROM workspaces;
+            INSERT INTO conversations (id, workspace_id, chat_id)
+              SELECT '00000000-0000-0000-0000-000000000001', id, 'long' FROM workspaces LIMIT 1;
+            INSERT INTO conversation_messages (conversation_id, message_id, role, content, created_at)
+              SELECT c.id, 'm-' || lpad(g::text, 5, '0'), CASE WHEN g % 2 = 0 THEN 'assistant' ELSE 'user' END,
+                     'message ' || g, now() - (20000 - g) * interval '1 s'
+              FROM conversations c CROSS JOIN generate_series(1, 500) g WHERE c.chat_id <> 'long';
+            INSERT INTO conversation_messages (conversation_id, message_id, role, content, created_at)
+              SELECT '00000000-0000-0000-0000-000000000001', 'm-' || lpad(g::text, 5, '0'),
+                     CASE WHEN g % 2 = 0 THEN 'assistant' ELSE 'user' END, 'message ' || g,
+                     now() - (20000 - g) * interval '1 s'
+              FROM generate_series(1, 10000) g;
+            INSERT INTO bridge.agent_sessions (session_id) SELECT 's-' || g FROM generate_series(1, 100) g;
+            INSERT INTO bridge.agent_sessions (session_id) VALUES ('long');
+            INSERT INTO bridge.agent_messages (session_id, message_data, created_at)
+              SELECT 's-' || s, '{"role": "user", "content": "message ' || g || '"}', now() - (20000 - g) * interval '1 s'
+              FROM generate_series(1, 100) s CROSS JOIN generate_series(1, 500) g;
+            INSERT INTO bridge.agent_messages (session_id, message_data, created_at)
+              SELECT 'long', '{"role": "user", "content": "message ' || g || '"}', now() - (20000 - g) * interval '1 s'
+              FROM generate_series(1, 10000) g
+            """)
+    }
+
     /// The statements of an export poll: from the start (the legacy rows first) and from the
     /// end of the ledger (an idle poll).
     static func exportStatements(_ c: PostgresConnection) async throws -> [(name: String, query: PostgresQuery)] {
@@ -135,6 +165,22 @@ struct HotPathPlanTests {
         statements += LedgerPruner.hotPathStatements(
             cutoff: Date().addingTimeInterval(-3_600),
             leasedTaskKeys: TaskStore(config: config).leasedKeysQuery)
+        // Sessions: the last `limit` items of a 10,000-item conversation, in the application's
+        // table and in bridge's own, read through (session, created_at).
+        let long = "00000000-0000-0000-0000-000000000001"
+        let appSessions = try #require(SessionStore(config: config))
+        statements += appSessions.hotPathStatements(key: long)
+        var bridgeConfig = config
+        bridgeConfig.sessions?.table = nil
+        let bridgeSessions = try #require(SessionStore(config: bridgeConfig))
+        statements += bridgeSessions.hotPathStatements(key: "long").map { ("bridge " + $0.name, $0.query) }
+        #expect(statements.map(\.name).contains("session claim pick"))
+        let items = try await appSessions.load(on: c, key: long)
+        #expect(items.count == 50)
+        #expect(items.first == ["role": "user", "content": "message 9951"])
+        #expect(items.last == ["role": "assistant", "content": "message 10000"])
+        let own = try await bridgeSessions.load(on: c, key: "long")
+        #expect(own.count == 50 && own.last?["content"] == "message 10000")
         #expect(statements.count >= 16)
         for (name, query) in statements {
             let scans = try await Self.seqScans(query, on: c)

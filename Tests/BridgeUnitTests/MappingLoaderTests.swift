@@ -52,7 +52,7 @@ enum MappingFixtures {
             ])
         #expect(
             config.files.map { ($0 as NSString).lastPathComponent } == [
-                "agents.yaml", "bridge.yaml", "mcp.yaml", "spend.yaml", "tools.yaml",
+                "agents.yaml", "bridge.yaml", "mcp.yaml", "sessions.yaml", "spend.yaml", "tools.yaml",
             ])
         #expect(config.mcpServers.map(\.name) == ["team_tools"])
         #expect(config.agent(named: "Researcher")?.mcpServers == ["team_tools"])
