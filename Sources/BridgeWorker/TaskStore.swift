@@ -262,7 +262,10 @@ public struct TaskStore: Sendable {
             let rows = try await conn.transaction { c -> PostgresRows? in
                 let candidates = try c.query(pick).compactMap { r in r["k"].map { (key: $0, session: r["sk"] ?? "") } }
                 guard !candidates.isEmpty else { return nil }
-                let picked = try c.query(Self.sessionLockQuery(candidates)).compactMap { $0["k"] }
+                // No candidate in a session: no lock to take (one round trip less).
+                let picked =
+                    candidates.allSatisfy { $0.session.isEmpty }
+                    ? candidates.map(\.key) : try c.query(Self.sessionLockQuery(candidates)).compactMap { $0["k"] }
                 guard !picked.isEmpty else { return nil }
                 return try c.query(
                     store.claimQuery(
