@@ -594,7 +594,12 @@ struct RunState {
         transcript += response.output
 
         // Durable: the response is journaled (with the spans ended so far) before anything else.
-        if let journal {
+        // A final answer with nothing left to run (no call, no output guardrail) is not: the
+        // run's finishing transaction, right after, journals it with its result.
+        let finishesHere =
+            agent.outputGuardrails.isEmpty && Self.lastMessageText(response.output) != nil
+            && !response.output.contains { $0["type"]?.stringValue == "function_call" }
+        if let journal, !finishesHere {
             let checkpoint = RunCheckpoint(
                 history: history, transcript: transcript, usage: usage, turn: turn,
                 toolCalls: toolCalls, agent: agent.name, taskEventId: taskEventId, agentEventId: agentId,

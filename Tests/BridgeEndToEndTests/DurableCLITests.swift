@@ -150,6 +150,167 @@ struct DurableCLITests {
         #expect(verify.status == 0, "\(verify.stdout.suffix(3000))\n\(verify.stderr.suffix(1000))")
     }
 
+    /// A worker killed while it resumes a run another worker left (SIGKILL during the resumed
+    /// stint's next model call): the third worker still finishes the run in its one trace, the
+    /// writing SQL tool's action is not done again, and verify passes.
+    @Test(.timeLimit(.minutes(5)))
+    func aKillDuringTheResumeItselfStillFinishesInOneTrace() async throws {
+        let tasks = 2
+        let (url, mappings, _) = try await DurableFixture.setUp(tasks: tasks)
+        let poll = PollingConnection(url)
+        func worker() throws -> BackgroundBridge {
+            try BackgroundBridge([
+                "exec", "--offline", "--offline-latency-ms", "1500", "--concurrency", "2", "--lease", "1",
+                "--database-url", url, "--mappings", mappings,
+            ])
+        }
+        // A dies once both runs have journaled their first response (their actions are done).
+        let a = try worker()
+        #expect(
+            await a.send(
+                SIGKILL,
+                when: {
+                    try poll.count("checkpoint IS NOT NULL", table: "bridge.run_journals") == tasks
+                        && poll.count("true", table: "durable_actions") == tasks
+                }, timeout: .seconds(90)))
+        _ = await a.wait(timeout: 10)
+        // B takes the runs over (its id in their journals) and dies in their next model call.
+        let b = try worker()
+        let bPid = b.pid
+        #expect(
+            await b.send(
+                SIGKILL,
+                when: {
+                    try poll.count("worker_id LIKE '%:\(bPid):%'", table: "bridge.run_journals") >= 1
+                }, timeout: .seconds(90)))
+        _ = await b.wait(timeout: 10)
+        // C finishes them.
+        let c = try worker()
+        let rc = await c.wait(timeout: 120)
+        #expect(rc?.status == 0, "\(c.output.suffix(3000))")
+
+        try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: tasks, spansPerTrace: 8)
+        #expect(try await TestDatabase.count(url, "true", table: "durable_actions") == tasks)
+        #expect(
+            try await TestDatabase.psql(
+                url,
+                """
+                SELECT count(*) FROM (SELECT trace_id, span_data->>'name' FROM bridge.spans WHERE span_data->>'type' = 'function'
+                                      GROUP BY 1, 2 HAVING count(*) > 1) d
+                """) == "0")
+        // One trace per task, every resume span in it.
+        #expect(
+            try await TestDatabase.psql(url, "SELECT count(DISTINCT trace_id) FROM bridge.traces") == String(tasks))
+        #expect(try await TestDatabase.count(url, "span_data->>'name' = 'resume'", table: "bridge.spans") >= tasks)
+        #expect(try await TestDatabase.count(url, "true", table: "bridge.run_journals") == 0)
+        let verify = try await BridgeBinary.run(["verify", "--database-url", url, "--mappings", mappings])
+        #expect(verify.status == 0, "\(verify.stdout.suffix(3000))\n\(verify.stderr.suffix(1000))")
+    }
+
+    /// Worker A is killed at `boundary` (a SQL condition on the journal) with `agents` as the
+    /// mappings' agents; worker B finishes the queue. Each task completes once in one trace,
+    /// its action done once, no function or handoff span doubled, and verify passes.
+    static func killAt(_ boundary: String, agents: String, tasks: Int = 2) async throws {
+        let (url, mappings, _) = try await DurableFixture.setUp(tasks: tasks)
+        try agents.write(
+            to: URL(fileURLWithPath: mappings).appendingPathComponent("agents.yaml"), atomically: true,
+            encoding: .utf8)
+        let poll = PollingConnection(url)
+        func worker() throws -> BackgroundBridge {
+            try BackgroundBridge([
+                "exec", "--offline", "--offline-latency-ms", "1500", "--concurrency", "2", "--lease", "1",
+                "--database-url", url, "--mappings", mappings,
+            ])
+        }
+        let a = try worker()
+        #expect(
+            await a.send(
+                SIGKILL, when: { try poll.count(boundary, table: "bridge.run_journals") >= 1 },
+                timeout: .seconds(90)))
+        _ = await a.wait(timeout: 10)
+        let b = try worker()
+        let rb = await b.wait(timeout: 120)
+        #expect(rb?.status == 0, "\(b.output.suffix(3000))")
+        #expect(try await TestDatabase.count(url, "status = 'completed'", table: "tasks") == tasks)
+        #expect(try await TestDatabase.count(url, "status = 'completed'", table: "task_executions") == tasks)
+        #expect(try await TestDatabase.count(url, "error_type = 'LeaseExpired'", table: "task_executions") >= 1)
+        #expect(try await TestDatabase.count(url, "true", table: "durable_actions") == tasks)
+        #expect(
+            try await TestDatabase.psql(url, "SELECT count(DISTINCT openai_trace_id) FROM task_executions")
+                == String(tasks))
+        #expect(
+            try await TestDatabase.psql(
+                url,
+                """
+                SELECT count(*) FROM (SELECT trace_id, span_data->>'type', span_data->>'name', span_data->>'to_agent'
+                                      FROM bridge.spans WHERE span_data->>'type' IN ('function', 'handoff')
+                                      GROUP BY 1, 2, 3, 4 HAVING count(*) > 1) d
+                """) == "0")
+        #expect(try await TestDatabase.count(url, "span_data->>'name' = 'resume'", table: "bridge.spans") >= 1)
+        #expect(try await TestDatabase.count(url, "true", table: "bridge.run_journals") == 0)
+        let verify = try await BridgeBinary.run(["verify", "--database-url", url, "--mappings", mappings])
+        #expect(verify.status == 0, "\(verify.stdout.suffix(3000))\n\(verify.stderr.suffix(1000))")
+    }
+
+    /// A kill during a handoff: the handoff's model response is journaled and the next agent's
+    /// model call is in flight. The resumed run takes the handoff again from the journaled
+    /// response (same span id, stored once) and the action is not repeated.
+    @Test(.timeLimit(.minutes(5)))
+    func aKillDuringAHandoffResumesInTheNextAgent() async throws {
+        try await Self.killAt(
+            "checkpoint->>'turn' = '2' AND checkpoint->>'agent' = 'Project Manager'",
+            agents: """
+                version: 1
+                agents:
+                  - name: Project Manager
+                    match: Project Manager
+                    instructions: Record the action, then hand off.
+                    model: gpt-4.1
+                    tools: [record_action]
+                    handoffs:
+                      - agent: Specialist
+                  - name: Specialist
+                    match: Specialist
+                    instructions: Answer.
+                    model: gpt-4.1
+                """)
+    }
+
+    /// A kill during an output guardrail (its agent's model call in flight, after the final
+    /// answer was journaled): the resumed run does not ask for the answer again, runs the
+    /// guardrail, and finishes; the action is not repeated.
+    @Test(.timeLimit(.minutes(5)))
+    func aKillDuringAGuardrailResumesAfterTheAnswer() async throws {
+        try await Self.killAt(
+            "checkpoint->>'turn' = '2'",
+            agents: """
+                version: 1
+                agents:
+                  - name: Project Manager
+                    match: Project Manager
+                    instructions: Record the action, then answer.
+                    model: gpt-4.1
+                    tools: [record_action]
+                    output_guardrails: [checker]
+                  - name: Checker
+                    match: Checker
+                    instructions: Check the answer.
+                    model: gpt-4.1-mini
+                    output_type:
+                      name: Verdict
+                      schema:
+                        type: object
+                        properties:
+                          tripwire_triggered: {type: boolean}
+                          output_info: {type: string}
+                        required: [tripwire_triggered, output_info]
+                        additionalProperties: false
+                guardrails:
+                  - name: checker
+                    agent: Checker
+                """)
+    }
+
     /// A journal this bridge cannot read (corrupt, or of another format): a clear error on the
     /// task, the journal dropped and the trace closed; the worker carries on with the others.
     @Test(.timeLimit(.minutes(4)))

@@ -337,3 +337,60 @@ import Testing
         #expect(server.requests.last?.header("Expect") == "100-continue")
     }
 }
+
+/// Counts what an `HTTPBodyStream` is given; refuses the body after `abortAfter` bytes.
+private final class CountingStream: HTTPBodyStream, @unchecked Sendable {
+    // @unchecked Sendable: written by the engine thread during the transfer, read after it.
+    var began: Bool?
+    var bytes = 0
+    let abortAfter: Int
+    init(abortAfter: Int = .max) { self.abortAfter = abortAfter }
+    func begin(status: Int, headers: HTTPHeaders) -> Bool {
+        began = status == 200
+        return status == 200
+    }
+    func receive(_ chunk: UnsafeRawBufferPointer) -> HTTPError? {
+        bytes += chunk.count
+        return bytes > abortAfter ? .malformedJSON(reason: "enough") : nil
+    }
+}
+
+@Suite struct HTTPBodyStreamTests {
+    static let events: [ModelStreams.Event] = (0..<50).map {
+        (nil, "{\"n\":\($0),\"pad\":\"" + String(repeating: "x", count: 100) + "\"}")
+    }
+
+    @Test func aStreamedBodyGoesToTheStreamAnErrorBodyIsBuffered() async throws {
+        let server = try TestHTTPServer(
+            handler: TestHTTPServer.routes([
+                "/sse": { _ in .sse(Self.events) }, "/err": { _ in .json(["error": "no"], status: 503) },
+            ]))
+        defer { server.stop() }
+        let client = HTTPClient()
+        defer { client.shutdown() }
+        var request = HTTPRequest(url: server.url("/sse"))
+        let stream = CountingStream()
+        request.bodyStream = stream
+        let r = try await client.execute(request)
+        #expect(r.status == 200 && r.body.isEmpty && stream.began == true && stream.bytes > 5000)
+
+        let refused = CountingStream()
+        request = HTTPRequest(url: server.url("/err"))
+        request.bodyStream = refused
+        let e = try await client.execute(request)
+        #expect(e.status == 503 && e.bodyText.contains("no") && refused.began == false && refused.bytes == 0)
+    }
+
+    @Test func aStreamedBodyCountsAgainstTheCapAndTheStreamMayAbort() async throws {
+        let server = try TestHTTPServer { _ in .sse(Self.events) }
+        defer { server.stop() }
+        let client = HTTPClient()
+        defer { client.shutdown() }
+        var request = HTTPRequest(url: server.url("/sse"), maxResponseBytes: 2000)
+        request.bodyStream = CountingStream()
+        await #expect(throws: HTTPError.tooLarge(limit: 2000)) { try await client.execute(request) }
+        request = HTTPRequest(url: server.url("/sse"))
+        request.bodyStream = CountingStream(abortAfter: 1000)
+        await #expect(throws: HTTPError.malformedJSON(reason: "enough")) { try await client.execute(request) }
+    }
+}
