@@ -58,15 +58,8 @@ extension ExecApp {
         if let traceFile { sinks.append(try FileExporter(path: traceFile)) }
         let httpClient = HTTPClient(configuration: httpLimits.clientConfiguration())
         defer { httpClient.shutdown() }
-        let model: any ModelProvider =
-            switch choice {
-            case .offline(let latency): OfflineModel(latency: latency)
-            case .openAI(let api):
-                try ModelProviders.make(
-                    environment: env, defaultAPI: api, client: httpClient,
-                    requestTimeout: httpLimits.modelTimeout, stream: httpLimits.stream,
-                    streamStallTimeout: httpLimits.streamStall)
-            }
+        // No fleet gate around a rerun's calls: the HTTP client retries its own 429s.
+        let model = try modelProvider(choice, client: httpClient)
         let secrets = Secrets.collect(connection: cc, environment: env)
         let mcpServers = try await Self.startMCPServers(
             config, environment: env, client: httpClient, progress: progress)

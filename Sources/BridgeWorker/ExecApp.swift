@@ -113,6 +113,21 @@ public struct ExecApp: Sendable {
 
     /// With fleet-wide `limits`, a 429 goes to the fleet's buckets (every worker waits for its
     /// reset) instead of being retried by this process alone.
+    /// The model `choice` names: the offline model, or the OpenAI API over `client` with the
+    /// `--http-*` limits and streaming setting.
+    func modelProvider(_ choice: ModelChoice, client: HTTPClient, retry: RetryPolicy = RetryPolicy()) throws
+        -> any ModelProvider
+    {
+        switch choice {
+        case .offline(let latency): return OfflineModel(latency: latency)
+        case .openAI(let api):
+            return try ModelProviders.make(
+                environment: environment, defaultAPI: api, client: client, retry: retry,
+                requestTimeout: httpLimits.modelTimeout, stream: httpLimits.stream,
+                streamStallTimeout: httpLimits.streamStall)
+        }
+    }
+
     static func retryPolicy(_ config: MappingConfig) -> RetryPolicy {
         var policy = RetryPolicy()
         policy.rateLimitsShared = config.limits != nil
@@ -246,16 +261,7 @@ public struct ExecApp: Sendable {
         // would hold `--concurrency 50` to 8 model calls in flight.
         let httpClient = HTTPClient(configuration: httpLimits.clientConfiguration(concurrency: options.concurrency))
         defer { httpClient.shutdown() }
-        let model: any ModelProvider =
-            switch choice {
-            case .offline(let latency): OfflineModel(latency: latency)
-            case .openAI(let api):
-                try ModelProviders.make(
-                    environment: env, defaultAPI: api, client: httpClient,
-                    retry: Self.retryPolicy(config),
-                    requestTimeout: httpLimits.modelTimeout, stream: httpLimits.stream,
-                    streamStallTimeout: httpLimits.streamStall)
-            }
+        let model = try modelProvider(choice, client: httpClient, retry: Self.retryPolicy(config))
         // One connection per MCP server for the whole worker, started and initialized before
         // anything is claimed (one that cannot start is a configuration error, exit 2; one that
         // crashes later is restarted); stopped (children included) when the drain ends, however

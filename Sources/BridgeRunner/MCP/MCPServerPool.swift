@@ -110,14 +110,15 @@ actor MCPServerConnection {
         guard let current = channel, current as AnyObject === ch as AnyObject else { return }
         channel = nil
         cachedTools = nil
+        backOff()
+    }
+
+    /// One more failure in a row: the next start waits for the backoff.
+    private func backOff() {
         failures += 1
         notBefore =
             ContinuousClock.now
-            + .milliseconds(
-                Int(
-                    1000
-                        * RetryBackoff.delay(
-                            attempt: failures, base: Self.backoffBase, cap: Self.backoffCap)))
+            + .seconds(RetryBackoff.delay(attempt: failures, base: Self.backoffBase, cap: Self.backoffCap))
     }
 
     /// The running, initialized channel: started (or restarted after the backoff) if needed.
@@ -148,14 +149,7 @@ actor MCPServerConnection {
             channel = c
             return c
         } catch {
-            failures += 1
-            notBefore =
-                ContinuousClock.now
-                + .milliseconds(
-                    Int(
-                        1000
-                            * RetryBackoff.delay(
-                                attempt: failures, base: Self.backoffBase, cap: Self.backoffCap)))
+            backOff()
             throw Self.mcpError(error)
         }
     }
