@@ -89,6 +89,8 @@ struct RunGate: ModelGate {
     /// Whether `bridge.model_calls` exists (migration 0055); spend is recorded only then.
     let recordsSpend: Bool
     let progress: ProgressReporter?
+    /// Where a durable run takes statements to send with its next write (nil: send at once).
+    var riders: RiderQueue? = nil
 
     var config: MappingConfig { limits.config }
 
@@ -196,24 +198,34 @@ struct RunGate: ModelGate {
         let u = response.usage
         let usd = response.cost?.usd
         if let usd { BridgeMetrics.modelCost(model: model, group: group ?? "", usd: usd) }
-        var spend: PostgresQuery = """
+        let call: PostgresQuery = """
             INSERT INTO bridge.model_calls (task_key, attempt, group_key, agent, model, input_tokens, cached_tokens,
                                             output_tokens, cost_usd)
             VALUES (\(taskKey), \(attempt)::int, \(group), \(request.agent.name), \(model), \(u.inputTokens)::bigint,
                     \(u.cachedTokens)::bigint, \(u.outputTokens)::bigint, \(usd)::numeric)
             """
-        if let group {
-            spend = """
-                WITH call AS (\(spend))
-                INSERT INTO bridge.group_spend AS g (group_key, spent_usd, unpriced_calls)
-                VALUES (\(group), coalesce(\(usd)::numeric, 0), \(usd == nil ? 1 : 0)::bigint)
-                ON CONFLICT (group_key) DO UPDATE SET spent_usd = g.spent_usd + excluded.spent_usd,
-                    unpriced_calls = g.unpriced_calls + excluded.unpriced_calls, updated_at = now()
-                RETURNING g.spent_usd::float8 AS spent
-                """
+        let total: PostgresQuery? = group.map {
+            """
+            INSERT INTO bridge.group_spend AS g (group_key, spent_usd, unpriced_calls)
+            VALUES (\($0), coalesce(\(usd)::numeric, 0), \(usd == nil ? 1 : 0)::bigint)
+            ON CONFLICT (group_key) DO UPDATE SET spent_usd = g.spent_usd + excluded.spent_usd,
+                unpriced_calls = g.unpriced_calls + excluded.unpriced_calls, updated_at = now()
+            RETURNING g.spent_usd::float8 AS spent
+            """
+        }
+        // A durable run's next journal write (or its finishing transaction) carries the spend,
+        // in the round trip it makes anyway. Not when the total is written back to the
+        // application's row, which needs it at once.
+        if let riders, config.budgets?.spentColumn == nil {
+            riders.ride([call] + (total.map { [$0] } ?? []))
+            return
         }
         do {
-            let spent = try await connection.query(spend).first?.double("spent")
+            guard let total else {
+                try await connection.query(call)
+                return
+            }
+            let spent = try await connection.query("WITH call AS (\(call)) \(total)").first?.double("spent")
             if let spent, let group, let b = config.budgets, let column = b.spentColumn {
                 let types = config.columnTypes
                 _ = try await connection.query(

@@ -223,6 +223,13 @@ struct RunExecutor: Sendable {
                 paused: $0.state.paused, decisions: $0.decisions,
                 openSpans: $0.state.openSpans)
         }
+        let journal =
+            durable
+            ? DurableJournal(
+                store: journals, connection: c, taskKey: key, traceId: spec.traceId, token: token,
+                workerId: options.workerId, stop: stop, finished: journalCalls, traceWritten: traceWritten,
+                deferredTools: DurableJournal.deferredTools(of: spec, leased: true))
+            : nil
         // Every model call is priced and passes the fleet's limits and the group's budget.
         let tally = CostTally()
         var model = self.model
@@ -230,7 +237,7 @@ struct RunExecutor: Sendable {
             let group = config.source.groupColumn.flatMap { task[$0] }.flatMap { $0.isNull ? nil : $0.templateText }
             let gate = RunGate(
                 limits: fleet, connection: c, taskKey: key, attempt: claim.attempt, group: group,
-                recordsSpend: recordsSpend, progress: progress)
+                recordsSpend: recordsSpend, progress: progress, riders: journal?.riders)
             model = MeteredModel(inner: model, pricing: config.pricing, gate: gate, tally: tally)
             BridgeMetrics.registerCost(
                 models: spec.agents.values.map(\.model).filter { config.pricing.models[$0] != nil }, group: group ?? "")
@@ -241,13 +248,6 @@ struct RunExecutor: Sendable {
             tools = LimitedTools(inner: tools, limits: toolLimits, connection: c)
             mcp = mcp.map { LimitedMCP(inner: $0, limits: toolLimits, connection: c) }
         }
-        let journal =
-            durable
-            ? DurableJournal(
-                store: journals, connection: c, taskKey: key, traceId: spec.traceId, token: token,
-                workerId: options.workerId, stop: stop, finished: journalCalls, traceWritten: traceWritten,
-                deferredTools: DurableJournal.deferredTools(of: spec, leased: true))
-            : nil
         let (result, spanCount, openSpans) = try await TracedRun(model: model, secrets: secrets, mcp: mcp)
             .run(
                 spec, task: task, taskKey: key, connection: c, tools: tools, resume: resume,
@@ -257,10 +257,12 @@ struct RunExecutor: Sendable {
         // since its last journal write are dropped: the run goes on from its journal.
         if await isLost(token) {
             journal?.discard()
+            await Self.sendRiders(journal, on: c)
             return .stale(taskKey: key, traceId: spec.traceId)
         }
         if result.status == .failed && (Task.isCancelled || result.error?.type == .cancelled) {
             journal?.discard()
+            await Self.sendRiders(journal, on: c)
             let released = try await release(
                 c, claim, executionKey: attempt.executionKey, startedAt: attempt.startedAt,
                 durable: durable)
@@ -295,7 +297,12 @@ struct RunExecutor: Sendable {
         // A retried durable run goes on from its journal (its last steps are done again); a
         // finished one writes its last spans and drops its journal with its result.
         var also: [PostgresQuery] = []
-        if retried { journal?.discard() } else { also = journal?.finalStatements(dropHead: true) ?? [] }
+        if retried {
+            journal?.discard()
+            await Self.sendRiders(journal, on: c)
+        } else {
+            also = journal?.finalStatements(dropHead: true) ?? []
+        }
         // A completed run's new items join its session in the same transaction: only a run
         // whose lease held appends, and only once (a resumed run appends at its own finish).
         var appended: [PostgresQuery] = []
@@ -319,7 +326,12 @@ struct RunExecutor: Sendable {
                 on: c, taskKey: key, token: token, executionKey: attempt.executionKey,
                 traceId: spec.traceId, outcome: outcome, also: also)
         }
-        guard written else { return .stale(taskKey: key, traceId: spec.traceId) }
+        guard written else {
+            // The finishing transaction rolled back, and the spend it carried with it.
+            journal?.riders.unsend()
+            await Self.sendRiders(journal, on: c)
+            return .stale(taskKey: key, traceId: spec.traceId)
+        }
         if let resumed {
             try await approvals.finished(
                 on: c, taskKey: key,
@@ -331,6 +343,13 @@ struct RunExecutor: Sendable {
         return .failed(
             taskKey: key, traceId: spec.traceId, message: outcome.execution.errorMessage ?? "", retried: retried,
             toolCalls: result.toolCalls, spans: spanCount, errorType: outcome.execution.errorType ?? .runError)
+    }
+
+    /// Sends what `journal` still holds to ride on another statement (a model call's spend) in
+    /// a statement of its own: the run makes no more writes. Best effort, like any spend record.
+    static func sendRiders(_ journal: DurableJournal?, on c: PostgresConnection) async {
+        guard let statement = journal?.riders.statement() else { return }
+        _ = try? await c.query(statement)
     }
 
     /// What a finished (completed or failed) run writes, and whether a failure is retried.

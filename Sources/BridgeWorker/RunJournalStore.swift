@@ -402,6 +402,49 @@ public struct RunJournalStore: Sendable {
     }
 }
 
+/// Statements that need no round trip of their own and no lease (a model call's spend: the
+/// money is spent whoever owns the task now), sent as CTEs of the next statement a run makes
+/// anyway. Held under a lock; whoever takes them sends them.
+public final class RiderQueue: @unchecked Sendable {
+    // @unchecked Sendable: `held` is only touched under `lock`.
+    private let lock = NSLock()
+    private var held: [PostgresQuery] = []
+    /// What the last `prefixing` took, for `unsend` when its statement did not commit.
+    private var lastSent: [PostgresQuery] = []
+
+    public init() {}
+
+    func ride(_ statements: [PostgresQuery]) { lock.withLock { held += statements } }
+
+    func take() -> [PostgresQuery] {
+        lock.withLock {
+            defer { held.removeAll() }
+            return held
+        }
+    }
+
+    /// Holds again what the last `prefixing` took (its transaction rolled back).
+    func unsend() { lock.withLock { held = lastSent + held } }
+
+    /// `statement` with the held riders as data-modifying CTEs in front of it (`statement` must
+    /// not start with its own WITH), or `statement` alone when none is held.
+    func prefixing(_ statement: PostgresQuery) -> PostgresQuery {
+        let riders = take()
+        lock.withLock { lastSent = riders }
+        guard !riders.isEmpty else { return statement }
+        let ctes = riders.enumerated().map { i, r -> PostgresQuery in "r\(unsafeRaw: String(i)) AS (\(r))" }
+        return "WITH \(ctes, separator: ",\n") \(statement)"
+    }
+
+    /// What is held, as one statement of its own (nil when nothing is).
+    func statement() -> PostgresQuery? {
+        let riders = take()
+        guard !riders.isEmpty else { return nil }
+        let ctes = riders.enumerated().map { i, r -> PostgresQuery in "r\(unsafeRaw: String(i)) AS (\(r))" }
+        return "WITH \(ctes, separator: ",\n") SELECT 1 AS ok"
+    }
+}
+
 /// The worker's request to its runs to stop at their next step boundary (SIGTERM).
 public final class StopSignal: @unchecked Sendable {
     // @unchecked Sendable: `stopped` is only touched under `lock`.
@@ -438,6 +481,8 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
     /// twice) and, under a lease, writing SQL tools (their row committed with their statement).
     private let deferredTools: Set<String>
     private var heldCalls: [JournaledCall] = []
+    /// Unfenced statements for the next write (a model call's spend).
+    let riders = RiderQueue()
 
     init(
         store: RunJournalStore, connection: PostgresConnection, taskKey: String, traceId: String, token: String?,
@@ -532,6 +577,7 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
         }
         let writes =
             calls.map { store.callWrite(taskKey: taskKey, traceId: traceId, call: $0) } + (journal.map { [$0] } ?? [])
+            + riders.take()
         let ok = try await connection.query(
             store.stepQuery(token: token, spans: spans, traceEnd: nil, journal: writes))
         guard ok.first?.int("ok") == 1 else {
@@ -554,9 +600,18 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
             return (held, traceEndedAt, heldCalls)
         }
         if !spans.isEmpty { BridgeMetrics.spansRecorded(spans.count) }
-        return calls.map { store.callWrite(taskKey: taskKey, traceId: traceId, call: $0, fenced: false) }
+        var statements =
+            calls.map { store.callWrite(taskKey: taskKey, traceId: traceId, call: $0, fenced: false) }
             + store.finalStatements(
                 taskKey: taskKey, spans: spans, traceEnd: end.map { (traceId, $0) }, dropHead: dropHead)
+        // The riders go in front of the last statement, so that the finishing transaction holds
+        // what they lock (a group's spend row) for as short a time as it can.
+        if let last = statements.popLast() {
+            statements.append(riders.prefixing(last))
+        } else if let alone = riders.statement() {
+            statements.append(alone)
+        }
+        return statements
     }
 
     /// Drops what is held (an interrupted run: the resumed one records those steps again).

@@ -56,9 +56,22 @@ struct SpendLimitsTests {
             ])
     }
 
-    @Test func everyModelCallIsPricedAndA429StormUsesNoAttempts() async throws {
+    /// With `spent_column` the spend is written at once (the total goes back to the app's row);
+    /// without it, it rides on the durable run's next journal write or its finishing transaction.
+    @Test(arguments: [true, false])
+    func everyModelCallIsPricedAndA429StormUsesNoAttempts(writesBack: Bool) async throws {
         let url = try await ExecCLITests.migratedReference()
-        let dir = try Self.spendMappings()
+        let dir = try TestMappings.copy(
+            prefix: "bridge-spend",
+            editing: [
+                "spend.yaml": { text in
+                    let priced = text.replacingOccurrences(
+                        of: "  gpt-4.1-mini: {input: 0.40, cached_input: 0.10, output: 1.60}\n", with: "")
+                    guard !writesBack else { return priced }
+                    return priced.split(separator: "\n", omittingEmptySubsequences: false)
+                        .filter { !$0.hasPrefix("  spent_column:") }.joined(separator: "\n")
+                }
+            ])
         defer { try? FileManager.default.removeItem(at: dir) }
         let model = StormModel(storm: 25)
         let server = try TestHTTPServer { model.handle($0) }
@@ -98,6 +111,18 @@ struct SpendLimitsTests {
         let served = try #require(
             Int(try await c.simpleQuery("SELECT count(*) AS n FROM bridge.model_calls").first?["n"] ?? ""))
         #expect(served == model.served)
+        // Each group's running total is the sum of its calls, however the rows were sent.
+        let totals = try await c.simpleQuery(
+            """
+            SELECT (SELECT coalesce(sum(spent_usd), 0) FROM bridge.group_spend)::text AS spent,
+                   (SELECT coalesce(sum(cost_usd), 0) FROM bridge.model_calls)::text AS calls,
+                   (SELECT coalesce(sum(unpriced_calls), 0) FROM bridge.group_spend)::text AS unpriced,
+                   (SELECT count(*) FROM bridge.model_calls WHERE cost_usd IS NULL)::text AS unpriced_calls
+            """
+        ).first
+        #expect(
+            totals?["spent"] == totals?["calls"] && totals?["unpriced"] == totals?["unpriced_calls"],
+            "\(totals.map { "\($0)" } ?? "")")
         // The same cost is on every response span, and summed on the execution row.
         let spans = try await c.simpleQuery(
             """
