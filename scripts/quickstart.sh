@@ -157,9 +157,13 @@ Where to look:
 MSG
 [ -f "$DEMO/traces.jsonl" ] && echo "  $DEMO/traces.jsonl   -- spans as JSONL in the SDK's export format"
 [ -f "$DEMO/trace.html" ] && echo "  $DEMO/trace.html     -- a trace's timeline (open it in a browser)"
+# A fresh shell needs DATABASE_URL to reach the demo database (the README's "after the quick
+# start" commands rely on it). The shipped mappings start the example MCP server with `python3`:
+# in a new shell, bridge exec needs the virtualenv's first on PATH (otherwise it stops at once,
+# exit 2, naming the server), so PATH is part of the line when that virtualenv exists.
 if [ -n "${MCP_PYTHON:-}" ]; then
-  # The shipped mappings start the example MCP server with `python3`: in a new shell, bridge exec
-  # needs the virtualenv's first on PATH (otherwise it stops at once, exit 2, naming the server).
   echo "To run bridge from another shell: export PATH=\"$(dirname "$MCP_PYTHON"):\$PATH\" DATABASE_URL=\"$DATABASE_URL\""
+else
+  echo "To run bridge from another shell: export DATABASE_URL=\"$DATABASE_URL\""
 fi
 echo "Stop it with: scripts/quickstart.sh --stop"

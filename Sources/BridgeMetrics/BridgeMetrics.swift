@@ -40,7 +40,7 @@ public enum BridgeMetrics {
         ]
     }
 
-    /// The `# HELP` text of every family (promtool requires one per family; the README's
+    /// The `# HELP` text of every family (promtool requires one per family; docs/monitoring.md's
     /// metrics table says the same).
     public static let help: [String: String] = [
         Name.tasksClaimed: "Tasks this worker claimed.",

@@ -45,6 +45,8 @@ extension Bridge {
 
                 Exit status: 0 approved, 1 not a pending request of bridge's or expired, 2 bad id, flags, \
                 mappings or connection.
+
+                Reference: docs/guardrails-and-approvals.md
                 """
         )
         @OptionGroup var request: DecisionArguments
@@ -66,6 +68,8 @@ extension Bridge {
 
                 Exit status: 0 rejected, 1 not a pending request of bridge's or expired, 2 bad id, flags, \
                 mappings or connection.
+
+                Reference: docs/guardrails-and-approvals.md
                 """
         )
         @OptionGroup var request: DecisionArguments

@@ -16,6 +16,8 @@ extension Bridge {
                 as unpriced: their cost is unknown, never zero.
 
                 Exit status: 0 ok; 2 bad flags or connection, or migration 0055 missing.
+
+                Reference: docs/spend.md
                 """
         )
 

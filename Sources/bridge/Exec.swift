@@ -45,6 +45,8 @@ extension Bridge {
                 Exit status: 0 every task completed (also after a graceful shutdown), 1 a task failed, \
                 2 bad flags, mappings or connection (nothing is touched then), 128+N after a second \
                 signal N.
+
+                Reference: docs/exec.md
                 """
         )
 

@@ -30,6 +30,8 @@ extension Bridge {
                 Exit status: 0 everything is delivered, 1 items were rejected (now or before; see \
                 --retry-rejected), remain undelivered or an exporter failed, 2 bad flags, no exporter \
                 enabled or no ledger.
+
+                Reference: docs/export.md
                 """
         )
 

@@ -31,6 +31,8 @@ extension Bridge.Mappings {
                 is reported. When all is well, each MCP server's tools are listed by name.
 
                 Exit status: 0 no problems, 2 problems found or the database is unreachable.
+
+                Reference: docs/mappings.md
                 """
         )
 

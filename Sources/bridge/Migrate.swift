@@ -22,6 +22,8 @@ extension Bridge {
 
                 Exit status: 0 ok, 1 a migration or check failed, 2 bad input or unreachable database, \
                 3 migrations pending (status only).
+
+                Reference: docs/migrate.md
                 """,
             subcommands: [Up.self, Status.self, Plan.self, Baseline.self, Repair.self],
             defaultSubcommand: Up.self

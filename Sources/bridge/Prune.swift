@@ -34,6 +34,8 @@ extension Bridge {
 
                 Exit status: 0 done, 1 a batch failed (what was deleted before stays deleted), \
                 2 bad flags or no ledger (run `bridge migrate`).
+
+                Reference: docs/prune.md
                 """
         )
 

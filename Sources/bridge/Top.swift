@@ -25,6 +25,8 @@ extension Bridge {
                 bridge top exits; --json prints that snapshot as JSON. Ctrl-C quits.
 
                 Exit status: 0 ok; 2 bad flags, mappings or connection, or bridge's migrations missing.
+
+                Reference: docs/monitoring.md
                 """
         )
 

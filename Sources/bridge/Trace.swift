@@ -31,6 +31,8 @@ extension Bridge.Trace {
                 a Gantt-style timeline; click a span for its details.
 
                 Exit status: 0 shown, 2 unknown id, bad flags or connection.
+
+                Reference: docs/monitoring.md
                 """
         )
 
@@ -87,6 +89,8 @@ extension Bridge.Trace {
 
                 Exit status: 0 ok (Ctrl-C ends --follow); 2 bad flags or connection, no such task, or \
                 bridge's migrations missing.
+
+                Reference: docs/monitoring.md
                 """
         )
 

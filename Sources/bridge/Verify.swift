@@ -23,6 +23,8 @@ extension Bridge {
 
                 Exit status: 0 no check failed (skipped checks do not fail), 1 a check failed, \
                 2 bad flags, mappings, spans file or connection.
+
+                Reference: docs/verify.md
                 """
         )
 

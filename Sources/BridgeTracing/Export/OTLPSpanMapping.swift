@@ -5,7 +5,7 @@ import FoundationEssentials
 /// How one ledger span becomes an OTLP span: names and attributes by the OpenTelemetry GenAI
 /// semantic conventions (`invoke_agent {agent}`, `chat {model}`, `execute_tool {tool}`,
 /// `gen_ai.*`), plus OpenInference's (`openinference.span.kind`, `input.value`,
-/// `output.value`, `llm.*`, `tool.*`) for Phoenix. The README's "OTLP conventions" table lists
+/// `output.value`, `llm.*`, `tool.*`) for Phoenix. docs/export.md's "OTLP conventions" table lists
 /// them span kind by span kind; keep the two in step.
 ///
 /// Message and tool contents are whatever the ledger holds: with `include_sensitive_data` off
