@@ -48,6 +48,7 @@ struct MCPCLITests {
                   - name: other
                     stdio: {command: "\(Self.python)", args: ["\(Self.fixture)", stdio]}
                     tool_filter: {allowed: [echo]}
+                    timeout_ms: 180000
                   - name: gone
                     stdio: {command: no-such-mcp-server}
                 """,
