@@ -431,17 +431,19 @@ public final class RiderQueue: @unchecked Sendable {
     func prefixing(_ statement: PostgresQuery) -> PostgresQuery {
         let riders = take()
         lock.withLock { lastSent = riders }
-        guard !riders.isEmpty else { return statement }
-        let ctes = riders.enumerated().map { i, r -> PostgresQuery in "r\(unsafeRaw: String(i)) AS (\(r))" }
-        return "WITH \(ctes, separator: ",\n") \(statement)"
+        return riders.isEmpty ? statement : "WITH \(Self.ctes(riders)) \(statement)"
     }
 
     /// What is held, as one statement of its own (nil when nothing is).
     func statement() -> PostgresQuery? {
         let riders = take()
-        guard !riders.isEmpty else { return nil }
-        let ctes = riders.enumerated().map { i, r -> PostgresQuery in "r\(unsafeRaw: String(i)) AS (\(r))" }
-        return "WITH \(ctes, separator: ",\n") SELECT 1 AS ok"
+        return riders.isEmpty ? nil : "WITH \(Self.ctes(riders)) SELECT 1 AS ok"
+    }
+
+    /// `r0 AS (…), r1 AS (…)`: the riders as the CTE list of a WITH.
+    private static func ctes(_ riders: [PostgresQuery]) -> PostgresQuery {
+        PostgresQuery.joined(
+            riders.enumerated().map { i, r in "r\(unsafeRaw: String(i)) AS (\(r))" }, separator: ",\n")
     }
 }
 
