@@ -10,8 +10,15 @@ public enum BridgeBinary {
     public static var path: String { TestDatabase.projectRoot.appendingPathComponent(".build/debug/bridge").path }
     /// The shipped migrations folder.
     public static var migrations: String { TestDatabase.projectRoot.appendingPathComponent("migrations").path }
-    /// The shipped mappings folder.
-    public static var mappings: String { TestDatabase.projectRoot.appendingPathComponent("mappings").path }
+    /// The shipped mappings folder itself.
+    public static var shippedMappings: String { TestDatabase.projectRoot.appendingPathComponent("mappings").path }
+    /// The shipped mappings as tests run them: one copy per test process, made by
+    /// `TestMappings.copy`, so that MCP servers get room to start while the whole suite runs.
+    /// Line and column numbers are those of the shipped files.
+    public static let mappings: String = {
+        guard let dir = try? TestMappings.copy(prefix: "bridge-suite-mappings") else { return shippedMappings }
+        return dir.path
+    }()
 
     /// The test process's environment without `DATABASE_URL`, with `changes` applied (a nil
     /// value removes the variable).
@@ -124,7 +131,7 @@ public enum TestMappings {
     ) throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let shipped = BridgeBinary.mappings
+        let shipped = BridgeBinary.shippedMappings
         for name in try FileManager.default.contentsOfDirectory(atPath: shipped) where name.hasSuffix(".yaml") {
             var text = try String(contentsOfFile: shipped + "/" + name, encoding: .utf8)
             if name == "mcp.yaml" {

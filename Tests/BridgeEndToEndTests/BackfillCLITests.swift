@@ -292,18 +292,13 @@ struct BackfillCLITests {
     @Test func tasksWithoutAMappedAgentAreSkippedNamedAndExitOne() async throws {
         let url = try await ExecCLITests.migratedReference()
         let c = try await TestDatabase.connect(url)
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-mappings-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        for name in try FileManager.default.contentsOfDirectory(atPath: BridgeBinary.mappings)
-        where name.hasSuffix(".yaml") {
-            var text = try String(contentsOfFile: BridgeBinary.mappings + "/" + name, encoding: .utf8)
-            text = text.split(separator: "\n", omittingEmptySubsequences: false).filter {
-                !$0.contains("default_agent:")
+        let dir = try TestMappings.copy(editing: [
+            "bridge.yaml": { text in
+                text.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.contains("default_agent:") }
+                    .joined(separator: "\n")
             }
-            .joined(separator: "\n")
-            try text.write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
-        }
+        ])
+        defer { try? FileManager.default.removeItem(at: dir) }
         let orphans = try await c.query(
             """
             UPDATE tasks SET agent_id = NULL, assigned_to_role = 'Night Shift'
