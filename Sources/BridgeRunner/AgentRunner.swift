@@ -970,6 +970,8 @@ struct RunState {
         return call
     }
 
+    /// Runs one call under its function span (started here): a call the journal finished is
+    /// replayed, an MCP tool's call goes to its server, a bridge tool runs with its guardrails.
     static func runTool(_ call: PendingToolCall, parent: EventID, context: ToolContext, state: RunState) async
         -> ToolCallOutcome
     {
@@ -989,8 +991,6 @@ struct RunState {
                 call, runner: runner,
                 idempotencyKey: IdempotencyKey.make(traceId: context.spec.traceId, callId: call.callId))
         }
-        var output: String
-        var spanError: SpanErrorInfo?
         var context = context
         context.notes = ToolOutputNotes()
         context.callId = call.callId
@@ -998,6 +998,17 @@ struct RunState {
         if case .sql(let sql) = tool.implementation, sql.writes {
             context.exactlyOnce = runner.journal?.exactlyOnce(callId: call.callId, toolName: call.name)
         }
+        return await runBridgeTool(call, tool, journaled: journaled, context: context, state: state)
+    }
+
+    /// A bridge tool's call: its input guardrails, the tool, its output made storable, its
+    /// output guardrails; then its function span ends and the call is journaled. `journaled`:
+    /// a writing SQL tool's journal row, committed with its statement, replayed as its output.
+    private static func runBridgeTool(
+        _ call: PendingToolCall, _ tool: ToolSpec, journaled: JournaledCall?, context: ToolContext,
+        state: RunState
+    ) async -> ToolCallOutcome {
+        let runner = state.runner
         let trimmed = call.arguments.trimmingCharacters(in: .whitespacesAndNewlines)
         var arguments: JSONValue = [:]
         var parseError: String?
@@ -1014,6 +1025,7 @@ struct RunState {
                 state: state)
             if guards.failure != nil { return await guardFailed(call, guards, runner: runner) }
         }
+        var (output, spanError): (String, SpanErrorInfo?)
         if let parseError {
             output = RunnerMessages.argumentsError(parseError)
             spanError = SpanErrorInfo(
@@ -1021,30 +1033,12 @@ struct RunState {
                 data: ["tool_name": .string(call.name), "error": .string(parseError)])
         } else if let rejection = guards.rejection {
             // reject_content: the tool does not run; the model is told why.
-            output = rejection
+            (output, spanError) = (rejection, nil)
         } else {
-            do {
-                // A writing SQL tool's journal row committed with its statement: replayed as its output.
-                if let journaled {
-                    output = journaled.output
-                } else {
-                    output = try await runner.tools.execute(tool, arguments: arguments, context: context)
-                }
-            } catch {
-                let text = TextSafety.storable((error as? ToolFailure)?.message ?? String(describing: error)).text
-                output = RunnerMessages.toolError(text)
-                spanError = SpanErrorInfo(
-                    message: RunnerMessages.spanToolErrorNonFatal,
-                    data: ["tool_name": .string(call.name), "error": .string(text)])
-            }
+            (output, spanError) = await execute(
+                call, tool, arguments: arguments, journaled: journaled, context: context, runner: runner)
         }
-        let safe = TextSafety.storable(output)
-        let replaced = safe.replaced + context.notes.replaced
-        if !replaced.isEmpty {
-            output = safe.text
-            await runner.observer.record(
-                .spanNote(id: call.eventId, key: RunnerMessages.textReplacedKey, value: replaced.json))
-        }
+        output = await storable(output, call, notes: context.notes, runner: runner)
         let outputGuards = tool.outputGuardrails ?? []
         if parseError == nil, guards.rejection == nil, !outputGuards.isEmpty {
             let checked = await GuardrailRun.tool(
@@ -1066,6 +1060,39 @@ struct RunState {
         return ToolCallOutcome(
             index: call.index, callId: call.callId, name: call.name, output: output, fenced: fenced,
             usage: guards.usage, items: guards.items)
+    }
+
+    /// The tool's output (a writing SQL tool's journaled output, without running it again),
+    /// or what the model receives when it throws, with the function span's error.
+    private static func execute(
+        _ call: PendingToolCall, _ tool: ToolSpec, arguments: JSONValue, journaled: JournaledCall?,
+        context: ToolContext, runner: AgentRunner
+    ) async -> (String, SpanErrorInfo?) {
+        do {
+            if let journaled { return (journaled.output, nil) }
+            return (try await runner.tools.execute(tool, arguments: arguments, context: context), nil)
+        } catch {
+            let text = TextSafety.storable((error as? ToolFailure)?.message ?? String(describing: error)).text
+            return (
+                RunnerMessages.toolError(text),
+                SpanErrorInfo(
+                    message: RunnerMessages.spanToolErrorNonFatal,
+                    data: ["tool_name": .string(call.name), "error": .string(text)])
+            )
+        }
+    }
+
+    /// `output` as it can be stored (no U+0000): what was replaced in it, or in the tool's own
+    /// results (`notes`), is flagged on the function span.
+    private static func storable(_ output: String, _ call: PendingToolCall, notes: ToolOutputNotes, runner: AgentRunner)
+        async -> String
+    {
+        let safe = TextSafety.storable(output)
+        let replaced = safe.replaced + notes.replaced
+        guard !replaced.isEmpty else { return output }
+        await runner.observer.record(
+            .spanNote(id: call.eventId, key: RunnerMessages.textReplacedKey, value: replaced.json))
+        return safe.text
     }
 
     /// A tool guardrail raised or could not decide: the function span ends with the error (no
