@@ -4,6 +4,7 @@ import BridgePostgres
 import BridgeRunner
 import BridgeTracing
 import Foundation
+import Synchronization
 
 /// Durable approvals in the database: pausing a run (request rows in the user's approvals table,
 /// the run state in `bridge.run_states`, the task marked waiting, the lease released; one
@@ -12,17 +13,14 @@ import Foundation
 /// mappings and are quoted; every value is bound.
 public struct ApprovalStore: Sendable {
     public let config: MappingConfig
-    /// Column types looked up once per process (the claim loop asks on every pass).
-    private let types = TypeCache()
+    /// The mappings' column types, read once per process when the configuration came without
+    /// them (the `bridge approvals` commands; the worker's configuration has them).
+    private let loadedTypes = Loaded()
 
     public init(config: MappingConfig) { self.config = config }
 
-    final class TypeCache: @unchecked Sendable {
-        // @unchecked Sendable: `types` is guarded by `lock`.
-        private let lock = NSLock()
-        private var types: [String: String] = [:]
-        func get(_ key: String) -> String? { lock.withLock { types[key] } }
-        func set(_ key: String, _ value: String) { lock.withLock { types[key] = value } }
+    final class Loaded: Sendable {
+        let types = Mutex<ColumnTypes?>(nil)
     }
 
     /// The task column that marks a waiting task (`migrations/0020_approvals.sql`).
@@ -161,17 +159,16 @@ public struct ApprovalStore: Sendable {
     /// The SQL type of `table.column` (to cast bridge's text keys to it, so the user's column
     /// is compared as it is and its index applies).
     func columnType(_ table: String, _ column: String, on conn: PostgresConnection) async throws -> String {
-        let cacheKey = table + "." + column
-        if let t = types.get(cacheKey) { return t }
-        let rows = try await conn.query(
-            """
-            SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute
-            WHERE attrelid = to_regclass(\(PostgresQuery.quoteIdentifier(table))) AND attname = \(column) AND NOT attisdropped
-            """)
-        guard let t = rows.first?["t"] else {
+        if let t = config.columnTypes.type(table, column) { return t }
+        var types = loadedTypes.types.withLock { $0 }
+        if types == nil {
+            let loaded = try await ColumnTypes.load(for: config, connection: conn)
+            loadedTypes.types.withLock { $0 = loaded }
+            types = loaded
+        }
+        guard let t = types?.type(table, column) else {
             throw PostgresError(kind: .client, message: "column \(table).\(column) does not exist")
         }
-        types.set(cacheKey, t)
         return t
     }
 

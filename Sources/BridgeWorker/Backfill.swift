@@ -6,6 +6,7 @@ import BridgeMapping
 import BridgePostgres
 import BridgeTraceModel
 import Foundation
+import Synchronization
 
 /// Settings for one `bridge exec --backfill` process. Every setting has a default (the one
 /// `bridge exec --backfill` documents for its flag); callers start from `BackfillOptions()` and
@@ -283,11 +284,13 @@ public struct Backfiller: Sendable {
 /// locked) under this lock, so batches are consecutive key ranges and `--limit` is exact
 /// however many connections work. The lock is held on a connection's own thread, never on
 /// Swift's cooperative pool.
-final class BackfillKeyset: @unchecked Sendable {
-    private let lock = NSLock()
-    private var after: String?
-    private var reserved = 0
-    private var exhausted = false
+final class BackfillKeyset: Sendable {
+    private struct Position {
+        var after: String?
+        var reserved = 0
+        var exhausted = false
+    }
+    private let position = Mutex(Position())
     let total: Int
     let batchSize: Int
 
@@ -298,18 +301,18 @@ final class BackfillKeyset: @unchecked Sendable {
 
     /// Reads the next batch with `read(after key, limit)`; nil once no task is left or `total`
     /// tasks were handed out.
-    func next(_ read: (String?, Int) throws -> [HistoricalRun]) rethrows -> [HistoricalRun]? {
-        lock.lock()
-        defer { lock.unlock() }
-        guard !exhausted, reserved < total else { return nil }
-        let runs = try read(after, min(batchSize, total - reserved))
-        guard let last = runs.last else {
-            exhausted = true
-            return nil
+    func next(_ read: (String?, Int) throws -> [HistoricalRun]) throws -> [HistoricalRun]? {
+        try position.withLock { (p: inout Position) throws -> [HistoricalRun]? in
+            guard !p.exhausted, p.reserved < total else { return nil }
+            let runs = try read(p.after, min(batchSize, total - p.reserved))
+            guard let last = runs.last else {
+                p.exhausted = true
+                return nil
+            }
+            p.reserved += runs.count
+            p.after = last.taskKey
+            return runs
         }
-        reserved += runs.count
-        after = last.taskKey
-        return runs
     }
 }
 

@@ -1,5 +1,6 @@
 import BridgePostgres
 import Foundation
+import Synchronization
 
 /// Wakes the worker's main loop: a run finished, a notification arrived, a lease was reaped,
 /// shutdown was asked for. A ring with nobody waiting is kept for the next `wait`.
@@ -168,34 +169,29 @@ public enum WorkerIdentity {
 /// get the drain timeout, then they are released. The command decides when (its signal
 /// policy); requesting more than once is the same as once, and a request made before the
 /// worker starts stops it as soon as it does.
-public final class ShutdownRequest: @unchecked Sendable {
-    // @unchecked Sendable: `requested` and `handlers` are only touched under `lock`.
-    private let lock = NSLock()
-    private var requested = false
-    private var handlers: [@Sendable () -> Void] = []
+public final class ShutdownRequest: Sendable {
+    /// Whether it was requested, and what runs when it is.
+    private let state = Mutex((requested: false, handlers: [@Sendable () -> Void]()))
 
     public init() {}
 
     /// Asks for the shutdown. Safe from any thread, including a signal source's queue.
     public func request() {
-        lock.lock()
-        guard !requested else { return lock.unlock() }
-        requested = true
-        let run = handlers
-        handlers = []
-        lock.unlock()
+        let run = state.withLock { state -> [@Sendable () -> Void] in
+            guard !state.requested else { return [] }
+            state.requested = true
+            defer { state.handlers = [] }
+            return state.handlers
+        }
         for h in run { h() }
     }
 
     /// Runs `handler` at the request (at once if it was made already).
     func onRequest(_ handler: @escaping @Sendable () -> Void) {
-        lock.lock()
-        if requested {
-            lock.unlock()
-            handler()
-            return
+        let now = state.withLock { state -> Bool in
+            if !state.requested { state.handlers.append(handler) }
+            return state.requested
         }
-        handlers.append(handler)
-        lock.unlock()
+        if now { handler() }
     }
 }
