@@ -1,5 +1,5 @@
-// Over 400 lines: the libcurl engine (its own thread, the transfers, curl's callbacks and the
-// deadlines) is one unit around one lock; the unsafe C boundary stays in this one file.
+// The libcurl engine: its own thread, the transfers, curl's callbacks and the deadlines, around
+// one lock; the unsafe C boundary of HTTP stays in this file.
 import BridgeCore
 import CBridgeCurl
 import CBridgeCurlShim

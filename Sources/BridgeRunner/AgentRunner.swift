@@ -1,5 +1,5 @@
-// Over 400 lines: the SDK's agent loop (turns, tool calls, handoffs, guardrails, approvals,
-// tool_use_behavior) is one state machine; its steps share the run state and read in order.
+// The SDK's agent loop: turns, tool calls, handoffs, guardrails, approvals and
+// tool_use_behavior, as one state machine whose steps share the run state.
 import BridgeCore
 import BridgeMapping
 import BridgeTraceModel
