@@ -48,7 +48,7 @@ public struct BackfillSummary: Sendable, Equatable {
     /// Matching tasks still without a trace id when the run ended (skipped, locked by someone
     /// else, changed meanwhile, or beyond `--limit`).
     public var remaining = 0
-    public var elapsed: TimeInterval = 0
+    public var elapsed: Duration = .zero
 
     public init() {}
 
@@ -56,7 +56,7 @@ public struct BackfillSummary: Sendable, Equatable {
         String(
             format:
                 "backfilled %d tasks (%d traces, %d spans, %d execution rows) in %d batches, %d skipped, %d left, elapsed %.2fs",
-            tasks, traces, spans, executions, batches, skipped, remaining, elapsed)
+            tasks, traces, spans, executions, batches, skipped, remaining, elapsed.inSeconds)
     }
 }
 
@@ -174,7 +174,7 @@ public struct Backfiller: Sendable {
         -> BackfillSummary
     {
         precondition(!conns.isEmpty, "a backfill needs a connection")
-        let started = Date()
+        let started = ContinuousClock.now
         for c in conns { try await c.set("TimeZone", "UTC") }
         let matching = try await count(on: conns[0], options: options)
         let total = options.limit.map { min($0, matching) } ?? matching
@@ -202,7 +202,7 @@ public struct Backfiller: Sendable {
         progress.finish()
         var summary = await tally.summary
         summary.remaining = try await count(on: conns[0], options: options)
-        summary.elapsed = Date().timeIntervalSince(started)
+        summary.elapsed = ContinuousClock.now - started
         return summary
     }
 
@@ -230,8 +230,8 @@ public struct Backfiller: Sendable {
     }
 
     /// `12000/40000 tasks (30%), 2400.0/s, ETA 12s`.
-    public static func progressLine(done: Int, total: Int, elapsed: TimeInterval) -> String {
-        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+    public static func progressLine(done: Int, total: Int, elapsed: Duration) -> String {
+        let rate = elapsed > .zero ? Double(done) / elapsed.inSeconds : 0
         let pct = total > 0 ? Int((Double(done) / Double(total) * 100).rounded(.down)) : 100
         let eta = rate > 0 ? Int((Double(total - done) / rate).rounded(.up)) : 0
         return String(
@@ -320,12 +320,12 @@ final class BackfillKeyset: Sendable {
 actor BackfillTally {
     private(set) var summary = BackfillSummary()
     private var done = 0
-    private var lastLog = Date.distantPast
+    private var lastLog: ContinuousClock.Instant?
     let total: Int
-    let started: Date
+    let started: ContinuousClock.Instant
     let progress: ProgressReporter
 
-    init(total: Int, started: Date, progress: ProgressReporter) {
+    init(total: Int, started: ContinuousClock.Instant, progress: ProgressReporter) {
         self.total = total
         self.started = started
         self.progress = progress
@@ -345,11 +345,11 @@ actor BackfillTally {
             }
             summary.skipped += 1
         }
-        let line = Backfiller.progressLine(done: done, total: total, elapsed: Date().timeIntervalSince(started))
+        let line = Backfiller.progressLine(done: done, total: total, elapsed: ContinuousClock.now - started)
         progress.update(line)
-        if Date().timeIntervalSince(lastLog) >= 1 || done >= total {
+        if lastLog.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true || done >= total {
             progress.statusWhenNotLive(line)
-            lastLog = Date()
+            lastLog = ContinuousClock.now
         }
     }
 }

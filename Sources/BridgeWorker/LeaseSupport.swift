@@ -95,7 +95,7 @@ actor ConnectionSlot {
 actor RunConnectionPool {
     private let connect: @Sendable () async throws -> PostgresConnection
     private let capacity: Int
-    private var idle: [(PostgresConnection, Date)] = []
+    private var idle: [(PostgresConnection, ContinuousClock.Instant)] = []
 
     init(capacity: Int, connect: @escaping @Sendable () async throws -> PostgresConnection) {
         self.capacity = capacity
@@ -129,7 +129,7 @@ actor RunConnectionPool {
                 await c.close()
                 continue
             }
-            if Date().timeIntervalSince(since) > 1 {
+            if ContinuousClock.now - since > .seconds(1) {
                 do { try await c.simpleQuery("SELECT 1") } catch {
                     await c.close()
                     continue
@@ -144,7 +144,7 @@ actor RunConnectionPool {
         let open = await c.isOpen
         let inTx = await c.inTransaction
         if idle.count < capacity, open, !inTx {
-            idle.append((c, Date()))
+            idle.append((c, ContinuousClock.now))
         } else {
             await c.close()
         }

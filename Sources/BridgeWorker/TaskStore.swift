@@ -46,7 +46,8 @@ public struct TaskStore: Sendable {
     /// The age-then-key order within one priority value, as the claim index stores it
     /// (`migrations/0011_claim_index.sql`).
     private var ageOrder: PostgresQuery {
-        PostgresQuery.joined(([source.createdAtColumn].compactMap { $0 } + [source.key]).map(PostgresQuery.identifier), separator: ", ")
+        PostgresQuery.joined(
+            ([source.createdAtColumn].compactMap { $0 } + [source.key]).map(PostgresQuery.identifier), separator: ", ")
     }
 
     /// The keys of up to `limit` claimable tasks (pending, backoff passed) in claim order,
