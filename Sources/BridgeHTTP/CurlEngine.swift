@@ -305,19 +305,50 @@ final class CurlMultiEngine: @unchecked Sendable {
             }
             timeoutMs = milliseconds(left)
         }
-        let easy: UnsafeMutableRawPointer
-        if let reused = idleHandles.popLast() {
-            curl_easy_reset(reused)
-            easy = reused
-        } else if let fresh = curl_easy_init() {
-            easy = fresh
-        } else {
+        guard let easy = takeHandle() else {
             finish(
                 transfer,
                 .failure(.transport(code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "curl_easy_init failed")))
             return
         }
         transfer.easy = easy
+        // Each step runs even when an earlier one failed; any failure fails the transfer.
+        let optionsSet = setOptions(easy, for: transfer, timeoutMs: timeoutMs)
+        let headersSet = setHeaders(easy, for: transfer)
+        let methodSet = setMethodAndBody(easy, for: transfer)
+        guard optionsSet && headersSet && methodSet else {
+            transfer.easy = nil
+            releaseHandle(easy, transfer: transfer)
+            finish(
+                transfer,
+                .failure(.invalidRequest("curl rejected an option: \(transfer.errorText(CURLE_BAD_FUNCTION_ARGUMENT))"))
+            )
+            return
+        }
+        active[easy] = transfer
+        let added = curl_multi_add_handle(multi, easy)
+        if added != CURLM_OK {
+            active[easy] = nil
+            transfer.easy = nil
+            releaseHandle(easy, transfer: transfer)
+            finish(
+                transfer,
+                .failure(.transport(code: Int(added.rawValue), message: String(cString: curl_multi_strerror(added)))))
+        }
+    }
+
+    /// An idle handle reset for reuse, or a new one; nil when curl cannot allocate one.
+    private func takeHandle() -> UnsafeMutableRawPointer? {
+        if let reused = idleHandles.popLast() {
+            curl_easy_reset(reused)
+            return reused
+        }
+        return curl_easy_init()
+    }
+
+    /// The transfer's URL, protocols, callbacks, limits and timeouts; false when curl
+    /// rejects one of them.
+    private func setOptions(_ easy: UnsafeMutableRawPointer, for transfer: Transfer, timeoutMs: Int?) -> Bool {
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         var ok = true
         func check(_ code: CURLcode) { if code != CURLE_OK { ok = false } }
@@ -343,7 +374,13 @@ final class CurlMultiEngine: @unchecked Sendable {
         if !transfer.userAgent.isEmpty {
             check(cbridge_curl_setopt_string(easy, CURLOPT_USERAGENT, transfer.userAgent))
         }
+        return ok
+    }
 
+    /// The request's header lines, kept in `transfer.headerList` until the handle is released;
+    /// false when curl rejects them.
+    private func setHeaders(_ easy: UnsafeMutableRawPointer, for transfer: Transfer) -> Bool {
+        var ok = true
         var list: UnsafeMutablePointer<curl_slist>?
         for line in transfer.headerLines {
             guard let appended = curl_slist_append(list, line) else {
@@ -353,8 +390,14 @@ final class CurlMultiEngine: @unchecked Sendable {
             list = appended
         }
         transfer.headerList = list
-        check(cbridge_curl_setopt_slist(easy, CURLOPT_HTTPHEADER, list))
+        if cbridge_curl_setopt_slist(easy, CURLOPT_HTTPHEADER, list) != CURLE_OK { ok = false }
+        return ok
+    }
 
+    /// The method and the body (copied by curl); false when curl rejects them.
+    private func setMethodAndBody(_ easy: UnsafeMutableRawPointer, for transfer: Transfer) -> Bool {
+        var ok = true
+        func check(_ code: CURLcode) { if code != CURLE_OK { ok = false } }
         switch (transfer.method, transfer.body) {
         case ("GET", nil):
             check(cbridge_curl_setopt_long(easy, CURLOPT_HTTPGET, 1))
@@ -380,26 +423,7 @@ final class CurlMultiEngine: @unchecked Sendable {
                 check(cbridge_curl_setopt_string(easy, CURLOPT_CUSTOMREQUEST, method))
             }
         }
-
-        guard ok else {
-            transfer.easy = nil
-            releaseHandle(easy, transfer: transfer)
-            finish(
-                transfer,
-                .failure(.invalidRequest("curl rejected an option: \(transfer.errorText(CURLE_BAD_FUNCTION_ARGUMENT))"))
-            )
-            return
-        }
-        active[easy] = transfer
-        let added = curl_multi_add_handle(multi, easy)
-        if added != CURLM_OK {
-            active[easy] = nil
-            transfer.easy = nil
-            releaseHandle(easy, transfer: transfer)
-            finish(
-                transfer,
-                .failure(.transport(code: Int(added.rawValue), message: String(cString: curl_multi_strerror(added)))))
-        }
+        return ok
     }
 
     private func result(of transfer: Transfer, easy: UnsafeMutableRawPointer, code: CURLcode) -> Result<
