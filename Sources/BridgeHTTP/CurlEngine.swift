@@ -1,5 +1,5 @@
-// Over 400 lines: the libcurl engine (its own thread, the transfers, curl's callbacks and the
-// deadlines) is one unit around one lock; the unsafe C boundary stays in this one file.
+// The libcurl engine: its own thread, the transfers, curl's callbacks and the deadlines, around
+// one lock; the unsafe C boundary of HTTP stays in this file.
 import BridgeCore
 import CBridgeCurl
 import CBridgeCurlShim
@@ -22,7 +22,7 @@ func milliseconds(_ d: Duration) -> Int {
 
 /// One request on its way through the engine.
 ///
-/// `@unchecked Sendable`: the request fields are immutable; `cancelRequested` is guarded by
+/// Unchecked sendability, confined by hand: the request fields are immutable; `cancelRequested` is guarded by
 /// the engine's lock; everything else (buffers, handles, the continuation after submit)
 /// is touched only by the engine thread, including from curl's callbacks.
 final class Transfer: @unchecked Sendable {
@@ -185,7 +185,7 @@ private let headerCallback: cbridge_curl_data_cb = { data, size, count, userdata
 
 /// Owns the multi handle and its thread.
 ///
-/// `@unchecked Sendable`: `incoming`, `cancellations` and `stopping` are guarded by `lock`;
+/// Unchecked sendability, confined by hand: `incoming`, `cancellations` and `stopping` are guarded by `lock`;
 /// `active` and `idleHandles` belong to the engine thread alone, and so does `multi`, except
 /// for `curl_multi_wakeup` (documented thread-safe), which other threads call with `lock`
 /// held so that it never races the engine's `curl_multi_cleanup`.

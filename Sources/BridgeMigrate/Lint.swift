@@ -1,5 +1,5 @@
-// Over 400 lines: the migration lint in one place: its findings, the statement effects it
-// classifies, the catalog facts it checks against and the rules, all over one token stream.
+// The migration lint: its findings, the statement effects it classifies, the catalog facts it
+// checks against and the rules, all over one token stream.
 import BridgePostgres
 
 /// One lint result for a statement of a migration file.

@@ -1,5 +1,5 @@
-// Over 400 lines: the SQL of the seven verify checks, one computed statement each, kept together
-// because they share the scope CTE and the examples tail.
+// The SQL of the verify checks, one computed statement each; they share the scope CTE and the
+// examples tail.
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
