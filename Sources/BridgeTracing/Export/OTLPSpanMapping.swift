@@ -37,6 +37,9 @@ extension OTLPExporter {
         }
     }
 
+    /// One ledger span as an OTLP span: its kind's name and attributes, the trace's attributes
+    /// a user filters on, and its status; then the exporter's conventions and value length
+    /// limit are applied to the attributes.
     public func span(_ s: ExportSpan) -> OTLPSpan {
         let r = s.record
         let data = r.spanData.objectValue ?? [:]
