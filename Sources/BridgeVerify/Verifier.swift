@@ -21,16 +21,16 @@ public struct Verifier: Sendable {
         mappingsDirectory: String, connection: ConnectionConfig,
         options: VerifyOptions
     ) async throws -> VerifyReport {
-        var config = try MappingLoader.load(directory: mappingsDirectory)
+        let loaded = try MappingLoader.load(directory: mappingsDirectory)
         var file: SpanFile?
         if let path = options.spansFile { file = try await SpanFile.read(path: path) }
         var conns: [PostgresConnection] = []
         do {
             for _ in 0..<max(1, options.connections) { conns.append(try await PostgresConnection.connect(connection)) }
-            try await checkInputs(config, options: options, on: conns[0])
+            try await checkInputs(loaded, options: options, on: conns[0])
             // The key's and columns' types, so scope values are compared on the value side
             // (the columns' indexes serve them).
-            config.columnTypes = try await ColumnTypes.load(for: config, connection: conns[0])
+            let config = loaded.with(columnTypes: try await ColumnTypes.load(for: loaded, connection: conns[0]))
             let report = try await Verifier(config: config, options: options)
                 .run(on: conns[0], helpers: Array(conns.dropFirst()), spanFile: file)
             for c in conns { await c.close() }

@@ -106,9 +106,9 @@ public struct ExecApp: Sendable {
             try await checkKeys(taskKeys, config: config, types: types, connection: conn)
             return types
         }
-        var config = loaded
-        config.columnTypes = types
-        return ExecApp(config: config, connectionConfig: Self.withSessionLimits(connection), environment: environment)
+        return ExecApp(
+            config: loaded.with(columnTypes: types), connectionConfig: Self.withSessionLimits(connection),
+            environment: environment)
     }
 
     /// With fleet-wide `limits`, a 429 goes to the fleet's buckets (every worker waits for its
