@@ -31,4 +31,28 @@ extension Duration {
     public var inSeconds: Double {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
+
+    /// `seconds` (fractions allowed) as a duration, to the microsecond.
+    public static func seconds(fractional seconds: Double) -> Duration {
+        .microseconds(Int64((seconds * 1_000_000).rounded()))
+    }
+
+    /// The one parser of durations that people type: a bare number of seconds (`60`, `0.25`) or a
+    /// number with a unit, `ms`, `s`, `m`/`min` or `h` (`500ms`, `3s`, `1min`). Nil for anything
+    /// else, negative values included.
+    public init?(parsing text: String) {
+        let s = text.trimmingCharacters(in: .whitespaces).lowercased()
+        let units: [(String, Double)] = [("ms", 0.001), ("min", 60), ("s", 1), ("m", 60), ("h", 3600)]
+        var factor = 1.0
+        var number = Substring(s)
+        if let (suffix, f) = units.first(where: { s.hasSuffix($0.0) }) {
+            factor = f
+            number = number.dropLast(suffix.count)
+        }
+        guard let v = Double(number), v.isFinite, v >= 0 else { return nil }
+        self = .seconds(fractional: v * factor)
+    }
+
+    /// `1.5s`: seconds with one decimal, for messages.
+    public var secondsText: String { String(format: "%.1fs", inSeconds) }
 }

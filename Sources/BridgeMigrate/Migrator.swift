@@ -32,16 +32,13 @@ public struct MigrateOptions: Sendable {
 
     public init(connection: ConnectionConfig) { self.connection = connection }
 
-    /// Parses a duration such as `3s`, `500ms`, `1min` or a bare number of seconds into milliseconds.
+    /// Parses a duration such as `3s`, `500ms`, `1min` or a bare number of seconds
+    /// (`Duration(parsing:)`) into milliseconds.
     public static func parseDuration(_ text: String) throws(MigrateError) -> Int {
-        let s = text.trimmingCharacters(in: .whitespaces).lowercased()
-        let units: [(String, Double)] = [("ms", 1), ("min", 60_000), ("s", 1000), ("m", 60_000)]
-        for (suffix, factor) in units where s.hasSuffix(suffix) {
-            if let v = Double(s.dropLast(suffix.count)), v >= 0 { return Int(v * factor) }
+        guard let d = Duration(parsing: text) else {
             throw .badOption("bad duration \(text); use e.g. 3s, 500ms or 1min")
         }
-        if let v = Double(s), v >= 0 { return Int(v * 1000) }
-        throw .badOption("bad duration \(text); use e.g. 3s, 500ms or 1min")
+        return Int((d.inSeconds * 1000).rounded())
     }
 }
 

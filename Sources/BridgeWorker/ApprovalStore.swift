@@ -203,13 +203,13 @@ public struct ApprovalStore: Sendable {
     /// takes a lease. Returns the claim, or nil when another worker took it.
     public func claim(
         on conn: PostgresConnection, taskKey: String, workerId: String,
-        leaseSeconds: Double
+        lease duration: Duration
     ) async throws -> TaskStore.Claim? {
         let lease = TaskStore.Lease.self
         let rows = try await conn.query(
             """
             UPDATE \(tasks) AS x SET \(identifier: Self.waitingColumn) = NULL, \(identifier: lease.token) = gen_random_uuid()::text,
-                \(identifier: lease.expiresAt) = now() + \(leaseSeconds)::double precision * interval '1 second', \(identifier: lease.workerId) = \(workerId)
+                \(identifier: lease.expiresAt) = now() + \(duration.inSeconds)::double precision * interval '1 second', \(identifier: lease.workerId) = \(workerId)
             WHERE \(identifier: source.key) = \(taskKey) AND \(identifier: Self.waitingColumn) IS NOT NULL
               AND \(identifier: source.status.column) = \(source.status.running)
             RETURNING to_jsonb(x.*)::text AS row, x.\(identifier: source.key)::text AS k, x.\(identifier: lease.token) AS token,

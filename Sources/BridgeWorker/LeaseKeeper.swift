@@ -22,7 +22,7 @@ protocol LeaseHolder: Actor {
 struct LeaseKeeper: Sendable {
     let store: TaskStore
     let connect: @Sendable () async throws -> PostgresConnection
-    let leaseSeconds: Double
+    let lease: Duration
     let maxAttempts: Int
     let progress: ProgressReporter
     /// Durable runs' journals: each pass also drops those of runs the application took back.
@@ -30,7 +30,7 @@ struct LeaseKeeper: Sendable {
 
     func run(for holder: some LeaseHolder) async {
         let slot = ConnectionSlot(connect: connect)
-        let interval = max(0.2, leaseSeconds / 3)
+        let interval = max(.milliseconds(200), lease / 3)
         var lastOK = ContinuousClock.now
         var failing = false
         // Reap once at start: a restarted worker picks up what a dead one left.
@@ -52,12 +52,12 @@ struct LeaseKeeper: Sendable {
         }
         await sweep()
         while !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+            try? await Task.sleep(for: interval)
             if Task.isCancelled { break }
             let tokens = await holder.heldTokens()
             do {
-                let alive = try await slot.use { [store, leaseSeconds] c in
-                    try await store.heartbeat(on: c, tokens: tokens, leaseSeconds: leaseSeconds)
+                let alive = try await slot.use { [store, lease] c in
+                    try await store.heartbeat(on: c, tokens: tokens, lease: lease)
                 }
                 lastOK = ContinuousClock.now
                 BridgeMetrics.leases(alive.count)
@@ -73,9 +73,9 @@ struct LeaseKeeper: Sendable {
             } catch {
                 if !failing { progress.log("heartbeat failed (\(error)); retrying") }
                 failing = true
-                if ContinuousClock.now - lastOK > .seconds(leaseSeconds) {
+                if ContinuousClock.now - lastOK > lease {
                     await holder.lose(
-                        await holder.heldTokens(), reason: "lease not renewed for \(secondsText(leaseSeconds))")
+                        await holder.heldTokens(), reason: "lease not renewed for \(lease.secondsText)")
                 }
             }
         }

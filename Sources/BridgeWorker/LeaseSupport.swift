@@ -19,8 +19,8 @@ actor Doorbell {
         }
     }
 
-    /// Returns at the next ring, or after `timeout` seconds.
-    func wait(timeout: Double) async {
+    /// Returns at the next ring, or after `timeout`.
+    func wait(timeout: Duration) async {
         if rung {
             rung = false
             return
@@ -30,7 +30,7 @@ actor Doorbell {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             waiter = (id, c)
             timer = Task { [weak self] in
-                try? await Task.sleep(for: .seconds(max(0, timeout)))
+                try? await Task.sleep(for: max(.zero, timeout))
                 guard !Task.isCancelled else { return }
                 await self?.expire(id)
             }

@@ -522,7 +522,7 @@ struct RunExecutor: Sendable {
 
     func backoff(attempt: Int, retryAfter: Double?) -> Double {
         RetryBackoff.delay(
-            attempt: attempt, base: options.retryBaseSeconds, cap: options.retryMaxSeconds,
+            attempt: attempt, base: options.retryBase.inSeconds, cap: options.retryMax.inSeconds,
             retryAfter: retryAfter)
     }
 

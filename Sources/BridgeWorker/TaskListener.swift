@@ -17,7 +17,7 @@ struct TaskListener: Sendable {
     let connect: @Sendable () async throws -> PostgresConnection
     let progress: ProgressReporter
     /// The claim loop's polling interval without notifications (for the log line).
-    let pollInterval: Double
+    let pollInterval: Duration
 
     func run(wake: @Sendable () async -> Void, notifying: @Sendable (Bool) async -> Void) async {
         var conn: PostgresConnection?
@@ -36,7 +36,7 @@ struct TaskListener: Sendable {
                         progress.log("listener: reconnected")
                     } else if !trigger {
                         progress.log(
-                            "listener: NOTIFY trigger not installed (migrations/optional); polling every \(secondsText(pollInterval))"
+                            "listener: NOTIFY trigger not installed (migrations/optional); polling every \(pollInterval.secondsText)"
                         )
                     }
                     everConnected = true
@@ -56,9 +56,9 @@ struct TaskListener: Sendable {
                 if let c = conn { await c.close() }
                 conn = nil
                 failures += 1
-                let wait = RetryBackoff.delay(attempt: failures, base: 0.5, cap: 15)
-                progress.log("listener: \(error); reconnecting in \(secondsText(wait))")
-                try? await Task.sleep(for: .milliseconds(Int(wait * 1000)))
+                let wait = RetryBackoff.delay(attempt: failures, base: .milliseconds(500), cap: .seconds(15))
+                progress.log("listener: \(error); reconnecting in \(wait.secondsText)")
+                try? await Task.sleep(for: wait)
             }
         }
         if let c = conn { await c.close() }

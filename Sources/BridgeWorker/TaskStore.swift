@@ -250,11 +250,11 @@ public struct TaskStore: Sendable {
     /// Claims up to `limit` pending tasks in one short autocommitted statement: a MATERIALIZED
     /// CTE picks rows with FOR NO KEY UPDATE SKIP LOCKED (so concurrent workers never claim the
     /// same task and the application's foreign-key checks are not blocked), and the UPDATE marks
-    /// them running with a lease: a random token, an expiry `leaseSeconds` from now (server
+    /// them running with a lease: a random token, an expiry `lease` from now (server
     /// clock), the worker id and the attempt count. Tasks waiting for a retry backoff
     /// (`bridge_run_after` in the future) are skipped. `keys` restricts the claim to those keys.
     public func claim(
-        on conn: PostgresConnection, limit: Int, workerId: String, leaseSeconds: Double,
+        on conn: PostgresConnection, limit: Int, workerId: String, lease: Duration,
         keys: [String] = [], held: [String] = []
     ) async throws -> [Claim] {
         // Sessions: three statements in one transaction (pick, lock, claim). The claim's
@@ -272,7 +272,7 @@ public struct TaskStore: Sendable {
                 guard !picked.isEmpty else { return nil }
                 return try c.query(
                     store.claimQuery(
-                        limit: picked.count, workerId: workerId, leaseSeconds: leaseSeconds, keys: picked,
+                        limit: picked.count, workerId: workerId, lease: lease, keys: picked,
                         held: held, marksFairTurns: true))
             }
             guard let rows else { return [] }
@@ -280,7 +280,7 @@ public struct TaskStore: Sendable {
         }
         let rows = try await conn.query(
             claimQuery(
-                limit: limit, workerId: workerId, leaseSeconds: leaseSeconds, keys: keys,
+                limit: limit, workerId: workerId, lease: lease, keys: keys,
                 held: held))
         return try Self.parseClaims(rows)
     }
@@ -294,7 +294,7 @@ public struct TaskStore: Sendable {
 
     /// The claim statement (public for the EXPLAIN tests).
     public func claimQuery(
-        limit: Int, workerId: String, leaseSeconds: Double, keys: [String], held: [String] = [],
+        limit: Int, workerId: String, lease: Duration, keys: [String], held: [String] = [],
         marksFairTurns: Bool = false
     ) -> PostgresQuery {
         let picked = pendingInClaimOrder(limit: limit, lock: true, keys: keys, held: held)
@@ -304,7 +304,7 @@ public struct TaskStore: Sendable {
             )
             UPDATE \(t) AS x SET \(identifier: source.status.column) = \(source.status.running)\(cast(source.status.column)),
                 \(identifier: Lease.token) = gen_random_uuid()::text,
-                \(identifier: Lease.expiresAt) = now() + \(leaseSeconds)::double precision * interval '1 second',
+                \(identifier: Lease.expiresAt) = now() + \(lease.inSeconds)::double precision * interval '1 second',
                 \(identifier: Lease.workerId) = \(workerId),
                 \(identifier: Lease.attempts) = coalesce(x.\(identifier: Lease.attempts), 0) + 1,
                 \(identifier: Lease.runAfter) = NULL
@@ -330,17 +330,17 @@ public struct TaskStore: Sendable {
     /// Extends the leases of every task this worker still holds, in one statement, and
     /// returns the tokens that are still valid. A token missing from the answer is a lost
     /// lease (reaped, released or finished elsewhere): its run must stop.
-    public func heartbeat(on conn: PostgresConnection, tokens: [String], leaseSeconds: Double) async throws -> Set<
+    public func heartbeat(on conn: PostgresConnection, tokens: [String], lease: Duration) async throws -> Set<
         String
     > {
         guard !tokens.isEmpty else { return [] }
-        let rows = try await conn.query(heartbeatQuery(tokens: tokens, leaseSeconds: leaseSeconds))
+        let rows = try await conn.query(heartbeatQuery(tokens: tokens, lease: lease))
         return Set(rows.compactMap { $0["token"] })
     }
 
-    func heartbeatQuery(tokens: [String], leaseSeconds: Double) -> PostgresQuery {
+    func heartbeatQuery(tokens: [String], lease: Duration) -> PostgresQuery {
         """
-        UPDATE \(t) SET \(identifier: Lease.expiresAt) = now() + \(leaseSeconds)::double precision * interval '1 second'
+        UPDATE \(t) SET \(identifier: Lease.expiresAt) = now() + \(lease.inSeconds)::double precision * interval '1 second'
         WHERE \(identifier: Lease.token) = ANY(\(PostgresArray.text(tokens))::text[]) AND \(identifier: source.status.column) = \(source.status.running)
         RETURNING \(identifier: Lease.token) AS token
         """
@@ -717,9 +717,9 @@ public struct TaskStore: Sendable {
             status: .completed, taskStatus: .completed, result: ["output": "x"],
             tokenUsage: [:], errorMessage: nil, errorType: nil, completedAt: Date(), durationSeconds: 1)
         var out: [(String, PostgresQuery)] = [
-            ("claim", claimQuery(limit: 16, workerId: "w", leaseSeconds: 60, keys: [])),
-            ("claim --task", claimQuery(limit: 16, workerId: "w", leaseSeconds: 60, keys: [key])),
-            ("heartbeat", heartbeatQuery(tokens: ["t1", "t2"], leaseSeconds: 60)),
+            ("claim", claimQuery(limit: 16, workerId: "w", lease: .seconds(60), keys: [])),
+            ("claim --task", claimQuery(limit: 16, workerId: "w", lease: .seconds(60), keys: [key])),
+            ("heartbeat", heartbeatQuery(tokens: ["t1", "t2"], lease: .seconds(60))),
             ("lease check", leaseCheck("t1")),
             ("finish", finishUpdate(taskKey: key, token: "t1", traceId: "trace_x", outcome: outcome)),
             ("reaper", reapQuery(maxAttempts: 3)),

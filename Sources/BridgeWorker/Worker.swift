@@ -29,7 +29,7 @@ public actor Worker: LeaseHolder {
     struct Running {
         var key: String
         var task: Task<Void, Never>
-        var claimedAt = Date()
+        var claimedAt = ContinuousClock.now
     }
 
     /// In-flight runs by lease token.
@@ -89,7 +89,7 @@ public actor Worker: LeaseHolder {
         // drain timeout only bounds the steps in flight.
         stop.stop()
         progress.status(
-            "shutting down: no new claims; waiting up to \(secondsText(options.drainTimeout)) for \(running.count) run(s)"
+            "shutting down: no new claims; waiting up to \(options.drainTimeout.secondsText) for \(running.count) run(s)"
         )
         await doorbell.ring()
     }
@@ -99,10 +99,10 @@ public actor Worker: LeaseHolder {
     /// (a dead worker's leases expire and are reaped, then run here). With `watch`, runs until
     /// `requestShutdown()`.
     public func drain() async throws -> WorkerSummary {
-        let started = Date()
+        let started = ContinuousClock.now
         let claimer = ConnectionSlot(connect: connect)
         var keeper = LeaseKeeper(
-            store: store, connect: connect, leaseSeconds: options.leaseSeconds,
+            store: store, connect: connect, lease: options.lease,
             maxAttempts: options.maxAttempts, progress: progress)
         keeper.journals = RunJournalStore(config: config)
         let heartbeat = Task { await keeper.run(for: self) }
@@ -117,7 +117,7 @@ public actor Worker: LeaseHolder {
         await claimer.close()
         await pool.closeAll()
         progress.finish()
-        summary.elapsed = Date().timeIntervalSince(started)
+        summary.elapsed = ContinuousClock.now - started
         return summary
     }
 
@@ -155,7 +155,8 @@ public actor Worker: LeaseHolder {
                 }
                 lastError = message
                 await doorbell.wait(
-                    timeout: RetryBackoff.delay(attempt: failures + 1, base: 0.25, cap: 5, jitter: 1...1))
+                    timeout: RetryBackoff.delay(
+                        attempt: failures + 1, base: .milliseconds(250), cap: .seconds(5), jitter: 1...1))
                 continue
             }
             // A full batch: there may be more right away.
@@ -166,7 +167,7 @@ public actor Worker: LeaseHolder {
                     break
                 }
                 // Wait for retries to come due and for other workers' leases to end or expire.
-                await doorbell.wait(timeout: min(1, max(0.05, outstanding.nextRetryIn ?? 1)))
+                await doorbell.wait(timeout: .seconds(fractional: min(1, max(0.05, outstanding.nextRetryIn ?? 1))))
                 continue
             }
             await doorbell.wait(timeout: pollInterval)
@@ -203,7 +204,7 @@ public actor Worker: LeaseHolder {
             let claim = try await claimer.use { [approvals, options] c in
                 try await approvals.claim(
                     on: c, taskKey: taskKey, workerId: options.workerId,
-                    leaseSeconds: options.leaseSeconds)
+                    lease: options.lease)
             }
             if let claim {
                 start(claim, resuming: true)
@@ -222,7 +223,7 @@ public actor Worker: LeaseHolder {
             return (
                 try await store.claim(
                     on: c, limit: slots, workerId: options.workerId,
-                    leaseSeconds: options.leaseSeconds, keys: options.taskKeys, held: held), held
+                    lease: options.lease, keys: options.taskKeys, held: held), held
             )
         }
         if held != heldGroups {
@@ -239,26 +240,26 @@ public actor Worker: LeaseHolder {
         return claims.count
     }
 
-    private var pollInterval: Double {
+    private var pollInterval: Duration {
         if let p = options.pollInterval { return p }
-        return notifyActive ? 20 : 2
+        return .seconds(notifyActive ? 20 : 2)
     }
 
     /// Shutdown: let in-flight runs finish within `drainTimeout`, then cancel the rest, which
     /// release their tasks to pending (token-checked), and wait for those writes.
     private func drainInFlight() async {
-        let deadline = Date().addingTimeInterval(options.drainTimeout)
-        while !running.isEmpty, Date() < deadline {
-            await doorbell.wait(timeout: min(1, deadline.timeIntervalSinceNow))
+        let deadline = ContinuousClock.now + options.drainTimeout
+        while !running.isEmpty, ContinuousClock.now < deadline {
+            await doorbell.wait(timeout: min(.seconds(1), deadline - ContinuousClock.now))
         }
         guard !running.isEmpty else { return }
         progress.status("drain timeout: releasing \(running.count) unfinished task(s) to pending")
         for r in running.values {
             r.task.cancel()
         }
-        let hardDeadline = Date().addingTimeInterval(max(10, options.leaseSeconds / 3))
-        while !running.isEmpty, Date() < hardDeadline {
-            await doorbell.wait(timeout: 0.5)
+        let hardDeadline = ContinuousClock.now + max(.seconds(10), options.lease / 3)
+        while !running.isEmpty, ContinuousClock.now < hardDeadline {
+            await doorbell.wait(timeout: .milliseconds(500))
         }
     }
 
@@ -277,7 +278,7 @@ public actor Worker: LeaseHolder {
         let claimedAt = running.removeValue(forKey: token)?.claimedAt
         BridgeMetrics.runsInFlight(running.count)
         if let end = outcome.metric, let claimedAt {
-            BridgeMetrics.taskEnded(end, seconds: Date().timeIntervalSince(claimedAt))
+            BridgeMetrics.taskEnded(end, seconds: (ContinuousClock.now - claimedAt).inSeconds)
         }
         lost.remove(token)
         processed += 1
@@ -316,7 +317,7 @@ public actor Worker: LeaseHolder {
     private func listen() async {
         let listener = TaskListener(
             store: store, connect: connect, progress: progress,
-            pollInterval: options.pollInterval ?? 2)
+            pollInterval: options.pollInterval ?? .seconds(2))
         await listener.run(
             wake: { [doorbell] in await doorbell.ring() },
             notifying: { [weak self] active in await self?.setNotifyActive(active) })

@@ -15,16 +15,16 @@ public struct WorkerOptions: Sendable {
     /// Stop after this many tasks (nil: drain everything).
     public var limit: Int?
     /// How long a claim is valid without a heartbeat (heartbeats run every lease/3).
-    public var leaseSeconds: Double = 60
+    public var lease: Duration = .seconds(60)
     /// Keep running and wait for new tasks (LISTEN/NOTIFY when installed, plus polling).
     public var watch = false
     /// On SIGTERM/SIGINT: how long in-flight runs may take before they are released.
-    public var drainTimeout: Double = 30
+    public var drainTimeout: Duration = .seconds(30)
     /// Backstop polling interval; nil: 2 s without NOTIFY, 20 s with it.
-    public var pollInterval: Double?
-    /// Retry backoff: first delay and cap, in seconds.
-    public var retryBaseSeconds: Double = 2
-    public var retryMaxSeconds: Double = 300
+    public var pollInterval: Duration?
+    /// Retry backoff: first delay and cap.
+    public var retryBase: Duration = .seconds(2)
+    public var retryMax: Duration = .seconds(300)
     /// Recorded on every claim (`bridge_worker_id`).
     public var workerId = WorkerIdentity.make()
 
@@ -48,7 +48,7 @@ public struct WorkerSummary: Sendable {
     public var reaped = 0
     public var toolCalls = 0
     public var spans = 0
-    public var elapsed: Double = 0
+    public var elapsed: Duration = .zero
     /// One report per exporter that ran (what it delivered, what it left in the ledger).
     public var exports: [ExportReport] = []
 
@@ -83,7 +83,7 @@ public struct WorkerSummary: Sendable {
     public var line: String {
         var s = String(
             format: "completed %d, failed %d, retried %d, tool calls %d, spans %d, elapsed %.2fs",
-            completed, failed, retried, toolCalls, spans, elapsed)
+            completed, failed, retried, toolCalls, spans, elapsed.inSeconds)
         if stale > 0 { s += ", discarded \(stale) (lease lost)" }
         if released > 0 { s += ", released \(released)" }
         if paused > 0 { s += ", waiting for approval \(paused)" }
@@ -117,4 +117,4 @@ enum TaskOutcome: Sendable {
 }
 
 /// `1.5s`: a duration in the worker's log lines.
-func secondsText(_ s: Double) -> String { String(format: "%.1fs", s) }
+func secondsText(_ s: Double) -> String { Duration.seconds(fractional: s).secondsText }

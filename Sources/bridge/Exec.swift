@@ -82,9 +82,9 @@ extension Bridge {
 
         @Option(
             help: ArgumentHelp(
-                "Seconds a claim stays valid without a heartbeat (heartbeat every lease/3).",
-                valueName: "seconds"))
-        var lease: Double = 60
+                "How long a claim stays valid without a heartbeat (heartbeat every lease/3); seconds, or 90s, 2min.",
+                valueName: "duration"))
+        var lease: Duration = .seconds(60)
 
         @Flag(help: "Keep running and pick up new tasks as they arrive (until SIGTERM/SIGINT).")
         var watch = false
@@ -92,15 +92,15 @@ extension Bridge {
         @Option(
             name: .customLong("drain-timeout"),
             help: ArgumentHelp(
-                "On SIGTERM/SIGINT, seconds in-flight runs may take before they are released.",
-                valueName: "seconds"))
-        var drainTimeout: Double = 30
+                "On SIGTERM/SIGINT, how long in-flight runs may take before they are released.",
+                valueName: "duration"))
+        var drainTimeout: Duration = .seconds(30)
 
         @Option(
             name: .customLong("poll-interval"),
             help: ArgumentHelp(
-                "Backstop polling in seconds (default 2 without NOTIFY, 20 with it).", valueName: "seconds"))
-        var pollInterval: Double?
+                "Backstop polling interval (default 2s without NOTIFY, 20s with it).", valueName: "duration"))
+        var pollInterval: Duration?
 
         @Option(
             name: .customLong("offline-latency-ms"),
@@ -133,29 +133,30 @@ extension Bridge {
         @Option(
             name: .customLong("flush-timeout"),
             help: ArgumentHelp(
-                "Seconds the exporters get to deliver what is left after the last task; the rest stays in the ledger for `bridge export`.",
-                valueName: "seconds"))
-        var flushTimeout: Double = 10
+                "How long the exporters get to deliver what is left after the last task; the rest stays in the ledger for `bridge export`.",
+                valueName: "duration"))
+        var flushTimeout: Duration = .seconds(10)
 
         @Option(
             name: .customLong("model-timeout"),
             help: ArgumentHelp(
-                "Seconds one model call attempt may take in all, however slowly bytes arrive; a timeout is retried like a 5xx.",
-                valueName: "seconds"))
-        var modelTimeout: Double = 600
+                "How long one model call attempt may take in all, however slowly bytes arrive; a timeout is retried like a 5xx.",
+                valueName: "duration"))
+        var modelTimeout: Duration = .seconds(600)
 
         @Option(
             name: .customLong("http-connect-timeout"),
             help: ArgumentHelp(
-                "Seconds to establish any HTTP connection (model, http tools, exporters).", valueName: "seconds"))
-        var httpConnectTimeout: Double = 10
+                "How long establishing any HTTP connection may take (model, http tools, exporters).",
+                valueName: "duration"))
+        var httpConnectTimeout: Duration = .seconds(10)
 
         @Option(
             name: .customLong("http-stall-timeout"),
             help: ArgumentHelp(
-                "Seconds any HTTP request may go without a byte in either direction (default 300; for streamed model calls 60, between events).",
-                valueName: "seconds"))
-        var httpStallTimeout: Double?
+                "How long any HTTP request may go without a byte in either direction (default 300s; for streamed model calls 60s, between events).",
+                valueName: "duration"))
+        var httpStallTimeout: Duration?
 
         @Flag(
             name: .customLong("no-stream"),
@@ -174,14 +175,14 @@ extension Bridge {
         /// The HTTP bounds from the flags.
         var httpLimits: ExecApp.HTTPLimits {
             var l = ExecApp.HTTPLimits()
-            l.connect = .milliseconds(Int64(httpConnectTimeout * 1000))
+            l.connect = httpConnectTimeout
             if let httpStallTimeout {
-                l.stall = .milliseconds(Int64(httpStallTimeout * 1000))
+                l.stall = httpStallTimeout
                 l.streamStall = l.stall
             }
             l.stream = !noStream
             l.minimumRate = httpMinRate
-            l.modelTimeout = .milliseconds(Int64(modelTimeout * 1000))
+            l.modelTimeout = modelTimeout
             return l
         }
 
@@ -192,10 +193,10 @@ extension Bridge {
             guard ModelAPI(name: modelAPI) != nil else {
                 throw ValidationError("--model-api must be responses or chat-completions, not '\(modelAPI)'")
             }
-            guard flushTimeout >= 0 else { throw ValidationError("--flush-timeout must not be negative") }
-            guard lease >= 1 else { throw ValidationError("--lease must be at least 1 second") }
-            guard drainTimeout >= 0 else { throw ValidationError("--drain-timeout must not be negative") }
-            if let pollInterval, pollInterval <= 0 { throw ValidationError("--poll-interval must be positive") }
+            guard flushTimeout >= .zero else { throw ValidationError("--flush-timeout must not be negative") }
+            guard lease >= .seconds(1) else { throw ValidationError("--lease must be at least 1 second") }
+            guard drainTimeout >= .zero else { throw ValidationError("--drain-timeout must not be negative") }
+            if let pollInterval, pollInterval <= .zero { throw ValidationError("--poll-interval must be positive") }
             guard (1...1_000_000_000).contains(httpMinRate) else {
                 throw ValidationError(
                     "--http-min-rate must be between 1 and 1000000000 bytes per second, not \(httpMinRate)")
@@ -203,9 +204,9 @@ extension Bridge {
             guard offlineLatencyMs >= 0 else { throw ValidationError("--offline-latency-ms must not be negative") }
             for (value, flag) in [
                 (modelTimeout, "--model-timeout"), (httpConnectTimeout, "--http-connect-timeout"),
-                (httpStallTimeout ?? 300, "--http-stall-timeout"),
-            ] where !(value > 0 && value <= 86_400) {
-                throw ValidationError("\(flag) must be between 0 and 86400 seconds, not \(value)")
+                (httpStallTimeout ?? .seconds(300), "--http-stall-timeout"),
+            ] where !(value > .zero && value <= .seconds(86_400)) {
+                throw ValidationError("\(flag) must be between 0 and 86400 seconds, not \(value.inSeconds)")
             }
         }
 
@@ -238,7 +239,7 @@ extension Bridge {
                 options.maxAttempts = maxAttempts
                 options.taskKeys = task
                 options.limit = limit
-                options.leaseSeconds = lease
+                options.lease = lease
                 options.watch = watch
                 options.drainTimeout = drainTimeout
                 options.pollInterval = pollInterval
@@ -262,7 +263,7 @@ extension Bridge {
                     summary = try await app.execute(
                         options: options, model: model, traceFile: traceFile,
                         progress: .standardError(quiet: quiet, prefix: "bridge exec: "),
-                        flushTimeout: .milliseconds(Int64(flushTimeout * 1000)), shutdown: shutdown)
+                        flushTimeout: flushTimeout, shutdown: shutdown)
                 } catch {
                     await push?.finish(exposition: PrometheusEndpoint.exposition())
                     throw error

@@ -108,7 +108,7 @@ extension Bridge.Exec {
         let progress = ProgressReporter.standardError(quiet: quiet, prefix: "bridge exec --backfill: ")
         let (s, exports) = try await app.backfill(
             options: options, traceFile: traceFile, progress: progress,
-            flushTimeout: .milliseconds(Int64(flushTimeout * 1000)))
+            flushTimeout: flushTimeout)
         print("bridge exec --backfill: \(s.line)")
         Self.printExports(exports)
         if s.skipped > 0 {

@@ -52,14 +52,14 @@ extension Bridge {
 
         @Option(
             name: .customLong("poll-interval"),
-            help: ArgumentHelp("Seconds between looks with --watch.", valueName: "seconds"))
-        var pollInterval: Double = 1
+            help: ArgumentHelp("Time between looks with --watch (seconds, or e.g. 500ms).", valueName: "duration"))
+        var pollInterval: Duration = .seconds(1)
 
         @Option(
             help: ArgumentHelp(
-                "Give up after this many seconds (what is left stays in the ledger). Default: no limit.",
-                valueName: "seconds"))
-        var timeout: Double?
+                "Give up after this long (what is left stays in the ledger). Default: no limit.",
+                valueName: "duration"))
+        var timeout: Duration?
 
         @Flag(
             name: .customLong("retry-rejected"), help: "Send items recorded as rejected again (after fixing the cause)."
@@ -74,8 +74,8 @@ extension Bridge {
             for name in exporters where !known.contains(name) {
                 throw ValidationError("unknown exporter '\(name)' (known: openai, otlp, file)")
             }
-            guard pollInterval > 0 else { throw ValidationError("--poll-interval must be positive") }
-            if let timeout, timeout < 0 { throw ValidationError("--timeout must not be negative") }
+            guard pollInterval > .zero else { throw ValidationError("--poll-interval must be positive") }
+            if let timeout, timeout < .zero { throw ValidationError("--timeout must not be negative") }
             if watch, timeout != nil { throw ValidationError("--timeout cannot be combined with --watch") }
         }
 
@@ -114,14 +114,14 @@ extension Bridge {
                         }, secrets: ExporterSetup.secrets(of: enabled))
                     let session = ExportSession.start(
                         exporters: enabled, connect: { try await PostgresConnection.connect(config) },
-                        options: options, pollInterval: .milliseconds(Int64(pollInterval * 1000)),
+                        options: options, pollInterval: pollInterval,
                         waitForLock: true)
                     let reports: [ExportReport]
                     if watch {
                         reports = await session.wait()
                     } else {
                         reports = await session.finish(
-                            flushTimeout: timeout.map { .milliseconds(Int64($0 * 1000)) } ?? .seconds(86_400 * 365))
+                            flushTimeout: timeout ?? .seconds(86_400 * 365))
                     }
                     var ok = true
                     for r in reports {

@@ -43,11 +43,11 @@ extension Bridge {
         @Flag(help: "Print one snapshot and exit, even on a terminal.")
         var once = false
 
-        @Option(help: ArgumentHelp("Seconds between refreshes.", valueName: "seconds"))
-        var interval: Double = 1
+        @Option(help: ArgumentHelp("Time between refreshes (seconds, or e.g. 500ms).", valueName: "duration"))
+        var interval: Duration = .seconds(1)
 
         func validate() throws {
-            guard interval >= 0.1 else { throw ValidationError("--interval must be at least 0.1") }
+            guard interval >= .milliseconds(100) else { throw ValidationError("--interval must be at least 0.1") }
         }
 
         func run() async throws {
@@ -67,7 +67,7 @@ extension Bridge {
         }
 
         /// Redraws every `interval` until interrupted; a lost connection is shown and retried.
-        static func loop(_ queries: TopQueries, config: ConnectionConfig, interval: Double) async throws {
+        static func loop(_ queries: TopQueries, config: ConnectionConfig, interval: Duration) async throws {
             var conn = try await PostgresConnection.connect(config)
             _ = try await read(queries, conn)  // bad schema: exit 2 before drawing
             while true {
@@ -82,7 +82,7 @@ extension Bridge {
                     if let c = try? await PostgresConnection.connect(config) { conn = c }
                 }
                 await StandardOutput.shared.write("\u{1B}[H\u{1B}[2J" + frame)
-                try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+                try await Task.sleep(for: interval)
             }
         }
 

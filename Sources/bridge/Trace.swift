@@ -118,12 +118,12 @@ extension Bridge.Trace {
             name: [.customShort("n"), .long], help: ArgumentHelp("Print this many recent spans first.", valueName: "n"))
         var lines: Int = 10
 
-        @Option(help: ArgumentHelp("Seconds between polls with --follow.", valueName: "seconds"))
-        var interval: Double = 0.25
+        @Option(help: ArgumentHelp("Time between polls with --follow (seconds, or e.g. 250ms).", valueName: "duration"))
+        var interval: Duration = .milliseconds(250)
 
         func validate() throws {
             guard lines >= 0 else { throw ValidationError("--lines must not be negative") }
-            guard interval >= 0.05 && interval <= 60 else {
+            guard interval >= .milliseconds(50) && interval <= .seconds(60) else {
                 throw ValidationError("--interval must be between 0.05 and 60")
             }
         }
@@ -156,14 +156,14 @@ extension Bridge.Trace {
                 while true {
                     if let l = listener {
                         do {
-                            let notes = try await l.waitForNotifications(timeout: interval)
+                            let notes = try await l.waitForNotifications(timeout: interval.inSeconds)
                             await emit(notes.compactMap { SpanStart(payload: $0.payload).flatMap(tail.inProgress) })
                         } catch {
                             await l.close()
                             listener = nil
                         }
                     } else {
-                        try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+                        try await Task.sleep(for: interval)
                     }
                     do {
                         await emit(try await tail.poll(on: conn))

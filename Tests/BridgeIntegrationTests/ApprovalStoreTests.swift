@@ -47,10 +47,10 @@ struct ApprovalStoreTests {
             try await store.decide(on: c, requestKey: first["request_key"] ?? "", approve: true, message: nil, by: "t")
                 == .decided(taskKey: first["task_key"] ?? "", stillPending: []))
         #expect(try await store.ready(on: c, limit: 10) == [first["task_key"] ?? ""])
-        let claim = try await store.claim(on: c, taskKey: first["task_key"] ?? "", workerId: "w", leaseSeconds: 30)
+        let claim = try await store.claim(on: c, taskKey: first["task_key"] ?? "", workerId: "w", lease: .seconds(30))
         #expect(claim != nil)
         #expect(
-            try await store.claim(on: c, taskKey: first["task_key"] ?? "", workerId: "w2", leaseSeconds: 30) == nil,
+            try await store.claim(on: c, taskKey: first["task_key"] ?? "", workerId: "w2", lease: .seconds(30)) == nil,
             "one worker wins")
         #expect(try await store.ready(on: c, limit: 10).isEmpty)
         await c.close()
@@ -63,7 +63,7 @@ struct StructuredColumnsTests {
     @Test func mappedFieldsAreWrittenWithTheResult() async throws {
         let (url, store) = try await LeaseStoreTests.migrated()
         let c = try await TestDatabase.connect(url)
-        let claim = try #require(try await store.claim(on: c, limit: 1, workerId: "A", leaseSeconds: 60).first)
+        let claim = try #require(try await store.claim(on: c, limit: 1, workerId: "A", lease: .seconds(60)).first)
         var outcome = TaskStore.Outcome(
             status: .completed, taskStatus: .completed,
             result: ["output": ["summary": "Short.", "priority": "high"]], tokenUsage: [:],

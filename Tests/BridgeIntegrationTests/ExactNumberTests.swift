@@ -50,7 +50,7 @@ struct ExactNumberTests {
         let store = TaskStore(config: config)
 
         let claim = try #require(
-            try await store.claim(on: c, limit: 5, workerId: "w", leaseSeconds: 60, keys: [Self.big]).first)
+            try await store.claim(on: c, limit: 5, workerId: "w", lease: .seconds(60), keys: [Self.big]).first)
         #expect(claim.key == Self.big)
         #expect(claim.row["id"]?.compact == Self.big)
         #expect(claim.row["amount"]?.compact == Self.amount)

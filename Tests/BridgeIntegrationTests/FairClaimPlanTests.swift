@@ -31,11 +31,11 @@ struct FairClaimPlanTests {
         let store = TaskStore(config: config)
         let held = try #require(try await c.query("SELECT workspace_id::text AS w FROM tasks LIMIT 1").first?["w"])
         for (name, query) in [
-            ("fair claim", store.claimQuery(limit: 16, workerId: "w", leaseSeconds: 60, keys: [])),
+            ("fair claim", store.claimQuery(limit: 16, workerId: "w", lease: .seconds(60), keys: [])),
             (
                 "fair claim, a group on hold",
                 store.claimQuery(
-                    limit: 16, workerId: "w", leaseSeconds: 60,
+                    limit: 16, workerId: "w", lease: .seconds(60),
                     keys: [], held: [held])
             ),
         ] {
@@ -46,14 +46,14 @@ struct FairClaimPlanTests {
         // (in a plain claim as in a fair one).
         var seen: [String: Int] = [:]
         for _ in 0..<4 {
-            let claims = try await store.claim(on: c, limit: 16, workerId: "w", leaseSeconds: 60, held: [held])
+            let claims = try await store.claim(on: c, limit: 16, workerId: "w", lease: .seconds(60), held: [held])
             #expect(claims.count == 16)
             for claim in claims { seen[claim.row["workspace_id"]?.stringValue ?? "", default: 0] += 1 }
         }
         #expect(seen.count == 64, "\(seen.count) groups in 64 claims")
         #expect(seen[held] == nil)
         let plain = try await TaskStore(config: loaded).claim(
-            on: c, limit: 16, workerId: "w", leaseSeconds: 60, held: [held])
+            on: c, limit: 16, workerId: "w", lease: .seconds(60), held: [held])
         #expect(plain.count == 16 && plain.allSatisfy { $0.row["workspace_id"]?.stringValue != held })
         await c.close()
     }

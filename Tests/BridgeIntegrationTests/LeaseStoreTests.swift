@@ -33,7 +33,7 @@ struct LeaseStoreTests {
         let (url, store) = try await Self.migrated()
         let c = try await TestDatabase.connect(url)
         // Worker A claims a task, starts its execution, then stalls past its lease.
-        let a = try #require(try await store.claim(on: c, limit: 1, workerId: "A", leaseSeconds: 60).first)
+        let a = try #require(try await store.claim(on: c, limit: 1, workerId: "A", lease: .seconds(60)).first)
         #expect(a.attempt == 1 && !a.token.isEmpty)
         let execA = try await store.startExecution(
             on: c, task: a.row, token: a.token, traceId: TraceID.forTask(a.key, attempt: 1),
@@ -50,11 +50,11 @@ struct LeaseStoreTests {
 
         // Worker B claims the same task again: attempt 2, a new token.
         let b = try #require(
-            try await store.claim(on: c, limit: 1, workerId: "B", leaseSeconds: 60, keys: [a.key]).first)
+            try await store.claim(on: c, limit: 1, workerId: "B", lease: .seconds(60), keys: [a.key]).first)
         #expect(b.key == a.key && b.attempt == 2 && b.token != a.token)
 
         // A wakes up: heartbeat says its lease is gone; its late finish and a new execution row are refused.
-        #expect(try await store.heartbeat(on: c, tokens: [a.token, b.token], leaseSeconds: 60) == [b.token])
+        #expect(try await store.heartbeat(on: c, tokens: [a.token, b.token], lease: .seconds(60)) == [b.token])
         let late = try await store.finish(
             on: c, taskKey: a.key, token: a.token, executionKey: execA,
             traceId: TraceID.forTask(a.key, attempt: 1), outcome: Self.outcome(store, .completed))
@@ -98,7 +98,7 @@ struct LeaseStoreTests {
         let pending = try await c.query("SELECT count(*) AS n FROM tasks WHERE status = 'pending'").first?.int("n") ?? 0
         #expect(pending == 6)
         // Never more than the free slots asked for.
-        let two = try await store.claim(on: c, limit: 2, workerId: "W", leaseSeconds: 60)
+        let two = try await store.claim(on: c, limit: 2, workerId: "W", lease: .seconds(60))
         #expect(two.count == 2)
         let leased = try await c.query("SELECT count(*) AS n FROM tasks WHERE bridge_lease_token IS NOT NULL").first?
             .int("n")
@@ -119,7 +119,7 @@ struct LeaseStoreTests {
 
         // A retriable failure with a backoff is not claimable until it is due.
         let one = try #require(
-            try await store.claim(on: c, limit: 1, workerId: "W", leaseSeconds: 60, keys: [two[1].key]).first)
+            try await store.claim(on: c, limit: 1, workerId: "W", lease: .seconds(60), keys: [two[1].key]).first)
         let retry = TaskStore.Outcome(
             status: .failedRetriable, taskStatus: .pending, result: [:], tokenUsage: [:],
             errorMessage: "429", errorType: .modelError, completedAt: Date(), durationSeconds: 0,
@@ -127,7 +127,7 @@ struct LeaseStoreTests {
         #expect(
             try await store.finish(
                 on: c, taskKey: one.key, token: one.token, executionKey: nil, traceId: nil, outcome: retry))
-        #expect(try await store.claim(on: c, limit: 1, workerId: "W", leaseSeconds: 60, keys: [one.key]).isEmpty)
+        #expect(try await store.claim(on: c, limit: 1, workerId: "W", lease: .seconds(60), keys: [one.key]).isEmpty)
         let o = try await store.outstanding(on: c)
         #expect(o.waitingRetries == 1 && o.leased == 0 && (o.nextRetryIn ?? 0) > 25)
         await c.close()
@@ -170,7 +170,7 @@ struct LeaseStoreTests {
 @Suite struct DoorbellTests {
     @Test func aRingWakesTheWaiterAndCancelsItsDeadline() async throws {
         let bell = Doorbell()
-        let waiter = Task { await bell.wait(timeout: 3600) }
+        let waiter = Task { await bell.wait(timeout: .seconds(3600)) }
         var waiting = false
         for _ in 0..<200 where !waiting {
             waiting = await bell.timer != nil
@@ -187,7 +187,7 @@ struct LeaseStoreTests {
     @Test func aRingWithNobodyWaitingIsKeptForTheNextWait() async {
         let bell = Doorbell()
         await bell.ring()
-        await bell.wait(timeout: 3600)  // returns at once
+        await bell.wait(timeout: .seconds(3600))  // returns at once
         #expect(await bell.timer == nil)
     }
 }

@@ -20,7 +20,7 @@ struct RunJournalTests {
         let config = store.config
         let journals = RunJournalStore(config: config)
         let c = try await TestDatabase.connect(url)
-        let a = try #require(try await store.claim(on: c, limit: 1, workerId: "A", leaseSeconds: 60).first)
+        let a = try #require(try await store.claim(on: c, limit: 1, workerId: "A", lease: .seconds(60)).first)
         let spec = RunSpec(
             traceId: TraceID.forTask(a.key, attempt: 1), workflowName: "w", groupId: nil, metadata: [:],
             startingAgent: "x", agents: [:], tools: [:], input: "hi", maxTurns: 3,
@@ -35,7 +35,7 @@ struct RunJournalTests {
             "UPDATE tasks SET bridge_lease_expires_at = now() - interval '1 second' WHERE id::text = \(a.key)")
         _ = try await store.reap(on: c, maxAttempts: 3)
         let b = try #require(
-            try await store.claim(on: c, limit: 1, workerId: "B", leaseSeconds: 60, keys: [a.key]).first)
+            try await store.claim(on: c, limit: 1, workerId: "B", lease: .seconds(60), keys: [a.key]).first)
         #expect(b.token != a.token)
 
         await #expect(throws: JournalFenced.self) {
@@ -84,7 +84,7 @@ struct RunJournalTests {
         var config = store.config
         config = config.with(columnTypes: try await ColumnTypes.load(for: config, connection: c))
         let journals = RunJournalStore(config: config)
-        let claims = try await TaskStore(config: config).claim(on: c, limit: 2, workerId: "A", leaseSeconds: 60)
+        let claims = try await TaskStore(config: config).claim(on: c, limit: 2, workerId: "A", lease: .seconds(60))
         #expect(claims.count == 2)
         let (a, lost) = (claims[0], claims[1])
         func spec(_ key: String) -> RunSpec {

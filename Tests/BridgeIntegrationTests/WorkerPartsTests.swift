@@ -64,7 +64,7 @@ struct WorkerPartsTests {
         let config = try Self.mappings()
         let store = TaskStore(config: config)
         let c = try await TestDatabase.connect(url)
-        let claims = try await store.claim(on: c, limit: 2, workerId: "w", leaseSeconds: 60)
+        let claims = try await store.claim(on: c, limit: 2, workerId: "w", lease: .seconds(60))
         #expect(claims.count == 2)
         let pool = RunConnectionPool(capacity: 2) { try await TestDatabase.connect(url) }
         let executor = Self.executor(url: url, config: config, pool: pool, model: RejectingModel())
@@ -96,7 +96,7 @@ struct WorkerPartsTests {
         let config = try Self.mappings()
         let store = TaskStore(config: config)
         let c = try await TestDatabase.connect(url)
-        let claim = try #require(try await store.claim(on: c, limit: 1, workerId: "w", leaseSeconds: 60).first)
+        let claim = try #require(try await store.claim(on: c, limit: 1, workerId: "w", lease: .seconds(60)).first)
         let pool = RunConnectionPool(capacity: 1) { try await TestDatabase.connect(url) }
         let outcome = await Self.executor(url: url, config: config, pool: pool, model: OfflineModel())
             .run(claim, resuming: false) { _ in true }
