@@ -77,6 +77,21 @@ import Testing
         #expect(RetryBackoff.delay(attempt: Int.max, base: 2, cap: 300, random: 1) == 300)
         #expect(Duration.milliseconds(1500).inSeconds == 1.5)
     }
+
+    /// The one parser of typed durations (every time flag, migrate's lock timeout).
+    @Test(arguments: [
+        ("60", Duration.seconds(60)), ("0.25", .milliseconds(250)), ("500ms", .milliseconds(500)),
+        ("3s", .seconds(3)), ("2min", .seconds(120)), ("2m", .seconds(120)), ("1h", .seconds(3600)),
+        (" 1.5S ", .milliseconds(1500)), ("0", .zero),
+    ])
+    func durationsParse(text: String, expected: Duration) {
+        #expect(Duration(parsing: text) == expected)
+    }
+
+    @Test(arguments: ["", "abc", "-1", "1x", "ms", "nan", "inf", "1e400"])
+    func malformedDurationsDoNotParse(text: String) {
+        #expect(Duration(parsing: text) == nil)
+    }
 }
 
 @Suite struct RedactionTests {
