@@ -50,12 +50,13 @@ let package = Package(
             name: "CBridgeCurlShim",
             dependencies: ["CBridgeCurl"]
         ),
-        // fork/exec with PR_SET_PDEATHSIG for MCP stdio servers (no orphans)
+        // fork/exec under a supervisor (process group, subreaper, PR_SET_PDEATHSIG): no orphans
         .target(name: "CBridgeSpawn"),
         // 2. Clients
         // gzip for OTLP bodies (zlib)
         .systemLibrary(name: "CBridgeZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        .target(name: "BridgeCore", dependencies: ["CBridgeCrypto", "CBridgeZlib"], swiftSettings: strict),
+        .target(
+            name: "BridgeCore", dependencies: ["CBridgeCrypto", "CBridgeZlib", "CBridgeSpawn"], swiftSettings: strict),
         // The trace model: ids, SpanData (the SDK's span shapes), trace and span records with
         // their ledger row codec. Below everything that writes or reads a trace.
         .target(name: "BridgeTraceModel", dependencies: ["BridgeCore"], swiftSettings: strict),
@@ -87,7 +88,7 @@ let package = Package(
         .target(
             name: "BridgeRunner",
             dependencies: [
-                "BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "CBridgeSpawn",
+                "BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeHTTP", "BridgeMapping",
             ],
             swiftSettings: strict
         ),

@@ -41,14 +41,14 @@ public enum BridgeBinary {
     }
 
     /// Runs bridge with `args` to its end (in `BridgeBinary.environment()` unless given one).
-    public static func run(_ args: [String], environment: [String: String]? = nil) async throws -> Subprocess.Result {
-        try await Subprocess.run(path, args, environment: environment ?? self.environment())
+    public static func run(_ args: [String], environment: [String: String]? = nil) async throws -> TestProcess.Result {
+        try await TestProcess.run(path, args, environment: environment ?? self.environment())
     }
 
     /// Runs `bridge migrate` with the shipped migrations (or `dir`) on `url`; its result.
     @discardableResult
     public static func migrate(_ url: String, dir: String = migrations, _ extra: [String] = []) async throws
-        -> Subprocess.Result
+        -> TestProcess.Result
     {
         try await run(["migrate", "--database-url", url, "--dir", dir] + extra)
     }

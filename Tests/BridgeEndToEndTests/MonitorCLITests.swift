@@ -253,7 +253,10 @@ struct MonitorCLITests {
                 try poll.count("status = 'in_progress'") >= 1
             },
             then: { held in
-                (held, try Subprocess.run(BridgeBinary.path, top + ["--json"], environment: BridgeBinary.environment()))
+                (
+                    held,
+                    try TestProcess.run(BridgeBinary.path, top + ["--json"], environment: BridgeBinary.environment())
+                )
             })
         #expect(held)
         #expect(running.status == 0, "\(running.stderr)")
