@@ -88,6 +88,11 @@ public final class ChildProcess: Sendable {
         /// When stdout ends while the child runs, the supervisor itself is killed if it has not
         /// ended this much later (it stops the child and what it left first; see `Handlers`).
         public var killAfterStdoutCloses: Duration?
+        /// Under the supervisor (the default). Without it (the tests run bridge itself so, to see
+        /// what bridge leaves behind) the child is forked directly, leads its own process group
+        /// and gets SIGKILL when its I/O thread ends, but nothing it leaves behind is stopped;
+        /// `stop` signals its process group (SIGTERM, or SIGKILL `now`).
+        public var supervised = true
         /// The I/O thread's name and stack size (handlers run on it).
         public var threadName = "bridge-child-io"
         public var stackSize = 256 * 1024
@@ -106,7 +111,7 @@ public final class ChildProcess: Sendable {
     }
 
     private struct State {
-        /// The supervisor's pid once spawned (0 before).
+        /// The supervisor's pid once spawned (the child's when not `supervised`; 0 before).
         var supervisor: pid_t = 0
         /// The supervisor's wait status once reaped: from then on it is never signalled (its pid
         /// may be another process's).
@@ -181,8 +186,10 @@ public final class ChildProcess: Sendable {
         state.withLock { s in
             if s.supervisor == 0 {
                 if s.pendingSignal == nil || sig == SIGKILL || sig == SIGINT { s.pendingSignal = sig }
-            } else if s.reaped == nil {
+            } else if s.reaped == nil, options.supervised {
                 _ = Glibc.kill(s.supervisor, sig)
+            } else if s.reaped == nil {
+                _ = Glibc.kill(-s.supervisor, sig == SIGTERM ? SIGTERM : SIGKILL)
             }
         }
     }

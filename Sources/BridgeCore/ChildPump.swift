@@ -32,7 +32,7 @@ struct ChildPump {
         // killing bridge; the process-wide disposition (which children inherit) is untouched.
         pthread_sigmask(SIG_BLOCK, &pipeSignal, nil)
         let spawned: (pid_t, (input: Int32, output: Int32, errors: Int32))
-        switch spawn(child.command, grace: child.options.grace) {
+        switch spawn(child.command, options: child.options) {
         case .failure(let error):
             started(.failure(error))
             return
@@ -74,7 +74,7 @@ struct ChildPump {
     }
 
     /// Creates the pipes and starts the supervisor; the parent's ends of stdin, stdout, stderr.
-    private static func spawn(_ command: ChildProcess.Command, grace: Duration) -> Result<
+    private static func spawn(_ command: ChildProcess.Command, options: ChildProcess.Options) -> Result<
         (pid_t, (input: Int32, output: Int32, errors: Int32)), ChildStartError
     > {
         var inPipe: [Int32] = [-1, -1]
@@ -87,12 +87,12 @@ struct ChildPump {
             return .failure(ChildStartError(reason: "pipe: \(why)"))
         }
         var spawnError: Int32 = 0
-        let graceMs = Int32(clamping: milliseconds(grace))
+        let graceMs = Int32(clamping: milliseconds(options.grace))
         let supervisor: pid_t = withCStrings(command.argv) { cArgv in
             withCStrings(command.environment.map { "\($0.key)=\($0.value)" }.sorted()) { cEnv in
                 bridge_spawn(
                     command.path, cArgv, cEnv, command.directory, inPipe[0], outPipe[1], errPipe[1], graceMs,
-                    &spawnError)
+                    options.supervised ? 1 : 0, &spawnError)
             }
         }
         for fd in [inPipe[0], outPipe[1], errPipe[1]] { _ = close(fd) }

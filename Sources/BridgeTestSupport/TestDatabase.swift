@@ -158,7 +158,8 @@ public enum TestDatabase {
 }
 
 /// Runs a program and collects its output (for end-to-end tests of the built binary): a thin
-/// layer over bridge's own `ChildProcess`, so tests start children the way bridge does.
+/// layer over bridge's own `ChildProcess`, without its supervisor, so that what bridge leaves
+/// behind is left for the tests to find.
 public enum TestProcess {
     public struct Result: Sendable {
         public var status: Int32
@@ -174,7 +175,7 @@ public enum TestProcess {
         currentDirectory: String? = nil, stdin: String? = nil
     ) throws -> Result {
         let command = try command(program, arguments, environment: environment, currentDirectory: currentDirectory)
-        return result(try ChildProcess.runBlocking(command, input: Array((stdin ?? "").utf8)))
+        return result(try ChildProcess.runBlocking(command, input: Array((stdin ?? "").utf8), options: options))
     }
 
     /// `run` without blocking a thread of the cooperative pool.
@@ -183,7 +184,14 @@ public enum TestProcess {
         currentDirectory: String? = nil, stdin: String? = nil
     ) async throws -> Result {
         let command = try command(program, arguments, environment: environment, currentDirectory: currentDirectory)
-        return result(try await ChildProcess.run(command, input: Array((stdin ?? "").utf8)))
+        return result(try await ChildProcess.run(command, input: Array((stdin ?? "").utf8), options: options))
+    }
+
+    private static var options: ChildProcess.Options {
+        var options = ChildProcess.Options()
+        options.supervised = false
+        options.threadName = "test-process-io"
+        return options
     }
 
     private static func command(
