@@ -1,15 +1,20 @@
 // swift-tools-version:6.0
 // bridge: trace database-driven OpenAI-Agents-style runs, span for span.
 //
-// Layering (bottom to top), visible as targets:
-//   1. C bindings        CBridgeLibPQ, CBridgeCurl, CBridgeCurlShim, CBridgeCrypto, CBridgeZlib
-//   2. Clients           BridgePostgres, BridgeHTTP (BridgeCore holds shared errors/utilities);
-//      Trace model       BridgeTraceModel (ids, SpanData, records; on BridgeCore alone)
-//   3. Mapping + bridge  BridgeMigrate (schema upgrades), BridgeMapping
-//   4. Runner            BridgeRunner
-//   5. Tracing           BridgeTracing
-//   6. Verify            BridgeVerify (the trace model and PostgreSQL; no runner, no HTTP)
-//   CLI                  bridge (thin: parses flags, calls the libraries)
+// Layering, bottom to top; each target imports only targets below it:
+//   1. C bindings   CBridgeLibPQ, CBridgeCurl (+ CBridgeCurlShim), CBridgeCrypto, CBridgeZlib,
+//                   CBridgeSpawn (child processes)
+//   2. Core         BridgeCore: errors, JSON, ids, durations, the thread executor
+//   3. Clients      BridgePostgres (libpq: queries with binds, identifiers, advisory locks),
+//                   BridgeHTTP (libcurl: one engine thread, whole-exchange deadlines)
+//   4. Trace model  BridgeTraceModel: the SDK's span format and records
+//   5. Mappings     BridgeMapping (YAML -> run specs: the DatabaseToSDKBridge), BridgeMigrate
+//   6. Runner       BridgeRunner: the SDK's agent loop, tools, MCP, guardrails, models
+//   7. Tracing      BridgeTracing (ledger, exporters), BridgeMetrics (counters, histograms)
+//   8. Operations   BridgeWorker (exec, backfill, leases, durable runs, approvals),
+//                   BridgeMonitor (/metrics, top, OTLP metrics), BridgeVerify (the checklist)
+//   CLI             bridge: one subcommand per file; parses flags, calls the libraries
+//   Tests           BridgeTestSupport (a real PostgreSQL, loopback servers, the built binary)
 import PackageDescription
 
 let strict: [SwiftSetting] = [

@@ -6,7 +6,8 @@ import Foundation
 /// their `unownedExecutor`, so blocking calls never run on Swift's cooperative thread pool
 /// and the handle is only ever touched by its own thread.
 public final class ThreadExecutor: SerialExecutor, @unchecked Sendable {
-    // @unchecked Sendable: `jobs`, `stopped` and `running` are only accessed with `condition` locked.
+    // Unchecked sendability: `jobs`, `stopped` and `running` are only accessed with `condition`
+    // locked (an NSCondition, because the executor thread sleeps on it between jobs).
     private let condition = NSCondition()
     private var jobs: [UnownedJob] = []
     private var stopped = false

@@ -1,5 +1,5 @@
-// Over 400 lines: the libcurl engine (its own thread, the transfers, curl's callbacks and the
-// deadlines) is one unit around one lock; the unsafe C boundary stays in this one file.
+// The libcurl engine: its own thread, the transfers, curl's callbacks and the deadlines, around
+// one lock; the unsafe C boundary of HTTP stays in this file.
 import BridgeCore
 import CBridgeCurl
 import CBridgeCurlShim
@@ -22,7 +22,7 @@ func milliseconds(_ d: Duration) -> Int {
 
 /// One request on its way through the engine.
 ///
-/// `@unchecked Sendable`: the request fields are immutable; `cancelRequested` is guarded by
+/// Unchecked sendability, confined by hand: the request fields are immutable; `cancelRequested` is guarded by
 /// the engine's lock; everything else (buffers, handles, the continuation after submit)
 /// is touched only by the engine thread, including from curl's callbacks.
 final class Transfer: @unchecked Sendable {
@@ -185,7 +185,7 @@ private let headerCallback: cbridge_curl_data_cb = { data, size, count, userdata
 
 /// Owns the multi handle and its thread.
 ///
-/// `@unchecked Sendable`: `incoming`, `cancellations` and `stopping` are guarded by `lock`;
+/// Unchecked sendability, confined by hand: `incoming`, `cancellations` and `stopping` are guarded by `lock`;
 /// `active` and `idleHandles` belong to the engine thread alone, and so does `multi`, except
 /// for `curl_multi_wakeup` (documented thread-safe), which other threads call with `lock`
 /// held so that it never races the engine's `curl_multi_cleanup`.
@@ -305,19 +305,50 @@ final class CurlMultiEngine: @unchecked Sendable {
             }
             timeoutMs = milliseconds(left)
         }
-        let easy: UnsafeMutableRawPointer
-        if let reused = idleHandles.popLast() {
-            curl_easy_reset(reused)
-            easy = reused
-        } else if let fresh = curl_easy_init() {
-            easy = fresh
-        } else {
+        guard let easy = takeHandle() else {
             finish(
                 transfer,
                 .failure(.transport(code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "curl_easy_init failed")))
             return
         }
         transfer.easy = easy
+        // Each step runs even when an earlier one failed; any failure fails the transfer.
+        let optionsSet = setOptions(easy, for: transfer, timeoutMs: timeoutMs)
+        let headersSet = setHeaders(easy, for: transfer)
+        let methodSet = setMethodAndBody(easy, for: transfer)
+        guard optionsSet && headersSet && methodSet else {
+            transfer.easy = nil
+            releaseHandle(easy, transfer: transfer)
+            finish(
+                transfer,
+                .failure(.invalidRequest("curl rejected an option: \(transfer.errorText(CURLE_BAD_FUNCTION_ARGUMENT))"))
+            )
+            return
+        }
+        active[easy] = transfer
+        let added = curl_multi_add_handle(multi, easy)
+        if added != CURLM_OK {
+            active[easy] = nil
+            transfer.easy = nil
+            releaseHandle(easy, transfer: transfer)
+            finish(
+                transfer,
+                .failure(.transport(code: Int(added.rawValue), message: String(cString: curl_multi_strerror(added)))))
+        }
+    }
+
+    /// An idle handle reset for reuse, or a new one; nil when curl cannot allocate one.
+    private func takeHandle() -> UnsafeMutableRawPointer? {
+        if let reused = idleHandles.popLast() {
+            curl_easy_reset(reused)
+            return reused
+        }
+        return curl_easy_init()
+    }
+
+    /// The transfer's URL, protocols, callbacks, limits and timeouts; false when curl
+    /// rejects one of them.
+    private func setOptions(_ easy: UnsafeMutableRawPointer, for transfer: Transfer, timeoutMs: Int?) -> Bool {
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         var ok = true
         func check(_ code: CURLcode) { if code != CURLE_OK { ok = false } }
@@ -343,7 +374,13 @@ final class CurlMultiEngine: @unchecked Sendable {
         if !transfer.userAgent.isEmpty {
             check(cbridge_curl_setopt_string(easy, CURLOPT_USERAGENT, transfer.userAgent))
         }
+        return ok
+    }
 
+    /// The request's header lines, kept in `transfer.headerList` until the handle is released;
+    /// false when curl rejects them.
+    private func setHeaders(_ easy: UnsafeMutableRawPointer, for transfer: Transfer) -> Bool {
+        var ok = true
         var list: UnsafeMutablePointer<curl_slist>?
         for line in transfer.headerLines {
             guard let appended = curl_slist_append(list, line) else {
@@ -353,8 +390,14 @@ final class CurlMultiEngine: @unchecked Sendable {
             list = appended
         }
         transfer.headerList = list
-        check(cbridge_curl_setopt_slist(easy, CURLOPT_HTTPHEADER, list))
+        if cbridge_curl_setopt_slist(easy, CURLOPT_HTTPHEADER, list) != CURLE_OK { ok = false }
+        return ok
+    }
 
+    /// The method and the body (copied by curl); false when curl rejects them.
+    private func setMethodAndBody(_ easy: UnsafeMutableRawPointer, for transfer: Transfer) -> Bool {
+        var ok = true
+        func check(_ code: CURLcode) { if code != CURLE_OK { ok = false } }
         switch (transfer.method, transfer.body) {
         case ("GET", nil):
             check(cbridge_curl_setopt_long(easy, CURLOPT_HTTPGET, 1))
@@ -380,26 +423,7 @@ final class CurlMultiEngine: @unchecked Sendable {
                 check(cbridge_curl_setopt_string(easy, CURLOPT_CUSTOMREQUEST, method))
             }
         }
-
-        guard ok else {
-            transfer.easy = nil
-            releaseHandle(easy, transfer: transfer)
-            finish(
-                transfer,
-                .failure(.invalidRequest("curl rejected an option: \(transfer.errorText(CURLE_BAD_FUNCTION_ARGUMENT))"))
-            )
-            return
-        }
-        active[easy] = transfer
-        let added = curl_multi_add_handle(multi, easy)
-        if added != CURLM_OK {
-            active[easy] = nil
-            transfer.easy = nil
-            releaseHandle(easy, transfer: transfer)
-            finish(
-                transfer,
-                .failure(.transport(code: Int(added.rawValue), message: String(cString: curl_multi_strerror(added)))))
-        }
+        return ok
     }
 
     private func result(of transfer: Transfer, easy: UnsafeMutableRawPointer, code: CURLcode) -> Result<

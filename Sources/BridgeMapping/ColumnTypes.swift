@@ -45,6 +45,7 @@ public struct ColumnTypes: Sendable, Equatable {
         if let l = config.backfill?.logs { out.append(l.table) }
         if let b = config.budgets { out.append(b.table) }
         if let t = config.sessions?.table { out.append(t) }
+        if let a = config.approvals { out.append(a.table) }
         var seen = Set<String>()
         return out.filter { seen.insert($0).inserted }
     }

@@ -1,6 +1,7 @@
 import BridgeRunner
 import CoreMetrics
 import Foundation
+import Synchronization
 
 /// Every instrument bridge emits: one definition of each name, its labels and its unit.
 ///
@@ -275,10 +276,8 @@ public enum BridgeMetrics {
 
 /// Keeps label values bounded: at most `maxValuesPerLabel` distinct values per label name
 /// (later ones become `other`), each at most 64 characters of `[A-Za-z0-9_.:/-]`.
-final class LabelGuard: @unchecked Sendable {
-    // @unchecked Sendable: `seen` is only touched with `lock` held.
-    private let lock = NSLock()
-    private var seen: [String: Set<String>] = [:]
+final class LabelGuard: Sendable {
+    private let seen = Mutex<[String: Set<String>]>([:])
     let maxValuesPerLabel: Int
 
     init(maxValuesPerLabel: Int) { self.maxValuesPerLabel = maxValuesPerLabel }
@@ -288,13 +287,11 @@ final class LabelGuard: @unchecked Sendable {
             $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "_.:/- ".unicodeScalars.contains($0))
         }
         guard !raw.isEmpty, raw.count <= 64, allowed else { return "other" }
-        lock.lock()
-        defer { lock.unlock() }
-        var values = seen[label, default: []]
-        if values.contains(raw) { return raw }
-        guard values.count < maxValuesPerLabel else { return "other" }
-        values.insert(raw)
-        seen[label] = values
-        return raw
+        return seen.withLock { seen in
+            if seen[label]?.contains(raw) == true { return raw }
+            guard seen[label, default: []].count < maxValuesPerLabel else { return "other" }
+            seen[label, default: []].insert(raw)
+            return raw
+        }
     }
 }

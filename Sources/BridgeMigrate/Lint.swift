@@ -1,5 +1,5 @@
-// Over 400 lines: the migration lint in one place: its findings, the statement effects it
-// classifies, the catalog facts it checks against and the rules, all over one token stream.
+// The migration lint: its findings, the statement effects it classifies, the catalog facts it
+// checks against and the rules, all over one token stream.
 import BridgePostgres
 
 /// One lint result for a statement of a migration file.
@@ -290,6 +290,9 @@ public struct Linter: Sendable {
         return parts.isEmpty ? nil : (TableName(parts: parts), i)
     }
 
+    /// A check's finding, reported as it is found.
+    typealias Report = (_ rule: String, _ severity: LintFinding.Severity, _ message: String) -> Void
+
     mutating func analyze(_ statement: SQLStatement, file: String) -> StatementAnalysis {
         let t = statement.tokens
         let kw = t.map { $0.keyword ?? "" }
@@ -299,26 +302,9 @@ public struct Linter: Sendable {
                 LintFinding(rule: rule, severity: severity, file: file, line: statement.line, message: message))
         }
 
-        if kw.first == "VACUUM" && kw.contains("FULL") || kw.first == "CLUSTER" {
-            a.effect = .rewrite
-            a.notes.append("rewrites the table under ACCESS EXCLUSIVE")
-            finding(
-                "rewrite-table", .error,
-                "\(kw[0]) rewrites the whole table while blocking reads and writes; use pg_repack or run it in a maintenance window"
-            )
-            return a
-        }
-        if kw.starts(with: ["DROP", "TABLE"]) {
-            a.effect = .metadataOnly
-            a.notes.append("ACCESS EXCLUSIVE lock, brief")
-            finding("drop-table", .warning, "drops a table; make sure no deployed code still reads it")
-            return a
-        }
-        if kw.first == "CREATE",
-            kw.dropFirst().prefix(3).contains("SCHEMA") || kw.dropFirst().prefix(3).contains("FUNCTION")
-                || kw.dropFirst().prefix(3).contains("VIEW") || kw.dropFirst().prefix(3).contains("TYPE")
-        {
-            a.effect = .newObject
+        if let (effect, notes) = Self.analyzeWithoutTarget(kw, finding: finding) {
+            a.effect = effect
+            a.notes += notes
             return a
         }
         guard let (verb, table, next) = Self.target(of: t), let table else {
@@ -347,52 +333,99 @@ public struct Linter: Sendable {
             a.effect = .newObject
             a.notes.append("new table")
         case .createIndex:
-            if let known = existing?.columns {
-                for column in Self.indexColumns(Array(t[next...]))
-                where !known.contains(column) && addedColumns[table.key]?.contains(column) != true {
-                    finding(
-                        "missing-column", .error,
-                        "will fail: column \(table.key).\(column) does not exist, and no earlier statement of this run adds it"
-                    )
-                }
-            }
-            let concurrent = kw.prefix(4).contains("CONCURRENTLY")
-            if existing == nil {
-                a.effect = .newObject
-                a.notes.append(isNew ? "index on a table created in this run" : "table \(table.key) does not exist yet")
-            } else if concurrent {
-                a.effect = .concurrent
-                a.notes.append("SHARE UPDATE EXCLUSIVE lock: reads and writes continue; statement_timeout 0")
-            } else {
-                a.effect = .blocksWrites
-                a.notes.append("SHARE lock: blocks writes for the whole build")
-                finding(
-                    "index-not-concurrent", .error,
-                    "CREATE INDEX on existing table \(table.key) blocks writes while it builds; "
-                        + "use CREATE INDEX CONCURRENTLY in a file marked `-- bridge:no-transaction`")
-            }
+            let (effect, note) = analyzeCreateIndex(
+                Array(t[next...]), concurrent: kw.prefix(4).contains("CONCURRENTLY"), table: table,
+                existing: existing, isNew: isNew, finding: finding)
+            a.effect = effect
+            a.notes.append(note)
         case .alterTable:
-            if existing == nil {
+            guard let existing else {
                 a.effect = .newObject
                 a.notes.append(isNew ? "table created in this run" : "table \(table.key) does not exist yet")
                 return a
             }
-            a.effect = .metadataOnly
-            for action in Self.splitActions(Array(t[next...])) {
-                if let column = Self.addedColumn(action) {
-                    if let conflict = Self.addColumnConflict(action, column: column, table: existing) {
-                        finding(conflict.rule, .error, conflict.message(table.key, column))
-                    }
-                    addedColumns[table.key, default: []].insert(column)
-                }
-                let (effect, notes) = analyzeAction(action, table: table, finding: finding)
-                a.effect = max(a.effect, effect)
-                a.notes += notes
-            }
+            let (effect, notes) = analyzeAlterTable(
+                Array(t[next...]), table: table, existing: existing, finding: finding)
+            a.effect = effect
+            a.notes += notes
         case .other:
             break
         }
         return a
+    }
+
+    /// Statements judged as a whole, before looking for the table they act on: VACUUM FULL and
+    /// CLUSTER, DROP TABLE, and CREATE of a schema, function, view or type. Nil for others.
+    private static func analyzeWithoutTarget(_ kw: [String], finding: Report) -> (StatementEffect, [String])? {
+        if kw.first == "VACUUM" && kw.contains("FULL") || kw.first == "CLUSTER" {
+            finding(
+                "rewrite-table", .error,
+                "\(kw[0]) rewrites the whole table while blocking reads and writes; use pg_repack or run it in a maintenance window"
+            )
+            return (.rewrite, ["rewrites the table under ACCESS EXCLUSIVE"])
+        }
+        if kw.starts(with: ["DROP", "TABLE"]) {
+            finding("drop-table", .warning, "drops a table; make sure no deployed code still reads it")
+            return (.metadataOnly, ["ACCESS EXCLUSIVE lock, brief"])
+        }
+        if kw.first == "CREATE",
+            kw.dropFirst().prefix(3).contains("SCHEMA") || kw.dropFirst().prefix(3).contains("FUNCTION")
+                || kw.dropFirst().prefix(3).contains("VIEW") || kw.dropFirst().prefix(3).contains("TYPE")
+        {
+            return (.newObject, [])
+        }
+        return nil
+    }
+
+    /// CREATE INDEX: its columns must exist, and on a live table only CONCURRENTLY keeps
+    /// writes going. `rest` is what follows the table name.
+    private func analyzeCreateIndex(
+        _ rest: [SQLToken], concurrent: Bool, table: TableName, existing: CatalogSnapshot.Table?, isNew: Bool,
+        finding: Report
+    ) -> (StatementEffect, String) {
+        if let known = existing?.columns {
+            for column in Self.indexColumns(rest)
+            where !known.contains(column) && addedColumns[table.key]?.contains(column) != true {
+                finding(
+                    "missing-column", .error,
+                    "will fail: column \(table.key).\(column) does not exist, and no earlier statement of this run adds it"
+                )
+            }
+        }
+        if existing == nil {
+            return (
+                .newObject, isNew ? "index on a table created in this run" : "table \(table.key) does not exist yet"
+            )
+        }
+        if concurrent {
+            return (.concurrent, "SHARE UPDATE EXCLUSIVE lock: reads and writes continue; statement_timeout 0")
+        }
+        finding(
+            "index-not-concurrent", .error,
+            "CREATE INDEX on existing table \(table.key) blocks writes while it builds; "
+                + "use CREATE INDEX CONCURRENTLY in a file marked `-- bridge:no-transaction`")
+        return (.blocksWrites, "SHARE lock: blocks writes for the whole build")
+    }
+
+    /// ALTER TABLE on a live table: the strongest of its actions' effects and all their notes.
+    /// The columns it adds are remembered, so later statements of the run may use them.
+    private mutating func analyzeAlterTable(
+        _ rest: [SQLToken], table: TableName, existing: CatalogSnapshot.Table, finding: Report
+    ) -> (StatementEffect, [String]) {
+        var effect = StatementEffect.metadataOnly
+        var notes: [String] = []
+        for action in Self.splitActions(rest) {
+            if let column = Self.addedColumn(action) {
+                if let conflict = Self.addColumnConflict(action, column: column, table: existing) {
+                    finding(conflict.rule, .error, conflict.message(table.key, column))
+                }
+                addedColumns[table.key, default: []].insert(column)
+            }
+            let (actionEffect, actionNotes) = analyzeAction(action, table: table, finding: finding)
+            effect = max(effect, actionEffect)
+            notes += actionNotes
+        }
+        return (effect, notes)
     }
 
     /// The column an `ADD [COLUMN] [IF NOT EXISTS] name …` action adds, if it adds one.
@@ -562,145 +595,19 @@ public struct Linter: Sendable {
         return out.filter { !$0.isEmpty }
     }
 
-    private func analyzeAction(
-        _ t: [SQLToken], table: TableName,
-        finding: (String, LintFinding.Severity, String) -> Void
-    ) -> (StatementEffect, [String]) {
+    /// One action of an ALTER TABLE on a live table: its effect and notes.
+    private func analyzeAction(_ t: [SQLToken], table: TableName, finding: Report) -> (StatementEffect, [String]) {
         let kw = t.map { $0.keyword ?? "" }
-        let text = kw.joined(separator: " ")
-        let notValid = text.contains("NOT VALID")
         let constraintWords: Set<String> = ["CONSTRAINT", "FOREIGN", "CHECK", "UNIQUE", "PRIMARY", "EXCLUDE"]
         guard let verb = kw.first else { return (.metadataOnly, []) }
 
         if verb == "ADD" {
-            let isConstraint = kw.count > 1 && constraintWords.contains(kw[1])
-            if isConstraint {
-                if kw.contains("FOREIGN") {
-                    if notValid {
-                        return (.metadataOnly, ["FOREIGN KEY NOT VALID: brief SHARE ROW EXCLUSIVE lock on both tables"])
-                    }
-                    finding(
-                        "fk-not-valid", .error,
-                        "FOREIGN KEY on existing table \(table.key) without NOT VALID scans it while locking both tables; "
-                            + "add it NOT VALID, then VALIDATE CONSTRAINT in a later statement")
-                    return (.scan, ["validates every row under SHARE ROW EXCLUSIVE on both tables"])
-                }
-                if kw.contains("CHECK") {
-                    if notValid { return (.metadataOnly, ["CHECK NOT VALID: metadata-only"]) }
-                    finding(
-                        "constraint-not-valid", .error,
-                        "CHECK on existing table \(table.key) without NOT VALID scans it under ACCESS EXCLUSIVE; "
-                            + "add it NOT VALID, then VALIDATE CONSTRAINT")
-                    return (.scan, ["scans every row under ACCESS EXCLUSIVE"])
-                }
-                if kw.contains("UNIQUE") || kw.contains("PRIMARY") || kw.contains("EXCLUDE") {
-                    if text.contains("USING INDEX") { return (.metadataOnly, ["uses an existing index"]) }
-                    finding(
-                        "unique-not-using-index", .error,
-                        "a UNIQUE/PRIMARY KEY/EXCLUDE constraint on existing table \(table.key) builds an index "
-                            + "while blocking writes; build a unique index CONCURRENTLY first, then ADD CONSTRAINT … USING INDEX"
-                    )
-                    return (.blocksWrites, ["builds an index under ACCESS EXCLUSIVE"])
-                }
-                return (.metadataOnly, [])
+            if kw.count > 1 && constraintWords.contains(kw[1]) {
+                return Self.analyzeAddConstraint(kw, table: table, finding: finding)
             }
-            // ADD [COLUMN] [IF NOT EXISTS] name type ...
-            var effect = StatementEffect.metadataOnly
-            var notes: [String] = []
-            let typeWords = Set(kw)
-            let serial = !typeWords.isDisjoint(with: [
-                "SERIAL", "BIGSERIAL", "SMALLSERIAL", "SERIAL4", "SERIAL8", "SERIAL2",
-            ])
-            if let d = kw.firstIndex(of: "DEFAULT") {
-                let stops: Set<String> = [
-                    "NOT", "NULL", "CONSTRAINT", "CHECK", "REFERENCES", "PRIMARY", "UNIQUE", "GENERATED", "COLLATE",
-                ]
-                var end = d + 1
-                var depth = 0
-                while end < t.count {
-                    if t[end].isPunctuation("(") { depth += 1 }
-                    if t[end].isPunctuation(")") { depth -= 1 }
-                    if depth == 0, stops.contains(kw[end]) { break }
-                    end += 1
-                }
-                let expr = Array(t[(d + 1)..<end])
-                let volatile = expr.indices.dropLast().compactMap { i -> String? in
-                    guard expr[i].kind == .word, expr[i + 1].isPunctuation("(") else { return nil }
-                    let name = expr[i].text.lowercased()
-                    return catalog.volatileFunctions.contains(name) ? name : nil
-                }.first
-                if let volatile {
-                    effect = .rewrite
-                    notes.append("volatile default \(volatile)() rewrites every row under ACCESS EXCLUSIVE")
-                    finding(
-                        "volatile-default", .error,
-                        "ADD COLUMN with volatile default \(volatile)() on existing table \(table.key) rewrites it; "
-                            + "add the column without a default (or with a constant one), then backfill in batches")
-                } else if catalog.serverVersion < 110000 {
-                    effect = .rewrite
-                    notes.append("a default rewrites the table before PostgreSQL 11")
-                    finding(
-                        "default-rewrites-pre11", .error,
-                        "ADD COLUMN with a default rewrites \(table.key) on PostgreSQL \(catalog.serverVersion / 10000); "
-                            + "add the column without a default, then SET DEFAULT and backfill")
-                } else {
-                    notes.append(
-                        "ADD COLUMN with a non-volatile default: metadata-only on PostgreSQL 11+, brief ACCESS EXCLUSIVE lock"
-                    )
-                }
-            } else if serial {
-                effect = .rewrite
-                notes.append("serial column fills nextval() for every row")
-                finding(
-                    "volatile-default", .error,
-                    "a serial column on existing table \(table.key) rewrites it; add a plain column and backfill")
-            } else {
-                notes.append("ADD COLUMN without a default: metadata-only, brief ACCESS EXCLUSIVE lock")
-            }
-            if kw.contains("GENERATED") {
-                effect = .rewrite
-                notes.append("a generated or identity column rewrites the table")
-                finding(
-                    "generated-column", .error,
-                    "a GENERATED column on existing table \(table.key) rewrites it under ACCESS EXCLUSIVE")
-            }
-            if text.contains("NOT NULL"), !kw.contains("DEFAULT") {
-                finding(
-                    "not-null-without-default", .warning, "NOT NULL without a default fails if \(table.key) has rows")
-            }
-            if kw.contains("REFERENCES") {
-                effect = max(effect, .scan)
-                finding(
-                    "fk-not-valid", .error,
-                    "an inline REFERENCES on existing table \(table.key) is validated at once with a lock on both tables; "
-                        + "add the column, then ADD CONSTRAINT … FOREIGN KEY … NOT VALID and VALIDATE separately")
-            }
-            if kw.contains("PRIMARY") || kw.contains("UNIQUE") {
-                effect = max(effect, .blocksWrites)
-                finding(
-                    "unique-not-using-index", .error,
-                    "a UNIQUE/PRIMARY KEY column on existing table \(table.key) builds an index while blocking writes")
-            }
-            return (effect, notes)
+            return analyzeAddColumn(t, table: table, finding: finding)
         }
-        if verb == "ALTER" {
-            if kw.contains("TYPE") {
-                finding(
-                    "alter-column-type", .error,
-                    "changing a column type on existing table \(table.key) rewrites it under ACCESS EXCLUSIVE; "
-                        + "add a new column, backfill, and switch over")
-                return (.rewrite, ["ALTER COLUMN TYPE rewrites every row (and its indexes) under ACCESS EXCLUSIVE"])
-            }
-            if text.contains("SET NOT NULL") {
-                finding(
-                    "set-not-null", .error,
-                    "SET NOT NULL on existing table \(table.key) scans it under ACCESS EXCLUSIVE; "
-                        + "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL (PostgreSQL 12+ skips the scan)"
-                )
-                return (.scan, ["SET NOT NULL scans every row under ACCESS EXCLUSIVE"])
-            }
-            return (.metadataOnly, ["metadata-only, brief ACCESS EXCLUSIVE lock"])
-        }
+        if verb == "ALTER" { return Self.analyzeAlterColumn(kw, table: table, finding: finding) }
         if verb == "VALIDATE" {
             return (.concurrent, ["VALIDATE CONSTRAINT scans under SHARE UPDATE EXCLUSIVE: reads and writes continue"])
         }
@@ -712,6 +619,157 @@ public struct Linter: Sendable {
         if verb == "SET", kw.count > 1, ["TABLESPACE", "LOGGED", "UNLOGGED"].contains(kw[1]) {
             finding("rewrite-table", .error, "SET \(kw[1]) rewrites \(table.key) under ACCESS EXCLUSIVE")
             return (.rewrite, ["rewrites the table"])
+        }
+        return (.metadataOnly, ["metadata-only, brief ACCESS EXCLUSIVE lock"])
+    }
+
+    /// `ADD CONSTRAINT …`, `ADD FOREIGN KEY …` and the like: a constraint that validates or
+    /// indexes existing rows must be added NOT VALID or USING INDEX.
+    private static func analyzeAddConstraint(_ kw: [String], table: TableName, finding: Report) -> (
+        StatementEffect, [String]
+    ) {
+        let text = kw.joined(separator: " ")
+        let notValid = text.contains("NOT VALID")
+        if kw.contains("FOREIGN") {
+            if notValid {
+                return (.metadataOnly, ["FOREIGN KEY NOT VALID: brief SHARE ROW EXCLUSIVE lock on both tables"])
+            }
+            finding(
+                "fk-not-valid", .error,
+                "FOREIGN KEY on existing table \(table.key) without NOT VALID scans it while locking both tables; "
+                    + "add it NOT VALID, then VALIDATE CONSTRAINT in a later statement")
+            return (.scan, ["validates every row under SHARE ROW EXCLUSIVE on both tables"])
+        }
+        if kw.contains("CHECK") {
+            if notValid { return (.metadataOnly, ["CHECK NOT VALID: metadata-only"]) }
+            finding(
+                "constraint-not-valid", .error,
+                "CHECK on existing table \(table.key) without NOT VALID scans it under ACCESS EXCLUSIVE; "
+                    + "add it NOT VALID, then VALIDATE CONSTRAINT")
+            return (.scan, ["scans every row under ACCESS EXCLUSIVE"])
+        }
+        if kw.contains("UNIQUE") || kw.contains("PRIMARY") || kw.contains("EXCLUDE") {
+            if text.contains("USING INDEX") { return (.metadataOnly, ["uses an existing index"]) }
+            finding(
+                "unique-not-using-index", .error,
+                "a UNIQUE/PRIMARY KEY/EXCLUDE constraint on existing table \(table.key) builds an index "
+                    + "while blocking writes; build a unique index CONCURRENTLY first, then ADD CONSTRAINT … USING INDEX"
+            )
+            return (.blocksWrites, ["builds an index under ACCESS EXCLUSIVE"])
+        }
+        return (.metadataOnly, [])
+    }
+
+    /// `ADD [COLUMN] [IF NOT EXISTS] name type …`: a default, serial, generated, inline
+    /// REFERENCES or UNIQUE column can rewrite, scan or lock the table.
+    private func analyzeAddColumn(_ t: [SQLToken], table: TableName, finding: Report) -> (StatementEffect, [String]) {
+        let kw = t.map { $0.keyword ?? "" }
+        let text = kw.joined(separator: " ")
+        var effect = StatementEffect.metadataOnly
+        var notes: [String] = []
+        let typeWords = Set(kw)
+        let serial = !typeWords.isDisjoint(with: [
+            "SERIAL", "BIGSERIAL", "SMALLSERIAL", "SERIAL4", "SERIAL8", "SERIAL2",
+        ])
+        if let d = kw.firstIndex(of: "DEFAULT") {
+            (effect, notes) = analyzeColumnDefault(t, at: d, table: table, finding: finding)
+        } else if serial {
+            effect = .rewrite
+            notes.append("serial column fills nextval() for every row")
+            finding(
+                "volatile-default", .error,
+                "a serial column on existing table \(table.key) rewrites it; add a plain column and backfill")
+        } else {
+            notes.append("ADD COLUMN without a default: metadata-only, brief ACCESS EXCLUSIVE lock")
+        }
+        if kw.contains("GENERATED") {
+            effect = .rewrite
+            notes.append("a generated or identity column rewrites the table")
+            finding(
+                "generated-column", .error,
+                "a GENERATED column on existing table \(table.key) rewrites it under ACCESS EXCLUSIVE")
+        }
+        if text.contains("NOT NULL"), !kw.contains("DEFAULT") {
+            finding(
+                "not-null-without-default", .warning, "NOT NULL without a default fails if \(table.key) has rows")
+        }
+        if kw.contains("REFERENCES") {
+            effect = max(effect, .scan)
+            finding(
+                "fk-not-valid", .error,
+                "an inline REFERENCES on existing table \(table.key) is validated at once with a lock on both tables; "
+                    + "add the column, then ADD CONSTRAINT … FOREIGN KEY … NOT VALID and VALIDATE separately")
+        }
+        if kw.contains("PRIMARY") || kw.contains("UNIQUE") {
+            effect = max(effect, .blocksWrites)
+            finding(
+                "unique-not-using-index", .error,
+                "a UNIQUE/PRIMARY KEY column on existing table \(table.key) builds an index while blocking writes")
+        }
+        return (effect, notes)
+    }
+
+    /// The `DEFAULT` at token `d` of an added column: a volatile function in it (per the
+    /// catalog) rewrites every row, and so does any default before PostgreSQL 11.
+    private func analyzeColumnDefault(_ t: [SQLToken], at d: Int, table: TableName, finding: Report) -> (
+        StatementEffect, [String]
+    ) {
+        let kw = t.map { $0.keyword ?? "" }
+        let stops: Set<String> = [
+            "NOT", "NULL", "CONSTRAINT", "CHECK", "REFERENCES", "PRIMARY", "UNIQUE", "GENERATED", "COLLATE",
+        ]
+        var end = d + 1
+        var depth = 0
+        while end < t.count {
+            if t[end].isPunctuation("(") { depth += 1 }
+            if t[end].isPunctuation(")") { depth -= 1 }
+            if depth == 0, stops.contains(kw[end]) { break }
+            end += 1
+        }
+        let expr = Array(t[(d + 1)..<end])
+        let volatile = expr.indices.dropLast().compactMap { i -> String? in
+            guard expr[i].kind == .word, expr[i + 1].isPunctuation("(") else { return nil }
+            let name = expr[i].text.lowercased()
+            return catalog.volatileFunctions.contains(name) ? name : nil
+        }.first
+        if let volatile {
+            finding(
+                "volatile-default", .error,
+                "ADD COLUMN with volatile default \(volatile)() on existing table \(table.key) rewrites it; "
+                    + "add the column without a default (or with a constant one), then backfill in batches")
+            return (.rewrite, ["volatile default \(volatile)() rewrites every row under ACCESS EXCLUSIVE"])
+        }
+        if catalog.serverVersion < 110000 {
+            finding(
+                "default-rewrites-pre11", .error,
+                "ADD COLUMN with a default rewrites \(table.key) on PostgreSQL \(catalog.serverVersion / 10000); "
+                    + "add the column without a default, then SET DEFAULT and backfill")
+            return (.rewrite, ["a default rewrites the table before PostgreSQL 11"])
+        }
+        return (
+            .metadataOnly,
+            ["ADD COLUMN with a non-volatile default: metadata-only on PostgreSQL 11+, brief ACCESS EXCLUSIVE lock"]
+        )
+    }
+
+    /// `ALTER [COLUMN] …`: a type change rewrites the table and SET NOT NULL scans it.
+    private static func analyzeAlterColumn(_ kw: [String], table: TableName, finding: Report) -> (
+        StatementEffect, [String]
+    ) {
+        if kw.contains("TYPE") {
+            finding(
+                "alter-column-type", .error,
+                "changing a column type on existing table \(table.key) rewrites it under ACCESS EXCLUSIVE; "
+                    + "add a new column, backfill, and switch over")
+            return (.rewrite, ["ALTER COLUMN TYPE rewrites every row (and its indexes) under ACCESS EXCLUSIVE"])
+        }
+        if kw.joined(separator: " ").contains("SET NOT NULL") {
+            finding(
+                "set-not-null", .error,
+                "SET NOT NULL on existing table \(table.key) scans it under ACCESS EXCLUSIVE; "
+                    + "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL (PostgreSQL 12+ skips the scan)"
+            )
+            return (.scan, ["SET NOT NULL scans every row under ACCESS EXCLUSIVE"])
         }
         return (.metadataOnly, ["metadata-only, brief ACCESS EXCLUSIVE lock"])
     }

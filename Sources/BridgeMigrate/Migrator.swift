@@ -1,5 +1,5 @@
-// Over 400 lines: `bridge migrate` (up, status, plan, baseline, repair) is one sequence whose
-// steps share the advisory lock and the history they re-read under it.
+// `bridge migrate` (up, status, plan, baseline, repair): one sequence whose steps share the
+// advisory lock and the history they re-read under it.
 import BridgeCore
 import BridgePostgres
 import FoundationEssentials

@@ -51,6 +51,11 @@ public struct SQLLexError: Error, Sendable, Equatable, CustomStringConvertible {
 public enum SQLLexer {
     /// Splits `text` into tokens; whitespace is dropped.
     public static func tokenize(_ text: String) throws(SQLLexError) -> [SQLToken] {
+        // A lexer's state machine, kept in one function on purpose (over the 80-line limit):
+        // every branch consumes one construct from the same cursor (`i`, `line`), and the
+        // order of the branches decides what a character starts (`E'` a string, not a word;
+        // `$1` a word, not a dollar quote). Split up, each piece would take and return the
+        // whole cursor, and that order would be spread over several functions.
         let s = Array(text.unicodeScalars)
         var tokens: [SQLToken] = []
         var i = 0

@@ -2,6 +2,7 @@ import BridgeCore
 import BridgeHTTP
 import BridgeTracing
 import Foundation
+import Synchronization
 
 /// The worker's metrics pushed over OTLP/HTTP (`ExportMetricsServiceRequest`, protobuf by
 /// default, JSON on request, gzip when asked, as for traces), the same instruments as
@@ -241,22 +242,12 @@ extension OTLPMetricsPusher {
 }
 
 /// A task handle settable once and cancellable from any thread.
-final class LockedTask: @unchecked Sendable {
-    // @unchecked Sendable: `task` is only touched with `lock` held.
-    private let lock = NSLock()
-    private var task: Task<Void, Never>?
+final class LockedTask: Sendable {
+    private let task = Mutex<Task<Void, Never>?>(nil)
 
-    func set(_ t: Task<Void, Never>) {
-        lock.lock()
-        task = t
-        lock.unlock()
-    }
+    func set(_ t: Task<Void, Never>) { task.withLock { $0 = t } }
 
-    func cancel() {
-        lock.lock()
-        task?.cancel()
-        lock.unlock()
-    }
+    func cancel() { task.withLock { $0?.cancel() } }
 }
 
 /// The Prometheus text exposition, parsed back into families (for the OTLP push).

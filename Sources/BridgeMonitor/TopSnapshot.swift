@@ -89,13 +89,12 @@ public struct TopQueries: Sendable {
     public init(config: MappingConfig) { self.config = config }
 
     var t: PostgresQuery { .identifier(config.source.table) }
-    func q(_ name: String) -> PostgresQuery { .identifier(name) }
 
     public var tasksQuery: PostgresQuery {
-        let status = q(config.source.status.column)
-        let runAfter = q("bridge_run_after")
-        let token = q("bridge_lease_token")
-        let expires = q("bridge_lease_expires_at")
+        let status = PostgresQuery.identifier(config.source.status.column)
+        let runAfter = PostgresQuery.identifier("bridge_run_after")
+        let token = PostgresQuery.identifier("bridge_lease_token")
+        let expires = PostgresQuery.identifier("bridge_lease_expires_at")
         let pending = config.source.status.pending
         return """
             SELECT
@@ -107,9 +106,9 @@ public struct TopQueries: Sendable {
     }
 
     public var workersQuery: PostgresQuery {
-        let token = q("bridge_lease_token")
-        let expires = q("bridge_lease_expires_at")
-        let worker = q("bridge_worker_id")
+        let token = PostgresQuery.identifier("bridge_lease_token")
+        let expires = PostgresQuery.identifier("bridge_lease_expires_at")
+        let worker = PostgresQuery.identifier("bridge_worker_id")
         return """
             SELECT \(worker) AS worker, count(*) AS leases, bool_or(\(expires) > now()) AS alive
             FROM \(t) WHERE \(token) IS NOT NULL

@@ -100,6 +100,10 @@ public struct PostgresQuery: Sendable, Equatable, ExpressibleByStringInterpolati
     /// dollar-quoted bodies (`$$…$$`, `$tag$…$tag$`) and comments is left as it is, so a user's
     /// `'costs $5'` keeps its text. Only ASCII digits make a reference.
     static func renumber(_ sql: String, offset: Int) -> String {
+        // A small lexer's state machine, kept in one function on purpose (over the 80-line
+        // limit): each branch copies one construct from the same cursor (`i`, `out`), and the
+        // branches' order decides what a byte starts (`E'` an escape string, `$1` a parameter,
+        // `$tag$` a dollar quote). Split up, each piece would take and return the whole cursor.
         guard offset > 0, sql.utf8.contains(UInt8(ascii: "$")) else { return sql }
         let b = Array(sql.utf8)
         var out: [UInt8] = []

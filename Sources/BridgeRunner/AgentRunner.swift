@@ -1,9 +1,10 @@
-// Over 400 lines: the SDK's agent loop (turns, tool calls, handoffs, guardrails, approvals,
-// tool_use_behavior) is one state machine; its steps share the run state and read in order.
+// The SDK's agent loop: turns, tool calls, handoffs, guardrails, approvals and
+// tool_use_behavior, as one state machine whose steps share the run state.
 import BridgeCore
 import BridgeMapping
 import BridgeTraceModel
 import Foundation
+import Synchronization
 
 /// A failure of a model backend. HTTP providers throw it with `retriable` set for 408, 409,
 /// 429, 5xx and network errors; the runner turns it into a `RunFailure` of type `ModelError`
@@ -224,17 +225,16 @@ struct ToolCallOutcome: Sendable {
 
 /// Allocates event ids for a run and the guardrail agents' runs nested in it (which run
 /// concurrently with the model call, so the counter is shared and locked).
-final class EventCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: EventID = 0
-    init(start: EventID = 0) { value = start }
-    var current: EventID { lock.withLock { value } }
+final class EventCounter: Sendable {
+    private let value: Mutex<EventID>
+    init(start: EventID = 0) { value = Mutex(start) }
+    var current: EventID { value.withLock { $0 } }
     /// Moves the counter to `v` unless it is past it (a replayed step's ids are taken).
-    func advance(to v: EventID) { lock.withLock { value = max(value, v) } }
+    func advance(to v: EventID) { value.withLock { $0 = max($0, v) } }
     func next() -> EventID {
-        lock.withLock {
-            value += 1
-            return value
+        value.withLock {
+            $0 += 1
+            return $0
         }
     }
 }

@@ -2,6 +2,7 @@ import BridgeCore
 import BridgeMapping
 import BridgeTraceModel
 import Foundation
+import Synchronization
 
 // The runner's contracts. The runner executes a `RunSpec` with a `ModelProvider` and a
 // `ToolExecutor`, and reports what happens as `RunEvent`s to a `RunObserver`; the tracing
@@ -181,15 +182,14 @@ public struct ToolContext: Sendable {
 }
 
 /// What an executor replaced in one tool call's output (see `TextSafety`).
-public final class ToolOutputNotes: @unchecked Sendable {
-    private let lock = NSLock()
-    private var total = TextSafety.Replacements()
+public final class ToolOutputNotes: Sendable {
+    private let total = Mutex(TextSafety.Replacements())
 
     public init() {}
 
-    public func add(_ r: TextSafety.Replacements) { lock.withLock { total = total + r } }
+    public func add(_ r: TextSafety.Replacements) { total.withLock { $0 = $0 + r } }
 
-    public var replaced: TextSafety.Replacements { lock.withLock { total } }
+    public var replaced: TextSafety.Replacements { total.withLock { $0 } }
 }
 
 /// A tool failure whose message goes back to the model (in the SDK's wording) and into the

@@ -1,6 +1,7 @@
 import BridgeCore
 import BridgeMapping
 import Foundation
+import Synchronization
 
 /// The cost of one model call: USD from the mappings' `pricing`, or unknown when the model has
 /// no price (never counted as zero).
@@ -28,34 +29,36 @@ public enum ModelCost: Sendable, Equatable {
 }
 
 /// A run's model spend so far: the sum of its priced calls and how many calls had no price.
-public final class CostTally: @unchecked Sendable {
-    private let lock = NSLock()
-    private var total = 0.0
-    private var unknown = 0
-    private var calls = 0
+public final class CostTally: Sendable {
+    private struct Sums {
+        var total = 0.0
+        var unknown = 0
+        var calls = 0
+    }
+    private let sums = Mutex(Sums())
 
     public init() {}
 
     public func add(_ cost: ModelCost) {
-        lock.withLock {
-            calls += 1
+        sums.withLock {
+            $0.calls += 1
             switch cost {
-            case .usd(let v): total += v
-            case .unknown: unknown += 1
+            case .usd(let v): $0.total += v
+            case .unknown: $0.unknown += 1
             }
         }
     }
 
     /// The run's cost in USD; nil when a call's cost was unknown (the sum would understate it).
-    public var usd: Double? { lock.withLock { unknown > 0 ? nil : total } }
+    public var usd: Double? { sums.withLock { $0.unknown > 0 ? nil : $0.total } }
 
     /// `{cost_usd, cost_unpriced_calls}` for the execution row's usage (only when priced calls
     /// were made or some were unknown).
     public var json: [String: JSONValue] {
-        lock.withLock {
-            guard calls > 0 else { return [:] }
-            var o: [String: JSONValue] = ["cost_usd": unknown > 0 ? .null : .number(total)]
-            if unknown > 0 { o["cost_unpriced_calls"] = .number(Double(unknown)) }
+        sums.withLock { s in
+            guard s.calls > 0 else { return [:] }
+            var o: [String: JSONValue] = ["cost_usd": s.unknown > 0 ? .null : .number(s.total)]
+            if s.unknown > 0 { o["cost_unpriced_calls"] = .number(Double(s.unknown)) }
             return o
         }
     }

@@ -202,7 +202,7 @@ struct ChatStreamAssembler: ModelStreamAssembler {
 /// into an assembler. Lives on the engine's thread while the transfer runs; the transport reads
 /// it after `execute` returns.
 ///
-/// `@unchecked Sendable`: written only by the HTTP engine thread during the transfer, read by
+/// Unchecked sendability, confined by hand: written only by the HTTP engine thread during the transfer, read by
 /// the caller only after `execute` returned (the continuation's resumption orders the two).
 final class ModelEventStream: HTTPBodyStream, @unchecked Sendable {
     private var parser: SSEParser

@@ -1,6 +1,7 @@
 import BridgePostgres
 import CBridgeLibPQ
 import Foundation
+import Synchronization
 
 /// A plain blocking libpq connection for the conditions `OffPool` polls on a thread of its own.
 ///
@@ -8,23 +9,24 @@ import Foundation
 /// check: on a loaded 2-core machine a dozen tests polling every 50 ms that way cost the server
 /// hundreds of connections a second. Never use it from async code, where a blocking call would
 /// hold a thread of the cooperative pool; there, use `TestDatabase.connect`.
-public final class PollingConnection: @unchecked Sendable {
-    // @unchecked Sendable: `conn` is only touched with `lock` held.
-    private let lock = NSLock()
+public final class PollingConnection: Sendable {
     private let url: String
-    private var conn: OpaquePointer?
+    /// The libpq handle; held while a query runs on it.
+    private let handle = Mutex<OpaquePointer?>(nil)
 
     /// Connects at the first query (on the polling thread, not here).
     public init(_ url: String) { self.url = url }
 
-    deinit { if let conn { PQfinish(conn) } }
+    deinit { handle.withLock { if let conn = $0 { PQfinish(conn) } } }
 
     /// The first column of the first row `sql` returns (nil for no row or NULL).
     public func scalar(_ sql: String) throws -> String? {
-        try lock.withLock {
+        try handle.withLock { (handle: inout OpaquePointer?) throws -> String? in
             // Connects at the first query; after a lost connection (a server restart), reconnects.
-            if conn == nil { conn = PQconnectdb(url) }
-            guard let conn else { throw PostgresError(kind: .client, message: "libpq could not allocate a connection") }
+            if handle == nil { handle = PQconnectdb(url) }
+            guard let conn = handle else {
+                throw PostgresError(kind: .client, message: "libpq could not allocate a connection")
+            }
             if PQstatus(conn) != CONNECTION_OK { PQreset(conn) }
             guard PQstatus(conn) == CONNECTION_OK else {
                 throw PostgresError(kind: .connection, message: String(cString: PQerrorMessage(conn)))

@@ -83,18 +83,9 @@ public actor TraceRecorder: RunObserver {
     public func record(_ event: RunEvent) async {
         switch event {
         case .taskStarted(let id, let at):
-            for sink in sinks {
-                do { try await sink.traceStarted(scrubbed(trace), taskId: taskId, at: at) } catch { note(error) }
-            }
-            start(id, parent: nil, at: at, data: .task(name: trace.workflowName))
+            await taskStarted(id, at: at)
         case .taskEnded(let id, let usage, let error, let at):
-            if case .task(let name, _, let backfilled)? = open[id]?.data {
-                open[id]?.data = .task(name: name, usage: Self.taskUsage(usage), backfilled: backfilled)
-            }
-            await end(id, error: error, at: at)
-            for sink in sinks {
-                do { try await sink.traceEnded(trace.id, at: at) } catch { note(error) }
-            }
+            await taskEnded(id, usage: usage, error: error, at: at)
         case .agentStarted(let id, let parent, let agent, let tools, let handoffs, let outputType, let at):
             start(
                 id, parent: parent, at: at,
@@ -110,38 +101,9 @@ public actor TraceRecorder: RunObserver {
             }
             await end(id, error: error, at: at)
         case .modelStarted(let id, let parent, let kind, let model, let input, let at):
-            switch kind {
-            case .generation:
-                start(
-                    id, parent: parent, at: at,
-                    data: .generation(.init(input: input, model: model, modelConfig: modelConfig(for: parent))))
-            case .response:
-                start(id, parent: parent, at: at, data: .response(responseId: nil, usage: nil))
-            }
-            // Announced, so `trace tail --follow` shows the call while it runs (best effort).
-            if let o = open[id] {
-                let notice = SpanStart(
-                    spanId: o.spanId, traceId: trace.id, parentId: o.parentSpanId, startedAt: at, type: kind.rawValue,
-                    model: model, agent: turnAgents[parent], taskId: taskId, groupId: trace.groupId)
-                for sink in sinks { try? await sink.spanStarted(notice) }
-            }
+            await modelStarted(id, parent: parent, kind: kind, model: model, input: input, at: at)
         case .modelEnded(let id, let response, let error, let at):
-            if let cost = response?.cost, open[id] != nil { open[id]?.notes["cost_usd"] = cost.json }
-            if let ttft = response?.timeToFirstToken, open[id] != nil {
-                open[id]?.notes[RunnerMessages.timeToFirstTokenKey] = .number(Double((ttft.inSeconds * 1000).rounded()))
-            }
-            if let response, let o = open[id] {
-                switch o.data {
-                case .generation(var g):
-                    g.output = response.spanOutput ?? response.output
-                    g.model = response.model
-                    g.usage = response.usage.json
-                    open[id]?.data = .generation(g)
-                default:
-                    open[id]?.data = .response(responseId: response.responseId, usage: response.usage.json)
-                }
-            }
-            await end(id, error: error, at: at)
+            await modelEnded(id, response: response, error: error, at: at)
         case .toolStarted(let id, let parent, let name, let arguments, let at):
             start(id, parent: parent, at: at, data: .function(.init(name: name, input: arguments)))
         case .toolEnded(let id, let output, let error, let at):
@@ -161,13 +123,7 @@ public actor TraceRecorder: RunObserver {
             }
             await end(id, error: error, at: at)
         case .approvalWait(let id, let parent, let d, let startedAt, let endedAt):
-            start(
-                id, parent: parent, at: startedAt,
-                data: .approvalWait(
-                    toolName: d.toolName, callId: d.callId, requestId: d.requestId, decision: d.outcome.rawValue,
-                    decidedBy: d.decidedBy, message: d.outcome != .approved ? d.message : nil, from: startedAt,
-                    to: endedAt))
-            await end(id, error: nil, at: endedAt)
+            await approvalWait(id, parent: parent, decision: d, startedAt: startedAt, endedAt: endedAt)
         case .spanError(let id, let error):
             if open[id] != nil { open[id]?.error = error } else { pendingErrors[id] = error }
         case .spanNote(let id, let key, let value):
@@ -184,6 +140,80 @@ public actor TraceRecorder: RunObserver {
                 open[id]?.data = .function(f)
             }
         }
+    }
+
+    /// The trace begins at the sinks, then its task span opens.
+    private func taskStarted(_ id: EventID, at: Date) async {
+        for sink in sinks {
+            do { try await sink.traceStarted(scrubbed(trace), taskId: taskId, at: at) } catch { note(error) }
+        }
+        start(id, parent: nil, at: at, data: .task(name: trace.workflowName))
+    }
+
+    /// The task span ends with the run's usage, then the trace ends at the sinks.
+    private func taskEnded(_ id: EventID, usage: Usage, error: SpanErrorInfo?, at: Date) async {
+        if case .task(let name, _, let backfilled)? = open[id]?.data {
+            open[id]?.data = .task(name: name, usage: Self.taskUsage(usage), backfilled: backfilled)
+        }
+        await end(id, error: error, at: at)
+        for sink in sinks {
+            do { try await sink.traceEnded(trace.id, at: at) } catch { note(error) }
+        }
+    }
+
+    /// Opens a generation or response span and announces it, so `trace tail --follow` shows the
+    /// call while it runs (best effort).
+    private func modelStarted(
+        _ id: EventID, parent: EventID, kind: ModelSpanKind, model: String, input: [ConversationItem], at: Date
+    ) async {
+        switch kind {
+        case .generation:
+            start(
+                id, parent: parent, at: at,
+                data: .generation(.init(input: input, model: model, modelConfig: modelConfig(for: parent))))
+        case .response:
+            start(id, parent: parent, at: at, data: .response(responseId: nil, usage: nil))
+        }
+        if let o = open[id] {
+            let notice = SpanStart(
+                spanId: o.spanId, traceId: trace.id, parentId: o.parentSpanId, startedAt: at, type: kind.rawValue,
+                model: model, agent: turnAgents[parent], taskId: taskId, groupId: trace.groupId)
+            for sink in sinks { try? await sink.spanStarted(notice) }
+        }
+    }
+
+    /// Ends a model span with the response: cost and time to first token as notes, output,
+    /// model and usage in its data.
+    private func modelEnded(_ id: EventID, response: ModelResponse?, error: SpanErrorInfo?, at: Date) async {
+        if let cost = response?.cost, open[id] != nil { open[id]?.notes["cost_usd"] = cost.json }
+        if let ttft = response?.timeToFirstToken, open[id] != nil {
+            open[id]?.notes[RunnerMessages.timeToFirstTokenKey] = .number(Double((ttft.inSeconds * 1000).rounded()))
+        }
+        if let response, let o = open[id] {
+            switch o.data {
+            case .generation(var g):
+                g.output = response.spanOutput ?? response.output
+                g.model = response.model
+                g.usage = response.usage.json
+                open[id]?.data = .generation(g)
+            default:
+                open[id]?.data = .response(responseId: response.responseId, usage: response.usage.json)
+            }
+        }
+        await end(id, error: error, at: at)
+    }
+
+    /// An approval wait is recorded once decided: one span over the whole wait.
+    private func approvalWait(
+        _ id: EventID, parent: EventID, decision d: ApprovalDecision, startedAt: Date, endedAt: Date
+    ) async {
+        start(
+            id, parent: parent, at: startedAt,
+            data: .approvalWait(
+                toolName: d.toolName, callId: d.callId, requestId: d.requestId, decision: d.outcome.rawValue,
+                decidedBy: d.decidedBy, message: d.outcome != .approved ? d.message : nil, from: startedAt,
+                to: endedAt))
+        await end(id, error: nil, at: endedAt)
     }
 
     // MARK: - Pause and resume

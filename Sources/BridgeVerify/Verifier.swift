@@ -75,29 +75,12 @@ public struct Verifier: Sendable {
     ) async throws -> VerifyReport {
         let clock = ContinuousClock()
         let start = clock.now
-        var scope = options.scope
-        if scope.workspace != nil && config.source.groupColumn == nil {
+        if options.scope.workspace != nil && config.source.groupColumn == nil {
             throw VerifyInputError("--workspace needs source.group_column in the mappings")
         }
-        // A reporting session: no notices on stderr, no JIT (it costs ~0.4 s per statement and
-        // saves nothing here), and room for the hash tables and sorts of 1,000,000 spans.
-        for c in [connection] + helpers {
-            try await c.set("client_min_messages", "warning")
-            try await c.set("jit", "off")
-            try await c.set("work_mem", "128MB")
-        }
-        scope.sinceTimestamp = try await resolveSince(scope.since, on: connection)
-        if let horizon = try await prunedBefore(on: connection) {
-            // Older executions may have lost their spans to `bridge prune`: not checked.
-            scope.prunedBefore = horizon
-            if scope.sinceTimestamp.map({ $0 < horizon }) ?? true { scope.sinceTimestamp = horizon }
-        }
-        var scoped = VerifySQL(config: config)
-        scoped.since = scope.sinceTimestamp.map(PostgresTimestamp.format)
-        scoped.task = scope.task
-        scoped.workspace = scope.workspace
-        scoped.examples = options.maxExamples
-        scoped.maxExportLag = options.maxExportLagSeconds
+        try await prepareSessions([connection] + helpers)
+        let scope = try await resolvedScope(on: connection)
+        let sql = scopedSQL(scope)
         var spanFileSummary: SpanFileSummary?
         if let path = options.spansFile {
             let file: SpanFile
@@ -109,55 +92,12 @@ public struct Verifier: Sendable {
         let hasExporters = try await connection.ledgerHas([.exporters, .spanDeliveries])
         try await requireLedger(on: connection)
 
-        let all = [connection] + helpers
         var open: [PostgresConnection] = []
         var results: [CheckResult] = []
         do {
-            try await connection.simpleQuery("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            open.append(connection)
-            if !helpers.isEmpty {
-                let snapshot = try await connection.query("SELECT pg_export_snapshot() AS s").first?["s"] ?? ""
-                // SET TRANSACTION SNAPSHOT takes no parameters; the id comes from the server
-                // (hex digits and dashes) and is checked before it is quoted.
-                guard !snapshot.isEmpty,
-                    snapshot.unicodeScalars.allSatisfy({ $0.properties.isASCIIHexDigit || $0 == "-" })
-                else {
-                    throw VerifyInputError("unexpected snapshot id from pg_export_snapshot(): \(snapshot)")
-                }
-                for h in helpers {
-                    try await h.simpleQuery("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    open.append(h)
-                    try await h.simpleQuery("SET TRANSACTION SNAPSHOT '\(snapshot)'")
-                }
-            }
-            let sql = scoped
-            let fileSummary = spanFileSummary
-            // Most expensive first, so the connections finish at about the same time.
-            let queue = CheckQueue(
-                [
-                    .exportDelivered, .handoffsTraced, .toolsTraced, .traceIdsCorrelate, .toolIOCaptured, .toolTiming,
-                    .guardrailsApprovalsTraced, .runsWhole, .spendRecorded,
-                ],
-                primaryOnly: fileSummary == nil ? [] : [.traceIdsCorrelate])
-            results = try await withThrowingTaskGroup(of: [CheckResult].self) { group in
-                for (i, c) in all.enumerated() {
-                    group.addTask {
-                        var done: [CheckResult] = []
-                        while let check = await queue.next(primary: i == 0) {
-                            let t0 = clock.now
-                            var r = try await self.run(
-                                check, sql: sql, file: fileSummary,
-                                hasExporters: hasExporters, on: c)
-                            r.elapsedMs = Self.ms(clock.now - t0)
-                            done.append(r)
-                        }
-                        return done
-                    }
-                }
-                var out: [CheckResult] = []
-                for try await part in group { out += part }
-                return out
-            }
+            try await beginSharedSnapshot(on: connection, helpers: helpers, open: &open)
+            results = try await runChecks(
+                sql: sql, file: spanFileSummary, hasExporters: hasExporters, on: [connection] + helpers)
             for c in open { try await c.simpleQuery("COMMIT") }
         } catch {
             for c in open { _ = try? await c.simpleQuery("ROLLBACK") }
@@ -166,6 +106,96 @@ public struct Verifier: Sendable {
         let order = Check.allCases.map(\.rawValue)
         results.sort { (order.firstIndex(of: $0.id) ?? 0) < (order.firstIndex(of: $1.id) ?? 0) }
         return VerifyReport(scope: scope, checks: results, elapsedMs: Self.ms(clock.now - start))
+    }
+
+    /// A reporting session: no notices on stderr, no JIT (it costs ~0.4 s per statement and
+    /// saves nothing here), and room for the hash tables and sorts of 1,000,000 spans.
+    private func prepareSessions(_ connections: [PostgresConnection]) async throws {
+        for c in connections {
+            try await c.set("client_min_messages", "warning")
+            try await c.set("jit", "off")
+            try await c.set("work_mem", "128MB")
+        }
+    }
+
+    /// The options' scope with `--since` resolved to a timestamp, moved up to the prune
+    /// horizon if there is one.
+    private func resolvedScope(on connection: PostgresConnection) async throws -> VerifyScope {
+        var scope = options.scope
+        scope.sinceTimestamp = try await resolveSince(scope.since, on: connection)
+        if let horizon = try await prunedBefore(on: connection) {
+            // Older executions may have lost their spans to `bridge prune`: not checked.
+            scope.prunedBefore = horizon
+            if scope.sinceTimestamp.map({ $0 < horizon }) ?? true { scope.sinceTimestamp = horizon }
+        }
+        return scope
+    }
+
+    /// The checks' statements for `scope` and the options' limits.
+    private func scopedSQL(_ scope: VerifyScope) -> VerifySQL {
+        var scoped = VerifySQL(config: config)
+        scoped.since = scope.sinceTimestamp.map(PostgresTimestamp.format)
+        scoped.task = scope.task
+        scoped.workspace = scope.workspace
+        scoped.examples = options.maxExamples
+        scoped.maxExportLag = options.maxExportLagSeconds
+        return scoped
+    }
+
+    /// Begins a read-only transaction on `connection` and on each helper, the helpers in the
+    /// first one's snapshot (`pg_export_snapshot`). Each connection is added to `open` as its
+    /// transaction begins, so the caller can roll back what was begun.
+    private func beginSharedSnapshot(
+        on connection: PostgresConnection, helpers: [PostgresConnection], open: inout [PostgresConnection]
+    ) async throws {
+        try await connection.simpleQuery("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        open.append(connection)
+        guard !helpers.isEmpty else { return }
+        let snapshot = try await connection.query("SELECT pg_export_snapshot() AS s").first?["s"] ?? ""
+        // SET TRANSACTION SNAPSHOT takes no parameters; the id comes from the server
+        // (hex digits and dashes) and is checked before it is quoted.
+        guard !snapshot.isEmpty,
+            snapshot.unicodeScalars.allSatisfy({ $0.properties.isASCIIHexDigit || $0 == "-" })
+        else {
+            throw VerifyInputError("unexpected snapshot id from pg_export_snapshot(): \(snapshot)")
+        }
+        for h in helpers {
+            try await h.simpleQuery("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            open.append(h)
+            try await h.simpleQuery("SET TRANSACTION SNAPSHOT '\(snapshot)'")
+        }
+    }
+
+    /// Runs every check, the connections taking them from one queue in parallel; the `--spans`
+    /// comparison only on the first connection, which holds the file's temp tables.
+    private func runChecks(
+        sql: VerifySQL, file: SpanFileSummary?, hasExporters: Bool, on connections: [PostgresConnection]
+    ) async throws -> [CheckResult] {
+        let clock = ContinuousClock()
+        // Most expensive first, so the connections finish at about the same time.
+        let queue = CheckQueue(
+            [
+                .exportDelivered, .handoffsTraced, .toolsTraced, .traceIdsCorrelate, .toolIOCaptured, .toolTiming,
+                .guardrailsApprovalsTraced, .runsWhole, .spendRecorded,
+            ],
+            primaryOnly: file == nil ? [] : [.traceIdsCorrelate])
+        return try await withThrowingTaskGroup(of: [CheckResult].self) { group in
+            for (i, c) in connections.enumerated() {
+                group.addTask {
+                    var done: [CheckResult] = []
+                    while let check = await queue.next(primary: i == 0) {
+                        let t0 = clock.now
+                        var r = try await self.run(check, sql: sql, file: file, hasExporters: hasExporters, on: c)
+                        r.elapsedMs = Self.ms(clock.now - t0)
+                        done.append(r)
+                    }
+                    return done
+                }
+            }
+            var out: [CheckResult] = []
+            for try await part in group { out += part }
+            return out
+        }
     }
 
     func run(

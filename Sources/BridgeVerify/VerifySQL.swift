@@ -1,5 +1,5 @@
-// Over 400 lines: the SQL of the seven verify checks, one computed statement each, kept together
-// because they share the scope CTE and the examples tail.
+// The SQL of the verify checks, one computed statement each; they share the scope CTE and the
+// examples tail.
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
@@ -481,114 +481,146 @@ struct VerifySQL: Sendable {
     /// the scope's tasks (their index, then the execution table's task index per task), not
     /// through the execution table's time indexes (`--since`, migration 0049).
     func traceIdsCorrelate(withFile: Bool, drivenByTasks: Bool = false) -> PostgresQuery? {
+        let traceColumn = config.results.traceIdColumn.map(q)
+        let found: CorrelatedRows
+        if let e = config.results.executions {
+            guard e.columns.traceId != nil || traceColumn != nil else { return nil }
+            found = executionRows(e, traceColumn: traceColumn, drivenByTasks: drivenByTasks)
+        } else {
+            guard let traceColumn else { return nil }
+            found = taskRows(traceColumn: traceColumn)
+        }
+        return correlate(found, checksTaskTrace: traceColumn != nil, withFile: withFile)
+    }
+
+    /// The rows item (1) checks (`execution_id, task_id, trace_id, task_trace_id, task_finished,
+    /// at, latest`), and what item (2) needs from the same table.
+    private struct CorrelatedRows {
+        /// The finished executions in scope (or finished tasks, without an execution table).
+        var rows: PostgresQuery
+        /// True for a scoped trace (`st.trace_id`) that no execution row carries.
+        var unreferenced: PostgresQuery = "false"
+        /// What the messages call a row: "execution" or "task".
+        var label: String
+    }
+
+    /// The `--task` filter on the task table `t`.
+    private var correlateTaskFilter: PostgresQuery {
+        "(\(task)::text IS NULL OR \(equals(config.source.table, config.source.key, alias: "t", text: "\(task)::text")))"
+    }
+
+    /// The `--workspace` filter on the task table `t` (no row matches a workspace when the
+    /// mappings name no group column).
+    private var correlateGroupFilter: PostgresQuery {
         let s = config.source
-        let execStatuses = config.results.executions?.statuses ?? .defaults
+        return s.groupColumn.map {
+            "(\(workspace)::text IS NULL OR \(equals(s.table, $0, alias: "t", text: "\(workspace)::text")))"
+        } ?? "\(workspace)::text IS NULL"
+    }
+
+    /// The execution table's finished rows in scope, each with its task's trace id; the latest
+    /// per task is `latest = 1`. Without a trace id column of their own, executions take their
+    /// task's and only the latest is checked.
+    private func executionRows(_ e: ExecutionsMapping, traceColumn: PostgresQuery?, drivenByTasks: Bool)
+        -> CorrelatedRows
+    {
+        let s = config.source
+        let execStatuses = e.statuses
         let taskTable = qq(s.table)
         let taskKey = q(s.key)
         let taskStatus = q(s.status.column)
-        let traceColumn = config.results.traceIdColumn.map(q)
-        let groupFilter: PostgresQuery =
-            s.groupColumn.map {
-                "(\(workspace)::text IS NULL OR \(equals(s.table, $0, alias: "t", text: "\(workspace)::text")))"
-            } ?? "\(workspace)::text IS NULL"
-        let taskFilter: PostgresQuery =
-            "(\(task)::text IS NULL OR \(equals(s.table, s.key, alias: "t", text: "\(task)::text")))"
-        var executions: PostgresQuery
-        var unreferenced: PostgresQuery = "false"
-        let label: String
-        if let e = config.results.executions {
-            let execTable = qq(e.table)
-            let execKey = q(e.key)
-            let execTask = q(e.taskColumn)
-            let execStatus = q(e.columns.status)
-            let execTrace = e.columns.traceId.map(q)
-            guard execTrace != nil || traceColumn != nil else { return nil }
-            let times = [e.columns.completedAt, e.columns.startedAt].compactMap { $0 }.map { name -> PostgresQuery in
-                "e.\(q(name))"
-            }
-            let at: PostgresQuery = times.isEmpty ? "NULL::timestamptz" : "coalesce(\(times))::timestamptz"
-            let order: PostgresQuery =
-                (e.columns.startedAt.map { "e.\(q($0)) DESC NULLS LAST, " } ?? "") + "e.\(execKey)::text DESC"
-            let traceExpr: PostgresQuery = execTrace.map { "e.\($0)::text" } ?? "t.\(traceColumn!)::text"
-            let taskTrace: PostgresQuery = traceColumn.map { "t.\($0)::text" } ?? "NULL::text"
-            // The --since window as sargable predicates (coalesce on the column side would read
-            // every execution): completed since, or not completed and started since (or never).
-            let sinceFilter: PostgresQuery
-            switch (e.columns.completedAt, e.columns.startedAt) {
-            case (let c?, let st?):
-                sinceFilter =
-                    "(\(atLeastSince(e.table, c, alias: "e")) OR (e.\(q(c)) IS NULL AND (\(atLeastSince(e.table, st, alias: "e")) OR e.\(q(st)) IS NULL)))"
-            case (let c?, nil), (nil, let c?):
-                sinceFilter = "(\(atLeastSince(e.table, c, alias: "e")) OR e.\(q(c)) IS NULL)"
-            case (nil, nil):
-                sinceFilter = "true"
-            }
-            let from: PostgresQuery =
-                drivenByTasks
-                ? "\(taskTable) t CROSS JOIN LATERAL (SELECT * FROM \(execTable) e WHERE e.\(execTask) = t.\(taskKey) OFFSET 0) e"
-                : "\(execTable) e JOIN \(taskTable) t ON t.\(taskKey) = e.\(execTask)"
-            executions = """
-                SELECT * FROM (
-                    SELECT e.\(execKey)::text AS execution_id, t.\(taskKey)::text AS task_id, \(traceExpr) AS trace_id,
-                           \(taskTrace) AS task_trace_id,
-                           t.\(taskStatus)::text IN (\(config.source.status.completed)::text, \(config.source.status.failed)::text) AS task_finished, \(at) AS at,
-                           row_number() OVER (PARTITION BY e.\(execTask) ORDER BY \(order)) AS latest
-                    FROM \(from)
-                    WHERE e.\(execStatus)::text IN (\(execStatuses.completed)::text, \(execStatuses.failedRetriable)::text, \(execStatuses.failedTerminal)::text)
-                      AND (\(since)::timestamptz IS NULL OR \(sinceFilter))
-                      AND \(taskFilter)
-                      AND \(groupFilter)
-                ) x \(unsafeRaw: execTrace == nil ? "WHERE latest = 1" : "")
-                """
-            if let execTrace {
-                unreferenced =
-                    "(SELECT true FROM \(execTable) e WHERE e.\(execTrace)::text = st.trace_id LIMIT 1) IS NULL"
-            }
-            label = "execution"
-        } else {
-            guard let traceColumn else { return nil }
-            let at: PostgresQuery =
-                config.results.completedAtColumn.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
-            executions = """
-                SELECT t.\(taskKey)::text AS execution_id, t.\(taskKey)::text AS task_id, t.\(traceColumn)::text AS trace_id,
-                       t.\(traceColumn)::text AS task_trace_id, true AS task_finished, \(at) AS at, 1::bigint AS latest
-                FROM \(taskTable) t
-                WHERE t.\(taskStatus)::text IN (\(config.source.status.completed)::text, \(config.source.status.failed)::text) AND \(execStatuses.completed)::text IS NOT NULL AND \(execStatuses.failedRetriable)::text IS NOT NULL AND \(execStatuses.failedTerminal)::text IS NOT NULL
-                  AND (\(since)::timestamptz IS NULL OR \(at) IS NULL OR \(at) >= \(since)::timestamptz)
+        let taskFilter = correlateTaskFilter
+        let groupFilter = correlateGroupFilter
+        let execTable = qq(e.table)
+        let execKey = q(e.key)
+        let execTask = q(e.taskColumn)
+        let execStatus = q(e.columns.status)
+        let execTrace = e.columns.traceId.map(q)
+        let times = [e.columns.completedAt, e.columns.startedAt].compactMap { $0 }.map { name -> PostgresQuery in
+            "e.\(q(name))"
+        }
+        let at: PostgresQuery = times.isEmpty ? "NULL::timestamptz" : "coalesce(\(times))::timestamptz"
+        let order: PostgresQuery =
+            (e.columns.startedAt.map { "e.\(q($0)) DESC NULLS LAST, " } ?? "") + "e.\(execKey)::text DESC"
+        let traceExpr: PostgresQuery = execTrace.map { "e.\($0)::text" } ?? "t.\(traceColumn!)::text"
+        let taskTrace: PostgresQuery = traceColumn.map { "t.\($0)::text" } ?? "NULL::text"
+        let sinceFilter = executionSinceFilter(e)
+        let from: PostgresQuery =
+            drivenByTasks
+            ? "\(taskTable) t CROSS JOIN LATERAL (SELECT * FROM \(execTable) e WHERE e.\(execTask) = t.\(taskKey) OFFSET 0) e"
+            : "\(execTable) e JOIN \(taskTable) t ON t.\(taskKey) = e.\(execTask)"
+        let rows: PostgresQuery = """
+            SELECT * FROM (
+                SELECT e.\(execKey)::text AS execution_id, t.\(taskKey)::text AS task_id, \(traceExpr) AS trace_id,
+                       \(taskTrace) AS task_trace_id,
+                       t.\(taskStatus)::text IN (\(config.source.status.completed)::text, \(config.source.status.failed)::text) AS task_finished, \(at) AS at,
+                       row_number() OVER (PARTITION BY e.\(execTask) ORDER BY \(order)) AS latest
+                FROM \(from)
+                WHERE e.\(execStatus)::text IN (\(execStatuses.completed)::text, \(execStatuses.failedRetriable)::text, \(execStatuses.failedTerminal)::text)
+                  AND (\(since)::timestamptz IS NULL OR \(sinceFilter))
                   AND \(taskFilter)
                   AND \(groupFilter)
-                """
-            label = "task"
+            ) x \(unsafeRaw: execTrace == nil ? "WHERE latest = 1" : "")
+            """
+        guard let execTrace else { return CorrelatedRows(rows: rows, label: "execution") }
+        let unreferenced: PostgresQuery =
+            "(SELECT true FROM \(execTable) e WHERE e.\(execTrace)::text = st.trace_id LIMIT 1) IS NULL"
+        return CorrelatedRows(rows: rows, unreferenced: unreferenced, label: "execution")
+    }
+
+    /// The --since window as sargable predicates on the execution table `e` (coalesce on the
+    /// column side would read every execution): completed since, or not completed and started
+    /// since (or never).
+    private func executionSinceFilter(_ e: ExecutionsMapping) -> PostgresQuery {
+        switch (e.columns.completedAt, e.columns.startedAt) {
+        case (let c?, let st?):
+            return
+                "(\(atLeastSince(e.table, c, alias: "e")) OR (e.\(q(c)) IS NULL AND (\(atLeastSince(e.table, st, alias: "e")) OR e.\(q(st)) IS NULL)))"
+        case (let c?, nil), (nil, let c?):
+            return "(\(atLeastSince(e.table, c, alias: "e")) OR e.\(q(c)) IS NULL)"
+        case (nil, nil):
+            return "true"
         }
+    }
+
+    /// Without an execution table: the task table's finished rows in scope, each its own
+    /// execution.
+    private func taskRows(traceColumn: PostgresQuery) -> CorrelatedRows {
+        let execStatuses = ExecutionStatuses.defaults
+        let taskTable = qq(config.source.table)
+        let taskKey = q(config.source.key)
+        let taskStatus = q(config.source.status.column)
+        let taskFilter = correlateTaskFilter
+        let groupFilter = correlateGroupFilter
+        let at: PostgresQuery =
+            config.results.completedAtColumn.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
+        let rows: PostgresQuery = """
+            SELECT t.\(taskKey)::text AS execution_id, t.\(taskKey)::text AS task_id, t.\(traceColumn)::text AS trace_id,
+                   t.\(traceColumn)::text AS task_trace_id, true AS task_finished, \(at) AS at, 1::bigint AS latest
+            FROM \(taskTable) t
+            WHERE t.\(taskStatus)::text IN (\(config.source.status.completed)::text, \(config.source.status.failed)::text) AND \(execStatuses.completed)::text IS NOT NULL AND \(execStatuses.failedRetriable)::text IS NOT NULL AND \(execStatuses.failedTerminal)::text IS NOT NULL
+              AND (\(since)::timestamptz IS NULL OR \(at) IS NULL OR \(at) >= \(since)::timestamptz)
+              AND \(taskFilter)
+              AND \(groupFilter)
+            """
+        return CorrelatedRows(rows: rows, label: "task")
+    }
+
+    /// The statement of the check: items (1) to (3) over `found`, counted, with examples.
+    private func correlate(_ found: CorrelatedRows, checksTaskTrace: Bool, withFile: Bool) -> PostgresQuery {
+        let s = config.source
+        let taskTable = qq(s.table)
+        let executions = found.rows
+        let unreferenced = found.unreferenced
+        let label = found.label
         let equality: PostgresQuery =
-            traceColumn == nil
+            !checksTaskTrace
             ? ""
             : """
             WHEN latest = 1 AND task_finished AND task_trace_id IS DISTINCT FROM trace_id
                 THEN format('\(unsafeRaw: label) %s has trace id %s, but its task has %s', execution_id, trace_id, coalesce(task_trace_id, 'none'))
             """
-        let fileItems: PostgresQuery =
-            withFile
-            ? """
-            ,
-            fspans AS (
-                SELECT s.trace_id, count(*) AS total, count(f.span_key) AS present
-                FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
-                LEFT JOIN (SELECT DISTINCT trace_id, span_key FROM pg_temp.verify_file_spans) f
-                       ON f.trace_id = s.trace_id AND f.span_key = substr(s.span_id, 6, 16)
-                GROUP BY s.trace_id
-            ),
-            fl AS MATERIALIZED (
-                SELECT st.task_id, st.trace_id, CASE
-                    WHEN ft.trace_id IS NULL THEN 'trace is missing from the spans file'
-                    WHEN coalesce(fs.present, 0) < coalesce(fs.total, 0)
-                        THEN format('%s of the %s spans of this trace are missing from the spans file', fs.total - fs.present, fs.total)
-                END AS message
-                FROM st
-                LEFT JOIN pg_temp.verify_file_traces ft ON ft.trace_id = st.trace_id
-                LEFT JOIN fspans fs ON fs.trace_id = st.trace_id
-            )
-            """ : ""
+        let fileItems: PostgresQuery = withFile ? spansFileItems : ""
         let fileBad: PostgresQuery =
             withFile ? "UNION ALL SELECT 3, task_id, trace_id, message FROM fl WHERE message IS NOT NULL" : ""
         let fileCount: PostgresQuery = withFile ? " + (SELECT count(*) FROM fl)" : ""
@@ -643,6 +675,31 @@ struct VerifySQL: Sendable {
                 ) b ORDER BY r, part LIMIT \(examples)::int
             ) ex ON true
             """
+    }
+
+    /// Item (3)'s CTEs, `fspans` and `fl`: each trace in scope against the spans file's traces and
+    /// spans (temporary tables `verify_file_traces` and `verify_file_spans`).
+    private var spansFileItems: PostgresQuery {
+        """
+        ,
+        fspans AS (
+            SELECT s.trace_id, count(*) AS total, count(f.span_key) AS present
+            FROM bridge.spans s JOIN st ON st.trace_id = s.trace_id
+            LEFT JOIN (SELECT DISTINCT trace_id, span_key FROM pg_temp.verify_file_spans) f
+                   ON f.trace_id = s.trace_id AND f.span_key = substr(s.span_id, 6, 16)
+            GROUP BY s.trace_id
+        ),
+        fl AS MATERIALIZED (
+            SELECT st.task_id, st.trace_id, CASE
+                WHEN ft.trace_id IS NULL THEN 'trace is missing from the spans file'
+                WHEN coalesce(fs.present, 0) < coalesce(fs.total, 0)
+                    THEN format('%s of the %s spans of this trace are missing from the spans file', fs.total - fs.present, fs.total)
+            END AS message
+            FROM st
+            LEFT JOIN pg_temp.verify_file_traces ft ON ft.trace_id = st.trace_id
+            LEFT JOIN fspans fs ON fs.trace_id = st.trace_id
+        )
+        """
     }
 }
 

@@ -4,6 +4,7 @@ import BridgePostgres
 import BridgeRunner
 import BridgeTracing
 import Foundation
+import Synchronization
 
 /// Durable approvals in the database: pausing a run (request rows in the user's approvals table,
 /// the run state in `bridge.run_states`, the task marked waiting, the lease released; one
@@ -12,24 +13,20 @@ import Foundation
 /// mappings and are quoted; every value is bound.
 public struct ApprovalStore: Sendable {
     public let config: MappingConfig
-    /// Column types looked up once per process (the claim loop asks on every pass).
-    private let types = TypeCache()
+    /// The mappings' column types, read once per process when the configuration came without
+    /// them (the `bridge approvals` commands; the worker's configuration has them).
+    private let loadedTypes = Loaded()
 
     public init(config: MappingConfig) { self.config = config }
 
-    final class TypeCache: @unchecked Sendable {
-        // @unchecked Sendable: `types` is guarded by `lock`.
-        private let lock = NSLock()
-        private var types: [String: String] = [:]
-        func get(_ key: String) -> String? { lock.withLock { types[key] } }
-        func set(_ key: String, _ value: String) { lock.withLock { types[key] = value } }
+    final class Loaded: Sendable {
+        let types = Mutex<ColumnTypes?>(nil)
     }
 
     /// The task column that marks a waiting task (`migrations/0020_approvals.sql`).
     public static let waitingColumn = "bridge_waiting_since"
 
     var source: SourceMapping { config.source }
-    func q(_ name: String) -> PostgresQuery { .identifier(name) }
     var tasks: PostgresQuery { .identifier(source.table) }
 
     /// The approvals mapping, or a configuration error.
@@ -68,9 +65,9 @@ public struct ApprovalStore: Sendable {
         let spansText = try Self.encode(openSpans)
         let inserts = paused.pending.map { requestInsert(a, task: task, taskKey: taskKey, spec: spec, call: $0) }
         let waiting: PostgresQuery = """
-            UPDATE \(tasks) SET \(q(Self.waitingColumn)) = now(), \(q(TaskStore.Lease.token)) = NULL,
-                \(q(TaskStore.Lease.expiresAt)) = NULL, \(q(TaskStore.Lease.workerId)) = NULL
-            WHERE \(q(TaskStore.Lease.token)) = \(token) AND \(q(source.status.column)) = \(source.status.running)
+            UPDATE \(tasks) SET \(identifier: Self.waitingColumn) = now(), \(identifier: TaskStore.Lease.token) = NULL,
+                \(identifier: TaskStore.Lease.expiresAt) = NULL, \(identifier: TaskStore.Lease.workerId) = NULL
+            WHERE \(identifier: TaskStore.Lease.token) = \(token) AND \(identifier: source.status.column) = \(source.status.running)
             """
         let state: PostgresQuery = """
             INSERT INTO bridge.run_states (task_key, trace_id, attempt, execution_key, spec, state, open_spans, paused_at)
@@ -108,11 +105,11 @@ public struct ApprovalStore: Sendable {
         _ a: ApprovalsMapping, task: Row, taskKey: String, spec: RunSpec,
         call: PendingApproval
     ) -> PostgresQuery {
-        var cols: [PostgresQuery] = [q(a.statusColumn)]
+        var cols: [PostgresQuery] = [.identifier(a.statusColumn)]
         var vals: [PostgresQuery] = ["\(a.pending)"]
         func add(_ column: String?, _ value: PostgresQuery) {
             guard let column else { return }
-            cols.append(q(column))
+            cols.append(.identifier(column))
             vals.append(value)
         }
         add(a.expiresAtColumn, "now() + \(a.expiresAfterSeconds)::double precision * interval '1 second'")
@@ -143,7 +140,7 @@ public struct ApprovalStore: Sendable {
         }
         for (column, value) in a.values.sorted(by: { $0.key < $1.key }) { add(column, "\(value)") }
         return """
-            INSERT INTO \(identifier: a.table) (\(cols)) VALUES (\(vals)) RETURNING \(q(a.key))::text AS k
+            INSERT INTO \(identifier: a.table) (\(cols)) VALUES (\(vals)) RETURNING \(identifier: a.key)::text AS k
             """
     }
 
@@ -161,17 +158,16 @@ public struct ApprovalStore: Sendable {
     /// The SQL type of `table.column` (to cast bridge's text keys to it, so the user's column
     /// is compared as it is and its index applies).
     func columnType(_ table: String, _ column: String, on conn: PostgresConnection) async throws -> String {
-        let cacheKey = table + "." + column
-        if let t = types.get(cacheKey) { return t }
-        let rows = try await conn.query(
-            """
-            SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute
-            WHERE attrelid = to_regclass(\(PostgresQuery.quoteIdentifier(table))) AND attname = \(column) AND NOT attisdropped
-            """)
-        guard let t = rows.first?["t"] else {
+        if let t = config.columnTypes.type(table, column) { return t }
+        var types = loadedTypes.types.withLock { $0 }
+        if types == nil {
+            let loaded = try await ColumnTypes.load(for: config, connection: conn)
+            loadedTypes.types.withLock { $0 = loaded }
+            types = loaded
+        }
+        guard let t = types?.type(table, column) else {
             throw PostgresError(kind: .client, message: "column \(table).\(column) does not exist")
         }
-        types.set(cacheKey, t)
         return t
     }
 
@@ -189,15 +185,16 @@ public struct ApprovalStore: Sendable {
         let a = try mapping()
         let keyType = try await columnType(a.table, a.key, on: conn)
         let taskKeyType = try await columnType(source.table, source.key, on: conn)
-        let expiry: PostgresQuery = a.expiresAtColumn.map { "AND (r.\(q($0)) IS NULL OR r.\(q($0)) > now())" } ?? ""
+        let expiry: PostgresQuery =
+            a.expiresAtColumn.map { "AND (r.\(identifier: $0) IS NULL OR r.\(identifier: $0) > now())" } ?? ""
         return """
             SELECT s.task_key FROM bridge.run_states s
-            JOIN \(tasks) t ON t.\(q(source.key)) = s.task_key::\(unsafeRaw: taskKeyType)
-            WHERE t.\(q(Self.waitingColumn)) IS NOT NULL
+            JOIN \(tasks) t ON t.\(identifier: source.key) = s.task_key::\(unsafeRaw: taskKeyType)
+            WHERE t.\(identifier: Self.waitingColumn) IS NOT NULL
               AND NOT EXISTS (
                 SELECT 1 FROM bridge.approval_waits w
-                JOIN \(identifier: a.table) r ON r.\(q(a.key)) = w.request_key::\(unsafeRaw: keyType)
-                WHERE w.task_key = s.task_key AND r.\(q(a.statusColumn)) = \(a.pending) \(expiry))
+                JOIN \(identifier: a.table) r ON r.\(identifier: a.key) = w.request_key::\(unsafeRaw: keyType)
+                WHERE w.task_key = s.task_key AND r.\(identifier: a.statusColumn) = \(a.pending) \(expiry))
             ORDER BY s.paused_at LIMIT \(limit)
             """
     }
@@ -211,12 +208,12 @@ public struct ApprovalStore: Sendable {
         let lease = TaskStore.Lease.self
         let rows = try await conn.query(
             """
-            UPDATE \(tasks) AS x SET \(q(Self.waitingColumn)) = NULL, \(q(lease.token)) = gen_random_uuid()::text,
-                \(q(lease.expiresAt)) = now() + \(leaseSeconds)::double precision * interval '1 second', \(q(lease.workerId)) = \(workerId)
-            WHERE \(q(source.key)) = \(taskKey) AND \(q(Self.waitingColumn)) IS NOT NULL
-              AND \(q(source.status.column)) = \(source.status.running)
-            RETURNING to_jsonb(x.*)::text AS row, x.\(q(source.key))::text AS k, x.\(q(lease.token)) AS token,
-                      coalesce(x.\(q(lease.attempts)), 1) AS attempt
+            UPDATE \(tasks) AS x SET \(identifier: Self.waitingColumn) = NULL, \(identifier: lease.token) = gen_random_uuid()::text,
+                \(identifier: lease.expiresAt) = now() + \(leaseSeconds)::double precision * interval '1 second', \(identifier: lease.workerId) = \(workerId)
+            WHERE \(identifier: source.key) = \(taskKey) AND \(identifier: Self.waitingColumn) IS NOT NULL
+              AND \(identifier: source.status.column) = \(source.status.running)
+            RETURNING to_jsonb(x.*)::text AS row, x.\(identifier: source.key)::text AS k, x.\(identifier: lease.token) AS token,
+                      coalesce(x.\(identifier: lease.attempts), 1) AS attempt
             """)
         return try TaskStore.parseClaims(rows).first
     }
@@ -242,13 +239,13 @@ public struct ApprovalStore: Sendable {
             ).first
         else { return nil }
         let keyType = try await columnType(a.table, a.key, on: conn)
-        let response: PostgresQuery = a.responseColumn.map { "r.\(q($0))::text" } ?? "NULL::text"
+        let response: PostgresQuery = a.responseColumn.map { "r.\(identifier: $0)::text" } ?? "NULL::text"
         let waits = try await conn.query(
             """
-            SELECT w.request_key, w.call_id, w.tool_name, r.\(q(a.statusColumn))::text AS status,
+            SELECT w.request_key, w.call_id, w.tool_name, r.\(identifier: a.statusColumn)::text AS status,
                    \(response) AS response
             FROM bridge.approval_waits w
-            LEFT JOIN \(identifier: a.table) r ON r.\(q(a.key)) = w.request_key::\(unsafeRaw: keyType)
+            LEFT JOIN \(identifier: a.table) r ON r.\(identifier: a.key) = w.request_key::\(unsafeRaw: keyType)
             WHERE w.task_key = \(taskKey) ORDER BY w.created_at, w.request_key
             """)
         let decoder = JSONDecoder()
@@ -296,9 +293,9 @@ public struct ApprovalStore: Sendable {
             let keyType = try await columnType(a.table, a.key, on: conn)
             try await conn.query(
                 """
-                UPDATE \(identifier: a.table) SET \(q(a.statusColumn)) = \(expired)
-                WHERE \(q(a.key)) = ANY(\(PostgresArray.text(expiredRequests))::\(unsafeRaw: keyType)[])
-                  AND \(q(a.statusColumn)) = \(a.pending)
+                UPDATE \(identifier: a.table) SET \(identifier: a.statusColumn) = \(expired)
+                WHERE \(identifier: a.key) = ANY(\(PostgresArray.text(expiredRequests))::\(unsafeRaw: keyType)[])
+                  AND \(identifier: a.statusColumn) = \(a.pending)
                 """)
         }
         try await conn.query("DELETE FROM bridge.run_states WHERE task_key = \(taskKey)")
@@ -325,10 +322,10 @@ public struct ApprovalStore: Sendable {
             """
             SELECT w.request_key, w.task_key, w.tool_name, w.arguments, s.trace_id,
                    extract(epoch FROM now() - w.created_at)::float8 AS waiting,
-                   coalesce(r.\(q(a.statusColumn))::text, '(deleted)') AS status
+                   coalesce(r.\(identifier: a.statusColumn)::text, '(deleted)') AS status
             FROM bridge.approval_waits w JOIN bridge.run_states s ON s.task_key = w.task_key
-            LEFT JOIN \(identifier: a.table) r ON r.\(q(a.key)) = w.request_key::\(unsafeRaw: keyType)
-            ORDER BY (r.\(q(a.statusColumn)) = \(a.pending)) DESC, w.created_at, w.request_key
+            LEFT JOIN \(identifier: a.table) r ON r.\(identifier: a.key) = w.request_key::\(unsafeRaw: keyType)
+            ORDER BY (r.\(identifier: a.statusColumn) = \(a.pending)) DESC, w.created_at, w.request_key
             """)
         return rows.map { r in
             Pending(
@@ -360,30 +357,32 @@ public struct ApprovalStore: Sendable {
     ) async throws -> Decision {
         let a = try mapping()
         let keyType = try await columnType(a.table, a.key, on: conn)
-        var sets: [PostgresQuery] = ["\(q(a.statusColumn)) = \(approve ? a.approved : a.rejected)"]
+        var sets: [PostgresQuery] = ["\(identifier: a.statusColumn) = \(approve ? a.approved : a.rejected)"]
         if let r = a.responseColumn {
             var response: [String: JSONValue] = [
                 "decision": .string(approve ? "approved" : "rejected"), "by": .string(by),
             ]
             if let message { response["message"] = .string(message) }
-            sets.append("\(q(r)) = \(JSONValue.object(response).compact)")
+            sets.append("\(identifier: r) = \(JSONValue.object(response).compact)")
         }
-        if let c = a.respondedAtColumn { sets.append("\(q(c)) = now()") }
+        if let c = a.respondedAtColumn { sets.append("\(identifier: c) = now()") }
         let key: PostgresQuery = "\(requestKey)::\(unsafeRaw: keyType)"
-        let unexpired: PostgresQuery = a.expiresAtColumn.map { "AND (r.\(q($0)) IS NULL OR r.\(q($0)) > now())" } ?? ""
-        let expired: PostgresQuery = a.expiresAtColumn.map { "coalesce(r.\(q($0)) <= now(), false)" } ?? "false"
+        let unexpired: PostgresQuery =
+            a.expiresAtColumn.map { "AND (r.\(identifier: $0) IS NULL OR r.\(identifier: $0) > now())" } ?? ""
+        let expired: PostgresQuery =
+            a.expiresAtColumn.map { "coalesce(r.\(identifier: $0) <= now(), false)" } ?? "false"
         // The wait row holds the key as the column's own text form (lower-case for a uuid).
         let waited: PostgresQuery =
-            "SELECT w.task_key FROM bridge.approval_waits w WHERE w.request_key = r.\(q(a.key))::text"
+            "SELECT w.task_key FROM bridge.approval_waits w WHERE w.request_key = r.\(identifier: a.key)::text"
         let update: PostgresQuery = """
             UPDATE \(identifier: a.table) AS r SET \(sets)
-            WHERE r.\(q(a.key)) = \(key) AND r.\(q(a.statusColumn)) = \(a.pending) \(unexpired)
+            WHERE r.\(identifier: a.key) = \(key) AND r.\(identifier: a.statusColumn) = \(a.pending) \(unexpired)
               AND EXISTS (\(waited))
-            RETURNING (\(waited)) AS task_key, r.\(q(a.key))::text AS k
+            RETURNING (\(waited)) AS task_key, r.\(identifier: a.key)::text AS k
             """
         let state: PostgresQuery = """
-            SELECT r.\(q(a.statusColumn)) = \(a.pending) AS pending, \(expired) AS expired
-            FROM \(identifier: a.table) AS r WHERE r.\(q(a.key)) = \(key) AND EXISTS (\(waited))
+            SELECT r.\(identifier: a.statusColumn) = \(a.pending) AS pending, \(expired) AS expired
+            FROM \(identifier: a.table) AS r WHERE r.\(identifier: a.key) = \(key) AND EXISTS (\(waited))
             """
         do {
             return try await conn.transaction { c in
@@ -394,9 +393,9 @@ public struct ApprovalStore: Sendable {
                 let others = try c.query(
                     """
                     SELECT w.request_key FROM bridge.approval_waits w
-                    JOIN \(identifier: a.table) r ON r.\(q(a.key)) = w.request_key::\(unsafeRaw: keyType)
+                    JOIN \(identifier: a.table) r ON r.\(identifier: a.key) = w.request_key::\(unsafeRaw: keyType)
                     WHERE w.task_key = \(task) AND w.request_key <> \(decided)
-                      AND r.\(q(a.statusColumn)) = \(a.pending) \(unexpired)
+                      AND r.\(identifier: a.statusColumn) = \(a.pending) \(unexpired)
                     ORDER BY w.created_at, w.request_key
                     """
                 ).compactMap { $0["request_key"] }

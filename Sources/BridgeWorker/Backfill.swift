@@ -6,6 +6,7 @@ import BridgeMapping
 import BridgePostgres
 import BridgeTraceModel
 import Foundation
+import Synchronization
 
 /// Settings for one `bridge exec --backfill` process. Every setting has a default (the one
 /// `bridge exec --backfill` documents for its flag); callers start from `BackfillOptions()` and
@@ -47,7 +48,7 @@ public struct BackfillSummary: Sendable, Equatable {
     /// Matching tasks still without a trace id when the run ended (skipped, locked by someone
     /// else, changed meanwhile, or beyond `--limit`).
     public var remaining = 0
-    public var elapsed: TimeInterval = 0
+    public var elapsed: Duration = .zero
 
     public init() {}
 
@@ -55,7 +56,7 @@ public struct BackfillSummary: Sendable, Equatable {
         String(
             format:
                 "backfilled %d tasks (%d traces, %d spans, %d execution rows) in %d batches, %d skipped, %d left, elapsed %.2fs",
-            tasks, traces, spans, executions, batches, skipped, remaining, elapsed)
+            tasks, traces, spans, executions, batches, skipped, remaining, elapsed.inSeconds)
     }
 }
 
@@ -173,7 +174,7 @@ public struct Backfiller: Sendable {
         -> BackfillSummary
     {
         precondition(!conns.isEmpty, "a backfill needs a connection")
-        let started = Date()
+        let started = ContinuousClock.now
         for c in conns { try await c.set("TimeZone", "UTC") }
         let matching = try await count(on: conns[0], options: options)
         let total = options.limit.map { min($0, matching) } ?? matching
@@ -201,7 +202,7 @@ public struct Backfiller: Sendable {
         progress.finish()
         var summary = await tally.summary
         summary.remaining = try await count(on: conns[0], options: options)
-        summary.elapsed = Date().timeIntervalSince(started)
+        summary.elapsed = ContinuousClock.now - started
         return summary
     }
 
@@ -229,8 +230,8 @@ public struct Backfiller: Sendable {
     }
 
     /// `12000/40000 tasks (30%), 2400.0/s, ETA 12s`.
-    public static func progressLine(done: Int, total: Int, elapsed: TimeInterval) -> String {
-        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+    public static func progressLine(done: Int, total: Int, elapsed: Duration) -> String {
+        let rate = elapsed > .zero ? Double(done) / elapsed.inSeconds : 0
         let pct = total > 0 ? Int((Double(done) / Double(total) * 100).rounded(.down)) : 100
         let eta = rate > 0 ? Int((Double(total - done) / rate).rounded(.up)) : 0
         return String(
@@ -283,11 +284,13 @@ public struct Backfiller: Sendable {
 /// locked) under this lock, so batches are consecutive key ranges and `--limit` is exact
 /// however many connections work. The lock is held on a connection's own thread, never on
 /// Swift's cooperative pool.
-final class BackfillKeyset: @unchecked Sendable {
-    private let lock = NSLock()
-    private var after: String?
-    private var reserved = 0
-    private var exhausted = false
+final class BackfillKeyset: Sendable {
+    private struct Position {
+        var after: String?
+        var reserved = 0
+        var exhausted = false
+    }
+    private let position = Mutex(Position())
     let total: Int
     let batchSize: Int
 
@@ -298,18 +301,18 @@ final class BackfillKeyset: @unchecked Sendable {
 
     /// Reads the next batch with `read(after key, limit)`; nil once no task is left or `total`
     /// tasks were handed out.
-    func next(_ read: (String?, Int) throws -> [HistoricalRun]) rethrows -> [HistoricalRun]? {
-        lock.lock()
-        defer { lock.unlock() }
-        guard !exhausted, reserved < total else { return nil }
-        let runs = try read(after, min(batchSize, total - reserved))
-        guard let last = runs.last else {
-            exhausted = true
-            return nil
+    func next(_ read: (String?, Int) throws -> [HistoricalRun]) throws -> [HistoricalRun]? {
+        try position.withLock { (p: inout Position) throws -> [HistoricalRun]? in
+            guard !p.exhausted, p.reserved < total else { return nil }
+            let runs = try read(p.after, min(batchSize, total - p.reserved))
+            guard let last = runs.last else {
+                p.exhausted = true
+                return nil
+            }
+            p.reserved += runs.count
+            p.after = last.taskKey
+            return runs
         }
-        reserved += runs.count
-        after = last.taskKey
-        return runs
     }
 }
 
@@ -317,12 +320,12 @@ final class BackfillKeyset: @unchecked Sendable {
 actor BackfillTally {
     private(set) var summary = BackfillSummary()
     private var done = 0
-    private var lastLog = Date.distantPast
+    private var lastLog: ContinuousClock.Instant?
     let total: Int
-    let started: Date
+    let started: ContinuousClock.Instant
     let progress: ProgressReporter
 
-    init(total: Int, started: Date, progress: ProgressReporter) {
+    init(total: Int, started: ContinuousClock.Instant, progress: ProgressReporter) {
         self.total = total
         self.started = started
         self.progress = progress
@@ -342,11 +345,11 @@ actor BackfillTally {
             }
             summary.skipped += 1
         }
-        let line = Backfiller.progressLine(done: done, total: total, elapsed: Date().timeIntervalSince(started))
+        let line = Backfiller.progressLine(done: done, total: total, elapsed: ContinuousClock.now - started)
         progress.update(line)
-        if Date().timeIntervalSince(lastLog) >= 1 || done >= total {
+        if lastLog.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true || done >= total {
             progress.statusWhenNotLive(line)
-            lastLog = Date()
+            lastLog = ContinuousClock.now
         }
     }
 }

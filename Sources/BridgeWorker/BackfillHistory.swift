@@ -61,20 +61,18 @@ public struct HistoricalRun: Sendable, Equatable {
 struct BackfillHistory: Sendable {
     let config: MappingConfig
 
-    private func q(_ name: String) -> PostgresQuery { .identifier(name) }
-
     /// Finished (completed or failed per the mappings) and without a trace id.
     func filter(alias a: String) -> PostgresQuery {
         let s = config.source
         let trace = config.results.traceIdColumn ?? "openai_trace_id"
         return
-            "\(unsafeRaw: a).\(q(trace)) IS NULL AND \(unsafeRaw: a).\(q(s.status.column)) IN (\(s.status.completed), \(s.status.failed))"
+            "\(unsafeRaw: a).\(identifier: trace) IS NULL AND \(unsafeRaw: a).\(identifier: s.status.column) IN (\(s.status.completed), \(s.status.failed))"
     }
 
     /// `--since`: on the task's completed_at column if mapped, else its created_at column.
     func sinceCondition(alias a: String, _ since: String) -> PostgresQuery {
         let column = config.results.completedAtColumn ?? config.source.createdAtColumn ?? config.source.key
-        return "\(unsafeRaw: a).\(q(column)) >= \(since)::timestamptz"
+        return "\(unsafeRaw: a).\(identifier: column) >= \(since)::timestamptz"
     }
 
     /// Tasks that match the backfill filter now.
@@ -90,21 +88,21 @@ struct BackfillHistory: Sendable {
     /// their latest execution row. One row per task, in key order.
     func batchStatement(cursor: String?, limit: Int, since: String?, lock: Bool) -> PostgresQuery {
         let s = config.source
-        let key = q(s.key)
+        let key = PostgresQuery.identifier(s.key)
         var pickedWhere = filter(alias: "t")
         if let cursor { pickedWhere += " AND t.\(key) > \(cursor)" }
         if let since { pickedWhere += " AND \(sinceCondition(alias: "t", since))" }
-        func text(_ column: String?) -> PostgresQuery { column.map { "t.\(q($0))::text" } ?? "NULL::text" }
+        func text(_ column: String?) -> PostgresQuery { column.map { "t.\(identifier: $0)::text" } ?? "NULL::text" }
         func time(_ column: String?) -> PostgresQuery {
-            column.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
+            column.map { "t.\(identifier: $0)::timestamptz" } ?? "NULL::timestamptz"
         }
         let sel = s.agentSelection
-        let agentRef: PostgresQuery = sel?.taskColumn.map { "t.\(q($0))" } ?? "NULL::text"
+        let agentRef: PostgresQuery = sel?.taskColumn.map { "t.\(identifier: $0)" } ?? "NULL::text"
         var sql: PostgresQuery = """
             WITH picked AS MATERIALIZED (
               SELECT t.\(key) AS k, t.\(key)::text AS task_key, \(text(s.groupColumn)) AS group_id, \(agentRef) AS agent_ref,
                      \(text(sel?.taskColumn)) AS agent_key, \(text(sel?.fallbackColumn)) AS fallback,
-                     t.\(q(s.status.column))::text = \(s.status.failed) AS failed,
+                     t.\(identifier: s.status.column)::text = \(s.status.failed) AS failed,
                      \(time(config.results.completedAtColumn)) AS t_completed, \(time(s.createdAtColumn)) AS t_created
               FROM \(identifier: s.table) t
               WHERE \(pickedWhere)
@@ -114,25 +112,27 @@ struct BackfillHistory: Sendable {
             SELECT p.task_key, p.group_id, p.agent_key, p.fallback, p.failed, p.t_completed, p.t_created,
             """
         if let sel, sel.taskColumn != nil {
-            sql += " ag.\(q(sel.matchColumn))::text AS agent_match, ag.\(q(sel.key)) IS NOT NULL AS agent_row,"
+            sql +=
+                " ag.\(identifier: sel.matchColumn)::text AS agent_match, ag.\(identifier: sel.key) IS NOT NULL AS agent_row,"
         } else {
             sql += " NULL::text AS agent_match, false AS agent_row,"
         }
         if let e = config.results.executions {
             let c = e.columns
             func col(_ name: String?, _ type: String) -> PostgresQuery {
-                name.map { "e.\(q($0))::\(unsafeRaw: type)" } ?? "NULL::\(unsafeRaw: type)"
+                name.map { "e.\(identifier: $0)::\(unsafeRaw: type)" } ?? "NULL::\(unsafeRaw: type)"
             }
-            let order: PostgresQuery = (c.startedAt.map { "e.\(q($0)) DESC NULLS LAST, " } ?? "") + "e.\(q(e.key)) DESC"
+            let order: PostgresQuery =
+                (c.startedAt.map { "e.\(identifier: $0) DESC NULLS LAST, " } ?? "") + "e.\(identifier: e.key) DESC"
             sql += """
                  x.exec_key, x.x_started, x.x_completed, x.x_duration, x.x_usage, x.x_error, x.attempts
                 FROM picked p
                 LEFT JOIN LATERAL (
-                  SELECT e.\(q(e.key))::text AS exec_key, \(col(c.startedAt, "timestamptz")) AS x_started,
+                  SELECT e.\(identifier: e.key)::text AS exec_key, \(col(c.startedAt, "timestamptz")) AS x_started,
                          \(col(c.completedAt, "timestamptz")) AS x_completed, \(col(c.durationSeconds, "double precision")) AS x_duration,
                          \(col(c.tokenUsage, "text")) AS x_usage, \(col(c.errorMessage, "text")) AS x_error,
                          count(*) OVER () AS attempts
-                  FROM \(identifier: e.table) e WHERE e.\(q(e.taskColumn)) = p.k
+                  FROM \(identifier: e.table) e WHERE e.\(identifier: e.taskColumn) = p.k
                   ORDER BY \(order) LIMIT 1
                 ) x ON true
                 """
@@ -140,7 +140,7 @@ struct BackfillHistory: Sendable {
             sql += " NULL::text AS exec_key\nFROM picked p"
         }
         if let sel, sel.taskColumn != nil {
-            sql += "\nLEFT JOIN \(identifier: sel.table) ag ON ag.\(q(sel.key)) = p.agent_ref"
+            sql += "\nLEFT JOIN \(identifier: sel.table) ag ON ag.\(identifier: sel.key) = p.agent_ref"
         }
         sql += "\nORDER BY p.k"
         return sql
@@ -152,16 +152,16 @@ struct BackfillHistory: Sendable {
         guard let l = config.backfill?.logs else { return nil }
         let k = l.toolCall
         let types = config.columnTypes
-        let content: PostgresQuery = "l.\(q(l.contentColumn))::jsonb"
-        let created: PostgresQuery = l.createdAtColumn.map { "l.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
+        let content: PostgresQuery = "l.\(identifier: l.contentColumn)::jsonb"
+        let created: PostgresQuery = l.createdAtColumn.map { "l.\(identifier: $0)::timestamptz" } ?? "NULL::timestamptz"
         let startKey: PostgresQuery = "\(k.startedAt)"
         let durKey: PostgresQuery = "\(k.durationMs)"
         let typeMatch: PostgresQuery =
-            "l.\(q(l.typeColumn)) = ANY(\(l.toolCallTypes)\(types.arrayCast(l.table, l.typeColumn)))"
+            "l.\(identifier: l.typeColumn) = ANY(\(l.toolCallTypes)\(types.arrayCast(l.table, l.typeColumn)))"
         return """
             SELECT c.task_key, c.name, c.args, c.output, c.error, c.started_at, c.duration_ms
             FROM (
-              SELECT l.\(q(l.taskColumn))::text AS task_key, l.\(q(l.key))::text AS log_key,
+              SELECT l.\(identifier: l.taskColumn)::text AS task_key, l.\(identifier: l.key)::text AS log_key,
                      x.j ->> \(k.name) AS name, (x.j -> \(k.arguments))::text AS args,
                      x.j ->> \(k.output) AS output, x.j ->> \(k.error) AS error,
                      coalesce(CASE WHEN (x.j ->> \(startKey)) ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}'
@@ -170,7 +170,7 @@ struct BackfillHistory: Sendable {
                      CASE WHEN jsonb_typeof(x.j -> \(durKey)) = 'number' THEN (x.j ->> \(durKey))::double precision END AS duration_ms
               FROM \(identifier: l.table) l
               CROSS JOIN LATERAL (SELECT \(content) AS j) x
-              WHERE l.\(q(l.taskColumn)) = ANY(\(taskKeys)\(types.arrayCast(l.table, l.taskColumn))) AND \(typeMatch)
+              WHERE l.\(identifier: l.taskColumn) = ANY(\(taskKeys)\(types.arrayCast(l.table, l.taskColumn))) AND \(typeMatch)
             ) c
             ORDER BY c.task_key, c.started_at, c.log_key
             """

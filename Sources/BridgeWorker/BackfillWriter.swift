@@ -18,8 +18,6 @@ struct BackfillWriteCounts: Sendable, Equatable {
 struct BackfillWriter: Sendable {
     let config: MappingConfig
 
-    private func q(_ name: String) -> PostgresQuery { .identifier(name) }
-
     private func arrayType(_ table: String, _ column: String) -> PostgresQuery {
         config.columnTypes.unnestCast(table, column)
     }
@@ -27,7 +25,7 @@ struct BackfillWriter: Sendable {
     func statement(_ traces: [RebuiltTrace]) -> PostgresQuery {
         let s = config.source
         let r = config.results
-        let traceCol = q(r.traceIdColumn ?? "openai_trace_id")
+        let traceCol = PostgresQuery.identifier(r.traceIdColumn ?? "openai_trace_id")
         let spans = traces.flatMap(\.spans)
         let rows = spans.map(\.ledgerValues)
         var sql: PostgresQuery = """
@@ -55,7 +53,7 @@ struct BackfillWriter: Sendable {
             upd_tasks AS (
               UPDATE \(identifier: s.table) AS u SET \(traceCol) = v.trace_id
               FROM unnest(\(traces.map(\.taskKey))\(arrayType(s.table, s.key)), \(traces.map(\.trace.id))::text[]) AS v(k, trace_id)
-              WHERE u.\(q(s.key)) = v.k AND u.\(traceCol) IS NULL RETURNING 1
+              WHERE u.\(identifier: s.key) = v.k AND u.\(traceCol) IS NULL RETURNING 1
             )
             """
         var executions: PostgresQuery = "0"
@@ -64,9 +62,9 @@ struct BackfillWriter: Sendable {
             sql += """
                 ,
                 upd_execs AS (
-                  UPDATE \(identifier: e.table) AS u SET \(q(column)) = v.trace_id
+                  UPDATE \(identifier: e.table) AS u SET \(identifier: column) = v.trace_id
                   FROM unnest(\(rebuilt.map(\.executionKey))\(arrayType(e.table, e.key)), \(rebuilt.map(\.trace.id))::text[]) AS v(k, trace_id)
-                  WHERE u.\(q(e.key)) = v.k AND u.\(q(column)) IS NULL RETURNING 1
+                  WHERE u.\(identifier: e.key) = v.k AND u.\(identifier: column) IS NULL RETURNING 1
                 )
                 """
             executions = "(SELECT count(*) FROM upd_execs)"

@@ -31,7 +31,7 @@ struct LeaseKeeper: Sendable {
     func run(for holder: some LeaseHolder) async {
         let slot = ConnectionSlot(connect: connect)
         let interval = max(0.2, leaseSeconds / 3)
-        var lastOK = Date()
+        var lastOK = ContinuousClock.now
         var failing = false
         // Reap once at start: a restarted worker picks up what a dead one left.
         let reapAtStart: @Sendable (PostgresConnection) async throws -> TaskStore.Reaped = {
@@ -59,7 +59,7 @@ struct LeaseKeeper: Sendable {
                 let alive = try await slot.use { [store, leaseSeconds] c in
                     try await store.heartbeat(on: c, tokens: tokens, leaseSeconds: leaseSeconds)
                 }
-                lastOK = Date()
+                lastOK = ContinuousClock.now
                 BridgeMetrics.leases(alive.count)
                 if failing { progress.log("heartbeat: database reachable again") }
                 failing = false
@@ -73,7 +73,7 @@ struct LeaseKeeper: Sendable {
             } catch {
                 if !failing { progress.log("heartbeat failed (\(error)); retrying") }
                 failing = true
-                if Date().timeIntervalSince(lastOK) > leaseSeconds {
+                if ContinuousClock.now - lastOK > .seconds(leaseSeconds) {
                     await holder.lose(
                         await holder.heldTokens(), reason: "lease not renewed for \(secondsText(leaseSeconds))")
                 }

@@ -1,5 +1,6 @@
 import BridgePostgres
 import Foundation
+import Synchronization
 
 /// Wakes the worker's main loop: a run finished, a notification arrived, a lease was reaped,
 /// shutdown was asked for. A ring with nobody waiting is kept for the next `wait`.
@@ -94,7 +95,7 @@ actor ConnectionSlot {
 actor RunConnectionPool {
     private let connect: @Sendable () async throws -> PostgresConnection
     private let capacity: Int
-    private var idle: [(PostgresConnection, Date)] = []
+    private var idle: [(PostgresConnection, ContinuousClock.Instant)] = []
 
     init(capacity: Int, connect: @escaping @Sendable () async throws -> PostgresConnection) {
         self.capacity = capacity
@@ -128,7 +129,7 @@ actor RunConnectionPool {
                 await c.close()
                 continue
             }
-            if Date().timeIntervalSince(since) > 1 {
+            if ContinuousClock.now - since > .seconds(1) {
                 do { try await c.simpleQuery("SELECT 1") } catch {
                     await c.close()
                     continue
@@ -143,7 +144,7 @@ actor RunConnectionPool {
         let open = await c.isOpen
         let inTx = await c.inTransaction
         if idle.count < capacity, open, !inTx {
-            idle.append((c, Date()))
+            idle.append((c, ContinuousClock.now))
         } else {
             await c.close()
         }
@@ -168,34 +169,29 @@ public enum WorkerIdentity {
 /// get the drain timeout, then they are released. The command decides when (its signal
 /// policy); requesting more than once is the same as once, and a request made before the
 /// worker starts stops it as soon as it does.
-public final class ShutdownRequest: @unchecked Sendable {
-    // @unchecked Sendable: `requested` and `handlers` are only touched under `lock`.
-    private let lock = NSLock()
-    private var requested = false
-    private var handlers: [@Sendable () -> Void] = []
+public final class ShutdownRequest: Sendable {
+    /// Whether it was requested, and what runs when it is.
+    private let state = Mutex((requested: false, handlers: [@Sendable () -> Void]()))
 
     public init() {}
 
     /// Asks for the shutdown. Safe from any thread, including a signal source's queue.
     public func request() {
-        lock.lock()
-        guard !requested else { return lock.unlock() }
-        requested = true
-        let run = handlers
-        handlers = []
-        lock.unlock()
+        let run = state.withLock { state -> [@Sendable () -> Void] in
+            guard !state.requested else { return [] }
+            state.requested = true
+            defer { state.handlers = [] }
+            return state.handlers
+        }
         for h in run { h() }
     }
 
     /// Runs `handler` at the request (at once if it was made already).
     func onRequest(_ handler: @escaping @Sendable () -> Void) {
-        lock.lock()
-        if requested {
-            lock.unlock()
-            handler()
-            return
+        let now = state.withLock { state -> Bool in
+            if !state.requested { state.handlers.append(handler) }
+            return state.requested
         }
-        handlers.append(handler)
-        lock.unlock()
+        if now { handler() }
     }
 }

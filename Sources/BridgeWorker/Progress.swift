@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Progress output for long work: a live line on a terminal, plain log lines otherwise.
 ///
@@ -6,14 +7,13 @@ import Foundation
 /// writes to standard error, so standard output stays machine-readable), whether that is a
 /// terminal, and the prefix of the command's own lines (`bridge exec: `). Libraries only call
 /// `status`, `log` and `update`; they never write to a stream or name the command.
-public final class ProgressReporter: @unchecked Sendable {
-    // @unchecked Sendable: all state is guarded by `lock`.
-    private let lock = NSLock()
+public final class ProgressReporter: Sendable {
     private let isTTY: Bool
     private let quiet: Bool
     private let prefix: String
     private let write: @Sendable (String) -> Void
-    private var lastLine = ""
+    /// The live line drawn last; held while writing, so that lines never interleave.
+    private let lastLine = Mutex("")
 
     /// - Parameters:
     ///   - isTTY: whether `write` reaches a terminal (then `update` draws a live line).
@@ -38,20 +38,20 @@ public final class ProgressReporter: @unchecked Sendable {
     /// Replaces the live line (TTY) or does nothing (logs get `log` lines instead).
     public func update(_ line: String) {
         guard isTTY, !quiet else { return }
-        lock.lock()
-        defer { lock.unlock() }
-        lastLine = prefix + line
-        write("\r\u{1B}[2K" + lastLine)
+        lastLine.withLock {
+            $0 = prefix + line
+            write("\r\u{1B}[2K" + $0)
+        }
     }
 
     /// A permanent line about one item (a task, a lease), as given; clears the live line first
     /// on a TTY and redraws it after.
     public func log(_ line: String) {
         guard !quiet else { return }
-        lock.lock()
-        defer { lock.unlock() }
-        let clear = isTTY && !lastLine.isEmpty ? "\r\u{1B}[2K" : ""
-        write(clear + line + "\n" + (isTTY ? lastLine : ""))
+        lastLine.withLock { lastLine in
+            let clear = isTTY && !lastLine.isEmpty ? "\r\u{1B}[2K" : ""
+            write(clear + line + "\n" + (isTTY ? lastLine : ""))
+        }
     }
 
     /// A permanent line about the command as a whole (shutdown, the database lost), after the
@@ -68,9 +68,9 @@ public final class ProgressReporter: @unchecked Sendable {
     /// Ends the live line.
     public func finish() {
         guard isTTY, !quiet else { return }
-        lock.lock()
-        defer { lock.unlock() }
-        if !lastLine.isEmpty { write("\r\u{1B}[2K") }
-        lastLine = ""
+        lastLine.withLock {
+            if !$0.isEmpty { write("\r\u{1B}[2K") }
+            $0 = ""
+        }
     }
 }

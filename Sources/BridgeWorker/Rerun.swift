@@ -10,14 +10,14 @@ public struct RerunSummary: Sendable, Equatable {
     public var completed = 0
     public var failed = 0
     public var spans = 0
-    public var elapsed: TimeInterval = 0
+    public var elapsed: Duration = .zero
 
     public init() {}
 
     public var line: String {
         String(
             format: "re-ran %d historical tasks as new executions: %d completed, %d failed, %d spans, elapsed %.2fs",
-            completed + failed, completed, failed, spans, elapsed)
+            completed + failed, completed, failed, spans, elapsed.inSeconds)
     }
 }
 
@@ -58,7 +58,7 @@ public struct Rerunner: Sendable {
 
     /// Selects matching tasks in keyset batches and runs them one by one.
     public func run(options: BackfillOptions, progress: ProgressReporter) async throws -> RerunSummary {
-        let started = Date()
+        let started = ContinuousClock.now
         var summary = RerunSummary()
         let conn = try await connect()
         do {
@@ -69,13 +69,13 @@ public struct Rerunner: Sendable {
         }
         await conn.close()
         progress.finish()
-        summary.elapsed = Date().timeIntervalSince(started)
+        summary.elapsed = ContinuousClock.now - started
         return summary
     }
 
     private func runBatches(
         _ conn: PostgresConnection, options: BackfillOptions, progress: ProgressReporter,
-        started: Date, summary: inout RerunSummary
+        started: ContinuousClock.Instant, summary: inout RerunSummary
     ) async throws {
         let matching = try await backfiller.count(on: conn, options: options)
         let total = options.limit.map { min($0, matching) } ?? matching
@@ -93,7 +93,7 @@ public struct Rerunner: Sendable {
                 summary.spans += spans
                 done += 1
                 progress.update(
-                    Backfiller.progressLine(done: done, total: total, elapsed: Date().timeIntervalSince(started)))
+                    Backfiller.progressLine(done: done, total: total, elapsed: ContinuousClock.now - started))
             }
         }
     }

@@ -6,6 +6,7 @@ import BridgeRunner
 import BridgeTraceModel
 import BridgeTracing
 import Foundation
+import Synchronization
 
 /// The run executor: runs one claimed task end to end. It builds the task's run spec (or loads
 /// a paused run's stored state), inserts the attempt's execution row, runs it traced, and writes
@@ -43,14 +44,12 @@ struct RunExecutor: Sendable {
     var sessions: SessionStore? { SessionStore(config: config) }
 
     /// Whether the journal tables exist, asked once per worker.
-    final class DurabilityCheck: @unchecked Sendable {
-        // @unchecked Sendable: `known` is only touched under `lock`.
-        private let lock = NSLock()
-        private var known: Bool?
+    final class DurabilityCheck: Sendable {
+        private let known = Mutex<Bool?>(nil)
         func enabled(_ journals: RunJournalStore, on c: PostgresConnection) async throws -> Bool {
-            if let k = lock.withLock({ known }) { return k }
+            if let k = known.withLock({ $0 }) { return k }
             let k = try await journals.isMigrated(on: c)
-            lock.withLock { known = k }
+            known.withLock { $0 = k }
             return k
         }
     }

@@ -6,6 +6,7 @@ import BridgeRunner
 import BridgeTraceModel
 import BridgeTracing
 import Foundation
+import Synchronization
 
 /// The SQL of durable runs (`migrations/0050_run_journal.sql`): a run's journal head (its trace,
 /// spec and latest checkpoint) and its finished calls. Every write a run makes while it holds a
@@ -405,32 +406,36 @@ public struct RunJournalStore: Sendable {
 /// Statements that need no round trip of their own and no lease (a model call's spend: the
 /// money is spent whoever owns the task now), sent as CTEs of the next statement a run makes
 /// anyway. Held under a lock; whoever takes them sends them.
-public final class RiderQueue: @unchecked Sendable {
-    // @unchecked Sendable: `held` is only touched under `lock`.
-    private let lock = NSLock()
-    private var held: [PostgresQuery] = []
-    /// What the last `prefixing` took, for `unsend` when its statement did not commit.
-    private var lastSent: [PostgresQuery] = []
+public final class RiderQueue: Sendable {
+    private struct State {
+        var held: [PostgresQuery] = []
+        /// What the last `prefixing` took, for `unsend` when its statement did not commit.
+        var lastSent: [PostgresQuery] = []
+    }
+    private let state = Mutex(State())
 
     public init() {}
 
-    func ride(_ statements: [PostgresQuery]) { lock.withLock { held += statements } }
+    func ride(_ statements: [PostgresQuery]) { state.withLock { $0.held += statements } }
 
     func take() -> [PostgresQuery] {
-        lock.withLock {
-            defer { held.removeAll() }
-            return held
+        state.withLock { state in
+            defer { state.held.removeAll() }
+            return state.held
         }
     }
 
     /// Holds again what the last `prefixing` took (its transaction rolled back).
-    func unsend() { lock.withLock { held = lastSent + held } }
+    func unsend() { state.withLock { $0.held = $0.lastSent + $0.held } }
 
     /// `statement` with the held riders as data-modifying CTEs in front of it (`statement` must
     /// not start with its own WITH), or `statement` alone when none is held.
     func prefixing(_ statement: PostgresQuery) -> PostgresQuery {
-        let riders = take()
-        lock.withLock { lastSent = riders }
+        let riders = state.withLock { state in
+            state.lastSent = state.held
+            defer { state.held.removeAll() }
+            return state.held
+        }
         return riders.isEmpty ? statement : "WITH \(Self.ctes(riders)) \(statement)"
     }
 
@@ -448,22 +453,18 @@ public final class RiderQueue: @unchecked Sendable {
 }
 
 /// The worker's request to its runs to stop at their next step boundary (SIGTERM).
-public final class StopSignal: @unchecked Sendable {
-    // @unchecked Sendable: `stopped` is only touched under `lock`.
-    private let lock = NSLock()
-    private var stopped = false
+public final class StopSignal: Sendable {
+    private let stopped = Mutex(false)
     public init() {}
-    public func stop() { lock.withLock { stopped = true } }
-    public var isStopped: Bool { lock.withLock { stopped } }
+    public func stop() { stopped.withLock { $0 = true } }
+    public var isStopped: Bool { stopped.withLock { $0 } }
 }
 
 /// One durable run's journal and ledger sink: spans are held from one step to the next and
 /// written with the step's journal row, in one fenced statement; what is held when the run ends
 /// goes into the finishing transaction (or is dropped when the run is interrupted: the resumed
 /// run records those steps again).
-final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
-    // @unchecked Sendable: the mutable state below is only touched under `lock`; the
-    // connection is an actor.
+final class DurableJournal: RunJournal, SpanSink, Sendable {
     let store: RunJournalStore
     let connection: PostgresConnection
     let taskKey: String
@@ -472,17 +473,20 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
     let workerId: String
     let stop: StopSignal?
     private let finished: [String: JournaledCall]
-    private let lock = NSLock()
-    private var held: [SpanRecord] = []
-    private var traceEndedAt: Date?
-    private var recorder: TraceRecorder?
+    /// What the run recorded since its last journal write.
+    private struct Held {
+        var spans: [SpanRecord] = []
+        var traceEndedAt: Date?
+        var recorder: TraceRecorder?
+        var calls: [JournaledCall] = []
+    }
+    private let state = Mutex(Held())
     /// The run's trace row is written already (a fresh run's `RunJournalStore.startRun`).
     private let traceWritten: Bool
     /// Tools whose finished calls may wait for the run's next journal write instead of one of
     /// their own: read-only SQL tools (a resumed run runs the SELECT again, nothing happens
     /// twice) and, under a lease, writing SQL tools (their row committed with their statement).
     private let deferredTools: Set<String>
-    private var heldCalls: [JournaledCall] = []
     /// Unfenced statements for the next write (a model call's spend).
     let riders = RiderQueue()
 
@@ -503,7 +507,7 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
         self.finished = Dictionary(finished.map { ($0.callId, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
-    func attach(_ recorder: TraceRecorder) { lock.withLock { self.recorder = recorder } }
+    func attach(_ recorder: TraceRecorder) { state.withLock { $0.recorder = recorder } }
 
     // MARK: SpanSink
 
@@ -512,9 +516,9 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
         try await Ledger(connection: connection).insertTrace(trace, taskId: taskId, startedAt: at)
     }
 
-    func spanEnded(_ span: SpanRecord) async throws { lock.withLock { held.append(span) } }
+    func spanEnded(_ span: SpanRecord) async throws { state.withLock { $0.spans.append(span) } }
 
-    func traceEnded(_ traceId: String, at: Date) async throws { lock.withLock { traceEndedAt = at } }
+    func traceEnded(_ traceId: String, at: Date) async throws { state.withLock { $0.traceEndedAt = at } }
 
     /// Not held: a call in progress is announced at once (nothing is written).
     func spanStarted(_ start: SpanStart) async throws { try await Ledger(connection: connection).spanStarted(start) }
@@ -527,7 +531,7 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
 
     func checkpoint(_ checkpoint: RunCheckpoint) async throws {
         var cp = checkpoint
-        let recorder = lock.withLock { self.recorder }
+        let recorder = state.withLock { $0.recorder }
         if let recorder { cp.openSpans = .array(await recorder.openSpans().map(\.journalJSON)) }
         let text = try RunJournalStore.storableJSON(text: cp.journalJSON.compact)
         try await write(store.checkpointWrite(taskKey: taskKey, traceId: traceId, checkpoint: text, workerId: workerId))
@@ -535,7 +539,7 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
 
     func callFinished(_ call: JournaledCall) async throws {
         if deferredTools.contains(call.name) {
-            lock.withLock { heldCalls.append(call) }
+            state.withLock { $0.calls.append(call) }
             return
         }
         try await write(store.callWrite(taskKey: taskKey, traceId: traceId, call: call))
@@ -543,7 +547,7 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
 
     func stepFinished(_ record: JournaledCall, deferred: Bool) async throws {
         if deferred {
-            lock.withLock { heldCalls.append(record) }
+            state.withLock { $0.calls.append(record) }
             return
         }
         try await write(store.callWrite(taskKey: taskKey, traceId: traceId, call: record))
@@ -570,12 +574,12 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
 
     /// Writes the held spans with `journal`, fenced; throws `JournalFenced` when the lease is gone.
     func write(_ journal: PostgresQuery?) async throws {
-        let (spans, calls) = lock.withLock { () -> ([SpanRecord], [JournaledCall]) in
+        let (spans, calls) = state.withLock { held -> ([SpanRecord], [JournaledCall]) in
             defer {
-                held.removeAll()
-                heldCalls.removeAll()
+                held.spans.removeAll()
+                held.calls.removeAll()
             }
-            return (held, heldCalls)
+            return (held.spans, held.calls)
         }
         let writes =
             calls.map { store.callWrite(taskKey: taskKey, traceId: traceId, call: $0) } + (journal.map { [$0] } ?? [])
@@ -593,13 +597,9 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
 
     /// What the finishing transaction writes: the held spans and the trace's end (the run ended).
     func finalStatements(dropHead: Bool) -> [PostgresQuery] {
-        let (spans, end, calls) = lock.withLock { () -> ([SpanRecord], Date?, [JournaledCall]) in
-            defer {
-                held.removeAll()
-                heldCalls.removeAll()
-                traceEndedAt = nil
-            }
-            return (held, traceEndedAt, heldCalls)
+        let (spans, end, calls) = state.withLock { held -> ([SpanRecord], Date?, [JournaledCall]) in
+            defer { held = Held(recorder: held.recorder) }
+            return (held.spans, held.traceEndedAt, held.calls)
         }
         if !spans.isEmpty { BridgeMetrics.spansRecorded(spans.count) }
         var statements =
@@ -618,11 +618,7 @@ final class DurableJournal: RunJournal, SpanSink, @unchecked Sendable {
 
     /// Drops what is held (an interrupted run: the resumed one records those steps again).
     func discard() {
-        lock.withLock {
-            held.removeAll()
-            heldCalls.removeAll()
-            traceEndedAt = nil
-        }
+        state.withLock { held in held = Held(recorder: held.recorder) }
     }
 }
 

@@ -25,7 +25,6 @@ public struct SessionStore: Sendable {
     }
 
     var types: ColumnTypes { config.columnTypes }
-    func q(_ name: String) -> PostgresQuery { .identifier(name) }
 
     /// The fixed advisory lock class of claims per session key (`pg_try_advisory_xact_lock(class,
     /// hashtext(key))`, held only while a claim commits).
@@ -49,17 +48,17 @@ public struct SessionStore: Sendable {
         }
         let order = [mapping.item["created_at"], mapping.item["id"]].compactMap { $0 }
         func text(_ logical: String) -> PostgresQuery {
-            mapping.item[logical].map { "\(q($0))::text" } ?? "NULL::text"
+            mapping.item[logical].map { "\(identifier: $0)::text" } ?? "NULL::text"
         }
         let ordering = order.enumerated().map { i, column -> (inner: PostgresQuery, outer: PostgresQuery) in
-            ("\(q(column)) AS \(unsafeRaw: "o\(i)")", "m.\(unsafeRaw: "o\(i)")")
+            ("\(identifier: column) AS \(unsafeRaw: "o\(i)")", "m.\(unsafeRaw: "o\(i)")")
         }
-        let desc = PostgresQuery.joined(order.map { "\(q($0)) DESC" }, separator: ", ")
+        let desc = PostgresQuery.joined(order.map { "\(identifier: $0) DESC" }, separator: ", ")
         return """
             SELECT m.r, m.c, m.d FROM (
               SELECT \(text("role")) AS r, \(text("content")) AS c, \(text("data")) AS d, \(ordering.map(\.inner))
               FROM \(identifier: table)
-              WHERE \(q(mapping.sessionColumn)) = \(key)\(types.cast(table, mapping.sessionColumn))
+              WHERE \(identifier: mapping.sessionColumn) = \(key)\(types.cast(table, mapping.sessionColumn))
               ORDER BY \(desc) LIMIT \(mapping.limit)) AS m
             ORDER BY \(ordering.map(\.outer))
             """
@@ -115,7 +114,7 @@ public struct SessionStore: Sendable {
         }
         let rows = SessionItems.rows(for: items, roles: mapping.roles)
         guard !rows.isEmpty else { return [] }
-        var columns: [PostgresQuery] = [q(mapping.sessionColumn)]
+        var columns: [PostgresQuery] = [.identifier(mapping.sessionColumn)]
         var values: [PostgresQuery] = ["\(key)\(types.cast(table, mapping.sessionColumn))"]
         var arrays: [PostgresQuery] = []
         var names: [String] = []
@@ -123,7 +122,7 @@ public struct SessionStore: Sendable {
             guard let column = mapping.item[logical] else { return }
             let name = "a\(names.count)"
             names.append(name)
-            columns.append(q(column))
+            columns.append(.identifier(column))
             values.append("u.\(unsafeRaw: name)")
             arrays.append("\(PostgresArray.literal(elements))\(types.unnestCast(table, column))")
         }
@@ -136,11 +135,11 @@ public struct SessionStore: Sendable {
             array("id", rows.indices.map { .text(Self.itemId(traceId: traceId, position: $0 + 1, uuid: uuid)) })
         }
         if let column = mapping.item["created_at"] {
-            columns.append(q(column))
+            columns.append(.identifier(column))
             values.append("now() + (u.o - 1) * interval '1 microsecond'")
         }
         for (column, value) in mapping.values.sorted(by: { $0.key < $1.key }) {
-            columns.append(q(column))
+            columns.append(.identifier(column))
             values.append("\(value)\(types.cast(table, column))")
         }
         let aliases = (names + ["o"]).joined(separator: ", ")

@@ -22,7 +22,7 @@ struct TaskListener: Sendable {
     func run(wake: @Sendable () async -> Void, notifying: @Sendable (Bool) async -> Void) async {
         var conn: PostgresConnection?
         var failures = 0
-        var lastCheck = Date()
+        var lastCheck = ContinuousClock.now
         var everConnected = false
         while !Task.isCancelled {
             do {
@@ -41,15 +41,15 @@ struct TaskListener: Sendable {
                     }
                     everConnected = true
                     failures = 0
-                    lastCheck = Date()
+                    lastCheck = ContinuousClock.now
                     await wake()
                 }
                 guard let c = conn else { continue }
                 let notes = try await c.waitForNotifications(timeout: 0.5)
                 if !notes.isEmpty { await wake() }
-                if Date().timeIntervalSince(lastCheck) > 10 {
+                if ContinuousClock.now - lastCheck > .seconds(10) {
                     try await c.simpleQuery("SELECT 1")
-                    lastCheck = Date()
+                    lastCheck = ContinuousClock.now
                 }
             } catch {
                 await notifying(false)

@@ -1,6 +1,6 @@
-// Over 400 lines: every statement the worker runs against the user's task and execution tables
-// (claim, heartbeat, reaper, finish, drain check) lives here, so `hotPathStatements` can hand
-// each one to the EXPLAIN test and no statement on those tables is written anywhere else.
+// Every statement the worker runs against the user's task and execution tables (claim,
+// heartbeat, reaper, finish, drain check), so that `hotPathStatements` hands each one to the
+// EXPLAIN test and no statement on those tables is written anywhere else.
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
@@ -19,7 +19,6 @@ public struct TaskStore: Sendable {
 
     private var source: SourceMapping { config.source }
     private var t: PostgresQuery { .identifier(source.table) }
-    private func q(_ name: String) -> PostgresQuery { .identifier(name) }
     private var types: ColumnTypes { config.columnTypes }
     /// `::type` for a value compared with the task table's `column` (see `ColumnTypes`).
     private func cast(_ column: String) -> PostgresQuery { types.cast(source.table, column) }
@@ -36,18 +35,19 @@ public struct TaskStore: Sendable {
                 "WHEN \(value)\(cast(p.column)) THEN \(unsafeRaw: String(i))"
             }
             parts.append(
-                "CASE \(unsafeRaw: a).\(q(p.column)) \(cases, separator: " ") ELSE \(unsafeRaw: String(p.order.count)) END"
+                "CASE \(unsafeRaw: a).\(identifier: p.column) \(cases, separator: " ") ELSE \(unsafeRaw: String(p.order.count)) END"
             )
         }
-        if let c = source.createdAtColumn { parts.append("\(unsafeRaw: a).\(q(c))") }
-        parts.append("\(unsafeRaw: a).\(q(source.key))")
+        if let c = source.createdAtColumn { parts.append("\(unsafeRaw: a).\(identifier: c)") }
+        parts.append("\(unsafeRaw: a).\(identifier: source.key)")
         return PostgresQuery.joined(parts, separator: ", ")
     }
 
     /// The age-then-key order within one priority value, as the claim index stores it
     /// (`migrations/0011_claim_index.sql`).
     private var ageOrder: PostgresQuery {
-        PostgresQuery.joined(([source.createdAtColumn].compactMap { $0 } + [source.key]).map(q), separator: ", ")
+        PostgresQuery.joined(
+            ([source.createdAtColumn].compactMap { $0 } + [source.key]).map(PostgresQuery.identifier), separator: ", ")
     }
 
     /// The keys of up to `limit` claimable tasks (pending, backoff passed) in claim order,
@@ -58,19 +58,21 @@ public struct TaskStore: Sendable {
     /// the plan serial). With `lock`, each branch locks its rows FOR NO KEY UPDATE SKIP
     /// LOCKED. With `keys`, only those tasks are considered (found by primary key).
     func pendingInClaimOrder(limit: Int, lock: Bool, keys: [String], held: [String] = []) -> PostgresQuery {
-        let status: PostgresQuery = "\(q(source.status.column)) = \(source.status.pending)\(cast(source.status.column))"
-        var runnable: PostgresQuery = "(\(q(Lease.runAfter)) IS NULL OR \(q(Lease.runAfter)) <= now())"
+        let status: PostgresQuery =
+            "\(identifier: source.status.column) = \(source.status.pending)\(cast(source.status.column))"
+        var runnable: PostgresQuery =
+            "(\(identifier: Lease.runAfter) IS NULL OR \(identifier: Lease.runAfter) <= now())"
         // Groups whose budget is spent (`budgets`, on_exceeded: hold) are skipped.
         if let g = source.groupColumn, !held.isEmpty {
             runnable =
-                "\(runnable) AND (\(q(g)) IS NULL OR \(q(g)) <> ALL(\(PostgresArray.text(held))\(types.arrayCast(source.table, g))))"
+                "\(runnable) AND (\(identifier: g) IS NULL OR \(identifier: g) <> ALL(\(PostgresArray.text(held))\(types.arrayCast(source.table, g))))"
         }
         if let free = sessionFree { runnable = "\(runnable) AND \(free)" }
         let locking = lock ? " FOR NO KEY UPDATE SKIP LOCKED" : ""
         if !keys.isEmpty {
             return """
-                SELECT c.\(q(source.key)) AS k FROM \(t) AS c
-                WHERE c.\(q(source.key)) = ANY(\(PostgresArray.text(keys))\(keyArrayCast)) AND c.\(status) AND \(runnable)
+                SELECT c.\(identifier: source.key) AS k FROM \(t) AS c
+                WHERE c.\(identifier: source.key) = ANY(\(PostgresArray.text(keys))\(keyArrayCast)) AND c.\(status) AND \(runnable)
                 ORDER BY \(claimOrder(alias: "c")) LIMIT \(limit)\(unsafeRaw: locking)
                 """
         }
@@ -94,17 +96,17 @@ public struct TaskStore: Sendable {
             n += 1
             let also: PostgresQuery = priority.map { " AND \($0)" } ?? ""
             return """
-                SELECT k FROM (SELECT \(q(source.key)) AS k FROM \(t) AS c
+                SELECT k FROM (SELECT \(identifier: source.key) AS k FROM \(t) AS c
                  WHERE \(condition)\(also)
                  ORDER BY \(ageOrder) LIMIT \(limit)\(unsafeRaw: locking)) AS \(unsafeRaw: name)\(unsafeRaw: String(n))
                 """
         }
         guard let p = source.priority, !p.order.isEmpty else { return branch(nil) }
-        var branches = p.order.map { value in branch("\(q(p.column)) = \(value)\(cast(p.column))") }
+        var branches = p.order.map { value in branch("\(identifier: p.column) = \(value)\(cast(p.column))") }
         let listed = PostgresArray.text(p.order)
         branches.append(
             branch(
-                "(\(q(p.column)) IS NULL OR \(q(p.column)) <> ALL(\(listed)\(types.arrayCast(source.table, p.column))))"
+                "(\(identifier: p.column) IS NULL OR \(identifier: p.column) <> ALL(\(listed)\(types.arrayCast(source.table, p.column))))"
             ))
         return "SELECT k FROM (\n\(branches, separator: "\nUNION ALL\n")\n) AS candidates LIMIT \(limit)"
     }
@@ -123,7 +125,7 @@ public struct TaskStore: Sendable {
         limit: Int, locking: String, status: PostgresQuery, runnable: PostgresQuery,
         group g: String, held: [String]
     ) -> PostgresQuery {
-        let col = q(g)
+        let col = PostgresQuery.identifier(g)
         let notHeld: PostgresQuery =
             held.isEmpty
             ? ""
@@ -163,18 +165,19 @@ public struct TaskStore: Sendable {
         let mine = s.keyExpression(alias: "c")
         var free: PostgresQuery = """
             (\(mine) = '' OR (NOT EXISTS (SELECT 1 FROM \(t) AS r
-                WHERE r.\(q(Lease.token)) IS NOT NULL AND \(s.keyExpression(alias: "r")) = \(mine))
+                WHERE r.\(identifier: Lease.token) IS NOT NULL AND \(s.keyExpression(alias: "r")) = \(mine))
             """
         if config.approvals != nil {
             // bridge's text key cast to the key's type, so the task's primary key applies (a
             // configuration built in code, whose types are unknown, compares as text).
             let join: PostgresQuery =
                 types.type(source.table, source.key) == nil
-                ? "w.\(q(source.key))::text = ws.task_key" : "w.\(q(source.key)) = ws.task_key\(keyCast)"
+                ? "w.\(identifier: source.key)::text = ws.task_key"
+                : "w.\(identifier: source.key) = ws.task_key\(keyCast)"
             free += """
 
                   AND NOT EXISTS (SELECT 1 FROM bridge.run_states AS ws JOIN \(t) AS w ON \(join)
-                    WHERE w.\(q(ApprovalStore.waitingColumn)) IS NOT NULL AND \(s.keyExpression(alias: "w")) = \(mine))
+                    WHERE w.\(identifier: ApprovalStore.waitingColumn) IS NOT NULL AND \(s.keyExpression(alias: "w")) = \(mine))
                 """
         }
         return free + "))"
@@ -189,10 +192,10 @@ public struct TaskStore: Sendable {
             WITH cand AS MATERIALIZED (
             \(candidates)
             ), firsts AS (
-                SELECT DISTINCT ON (g.g) x.\(q(source.key))::text AS k, sk.sk
-                FROM cand JOIN \(t) AS x ON x.\(q(source.key)) = cand.k
+                SELECT DISTINCT ON (g.g) x.\(identifier: source.key)::text AS k, sk.sk
+                FROM cand JOIN \(t) AS x ON x.\(identifier: source.key) = cand.k
                 CROSS JOIN LATERAL (SELECT \(s.keyExpression(alias: "x")) AS sk) AS sk
-                CROSS JOIN LATERAL (SELECT CASE WHEN sk.sk = '' THEN 't:' || x.\(q(source.key))::text ELSE 's:' || sk.sk END AS g) AS g
+                CROSS JOIN LATERAL (SELECT CASE WHEN sk.sk = '' THEN 't:' || x.\(identifier: source.key)::text ELSE 's:' || sk.sk END AS g) AS g
                 ORDER BY g.g, \(claimOrder(alias: "x"))
             )
             SELECT k, sk FROM firsts
@@ -233,7 +236,7 @@ public struct TaskStore: Sendable {
     /// 0008), so it returns as many rows as runs in flight however large the table.
     /// `bridge prune` keeps their traces.
     public var leasedKeysQuery: PostgresQuery {
-        "SELECT x.\(q(source.key))::text FROM \(t) AS x WHERE x.\(q(Lease.token)) IS NOT NULL"
+        "SELECT x.\(identifier: source.key)::text FROM \(t) AS x WHERE x.\(identifier: Lease.token) IS NOT NULL"
     }
 
     /// One claimed task: its row, its key, the lease's fencing token and the attempt number.
@@ -299,22 +302,22 @@ public struct TaskStore: Sendable {
             WITH picked AS MATERIALIZED (
             \(picked)
             )
-            UPDATE \(t) AS x SET \(q(source.status.column)) = \(source.status.running)\(cast(source.status.column)),
-                \(q(Lease.token)) = gen_random_uuid()::text,
-                \(q(Lease.expiresAt)) = now() + \(leaseSeconds)::double precision * interval '1 second',
-                \(q(Lease.workerId)) = \(workerId),
-                \(q(Lease.attempts)) = coalesce(x.\(q(Lease.attempts)), 0) + 1,
-                \(q(Lease.runAfter)) = NULL
-            FROM picked WHERE x.\(q(source.key)) = picked.k
-            RETURNING to_jsonb(x.*)::text AS row, x.\(q(source.key))::text AS k, x.\(q(Lease.token)) AS token,
-                      x.\(q(Lease.attempts)) AS attempt
+            UPDATE \(t) AS x SET \(identifier: source.status.column) = \(source.status.running)\(cast(source.status.column)),
+                \(identifier: Lease.token) = gen_random_uuid()::text,
+                \(identifier: Lease.expiresAt) = now() + \(leaseSeconds)::double precision * interval '1 second',
+                \(identifier: Lease.workerId) = \(workerId),
+                \(identifier: Lease.attempts) = coalesce(x.\(identifier: Lease.attempts), 0) + 1,
+                \(identifier: Lease.runAfter) = NULL
+            FROM picked WHERE x.\(identifier: source.key) = picked.k
+            RETURNING to_jsonb(x.*)::text AS row, x.\(identifier: source.key)::text AS k, x.\(identifier: Lease.token) AS token,
+                      x.\(identifier: Lease.attempts) AS attempt
             """
         guard let g = config.limits?.fairnessGroup, keys.isEmpty || marksFairTurns else { return update }
         // Fair claims record each claimed group's turn, in group order (no deadlock between
         // workers claiming the same groups).
         return """
             WITH claimed AS (
-            \(update), x.\(q(g))::text AS fair_group
+            \(update), x.\(identifier: g)::text AS fair_group
             ), marked AS (
                 INSERT INTO bridge.fair_groups AS fg (group_key, last_claimed_at)
                 SELECT DISTINCT fair_group, now() FROM claimed WHERE fair_group IS NOT NULL ORDER BY 1
@@ -337,9 +340,9 @@ public struct TaskStore: Sendable {
 
     func heartbeatQuery(tokens: [String], leaseSeconds: Double) -> PostgresQuery {
         """
-        UPDATE \(t) SET \(q(Lease.expiresAt)) = now() + \(leaseSeconds)::double precision * interval '1 second'
-        WHERE \(q(Lease.token)) = ANY(\(PostgresArray.text(tokens))::text[]) AND \(q(source.status.column)) = \(source.status.running)
-        RETURNING \(q(Lease.token)) AS token
+        UPDATE \(t) SET \(identifier: Lease.expiresAt) = now() + \(leaseSeconds)::double precision * interval '1 second'
+        WHERE \(identifier: Lease.token) = ANY(\(PostgresArray.text(tokens))::text[]) AND \(identifier: source.status.column) = \(source.status.running)
+        RETURNING \(identifier: Lease.token) AS token
         """
     }
 
@@ -362,38 +365,40 @@ public struct TaskStore: Sendable {
         let st = source.status
         let r = config.results.resultColumn
         let resultSet: PostgresQuery = """
-            , \(q(r)) = CASE WHEN coalesce(x.\(q(Lease.attempts)), 0) >= \(maxAttempts)::int
-                THEN jsonb_build_object('error', 'lease expired on attempt ' || coalesce(x.\(q(Lease.attempts)), 0) || ' (worker ' || coalesce(x.\(q(Lease.workerId)), '?') || '); no attempts left', 'error_type', \(FailureType.leaseExpired.rawValue)::text)
-                ELSE x.\(q(r)) END
+            , \(identifier: r) = CASE WHEN coalesce(x.\(identifier: Lease.attempts), 0) >= \(maxAttempts)::int
+                THEN jsonb_build_object('error', 'lease expired on attempt ' || coalesce(x.\(identifier: Lease.attempts), 0) || ' (worker ' || coalesce(x.\(identifier: Lease.workerId), '?') || '); no attempts left', 'error_type', \(FailureType.leaseExpired.rawValue)::text)
+                ELSE x.\(identifier: r) END
             """
         var executionsCTE: PostgresQuery = ""
         if let e = config.results.executions {
             let statusColumn = e.columns.status
-            var sets: [PostgresQuery] = ["\(q(statusColumn)) = \(e.statuses.failedRetriable)"]
-            if let c = e.columns.errorType { sets.append("\(q(c)) = \(FailureType.leaseExpired.rawValue)") }
-            if let c = e.columns.errorMessage { sets.append("\(q(c)) = 'the worker stopped renewing its lease'") }
-            if let c = e.columns.completedAt { sets.append("\(q(c)) = now()") }
+            var sets: [PostgresQuery] = ["\(identifier: statusColumn) = \(e.statuses.failedRetriable)"]
+            if let c = e.columns.errorType { sets.append("\(identifier: c) = \(FailureType.leaseExpired.rawValue)") }
+            if let c = e.columns.errorMessage {
+                sets.append("\(identifier: c) = 'the worker stopped renewing its lease'")
+            }
+            if let c = e.columns.completedAt { sets.append("\(identifier: c) = now()") }
             executionsCTE = """
                 , abandoned AS (
                     UPDATE \(identifier: e.table) AS e SET \(sets)
-                    WHERE e.\(q(e.taskColumn)) = ANY(ARRAY(SELECT k FROM reaped)) AND e.\(q(statusColumn)) = \(e.statuses.started)
+                    WHERE e.\(identifier: e.taskColumn) = ANY(ARRAY(SELECT k FROM reaped)) AND e.\(identifier: statusColumn) = \(e.statuses.started)
                 )
                 """
         }
         return """
             WITH expired AS MATERIALIZED (
-                SELECT \(q(source.key)) AS k FROM \(t)
-                WHERE \(q(Lease.token)) IS NOT NULL AND \(q(Lease.expiresAt)) < now()
-                  AND \(q(source.status.column)) = \(st.running)
+                SELECT \(identifier: source.key) AS k FROM \(t)
+                WHERE \(identifier: Lease.token) IS NOT NULL AND \(identifier: Lease.expiresAt) < now()
+                  AND \(identifier: source.status.column) = \(st.running)
                 FOR NO KEY UPDATE SKIP LOCKED
             ), reaped AS (
                 UPDATE \(t) AS x SET
-                    \(q(source.status.column)) = CASE WHEN coalesce(x.\(q(Lease.attempts)), 0) >= \(maxAttempts)::int
+                    \(identifier: source.status.column) = CASE WHEN coalesce(x.\(identifier: Lease.attempts), 0) >= \(maxAttempts)::int
                         THEN \(st.failed) ELSE \(st.pending) END,
-                    \(q(Lease.token)) = NULL, \(q(Lease.expiresAt)) = NULL, \(q(Lease.workerId)) = NULL,
-                    \(q(Lease.runAfter)) = NULL\(resultSet)
-                FROM expired WHERE x.\(q(source.key)) = expired.k
-                RETURNING x.\(q(source.key)) AS k, x.\(q(source.status.column))::text AS s
+                    \(identifier: Lease.token) = NULL, \(identifier: Lease.expiresAt) = NULL, \(identifier: Lease.workerId) = NULL,
+                    \(identifier: Lease.runAfter) = NULL\(resultSet)
+                FROM expired WHERE x.\(identifier: source.key) = expired.k
+                RETURNING x.\(identifier: source.key) AS k, x.\(identifier: source.status.column)::text AS s
             )\(executionsCTE)
             SELECT count(*) FILTER (WHERE s = \(st.pending)) AS requeued, count(*) FILTER (WHERE s = \(st.failed)) AS failed FROM reaped
             """
@@ -422,14 +427,14 @@ public struct TaskStore: Sendable {
         let pending: PostgresQuery = "\(source.status.pending)\(cast(source.status.column))"
         let running: PostgresQuery = "\(source.status.running)\(cast(source.status.column))"
         let keyFilter: PostgresQuery =
-            keys.isEmpty ? "" : " AND \(q(source.key)) = ANY(\(PostgresArray.text(keys))\(keyArrayCast))"
+            keys.isEmpty ? "" : " AND \(identifier: source.key) = ANY(\(PostgresArray.text(keys))\(keyArrayCast))"
         return """
-            SELECT count(*) FILTER (WHERE \(q(source.status.column)) = \(pending) AND \(q(Lease.runAfter)) > now()) AS waiting,
-                   extract(epoch FROM min(\(q(Lease.runAfter)) - now())
-                       FILTER (WHERE \(q(source.status.column)) = \(pending) AND \(q(Lease.runAfter)) > now()))::float8 AS next_in,
-                   count(*) FILTER (WHERE \(q(Lease.token)) IS NOT NULL AND \(q(source.status.column)) = \(running)) AS leased
+            SELECT count(*) FILTER (WHERE \(identifier: source.status.column) = \(pending) AND \(identifier: Lease.runAfter) > now()) AS waiting,
+                   extract(epoch FROM min(\(identifier: Lease.runAfter) - now())
+                       FILTER (WHERE \(identifier: source.status.column) = \(pending) AND \(identifier: Lease.runAfter) > now()))::float8 AS next_in,
+                   count(*) FILTER (WHERE \(identifier: Lease.token) IS NOT NULL AND \(identifier: source.status.column) = \(running)) AS leased
             FROM \(t)
-            WHERE ((\(q(Lease.runAfter)) IS NOT NULL AND \(q(source.status.column)) = \(pending)) OR \(q(Lease.token)) IS NOT NULL)\(keyFilter)
+            WHERE ((\(identifier: Lease.runAfter) IS NOT NULL AND \(identifier: source.status.column) = \(pending)) OR \(identifier: Lease.token) IS NOT NULL)\(keyFilter)
             """
     }
 
@@ -458,14 +463,14 @@ public struct TaskStore: Sendable {
         if keys.isEmpty {
             let candidates = pendingInClaimOrder(limit: limit, lock: false, keys: [])
             sql = """
-                SELECT to_jsonb(x.*)::text AS row FROM (\(candidates)) AS c JOIN \(t) AS x ON x.\(q(source.key)) = c.k
+                SELECT to_jsonb(x.*)::text AS row FROM (\(candidates)) AS c JOIN \(t) AS x ON x.\(identifier: source.key) = c.k
                 ORDER BY \(claimOrder(alias: "x"))
                 """
         } else {
             sql = """
                 SELECT to_jsonb(x.*)::text AS row FROM \(t) AS x
-                WHERE x.\(q(source.key)) = ANY(\(PostgresArray.text(keys))\(keyArrayCast))
-                ORDER BY x.\(q(source.key))
+                WHERE x.\(identifier: source.key) = ANY(\(PostgresArray.text(keys))\(keyArrayCast))
+                ORDER BY x.\(identifier: source.key)
                 """
         }
         let rows = try await conn.query(sql)
@@ -482,7 +487,7 @@ public struct TaskStore: Sendable {
         guard let e = config.results.executions else { return nil }
         return """
             SELECT count(*) AS n FROM \(identifier: e.table)
-            WHERE \(q(e.taskColumn)) = \(taskKey)\(types.cast(e.table, e.taskColumn))
+            WHERE \(identifier: e.taskColumn) = \(taskKey)\(types.cast(e.table, e.taskColumn))
             """
     }
 
@@ -510,7 +515,7 @@ public struct TaskStore: Sendable {
             return nil
         }
         let sql: PostgresQuery = """
-            INSERT INTO \(identifier: e.table) (\(row.columns)) VALUES (\(row.values)) RETURNING \(q(e.key))::text AS k
+            INSERT INTO \(identifier: e.table) (\(row.columns)) VALUES (\(row.values)) RETURNING \(identifier: e.key)::text AS k
             """
         guard let check else { return try await conn.query(sql).first?["k"] }
         return try await Self.insertLeased(conn, check: check, insert: sql, taskKey: key)
@@ -529,7 +534,7 @@ public struct TaskStore: Sendable {
         var typed: [PostgresQuery]? = []
         func add(_ col: String?, _ v: PostgresValue) {
             guard let col else { return }
-            cols.append(q(col))
+            cols.append(.identifier(col))
             vals.append("\(v)")
             if let type = types.type(e.table, col) {
                 typed?.append("\(v)\(PostgresQuery(unsafeSQL: "::" + type))")
@@ -552,7 +557,7 @@ public struct TaskStore: Sendable {
     /// Share-locks the task row while its lease `token` holds (the guard of every write of a run).
     func leaseCheck(_ token: String) -> PostgresQuery {
         """
-        SELECT 1 AS ok FROM \(t) WHERE \(q(Lease.token)) = \(token) AND \(q(source.status.column)) = \(source.status.running) FOR SHARE
+        SELECT 1 AS ok FROM \(t) WHERE \(identifier: Lease.token) = \(token) AND \(identifier: source.status.column) = \(source.status.running) FOR SHARE
         """
     }
 
@@ -646,11 +651,11 @@ public struct TaskStore: Sendable {
     func finishUpdate(taskKey: String, token: String, traceId: String?, outcome: Outcome) -> PostgresQuery {
         let s = config.source
         var sets: [PostgresQuery] = [
-            "\(q(s.status.column)) = \(s.status.text(outcome.taskStatus))\(cast(s.status.column))"
+            "\(identifier: s.status.column) = \(s.status.text(outcome.taskStatus))\(cast(s.status.column))"
         ]
         func add(_ col: String?, _ v: PostgresValue, cast: String = "") {
             guard let col else { return }
-            sets.append("\(q(col)) = \(v)\(unsafeRaw: cast)")
+            sets.append("\(identifier: col) = \(v)\(unsafeRaw: cast)")
         }
         if outcome.taskStatus != .pending {
             add(config.results.resultColumn, .text(outcome.execution.result.compact), cast: "::jsonb")
@@ -663,20 +668,20 @@ public struct TaskStore: Sendable {
             }
         }
         let lease = TaskStore.Lease.self
-        sets.append("\(q(lease.token)) = NULL")
-        sets.append("\(q(lease.expiresAt)) = NULL")
-        sets.append("\(q(lease.workerId)) = NULL")
+        sets.append("\(identifier: lease.token) = NULL")
+        sets.append("\(identifier: lease.expiresAt) = NULL")
+        sets.append("\(identifier: lease.workerId) = NULL")
         if outcome.taskStatus == .pending && outcome.refundsAttempt {
-            sets.append("\(q(lease.attempts)) = greatest(coalesce(\(q(lease.attempts)), 1) - 1, 0)")
+            sets.append("\(identifier: lease.attempts) = greatest(coalesce(\(identifier: lease.attempts), 1) - 1, 0)")
         }
         if outcome.taskStatus == .pending, let wait = outcome.retryAfterSeconds, wait > 0 {
-            sets.append("\(q(lease.runAfter)) = now() + \(wait)::double precision * interval '1 second'")
+            sets.append("\(identifier: lease.runAfter) = now() + \(wait)::double precision * interval '1 second'")
         }
         return """
             UPDATE \(t) SET \(sets)
-            WHERE \(q(lease.token)) = \(token)
-              AND \(q(s.key)) = \(taskKey)\(keyCast)
-              AND \(q(s.status.column)) = \(s.status.running)\(cast(s.status.column))
+            WHERE \(identifier: lease.token) = \(token)
+              AND \(identifier: s.key) = \(taskKey)\(keyCast)
+              AND \(identifier: s.status.column) = \(s.status.running)\(cast(s.status.column))
             """
     }
 

@@ -6,6 +6,7 @@ import BridgeTracing
 import BridgeVerify
 import BridgeWorker
 import Foundation
+import Synchronization
 
 extension Bridge {
     /// `bridge prune`: retention for the ledger.
@@ -163,20 +164,18 @@ extension Bridge {
         }
 
         /// True at most once per interval (progress lines for logs, which get no live line).
-        final class LogThrottle: @unchecked Sendable {
-            // @unchecked Sendable: `last` is guarded by `lock`.
-            private let lock = NSLock()
+        final class LogThrottle: Sendable {
             private let every: Duration
-            private var last = ContinuousClock.now
+            private let last = Mutex(ContinuousClock.now)
 
             init(every: Duration) { self.every = every }
 
             func due() -> Bool {
-                lock.lock()
-                defer { lock.unlock() }
-                guard ContinuousClock.now - last >= every else { return false }
-                last = ContinuousClock.now
-                return true
+                last.withLock { last in
+                    guard ContinuousClock.now - last >= every else { return false }
+                    last = ContinuousClock.now
+                    return true
+                }
             }
         }
     }

@@ -1,17 +1,17 @@
 import BridgeWorker
 import Dispatch
 import Foundation
+import Synchronization
 
 /// `bridge exec`'s signal policy, which only the command decides: the first SIGTERM or SIGINT
 /// asks the worker to drain (stop claiming, let runs finish within --drain-timeout, release the
 /// rest, exit 0); a second one ends the process at once with 128 + the signal number, and the
 /// leases cover what was left. The default handlers are ignored so the signals reach the
 /// dispatch sources.
-final class ShutdownSignals: @unchecked Sendable {
-    // @unchecked Sendable: `count` is only touched on `queue`; sources are set up once in init.
+final class ShutdownSignals: Sendable {
     private let queue = DispatchQueue(label: "bridge.signals")
-    private var sources: [any DispatchSourceSignal] = []
-    private var count = 0
+    /// The signal sources (set up in init) and how many signals came.
+    private let state = Mutex((sources: [any DispatchSourceSignal](), count: 0))
 
     /// What the policy does with the `count`-th signal `signal`.
     enum Action: Equatable {
@@ -29,8 +29,11 @@ final class ShutdownSignals: @unchecked Sendable {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
             source.setEventHandler { [unowned self] in
-                self.count += 1
-                switch Self.action(count: self.count, signal: sig) {
+                let count = self.state.withLock {
+                    $0.count += 1
+                    return $0.count
+                }
+                switch Self.action(count: count, signal: sig) {
                 case .drain:
                     request.request()
                 case .exit(let status):
@@ -39,12 +42,12 @@ final class ShutdownSignals: @unchecked Sendable {
                 }
             }
             source.resume()
-            sources.append(source)
+            state.withLock { $0.sources.append(source) }
         }
     }
 
     func cancel() {
-        for s in sources { s.cancel() }
+        state.withLock { for s in $0.sources { s.cancel() } }
     }
 }
 

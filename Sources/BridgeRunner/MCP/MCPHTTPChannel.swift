@@ -1,14 +1,14 @@
 import BridgeCore
 import BridgeHTTP
 import Foundation
+import Synchronization
 
 /// MCP's Streamable HTTP transport over bridge's libcurl client: every message is a POST to
 /// the endpoint, answered with `application/json` or with an SSE stream (`text/event-stream`)
 /// that carries the response; `Mcp-Session-Id` from the `initialize` answer is sent on every
 /// later request, with `MCP-Protocol-Version`. A 404 for a session means it expired: the
 /// channel is dead and the server is initialized again. `close` ends the session with DELETE.
-final class MCPHTTPChannel: MCPChannel, @unchecked Sendable {
-    // @unchecked Sendable: the mutable state is touched with `lock` held.
+final class MCPHTTPChannel: MCPChannel, Sendable {
     let serverName: String
     let url: String
     let headers: HTTPHeaders
@@ -16,10 +16,8 @@ final class MCPHTTPChannel: MCPChannel, @unchecked Sendable {
     /// Header values that came from the environment (never printed).
     let secrets: [String]
     let pending = MCPPending()
-    private let lock = NSLock()
-    private var sessionId: String?
-    private var protocolVersion: String?
-    private var alive = true
+    /// The session the server gave, the revision it answered with, and whether it is usable.
+    private let state = Mutex((sessionId: String?.none, protocolVersion: String?.none, alive: true))
 
     init(serverName: String, url: String, headers: HTTPHeaders, secrets: [String], client: HTTPClient) {
         self.serverName = serverName
@@ -29,9 +27,9 @@ final class MCPHTTPChannel: MCPChannel, @unchecked Sendable {
         self.client = client
     }
 
-    var isAlive: Bool { lock.withLock { alive } }
+    var isAlive: Bool { state.withLock { $0.alive } }
 
-    func setProtocolVersion(_ version: String) { lock.withLock { protocolVersion = version } }
+    func setProtocolVersion(_ version: String) { state.withLock { $0.protocolVersion = version } }
 
     func request(_ method: String, params: JSONValue, timeout: Duration) async throws(MCPError) -> JSONValue {
         let id = pending.allocate()
@@ -44,7 +42,7 @@ final class MCPHTTPChannel: MCPChannel, @unchecked Sendable {
             send: { [self] () async throws(MCPError) in
                 let response = try await post(message, deadline: deadline)
                 if method == "initialize", let sid = response.headers["Mcp-Session-Id"] {
-                    lock.withLock { sessionId = sid }
+                    state.withLock { $0.sessionId = sid }
                 }
                 for m in try Self.messages(in: response, serverName: serverName) where m["method"] == nil {
                     pending.deliver(m)
@@ -72,9 +70,9 @@ final class MCPHTTPChannel: MCPChannel, @unchecked Sendable {
     }
 
     func close() async {
-        let sid = lock.withLock { () -> String? in
-            alive = false
-            return sessionId
+        let sid = state.withLock { state -> String? in
+            state.alive = false
+            return state.sessionId
         }
         guard let sid else { return }
         var h = headers
@@ -89,7 +87,7 @@ final class MCPHTTPChannel: MCPChannel, @unchecked Sendable {
         var h = headers
         h.add("Content-Type", "application/json")
         h.add("Accept", "application/json, text/event-stream")
-        let (sid, version) = lock.withLock { (sessionId, protocolVersion) }
+        let (sid, version) = state.withLock { ($0.sessionId, $0.protocolVersion) }
         if let sid { h.add("Mcp-Session-Id", sid) }
         if let version { h.add("MCP-Protocol-Version", version) }
         let request = HTTPRequest(
@@ -107,7 +105,7 @@ final class MCPHTTPChannel: MCPChannel, @unchecked Sendable {
             }
         }
         if response.status == 404, sid != nil {
-            lock.withLock { alive = false }
+            state.withLock { $0.alive = false }
             throw .disconnected("MCP server '\(serverName)' ended the session (HTTP 404)")
         }
         guard response.isSuccess else {
@@ -115,7 +113,7 @@ final class MCPHTTPChannel: MCPChannel, @unchecked Sendable {
             let error = MCPError.unavailable(
                 "MCP server '\(serverName)' at \(url) answered HTTP \(response.status): \(body)")
             if response.status >= 500 || response.status == 401 || response.status == 403 {
-                lock.withLock { alive = false }
+                state.withLock { $0.alive = false }
             }
             throw error
         }

@@ -1,5 +1,6 @@
 import BridgeCore
 import Foundation
+import Synchronization
 
 /// The Model Context Protocol as bridge's client speaks it (revision 2025-06-18, and the
 /// earlier revisions a server may answer with).
@@ -113,25 +114,26 @@ extension Duration {
 }
 
 /// Request ids and pending continuations, shared by the transports.
-final class MCPPending: @unchecked Sendable {
-    // @unchecked Sendable: every field is touched with `lock` held.
-    private let lock = NSLock()
-    private var nextId = 0
-    private var waiting: [Int: CheckedContinuation<JSONValue, any Error>] = [:]
-    private var failure: MCPError?
+final class MCPPending: Sendable {
+    private struct State {
+        var nextId = 0
+        var waiting: [Int: CheckedContinuation<JSONValue, any Error>] = [:]
+        var failure: MCPError?
+    }
+    private let state = Mutex(State())
 
     func allocate() -> Int {
-        lock.withLock {
-            nextId += 1
-            return nextId
+        state.withLock {
+            $0.nextId += 1
+            return $0.nextId
         }
     }
 
     /// Registers `id`; fails at once when the channel already failed.
     func register(_ id: Int, _ c: CheckedContinuation<JSONValue, any Error>) {
-        let failed: MCPError? = lock.withLock {
-            if let failure { return failure }
-            waiting[id] = c
+        let failed: MCPError? = state.withLock {
+            if let failure = $0.failure { return failure }
+            $0.waiting[id] = c
             return nil
         }
         if let failed { c.resume(throwing: failed) }
@@ -139,27 +141,26 @@ final class MCPPending: @unchecked Sendable {
 
     /// Completes `id` (a late answer to a request that already timed out is ignored).
     func complete(_ id: Int, _ result: Result<JSONValue, MCPError>) {
-        guard let c = lock.withLock({ waiting.removeValue(forKey: id) }) else { return }
+        guard let c = state.withLock({ $0.waiting.removeValue(forKey: id) }) else { return }
         switch result {
         case .success(let v): c.resume(returning: v)
         case .failure(let e): c.resume(throwing: e)
         }
     }
 
-    func isWaiting(_ id: Int) -> Bool { lock.withLock { waiting[id] != nil } }
+    func isWaiting(_ id: Int) -> Bool { state.withLock { $0.waiting[id] != nil } }
 
     /// Fails every waiting request, and every later one, with `error`.
     func failAll(_ error: MCPError) {
-        let all = lock.withLock {
-            if failure == nil { failure = error }
-            let w = waiting
-            waiting = [:]
-            return w
+        let all = state.withLock { state in
+            if state.failure == nil { state.failure = error }
+            defer { state.waiting = [:] }
+            return state.waiting
         }
         for (_, c) in all { c.resume(throwing: error) }
     }
 
-    var failed: MCPError? { lock.withLock { failure } }
+    var failed: MCPError? { state.withLock { $0.failure } }
 
     /// A response message: its result or its error, for the request it names.
     func deliver(_ message: JSONValue) {

@@ -205,30 +205,8 @@ public actor ExportPump {
                     .delivered(exporter: exporter.name, traces: batch.traces.count, spans: batch.spans.count))
                 return
             case .partial(let rejected, let message):
-                // OTLP does not say which spans were dropped. When it dropped them all, they are
-                // rejected; otherwise the batch counts as delivered and every row of it keeps the
-                // receiver's message, so `bridge verify` can show it.
-                let text = scrub("receiver dropped \(rejected) of \(batch.spans.count) spans: \(message)")
-                options.onEvent(
-                    .partial(
-                        exporter: exporter.name, rejectedSpans: rejected, of: batch.spans.count, message: scrub(message)
-                    ))
-                if rejected >= batch.spans.count, !batch.spans.isEmpty {
-                    try await record(
-                        ExportBatch(spans: batch.spans), status: .rejected, attempts: priorAttempts + attempts,
-                        error: text)
-                    if !batch.traces.isEmpty {
-                        try await record(
-                            ExportBatch(traces: batch.traces), status: .delivered, attempts: priorAttempts + attempts,
-                            error: nil)
-                    }
-                    s.rejectedSpans += batch.spans.count
-                    s.deliveredTraces += batch.traces.count
-                } else {
-                    try await record(batch, status: .delivered, attempts: priorAttempts + attempts, error: text)
-                    s.deliveredTraces += batch.traces.count
-                    s.deliveredSpans += batch.spans.count
-                }
+                try await recordPartial(
+                    batch, rejected: rejected, message: message, attempts: priorAttempts + attempts, stats: &s)
                 return
             case .retry(let reason, let after):
                 s.retries += 1
@@ -255,11 +233,7 @@ public actor ExportPump {
                         RetryBackoff.delay(attempt: backoffs, base: options.initialBackoff, cap: options.maxBackoff))
                     continue
                 case .refused(let r)?, .reject(let r)?, .fatal(let r)?:
-                    throw ExportFatalError(
-                        exporter: exporter.name,
-                        message: scrub(
-                            "the receiver refuses even an empty request (\(r)), so the endpoint or its settings are wrong, not a span; "
-                                + "nothing was recorded: fix it and run `bridge export`"))
+                    throw endpointRefused(r)
                 case .delivered?, .partial?, nil:
                     try await rejectOrSplit(batch, reason: reason, priorAttempts: priorAttempts + attempts, stats: &s)
                     return
@@ -271,6 +245,39 @@ public actor ExportPump {
                 throw ExportFatalError(exporter: exporter.name, message: scrub(reason))
             }
         }
+    }
+
+    /// A receiver that accepted the request but dropped `rejected` of its spans. OTLP does not
+    /// say which spans were dropped. When it dropped them all, they are rejected; otherwise the
+    /// batch counts as delivered and every row of it keeps the receiver's message, so
+    /// `bridge verify` can show it.
+    private func recordPartial(
+        _ batch: ExportBatch, rejected: Int, message: String, attempts: Int, stats s: inout ExportStats
+    ) async throws {
+        let text = scrub("receiver dropped \(rejected) of \(batch.spans.count) spans: \(message)")
+        options.onEvent(
+            .partial(exporter: exporter.name, rejectedSpans: rejected, of: batch.spans.count, message: scrub(message)))
+        if rejected >= batch.spans.count, !batch.spans.isEmpty {
+            try await record(ExportBatch(spans: batch.spans), status: .rejected, attempts: attempts, error: text)
+            if !batch.traces.isEmpty {
+                try await record(ExportBatch(traces: batch.traces), status: .delivered, attempts: attempts, error: nil)
+            }
+            s.rejectedSpans += batch.spans.count
+            s.deliveredTraces += batch.traces.count
+        } else {
+            try await record(batch, status: .delivered, attempts: attempts, error: text)
+            s.deliveredTraces += batch.traces.count
+            s.deliveredSpans += batch.spans.count
+        }
+    }
+
+    /// The error when even an empty request is refused: the endpoint is wrong, not a span.
+    private func endpointRefused(_ reason: String) -> ExportFatalError {
+        ExportFatalError(
+            exporter: exporter.name,
+            message: scrub(
+                "the receiver refuses even an empty request (\(reason)), so the endpoint or its settings are wrong, not a span; "
+                    + "nothing was recorded: fix it and run `bridge export`"))
     }
 
     /// Records the outcome for every item of `batch` in one statement (and refreshes the
