@@ -4,7 +4,8 @@
 // Layering, bottom to top; each target imports only targets below it:
 //   1. C bindings   CBridgeLibPQ, CBridgeCurl (+ CBridgeCurlShim), CBridgeCrypto, CBridgeZlib,
 //                   CBridgeSpawn (child processes)
-//   2. Core         BridgeCore: errors, JSON, ids, durations, the thread executor
+//   2. Core         BridgeCore: errors, JSON, ids, durations, the thread executor, the
+//                   child-process runner (ChildProcess) and the HTTP server (HTTPServer)
 //   3. Clients      BridgePostgres (libpq: queries with binds, identifiers, advisory locks),
 //                   BridgeHTTP (libcurl: one engine thread, whole-exchange deadlines)
 //   4. Trace model  BridgeTraceModel: the SDK's span format and records
