@@ -117,7 +117,7 @@ public final class ChildProcess: Sendable {
         /// may be another process's).
         var reaped: Int32?
         /// A signal asked for before the spawn, sent right after it.
-        var pendingSignal: Int32?
+        var pendingSignal: (Int32, toGroup: Bool)?
         var timedOut = false
         /// The write end of stdin with `Input.pipe`.
         var inputFD: Int32 = -1
@@ -174,22 +174,36 @@ public final class ChildProcess: Sendable {
     // MARK: Control (from anywhere)
 
     /// Asks the supervisor to stop the child, its process group and what it left behind:
-    /// SIGTERM, SIGKILL after the grace; `now`: SIGKILL at once.
-    public func stop(now: Bool) { signal(now ? SIGINT : SIGTERM) }
+    /// SIGTERM, SIGKILL after the grace; `now`: SIGKILL at once. Unsupervised: SIGTERM (or
+    /// SIGKILL `now`) to the child's process group.
+    public func stop(now: Bool) {
+        if options.supervised {
+            send(now ? SIGINT : SIGTERM, toGroup: false)
+        } else {
+            send(now ? SIGKILL : SIGTERM, toGroup: true)
+        }
+    }
 
-    /// Kills the supervisor itself (the child gets SIGKILL through its death signal).
-    public func kill() { signal(SIGKILL) }
+    /// Kills the supervisor itself (the child gets SIGKILL through its death signal);
+    /// unsupervised, the child's process group.
+    public func kill() { send(SIGKILL, toGroup: !options.supervised) }
 
-    /// Sends `sig` to the supervisor, unless it has been reaped (reaping and signalling hold the
-    /// same lock, so the pid cannot be reused in between); before the spawn, right after it.
-    func signal(_ sig: Int32) {
+    /// Sends `sig` to the process started: the supervisor, or the child itself when unsupervised.
+    public func signal(_ sig: Int32) { send(sig, toGroup: false) }
+
+    /// The pid of the process started (the supervisor, or the child when unsupervised); nil
+    /// before the spawn.
+    public var pid: pid_t? { state.withLock { $0.supervisor == 0 ? nil : $0.supervisor } }
+
+    /// Sends `sig` to the process started (or its group), unless it has been reaped (reaping and
+    /// signalling hold the same lock, so the pid cannot be reused in between); asked before the
+    /// spawn, right after it.
+    private func send(_ sig: Int32, toGroup: Bool) {
         state.withLock { s in
             if s.supervisor == 0 {
-                if s.pendingSignal == nil || sig == SIGKILL || sig == SIGINT { s.pendingSignal = sig }
-            } else if s.reaped == nil, options.supervised {
-                _ = Glibc.kill(s.supervisor, sig)
+                if s.pendingSignal == nil || sig == SIGKILL || sig == SIGINT { s.pendingSignal = (sig, toGroup) }
             } else if s.reaped == nil {
-                _ = Glibc.kill(-s.supervisor, sig == SIGTERM ? SIGTERM : SIGKILL)
+                _ = Glibc.kill(toGroup ? -s.supervisor : s.supervisor, sig)
             }
         }
     }
@@ -302,13 +316,14 @@ public final class ChildProcess: Sendable {
 
     // MARK: For the I/O thread (ChildPump)
 
-    /// Records the spawned supervisor; returns the signal asked for before.
-    func spawned(_ supervisor: pid_t, inputFD: Int32) -> Int32? {
-        state.withLock { s in
+    /// Records the spawned supervisor, and sends the signal asked for before.
+    func spawned(_ supervisor: pid_t, inputFD: Int32) {
+        let pending = state.withLock { s in
             s.supervisor = supervisor
             s.inputFD = inputFD
             return s.pendingSignal
         }
+        if let pending { send(pending.0, toGroup: pending.toGroup) }
     }
 
     /// Reaps the supervisor if it has exited (never blocks); its wait status once reaped.

@@ -43,7 +43,7 @@ struct ChildPump {
         var pump = ChildPump(child: child, supervisor: supervisor, fds: fds)
         var inputFD: Int32 = -1
         if case .pipe = child.input { inputFD = fds.input }
-        if let sig = child.spawned(supervisor, inputFD: inputFD) { child.signal(sig) }
+        child.spawned(supervisor, inputFD: inputFD)
         started(.success(()))
         let status = pump.pump()
         // Discard a SIGPIPE left pending by a failed write.

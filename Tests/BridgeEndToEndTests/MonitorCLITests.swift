@@ -268,7 +268,7 @@ struct MonitorCLITests {
         let workers = json["workers"]?.arrayValue ?? []
         #expect(
             workers.contains {
-                ($0["worker"]?.stringValue ?? "").contains(":\(worker.process.processIdentifier):")
+                ($0["worker"]?.stringValue ?? "").contains(":\(worker.pid):")
                     && $0["alive"] == .bool(true)
             }, "\(running.stdout)")
         #expect(
