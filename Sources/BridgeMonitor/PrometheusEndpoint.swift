@@ -2,6 +2,7 @@ import BridgeMetrics
 import CoreMetrics
 import Foundation
 import Prometheus
+import Synchronization
 
 /// The Prometheus side of `bridge exec --metrics-addr`: bootstraps swift-metrics with a
 /// swift-prometheus registry (so every `BridgeMetrics` instrument lands there) and serves it.
@@ -28,24 +29,28 @@ public enum PrometheusEndpoint {
     /// empty before).
     public static func exposition() -> String { state.existing.map { BridgeMetrics.withHelp($0.emitToString()) } ?? "" }
 
-    final class Bootstrap: @unchecked Sendable {
-        // @unchecked Sendable: `made` is only touched with `lock` held.
-        private let lock = NSLock()
-        private var made: PrometheusCollectorRegistry?
+    final class Bootstrap: Sendable {
+        /// The registry, once made; held while it is made, so the process bootstraps once.
+        private let made = Mutex<PrometheusCollectorRegistry?>(nil)
 
-        var existing: PrometheusCollectorRegistry? { lock.withLock { made } }
+        var existing: PrometheusCollectorRegistry? { made.withLock { $0 } }
 
         func registry() -> PrometheusCollectorRegistry {
-            lock.lock()
-            defer { lock.unlock() }
-            if let made { return made }
+            made.withLock { made in
+                if let made { return made }
+                let registry = Self.make()
+                made = registry
+                return registry
+            }
+        }
+
+        private static func make() -> PrometheusCollectorRegistry {
             let registry = PrometheusCollectorRegistry()
             var factory = PrometheusMetricsFactory(registry: registry)
             let seconds: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600]
-            let buckets = seconds.map { Duration.milliseconds(Int64($0 * 1000)) }
+            let buckets = seconds.map { Duration.seconds(fractional: $0) }
             factory.defaultDurationHistogramBuckets = buckets
             MetricsSystem.bootstrap(factory)
-            made = registry
             BridgeMetrics.registerBaseline()
             return registry
         }
