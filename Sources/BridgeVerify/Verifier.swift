@@ -60,7 +60,7 @@ public struct Verifier: Sendable {
             // Class 22: not even a valid key value (e.g. not a uuid); anything else is real.
             if error.sqlState?.hasPrefix("22") != true { throw error }
         }
-        if !found { throw VerifyInputError("--task: no task with \(s.table).\(s.key) = \(task)") }
+        if !found { throw VerifyInputError("no task with \(s.table).\(s.key) = \(task)") }
     }
 
     /// Runs all six checks and returns the report.
@@ -76,7 +76,7 @@ public struct Verifier: Sendable {
         let clock = ContinuousClock()
         let start = clock.now
         if options.scope.workspace != nil && config.source.groupColumn == nil {
-            throw VerifyInputError("--workspace needs source.group_column in the mappings")
+            throw VerifyInputError("a workspace filter needs source.group_column in the mappings")
         }
         try await prepareSessions([connection] + helpers)
         let scope = try await resolvedScope(on: connection)
@@ -442,7 +442,8 @@ public struct Verifier: Sendable {
             notes.append("\(e.exporter): EVERY span was rejected (\(e.rejected)); nothing reached the receiver")
         }
         if !overLimit.isEmpty {
-            notes.append(overLimit.joined(separator: ", ") + " exceeds --max-export-lag \(Self.seconds(maxLag))")
+            notes.append(
+                overLimit.joined(separator: ", ") + " exceeds the allowed export lag of \(Self.seconds(maxLag))")
         }
         let inFlight = exporters.reduce(0) { $0 + $1.inFlight }
         if inFlight > 0 {
