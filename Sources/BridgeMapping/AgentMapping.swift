@@ -106,5 +106,5 @@ public struct ApprovalsMapping: Sendable, Equatable {
     public var origin: MappingLocation = .unknown
 
     /// The keys of `columns`.
-    public static let contentNames = ["title", "description", "proposed_actions", "context"]
+    public static let contentNames = Keys.ApprovalColumn.names
 }

@@ -47,36 +47,28 @@ public struct ToolCallKeys: Sendable, Equatable {
 
 extension LoadState {
     static func parseBackfill(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> BackfillMapping? {
-        guard let m = r.map(node, "backfill", allowed: ["logs"]) else { return nil }
+        guard let m = r.map(node, "backfill", Keys.Backfill.self) else { return nil }
         var out = BackfillMapping(origin: origin)
-        if let l = m.map(
-            "logs",
-            allowed: [
-                "table", "key", "task_column", "type_column", "content_column",
-                "created_at_column", "tool_call_types", "tool_call",
-            ])
-        {
+        if let l = m.map(.logs, Keys.BackfillLogs.self) {
             var logs = BackfillLogsMapping()
-            logs.table = l.name("table") ?? logs.table
-            logs.key = l.name("key") ?? logs.key
-            logs.taskColumn = l.name("task_column") ?? logs.taskColumn
-            logs.typeColumn = l.name("type_column") ?? logs.typeColumn
-            logs.contentColumn = l.name("content_column") ?? logs.contentColumn
-            logs.createdAtColumn = l.name("created_at_column")
-            if let types = l.strings("tool_call_types") {
+            logs.table = l.name(.table) ?? logs.table
+            logs.key = l.name(.key) ?? logs.key
+            logs.taskColumn = l.name(.taskColumn) ?? logs.taskColumn
+            logs.typeColumn = l.name(.typeColumn) ?? logs.typeColumn
+            logs.contentColumn = l.name(.contentColumn) ?? logs.contentColumn
+            logs.createdAtColumn = l.name(.createdAtColumn)
+            if let types = l.strings(.toolCallTypes) {
                 if types.isEmpty {
-                    r.issue(l.node("tool_call_types"), l.path("tool_call_types"), "must list at least one log type")
+                    r.issue(l.node(.toolCallTypes), l.path(.toolCallTypes), "must list at least one log type")
                 }
                 logs.toolCallTypes = types
             }
-            if let k = l.map(
-                "tool_call", allowed: ["name", "arguments", "output", "started_at", "duration_ms", "error"])
-            {
+            if let k = l.map(.toolCall, Keys.BackfillToolCall.self) {
                 // A `tool_call` section names every key the records have: one it leaves out is absent.
                 logs.toolCall = ToolCallKeys(
-                    name: k.name("name", required: true) ?? "tool", arguments: k.name("arguments"),
-                    output: k.name("output"), startedAt: k.name("started_at"),
-                    durationMs: k.name("duration_ms"), error: k.name("error"))
+                    name: k.name(.name) ?? "tool", arguments: k.name(.arguments),
+                    output: k.name(.output), startedAt: k.name(.startedAt),
+                    durationMs: k.name(.durationMs), error: k.name(.error))
             }
             out.logs = logs
         }

@@ -50,7 +50,7 @@ public enum ClaimIndex {
                 return MappingIssue(
                     config.location(config.limits?.origin ?? s.origin, "fairness.group"),
                     "warning: no index of \(s.table) serves fair claims (\(s.status.column), \(g), then the claim order); every claim reads the pending rows of all groups. "
-                        + "Run `bridge migrate --dir migrations/fairness --mappings DIR` (0058_fair_claim_index.sql builds it concurrently)"
+                        + "Apply migrations/fairness with `bridge migrate` and these mappings (0058_fair_claim_index.sql builds it concurrently)"
                 )
             }
         }
@@ -63,6 +63,7 @@ public enum ClaimIndex {
         return MappingIssue(
             config.location(s.origin, "source"),
             "warning: no index of \(s.table) serves the claim order (\(wanted)); every claim sorts the pending rows. "
-                + "Run `bridge migrate --mappings DIR` (migrations/0011_claim_index.sql builds it concurrently)")
+                + "Apply migrations/0011_claim_index.sql with `bridge migrate` and these mappings (it builds the index concurrently)"
+        )
     }
 }

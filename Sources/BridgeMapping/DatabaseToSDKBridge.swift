@@ -56,70 +56,9 @@ public struct DatabaseToSDKBridge: Sendable {
         }
         let starting = try startingAgent(taskId: taskId, task: task, agentRow: taskAgentRow)
 
-        // Agents reachable by handoffs, breadth first from the starting agent.
-        var order: [String] = [starting.name]
-        var specs: [String: AgentSpec] = [:]
-        var tools: [String: ToolSpec] = [:]
-        var guardrails: [String: GuardrailSpec] = [:]
-        var queue = [starting]
-        while !queue.isEmpty {
-            let a = queue.removeFirst()
-            let row =
-                a.name == starting.name
-                ? (taskAgentRow ?? self.row(for: a, in: agentRows)) : self.row(for: a, in: agentRows)
-            let handoffs = resolveHandoffs(of: a, row: row, agentRows: agentRows, edges: handoffEdges)
-            for h in handoffs where !order.contains(h.agent) {
-                order.append(h.agent)
-                if let next = config.agent(named: h.agent) { queue.append(next) }
-            }
-            for name in a.tools {
-                guard let t = config.tool(named: name) else { continue }
-                tools[name] = t.spec
-                // A tool guardrail's agent travels with the spec, like an agent guardrail's.
-                for g in t.spec.allGuardrails {
-                    if case .agent(let checker) = g.check.implementation, !order.contains(checker),
-                        let next = config.agent(named: checker)
-                    {
-                        order.append(checker)
-                        queue.append(next)
-                    }
-                }
-            }
-            for name in a.inputGuardrails + a.outputGuardrails {
-                guard let g = config.guardrail(named: name) else { continue }
-                guardrails[name] = g.spec
-                if case .agent(let checker) = g.implementation, !order.contains(checker),
-                    let next = config.agent(named: checker)
-                {
-                    order.append(checker)
-                    queue.append(next)
-                }
-            }
-            var spec = AgentSpec(
-                name: a.name, instructions: a.instructions.render(task: task, agent: row),
-                model: a.model, modelSettings: a.modelSettings, tools: a.tools,
-                handoffs: handoffs, toolUseBehavior: a.toolUseBehavior, modelAPI: a.modelAPI,
-                outputSchema: a.outputType, inputGuardrails: a.inputGuardrails,
-                outputGuardrails: a.outputGuardrails)
-            spec.mcpServers = a.mcpServers
-            specs[a.name] = spec
-        }
-
-        // Trace metadata: flat strings only.
-        var metadata: [String: String] = [
-            "task_id": taskId, "attempt": String(attempt),
-            "bridge_version": Self.bridgeVersion,
-        ]
-        var groupId: String?
-        if let g = source.groupColumn, let v = task[g], !v.isNull {
-            groupId = v.templateText
-            metadata["workspace_id"] = groupId
-        }
-        if let sel = selection, let row = taskAgentRow, let id = row[sel.key], !id.isNull {
-            metadata["agent_id"] = id.templateText
-        } else if let sel = selection, let col = sel.taskColumn, let id = task[col], !id.isNull {
-            metadata["agent_id"] = id.templateText
-        }
+        let reached = reachable(
+            from: starting, taskAgentRow: taskAgentRow, task: task, agentRows: agentRows, edges: handoffEdges)
+        var (metadata, groupId) = traceMetadata(taskId: taskId, attempt: attempt, task: task, agentRow: taskAgentRow)
 
         // A session groups the conversation's traces (the SDK's group_id is the thread's id).
         let session = config.sessions?.sessionKey(task: task).map { SessionSpec(id: $0) }
@@ -130,13 +69,86 @@ public struct DatabaseToSDKBridge: Sendable {
         let startingRow = taskAgentRow ?? row(for: starting, in: agentRows)
         var spec = RunSpec(
             traceId: TraceID.forTask(taskId, attempt: attempt), workflowName: config.tracing.workflowName,
-            groupId: groupId, metadata: metadata, startingAgent: starting.name, agents: specs, tools: tools,
-            input: source.input.render(task: task, agent: startingRow),
+            groupId: groupId, metadata: metadata, startingAgent: starting.name, agents: reached.agents,
+            tools: reached.tools, input: source.input.render(task: task, agent: startingRow),
             maxTurns: starting.maxTurns ?? Self.defaultMaxTurns,
             traceIncludeSensitiveData: config.tracing.includeSensitiveData, taskId: taskId, attempt: attempt,
-            guardrails: guardrails)
+            guardrails: reached.guardrails)
         spec.session = session
         return spec
+    }
+
+    /// The agents reachable from `starting` by handoffs and as guardrail agents, breadth first,
+    /// with the tools and guardrails they use.
+    func reachable(
+        from starting: AgentMapping, taskAgentRow: [String: JSONValue]?, task: [String: JSONValue],
+        agentRows: [[String: JSONValue]], edges: [HandoffEdge]
+    ) -> (agents: [String: AgentSpec], tools: [String: ToolSpec], guardrails: [String: GuardrailSpec]) {
+        var order: [String] = [starting.name]
+        var specs: [String: AgentSpec] = [:]
+        var tools: [String: ToolSpec] = [:]
+        var guardrails: [String: GuardrailSpec] = [:]
+        var queue = [starting]
+        func visit(_ name: String) {
+            guard !order.contains(name), let next = config.agent(named: name) else { return }
+            order.append(name)
+            queue.append(next)
+        }
+        while !queue.isEmpty {
+            let a = queue.removeFirst()
+            let row =
+                a.name == starting.name
+                ? (taskAgentRow ?? self.row(for: a, in: agentRows)) : self.row(for: a, in: agentRows)
+            let handoffs = resolveHandoffs(of: a, row: row, agentRows: agentRows, edges: edges)
+            for h in handoffs where !order.contains(h.agent) {
+                order.append(h.agent)
+                if let next = config.agent(named: h.agent) { queue.append(next) }
+            }
+            for name in a.tools {
+                guard let t = config.tool(named: name) else { continue }
+                tools[name] = t.spec
+                // A tool guardrail's agent travels with the spec, like an agent guardrail's.
+                for g in t.spec.allGuardrails {
+                    if case .agent(let checker) = g.check.implementation { visit(checker) }
+                }
+            }
+            for name in a.inputGuardrails + a.outputGuardrails {
+                guard let g = config.guardrail(named: name) else { continue }
+                guardrails[name] = g.spec
+                if case .agent(let checker) = g.implementation { visit(checker) }
+            }
+            var spec = AgentSpec(
+                name: a.name, instructions: a.instructions.render(task: task, agent: row),
+                model: a.model, modelSettings: a.modelSettings, tools: a.tools,
+                handoffs: handoffs, toolUseBehavior: a.toolUseBehavior, modelAPI: a.modelAPI,
+                outputSchema: a.outputType, inputGuardrails: a.inputGuardrails,
+                outputGuardrails: a.outputGuardrails)
+            spec.mcpServers = a.mcpServers
+            specs[a.name] = spec
+        }
+        return (specs, tools, guardrails)
+    }
+
+    /// The trace's metadata (flat strings only) and group id (the task's group column).
+    func traceMetadata(taskId: String, attempt: Int, task: [String: JSONValue], agentRow: [String: JSONValue]?)
+        -> (metadata: [String: String], groupId: String?)
+    {
+        let source = config.source
+        var metadata: [String: String] = [
+            "task_id": taskId, "attempt": String(attempt),
+            "bridge_version": Self.bridgeVersion,
+        ]
+        var groupId: String?
+        if let g = source.groupColumn, let v = task[g], !v.isNull {
+            groupId = v.templateText
+            metadata["workspace_id"] = groupId
+        }
+        if let sel = source.agentSelection, let row = agentRow, let id = row[sel.key], !id.isNull {
+            metadata["agent_id"] = id.templateText
+        } else if let sel = source.agentSelection, let col = sel.taskColumn, let id = task[col], !id.isNull {
+            metadata["agent_id"] = id.templateText
+        }
+        return (metadata, groupId)
     }
 
     /// The agent a task starts with: its agent row's match column matched against the YAML

@@ -83,23 +83,15 @@ public enum MCPTransportMapping: Sendable, Equatable {
 }
 
 extension LoadState {
-    static let mcpKeys = [
-        "name", "stdio", "streamable_http", "tool_filter", "cache_tools_list", "timeout_ms",
-        "use_structured_content",
-    ]
-
     static func parseMCPServer(_ r: YAMLReader, _ node: Node, _ path: String, baseDirectory: String)
         -> MCPServerMapping?
     {
-        guard let m = r.map(node, path, allowed: mcpKeys) else { return nil }
-        let name = m.name("name", required: true)
-        if let name,
-            !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") })
-                || name.count > 64
-        {
-            r.issue(m.node("name"), m.path("name"), "server name '\(name)' must match ^[a-zA-Z0-9_-]{1,64}$")
+        guard let m = r.map(node, path, Keys.MCPServer.self) else { return nil }
+        let name = m.name(.name)
+        if let name, !isAPIName(name) {
+            r.issue(m.node(.name), m.path(.name), "server name '\(name)' must match ^[a-zA-Z0-9_-]{1,64}$")
         }
-        let kinds = ["stdio", "streamable_http"].filter { m.has($0) }
+        let kinds = [Keys.MCPServer.stdio, .streamableHTTP].filter { m.has($0) }
         if kinds.count != 1 {
             r.issue(
                 node, path,
@@ -108,39 +100,38 @@ extension LoadState {
                     : "give exactly one transport, found stdio and streamable_http")
         }
         var transport: MCPTransportMapping?
-        if kinds.first == "stdio", let s = m.map("stdio", allowed: ["command", "args", "env", "cwd"]) {
-            let command = s.name("command", required: true)
-            let args = s.strings("args") ?? []
-            let env = s.strings("env") ?? []
+        if kinds.first == .stdio, let s = m.map(.stdio, Keys.MCPStdio.self) {
+            let command = s.name(.command)
+            let args = s.strings(.args) ?? []
+            let env = s.strings(.env) ?? []
             for (i, v) in env.enumerated() where !ChildEnvironment.isValidName(v) {
-                r.issue(s.node("env"), s.path("env") + "[\(i)]", "'\(v)' is not an environment variable name")
+                r.issue(s.node(.env), s.path(.env) + "[\(i)]", "'\(v)' is not an environment variable name")
             }
             // A relative cwd is relative to the mappings directory, so the mappings can be run from anywhere.
-            var cwd = s.name("cwd")
+            var cwd = s.name(.cwd)
             if let c = cwd, !c.hasPrefix("/") { cwd = baseDirectory + "/" + c }
             if let command { transport = .stdio(command: command, args: args, env: env, cwd: cwd ?? baseDirectory) }
-        } else if kinds.first == "streamable_http", let h = m.map("streamable_http", allowed: ["url", "headers"]) {
-            if let url = h.name("url", required: true) {
+        } else if kinds.first == .streamableHTTP, let h = m.map(.streamableHTTP, Keys.MCPHTTP.self) {
+            if let url = h.name(.url) {
                 if !(url.hasPrefix("http://") || url.hasPrefix("https://")) || URL(string: url)?.host == nil {
-                    r.issue(h.node("url"), h.path("url"), "not an http(s) URL: '\(url)'")
+                    r.issue(h.node(.url), h.path(.url), "not an http(s) URL: '\(url)'")
                 }
-                let headers = h.node("headers").flatMap { r.stringMap($0, h.path("headers")) } ?? [:]
+                let headers = h.stringMap(.headers) ?? [:]
                 transport = .streamableHTTP(url: url, headers: headers)
             }
         }
         var allowed: [String]?
         var blocked: [String] = []
-        if let f = m.map("tool_filter", allowed: ["allowed", "blocked"]) {
-            allowed = f.strings("allowed")
-            blocked = f.strings("blocked") ?? []
+        if let f = m.map(.toolFilter, Keys.MCPToolFilter.self) {
+            allowed = f.strings(.allowed)
+            blocked = f.strings(.blocked) ?? []
         }
         guard let name, let transport else { return nil }
         return MCPServerMapping(
             name: name, transport: transport, allowedTools: allowed, blockedTools: blocked,
-            cacheToolsList: m.bool("cache_tools_list") ?? false,
-            timeoutMs: m.int("timeout_ms", min: 1, max: MCPServerMapping.maxTimeoutMs)
-                ?? MCPServerMapping.defaultTimeoutMs,
-            useStructuredContent: m.bool("use_structured_content") ?? false,
+            cacheToolsList: m.bool(.cacheToolsList) ?? false,
+            timeoutMs: m.int(.timeoutMs) ?? MCPServerMapping.defaultTimeoutMs,
+            useStructuredContent: m.bool(.useStructuredContent) ?? false,
             origin: r.location(node, path))
     }
 }

@@ -34,8 +34,17 @@ public struct MappingConfig: Sendable, Equatable {
     /// Where each key was written, keyed by `file#keypath` (not encoded).
     public var locations: [String: MappingLocation] = [:]
     /// The real SQL types of the mapped tables' columns, loaded from the catalog at start-up
-    /// (`ColumnTypes.load`); empty until then (not encoded, not compared).
-    public var columnTypes = ColumnTypes()
+    /// (`ColumnTypes.load`); empty until then (not encoded, not compared). Set only through
+    /// `with(columnTypes:)`, so a loaded config is never changed in place.
+    public private(set) var columnTypes = ColumnTypes()
+
+    /// These mappings with the columns' types read from the catalog (a new value: the loaded
+    /// one stays as it was).
+    public func with(columnTypes: ColumnTypes) -> MappingConfig {
+        var copy = self
+        copy.columnTypes = columnTypes
+        return copy
+    }
 
     // MARK: What the worker and the migrations need
 

@@ -7,29 +7,56 @@ import Yams
 // The checks across sections and files once everything is read, and the merged `MappingConfig`.
 extension LoadState {
     mutating func finish() -> MappingConfig? {
-        let firstFile = files.first ?? "<mappings>"
-        func issue(_ loc: MappingLocation, _ message: String) { issues.append(MappingIssue(loc, message)) }
-        func loc(_ origin: MappingLocation, _ path: String) -> MappingLocation {
-            let full = origin.path.isEmpty ? path : origin.path + "." + path
-            return locations[origin.file + "#" + full] ?? origin
-        }
         if unparsedFiles { return nil }
-        if source == nil && sections["source"] == nil {
-            issue(
-                MappingLocation(file: firstFile, line: 1, column: 1, path: ""),
-                "missing section 'source' (in any mapping file)")
+        missingSectionIssues()
+        let names = uniqueNames()
+        for a in agents { agentReferenceIssues(a, names) }
+        for (l, message) in Self.guardrailIssues(
+            guardrails, agents: agents, tools: tools, agentByName: names.agents, loc: loc)
+        {
+            issue(l, message)
         }
-        if results == nil && sections["results"] == nil {
-            issue(
-                MappingLocation(file: firstFile, line: 1, column: 1, path: ""),
-                "missing section 'results' (in any mapping file)")
+        crossSectionIssues(agentByName: names.agents)
+        guard let source, let results else { return nil }
+        var config = MappingConfig(
+            version: MappingLoader.currentVersion, source: source, results: results,
+            tracing: tracing ?? TracingMapping(), handoffsTable: handoffsTable, agents: agents,
+            tools: tools, guardrails: guardrails, approvals: approvals, backfill: backfill,
+            mcpServers: mcpServers, files: files, locations: locations)
+        config.pricing = pricing ?? Pricing()
+        config.limits = limits
+        config.budgets = budgets
+        config.sessions = sessions
+        return config
+    }
+
+    mutating func issue(_ loc: MappingLocation, _ message: String) { issues.append(MappingIssue(loc, message)) }
+
+    /// Where `path` under `origin` was written (else `origin`).
+    func loc(_ origin: MappingLocation, _ path: String) -> MappingLocation {
+        let full = origin.path.isEmpty ? path : origin.path + "." + path
+        return locations[origin.file + "#" + full] ?? origin
+    }
+
+    /// `source`, `results` and an agent must be in some file.
+    mutating func missingSectionIssues() {
+        let top = MappingLocation(file: files.first ?? "<mappings>", line: 1, column: 1, path: "")
+        if source == nil && sections[.source] == nil {
+            issue(top, "missing section 'source' (in any mapping file)")
+        }
+        if results == nil && sections[.results] == nil {
+            issue(top, "missing section 'results' (in any mapping file)")
         }
         if agents.isEmpty && !issues.contains(where: { $0.path.hasPrefix("agents") }) {
-            issue(
-                MappingLocation(file: firstFile, line: 1, column: 1, path: ""),
-                "no agents defined (in any mapping file)")
+            issue(top, "no agents defined (in any mapping file)")
         }
-        // Duplicate names.
+    }
+
+    /// Agents, tools and MCP servers by name, with an issue for each duplicate name or match,
+    /// and for an MCP tool filter naming a YAML tool.
+    mutating func uniqueNames() -> (
+        agents: [String: AgentMapping], tools: [String: ToolMapping], servers: [String: MCPServerMapping]
+    ) {
         var agentByName: [String: AgentMapping] = [:]
         var agentByMatch: [String: AgentMapping] = [:]
         for a in agents {
@@ -69,66 +96,71 @@ extension LoadState {
                     "MCP tool '\(t)' has the same name as the YAML tool defined at \(toolByName[t]!.origin)")
             }
         }
-        // References from agents.
-        for a in agents {
-            for (i, name) in a.mcpServers.enumerated() {
-                let l = loc(a.origin, "mcp_servers[\(i)]")
-                if serverByName[name] == nil {
-                    var msg = "unknown MCP server '\(name)'"
-                    if let near = nearest(name, in: mcpServers.map(\.name)) { msg += " (did you mean '\(near)'?)" }
-                    issue(l, msg)
-                } else if a.mcpServers[..<i].contains(name) {
-                    issue(l, "MCP server '\(name)' is listed twice")
-                }
-            }
-            var handoffToolNames: [String: String] = [:]
-            for (i, h) in a.handoffs.enumerated() {
-                let l = loc(a.origin, "handoffs[\(i)]")
-                let at = locations[l.file + "#" + l.path + ".agent"] ?? l
-                guard agentByName[h.agent] != nil else {
-                    var msg = "unknown agent '\(h.agent)'"
-                    if let near = nearest(h.agent, in: agents.map(\.name)) { msg += " (did you mean '\(near)'?)" }
-                    issue(at, msg)
-                    continue
-                }
-                let toolName = HandoffSpec.defaultToolName(for: h.agent)
-                if let other = handoffToolNames[toolName] {
-                    issue(at, "handoffs to '\(other)' and '\(h.agent)' would both be called '\(toolName)'")
-                }
-                handoffToolNames[toolName] = h.agent
-            }
-            for (i, name) in a.tools.enumerated() {
-                let l = loc(a.origin, "tools[\(i)]")
-                guard let t = toolByName[name] else {
-                    var msg = "unknown tool '\(name)'"
-                    if let near = nearest(name, in: tools.map(\.name)) { msg += " (did you mean '\(near)'?)" }
-                    issue(l, msg)
-                    continue
-                }
-                if a.tools[..<i].contains(name) { issue(l, "tool '\(name)' is listed twice") }
-                if handoffToolNames[name] != nil { issue(l, "tool '\(name)' has the same name as a handoff tool") }
-                if case .hosted(let h) = t.implementation, a.modelAPI == .chatCompletions {
-                    issue(
-                        l,
-                        "hosted tool '\(name)' (\(h.type)) needs model_api responses, but this agent uses chat_completions"
-                    )
-                }
-            }
-            if case .stopAtToolNames(let names) = a.toolUseBehavior {
-                // With MCP servers, their tools count too: checked against the live servers.
-                for (i, n) in names.enumerated() where !a.tools.contains(n) && a.mcpServers.isEmpty {
-                    issue(
-                        loc(a.origin, "tool_use_behavior.stop_at_tool_names[\(i)]"),
-                        "'\(n)' is not one of this agent's tools")
-                }
+        return (agentByName, toolByName, serverByName)
+    }
+
+    /// The MCP servers, handoffs, tools and stop_at_tool_names agent `a` names exist, once each.
+    mutating func agentReferenceIssues(
+        _ a: AgentMapping,
+        _ names: (agents: [String: AgentMapping], tools: [String: ToolMapping], servers: [String: MCPServerMapping])
+    ) {
+        for (i, name) in a.mcpServers.enumerated() {
+            let l = loc(a.origin, "mcp_servers[\(i)]")
+            if names.servers[name] == nil {
+                var msg = "unknown MCP server '\(name)'"
+                if let near = nearest(name, in: mcpServers.map(\.name)) { msg += " (did you mean '\(near)'?)" }
+                issue(l, msg)
+            } else if a.mcpServers[..<i].contains(name) {
+                issue(l, "MCP server '\(name)' is listed twice")
             }
         }
-        for (l, message) in Self.guardrailIssues(
-            guardrails, agents: agents, tools: tools, agentByName: agentByName, loc: loc)
-        {
-            issue(l, message)
+        var handoffToolNames: [String: String] = [:]
+        for (i, h) in a.handoffs.enumerated() {
+            let l = loc(a.origin, "handoffs[\(i)]")
+            let at = locations[l.file + "#" + l.path + ".agent"] ?? l
+            guard names.agents[h.agent] != nil else {
+                var msg = "unknown agent '\(h.agent)'"
+                if let near = nearest(h.agent, in: agents.map(\.name)) { msg += " (did you mean '\(near)'?)" }
+                issue(at, msg)
+                continue
+            }
+            let toolName = HandoffSpec.defaultToolName(for: h.agent)
+            if let other = handoffToolNames[toolName] {
+                issue(at, "handoffs to '\(other)' and '\(h.agent)' would both be called '\(toolName)'")
+            }
+            handoffToolNames[toolName] = h.agent
         }
-        if approvals == nil, sections["approvals"] == nil, let t = tools.first(where: { !$0.needsApproval.isNever }) {
+        for (i, name) in a.tools.enumerated() {
+            let l = loc(a.origin, "tools[\(i)]")
+            guard let t = names.tools[name] else {
+                var msg = "unknown tool '\(name)'"
+                if let near = nearest(name, in: tools.map(\.name)) { msg += " (did you mean '\(near)'?)" }
+                issue(l, msg)
+                continue
+            }
+            if a.tools[..<i].contains(name) { issue(l, "tool '\(name)' is listed twice") }
+            if handoffToolNames[name] != nil { issue(l, "tool '\(name)' has the same name as a handoff tool") }
+            if case .hosted(let h) = t.implementation, a.modelAPI == .chatCompletions {
+                issue(
+                    l,
+                    "hosted tool '\(name)' (\(h.type)) needs model_api responses, but this agent uses chat_completions"
+                )
+            }
+        }
+        if case .stopAtToolNames(let stops) = a.toolUseBehavior {
+            // With MCP servers, their tools count too: checked against the live servers.
+            for (i, n) in stops.enumerated() where !a.tools.contains(n) && a.mcpServers.isEmpty {
+                issue(
+                    loc(a.origin, "tool_use_behavior.stop_at_tool_names[\(i)]"),
+                    "'\(n)' is not one of this agent's tools")
+            }
+        }
+    }
+
+    /// What one section needs of another: approvals for needs_approval tools, a default agent
+    /// that exists, agent selection for the handoffs table, a group column for budgets.
+    mutating func crossSectionIssues(agentByName: [String: AgentMapping]) {
+        if approvals == nil, sections[.approvals] == nil, let t = tools.first(where: { !$0.needsApproval.isNever }) {
             issue(
                 loc(t.origin, "needs_approval"),
                 "tool '\(t.name)' needs approval, but no 'approvals' section says where requests go")
@@ -146,17 +178,6 @@ extension LoadState {
                 b.origin,
                 "budgets need source.group_column (the task column holding the budget's key, e.g. workspace_id)")
         }
-        guard let source, let results else { return nil }
-        var config = MappingConfig(
-            version: MappingLoader.currentVersion, source: source, results: results,
-            tracing: tracing ?? TracingMapping(), handoffsTable: handoffsTable, agents: agents,
-            tools: tools, guardrails: guardrails, approvals: approvals, backfill: backfill,
-            mcpServers: mcpServers, files: files, locations: locations)
-        config.pricing = pricing ?? Pricing()
-        config.limits = limits
-        config.budgets = budgets
-        config.sessions = sessions
-        return config
     }
 
     /// Guardrail names are unique; agents name existing guardrails; an agent guardrail names an

@@ -37,11 +37,11 @@ extension LoadState {
                 continue
             }
             let path = "pricing.\(model)"
-            guard let p = r.map(v, path, allowed: ["input", "cached_input", "output"]) else { continue }
-            let input = p.required("input").flatMap { number(r, $0, p.path("input")) }
-            let output = p.required("output").flatMap { number(r, $0, p.path("output")) }
-            let cached = p.node("cached_input").flatMap { number(r, $0, p.path("cached_input")) }
-            if let input, let output, p.node("cached_input") == nil || cached != nil {
+            guard let p = r.map(v, path, Keys.Price.self) else { continue }
+            let input = p.value(.input).flatMap { number(r, $0, p.path(.input)) }
+            let output = p.value(.output).flatMap { number(r, $0, p.path(.output)) }
+            let cached = p.value(.cachedInput).flatMap { number(r, $0, p.path(.cachedInput)) }
+            if let input, let output, p.node(.cachedInput) == nil || cached != nil {
                 out.models[model] = ModelPrice(input: input, cachedInput: cached, output: output)
             }
         }
@@ -49,26 +49,22 @@ extension LoadState {
     }
 
     static func parseLimits(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> LimitsMapping? {
-        guard let m = r.map(node, "limits", allowed: ["models", "tools", "fairness"]) else { return nil }
+        guard let m = r.map(node, "limits", Keys.Limits.self) else { return nil }
         var out = LimitsMapping(origin: origin)
-        if let models = m.node("models") {
+        if let models = m.node(.models) {
             r.record(models, "limits.models")
             if case .mapping(let entries) = models {
                 for (k, v) in entries {
                     guard let model = k.scalar?.string, !model.isEmpty else { continue }
-                    guard
-                        let l = r.map(
-                            v, "limits.models.\(model)",
-                            allowed: ["requests_per_minute", "tokens_per_minute", "concurrency"])
-                    else { continue }
+                    guard let l = r.map(v, "limits.models.\(model)", Keys.ModelLimit.self) else { continue }
                     var limit = ModelLimit()
-                    limit.requestsPerMinute = l.node("requests_per_minute").flatMap {
-                        number(r, $0, l.path("requests_per_minute"), positive: true)
+                    limit.requestsPerMinute = l.node(.requestsPerMinute).flatMap {
+                        number(r, $0, l.path(.requestsPerMinute), positive: true)
                     }
-                    limit.tokensPerMinute = l.node("tokens_per_minute").flatMap {
-                        number(r, $0, l.path("tokens_per_minute"), positive: true)
+                    limit.tokensPerMinute = l.node(.tokensPerMinute).flatMap {
+                        number(r, $0, l.path(.tokensPerMinute), positive: true)
                     }
-                    limit.concurrency = l.node("concurrency").flatMap { concurrency(r, $0, l.path("concurrency")) }
+                    limit.concurrency = l.node(.concurrency).flatMap { concurrency(r, $0, l.path(.concurrency)) }
                     out.models[model] = limit
                 }
             } else {
@@ -77,13 +73,13 @@ extension LoadState {
                     "expected a mapping of model names to limits, got \(YAMLReader.kind(models))")
             }
         }
-        if let tools = m.node("tools") {
+        if let tools = m.node(.tools) {
             r.record(tools, "limits.tools")
             if case .mapping(let entries) = tools {
                 for (k, v) in entries {
                     guard let tool = k.scalar?.string, !tool.isEmpty else { continue }
-                    guard let l = r.map(v, "limits.tools.\(tool)", allowed: ["concurrency"]) else { continue }
-                    if let c = l.required("concurrency").flatMap({ concurrency(r, $0, l.path("concurrency")) }) {
+                    guard let l = r.map(v, "limits.tools.\(tool)", Keys.ToolLimit.self) else { continue }
+                    if let c = l.value(.concurrency).flatMap({ concurrency(r, $0, l.path(.concurrency)) }) {
                         out.tools[tool] = c
                     }
                 }
@@ -92,8 +88,8 @@ extension LoadState {
                     tools, "limits.tools", "expected a mapping of tool names to limits, got \(YAMLReader.kind(tools))")
             }
         }
-        if let f = m.map("fairness", allowed: ["group"]) {
-            out.fairnessGroup = f.name("group", required: true)
+        if let f = m.map(.fairness, Keys.Fairness.self) {
+            out.fairnessGroup = f.name(.group)
         }
         return out
     }
@@ -108,28 +104,26 @@ extension LoadState {
     }
 
     static func parseBudgets(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> BudgetMapping? {
-        guard let m = r.map(node, "budgets", allowed: ["table", "key", "limit", "spent_column", "on_exceeded"]) else {
-            return nil
-        }
-        let table = m.name("table", required: true)
-        let key = m.name("key") ?? "id"
-        let limit = m.name("limit", required: true)
+        guard let m = r.map(node, "budgets", Keys.Budgets.self) else { return nil }
+        let table = m.name(.table)
+        let key = m.name(.key) ?? "id"
+        let limit = m.name(.limit)
         var onExceeded = BudgetMapping.OnExceeded.hold
-        if let n = m.node("on_exceeded"), let s = r.string(n, m.path("on_exceeded")) {
+        if let n = m.node(.onExceeded), let s = r.string(n, m.path(.onExceeded)) {
             if let v = BudgetMapping.OnExceeded(rawValue: s) {
                 onExceeded = v
             } else {
-                r.issue(n, m.path("on_exceeded"), "expected 'hold' or 'fail', got '\(s)'")
+                r.issue(n, m.path(.onExceeded), "expected 'hold' or 'fail', got '\(s)'")
             }
         }
-        if let limit, let n = m.node("limit"), let second = ToolStatement.secondStatement(in: "SELECT " + limit) {
+        if let limit, let n = m.node(.limit), let second = ToolStatement.secondStatement(in: "SELECT " + limit) {
             r.issue(
-                n, m.path("limit"),
+                n, m.path(.limit),
                 "the limit must be one SQL expression; a second statement starts at column \(second.column - 7)")
         }
         guard let table, let limit else { return nil }
         return BudgetMapping(
-            table: table, key: key, limit: limit, spentColumn: m.name("spent_column"), onExceeded: onExceeded,
+            table: table, key: key, limit: limit, spentColumn: m.name(.spentColumn), onExceeded: onExceeded,
             origin: origin)
     }
 }

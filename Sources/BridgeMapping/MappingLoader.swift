@@ -136,7 +136,7 @@ struct LoadState {
     var issues: [MappingIssue] = []
     var locations: [String: MappingLocation] = [:]
     var files: [String] = []
-    var sections: [String: MappingLocation] = [:]
+    var sections: [Keys.Top: MappingLocation] = [:]
     var source: SourceMapping?
     var results: ResultsMapping?
     var tracing: TracingMapping?
@@ -155,11 +155,6 @@ struct LoadState {
     /// A file did not parse, so missing sections may be in it.
     var unparsedFiles = false
 
-    static let topKeys = [
-        "version", "source", "results", "tracing", "handoffs_table", "backfill", "agents", "tools",
-        "guardrails", "approvals", "mcp_servers", "pricing", "limits", "budgets", "sessions",
-    ]
-
     mutating func parse(file: String, text: String) {
         files.append(file)
         let r = YAMLReader(file: file, text: text)
@@ -167,6 +162,23 @@ struct LoadState {
             issues += r.issues
             locations.merge(r.locations) { a, _ in a }
         }
+        guard let root = compose(r, text: text), let m = r.map(root, "", Keys.Top.self) else { return }
+        if let v = m.value(.version), v.tagName != .int || v.int != MappingLoader.currentVersion {
+            r.issue(
+                v, "version",
+                "unsupported version '\(v.scalar?.string ?? YAMLReader.kind(v))' (this bridge reads version \(MappingLoader.currentVersion))"
+            )
+        }
+        // The sections written once first, then the lists that merge across files.
+        for key in Keys.Top.allCases where !key.isList { read(key, of: m, r) }
+        for key in Keys.Top.allCases where key.isList { read(key, of: m, r) }
+    }
+
+    /// The file's YAML tree; nil, with an issue, when it is too large, does not parse, is empty
+    /// or expands too far through aliases (all but the empty file count as unparsed: a missing
+    /// section may be in them).
+    mutating func compose(_ r: YAMLReader, text: String) -> Node? {
+        let file = r.file
         if text.utf8.count > MappingLoader.maxFileBytes {
             r.issues.append(
                 MappingIssue(
@@ -175,7 +187,7 @@ struct LoadState {
                         "the file is \(text.utf8.count) bytes; mapping files are limited to \(MappingLoader.maxFileBytes) bytes"
                 ))
             unparsedFiles = true
-            return
+            return nil
         }
         let root: Node?
         do {
@@ -187,16 +199,16 @@ struct LoadState {
                     file: file, line: mark?.line ?? 0, column: mark?.column ?? 0, path: "",
                     message: "YAML syntax error: \(problem)"))
             unparsedFiles = true
-            return
+            return nil
         } catch {
             r.issues.append(MappingIssue(file: file, line: 0, column: 0, path: "", message: "YAML error: \(error)"))
             unparsedFiles = true
-            return
+            return nil
         }
         guard let root else {
             r.issues.append(
                 MappingIssue(file: file, line: 1, column: 1, path: "", message: "empty file (expected 'version: 1')"))
-            return
+            return nil
         }
         // Aliases share nodes, so a small file can stand for an exponential tree ("billion
         // laughs"); everything below walks the expanded tree, so bound it first.
@@ -209,64 +221,49 @@ struct LoadState {
                         "aliases expand this file to more than \(MappingLoader.maxExpandedNodes) YAML nodes (the budget); the node here is repeated through aliases (*name) too often"
                 ))
             unparsedFiles = true
-            return
+            return nil
         }
-        guard let m = r.map(root, "", allowed: Self.topKeys) else { return }
-        if let v = m.required("version") {
-            if v.tagName != .int || v.int != MappingLoader.currentVersion {
-                r.issue(
-                    v, "version",
-                    "unsupported version '\(v.scalar?.string ?? YAMLReader.kind(v))' (this bridge reads version \(MappingLoader.currentVersion))"
-                )
-            }
-        }
-        for key in [
-            "source", "results", "tracing", "handoffs_table", "backfill", "approvals", "pricing", "limits", "budgets",
-            "sessions",
-        ] {
-            guard let node = m.node(key) else { continue }
-            let here = r.location(m.keyNode(key), key)
+        return root
+    }
+
+    /// Reads top-level `key` of a file: a section (which only one file may write) or a list.
+    mutating func read(_ key: Keys.Top, of m: MapReader<Keys.Top>, _ r: YAMLReader) {
+        guard key != .version, let node = m.node(key) else { return }
+        let here = r.location(m.keyNode(key), key.rawValue)
+        if !key.isList {
             if let first = sections[key] {
-                r.issue(m.keyNode(key), key, "section '\(key)' is already defined at \(first)")
-                continue
+                r.issue(m.keyNode(key), key.rawValue, "section '\(key.rawValue)' is already defined at \(first)")
+                return
             }
             sections[key] = here
-            switch key {
-            case "source": source = Self.parseSource(r, node, here)
-            case "results": results = Self.parseResults(r, node, here)
-            case "tracing": tracing = Self.parseTracing(r, node)
-            case "backfill": backfill = Self.parseBackfill(r, node, here)
-            case "approvals": approvals = Self.parseApprovals(r, node, here)
-            case "pricing": pricing = Self.parsePricing(r, node, here)
-            case "limits": limits = Self.parseLimits(r, node, here)
-            case "budgets": budgets = Self.parseBudgets(r, node, here)
-            case "sessions": sessions = Self.parseSessions(r, node, here)
-            default: handoffsTable = Self.parseHandoffsTable(r, node, here)
+        }
+        switch key {
+        case .version: break  // checked before the sections
+        case .source: source = Self.parseSource(r, node, here)
+        case .results: results = Self.parseResults(r, node, here)
+        case .tracing: tracing = Self.parseTracing(r, node)
+        case .handoffsTable: handoffsTable = Self.parseHandoffsTable(r, node, here)
+        case .backfill: backfill = Self.parseBackfill(r, node, here)
+        case .approvals: approvals = Self.parseApprovals(r, node, here)
+        case .pricing: pricing = Self.parsePricing(r, node, here)
+        case .limits: limits = Self.parseLimits(r, node, here)
+        case .budgets: budgets = Self.parseBudgets(r, node, here)
+        case .sessions: sessions = Self.parseSessions(r, node, here)
+        case .agents: agents += Self.entries(r, node, key) { Self.parseAgent(r, $0, $1) }
+        case .tools: tools += Self.entries(r, node, key) { Self.parseTool(r, $0, $1) }
+        case .guardrails: guardrails += Self.entries(r, node, key) { Self.parseGuardrail(r, $0, $1) }
+        case .mcpServers:
+            let directory = Self.absoluteDirectory(of: r.file)
+            mcpServers += Self.entries(r, node, key) {
+                Self.parseMCPServer(r, $0, $1, baseDirectory: directory)
             }
         }
-        if let list = m.node("agents").flatMap({ r.list($0, "agents") }) {
-            for (i, item) in list.enumerated() {
-                if let a = Self.parseAgent(r, item, "agents[\(i)]") { agents.append(a) }
-            }
-        }
-        if let list = m.node("tools").flatMap({ r.list($0, "tools") }) {
-            for (i, item) in list.enumerated() {
-                if let t = Self.parseTool(r, item, "tools[\(i)]") { tools.append(t) }
-            }
-        }
-        if let list = m.node("guardrails").flatMap({ r.list($0, "guardrails") }) {
-            for (i, item) in list.enumerated() {
-                if let g = Self.parseGuardrail(r, item, "guardrails[\(i)]") { guardrails.append(g) }
-            }
-        }
-        if let list = m.node("mcp_servers").flatMap({ r.list($0, "mcp_servers") }) {
-            let directory = Self.absoluteDirectory(of: file)
-            for (i, item) in list.enumerated() {
-                if let s = Self.parseMCPServer(r, item, "mcp_servers[\(i)]", baseDirectory: directory) {
-                    mcpServers.append(s)
-                }
-            }
-        }
+    }
+
+    /// The entries of list `key` that `parse` reads (given each item and its path, `key[i]`).
+    static func entries<T>(_ r: YAMLReader, _ node: Node, _ key: Keys.Top, _ parse: (Node, String) -> T?) -> [T] {
+        guard let list = r.list(node, key.rawValue) else { return [] }
+        return list.enumerated().compactMap { i, item in parse(item, "\(key.rawValue)[\(i)]") }
     }
 
     /// The absolute directory of `file` (relative `cwd`s of MCP servers are resolved against it).
@@ -295,126 +292,104 @@ struct LoadState {
     // MARK: Sections
 
     static func parseSource(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> SourceMapping? {
-        guard
-            let m = r.map(
-                node, "source",
-                allowed: [
-                    "table", "key", "status", "group_column", "priority",
-                    "created_at_column", "agent_selection", "input",
-                ])
-        else { return nil }
+        guard let m = r.map(node, "source", Keys.Source.self) else { return nil }
         var status = StatusMapping()
-        if let s = m.map("status", allowed: ["column", "pending", "running", "completed", "failed"]) {
-            status.column = s.name("column") ?? status.column
-            status.pending = s.name("pending") ?? status.pending
-            status.running = s.name("running") ?? status.running
-            status.completed = s.name("completed") ?? status.completed
-            status.failed = s.name("failed") ?? status.failed
+        if let s = m.map(.status, Keys.Status.self) {
+            status.column = s.name(.column) ?? status.column
+            status.pending = s.name(.pending) ?? status.pending
+            status.running = s.name(.running) ?? status.running
+            status.completed = s.name(.completed) ?? status.completed
+            status.failed = s.name(.failed) ?? status.failed
             let values = [status.pending, status.running, status.completed, status.failed]
             if Set(values).count != values.count {
                 r.issue(s.node, s.path, "the pending, running, completed and failed values must all differ")
             }
         }
         var priority: PriorityMapping?
-        if let p = m.map("priority", allowed: ["column", "order"]) {
-            let column = p.name("column", required: true)
-            let order = p.required("order").flatMap { r.strings($0, p.path("order")) }
-            if let o = order, o.isEmpty { r.issue(p.node("order"), p.path("order"), "must list at least one value") }
+        if let p = m.map(.priority, Keys.Priority.self) {
+            let column = p.name(.column)
+            let order = p.strings(.order)
+            if let o = order, o.isEmpty { r.issue(p.node(.order), p.path(.order), "must list at least one value") }
             if let column, let order { priority = PriorityMapping(column: column, order: order) }
         }
         var selection: AgentSelectionMapping?
-        if let a = m.map(
-            "agent_selection",
-            allowed: [
-                "table", "key", "task_column", "match_column", "fallback_column",
-                "group_column", "default_agent",
-            ])
-        {
+        if let a = m.map(.agentSelection, Keys.AgentSelection.self) {
             var s = AgentSelectionMapping()
-            s.table = a.name("table") ?? s.table
-            s.key = a.name("key") ?? s.key
-            s.taskColumn = a.name("task_column")
-            s.matchColumn = a.name("match_column") ?? s.matchColumn
-            s.fallbackColumn = a.name("fallback_column")
-            s.groupColumn = a.name("group_column")
-            s.defaultAgent = a.name("default_agent")
+            s.table = a.name(.table) ?? s.table
+            s.key = a.name(.key) ?? s.key
+            s.taskColumn = a.name(.taskColumn)
+            s.matchColumn = a.name(.matchColumn) ?? s.matchColumn
+            s.fallbackColumn = a.name(.fallbackColumn)
+            s.groupColumn = a.name(.groupColumn)
+            s.defaultAgent = a.name(.defaultAgent)
             selection = s
         }
-        let input = m.template("input", required: true)
-        guard let input else { return nil }
-        return SourceMapping(
-            table: m.name("table") ?? "tasks", key: m.name("key") ?? "id", status: status,
-            groupColumn: m.name("group_column"), priority: priority,
-            createdAtColumn: m.name("created_at_column"), agentSelection: selection, input: input,
-            origin: origin)
-    }
-
-    static func parseResults(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> ResultsMapping? {
-        guard
-            let m = r.map(
-                node, "results",
-                allowed: [
-                    "result_column", "completed_at_column", "trace_id_column",
-                    "executions",
-                ])
-        else { return nil }
-        var out = ResultsMapping(
-            resultColumn: m.name("result_column") ?? "result",
-            completedAtColumn: m.name("completed_at_column"),
-            traceIdColumn: m.name("trace_id_column"), origin: origin)
-        if let e = m.map("executions", allowed: ["table", "key", "task_column", "columns", "statuses"]) {
-            var ex = ExecutionsMapping()
-            ex.table = e.name("table") ?? ex.table
-            ex.key = e.name("key") ?? ex.key
-            ex.taskColumn = e.name("task_column") ?? ex.taskColumn
-            if let c = e.map("columns", allowed: ExecutionColumns.logicalNames) {
-                var cols = ExecutionColumns()
-                cols.status = c.name("status") ?? cols.status
-                cols.traceId = c.name("trace_id")
-                cols.startedAt = c.name("started_at")
-                cols.completedAt = c.name("completed_at")
-                cols.durationSeconds = c.name("duration_seconds")
-                cols.tokenUsage = c.name("token_usage")
-                cols.result = c.name("result")
-                cols.errorMessage = c.name("error_message")
-                cols.errorType = c.name("error_type")
-                cols.agentId = c.name("agent_id")
-                cols.workspaceId = c.name("workspace_id")
-                cols.retryCount = c.name("retry_count")
-                ex.columns = cols
-            }
-            if let s = e.map("statuses", allowed: ["started", "completed", "failed_retriable", "failed_terminal"]) {
-                ex.statuses.started = s.name("started") ?? ex.statuses.started
-                ex.statuses.completed = s.name("completed") ?? ex.statuses.completed
-                ex.statuses.failedRetriable = s.name("failed_retriable") ?? ex.statuses.failedRetriable
-                ex.statuses.failedTerminal = s.name("failed_terminal") ?? ex.statuses.failedTerminal
-            }
-            out.executions = ex
-        }
+        guard let input = m.template(.input) else { return nil }
+        var out = SourceMapping(input: input, origin: origin)
+        out.table = m.name(.table) ?? out.table
+        out.key = m.name(.key) ?? out.key
+        out.status = status
+        out.groupColumn = m.name(.groupColumn)
+        out.priority = priority
+        out.createdAtColumn = m.name(.createdAtColumn)
+        out.agentSelection = selection
         return out
     }
 
+    static func parseResults(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> ResultsMapping? {
+        guard let m = r.map(node, "results", Keys.Results.self) else { return nil }
+        var out = ResultsMapping(origin: origin)
+        out.resultColumn = m.name(.resultColumn) ?? out.resultColumn
+        out.completedAtColumn = m.name(.completedAtColumn)
+        out.traceIdColumn = m.name(.traceIdColumn)
+        out.executions = m.map(.executions, Keys.Executions.self).map(parseExecutions)
+        return out
+    }
+
+    static func parseExecutions(_ e: MapReader<Keys.Executions>) -> ExecutionsMapping {
+        var ex = ExecutionsMapping()
+        ex.table = e.name(.table) ?? ex.table
+        ex.key = e.name(.key) ?? ex.key
+        ex.taskColumn = e.name(.taskColumn) ?? ex.taskColumn
+        if let c = e.map(.columns, Keys.ExecutionColumn.self) {
+            var cols = ExecutionColumns()
+            cols.status = c.name(.status) ?? cols.status
+            cols.traceId = c.name(.traceId)
+            cols.startedAt = c.name(.startedAt)
+            cols.completedAt = c.name(.completedAt)
+            cols.durationSeconds = c.name(.durationSeconds)
+            cols.tokenUsage = c.name(.tokenUsage)
+            cols.result = c.name(.result)
+            cols.errorMessage = c.name(.errorMessage)
+            cols.errorType = c.name(.errorType)
+            cols.agentId = c.name(.agentId)
+            cols.workspaceId = c.name(.workspaceId)
+            cols.retryCount = c.name(.retryCount)
+            ex.columns = cols
+        }
+        if let s = e.map(.statuses, Keys.ExecutionStatus.self) {
+            ex.statuses.started = s.name(.started) ?? ex.statuses.started
+            ex.statuses.completed = s.name(.completed) ?? ex.statuses.completed
+            ex.statuses.failedRetriable = s.name(.failedRetriable) ?? ex.statuses.failedRetriable
+            ex.statuses.failedTerminal = s.name(.failedTerminal) ?? ex.statuses.failedTerminal
+        }
+        return ex
+    }
+
     static func parseTracing(_ r: YAMLReader, _ node: Node) -> TracingMapping? {
-        guard let m = r.map(node, "tracing", allowed: ["workflow_name", "include_sensitive_data"]) else { return nil }
+        guard let m = r.map(node, "tracing", Keys.Tracing.self) else { return nil }
         var t = TracingMapping()
-        t.workflowName = m.name("workflow_name") ?? t.workflowName
-        t.includeSensitiveData = m.bool("include_sensitive_data") ?? t.includeSensitiveData
+        t.workflowName = m.name(.workflowName) ?? t.workflowName
+        t.includeSensitiveData = m.bool(.includeSensitiveData) ?? t.includeSensitiveData
         return t
     }
 
     static func parseHandoffsTable(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> HandoffsTableMapping? {
-        guard
-            let m = r.map(
-                node, "handoffs_table",
-                allowed: [
-                    "table", "source_column", "target_column",
-                    "description_column",
-                ])
-        else { return nil }
-        let table = m.name("table", required: true)
-        let src = m.name("source_column", required: true)
-        let dst = m.name("target_column", required: true)
-        let desc = m.name("description_column")
+        guard let m = r.map(node, "handoffs_table", Keys.HandoffsTable.self) else { return nil }
+        let table = m.name(.table)
+        let src = m.name(.sourceColumn)
+        let dst = m.name(.targetColumn)
+        let desc = m.name(.descriptionColumn)
         guard let table, let src, let dst else { return nil }
         return HandoffsTableMapping(
             table: table, sourceColumn: src, targetColumn: dst, descriptionColumn: desc,

@@ -15,118 +15,14 @@ public enum MappingValidator {
 
     /// Every table and column reference in `config`, in YAML order.
     public static func references(_ config: MappingConfig) -> [Reference] {
-        var out: [Reference] = []
-        func add(_ table: String, _ column: String?, _ origin: MappingLocation, _ path: String) {
-            out.append(Reference(table: table, column: column, location: config.location(origin, path)))
-        }
-        let s = config.source
-        let t = s.table
-        add(t, nil, s.origin, "table")
-        add(t, s.key, s.origin, "key")
-        add(t, s.status.column, s.origin, "status.column")
-        if let g = s.groupColumn { add(t, g, s.origin, "group_column") }
-        if let p = s.priority { add(t, p.column, s.origin, "priority.column") }
-        if let c = s.createdAtColumn { add(t, c, s.origin, "created_at_column") }
-        for c in s.input.columns(root: "task") { add(t, c, s.origin, "input") }
-        if let a = s.agentSelection {
-            add(a.table, nil, s.origin, "agent_selection.table")
-            add(a.table, a.key, s.origin, "agent_selection.key")
-            add(a.table, a.matchColumn, s.origin, "agent_selection.match_column")
-            if let g = a.groupColumn { add(a.table, g, s.origin, "agent_selection.group_column") }
-            if let c = a.taskColumn { add(t, c, s.origin, "agent_selection.task_column") }
-            if let c = a.fallbackColumn { add(t, c, s.origin, "agent_selection.fallback_column") }
-            for c in s.input.columns(root: "agent") { add(a.table, c, s.origin, "input") }
-        }
-        let r = config.results
-        add(t, r.resultColumn, r.origin, "result_column")
-        if let c = r.completedAtColumn { add(t, c, r.origin, "completed_at_column") }
-        if let c = r.traceIdColumn { add(t, c, r.origin, "trace_id_column") }
-        if let e = r.executions {
-            add(e.table, nil, r.origin, "executions.table")
-            add(e.table, e.taskColumn, r.origin, "executions.task_column")
-            add(e.table, e.key, r.origin, "executions.key")
-            for (logical, column) in e.columns.byLogicalName.sorted(by: { $0.key < $1.key }) {
-                add(e.table, column, r.origin, "executions.columns.\(logical)")
-            }
-        }
-        if let g = config.limits?.fairnessGroup, let l = config.limits { add(t, g, l.origin, "fairness.group") }
-        if let b = config.budgets {
-            add(b.table, nil, b.origin, "table")
-            add(b.table, b.key, b.origin, "key")
-            if let c = b.spentColumn { add(b.table, c, b.origin, "spent_column") }
-        }
-        if let h = config.handoffsTable {
-            add(h.table, nil, h.origin, "table")
-            add(h.table, h.sourceColumn, h.origin, "source_column")
-            add(h.table, h.targetColumn, h.origin, "target_column")
-            if let d = h.descriptionColumn { add(h.table, d, h.origin, "description_column") }
-        }
-        if let l = config.backfill?.logs, let b = config.backfill {
-            add(l.table, nil, b.origin, "logs.table")
-            add(l.table, l.key, b.origin, "logs.key")
-            add(l.table, l.taskColumn, b.origin, "logs.task_column")
-            add(l.table, l.typeColumn, b.origin, "logs.type_column")
-            add(l.table, l.contentColumn, b.origin, "logs.content_column")
-            if let c = l.createdAtColumn { add(l.table, c, b.origin, "logs.created_at_column") }
-        }
-        for a in config.agents {
-            for c in a.instructions.columns(root: "task") { add(t, c, a.origin, "instructions") }
-            if let sel = s.agentSelection {
-                for c in a.instructions.columns(root: "agent") { add(sel.table, c, a.origin, "instructions") }
-            }
-        }
-        for tool in config.tools {
-            if case .sql(let spec) = tool.implementation {
-                for c in spec.namedParameters.taskColumns { add(t, c, tool.origin, "sql.query") }
-            }
-        }
-        for a in config.agents {
-            for (field, column) in (a.outputType?.columns ?? [:]).sorted(by: { $0.key < $1.key }) {
-                add(t, column, a.origin, "output_type.columns.\(field)")
-            }
-        }
-        for g in config.guardrails {
-            if case .sql(let spec) = g.implementation {
-                for c in spec.namedParameters.taskColumns { add(t, c, g.origin, "sql.query") }
-            }
-        }
-        for tool in config.tools {
-            for (key, g) in tool.spec.guardrailEntries {
-                if case .sql(let spec) = g.check.implementation {
-                    for c in spec.namedParameters.taskColumns { add(t, c, tool.origin, "\(key).sql.query") }
-                }
-            }
-        }
-        for tool in config.tools {
-            if case .sql(let spec) = tool.needsApproval {
-                for c in spec.namedParameters.taskColumns { add(t, c, tool.origin, "needs_approval.sql") }
-            }
-        }
-        if let a = config.approvals {
-            add(a.table, nil, a.origin, "table")
-            add(a.table, a.key, a.origin, "key")
-            add(a.table, a.statusColumn, a.origin, "status.column")
-            for (path, column) in [
-                ("expires_at_column", a.expiresAtColumn), ("response_column", a.responseColumn),
-                ("responded_at_column", a.respondedAtColumn), ("group_column", a.groupColumn),
-            ] {
-                if let column { add(a.table, column, a.origin, path) }
-            }
-            for (k, column) in a.columns.sorted(by: { $0.key < $1.key }) {
-                add(a.table, column, a.origin, "columns.\(k)")
-            }
-            for column in a.values.keys.sorted() { add(a.table, column, a.origin, "values") }
-        }
-        if let s = config.sessions {
-            for c in s.key.columns(root: "task") { add(t, c, s.origin, "key") }
-            if let table = s.table {
-                add(table, nil, s.origin, "table")
-                add(table, s.sessionColumn, s.origin, "session_column")
-                for (k, column) in s.item.sorted(by: { $0.key < $1.key }) { add(table, column, s.origin, "item.\(k)") }
-                for column in s.values.keys.sorted() { add(table, column, s.origin, "values.\(column)") }
-            }
-        }
-        return out
+        var list = ReferenceList(config: config)
+        list.addSource()
+        list.addResults()
+        list.addSectionTables()
+        list.addTemplatesAndSQL()
+        list.addApprovals()
+        list.addSessions()
+        return list.out
     }
 
     /// Every SQL statement the mappings hold, where it was written, and what it belongs to.
@@ -302,5 +198,143 @@ extension SQLToolSpec {
             }
         }
         return (text, order)
+    }
+}
+
+/// Collects the tables and columns `config` names, section by section (see
+/// `MappingValidator.references`).
+struct ReferenceList {
+    let config: MappingConfig
+    var out: [MappingValidator.Reference] = []
+
+    /// The task table.
+    var t: String { config.source.table }
+
+    mutating func add(_ table: String, _ column: String?, _ origin: MappingLocation, _ path: String) {
+        out.append(.init(table: table, column: column, location: config.location(origin, path)))
+    }
+
+    mutating func addSource() {
+        let s = config.source
+        add(t, nil, s.origin, "table")
+        add(t, s.key, s.origin, "key")
+        add(t, s.status.column, s.origin, "status.column")
+        if let g = s.groupColumn { add(t, g, s.origin, "group_column") }
+        if let p = s.priority { add(t, p.column, s.origin, "priority.column") }
+        if let c = s.createdAtColumn { add(t, c, s.origin, "created_at_column") }
+        for c in s.input.columns(root: "task") { add(t, c, s.origin, "input") }
+        if let a = s.agentSelection {
+            add(a.table, nil, s.origin, "agent_selection.table")
+            add(a.table, a.key, s.origin, "agent_selection.key")
+            add(a.table, a.matchColumn, s.origin, "agent_selection.match_column")
+            if let g = a.groupColumn { add(a.table, g, s.origin, "agent_selection.group_column") }
+            if let c = a.taskColumn { add(t, c, s.origin, "agent_selection.task_column") }
+            if let c = a.fallbackColumn { add(t, c, s.origin, "agent_selection.fallback_column") }
+            for c in s.input.columns(root: "agent") { add(a.table, c, s.origin, "input") }
+        }
+    }
+
+    mutating func addResults() {
+        let r = config.results
+        add(t, r.resultColumn, r.origin, "result_column")
+        if let c = r.completedAtColumn { add(t, c, r.origin, "completed_at_column") }
+        if let c = r.traceIdColumn { add(t, c, r.origin, "trace_id_column") }
+        if let e = r.executions {
+            add(e.table, nil, r.origin, "executions.table")
+            add(e.table, e.taskColumn, r.origin, "executions.task_column")
+            add(e.table, e.key, r.origin, "executions.key")
+            for (logical, column) in e.columns.byLogicalName.sorted(by: { $0.key < $1.key }) {
+                add(e.table, column, r.origin, "executions.columns.\(logical)")
+            }
+        }
+    }
+
+    /// `limits.fairness`, `budgets`, `handoffs_table` and `backfill.logs`.
+    mutating func addSectionTables() {
+        if let g = config.limits?.fairnessGroup, let l = config.limits { add(t, g, l.origin, "fairness.group") }
+        if let b = config.budgets {
+            add(b.table, nil, b.origin, "table")
+            add(b.table, b.key, b.origin, "key")
+            if let c = b.spentColumn { add(b.table, c, b.origin, "spent_column") }
+        }
+        if let h = config.handoffsTable {
+            add(h.table, nil, h.origin, "table")
+            add(h.table, h.sourceColumn, h.origin, "source_column")
+            add(h.table, h.targetColumn, h.origin, "target_column")
+            if let d = h.descriptionColumn { add(h.table, d, h.origin, "description_column") }
+        }
+        if let l = config.backfill?.logs, let b = config.backfill {
+            add(l.table, nil, b.origin, "logs.table")
+            add(l.table, l.key, b.origin, "logs.key")
+            add(l.table, l.taskColumn, b.origin, "logs.task_column")
+            add(l.table, l.typeColumn, b.origin, "logs.type_column")
+            add(l.table, l.contentColumn, b.origin, "logs.content_column")
+            if let c = l.createdAtColumn { add(l.table, c, b.origin, "logs.created_at_column") }
+        }
+    }
+
+    /// Columns of agents' instructions and output columns, and of every SQL's `:task.column`.
+    mutating func addTemplatesAndSQL() {
+        for a in config.agents {
+            for c in a.instructions.columns(root: "task") { add(t, c, a.origin, "instructions") }
+            if let sel = config.source.agentSelection {
+                for c in a.instructions.columns(root: "agent") { add(sel.table, c, a.origin, "instructions") }
+            }
+        }
+        for tool in config.tools {
+            if case .sql(let spec) = tool.implementation {
+                for c in spec.namedParameters.taskColumns { add(t, c, tool.origin, "sql.query") }
+            }
+        }
+        for a in config.agents {
+            for (field, column) in (a.outputType?.columns ?? [:]).sorted(by: { $0.key < $1.key }) {
+                add(t, column, a.origin, "output_type.columns.\(field)")
+            }
+        }
+        for g in config.guardrails {
+            if case .sql(let spec) = g.implementation {
+                for c in spec.namedParameters.taskColumns { add(t, c, g.origin, "sql.query") }
+            }
+        }
+        for tool in config.tools {
+            for (key, g) in tool.spec.guardrailEntries {
+                if case .sql(let spec) = g.check.implementation {
+                    for c in spec.namedParameters.taskColumns { add(t, c, tool.origin, "\(key).sql.query") }
+                }
+            }
+        }
+        for tool in config.tools {
+            if case .sql(let spec) = tool.needsApproval {
+                for c in spec.namedParameters.taskColumns { add(t, c, tool.origin, "needs_approval.sql") }
+            }
+        }
+    }
+
+    mutating func addApprovals() {
+        guard let a = config.approvals else { return }
+        add(a.table, nil, a.origin, "table")
+        add(a.table, a.key, a.origin, "key")
+        add(a.table, a.statusColumn, a.origin, "status.column")
+        for (path, column) in [
+            ("expires_at_column", a.expiresAtColumn), ("response_column", a.responseColumn),
+            ("responded_at_column", a.respondedAtColumn), ("group_column", a.groupColumn),
+        ] {
+            if let column { add(a.table, column, a.origin, path) }
+        }
+        for (k, column) in a.columns.sorted(by: { $0.key < $1.key }) {
+            add(a.table, column, a.origin, "columns.\(k)")
+        }
+        for column in a.values.keys.sorted() { add(a.table, column, a.origin, "values") }
+    }
+
+    mutating func addSessions() {
+        guard let s = config.sessions else { return }
+        for c in s.key.columns(root: "task") { add(t, c, s.origin, "key") }
+        if let table = s.table {
+            add(table, nil, s.origin, "table")
+            add(table, s.sessionColumn, s.origin, "session_column")
+            for (k, column) in s.item.sorted(by: { $0.key < $1.key }) { add(table, column, s.origin, "item.\(k)") }
+            for column in s.values.keys.sorted() { add(table, column, s.origin, "values.\(column)") }
+        }
     }
 }

@@ -40,11 +40,7 @@ public struct ExecutionColumns: Sendable, Equatable {
     public var retryCount: String?
 
     /// The YAML keys, in order.
-    public static let logicalNames = [
-        "status", "trace_id", "started_at", "completed_at", "duration_seconds",
-        "token_usage", "result", "error_message", "error_type", "agent_id",
-        "workspace_id", "retry_count",
-    ]
+    public static let logicalNames = Keys.ExecutionColumn.names
 
     /// Configured columns keyed by their YAML (logical) name.
     public var byLogicalName: [String: String] {

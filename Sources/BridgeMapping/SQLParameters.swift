@@ -42,6 +42,11 @@ public struct SQLNamedParameters: Sendable, Equatable {
     }
 
     /// Scans `sql`.
+    ///
+    /// A lexer's state machine, kept in one function on purpose (over 80 lines): one loop over
+    /// the scalars with one cursor, where each branch (quoted literal, quoted identifier, dollar
+    /// quote, comment, cast, parameter) consumes its token whole; split up, every piece would
+    /// need the cursor and the buffers passed in and out.
     public init(scanning sql: String) {
         let s = Array(sql.unicodeScalars)
         var pieces: [Piece] = []

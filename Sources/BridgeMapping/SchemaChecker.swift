@@ -120,6 +120,33 @@ struct SchemaChecker {
             issue(path, "a schema must be a mapping")
             return
         }
+        let declared = declaredTypes(o, path: path)
+        if let e = o["enum"] {
+            if let a = e.arrayValue {
+                if a.isEmpty { issue(path + ".enum", "enum must not be empty") }
+            } else {
+                issue(path + ".enum", "enum must be a list")
+            }
+        }
+        if declared.contains("object") { checkObject(o, path: path) }
+        if declared.contains("array") {
+            if let items = o["items"] {
+                check(items, path: path + ".items")
+            } else if strict {
+                issue(path, "array schemas need items")
+            }
+        }
+        if let any = o["anyOf"] {
+            if let a = any.arrayValue, !a.isEmpty {
+                for (i, s) in a.enumerated() { check(s, path: path + ".anyOf[\(i)]") }
+            } else {
+                issue(path + ".anyOf", "anyOf must be a non-empty list")
+            }
+        }
+    }
+
+    /// The schema's `type` (a string or a list of strings), each a JSON Schema type.
+    func declaredTypes(_ o: [String: JSONValue], path: String) -> [String] {
         var declared: [String] = []
         switch o["type"] {
         case nil:
@@ -141,63 +168,42 @@ struct SchemaChecker {
                 path + ".type",
                 "'\(t)' is not a JSON Schema type (expected one of: \(Self.types.sorted().joined(separator: ", ")))")
         }
-        if let e = o["enum"] {
-            if let a = e.arrayValue {
-                if a.isEmpty { issue(path + ".enum", "enum must not be empty") }
+        return declared
+    }
+
+    /// An object schema's properties and required list; strict ones close and require all.
+    func checkObject(_ o: [String: JSONValue], path: String) {
+        var names: [String] = []
+        if let props = o["properties"] {
+            if let p = props.objectValue {
+                names = p.keys.sorted()
+                for k in names { check(p[k]!, path: path + ".properties." + k) }
             } else {
-                issue(path + ".enum", "enum must be a list")
+                issue(path + ".properties", "properties must be a mapping")
             }
         }
-        if declared.contains("object") {
-            let props = o["properties"]
-            var names: [String] = []
-            if let props {
-                if let p = props.objectValue {
-                    names = p.keys.sorted()
-                    for k in names { check(p[k]!, path: path + ".properties." + k) }
-                } else {
-                    issue(path + ".properties", "properties must be a mapping")
+        var required: [String] = []
+        if let r = o["required"] {
+            if let a = r.arrayValue, a.allSatisfy({ $0.stringValue != nil }) {
+                required = a.compactMap(\.stringValue)
+                for (i, n) in required.enumerated() where !names.contains(n) {
+                    issue(path + ".required[\(i)]", "'\(n)' is required but not a property")
                 }
-            }
-            var required: [String] = []
-            if let r = o["required"] {
-                if let a = r.arrayValue, a.allSatisfy({ $0.stringValue != nil }) {
-                    required = a.compactMap(\.stringValue)
-                    for (i, n) in required.enumerated() where !names.contains(n) {
-                        issue(path + ".required[\(i)]", "'\(n)' is required but not a property")
-                    }
-                } else {
-                    issue(path + ".required", "required must be a list of property names")
-                }
-            }
-            if strict {
-                if o["additionalProperties"] != .bool(false) {
-                    issue(
-                        o["additionalProperties"] == nil ? path : path + ".additionalProperties",
-                        "strict schemas need additionalProperties: false")
-                }
-                let missing = names.filter { !required.contains($0) }
-                if !missing.isEmpty {
-                    issue(
-                        o["required"] == nil ? path : path + ".required",
-                        "strict schemas must list every property in required (missing: \(missing.joined(separator: ", ")))"
-                    )
-                }
-            }
-        }
-        if declared.contains("array") {
-            if let items = o["items"] {
-                check(items, path: path + ".items")
-            } else if strict {
-                issue(path, "array schemas need items")
-            }
-        }
-        if let any = o["anyOf"] {
-            if let a = any.arrayValue, !a.isEmpty {
-                for (i, s) in a.enumerated() { check(s, path: path + ".anyOf[\(i)]") }
             } else {
-                issue(path + ".anyOf", "anyOf must be a non-empty list")
+                issue(path + ".required", "required must be a list of property names")
             }
+        }
+        guard strict else { return }
+        if o["additionalProperties"] != .bool(false) {
+            issue(
+                o["additionalProperties"] == nil ? path : path + ".additionalProperties",
+                "strict schemas need additionalProperties: false")
+        }
+        let missing = names.filter { !required.contains($0) }
+        if !missing.isEmpty {
+            issue(
+                o["required"] == nil ? path : path + ".required",
+                "strict schemas must list every property in required (missing: \(missing.joined(separator: ", ")))")
         }
     }
 }

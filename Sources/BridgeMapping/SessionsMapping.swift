@@ -36,8 +36,8 @@ public struct SessionsMapping: Sendable, Equatable {
     /// The keys of `item`: `role` and `content` (required with `table`), `created_at` and `id`
     /// (the order: created_at, then id), `data` (the whole item as JSON, to replay tool calls
     /// exactly), `tools_used` (an assistant message's tool calls and results, as a JSON list).
-    public static let itemNames = ["role", "content", "created_at", "id", "data", "tools_used"]
-    public static let roleNames = ["user", "assistant", "system", "tool"]
+    public static let itemNames = Keys.SessionItem.names
+    public static let roleNames = Keys.SessionRole.names
     public static let defaultRoles = ["user": "user", "assistant": "assistant", "system": "system"]
     public static let maxLimit = 10_000
 

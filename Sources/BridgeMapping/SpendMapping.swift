@@ -80,7 +80,7 @@ public struct LimitsMapping: Sendable, Equatable {
 /// The `budgets` section: the application's own budget per group (the reference schema's
 /// `workspaces.budget` `{used, max_budget}`), compared with what bridge recorded as spent.
 public struct BudgetMapping: Sendable, Equatable {
-    public enum OnExceeded: String, Sendable, Equatable { case hold, fail }
+    public enum OnExceeded: String, Sendable, Equatable, CaseIterable { case hold, fail }
     /// The table holding one budget per group (e.g. `workspaces`).
     public var table: String
     /// Its key column, equal to the task's `source.group_column`.

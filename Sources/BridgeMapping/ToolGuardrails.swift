@@ -104,37 +104,37 @@ extension ToolGuardrailSpec {
 
 // Reading `input_guardrails` / `output_guardrails` of a tool.
 extension LoadState {
-    static let toolGuardrailKeys = ["name", "sql", "agent", "on_trip", "message"]
-
     /// The list under `key` (`input_guardrails` or `output_guardrails`) of tool reader `m`.
-    static func parseToolGuardrails(_ r: YAMLReader, _ m: MapReader, _ key: String) -> [ToolGuardrailSpec]? {
+    static func parseToolGuardrails(_ r: YAMLReader, _ m: MapReader<Keys.Tool>, _ key: Keys.Tool)
+        -> [ToolGuardrailSpec]?
+    {
         guard let node = m.node(key) else { return nil }
         guard let list = r.list(node, m.path(key)) else { return nil }
-        let output = key == "output_guardrails"
+        let output = key == .outputGuardrails
         var out: [ToolGuardrailSpec] = []
         for (i, item) in list.enumerated() {
             let path = "\(m.path(key))[\(i)]"
-            guard let g = r.map(item, path, allowed: toolGuardrailKeys) else { continue }
-            let name = g.name("name", required: true)
+            guard let g = r.map(item, path, Keys.ToolGuardrail.self) else { continue }
+            let name = g.name(.name)
             if let name, out.contains(where: { $0.name == name }) {
-                r.issue(g.node("name"), g.path("name"), "duplicate guardrail name '\(name)' in \(key)")
+                r.issue(g.node(.name), g.path(.name), "duplicate guardrail name '\(name)' in \(key.rawValue)")
             }
             let implementation = parseGuardrailCheck(
                 r, g, item, path, parameters: ToolGuardrailSpec.parameters(output: output))
             var behavior = ToolGuardrailBehavior.raiseException
-            let onTrip = g.name("on_trip") ?? "raise_exception"
+            let onTrip = g.name(.onTrip) ?? "raise_exception"
             switch onTrip {
             case "raise_exception":
-                if g.has("message") {
-                    r.issue(g.keyNode("message"), g.path("message"), "message goes with on_trip: reject_content")
+                if g.has(.message) {
+                    r.issue(g.keyNode(.message), g.path(.message), "message goes with on_trip: reject_content")
                 }
             case "reject_content":
                 let message =
-                    g.template("message")?.source
+                    g.template(.message)?.source
                     ?? ToolGuardrailSpec.defaultMessage(name ?? "", output: output)
                 if let t = try? Template(parsing: message), !t.columns(root: "agent").isEmpty {
                     r.issue(
-                        g.node("message"), g.path("message"),
+                        g.node(.message), g.path(.message),
                         "a tool guardrail's message may use {{task.column}} only (no agent row at call time)")
                 }
                 behavior = .rejectContent(message: message)
@@ -142,7 +142,7 @@ extension LoadState {
                 var msg =
                     "unknown on_trip '\(onTrip)' (expected \(ToolGuardrailBehavior.names.joined(separator: " or ")))"
                 if let near = nearest(onTrip, in: ToolGuardrailBehavior.names) { msg += " (did you mean '\(near)'?)" }
-                r.issue(g.node("on_trip"), g.path("on_trip"), msg)
+                r.issue(g.node(.onTrip), g.path(.onTrip), msg)
             }
             guard let name, let implementation else { continue }
             out.append(

@@ -86,8 +86,17 @@ final class YAMLReader {
         }
     }
 
-    /// A mapping with string keys, every key in `allowed` (unknown keys are reported at the key).
-    func map(_ node: Node, _ path: String, allowed: [String]) -> MapReader? {
+    /// A mapping whose keys are those of section `Key` (unknown keys are reported at the key).
+    func map<Key: MappingKeySet>(_ node: Node, _ path: String, _ section: Key.Type) -> MapReader<Key>? {
+        guard let entries = entries(node, path, allowed: Key.names) else { return nil }
+        return MapReader(
+            reader: self, node: node, path: path,
+            entries: entries.compactMap { e in Key(rawValue: e.key).map { ($0, e.keyNode, e.value) } })
+    }
+
+    /// The entries of a mapping with string keys, every key in `allowed` (unknown keys are
+    /// reported at the key, with the nearest allowed one or the whole list).
+    func entries(_ node: Node, _ path: String, allowed: [String]) -> [(key: String, keyNode: Node, value: Node)]? {
         record(node, path)
         guard case .mapping(let m) = node else {
             issue(node, path, "expected a mapping, got \(Self.kind(node))")
@@ -113,7 +122,7 @@ final class YAMLReader {
             if let mark = k.mark { keyMarks[Self.join(path, s.string)] = mark }
             entries.append((s.string, k, v))
         }
-        return MapReader(reader: self, node: node, path: path, entries: entries)
+        return entries
     }
 
     /// A list.
@@ -254,20 +263,22 @@ final class YAMLReader {
     }
 }
 
-/// The checked entries of one YAML mapping.
-struct MapReader {
+/// The checked entries of one YAML mapping of section `Key`. Lookups take the section's keys:
+/// a key declared required is reported missing at this mapping, and an integer key's bounds
+/// are its declaration's.
+struct MapReader<Key: MappingKeySet> {
     let reader: YAMLReader
     let node: Node
     let path: String
-    let entries: [(key: String, keyNode: Node, value: Node)]
+    let entries: [(key: Key, keyNode: Node, value: Node)]
 
-    func has(_ key: String) -> Bool { entries.contains { $0.key == key } }
-    func node(_ key: String) -> Node? { entries.first { $0.key == key }?.value }
-    func keyNode(_ key: String) -> Node? { entries.first { $0.key == key }?.keyNode }
-    func path(_ key: String) -> String { YAMLReader.join(path, key) }
+    func has(_ key: Key) -> Bool { entries.contains { $0.key == key } }
+    func node(_ key: Key) -> Node? { entries.first { $0.key == key }?.value }
+    func keyNode(_ key: Key) -> Node? { entries.first { $0.key == key }?.keyNode }
+    func path(_ key: Key) -> String { YAMLReader.join(path, key.rawValue) }
 
     /// The value of a required key, or an issue at this mapping.
-    func required(_ key: String) -> Node? {
+    func required(_ key: Key) -> Node? {
         if let n = node(key) {
             if n.tagName == .null, case .scalar = n {
                 reader.issue(n, path(key), "must not be empty")
@@ -275,31 +286,37 @@ struct MapReader {
             }
             return n
         }
-        reader.issue(node, path, "missing required key '\(key)'")
+        reader.issue(node, path, "missing required key '\(key.rawValue)'")
         return nil
     }
 
-    func string(_ key: String, required req: Bool = false) -> String? {
-        guard let n = req ? required(key) : node(key) else { return nil }
-        return reader.string(n, path(key))
+    /// The value of `key`, checked as required when its declaration (or `required`) says so.
+    func value(_ key: Key, required req: Bool? = nil) -> Node? {
+        (req ?? key.declaration.isRequired) ? required(key) : node(key)
     }
 
-    func name(_ key: String, required req: Bool = false) -> String? {
-        guard let n = req ? required(key) : node(key) else { return nil }
-        return reader.name(n, path(key))
+    func string(_ key: Key, required req: Bool? = nil) -> String? {
+        value(key, required: req).flatMap { reader.string($0, path(key)) }
     }
 
-    func int(_ key: String, min: Int? = nil, max: Int? = nil) -> Int? {
-        node(key).flatMap { reader.int($0, path(key), min: min, max: max) }
+    func name(_ key: Key, required req: Bool? = nil) -> String? {
+        value(key, required: req).flatMap { reader.name($0, path(key)) }
     }
-    func bool(_ key: String) -> Bool? { node(key).flatMap { reader.bool($0, path(key)) } }
-    func strings(_ key: String) -> [String]? { node(key).flatMap { reader.strings($0, path(key)) } }
-    func template(_ key: String, required req: Bool = false) -> Template? {
-        guard let n = req ? required(key) : node(key) else { return nil }
-        return reader.template(n, path(key))
+
+    func int(_ key: Key) -> Int? {
+        guard case .int(let min, let max) = key.declaration.kind else {
+            preconditionFailure("\(path(key)) is not declared an integer")
+        }
+        return value(key).flatMap { reader.int($0, path(key), min: min, max: max) }
     }
-    func map(_ key: String, allowed: [String]) -> MapReader? {
-        node(key).flatMap { reader.map($0, path(key), allowed: allowed) }
+    func bool(_ key: Key) -> Bool? { value(key).flatMap { reader.bool($0, path(key)) } }
+    func strings(_ key: Key) -> [String]? { value(key).flatMap { reader.strings($0, path(key)) } }
+    func stringMap(_ key: Key) -> [String: String]? { value(key).flatMap { reader.stringMap($0, path(key)) } }
+    func template(_ key: Key, required req: Bool? = nil) -> Template? {
+        value(key, required: req).flatMap { reader.template($0, path(key)) }
+    }
+    func map<Section: MappingKeySet>(_ key: Key, _ section: Section.Type) -> MapReader<Section>? {
+        node(key).flatMap { reader.map($0, path(key), section) }
     }
 }
 

@@ -1,6 +1,21 @@
 import BridgeCore
 import BridgePostgres
 
+/// A choice the caller of the migrator can make to get past an error (the command names it:
+/// errors from this library never spell a command-line flag).
+public enum MigrateRemedy: Sendable, Equatable {
+    /// Point at another migrations folder.
+    case chooseFolder
+    /// Give placeholder `name` (or a malformed setting) a value.
+    case setPlaceholder(String?)
+    /// Apply pending files older than the newest applied one.
+    case allowOutOfOrder
+    /// Apply despite lint errors.
+    case allowLint
+    /// Wait longer for the migration lock.
+    case waitLonger
+}
+
 /// Everything that can stop `bridge migrate`, each quoting the file, line, SQLSTATE or
 /// version it concerns.
 public enum MigrateError: BridgeError, Sendable, Equatable {
@@ -12,7 +27,7 @@ public enum MigrateError: BridgeError, Sendable, Equatable {
     case directoryMissing(String)
     /// A file or folder could not be read.
     case unreadable(path: String, reason: String)
-    /// A `--set` argument is not `name=value`.
+    /// A placeholder setting is not `name=value`.
     case badSetting(String)
     /// A placeholder's value is not a (possibly schema-qualified) identifier.
     case badPlaceholderValue(name: String, problem: String)
@@ -33,7 +48,7 @@ public enum MigrateError: BridgeError, Sendable, Equatable {
     case failedRunChanged(String)
     /// Pending files have lint errors.
     case lint([LintFinding])
-    /// Another run held the migration lock for longer than `--lock-wait`.
+    /// Another run held the migration lock for longer than the caller would wait.
     case lockWaitTimeout(seconds: Double, holder: Int?)
     /// The connection goes through a transaction-mode pooler.
     case pooler(String)
@@ -61,14 +76,14 @@ public enum MigrateError: BridgeError, Sendable, Equatable {
         case .duplicateVersion(let v, let a, let b):
             return "\(a) and \(b) share version \(v); every file needs its own version"
         case .directoryMissing(let d):
-            return "migrations folder \(d) does not exist (use --dir)"
+            return "migrations folder \(d) does not exist"
         case .unreadable(let p, let r):
             return "\(p): \(r)"
         case .badSetting(let s):
-            return "--set \(s): expected name=value with a name of letters, digits and _"
+            return "placeholder setting \(s): expected name=value with a name of letters, digits and _"
         case .unknownPlaceholder(let f, let l, let n, let known):
             return
-                "\(f):\(l): unknown placeholder ${\(n)}; pass --set \(n)=VALUE (known: \(known.joined(separator: ", ")))"
+                "\(f):\(l): unknown placeholder ${\(n)}, which needs a value (known: \(known.joined(separator: ", ")))"
         case .badPlaceholderValue(let n, let problem):
             return "placeholder ${\(n)}: \(problem); placeholders name tables and columns"
         case .syntax(let f, let l, let m):
@@ -91,18 +106,18 @@ public enum MigrateError: BridgeError, Sendable, Equatable {
                 + "restore the file, or run `bridge migrate repair` to accept the new checksum"
         case .outOfOrder(let files, let newest):
             return "pending \(files.joined(separator: ", ")) older than applied \(newest); "
-                + "give it a newer version or pass --allow-out-of-order"
+                + "give it a newer version, or allow out-of-order files"
         case .failedRunChanged(let f):
             return
                 "\(f) failed part-way earlier and has changed since; run `bridge migrate repair` to clear the failed run"
         case .lint(let findings):
             let lines = findings.map { "  " + $0.description }
             return
-                "lint errors (fix them, silence one with `-- bridge:lint-ignore RULE reason`, or pass --allow-lint):\n"
+                "lint errors (fix them, silence one with `-- bridge:lint-ignore RULE reason`, or allow them):\n"
                 + lines.joined(separator: "\n")
         case .lockWaitTimeout(let secs, let holder):
             return "gave up after \(Self.seconds(secs)) waiting for the migration lock"
-                + (holder.map { " held by backend pid \($0)" } ?? "") + " (see --lock-wait)"
+                + (holder.map { " held by backend pid \($0)" } ?? "")
         case .pooler(let why):
             return "\(why); session advisory locks and SET are unsafe through a transaction-mode pooler. "
                 + "Use the direct or session-mode connection (for Supabase: port 5432 instead of 6543)"
@@ -110,6 +125,19 @@ public enum MigrateError: BridgeError, Sendable, Equatable {
             return m
         case .database(let e):
             return e.description
+        }
+    }
+
+    /// What the caller can change to get past this error; the command says how (its flags).
+    public var remedy: MigrateRemedy? {
+        switch self {
+        case .directoryMissing: .chooseFolder
+        case .badSetting: .setPlaceholder(nil)
+        case .unknownPlaceholder(_, _, let name, _): .setPlaceholder(name)
+        case .outOfOrder: .allowOutOfOrder
+        case .lint: .allowLint
+        case .lockWaitTimeout: .waitLonger
+        default: nil
         }
     }
 

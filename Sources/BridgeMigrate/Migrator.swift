@@ -252,7 +252,7 @@ public struct Migrator: Sendable {
         for (f, _) in pending { blocking += linter.analyze(f).flatMap(\.findings).filter(\.blocks) }
         if !blocking.isEmpty {
             if options.allowLint {
-                options.log("--allow-lint: running despite \(blocking.count) lint error(s)")
+                options.log("lint errors allowed: running despite \(blocking.count) of them")
             } else {
                 throw .lint(blocking)
             }
@@ -540,7 +540,7 @@ public struct Migrator: Sendable {
             report.files.append(planned)
         }
         if blocking > 0, !options.allowLint {
-            report.refusal = "up would refuse: \(blocking) lint error(s); fix them or pass --allow-lint"
+            report.refusal = "up would refuse: \(blocking) lint error(s); fix them or allow them"
         }
         return report
     }

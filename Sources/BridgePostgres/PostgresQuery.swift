@@ -40,13 +40,28 @@ extension Optional: PostgresBindable where Wrapped: PostgresBindable {
     public var postgresValue: PostgresValue { self?.postgresValue ?? .null }
 }
 
+extension PostgresQuery {
+    /// Whether `name` may stand in SQL unquoted as an alias written in code.
+    public static func isAlias(_ name: String) -> Bool {
+        guard let first = name.utf8.first, !(UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first) else {
+            return false
+        }
+        return name.utf8.allSatisfy { c in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(c) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(c)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) || c == UInt8(ascii: "_")
+        }
+    }
+}
+
 /// A statement whose values travel as `$n` parameters, never inside the SQL text: the one way
 /// bridge builds SQL.
 ///
 /// Build it by string interpolation: every interpolated value becomes the next `$n` bind, so
 /// no code numbers parameters by hand. Identifiers (table and column names from configuration)
-/// use `\(identifier: name)`, which quotes them with `quoteIdentifier`; trusted SQL fragments
-/// written in code use `\(unsafeRaw: fragment)`; another query interpolates with its binds
+/// use `\(identifier: name)`, which quotes them with `quoteIdentifier`; aliases chosen in code
+/// use `\(alias:)`, integers written into the text `\(literal:)`, catalog type names
+/// `\(catalogType:)`; what is left, trusted SQL fragments written in code, uses
+/// `\(unsafeRaw: fragment)` with a comment saying why; another query interpolates with its binds
 /// renumbered. Pieces assembled in steps are queries too (`append`, `joined`, `+`).
 ///
 ///     let q: PostgresQuery = "SELECT * FROM \(identifier: table) WHERE id = \(taskID)"
@@ -238,7 +253,22 @@ public struct PostgresQuery: Sendable, Equatable, ExpressibleByStringInterpolati
             sql += PostgresQuery.quoteIdentifier(identifier)
         }
 
-        /// SQL text written in code (never user data).
+        /// A table alias or CTE name chosen in code (`t`, `c`, `j0`): ASCII letters, digits and `_`,
+        /// not starting with a digit; anything else is a programming error.
+        public mutating func appendInterpolation(alias: String) {
+            precondition(PostgresQuery.isAlias(alias), "not an alias: \(alias)")
+            sql += alias
+        }
+
+        /// An integer written into the SQL text (a CASE rank, a CTE's number, a fixed LIMIT),
+        /// where a bind would change the plan or is not allowed.
+        public mutating func appendInterpolation(literal: Int) { sql += String(literal) }
+
+        /// A type name read from the catalog (`format_type`, e.g. `uuid`, `character
+        /// varying(64)`), for a cast on the parameter side; never text from configuration.
+        public mutating func appendInterpolation(catalogType: String) { sql += catalogType }
+
+        /// SQL text written in code (never user data). Each use says why it is raw.
         public mutating func appendInterpolation(unsafeRaw: String) { sql += unsafeRaw }
 
         /// Another query, with its parameters renumbered.

@@ -73,7 +73,7 @@ extension ConnectionConfig {
             throw PostgresError(
                 kind: .connection,
                 message:
-                    "the connection string (--database-url or DATABASE_URL) cannot be parsed: \(Self.withoutQuotedInput(raw)); expected postgres://user:password@host:port/dbname or key=value pairs"
+                    "the connection string cannot be parsed: \(Self.withoutQuotedInput(raw)); expected postgres://user:password@host:port/dbname or key=value pairs"
             )
         }
         defer { PQconninfoFree(options) }

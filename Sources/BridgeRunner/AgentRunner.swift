@@ -389,7 +389,6 @@ struct RunState {
         }
     }
 
-    /// Runs turns for one agent until it produces a final output, hands off, or fails.
     /// A turn whose model response is journaled, to go on from (a resumed run's first turn).
     struct ResumedTurn {
         var turnId: EventID
@@ -397,35 +396,24 @@ struct RunState {
         var response: [ConversationItem]
     }
 
+    /// What an agent offers the model in each turn of its stint.
+    struct StintTools {
+        var functionTools: [FunctionToolDefinition]
+        var hostedTools: [HostedToolSpec]
+    }
+
+    /// Runs turns for one agent until it produces a final output, hands off, or fails.
     mutating func runStint(
         _ agent: AgentSpec, parent: EventID, agentId openId: EventID? = nil,
         resumeTurn: ResumedTurn? = nil
     ) async -> StintEnd {
         let agentId = openId ?? allocate()
-        let agentStart = Date()
-        var functionTools = AgentRunner.functionTools(for: agent, in: spec)
-        let hostedTools = AgentRunner.hostedTools(for: agent, in: spec)
-        // MCP tools are listed when the stint starts, and again when a paused stint resumes
-        // (its agent span is already open). A stint resumed from its journal lists them without
-        // spans or event ids: the replayed steps keep the ids they had.
-        let mcp = await listMCPTools(
-            agent, parent: agentId, taken: Set(functionTools.map(\.name)), quiet: resumeTurn != nil)
-        functionTools += mcp.tools
-        if openId == nil {
-            await emit(
-                .agentStarted(
-                    id: agentId, parent: parent, agent: agent.name, tools: agent.tools + mcp.tools.map(\.name),
-                    handoffs: agent.handoffs.map(\.agent), outputType: agent.outputType, at: agentStart))
-        }
-        if resumeTurn == nil { for event in mcp.events { await emit(event) } }
-        if let failure = mcp.failure {
-            await emit(
-                .agentEnded(
-                    id: agentId,
-                    error: SpanErrorInfo(
-                        message: RunnerMessages.spanAgentError,
-                        data: ["error": .string(failure.message)]), at: Date()))
-            return .failed(failure)
+        let tools: StintTools
+        switch await openStint(
+            agent, parent: parent, agentId: agentId, spanOpen: openId != nil, fromJournal: resumeTurn != nil)
+        {
+        case .success(let offered): tools = offered
+        case .failure(let failure): return .failed(failure)
         }
         var resumeTurn = resumeTurn
         while true {
@@ -441,9 +429,7 @@ struct RunState {
             let step: TurnStep
             if let resumed = resumeTurn {
                 resumeTurn = nil
-                step = await afterResponse(
-                    agent, turnId: resumed.turnId, turnUsage: resumed.turnUsage,
-                    output: resumed.response)
+                step = await runTurn(agent, parent: agentId, start: .journaled(resumed))
             } else {
                 turn += 1
                 if turn > spec.maxTurns {
@@ -455,38 +441,82 @@ struct RunState {
                             type: .maxTurnsExceeded, message: "Max turns (\(spec.maxTurns)) exceeded",
                             retriable: false))
                 }
-                step = await runTurn(agent, parent: agentId, functionTools: functionTools, hostedTools: hostedTools)
+                step = await runTurn(agent, parent: agentId, start: .model(tools))
             }
-            switch step {
-            case .again:
-                continue
-            case .final(let text):
-                let guards = agent.outputGuardrails.compactMap { spec.guardrails[$0] }
-                if !guards.isEmpty {
-                    let (verdict, fenced) = await guardrails(
-                        guards, input: spec.input, output: text, parent: agentId, kind: .output)
-                    if let fenced { return .interrupted(fenced) }
-                    usage = usage + verdict.usage
-                    transcript += verdict.items
-                    if let failure = verdict.failure {
-                        await emit(.agentEnded(id: agentId, error: verdict.spanError, at: Date()))
-                        return .failed(failure)
-                    }
-                }
-                await emit(.agentEnded(id: agentId, error: nil, at: Date()))
-                return .final(text)
-            case .handoff(let to):
-                await emit(.agentEnded(id: agentId, error: nil, at: Date()))
-                return .handoff(to: to)
-            case .paused(let pending, let deferred):
-                return .paused(agentId: agentId, pending: pending, deferredHandoffs: deferred)
-            case .interrupted(let failure):
-                return .interrupted(failure)
-            case .failed(let failure, let spanError):
-                await emit(.agentEnded(id: agentId, error: spanError, at: Date()))
+            if let end = await stintEnd(after: step, agent, agentId: agentId) { return end }
+        }
+    }
+
+    /// Opens an agent's stint: lists its MCP tools and starts its agent span (unless `spanOpen`:
+    /// a resumed stint's span is open already). MCP tools are listed when the stint starts, and
+    /// again when a paused stint resumes; a stint resumed from its journal (`fromJournal`) lists
+    /// them without spans or event ids: the replayed steps keep the ids they had. A failed
+    /// listing ends the agent span and the stint.
+    private mutating func openStint(
+        _ agent: AgentSpec, parent: EventID, agentId: EventID, spanOpen: Bool, fromJournal: Bool
+    ) async -> Result<StintTools, RunFailure> {
+        let agentStart = Date()
+        var functionTools = AgentRunner.functionTools(for: agent, in: spec)
+        let hostedTools = AgentRunner.hostedTools(for: agent, in: spec)
+        let mcp = await listMCPTools(
+            agent, parent: agentId, taken: Set(functionTools.map(\.name)), quiet: fromJournal)
+        functionTools += mcp.tools
+        if !spanOpen {
+            await emit(
+                .agentStarted(
+                    id: agentId, parent: parent, agent: agent.name, tools: agent.tools + mcp.tools.map(\.name),
+                    handoffs: agent.handoffs.map(\.agent), outputType: agent.outputType, at: agentStart))
+        }
+        if !fromJournal { for event in mcp.events { await emit(event) } }
+        if let failure = mcp.failure {
+            await emit(
+                .agentEnded(
+                    id: agentId,
+                    error: SpanErrorInfo(
+                        message: RunnerMessages.spanAgentError,
+                        data: ["error": .string(failure.message)]), at: Date()))
+            return .failure(failure)
+        }
+        return .success(StintTools(functionTools: functionTools, hostedTools: hostedTools))
+    }
+
+    /// How the stint goes on after a turn's `step`: nil to run another turn, else how it ends
+    /// (the agent span ended, except for a pause or an interruption, which leave it open).
+    private mutating func stintEnd(after step: TurnStep, _ agent: AgentSpec, agentId: EventID) async -> StintEnd? {
+        switch step {
+        case .again:
+            return nil
+        case .final(let text):
+            return await finalOutput(text, agent, agentId: agentId)
+        case .handoff(let to):
+            await emit(.agentEnded(id: agentId, error: nil, at: Date()))
+            return .handoff(to: to)
+        case .paused(let pending, let deferred):
+            return .paused(agentId: agentId, pending: pending, deferredHandoffs: deferred)
+        case .interrupted(let failure):
+            return .interrupted(failure)
+        case .failed(let failure, let spanError):
+            await emit(.agentEnded(id: agentId, error: spanError, at: Date()))
+            return .failed(failure)
+        }
+    }
+
+    /// A final output passes the agent's output guardrails (if any) before the stint ends with it.
+    private mutating func finalOutput(_ text: String, _ agent: AgentSpec, agentId: EventID) async -> StintEnd {
+        let guards = agent.outputGuardrails.compactMap { spec.guardrails[$0] }
+        if !guards.isEmpty {
+            let (verdict, fenced) = await guardrails(
+                guards, input: spec.input, output: text, parent: agentId, kind: .output)
+            if let fenced { return .interrupted(fenced) }
+            usage = usage + verdict.usage
+            transcript += verdict.items
+            if let failure = verdict.failure {
+                await emit(.agentEnded(id: agentId, error: verdict.spanError, at: Date()))
                 return .failed(failure)
             }
         }
+        await emit(.agentEnded(id: agentId, error: nil, at: Date()))
+        return .final(text)
     }
 
     enum TurnStep {
@@ -501,84 +531,149 @@ struct RunState {
         case interrupted(RunFailure)
     }
 
-    mutating func runTurn(
-        _ agent: AgentSpec, parent agentId: EventID, functionTools: [FunctionToolDefinition],
-        hostedTools: [HostedToolSpec]
-    ) async -> TurnStep {
-        let turnId = allocate()
-        await emit(.turnStarted(id: turnId, parent: agentId, turn: turn, agent: agent.name, at: Date()))
-        var turnUsage = Usage()
+    /// How a turn begins: with a model call, or from its journaled model response (a resumed
+    /// run's first turn, whose span is open already).
+    enum TurnStart {
+        case model(StintTools)
+        case journaled(ResumedTurn)
+    }
 
-        // Sequential input guardrails (run_in_parallel: false) run before the model call.
+    /// An open turn span: its id, and what the turn used so far (its span ends with that).
+    struct TurnSpan {
+        let id: EventID
+        var usage: Usage
+    }
+
+    /// Part of a turn that either yields what the turn goes on with or ends the turn.
+    enum TurnGoesOn<Value> {
+        case with(Value)
+        case ends(TurnStep)
+    }
+
+    /// Runs one turn of `agent` and ends its span. Every exit of a turn comes back here, so no
+    /// step can leave the span open.
+    mutating func runTurn(_ agent: AgentSpec, parent agentId: EventID, start: TurnStart) async -> TurnStep {
+        var span: TurnSpan
+        let step: TurnStep
+        switch start {
+        case .model(let tools):
+            span = TurnSpan(id: allocate(), usage: Usage())
+            await emit(.turnStarted(id: span.id, parent: agentId, turn: turn, agent: agent.name, at: Date()))
+            step = await modelTurn(agent, parent: agentId, tools: tools, span: &span)
+        case .journaled(let resumed):
+            span = TurnSpan(id: resumed.turnId, usage: resumed.turnUsage)
+            step = await afterResponse(agent, span: &span, output: resumed.response)
+        }
+        return await endTurn(span, step)
+    }
+
+    /// The one place a turn span ends (the turns of `runTurn` and the turn of a run resumed
+    /// after approvals): with what the turn used, however the turn went, except when a durable
+    /// run was interrupted (its spans stay open; it goes on from its journal).
+    func endTurn(_ span: TurnSpan, _ step: TurnStep) async -> TurnStep {
+        if case .interrupted = step { return step }
+        await emit(.turnEnded(id: span.id, usage: span.usage, error: nil, at: Date()))
+        return step
+    }
+
+    /// A turn that calls the model: the first turn's input guardrails (sequential ones before
+    /// the call, parallel ones beside it), the model call, its response journaled, then what
+    /// the response asks for (`afterResponse`).
+    private mutating func modelTurn(
+        _ agent: AgentSpec, parent agentId: EventID, tools: StintTools, span: inout TurnSpan
+    ) async -> TurnStep {
         let firstTurnGuards = turn == 1 ? agent.inputGuardrails.compactMap { spec.guardrails[$0] } : []
         let sequential = firstTurnGuards.filter { !$0.runInParallel }
-        if !sequential.isEmpty {
-            let (verdict, fenced) = await guardrails(
-                sequential, input: spec.input, output: nil, parent: turnId, kind: .input)
-            if let fenced { return .interrupted(fenced) }
-            usage = usage + verdict.usage
-            turnUsage = turnUsage + verdict.usage
-            transcript += verdict.items
-            if let failure = verdict.failure {
-                if let e = verdict.spanError { await emit(.spanError(id: turnId, error: e)) }
-                await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
-                return .failed(failure, nil)
-            }
-        }
-
-        // The model call.
+        if let end = await sequentialInputGuardrails(sequential, span: &span) { return end }
         let modelId = allocate()
         let request = ModelRequest(
-            agent: agent, input: history, functionTools: functionTools,
-            hostedTools: hostedTools, turn: turn, traceId: spec.traceId)
+            agent: agent, input: history, functionTools: tools.functionTools,
+            hostedTools: tools.hostedTools, turn: turn, traceId: spec.traceId)
         await emit(
             .modelStarted(
-                id: modelId, parent: turnId, kind: runner.model.spanKind(for: agent), model: agent.model,
+                id: modelId, parent: span.id, kind: runner.model.spanKind(for: agent), model: agent.model,
                 input: runner.model.spanInput(for: request), at: Date()))
         var response: ModelResponse
-        let inputGuards = firstTurnGuards.filter(\.runInParallel)
-        do {
-            if inputGuards.isEmpty {
-                response = try await runner.model.respond(request)
-            } else {
-                let (answer, verdict) = await GuardrailRun.alongside(
-                    request, guards: inputGuards, parent: turnId, state: self)
-                usage = usage + verdict.usage
-                turnUsage = turnUsage + verdict.usage
-                transcript += verdict.items
-                if let failure = verdict.failure {
-                    // The tripwire cancelled the model call (its span ends without a response).
-                    await emit(.modelEnded(id: modelId, response: try? answer?.get(), error: nil, at: Date()))
-                    if let e = verdict.spanError { await emit(.spanError(id: turnId, error: e)) }
-                    await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
-                    return .failed(failure, nil)
-                }
-                guard let answer else { throw CancellationError() }
-                response = try answer.get()
-            }
-        } catch {
-            // A durable run cancelled in the model call stops without ending spans: it resumes
-            // from its journal (this call was not journaled, so it is made again).
-            if journal != nil && (error is CancellationError || Task.isCancelled) {
-                return .interrupted(Self.interruption)
-            }
-            let text = TextSafety.storable(String(describing: error)).text
-            await emit(
-                .modelEnded(
-                    id: modelId, response: nil,
-                    error: SpanErrorInfo(message: RunnerMessages.spanModelError, data: ["error": .string(text)]),
-                    at: Date()))
-            await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
-            let providerError = error as? ModelProviderError
-            let retriable = providerError?.retriable ?? (error is CancellationError)
-            return .failed(
-                RunFailure(
-                    type: error is CancellationError ? .cancelled : providerError?.failureType ?? .modelError,
-                    message: text,
-                    retriable: retriable, retryAfter: providerError?.retryAfter),
-                SpanErrorInfo(message: RunnerMessages.spanAgentError, data: ["error": .string(text)]))
+        switch await callModel(
+            request, modelId: modelId, inputGuards: firstTurnGuards.filter(\.runInParallel), span: &span)
+        {
+        case .with(let answer): response = answer
+        case .ends(let step): return step
         }
-        // U+0000 cannot be stored (text, jsonb): replaced, flagged on the span, and the run goes on.
+        await takeResponse(&response, modelId: modelId, span: &span)
+        if let end = await checkpoint(response.output, agent, agentId: agentId, span: span) { return end }
+        return await afterResponse(agent, span: &span, output: response.output)
+    }
+
+    /// The first turn's sequential input guardrails (`run_in_parallel: false`), before the
+    /// model call: nil when they pass, else the step the turn ends with.
+    private mutating func sequentialInputGuardrails(_ guards: [GuardrailSpec], span: inout TurnSpan) async
+        -> TurnStep?
+    {
+        guard !guards.isEmpty else { return nil }
+        let (verdict, fenced) = await guardrails(guards, input: spec.input, output: nil, parent: span.id, kind: .input)
+        if let fenced { return .interrupted(fenced) }
+        usage = usage + verdict.usage
+        span.usage = span.usage + verdict.usage
+        transcript += verdict.items
+        guard let failure = verdict.failure else { return nil }
+        if let e = verdict.spanError { await emit(.spanError(id: span.id, error: e)) }
+        return .failed(failure, nil)
+    }
+
+    /// Calls the model, with the first turn's parallel input guardrails beside it (a tripwire
+    /// cancels the call). The model span (`modelId`) stays open for the response; when the
+    /// call fails or is cancelled by a tripwire, it ends here (see `modelFailed`).
+    private mutating func callModel(
+        _ request: ModelRequest, modelId: EventID, inputGuards: [GuardrailSpec], span: inout TurnSpan
+    ) async -> TurnGoesOn<ModelResponse> {
+        do {
+            if inputGuards.isEmpty { return .with(try await runner.model.respond(request)) }
+            let (answer, verdict) = await GuardrailRun.alongside(
+                request, guards: inputGuards, parent: span.id, state: self)
+            usage = usage + verdict.usage
+            span.usage = span.usage + verdict.usage
+            transcript += verdict.items
+            if let failure = verdict.failure {
+                // The tripwire cancelled the model call (its span ends without a response).
+                await emit(.modelEnded(id: modelId, response: try? answer?.get(), error: nil, at: Date()))
+                if let e = verdict.spanError { await emit(.spanError(id: span.id, error: e)) }
+                return .ends(.failed(failure, nil))
+            }
+            guard let answer else { throw CancellationError() }
+            return .with(try answer.get())
+        } catch {
+            return .ends(await modelFailed(error, modelId: modelId))
+        }
+    }
+
+    /// The model call threw: the model span ends with the error and the run fails, except a
+    /// durable run cancelled in the call, which stops without ending spans: it resumes from its
+    /// journal (this call was not journaled, so it is made again).
+    private func modelFailed(_ error: any Error, modelId: EventID) async -> TurnStep {
+        if journal != nil && (error is CancellationError || Task.isCancelled) {
+            return .interrupted(Self.interruption)
+        }
+        let text = TextSafety.storable(String(describing: error)).text
+        await emit(
+            .modelEnded(
+                id: modelId, response: nil,
+                error: SpanErrorInfo(message: RunnerMessages.spanModelError, data: ["error": .string(text)]),
+                at: Date()))
+        let providerError = error as? ModelProviderError
+        let retriable = providerError?.retriable ?? (error is CancellationError)
+        return .failed(
+            RunFailure(
+                type: error is CancellationError ? .cancelled : providerError?.failureType ?? .modelError,
+                message: text,
+                retriable: retriable, retryAfter: providerError?.retryAfter),
+            SpanErrorInfo(message: RunnerMessages.spanAgentError, data: ["error": .string(text)]))
+    }
+
+    /// Takes the model's response into the run: the model span ends with it, its usage counts,
+    /// its output joins the history. U+0000 cannot be stored (text, jsonb): it is replaced,
+    /// flagged on the span, and the run goes on.
+    private mutating func takeResponse(_ response: inout ModelResponse, modelId: EventID, span: inout TurnSpan) async {
         let (safeOutput, replaced) = TextSafety.storable(JSONValue.array(response.output))
         if !replaced.isEmpty {
             response.output = safeOutput.arrayValue ?? []
@@ -588,26 +683,30 @@ struct RunState {
             await emit(.spanNote(id: modelId, key: RunnerMessages.textReplacedKey, value: replaced.json))
         }
         await emit(.modelEnded(id: modelId, response: response, error: nil, at: Date()))
-        turnUsage = turnUsage + response.usage
+        span.usage = span.usage + response.usage
         usage = usage + response.usage
         history += response.output
         transcript += response.output
+    }
 
-        // Durable: the response is journaled (with the spans ended so far) before anything else.
-        // A final answer with nothing left to run (no call, no output guardrail) is not: the
-        // run's finishing transaction, right after, journals it with its result.
+    /// Durable: the response is journaled (with the spans ended so far) before anything else.
+    /// A final answer with nothing left to run (no call, no output guardrail) is not: the
+    /// run's finishing transaction, right after, journals it with its result. Nil when done,
+    /// else the interruption (the journal refused the write: the lease is gone).
+    private func checkpoint(
+        _ output: [ConversationItem], _ agent: AgentSpec, agentId: EventID, span: TurnSpan
+    ) async -> TurnStep? {
         let finishesHere =
-            agent.outputGuardrails.isEmpty && Self.lastMessageText(response.output) != nil
-            && !response.output.contains { $0["type"]?.stringValue == "function_call" }
-        if let journal, !finishesHere {
-            let checkpoint = RunCheckpoint(
-                history: history, transcript: transcript, usage: usage, turn: turn,
-                toolCalls: toolCalls, agent: agent.name, taskEventId: taskEventId, agentEventId: agentId,
-                turnEventId: turnId, nextEventId: ids.current, turnUsage: turnUsage,
-                response: response.output, openSpans: .null, at: Date())
-            do { try await journal.checkpoint(checkpoint) } catch { return .interrupted(Self.fenced(error)) }
-        }
-        return await afterResponse(agent, turnId: turnId, turnUsage: turnUsage, output: response.output)
+            agent.outputGuardrails.isEmpty && Self.lastMessageText(output) != nil
+            && !output.contains { $0["type"]?.stringValue == "function_call" }
+        guard let journal, !finishesHere else { return nil }
+        let checkpoint = RunCheckpoint(
+            history: history, transcript: transcript, usage: usage, turn: turn,
+            toolCalls: toolCalls, agent: agent.name, taskEventId: taskEventId, agentEventId: agentId,
+            turnEventId: span.id, nextEventId: ids.current, turnUsage: span.usage,
+            response: output, openSpans: .null, at: Date())
+        do { try await journal.checkpoint(checkpoint) } catch { return .interrupted(Self.fenced(error)) }
+        return nil
     }
 
     /// A journal write was refused: the lease is gone, the run stops and writes nothing more.
@@ -618,148 +717,37 @@ struct RunState {
     /// What a turn does with its model response: tool calls, approvals, handoffs, the final
     /// answer. Derived from the response alone (and the journal's finished calls), so a resumed
     /// run goes on from a journaled response exactly as the interrupted one would have.
-    mutating func afterResponse(
-        _ agent: AgentSpec, turnId: EventID, turnUsage: Usage,
-        output: [ConversationItem]
-    ) async -> TurnStep {
-        var turnUsage = turnUsage
-        // Sort the function calls into tools to run and handoffs.
-        let handoffsByTool = Dictionary(agent.handoffs.map { ($0.toolName, $0) }, uniquingKeysWith: { a, _ in a })
-        var calls: [PendingToolCall] = []
-        var handoffCalls: [(callId: String, spec: HandoffSpec)] = []
-        for item in output where item["type"]?.stringValue == "function_call" {
-            let name = item["name"]?.stringValue ?? ""
-            let callId = item["call_id"]?.stringValue ?? ""
-            let arguments = item["arguments"]?.stringValue ?? ""
-            if let h = handoffsByTool[name] {
-                handoffCalls.append((callId, h))
-            } else if agent.tools.contains(name), let tool = spec.tools[name], tool.isFunctionTool {
-                calls.append(
-                    PendingToolCall(
-                        index: calls.count, callId: callId, name: name, arguments: arguments,
-                        tool: tool, eventId: 0))
-            } else if let server = mcpToolServers[name] {
-                calls.append(
-                    PendingToolCall(
-                        index: calls.count, callId: callId, name: name, arguments: arguments,
-                        tool: nil, mcpServer: server, eventId: 0))
-            } else {
-                await emit(
-                    .spanError(
-                        id: turnId,
-                        error: SpanErrorInfo(
-                            message: RunnerMessages.spanToolNotFound,
-                            data: ["tool_name": .string(name)])))
-                await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
-                return .failed(
-                    RunFailure(
-                        type: .modelBehaviorError, message: "Tool \(name) not found in agent \(agent.name)",
-                        retriable: false), nil)
-            }
-        }
-
-        // Calls of needs_approval tools wait for a human; the others run now.
-        var waiting: [PendingApproval] = []
-        if calls.contains(where: { $0.tool.map { !$0.needsApproval.isNever } ?? false }) {
-            var now: [PendingToolCall] = []
-            for call in calls {
-                // A call the journal says ran already does not wait again.
-                if journal?.finishedCall(call.callId) == nil, await needsApproval(call, agent: agent) {
-                    waiting.append(
-                        PendingApproval(
-                            callId: call.callId, name: call.name, arguments: call.arguments,
-                            agent: agent.name))
-                } else {
-                    now.append(call)
-                }
-            }
-            calls = now.enumerated().map { i, c in
-                var c = c
-                c.index = i
-                return c
-            }
-        }
-
-        // Run the function tools concurrently; outputs go back in call order. A durable run
-        // asked to stop does so here, before any tool starts (the response is journaled).
-        for i in calls.indices { calls[i] = withIds(calls[i]) }
-        if journal != nil, !calls.isEmpty, mustStop,
-            calls.contains(where: { journal?.finishedCall($0.callId) == nil })
-        {
-            return .interrupted(Self.interruption)
-        }
-        let outcomes = await runTools(calls, parent: turnId, agent: agent)
-        if journal != nil, outcomes.contains(where: { $0.fenced }) {
-            return .interrupted(Self.interruption)
-        }
-        toolCalls += outcomes.count
-        for o in outcomes {
-            usage = usage + o.usage
-            turnUsage = turnUsage + o.usage
-            transcript += o.items
-            guard o.failure == nil else { continue }
-            let item: ConversationItem = [
-                "type": "function_call_output", "call_id": .string(o.callId),
-                "output": o.modelOutput ?? .string(o.output),
-            ]
-            history.append(item)
-            transcript.append(item)
-        }
-        // A tool guardrail raised (or could not decide): the run fails, as the SDK's exception does.
-        if let failure = outcomes.lazy.compactMap(\.failure).first {
-            await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
+    mutating func afterResponse(_ agent: AgentSpec, span: inout TurnSpan, output: [ConversationItem]) async
+        -> TurnStep
+    {
+        let calls = sortCalls(output, agent)
+        if let name = calls.unknownTool {
+            await emit(
+                .spanError(
+                    id: span.id,
+                    error: SpanErrorInfo(message: RunnerMessages.spanToolNotFound, data: ["tool_name": .string(name)])))
             return .failed(
-                failure,
-                SpanErrorInfo(message: RunnerMessages.spanAgentError, data: ["error": .string(failure.message)]))
+                RunFailure(
+                    type: .modelBehaviorError, message: "Tool \(name) not found in agent \(agent.name)",
+                    retriable: false), nil)
+        }
+        let (runNow, waiting) = await holdForApproval(calls.tools, agent)
+        let outcomes: [ToolCallOutcome]
+        switch await runCalls(runNow, agent, span: &span) {
+        case .with(let ran): outcomes = ran
+        case .ends(let step): return step
         }
         if !waiting.isEmpty {
-            await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
-            let deferred = handoffCalls.map {
+            let deferred = calls.handoffs.map {
                 PendingApproval(
                     callId: $0.callId, name: $0.spec.toolName, arguments: "{}",
                     agent: $0.spec.agent)
             }
             return .paused(waiting, deferred)
         }
-
-        // Handoffs: the first wins, the others are told they were ignored.
-        if let first = handoffCalls.first {
-            for ignored in handoffCalls.dropFirst() {
-                let item: ConversationItem = [
-                    "type": "function_call_output", "call_id": .string(ignored.callId),
-                    "output": .string(RunnerMessages.multipleHandoffsIgnored),
-                ]
-                history.append(item)
-                transcript.append(item)
-            }
-            let handoffId = allocate()
-            let start = Date()
-            if handoffCalls.count > 1 {
-                let requested = handoffCalls.map { JSONValue.string($0.spec.agent) }
-                await emit(
-                    .spanError(
-                        id: handoffId,
-                        error: SpanErrorInfo(
-                            message: RunnerMessages.spanMultipleHandoffs,
-                            data: ["requested_agents": .array(requested)])))
-            }
-            let item: ConversationItem = [
-                "type": "function_call_output", "call_id": .string(first.callId),
-                "output": .string(RunnerMessages.transferMessage(to: first.spec.agent)),
-            ]
-            history.append(item)
-            transcript.append(item)
-            await emit(
-                .handoff(
-                    id: handoffId, parent: turnId, from: agent.name, to: first.spec.agent,
-                    startedAt: start, endedAt: Date()))
-            await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
-            return .handoff(first.spec.agent)
-        }
-
+        if !calls.handoffs.isEmpty { return await handOff(calls.handoffs, from: agent, turnId: span.id) }
         // Tools ran: tool_use_behavior decides whether their output is final.
         if !outcomes.isEmpty {
-            await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
             switch agent.toolUseBehavior {
             case .runLLMAgain:
                 return .again
@@ -770,17 +758,162 @@ struct RunState {
                 return .again
             }
         }
+        return await finalAnswer(output, agent, turnId: span.id)
+    }
 
-        // No tools: the last assistant message is the final output; without one, run again.
-        // A structured output must match its schema (else ModelBehaviorError, as in the SDK).
-        if let text = Self.lastMessageText(output), let schema = agent.outputSchema {
+    /// A response's function calls: the tools bridge runs (in call order) and the handoffs.
+    struct ResponseCalls {
+        var tools: [PendingToolCall] = []
+        var handoffs: [(callId: String, spec: HandoffSpec)] = []
+        /// The first call of a tool the agent does not have (the calls after it are not sorted).
+        var unknownTool: String?
+    }
+
+    /// Sorts the function calls of `output` into tools to run and handoffs.
+    private func sortCalls(_ output: [ConversationItem], _ agent: AgentSpec) -> ResponseCalls {
+        let handoffsByTool = Dictionary(agent.handoffs.map { ($0.toolName, $0) }, uniquingKeysWith: { a, _ in a })
+        var sorted = ResponseCalls()
+        for item in output where item["type"]?.stringValue == "function_call" {
+            let name = item["name"]?.stringValue ?? ""
+            let callId = item["call_id"]?.stringValue ?? ""
+            let arguments = item["arguments"]?.stringValue ?? ""
+            if let h = handoffsByTool[name] {
+                sorted.handoffs.append((callId, h))
+            } else if agent.tools.contains(name), let tool = spec.tools[name], tool.isFunctionTool {
+                sorted.tools.append(
+                    PendingToolCall(
+                        index: sorted.tools.count, callId: callId, name: name, arguments: arguments,
+                        tool: tool, eventId: 0))
+            } else if let server = mcpToolServers[name] {
+                sorted.tools.append(
+                    PendingToolCall(
+                        index: sorted.tools.count, callId: callId, name: name, arguments: arguments,
+                        tool: nil, mcpServer: server, eventId: 0))
+            } else {
+                sorted.unknownTool = name
+                return sorted
+            }
+        }
+        return sorted
+    }
+
+    /// Calls of needs_approval tools wait for a human; the others run now (re-indexed in call
+    /// order). A call the journal says ran already does not wait again.
+    private func holdForApproval(_ calls: [PendingToolCall], _ agent: AgentSpec) async
+        -> (runNow: [PendingToolCall], waiting: [PendingApproval])
+    {
+        guard calls.contains(where: { $0.tool.map { !$0.needsApproval.isNever } ?? false }) else { return (calls, []) }
+        var waiting: [PendingApproval] = []
+        var now: [PendingToolCall] = []
+        for call in calls {
+            if journal?.finishedCall(call.callId) == nil, await needsApproval(call, agent: agent) {
+                waiting.append(
+                    PendingApproval(
+                        callId: call.callId, name: call.name, arguments: call.arguments,
+                        agent: agent.name))
+            } else {
+                now.append(call)
+            }
+        }
+        let runNow = now.enumerated().map { i, c in
+            var c = c
+            c.index = i
+            return c
+        }
+        return (runNow, waiting)
+    }
+
+    /// Runs the function tools concurrently; their outputs go into the history in call order.
+    /// A durable run asked to stop does so here, before any tool starts (the response is
+    /// journaled), and stops after them when the journal refused a call's record. A tool
+    /// guardrail that raised (or could not decide) fails the run, as the SDK's exception does.
+    private mutating func runCalls(_ calls: [PendingToolCall], _ agent: AgentSpec, span: inout TurnSpan) async
+        -> TurnGoesOn<[ToolCallOutcome]>
+    {
+        var calls = calls
+        for i in calls.indices { calls[i] = withIds(calls[i]) }
+        if journal != nil, !calls.isEmpty, mustStop,
+            calls.contains(where: { journal?.finishedCall($0.callId) == nil })
+        {
+            return .ends(.interrupted(Self.interruption))
+        }
+        let outcomes = await runTools(calls, parent: span.id, agent: agent)
+        if journal != nil, outcomes.contains(where: { $0.fenced }) {
+            return .ends(.interrupted(Self.interruption))
+        }
+        toolCalls += outcomes.count
+        for o in outcomes {
+            usage = usage + o.usage
+            span.usage = span.usage + o.usage
+            transcript += o.items
+            guard o.failure == nil else { continue }
+            let item: ConversationItem = [
+                "type": "function_call_output", "call_id": .string(o.callId),
+                "output": o.modelOutput ?? .string(o.output),
+            ]
+            history.append(item)
+            transcript.append(item)
+        }
+        if let failure = outcomes.lazy.compactMap(\.failure).first {
+            return .ends(
+                .failed(
+                    failure,
+                    SpanErrorInfo(message: RunnerMessages.spanAgentError, data: ["error": .string(failure.message)])))
+        }
+        return .with(outcomes)
+    }
+
+    /// Handoffs: the first wins (a `handoff` span under the turn), the others are told they
+    /// were ignored.
+    private mutating func handOff(
+        _ handoffCalls: [(callId: String, spec: HandoffSpec)], from agent: AgentSpec, turnId: EventID
+    ) async -> TurnStep {
+        let first = handoffCalls[0]
+        for ignored in handoffCalls.dropFirst() {
+            let item: ConversationItem = [
+                "type": "function_call_output", "call_id": .string(ignored.callId),
+                "output": .string(RunnerMessages.multipleHandoffsIgnored),
+            ]
+            history.append(item)
+            transcript.append(item)
+        }
+        let handoffId = allocate()
+        let start = Date()
+        if handoffCalls.count > 1 {
+            let requested = handoffCalls.map { JSONValue.string($0.spec.agent) }
+            await emit(
+                .spanError(
+                    id: handoffId,
+                    error: SpanErrorInfo(
+                        message: RunnerMessages.spanMultipleHandoffs,
+                        data: ["requested_agents": .array(requested)])))
+        }
+        let item: ConversationItem = [
+            "type": "function_call_output", "call_id": .string(first.callId),
+            "output": .string(RunnerMessages.transferMessage(to: first.spec.agent)),
+        ]
+        history.append(item)
+        transcript.append(item)
+        await emit(
+            .handoff(
+                id: handoffId, parent: turnId, from: agent.name, to: first.spec.agent,
+                startedAt: start, endedAt: Date()))
+        return .handoff(first.spec.agent)
+    }
+
+    /// No tools ran: the last assistant message is the final output; without one, run again.
+    /// A structured output must match its schema (else ModelBehaviorError, as in the SDK).
+    private mutating func finalAnswer(_ output: [ConversationItem], _ agent: AgentSpec, turnId: EventID) async
+        -> TurnStep
+    {
+        guard let text = Self.lastMessageText(output) else { return .again }
+        if let schema = agent.outputSchema {
             switch Self.structured(text, schema) {
             case .success(let json):
                 structuredOutput = json
             case .failure(let problem):
                 await emit(
                     .spanError(id: turnId, error: SpanErrorInfo(message: RunnerMessages.spanInvalidJSON, data: [:])))
-                await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
                 return .failed(
                     RunFailure(
                         type: .modelBehaviorError,
@@ -788,9 +921,7 @@ struct RunState {
                             text, outputType: schema.name, problem: problem.message), retriable: false), nil)
             }
         }
-        await emit(.turnEnded(id: turnId, usage: turnUsage, error: nil, at: Date()))
-        if let text = Self.lastMessageText(output) { return .final(text) }
-        return .again
+        return .final(text)
     }
 
     struct SchemaProblem: Error { var message: String }
@@ -839,6 +970,8 @@ struct RunState {
         return call
     }
 
+    /// Runs one call under its function span (started here): a call the journal finished is
+    /// replayed, an MCP tool's call goes to its server, a bridge tool runs with its guardrails.
     static func runTool(_ call: PendingToolCall, parent: EventID, context: ToolContext, state: RunState) async
         -> ToolCallOutcome
     {
@@ -858,8 +991,6 @@ struct RunState {
                 call, runner: runner,
                 idempotencyKey: IdempotencyKey.make(traceId: context.spec.traceId, callId: call.callId))
         }
-        var output: String
-        var spanError: SpanErrorInfo?
         var context = context
         context.notes = ToolOutputNotes()
         context.callId = call.callId
@@ -867,6 +998,17 @@ struct RunState {
         if case .sql(let sql) = tool.implementation, sql.writes {
             context.exactlyOnce = runner.journal?.exactlyOnce(callId: call.callId, toolName: call.name)
         }
+        return await runBridgeTool(call, tool, journaled: journaled, context: context, state: state)
+    }
+
+    /// A bridge tool's call: its input guardrails, the tool, its output made storable, its
+    /// output guardrails; then its function span ends and the call is journaled. `journaled`:
+    /// a writing SQL tool's journal row, committed with its statement, replayed as its output.
+    private static func runBridgeTool(
+        _ call: PendingToolCall, _ tool: ToolSpec, journaled: JournaledCall?, context: ToolContext,
+        state: RunState
+    ) async -> ToolCallOutcome {
+        let runner = state.runner
         let trimmed = call.arguments.trimmingCharacters(in: .whitespacesAndNewlines)
         var arguments: JSONValue = [:]
         var parseError: String?
@@ -883,6 +1025,7 @@ struct RunState {
                 state: state)
             if guards.failure != nil { return await guardFailed(call, guards, runner: runner) }
         }
+        var (output, spanError): (String, SpanErrorInfo?)
         if let parseError {
             output = RunnerMessages.argumentsError(parseError)
             spanError = SpanErrorInfo(
@@ -890,30 +1033,12 @@ struct RunState {
                 data: ["tool_name": .string(call.name), "error": .string(parseError)])
         } else if let rejection = guards.rejection {
             // reject_content: the tool does not run; the model is told why.
-            output = rejection
+            (output, spanError) = (rejection, nil)
         } else {
-            do {
-                // A writing SQL tool's journal row committed with its statement: replayed as its output.
-                if let journaled {
-                    output = journaled.output
-                } else {
-                    output = try await runner.tools.execute(tool, arguments: arguments, context: context)
-                }
-            } catch {
-                let text = TextSafety.storable((error as? ToolFailure)?.message ?? String(describing: error)).text
-                output = RunnerMessages.toolError(text)
-                spanError = SpanErrorInfo(
-                    message: RunnerMessages.spanToolErrorNonFatal,
-                    data: ["tool_name": .string(call.name), "error": .string(text)])
-            }
+            (output, spanError) = await execute(
+                call, tool, arguments: arguments, journaled: journaled, context: context, runner: runner)
         }
-        let safe = TextSafety.storable(output)
-        let replaced = safe.replaced + context.notes.replaced
-        if !replaced.isEmpty {
-            output = safe.text
-            await runner.observer.record(
-                .spanNote(id: call.eventId, key: RunnerMessages.textReplacedKey, value: replaced.json))
-        }
+        output = await storable(output, call, notes: context.notes, runner: runner)
         let outputGuards = tool.outputGuardrails ?? []
         if parseError == nil, guards.rejection == nil, !outputGuards.isEmpty {
             let checked = await GuardrailRun.tool(
@@ -935,6 +1060,39 @@ struct RunState {
         return ToolCallOutcome(
             index: call.index, callId: call.callId, name: call.name, output: output, fenced: fenced,
             usage: guards.usage, items: guards.items)
+    }
+
+    /// The tool's output (a writing SQL tool's journaled output, without running it again),
+    /// or what the model receives when it throws, with the function span's error.
+    private static func execute(
+        _ call: PendingToolCall, _ tool: ToolSpec, arguments: JSONValue, journaled: JournaledCall?,
+        context: ToolContext, runner: AgentRunner
+    ) async -> (String, SpanErrorInfo?) {
+        do {
+            if let journaled { return (journaled.output, nil) }
+            return (try await runner.tools.execute(tool, arguments: arguments, context: context), nil)
+        } catch {
+            let text = TextSafety.storable((error as? ToolFailure)?.message ?? String(describing: error)).text
+            return (
+                RunnerMessages.toolError(text),
+                SpanErrorInfo(
+                    message: RunnerMessages.spanToolErrorNonFatal,
+                    data: ["tool_name": .string(call.name), "error": .string(text)])
+            )
+        }
+    }
+
+    /// `output` as it can be stored (no U+0000): what was replaced in it, or in the tool's own
+    /// results (`notes`), is flagged on the function span.
+    private static func storable(_ output: String, _ call: PendingToolCall, notes: ToolOutputNotes, runner: AgentRunner)
+        async -> String
+    {
+        let safe = TextSafety.storable(output)
+        let replaced = safe.replaced + notes.replaced
+        guard !replaced.isEmpty else { return output }
+        await runner.observer.record(
+            .spanNote(id: call.eventId, key: RunnerMessages.textReplacedKey, value: replaced.json))
+        return safe.text
     }
 
     /// A tool guardrail raised or could not decide: the function span ends with the error (no

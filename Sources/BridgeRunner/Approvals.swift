@@ -144,23 +144,96 @@ extension RunState {
             return await finish(.failed(failure), agentName: paused.agent, taskId: taskId)
         }
         let byCall = Dictionary(decisions.map { ($0.callId, $0) }, uniquingKeysWith: { a, _ in a })
+        await recordWaits(paused, byCall, agentId: agentId)
+        let span = TurnSpan(id: allocate(), usage: Usage())
+        await emit(.turnStarted(id: span.id, parent: agentId, turn: turn, agent: agent.name, at: Date()))
+        let step = await endTurn(span, decidedTurn(paused, byCall, agent, turnId: span.id))
+        switch step {
+        case .failed(let failure, let agentError):
+            await emit(.agentEnded(id: agentId, error: agentError, at: Date()))
+            return await finish(.failed(failure), agentName: agent.name, taskId: taskId)
+        case .handoff(let to):
+            await emit(.agentEnded(id: agentId, error: nil, at: Date()))
+            let (outcome, last) = await runAgents(from: to, parent: taskId)
+            return await finish(outcome, agentName: last, taskId: taskId)
+        case .final(let text):
+            await emit(.agentEnded(id: agentId, error: nil, at: Date()))
+            return await finish(.final(text), agentName: agent.name, taskId: taskId)
+        case .again, .paused, .interrupted:
+            // (`decidedTurn` neither pauses nor is interrupted.) The agent's stint goes on.
+            let (outcome, last) = await runAgents(from: agent.name, parent: taskId, openAgentId: agentId)
+            return await finish(outcome, agentName: last, taskId: taskId)
+        }
+    }
+
+    /// An `approval` span per decided call, showing the wait, and a transcript item for
+    /// `bridge verify` (this run resumed after a decision on this call).
+    private mutating func recordWaits(_ paused: PausedRun, _ byCall: [String: ApprovalDecision], agentId: EventID)
+        async
+    {
         let now = Date()
         for call in paused.pending {
             guard let d = byCall[call.callId] else { continue }
             await emit(
                 .approvalWait(id: allocate(), parent: agentId, decision: d, startedAt: paused.pausedAt, endedAt: now))
-            // For `bridge verify`: this run resumed after a decision on this call.
             transcript.append([
                 "type": "approval_result", "call_id": .string(call.callId), "name": .string(call.name),
                 "decision": .string(d.outcome.rawValue), "request_id": .string(d.requestId),
             ])
         }
-        // The resumed turn: approved calls run, rejected ones get the rejection.
-        let turnId = allocate()
-        await emit(.turnStarted(id: turnId, parent: agentId, turn: turn, agent: agent.name, at: Date()))
+    }
+
+    /// The resumed turn (span `turnId`, ended by the caller): approved calls run, rejected ones
+    /// get the rejection; then a handoff requested beside the calls is taken, or the agent's
+    /// `tool_use_behavior` decides whether a tool's output is final.
+    private mutating func decidedTurn(
+        _ paused: PausedRun, _ byCall: [String: ApprovalDecision], _ agent: AgentSpec, turnId: EventID
+    ) async -> TurnStep {
+        let (approved, rejected) = await rejectOrApprove(paused.pending, byCall, turnId: turnId)
+        var outputs = rejected
+        let outcomes = await runTools(approved, parent: turnId, agent: agent)
+        toolCalls += outcomes.count
+        for o in outcomes {
+            outputs[o.callId] = o.output
+            usage = usage + o.usage
+            transcript += o.items
+        }
+        // An approved call's tool guardrail raised (or could not decide): the run fails.
+        if let failure = outcomes.lazy.compactMap(\.failure).first {
+            return .failed(
+                failure,
+                SpanErrorInfo(message: RunnerMessages.spanAgentError, data: ["error": .string(failure.message)]))
+        }
+        for call in paused.pending {
+            let item: ConversationItem = [
+                "type": "function_call_output", "call_id": .string(call.callId),
+                "output": .string(outputs[call.callId] ?? RunnerMessages.approvalRejected),
+            ]
+            history.append(item)
+            transcript.append(item)
+        }
+        if !paused.deferredHandoffs.isEmpty {
+            return await takeDeferredHandoff(paused.deferredHandoffs, from: agent, turnId: turnId)
+        }
+        let stopWith: ToolCallOutcome? =
+            switch agent.toolUseBehavior {
+            case .runLLMAgain: nil
+            case .stopOnFirstTool: outcomes.first
+            case .stopAtToolNames(let names): outcomes.first { names.contains($0.name) }
+            }
+        if let stop = stopWith { return .final(stop.output) }
+        return .again
+    }
+
+    /// The pending calls in order: approved ones to run (with their span ids), rejected ones
+    /// ended at once with the reviewer's message (their function spans say they were rejected).
+    /// Returns the calls to run and the rejected calls' outputs by call id.
+    private func rejectOrApprove(
+        _ pending: [PendingApproval], _ byCall: [String: ApprovalDecision], turnId: EventID
+    ) async -> (approved: [PendingToolCall], outputs: [String: String]) {
         var approved: [PendingToolCall] = []
         var outputs: [String: String] = [:]
-        for call in paused.pending {
+        for call in pending {
             let d = byCall[call.callId]
             if d?.outcome == .approved, let tool = spec.tools[call.name] {
                 approved.append(
@@ -186,70 +259,32 @@ extension RunState {
                         ]), at: Date()))
             outputs[call.callId] = message
         }
-        let outcomes = await runTools(approved, parent: turnId, agent: agent)
-        toolCalls += outcomes.count
-        for o in outcomes {
-            outputs[o.callId] = o.output
-            usage = usage + o.usage
-            transcript += o.items
-        }
-        // An approved call's tool guardrail raised (or could not decide): the run fails.
-        if let failure = outcomes.lazy.compactMap(\.failure).first {
-            await emit(.turnEnded(id: turnId, usage: Usage(), error: nil, at: Date()))
-            await emit(
-                .agentEnded(
-                    id: agentId,
-                    error: SpanErrorInfo(
-                        message: RunnerMessages.spanAgentError, data: ["error": .string(failure.message)]),
-                    at: Date()))
-            return await finish(.failed(failure), agentName: agent.name, taskId: taskId)
-        }
-        for call in paused.pending {
+        return (approved, outputs)
+    }
+
+    /// A handoff requested beside the approved calls is taken now (the first wins, as always).
+    private mutating func takeDeferredHandoff(
+        _ handoffs: [PendingApproval], from agent: AgentSpec, turnId: EventID
+    ) async -> TurnStep {
+        let first = handoffs[0]
+        for ignored in handoffs.dropFirst() {
             let item: ConversationItem = [
-                "type": "function_call_output", "call_id": .string(call.callId),
-                "output": .string(outputs[call.callId] ?? RunnerMessages.approvalRejected),
+                "type": "function_call_output", "call_id": .string(ignored.callId),
+                "output": .string(RunnerMessages.multipleHandoffsIgnored),
             ]
             history.append(item)
             transcript.append(item)
         }
-        // A handoff requested beside the calls is taken now (the first wins, as always).
-        if let first = paused.deferredHandoffs.first {
-            for ignored in paused.deferredHandoffs.dropFirst() {
-                let item: ConversationItem = [
-                    "type": "function_call_output", "call_id": .string(ignored.callId),
-                    "output": .string(RunnerMessages.multipleHandoffsIgnored),
-                ]
-                history.append(item)
-                transcript.append(item)
-            }
-            let item: ConversationItem = [
-                "type": "function_call_output", "call_id": .string(first.callId),
-                "output": .string(RunnerMessages.transferMessage(to: first.agent)),
-            ]
-            history.append(item)
-            transcript.append(item)
-            let start = Date()
-            await emit(
-                .handoff(
-                    id: allocate(), parent: turnId, from: agent.name, to: first.agent, startedAt: start, endedAt: Date()
-                ))
-            await emit(.turnEnded(id: turnId, usage: Usage(), error: nil, at: Date()))
-            await emit(.agentEnded(id: agentId, error: nil, at: Date()))
-            let (outcome, last) = await runAgents(from: first.agent, parent: taskId)
-            return await finish(outcome, agentName: last, taskId: taskId)
-        }
-        await emit(.turnEnded(id: turnId, usage: Usage(), error: nil, at: Date()))
-        let stopWith: ToolCallOutcome? =
-            switch agent.toolUseBehavior {
-            case .runLLMAgain: nil
-            case .stopOnFirstTool: outcomes.first
-            case .stopAtToolNames(let names): outcomes.first { names.contains($0.name) }
-            }
-        if let stop = stopWith {
-            await emit(.agentEnded(id: agentId, error: nil, at: Date()))
-            return await finish(.final(stop.output), agentName: agent.name, taskId: taskId)
-        }
-        let (outcome, last) = await runAgents(from: agent.name, parent: taskId, openAgentId: agentId)
-        return await finish(outcome, agentName: last, taskId: taskId)
+        let item: ConversationItem = [
+            "type": "function_call_output", "call_id": .string(first.callId),
+            "output": .string(RunnerMessages.transferMessage(to: first.agent)),
+        ]
+        history.append(item)
+        transcript.append(item)
+        let start = Date()
+        await emit(
+            .handoff(
+                id: allocate(), parent: turnId, from: agent.name, to: first.agent, startedAt: start, endedAt: Date()))
+        return .handoff(first.agent)
     }
 }

@@ -135,7 +135,7 @@ public enum ModelRouting {
             let api = a.api ?? defaultAPI
             guard api == .chatCompletions, !a.hosted.isEmpty else { continue }
             let list = a.hosted.map { "'\($0.0)' (\($0.1))" }.joined(separator: ", ")
-            let why = a.api == nil ? "--model-api chat-completions" : "model_api chat_completions"
+            let why = a.api == nil ? "the worker's default model API" : "its model_api: chat_completions"
             problems.append(
                 "\(a.location)agent '\(a.name)': hosted tool \(list) needs the Responses API, but this agent uses Chat Completions (\(why))"
             )

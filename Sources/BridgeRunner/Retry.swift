@@ -81,96 +81,139 @@ struct OpenAITransport: Sendable {
         var retry = 0
         var malformedRetried = false
         while true {
-            var request = HTTPRequest.postJSON(url, body, headers: settings.headers)
-            request.deadline = .now + settings.requestTimeout
-            var stream: ModelEventStream?
-            if let makeAssembler {
-                let s = ModelEventStream(
-                    assembler: makeAssembler(), what: what, maxEventBytes: client.configuration.maxResponseBytes)
-                stream = s
-                request.bodyStream = s
-                request.headers.replaceOrAdd("Accept", "text/event-stream")
-                if let stall = settings.streamStallTimeout {
-                    request.timeout = .init(read: stall, minimumRate: client.configuration.timeout.minimumRate)
-                }
+            let failed: FailedAttempt
+            switch try await attempt(
+                url, body: body, what: what, stream: makeAssembler,
+                malformedRetried: &malformedRetried)
+            {
+            case .answer(let json, let timeToFirstToken): return (json, timeToFirstToken)
+            case .failed(let f): failed = f
             }
-            var failure: ModelProviderError
-            var retryAfter: Duration?
-            var shouldRetry: Bool
-            do {
-                let response = try await client.execute(request)
-                if response.isSuccess, let stream, stream.began {
-                    if let f = stream.failure {
-                        failure = f
-                    } else if stream.finished {
-                        return (stream.result(), stream.timeToFirstToken)
-                    } else {
-                        failure = stream.cut
-                    }
-                    failure.message = settings.scrub(failure.message)
-                    shouldRetry = failure.retriable
-                } else if response.isSuccess {
-                    do {
-                        return (try response.json(), nil)
-                    } catch {
-                        failure = ModelProviderError(
-                            settings.scrub(
-                                "\(what): the API answered \(response.status) with a body that is not JSON: \(error)"),
-                            retriable: false, statusCode: response.status)
-                        shouldRetry = !malformedRetried
-                        malformedRetried = true
-                    }
-                } else {
-                    let error = HTTPError.status(code: response.status, body: response.body, headers: response.headers)
-                    shouldRetry = error.isRetriable
-                    retryAfter = response.headers.retryAfter
-                    failure = ModelProviderError(
-                        settings.scrub("\(what) failed: \(Self.apiMessage(response))"),
-                        retriable: shouldRetry, statusCode: response.status)
-                    if response.status == 429 {
-                        var f = failure
-                        f.rateLimitReset = RateLimitReset.seconds(response.headers)
-                        f.retryAfter = retryAfter?.inSeconds
-                        failure = f
-                        if policy.rateLimitsShared { shouldRetry = false }
-                    }
-                }
-            } catch {
-                switch error {
-                case _ where stream?.failure != nil:
-                    // The stream's own verdict (an error event, an event too large).
-                    failure = stream!.failure!
-                    failure.message = settings.scrub(failure.message)
-                    shouldRetry = failure.retriable
-                case .cancelled, .shutdown:
-                    throw ModelProviderError(settings.scrub("\(what): \(error)"), retriable: true)
-                case .transport, .timeout:
-                    shouldRetry = true
-                    let during =
-                        stream?.began == true ? " (stream stalled or broke after \(stream!.events) events)" : ""
-                    failure = ModelProviderError(settings.scrub("\(what): \(error)\(during)"), retriable: true)
-                default:
-                    throw ModelProviderError(settings.scrub("\(what): \(error)"), retriable: false)
-                }
-            }
-            guard shouldRetry, retry < policy.maxRetries else {
-                var f = failure
+            guard failed.shouldRetry, retry < policy.maxRetries else {
+                var f = failed.failure
                 if retry > 0 { f.message += " (after \(retry + 1) attempts)" }
                 // The server's Retry-After carries over to the task's retry backoff.
-                if let retryAfter {
+                if let retryAfter = failed.retryAfter {
                     f.retryAfter = retryAfter.inSeconds
                 }
                 throw f
             }
             do {
-                try await policy.sleep(policy.delay(retry: retry, retryAfter: retryAfter))
+                try await policy.sleep(policy.delay(retry: retry, retryAfter: failed.retryAfter))
             } catch {
                 throw ModelProviderError(
-                    settings.scrub("\(what): cancelled while waiting to retry: \(failure.message)"),
-                    retriable: true, statusCode: failure.statusCode)
+                    settings.scrub("\(what): cancelled while waiting to retry: \(failed.failure.message)"),
+                    retriable: true, statusCode: failed.failure.statusCode)
             }
             retry += 1
         }
+    }
+
+    /// How one attempt went: the answer (with the time to first token of a stream), or why it
+    /// failed and whether that is worth another attempt.
+    private enum Attempt {
+        case answer(JSONValue, Duration?)
+        case failed(FailedAttempt)
+    }
+
+    private struct FailedAttempt {
+        var failure: ModelProviderError
+        /// What the server asked to wait before the next attempt.
+        var retryAfter: Duration? = nil
+        var shouldRetry: Bool
+    }
+
+    /// One attempt: the request (asking for a stream when `makeAssembler` is given) and what its
+    /// answer or its failure means. Throws what is not worth another attempt (cancelled, shut
+    /// down, a failure that is not the transport's).
+    private func attempt(
+        _ url: String, body: JSONValue, what: String, stream makeAssembler: (@Sendable () -> any ModelStreamAssembler)?,
+        malformedRetried: inout Bool
+    ) async throws(ModelProviderError) -> Attempt {
+        var request = HTTPRequest.postJSON(url, body, headers: settings.headers)
+        request.deadline = .now + settings.requestTimeout
+        var stream: ModelEventStream?
+        if let makeAssembler {
+            let s = ModelEventStream(
+                assembler: makeAssembler(), what: what, maxEventBytes: client.configuration.maxResponseBytes)
+            stream = s
+            request.bodyStream = s
+            request.headers.replaceOrAdd("Accept", "text/event-stream")
+            if let stall = settings.streamStallTimeout {
+                request.timeout = .init(read: stall, minimumRate: client.configuration.timeout.minimumRate)
+            }
+        }
+        do {
+            let response = try await client.execute(request)
+            return answer(response, stream: stream, what: what, malformedRetried: &malformedRetried)
+        } catch {
+            switch error {
+            case _ where stream?.failure != nil:
+                // The stream's own verdict (an error event, an event too large).
+                var failure = stream!.failure!
+                failure.message = settings.scrub(failure.message)
+                return .failed(FailedAttempt(failure: failure, shouldRetry: failure.retriable))
+            case .cancelled, .shutdown:
+                throw ModelProviderError(settings.scrub("\(what): \(error)"), retriable: true)
+            case .transport, .timeout:
+                let during =
+                    stream?.began == true ? " (stream stalled or broke after \(stream!.events) events)" : ""
+                return .failed(
+                    FailedAttempt(
+                        failure: ModelProviderError(settings.scrub("\(what): \(error)\(during)"), retriable: true),
+                        shouldRetry: true))
+            default:
+                throw ModelProviderError(settings.scrub("\(what): \(error)"), retriable: false)
+            }
+        }
+    }
+
+    /// What an HTTP answer means: a finished stream's or a JSON body's answer; a stream that
+    /// failed or was cut; a 2xx body that is not JSON (retried once); or a failed status.
+    private func answer(
+        _ response: HTTPResponse, stream: ModelEventStream?, what: String, malformedRetried: inout Bool
+    ) -> Attempt {
+        if response.isSuccess, let stream, stream.began {
+            var failure: ModelProviderError
+            if let f = stream.failure {
+                failure = f
+            } else if stream.finished {
+                return .answer(stream.result(), stream.timeToFirstToken)
+            } else {
+                failure = stream.cut
+            }
+            failure.message = settings.scrub(failure.message)
+            return .failed(FailedAttempt(failure: failure, shouldRetry: failure.retriable))
+        }
+        guard response.isSuccess else { return .failed(statusFailure(response, what: what)) }
+        do {
+            return .answer(try response.json(), nil)
+        } catch {
+            let failure = ModelProviderError(
+                settings.scrub(
+                    "\(what): the API answered \(response.status) with a body that is not JSON: \(error)"),
+                retriable: false, statusCode: response.status)
+            let shouldRetry = !malformedRetried
+            malformedRetried = true
+            return .failed(FailedAttempt(failure: failure, shouldRetry: shouldRetry))
+        }
+    }
+
+    /// A failed status: retried when retriable, with the server's `Retry-After`. A 429 carries
+    /// its reset time, and is not retried here when rate limits are shared by the fleet.
+    private func statusFailure(_ response: HTTPResponse, what: String) -> FailedAttempt {
+        let error = HTTPError.status(code: response.status, body: response.body, headers: response.headers)
+        var shouldRetry = error.isRetriable
+        let retryAfter = response.headers.retryAfter
+        var failure = ModelProviderError(
+            settings.scrub("\(what) failed: \(Self.apiMessage(response))"),
+            retriable: shouldRetry, statusCode: response.status)
+        if response.status == 429 {
+            failure.rateLimitReset = RateLimitReset.seconds(response.headers)
+            failure.retryAfter = retryAfter?.inSeconds
+            if settings.retry.rateLimitsShared { shouldRetry = false }
+        }
+        return FailedAttempt(failure: failure, retryAfter: retryAfter, shouldRetry: shouldRetry)
     }
 
     /// `HTTP 400 (invalid_request_error, code …): <error.message>` from the API's

@@ -64,6 +64,7 @@ public struct Ledger: SpanSink {
 
     /// The spans of a trace, oldest first.
     public static func spans(traceId: TraceID, on connection: PostgresConnection) async throws -> [SpanRecord] {
+        // Raw: the record's column list, a constant in code that its row decoder reads.
         let rows = try await connection.query(
             """
             SELECT \(unsafeRaw: SpanRecord.ledgerColumns)
@@ -80,6 +81,7 @@ public struct Ledger: SpanSink {
 
     /// The stored trace, if any.
     public func trace(id: TraceID) async throws -> TraceRecord? {
+        // Raw: the record's column list, a constant in code that its row decoder reads.
         let rows = try await connection.query(
             """
             SELECT \(unsafeRaw: TraceRecord.ledgerColumns) FROM bridge.traces tr WHERE tr.trace_id = \(id)

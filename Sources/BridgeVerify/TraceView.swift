@@ -31,6 +31,7 @@ public struct TraceDocument: Sendable, Equatable {
             throw VerifyInputError(
                 "bridge.traces or bridge.spans is missing in \(c.redactedTarget): run bridge migrate first")
         }
+        // Raw: the record's column list, a constant in code that its row decoder reads.
         let rows = try await c.query(
             """
             SELECT \(unsafeRaw: TraceRecord.ledgerColumns),
@@ -55,6 +56,7 @@ public struct TraceDocument: Sendable, Equatable {
                 """)
             others = more.compactMap { $0["trace_id"].map { TraceID($0) } }
         }
+        // Raw: the record's column list, a constant in code that its row decoder reads.
         let spans = try await c.query(
             """
             SELECT \(unsafeRaw: SpanRecord.ledgerColumns)

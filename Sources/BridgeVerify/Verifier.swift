@@ -22,16 +22,16 @@ public struct Verifier: Sendable {
         mappingsDirectory: String, connection: ConnectionConfig,
         options: VerifyOptions
     ) async throws -> VerifyReport {
-        var config = try MappingLoader.load(directory: mappingsDirectory)
+        let loaded = try MappingLoader.load(directory: mappingsDirectory)
         var file: SpanFile?
         if let path = options.spansFile { file = try await SpanFile.read(path: path) }
         var conns: [PostgresConnection] = []
         do {
             for _ in 0..<max(1, options.connections) { conns.append(try await PostgresConnection.connect(connection)) }
-            try await checkInputs(config, options: options, on: conns[0])
+            try await checkInputs(loaded, options: options, on: conns[0])
             // The key's and columns' types, so scope values are compared on the value side
             // (the columns' indexes serve them).
-            config.columnTypes = try await ColumnTypes.load(for: config, connection: conns[0])
+            let config = loaded.with(columnTypes: try await ColumnTypes.load(for: loaded, connection: conns[0]))
             let report = try await Verifier(config: config, options: options)
                 .run(on: conns[0], helpers: Array(conns.dropFirst()), spanFile: file)
             for c in conns { await c.close() }
@@ -61,7 +61,7 @@ public struct Verifier: Sendable {
             // Class 22: not even a valid key value (e.g. not a uuid); anything else is real.
             if error.sqlState?.hasPrefix("22") != true { throw error }
         }
-        if !found { throw VerifyInputError("--task: no task with \(s.table).\(s.key) = \(task)") }
+        if !found { throw VerifyInputError("no task with \(s.table).\(s.key) = \(task)") }
     }
 
     /// Runs all six checks and returns the report.
@@ -77,7 +77,7 @@ public struct Verifier: Sendable {
         let clock = ContinuousClock()
         let start = clock.now
         if options.scope.workspace != nil && config.source.groupColumn == nil {
-            throw VerifyInputError("--workspace needs source.group_column in the mappings")
+            throw VerifyInputError("a workspace filter needs source.group_column in the mappings")
         }
         try await prepareSessions([connection] + helpers)
         let scope = try await resolvedScope(on: connection)
@@ -445,7 +445,8 @@ public struct Verifier: Sendable {
             notes.append("\(e.exporter): EVERY span was rejected (\(e.rejected)); nothing reached the receiver")
         }
         if !overLimit.isEmpty {
-            notes.append(overLimit.joined(separator: ", ") + " exceeds --max-export-lag \(Self.seconds(maxLag))")
+            notes.append(
+                overLimit.joined(separator: ", ") + " exceeds the allowed export lag of \(Self.seconds(maxLag))")
         }
         let inFlight = exporters.reduce(0) { $0 + $1.inFlight }
         if inFlight > 0 {

@@ -23,15 +23,12 @@ struct VerifySQL: Sendable {
 
     init(config: MappingConfig) { self.config = config }
 
-    private func q(_ name: String) -> PostgresQuery { .identifier(name) }
-    private func qq(_ name: String) -> PostgresQuery { .identifier(name) }
-
     /// `column = text` for column `table.column`, with the text converted to the column's type
     /// (from `config.columnTypes`) on the value side, so the column's index serves it. Text
     /// that cannot be such a value (a malformed id) matches nothing instead of failing the
     /// statement. Unknown types fall back to comparing the column's text (no index).
     func equals(_ table: String, _ column: String, alias: String, text: PostgresQuery) -> PostgresQuery {
-        let col: PostgresQuery = "\(unsafeRaw: alias).\(q(column))"
+        let col: PostgresQuery = "\(alias: alias).\(identifier: column)"
         guard let type = config.columnTypes.type(table, column) else { return "\(col)::text = \(text)" }
         switch type {
         case "text", "character varying", "name": return "\(col) = \(text)"
@@ -41,7 +38,7 @@ struct VerifySQL: Sendable {
         case "bigint", "integer", "smallint":
             let digits = ["bigint": 18, "integer": 9, "smallint": 4][type] ?? 4
             return
-                "\(col) = CASE WHEN \(text) ~ '^-?[0-9]{1,\(unsafeRaw: String(digits))}$' THEN (\(text))::\(unsafeRaw: type) END"
+                "\(col) = CASE WHEN \(text) ~ '^-?[0-9]{1,\(literal: digits)}$' THEN (\(text))::\(catalogType: type) END"
         default:
             if type.hasPrefix("character varying") || type.hasPrefix("character(") { return "\(col) = \(text)" }
             return "\(col)::text = \(text)"
@@ -54,7 +51,7 @@ struct VerifySQL: Sendable {
         let type = config.columnTypes.type(table, column) ?? "timestamptz"
         let cast =
             ["timestamp with time zone", "timestamp without time zone", "date"].contains(type) ? type : "timestamptz"
-        return "\(unsafeRaw: alias).\(q(column)) >= \(since)::timestamptz::\(unsafeRaw: cast)"
+        return "\(alias: alias).\(identifier: column) >= \(since)::timestamptz::\(catalogType: cast)"
     }
 
     /// `st`: the traces in scope (ended, started since `since`, of `task` and `workspace`). Each
@@ -75,11 +72,13 @@ struct VerifySQL: Sendable {
     }
 
     /// The common tail: `items` counted into `agg`, and up to `examples` rows of `bad` as examples.
-    func tail(checked: String, failed: String, order: String = "trace_id, message") -> PostgresQuery {
+    func tail(checked: PostgresQuery, failed: PostgresQuery, order: PostgresQuery = "trace_id, message")
+        -> PostgresQuery
+    {
         """
-        agg AS (SELECT (\(unsafeRaw: checked))::bigint AS checked, (\(unsafeRaw: failed))::bigint AS failed)
+        agg AS (SELECT (\(checked))::bigint AS checked, (\(failed))::bigint AS failed)
         SELECT agg.*, ex.task_id, ex.trace_id, ex.message
-        FROM agg LEFT JOIN LATERAL (SELECT task_id, trace_id, message FROM bad ORDER BY \(unsafeRaw: order) LIMIT \(examples)::int) ex ON true
+        FROM agg LEFT JOIN LATERAL (SELECT task_id, trace_id, message FROM bad ORDER BY \(order) LIMIT \(examples)::int) ex ON true
         """
     }
 
@@ -481,7 +480,7 @@ struct VerifySQL: Sendable {
     /// the scope's tasks (their index, then the execution table's task index per task), not
     /// through the execution table's time indexes (`--since`, migration 0049).
     func traceIdsCorrelate(withFile: Bool, drivenByTasks: Bool = false) -> PostgresQuery? {
-        let traceColumn = config.results.traceIdColumn.map(q)
+        let traceColumn = config.results.traceIdColumn.map(PostgresQuery.identifier)
         let found: CorrelatedRows
         if let e = config.results.executions {
             guard e.columns.traceId != nil || traceColumn != nil else { return nil }
@@ -501,7 +500,8 @@ struct VerifySQL: Sendable {
         /// True for a scoped trace (`st.trace_id`) that no execution row carries.
         var unreferenced: PostgresQuery = "false"
         /// What the messages call a row: "execution" or "task".
-        var label: String
+        /// What a row is (`execution`, `task`), written into the check's messages.
+        var label: PostgresQuery
     }
 
     /// The `--task` filter on the task table `t`.
@@ -526,22 +526,22 @@ struct VerifySQL: Sendable {
     {
         let s = config.source
         let execStatuses = e.statuses
-        let taskTable = qq(s.table)
-        let taskKey = q(s.key)
-        let taskStatus = q(s.status.column)
+        let taskTable = PostgresQuery.identifier(s.table)
+        let taskKey = PostgresQuery.identifier(s.key)
+        let taskStatus = PostgresQuery.identifier(s.status.column)
         let taskFilter = correlateTaskFilter
         let groupFilter = correlateGroupFilter
-        let execTable = qq(e.table)
-        let execKey = q(e.key)
-        let execTask = q(e.taskColumn)
-        let execStatus = q(e.columns.status)
-        let execTrace = e.columns.traceId.map(q)
+        let execTable = PostgresQuery.identifier(e.table)
+        let execKey = PostgresQuery.identifier(e.key)
+        let execTask = PostgresQuery.identifier(e.taskColumn)
+        let execStatus = PostgresQuery.identifier(e.columns.status)
+        let execTrace = e.columns.traceId.map(PostgresQuery.identifier)
         let times = [e.columns.completedAt, e.columns.startedAt].compactMap { $0 }.map { name -> PostgresQuery in
-            "e.\(q(name))"
+            "e.\(identifier: name)"
         }
         let at: PostgresQuery = times.isEmpty ? "NULL::timestamptz" : "coalesce(\(times))::timestamptz"
         let order: PostgresQuery =
-            (e.columns.startedAt.map { "e.\(q($0)) DESC NULLS LAST, " } ?? "") + "e.\(execKey)::text DESC"
+            (e.columns.startedAt.map { "e.\(identifier: $0) DESC NULLS LAST, " } ?? "") + "e.\(execKey)::text DESC"
         let traceExpr: PostgresQuery = execTrace.map { "e.\($0)::text" } ?? "t.\(traceColumn!)::text"
         let taskTrace: PostgresQuery = traceColumn.map { "t.\($0)::text" } ?? "NULL::text"
         let sinceFilter = executionSinceFilter(e)
@@ -560,7 +560,7 @@ struct VerifySQL: Sendable {
                   AND (\(since)::timestamptz IS NULL OR \(sinceFilter))
                   AND \(taskFilter)
                   AND \(groupFilter)
-            ) x \(unsafeRaw: execTrace == nil ? "WHERE latest = 1" : "")
+            ) x \(execTrace == nil ? "WHERE latest = 1" : "" as PostgresQuery)
             """
         guard let execTrace else { return CorrelatedRows(rows: rows, label: "execution") }
         let unreferenced: PostgresQuery =
@@ -575,9 +575,9 @@ struct VerifySQL: Sendable {
         switch (e.columns.completedAt, e.columns.startedAt) {
         case (let c?, let st?):
             return
-                "(\(atLeastSince(e.table, c, alias: "e")) OR (e.\(q(c)) IS NULL AND (\(atLeastSince(e.table, st, alias: "e")) OR e.\(q(st)) IS NULL)))"
+                "(\(atLeastSince(e.table, c, alias: "e")) OR (e.\(identifier: c) IS NULL AND (\(atLeastSince(e.table, st, alias: "e")) OR e.\(identifier: st) IS NULL)))"
         case (let c?, nil), (nil, let c?):
-            return "(\(atLeastSince(e.table, c, alias: "e")) OR e.\(q(c)) IS NULL)"
+            return "(\(atLeastSince(e.table, c, alias: "e")) OR e.\(identifier: c) IS NULL)"
         case (nil, nil):
             return "true"
         }
@@ -587,13 +587,13 @@ struct VerifySQL: Sendable {
     /// execution.
     private func taskRows(traceColumn: PostgresQuery) -> CorrelatedRows {
         let execStatuses = ExecutionStatuses.defaults
-        let taskTable = qq(config.source.table)
-        let taskKey = q(config.source.key)
-        let taskStatus = q(config.source.status.column)
+        let taskTable = PostgresQuery.identifier(config.source.table)
+        let taskKey = PostgresQuery.identifier(config.source.key)
+        let taskStatus = PostgresQuery.identifier(config.source.status.column)
         let taskFilter = correlateTaskFilter
         let groupFilter = correlateGroupFilter
         let at: PostgresQuery =
-            config.results.completedAtColumn.map { "t.\(q($0))::timestamptz" } ?? "NULL::timestamptz"
+            config.results.completedAtColumn.map { "t.\(identifier: $0)::timestamptz" } ?? "NULL::timestamptz"
         let rows: PostgresQuery = """
             SELECT t.\(taskKey)::text AS execution_id, t.\(taskKey)::text AS task_id, t.\(traceColumn)::text AS trace_id,
                    t.\(traceColumn)::text AS task_trace_id, true AS task_finished, \(at) AS at, 1::bigint AS latest
@@ -609,7 +609,7 @@ struct VerifySQL: Sendable {
     /// The statement of the check: items (1) to (3) over `found`, counted, with examples.
     private func correlate(_ found: CorrelatedRows, checksTaskTrace: Bool, withFile: Bool) -> PostgresQuery {
         let s = config.source
-        let taskTable = qq(s.table)
+        let taskTable = PostgresQuery.identifier(s.table)
         let executions = found.rows
         let unreferenced = found.unreferenced
         let label = found.label
@@ -618,7 +618,7 @@ struct VerifySQL: Sendable {
             ? ""
             : """
             WHEN latest = 1 AND task_finished AND task_trace_id IS DISTINCT FROM trace_id
-                THEN format('\(unsafeRaw: label) %s has trace id %s, but its task has %s', execution_id, trace_id, coalesce(task_trace_id, 'none'))
+                THEN format('\(label) %s has trace id %s, but its task has %s', execution_id, trace_id, coalesce(task_trace_id, 'none'))
             """
         let fileItems: PostgresQuery = withFile ? spansFileItems : ""
         let fileBad: PostgresQuery =
@@ -654,12 +654,12 @@ struct VerifySQL: Sendable {
             )\(fileItems),
             bad AS (
                 SELECT 1 AS part, task_id, trace_id, CASE
-                    WHEN trace_id IS NULL THEN format('\(unsafeRaw: label) %s has no trace id, although bridge ran this task (first trace %s)', execution_id, first_at)
-                    WHEN trace_id !~ \(TraceID.pattern) THEN format('\(unsafeRaw: label) %s has a malformed trace id %s', execution_id, trace_id)
+                    WHEN trace_id IS NULL THEN format('\(label) %s has no trace id, although bridge ran this task (first trace %s)', execution_id, first_at)
+                    WHEN trace_id !~ \(TraceID.pattern) THEN format('\(label) %s has a malformed trace id %s', execution_id, trace_id)
                     \(equality)
-                    WHEN NOT trace_found THEN format('\(unsafeRaw: label) %s: its trace is not in bridge.traces', execution_id)
-                    WHEN NOT has_spans THEN format('\(unsafeRaw: label) %s: its trace has no spans', execution_id)
-                    WHEN trace_task IS DISTINCT FROM task_id THEN format('\(unsafeRaw: label) %s: trace metadata.task_id is %s', execution_id, coalesce(trace_task, 'missing'))
+                    WHEN NOT trace_found THEN format('\(label) %s: its trace is not in bridge.traces', execution_id)
+                    WHEN NOT has_spans THEN format('\(label) %s: its trace has no spans', execution_id)
+                    WHEN trace_task IS DISTINCT FROM task_id THEN format('\(label) %s: trace metadata.task_id is %s', execution_id, coalesce(trace_task, 'missing'))
                 END AS message
                 FROM bx
                 UNION ALL SELECT 2, task_id, trace_id, message FROM ot WHERE message IS NOT NULL

@@ -190,11 +190,11 @@ public struct ApprovalStore: Sendable {
             a.expiresAtColumn.map { "AND (r.\(identifier: $0) IS NULL OR r.\(identifier: $0) > now())" } ?? ""
         return """
             SELECT s.task_key FROM bridge.run_states s
-            JOIN \(tasks) t ON t.\(identifier: source.key) = s.task_key::\(unsafeRaw: taskKeyType)
+            JOIN \(tasks) t ON t.\(identifier: source.key) = s.task_key::\(catalogType: taskKeyType)
             WHERE t.\(identifier: Self.waitingColumn) IS NOT NULL
               AND NOT EXISTS (
                 SELECT 1 FROM bridge.approval_waits w
-                JOIN \(identifier: a.table) r ON r.\(identifier: a.key) = w.request_key::\(unsafeRaw: keyType)
+                JOIN \(identifier: a.table) r ON r.\(identifier: a.key) = w.request_key::\(catalogType: keyType)
                 WHERE w.task_key = s.task_key AND r.\(identifier: a.statusColumn) = \(a.pending) \(expiry))
             ORDER BY s.paused_at LIMIT \(limit)
             """
@@ -246,7 +246,7 @@ public struct ApprovalStore: Sendable {
             SELECT w.request_key, w.call_id, w.tool_name, r.\(identifier: a.statusColumn)::text AS status,
                    \(response) AS response
             FROM bridge.approval_waits w
-            LEFT JOIN \(identifier: a.table) r ON r.\(identifier: a.key) = w.request_key::\(unsafeRaw: keyType)
+            LEFT JOIN \(identifier: a.table) r ON r.\(identifier: a.key) = w.request_key::\(catalogType: keyType)
             WHERE w.task_key = \(taskKey) ORDER BY w.created_at, w.request_key
             """)
         let decoder = JSONDecoder()
@@ -295,7 +295,7 @@ public struct ApprovalStore: Sendable {
             try await conn.query(
                 """
                 UPDATE \(identifier: a.table) SET \(identifier: a.statusColumn) = \(expired)
-                WHERE \(identifier: a.key) = ANY(\(PostgresArray.text(expiredRequests))::\(unsafeRaw: keyType)[])
+                WHERE \(identifier: a.key) = ANY(\(PostgresArray.text(expiredRequests))::\(catalogType: keyType)[])
                   AND \(identifier: a.statusColumn) = \(a.pending)
                 """)
         }
@@ -325,7 +325,7 @@ public struct ApprovalStore: Sendable {
                    extract(epoch FROM now() - w.created_at)::float8 AS waiting,
                    coalesce(r.\(identifier: a.statusColumn)::text, '(deleted)') AS status
             FROM bridge.approval_waits w JOIN bridge.run_states s ON s.task_key = w.task_key
-            LEFT JOIN \(identifier: a.table) r ON r.\(identifier: a.key) = w.request_key::\(unsafeRaw: keyType)
+            LEFT JOIN \(identifier: a.table) r ON r.\(identifier: a.key) = w.request_key::\(catalogType: keyType)
             ORDER BY (r.\(identifier: a.statusColumn) = \(a.pending)) DESC, w.created_at, w.request_key
             """)
         return rows.map { r in
@@ -368,7 +368,7 @@ public struct ApprovalStore: Sendable {
             sets.append("\(identifier: r) = \(JSONValue.object(response).compact)")
         }
         if let c = a.respondedAtColumn { sets.append("\(identifier: c) = now()") }
-        let key: PostgresQuery = "\(requestKey)::\(unsafeRaw: keyType)"
+        let key: PostgresQuery = "\(requestKey)::\(catalogType: keyType)"
         let unexpired: PostgresQuery =
             a.expiresAtColumn.map { "AND (r.\(identifier: $0) IS NULL OR r.\(identifier: $0) > now())" } ?? ""
         let expired: PostgresQuery =
@@ -395,7 +395,7 @@ public struct ApprovalStore: Sendable {
                 let others = try c.query(
                     """
                     SELECT w.request_key FROM bridge.approval_waits w
-                    JOIN \(identifier: a.table) r ON r.\(identifier: a.key) = w.request_key::\(unsafeRaw: keyType)
+                    JOIN \(identifier: a.table) r ON r.\(identifier: a.key) = w.request_key::\(catalogType: keyType)
                     WHERE w.task_key = \(task) AND w.request_key <> \(decided)
                       AND r.\(identifier: a.statusColumn) = \(a.pending) \(unexpired)
                     ORDER BY w.created_at, w.request_key

@@ -112,7 +112,7 @@ public struct Backfiller: Sendable {
     public init(config: MappingConfig, secrets: [String] = []) throws(ExecSetupError) {
         guard config.results.traceIdColumn != nil else {
             throw ExecSetupError(
-                "--backfill needs results.trace_id_column in the mappings: the trace id column is what makes a backfill resumable and idempotent"
+                "a backfill needs results.trace_id_column in the mappings: the trace id column is what makes a backfill resumable and idempotent"
             )
         }
         self.config = config

@@ -66,13 +66,13 @@ struct BackfillHistory: Sendable {
         let s = config.source
         let trace = config.results.traceIdColumn ?? "openai_trace_id"
         return
-            "\(unsafeRaw: a).\(identifier: trace) IS NULL AND \(unsafeRaw: a).\(identifier: s.status.column) IN (\(s.status.completed), \(s.status.failed))"
+            "\(alias: a).\(identifier: trace) IS NULL AND \(alias: a).\(identifier: s.status.column) IN (\(s.status.completed), \(s.status.failed))"
     }
 
     /// `--since`: on the task's completed_at column if mapped, else its created_at column.
     func sinceCondition(alias a: String, _ since: String) -> PostgresQuery {
         let column = config.results.completedAtColumn ?? config.source.createdAtColumn ?? config.source.key
-        return "\(unsafeRaw: a).\(identifier: column) >= \(since)::timestamptz"
+        return "\(alias: a).\(identifier: column) >= \(since)::timestamptz"
     }
 
     /// Tasks that match the backfill filter now.
@@ -107,7 +107,7 @@ struct BackfillHistory: Sendable {
               FROM \(identifier: s.table) t
               WHERE \(pickedWhere)
               ORDER BY t.\(key) LIMIT \(limit)::bigint
-              \(unsafeRaw: lock ? "FOR NO KEY UPDATE OF t SKIP LOCKED" : "")
+              \(lock ? "FOR NO KEY UPDATE OF t SKIP LOCKED" : "" as PostgresQuery)
             )
             SELECT p.task_key, p.group_id, p.agent_key, p.fallback, p.failed, p.t_completed, p.t_created,
             """
@@ -120,7 +120,7 @@ struct BackfillHistory: Sendable {
         if let e = config.results.executions {
             let c = e.columns
             func col(_ name: String?, _ type: String) -> PostgresQuery {
-                name.map { "e.\(identifier: $0)::\(unsafeRaw: type)" } ?? "NULL::\(unsafeRaw: type)"
+                name.map { "e.\(identifier: $0)::\(catalogType: type)" } ?? "NULL::\(catalogType: type)"
             }
             let order: PostgresQuery =
                 (c.startedAt.map { "e.\(identifier: $0) DESC NULLS LAST, " } ?? "") + "e.\(identifier: e.key) DESC"

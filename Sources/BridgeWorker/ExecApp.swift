@@ -106,9 +106,9 @@ public struct ExecApp: Sendable {
             try await checkKeys(taskKeys, config: config, types: types, connection: conn)
             return types
         }
-        var config = loaded
-        config.columnTypes = types
-        return ExecApp(config: config, connectionConfig: Self.withSessionLimits(connection), environment: environment)
+        return ExecApp(
+            config: loaded.with(columnTypes: types), connectionConfig: Self.withSessionLimits(connection),
+            environment: environment)
     }
 
     /// With fleet-wide `limits`, a 429 goes to the fleet's buckets (every worker waits for its
@@ -146,7 +146,7 @@ public struct ExecApp: Sendable {
             let probe: PostgresQuery = "SELECT \(key)\(types.cast(s.table, s.key)) AS k"
             guard let e = await failure(of: probe, on: conn) else { continue }
             if e.sqlState?.hasPrefix("22") == true {
-                throw ExecSetupError("--task \(key): not a valid \(type) for \(s.table).\(s.key) (\(e.message))")
+                throw ExecSetupError("task key \(key): not a valid \(type) for \(s.table).\(s.key) (\(e.message))")
             }
             throw e
         }
@@ -219,7 +219,7 @@ public struct ExecApp: Sendable {
         let missing = keys.filter { !found.contains($0) }
         if !missing.isEmpty {
             throw ExecSetupError(
-                "--task: no task with \(source.table).\(source.key) = \(missing.joined(separator: ", "))")
+                "no task with \(source.table).\(source.key) = \(missing.joined(separator: ", "))")
         }
     }
 

@@ -289,6 +289,8 @@ public enum BudgetQueries {
         _ c: PostgresConnection, config: MappingConfig, budget b: BudgetMapping,
         group: String
     ) async throws -> State {
+        // Raw: `budgets.limit` is the application's SQL expression over its row, written in the
+        // mappings like a SQL tool's query (`mappings check` prepares it); never a value.
         let row = try await c.query(
             """
             SELECT (SELECT (\(unsafeRaw: b.limit))::float8 FROM \(identifier: b.table)
@@ -303,12 +305,13 @@ public enum BudgetQueries {
     /// tasks until the application raises the limit. Reads the (small) spend table and the
     /// budget rows by key.
     public static func heldGroupsQuery(_ config: MappingConfig, budget b: BudgetMapping) -> PostgresQuery {
-        """
-        SELECT s.group_key AS g FROM bridge.group_spend AS s
-        JOIN \(identifier: b.table) AS b ON b.\(identifier: b.key) = s.group_key\(config.columnTypes.cast(b.table, b.key))
-        WHERE s.spent_usd >= (SELECT (\(unsafeRaw: b.limit))::numeric FROM \(identifier: b.table) AS r
-                              WHERE r.\(identifier: b.key) = b.\(identifier: b.key))
-        """
+        // Raw: `budgets.limit` is the application's SQL expression (see `state`).
+        return """
+            SELECT s.group_key AS g FROM bridge.group_spend AS s
+            JOIN \(identifier: b.table) AS b ON b.\(identifier: b.key) = s.group_key\(config.columnTypes.cast(b.table, b.key))
+            WHERE s.spent_usd >= (SELECT (\(unsafeRaw: b.limit))::numeric FROM \(identifier: b.table) AS r
+                                  WHERE r.\(identifier: b.key) = b.\(identifier: b.key))
+            """
     }
 }
 

@@ -160,7 +160,7 @@ public struct Rerunner: Sendable {
                 failure = RunFailure(
                     type: .approvalRequired,
                     message:
-                        "calls to \(paused.pending.map(\.name).joined(separator: ", ")) need approval; --rerun does not wait for approvals",
+                        "calls to \(paused.pending.map(\.name).joined(separator: ", ")) need approval; a re-run does not wait for approvals",
                     retriable: false)
             }
             let outcome = TaskStore.ExecutionOutcome(

@@ -84,158 +84,239 @@ struct RunExecutor: Sendable {
         }
     }
 
+    /// How an attempt starts: the run spec, and what the run goes on from.
+    private struct Start {
+        var spec: RunSpec
+        /// A paused run whose approvals are decided: its stored state and the decisions.
+        var resumed: (state: ApprovalStore.Stored, decisions: [ApprovalDecision])?
+        /// The calls a durable run's journal holds as finished (replayed, not run again).
+        var journalCalls: [JournaledCall] = []
+        /// An interrupted run's last journaled model response (nil: it goes on from the start).
+        var checkpoint: RunCheckpoint?
+        /// An interrupted run going on from its journal: what its `resume` span shows.
+        var resumeInfo: ResumeInfo?
+        /// Whether the statement that wrote the journal head also wrote the trace.
+        var traceWritten = false
+    }
+
+    /// A step of the attempt: what it goes on with, or the outcome it ended with.
+    private enum Step<Value> {
+        case goOn(Value)
+        case ended(TaskOutcome)
+    }
+
     private func run(
         _ claim: TaskStore.Claim, resuming: Bool, on c: PostgresConnection, attempt: inout Attempt,
         isLost: @Sendable (String) async -> Bool
     ) async throws -> TaskOutcome {
-        let (task, key, token) = (claim.row, claim.key, claim.token)
-        var spec: RunSpec
-        var resumed: (state: ApprovalStore.Stored, decisions: [ApprovalDecision])?
         let durable = try await durability.enabled(journals, on: c)
-        var journalCalls: [JournaledCall] = []
-        var checkpoint: RunCheckpoint?
-        var resumeInfo: ResumeInfo?
-        var traceWritten = false
-        let head = durable ? try await journals.head(on: c, taskKey: key) : nil
+        let start: Start
+        switch try await startAttempt(claim, resuming: resuming, durable: durable, on: c, attempt: &attempt) {
+        case .goOn(let s): start = s
+        case .ended(let outcome): return outcome
+        }
+        let spec = start.spec
+        attempt.traceId = spec.traceId
+        let journal =
+            durable
+            ? DurableJournal(
+                store: journals, connection: c, taskKey: claim.key, traceId: spec.traceId, token: claim.token,
+                workerId: options.workerId, stop: stop, finished: start.journalCalls, traceWritten: start.traceWritten,
+                deferredTools: DurableJournal.deferredTools(of: spec, leased: true))
+            : nil
+        let tally = CostTally()
+        let (result, spanCount, openSpans) = try await runTraced(claim, start, journal: journal, tally: tally, on: c)
+        if let stopped = try await stopped(
+            result, claim, spec: spec, journal: journal, durable: durable, attempt: attempt, isLost: isLost, on: c)
+        {
+            return stopped
+        }
+        if result.status == .paused, let paused = result.paused {
+            do { try await journal?.flush() } catch is JournalFenced {
+                return .stale(taskKey: claim.key, traceId: spec.traceId)
+            }
+            let requests = try await approvals.pause(
+                on: c, task: claim.row, taskKey: claim.key, token: claim.token,
+                executionKey: attempt.executionKey, spec: spec, paused: paused,
+                openSpans: openSpans)
+            return .paused(
+                taskKey: claim.key, traceId: spec.traceId, requests: requests, toolCalls: result.toolCalls,
+                spans: spanCount)
+        }
+        return try await finishRun(
+            result, claim, start, journal: journal, tally: tally, spans: spanCount, attempt: attempt, on: c)
+    }
+
+    /// Where the attempt starts: an interrupted run goes on from its journal; a paused run
+    /// whose approvals are decided goes on from its stored state; any other task starts anew.
+    private func startAttempt(
+        _ claim: TaskStore.Claim, resuming: Bool, durable: Bool, on c: PostgresConnection, attempt: inout Attempt
+    ) async throws -> Step<Start> {
+        let head = durable ? try await journals.head(on: c, taskKey: claim.key) : nil
         // A run resumed after an approval whose stint was interrupted before its next
         // checkpoint: it goes through the decisions again (its finished calls replayed).
         var resuming = resuming
         var resumedAgain = false
         if !resuming, let head, config.approvals != nil,
-            let pausedAt = try await approvals.pausedAt(on: c, taskKey: key),
+            let pausedAt = try await approvals.pausedAt(on: c, taskKey: claim.key),
             head.checkpoint == nil || head.updatedAt <= pausedAt
         {
             resuming = true
             resumedAgain = true
         }
-        if let head, !resuming {
-            // An interrupted run (worker killed or stopped, or a retriable failure): it goes on
-            // from its journal, in its trace, with the spec it started with.
-            let stored: RunSpec
+        if let head, !resuming { return try await startFromJournal(head, claim, on: c, attempt: &attempt) }
+        if resuming {
+            return try await startAfterApprovals(claim, durable: durable, again: resumedAgain, on: c, attempt: &attempt)
+        }
+        return try await startAnew(claim, durable: durable, on: c, attempt: &attempt)
+    }
+
+    /// An interrupted run (worker killed or stopped, or a retriable failure): it goes on from
+    /// its journal, in its trace, with the spec it started with, if the mappings as they are
+    /// now still describe it; else it fails, and its journal is dropped.
+    private func startFromJournal(
+        _ head: RunJournalStore.Head, _ claim: TaskStore.Claim, on c: PostgresConnection, attempt: inout Attempt
+    ) async throws -> Step<Start> {
+        let (task, key, token) = (claim.row, claim.key, claim.token)
+        let stored: RunSpec
+        let checkpoint: RunCheckpoint?
+        do {
+            guard head.format == RunCheckpoint.format else {
+                throw JournalFenced(
+                    "it was written in journal format \(head.format); this bridge reads format \(RunCheckpoint.format)")
+            }
+            stored = try JSONDecoder().decode(RunSpec.self, from: Data(head.spec.utf8))
+            checkpoint = try head.checkpoint.map {
+                try JSONDecoder().decode(RunCheckpoint.self, from: Data($0.utf8))
+            }
+        } catch {
+            let message = Redaction.scrub(
+                "the run journal of task \(key) cannot be resumed: \(error)", secrets: secrets)
+            return .ended(
+                try await failBeforeRun(
+                    c, claim, startedAt: attempt.startedAt, type: .resumeError, message: message,
+                    also: journals.abandonStatements(taskKey: key, traceId: head.traceId)))
+        }
+        // The mappings as they are now must still describe the journaled run.
+        let (agents, edges) = try await bridge.loadAgentsAndEdges(for: task, connection: c)
+        let current = try? bridge.runSpec(
+            task: task, agentRows: agents, handoffEdges: edges, attempt: claim.attempt)
+        let change =
+            current.map {
+                ResumeCheck.changes(stored: stored, current: $0, agent: checkpoint?.agent ?? stored.startingAgent)
+            }
+            ?? "the task's run spec can no longer be built"
+        if let change {
+            let message = Redaction.scrub(
+                "task \(key) was interrupted, but the mappings changed since: \(change); not resumed",
+                secrets: secrets)
+            return .ended(
+                try await failBeforeRun(
+                    c, claim, startedAt: attempt.startedAt, type: .resumeError, message: message,
+                    also: journals.abandonStatements(taskKey: key, traceId: head.traceId)))
+        }
+        var start = Start(spec: stored, checkpoint: checkpoint)
+        start.journalCalls = try await journals.calls(on: c, traceId: stored.traceId)
+        start.resumeInfo = ResumeInfo(
+            previousWorker: head.workerId, worker: options.workerId, lastStepAt: head.updatedAt,
+            attempt: claim.attempt)
+        attempt.executionKey = try await store.startExecution(
+            on: c, task: task, token: token, traceId: stored.traceId, agentId: stored.metadata["agent_id"],
+            attempt: claim.attempt, startedAt: attempt.startedAt)
+        try await journals.resumed(on: c, taskKey: key, token: token, workerId: options.workerId)
+        return .goOn(start)
+    }
+
+    /// A paused run whose requests are decided: it goes on from its stored state, under its
+    /// execution row (`again`: an interrupted resumed stint, whose execution row was ended by
+    /// the reaper or the release, gets a new one).
+    private func startAfterApprovals(
+        _ claim: TaskStore.Claim, durable: Bool, again: Bool, on c: PostgresConnection, attempt: inout Attempt
+    ) async throws -> Step<Start> {
+        let key = claim.key
+        guard let loaded = try await approvals.load(on: c, taskKey: key) else {
+            return .ended(
+                try await failBeforeRun(
+                    c, claim, startedAt: attempt.startedAt, type: .resumeError,
+                    message: "task \(key) was waiting for an approval, but its stored run state is gone"))
+        }
+        var start = Start(spec: loaded.0.spec, resumed: (state: loaded.0, decisions: loaded.1))
+        attempt.executionKey = loaded.0.executionKey
+        attempt.startedAt = loaded.0.openSpans.first { $0.data["name"] == "task" }?.startedAt ?? attempt.startedAt
+        if durable { start.journalCalls = try await journals.calls(on: c, traceId: start.spec.traceId) }
+        if again {
+            attempt.startedAt = Date()
+            attempt.executionKey = try await store.startExecution(
+                on: c, task: claim.row, token: claim.token, traceId: start.spec.traceId,
+                agentId: start.spec.metadata["agent_id"], attempt: claim.attempt, startedAt: attempt.startedAt)
+        }
+        return .goOn(start)
+    }
+
+    /// A new run: its spec built from the task (with its session's history), then its journal
+    /// head (durable), trace and execution row written.
+    private func startAnew(
+        _ claim: TaskStore.Claim, durable: Bool, on c: PostgresConnection, attempt: inout Attempt
+    ) async throws -> Step<Start> {
+        let (task, key, token) = (claim.row, claim.key, claim.token)
+        let (agents, edges) = try await bridge.loadAgentsAndEdges(for: task, connection: c)
+        var spec: RunSpec
+        do {
+            spec = try bridge.runSpec(task: task, agentRows: agents, handoffEdges: edges, attempt: claim.attempt)
+        } catch {
+            let message = Redaction.scrub("cannot build run spec for task \(key): \(error)", secrets: secrets)
+            return .ended(
+                try await failBeforeRun(
+                    c, claim, startedAt: attempt.startedAt, type: .configurationError,
+                    message: message))
+        }
+        // The session's history goes into the spec before the journal stores it, so a
+        // resumed run sees the same history.
+        if let sessions, let session = spec.session {
             do {
-                guard head.format == RunCheckpoint.format else {
-                    throw JournalFenced(
-                        "it was written in journal format \(head.format); this bridge reads format \(RunCheckpoint.format)"
-                    )
-                }
-                stored = try JSONDecoder().decode(RunSpec.self, from: Data(head.spec.utf8))
-                checkpoint = try head.checkpoint.map {
-                    try JSONDecoder().decode(RunCheckpoint.self, from: Data($0.utf8))
-                }
-            } catch {
-                let message = Redaction.scrub(
-                    "the run journal of task \(key) cannot be resumed: \(error)", secrets: secrets)
-                return try await failBeforeRun(
-                    c, claim, startedAt: attempt.startedAt, type: .resumeError, message: message,
-                    also: journals.abandonStatements(taskKey: key, traceId: head.traceId))
+                spec.session?.items = try await sessions.load(on: c, key: session.id)
+            } catch let e as SessionStore.KeyError {
+                let message = Redaction.scrub("cannot read the session of task \(key): \(e)", secrets: secrets)
+                return .ended(
+                    try await failBeforeRun(
+                        c, claim, startedAt: attempt.startedAt, type: .configurationError, message: message))
             }
-            // The mappings as they are now must still describe the journaled run.
-            let (agents, edges) = try await bridge.loadAgentsAndEdges(for: task, connection: c)
-            let current = try? bridge.runSpec(
-                task: task, agentRows: agents, handoffEdges: edges, attempt: claim.attempt)
-            let change =
-                current.map {
-                    ResumeCheck.changes(stored: stored, current: $0, agent: checkpoint?.agent ?? stored.startingAgent)
-                }
-                ?? "the task's run spec can no longer be built"
-            if let change {
-                let message = Redaction.scrub(
-                    "task \(key) was interrupted, but the mappings changed since: \(change); not resumed",
-                    secrets: secrets)
-                return try await failBeforeRun(
-                    c, claim, startedAt: attempt.startedAt, type: .resumeError, message: message,
-                    also: journals.abandonStatements(taskKey: key, traceId: head.traceId))
+        }
+        // The journal first: an execution row always names the trace its run keeps. A
+        // durable run writes its journal head, trace and execution row in one statement.
+        var started = false
+        if durable {
+            var trace = TraceRecord(spec: spec)
+            trace.metadata = trace.metadata.mapValues { Redaction.scrub($0, secrets: secrets) }
+            (attempt.executionKey, started) = try await journals.startRun(
+                on: c, taskKey: key, token: token, spec: spec, workerId: options.workerId, task: task,
+                trace: trace, startedAt: attempt.startedAt)
+            if !started {
+                try await journals.start(
+                    on: c, taskKey: key, token: token, spec: spec, workerId: options.workerId)
             }
-            spec = stored
-            journalCalls = try await journals.calls(on: c, traceId: spec.traceId)
-            resumeInfo = ResumeInfo(
-                previousWorker: head.workerId, worker: options.workerId, lastStepAt: head.updatedAt,
-                attempt: claim.attempt)
+        }
+        if !started {
             attempt.executionKey = try await store.startExecution(
                 on: c, task: task, token: token, traceId: spec.traceId, agentId: spec.metadata["agent_id"],
                 attempt: claim.attempt, startedAt: attempt.startedAt)
-            try await journals.resumed(on: c, taskKey: key, token: token, workerId: options.workerId)
-        } else if resuming {
-            // A paused run whose requests are decided: continue it from its stored state.
-            guard let loaded = try await approvals.load(on: c, taskKey: key) else {
-                return try await failBeforeRun(
-                    c, claim, startedAt: attempt.startedAt, type: .resumeError,
-                    message: "task \(key) was waiting for an approval, but its stored run state is gone")
-            }
-            resumed = (state: loaded.0, decisions: loaded.1)
-            spec = loaded.0.spec
-            attempt.executionKey = loaded.0.executionKey
-            attempt.startedAt = loaded.0.openSpans.first { $0.data["name"] == "task" }?.startedAt ?? attempt.startedAt
-            if durable { journalCalls = try await journals.calls(on: c, traceId: spec.traceId) }
-            if resumedAgain {
-                // The interrupted stint's execution row was ended by the reaper or the release.
-                attempt.startedAt = Date()
-                attempt.executionKey = try await store.startExecution(
-                    on: c, task: task, token: token, traceId: spec.traceId, agentId: spec.metadata["agent_id"],
-                    attempt: claim.attempt, startedAt: attempt.startedAt)
-            }
-        } else {
-            let (agents, edges) = try await bridge.loadAgentsAndEdges(for: task, connection: c)
-            do {
-                spec = try bridge.runSpec(task: task, agentRows: agents, handoffEdges: edges, attempt: claim.attempt)
-            } catch {
-                let message = Redaction.scrub("cannot build run spec for task \(key): \(error)", secrets: secrets)
-                return try await failBeforeRun(
-                    c, claim, startedAt: attempt.startedAt, type: .configurationError,
-                    message: message)
-            }
-            // The session's history goes into the spec before the journal stores it, so a
-            // resumed run sees the same history.
-            if let sessions, let session = spec.session {
-                do {
-                    spec.session?.items = try await sessions.load(on: c, key: session.id)
-                } catch let e as SessionStore.KeyError {
-                    let message = Redaction.scrub("cannot read the session of task \(key): \(e)", secrets: secrets)
-                    return try await failBeforeRun(
-                        c, claim, startedAt: attempt.startedAt, type: .configurationError, message: message)
-                }
-            }
-            // The journal first: an execution row always names the trace its run keeps. A
-            // durable run writes its journal head, trace and execution row in one statement.
-            var started = false
-            if durable {
-                var trace = TraceRecord(spec: spec)
-                trace.metadata = trace.metadata.mapValues { Redaction.scrub($0, secrets: secrets) }
-                (attempt.executionKey, started) = try await journals.startRun(
-                    on: c, taskKey: key, token: token, spec: spec, workerId: options.workerId, task: task,
-                    trace: trace, startedAt: attempt.startedAt)
-                if !started {
-                    try await journals.start(
-                        on: c, taskKey: key, token: token, spec: spec, workerId: options.workerId)
-                }
-            }
-            if !started {
-                attempt.executionKey = try await store.startExecution(
-                    on: c, task: task, token: token, traceId: spec.traceId, agentId: spec.metadata["agent_id"],
-                    attempt: claim.attempt, startedAt: attempt.startedAt)
-            }
-            traceWritten = started
         }
-        attempt.traceId = spec.traceId
-        let resume = resumed.map {
-            TracedRun.Resume(
-                paused: $0.state.paused, decisions: $0.decisions,
-                openSpans: $0.state.openSpans)
-        }
-        let journal =
-            durable
-            ? DurableJournal(
-                store: journals, connection: c, taskKey: key, traceId: spec.traceId, token: token,
-                workerId: options.workerId, stop: stop, finished: journalCalls, traceWritten: traceWritten,
-                deferredTools: DurableJournal.deferredTools(of: spec, leased: true))
-            : nil
-        // Every model call is priced and passes the fleet's limits and the group's budget.
-        let tally = CostTally()
+        return .goOn(Start(spec: spec, traceWritten: started))
+    }
+
+    /// Runs the attempt traced. Every model call is priced and passes the fleet's limits and
+    /// the group's budget; tools pass the tool limits.
+    private func runTraced(
+        _ claim: TaskStore.Claim, _ start: Start, journal: DurableJournal?, tally: CostTally, on c: PostgresConnection
+    ) async throws -> (result: RunResult, spans: Int, openSpans: [TraceRecorder.OpenSpan]) {
+        let spec = start.spec
         var model = self.model
         if let fleet {
-            let group = config.source.groupColumn.flatMap { task[$0] }.flatMap { $0.isNull ? nil : $0.templateText }
+            let group = config.source.groupColumn.flatMap { claim.row[$0] }.flatMap {
+                $0.isNull ? nil : $0.templateText
+            }
             let gate = RunGate(
-                limits: fleet, connection: c, taskKey: key, attempt: claim.attempt, group: group,
+                limits: fleet, connection: c, taskKey: claim.key, attempt: claim.attempt, group: group,
                 recordsSpend: recordsSpend, progress: progress, riders: journal?.riders)
             model = MeteredModel(inner: model, pricing: config.pricing, gate: gate, tally: tally)
             BridgeMetrics.registerCost(
@@ -247,38 +328,49 @@ struct RunExecutor: Sendable {
             tools = LimitedTools(inner: tools, limits: toolLimits, connection: c)
             mcp = mcp.map { LimitedMCP(inner: $0, limits: toolLimits, connection: c) }
         }
-        let (result, spanCount, openSpans) = try await TracedRun(model: model, secrets: secrets, mcp: mcp)
+        let resume = start.resumed.map {
+            TracedRun.Resume(
+                paused: $0.state.paused, decisions: $0.decisions,
+                openSpans: $0.state.openSpans)
+        }
+        return try await TracedRun(model: model, secrets: secrets, mcp: mcp)
             .run(
-                spec, task: task, taskKey: key, connection: c, tools: tools, resume: resume,
-                durable: journal.map { TracedRun.Durable(journal: $0, checkpoint: checkpoint, info: resumeInfo) })
-        // Cancelled: the lease is gone (write nothing: a newer attempt may own the task), or
-        // the worker is shutting down (release the task, token-checked). A durable run's steps
-        // since its last journal write are dropped: the run goes on from its journal.
-        if await isLost(token) {
+                spec, task: claim.row, taskKey: claim.key, connection: c, tools: tools, resume: resume,
+                durable: journal.map {
+                    TracedRun.Durable(journal: $0, checkpoint: start.checkpoint, info: start.resumeInfo)
+                })
+    }
+
+    /// A cancelled run: the lease is gone (write nothing: a newer attempt may own the task), or
+    /// the worker is shutting down (release the task, token-checked). A durable run's steps
+    /// since its last journal write are dropped: the run goes on from its journal. Nil when the
+    /// run was not cancelled.
+    private func stopped(
+        _ result: RunResult, _ claim: TaskStore.Claim, spec: RunSpec, journal: DurableJournal?, durable: Bool,
+        attempt: Attempt, isLost: @Sendable (String) async -> Bool, on c: PostgresConnection
+    ) async throws -> TaskOutcome? {
+        if await isLost(claim.token) {
             journal?.discard()
             await Self.sendRiders(journal, on: c)
-            return .stale(taskKey: key, traceId: spec.traceId)
+            return .stale(taskKey: claim.key, traceId: spec.traceId)
         }
-        if result.status == .failed && (Task.isCancelled || result.error?.type == .cancelled) {
-            journal?.discard()
-            await Self.sendRiders(journal, on: c)
-            let released = try await release(
-                c, claim, executionKey: attempt.executionKey, startedAt: attempt.startedAt,
-                durable: durable)
-            return released ? .released(taskKey: key) : .stale(taskKey: key, traceId: spec.traceId)
-        }
-        if result.status == .paused, let paused = result.paused {
-            do { try await journal?.flush() } catch is JournalFenced {
-                return .stale(taskKey: key, traceId: spec.traceId)
-            }
-            let requests = try await approvals.pause(
-                on: c, task: task, taskKey: key, token: token,
-                executionKey: attempt.executionKey, spec: spec, paused: paused,
-                openSpans: openSpans)
-            return .paused(
-                taskKey: key, traceId: spec.traceId, requests: requests, toolCalls: result.toolCalls,
-                spans: spanCount)
-        }
+        guard result.status == .failed && (Task.isCancelled || result.error?.type == .cancelled) else { return nil }
+        journal?.discard()
+        await Self.sendRiders(journal, on: c)
+        let released = try await release(
+            c, claim, executionKey: attempt.executionKey, startedAt: attempt.startedAt,
+            durable: durable)
+        return released ? .released(taskKey: claim.key) : .stale(taskKey: claim.key, traceId: spec.traceId)
+    }
+
+    /// A finished (completed or failed) run: its result written, token-checked, with its last
+    /// spans and its journal dropped; a retried durable run keeps its journal and goes on from
+    /// it (its last steps are done again).
+    private func finishRun(
+        _ result: RunResult, _ claim: TaskStore.Claim, _ start: Start, journal: DurableJournal?, tally: CostTally,
+        spans spanCount: Int, attempt: Attempt, on c: PostgresConnection
+    ) async throws -> TaskOutcome {
+        let (key, spec) = (claim.key, start.spec)
         var (outcome, retried) = self.outcome(
             of: result, spec: spec, attempt: claim.attempt, startedAt: attempt.startedAt)
         if !tally.json.isEmpty, var usage = outcome.execution.tokenUsage.objectValue {
@@ -293,8 +385,6 @@ struct RunExecutor: Sendable {
             outcome.retryAfterSeconds = nil
             retried = true
         }
-        // A retried durable run goes on from its journal (its last steps are done again); a
-        // finished one writes its last spans and drops its journal with its result.
         var also: [PostgresQuery] = []
         if retried {
             journal?.discard()
@@ -302,36 +392,15 @@ struct RunExecutor: Sendable {
         } else {
             also = journal?.finalStatements(dropHead: true) ?? []
         }
-        // A completed run's new items join its session in the same transaction: only a run
-        // whose lease held appends, and only once (a resumed run appends at its own finish).
-        var appended: [PostgresQuery] = []
-        if result.status == .completed, outcome.taskStatus == .completed, let sessions, let session = spec.session {
-            appended = sessions.appendStatements(key: session.id, items: result.newItems, traceId: spec.traceId)
-        }
-        let written: Bool
-        do {
-            written = try await store.finish(
-                on: c, taskKey: key, token: token, executionKey: attempt.executionKey,
-                traceId: spec.traceId, outcome: outcome, also: also + appended)
-        } catch let e as PostgresError where !appended.isEmpty && e.sqlState?.hasPrefix("23") == true {
-            // The application's table refused the rows (a constraint on the run's own text, or
-            // a session row its foreign key does not know): the run's result is still written,
-            // without paying for the run again; the session misses this exchange.
-            progress?.status(
-                Redaction.scrub(
-                    "task \(key): session \(spec.session?.id ?? "") refused the run's items (\(e.message)); the result is written without them",
-                    secrets: secrets))
-            written = try await store.finish(
-                on: c, taskKey: key, token: token, executionKey: attempt.executionKey,
-                traceId: spec.traceId, outcome: outcome, also: also)
-        }
+        let written = try await writeResult(
+            result, claim, spec: spec, outcome: outcome, executionKey: attempt.executionKey, also: also, on: c)
         guard written else {
             // The finishing transaction rolled back, and the spend it carried with it.
             journal?.riders.unsend()
             await Self.sendRiders(journal, on: c)
             return .stale(taskKey: key, traceId: spec.traceId)
         }
-        if let resumed {
+        if let resumed = start.resumed {
             try await approvals.finished(
                 on: c, taskKey: key,
                 expiredRequests: resumed.decisions.filter { $0.outcome == .expired }.map(\.requestId))
@@ -342,6 +411,35 @@ struct RunExecutor: Sendable {
         return .failed(
             taskKey: key, traceId: spec.traceId, message: outcome.execution.errorMessage ?? "", retried: retried,
             toolCalls: result.toolCalls, spans: spanCount, errorType: outcome.execution.errorType ?? .runError)
+    }
+
+    /// Writes a finished run's result (with `also`), token-checked; false when the lease is
+    /// gone. A completed run's new items join its session in the same transaction: only a run
+    /// whose lease held appends, and only once (a resumed run appends at its own finish).
+    private func writeResult(
+        _ result: RunResult, _ claim: TaskStore.Claim, spec: RunSpec, outcome: TaskStore.Outcome,
+        executionKey: String?, also: [PostgresQuery], on c: PostgresConnection
+    ) async throws -> Bool {
+        var appended: [PostgresQuery] = []
+        if result.status == .completed, outcome.taskStatus == .completed, let sessions, let session = spec.session {
+            appended = sessions.appendStatements(key: session.id, items: result.newItems, traceId: spec.traceId)
+        }
+        do {
+            return try await store.finish(
+                on: c, taskKey: claim.key, token: claim.token, executionKey: executionKey,
+                traceId: spec.traceId, outcome: outcome, also: also + appended)
+        } catch let e as PostgresError where !appended.isEmpty && e.sqlState?.hasPrefix("23") == true {
+            // The application's table refused the rows (a constraint on the run's own text, or
+            // a session row its foreign key does not know): the run's result is still written,
+            // without paying for the run again; the session misses this exchange.
+            progress?.status(
+                Redaction.scrub(
+                    "task \(claim.key): session \(spec.session?.id ?? "") refused the run's items (\(e.message)); the result is written without them",
+                    secrets: secrets))
+            return try await store.finish(
+                on: c, taskKey: claim.key, token: claim.token, executionKey: executionKey,
+                traceId: spec.traceId, outcome: outcome, also: also)
+        }
     }
 
     /// Sends what `journal` still holds to ride on another statement (a model call's spend) in

@@ -251,7 +251,7 @@ public struct RunJournalStore: Sendable {
                       WHERE trace_id = \(traceId) AND EXISTS (SELECT 1 FROM lease))
                 """)
         }
-        for (i, write) in journal.enumerated() { parts.append("j\(unsafeRaw: String(i)) AS (\(write))") }
+        for (i, write) in journal.enumerated() { parts.append("j\(literal: i) AS (\(write))") }
         return "WITH \(parts, separator: ",\n") SELECT count(*) AS ok FROM lease"
     }
 
@@ -448,7 +448,7 @@ public final class RiderQueue: Sendable {
     /// `r0 AS (…), r1 AS (…)`: the riders as the CTE list of a WITH.
     private static func ctes(_ riders: [PostgresQuery]) -> PostgresQuery {
         PostgresQuery.joined(
-            riders.enumerated().map { i, r in "r\(unsafeRaw: String(i)) AS (\(r))" }, separator: ",\n")
+            riders.enumerated().map { i, r in "r\(literal: i) AS (\(r))" }, separator: ",\n")
     }
 }
 

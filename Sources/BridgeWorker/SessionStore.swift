@@ -52,7 +52,7 @@ public struct SessionStore: Sendable {
             mapping.item[logical].map { "\(identifier: $0)::text" } ?? "NULL::text"
         }
         let ordering = order.enumerated().map { i, column -> (inner: PostgresQuery, outer: PostgresQuery) in
-            ("\(identifier: column) AS \(unsafeRaw: "o\(i)")", "m.\(unsafeRaw: "o\(i)")")
+            ("\(identifier: column) AS \(alias: "o\(i)")", "m.\(alias: "o\(i)")")
         }
         let desc = PostgresQuery.joined(order.map { "\(identifier: $0) DESC" }, separator: ", ")
         return """
@@ -124,7 +124,7 @@ public struct SessionStore: Sendable {
             let name = "a\(names.count)"
             names.append(name)
             columns.append(.identifier(column))
-            values.append("u.\(unsafeRaw: name)")
+            values.append("u.\(alias: name)")
             arrays.append("\(PostgresArray.literal(elements))\(types.unnestCast(table, column))")
         }
         array("role", rows.map { .text(mapping.roles[$0.role] ?? $0.role) })
@@ -143,11 +143,11 @@ public struct SessionStore: Sendable {
             columns.append(.identifier(column))
             values.append("\(value)\(types.cast(table, column))")
         }
-        let aliases = (names + ["o"]).joined(separator: ", ")
+        let aliases = (names + ["o"]).map { "\(alias: $0)" as PostgresQuery }
         return [
             """
             INSERT INTO \(identifier: table) (\(columns))
-            SELECT \(values) FROM unnest(\(arrays)) WITH ORDINALITY AS u(\(unsafeRaw: aliases)) ORDER BY u.o
+            SELECT \(values) FROM unnest(\(arrays)) WITH ORDINALITY AS u(\(aliases)) ORDER BY u.o
             """
         ]
     }

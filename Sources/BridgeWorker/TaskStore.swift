@@ -33,14 +33,14 @@ public struct TaskStore: Sendable {
         var parts: [PostgresQuery] = []
         if let p = source.priority, !p.order.isEmpty {
             let cases = p.order.enumerated().map { i, value -> PostgresQuery in
-                "WHEN \(value)\(cast(p.column)) THEN \(unsafeRaw: String(i))"
+                "WHEN \(value)\(cast(p.column)) THEN \(literal: i)"
             }
             parts.append(
-                "CASE \(unsafeRaw: a).\(identifier: p.column) \(cases, separator: " ") ELSE \(unsafeRaw: String(p.order.count)) END"
+                "CASE \(alias: a).\(identifier: p.column) \(cases, separator: " ") ELSE \(literal: p.order.count) END"
             )
         }
-        if let c = source.createdAtColumn { parts.append("\(unsafeRaw: a).\(identifier: c)") }
-        parts.append("\(unsafeRaw: a).\(identifier: source.key)")
+        if let c = source.createdAtColumn { parts.append("\(alias: a).\(identifier: c)") }
+        parts.append("\(alias: a).\(identifier: source.key)")
         return PostgresQuery.joined(parts, separator: ", ")
     }
 
@@ -69,12 +69,12 @@ public struct TaskStore: Sendable {
                 "\(runnable) AND (\(identifier: g) IS NULL OR \(identifier: g) <> ALL(\(PostgresArray.text(held))\(types.arrayCast(source.table, g))))"
         }
         if let free = sessionFree { runnable = "\(runnable) AND \(free)" }
-        let locking = lock ? " FOR NO KEY UPDATE SKIP LOCKED" : ""
+        let locking: PostgresQuery = lock ? " FOR NO KEY UPDATE SKIP LOCKED" : ""
         if !keys.isEmpty {
             return """
                 SELECT c.\(identifier: source.key) AS k FROM \(t) AS c
                 WHERE c.\(identifier: source.key) = ANY(\(PostgresArray.text(keys))\(keyArrayCast)) AND c.\(status) AND \(runnable)
-                ORDER BY \(claimOrder(alias: "c")) LIMIT \(limit)\(unsafeRaw: locking)
+                ORDER BY \(claimOrder(alias: "c")) LIMIT \(limit)\(locking)
                 """
         }
         if let g = config.limits?.fairnessGroup {
@@ -87,7 +87,7 @@ public struct TaskStore: Sendable {
     /// The claim order's UNION ALL of one LIMITed index scan per priority value over the rows
     /// matching `condition` (see `pendingInClaimOrder`). `limit` may be an expression.
     private func inClaimOrder(
-        limit: PostgresQuery, locking: String, where condition: PostgresQuery,
+        limit: PostgresQuery, locking: PostgresQuery, where condition: PostgresQuery,
         name: String = "b"
     ) -> PostgresQuery {
         // Each branch is wrapped in its own subquery: a locking clause is not allowed directly
@@ -99,7 +99,7 @@ public struct TaskStore: Sendable {
             return """
                 SELECT k FROM (SELECT \(identifier: source.key) AS k FROM \(t) AS c
                  WHERE \(condition)\(also)
-                 ORDER BY \(ageOrder) LIMIT \(limit)\(unsafeRaw: locking)) AS \(unsafeRaw: name)\(unsafeRaw: String(n))
+                 ORDER BY \(ageOrder) LIMIT \(limit)\(locking)) AS \(alias: name + String(n))
                 """
         }
         guard let p = source.priority, !p.order.isEmpty else { return branch(nil) }
@@ -112,8 +112,8 @@ public struct TaskStore: Sendable {
         return "SELECT k FROM (\n\(branches, separator: "\nUNION ALL\n")\n) AS candidates LIMIT \(limit)"
     }
 
-    private func inClaimOrder(limit: Int, locking: String, where condition: PostgresQuery) -> PostgresQuery {
-        inClaimOrder(limit: "\(unsafeRaw: String(limit))", locking: locking, where: condition)
+    private func inClaimOrder(limit: Int, locking: PostgresQuery, where condition: PostgresQuery) -> PostgresQuery {
+        inClaimOrder(limit: "\(literal: limit)", locking: locking, where: condition)
     }
 
     /// Fair claims (`limits.fairness.group`): the groups that have pending tasks, found by a
@@ -123,7 +123,7 @@ public struct TaskStore: Sendable {
     /// order, an equal share of `limit` each; then tasks without a group. The claim statement
     /// records the claimed groups' turn (`fairMark`).
     private func fairInClaimOrder(
-        limit: Int, locking: String, status: PostgresQuery, runnable: PostgresQuery,
+        limit: Int, locking: PostgresQuery, status: PostgresQuery, runnable: PostgresQuery,
         group g: String, held: [String]
     ) -> PostgresQuery {
         let col = PostgresQuery.identifier(g)
@@ -654,9 +654,9 @@ public struct TaskStore: Sendable {
         var sets: [PostgresQuery] = [
             "\(identifier: s.status.column) = \(s.status.text(outcome.taskStatus))\(cast(s.status.column))"
         ]
-        func add(_ col: String?, _ v: PostgresValue, cast: String = "") {
+        func add(_ col: String?, _ v: PostgresValue, cast: PostgresQuery = "") {
             guard let col else { return }
-            sets.append("\(identifier: col) = \(v)\(unsafeRaw: cast)")
+            sets.append("\(identifier: col) = \(v)\(cast)")
         }
         if outcome.taskStatus != .pending {
             add(config.results.resultColumn, .text(outcome.execution.result.compact), cast: "::jsonb")
@@ -693,9 +693,9 @@ public struct TaskStore: Sendable {
     {
         guard let e = config.results.executions else { return nil }
         var sets: [PostgresQuery] = []
-        func add(_ col: String?, _ v: PostgresValue, cast: String = "") {
+        func add(_ col: String?, _ v: PostgresValue, cast: PostgresQuery = "") {
             guard let col else { return }
-            sets.append("\(identifier: col) = \(v)\(unsafeRaw: cast)")
+            sets.append("\(identifier: col) = \(v)\(cast)")
         }
         add(e.columns.status, .text(e.statuses.text(outcome.status)))
         add(e.columns.completedAt, .text(PostgresTimestamp.format(outcome.completedAt)), cast: "::timestamptz")

@@ -107,6 +107,31 @@ public actor Worker: LeaseHolder {
         keeper.journals = RunJournalStore(config: config)
         let heartbeat = Task { await keeper.run(for: self) }
         let listener: Task<Void, Never>? = options.watch ? Task { await listen() } : nil
+        await claimLoop(claimer)
+        if shuttingDown { await drainInFlight() }
+        // Without a shutdown, the loop only ends with nothing running.
+        heartbeat.cancel()
+        listener?.cancel()
+        _ = await heartbeat.value
+        _ = await listener?.value
+        await claimer.close()
+        await pool.closeAll()
+        progress.finish()
+        summary.elapsed = Date().timeIntervalSince(started)
+        return summary
+    }
+
+    /// What one round of the claim loop did.
+    private struct ClaimRound {
+        /// Runs started: paused runs resumed and new claims.
+        var claimed = 0
+        /// Asked when nothing was claimed and nothing runs (without `watch`): what is left.
+        var outstanding: TaskStore.Outstanding?
+    }
+
+    /// Claims rounds until shutdown or, without `watch`, until nothing is left, waiting on the
+    /// doorbell between rounds. A database it cannot reach is retried with a backoff.
+    private func claimLoop(_ claimer: ConnectionSlot) async {
         var failures = 0
         var lastError = ""
         while !shuttingDown {
@@ -117,57 +142,9 @@ public actor Worker: LeaseHolder {
             let budget = options.limit.map { max(0, $0 - processed - running.count) } ?? Int.max
             if budget == 0 && running.isEmpty { break }
             let free = min(options.concurrency - running.count, budget)
-            var claimed = 0
-            var outstanding: TaskStore.Outstanding?
+            let round: ClaimRound
             do {
-                var free = free
-                if free > 0 && config.approvals != nil {
-                    let slots = free
-                    let ready = try await claimer.use { [approvals] c in try await approvals.ready(on: c, limit: slots)
-                    }
-                    for taskKey in ready where options.taskKeys.isEmpty || options.taskKeys.contains(taskKey) {
-                        let claim = try await claimer.use { [approvals, options] c in
-                            try await approvals.claim(
-                                on: c, taskKey: taskKey, workerId: options.workerId,
-                                leaseSeconds: options.leaseSeconds)
-                        }
-                        if let claim {
-                            start(claim, resuming: true)
-                            summary.resumed += 1
-                            claimed += 1
-                            free -= 1
-                        }
-                    }
-                }
-                if free > 0 {
-                    let slots = free
-                    let (claims, held) = try await claimer.use { [store, options] c in
-                        // Groups whose budget is spent (`on_exceeded: hold`) wait unclaimed.
-                        let held = try await store.heldGroups(on: c)
-                        return (
-                            try await store.claim(
-                                on: c, limit: slots, workerId: options.workerId,
-                                leaseSeconds: options.leaseSeconds, keys: options.taskKeys, held: held), held
-                        )
-                    }
-                    if held != heldGroups {
-                        heldGroups = held
-                        let column = config.source.groupColumn ?? "group"
-                        progress.status(
-                            held.isEmpty
-                                ? "no \(column) is over its budget any more"
-                                : "holding the tasks of \(held.count) \(column)(s) over budget until it is raised: \(held.prefix(10).joined(separator: ", "))"
-                        )
-                    }
-                    claimed += claims.count
-                    BridgeMetrics.tasksClaimed(claims.count)
-                    for claim in claims { start(claim) }
-                }
-                if !options.watch && claimed == 0 && running.isEmpty {
-                    outstanding = try await claimer.use { [store, options] c in
-                        try await store.outstanding(on: c, keys: options.taskKeys)
-                    }
-                }
+                round = try await claimRound(free: free, claimer)
                 if failures > 0 { progress.status("database reachable again") }
                 failures = 0
             } catch {
@@ -182,8 +159,8 @@ public actor Worker: LeaseHolder {
                 continue
             }
             // A full batch: there may be more right away.
-            if claimed > 0 && claimed == free { continue }
-            if let outstanding {
+            if round.claimed > 0 && round.claimed == free { continue }
+            if let outstanding = round.outstanding {
                 if outstanding.isEmpty {
                     if summary.reaped != reapedBefore { continue }
                     break
@@ -194,17 +171,72 @@ public actor Worker: LeaseHolder {
             }
             await doorbell.wait(timeout: pollInterval)
         }
-        if shuttingDown { await drainInFlight() }
-        // Without a shutdown, the loop only ends with nothing running.
-        heartbeat.cancel()
-        listener?.cancel()
-        _ = await heartbeat.value
-        _ = await listener?.value
-        await claimer.close()
-        await pool.closeAll()
-        progress.finish()
-        summary.elapsed = Date().timeIntervalSince(started)
-        return summary
+    }
+
+    /// One round for `free` slots: paused runs whose approvals are decided first, then new
+    /// claims for the slots left.
+    private func claimRound(free: Int, _ claimer: ConnectionSlot) async throws -> ClaimRound {
+        var round = ClaimRound()
+        var free = free
+        if free > 0 && config.approvals != nil {
+            let resumed = try await resumeDecided(slots: free, claimer)
+            round.claimed += resumed
+            free -= resumed
+        }
+        if free > 0 {
+            round.claimed += try await claimNew(slots: free, claimer)
+        }
+        if !options.watch && round.claimed == 0 && running.isEmpty {
+            round.outstanding = try await claimer.use { [store, options] c in
+                try await store.outstanding(on: c, keys: options.taskKeys)
+            }
+        }
+        return round
+    }
+
+    /// Claims paused runs whose approvals are decided (at most `slots`) and starts them
+    /// resuming; returns how many.
+    private func resumeDecided(slots: Int, _ claimer: ConnectionSlot) async throws -> Int {
+        let ready = try await claimer.use { [approvals] c in try await approvals.ready(on: c, limit: slots) }
+        var resumed = 0
+        for taskKey in ready where options.taskKeys.isEmpty || options.taskKeys.contains(taskKey) {
+            let claim = try await claimer.use { [approvals, options] c in
+                try await approvals.claim(
+                    on: c, taskKey: taskKey, workerId: options.workerId,
+                    leaseSeconds: options.leaseSeconds)
+            }
+            if let claim {
+                start(claim, resuming: true)
+                summary.resumed += 1
+                resumed += 1
+            }
+        }
+        return resumed
+    }
+
+    /// Claims up to `slots` new tasks and starts them; returns how many. Groups whose budget is
+    /// spent (`on_exceeded: hold`) wait unclaimed.
+    private func claimNew(slots: Int, _ claimer: ConnectionSlot) async throws -> Int {
+        let (claims, held) = try await claimer.use { [store, options] c in
+            let held = try await store.heldGroups(on: c)
+            return (
+                try await store.claim(
+                    on: c, limit: slots, workerId: options.workerId,
+                    leaseSeconds: options.leaseSeconds, keys: options.taskKeys, held: held), held
+            )
+        }
+        if held != heldGroups {
+            heldGroups = held
+            let column = config.source.groupColumn ?? "group"
+            progress.status(
+                held.isEmpty
+                    ? "no \(column) is over its budget any more"
+                    : "holding the tasks of \(held.count) \(column)(s) over budget until it is raised: \(held.prefix(10).joined(separator: ", "))"
+            )
+        }
+        BridgeMetrics.tasksClaimed(claims.count)
+        for claim in claims { start(claim) }
+        return claims.count
     }
 
     private var pollInterval: Double {

@@ -11,7 +11,7 @@ extension Bridge {
     struct Mappings: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Validate the YAML agent and tool mappings.",
-            subcommands: [Check.self]
+            subcommands: [Check.self, Keys.self]
         )
     }
 }

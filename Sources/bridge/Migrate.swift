@@ -75,6 +75,18 @@ struct MigrateOptionsGroup: ParsableArguments {
     }
 }
 
+/// How a migrate error's remedy is spelled on this command line.
+func flag(for remedy: MigrateRemedy) -> String {
+    switch remedy {
+    case .chooseFolder: "use --dir"
+    case .setPlaceholder(let name?): "pass --set \(name)=VALUE"
+    case .setPlaceholder(nil): "--set takes name=value"
+    case .allowOutOfOrder: "pass --allow-out-of-order"
+    case .allowLint: "pass --allow-lint"
+    case .waitLonger: "see --lock-wait"
+    }
+}
+
 /// Runs a migrate action: prints its report (text or JSON) and maps errors to exit codes.
 func runMigrate<R: MigrateReport>(json: Bool, _ body: () async throws -> R) async throws {
     do {
@@ -88,7 +100,8 @@ func runMigrate<R: MigrateReport>(json: Bool, _ body: () async throws -> R) asyn
                 (try? JSONSerialization.data(withJSONObject: payload, options: [.prettyPrinted, .sortedKeys])) ?? Data()
             print(String(decoding: data, as: UTF8.self))
         }
-        FileHandle.standardError.write(Data("bridge: error: \(error.description)\n".utf8))
+        let hint = (error as? MigrateError)?.remedy.map { " (\(flag(for: $0)))" } ?? ""
+        FileHandle.standardError.write(Data("bridge: error: \(error.description)\(hint)\n".utf8))
         throw ExitCode(error.exitStatus.rawValue)
     }
 }

@@ -186,7 +186,7 @@ struct BackfillDatabaseTests {
         _ = try await Migrator(options: o).up()
         let c = try await TestDatabase.connect(url)
         var config = try MappingLoader.load(directory: BackfillBuildTests.mappings)
-        config.columnTypes = try await ColumnTypes.load(for: config, connection: c)
+        config = config.with(columnTypes: try await ColumnTypes.load(for: config, connection: c))
         return (url, c, config)
     }
 

@@ -45,7 +45,7 @@ struct ExactNumberTests {
             INSERT INTO jobs (id, amount) VALUES (\(Self.neighbour), 1), (\(Self.big), \(Self.amount));
             """)
         var config = try MappingLoader.load(documents: [("m.yaml", Self.mappings)])
-        config.columnTypes = try await ColumnTypes.load(for: config, connection: c)
+        config = config.with(columnTypes: try await ColumnTypes.load(for: config, connection: c))
         #expect(config.columnTypes.type("jobs", "id") == "bigint")
         let store = TaskStore(config: config)
 

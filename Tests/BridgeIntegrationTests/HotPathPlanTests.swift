@@ -51,7 +51,7 @@ struct HotPathPlanTests {
         try await fillSessions(c)
         try await c.simpleQuery("ANALYZE")
         var config = try MappingLoader.load(directory: mappings)
-        config.columnTypes = try await ColumnTypes.load(for: config, connection: c)
+        config = config.with(columnTypes: try await ColumnTypes.load(for: config, connection: c))
         return (url, c, config)
     }
 

@@ -704,7 +704,7 @@ private func chatHandler(_ r: TestHTTPRequest) -> TestHTTPResponse {
         }
         #expect(error?.exitStatus == .badInput)
         #expect(error?.description.contains("'search' (web_search)") == true)
-        #expect(error?.description.contains("--model-api chat-completions") == true)
+        #expect(error?.description.contains("the worker's default model API") == true)
         // Per agent, too; and fine on the Responses API.
         #expect(throws: ModelConfigurationError.self) {
             try ModelRouting.validate(modelSpec(api: "chat_completions", hosted: true), defaultAPI: .responses)

@@ -82,7 +82,7 @@ struct RunJournalTests {
         let (url, store) = try await LeaseStoreTests.migrated()
         let c = try await TestDatabase.connect(url)
         var config = store.config
-        config.columnTypes = try await ColumnTypes.load(for: config, connection: c)
+        config = config.with(columnTypes: try await ColumnTypes.load(for: config, connection: c))
         let journals = RunJournalStore(config: config)
         let claims = try await TaskStore(config: config).claim(on: c, limit: 2, workerId: "A", leaseSeconds: 60)
         #expect(claims.count == 2)

@@ -107,6 +107,22 @@ import Testing
         #expect(q.binds == [.text(id), .text("5")])
     }
 
+    /// Aliases, integer literals and catalog type names are SQL text, not binds.
+    @Test func aliasesLiteralsAndCatalogTypesAreText() {
+        let q: PostgresQuery =
+            "SELECT \(alias: "t").\(identifier: "id") FROM x AS \(alias: "t") WHERE k = \("a")::\(catalogType: "character varying(64)") LIMIT \(literal: 16)"
+        #expect(q.sql == #"SELECT t."id" FROM x AS t WHERE k = $1::character varying(64) LIMIT 16"#)
+        #expect(q.binds == [.text("a")])
+    }
+
+    @Test(arguments: [
+        ("t", true), ("j0", true), ("picked_1", true), ("_x", true), ("", false), ("0t", false), ("t.x", false),
+        ("t x", false), ("\"t\"", false), ("t;--", false), ("ä", false),
+    ])
+    func aliasesArePlainASCIINames(name: String, ok: Bool) {
+        #expect(PostgresQuery.isAlias(name) == ok)
+    }
+
     @Test func nullAndNested() {
         let missing: String? = nil
         let inner: PostgresQuery = "b = \(2)"

@@ -29,10 +29,10 @@ public struct ExportPosition: Sendable, Equatable, CustomStringConvertible {
     /// index. `legacyOnly`: only the rows stored before migration 0047 that are after it.
     func after(alias a: String, key: String, legacyOnly: Bool = false) -> PostgresQuery {
         guard let txid else {
-            let legacy: PostgresQuery = "\(unsafeRaw: a).txid IS NULL AND \(unsafeRaw: a).\(unsafeRaw: key) > \(id)"
-            return legacyOnly ? legacy : "((\(legacy)) OR \(unsafeRaw: a).txid IS NOT NULL)"
+            let legacy: PostgresQuery = "\(alias: a).txid IS NULL AND \(alias: a).\(identifier: key) > \(id)"
+            return legacyOnly ? legacy : "((\(legacy)) OR \(alias: a).txid IS NOT NULL)"
         }
-        return "(\(unsafeRaw: a).txid, \(unsafeRaw: a).\(unsafeRaw: key)) > (\(txid)::xid8, \(id))"
+        return "(\(alias: a).txid, \(alias: a).\(identifier: key)) > (\(txid)::xid8, \(id))"
     }
 }
 

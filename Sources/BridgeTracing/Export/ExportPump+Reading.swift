@@ -123,19 +123,19 @@ extension ExportPump {
             filter: PostgresQuery
         ) -> PostgresQuery {
             let select: PostgresQuery = "SELECT \(cols), \(done) AS done"
-            let order: PostgresQuery = "ORDER BY \(unsafeRaw: a).txid, \(unsafeRaw: a).\(unsafeRaw: key) LIMIT \(n)"
+            let order: PostgresQuery = "ORDER BY \(alias: a).txid, \(alias: a).\(identifier: key) LIMIT \(n)"
             guard pos.txid != nil else {
                 return """
                     SELECT * FROM (
                       (\(select), 0 AS o FROM \(from) WHERE \(pos.after(alias: a, key: key, legacyOnly: true))\(filter) \(order))
                       UNION ALL
-                      (\(select), 1 AS o FROM \(from) WHERE \(unsafeRaw: a).txid < \(h)\(filter) \(order))
+                      (\(select), 1 AS o FROM \(from) WHERE \(alias: a).txid < \(h)\(filter) \(order))
                     ) u ORDER BY o, txid, id LIMIT \(n)
                     """
             }
             return """
                 \(select), 1 AS o FROM \(from)
-                WHERE \(pos.after(alias: a, key: key)) AND \(unsafeRaw: a).txid < \(h)\(filter) \(order)
+                WHERE \(pos.after(alias: a, key: key)) AND \(alias: a).txid < \(h)\(filter) \(order)
                 """
         }
         func recent(
@@ -144,7 +144,7 @@ extension ExportPump {
         ) -> PostgresQuery {
             """
             SELECT \(cols), false AS done, 1 AS o FROM \(from)
-            WHERE \(unsafeRaw: a).txid >= \(h)\(filter) AND NOT \(done) ORDER BY \(unsafeRaw: a).txid, \(unsafeRaw: a).\(unsafeRaw: key) LIMIT \(n)
+            WHERE \(alias: a).txid >= \(h)\(filter) AND NOT \(done) ORDER BY \(alias: a).txid, \(alias: a).\(identifier: key) LIMIT \(n)
             """
         }
         // Spans are read only when the traces left room (a one-time filter: no scan otherwise).

@@ -25,30 +25,31 @@ extension ExportPump {
     public static func retryRejected(exporter: String, connection: PostgresConnection) async throws -> Int {
         try await connection.transaction { c in
             var n = 0
-            for (table, key, deliveries, column) in [
+            let kinds: [(table: PostgresQuery, key: String, deliveries: PostgresQuery, column: String)] = [
                 ("bridge.traces", "trace_id", "bridge.trace_deliveries", "trace"),
                 ("bridge.spans", "span_id", "bridge.span_deliveries", "span"),
-            ] {
+            ]
+            for (table, key, deliveries, column) in kinds {
                 let rows = try c.query(
                     """
                     WITH gone AS (
-                        DELETE FROM \(unsafeRaw: deliveries) WHERE exporter = \(exporter) AND status = \(DeliveryStatus.rejected) RETURNING \(unsafeRaw: key) AS id
+                        DELETE FROM \(deliveries) WHERE exporter = \(exporter) AND status = \(DeliveryStatus.rejected) RETURNING \(identifier: key) AS id
                     ), earliest AS (
-                        SELECT x.txid, x.\(unsafeRaw: key) AS id FROM \(unsafeRaw: table) x JOIN gone g ON g.id = x.\(unsafeRaw: key)
-                        ORDER BY x.txid NULLS FIRST, x.\(unsafeRaw: key) LIMIT 1
+                        SELECT x.txid, x.\(identifier: key) AS id FROM \(table) x JOIN gone g ON g.id = x.\(identifier: key)
+                        ORDER BY x.txid NULLS FIRST, x.\(identifier: key) LIMIT 1
                     ), target AS (
                         -- Just before the earliest: before its transaction's rows, or (rows stored
                         -- before migration 0047) after the legacy row before it.
                         SELECT e.txid, CASE WHEN e.txid IS NOT NULL THEN '' ELSE coalesce((
-                                 SELECT x.\(unsafeRaw: key) FROM \(unsafeRaw: table) x WHERE x.txid IS NULL AND x.\(unsafeRaw: key) < e.id
-                                 ORDER BY x.txid DESC, x.\(unsafeRaw: key) DESC LIMIT 1), '') END AS id
+                                 SELECT x.\(identifier: key) FROM \(table) x WHERE x.txid IS NULL AND x.\(identifier: key) < e.id
+                                 ORDER BY x.txid DESC, x.\(identifier: key) DESC LIMIT 1), '') END AS id
                         FROM earliest e
                     ), moved AS (
-                        UPDATE bridge.export_positions p SET \(unsafeRaw: column)_txid = t.txid, \(unsafeRaw: column)_id = t.id, updated_at = now()
+                        UPDATE bridge.export_positions p SET \(identifier: column + "_txid") = t.txid, \(identifier: column + "_id") = t.id, updated_at = now()
                         FROM target t
                         WHERE p.exporter = \(exporter)
-                          AND CASE WHEN t.txid IS NULL THEN p.\(unsafeRaw: column)_txid IS NOT NULL OR p.\(unsafeRaw: column)_id > t.id
-                                   ELSE (p.\(unsafeRaw: column)_txid, p.\(unsafeRaw: column)_id) > (t.txid, t.id) END
+                          AND CASE WHEN t.txid IS NULL THEN p.\(identifier: column + "_txid") IS NOT NULL OR p.\(identifier: column + "_id") > t.id
+                                   ELSE (p.\(identifier: column + "_txid"), p.\(identifier: column + "_id")) > (t.txid, t.id) END
                         RETURNING 1
                     )
                     SELECT (SELECT count(*) FROM gone) AS n, (SELECT count(*) FROM moved) AS moved
