@@ -4,7 +4,8 @@
 // Layering, bottom to top; each target imports only targets below it:
 //   1. C bindings   CBridgeLibPQ, CBridgeCurl (+ CBridgeCurlShim), CBridgeCrypto, CBridgeZlib,
 //                   CBridgeSpawn (child processes)
-//   2. Core         BridgeCore: errors, JSON, ids, durations, the thread executor
+//   2. Core         BridgeCore: errors, JSON, ids, durations, the thread executor, the
+//                   child-process runner (ChildProcess) and the HTTP server (HTTPServer)
 //   3. Clients      BridgePostgres (libpq: queries with binds, identifiers, advisory locks),
 //                   BridgeHTTP (libcurl: one engine thread, whole-exchange deadlines)
 //   4. Trace model  BridgeTraceModel: the SDK's span format, records and typed ids
@@ -55,12 +56,13 @@ let package = Package(
             name: "CBridgeCurlShim",
             dependencies: ["CBridgeCurl"]
         ),
-        // fork/exec with PR_SET_PDEATHSIG for MCP stdio servers (no orphans)
+        // fork/exec under a supervisor (process group, subreaper, PR_SET_PDEATHSIG): no orphans
         .target(name: "CBridgeSpawn"),
         // 2. Clients
         // gzip for OTLP bodies (zlib)
         .systemLibrary(name: "CBridgeZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        .target(name: "BridgeCore", dependencies: ["CBridgeCrypto", "CBridgeZlib"], swiftSettings: strict),
+        .target(
+            name: "BridgeCore", dependencies: ["CBridgeCrypto", "CBridgeZlib", "CBridgeSpawn"], swiftSettings: strict),
         // The trace model: ids, SpanData (the SDK's span shapes), trace and span records with
         // their ledger row codec (so it binds its ids through BridgePostgres, one layer down).
         // Below everything that writes or reads a trace.
@@ -93,7 +95,7 @@ let package = Package(
         .target(
             name: "BridgeRunner",
             dependencies: [
-                "BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeHTTP", "BridgeMapping", "CBridgeSpawn",
+                "BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeHTTP", "BridgeMapping",
             ],
             swiftSettings: strict
         ),

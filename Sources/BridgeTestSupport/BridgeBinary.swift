@@ -1,3 +1,4 @@
+import BridgeCore
 import Foundation
 
 #if canImport(Glibc)
@@ -41,23 +42,24 @@ public enum BridgeBinary {
     }
 
     /// Runs bridge with `args` to its end (in `BridgeBinary.environment()` unless given one).
-    public static func run(_ args: [String], environment: [String: String]? = nil) async throws -> Subprocess.Result {
-        try await Subprocess.run(path, args, environment: environment ?? self.environment())
+    public static func run(_ args: [String], environment: [String: String]? = nil) async throws -> TestProcess.Result {
+        try await TestProcess.run(path, args, environment: environment ?? self.environment())
     }
 
     /// Runs `bridge migrate` with the shipped migrations (or `dir`) on `url`; its result.
     @discardableResult
     public static func migrate(_ url: String, dir: String = migrations, _ extra: [String] = []) async throws
-        -> Subprocess.Result
+        -> TestProcess.Result
     {
         try await run(["migrate", "--database-url", url, "--dir", dir] + extra)
     }
 }
 
 /// A `bridge` process running in the background (output to a file), for crash and signal tests.
-public final class BackgroundBridge: @unchecked Sendable {
-    // @unchecked Sendable: `process` is started in init and then only read and signalled.
-    public let process = Process()
+/// Started through `ChildProcess` without its supervisor (like `TestProcess`): signals reach
+/// bridge itself, and what bridge leaves behind is left for the tests to find.
+public final class BackgroundBridge: Sendable {
+    public let child: ChildProcess
     public let logPath: String
 
     public init(_ args: [String], environment: [String: String]? = nil) throws {
@@ -65,18 +67,28 @@ public final class BackgroundBridge: @unchecked Sendable {
             FileManager.default.temporaryDirectory.appendingPathComponent("bridge-bg-\(UUID().uuidString).log").path
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        process.executableURL = URL(fileURLWithPath: BridgeBinary.path)
-        process.arguments = args
-        process.environment = environment ?? BridgeBinary.environment()
-        process.standardOutput = log
-        process.standardError = log
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        var handlers = ChildProcess.Handlers()
+        handlers.stdout = { _, chunk in log.write(Data(chunk)) }
+        handlers.stderr = { _, chunk in log.write(Data(chunk)) }
+        handlers.exited = { _, _ in try? log.close() }
+        var options = ChildProcess.Options()
+        options.supervised = false
+        options.threadName = "test-bridge-io"
+        child = ChildProcess(
+            ChildProcess.Command(
+                path: BridgeBinary.path, argv: [BridgeBinary.path] + args,
+                environment: environment ?? BridgeBinary.environment()),
+            options: options, handlers: handlers)
+        try child.startBlocking()
     }
 
-    public var pid: Int32 { process.processIdentifier }
+    /// bridge's pid.
+    public var pid: Int32 { child.pid ?? 0 }
 
-    public func send(_ sig: Int32) { kill(process.processIdentifier, sig) }
+    /// Whether bridge still runs (its output not yet all read).
+    public var isRunning: Bool { child.termination == nil }
+
+    public func send(_ sig: Int32) { child.signal(sig) }
 
     /// Sends `sig` as soon as `condition` holds, or when `timeout` has passed. The condition is
     /// polled on a thread of its own, which also sends the signal (`OffPool.when`), so a busy
@@ -100,23 +112,23 @@ public final class BackgroundBridge: @unchecked Sendable {
         (try? await send(sig, when: condition, timeout: timeout, then: {}).held) ?? false
     }
 
-    /// Waits (off the pool) for the process to end; nil on timeout (the process is then killed).
+    /// Waits for the process to end; nil on timeout (the process is then killed).
     public func wait(timeout: Double) async -> (status: Int32, signalled: Bool)? {
-        let ended = await OffPool.until(timeout: .milliseconds(Int(timeout * 1000)), every: .milliseconds(20)) {
-            !self.process.isRunning
-        }
-        if !ended {
+        guard let end = await child.wait(within: .milliseconds(Int(timeout * 1000))) else {
             send(SIGKILL)
-            _ = try? await OffPool.run { self.process.waitUntilExit() }
+            _ = await child.wait()
             return nil
         }
-        return (process.terminationStatus, process.terminationReason == .uncaughtSignal)
+        switch end {
+        case .exit(let code): return (code, false)
+        case .signal(let sig): return (sig, true)
+        }
     }
 
     public var output: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     deinit {
-        if process.isRunning { send(SIGKILL) }
+        if isRunning { send(SIGKILL) }
         try? FileManager.default.removeItem(atPath: logPath)
     }
 }

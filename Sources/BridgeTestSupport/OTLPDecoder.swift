@@ -38,7 +38,7 @@ public enum OTLPDecoder {
                 ]
             })
         let script = TestDatabase.projectRoot.appendingPathComponent("Tests/Fixtures/otlp/otlp_decode.py").path
-        let r = try await Subprocess.run(python, [script], stdin: input.compact)
+        let r = try await TestProcess.run(python, [script], stdin: input.compact)
         guard r.status == 0 else { throw DecodeError(description: "opentelemetry-proto refused a body: \(r.stderr)") }
         return try JSONValue.parse(r.stdout).arrayValue ?? []
     }

@@ -46,16 +46,3 @@ public enum OffPool {
         (try? await when(timeout: timeout, every: interval, condition, then: { $0 })) ?? false
     }
 }
-
-extension Subprocess {
-    /// `run` on a thread of its own (see `OffPool`): what async tests call, so that waiting for
-    /// the child never holds a thread of the cooperative pool.
-    public static func run(
-        _ program: String, _ arguments: [String], environment: [String: String]? = nil,
-        currentDirectory: String? = nil, stdin: String? = nil
-    ) async throws -> Result {
-        try await OffPool.run {
-            try run(program, arguments, environment: environment, currentDirectory: currentDirectory, stdin: stdin)
-        }
-    }
-}

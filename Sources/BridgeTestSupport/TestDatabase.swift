@@ -143,7 +143,7 @@ public enum TestDatabase {
         var args = [url, "-X", "-q", "-v", "ON_ERROR_STOP=1"]
         for (k, v) in variables.sorted(by: { $0.key < $1.key }) { args += ["-v", "\(k)=\(v)"] }
         args += ["-f", file]
-        let result = try await Subprocess.run("psql", args)
+        let result = try await TestProcess.run("psql", args)
         if result.status != 0 {
             throw PostgresError(kind: .client, message: "psql -f \(file) failed: \(result.stderr)")
         }
@@ -151,57 +151,68 @@ public enum TestDatabase {
 
     /// Runs `sql` with psql and returns its output, unaligned and tuples only, trimmed.
     public static func psql(_ url: String, _ sql: String) async throws -> String {
-        let r = try await Subprocess.run("psql", [url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        let r = try await TestProcess.run("psql", [url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
         guard r.status == 0 else { throw PostgresError(kind: .client, message: "psql failed: \(r.stderr)") }
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
 
-/// Runs a program and collects its output (for end-to-end tests of the built binary).
-public enum Subprocess {
+/// Runs a program and collects its output (for end-to-end tests of the built binary): a thin
+/// layer over bridge's own `ChildProcess`, without its supervisor, so that what bridge leaves
+/// behind is left for the tests to find.
+public enum TestProcess {
     public struct Result: Sendable {
         public var status: Int32
         public var stdout: String
         public var stderr: String
     }
 
-    /// Runs `program` (looked up in PATH unless it has a slash) with `arguments`.
+    /// Runs `program` (looked up in PATH unless it has a slash) with `arguments`, in `environment`
+    /// (the test process's own when nil), to its end. Blocks: call it off the cooperative pool
+    /// (`OffPool`), or call the async `run`.
     public static func run(
         _ program: String, _ arguments: [String], environment: [String: String]? = nil,
         currentDirectory: String? = nil, stdin: String? = nil
     ) throws -> Result {
-        let p = Process()
-        if program.contains("/") {
-            p.executableURL = URL(fileURLWithPath: program)
-            p.arguments = arguments
-        } else {
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = [program] + arguments
+        let command = try command(program, arguments, environment: environment, currentDirectory: currentDirectory)
+        return result(try ChildProcess.runBlocking(command, input: Array((stdin ?? "").utf8), options: options))
+    }
+
+    /// `run` without blocking a thread of the cooperative pool.
+    public static func run(
+        _ program: String, _ arguments: [String], environment: [String: String]? = nil,
+        currentDirectory: String? = nil, stdin: String? = nil
+    ) async throws -> Result {
+        let command = try command(program, arguments, environment: environment, currentDirectory: currentDirectory)
+        return result(try await ChildProcess.run(command, input: Array((stdin ?? "").utf8), options: options))
+    }
+
+    private static var options: ChildProcess.Options {
+        var options = ChildProcess.Options()
+        options.supervised = false
+        options.threadName = "test-process-io"
+        return options
+    }
+
+    private static func command(
+        _ program: String, _ arguments: [String], environment: [String: String]?, currentDirectory: String?
+    ) throws -> ChildProcess.Command {
+        let environment = environment ?? ProcessInfo.processInfo.environment
+        guard let path = ChildProcess.resolve(program, environment: Environment(environment)) else {
+            throw ChildStartError(reason: "\(program): command not found")
         }
-        if let environment { p.environment = environment }
-        if let currentDirectory { p.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-        let out = Pipe()
-        let err = Pipe()
-        let inp = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = inp
-        try p.run()
-        if let stdin { inp.fileHandleForWriting.write(Data(stdin.utf8)) }
-        try? inp.fileHandleForWriting.close()
-        // Read both pipes concurrently so a full pipe never blocks the child.
-        nonisolated(unsafe) var errData = Data()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
+        return ChildProcess.Command(
+            path: path, argv: [program] + arguments, environment: environment, directory: currentDirectory)
+    }
+
+    private static func result(_ outcome: ChildProcess.Outcome) -> Result {
+        let status: Int32
+        switch outcome.termination {
+        case .exit(let code): status = code
+        case .signal(let sig): status = sig
         }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        p.waitUntilExit()
         return Result(
-            status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-            stderr: String(decoding: errData, as: UTF8.self))
+            status: status, stdout: String(decoding: outcome.stdout, as: UTF8.self),
+            stderr: String(decoding: outcome.stderr, as: UTF8.self))
     }
 }

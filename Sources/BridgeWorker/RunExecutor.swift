@@ -105,6 +105,10 @@ struct RunExecutor: Sendable {
         case ended(TaskOutcome)
     }
 
+    /// The attempt on its connection, step by step: where it starts (`startAttempt`), the run
+    /// traced (`runTraced`), then its outcome: stopped (lost lease or shutdown), paused for
+    /// approvals, or finished (`finishRun`). Writes that find the lease gone return a stale
+    /// outcome or throw `TaskStore.LeaseLost`, which the caller turns into one.
     private func run(
         _ claim: TaskStore.Claim, resuming: Bool, on c: PostgresConnection, attempt: inout Attempt,
         isLost: @Sendable (String) async -> Bool

@@ -188,8 +188,100 @@ static void supervise(pid_t program, int grace_ms, const sigset_t *waited) {
     }
 }
 
+/* Default dispositions for every signal (bridge ignores SIGTERM and SIGINT, and an ignored
+ * signal stays ignored across exec). */
+static void reset_dispositions(void) {
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int s = 1; s < 32; s++) {
+        if (s != SIGKILL && s != SIGSTOP) sigaction(s, &dfl, NULL);
+    }
+}
+
+/* In a forked child: `stdin_fd`, `stdout_fd` and `stderr_fd` become 0, 1 and 2, and every other
+ * descriptor but `*keep` (moved out of 0..2 first) is closed. */
+static void install_stdio(int stdin_fd, int stdout_fd, int stderr_fd, int *keep) {
+    if (*keep <= 2) {
+        int moved = fcntl(*keep, F_DUPFD_CLOEXEC, 3);
+        if (moved < 0) _exit(127);
+        *keep = moved;
+    }
+    int fds[3] = {stdin_fd, stdout_fd, stderr_fd};
+    int moved[3];
+    for (int i = 0; i < 3; i++) {
+        moved[i] = fcntl(fds[i], F_DUPFD, 3);
+        if (moved[i] < 0) child_fail(*keep);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (dup2(moved[i], i) < 0) child_fail(*keep);
+    }
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > 65536) max = 65536;
+    for (int fd = 3; fd < max; fd++) {
+        if (fd != *keep) close(fd);
+    }
+}
+
+/* The program's side of its fork: it dies with `parent` (SIGKILL), leads a new process group,
+ * has no blocked signal, and execs. */
+static void exec_program(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                         pid_t parent, int report_fd) __attribute__((noreturn));
+static void exec_program(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                         pid_t parent, int report_fd) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(report_fd);
+    if (getppid() != parent) _exit(127);
+    setpgid(0, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (cwd != NULL && chdir(cwd) != 0) child_fail(report_fd);
+    execve(path, argv, envp);
+    child_fail(report_fd);
+}
+
+/* The supervisor's side of the first fork (see CBridgeSpawn.h): forks the program and watches it. */
+static void start_supervisor(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                             int stdin_fd, int stdout_fd, int stderr_fd, int grace_ms, pid_t parent,
+                             int rfd) __attribute__((noreturn));
+static void start_supervisor(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                             int stdin_fd, int stdout_fd, int stderr_fd, int grace_ms, pid_t parent,
+                             int rfd) {
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) child_fail(rfd);
+    /* The parent may have died between fork and prctl. */
+    if (getppid() != parent) _exit(127);
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) child_fail(rfd);
+    /* What ps shows (a fork keeps the name of the thread that forked it). */
+    prctl(PR_SET_NAME, "bridge-reaper", 0, 0, 0);
+    setpgid(0, 0);
+    /* Default dispositions (an ignored signal would never reach sigtimedwait, and an ignored
+     * SIGCHLD would reap for us), and the signals the loop waits for blocked. */
+    reset_dispositions();
+    sigset_t waited;
+    sigemptyset(&waited);
+    sigaddset(&waited, SIGCHLD);
+    sigaddset(&waited, SIGTERM);
+    sigaddset(&waited, SIGINT);
+    sigaddset(&waited, SIGHUP);
+    sigprocmask(SIG_SETMASK, &waited, NULL);
+    install_stdio(stdin_fd, stdout_fd, stderr_fd, &rfd);
+    pid_t supervisor = getpid();
+    pid_t program = fork();
+    if (program < 0) child_fail(rfd);
+    if (program == 0) exec_program(path, argv, envp, cwd, supervisor, rfd);
+    /* The supervisor holds none of the program's descriptors: their end of file is the
+     * program's (and its descendants') alone. */
+    setpgid(program, program);
+    close(0);
+    close(1);
+    close(2);
+    close(rfd);
+    supervise(program, grace_ms, &waited);
+}
+
 pid_t bridge_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
-                   int stdin_fd, int stdout_fd, int stderr_fd, int grace_ms, int *error_out) {
+                   int stdin_fd, int stdout_fd, int stderr_fd, int grace_ms, int supervised,
+                   int *error_out) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) {
         *error_out = errno;
@@ -204,73 +296,15 @@ pid_t bridge_spawn(const char *path, char *const argv[], char *const envp[], con
         return -1;
     }
     if (pid == 0) {
-        /* The supervisor. */
         int rfd = report[1];
-        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) child_fail(rfd);
-        /* The parent may have died between fork and prctl. */
-        if (getppid() != parent) _exit(127);
-        if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) child_fail(rfd);
-        /* What ps shows (a fork keeps the name of the thread that forked it). */
-        prctl(PR_SET_NAME, "bridge-reaper", 0, 0, 0);
-        setpgid(0, 0);
-        /* Default dispositions (bridge ignores SIGTERM and SIGINT: an ignored signal would
-         * never reach sigtimedwait, and an ignored SIGCHLD would reap for us), and the
-         * signals the loop waits for blocked. */
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        for (int s = 1; s < 32; s++) {
-            if (s != SIGKILL && s != SIGSTOP) sigaction(s, &dfl, NULL);
+        if (supervised) {
+            start_supervisor(path, argv, envp, cwd, stdin_fd, stdout_fd, stderr_fd, grace_ms, parent, rfd);
         }
-        sigset_t waited;
-        sigemptyset(&waited);
-        sigaddset(&waited, SIGCHLD);
-        sigaddset(&waited, SIGTERM);
-        sigaddset(&waited, SIGINT);
-        sigaddset(&waited, SIGHUP);
-        sigprocmask(SIG_SETMASK, &waited, NULL);
-        /* Move the report pipe out of the way of 0..2, then put the program's descriptors there. */
-        if (rfd <= 2) {
-            rfd = fcntl(report[1], F_DUPFD_CLOEXEC, 3);
-            if (rfd < 0) _exit(127);
-        }
-        int fds[3] = {stdin_fd, stdout_fd, stderr_fd};
-        int moved[3];
-        for (int i = 0; i < 3; i++) {
-            moved[i] = fcntl(fds[i], F_DUPFD, 3);
-            if (moved[i] < 0) child_fail(rfd);
-        }
-        for (int i = 0; i < 3; i++) {
-            if (dup2(moved[i], i) < 0) child_fail(rfd);
-        }
-        long max = sysconf(_SC_OPEN_MAX);
-        if (max < 0 || max > 65536) max = 65536;
-        for (int fd = 3; fd < max; fd++) {
-            if (fd != rfd) close(fd);
-        }
-        pid_t supervisor = getpid();
-        pid_t program = fork();
-        if (program < 0) child_fail(rfd);
-        if (program == 0) {
-            if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(rfd);
-            if (getppid() != supervisor) _exit(127);
-            setpgid(0, 0);
-            sigset_t none;
-            sigemptyset(&none);
-            sigprocmask(SIG_SETMASK, &none, NULL);
-            if (cwd != NULL && chdir(cwd) != 0) child_fail(rfd);
-            execve(path, argv, envp);
-            child_fail(rfd);
-        }
-        /* The supervisor holds none of the program's descriptors: their end of file is the
-         * program's (and its descendants') alone. */
-        setpgid(program, program);
-        close(0);
-        close(1);
-        close(2);
-        close(rfd);
-        supervise(program, grace_ms, &waited);
+        reset_dispositions();
+        install_stdio(stdin_fd, stdout_fd, stderr_fd, &rfd);
+        exec_program(path, argv, envp, cwd, parent, rfd);
     }
+    if (!supervised) setpgid(pid, pid);
     close(report[1]);
     int child_errno = 0;
     ssize_t n;
@@ -280,7 +314,7 @@ pid_t bridge_spawn(const char *path, char *const argv[], char *const envp[], con
     close(report[0]);
     if (n == (ssize_t)sizeof child_errno) {
         *error_out = child_errno;
-        /* The supervisor exits once the failed program is reaped. */
+        /* A supervisor exits once the failed program is reaped. */
         int status;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
         return -1;

@@ -28,7 +28,7 @@ struct ApprovalCLITests {
             """)
     }
 
-    static func bridge(_ args: [String], _ env: [String: String]) async throws -> Subprocess.Result {
+    static func bridge(_ args: [String], _ env: [String: String]) async throws -> TestProcess.Result {
         try await BridgeBinary.run(args, environment: env)
     }
 

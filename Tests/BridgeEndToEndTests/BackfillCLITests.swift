@@ -10,7 +10,7 @@ import Testing
 /// (3 workspaces × 20 tasks: 24 finished, 36 pending).
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct BackfillCLITests {
-    static func backfill(_ url: String, _ extra: [String] = []) async throws -> Subprocess.Result {
+    static func backfill(_ url: String, _ extra: [String] = []) async throws -> TestProcess.Result {
         try await BridgeBinary.run(
             ["exec", "--backfill", "--database-url", url, "--mappings", BridgeBinary.mappings] + extra)
     }

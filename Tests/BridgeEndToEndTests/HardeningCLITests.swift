@@ -47,12 +47,12 @@ struct HardeningCLITests {
     }
 
     /// Runs bridge with `args` on `url` with the mappings in `dir`.
-    static func run(_ args: [String], _ url: String, _ dir: URL) async throws -> Subprocess.Result {
+    static func run(_ args: [String], _ url: String, _ dir: URL) async throws -> TestProcess.Result {
         try await BridgeBinary.run(args + ["--database-url", url, "--mappings", dir.path])
     }
 
     /// Runs `bridge exec --offline` with the mappings in `dir`.
-    static func execOffline(_ url: String, _ dir: URL) async throws -> Subprocess.Result {
+    static func execOffline(_ url: String, _ dir: URL) async throws -> TestProcess.Result {
         try await run(["exec", "--offline"], url, dir)
     }
 

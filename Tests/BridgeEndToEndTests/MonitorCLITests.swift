@@ -253,7 +253,10 @@ struct MonitorCLITests {
                 try poll.count("status = 'in_progress'") >= 1
             },
             then: { held in
-                (held, try Subprocess.run(BridgeBinary.path, top + ["--json"], environment: BridgeBinary.environment()))
+                (
+                    held,
+                    try TestProcess.run(BridgeBinary.path, top + ["--json"], environment: BridgeBinary.environment())
+                )
             })
         #expect(held)
         #expect(running.status == 0, "\(running.stderr)")
@@ -265,7 +268,7 @@ struct MonitorCLITests {
         let workers = json["workers"]?.arrayValue ?? []
         #expect(
             workers.contains {
-                ($0["worker"]?.stringValue ?? "").contains(":\(worker.process.processIdentifier):")
+                ($0["worker"]?.stringValue ?? "").contains(":\(worker.pid):")
                     && $0["alive"] == .bool(true)
             }, "\(running.stdout)")
         #expect(

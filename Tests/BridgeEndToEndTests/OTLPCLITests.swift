@@ -8,7 +8,7 @@ import Testing
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct OTLPCLITests {
     func exec(_ url: String, _ receiver: TestHTTPServer, _ extra: [String: String?] = [:]) async throws
-        -> Subprocess.Result
+        -> TestProcess.Result
     {
         var env: [String: String?] = ["OTEL_EXPORTER_OTLP_ENDPOINT": receiver.baseURL, "OTEL_METRICS_EXPORTER": "none"]
         for (k, v) in extra { env[k] = v }

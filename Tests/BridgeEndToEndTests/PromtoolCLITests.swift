@@ -13,10 +13,10 @@ struct PromtoolCLITests {
     }
 
     /// promtool's verdict on `text` (exit status, its complaints).
-    static func check(_ text: String) async throws -> Subprocess.Result {
+    static func check(_ text: String) async throws -> TestProcess.Result {
         let promtool = try #require(
             promtool, "promtool is not installed (scripts/install-deps.sh installs Debian's prometheus)")
-        return try await Subprocess.run(promtool, ["check", "metrics"], stdin: text)
+        return try await TestProcess.run(promtool, ["check", "metrics"], stdin: text)
     }
 
     @Test(.timeLimit(.minutes(3)))

@@ -36,7 +36,7 @@ struct StreamingCLITests {
         // Scraped while the worker runs: streamed calls observed their time to first token.
         // Until the worker ends: MCP start-up alone can take many seconds on a loaded machine.
         var observed = 0.0
-        while observed == 0, worker.process.isRunning {
+        while observed == 0, worker.isRunning {
             if let body = try? await MonitorFixture.scrape(metricsURL).body {
                 observed = Exposition(body).sum("bridge_model_time_to_first_token_seconds_count")
             }

@@ -9,7 +9,7 @@ import Testing
 
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct ExportCLITests {
-    func run(_ args: [String], env extra: [String: String]) async throws -> Subprocess.Result {
+    func run(_ args: [String], env extra: [String: String]) async throws -> TestProcess.Result {
         var env = BridgeBinary.environment()
         for k in [
             "OPENAI_API_KEY", "OPENAI_TRACING_API_KEY", "OPENAI_BASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT",

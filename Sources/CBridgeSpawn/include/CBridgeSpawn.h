@@ -24,10 +24,17 @@
 ///   ends: a killed bridge leaves no orphans.
 /// The program leads a new process group, with an empty signal mask and default dispositions.
 ///
-/// Returns the supervisor's pid, or -1 with `*error_out` set to the errno of the failing step
-/// (fork, or exec of the program, reported through a close-on-exec pipe).
+/// With `supervised` 0 there is no supervisor: the program is forked directly (its own process
+/// group, default dispositions, an empty signal mask, SIGKILL when the thread that spawned it
+/// ends) and whatever it leaves behind is not stopped; the tests start bridge itself so, to see
+/// what bridge leaves behind.
+///
+/// Returns the supervisor's pid (the program's when not `supervised`), or -1 with `*error_out`
+/// set to the errno of the failing step (fork, or exec of the program, reported through a
+/// close-on-exec pipe).
 pid_t bridge_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
-                   int stdin_fd, int stdout_fd, int stderr_fd, int grace_ms, int *error_out);
+                   int stdin_fd, int stdout_fd, int stderr_fd, int grace_ms, int supervised,
+                   int *error_out);
 
 /// pipe2(fds, O_CLOEXEC): a pipe whose ends no child inherits unless it is dup2'd.
 int bridge_pipe_cloexec(int fds[2]);
