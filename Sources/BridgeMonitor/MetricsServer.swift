@@ -1,10 +1,13 @@
 import BridgeCore
 import Foundation
 
-/// `--metrics-addr` could not be served (bad address, port in use).
+/// The metrics address could not be served (bad address, port in use).
 public struct MetricsServerError: InputError {
-    public var message: String
-    init(_ message: String) { self.message = message }
+    /// What is wrong, after the address's name: "must be HOST:PORT …", "127.0.0.1:80: cannot
+    /// listen: …" (the command line puts its flag first).
+    public var reason: String
+    public var message: String { "the metrics address \(reason)" }
+    init(_ reason: String) { self.reason = reason }
 }
 
 /// The Prometheus scrape endpoint: `GET /metrics` answers with `body()` in the text exposition
@@ -48,7 +51,7 @@ public final class MetricsServer: Sendable {
                 exchange.respond(Self.answer(request, body: body), close: true)
             }
         } catch {
-            throw MetricsServerError("--metrics-addr \(hostPort): \(error.message)")
+            throw MetricsServerError("\(hostPort): \(error.message)")
         }
         address = server.address
     }
@@ -71,7 +74,7 @@ public final class MetricsServer: Sendable {
     /// `HOST:PORT` → (host, port); `[v6]:PORT` too. Exit 2 with the reason otherwise.
     static func split(_ hostPort: String) throws -> (host: String, port: String) {
         let bad = MetricsServerError(
-            "--metrics-addr must be HOST:PORT (e.g. 127.0.0.1:9464 or [::1]:9464), not '\(hostPort)'")
+            "must be HOST:PORT (e.g. 127.0.0.1:9464 or [::1]:9464), not '\(hostPort)'")
         guard let colon = hostPort.lastIndex(of: ":") else { throw bad }
         var host = String(hostPort[..<colon])
         let port = String(hostPort[hostPort.index(after: colon)...])

@@ -242,7 +242,12 @@ extension Bridge {
                 options.watch = watch
                 options.drainTimeout = drainTimeout
                 options.pollInterval = pollInterval
-                let metrics = try metricsAddr.map { try PrometheusEndpoint.serve(hostPort: $0) }
+                let metrics: MetricsServer?
+                do {
+                    metrics = try metricsAddr.map { try PrometheusEndpoint.serve(hostPort: $0) }
+                } catch let error as MetricsServerError {
+                    throw UsageError("--metrics-addr \(error.reason)")
+                }
                 defer { metrics?.stop() }
                 if let metrics { Self.log("metrics on http://\(metrics.address)/metrics") }
                 let push = try OTLPMetricsPusher.fromEnvironment(env, instance: options.workerId)

@@ -1,6 +1,7 @@
 import BridgeCore
 import BridgeMapping
 import BridgeRunner
+import BridgeTestSupport
 import Foundation
 import Testing
 
@@ -29,21 +30,14 @@ struct MCPSDKVersionTests {
             .appendingPathComponent("examples").path
     }
 
-    static func sdkVersion(_ python: String) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = ["-c", "import importlib.metadata as m; print(m.version('mcp'))"]
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        p.waitUntilExit()
-        return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+    static func sdkVersion(_ python: String) async throws -> String {
+        let script = "import importlib.metadata as m; print(m.version('mcp'))"
+        return try await TestProcess.run(python, ["-c", script]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     @Test(arguments: ["2", "1"]) func theExampleServerWorksOnBothMajorVersions(_ major: String) async throws {
         let python = try #require(major == "2" ? MCPFixture.python : MCPFixture.pythonV1)
-        #expect(try Self.sdkVersion(python).hasPrefix(major + "."))
+        #expect(try await Self.sdkVersion(python).hasPrefix(major + "."))
         let example = MCPServerMapping(
             name: "team_tools",
             transport: .stdio(

@@ -251,19 +251,20 @@ struct MCPStdioTests {
 @Suite(.serialized, .enabled(if: MCPFixture.isAvailable, "needs BRIDGE_MCP_PYTHON (scripts/test.sh)"))
 struct MCPStreamableHTTPTests {
     /// Starts the FastMCP server over Streamable HTTP on a free loopback port.
-    func startServer() async throws -> (Process, Int) {
+    func startServer() async throws -> (ChildProcess, Int) {
         let port = try Self.freePort()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: MCPFixture.python!)
-        p.arguments = [MCPFixture.script("fastmcp_server.py"), "http", String(port)]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        let python = MCPFixture.python!
+        let p = ChildProcess(
+            ChildProcess.Command(
+                path: python, argv: [python, MCPFixture.script("fastmcp_server.py"), "http", String(port)],
+                environment: ProcessInfo.processInfo.environment),
+            handlers: ChildProcess.Handlers())
+        try await p.start()
         let client = HTTPClient()
         defer { client.shutdown() }
         for _ in 0..<150 {
             // Ready when uvicorn itself answers (not some other test's listener on a reused port).
-            if p.isRunning,
+            if p.termination == nil,
                 let r = try? await client.execute(
                     HTTPRequest(
                         method: .get, url: "http://127.0.0.1:\(port)/mcp",
@@ -272,10 +273,10 @@ struct MCPStreamableHTTPTests {
             {
                 return (p, port)
             }
-            if !p.isRunning { break }
+            if p.termination != nil { break }
             try await Task.sleep(for: .milliseconds(100))
         }
-        kill(p.processIdentifier, SIGKILL)
+        p.kill()
         throw MCPError.unavailable("the FastMCP HTTP server did not start on port \(port)")
     }
 
@@ -299,7 +300,7 @@ struct MCPStreamableHTTPTests {
 
     @Test func listsAndCallsOverStreamableHTTPWithASession() async throws {
         let (server, port) = try await startServer()
-        defer { kill(server.processIdentifier, SIGKILL) }
+        defer { server.kill() }
         let client = HTTPClient()
         defer { client.shutdown() }
         var env = Environment.process.values
@@ -323,7 +324,7 @@ struct MCPStreamableHTTPTests {
 
     @Test func slowHTTPCallTimesOut() async throws {
         let (server, port) = try await startServer()
-        defer { kill(server.processIdentifier, SIGKILL) }
+        defer { server.kill() }
         let client = HTTPClient()
         defer { client.shutdown() }
         let config = MCPServerMapping(
