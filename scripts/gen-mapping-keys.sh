@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the key table of docs/mappings.md from the mapping loader's declarations
-# (Sources/BridgeMapping/MappingKeys+Sections.swift), between its begin and end markers.
+# (Sources/BridgeMapping/MappingKeys*.swift), between its begin and end markers.
 # MappingKeyTableTests fails while the checked-in table differs from the generated one.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -51,11 +51,11 @@ extension LoadState {
         var out = BackfillMapping(origin: origin)
         if let l = m.map(.logs, Keys.BackfillLogs.self) {
             var logs = BackfillLogsMapping()
-            logs.table = l.name(.table) ?? logs.table
-            logs.key = l.name(.key) ?? logs.key
-            logs.taskColumn = l.name(.taskColumn) ?? logs.taskColumn
-            logs.typeColumn = l.name(.typeColumn) ?? logs.typeColumn
-            logs.contentColumn = l.name(.contentColumn) ?? logs.contentColumn
+            logs.table = l.nameOrDefault(.table)
+            logs.key = l.nameOrDefault(.key)
+            logs.taskColumn = l.nameOrDefault(.taskColumn)
+            logs.typeColumn = l.nameOrDefault(.typeColumn)
+            logs.contentColumn = l.nameOrDefault(.contentColumn)
             logs.createdAtColumn = l.name(.createdAtColumn)
             if let types = l.strings(.toolCallTypes) {
                 if types.isEmpty {
@@ -66,7 +66,7 @@ extension LoadState {
             if let k = l.map(.toolCall, Keys.BackfillToolCall.self) {
                 // A `tool_call` section names every key the records have: one it leaves out is absent.
                 logs.toolCall = ToolCallKeys(
-                    name: k.name(.name) ?? "tool", arguments: k.name(.arguments),
+                    name: k.nameOrDefault(.name), arguments: k.name(.arguments),
                     output: k.name(.output), startedAt: k.name(.startedAt),
                     durationMs: k.name(.durationMs), error: k.name(.error))
             }

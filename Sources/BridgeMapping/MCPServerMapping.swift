@@ -129,9 +129,9 @@ extension LoadState {
         guard let name, let transport else { return nil }
         return MCPServerMapping(
             name: name, transport: transport, allowedTools: allowed, blockedTools: blocked,
-            cacheToolsList: m.bool(.cacheToolsList) ?? false,
-            timeoutMs: m.int(.timeoutMs) ?? MCPServerMapping.defaultTimeoutMs,
-            useStructuredContent: m.bool(.useStructuredContent) ?? false,
+            cacheToolsList: m.boolOrDefault(.cacheToolsList),
+            timeoutMs: m.intOrDefault(.timeoutMs),
+            useStructuredContent: m.boolOrDefault(.useStructuredContent),
             origin: r.location(node, path))
     }
 }

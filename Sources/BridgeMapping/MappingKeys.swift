@@ -12,6 +12,13 @@ protocol MappingKeySet: CaseIterable, Hashable, RawRepresentable where RawValue 
 extension MappingKeySet {
     /// The YAML spellings, in declaration order.
     static var names: [String] { allCases.map(\.rawValue) }
+
+    /// The value a key that has a default takes when it is left out (what the docs show).
+    var declaredDefault: String {
+        let d = declaration
+        guard let value = d.defaultValue, !d.defaultIsProse else { preconditionFailure("'\(rawValue)' has no default") }
+        return value
+    }
 }
 
 /// One key: what it holds, whether it must be given, its default, and a one-line description.

@@ -39,7 +39,7 @@ extension LoadState {
         guard let name else { return nil }
         return AgentMapping(
             name: name, match: m.name(.match) ?? name, instructions: instructions,
-            model: m.name(.model) ?? "gpt-4.1", modelSettings: settings, modelAPI: api,
+            model: m.nameOrDefault(.model), modelSettings: settings, modelAPI: api,
             tools: m.strings(.tools) ?? [], handoffs: handoffs,
             handoffDescription: m.string(.handoffDescription), maxTurns: m.int(.maxTurns),
             toolUseBehavior: behavior, outputType: outputType,
@@ -91,7 +91,7 @@ extension LoadState {
         if let name, !isAPIName(name) {
             r.issue(m.node(.name), m.path(.name), "output_type name '\(name)' must match ^[a-zA-Z0-9_-]{1,64}$")
         }
-        let strict = m.bool(.strict) ?? true
+        let strict = m.boolOrDefault(.strict)
         var schema: JSONValue?
         if let n = m.value(.schema), let json = r.json(n, m.path(.schema)) {
             schema = json
@@ -122,7 +122,7 @@ extension LoadState {
         let implementation = parseGuardrailCheck(r, m, node, path, parameters: ["input", "output"])
         guard let name, let implementation else { return nil }
         return GuardrailMapping(
-            name: name, implementation: implementation, runInParallel: m.bool(.runInParallel) ?? true,
+            name: name, implementation: implementation, runInParallel: m.boolOrDefault(.runInParallel),
             origin: r.location(node, path))
     }
 
@@ -144,7 +144,7 @@ extension LoadState {
         case Key.sql?:
             guard let s = m.map(Key.sql, Keys.GuardrailSQL.self), let q = s.name(.query) else { return nil }
             var spec = SQLToolSpec.check(q)
-            spec.timeoutMs = s.int(.timeoutMs) ?? spec.timeoutMs
+            spec.timeoutMs = s.intOrDefault(.timeoutMs)
             let params = spec.namedParameters
             let (qNode, qPath) = (s.node(.query), s.path(.query))
             for arg in params.argumentNames where !parameters.contains(arg) {

@@ -106,7 +106,7 @@ extension LoadState {
     static func parseBudgets(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> BudgetMapping? {
         guard let m = r.map(node, "budgets", Keys.Budgets.self) else { return nil }
         let table = m.name(.table)
-        let key = m.name(.key) ?? "id"
+        let key = m.nameOrDefault(.key)
         let limit = m.name(.limit)
         var onExceeded = BudgetMapping.OnExceeded.hold
         if let n = m.node(.onExceeded), let s = r.string(n, m.path(.onExceeded)) {

@@ -22,7 +22,7 @@ extension LoadState {
                     ? "missing implementation: give exactly one of sql, http, command or hosted"
                     : "give exactly one implementation, found \(kinds.map(\.rawValue).joined(separator: " and "))")
         }
-        let strict = m.bool(.strict) ?? true
+        let strict = m.boolOrDefault(.strict)
         let implementation = kinds.first.flatMap { parseImplementation(r, m, $0) }
         let isHosted: Bool = {
             if case .hosted? = implementation { return true }
@@ -69,10 +69,10 @@ extension LoadState {
         case .sql:
             guard let s = m.map(.sql, Keys.ToolSQL.self), let q = s.name(.query) else { return nil }
             var spec = SQLToolSpec(sql: q)
-            spec.writes = s.bool(.writes) ?? false
-            spec.timeoutMs = s.int(.timeoutMs) ?? spec.timeoutMs
-            spec.maxRows = s.int(.maxRows) ?? spec.maxRows
-            spec.maxBytes = s.int(.maxBytes) ?? spec.maxBytes
+            spec.writes = s.boolOrDefault(.writes)
+            spec.timeoutMs = s.intOrDefault(.timeoutMs)
+            spec.maxRows = s.intOrDefault(.maxRows)
+            spec.maxBytes = s.intOrDefault(.maxBytes)
             return .sql(spec)
         case .http:
             guard let h = m.map(.http, Keys.ToolHTTP.self), let url = h.name(.url) else { return nil }
@@ -81,8 +81,8 @@ extension LoadState {
             }
             var spec = HTTPToolSpec(url: url)
             spec.headers = h.stringMap(.headers) ?? [:]
-            spec.timeoutMs = h.int(.timeoutMs) ?? spec.timeoutMs
-            spec.maxBytes = h.int(.maxBytes) ?? spec.maxBytes
+            spec.timeoutMs = h.intOrDefault(.timeoutMs)
+            spec.maxBytes = h.intOrDefault(.maxBytes)
             return .http(spec)
         case .command:
             guard let c = m.map(.command, Keys.ToolCommand.self), let argv = c.strings(.argv) else { return nil }
@@ -94,8 +94,8 @@ extension LoadState {
                     c.node(.env), c.path(.env),
                     "'\(name)' is not an environment variable name (^[A-Za-z_][A-Za-z0-9_]*$)")
             }
-            spec.timeoutMs = c.int(.timeoutMs) ?? spec.timeoutMs
-            spec.maxBytes = c.int(.maxBytes) ?? spec.maxBytes
+            spec.timeoutMs = c.intOrDefault(.timeoutMs)
+            spec.maxBytes = c.intOrDefault(.maxBytes)
             return .command(spec)
         case .hosted:
             guard let h = m.map(.hosted, Keys.HostedTool.self), let type = h.name(.type) else { return nil }
@@ -180,12 +180,12 @@ extension LoadState {
         guard let m = r.map(node, "approvals", Keys.Approvals.self) else { return nil }
         var a = ApprovalsMapping(origin: origin)
         a.table = m.name(.table) ?? a.table
-        a.key = m.name(.key) ?? a.key
+        a.key = m.nameOrDefault(.key)
         if let st = m.map(.status, Keys.ApprovalStatus.self) {
-            a.statusColumn = st.name(.column) ?? a.statusColumn
-            a.pending = st.name(.pending) ?? a.pending
-            a.approved = st.name(.approved) ?? a.approved
-            a.rejected = st.name(.rejected) ?? a.rejected
+            a.statusColumn = st.nameOrDefault(.column)
+            a.pending = st.nameOrDefault(.pending)
+            a.approved = st.nameOrDefault(.approved)
+            a.rejected = st.nameOrDefault(.rejected)
             a.expired = st.name(.expired)
             let values = [a.pending, a.approved, a.rejected] + (a.expired.map { [$0] } ?? [])
             if Set(values).count != values.count {

@@ -295,11 +295,11 @@ struct LoadState {
         guard let m = r.map(node, "source", Keys.Source.self) else { return nil }
         var status = StatusMapping()
         if let s = m.map(.status, Keys.Status.self) {
-            status.column = s.name(.column) ?? status.column
-            status.pending = s.name(.pending) ?? status.pending
-            status.running = s.name(.running) ?? status.running
-            status.completed = s.name(.completed) ?? status.completed
-            status.failed = s.name(.failed) ?? status.failed
+            status.column = s.nameOrDefault(.column)
+            status.pending = s.nameOrDefault(.pending)
+            status.running = s.nameOrDefault(.running)
+            status.completed = s.nameOrDefault(.completed)
+            status.failed = s.nameOrDefault(.failed)
             let values = [status.pending, status.running, status.completed, status.failed]
             if Set(values).count != values.count {
                 r.issue(s.node, s.path, "the pending, running, completed and failed values must all differ")
@@ -315,10 +315,10 @@ struct LoadState {
         var selection: AgentSelectionMapping?
         if let a = m.map(.agentSelection, Keys.AgentSelection.self) {
             var s = AgentSelectionMapping()
-            s.table = a.name(.table) ?? s.table
-            s.key = a.name(.key) ?? s.key
+            s.table = a.nameOrDefault(.table)
+            s.key = a.nameOrDefault(.key)
             s.taskColumn = a.name(.taskColumn)
-            s.matchColumn = a.name(.matchColumn) ?? s.matchColumn
+            s.matchColumn = a.nameOrDefault(.matchColumn)
             s.fallbackColumn = a.name(.fallbackColumn)
             s.groupColumn = a.name(.groupColumn)
             s.defaultAgent = a.name(.defaultAgent)
@@ -326,8 +326,8 @@ struct LoadState {
         }
         guard let input = m.template(.input) else { return nil }
         var out = SourceMapping(input: input, origin: origin)
-        out.table = m.name(.table) ?? out.table
-        out.key = m.name(.key) ?? out.key
+        out.table = m.nameOrDefault(.table)
+        out.key = m.nameOrDefault(.key)
         out.status = status
         out.groupColumn = m.name(.groupColumn)
         out.priority = priority
@@ -339,7 +339,7 @@ struct LoadState {
     static func parseResults(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> ResultsMapping? {
         guard let m = r.map(node, "results", Keys.Results.self) else { return nil }
         var out = ResultsMapping(origin: origin)
-        out.resultColumn = m.name(.resultColumn) ?? out.resultColumn
+        out.resultColumn = m.nameOrDefault(.resultColumn)
         out.completedAtColumn = m.name(.completedAtColumn)
         out.traceIdColumn = m.name(.traceIdColumn)
         out.executions = m.map(.executions, Keys.Executions.self).map(parseExecutions)
@@ -348,12 +348,12 @@ struct LoadState {
 
     static func parseExecutions(_ e: MapReader<Keys.Executions>) -> ExecutionsMapping {
         var ex = ExecutionsMapping()
-        ex.table = e.name(.table) ?? ex.table
-        ex.key = e.name(.key) ?? ex.key
-        ex.taskColumn = e.name(.taskColumn) ?? ex.taskColumn
+        ex.table = e.nameOrDefault(.table)
+        ex.key = e.nameOrDefault(.key)
+        ex.taskColumn = e.nameOrDefault(.taskColumn)
         if let c = e.map(.columns, Keys.ExecutionColumn.self) {
             var cols = ExecutionColumns()
-            cols.status = c.name(.status) ?? cols.status
+            cols.status = c.nameOrDefault(.status)
             cols.traceId = c.name(.traceId)
             cols.startedAt = c.name(.startedAt)
             cols.completedAt = c.name(.completedAt)
@@ -368,10 +368,10 @@ struct LoadState {
             ex.columns = cols
         }
         if let s = e.map(.statuses, Keys.ExecutionStatus.self) {
-            ex.statuses.started = s.name(.started) ?? ex.statuses.started
-            ex.statuses.completed = s.name(.completed) ?? ex.statuses.completed
-            ex.statuses.failedRetriable = s.name(.failedRetriable) ?? ex.statuses.failedRetriable
-            ex.statuses.failedTerminal = s.name(.failedTerminal) ?? ex.statuses.failedTerminal
+            ex.statuses.started = s.nameOrDefault(.started)
+            ex.statuses.completed = s.nameOrDefault(.completed)
+            ex.statuses.failedRetriable = s.nameOrDefault(.failedRetriable)
+            ex.statuses.failedTerminal = s.nameOrDefault(.failedTerminal)
         }
         return ex
     }
@@ -379,8 +379,8 @@ struct LoadState {
     static func parseTracing(_ r: YAMLReader, _ node: Node) -> TracingMapping? {
         guard let m = r.map(node, "tracing", Keys.Tracing.self) else { return nil }
         var t = TracingMapping()
-        t.workflowName = m.name(.workflowName) ?? t.workflowName
-        t.includeSensitiveData = m.bool(.includeSensitiveData) ?? t.includeSensitiveData
+        t.workflowName = m.nameOrDefault(.workflowName)
+        t.includeSensitiveData = m.boolOrDefault(.includeSensitiveData)
         return t
     }
 

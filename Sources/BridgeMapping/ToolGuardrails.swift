@@ -122,7 +122,7 @@ extension LoadState {
             let implementation = parseGuardrailCheck(
                 r, g, item, path, parameters: ToolGuardrailSpec.parameters(output: output))
             var behavior = ToolGuardrailBehavior.raiseException
-            let onTrip = g.name(.onTrip) ?? "raise_exception"
+            let onTrip = g.nameOrDefault(.onTrip)
             switch onTrip {
             case "raise_exception":
                 if g.has(.message) {

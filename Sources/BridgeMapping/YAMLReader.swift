@@ -310,6 +310,14 @@ struct MapReader<Key: MappingKeySet> {
         return value(key).flatMap { reader.int($0, path(key), min: min, max: max) }
     }
     func bool(_ key: Key) -> Bool? { value(key).flatMap { reader.bool($0, path(key)) } }
+
+    /// The name under `key`, else the default its declaration gives.
+    func nameOrDefault(_ key: Key) -> String { name(key) ?? key.declaredDefault }
+    func boolOrDefault(_ key: Key) -> Bool { bool(key) ?? (key.declaredDefault == "true") }
+    func intOrDefault(_ key: Key) -> Int {
+        guard let d = Int(key.declaredDefault) else { preconditionFailure("\(path(key)) declares no integer default") }
+        return int(key) ?? d
+    }
     func strings(_ key: Key) -> [String]? { value(key).flatMap { reader.strings($0, path(key)) } }
     func stringMap(_ key: Key) -> [String: String]? { value(key).flatMap { reader.stringMap($0, path(key)) } }
     func template(_ key: Key, required req: Bool? = nil) -> Template? {

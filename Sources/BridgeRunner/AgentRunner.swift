@@ -847,12 +847,7 @@ struct RunState {
             span.usage = span.usage + o.usage
             transcript += o.items
             guard o.failure == nil else { continue }
-            let item: ConversationItem = [
-                "type": "function_call_output", "call_id": .string(o.callId),
-                "output": o.modelOutput ?? .string(o.output),
-            ]
-            history.append(item)
-            transcript.append(item)
+            appendCallOutput(o.callId, o.modelOutput ?? .string(o.output))
         }
         if let failure = outcomes.lazy.compactMap(\.failure).first {
             return .ends(
@@ -869,14 +864,7 @@ struct RunState {
         _ handoffCalls: [(callId: String, spec: HandoffSpec)], from agent: AgentSpec, turnId: EventID
     ) async -> TurnStep {
         let first = handoffCalls[0]
-        for ignored in handoffCalls.dropFirst() {
-            let item: ConversationItem = [
-                "type": "function_call_output", "call_id": .string(ignored.callId),
-                "output": .string(RunnerMessages.multipleHandoffsIgnored),
-            ]
-            history.append(item)
-            transcript.append(item)
-        }
+        appendHandoffOutputs(taken: first.callId, to: first.spec.agent, ignored: handoffCalls.dropFirst().map(\.callId))
         let handoffId = allocate()
         let start = Date()
         if handoffCalls.count > 1 {
@@ -888,17 +876,28 @@ struct RunState {
                         message: RunnerMessages.spanMultipleHandoffs,
                         data: ["requested_agents": .array(requested)])))
         }
-        let item: ConversationItem = [
-            "type": "function_call_output", "call_id": .string(first.callId),
-            "output": .string(RunnerMessages.transferMessage(to: first.spec.agent)),
-        ]
-        history.append(item)
-        transcript.append(item)
         await emit(
             .handoff(
                 id: handoffId, parent: turnId, from: agent.name, to: first.spec.agent,
                 startedAt: start, endedAt: Date()))
         return .handoff(first.spec.agent)
+    }
+
+    /// Appends call `callId`'s output to the history and the transcript: the
+    /// `function_call_output` item the model reads back.
+    mutating func appendCallOutput(_ callId: String, _ output: JSONValue) {
+        let item: ConversationItem = [
+            "type": "function_call_output", "call_id": .string(callId), "output": output,
+        ]
+        history.append(item)
+        transcript.append(item)
+    }
+
+    /// The outputs of a response's handoff calls: each `ignored` call is told so, then the
+    /// `taken` one gets the transfer message to `agent`.
+    mutating func appendHandoffOutputs(taken callId: String, to agent: String, ignored: [String]) {
+        for ignoredId in ignored { appendCallOutput(ignoredId, .string(RunnerMessages.multipleHandoffsIgnored)) }
+        appendCallOutput(callId, .string(RunnerMessages.transferMessage(to: agent)))
     }
 
     /// No tools ran: the last assistant message is the final output; without one, run again.

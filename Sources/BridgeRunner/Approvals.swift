@@ -205,12 +205,7 @@ extension RunState {
                 SpanErrorInfo(message: RunnerMessages.spanAgentError, data: ["error": .string(failure.message)]))
         }
         for call in paused.pending {
-            let item: ConversationItem = [
-                "type": "function_call_output", "call_id": .string(call.callId),
-                "output": .string(outputs[call.callId] ?? RunnerMessages.approvalRejected),
-            ]
-            history.append(item)
-            transcript.append(item)
+            appendCallOutput(call.callId, .string(outputs[call.callId] ?? RunnerMessages.approvalRejected))
         }
         if !paused.deferredHandoffs.isEmpty {
             return await takeDeferredHandoff(paused.deferredHandoffs, from: agent, turnId: turnId)
@@ -267,20 +262,7 @@ extension RunState {
         _ handoffs: [PendingApproval], from agent: AgentSpec, turnId: EventID
     ) async -> TurnStep {
         let first = handoffs[0]
-        for ignored in handoffs.dropFirst() {
-            let item: ConversationItem = [
-                "type": "function_call_output", "call_id": .string(ignored.callId),
-                "output": .string(RunnerMessages.multipleHandoffsIgnored),
-            ]
-            history.append(item)
-            transcript.append(item)
-        }
-        let item: ConversationItem = [
-            "type": "function_call_output", "call_id": .string(first.callId),
-            "output": .string(RunnerMessages.transferMessage(to: first.agent)),
-        ]
-        history.append(item)
-        transcript.append(item)
+        appendHandoffOutputs(taken: first.callId, to: first.agent, ignored: handoffs.dropFirst().map(\.callId))
         let start = Date()
         await emit(
             .handoff(

@@ -1,0 +1,301 @@
+import BridgeTraceModel
+
+// The keys of `agents` and `tools` entries and of `guardrails` (see `MappingKeySet`).
+extension Keys {
+    // MARK: agents
+
+    enum Agent: String, MappingKeySet {
+        case name, match, instructions, model
+        case modelSettings = "model_settings"
+        case modelAPI = "model_api"
+        case tools, handoffs
+        case handoffDescription = "handoff_description"
+        case maxTurns = "max_turns"
+        case toolUseBehavior = "tool_use_behavior"
+        case outputType = "output_type"
+        case inputGuardrails = "input_guardrails"
+        case outputGuardrails = "output_guardrails"
+        case mcpServers = "mcp_servers"
+
+        var declaration: MappingKey {
+            switch self {
+            case .name: .init(.name, .required, "the agent's name (unique)")
+            case .match: .init(.name, defaultProse: "the agent's name", "the agent row value that selects this agent")
+            case .instructions:
+                .init(.template, defaultProse: "empty", "the system prompt, templated from the task and agent rows")
+            case .model: .init(.name, default: "gpt-4.1", "the model")
+            case .modelSettings:
+                .init(.section(ModelSetting.self), "the SDK's ModelSettings and the APIs' request parameters")
+            case .modelAPI:
+                .init(.choice(ModelAPI.allCases.map(\.rawValue)), "the API the model is called through")
+            case .tools: .init(.names, "the tools it may call")
+            case .handoffs:
+                .init(.either(.names, .entries(Handoff.self)), "the agents it may hand off to")
+            case .handoffDescription: .init(.string, "what another agent's handoff tool says about this one")
+            case .maxTurns:
+                .init(.int(min: 1), default: "\(DatabaseToSDKBridge.defaultMaxTurns)", "turns before the run fails")
+            case .toolUseBehavior:
+                .init(
+                    .either(.choice(["run_llm_again", "stop_on_first_tool"]), .section(ToolUseBehavior.self)),
+                    default: "run_llm_again", "whether a tool's output ends the run")
+            case .outputType: .init(.section(OutputType.self), "a structured output")
+            case .inputGuardrails: .init(.names, "guardrails run on the input")
+            case .outputGuardrails: .init(.names, "guardrails run on the final output")
+            case .mcpServers: .init(.names, "the MCP servers whose tools it may call")
+            }
+        }
+    }
+
+    enum Handoff: String, MappingKeySet {
+        case agent, description
+
+        var declaration: MappingKey {
+            switch self {
+            case .agent: .init(.name, .required, "the agent handed off to")
+            case .description: .init(.string, "the handoff tool's description")
+            }
+        }
+    }
+
+    enum ToolUseBehavior: String, MappingKeySet {
+        case stopAtToolNames = "stop_at_tool_names"
+
+        var declaration: MappingKey {
+            .init(.names, .required, "the run ends with the output of the first of these tools it calls")
+        }
+    }
+
+    enum OutputType: String, MappingKeySet {
+        case name, schema, strict, columns
+
+        var declaration: MappingKey {
+            switch self {
+            case .name: .init(.name, .required, "the schema's name (^[a-zA-Z0-9_-]{1,64}$)")
+            case .schema: .init(.json, .required, "the JSON Schema of the output")
+            case .strict: .init(.bool, default: "true", "strict structured output")
+            case .columns: .init(.stringMap, "top-level fields → task columns they are written to")
+            }
+        }
+    }
+
+    /// The `model_settings` keys bridge accepts: the Agents SDK's `ModelSettings` fields and the
+    /// request parameters of the Responses and Chat Completions APIs. Anything else a provider
+    /// takes goes under `extra_args` (or `extra_body`).
+    enum ModelSetting: String, MappingKeySet {
+        // Agents SDK ModelSettings
+        case temperature
+        case topP = "top_p"
+        case frequencyPenalty = "frequency_penalty"
+        case presencePenalty = "presence_penalty"
+        case toolChoice = "tool_choice"
+        case parallelToolCalls = "parallel_tool_calls"
+        case truncation
+        case maxTokens = "max_tokens"
+        case reasoning, verbosity, metadata, store
+        case includeUsage = "include_usage"
+        case responseInclude = "response_include"
+        case topLogprobs = "top_logprobs"
+        case extraQuery = "extra_query"
+        case extraBody = "extra_body"
+        case extraHeaders = "extra_headers"
+        case extraArgs = "extra_args"
+        // Responses API
+        case maxOutputTokens = "max_output_tokens"
+        case previousResponseId = "previous_response_id"
+        case serviceTier = "service_tier"
+        case user
+        case promptCacheKey = "prompt_cache_key"
+        case safetyIdentifier = "safety_identifier"
+        case background
+        case maxToolCalls = "max_tool_calls"
+        case prompt, text, include, conversation
+        // Chat Completions API
+        case seed, stop, n
+        case logitBias = "logit_bias"
+        case logprobs
+        case maxCompletionTokens = "max_completion_tokens"
+        case modalities, prediction
+        case reasoningEffort = "reasoning_effort"
+        case webSearchOptions = "web_search_options"
+        case audio
+
+        var declaration: MappingKey {
+            switch self {
+            case .extraArgs, .extraBody:
+                .init(.json, "provider parameters merged into the request as they are")
+            case .temperature, .topP, .frequencyPenalty, .presencePenalty, .toolChoice, .parallelToolCalls,
+                .truncation, .maxTokens, .reasoning, .verbosity, .metadata, .store, .includeUsage, .responseInclude,
+                .topLogprobs, .extraQuery, .extraHeaders:
+                .init(.json, "the Agents SDK's ModelSettings field of that name")
+            case .maxOutputTokens, .previousResponseId, .serviceTier, .user, .promptCacheKey, .safetyIdentifier,
+                .background, .maxToolCalls, .prompt, .text, .include, .conversation:
+                .init(.json, "the Responses API request parameter of that name")
+            case .seed, .stop, .n, .logitBias, .logprobs, .maxCompletionTokens, .modalities, .prediction,
+                .reasoningEffort, .webSearchOptions, .audio:
+                .init(.json, "the Chat Completions request parameter of that name")
+            }
+        }
+    }
+
+    // MARK: tools
+
+    enum Tool: String, MappingKeySet {
+        case name, description, parameters, strict, sql, http, command, hosted
+        case needsApproval = "needs_approval"
+        case inputGuardrails = "input_guardrails"
+        case outputGuardrails = "output_guardrails"
+
+        /// The implementations, of which a tool has exactly one.
+        static let implementations: [Tool] = [.sql, .http, .command, .hosted]
+
+        var declaration: MappingKey {
+            let one = MappingKeyRequirement.when("exactly one of sql, http, command, hosted")
+            return switch self {
+            case .name: .init(.name, .required, "the tool's name (^[a-zA-Z0-9_-]{1,64}$, unique)")
+            case .description: .init(.string, .when("yes, except hosted tools"), "what the model is told it does")
+            case .parameters:
+                .init(.json, defaultProse: "no parameters", "a JSON Schema of its arguments (not for hosted tools)")
+            case .strict: .init(.bool, default: "true", "strict JSON Schema (not for hosted tools)")
+            case .sql: .init(.section(ToolSQL.self), one, "a SQL statement over :argument and :task.column")
+            case .http: .init(.section(ToolHTTP.self), one, "an HTTP endpoint the arguments are POSTed to")
+            case .command: .init(.section(ToolCommand.self), one, "a program run without a shell")
+            case .hosted: .init(.section(HostedTool.self), one, "a tool run by the model provider")
+            case .needsApproval:
+                .init(
+                    .either(.bool, .section(NeedsApproval.self)), default: "false",
+                    "whether a call waits for a human decision")
+            case .inputGuardrails: .init(.entries(ToolGuardrail.self), "checks run on the arguments")
+            case .outputGuardrails: .init(.entries(ToolGuardrail.self), "checks run on the output")
+            }
+        }
+    }
+
+    enum ToolSQL: String, MappingKeySet {
+        case query, writes
+        case timeoutMs = "timeout_ms"
+        case maxRows = "max_rows"
+        case maxBytes = "max_bytes"
+
+        var declaration: MappingKey {
+            let d = SQLToolSpec(sql: "")
+            return switch self {
+            case .query: .init(.sql, .required, "one statement; :argument and :task.column become binds")
+            case .writes: .init(.bool, default: "false", "false runs it READ ONLY")
+            case .timeoutMs: .init(.int(min: 1), default: "\(d.timeoutMs)", "its statement timeout in milliseconds")
+            case .maxRows: .init(.int(min: 1), default: "\(d.maxRows)", "rows returned at most")
+            case .maxBytes: .init(.int(min: 1), default: "\(d.maxBytes)", "bytes of output at most")
+            }
+        }
+    }
+
+    enum ToolHTTP: String, MappingKeySet {
+        case url, headers
+        case timeoutMs = "timeout_ms"
+        case maxBytes = "max_bytes"
+
+        var declaration: MappingKey {
+            let d = HTTPToolSpec(url: "")
+            return switch self {
+            case .url: .init(.name, .required, "an http(s) URL")
+            case .headers: .init(.stringMap, "request headers; values may use ${ENV}")
+            case .timeoutMs: .init(.int(min: 1), default: "\(d.timeoutMs)", "the whole exchange's deadline in ms")
+            case .maxBytes: .init(.int(min: 1), default: "\(d.maxBytes)", "bytes of response at most")
+            }
+        }
+    }
+
+    enum ToolCommand: String, MappingKeySet {
+        case argv
+        case timeoutMs = "timeout_ms"
+        case maxBytes = "max_bytes"
+        case env
+
+        var declaration: MappingKey {
+            let d = CommandToolSpec(argv: [])
+            return switch self {
+            case .argv: .init(.names, .required, "the program and its arguments; the call's arguments go on stdin")
+            case .timeoutMs: .init(.int(min: 1), default: "\(d.timeoutMs)", "the run's deadline in milliseconds")
+            case .maxBytes: .init(.int(min: 1), default: "\(d.maxBytes)", "bytes of output at most")
+            case .env: .init(.names, "environment variables it may see besides PATH, HOME, LANG, TZ")
+            }
+        }
+    }
+
+    enum HostedTool: String, MappingKeySet {
+        case type
+        case vectorStoreIds = "vector_store_ids"
+
+        var declaration: MappingKey {
+            switch self {
+            case .type: .init(.choice(LoadState.hostedTypes), .required, "the provider's tool")
+            case .vectorStoreIds: .init(.names, .when("with file_search"), "the vector stores file_search reads")
+            }
+        }
+    }
+
+    enum NeedsApproval: String, MappingKeySet {
+        case sql
+
+        var declaration: MappingKey {
+            .init(.sql, .required, "a query over :argument and :task.column; true: the call waits for approval")
+        }
+    }
+
+    enum ToolGuardrail: String, MappingKeySet {
+        case name, sql, agent
+        case onTrip = "on_trip"
+        case message
+
+        var declaration: MappingKey {
+            switch self {
+            case .name: .init(.name, .required, "the guardrail's name (unique in its list)")
+            case .sql:
+                .init(
+                    .section(GuardrailSQL.self), .when("exactly one of sql, agent"),
+                    "a read-only check over :arguments (or :output) and :task.column")
+            case .agent:
+                .init(
+                    .name, .when("exactly one of sql, agent"),
+                    "an agent whose output_type has a boolean tripwire_triggered")
+            case .onTrip:
+                .init(
+                    .choice(ToolGuardrailBehavior.names), default: "raise_exception",
+                    "what a tripwire does to the call")
+            case .message: .init(.template, "what the model is told instead ({{task.column}} only)")
+            }
+        }
+    }
+
+    enum Guardrail: String, MappingKeySet {
+        case name, sql, agent
+        case runInParallel = "run_in_parallel"
+
+        var declaration: MappingKey {
+            switch self {
+            case .name: .init(.name, .required, "the guardrail's name (unique)")
+            case .sql:
+                .init(
+                    .section(GuardrailSQL.self), .when("exactly one of sql, agent"),
+                    "a read-only check over :input (or :output) and :task.column")
+            case .agent:
+                .init(
+                    .name, .when("exactly one of sql, agent"),
+                    "an agent whose output_type has a boolean tripwire_triggered")
+            case .runInParallel: .init(.bool, default: "true", "an input guardrail runs alongside the model")
+            }
+        }
+    }
+
+    enum GuardrailSQL: String, MappingKeySet {
+        case query
+        case timeoutMs = "timeout_ms"
+
+        var declaration: MappingKey {
+            switch self {
+            case .query: .init(.sql, .required, "one read-only statement whose row has tripwire_triggered")
+            case .timeoutMs:
+                .init(.int(min: 1), default: "\(SQLToolSpec.check("").timeoutMs)", "its statement timeout in ms")
+            }
+        }
+    }
+}

@@ -1,0 +1,252 @@
+// The keys of `approvals`, `mcp_servers`, `pricing`, `limits`, `budgets` and `sessions` (see
+// `MappingKeySet`).
+extension Keys {
+    // MARK: approvals
+
+    enum Approvals: String, MappingKeySet {
+        case table, key, status
+        case expiresAtColumn = "expires_at_column"
+        case expiresAfter = "expires_after"
+        case responseColumn = "response_column"
+        case respondedAtColumn = "responded_at_column"
+        case groupColumn = "group_column"
+        case columns, values
+
+        var declaration: MappingKey {
+            let d = ApprovalsMapping()
+            return switch self {
+            case .table: .init(.name, .required, "the table of approval requests")
+            case .key: .init(.name, default: d.key, "its key column")
+            case .status: .init(.section(ApprovalStatus.self), "its status column and values")
+            case .expiresAtColumn: .init(.name, "receives the deadline; past it an undecided request is rejected")
+            case .expiresAfter: .init(.duration, default: "24h", "how long a request waits for a decision")
+            case .responseColumn: .init(.name, "the reviewer's answer (json or text)")
+            case .respondedAtColumn: .init(.name, "when it was decided")
+            case .groupColumn: .init(.name, "receives the task's group value")
+            case .columns: .init(.section(ApprovalColumn.self), "bridge's content → the table's columns")
+            case .values: .init(.stringMap, "constant values for other columns")
+            }
+        }
+    }
+
+    enum ApprovalStatus: String, MappingKeySet {
+        case column, pending, approved, rejected, expired
+
+        var declaration: MappingKey {
+            let d = ApprovalsMapping()
+            return switch self {
+            case .column: .init(.name, default: d.statusColumn, "the status column")
+            case .pending: .init(.name, default: d.pending, "a request waiting for a decision")
+            case .approved: .init(.name, default: d.approved, "an approved request")
+            case .rejected: .init(.name, default: d.rejected, "a rejected request")
+            case .expired: .init(.name, "written when an undecided request expires (else it stays pending)")
+            }
+        }
+    }
+
+    enum ApprovalColumn: String, MappingKeySet {
+        case title, description
+        case proposedActions = "proposed_actions"
+        case context
+
+        var declaration: MappingKey {
+            switch self {
+            case .title: .init(.name, "receives the request's title (text)")
+            case .description: .init(.name, "receives its description (text)")
+            case .proposedActions: .init(.name, "receives the proposed call (json)")
+            case .context: .init(.name, "receives task id, trace id, tool, arguments and call id (json)")
+            }
+        }
+    }
+
+    // MARK: mcp_servers
+
+    enum MCPServer: String, MappingKeySet {
+        case name, stdio
+        case streamableHTTP = "streamable_http"
+        case toolFilter = "tool_filter"
+        case cacheToolsList = "cache_tools_list"
+        case timeoutMs = "timeout_ms"
+        case useStructuredContent = "use_structured_content"
+
+        var declaration: MappingKey {
+            let one = MappingKeyRequirement.when("exactly one of stdio, streamable_http")
+            return switch self {
+            case .name: .init(.name, .required, "the server's name (^[a-zA-Z0-9_-]{1,64}$, unique)")
+            case .stdio: .init(.section(MCPStdio.self), one, "a child process speaking JSON-RPC on stdin/stdout")
+            case .streamableHTTP: .init(.section(MCPHTTP.self), one, "an MCP endpoint")
+            case .toolFilter: .init(.section(MCPToolFilter.self), "which of its tools agents see")
+            case .cacheToolsList: .init(.bool, default: "false", "read the tool list once per worker")
+            case .timeoutMs:
+                .init(
+                    .int(min: 1, max: MCPServerMapping.maxTimeoutMs), default: "\(MCPServerMapping.defaultTimeoutMs)",
+                    "bound on starting it and on each request, in ms")
+            case .useStructuredContent:
+                .init(.bool, default: "false", "give the model structuredContent when a result has it")
+            }
+        }
+    }
+
+    enum MCPStdio: String, MappingKeySet {
+        case command, args, env, cwd
+
+        var declaration: MappingKey {
+            switch self {
+            case .command: .init(.name, .required, "the program (no shell)")
+            case .args: .init(.names, "its arguments")
+            case .env: .init(.names, "environment variables it may see besides PATH, HOME, LANG, TZ")
+            case .cwd: .init(.name, defaultProse: "the mappings directory", "its directory (relative: to the mappings)")
+            }
+        }
+    }
+
+    enum MCPHTTP: String, MappingKeySet {
+        case url, headers
+
+        var declaration: MappingKey {
+            switch self {
+            case .url: .init(.name, .required, "an http(s) URL")
+            case .headers: .init(.stringMap, "request headers; values may use ${env:VAR}")
+            }
+        }
+    }
+
+    enum MCPToolFilter: String, MappingKeySet {
+        case allowed, blocked
+
+        var declaration: MappingKey {
+            switch self {
+            case .allowed: .init(.names, defaultProse: "all tools", "only these tools")
+            case .blocked: .init(.names, "never these tools")
+            }
+        }
+    }
+
+    // MARK: pricing, limits, budgets
+
+    enum Price: String, MappingKeySet {
+        case input
+        case cachedInput = "cached_input"
+        case output
+
+        var declaration: MappingKey {
+            switch self {
+            case .input: .init(.number(positive: false), .required, "USD per 1M input tokens")
+            case .cachedInput:
+                .init(.number(positive: false), defaultProse: "the input price", "USD per 1M cached input tokens")
+            case .output: .init(.number(positive: false), .required, "USD per 1M output (and reasoning) tokens")
+            }
+        }
+    }
+
+    enum Limits: String, MappingKeySet {
+        case models, tools, fairness
+
+        var declaration: MappingKey {
+            switch self {
+            case .models: .init(.named("<model>", ModelLimit.self), "fleet-wide limits per model name")
+            case .tools: .init(.named("<tool>", ToolLimit.self), "fleet-wide limits per tool name")
+            case .fairness: .init(.section(Fairness.self), "fair claims across groups")
+            }
+        }
+    }
+
+    enum ModelLimit: String, MappingKeySet {
+        case requestsPerMinute = "requests_per_minute"
+        case tokensPerMinute = "tokens_per_minute"
+        case concurrency
+
+        var declaration: MappingKey {
+            switch self {
+            case .requestsPerMinute: .init(.number(positive: true), "requests per minute, fleet-wide")
+            case .tokensPerMinute: .init(.number(positive: true), "tokens per minute, fleet-wide")
+            case .concurrency: .init(.int(min: 1, max: 100_000), "calls at once, fleet-wide")
+            }
+        }
+    }
+
+    enum ToolLimit: String, MappingKeySet {
+        case concurrency
+
+        var declaration: MappingKey { .init(.int(min: 1, max: 100_000), .required, "calls at once, fleet-wide") }
+    }
+
+    enum Fairness: String, MappingKeySet {
+        case group
+
+        var declaration: MappingKey { .init(.name, .required, "the task column whose values share claims fairly") }
+    }
+
+    enum Budgets: String, MappingKeySet {
+        case table, key, limit
+        case spentColumn = "spent_column"
+        case onExceeded = "on_exceeded"
+
+        var declaration: MappingKey {
+            switch self {
+            case .table: .init(.name, .required, "the table of budgets (one row per group)")
+            case .key: .init(.name, default: "id", "its key column, compared with source.group_column")
+            case .limit: .init(.sql, .required, "one SQL expression over its row: the budget in USD")
+            case .spentColumn: .init(.name, "receives the group's spend")
+            case .onExceeded:
+                .init(
+                    .choice(BudgetMapping.OnExceeded.allCases.map(\.rawValue)), default: "hold",
+                    "what happens to a group's tasks over budget")
+            }
+        }
+    }
+
+    // MARK: sessions
+
+    enum Sessions: String, MappingKeySet {
+        case key, table
+        case sessionColumn = "session_column"
+        case item, values, roles, limit
+
+        var declaration: MappingKey {
+            let withTable = MappingKeyRequirement.when("with table")
+            return switch self {
+            case .key: .init(.template, .required, "the session key, from the task row ({{task.…}}); empty: none")
+            case .table: .init(.name, defaultProse: "bridge's own tables", "the application's table of messages")
+            case .sessionColumn:
+                .init(.name, withTable, default: "session_id", "the column holding the session key")
+            case .item: .init(.section(SessionItem.self), withTable, "item fields → the table's columns")
+            case .values: .init(.stringMap, "constant values for other columns (with table)")
+            case .roles: .init(.section(SessionRole.self), "bridge's roles → the role column's values (with table)")
+            case .limit:
+                .init(
+                    .int(min: 1, max: SessionsMapping.maxLimit), default: "\(SessionsMapping(key: Template("")).limit)",
+                    "items read before a run")
+            }
+        }
+    }
+
+    enum SessionItem: String, MappingKeySet {
+        case role, content
+        case createdAt = "created_at"
+        case id, data
+        case toolsUsed = "tools_used"
+
+        var declaration: MappingKey {
+            switch self {
+            case .role: .init(.name, .required, "the role column")
+            case .content: .init(.name, .required, "the message text column")
+            case .createdAt: .init(.name, .when("created_at or id"), "orders the items")
+            case .id: .init(.name, .when("created_at or id"), "orders items written at the same time")
+            case .data: .init(.name, "the whole item as JSON, to replay tool calls exactly")
+            case .toolsUsed: .init(.name, "an assistant message's tool calls and results (json list)")
+            }
+        }
+    }
+
+    enum SessionRole: String, MappingKeySet {
+        case user, assistant, system, tool
+
+        var declaration: MappingKey {
+            switch self {
+            case .user, .assistant, .system: .init(.name, default: rawValue, "the value of this role")
+            case .tool: .init(.name, "the value of tool items; unmapped: they are not rows of their own")
+            }
+        }
+    }
+}
