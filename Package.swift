@@ -8,7 +8,7 @@
 //                   child-process runner (ChildProcess) and the HTTP server (HTTPServer)
 //   3. Clients      BridgePostgres (libpq: queries with binds, identifiers, advisory locks),
 //                   BridgeHTTP (libcurl: one engine thread, whole-exchange deadlines)
-//   4. Trace model  BridgeTraceModel: the SDK's span format and records
+//   4. Trace model  BridgeTraceModel: the SDK's span format, records and typed ids
 //   5. Mappings     BridgeMapping (YAML -> run specs: the DatabaseToSDKBridge), BridgeMigrate
 //   6. Runner       BridgeRunner: the SDK's agent loop, tools, MCP, guardrails, models
 //   7. Tracing      BridgeTracing (ledger, exporters), BridgeMetrics (counters, histograms)
@@ -64,8 +64,9 @@ let package = Package(
         .target(
             name: "BridgeCore", dependencies: ["CBridgeCrypto", "CBridgeZlib", "CBridgeSpawn"], swiftSettings: strict),
         // The trace model: ids, SpanData (the SDK's span shapes), trace and span records with
-        // their ledger row codec. Below everything that writes or reads a trace.
-        .target(name: "BridgeTraceModel", dependencies: ["BridgeCore"], swiftSettings: strict),
+        // their ledger row codec (so it binds its ids through BridgePostgres, one layer down).
+        // Below everything that writes or reads a trace.
+        .target(name: "BridgeTraceModel", dependencies: ["BridgeCore", "BridgePostgres"], swiftSettings: strict),
         .target(
             name: "BridgePostgres",
             dependencies: ["CBridgeLibPQ", "BridgeCore"],

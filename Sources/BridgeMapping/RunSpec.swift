@@ -7,7 +7,7 @@ import BridgeTraceModel
 /// JSON keys are snake_case, as in the Agents SDK.
 public struct RunSpec: Codable, Sendable, Equatable {
     /// `trace_` + 32 lowercase hex, deterministic for (task id, attempt); see `TraceID`.
-    public var traceId: String
+    public var traceId: TraceID
     public var workflowName: String
     /// The trace's `group_id` (the reference mappings use the task's `workspace_id`).
     public var groupId: String?
@@ -34,7 +34,7 @@ public struct RunSpec: Codable, Sendable, Equatable {
     public var session: SessionSpec?
 
     public init(
-        traceId: String, workflowName: String, groupId: String?, metadata: [String: String],
+        traceId: TraceID, workflowName: String, groupId: String?, metadata: [String: String],
         startingAgent: String, agents: [String: AgentSpec], tools: [String: ToolSpec], input: String,
         maxTurns: Int, traceIncludeSensitiveData: Bool, taskId: String, attempt: Int,
         guardrails: [String: GuardrailSpec] = [:]

@@ -40,11 +40,11 @@ public struct SpanTail: Sendable {
     public var batch = 1000
     public var maxLag = 60.0
     /// The cursor: the last span returned, by (created_at, span_id).
-    private(set) var cursor: (createdAt: String, spanId: String)?
+    private(set) var cursor: (createdAt: String, spanId: SpanID)?
     /// The horizon found by the previous poll: spans older than it were all visible then.
     private(set) var horizon: String?
     /// Ids returned whose created_at may still fall in a re-read window.
-    private var seen: [String: Date] = [:]
+    private var seen: [SpanID: Date] = [:]
 
     public init(filter: Filter) { self.filter = filter }
 
@@ -126,7 +126,7 @@ public struct SpanTail: Sendable {
     }
 
     /// Spans from the horizon `low` up to the cursor (late commits among them).
-    func lateQuery(from low: String, upTo cursor: (createdAt: String, spanId: String)) -> PostgresQuery {
+    func lateQuery(from low: String, upTo cursor: (createdAt: String, spanId: SpanID)) -> PostgresQuery {
         """
         SELECT \(Self.columns)
         FROM bridge.spans s LEFT JOIN bridge.spans p ON p.span_id = s.parent_id
@@ -137,7 +137,7 @@ public struct SpanTail: Sendable {
     }
 
     /// Up to `batch` spans after the cursor.
-    func forwardQuery(after cursor: (createdAt: String, spanId: String)) -> PostgresQuery {
+    func forwardQuery(after cursor: (createdAt: String, spanId: SpanID)) -> PostgresQuery {
         """
         SELECT \(Self.columns)
         FROM bridge.spans s LEFT JOIN bridge.spans p ON p.span_id = s.parent_id
@@ -206,7 +206,7 @@ extension TailSpan {
             }
         var parts = [
             String(SDKTime.iso(r.startedAt).dropFirst(11).prefix(12)),
-            r.traceId,
+            r.traceId.text,
             Self.pad(Self.short(agent ?? "-", 20), 20),
             Self.pad(kind, 10),
             Self.pad(Self.short(name, 28), 28),

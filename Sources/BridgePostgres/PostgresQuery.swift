@@ -32,6 +32,10 @@ extension PostgresValue: PostgresBindable { public var postgresValue: PostgresVa
 extension Date: PostgresBindable {
     public var postgresValue: PostgresValue { .text(PostgresTimestamp.format(self)) }
 }
+/// A typed id (`TraceID`, `SpanID`, …) binds as its text once its type declares `PostgresBindable`.
+extension PostgresBindable where Self: TextID {
+    public var postgresValue: PostgresValue { .text(text) }
+}
 extension Optional: PostgresBindable where Wrapped: PostgresBindable {
     public var postgresValue: PostgresValue { self?.postgresValue ?? .null }
 }

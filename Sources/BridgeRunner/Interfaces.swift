@@ -35,7 +35,7 @@ public struct ModelRequest: Sendable {
     public var turn: Int
     /// The run's trace id (`trace_<32 hex>`); empty when unknown. Providers may use it to
     /// derive deterministic ids (the offline model does).
-    public var traceId: String = ""
+    public var traceId: TraceID = ""
 
     public init(
         agent: AgentSpec, input: [ConversationItem], functionTools: [FunctionToolDefinition],
@@ -50,7 +50,7 @@ public struct ModelRequest: Sendable {
 
     public init(
         agent: AgentSpec, input: [ConversationItem], functionTools: [FunctionToolDefinition],
-        hostedTools: [HostedToolSpec], turn: Int, traceId: String
+        hostedTools: [HostedToolSpec], turn: Int, traceId: TraceID
     ) {
         self.init(agent: agent, input: input, functionTools: functionTools, hostedTools: hostedTools, turn: turn)
         self.traceId = traceId

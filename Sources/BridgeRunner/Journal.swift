@@ -1,6 +1,7 @@
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
+import BridgeTraceModel
 import FoundationEssentials
 
 /// Where a durable run journals its finished steps (the worker's `bridge.run_journals` and
@@ -267,7 +268,7 @@ public enum IdempotencyKey {
     /// The key in an MCP call's `_meta`.
     public static let metaKey = "idempotency_key"
 
-    public static func make(traceId: String, callId: String) -> String {
+    public static func make(traceId: TraceID, callId: String) -> String {
         "bridge-" + SHA256.hex("bridge-call:\(traceId):\(callId)").prefix(32)
     }
 }

@@ -3,10 +3,10 @@ import Foundation
 
 /// One finished span in the Agents SDK's export format.
 public struct SpanRecord: Sendable, Equatable {
-    /// `span_` + 24 lowercase hex.
-    public var id: String
-    public var traceId: String
-    public var parentId: String?
+    /// `span_` + 24 lowercase hex (as read: an imported id may be anything).
+    public var id: SpanID
+    public var traceId: TraceID
+    public var parentId: SpanID?
     public var startedAt: Date
     public var endedAt: Date
     /// The SDK's `span_data` object (`{"type": "agent", …}`), as `SpanData.json` made it.
@@ -15,7 +15,7 @@ public struct SpanRecord: Sendable, Equatable {
     public var error: JSONValue?
 
     public init(
-        id: String, traceId: String, parentId: String?, startedAt: Date, endedAt: Date,
+        id: SpanID, traceId: TraceID, parentId: SpanID?, startedAt: Date, endedAt: Date,
         spanData: JSONValue, error: JSONValue?
     ) {
         self.id = id
@@ -31,9 +31,9 @@ public struct SpanRecord: Sendable, Equatable {
     public var exportJSON: JSONValue {
         [
             "object": "trace.span",
-            "id": .string(id),
-            "trace_id": .string(traceId),
-            "parent_id": parentId.map(JSONValue.string) ?? .null,
+            "id": id.json,
+            "trace_id": traceId.json,
+            "parent_id": parentId?.json ?? .null,
             "started_at": .string(SDKTime.iso(startedAt)),
             "ended_at": .string(SDKTime.iso(endedAt)),
             "span_data": spanData,
@@ -58,7 +58,8 @@ public struct SpanRecord: Sendable, Equatable {
     /// text, nil for NULL).
     public init(ledgerRow column: (String) -> String?) throws {
         self.init(
-            id: column("span_id") ?? "", traceId: column("trace_id") ?? "", parentId: column("parent_id"),
+            id: SpanID(column("span_id") ?? ""), traceId: TraceID(column("trace_id") ?? ""),
+            parentId: column("parent_id").map { SpanID($0) },
             startedAt: column("started_at").flatMap(PostgresTimestamp.parse) ?? .distantPast,
             endedAt: column("ended_at").flatMap(PostgresTimestamp.parse) ?? .distantPast,
             spanData: try JSONValue.parse(column("span_data") ?? "null"),
@@ -69,7 +70,7 @@ public struct SpanRecord: Sendable, Equatable {
     /// ended_at, span_data, error)`: timestamps as ISO 8601 text, JSON as compact text.
     public var ledgerValues:
         (
-            id: String, traceId: String, parentId: String?, startedAt: String, endedAt: String,
+            id: SpanID, traceId: TraceID, parentId: SpanID?, startedAt: String, endedAt: String,
             spanData: String, error: String?
         )
     {
@@ -82,12 +83,12 @@ public struct SpanRecord: Sendable, Equatable {
 
 /// A trace in the SDK's export format (no timestamps; metadata flat string-to-string).
 public struct TraceRecord: Sendable, Equatable {
-    public var id: String
+    public var id: TraceID
     public var workflowName: String
     public var groupId: String?
     public var metadata: [String: String]
 
-    public init(id: String, workflowName: String, groupId: String?, metadata: [String: String]) {
+    public init(id: TraceID, workflowName: String, groupId: String?, metadata: [String: String]) {
         self.id = id
         self.workflowName = workflowName
         self.groupId = groupId
@@ -100,7 +101,7 @@ public struct TraceRecord: Sendable, Equatable {
     public var exportJSON: JSONValue {
         [
             "object": "trace",
-            "id": .string(id),
+            "id": id.json,
             "workflow_name": .string(workflowName),
             "group_id": groupId.map(JSONValue.string) ?? .null,
             "metadata": metadataJSON,
@@ -116,7 +117,8 @@ public struct TraceRecord: Sendable, Equatable {
     public init(ledgerRow column: (String) -> String?) throws {
         let meta = try JSONValue.parse(column("metadata") ?? "{}").objectValue ?? [:]
         self.init(
-            id: column("trace_id") ?? "", workflowName: column("workflow_name") ?? "", groupId: column("group_id"),
+            id: TraceID(column("trace_id") ?? ""), workflowName: column("workflow_name") ?? "",
+            groupId: column("group_id"),
             metadata: meta.compactMapValues(\.stringValue))
     }
 }

@@ -29,7 +29,7 @@ public struct Ledger: SpanSink {
     }
 
     /// Sets the trace's `ended_at`.
-    public func endTrace(_ traceId: String, endedAt: Date) async throws {
+    public func endTrace(_ traceId: TraceID, endedAt: Date) async throws {
         try await connection.query(
             """
             UPDATE bridge.traces SET ended_at = \(endedAt)::timestamptz, updated_at = now() WHERE trace_id = \(traceId)
@@ -48,7 +48,7 @@ public struct Ledger: SpanSink {
     }
 
     /// Stores (or replaces) a run's transcript: every model output item and tool output, in order.
-    public func storeTranscript(traceId: String, taskId: String, attempt: Int, items: [JSONValue]) async throws {
+    public func storeTranscript(traceId: TraceID, taskId: String, attempt: Int, items: [JSONValue]) async throws {
         try await connection.query(
             """
             INSERT INTO bridge.run_transcripts (trace_id, task_id, attempt, items)
@@ -58,12 +58,12 @@ public struct Ledger: SpanSink {
     }
 
     /// The spans of a trace, oldest first.
-    public func spans(traceId: String) async throws -> [SpanRecord] {
+    public func spans(traceId: TraceID) async throws -> [SpanRecord] {
         try await Self.spans(traceId: traceId, on: connection)
     }
 
     /// The spans of a trace, oldest first.
-    public static func spans(traceId: String, on connection: PostgresConnection) async throws -> [SpanRecord] {
+    public static func spans(traceId: TraceID, on connection: PostgresConnection) async throws -> [SpanRecord] {
         // Raw: the record's column list, a constant in code that its row decoder reads.
         let rows = try await connection.query(
             """
@@ -80,7 +80,7 @@ public struct Ledger: SpanSink {
     }
 
     /// The stored trace, if any.
-    public func trace(id: String) async throws -> TraceRecord? {
+    public func trace(id: TraceID) async throws -> TraceRecord? {
         // Raw: the record's column list, a constant in code that its row decoder reads.
         let rows = try await connection.query(
             """
@@ -101,7 +101,7 @@ public struct Ledger: SpanSink {
         BridgeMetrics.spansRecorded(1)
     }
 
-    public func traceEnded(_ traceId: String, at: Date) async throws {
+    public func traceEnded(_ traceId: TraceID, at: Date) async throws {
         try await endTrace(traceId, endedAt: at)
     }
 

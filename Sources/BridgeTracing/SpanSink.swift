@@ -17,14 +17,14 @@ public protocol SpanSink: Sendable {
     /// A span ended.
     func spanEnded(_ span: SpanRecord) async throws
     /// The run ended (the root span has been delivered).
-    func traceEnded(_ traceId: String, at: Date) async throws
+    func traceEnded(_ traceId: TraceID, at: Date) async throws
     /// A model call started (announced so that a tail can show it in progress; the span itself
     /// is delivered by `spanEnded` as ever). Default: nothing.
     func spanStarted(_ start: SpanStart) async throws
 }
 
 extension SpanSink {
-    public func traceEnded(_ traceId: String, at: Date) async throws {}
+    public func traceEnded(_ traceId: TraceID, at: Date) async throws {}
     public func spanStarted(_ start: SpanStart) async throws {}
 }
 
@@ -34,9 +34,9 @@ extension SpanSink {
 public struct SpanStart: Sendable, Equatable {
     public static let channel = "bridge_span_started"
 
-    public var spanId: String
-    public var traceId: String
-    public var parentId: String?
+    public var spanId: SpanID
+    public var traceId: TraceID
+    public var parentId: SpanID?
     public var startedAt: Date
     /// The span type it will have: `response` or `generation`.
     public var type: String
@@ -46,7 +46,7 @@ public struct SpanStart: Sendable, Equatable {
     public var groupId: String?
 
     public init(
-        spanId: String, traceId: String, parentId: String?, startedAt: Date, type: String, model: String,
+        spanId: SpanID, traceId: TraceID, parentId: SpanID?, startedAt: Date, type: String, model: String,
         agent: String?, taskId: String?, groupId: String?
     ) {
         self.spanId = spanId
@@ -65,7 +65,7 @@ public struct SpanStart: Sendable, Equatable {
     public var payload: String {
         func text(_ s: String?) -> JSONValue { s.map { .string(String($0.prefix(500))) } ?? .null }
         let o: JSONValue = [
-            "span_id": text(spanId), "trace_id": text(traceId), "parent_id": text(parentId),
+            "span_id": text(spanId.text), "trace_id": text(traceId.text), "parent_id": text(parentId?.text),
             "started_at": .number(startedAt.timeIntervalSince1970), "type": text(type), "model": text(model),
             "agent": text(agent), "task_id": text(taskId), "group_id": text(groupId),
         ]
@@ -79,7 +79,7 @@ public struct SpanStart: Sendable, Equatable {
             let type = o["type"]?.stringValue
         else { return nil }
         self.init(
-            spanId: spanId, traceId: traceId, parentId: o["parent_id"]?.stringValue,
+            spanId: SpanID(spanId), traceId: TraceID(traceId), parentId: o["parent_id"]?.stringValue.map { SpanID($0) },
             startedAt: Date(timeIntervalSince1970: at), type: type, model: o["model"]?.stringValue ?? "",
             agent: o["agent"]?.stringValue, taskId: o["task_id"]?.stringValue, groupId: o["group_id"]?.stringValue)
     }
@@ -89,11 +89,11 @@ public struct SpanStart: Sendable, Equatable {
 public actor MemorySpanSink: SpanSink {
     public private(set) var traces: [TraceRecord] = []
     public private(set) var spans: [SpanRecord] = []
-    public private(set) var endedTraces: [String] = []
+    public private(set) var endedTraces: [TraceID] = []
 
     public init() {}
 
     public func traceStarted(_ trace: TraceRecord, taskId: String?, at: Date) async throws { traces.append(trace) }
     public func spanEnded(_ span: SpanRecord) async throws { spans.append(span) }
-    public func traceEnded(_ traceId: String, at: Date) async throws { endedTraces.append(traceId) }
+    public func traceEnded(_ traceId: TraceID, at: Date) async throws { endedTraces.append(traceId) }
 }

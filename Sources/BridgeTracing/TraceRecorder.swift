@@ -28,8 +28,8 @@ public actor TraceRecorder: RunObserver {
     var derivedSpanIds = false
 
     struct Open {
-        var spanId: String
-        var parentSpanId: String?
+        var spanId: SpanID
+        var parentSpanId: SpanID?
         var startedAt: Date
         var data: SpanData
         /// Extra top-level keys (`spanNote`), e.g. bridge's `text_replaced`.
@@ -39,7 +39,7 @@ public actor TraceRecorder: RunObserver {
 
     var open: [EventID: Open] = [:]
     /// Span ids of ended spans (children may name them as parents in odd orders).
-    var spanIds: [EventID: String] = [:]
+    var spanIds: [EventID: SpanID] = [:]
     var pendingErrors: [EventID: SpanErrorInfo] = [:]
     public private(set) var sinkErrors: [String] = []
     /// Every span recorded so far, in the order they ended.
@@ -221,8 +221,8 @@ public actor TraceRecorder: RunObserver {
     /// A span still open when a run paused (the task and agent spans), to be reopened on resume.
     public struct OpenSpan: Codable, Sendable {
         public var eventId: EventID
-        public var spanId: String
-        public var parentSpanId: String?
+        public var spanId: SpanID
+        public var parentSpanId: SpanID?
         public var startedAt: Date
         public var data: JSONValue
 

@@ -21,13 +21,13 @@ public struct SpanFile: Sendable, Equatable {
 
     public var format: Format
     /// `trace_<32 hex>` ids of trace objects and of every span's trace.
-    public var traceIds: Set<String>
-    /// (trace id, first 16 hex of the span id).
-    public var spans: [(traceId: String, spanKey: String)]
+    public var traceIds: Set<TraceID>
+    /// (trace id, first 16 hex of the span id: `SpanID.otlp`).
+    public var spans: [(traceId: TraceID, spanKey: String)]
 
     public static func == (a: SpanFile, b: SpanFile) -> Bool {
         a.format == b.format && a.traceIds == b.traceIds
-            && a.spans.map { $0.traceId + $0.spanKey } == b.spans.map { $0.traceId + $0.spanKey }
+            && a.spans.map { $0.traceId.text + $0.spanKey } == b.spans.map { $0.traceId.text + $0.spanKey }
     }
 
     /// Reads and parses `path` (read off the cooperative pool: a spans file can be large).
@@ -59,9 +59,9 @@ public struct SpanFile: Sendable, Equatable {
                             else {
                                 throw VerifyInputError("an OTLP span without a hex traceId and spanId\(at)")
                             }
-                            let traceId = TraceID.fromOTLP(t)
+                            let traceId = TraceID(otlp: t)
                             file.traceIds.insert(traceId)
-                            file.spans.append((traceId, SpanID.otlp(sid)))
+                            file.spans.append((traceId, SpanID(sid).otlp))
                         }
                     }
                 }
@@ -75,14 +75,14 @@ public struct SpanFile: Sendable, Equatable {
             case "trace":
                 guard let id = v["id"]?.stringValue else { throw VerifyInputError("a trace object without an id\(at)") }
                 sawSDK = true
-                file.traceIds.insert(id)
+                file.traceIds.insert(TraceID(id))
             case "trace.span":
                 guard let id = v["id"]?.stringValue, let traceId = v["trace_id"]?.stringValue else {
                     throw VerifyInputError("a trace.span object without id or trace_id\(at)")
                 }
                 sawSDK = true
-                file.traceIds.insert(traceId)
-                file.spans.append((traceId, SpanID.otlp(id)))
+                file.traceIds.insert(TraceID(traceId))
+                file.spans.append((TraceID(traceId), SpanID(id).otlp))
             default:
                 throw VerifyInputError("neither an SDK trace/trace.span object nor OTLP resourceSpans\(at)")
             }

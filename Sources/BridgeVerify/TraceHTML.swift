@@ -16,7 +16,7 @@ public enum TraceHTML {
             let s = entry.span
             let resume = SpanLabel.isResume(s)
             return [
-                "id": .string(s.id), "parent_id": s.parentId.map(JSONValue.string) ?? .null,
+                "id": s.id.json, "parent_id": s.parentId?.json ?? .null,
                 "depth": .number(Double(entry.depth)), "kind": .string(resume ? "resume" : SpanLabel.kind(s)),
                 "type": .string(s.type), "resume": resume ? s.spanData["data"] ?? [:] : .null,
                 "label": .string(SpanLabel.line(s, argLimit: 48)),
@@ -29,12 +29,12 @@ public enum TraceHTML {
         let t = doc.trace
         let data: JSONValue = [
             "trace": [
-                "id": .string(t.id), "workflow_name": .string(t.workflowName),
+                "id": t.id.json, "workflow_name": .string(t.workflowName),
                 "group_id": t.groupId.map(JSONValue.string) ?? .null,
                 "task_id": doc.taskId.map(JSONValue.string) ?? .null, "metadata": t.metadataJSON,
                 "started_at": .string(SDKTime.iso(origin)), "total_ms": .number(total),
                 "agents": .array(doc.agents.map(JSONValue.string)),
-                "other_attempts": .array(doc.otherAttempts.map(JSONValue.string)),
+                "other_attempts": .array(doc.otherAttempts.map(\.json)),
             ],
             "spans": .array(spans),
         ]

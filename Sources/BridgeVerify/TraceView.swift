@@ -11,11 +11,11 @@ public struct TraceDocument: Sendable, Equatable {
     public var endedAt: Date?
     public var spans: [SpanRecord]
     /// Other traces of the same task (earlier or later attempts), newest first.
-    public var otherAttempts: [String]
+    public var otherAttempts: [TraceID]
 
     public init(
         trace: TraceRecord, taskId: String?, startedAt: Date?, endedAt: Date?, spans: [SpanRecord],
-        otherAttempts: [String] = []
+        otherAttempts: [TraceID] = []
     ) {
         self.trace = trace
         self.taskId = taskId
@@ -40,12 +40,13 @@ public struct TraceDocument: Sendable, Equatable {
             WHERE tr.trace_id = \(id) OR coalesce(tr.task_id, tr.metadata->>'task_id') = \(id)
             ORDER BY (tr.trace_id = \(id)) DESC, tr.started_at DESC NULLS LAST
             """)
-        guard let row = rows.first, let traceId = row["trace_id"] else {
+        guard let row = rows.first, row["trace_id"] != nil else {
             throw VerifyInputError("no trace with id or task id \(id) in bridge.traces")
         }
         let record = try TraceRecord(ledgerRow: { row[$0] })
+        let traceId = record.id
         let taskId = row["task_id"]
-        var others: [String] = []
+        var others: [TraceID] = []
         if let taskId {
             let more = try await c.query(
                 """
@@ -53,7 +54,7 @@ public struct TraceDocument: Sendable, Equatable {
                 WHERE coalesce(task_id, metadata->>'task_id') = \(taskId) AND trace_id <> \(traceId)
                 ORDER BY started_at DESC NULLS LAST
                 """)
-            others = more.compactMap { $0["trace_id"] }
+            others = more.compactMap { $0["trace_id"].map { TraceID($0) } }
         }
         // Raw: the record's column list, a constant in code that its row decoder reads.
         let spans = try await c.query(
@@ -83,7 +84,7 @@ public struct TraceDocument: Sendable, Equatable {
     /// parent is not in the trace is shown as a root.
     public var ordered: [(span: SpanRecord, depth: Int)] {
         let ids = Set(spans.map(\.id))
-        var children: [String: [SpanRecord]] = [:]
+        var children: [SpanID: [SpanRecord]] = [:]
         var roots: [SpanRecord] = []
         for s in spans {
             if let p = s.parentId, ids.contains(p), p != s.id {
@@ -96,7 +97,7 @@ public struct TraceDocument: Sendable, Equatable {
             a.sorted { ($0.startedAt, $0.endedAt, $0.id) < ($1.startedAt, $1.endedAt, $1.id) }
         }
         var out: [(SpanRecord, Int)] = []
-        var seen = Set<String>()
+        var seen = Set<SpanID>()
         func visit(_ s: SpanRecord, _ depth: Int) {
             guard seen.insert(s.id).inserted else { return }
             out.append((s, depth))
@@ -276,7 +277,7 @@ public enum TraceText {
         }
         if !doc.otherAttempts.isEmpty {
             out.append("")
-            out.append("other traces of this task: \(doc.otherAttempts.joined(separator: ", "))")
+            out.append("other traces of this task: \(doc.otherAttempts.map(\.text).joined(separator: ", "))")
         }
         return out.joined(separator: "\n") + "\n"
     }

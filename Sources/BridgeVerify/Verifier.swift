@@ -1,6 +1,7 @@
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
+import BridgeTraceModel
 import FoundationEssentials
 
 /// Runs the tracing validation checklist against a database.
@@ -293,7 +294,7 @@ public struct Verifier: Sendable {
             CREATE TEMP TABLE verify_file_traces (trace_id text PRIMARY KEY);
             CREATE TEMP TABLE verify_file_spans (trace_id text NOT NULL, span_key text NOT NULL);
             """)
-        let traces = Array(file.traceIds)
+        let traces = file.traceIds.map(\.text)
         for chunk in stride(from: 0, to: traces.count, by: 50_000) {
             let part = Array(traces[chunk..<min(chunk + 50_000, traces.count)])
             try await c.query(
@@ -306,7 +307,7 @@ public struct Verifier: Sendable {
             try await c.query(
                 """
                 INSERT INTO pg_temp.verify_file_spans
-                SELECT * FROM unnest(\(PostgresArray.text(part.map(\.traceId)))::text[], \(PostgresArray.text(part.map(\.spanKey)))::text[])
+                SELECT * FROM unnest(\(PostgresArray.text(part.map(\.traceId.text)))::text[], \(PostgresArray.text(part.map(\.spanKey)))::text[])
                 """)
         }
         try await c.simpleQuery(
@@ -334,7 +335,7 @@ public struct Verifier: Sendable {
         let failed = rows.first?.int("failed") ?? 0
         let examples = rows.compactMap { r -> CheckExample? in
             guard let m = r["message"] else { return nil }
-            return CheckExample(taskId: r["task_id"], traceId: r["trace_id"], message: m)
+            return CheckExample(taskId: r["task_id"], traceId: r["trace_id"].map { TraceID($0) }, message: m)
         }
         return (checked, failed, examples)
     }
@@ -421,11 +422,13 @@ public struct Verifier: Sendable {
                 exporters.append(e)
             case "example":
                 if let m = r["message"] {
-                    examples.append(CheckExample(taskId: r["task_id"], traceId: r["trace_id"], message: m))
+                    examples.append(
+                        CheckExample(taskId: r["task_id"], traceId: r["trace_id"].map { TraceID($0) }, message: m))
                 }
             default:
                 if let m = r["message"] {
-                    lateExamples.append(CheckExample(taskId: r["task_id"], traceId: r["trace_id"], message: m))
+                    lateExamples.append(
+                        CheckExample(taskId: r["task_id"], traceId: r["trace_id"].map { TraceID($0) }, message: m))
                 }
             }
         }
@@ -479,7 +482,8 @@ public struct Verifier: Sendable {
                         p95: r.double("p95") ?? 0, max: r.double("max") ?? 0))
             default:
                 if let m = r["message"] {
-                    examples.append(CheckExample(taskId: r["task_id"], traceId: r["trace_id"], message: m))
+                    examples.append(
+                        CheckExample(taskId: r["task_id"], traceId: r["trace_id"].map { TraceID($0) }, message: m))
                 }
             }
         }

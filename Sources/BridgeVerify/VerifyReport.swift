@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgeTraceModel
 import FoundationEssentials
 
 /// The outcome of one check.
@@ -9,10 +10,10 @@ public enum CheckStatus: String, Sendable, Equatable, Codable {
 /// One thing that is wrong, named by the task and trace it concerns.
 public struct CheckExample: Sendable, Equatable {
     public var taskId: String?
-    public var traceId: String?
+    public var traceId: TraceID?
     public var message: String
 
-    public init(taskId: String?, traceId: String?, message: String) {
+    public init(taskId: String?, traceId: TraceID?, message: String) {
         self.taskId = taskId
         self.traceId = traceId
         self.message = message
@@ -28,7 +29,7 @@ public struct CheckExample: Sendable, Equatable {
 
     var json: JSONValue {
         [
-            "task_id": taskId.map(JSONValue.string) ?? .null, "trace_id": traceId.map(JSONValue.string) ?? .null,
+            "task_id": taskId.map(JSONValue.string) ?? .null, "trace_id": traceId?.json ?? .null,
             "message": .string(message),
         ]
     }

@@ -2,6 +2,7 @@ import BridgeCore
 import BridgeMapping
 import BridgePostgres
 import BridgeRunner
+import BridgeTraceModel
 import BridgeTracing
 import Foundation
 import Synchronization
@@ -40,7 +41,7 @@ public struct ApprovalStore: Sendable {
     /// A run state as stored.
     public struct Stored: Sendable {
         public var taskKey: String
-        public var traceId: String
+        public var traceId: TraceID
         public var attempt: Int
         public var executionKey: String?
         public var spec: RunSpec
@@ -128,7 +129,7 @@ public struct ApprovalStore: Sendable {
                 ]
             ],
             "context": [
-                "task_id": .string(taskKey), "trace_id": .string(spec.traceId),
+                "task_id": .string(taskKey), "trace_id": spec.traceId.json,
                 "attempt": .number(Double(spec.attempt)),
                 "agent": .string(call.agent), "tool_name": .string(call.name), "call_id": .string(call.callId),
                 "arguments": arguments, "source": "bridge",
@@ -250,7 +251,7 @@ public struct ApprovalStore: Sendable {
             """)
         let decoder = JSONDecoder()
         let stored = Stored(
-            taskKey: taskKey, traceId: row["trace_id"] ?? "", attempt: row.int("attempt") ?? 1,
+            taskKey: taskKey, traceId: TraceID(row["trace_id"] ?? ""), attempt: row.int("attempt") ?? 1,
             executionKey: row["execution_key"],
             spec: try decoder.decode(RunSpec.self, from: Data((row["spec"] ?? "").utf8)),
             paused: try decoder.decode(PausedRun.self, from: Data((row["state"] ?? "").utf8)),
@@ -309,7 +310,7 @@ public struct ApprovalStore: Sendable {
         public var taskKey: String
         public var toolName: String
         public var arguments: String
-        public var traceId: String
+        public var traceId: TraceID
         public var waitingSeconds: Double
         public var status: String
     }
@@ -330,7 +331,8 @@ public struct ApprovalStore: Sendable {
         return rows.map { r in
             Pending(
                 requestKey: r["request_key"] ?? "", taskKey: r["task_key"] ?? "", toolName: r["tool_name"] ?? "",
-                arguments: r["arguments"] ?? "", traceId: r["trace_id"] ?? "", waitingSeconds: r.double("waiting") ?? 0,
+                arguments: r["arguments"] ?? "", traceId: TraceID(r["trace_id"] ?? ""),
+                waitingSeconds: r.double("waiting") ?? 0,
                 status: r["status"] ?? "")
         }
     }

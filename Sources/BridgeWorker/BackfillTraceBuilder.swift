@@ -94,7 +94,7 @@ public struct BackfillTraceBuilder: Sendable {
             : nil
         var spans: [SpanRecord] = []
         spans.reserveCapacity(4 + run.toolCalls.count)
-        func add(_ slot: String, parent: String?, _ start: Date, _ end: Date, _ data: SpanData, error: SpanError? = nil)
+        func add(_ slot: String, parent: SpanID?, _ start: Date, _ end: Date, _ data: SpanData, error: SpanError? = nil)
         {
             let data = sensitive ? data : data.redacted()
             let error = error.map { sensitive ? $0 : $0.redacted(spanKind: data.kind) }

@@ -2,6 +2,7 @@ import BridgeCore
 import BridgeMapping
 import BridgePostgres
 import BridgeRunner
+import BridgeTraceModel
 import BridgeTracing
 import FoundationEssentials
 
@@ -180,7 +181,7 @@ public struct Rerunner: Sendable {
 
     /// The execution row's outcome and the task's trace id (only when null), together.
     func record(
-        _ conn: PostgresConnection, taskKey: String, executionKey: String?, traceId: String,
+        _ conn: PostgresConnection, taskKey: String, executionKey: String?, traceId: TraceID,
         outcome: TaskStore.ExecutionOutcome
     ) async throws {
         let config = self.config

@@ -57,7 +57,7 @@ struct RunExecutor: Sendable {
     /// How far an attempt got: what its failure record needs when the database fails under it.
     struct Attempt {
         var startedAt = Date()
-        var traceId: String?
+        var traceId: TraceID?
         var executionKey: String?
         /// Whether the pool gave it a connection at all.
         var connected = false

@@ -24,7 +24,7 @@ public struct RunJournalStore: Sendable {
 
     /// A run's journal as stored (the spec and checkpoint still undecoded).
     public struct Head: Sendable {
-        public var traceId: String
+        public var traceId: TraceID
         public var attempt: Int
         public var format: Int
         public var spec: String
@@ -49,13 +49,13 @@ public struct RunJournalStore: Sendable {
             ).first
         else { return nil }
         return Head(
-            traceId: r["trace_id"] ?? "", attempt: r.int("attempt") ?? 1, format: r.int("format") ?? 0,
+            traceId: TraceID(r["trace_id"] ?? ""), attempt: r.int("attempt") ?? 1, format: r.int("format") ?? 0,
             spec: r["spec"] ?? "", checkpoint: r["checkpoint"], workerId: r["worker_id"],
             updatedAt: Date(timeIntervalSince1970: r.double("updated") ?? 0))
     }
 
     /// The finished calls of a trace (replayed by a resumed run).
-    public func calls(on conn: PostgresConnection, traceId: String) async throws -> [JournaledCall] {
+    public func calls(on conn: PostgresConnection, traceId: TraceID) async throws -> [JournaledCall] {
         let rows = try await conn.query(
             "SELECT data::text AS data FROM bridge.journal_calls WHERE trace_id = \(traceId)")
         return try rows.map { try JSONDecoder().decode(JournaledCall.self, from: Data(($0["data"] ?? "").utf8)) }
@@ -209,9 +209,9 @@ public struct RunJournalStore: Sendable {
     /// The spans as `unnest`-able arrays: `(span_id, trace_id, parent_id, started_at, ended_at, span_data, error)`.
     static func spanRows(_ spans: [SpanRecord]) -> PostgresQuery {
         func arr(_ values: [PostgresValue]) -> String { PostgresArray.literal(values) }
-        let ids = arr(spans.map { .text($0.id) })
-        let traces = arr(spans.map { .text($0.traceId) })
-        let parents = arr(spans.map { $0.parentId.map(PostgresValue.text) ?? .null })
+        let ids = arr(spans.map(\.id.postgresValue))
+        let traces = arr(spans.map(\.traceId.postgresValue))
+        let parents = arr(spans.map(\.parentId.postgresValue))
         let starts = arr(spans.map { .text(PostgresTimestamp.format($0.startedAt)) })
         let ends = arr(spans.map { .text(PostgresTimestamp.format($0.endedAt)) })
         let data = arr(spans.map { .text($0.spanData.compact) })
@@ -226,14 +226,14 @@ public struct RunJournalStore: Sendable {
 
     /// What one step writes in one statement, if the lease holds: the spans, the trace's end,
     /// and the journal row (`journal`: a data-modifying statement that may use `lease`).
-    func stepQuery(token: String?, spans: [SpanRecord], traceEnd: (String, Date)?, journal: PostgresQuery?)
+    func stepQuery(token: String?, spans: [SpanRecord], traceEnd: (TraceID, Date)?, journal: PostgresQuery?)
         -> PostgresQuery
     {
         stepQuery(token: token, spans: spans, traceEnd: traceEnd, journal: journal.map { [$0] } ?? [])
     }
 
     /// `stepQuery` with several journal rows (a checkpoint and the calls held since the last write).
-    func stepQuery(token: String?, spans: [SpanRecord], traceEnd: (String, Date)?, journal: [PostgresQuery])
+    func stepQuery(token: String?, spans: [SpanRecord], traceEnd: (TraceID, Date)?, journal: [PostgresQuery])
         -> PostgresQuery
     {
         var parts: [PostgresQuery] = [leaseCTE(token)]
@@ -256,7 +256,7 @@ public struct RunJournalStore: Sendable {
     }
 
     /// The journal head's new checkpoint (a CTE body of `stepQuery`).
-    func checkpointWrite(taskKey: String, traceId: String, checkpoint: String, workerId: String) -> PostgresQuery {
+    func checkpointWrite(taskKey: String, traceId: TraceID, checkpoint: String, workerId: String) -> PostgresQuery {
         """
         UPDATE bridge.run_journals SET checkpoint = \(checkpoint)::jsonb, steps = steps + 1, worker_id = \(workerId),
             updated_at = now()
@@ -266,7 +266,7 @@ public struct RunJournalStore: Sendable {
 
     /// A finished call's row (a CTE body of `stepQuery`, or with `fenced` false a statement of
     /// the writing SQL tool's transaction, which checked the lease itself).
-    func callWrite(taskKey: String, traceId: String, call: JournaledCall, fenced: Bool = true) -> PostgresQuery {
+    func callWrite(taskKey: String, traceId: TraceID, call: JournaledCall, fenced: Bool = true) -> PostgresQuery {
         let data = (try? Self.storableJSON(call)) ?? "{}"
         let guardClause: PostgresQuery = fenced ? " WHERE EXISTS (SELECT 1 FROM lease)" : ""
         return """
@@ -278,7 +278,7 @@ public struct RunJournalStore: Sendable {
 
     /// Statements of the finishing transaction (after its guarded task update): the spans left,
     /// the trace's end, and (`dropHead`) the journal head, since the run is over.
-    func finalStatements(taskKey: String, spans: [SpanRecord], traceEnd: (String, Date)?, dropHead: Bool)
+    func finalStatements(taskKey: String, spans: [SpanRecord], traceEnd: (TraceID, Date)?, dropHead: Bool)
         -> [PostgresQuery]
     {
         var out: [PostgresQuery] = []
@@ -395,7 +395,7 @@ public struct RunJournalStore: Sendable {
 
     /// A journal that cannot be resumed (unreadable, or the mappings changed): the head goes and
     /// the trace is closed, in the transaction that fails the task.
-    func abandonStatements(taskKey: String, traceId: String) -> [PostgresQuery] {
+    func abandonStatements(taskKey: String, traceId: TraceID) -> [PostgresQuery] {
         [
             "DELETE FROM bridge.run_journals WHERE task_key = \(taskKey)",
             "UPDATE bridge.traces SET ended_at = now(), updated_at = now() WHERE trace_id = \(traceId) AND ended_at IS NULL",
@@ -468,7 +468,7 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
     let store: RunJournalStore
     let connection: PostgresConnection
     let taskKey: String
-    let traceId: String
+    let traceId: TraceID
     let token: String?
     let workerId: String
     let stop: StopSignal?
@@ -491,7 +491,7 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
     let riders = RiderQueue()
 
     init(
-        store: RunJournalStore, connection: PostgresConnection, taskKey: String, traceId: String, token: String?,
+        store: RunJournalStore, connection: PostgresConnection, taskKey: String, traceId: TraceID, token: String?,
         workerId: String, stop: StopSignal?, finished: [JournaledCall], traceWritten: Bool = false,
         deferredTools: Set<String> = []
     ) {
@@ -518,7 +518,7 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
 
     func spanEnded(_ span: SpanRecord) async throws { state.withLock { $0.spans.append(span) } }
 
-    func traceEnded(_ traceId: String, at: Date) async throws { state.withLock { $0.traceEndedAt = at } }
+    func traceEnded(_ traceId: TraceID, at: Date) async throws { state.withLock { $0.traceEndedAt = at } }
 
     /// Not held: a call in progress is announced at once (nothing is written).
     func spanStarted(_ start: SpanStart) async throws { try await Ledger(connection: connection).spanStarted(start) }
@@ -626,8 +626,8 @@ extension TraceRecorder.OpenSpan {
     /// The span as its `Codable` form decodes from (see `RunCheckpoint.journalJSON`).
     var journalJSON: JSONValue {
         [
-            "event_id": .number(JSONNumber(eventId)), "span_id": .string(spanId),
-            "parent_span_id": parentSpanId.map(JSONValue.string) ?? .null,
+            "event_id": .number(JSONNumber(eventId)), "span_id": spanId.json,
+            "parent_span_id": parentSpanId?.json ?? .null,
             "started_at": .number(startedAt.timeIntervalSinceReferenceDate), "data": data,
         ]
     }

@@ -2,6 +2,7 @@ import BridgeCore
 import BridgeMapping
 import BridgePostgres
 import BridgeRunner
+import BridgeTraceModel
 import Foundation
 
 /// Sessions (`sessions` in the mappings): the statements that read a session's last items
@@ -97,7 +98,7 @@ public struct SessionStore: Sendable {
     /// transaction that finishes the task, so only a run whose lease held appends, once).
     /// Rows get created_at = the transaction's time plus their position in microseconds, and
     /// (when mapped) ids `<trace id>-<position>`, so they read back in order.
-    public func appendStatements(key: String, items: [JSONValue], traceId: String) -> [PostgresQuery] {
+    public func appendStatements(key: String, items: [JSONValue], traceId: TraceID) -> [PostgresQuery] {
         guard let table = mapping.table else {
             guard !items.isEmpty else { return [] }
             return [
@@ -153,8 +154,9 @@ public struct SessionStore: Sendable {
 
     /// A row id for the `position`th row a run appends: `<trace id>-0001`, or for a uuid
     /// column a uuid derived from it (the same on every evaluation).
-    static func itemId(traceId: String, position: Int, uuid: Bool) -> String {
-        let text = traceId + "-" + String(repeating: "0", count: max(0, 4 - String(position).count)) + String(position)
+    static func itemId(traceId: TraceID, position: Int, uuid: Bool) -> String {
+        let text =
+            traceId.text + "-" + String(repeating: "0", count: max(0, 4 - String(position).count)) + String(position)
         guard uuid else { return text }
         let h = Array(SHA256.hex("bridge-session:" + text).prefix(32))
         return String(h[0..<8]) + "-" + String(h[8..<12]) + "-" + String(h[12..<16]) + "-" + String(h[16..<20]) + "-"

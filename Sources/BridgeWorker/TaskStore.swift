@@ -5,6 +5,7 @@ import BridgeCore
 import BridgeMapping
 import BridgePostgres
 import BridgeRunner
+import BridgeTraceModel
 import FoundationEssentials
 
 /// A task row as JSON values keyed by column name (from `to_jsonb(row)`).
@@ -502,7 +503,7 @@ public struct TaskStore: Sendable {
     /// lease is gone gets `LeaseLost` and writes nothing. `token` nil (a re-run of a finished
     /// task, which holds no lease) inserts without the check.
     public func startExecution(
-        on conn: PostgresConnection, task: Row, token: String?, traceId: String, agentId: String?,
+        on conn: PostgresConnection, task: Row, token: String?, traceId: TraceID, agentId: String?,
         attempt: Int, startedAt: Date
     ) async throws -> String? {
         let key = task[source.key]?.templateText ?? ""
@@ -525,7 +526,7 @@ public struct TaskStore: Sendable {
     /// values each cast to its column's type (nil when a column's type is unknown), for an
     /// `INSERT … SELECT` that PostgreSQL cannot type from the target columns. Nil without an
     /// executions table.
-    func executionRow(task: Row, traceId: String, agentId: String?, attempt: Int, startedAt: Date)
+    func executionRow(task: Row, traceId: TraceID, agentId: String?, attempt: Int, startedAt: Date)
         -> (columns: [PostgresQuery], values: [PostgresQuery], typed: [PostgresQuery]?)?
     {
         guard let e = config.results.executions else { return nil }
@@ -544,7 +545,7 @@ public struct TaskStore: Sendable {
         }
         add(e.taskColumn, .text(task[source.key]?.templateText ?? ""))
         add(e.columns.status, .text(e.statuses.started))
-        add(e.columns.traceId, .text(traceId))
+        add(e.columns.traceId, traceId.postgresValue)
         add(e.columns.startedAt, .text(PostgresTimestamp.format(startedAt)))
         add(e.columns.agentId, agentId.map { .text($0) } ?? .null)
         if let g = source.groupColumn {
@@ -625,7 +626,7 @@ public struct TaskStore: Sendable {
     /// `also`: statements that commit with the outcome, only if the lease held (a durable run's
     /// last spans and the end of its journal).
     public func finish(
-        on conn: PostgresConnection, taskKey: String, token: String, executionKey: String?, traceId: String?,
+        on conn: PostgresConnection, taskKey: String, token: String, executionKey: String?, traceId: TraceID?,
         outcome: Outcome, also: [PostgresQuery] = []
     ) async throws -> Bool {
         let config = self.config
@@ -648,7 +649,7 @@ public struct TaskStore: Sendable {
     }
 
     /// The guarded UPDATE of `finish` on the task row.
-    func finishUpdate(taskKey: String, token: String, traceId: String?, outcome: Outcome) -> PostgresQuery {
+    func finishUpdate(taskKey: String, token: String, traceId: TraceID?, outcome: Outcome) -> PostgresQuery {
         let s = config.source
         var sets: [PostgresQuery] = [
             "\(identifier: s.status.column) = \(s.status.text(outcome.taskStatus))\(cast(s.status.column))"
@@ -662,7 +663,7 @@ public struct TaskStore: Sendable {
             add(
                 config.results.completedAtColumn, .text(PostgresTimestamp.format(outcome.execution.completedAt)),
                 cast: "::timestamptz")
-            if let traceId { add(config.results.traceIdColumn, .text(traceId)) }
+            if let traceId { add(config.results.traceIdColumn, traceId.postgresValue) }
             for (column, value) in outcome.columns.sorted(by: { $0.key < $1.key }) {
                 add(column, SQLToolSpec.bindValue(value))
             }

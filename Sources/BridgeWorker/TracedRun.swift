@@ -3,6 +3,7 @@ import BridgeMapping
 import BridgeMetrics
 import BridgePostgres
 import BridgeRunner
+import BridgeTraceModel
 import BridgeTracing
 import FoundationEssentials
 
@@ -108,8 +109,8 @@ struct TracedRun: Sendable {
     /// What goes into the task's (or execution's) result column for a run: the final output
     /// (a JSON value for a structured output, else the text) and usage, or the error (with a
     /// tripped guardrail's `output_info`); always the trace id.
-    static func resultJSON(_ result: RunResult, traceId: String, extra: [String: JSONValue] = [:]) -> JSONValue {
-        var out: [String: JSONValue] = ["usage": result.usage.json, "trace_id": .string(traceId)]
+    static func resultJSON(_ result: RunResult, traceId: TraceID, extra: [String: JSONValue] = [:]) -> JSONValue {
+        var out: [String: JSONValue] = ["usage": result.usage.json, "trace_id": traceId.json]
         if result.status == .completed {
             out["output"] = result.finalOutputJSON ?? .string(result.finalOutput ?? "")
             out["last_agent"] = .string(result.lastAgent)

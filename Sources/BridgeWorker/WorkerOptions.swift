@@ -1,5 +1,6 @@
 import BridgeMetrics
 import BridgeRunner
+import BridgeTraceModel
 import BridgeTracing
 import FoundationEssentials
 
@@ -95,15 +96,15 @@ public struct WorkerSummary: Sendable {
 
 /// How one claimed task's attempt ended, as the run executor reports it to the claim loop.
 enum TaskOutcome: Sendable {
-    case completed(taskKey: String, traceId: String, toolCalls: Int, spans: Int)
+    case completed(taskKey: String, traceId: TraceID, toolCalls: Int, spans: Int)
     case failed(
-        taskKey: String, traceId: String?, message: String, retried: Bool, toolCalls: Int, spans: Int,
+        taskKey: String, traceId: TraceID?, message: String, retried: Bool, toolCalls: Int, spans: Int,
         errorType: FailureType)
     /// The lease was lost (reaped, or finished elsewhere): nothing of this attempt was written.
-    case stale(taskKey: String, traceId: String?)
+    case stale(taskKey: String, traceId: TraceID?)
     /// Handed back to pending at shutdown.
     case released(taskKey: String)
-    case paused(taskKey: String, traceId: String, requests: [String], toolCalls: Int, spans: Int)
+    case paused(taskKey: String, traceId: TraceID, requests: [String], toolCalls: Int, spans: Int)
 
     /// How `bridge_tasks_*_total` counts it (nil: the attempt's result was not written here).
     var metric: BridgeMetrics.TaskEnd? {

@@ -89,7 +89,7 @@ struct BackfillCLITests {
         for row in tasks {
             let id = row["id"] ?? "?"
             #expect(row["trace"] == Self.expectedTraceId(id), "task \(id)")
-            #expect(TraceID.isWellFormed(row["trace"] ?? ""), "task \(id)")
+            #expect(TraceID(row["trace"] ?? "").isWellFormed, "task \(id)")
             #expect(row["exec_trace"] == row["trace"], "task \(id)")
             let meta = try JSONValue.parse(row["metadata"] ?? "null")
             #expect(meta["backfilled"] == "true", "task \(id)")
@@ -362,7 +362,7 @@ struct BackfillCLITests {
             """)
         #expect(rerun.count == 2)
         for row in rerun {
-            #expect(row["trace"] == TraceID.forTask(row["id"] ?? "", attempt: 2))
+            #expect(row["trace"] == TraceID.forTask(row["id"] ?? "", attempt: 2).text)
             #expect(row["status"] == "completed" && row["rerun"] == "true")
         }
         await c.close()

@@ -92,7 +92,7 @@ struct ExecCLITests {
         #expect(ran.count >= pendingBefore)
         for row in ran {
             let id = row["id"] ?? "?"
-            #expect(TraceID.isWellFormed(row["trace"] ?? ""), "task \(id)")
+            #expect(TraceID(row["trace"] ?? "").isWellFormed, "task \(id)")
             #expect(row.bool("has_result") == true && row.bool("has_completed_at") == true, "task \(id)")
             #expect(row["meta_task"] == id, "task \(id)")
             #expect(row.bool("group_ok") == true, "task \(id)")
@@ -187,8 +187,9 @@ struct ExecCLITests {
         #expect(spec["task_id"]?.stringValue == id)
         #expect(spec["metadata"]?["task_id"]?.stringValue == id)
         #expect(spec["starting_agent"]?.stringValue == "Project Manager")
-        #expect(TraceID.isWellFormed(spec["trace_id"]?.stringValue ?? ""))
-        #expect(spec["trace_id"]?.stringValue == TraceID.forTask(id, attempt: 1))
+        let traceId = TraceID(spec["trace_id"]?.stringValue ?? "")
+        #expect(traceId.isWellFormed)
+        #expect(spec["trace_id"]?.stringValue == TraceID.forTask(id, attempt: 1).text)
         #expect(spec["agents"]?["Researcher"] != nil)
         #expect(try await Self.snapshot(url) == before)
 

@@ -82,7 +82,7 @@ struct ExactNumberTests {
         ).map { $0 }
         #expect(rows.map { $0["status"] } == ["pending", "done"])
         #expect(rows[1]["rid"] == Self.big && rows[1]["ramount"] == Self.amount)
-        #expect(rows[1]["openai_trace_id"] == spec.traceId)
+        #expect(rows[1]["openai_trace_id"] == spec.traceId.text)
         await c.close()
     }
 }

@@ -30,7 +30,7 @@ final class RecordingExporter: TraceExporter, @unchecked Sendable {
     func send(_ batch: ExportBatch) async -> ExportResult {
         let (result, hook) = lock.withLock { () -> (ExportResult, (@Sendable () async -> Void)?) in
             let r = answer(batch)
-            if case .delivered = r { items += batch.traces.map(\.id) + batch.spans.map(\.record.id) }
+            if case .delivered = r { items += batch.traces.map(\.id.text) + batch.spans.map(\.record.id.text) }
             return (r, afterSend)
         }
         await hook?()
@@ -67,7 +67,7 @@ struct ExportCursorTests {
 
     func span(_ trace: String, _ name: String) -> SpanRecord {
         SpanRecord(
-            id: SpanID.random(), traceId: trace, parentId: nil, startedAt: Date(), endedAt: Date(),
+            id: SpanID.random(), traceId: TraceID(trace), parentId: nil, startedAt: Date(), endedAt: Date(),
             spanData: ["type": "custom", "name": .string(name), "data": [:]], error: nil)
     }
 
@@ -98,8 +98,8 @@ struct ExportCursorTests {
         let early = (0..<7).map { span(trace, "early \($0)") }
         for s in early { try await insert(s, on: fx.conn) }
         try await p.drain()
-        #expect(Set(ex.sent).isSuperset(of: early.map(\.id)))
-        #expect(!ex.sent.contains(lateSpan.id))
+        #expect(Set(ex.sent).isSuperset(of: early.map(\.id.text)))
+        #expect(!ex.sent.contains(lateSpan.id.text))
         let position = try await ExportPositions.load(exporter: ex.name, connection: fx.conn)
         #expect(position.span.txid.flatMap { UInt64($0) } ?? .max <= UInt64(lateXid)!)
         try await late.simpleQuery("COMMIT")
@@ -108,7 +108,7 @@ struct ExportCursorTests {
         // Everything exactly once, the late span included; the younger rows were passed over
         // when they fell below the horizon, not sent again.
         #expect(ex.sent.count == Set(ex.sent).count)
-        #expect(Set(ex.sent) == fx.spanIds.union(fx.traceIds).union(early.map(\.id)).union([lateSpan.id]))
+        #expect(Set(ex.sent) == fx.spanIds.union(fx.traceIds).union(early.map(\.id.text)).union([lateSpan.id.text]))
         #expect(try await p.backlog().isEmpty)
         #expect(try await p.exportNextBatch().map { $0.deliveredSpans + $0.deliveredTraces } ?? 0 == 0)
         await fx.conn.close()
@@ -128,7 +128,7 @@ struct ExportCursorTests {
             let fresh = (0..<5).map { span(fx.traceIds.first!, "fresh \(round).\($0)") }
             for s in fresh { try await insert(s, on: fx.conn) }
             try await p.drain()
-            #expect(Set(ex.sent).isSuperset(of: fresh.map(\.id)), "round \(round)")
+            #expect(Set(ex.sent).isSuperset(of: fresh.map(\.id.text)), "round \(round)")
         }
         #expect(ex.sent.count == Set(ex.sent).count)
         #expect(try await p.backlog().isEmpty)
@@ -169,7 +169,7 @@ struct ExportCursorTests {
             try await p.backlog()
                 == ExportBacklog(traces: fx.traceIds.count - 1, spans: fx.spanIds.count - 10 + newSpans.count))
         try await p.drain()
-        let expected = fx.spanIds.union(fx.traceIds).union(newSpans.map(\.id)).subtracting(old)
+        let expected = fx.spanIds.union(fx.traceIds).union(newSpans.map(\.id.text)).subtracting(old)
         #expect(ex.sent.count == expected.count && Set(ex.sent) == expected)
         // The legacy rows are behind the position now: later polls never read them again.
         let position = try await ExportPositions.load(exporter: "memory", connection: fx.conn)
@@ -225,7 +225,7 @@ struct ExportCursorTests {
         let fx = try await ExportLedger.make(runs: 2)
         let bad = fx.failedToolSpan
         let ex = RecordingExporter(batchSize: 3)
-        ex.answer { b in b.spans.contains { $0.record.id == bad } ? .reject(reason: "bad span") : .delivered() }
+        ex.answer { b in b.spans.contains { $0.record.id.text == bad } ? .reject(reason: "bad span") : .delivered() }
         let p = try await pump(fx, ex)
         let stats = try await p.drain()
         #expect(stats.rejectedSpans == 1)

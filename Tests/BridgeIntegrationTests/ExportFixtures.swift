@@ -41,7 +41,7 @@ struct ExportLedger {
         if !legacy { try await applyCursorMigration(conn) }
         let ledger = Ledger(connection: conn)
         var traces: Set<String> = []
-        var lastTrace = ""
+        var lastTrace: TraceID = ""
         for i in 0..<runs {
             var spec = runnerSpec(tools: [:], pmTools: [])
             spec.traceId = TraceID.forTask("x\(i)", attempt: 1)
@@ -51,7 +51,7 @@ struct ExportLedger {
                 .run(spec, taskRow: [:])
             #expect(result.status == .completed)
             #expect(await recorder.sinkErrors.isEmpty)
-            traces.insert(spec.traceId)
+            traces.insert(spec.traceId.text)
             lastTrace = spec.traceId
         }
         let now = Date()
@@ -80,8 +80,8 @@ struct ExportLedger {
         let ids = Set(try await conn.query("SELECT span_id FROM bridge.spans").map { $0["span_id"] ?? "" })
         #expect(ids.count == runs * 8 + 3)
         return ExportLedger(
-            url: url, conn: conn, traceIds: traces, spanIds: ids, bigInputSpan: big.id,
-            responseSpan: response.id, failedToolSpan: failed.id)
+            url: url, conn: conn, traceIds: traces, spanIds: ids, bigInputSpan: big.id.text,
+            responseSpan: response.id.text, failedToolSpan: failed.id.text)
     }
 
     func count(_ sql: String) async throws -> Int {

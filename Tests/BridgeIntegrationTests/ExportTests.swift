@@ -430,7 +430,8 @@ struct ExportOTLPAndFileTests {
         // More spans land while the session runs.
         try await Ledger(connection: fx.conn).insertSpan(
             SpanRecord(
-                id: SpanID.random(), traceId: fx.traceIds.first!, parentId: nil, startedAt: Date(), endedAt: Date(),
+                id: SpanID.random(), traceId: TraceID(fx.traceIds.first!), parentId: nil, startedAt: Date(),
+                endedAt: Date(),
                 spanData: ["type": "custom", "name": "late", "data": [:]], error: nil))
         // Generous: the OTLP receiver is down, so this always waits the whole timeout, and the
         // other two must deliver within it even on a loaded machine.

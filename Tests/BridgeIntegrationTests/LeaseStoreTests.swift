@@ -88,7 +88,7 @@ struct LeaseStoreTests {
             """
         ).first
         #expect(done?["status"] == "completed" && done?.bool("free") == true && done?.int("completed") == 1)
-        #expect(done?["openai_trace_id"] == TraceID.forTask(a.key, attempt: 2))
+        #expect(done?["openai_trace_id"] == TraceID.forTask(a.key, attempt: 2).text)
         await c.close()
     }
 

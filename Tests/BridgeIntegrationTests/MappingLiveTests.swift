@@ -103,7 +103,7 @@ struct MappingLiveTests {
         #expect(
             spec.agents["Project Manager"]?.instructions.hasPrefix(
                 "Break work down and route it to the right specialist.\n") == true)
-        #expect(spec.traceId == TraceID.forTask(id, attempt: 1) && TraceID.isWellFormed(spec.traceId))
+        #expect(spec.traceId == TraceID.forTask(id, attempt: 1) && spec.traceId.isWellFormed)
         #expect(spec.metadata["task_id"] == id)
         #expect(spec.metadata["workspace_id"] == task["workspace_id"]?.stringValue)
         #expect(spec.metadata["agent_id"] == task["agent_id"]?.stringValue)

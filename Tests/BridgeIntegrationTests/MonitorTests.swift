@@ -25,7 +25,7 @@ struct MonitorTests {
         return url
     }
 
-    static func span(_ trace: String, _ name: String) -> SpanRecord {
+    static func span(_ trace: TraceID, _ name: String) -> SpanRecord {
         SpanRecord(
             id: SpanID.random(), traceId: trace, parentId: nil, startedAt: Date(), endedAt: Date(),
             spanData: ["type": "function", "name": .string(name), "input": "{}", "output": "ok", "mcp_data": nil],

@@ -102,7 +102,7 @@ struct RunJournalTests {
             try await c.query(
                 "SELECT openai_trace_id AS trace_id, status, task_id::text AS task FROM task_executions WHERE id::text = \(execution)"
             ).first)
-        #expect(row["trace_id"] == spec(a.key).traceId && row["status"] == "started" && row["task"] == a.key)
+        #expect(row["trace_id"] == spec(a.key).traceId.text && row["status"] == "started" && row["task"] == a.key)
         #expect(
             try await c.query(
                 "SELECT metadata->>'k' AS k FROM bridge.traces WHERE trace_id = \(spec(a.key).traceId)"

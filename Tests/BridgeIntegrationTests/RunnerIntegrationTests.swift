@@ -267,8 +267,10 @@ struct TraceLedgerTests {
         #expect(lines.count == 1 + spans.count)
         #expect(lines[0] == TraceRecord(spec: spec).exportJSON)
         #expect(
-            lines.dropFirst().allSatisfy { $0["object"] == "trace.span" && $0["trace_id"] == .string(spec.traceId) })
-        #expect(Set(lines.dropFirst().compactMap { $0["id"]?.stringValue }) == ids)
+            lines.dropFirst().allSatisfy {
+                $0["object"] == "trace.span" && $0["trace_id"] == .string(spec.traceId.text)
+            })
+        #expect(Set(lines.dropFirst().compactMap { $0["id"]?.stringValue }) == Set(ids.map(\.text)))
         await conn.close()
     }
 
@@ -321,7 +323,7 @@ struct TraceLedgerTests {
         // Each run: task, 2 agents, 2 turns, 2 generations, 1 handoff = 8 spans.
         #expect(objects.filter { $0["object"] == "trace.span" }.count == 48)
         for i in 0..<6 {
-            let id = JSONValue.string(TraceID.forTask("t\(i)", attempt: 1))
+            let id = JSONValue.string(TraceID.forTask("t\(i)", attempt: 1).text)
             let first = try #require(objects.firstIndex { $0["id"] == id })
             #expect(!objects[..<first].contains { $0["trace_id"] == id })
         }

@@ -56,7 +56,7 @@ import Testing
         #expect(
             MigrationFile.checksum("SELECT 1;\r\nSELECT 2;\r\n")
                 == "82efb67f3010c6eb7ead02e4f6d9550633dbc1407f99aa487468e7b2567aebbc")
-        #expect(SpanID.otlp("span_not-hex") == "31ba3e5cf2a83644")
+        #expect(SpanID("span_not-hex").otlp == "31ba3e5cf2a83644")
     }
 }
 

@@ -9,7 +9,8 @@ import Testing
 @Suite struct OpenAISanitizerTests {
     func span(_ data: JSONValue) -> JSONValue {
         SpanRecord(
-            id: "span_" + String(repeating: "a", count: 24), traceId: "trace_" + String(repeating: "b", count: 32),
+            id: SpanID("span_" + String(repeating: "a", count: 24)),
+            traceId: TraceID("trace_" + String(repeating: "b", count: 32)),
             parentId: nil, startedAt: Date(timeIntervalSince1970: 1), endedAt: Date(timeIntervalSince1970: 2),
             spanData: data, error: nil
         ).exportJSON
@@ -165,9 +166,9 @@ import Testing
     }
 
     @Test func idsAndTimes() {
-        #expect(TraceID.otlp("trace_0123456789abcdef0123456789abcdef") == "0123456789abcdef0123456789abcdef")
-        #expect(SpanID.otlp("span_0123456789abcdef01234567") == "0123456789abcdef")
-        #expect(TraceID.otlp("odd").count == 32 && SpanID.otlp("odd").count == 16)
+        #expect(TraceID("trace_0123456789abcdef0123456789abcdef").otlp == "0123456789abcdef0123456789abcdef")
+        #expect(SpanID("span_0123456789abcdef01234567").otlp == "0123456789abcdef")
+        #expect(TraceID("odd").otlp.count == 32 && SpanID("odd").otlp.count == 16)
         #expect(OTLPExporter.unixNanos(Date(timeIntervalSince1970: 1_700_000_000.123456)) == "1700000000123456000")
     }
 
@@ -175,7 +176,8 @@ import Testing
         let client = HTTPClient()
         defer { client.shutdown() }
         let record = SpanRecord(
-            id: "span_" + String(repeating: "a", count: 24), traceId: "trace_" + String(repeating: "b", count: 32),
+            id: SpanID("span_" + String(repeating: "a", count: 24)),
+            traceId: TraceID("trace_" + String(repeating: "b", count: 32)),
             parentId: nil, startedAt: Date(timeIntervalSince1970: 1), endedAt: Date(timeIntervalSince1970: 2),
             spanData: [
                 "type": "generation", "model": "m", "input": [["role": "user", "content": "hi"]],
@@ -237,16 +239,16 @@ import Testing
     }
 
     @Test func batchHalvesKeepOrder() {
-        let t = (0..<3).map { TraceRecord(id: "trace_\($0)", workflowName: "w", groupId: nil, metadata: [:]) }
+        let t = (0..<3).map { TraceRecord(id: TraceID("trace_\($0)"), workflowName: "w", groupId: nil, metadata: [:]) }
         let s = (0..<4).map { i in
             ExportSpan(
                 record: SpanRecord(
-                    id: "span_\(i)", traceId: "trace_0", parentId: nil, startedAt: Date(), endedAt: Date(),
+                    id: SpanID("span_\(i)"), traceId: "trace_0", parentId: nil, startedAt: Date(), endedAt: Date(),
                     spanData: ["type": "custom"], error: nil), trace: t[0])
         }
         let (a, b) = ExportBatch(traces: t, spans: s).halves()
-        #expect(a.traces.map(\.id) == ["trace_0", "trace_1", "trace_2"] && a.spans.map(\.record.id) == [])
-        #expect(b.traces.isEmpty && b.spans.map(\.record.id) == ["span_0", "span_1", "span_2", "span_3"])
+        #expect(a.traces.map(\.id.text) == ["trace_0", "trace_1", "trace_2"] && a.spans.isEmpty)
+        #expect(b.traces.isEmpty && b.spans.map(\.record.id.text) == ["span_0", "span_1", "span_2", "span_3"])
         let (c, d) = b.halves()
         #expect(c.count == 2 && d.count == 2)
     }

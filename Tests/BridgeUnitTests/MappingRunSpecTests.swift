@@ -57,7 +57,7 @@ import Testing
         #expect(spec.tools["web_search"]?.isFunctionTool == false)
         #expect(spec.input == "Task 1\n\nDo it\n\nPhase: ANALYSIS")
         #expect(spec.traceId == TraceID.forTask("t-1", attempt: 1))
-        #expect(TraceID.isWellFormed(spec.traceId))
+        #expect(spec.traceId.isWellFormed)
         #expect(spec.traceId != TraceID.forTask("t-1", attempt: 2))
         #expect(
             spec.metadata == [

@@ -20,7 +20,7 @@ import Testing
         #expect(output == "Researcher done: store_data → [{\"tool\":\"store_data\"}]")
 
         let tree = SpanTree(spans: spans)
-        #expect(spans.allSatisfy { SpanID.isWellFormed($0.id) && $0.traceId == spec.traceId })
+        #expect(spans.allSatisfy { $0.id.isWellFormed && $0.traceId == spec.traceId })
         let task = try #require(tree.root)
         #expect(
             task.spanData == [
@@ -367,13 +367,13 @@ import Testing
 
     @Test func spanIds() {
         let id = SpanID.random()
-        #expect(SpanID.isWellFormed(id))
+        #expect(id.isWellFormed)
         #expect(id != SpanID.random())
     }
 
     @Test func exportShapes() {
         let span = SpanRecord(
-            id: "span_0123456789abcdef01234567", traceId: "trace_" + String(repeating: "a", count: 32),
+            id: "span_0123456789abcdef01234567", traceId: TraceID("trace_" + String(repeating: "a", count: 32)),
             parentId: nil, startedAt: Date(timeIntervalSince1970: 0.5), endedAt: Date(timeIntervalSince1970: 1),
             spanData: ["type": "handoff", "from_agent": "A", "to_agent": "B"], error: nil)
         let json = span.exportJSON

@@ -139,7 +139,7 @@ final class ElementCounter: NSObject, XMLParserDelegate, @unchecked Sendable {
     static func doc() -> TraceDocument {
         let t0 = Date(timeIntervalSince1970: 1_795_683_600)
         func span(
-            _ id: String, _ parent: String?, _ start: Double, _ end: Double, _ data: JSONValue, error: JSONValue? = nil
+            _ id: SpanID, _ parent: SpanID?, _ start: Double, _ end: Double, _ data: JSONValue, error: JSONValue? = nil
         ) -> SpanRecord {
             SpanRecord(
                 id: id, traceId: "trace_x", parentId: parent, startedAt: t0 + start, endedAt: t0 + end, spanData: data,

@@ -171,7 +171,7 @@ extension ExportPump {
     static func trace(_ row: PostgresRow, prefix: String) throws -> TraceRecord {
         let meta = try JSONValue.parse(row[prefix + "metadata"] ?? "{}").objectValue ?? [:]
         return TraceRecord(
-            id: row["trace_id"] ?? "", workflowName: row[prefix + "workflow_name"] ?? "",
+            id: TraceID(row["trace_id"] ?? ""), workflowName: row[prefix + "workflow_name"] ?? "",
             groupId: row[prefix + "group_id"],
             metadata: meta.compactMapValues { $0.isNull ? nil : ($0.stringValue ?? $0.compact) })
     }

@@ -288,10 +288,10 @@ public actor ExportPump {
     /// `delivered` rows `rejected` (with why), so `bridge verify` and `bridge top` count it.
     func record(_ batch: ExportBatch, status: DeliveryStatus, attempts: Int, error: String?) async throws {
         var items: [JSONValue] = batch.traces.map {
-            ["kind": "trace", "id": .string($0.id), "trace_id": .string($0.id)]
+            ["kind": "trace", "id": $0.id.json, "trace_id": $0.id.json]
         }
         items += batch.spans.map {
-            ["kind": "span", "id": .string($0.record.id), "trace_id": .string($0.record.traceId)]
+            ["kind": "span", "id": $0.record.id.json, "trace_id": $0.record.traceId.json]
         }
         let json = JSONValue.array(items).compact
         let spansRejected = "spans of this trace were rejected: " + (error ?? "")

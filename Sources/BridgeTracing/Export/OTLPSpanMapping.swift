@@ -45,14 +45,14 @@ extension OTLPExporter {
         let data = r.spanData.objectValue ?? [:]
         let type = data["type"]?.stringValue ?? ""
         var attrs = AttributeList()
-        attrs.add("openai.agents.span_id", r.id)
+        attrs.add("openai.agents.span_id", r.id.text)
         attrs.add("openai.agents.span_type", type)
         let head = Self.kindAttributes(r.kind, type: type, data: data, into: &attrs)
         attrs.add("openinference.span.kind", head.openInference.rawValue)
         Self.traceAttributes(s.trace, isRoot: r.parentId == nil, into: &attrs)
         let status = Self.status(r.error, into: &attrs)
         return OTLPSpan(
-            traceId: TraceID.otlp(r.traceId), spanId: SpanID.otlp(r.id), parentSpanId: r.parentId.map(SpanID.otlp),
+            traceId: r.traceId.otlp, spanId: r.id.otlp, parentSpanId: r.parentId?.otlp,
             name: head.name, kind: head.kind, startNanos: Self.nanos(r.startedAt), endNanos: Self.nanos(r.endedAt),
             attributes: limited(attrs.items), status: status)
     }
