@@ -57,7 +57,7 @@ public struct ApprovalStore: Sendable {
     /// back), the run state, the waits, `bridge_waiting_since = now()` and the lease released,
     /// guarded on the lease token. Returns the request keys, or throws `TaskStore.LeaseLost`.
     public func pause(
-        on conn: PostgresConnection, task: Row, taskKey: String, token: String, executionKey: String?,
+        on conn: PostgresConnection, task: Row, taskKey: String, token: LeaseToken, executionKey: String?,
         spec: RunSpec, paused: PausedRun, openSpans: [TraceRecorder.OpenSpan]
     ) async throws -> [String] {
         let a = try mapping()

@@ -5,9 +5,9 @@ import FoundationEssentials
 /// What the lease keeper needs from the worker whose leases it keeps.
 protocol LeaseHolder: Actor {
     /// The lease tokens of the runs in flight.
-    func heldTokens() -> [String]
+    func heldTokens() -> [LeaseToken]
     /// These leases are gone (`reason` says why): their runs are cancelled and write nothing.
-    func lose(_ tokens: [String], reason: String)
+    func lose(_ tokens: [LeaseToken], reason: String)
     /// A reaper pass returned expired leases (of any worker) to pending or failed them.
     func noteReaped(_ reaped: TaskStore.Reaped) async
 }

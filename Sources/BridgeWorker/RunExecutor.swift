@@ -67,7 +67,7 @@ struct RunExecutor: Sendable {
     /// a token is gone (the lease keeper decides; a lost run writes nothing).
     func run(
         _ claim: TaskStore.Claim, resuming: Bool,
-        isLost: @escaping @Sendable (String) async -> Bool
+        isLost: @escaping @Sendable (LeaseToken) async -> Bool
     ) async -> TaskOutcome {
         var attempt = Attempt()
         do {
@@ -111,7 +111,7 @@ struct RunExecutor: Sendable {
     /// outcome or throw `TaskStore.LeaseLost`, which the caller turns into one.
     private func run(
         _ claim: TaskStore.Claim, resuming: Bool, on c: PostgresConnection, attempt: inout Attempt,
-        isLost: @Sendable (String) async -> Bool
+        isLost: @Sendable (LeaseToken) async -> Bool
     ) async throws -> TaskOutcome {
         let durable = try await durability.enabled(journals, on: c)
         let start: Start
@@ -351,7 +351,7 @@ struct RunExecutor: Sendable {
     /// run was not cancelled.
     private func stopped(
         _ result: RunResult, _ claim: TaskStore.Claim, spec: RunSpec, journal: DurableJournal?, durable: Bool,
-        attempt: Attempt, isLost: @Sendable (String) async -> Bool, on c: PostgresConnection
+        attempt: Attempt, isLost: @Sendable (LeaseToken) async -> Bool, on c: PostgresConnection
     ) async throws -> TaskOutcome? {
         if await isLost(claim.token) {
             journal?.discard()
@@ -497,7 +497,7 @@ struct RunExecutor: Sendable {
     /// database stays unreachable.
     private func infrastructureFailure(
         _ error: any Error, claim: TaskStore.Claim, attempt: Attempt,
-        isLost: @Sendable (String) async -> Bool
+        isLost: @Sendable (LeaseToken) async -> Bool
     ) async -> TaskOutcome {
         let message = Redaction.scrub("\(error)", secrets: secrets)
         if await isLost(claim.token) { return .stale(taskKey: claim.key, traceId: attempt.traceId) }

@@ -63,13 +63,14 @@ public struct RunJournalStore: Sendable {
 
     /// `WITH lease AS (…)`: one row while `token` holds the task's lease (share-locked); one row
     /// always without a token (a run that holds no lease).
-    func leaseCTE(_ token: String?) -> PostgresQuery {
+    func leaseCTE(_ token: LeaseToken?) -> PostgresQuery {
         guard let token else { return "lease AS (SELECT 1 AS ok)" }
         return "lease AS (\(tasks.leaseCheck(token)))"
     }
 
     /// Starts (or restarts) a run's journal: its trace, spec and no checkpoint, if the lease holds.
-    func startQuery(taskKey: String, token: String?, spec: RunSpec, specJSON: String, workerId: String) -> PostgresQuery
+    func startQuery(taskKey: String, token: LeaseToken?, spec: RunSpec, specJSON: String, workerId: String)
+        -> PostgresQuery
     {
         """
         WITH \(leaseCTE(token))
@@ -116,7 +117,7 @@ public struct RunJournalStore: Sendable {
     /// the execution row cannot be typed for an `INSERT … SELECT` (a column type unknown: then
     /// `start`, `TaskStore.startExecution` and the trace's insert run one after the other).
     func startRunQuery(
-        taskKey: String, token: String?, attempt: Int, agentId: String?, specJSON: String, workerId: String,
+        taskKey: String, token: LeaseToken?, attempt: Int, agentId: String?, specJSON: String, workerId: String,
         task: Row, trace: TraceRecord, startedAt: Date
     ) -> PostgresQuery? {
         var parts: [PostgresQuery] = [
@@ -164,7 +165,7 @@ public struct RunJournalStore: Sendable {
     /// `fallback` is false when the statement could not be built: the caller writes the three
     /// rows one after the other.
     func startRun(
-        on conn: PostgresConnection, taskKey: String, token: String?, spec: RunSpec, workerId: String, task: Row,
+        on conn: PostgresConnection, taskKey: String, token: LeaseToken?, spec: RunSpec, workerId: String, task: Row,
         trace: TraceRecord, startedAt: Date
     ) async throws -> (executionKey: String?, written: Bool) {
         let text = try Self.storableJSON(spec)
@@ -178,7 +179,7 @@ public struct RunJournalStore: Sendable {
         return (row?["k"], true)
     }
 
-    func start(on conn: PostgresConnection, taskKey: String, token: String?, spec: RunSpec, workerId: String)
+    func start(on conn: PostgresConnection, taskKey: String, token: LeaseToken?, spec: RunSpec, workerId: String)
         async throws
     {
         let text = try Self.storableJSON(spec)
@@ -194,7 +195,7 @@ public struct RunJournalStore: Sendable {
     }
 
     /// A resumed run's journal names the worker that holds it now (fenced).
-    func resumed(on conn: PostgresConnection, taskKey: String, token: String?, workerId: String) async throws {
+    func resumed(on conn: PostgresConnection, taskKey: String, token: LeaseToken?, workerId: String) async throws {
         guard
             try await conn.query(
                 """
@@ -226,14 +227,14 @@ public struct RunJournalStore: Sendable {
 
     /// What one step writes in one statement, if the lease holds: the spans, the trace's end,
     /// and the journal row (`journal`: a data-modifying statement that may use `lease`).
-    func stepQuery(token: String?, spans: [SpanRecord], traceEnd: (TraceID, Date)?, journal: PostgresQuery?)
+    func stepQuery(token: LeaseToken?, spans: [SpanRecord], traceEnd: (TraceID, Date)?, journal: PostgresQuery?)
         -> PostgresQuery
     {
         stepQuery(token: token, spans: spans, traceEnd: traceEnd, journal: journal.map { [$0] } ?? [])
     }
 
     /// `stepQuery` with several journal rows (a checkpoint and the calls held since the last write).
-    func stepQuery(token: String?, spans: [SpanRecord], traceEnd: (TraceID, Date)?, journal: [PostgresQuery])
+    func stepQuery(token: LeaseToken?, spans: [SpanRecord], traceEnd: (TraceID, Date)?, journal: [PostgresQuery])
         -> PostgresQuery
     {
         var parts: [PostgresQuery] = [leaseCTE(token)]
@@ -469,7 +470,7 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
     let connection: PostgresConnection
     let taskKey: String
     let traceId: TraceID
-    let token: String?
+    let token: LeaseToken?
     let workerId: String
     let stop: StopSignal?
     private let finished: [String: JournaledCall]
@@ -491,7 +492,7 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
     let riders = RiderQueue()
 
     init(
-        store: RunJournalStore, connection: PostgresConnection, taskKey: String, traceId: TraceID, token: String?,
+        store: RunJournalStore, connection: PostgresConnection, taskKey: String, traceId: TraceID, token: LeaseToken?,
         workerId: String, stop: StopSignal?, finished: [JournaledCall], traceWritten: Bool = false,
         deferredTools: Set<String> = []
     ) {

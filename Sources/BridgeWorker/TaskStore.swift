@@ -244,7 +244,7 @@ public struct TaskStore: Sendable {
     public struct Claim: Sendable {
         public var row: Row
         public var key: String
-        public var token: String
+        public var token: LeaseToken
         public var attempt: Int
     }
 
@@ -331,18 +331,18 @@ public struct TaskStore: Sendable {
     /// Extends the leases of every task this worker still holds, in one statement, and
     /// returns the tokens that are still valid. A token missing from the answer is a lost
     /// lease (reaped, released or finished elsewhere): its run must stop.
-    public func heartbeat(on conn: PostgresConnection, tokens: [String], lease: Duration) async throws -> Set<
-        String
-    > {
+    public func heartbeat(on conn: PostgresConnection, tokens: [LeaseToken], lease: Duration) async throws
+        -> Set<LeaseToken>
+    {
         guard !tokens.isEmpty else { return [] }
         let rows = try await conn.query(heartbeatQuery(tokens: tokens, lease: lease))
-        return Set(rows.compactMap { $0["token"] })
+        return Set(rows.compactMap { $0["token"].map { LeaseToken($0) } })
     }
 
-    func heartbeatQuery(tokens: [String], lease: Duration) -> PostgresQuery {
+    func heartbeatQuery(tokens: [LeaseToken], lease: Duration) -> PostgresQuery {
         """
         UPDATE \(t) SET \(identifier: Lease.expiresAt) = now() + \(lease.inSeconds)::double precision * interval '1 second'
-        WHERE \(identifier: Lease.token) = ANY(\(PostgresArray.text(tokens))::text[]) AND \(identifier: source.status.column) = \(source.status.running)
+        WHERE \(identifier: Lease.token) = ANY(\(PostgresArray.text(tokens.map(\.text)))::text[]) AND \(identifier: source.status.column) = \(source.status.running)
         RETURNING \(identifier: Lease.token) AS token
         """
     }
@@ -503,7 +503,7 @@ public struct TaskStore: Sendable {
     /// lease is gone gets `LeaseLost` and writes nothing. `token` nil (a re-run of a finished
     /// task, which holds no lease) inserts without the check.
     public func startExecution(
-        on conn: PostgresConnection, task: Row, token: String?, traceId: TraceID, agentId: String?,
+        on conn: PostgresConnection, task: Row, token: LeaseToken?, traceId: TraceID, agentId: String?,
         attempt: Int, startedAt: Date
     ) async throws -> String? {
         let key = task[source.key]?.templateText ?? ""
@@ -556,7 +556,7 @@ public struct TaskStore: Sendable {
     }
 
     /// Share-locks the task row while its lease `token` holds (the guard of every write of a run).
-    func leaseCheck(_ token: String) -> PostgresQuery {
+    func leaseCheck(_ token: LeaseToken) -> PostgresQuery {
         """
         SELECT 1 AS ok FROM \(t) WHERE \(identifier: Lease.token) = \(token) AND \(identifier: source.status.column) = \(source.status.running) FOR SHARE
         """
@@ -626,7 +626,7 @@ public struct TaskStore: Sendable {
     /// `also`: statements that commit with the outcome, only if the lease held (a durable run's
     /// last spans and the end of its journal).
     public func finish(
-        on conn: PostgresConnection, taskKey: String, token: String, executionKey: String?, traceId: TraceID?,
+        on conn: PostgresConnection, taskKey: String, token: LeaseToken, executionKey: String?, traceId: TraceID?,
         outcome: Outcome, also: [PostgresQuery] = []
     ) async throws -> Bool {
         let config = self.config
@@ -649,7 +649,7 @@ public struct TaskStore: Sendable {
     }
 
     /// The guarded UPDATE of `finish` on the task row.
-    func finishUpdate(taskKey: String, token: String, traceId: TraceID?, outcome: Outcome) -> PostgresQuery {
+    func finishUpdate(taskKey: String, token: LeaseToken, traceId: TraceID?, outcome: Outcome) -> PostgresQuery {
         let s = config.source
         var sets: [PostgresQuery] = [
             "\(identifier: s.status.column) = \(s.status.text(outcome.taskStatus))\(cast(s.status.column))"
@@ -753,7 +753,7 @@ public struct TaskStore: Sendable {
         for r in rows {
             out.append(
                 Claim(
-                    row: try parseRow(r["row"]), key: r["k"] ?? "", token: r["token"] ?? "",
+                    row: try parseRow(r["row"]), key: r["k"] ?? "", token: LeaseToken(r["token"] ?? ""),
                     attempt: r.int("attempt") ?? 1))
         }
         return out

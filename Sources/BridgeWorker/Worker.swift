@@ -33,9 +33,9 @@ public actor Worker: LeaseHolder {
     }
 
     /// In-flight runs by lease token.
-    private var running: [String: Running] = [:]
+    private var running: [LeaseToken: Running] = [:]
     /// Tokens whose lease is gone (their runs are cancelled and write nothing).
-    private var lost: Set<String> = []
+    private var lost: Set<LeaseToken> = []
     private var processed = 0
     private var shuttingDown = false
     /// The groups last found over budget (held), for the log.
@@ -274,7 +274,7 @@ public actor Worker: LeaseHolder {
         BridgeMetrics.runsInFlight(running.count)
     }
 
-    private func finished(_ token: String, _ outcome: TaskOutcome) async {
+    private func finished(_ token: LeaseToken, _ outcome: TaskOutcome) async {
         let claimedAt = running.removeValue(forKey: token)?.claimedAt
         BridgeMetrics.runsInFlight(running.count)
         if let end = outcome.metric, let claimedAt {
@@ -287,14 +287,14 @@ public actor Worker: LeaseHolder {
         await doorbell.ring()
     }
 
-    func isLost(_ token: String) -> Bool { lost.contains(token) }
+    func isLost(_ token: LeaseToken) -> Bool { lost.contains(token) }
 
     // MARK: - LeaseHolder
 
-    func heldTokens() -> [String] { Array(running.keys) }
+    func heldTokens() -> [LeaseToken] { Array(running.keys) }
 
     /// Marks leases as lost and cancels their runs.
-    func lose(_ tokens: [String], reason: String) {
+    func lose(_ tokens: [LeaseToken], reason: String) {
         for t in tokens {
             guard let r = running[t], !lost.contains(t) else { continue }
             lost.insert(t)

@@ -34,7 +34,7 @@ struct LeaseStoreTests {
         let c = try await TestDatabase.connect(url)
         // Worker A claims a task, starts its execution, then stalls past its lease.
         let a = try #require(try await store.claim(on: c, limit: 1, workerId: "A", lease: .seconds(60)).first)
-        #expect(a.attempt == 1 && !a.token.isEmpty)
+        #expect(a.attempt == 1 && !a.token.text.isEmpty)
         let execA = try await store.startExecution(
             on: c, task: a.row, token: a.token, traceId: TraceID.forTask(a.key, attempt: 1),
             agentId: nil, attempt: 1, startedAt: Date())

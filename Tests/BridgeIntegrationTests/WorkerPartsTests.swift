@@ -108,7 +108,7 @@ struct WorkerPartsTests {
         #expect(await pool.idleCount == 1)
         // The task still belongs to the lease (the reaper, or the lease's new owner, decides).
         let row = try await c.query("SELECT status, bridge_lease_token FROM tasks WHERE id::text = \(claim.key)").first
-        #expect(row?["status"] == "in_progress" && row?["bridge_lease_token"] == claim.token)
+        #expect(row?["status"] == "in_progress" && row?["bridge_lease_token"] == claim.token.text)
         await pool.closeAll()
         await c.close()
     }
