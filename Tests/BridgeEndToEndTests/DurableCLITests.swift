@@ -216,19 +216,21 @@ struct DurableCLITests {
             to: URL(fileURLWithPath: mappings).appendingPathComponent("agents.yaml"), atomically: true,
             encoding: .utf8)
         let poll = PollingConnection(url)
-        func worker() throws -> BackgroundBridge {
+        // A's lease is short, so that B takes its runs over soon after the kill; B's is long
+        // enough that a loaded machine cannot delay B's own heartbeats past it.
+        func worker(lease: String) throws -> BackgroundBridge {
             try BackgroundBridge([
-                "exec", "--offline", "--offline-latency-ms", "1500", "--concurrency", "2", "--lease", "1",
+                "exec", "--offline", "--offline-latency-ms", "1500", "--concurrency", "2", "--lease", lease,
                 "--database-url", url, "--mappings", mappings,
             ])
         }
-        let a = try worker()
+        let a = try worker(lease: "1")
         #expect(
             await a.send(
                 SIGKILL, when: { try poll.count(boundary, table: "bridge.run_journals") >= 1 },
                 timeout: .seconds(90)))
         _ = await a.wait(timeout: 10)
-        let b = try worker()
+        let b = try worker(lease: "10")
         let rb = await b.wait(timeout: 120)
         #expect(rb?.status == 0, "\(b.output.suffix(3000))")
         #expect(try await TestDatabase.count(url, "status = 'completed'", table: "tasks") == tasks)
