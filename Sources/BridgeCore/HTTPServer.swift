@@ -65,6 +65,8 @@ public final class HTTPServer: Sendable {
     }
 
     private struct Shared {
+        /// The serving thread, once it runs: what it posts needs no wake-up.
+        var loopThread: pthread_t?
         var stopped = false
         var outbox: [(connection: Int, action: Action)] = []
         var accepted = 0
@@ -143,15 +145,21 @@ public final class HTTPServer: Sendable {
         }
     }
 
-    /// Queues a responder's action for the serving thread, and wakes it; dropped after `stop()`.
+    /// Queues a responder's action for the serving thread, and wakes it (unless the action comes
+    /// from that thread, an inline responder: it takes the queue as soon as the responder
+    /// returns); dropped after `stop()`.
     func post(_ connection: Int, _ action: Action) {
         shared.withLock { s in
             guard !s.stopped else { return }
             s.outbox.append((connection, action))
+            if let loop = s.loopThread, pthread_equal(loop, pthread_self()) != 0 { return }
             // Under the lock: the serving thread closes the pipe only after `stopped` is set.
             wake()
         }
     }
+
+    /// Called by the serving thread when it starts.
+    func loopStarted() { shared.withLock { $0.loopThread = pthread_self() } }
 
     /// The queued actions, and whether the server is stopping.
     func takeOutbox() -> (actions: [(connection: Int, action: Action)], stopped: Bool) {

@@ -41,8 +41,12 @@ final class HTTPServerLoop {
     let server: HTTPServer
     let limits: HTTPServer.Limits
     let clock = ContinuousClock()
+    /// Open connections, oldest first, and by id.
     var connections: [Connection] = []
+    var byID: [Int: Connection] = [:]
     var openCount = 0
+    /// Connections closed since `connections` last dropped the closed ones.
+    var closedSinceSweep = 0
     var chunk = [UInt8](repeating: 0, count: 64 * 1024)
 
     init(server: HTTPServer) {
@@ -51,35 +55,40 @@ final class HTTPServerLoop {
     }
 
     func run() {
+        server.loopStarted()
         defer {
             for connection in connections where !connection.closed { close(connection.fd) }
             connections = []
             server.closeDescriptors()
         }
         var fds: [pollfd] = []
-        var polled: [Connection] = []
         while true {
             let (actions, stopped) = server.takeOutbox()
             if stopped { return }
             apply(actions)
-            connections.removeAll { $0.closed }
+            if closedSinceSweep > 0 {
+                connections.removeAll { $0.closed }
+                closedSinceSweep = 0
+            }
             fds.removeAll(keepingCapacity: true)
-            polled.removeAll(keepingCapacity: true)
             fds.append(pollfd(fd: server.wakeRead, events: Int16(POLLIN), revents: 0))
             fds.append(pollfd(fd: server.listenFD, events: Int16(POLLIN), revents: 0))
+            var nearest: ContinuousClock.Instant?
             for connection in connections {
-                guard let events = Self.events(connection) else { continue }
-                fds.append(pollfd(fd: connection.fd, events: events, revents: 0))
-                polled.append(connection)
+                // poll skips a negative descriptor: nothing to wait for while a responder works.
+                let events = Self.events(connection)
+                fds.append(pollfd(fd: events == nil ? -1 : connection.fd, events: events ?? 0, revents: 0))
+                if let deadline = connection.deadline, nearest.map({ deadline < $0 }) ?? true { nearest = deadline }
             }
-            let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), pollTimeout()) }
+            let timeout = pollTimeout(until: nearest)
+            let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeout) }
             if ready < 0 {
                 if errno != EINTR { usleep(10_000) }
                 continue
             }
             if fds[0].revents != 0 { drainWake() }
-            // Connections first (their pollfds are in `polled` order), then new ones.
-            for (index, connection) in polled.enumerated() where fds[index + 2].revents != 0 { step(connection) }
+            // Connections first (their pollfds are in `connections` order), then new ones.
+            for (index, connection) in connections.enumerated() where fds[index + 2].revents != 0 { step(connection) }
             if fds[1].revents != 0 { acceptAll() }
             let now = clock.now
             for connection in connections where !connection.closed {
@@ -96,11 +105,10 @@ final class HTTPServerLoop {
         }
     }
 
-    /// Until the nearest deadline, at most a second.
-    private func pollTimeout() -> Int32 {
-        let now = clock.now
-        guard let nearest = connections.compactMap(\.deadline).min() else { return 1000 }
-        let (seconds, attoseconds) = now.duration(to: nearest).components
+    /// Until `nearest` (the nearest deadline), at most a second.
+    private func pollTimeout(until nearest: ContinuousClock.Instant?) -> Int32 {
+        guard let nearest else { return 1000 }
+        let (seconds, attoseconds) = clock.now.duration(to: nearest).components
         let ms = max(0, seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
         return Int32(min(1000, ms))
     }
@@ -137,6 +145,7 @@ final class HTTPServerLoop {
             let connection = Connection(
                 fd: fd, id: server.accepted(), deadline: limits.requestDeadline.map { clock.now + $0 })
             connections.append(connection)
+            byID[connection.id] = connection
             openCount += 1
             // A request already there is answered now, before later arrivals can crowd it out.
             step(connection)
@@ -266,8 +275,8 @@ final class HTTPServerLoop {
     /// Carries out what responders asked for.
     private func apply(_ actions: [(connection: Int, action: HTTPServer.Action)]) {
         for (id, action) in actions {
-            guard let connection = connections.first(where: { $0.id == id && !$0.closed }),
-                connection.phase == .responding, connection.ending == nil
+            guard let connection = byID[id], !connection.closed, connection.phase == .responding,
+                connection.ending == nil
             else { continue }
             switch action {
             case .send(let bytes): connection.output += bytes
@@ -311,7 +320,9 @@ final class HTTPServerLoop {
     private func finish(_ connection: Connection) {
         guard !connection.closed else { return }
         connection.closed = true
+        byID[connection.id] = nil
         openCount -= 1
+        closedSinceSweep += 1
         close(connection.fd)
     }
 }

@@ -130,17 +130,23 @@ struct HTTPRequestHead {
         guard let end = headEnd(input, from: max(0, scanFrom - 3)), end <= maxHead else {
             return input.count > maxHead ? .refused(431, "request head over \(maxHead) bytes\n") : .incomplete
         }
-        var lines = String(decoding: input[..<end], as: UTF8.self).components(separatedBy: "\r\n")
-        let requestLine = lines.removeFirst().split(separator: " ")
+        // Lines end with CRLF; a field's name ends at its first colon, and spaces and tabs
+        // around either part are not part of it.
+        var lines = input[..<end].split(separator: 10, omittingEmptySubsequences: false).map {
+            $0.last == 13 ? $0.dropLast() : $0
+        }
+        let requestLine = String(decoding: lines.removeFirst(), as: UTF8.self).split(separator: " ")
         guard requestLine.count == 3, requestLine[2].hasPrefix("HTTP/") else { return .refused(400, "bad request\n") }
+        func trimmed(_ bytes: ArraySlice<UInt8>) -> String {
+            let blank: (UInt8) -> Bool = { $0 == 32 || $0 == 9 }
+            let start = bytes.firstIndex { !blank($0) } ?? bytes.endIndex
+            let end = bytes.lastIndex { !blank($0) }.map { $0 + 1 } ?? start
+            return String(decoding: bytes[start..<max(start, end)], as: UTF8.self)
+        }
         var headers: [(name: String, value: String)] = []
         for line in lines where !line.isEmpty {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            headers.append(
-                (
-                    name: String(line[..<colon]).trimmingCharacters(in: .whitespaces),
-                    value: String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
-                ))
+            guard let colon = line.firstIndex(of: 58) else { continue }
+            headers.append((name: trimmed(line[..<colon]), value: trimmed(line[(colon + 1)...])))
         }
         var head = HTTPRequestHead(
             method: String(requestLine[0]), target: String(requestLine[1]), headers: headers, bodyStart: end + 4,
