@@ -195,7 +195,7 @@ public struct AgentRunner: Sendable {
 /// One function call of a response that bridge executes.
 struct PendingToolCall: Sendable {
     var index: Int
-    var callId: String
+    var callId: CallID
     var name: String
     var arguments: String
     /// The bridge tool, or nil for an MCP tool (then `mcpServer` names its server).
@@ -209,7 +209,7 @@ struct PendingToolCall: Sendable {
 
 struct ToolCallOutcome: Sendable {
     var index: Int
-    var callId: String
+    var callId: CallID
     var name: String
     var output: String
     /// What the model receives when it is not `output` itself (MCP content parts).
@@ -764,7 +764,7 @@ struct RunState {
     /// A response's function calls: the tools bridge runs (in call order) and the handoffs.
     struct ResponseCalls {
         var tools: [PendingToolCall] = []
-        var handoffs: [(callId: String, spec: HandoffSpec)] = []
+        var handoffs: [(callId: CallID, spec: HandoffSpec)] = []
         /// The first call of a tool the agent does not have (the calls after it are not sorted).
         var unknownTool: String?
     }
@@ -775,7 +775,7 @@ struct RunState {
         var sorted = ResponseCalls()
         for item in output where item["type"]?.stringValue == "function_call" {
             let name = item["name"]?.stringValue ?? ""
-            let callId = item["call_id"]?.stringValue ?? ""
+            let callId = CallID(item["call_id"]?.stringValue ?? "")
             let arguments = item["arguments"]?.stringValue ?? ""
             if let h = handoffsByTool[name] {
                 sorted.handoffs.append((callId, h))
@@ -861,7 +861,7 @@ struct RunState {
     /// Handoffs: the first wins (a `handoff` span under the turn), the others are told they
     /// were ignored.
     private mutating func handOff(
-        _ handoffCalls: [(callId: String, spec: HandoffSpec)], from agent: AgentSpec, turnId: EventID
+        _ handoffCalls: [(callId: CallID, spec: HandoffSpec)], from agent: AgentSpec, turnId: EventID
     ) async -> TurnStep {
         let first = handoffCalls[0]
         appendHandoffOutputs(taken: first.callId, to: first.spec.agent, ignored: handoffCalls.dropFirst().map(\.callId))
@@ -885,9 +885,9 @@ struct RunState {
 
     /// Appends call `callId`'s output to the history and the transcript: the
     /// `function_call_output` item the model reads back.
-    mutating func appendCallOutput(_ callId: String, _ output: JSONValue) {
+    mutating func appendCallOutput(_ callId: CallID, _ output: JSONValue) {
         let item: ConversationItem = [
-            "type": "function_call_output", "call_id": .string(callId), "output": output,
+            "type": "function_call_output", "call_id": callId.json, "output": output,
         ]
         history.append(item)
         transcript.append(item)
@@ -895,7 +895,7 @@ struct RunState {
 
     /// The outputs of a response's handoff calls: each `ignored` call is told so, then the
     /// `taken` one gets the transfer message to `agent`.
-    mutating func appendHandoffOutputs(taken callId: String, to agent: String, ignored: [String]) {
+    mutating func appendHandoffOutputs(taken callId: CallID, to agent: String, ignored: [CallID]) {
         for ignoredId in ignored { appendCallOutput(ignoredId, .string(RunnerMessages.multipleHandoffsIgnored)) }
         appendCallOutput(callId, .string(RunnerMessages.transferMessage(to: agent)))
     }
@@ -980,9 +980,9 @@ struct RunState {
             .toolStarted(
                 id: call.eventId, parent: parent, name: call.name,
                 arguments: call.arguments, at: Date()))
-        if !call.callId.isEmpty {
+        if !call.callId.text.isEmpty {
             await runner.observer.record(
-                .spanNote(id: call.eventId, key: RunnerMessages.callIdKey, value: .string(call.callId)))
+                .spanNote(id: call.eventId, key: RunnerMessages.callIdKey, value: call.callId.json))
         }
         if let journaled, !journaled.raw { return await replay(journaled, call, runner: runner) }
         guard let tool = call.tool else {

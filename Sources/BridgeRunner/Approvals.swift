@@ -1,17 +1,18 @@
 import BridgeCore
 import BridgeMapping
+import BridgeTraceModel
 import FoundationEssentials
 
 /// A call of a `needs_approval` tool waiting for a human decision (or, in
 /// `PausedRun.deferredHandoffs`, a handoff requested in the same response, taken on resume).
 public struct PendingApproval: Codable, Sendable, Equatable {
-    public var callId: String
+    public var callId: CallID
     public var name: String
     public var arguments: String
     /// The agent that made the call (for a deferred handoff: its target).
     public var agent: String
 
-    public init(callId: String, name: String, arguments: String, agent: String) {
+    public init(callId: CallID, name: String, arguments: String, agent: String) {
         self.callId = callId
         self.name = name
         self.arguments = arguments
@@ -54,7 +55,7 @@ public struct PausedRun: Codable, Sendable {
 /// A human's decision on one pending call.
 public struct ApprovalDecision: Sendable, Equatable {
     public enum Outcome: String, Sendable { case approved, rejected, expired }
-    public var callId: String
+    public var callId: CallID
     public var outcome: Outcome
     /// The reviewer's text for a rejection (the model receives it instead of the SDK's default).
     public var message: String?
@@ -64,7 +65,7 @@ public struct ApprovalDecision: Sendable, Equatable {
     public var toolName: String
 
     public init(
-        callId: String, outcome: Outcome, message: String? = nil, decidedBy: String? = nil, requestId: String,
+        callId: CallID, outcome: Outcome, message: String? = nil, decidedBy: String? = nil, requestId: String,
         toolName: String
     ) {
         self.callId = callId
@@ -81,7 +82,7 @@ extension RunnerMessages {
     public static let approvalRejected = "Tool execution was not approved."
 
     /// The rejected function span's error detail, in the SDK's wording.
-    public static func manuallyRejected(_ callId: String) -> String {
+    public static func manuallyRejected(_ callId: CallID) -> String {
         "Tool execution for \(callId) was manually rejected by user."
     }
 }
@@ -168,7 +169,7 @@ extension RunState {
 
     /// An `approval` span per decided call, showing the wait, and a transcript item for
     /// `bridge verify` (this run resumed after a decision on this call).
-    private mutating func recordWaits(_ paused: PausedRun, _ byCall: [String: ApprovalDecision], agentId: EventID)
+    private mutating func recordWaits(_ paused: PausedRun, _ byCall: [CallID: ApprovalDecision], agentId: EventID)
         async
     {
         let now = Date()
@@ -177,7 +178,7 @@ extension RunState {
             await emit(
                 .approvalWait(id: allocate(), parent: agentId, decision: d, startedAt: paused.pausedAt, endedAt: now))
             transcript.append([
-                "type": "approval_result", "call_id": .string(call.callId), "name": .string(call.name),
+                "type": "approval_result", "call_id": call.callId.json, "name": .string(call.name),
                 "decision": .string(d.outcome.rawValue), "request_id": .string(d.requestId),
             ])
         }
@@ -187,7 +188,7 @@ extension RunState {
     /// get the rejection; then a handoff requested beside the calls is taken, or the agent's
     /// `tool_use_behavior` decides whether a tool's output is final.
     private mutating func decidedTurn(
-        _ paused: PausedRun, _ byCall: [String: ApprovalDecision], _ agent: AgentSpec, turnId: EventID
+        _ paused: PausedRun, _ byCall: [CallID: ApprovalDecision], _ agent: AgentSpec, turnId: EventID
     ) async -> TurnStep {
         let (approved, rejected) = await rejectOrApprove(paused.pending, byCall, turnId: turnId)
         var outputs = rejected
@@ -224,10 +225,10 @@ extension RunState {
     /// ended at once with the reviewer's message (their function spans say they were rejected).
     /// Returns the calls to run and the rejected calls' outputs by call id.
     private func rejectOrApprove(
-        _ pending: [PendingApproval], _ byCall: [String: ApprovalDecision], turnId: EventID
-    ) async -> (approved: [PendingToolCall], outputs: [String: String]) {
+        _ pending: [PendingApproval], _ byCall: [CallID: ApprovalDecision], turnId: EventID
+    ) async -> (approved: [PendingToolCall], outputs: [CallID: String]) {
         var approved: [PendingToolCall] = []
-        var outputs: [String: String] = [:]
+        var outputs: [CallID: String] = [:]
         for call in pending {
             let d = byCall[call.callId]
             if d?.outcome == .approved, let tool = spec.tools[call.name] {
@@ -242,7 +243,7 @@ extension RunState {
             let id = allocate()
             let at = Date()
             await emit(.toolStarted(id: id, parent: turnId, name: call.name, arguments: call.arguments, at: at))
-            await emit(.spanNote(id: id, key: RunnerMessages.callIdKey, value: .string(call.callId)))
+            await emit(.spanNote(id: id, key: RunnerMessages.callIdKey, value: call.callId.json))
             await emit(
                 .toolEnded(
                     id: id, output: message,

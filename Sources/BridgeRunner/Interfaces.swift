@@ -165,7 +165,7 @@ public struct ToolContext: Sendable {
     /// the runner flags it on the function span. One per tool call.
     public var notes = ToolOutputNotes()
     /// The call's id (empty outside a call).
-    public var callId = ""
+    public var callId: CallID = ""
     /// The call's stable idempotency key (`IdempotencyKey`): the same on every attempt of the
     /// call. http tools send it as `Idempotency-Key`, command tools get it in
     /// `BRIDGE_IDEMPOTENCY_KEY`.

@@ -19,9 +19,9 @@ public protocol RunJournal: Sendable {
     /// costs nothing and changes nothing, e.g. a SQL guardrail), or must be written now.
     func stepFinished(_ record: JournaledCall, deferred: Bool) async throws
     /// The result of a call finished before an interruption (replayed, not called again).
-    func finishedCall(_ callId: String) -> JournaledCall?
+    func finishedCall(_ callId: CallID) -> JournaledCall?
     /// For a writing SQL tool: what its transaction must also run (fencing check, journal row).
-    func exactlyOnce(callId: String, toolName: String) -> ExactlyOnceWrite?
+    func exactlyOnce(callId: CallID, toolName: String) -> ExactlyOnceWrite?
     /// Whether the run should stop at its next step boundary (the worker is shutting down).
     var stopRequested: Bool { get }
 }
@@ -53,7 +53,7 @@ public struct JournalFenced: Error, CustomStringConvertible {
 
 /// One finished tool call as journaled: what the model received and what its span recorded.
 public struct JournaledCall: Codable, Sendable, Equatable {
-    public var callId: String
+    public var callId: CallID
     public var name: String
     /// The tool's output as the executor returned it (before the runner's text safety), or the
     /// model's text for MCP and failed calls.
@@ -76,7 +76,7 @@ public struct JournaledCall: Codable, Sendable, Equatable {
     public var verdict: JournaledGuardrails?
 
     public init(
-        callId: String, name: String, output: String, error: JSONValue? = nil, modelOutput: JSONValue? = nil,
+        callId: CallID, name: String, output: String, error: JSONValue? = nil, modelOutput: JSONValue? = nil,
         spanOutput: String? = nil, mcpServer: String? = nil, raw: Bool, guardrails: JSONValue? = nil,
         verdict: JournaledGuardrails? = nil
     ) {
@@ -106,7 +106,7 @@ public struct JournaledCall: Codable, Sendable, Equatable {
 public struct JournaledGuardrails: Codable, Sendable, Equatable {
     /// The journal record's call id: the guardrails' kind and the event id of their parent span
     /// (the turn for input guardrails, the agent for output guardrails), unique in the trace.
-    public static func callId(kind: String, parent: EventID) -> String { "guardrails:\(kind):\(parent)" }
+    public static func callId(kind: String, parent: EventID) -> CallID { CallID("guardrails:\(kind):\(parent)") }
     public static let recordName = "guardrails"
 
     public var usage: Usage
@@ -268,7 +268,7 @@ public enum IdempotencyKey {
     /// The key in an MCP call's `_meta`.
     public static let metaKey = "idempotency_key"
 
-    public static func make(traceId: TraceID, callId: String) -> String {
+    public static func make(traceId: TraceID, callId: CallID) -> String {
         "bridge-" + SHA256.hex("bridge-call:\(traceId):\(callId)").prefix(32)
     }
 }

@@ -58,7 +58,7 @@ extension GuardrailRun {
             verdict.usage = verdict.usage + o.usage
             var item: [String: JSONValue] = [
                 "type": "guardrail_result", "name": .string(o.name), "kind": isOutput ? "tool_output" : "tool_input",
-                "call_id": .string(call.callId), "tool_name": .string(call.name), "triggered": .bool(o.triggered),
+                "call_id": call.callId.json, "tool_name": .string(call.name), "triggered": .bool(o.triggered),
             ]
             if let failure = o.failure {
                 item["behavior"] = "error"

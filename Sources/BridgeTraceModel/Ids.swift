@@ -91,3 +91,12 @@ enum IDForm {
         return String(SHA256.hex(id).prefix(length))
     }
 }
+
+/// A tool call's id as the model gave it (`call_…`; any text a provider sends is kept), or the
+/// journal's key of a run step that is journaled like a call (`guardrails:input:3`). Approval
+/// requests, journaled calls, idempotency keys and call outputs are matched by it.
+public struct CallID: TextID, PostgresBindable {
+    public let text: String
+
+    public init(_ text: String) { self.text = text }
+}

@@ -71,7 +71,7 @@ public enum SpanData: Sendable, Equatable {
 
     public struct Approval: Sendable, Equatable {
         public var toolName: String
-        public var callId: String
+        public var callId: CallID
         public var requestId: String
         public var decision: String
         public var decidedBy: String?
@@ -83,7 +83,7 @@ public enum SpanData: Sendable, Equatable {
     /// The span of a wait for a human decision on one call, from `start` to `end` (the wait is
     /// recorded to the millisecond).
     public static func approvalWait(
-        toolName: String, callId: String, requestId: String, decision: String,
+        toolName: String, callId: CallID, requestId: String, decision: String,
         decidedBy: String?, message: String?, from start: Date, to end: Date
     ) -> SpanData {
         .approval(
@@ -159,7 +159,7 @@ public enum SpanData: Sendable, Equatable {
             o = ["server": .string(server), "result": result.map { .array($0.map(JSONValue.string)) } ?? .null]
         case .approval(let a):
             var d: [String: JSONValue] = [
-                "tool_name": .string(a.toolName), "call_id": .string(a.callId), "request_id": .string(a.requestId),
+                "tool_name": .string(a.toolName), "call_id": a.callId.json, "request_id": .string(a.requestId),
                 "decision": .string(a.decision), "decided_by": opt(a.decidedBy),
                 "waited_seconds": .number(a.waitedSeconds),
             ]

@@ -1,5 +1,6 @@
 import BridgeCore
 import BridgePostgres
+import BridgeTraceModel
 import FoundationEssentials
 
 /// What `bridge prune` removes and how: the cutoff, and settings whose defaults are the ones
@@ -116,7 +117,7 @@ public struct LedgerPruner: Sendable {
         progress: @Sendable (PruneProgress) -> Void
     ) async throws -> PruneProgress {
         var total = start
-        var cursor: (startedAt: String, traceId: String)?
+        var cursor: (startedAt: String, traceId: TraceID)?
         while true {
             let row = try await batch(after: cursor, pruneId: pruneId)
             guard let next = row.cursor else { break }
@@ -133,12 +134,12 @@ public struct LedgerPruner: Sendable {
     }
 
     private struct BatchResult {
-        var cursor: (startedAt: String, traceId: String)?
+        var cursor: (startedAt: String, traceId: TraceID)?
         var examined = 0, traces = 0, spans = 0, transcripts = 0, deliveries = 0
     }
 
     /// One batch, retried with backoff while it meets a lock held by someone else.
-    private func batch(after cursor: (startedAt: String, traceId: String)?, pruneId: String?) async throws
+    private func batch(after cursor: (startedAt: String, traceId: TraceID)?, pruneId: String?) async throws
         -> BatchResult
     {
         var attempt = 0
@@ -150,7 +151,7 @@ public struct LedgerPruner: Sendable {
                     let lastStarted = row["last_started_at"]
                 else { return BatchResult() }
                 return BatchResult(
-                    cursor: (lastStarted, last), examined: row.int("examined") ?? 0,
+                    cursor: (lastStarted, TraceID(last)), examined: row.int("examined") ?? 0,
                     traces: row.int("traces") ?? 0, spans: row.int("spans") ?? 0,
                     transcripts: row.int("transcripts") ?? 0, deliveries: row.int("deliveries") ?? 0)
             } catch {
@@ -165,7 +166,7 @@ public struct LedgerPruner: Sendable {
     /// `idx_span_deliveries_trace`, `idx_trace_deliveries_trace_id`, the transcripts' primary
     /// key), so a batch reads only its own traces.
     static func statement(
-        _ o: PruneOptions, after cursor: (startedAt: String, traceId: String)?,
+        _ o: PruneOptions, after cursor: (startedAt: String, traceId: TraceID)?,
         pruneId: String?
     ) -> PostgresQuery {
         let after: PostgresQuery =

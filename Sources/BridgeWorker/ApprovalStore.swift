@@ -125,13 +125,13 @@ public struct ApprovalStore: Sendable {
             "proposed_actions": [
                 [
                     "type": "tool_call", "tool_name": .string(call.name), "arguments": arguments,
-                    "call_id": .string(call.callId),
+                    "call_id": call.callId.json,
                 ]
             ],
             "context": [
                 "task_id": .string(taskKey), "trace_id": spec.traceId.json,
                 "attempt": .number(Double(spec.attempt)),
-                "agent": .string(call.agent), "tool_name": .string(call.name), "call_id": .string(call.callId),
+                "agent": .string(call.agent), "tool_name": .string(call.name), "call_id": call.callId.json,
                 "arguments": arguments, "source": "bridge",
             ],
         ]
@@ -258,7 +258,8 @@ public struct ApprovalStore: Sendable {
             openSpans: try decoder.decode([TraceRecorder.OpenSpan].self, from: Data((row["spans"] ?? "").utf8)))
         let decisions = waits.map { w in
             Self.decision(
-                a, requestKey: w["request_key"] ?? "", callId: w["call_id"] ?? "", toolName: w["tool_name"] ?? "",
+                a, requestKey: w["request_key"] ?? "", callId: CallID(w["call_id"] ?? ""),
+                toolName: w["tool_name"] ?? "",
                 status: w["status"], response: w["response"])
         }
         return (stored, decisions)
@@ -268,7 +269,7 @@ public struct ApprovalStore: Sendable {
     /// response: a JSON string, or an object's `message` / `reason`), or expired (undecided past
     /// its expiry, or the row is gone: treated as rejected).
     static func decision(
-        _ a: ApprovalsMapping, requestKey: String, callId: String, toolName: String, status: String?,
+        _ a: ApprovalsMapping, requestKey: String, callId: CallID, toolName: String, status: String?,
         response: String?
     ) -> ApprovalDecision {
         let json = response.flatMap { try? JSONValue.parse($0) }

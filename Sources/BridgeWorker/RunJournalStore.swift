@@ -473,7 +473,7 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
     let token: LeaseToken?
     let workerId: String
     let stop: StopSignal?
-    private let finished: [String: JournaledCall]
+    private let finished: [CallID: JournaledCall]
     /// What the run recorded since its last journal write.
     private struct Held {
         var spans: [SpanRecord] = []
@@ -528,7 +528,7 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
 
     var stopRequested: Bool { stop?.isStopped ?? false }
 
-    func finishedCall(_ callId: String) -> JournaledCall? { finished[callId] }
+    func finishedCall(_ callId: CallID) -> JournaledCall? { finished[callId] }
 
     func checkpoint(_ checkpoint: RunCheckpoint) async throws {
         var cp = checkpoint
@@ -563,7 +563,7 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
             })
     }
 
-    func exactlyOnce(callId: String, toolName: String) -> ExactlyOnceWrite? {
+    func exactlyOnce(callId: CallID, toolName: String) -> ExactlyOnceWrite? {
         guard let token else { return nil }
         let (store, taskKey, traceId) = (self.store, self.taskKey, self.traceId)
         return ExactlyOnceWrite(fence: store.tasks.leaseCheck(token)) { output in

@@ -13,7 +13,7 @@ final class MemoryJournal: RunJournal, @unchecked Sendable {
     private var _checkpoints: [RunCheckpoint] = []
     private var _calls: [JournaledCall] = []
     private var stop = false
-    let finished: [String: JournaledCall]
+    let finished: [CallID: JournaledCall]
     /// Ask the run to stop once its first model response is journaled (a SIGTERM then).
     let stopAfterFirstCheckpoint: Bool
 
@@ -32,8 +32,8 @@ final class MemoryJournal: RunJournal, @unchecked Sendable {
         }
     }
     func callFinished(_ call: JournaledCall) async throws { lock.withLock { _calls.append(call) } }
-    func finishedCall(_ callId: String) -> JournaledCall? { finished[callId] }
-    func exactlyOnce(callId: String, toolName: String) -> ExactlyOnceWrite? { nil }
+    func finishedCall(_ callId: CallID) -> JournaledCall? { finished[callId] }
+    func exactlyOnce(callId: CallID, toolName: String) -> ExactlyOnceWrite? { nil }
     var stopRequested: Bool { lock.withLock { stop } }
 }
 
@@ -89,7 +89,7 @@ struct RecordingMCP: MCPToolSource {
         #expect(first.status == .completed)
         let checkpoint = try #require(journal1.checkpoints.first)
         let calledThere = checkpoint.response.compactMap { $0["call_id"]?.stringValue }
-        let finished = journal1.calls.filter { calledThere.contains($0.callId) }
+        let finished = journal1.calls.filter { calledThere.contains($0.callId.text) }
         #expect(finished.count == 2)
 
         let model2 = RecordingModel(inner: OfflineModel())
@@ -156,9 +156,9 @@ struct RecordingMCP: MCPToolSource {
         let runner = AgentRunner(model: OfflineModel(), tools: KeyTools(log: keys), observer: EventLog(), mcp: mcp)
         let result = await runner.run(spec, taskRow: ["id": "42"])
         #expect(result.status == .completed)
-        func callId(_ name: String) -> String? {
+        func callId(_ name: String) -> CallID? {
             result.transcript.first { $0["type"] == "function_call" && $0["name"]?.stringValue == name }?["call_id"]?
-                .stringValue
+                .stringValue.map { CallID($0) }
         }
         let mcpCall = try #require(callId("remote_note"))
         #expect(
