@@ -283,10 +283,20 @@ final class LabelGuard: Sendable {
     init(maxValuesPerLabel: Int) { self.maxValuesPerLabel = maxValuesPerLabel }
 
     func value(_ raw: String, for label: String) -> String {
-        let allowed = raw.unicodeScalars.allSatisfy {
-            $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "_.:/- ".unicodeScalars.contains($0))
+        // ASCII letters, digits and `_.:/- `, checked byte by byte (this runs for every metric
+        // a call records).
+        let allowed = raw.utf8.allSatisfy { b in
+            switch b {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"):
+                true
+            case UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: ":"), UInt8(ascii: "/"), UInt8(ascii: "-"),
+                UInt8(ascii: " "):
+                true
+            default: false
+            }
         }
-        guard !raw.isEmpty, raw.count <= 64, allowed else { return "other" }
+        guard !raw.isEmpty, raw.utf8.count <= 64, allowed else { return "other" }
         return seen.withLock { seen in
             if seen[label]?.contains(raw) == true { return raw }
             guard seen[label, default: []].count < maxValuesPerLabel else { return "other" }

@@ -288,9 +288,19 @@ public struct PostgresQuery: Sendable, Equatable, ExpressibleByStringInterpolati
     /// (`bridge.spans` → `"bridge"."spans"`). Column names never contain a dot
     /// (`identifierProblem` rejects it).
     public static func quoteIdentifier(_ name: String) -> String {
-        name.split(separator: ".", omittingEmptySubsequences: false)
-            .map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
-            .joined(separator: ".")
+        // One pass, no Foundation: every statement a worker builds quotes its names, and
+        // `replacingOccurrences` went through NSString for each.
+        var out = "\""
+        out.reserveCapacity(name.utf8.count + 2)
+        for c in name.unicodeScalars {
+            switch c {
+            case "\"": out += "\"\""
+            case ".": out += "\".\""
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        out += "\""
+        return out
     }
 
     /// Why `name` cannot be a table or column name from configuration, or nil when it can: a

@@ -130,6 +130,15 @@ import Testing
         #expect(q.binds == [.text("a")])
     }
 
+    /// Each dot-separated part double-quoted, quotes inside doubled (schema-qualified names).
+    @Test(arguments: [
+        ("tasks", #""tasks""#), ("bridge.spans", #""bridge"."spans""#), (#"a"b"#, #""a""b""#),
+        ("a..b", #""a".""."b""#), ("", #""""#), (".", #"""."""#), ("ä.ö", #""ä"."ö""#), (#"""#, #""""""#),
+    ])
+    func identifiersAreQuotedPartByPart(name: String, quoted: String) {
+        #expect(PostgresQuery.quoteIdentifier(name) == quoted)
+    }
+
     @Test(arguments: [
         ("t", true), ("j0", true), ("picked_1", true), ("_x", true), ("", false), ("0t", false), ("t.x", false),
         ("t x", false), ("\"t\"", false), ("t;--", false), ("ä", false),
