@@ -134,10 +134,13 @@ public actor Worker: LeaseHolder {
     private func claimLoop(_ claimer: ConnectionSlot) async {
         var failures = 0
         var lastError = ""
+        // Whether the last round already found nothing claimable and nothing outstanding.
+        var emptyOnce = false
         while !shuttingDown {
             // The reaper runs beside this loop: a lease it returns to pending between the claim
-            // and the outstanding check below is neither claimed nor outstanding, so the loop
-            // claims again rather than end with that task left behind.
+            // and the outstanding check below is neither claimed nor outstanding. Its count
+            // reaches this actor a moment after its commit, so the loop ends only after a second
+            // round in a row finds nothing: that round's claim sees what the reaper committed.
             let reapedBefore = summary.reaped
             let budget = options.limit.map { max(0, $0 - processed - running.count) } ?? Int.max
             if budget == 0 && running.isEmpty { break }
@@ -159,13 +162,18 @@ public actor Worker: LeaseHolder {
                         attempt: failures + 1, base: .milliseconds(250), cap: .seconds(5), jitter: 1...1))
                 continue
             }
+            if round.claimed > 0 { emptyOnce = false }
             // A full batch: there may be more right away.
             if round.claimed > 0 && round.claimed == free { continue }
             if let outstanding = round.outstanding {
                 if outstanding.isEmpty {
-                    if summary.reaped != reapedBefore { continue }
+                    if summary.reaped != reapedBefore || !emptyOnce {
+                        emptyOnce = true
+                        continue
+                    }
                     break
                 }
+                emptyOnce = false
                 // Wait for retries to come due and for other workers' leases to end or expire.
                 await doorbell.wait(timeout: .seconds(fractional: min(1, max(0.05, outstanding.nextRetryIn ?? 1))))
                 continue
