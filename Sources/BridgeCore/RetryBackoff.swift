@@ -39,7 +39,8 @@ extension Duration {
 
     /// The one parser of durations that people type: a bare number of seconds (`60`, `0.25`) or a
     /// number with a unit, `ms`, `s`, `m`/`min` or `h` (`500ms`, `3s`, `1min`). Nil for anything
-    /// else, negative values included.
+    /// else: negative values, and more than `maximumSeconds` (which a microsecond count could
+    /// not hold, and no timeout needs).
     public init?(parsing text: String) {
         let s = text.trimmingCharacters(in: .whitespaces).lowercased()
         let units: [(String, Double)] = [("ms", 0.001), ("min", 60), ("s", 1), ("m", 60), ("h", 3600)]
@@ -49,9 +50,12 @@ extension Duration {
             factor = f
             number = number.dropLast(suffix.count)
         }
-        guard let v = Double(number), v.isFinite, v >= 0 else { return nil }
+        guard let v = Double(number), v.isFinite, v >= 0, v * factor <= Self.maximumSeconds else { return nil }
         self = .seconds(fractional: v * factor)
     }
+
+    /// The longest duration `Duration(parsing:)` accepts: 10^9 seconds, about 31 years.
+    public static let maximumSeconds = 1e9
 
     /// `1.5s`: seconds with one decimal, for messages.
     public var secondsText: String { String(format: "%.1fs", inSeconds) }
