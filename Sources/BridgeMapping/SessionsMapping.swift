@@ -160,6 +160,7 @@ public enum SessionItems {
             guard let content, let item = try? JSONValue.parse(content), item.objectValue != nil else { return nil }
             return item
         }
+        // Empty default: a stored message with NULL content is an empty message.
         return ["role": .string(role), "content": .string(content ?? "")]
     }
 
