@@ -1,5 +1,9 @@
 import BridgeCore
+<<<<<<< HEAD
 import BridgeMapping
+=======
+import BridgeMigrate
+>>>>>>> main
 import BridgePostgres
 import BridgeRunner
 import BridgeTestSupport
@@ -8,6 +12,7 @@ import BridgeTracing
 import Foundation
 import Testing
 
+@testable import BridgeMapping
 @testable import BridgeWorker
 
 /// The backfill's Swift side: its spans are the live TraceRecorder's for the same run shape, a
