@@ -1,9 +1,4 @@
 import BridgeCore
-<<<<<<< HEAD
-import BridgeMapping
-=======
-import BridgeMigrate
->>>>>>> main
 import BridgePostgres
 import BridgeRunner
 import BridgeTestSupport
