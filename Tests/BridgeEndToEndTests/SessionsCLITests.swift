@@ -25,6 +25,13 @@ struct SessionsCLITests {
         return dir
     }
 
+    /// `bridge exec` with the mappings in `dir`, its model calls going to `server`.
+    static func exec(_ url: String, _ dir: String, _ server: TestHTTPServer) async throws -> TestProcess.Result {
+        try await BridgeBinary.run(
+            ["exec", "--database-url", url, "--mappings", dir],
+            environment: BridgeBinary.openAIEnvironment(server, key: "sk-test"))
+    }
+
     /// A migrated reference database without the seed, with one workspace.
     static func database() async throws -> String { try await ExecCLITests.migratedWithOneWorkspace() }
 
@@ -115,9 +122,7 @@ struct SessionsCLITests {
         let dir = try Self.mappings(Self.shippedSessions)
         let server = try Self.model()
         defer { server.stop() }
-        let r = try await BridgeBinary.run(
-            ["exec", "--database-url", url, "--mappings", dir],
-            environment: BridgeBinary.openAIEnvironment(server, key: "sk-test"))
+        let r = try await Self.exec(url, dir, server)
         #expect(r.status == 0, "\(r.stderr)")
 
         // The first run sees the message the application's UI wrote; the second also the
@@ -167,9 +172,7 @@ struct SessionsCLITests {
         let dir = try Self.mappings(Self.bridgeSessions)
         let server = try Self.model()
         defer { server.stop() }
-        let r = try await BridgeBinary.run(
-            ["exec", "--database-url", url, "--mappings", dir],
-            environment: BridgeBinary.openAIEnvironment(server, key: "sk-test"))
+        let r = try await Self.exec(url, dir, server)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try Self.request(server, "Question 1").count == 1)
         let second = try Self.request(server, "Question 2")
@@ -217,9 +220,7 @@ struct SessionsCLITests {
         let dir = try Self.mappings(Self.shippedSessions)
         let server = try Self.model()
         defer { server.stop() }
-        let r = try await BridgeBinary.run(
-            ["exec", "--database-url", url, "--mappings", dir],
-            environment: BridgeBinary.openAIEnvironment(server, key: "sk-test"))
+        let r = try await Self.exec(url, dir, server)
         #expect(r.status == 1, "\(r.stderr)")
         // No key: an ordinary run (no history, nothing appended, the workspace as group_id).
         #expect(try Self.request(server, "Question 1").count == 1)
