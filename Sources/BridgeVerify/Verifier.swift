@@ -335,7 +335,8 @@ public struct Verifier: Sendable {
         let failed = rows.first?.int("failed") ?? 0
         let examples = rows.compactMap { r -> CheckExample? in
             guard let m = r["message"] else { return nil }
-            return CheckExample(taskId: r["task_id"], traceId: r["trace_id"].map { TraceID($0) }, message: m)
+            return CheckExample(
+                taskId: r["task_id"].map { TaskKey($0) }, traceId: r["trace_id"].map { TraceID($0) }, message: m)
         }
         return (checked, failed, examples)
     }
@@ -423,12 +424,16 @@ public struct Verifier: Sendable {
             case "example":
                 if let m = r["message"] {
                     examples.append(
-                        CheckExample(taskId: r["task_id"], traceId: r["trace_id"].map { TraceID($0) }, message: m))
+                        CheckExample(
+                            taskId: r["task_id"].map { TaskKey($0) }, traceId: r["trace_id"].map { TraceID($0) },
+                            message: m))
                 }
             default:
                 if let m = r["message"] {
                     lateExamples.append(
-                        CheckExample(taskId: r["task_id"], traceId: r["trace_id"].map { TraceID($0) }, message: m))
+                        CheckExample(
+                            taskId: r["task_id"].map { TaskKey($0) }, traceId: r["trace_id"].map { TraceID($0) },
+                            message: m))
                 }
             }
         }
@@ -483,7 +488,9 @@ public struct Verifier: Sendable {
             default:
                 if let m = r["message"] {
                     examples.append(
-                        CheckExample(taskId: r["task_id"], traceId: r["trace_id"].map { TraceID($0) }, message: m))
+                        CheckExample(
+                            taskId: r["task_id"].map { TaskKey($0) }, traceId: r["trace_id"].map { TraceID($0) },
+                            message: m))
                 }
             }
         }
