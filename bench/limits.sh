@@ -18,7 +18,11 @@
 # 4. Claim cost at 1,000,000 tasks (100 workspaces × 10,000): tasks/s of `bridge exec
 #    --offline --limit 3000 --concurrency 16`, without and with fairness (only with PARTS
 #    naming `scale`).
-# PARTS="rate fair cpu scale" picks the parts (default: rate fair cpu).
+# 5. Instructions of cost accounting (only with PARTS naming `ir`; needs valgrind): callgrind's
+#    instruction count (Ir, load-independent) of the same `bridge exec --offline` on IR_TASKS
+#    (default 300) one-call tasks and on none, without and with `pricing`; per model call is
+#    (Ir(IR_TASKS) - Ir(0)) / IR_TASKS, so start-up and the empty polls cancel out.
+# PARTS="rate fair cpu scale ir" picks the parts (default: rate fair cpu).
 # BRIDGE=path overrides the binary (default: release build, built if missing).
 . "$(dirname "$0")/lib.sh"
 RPM=${1:-600}
@@ -143,4 +147,30 @@ if part scale; then
     line=$("$BRIDGE" exec --offline --quiet --concurrency 16 --limit 3000 --database-url "$(url big)" --mappings "${label#*:}")
     echo "1M tasks, ${label%%:*}: $line"
   done
+fi
+
+# 5. Instructions per model call (callgrind).
+ir_run() {  # DB MAPPINGS: the run's Ir total
+  local out="$WORK/callgrind.$1"
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$WORK/bridge.ir" exec --offline --quiet --concurrency 16 \
+    --database-url "$(url "$1")" --mappings "$2" >/dev/null 2>&1
+  awk '/^summary:/ { print $2 }' "$out"
+}
+if part ir; then
+  command -v valgrind >/dev/null || { echo "PARTS=ir needs valgrind (apt-get install -y valgrind)" >&2; exit 2; }
+  n=${IR_TASKS:-300}
+  # Without its debug info (symbols stay): valgrind 3.19 cannot read the DWARF 5 of Swift 6.
+  objcopy --strip-debug "$BRIDGE" "$WORK/bridge.ir"
+  noop_mappings "$WORK/ir_off" "Project Manager"
+  noop_mappings "$WORK/ir_on" "Project Manager"
+  spend_yaml "pricing: {gpt-4.1: {input: 2.00, cached_input: 0.50, output: 8.00}}" >"$WORK/ir_on/spend.yaml"
+  declare -A per
+  for cfg in off on; do
+    migrated_db "ir_${cfg}_n"; one_workspace_tasks "ir_${cfg}_n" "$n"
+    migrated_db "ir_${cfg}_0"; one_workspace_tasks "ir_${cfg}_0" 0
+    full=$(ir_run "ir_${cfg}_n" "$WORK/ir_$cfg"); empty=$(ir_run "ir_${cfg}_0" "$WORK/ir_$cfg")
+    per[$cfg]=$(awk -v f="$full" -v e="$empty" -v n="$n" 'BEGIN { printf "%.0f", (f - e) / n }')
+    echo "instructions, pricing $cfg: Ir $full for $n calls, $empty for none: ${per[$cfg]} per model call"
+  done
+  echo "instructions per model call: ${per[off]} without pricing, ${per[on]} with, ratio $(awk -v a="${per[on]}" -v b="${per[off]}" 'BEGIN { printf "%.3f", a / b }')"
 fi

@@ -17,7 +17,13 @@ set -euo pipefail
 export PG_MAX_CONNECTIONS=${PG_MAX_CONNECTIONS:-400}
 
 WORK=$(mktemp -d /tmp/bridge-pg.XXXXXX)
-cleanup() { pg_stop "$WORK"; rm -rf "$WORK"; }
+# Never changes the command's exit status: under `set -e` a failing command in an EXIT trap
+# would replace it (a passing test run reported as failed because a folder was still busy).
+cleanup() {
+  pg_stop "$WORK" || true
+  rm -rf "$WORK" 2>/dev/null || { sleep 2; rm -rf "$WORK" 2>/dev/null; } ||
+    echo "with-postgres: could not remove $WORK" >&2 || true
+}
 trap cleanup EXIT INT TERM
 pg_start "$WORK" || exit 2
 

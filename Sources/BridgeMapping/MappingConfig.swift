@@ -5,34 +5,37 @@ import BridgeTraceModel
 ///
 /// Version 1 of the format. Sections: `source`, `results`, `tracing`, `handoffs_table`, `backfill`,
 /// `agents`, `tools`. Column and table names are identifiers, never SQL text.
+///
+/// Only the loader sets these fields (`internal(set)`): a loaded configuration is never changed
+/// in place, and a variant is a new value (`with(columnTypes:)`).
 public struct MappingConfig: Sendable, Equatable {
-    public var version: Int = 1
-    public var source: SourceMapping
-    public var results: ResultsMapping
-    public var tracing: TracingMapping = .init()
-    public var handoffsTable: HandoffsTableMapping?
-    public var agents: [AgentMapping]
-    public var tools: [ToolMapping]
+    public internal(set) var version: Int = 1
+    public internal(set) var source: SourceMapping
+    public internal(set) var results: ResultsMapping
+    public internal(set) var tracing: TracingMapping = .init()
+    public internal(set) var handoffsTable: HandoffsTableMapping?
+    public internal(set) var agents: [AgentMapping]
+    public internal(set) var tools: [ToolMapping]
     /// Input and output guardrails that agents name.
-    public var guardrails: [GuardrailMapping] = []
+    public internal(set) var guardrails: [GuardrailMapping] = []
     /// Where approval requests for `needs_approval` tools are written (the user's table).
-    public var approvals: ApprovalsMapping?
+    public internal(set) var approvals: ApprovalsMapping?
     /// How `bridge exec --backfill` reads historical runs (optional).
-    public var backfill: BackfillMapping?
+    public internal(set) var backfill: BackfillMapping?
     /// MCP servers whose tools agents may use (`mcp_servers`).
-    public var mcpServers: [MCPServerMapping] = []
+    public internal(set) var mcpServers: [MCPServerMapping] = []
     /// USD per 1M tokens per model (`pricing`); empty when there is no section.
-    public var pricing = Pricing()
+    public internal(set) var pricing = Pricing()
     /// Fleet-wide model and tool limits and fair claims (`limits`).
-    public var limits: LimitsMapping?
+    public internal(set) var limits: LimitsMapping?
     /// The application's budgets per group (`budgets`).
-    public var budgets: BudgetMapping?
+    public internal(set) var budgets: BudgetMapping?
     /// Conversation memory across runs (`sessions`).
-    public var sessions: SessionsMapping?
+    public internal(set) var sessions: SessionsMapping?
     /// The files the mappings were read from, in load order.
-    public var files: [String] = []
+    public internal(set) var files: [String] = []
     /// Where each key was written, keyed by `file#keypath` (not encoded).
-    public var locations: [String: MappingLocation] = [:]
+    public internal(set) var locations: [String: MappingLocation] = [:]
     /// The real SQL types of the mapped tables' columns, loaded from the catalog at start-up
     /// (`ColumnTypes.load`); empty until then (not encoded, not compared). Set only through
     /// `with(columnTypes:)`, so a loaded config is never changed in place.

@@ -60,6 +60,9 @@ public final class MetricsServer: Sendable {
     /// to end. Idempotent.
     public func stop() { server.stop() }
 
+    /// How many connections were accepted so far.
+    public var connectionCount: Int { server.connectionCount }
+
     /// The answer to `request`.
     static func answer(_ request: HTTPServerRequest, body: Body) -> HTTPServerResponse {
         guard request.method == "GET" || request.method == "HEAD" else {

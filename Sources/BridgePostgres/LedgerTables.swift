@@ -16,7 +16,7 @@ public enum LedgerTable: String, Sendable, CaseIterable {
 
 /// The `status` of a delivery record (`bridge.span_deliveries`, `bridge.trace_deliveries`): the
 /// receiver accepted the item, or refused it for good. An item without a record is undelivered.
-public enum DeliveryStatus: String, Sendable, CaseIterable, PostgresBindable {
+public enum DeliveryStatus: String, Sendable, CaseIterable, PostgresBindable, PostgresDecodable {
     case delivered, rejected
 
     public var postgresValue: PostgresValue { .text(rawValue) }

@@ -328,7 +328,8 @@ public actor PostgresConnection {
                 rows.append(row)
             }
             let tuples = PQcmdTuples(result).map { String(cString: $0) } ?? ""
-            return PostgresRows(columns: columns, rows: rows, affectedRows: Int(tuples) ?? nRows)
+            return PostgresRows(
+                columns: columns, rows: rows, affectedRows: Int(tuples) ?? nRows, statement: statement)
         default:
             throw serverError(result, statement: statement)
         }

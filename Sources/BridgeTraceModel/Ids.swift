@@ -4,7 +4,7 @@ import BridgePostgres
 /// A trace id: `trace_` + 32 lowercase hex, the SDK's form, when bridge mints it. The one place
 /// they are minted, checked and turned into OTLP's 16-byte hex. An id read from a ledger row or
 /// a file keeps its text even when it is malformed (`isWellFormed` says so).
-public struct TraceID: TextID, PostgresBindable {
+public struct TraceID: TextID, PostgresBindable, PostgresDecodable {
     public let text: String
 
     public init(_ text: String) { self.text = text }
@@ -44,7 +44,7 @@ public struct TraceID: TextID, PostgresBindable {
 
 /// A span id: `span_` + 24 lowercase hex (the SDK: `uuid4().hex[:24]`) when bridge mints it; like
 /// `TraceID`, one read back keeps its text as it is.
-public struct SpanID: TextID, PostgresBindable {
+public struct SpanID: TextID, PostgresBindable, PostgresDecodable {
     public let text: String
 
     public init(_ text: String) { self.text = text }
@@ -96,7 +96,7 @@ enum IDForm {
 /// A tool call's id as the model gave it (`call_…`; any text a provider sends is kept), or the
 /// journal's key of a run step that is journaled like a call (`guardrails:input:3`). Approval
 /// requests, journaled calls, idempotency keys and call outputs are matched by it.
-public struct CallID: TextID, PostgresBindable {
+public struct CallID: TextID, PostgresBindable, PostgresDecodable {
     public let text: String
 
     public init(_ text: String) { self.text = text }

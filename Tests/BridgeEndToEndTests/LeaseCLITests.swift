@@ -312,10 +312,16 @@ struct LeaseCLITests {
             "exec", "--offline", "--watch", "--lease", "5", "--concurrency", "2",
             "--database-url", url, "--mappings", mappings,
         ])
-        try await Task.sleep(for: .seconds(1))
+        // The listener is up once its connection has LISTENed and looked for the trigger.
+        #expect(
+            await LeaseFixture.waitUntil(timeout: 60) {
+                try poll.count(
+                    "datname = current_database() AND pid <> pg_backend_pid() AND (query LIKE 'LISTEN %' OR query LIKE '%bridge_notify_insert%')",
+                    table: "pg_stat_activity") >= 1
+            }, "\(w.output)")
         // With NOTIFY, a new task is picked up at once (the backstop poll is 20 s).
         try await TestDatabase.insertTasks(url, 3, prefix: "before")
-        #expect(await LeaseFixture.waitUntil(timeout: 10) { try poll.count("status = 'completed'") == 3 })
+        #expect(await LeaseFixture.waitUntil(timeout: 15) { try poll.count("status = 'completed'") == 3 })
 
         // Restart PostgreSQL under the worker.
         let restart = try await LeaseFixture.shell(

@@ -71,6 +71,13 @@ final class OutputSampler: @unchecked Sendable {
         thread.start()
     }
 
+    /// How many ids were seen so far.
+    var seenCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return firstSeen.count
+    }
+
     func stop() -> (firstSeen: [String: Date], duplicates: [String]) {
         lock.lock()
         stopped = true
@@ -205,7 +212,12 @@ struct MonitorCLITests {
             "--database-url", url, "--mappings", BridgeBinary.mappings,
         ])
         defer { worker.send(SIGKILL) }
-        try await Task.sleep(for: .milliseconds(500))
+        #expect(
+            await LeaseFixture.waitUntil(timeout: 60) {
+                try poll.count(
+                    "application_name = 'bridge-exec' AND datname = current_database()", table: "pg_stat_activity")
+                    >= 1
+            }, "\(worker.output)")
         // When each span id first shows up in the tail's output, sampled on a thread of its own
         // (not the test's busy cooperative pool) every 10 ms.
         let sampler = OutputSampler(worker: tail)
@@ -214,7 +226,11 @@ struct MonitorCLITests {
             await LeaseFixture.waitUntil(timeout: 90) {
                 try poll.count("status NOT IN ('completed', 'failed')") == 0
             }, "\(worker.output.suffix(2000))")
-        try await Task.sleep(for: .milliseconds(1500))
+        // Every span the run wrote reaches the tail's output (how soon is checked below).
+        #expect(
+            await LeaseFixture.waitUntil(timeout: 30) {
+                try sampler.seenCount >= poll.count("true", table: "bridge.spans")
+            }, "\(tail.output.suffix(2000))")
         let (firstSeen, duplicates) = sampler.stop()
         #expect(duplicates.isEmpty, "printed twice: \(duplicates)")
         let c = try await TestDatabase.connect(url)

@@ -4,25 +4,29 @@ import Foundation
 import Testing
 
 @Suite struct PruneCLIUsageTests {
-    @Test func badFlagsExitTwo() async throws {
-        for args in [
-            [String](), ["--older-than", "10m"], ["--older-than", "2026-01-01"],
-            ["--older-than", "30d", "--batch-size", "0"],
-        ] {
-            let r = try await BridgeBinary.run(["prune"] + args)
-            #expect(r.status == 2, "\(args): \(r.stderr)")
-        }
+    @Test(arguments: [
+        [String](), ["--older-than", "10m"], ["--older-than", "2026-01-01"],
+        ["--older-than", "30d", "--batch-size", "0"],
+    ])
+    func badFlagsExitTwo(_ args: [String]) async throws {
+        let r = try await BridgeBinary.run(["prune"] + args)
+        #expect(r.status == 2, "\(r.stderr)")
+    }
+
+    @Test func tooShortARetentionSaysTheMinimum() async throws {
         let short = try await BridgeBinary.run(["prune", "--older-than", "10m"])
         #expect(short.stderr.contains("at least 1h"))
-        // Issue 23 item 8: a negative duration is named as such, not "Missing value".
-        for negative in ["-1h", "-30d"] {
-            let r = try await BridgeBinary.run([
-                "prune", "--older-than", negative, "--database-url", "postgresql://127.0.0.1:1/none",
-            ])
-            #expect(r.status == 2, "\(r.stderr)")
-            #expect(r.stderr.contains("--older-than '\(negative)': a duration cannot be negative"), "\(r.stderr)")
-            #expect(!r.stderr.contains("Missing value"))
-        }
+    }
+
+    /// Issue 23 item 8: a negative duration is named as such, not "Missing value".
+    @Test(arguments: ["-1h", "-30d"])
+    func aNegativeDurationIsNamedAsSuch(_ negative: String) async throws {
+        let r = try await BridgeBinary.run([
+            "prune", "--older-than", negative, "--database-url", "postgresql://127.0.0.1:1/none",
+        ])
+        #expect(r.status == 2, "\(r.stderr)")
+        #expect(r.stderr.contains("--older-than '\(negative)': a duration cannot be negative"), "\(r.stderr)")
+        #expect(!r.stderr.contains("Missing value"))
     }
 }
 

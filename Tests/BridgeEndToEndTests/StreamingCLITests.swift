@@ -46,21 +46,23 @@ struct StreamingCLITests {
         let ended = await worker.wait(timeout: 120)
         #expect(ended?.status == 0, "\(worker.output.suffix(2000))")
         #expect(server.requests.allSatisfy { $0.json?["stream"] == true })
-        try await Task.sleep(for: .milliseconds(1500))
 
         // Each response span was first printed running, then as a span with its duration.
-        let lines = tail.output.split(separator: "\n")
-        let running = lines.filter { $0.contains("running…") }
-        let finished = lines.filter { $0.contains("response") && !$0.contains("running…") }
+        let spans = try poll.count(
+            "span_data->>'type' = 'response' AND span_data ? 'time_to_first_token_ms'", table: "bridge.spans")
+        @Sendable func lines(running: Bool) -> [Substring] {
+            tail.output.split(separator: "\n").filter {
+                running ? $0.contains("running…") : $0.contains("response") && !$0.contains("running…")
+            }
+        }
+        #expect(
+            await LeaseFixture.waitUntil(timeout: 30) { lines(running: false).count >= spans },
+            "\(tail.output.suffix(3000))")
+        let running = lines(running: true)
         #expect(!running.isEmpty, "\(tail.output.suffix(3000))")
         #expect(running.allSatisfy { $0.contains("response") && $0.contains("gpt-4.1") })
-        let c = try await TestDatabase.connect(url)
-        let spans = try await c.query(
-            "SELECT count(*) AS n FROM bridge.spans WHERE span_data->>'type' = 'response' AND span_data ? 'time_to_first_token_ms'"
-        ).first?.int("n")
-        await c.close()
         #expect(running.count == spans, "one running line per streamed response span")
-        #expect(finished.count >= running.count)
+        #expect(lines(running: false).count >= running.count)
         tail.send(SIGTERM)
     }
 

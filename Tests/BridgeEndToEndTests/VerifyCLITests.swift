@@ -50,11 +50,13 @@ func exampleText(_ check: [String: Any]?) -> String {
 }
 
 @Suite struct VerifyCLIUsageTests {
-    @Test func badFlagsExitTwo() async throws {
-        for args in [["--since", "yesterday"], ["--format", "xml"], ["--bogus"], ["--jobs", "0"]] {
-            let r = try await BridgeBinary.run(["verify"] + args)
-            #expect(r.status == 2, "\(args): \(r.stderr)")
-        }
+    @Test(arguments: [["--since", "yesterday"], ["--format", "xml"], ["--bogus"], ["--jobs", "0"]])
+    func badFlagsExitTwo(_ args: [String]) async throws {
+        let r = try await BridgeBinary.run(["verify"] + args)
+        #expect(r.status == 2, "\(r.stderr)")
+    }
+
+    @Test func aMissingSpansFileExitsTwoNamingIt() async throws {
         let missing = try await BridgeBinary.run(["verify", "--spans", "/nonexistent/spans.jsonl"])
         #expect(missing.status == 2)
         #expect(missing.stderr.contains("/nonexistent/spans.jsonl"))

@@ -1,5 +1,4 @@
 import BridgeCore
-import BridgeMapping
 import BridgeMigrate
 import BridgePostgres
 import BridgeRunner
@@ -9,6 +8,7 @@ import BridgeTracing
 import Foundation
 import Testing
 
+@testable import BridgeMapping
 @testable import BridgeWorker
 
 /// The backfill's Swift side: its spans are the live TraceRecorder's for the same run shape, a

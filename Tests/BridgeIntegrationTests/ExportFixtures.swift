@@ -114,11 +114,15 @@ func ingestedIds(_ requests: [TestHTTPRequest], acceptedFrom first: Int = 0) -> 
     requests.dropFirst(first).flatMap { r in (r.json?["data"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue } }
 }
 
-/// Waits (polling) until `condition` holds; fails the test after 30 s.
-func eventually(_ what: String, _ condition: () async throws -> Bool) async throws {
-    for _ in 0..<3_000 {
+/// Waits (polling every 10 ms) until `condition` holds; fails the test after `within`.
+func eventually(
+    _ what: String, within: Duration = .seconds(30), _ condition: () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + within
+    while ContinuousClock.now < deadline {
         if try await condition() { return }
         try await Task.sleep(for: .milliseconds(10))
     }
-    Issue.record("never happened: \(what)")
+    if try await condition() { return }
+    Issue.record("never happened within \(within): \(what)")
 }

@@ -1,10 +1,11 @@
 import BridgeCore
-import BridgeMapping
 import BridgePostgres
 import BridgeTestSupport
 import BridgeWorker
 import Foundation
 import Testing
+
+@testable import BridgeMapping
 
 /// Fair claims (`limits.fairness.group`) and budget holds on production-sized tables: the
 /// claim is EXPLAINed on 200,000 tasks with the opt-in fair claim index

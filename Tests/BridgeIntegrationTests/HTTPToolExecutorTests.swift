@@ -208,13 +208,12 @@ private func commandTool(_ argv: [String], timeoutMs: Int = 10_000, maxBytes: In
         #expect(output.trimmingCharacters(in: .whitespacesAndNewlines).hasSuffix("0000000000000000"))
     }
 
-    @Test func missingExecutable() async throws {
-        for program in ["/nonexistent/bridge-tool", "bridge-no-such-program", "/tmp"] {
-            let f = await #expect(throws: ToolFailure.self) {
-                try await executor.execute(commandTool([program]), arguments: [:], context: context())
-            }
-            #expect(f?.message == "command not found: \(program)")
+    @Test(arguments: ["/nonexistent/bridge-tool", "bridge-no-such-program", "/tmp"])
+    func missingExecutable(_ program: String) async throws {
+        let f = await #expect(throws: ToolFailure.self) {
+            try await executor.execute(commandTool([program]), arguments: [:], context: context())
         }
+        #expect(f?.message == "command not found: \(program)")
     }
 
     @Test func outputOverMaxBytesStopsTheCommand() async throws {

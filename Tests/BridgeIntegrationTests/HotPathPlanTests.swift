@@ -1,5 +1,4 @@
 import BridgeCore
-import BridgeMapping
 import BridgeMigrate
 import BridgePostgres
 import BridgeTestSupport
@@ -9,6 +8,8 @@ import BridgeVerify
 import BridgeWorker
 import Foundation
 import Testing
+
+@testable import BridgeMapping
 
 /// Production-sized tables: every statement the worker runs per task or per poll is EXPLAINed
 /// on 200,000 tasks, 80,000 execution rows and a ledger of 300,000 spans, and must not plan a

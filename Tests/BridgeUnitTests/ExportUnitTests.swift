@@ -109,14 +109,38 @@ import Testing
         #expect(
             OpenAITracesExporter.fromEnvironment(Environment(["OPENAI_API_KEY": "k"]), client: client)?.endpoint
                 == "https://api.openai.com/v1/traces/ingest")
-        for off in ["1", "true", "TRUE"] {
-            #expect(
-                OpenAITracesExporter.fromEnvironment(
-                    Environment(["OPENAI_API_KEY": "k", "OPENAI_AGENTS_DISABLE_TRACING": off]), client: client) == nil)
-        }
         #expect(
             OpenAITracesExporter.fromEnvironment(
                 Environment(["OPENAI_API_KEY": "k", "OPENAI_AGENTS_DISABLE_TRACING": "0"]), client: client) != nil)
+    }
+
+    @Test(arguments: ["1", "true", "TRUE"])
+    func theSDKsSwitchTurnsTheOpenAIExporterOff(_ off: String) {
+        let client = HTTPClient()
+        defer { client.shutdown() }
+        #expect(
+            OpenAITracesExporter.fromEnvironment(
+                Environment(["OPENAI_API_KEY": "k", "OPENAI_AGENTS_DISABLE_TRACING": off]), client: client) == nil)
+    }
+
+    @Test(arguments: [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc: expected http/protobuf"),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "br",
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION=br: expected gzip or none"
+        ),
+        ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "-1", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT=-1"),
+    ])
+    func aBadOTLPVariableIsBadInputNamingIt(_ bad: (key: String, value: String, says: String)) {
+        let client = HTTPClient()
+        defer { client.shutdown() }
+        let error = #expect(throws: OTLPConfigurationError.self) {
+            try OTLPExporter.fromEnvironment(
+                Environment(["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", bad.key: bad.value]), client: client)
+        }
+        #expect(
+            error?.description.hasPrefix(bad.says) == true && error?.exitStatus == .badInput,
+            "\(error?.description ?? "")")
     }
 
     @Test func otlpFromEnvironment() throws {
@@ -137,22 +161,6 @@ import Testing
             ]), client: client)
         #expect(json?.encoding == .json && json?.compression == .gzip && json?.valueLengthLimit == 100)
         #expect(json?.resource.first { $0.key == "openinference.project.name" }?.value == .string("proj"))
-        for (key, value, says) in [
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc: expected http/protobuf"),
-            (
-                "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "br",
-                "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION=br: expected gzip or none"
-            ),
-            ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "-1", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT=-1"),
-        ] {
-            let error = #expect(throws: OTLPConfigurationError.self) {
-                try OTLPExporter.fromEnvironment(
-                    Environment(["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", key: value]), client: client)
-            }
-            #expect(
-                error?.description.hasPrefix(says) == true && error?.exitStatus == .badInput,
-                "\(error?.description ?? "")")
-        }
         let exact = try OTLPExporter.fromEnvironment(
             Environment([
                 "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",

@@ -112,18 +112,23 @@ import Testing
         #expect(d.statements[0].text == "ALTER TABLE \"tasks\" ADD c text")
     }
 
+    static let placeholderText = "ALTER TABLE ${tasks_table} ADD COLUMN IF NOT EXISTS openai_trace_id text;"
+
     /// Issue 11: a table name pasted into a migration must never become SQL.
-    @Test func placeholderValuesAreIdentifiersAndAlwaysQuoted() throws {
-        let text = "ALTER TABLE ${tasks_table} ADD COLUMN IF NOT EXISTS openai_trace_id text;"
-        for bad in [
-            "tasks ADD COLUMN IF NOT EXISTS zz int; DROP TABLE x; ALTER TABLE tasks", "tasks\"; DROP TABLE x; --",
-            "a.b.c", "", "1tasks", String(repeating: "t", count: 64),
-        ] {
-            #expect(throws: MigrateError.self, "\(bad)") {
-                try MigrationFile(
-                    fileName: "0002_x.sql", text: text, placeholders: Placeholders(overrides: ["tasks_table": bad]))
-            }
+    @Test(arguments: [
+        "tasks ADD COLUMN IF NOT EXISTS zz int; DROP TABLE x; ALTER TABLE tasks", "tasks\"; DROP TABLE x; --",
+        "a.b.c", "", "1tasks", String(repeating: "t", count: 64),
+    ])
+    func placeholderValuesThatAreNotOneIdentifierAreRefused(_ bad: String) {
+        #expect(throws: MigrateError.self) {
+            try MigrationFile(
+                fileName: "0002_x.sql", text: Self.placeholderText,
+                placeholders: Placeholders(overrides: ["tasks_table": bad]))
         }
+    }
+
+    @Test func placeholderValuesAreIdentifiersAndAlwaysQuoted() throws {
+        let text = Self.placeholderText
         let ok = try MigrationFile(
             fileName: "0002_x.sql", text: text, placeholders: Placeholders(overrides: ["tasks_table": "Übung_$1"]))
         #expect(ok.statements[0].text.hasPrefix("ALTER TABLE \"Übung_$1\" "))
