@@ -10,7 +10,7 @@ import BridgePostgres
 /// It binds as text. A statement comparing it with the key column itself appends the column's
 /// type (`ColumnTypes.cast` / `arrayCast`), so the comparison stays on the column's own type and
 /// its index serves it; the ledger's `task_key` columns are text and need no cast.
-public struct TaskKey: TextID, PostgresBindable {
+public struct TaskKey: TextID, PostgresBindable, PostgresDecodable {
     public let text: String
 
     public init(_ text: String) { self.text = text }
