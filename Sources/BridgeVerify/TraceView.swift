@@ -45,7 +45,7 @@ public struct TraceDocument: Sendable, Equatable {
         }
         let record = try TraceRecord(ledgerRow: { row[$0] })
         let traceId = record.id
-        let taskId = row["task_id"].map { TaskKey($0) }
+        let taskId = try row.optional(TaskKey.self, "task_id")
 
         var others: [TraceID] = []
         if let taskId {

@@ -176,8 +176,8 @@ public struct ApprovalStore: Sendable {
     /// oldest pause first.
     public func ready(on conn: PostgresConnection, limit: Int) async throws -> [TaskKey] {
         guard config.approvals != nil else { return [] }
-        return try await conn.query(try await readyQuery(on: conn, limit: limit)).compactMap {
-            $0["task_key"].map(TaskKey.init)
+        return try await conn.query(try await readyQuery(on: conn, limit: limit)).from("bridge.run_states").map {
+            try $0.decode(TaskKey.self, "task_key")
         }
     }
 
@@ -331,9 +331,9 @@ public struct ApprovalStore: Sendable {
             LEFT JOIN \(identifier: a.table) r ON r.\(identifier: a.key) = w.request_key::\(catalogType: keyType)
             ORDER BY (r.\(identifier: a.statusColumn) = \(a.pending)) DESC, w.created_at, w.request_key
             """)
-        return rows.map { r in
+        return try rows.from("bridge.approval_waits").map { r in
             Pending(
-                requestKey: r["request_key"] ?? "", taskKey: TaskKey(r["task_key"] ?? ""),
+                requestKey: r["request_key"] ?? "", taskKey: try r.decode(TaskKey.self, "task_key"),
                 toolName: r["tool_name"] ?? "",
                 arguments: r["arguments"] ?? "", traceId: TraceID(r["trace_id"] ?? ""),
                 waitingSeconds: r.double("waiting") ?? 0,
@@ -392,7 +392,9 @@ public struct ApprovalStore: Sendable {
             """
         do {
             return try await conn.transaction { c in
-                guard let row = try c.query(update).first, let task = row["task_key"], let decided = row["k"] else {
+                guard let row = try c.query(update).first, let task = try row.optional(TaskKey.self, "task_key"),
+                    let decided = row["k"]
+                else {
                     let found = try c.query(state).first
                     return found?["pending"] == "t" && found?["expired"] == "t" ? .expired : .notPending
                 }
@@ -406,7 +408,7 @@ public struct ApprovalStore: Sendable {
                     """
                 ).compactMap { $0["request_key"] }
                 try c.query("SELECT pg_notify(\(taskNotifyChannel), '')")
-                return .decided(taskKey: TaskKey(task), stillPending: others)
+                return .decided(taskKey: task, stillPending: others)
 
             }
         } catch let e as PostgresError where e.code.map(SQLState.badValue.contains) == true {

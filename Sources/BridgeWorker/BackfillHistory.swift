@@ -179,15 +179,15 @@ struct BackfillHistory: Sendable {
 
     /// Reads one batch: the tasks, then (when the mappings name a log table) their tool calls.
     func read(on c: isolated PostgresConnection, cursor: TaskKey?, limit: Int, since: String?, lock: Bool)
-        throws(PostgresError) -> [HistoricalRun]
+        throws -> [HistoricalRun]
     {
         let rows = try c.query(batchStatement(cursor: cursor, limit: limit, since: since, lock: lock))
-        var runs = rows.map(Self.run)
+        var runs = try rows.from(config.source.table).map(Self.run)
         guard !runs.isEmpty, let calls = toolCallStatement(taskKeys: runs.map(\.taskKey)) else { return runs }
         var byTask: [TaskKey: [HistoricalRun.ToolCall]] = [:]
         for r in try c.query(calls) {
-            guard let task = r["task_key"] else { continue }
-            byTask[TaskKey(task), default: []].append(
+            guard let task = try r.optional(TaskKey.self, "task_key") else { continue }
+            byTask[task, default: []].append(
                 HistoricalRun.ToolCall(
                     name: r["name"] ?? "unknown_tool", arguments: r["args"].flatMap { try? JSONValue.parse($0) },
                     output: r["output"], error: r["error"], startedAt: r.date("started_at"),
@@ -197,9 +197,10 @@ struct BackfillHistory: Sendable {
         return runs
     }
 
-    static func run(_ r: PostgresRow) -> HistoricalRun {
+    static func run(_ r: PostgresRow) throws -> HistoricalRun {
         var run = HistoricalRun(
-            taskKey: TaskKey(r["task_key"] ?? ""), groupId: r["group_id"], agentKey: r["agent_key"],
+            taskKey: try r.decode(TaskKey.self, "task_key"),
+            groupId: r["group_id"], agentKey: r["agent_key"],
 
             agentRow: r.bool("agent_row") == true ? .init(match: r["agent_match"]) : nil,
             fallback: r["fallback"], failed: r.bool("failed") ?? false,

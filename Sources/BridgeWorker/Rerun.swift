@@ -118,7 +118,8 @@ public struct Rerunner: Sendable {
 
     static func pairs(_ rows: PostgresRows) throws -> [(TaskKey, Row)] {
         var out: [(TaskKey, Row)] = []
-        for r in rows { out.append((TaskKey(r["k"] ?? ""), try TaskStore.parseRow(r["row"]))) }
+        for r in rows { out.append((try r.decode(TaskKey.self, "k"), try TaskStore.parseRow(r["row"]))) }
+
         return out
     }
 

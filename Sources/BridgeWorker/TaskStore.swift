@@ -264,15 +264,15 @@ public struct TaskStore: Sendable {
         if let pick = sessionPickQuery(limit: limit, keys: keys, held: held) {
             let store = self
             let rows = try await conn.transaction { c -> PostgresRows? in
-                let candidates = try c.query(pick).compactMap { r in
-                    r["k"].map { (key: TaskKey($0), session: r["sk"] ?? "") }
+                let candidates = try c.query(pick).map { r in
+                    (key: try r.decode(TaskKey.self, "k"), session: r["sk"] ?? "")
                 }
                 guard !candidates.isEmpty else { return nil }
                 // No candidate in a session: no lock to take (one round trip less).
                 let picked =
                     candidates.allSatisfy { $0.session.isEmpty }
                     ? candidates.map(\.key)
-                    : try c.query(Self.sessionLockQuery(candidates)).compactMap { $0["k"].map(TaskKey.init) }
+                    : try c.query(Self.sessionLockQuery(candidates)).map { try $0.decode(TaskKey.self, "k") }
                 guard !picked.isEmpty else { return nil }
                 return try c.query(
                     store.claimQuery(
@@ -756,7 +756,8 @@ public struct TaskStore: Sendable {
         for r in rows {
             out.append(
                 Claim(
-                    row: try parseRow(r["row"]), key: TaskKey(r["k"] ?? ""), token: LeaseToken(r["token"] ?? ""),
+                    row: try parseRow(r["row"]), key: try r.decode(TaskKey.self, "k"),
+                    token: LeaseToken(r["token"] ?? ""),
 
                     attempt: r.int("attempt") ?? 1))
         }
