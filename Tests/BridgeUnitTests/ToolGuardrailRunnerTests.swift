@@ -178,13 +178,18 @@ enum ToolGuardFixture {
 
         """
 
+    /// The start of a tools file: the SQL tool `lookup`, its guardrails to follow (indented 4).
+    static let lookupTool = """
+        tools:
+          - name: lookup
+            description: Looks up.
+            sql: {query: "SELECT 1"}
+
+        """
+
     @Test func toolGuardrailsLoadIntoTheRunSpecWithTheirAgents() throws {
         let text =
-            MappingFixtures.base + Self.agents + """
-                tools:
-                  - name: lookup
-                    description: Looks up.
-                    sql: {query: "SELECT 1"}
+            MappingFixtures.base + Self.agents + Self.lookupTool + """
                     input_guardrails:
                       - name: own
                         sql: {query: "SELECT (CAST(:arguments AS jsonb)->>'id') IS NULL AS tripwire_triggered FROM tasks WHERE name = :task.name"}
@@ -212,11 +217,7 @@ enum ToolGuardFixture {
 
     @Test func badToolGuardrailsAreLocated() {
         let text =
-            MappingFixtures.base + Self.agents + """
-                tools:
-                  - name: lookup
-                    description: Looks up.
-                    sql: {query: "SELECT 1"}
+            MappingFixtures.base + Self.agents + Self.lookupTool + """
                     input_guardrails:
                       - name: g1
                         sql: {query: "SELECT :output IS NULL AS tripwire_triggered"}
