@@ -74,7 +74,7 @@ enum ToolGuardFixture {
         #expect(await tools1.log.entries.map(\.name) == ["own_orders"], "the guardrail ran, the tool did not")
         let journaled = try #require(journal1.calls.first)
         #expect(journaled.output == "Not yours.")
-        #expect(journaled.guardrails?.arrayValue?.first?["behavior"] == "reject_content")
+        #expect(journaled.guardrails?.first?["behavior"] == "reject_content")
         checkBalanced(await log1.events)
 
         // Resumed after the call was journaled: neither the guardrail nor the tool runs again,
