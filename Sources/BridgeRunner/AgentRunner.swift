@@ -589,10 +589,13 @@ struct RunState {
         let request = ModelRequest(
             agent: agent, input: history, functionTools: tools.functionTools,
             hostedTools: tools.hostedTools, turn: turn, traceId: spec.traceId)
+        // Only a generation span records its input (a response span has none): it is not built
+        // for Responses calls.
+        let kind = runner.model.spanKind(for: agent)
         await emit(
             .modelStarted(
-                id: modelId, parent: span.id, kind: runner.model.spanKind(for: agent), model: agent.model,
-                input: runner.model.spanInput(for: request), at: Date()))
+                id: modelId, parent: span.id, kind: kind, model: agent.model,
+                input: kind == .generation ? runner.model.spanInput(for: request) : [], at: Date()))
         var response: ModelResponse
         switch await callModel(
             request, modelId: modelId, inputGuards: firstTurnGuards.filter(\.runInParallel), span: &span)

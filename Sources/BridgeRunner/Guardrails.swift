@@ -89,7 +89,7 @@ enum GuardrailRun {
                 verdict.usage = verdict.usage + o.usage
                 verdict.items.append(
                     .guardrailResult(
-                        .init(name: o.name, kind: kind == .input ? "input" : "output", triggered: o.triggered)))
+                        .init(name: o.name, kind: kind == .input ? .input : .output, triggered: o.triggered)))
                 guard verdict.failure == nil else { continue }
                 if let failure = o.failure {
                     verdict.failure = failure

@@ -221,6 +221,8 @@ public enum RunEvent: Sendable {
     case agentEnded(id: EventID, error: SpanErrorInfo?, at: Date)
     case turnStarted(id: EventID, parent: EventID, turn: Int, agent: String, at: Date)
     case turnEnded(id: EventID, usage: Usage, error: SpanErrorInfo?, at: Date)
+    /// `input`: what a `generation` span records (`ModelProvider.spanInput`); empty for a
+    /// `response` span, which records none.
     case modelStarted(
         id: EventID, parent: EventID, kind: ModelSpanKind, model: String, input: [JSONValue], at: Date)
     case modelEnded(id: EventID, response: ModelResponse?, error: SpanErrorInfo?, at: Date)

@@ -58,10 +58,10 @@ extension GuardrailRun {
                 subject: checked, nestedIds: overflow ? nil : EventCounter(start: base))
             verdict.usage = verdict.usage + o.usage
             var item = ConversationItem.GuardrailResult(
-                name: o.name, kind: isOutput ? "tool_output" : "tool_input", triggered: o.triggered,
+                name: o.name, kind: isOutput ? .toolOutput : .toolInput, triggered: o.triggered,
                 callId: call.callId, toolName: call.name)
             if let failure = o.failure {
-                item.behavior = "error"
+                item.behavior = .error
                 verdict.items.append(.guardrailResult(item))
                 verdict.failure = RunFailure(
                     type: .guardrailError, message: failure.message, retriable: failure.retriable,
@@ -72,13 +72,13 @@ extension GuardrailRun {
                 return verdict
             }
             guard o.triggered else {
-                item.behavior = "allow"
+                item.behavior = .allow
                 verdict.items.append(.guardrailResult(item))
                 continue
             }
             switch g.onTrip {
             case .raiseException:
-                item.behavior = "raise_exception"
+                item.behavior = .raiseException
                 verdict.items.append(.guardrailResult(item))
                 let message = RunnerMessages.toolTripwire(g.name, output: isOutput, outputInfo: o.outputInfo)
                 verdict.failure = RunFailure(
@@ -88,7 +88,7 @@ extension GuardrailRun {
                     message: RunnerMessages.spanToolError,
                     data: ["tool_name": .string(call.name), "error": .string(message)])
             case .rejectContent(let template):
-                item.behavior = "reject_content"
+                item.behavior = .rejectContent
                 verdict.items.append(.guardrailResult(item))
                 let own = o.message.flatMap { $0.isEmpty ? nil : $0 }
                 verdict.rejection = own ?? Template(template).render(task: state.taskRow)

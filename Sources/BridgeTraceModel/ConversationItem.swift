@@ -106,18 +106,31 @@ public enum ConversationItem: Sendable, Hashable {
     /// `{"type":"guardrail_result","name","kind","triggered"}`, for a tool guardrail also
     /// `call_id`, `tool_name` and `behavior` (`allow`, `reject_content`, `raise_exception`, `error`).
     public struct GuardrailResult: Sendable, Hashable {
+        /// What the guardrail checked: the run's input or final output, or a tool call's.
+        public enum Kind: String, Sendable, Hashable {
+            case input, output
+            case toolInput = "tool_input"
+            case toolOutput = "tool_output"
+        }
+
+        /// What a tool guardrail made of the call.
+        public enum Behavior: String, Sendable, Hashable {
+            case allow, error
+            case rejectContent = "reject_content"
+            case raiseException = "raise_exception"
+        }
+
         public var name: String
-        /// `input`, `output`, `tool_input` or `tool_output`.
-        public var kind: String
+        public var kind: Kind
         public var triggered: Bool
         public var callId: CallID?
         public var toolName: String?
-        public var behavior: String?
+        public var behavior: Behavior?
         public var extra: [String: JSONValue]
 
         public init(
-            name: String, kind: String, triggered: Bool, callId: CallID? = nil, toolName: String? = nil,
-            behavior: String? = nil, extra: [String: JSONValue] = [:]
+            name: String, kind: Kind, triggered: Bool, callId: CallID? = nil, toolName: String? = nil,
+            behavior: Behavior? = nil, extra: [String: JSONValue] = [:]
         ) {
             self.name = name
             self.kind = kind
@@ -336,7 +349,7 @@ extension ConversationItem.GuardrailResult {
     static let known: Set<String> = ["type", "name", "kind", "triggered", "call_id", "tool_name", "behavior"]
 
     fileprivate init?(_ o: [String: JSONValue]) {
-        guard let name = o["name"]?.stringValue, let kind = o["kind"]?.stringValue,
+        guard let name = o["name"]?.stringValue, let kind = o["kind"]?.stringValue.flatMap(Kind.init(rawValue:)),
             let triggered = o["triggered"]?.boolValue
         else { return nil }
         /// An optional text field: absent, or a string (anything else does not fit).
@@ -345,22 +358,22 @@ extension ConversationItem.GuardrailResult {
             return v.stringValue.map { .some($0) }
         }
         guard let callId = optional("call_id"), let toolName = optional("tool_name"),
-            let behavior = optional("behavior")
+            let behavior = optional("behavior"), behavior.map({ Behavior(rawValue: $0) != nil }) ?? true
         else { return nil }
         self.init(
             name: name, kind: kind, triggered: triggered, callId: callId.map(CallID.init), toolName: toolName,
-            behavior: behavior, extra: rest(o, Self.known))
+            behavior: behavior.flatMap(Behavior.init(rawValue:)), extra: rest(o, Self.known))
     }
 
     var fields: [String: JSONValue] {
         var o = extra
         o["type"] = "guardrail_result"
         o["name"] = .string(name)
-        o["kind"] = .string(kind)
+        o["kind"] = .string(kind.rawValue)
         o["triggered"] = .bool(triggered)
         if let callId { o["call_id"] = callId.json }
         if let toolName { o["tool_name"] = .string(toolName) }
-        if let behavior { o["behavior"] = .string(behavior) }
+        if let behavior { o["behavior"] = .string(behavior.rawValue) }
         return o
     }
 }

@@ -53,7 +53,9 @@ extension ConversationItem {
             Issue.record("not a guardrail result: \(guardrail)")
             return
         }
-        #expect(g.callId == "c1" && g.toolName == "t" && g.triggered && g.behavior == "reject_content")
+        #expect(
+            g.callId == "c1" && g.toolName == "t" && g.triggered && g.behavior == .rejectContent && g.kind == .toolInput
+        )
     }
 
     /// Items this bridge does not model, and items of a known type whose shape does not fit it,
@@ -67,6 +69,8 @@ extension ConversationItem {
         #"{"type":"message","role":"assistant"}"#,
         #"{"type":"reasoning","id":"rs_1","summary":"not a list"}"#,
         #"{"type":"guardrail_result","name":"g","kind":"input","triggered":"yes"}"#,
+        #"{"type":"guardrail_result","name":"g","kind":"sideways","triggered":true}"#,
+        #"{"type":"guardrail_result","name":"g","kind":"tool_input","triggered":true,"behavior":"shrug"}"#,
         #"{"type":"approval_result","call_id":"c2","name":"refund","decision":"approved","request_id":42}"#,
         #"{"role":"user"}"#,
         #"{"no_type":true,"n":12345678901234567890}"#,
