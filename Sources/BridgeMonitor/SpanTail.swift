@@ -28,9 +28,10 @@ public struct TailSpan: Sendable {
 /// writers commit each span at once (and their sessions end idle transactions after 60 s).
 public struct SpanTail: Sendable {
     public struct Filter: Sendable {
-        public var taskId: String?
+        public var taskId: TaskKey?
         public var workspace: String?
-        public init(taskId: String? = nil, workspace: String? = nil) {
+        public init(taskId: TaskKey? = nil, workspace: String? = nil) {
+
             self.taskId = taskId
             self.workspace = workspace
         }
@@ -184,12 +185,16 @@ public struct SpanTail: Sendable {
     }
 
     static func tailSpan(_ row: PostgresRow) throws -> TailSpan {
-        TailSpan(record: try Ledger.span(row), agent: row["agent"], createdAt: row["created"] ?? "-infinity")
+        TailSpan(
+            record: try Ledger.span(row), agent: try row.optional(String.self, "agent"),
+            createdAt: try row.decode(String.self, "created"))
     }
 }
 
 extension TailSpan {
     /// One line: time, trace, agent, span type, name, short input → output, duration, error.
+    /// A span without the name its type shows gets an empty column (an empty default): the line is for a
+    /// person and the span is shown as it was stored.
     public var line: String {
         let r = record
         let d = r.spanData

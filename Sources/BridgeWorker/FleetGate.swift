@@ -3,6 +3,7 @@ import BridgeMapping
 import BridgeMetrics
 import BridgePostgres
 import BridgeRunner
+import BridgeTraceModel
 import FoundationEssentials
 
 /// Fleet-wide limits, budgets and spend records on PostgreSQL (the `limits`, `budgets` and
@@ -82,7 +83,8 @@ public struct FleetLimits: Sendable {
 struct RunGate: ModelGate {
     let limits: FleetLimits
     let connection: PostgresConnection
-    let taskKey: String
+    let taskKey: TaskKey
+
     let attempt: Int
     /// The task's group (`source.group_column`), e.g. its workspace id.
     let group: String?

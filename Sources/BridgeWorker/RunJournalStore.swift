@@ -38,7 +38,7 @@ public struct RunJournalStore: Sendable {
         try await conn.ledgerHas([.runJournals, .journalCalls])
     }
 
-    public func head(on conn: PostgresConnection, taskKey: String) async throws -> Head? {
+    public func head(on conn: PostgresConnection, taskKey: TaskKey) async throws -> Head? {
         guard
             let r = try await conn.query(
                 """
@@ -46,19 +46,23 @@ public struct RunJournalStore: Sendable {
                        extract(epoch FROM updated_at)::float8 AS updated
                 FROM bridge.run_journals WHERE task_key = \(taskKey)
                 """
-            ).first
+            ).from("bridge.run_journals").first
         else { return nil }
         return Head(
-            traceId: TraceID(r["trace_id"] ?? ""), attempt: r.int("attempt") ?? 1, format: r.int("format") ?? 0,
-            spec: r["spec"] ?? "", checkpoint: r["checkpoint"], workerId: r["worker_id"],
-            updatedAt: Date(timeIntervalSince1970: r.double("updated") ?? 0))
+            traceId: try r.decode(TraceID.self, "trace_id"), attempt: try r.decode(Int.self, "attempt"),
+            format: try r.decode(Int.self, "format"), spec: try r.decode(String.self, "spec"),
+            checkpoint: try r.optional(String.self, "checkpoint"), workerId: try r.optional(String.self, "worker_id"),
+            updatedAt: Date(timeIntervalSince1970: try r.decode(Double.self, "updated")))
     }
 
     /// The finished calls of a trace (replayed by a resumed run).
     public func calls(on conn: PostgresConnection, traceId: TraceID) async throws -> [JournaledCall] {
         let rows = try await conn.query(
-            "SELECT data::text AS data FROM bridge.journal_calls WHERE trace_id = \(traceId)")
-        return try rows.map { try JSONDecoder().decode(JournaledCall.self, from: Data(($0["data"] ?? "").utf8)) }
+            "SELECT data::text AS data FROM bridge.journal_calls WHERE trace_id = \(traceId)"
+        ).from("bridge.journal_calls")
+        return try rows.map {
+            try JSONDecoder().decode(JournaledCall.self, from: Data($0.decode(String.self, "data").utf8))
+        }
     }
 
     /// `WITH lease AS (…)`: one row while `token` holds the task's lease (share-locked); one row
@@ -69,7 +73,7 @@ public struct RunJournalStore: Sendable {
     }
 
     /// Starts (or restarts) a run's journal: its trace, spec and no checkpoint, if the lease holds.
-    func startQuery(taskKey: String, token: LeaseToken?, spec: RunSpec, specJSON: String, workerId: String)
+    func startQuery(taskKey: TaskKey, token: LeaseToken?, spec: RunSpec, specJSON: String, workerId: String)
         -> PostgresQuery
     {
         """
@@ -117,7 +121,7 @@ public struct RunJournalStore: Sendable {
     /// the execution row cannot be typed for an `INSERT … SELECT` (a column type unknown: then
     /// `start`, `TaskStore.startExecution` and the trace's insert run one after the other).
     func startRunQuery(
-        taskKey: String, token: LeaseToken?, attempt: Int, agentId: String?, specJSON: String, workerId: String,
+        taskKey: TaskKey, token: LeaseToken?, attempt: Int, agentId: String?, specJSON: String, workerId: String,
         task: Row, trace: TraceRecord, startedAt: Date
     ) -> PostgresQuery? {
         var parts: [PostgresQuery] = [
@@ -165,7 +169,7 @@ public struct RunJournalStore: Sendable {
     /// `fallback` is false when the statement could not be built: the caller writes the three
     /// rows one after the other.
     func startRun(
-        on conn: PostgresConnection, taskKey: String, token: LeaseToken?, spec: RunSpec, workerId: String, task: Row,
+        on conn: PostgresConnection, taskKey: TaskKey, token: LeaseToken?, spec: RunSpec, workerId: String, task: Row,
         trace: TraceRecord, startedAt: Date
     ) async throws -> (executionKey: String?, written: Bool) {
         let text = try Self.storableJSON(spec)
@@ -175,11 +179,11 @@ public struct RunJournalStore: Sendable {
                 specJSON: text, workerId: workerId, task: task, trace: trace, startedAt: startedAt)
         else { return (nil, false) }
         let row = try await conn.query(q).first
-        guard row?.int("ok") == 1 else { throw TaskStore.LeaseLost(taskKey: taskKey) }
-        return (row?["k"], true)
+        guard try row?.decode(Int.self, "ok") == 1 else { throw TaskStore.LeaseLost(taskKey: taskKey) }
+        return (try row?.optional(String.self, "k"), true)
     }
 
-    func start(on conn: PostgresConnection, taskKey: String, token: LeaseToken?, spec: RunSpec, workerId: String)
+    func start(on conn: PostgresConnection, taskKey: TaskKey, token: LeaseToken?, spec: RunSpec, workerId: String)
         async throws
     {
         let text = try Self.storableJSON(spec)
@@ -195,7 +199,7 @@ public struct RunJournalStore: Sendable {
     }
 
     /// A resumed run's journal names the worker that holds it now (fenced).
-    func resumed(on conn: PostgresConnection, taskKey: String, token: LeaseToken?, workerId: String) async throws {
+    func resumed(on conn: PostgresConnection, taskKey: TaskKey, token: LeaseToken?, workerId: String) async throws {
         guard
             try await conn.query(
                 """
@@ -257,7 +261,7 @@ public struct RunJournalStore: Sendable {
     }
 
     /// The journal head's new checkpoint (a CTE body of `stepQuery`).
-    func checkpointWrite(taskKey: String, traceId: TraceID, checkpoint: String, workerId: String) -> PostgresQuery {
+    func checkpointWrite(taskKey: TaskKey, traceId: TraceID, checkpoint: String, workerId: String) -> PostgresQuery {
         """
         UPDATE bridge.run_journals SET checkpoint = \(checkpoint)::jsonb, steps = steps + 1, worker_id = \(workerId),
             updated_at = now()
@@ -267,7 +271,7 @@ public struct RunJournalStore: Sendable {
 
     /// A finished call's row (a CTE body of `stepQuery`, or with `fenced` false a statement of
     /// the writing SQL tool's transaction, which checked the lease itself).
-    func callWrite(taskKey: String, traceId: TraceID, call: JournaledCall, fenced: Bool = true) -> PostgresQuery {
+    func callWrite(taskKey: TaskKey, traceId: TraceID, call: JournaledCall, fenced: Bool = true) -> PostgresQuery {
         let data = (try? Self.storableJSON(call)) ?? "{}"
         let guardClause: PostgresQuery = fenced ? " WHERE EXISTS (SELECT 1 FROM lease)" : ""
         return """
@@ -279,7 +283,7 @@ public struct RunJournalStore: Sendable {
 
     /// Statements of the finishing transaction (after its guarded task update): the spans left,
     /// the trace's end, and (`dropHead`) the journal head, since the run is over.
-    func finalStatements(taskKey: String, spans: [SpanRecord], traceEnd: (TraceID, Date)?, dropHead: Bool)
+    func finalStatements(taskKey: TaskKey, spans: [SpanRecord], traceEnd: (TraceID, Date)?, dropHead: Bool)
         -> [PostgresQuery]
     {
         var out: [PostgresQuery] = []
@@ -356,12 +360,12 @@ public struct RunJournalStore: Sendable {
     /// One sweep pass (see `sweepQuery`); the number of journals dropped.
     public func sweep(on conn: PostgresConnection) async throws -> Int {
         guard let q = sweepQuery() else { return 0 }
-        return try await conn.query(q).first?.int("n") ?? 0
+        return try await conn.query(q).one().decode(Int.self, "n")
     }
 
     /// Every statement a durable run or the lease keeper runs per step or per pass that touches
     /// the task table, with sample binds, for the EXPLAIN test.
-    public func hotPathStatements(taskKey: String) -> [(name: String, query: PostgresQuery)] {
+    public func hotPathStatements(taskKey: TaskKey) -> [(name: String, query: PostgresQuery)] {
         let span = SpanRecord(
             id: "span_000000000000000000000001", traceId: "trace_x", parentId: nil, startedAt: Date(),
             endedAt: Date(), spanData: ["type": "custom"], error: nil)
@@ -387,7 +391,8 @@ public struct RunJournalStore: Sendable {
         let trace = TraceRecord(id: "trace_x", workflowName: "w", groupId: nil, metadata: [:])
         if let start = startRunQuery(
             taskKey: taskKey, token: "t1", attempt: 1, agentId: nil, specJSON: "{}", workerId: "w",
-            task: [config.source.key: .string(taskKey)], trace: trace, startedAt: Date())
+            task: [config.source.key: taskKey.json], trace: trace, startedAt: Date())
+
         {
             out.append(("journal start", start))
         }
@@ -396,7 +401,7 @@ public struct RunJournalStore: Sendable {
 
     /// A journal that cannot be resumed (unreadable, or the mappings changed): the head goes and
     /// the trace is closed, in the transaction that fails the task.
-    func abandonStatements(taskKey: String, traceId: TraceID) -> [PostgresQuery] {
+    func abandonStatements(taskKey: TaskKey, traceId: TraceID) -> [PostgresQuery] {
         [
             "DELETE FROM bridge.run_journals WHERE task_key = \(taskKey)",
             "UPDATE bridge.traces SET ended_at = now(), updated_at = now() WHERE trace_id = \(traceId) AND ended_at IS NULL",
@@ -468,7 +473,7 @@ public final class StopSignal: Sendable {
 final class DurableJournal: RunJournal, SpanSink, Sendable {
     let store: RunJournalStore
     let connection: PostgresConnection
-    let taskKey: String
+    let taskKey: TaskKey
     let traceId: TraceID
     let token: LeaseToken?
     let workerId: String
@@ -492,7 +497,7 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
     let riders = RiderQueue()
 
     init(
-        store: RunJournalStore, connection: PostgresConnection, taskKey: String, traceId: TraceID, token: LeaseToken?,
+        store: RunJournalStore, connection: PostgresConnection, taskKey: TaskKey, traceId: TraceID, token: LeaseToken?,
         workerId: String, stop: StopSignal?, finished: [JournaledCall], traceWritten: Bool = false,
         deferredTools: Set<String> = []
     ) {
@@ -512,7 +517,7 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
 
     // MARK: SpanSink
 
-    func traceStarted(_ trace: TraceRecord, taskId: String?, at: Date) async throws {
+    func traceStarted(_ trace: TraceRecord, taskId: TaskKey?, at: Date) async throws {
         if traceWritten { return }
         try await Ledger(connection: connection).insertTrace(trace, taskId: taskId, startedAt: at)
     }
@@ -587,7 +592,7 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
             + riders.take()
         let ok = try await connection.query(
             store.stepQuery(token: token, spans: spans, traceEnd: nil, journal: writes))
-        guard ok.first?.int("ok") == 1 else {
+        guard try ok.first?.decode(Int.self, "ok") == 1 else {
             throw JournalFenced("the lease on task \(taskKey) is gone; its journal write was refused")
         }
         if !spans.isEmpty { BridgeMetrics.spansRecorded(spans.count) }
