@@ -209,12 +209,16 @@ public struct ApprovalStore: Sendable {
         lease duration: Duration
     ) async throws -> TaskStore.Claim? {
         let lease = TaskStore.Lease.self
+        // The key and status bound with their columns' types, as the claim binds them.
+        let types = config.columnTypes
         let rows = try await conn.query(
             """
             UPDATE \(tasks) AS x SET \(identifier: Self.waitingColumn) = NULL, \(identifier: lease.token) = gen_random_uuid()::text,
                 \(identifier: lease.expiresAt) = now() + \(duration.inSeconds)::double precision * interval '1 second', \(identifier: lease.workerId) = \(workerId)
-            WHERE \(identifier: source.key) = \(taskKey) AND \(identifier: Self.waitingColumn) IS NOT NULL
-              AND \(identifier: source.status.column) = \(source.status.running)
+            WHERE \(identifier: source.key) = \(taskKey)\(types.cast(source.table, source.key))
+              AND \(identifier: Self.waitingColumn) IS NOT NULL
+              AND \(identifier: source.status.column) = \(source.status.running)\(types.cast(source.table, source.status.column))
+
             RETURNING to_jsonb(x.*)::text AS row, x.\(identifier: source.key)::text AS k, x.\(identifier: lease.token) AS token,
                       coalesce(x.\(identifier: lease.attempts), 1) AS attempt
             """)
