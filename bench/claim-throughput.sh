@@ -16,8 +16,6 @@
 TASKS=${1:-5000}
 CONC=${2:-16}
 INSERTS=${3:-20}
-WATCH_PID=""
-bench_cleanup() { [ -z "$WATCH_PID" ] || kill "$WATCH_PID" 2>/dev/null; }
 bench_start claim
 migrated_db bench
 "$BRIDGE" migrate --database-url "$(url bench)" --dir migrations/optional >/dev/null
@@ -38,15 +36,14 @@ echo "throughput: $done_n tasks in ${elapsed}s at --concurrency $CONC = $(awk -v
 # 2. Pickup latency in watch mode.
 pickup() {
   local label=$1
-  "$BRIDGE" exec --offline --quiet --watch --concurrency 4 --database-url "$DB" --mappings "$MAP" >"$WORK/watch.log" 2>&1 &
-  WATCH_PID=$!
+  spawn "$BRIDGE" exec --offline --quiet --watch --concurrency 4 --database-url "$DB" --mappings "$MAP" >"$WORK/watch.log" 2>&1
   sleep 2
   for _ in $(seq 1 "$INSERTS"); do
     psql "$DB" -X -q -c "INSERT INTO tasks (workspace_id, name, status) SELECT id, 'pickup $label', 'pending' FROM workspaces LIMIT 1"
     sleep 0.5
   done
   sleep 3
-  kill -TERM "$WATCH_PID"; wait "$WATCH_PID" || true; WATCH_PID=""
+  reap "$SPAWNED"
   psql "$DB" -X -A -t -F ' ' -c "
     SELECT '$label: n=' || count(*) || ' p50=' || round((percentile_cont(0.5) WITHIN GROUP (ORDER BY ms))::numeric, 1) || ' ms'
            || ' p95=' || round((percentile_cont(0.95) WITHIN GROUP (ORDER BY ms))::numeric, 1) || ' ms'

@@ -12,56 +12,27 @@
 . "$(dirname "$0")/lib.sh"
 RUNS=${1:-100}
 LATENCY=${2:-500}
-STANDIN_PID=""
-bench_cleanup() { [ -z "$STANDIN_PID" ] || kill "$STANDIN_PID" 2>/dev/null; }
 bench_start durable
 
-python3 bench/standin_model.py --latency-ms "$LATENCY" --port-file "$WORK/port" 2>>"$WORK/standin.log" &
-STANDIN_PID=$!
-for _ in $(seq 1 100); do [ -s "$WORK/port" ] && break; sleep 0.1; done
-[ -s "$WORK/port" ] || { cat "$WORK/standin.log" >&2; echo "the stand-in model did not start" >&2; exit 2; }
-BASE="http://127.0.0.1:$(cat "$WORK/port")"
+standin_model python3 --latency-ms "$LATENCY"
+BASE=$MODEL_URL
 requests() { curl -s "$BASE/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["responses"])'; }
 
 MAP="$WORK/mappings"
 mkdir -p "$MAP"
 cp mappings/bridge.yaml "$MAP/"
-cat >"$MAP/agents.yaml" <<'EOF'
-version: 1
-agents:
-  - name: Project Manager
-    match: Project Manager
-    instructions: Record the action, then answer.
-    model: gpt-4.1
-    tools: [record_action]
-EOF
-cat >"$MAP/tools.yaml" <<'EOF'
-version: 1
-tools:
-  - name: record_action
-    description: Records the task's irreversible action.
-    parameters:
-      type: object
-      properties:
-        note: {type: string}
-      required: [note]
-      additionalProperties: false
-    sql:
-      query: INSERT INTO actions (task_id, note) VALUES (CAST(:task.id AS text), :note) RETURNING id
-      writes: true
-EOF
+cp Tests/Fixtures/durable/agents.yaml Tests/Fixtures/durable/record-action.yaml "$MAP/"
 
 prepare() { # $1 = database
   migrated_db "$1"
   q "$1" -c "INSERT INTO workspaces (name, user_id) VALUES ('bench', gen_random_uuid())" \
-         -c "CREATE TABLE actions (id bigserial PRIMARY KEY, task_id text NOT NULL, note text)" \
+         -c "CREATE TABLE durable_actions (id bigserial PRIMARY KEY, task_id text NOT NULL, note text)" \
          -c "INSERT INTO tasks (workspace_id, name, status) SELECT (SELECT id FROM workspaces LIMIT 1), 'bench ' || g, 'pending' FROM generate_series(1, $RUNS) g"
 }
-worker() { # $1 = database, rest: extra flags; runs in the background, its pid in $PID
+worker() { # $1 = database, rest: extra flags; runs in the background, its pid in $SPAWNED
   OPENAI_BASE_URL="$BASE/v1" OPENAI_API_KEY=sk-bench \
-    "$BRIDGE" exec --database-url "$(url "$1")" --mappings "$MAP" --concurrency 8 --lease 2 --quiet "${@:2}" \
-    >>"$WORK/$1.log" 2>&1 &
-  PID=$!
+    spawn "$BRIDGE" exec --database-url "$(url "$1")" --mappings "$MAP" --concurrency 8 --lease 2 --quiet "${@:2}" \
+    >>"$WORK/$1.log" 2>&1
 }
 wait_for() { # $1 = database, $2 = SQL returning t/f; up to 120 s
   for _ in $(seq 1 1200); do [ "$(q "$1" -c "$2")" = t ] && return 0; sleep 0.1; done
@@ -71,8 +42,8 @@ report() { # $1 = database, $2 = label, $3 = model requests
   local v
   if "$BRIDGE" verify --database-url "$(url "$1")" --mappings "$MAP" >"$WORK/$1.verify" 2>&1; then v=pass; else v=FAIL; fi
   q "$1" -F ' | ' -c "
-    SELECT '| $2', $3, (SELECT count(*) FROM actions),
-           (SELECT count(*) FROM (SELECT task_id FROM actions GROUP BY 1 HAVING count(*) > 1) d),
+    SELECT '| $2', $3, (SELECT count(*) FROM durable_actions),
+           (SELECT count(*) FROM (SELECT task_id FROM durable_actions GROUP BY 1 HAVING count(*) > 1) d),
            (SELECT count(*) FROM tasks WHERE status = 'completed'),
            (SELECT count(*) FROM tasks t WHERE (SELECT count(DISTINCT e.openai_trace_id) FROM task_executions e WHERE e.task_id = t.id) > 1),
            (SELECT count(*) FROM bridge.spans s WHERE s.parent_id IS NOT NULL
@@ -92,24 +63,24 @@ echo "|---|---|---|---|---|---|---|---|---|---|"
 # Undisturbed.
 prepare calm
 r0=$(requests)
-worker calm; wait "$PID" || true
+worker calm; reap "$SPAWNED" 0
 report calm "undisturbed" $(( $(requests) - r0 ))
 
 # SIGKILL, SIGTERM, then a worker that finishes the queue.
 prepare storm
 r0=$(requests)
-worker storm; a=$PID
-wait_for storm "SELECT count(*) >= $((RUNS / 5)) FROM actions"
-kill -KILL "$a"; wait "$a" 2>/dev/null || true
-log "worker A killed after $(q storm -c 'SELECT count(*) FROM actions') actions"
+worker storm; a=$SPAWNED
+wait_for storm "SELECT count(*) >= $((RUNS / 5)) FROM durable_actions"
+reap "$a" KILL
+log "worker A killed after $(q storm -c 'SELECT count(*) FROM durable_actions') actions"
 journal_bytes=$(q storm -c "SELECT round(avg(pg_column_size(spec) + coalesce(pg_column_size(checkpoint), 0))) || ' B per unfinished run (spec + checkpoint), '
                               || (SELECT round(avg(pg_column_size(data))) FROM bridge.journal_calls) || ' B per journaled call'
                             FROM bridge.run_journals")
-worker storm --drain-timeout 1; b=$PID
-wait_for storm "SELECT count(*) >= $((RUNS / 2)) FROM actions"
-kill -TERM "$b"; wait "$b" || true
-log "worker B stopped after $(q storm -c 'SELECT count(*) FROM actions') actions"
-worker storm; wait "$PID" || true
+worker storm --drain-timeout 1; b=$SPAWNED
+wait_for storm "SELECT count(*) >= $((RUNS / 2)) FROM durable_actions"
+reap "$b"
+log "worker B stopped after $(q storm -c 'SELECT count(*) FROM durable_actions') actions"
+worker storm; reap "$SPAWNED" 0
 report storm "SIGKILL + SIGTERM + finisher" $(( $(requests) - r0 ))
 echo
 echo "journal: $journal_bytes (measured after the SIGKILL); left after the runs finished: $(q storm -c 'SELECT count(*) FROM bridge.run_journals') run journals, $(q storm -c "SELECT pg_size_pretty(coalesce(sum(pg_column_size(data)), 0)) FROM bridge.journal_calls") of call rows (deleted by prune with their traces)"

@@ -4,7 +4,16 @@
 #                      build, built with --static-swift-stdlib when missing), and a throwaway
 #                      PostgreSQL cluster in a new $WORK (/tmp/bridge-bench-NAME.*; sets PG_URL,
 #                      PG_PORT, PG_BIN). At exit, bench_cleanup runs when the script defines it,
-#                      then the cluster stops and $WORK is removed (kept with KEEP_LOGS=1).
+#                      what `spawn` started and still runs is stopped, then the cluster stops
+#                      and $WORK is removed (kept with KEEP_LOGS=1).
+#   spawn CMD…         CMD in the background (redirections and VAR=value prefixes apply to it),
+#                      its pid in $SPAWNED
+#   reap PID [SIG]     sends SIG (TERM; 0 sends nothing) to a spawned PID and waits for it to end
+#   wait_for_file F    true once file F is non-empty, within 10 s
+#   standin_model PYTHON ARGS…
+#                      bench/standin_model.py ARGS on a free port, spawned (its stderr appended
+#                      to $WORK/standin.log); sets MODEL_URL (http://127.0.0.1:PORT), or exits 2
+#                      with the log when it does not start
 #   url DB             the cluster's URL for database DB
 #   q DB ARGS…         psql on database DB: quiet, unaligned, tuples only, stops at the first error
 #   reference_db DB [WORKSPACES TASKS_PER_WORKSPACE]
@@ -37,8 +46,40 @@ bench_start() {
 
 bench_stop() {
   if declare -F bench_cleanup >/dev/null; then bench_cleanup || true; fi
+  local p
+  for p in "${SPAWNED_PIDS[@]}"; do reap "$p"; done
   pg_stop "$WORK"
   if [ "${KEEP_LOGS:-}" = 1 ]; then echo "logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
+}
+
+SPAWNED_PIDS=()
+spawn() {
+  "$@" &
+  SPAWNED=$!
+  SPAWNED_PIDS+=("$SPAWNED")
+}
+
+reap() {
+  local p keep=()
+  kill "-${2:-TERM}" "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  for p in "${SPAWNED_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  SPAWNED_PIDS=("${keep[@]}")
+}
+
+wait_for_file() {
+  local _
+  for _ in $(seq 1 100); do [ -s "$1" ] && return 0; sleep 0.1; done
+  return 1
+}
+
+standin_model() {
+  local python=$1
+  shift
+  rm -f "$WORK/standin.port"
+  spawn "$python" bench/standin_model.py --port-file "$WORK/standin.port" "$@" 2>>"$WORK/standin.log"
+  wait_for_file "$WORK/standin.port" || { cat "$WORK/standin.log" >&2; echo "the stand-in model did not start" >&2; exit 2; }
+  MODEL_URL="http://127.0.0.1:$(cat "$WORK/standin.port")"
 }
 
 url() { echo "postgres://postgres@127.0.0.1:$PG_PORT/$1"; }

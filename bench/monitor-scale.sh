@@ -17,8 +17,6 @@
 . "$(dirname "$0")/lib.sh"
 N=${1:-1000000}
 SECONDS_IDLE=${2:-60}
-TAIL_PID=""
-bench_cleanup() { [ -z "$TAIL_PID" ] || kill "$TAIL_PID" 2>/dev/null; }
 bench_start monitor
 TICK_MS=$(awk -v t="$(getconf CLK_TCK)" 'BEGIN{print 1000 / t}')
 
@@ -78,14 +76,14 @@ ORDER BY s.created_at, s.span_id LIMIT 1000"
 printf '\n%-10s %12s %16s %18s %14s %12s\n' "ledger" "spans" "tail CPU ms/min" "backend CPU ms/min" "poll stmt ms" "top ms"
 for url in "$EMPTY" "$BIG"; do
   spans=$(psql "$url" -XAtc "SELECT count(*) FROM bridge.spans")
-  "$BRIDGE" trace tail --follow -n 0 --database-url "$url" >/dev/null 2>"$WORK/tail.err" &
-  TAIL_PID=$!
+  spawn "$BRIDGE" trace tail --follow -n 0 --database-url "$url" >/dev/null 2>"$WORK/tail.err"
+  TAIL_PID=$SPAWNED
   sleep 3
   backend=$(psql "$url" -XAtc "SELECT pid FROM pg_stat_activity WHERE application_name = 'bridge-trace-tail' LIMIT 1")
   c0=$(cpu_ms "$TAIL_PID"); b0=$(cpu_ms "$backend")
   sleep "$SECONDS_IDLE"
   c1=$(cpu_ms "$TAIL_PID"); b1=$(cpu_ms "$backend")
-  kill "$TAIL_PID"; wait "$TAIL_PID" 2>/dev/null || true; TAIL_PID=""
+  reap "$TAIL_PID"
   poll=$(psql "$url" -XAt -c "$POLL_SQL" | sed -n 's/^Execution Time: \([0-9.]*\) ms/\1/p')
   best=""
   for _ in 1 2 3 4 5; do

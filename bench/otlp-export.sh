@@ -21,10 +21,8 @@ ROUNDS=${ROUNDS:-3}
 PATH="$(dirname "$(scripts/mcp-venv.sh)"):$PATH"
 bench_start otlp
 machine_line
-bench_cleanup() { [ -z "${SINK_PID:-}" ] || kill "$SINK_PID" 2>/dev/null || true; }
-python3 bench/otlp_sink.py >"$WORK/sink.port" &
-SINK_PID=$!
-until [ -s "$WORK/sink.port" ]; do sleep 0.1; done
+spawn python3 bench/otlp_sink.py >"$WORK/sink.port"
+wait_for_file "$WORK/sink.port" || { echo "the OTLP sink did not start" >&2; exit 2; }
 SINK="http://127.0.0.1:$(cat "$WORK/sink.port")"
 
 migrated_db otlp 4 3

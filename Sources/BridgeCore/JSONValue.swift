@@ -224,6 +224,20 @@ struct JSONParser {
         while i < b.count, b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09 { i += 1 }
     }
 
+    /// After a member of an object or array: true past a ',' (another member follows), false
+    /// past `close` (the container ends); anything else is an error.
+    mutating func another(before close: Unicode.Scalar) throws(JSONError) -> Bool {
+        skipWS()
+        guard i < b.count else { throw fail("unexpected end of input") }
+        if b[i] == UInt8(ascii: ",") {
+            i += 1
+            return true
+        }
+        guard b[i] == UInt8(ascii: close) else { throw fail("expected ',' or '\(close)'") }
+        i += 1
+        return false
+    }
+
     mutating func value() throws(JSONError) -> JSONValue {
         skipWS()
         guard i < b.count else { throw fail("unexpected end of input") }
@@ -239,7 +253,7 @@ struct JSONParser {
                 i += 1
                 return .object(o)
             }
-            while true {
+            repeat {
                 skipWS()
                 guard i < b.count, b[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
                 let k = try string()
@@ -247,18 +261,8 @@ struct JSONParser {
                 guard i < b.count, b[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
                 i += 1
                 o[k] = try value()
-                skipWS()
-                guard i < b.count else { throw fail("unexpected end of input") }
-                if b[i] == UInt8(ascii: ",") {
-                    i += 1
-                    continue
-                }
-                if b[i] == UInt8(ascii: "}") {
-                    i += 1
-                    return .object(o)
-                }
-                throw fail("expected ',' or '}'")
-            }
+            } while try another(before: "}")
+            return .object(o)
         case UInt8(ascii: "["):
             depth += 1
             guard depth < 512 else { throw fail("nesting too deep") }
@@ -270,20 +274,10 @@ struct JSONParser {
                 i += 1
                 return .array(a)
             }
-            while true {
+            repeat {
                 a.append(try value())
-                skipWS()
-                guard i < b.count else { throw fail("unexpected end of input") }
-                if b[i] == UInt8(ascii: ",") {
-                    i += 1
-                    continue
-                }
-                if b[i] == UInt8(ascii: "]") {
-                    i += 1
-                    return .array(a)
-                }
-                throw fail("expected ',' or ']'")
-            }
+            } while try another(before: "]")
+            return .array(a)
         case UInt8(ascii: "\""): return .string(try string())
         case UInt8(ascii: "t"):
             try literal("true")

@@ -4,16 +4,7 @@ import Foundation
 public enum PostgresTimestamp {
     /// ISO 8601 with microseconds in UTC, e.g. `2026-11-26T09:03:44.123456Z`.
     public static func format(_ date: Date) -> String {
-        let t = date.timeIntervalSince1970
-        var secs = t.rounded(.down)
-        var micros = Int(((t - secs) * 1_000_000).rounded())
-        if micros >= 1_000_000 {
-            micros -= 1_000_000
-            secs += 1
-        }
-        var tm = tm()
-        var time = time_t(secs)
-        gmtime_r(&time, &tm)
+        let (tm, micros) = utcFields(date)
         // Digits written by hand: String(format:) costs more than the rest (bulk writes format
         // hundreds of thousands).
         var out = [UInt8](repeating: 0, count: 27)
@@ -37,6 +28,23 @@ public enum PostgresTimestamp {
             out[i] = UInt8(ascii: c)
         }
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The UTC calendar fields of `date` and its microseconds, rounded to the nearest one (a
+    /// carry goes into the seconds). Every text form of an instant is written from these, so
+    /// the file exporter and the ledger agree to the microsecond.
+    public static func utcFields(_ date: Date) -> (tm: tm, micros: Int) {
+        let t = date.timeIntervalSince1970
+        var secs = t.rounded(.down)
+        var micros = Int(((t - secs) * 1_000_000).rounded())
+        if micros >= 1_000_000 {
+            micros -= 1_000_000
+            secs += 1
+        }
+        var fields = tm()
+        var time = time_t(secs)
+        gmtime_r(&time, &fields)
+        return (fields, micros)
     }
 
     /// Parses the server's text output for timestamptz (`2026-11-26 09:03:44.123456+00`)

@@ -71,9 +71,9 @@ public struct RunSpec: Codable, Sendable, Equatable {
 /// A run's session: its key and the history prepended to the input (Responses API items).
 public struct SessionSpec: Codable, Sendable, Equatable {
     public var id: String
-    public var items: [JSONValue]
+    public var items: [ConversationItem]
 
-    public init(id: String, items: [JSONValue] = []) {
+    public init(id: String, items: [ConversationItem] = []) {
         self.id = id
         self.items = items
     }

@@ -61,6 +61,27 @@ public struct SQLNamedParameters: Sendable, Equatable {
                 i += 1
             }
         }
+        // Where the quoted text that starts at `i` ends: its closing quote (a doubled quote
+        // stands for itself, and with `backslashes` so does a backslash and what follows), or
+        // the end of the text.
+        func closingQuote(_ quote: Unicode.Scalar, backslashes: Bool = false) -> Int {
+            var j = i + 1
+            while j < s.count {
+                if backslashes && s[j] == "\\" {
+                    j += 2
+                    continue
+                }
+                if s[j] == quote {
+                    if j + 1 < s.count && s[j + 1] == quote {
+                        j += 2
+                        continue
+                    }
+                    break
+                }
+                j += 1
+            }
+            return j
+        }
         while i < s.count {
             let c = s[i]
             let next: Unicode.Scalar? = i + 1 < s.count ? s[i + 1] : nil
@@ -68,35 +89,9 @@ public struct SQLNamedParameters: Sendable, Equatable {
             case "'":
                 // E'...' allows backslash escapes.
                 let escapes = i > 0 && (s[i - 1] == "E" || s[i - 1] == "e") && (i < 2 || !isIdent(s[i - 2]))
-                var j = i + 1
-                while j < s.count {
-                    if escapes && s[j] == "\\" {
-                        j += 2
-                        continue
-                    }
-                    if s[j] == "'" {
-                        if j + 1 < s.count && s[j + 1] == "'" {
-                            j += 2
-                            continue
-                        }
-                        break
-                    }
-                    j += 1
-                }
-                copy(until: j + 1)
+                copy(until: closingQuote("'", backslashes: escapes) + 1)
             case "\"":
-                var j = i + 1
-                while j < s.count {
-                    if s[j] == "\"" {
-                        if j + 1 < s.count && s[j + 1] == "\"" {
-                            j += 2
-                            continue
-                        }
-                        break
-                    }
-                    j += 1
-                }
-                copy(until: j + 1)
+                copy(until: closingQuote("\"") + 1)
             case "-" where next == "-":
                 var j = i
                 while j < s.count && s[j] != "\n" { j += 1 }

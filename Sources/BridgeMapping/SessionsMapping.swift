@@ -1,5 +1,6 @@
 import BridgeCore
 import BridgePostgres
+import BridgeTraceModel
 
 /// `sessions`: conversation memory across runs, as the Agents SDK's sessions keep it.
 ///
@@ -87,56 +88,44 @@ public enum SessionItems {
     /// bridge's role for an item: `user`, `assistant`, `system` (also `developer`) for
     /// messages, `tool` for function calls, their outputs and hosted tool calls; nil for
     /// anything else (reasoning items).
-    public static func role(of item: JSONValue) -> String? {
-        let type = item["type"]?.stringValue
-        if type == nil || type == "message", let r = item["role"]?.stringValue {
-            return r == "developer" ? "system" : r
+    public static func role(of item: ConversationItem) -> String? {
+        switch item {
+        case .message(let m): return m.role == "developer" ? "system" : m.role
+        case .functionCall, .functionCallOutput: return "tool"
+        case .reasoning, .guardrailResult, .approvalResult: return nil
+        case .other:
+            guard let type = item.type else { return nil }
+            return type.hasSuffix("_call") || type.hasSuffix("_call_output") ? "tool" : nil
         }
-        guard let type else { return nil }
-        if type == "function_call" || type == "function_call_output" || type.hasSuffix("_call")
-            || type.hasSuffix("_call_output")
-        {
-            return "tool"
-        }
-        return nil
     }
 
     /// A message's text: its string content, or its text parts joined by newlines.
-    public static func text(of item: JSONValue) -> String {
-        if let s = item["content"]?.stringValue { return s }
-        let parts = item["content"]?.arrayValue ?? []
-        return parts.compactMap { $0["text"]?.stringValue ?? $0["refusal"]?.stringValue }.joined(separator: "\n")
+    public static func text(of message: ConversationItem.Message) -> String {
+        switch message.content {
+        case .text(let s): return s
+        case .parts(let parts):
+            return parts.compactMap { $0["text"]?.stringValue ?? $0["refusal"]?.stringValue }.joined(separator: "\n")
+        }
     }
 
     /// The rows for a run's new items. Items of a role without a mapping are not rows; tool
     /// items without a `tool` role mapping are folded into the next assistant row's
     /// `toolsUsed` (`[{call_id, name, arguments, output}]`, hosted calls as they are).
-    public static func rows(for items: [JSONValue], roles: [String: String]) -> [Row] {
+    public static func rows(for items: [ConversationItem], roles: [String: String]) -> [Row] {
         var rows: [Row] = []
         var tools: [JSONValue] = []
         for item in items {
             guard let role = role(of: item) else { continue }
             if role == "tool" {
                 if roles["tool"] != nil {
-                    rows.append(Row(role: "tool", content: item.compact, data: item.compact))
-                } else if item["type"]?.stringValue == "function_call" {
-                    tools.append([
-                        "call_id": item["call_id"] ?? .null, "name": item["name"] ?? .null,
-                        "arguments": item["arguments"] ?? .null,
-                    ])
-                } else if item["type"]?.stringValue == "function_call_output",
-                    let i = tools.lastIndex(where: { $0["call_id"] == item["call_id"] }),
-                    case .object(var o) = tools[i]
-                {
-                    o["output"] = item["output"] ?? .null
-                    tools[i] = .object(o)
+                    rows.append(Row(role: "tool", content: item.json.compact, data: item.json.compact))
                 } else {
-                    tools.append(item)
+                    fold(item, into: &tools)
                 }
                 continue
             }
-            guard roles[role] != nil else { continue }
-            var row = Row(role: role, content: text(of: item), data: item.compact)
+            guard roles[role] != nil, let message = item.message else { continue }
+            var row = Row(role: role, content: text(of: message), data: item.json.compact)
             if role == "assistant" && !tools.isEmpty {
                 row.toolsUsed = .array(tools)
                 tools = []
@@ -146,32 +135,54 @@ public enum SessionItems {
         return rows
     }
 
+    /// A tool item as an entry of `tools_used`: a call as `{call_id, name, arguments}`, its
+    /// output added to its call's entry, anything else (hosted calls) as it is.
+    static func fold(_ item: ConversationItem, into tools: inout [JSONValue]) {
+        switch item {
+        case .functionCall(let call):
+            tools.append([
+                "call_id": call.callId.json, "name": .string(call.name), "arguments": .string(call.arguments),
+            ])
+        case .functionCallOutput(let output):
+            if let i = tools.lastIndex(where: { $0["call_id"] == output.callId.json }), case .object(var o) = tools[i] {
+                o["output"] = output.output
+                tools[i] = .object(o)
+            } else {
+                tools.append(item.json)
+            }
+        default:
+            tools.append(item.json)
+        }
+    }
+
     /// The item a stored row stands for: its `data` when it holds a JSON object, else a
     /// message of the role that `roleValue` maps back to (a `tool` row's content is the item's
     /// JSON). Nil for a role bridge does not know (the row is not part of the model's input).
     public static func item(roleValue: String?, content: String?, data: String?, roles: [String: String])
-        -> JSONValue?
+        -> ConversationItem?
     {
-        if let data, let item = try? JSONValue.parse(data), item.objectValue != nil { return item }
+        if let data, let item = try? JSONValue.parse(data), item.objectValue != nil {
+            return ConversationItem(json: item)
+        }
         guard let roleValue,
             let role = roles.sorted(by: { $0.key < $1.key }).first(where: { $0.value == roleValue })?.key
         else { return nil }
         if role == "tool" {
             guard let content, let item = try? JSONValue.parse(content), item.objectValue != nil else { return nil }
-            return item
+            return ConversationItem(json: item)
         }
-        return ["role": .string(role), "content": .string(content ?? "")]
+        return .input(role: role, content ?? "")
     }
 
     /// `items` without tool calls whose output is not among them and outputs whose call is not
     /// (a window cut by `limit` may split a call from its output; the model APIs refuse both).
-    public static func balanced(_ items: [JSONValue]) -> [JSONValue] {
-        let calls = Set(items.compactMap { $0["type"]?.stringValue == "function_call" ? $0["call_id"] : nil })
-        let outputs = Set(items.compactMap { $0["type"]?.stringValue == "function_call_output" ? $0["call_id"] : nil })
+    public static func balanced(_ items: [ConversationItem]) -> [ConversationItem] {
+        let calls = Set(items.compactMap { $0.functionCall?.callId })
+        let outputs = Set(items.compactMap { $0.functionCallOutput?.callId })
         return items.filter { item in
-            switch item["type"]?.stringValue {
-            case "function_call"?: return item["call_id"].map(outputs.contains) ?? false
-            case "function_call_output"?: return item["call_id"].map(calls.contains) ?? false
+            switch item {
+            case .functionCall(let call): return outputs.contains(call.callId)
+            case .functionCallOutput(let output): return calls.contains(output.callId)
             default: return true
             }
         }

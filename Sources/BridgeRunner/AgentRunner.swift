@@ -274,7 +274,7 @@ struct RunState {
         // text they check).
         let prefix = depth == 0 && input == nil ? spec.session?.items ?? [] : []
         self.sessionPrefix = prefix.count
-        self.history = prefix + [["role": "user", "content": .string(input ?? spec.input)]]
+        self.history = prefix + [.input(input ?? spec.input)]
     }
 
     func allocate() -> EventID { ids.next() }
@@ -589,10 +589,13 @@ struct RunState {
         let request = ModelRequest(
             agent: agent, input: history, functionTools: tools.functionTools,
             hostedTools: tools.hostedTools, turn: turn, traceId: spec.traceId)
+        // Only a generation span records its input (a response span has none): it is not built
+        // for Responses calls.
+        let kind = runner.model.spanKind(for: agent)
         await emit(
             .modelStarted(
-                id: modelId, parent: span.id, kind: runner.model.spanKind(for: agent), model: agent.model,
-                input: runner.model.spanInput(for: request), at: Date()))
+                id: modelId, parent: span.id, kind: kind, model: agent.model,
+                input: kind == .generation ? runner.model.spanInput(for: request) : [], at: Date()))
         var response: ModelResponse
         switch await callModel(
             request, modelId: modelId, inputGuards: firstTurnGuards.filter(\.runInParallel), span: &span)
@@ -674,9 +677,9 @@ struct RunState {
     /// its output joins the history. U+0000 cannot be stored (text, jsonb): it is replaced,
     /// flagged on the span, and the run goes on.
     private mutating func takeResponse(_ response: inout ModelResponse, modelId: EventID, span: inout TurnSpan) async {
-        let (safeOutput, replaced) = TextSafety.storable(JSONValue.array(response.output))
+        let (safeOutput, replaced) = TextSafety.storable(JSONValue.array(response.output.map(\.json)))
         if !replaced.isEmpty {
-            response.output = safeOutput.arrayValue ?? []
+            response.output = (safeOutput.arrayValue ?? []).map(ConversationItem.init(json:))
             response.spanOutput = response.spanOutput.map {
                 TextSafety.storable(JSONValue.array($0)).value.arrayValue ?? []
             }
@@ -698,7 +701,7 @@ struct RunState {
     ) async -> TurnStep? {
         let finishesHere =
             agent.outputGuardrails.isEmpty && Self.lastMessageText(output) != nil
-            && !output.contains { $0["type"]?.stringValue == "function_call" }
+            && !output.contains { $0.functionCall != nil }
         guard let journal, !finishesHere else { return nil }
         let checkpoint = RunCheckpoint(
             history: history, transcript: transcript, usage: usage, turn: turn,
@@ -773,24 +776,21 @@ struct RunState {
     private func sortCalls(_ output: [ConversationItem], _ agent: AgentSpec) -> ResponseCalls {
         let handoffsByTool = Dictionary(agent.handoffs.map { ($0.toolName, $0) }, uniquingKeysWith: { a, _ in a })
         var sorted = ResponseCalls()
-        for item in output where item["type"]?.stringValue == "function_call" {
-            let name = item["name"]?.stringValue ?? ""
-            let callId = CallID(item["call_id"]?.stringValue ?? "")
-            let arguments = item["arguments"]?.stringValue ?? ""
-            if let h = handoffsByTool[name] {
-                sorted.handoffs.append((callId, h))
-            } else if agent.tools.contains(name), let tool = spec.tools[name], tool.isFunctionTool {
+        for call in output.compactMap(\.functionCall) {
+            if let h = handoffsByTool[call.name] {
+                sorted.handoffs.append((call.callId, h))
+            } else if agent.tools.contains(call.name), let tool = spec.tools[call.name], tool.isFunctionTool {
                 sorted.tools.append(
                     PendingToolCall(
-                        index: sorted.tools.count, callId: callId, name: name, arguments: arguments,
+                        index: sorted.tools.count, callId: call.callId, name: call.name, arguments: call.arguments,
                         tool: tool, eventId: 0))
-            } else if let server = mcpToolServers[name] {
+            } else if let server = mcpToolServers[call.name] {
                 sorted.tools.append(
                     PendingToolCall(
-                        index: sorted.tools.count, callId: callId, name: name, arguments: arguments,
+                        index: sorted.tools.count, callId: call.callId, name: call.name, arguments: call.arguments,
                         tool: nil, mcpServer: server, eventId: 0))
             } else {
-                sorted.unknownTool = name
+                sorted.unknownTool = call.name
                 return sorted
             }
         }
@@ -886,9 +886,7 @@ struct RunState {
     /// Appends call `callId`'s output to the history and the transcript: the
     /// `function_call_output` item the model reads back.
     mutating func appendCallOutput(_ callId: CallID, _ output: JSONValue) {
-        let item: ConversationItem = [
-            "type": "function_call_output", "call_id": callId.json, "output": output,
-        ]
+        let item = ConversationItem.callOutput(callId, output)
         history.append(item)
         transcript.append(item)
     }
@@ -936,12 +934,7 @@ struct RunState {
 
     /// The text of the last assistant message among `items` (its `output_text` parts joined).
     static func lastMessageText(_ items: [ConversationItem]) -> String? {
-        guard let message = items.last(where: { $0["type"]?.stringValue == "message" }) else { return nil }
-        if let s = message["content"]?.stringValue { return s }
-        let parts = (message["content"]?.arrayValue ?? []).compactMap { part -> String? in
-            part["type"]?.stringValue == "output_text" ? part["text"]?.stringValue : nil
-        }
-        return parts.joined()
+        items.lazy.compactMap(\.message).last(where: \.typed)?.outputText
     }
 
     func runTools(_ calls: [PendingToolCall], parent: EventID, agent: AgentSpec) async -> [ToolCallOutcome] {
@@ -1054,7 +1047,7 @@ struct RunState {
         let fenced = await journal(
             JournaledCall(
                 callId: call.callId, name: call.name, output: output,
-                error: spanError?.json, raw: false, guardrails: guards.items.isEmpty ? nil : .array(guards.items)),
+                error: spanError?.json, raw: false, guardrails: guards.items.isEmpty ? nil : guards.items),
             runner: runner)
         return ToolCallOutcome(
             index: call.index, callId: call.callId, name: call.name, output: output, fenced: fenced,
@@ -1125,6 +1118,6 @@ struct RunState {
         // A guardrail's rejection is replayed as what the model received: the tool does not run.
         return ToolCallOutcome(
             index: call.index, callId: call.callId, name: call.name, output: j.output,
-            modelOutput: j.modelOutput, items: j.guardrails?.arrayValue ?? [])
+            modelOutput: j.modelOutput, items: j.guardrails ?? [])
     }
 }

@@ -177,10 +177,9 @@ extension RunState {
             guard let d = byCall[call.callId] else { continue }
             await emit(
                 .approvalWait(id: allocate(), parent: agentId, decision: d, startedAt: paused.pausedAt, endedAt: now))
-            transcript.append([
-                "type": "approval_result", "call_id": call.callId.json, "name": .string(call.name),
-                "decision": .string(d.outcome.rawValue), "request_id": .string(d.requestId),
-            ])
+            transcript.append(
+                .approvalResult(
+                    .init(callId: call.callId, name: call.name, decision: d.outcome.rawValue, requestId: d.requestId)))
         }
     }
 

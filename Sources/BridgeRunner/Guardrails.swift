@@ -1,5 +1,6 @@
 import BridgeCore
 import BridgeMapping
+import BridgeTraceModel
 import FoundationEssentials
 
 /// Input and output guardrails with the SDK's semantics.
@@ -86,10 +87,9 @@ enum GuardrailRun {
             var verdict = Verdict()
             for await o in group {
                 verdict.usage = verdict.usage + o.usage
-                verdict.items.append([
-                    "type": "guardrail_result", "name": .string(o.name),
-                    "kind": kind == .input ? "input" : "output", "triggered": .bool(o.triggered),
-                ])
+                verdict.items.append(
+                    .guardrailResult(
+                        .init(name: o.name, kind: kind == .input ? .input : .output, triggered: o.triggered)))
                 guard verdict.failure == nil else { continue }
                 if let failure = o.failure {
                     verdict.failure = failure

@@ -8,12 +8,6 @@ import Synchronization
 // `ToolExecutor`, and reports what happens as `RunEvent`s to a `RunObserver`; the tracing
 // layer (above) turns those events into spans in the Agents SDK's format.
 
-/// One item of the conversation, in the Responses API's item shapes:
-/// `{"role":"user","content":"..."}`, `{"type":"message","role":"assistant","content":[{"type":"output_text","text":"..."}]}`,
-/// `{"type":"function_call","call_id":...,"name":...,"arguments":...}`,
-/// `{"type":"function_call_output","call_id":...,"output":...}`, hosted tool call items.
-public typealias ConversationItem = JSONValue
-
 /// A function tool as offered to the model (bridge tools and handoff tools alike).
 public struct FunctionToolDefinition: Sendable, Equatable {
     public var name: String
@@ -151,7 +145,7 @@ extension ModelProvider {
     public func spanKind(for agent: AgentSpec) -> ModelSpanKind { spanKind }
 
     public func spanInput(for request: ModelRequest) -> [JSONValue] {
-        [["content": .string(request.agent.instructions), "role": "system"]] + request.input
+        [ConversationItem.input(role: "system", request.agent.instructions).json] + request.input.map(\.json)
     }
 }
 
@@ -227,8 +221,10 @@ public enum RunEvent: Sendable {
     case agentEnded(id: EventID, error: SpanErrorInfo?, at: Date)
     case turnStarted(id: EventID, parent: EventID, turn: Int, agent: String, at: Date)
     case turnEnded(id: EventID, usage: Usage, error: SpanErrorInfo?, at: Date)
+    /// `input`: what a `generation` span records (`ModelProvider.spanInput`); empty for a
+    /// `response` span, which records none.
     case modelStarted(
-        id: EventID, parent: EventID, kind: ModelSpanKind, model: String, input: [ConversationItem], at: Date)
+        id: EventID, parent: EventID, kind: ModelSpanKind, model: String, input: [JSONValue], at: Date)
     case modelEnded(id: EventID, response: ModelResponse?, error: SpanErrorInfo?, at: Date)
     case toolStarted(id: EventID, parent: EventID, name: String, arguments: String, at: Date)
     case toolEnded(id: EventID, output: String?, error: SpanErrorInfo?, at: Date)

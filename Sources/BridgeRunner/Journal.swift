@@ -68,7 +68,7 @@ public struct JournaledCall: Codable, Sendable, Equatable {
     public var raw: Bool
     /// The call's tool guardrails' `guardrail_result` transcript items (nil: none ran). When one
     /// rejected the call, `output` is the rejection, replayed without running the tool.
-    public var guardrails: JSONValue?
+    public var guardrails: [ConversationItem]?
     /// Set on the record of an agent's guardrails step (its call id is
     /// `JournaledGuardrails.callId`): their verdict, replayed by a resumed run instead of running
     /// them again. A bridge that predates it ignores the key (the call id matches no tool call),
@@ -77,7 +77,7 @@ public struct JournaledCall: Codable, Sendable, Equatable {
 
     public init(
         callId: CallID, name: String, output: String, error: JSONValue? = nil, modelOutput: JSONValue? = nil,
-        spanOutput: String? = nil, mcpServer: String? = nil, raw: Bool, guardrails: JSONValue? = nil,
+        spanOutput: String? = nil, mcpServer: String? = nil, raw: Bool, guardrails: [ConversationItem]? = nil,
         verdict: JournaledGuardrails? = nil
     ) {
         self.guardrails = guardrails
@@ -229,10 +229,11 @@ extension RunCheckpoint {
             ]
         }
         return [
-            "history": .array(history), "transcript": .array(transcript), "usage": coded(usage), "turn": n(turn),
+            "history": .array(history.map(\.json)), "transcript": .array(transcript.map(\.json)), "usage": coded(usage),
+            "turn": n(turn),
             "tool_calls": n(toolCalls), "agent": .string(agent), "task_event_id": n(taskEventId),
             "agent_event_id": n(agentEventId), "turn_event_id": n(turnEventId), "next_event_id": n(nextEventId),
-            "turn_usage": coded(turnUsage), "response": .array(response), "open_spans": openSpans,
+            "turn_usage": coded(turnUsage), "response": .array(response.map(\.json)), "open_spans": openSpans,
             "at": .number(at.timeIntervalSinceReferenceDate),
         ]
     }

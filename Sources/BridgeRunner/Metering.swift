@@ -158,7 +158,7 @@ public struct MeteredModel: ModelProvider {
     /// (`max_output_tokens`/`max_tokens`, else 1,024).
     public static func estimatedTokens(_ request: ModelRequest) -> Int {
         var bytes = request.agent.instructions.utf8.count
-        for item in request.input { bytes += item.compact.utf8.count }
+        for item in request.input { bytes += item.json.compact.utf8.count }
         for t in request.functionTools { bytes += t.parameters.compact.utf8.count + t.description.utf8.count }
         let settings = request.agent.modelSettings
         let output = (settings["max_output_tokens"] ?? settings["max_tokens"])?.intValue ?? 1_024

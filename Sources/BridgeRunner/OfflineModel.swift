@@ -1,5 +1,6 @@
 import BridgeCore
 import BridgeMapping
+import BridgeTraceModel
 import FoundationEssentials
 
 /// The built-in deterministic model for `bridge exec --offline`: no network, no key.
@@ -26,8 +27,8 @@ public struct OfflineModel: ModelProvider {
     public func respond(_ request: ModelRequest) async throws -> ModelResponse {
         if latency > .zero { try await Task.sleep(for: latency) }
         let output = Self.plan(request)
-        let inputChars = request.agent.instructions.count + request.input.reduce(0) { $0 + $1.compact.count }
-        let outputChars = output.reduce(0) { $0 + $1.compact.count }
+        let inputChars = request.agent.instructions.count + request.input.reduce(0) { $0 + $1.json.compact.count }
+        let outputChars = output.reduce(0) { $0 + $1.json.compact.count }
         let usage = Usage(requests: 1, inputTokens: max(1, inputChars / 4), outputTokens: max(1, outputChars / 4))
         return ModelResponse(output: output, usage: usage, responseId: nil, model: request.agent.model)
     }
@@ -42,8 +43,7 @@ public struct OfflineModel: ModelProvider {
         let handoffNames = Set(agent.handoffs.map(\.toolName))
         let ownTools = request.functionTools.filter { !handoffNames.contains($0.name) }
         let stint = stintItems(request.input, agent: agent.name)
-        let calledInStint = Set(
-            stint.compactMap { $0["type"]?.stringValue == "function_call" ? $0["name"]?.stringValue : nil })
+        let calledInStint = Set(stint.compactMap { $0.functionCall?.name })
 
         // 1. First turn of the stint: every function tool, in parallel.
         if !ownTools.isEmpty, calledInStint.isDisjoint(with: ownTools.map(\.name)) {
@@ -54,10 +54,7 @@ public struct OfflineModel: ModelProvider {
             }
         }
         // 2. The first handoff not taken yet in this run.
-        let calledEver = Set(
-            runItems(request.input).compactMap {
-                $0["type"]?.stringValue == "function_call" ? $0["name"]?.stringValue : nil
-            })
+        let calledEver = Set(runItems(request.input).compactMap { $0.functionCall?.name })
         if let next = agent.handoffs.first(where: { !calledEver.contains($0.toolName) }) {
             return [functionCall(request, index: 0, name: next.toolName, arguments: "{}")]
         }
@@ -91,9 +88,7 @@ public struct OfflineModel: ModelProvider {
     static func stintItems(_ input: [ConversationItem], agent: String) -> ArraySlice<ConversationItem> {
         let run = runItems(input)
         let marker = RunnerMessages.transferMessage(to: agent)
-        if let i = run.lastIndex(where: {
-            $0["type"]?.stringValue == "function_call_output" && $0["output"]?.stringValue == marker
-        }) {
+        if let i = run.lastIndex(where: { $0.functionCallOutput?.output.stringValue == marker }) {
             return run[(i + 1)...]
         }
         return run
@@ -102,43 +97,30 @@ public struct OfflineModel: ModelProvider {
     /// The items of this run: from its user message on (a session's earlier exchanges come
     /// before it; the run itself adds no user messages).
     static func runItems(_ input: [ConversationItem]) -> ArraySlice<ConversationItem> {
-        guard let i = input.lastIndex(where: { $0["role"]?.stringValue == "user" }) else { return input[...] }
+        guard let i = input.lastIndex(where: { $0.message?.role == "user" }) else { return input[...] }
         return input[i...]
     }
 
     static func summary(agent: String, stint: ArraySlice<ConversationItem>, ownTools: Set<String>) -> String {
-        var names: [String: String] = [:]
-        for item in stint where item["type"]?.stringValue == "function_call" {
-            if let id = item["call_id"]?.stringValue, let name = item["name"]?.stringValue { names[id] = name }
-        }
+        var names: [CallID: String] = [:]
+        for call in stint.compactMap(\.functionCall) { names[call.callId] = call.name }
         var parts: [String] = []
-        for item in stint where item["type"]?.stringValue == "function_call_output" {
-            guard let id = item["call_id"]?.stringValue, let name = names[id], ownTools.contains(name) else { continue }
-            let output = item["output"]?.stringValue ?? ""
+        for item in stint.compactMap(\.functionCallOutput) {
+            guard let name = names[item.callId], ownTools.contains(name) else { continue }
+            let output = item.output.stringValue ?? ""
             parts.append("\(name) → \(String(output.prefix(80)))")
         }
         return parts.isEmpty ? "\(agent) done: no tool calls." : "\(agent) done: " + parts.joined(separator: "; ")
     }
 
     static func functionCall(_ request: ModelRequest, index: Int, name: String, arguments: String) -> ConversationItem {
-        [
-            "type": "function_call",
-            "id": .string(id("fc_", request, index)),
-            "call_id": .string(id("call_", request, index)),
-            "name": .string(name),
-            "arguments": .string(arguments),
-            "status": "completed",
-        ]
+        .call(
+            id: id("fc_", request, index), callId: CallID(id("call_", request, index)), name: name,
+            arguments: arguments)
     }
 
     static func message(_ request: ModelRequest, text: String) -> ConversationItem {
-        [
-            "type": "message",
-            "id": .string(id("msg_", request, 0)),
-            "role": "assistant",
-            "status": "completed",
-            "content": [["type": "output_text", "text": .string(text), "annotations": []]],
-        ]
+        .assistant(id: id("msg_", request, 0), parts: [ConversationItem.outputText(text)])
     }
 
     /// Arguments for a tool with parameter schema `schema`: for every property its `default`,

@@ -1,6 +1,7 @@
 import BridgeCore
 import BridgeHTTP
 import BridgeMapping
+import BridgeTraceModel
 import FoundationEssentials
 
 /// Chat Completions (`POST {OPENAI_BASE_URL}/chat/completions`), for OpenAI-compatible
@@ -185,46 +186,29 @@ public enum ChatConverter {
             toolCalls = []
         }
         for item in history {
-            let type = item["type"]?.stringValue
-            let role = item["role"]?.stringValue
-            switch (type, role) {
-            case (nil, "assistant"?), ("message", "assistant"?):
+            switch item {
+            case .message(let m) where m.role == "assistant":
                 flush()
-                var a: [String: JSONValue] = ["role": "assistant"]
-                if let s = item["content"]?.stringValue {
-                    a["content"] = .string(s)
-                } else {
-                    var texts: [String] = []
-                    for part in item["content"]?.arrayValue ?? [] {
-                        switch part["type"]?.stringValue {
-                        case "output_text": texts.append(part["text"]?.stringValue ?? "")
-                        case "refusal": a["refusal"] = part["refusal"] ?? ""
-                        default: break
-                        }
-                    }
-                    if !texts.isEmpty { a["content"] = .string(texts.joined(separator: "\n")) }
-                }
-                assistant = a
-            case (nil, let r?), ("message", let r?):
+                assistant = assistantMessage(m)
+            case .message(let m):
                 flush()
-                out.append(["role": .string(r), "content": inputContent(item["content"] ?? "")])
-            case ("function_call", _):
+                out.append(["role": .string(m.role), "content": inputContent(m.content)])
+            case .functionCall(let call):
                 if assistant == nil { assistant = ["role": "assistant", "content": .null] }
-                let arguments = item["arguments"]?.stringValue ?? ""
                 toolCalls.append([
-                    "id": item["call_id"] ?? "", "type": "function",
+                    "id": call.callId.json, "type": "function",
                     "function": [
-                        "name": item["name"] ?? "", "arguments": .string(arguments.isEmpty ? "{}" : arguments),
+                        "name": .string(call.name),
+                        "arguments": .string(call.arguments.isEmpty ? "{}" : call.arguments),
                     ],
                 ])
-            case ("function_call_output", _):
+            case .functionCallOutput(let o):
                 flush()
-                let output = item["output"]
                 out.append([
-                    "role": "tool", "tool_call_id": item["call_id"] ?? "",
-                    "content": .string(output?.stringValue ?? output?.compact ?? ""),
+                    "role": "tool", "tool_call_id": o.callId.json,
+                    "content": .string(o.output.stringValue ?? o.output.compact),
                 ])
-            default:
+            case .reasoning, .guardrailResult, .approvalResult, .other:
                 continue
             }
         }
@@ -232,15 +216,42 @@ public enum ChatConverter {
         return out
     }
 
+    /// An assistant message for chat: its text (a string, or its `output_text` parts joined by
+    /// newlines) and its refusal.
+    static func assistantMessage(_ m: ConversationItem.Message) -> [String: JSONValue] {
+        var a: [String: JSONValue] = ["role": "assistant"]
+        switch m.content {
+        case .text(let s):
+            a["content"] = .string(s)
+        case .parts(let parts):
+            var texts: [String] = []
+            for part in parts {
+                switch part["type"]?.stringValue {
+                case "output_text": texts.append(part["text"]?.stringValue ?? "")
+                case "refusal": a["refusal"] = part["refusal"] ?? ""
+                default: break
+                }
+            }
+            if !texts.isEmpty { a["content"] = .string(texts.joined(separator: "\n")) }
+        }
+        return a
+    }
+
     /// Input message content for chat: strings as they are, `input_text` parts as `text` parts,
     /// other parts unchanged.
-    static func inputContent(_ content: JSONValue) -> JSONValue {
-        guard let parts = content.arrayValue else { return content }
-        return .array(
-            parts.map { part in
-                if part["type"]?.stringValue == "input_text" { return ["type": "text", "text": part["text"] ?? ""] }
-                return part
-            })
+    static func inputContent(_ content: ConversationItem.Message.Content) -> JSONValue {
+        switch content {
+        case .text(let s):
+            return .string(s)
+        case .parts(let parts):
+            return .array(
+                parts.map { part in
+                    if part["type"]?.stringValue == "input_text" {
+                        return ["type": "text", "text": part["text"] ?? ""]
+                    }
+                    return part
+                })
+        }
     }
 
     /// A function tool in chat shape.
@@ -265,28 +276,25 @@ public enum ChatConverter {
 
     /// An assistant chat message as Responses output items: a `message` item for its text or
     /// refusal, then one `function_call` item per tool call (`call_id` = the tool call's id).
-    public static func outputItems(_ message: JSONValue) -> [JSONValue] {
-        var items: [JSONValue] = []
+    public static func outputItems(_ message: JSONValue) -> [ConversationItem] {
+        var items: [ConversationItem] = []
         var parts: [JSONValue] = []
         if let text = message["content"]?.stringValue, !text.isEmpty {
-            parts.append(["type": "output_text", "text": .string(text), "annotations": []])
+            parts.append(ConversationItem.outputText(text))
         }
         if let refusal = message["refusal"]?.stringValue, !refusal.isEmpty {
             parts.append(["type": "refusal", "refusal": .string(refusal)])
         }
         if !parts.isEmpty {
-            items.append([
-                "id": .string(fakeId), "type": "message", "role": "assistant", "status": "completed",
-                "content": .array(parts),
-            ])
+            items.append(.assistant(id: fakeId, parts: parts))
         }
         for call in message["tool_calls"]?.arrayValue ?? []
         where (call["type"]?.stringValue ?? "function") == "function" {
-            items.append([
-                "id": .string(fakeId), "type": "function_call", "call_id": call["id"] ?? "",
-                "name": call["function"]?["name"] ?? "", "arguments": call["function"]?["arguments"] ?? "",
-                "status": "completed",
-            ])
+            items.append(
+                .call(
+                    id: fakeId, callId: CallID(call["id"]?.stringValue ?? ""),
+                    name: call["function"]?["name"]?.stringValue ?? "",
+                    arguments: call["function"]?["arguments"]?.stringValue ?? ""))
         }
         return items
     }

@@ -1,6 +1,7 @@
 import BridgeCore
 import BridgeHTTP
 import BridgeMapping
+import BridgeTraceModel
 import FoundationEssentials
 
 /// The OpenAI Responses API (`POST {OPENAI_BASE_URL}/responses`); its calls are `response`
@@ -105,7 +106,7 @@ public struct ResponsesModel: ModelProvider {
     /// `provider_data` are removed, and plain `{role, content}` messages keep their easy shape.
     public static func inputItems(_ history: [ConversationItem]) -> [JSONValue] {
         history.map { item in
-            guard var o = item.objectValue else { return item }
+            guard var o = item.json.objectValue else { return item.json }
             if o["id"]?.stringValue == ChatConverter.fakeId { o["id"] = nil }
             o["provider_data"] = nil
             return .object(o)
@@ -176,7 +177,7 @@ public struct ResponsesModel: ModelProvider {
             throw ModelProviderError("POST /responses: the answer has no output array", retriable: false)
         }
         return ModelResponse(
-            output: output, usage: usage(json["usage"]), responseId: id,
+            output: output.map(ConversationItem.init(json:)), usage: usage(json["usage"]), responseId: id,
             model: json["model"]?.stringValue ?? requestedModel)
     }
 

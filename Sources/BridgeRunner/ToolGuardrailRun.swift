@@ -1,5 +1,6 @@
 import BridgeCore
 import BridgeMapping
+import BridgeTraceModel
 import FoundationEssentials
 
 /// Tool guardrails with the SDK's semantics (`tool_input_guardrails`, `tool_output_guardrails`):
@@ -56,13 +57,12 @@ extension GuardrailRun {
                 g.check, input: state.spec.input, output: output, parent: call.eventId, state: state, id: id,
                 subject: checked, nestedIds: overflow ? nil : EventCounter(start: base))
             verdict.usage = verdict.usage + o.usage
-            var item: [String: JSONValue] = [
-                "type": "guardrail_result", "name": .string(o.name), "kind": isOutput ? "tool_output" : "tool_input",
-                "call_id": call.callId.json, "tool_name": .string(call.name), "triggered": .bool(o.triggered),
-            ]
+            var item = ConversationItem.GuardrailResult(
+                name: o.name, kind: isOutput ? .toolOutput : .toolInput, triggered: o.triggered,
+                callId: call.callId, toolName: call.name)
             if let failure = o.failure {
-                item["behavior"] = "error"
-                verdict.items.append(.object(item))
+                item.behavior = .error
+                verdict.items.append(.guardrailResult(item))
                 verdict.failure = RunFailure(
                     type: .guardrailError, message: failure.message, retriable: failure.retriable,
                     retryAfter: failure.retryAfter)
@@ -72,14 +72,14 @@ extension GuardrailRun {
                 return verdict
             }
             guard o.triggered else {
-                item["behavior"] = "allow"
-                verdict.items.append(.object(item))
+                item.behavior = .allow
+                verdict.items.append(.guardrailResult(item))
                 continue
             }
             switch g.onTrip {
             case .raiseException:
-                item["behavior"] = "raise_exception"
-                verdict.items.append(.object(item))
+                item.behavior = .raiseException
+                verdict.items.append(.guardrailResult(item))
                 let message = RunnerMessages.toolTripwire(g.name, output: isOutput, outputInfo: o.outputInfo)
                 verdict.failure = RunFailure(
                     type: isOutput ? .toolOutputGuardrailTripwireTriggered : .toolInputGuardrailTripwireTriggered,
@@ -88,8 +88,8 @@ extension GuardrailRun {
                     message: RunnerMessages.spanToolError,
                     data: ["tool_name": .string(call.name), "error": .string(message)])
             case .rejectContent(let template):
-                item["behavior"] = "reject_content"
-                verdict.items.append(.object(item))
+                item.behavior = .rejectContent
+                verdict.items.append(.guardrailResult(item))
                 let own = o.message.flatMap { $0.isEmpty ? nil : $0 }
                 verdict.rejection = own ?? Template(template).render(task: state.taskRow)
             }

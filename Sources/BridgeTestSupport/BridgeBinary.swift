@@ -112,6 +112,14 @@ public final class BackgroundBridge: Sendable {
         (try? await send(sig, when: condition, timeout: timeout, then: {}).held) ?? false
     }
 
+    /// Kills bridge (SIGKILL) as soon as `condition` holds, or when `timeout` has passed, and
+    /// waits up to 10 s for it to end; whether the condition held.
+    public func kill(when condition: @escaping @Sendable () throws -> Bool, timeout: Duration) async -> Bool {
+        let held = await send(SIGKILL, when: condition, timeout: timeout)
+        _ = await wait(timeout: 10)
+        return held
+    }
+
     /// Waits for the process to end; nil on timeout (the process is then killed).
     public func wait(timeout: Double) async -> (status: Int32, signalled: Bool)? {
         guard let end = await child.wait(within: .milliseconds(Int(timeout * 1000))) else {

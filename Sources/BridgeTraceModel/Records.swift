@@ -128,16 +128,7 @@ public enum SDKTime {
     /// Python's `datetime.now(timezone.utc).isoformat()`: `2026-11-26T09:03:44.123456+00:00`
     /// (like Python, the fraction is left out when it is exactly zero microseconds).
     public static func iso(_ date: Date) -> String {
-        let t = date.timeIntervalSince1970
-        var secs = t.rounded(.down)
-        var micros = Int(((t - secs) * 1_000_000).rounded())  // as PostgresTimestamp.format, so file and ledger agree
-        if micros >= 1_000_000 {
-            micros -= 1_000_000
-            secs += 1
-        }
-        var tm = tm()
-        var time = time_t(secs)
-        gmtime_r(&time, &tm)
+        let (tm, micros) = PostgresTimestamp.utcFields(date)
         let base = String(
             format: "%04d-%02d-%02dT%02d:%02d:%02d", Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1,
             Int(tm.tm_mday), Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec))

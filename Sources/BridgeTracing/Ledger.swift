@@ -48,11 +48,12 @@ public struct Ledger: SpanSink {
     }
 
     /// Stores (or replaces) a run's transcript: every model output item and tool output, in order.
-    public func storeTranscript(traceId: TraceID, taskId: String, attempt: Int, items: [JSONValue]) async throws {
+    public func storeTranscript(traceId: TraceID, taskId: String, attempt: Int, items: [ConversationItem]) async throws
+    {
         try await connection.query(
             """
             INSERT INTO bridge.run_transcripts (trace_id, task_id, attempt, items)
-            VALUES (\(traceId), \(taskId), \(attempt), \(JSONValue.array(items).compact)::jsonb)
+            VALUES (\(traceId), \(taskId), \(attempt), \(JSONValue.array(items.map(\.json)).compact)::jsonb)
             ON CONFLICT (trace_id) DO UPDATE SET task_id = EXCLUDED.task_id, attempt = EXCLUDED.attempt, items = EXCLUDED.items
             """)
     }

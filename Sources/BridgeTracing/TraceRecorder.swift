@@ -164,7 +164,7 @@ public actor TraceRecorder: RunObserver {
     /// Opens a generation or response span and announces it, so `trace tail --follow` shows the
     /// call while it runs (best effort).
     private func modelStarted(
-        _ id: EventID, parent: EventID, kind: ModelSpanKind, model: String, input: [ConversationItem], at: Date
+        _ id: EventID, parent: EventID, kind: ModelSpanKind, model: String, input: [JSONValue], at: Date
     ) async {
         switch kind {
         case .generation:
@@ -192,7 +192,7 @@ public actor TraceRecorder: RunObserver {
         if let response, let o = open[id] {
             switch o.data {
             case .generation(var g):
-                g.output = response.spanOutput ?? response.output
+                g.output = response.spanOutput ?? response.output.map(\.json)
                 g.model = response.model
                 g.usage = response.usage.json
                 open[id]?.data = .generation(g)

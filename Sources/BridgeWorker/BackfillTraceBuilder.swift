@@ -18,7 +18,7 @@ public struct RebuiltTrace: Sendable, Equatable {
     public var endedAt: Date
     public var spans: [SpanRecord]
     /// The run transcript as the logs tell it: a `function_call` and its output per tool call.
-    public var transcript: [JSONValue]
+    public var transcript: [ConversationItem]
 
     /// The SDK export objects: `{"trace": {...}, "spans": [...]}` (spans by start, then id).
     public var exportJSON: JSONValue {
@@ -116,7 +116,7 @@ public struct BackfillTraceBuilder: Sendable {
         let turnSpan = spans[2].id
         if calls { add("turn:2", parent: agentSpan, lastEnd ?? t1, t1, .turn(turn: 2, agentName: agent.name)) }
 
-        var transcript: [JSONValue] = []
+        var transcript: [ConversationItem] = []
         for (i, call) in run.toolCalls.enumerated() {
             let n = i + 1
             let input = call.arguments.map { $0.stringValue ?? $0.compact }
@@ -127,19 +127,13 @@ public struct BackfillTraceBuilder: Sendable {
                 error: call.error.map {
                     SpanError(message: SpanError.tool, data: ["tool_name": .string(call.name), "error": .string($0)])
                 })
-            let callId = JSONValue.string("bf_call_\(n)")
-            transcript.append([
-                "type": "function_call", "call_id": callId, "name": .string(call.name),
-                "arguments": .string(input ?? "{}"),
-            ])
-            transcript.append([
-                "type": "function_call_output", "call_id": callId,
-                "output": .string(call.output ?? call.error ?? ""),
-            ])
+            let callId = CallID("bf_call_\(n)")
+            transcript.append(.functionCall(.init(callId: callId, name: call.name, arguments: input ?? "{}")))
+            transcript.append(.callOutput(callId, .string(call.output ?? call.error ?? "")))
         }
         return RebuiltTrace(
             taskKey: run.taskKey, executionKey: x?.key, attempt: x?.attempts ?? 1, trace: trace,
-            startedAt: t0, endedAt: t1, spans: spans, transcript: transcript.map(scrub))
+            startedAt: t0, endedAt: t1, spans: spans, transcript: transcript.map { $0.mapJSON(scrub) })
     }
 
     /// `DatabaseToSDKBridge.startingAgent` on the columns the batch read.

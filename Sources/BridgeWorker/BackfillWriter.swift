@@ -47,7 +47,7 @@ struct BackfillWriter: Sendable {
             ins_transcripts AS (
               INSERT INTO bridge.run_transcripts (trace_id, task_id, attempt, items)
               SELECT * FROM unnest(\(traces.map(\.trace.id))::text[], \(traces.map(\.taskKey))::text[],
-                                   \(traces.map(\.attempt))::int[], \(traces.map { JSONValue.array($0.transcript).compact })::jsonb[])
+                                   \(traces.map(\.attempt))::int[], \(traces.map { JSONValue.array($0.transcript.map(\.json)).compact })::jsonb[])
               ON CONFLICT (trace_id) DO NOTHING RETURNING 1
             ),
             upd_tasks AS (

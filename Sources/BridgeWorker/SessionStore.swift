@@ -68,7 +68,7 @@ public struct SessionStore: Sendable {
     /// The session's last `limit` items, oldest first, as the model's input items (calls
     /// without their outputs, cut off by the limit, left out). A key that is not a value of the
     /// session column's type is a `KeyError`.
-    public func load(on conn: PostgresConnection, key: String) async throws -> [JSONValue] {
+    public func load(on conn: PostgresConnection, key: String) async throws -> [ConversationItem] {
         let rows: PostgresRows
         do {
             rows = try await conn.query(loadQuery(key: key))
@@ -87,7 +87,7 @@ public struct SessionStore: Sendable {
     }
 
     // Parsing is kept out of the async function (see `TaskStore.parseRows`).
-    static func items(_ rows: PostgresRows, roles: [String: String]) -> [JSONValue] {
+    static func items(_ rows: PostgresRows, roles: [String: String]) -> [ConversationItem] {
         let items = rows.compactMap { r in
             SessionItems.item(roleValue: r["r"], content: r["c"], data: r["d"], roles: roles)
         }
@@ -98,7 +98,7 @@ public struct SessionStore: Sendable {
     /// transaction that finishes the task, so only a run whose lease held appends, once).
     /// Rows get created_at = the transaction's time plus their position in microseconds, and
     /// (when mapped) ids `<trace id>-<position>`, so they read back in order.
-    public func appendStatements(key: String, items: [JSONValue], traceId: TraceID) -> [PostgresQuery] {
+    public func appendStatements(key: String, items: [ConversationItem], traceId: TraceID) -> [PostgresQuery] {
         guard let table = mapping.table else {
             guard !items.isEmpty else { return [] }
             return [
@@ -109,7 +109,7 @@ public struct SessionStore: Sendable {
                 """
                 INSERT INTO bridge.agent_messages (session_id, message_data, created_at)
                 SELECT \(key), u.m, now() + (u.o - 1) * interval '1 microsecond'
-                FROM unnest(\(PostgresArray.text(items.map(\.compact)))::text[]) WITH ORDINALITY AS u(m, o) ORDER BY u.o
+                FROM unnest(\(PostgresArray.text(items.map(\.json.compact)))::text[]) WITH ORDINALITY AS u(m, o) ORDER BY u.o
                 """,
             ]
         }

@@ -95,12 +95,12 @@ struct TracedRun: Sendable {
         var r = result
         r.finalOutput = r.finalOutput.map { Redaction.scrub($0, secrets: secrets) }
         if let message = r.error?.message { r.error?.message = Redaction.scrub(message, secrets: secrets) }
-        r.transcript = r.transcript.map { Redaction.scrub($0, secrets: secrets) }
+        r.transcript = r.transcript.map { $0.mapJSON { Redaction.scrub($0, secrets: secrets) } }
         r.finalOutputJSON = r.finalOutputJSON.map { Redaction.scrub($0, secrets: secrets) }
         // A paused run's state is stored too (bridge.run_states) and resumes from what is stored.
         if var p = r.paused {
-            p.history = p.history.map { Redaction.scrub($0, secrets: secrets) }
-            p.transcript = p.transcript.map { Redaction.scrub($0, secrets: secrets) }
+            p.history = p.history.map { $0.mapJSON { Redaction.scrub($0, secrets: secrets) } }
+            p.transcript = p.transcript.map { $0.mapJSON { Redaction.scrub($0, secrets: secrets) } }
             r.paused = p
         }
         return r

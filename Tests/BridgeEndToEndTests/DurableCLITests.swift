@@ -25,29 +25,16 @@ enum DurableFixture {
             atPath: TestDatabase.projectRoot.appendingPathComponent("mappings/bridge.yaml").path,
             toPath: dir.appendingPathComponent("bridge.yaml").path)
         let keysLog = dir.appendingPathComponent("keys.log").path
-        try """
-        version: 1
-        agents:
-          - name: Project Manager
-            match: Project Manager
-            instructions: Record the action, then answer.
-            model: gpt-4.1
-            tools: [record_action, note_key]
-        """.write(to: dir.appendingPathComponent("agents.yaml"), atomically: true, encoding: .utf8)
+        let fixtures = TestDatabase.projectRoot.appendingPathComponent("Tests/Fixtures/durable")
+        try String(contentsOf: fixtures.appendingPathComponent("agents.yaml"), encoding: .utf8)
+            .replacingOccurrences(of: "tools: [record_action]", with: "tools: [record_action, note_key]")
+            .write(to: dir.appendingPathComponent("agents.yaml"), atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(
+            at: fixtures.appendingPathComponent("record-action.yaml"),
+            to: dir.appendingPathComponent("record-action.yaml"))
         try """
         version: 1
         tools:
-          - name: record_action
-            description: Records the task's irreversible action.
-            parameters:
-              type: object
-              properties:
-                note: {type: string}
-              required: [note]
-              additionalProperties: false
-            sql:
-              query: INSERT INTO durable_actions (task_id, note) VALUES (CAST(:task.id AS text), :note) RETURNING id
-              writes: true
           - name: note_key
             description: Notes the call's idempotency key.
             parameters:
@@ -58,6 +45,24 @@ enum DurableFixture {
               argv: ["/bin/sh", "-c", "printf '%s\\\\n' \\"$BRIDGE_IDEMPOTENCY_KEY\\" >> \(keysLog); echo noted"]
         """.write(to: dir.appendingPathComponent("tools.yaml"), atomically: true, encoding: .utf8)
         return (url, dir.path, keysLog)
+    }
+
+    /// The arguments of a worker that answers offline after 1.5 s per model call on a 1 s lease.
+    static func slowWorker(_ url: String, _ mappings: String) -> [String] {
+        [
+            "exec", "--offline", "--offline-latency-ms", "1500", "--lease", "1", "--database-url", url, "--mappings",
+            mappings,
+        ]
+    }
+
+    /// Runs a `slowWorker` and kills it (SIGKILL) once `runs` runs have journaled a model
+    /// response; whether they did within 90 s.
+    static func killAfterCheckpoints(_ url: String, _ mappings: String, runs: Int) async throws -> Bool {
+        let poll = PollingConnection(url)
+        let worker = try BackgroundBridge(slowWorker(url, mappings))
+        return await worker.kill(
+            when: { try poll.count("checkpoint IS NOT NULL", table: "bridge.run_journals") == runs },
+            timeout: .seconds(90))
     }
 }
 
@@ -81,8 +86,7 @@ struct DurableCLITests {
         let a = try worker()
         let aPid = a.pid
         #expect(
-            await a.send(
-                SIGKILL,
+            await a.kill(
                 when: {
                     try poll.count("true", table: "durable_actions") >= 4
                         && poll.count(
@@ -91,7 +95,6 @@ struct DurableCLITests {
                             AND EXISTS (SELECT 1 FROM bridge.run_journals j WHERE j.task_key = tasks.id::text AND j.checkpoint IS NOT NULL)
                             """) >= 1
                 }, timeout: .seconds(60)))
-        _ = await a.wait(timeout: 10)
         // B: SIGTERMed while it holds runs between steps; it releases them at once.
         let b = try worker(["--drain-timeout", "1"])
         let bPid = b.pid
@@ -167,23 +170,19 @@ struct DurableCLITests {
         // A dies once both runs have journaled their first response (their actions are done).
         let a = try worker()
         #expect(
-            await a.send(
-                SIGKILL,
+            await a.kill(
                 when: {
                     try poll.count("checkpoint IS NOT NULL", table: "bridge.run_journals") == tasks
                         && poll.count("true", table: "durable_actions") == tasks
                 }, timeout: .seconds(90)))
-        _ = await a.wait(timeout: 10)
         // B takes the runs over (its id in their journals) and dies in their next model call.
         let b = try worker()
         let bPid = b.pid
         #expect(
-            await b.send(
-                SIGKILL,
+            await b.kill(
                 when: {
                     try poll.count("worker_id LIKE '%:\(bPid):%'", table: "bridge.run_journals") >= 1
                 }, timeout: .seconds(90)))
-        _ = await b.wait(timeout: 10)
         // C finishes them.
         let c = try worker()
         let rc = await c.wait(timeout: 120)
@@ -226,10 +225,7 @@ struct DurableCLITests {
         }
         let a = try worker(lease: "1")
         #expect(
-            await a.send(
-                SIGKILL, when: { try poll.count(boundary, table: "bridge.run_journals") >= 1 },
-                timeout: .seconds(90)))
-        _ = await a.wait(timeout: 10)
+            await a.kill(when: { try poll.count(boundary, table: "bridge.run_journals") >= 1 }, timeout: .seconds(90)))
         let b = try worker(lease: "10")
         let rb = await b.wait(timeout: 120)
         #expect(rb?.status == 0, "\(b.output.suffix(3000))")
@@ -352,18 +348,7 @@ struct DurableCLITests {
     @Test(.timeLimit(.minutes(4)))
     func aMappingChangedUnderAnInterruptedRunFailsNamingTheChange() async throws {
         let (url, mappings, _) = try await DurableFixture.setUp(tasks: 1)
-        let poll = PollingConnection(url)
-        let a = try BackgroundBridge([
-            "exec", "--offline", "--offline-latency-ms", "1500", "--lease", "1",
-            "--database-url", url, "--mappings", mappings,
-        ])
-        #expect(
-            await a.send(
-                SIGKILL,
-                when: {
-                    try poll.count("checkpoint IS NOT NULL", table: "bridge.run_journals") == 1
-                }, timeout: .seconds(90)))
-        _ = await a.wait(timeout: 10)
+        #expect(try await DurableFixture.killAfterCheckpoints(url, mappings, runs: 1))
         let agents = URL(fileURLWithPath: mappings).appendingPathComponent("agents.yaml")
         let text = try String(contentsOf: agents, encoding: .utf8)
         try text.replacingOccurrences(of: "tools: [record_action, note_key]", with: "tools: [record_action]")
@@ -400,13 +385,11 @@ struct DurableCLITests {
         let w = try BackgroundBridge(
             ["exec", "--offline", "--offline-latency-ms", "3000", "--lease", "1", "--task", task] + common)
         #expect(
-            await w.send(
-                SIGKILL,
+            await w.kill(
                 when: {
                     try poll.count("parent_task_id = '\(task)'") == 1
                         && poll.count("trace_id = '\(trace)'", table: "bridge.journal_calls") >= 1
                 }, timeout: .seconds(90)))
-        _ = await w.wait(timeout: 10)
         let r = try await BridgeBinary.run(["exec", "--offline", "--task", task] + common)
         #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
         let row = try await c.query(
@@ -434,19 +417,7 @@ struct DurableCLITests {
     @Test(.timeLimit(.minutes(4)))
     func interruptedRunsTheApplicationTookBackAreClosedNotResumed() async throws {
         let (url, mappings, _) = try await DurableFixture.setUp(tasks: 2)
-        let poll = PollingConnection(url)
-        let args = [
-            "exec", "--offline", "--offline-latency-ms", "1500", "--lease", "1", "--database-url", url, "--mappings",
-            mappings,
-        ]
-        let a = try BackgroundBridge(args)
-        #expect(
-            await a.send(
-                SIGKILL,
-                when: {
-                    try poll.count("checkpoint IS NOT NULL", table: "bridge.run_journals") == 2
-                }, timeout: .seconds(90)))
-        _ = await a.wait(timeout: 10)
+        #expect(try await DurableFixture.killAfterCheckpoints(url, mappings, runs: 2))
         try await TestDatabase.execute(
             url,
             """
@@ -455,7 +426,7 @@ struct DurableCLITests {
             DELETE FROM tasks WHERE name = 't2'
             """)
         let actions = try await TestDatabase.count(url, "true", table: "durable_actions")
-        let w = try BackgroundBridge(args + ["--watch"])
+        let w = try BackgroundBridge(DurableFixture.slowWorker(url, mappings) + ["--watch"])
         #expect(
             await w.send(
                 SIGTERM, when: { w.output.contains("journal sweep: 2 interrupted run(s)") }, timeout: .seconds(90)),

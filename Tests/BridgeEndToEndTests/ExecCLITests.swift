@@ -9,11 +9,18 @@ import Testing
 /// `bridge exec` end to end: the built binary against the seeded reference schema.
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct ExecCLITests {
-    /// A seeded reference database with bridge's migrations applied.
-    static func migratedReference() async throws -> String {
-        let url = try await TestDatabase.createReference(seed: true)
+    /// A reference database (seeded unless `seed` is false) with bridge's migrations applied.
+    static func migratedReference(seed: Bool = true) async throws -> String {
+        let url = try await TestDatabase.createReference(seed: seed)
         let r = try await BridgeBinary.migrate(url)
         #expect(r.status == 0, "\(r.stderr)")
+        return url
+    }
+
+    /// An empty reference database, migrated, with one workspace.
+    static func migratedWithOneWorkspace() async throws -> String {
+        let url = try await migratedReference(seed: false)
+        try await TestDatabase.execute(url, "INSERT INTO workspaces (name, user_id) VALUES ('w', gen_random_uuid())")
         return url
     }
 

@@ -42,6 +42,14 @@ struct HardeningCLITests {
         return (lines + body.components(separatedBy: "\n").map { "    " + $0 }).joined(separator: "\n")
     }
 
+    /// A migrated reference database and `mappings(withTool: tool)`, removed after `body`.
+    static func withTool(_ tool: String, _ body: (_ url: String, _ dir: URL) async throws -> Void) async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let dir = try mappings(withTool: tool)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try await body(url, dir)
+    }
+
     static func hacked(_ url: String) async throws -> Int {
         try await TestDatabase.count(url, "name = 'HACKED'")
     }
@@ -102,66 +110,67 @@ struct HardeningCLITests {
     }
 
     @Test func checksPrepareWritingToolsWithoutRunningThem() async throws {
-        let url = try await ExecCLITests.migratedReference()
-        let dir = try Self.mappings(
-            withTool: Self.tool(
+        try await HardeningCLITests.withTool(
+            Self.tool(
                 """
                 sql:
                   query: "UPDATE tasks SET name = 'HACKED' RETURNING id"
                   writes: true
-                """))
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let before = try await ExecCLITests.snapshot(url)
-        let check = try await Self.run(["mappings", "check"], url, dir)
-        #expect(check.status == 0, "\(check.stderr)")
-        let dry = try await Self.run(["exec", "--dry-run"], url, dir)
-        #expect(dry.status == 0, "\(dry.stderr)")
-        #expect(try await Self.hacked(url) == 0)
-        #expect(try await ExecCLITests.snapshot(url) == before)
+                """)
+        ) { url, dir in
+            let before = try await ExecCLITests.snapshot(url)
+            let check = try await Self.run(["mappings", "check"], url, dir)
+            #expect(check.status == 0, "\(check.stderr)")
+            let dry = try await Self.run(["exec", "--dry-run"], url, dir)
+            #expect(dry.status == 0, "\(dry.stderr)")
+            #expect(try await Self.hacked(url) == 0)
+            #expect(try await ExecCLITests.snapshot(url) == before)
+        }
     }
 
     @Test func trailingCommentBehavesAlikeAtCheckAndRunTime() async throws {
-        let url = try await ExecCLITests.migratedReference()
-        let dir = try Self.mappings(
-            withTool: Self.tool(
+        try await HardeningCLITests.withTool(
+            Self.tool(
                 parameter: "key", examples: "[k1]",
                 """
                 sql:
                   query: |-
                     SELECT :key::text AS k; -- the key back
                     -- and a last comment
-                """))
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let check = try await Self.run(["mappings", "check"], url, dir)
-        #expect(check.status == 0, "\(check.stderr)")
-        let run = try await Self.execOffline(url, dir)
-        #expect(run.status == 0, "\(run.stderr)")
-        let rows = try await Self.toolSpans(url, "error IS NULL AS ok, span_data->>'output' AS output")
-        #expect(!rows.isEmpty)
-        for r in rows {
-            #expect(r.bool("ok") == true, "\(r["output"] ?? "")")
-            #expect(r["output"]?.contains("k1") == true, "\(r["output"] ?? "")")
+                """)
+        ) { url, dir in
+            let check = try await Self.run(["mappings", "check"], url, dir)
+            #expect(check.status == 0, "\(check.stderr)")
+            let run = try await Self.execOffline(url, dir)
+            #expect(run.status == 0, "\(run.stderr)")
+            let rows = try await Self.toolSpans(url, "error IS NULL AS ok, span_data->>'output' AS output")
+            #expect(!rows.isEmpty)
+            for r in rows {
+                #expect(r.bool("ok") == true, "\(r["output"] ?? "")")
+                #expect(r["output"]?.contains("k1") == true, "\(r["output"] ?? "")")
+            }
         }
     }
 
     @Test func aReadOnlyToolThatWritesNamesItsStatement() async throws {
-        let url = try await ExecCLITests.migratedReference()
-        let dir = try Self.mappings(
-            withTool: Self.tool(
+        try await HardeningCLITests.withTool(
+            Self.tool(
                 """
                 sql:
                   query: "UPDATE tasks SET name = 'HACKED' WHERE false RETURNING id"
-                """))
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let run = try await Self.execOffline(url, dir)
-        #expect(run.status == 0, "\(run.stderr)")
-        let errors = try await Self.toolSpans(url, "error::text AS e")
-        #expect(!errors.isEmpty)
-        for r in errors {
-            let e = r["e"] ?? ""
-            #expect(e.contains("UPDATE") && e.contains("writes: false") && !e.contains("cannot execute SELECT"), "\(e)")
+                """)
+        ) { url, dir in
+            let run = try await Self.execOffline(url, dir)
+            #expect(run.status == 0, "\(run.stderr)")
+            let errors = try await Self.toolSpans(url, "error::text AS e")
+            #expect(!errors.isEmpty)
+            for r in errors {
+                let e = r["e"] ?? ""
+                #expect(
+                    e.contains("UPDATE") && e.contains("writes: false") && !e.contains("cannot execute SELECT"), "\(e)")
+            }
+            #expect(try await Self.hacked(url) == 0)
         }
-        #expect(try await Self.hacked(url) == 0)
     }
 
     @Test func commandToolsSeeNoSecretsAndStoredDataIsRedacted() async throws {

@@ -44,13 +44,7 @@ enum LeaseFixture {
     }
 
     /// An empty reference database, migrated, with one workspace.
-    static func database() async throws -> String {
-        let url = try await TestDatabase.createReference(seed: false)
-        let r = try await BridgeBinary.migrate(url)
-        #expect(r.status == 0, "\(r.stderr)")
-        try await TestDatabase.execute(url, "INSERT INTO workspaces (name, user_id) VALUES ('w', gen_random_uuid())")
-        return url
-    }
+    static func database() async throws -> String { try await ExecCLITests.migratedWithOneWorkspace() }
 
     /// `database()` with `tasks` pending tasks, and a tool-less mappings folder (`TestDatabase.noopMappings`).
     static func database(tasks: Int) async throws -> (url: String, mappings: String) {

@@ -40,8 +40,29 @@ struct MCPHardeningCLITests {
         return false
     }
 
-    static func pidFile() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("bridge-holder-\(UUID().uuidString)").path
+    /// A migrated reference database and the shipped mappings whose server is fork_holder,
+    /// writing its grandchild's pid to `file`; the file and the mappings go after `body`.
+    static func withForkHolder(_ body: (_ url: String, _ file: String, _ mappings: String) async throws -> Void)
+        async throws
+    {
+        let url = try await ExecCLITests.migratedReference()
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-holder-\(UUID().uuidString)")
+            .path
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let dir = try Self.rawServer("fork_holder", [file])
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try await body(url, file, dir.path)
+    }
+
+    /// A watching worker on `mappings`, and its server's grandchild once it is there (the
+    /// server starts before anything is claimed).
+    static func watchingWorker(_ url: String, _ file: String, _ mappings: String) async throws
+        -> (BackgroundBridge, holder: Int32)
+    {
+        let worker = try BackgroundBridge([
+            "exec", "--offline", "--watch", "--database-url", url, "--mappings", mappings,
+        ])
+        return (worker, try await holder(file))
     }
 
     /// The pid the fork_holder server wrote, once it is there.
@@ -57,60 +78,43 @@ struct MCPHardeningCLITests {
     /// the server's stdout (it sleeps 300 s; the time limit is the hang guard), and neither
     /// leaves it behind.
     @Test(.timeLimit(.minutes(3))) func checkAndExecDoNotWaitForAGrandchildHoldingStdout() async throws {
-        let url = try await ExecCLITests.migratedReference()
-        let file = Self.pidFile()
-        defer { try? FileManager.default.removeItem(atPath: file) }
-        let dir = try Self.rawServer("fork_holder", [file])
-        defer { try? FileManager.default.removeItem(at: dir) }
+        try await Self.withForkHolder { url, file, dir in
+            let check = try await BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", dir])
+            #expect(check.status == 0, "\(check.stderr)")
+            #expect(check.stdout.contains("\n  MCP server team_tools: t0, t1, t2, t3, t4\n"), "\(check.stdout)")
+            let first = try await Self.holder(file)
+            #expect(await Self.waitGone(first), "mappings check left grandchild \(first) behind")
+            try FileManager.default.removeItem(atPath: file)
 
-        let check = try await BridgeBinary.run(["mappings", "check", "--database-url", url, "--mappings", dir.path])
-        #expect(check.status == 0, "\(check.stderr)")
-        #expect(check.stdout.contains("\n  MCP server team_tools: t0, t1, t2, t3, t4\n"), "\(check.stdout)")
-        let first = try await Self.holder(file)
-        #expect(await Self.waitGone(first), "mappings check left grandchild \(first) behind")
-        try FileManager.default.removeItem(atPath: file)
-
-        let exec = try await BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", dir.path])
-        #expect(exec.status == 0, "\(exec.stderr)")
-        #expect(exec.stderr.contains("completed"), "\(exec.stderr)")
-        let second = try await Self.holder(file)
-        #expect(await Self.waitGone(second), "exec left grandchild \(second) behind")
+            let exec = try await BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", dir])
+            #expect(exec.status == 0, "\(exec.stderr)")
+            #expect(exec.stderr.contains("completed"), "\(exec.stderr)")
+            let second = try await Self.holder(file)
+            #expect(await Self.waitGone(second), "exec left grandchild \(second) behind")
+        }
     }
 
     /// A watching worker whose server has such a grandchild stops at the first SIGTERM, and
     /// takes the grandchild with it.
     @Test(.timeLimit(.minutes(3))) func theFirstSIGTERMStopsAWorkerWhoseServerHasAGrandchild() async throws {
-        let url = try await ExecCLITests.migratedReference()
-        let file = Self.pidFile()
-        defer { try? FileManager.default.removeItem(atPath: file) }
-        let dir = try Self.rawServer("fork_holder", [file])
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let worker = try BackgroundBridge([
-            "exec", "--offline", "--watch", "--database-url", url, "--mappings", dir.path,
-        ])
-        // The server starts before anything is claimed.
-        let holder = try await Self.holder(file)
-        #expect(kill(holder, 0) == 0)
-        worker.send(SIGTERM)
-        let end = await worker.wait(timeout: 60)
-        #expect(end?.status == 0 && end?.signalled == false, "\(worker.output)")
-        #expect(await Self.waitGone(holder), "grandchild \(holder) outlived the worker")
+        try await Self.withForkHolder { url, file, dir in
+            let (worker, holder) = try await Self.watchingWorker(url, file, dir)
+            #expect(kill(holder, 0) == 0)
+            worker.send(SIGTERM)
+            let end = await worker.wait(timeout: 60)
+            #expect(end?.status == 0 && end?.signalled == false, "\(worker.output)")
+            #expect(await Self.waitGone(holder), "grandchild \(holder) outlived the worker")
+        }
     }
 
     /// A worker killed outright takes the grandchild with it too (the supervisor's death signal).
     @Test(.timeLimit(.minutes(3))) func aKilledWorkerTakesTheGrandchildWithIt() async throws {
-        let url = try await ExecCLITests.migratedReference()
-        let file = Self.pidFile()
-        defer { try? FileManager.default.removeItem(atPath: file) }
-        let dir = try Self.rawServer("fork_holder", [file])
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let worker = try BackgroundBridge([
-            "exec", "--offline", "--watch", "--database-url", url, "--mappings", dir.path,
-        ])
-        let holder = try await Self.holder(file)
-        worker.send(SIGKILL)
-        _ = await worker.wait(timeout: 60)
-        #expect(await Self.waitGone(holder), "grandchild \(holder) outlived a killed worker")
+        try await Self.withForkHolder { url, file, dir in
+            let (worker, holder) = try await Self.watchingWorker(url, file, dir)
+            worker.send(SIGKILL)
+            _ = await worker.wait(timeout: 60)
+            #expect(await Self.waitGone(holder), "grandchild \(holder) outlived a killed worker")
+        }
     }
 
     /// The quick start in a shell whose python3 lacks the `mcp` package: exec exits 2 before

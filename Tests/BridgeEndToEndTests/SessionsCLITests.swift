@@ -25,14 +25,15 @@ struct SessionsCLITests {
         return dir
     }
 
-    /// A migrated reference database without the seed, with one workspace.
-    static func database() async throws -> String {
-        let url = try await TestDatabase.createReference(seed: false)
-        let r = try await BridgeBinary.migrate(url)
-        #expect(r.status == 0, "\(r.stderr)")
-        try await TestDatabase.execute(url, "INSERT INTO workspaces (name, user_id) VALUES ('w', gen_random_uuid())")
-        return url
+    /// `bridge exec` with the mappings in `dir`, its model calls going to `server`.
+    static func exec(_ url: String, _ dir: String, _ server: TestHTTPServer) async throws -> TestProcess.Result {
+        try await BridgeBinary.run(
+            ["exec", "--database-url", url, "--mappings", dir],
+            environment: BridgeBinary.openAIEnvironment(server, key: "sk-test"))
     }
+
+    /// A migrated reference database without the seed, with one workspace.
+    static func database() async throws -> String { try await ExecCLITests.migratedWithOneWorkspace() }
 
     /// `n` pending tasks ("Question 1" … "Question n", each a second younger) whose
     /// context_data names `conversation` (nil: none); their ids in order.
@@ -121,9 +122,7 @@ struct SessionsCLITests {
         let dir = try Self.mappings(Self.shippedSessions)
         let server = try Self.model()
         defer { server.stop() }
-        let r = try await BridgeBinary.run(
-            ["exec", "--database-url", url, "--mappings", dir],
-            environment: BridgeBinary.openAIEnvironment(server, key: "sk-test"))
+        let r = try await Self.exec(url, dir, server)
         #expect(r.status == 0, "\(r.stderr)")
 
         // The first run sees the message the application's UI wrote; the second also the
@@ -173,9 +172,7 @@ struct SessionsCLITests {
         let dir = try Self.mappings(Self.bridgeSessions)
         let server = try Self.model()
         defer { server.stop() }
-        let r = try await BridgeBinary.run(
-            ["exec", "--database-url", url, "--mappings", dir],
-            environment: BridgeBinary.openAIEnvironment(server, key: "sk-test"))
+        let r = try await Self.exec(url, dir, server)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try Self.request(server, "Question 1").count == 1)
         let second = try Self.request(server, "Question 2")
@@ -223,9 +220,7 @@ struct SessionsCLITests {
         let dir = try Self.mappings(Self.shippedSessions)
         let server = try Self.model()
         defer { server.stop() }
-        let r = try await BridgeBinary.run(
-            ["exec", "--database-url", url, "--mappings", dir],
-            environment: BridgeBinary.openAIEnvironment(server, key: "sk-test"))
+        let r = try await Self.exec(url, dir, server)
         #expect(r.status == 1, "\(r.stderr)")
         // No key: an ordinary run (no history, nothing appended, the workspace as group_id).
         #expect(try Self.request(server, "Question 1").count == 1)
@@ -293,17 +288,7 @@ struct SessionsCLITests {
             INSERT INTO bridge.agent_messages (session_id, message_data, created_at)
               VALUES ('thread-d', '{"role": "user", "content": "Earlier question"}', now() - interval '1 hour')
             """)
-        let poll = PollingConnection(url)
-        let a = try BackgroundBridge([
-            "exec", "--offline", "--offline-latency-ms", "1500", "--lease", "1",
-            "--database-url", url, "--mappings", mappings,
-        ])
-        #expect(
-            await a.send(
-                SIGKILL,
-                when: { try poll.count("checkpoint IS NOT NULL", table: "bridge.run_journals") == 1 },
-                timeout: .seconds(90)))
-        _ = await a.wait(timeout: 10)
+        #expect(try await DurableFixture.killAfterCheckpoints(url, mappings, runs: 1))
         // Killed mid-run: nothing appended yet.
         #expect(try await TestDatabase.count(url, "session_id = 'thread-d'", table: "bridge.agent_messages") == 1)
         let r = try await BridgeBinary.run(["exec", "--offline", "--database-url", url, "--mappings", mappings])

@@ -7,9 +7,9 @@ import Testing
 /// with the entry's file:line:column for what cannot work, exit 0 for what can.
 @Suite(.serialized, .enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct ToolGuardrailCLITests {
-    static func probe(_ guardrails: String) -> String {
+    static func probe(examples: String? = nil, _ guardrails: String) -> String {
         HardeningCLITests.tool(
-            parameter: "key",
+            parameter: "key", examples: examples,
             """
             sql:
               query: "SELECT CAST(:key AS text) AS k"
@@ -78,9 +78,8 @@ struct ToolGuardrailCLITests {
     }
 
     @Test func checkAcceptsWorkingToolGuardrailsAndDryRunShowsThem() async throws {
-        let url = try await ExecCLITests.migratedReference()
-        let dir = try HardeningCLITests.mappings(
-            withTool: Self.probe(
+        try await HardeningCLITests.withTool(
+            Self.probe(
                 """
                 input_guardrails:
                   - name: known_key
@@ -90,19 +89,20 @@ struct ToolGuardrailCLITests {
                 output_guardrails:
                   - name: short
                     sql: {query: "SELECT length(CAST(:output AS text)) > 10000 AS tripwire_triggered"}
-                """))
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let check = try await HardeningCLITests.run(["mappings", "check"], url, dir)
-        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
-        let dry = try await HardeningCLITests.run(["exec", "--dry-run"], url, dir)
-        #expect(dry.status == 0, "\(dry.stderr)")
-        let spec = try #require(
-            dry.stdout.components(separatedBy: "\n").compactMap { try? JSONValue.parse($0) }.first {
-                $0["tools"]?["probe"] != nil
-            })
-        let guards = spec["tools"]?["probe"]?["input_guardrails"]?.arrayValue ?? []
-        #expect(guards.first?["on_trip"]?["type"] == "reject_content")
-        #expect(guards.first?["check"]?["name"] == "known_key")
+                """)
+        ) { url, dir in
+            let check = try await HardeningCLITests.run(["mappings", "check"], url, dir)
+            #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+            let dry = try await HardeningCLITests.run(["exec", "--dry-run"], url, dir)
+            #expect(dry.status == 0, "\(dry.stderr)")
+            let spec = try #require(
+                dry.stdout.components(separatedBy: "\n").compactMap { try? JSONValue.parse($0) }.first {
+                    $0["tools"]?["probe"] != nil
+                })
+            let guards = spec["tools"]?["probe"]?["input_guardrails"]?.arrayValue ?? []
+            #expect(guards.first?["on_trip"]?["type"] == "reject_content")
+            #expect(guards.first?["check"]?["name"] == "known_key")
+        }
     }
 
     /// A guardrail that trips on the offline model's `k1`: `guardrail` rows of the ledger under
@@ -111,62 +111,58 @@ struct ToolGuardrailCLITests {
         "SELECT CAST(CAST(:arguments AS jsonb)->>'key' AS text) = 'k1' AS tripwire_triggered, 'k1 is blocked' AS output_info"
 
     @Test func execRejectsContentAndTheLedgerHasTheGuardrailSpansUnderTheCall() async throws {
-        let url = try await ExecCLITests.migratedReference()
-        let dir = try HardeningCLITests.mappings(
-            withTool: HardeningCLITests.tool(
-                parameter: "key", examples: "[k1]",
+        try await HardeningCLITests.withTool(
+            Self.probe(
+                examples: "[k1]",
                 """
-                sql:
-                  query: "SELECT CAST(:key AS text) AS k"
                 input_guardrails:
                   - name: probe_guard
                     sql: {query: "\(Self.tripsOnK1)"}
                     on_trip: reject_content
                     message: "k1 is not for task {{task.id}}."
-                """))
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let run = try await HardeningCLITests.execOffline(url, dir)
-        #expect(run.status == 0, "\(run.stderr)")
-        let rows = try await TestDatabase.rows(
-            url,
-            """
-            SELECT f.span_data->>'output' AS output, g.span_data->>'triggered' AS triggered
-            FROM bridge.spans f JOIN bridge.spans g ON g.parent_id = f.span_id AND g.trace_id = f.trace_id
-            WHERE f.span_data->>'type' = 'function' AND f.span_data->>'name' = 'probe'
-              AND g.span_data->>'type' = 'guardrail' AND g.span_data->>'name' = 'probe_guard'
-            """)
-        #expect(!rows.isEmpty, "every probe call has its guardrail span under its function span")
-        for r in rows {
-            #expect(r["triggered"] == "true")
-            #expect(r["output"]?.hasPrefix("k1 is not for task ") == true, "\(r["output"] ?? "")")
+                """)
+        ) { url, dir in
+            let run = try await HardeningCLITests.execOffline(url, dir)
+            #expect(run.status == 0, "\(run.stderr)")
+            let rows = try await TestDatabase.rows(
+                url,
+                """
+                SELECT f.span_data->>'output' AS output, g.span_data->>'triggered' AS triggered
+                FROM bridge.spans f JOIN bridge.spans g ON g.parent_id = f.span_id AND g.trace_id = f.trace_id
+                WHERE f.span_data->>'type' = 'function' AND f.span_data->>'name' = 'probe'
+                  AND g.span_data->>'type' = 'guardrail' AND g.span_data->>'name' = 'probe_guard'
+                """)
+            #expect(!rows.isEmpty, "every probe call has its guardrail span under its function span")
+            for r in rows {
+                #expect(r["triggered"] == "true")
+                #expect(r["output"]?.hasPrefix("k1 is not for task ") == true, "\(r["output"] ?? "")")
+            }
+            let verify = try await HardeningCLITests.run(["verify"], url, dir)
+            #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
         }
-        let verify = try await HardeningCLITests.run(["verify"], url, dir)
-        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
     }
 
     @Test func execFailsTheTaskWithTheSDKsExceptionName() async throws {
-        let url = try await ExecCLITests.migratedReference()
-        let dir = try HardeningCLITests.mappings(
-            withTool: HardeningCLITests.tool(
-                parameter: "key", examples: "[k1]",
+        try await HardeningCLITests.withTool(
+            Self.probe(
+                examples: "[k1]",
                 """
-                sql:
-                  query: "SELECT CAST(:key AS text) AS k"
                 output_guardrails:
                   - name: probe_guard
                     sql: {query: "SELECT CAST(:output AS text) LIKE '%k1%' AS tripwire_triggered, 'k1 leaked' AS output_info"}
                     on_trip: raise_exception
-                """))
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let run = try await HardeningCLITests.execOffline(url, dir)
-        #expect(run.status == 1, "a task failed: \(run.stderr)")
-        let failed = try await TestDatabase.rows(
-            url,
-            "SELECT error_type, error_message FROM task_executions WHERE error_type = 'ToolOutputGuardrailTripwireTriggered'"
-        )
-        #expect(!failed.isEmpty)
-        #expect(failed.first?["error_message"] == "Tool output guardrail probe_guard triggered tripwire: k1 leaked")
-        let spans = try await HardeningCLITests.toolSpans(url, "error->>'message' AS m")
-        #expect(!spans.isEmpty && spans.allSatisfy { $0["m"] == "Error running tool" })
+                """)
+        ) { url, dir in
+            let run = try await HardeningCLITests.execOffline(url, dir)
+            #expect(run.status == 1, "a task failed: \(run.stderr)")
+            let failed = try await TestDatabase.rows(
+                url,
+                "SELECT error_type, error_message FROM task_executions WHERE error_type = 'ToolOutputGuardrailTripwireTriggered'"
+            )
+            #expect(!failed.isEmpty)
+            #expect(failed.first?["error_message"] == "Tool output guardrail probe_guard triggered tripwire: k1 leaked")
+            let spans = try await HardeningCLITests.toolSpans(url, "error->>'message' AS m")
+            #expect(!spans.isEmpty && spans.allSatisfy { $0["m"] == "Error running tool" })
+        }
     }
 }

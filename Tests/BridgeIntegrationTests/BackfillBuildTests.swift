@@ -1,5 +1,4 @@
 import BridgeCore
-import BridgeMigrate
 import BridgePostgres
 import BridgeRunner
 import BridgeTestSupport
@@ -180,10 +179,7 @@ struct BackfillDatabaseTests {
 
     /// The seeded reference database (24 finished tasks) with the shipped migrations and mappings.
     static func reference() async throws -> (url: String, c: PostgresConnection, config: MappingConfig) {
-        let url = try await TestDatabase.createReference(seed: true)
-        var o = MigrateOptions(connection: ConnectionConfig(conninfo: url))
-        o.directory = TestDatabase.projectRoot.appendingPathComponent("migrations").path
-        _ = try await Migrator(options: o).up()
+        let url = try await migratedReferenceDatabase(seed: true)
         let c = try await TestDatabase.connect(url)
         var config = try MappingLoader.load(directory: BackfillBuildTests.mappings)
         config = config.with(columnTypes: try await ColumnTypes.load(for: config, connection: c))

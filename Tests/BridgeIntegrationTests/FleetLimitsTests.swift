@@ -1,5 +1,4 @@
 import BridgeCore
-import BridgeMigrate
 import BridgePostgres
 import BridgeRunner
 import BridgeTestSupport
@@ -13,13 +12,7 @@ import Testing
 /// holds.
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct FleetLimitsTests {
-    static func migrated() async throws -> String {
-        let url = try await TestDatabase.createReference(seed: false)
-        var o = MigrateOptions(connection: ConnectionConfig(conninfo: url))
-        o.directory = TestDatabase.projectRoot.appendingPathComponent("migrations").path
-        _ = try await Migrator(options: o).up()
-        return url
-    }
+    static func migrated() async throws -> String { try await migratedReferenceDatabase(seed: false) }
 
     @Test func aWorkerKilledWhileHoldingSlotsHoldsNothing() async throws {
         let url = try await Self.migrated()

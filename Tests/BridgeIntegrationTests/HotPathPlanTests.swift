@@ -1,5 +1,4 @@
 import BridgeCore
-import BridgeMigrate
 import BridgePostgres
 import BridgeTestSupport
 import BridgeTracing
@@ -43,10 +42,7 @@ struct HotPathPlanTests {
     /// 200,000 seeded tasks (one INSERT … SELECT generate_series per table, in the seed), the
     /// shipped migrations, and statistics.
     static func largeDatabase() async throws -> (url: String, c: PostgresConnection, config: MappingConfig) {
-        let url = try await TestDatabase.createReference(seed: true, workspaces: 100, tasksPerWorkspace: 2_000)
-        var o = MigrateOptions(connection: ConnectionConfig(conninfo: url))
-        o.directory = TestDatabase.projectRoot.appendingPathComponent("migrations").path
-        _ = try await Migrator(options: o).up()
+        let url = try await migratedReferenceDatabase(seed: true, workspaces: 100, tasksPerWorkspace: 2_000)
         let c = try await TestDatabase.connect(url)
         try await fillLedger(c)
         try await fillSessions(c)

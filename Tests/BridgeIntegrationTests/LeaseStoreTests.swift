@@ -1,6 +1,5 @@
 import BridgeCore
 import BridgeMapping
-import BridgeMigrate
 import BridgePostgres
 import BridgeTestSupport
 import BridgeTraceModel
@@ -16,10 +15,7 @@ struct LeaseStoreTests {
 
     /// A seeded reference database with the shipped migrations applied.
     static func migrated() async throws -> (url: String, store: TaskStore) {
-        let url = try await TestDatabase.createReference(seed: true, workspaces: 1, tasksPerWorkspace: 10)
-        var o = MigrateOptions(connection: ConnectionConfig(conninfo: url))
-        o.directory = TestDatabase.projectRoot.appendingPathComponent("migrations").path
-        _ = try await Migrator(options: o).up()
+        let url = try await migratedReferenceDatabase(seed: true, workspaces: 1, tasksPerWorkspace: 10)
         return (url, TaskStore(config: try MappingLoader.load(directory: mappings)))
     }
 

@@ -5,23 +5,6 @@ import BridgeTestSupport
 import Foundation
 import Testing
 
-/// Collects progress messages from concurrent code.
-final class LogLines: @unchecked Sendable {
-    // @unchecked Sendable: `storage` is only touched with `lock` held.
-    private let lock = NSLock()
-    private var storage: [String] = []
-    func append(_ s: String) {
-        lock.lock()
-        storage.append(s)
-        lock.unlock()
-    }
-    var lines: [String] {
-        lock.lock()
-        defer { lock.unlock() }
-        return storage
-    }
-}
-
 /// Helpers for the migrate integration tests.
 enum MigrateFixture {
     static var shippedDir: String { TestDatabase.projectRoot.appendingPathComponent("migrations").path }
@@ -326,7 +309,7 @@ struct MigrateReferenceTests {
         let report = try await TestDatabase.connect(url)
         try await report.simpleQuery("BEGIN; LOCK TABLE tasks IN ACCESS SHARE MODE")
         let clock = ContinuousClock()
-        let migrationDone = LogLines()  // non-empty once migrate has returned
+        let migrationDone = Collected<String>()  // non-empty once migrate has returned
         // Each read's stall is measured by the server (from the statement's arrival to its
         // result, lock wait included), so the time this test process waits for a thread of
         // its busy cooperative pool, which says nothing about the lock, does not count.
@@ -334,7 +317,7 @@ struct MigrateReferenceTests {
             let c = try await TestDatabase.connect(url)
             var worst = Duration.zero
             let end = clock.now + .seconds(120)
-            while clock.now < end && migrationDone.lines.isEmpty {
+            while clock.now < end && migrationDone.values.isEmpty {
                 let read = try await c.query(
                     """
                     SELECT count(*) AS n, extract(epoch FROM clock_timestamp() - statement_timestamp())::float8 AS took FROM tasks
@@ -345,7 +328,7 @@ struct MigrateReferenceTests {
             await c.close()
             return worst
         }
-        let log = LogLines()
+        let log = Collected<String>()
         var options = MigrateFixture.options(url)
         options.log = { log.append($0) }
         let migrate = Task { [options] in try await Migrator(options: options).up() }
@@ -354,10 +337,10 @@ struct MigrateReferenceTests {
         // Twice: the first give-up, and one more after its retry queued again.
         var giveUps = 0
         for _ in 0..<1_200 where giveUps < 2 {
-            giveUps = log.lines.filter { $0.contains("lock timeout (SQLSTATE 55P03)") }.count
+            giveUps = log.values.filter { $0.contains("lock timeout (SQLSTATE 55P03)") }.count
             if giveUps < 2 { try await Task.sleep(for: .milliseconds(100)) }
         }
-        #expect(giveUps >= 2, "migrate did not queue behind the report's lock twice: \(log.lines)")
+        #expect(giveUps >= 2, "migrate did not queue behind the report's lock twice: \(log.values)")
         try await report.simpleQuery("COMMIT")
         await report.close()
         let result = try await migrate.value
@@ -366,7 +349,7 @@ struct MigrateReferenceTests {
         #expect(result.applied.count == MigrateFixture.shipped.count)
         // The issue's bound: never stalled for more than a few seconds (lock_timeout tops out at 3 s).
         #expect(worst < .seconds(5), "reader waited \(worst)")
-        #expect(log.lines.contains { $0.contains("lock timeout (SQLSTATE 55P03)") }, "\(log.lines)")
+        #expect(log.values.contains { $0.contains("lock timeout (SQLSTATE 55P03)") }, "\(log.values)")
         #expect(try await MigrateFixture.scalar(url, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == "0")
     }
 }

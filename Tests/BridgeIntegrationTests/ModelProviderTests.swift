@@ -503,7 +503,7 @@ private func chatHandler(_ r: TestHTTPRequest) -> TestHTTPResponse {
 
 @Suite struct ModelChatCompletionsTests {
     @Test func historyBecomesChatMessages() {
-        let history: [JSONValue] = [
+        let history: [ConversationItem] = [
             ["role": "user", "content": "Find x."],
             [
                 "type": "message", "id": "msg_1", "role": "assistant", "status": "completed",

@@ -1,6 +1,5 @@
 import BridgeCore
 import BridgeMapping
-import BridgeMigrate
 import BridgePostgres
 import BridgeRunner
 import BridgeTestSupport
@@ -17,13 +16,7 @@ struct MonitorTests {
     static var mappings: String { TestDatabase.projectRoot.appendingPathComponent("mappings").path }
 
     /// An empty reference database with the shipped migrations applied.
-    static func migrated() async throws -> String {
-        let url = try await TestDatabase.createReference(seed: false)
-        var o = MigrateOptions(connection: ConnectionConfig(conninfo: url))
-        o.directory = TestDatabase.projectRoot.appendingPathComponent("migrations").path
-        _ = try await Migrator(options: o).up()
-        return url
-    }
+    static func migrated() async throws -> String { try await migratedReferenceDatabase(seed: false) }
 
     static func span(_ trace: TraceID, _ name: String) -> SpanRecord {
         SpanRecord(

@@ -1,6 +1,5 @@
 import BridgeCore
 import BridgeMapping
-import BridgeMigrate
 import BridgePostgres
 import BridgeTestSupport
 import BridgeTracing
@@ -16,10 +15,7 @@ struct PruneTests {
     static func migrated() async throws -> PostgresConnection { try await migratedURL().c }
 
     static func migratedURL() async throws -> (url: String, c: PostgresConnection) {
-        let url = try await TestDatabase.createReference(seed: false)
-        var o = MigrateOptions(connection: ConnectionConfig(conninfo: url))
-        o.directory = TestDatabase.projectRoot.appendingPathComponent("migrations").path
-        _ = try await Migrator(options: o).up()
+        let url = try await migratedReferenceDatabase(seed: false)
         return (url, try await TestDatabase.connect(url))
     }
 
@@ -104,9 +100,9 @@ struct PruneTests {
         #expect(try await c.query("SELECT count(*) AS n FROM bridge.prunes").first?.int("n") == 0)
 
         // Batches of 7 (the last one partial), progress after each.
-        let seen = Counter()
+        let seen = Collected<Int>()
         let result = try await LedgerPruner(connection: c, options: batchesOf7).run { p in
-            seen.add(p.examined)
+            seen.append(p.examined)
         }
         #expect(result == dry)
         #expect(seen.values.last == 30 && seen.values.count >= 5)
@@ -213,22 +209,5 @@ struct PruneTests {
             #expect(scans.isEmpty, "\(name) scans \(scans) (\(query.sql))")
         }
         await c.close()
-    }
-}
-
-/// Collects values from a `@Sendable` callback.
-final class Counter: @unchecked Sendable {
-    // @unchecked Sendable: `values` is guarded by `lock`.
-    private let lock = NSLock()
-    private var stored: [Int] = []
-    func add(_ v: Int) {
-        lock.lock()
-        stored.append(v)
-        lock.unlock()
-    }
-    var values: [Int] {
-        lock.lock()
-        defer { lock.unlock() }
-        return stored
     }
 }

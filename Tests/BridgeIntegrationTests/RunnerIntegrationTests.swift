@@ -257,7 +257,7 @@ struct TraceLedgerTests {
         // The transcript.
         let stored = try #require(
             try await conn.query("SELECT items::text AS items, attempt FROM bridge.run_transcripts").first)
-        #expect(try JSONValue.parse(stored["items"]!) == .array(result.transcript))
+        #expect(try JSONValue.parse(stored["items"]!) == .array(result.transcript.map(\.json)))
         #expect(stored.int("attempt") == 1)
 
         // The JSONL file: the trace line first, then one line per span.

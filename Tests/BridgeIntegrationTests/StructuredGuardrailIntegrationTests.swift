@@ -239,27 +239,9 @@ struct SQLGuardrailLiveTests {
 
     @Test func mappingsCheckRequiresABooleanTripwireColumn() async throws {
         let c = try await TestDatabase.connect(try await TestDatabase.createReference(seed: false))
-        for (query, expected, _) in Self.notBoolean where !expected.isEmpty {
-            let text = """
-                version: 1
-                source: {input: "{{task.name}}"}
-                results: {result_column: result}
-                agents:
-                  - name: A
-                    input_guardrails: [g]
-                guardrails:
-                  - name: g
-                    sql: {query: "\(query)"}
-                """
-            let config = try MappingLoader.load(documents: [("m/g.yaml", text)])
-            let lines = await MappingValidator.checkLive(config, connection: c).map(\.description)
-            #expect(
-                lines.count == 1 && lines[0].hasPrefix("m/g.yaml:9:")
-                    && lines[0].contains("the SQL of guardrail 'g' \(expected)"),
-                "\(query): \(lines)")
-        }
-        // The shipped form passes.
-        let ok = """
+        // Agent A with the input guardrail g, whose SQL is `query`.
+        func guarded(_ query: String) -> String {
+            """
             version: 1
             source: {input: "{{task.name}}"}
             results: {result_column: result}
@@ -268,8 +250,21 @@ struct SQLGuardrailLiveTests {
                 input_guardrails: [g]
             guardrails:
               - name: g
-                sql: {query: "SELECT count(*) > 0 AS tripwire_triggered, 'x' AS output_info FROM tasks WHERE name = CAST(:input AS text)"}
+                sql: {query: "\(query)"}
             """
+        }
+        for (query, expected, _) in Self.notBoolean where !expected.isEmpty {
+            let config = try MappingLoader.load(documents: [("m/g.yaml", guarded(query))])
+            let lines = await MappingValidator.checkLive(config, connection: c).map(\.description)
+            #expect(
+                lines.count == 1 && lines[0].hasPrefix("m/g.yaml:9:")
+                    && lines[0].contains("the SQL of guardrail 'g' \(expected)"),
+                "\(query): \(lines)")
+        }
+        // The shipped form passes.
+        let ok = guarded(
+            "SELECT count(*) > 0 AS tripwire_triggered, 'x' AS output_info FROM tasks WHERE name = CAST(:input AS text)"
+        )
         #expect(
             await MappingValidator.checkLive(try MappingLoader.load(documents: [("m/g.yaml", ok)]), connection: c)
                 .isEmpty)

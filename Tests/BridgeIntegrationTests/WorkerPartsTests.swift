@@ -1,6 +1,5 @@
 import BridgeCore
 import BridgeMapping
-import BridgeMigrate
 import BridgePostgres
 import BridgeRunner
 import BridgeTestSupport
@@ -32,10 +31,7 @@ struct WorkerPartsTests {
     /// An empty reference database, migrated, with `tasks` pending tasks of one workspace (no
     /// agent row: each runs the mappings' only agent).
     static func database(tasks: Int) async throws -> String {
-        let url = try await TestDatabase.createReference(seed: false)
-        var o = MigrateOptions(connection: ConnectionConfig(conninfo: url))
-        o.directory = TestDatabase.projectRoot.appendingPathComponent("migrations").path
-        _ = try await Migrator(options: o).up()
+        let url = try await migratedReferenceDatabase(seed: false)
         let c = try await TestDatabase.connect(url)
         try await c.simpleQuery("INSERT INTO workspaces (name, user_id) VALUES ('w', gen_random_uuid())")
         try await c.simpleQuery(

@@ -217,6 +217,31 @@ import Testing
         #expect(throws: OTLPConfigurationError.self) { try keys("all") }
     }
 
+    /// OpenInference's flattened messages from Responses items: a call's id is its `call_id`
+    /// (what the output's `tool_call_id` names), not the item's own `id`.
+    @Test func responsesItemsFlattenIntoToolCallsAndToolMessages() {
+        var attrs: [OTLPAttribute] = []
+        OTLPExporter.messages(
+            [
+                ["role": "user", "content": "hi"],
+                [
+                    "type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "lookup",
+                    "arguments": "{\"q\":1}", "status": "completed",
+                ],
+                ["type": "function_call_output", "call_id": "call_1", "output": "found"],
+            ], prefix: "llm.input_messages", into: &attrs)
+        let flat = Dictionary(attrs.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        let p = "llm.input_messages"
+        #expect(flat["\(p).0.message.role"] == .string("user") && flat["\(p).0.message.content"] == .string("hi"))
+        #expect(flat["\(p).1.message.role"] == .string("assistant"))
+        #expect(flat["\(p).1.message.tool_calls.0.tool_call.id"] == .string("call_1"))
+        #expect(flat["\(p).1.message.tool_calls.0.tool_call.function.name"] == .string("lookup"))
+        #expect(flat["\(p).1.message.tool_calls.0.tool_call.function.arguments"] == .string("{\"q\":1}"))
+        #expect(flat["\(p).2.message.role"] == .string("tool"))
+        #expect(flat["\(p).2.message.tool_call_id"] == .string("call_1"))
+        #expect(flat["\(p).2.message.content"] == .string("found"))
+    }
+
     @Test func gzipRoundTripsAndTruncationKeepsWholeCharacters() {
         let text = Array(String(repeating: "bridge span ", count: 1000).utf8)
         let packed = Gzip.compress(text)

@@ -1,5 +1,6 @@
 import BridgeCore
 import BridgePostgres
+import BridgeTraceModel
 import Foundation
 import Testing
 
@@ -86,7 +87,7 @@ import Testing
     }
 
     @Test func aRunsItemsBecomeRowsAndReadBack() throws {
-        let items: [JSONValue] = [
+        let items: [ConversationItem] = [
             ["role": "user", "content": "Plan the launch"],
             ["type": "function_call", "call_id": "c1", "name": "web_search", "arguments": "{}"],
             ["type": "function_call_output", "call_id": "c1", "output": "3 results"],
@@ -116,11 +117,12 @@ import Testing
         // The application's own rows of a role bridge does not know are not input.
         #expect(SessionItems.item(roleValue: "moderator", content: "x", data: nil, roles: roles) == nil)
         // A data column holds the item exactly.
-        #expect(SessionItems.item(roleValue: "user", content: "x", data: items[4].compact, roles: roles) == items[4])
+        #expect(
+            SessionItems.item(roleValue: "user", content: "x", data: items[4].json.compact, roles: roles) == items[4])
     }
 
     @Test func aWindowCutBetweenACallAndItsOutputDropsTheOrphans() {
-        let items: [JSONValue] = [
+        let items: [ConversationItem] = [
             ["type": "function_call_output", "call_id": "old", "output": "x"],
             ["role": "assistant", "content": "a"],
             ["type": "function_call", "call_id": "new", "name": "t", "arguments": "{}"],

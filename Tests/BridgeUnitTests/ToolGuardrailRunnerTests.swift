@@ -74,7 +74,7 @@ enum ToolGuardFixture {
         #expect(await tools1.log.entries.map(\.name) == ["own_orders"], "the guardrail ran, the tool did not")
         let journaled = try #require(journal1.calls.first)
         #expect(journaled.output == "Not yours.")
-        #expect(journaled.guardrails?.arrayValue?.first?["behavior"] == "reject_content")
+        #expect(journaled.guardrails?.first?["behavior"] == "reject_content")
         checkBalanced(await log1.events)
 
         // Resumed after the call was journaled: neither the guardrail nor the tool runs again,
@@ -178,13 +178,18 @@ enum ToolGuardFixture {
 
         """
 
+    /// The start of a tools file: the SQL tool `lookup`, its guardrails to follow (indented 4).
+    static let lookupTool = """
+        tools:
+          - name: lookup
+            description: Looks up.
+            sql: {query: "SELECT 1"}
+
+        """
+
     @Test func toolGuardrailsLoadIntoTheRunSpecWithTheirAgents() throws {
         let text =
-            MappingFixtures.base + Self.agents + """
-                tools:
-                  - name: lookup
-                    description: Looks up.
-                    sql: {query: "SELECT 1"}
+            MappingFixtures.base + Self.agents + Self.lookupTool + """
                     input_guardrails:
                       - name: own
                         sql: {query: "SELECT (CAST(:arguments AS jsonb)->>'id') IS NULL AS tripwire_triggered FROM tasks WHERE name = :task.name"}
@@ -212,11 +217,7 @@ enum ToolGuardFixture {
 
     @Test func badToolGuardrailsAreLocated() {
         let text =
-            MappingFixtures.base + Self.agents + """
-                tools:
-                  - name: lookup
-                    description: Looks up.
-                    sql: {query: "SELECT 1"}
+            MappingFixtures.base + Self.agents + Self.lookupTool + """
                     input_guardrails:
                       - name: g1
                         sql: {query: "SELECT :output IS NULL AS tripwire_triggered"}

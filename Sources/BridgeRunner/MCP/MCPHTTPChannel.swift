@@ -32,14 +32,10 @@ final class MCPHTTPChannel: MCPChannel, Sendable {
     func setProtocolVersion(_ version: String) { state.withLock { $0.protocolVersion = version } }
 
     func request(_ method: String, params: JSONValue, timeout: Duration) async throws(MCPError) -> JSONValue {
-        let id = pending.allocate()
-        let message: JSONValue = [
-            "jsonrpc": "2.0", "id": .number(Double(id)), "method": .string(method), "params": params,
-        ]
         let deadline = ContinuousClock.now + timeout
-        return try await pending.wait(
-            id, method: method, timeout: timeout,
-            send: { [self] () async throws(MCPError) in
+        return try await exchange(
+            pending, method, params: params, timeout: timeout,
+            send: { [self] (id, message) async throws(MCPError) in
                 let response = try await post(message, deadline: deadline)
                 if method == "initialize", let sid = response.headers["Mcp-Session-Id"] {
                     state.withLock { $0.sessionId = sid }
@@ -52,13 +48,6 @@ final class MCPHTTPChannel: MCPChannel, Sendable {
                         id,
                         .failure(.protocolViolation("MCP server '\(serverName)' answered \(method) without a response"))
                     )
-                }
-            },
-            onAbandon: { [self] reason in
-                Task {
-                    try? await notify(
-                        "notifications/cancelled",
-                        params: ["requestId": .number(Double(id)), "reason": .string(reason)])
                 }
             })
     }

@@ -89,22 +89,9 @@ final class MCPStdioChannel: MCPChannel, Sendable {
     func setProtocolVersion(_ version: String) {}
 
     func request(_ method: String, params: JSONValue, timeout: Duration) async throws(MCPError) -> JSONValue {
-        let id = pending.allocate()
-        let message: JSONValue = [
-            "jsonrpc": "2.0", "id": .number(Double(id)), "method": .string(method), "params": params,
-        ]
-        return try await pending.wait(
-            id, method: method, timeout: timeout,
-            send: { [self] () async throws(MCPError) in
-                try await write(message)
-            },
-            onAbandon: { [self] reason in
-                Task {
-                    try? await notify(
-                        "notifications/cancelled",
-                        params: ["requestId": .number(Double(id)), "reason": .string(reason)])
-                }
-            })
+        try await exchange(
+            pending, method, params: params, timeout: timeout,
+            send: { [self] (_, message) async throws(MCPError) in try await write(message) })
     }
 
     func notify(_ method: String, params: JSONValue) async throws(MCPError) {

@@ -106,6 +106,31 @@ protocol MCPChannel: Sendable {
     func close() async
 }
 
+extension MCPChannel {
+    /// One request: a new id from `pending`, the JSON-RPC message handed to `send` (with its
+    /// id), and the wait for its response. A request abandoned (timed out or cancelled) is
+    /// cancelled on the server with `notifications/cancelled`.
+    func exchange(
+        _ pending: MCPPending, _ method: String, params: JSONValue, timeout: Duration,
+        send: @escaping @Sendable (_ id: Int, _ message: JSONValue) async throws(MCPError) -> Void
+    ) async throws(MCPError) -> JSONValue {
+        let id = pending.allocate()
+        let message: JSONValue = [
+            "jsonrpc": "2.0", "id": .number(Double(id)), "method": .string(method), "params": params,
+        ]
+        return try await pending.wait(
+            id, method: method, timeout: timeout,
+            send: { () async throws(MCPError) in try await send(id, message) },
+            onAbandon: { [self] reason in
+                Task {
+                    try? await notify(
+                        "notifications/cancelled",
+                        params: ["requestId": .number(Double(id)), "reason": .string(reason)])
+                }
+            })
+    }
+}
+
 extension Duration {
     var milliseconds: Int {
         let (s, atto) = components

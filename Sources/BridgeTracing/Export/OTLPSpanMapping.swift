@@ -260,16 +260,23 @@ extension OTLPExporter {
     static func messages(_ items: [JSONValue], prefix: String, into attrs: inout [OTLPAttribute]) {
         for (i, m) in items.enumerated() {
             let p = "\(prefix).\(i).message"
-            if m["type"]?.stringValue == "function_call" {
+            switch ConversationItem(json: m) {
+            case .functionCall(let call):
+                // The call's id is its `call_id` (what the output's `tool_call_id` names), not the
+                // item's own `id`.
+                let c = "\(p).tool_calls.0.tool_call"
                 attrs.append(OTLPAttribute("\(p).role", .string("assistant")))
-                toolCall(m, prefix: "\(p).tool_calls.0.tool_call", into: &attrs)
+                attrs.append(OTLPAttribute("\(c).id", .string(call.callId.text)))
+                attrs.append(OTLPAttribute("\(c).function.name", .string(call.name)))
+                attrs.append(OTLPAttribute("\(c).function.arguments", .string(call.arguments)))
                 continue
-            }
-            if m["type"]?.stringValue == "function_call_output" {
+            case .functionCallOutput(let output):
                 attrs.append(OTLPAttribute("\(p).role", .string("tool")))
-                if let id = m["call_id"]?.stringValue { attrs.append(OTLPAttribute("\(p).tool_call_id", .string(id))) }
-                if let o = m["output"] { attrs.append(OTLPAttribute("\(p).content", .string(o.templateText))) }
+                attrs.append(OTLPAttribute("\(p).tool_call_id", .string(output.callId.text)))
+                attrs.append(OTLPAttribute("\(p).content", .string(output.output.templateText)))
                 continue
+            default:
+                break
             }
             if let role = m["role"]?.stringValue { attrs.append(OTLPAttribute("\(p).role", .string(role))) }
             if let content = m["content"], !content.isNull {
