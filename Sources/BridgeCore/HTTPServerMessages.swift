@@ -23,6 +23,7 @@ public struct HTTPServerRequest: Sendable {
 
     /// The target without its query string.
     public var path: String {
+        // Empty default: never taken (split keeps an empty first piece), a fallback for the type checker.
         String(target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
     }
 

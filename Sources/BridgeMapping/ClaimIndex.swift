@@ -23,7 +23,7 @@ public enum ClaimIndex {
 
     /// A warning (not an error: claims still work, only slower on large tables) when no valid
     /// index of the task table serves the claim order; nil when one does or the table is missing.
-    public static func warning(_ config: MappingConfig, connection: PostgresConnection) async throws(PostgresError)
+    public static func warning(_ config: MappingConfig, connection: PostgresConnection) async throws
         -> MappingIssue?
     {
         let s = config.source
@@ -41,10 +41,11 @@ public enum ClaimIndex {
         if rows.isEmpty { return nil }
         if let g = config.limits?.fairnessGroup {
             // Fair claims: status, then the group (the loose index scan), then the claim order.
-            let fair = rows.contains { r in
-                let cols = (r["cols"] ?? "").split(separator: ",").map(String.init)
+            let fair = try rows.contains { r in
+                let cols = try r.decode(String.self, "cols").split(separator: ",").map(String.init)
+                let predicate = try r.optional(String.self, "pred")
                 return cols.count > 2 && cols[0] == s.status.column && cols[1] == g
-                    && serves(s, columns: [cols[0]] + cols.dropFirst(2), predicate: r["pred"])
+                    && serves(s, columns: [cols[0]] + cols.dropFirst(2), predicate: predicate)
             }
             if !fair {
                 return MappingIssue(
@@ -55,8 +56,8 @@ public enum ClaimIndex {
             }
         }
         for r in rows {
-            let cols = (r["cols"] ?? "").split(separator: ",").map(String.init)
-            if serves(s, columns: cols, predicate: r["pred"]) { return nil }
+            let cols = try r.decode(String.self, "cols").split(separator: ",").map(String.init)
+            if serves(s, columns: cols, predicate: try r.optional(String.self, "pred")) { return nil }
         }
         let wanted = ([s.status.column] + [s.priority?.column].compactMap { $0 } + orderColumns(s)).joined(
             separator: ", ")

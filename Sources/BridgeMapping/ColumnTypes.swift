@@ -22,11 +22,13 @@ public struct ColumnTypes: Sendable, Equatable {
 
     /// `::type` to append to a parameter compared with `table.column` (empty when unknown).
     public func cast(_ table: String, _ column: String) -> PostgresQuery {
+        // Empty default: no cast when the type is unknown (the server infers it).
         PostgresQuery(unsafeSQL: type(table, column).map { "::" + $0 } ?? "")
     }
 
     /// `::type[]` to append to an array parameter compared with `= ANY(…)` (empty when unknown).
     public func arrayCast(_ table: String, _ column: String) -> PostgresQuery {
+        // Empty default: no cast when the type is unknown (the server infers it).
         PostgresQuery(unsafeSQL: type(table, column).map { "::" + $0 + "[]" } ?? "")
     }
 

@@ -173,6 +173,7 @@ public struct DatabaseToSDKBridge: Sendable {
         if starting == nil, selection == nil, config.agents.count == 1 { starting = config.agents[0] }
         guard let starting else {
             var tried: [String] = []
+            // The values tried, for the message: a NULL shows as '' (it matched no agent either).
             if let sel = selection {
                 if let row = taskAgentRow {
                     tried.append("\(sel.matchColumn)='\(row[sel.matchColumn]?.templateText ?? "")'")
@@ -287,6 +288,7 @@ extension DatabaseToSDKBridge {
         return (
             rows,
             edges.compactMap { r in
+                // A row without both ends is no edge (the user's table may hold such rows).
                 guard let s = r["s"], let t = r["t"] else { return nil }
                 return HandoffEdge(sourceId: s, targetId: t, description: r["d"])
             }

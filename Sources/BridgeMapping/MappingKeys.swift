@@ -134,6 +134,7 @@ public enum MappingKeyTable {
             out.append(
                 Row(
                     path: path, kind: describe(d.kind), required: required,
+                    // Empty default: a key without a default has an empty cell in the table.
                     defaultValue: d.defaultValue.map { d.defaultIsProse ? $0 : "`\($0)`" } ?? "", summary: d.summary))
             out += children(d.kind, path: path)
         }

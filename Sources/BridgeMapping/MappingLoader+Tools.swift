@@ -33,6 +33,7 @@ extension LoadState {
             for key in [Keys.Tool.parameters, .strict] where m.has(key) {
                 r.issue(m.keyNode(key), m.path(key), "hosted tools take no \(key.rawValue)")
             }
+            // Empty default: a hosted tool needs no description.
             description = m.string(.description) ?? ""
         } else if let d = m.string(.description, required: true) {
             description = d

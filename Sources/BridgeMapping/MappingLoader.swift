@@ -278,6 +278,7 @@ struct LoadState {
         switch e {
         case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
             .composer(let context, let problem, let mark, _):
+            // Empty default: no context, no prefix.
             let ctx = context.map { "\($0.text) (from line \($0.mark.line), column \($0.mark.column)): " } ?? ""
             return (mark, ctx + problem)
         case .duplicatedKeysInMapping(let duplicates, let context):

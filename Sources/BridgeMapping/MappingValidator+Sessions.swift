@@ -44,9 +44,9 @@ extension MappingValidator {
         var issues: [MappingIssue] = []
         let written = Set([s.sessionColumn] + Array(s.item.values) + Array(s.values.keys))
         for r in columns {
-            guard let col = r["col"], let type = r["type"] else { continue }
-            types[col] = type
-            if r["required"] == "t" && !written.contains(col) {
+            let col = try r.decode(String.self, "col")
+            types[col] = try r.decode(String.self, "type")
+            if try r.decode(Bool.self, "required") && !written.contains(col) {
                 issues.append(
                     MappingIssue(
                         loc("item"),
@@ -70,7 +70,9 @@ extension MappingValidator {
             """)
         var constraints: [(name: String, expr: String, columns: [String])] = []
         for r in checks {
-            guard let name = r["name"], let expr = r["expr"], let col = r["col"] else { continue }
+            let name = try r.decode(String.self, "name")
+            let expr = try r.decode(String.self, "expr")
+            let col = try r.decode(String.self, "col")
             if let i = constraints.firstIndex(where: { $0.name == name }) {
                 constraints[i].columns.append(col)
             } else {

@@ -164,6 +164,7 @@ public struct HandoffSpec: Codable, Sendable, Equatable {
 
     /// The SDK's default handoff tool description.
     public static func defaultDescription(for agentName: String, handoffDescription: String?) -> String {
+        // Empty default: the SDK's own default, `handoff_description or ''`.
         "Handoff to the \(agentName) agent to handle the request. \(handoffDescription ?? "")"
     }
 

@@ -171,6 +171,7 @@ public enum SessionItems {
             guard let content, let item = try? JSONValue.parse(content), item.objectValue != nil else { return nil }
             return ConversationItem(json: item)
         }
+        // Empty default: a stored message with NULL content is an empty message.
         return .input(role: role, content ?? "")
     }
 

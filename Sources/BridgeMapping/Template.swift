@@ -88,6 +88,7 @@ public struct Template: Sendable, Equatable, Hashable, CustomStringConvertible {
             case .text(let t): out += t
             case .reference(let root, let path):
                 let row = root == "task" ? task : (agent ?? [:])
+                // Empty default: a reference to a NULL or absent value renders as nothing.
                 out += Template.lookup(row, path)?.templateText ?? ""
             }
         }

@@ -131,6 +131,7 @@ extension LoadState {
             case "reject_content":
                 let message =
                     g.template(.message)?.source
+                    // Empty default: a guardrail without a name gets the message without one.
                     ?? ToolGuardrailSpec.defaultMessage(name ?? "", output: output)
                 if let t = try? Template(parsing: message), !t.columns(root: "agent").isEmpty {
                     r.issue(

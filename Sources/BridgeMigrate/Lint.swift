@@ -238,7 +238,7 @@ public struct Linter: Sendable {
 
     /// The table a statement targets and what kind of statement it is.
     static func target(of t: [SQLToken]) -> (verb: Verb, table: TableName?, index: Int)? {
-        let kw = t.map { $0.keyword ?? "" }
+        let kw = t.keywords
         guard let first = kw.first else { return nil }
         var i = 1
         func skip(_ words: String...) { while i < kw.count, words.contains(kw[i]) { i += 1 } }
@@ -295,7 +295,7 @@ public struct Linter: Sendable {
 
     mutating func analyze(_ statement: SQLStatement, file: String) -> StatementAnalysis {
         let t = statement.tokens
-        let kw = t.map { $0.keyword ?? "" }
+        let kw = t.keywords
         var a = StatementAnalysis(effect: .other, table: nil, notes: [], findings: [])
         func finding(_ rule: String, _ severity: LintFinding.Severity, _ message: String) {
             a.findings.append(
@@ -456,7 +456,7 @@ public struct Linter: Sendable {
     {
         guard let table, let live = table.columnTypes?[column] ?? (table.columns?.contains(column) == true ? "" : nil)
         else { return nil }
-        let kw = t.map { $0.keyword ?? "" }
+        let kw = t.keywords
         let ifNotExists = kw.prefix(5).joined(separator: " ").contains("IF NOT EXISTS")
         if !ifNotExists {
             return (
@@ -597,7 +597,7 @@ public struct Linter: Sendable {
 
     /// One action of an ALTER TABLE on a live table: its effect and notes.
     private func analyzeAction(_ t: [SQLToken], table: TableName, finding: Report) -> (StatementEffect, [String]) {
-        let kw = t.map { $0.keyword ?? "" }
+        let kw = t.keywords
         let constraintWords: Set<String> = ["CONSTRAINT", "FOREIGN", "CHECK", "UNIQUE", "PRIMARY", "EXCLUDE"]
         guard let verb = kw.first else { return (.metadataOnly, []) }
 
@@ -663,7 +663,7 @@ public struct Linter: Sendable {
     /// `ADD [COLUMN] [IF NOT EXISTS] name type …`: a default, serial, generated, inline
     /// REFERENCES or UNIQUE column can rewrite, scan or lock the table.
     private func analyzeAddColumn(_ t: [SQLToken], table: TableName, finding: Report) -> (StatementEffect, [String]) {
-        let kw = t.map { $0.keyword ?? "" }
+        let kw = t.keywords
         let text = kw.joined(separator: " ")
         var effect = StatementEffect.metadataOnly
         var notes: [String] = []
@@ -714,7 +714,7 @@ public struct Linter: Sendable {
     private func analyzeColumnDefault(_ t: [SQLToken], at d: Int, table: TableName, finding: Report) -> (
         StatementEffect, [String]
     ) {
-        let kw = t.map { $0.keyword ?? "" }
+        let kw = t.keywords
         let stops: Set<String> = [
             "NOT", "NULL", "CONSTRAINT", "CHECK", "REFERENCES", "PRIMARY", "UNIQUE", "GENERATED", "COLLATE",
         ]

@@ -435,7 +435,7 @@ public struct Migrator: Sendable {
     /// table is qualified and the index is not.
     static func indexName(_ statement: SQLStatement) -> TableName? {
         let t = statement.tokens
-        let kw = t.map { $0.keyword ?? "" }
+        let kw = t.keywords
         guard var i = kw.firstIndex(of: "INDEX") else { return nil }
         i += 1
         if i < kw.count, kw[i] == "CONCURRENTLY" { i += 1 }

@@ -34,6 +34,12 @@ public struct SQLToken: Sendable, Equatable {
     public func isPunctuation(_ c: Character) -> Bool { kind == .punctuation && text == String(c) }
 }
 
+extension [SQLToken] {
+    /// The tokens' keywords, index for index: `""` for a token that is not a bare word, so a
+    /// pattern of keywords never matches a quoted name, a literal or punctuation.
+    public var keywords: [String] { map { $0.keyword ?? "" } }
+}
+
 /// An error in SQL text that the lexer cannot get past (an unterminated quote or comment).
 public struct SQLLexError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The 1-based line where the unterminated construct starts.

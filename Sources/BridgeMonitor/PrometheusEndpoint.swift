@@ -27,6 +27,7 @@ public enum PrometheusEndpoint {
 
     /// The text exposition as served, `# HELP` lines included (after `serve` or `bootstrap`;
     /// empty before).
+    // Empty default: nothing is exposed before `serve` or `bootstrap`.
     public static func exposition() -> String { state.existing.map { BridgeMetrics.withHelp($0.emitToString()) } ?? "" }
 
     final class Bootstrap: Sendable {

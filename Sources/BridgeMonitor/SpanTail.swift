@@ -184,12 +184,16 @@ public struct SpanTail: Sendable {
     }
 
     static func tailSpan(_ row: PostgresRow) throws -> TailSpan {
-        TailSpan(record: try Ledger.span(row), agent: row["agent"], createdAt: row["created"] ?? "-infinity")
+        TailSpan(
+            record: try Ledger.span(row), agent: try row.optional(String.self, "agent"),
+            createdAt: try row.decode(String.self, "created"))
     }
 }
 
 extension TailSpan {
     /// One line: time, trace, agent, span type, name, short input → output, duration, error.
+    /// A span without the name its type shows gets an empty column (an empty default): the line is for a
+    /// person and the span is shown as it was stored.
     public var line: String {
         let r = record
         let d = r.spanData

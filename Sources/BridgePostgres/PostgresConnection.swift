@@ -276,6 +276,7 @@ public actor PostgresConnection {
             out.append(
                 PostgresNotification(
                     channel: String(cString: note.relname),
+                    // Empty default: a NOTIFY without a payload.
                     payload: note.extra.map { String(cString: $0) } ?? "",
                     backendPID: note.be_pid))
             PQfreemem(n)

@@ -108,6 +108,12 @@ public struct PostgresDecodingError: BridgeError, Sendable, Equatable {
         self.source = source
     }
 
+    /// An error about `column` of `row`, for a check a caller makes beyond the type (a JSON
+    /// value that must be an object, a number that must be positive).
+    public init(column: String, expected: String, problem: Problem, row: PostgresRow) {
+        self.init(column: column, expected: expected, problem: problem, columns: row.columns, source: row.source)
+    }
+
     /// A value that does not decode is bad input, as a mistyped value in a file is.
     public var exitStatus: ExitStatus { .badInput }
 
@@ -121,7 +127,7 @@ public struct PostgresDecodingError: BridgeError, Sendable, Equatable {
             message = "\(name): no such column in the result (expected \(expected); it has \(have))"
         case .null: message = "\(name): expected \(expected), got NULL"
         case .badValue(let text): message = "\(name): expected \(expected), got \(Self.quoted(text))"
-        case .rowCount(let n): message = "\(name): expected one row, got \(n)"
+        case .rowCount(let n): message = "\(name): expected \(expected), got \(n) rows"
         }
         if let statement = source.statement { message += "; statement: \(Self.shortened(statement))" }
         return message

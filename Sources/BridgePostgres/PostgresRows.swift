@@ -47,6 +47,16 @@ public struct PostgresRows: Sendable, Sequence {
         return row(rows[0])
     }
 
+    /// The first row of a statement that always returns at least one (counts joined to their
+    /// examples); none is an error.
+    public func firstRow() throws(PostgresDecodingError) -> PostgresRow {
+        guard let row = first else {
+            throw PostgresDecodingError(
+                column: nil, expected: "a row", problem: .rowCount(0), columns: columns, source: source)
+        }
+        return row
+    }
+
     public func makeIterator() -> AnyIterator<PostgresRow> {
         var it = rows.makeIterator()
         let make = row

@@ -19,6 +19,7 @@ public enum Secrets {
     {
         var out = environmentKeys.compactMap { environment[$0] }
         for key in headerEnvironmentKeys {
+            // Empty default: an unset variable holds no header secrets.
             for pair in (environment[key] ?? "").split(separator: ",") {
                 if let eq = pair.firstIndex(of: "=") {
                     let v = pair[pair.index(after: eq)...].trimmingCharacters(in: .whitespaces)

@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgePostgres
 import Foundation
 
 /// One finished span in the Agents SDK's export format.
@@ -42,6 +43,7 @@ public struct SpanRecord: Sendable, Equatable {
     }
 
     /// The span's `span_data.type`.
+    // Empty default: span data without a type (kept as it was read).
     public var type: String { spanData["type"]?.stringValue ?? "" }
     /// The span's type, nil for one the SDK's list does not have (kept and shown as it is).
     public var kind: SpanKind? { SpanKind(rawValue: type) }
@@ -54,16 +56,17 @@ public struct SpanRecord: Sendable, Equatable {
         s.span_id, s.trace_id, s.parent_id, s.started_at, s.ended_at, s.span_data::text AS span_data, s.error::text AS error
         """
 
-    /// A span from a `bridge.spans` row read with `ledgerColumns` (`column` gives a column's
-    /// text, nil for NULL).
-    public init(ledgerRow column: (String) -> String?) throws {
+    /// A span from a `bridge.spans` row read with `ledgerColumns`. The ids and `span_data` are
+    /// NOT NULL in the table, so a row without them is an error; the times are nullable there
+    /// (a span imported without them), and such a span keeps `distantPast` as its time.
+    public init(ledgerRow row: PostgresRow) throws(PostgresDecodingError) {
         self.init(
-            id: SpanID(column("span_id") ?? ""), traceId: TraceID(column("trace_id") ?? ""),
-            parentId: column("parent_id").map { SpanID($0) },
-            startedAt: column("started_at").flatMap(PostgresTimestamp.parse) ?? .distantPast,
-            endedAt: column("ended_at").flatMap(PostgresTimestamp.parse) ?? .distantPast,
-            spanData: try JSONValue.parse(column("span_data") ?? "null"),
-            error: try column("error").map { try JSONValue.parse($0) })
+            id: try row.decode(SpanID.self, "span_id"), traceId: try row.decode(TraceID.self, "trace_id"),
+            parentId: try row.optional(SpanID.self, "parent_id"),
+            startedAt: try row.optional(Date.self, "started_at") ?? .distantPast,
+            endedAt: try row.optional(Date.self, "ended_at") ?? .distantPast,
+            spanData: try row.decode(JSONValue.self, "span_data"),
+            error: try row.optional(JSONValue.self, "error"))
     }
 
     /// The row's values in the order of `bridge.spans (span_id, trace_id, parent_id, started_at,
@@ -113,13 +116,19 @@ public struct TraceRecord: Sendable, Equatable {
     /// The columns of a `bridge.traces` row as `init(ledgerRow:)` reads them (`tr` is the alias).
     public static let ledgerColumns = "tr.trace_id, tr.workflow_name, tr.group_id, tr.metadata::text AS metadata"
 
-    /// A trace from a `bridge.traces` row read with `ledgerColumns`.
-    public init(ledgerRow column: (String) -> String?) throws {
-        let meta = try JSONValue.parse(column("metadata") ?? "{}").objectValue ?? [:]
+    /// A trace from a `bridge.traces` row read with `ledgerColumns` (every column but
+    /// `group_id` is NOT NULL in the table). Metadata values that are not strings are left out,
+    /// as the SDK's flat string-to-string metadata has none.
+    public init(ledgerRow row: PostgresRow) throws(PostgresDecodingError) {
+        let meta = try row.decode(JSONValue.self, "metadata")
+        guard let object = meta.objectValue else {
+            throw PostgresDecodingError(
+                column: "metadata", expected: "a JSON object", problem: .badValue(meta.compact), row: row)
+        }
         self.init(
-            id: TraceID(column("trace_id") ?? ""), workflowName: column("workflow_name") ?? "",
-            groupId: column("group_id"),
-            metadata: meta.compactMapValues(\.stringValue))
+            id: try row.decode(TraceID.self, "trace_id"), workflowName: try row.decode(String.self, "workflow_name"),
+            groupId: try row.optional(String.self, "group_id"),
+            metadata: object.compactMapValues(\.stringValue))
     }
 }
 

@@ -110,6 +110,7 @@ public enum SpanData: Sendable, Equatable {
 
     /// The span's `type` as written in `span_data`.
     public var type: String {
+        // Empty default: span data without a type (kept as it was read).
         if case .other(let o) = self { return o["type"]?.stringValue ?? "" }
         return kind?.rawValue ?? ""
     }
@@ -183,6 +184,8 @@ public enum SpanData: Sendable, Equatable {
         let strings = { (v: JSONValue?) in v?.arrayValue?.compactMap(\.stringValue) }
         let d = o["data"]?.objectValue ?? [:]
         let data: SpanData
+        // A field the span data lacks reads as empty (an empty default): spans from a file or an older
+        // SDK are kept as they are, never refused for a missing name.
         switch s("type").flatMap(SpanKind.init(rawValue:)) {
         case .agent:
             data = .agent(

@@ -77,7 +77,7 @@ public struct Ledger: SpanSink {
     /// A span from a row with `span_id, trace_id, parent_id, started_at, ended_at`, and
     /// `span_data` and `error` as text.
     public static func span(_ row: PostgresRow) throws -> SpanRecord {
-        try SpanRecord(ledgerRow: { row[$0] })
+        try SpanRecord(ledgerRow: row)
     }
 
     /// The stored trace, if any.
@@ -88,7 +88,7 @@ public struct Ledger: SpanSink {
             SELECT \(unsafeRaw: TraceRecord.ledgerColumns) FROM bridge.traces tr WHERE tr.trace_id = \(id)
             """)
         guard let row = rows.first else { return nil }
-        return try TraceRecord(ledgerRow: { row[$0] })
+        return try TraceRecord(ledgerRow: row)
     }
 
     // MARK: SpanSink

@@ -86,7 +86,7 @@ public struct LedgerPruner: Sendable {
                 """
                 SELECT count(*) AS n FROM bridge.traces WHERE started_at < \(options.cutoff)::timestamptz
                 """
-            ).first?.int("n") ?? 0
+            ).one().decode(Int.self, "n")
         progress(total)
         if options.dryRun {
             try await connection.simpleQuery("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -105,7 +105,7 @@ public struct LedgerPruner: Sendable {
                 INSERT INTO bridge.prunes (cutoff, include_undelivered) VALUES (\(options.cutoff)::timestamptz, \(options.includeUndelivered))
                 RETURNING id
                 """
-            ).first?["id"] ?? ""
+            ).one().decode(String.self, "id")
         try await connection.set("lock_timeout", "\(options.lockTimeoutMs)ms")
         total = try await loop(total, pruneId: id, progress: progress)
         try await connection.query("UPDATE bridge.prunes SET finished_at = now() WHERE id = \(id)::bigint")
@@ -147,15 +147,17 @@ public struct LedgerPruner: Sendable {
             attempt += 1
             do {
                 let q = Self.statement(options, after: cursor, pruneId: pruneId)
-                guard let row = try await connection.query(q).first, let last = row["last_trace_id"],
-                    let lastStarted = row["last_started_at"]
+                let row = try await connection.query(q).one()
+                // No candidate left: the last trace id and time are NULL, and the prune is done.
+                guard let last = try row.optional(TraceID.self, "last_trace_id"),
+                    let lastStarted = try row.optional(String.self, "last_started_at")
                 else { return BatchResult() }
                 return BatchResult(
-                    cursor: (lastStarted, TraceID(last)), examined: row.int("examined") ?? 0,
-                    traces: row.int("traces") ?? 0, spans: row.int("spans") ?? 0,
-                    transcripts: row.int("transcripts") ?? 0, deliveries: row.int("deliveries") ?? 0)
-            } catch {
-                guard error.isLockConflict, attempt < 8 else { throw error }
+                    cursor: (lastStarted, last), examined: try row.decode(Int.self, "examined"),
+                    traces: try row.decode(Int.self, "traces"), spans: try row.decode(Int.self, "spans"),
+                    transcripts: try row.decode(Int.self, "transcripts"),
+                    deliveries: try row.decode(Int.self, "deliveries"))
+            } catch let error as PostgresError where error.isLockConflict && attempt < 8 {
                 try await Task.sleep(for: .seconds(RetryBackoff.delay(attempt: attempt, base: 0.2, cap: 5)))
             }
         }

@@ -80,6 +80,7 @@ public struct SpanStart: Sendable, Equatable {
         else { return nil }
         self.init(
             spanId: SpanID(spanId), traceId: TraceID(traceId), parentId: o["parent_id"]?.stringValue.map { SpanID($0) },
+            // Empty default: a span start without a model (not a generation) shows none.
             startedAt: Date(timeIntervalSince1970: at), type: type, model: o["model"]?.stringValue ?? "",
             agent: o["agent"]?.stringValue, taskId: o["task_id"]?.stringValue, groupId: o["group_id"]?.stringValue)
     }

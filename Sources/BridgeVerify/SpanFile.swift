@@ -48,6 +48,7 @@ public struct SpanFile: Sendable, Equatable {
         var sawOTLP = false
         var sawSDK = false
         func take(_ v: JSONValue, line: Int?) throws(VerifyInputError) {
+            // Empty default: no line number, no suffix.
             let at = line.map { " (line \($0))" } ?? ""
             if let rs = v["resourceSpans"]?.arrayValue {
                 sawOTLP = true

@@ -40,12 +40,12 @@ public struct TraceDocument: Sendable, Equatable {
             WHERE tr.trace_id = \(id) OR coalesce(tr.task_id, tr.metadata->>'task_id') = \(id)
             ORDER BY (tr.trace_id = \(id)) DESC, tr.started_at DESC NULLS LAST
             """)
-        guard let row = rows.first, row["trace_id"] != nil else {
+        guard let row = rows.first else {
             throw VerifyInputError("no trace with id or task id \(id) in bridge.traces")
         }
-        let record = try TraceRecord(ledgerRow: { row[$0] })
+        let record = try TraceRecord(ledgerRow: row)
         let traceId = record.id
-        let taskId = row["task_id"]
+        let taskId = try row.optional(String.self, "task_id")
         var others: [TraceID] = []
         if let taskId {
             let more = try await c.query(
@@ -54,7 +54,7 @@ public struct TraceDocument: Sendable, Equatable {
                 WHERE coalesce(task_id, metadata->>'task_id') = \(taskId) AND trace_id <> \(traceId)
                 ORDER BY started_at DESC NULLS LAST
                 """)
-            others = more.compactMap { $0["trace_id"].map { TraceID($0) } }
+            others = try more.map { try $0.decode(TraceID.self, "trace_id") }
         }
         // Raw: the record's column list, a constant in code that its row decoder reads.
         let spans = try await c.query(
@@ -62,9 +62,10 @@ public struct TraceDocument: Sendable, Equatable {
             SELECT \(unsafeRaw: SpanRecord.ledgerColumns)
             FROM bridge.spans s WHERE s.trace_id = \(traceId) ORDER BY s.started_at, s.ended_at, s.span_id
             """
-        ).map { r in try SpanRecord(ledgerRow: { r[$0] }) }
+        ).map(SpanRecord.init(ledgerRow:))
         return TraceDocument(
-            trace: record, taskId: taskId, startedAt: row.date("started_at"), endedAt: row.date("ended_at"),
+            trace: record, taskId: taskId, startedAt: try row.optional(Date.self, "started_at"),
+            endedAt: try row.optional(Date.self, "ended_at"),
             spans: spans, otherAttempts: others)
     }
 
@@ -148,6 +149,8 @@ enum SpanLabel {
     }
 
     /// One line without the duration, e.g. `tool store_data({"key":…}) → "ok"`.
+    /// A span without the field its line shows gets an empty place (an empty default): the line is for a
+    /// person and shows the span as it was stored.
     static func line(_ s: SpanRecord, argLimit: Int = 60) -> String {
         let d = s.spanData
         switch s.kind {

@@ -56,8 +56,8 @@ public struct Verifier: Sendable {
             """
         var found = false
         do {
-            found = try await conn.query(query).first?.bool("ok") ?? false
-        } catch {
+            found = try await conn.query(query).one().decode(Bool.self, "ok")
+        } catch let error as PostgresError {
             // Class 22: not even a valid key value (e.g. not a uuid); anything else is real.
             if error.sqlState?.hasPrefix("22") != true { throw error }
         }
@@ -152,7 +152,7 @@ public struct Verifier: Sendable {
         try await connection.simpleQuery("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         open.append(connection)
         guard !helpers.isEmpty else { return }
-        let snapshot = try await connection.query("SELECT pg_export_snapshot() AS s").first?["s"] ?? ""
+        let snapshot = try await connection.query("SELECT pg_export_snapshot() AS s").one().decode(String.self, "s")
         // SET TRANSACTION SNAPSHOT takes no parameters; the id comes from the server
         // (hex digits and dashes) and is checked before it is quoted.
         guard !snapshot.isEmpty,
@@ -218,25 +218,25 @@ public struct Verifier: Sendable {
         case .toolTiming: return try await toolTiming(sql, c)
         case .runsWhole:
             let rows = try await query(sql.runsWhole, c)
-            return result(.runsWhole, counted(rows), emptyReason: "no ended traces in scope")
+            return result(.runsWhole, try counted(rows), emptyReason: "no ended traces in scope")
         case .spendRecorded:
             guard config.pricing.isConfigured else {
                 return .skipped(.spendRecorded, "the mappings have no pricing section")
             }
             let rows = try await query(sql.spendRecorded, c)
-            let usd = rows.first?.double("usd") ?? 0
-            let unpriced = rows.first?.int("unpriced") ?? 0
+            let usd = try rows.firstRow().decode(Double.self, "usd")
+            let unpriced = try rows.firstRow().decode(Int.self, "unpriced")
             let tenThousandths = Int((usd * 10_000).rounded())
             let fraction = String(tenThousandths % 10_000)
             let dollars = "\(tenThousandths / 10_000).\(String(repeating: "0", count: 4 - fraction.count))\(fraction)"
             let note =
                 "$\(dollars) spent"
                 + (unpriced > 0 ? ", \(unpriced) call(s) of models missing from pricing (cost unknown)" : "")
-            return result(.spendRecorded, counted(rows), emptyReason: "no model calls in scope", note: note)
+            return result(.spendRecorded, try counted(rows), emptyReason: "no model calls in scope", note: note)
         case .guardrailsApprovalsTraced:
             let rows = try await query(sql.guardrailsApprovalsTraced, c)
             return result(
-                .guardrailsApprovalsTraced, counted(rows),
+                .guardrailsApprovalsTraced, try counted(rows),
                 emptyReason: "no guardrail ran and no run resumed after an approval in scope")
         }
     }
@@ -268,14 +268,14 @@ public struct Verifier: Sendable {
         case .timestamp(let d, _): return d
         case .duration(let seconds, _):
             let rows = try await c.query("SELECT now() - make_interval(secs => \(seconds)::double precision) AS t")
-            return rows.first?.date("t")
+            return try rows.one().decode(Date.self, "t")
         }
     }
 
     /// The newest `bridge prune` cutoff (`bridge.prunes`), nil when nothing was ever pruned.
     func prunedBefore(on c: PostgresConnection) async throws -> Date? {
         guard try await c.ledgerHas([.prunes]) else { return nil }
-        return try await c.query("SELECT max(cutoff) AS cutoff FROM bridge.prunes").first?.date("cutoff")
+        return try await c.query("SELECT max(cutoff) AS cutoff FROM bridge.prunes").one().optional(Date.self, "cutoff")
     }
 
     func requireLedger(on c: PostgresConnection) async throws {
@@ -329,15 +329,25 @@ public struct Verifier: Sendable {
     }
 
     /// Reads the shared result shape: one row per example (or one row with NULL example
-    /// columns), each carrying `checked` and `failed`.
-    func counted(_ rows: PostgresRows) -> (checked: Int, failed: Int, examples: [CheckExample]) {
-        let checked = rows.first?.int("checked") ?? 0
-        let failed = rows.first?.int("failed") ?? 0
-        let examples = rows.compactMap { r -> CheckExample? in
-            guard let m = r["message"] else { return nil }
-            return CheckExample(taskId: r["task_id"], traceId: r["trace_id"].map { TraceID($0) }, message: m)
-        }
+    /// columns), each carrying `checked` and `failed`. A result without its counts fails the
+    /// check closed (an error), never a pass with zero checked.
+    func counted(_ rows: PostgresRows) throws(PostgresDecodingError) -> (
+        checked: Int, failed: Int, examples: [CheckExample]
+    ) {
+        let counts = try rows.firstRow()
+        let checked = try counts.decode(Int.self, "checked")
+        let failed = try counts.decode(Int.self, "failed")
+        var examples: [CheckExample] = []
+        for r in rows { if let e = try Self.example(r) { examples.append(e) } }
         return (checked, failed, examples)
+    }
+
+    /// The example a row carries; nil when its `message` is NULL (a row of counts only).
+    static func example(_ r: PostgresRow) throws(PostgresDecodingError) -> CheckExample? {
+        guard let m = try r.optional(String.self, "message") else { return nil }
+        return CheckExample(
+            taskId: try r.optional(String.self, "task_id"), traceId: try r.optional(TraceID.self, "trace_id"),
+            message: m)
     }
 
     func result(
@@ -352,12 +362,13 @@ public struct Verifier: Sendable {
 
     func toolsTraced(_ sql: VerifySQL, _ c: PostgresConnection) async throws -> CheckResult {
         let rows = try await query(sql.toolsTraced, c)
-        return result(.toolsTraced, counted(rows), emptyReason: "no tool calls in the run transcripts in scope")
+        return result(.toolsTraced, try counted(rows), emptyReason: "no tool calls in the run transcripts in scope")
     }
 
     func handoffsTraced(_ sql: VerifySQL, _ c: PostgresConnection) async throws -> CheckResult {
         let rows = try await query(sql.handoffsTraced, c)
-        return result(.handoffsTraced, counted(rows), emptyReason: "no agent switches in the run transcripts in scope")
+        return result(
+            .handoffsTraced, try counted(rows), emptyReason: "no agent switches in the run transcripts in scope")
     }
 
     func toolIOCaptured(_ sql: VerifySQL, _ c: PostgresConnection) async throws -> CheckResult {
@@ -368,7 +379,7 @@ public struct Verifier: Sendable {
             )
         }
         let rows = try await query(sql.toolIOCaptured, c)
-        return result(.toolIOCaptured, counted(rows), emptyReason: "no function spans in scope")
+        return result(.toolIOCaptured, try counted(rows), emptyReason: "no function spans in scope")
     }
 
     func traceIdsCorrelate(
@@ -387,15 +398,16 @@ public struct Verifier: Sendable {
         }
         let rows = try await query(text, c)
         var note =
-            "executions checked: \(rows.first?.int("executions") ?? 0), traces checked: \(rows.first?.int("traces") ?? 0)"
+            "executions checked: \(try rows.firstRow().decode(Int.self, "executions")), traces checked: \(try rows.firstRow().decode(Int.self, "traces"))"
         if let file {
             note += "; \(file.path) (\(file.format.rawValue)): \(file.traces) traces, \(file.spans) spans"
         }
-        return result(.traceIdsCorrelate, counted(rows), emptyReason: "no executions or traces in scope", note: note)
+        return result(
+            .traceIdsCorrelate, try counted(rows), emptyReason: "no executions or traces in scope", note: note)
     }
 
     func exportDelivered(_ sql: VerifySQL, _ c: PostgresConnection) async throws -> CheckResult {
-        let configured = try await c.query("SELECT count(*) AS n FROM bridge.exporters").first?.int("n") ?? 0
+        let configured = try await c.query("SELECT count(*) AS n FROM bridge.exporters").one().decode(Int.self, "n")
         guard configured > 0 else {
             return .skipped(.exportDelivered, "no exporter is configured (bridge.exporters is empty)")
         }
@@ -407,29 +419,25 @@ public struct Verifier: Sendable {
         var examples: [CheckExample] = []
         var lateExamples: [CheckExample] = []
         for r in rows {
-            switch r["kind"] {
+            switch try r.decode(String.self, "kind") {
             case "exporter":
+                // The lags are NULL for an exporter with no delivered span.
                 let e = ExporterDelivery(
-                    exporter: r["exporter"] ?? "", spans: r.int("spans") ?? 0,
-                    delivered: r.int("delivered") ?? 0, rejected: r.int("rejected") ?? 0,
-                    missing: r.int("missing") ?? 0, inFlight: r.int("in_flight") ?? 0,
-                    p50LagSeconds: r.double("p50"), p95LagSeconds: r.double("p95"),
-                    maxLagSeconds: r.double("max"))
+                    exporter: try r.decode(String.self, "exporter"), spans: try r.decode(Int.self, "spans"),
+                    delivered: try r.decode(Int.self, "delivered"), rejected: try r.decode(Int.self, "rejected"),
+                    missing: try r.decode(Int.self, "missing"), inFlight: try r.decode(Int.self, "in_flight"),
+                    p50LagSeconds: try r.optional(Double.self, "p50"),
+                    p95LagSeconds: try r.optional(Double.self, "p95"),
+                    maxLagSeconds: try r.optional(Double.self, "max"))
                 if let p95 = e.p95LagSeconds, p95 > maxLag {
                     overLimit.append("\(e.exporter): p95 lag \(Self.seconds(p95))")
-                    late += r.int("late") ?? 0
+                    late += try r.decode(Int.self, "late")
                 }
                 exporters.append(e)
             case "example":
-                if let m = r["message"] {
-                    examples.append(
-                        CheckExample(taskId: r["task_id"], traceId: r["trace_id"].map { TraceID($0) }, message: m))
-                }
+                if let e = try Self.example(r) { examples.append(e) }
             default:
-                if let m = r["message"] {
-                    lateExamples.append(
-                        CheckExample(taskId: r["task_id"], traceId: r["trace_id"].map { TraceID($0) }, message: m))
-                }
+                if let e = try Self.example(r) { lateExamples.append(e) }
             }
         }
         exporters.sort { $0.exporter < $1.exporter }
@@ -471,20 +479,18 @@ public struct Verifier: Sendable {
         var timings: [ToolTiming] = []
         var examples: [CheckExample] = []
         for r in rows {
-            switch r["kind"] {
+            switch try r.decode(String.self, "kind") {
             case "total":
-                checked = r.int("checked") ?? 0
-                failed = r.int("failed") ?? 0
+                checked = try r.decode(Int.self, "checked")
+                failed = try r.decode(Int.self, "failed")
             case "tool":
                 timings.append(
                     ToolTiming(
-                        tool: r["tool"] ?? "", count: r.int("n") ?? 0, p50: r.double("p50") ?? 0,
-                        p95: r.double("p95") ?? 0, max: r.double("max") ?? 0))
+                        tool: try r.decode(String.self, "tool"), count: try r.decode(Int.self, "n"),
+                        p50: try r.decode(Double.self, "p50"), p95: try r.decode(Double.self, "p95"),
+                        max: try r.decode(Double.self, "max")))
             default:
-                if let m = r["message"] {
-                    examples.append(
-                        CheckExample(taskId: r["task_id"], traceId: r["trace_id"].map { TraceID($0) }, message: m))
-                }
+                if let e = try Self.example(r) { examples.append(e) }
             }
         }
         if checked == 0 { return .skipped(.toolTiming, "no function spans in scope") }

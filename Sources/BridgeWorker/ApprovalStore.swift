@@ -237,7 +237,7 @@ public struct ApprovalStore: Sendable {
                 SELECT trace_id, attempt, execution_key, spec::text AS spec, state::text AS state, open_spans::text AS spans
                 FROM bridge.run_states WHERE task_key = \(taskKey)
                 """
-            ).first
+            ).from("bridge.run_states").first
         else { return nil }
         let keyType = try await columnType(a.table, a.key, on: conn)
         let response: PostgresQuery = a.responseColumn.map { "r.\(identifier: $0)::text" } ?? "NULL::text"
@@ -251,16 +251,19 @@ public struct ApprovalStore: Sendable {
             """)
         let decoder = JSONDecoder()
         let stored = Stored(
-            taskKey: taskKey, traceId: TraceID(row["trace_id"] ?? ""), attempt: row.int("attempt") ?? 1,
-            executionKey: row["execution_key"],
-            spec: try decoder.decode(RunSpec.self, from: Data((row["spec"] ?? "").utf8)),
-            paused: try decoder.decode(PausedRun.self, from: Data((row["state"] ?? "").utf8)),
-            openSpans: try decoder.decode([TraceRecorder.OpenSpan].self, from: Data((row["spans"] ?? "").utf8)))
-        let decisions = waits.map { w in
+            taskKey: taskKey, traceId: try row.decode(TraceID.self, "trace_id"),
+            attempt: try row.decode(Int.self, "attempt"),
+            executionKey: try row.optional(String.self, "execution_key"),
+            spec: try decoder.decode(RunSpec.self, from: Data(row.decode(String.self, "spec").utf8)),
+            paused: try decoder.decode(PausedRun.self, from: Data(row.decode(String.self, "state").utf8)),
+            openSpans: try decoder.decode(
+                [TraceRecorder.OpenSpan].self, from: Data(row.decode(String.self, "spans").utf8)))
+        // The request row's status and response are NULL when the row is gone or unanswered.
+        let decisions = try waits.map { w in
             Self.decision(
-                a, requestKey: w["request_key"] ?? "", callId: CallID(w["call_id"] ?? ""),
-                toolName: w["tool_name"] ?? "",
-                status: w["status"], response: w["response"])
+                a, requestKey: try w.decode(String.self, "request_key"), callId: try w.decode(CallID.self, "call_id"),
+                toolName: try w.decode(String.self, "tool_name"),
+                status: try w.optional(String.self, "status"), response: try w.optional(String.self, "response"))
         }
         return (stored, decisions)
     }

@@ -178,35 +178,45 @@ struct BackfillHistory: Sendable {
 
     /// Reads one batch: the tasks, then (when the mappings name a log table) their tool calls.
     func read(on c: isolated PostgresConnection, cursor: String?, limit: Int, since: String?, lock: Bool)
-        throws(PostgresError) -> [HistoricalRun]
+        throws -> [HistoricalRun]
     {
         let rows = try c.query(batchStatement(cursor: cursor, limit: limit, since: since, lock: lock))
-        var runs = rows.map(Self.run)
+        var runs = try rows.map(Self.run)
         guard !runs.isEmpty, let calls = toolCallStatement(taskKeys: runs.map(\.taskKey)) else { return runs }
         var byTask: [String: [HistoricalRun.ToolCall]] = [:]
         for r in try c.query(calls) {
-            guard let task = r["task_key"] else { continue }
-            byTask[task, default: []].append(
+            // The log rows are the user's history, read as they are: a call without a name is
+            // shown as `unknown_tool`, and arguments that are not JSON are left out.
+            byTask[try r.decode(String.self, "task_key"), default: []].append(
                 HistoricalRun.ToolCall(
-                    name: r["name"] ?? "unknown_tool", arguments: r["args"].flatMap { try? JSONValue.parse($0) },
-                    output: r["output"], error: r["error"], startedAt: r.date("started_at"),
-                    durationMs: r.double("duration_ms")))
+                    name: try r.optional(String.self, "name") ?? "unknown_tool",
+                    arguments: try r.optional(String.self, "args").flatMap { try? JSONValue.parse($0) },
+                    output: try r.optional(String.self, "output"), error: try r.optional(String.self, "error"),
+                    startedAt: try r.optional(Date.self, "started_at"),
+                    durationMs: try r.optional(Double.self, "duration_ms")))
         }
         for i in runs.indices { runs[i].toolCalls = byTask[runs[i].taskKey] ?? [] }
         return runs
     }
 
-    static func run(_ r: PostgresRow) -> HistoricalRun {
+    /// A run from a row of `batchStatement`. `failed` is NULL when the task's status is NULL,
+    /// which is not the failed status; token usage that is not JSON is left out (the user's
+    /// history, read as it is).
+    static func run(_ r: PostgresRow) throws(PostgresDecodingError) -> HistoricalRun {
         var run = HistoricalRun(
-            taskKey: r["task_key"] ?? "", groupId: r["group_id"], agentKey: r["agent_key"],
-            agentRow: r.bool("agent_row") == true ? .init(match: r["agent_match"]) : nil,
-            fallback: r["fallback"], failed: r.bool("failed") ?? false,
-            completedAt: r.date("t_completed"), createdAt: r.date("t_created"))
-        if let key = r["exec_key"] {
+            taskKey: try r.decode(String.self, "task_key"), groupId: try r.optional(String.self, "group_id"),
+            agentKey: try r.optional(String.self, "agent_key"),
+            agentRow: try r.decode(Bool.self, "agent_row")
+                ? .init(match: try r.optional(String.self, "agent_match")) : nil,
+            fallback: try r.optional(String.self, "fallback"), failed: try r.optional(Bool.self, "failed") ?? false,
+            completedAt: try r.optional(Date.self, "t_completed"), createdAt: try r.optional(Date.self, "t_created"))
+        if let key = try r.optional(String.self, "exec_key") {
             run.execution = .init(
-                key: key, startedAt: r.date("x_started"), completedAt: r.date("x_completed"),
-                durationSeconds: r.double("x_duration"), usage: r["x_usage"].flatMap { try? JSONValue.parse($0) },
-                errorMessage: r["x_error"], attempts: r.int("attempts") ?? 1)
+                key: key, startedAt: try r.optional(Date.self, "x_started"),
+                completedAt: try r.optional(Date.self, "x_completed"),
+                durationSeconds: try r.optional(Double.self, "x_duration"),
+                usage: try r.optional(String.self, "x_usage").flatMap { try? JSONValue.parse($0) },
+                errorMessage: try r.optional(String.self, "x_error"), attempts: try r.decode(Int.self, "attempts"))
         }
         return run
     }

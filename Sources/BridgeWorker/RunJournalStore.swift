@@ -46,19 +46,23 @@ public struct RunJournalStore: Sendable {
                        extract(epoch FROM updated_at)::float8 AS updated
                 FROM bridge.run_journals WHERE task_key = \(taskKey)
                 """
-            ).first
+            ).from("bridge.run_journals").first
         else { return nil }
         return Head(
-            traceId: TraceID(r["trace_id"] ?? ""), attempt: r.int("attempt") ?? 1, format: r.int("format") ?? 0,
-            spec: r["spec"] ?? "", checkpoint: r["checkpoint"], workerId: r["worker_id"],
-            updatedAt: Date(timeIntervalSince1970: r.double("updated") ?? 0))
+            traceId: try r.decode(TraceID.self, "trace_id"), attempt: try r.decode(Int.self, "attempt"),
+            format: try r.decode(Int.self, "format"), spec: try r.decode(String.self, "spec"),
+            checkpoint: try r.optional(String.self, "checkpoint"), workerId: try r.optional(String.self, "worker_id"),
+            updatedAt: Date(timeIntervalSince1970: try r.decode(Double.self, "updated")))
     }
 
     /// The finished calls of a trace (replayed by a resumed run).
     public func calls(on conn: PostgresConnection, traceId: TraceID) async throws -> [JournaledCall] {
         let rows = try await conn.query(
-            "SELECT data::text AS data FROM bridge.journal_calls WHERE trace_id = \(traceId)")
-        return try rows.map { try JSONDecoder().decode(JournaledCall.self, from: Data(($0["data"] ?? "").utf8)) }
+            "SELECT data::text AS data FROM bridge.journal_calls WHERE trace_id = \(traceId)"
+        ).from("bridge.journal_calls")
+        return try rows.map {
+            try JSONDecoder().decode(JournaledCall.self, from: Data($0.decode(String.self, "data").utf8))
+        }
     }
 
     /// `WITH lease AS (…)`: one row while `token` holds the task's lease (share-locked); one row
@@ -175,8 +179,8 @@ public struct RunJournalStore: Sendable {
                 specJSON: text, workerId: workerId, task: task, trace: trace, startedAt: startedAt)
         else { return (nil, false) }
         let row = try await conn.query(q).first
-        guard row?.int("ok") == 1 else { throw TaskStore.LeaseLost(taskKey: taskKey) }
-        return (row?["k"], true)
+        guard try row?.decode(Int.self, "ok") == 1 else { throw TaskStore.LeaseLost(taskKey: taskKey) }
+        return (try row?.optional(String.self, "k"), true)
     }
 
     func start(on conn: PostgresConnection, taskKey: String, token: LeaseToken?, spec: RunSpec, workerId: String)
@@ -359,7 +363,7 @@ public struct RunJournalStore: Sendable {
     /// One sweep pass (see `sweepQuery`); the number of journals dropped.
     public func sweep(on conn: PostgresConnection) async throws -> Int {
         guard let q = sweepQuery() else { return 0 }
-        return try await conn.query(q).first?.int("n") ?? 0
+        return try await conn.query(q).one().decode(Int.self, "n")
     }
 
     /// Every statement a durable run or the lease keeper runs per step or per pass that touches
@@ -588,7 +592,7 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
             calls.map { store.callWrite(taskKey: taskKey, traceId: traceId, call: $0) } + (journal.map { [$0] } ?? [])
         let ok = try await connection.query(
             store.stepQuery(token: token, spans: spans, traceEnd: nil, journal: writes, riders: riders.take()))
-        guard ok.first?.int("ok") == 1 else {
+        guard try ok.first?.decode(Int.self, "ok") == 1 else {
             throw JournalFenced("the lease on task \(taskKey) is gone; its journal write was refused")
         }
         if !spans.isEmpty { BridgeMetrics.spansRecorded(spans.count) }

@@ -119,13 +119,11 @@ extension Bridge {
                 let progress = ProgressReporter.standardError(quiet: quiet, prefix: "")
                 let result = try await PostgresConnection.withConnection(config) { conn in
                     // The cutoff comes from the server's clock, like every other time bridge compares.
-                    guard
-                        let cutoff = try await conn.query(
-                            """
-                            SELECT now() - make_interval(secs => \(seconds)::double precision) AS t
-                            """
-                        ).first?.date("t")
-                    else { throw UsageError("the server returned no time") }
+                    let cutoff = try await conn.query(
+                        """
+                        SELECT now() - make_interval(secs => \(seconds)::double precision) AS t
+                        """
+                    ).one().decode(Date.self, "t")
                     var options = PruneOptions(cutoff: cutoff)
                     options.batchSize = batchSize
                     options.includeUndelivered = includeUndelivered

@@ -194,8 +194,8 @@ extension Bridge.Trace {
 
         /// Whether some trace of `task` is in the ledger (`bridge.traces (task_id)`, indexed).
         static func hasTrace(task: String, on conn: PostgresConnection) async throws -> Bool {
-            try await conn.query("SELECT EXISTS (SELECT 1 FROM bridge.traces WHERE task_id = \(task)) AS ok").first?
-                .bool("ok") ?? false
+            try await conn.query("SELECT EXISTS (SELECT 1 FROM bridge.traces WHERE task_id = \(task)) AS ok").one()
+                .decode(Bool.self, "ok")
         }
 
         /// A task without a trace must at least exist in the user's task table (else a typo would

@@ -147,13 +147,19 @@ struct RowDecodingTests {
     }
 
     @Test(arguments: [0, 2])
-    func oneRowIsExactlyOne(_ count: Int) async throws {
+    func oneRowIsExactlyOneAndFirstRowAtLeastOne(_ count: Int) async throws {
         let c = try await TestDatabase.connect(try #require(TestDatabase.serverURL))
         let rows = try await c.query("SELECT g AS n FROM generate_series(1, \(count)) AS g")
         #expect(try await c.query("SELECT 1 AS n").one().decode(Int.self, "n") == 1)
         await c.close()
         let error = try #require(throws: PostgresDecodingError.self) { try rows.one() }
         #expect(error.problem == .rowCount(count))
-        #expect(error.description.hasPrefix("result: expected one row, got \(count); statement: SELECT g AS n"))
+        #expect(error.description.hasPrefix("result: expected one row, got \(count) rows; statement: SELECT g AS n"))
+        if count == 0 {
+            let none = try #require(throws: PostgresDecodingError.self) { try rows.firstRow() }
+            #expect(none.description.hasPrefix("result: expected a row, got 0 rows; statement: SELECT g AS n"))
+        } else {
+            #expect(try rows.firstRow().decode(Int.self, "n") == 1)
+        }
     }
 }

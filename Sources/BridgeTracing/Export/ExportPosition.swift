@@ -21,8 +21,8 @@ public struct ExportPosition: Sendable, Equatable, CustomStringConvertible {
     public var description: String { "\(txid ?? "legacy")/\(id)" }
 
     /// The position of a row read with `txid::text AS cursor_txid` and `id`.
-    init(row: PostgresRow) {
-        self.init(txid: row["cursor_txid"], id: row["id"] ?? "")
+    init(row: PostgresRow) throws(PostgresDecodingError) {
+        self.init(txid: try row.optional(String.self, "cursor_txid"), id: try row.decode(String.self, "id"))
     }
 
     /// "After this position" on alias `a` (key column `key`): served by the `(txid, key)`
@@ -54,10 +54,12 @@ public struct ExportPositions: Sendable, Equatable {
                 SELECT trace_txid::text AS trace_txid, trace_id, span_txid::text AS span_txid, span_id
                 FROM bridge.export_positions WHERE exporter = \(exporter)
                 """
-            ).first
+            ).from("bridge.export_positions").first
         else { return ExportPositions() }
         return ExportPositions(
-            trace: ExportPosition(txid: r["trace_txid"], id: r["trace_id"] ?? ""),
-            span: ExportPosition(txid: r["span_txid"], id: r["span_id"] ?? ""))
+            trace: ExportPosition(
+                txid: try r.optional(String.self, "trace_txid"), id: try r.decode(String.self, "trace_id")),
+            span: ExportPosition(
+                txid: try r.optional(String.self, "span_txid"), id: try r.decode(String.self, "span_id")))
     }
 }

@@ -52,20 +52,21 @@ extension ExportPump {
         let limit = max(1, exporter.batchSize)
         let rows = try await connection.query(Self.readStatement(exporter: exporter.name, from: from, limit: limit))
         var read = Read(next: from)
-        guard let horizon = rows.first?["horizon"] else { return read }
-        let parts = Dictionary(grouping: rows.filter { $0["part"] != nil }, by: { $0.int("part") ?? 0 })
+        guard let horizon = try rows.first?.decode(String.self, "horizon") else { return read }
+        // `part` is NULL only on the row that carries nothing but the horizon.
+        let parts = try Dictionary(grouping: rows.filter { $0["part"] != nil }, by: { try $0.decode(Int.self, "part") })
         let safeTraces = parts[1] ?? []
         let recentTraces = parts[2] ?? []
         var safeSpans = parts[3] ?? []
         var recentSpans = parts[4] ?? []
         let exhausted = ExportPosition(txid: horizon, id: "")
-        read.next.trace = safeTraces.count == limit ? ExportPosition(row: safeTraces[limit - 1]) : exhausted
+        read.next.trace = safeTraces.count == limit ? try ExportPosition(row: safeTraces[limit - 1]) : exhausted
         let spanRoom = limit - safeTraces.count - recentTraces.count
         if spanRoom > 0 {
             if safeSpans.count >= spanRoom {
                 safeSpans = Array(safeSpans.prefix(spanRoom))
                 recentSpans = []
-                read.next.span = ExportPosition(row: safeSpans[spanRoom - 1])
+                read.next.span = try ExportPosition(row: safeSpans[spanRoom - 1])
             } else {
                 recentSpans = Array(recentSpans.prefix(spanRoom - safeSpans.count))
                 read.next.span = exhausted
@@ -78,12 +79,12 @@ extension ExportPump {
             || (from.span.txid == nil && read.next.span.txid != nil)
         read.progressed =
             !(safeTraces.isEmpty && recentTraces.isEmpty && safeSpans.isEmpty && recentSpans.isEmpty) || leftLegacy
-        for row in safeTraces + recentTraces where row.bool("done") != true {
-            read.batch.traces.append(try Self.trace(row, prefix: ""))
+        for row in safeTraces + recentTraces where try !row.decode(Bool.self, "done") {
+            read.batch.traces.append(try Self.trace(row))
         }
-        for row in safeSpans + recentSpans where row.bool("done") != true {
+        for row in safeSpans + recentSpans where try !row.decode(Bool.self, "done") {
             let record = try Ledger.span(row)
-            var trace = try Self.trace(row, prefix: "")
+            var trace = try Self.trace(row)
             trace.id = record.traceId
             read.batch.spans.append(ExportSpan(record: record, trace: trace))
         }
@@ -168,11 +169,15 @@ extension ExportPump {
 
     /// A trace from a row; metadata values that are not strings become their JSON text, so
     /// the metadata stays flat string-to-string as the ingest API requires.
-    static func trace(_ row: PostgresRow, prefix: String) throws -> TraceRecord {
-        let meta = try JSONValue.parse(row[prefix + "metadata"] ?? "{}").objectValue ?? [:]
+    static func trace(_ row: PostgresRow) throws(PostgresDecodingError) -> TraceRecord {
+        let meta = try row.decode(JSONValue.self, "metadata")
+        guard let object = meta.objectValue else {
+            throw PostgresDecodingError(
+                column: "metadata", expected: "a JSON object", problem: .badValue(meta.compact), row: row)
+        }
         return TraceRecord(
-            id: TraceID(row["trace_id"] ?? ""), workflowName: row[prefix + "workflow_name"] ?? "",
-            groupId: row[prefix + "group_id"],
-            metadata: meta.compactMapValues { $0.isNull ? nil : ($0.stringValue ?? $0.compact) })
+            id: try row.decode(TraceID.self, "trace_id"), workflowName: try row.decode(String.self, "workflow_name"),
+            groupId: try row.optional(String.self, "group_id"),
+            metadata: object.compactMapValues { $0.isNull ? nil : ($0.stringValue ?? $0.compact) })
     }
 }

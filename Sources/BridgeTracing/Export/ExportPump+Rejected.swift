@@ -13,8 +13,8 @@ extension ExportPump {
             SELECT (SELECT count(*) FROM bridge.trace_deliveries WHERE exporter = \(exporter) AND status = \(DeliveryStatus.rejected)) AS traces,
                    (SELECT count(*) FROM bridge.span_deliveries WHERE exporter = \(exporter) AND status = \(DeliveryStatus.rejected)) AS spans
             """
-        ).first
-        return ExportBacklog(traces: row?.int("traces") ?? 0, spans: row?.int("spans") ?? 0)
+        ).one()
+        return ExportBacklog(traces: try row.decode(Int.self, "traces"), spans: try row.decode(Int.self, "spans"))
     }
 
     /// Makes every `rejected` row of `exporter` undelivered again, so the next pump sends those
@@ -54,7 +54,7 @@ extension ExportPump {
                     )
                     SELECT (SELECT count(*) FROM gone) AS n, (SELECT count(*) FROM moved) AS moved
                     """)
-                n += rows.first?.int("n") ?? 0
+                n += try rows.one().decode(Int.self, "n")
             }
             return n
         }

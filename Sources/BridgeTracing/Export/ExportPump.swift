@@ -96,8 +96,8 @@ public actor ExportPump {
             """
             SELECT pg_try_advisory_lock(\(Int(Self.lockClass))::int, hashtext(\(exporter.name))) AS ok
             """
-        ).first
-        holdsLock = row?.bool("ok") ?? false
+        ).one()
+        holdsLock = try row.decode(Bool.self, "ok")
         return holdsLock
     }
 
@@ -159,8 +159,8 @@ public actor ExportPump {
                    (SELECT count(*) FROM bridge.spans s WHERE \(p.span.after(alias: "s", key: "span_id")) AND s.ended_at IS NOT NULL
                       AND NOT EXISTS (SELECT 1 FROM bridge.span_deliveries d WHERE d.exporter = \(exporter) AND d.span_id = s.span_id)) AS spans
             """
-        ).first
-        return ExportBacklog(traces: row?.int("traces") ?? 0, spans: row?.int("spans") ?? 0)
+        ).one()
+        return ExportBacklog(traces: try row.decode(Int.self, "traces"), spans: try row.decode(Int.self, "spans"))
     }
 
     // MARK: - Delivering
@@ -294,6 +294,7 @@ public actor ExportPump {
             ["kind": "span", "id": $0.record.id.json, "trace_id": $0.record.traceId.json]
         }
         let json = JSONValue.array(items).compact
+        // Empty default: the receiver gave no reason.
         let spansRejected = "spans of this trace were rejected: " + (error ?? "")
         try await connection.query(
             """

@@ -68,6 +68,7 @@ public struct OTLPExporter: TraceExporter {
         var exporter = OTLPExporter(endpoint: c.endpoint, headers: c.headers, client: client)
         exporter.encoding = c.encoding
         exporter.compression = c.compression
+        // Empty default: an unset variable adds no attributes.
         exporter.resourceAttributes = parseHeaders(env["OTEL_RESOURCE_ATTRIBUTES"] ?? "")
         if let service = env["OTEL_SERVICE_NAME"]
             ?? exporter.resourceAttributes.last(where: { $0.0 == "service.name" })?.1
@@ -115,6 +116,7 @@ public struct OTLPExporter: TraceExporter {
             } else {
                 return nil
             }
+            // Empty default: an unset variable adds no headers.
             headers = parseHeaders(env["OTEL_EXPORTER_OTLP_HEADERS"] ?? "")
             for (k, v) in parseHeaders(env["OTEL_EXPORTER_OTLP_\(upper)_HEADERS"] ?? "") {
                 headers.removeAll { $0.0.lowercased() == k.lowercased() }
@@ -225,11 +227,13 @@ public struct OTLPExporter: TraceExporter {
             else { return .delivered() }
             for (n, v) in fields {
                 if n == 1 { rejected = Int(v.int64 ?? 0) }
+                // Empty default: a partial success without a message.
                 if n == 2 { message = v.text ?? "" }
             }
         } else {
             guard let partial = (try? response.json())?["partialSuccess"] else { return .delivered() }
             rejected = partial["rejectedSpans"].flatMap { $0.intValue ?? $0.stringValue.flatMap { Int($0) } } ?? 0
+            // Empty default: a partial success without a message.
             message = partial["errorMessage"]?.stringValue ?? ""
         }
         if rejected > 0 {

@@ -43,6 +43,7 @@ extension OTLPExporter {
     public func span(_ s: ExportSpan) -> OTLPSpan {
         let r = s.record
         let data = r.spanData.objectValue ?? [:]
+        // Span data is mapped as stored: a field the span lacks maps to an empty attribute (the empty defaults here and below).
         let type = data["type"]?.stringValue ?? ""
         var attrs = AttributeList()
         attrs.add("openai.agents.span_id", r.id.text)
