@@ -17,6 +17,17 @@ public struct HistoryRow: Sendable, Codable, Equatable {
     public var error: String?
 }
 
+extension HistoryRow {
+    init(row r: PostgresRow) throws(PostgresDecodingError) {
+        self.init(
+            version: try r.decode(Int64.self, "version"), name: try r.decode(String.self, "name"),
+            checksum: try r.decode(String.self, "checksum"), appliedAt: try r.decode(String.self, "applied_at"),
+            appliedBy: try r.decode(String.self, "applied_by"), executionMS: try r.decode(Int.self, "execution_ms"),
+            status: try r.decode(String.self, "status"), statementsDone: try r.decode(Int.self, "statements_done"),
+            statementsTotal: try r.decode(Int.self, "statements_total"), error: try r.optional(String.self, "error"))
+    }
+}
+
 /// The `status` of a migration history row.
 public enum HistoryStatus: String, Sendable, CaseIterable {
     case applied, failed, baseline
@@ -52,21 +63,31 @@ enum History {
         try conn.simpleQuery(createSQL)
     }
 
-    static func read(_ conn: isolated PostgresConnection) throws(PostgresError) -> [HistoryRow] {
-        let rows = try conn.query(
-            """
-            SELECT version, name, checksum, to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS applied_at,
-                   applied_by, execution_ms, status, statements_done, statements_total, error
-            FROM \(identifier: table) ORDER BY version
-            """)
-        return rows.map { r in
-            HistoryRow(
-                version: Int64(r["version"] ?? "0") ?? 0, name: r["name"] ?? "", checksum: r["checksum"] ?? "",
-                appliedAt: r["applied_at"] ?? "", appliedBy: r["applied_by"] ?? "",
-                executionMS: r.int("execution_ms") ?? 0, status: r["status"] ?? "",
-                statementsDone: r.int("statements_done") ?? 0, statementsTotal: r.int("statements_total") ?? 0,
-                error: r["error"])
+    /// Every history row, by version. Every column but `error` is NOT NULL in the table, so a
+    /// row that does not read is an error naming its column (a history table changed by hand).
+    static func read(_ conn: isolated PostgresConnection) throws(MigrateError) -> [HistoryRow] {
+        let rows: PostgresRows
+        do {
+            rows = try conn.query(
+                """
+                SELECT version, name, checksum, to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS applied_at,
+                       applied_by, execution_ms, status, statements_done, statements_total, error
+                FROM \(identifier: table) ORDER BY version
+                """
+            ).from(table)
+        } catch { throw .database(error) }
+        var out: [HistoryRow] = []
+        for r in rows {
+            do { out.append(try HistoryRow(row: r)) } catch { throw .historyRow(error) }
         }
+        return out
+    }
+
+    /// The history rows, or nil when the table does not exist yet (nothing is created).
+    static func readIfExists(_ conn: isolated PostgresConnection) throws(MigrateError) -> [HistoryRow]? {
+        let exists: Bool
+        do { exists = try Self.exists(conn) } catch { throw .database(error) }
+        return exists ? try read(conn) : nil
     }
 
     /// Inserts or replaces the row for `file`.

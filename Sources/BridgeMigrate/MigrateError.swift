@@ -56,6 +56,8 @@ public enum MigrateError: BridgeError, Sendable, Equatable {
     case baseline(String)
     /// A database error outside a migration statement (connection, history table).
     case database(PostgresError)
+    /// A row of the history table that does not read (a column missing, NULL or mistyped).
+    case historyRow(PostgresDecodingError)
 
     public var exitStatus: ExitStatus {
         switch self {
@@ -63,6 +65,8 @@ public enum MigrateError: BridgeError, Sendable, Equatable {
             .unknownPlaceholder, .badPlaceholderValue, .syntax, .badOption, .pooler, .baseline:
             return .badInput
         case .database(let e):
+            return e.exitStatus
+        case .historyRow(let e):
             return e.exitStatus
         case .statementFailed, .drift, .outOfOrder, .failedRunChanged, .lint, .lockWaitTimeout:
             return .failed
@@ -124,6 +128,8 @@ public enum MigrateError: BridgeError, Sendable, Equatable {
         case .baseline(let m):
             return m
         case .database(let e):
+            return e.description
+        case .historyRow(let e):
             return e.description
         }
     }

@@ -231,11 +231,8 @@ public struct Migrator: Sendable {
     }
 
     private func upLocked(_ conn: PostgresConnection, files: [MigrationFile]) async throws(MigrateError) -> UpReport {
-        let history: [HistoryRow]
-        do {
-            try await History.ensure(conn)
-            history = try await History.read(conn)
-        } catch { throw .database(error) }
+        do { try await History.ensure(conn) } catch { throw .database(error) }
+        let history = try await History.read(conn)
         let pending = try selectPending(files: files, history: history)
         var report = UpReport(applied: [], upToDate: pending.isEmpty)
         if pending.isEmpty {
@@ -455,10 +452,10 @@ public struct Migrator: Sendable {
         let conn = try await connect(readOnly: true)
         let history: [HistoryRow]
         do {
-            history = try await History.exists(conn) ? try await History.read(conn) : []
+            history = try await History.readIfExists(conn) ?? []
         } catch {
             await conn.close()
-            throw .database(error)
+            throw error
         }
         await conn.close()
         return StatusReport(files: FileState.compare(files: files, history: history))
@@ -484,12 +481,11 @@ public struct Migrator: Sendable {
     private func planConnected(_ conn: PostgresConnection, files: [MigrationFile]) async throws(MigrateError)
         -> PlanReport
     {
-        let exists: Bool
-        let history: [HistoryRow]
+        let stored = try await History.readIfExists(conn)
+        let exists = stored != nil
+        let history = stored ?? []
         let versionText: String
         do {
-            exists = try await History.exists(conn)
-            history = exists ? try await History.read(conn) : []
             versionText = try await conn.query("SELECT current_setting('server_version') AS v").first?["v"] ?? "?"
         } catch { throw .database(error) }
         var report = PlanReport(
@@ -551,9 +547,9 @@ public struct Migrator: Sendable {
             throw .baseline("no migration file has version \(version) in \(options.directory)")
         }
         return try await withMigrationLock { conn throws(MigrateError) in
+            do throws(PostgresError) { try await History.ensure(conn) } catch { throw .database(error) }
+            let history = try await History.read(conn)
             do throws(PostgresError) {
-                try await History.ensure(conn)
-                let history = try await History.read(conn)
                 var recorded: [String] = []
                 for f in files where f.version <= version && !history.contains(where: { $0.version == f.version }) {
                     try await History.upsert(conn, file: f, status: .baseline, executionMS: 0, done: 0, error: nil)
@@ -573,10 +569,10 @@ public struct Migrator: Sendable {
     public func repair() async throws(MigrateError) -> RepairReport {
         let files = try loadFiles()
         return try await withMigrationLock { conn throws(MigrateError) in
+            let stored = try await History.readIfExists(conn)
             do throws(PostgresError) {
                 var report = RepairReport(changes: [])
-                if try await History.exists(conn) {
-                    let history = try await History.read(conn)
+                if let history = stored {
                     for s in FileState.compare(files: files, history: history) {
                         switch s.state {
                         case .failed:

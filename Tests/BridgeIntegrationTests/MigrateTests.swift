@@ -129,6 +129,31 @@ struct MigrateReferenceTests {
                 url, "SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_tasks_openai_trace_id'") == "1")
     }
 
+    /// A history row changed by hand so that a NOT NULL column is NULL is an error naming the
+    /// column and the table, never a row read with an empty value.
+    @Test func aHistoryRowThatDoesNotReadNamesItsColumn() async throws {
+        let url = try await TestDatabase.create()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-mig-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try "CREATE TABLE a (x int);\n".write(toFile: dir + "/0001_a.sql", atomically: true, encoding: .utf8)
+        _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        try await TestDatabase.execute(
+            url,
+            """
+            ALTER TABLE bridge.schema_migrations ALTER COLUMN applied_by DROP NOT NULL;
+            UPDATE bridge.schema_migrations SET applied_by = NULL
+            """)
+        let error = await #expect(throws: MigrateError.self) {
+            try await Migrator(options: MigrateFixture.options(url, dir: dir)).status()
+        }
+        guard case .historyRow(let e) = error else {
+            Issue.record("expected a history row error, got \(String(describing: error))")
+            return
+        }
+        #expect(e.description.hasPrefix(#"column "applied_by" of bridge.schema_migrations: expected String, got NULL"#))
+        #expect(error?.exitStatus == .badInput)
+    }
+
     @Test func brokenFileLeavesNoTrace() async throws {
         let url = try await TestDatabase.createReference(seed: true)
         let dir = try MigrateFixture.copyOfMigrations()
