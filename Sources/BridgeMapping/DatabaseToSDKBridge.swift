@@ -12,7 +12,7 @@ public struct HandoffEdge: Sendable, Equatable, Hashable {
 
 /// Why a task row could not become a run spec. Ends a task as failed, not the process.
 public struct RunSpecError: BridgeError, Sendable, Equatable {
-    public var taskId: String
+    public var taskId: TaskKey
     public var message: String
 
     public var exitStatus: ExitStatus { .failed }
@@ -43,10 +43,9 @@ public struct DatabaseToSDKBridge: Sendable {
         attempt: Int
     ) throws(RunSpecError) -> RunSpec {
         let source = config.source
-        guard let keyValue = task[source.key], !keyValue.isNull else {
+        guard let taskId = source.taskKey(of: task) else {
             throw RunSpecError(taskId: "?", message: "the task row has no value for its key column '\(source.key)'")
         }
-        let taskId = keyValue.templateText
         let selection = source.agentSelection
 
         // The task's own agent row, then the YAML agent it selects.
@@ -130,12 +129,12 @@ public struct DatabaseToSDKBridge: Sendable {
     }
 
     /// The trace's metadata (flat strings only) and group id (the task's group column).
-    func traceMetadata(taskId: String, attempt: Int, task: [String: JSONValue], agentRow: [String: JSONValue]?)
+    func traceMetadata(taskId: TaskKey, attempt: Int, task: [String: JSONValue], agentRow: [String: JSONValue]?)
         -> (metadata: [String: String], groupId: String?)
     {
         let source = config.source
         var metadata: [String: String] = [
-            "task_id": taskId, "attempt": String(attempt),
+            "task_id": taskId.text, "attempt": String(attempt),
             "bridge_version": Self.bridgeVersion,
         ]
         var groupId: String?
@@ -158,7 +157,11 @@ public struct DatabaseToSDKBridge: Sendable {
     /// - Parameters:
     ///   - task: the task row (only the fallback column is read).
     ///   - agentRow: the task's own agent row (only the match column is read), nil when none.
-    public func startingAgent(taskId: String, task: [String: JSONValue], agentRow taskAgentRow: [String: JSONValue]?)
+    public func startingAgent(
+        taskId: TaskKey,
+        task:
+            [String: JSONValue], agentRow taskAgentRow: [String: JSONValue]?
+    )
         throws(RunSpecError) -> AgentMapping
     {
         let selection = config.source.agentSelection
@@ -238,7 +241,7 @@ public struct DatabaseToSDKBridge: Sendable {
 
 extension DatabaseToSDKBridge {
     /// Reads the task row with key `taskId` as column → JSON value (jsonb columns as JSON).
-    public func loadTask(id taskId: String, connection: PostgresConnection) async throws(PostgresError) -> [String:
+    public func loadTask(id taskId: TaskKey, connection: PostgresConnection) async throws(PostgresError) -> [String:
         JSONValue]?
     {
         let rows = try await connection.query(taskQuery(id: taskId))
@@ -246,7 +249,7 @@ extension DatabaseToSDKBridge {
     }
 
     /// The task row by key, the key bound with its column's type (so the primary key serves it).
-    func taskQuery(id taskId: String) -> PostgresQuery {
+    func taskQuery(id taskId: TaskKey) -> PostgresQuery {
         let s = config.source
         let keyCast = config.columnTypes.cast(s.table, s.key)
         return
@@ -255,7 +258,8 @@ extension DatabaseToSDKBridge {
 
     /// The bridge's statements that run per task on the task table, with a sample key (see
     /// `TaskStore.hotPathStatements`).
-    public func hotPathStatements(taskKey: String) -> [(name: String, query: PostgresQuery)] {
+    public func hotPathStatements(taskKey: TaskKey) -> [(name: String, query: PostgresQuery)] {
+
         [("load task", taskQuery(id: taskKey))]
     }
 

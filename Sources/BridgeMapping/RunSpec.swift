@@ -25,7 +25,7 @@ public struct RunSpec: Codable, Sendable, Equatable {
     /// When false, tool inputs/outputs and model messages are redacted in spans.
     public var traceIncludeSensitiveData: Bool
     /// The task's key value and the attempt number (1-based).
-    public var taskId: String
+    public var taskId: TaskKey
     public var attempt: Int
     /// Every guardrail any agent in `agents` names, keyed by name.
     public var guardrails: [String: GuardrailSpec]
@@ -36,7 +36,8 @@ public struct RunSpec: Codable, Sendable, Equatable {
     public init(
         traceId: TraceID, workflowName: String, groupId: String?, metadata: [String: String],
         startingAgent: String, agents: [String: AgentSpec], tools: [String: ToolSpec], input: String,
-        maxTurns: Int, traceIncludeSensitiveData: Bool, taskId: String, attempt: Int,
+        maxTurns: Int, traceIncludeSensitiveData: Bool, taskId: TaskKey, attempt: Int,
+
         guardrails: [String: GuardrailSpec] = [:]
     ) {
         self.guardrails = guardrails

@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgeTraceModel
 
 /// `source`: where tasks come from and how a task selects its agent.
 public struct SourceMapping: Sendable, Equatable {
@@ -18,6 +19,13 @@ public struct SourceMapping: Sendable, Equatable {
     public var input: Template
     /// Where the `source` section was written.
     public var origin: MappingLocation = .unknown
+
+    /// The key of the task row `row` (its key column's value as text), or nil when the row has
+    /// no value there.
+    public func taskKey(of row: [String: JSONValue]) -> TaskKey? {
+        guard let v = row[key], !v.isNull else { return nil }
+        return TaskKey(v.templateText)
+    }
 }
 
 /// `source.status`: the status column and the values meaning pending, running, completed, failed.

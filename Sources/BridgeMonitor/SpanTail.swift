@@ -28,9 +28,10 @@ public struct TailSpan: Sendable {
 /// writers commit each span at once (and their sessions end idle transactions after 60 s).
 public struct SpanTail: Sendable {
     public struct Filter: Sendable {
-        public var taskId: String?
+        public var taskId: TaskKey?
         public var workspace: String?
-        public init(taskId: String? = nil, workspace: String? = nil) {
+        public init(taskId: TaskKey? = nil, workspace: String? = nil) {
+
             self.taskId = taskId
             self.workspace = workspace
         }

@@ -9,10 +9,10 @@ public struct TraceID: TextID, PostgresBindable, PostgresDecodable {
 
     public init(_ text: String) { self.text = text }
 
-    /// The id of attempt `attempt` of task `taskId` run by `bridge exec`: `trace_` + the first
-    /// 32 hex characters of SHA-256("bridge-trace:<task id>:<attempt>").
-    public static func forTask(_ taskId: String, attempt: Int) -> TraceID {
-        TraceID("trace_" + SHA256.hex("bridge-trace:\(taskId):\(attempt)").prefix(32))
+    /// The id of attempt `attempt` of task `task` run by `bridge exec`: `trace_` + the first
+    /// 32 hex characters of SHA-256("bridge-trace:<task key>:<attempt>").
+    public static func forTask(_ task: TaskKey, attempt: Int) -> TraceID {
+        TraceID("trace_" + SHA256.hex("bridge-trace:\(task.text):\(attempt)").prefix(32))
     }
 
     /// The namespace hashed into backfilled trace ids.
@@ -21,8 +21,9 @@ public struct TraceID: TextID, PostgresBindable, PostgresDecodable {
     /// The id `bridge exec --backfill` gives the task with key `taskKey`: `trace_` + the first 32
     /// hex of SHA-256("bridge-backfill:<task key>"), a namespace of its own, so it never equals
     /// the id of an attempt.
-    public static func forBackfill(taskKey: String) -> TraceID {
-        TraceID("trace_" + SHA256.hex(backfillNamespace + taskKey).prefix(32))
+    public static func forBackfill(taskKey: TaskKey) -> TraceID {
+        TraceID("trace_" + SHA256.hex(backfillNamespace + taskKey.text).prefix(32))
+
     }
 
     /// The SDK id for an OTLP traceId (32 hex).

@@ -58,7 +58,7 @@ public actor FileExporter: SpanSink {
         }
     }
 
-    public func traceStarted(_ trace: TraceRecord, taskId: String?, at: Date) async throws {
+    public func traceStarted(_ trace: TraceRecord, taskId: TaskKey?, at: Date) async throws {
         try writeLine(trace.exportJSON)
     }
 

@@ -15,7 +15,7 @@ public struct Ledger: SpanSink {
 
     /// Inserts the trace, or refreshes its name, group and metadata if it exists; keeps the
     /// earliest `started_at`.
-    public func insertTrace(_ trace: TraceRecord, taskId: String?, startedAt: Date?) async throws {
+    public func insertTrace(_ trace: TraceRecord, taskId: TaskKey?, startedAt: Date?) async throws {
         let metadata = trace.metadataJSON.compact
         try await connection.query(
             """
@@ -48,7 +48,8 @@ public struct Ledger: SpanSink {
     }
 
     /// Stores (or replaces) a run's transcript: every model output item and tool output, in order.
-    public func storeTranscript(traceId: TraceID, taskId: String, attempt: Int, items: [ConversationItem]) async throws
+    public func storeTranscript(traceId: TraceID, taskId: TaskKey, attempt: Int, items: [ConversationItem])
+        async throws
     {
         try await connection.query(
             """
@@ -93,7 +94,7 @@ public struct Ledger: SpanSink {
 
     // MARK: SpanSink
 
-    public func traceStarted(_ trace: TraceRecord, taskId: String?, at: Date) async throws {
+    public func traceStarted(_ trace: TraceRecord, taskId: TaskKey?, at: Date) async throws {
         try await insertTrace(trace, taskId: taskId, startedAt: at)
     }
 

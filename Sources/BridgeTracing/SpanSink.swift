@@ -13,7 +13,7 @@ extension TraceRecord {
 /// Where finished spans go: the ledger, a JSONL file, an HTTP exporter, a test's memory.
 public protocol SpanSink: Sendable {
     /// The run started (called once, before any span).
-    func traceStarted(_ trace: TraceRecord, taskId: String?, at: Date) async throws
+    func traceStarted(_ trace: TraceRecord, taskId: TaskKey?, at: Date) async throws
     /// A span ended.
     func spanEnded(_ span: SpanRecord) async throws
     /// The run ended (the root span has been delivered).
@@ -42,12 +42,12 @@ public struct SpanStart: Sendable, Equatable {
     public var type: String
     public var model: String
     public var agent: String?
-    public var taskId: String?
+    public var taskId: TaskKey?
     public var groupId: String?
 
     public init(
         spanId: SpanID, traceId: TraceID, parentId: SpanID?, startedAt: Date, type: String, model: String,
-        agent: String?, taskId: String?, groupId: String?
+        agent: String?, taskId: TaskKey?, groupId: String?
     ) {
         self.spanId = spanId
         self.traceId = traceId
@@ -67,7 +67,7 @@ public struct SpanStart: Sendable, Equatable {
         let o: JSONValue = [
             "span_id": text(spanId.text), "trace_id": text(traceId.text), "parent_id": text(parentId?.text),
             "started_at": .number(startedAt.timeIntervalSince1970), "type": text(type), "model": text(model),
-            "agent": text(agent), "task_id": text(taskId), "group_id": text(groupId),
+            "agent": text(agent), "task_id": text(taskId?.text), "group_id": text(groupId),
         ]
         return o.compact
     }
@@ -82,7 +82,9 @@ public struct SpanStart: Sendable, Equatable {
             spanId: SpanID(spanId), traceId: TraceID(traceId), parentId: o["parent_id"]?.stringValue.map { SpanID($0) },
             // Empty default: a span start without a model (not a generation) shows none.
             startedAt: Date(timeIntervalSince1970: at), type: type, model: o["model"]?.stringValue ?? "",
-            agent: o["agent"]?.stringValue, taskId: o["task_id"]?.stringValue, groupId: o["group_id"]?.stringValue)
+            agent: o["agent"]?.stringValue, taskId: o["task_id"]?.stringValue.map { TaskKey($0) },
+            groupId: o["group_id"]?.stringValue)
+
     }
 }
 
@@ -94,7 +96,7 @@ public actor MemorySpanSink: SpanSink {
 
     public init() {}
 
-    public func traceStarted(_ trace: TraceRecord, taskId: String?, at: Date) async throws { traces.append(trace) }
+    public func traceStarted(_ trace: TraceRecord, taskId: TaskKey?, at: Date) async throws { traces.append(trace) }
     public func spanEnded(_ span: SpanRecord) async throws { spans.append(span) }
     public func traceEnded(_ traceId: TraceID, at: Date) async throws { endedTraces.append(traceId) }
 }

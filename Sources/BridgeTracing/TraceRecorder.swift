@@ -16,7 +16,7 @@ import FoundationEssentials
 /// Sink failures never fail the run: they are collected in `sinkErrors`.
 public actor TraceRecorder: RunObserver {
     public let trace: TraceRecord
-    public let taskId: String?
+    public let taskId: TaskKey?
     public let includeSensitiveData: Bool
     let sinks: [any SpanSink]
     let secrets: [String]
@@ -46,7 +46,7 @@ public actor TraceRecorder: RunObserver {
     public private(set) var recorded: [SpanRecord] = []
 
     public init(
-        trace: TraceRecord, taskId: String?, sinks: [any SpanSink], includeSensitiveData: Bool,
+        trace: TraceRecord, taskId: TaskKey?, sinks: [any SpanSink], includeSensitiveData: Bool,
         secrets: [String] = [], modelSettings: [String: JSONValue] = [:]
     ) {
         self.modelSettings = modelSettings

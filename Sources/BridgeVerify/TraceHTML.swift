@@ -31,7 +31,8 @@ public enum TraceHTML {
             "trace": [
                 "id": t.id.json, "workflow_name": .string(t.workflowName),
                 "group_id": t.groupId.map(JSONValue.string) ?? .null,
-                "task_id": doc.taskId.map(JSONValue.string) ?? .null, "metadata": t.metadataJSON,
+                "task_id": doc.taskId?.json ?? .null,
+                "metadata": t.metadataJSON,
                 "started_at": .string(SDKTime.iso(origin)), "total_ms": .number(total),
                 "agents": .array(doc.agents.map(JSONValue.string)),
                 "other_attempts": .array(doc.otherAttempts.map(\.json)),

@@ -6,7 +6,7 @@ import FoundationEssentials
 /// One stored trace with its spans, as `bridge trace show` presents it.
 public struct TraceDocument: Sendable, Equatable {
     public var trace: TraceRecord
-    public var taskId: String?
+    public var taskId: TaskKey?
     public var startedAt: Date?
     public var endedAt: Date?
     public var spans: [SpanRecord]
@@ -14,7 +14,7 @@ public struct TraceDocument: Sendable, Equatable {
     public var otherAttempts: [TraceID]
 
     public init(
-        trace: TraceRecord, taskId: String?, startedAt: Date?, endedAt: Date?, spans: [SpanRecord],
+        trace: TraceRecord, taskId: TaskKey?, startedAt: Date?, endedAt: Date?, spans: [SpanRecord],
         otherAttempts: [TraceID] = []
     ) {
         self.trace = trace
@@ -45,7 +45,7 @@ public struct TraceDocument: Sendable, Equatable {
         }
         let record = try TraceRecord(ledgerRow: row)
         let traceId = record.id
-        let taskId = try row.optional(String.self, "task_id")
+        let taskId = try row.optional(TaskKey.self, "task_id")
         var others: [TraceID] = []
         if let taskId {
             let more = try await c.query(

@@ -346,7 +346,7 @@ public struct Verifier: Sendable {
     static func example(_ r: PostgresRow) throws(PostgresDecodingError) -> CheckExample? {
         guard let m = try r.optional(String.self, "message") else { return nil }
         return CheckExample(
-            taskId: try r.optional(String.self, "task_id"), traceId: try r.optional(TraceID.self, "trace_id"),
+            taskId: try r.optional(TaskKey.self, "task_id"), traceId: try r.optional(TraceID.self, "trace_id"),
             message: m)
     }
 

@@ -9,11 +9,11 @@ public enum CheckStatus: String, Sendable, Equatable, Codable {
 
 /// One thing that is wrong, named by the task and trace it concerns.
 public struct CheckExample: Sendable, Equatable {
-    public var taskId: String?
+    public var taskId: TaskKey?
     public var traceId: TraceID?
     public var message: String
 
-    public init(taskId: String?, traceId: TraceID?, message: String) {
+    public init(taskId: TaskKey?, traceId: TraceID?, message: String) {
         self.taskId = taskId
         self.traceId = traceId
         self.message = message
@@ -29,7 +29,8 @@ public struct CheckExample: Sendable, Equatable {
 
     var json: JSONValue {
         [
-            "task_id": taskId.map(JSONValue.string) ?? .null, "trace_id": traceId?.json ?? .null,
+            "task_id": taskId?.json ?? .null, "trace_id": traceId?.json ?? .null,
+
             "message": .string(message),
         ]
     }

@@ -15,7 +15,7 @@ struct VerifySQL: Sendable {
     let config: MappingConfig
     /// Traces started at or after this time (ISO 8601), or nil.
     var since: String?
-    var task: String?
+    var task: TaskKey?
     var workspace: String?
     var examples: Int = 5
     /// `--max-export-lag` in seconds.
@@ -708,7 +708,8 @@ public enum VerifyStatements {
     /// Every statement `bridge verify` runs for a scope (`--since`, `--task`, `--workspace`):
     /// each must reach only the window through indexes.
     public static func scoped(
-        config: MappingConfig, since: Date?, task: String?, workspace: String?,
+        config: MappingConfig, since: Date?, task: TaskKey?, workspace: String?,
+
         maxExamples: Int = 20
     ) -> [(name: String, query: PostgresQuery)] {
         var sql = VerifySQL(config: config)

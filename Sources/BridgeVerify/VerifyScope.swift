@@ -1,5 +1,6 @@
 import BridgeCore
 import BridgePostgres
+import BridgeTraceModel
 import FoundationEssentials
 
 /// `--since`: a duration back from now (`30m`, `24h`, `7d`, `2w`, `90s`) or a timestamp
@@ -41,7 +42,7 @@ public enum Since: Sendable, Equatable, CustomStringConvertible {
 ///   whose task and group match.
 public struct VerifyScope: Sendable, Equatable {
     public var since: Since?
-    public var task: String?
+    public var task: TaskKey?
     public var workspace: String?
     /// The absolute lower bound, resolved against the server's clock (set by the verifier);
     /// never older than `prunedBefore`.
@@ -50,7 +51,7 @@ public struct VerifyScope: Sendable, Equatable {
     /// and traces older than it are not checked, since their spans may have been pruned.
     public var prunedBefore: Date?
 
-    public init(since: Since? = nil, task: String? = nil, workspace: String? = nil) {
+    public init(since: Since? = nil, task: TaskKey? = nil, workspace: String? = nil) {
         self.since = since
         self.task = task
         self.workspace = workspace
@@ -72,7 +73,8 @@ public struct VerifyScope: Sendable, Equatable {
         [
             "since": sinceTimestamp.map { .string(PostgresTimestamp.format($0)) } ?? .null,
             "pruned_before": prunedBefore.map { .string(PostgresTimestamp.format($0)) } ?? .null,
-            "task": task.map(JSONValue.string) ?? .null, "workspace": workspace.map(JSONValue.string) ?? .null,
+            "task": task?.json ?? .null,
+            "workspace": workspace.map(JSONValue.string) ?? .null,
             "description": .string(description),
         ]
     }

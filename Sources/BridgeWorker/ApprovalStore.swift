@@ -40,7 +40,7 @@ public struct ApprovalStore: Sendable {
 
     /// A run state as stored.
     public struct Stored: Sendable {
-        public var taskKey: String
+        public var taskKey: TaskKey
         public var traceId: TraceID
         public var attempt: Int
         public var executionKey: String?
@@ -57,7 +57,7 @@ public struct ApprovalStore: Sendable {
     /// back), the run state, the waits, `bridge_waiting_since = now()` and the lease released,
     /// guarded on the lease token. Returns the request keys, or throws `TaskStore.LeaseLost`.
     public func pause(
-        on conn: PostgresConnection, task: Row, taskKey: String, token: LeaseToken, executionKey: String?,
+        on conn: PostgresConnection, task: Row, taskKey: TaskKey, token: LeaseToken, executionKey: String?,
         spec: RunSpec, paused: PausedRun, openSpans: [TraceRecorder.OpenSpan]
     ) async throws -> [String] {
         let a = try mapping()
@@ -103,7 +103,7 @@ public struct ApprovalStore: Sendable {
     /// The INSERT of one request row: status pending, expiry, the task's group, bridge's
     /// content in the mapped columns, the constant values.
     func requestInsert(
-        _ a: ApprovalsMapping, task: Row, taskKey: String, spec: RunSpec,
+        _ a: ApprovalsMapping, task: Row, taskKey: TaskKey, spec: RunSpec,
         call: PendingApproval
     ) -> PostgresQuery {
         var cols: [PostgresQuery] = [.identifier(a.statusColumn)]
@@ -129,7 +129,7 @@ public struct ApprovalStore: Sendable {
                 ]
             ],
             "context": [
-                "task_id": .string(taskKey), "trace_id": spec.traceId.json,
+                "task_id": taskKey.json, "trace_id": spec.traceId.json,
                 "attempt": .number(Double(spec.attempt)),
                 "agent": .string(call.agent), "tool_name": .string(call.name), "call_id": call.callId.json,
                 "arguments": arguments, "source": "bridge",
@@ -174,9 +174,11 @@ public struct ApprovalStore: Sendable {
 
     /// Waiting tasks whose every request is decided (approved, rejected, or past its expiry),
     /// oldest pause first.
-    public func ready(on conn: PostgresConnection, limit: Int) async throws -> [String] {
+    public func ready(on conn: PostgresConnection, limit: Int) async throws -> [TaskKey] {
         guard config.approvals != nil else { return [] }
-        return try await conn.query(try await readyQuery(on: conn, limit: limit)).compactMap { $0["task_key"] }
+        return try await conn.query(try await readyQuery(on: conn, limit: limit)).from("bridge.run_states").map {
+            try $0.decode(TaskKey.self, "task_key")
+        }
     }
 
     /// The statement of `ready`: driven by `bridge.run_states` (one row per waiting task); the
@@ -203,16 +205,20 @@ public struct ApprovalStore: Sendable {
     /// Claims a waiting task for resumption (one worker wins): clears the waiting mark and
     /// takes a lease. Returns the claim, or nil when another worker took it.
     public func claim(
-        on conn: PostgresConnection, taskKey: String, workerId: String,
+        on conn: PostgresConnection, taskKey: TaskKey, workerId: String,
         lease duration: Duration
     ) async throws -> TaskStore.Claim? {
         let lease = TaskStore.Lease.self
+        // The key and status bound with their columns' types, as the claim binds them.
+        let types = config.columnTypes
         let rows = try await conn.query(
             """
             UPDATE \(tasks) AS x SET \(identifier: Self.waitingColumn) = NULL, \(identifier: lease.token) = gen_random_uuid()::text,
                 \(identifier: lease.expiresAt) = now() + \(duration.inSeconds)::double precision * interval '1 second', \(identifier: lease.workerId) = \(workerId)
-            WHERE \(identifier: source.key) = \(taskKey) AND \(identifier: Self.waitingColumn) IS NOT NULL
-              AND \(identifier: source.status.column) = \(source.status.running)
+            WHERE \(identifier: source.key) = \(taskKey)\(types.cast(source.table, source.key))
+              AND \(identifier: Self.waitingColumn) IS NOT NULL
+              AND \(identifier: source.status.column) = \(source.status.running)\(types.cast(source.table, source.status.column))
+
             RETURNING to_jsonb(x.*)::text AS row, x.\(identifier: source.key)::text AS k, x.\(identifier: lease.token) AS token,
                       coalesce(x.\(identifier: lease.attempts), 1) AS attempt
             """)
@@ -220,7 +226,7 @@ public struct ApprovalStore: Sendable {
     }
 
     /// When the task's run paused for approval, if a paused run's state is stored for it.
-    public func pausedAt(on conn: PostgresConnection, taskKey: String) async throws -> Date? {
+    public func pausedAt(on conn: PostgresConnection, taskKey: TaskKey) async throws -> Date? {
         try await conn.query(
             """
             SELECT extract(epoch FROM paused_at)::float8 AS at FROM bridge.run_states WHERE task_key = \(taskKey)
@@ -229,7 +235,7 @@ public struct ApprovalStore: Sendable {
     }
 
     /// The stored state of a waiting task and the decisions on its requests.
-    public func load(on conn: PostgresConnection, taskKey: String) async throws -> (Stored, [ApprovalDecision])? {
+    public func load(on conn: PostgresConnection, taskKey: TaskKey) async throws -> (Stored, [ApprovalDecision])? {
         let a = try mapping()
         guard
             let row = try await conn.query(
@@ -293,7 +299,7 @@ public struct ApprovalStore: Sendable {
 
     /// After the resumed run finished: the state is no longer needed; requests that expired
     /// undecided get the `expired` status value (when mapped).
-    public func finished(on conn: PostgresConnection, taskKey: String, expiredRequests: [String]) async throws {
+    public func finished(on conn: PostgresConnection, taskKey: TaskKey, expiredRequests: [String]) async throws {
         if let a = config.approvals, let expired = a.expired, !expiredRequests.isEmpty {
             let keyType = try await columnType(a.table, a.key, on: conn)
             try await conn.query(
@@ -311,7 +317,7 @@ public struct ApprovalStore: Sendable {
     /// A pending request as `bridge approvals list` shows it.
     public struct Pending: Sendable {
         public var requestKey: String
-        public var taskKey: String
+        public var taskKey: TaskKey
         public var toolName: String
         public var arguments: String
         public var traceId: TraceID
@@ -332,9 +338,10 @@ public struct ApprovalStore: Sendable {
             LEFT JOIN \(identifier: a.table) r ON r.\(identifier: a.key) = w.request_key::\(catalogType: keyType)
             ORDER BY (r.\(identifier: a.statusColumn) = \(a.pending)) DESC, w.created_at, w.request_key
             """)
-        return rows.map { r in
+        return try rows.from("bridge.approval_waits").map { r in
             Pending(
-                requestKey: r["request_key"] ?? "", taskKey: r["task_key"] ?? "", toolName: r["tool_name"] ?? "",
+                requestKey: r["request_key"] ?? "", taskKey: try r.decode(TaskKey.self, "task_key"),
+                toolName: r["tool_name"] ?? "",
                 arguments: r["arguments"] ?? "", traceId: TraceID(r["trace_id"] ?? ""),
                 waitingSeconds: r.double("waiting") ?? 0,
                 status: r["status"] ?? "")
@@ -345,7 +352,7 @@ public struct ApprovalStore: Sendable {
     public enum Decision: Sendable, Equatable {
         /// Decided. `stillPending`: the task's other requests that are still undecided (the run
         /// resumes once they are decided too).
-        case decided(taskKey: String, stillPending: [String])
+        case decided(taskKey: TaskKey, stillPending: [String])
         /// Still pending, but past its expiry: it counts as rejected and can no longer be decided.
         case expired
         /// Not a pending request of bridge's (decided already, or unknown).
@@ -392,7 +399,9 @@ public struct ApprovalStore: Sendable {
             """
         do {
             return try await conn.transaction { c in
-                guard let row = try c.query(update).first, let task = row["task_key"], let decided = row["k"] else {
+                guard let row = try c.query(update).first, let task = try row.optional(TaskKey.self, "task_key"),
+                    let decided = row["k"]
+                else {
                     let found = try c.query(state).first
                     return found?["pending"] == "t" && found?["expired"] == "t" ? .expired : .notPending
                 }
@@ -407,6 +416,7 @@ public struct ApprovalStore: Sendable {
                 ).compactMap { $0["request_key"] }
                 try c.query("SELECT pg_notify(\(taskNotifyChannel), '')")
                 return .decided(taskKey: task, stillPending: others)
+
             }
         } catch let e as PostgresError where e.code.map(SQLState.badValue.contains) == true {
             throw ApprovalKeyError(

@@ -62,7 +62,8 @@ public struct BackfillSummary: Sendable, Equatable {
 
 /// A task the backfill left untraced, and why (the live path's `RunSpecError` text).
 public struct BackfillSkip: Sendable, Equatable {
-    public var taskId: String
+    public var taskId: TaskKey
+
     public var reason: String
     /// How many skipped tasks a summary lists (the rest are counted).
     public static let listed = 50
@@ -124,13 +125,13 @@ public struct Backfiller: Sendable {
     /// One batch's traces, and the tasks skipped.
     struct Batch: Sendable {
         var runs = 0
-        var cursor: String?
+        var cursor: TaskKey?
         var traces: [RebuiltTrace] = []
         var skipped: [BackfillSkip] = []
     }
 
     /// Reads a batch and builds its traces (inside the caller's transaction).
-    func build(on c: isolated PostgresConnection, cursor: String?, limit: Int, since: String?, lock: Bool) throws
+    func build(on c: isolated PostgresConnection, cursor: TaskKey?, limit: Int, since: String?, lock: Bool) throws
         -> Batch
     {
         build(try history.read(on: c, cursor: cursor, limit: limit, since: since, lock: lock))
@@ -153,7 +154,7 @@ public struct Backfiller: Sendable {
 
     /// The statements a backfill runs per batch, with a sample task and execution key (for
     /// the EXPLAIN tests, like `TaskStore.hotPathStatements`).
-    public func hotPathStatements(taskKey: String, executionKey: String) -> [(name: String, query: PostgresQuery)] {
+    public func hotPathStatements(taskKey: TaskKey, executionKey: String) -> [(name: String, query: PostgresQuery)] {
         var out: [(name: String, query: PostgresQuery)] = [
             ("backfill batch", history.batchStatement(cursor: taskKey, limit: 1_000, since: nil, lock: true))
         ]
@@ -258,7 +259,7 @@ public struct Backfiller: Sendable {
         try await conn.set("TimeZone", "UTC")
         return try await conn.readOnlyRolledBack { c in
             var p = BackfillPreview(tasks: 0, spans: 0, functionSpans: 0, skipped: 0, skippedTasks: [], sample: [])
-            var cursor: String?
+            var cursor: TaskKey?
             var done = 0
             while options.limit.map({ done < $0 }) ?? true {
                 let want = min(options.batchSize, options.limit.map { $0 - done } ?? options.batchSize)
@@ -286,7 +287,7 @@ public struct Backfiller: Sendable {
 /// Swift's cooperative pool.
 final class BackfillKeyset: Sendable {
     private struct Position {
-        var after: String?
+        var after: TaskKey?
         var reserved = 0
         var exhausted = false
     }
@@ -301,7 +302,7 @@ final class BackfillKeyset: Sendable {
 
     /// Reads the next batch with `read(after key, limit)`; nil once no task is left or `total`
     /// tasks were handed out.
-    func next(_ read: (String?, Int) throws -> [HistoricalRun]) throws -> [HistoricalRun]? {
+    func next(_ read: (TaskKey?, Int) throws -> [HistoricalRun]) throws -> [HistoricalRun]? {
         try position.withLock { (p: inout Position) throws -> [HistoricalRun]? in
             guard !p.exhausted, p.reserved < total else { return nil }
             let runs = try read(p.after, min(batchSize, total - p.reserved))

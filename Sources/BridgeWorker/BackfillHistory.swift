@@ -3,13 +3,14 @@
 import BridgeCore
 import BridgeMapping
 import BridgePostgres
+import BridgeTraceModel
 import FoundationEssentials
 
 /// One finished task as its stored records tell it: what a backfilled trace is rebuilt from.
 /// Built by `BackfillHistory` (tests through `@testable import`, with the memberwise inits).
 public struct HistoricalRun: Sendable, Equatable {
-    /// The task key as text.
-    public var taskKey: String
+    /// The task's key.
+    public var taskKey: TaskKey
     /// The group (workspace) column as text.
     public var groupId: String?
     /// The task's agent column (`agent_selection.task_column`) as text.
@@ -86,11 +87,11 @@ struct BackfillHistory: Sendable {
     /// The batch: up to `limit` matching tasks after `cursor` in key order (locked
     /// `FOR NO KEY UPDATE SKIP LOCKED` when `lock`), with their agent row's match value and
     /// their latest execution row. One row per task, in key order.
-    func batchStatement(cursor: String?, limit: Int, since: String?, lock: Bool) -> PostgresQuery {
+    func batchStatement(cursor: TaskKey?, limit: Int, since: String?, lock: Bool) -> PostgresQuery {
         let s = config.source
         let key = PostgresQuery.identifier(s.key)
         var pickedWhere = filter(alias: "t")
-        if let cursor { pickedWhere += " AND t.\(key) > \(cursor)" }
+        if let cursor { pickedWhere += " AND t.\(key) > \(cursor)\(config.columnTypes.cast(s.table, s.key))" }
         if let since { pickedWhere += " AND \(sinceCondition(alias: "t", since))" }
         func text(_ column: String?) -> PostgresQuery { column.map { "t.\(identifier: $0)::text" } ?? "NULL::text" }
         func time(_ column: String?) -> PostgresQuery {
@@ -148,7 +149,7 @@ struct BackfillHistory: Sendable {
 
     /// The tool-call log rows of the tasks `taskKeys`, numbered per task by start time, then log
     /// key (the `function:<n>` slot of their span ids).
-    func toolCallStatement(taskKeys: [String]) -> PostgresQuery? {
+    func toolCallStatement(taskKeys: [TaskKey]) -> PostgresQuery? {
         guard let l = config.backfill?.logs else { return nil }
         let k = l.toolCall
         let types = config.columnTypes
@@ -177,17 +178,17 @@ struct BackfillHistory: Sendable {
     }
 
     /// Reads one batch: the tasks, then (when the mappings name a log table) their tool calls.
-    func read(on c: isolated PostgresConnection, cursor: String?, limit: Int, since: String?, lock: Bool)
+    func read(on c: isolated PostgresConnection, cursor: TaskKey?, limit: Int, since: String?, lock: Bool)
         throws -> [HistoricalRun]
     {
         let rows = try c.query(batchStatement(cursor: cursor, limit: limit, since: since, lock: lock))
-        var runs = try rows.map(Self.run)
+        var runs = try rows.from(config.source.table).map(Self.run)
         guard !runs.isEmpty, let calls = toolCallStatement(taskKeys: runs.map(\.taskKey)) else { return runs }
-        var byTask: [String: [HistoricalRun.ToolCall]] = [:]
+        var byTask: [TaskKey: [HistoricalRun.ToolCall]] = [:]
         for r in try c.query(calls) {
             // The log rows are the user's history, read as they are: a call without a name is
             // shown as `unknown_tool`, and arguments that are not JSON are left out.
-            byTask[try r.decode(String.self, "task_key"), default: []].append(
+            byTask[try r.decode(TaskKey.self, "task_key"), default: []].append(
                 HistoricalRun.ToolCall(
                     name: try r.optional(String.self, "name") ?? "unknown_tool",
                     arguments: try r.optional(String.self, "args").flatMap { try? JSONValue.parse($0) },
@@ -204,7 +205,7 @@ struct BackfillHistory: Sendable {
     /// history, read as it is).
     static func run(_ r: PostgresRow) throws(PostgresDecodingError) -> HistoricalRun {
         var run = HistoricalRun(
-            taskKey: try r.decode(String.self, "task_key"), groupId: try r.optional(String.self, "group_id"),
+            taskKey: try r.decode(TaskKey.self, "task_key"), groupId: try r.optional(String.self, "group_id"),
             agentKey: try r.optional(String.self, "agent_key"),
             agentRow: try r.decode(Bool.self, "agent_row")
                 ? .init(match: try r.optional(String.self, "agent_match")) : nil,

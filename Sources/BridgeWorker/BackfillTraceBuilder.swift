@@ -8,7 +8,7 @@ import FoundationEssentials
 
 /// A task's rebuilt trace, ready to write.
 public struct RebuiltTrace: Sendable, Equatable {
-    public var taskKey: String
+    public var taskKey: TaskKey
     /// The execution row that receives the trace id (the latest one), if any.
     public var executionKey: String?
     /// The number of execution rows (1 when there are none): the transcript's `attempt`.
@@ -78,7 +78,8 @@ public struct BackfillTraceBuilder: Sendable {
         let t1 = [end0 ?? start0, lastEnd].compactMap { $0 }.max() ?? start0
 
         var metadata = [
-            "task_id": run.taskKey, "attempt": String(x?.attempts ?? 1),
+            "task_id": run.taskKey.text, "attempt": String(x?.attempts ?? 1),
+
             "bridge_version": DatabaseToSDKBridge.bridgeVersion, "backfilled": "true",
         ]
         metadata["workspace_id"] = run.groupId

@@ -62,7 +62,7 @@ public struct ExecApp: Sendable {
     /// of the key's type.
     public static func prepare(
         mappingsDirectory: String, connection: ConnectionConfig,
-        environment: Environment, taskKeys: [String] = []
+        environment: Environment, taskKeys: [TaskKey] = []
     ) async throws -> ExecApp {
         let loaded = try MappingLoader.load(directory: mappingsDirectory)
         let types: ColumnTypes = try await PostgresConnection.withConnection(withSessionLimits(connection)) { conn in
@@ -137,7 +137,7 @@ public struct ExecApp: Sendable {
     /// Each `--task` value must be a value of the key column's type (a malformed uuid would
     /// otherwise fail deep inside a claim): exit 2 naming the value, the column and its type.
     static func checkKeys(
-        _ keys: [String], config: MappingConfig, types: ColumnTypes,
+        _ keys: [TaskKey], config: MappingConfig, types: ColumnTypes,
         connection conn: PostgresConnection
     ) async throws {
         let s = config.source
@@ -180,13 +180,13 @@ public struct ExecApp: Sendable {
     }
 
     /// One JSON line per task's run spec. Reads only: nothing is claimed or written.
-    public func dryRun(keys: [String], limit: Int) async throws -> [String] {
+    public func dryRun(keys: [TaskKey], limit: Int) async throws -> [String] {
         try await PostgresConnection.withConnection(connectionConfig) { conn in
             try await specLines(conn, keys: keys, limit: limit)
         }
     }
 
-    private func specLines(_ conn: PostgresConnection, keys: [String], limit: Int) async throws -> [String] {
+    private func specLines(_ conn: PostgresConnection, keys: [TaskKey], limit: Int) async throws -> [String] {
         let store = TaskStore(config: config)
         let bridge = DatabaseToSDKBridge(config: config)
         let rows = try await store.peek(on: conn, keys: keys, limit: limit)
@@ -205,21 +205,22 @@ public struct ExecApp: Sendable {
     }
 
     /// Throws (exit 2) naming every `--task` id that matches no row, in any status. Reads only.
-    public func requireTasks(_ keys: [String]) async throws {
+    public func requireTasks(_ keys: [TaskKey]) async throws {
         guard !keys.isEmpty else { return }
         try await PostgresConnection.withConnection(connectionConfig) { conn in
             try requireAll(keys, in: try await TaskStore(config: config).peek(on: conn, keys: keys, limit: keys.count))
         }
     }
 
-    private func requireAll(_ keys: [String], in rows: [Row]) throws {
+    private func requireAll(_ keys: [TaskKey], in rows: [Row]) throws {
         guard !keys.isEmpty else { return }
         let source = config.source
-        let found = Set(rows.compactMap { $0[source.key]?.templateText })
+        let found = Set(rows.compactMap(source.taskKey(of:)))
         let missing = keys.filter { !found.contains($0) }
         if !missing.isEmpty {
             throw ExecSetupError(
-                "no task with \(source.table).\(source.key) = \(missing.joined(separator: ", "))")
+                "no task with \(source.table).\(source.key) = \(missing.map(\.text).joined(separator: ", "))")
+
         }
     }
 

@@ -3,6 +3,7 @@ import BridgeMapping
 import BridgeMetrics
 import BridgePostgres
 import BridgeRunner
+import BridgeTraceModel
 import FoundationEssentials
 
 /// Fleet-wide limits, budgets and spend records on PostgreSQL (the `limits`, `budgets` and
@@ -87,7 +88,8 @@ public final class FleetLimits: Sendable {
 final class RunGate: ModelGate {
     let limits: FleetLimits
     let connection: PostgresConnection
-    let taskKey: String
+    let taskKey: TaskKey
+
     let attempt: Int
     /// The task's group (`source.group_column`), e.g. its workspace id.
     let group: String?
@@ -102,7 +104,7 @@ final class RunGate: ModelGate {
     var config: MappingConfig { limits.config }
 
     init(
-        limits: FleetLimits, connection: PostgresConnection, taskKey: String, attempt: Int, group: String?,
+        limits: FleetLimits, connection: PostgresConnection, taskKey: TaskKey, attempt: Int, group: String?,
         recordsSpend: Bool, progress: ProgressReporter?, riders: RiderQueue? = nil
     ) {
         self.limits = limits
@@ -284,7 +286,7 @@ final class RunGate: ModelGate {
 /// `bridge.group_spend`. Held as values (a durable run sends them with its next write) and
 /// turned into SQL once, when sent.
 struct ModelCallSpend: Sendable, Equatable {
-    var taskKey: String
+    var taskKey: TaskKey
     var attempt: Int
     var group: String?
     var agent: String

@@ -81,7 +81,7 @@ public struct Rerunner: Sendable {
         let matching = try await backfiller.count(on: conn, options: options)
         let total = options.limit.map { min($0, matching) } ?? matching
         progress.status("\(total) task(s) to run again")
-        var cursor: String?
+        var cursor: TaskKey?
         var done = 0
         while done < total {
             let rows = try await select(
@@ -99,30 +99,33 @@ public struct Rerunner: Sendable {
         }
     }
 
-    func select(_ conn: PostgresConnection, cursor: String?, limit: Int, since: String?) async throws -> [(String, Row)]
-    {
+    func select(_ conn: PostgresConnection, cursor: TaskKey?, limit: Int, since: String?) async throws -> [(
+        TaskKey, Row
+    )] {
         let s = config.source
         let key = PostgresQuery.identifier(s.key)
         var sql: PostgresQuery = """
             SELECT t.\(key)::text AS k, to_jsonb(t.*)::text AS row FROM \(identifier: s.table) t
             WHERE \(backfiller.history.filter(alias: "t"))
             """
-        if let cursor { sql += " AND t.\(key) > \(cursor)" }
+        if let cursor { sql += " AND t.\(key) > \(cursor)\(config.columnTypes.cast(s.table, s.key))" }
+
         if let since { sql += " AND \(backfiller.history.sinceCondition(alias: "t", since))" }
         sql += " ORDER BY t.\(key) LIMIT \(limit)::bigint"
         let rows = try await conn.query(sql)
         return try Self.pairs(rows)
     }
 
-    static func pairs(_ rows: PostgresRows) throws -> [(String, Row)] {
-        var out: [(String, Row)] = []
-        for r in rows { out.append((r["k"] ?? "", try TaskStore.parseRow(r["row"]))) }
+    static func pairs(_ rows: PostgresRows) throws -> [(TaskKey, Row)] {
+        var out: [(TaskKey, Row)] = []
+        for r in rows { out.append((try r.decode(TaskKey.self, "k"), try TaskStore.parseRow(r["row"]))) }
+
         return out
     }
 
     /// One task: a new execution row, the traced run, the execution's outcome and the task's
     /// trace id (if still null) in one transaction. Never throws.
-    func runOne(_ task: Row, key: String, progress: ProgressReporter) async -> (Bool, Int) {
+    func runOne(_ task: Row, key: TaskKey, progress: ProgressReporter) async -> (Bool, Int) {
         let c: PostgresConnection
         do {
             c = try await connect()
@@ -135,7 +138,7 @@ public struct Rerunner: Sendable {
         return outcome
     }
 
-    private func runOne(_ task: Row, key: String, on c: PostgresConnection, progress: ProgressReporter) async -> (
+    private func runOne(_ task: Row, key: TaskKey, on c: PostgresConnection, progress: ProgressReporter) async -> (
         Bool, Int
     ) {
         do {
@@ -181,7 +184,8 @@ public struct Rerunner: Sendable {
 
     /// The execution row's outcome and the task's trace id (only when null), together.
     func record(
-        _ conn: PostgresConnection, taskKey: String, executionKey: String?, traceId: TraceID,
+        _ conn: PostgresConnection, taskKey: TaskKey, executionKey: String?, traceId: TraceID,
+
         outcome: TaskStore.ExecutionOutcome
     ) async throws {
         let config = self.config

@@ -38,7 +38,7 @@ public struct RunJournalStore: Sendable {
         try await conn.ledgerHas([.runJournals, .journalCalls])
     }
 
-    public func head(on conn: PostgresConnection, taskKey: String) async throws -> Head? {
+    public func head(on conn: PostgresConnection, taskKey: TaskKey) async throws -> Head? {
         guard
             let r = try await conn.query(
                 """
@@ -73,7 +73,7 @@ public struct RunJournalStore: Sendable {
     }
 
     /// Starts (or restarts) a run's journal: its trace, spec and no checkpoint, if the lease holds.
-    func startQuery(taskKey: String, token: LeaseToken?, spec: RunSpec, specJSON: String, workerId: String)
+    func startQuery(taskKey: TaskKey, token: LeaseToken?, spec: RunSpec, specJSON: String, workerId: String)
         -> PostgresQuery
     {
         """
@@ -121,7 +121,7 @@ public struct RunJournalStore: Sendable {
     /// the execution row cannot be typed for an `INSERT … SELECT` (a column type unknown: then
     /// `start`, `TaskStore.startExecution` and the trace's insert run one after the other).
     func startRunQuery(
-        taskKey: String, token: LeaseToken?, attempt: Int, agentId: String?, specJSON: String, workerId: String,
+        taskKey: TaskKey, token: LeaseToken?, attempt: Int, agentId: String?, specJSON: String, workerId: String,
         task: Row, trace: TraceRecord, startedAt: Date
     ) -> PostgresQuery? {
         var parts: [PostgresQuery] = [
@@ -169,7 +169,7 @@ public struct RunJournalStore: Sendable {
     /// `fallback` is false when the statement could not be built: the caller writes the three
     /// rows one after the other.
     func startRun(
-        on conn: PostgresConnection, taskKey: String, token: LeaseToken?, spec: RunSpec, workerId: String, task: Row,
+        on conn: PostgresConnection, taskKey: TaskKey, token: LeaseToken?, spec: RunSpec, workerId: String, task: Row,
         trace: TraceRecord, startedAt: Date
     ) async throws -> (executionKey: String?, written: Bool) {
         let text = try Self.storableJSON(spec)
@@ -183,7 +183,7 @@ public struct RunJournalStore: Sendable {
         return (try row?.optional(String.self, "k"), true)
     }
 
-    func start(on conn: PostgresConnection, taskKey: String, token: LeaseToken?, spec: RunSpec, workerId: String)
+    func start(on conn: PostgresConnection, taskKey: TaskKey, token: LeaseToken?, spec: RunSpec, workerId: String)
         async throws
     {
         let text = try Self.storableJSON(spec)
@@ -199,7 +199,7 @@ public struct RunJournalStore: Sendable {
     }
 
     /// A resumed run's journal names the worker that holds it now (fenced).
-    func resumed(on conn: PostgresConnection, taskKey: String, token: LeaseToken?, workerId: String) async throws {
+    func resumed(on conn: PostgresConnection, taskKey: TaskKey, token: LeaseToken?, workerId: String) async throws {
         guard
             try await conn.query(
                 """
@@ -264,7 +264,7 @@ public struct RunJournalStore: Sendable {
     }
 
     /// The journal head's new checkpoint (a CTE body of `stepQuery`).
-    func checkpointWrite(taskKey: String, traceId: TraceID, checkpoint: String, workerId: String) -> PostgresQuery {
+    func checkpointWrite(taskKey: TaskKey, traceId: TraceID, checkpoint: String, workerId: String) -> PostgresQuery {
         """
         UPDATE bridge.run_journals SET checkpoint = \(checkpoint)::jsonb, steps = steps + 1, worker_id = \(workerId),
             updated_at = now()
@@ -274,7 +274,7 @@ public struct RunJournalStore: Sendable {
 
     /// A finished call's row (a CTE body of `stepQuery`, or with `fenced` false a statement of
     /// the writing SQL tool's transaction, which checked the lease itself).
-    func callWrite(taskKey: String, traceId: TraceID, call: JournaledCall, fenced: Bool = true) -> PostgresQuery {
+    func callWrite(taskKey: TaskKey, traceId: TraceID, call: JournaledCall, fenced: Bool = true) -> PostgresQuery {
         let data = (try? Self.storableJSON(call)) ?? "{}"
         let guardClause: PostgresQuery = fenced ? " WHERE EXISTS (SELECT 1 FROM lease)" : ""
         return """
@@ -286,7 +286,7 @@ public struct RunJournalStore: Sendable {
 
     /// Statements of the finishing transaction (after its guarded task update): the spans left,
     /// the trace's end, and (`dropHead`) the journal head, since the run is over.
-    func finalStatements(taskKey: String, spans: [SpanRecord], traceEnd: (TraceID, Date)?, dropHead: Bool)
+    func finalStatements(taskKey: TaskKey, spans: [SpanRecord], traceEnd: (TraceID, Date)?, dropHead: Bool)
         -> [PostgresQuery]
     {
         var out: [PostgresQuery] = []
@@ -368,7 +368,7 @@ public struct RunJournalStore: Sendable {
 
     /// Every statement a durable run or the lease keeper runs per step or per pass that touches
     /// the task table, with sample binds, for the EXPLAIN test.
-    public func hotPathStatements(taskKey: String) -> [(name: String, query: PostgresQuery)] {
+    public func hotPathStatements(taskKey: TaskKey) -> [(name: String, query: PostgresQuery)] {
         let span = SpanRecord(
             id: "span_000000000000000000000001", traceId: "trace_x", parentId: nil, startedAt: Date(),
             endedAt: Date(), spanData: ["type": "custom"], error: nil)
@@ -394,7 +394,8 @@ public struct RunJournalStore: Sendable {
         let trace = TraceRecord(id: "trace_x", workflowName: "w", groupId: nil, metadata: [:])
         if let start = startRunQuery(
             taskKey: taskKey, token: "t1", attempt: 1, agentId: nil, specJSON: "{}", workerId: "w",
-            task: [config.source.key: .string(taskKey)], trace: trace, startedAt: Date())
+            task: [config.source.key: taskKey.json], trace: trace, startedAt: Date())
+
         {
             out.append(("journal start", start))
         }
@@ -403,7 +404,7 @@ public struct RunJournalStore: Sendable {
 
     /// A journal that cannot be resumed (unreadable, or the mappings changed): the head goes and
     /// the trace is closed, in the transaction that fails the task.
-    func abandonStatements(taskKey: String, traceId: TraceID) -> [PostgresQuery] {
+    func abandonStatements(taskKey: TaskKey, traceId: TraceID) -> [PostgresQuery] {
         [
             "DELETE FROM bridge.run_journals WHERE task_key = \(taskKey)",
             "UPDATE bridge.traces SET ended_at = now(), updated_at = now() WHERE trace_id = \(traceId) AND ended_at IS NULL",
@@ -474,7 +475,7 @@ public final class StopSignal: Sendable {
 final class DurableJournal: RunJournal, SpanSink, Sendable {
     let store: RunJournalStore
     let connection: PostgresConnection
-    let taskKey: String
+    let taskKey: TaskKey
     let traceId: TraceID
     let token: LeaseToken?
     let workerId: String
@@ -498,7 +499,7 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
     let riders = RiderQueue()
 
     init(
-        store: RunJournalStore, connection: PostgresConnection, taskKey: String, traceId: TraceID, token: LeaseToken?,
+        store: RunJournalStore, connection: PostgresConnection, taskKey: TaskKey, traceId: TraceID, token: LeaseToken?,
         workerId: String, stop: StopSignal?, finished: [JournaledCall], traceWritten: Bool = false,
         deferredTools: Set<String> = []
     ) {
@@ -518,7 +519,7 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
 
     // MARK: SpanSink
 
-    func traceStarted(_ trace: TraceRecord, taskId: String?, at: Date) async throws {
+    func traceStarted(_ trace: TraceRecord, taskId: TaskKey?, at: Date) async throws {
         if traceWritten { return }
         try await Ledger(connection: connection).insertTrace(trace, taskId: taskId, startedAt: at)
     }

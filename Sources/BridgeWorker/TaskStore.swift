@@ -58,7 +58,7 @@ public struct TaskStore: Sendable {
     /// queue never reads the lower ones (Append runs its branches in order; row locks keep
     /// the plan serial). With `lock`, each branch locks its rows FOR NO KEY UPDATE SKIP
     /// LOCKED. With `keys`, only those tasks are considered (found by primary key).
-    func pendingInClaimOrder(limit: Int, lock: Bool, keys: [String], held: [String] = []) -> PostgresQuery {
+    func pendingInClaimOrder(limit: Int, lock: Bool, keys: [TaskKey], held: [String] = []) -> PostgresQuery {
         let status: PostgresQuery =
             "\(identifier: source.status.column) = \(source.status.pending)\(cast(source.status.column))"
         var runnable: PostgresQuery =
@@ -73,7 +73,7 @@ public struct TaskStore: Sendable {
         if !keys.isEmpty {
             return """
                 SELECT c.\(identifier: source.key) AS k FROM \(t) AS c
-                WHERE c.\(identifier: source.key) = ANY(\(PostgresArray.text(keys))\(keyArrayCast)) AND c.\(status) AND \(runnable)
+                WHERE c.\(identifier: source.key) = ANY(\(keys)\(keyArrayCast)) AND c.\(status) AND \(runnable)
                 ORDER BY \(claimOrder(alias: "c")) LIMIT \(limit)\(locking)
                 """
         }
@@ -186,7 +186,7 @@ public struct TaskStore: Sendable {
 
     /// Statement 1 of a claim with sessions: the candidates in claim order (locked), at most
     /// one per session (the first in claim order), with their session keys ('' for none).
-    func sessionPickQuery(limit: Int, keys: [String], held: [String]) -> PostgresQuery? {
+    func sessionPickQuery(limit: Int, keys: [TaskKey], held: [String]) -> PostgresQuery? {
         guard let s = config.sessions else { return nil }
         let candidates = pendingInClaimOrder(limit: limit, lock: true, keys: keys, held: held)
         return """
@@ -207,8 +207,8 @@ public struct TaskStore: Sendable {
     /// transaction takes (`pg_try_advisory_xact_lock`, never waiting: a session another worker
     /// is claiming right now is skipped; the lock ends with the claim's transaction). The key
     /// is `AdvisoryLockKey(name: "bridge:session:<key>")`; tasks without a session need none.
-    static func sessionLockQuery(_ picked: [(key: String, session: String)]) -> PostgresQuery {
-        let keys = PostgresArray.text(picked.map(\.key))
+    static func sessionLockQuery(_ picked: [(key: TaskKey, session: String)]) -> PostgresQuery {
+        let keys = picked.map(\.key)
         let locks = PostgresArray.literal(
             picked.map { $0.session.isEmpty ? .null : .text(String(sessionLockKey($0.session).rawValue)) })
         return """
@@ -243,7 +243,7 @@ public struct TaskStore: Sendable {
     /// One claimed task: its row, its key, the lease's fencing token and the attempt number.
     public struct Claim: Sendable {
         public var row: Row
-        public var key: String
+        public var key: TaskKey
         public var token: LeaseToken
         public var attempt: Int
     }
@@ -256,7 +256,7 @@ public struct TaskStore: Sendable {
     /// (`bridge_run_after` in the future) are skipped. `keys` restricts the claim to those keys.
     public func claim(
         on conn: PostgresConnection, limit: Int, workerId: String, lease: Duration,
-        keys: [String] = [], held: [String] = []
+        keys: [TaskKey] = [], held: [String] = []
     ) async throws -> [Claim] {
         // Sessions: three statements in one transaction (pick, lock, claim). The claim's
         // snapshot is taken after the sessions' claim locks are held, so it sees every claim
@@ -264,12 +264,15 @@ public struct TaskStore: Sendable {
         if let pick = sessionPickQuery(limit: limit, keys: keys, held: held) {
             let store = self
             let rows = try await conn.transaction { c -> PostgresRows? in
-                let candidates = try c.query(pick).compactMap { r in r["k"].map { (key: $0, session: r["sk"] ?? "") } }
+                let candidates = try c.query(pick).map { r in
+                    (key: try r.decode(TaskKey.self, "k"), session: r["sk"] ?? "")
+                }
                 guard !candidates.isEmpty else { return nil }
                 // No candidate in a session: no lock to take (one round trip less).
                 let picked =
                     candidates.allSatisfy { $0.session.isEmpty }
-                    ? candidates.map(\.key) : try c.query(Self.sessionLockQuery(candidates)).compactMap { $0["k"] }
+                    ? candidates.map(\.key)
+                    : try c.query(Self.sessionLockQuery(candidates)).map { try $0.decode(TaskKey.self, "k") }
                 guard !picked.isEmpty else { return nil }
                 return try c.query(
                     store.claimQuery(
@@ -295,7 +298,7 @@ public struct TaskStore: Sendable {
 
     /// The claim statement (public for the EXPLAIN tests).
     public func claimQuery(
-        limit: Int, workerId: String, lease: Duration, keys: [String], held: [String] = [],
+        limit: Int, workerId: String, lease: Duration, keys: [TaskKey], held: [String] = [],
         marksFairTurns: Bool = false
     ) -> PostgresQuery {
         let picked = pendingInClaimOrder(limit: limit, lock: true, keys: keys, held: held)
@@ -415,7 +418,7 @@ public struct TaskStore: Sendable {
         public var isEmpty: Bool { waitingRetries == 0 && leased == 0 }
     }
 
-    public func outstanding(on conn: PostgresConnection, keys: [String] = []) async throws -> Outstanding {
+    public func outstanding(on conn: PostgresConnection, keys: [TaskKey] = []) async throws -> Outstanding {
         let row = try await conn.query(outstandingQuery(keys: keys)).first
         return Outstanding(
             waitingRetries: row?.int("waiting") ?? 0, nextRetryIn: row?.double("next_in"),
@@ -424,11 +427,11 @@ public struct TaskStore: Sendable {
 
     /// Both arms of the WHERE match a small partial index (`bridge_run_after IS NOT NULL`,
     /// `bridge_lease_token IS NOT NULL`), so this reads only retries and leased tasks.
-    func outstandingQuery(keys: [String]) -> PostgresQuery {
+    func outstandingQuery(keys: [TaskKey]) -> PostgresQuery {
         let pending: PostgresQuery = "\(source.status.pending)\(cast(source.status.column))"
         let running: PostgresQuery = "\(source.status.running)\(cast(source.status.column))"
         let keyFilter: PostgresQuery =
-            keys.isEmpty ? "" : " AND \(identifier: source.key) = ANY(\(PostgresArray.text(keys))\(keyArrayCast))"
+            keys.isEmpty ? "" : " AND \(identifier: source.key) = ANY(\(keys)\(keyArrayCast))"
         return """
             SELECT count(*) FILTER (WHERE \(identifier: source.status.column) = \(pending) AND \(identifier: Lease.runAfter) > now()) AS waiting,
                    extract(epoch FROM min(\(identifier: Lease.runAfter) - now())
@@ -459,7 +462,7 @@ public struct TaskStore: Sendable {
     }
 
     /// Reads tasks without claiming them (for --dry-run): the given keys, or the pending ones.
-    public func peek(on conn: PostgresConnection, keys: [String], limit: Int) async throws -> [Row] {
+    public func peek(on conn: PostgresConnection, keys: [TaskKey], limit: Int) async throws -> [Row] {
         let sql: PostgresQuery
         if keys.isEmpty {
             let candidates = pendingInClaimOrder(limit: limit, lock: false, keys: [])
@@ -470,7 +473,7 @@ public struct TaskStore: Sendable {
         } else {
             sql = """
                 SELECT to_jsonb(x.*)::text AS row FROM \(t) AS x
-                WHERE x.\(identifier: source.key) = ANY(\(PostgresArray.text(keys))\(keyArrayCast))
+                WHERE x.\(identifier: source.key) = ANY(\(keys)\(keyArrayCast))
                 ORDER BY x.\(identifier: source.key)
                 """
         }
@@ -479,12 +482,12 @@ public struct TaskStore: Sendable {
     }
 
     /// The number of earlier attempts (execution rows) for a task.
-    public func previousAttempts(on conn: PostgresConnection, taskKey: String) async throws -> Int {
+    public func previousAttempts(on conn: PostgresConnection, taskKey: TaskKey) async throws -> Int {
         guard let sql = previousAttemptsQuery(taskKey: taskKey) else { return 0 }
         return try await conn.query(sql).first?.int("n") ?? 0
     }
 
-    func previousAttemptsQuery(taskKey: String) -> PostgresQuery? {
+    func previousAttemptsQuery(taskKey: TaskKey) -> PostgresQuery? {
         guard let e = config.results.executions else { return nil }
         return """
             SELECT count(*) AS n FROM \(identifier: e.table)
@@ -494,7 +497,7 @@ public struct TaskStore: Sendable {
 
     /// The lease behind `token` is gone: the task was reaped, released or finished elsewhere.
     public struct LeaseLost: Error, CustomStringConvertible {
-        public var taskKey: String
+        public var taskKey: TaskKey
         public var description: String { "the lease on task \(taskKey) was lost" }
     }
 
@@ -506,7 +509,7 @@ public struct TaskStore: Sendable {
         on conn: PostgresConnection, task: Row, token: LeaseToken?, traceId: TraceID, agentId: String?,
         attempt: Int, startedAt: Date
     ) async throws -> String? {
-        let key = task[source.key]?.templateText ?? ""
+        let key = source.taskKey(of: task) ?? ""
         let check: PostgresQuery? = token.map(leaseCheck)
         guard let e = config.results.executions,
             let row = executionRow(
@@ -543,7 +546,7 @@ public struct TaskStore: Sendable {
                 typed = nil
             }
         }
-        add(e.taskColumn, .text(task[source.key]?.templateText ?? ""))
+        add(e.taskColumn, (source.taskKey(of: task) ?? "").postgresValue)
         add(e.columns.status, .text(e.statuses.started))
         add(e.columns.traceId, traceId.postgresValue)
         add(e.columns.startedAt, .text(PostgresTimestamp.format(startedAt)))
@@ -564,7 +567,7 @@ public struct TaskStore: Sendable {
 
     static func insertLeased(
         _ conn: PostgresConnection, check: PostgresQuery, insert: PostgresQuery,
-        taskKey: String
+        taskKey: TaskKey
     ) async throws -> String? {
         do {
             return try await conn.transaction { c in
@@ -626,7 +629,7 @@ public struct TaskStore: Sendable {
     /// `also`: statements that commit with the outcome, only if the lease held (a durable run's
     /// last spans and the end of its journal).
     public func finish(
-        on conn: PostgresConnection, taskKey: String, token: LeaseToken, executionKey: String?, traceId: TraceID?,
+        on conn: PostgresConnection, taskKey: TaskKey, token: LeaseToken, executionKey: String?, traceId: TraceID?,
         outcome: Outcome, also: [PostgresQuery] = []
     ) async throws -> Bool {
         let config = self.config
@@ -649,7 +652,7 @@ public struct TaskStore: Sendable {
     }
 
     /// The guarded UPDATE of `finish` on the task row.
-    func finishUpdate(taskKey: String, token: LeaseToken, traceId: TraceID?, outcome: Outcome) -> PostgresQuery {
+    func finishUpdate(taskKey: TaskKey, token: LeaseToken, traceId: TraceID?, outcome: Outcome) -> PostgresQuery {
         let s = config.source
         var sets: [PostgresQuery] = [
             "\(identifier: s.status.column) = \(s.status.text(outcome.taskStatus))\(cast(s.status.column))"
@@ -713,7 +716,7 @@ public struct TaskStore: Sendable {
     /// Every statement the worker runs per task or per poll against the task and execution
     /// tables, with sample binds (`key`, `executionKey`: an existing task and execution row), so
     /// a test can EXPLAIN each one on a large table and prove that none scans it.
-    public func hotPathStatements(key: String, executionKey: String) -> [(name: String, query: PostgresQuery)] {
+    public func hotPathStatements(key: TaskKey, executionKey: String) -> [(name: String, query: PostgresQuery)] {
         let outcome = Outcome(
             status: .completed, taskStatus: .completed, result: ["output": "x"],
             tokenUsage: [:], errorMessage: nil, errorType: nil, completedAt: Date(), durationSeconds: 1)
@@ -753,7 +756,9 @@ public struct TaskStore: Sendable {
         for r in rows {
             out.append(
                 Claim(
-                    row: try parseRow(r["row"]), key: r["k"] ?? "", token: LeaseToken(r["token"] ?? ""),
+                    row: try parseRow(r["row"]), key: try r.decode(TaskKey.self, "k"),
+                    token: LeaseToken(r["token"] ?? ""),
+
                     attempt: r.int("attempt") ?? 1))
         }
         return out

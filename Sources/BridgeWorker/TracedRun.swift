@@ -43,7 +43,8 @@ struct TracedRun: Sendable {
     /// A durable run's spans go through its journal (written with its steps; the rest by the
     /// caller, in the transaction that ends the attempt).
     func run(
-        _ spec: RunSpec, task: Row, taskKey: String, connection: PostgresConnection,
+        _ spec: RunSpec, task: Row, taskKey: TaskKey, connection: PostgresConnection,
+
         tools: any ToolExecutor, resume: Resume? = nil, durable: Durable? = nil
     )
         async throws -> (result: RunResult, spans: Int, openSpans: [TraceRecorder.OpenSpan])

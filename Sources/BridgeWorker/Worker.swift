@@ -3,6 +3,7 @@ import BridgeMapping
 import BridgeMetrics
 import BridgePostgres
 import BridgeRunner
+import BridgeTraceModel
 import FoundationEssentials
 
 /// The DatabaseToSDKBridge worker: claims pending tasks under leases, turns each into a run
@@ -27,7 +28,8 @@ public actor Worker: LeaseHolder {
     private var summary = WorkerSummary()
 
     struct Running {
-        var key: String
+        var key: TaskKey
+
         var task: Task<Void, Never>
         var claimedAt = ContinuousClock.now
     }

@@ -12,7 +12,7 @@ public struct WorkerOptions: Sendable {
     /// A task that failed retriably (or whose lease expired) this many times is marked failed.
     public var maxAttempts = 3
     /// Only these task keys (empty: all pending tasks).
-    public var taskKeys: [String] = []
+    public var taskKeys: [TaskKey] = []
     /// Stop after this many tasks (nil: drain everything).
     public var limit: Int?
     /// How long a claim is valid without a heartbeat (heartbeats run every lease/3).
@@ -96,15 +96,17 @@ public struct WorkerSummary: Sendable {
 
 /// How one claimed task's attempt ended, as the run executor reports it to the claim loop.
 enum TaskOutcome: Sendable {
-    case completed(taskKey: String, traceId: TraceID, toolCalls: Int, spans: Int)
+    case completed(taskKey: TaskKey, traceId: TraceID, toolCalls: Int, spans: Int)
     case failed(
-        taskKey: String, traceId: TraceID?, message: String, retried: Bool, toolCalls: Int, spans: Int,
+        taskKey: TaskKey, traceId: TraceID?, message: String, retried: Bool, toolCalls: Int, spans: Int,
         errorType: FailureType)
     /// The lease was lost (reaped, or finished elsewhere): nothing of this attempt was written.
-    case stale(taskKey: String, traceId: TraceID?)
+    case stale(taskKey: TaskKey, traceId: TraceID?)
     /// Handed back to pending at shutdown.
-    case released(taskKey: String)
-    case paused(taskKey: String, traceId: TraceID, requests: [String], toolCalls: Int, spans: Int)
+    case released(taskKey: TaskKey)
+    case paused(
+        taskKey: TaskKey, traceId: TraceID,
+        requests: [String], toolCalls: Int, spans: Int)
 
     /// How `bridge_tasks_*_total` counts it (nil: the attempt's result was not written here).
     var metric: BridgeMetrics.TaskEnd? {

@@ -72,7 +72,7 @@ extension Bridge {
             help: ArgumentHelp(
                 "Only this task id (repeatable). With --dry-run the task may be in any status.",
                 valueName: "id"))
-        var task: [String] = []
+        var task: [TaskKey] = []
 
         @Option(help: "Run at most this many tasks at once.")
         var concurrency: Int = 4

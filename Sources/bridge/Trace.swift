@@ -3,6 +3,7 @@ import BridgeCore
 import BridgeMapping
 import BridgeMonitor
 import BridgePostgres
+import BridgeTraceModel
 import BridgeTracing
 import BridgeVerify
 import BridgeWorker
@@ -100,7 +101,7 @@ extension Bridge.Trace {
         var follow = false
 
         @Option(help: ArgumentHelp("Only spans of this task's traces.", valueName: "id"))
-        var task: String?
+        var task: TaskKey?
 
         @Option(help: ArgumentHelp("Only spans of traces of this workspace (group id).", valueName: "id"))
         var workspace: String?
@@ -193,14 +194,14 @@ extension Bridge.Trace {
         }
 
         /// Whether some trace of `task` is in the ledger (`bridge.traces (task_id)`, indexed).
-        static func hasTrace(task: String, on conn: PostgresConnection) async throws -> Bool {
+        static func hasTrace(task: TaskKey, on conn: PostgresConnection) async throws -> Bool {
             try await conn.query("SELECT EXISTS (SELECT 1 FROM bridge.traces WHERE task_id = \(task)) AS ok").one()
                 .decode(Bool.self, "ok")
         }
 
         /// A task without a trace must at least exist in the user's task table (else a typo would
         /// print nothing and succeed): throws naming `table.key` when it does not.
-        func requireTask(_ task: String, on conn: PostgresConnection) async throws {
+        func requireTask(_ task: TaskKey, on conn: PostgresConnection) async throws {
             let config: MappingConfig
             do { config = try MappingLoader.load(directory: mappings) } catch {
                 throw UsageError(
@@ -210,12 +211,14 @@ extension Bridge.Trace {
             var rows: [Row] = []
             do {
                 rows = try await TaskStore(config: config).peek(on: conn, keys: [task], limit: 1)
+
             } catch let e as PostgresError where e.sqlState?.hasPrefix("22") == true {
                 // Class 22: not even a value of the key's type (a uuid, say): no such task.
             }
             guard rows.isEmpty else { return }
             throw UsageError(
-                "--task: no task with \(config.source.table).\(config.source.key) = \(TextSafety.printable(task))")
+                "--task: no task with \(config.source.table).\(config.source.key) = \(TextSafety.printable(task.text))")
+
         }
 
         /// Writes straight to standard output (unbuffered), so a pipe sees each span at once.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BridgeCore
+import BridgeTraceModel
 import BridgeVerify
 import FoundationEssentials
 
@@ -40,7 +41,7 @@ extension Bridge {
         var since: String?
 
         @Option(help: ArgumentHelp("Only this task id.", valueName: "id"))
-        var task: String?
+        var task: TaskKey?
 
         @Option(
             help: ArgumentHelp("Only tasks of this workspace (the mappings' source.group_column).", valueName: "id"))

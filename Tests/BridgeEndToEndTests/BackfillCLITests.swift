@@ -362,7 +362,7 @@ struct BackfillCLITests {
             """)
         #expect(rerun.count == 2)
         for row in rerun {
-            #expect(row["trace"] == TraceID.forTask(row["id"] ?? "", attempt: 2).text)
+            #expect(row["trace"] == TraceID.forTask(TaskKey(row["id"] ?? ""), attempt: 2).text)
             #expect(row["status"] == "completed" && row["rerun"] == "true")
         }
         await c.close()

@@ -196,7 +196,7 @@ struct ExecCLITests {
         #expect(spec["starting_agent"]?.stringValue == "Project Manager")
         let traceId = TraceID(spec["trace_id"]?.stringValue ?? "")
         #expect(traceId.isWellFormed)
-        #expect(spec["trace_id"]?.stringValue == TraceID.forTask(id, attempt: 1).text)
+        #expect(spec["trace_id"]?.stringValue == TraceID.forTask(TaskKey(id), attempt: 1).text)
         #expect(spec["agents"]?["Researcher"] != nil)
         #expect(try await Self.snapshot(url) == before)
 

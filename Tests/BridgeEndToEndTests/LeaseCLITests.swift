@@ -96,7 +96,8 @@ enum LeaseFixture {
             let id = r["id"] ?? "?"
             let attempts = r.int("attempts") ?? 0
             let ownTrace =
-                attempts >= 1 && (1...attempts).contains { r["trace"] == TraceID.forTask(id, attempt: $0).text }
+                attempts >= 1
+                && (1...attempts).contains { r["trace"] == TraceID.forTask(TaskKey(id), attempt: $0).text }
             let ok =
                 r["status"] == "completed" && r.bool("free") == true && r.int("completed") == 1
                 && r.int("completed_same_trace") == 1 && r.int("started") == 0 && ownTrace && r.int("traces") == 1

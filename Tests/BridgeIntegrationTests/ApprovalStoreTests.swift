@@ -3,6 +3,7 @@ import BridgeMapping
 import BridgeMigrate
 import BridgePostgres
 import BridgeTestSupport
+import BridgeTraceModel
 import BridgeWorker
 import Foundation
 import Testing
@@ -43,14 +44,16 @@ struct ApprovalStoreTests {
             try await c.simpleQuery(
                 "SELECT request_key, task_key FROM bridge.approval_waits ORDER BY request_key LIMIT 1"
             ).first)
+        let taskKey = TaskKey(first["task_key"] ?? "")
         #expect(
             try await store.decide(on: c, requestKey: first["request_key"] ?? "", approve: true, message: nil, by: "t")
-                == .decided(taskKey: first["task_key"] ?? "", stillPending: []))
-        #expect(try await store.ready(on: c, limit: 10) == [first["task_key"] ?? ""])
-        let claim = try await store.claim(on: c, taskKey: first["task_key"] ?? "", workerId: "w", lease: .seconds(30))
+                == .decided(taskKey: taskKey, stillPending: []))
+        #expect(try await store.ready(on: c, limit: 10) == [taskKey])
+        let claim = try await store.claim(on: c, taskKey: taskKey, workerId: "w", lease: .seconds(30))
         #expect(claim != nil)
         #expect(
-            try await store.claim(on: c, taskKey: first["task_key"] ?? "", workerId: "w2", lease: .seconds(30)) == nil,
+            try await store.claim(on: c, taskKey: taskKey, workerId: "w2", lease: .seconds(30)) == nil,
+
             "one worker wins")
         #expect(try await store.ready(on: c, limit: 10).isEmpty)
         await c.close()

@@ -40,7 +40,7 @@ struct BackfillBuildTests {
         TraceRecord, [SpanRecord]
     ) {
         let task: [String: JSONValue] = [
-            "id": .string(run.taskKey), "workspace_id": .string(run.groupId ?? ""),
+            "id": run.taskKey.json, "workspace_id": .string(run.groupId ?? ""),
             "agent_id": .string(run.agentKey ?? ""), "name": "n", "description": "d",
         ]
         let spec = try DatabaseToSDKBridge(config: config).runSpec(
@@ -143,7 +143,7 @@ struct BackfillBuildTests {
         run.fallback = "Night Shift"
         let live = #expect(throws: RunSpecError.self) {
             try DatabaseToSDKBridge(config: config).runSpec(
-                task: ["id": .string(run.taskKey), "agent_id": "agent-1", "assigned_to_role": "Night Shift"],
+                task: ["id": run.taskKey.json, "agent_id": "agent-1", "assigned_to_role": "Night Shift"],
                 agentRows: [["id": "agent-1", "role": "Janitor"]], handoffEdges: [], attempt: 1)
         }
         let backfill = #expect(throws: RunSpecError.self) { try BackfillTraceBuilder(config: config).build(run) }
@@ -220,8 +220,9 @@ struct BackfillDatabaseTests {
             WHERE id IN (SELECT id FROM tasks WHERE status IN ('completed', 'failed') ORDER BY id LIMIT 2)
             RETURNING id::text AS id
             """
-        ).compactMap { $0["id"] }
+        ).compactMap { $0["id"].map { TaskKey($0) } }
         #expect(orphans.count == 2)
+
         let backfiller = try Backfiller(config: config)
 
         let preview = try await backfiller.preview(on: c, options: BackfillOptions())

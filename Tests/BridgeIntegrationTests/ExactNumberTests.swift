@@ -50,8 +50,8 @@ struct ExactNumberTests {
         let store = TaskStore(config: config)
 
         let claim = try #require(
-            try await store.claim(on: c, limit: 5, workerId: "w", lease: .seconds(60), keys: [Self.big]).first)
-        #expect(claim.key == Self.big)
+            try await store.claim(on: c, limit: 5, workerId: "w", lease: .seconds(60), keys: [TaskKey(Self.big)]).first)
+        #expect(claim.key == TaskKey(Self.big))
         #expect(claim.row["id"]?.compact == Self.big)
         #expect(claim.row["amount"]?.compact == Self.amount)
         #expect(claim.row["id"]?.int64Value == 9_007_199_254_740_993)
@@ -59,11 +59,13 @@ struct ExactNumberTests {
         let spec = try DatabaseToSDKBridge(config: config).runSpec(
             task: claim.row, agentRows: [], handoffEdges: [], attempt: 1)
         #expect(spec.input.contains("Job \(Self.big) costs \(Self.amount)"))
-        #expect(spec.traceId == TraceID.forTask(Self.big, attempt: 1))
-        #expect(spec.traceId != TraceID.forTask(Self.neighbour, attempt: 1))
+        #expect(spec.traceId == TraceID.forTask(TaskKey(Self.big), attempt: 1))
+        #expect(spec.traceId != TraceID.forTask(TaskKey(Self.neighbour), attempt: 1))
+
         #expect(spec.metadata["task_id"] == Self.big)
 
-        let loaded = try await DatabaseToSDKBridge(config: config).loadTask(id: Self.big, connection: c)
+        let loaded = try await DatabaseToSDKBridge(config: config).loadTask(id: TaskKey(Self.big), connection: c)
+
         #expect(loaded?["id"]?.compact == Self.big)
 
         let outcome = TaskStore.Outcome(

@@ -44,7 +44,7 @@ struct ExportLedger {
         var lastTrace: TraceID = ""
         for i in 0..<runs {
             var spec = runnerSpec(tools: [:], pmTools: [])
-            spec.traceId = TraceID.forTask("x\(i)", attempt: 1)
+            spec.traceId = TraceID.forTask(TaskKey("x\(i)"), attempt: 1)
             spec.metadata["task_id"] = "x\(i)"
             let recorder = TraceRecorder(spec: spec, ledger: ledger, includeSensitiveData: true)
             let result = await AgentRunner(model: OfflineModel(), tools: CompositeToolExecutor(), observer: recorder)

@@ -1,6 +1,7 @@
 import BridgeCore
 import BridgePostgres
 import BridgeTestSupport
+import BridgeTraceModel
 import BridgeTracing
 import BridgeVerify
 import BridgeWorker
@@ -143,8 +144,9 @@ struct HotPathPlanTests {
         let (_, c, config) = try await Self.largeDatabase()
         #expect(config.columnTypes.type("tasks", "id") == "uuid")
         #expect(config.columnTypes.type("task_executions", "task_id") == "uuid")
-        let key = try #require(
-            try await c.query("SELECT id::text AS k FROM tasks WHERE status = 'pending' LIMIT 1").first?["k"])
+        let key = TaskKey(
+            try #require(
+                try await c.query("SELECT id::text AS k FROM tasks WHERE status = 'pending' LIMIT 1").first?["k"]))
         let execution = try #require(try await c.query("SELECT id::text AS k FROM task_executions LIMIT 1").first?["k"])
         var statements = TaskStore(config: config).hotPathStatements(key: key, executionKey: execution)
         statements += DatabaseToSDKBridge(config: config).hotPathStatements(taskKey: key)
@@ -154,6 +156,7 @@ struct HotPathPlanTests {
         statements += journal
         // The backfill's batch: its SELECTs and its bulk write (the trace id updates by key).
         let backfill = try Backfiller(config: config).hotPathStatements(taskKey: key, executionKey: execution)
+
         #expect(backfill.map(\.name) == ["backfill batch", "backfill tool calls", "backfill write"])
         statements += backfill
         statements += try await Self.exportStatements(c)
@@ -190,7 +193,7 @@ struct HotPathPlanTests {
         let workspace = try #require(try await c.query("SELECT workspace_id::text AS w FROM tasks LIMIT 1").first?["w"])
         var scoped: [(name: String, query: PostgresQuery)] = []
         for (label, since, task, ws) in [
-            ("--since 1h", Optional(hour), String?.none, String?.none), ("--task", nil, key, nil),
+            ("--since 1h", Optional(hour), TaskKey?.none, String?.none), ("--task", nil, key, nil),
             ("--workspace", nil, nil, workspace),
         ] {
             for s in VerifyStatements.scoped(config: config, since: since, task: task, workspace: ws) {

@@ -89,7 +89,8 @@ struct MappingLiveTests {
                 WHERE a.role = \("Project Manager") AND t.status = \("pending") ORDER BY t.created_at, t.id LIMIT 1
                 """
             ).first?["id"])
-        let task = try #require(try await bridge.loadTask(id: id, connection: c))
+        let task = try #require(try await bridge.loadTask(id: TaskKey(id), connection: c))
+
         let (rows, edges) = try await bridge.loadAgentsAndEdges(for: task, connection: c)
         #expect(rows.count == 3)
         #expect(edges.count == 2)
@@ -103,7 +104,7 @@ struct MappingLiveTests {
         #expect(
             spec.agents["Project Manager"]?.instructions.hasPrefix(
                 "Break work down and route it to the right specialist.\n") == true)
-        #expect(spec.traceId == TraceID.forTask(id, attempt: 1) && spec.traceId.isWellFormed)
+        #expect(spec.traceId == TraceID.forTask(TaskKey(id), attempt: 1) && spec.traceId.isWellFormed)
         #expect(spec.metadata["task_id"] == id)
         #expect(spec.metadata["workspace_id"] == task["workspace_id"]?.stringValue)
         #expect(spec.metadata["agent_id"] == task["agent_id"]?.stringValue)
@@ -127,7 +128,8 @@ struct MappingLiveTests {
                 WHERE a.role = \("Project Manager") AND t.status = \("pending") LIMIT 1
                 """
             ).first?["id"])
-        let task = try #require(try await bridge.loadTask(id: id, connection: c))
+        let task = try #require(try await bridge.loadTask(id: TaskKey(id), connection: c))
+
         func sql(_ name: String) throws -> SQLToolSpec {
             guard case .sql(let s)? = config.tool(named: name)?.implementation else {
                 throw SQLCompileError(message: name)
@@ -174,7 +176,9 @@ struct MappingLiveTests {
         #expect(sub["creation_type"] == "agent" && sub["parent"] == id && sub["creator"] == id)
         #expect(sub["ws"] == task["workspace_id"]?.stringValue)
         // A sub-task cannot create sub-tasks.
-        let subTask = try #require(try await bridge.loadTask(id: first["task_id"]!.stringValue!, connection: c))
+        let subTask = try #require(
+            try await bridge.loadTask(id: TaskKey(first["task_id"]!.stringValue!), connection: c))
+
         var nested = args.objectValue!
         nested["name"] = "Nested"
         let fourth = try await json(try create.compile(arguments: .object(nested), task: subTask))

@@ -87,7 +87,8 @@ struct RunJournalTests {
         let claims = try await TaskStore(config: config).claim(on: c, limit: 2, workerId: "A", lease: .seconds(60))
         #expect(claims.count == 2)
         let (a, lost) = (claims[0], claims[1])
-        func spec(_ key: String) -> RunSpec {
+        func spec(_ key: TaskKey) -> RunSpec {
+
             RunSpec(
                 traceId: TraceID.forTask(key, attempt: 1), workflowName: "w", groupId: nil, metadata: ["k": "v"],
                 startingAgent: "x", agents: [:], tools: [:], input: "hi", maxTurns: 3,
@@ -102,7 +103,7 @@ struct RunJournalTests {
             try await c.query(
                 "SELECT openai_trace_id AS trace_id, status, task_id::text AS task FROM task_executions WHERE id::text = \(execution)"
             ).first)
-        #expect(row["trace_id"] == spec(a.key).traceId.text && row["status"] == "started" && row["task"] == a.key)
+        #expect(row["trace_id"] == spec(a.key).traceId.text && row["status"] == "started" && row["task"] == a.key.text)
         #expect(
             try await c.query(
                 "SELECT metadata->>'k' AS k FROM bridge.traces WHERE trace_id = \(spec(a.key).traceId)"

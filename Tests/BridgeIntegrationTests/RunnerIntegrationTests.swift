@@ -307,7 +307,7 @@ struct TraceLedgerTests {
             for i in 0..<6 {
                 group.addTask {
                     var spec = runnerSpec(tools: [:], pmTools: [])
-                    spec.traceId = TraceID.forTask("t\(i)", attempt: 1)
+                    spec.traceId = TraceID.forTask(TaskKey("t\(i)"), attempt: 1)
                     let recorder = TraceRecorder(spec: spec, sinks: [exporter], includeSensitiveData: true)
                     _ = await AgentRunner(model: OfflineModel(), tools: CompositeToolExecutor(), observer: recorder)
                         .run(spec, taskRow: [:])
@@ -323,7 +323,7 @@ struct TraceLedgerTests {
         // Each run: task, 2 agents, 2 turns, 2 generations, 1 handoff = 8 spans.
         #expect(objects.filter { $0["object"] == "trace.span" }.count == 48)
         for i in 0..<6 {
-            let id = JSONValue.string(TraceID.forTask("t\(i)", attempt: 1).text)
+            let id = JSONValue.string(TraceID.forTask(TaskKey("t\(i)"), attempt: 1).text)
             let first = try #require(objects.firstIndex { $0["id"] == id })
             #expect(!objects[..<first].contains { $0["trace_id"] == id })
         }

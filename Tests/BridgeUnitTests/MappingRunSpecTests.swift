@@ -1,5 +1,6 @@
 import BridgeCore
 import BridgeTraceModel
+import Foundation
 import Testing
 
 @testable import BridgeMapping
@@ -123,6 +124,25 @@ import Testing
             #expect(error.taskId == "t-1")
             #expect(error.description.hasPrefix("task t-1: no mapped agent"))
             #expect(error.description.contains("assigned_to_role='Janitor'"))
+        }
+    }
+
+    /// The task key is a `TaskKey` taken from the key column's value as text (a number too); a
+    /// spec stores it as the same bare string as before, so stored specs and journals still
+    /// decode.
+    @Test func theTaskKeyIsTheKeyColumnsTextAndStoresAsAString() throws {
+        var task = Self.task()
+        task["id"] = 42
+        let spec = try bridge().runSpec(
+            task: task, agentRows: [Self.pm, Self.rb, Self.cw], handoffEdges: Self.edges, attempt: 2)
+        #expect(spec.taskId == TaskKey("42"))
+        #expect(spec.traceId == TraceID.forTask("42", attempt: 2))
+        let json = try JSONValue.parse(String(decoding: try JSONEncoder().encode(spec), as: UTF8.self))
+        #expect(json["task_id"] == "42")
+        #expect(try JSONDecoder().decode(RunSpec.self, from: Data(json.compact.utf8)).taskId == "42")
+        task["id"] = JSONValue.null
+        #expect(throws: RunSpecError.self) {
+            try bridge().runSpec(task: task, agentRows: [Self.pm], handoffEdges: [], attempt: 1)
         }
     }
 }
