@@ -57,14 +57,9 @@ extension LoadState {
     mutating func uniqueNames() -> (
         agents: [String: AgentMapping], tools: [String: ToolMapping], servers: [String: MCPServerMapping]
     ) {
-        var agentByName: [String: AgentMapping] = [:]
+        let agentByName = byName(agents, "agent", \.name, \.origin)
         var agentByMatch: [String: AgentMapping] = [:]
         for a in agents {
-            if let first = agentByName[a.name] {
-                issue(loc(a.origin, "name"), "duplicate agent name '\(a.name)' (first defined at \(first.origin))")
-            } else {
-                agentByName[a.name] = a
-            }
             if let first = agentByMatch[a.match], first.name != a.name {
                 issue(
                     loc(a.origin, a.match == a.name ? "name" : "match"),
@@ -73,23 +68,9 @@ extension LoadState {
                 agentByMatch[a.match] = a
             }
         }
-        var toolByName: [String: ToolMapping] = [:]
-        for t in tools {
-            if let first = toolByName[t.name] {
-                issue(loc(t.origin, "name"), "duplicate tool name '\(t.name)' (first defined at \(first.origin))")
-            } else {
-                toolByName[t.name] = t
-            }
-        }
-        var serverByName: [String: MCPServerMapping] = [:]
+        let toolByName = byName(tools, "tool", \.name, \.origin)
+        let serverByName = byName(mcpServers, "MCP server", \.name, \.origin)
         for server in mcpServers {
-            if let first = serverByName[server.name] {
-                issue(
-                    loc(server.origin, "name"),
-                    "duplicate MCP server name '\(server.name)' (first defined at \(first.origin))")
-            } else {
-                serverByName[server.name] = server
-            }
             for (i, t) in (server.allowedTools ?? []).enumerated() where toolByName[t] != nil {
                 issue(
                     loc(server.origin, "tool_filter.allowed[\(i)]"),
@@ -97,6 +78,24 @@ extension LoadState {
             }
         }
         return (agentByName, toolByName, serverByName)
+    }
+
+    /// `items` by name (the first of each name), with an issue at every later one of a name
+    /// (`kind`, e.g. "tool", says what they are).
+    mutating func byName<Item>(
+        _ items: [Item], _ kind: String, _ name: KeyPath<Item, String>, _ origin: KeyPath<Item, MappingLocation>
+    ) -> [String: Item] {
+        var out: [String: Item] = [:]
+        for item in items {
+            if let first = out[item[keyPath: name]] {
+                issue(
+                    loc(item[keyPath: origin], "name"),
+                    "duplicate \(kind) name '\(item[keyPath: name])' (first defined at \(first[keyPath: origin]))")
+            } else {
+                out[item[keyPath: name]] = item
+            }
+        }
+        return out
     }
 
     /// The MCP servers, handoffs, tools and stop_at_tool_names agent `a` names exist, once each.

@@ -24,12 +24,7 @@ extension LoadState {
             return s
         }
         s.sessionColumn = m.name(.sessionColumn, required: true) ?? s.sessionColumn
-        if let item = m.stringMap(.item) {
-            for k in item.keys.sorted() where !SessionsMapping.itemNames.contains(k) {
-                r.issue(
-                    m.node(.item), m.path(.item),
-                    "unknown key '\(k)' (expected \(SessionsMapping.itemNames.joined(separator: ", ")))")
-            }
+        if let item = m.stringMap(.item, keys: SessionsMapping.itemNames) {
             s.item = item
             for required in ["role", "content"] where item[required] == nil {
                 r.issue(m.node(.item), m.path(.item), "missing required key '\(required)'")

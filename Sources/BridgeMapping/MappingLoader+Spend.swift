@@ -51,45 +51,44 @@ extension LoadState {
     static func parseLimits(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> LimitsMapping? {
         guard let m = r.map(node, "limits", Keys.Limits.self) else { return nil }
         var out = LimitsMapping(origin: origin)
-        if let models = m.node(.models) {
-            r.record(models, "limits.models")
-            if case .mapping(let entries) = models {
-                for (k, v) in entries {
-                    guard let model = k.scalar?.string, !model.isEmpty else { continue }
-                    guard let l = r.map(v, "limits.models.\(model)", Keys.ModelLimit.self) else { continue }
-                    var limit = ModelLimit()
-                    limit.requestsPerMinute = l.node(.requestsPerMinute).flatMap {
-                        number(r, $0, l.path(.requestsPerMinute), positive: true)
-                    }
-                    limit.tokensPerMinute = l.node(.tokensPerMinute).flatMap {
-                        number(r, $0, l.path(.tokensPerMinute), positive: true)
-                    }
-                    limit.concurrency = l.node(.concurrency).flatMap { concurrency(r, $0, l.path(.concurrency)) }
-                    out.models[model] = limit
-                }
-            } else {
-                r.issue(
-                    models, "limits.models",
-                    "expected a mapping of model names to limits, got \(YAMLReader.kind(models))")
+        for (model, l) in limitEntries(r, m.node(.models), "limits.models", "model", Keys.ModelLimit.self) {
+            var limit = ModelLimit()
+            limit.requestsPerMinute = l.node(.requestsPerMinute).flatMap {
+                number(r, $0, l.path(.requestsPerMinute), positive: true)
             }
+            limit.tokensPerMinute = l.node(.tokensPerMinute).flatMap {
+                number(r, $0, l.path(.tokensPerMinute), positive: true)
+            }
+            limit.concurrency = l.node(.concurrency).flatMap { concurrency(r, $0, l.path(.concurrency)) }
+            out.models[model] = limit
         }
-        if let tools = m.node(.tools) {
-            r.record(tools, "limits.tools")
-            if case .mapping(let entries) = tools {
-                for (k, v) in entries {
-                    guard let tool = k.scalar?.string, !tool.isEmpty else { continue }
-                    guard let l = r.map(v, "limits.tools.\(tool)", Keys.ToolLimit.self) else { continue }
-                    if let c = l.value(.concurrency).flatMap({ concurrency(r, $0, l.path(.concurrency)) }) {
-                        out.tools[tool] = c
-                    }
-                }
-            } else {
-                r.issue(
-                    tools, "limits.tools", "expected a mapping of tool names to limits, got \(YAMLReader.kind(tools))")
+        for (tool, l) in limitEntries(r, m.node(.tools), "limits.tools", "tool", Keys.ToolLimit.self) {
+            if let c = l.value(.concurrency).flatMap({ concurrency(r, $0, l.path(.concurrency)) }) {
+                out.tools[tool] = c
             }
         }
         if let f = m.map(.fairness, Keys.Fairness.self) {
             out.fairnessGroup = f.name(.group)
+        }
+        return out
+    }
+
+    /// The entries of the mapping of `kind` names to limits at `path` (none when `node` is nil),
+    /// each read as `Section` (entries whose name is not a string are passed over); an issue
+    /// when it is no mapping.
+    static func limitEntries<Section: MappingKeySet>(
+        _ r: YAMLReader, _ node: Node?, _ path: String, _ kind: String, _ section: Section.Type
+    ) -> [(name: String, limit: MapReader<Section>)] {
+        guard let node else { return [] }
+        r.record(node, path)
+        guard case .mapping(let entries) = node else {
+            r.issue(node, path, "expected a mapping of \(kind) names to limits, got \(YAMLReader.kind(node))")
+            return []
+        }
+        var out: [(name: String, limit: MapReader<Section>)] = []
+        for (k, v) in entries {
+            guard let name = k.scalar?.string, !name.isEmpty else { continue }
+            if let limit = r.map(v, "\(path).\(name)", section) { out.append((name, limit)) }
         }
         return out
     }

@@ -204,14 +204,7 @@ extension LoadState {
         a.responseColumn = m.name(.responseColumn)
         a.respondedAtColumn = m.name(.respondedAtColumn)
         a.groupColumn = m.name(.groupColumn)
-        if let c = m.stringMap(.columns) {
-            for k in c.keys.sorted() where !ApprovalsMapping.contentNames.contains(k) {
-                r.issue(
-                    m.node(.columns), m.path(.columns),
-                    "unknown key '\(k)' (expected \(ApprovalsMapping.contentNames.joined(separator: ", ")))")
-            }
-            a.columns = c
-        }
+        if let c = m.stringMap(.columns, keys: ApprovalsMapping.contentNames) { a.columns = c }
         a.values = m.stringMap(.values) ?? [:]
         return a
     }

@@ -320,6 +320,14 @@ struct MapReader<Key: MappingKeySet> {
     }
     func strings(_ key: Key) -> [String]? { value(key).flatMap { reader.strings($0, path(key)) } }
     func stringMap(_ key: Key) -> [String: String]? { value(key).flatMap { reader.stringMap($0, path(key)) } }
+    /// The string map under `key`, with an issue at it for each key that is not one of `keys`.
+    func stringMap(_ key: Key, keys: [String]) -> [String: String]? {
+        guard let map = stringMap(key) else { return nil }
+        for k in map.keys.sorted() where !keys.contains(k) {
+            reader.issue(node(key), path(key), "unknown key '\(k)' (expected \(keys.joined(separator: ", ")))")
+        }
+        return map
+    }
     func template(_ key: Key, required req: Bool? = nil) -> Template? {
         value(key, required: req).flatMap { reader.template($0, path(key)) }
     }

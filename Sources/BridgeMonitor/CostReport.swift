@@ -52,11 +52,15 @@ public enum CostReport {
     }
 
     public static func read(_ c: PostgresConnection, by dimension: Dimension, since: Date) async throws -> [Row] {
+        // The key is NULL for calls without one (no group, say); a token sum is NULL when no
+        // call of the row reported that count, which adds up to 0.
         try await c.query(query(by: dimension, since: since)).map { r in
             Row(
-                key: r["k"], calls: r.int("calls") ?? 0, inputTokens: r.int("input") ?? 0,
-                cachedTokens: r.int("cached") ?? 0,
-                outputTokens: r.int("output") ?? 0, usd: r.double("usd") ?? 0, unpricedCalls: r.int("unpriced") ?? 0)
+                key: try r.optional(String.self, "k"), calls: try r.decode(Int.self, "calls"),
+                inputTokens: try r.optional(Int.self, "input") ?? 0,
+                cachedTokens: try r.optional(Int.self, "cached") ?? 0,
+                outputTokens: try r.optional(Int.self, "output") ?? 0, usd: try r.decode(Double.self, "usd"),
+                unpricedCalls: try r.decode(Int.self, "unpriced"))
         }
     }
 

@@ -203,34 +203,44 @@ public struct TopQueries: Sendable {
     }
 
     func readInTransaction(_ c: PostgresConnection) async throws -> TopSnapshot {
-        let now = try await c.simpleQuery("SELECT now() AS now").first?.date("now") ?? Date()
-        let tr = try await c.query(tasksQuery).first
-        let fr = try await c.query(finishedQuery).first
+        let now = try await c.simpleQuery("SELECT now() AS now").one().decode(Date.self, "now")
+        let tr = try await c.query(tasksQuery).one()
+        let fr = try await c.query(finishedQuery).one()
         let approvals = try await c.ledgerHas([.runStates])
-        let waiting = approvals ? try await c.query(approvalsQuery).first?.int("n") : nil
+        let waiting = approvals ? try await c.query(approvalsQuery).one().decode(Int.self, "n") : nil
         let tasks = TopSnapshot.Tasks(
-            pending: tr?.int("pending") ?? 0, waitingRetry: tr?.int("retry") ?? 0, running: tr?.int("running") ?? 0,
-            expiredLeases: tr?.int("expired") ?? 0, waitingApproval: waiting, completedInWindow: fr?.int("ok") ?? 0,
-            failedInWindow: fr?.int("failed") ?? 0, cap: cap)
+            pending: try tr.decode(Int.self, "pending"), waitingRetry: try tr.decode(Int.self, "retry"),
+            running: try tr.decode(Int.self, "running"), expiredLeases: try tr.decode(Int.self, "expired"),
+            waitingApproval: waiting, completedInWindow: try fr.decode(Int.self, "ok"),
+            failedInWindow: try fr.decode(Int.self, "failed"), cap: cap)
+        // NULL where the data has no value: a function span without a name ("?"), a lease
+        // without a worker id ("?") or an expiry (not alive), percentiles and cost of spans
+        // without times or prices.
         let tools = try await c.query(toolsQuery).map {
             TopSnapshot.Tool(
-                name: $0["tool"] ?? "?", calls: $0.int("calls") ?? 0, errors: $0.int("errors") ?? 0,
-                p50: $0.double("p50"), p95: $0.double("p95"))
+                name: try $0.optional(String.self, "tool") ?? "?", calls: try $0.decode(Int.self, "calls"),
+                errors: try $0.decode(Int.self, "errors"), p50: try $0.optional(Double.self, "p50"),
+                p95: try $0.optional(Double.self, "p95"))
         }
         let models = try await c.query(modelsQuery).map {
             TopSnapshot.Model(
-                model: $0["model"] ?? "?", calls: $0.int("calls") ?? 0, errors: $0.int("errors") ?? 0,
-                inputTokens: $0.int("input") ?? 0, outputTokens: $0.int("output") ?? 0, p50: $0.double("p50"),
-                costUSD: $0.double("usd"))
+                model: try $0.decode(String.self, "model"), calls: try $0.decode(Int.self, "calls"),
+                errors: try $0.decode(Int.self, "errors"), inputTokens: try $0.decode(Int.self, "input"),
+                outputTokens: try $0.decode(Int.self, "output"), p50: try $0.optional(Double.self, "p50"),
+                costUSD: try $0.optional(Double.self, "usd"))
         }
         let exporters = try await c.query(exportersQuery).map {
             TopSnapshot.Exporter(
-                name: $0["name"] ?? "?", lastSeen: $0.date("last_seen_at"), undelivered: $0.int("undelivered") ?? 0,
-                oldestUndeliveredAge: $0.double("oldest"), p95Lag: $0.double("p95_lag"), lagWindow: lagWindow,
-                delivered: $0.int("delivered") ?? 0, rejected: $0.int("rejected") ?? 0)
+                name: try $0.decode(String.self, "name"), lastSeen: try $0.optional(Date.self, "last_seen_at"),
+                undelivered: try $0.decode(Int.self, "undelivered"),
+                oldestUndeliveredAge: try $0.optional(Double.self, "oldest"),
+                p95Lag: try $0.optional(Double.self, "p95_lag"), lagWindow: lagWindow,
+                delivered: try $0.decode(Int.self, "delivered"), rejected: try $0.decode(Int.self, "rejected"))
         }
         let workers = try await c.query(workersQuery).map {
-            TopSnapshot.Worker(id: $0["worker"] ?? "?", leases: $0.int("leases") ?? 0, alive: $0.bool("alive") ?? false)
+            TopSnapshot.Worker(
+                id: try $0.optional(String.self, "worker") ?? "?", leases: try $0.decode(Int.self, "leases"),
+                alive: try $0.optional(Bool.self, "alive") ?? false)
         }
         return TopSnapshot(
             at: now, window: window, tasks: tasks, tools: tools, models: models, exporters: exporters,

@@ -340,11 +340,10 @@ public struct ApprovalStore: Sendable {
             """)
         return try rows.from("bridge.approval_waits").map { r in
             Pending(
-                requestKey: r["request_key"] ?? "", taskKey: try r.decode(TaskKey.self, "task_key"),
-                toolName: r["tool_name"] ?? "",
-                arguments: r["arguments"] ?? "", traceId: TraceID(r["trace_id"] ?? ""),
-                waitingSeconds: r.double("waiting") ?? 0,
-                status: r["status"] ?? "")
+                requestKey: try r.decode(String.self, "request_key"), taskKey: try r.decode(TaskKey.self, "task_key"),
+                toolName: try r.decode(String.self, "tool_name"), arguments: try r.decode(String.self, "arguments"),
+                traceId: try r.decode(TraceID.self, "trace_id"), waitingSeconds: try r.decode(Double.self, "waiting"),
+                status: try r.decode(String.self, "status"))
         }
     }
 

@@ -264,8 +264,9 @@ public struct TaskStore: Sendable {
         if let pick = sessionPickQuery(limit: limit, keys: keys, held: held) {
             let store = self
             let rows = try await conn.transaction { c -> PostgresRows? in
+                // A task outside every session has a NULL session key: "" says "no session".
                 let candidates = try c.query(pick).map { r in
-                    (key: try r.decode(TaskKey.self, "k"), session: r["sk"] ?? "")
+                    (key: try r.decode(TaskKey.self, "k"), session: try r.optional(String.self, "sk") ?? "")
                 }
                 guard !candidates.isEmpty else { return nil }
                 // No candidate in a session: no lock to take (one round trip less).
@@ -757,9 +758,7 @@ public struct TaskStore: Sendable {
             out.append(
                 Claim(
                     row: try parseRow(r["row"]), key: try r.decode(TaskKey.self, "k"),
-                    token: LeaseToken(r["token"] ?? ""),
-
-                    attempt: r.int("attempt") ?? 1))
+                    token: try r.decode(LeaseToken.self, "token"), attempt: try r.decode(Int.self, "attempt")))
         }
         return out
     }

@@ -52,15 +52,11 @@ struct MCPMisbehaviourTests {
         let pool = MCPServerPool(servers: [config], client: nil)
         #expect(try await pool.tools(server: "raw").count == 5)
         let holder = try Self.grandchild(pidFile)
-        do {
-            _ = try await pool.call(server: "raw", tool: "exit", arguments: [:])
-            Issue.record("expected the exit to fail the call")
-        } catch {
-            guard case .disconnected(let why) = error else {
-                Issue.record("unexpected \(error)")
-                return
-            }
-            #expect(why.contains("MCP server 'raw' exited with status 5"), "\(why)")
+        let error = await MCPFixture.failure(\.isDisconnected, "expected the exit to fail the call") {
+            try await pool.call(server: "raw", tool: "exit", arguments: [:])
+        }
+        if let error {
+            #expect(error.description.contains("MCP server 'raw' exited with status 5"), "\(error)")
         }
         #expect(await MCPFixture.waitGone(holder), "grandchild \(holder) outlived its server")
         await pool.shutdown()
@@ -73,14 +69,11 @@ struct MCPMisbehaviourTests {
             ("bad_json", "sent invalid JSON (malformed JSON: "), ("deep_json", "nesting too deep"),
         ] {
             let pool = MCPServerPool(servers: [MCPFixture.raw(mode)], client: nil)
-            do {
-                _ = try await pool.tools(server: "raw")
-                Issue.record("expected a protocol error for \(mode)")
-            } catch {
-                guard case .protocolViolation(let why) = error else {
-                    Issue.record("unexpected \(error) for \(mode)")
-                    continue
-                }
+            let error = await MCPFixture.failure(\.isProtocolViolation, "expected a protocol error for \(mode)") {
+                try await pool.tools(server: "raw")
+            }
+            if let error {
+                let why = error.description
                 #expect(why.hasPrefix("MCP server 'raw' sent invalid JSON"), "\(why)")
                 #expect(why.contains(expected), "\(why)")
                 #expect(!error.retriable)
@@ -132,14 +125,11 @@ struct MCPMisbehaviourTests {
     /// A message over 16 MiB is reported as what it is, not as the SIGKILL that stopped the server.
     @Test func anOversizedMessageIsReportedAsSuch() async throws {
         let pool = MCPServerPool(servers: [MCPFixture.raw("huge")], client: nil)
-        do {
-            _ = try await pool.tools(server: "raw")
-            Issue.record("expected the message to be refused")
-        } catch {
-            guard case .protocolViolation(let why) = error else {
-                Issue.record("unexpected \(error)")
-                return
-            }
+        let error = await MCPFixture.failure(\.isProtocolViolation, "expected the message to be refused") {
+            try await pool.tools(server: "raw")
+        }
+        if let error {
+            let why = error.description
             #expect(why == "MCP server 'raw' sent a message over 16777216 bytes and was stopped", "\(why)")
             #expect(!why.contains("signal"))
         }
@@ -163,14 +153,11 @@ struct MCPMisbehaviourTests {
                 name: "remote", transport: .streamableHTTP(url: server.baseURL + "/mcp", headers: [:]),
                 timeoutMs: 180_000)
             let pool = MCPServerPool(servers: [config], client: client)
-            do {
-                _ = try await pool.tools(server: "remote")
-                Issue.record("expected a protocol error")
-            } catch {
-                guard case .protocolViolation(let why) = error else {
-                    Issue.record("unexpected \(error)")
-                    continue
-                }
+            let error = await MCPFixture.failure(\.isProtocolViolation, "expected a protocol error") {
+                try await pool.tools(server: "remote")
+            }
+            if let error {
+                let why = error.description
                 #expect(why.hasPrefix("MCP server 'remote' sent a message that is not JSON ("), "\(why)")
                 #expect(why.contains(expected), "\(why)")
             }

@@ -10,6 +10,11 @@ import Testing
     import Glibc
 #endif
 
+extension MCPError {
+    var isProtocolViolation: Bool { if case .protocolViolation = self { true } else { false } }
+    var isDisconnected: Bool { if case .disconnected = self { true } else { false } }
+}
+
 /// A Python with the official MCP SDK (scripts/mcp-venv.sh; scripts/test.sh exports it).
 enum MCPFixture {
     static var python: String? { Environment.process["BRIDGE_MCP_PYTHON"] }
@@ -52,6 +57,22 @@ enum MCPFixture {
     }
 
     static func isRunning(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
+
+    /// The error `body` fails with, when it is of the expected kind (e.g. `\.isProtocolViolation`);
+    /// otherwise nil, with an issue recorded (`expected` says what should have failed).
+    static func failure<T>(
+        _ kind: KeyPath<MCPError, Bool>, _ expected: Comment, sourceLocation: SourceLocation = #_sourceLocation,
+        _ body: () async throws -> T
+    ) async -> MCPError? {
+        do {
+            _ = try await body()
+            Issue.record(expected, sourceLocation: sourceLocation)
+        } catch {
+            if let error = error as? MCPError, error[keyPath: kind] { return error }
+            Issue.record("unexpected \(error) (\(expected))", sourceLocation: sourceLocation)
+        }
+        return nil
+    }
 
     static func waitGone(_ pid: Int32) async -> Bool {
         for _ in 0..<100 {
@@ -134,15 +155,11 @@ struct MCPStdioTests {
         let pool = MCPServerPool(servers: [MCPFixture.fastmcp()], client: nil)
         let first = try await pool.call(server: "team", tool: "pid", arguments: [:])
         let firstPid = try #require(Int32(first.content.first?["text"]?.stringValue ?? ""))
-        do {
-            _ = try await pool.call(server: "team", tool: "crash", arguments: [:])
-            Issue.record("expected the crash to fail the call")
-        } catch {
-            guard case .disconnected(let why) = error else {
-                Issue.record("unexpected \(error)")
-                return
-            }
-            #expect(why.contains("exited with status 3"))
+        let error = await MCPFixture.failure(\.isDisconnected, "expected the crash to fail the call") {
+            try await pool.call(server: "team", tool: "crash", arguments: [:])
+        }
+        if let error {
+            #expect(error.description.contains("exited with status 3"))
             #expect(error.retriable)
         }
         #expect(await MCPFixture.waitGone(firstPid))
@@ -190,15 +207,11 @@ struct MCPStdioTests {
 
     @Test func unsupportedProtocolVersionIsRefused() async throws {
         let pool = MCPServerPool(servers: [MCPFixture.raw("old_version")], client: nil)
-        do {
-            _ = try await pool.tools(server: "raw")
-            Issue.record("expected a refusal")
-        } catch {
-            guard case .protocolViolation(let why) = error else {
-                Issue.record("unexpected \(error)")
-                return
-            }
-            #expect(why.contains("1999-01-01"))
+        let error = await MCPFixture.failure(\.isProtocolViolation, "expected a refusal") {
+            try await pool.tools(server: "raw")
+        }
+        if let error {
+            #expect(error.description.contains("1999-01-01"))
         }
         await pool.shutdown()
     }
