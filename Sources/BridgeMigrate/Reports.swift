@@ -40,6 +40,7 @@ public struct UpReport: MigrateReport {
         var lines = applied.map { a in
             "applied \(a.file): \(a.statements) statement(s) in \(a.milliseconds) ms"
                 + (a.transactional ? " (one transaction)" : " (no transaction)")
+                // Empty default: not resumed, nothing to say.
                 + (a.resumedAtStatement.map { ", resumed at statement \($0)" } ?? "")
         }
         lines.append("\(applied.count) migration(s) applied.")
@@ -72,8 +73,10 @@ public struct StatusReport: MigrateReport {
                 switch f.state {
                 case .applied: line += "  \(h.appliedAt) by \(h.appliedBy), \(h.executionMS) ms"
                 case .baseline: line += "  recorded \(h.appliedAt) by \(h.appliedBy) without running"
+                // Empty default: a failed run that recorded no error.
                 case .failed: line += "  \(h.statementsDone)/\(h.statementsTotal) statements done; \(h.error ?? "")"
                 case .drifted:
+                    // Empty default: a file without a checksum (missing).
                     line +=
                         "  file changed since it ran (checksum \(h.checksum.prefix(12)) → \((f.checksum ?? "").prefix(12)))"
                 case .missing: line += "  \(h.status) \(h.appliedAt), but the file is gone"
@@ -145,6 +148,7 @@ public struct PlanReport: MigrateReport {
             if f.transaction {
                 out.append("  BEGIN")
             } else {
+                // Empty default: a file that gives no reason.
                 out.append("  no transaction (\(f.noTransactionReason ?? "")): each statement is sent on its own")
             }
             if let r = f.resumeAtStatement { out.append("  resuming at statement \(r) after an earlier partial run") }
@@ -152,6 +156,7 @@ public struct PlanReport: MigrateReport {
             for s in f.statements {
                 for setting in s.settings { out.append("\(indent)-- \(setting)") }
                 let sqlLines = s.sql.split(separator: "\n", omittingEmptySubsequences: false)
+                // Empty default: a statement with no text.
                 out.append("\(indent)line \(s.line): \(sqlLines.first ?? "")")
                 for more in sqlLines.dropFirst() { out.append("\(indent)    \(more)") }
                 out.append(

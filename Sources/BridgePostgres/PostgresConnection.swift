@@ -328,6 +328,7 @@ public actor PostgresConnection {
                 }
                 rows.append(row)
             }
+            // Empty default: no count in the tag; the row count stands.
             let tuples = PQcmdTuples(result).map { String(cString: $0) } ?? ""
             return PostgresRows(
                 columns: columns, rows: rows, affectedRows: Int(tuples) ?? nRows, statement: statement)

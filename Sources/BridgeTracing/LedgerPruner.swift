@@ -172,6 +172,7 @@ public struct LedgerPruner: Sendable {
         pruneId: String?
     ) -> PostgresQuery {
         let after: PostgresQuery =
+            // Empty default: the first batch has no cursor.
             cursor.map { "AND (t.started_at, t.trace_id) > (\($0.startedAt)::timestamptz, \($0.traceId))" } ?? ""
         // Everything below the candidates is reached through `= ANY(array)`, an index probe
         // per trace whatever the planner guesses about the batch's size.
@@ -190,6 +191,7 @@ public struct LedgerPruner: Sendable {
                                                   WHERE d.exporter = e.name AND d.span_id = s.span_id)))))
             """
         // The leased tasks' keys, once per statement (as many as runs in flight).
+        // Empty default: no leased keys, no CTE.
         let leasedCTE: PostgresQuery = o.leasedTaskKeys.map { "leased(k) AS (\($0))," } ?? ""
         let candidates: PostgresQuery = """
             \(leasedCTE)

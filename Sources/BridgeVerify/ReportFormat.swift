@@ -61,6 +61,7 @@ enum ReportRenderer {
         for c in r.checks {
             var head = "\(mark(c.status)) \(c.title) [\(c.id)]"
             switch c.status {
+            // Empty default: a skip without a reason.
             case .skip: head += ": skipped, \(c.reason ?? "")"
             case .pass: head += ": \(c.checked) checked"
             case .fail: head += ": \(c.failed) of \(c.checked) failed"
@@ -135,6 +136,7 @@ enum ReportRenderer {
                     #"      <failure message="\#(c.failed) of \#(c.checked) failed" type="\#(xml(c.id))">\#(xml(details.joined(separator: "\n")))</failure>"#
                 )
             case .skip:
+                // Empty default: a skip without a reason.
                 out.append(#"      <skipped message="\#(xml(c.reason ?? ""))"/>"#)
             case .pass:
                 out.append(
@@ -166,6 +168,7 @@ enum ReportRenderer {
                 case .fail: "❌"
                 case .skip: "⏭️"
                 }
+            // Empty default: a check without a reason.
             out.append("| \(icon) | \(md(c.title)) | `\(c.id)` | \(c.checked) | \(c.failed) | \(md(c.reason ?? "")) |")
         }
         for c in r.checks where !c.examples.isEmpty {

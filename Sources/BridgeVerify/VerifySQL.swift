@@ -541,6 +541,7 @@ struct VerifySQL: Sendable {
         }
         let at: PostgresQuery = times.isEmpty ? "NULL::timestamptz" : "coalesce(\(times))::timestamptz"
         let order: PostgresQuery =
+            // Empty default: without a started-at column the key alone orders.
             (e.columns.startedAt.map { "e.\(identifier: $0) DESC NULLS LAST, " } ?? "") + "e.\(execKey)::text DESC"
         let traceExpr: PostgresQuery = execTrace.map { "e.\($0)::text" } ?? "t.\(traceColumn!)::text"
         let taskTrace: PostgresQuery = traceColumn.map { "t.\($0)::text" } ?? "NULL::text"

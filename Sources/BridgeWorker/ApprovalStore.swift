@@ -116,6 +116,7 @@ public struct ApprovalStore: Sendable {
         add(a.expiresAtColumn, "now() + \(a.expiresAfterSeconds)::double precision * interval '1 second'")
         if let g = source.groupColumn, let v = task[g], !v.isNull { add(a.groupColumn, "\(v.templateText)") }
         let arguments = (try? JSONValue.parse(call.arguments)) ?? .string(call.arguments)
+        // Empty default: a tool the spec does not describe.
         let description = spec.tools[call.name]?.description ?? ""
         let content: [String: JSONValue] = [
             "title": .string("Approve \(call.name) for task \(taskKey)"),
@@ -189,6 +190,7 @@ public struct ApprovalStore: Sendable {
         let keyType = try await columnType(a.table, a.key, on: conn)
         let taskKeyType = try await columnType(source.table, source.key, on: conn)
         let expiry: PostgresQuery =
+            // Empty default: without an expiry column no request expires.
             a.expiresAtColumn.map { "AND (r.\(identifier: $0) IS NULL OR r.\(identifier: $0) > now())" } ?? ""
         return """
             SELECT s.task_key FROM bridge.run_states s
@@ -380,6 +382,7 @@ public struct ApprovalStore: Sendable {
         if let c = a.respondedAtColumn { sets.append("\(identifier: c) = now()") }
         let key: PostgresQuery = "\(requestKey)::\(catalogType: keyType)"
         let unexpired: PostgresQuery =
+            // Empty default: without an expiry column no request expires.
             a.expiresAtColumn.map { "AND (r.\(identifier: $0) IS NULL OR r.\(identifier: $0) > now())" } ?? ""
         let expired: PostgresQuery =
             a.expiresAtColumn.map { "coalesce(r.\(identifier: $0) <= now(), false)" } ?? "false"

@@ -124,6 +124,7 @@ struct BackfillHistory: Sendable {
                 name.map { "e.\(identifier: $0)::\(catalogType: type)" } ?? "NULL::\(catalogType: type)"
             }
             let order: PostgresQuery =
+                // Empty default: without a started-at column the key alone orders.
                 (c.startedAt.map { "e.\(identifier: $0) DESC NULLS LAST, " } ?? "") + "e.\(identifier: e.key) DESC"
             sql += """
                  x.exec_key, x.x_started, x.x_completed, x.x_duration, x.x_usage, x.x_error, x.attempts

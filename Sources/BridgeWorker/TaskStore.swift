@@ -95,6 +95,7 @@ public struct TaskStore: Sendable {
         var n = 0
         func branch(_ priority: PostgresQuery?) -> PostgresQuery {
             n += 1
+            // Empty default: no priority, no extra condition.
             let also: PostgresQuery = priority.map { " AND \($0)" } ?? ""
             return """
                 SELECT k FROM (SELECT \(identifier: source.key) AS k FROM \(t) AS c

@@ -100,6 +100,7 @@ func runMigrate<R: MigrateReport>(json: Bool, _ body: () async throws -> R) asyn
                 (try? JSONSerialization.data(withJSONObject: payload, options: [.prettyPrinted, .sortedKeys])) ?? Data()
             print(String(decoding: data, as: UTF8.self))
         }
+        // Empty default: no remedy, no hint.
         let hint = (error as? MigrateError)?.remedy.map { " (\(flag(for: $0)))" } ?? ""
         FileHandle.standardError.write(Data("bridge: error: \(error.description)\(hint)\n".utf8))
         throw ExitCode(error.exitStatus.rawValue)
