@@ -220,33 +220,44 @@ public enum BridgeMetrics {
 
     // MARK: - Ledger and export
 
-    /// Spans written to the ledger.
     /// The cost series of a run's priced models for its group, at 0 before its first call, so
     /// that `increase()` over the series counts that call (a counter that appears with its first
     /// value loses it).
     public static func registerCost(models: [String], group: String) {
-        let g = labels.value(group, for: "group")
-        for m in Set(models) {
-            FloatingPointCounter(
-                label: Name.costUSD, dimensions: [("model", labels.value(m, for: "model")), ("group", g)]
-            )
-            .increment(by: 0)
-        }
+        for m in Set(models) { _ = costSeries(model: m, group: group) }
     }
 
     /// The cost of one priced model call, by model and group (`source.group_column`, e.g. the
     /// workspace; both bounded like every label).
     public static func modelCost(model: String, group: String, usd: Double) {
         guard usd > 0 else { return }
-        FloatingPointCounter(
-            label: Name.costUSD,
-            dimensions: [
-                ("model", labels.value(model, for: "model")),
-                ("group", labels.value(group, for: "group")),
-            ]
-        ).increment(by: usd)
+        costSeries(model: model, group: group).increment(by: usd)
     }
 
+    private struct CostSeriesKey: Hashable {
+        let model: String
+        let group: String
+    }
+    /// The cost series made so far, by the model and group as given (up to 1,000 of them; past
+    /// that, a series is looked up again each time): a run finds its series with one lookup
+    /// instead of checking both label values and asking the backend for it on every call.
+    private static let costSeriesMade = Mutex<[CostSeriesKey: FloatingPointCounter]>([:])
+
+    /// The series of `model` and `group`, made at 0 the first time.
+    private static func costSeries(model: String, group: String) -> FloatingPointCounter {
+        let key = CostSeriesKey(model: model, group: group)
+        if let series = costSeriesMade.withLock({ $0[key] }) { return series }
+        let series = FloatingPointCounter(
+            label: Name.costUSD,
+            dimensions: [("model", labels.value(model, for: "model")), ("group", labels.value(group, for: "group"))])
+        series.increment(by: 0)
+        costSeriesMade.withLock { made in
+            if made.count < 1_000 { made[key] = series }
+        }
+        return series
+    }
+
+    /// Spans written to the ledger.
     public static func spansRecorded(_ count: Int) {
         guard count > 0 else { return }
         Counter(label: Name.spansRecorded).increment(by: count)

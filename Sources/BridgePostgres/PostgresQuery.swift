@@ -240,7 +240,9 @@ public struct PostgresQuery: Sendable, Equatable, ExpressibleByStringInterpolati
         /// A value: becomes the next `$n` parameter.
         public mutating func appendInterpolation(_ value: some PostgresBindable) {
             binds.append(value.postgresValue)
-            sql += "$\(binds.count)"
+            // Two appends: an interpolated "$n" made a String of its own for every bind.
+            sql += "$"
+            sql += String(binds.count)
         }
 
         /// An optional value: the next `$n` parameter, NULL when nil.

@@ -23,10 +23,13 @@ import FoundationEssentials
 ///   expression over its row) is compared with `bridge.group_spend`; claims skip held groups.
 /// - **Spend**: each call's tokens and cost go to `bridge.model_calls`, summed per group in
 ///   `bridge.group_spend` (and, when asked, written back to the application's column).
-public struct FleetLimits: Sendable {
+///
+/// A class: the worker's executor and each run's gate hold it, and they are copied on every
+/// run and call; a struct holding the whole mapping configuration was copied field by field.
+public final class FleetLimits: Sendable {
     public let config: MappingConfig
     /// How far ahead of its schedule a bucket stripe may run, in seconds.
-    public var burstSeconds: Double = 1
+    public let burstSeconds: Double = 1
 
     public init(config: MappingConfig) { self.config = config }
 
@@ -79,8 +82,10 @@ public struct FleetLimits: Sendable {
     }
 }
 
-/// The gate of one run: its task, attempt and group, on the run's connection.
-struct RunGate: ModelGate {
+/// The gate of one run: its task, attempt and group, on the run's connection. A class: the
+/// runner calls it through an existential on every model call, and a struct was copied on
+/// each of those calls.
+final class RunGate: ModelGate {
     let limits: FleetLimits
     let connection: PostgresConnection
     let taskKey: TaskKey
@@ -91,18 +96,36 @@ struct RunGate: ModelGate {
     /// Whether `bridge.model_calls` exists (migration 0055); spend is recorded only then.
     let recordsSpend: Bool
     let progress: ProgressReporter?
-    /// Where a durable run takes statements to send with its next write (nil: send at once).
-    var riders: RiderQueue? = nil
-
+    /// Where a durable run takes its spend to send with its next write (nil: send at once).
+    let riders: RiderQueue?
+    /// The sections every call reads, copied once per run (`config` for the rest).
+    let modelLimits: LimitsMapping?
+    let budgets: BudgetMapping?
     var config: MappingConfig { limits.config }
 
-    func needsTokenEstimate(model: String) -> Bool { config.limits?.models[model]?.tokensPerMinute != nil }
+    init(
+        limits: FleetLimits, connection: PostgresConnection, taskKey: TaskKey, attempt: Int, group: String?,
+        recordsSpend: Bool, progress: ProgressReporter?, riders: RiderQueue? = nil
+    ) {
+        self.limits = limits
+        self.connection = connection
+        self.taskKey = taskKey
+        self.attempt = attempt
+        self.group = group
+        self.recordsSpend = recordsSpend
+        self.progress = progress
+        self.riders = riders
+        self.modelLimits = limits.config.limits
+        self.budgets = limits.config.budgets
+    }
+
+    func needsTokenEstimate(model: String) -> Bool { modelLimits?.models[model]?.tokensPerMinute != nil }
 
     func acquire(_ request: ModelRequest, estimatedTokens: Int) async throws -> GatePass {
         let model = request.agent.model
         do {
             try await checkBudget()
-            guard let l = config.limits else { return GatePass(model: model, estimatedTokens: estimatedTokens) }
+            guard let l = modelLimits else { return GatePass(model: model, estimatedTokens: estimatedTokens) }
             let limit = l.models[model] ?? ModelLimit()
             var token: [String: JSONValue] = [:]
             // Hosted tools (web_search, …) run inside the model call: their slots are held for it.
@@ -183,7 +206,7 @@ struct RunGate: ModelGate {
         await releaseHosted(pass.token["hosted"]?.arrayValue ?? [])
         guard let response else { return }
         // Settle the token reservation with what the call used.
-        if let stripe = pass.token["stripe"]?.intValue, let l = config.limits?.models[model],
+        if let stripe = pass.token["stripe"]?.intValue, let l = modelLimits?.models[model],
             let tpm = l.tokensPerMinute
         {
             let delta =
@@ -200,35 +223,21 @@ struct RunGate: ModelGate {
         let u = response.usage
         let usd = response.cost?.usd
         if let usd { BridgeMetrics.modelCost(model: model, group: group ?? "", usd: usd) }
-        let call: PostgresQuery = """
-            INSERT INTO bridge.model_calls (task_key, attempt, group_key, agent, model, input_tokens, cached_tokens,
-                                            output_tokens, cost_usd)
-            VALUES (\(taskKey), \(attempt)::int, \(group), \(request.agent.name), \(model), \(u.inputTokens)::bigint,
-                    \(u.cachedTokens)::bigint, \(u.outputTokens)::bigint, \(usd)::numeric)
-            """
-        let total: PostgresQuery? = group.map {
-            """
-            INSERT INTO bridge.group_spend AS g (group_key, spent_usd, unpriced_calls)
-            VALUES (\($0), coalesce(\(usd)::numeric, 0), \(usd == nil ? 1 : 0)::bigint)
-            ON CONFLICT (group_key) DO UPDATE SET spent_usd = g.spent_usd + excluded.spent_usd,
-                unpriced_calls = g.unpriced_calls + excluded.unpriced_calls, updated_at = now()
-            RETURNING g.spent_usd::float8 AS spent
-            """
-        }
+        let spend = ModelCallSpend(
+            taskKey: taskKey, attempt: attempt, group: group, agent: request.agent.name, model: model,
+            inputTokens: u.inputTokens, cachedTokens: u.cachedTokens, outputTokens: u.outputTokens, usd: usd)
         // A durable run's next journal write (or its finishing transaction) carries the spend,
         // in the round trip it makes anyway. Not when the total is written back to the
         // application's row, which needs it at once.
-        if let riders, config.budgets?.spentColumn == nil {
-            riders.ride([call] + (total.map { [$0] } ?? []))
+        if let riders, budgets?.spentColumn == nil {
+            riders.ride(spend)
             return
         }
         do {
-            guard let total else {
-                try await connection.query(call)
-                return
-            }
-            let spent = try await connection.query("WITH call AS (\(call)) \(total)").first?.double("spent")
-            if let spent, let group, let b = config.budgets, let column = b.spentColumn {
+            let spent = try await connection.query(
+                ModelCallSpend.with([spend], then: "SELECT spent FROM spend_groups")
+            ).first?.double("spent")
+            if let spent, let group, let b = budgets, let column = b.spentColumn {
                 let types = config.columnTypes
                 _ = try await connection.query(
                     """
@@ -244,7 +253,7 @@ struct RunGate: ModelGate {
 
     func rateLimited(_ pass: GatePass, seconds: Double) async {
         let wait = min(max(seconds, 0.05), 300)
-        if config.limits != nil {
+        if modelLimits != nil {
             _ = try? await connection.query(
                 """
                 WITH blocked AS (
@@ -264,12 +273,70 @@ struct RunGate: ModelGate {
     /// Throws `BudgetExceeded` when the task's group has spent its budget: the run stops before
     /// this model call. A limit that is NULL means no limit.
     private func checkBudget() async throws {
-        guard let b = config.budgets, let group else { return }
+        guard let b = budgets, let group else { return }
         let state = try await BudgetQueries.state(connection, config: config, budget: b, group: group)
         guard let max = state.limit, state.spent >= max else { return }
         throw ModelProviderError(
             "budget exceeded for \(config.source.groupColumn ?? "group") \(group): spent \(BudgetQueries.usd(state.spent)) of \(BudgetQueries.usd(max)) (\(b.table).\(b.limit))",
             retriable: b.onExceeded == .hold, failureType: .budgetExceeded)
+    }
+}
+
+/// One model call's spend: its `bridge.model_calls` row, added to its group's total in
+/// `bridge.group_spend`. Held as values (a durable run sends them with its next write) and
+/// turned into SQL once, when sent.
+struct ModelCallSpend: Sendable, Equatable {
+    var taskKey: TaskKey
+    var attempt: Int
+    var group: String?
+    var agent: String
+    var model: String
+    var inputTokens: Int
+    var cachedTokens: Int
+    var outputTokens: Int
+    /// nil: the model has no price (unknown, never zero).
+    var usd: Double?
+
+    /// `spend_calls AS (…), spend_groups AS (…)`: the CTE list of a WITH that inserts the
+    /// calls' rows (at least one) and adds them to their groups' totals (`spend_groups` returns
+    /// each group's new `spent`). The totals are summed from the rows inserted, so several calls
+    /// of one group make one upsert of its row. Built in one pass with its binds numbered from
+    /// `$1`: placed first, nothing of it is renumbered. With `with`, the list starts with WITH.
+    static func ctes(_ calls: [ModelCallSpend], with: Bool = false) -> PostgresQuery {
+        // Raw: a keyword written here.
+        """
+        \(unsafeRaw: with ? "WITH " : "")spend_calls AS (
+            INSERT INTO bridge.model_calls (task_key, attempt, group_key, agent, model, input_tokens, cached_tokens,
+                                            output_tokens, cost_usd)
+            VALUES \(calls.count == 1 ? calls[0].row : PostgresQuery.joined(calls.map(\.row), separator: ", "))
+            RETURNING group_key, cost_usd
+        ),
+        spend_groups AS (
+            INSERT INTO bridge.group_spend AS g (group_key, spent_usd, unpriced_calls)
+            SELECT group_key, coalesce(sum(cost_usd), 0), count(*) FILTER (WHERE cost_usd IS NULL)
+            FROM spend_calls WHERE group_key IS NOT NULL GROUP BY group_key
+            ON CONFLICT (group_key) DO UPDATE SET spent_usd = g.spent_usd + excluded.spent_usd,
+                unpriced_calls = g.unpriced_calls + excluded.unpriced_calls, updated_at = now()
+            RETURNING g.spent_usd::float8 AS spent
+        )
+
+        """
+    }
+
+    /// `statement` (which must not start with its own WITH) with `calls`' spend as the
+    /// data-modifying CTEs in front of it; only `statement`'s binds are renumbered.
+    static func with(_ calls: [ModelCallSpend], then statement: PostgresQuery) -> PostgresQuery {
+        var out = ctes(calls, with: true)
+        out.append(statement)
+        return out
+    }
+
+    /// The call's `VALUES` row.
+    private var row: PostgresQuery {
+        """
+        (\(taskKey), \(attempt)::int, \(group), \(agent), \(model), \(inputTokens)::bigint, \(cachedTokens)::bigint,
+         \(outputTokens)::bigint, \(usd)::numeric)
+        """
     }
 }
 

@@ -377,8 +377,9 @@ struct RunExecutor: Sendable {
         let (key, spec) = (claim.key, start.spec)
         var (outcome, retried) = self.outcome(
             of: result, spec: spec, attempt: claim.attempt, startedAt: attempt.startedAt)
-        if !tally.json.isEmpty, var usage = outcome.execution.tokenUsage.objectValue {
-            usage.merge(tally.json) { _, b in b }
+        let cost = tally.json
+        if !cost.isEmpty, var usage = outcome.execution.tokenUsage.objectValue {
+            usage.merge(cost) { _, b in b }
             outcome.execution.tokenUsage = .object(usage)
         }
         // A budget on hold is not a failure of the task: it waits (pending, its attempt given

@@ -238,10 +238,13 @@ public struct RunJournalStore: Sendable {
     }
 
     /// `stepQuery` with several journal rows (a checkpoint and the calls held since the last write).
-    func stepQuery(token: LeaseToken?, spans: [SpanRecord], traceEnd: (TraceID, Date)?, journal: [PostgresQuery])
-        -> PostgresQuery
-    {
-        var parts: [PostgresQuery] = [leaseCTE(token)]
+    func stepQuery(
+        token: LeaseToken?, spans: [SpanRecord], traceEnd: (TraceID, Date)?, journal: [PostgresQuery],
+        riders: PostgresQuery? = nil
+    ) -> PostgresQuery {
+        // The riders (a CTE list, unfenced: see `RiderQueue`) go first, where their binds need
+        // no renumbering.
+        var parts: [PostgresQuery] = (riders.map { [$0] } ?? []) + [leaseCTE(token)]
         if !spans.isEmpty {
             parts.append(
                 """
@@ -409,52 +412,51 @@ public struct RunJournalStore: Sendable {
     }
 }
 
-/// Statements that need no round trip of their own and no lease (a model call's spend: the
-/// money is spent whoever owns the task now), sent as CTEs of the next statement a run makes
-/// anyway. Held under a lock; whoever takes them sends them.
+/// Model calls' spend, which needs no round trip of its own and no lease (the money is spent
+/// whoever owns the task now): held as values and sent as CTEs at the front of the next
+/// statement a run makes anyway. Held under a lock; whoever takes them sends them.
 public final class RiderQueue: Sendable {
     private struct State {
-        var held: [PostgresQuery] = []
+        var held: [ModelCallSpend] = []
         /// What the last `prefixing` took, for `unsend` when its statement did not commit.
-        var lastSent: [PostgresQuery] = []
+        var lastSent: [ModelCallSpend] = []
     }
     private let state = Mutex(State())
 
     public init() {}
 
-    func ride(_ statements: [PostgresQuery]) { state.withLock { $0.held += statements } }
+    func ride(_ spend: ModelCallSpend) { state.withLock { $0.held.append(spend) } }
 
-    func take() -> [PostgresQuery] {
-        state.withLock { state in
+    /// What is held, as the CTE list of a WITH (`ModelCallSpend.ctes`), or nil when nothing is.
+    func take() -> PostgresQuery? {
+        let held = state.withLock { state in
             defer { state.held.removeAll() }
             return state.held
         }
+        return held.isEmpty ? nil : ModelCallSpend.ctes(held)
     }
 
     /// Holds again what the last `prefixing` took (its transaction rolled back).
     func unsend() { state.withLock { $0.held = $0.lastSent + $0.held } }
 
-    /// `statement` with the held riders as data-modifying CTEs in front of it (`statement` must
+    /// `statement` with the held spend as data-modifying CTEs in front of it (`statement` must
     /// not start with its own WITH), or `statement` alone when none is held.
     func prefixing(_ statement: PostgresQuery) -> PostgresQuery {
-        let riders = state.withLock { state in
+        let held = state.withLock { state in
             state.lastSent = state.held
             defer { state.held.removeAll() }
             return state.held
         }
-        return riders.isEmpty ? statement : "WITH \(Self.ctes(riders)) \(statement)"
+        return held.isEmpty ? statement : ModelCallSpend.with(held, then: statement)
     }
 
     /// What is held, as one statement of its own (nil when nothing is).
     func statement() -> PostgresQuery? {
-        let riders = take()
-        return riders.isEmpty ? nil : "WITH \(Self.ctes(riders)) SELECT 1 AS ok"
-    }
-
-    /// `r0 AS (…), r1 AS (…)`: the riders as the CTE list of a WITH.
-    private static func ctes(_ riders: [PostgresQuery]) -> PostgresQuery {
-        PostgresQuery.joined(
-            riders.enumerated().map { i, r in "r\(literal: i) AS (\(r))" }, separator: ",\n")
+        let held = state.withLock { state in
+            defer { state.held.removeAll() }
+            return state.held
+        }
+        return held.isEmpty ? nil : ModelCallSpend.with(held, then: "SELECT 1 AS ok")
     }
 }
 
@@ -589,9 +591,8 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
         }
         let writes =
             calls.map { store.callWrite(taskKey: taskKey, traceId: traceId, call: $0) } + (journal.map { [$0] } ?? [])
-            + riders.take()
         let ok = try await connection.query(
-            store.stepQuery(token: token, spans: spans, traceEnd: nil, journal: writes))
+            store.stepQuery(token: token, spans: spans, traceEnd: nil, journal: writes, riders: riders.take()))
         guard try ok.first?.decode(Int.self, "ok") == 1 else {
             throw JournalFenced("the lease on task \(taskKey) is gone; its journal write was refused")
         }
