@@ -176,8 +176,17 @@ public struct ResponsesModel: ModelProvider {
         guard let output = json["output"]?.arrayValue else {
             throw ModelProviderError("POST /responses: the answer has no output array", retriable: false)
         }
+        let items = output.map(ConversationItem.init(json:))
+        // A tool call that is not one (no string call_id, name or arguments) would otherwise be
+        // kept as an unknown item and silently not run: a malformed answer, said as such.
+        if let bad = items.firstIndex(where: { $0.functionCall == nil && $0.type == "function_call" }) {
+            throw ModelProviderError(
+                scrub(
+                    "POST /responses: output[\(bad)] is a function_call without a string call_id, name and arguments: \(String(output[bad].compact.prefix(200)))"
+                ), retriable: false)
+        }
         return ModelResponse(
-            output: output.map(ConversationItem.init(json:)), usage: usage(json["usage"]), responseId: id,
+            output: items, usage: usage(json["usage"]), responseId: id,
             model: json["model"]?.stringValue ?? requestedModel)
     }
 

@@ -132,6 +132,23 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
 }
 
 @Suite struct ModelResponsesTests {
+    /// A tool call the API sent without its name (or call id, or string arguments) is a
+    /// malformed answer, named as such, not an unknown item the run skips.
+    @Test(
+        arguments: [
+            ["type": "function_call", "call_id": "call_1", "arguments": "{}"],
+            ["type": "function_call", "name": "lookup", "arguments": "{}"],
+            ["type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": ["x": 1]],
+        ] as [JSONValue])
+    func aMalformedFunctionCallIsABadAnswer(_ call: JSONValue) {
+        let answer: JSONValue = ["id": "resp_1", "status": "completed", "output": [call]]
+        let error = #expect(throws: ModelProviderError.self) {
+            try ResponsesModel.parseResponse(answer, requestedModel: "m")
+        }
+        #expect(error?.message.contains("output[0] is a function_call without") == true, "\(String(describing: error))")
+        #expect(error?.retriable == false)
+    }
+
     @Test func functionCallLoopThroughTheRunner() async throws {
         let server = try TestHTTPServer(handler: responsesHandler)
         defer { server.stop() }
