@@ -107,6 +107,8 @@ public enum BridgeMetrics {
     /// Creates the unlabelled instruments at zero, so a scrape shows them before the first event
     /// (rates and alerts need the zero). Call after bootstrapping a backend.
     public static func registerBaseline() {
+        // Series made before the backend was bootstrapped went to the no-op one: make them again.
+        costSeriesMade.withLock { $0.removeAll() }
         for name in [Name.tasksClaimed, Name.tasksCompleted, Name.tasksReaped, Name.spansRecorded] {
             Counter(label: name).increment(by: 0)
         }
