@@ -1,6 +1,7 @@
 import BridgeCore
 import BridgeTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 /// `bridge exec` with streamed model calls (the default) against a stand-in that streams its
@@ -11,13 +12,19 @@ struct StreamingCLITests {
     @Test(.timeLimit(.minutes(3)))
     func tailShowsCallsInProgressAndMetricsGetTheTimeToFirstToken() async throws {
         let url = try await ExecCLITests.migratedReference()
+        // The worker ends with its work, and /metrics with it: every model call after the first
+        // waits (on the stand-in's own thread) until the test has scraped a time to first token,
+        // so the scrape cannot fall between the worker's last call and its exit.
+        let scraped = Latch()
         let server = try TestHTTPServer { request in
             guard request.path == "/v1/responses", let body = request.json else {
                 return .json(["error": ["message": "not here"]], status: 404)
             }
+            if scraped.arrivals() > 1 { scraped.wait(upTo: .seconds(120)) }
             return .modelReply(ResponsesStandIn.reply(to: body), for: request, pause: .milliseconds(40))
         }
         defer { server.stop() }
+        defer { scraped.open() }
         let poll = PollingConnection(url)
         let tail = try BackgroundBridge(["trace", "tail", "--follow", "-n", "0", "--database-url", url])
         defer { tail.send(SIGKILL) }
@@ -43,6 +50,7 @@ struct StreamingCLITests {
             if observed == 0 { try await Task.sleep(for: .milliseconds(50)) }
         }
         #expect(observed > 0, "\(worker.output.suffix(2000))")
+        scraped.open()
         let ended = await worker.wait(timeout: 120)
         #expect(ended?.status == 0, "\(worker.output.suffix(2000))")
         #expect(server.requests.allSatisfy { $0.json?["stream"] == true })
@@ -87,5 +95,25 @@ struct StreamingCLITests {
         ).first
         await c.close()
         #expect(n?.int("ttft") == 0 && (n?.int("n") ?? 0) > 0)
+    }
+}
+
+/// Opens once; `wait(upTo:)` blocks its (non-pool) thread until then. Counts its callers.
+private final class Latch: Sendable {
+    private let state = Mutex((isOpen: false, arrivals: 0))
+
+    /// This caller's number, from 1.
+    func arrivals() -> Int {
+        state.withLock {
+            $0.arrivals += 1
+            return $0.arrivals
+        }
+    }
+
+    func open() { state.withLock { $0.isOpen = true } }
+
+    func wait(upTo limit: Duration) {
+        let deadline = ContinuousClock.now + limit
+        while !state.withLock({ $0.isOpen }) && ContinuousClock.now < deadline { usleep(10_000) }
     }
 }
