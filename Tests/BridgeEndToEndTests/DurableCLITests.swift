@@ -19,8 +19,7 @@ enum DurableFixture {
             CREATE TABLE durable_actions (id bigserial PRIMARY KEY, task_id text NOT NULL, note text,
                                           at timestamptz NOT NULL DEFAULT clock_timestamp())
             """)
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-durable-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try TemporaryPath.directory("bridge-durable")
         try FileManager.default.copyItem(
             atPath: TestDatabase.projectRoot.appendingPathComponent("mappings/bridge.yaml").path,
             toPath: dir.appendingPathComponent("bridge.yaml").path)

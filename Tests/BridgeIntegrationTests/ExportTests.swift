@@ -429,9 +429,7 @@ struct ExportOTLPAndFileTests {
         defer { good.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "bridge-session-\(UUID().uuidString).jsonl"
-        ).path
+        let path = TemporaryPath.unique("bridge-session", suffix: ".jsonl")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let session = session(
             fx,

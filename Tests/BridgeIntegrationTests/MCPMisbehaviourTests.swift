@@ -16,8 +16,7 @@ import Testing
 @Suite(.serialized, .enabled(if: MCPFixture.isAvailable, "needs BRIDGE_MCP_PYTHON (scripts/test.sh)"))
 struct MCPMisbehaviourTests {
     static func forkHolder() throws -> (MCPServerMapping, pidFile: String) {
-        let pidFile = FileManager.default.temporaryDirectory.appendingPathComponent("mcp-holder-\(UUID().uuidString)")
-            .path
+        let pidFile = TemporaryPath.unique("mcp-holder")
         let config = MCPServerMapping(
             name: "raw",
             transport: .stdio(
