@@ -79,7 +79,7 @@ extension Bridge.Exec {
             mappingsDirectory: mappings,
             connection: connection.config(applicationName: "bridge-backfill"),
             environment: env)
-        app.httpLimits = httpLimits
+        app.httpLimits = http.limits
         var options = BackfillOptions()
         options.batchSize = flags.batchSize
         options.limit = limit
