@@ -128,18 +128,8 @@ extension Bridge {
             try await runReportingErrors {
                 let env = Environment.process
                 if backfillFlags.backfill { return try await runBackfill(env) }
-                let model: ExecApp.ModelChoice =
-                    offline
-                    ? .offline(latency: .milliseconds(offlineLatencyMs))
-                    : .openAI(ModelAPI(name: modelAPI) ?? .responses)
-                if !offline && !dryRun, let why = ModelProviders.missingKeyExplanation(environment: env) {
-                    throw UsageError(why)
-                }
-                var app = try await ExecApp.prepare(
-                    mappingsDirectory: mappings,
-                    connection: connection.config(applicationName: "bridge-exec"),
-                    environment: env, taskKeys: task)
-                app.httpLimits = http.limits
+                try requireModelKey(env)
+                let app = try await prepareApp(env, applicationName: "bridge-exec", taskKeys: task)
                 if !dryRun {
                     try app.validate(model: model)
                     try await app.requireTasks(task)
@@ -189,6 +179,28 @@ extension Bridge {
                 let exportFailed = summary.exports.contains { $0.allRejected || $0.error != nil }
                 if summary.failed > 0 || exportFailed { throw ExitCode(ExitStatus.failed.rawValue) }
             }
+        }
+
+        /// The model the runs call: the built-in offline one, or OpenAI's API named by --model-api.
+        var model: ExecApp.ModelChoice {
+            offline
+                ? .offline(latency: .milliseconds(offlineLatencyMs)) : .openAI(ModelAPI(name: modelAPI) ?? .responses)
+        }
+
+        /// Runs that would call OpenAI without a key fail here, before anything is touched.
+        func requireModelKey(_ env: Environment) throws {
+            if !offline && !dryRun, let why = ModelProviders.missingKeyExplanation(environment: env) {
+                throw UsageError(why)
+            }
+        }
+
+        /// The mappings loaded and checked against the database, with the HTTP bounds of the flags.
+        func prepareApp(_ env: Environment, applicationName: String, taskKeys: [TaskKey] = []) async throws -> ExecApp {
+            var app = try await ExecApp.prepare(
+                mappingsDirectory: mappings, connection: connection.config(applicationName: applicationName),
+                environment: env, taskKeys: taskKeys)
+            app.httpLimits = http.limits
+            return app
         }
 
         static func log(_ line: String) { FileHandle.standardError.write(Data("bridge exec: \(line)\n".utf8)) }
