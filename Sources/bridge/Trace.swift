@@ -54,9 +54,7 @@ extension Bridge.Trace {
                     try await TraceDocument.load(id: id, on: conn)
                 }
                 if let html {
-                    do { try await FileIO.write(TraceHTML.render(doc), to: html) } catch {
-                        throw UsageError("cannot write \(html): \(error.localizedDescription)")
-                    }
+                    try await writeOutputFile(TraceHTML.render(doc), to: html)
                     print("bridge trace show: \(doc.trace.id) (\(doc.spans.count) spans) written to \(html)")
                 } else {
                     print(TraceText.render(doc), terminator: "")
