@@ -96,9 +96,7 @@ extension Bridge {
                     options: options)
                 let text = format.render(report)
                 if let output {
-                    do { try await FileIO.write(text, to: output) } catch {
-                        throw UsageError("cannot write \(output): \(error.localizedDescription)")
-                    }
+                    try await writeOutputFile(text, to: output)
                     print("bridge verify: \(report.ok ? "ok" : "FAILED"), report written to \(output)")
                 } else {
                     print(text, terminator: "")
