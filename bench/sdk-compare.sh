@@ -173,7 +173,29 @@ rounds() {
 }
 
 median() { sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.4f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-col() { awk -v c="$1" '{print $c}' "$2"; }
+# med EXPR FILE: the median over FILE's rounds (one result line each) of the awk expression EXPR
+# of a line's fields: $1 cpu_s, $2 rss_kb, $3 model calls, $4 wall_s, $5 pg_cpu_s, $6 loop_s.
+med() { awk "{print $1}" "$2" | median; }
+
+# Benchmark 2's efficiency in %: the ideal (model calls x 0.2 s / 50) over the elapsed seconds of
+# the process ($4) or of the run loop ($6).
+EFF_PROCESS='100 * ($3 * 0.2 / 50) / $4'
+EFF_LOOP='100 * ($3 * 0.2 / 50) / $6'
+
+# b2_table COLUMN SIDE=LABEL...: benchmark 2's table of every round, a row for each SIDE (its
+# results in $WORK/b2.SIDE) named LABEL in the column headed COLUMN.
+b2_table() {
+  local who=$1 r pair
+  shift
+  echo "| round | $who | model calls | ideal s | process s | run loop s | efficiency (process) | efficiency (run loop) |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for r in $(seq 1 "$REPEAT"); do
+    for pair in "$@"; do
+      sed -n "${r}p" "$WORK/b2.${pair%%=*}" | awk -v r="$r" -v s="${pair#*=}" '{i = $3 * 0.2 / 50;
+        printf "| %s | %s | %d | %.2f | %.2f | %.2f | %.0f %% | %.0f %% |\n", r, s, $3, i, $4, $6, 100 * i / $4, 100 * i / $6}'
+    done
+  done
+}
 
 echo "# bench/sdk-compare.sh --runs $RUNS --repeat $REPEAT"
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo);" \
@@ -198,10 +220,10 @@ if [ -n "$AGAINST" ]; then
           r, (s == "bridge" ? "A" : "B"), $3, $1, 1000 * $1 / $3, $2 / 1024, $4, 1000 * $5 / $3}'
       done
     done
-    A_CPC=$(awk '{print $1 / $3}' "$WORK/b1.bridge" | median)
-    B_CPC=$(awk '{print $1 / $3}' "$WORK/b1.against" | median)
-    A_PG=$(awk '{print $5 / $3}' "$WORK/b1.bridge" | median)
-    B_PG=$(awk '{print $5 / $3}' "$WORK/b1.against" | median)
+    A_CPC=$(med '$1 / $3' "$WORK/b1.bridge")
+    B_CPC=$(med '$1 / $3' "$WORK/b1.against")
+    A_PG=$(med '$5 / $3' "$WORK/b1.bridge")
+    B_PG=$(med '$5 / $3' "$WORK/b1.against")
     echo
     awk -v a="$A_CPC" -v b="$B_CPC" -v ap="$A_PG" -v bp="$B_PG" 'BEGIN{
       printf "median CPU ms per model call: A %.3f, B %.3f, A / B = %.3f; PostgreSQL server: A %.3f, B %.3f, A / B = %.3f\n",
@@ -212,16 +234,9 @@ if [ -n "$AGAINST" ]; then
     echo
     echo "## Benchmark 2: $RUNS runs at concurrency 50, 200 ms model latency (medians of $REPEAT)"
     echo
-    echo "| round | build | model calls | ideal s | process s | run loop s | efficiency (process) | efficiency (run loop) |"
-    echo "|---|---|---|---|---|---|---|---|"
-    for r in $(seq 1 "$REPEAT"); do
-      for side in against bridge; do
-        sed -n "${r}p" "$WORK/b2.$side" | awk -v r="$r" -v s="$side" '{i = $3 * 0.2 / 50;
-          printf "| %s | %s | %d | %.2f | %.2f | %.2f | %.0f %% | %.0f %% |\n", r, (s == "bridge" ? "A" : "B"), $3, i, $4, $6, 100 * i / $4, 100 * i / $6}'
-      done
-    done
-    A_EFF=$(awk '{print 100 * ($3 * 0.2 / 50) / $4}' "$WORK/b2.bridge" | median)
-    B_EFF=$(awk '{print 100 * ($3 * 0.2 / 50) / $4}' "$WORK/b2.against" | median)
+    b2_table build against=B bridge=A
+    A_EFF=$(med "$EFF_PROCESS" "$WORK/b2.bridge")
+    B_EFF=$(med "$EFF_PROCESS" "$WORK/b2.against")
     echo
     awk -v a="$A_EFF" -v b="$B_EFF" 'BEGIN{printf "median efficiency (process): A %.0f %%, B %.0f %%\n", a, b}'
   fi
@@ -240,11 +255,11 @@ if [ -z "$ONLY" ] || [ "$ONLY" = 1 ]; then
     sed -n "${r}p" "$WORK/b1.bridge" | awk -v r="$r" '{printf "| %s | bridge | %d | %.2f | %.2f | %.1f | %.2f | %.2f |\n", r, $3, $1, 1000 * $1 / $3, $2 / 1024, $4, $5}'
     sed -n "${r}p" "$WORK/b1.sdk" | awk -v r="$r" '{printf "| %s | SDK | %d | %.2f | %.2f | %.1f | %.2f | - |\n", r, $3, $1, 1000 * $1 / $3, $2 / 1024, $4}'
   done
-  B_CPC=$(awk '{print $1 / $3}' "$WORK/b1.bridge" | median)
-  S_CPC=$(awk '{print $1 / $3}' "$WORK/b1.sdk" | median)
-  B_RSS=$(col 2 "$WORK/b1.bridge" | median)
-  S_RSS=$(col 2 "$WORK/b1.sdk" | median)
-  B_PG=$(awk '{print $5 / $3}' "$WORK/b1.bridge" | median)
+  B_CPC=$(med '$1 / $3' "$WORK/b1.bridge")
+  S_CPC=$(med '$1 / $3' "$WORK/b1.sdk")
+  B_RSS=$(med '$2' "$WORK/b1.bridge")
+  S_RSS=$(med '$2' "$WORK/b1.sdk")
+  B_PG=$(med '$5 / $3' "$WORK/b1.bridge")
   S_LOOP=$("$VENV/bin/python" -c '
 import json, sys, statistics
 rows = [json.loads(open(f).read()) for f in sys.argv[1:]]
@@ -270,18 +285,11 @@ if [ -z "$ONLY" ] || [ "$ONLY" = 2 ]; then
   echo "ideal = model calls x 0.2 s / 50; efficiency = ideal / elapsed. 'process' is the whole process"
   echo "(start, mappings, connections); 'run loop' is the contender's own timing of its runs."
   echo
-  echo "| round | contender | model calls | ideal s | process s | run loop s | efficiency (process) | efficiency (run loop) |"
-  echo "|---|---|---|---|---|---|---|---|"
-  for r in $(seq 1 "$REPEAT"); do
-    for side in bridge sdk; do
-      sed -n "${r}p" "$WORK/b2.$side" | awk -v r="$r" -v s="$side" '{i = $3 * 0.2 / 50;
-        printf "| %s | %s | %d | %.2f | %.2f | %.2f | %.0f %% | %.0f %% |\n", r, (s == "sdk" ? "SDK" : s), $3, i, $4, $6, 100 * i / $4, 100 * i / $6}'
-    done
-  done
-  B_EFF=$(awk '{print 100 * ($3 * 0.2 / 50) / $4}' "$WORK/b2.bridge" | median)
-  B_EFFL=$(awk '{print 100 * ($3 * 0.2 / 50) / $6}' "$WORK/b2.bridge" | median)
-  S_EFF=$(awk '{print 100 * ($3 * 0.2 / 50) / $4}' "$WORK/b2.sdk" | median)
-  S_EFFL=$(awk '{print 100 * ($3 * 0.2 / 50) / $6}' "$WORK/b2.sdk" | median)
+  b2_table contender bridge=bridge sdk=SDK
+  B_EFF=$(med "$EFF_PROCESS" "$WORK/b2.bridge")
+  B_EFFL=$(med "$EFF_LOOP" "$WORK/b2.bridge")
+  S_EFF=$(med "$EFF_PROCESS" "$WORK/b2.sdk")
+  S_EFFL=$(med "$EFF_LOOP" "$WORK/b2.sdk")
   echo
   echo "| median efficiency | process | run loop | target | met |"
   echo "|---|---|---|---|---|"

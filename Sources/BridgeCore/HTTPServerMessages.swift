@@ -11,16 +11,6 @@ public struct HTTPServerRequest: Sendable {
     /// Which accepted connection carried it (1-based, in accept order).
     public var connectionID: Int
 
-    public init(
-        method: String, target: String, headers: [(name: String, value: String)], body: [UInt8], connectionID: Int
-    ) {
-        self.method = method
-        self.target = target
-        self.headers = headers
-        self.body = body
-        self.connectionID = connectionID
-    }
-
     /// The target without its query string.
     public var path: String {
         // Empty default: never taken (split keeps an empty first piece), a fallback for the type checker.

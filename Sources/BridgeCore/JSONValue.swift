@@ -114,18 +114,16 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable, CustomStringConve
             out += "\""
             return
         }
-        for u in s.unicodeScalars {
+        out.appendEscaped(s) { u in
+            if let e = u.lineEscape { return e }
             switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
+            case "\"": return "\\\""
+            case "\\": return "\\\\"
+            case "\u{08}": return "\\b"
+            case "\u{0C}": return "\\f"
             case let c where c.value < 0x20 || (asciiOnly && c.value >= 0x7F):
-                for unit in String(c).utf16 { out += String(format: "\\u%04x", unit) }
-            default: out.unicodeScalars.append(u)
+                return String(c).utf16.map { String(format: "\\u%04x", $0) }.joined()
+            default: return nil
             }
         }
         out += "\""

@@ -47,17 +47,9 @@ public enum TextSafety {
                 || (0x2066...0x2069).contains(u.value)
         }
         guard text.unicodeScalars.contains(where: unsafe) else { return text }
-        var out = ""
-        for u in text.unicodeScalars {
-            switch u {
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where unsafe(u): out += "\\u{" + String(u.value, radix: 16, uppercase: true) + "}"
-            default: out.unicodeScalars.append(u)
-            }
+        return text.escaped { u in
+            u.lineEscape ?? (unsafe(u) ? "\\u{" + String(u.value, radix: 16, uppercase: true) + "}" : nil)
         }
-        return out
     }
 
     /// `text` with every U+0000 replaced by U+FFFD.

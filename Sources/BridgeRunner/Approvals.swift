@@ -132,11 +132,7 @@ extension RunState {
     }
 
     mutating func resume(_ paused: PausedRun, decisions: [ApprovalDecision]) async -> RunResult {
-        history = paused.history
-        transcript = paused.transcript
-        usage = paused.usage
-        turn = paused.turn
-        toolCalls = paused.toolCalls
+        restore(paused)
         let taskId = paused.taskEventId
         let agentId = paused.agentEventId
         guard let agent = spec.agents[paused.agent] else {

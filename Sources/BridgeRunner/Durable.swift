@@ -1,5 +1,6 @@
 import BridgeCore
 import BridgeMapping
+import BridgeTraceModel
 import FoundationEssentials
 
 /// What changed in the mappings between an interruption and the resume, when it matters to the
@@ -69,12 +70,7 @@ extension RunState {
 
     /// Goes on from a journaled model response (see `AgentRunner.resume(_:checkpoint:info:taskRow:)`).
     mutating func resume(_ cp: RunCheckpoint, info: ResumeInfo) async -> RunResult {
-        history = cp.history
-        transcript = cp.transcript
-        usage = cp.usage
-        turn = cp.turn
-        toolCalls = cp.toolCalls
-        taskEventId = cp.taskEventId
+        restore(cp)
         let taskId = cp.taskEventId
         await emitResume(info, parent: taskId, from: "turn \(cp.turn) model response")
         guard spec.agents[cp.agent] != nil else {
@@ -86,5 +82,31 @@ extension RunState {
         let (outcome, last) = await runAgents(
             from: cp.agent, parent: taskId, openAgentId: cp.agentEventId, resumeTurn: resumed)
         return await finish(outcome, agentName: last, taskId: taskId)
+    }
+}
+
+/// What a paused run (`PausedRun`) and a journaled checkpoint (`RunCheckpoint`) both hold of a
+/// run: the state a run that goes on from either takes back.
+protocol RunSnapshot {
+    var history: [ConversationItem] { get }
+    var transcript: [ConversationItem] { get }
+    var usage: Usage { get }
+    var turn: Int { get }
+    var toolCalls: Int { get }
+    var taskEventId: EventID { get }
+}
+
+extension PausedRun: RunSnapshot {}
+extension RunCheckpoint: RunSnapshot {}
+
+extension RunState {
+    /// Takes back the state of a run stopped at `snapshot`.
+    mutating func restore(_ snapshot: some RunSnapshot) {
+        history = snapshot.history
+        transcript = snapshot.transcript
+        usage = snapshot.usage
+        turn = snapshot.turn
+        toolCalls = snapshot.toolCalls
+        taskEventId = snapshot.taskEventId
     }
 }

@@ -48,16 +48,10 @@ public struct ChatCompletionsModel: ModelProvider {
                 "agent '\(request.agent.name)': hosted tools (\(types)) need the Responses API, but this agent uses Chat Completions"
             )
         }
-        var body = Self.requestBody(request, storeDefault: settings.isOfficialOpenAI ? true : nil)
-        let streamed = settings.stream
-        if streamed, var o = body.objectValue {
-            o["stream"] = true
-            o["stream_options"] = ["include_usage": true]
-            body = .object(o)
-        }
-        var assembler: (@Sendable () -> any ModelStreamAssembler)?
-        if streamed { assembler = { ChatStreamAssembler() } }
-        let (json, ttft) = try await transport.post("/chat/completions", body: body, stream: assembler)
+        let body = Self.requestBody(request, storeDefault: settings.isOfficialOpenAI ? true : nil)
+        let (json, ttft) = try await transport.post(
+            "/chat/completions", body: body, streamedBy: { ChatStreamAssembler() },
+            streamFields: ["stream_options": ["include_usage": true]])
         var response = try Self.parseResponse(json, requestedModel: request.agent.model, scrub: settings.scrub)
         response.timeToFirstToken = ttft
         return response

@@ -42,15 +42,8 @@ public struct ResponsesModel: ModelProvider {
     public var spanKind: ModelSpanKind { .response }
 
     public func respond(_ request: ModelRequest) async throws -> ModelResponse {
-        var body = Self.requestBody(request)
-        let streamed = settings.stream
-        if streamed, var o = body.objectValue {
-            o["stream"] = true
-            body = .object(o)
-        }
-        var assembler: (@Sendable () -> any ModelStreamAssembler)?
-        if streamed { assembler = { ResponsesStreamAssembler() } }
-        let (json, ttft) = try await transport.post("/responses", body: body, stream: assembler)
+        let (json, ttft) = try await transport.post(
+            "/responses", body: Self.requestBody(request), streamedBy: { ResponsesStreamAssembler() })
         var response = try Self.parseResponse(json, requestedModel: request.agent.model, scrub: settings.scrub)
         response.timeToFirstToken = ttft
         return response

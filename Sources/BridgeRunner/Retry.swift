@@ -64,6 +64,21 @@ struct OpenAITransport: Sendable {
         try await post(path, body: body, stream: nil).json
     }
 
+    /// POSTs a model request `body`, streamed when `settings.stream` is set: the body then also
+    /// says `stream: true` (and `streamFields`), and `assembler` assembles the events.
+    func post(
+        _ path: String, body: JSONValue, streamedBy assembler: @escaping @Sendable () -> any ModelStreamAssembler,
+        streamFields: [String: JSONValue] = [:]
+    ) async throws(ModelProviderError) -> (json: JSONValue, timeToFirstToken: Duration?) {
+        var body = body
+        if settings.stream, var o = body.objectValue {
+            o["stream"] = true
+            o.merge(streamFields) { _, field in field }
+            body = .object(o)
+        }
+        return try await post(path, body: body, stream: settings.stream ? assembler : nil)
+    }
+
     /// POSTs `body` and returns the JSON answer; with `stream`, the body asks for a stream and
     /// the events are assembled (per attempt, by a fresh assembler) into the answer the same
     /// call returns without streaming, with the time to first token. A server that answers a

@@ -95,20 +95,18 @@ enum ReportRenderer {
     // MARK: junit
 
     static func xml(_ s: String) -> String {
-        var out = ""
-        for u in s.unicodeScalars {
+        s.escaped { u in
             switch u {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&apos;"
-            case "\n", "\t", "\r": out.unicodeScalars.append(u)
-            case let c where c.value < 0x20: out += " "
-            default: out.unicodeScalars.append(u)
+            case "&": "&amp;"
+            case "<": "&lt;"
+            case ">": "&gt;"
+            case "\"": "&quot;"
+            case "'": "&apos;"
+            case "\n", "\t", "\r": nil
+            case let c where c.value < 0x20: " "
+            default: nil
             }
         }
-        return out
     }
 
     static func junit(_ r: VerifyReport) -> String {

@@ -74,33 +74,7 @@ extension Bridge {
                 valueName: "id"))
         var task: [TaskKey] = []
 
-        @Option(help: "Run at most this many tasks at once.")
-        var concurrency: Int = 4
-
-        @Option(name: .customLong("max-attempts"), help: "Attempts before a retriable failure marks the task failed.")
-        var maxAttempts: Int = 3
-
-        @Option(
-            help: ArgumentHelp(
-                "How long a claim stays valid without a heartbeat (heartbeat every lease/3); seconds, or 90s, 2min.",
-                valueName: "duration"))
-        var lease: Duration = .seconds(60)
-
-        @Flag(help: "Keep running and pick up new tasks as they arrive (until SIGTERM/SIGINT).")
-        var watch = false
-
-        @Option(
-            name: .customLong("drain-timeout"),
-            help: ArgumentHelp(
-                "On SIGTERM/SIGINT, how long in-flight runs may take before they are released.",
-                valueName: "duration"))
-        var drainTimeout: Duration = .seconds(30)
-
-        @Option(
-            name: .customLong("poll-interval"),
-            help: ArgumentHelp(
-                "Backstop polling interval (default 2s without NOTIFY, 20s with it).", valueName: "duration"))
-        var pollInterval: Duration?
+        @OptionGroup var worker: WorkerFlags
 
         @Option(
             name: .customLong("offline-latency-ms"),
@@ -137,95 +111,25 @@ extension Bridge {
                 valueName: "duration"))
         var flushTimeout: Duration = .seconds(10)
 
-        @Option(
-            name: .customLong("model-timeout"),
-            help: ArgumentHelp(
-                "How long one model call attempt may take in all, however slowly bytes arrive; a timeout is retried like a 5xx.",
-                valueName: "duration"))
-        var modelTimeout: Duration = .seconds(600)
-
-        @Option(
-            name: .customLong("http-connect-timeout"),
-            help: ArgumentHelp(
-                "How long establishing any HTTP connection may take (model, http tools, exporters).",
-                valueName: "duration"))
-        var httpConnectTimeout: Duration = .seconds(10)
-
-        @Option(
-            name: .customLong("http-stall-timeout"),
-            help: ArgumentHelp(
-                "How long any HTTP request may go without a byte in either direction (default 300s; for streamed model calls 60s, between events).",
-                valueName: "duration"))
-        var httpStallTimeout: Duration?
-
-        @Flag(
-            name: .customLong("no-stream"),
-            help: "Model calls wait for the whole answer instead of streaming it (servers that cannot stream).")
-        var noStream = false
-
-        @Option(
-            name: .customLong("http-min-rate"),
-            help: ArgumentHelp(
-                "Bytes per second any HTTP response must keep up over the stall window; a slower trickle fails as a timeout after --http-stall-timeout.",
-                valueName: "bytes"))
-        var httpMinRate: Int = 64
+        @OptionGroup var http: HTTPFlags
 
         @OptionGroup(title: "Backfill") var backfillFlags: BackfillFlags
 
-        /// The HTTP bounds from the flags.
-        var httpLimits: ExecApp.HTTPLimits {
-            var l = ExecApp.HTTPLimits()
-            l.connect = httpConnectTimeout
-            if let httpStallTimeout {
-                l.stall = httpStallTimeout
-                l.streamStall = l.stall
-            }
-            l.stream = !noStream
-            l.minimumRate = httpMinRate
-            l.modelTimeout = modelTimeout
-            return l
-        }
-
         func validate() throws {
-            guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
-            guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
             if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
             guard ModelAPI(name: modelAPI) != nil else {
                 throw ValidationError("--model-api must be responses or chat-completions, not '\(modelAPI)'")
             }
             guard flushTimeout >= .zero else { throw ValidationError("--flush-timeout must not be negative") }
-            guard lease >= .seconds(1) else { throw ValidationError("--lease must be at least 1 second") }
-            guard drainTimeout >= .zero else { throw ValidationError("--drain-timeout must not be negative") }
-            if let pollInterval, pollInterval <= .zero { throw ValidationError("--poll-interval must be positive") }
-            guard (1...1_000_000_000).contains(httpMinRate) else {
-                throw ValidationError(
-                    "--http-min-rate must be between 1 and 1000000000 bytes per second, not \(httpMinRate)")
-            }
             guard offlineLatencyMs >= 0 else { throw ValidationError("--offline-latency-ms must not be negative") }
-            for (value, flag) in [
-                (modelTimeout, "--model-timeout"), (httpConnectTimeout, "--http-connect-timeout"),
-                (httpStallTimeout ?? .seconds(300), "--http-stall-timeout"),
-            ] where !(value > .zero && value <= .seconds(86_400)) {
-                throw ValidationError("\(flag) must be between 0 and 86400 seconds, not \(value.inSeconds)")
-            }
         }
 
         func run() async throws {
             try await runReportingErrors {
                 let env = Environment.process
                 if backfillFlags.backfill { return try await runBackfill(env) }
-                let model: ExecApp.ModelChoice =
-                    offline
-                    ? .offline(latency: .milliseconds(offlineLatencyMs))
-                    : .openAI(ModelAPI(name: modelAPI) ?? .responses)
-                if !offline && !dryRun, let why = ModelProviders.missingKeyExplanation(environment: env) {
-                    throw UsageError(why)
-                }
-                var app = try await ExecApp.prepare(
-                    mappingsDirectory: mappings,
-                    connection: connection.config(applicationName: "bridge-exec"),
-                    environment: env, taskKeys: task)
-                app.httpLimits = httpLimits
+                try requireModelKey(env)
+                let app = try await prepareApp(env, applicationName: "bridge-exec", taskKeys: task)
                 if !dryRun {
                     try app.validate(model: model)
                     try await app.requireTasks(task)
@@ -234,15 +138,7 @@ extension Bridge {
                     for line in try await app.dryRun(keys: task, limit: limit ?? 1_000) { print(line) }
                     return
                 }
-                var options = WorkerOptions()
-                options.concurrency = concurrency
-                options.maxAttempts = maxAttempts
-                options.taskKeys = task
-                options.limit = limit
-                options.lease = lease
-                options.watch = watch
-                options.drainTimeout = drainTimeout
-                options.pollInterval = pollInterval
+                let options = worker.options(taskKeys: task, limit: limit)
                 let metrics: MetricsServer?
                 do {
                     metrics = try metricsAddr.map { try PrometheusEndpoint.serve(hostPort: $0) }
@@ -285,6 +181,28 @@ extension Bridge {
             }
         }
 
+        /// The model the runs call: the built-in offline one, or OpenAI's API named by --model-api.
+        var model: ExecApp.ModelChoice {
+            offline
+                ? .offline(latency: .milliseconds(offlineLatencyMs)) : .openAI(ModelAPI(name: modelAPI) ?? .responses)
+        }
+
+        /// Runs that would call OpenAI without a key fail here, before anything is touched.
+        func requireModelKey(_ env: Environment) throws {
+            if !offline && !dryRun, let why = ModelProviders.missingKeyExplanation(environment: env) {
+                throw UsageError(why)
+            }
+        }
+
+        /// The mappings loaded and checked against the database, with the HTTP bounds of the flags.
+        func prepareApp(_ env: Environment, applicationName: String, taskKeys: [TaskKey] = []) async throws -> ExecApp {
+            var app = try await ExecApp.prepare(
+                mappingsDirectory: mappings, connection: connection.config(applicationName: applicationName),
+                environment: env, taskKeys: taskKeys)
+            app.httpLimits = http.limits
+            return app
+        }
+
         static func log(_ line: String) { FileHandle.standardError.write(Data("bridge exec: \(line)\n".utf8)) }
 
         /// What each exporter delivered, and what it left in the ledger for `bridge export`.
@@ -306,5 +224,124 @@ extension Bridge {
                 }
             }
         }
+    }
+}
+
+/// The flags of `bridge exec` that shape the claim loop: how many runs at once, how long a claim
+/// holds, how a shutdown drains, how often the loop looks for work.
+struct WorkerFlags: ParsableArguments {
+    @Option(help: "Run at most this many tasks at once.")
+    var concurrency: Int = 4
+
+    @Option(name: .customLong("max-attempts"), help: "Attempts before a retriable failure marks the task failed.")
+    var maxAttempts: Int = 3
+
+    @Option(
+        help: ArgumentHelp(
+            "How long a claim stays valid without a heartbeat (heartbeat every lease/3); seconds, or 90s, 2min.",
+            valueName: "duration"))
+    var lease: Duration = .seconds(60)
+
+    @Flag(help: "Keep running and pick up new tasks as they arrive (until SIGTERM/SIGINT).")
+    var watch = false
+
+    @Option(
+        name: .customLong("drain-timeout"),
+        help: ArgumentHelp(
+            "On SIGTERM/SIGINT, how long in-flight runs may take before they are released.",
+            valueName: "duration"))
+    var drainTimeout: Duration = .seconds(30)
+
+    @Option(
+        name: .customLong("poll-interval"),
+        help: ArgumentHelp(
+            "Backstop polling interval (default 2s without NOTIFY, 20s with it).", valueName: "duration"))
+    var pollInterval: Duration?
+
+    func validate() throws {
+        guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+        guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
+        guard lease >= .seconds(1) else { throw ValidationError("--lease must be at least 1 second") }
+        guard drainTimeout >= .zero else { throw ValidationError("--drain-timeout must not be negative") }
+        if let pollInterval, pollInterval <= .zero { throw ValidationError("--poll-interval must be positive") }
+    }
+
+    /// The worker's options from these flags, for these tasks (all when empty) and at most
+    /// `limit` of them.
+    func options(taskKeys: [TaskKey], limit: Int?) -> WorkerOptions {
+        var options = WorkerOptions()
+        options.concurrency = concurrency
+        options.maxAttempts = maxAttempts
+        options.taskKeys = taskKeys
+        options.limit = limit
+        options.lease = lease
+        options.watch = watch
+        options.drainTimeout = drainTimeout
+        options.pollInterval = pollInterval
+        return options
+    }
+}
+
+/// The flags of `bridge exec` that bound every HTTP exchange (model calls, http tools,
+/// exporters).
+struct HTTPFlags: ParsableArguments {
+    @Option(
+        name: .customLong("model-timeout"),
+        help: ArgumentHelp(
+            "How long one model call attempt may take in all, however slowly bytes arrive; a timeout is retried like a 5xx.",
+            valueName: "duration"))
+    var modelTimeout: Duration = .seconds(600)
+
+    @Option(
+        name: .customLong("http-connect-timeout"),
+        help: ArgumentHelp(
+            "How long establishing any HTTP connection may take (model, http tools, exporters).",
+            valueName: "duration"))
+    var httpConnectTimeout: Duration = .seconds(10)
+
+    @Option(
+        name: .customLong("http-stall-timeout"),
+        help: ArgumentHelp(
+            "How long any HTTP request may go without a byte in either direction (default 300s; for streamed model calls 60s, between events).",
+            valueName: "duration"))
+    var httpStallTimeout: Duration?
+
+    @Flag(
+        name: .customLong("no-stream"),
+        help: "Model calls wait for the whole answer instead of streaming it (servers that cannot stream).")
+    var noStream = false
+
+    @Option(
+        name: .customLong("http-min-rate"),
+        help: ArgumentHelp(
+            "Bytes per second any HTTP response must keep up over the stall window; a slower trickle fails as a timeout after --http-stall-timeout.",
+            valueName: "bytes"))
+    var httpMinRate: Int = 64
+
+    func validate() throws {
+        guard (1...1_000_000_000).contains(httpMinRate) else {
+            throw ValidationError(
+                "--http-min-rate must be between 1 and 1000000000 bytes per second, not \(httpMinRate)")
+        }
+        for (value, flag) in [
+            (modelTimeout, "--model-timeout"), (httpConnectTimeout, "--http-connect-timeout"),
+            (httpStallTimeout ?? .seconds(300), "--http-stall-timeout"),
+        ] where !(value > .zero && value <= .seconds(86_400)) {
+            throw ValidationError("\(flag) must be between 0 and 86400 seconds, not \(value.inSeconds)")
+        }
+    }
+
+    /// The HTTP bounds from the flags.
+    var limits: ExecApp.HTTPLimits {
+        var l = ExecApp.HTTPLimits()
+        l.connect = httpConnectTimeout
+        if let httpStallTimeout {
+            l.stall = httpStallTimeout
+            l.streamStall = l.stall
+        }
+        l.stream = !noStream
+        l.minimumRate = httpMinRate
+        l.modelTimeout = modelTimeout
+        return l
     }
 }

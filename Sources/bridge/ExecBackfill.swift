@@ -71,15 +71,9 @@ extension Bridge.Exec {
                     "--rerun sends every selected historical task through the model again: that costs model calls (money) and runs their tools, writing tools included. Count them first with --backfill --dry-run, then confirm with --yes"
                 )
             }
-            if !offline && !dryRun, let why = ModelProviders.missingKeyExplanation(environment: env) {
-                throw UsageError(why)
-            }
+            try requireModelKey(env)
         }
-        var app = try await ExecApp.prepare(
-            mappingsDirectory: mappings,
-            connection: connection.config(applicationName: "bridge-backfill"),
-            environment: env)
-        app.httpLimits = httpLimits
+        let app = try await prepareApp(env, applicationName: "bridge-backfill")
         var options = BackfillOptions()
         options.batchSize = flags.batchSize
         options.limit = limit
@@ -97,8 +91,6 @@ extension Bridge.Exec {
         }
         if flags.rerun {
             let progress = ProgressReporter.standardError(quiet: quiet, prefix: "bridge exec --backfill --rerun: ")
-            let model: ExecApp.ModelChoice =
-                offline ? .offline(latency: .zero) : .openAI(ModelAPI(name: modelAPI) ?? .responses)
             try app.validate(model: model)
             let s = try await app.rerun(options: options, model: model, traceFile: traceFile, progress: progress)
             print("bridge exec --backfill --rerun: \(s.line)")

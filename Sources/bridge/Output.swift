@@ -13,3 +13,11 @@ actor StandardOutput {
         FileHandle.standardOutput.write(Data(text.utf8))
     }
 }
+
+/// Writes a file named on the command line (a report, a page); one that cannot be written is a
+/// usage problem (exit 2).
+func writeOutputFile(_ text: String, to path: String) async throws {
+    do { try await FileIO.write(text, to: path) } catch {
+        throw UsageError("cannot write \(path): \(error.localizedDescription)")
+    }
+}

@@ -83,7 +83,8 @@ extension Bridge {
         /// The shortest --older-than: a younger trace may belong to a run still in progress.
         static let minimumSeconds: Double = 3600
 
-        func validate() throws {
+        /// --older-than in seconds; throws what is wrong with it.
+        func olderThanSeconds() throws -> Double {
             if olderThan.hasPrefix("-") {
                 throw ValidationError(
                     "--older-than '\(olderThan)': a duration cannot be negative; give how old a trace must be"
@@ -95,6 +96,11 @@ extension Bridge {
             guard seconds >= Self.minimumSeconds else {
                 throw ValidationError("--older-than '\(olderThan)': at least 1h, so that no running trace is removed")
             }
+            return seconds
+        }
+
+        func validate() throws {
+            _ = try olderThanSeconds()
             guard (1...100_000).contains(batchSize) else {
                 throw ValidationError("--batch-size must be between 1 and 100000")
             }
@@ -104,18 +110,14 @@ extension Bridge {
         }
 
         func run() async throws {
-            if olderThan.hasPrefix("-") {
-                throw ValidationError(
-                    "--older-than '\(olderThan)': a duration cannot be negative; give how old a trace must be"
-                        + " to go, at least 1h (e.g. 12h, 30d, 8w)")
-            }
-            guard case .duration(let seconds, _)? = Since.parse(olderThan) else { return }
+            let seconds = try olderThanSeconds()
             try await runReportingErrors {
                 // The task table tells which traces belong to runs that still hold a lease: without
                 // it prune cannot tell, so it does not start.
                 let tasks = TaskStore(config: try MappingLoader.load(directory: mappings))
                 let config = connection.config(applicationName: "bridge-prune")
                 let dryRun = self.dryRun
+                let verb = dryRun ? "would remove" : "removed"
                 let progress = ProgressReporter.standardError(quiet: quiet, prefix: "")
                 let result = try await PostgresConnection.withConnection(config) { conn in
                     // The cutoff comes from the server's clock, like every other time bridge compares.
@@ -130,7 +132,6 @@ extension Bridge {
                     options.dryRun = dryRun
                     options.lockTimeoutMs = lockTimeout
                     options.leasedTaskKeys = tasks.leasedKeysQuery
-                    let verb = dryRun ? "would remove" : "removed"
                     progress.log(
                         "bridge prune: traces started before \(PostgresTimestamp.format(cutoff))\(dryRun ? " (dry run)" : "")"
                     )
@@ -153,7 +154,6 @@ extension Bridge {
                     }
                 }
                 progress.finish()
-                let verb = dryRun ? "would remove" : "removed"
                 print(
                     "bridge prune: \(verb) \(result.traces) traces, \(result.spans) spans, \(result.transcripts) transcripts, "
                         + "\(result.deliveries) delivery records; kept \(result.kept) old traces (unfinished, leased, undelivered, paused, still active or locked)"

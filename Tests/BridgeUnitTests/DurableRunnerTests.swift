@@ -246,6 +246,32 @@ struct RecordingMCP: MCPToolSource {
         let call = try JSONDecoder().decode(JournaledCall.self, from: Data(text.utf8))
         #expect(call.callId == "c1" && call.verdict == nil)
     }
+
+    /// A durable run that resumes after an approval journals its next checkpoint under the
+    /// paused run's task span, so a resume from that checkpoint ends the right span.
+    @Test func aCheckpointAfterAnApprovalKeepsTheTaskSpan() async throws {
+        let spec = ApprovalFixture.spec()
+        let model = ScriptedModel { r in
+            switch r.input.filter({ $0["type"] == "function_call_output" }).count {
+            case 0, 1:
+                [
+                    call("lookup", "c1", #"{"key":"k","value":"v"}"#),
+                    call("delegate", "c2", #"{"key":"a","value":"b"}"#),
+                ]
+            case 2: [call("lookup", "c3", #"{"key":"k","value":"w"}"#)]
+            default: [say("done")]
+            }
+        }
+        let first = await AgentRunner(model: model, tools: FakeTools(), observer: EventLog()).run(spec, taskRow: [:])
+        let paused = try #require(first.paused)
+        let journal = MemoryJournal()
+        let decision = ApprovalDecision(callId: "c2", outcome: .approved, requestId: "req-1", toolName: "delegate")
+        let resumed = await AgentRunner(model: model, tools: FakeTools(), observer: EventLog(), journal: journal)
+            .resume(spec, paused: paused, decisions: [decision], taskRow: [:])
+        #expect(resumed.status == .completed)
+        let checkpoint = try #require(journal.checkpoints.first)
+        #expect(paused.taskEventId != 0 && checkpoint.taskEventId == paused.taskEventId)
+    }
 }
 
 actor KeyLog {

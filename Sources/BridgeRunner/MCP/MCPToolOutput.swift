@@ -100,26 +100,17 @@ enum StrictSchema {
 /// Python's `repr()` of a `str`, for span outputs that the SDK writes with `str()`.
 enum PythonRepr {
     static func string(_ s: String) -> String {
-        let quote: Character = s.contains("'") && !s.contains("\"") ? "\"" : "'"
-        var out = String(quote)
-        for scalar in s.unicodeScalars {
+        let quote: Unicode.Scalar = s.contains("'") && !s.contains("\"") ? "\"" : "'"
+        let body = s.escaped { scalar in
+            if let e = scalar.lineEscape { return e }
             switch scalar {
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if Character(scalar) == quote {
-                    out += "\\" + String(quote)
-                } else if scalar.value < 0x20 || scalar.value == 0x7f {
-                    out += String(format: "\\x%02x", scalar.value)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
+            case "\\": return "\\\\"
+            case quote: return "\\\(quote)"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7f: return String(format: "\\x%02x", scalar.value)
+            default: return nil
             }
         }
-        out.append(quote)
-        return out
+        return "\(quote)\(body)\(quote)"
     }
 }
 
