@@ -113,28 +113,37 @@ public actor PostgresConnection {
     @discardableResult
     public func query(_ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
         let conn = try requireHandle()
-        // libpq takes C strings: a U+0000 would silently cut the value there.
+        // libpq takes C strings: every text value is copied into one buffer, each ended by a NUL,
+        // one allocation a statement (a C copy of each value was two allocations and two frees a
+        // bind, about 770 instructions).
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(
+            query.binds.reduce(0) { n, b in if case .text(let s) = b { n + s.utf8.count + 1 } else { n } })
+        var starts: [Int?] = []
+        starts.reserveCapacity(query.binds.count)
         for (i, bind) in query.binds.enumerated() {
-            if case .text(let t) = bind, Self.containsNUL(t) {
+            guard case .text(let t) = bind else {
+                starts.append(nil)
+                continue
+            }
+            // A U+0000 would silently cut the value there.
+            if Self.containsNUL(t) {
                 throw PostgresError(
                     kind: .client,
                     message: "bind $\(i + 1) contains a NUL character (U+0000), which PostgreSQL text cannot hold",
                     statement: query.sql)
             }
+            starts.append(bytes.count)
+            bytes.append(contentsOf: t.utf8)
+            bytes.append(0)
         }
-        let values: [UnsafeMutablePointer<CChar>?] = query.binds.map {
-            switch $0 {
-            case .null: nil
-            case .text(let s): strdup(s)
-            }
-        }
-        defer { for p in values { free(p) } }
-        let result: OpaquePointer? = values.withUnsafeBufferPointer { vp in
-            vp.baseAddress.map { base in
-                base.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: values.count) { v in
-                    PQexecParams(conn, query.sql, Int32(values.count), nil, v, nil, nil, 0)
+        let result: OpaquePointer? = bytes.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { text in
+                let values: [UnsafePointer<CChar>?] = starts.map { start in start.map { text.baseAddress! + $0 } }
+                return values.withUnsafeBufferPointer { v in
+                    PQexecParams(conn, query.sql, Int32(values.count), nil, v.baseAddress, nil, nil, 0)
                 }
-            } ?? PQexecParams(conn, query.sql, 0, nil, nil, nil, nil, 0)
+            }
         }
         return try consume(result, statement: query.sql)
     }
