@@ -50,13 +50,7 @@ extension LoadState {
         guard let m = r.map(node, "backfill", Keys.Backfill.self) else { return nil }
         var out = BackfillMapping(origin: origin)
         if let l = m.map(.logs, Keys.BackfillLogs.self) {
-            var logs = BackfillLogsMapping()
-            logs.table = l.nameOrDefault(.table)
-            logs.key = l.nameOrDefault(.key)
-            logs.taskColumn = l.nameOrDefault(.taskColumn)
-            logs.typeColumn = l.nameOrDefault(.typeColumn)
-            logs.contentColumn = l.nameOrDefault(.contentColumn)
-            logs.createdAtColumn = l.name(.createdAtColumn)
+            var logs = l.names()
             if let types = l.strings(.toolCallTypes) {
                 if types.isEmpty {
                     r.issue(l.node(.toolCallTypes), l.path(.toolCallTypes), "must list at least one log type")
@@ -65,10 +59,7 @@ extension LoadState {
             }
             if let k = l.map(.toolCall, Keys.BackfillToolCall.self) {
                 // A `tool_call` section names every key the records have: one it leaves out is absent.
-                logs.toolCall = ToolCallKeys(
-                    name: k.nameOrDefault(.name), arguments: k.name(.arguments),
-                    output: k.name(.output), startedAt: k.name(.startedAt),
-                    durationMs: k.name(.durationMs), error: k.name(.error))
+                logs.toolCall = k.names()
             }
             out.logs = logs
         }

@@ -249,14 +249,8 @@ extension Keys {
         var declaration: MappingKey {
             switch self {
             case .name: .init(.name, .required, "the guardrail's name (unique in its list)")
-            case .sql:
-                .init(
-                    .section(GuardrailSQL.self), .when("exactly one of sql, agent"),
-                    "a read-only check over :arguments (or :output) and :task.column")
-            case .agent:
-                .init(
-                    .name, .when("exactly one of sql, agent"),
-                    "an agent whose output_type has a boolean tripwire_triggered")
+            case .sql: Self.sqlCheck(over: ":arguments (or :output)")
+            case .agent: Self.agentCheck
             case .onTrip:
                 .init(
                     .choice(ToolGuardrailBehavior.names), default: "raise_exception",
@@ -273,14 +267,8 @@ extension Keys {
         var declaration: MappingKey {
             switch self {
             case .name: .init(.name, .required, "the guardrail's name (unique)")
-            case .sql:
-                .init(
-                    .section(GuardrailSQL.self), .when("exactly one of sql, agent"),
-                    "a read-only check over :input (or :output) and :task.column")
-            case .agent:
-                .init(
-                    .name, .when("exactly one of sql, agent"),
-                    "an agent whose output_type has a boolean tripwire_triggered")
+            case .sql: Self.sqlCheck(over: ":input (or :output)")
+            case .agent: Self.agentCheck
             case .runInParallel: .init(.bool, default: "true", "an input guardrail runs alongside the model")
             }
         }
@@ -299,3 +287,26 @@ extension Keys {
         }
     }
 }
+
+/// The sections that hold a guardrail check: exactly one of `sql` and `agent`.
+protocol GuardrailCheckKeys: MappingKeySet {
+    static var sql: Self { get }
+    static var agent: Self { get }
+}
+
+extension GuardrailCheckKeys {
+    /// The declaration of `sql`: a query over `parameters` and `:task.column`.
+    static func sqlCheck(over parameters: String) -> MappingKey {
+        .init(
+            .section(Keys.GuardrailSQL.self), .when("exactly one of sql, agent"),
+            "a read-only check over \(parameters) and :task.column")
+    }
+
+    /// The declaration of `agent`.
+    static var agentCheck: MappingKey {
+        .init(.name, .when("exactly one of sql, agent"), "an agent whose output_type has a boolean tripwire_triggered")
+    }
+}
+
+extension Keys.Guardrail: GuardrailCheckKeys {}
+extension Keys.ToolGuardrail: GuardrailCheckKeys {}

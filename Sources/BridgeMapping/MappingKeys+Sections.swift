@@ -48,7 +48,7 @@ enum Keys {
 
     // MARK: source
 
-    enum Source: String, MappingKeySet {
+    enum Source: String, ModelKeySet {
         case table, key, status
         case groupColumn = "group_column"
         case priority
@@ -56,34 +56,36 @@ enum Keys {
         case agentSelection = "agent_selection"
         case input
 
-        var declaration: MappingKey {
-            let d = SourceMapping(input: Template(""))
-            return switch self {
-            case .table: .init(.name, default: d.table, "the task table (may be schema.table)")
-            case .key: .init(.name, default: d.key, "the task table's key column")
-            case .status: .init(.section(Status.self), "the status column and its values")
+        static let defaults = SourceMapping(input: Template(""))
+
+        var field: KeyField<SourceMapping> {
+            switch self {
+            case .table: .name(\.table, "the task table (may be schema.table)")
+            case .key: .name(\.key, "the task table's key column")
+            case .status: .key(.init(.section(Status.self), "the status column and its values"))
             case .groupColumn:
-                .init(.name, "column whose value becomes the trace's group_id and metadata.workspace_id")
-            case .priority: .init(.section(Priority.self), "claim order by a priority column")
-            case .createdAtColumn: .init(.name, "tie-breaker when claiming (oldest first)")
-            case .agentSelection: .init(.section(AgentSelection.self), "how a task row selects its agent")
+                .name(\.groupColumn, "column whose value becomes the trace's group_id and metadata.workspace_id")
+            case .priority: .key(.init(.section(Priority.self), "claim order by a priority column"))
+            case .createdAtColumn: .name(\.createdAtColumn, "tie-breaker when claiming (oldest first)")
+            case .agentSelection: .key(.init(.section(AgentSelection.self), "how a task row selects its agent"))
             case .input:
-                .init(.template, .required, "the first user message, rendered from the task (and agent) row")
+                .key(.init(.template, .required, "the first user message, rendered from the task (and agent) row"))
             }
         }
     }
 
-    enum Status: String, MappingKeySet {
+    enum Status: String, ModelKeySet {
         case column, pending, running, completed, failed
 
-        var declaration: MappingKey {
-            let d = StatusMapping()
-            return switch self {
-            case .column: .init(.name, default: d.column, "the status column")
-            case .pending: .init(.name, default: d.pending, "the value of a task waiting to be claimed")
-            case .running: .init(.name, default: d.running, "the value of a claimed task")
-            case .completed: .init(.name, default: d.completed, "the value of a finished task")
-            case .failed: .init(.name, default: d.failed, "the value of a task that failed for good")
+        static let defaults = StatusMapping()
+
+        var field: KeyField<StatusMapping> {
+            switch self {
+            case .column: .name(\.column, "the status column")
+            case .pending: .name(\.pending, "the value of a task waiting to be claimed")
+            case .running: .name(\.running, "the value of a claimed task")
+            case .completed: .name(\.completed, "the value of a finished task")
+            case .failed: .name(\.failed, "the value of a task that failed for good")
             }
         }
     }
@@ -99,7 +101,7 @@ enum Keys {
         }
     }
 
-    enum AgentSelection: String, MappingKeySet {
+    enum AgentSelection: String, ModelKeySet {
         case table, key
         case taskColumn = "task_column"
         case matchColumn = "match_column"
@@ -107,60 +109,60 @@ enum Keys {
         case groupColumn = "group_column"
         case defaultAgent = "default_agent"
 
-        var declaration: MappingKey {
-            let d = AgentSelectionMapping()
-            return switch self {
-            case .table: .init(.name, default: d.table, "the table of agent rows")
-            case .key: .init(.name, default: d.key, "its key column")
-            case .taskColumn: .init(.name, "the task column referencing an agent row")
-            case .matchColumn:
-                .init(.name, default: d.matchColumn, "the agent row's column compared with each agent's match")
-            case .fallbackColumn: .init(.name, "the task column compared when there is no agent row")
-            case .groupColumn: .init(.name, "the agent table's column holding the group (workspace)")
-            case .defaultAgent: .init(.name, "the agent used when nothing matches")
+        static let defaults = AgentSelectionMapping()
+
+        var field: KeyField<AgentSelectionMapping> {
+            switch self {
+            case .table: .name(\.table, "the table of agent rows")
+            case .key: .name(\.key, "its key column")
+            case .taskColumn: .name(\.taskColumn, "the task column referencing an agent row")
+            case .matchColumn: .name(\.matchColumn, "the agent row's column compared with each agent's match")
+            case .fallbackColumn: .name(\.fallbackColumn, "the task column compared when there is no agent row")
+            case .groupColumn: .name(\.groupColumn, "the agent table's column holding the group (workspace)")
+            case .defaultAgent: .name(\.defaultAgent, "the agent used when nothing matches")
             }
         }
     }
 
     // MARK: results
 
-    enum Results: String, MappingKeySet {
+    enum Results: String, ModelKeySet {
         case resultColumn = "result_column"
         case completedAtColumn = "completed_at_column"
         case traceIdColumn = "trace_id_column"
         case executions
 
-        var declaration: MappingKey {
+        static let defaults = ResultsMapping()
+
+        var field: KeyField<ResultsMapping> {
             switch self {
-            case .resultColumn:
-                .init(
-                    .name, default: ResultsMapping().resultColumn,
-                    "the task column (jsonb) receiving the final output and usage")
-            case .completedAtColumn: .init(.name, "set to now() when the task completes")
-            case .traceIdColumn: .init(.name, "receives the trace id")
-            case .executions: .init(.section(Executions.self), "the table with one row per attempt")
+            case .resultColumn: .name(\.resultColumn, "the task column (jsonb) receiving the final output and usage")
+            case .completedAtColumn: .name(\.completedAtColumn, "set to now() when the task completes")
+            case .traceIdColumn: .name(\.traceIdColumn, "receives the trace id")
+            case .executions: .key(.init(.section(Executions.self), "the table with one row per attempt"))
             }
         }
     }
 
-    enum Executions: String, MappingKeySet {
+    enum Executions: String, ModelKeySet {
         case table, key
         case taskColumn = "task_column"
         case columns, statuses
 
-        var declaration: MappingKey {
-            let d = ExecutionsMapping()
-            return switch self {
-            case .table: .init(.name, default: d.table, "the executions table")
-            case .key: .init(.name, default: d.key, "its key column")
-            case .taskColumn: .init(.name, default: d.taskColumn, "the column referencing the task key")
-            case .columns: .init(.section(ExecutionColumn.self), "its columns (leave out those it has not)")
-            case .statuses: .init(.section(ExecutionStatus.self), "the values of its status column")
+        static let defaults = ExecutionsMapping()
+
+        var field: KeyField<ExecutionsMapping> {
+            switch self {
+            case .table: .name(\.table, "the executions table")
+            case .key: .name(\.key, "its key column")
+            case .taskColumn: .name(\.taskColumn, "the column referencing the task key")
+            case .columns: .key(.init(.section(ExecutionColumn.self), "its columns (leave out those it has not)"))
+            case .statuses: .key(.init(.section(ExecutionStatus.self), "the values of its status column"))
             }
         }
     }
 
-    enum ExecutionColumn: String, MappingKeySet {
+    enum ExecutionColumn: String, ModelKeySet {
         case status
         case traceId = "trace_id"
         case startedAt = "started_at"
@@ -174,54 +176,59 @@ enum Keys {
         case workspaceId = "workspace_id"
         case retryCount = "retry_count"
 
-        var declaration: MappingKey {
+        static let defaults = ExecutionColumns()
+
+        var field: KeyField<ExecutionColumns> {
             switch self {
-            case .status: .init(.name, default: ExecutionColumns().status, "the attempt's status")
-            case .traceId: .init(.name, "the attempt's trace id")
-            case .startedAt: .init(.name, "when the attempt started")
-            case .completedAt: .init(.name, "when it ended")
-            case .durationSeconds: .init(.name, "how long it took, in seconds")
-            case .tokenUsage: .init(.name, "its token usage (json)")
-            case .result: .init(.name, "its final output")
-            case .errorMessage: .init(.name, "the error's message")
-            case .errorType: .init(.name, "the error's type")
-            case .agentId: .init(.name, "the agent row's key")
-            case .workspaceId: .init(.name, "the task's group value")
-            case .retryCount: .init(.name, "the attempt number, from 0")
+            case .status: .name(\.status, "the attempt's status")
+            case .traceId: .name(\.traceId, "the attempt's trace id")
+            case .startedAt: .name(\.startedAt, "when the attempt started")
+            case .completedAt: .name(\.completedAt, "when it ended")
+            case .durationSeconds: .name(\.durationSeconds, "how long it took, in seconds")
+            case .tokenUsage: .name(\.tokenUsage, "its token usage (json)")
+            case .result: .name(\.result, "its final output")
+            case .errorMessage: .name(\.errorMessage, "the error's message")
+            case .errorType: .name(\.errorType, "the error's type")
+            case .agentId: .name(\.agentId, "the agent row's key")
+            case .workspaceId: .name(\.workspaceId, "the task's group value")
+            case .retryCount: .name(\.retryCount, "the attempt number, from 0")
             }
         }
     }
 
-    enum ExecutionStatus: String, MappingKeySet {
+    enum ExecutionStatus: String, ModelKeySet {
         case started, completed
         case failedRetriable = "failed_retriable"
         case failedTerminal = "failed_terminal"
 
-        var declaration: MappingKey {
-            let d = ExecutionStatuses.defaults
-            return switch self {
-            case .started: .init(.name, default: d.started, "an attempt under way")
-            case .completed: .init(.name, default: d.completed, "an attempt that finished")
-            case .failedRetriable: .init(.name, default: d.failedRetriable, "a failed attempt that will be retried")
-            case .failedTerminal: .init(.name, default: d.failedTerminal, "a failed attempt that ends the task")
+        static let defaults = ExecutionStatuses.defaults
+
+        var field: KeyField<ExecutionStatuses> {
+            switch self {
+            case .started: .name(\.started, "an attempt under way")
+            case .completed: .name(\.completed, "an attempt that finished")
+            case .failedRetriable: .name(\.failedRetriable, "a failed attempt that will be retried")
+            case .failedTerminal: .name(\.failedTerminal, "a failed attempt that ends the task")
             }
         }
     }
 
     // MARK: tracing, handoffs_table, backfill
 
-    enum Tracing: String, MappingKeySet {
+    enum Tracing: String, ModelKeySet {
         case workflowName = "workflow_name"
         case includeSensitiveData = "include_sensitive_data"
 
-        var declaration: MappingKey {
-            let d = TracingMapping()
-            return switch self {
-            case .workflowName: .init(.name, default: d.workflowName, "the trace's workflow name")
+        static let defaults = TracingMapping()
+
+        var field: KeyField<TracingMapping> {
+            switch self {
+            case .workflowName: .name(\.workflowName, "the trace's workflow name")
             case .includeSensitiveData:
-                .init(
-                    .bool, default: "\(d.includeSensitiveData)",
-                    "false redacts tool and model inputs and outputs in spans")
+                .key(
+                    .init(
+                        .bool, default: "\(Self.defaults.includeSensitiveData)",
+                        "false redacts tool and model inputs and outputs in spans"))
             }
         }
     }
@@ -250,7 +257,7 @@ enum Keys {
         }
     }
 
-    enum BackfillLogs: String, MappingKeySet {
+    enum BackfillLogs: String, ModelKeySet {
         case table, key
         case taskColumn = "task_column"
         case typeColumn = "type_column"
@@ -259,42 +266,49 @@ enum Keys {
         case toolCallTypes = "tool_call_types"
         case toolCall = "tool_call"
 
-        var declaration: MappingKey {
-            let d = BackfillLogsMapping()
-            return switch self {
-            case .table: .init(.name, default: d.table, "the log table")
-            case .key: .init(.name, default: d.key, "its key column (orders calls that started together)")
-            case .taskColumn: .init(.name, default: d.taskColumn, "the column referencing the task key")
-            case .typeColumn: .init(.name, default: d.typeColumn, "the column holding the log type")
-            case .contentColumn: .init(.name, default: d.contentColumn, "the json/jsonb column holding the record")
-            case .createdAtColumn: .init(.name, "when the row was written (the call's start if the record has none)")
+        static let defaults = BackfillLogsMapping()
+
+        var field: KeyField<BackfillLogsMapping> {
+            switch self {
+            case .table: .name(\.table, "the log table")
+            case .key: .name(\.key, "its key column (orders calls that started together)")
+            case .taskColumn: .name(\.taskColumn, "the column referencing the task key")
+            case .typeColumn: .name(\.typeColumn, "the column holding the log type")
+            case .contentColumn: .name(\.contentColumn, "the json/jsonb column holding the record")
+            case .createdAtColumn:
+                .name(\.createdAtColumn, "when the row was written (the call's start if the record has none)")
             case .toolCallTypes:
-                .init(
-                    .names, default: d.toolCallTypes.joined(separator: ", "),
-                    "the log types that are tool calls (at least one)")
+                .key(
+                    .init(
+                        .names, default: Self.defaults.toolCallTypes.joined(separator: ", "),
+                        "the log types that are tool calls (at least one)"))
             case .toolCall:
-                .init(
-                    .section(BackfillToolCall.self),
-                    "the record's JSON keys; a key the section leaves out is absent from the records")
+                .key(
+                    .init(
+                        .section(BackfillToolCall.self),
+                        "the record's JSON keys; a key the section leaves out is absent from the records"))
             }
         }
     }
 
-    enum BackfillToolCall: String, MappingKeySet {
+    enum BackfillToolCall: String, ModelKeySet {
         case name, arguments, output
         case startedAt = "started_at"
         case durationMs = "duration_ms"
         case error
 
-        var declaration: MappingKey {
-            let d = ToolCallKeys()
-            return switch self {
-            case .name: .init(.name, .required, default: d.name, "the key holding the tool's name")
-            case .arguments: .init(.name, default: d.arguments, "the key holding its arguments")
-            case .output: .init(.name, default: d.output, "the key holding its output")
-            case .startedAt: .init(.name, default: d.startedAt, "the key holding its start (ISO 8601)")
-            case .durationMs: .init(.name, default: d.durationMs, "the key holding its duration in milliseconds")
-            case .error: .init(.name, default: d.error, "the key holding an error; present and not null: it failed")
+        static let defaults = ToolCallKeys()
+
+        /// A key left out of a `tool_call` section is absent from the records (nil), whatever
+        /// the defaults say.
+        var field: KeyField<ToolCallKeys> {
+            switch self {
+            case .name: .name(\.name, .required, "the key holding the tool's name")
+            case .arguments: .name(\.arguments, "the key holding its arguments")
+            case .output: .name(\.output, "the key holding its output")
+            case .startedAt: .name(\.startedAt, "the key holding its start (ISO 8601)")
+            case .durationMs: .name(\.durationMs, "the key holding its duration in milliseconds")
+            case .error: .name(\.error, "the key holding an error; present and not null: it failed")
             }
         }
     }

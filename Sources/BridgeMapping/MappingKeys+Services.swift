@@ -3,7 +3,7 @@
 extension Keys {
     // MARK: approvals
 
-    enum Approvals: String, MappingKeySet {
+    enum Approvals: String, ModelKeySet {
         case table, key, status
         case expiresAtColumn = "expires_at_column"
         case expiresAfter = "expires_after"
@@ -12,34 +12,38 @@ extension Keys {
         case groupColumn = "group_column"
         case columns, values
 
-        var declaration: MappingKey {
-            let d = ApprovalsMapping()
-            return switch self {
-            case .table: .init(.name, .required, "the table of approval requests")
-            case .key: .init(.name, default: d.key, "its key column")
-            case .status: .init(.section(ApprovalStatus.self), "its status column and values")
-            case .expiresAtColumn: .init(.name, "receives the deadline; past it an undecided request is rejected")
-            case .expiresAfter: .init(.duration, default: "24h", "how long a request waits for a decision")
-            case .responseColumn: .init(.name, "the reviewer's answer (json or text)")
-            case .respondedAtColumn: .init(.name, "when it was decided")
-            case .groupColumn: .init(.name, "receives the task's group value")
-            case .columns: .init(.section(ApprovalColumn.self), "bridge's content → the table's columns")
-            case .values: .init(.stringMap, "constant values for other columns")
+        static let defaults = ApprovalsMapping()
+
+        var field: KeyField<ApprovalsMapping> {
+            switch self {
+            // Required, so the model's placeholder is no default.
+            case .table: .key(.init(.name, .required, "the table of approval requests"))
+            case .key: .name(\.key, "its key column")
+            case .status: .key(.init(.section(ApprovalStatus.self), "its status column and values"))
+            case .expiresAtColumn:
+                .name(\.expiresAtColumn, "receives the deadline; past it an undecided request is rejected")
+            case .expiresAfter: .key(.init(.duration, default: "24h", "how long a request waits for a decision"))
+            case .responseColumn: .name(\.responseColumn, "the reviewer's answer (json or text)")
+            case .respondedAtColumn: .name(\.respondedAtColumn, "when it was decided")
+            case .groupColumn: .name(\.groupColumn, "receives the task's group value")
+            case .columns: .key(.init(.section(ApprovalColumn.self), "bridge's content → the table's columns"))
+            case .values: .key(.init(.stringMap, "constant values for other columns"))
             }
         }
     }
 
-    enum ApprovalStatus: String, MappingKeySet {
+    enum ApprovalStatus: String, ModelKeySet {
         case column, pending, approved, rejected, expired
 
-        var declaration: MappingKey {
-            let d = ApprovalsMapping()
-            return switch self {
-            case .column: .init(.name, default: d.statusColumn, "the status column")
-            case .pending: .init(.name, default: d.pending, "a request waiting for a decision")
-            case .approved: .init(.name, default: d.approved, "an approved request")
-            case .rejected: .init(.name, default: d.rejected, "a rejected request")
-            case .expired: .init(.name, "written when an undecided request expires (else it stays pending)")
+        static let defaults = ApprovalsMapping()
+
+        var field: KeyField<ApprovalsMapping> {
+            switch self {
+            case .column: .name(\.statusColumn, "the status column")
+            case .pending: .name(\.pending, "a request waiting for a decision")
+            case .approved: .name(\.approved, "an approved request")
+            case .rejected: .name(\.rejected, "a rejected request")
+            case .expired: .name(\.expired, "written when an undecided request expires (else it stays pending)")
             }
         }
     }

@@ -21,6 +21,76 @@ extension MappingKeySet {
     }
 }
 
+/// A section whose name keys are stored in fields of `Model` (a column or a status value): each
+/// such key is bound to its field once, which gives both its declaration (the default is the
+/// field's value in `defaults`) and its reading (`MapReader.names(into:)`). Its other keys are
+/// declared as usual and read by hand.
+protocol ModelKeySet: MappingKeySet {
+    associatedtype Model
+    /// The model as it is when the section is left out.
+    static var defaults: Model { get }
+    var field: KeyField<Model> { get }
+}
+
+extension ModelKeySet {
+    var declaration: MappingKey {
+        switch field {
+        case .key(let key): return key
+        case .bound(let name):
+            return MappingKey(.name, name.requirement, default: name.value(in: Self.defaults), name.summary)
+        }
+    }
+}
+
+/// A key of a `ModelKeySet`: a name bound to a field of the model, or any other key.
+enum KeyField<Model> {
+    case bound(NameField<Model>)
+    case key(MappingKey)
+
+    /// A name with a default (the field's): left out, the key takes it.
+    static func name(
+        _ path: WritableKeyPath<Model, String>, _ requirement: MappingKeyRequirement, _ summary: String
+    ) -> Self {
+        .bound(NameField(path: .value(path), requirement: requirement, summary: summary))
+    }
+
+    /// A name that may be absent: left out, the field is nil (its value in the defaults is
+    /// what the docs show).
+    static func name(
+        _ path: WritableKeyPath<Model, String?>, _ requirement: MappingKeyRequirement, _ summary: String
+    ) -> Self {
+        .bound(NameField(path: .optional(path), requirement: requirement, summary: summary))
+    }
+
+    /// An optional name with a default.
+    static func name(_ path: WritableKeyPath<Model, String>, _ summary: String) -> Self {
+        name(path, .optional, summary)
+    }
+
+    /// An optional name that may be absent.
+    static func name(_ path: WritableKeyPath<Model, String?>, _ summary: String) -> Self {
+        name(path, .optional, summary)
+    }
+}
+
+/// A name key's field, requirement and description.
+struct NameField<Model> {
+    enum Path {
+        case value(WritableKeyPath<Model, String>)
+        case optional(WritableKeyPath<Model, String?>)
+    }
+    var path: Path
+    var requirement: MappingKeyRequirement
+    var summary: String
+
+    func value(in model: Model) -> String? {
+        switch path {
+        case .value(let p): model[keyPath: p]
+        case .optional(let p): model[keyPath: p]
+        }
+    }
+}
+
 /// One key: what it holds, whether it must be given, its default, and a one-line description.
 struct MappingKey {
     var kind: MappingKeyKind

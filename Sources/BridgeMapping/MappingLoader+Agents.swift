@@ -164,12 +164,3 @@ extension LoadState {
         }
     }
 }
-
-/// The sections that hold a guardrail check: exactly one of `sql` and `agent`.
-protocol GuardrailCheckKeys: MappingKeySet {
-    static var sql: Self { get }
-    static var agent: Self { get }
-}
-
-extension Keys.Guardrail: GuardrailCheckKeys {}
-extension Keys.ToolGuardrail: GuardrailCheckKeys {}

@@ -38,9 +38,7 @@ extension LoadState {
             }
             let path = "pricing.\(model)"
             guard let p = r.map(v, path, Keys.Price.self) else { continue }
-            let input = p.value(.input).flatMap { number(r, $0, p.path(.input)) }
-            let output = p.value(.output).flatMap { number(r, $0, p.path(.output)) }
-            let cached = p.value(.cachedInput).flatMap { number(r, $0, p.path(.cachedInput)) }
+            let (input, output, cached) = (p.number(.input), p.number(.output), p.number(.cachedInput))
             if let input, let output, p.node(.cachedInput) == nil || cached != nil {
                 out.models[model] = ModelPrice(input: input, cachedInput: cached, output: output)
             }
@@ -52,15 +50,9 @@ extension LoadState {
         guard let m = r.map(node, "limits", Keys.Limits.self) else { return nil }
         var out = LimitsMapping(origin: origin)
         for (model, l) in limitEntries(r, m.node(.models), "limits.models", "model", Keys.ModelLimit.self) {
-            var limit = ModelLimit()
-            limit.requestsPerMinute = l.node(.requestsPerMinute).flatMap {
-                number(r, $0, l.path(.requestsPerMinute), positive: true)
-            }
-            limit.tokensPerMinute = l.node(.tokensPerMinute).flatMap {
-                number(r, $0, l.path(.tokensPerMinute), positive: true)
-            }
-            limit.concurrency = l.node(.concurrency).flatMap { concurrency(r, $0, l.path(.concurrency)) }
-            out.models[model] = limit
+            out.models[model] = ModelLimit(
+                requestsPerMinute: l.number(.requestsPerMinute), tokensPerMinute: l.number(.tokensPerMinute),
+                concurrency: l.node(.concurrency).flatMap { concurrency(r, $0, l.path(.concurrency)) })
         }
         for (tool, l) in limitEntries(r, m.node(.tools), "limits.tools", "tool", Keys.ToolLimit.self) {
             if let c = l.value(.concurrency).flatMap({ concurrency(r, $0, l.path(.concurrency)) }) {
@@ -124,5 +116,15 @@ extension LoadState {
         return BudgetMapping(
             table: table, key: key, limit: limit, spentColumn: m.name(.spentColumn), onExceeded: onExceeded,
             origin: origin)
+    }
+}
+
+extension MapReader {
+    /// The number under `key`, checked against its declaration (`.number(positive:)`).
+    func number(_ key: Key) -> Double? {
+        guard case .number(let positive) = key.declaration.kind else {
+            preconditionFailure("\(path(key)) is not declared a number")
+        }
+        return value(key).flatMap { LoadState.number(reader, $0, path(key), positive: positive) }
     }
 }

@@ -181,19 +181,14 @@ extension LoadState {
         guard let m = r.map(node, "approvals", Keys.Approvals.self) else { return nil }
         var a = ApprovalsMapping(origin: origin)
         a.table = m.name(.table) ?? a.table
-        a.key = m.nameOrDefault(.key)
+        m.names(into: &a)
         if let st = m.map(.status, Keys.ApprovalStatus.self) {
-            a.statusColumn = st.nameOrDefault(.column)
-            a.pending = st.nameOrDefault(.pending)
-            a.approved = st.nameOrDefault(.approved)
-            a.rejected = st.nameOrDefault(.rejected)
-            a.expired = st.name(.expired)
+            st.names(into: &a)
             let values = [a.pending, a.approved, a.rejected] + (a.expired.map { [$0] } ?? [])
             if Set(values).count != values.count {
                 r.issue(st.node, st.path, "the pending, approved, rejected and expired values must all differ")
             }
         }
-        a.expiresAtColumn = m.name(.expiresAtColumn)
         if let n = m.node(.expiresAfter), let text = r.string(n, m.path(.expiresAfter)) {
             if let seconds = durationSeconds(text) {
                 a.expiresAfterSeconds = seconds
@@ -201,9 +196,6 @@ extension LoadState {
                 r.issue(n, m.path(.expiresAfter), "expected a duration such as 30m, 24h or 7d, got '\(text)'")
             }
         }
-        a.responseColumn = m.name(.responseColumn)
-        a.respondedAtColumn = m.name(.respondedAtColumn)
-        a.groupColumn = m.name(.groupColumn)
         if let c = m.stringMap(.columns, keys: ApprovalsMapping.contentNames) { a.columns = c }
         a.values = m.stringMap(.values) ?? [:]
         return a

@@ -296,11 +296,7 @@ struct LoadState {
         guard let m = r.map(node, "source", Keys.Source.self) else { return nil }
         var status = StatusMapping()
         if let s = m.map(.status, Keys.Status.self) {
-            status.column = s.nameOrDefault(.column)
-            status.pending = s.nameOrDefault(.pending)
-            status.running = s.nameOrDefault(.running)
-            status.completed = s.nameOrDefault(.completed)
-            status.failed = s.nameOrDefault(.failed)
+            status = s.names()
             let values = [status.pending, status.running, status.completed, status.failed]
             if Set(values).count != values.count {
                 r.issue(s.node, s.path, "the pending, running, completed and failed values must all differ")
@@ -313,26 +309,12 @@ struct LoadState {
             if let o = order, o.isEmpty { r.issue(p.node(.order), p.path(.order), "must list at least one value") }
             if let column, let order { priority = PriorityMapping(column: column, order: order) }
         }
-        var selection: AgentSelectionMapping?
-        if let a = m.map(.agentSelection, Keys.AgentSelection.self) {
-            var s = AgentSelectionMapping()
-            s.table = a.nameOrDefault(.table)
-            s.key = a.nameOrDefault(.key)
-            s.taskColumn = a.name(.taskColumn)
-            s.matchColumn = a.nameOrDefault(.matchColumn)
-            s.fallbackColumn = a.name(.fallbackColumn)
-            s.groupColumn = a.name(.groupColumn)
-            s.defaultAgent = a.name(.defaultAgent)
-            selection = s
-        }
+        let selection = m.map(.agentSelection, Keys.AgentSelection.self)?.names()
         guard let input = m.template(.input) else { return nil }
         var out = SourceMapping(input: input, origin: origin)
-        out.table = m.nameOrDefault(.table)
-        out.key = m.nameOrDefault(.key)
+        m.names(into: &out)
         out.status = status
-        out.groupColumn = m.name(.groupColumn)
         out.priority = priority
-        out.createdAtColumn = m.name(.createdAtColumn)
         out.agentSelection = selection
         return out
     }
@@ -340,47 +322,21 @@ struct LoadState {
     static func parseResults(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> ResultsMapping? {
         guard let m = r.map(node, "results", Keys.Results.self) else { return nil }
         var out = ResultsMapping(origin: origin)
-        out.resultColumn = m.nameOrDefault(.resultColumn)
-        out.completedAtColumn = m.name(.completedAtColumn)
-        out.traceIdColumn = m.name(.traceIdColumn)
+        m.names(into: &out)
         out.executions = m.map(.executions, Keys.Executions.self).map(parseExecutions)
         return out
     }
 
     static func parseExecutions(_ e: MapReader<Keys.Executions>) -> ExecutionsMapping {
-        var ex = ExecutionsMapping()
-        ex.table = e.nameOrDefault(.table)
-        ex.key = e.nameOrDefault(.key)
-        ex.taskColumn = e.nameOrDefault(.taskColumn)
-        if let c = e.map(.columns, Keys.ExecutionColumn.self) {
-            var cols = ExecutionColumns()
-            cols.status = c.nameOrDefault(.status)
-            cols.traceId = c.name(.traceId)
-            cols.startedAt = c.name(.startedAt)
-            cols.completedAt = c.name(.completedAt)
-            cols.durationSeconds = c.name(.durationSeconds)
-            cols.tokenUsage = c.name(.tokenUsage)
-            cols.result = c.name(.result)
-            cols.errorMessage = c.name(.errorMessage)
-            cols.errorType = c.name(.errorType)
-            cols.agentId = c.name(.agentId)
-            cols.workspaceId = c.name(.workspaceId)
-            cols.retryCount = c.name(.retryCount)
-            ex.columns = cols
-        }
-        if let s = e.map(.statuses, Keys.ExecutionStatus.self) {
-            ex.statuses.started = s.nameOrDefault(.started)
-            ex.statuses.completed = s.nameOrDefault(.completed)
-            ex.statuses.failedRetriable = s.nameOrDefault(.failedRetriable)
-            ex.statuses.failedTerminal = s.nameOrDefault(.failedTerminal)
-        }
+        var ex = e.names()
+        if let c = e.map(.columns, Keys.ExecutionColumn.self) { ex.columns = c.names() }
+        if let s = e.map(.statuses, Keys.ExecutionStatus.self) { ex.statuses = s.names() }
         return ex
     }
 
     static func parseTracing(_ r: YAMLReader, _ node: Node) -> TracingMapping? {
         guard let m = r.map(node, "tracing", Keys.Tracing.self) else { return nil }
-        var t = TracingMapping()
-        t.workflowName = m.nameOrDefault(.workflowName)
+        var t = m.names()
         t.includeSensitiveData = m.boolOrDefault(.includeSensitiveData)
         return t
     }

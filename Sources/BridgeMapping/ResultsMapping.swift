@@ -44,12 +44,10 @@ public struct ExecutionColumns: Sendable, Equatable {
 
     /// Configured columns keyed by their YAML (logical) name.
     public var byLogicalName: [String: String] {
-        let values: [String?] = [
-            status, traceId, startedAt, completedAt, durationSeconds, tokenUsage, result,
-            errorMessage, errorType, agentId, workspaceId, retryCount,
-        ]
         var out: [String: String] = [:]
-        for (k, v) in zip(Self.logicalNames, values) { if let v { out[k] = v } }
+        for key in Keys.ExecutionColumn.allCases {
+            if case .bound(let field) = key.field, let column = field.value(in: self) { out[key.rawValue] = column }
+        }
         return out
     }
 }

@@ -72,12 +72,7 @@ public struct RunSpec: Codable, Sendable, Equatable {
 /// A run's session: its key and the history prepended to the input (Responses API items).
 public struct SessionSpec: Codable, Sendable, Equatable {
     public var id: String
-    public var items: [ConversationItem]
-
-    public init(id: String, items: [ConversationItem] = []) {
-        self.id = id
-        self.items = items
-    }
+    public var items: [ConversationItem] = []
 }
 
 /// One agent as the runner sees it: instructions already rendered from templates.

@@ -65,16 +65,6 @@ public struct LimitsMapping: Sendable, Equatable {
     /// `fairness.group`: the task column whose values share claims in turn.
     public var fairnessGroup: String?
     public var origin: MappingLocation = .unknown
-
-    public init(
-        models: [String: ModelLimit] = [:], tools: [String: Int] = [:], fairnessGroup: String? = nil,
-        origin: MappingLocation = .unknown
-    ) {
-        self.models = models
-        self.tools = tools
-        self.fairnessGroup = fairnessGroup
-        self.origin = origin
-    }
 }
 
 /// The `budgets` section: the application's own budget per group (the reference schema's
@@ -89,20 +79,8 @@ public struct BudgetMapping: Sendable, Equatable {
     public var limit: String
     /// Where bridge writes back `{used: …}` (a jsonb column), when set.
     public var spentColumn: String?
-    public var onExceeded: OnExceeded
-    public var origin: MappingLocation
-
-    public init(
-        table: String, key: String, limit: String, spentColumn: String? = nil, onExceeded: OnExceeded = .hold,
-        origin: MappingLocation = .unknown
-    ) {
-        self.table = table
-        self.key = key
-        self.limit = limit
-        self.spentColumn = spentColumn
-        self.onExceeded = onExceeded
-        self.origin = origin
-    }
+    public var onExceeded: OnExceeded = .hold
+    public var origin: MappingLocation = .unknown
 }
 
 /// Checks of the spend sections that are warnings, not errors (`bridge mappings check`).

@@ -336,6 +336,27 @@ struct MapReader<Key: MappingKeySet> {
     }
 }
 
+extension MapReader where Key: ModelKeySet {
+    /// Reads every name key of the section into its field of `model`: the name given, else
+    /// the key's default (nil for a field that may be absent).
+    func names(into model: inout Key.Model) {
+        for key in Key.allCases {
+            guard case .bound(let field) = key.field else { continue }
+            switch field.path {
+            case .value(let p): model[keyPath: p] = nameOrDefault(key)
+            case .optional(let p): model[keyPath: p] = name(key)
+            }
+        }
+    }
+
+    /// The defaults with every name key of the section read into them.
+    func names() -> Key.Model {
+        var model = Key.defaults
+        names(into: &model)
+        return model
+    }
+}
+
 /// The closest candidate within an edit distance of 2 (for "did you mean").
 public func nearest(_ word: String, in candidates: [String]) -> String? {
     func distance(_ a: [Character], _ b: [Character]) -> Int {

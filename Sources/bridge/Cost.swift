@@ -33,26 +33,35 @@ extension Bridge {
         @Flag(help: "Print the report as one JSON object.")
         var json = false
 
-        func validate() throws {
-            guard Since.parse(since) != nil else {
+        /// --since as a point in time; throws what is wrong with it.
+        func sinceDate() throws -> Date {
+            switch Since.parse(since) {
+            case .duration(let seconds, _)?: Date().addingTimeInterval(-seconds)
+            case .timestamp(let date, _)?: date
+            case nil:
                 throw ValidationError(
                     "--since '\(since)': expected a duration like 30m, 24h or 7d, or a timestamp like 2026-11-26T09:00:00Z"
                 )
             }
-            guard CostReport.Dimension(rawValue: by) != nil else {
+        }
+
+        /// --by as a dimension; throws what is wrong with it.
+        func dimension() throws -> CostReport.Dimension {
+            guard let dimension = CostReport.Dimension(rawValue: by) else {
                 throw ValidationError("--by '\(by)': expected one of workspace, agent, model, task")
             }
+            return dimension
+        }
+
+        func validate() throws {
+            _ = try sinceDate()
+            _ = try dimension()
         }
 
         func run() async throws {
+            let dimension = try dimension()
+            let from = try sinceDate()
             try await runReportingErrors {
-                let dimension = CostReport.Dimension(rawValue: by) ?? .model
-                let from: Date =
-                    switch Since.parse(since) {
-                    case .duration(let seconds, _)?: Date().addingTimeInterval(-seconds)
-                    case .timestamp(let date, _)?: date
-                    case nil: Date()
-                    }
                 let rows = try await PostgresConnection.withConnection(
                     connection.config(applicationName: "bridge-cost")
                 ) { c in

@@ -71,12 +71,19 @@ extension Bridge {
         @Option(help: ArgumentHelp("Write the report to this file instead of standard output.", valueName: "file"))
         var output: String?
 
-        func validate() throws {
-            if let since, Since.parse(since) == nil {
+        /// --since parsed (nil when not given); throws what is wrong with it.
+        func sinceValue() throws -> Since? {
+            guard let since else { return nil }
+            guard let value = Since.parse(since) else {
                 throw ValidationError(
                     "--since '\(since)': expected a duration of at most 100 years like 30m, 24h or 7d, or a timestamp like 2026-11-26T09:00:00Z"
                 )
             }
+            return value
+        }
+
+        func validate() throws {
+            _ = try sinceValue()
             guard (1...16).contains(jobs) else { throw ValidationError("--jobs must be between 1 and 16") }
             guard maxExportLag > 0, maxExportLag.isFinite else {
                 throw ValidationError("--max-export-lag must be positive")
@@ -84,9 +91,10 @@ extension Bridge {
         }
 
         func run() async throws {
+            let since = try sinceValue()
             try await runReportingErrors {
                 var options = VerifyOptions()
-                options.scope = VerifyScope(since: since.flatMap(Since.parse), task: task, workspace: workspace)
+                options.scope = VerifyScope(since: since, task: task, workspace: workspace)
                 options.spansFile = spans
                 options.maxExportLagSeconds = maxExportLag
                 options.connections = jobs
