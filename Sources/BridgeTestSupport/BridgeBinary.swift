@@ -64,7 +64,7 @@ public final class BackgroundBridge: Sendable {
 
     public init(_ args: [String], environment: [String: String]? = nil) throws {
         logPath =
-            FileManager.default.temporaryDirectory.appendingPathComponent("bridge-bg-\(UUID().uuidString).log").path
+            TemporaryPath.unique("bridge-bg", suffix: ".log")
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         var handlers = ChildProcess.Handlers()
@@ -149,8 +149,7 @@ public enum TestMappings {
     public static func copy(
         prefix: String = "bridge-mappings", editing edits: [String: (String) throws -> String] = [:]
     ) throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try TemporaryPath.directory(prefix)
         let shipped = BridgeBinary.shippedMappings
         for name in try FileManager.default.contentsOfDirectory(atPath: shipped) where name.hasSuffix(".yaml") {
             var text = try String(contentsOfFile: shipped + "/" + name, encoding: .utf8)

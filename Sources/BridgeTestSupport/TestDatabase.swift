@@ -117,8 +117,7 @@ public enum TestDatabase {
     /// A fresh mappings directory: the shipped bridge.yaml with one tool-less agent, so each run
     /// is one model call (4 spans).
     public static func noopMappings() throws -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-noop-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try TemporaryPath.directory("bridge-noop")
         try FileManager.default.copyItem(
             atPath: projectRoot.appendingPathComponent("mappings/bridge.yaml").path,
             toPath: dir.appendingPathComponent("bridge.yaml").path)

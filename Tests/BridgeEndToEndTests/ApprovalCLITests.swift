@@ -45,11 +45,9 @@ struct ApprovalCLITests {
         // A watching worker pauses the run, then every worker is killed.
         let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--task", task] + common, environment: env)
         #expect(
-            await OffPool.until(timeout: .seconds(60)) {
-                try poll.count("id = '\(task)' AND bridge_waiting_since IS NOT NULL") == 1
-            }, "\(worker.output)")
-        worker.send(SIGKILL)
-        _ = await worker.wait(timeout: 10)
+            await worker.kill(
+                when: { try poll.count("id = '\(task)' AND bridge_waiting_since IS NOT NULL") == 1 },
+                timeout: .seconds(60)), "\(worker.output)")
         let held = try await c.query("SELECT status, bridge_lease_token FROM tasks WHERE id = \(task)::uuid").first
         #expect(held?["status"] == "in_progress", "the user's status keeps a value its CHECK allows")
         #expect(held?["bridge_lease_token"] == nil, "a waiting task holds no lease")
@@ -180,10 +178,9 @@ struct ApprovalCLITests {
         // starts the example MCP server and finishes the task, which on a loaded machine alone
         // can take more than the 15 s this wait once had.)
         #expect(
-            await OffPool.until(timeout: .seconds(60)) {
-                try poll.count("id = '\(task)' AND status = 'completed'") == 1
-            }, "\(worker.output)")
-        worker.send(SIGTERM)
+            await worker.send(
+                SIGTERM, when: { try poll.count("id = '\(task)' AND status = 'completed'") == 1 },
+                timeout: .seconds(60)), "\(worker.output)")
         _ = await worker.wait(timeout: 20)
         let decidedBy = try await c.query(
             """

@@ -172,9 +172,7 @@ struct BackfillCLITests {
 
     @Test func backfilledTracesPassVerify() async throws {
         let url = try await ExecCLITests.migratedReference()
-        let traceFile = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "bridge-backfill-\(UUID().uuidString).jsonl"
-        ).path
+        let traceFile = TemporaryPath.unique("bridge-backfill", suffix: ".jsonl")
         defer { try? FileManager.default.removeItem(atPath: traceFile) }
         let r = try await Self.backfill(url, ["--trace-file", traceFile])
         #expect(r.status == 0, "\(r.stderr)")

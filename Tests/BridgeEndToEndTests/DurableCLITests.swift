@@ -19,8 +19,7 @@ enum DurableFixture {
             CREATE TABLE durable_actions (id bigserial PRIMARY KEY, task_id text NOT NULL, note text,
                                           at timestamptz NOT NULL DEFAULT clock_timestamp())
             """)
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-durable-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try TemporaryPath.directory("bridge-durable")
         try FileManager.default.copyItem(
             atPath: TestDatabase.projectRoot.appendingPathComponent("mappings/bridge.yaml").path,
             toPath: dir.appendingPathComponent("bridge.yaml").path)
@@ -47,12 +46,40 @@ enum DurableFixture {
         return (url, dir.path, keysLog)
     }
 
-    /// The arguments of a worker that answers offline after 1.5 s per model call on a 1 s lease.
-    static func slowWorker(_ url: String, _ mappings: String) -> [String] {
-        [
-            "exec", "--offline", "--offline-latency-ms", "1500", "--lease", "1", "--database-url", url, "--mappings",
-            mappings,
-        ]
+    /// The arguments of a worker that answers offline after `latencyMs` per model call, on a
+    /// `lease`-second lease, with `concurrency` runs at once (bridge's default when nil).
+    static func slowWorker(
+        _ url: String, _ mappings: String, latencyMs: Int = 1500, lease: Int = 1, concurrency: Int? = nil
+    ) -> [String] {
+        ["exec", "--offline", "--offline-latency-ms", String(latencyMs), "--lease", String(lease)]
+            + (concurrency.map { ["--concurrency", String($0)] } ?? [])
+            + ["--database-url", url, "--mappings", mappings]
+    }
+
+    /// After interrupted runs have all finished: no trace has a function span twice for one call,
+    /// nor a handoff span twice to one agent (no step was done again), at least `resumes` resume
+    /// spans, no journal left, and `bridge verify` passes.
+    static func expectResumedWithoutRepeats(
+        _ url: String, _ mappings: String, resumes: Int, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        #expect(
+            try await TestDatabase.psql(
+                url,
+                """
+                SELECT count(*) FROM (SELECT trace_id, span_data->>'type', span_data->>'name', span_data->>'to_agent'
+                                      FROM bridge.spans WHERE span_data->>'type' IN ('function', 'handoff')
+                                      GROUP BY 1, 2, 3, 4 HAVING count(*) > 1) d
+                """) == "0", sourceLocation: sourceLocation)
+        #expect(
+            try await TestDatabase.count(url, "span_data->>'name' = 'resume'", table: "bridge.spans") >= resumes,
+            sourceLocation: sourceLocation)
+        #expect(
+            try await TestDatabase.count(url, "true", table: "bridge.run_journals") == 0, sourceLocation: sourceLocation
+        )
+        let verify = try await BridgeBinary.run(["verify", "--database-url", url, "--mappings", mappings])
+        #expect(
+            verify.status == 0, "\(verify.stdout.suffix(3000))\n\(verify.stderr.suffix(1000))",
+            sourceLocation: sourceLocation)
     }
 
     /// Runs a `slowWorker` and kills it (SIGKILL) once `runs` runs have journaled a model
@@ -77,10 +104,7 @@ struct DurableCLITests {
         let poll = PollingConnection(url)
         func worker(_ extra: [String] = []) throws -> BackgroundBridge {
             try BackgroundBridge(
-                [
-                    "exec", "--offline", "--offline-latency-ms", "1000", "--concurrency", "4", "--lease", "2",
-                    "--database-url", url, "--mappings", mappings,
-                ] + extra)
+                DurableFixture.slowWorker(url, mappings, latencyMs: 1000, lease: 2, concurrency: 4) + extra)
         }
         // A: SIGKILLed after four actions, while it holds runs past their first step.
         let a = try worker()
@@ -128,14 +152,7 @@ struct DurableCLITests {
         let keys = try String(contentsOfFile: keysLog, encoding: .utf8).split(separator: "\n").map(String.init)
         #expect(Set(keys).count == tasks && keys.allSatisfy { $0.hasPrefix("bridge-") })
         // No call id has two function spans in its trace; the interrupted runs show a resume span.
-        #expect(
-            try await TestDatabase.psql(
-                url,
-                """
-                SELECT count(*) FROM (SELECT trace_id, span_data->>'name' FROM bridge.spans WHERE span_data->>'type' = 'function'
-                                      GROUP BY 1, 2 HAVING count(*) > 1) d
-                """) == "0")
-        #expect(try await TestDatabase.count(url, "span_data->>'name' = 'resume'", table: "bridge.spans") >= 2)
+        try await DurableFixture.expectResumedWithoutRepeats(url, mappings, resumes: 2)
         let resumedTask = try await TestDatabase.psql(
             url,
             """
@@ -145,12 +162,9 @@ struct DurableCLITests {
         let show = try await BridgeBinary.run(["trace", "show", resumedTask, "--database-url", url])
         #expect(
             show.status == 0 && show.stdout.contains("resume · ") && show.stdout.contains(" lost "), "\(show.stdout)")
-        #expect(try await TestDatabase.count(url, "true", table: "bridge.run_journals") == 0)
         // Interruptions are countable: A's runs were reaped, B's released.
         #expect(try await TestDatabase.count(url, "error_type = 'LeaseExpired'", table: "task_executions") >= 1)
         #expect(try await TestDatabase.count(url, "error_type = 'Released'", table: "task_executions") >= 1)
-        let verify = try await BridgeBinary.run(["verify", "--database-url", url, "--mappings", mappings])
-        #expect(verify.status == 0, "\(verify.stdout.suffix(3000))\n\(verify.stderr.suffix(1000))")
     }
 
     /// A worker killed while it resumes a run another worker left (SIGKILL during the resumed
@@ -162,10 +176,7 @@ struct DurableCLITests {
         let (url, mappings, _) = try await DurableFixture.setUp(tasks: tasks)
         let poll = PollingConnection(url)
         func worker() throws -> BackgroundBridge {
-            try BackgroundBridge([
-                "exec", "--offline", "--offline-latency-ms", "1500", "--concurrency", "2", "--lease", "1",
-                "--database-url", url, "--mappings", mappings,
-            ])
+            try BackgroundBridge(DurableFixture.slowWorker(url, mappings, concurrency: 2))
         }
         // A dies once both runs have journaled their first response (their actions are done).
         let a = try worker()
@@ -190,20 +201,10 @@ struct DurableCLITests {
 
         try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: tasks, spansPerTrace: 8)
         #expect(try await TestDatabase.count(url, "true", table: "durable_actions") == tasks)
-        #expect(
-            try await TestDatabase.psql(
-                url,
-                """
-                SELECT count(*) FROM (SELECT trace_id, span_data->>'name' FROM bridge.spans WHERE span_data->>'type' = 'function'
-                                      GROUP BY 1, 2 HAVING count(*) > 1) d
-                """) == "0")
         // One trace per task, every resume span in it.
         #expect(
             try await TestDatabase.psql(url, "SELECT count(DISTINCT trace_id) FROM bridge.traces") == String(tasks))
-        #expect(try await TestDatabase.count(url, "span_data->>'name' = 'resume'", table: "bridge.spans") >= tasks)
-        #expect(try await TestDatabase.count(url, "true", table: "bridge.run_journals") == 0)
-        let verify = try await BridgeBinary.run(["verify", "--database-url", url, "--mappings", mappings])
-        #expect(verify.status == 0, "\(verify.stdout.suffix(3000))\n\(verify.stderr.suffix(1000))")
+        try await DurableFixture.expectResumedWithoutRepeats(url, mappings, resumes: tasks)
     }
 
     /// Worker A is killed at `boundary` (a SQL condition on the journal) with `agents` as the
@@ -217,16 +218,13 @@ struct DurableCLITests {
         let poll = PollingConnection(url)
         // A's lease is short, so that B takes its runs over soon after the kill; B's is long
         // enough that a loaded machine cannot delay B's own heartbeats past it.
-        func worker(lease: String) throws -> BackgroundBridge {
-            try BackgroundBridge([
-                "exec", "--offline", "--offline-latency-ms", "1500", "--concurrency", "2", "--lease", lease,
-                "--database-url", url, "--mappings", mappings,
-            ])
+        func worker(lease: Int) throws -> BackgroundBridge {
+            try BackgroundBridge(DurableFixture.slowWorker(url, mappings, lease: lease, concurrency: 2))
         }
-        let a = try worker(lease: "1")
+        let a = try worker(lease: 1)
         #expect(
             await a.kill(when: { try poll.count(boundary, table: "bridge.run_journals") >= 1 }, timeout: .seconds(90)))
-        let b = try worker(lease: "10")
+        let b = try worker(lease: 10)
         let rb = await b.wait(timeout: 120)
         #expect(rb?.status == 0, "\(b.output.suffix(3000))")
         #expect(try await TestDatabase.count(url, "status = 'completed'", table: "tasks") == tasks)
@@ -236,18 +234,7 @@ struct DurableCLITests {
         #expect(
             try await TestDatabase.psql(url, "SELECT count(DISTINCT openai_trace_id) FROM task_executions")
                 == String(tasks))
-        #expect(
-            try await TestDatabase.psql(
-                url,
-                """
-                SELECT count(*) FROM (SELECT trace_id, span_data->>'type', span_data->>'name', span_data->>'to_agent'
-                                      FROM bridge.spans WHERE span_data->>'type' IN ('function', 'handoff')
-                                      GROUP BY 1, 2, 3, 4 HAVING count(*) > 1) d
-                """) == "0")
-        #expect(try await TestDatabase.count(url, "span_data->>'name' = 'resume'", table: "bridge.spans") >= 1)
-        #expect(try await TestDatabase.count(url, "true", table: "bridge.run_journals") == 0)
-        let verify = try await BridgeBinary.run(["verify", "--database-url", url, "--mappings", mappings])
-        #expect(verify.status == 0, "\(verify.stdout.suffix(3000))\n\(verify.stderr.suffix(1000))")
+        try await DurableFixture.expectResumedWithoutRepeats(url, mappings, resumes: 1)
     }
 
     /// A kill during a handoff: the handoff's model response is journaled and the next agent's

@@ -55,9 +55,7 @@ struct ExecCLITests {
             try await c.query("SELECT count(*) AS n FROM tasks WHERE status = 'pending'").first?.int("n") ?? 0
         #expect(pendingBefore == 36)
 
-        let traceFile = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "bridge-e2e-\(UUID().uuidString).jsonl"
-        ).path
+        let traceFile = TemporaryPath.unique("bridge-e2e", suffix: ".jsonl")
         let r = try await BridgeBinary.run([
             "exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings,
             "--trace-file", traceFile,

@@ -271,8 +271,7 @@ struct HardeningCLITests {
     }
 
     @Test func billionLaughsIsRefusedQuickly() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-laughs-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try TemporaryPath.directory("bridge-laughs")
         defer { try? FileManager.default.removeItem(at: dir) }
         var lines = [
             "version: 1", "tools:", "  - name: t", "    description: d", "    parameters:", "      type: object",

@@ -16,9 +16,7 @@ enum LeaseFixture {
     }
 
     static func spawnAndWait(_ script: String, _ args: [String]) throws -> (status: Int32, output: String) {
-        let outPath = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "bridge-sh-\(UUID().uuidString).log"
-        ).path
+        let outPath = TemporaryPath.unique("bridge-sh", suffix: ".log")
         defer { try? FileManager.default.removeItem(atPath: outPath) }
         let closeInherited =
             "for fd in $(ls /proc/$$/fd); do [ \"$fd\" -gt 2 ] && eval \"exec $fd>&-\" 2>/dev/null; done; "
@@ -283,8 +281,7 @@ struct LeaseCLITests {
     @Test(.timeLimit(.minutes(3)))
     func watchSurvivesAPostgresRestartAndPicksUpNewTasks() async throws {
         // A cluster of our own, so it can be restarted.
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-restart-\(UUID().uuidString)")
-            .path
+        let dir = TemporaryPath.unique("bridge-restart")
         let lib = TestDatabase.projectRoot.appendingPathComponent("scripts/lib/pg.sh").path
         let started = try await LeaseFixture.shell(". \"$0\" && pg_start \"$1\" && echo \"URL=$PG_URL\"", [lib, dir])
         try #require(started.status == 0, "\(started.output)")

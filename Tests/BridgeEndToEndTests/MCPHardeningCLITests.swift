@@ -46,8 +46,7 @@ struct MCPHardeningCLITests {
         async throws
     {
         let url = try await ExecCLITests.migratedReference()
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-holder-\(UUID().uuidString)")
-            .path
+        let file = TemporaryPath.unique("bridge-holder")
         defer { try? FileManager.default.removeItem(atPath: file) }
         let dir = try Self.rawServer("fork_holder", [file])
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -122,8 +121,7 @@ struct MCPHardeningCLITests {
     @Test func execWithAServerThatCannotInitializeIsAConfigurationError() async throws {
         let url = try await ExecCLITests.migratedReference()
         // A python3 first on PATH that has no `mcp` (no site-packages: -S).
-        let bin = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-nompc-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
+        let bin = try TemporaryPath.directory("bridge-nompc")
         defer { try? FileManager.default.removeItem(at: bin) }
         let wrapper = bin.appendingPathComponent("python3")
         try "#!/bin/sh\nexec \"\(MCPCLITests.python)\" -S \"$@\"\n".write(

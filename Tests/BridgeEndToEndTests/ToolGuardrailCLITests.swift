@@ -105,6 +105,19 @@ struct ToolGuardrailCLITests {
         }
     }
 
+    /// The probe, which the offline model calls with `k1`, guarded by one SQL guardrail
+    /// `probe_guard` in `section` (input_guardrails or output_guardrails).
+    static func k1Probe(_ section: String, query: String, onTrip: String, message: String? = nil) -> String {
+        probe(
+            examples: "[k1]",
+            """
+            \(section):
+              - name: probe_guard
+                sql: {query: "\(query)"}
+                on_trip: \(onTrip)
+            """ + (message.map { "\n    message: \"\($0)\"" } ?? ""))
+    }
+
     /// A guardrail that trips on the offline model's `k1`: `guardrail` rows of the ledger under
     /// the probe's function spans, and `verify` matching them to the transcripts.
     static let tripsOnK1 =
@@ -112,15 +125,9 @@ struct ToolGuardrailCLITests {
 
     @Test func execRejectsContentAndTheLedgerHasTheGuardrailSpansUnderTheCall() async throws {
         try await HardeningCLITests.withTool(
-            Self.probe(
-                examples: "[k1]",
-                """
-                input_guardrails:
-                  - name: probe_guard
-                    sql: {query: "\(Self.tripsOnK1)"}
-                    on_trip: reject_content
-                    message: "k1 is not for task {{task.id}}."
-                """)
+            Self.k1Probe(
+                "input_guardrails", query: Self.tripsOnK1, onTrip: "reject_content",
+                message: "k1 is not for task {{task.id}}.")
         ) { url, dir in
             let run = try await HardeningCLITests.execOffline(url, dir)
             #expect(run.status == 0, "\(run.stderr)")
@@ -144,14 +151,10 @@ struct ToolGuardrailCLITests {
 
     @Test func execFailsTheTaskWithTheSDKsExceptionName() async throws {
         try await HardeningCLITests.withTool(
-            Self.probe(
-                examples: "[k1]",
-                """
-                output_guardrails:
-                  - name: probe_guard
-                    sql: {query: "SELECT CAST(:output AS text) LIKE '%k1%' AS tripwire_triggered, 'k1 leaked' AS output_info"}
-                    on_trip: raise_exception
-                """)
+            Self.k1Probe(
+                "output_guardrails",
+                query: "SELECT CAST(:output AS text) LIKE '%k1%' AS tripwire_triggered, 'k1 leaked' AS output_info",
+                onTrip: "raise_exception")
         ) { url, dir in
             let run = try await HardeningCLITests.execOffline(url, dir)
             #expect(run.status == 1, "a task failed: \(run.stderr)")

@@ -120,7 +120,7 @@ struct VerifyCLITests {
         let md = try await BridgeBinary.run(["verify", "--format", "markdown"] + db.common)
         #expect(md.status == 0 && md.stdout.contains("| tool | count | p50 | p95 | max |"))
 
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("verify-\(UUID().uuidString).xml").path
+        let out = TemporaryPath.unique("verify", suffix: ".xml")
         let junit = try await BridgeBinary.run(["verify", "--format", "junit", "--output", out] + db.common)
         #expect(junit.status == 0, "\(junit.stderr)")
         let xml = try #require(FileManager.default.contents(atPath: out))
@@ -232,9 +232,7 @@ struct VerifyCLITests {
             return v?["object"]?.stringValue == "trace" ? v?["id"]?.stringValue : nil
         }
         let victim = try #require(traceIds.first)
-        let partial = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "partial-\(UUID().uuidString).jsonl"
-        ).path
+        let partial = TemporaryPath.unique("partial", suffix: ".jsonl")
         try lines.filter { !$0.contains(victim) }.joined(separator: "\n").write(
             toFile: partial, atomically: true, encoding: .utf8)
         let r = try await db.verify(["--spans", partial])
@@ -310,7 +308,7 @@ struct VerifyCLITests {
         ] {
             #expect(r.stdout.contains(part), "\(part)\n\(r.stdout)")
         }
-        let html = FileManager.default.temporaryDirectory.appendingPathComponent("trace-\(UUID().uuidString).html").path
+        let html = TemporaryPath.unique("trace", suffix: ".html")
         let h = try await BridgeBinary.run(["trace", "show", trace, "--html", html, "--database-url", db.url])
         #expect(h.status == 0, "\(h.stderr)")
         let page = try String(contentsOfFile: html, encoding: .utf8)
@@ -350,7 +348,7 @@ func otlpJSON(fromSDK path: String) throws -> String {
         ])
     }
     let doc: JSONValue = ["resourceSpans": [["scopeSpans": [["spans": .array(spans)]]]]]
-    let out = FileManager.default.temporaryDirectory.appendingPathComponent("otlp-\(UUID().uuidString).json").path
+    let out = TemporaryPath.unique("otlp", suffix: ".json")
     try doc.compact.write(toFile: out, atomically: true, encoding: .utf8)
     return out
 }

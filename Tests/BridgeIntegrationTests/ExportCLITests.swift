@@ -73,9 +73,7 @@ struct ExportCLITests {
         defer { ingest.stop() }
         let otlp = try TestHTTPServer { _ in .json([:]) }
         defer { otlp.stop() }
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "bridge-exec-\(UUID().uuidString).jsonl"
-        ).path
+        let file = TemporaryPath.unique("bridge-exec", suffix: ".jsonl")
         defer { try? FileManager.default.removeItem(atPath: file) }
         let r = try await run(
             [

@@ -87,6 +87,37 @@ struct ExportLedger {
     func count(_ sql: String) async throws -> Int {
         try await conn.simpleQuery(sql).first?.values.first.flatMap { $0.flatMap { Int($0) } } ?? -1
     }
+
+    /// A pump for `exporter` on this ledger (through `connection`, or the ledger's own), which
+    /// records its waits in `sleeps` instead of waiting and redacts `secrets`; registered, and
+    /// holding the export lock.
+    func pump(
+        _ exporter: any TraceExporter, on connection: PostgresConnection? = nil, sleeps: SleepLog = SleepLog(),
+        secrets: [String] = [], sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws -> ExportPump {
+        let pump = ExportPump(
+            exporter: exporter, connection: connection ?? conn,
+            options: ExportPumpOptions(sleep: sleeps.sleep, secrets: secrets))
+        try await pump.register()
+        #expect(try await pump.tryLock(), "the export lock is free", sourceLocation: sourceLocation)
+        return pump
+    }
+
+    /// After a drain that returned `stats`: only the 150 kB span was rejected, its delivery row
+    /// saying `why` first; every other span was delivered.
+    func expectOnlyTheBigSpanRejected(
+        _ stats: ExportStats, why: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        #expect(
+            stats.rejectedSpans == 1 && stats.deliveredSpans == spanIds.count - 1, "\(stats)",
+            sourceLocation: sourceLocation)
+        #expect(
+            try await count(
+                """
+                SELECT count(*) FROM bridge.span_deliveries
+                WHERE status = 'rejected' AND span_id = '\(bigInputSpan)' AND error LIKE '\(why)%'
+                """) == 1, sourceLocation: sourceLocation)
+    }
 }
 
 /// Records the pump's waits instead of waiting.

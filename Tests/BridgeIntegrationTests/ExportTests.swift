@@ -29,11 +29,7 @@ struct ExportOpenAITests {
         let client = HTTPClient()
         defer { client.shutdown() }
         let log = SleepLog()
-        let pump = ExportPump(
-            exporter: exporter(server, client: client, batchSize: 10), connection: fx.conn,
-            options: ExportPumpOptions(sleep: log.sleep, secrets: [Self.key]))
-        try await pump.register()
-        #expect(try await pump.tryLock())
+        let pump = try await fx.pump(exporter(server, client: client, batchSize: 10), sleeps: log, secrets: [Self.key])
         let stats = try await pump.drain()
         #expect(stats.deliveredSpans == fx.spanIds.count && stats.deliveredTraces == fx.traceIds.count)
         #expect(stats.retries == 3 && stats.rejectedSpans == 0)
@@ -130,10 +126,7 @@ struct ExportOpenAITests {
         let client = HTTPClient()
         defer { client.shutdown() }
         let ex = exporter(server, client: client)
-        let pump = ExportPump(
-            exporter: ex, connection: fx.conn, options: ExportPumpOptions(sleep: SleepLog().sleep, secrets: ex.secrets))
-        try await pump.register()
-        try await pump.tryLock()
+        let pump = try await fx.pump(ex, secrets: ex.secrets)
         let stats = try await pump.drain()
         #expect(stats.rejectedSpans == 1 && stats.rejectedTraces == 0)
         #expect(stats.deliveredSpans == fx.spanIds.count - 1)
@@ -156,11 +149,7 @@ struct ExportOpenAITests {
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
-        let pump = ExportPump(
-            exporter: exporter(server, client: client, batchSize: 16), connection: fx.conn,
-            options: ExportPumpOptions(sleep: SleepLog().sleep))
-        try await pump.register()
-        try await pump.tryLock()
+        let pump = try await fx.pump(exporter(server, client: client, batchSize: 16))
         let stats = try await pump.drain()
         #expect(stats.rejectedSpans == 0 && stats.rejectedTraces == 0)
         #expect(stats.deliveredSpans == fx.spanIds.count)
@@ -177,11 +166,7 @@ struct ExportOpenAITests {
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
-        let pump = ExportPump(
-            exporter: exporter(server, client: client), connection: fx.conn,
-            options: ExportPumpOptions(sleep: SleepLog().sleep))
-        try await pump.register()
-        try await pump.tryLock()
+        let pump = try await fx.pump(exporter(server, client: client))
         await #expect(throws: ExportFatalError.self) { try await pump.drain() }
         #expect(try await pump.backlog() == ExportBacklog(traces: 1, spans: fx.spanIds.count))
         #expect(try await fx.count("SELECT count(*) FROM bridge.span_deliveries") == 0)
@@ -196,11 +181,7 @@ struct ExportOpenAITests {
         let client = HTTPClient()
         defer { client.shutdown() }
         let first = try await TestDatabase.connect(fx.url)
-        let pump = ExportPump(
-            exporter: exporter(down, client: client, batchSize: 8), connection: first,
-            options: ExportPumpOptions(sleep: SleepLog().sleep))
-        try await pump.register()
-        try await pump.tryLock()
+        let pump = try await fx.pump(exporter(down, client: client, batchSize: 8), on: first)
         let running = Task { try await pump.drain() }
         try await eventually("three failed attempts") { down.requests.count >= 4 }
         running.cancel()  // the process is killed mid-way
@@ -214,11 +195,7 @@ struct ExportOpenAITests {
         let up = try TestHTTPServer { _ in .json([:]) }
         defer { up.stop() }
         let second = try await TestDatabase.connect(fx.url)
-        let again = ExportPump(
-            exporter: exporter(up, client: client, batchSize: 8), connection: second,
-            options: ExportPumpOptions(sleep: SleepLog().sleep))
-        try await again.register()
-        #expect(try await again.tryLock())
+        let again = try await fx.pump(exporter(up, client: client, batchSize: 8), on: second)
         try await again.drain()
         let all = ingestedIds(Array(down.requests.prefix(1))) + ingestedIds(up.requests)
         #expect(all.count == fx.spanIds.count + fx.traceIds.count)
@@ -267,10 +244,7 @@ struct ExportOTLPAndFileTests {
         ])
         let ex = try #require(try OTLPExporter.fromEnvironment(env, client: client))
         #expect(ex.encoding == .protobuf && ex.compression == .none)
-        let pump = ExportPump(
-            exporter: ex, connection: fx.conn, options: ExportPumpOptions(sleep: SleepLog().sleep, secrets: ex.secrets))
-        try await pump.register()
-        try await pump.tryLock()
+        let pump = try await fx.pump(ex, secrets: ex.secrets)
         let stats = try await pump.drain()
         #expect(stats.deliveredSpans == fx.spanIds.count && stats.retries == 1)
         #expect(try await pump.backlog().isEmpty)
@@ -352,36 +326,11 @@ struct ExportOTLPAndFileTests {
         await fx.conn.close()
     }
 
-    @Test func otlpPartialSuccessIsRecorded() async throws {
-        let fx = try await ExportLedger.make(runs: 1)
-        let server = try TestHTTPServer { _ in
-            .json(["partialSuccess": ["rejectedSpans": "2", "errorMessage": "2 spans too old"]])
-        }
-        defer { server.stop() }
-        let client = HTTPClient()
-        defer { client.shutdown() }
-        let pump = ExportPump(
-            exporter: OTLPExporter(endpoint: server.url("/v1/traces"), client: client), connection: fx.conn)
-        try await pump.register()
-        try await pump.tryLock()
-        try await pump.drain()
-        // OTLP does not say which spans: the batch is delivered and every row keeps the message.
-        #expect(
-            try await fx.count(
-                "SELECT count(*) FROM bridge.span_deliveries WHERE status = 'delivered' AND error LIKE '%dropped 2 of%2 spans too old%'"
-            ) == fx.spanIds.count)
-        await fx.conn.close()
-    }
-
     @Test func fileExporterWritesJSONLAndRecordsDeliveries() async throws {
         let fx = try await ExportLedger.make()
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "bridge-export-\(UUID().uuidString).jsonl"
-        ).path
+        let path = TemporaryPath.unique("bridge-export", suffix: ".jsonl")
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let pump = ExportPump(exporter: try FileExporter(path: path), connection: fx.conn)
-        try await pump.register()
-        try await pump.tryLock()
+        let pump = try await fx.pump(try FileExporter(path: path))
         try await pump.drain()
         try await pump.drain()  // nothing twice
         let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map {
@@ -429,9 +378,7 @@ struct ExportOTLPAndFileTests {
         defer { good.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "bridge-session-\(UUID().uuidString).jsonl"
-        ).path
+        let path = TemporaryPath.unique("bridge-session", suffix: ".jsonl")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let session = session(
             fx,

@@ -16,8 +16,7 @@ import Testing
 @Suite(.serialized, .enabled(if: MCPFixture.isAvailable, "needs BRIDGE_MCP_PYTHON (scripts/test.sh)"))
 struct MCPMisbehaviourTests {
     static func forkHolder() throws -> (MCPServerMapping, pidFile: String) {
-        let pidFile = FileManager.default.temporaryDirectory.appendingPathComponent("mcp-holder-\(UUID().uuidString)")
-            .path
+        let pidFile = TemporaryPath.unique("mcp-holder")
         let config = MCPServerMapping(
             name: "raw",
             transport: .stdio(
@@ -64,22 +63,13 @@ struct MCPMisbehaviourTests {
 
     /// Not JSON, or JSON nested deeper than the parser goes: a protocol error naming the server,
     /// at once (the 60 s timeout would say "Timed out").
-    @Test func invalidOrTooDeepJSONIsAProtocolErrorAtOnce() async throws {
-        for (mode, expected) in [
-            ("bad_json", "sent invalid JSON (malformed JSON: "), ("deep_json", "nesting too deep"),
-        ] {
-            let pool = MCPServerPool(servers: [MCPFixture.raw(mode)], client: nil)
-            let error = await MCPFixture.failure(\.isProtocolViolation, "expected a protocol error for \(mode)") {
-                try await pool.tools(server: "raw")
-            }
-            if let error {
-                let why = error.description
-                #expect(why.hasPrefix("MCP server 'raw' sent invalid JSON"), "\(why)")
-                #expect(why.contains(expected), "\(why)")
-                #expect(!error.retriable)
-            }
-            await pool.shutdown()
-        }
+    @Test(arguments: [("bad_json", "sent invalid JSON (malformed JSON: "), ("deep_json", "nesting too deep")])
+    func invalidOrTooDeepJSONIsAProtocolErrorAtOnce(mode: String, expected: String) async throws {
+        let pool = MCPServerPool(servers: [MCPFixture.raw(mode)], client: nil)
+        let why = await MCPFixture.protocolViolation(listing: "raw", in: pool)
+        #expect(why.hasPrefix("MCP server 'raw' sent invalid JSON"), "\(why)")
+        #expect(why.contains(expected), "\(why)")
+        await pool.shutdown()
     }
 
     /// What exec does before claiming: a server that cannot start, exits or breaks the
@@ -109,30 +99,17 @@ struct MCPMisbehaviourTests {
     /// each page does (10 s leaves Python room to start on a loaded machine).
     @Test func timeoutBoundsTheWholeListing() async throws {
         let pool = MCPServerPool(servers: [MCPFixture.raw("slow_pages", timeoutMs: 10_000)], client: nil)
-        do {
-            _ = try await pool.tools(server: "raw")
-            Issue.record("expected a timeout")
-        } catch {
-            guard case .timeout(let method, _) = error else {
-                Issue.record("unexpected \(error)")
-                return
-            }
-            #expect(method == "tools/list")
-        }
+        let error = await MCPFixture.failure(\.isTimeout, "expected a timeout") { try await pool.tools(server: "raw") }
+        if let error { #expect(error.timedOut?.method == "tools/list") }
         await pool.shutdown()
     }
 
     /// A message over 16 MiB is reported as what it is, not as the SIGKILL that stopped the server.
     @Test func anOversizedMessageIsReportedAsSuch() async throws {
         let pool = MCPServerPool(servers: [MCPFixture.raw("huge")], client: nil)
-        let error = await MCPFixture.failure(\.isProtocolViolation, "expected the message to be refused") {
-            try await pool.tools(server: "raw")
-        }
-        if let error {
-            let why = error.description
-            #expect(why == "MCP server 'raw' sent a message over 16777216 bytes and was stopped", "\(why)")
-            #expect(!why.contains("signal"))
-        }
+        let why = await MCPFixture.protocolViolation(listing: "raw", in: pool)
+        #expect(why == "MCP server 'raw' sent a message over 16777216 bytes and was stopped", "\(why)")
+        #expect(!why.contains("signal"))
         await pool.shutdown()
     }
 }
@@ -140,28 +117,20 @@ struct MCPMisbehaviourTests {
 /// The same over Streamable HTTP: a body that is not JSON, or too deep, is a protocol error at
 /// once, naming the server and why.
 @Suite struct MCPHTTPMisbehaviourTests {
-    @Test func invalidOrTooDeepJSONOverHTTPIsAProtocolErrorAtOnce() async throws {
-        for (body, expected) in [
-            ("this is not JSON", "malformed JSON"),
-            (String(repeating: "[", count: 700) + String(repeating: "]", count: 700), "nesting too deep"),
-        ] {
-            let server = try TestHTTPServer { _ in .text(body, headers: [("Content-Type", "application/json")]) }
-            defer { server.stop() }
-            let client = HTTPClient()
-            defer { client.shutdown() }
-            let config = MCPServerMapping(
-                name: "remote", transport: .streamableHTTP(url: server.baseURL + "/mcp", headers: [:]),
-                timeoutMs: 180_000)
-            let pool = MCPServerPool(servers: [config], client: client)
-            let error = await MCPFixture.failure(\.isProtocolViolation, "expected a protocol error") {
-                try await pool.tools(server: "remote")
-            }
-            if let error {
-                let why = error.description
-                #expect(why.hasPrefix("MCP server 'remote' sent a message that is not JSON ("), "\(why)")
-                #expect(why.contains(expected), "\(why)")
-            }
-            await pool.shutdown()
-        }
+    @Test(arguments: [
+        ("this is not JSON", "malformed JSON"),
+        (String(repeating: "[", count: 700) + String(repeating: "]", count: 700), "nesting too deep"),
+    ])
+    func invalidOrTooDeepJSONOverHTTPIsAProtocolErrorAtOnce(body: String, expected: String) async throws {
+        let server = try TestHTTPServer { _ in .text(body, headers: [("Content-Type", "application/json")]) }
+        defer { server.stop() }
+        let client = HTTPClient()
+        defer { client.shutdown() }
+        let pool = MCPServerPool(
+            servers: [MCPFixture.remote(server.baseURL + "/mcp", timeoutMs: 180_000)], client: client)
+        let why = await MCPFixture.protocolViolation(listing: "remote", in: pool)
+        #expect(why.hasPrefix("MCP server 'remote' sent a message that is not JSON ("), "\(why)")
+        #expect(why.contains(expected), "\(why)")
+        await pool.shutdown()
     }
 }

@@ -13,6 +13,11 @@ import Testing
 extension MCPError {
     var isProtocolViolation: Bool { if case .protocolViolation = self { true } else { false } }
     var isDisconnected: Bool { if case .disconnected = self { true } else { false } }
+    var isTimeout: Bool { timedOut != nil }
+    /// The request that timed out and its limit, when this is a timeout.
+    var timedOut: (method: String, ms: Int)? {
+        if case .timeout(let method, let ms) = self { (method, ms) } else { nil }
+    }
 }
 
 /// A Python with the official MCP SDK (scripts/mcp-venv.sh; scripts/test.sh exports it).
@@ -56,6 +61,15 @@ enum MCPFixture {
             timeoutMs: timeoutMs)
     }
 
+    /// A server over Streamable HTTP at `url`, named "remote".
+    static func remote(
+        _ url: String, headers: [String: String] = [:], allowed: [String]? = nil, timeoutMs: Int
+    ) -> MCPServerMapping {
+        MCPServerMapping(
+            name: "remote", transport: .streamableHTTP(url: url, headers: headers), allowedTools: allowed,
+            timeoutMs: timeoutMs)
+    }
+
     static func isRunning(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
 
     /// The error `body` fails with, when it is of the expected kind (e.g. `\.isProtocolViolation`);
@@ -72,6 +86,18 @@ enum MCPFixture {
             Issue.record("unexpected \(error) (\(expected))", sourceLocation: sourceLocation)
         }
         return nil
+    }
+
+    /// Lists `server`'s tools in `pool`, expecting a protocol violation (never retriable); its
+    /// message, or "" with an issue recorded.
+    static func protocolViolation(
+        listing server: String, in pool: MCPServerPool, sourceLocation: SourceLocation = #_sourceLocation
+    ) async -> String {
+        let error = await failure(\.isProtocolViolation, "expected a protocol error", sourceLocation: sourceLocation) {
+            try await pool.tools(server: server)
+        }
+        #expect(error?.retriable != true, sourceLocation: sourceLocation)
+        return error?.description ?? ""
     }
 
     static func waitGone(_ pid: Int32) async -> Bool {
@@ -173,32 +199,24 @@ struct MCPStdioTests {
 
     @Test func aServerThatNeverAnswersTimesOut() async throws {
         let silent = MCPServerPool(servers: [MCPFixture.raw("silent", timeoutMs: 500)], client: nil)
-        do {
-            _ = try await silent.tools(server: "raw")
-            Issue.record("expected a timeout")
-        } catch {
-            guard case .timeout(let method, _) = error else {
-                Issue.record("unexpected \(error)")
-                return
-            }
-            #expect(method == "initialize")
-            #expect(error.retriable)
+        let never = await MCPFixture.failure(\.isTimeout, "expected a timeout") {
+            try await silent.tools(server: "raw")
+        }
+        if let never {
+            #expect(never.timedOut?.method == "initialize")
+            #expect(never.retriable)
         }
         await silent.shutdown()
 
         // Python's start-up counts against the first request's timeout: leave it room under load.
         let hanging = MCPServerPool(servers: [MCPFixture.raw("hang_calls", timeoutMs: 3_000)], client: nil)
         #expect(try await hanging.tools(server: "raw").count == 5)
-        do {
-            _ = try await hanging.call(server: "raw", tool: "t0", arguments: ["x": "1"])
-            Issue.record("expected a timeout")
-        } catch {
-            guard case .timeout(let method, let ms) = error else {
-                Issue.record("unexpected \(error)")
-                return
-            }
-            #expect(method == "tools/call")
-            #expect(ms == 3_000)
+        let hung = await MCPFixture.failure(\.isTimeout, "expected a timeout") {
+            try await hanging.call(server: "raw", tool: "t0", arguments: ["x": "1"])
+        }
+        if let hung {
+            #expect(hung.timedOut?.method == "tools/call")
+            #expect(hung.timedOut?.ms == 3_000)
         }
         // The server is still alive: listing works without a restart.
         #expect(try await hanging.tools(server: "raw").count == 5)
@@ -207,12 +225,8 @@ struct MCPStdioTests {
 
     @Test func unsupportedProtocolVersionIsRefused() async throws {
         let pool = MCPServerPool(servers: [MCPFixture.raw("old_version")], client: nil)
-        let error = await MCPFixture.failure(\.isProtocolViolation, "expected a refusal") {
-            try await pool.tools(server: "raw")
-        }
-        if let error {
-            #expect(error.description.contains("1999-01-01"))
-        }
+        let why = await MCPFixture.protocolViolation(listing: "raw", in: pool)
+        #expect(why.contains("1999-01-01"), "\(why)")
         await pool.shutdown()
     }
 
@@ -320,11 +334,9 @@ struct MCPStreamableHTTPTests {
         defer { client.shutdown() }
         var env = Environment.process.values
         env["MCP_TEST_TOKEN"] = "tok-123"
-        let config = MCPServerMapping(
-            name: "remote",
-            transport: .streamableHTTP(
-                url: "http://127.0.0.1:\(port)/mcp", headers: ["Authorization": "Bearer ${env:MCP_TEST_TOKEN}"]),
-            allowedTools: ["echo", "add", "sleep"], timeoutMs: 120_000)
+        let config = MCPFixture.remote(
+            "http://127.0.0.1:\(port)/mcp", headers: ["Authorization": "Bearer ${env:MCP_TEST_TOKEN}"],
+            allowed: ["echo", "add", "sleep"], timeoutMs: 120_000)
         let pool = MCPServerPool(servers: [config], environment: Environment(env), client: client)
         #expect(try await pool.tools(server: "remote").map(\.name).sorted() == ["add", "echo", "sleep"])
         let sum = try await pool.call(server: "remote", tool: "add", arguments: ["a": 40, "b": 2])
@@ -342,10 +354,8 @@ struct MCPStreamableHTTPTests {
         defer { server.kill() }
         let client = HTTPClient()
         defer { client.shutdown() }
-        let config = MCPServerMapping(
-            name: "remote", transport: .streamableHTTP(url: "http://127.0.0.1:\(port)/mcp", headers: [:]),
-            timeoutMs: 1_000)
-        let pool = MCPServerPool(servers: [config], client: client)
+        let pool = MCPServerPool(
+            servers: [MCPFixture.remote("http://127.0.0.1:\(port)/mcp", timeoutMs: 1_000)], client: client)
         let error = await #expect(throws: MCPError.self) {
             try await pool.call(server: "remote", tool: "sleep", arguments: ["seconds": 30])
         }
@@ -356,10 +366,8 @@ struct MCPStreamableHTTPTests {
     @Test func unreachableServerIsUnavailable() async throws {
         let client = HTTPClient()
         defer { client.shutdown() }
-        let config = MCPServerMapping(
-            name: "remote", transport: .streamableHTTP(url: "http://127.0.0.1:9/mcp", headers: [:]),
-            timeoutMs: 2_000)
-        let pool = MCPServerPool(servers: [config], client: client)
+        let pool = MCPServerPool(
+            servers: [MCPFixture.remote("http://127.0.0.1:9/mcp", timeoutMs: 2_000)], client: client)
         // Refused at once normally; under heavy load the request's timer may win.
         let error = await #expect(throws: MCPError.self) { try await pool.tools(server: "remote") }
         #expect(error?.retriable == true)

@@ -24,12 +24,26 @@ enum MigrateFixture {
 
     /// A temporary copy of migrations/.
     static func copyOfMigrations() throws -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-mig-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try TemporaryPath.directory("bridge-mig").path
         for name in try FileManager.default.contentsOfDirectory(atPath: shippedDir) {
             try FileManager.default.copyItem(atPath: shippedDir + "/" + name, toPath: dir + "/" + name)
         }
         return dir
+    }
+
+    /// `up()` of the migrations in `dir` on `url`.
+    @discardableResult
+    static func up(_ url: String, dir: String) async throws -> UpReport {
+        try await Migrator(options: options(url, dir: dir)).up()
+    }
+
+    /// A new reference database (`seed`ed or not) with a copy of migrations/ applied; the copy,
+    /// for a test to add files to.
+    static func migratedCopy(seed: Bool) async throws -> (url: String, dir: String) {
+        let url = try await TestDatabase.createReference(seed: seed)
+        let dir = try copyOfMigrations()
+        try await up(url, dir: dir)
+        return (url, dir)
     }
 
     /// `up()` of the migrations in `dir` on `url`, expected to fail: its error (nil, and an issue
@@ -133,10 +147,9 @@ struct MigrateReferenceTests {
     /// column and the table, never a row read with an empty value.
     @Test func aHistoryRowThatDoesNotReadNamesItsColumn() async throws {
         let url = try await TestDatabase.create()
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-mig-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try TemporaryPath.directory("bridge-mig").path
         try "CREATE TABLE a (x int);\n".write(toFile: dir + "/0001_a.sql", atomically: true, encoding: .utf8)
-        _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        try await MigrateFixture.up(url, dir: dir)
         try await TestDatabase.execute(
             url,
             """
@@ -155,9 +168,7 @@ struct MigrateReferenceTests {
     }
 
     @Test func brokenFileLeavesNoTrace() async throws {
-        let url = try await TestDatabase.createReference(seed: true)
-        let dir = try MigrateFixture.copyOfMigrations()
-        _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        let (url, dir) = try await MigrateFixture.migratedCopy(seed: true)
         try MigrateFixture.write(
             dir, "0900_broken.sql",
             """
@@ -180,9 +191,7 @@ struct MigrateReferenceTests {
     }
 
     @Test func concurrentIndexRebuildsInvalidIndex() async throws {
-        let url = try await TestDatabase.createReference(seed: true)
-        let dir = try MigrateFixture.copyOfMigrations()
-        _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        let (url, dir) = try await MigrateFixture.migratedCopy(seed: true)
         // A failed concurrent build leaves an INVALID index behind.
         let c = try await TestDatabase.connect(url)
         await #expect(throws: PostgresError.self) {
@@ -195,7 +204,7 @@ struct MigrateReferenceTests {
             """
             CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_tasks_status2 ON tasks (status, priority);
             """)
-        let r = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        let r = try await MigrateFixture.up(url, dir: dir)
         #expect(r.applied.map(\.file) == ["0900_status_index.sql"])
         #expect(r.applied[0].transactional == false)
         #expect(try await MigrateFixture.scalar(url, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == "0")
@@ -206,9 +215,7 @@ struct MigrateReferenceTests {
     }
 
     @Test func failedNonTransactionalRunResumes() async throws {
-        let url = try await TestDatabase.createReference(seed: false)
-        let dir = try MigrateFixture.copyOfMigrations()
-        _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        let (url, dir) = try await MigrateFixture.migratedCopy(seed: false)
         try MigrateFixture.write(
             dir, "0900_two_indexes.sql",
             """
@@ -225,15 +232,13 @@ struct MigrateReferenceTests {
         #expect(status.files.last?.history?.statementsDone == 1)
         // Fix the cause; the re-run resumes at statement 2 (statement 1 has no IF NOT EXISTS).
         _ = try await MigrateFixture.scalar(url, "ALTER TABLE tasks ADD COLUMN later_x int")
-        let r = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        let r = try await MigrateFixture.up(url, dir: dir)
         #expect(r.applied.first?.resumedAtStatement == 2)
         #expect(try await Migrator(options: MigrateFixture.options(url, dir: dir)).status().exitStatus == .ok)
     }
 
     @Test func driftIsRefusedAndRepairAcceptsIt() async throws {
-        let url = try await TestDatabase.createReference(seed: false)
-        let dir = try MigrateFixture.copyOfMigrations()
-        _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        let (url, dir) = try await MigrateFixture.migratedCopy(seed: false)
         let path = dir + "/0002_trace_columns.sql"
         try (String(contentsOfFile: path, encoding: .utf8) + "\n-- edited\n").write(
             toFile: path, atomically: true, encoding: .utf8)
@@ -246,7 +251,7 @@ struct MigrateReferenceTests {
         #expect(try await Migrator(options: MigrateFixture.options(url, dir: dir)).status().exitStatus == .failed)
         let repair = try await Migrator(options: MigrateFixture.options(url, dir: dir)).repair()
         #expect(repair.changes.count == 1 && repair.changes[0].contains("0002_trace_columns.sql"))
-        let r = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        let r = try await MigrateFixture.up(url, dir: dir)
         #expect(r.applied.map(\.file) == ["0900_more.sql"])
     }
 
@@ -268,7 +273,7 @@ struct MigrateReferenceTests {
         #expect(
             status.files.map(\.state) == [.baseline]
                 + Array(repeating: .pending, count: MigrateFixture.shipped.count - 1))
-        let r = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        let r = try await MigrateFixture.up(url, dir: dir)
         #expect(r.applied.map(\.file) == Array(MigrateFixture.shipped.dropFirst()))
         #expect(
             try await MigrateFixture.scalar(url, "SELECT count(*) FROM bridge.traces WHERE trace_id = 'trace_marker'")
@@ -279,9 +284,7 @@ struct MigrateReferenceTests {
     }
 
     @Test func outOfOrderIsRefusedUnlessAllowed() async throws {
-        let url = try await TestDatabase.createReference(seed: false)
-        let dir = try MigrateFixture.copyOfMigrations()
-        _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
+        let (url, dir) = try await MigrateFixture.migratedCopy(seed: false)
         try MigrateFixture.write(dir, "0000_early.sql", "CREATE TABLE bridge.early (id int);")
         let error = try #require(await MigrateFixture.failingUp(url, dir: dir))
         #expect(error == .outOfOrder(files: ["0000_early.sql"], newestApplied: MigrateFixture.shipped.last!))
@@ -293,15 +296,11 @@ struct MigrateReferenceTests {
     /// Another folder's applied files do not order this one: migrations/optional can be applied
     /// after main migrations with newer versions, and the other way round.
     @Test func anotherFoldersNewerFilesDoNotMakeThisOneOutOfOrder() async throws {
-        let url = try await TestDatabase.createReference(seed: false)
-        let dir = try MigrateFixture.copyOfMigrations()
-        _ = try await Migrator(options: MigrateFixture.options(url, dir: dir)).up()
-        let other = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-other-\(UUID().uuidString)")
-            .path
-        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+        let (url, dir) = try await MigrateFixture.migratedCopy(seed: false)
+        let other = try TemporaryPath.directory("bridge-other").path
         try MigrateFixture.write(other, "0006_early.sql", "CREATE TABLE bridge.early (id int);")
         #expect(
-            try await Migrator(options: MigrateFixture.options(url, dir: other)).up().applied.map(\.file) == [
+            try await MigrateFixture.up(url, dir: other).applied.map(\.file) == [
                 "0006_early.sql"
             ])
     }

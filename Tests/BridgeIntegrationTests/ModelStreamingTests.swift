@@ -13,6 +13,11 @@ import Testing
 // usage; error events, cut streams and stalled streams fail the call (retriably where a new
 // attempt may succeed), never as a partial answer.
 
+extension Result {
+    /// The error, when this is a failure.
+    fileprivate var failure: Failure? { if case .failure(let e) = self { e } else { nil } }
+}
+
 private func streamSettings(_ server: TestHTTPServer, stream: Bool = true, retries: Int = 0) -> OpenAISettings {
     var s = OpenAISettings(
         baseURL: server.url("/v1/"), apiKey: "sk-test-stream",
@@ -219,10 +224,7 @@ private func comparable(_ s: SpanRecord) -> JSONValue {
                         )
                     ])
             }, retries: 1)
-        guard case .failure(let e) = result else {
-            Issue.record("a partial stream succeeded")
-            return
-        }
+        let e = try #require(result.failure, "a partial stream succeeded")
         #expect(e.retriable)
         #expect(e.message.contains("server_error") && e.message.contains("had an error"), "\(e.message)")
         #expect(e.message.contains("after 2 attempts"))
@@ -239,33 +241,26 @@ private func comparable(_ s: SpanRecord) -> JSONValue {
                     )
                 ])
             }, retries: 2)
-        guard case .failure(let e) = result else {
-            Issue.record("an error event succeeded")
-            return
-        }
+        let e = try #require(result.failure, "an error event succeeded")
         #expect(!e.retriable)
         #expect(requests.count == 1)
         #expect(e.message.contains("context window"))
     }
 
-    @Test func responseFailedAndIncompleteEventsFailLikeTheirPlainAnswers() async throws {
-        for status in ["failed", "incomplete"] {
-            let (result, requests) = try await call(
-                { r in
-                    var reply = responsesReply(r.json ?? [:]).objectValue!
-                    reply["status"] = .string(status)
-                    reply["error"] = status == "failed" ? ["code": "invalid_prompt", "message": "flagged"] : .null
-                    reply["incomplete_details"] = status == "incomplete" ? ["reason": "max_output_tokens"] : .null
-                    return .sse(ModelStreams.responsesEvents(.object(reply)))
-                }, retries: 2)
-            guard case .failure(let e) = result else {
-                Issue.record("response.\(status) succeeded")
-                continue
-            }
-            #expect(!e.retriable)
-            #expect(requests.count == 1)
-            #expect(e.message.contains(status == "failed" ? "failed (invalid_prompt): flagged" : "max_output_tokens"))
-        }
+    @Test(arguments: ["failed", "incomplete"])
+    func responseFailedAndIncompleteEventsFailLikeTheirPlainAnswers(status: String) async throws {
+        let (result, requests) = try await call(
+            { r in
+                var reply = responsesReply(r.json ?? [:]).objectValue!
+                reply["status"] = .string(status)
+                reply["error"] = status == "failed" ? ["code": "invalid_prompt", "message": "flagged"] : .null
+                reply["incomplete_details"] = status == "incomplete" ? ["reason": "max_output_tokens"] : .null
+                return .sse(ModelStreams.responsesEvents(.object(reply)))
+            }, retries: 2)
+        let e = try #require(result.failure, "response.\(status) succeeded")
+        #expect(!e.retriable)
+        #expect(requests.count == 1)
+        #expect(e.message.contains(status == "failed" ? "failed (invalid_prompt): flagged" : "max_output_tokens"))
     }
 
     @Test func aChatErrorChunkFailsTheCall() async throws {
@@ -277,10 +272,7 @@ private func comparable(_ s: SpanRecord) -> JSONValue {
                         (nil, #"{"error":{"message":"upstream overloaded","type":"server_error","code":null}}"#)
                     ])
             }, api: .chatCompletions)
-        guard case .failure(let e) = result else {
-            Issue.record("a chat error chunk succeeded")
-            return
-        }
+        let e = try #require(result.failure, "a chat error chunk succeeded")
         #expect(e.retriable)
         #expect(e.message.contains("upstream overloaded"))
     }
@@ -298,10 +290,7 @@ private func comparable(_ s: SpanRecord) -> JSONValue {
                 response.parts?.append(.init(bytes: Array("data: {\"type\":\"response.compl".utf8)))
                 return response
             }, api: api, retries: 1)
-        guard case .failure(let e) = result else {
-            Issue.record("a cut stream succeeded")
-            return
-        }
+        let e = try #require(result.failure, "a cut stream succeeded")
         #expect(e.retriable)
         #expect(requests.count == 2)
         #expect(
@@ -311,10 +300,7 @@ private func comparable(_ s: SpanRecord) -> JSONValue {
 
     @Test func aStreamThatEndsCleanlyWithoutItsFinalEventIsCut() async throws {
         let (result, _) = try await call({ r in .sse(self.prefix(r.json ?? [:], 4)) })
-        guard case .failure(let e) = result else {
-            Issue.record("an unfinished stream succeeded")
-            return
-        }
+        let e = try #require(result.failure, "an unfinished stream succeeded")
         #expect(e.retriable)
         #expect(e.message.contains("without response.completed"), "\(e.message)")
     }
@@ -322,10 +308,7 @@ private func comparable(_ s: SpanRecord) -> JSONValue {
     @Test func aStalledStreamTimesOutBetweenEventsAndIsRetriable() async throws {
         let (result, requests) = try await call(
             { r in .sse(self.prefix(r.json ?? [:], 3), end: .stall) }, retries: 1, stall: .seconds(1))
-        guard case .failure(let e) = result else {
-            Issue.record("a stalled stream succeeded")
-            return
-        }
+        let e = try #require(result.failure, "a stalled stream succeeded")
         #expect(e.retriable)
         #expect(requests.count == 2)
         #expect(e.message.contains("timeout") && e.message.contains("stream stalled"), "\(e.message)")

@@ -186,9 +186,7 @@ struct TraceLedgerTests {
         ]
         let spec = runnerSpec(tools: tools, pmTools: ["get_team_roles_and_status"])
         let ledger = Ledger(connection: conn)
-        let traceFile = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "bridge-\(UUID().uuidString).jsonl"
-        ).path
+        let traceFile = TemporaryPath.unique("bridge", suffix: ".jsonl")
         defer { try? FileManager.default.removeItem(atPath: traceFile) }
         let exporter = try FileExporter(path: traceFile)
         let recorder = TraceRecorder(spec: spec, ledger: ledger, includeSensitiveData: true, extraSinks: [exporter])
@@ -299,8 +297,7 @@ struct TraceLedgerTests {
 
 @Suite struct FileExporterTests {
     @Test func concurrentRunsWriteWholeLines() async throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-\(UUID().uuidString).jsonl")
-            .path
+        let path = TemporaryPath.unique("bridge", suffix: ".jsonl")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let exporter = try FileExporter(path: path)
         await withTaskGroup(of: Void.self) { group in

@@ -187,9 +187,14 @@ enum ToolGuardFixture {
 
         """
 
+    /// Mappings with the agents above and `lookup` followed by `guardrails`.
+    static func mappings(lookupThen guardrails: String) -> String {
+        MappingFixtures.base + agents + lookupTool + guardrails
+    }
+
     @Test func toolGuardrailsLoadIntoTheRunSpecWithTheirAgents() throws {
-        let text =
-            MappingFixtures.base + Self.agents + Self.lookupTool + """
+        let text = Self.mappings(
+            lookupThen: """
                     input_guardrails:
                       - name: own
                         sql: {query: "SELECT (CAST(:arguments AS jsonb)->>'id') IS NULL AS tripwire_triggered FROM tasks WHERE name = :task.name"}
@@ -198,7 +203,7 @@ enum ToolGuardFixture {
                     output_guardrails:
                       - name: pii
                         agent: Checker
-                """
+                """)
         let config = try MappingLoader.load(documents: [("m.yaml", text)])
         let spec = try DatabaseToSDKBridge(config: config).runSpec(
             task: ["id": 1, "name": "n"], agentRows: [], handoffEdges: [], attempt: 1)
@@ -216,8 +221,8 @@ enum ToolGuardFixture {
     }
 
     @Test func badToolGuardrailsAreLocated() {
-        let text =
-            MappingFixtures.base + Self.agents + Self.lookupTool + """
+        let text = Self.mappings(
+            lookupThen: """
                     input_guardrails:
                       - name: g1
                         sql: {query: "SELECT :output IS NULL AS tripwire_triggered"}
@@ -241,7 +246,7 @@ enum ToolGuardFixture {
                     output_guardrails:
                       - name: g6
                         agent: Checker
-                """
+                """)
         let issues = MappingFixtures.issues([("m.yaml", text)])
         let messages = issues.map(\.description)
         func line(_ needle: String, last: Bool) -> Int {
