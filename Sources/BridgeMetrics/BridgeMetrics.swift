@@ -226,7 +226,8 @@ public enum BridgeMetrics {
     /// that `increase()` over the series counts that call (a counter that appears with its first
     /// value loses it).
     public static func registerCost(models: [String], group: String) {
-        for m in Set(models) { _ = costSeries(model: m, group: group) }
+        // A run has a model or two: no Set made for them.
+        for (i, m) in models.enumerated() where !models[..<i].contains(m) { _ = costSeries(model: m, group: group) }
     }
 
     /// The cost of one priced model call, by model and group (`source.group_column`, e.g. the

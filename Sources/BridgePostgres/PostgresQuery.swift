@@ -20,24 +20,26 @@ public protocol PostgresBindable: Sendable {
     var postgresValue: PostgresValue { get }
 }
 
-extension String: PostgresBindable { public var postgresValue: PostgresValue { .text(self) } }
-extension Substring: PostgresBindable { public var postgresValue: PostgresValue { .text(String(self)) } }
-extension Int: PostgresBindable { public var postgresValue: PostgresValue { .text(String(self)) } }
-extension Int32: PostgresBindable { public var postgresValue: PostgresValue { .text(String(self)) } }
-extension Int64: PostgresBindable { public var postgresValue: PostgresValue { .text(String(self)) } }
-extension Double: PostgresBindable { public var postgresValue: PostgresValue { .text(String(self)) } }
-extension Bool: PostgresBindable { public var postgresValue: PostgresValue { .text(self ? "true" : "false") } }
+extension String: PostgresBindable { @inlinable public var postgresValue: PostgresValue { .text(self) } }
+extension Substring: PostgresBindable { @inlinable public var postgresValue: PostgresValue { .text(String(self)) } }
+extension Int: PostgresBindable { @inlinable public var postgresValue: PostgresValue { .text(String(self)) } }
+extension Int32: PostgresBindable { @inlinable public var postgresValue: PostgresValue { .text(String(self)) } }
+extension Int64: PostgresBindable { @inlinable public var postgresValue: PostgresValue { .text(String(self)) } }
+extension Double: PostgresBindable { @inlinable public var postgresValue: PostgresValue { .text(String(self)) } }
+extension Bool: PostgresBindable {
+    @inlinable public var postgresValue: PostgresValue { .text(self ? "true" : "false") }
+}
 extension UUID: PostgresBindable { public var postgresValue: PostgresValue { .text(uuidString.lowercased()) } }
-extension PostgresValue: PostgresBindable { public var postgresValue: PostgresValue { self } }
+extension PostgresValue: PostgresBindable { @inlinable public var postgresValue: PostgresValue { self } }
 extension Date: PostgresBindable {
     public var postgresValue: PostgresValue { .text(PostgresTimestamp.format(self)) }
 }
 /// A typed id (`TraceID`, `SpanID`, …) binds as its text once its type declares `PostgresBindable`.
 extension PostgresBindable where Self: TextID {
-    public var postgresValue: PostgresValue { .text(text) }
+    @inlinable public var postgresValue: PostgresValue { .text(text) }
 }
 extension Optional: PostgresBindable where Wrapped: PostgresBindable {
-    public var postgresValue: PostgresValue { self?.postgresValue ?? .null }
+    @inlinable public var postgresValue: PostgresValue { self?.postgresValue ?? .null }
 }
 
 extension PostgresQuery {
@@ -227,27 +229,43 @@ public struct PostgresQuery: Sendable, Equatable, ExpressibleByStringInterpolati
         return String(decoding: out, as: UTF8.self)
     }
 
-    public struct StringInterpolation: StringInterpolationProtocol, Sendable {
-        var sql = ""
-        var binds: [PostgresValue] = []
+    /// `$0` … `$99`, for `StringInterpolation.appendBind`.
+    @usableFromInline static let placeholders: [String] = (0..<100).map { "$\($0)" }
 
+    // The value appends are `@inlinable`, so that they are specialised for each bound type in
+    // the modules that build statements: unspecialised, each bind went through the generic
+    // witness tables (and `Optional`'s conditional conformance), 1,000–2,400 instructions each.
+    public struct StringInterpolation: StringInterpolationProtocol, Sendable {
+        @usableFromInline var sql = ""
+        @usableFromInline var binds: [PostgresValue] = []
+        /// The literal's interpolations: at most that many binds, reserved at the first.
+        @usableFromInline let interpolations: Int
+
+        @inlinable
         public init(literalCapacity: Int, interpolationCount: Int) {
             sql.reserveCapacity(literalCapacity + interpolationCount * 3)
+            interpolations = interpolationCount
         }
 
         public mutating func appendLiteral(_ literal: String) { sql += literal }
 
         /// A value: becomes the next `$n` parameter.
-        public mutating func appendInterpolation(_ value: some PostgresBindable) {
-            binds.append(value.postgresValue)
-            // Two appends: an interpolated "$n" made a String of its own for every bind.
-            sql += "$"
-            sql += String(binds.count)
-        }
+        @inlinable
+        public mutating func appendInterpolation(_ value: some PostgresBindable) { appendBind(value.postgresValue) }
 
         /// An optional value: the next `$n` parameter, NULL when nil.
+        @inlinable
         public mutating func appendInterpolation<T: PostgresBindable>(_ value: T?) {
-            appendInterpolation(value.postgresValue)
+            appendBind(value?.postgresValue ?? .null)
+        }
+
+        @usableFromInline
+        mutating func appendBind(_ value: PostgresValue) {
+            if binds.isEmpty { binds.reserveCapacity(interpolations) }
+            binds.append(value)
+            // One append of a ready `$n`: two appends and a number made for every bind cost more.
+            let n = binds.count
+            sql += n < PostgresQuery.placeholders.count ? PostgresQuery.placeholders[n] : "$\(n)"
         }
 
         /// An identifier such as a table or column name, through `quoteIdentifier`.

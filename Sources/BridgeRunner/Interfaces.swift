@@ -79,8 +79,12 @@ public struct Usage: Sendable, Equatable, Codable {
     }
 
     /// `{"requests","input_tokens","output_tokens","total_tokens","input_tokens_details":{"cached_tokens"},"output_tokens_details":{"reasoning_tokens"}}`
-    public var json: JSONValue {
-        [
+    public var json: JSONValue { json(room: 0) }
+
+    /// `json` with room for `room` more keys (an execution row's cost fields, `CostTally.note`):
+    /// a dictionary literal has room for its own entries only, and grows at the next.
+    public func json(room: Int) -> JSONValue {
+        let fields: KeyValuePairs<String, JSONValue> = [
             "requests": .number(Double(requests)),
             "input_tokens": .number(Double(inputTokens)),
             "output_tokens": .number(Double(outputTokens)),
@@ -88,6 +92,9 @@ public struct Usage: Sendable, Equatable, Codable {
             "input_tokens_details": ["cached_tokens": .number(Double(cachedTokens))],
             "output_tokens_details": ["reasoning_tokens": .number(Double(reasoningTokens))],
         ]
+        var o = [String: JSONValue](minimumCapacity: fields.count + room)
+        for (k, v) in fields { o[k] = v }
+        return .object(o)
     }
 }
 

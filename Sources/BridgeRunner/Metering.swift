@@ -55,11 +55,17 @@ public final class CostTally: Sendable {
     /// `{cost_usd, cost_unpriced_calls}` for the execution row's usage (only when priced calls
     /// were made or some were unknown).
     public var json: [String: JSONValue] {
+        var o: [String: JSONValue] = [:]
+        note(into: &o)
+        return o
+    }
+
+    /// Sets `json`'s fields in `usage` (the execution row's), in place.
+    public func note(into usage: inout [String: JSONValue]) {
         sums.withLock { s in
-            guard s.calls > 0 else { return [:] }
-            var o: [String: JSONValue] = ["cost_usd": s.unknown > 0 ? .null : .number(s.total)]
-            if s.unknown > 0 { o["cost_unpriced_calls"] = .number(Double(s.unknown)) }
-            return o
+            guard s.calls > 0 else { return }
+            usage["cost_usd"] = s.unknown > 0 ? .null : .number(s.total)
+            if s.unknown > 0 { usage["cost_unpriced_calls"] = .number(Double(s.unknown)) }
         }
     }
 }

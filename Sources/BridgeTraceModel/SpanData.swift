@@ -119,8 +119,16 @@ public enum SpanData: Sendable, Equatable {
     public func json(notes: [String: JSONValue] = [:]) -> JSONValue {
         var o: [String: JSONValue]
         func opt(_ s: String?) -> JSONValue { s.map(JSONValue.string) ?? .null }
+        // The object's own fields, with room for `type` and the notes: a dictionary literal has
+        // room for its own entries only, so adding a note (a priced call's `cost_usd`) grew it,
+        // hashing every key again.
+        func fields(_ pairs: KeyValuePairs<String, JSONValue>) -> [String: JSONValue] {
+            var o = [String: JSONValue](minimumCapacity: pairs.count + 1 + notes.count)
+            for (k, v) in pairs { o[k] = v }
+            return o
+        }
         func custom(_ name: String, _ data: [String: JSONValue]) -> [String: JSONValue] {
-            ["name": .string(name), "data": .object(data)]
+            fields(["name": .string(name), "data": .object(data)])
         }
         switch self {
         case .task(let name, let usage, let backfilled):
@@ -129,10 +137,10 @@ public enum SpanData: Sendable, Equatable {
             if backfilled { d["backfilled"] = true }
             o = custom("task", d)
         case .agent(let name, let handoffs, let tools, let outputType):
-            o = [
+            o = fields([
                 "name": .string(name), "handoffs": .array(handoffs.map(JSONValue.string)),
                 "tools": .array(tools.map(JSONValue.string)), "output_type": .string(outputType),
-            ]
+            ])
         case .turn(let turn, let agentName, let usage):
             var d: [String: JSONValue] = [
                 "sdk_span_type": "turn", "turn": .number(Double(turn)), "agent_name": .string(agentName),
@@ -140,24 +148,24 @@ public enum SpanData: Sendable, Equatable {
             if let usage { d["usage"] = usage }
             o = custom("turn", d)
         case .generation(let g):
-            o = [
+            o = fields([
                 "input": g.input.map(JSONValue.array) ?? .null,
                 "output": g.output.map(JSONValue.array) ?? .null, "model": .string(g.model),
                 "model_config": g.modelConfig, "usage": g.usage ?? .null,
-            ]
+            ])
         case .response(let responseId, let usage):
-            o = ["response_id": opt(responseId), "usage": usage ?? .null]
+            o = fields(["response_id": opt(responseId), "usage": usage ?? .null])
         case .function(let f):
-            o = [
+            o = fields([
                 "name": .string(f.name), "input": opt(f.input), "output": opt(f.output),
                 "mcp_data": f.mcpServer.map { ["server": .string($0)] } ?? .null,
-            ]
+            ])
         case .handoff(let from, let to):
-            o = ["from_agent": .string(from), "to_agent": .string(to)]
+            o = fields(["from_agent": .string(from), "to_agent": .string(to)])
         case .guardrail(let name, let triggered):
-            o = ["name": .string(name), "triggered": .bool(triggered)]
+            o = fields(["name": .string(name), "triggered": .bool(triggered)])
         case .mcpTools(let server, let result):
-            o = ["server": .string(server), "result": result.map { .array($0.map(JSONValue.string)) } ?? .null]
+            o = fields(["server": .string(server), "result": result.map { .array($0.map(JSONValue.string)) } ?? .null])
         case .approval(let a):
             var d: [String: JSONValue] = [
                 "tool_name": .string(a.toolName), "call_id": a.callId.json, "request_id": .string(a.requestId),

@@ -35,6 +35,24 @@ public actor TraceRecorder: RunObserver {
         /// Extra top-level keys (`spanNote`), e.g. bridge's `text_replaced`.
         var notes: [String: JSONValue] = [:]
         var error: SpanErrorInfo?
+
+        /// A model span's answer: cost and time to first token as notes, output, model and
+        /// usage in its data.
+        mutating func answered(_ response: ModelResponse) {
+            if let cost = response.cost { notes["cost_usd"] = cost.json }
+            if let ttft = response.timeToFirstToken {
+                notes[RunnerMessages.timeToFirstTokenKey] = .number(Double((ttft.inSeconds * 1000).rounded()))
+            }
+            switch data {
+            case .generation(var g):
+                g.output = response.spanOutput ?? response.output.map(\.json)
+                g.model = response.model
+                g.usage = response.usage.json
+                data = .generation(g)
+            default:
+                data = .response(responseId: response.responseId, usage: response.usage.json)
+            }
+        }
     }
 
     var open: [EventID: Open] = [:]
@@ -182,24 +200,10 @@ public actor TraceRecorder: RunObserver {
         }
     }
 
-    /// Ends a model span with the response: cost and time to first token as notes, output,
-    /// model and usage in its data.
+    /// Ends a model span with the response (`Open.answered`).
     private func modelEnded(_ id: EventID, response: ModelResponse?, error: SpanErrorInfo?, at: Date) async {
-        if let cost = response?.cost, open[id] != nil { open[id]?.notes["cost_usd"] = cost.json }
-        if let ttft = response?.timeToFirstToken, open[id] != nil {
-            open[id]?.notes[RunnerMessages.timeToFirstTokenKey] = .number(Double((ttft.inSeconds * 1000).rounded()))
-        }
-        if let response, let o = open[id] {
-            switch o.data {
-            case .generation(var g):
-                g.output = response.spanOutput ?? response.output.map(\.json)
-                g.model = response.model
-                g.usage = response.usage.json
-                open[id]?.data = .generation(g)
-            default:
-                open[id]?.data = .response(responseId: response.responseId, usage: response.usage.json)
-            }
-        }
+        // One access to the open span: a priced call's cost note was two more lookups.
+        if let response { open[id]?.answered(response) }
         await end(id, error: error, at: at)
     }
 

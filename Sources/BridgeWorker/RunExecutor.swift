@@ -377,9 +377,9 @@ struct RunExecutor: Sendable {
         let (key, spec) = (claim.key, start.spec)
         var (outcome, retried) = self.outcome(
             of: result, spec: spec, attempt: claim.attempt, startedAt: attempt.startedAt)
-        let cost = tally.json
-        if !cost.isEmpty, var usage = outcome.execution.tokenUsage.objectValue {
-            usage.merge(cost) { _, b in b }
+        if case .object(var usage) = outcome.execution.tokenUsage {
+            outcome.execution.tokenUsage = .null  // `usage` is then the only copy: set in place
+            tally.note(into: &usage)
             outcome.execution.tokenUsage = .object(usage)
         }
         // A budget on hold is not a failure of the task: it waits (pending, its attempt given
@@ -461,9 +461,10 @@ struct RunExecutor: Sendable {
     ) -> (TaskStore.Outcome, retried: Bool) {
         let completedAt = Date()
         let resultJSON = TracedRun.resultJSON(result, traceId: spec.traceId)
+        let usage = result.usage.json(room: 2)  // room for the cost fields `finishRun` adds
         if result.status == .completed {
             var completed = TaskStore.Outcome(
-                status: .completed, taskStatus: .completed, result: resultJSON, tokenUsage: result.usage.json,
+                status: .completed, taskStatus: .completed, result: resultJSON, tokenUsage: usage,
                 errorMessage: nil, errorType: nil, completedAt: completedAt,
                 durationSeconds: completedAt.timeIntervalSince(startedAt))
             completed.columns = TracedRun.resultColumns(result, spec: spec)
@@ -473,7 +474,7 @@ struct RunExecutor: Sendable {
         let retried = failure.retriable && attempt < options.maxAttempts
         let outcome = TaskStore.Outcome(
             status: failure.retriable ? .failedRetriable : .failedTerminal, taskStatus: retried ? .pending : .failed,
-            result: resultJSON, tokenUsage: result.usage.json, errorMessage: failure.message, errorType: failure.type,
+            result: resultJSON, tokenUsage: usage, errorMessage: failure.message, errorType: failure.type,
             completedAt: completedAt, durationSeconds: completedAt.timeIntervalSince(startedAt),
             retryAfterSeconds: retried ? backoff(attempt: attempt, retryAfter: failure.retryAfter) : nil)
         return (outcome, retried)

@@ -284,11 +284,9 @@ public struct RunJournalStore: Sendable {
             """
     }
 
-    /// Statements of the finishing transaction (after its guarded task update): the spans left,
-    /// the trace's end, and (`dropHead`) the journal head, since the run is over.
-    func finalStatements(taskKey: TaskKey, spans: [SpanRecord], traceEnd: (TraceID, Date)?, dropHead: Bool)
-        -> [PostgresQuery]
-    {
+    /// Statements of the finishing transaction (after its guarded task update): the spans left
+    /// and the trace's end (then, when the run is over, `dropHead`).
+    func finalStatements(spans: [SpanRecord], traceEnd: (TraceID, Date)?) -> [PostgresQuery] {
         var out: [PostgresQuery] = []
         if !spans.isEmpty {
             out.append(
@@ -301,8 +299,14 @@ public struct RunJournalStore: Sendable {
                 WHERE trace_id = \(traceId)
                 """)
         }
-        if dropHead { out.append("DELETE FROM bridge.run_journals WHERE task_key = \(taskKey)") }
         return out
+    }
+
+    /// Deletes the run's journal head (the run is over), with `riders` in front when given: the
+    /// WITH list of a run's held spend (`RiderQueue.sending`), placed first so that nothing of
+    /// either is renumbered.
+    func dropHead(taskKey: TaskKey, after riders: PostgresQuery? = nil) -> PostgresQuery {
+        "\(riders ?? "")DELETE FROM bridge.run_journals WHERE task_key = \(taskKey)"
     }
 
     /// The journals of runs the application took back while they were interrupted (it finished,
@@ -406,7 +410,7 @@ public struct RunJournalStore: Sendable {
     /// the trace is closed, in the transaction that fails the task.
     func abandonStatements(taskKey: TaskKey, traceId: TraceID) -> [PostgresQuery] {
         [
-            "DELETE FROM bridge.run_journals WHERE task_key = \(taskKey)",
+            dropHead(taskKey: taskKey),
             "UPDATE bridge.traces SET ended_at = now(), updated_at = now() WHERE trace_id = \(traceId) AND ended_at IS NULL",
         ]
     }
@@ -436,18 +440,25 @@ public final class RiderQueue: Sendable {
         return held.isEmpty ? nil : ModelCallSpend.ctes(held)
     }
 
-    /// Holds again what the last `prefixing` took (its transaction rolled back).
+    /// Holds again what the last `sending` took (its transaction rolled back).
     func unsend() { state.withLock { $0.held = $0.lastSent + $0.held } }
 
-    /// `statement` with the held spend as data-modifying CTEs in front of it (`statement` must
-    /// not start with its own WITH), or `statement` alone when none is held.
-    func prefixing(_ statement: PostgresQuery) -> PostgresQuery {
+    /// What is held, as the start of a statement (`WITH` and the CTE list), or nil when nothing
+    /// is; kept for `unsend` until the next `sending`.
+    func sending() -> PostgresQuery? {
         let held = state.withLock { state in
             state.lastSent = state.held
             defer { state.held.removeAll() }
             return state.held
         }
-        return held.isEmpty ? statement : ModelCallSpend.with(held, then: statement)
+        return held.isEmpty ? nil : ModelCallSpend.ctes(held, with: true)
+    }
+
+    /// `statement` with the held spend as data-modifying CTEs in front of it (`statement` must
+    /// not start with its own WITH, and is renumbered), or `statement` alone when none is held.
+    func prefixing(_ statement: PostgresQuery) -> PostgresQuery {
+        guard let with = sending() else { return statement }
+        return with + statement
     }
 
     /// What is held, as one statement of its own (nil when nothing is).
@@ -611,11 +622,12 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
         if !spans.isEmpty { BridgeMetrics.spansRecorded(spans.count) }
         var statements =
             calls.map { store.callWrite(taskKey: taskKey, traceId: traceId, call: $0, fenced: false) }
-            + store.finalStatements(
-                taskKey: taskKey, spans: spans, traceEnd: end.map { (traceId, $0) }, dropHead: dropHead)
+            + store.finalStatements(spans: spans, traceEnd: end.map { (traceId, $0) })
         // The riders go in front of the last statement, so that the finishing transaction holds
         // what they lock (a group's spend row) for as short a time as it can.
-        if let last = statements.popLast() {
+        if dropHead {
+            statements.append(store.dropHead(taskKey: taskKey, after: riders.sending()))
+        } else if let last = statements.popLast() {
             statements.append(riders.prefixing(last))
         } else if let alone = riders.statement() {
             statements.append(alone)
