@@ -14,16 +14,16 @@ public struct ModelProviderError: Error, Sendable, CustomStringConvertible {
     public var retriable: Bool
     /// The HTTP status, when there was one.
     public var statusCode: Int?
-    /// Seconds the server asked to wait (`Retry-After`), when it said.
-    public var retryAfter: Double?
-    /// Seconds until the provider's rate limit resets (`x-ratelimit-reset-requests` /
+    /// How long the server asked to wait (`Retry-After`), when it said.
+    public var retryAfter: Duration?
+    /// How long until the provider's rate limit resets (`x-ratelimit-reset-requests` /
     /// `x-ratelimit-reset-tokens`, the later of the two), on a 429.
-    public var rateLimitReset: Double?
+    public var rateLimitReset: Duration?
     /// The failure type the run records (default `ModelError`), e.g. `BudgetExceeded`.
     public var failureType: FailureType?
 
     public init(
-        _ message: String, retriable: Bool, statusCode: Int? = nil, retryAfter: Double? = nil,
+        _ message: String, retriable: Bool, statusCode: Int? = nil, retryAfter: Duration? = nil,
         failureType: FailureType? = nil
     ) {
         self.failureType = failureType

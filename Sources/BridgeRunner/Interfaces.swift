@@ -301,11 +301,11 @@ public struct RunFailure: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var retriable: Bool
     /// How long the model asked to wait before trying again (HTTP `Retry-After`), if it did.
-    public var retryAfter: Double?
+    public var retryAfter: Duration?
     /// A tripped guardrail's `output_info`.
     public var outputInfo: JSONValue?
     public init(
-        type: FailureType, message: String, retriable: Bool, retryAfter: Double? = nil, outputInfo: JSONValue? = nil
+        type: FailureType, message: String, retriable: Bool, retryAfter: Duration? = nil, outputInfo: JSONValue? = nil
     ) {
         self.outputInfo = outputInfo
         self.type = type

@@ -94,8 +94,8 @@ public protocol ModelGate: Sendable {
     /// The call ended: settle the token estimate with the actual usage, record the spend, and
     /// free the concurrency slot. `response` is nil when the call failed.
     func finish(_ pass: GatePass, request: ModelRequest, response: ModelResponse?) async
-    /// The provider answered 429: every worker waits `seconds` before calling `model` again.
-    func rateLimited(_ pass: GatePass, seconds: Double) async
+    /// The provider answered 429: every worker waits `wait` before calling `model` again.
+    func rateLimited(_ pass: GatePass, for wait: Duration) async
     /// Whether `acquire` uses the token estimate for `model` (a tokens-per-minute limit):
     /// estimating serialises the whole request, so it is skipped when nothing reads it.
     func needsTokenEstimate(model: String) -> Bool
@@ -144,7 +144,7 @@ public struct MeteredModel: ModelProvider {
                 return response
             } catch let e as ModelProviderError where e.statusCode == 429 {
                 await gate.finish(pass, request: request, response: nil)
-                await gate.rateLimited(pass, seconds: e.rateLimitReset ?? e.retryAfter ?? 1)
+                await gate.rateLimited(pass, for: e.rateLimitReset ?? e.retryAfter ?? .seconds(1))
             } catch {
                 await gate.finish(pass, request: request, response: nil)
                 throw error

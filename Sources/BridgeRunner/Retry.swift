@@ -108,9 +108,7 @@ struct OpenAITransport: Sendable {
                 var f = failed.failure
                 if retry > 0 { f.message += " (after \(retry + 1) attempts)" }
                 // The server's Retry-After carries over to the task's retry backoff.
-                if let retryAfter = failed.retryAfter {
-                    f.retryAfter = retryAfter.inSeconds
-                }
+                if let retryAfter = failed.retryAfter { f.retryAfter = retryAfter }
                 throw f
             }
             do {
@@ -224,8 +222,8 @@ struct OpenAITransport: Sendable {
             settings.scrub("\(what) failed: \(Self.apiMessage(response))"),
             retriable: shouldRetry, statusCode: response.status)
         if response.status == 429 {
-            failure.rateLimitReset = RateLimitReset.seconds(response.headers)
-            failure.retryAfter = retryAfter?.inSeconds
+            failure.rateLimitReset = RateLimitReset.wait(response.headers)
+            failure.retryAfter = retryAfter
             if settings.retry.rateLimitsShared { shouldRetry = false }
         }
         return FailedAttempt(failure: failure, retryAfter: retryAfter, shouldRetry: shouldRetry)
@@ -252,18 +250,23 @@ struct OpenAITransport: Sendable {
 
 /// When a provider's rate limit resets, from a 429's headers (OpenAI's `x-ratelimit-reset-*`).
 public enum RateLimitReset {
-    /// Seconds until the provider's limits reset, from a 429's `x-ratelimit-reset-requests` and
+    /// How long until the provider's limits reset, from a 429's `x-ratelimit-reset-requests` and
     /// `x-ratelimit-reset-tokens` (`1s`, `6m0s`, `20ms`, `1.5s`; the later of the two), else
     /// `retry-after-ms` / `retry-after`; nil when it said nothing.
-    public static func seconds(_ headers: HTTPHeaders) -> Double? {
+    public static func wait(_ headers: HTTPHeaders) -> Duration? {
         let resets = ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"].compactMap { headers[$0] }
             .compactMap(parse)
         if let m = resets.max() { return m }
-        return headers.retryAfter?.inSeconds
+        return headers.retryAfter
     }
 
-    /// `6m0s`, `1.5s`, `20ms`, `1h2m3s` or a bare number of seconds.
-    public static func parse(_ text: String) -> Double? {
+    /// `6m0s`, `1.5s`, `20ms`, `1h2m3s` or a bare number of seconds (at most
+    /// `Duration.maximumSeconds`: a longer wait is that long).
+    public static func parse(_ text: String) -> Duration? {
+        seconds(text).map { .seconds(fractional: min($0, Duration.maximumSeconds)) }
+    }
+
+    private static func seconds(_ text: String) -> Double? {
         let s = String(text.filter { $0 != " " && $0 != "\t" })
         if let v = Double(s), v >= 0 { return v }
         var total = 0.0

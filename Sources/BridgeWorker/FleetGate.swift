@@ -28,8 +28,8 @@ import FoundationEssentials
 /// run and call; a struct holding the whole mapping configuration was copied field by field.
 public final class FleetLimits: Sendable {
     public let config: MappingConfig
-    /// How far ahead of its schedule a bucket stripe may run, in seconds.
-    public let burstSeconds: Double = 1
+    /// How far ahead of its schedule a bucket stripe may run.
+    public let burst: Duration = .seconds(1)
 
     public init(config: MappingConfig) { self.config = config }
 
@@ -175,7 +175,7 @@ final class RunGate: ModelGate {
             let row = try await connection.query(
                 """
                 SELECT bridge.take_rate(\(model), \(stripe)::int, \(requestInterval)::float8, \(tokenInterval)::float8,
-                                        \(Double(tokens))::float8, \(limits.burstSeconds)::float8) AS wait
+                                        \(Double(tokens))::float8, \(limits.burst.inSeconds)::float8) AS wait
                 """
             ).first
             let wait = row?.double("wait") ?? 0
@@ -251,21 +251,22 @@ final class RunGate: ModelGate {
         }
     }
 
-    func rateLimited(_ pass: GatePass, seconds: Double) async {
-        let wait = min(max(seconds, 0.05), 300)
+    func rateLimited(_ pass: GatePass, for wait: Duration) async {
+        let wait = min(max(wait, .milliseconds(50)), .seconds(300))
+        let seconds = wait.inSeconds
         if modelLimits != nil {
             _ = try? await connection.query(
                 """
                 WITH blocked AS (
-                    UPDATE bridge.rate_buckets SET blocked_until = greatest(blocked_until, now() + \(wait)::float8 * interval '1 second')
+                    UPDATE bridge.rate_buckets SET blocked_until = greatest(blocked_until, now() + \(seconds)::float8 * interval '1 second')
                     WHERE model = \(pass.model) RETURNING 1
                 )
                 INSERT INTO bridge.rate_buckets (model, stripe, blocked_until)
-                SELECT \(pass.model), 0, now() + \(wait)::float8 * interval '1 second' WHERE NOT EXISTS (SELECT 1 FROM blocked)
+                SELECT \(pass.model), 0, now() + \(seconds)::float8 * interval '1 second' WHERE NOT EXISTS (SELECT 1 FROM blocked)
                 ON CONFLICT (model, stripe) DO UPDATE SET blocked_until = excluded.blocked_until
                 """)
         }
-        try? await Task.sleep(for: .milliseconds(Int(wait * 1000 * Double.random(in: 1...1.1))))
+        try? await Task.sleep(for: wait * Double.random(in: 1...1.1))
     }
 
     // MARK: Budgets

@@ -526,10 +526,10 @@ struct RunExecutor: Sendable {
             retried: claim.attempt < options.maxAttempts, toolCalls: 0, spans: 0, errorType: .infrastructureError)
     }
 
-    func backoff(attempt: Int, retryAfter: Double?) -> Double {
+    func backoff(attempt: Int, retryAfter: Duration?) -> Double {
         RetryBackoff.delay(
             attempt: attempt, base: options.retryBase.inSeconds, cap: options.retryMax.inSeconds,
-            retryAfter: retryAfter)
+            retryAfter: retryAfter?.inSeconds)
     }
 
     /// Hands a task back to pending without a backoff (shutdown), token-checked.

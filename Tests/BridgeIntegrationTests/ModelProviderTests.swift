@@ -404,8 +404,8 @@ private func runTraced(_ spec: RunSpec, model: any ModelProvider) async -> (RunR
         #expect(result.status == .failed)
         #expect(result.error?.retriable == true)
         // The server's Retry-After carries over, so the task's retry waits at least that long.
-        #expect(error?.retryAfter == 0.001)
-        #expect(result.error?.retryAfter == 0.001)
+        #expect(error?.retryAfter == .milliseconds(1))
+        #expect(result.error?.retryAfter == .milliseconds(1))
     }
 
     @Test func shouldRetryHeaderDecides() async throws {

@@ -108,14 +108,15 @@ import Testing
     }
 
     @Test func rateLimitResetHeaders() {
-        #expect(RateLimitReset.parse("1s") == 1)
-        #expect(RateLimitReset.parse("6m0s") == 360)
-        #expect(RateLimitReset.parse("20ms") == 0.02)
-        #expect(RateLimitReset.parse("1h2m3.5s") == 3723.5)
-        #expect(RateLimitReset.parse("0.5") == 0.5)
+        #expect(RateLimitReset.parse("1s") == .seconds(1))
+        #expect(RateLimitReset.parse("6m0s") == .seconds(360))
+        #expect(RateLimitReset.parse("20ms") == .milliseconds(20))
+        #expect(RateLimitReset.parse("1h2m3.5s") == .milliseconds(3_723_500))
+        #expect(RateLimitReset.parse("0.5") == .milliseconds(500))
         #expect(RateLimitReset.parse("soon") == nil)
+        #expect(RateLimitReset.parse("1e300") == .seconds(Duration.maximumSeconds))
         let headers: HTTPHeaders = ["x-ratelimit-reset-requests": "200ms", "x-ratelimit-reset-tokens": "1.5s"]
-        #expect(RateLimitReset.seconds(headers) == 1.5)
-        #expect(RateLimitReset.seconds(["retry-after": "3"]) == 3)
+        #expect(RateLimitReset.wait(headers) == .milliseconds(1_500))
+        #expect(RateLimitReset.wait(["retry-after": "3"]) == .seconds(3))
     }
 }
