@@ -50,7 +50,7 @@ extension LoadState {
         guard let m = r.map(node, "backfill", Keys.Backfill.self) else { return nil }
         var out = BackfillMapping(origin: origin)
         if let l = m.map(.logs, Keys.BackfillLogs.self) {
-            var logs = l.names()
+            var logs = l.read()
             if let types = l.strings(.toolCallTypes) {
                 if types.isEmpty {
                     r.issue(l.node(.toolCallTypes), l.path(.toolCallTypes), "must list at least one log type")
@@ -59,7 +59,7 @@ extension LoadState {
             }
             if let k = l.map(.toolCall, Keys.BackfillToolCall.self) {
                 // A `tool_call` section names every key the records have: one it leaves out is absent.
-                logs.toolCall = k.names()
+                logs.toolCall = k.read()
             }
             out.logs = logs
         }

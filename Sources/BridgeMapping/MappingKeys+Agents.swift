@@ -170,53 +170,57 @@ extension Keys {
         }
     }
 
-    enum ToolSQL: String, MappingKeySet {
+    enum ToolSQL: String, ModelKeySet {
         case query, writes
         case timeoutMs = "timeout_ms"
         case maxRows = "max_rows"
         case maxBytes = "max_bytes"
 
-        var declaration: MappingKey {
-            let d = SQLToolSpec(sql: "")
-            return switch self {
-            case .query: .init(.sql, .required, "one statement; :argument and :task.column become binds")
-            case .writes: .init(.bool, default: "false", "false runs it READ ONLY")
-            case .timeoutMs: .init(.int(min: 1), default: "\(d.timeoutMs)", "its statement timeout in milliseconds")
-            case .maxRows: .init(.int(min: 1), default: "\(d.maxRows)", "rows returned at most")
-            case .maxBytes: .init(.int(min: 1), default: "\(d.maxBytes)", "bytes of output at most")
+        static let defaults = SQLToolSpec(sql: "")
+
+        var field: KeyField<SQLToolSpec> {
+            switch self {
+            case .query: .key(.init(.sql, .required, "one statement; :argument and :task.column become binds"))
+            case .writes: .bool(\.writes, "false runs it READ ONLY")
+            case .timeoutMs: .int(\.timeoutMs, min: 1, "its statement timeout in milliseconds")
+            case .maxRows: .int(\.maxRows, min: 1, "rows returned at most")
+            case .maxBytes: .int(\.maxBytes, min: 1, "bytes of output at most")
             }
         }
     }
 
-    enum ToolHTTP: String, MappingKeySet {
+    enum ToolHTTP: String, ModelKeySet {
         case url, headers
         case timeoutMs = "timeout_ms"
         case maxBytes = "max_bytes"
 
-        var declaration: MappingKey {
-            let d = HTTPToolSpec(url: "")
-            return switch self {
-            case .url: .init(.name, .required, "an http(s) URL")
-            case .headers: .init(.stringMap, "request headers; values may use ${ENV}")
-            case .timeoutMs: .init(.int(min: 1), default: "\(d.timeoutMs)", "the whole exchange's deadline in ms")
-            case .maxBytes: .init(.int(min: 1), default: "\(d.maxBytes)", "bytes of response at most")
+        static let defaults = HTTPToolSpec(url: "")
+
+        var field: KeyField<HTTPToolSpec> {
+            switch self {
+            case .url: .key(.init(.name, .required, "an http(s) URL"))
+            case .headers: .key(.init(.stringMap, "request headers; values may use ${ENV}"))
+            case .timeoutMs: .int(\.timeoutMs, min: 1, "the whole exchange's deadline in ms")
+            case .maxBytes: .int(\.maxBytes, min: 1, "bytes of response at most")
             }
         }
     }
 
-    enum ToolCommand: String, MappingKeySet {
+    enum ToolCommand: String, ModelKeySet {
         case argv
         case timeoutMs = "timeout_ms"
         case maxBytes = "max_bytes"
         case env
 
-        var declaration: MappingKey {
-            let d = CommandToolSpec(argv: [])
-            return switch self {
-            case .argv: .init(.names, .required, "the program and its arguments; the call's arguments go on stdin")
-            case .timeoutMs: .init(.int(min: 1), default: "\(d.timeoutMs)", "the run's deadline in milliseconds")
-            case .maxBytes: .init(.int(min: 1), default: "\(d.maxBytes)", "bytes of output at most")
-            case .env: .init(.names, "environment variables it may see besides PATH, HOME, LANG, TZ")
+        static let defaults = CommandToolSpec(argv: [])
+
+        var field: KeyField<CommandToolSpec> {
+            switch self {
+            case .argv:
+                .key(.init(.names, .required, "the program and its arguments; the call's arguments go on stdin"))
+            case .timeoutMs: .int(\.timeoutMs, min: 1, "the run's deadline in milliseconds")
+            case .maxBytes: .int(\.maxBytes, min: 1, "bytes of output at most")
+            case .env: .key(.init(.names, "environment variables it may see besides PATH, HOME, LANG, TZ"))
             }
         }
     }
@@ -274,15 +278,16 @@ extension Keys {
         }
     }
 
-    enum GuardrailSQL: String, MappingKeySet {
+    enum GuardrailSQL: String, ModelKeySet {
         case query
         case timeoutMs = "timeout_ms"
 
-        var declaration: MappingKey {
+        static let defaults = SQLToolSpec.check("")
+
+        var field: KeyField<SQLToolSpec> {
             switch self {
-            case .query: .init(.sql, .required, "one read-only statement whose row has tripwire_triggered")
-            case .timeoutMs:
-                .init(.int(min: 1), default: "\(SQLToolSpec.check("").timeoutMs)", "its statement timeout in ms")
+            case .query: .key(.init(.sql, .required, "one read-only statement whose row has tripwire_triggered"))
+            case .timeoutMs: .int(\.timeoutMs, min: 1, "its statement timeout in ms")
             }
         }
     }

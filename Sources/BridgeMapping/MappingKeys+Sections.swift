@@ -225,10 +225,7 @@ enum Keys {
             switch self {
             case .workflowName: .name(\.workflowName, "the trace's workflow name")
             case .includeSensitiveData:
-                .key(
-                    .init(
-                        .bool, default: "\(Self.defaults.includeSensitiveData)",
-                        "false redacts tool and model inputs and outputs in spans"))
+                .bool(\.includeSensitiveData, "false redacts tool and model inputs and outputs in spans")
             }
         }
     }

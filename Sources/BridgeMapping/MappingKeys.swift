@@ -21,10 +21,10 @@ extension MappingKeySet {
     }
 }
 
-/// A section whose name keys are stored in fields of `Model` (a column or a status value): each
-/// such key is bound to its field once, which gives both its declaration (the default is the
-/// field's value in `defaults`) and its reading (`MapReader.names(into:)`). Its other keys are
-/// declared as usual and read by hand.
+/// A section whose keys are stored in fields of `Model` (a column, a status value, a limit):
+/// each such key is bound to its field once, which gives both its declaration (the default is
+/// the field's value in `defaults`) and its reading (`MapReader.read(into:)`). Its other keys
+/// are declared as usual and read by hand.
 protocol ModelKeySet: MappingKeySet {
     associatedtype Model
     /// The model as it is when the section is left out.
@@ -36,22 +36,22 @@ extension ModelKeySet {
     var declaration: MappingKey {
         switch field {
         case .key(let key): return key
-        case .bound(let name):
-            return MappingKey(.name, name.requirement, default: name.value(in: Self.defaults), name.summary)
+        case .bound(let f): return MappingKey(f.kind, f.requirement, default: f.text(in: Self.defaults), f.summary)
         }
     }
 }
 
-/// A key of a `ModelKeySet`: a name bound to a field of the model, or any other key.
+/// A key of a `ModelKeySet`: a name, integer or boolean bound to a field of the model, or any
+/// other key.
 enum KeyField<Model> {
-    case bound(NameField<Model>)
+    case bound(BoundField<Model>)
     case key(MappingKey)
 
     /// A name with a default (the field's): left out, the key takes it.
     static func name(
         _ path: WritableKeyPath<Model, String>, _ requirement: MappingKeyRequirement, _ summary: String
     ) -> Self {
-        .bound(NameField(path: .value(path), requirement: requirement, summary: summary))
+        .bound(BoundField(path: .name(path), requirement: requirement, summary: summary))
     }
 
     /// A name that may be absent: left out, the field is nil (its value in the defaults is
@@ -59,7 +59,7 @@ enum KeyField<Model> {
     static func name(
         _ path: WritableKeyPath<Model, String?>, _ requirement: MappingKeyRequirement, _ summary: String
     ) -> Self {
-        .bound(NameField(path: .optional(path), requirement: requirement, summary: summary))
+        .bound(BoundField(path: .optionalName(path), requirement: requirement, summary: summary))
     }
 
     /// An optional name with a default.
@@ -71,22 +71,45 @@ enum KeyField<Model> {
     static func name(_ path: WritableKeyPath<Model, String?>, _ summary: String) -> Self {
         name(path, .optional, summary)
     }
+
+    /// An optional integer within `min...max`, with the field's default.
+    static func int(_ path: WritableKeyPath<Model, Int>, min: Int? = nil, max: Int? = nil, _ summary: String) -> Self {
+        .bound(BoundField(path: .int(path, min: min, max: max), requirement: .optional, summary: summary))
+    }
+
+    /// An optional boolean with the field's default.
+    static func bool(_ path: WritableKeyPath<Model, Bool>, _ summary: String) -> Self {
+        .bound(BoundField(path: .bool(path), requirement: .optional, summary: summary))
+    }
 }
 
-/// A name key's field, requirement and description.
-struct NameField<Model> {
+/// A bound key's field, requirement and description.
+struct BoundField<Model> {
     enum Path {
-        case value(WritableKeyPath<Model, String>)
-        case optional(WritableKeyPath<Model, String?>)
+        case name(WritableKeyPath<Model, String>)
+        case optionalName(WritableKeyPath<Model, String?>)
+        case int(WritableKeyPath<Model, Int>, min: Int?, max: Int?)
+        case bool(WritableKeyPath<Model, Bool>)
     }
     var path: Path
     var requirement: MappingKeyRequirement
     var summary: String
 
-    func value(in model: Model) -> String? {
+    var kind: MappingKeyKind {
         switch path {
-        case .value(let p): model[keyPath: p]
-        case .optional(let p): model[keyPath: p]
+        case .name, .optionalName: .name
+        case .int(_, let min, let max): .int(min: min, max: max)
+        case .bool: .bool
+        }
+    }
+
+    /// The field's value in `model` as the docs show it (nil: absent).
+    func text(in model: Model) -> String? {
+        switch path {
+        case .name(let p): model[keyPath: p]
+        case .optionalName(let p): model[keyPath: p]
+        case .int(let p, _, _): "\(model[keyPath: p])"
+        case .bool(let p): "\(model[keyPath: p])"
         }
     }
 }

@@ -144,7 +144,7 @@ extension LoadState {
         case Key.sql?:
             guard let s = m.map(Key.sql, Keys.GuardrailSQL.self), let q = s.name(.query) else { return nil }
             var spec = SQLToolSpec.check(q)
-            spec.timeoutMs = s.intOrDefault(.timeoutMs)
+            s.read(into: &spec)
             let params = spec.namedParameters
             let (qNode, qPath) = (s.node(.query), s.path(.query))
             for arg in params.argumentNames where !parameters.contains(arg) {

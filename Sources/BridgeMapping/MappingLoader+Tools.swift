@@ -70,10 +70,7 @@ extension LoadState {
         case .sql:
             guard let s = m.map(.sql, Keys.ToolSQL.self), let q = s.name(.query) else { return nil }
             var spec = SQLToolSpec(sql: q)
-            spec.writes = s.boolOrDefault(.writes)
-            spec.timeoutMs = s.intOrDefault(.timeoutMs)
-            spec.maxRows = s.intOrDefault(.maxRows)
-            spec.maxBytes = s.intOrDefault(.maxBytes)
+            s.read(into: &spec)
             return .sql(spec)
         case .http:
             guard let h = m.map(.http, Keys.ToolHTTP.self), let url = h.name(.url) else { return nil }
@@ -82,8 +79,7 @@ extension LoadState {
             }
             var spec = HTTPToolSpec(url: url)
             spec.headers = h.stringMap(.headers) ?? [:]
-            spec.timeoutMs = h.intOrDefault(.timeoutMs)
-            spec.maxBytes = h.intOrDefault(.maxBytes)
+            h.read(into: &spec)
             return .http(spec)
         case .command:
             guard let c = m.map(.command, Keys.ToolCommand.self), let argv = c.strings(.argv) else { return nil }
@@ -95,8 +91,7 @@ extension LoadState {
                     c.node(.env), c.path(.env),
                     "'\(name)' is not an environment variable name (^[A-Za-z_][A-Za-z0-9_]*$)")
             }
-            spec.timeoutMs = c.intOrDefault(.timeoutMs)
-            spec.maxBytes = c.intOrDefault(.maxBytes)
+            c.read(into: &spec)
             return .command(spec)
         case .hosted:
             guard let h = m.map(.hosted, Keys.HostedTool.self), let type = h.name(.type) else { return nil }
@@ -181,9 +176,9 @@ extension LoadState {
         guard let m = r.map(node, "approvals", Keys.Approvals.self) else { return nil }
         var a = ApprovalsMapping(origin: origin)
         a.table = m.name(.table) ?? a.table
-        m.names(into: &a)
+        m.read(into: &a)
         if let st = m.map(.status, Keys.ApprovalStatus.self) {
-            st.names(into: &a)
+            st.read(into: &a)
             let values = [a.pending, a.approved, a.rejected] + (a.expired.map { [$0] } ?? [])
             if Set(values).count != values.count {
                 r.issue(st.node, st.path, "the pending, approved, rejected and expired values must all differ")

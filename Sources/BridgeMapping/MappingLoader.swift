@@ -296,7 +296,7 @@ struct LoadState {
         guard let m = r.map(node, "source", Keys.Source.self) else { return nil }
         var status = StatusMapping()
         if let s = m.map(.status, Keys.Status.self) {
-            status = s.names()
+            status = s.read()
             let values = [status.pending, status.running, status.completed, status.failed]
             if Set(values).count != values.count {
                 r.issue(s.node, s.path, "the pending, running, completed and failed values must all differ")
@@ -309,10 +309,10 @@ struct LoadState {
             if let o = order, o.isEmpty { r.issue(p.node(.order), p.path(.order), "must list at least one value") }
             if let column, let order { priority = PriorityMapping(column: column, order: order) }
         }
-        let selection = m.map(.agentSelection, Keys.AgentSelection.self)?.names()
+        let selection = m.map(.agentSelection, Keys.AgentSelection.self)?.read()
         guard let input = m.template(.input) else { return nil }
         var out = SourceMapping(input: input, origin: origin)
-        m.names(into: &out)
+        m.read(into: &out)
         out.status = status
         out.priority = priority
         out.agentSelection = selection
@@ -322,23 +322,21 @@ struct LoadState {
     static func parseResults(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> ResultsMapping? {
         guard let m = r.map(node, "results", Keys.Results.self) else { return nil }
         var out = ResultsMapping(origin: origin)
-        m.names(into: &out)
+        m.read(into: &out)
         out.executions = m.map(.executions, Keys.Executions.self).map(parseExecutions)
         return out
     }
 
     static func parseExecutions(_ e: MapReader<Keys.Executions>) -> ExecutionsMapping {
-        var ex = e.names()
-        if let c = e.map(.columns, Keys.ExecutionColumn.self) { ex.columns = c.names() }
-        if let s = e.map(.statuses, Keys.ExecutionStatus.self) { ex.statuses = s.names() }
+        var ex = e.read()
+        if let c = e.map(.columns, Keys.ExecutionColumn.self) { ex.columns = c.read() }
+        if let s = e.map(.statuses, Keys.ExecutionStatus.self) { ex.statuses = s.read() }
         return ex
     }
 
     static func parseTracing(_ r: YAMLReader, _ node: Node) -> TracingMapping? {
         guard let m = r.map(node, "tracing", Keys.Tracing.self) else { return nil }
-        var t = m.names()
-        t.includeSensitiveData = m.boolOrDefault(.includeSensitiveData)
-        return t
+        return m.read()
     }
 
     static func parseHandoffsTable(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> HandoffsTableMapping? {

@@ -39,14 +39,11 @@ public struct ExecutionColumns: Sendable, Equatable {
     public var workspaceId: String?
     public var retryCount: String?
 
-    /// The YAML keys, in order.
-    public static let logicalNames = Keys.ExecutionColumn.names
-
     /// Configured columns keyed by their YAML (logical) name.
     public var byLogicalName: [String: String] {
         var out: [String: String] = [:]
         for key in Keys.ExecutionColumn.allCases {
-            if case .bound(let field) = key.field, let column = field.value(in: self) { out[key.rawValue] = column }
+            if case .bound(let field) = key.field, let column = field.text(in: self) { out[key.rawValue] = column }
         }
         return out
     }

@@ -337,22 +337,24 @@ struct MapReader<Key: MappingKeySet> {
 }
 
 extension MapReader where Key: ModelKeySet {
-    /// Reads every name key of the section into its field of `model`: the name given, else
-    /// the key's default (nil for a field that may be absent).
-    func names(into model: inout Key.Model) {
+    /// Reads every bound key of the section into its field of `model`: the value given, else
+    /// the key's default (nil for a name that may be absent).
+    func read(into model: inout Key.Model) {
         for key in Key.allCases {
             guard case .bound(let field) = key.field else { continue }
             switch field.path {
-            case .value(let p): model[keyPath: p] = nameOrDefault(key)
-            case .optional(let p): model[keyPath: p] = name(key)
+            case .name(let p): model[keyPath: p] = nameOrDefault(key)
+            case .optionalName(let p): model[keyPath: p] = name(key)
+            case .int(let p, _, _): model[keyPath: p] = intOrDefault(key)
+            case .bool(let p): model[keyPath: p] = boolOrDefault(key)
             }
         }
     }
 
-    /// The defaults with every name key of the section read into them.
-    func names() -> Key.Model {
+    /// The defaults with every bound key of the section read into them.
+    func read() -> Key.Model {
         var model = Key.defaults
-        names(into: &model)
+        read(into: &model)
         return model
     }
 }

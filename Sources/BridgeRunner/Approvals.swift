@@ -12,13 +12,6 @@ public struct PendingApproval: Codable, Sendable, Equatable {
     /// The agent that made the call (for a deferred handoff: its target).
     public var agent: String
 
-    public init(callId: CallID, name: String, arguments: String, agent: String) {
-        self.callId = callId
-        self.name = name
-        self.arguments = arguments
-        self.agent = agent
-    }
-
     enum CodingKeys: String, CodingKey {
         case callId = "call_id"
         case name, arguments, agent

@@ -182,27 +182,6 @@ public struct RunCheckpoint: Codable, Sendable {
     public var openSpans: JSONValue
     public var at: Date
 
-    public init(
-        history: [ConversationItem], transcript: [ConversationItem], usage: Usage, turn: Int, toolCalls: Int,
-        agent: String, taskEventId: EventID, agentEventId: EventID, turnEventId: EventID, nextEventId: EventID,
-        turnUsage: Usage, response: [ConversationItem], openSpans: JSONValue, at: Date
-    ) {
-        self.history = history
-        self.transcript = transcript
-        self.usage = usage
-        self.turn = turn
-        self.toolCalls = toolCalls
-        self.agent = agent
-        self.taskEventId = taskEventId
-        self.agentEventId = agentEventId
-        self.turnEventId = turnEventId
-        self.nextEventId = nextEventId
-        self.turnUsage = turnUsage
-        self.response = response
-        self.openSpans = openSpans
-        self.at = at
-    }
-
     enum CodingKeys: String, CodingKey {
         case history, transcript, usage, turn, agent, response, at
         case toolCalls = "tool_calls"

@@ -39,16 +39,9 @@ public enum ConversationItem: Sendable, Hashable {
         public var role: String
         public var content: Content
         /// Whether the item says `"type": "message"` (the easy input shape `{role, content}` does not).
-        public var typed: Bool
+        public var typed = true
         /// The item's other fields (`id`, `status`, …), as they came.
-        public var extra: [String: JSONValue]
-
-        public init(role: String, content: Content, typed: Bool = true, extra: [String: JSONValue] = [:]) {
-            self.role = role
-            self.content = content
-            self.typed = typed
-            self.extra = extra
-        }
+        public var extra: [String: JSONValue] = [:]
 
         /// The text the model answered: a string content, or the `output_text` parts joined.
         public var outputText: String {
@@ -83,24 +76,13 @@ public enum ConversationItem: Sendable, Hashable {
         public var callId: CallID
         public var output: JSONValue
         /// The item's other fields, as they came.
-        public var extra: [String: JSONValue]
-
-        public init(callId: CallID, output: JSONValue, extra: [String: JSONValue] = [:]) {
-            self.callId = callId
-            self.output = output
-            self.extra = extra
-        }
+        public var extra: [String: JSONValue] = [:]
     }
 
     /// A reasoning item: its summary parts and its other fields (`id`, `encrypted_content`, …).
     public struct Reasoning: Sendable, Hashable {
         public var summary: [JSONValue]
-        public var extra: [String: JSONValue]
-
-        public init(summary: [JSONValue], extra: [String: JSONValue] = [:]) {
-            self.summary = summary
-            self.extra = extra
-        }
+        public var extra: [String: JSONValue] = [:]
     }
 
     /// `{"type":"guardrail_result","name","kind","triggered"}`, for a tool guardrail also

@@ -45,21 +45,6 @@ public struct SpanStart: Sendable, Equatable {
     public var taskId: TaskKey?
     public var groupId: String?
 
-    public init(
-        spanId: SpanID, traceId: TraceID, parentId: SpanID?, startedAt: Date, type: String, model: String,
-        agent: String?, taskId: TaskKey?, groupId: String?
-    ) {
-        self.spanId = spanId
-        self.traceId = traceId
-        self.parentId = parentId
-        self.startedAt = startedAt
-        self.type = type
-        self.model = model
-        self.agent = agent
-        self.taskId = taskId
-        self.groupId = groupId
-    }
-
     /// The NOTIFY payload: compact JSON, each text cut to 500 characters (a payload must stay
     /// under PostgreSQL's 8000 bytes).
     public var payload: String {
@@ -71,7 +56,10 @@ public struct SpanStart: Sendable, Equatable {
         ]
         return o.compact
     }
+}
 
+// An extension, so that the struct keeps its memberwise initializer.
+extension SpanStart {
     /// Reads a payload; nil when it is not one.
     public init?(payload: String) {
         guard let o = try? JSONValue.parse(payload), let spanId = o["span_id"]?.stringValue,

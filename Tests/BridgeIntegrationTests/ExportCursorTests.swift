@@ -2,9 +2,10 @@ import BridgeCore
 import BridgePostgres
 import BridgeTestSupport
 import BridgeTraceModel
-import BridgeTracing
 import Foundation
 import Testing
+
+@testable import BridgeTracing
 
 /// An exporter that keeps what it was sent (item ids in order) and answers as told.
 final class RecordingExporter: TraceExporter, @unchecked Sendable {

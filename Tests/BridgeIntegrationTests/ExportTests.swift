@@ -3,9 +3,10 @@ import BridgeHTTP
 import BridgePostgres
 import BridgeTestSupport
 import BridgeTraceModel
-import BridgeTracing
 import Foundation
 import Testing
+
+@testable import BridgeTracing
 
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct ExportOpenAITests {

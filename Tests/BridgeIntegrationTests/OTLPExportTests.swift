@@ -2,9 +2,10 @@ import BridgeCore
 import BridgeHTTP
 import BridgeTestSupport
 import BridgeTraceModel
-import BridgeTracing
 import Foundation
 import Testing
+
+@testable import BridgeTracing
 
 /// OTLP encodings (protobuf, JSON, gzip) and what the exporter does with each answer a
 /// receiver can give. Every body is decoded by the official definitions (`OTLPDecoder`).

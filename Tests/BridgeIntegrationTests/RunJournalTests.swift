@@ -2,12 +2,12 @@ import BridgeCore
 import BridgeMapping
 import BridgeMigrate
 import BridgePostgres
-import BridgeRunner
 import BridgeTestSupport
 import BridgeTraceModel
 import Foundation
 import Testing
 
+@testable import BridgeRunner
 @testable import BridgeWorker
 
 /// The run journal at the store level: every write is fenced on the lease token.

@@ -1,10 +1,11 @@
 import BridgeCore
 import BridgeMapping
-import BridgeRunner
 import BridgeTraceModel
 import BridgeTracing
 import Foundation
 import Testing
+
+@testable import BridgeRunner
 
 // Pausing a run at a needs_approval call and resuming it, in one trace.
 

@@ -31,11 +31,6 @@ extension TraceExporter {
 public struct ExportSpan: Sendable, Equatable {
     public var record: SpanRecord
     public var trace: TraceRecord
-
-    public init(record: SpanRecord, trace: TraceRecord) {
-        self.record = record
-        self.trace = trace
-    }
 }
 
 /// What one request carries: trace objects first, then spans (children end, and are
@@ -132,10 +127,6 @@ public struct ExportStats: Sendable, Equatable {
 public struct ExportBacklog: Sendable, Equatable {
     public var traces: Int
     public var spans: Int
-    public init(traces: Int, spans: Int) {
-        self.traces = traces
-        self.spans = spans
-    }
     public var isEmpty: Bool { traces == 0 && spans == 0 }
 }
 
