@@ -127,9 +127,9 @@ noop_mappings "$WORK/cpu_off" "Project Manager"
 noop_mappings "$WORK/cpu_on" "Project Manager"
 spend_yaml "pricing: {gpt-4.1: {input: 2.00, cached_input: 0.50, output: 8.00}}" >"$WORK/cpu_on/spend.yaml"
 # REPEAT rounds, each a fresh database per configuration, the two interleaved so that a change
-# in the machine's load falls on both, and taking turns to go first: whichever runs second runs
-# on a machine still busy with the first (PostgreSQL's writes, autovacuum), which cost it up to
-# 5 % in every round when "with" always went second. The medians are compared.
+# in the machine's load falls on both, and taking turns to go first: when "with" always went
+# second it was slower in every round of a quiet run (ratio 1.11) while the rounds drifted by 20 %,
+# a bias of the order, not of pricing. The medians are compared.
 for r in $(seq 1 "${REPEAT:-3}"); do
   for db in cpu_off cpu_on; do migrated_db "$db$r"; one_workspace_tasks "$db$r" 3000; done
   order="off on"; [ $((r % 2)) -eq 0 ] && order="on off"
