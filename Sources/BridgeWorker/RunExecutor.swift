@@ -395,7 +395,7 @@ struct RunExecutor: Sendable {
             journal?.discard()
             await Self.sendRiders(journal, on: c)
         } else {
-            also = journal?.finalStatements(dropHead: true) ?? []
+            also = journal?.finalStatements() ?? []
         }
         let written = try await writeResult(
             result, claim, spec: spec, outcome: outcome, executionKey: attempt.executionKey, also: also, on: c)

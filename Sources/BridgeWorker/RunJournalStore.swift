@@ -422,7 +422,7 @@ public struct RunJournalStore: Sendable {
 public final class RiderQueue: Sendable {
     private struct State {
         var held: [ModelCallSpend] = []
-        /// What the last `prefixing` took, for `unsend` when its statement did not commit.
+        /// What the last `sending` took, for `unsend` when its statement did not commit.
         var lastSent: [ModelCallSpend] = []
     }
     private let state = Mutex(State())
@@ -431,12 +431,18 @@ public final class RiderQueue: Sendable {
 
     func ride(_ spend: ModelCallSpend) { state.withLock { $0.held.append(spend) } }
 
-    /// What is held, as the CTE list of a WITH (`ModelCallSpend.ctes`), or nil when nothing is.
-    func take() -> PostgresQuery? {
-        let held = state.withLock { state in
+    /// Empties the queue; with `keep`, what it held is kept for `unsend`.
+    private func drain(keep: Bool = false) -> [ModelCallSpend] {
+        state.withLock { state in
+            if keep { state.lastSent = state.held }
             defer { state.held.removeAll() }
             return state.held
         }
+    }
+
+    /// What is held, as the CTE list of a WITH (`ModelCallSpend.ctes`), or nil when nothing is.
+    func take() -> PostgresQuery? {
+        let held = drain()
         return held.isEmpty ? nil : ModelCallSpend.ctes(held)
     }
 
@@ -446,27 +452,13 @@ public final class RiderQueue: Sendable {
     /// What is held, as the start of a statement (`WITH` and the CTE list), or nil when nothing
     /// is; kept for `unsend` until the next `sending`.
     func sending() -> PostgresQuery? {
-        let held = state.withLock { state in
-            state.lastSent = state.held
-            defer { state.held.removeAll() }
-            return state.held
-        }
+        let held = drain(keep: true)
         return held.isEmpty ? nil : ModelCallSpend.ctes(held, with: true)
-    }
-
-    /// `statement` with the held spend as data-modifying CTEs in front of it (`statement` must
-    /// not start with its own WITH, and is renumbered), or `statement` alone when none is held.
-    func prefixing(_ statement: PostgresQuery) -> PostgresQuery {
-        guard let with = sending() else { return statement }
-        return with + statement
     }
 
     /// What is held, as one statement of its own (nil when nothing is).
     func statement() -> PostgresQuery? {
-        let held = state.withLock { state in
-            defer { state.held.removeAll() }
-            return state.held
-        }
+        let held = drain()
         return held.isEmpty ? nil : ModelCallSpend.with(held, then: "SELECT 1 AS ok")
     }
 }
@@ -613,8 +605,9 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
     /// Writes what is held now (before an approval pause), fenced.
     func flush() async throws { try await write(nil) }
 
-    /// What the finishing transaction writes: the held spans and the trace's end (the run ended).
-    func finalStatements(dropHead: Bool) -> [PostgresQuery] {
+    /// What the finishing transaction writes: the held spans, the trace's end and the journal
+    /// head's deletion (the run ended).
+    func finalStatements() -> [PostgresQuery] {
         let (spans, end, calls) = state.withLock { held -> ([SpanRecord], Date?, [JournaledCall]) in
             defer { held = Held(recorder: held.recorder) }
             return (held.spans, held.traceEndedAt, held.calls)
@@ -625,13 +618,7 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
             + store.finalStatements(spans: spans, traceEnd: end.map { (traceId, $0) })
         // The riders go in front of the last statement, so that the finishing transaction holds
         // what they lock (a group's spend row) for as short a time as it can.
-        if dropHead {
-            statements.append(store.dropHead(taskKey: taskKey, after: riders.sending()))
-        } else if let last = statements.popLast() {
-            statements.append(riders.prefixing(last))
-        } else if let alone = riders.statement() {
-            statements.append(alone)
-        }
+        statements.append(store.dropHead(taskKey: taskKey, after: riders.sending()))
         return statements
     }
 
