@@ -440,11 +440,8 @@ public final class RiderQueue: Sendable {
         }
     }
 
-    /// What is held, as the CTE list of a WITH (`ModelCallSpend.ctes`), or nil when nothing is.
-    func take() -> PostgresQuery? {
-        let held = drain()
-        return held.isEmpty ? nil : ModelCallSpend.ctes(held)
-    }
+    /// What is held (the caller sends it, e.g. as `ModelCallSpend.ctes`).
+    func take() -> [ModelCallSpend] { drain() }
 
     /// Holds again what the last `sending` took (its transaction rolled back).
     func unsend() { state.withLock { $0.held = $0.lastSent + $0.held } }
@@ -594,8 +591,22 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
         }
         let writes =
             calls.map { store.callWrite(taskKey: taskKey, traceId: traceId, call: $0) } + (journal.map { [$0] } ?? [])
-        let ok = try await connection.query(
-            store.stepQuery(token: token, spans: spans, traceEnd: nil, journal: writes, riders: riders.take()))
+        let spend = riders.take()
+        let ok: PostgresRows
+        do {
+            ok = try await connection.query(
+                store.stepQuery(
+                    token: token, spans: spans, traceEnd: nil, journal: writes,
+                    riders: spend.isEmpty ? nil : ModelCallSpend.ctes(spend)))
+        } catch {
+            // The server refused the statement, so the spend riding on it was not written either;
+            // the calls were paid all the same: it goes in a statement of its own (best effort, like
+            // any spend record; not held again, so spend the server refuses cannot block the steps).
+            if error.kind == .server, !spend.isEmpty {
+                _ = try? await connection.query(ModelCallSpend.with(spend, then: "SELECT 1 AS ok"))
+            }
+            throw error
+        }
         guard try ok.first?.decode(Int.self, "ok") == 1 else {
             throw JournalFenced("the lease on task \(taskKey) is gone; its journal write was refused")
         }

@@ -140,4 +140,45 @@ struct RunJournalTests {
         #expect(try await journals.head(on: c, taskKey: a.key)?.checkpoint != nil)
         await c.close()
     }
+
+    /// A step write the server refuses (here a trigger on the journal's call rows) rolls back
+    /// the spend riding on it: the calls were paid all the same, so their spend is still
+    /// recorded, in a statement of its own.
+    @Test func spendRidingOnARefusedStepIsStillRecorded() async throws {
+        let (url, store) = try await LeaseStoreTests.migrated()
+        let journals = RunJournalStore(config: store.config)
+        let c = try await TestDatabase.connect(url)
+        let a = try #require(try await store.claim(on: c, limit: 1, workerId: "A", lease: .seconds(60)).first)
+        let spec = RunSpec(
+            traceId: TraceID.forTask(a.key, attempt: 1), workflowName: "w", groupId: nil, metadata: [:],
+            startingAgent: "x", agents: [:], tools: [:], input: "hi", maxTurns: 3,
+            traceIncludeSensitiveData: true, taskId: a.key, attempt: 1)
+        try await journals.start(on: c, taskKey: a.key, token: a.token, spec: spec, workerId: "A")
+        let journal = DurableJournal(
+            store: journals, connection: c, taskKey: a.key, traceId: spec.traceId, token: a.token,
+            workerId: "A", stop: nil, finished: [])
+        try await c.simpleQuery(
+            """
+            CREATE FUNCTION refuse_call() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'refused'; END $$;
+            CREATE TRIGGER refuse_call BEFORE INSERT ON bridge.journal_calls FOR EACH ROW EXECUTE FUNCTION refuse_call();
+            """)
+        journal.riders.ride(
+            ModelCallSpend(
+                taskKey: a.key, attempt: 1, group: "ws-riders", agent: "x", model: "m", inputTokens: 10,
+                cachedTokens: 0, outputTokens: 5, usd: 0.25))
+        await #expect(throws: PostgresError.self) {
+            try await journal.callFinished(JournaledCall(callId: "call_1", name: "t", output: "one", raw: false))
+        }
+        let spent = try await c.query(
+            """
+            SELECT (SELECT count(*) FROM bridge.model_calls WHERE task_key = \(a.key)) AS calls,
+                   (SELECT spent_usd::float8 FROM bridge.group_spend WHERE group_key = 'ws-riders') AS spent
+            """
+        ).first
+        #expect(spent?.int("calls") == 1)
+        #expect(spent?.double("spent") == 0.25)
+        #expect(journal.riders.take().isEmpty)
+        await c.close()
+    }
 }
