@@ -70,13 +70,16 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
     public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> { fields.makeIterator() }
 
     /// How long the server asks the client to wait before retrying: `retry-after-ms`
-    /// (milliseconds) wins over `retry-after` (delta seconds; HTTP dates are ignored).
+    /// (milliseconds) wins over `retry-after` (delta seconds; HTTP dates are ignored). A wait
+    /// longer than `Duration.maximumSeconds` (`1e300`, `inf`) is that long: the server's number
+    /// is not ours to trust, and converting it unbounded would trap.
     public var retryAfter: Duration? {
+        let most = Duration.maximumSeconds * 1000
         if let ms = self["retry-after-ms"].flatMap({ Double($0.trimmingCharacters(in: .whitespaces)) }), ms >= 0 {
-            return .milliseconds(Int64(ms.rounded()))
+            return .milliseconds(Int64(Swift.min(ms, most).rounded()))
         }
         if let s = self["retry-after"].flatMap({ Double($0.trimmingCharacters(in: .whitespaces)) }), s >= 0 {
-            return .milliseconds(Int64((s * 1000).rounded()))
+            return .milliseconds(Int64(Swift.min(s * 1000, most).rounded()))
         }
         return nil
     }

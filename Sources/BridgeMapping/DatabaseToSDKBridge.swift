@@ -158,12 +158,8 @@ public struct DatabaseToSDKBridge: Sendable {
     ///   - task: the task row (only the fallback column is read).
     ///   - agentRow: the task's own agent row (only the match column is read), nil when none.
     public func startingAgent(
-        taskId: TaskKey,
-        task:
-            [String: JSONValue], agentRow taskAgentRow: [String: JSONValue]?
-    )
-        throws(RunSpecError) -> AgentMapping
-    {
+        taskId: TaskKey, task: [String: JSONValue], agentRow taskAgentRow: [String: JSONValue]?
+    ) throws(RunSpecError) -> AgentMapping {
         let selection = config.source.agentSelection
         var starting: AgentMapping?
         if let sel = selection, let row = taskAgentRow, let m = row[sel.matchColumn], !m.isNull {
@@ -259,7 +255,6 @@ extension DatabaseToSDKBridge {
     /// The bridge's statements that run per task on the task table, with a sample key (see
     /// `TaskStore.hotPathStatements`).
     public func hotPathStatements(taskKey: TaskKey) -> [(name: String, query: PostgresQuery)] {
-
         [("load task", taskQuery(id: taskKey))]
     }
 

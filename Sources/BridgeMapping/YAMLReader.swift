@@ -320,13 +320,15 @@ struct MapReader<Key: MappingKeySet> {
     }
     func strings(_ key: Key) -> [String]? { value(key).flatMap { reader.strings($0, path(key)) } }
     func stringMap(_ key: Key) -> [String: String]? { value(key).flatMap { reader.stringMap($0, path(key)) } }
-    /// The string map under `key`, with an issue at it for each key that is not one of `keys`.
+    /// The string map under `key`, its keys among `keys` (unknown keys are reported at the key,
+    /// as in a section).
     func stringMap(_ key: Key, keys: [String]) -> [String: String]? {
-        guard let map = stringMap(key) else { return nil }
-        for k in map.keys.sorted() where !keys.contains(k) {
-            reader.issue(node(key), path(key), "unknown key '\(k)' (expected \(keys.joined(separator: ", ")))")
+        guard let n = value(key), let entries = reader.entries(n, path(key), allowed: keys) else { return nil }
+        var out: [String: String] = [:]
+        for e in entries {
+            if let s = reader.string(e.value, YAMLReader.join(path(key), e.key)) { out[e.key] = s }
         }
-        return map
+        return out
     }
     func template(_ key: Key, required req: Bool? = nil) -> Template? {
         value(key, required: req).flatMap { reader.template($0, path(key)) }

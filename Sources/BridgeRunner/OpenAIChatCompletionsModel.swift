@@ -133,10 +133,32 @@ public struct ChatCompletionsModel: ModelProvider {
                 "chat completion ended with finish_reason 'length' before any text or tool call (raise max_tokens)",
                 retriable: false)
         }
+        try checkToolCalls(message, scrub: scrub)
         let usage = self.usage(json["usage"])
         return ModelResponse(
             output: message.isNull ? [] : ChatConverter.outputItems(message), usage: usage, responseId: nil,
             model: requestedModel, spanOutput: message.isNull ? [] : [message])
+    }
+
+    /// A function tool call without a string `function.name`, or whose `id` or
+    /// `function.arguments` is there but not a string, is a malformed answer, said as such:
+    /// made to fit, it would call a tool named "" or run the tool with `{}` instead of the
+    /// arguments the model wrote. (A missing or null `id` stays allowed: some compatible
+    /// servers send none.)
+    static func checkToolCalls(_ message: JSONValue, scrub: (String) -> String) throws(ModelProviderError) {
+        for (i, call) in (message["tool_calls"]?.arrayValue ?? []).enumerated()
+        where (call["type"]?.stringValue ?? "function") == "function" {
+            let id = call["id"] ?? .null
+            let arguments = call["function"]?["arguments"] ?? .null
+            let nameOK = !(call["function"]?["name"]?.stringValue ?? "").isEmpty
+            guard nameOK, id.isNull || id.stringValue != nil, arguments.isNull || arguments.stringValue != nil
+            else {
+                throw ModelProviderError(
+                    scrub(
+                        "chat completion: message.tool_calls[\(i)] is a function call without a string name, id and arguments: \(String(call.compact.prefix(200)))"
+                    ), retriable: false)
+            }
+        }
     }
 
     /// Usage from `prompt_tokens`, `completion_tokens` and their details; one request even

@@ -614,6 +614,34 @@ private func chatHandler(_ r: TestHTTPRequest) -> TestHTTPResponse {
         }
     }
 
+    /// A tool call the API sent without its name, or with an id or arguments that are not
+    /// strings, is a malformed answer, named as such, not a call of "" or a call with `{}`.
+    @Test(
+        arguments: [
+            ["id": "call_1", "type": "function", "function": ["arguments": "{}"]],
+            ["id": "call_1", "type": "function", "function": ["name": "lookup", "arguments": ["q": "a"]]],
+            ["id": 7, "type": "function", "function": ["name": "lookup", "arguments": "{}"]],
+        ] as [JSONValue])
+    func aMalformedToolCallIsABadAnswer(_ call: JSONValue) {
+        let message: JSONValue = ["role": "assistant", "content": .null, "tool_calls": [call]]
+        let error = #expect(throws: ModelProviderError.self) {
+            try ChatCompletionsModel.parseResponse(chatCompletion(message), requestedModel: "m")
+        }
+        #expect(
+            error?.message.contains("message.tool_calls[0] is a function call without") == true,
+            "\(String(describing: error))")
+        #expect(error?.retriable == false)
+    }
+
+    @Test func aToolCallWithoutAnIdIsKept() throws {
+        let message: JSONValue = [
+            "role": "assistant",
+            "tool_calls": [["type": "function", "function": ["name": "lookup", "arguments": "{}"]]],
+        ]
+        let response = try ChatCompletionsModel.parseResponse(chatCompletion(message), requestedModel: "m")
+        #expect(response.output.compactMap(\.functionCall).map(\.name) == ["lookup"])
+    }
+
     @Test func runEmitsGenerationSpansWithMessages() async throws {
         let server = try TestHTTPServer(handler: chatHandler)
         defer { server.stop() }

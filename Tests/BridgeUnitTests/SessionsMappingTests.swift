@@ -78,6 +78,20 @@ import Testing
         }
     }
 
+    @Test func anUnknownItemKeyIsReportedAtTheKey() {
+        let (config, issues) = Self.load(
+            "sessions:\n  key: \"{{task.id}}\"\n  table: m\n  session_column: s\n  item:\n    role: r\n"
+                + "    content: c\n    id: i\n    creatd_at: t\n")
+        #expect(config == nil)
+        let issue = issues.first { $0.message.hasPrefix("unknown key 'creatd_at'") }
+        #expect(issue?.message == "unknown key 'creatd_at' (did you mean 'created_at'?)", "\(issues)")
+        #expect(issue?.path == "sessions.item.creatd_at", "\(issues)")
+        // At the key's own line (the old report pointed at the mapping's first key, `role`).
+        let text = MappingFixtures.base + "agents: [{name: A, match: A, instructions: x, model: m}]\n"
+        let line = text.filter { $0 == "\n" }.count + 9
+        #expect(issue?.file == "m.yaml" && issue?.line == line && issue?.column == 5, "\(issues)")
+    }
+
     @Test func theKeyExpressionRendersLikeTheTemplate() throws {
         let s = SessionsMapping(key: try Template(parsing: "conv-{{task.context_data.thread.id}}/{{task.id}}"))
         let sql = s.keyExpression(alias: "c").sql

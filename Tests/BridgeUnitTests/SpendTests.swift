@@ -118,5 +118,12 @@ import Testing
         let headers: HTTPHeaders = ["x-ratelimit-reset-requests": "200ms", "x-ratelimit-reset-tokens": "1.5s"]
         #expect(RateLimitReset.wait(headers) == .milliseconds(1_500))
         #expect(RateLimitReset.wait(["retry-after": "3"]) == .seconds(3))
+        // A server's absurd wait is the longest one, never a trap converting it.
+        for (name, value) in [("retry-after", "1e300"), ("retry-after", "inf"), ("retry-after-ms", "1e300")] {
+            let headers = HTTPHeaders(dictionaryLiteral: (name, value))
+            #expect(headers.retryAfter == .seconds(Duration.maximumSeconds), "\(name): \(value)")
+            #expect(RateLimitReset.wait(headers) == .seconds(Duration.maximumSeconds), "\(name): \(value)")
+        }
+        #expect((["retry-after-ms": "1500"] as HTTPHeaders).retryAfter == .milliseconds(1_500))
     }
 }
