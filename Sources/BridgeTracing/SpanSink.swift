@@ -72,7 +72,6 @@ extension SpanStart {
             startedAt: Date(timeIntervalSince1970: at), type: type, model: o["model"]?.stringValue ?? "",
             agent: o["agent"]?.stringValue, taskId: o["task_id"]?.stringValue.map { TaskKey($0) },
             groupId: o["group_id"]?.stringValue)
-
     }
 }
 

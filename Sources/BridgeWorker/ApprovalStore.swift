@@ -220,7 +220,6 @@ public struct ApprovalStore: Sendable {
             WHERE \(identifier: source.key) = \(taskKey)\(types.cast(source.table, source.key))
               AND \(identifier: Self.waitingColumn) IS NOT NULL
               AND \(identifier: source.status.column) = \(source.status.running)\(types.cast(source.table, source.status.column))
-
             RETURNING to_jsonb(x.*)::text AS row, x.\(identifier: source.key)::text AS k, x.\(identifier: lease.token) AS token,
                       coalesce(x.\(identifier: lease.attempts), 1) AS attempt
             """)
@@ -418,7 +417,6 @@ public struct ApprovalStore: Sendable {
                 ).compactMap { $0["request_key"] }
                 try c.query("SELECT pg_notify(\(taskNotifyChannel), '')")
                 return .decided(taskKey: task, stillPending: others)
-
             }
         } catch let e as PostgresError where e.code.map(SQLState.badValue.contains) == true {
             throw ApprovalKeyError(

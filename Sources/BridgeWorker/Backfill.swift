@@ -63,7 +63,6 @@ public struct BackfillSummary: Sendable, Equatable {
 /// A task the backfill left untraced, and why (the live path's `RunSpecError` text).
 public struct BackfillSkip: Sendable, Equatable {
     public var taskId: TaskKey
-
     public var reason: String
     /// How many skipped tasks a summary lists (the rest are counted).
     public static let listed = 50

@@ -79,7 +79,6 @@ public struct BackfillTraceBuilder: Sendable {
 
         var metadata = [
             "task_id": run.taskKey.text, "attempt": String(x?.attempts ?? 1),
-
             "bridge_version": DatabaseToSDKBridge.bridgeVersion, "backfilled": "true",
         ]
         metadata["workspace_id"] = run.groupId

@@ -220,7 +220,6 @@ public struct ExecApp: Sendable {
         if !missing.isEmpty {
             throw ExecSetupError(
                 "no task with \(source.table).\(source.key) = \(missing.map(\.text).joined(separator: ", "))")
-
         }
     }
 

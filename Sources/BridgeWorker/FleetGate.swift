@@ -89,7 +89,6 @@ final class RunGate: ModelGate {
     let limits: FleetLimits
     let connection: PostgresConnection
     let taskKey: TaskKey
-
     let attempt: Int
     /// The task's group (`source.group_column`), e.g. its workspace id.
     let group: String?

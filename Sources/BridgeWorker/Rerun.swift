@@ -109,7 +109,6 @@ public struct Rerunner: Sendable {
             WHERE \(backfiller.history.filter(alias: "t"))
             """
         if let cursor { sql += " AND t.\(key) > \(cursor)\(config.columnTypes.cast(s.table, s.key))" }
-
         if let since { sql += " AND \(backfiller.history.sinceCondition(alias: "t", since))" }
         sql += " ORDER BY t.\(key) LIMIT \(limit)::bigint"
         let rows = try await conn.query(sql)
@@ -119,7 +118,6 @@ public struct Rerunner: Sendable {
     static func pairs(_ rows: PostgresRows) throws -> [(TaskKey, Row)] {
         var out: [(TaskKey, Row)] = []
         for r in rows { out.append((try r.decode(TaskKey.self, "k"), try TaskStore.parseRow(r["row"]))) }
-
         return out
     }
 
@@ -185,7 +183,6 @@ public struct Rerunner: Sendable {
     /// The execution row's outcome and the task's trace id (only when null), together.
     func record(
         _ conn: PostgresConnection, taskKey: TaskKey, executionKey: String?, traceId: TraceID,
-
         outcome: TaskStore.ExecutionOutcome
     ) async throws {
         let config = self.config

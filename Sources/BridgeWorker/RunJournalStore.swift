@@ -399,7 +399,6 @@ public struct RunJournalStore: Sendable {
         if let start = startRunQuery(
             taskKey: taskKey, token: "t1", attempt: 1, agentId: nil, specJSON: "{}", workerId: "w",
             task: [config.source.key: taskKey.json], trace: trace, startedAt: Date())
-
         {
             out.append(("journal start", start))
         }
