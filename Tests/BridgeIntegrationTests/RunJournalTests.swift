@@ -13,22 +13,30 @@ import Testing
 /// The run journal at the store level: every write is fenced on the lease token.
 @Suite(.enabled(if: TestDatabase.isAvailable, "needs BRIDGE_TEST_DATABASE_URL (scripts/test.sh)"))
 struct RunJournalTests {
-    /// Two workers that both believe they own a run (A's lease expired and B claimed the task):
-    /// A's checkpoint, call record and writing SQL tool are all refused, and write nothing.
-    @Test func aStaleWorkersJournalWritesAreRejected() async throws {
-        let (url, store) = try await LeaseStoreTests.migrated()
-        let config = store.config
-        let journals = RunJournalStore(config: config)
-        let c = try await TestDatabase.connect(url)
+    /// Worker A claims the one pending task and starts its durable run: the claim, the run's
+    /// spec and A's journal.
+    static func startedRun(
+        _ store: TaskStore, _ journals: RunJournalStore, on c: PostgresConnection
+    ) async throws -> (TaskStore.Claim, RunSpec, DurableJournal) {
         let a = try #require(try await store.claim(on: c, limit: 1, workerId: "A", lease: .seconds(60)).first)
         let spec = RunSpec(
             traceId: TraceID.forTask(a.key, attempt: 1), workflowName: "w", groupId: nil, metadata: [:],
             startingAgent: "x", agents: [:], tools: [:], input: "hi", maxTurns: 3,
             traceIncludeSensitiveData: true, taskId: a.key, attempt: 1)
         try await journals.start(on: c, taskKey: a.key, token: a.token, spec: spec, workerId: "A")
-        let journalA = DurableJournal(
+        let journal = DurableJournal(
             store: journals, connection: c, taskKey: a.key, traceId: spec.traceId, token: a.token,
             workerId: "A", stop: nil, finished: [])
+        return (a, spec, journal)
+    }
+
+    /// Two workers that both believe they own a run (A's lease expired and B claimed the task):
+    /// A's checkpoint, call record and writing SQL tool are all refused, and write nothing.
+    @Test func aStaleWorkersJournalWritesAreRejected() async throws {
+        let (url, store) = try await LeaseStoreTests.migrated()
+        let journals = RunJournalStore(config: store.config)
+        let c = try await TestDatabase.connect(url)
+        let (a, spec, journalA) = try await Self.startedRun(store, journals, on: c)
         try await journalA.callFinished(JournaledCall(callId: "call_1", name: "t", output: "one", raw: false))
         // A stalls past its lease; the reaper hands the task back and B claims it.
         try await c.query(
@@ -148,15 +156,7 @@ struct RunJournalTests {
         let (url, store) = try await LeaseStoreTests.migrated()
         let journals = RunJournalStore(config: store.config)
         let c = try await TestDatabase.connect(url)
-        let a = try #require(try await store.claim(on: c, limit: 1, workerId: "A", lease: .seconds(60)).first)
-        let spec = RunSpec(
-            traceId: TraceID.forTask(a.key, attempt: 1), workflowName: "w", groupId: nil, metadata: [:],
-            startingAgent: "x", agents: [:], tools: [:], input: "hi", maxTurns: 3,
-            traceIncludeSensitiveData: true, taskId: a.key, attempt: 1)
-        try await journals.start(on: c, taskKey: a.key, token: a.token, spec: spec, workerId: "A")
-        let journal = DurableJournal(
-            store: journals, connection: c, taskKey: a.key, traceId: spec.traceId, token: a.token,
-            workerId: "A", stop: nil, finished: [])
+        let (a, _, journal) = try await Self.startedRun(store, journals, on: c)
         try await c.simpleQuery(
             """
             CREATE FUNCTION refuse_call() RETURNS trigger LANGUAGE plpgsql AS $$
