@@ -54,7 +54,6 @@ extension Bridge {
         var spans: String?
 
         @Option(
-            name: .customLong("max-export-lag"),
             help: ArgumentHelp(
                 "Limit for the p95 lag from span end to exporter acknowledgement, in seconds.", valueName: "seconds"))
         var maxExportLag: Double = 30

@@ -31,7 +31,7 @@ extension Bridge.Mappings {
         @Option(help: ArgumentHelp("Directory of *.yaml mappings.", valueName: "dir"))
         var mappings: String = "mappings"
 
-        @Flag(name: .customLong("static-only"), help: "Skip the checks against the database and the MCP servers.")
+        @Flag(help: "Skip the checks against the database and the MCP servers.")
         var staticOnly = false
 
         func run() async throws {
