@@ -101,9 +101,9 @@ extension Bridge {
 
         // Exporters (openai, otlp, file): see `bridge export`.
         @Option(
-            help: ArgumentHelp(
-                "How long the exporters get to deliver what is left after the last task; the rest stays in the ledger for `bridge export`.",
-                valueName: "duration"))
+            help: .duration(
+                "How long the exporters get to deliver what is left after the last task; the rest stays in the ledger for `bridge export`."
+            ))
         var flushTimeout: Duration = .seconds(10)
 
         @OptionGroup var http: HTTPFlags
@@ -232,23 +232,17 @@ struct WorkerFlags: ParsableArguments {
     var maxAttempts: Int = 3
 
     @Option(
-        help: ArgumentHelp(
-            "How long a claim stays valid without a heartbeat (heartbeat every lease/3); seconds, or 90s, 2min.",
-            valueName: "duration"))
+        help: .duration(
+            "How long a claim stays valid without a heartbeat (heartbeat every lease/3); seconds, or 90s, 2min."))
     var lease: Duration = .seconds(60)
 
     @Flag(help: "Keep running and pick up new tasks as they arrive (until SIGTERM/SIGINT).")
     var watch = false
 
-    @Option(
-        help: ArgumentHelp(
-            "On SIGTERM/SIGINT, how long in-flight runs may take before they are released.",
-            valueName: "duration"))
+    @Option(help: .duration("On SIGTERM/SIGINT, how long in-flight runs may take before they are released."))
     var drainTimeout: Duration = .seconds(30)
 
-    @Option(
-        help: ArgumentHelp(
-            "Backstop polling interval (default 2s without NOTIFY, 20s with it).", valueName: "duration"))
+    @Option(help: .duration("Backstop polling interval (default 2s without NOTIFY, 20s with it)."))
     var pollInterval: Duration?
 
     func validate() throws {
@@ -279,21 +273,18 @@ struct WorkerFlags: ParsableArguments {
 /// exporters).
 struct HTTPFlags: ParsableArguments {
     @Option(
-        help: ArgumentHelp(
-            "How long one model call attempt may take in all, however slowly bytes arrive; a timeout is retried like a 5xx.",
-            valueName: "duration"))
+        help: .duration(
+            "How long one model call attempt may take in all, however slowly bytes arrive; a timeout is retried like a 5xx."
+        ))
     var modelTimeout: Duration = .seconds(600)
 
-    @Option(
-        help: ArgumentHelp(
-            "How long establishing any HTTP connection may take (model, http tools, exporters).",
-            valueName: "duration"))
+    @Option(help: .duration("How long establishing any HTTP connection may take (model, http tools, exporters)."))
     var httpConnectTimeout: Duration = .seconds(10)
 
     @Option(
-        help: ArgumentHelp(
-            "How long any HTTP request may go without a byte in either direction (default 300s; for streamed model calls 60s, between events).",
-            valueName: "duration"))
+        help: .duration(
+            "How long any HTTP request may go without a byte in either direction (default 300s; for streamed model calls 60s, between events)."
+        ))
     var httpStallTimeout: Duration?
 
     @Flag(help: "Model calls wait for the whole answer instead of streaming it (servers that cannot stream).")

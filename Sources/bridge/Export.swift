@@ -48,13 +48,10 @@ extension Bridge {
         @Flag(help: "Keep running: look for new spans every --poll-interval seconds.")
         var watch = false
 
-        @Option(help: ArgumentHelp("Time between looks with --watch (seconds, or e.g. 500ms).", valueName: "duration"))
+        @Option(help: .duration("Time between looks with --watch (seconds, or e.g. 500ms)."))
         var pollInterval: Duration = .seconds(1)
 
-        @Option(
-            help: ArgumentHelp(
-                "Give up after this long (what is left stays in the ledger). Default: no limit.",
-                valueName: "duration"))
+        @Option(help: .duration("Give up after this long (what is left stays in the ledger). Default: no limit."))
         var timeout: Duration?
 
         @Flag(help: "Send items recorded as rejected again (after fixing the cause).")

@@ -38,7 +38,7 @@ struct MigrateOptionsGroup: ParsableArguments {
     @Option(help: ArgumentHelp("The migrations folder.", valueName: "path"))
     var dir: String = "migrations"
 
-    @Option(help: ArgumentHelp("lock_timeout for every statement, e.g. 3s or 500ms.", valueName: "duration"))
+    @Option(help: .duration("lock_timeout for every statement, e.g. 3s or 500ms."))
     var lockTimeout: String = "3s"
 
     @Option(

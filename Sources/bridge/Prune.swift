@@ -46,15 +46,10 @@ extension Bridge {
         // the parser taking -1h for a flag and saying "Missing value".
         @Option(
             parsing: .unconditional,
-            help: ArgumentHelp(
-                "Remove traces that started longer ago than this: 12h, 30d, 8w (at least 1h).",
-                valueName: "duration"))
+            help: .duration("Remove traces that started longer ago than this: 12h, 30d, 8w (at least 1h)."))
         var olderThan: String
 
-        @Option(
-            help: ArgumentHelp(
-                "Directory of *.yaml mappings (the task table, whose leased tasks keep their traces).",
-                valueName: "dir"))
+        @Option(help: .mappings("the task table, whose leased tasks keep their traces"))
         var mappings: String = "mappings"
 
         @Flag(help: "Only count what would be removed; change nothing.")

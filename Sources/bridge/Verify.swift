@@ -31,7 +31,7 @@ extension Bridge {
 
         @OptionGroup var connection: ConnectionOptions
 
-        @Option(help: ArgumentHelp("Directory of *.yaml mappings (table and column names).", valueName: "dir"))
+        @Option(help: .mappings("table and column names"))
         var mappings: String = "mappings"
 
         @Option(

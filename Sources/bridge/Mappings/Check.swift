@@ -28,7 +28,7 @@ extension Bridge.Mappings {
 
         @OptionGroup var connection: ConnectionOptions
 
-        @Option(help: ArgumentHelp("Directory of *.yaml mappings.", valueName: "dir"))
+        @Option(help: .mappings())
         var mappings: String = "mappings"
 
         @Flag(help: "Skip the checks against the database and the MCP servers.")

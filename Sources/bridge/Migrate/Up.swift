@@ -17,7 +17,7 @@ extension Bridge.Migrate {
 
         @OptionGroup var shared: MigrateOptionsGroup
 
-        @Option(help: ArgumentHelp("How long to wait for another run's lock.", valueName: "duration"))
+        @Option(help: .duration("How long to wait for another run's lock."))
         var lockWait: String = "60s"
 
         @Option(help: "Retries after a lock timeout or deadlock.")
