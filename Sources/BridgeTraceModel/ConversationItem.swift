@@ -223,37 +223,37 @@ extension ConversationItem {
             }
             return .object(o)
         case .functionCall(let c):
-            var o = c.extra
-            o["type"] = "function_call"
-            o["call_id"] = c.callId.json
-            o["name"] = .string(c.name)
-            o["arguments"] = .string(c.arguments)
-            return .object(o)
+            return object(
+                c.extra, "function_call",
+                ["call_id": c.callId.json, "name": .string(c.name), "arguments": .string(c.arguments)])
         case .functionCallOutput(let c):
-            var o = c.extra
-            o["type"] = "function_call_output"
-            o["call_id"] = c.callId.json
-            o["output"] = c.output
-            return .object(o)
+            return object(c.extra, "function_call_output", ["call_id": c.callId.json, "output": c.output])
         case .reasoning(let r):
-            var o = r.extra
-            o["type"] = "reasoning"
-            o["summary"] = .array(r.summary)
-            return .object(o)
+            return object(r.extra, "reasoning", ["summary": .array(r.summary)])
         case .guardrailResult(let g):
             return .object(g.fields)
         case .approvalResult(let a):
-            var o = a.extra
-            o["type"] = "approval_result"
-            o["call_id"] = a.callId.json
-            o["name"] = .string(a.name)
-            o["decision"] = .string(a.decision)
-            o["request_id"] = .string(a.requestId)
-            return .object(o)
+            return object(
+                a.extra, "approval_result",
+                [
+                    "call_id": a.callId.json, "name": .string(a.name), "decision": .string(a.decision),
+                    "request_id": .string(a.requestId),
+                ])
         case .other(let json):
             return json
         }
     }
+}
+
+/// An item of kind `type` as JSON: the fields it was read with that its kind does not model
+/// (`extra`), with `type` and the kind's own `fields` set over them.
+private func object(
+    _ extra: [String: JSONValue], _ type: JSONValue, _ fields: KeyValuePairs<String, JSONValue>
+) -> JSONValue {
+    var o = extra
+    o["type"] = type
+    for (key, value) in fields { o[key] = value }
+    return .object(o)
 }
 
 /// An item's fields besides `known` (the ones its kind models).
