@@ -198,9 +198,8 @@ struct PendingToolCall: Sendable {
 }
 
 struct ToolCallOutcome: Sendable {
-    var index: Int
-    var callId: CallID
-    var name: String
+    /// The call this is the outcome of.
+    var call: PendingToolCall
     var output: String
     /// What the model receives when it is not `output` itself (MCP content parts).
     var modelOutput: JSONValue? = nil
@@ -747,7 +746,7 @@ struct RunState {
             case .stopOnFirstTool:
                 return .final(outcomes[0].output)
             case .stopAtToolNames(let names):
-                if let hit = outcomes.first(where: { names.contains($0.name) }) { return .final(hit.output) }
+                if let hit = outcomes.first(where: { names.contains($0.call.name) }) { return .final(hit.output) }
                 return .again
             }
         }
@@ -837,7 +836,7 @@ struct RunState {
             span.usage = span.usage + o.usage
             transcript += o.items
             guard o.failure == nil else { continue }
-            appendCallOutput(o.callId, o.modelOutput ?? .string(o.output))
+            appendCallOutput(o.call.callId, o.modelOutput ?? .string(o.output))
         }
         if let failure = outcomes.lazy.compactMap(\.failure).first {
             return .ends(
@@ -941,7 +940,7 @@ struct RunState {
             for await o in group { collected.append(o) }
             return collected
         }
-        return outcomes.sorted { $0.index < $1.index }
+        return outcomes.sorted { $0.call.index < $1.call.index }
     }
 
     /// `call` with its span id and its tool guardrails' span ids, allocated in that order.
@@ -1039,9 +1038,7 @@ struct RunState {
                 callId: call.callId, name: call.name, output: output,
                 error: spanError?.json, raw: false, guardrails: guards.items.isEmpty ? nil : guards.items),
             runner: runner)
-        return ToolCallOutcome(
-            index: call.index, callId: call.callId, name: call.name, output: output, fenced: fenced,
-            usage: guards.usage, items: guards.items)
+        return ToolCallOutcome(call: call, output: output, fenced: fenced, usage: guards.usage, items: guards.items)
     }
 
     /// The tool's output (a writing SQL tool's journaled output, without running it again),
@@ -1083,9 +1080,7 @@ struct RunState {
         -> ToolCallOutcome
     {
         await runner.observer.record(.toolEnded(id: call.eventId, output: nil, error: v.spanError, at: Date()))
-        return ToolCallOutcome(
-            index: call.index, callId: call.callId, name: call.name, output: "", failure: v.failure, usage: v.usage,
-            items: v.items)
+        return ToolCallOutcome(call: call, output: "", failure: v.failure, usage: v.usage, items: v.items)
     }
 
     /// Journals a finished call (with the spans ended so far); true when the lease is gone.
@@ -1099,15 +1094,10 @@ struct RunState {
     /// journaled output, without calling the tool.
     static func replay(_ j: JournaledCall, _ call: PendingToolCall, runner: AgentRunner) async -> ToolCallOutcome {
         if let server = j.mcpServer { await runner.observer.record(.mcpCall(id: call.eventId, server: server)) }
-        let error = j.error.flatMap { e -> SpanErrorInfo? in
-            guard let message = e["message"]?.stringValue else { return nil }
-            return SpanErrorInfo(message: message, data: e["data"].flatMap { $0.isNull ? nil : $0 })
-        }
         await runner.observer.record(
-            .toolEnded(id: call.eventId, output: j.spanOutput ?? j.output, error: error, at: Date()))
+            .toolEnded(
+                id: call.eventId, output: j.spanOutput ?? j.output, error: SpanErrorInfo(json: j.error), at: Date()))
         // A guardrail's rejection is replayed as what the model received: the tool does not run.
-        return ToolCallOutcome(
-            index: call.index, callId: call.callId, name: call.name, output: j.output,
-            modelOutput: j.modelOutput, items: j.guardrails ?? [])
+        return ToolCallOutcome(call: call, output: j.output, modelOutput: j.modelOutput, items: j.guardrails ?? [])
     }
 }
