@@ -276,22 +276,18 @@ public enum ToolImplementation: Codable, Sendable, Equatable {
         }
     }
 
+    /// `{kind, <kind>: spec}`: the kind names the key its spec is under.
     public func encode(to encoder: any Encoder) throws {
+        let (kind, spec): (CodingKeys, any Encodable) =
+            switch self {
+            case .sql(let s): (.sql, s)
+            case .http(let s): (.http, s)
+            case .command(let s): (.command, s)
+            case .hosted(let s): (.hosted, s)
+            }
         var c = encoder.container(keyedBy: CodingKeys.self)
-        switch self {
-        case .sql(let s):
-            try c.encode("sql", forKey: .kind)
-            try c.encode(s, forKey: .sql)
-        case .http(let s):
-            try c.encode("http", forKey: .kind)
-            try c.encode(s, forKey: .http)
-        case .command(let s):
-            try c.encode("command", forKey: .kind)
-            try c.encode(s, forKey: .command)
-        case .hosted(let s):
-            try c.encode("hosted", forKey: .kind)
-            try c.encode(s, forKey: .hosted)
-        }
+        try c.encode(kind.stringValue, forKey: .kind)
+        try c.encode(spec, forKey: kind)
     }
 }
 

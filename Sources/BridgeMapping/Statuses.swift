@@ -1,36 +1,32 @@
-/// The states bridge moves a task row through. The text stored in the status column for each
-/// is the user's own (`source.status` in the mappings, e.g. `in_progress` for `running`): code
-/// branches on these cases and looks the text up only where it reaches SQL.
-public enum TaskStatus: Sendable, Hashable, CaseIterable {
-    case pending, running, completed, failed
+/// A state bridge writes to a status column, named by the field of the mappings that holds its
+/// stored text (`Texts`): the text is the user's own, so code branches on these values and
+/// looks the text up only where it reaches SQL (`text(in:)`).
+public struct MappedStatus<Texts>: Sendable, Hashable {
+    let field: any KeyPath<Texts, String> & Sendable
+
+    init(_ field: any KeyPath<Texts, String> & Sendable) { self.field = field }
+
+    /// The configured text (what the status column holds).
+    public func text(in texts: Texts) -> String { texts[keyPath: field] }
 }
 
-extension StatusMapping {
-    /// The configured text for `status` (what the status column holds).
-    public func text(_ status: TaskStatus) -> String {
-        switch status {
-        case .pending: pending
-        case .running: running
-        case .completed: completed
-        case .failed: failed
-        }
-    }
+/// The states bridge moves a task row through; the texts are `source.status` in the mappings
+/// (e.g. `in_progress` for `running`).
+public typealias TaskStatus = MappedStatus<StatusMapping>
+
+extension MappedStatus<StatusMapping> {
+    public static let pending = Self(\.pending)
+    public static let running = Self(\.running)
+    public static let completed = Self(\.completed)
+    public static let failed = Self(\.failed)
 }
 
-/// The states of one attempt's execution row. The stored text is the user's
-/// (`results.executions.statuses` in the mappings).
-public enum ExecutionStatus: Sendable, Hashable, CaseIterable {
-    case started, completed, failedRetriable, failedTerminal
-}
+/// The states of one attempt's execution row; the texts are `results.executions.statuses`.
+public typealias ExecutionStatus = MappedStatus<ExecutionStatuses>
 
-extension ExecutionStatuses {
-    /// The configured text for `status` (what the execution table's status column holds).
-    public func text(_ status: ExecutionStatus) -> String {
-        switch status {
-        case .started: started
-        case .completed: completed
-        case .failedRetriable: failedRetriable
-        case .failedTerminal: failedTerminal
-        }
-    }
+extension MappedStatus<ExecutionStatuses> {
+    public static let started = Self(\.started)
+    public static let completed = Self(\.completed)
+    public static let failedRetriable = Self(\.failedRetriable)
+    public static let failedTerminal = Self(\.failedTerminal)
 }

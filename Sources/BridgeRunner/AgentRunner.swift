@@ -208,9 +208,8 @@ struct PendingToolCall: Sendable {
 }
 
 struct ToolCallOutcome: Sendable {
-    var index: Int
-    var callId: CallID
-    var name: String
+    /// The call this is the outcome of.
+    var call: PendingToolCall
     var output: String
     /// What the model receives when it is not `output` itself (MCP content parts).
     var modelOutput: JSONValue? = nil
@@ -757,7 +756,7 @@ struct RunState {
             case .stopOnFirstTool:
                 return .final(outcomes[0].output)
             case .stopAtToolNames(let names):
-                if let hit = outcomes.first(where: { names.contains($0.name) }) { return .final(hit.output) }
+                if let hit = outcomes.first(where: { names.contains($0.call.name) }) { return .final(hit.output) }
                 return .again
             }
         }
@@ -847,7 +846,7 @@ struct RunState {
             span.usage = span.usage + o.usage
             transcript += o.items
             guard o.failure == nil else { continue }
-            appendCallOutput(o.callId, o.modelOutput ?? .string(o.output))
+            appendCallOutput(o.call.callId, o.modelOutput ?? .string(o.output))
         }
         if let failure = outcomes.lazy.compactMap(\.failure).first {
             return .ends(
@@ -951,7 +950,7 @@ struct RunState {
             for await o in group { collected.append(o) }
             return collected
         }
-        return outcomes.sorted { $0.index < $1.index }
+        return outcomes.sorted { $0.call.index < $1.call.index }
     }
 
     /// `call` with its span id and its tool guardrails' span ids, allocated in that order.
@@ -1049,9 +1048,7 @@ struct RunState {
                 callId: call.callId, name: call.name, output: output,
                 error: spanError?.json, raw: false, guardrails: guards.items.isEmpty ? nil : guards.items),
             runner: runner)
-        return ToolCallOutcome(
-            index: call.index, callId: call.callId, name: call.name, output: output, fenced: fenced,
-            usage: guards.usage, items: guards.items)
+        return ToolCallOutcome(call: call, output: output, fenced: fenced, usage: guards.usage, items: guards.items)
     }
 
     /// The tool's output (a writing SQL tool's journaled output, without running it again),
@@ -1093,9 +1090,7 @@ struct RunState {
         -> ToolCallOutcome
     {
         await runner.observer.record(.toolEnded(id: call.eventId, output: nil, error: v.spanError, at: Date()))
-        return ToolCallOutcome(
-            index: call.index, callId: call.callId, name: call.name, output: "", failure: v.failure, usage: v.usage,
-            items: v.items)
+        return ToolCallOutcome(call: call, output: "", failure: v.failure, usage: v.usage, items: v.items)
     }
 
     /// Journals a finished call (with the spans ended so far); true when the lease is gone.
@@ -1116,8 +1111,6 @@ struct RunState {
         await runner.observer.record(
             .toolEnded(id: call.eventId, output: j.spanOutput ?? j.output, error: error, at: Date()))
         // A guardrail's rejection is replayed as what the model received: the tool does not run.
-        return ToolCallOutcome(
-            index: call.index, callId: call.callId, name: call.name, output: j.output,
-            modelOutput: j.modelOutput, items: j.guardrails ?? [])
+        return ToolCallOutcome(call: call, output: j.output, modelOutput: j.modelOutput, items: j.guardrails ?? [])
     }
 }

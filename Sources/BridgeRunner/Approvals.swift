@@ -183,7 +183,7 @@ extension RunState {
         let outcomes = await runTools(approved, parent: turnId, agent: agent)
         toolCalls += outcomes.count
         for o in outcomes {
-            outputs[o.callId] = o.output
+            outputs[o.call.callId] = o.output
             usage = usage + o.usage
             transcript += o.items
         }
@@ -203,7 +203,7 @@ extension RunState {
             switch agent.toolUseBehavior {
             case .runLLMAgain: nil
             case .stopOnFirstTool: outcomes.first
-            case .stopAtToolNames(let names): outcomes.first { names.contains($0.name) }
+            case .stopAtToolNames(let names): outcomes.first { names.contains($0.call.name) }
             }
         if let stop = stopWith { return .final(stop.output) }
         return .again

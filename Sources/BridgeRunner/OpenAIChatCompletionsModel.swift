@@ -27,9 +27,8 @@ import FoundationEssentials
 ///
 /// Hosted tools cannot run on this API: `respond` throws `ModelConfigurationError` for them
 /// (and `ModelRouting.validate` finds them before a run starts).
-public struct ChatCompletionsModel: ModelProvider {
+public struct ChatCompletionsModel: OpenAIModel {
     let transport: OpenAITransport
-    public var settings: OpenAISettings { transport.settings }
 
     public init(settings: OpenAISettings, client: HTTPClient) {
         transport = OpenAITransport(settings: settings, client: client)
@@ -49,12 +48,9 @@ public struct ChatCompletionsModel: ModelProvider {
             )
         }
         let body = Self.requestBody(request, storeDefault: settings.isOfficialOpenAI ? true : nil)
-        let (json, ttft) = try await transport.post(
-            "/chat/completions", body: body, streamedBy: { ChatStreamAssembler() },
+        return try await call(
+            "/chat/completions", request, body: body, streamedBy: { ChatStreamAssembler() },
             streamFields: ["stream_options": ["include_usage": true]])
-        var response = try Self.parseResponse(json, requestedModel: request.agent.model, scrub: settings.scrub)
-        response.timeToFirstToken = ttft
-        return response
     }
 
     /// Responses-only settings, and `reasoning` (sent as `reasoning_effort`).

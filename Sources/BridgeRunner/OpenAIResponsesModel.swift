@@ -31,9 +31,8 @@ import FoundationEssentials
 /// `status: incomplete` (with `incomplete_details.reason`, e.g. `max_output_tokens`) throw a
 /// terminal `ModelProviderError`: the same request would end the same way, so the task is
 /// `failed_terminal`, and the runner records the message on the response span.
-public struct ResponsesModel: ModelProvider {
+public struct ResponsesModel: OpenAIModel {
     let transport: OpenAITransport
-    public var settings: OpenAISettings { transport.settings }
 
     public init(settings: OpenAISettings, client: HTTPClient) {
         transport = OpenAITransport(settings: settings, client: client)
@@ -42,11 +41,8 @@ public struct ResponsesModel: ModelProvider {
     public var spanKind: ModelSpanKind { .response }
 
     public func respond(_ request: ModelRequest) async throws -> ModelResponse {
-        let (json, ttft) = try await transport.post(
-            "/responses", body: Self.requestBody(request), streamedBy: { ResponsesStreamAssembler() })
-        var response = try Self.parseResponse(json, requestedModel: request.agent.model, scrub: settings.scrub)
-        response.timeToFirstToken = ttft
-        return response
+        try await call(
+            "/responses", request, body: Self.requestBody(request), streamedBy: { ResponsesStreamAssembler() })
     }
 
     /// Settings that exist only on Chat Completions.

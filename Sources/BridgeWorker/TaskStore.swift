@@ -657,7 +657,7 @@ public struct TaskStore: Sendable {
     func finishUpdate(taskKey: TaskKey, token: LeaseToken, traceId: TraceID?, outcome: Outcome) -> PostgresQuery {
         let s = config.source
         var sets: [PostgresQuery] = [
-            "\(identifier: s.status.column) = \(s.status.text(outcome.taskStatus))\(cast(s.status.column))"
+            "\(identifier: s.status.column) = \(outcome.taskStatus.text(in: s.status))\(cast(s.status.column))"
         ]
         func add(_ col: String?, _ v: PostgresValue, cast: PostgresQuery = "") {
             guard let col else { return }
@@ -702,7 +702,7 @@ public struct TaskStore: Sendable {
             guard let col else { return }
             sets.append("\(identifier: col) = \(v)\(cast)")
         }
-        add(e.columns.status, .text(e.statuses.text(outcome.status)))
+        add(e.columns.status, .text(outcome.status.text(in: e.statuses)))
         add(e.columns.completedAt, .text(PostgresTimestamp.format(outcome.completedAt)), cast: "::timestamptz")
         add(e.columns.durationSeconds, .text(String(outcome.durationSeconds)), cast: "::double precision")
         add(e.columns.tokenUsage, .text(outcome.tokenUsage.compact), cast: "::jsonb")

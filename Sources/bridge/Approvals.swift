@@ -9,8 +9,7 @@ import Foundation
 struct ApprovalOptions: ParsableArguments {
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(
-        help: ArgumentHelp("Directory of *.yaml mappings (its `approvals` section names the table).", valueName: "dir"))
+    @Option(help: .mappings("its `approvals` section names the table"))
     var mappings: String = "mappings"
 
     func store() throws -> ApprovalStore {

@@ -5,7 +5,6 @@ import BridgePostgres
 /// `--database-url`, shared by every command that connects to PostgreSQL.
 struct ConnectionOptions: ParsableArguments {
     @Option(
-        name: .customLong("database-url"),
         help: ArgumentHelp(
             "PostgreSQL URL or key=value string. Default: DATABASE_URL, then libpq's PG* variables and .pgpass.",
             valueName: "url"))

@@ -15,3 +15,9 @@ extension Duration: @retroactive ExpressibleByArgument {
         return s == s.rounded() ? String(Int(s)) : String(s)
     }
 }
+
+extension ArgumentHelp {
+    /// The help of a flag that takes a time: its value shows as `<duration>`, whatever the
+    /// property is called.
+    static func duration(_ abstract: String) -> ArgumentHelp { ArgumentHelp(abstract, valueName: "duration") }
+}

@@ -59,13 +59,12 @@ extension Bridge {
         var offline = false
 
         @Option(
-            name: .customLong("model-api"),
             help: ArgumentHelp(
                 "responses (default) or chat-completions (for OpenAI-compatible servers such as vLLM, Ollama, LiteLLM); an agent's model_api wins.",
                 valueName: "api"))
         var modelAPI: String = "responses"
 
-        @Flag(name: .customLong("dry-run"), help: "Print one run spec per task as a JSON line and change nothing.")
+        @Flag(help: "Print one run spec per task as a JSON line and change nothing.")
         var dryRun = false
 
         @Option(
@@ -77,7 +76,6 @@ extension Bridge {
         @OptionGroup var worker: WorkerFlags
 
         @Option(
-            name: .customLong("offline-latency-ms"),
             help: ArgumentHelp(
                 "With --offline: wait this long before each model answer (tests, benchmarks).",
                 valueName: "ms"))
@@ -87,7 +85,6 @@ extension Bridge {
         var limit: Int?
 
         @Option(
-            name: .customLong("trace-file"),
             help: ArgumentHelp(
                 "Also append every trace and span as JSONL in the Agents SDK's export format.",
                 valueName: "path"))
@@ -97,7 +94,6 @@ extension Bridge {
         var quiet = false
 
         @Option(
-            name: .customLong("metrics-addr"),
             help: ArgumentHelp(
                 "Serve Prometheus metrics on GET http://HOST:PORT/metrics while running (e.g. 127.0.0.1:9464; port 0 picks a free one, logged on stderr).",
                 valueName: "host:port"))
@@ -105,10 +101,9 @@ extension Bridge {
 
         // Exporters (openai, otlp, file): see `bridge export`.
         @Option(
-            name: .customLong("flush-timeout"),
-            help: ArgumentHelp(
-                "How long the exporters get to deliver what is left after the last task; the rest stays in the ledger for `bridge export`.",
-                valueName: "duration"))
+            help: .duration(
+                "How long the exporters get to deliver what is left after the last task; the rest stays in the ledger for `bridge export`."
+            ))
         var flushTimeout: Duration = .seconds(10)
 
         @OptionGroup var http: HTTPFlags
@@ -233,29 +228,21 @@ struct WorkerFlags: ParsableArguments {
     @Option(help: "Run at most this many tasks at once.")
     var concurrency: Int = 4
 
-    @Option(name: .customLong("max-attempts"), help: "Attempts before a retriable failure marks the task failed.")
+    @Option(help: "Attempts before a retriable failure marks the task failed.")
     var maxAttempts: Int = 3
 
     @Option(
-        help: ArgumentHelp(
-            "How long a claim stays valid without a heartbeat (heartbeat every lease/3); seconds, or 90s, 2min.",
-            valueName: "duration"))
+        help: .duration(
+            "How long a claim stays valid without a heartbeat (heartbeat every lease/3); seconds, or 90s, 2min."))
     var lease: Duration = .seconds(60)
 
     @Flag(help: "Keep running and pick up new tasks as they arrive (until SIGTERM/SIGINT).")
     var watch = false
 
-    @Option(
-        name: .customLong("drain-timeout"),
-        help: ArgumentHelp(
-            "On SIGTERM/SIGINT, how long in-flight runs may take before they are released.",
-            valueName: "duration"))
+    @Option(help: .duration("On SIGTERM/SIGINT, how long in-flight runs may take before they are released."))
     var drainTimeout: Duration = .seconds(30)
 
-    @Option(
-        name: .customLong("poll-interval"),
-        help: ArgumentHelp(
-            "Backstop polling interval (default 2s without NOTIFY, 20s with it).", valueName: "duration"))
+    @Option(help: .duration("Backstop polling interval (default 2s without NOTIFY, 20s with it)."))
     var pollInterval: Duration?
 
     func validate() throws {
@@ -286,33 +273,24 @@ struct WorkerFlags: ParsableArguments {
 /// exporters).
 struct HTTPFlags: ParsableArguments {
     @Option(
-        name: .customLong("model-timeout"),
-        help: ArgumentHelp(
-            "How long one model call attempt may take in all, however slowly bytes arrive; a timeout is retried like a 5xx.",
-            valueName: "duration"))
+        help: .duration(
+            "How long one model call attempt may take in all, however slowly bytes arrive; a timeout is retried like a 5xx."
+        ))
     var modelTimeout: Duration = .seconds(600)
 
-    @Option(
-        name: .customLong("http-connect-timeout"),
-        help: ArgumentHelp(
-            "How long establishing any HTTP connection may take (model, http tools, exporters).",
-            valueName: "duration"))
+    @Option(help: .duration("How long establishing any HTTP connection may take (model, http tools, exporters)."))
     var httpConnectTimeout: Duration = .seconds(10)
 
     @Option(
-        name: .customLong("http-stall-timeout"),
-        help: ArgumentHelp(
-            "How long any HTTP request may go without a byte in either direction (default 300s; for streamed model calls 60s, between events).",
-            valueName: "duration"))
+        help: .duration(
+            "How long any HTTP request may go without a byte in either direction (default 300s; for streamed model calls 60s, between events)."
+        ))
     var httpStallTimeout: Duration?
 
-    @Flag(
-        name: .customLong("no-stream"),
-        help: "Model calls wait for the whole answer instead of streaming it (servers that cannot stream).")
+    @Flag(help: "Model calls wait for the whole answer instead of streaming it (servers that cannot stream).")
     var noStream = false
 
     @Option(
-        name: .customLong("http-min-rate"),
         help: ArgumentHelp(
             "Bytes per second any HTTP response must keep up over the stall window; a slower trickle fails as a timeout after --http-stall-timeout.",
             valueName: "bytes"))

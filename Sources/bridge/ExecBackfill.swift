@@ -21,15 +21,12 @@ struct BackfillFlags: ParsableArguments {
     var since: String?
 
     @Option(
-        name: .customLong("batch-size"),
         help:
             "With --backfill: tasks per batch (one short transaction each; two connections work on consecutive batches)."
     )
     var batchSize: Int = 1_000
 
-    @Option(
-        name: .customLong("pause-ms"),
-        help: "With --backfill: pause between batches, in milliseconds (the backfill then uses one connection).")
+    @Option(help: "With --backfill: pause between batches, in milliseconds (the backfill then uses one connection).")
     var pauseMs: Int = 0
 
     @Flag(

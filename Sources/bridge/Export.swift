@@ -42,28 +42,19 @@ extension Bridge {
             help: ArgumentHelp("Only this exporter (openai, otlp, file; repeatable).", valueName: "name"))
         var exporters: [String] = []
 
-        @Option(
-            name: .customLong("trace-file"),
-            help: ArgumentHelp("Enable the file exporter: append JSONL to this file.", valueName: "path"))
+        @Option(help: ArgumentHelp("Enable the file exporter: append JSONL to this file.", valueName: "path"))
         var traceFile: String?
 
         @Flag(help: "Keep running: look for new spans every --poll-interval seconds.")
         var watch = false
 
-        @Option(
-            name: .customLong("poll-interval"),
-            help: ArgumentHelp("Time between looks with --watch (seconds, or e.g. 500ms).", valueName: "duration"))
+        @Option(help: .duration("Time between looks with --watch (seconds, or e.g. 500ms)."))
         var pollInterval: Duration = .seconds(1)
 
-        @Option(
-            help: ArgumentHelp(
-                "Give up after this long (what is left stays in the ledger). Default: no limit.",
-                valueName: "duration"))
+        @Option(help: .duration("Give up after this long (what is left stays in the ledger). Default: no limit."))
         var timeout: Duration?
 
-        @Flag(
-            name: .customLong("retry-rejected"), help: "Send items recorded as rejected again (after fixing the cause)."
-        )
+        @Flag(help: "Send items recorded as rejected again (after fixing the cause).")
         var retryRejected = false
 
         @Flag(help: "Only the summary lines.")

@@ -38,9 +38,7 @@ struct MigrateOptionsGroup: ParsableArguments {
     @Option(help: ArgumentHelp("The migrations folder.", valueName: "path"))
     var dir: String = "migrations"
 
-    @Option(
-        name: .customLong("lock-timeout"),
-        help: ArgumentHelp("lock_timeout for every statement, e.g. 3s or 500ms.", valueName: "duration"))
+    @Option(help: .duration("lock_timeout for every statement, e.g. 3s or 500ms."))
     var lockTimeout: String = "3s"
 
     @Option(
@@ -57,7 +55,7 @@ struct MigrateOptionsGroup: ParsableArguments {
     @Flag(help: "Print machine-readable JSON on stdout.")
     var json = false
 
-    @Flag(name: .customLong("allow-out-of-order"), help: "Apply pending files older than the newest applied one.")
+    @Flag(help: "Apply pending files older than the newest applied one.")
     var allowOutOfOrder = false
 
     /// Builds the library options; throws MigrateError for bad values.

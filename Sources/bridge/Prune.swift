@@ -45,33 +45,23 @@ extension Bridge {
         // .unconditional: `--older-than -1h` reaches validate() (a negative duration), instead of
         // the parser taking -1h for a flag and saying "Missing value".
         @Option(
-            name: .customLong("older-than"), parsing: .unconditional,
-            help: ArgumentHelp(
-                "Remove traces that started longer ago than this: 12h, 30d, 8w (at least 1h).",
-                valueName: "duration"))
+            parsing: .unconditional,
+            help: .duration("Remove traces that started longer ago than this: 12h, 30d, 8w (at least 1h)."))
         var olderThan: String
 
-        @Option(
-            help: ArgumentHelp(
-                "Directory of *.yaml mappings (the task table, whose leased tasks keep their traces).",
-                valueName: "dir"))
+        @Option(help: .mappings("the task table, whose leased tasks keep their traces"))
         var mappings: String = "mappings"
 
-        @Flag(name: .customLong("dry-run"), help: "Only count what would be removed; change nothing.")
+        @Flag(help: "Only count what would be removed; change nothing.")
         var dryRun = false
 
-        @Flag(
-            name: .customLong("include-undelivered"),
-            help: "Also remove traces that an active exporter has not delivered yet (they are then never exported).")
+        @Flag(help: "Also remove traces that an active exporter has not delivered yet (they are then never exported).")
         var includeUndelivered = false
 
-        @Option(
-            name: .customLong("batch-size"),
-            help: ArgumentHelp("Traces per batch (one short transaction each).", valueName: "n"))
+        @Option(help: ArgumentHelp("Traces per batch (one short transaction each).", valueName: "n"))
         var batchSize: Int = 1000
 
         @Option(
-            name: .customLong("lock-timeout"),
             help: ArgumentHelp(
                 "Longest wait for a lock held by someone else, in milliseconds, before the batch is retried.",
                 valueName: "ms"))

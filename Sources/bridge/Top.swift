@@ -32,9 +32,7 @@ extension Bridge {
 
         @OptionGroup var connection: ConnectionOptions
 
-        @Option(
-            help: ArgumentHelp("Directory of *.yaml mappings (the task table and its status column).", valueName: "dir")
-        )
+        @Option(help: .mappings("the task table and its status column"))
         var mappings: String = "mappings"
 
         @Flag(help: "Print one snapshot as JSON and exit.")
@@ -43,7 +41,7 @@ extension Bridge {
         @Flag(help: "Print one snapshot and exit, even on a terminal.")
         var once = false
 
-        @Option(help: ArgumentHelp("Time between refreshes (seconds, or e.g. 500ms).", valueName: "duration"))
+        @Option(help: .duration("Time between refreshes (seconds, or e.g. 500ms)."))
         var interval: Duration = .seconds(1)
 
         func validate() throws {

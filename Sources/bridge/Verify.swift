@@ -31,7 +31,7 @@ extension Bridge {
 
         @OptionGroup var connection: ConnectionOptions
 
-        @Option(help: ArgumentHelp("Directory of *.yaml mappings (table and column names).", valueName: "dir"))
+        @Option(help: .mappings("table and column names"))
         var mappings: String = "mappings"
 
         @Option(
@@ -54,7 +54,6 @@ extension Bridge {
         var spans: String?
 
         @Option(
-            name: .customLong("max-export-lag"),
             help: ArgumentHelp(
                 "Limit for the p95 lag from span end to exporter acknowledgement, in seconds.", valueName: "seconds"))
         var maxExportLag: Double = 30

@@ -157,7 +157,7 @@ extension RunState {
                     spanOutput: converted.spanOutput, mcpServer: server, raw: false),
                 runner: runner)
             return ToolCallOutcome(
-                index: call.index, callId: call.callId, name: call.name, output: converted.text,
+                call: call, output: converted.text,
                 modelOutput: converted.modelOutput, fenced: fenced)
         }
         let text = failure ?? ""
@@ -171,9 +171,8 @@ extension RunState {
                 callId: call.callId, name: call.name, output: output, error: spanError.json,
                 mcpServer: server, raw: false), runner: runner)
         {
-            return ToolCallOutcome(
-                index: call.index, callId: call.callId, name: call.name, output: output, fenced: true)
+            return ToolCallOutcome(call: call, output: output, fenced: true)
         }
-        return ToolCallOutcome(index: call.index, callId: call.callId, name: call.name, output: output)
+        return ToolCallOutcome(call: call, output: output)
     }
 }

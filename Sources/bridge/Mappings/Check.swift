@@ -28,10 +28,10 @@ extension Bridge.Mappings {
 
         @OptionGroup var connection: ConnectionOptions
 
-        @Option(help: ArgumentHelp("Directory of *.yaml mappings.", valueName: "dir"))
+        @Option(help: .mappings())
         var mappings: String = "mappings"
 
-        @Flag(name: .customLong("static-only"), help: "Skip the checks against the database and the MCP servers.")
+        @Flag(help: "Skip the checks against the database and the MCP servers.")
         var staticOnly = false
 
         func run() async throws {

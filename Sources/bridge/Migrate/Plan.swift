@@ -18,7 +18,7 @@ extension Bridge.Migrate {
 
         @OptionGroup var shared: MigrateOptionsGroup
 
-        @Flag(name: .customLong("allow-lint"), help: "Plan as `up --allow-lint` would run.")
+        @Flag(help: "Plan as `up --allow-lint` would run.")
         var allowLint = false
 
         func run() async throws {

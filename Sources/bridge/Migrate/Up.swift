@@ -17,15 +17,13 @@ extension Bridge.Migrate {
 
         @OptionGroup var shared: MigrateOptionsGroup
 
-        @Option(
-            name: .customLong("lock-wait"),
-            help: ArgumentHelp("How long to wait for another run's lock.", valueName: "duration"))
+        @Option(help: .duration("How long to wait for another run's lock."))
         var lockWait: String = "60s"
 
-        @Option(name: .customLong("lock-retries"), help: "Retries after a lock timeout or deadlock.")
+        @Option(help: "Retries after a lock timeout or deadlock.")
         var lockRetries: Int = 10
 
-        @Flag(name: .customLong("allow-lint"), help: "Apply files even when lint finds errors.")
+        @Flag(help: "Apply files even when lint finds errors.")
         var allowLint = false
 
         func validate() throws {

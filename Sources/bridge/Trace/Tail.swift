@@ -48,10 +48,7 @@ extension Bridge.Trace {
         @Option(help: ArgumentHelp("Only spans of traces of this workspace (group id).", valueName: "id"))
         var workspace: String?
 
-        @Option(
-            help: ArgumentHelp(
-                "Directory of *.yaml mappings (where a --task that has no trace yet is looked up).",
-                valueName: "dir"))
+        @Option(help: .mappings("where a --task that has no trace yet is looked up"))
         var mappings: String = "mappings"
 
         @Flag(help: "Print each span as the SDK's span JSON, one per line.")
@@ -61,7 +58,7 @@ extension Bridge.Trace {
             name: [.customShort("n"), .long], help: ArgumentHelp("Print this many recent spans first.", valueName: "n"))
         var lines: Int = 10
 
-        @Option(help: ArgumentHelp("Time between polls with --follow (seconds, or e.g. 250ms).", valueName: "duration"))
+        @Option(help: .duration("Time between polls with --follow (seconds, or e.g. 250ms)."))
         var interval: Duration = .milliseconds(250)
 
         func validate() throws {
