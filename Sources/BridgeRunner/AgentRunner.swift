@@ -1104,12 +1104,9 @@ struct RunState {
     /// journaled output, without calling the tool.
     static func replay(_ j: JournaledCall, _ call: PendingToolCall, runner: AgentRunner) async -> ToolCallOutcome {
         if let server = j.mcpServer { await runner.observer.record(.mcpCall(id: call.eventId, server: server)) }
-        let error = j.error.flatMap { e -> SpanErrorInfo? in
-            guard let message = e["message"]?.stringValue else { return nil }
-            return SpanErrorInfo(message: message, data: e["data"].flatMap { $0.isNull ? nil : $0 })
-        }
         await runner.observer.record(
-            .toolEnded(id: call.eventId, output: j.spanOutput ?? j.output, error: error, at: Date()))
+            .toolEnded(
+                id: call.eventId, output: j.spanOutput ?? j.output, error: SpanErrorInfo(json: j.error), at: Date()))
         // A guardrail's rejection is replayed as what the model received: the tool does not run.
         return ToolCallOutcome(call: call, output: j.output, modelOutput: j.modelOutput, items: j.guardrails ?? [])
     }

@@ -142,10 +142,7 @@ public struct JournaledGuardrails: Codable, Sendable, Equatable {
             retriable: false, outputInfo: outputInfo)
     }
 
-    public var spanErrorInfo: SpanErrorInfo? {
-        guard let message = spanError?["message"]?.stringValue else { return nil }
-        return SpanErrorInfo(message: message, data: spanError?["data"].flatMap { $0.isNull ? nil : $0 })
-    }
+    public var spanErrorInfo: SpanErrorInfo? { SpanErrorInfo(json: spanError) }
 
     enum CodingKeys: String, CodingKey {
         case usage, items

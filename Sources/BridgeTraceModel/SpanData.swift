@@ -296,6 +296,12 @@ public struct SpanError: Sendable, Equatable {
 
     public var json: JSONValue { ["message": .string(message), "data": data ?? .null] }
 
+    /// The error read back from its `json` form; nil when there is no message.
+    public init?(json: JSONValue?) {
+        guard let message = json?["message"]?.stringValue else { return nil }
+        self.init(message: message, data: json?["data"].flatMap { $0.isNull ? nil : $0 })
+    }
+
     /// With sensitive data off, the SDK replaces `data.error` (a function span's with its own text).
     public func redacted(spanKind: SpanKind?) -> SpanError {
         guard var d = data?.objectValue, d["error"] != nil else { return self }
