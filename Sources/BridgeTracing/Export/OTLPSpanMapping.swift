@@ -265,11 +265,10 @@ extension OTLPExporter {
             case .functionCall(let call):
                 // The call's id is its `call_id` (what the output's `tool_call_id` names), not the
                 // item's own `id`.
-                let c = "\(p).tool_calls.0.tool_call"
                 attrs.append(OTLPAttribute("\(p).role", .string("assistant")))
-                attrs.append(OTLPAttribute("\(c).id", .string(call.callId.text)))
-                attrs.append(OTLPAttribute("\(c).function.name", .string(call.name)))
-                attrs.append(OTLPAttribute("\(c).function.arguments", .string(call.arguments)))
+                toolCall(
+                    id: call.callId.text, name: call.name, arguments: call.arguments,
+                    prefix: "\(p).tool_calls.0.tool_call", into: &attrs)
                 continue
             case .functionCallOutput(let output):
                 attrs.append(OTLPAttribute("\(p).role", .string("tool")))
@@ -290,15 +289,22 @@ extension OTLPExporter {
         }
     }
 
+    /// A tool call as JSON: Chat Completions' `{id, function: {name, arguments}}`, or the same
+    /// fields at the top level.
     static func toolCall(_ call: JSONValue, prefix: String, into attrs: inout [OTLPAttribute]) {
-        if let id = (call["id"] ?? call["call_id"])?.stringValue {
-            attrs.append(OTLPAttribute("\(prefix).id", .string(id)))
-        }
         let fn = call["function"] ?? call
-        if let n = fn["name"]?.stringValue { attrs.append(OTLPAttribute("\(prefix).function.name", .string(n))) }
-        if let a = fn["arguments"] {
-            attrs.append(OTLPAttribute("\(prefix).function.arguments", .string(a.templateText)))
-        }
+        toolCall(
+            id: (call["id"] ?? call["call_id"])?.stringValue, name: fn["name"]?.stringValue,
+            arguments: fn["arguments"]?.templateText, prefix: prefix, into: &attrs)
+    }
+
+    /// One tool call's attributes under `prefix`: what is known of its id, name and arguments.
+    static func toolCall(
+        id: String?, name: String?, arguments: String?, prefix: String, into attrs: inout [OTLPAttribute]
+    ) {
+        if let id { attrs.append(OTLPAttribute("\(prefix).id", .string(id))) }
+        if let name { attrs.append(OTLPAttribute("\(prefix).function.name", .string(name))) }
+        if let arguments { attrs.append(OTLPAttribute("\(prefix).function.arguments", .string(arguments))) }
     }
 
     /// A message's content as text: a string as is, a list of parts as their texts joined by
