@@ -22,7 +22,7 @@ extension Keys {
             case .status: .key(.init(.section(ApprovalStatus.self), "its status column and values"))
             case .expiresAtColumn:
                 .name(\.expiresAtColumn, "receives the deadline; past it an undecided request is rejected")
-            case .expiresAfter: .key(.init(.duration, default: "24h", "how long a request waits for a decision"))
+            case .expiresAfter: .duration(\.expiresAfterSeconds, "how long a request waits for a decision")
             case .responseColumn: .name(\.responseColumn, "the reviewer's answer (json or text)")
             case .respondedAtColumn: .name(\.respondedAtColumn, "when it was decided")
             case .groupColumn: .name(\.groupColumn, "receives the task's group value")

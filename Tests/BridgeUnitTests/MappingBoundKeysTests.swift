@@ -56,9 +56,28 @@ import Testing
             "mcp_servers: [{name: s, streamable_http: {url: \"http://h/mcp\"}, timeout_ms: 0}]",
             "m.yaml:7:77: mcp_servers[0].timeout_ms: must be at least 1"
         ),
+        (
+            "approvals: {table: requests, expires_after: soon}",
+            "m.yaml:7:45: approvals.expires_after: expected a duration such as 30m, 24h or 7d, got 'soon'"
+        ),
     ])
     func aBadValueIsAnIssueAtTheValue(section: String, issue: String) {
         let issues = MappingFixtures.issues([("m.yaml", MappingFixtures.base + "agents: [{name: A}]\n" + section)])
         #expect(issues.map(\.description).contains(issue), "\(issues)")
+    }
+
+    /// A duration default is shown in the largest unit that holds it whole, and reads back as
+    /// the same number of seconds.
+    @Test func durationsRoundTripThroughTheirText() {
+        #expect(MappingDuration.text(86_400) == "1d")
+        #expect(MappingDuration.text(5_400) == "90m")
+        #expect(MappingDuration.text(90) == "90s")
+        #expect(MappingDuration.text(0.5) == "0.5")
+        for seconds in [86_400, 5_400, 90, 0.5, 604_800] {
+            #expect(MappingDuration.seconds(MappingDuration.text(seconds)) == seconds)
+        }
+        #expect(MappingDuration.seconds("24h") == 86_400 && MappingDuration.seconds("soon") == nil)
+        #expect(
+            Keys.Approvals.expiresAfter.declaredDefault == MappingDuration.text(ApprovalsMapping().expiresAfterSeconds))
     }
 }
