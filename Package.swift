@@ -5,7 +5,8 @@
 //   1. C bindings   CBridgeLibPQ, CBridgeCurl (+ CBridgeCurlShim), CBridgeCrypto, CBridgeZlib,
 //                   CBridgeSpawn (child processes)
 //   2. Core         BridgeCore: errors, JSON, ids, durations, the thread executor, the
-//                   child-process runner (ChildProcess) and the HTTP server (HTTPServer)
+//                   child-process runner (ChildProcess), the HTTP server (HTTPServer) and the
+//                   `@MemberwiseInit` macro (implemented in BridgeMacros, run by the compiler)
 //   3. Clients      BridgePostgres (libpq: queries with binds, identifiers, advisory locks),
 //                   BridgeHTTP (libcurl: one engine thread, whole-exchange deadlines)
 //   4. Trace model  BridgeTraceModel: the SDK's span format, records and typed ids
@@ -16,6 +17,7 @@
 //                   BridgeMonitor (/metrics, top, OTLP metrics), BridgeVerify (the checklist)
 //   CLI             bridge: one subcommand per file; parses flags, calls the libraries
 //   Tests           BridgeTestSupport (a real PostgreSQL, loopback servers, the built binary)
+import CompilerPluginSupport
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -33,6 +35,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swiftlang/swift-syntax", from: "603.0.0"),
     ],
     targets: [
         // 1. C bindings
@@ -59,10 +62,19 @@ let package = Package(
         // fork/exec under a supervisor (process group, subreaper, PR_SET_PDEATHSIG): no orphans
         .target(name: "CBridgeSpawn"),
         // 2. Clients
+        // Compile-time only: the `@MemberwiseInit` macro's implementation (runs in the compiler)
+        .macro(
+            name: "BridgeMacros",
+            dependencies: [
+                .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
+                .product(name: "SwiftCompilerPlugin", package: "swift-syntax"),
+            ]
+        ),
         // gzip for OTLP bodies (zlib)
         .systemLibrary(name: "CBridgeZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(
-            name: "BridgeCore", dependencies: ["CBridgeCrypto", "CBridgeZlib", "CBridgeSpawn"], swiftSettings: strict),
+            name: "BridgeCore", dependencies: ["CBridgeCrypto", "CBridgeZlib", "CBridgeSpawn", "BridgeMacros"],
+            swiftSettings: strict),
         // The trace model: ids, SpanData (the SDK's span shapes), trace and span records with
         // their ledger row codec (so it binds its ids through BridgePostgres, one layer down).
         // Below everything that writes or reads a trace.
@@ -161,7 +173,9 @@ let package = Package(
             dependencies: [
                 "BridgeCore", "BridgeTraceModel", "BridgePostgres", "BridgeMigrate", "BridgeMapping", "BridgeRunner",
                 "BridgeTracing", "BridgeHTTP",
-                "BridgeVerify", "BridgeMetrics",
+                "BridgeVerify", "BridgeMetrics", "BridgeMacros",
+                .product(name: "SwiftSyntaxMacroExpansion", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxMacrosGenericTestSupport", package: "swift-syntax"),
             ]
         ),
         .testTarget(

@@ -53,6 +53,7 @@ public struct ChildStartError: Error, Sendable, CustomStringConvertible {
 /// fork and exec on Linux (see the README's Dependencies).
 public final class ChildProcess: Sendable {
     /// What to run.
+    @MemberwiseInit
     public struct Command: Sendable {
         /// The executable (see `resolve`).
         public var path: String
@@ -62,13 +63,6 @@ public final class ChildProcess: Sendable {
         public var environment: [String: String]
         /// The working directory; nil: bridge's.
         public var directory: String?
-
-        public init(path: String, argv: [String], environment: [String: String], directory: String? = nil) {
-            self.path = path
-            self.argv = argv
-            self.environment = environment
-            self.directory = directory
-        }
     }
 
     /// The child's stdin: these bytes, then end of file (written as the child reads them, and

@@ -28,20 +28,14 @@ public struct HTTPServerRequest: Sendable {
 }
 
 /// A response as `HTTPServer` sends it.
+@MemberwiseInit
 public struct HTTPServerResponse: Sendable {
     public var status: Int
     /// Sent as given, but for `Content-Length` and `Transfer-Encoding`, which the encoding adds.
-    public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
+    public var headers: [(name: String, value: String)] = []
+    public var body: [UInt8] = []
     /// `Transfer-Encoding: chunked` instead of `Content-Length`.
-    public var chunked: Bool
-
-    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = [], chunked: Bool = false) {
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.chunked = chunked
-    }
+    public var chunked: Bool = false
 
     /// A `text/plain` response.
     public static func text(_ text: String, status: Int, headers: [(name: String, value: String)] = [])

@@ -96,11 +96,12 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
 /// One HTTP request for `HTTPClient.execute(_:)`: a value, built by the caller, sent once.
 ///
 /// Every limit is optional; unset ones fall back to the client's `Configuration`.
+@MemberwiseInit
 public struct HTTPRequest: Sendable {
-    public var method: HTTPMethod
+    public var method: HTTPMethod = .get
     /// An absolute `http://` or `https://` URL.
     public var url: String
-    public var headers: HTTPHeaders
+    public var headers: HTTPHeaders = [:]
     /// The request body, sent with a `Content-Length`. Nil sends none.
     public var body: [UInt8]?
     /// Connect and read timeouts; fields left nil use the client's.
@@ -113,20 +114,6 @@ public struct HTTPRequest: Sendable {
     /// Where a body is delivered as it arrives (server-sent events), instead of being buffered;
     /// nil buffers it.
     public var bodyStream: (any HTTPBodyStream)?
-
-    public init(
-        method: HTTPMethod = .get, url: String, headers: HTTPHeaders = [:], body: [UInt8]? = nil,
-        timeout: HTTPClient.Timeout? = nil, deadline: ContinuousClock.Instant? = nil,
-        maxResponseBytes: Int? = nil
-    ) {
-        self.method = method
-        self.url = url
-        self.headers = headers
-        self.body = body
-        self.timeout = timeout
-        self.deadline = deadline
-        self.maxResponseBytes = maxResponseBytes
-    }
 
     /// A POST of `json` (compact) with `Content-Type: application/json`.
     public static func postJSON(_ url: String, _ json: JSONValue, headers: HTTPHeaders = [:]) -> HTTPRequest {
@@ -152,20 +139,14 @@ public protocol HTTPBodyStream: AnyObject, Sendable {
 
 /// A complete HTTP response: any status (non-2xx is not an error at this level; see
 /// `requireSuccess()`), the final header block, and the whole body.
+@MemberwiseInit
 public struct HTTPResponse: Sendable {
     public var status: Int
     /// The headers of the final response (interim `100 Continue` blocks are dropped).
     public var headers: HTTPHeaders
     public var body: [UInt8]
     /// The protocol version used, e.g. `1.1` or `2`.
-    public var httpVersion: String
-
-    public init(status: Int, headers: HTTPHeaders, body: [UInt8], httpVersion: String = "1.1") {
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.httpVersion = httpVersion
-    }
+    public var httpVersion: String = "1.1"
 
     /// The body decoded as UTF-8 (invalid sequences replaced).
     public var bodyText: String { String(decoding: body, as: UTF8.self) }

@@ -3,16 +3,11 @@ import FoundationEssentials
 
 /// One server-sent event (`text/event-stream`): its `event:` name (nil when the server sent
 /// none, i.e. `message`), its `data:` lines joined with `\n`, and its `id:`.
+@MemberwiseInit
 public struct ServerSentEvent: Sendable, Equatable {
     public var event: String?
     public var data: String
     public var id: String?
-
-    public init(event: String? = nil, data: String, id: String? = nil) {
-        self.event = event
-        self.data = data
-        self.id = id
-    }
 }
 
 /// An incremental, bounded parser of `text/event-stream` bodies, after the WHATWG HTML

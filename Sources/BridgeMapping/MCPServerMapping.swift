@@ -13,21 +13,22 @@ import Yams
 ///     cache_tools_list: true
 ///     timeout_ms: 30000
 /// ```
+@MemberwiseInit
 public struct MCPServerMapping: Sendable, Equatable {
     public var name: String
     public var transport: MCPTransportMapping
     /// Only these tools (nil: all).
     public var allowedTools: [String]?
     /// Never these tools.
-    public var blockedTools: [String]
+    public var blockedTools: [String] = []
     /// Read the tool list once per worker (the SDK's `cache_tools_list`, default false).
-    public var cacheToolsList: Bool
+    public var cacheToolsList: Bool = false
     /// Bound on each request (initialize, tools/list, tools/call), and on starting the server.
-    public var timeoutMs: Int
+    public var timeoutMs: Int = MCPServerMapping.defaultTimeoutMs
     /// Give the model `structuredContent` instead of the content blocks when a result has it
     /// (the SDK's `use_structured_content`, default false).
-    public var useStructuredContent: Bool
-    public var origin: MappingLocation
+    public var useStructuredContent: Bool = false
+    public var origin: MappingLocation = .unknown
 
     public static let defaultTimeoutMs = 30_000
     /// The longest `timeout_ms` accepted: one hour.
@@ -49,21 +50,6 @@ public struct MCPServerMapping: Sendable, Equatable {
         if name.count > 40 { shown += "… (\(name.count) characters)" }
         return "MCP server '\(server)' offers a tool named \(shown), which OpenAI refuses as a function name "
             + "(it must match ^[a-zA-Z0-9_-]{1,64}$; leave it out with tool_filter)"
-    }
-
-    public init(
-        name: String, transport: MCPTransportMapping, allowedTools: [String]? = nil, blockedTools: [String] = [],
-        cacheToolsList: Bool = false, timeoutMs: Int = MCPServerMapping.defaultTimeoutMs,
-        useStructuredContent: Bool = false, origin: MappingLocation = .unknown
-    ) {
-        self.name = name
-        self.transport = transport
-        self.allowedTools = allowedTools
-        self.blockedTools = blockedTools
-        self.cacheToolsList = cacheToolsList
-        self.timeoutMs = timeoutMs
-        self.useStructuredContent = useStructuredContent
-        self.origin = origin
     }
 
     /// The filter: allowed (when given) and not blocked, as the SDK's static filter.

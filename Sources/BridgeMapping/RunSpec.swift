@@ -5,6 +5,8 @@ import BridgeTraceModel
 /// DatabaseToSDKBridge. `bridge exec --dry-run` prints it as one JSON line.
 ///
 /// JSON keys are snake_case, as in the Agents SDK.
+@SnakeCaseCodingKeys
+@MemberwiseInit
 public struct RunSpec: Codable, Sendable, Equatable {
     /// `trace_` + 32 lowercase hex, deterministic for (task id, attempt); see `TraceID`.
     public var traceId: TraceID
@@ -28,45 +30,10 @@ public struct RunSpec: Codable, Sendable, Equatable {
     public var taskId: TaskKey
     public var attempt: Int
     /// Every guardrail any agent in `agents` names, keyed by name.
-    public var guardrails: [String: GuardrailSpec]
+    public var guardrails: [String: GuardrailSpec] = [:]
     /// The task's session (`sessions`): its key and the items read before the run, which the
     /// run's input follows. Stored with the spec, so a resumed run sees the same history.
     public var session: SessionSpec?
-
-    public init(
-        traceId: TraceID, workflowName: String, groupId: String?, metadata: [String: String],
-        startingAgent: String, agents: [String: AgentSpec], tools: [String: ToolSpec], input: String,
-        maxTurns: Int, traceIncludeSensitiveData: Bool, taskId: TaskKey, attempt: Int,
-
-        guardrails: [String: GuardrailSpec] = [:]
-    ) {
-        self.guardrails = guardrails
-        self.traceId = traceId
-        self.workflowName = workflowName
-        self.groupId = groupId
-        self.metadata = metadata
-        self.startingAgent = startingAgent
-        self.agents = agents
-        self.tools = tools
-        self.input = input
-        self.maxTurns = maxTurns
-        self.traceIncludeSensitiveData = traceIncludeSensitiveData
-        self.taskId = taskId
-        self.attempt = attempt
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case traceId = "trace_id"
-        case workflowName = "workflow_name"
-        case groupId = "group_id"
-        case metadata
-        case startingAgent = "starting_agent"
-        case agents, tools, input
-        case maxTurns = "max_turns"
-        case traceIncludeSensitiveData = "trace_include_sensitive_data"
-        case taskId = "task_id"
-        case attempt, guardrails, session
-    }
 }
 
 /// A run's session: its key and the history prepended to the input (Responses API items).
@@ -76,6 +43,7 @@ public struct SessionSpec: Codable, Sendable, Equatable {
 }
 
 /// One agent as the runner sees it: instructions already rendered from templates.
+@SnakeCaseCodingKeys
 public struct AgentSpec: Codable, Sendable, Equatable {
     public var name: String
     public var instructions: String
@@ -119,22 +87,11 @@ public struct AgentSpec: Codable, Sendable, Equatable {
         self.modelAPI = modelAPI
         self.outputType = outputSchema?.name ?? outputType
     }
-
-    enum CodingKeys: String, CodingKey {
-        case name, instructions, model
-        case modelSettings = "model_settings"
-        case tools, handoffs
-        case toolUseBehavior = "tool_use_behavior"
-        case modelAPI = "model_api"
-        case outputType = "output_type"
-        case outputSchema = "output_schema"
-        case inputGuardrails = "input_guardrails"
-        case outputGuardrails = "output_guardrails"
-        case mcpServers = "mcp_servers"
-    }
 }
 
 /// A handoff from one agent to another, exposed to the model as a function tool.
+@MemberwiseInit
+@SnakeCaseCodingKeys
 public struct HandoffSpec: Codable, Sendable, Equatable {
     /// Target agent name (a key of `RunSpec.agents`).
     public var agent: String
@@ -142,12 +99,6 @@ public struct HandoffSpec: Codable, Sendable, Equatable {
     public var toolName: String
     /// "Handoff to the {name} agent to handle the request. {handoff_description}"
     public var toolDescription: String
-
-    public init(agent: String, toolName: String, toolDescription: String) {
-        self.agent = agent
-        self.toolName = toolName
-        self.toolDescription = toolDescription
-    }
 
     /// The SDK's default tool name for a handoff to `agentName`:
     /// lowercased, every character outside `[a-zA-Z0-9_]` replaced by `_`.
@@ -162,12 +113,6 @@ public struct HandoffSpec: Codable, Sendable, Equatable {
     public static func defaultDescription(for agentName: String, handoffDescription: String?) -> String {
         // Empty default: the SDK's own default, `handoff_description or ''`.
         "Handoff to the \(agentName) agent to handle the request. \(handoffDescription ?? "")"
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case agent
-        case toolName = "tool_name"
-        case toolDescription = "tool_description"
     }
 }
 
@@ -213,33 +158,22 @@ public enum ToolUseBehavior: Sendable, Equatable, Codable {
 }
 
 /// A tool: its schema for the model and how bridge runs it.
+@MemberwiseInit
 public struct ToolSpec: Codable, Sendable, Equatable {
     public var name: String
     public var description: String
     /// JSON Schema of the arguments (an object schema; strict: additionalProperties false,
     /// every property required). Empty object for hosted tools.
     public var parameters: JSONValue
-    public var strict: Bool
+    public var strict: Bool = true
     public var implementation: ToolImplementation
     /// Whether a call waits for a human decision.
-    public var needsApproval: ApprovalRule
+    public var needsApproval: ApprovalRule = .never
     /// The SDK's `tool_input_guardrails`: checked in order before the tool runs (nil: none).
     public var inputGuardrails: [ToolGuardrailSpec]?
     /// The SDK's `tool_output_guardrails`: checked in order on the output before the model
     /// sees it (nil: none).
     public var outputGuardrails: [ToolGuardrailSpec]?
-
-    public init(
-        name: String, description: String, parameters: JSONValue, strict: Bool = true,
-        implementation: ToolImplementation, needsApproval: ApprovalRule = .never
-    ) {
-        self.needsApproval = needsApproval
-        self.name = name
-        self.description = description
-        self.parameters = parameters
-        self.strict = strict
-        self.implementation = implementation
-    }
 
     /// True for function tools that bridge executes (sql, http, command).
     public var isFunctionTool: Bool {
@@ -296,17 +230,14 @@ public enum ToolImplementation: Codable, Sendable, Equatable {
 /// `statement_timeout` unless `writes` is true.
 /// The limits have the defaults the mappings document for `timeout_ms`, `max_rows` and
 /// `max_bytes`; callers set what the YAML changes.
+@SnakeCaseCodingKeys
+@MemberwiseInit
 public struct SQLToolSpec: Codable, Sendable, Equatable {
     public var sql: String
-    public var writes: Bool
-    public var timeoutMs = 5_000
-    public var maxRows = 100
-    public var maxBytes = 65_536
-
-    public init(sql: String, writes: Bool = false) {
-        self.sql = sql
-        self.writes = writes
-    }
+    public var writes: Bool = false
+    public var timeoutMs: Int = 5_000
+    public var maxRows: Int = 100
+    public var maxBytes: Int = 65_536
 
     /// A read-only query of at most one row: a guardrail's or an approval condition's check.
     public static func check(_ sql: String) -> SQLToolSpec {
@@ -314,40 +245,23 @@ public struct SQLToolSpec: Codable, Sendable, Equatable {
         spec.maxRows = 1
         return spec
     }
-
-    enum CodingKeys: String, CodingKey {
-        case sql, writes
-        case timeoutMs = "timeout_ms"
-        case maxRows = "max_rows"
-        case maxBytes = "max_bytes"
-    }
 }
 
 /// An HTTP tool: POSTs the JSON arguments to `url`; the response body is the output.
 /// Header values may reference `${ENV_VAR}`; they are resolved at execution time and never
 /// recorded.
+@MemberwiseInit
+@SnakeCaseCodingKeys
 public struct HTTPToolSpec: Codable, Sendable, Equatable {
     public var url: String
-    public var headers: [String: String]
-    public var timeoutMs: Int
-    public var maxBytes: Int
-
-    public init(url: String, headers: [String: String] = [:], timeoutMs: Int = 10_000, maxBytes: Int = 1_048_576) {
-        self.url = url
-        self.headers = headers
-        self.timeoutMs = timeoutMs
-        self.maxBytes = maxBytes
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case url, headers
-        case timeoutMs = "timeout_ms"
-        case maxBytes = "max_bytes"
-    }
+    public var headers: [String: String] = [:]
+    public var timeoutMs: Int = 10_000
+    public var maxBytes: Int = 1_048_576
 }
 
 /// A command tool: runs `argv` with no shell; the JSON arguments go to stdin, stdout is the
 /// output; a non-zero exit is a tool error.
+@SnakeCaseCodingKeys
 public struct CommandToolSpec: Codable, Sendable, Equatable {
     public var argv: [String]
     public var timeoutMs: Int
@@ -363,13 +277,6 @@ public struct CommandToolSpec: Codable, Sendable, Equatable {
         self.env = env
     }
 
-    enum CodingKeys: String, CodingKey {
-        case argv
-        case timeoutMs = "timeout_ms"
-        case maxBytes = "max_bytes"
-        case env
-    }
-
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(
@@ -380,59 +287,36 @@ public struct CommandToolSpec: Codable, Sendable, Equatable {
 }
 
 /// A hosted tool that the model provider runs (`web_search`, `file_search`, `code_interpreter`).
+@MemberwiseInit
+@SnakeCaseCodingKeys
 public struct HostedToolSpec: Codable, Sendable, Equatable {
     public var type: String
-    public var vectorStoreIds: [String]
-
-    public init(type: String, vectorStoreIds: [String] = []) {
-        self.type = type
-        self.vectorStoreIds = vectorStoreIds
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case type
-        case vectorStoreIds = "vector_store_ids"
-    }
+    public var vectorStoreIds: [String] = []
 }
 
 /// An agent's structured output (the SDK's `output_type`): a JSON Schema the final answer must
 /// match. Sent as the Responses API's `text.format` and Chat Completions' `response_format`.
+@MemberwiseInit
 public struct OutputSchemaSpec: Codable, Sendable, Equatable {
     /// The schema's name (`^[a-zA-Z0-9_-]{1,64}$`); also the agent span's `output_type`.
     public var name: String
     /// An object schema.
     public var schema: JSONValue
     /// Strict mode (default true): every object closed, every property required.
-    public var strict: Bool
+    public var strict: Bool = true
     /// Top-level fields of the answer copied into columns of the task row: field → column.
-    public var columns: [String: String]
-
-    public init(name: String, schema: JSONValue, strict: Bool = true, columns: [String: String] = [:]) {
-        self.name = name
-        self.schema = schema
-        self.strict = strict
-        self.columns = columns
-    }
+    public var columns: [String: String] = [:]
 }
 
 /// A guardrail (the SDK's input/output guardrails) as the runner sees it.
+@MemberwiseInit
+@SnakeCaseCodingKeys
 public struct GuardrailSpec: Codable, Sendable, Equatable {
     public var name: String
     public var implementation: GuardrailImplementation
     /// Input guardrails only: true (the SDK's default) runs beside the first model call and
     /// cancels it on a tripwire; false runs before it, so a tripwire costs no model call.
-    public var runInParallel: Bool
-
-    public init(name: String, implementation: GuardrailImplementation, runInParallel: Bool = true) {
-        self.name = name
-        self.implementation = implementation
-        self.runInParallel = runInParallel
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case name, implementation
-        case runInParallel = "run_in_parallel"
-    }
+    public var runInParallel: Bool = true
 }
 
 /// How a guardrail decides.

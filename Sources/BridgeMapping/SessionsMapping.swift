@@ -10,6 +10,7 @@ import BridgeTraceModel
 /// application's own table (`table`, e.g. `conversation_messages`, one row per message) or,
 /// without `table`, in bridge's own `bridge.agent_sessions` / `bridge.agent_messages` (the
 /// SDK's `SQLAlchemySession` layout, one JSON item per row).
+@MemberwiseInit
 public struct SessionsMapping: Sendable, Equatable {
     /// Renders the session key from the task row (`{{task.…}}` references only).
     public var key: Template
@@ -28,11 +29,6 @@ public struct SessionsMapping: Sendable, Equatable {
     /// Items read before a run (the SDK's `SessionSettings.limit`).
     public var limit: Int = 50
     public var origin: MappingLocation = .unknown
-
-    public init(key: Template, table: String? = nil) {
-        self.key = key
-        self.table = table
-    }
 
     /// The keys of `item`: `role` and `content` (required with `table`), `created_at` and `id`
     /// (the order: created_at, then id), `data` (the whole item as JSON, to replay tool calls

@@ -24,15 +24,11 @@ public struct ModelPrice: Sendable, Equatable {
 }
 
 /// The `pricing` section: one price per model name.
+@MemberwiseInit
 public struct Pricing: Sendable, Equatable {
     public var models: [String: ModelPrice] = [:]
     /// Where the section was written (nil: no `pricing` section).
     public var origin: MappingLocation?
-
-    public init(models: [String: ModelPrice] = [:], origin: MappingLocation? = nil) {
-        self.models = models
-        self.origin = origin
-    }
 
     /// Whether costs are computed at all (a `pricing` section exists).
     public var isConfigured: Bool { origin != nil }
@@ -45,16 +41,11 @@ public struct Pricing: Sendable, Equatable {
 
 /// Fleet-wide limits of one model (`limits.models.<model>`), shared by every worker of the
 /// database. nil: not limited.
+@MemberwiseInit
 public struct ModelLimit: Sendable, Equatable {
     public var requestsPerMinute: Double?
     public var tokensPerMinute: Double?
     public var concurrency: Int?
-
-    public init(requestsPerMinute: Double? = nil, tokensPerMinute: Double? = nil, concurrency: Int? = nil) {
-        self.requestsPerMinute = requestsPerMinute
-        self.tokensPerMinute = tokensPerMinute
-        self.concurrency = concurrency
-    }
 }
 
 /// The `limits` section.

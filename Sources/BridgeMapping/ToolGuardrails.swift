@@ -20,22 +20,14 @@ import Yams
 ///         agent: PIIChecker
 ///         on_trip: raise_exception         # the run fails: ToolOutputGuardrailTripwireTriggered
 /// ```
+@MemberwiseInit
+@SnakeCaseCodingKeys
 public struct ToolGuardrailSpec: Codable, Sendable, Equatable {
     /// The check, with the guardrail's name (its span's `name`).
     public var check: GuardrailSpec
     public var onTrip: ToolGuardrailBehavior
 
-    public init(check: GuardrailSpec, onTrip: ToolGuardrailBehavior) {
-        self.check = check
-        self.onTrip = onTrip
-    }
-
     public var name: String { check.name }
-
-    enum CodingKeys: String, CodingKey {
-        case check
-        case onTrip = "on_trip"
-    }
 }
 
 /// What a tripped tool guardrail does (the SDK's `ToolGuardrailFunctionOutput.behavior`; a

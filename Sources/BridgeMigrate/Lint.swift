@@ -1,5 +1,6 @@
 // The migration lint: its findings, the statement effects it classifies, the catalog facts it
 // checks against and the rules, all over one token stream.
+import BridgeCore
 import BridgePostgres
 
 /// One lint result for a statement of a migration file.
@@ -60,6 +61,7 @@ public enum StatementEffect: String, Sendable, Codable, Comparable {
 }
 
 /// Facts about the live database that the lint checks statements against.
+@MemberwiseInit
 public struct CatalogSnapshot: Sendable {
     /// What the catalog says about one existing table.
     public struct Table: Sendable, Codable, Equatable {
@@ -108,24 +110,15 @@ public struct CatalogSnapshot: Sendable {
     /// `server_version_num`, e.g. 150018.
     public var serverVersion: Int
     /// Existing tables keyed by the name as the migration writes it (``TableName/key``).
-    public var tables: [String: Table]
+    public var tables: [String: Table] = [:]
     /// Names of volatile functions among those the statements call.
-    public var volatileFunctions: Set<String>
+    public var volatileFunctions: Set<String> = CatalogSnapshot.knownVolatileFunctions
 
     /// Functions known to be volatile, used when no catalog is at hand.
     public static let knownVolatileFunctions: Set<String> = [
         "random", "gen_random_uuid", "uuid_generate_v1", "uuid_generate_v1mc", "uuid_generate_v4",
         "clock_timestamp", "timeofday", "nextval", "txid_current", "setseed", "random_normal",
     ]
-
-    public init(
-        serverVersion: Int, tables: [String: Table] = [:],
-        volatileFunctions: Set<String> = CatalogSnapshot.knownVolatileFunctions
-    ) {
-        self.serverVersion = serverVersion
-        self.tables = tables
-        self.volatileFunctions = volatileFunctions
-    }
 }
 
 /// A possibly schema-qualified table name as written in a statement.

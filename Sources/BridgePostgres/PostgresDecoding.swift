@@ -79,6 +79,7 @@ extension PostgresDecodable where Self: RawRepresentable, RawValue == String {
 /// It is a client-side error, so it has no SQLSTATE. Its message names the column, the table
 /// when the caller named it (`PostgresRows.from`), the expected type, the text received
 /// (shortened) and the statement.
+@MemberwiseInit
 public struct PostgresDecodingError: BridgeError, Sendable, Equatable {
     public enum Problem: Sendable, Equatable {
         /// The result has no column of that name.
@@ -99,14 +100,6 @@ public struct PostgresDecodingError: BridgeError, Sendable, Equatable {
     /// The result's columns.
     public var columns: [String]
     public var source: PostgresRowSource
-
-    public init(column: String?, expected: String, problem: Problem, columns: [String], source: PostgresRowSource) {
-        self.column = column
-        self.expected = expected
-        self.problem = problem
-        self.columns = columns
-        self.source = source
-    }
 
     /// An error about `column` of `row`, for a check a caller makes beyond the type (a JSON
     /// value that must be an object, a number that must be positive).

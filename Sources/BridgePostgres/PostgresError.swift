@@ -4,6 +4,7 @@ import BridgeCore
 ///
 /// `description` is one readable paragraph: the message, SQLSTATE, detail, hint and, when a
 /// statement position is known, the position. Passwords never appear in it.
+@MemberwiseInit
 public struct PostgresError: BridgeError, Sendable, Equatable {
     /// What went wrong, broadly.
     public enum Kind: String, Sendable {
@@ -32,20 +33,6 @@ public struct PostgresError: BridgeError, Sendable, Equatable {
     public var constraintName: String?
     /// The statement text (values are always bound separately, so it holds no data).
     public var statement: String?
-
-    public init(
-        kind: Kind, message: String, sqlState: String? = nil, severity: String? = nil,
-        detail: String? = nil, hint: String? = nil, position: Int? = nil, statement: String? = nil
-    ) {
-        self.kind = kind
-        self.message = message
-        self.sqlState = sqlState
-        self.severity = severity
-        self.detail = detail
-        self.hint = hint
-        self.position = position
-        self.statement = statement
-    }
 
     /// Connection failures are configuration problems (exit 2); statement failures are work failures (exit 1).
     public var exitStatus: ExitStatus { kind == .server ? .failed : .badInput }

@@ -70,14 +70,10 @@ public struct PostgresRows: Sendable, Sequence {
 
 /// Where rows come from: the statement (its text holds no values; they are bound separately)
 /// and, when the caller names it, the table.
+@MemberwiseInit
 public struct PostgresRowSource: Sendable, Equatable {
     public var statement: String?
     public var table: String?
-
-    public init(statement: String? = nil, table: String? = nil) {
-        self.statement = statement
-        self.table = table
-    }
 }
 
 /// One row; columns are looked up by name.
@@ -143,13 +139,9 @@ public struct PostgresRow: Sendable {
 }
 
 /// A result column of a prepared statement (`PostgresConnection.checkPrepares`).
+@MemberwiseInit
 public struct PreparedColumn: Sendable, Equatable {
     public var name: String
     /// The type as `format_type` spells it: `boolean`, `bigint`, `text`, `character varying(64)`.
     public var type: String
-
-    public init(name: String, type: String) {
-        self.name = name
-        self.type = type
-    }
 }

@@ -126,6 +126,7 @@ public enum PythonJSON {
 /// Runs a `RunSpec` the way the Agents SDK's `Runner.run` does: turns across agents, tools
 /// called concurrently, handoffs as tools, `tool_use_behavior`, `max_turns`; and reports every
 /// step to the observer as `RunEvent`s (the tracing layer turns them into spans).
+@MemberwiseInit
 public struct AgentRunner: Sendable {
     public let model: any ModelProvider
     public let tools: any ToolExecutor
@@ -134,17 +135,6 @@ public struct AgentRunner: Sendable {
     public let mcp: (any MCPToolSource)?
     /// Where a durable run journals its steps (nil: the run is not durable, e.g. a preview).
     public let journal: (any RunJournal)?
-
-    public init(
-        model: any ModelProvider, tools: any ToolExecutor, observer: any RunObserver,
-        mcp: (any MCPToolSource)? = nil, journal: (any RunJournal)? = nil
-    ) {
-        self.model = model
-        self.tools = tools
-        self.observer = observer
-        self.mcp = mcp
-        self.journal = journal
-    }
 
     /// The function tools an agent offers the model: its bridge function tools in declaration
     /// order, then one tool per handoff.

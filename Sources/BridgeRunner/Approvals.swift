@@ -5,21 +5,18 @@ import FoundationEssentials
 
 /// A call of a `needs_approval` tool waiting for a human decision (or, in
 /// `PausedRun.deferredHandoffs`, a handoff requested in the same response, taken on resume).
+@SnakeCaseCodingKeys
 public struct PendingApproval: Codable, Sendable, Equatable {
     public var callId: CallID
     public var name: String
     public var arguments: String
     /// The agent that made the call (for a deferred handoff: its target).
     public var agent: String
-
-    enum CodingKeys: String, CodingKey {
-        case callId = "call_id"
-        case name, arguments, agent
-    }
 }
 
 /// A run stopped at calls that need approval: its transcript so far, counters, pending calls and
 /// the ids of the task and agent spans that stay open until it resumes (the SDK's `RunState`).
+@SnakeCaseCodingKeys
 public struct PausedRun: Codable, Sendable {
     public var history: [ConversationItem]
     public var transcript: [ConversationItem]
@@ -33,19 +30,10 @@ public struct PausedRun: Codable, Sendable {
     public var pending: [PendingApproval]
     public var deferredHandoffs: [PendingApproval]
     public var pausedAt: Date
-
-    enum CodingKeys: String, CodingKey {
-        case history, transcript, usage, turn, agent, pending
-        case toolCalls = "tool_calls"
-        case taskEventId = "task_event_id"
-        case agentEventId = "agent_event_id"
-        case nextEventId = "next_event_id"
-        case deferredHandoffs = "deferred_handoffs"
-        case pausedAt = "paused_at"
-    }
 }
 
 /// A human's decision on one pending call.
+@MemberwiseInit
 public struct ApprovalDecision: Sendable, Equatable {
     public enum Outcome: String, Sendable { case approved, rejected, expired }
     public var callId: CallID
@@ -56,18 +44,6 @@ public struct ApprovalDecision: Sendable, Equatable {
     /// The approval request's key in the user's table.
     public var requestId: String
     public var toolName: String
-
-    public init(
-        callId: CallID, outcome: Outcome, message: String? = nil, decidedBy: String? = nil, requestId: String,
-        toolName: String
-    ) {
-        self.callId = callId
-        self.outcome = outcome
-        self.message = message
-        self.decidedBy = decidedBy
-        self.requestId = requestId
-        self.toolName = toolName
-    }
 }
 
 extension RunnerMessages {

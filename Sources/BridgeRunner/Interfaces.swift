@@ -52,22 +52,13 @@ public struct ModelRequest: Sendable {
 }
 
 /// Token usage in the Responses API's shape.
+@MemberwiseInit
 public struct Usage: Sendable, Equatable, Codable {
-    public var requests: Int
-    public var inputTokens: Int
-    public var outputTokens: Int
-    public var cachedTokens: Int
-    public var reasoningTokens: Int
-
-    public init(
-        requests: Int = 0, inputTokens: Int = 0, outputTokens: Int = 0, cachedTokens: Int = 0, reasoningTokens: Int = 0
-    ) {
-        self.requests = requests
-        self.inputTokens = inputTokens
-        self.outputTokens = outputTokens
-        self.cachedTokens = cachedTokens
-        self.reasoningTokens = reasoningTokens
-    }
+    public var requests: Int = 0
+    public var inputTokens: Int = 0
+    public var outputTokens: Int = 0
+    public var cachedTokens: Int = 0
+    public var reasoningTokens: Int = 0
 
     public var totalTokens: Int { inputTokens + outputTokens }
 
@@ -99,6 +90,7 @@ public struct Usage: Sendable, Equatable, Codable {
 }
 
 /// The model's answer for one turn.
+@MemberwiseInit
 public struct ModelResponse: Sendable {
     /// Output items (messages, function_call items, hosted tool calls).
     public var output: [ConversationItem]
@@ -117,17 +109,6 @@ public struct ModelResponse: Sendable {
     /// For a streamed call: from sending the request (its last attempt) to the first event
     /// carrying output. Nil when the call did not stream.
     public var timeToFirstToken: Duration?
-
-    public init(
-        output: [ConversationItem], usage: Usage, responseId: String? = nil, model: String,
-        spanOutput: [JSONValue]? = nil
-    ) {
-        self.output = output
-        self.usage = usage
-        self.responseId = responseId
-        self.model = model
-        self.spanOutput = spanOutput
-    }
 }
 
 /// The kind of span a model call becomes: `response` (Responses API) or `generation`
@@ -157,6 +138,7 @@ extension ModelProvider {
 }
 
 /// Per-run facts a tool may need (the SQL tool binds `:task.column` from `taskRow`).
+@MemberwiseInit
 public struct ToolContext: Sendable {
     public var spec: RunSpec
     /// The task row's columns as JSON values.
@@ -164,22 +146,16 @@ public struct ToolContext: Sendable {
     public var agentName: String
     /// Where an executor reports what it replaced to make its output text (invalid UTF-8);
     /// the runner flags it on the function span. One per tool call.
-    public var notes = ToolOutputNotes()
+    public var notes: ToolOutputNotes = ToolOutputNotes()
     /// The call's id (empty outside a call).
     public var callId: CallID = ""
     /// The call's stable idempotency key (`IdempotencyKey`): the same on every attempt of the
     /// call. http tools send it as `Idempotency-Key`, command tools get it in
     /// `BRIDGE_IDEMPOTENCY_KEY`.
-    public var idempotencyKey = ""
+    public var idempotencyKey: String = ""
     /// For a writing SQL tool of a durable run: what its transaction also runs (the lease check
     /// and the call's journal row), so the statement is done exactly once.
     public var exactlyOnce: ExactlyOnceWrite?
-
-    public init(spec: RunSpec, taskRow: [String: JSONValue], agentName: String) {
-        self.spec = spec
-        self.taskRow = taskRow
-        self.agentName = agentName
-    }
 }
 
 /// What an executor replaced in one tool call's output (see `TextSafety`).
@@ -295,6 +271,7 @@ public struct RunResult: Sendable {
 }
 
 /// Why a run failed. `retriable` decides `failed_retriable` vs `failed_terminal`.
+@MemberwiseInit
 public struct RunFailure: Error, Sendable, CustomStringConvertible {
     /// What kind of failure (`error_type`).
     public var type: FailureType
@@ -304,14 +281,5 @@ public struct RunFailure: Error, Sendable, CustomStringConvertible {
     public var retryAfter: Duration?
     /// A tripped guardrail's `output_info`.
     public var outputInfo: JSONValue?
-    public init(
-        type: FailureType, message: String, retriable: Bool, retryAfter: Duration? = nil, outputInfo: JSONValue? = nil
-    ) {
-        self.outputInfo = outputInfo
-        self.type = type
-        self.message = message
-        self.retriable = retriable
-        self.retryAfter = retryAfter
-    }
     public var description: String { "\(type): \(message)" }
 }

@@ -32,16 +32,12 @@ extension RunJournal {
 
 /// What a writing SQL tool's transaction runs besides its statement, so that the statement, its
 /// journal row and the lease check commit together or not at all.
+@MemberwiseInit
 public struct ExactlyOnceWrite: Sendable {
     /// Must return exactly one row while the lease holds (it share-locks the task row).
     public var fence: PostgresQuery
     /// The journal row of the call, given the tool's output.
     public var record: @Sendable (String) -> PostgresQuery
-
-    public init(fence: PostgresQuery, record: @escaping @Sendable (String) -> PostgresQuery) {
-        self.fence = fence
-        self.record = record
-    }
 }
 
 /// The lease behind a journal write is gone (a newer worker owns the run).
@@ -52,6 +48,8 @@ public struct JournalFenced: Error, CustomStringConvertible {
 }
 
 /// One finished tool call as journaled: what the model received and what its span recorded.
+@MemberwiseInit
+@SnakeCaseCodingKeys
 public struct JournaledCall: Codable, Sendable, Equatable {
     public var callId: CallID
     public var name: String
@@ -74,35 +72,11 @@ public struct JournaledCall: Codable, Sendable, Equatable {
     /// them again. A bridge that predates it ignores the key (the call id matches no tool call),
     /// so the format stays 1.
     public var verdict: JournaledGuardrails?
-
-    public init(
-        callId: CallID, name: String, output: String, error: JSONValue? = nil, modelOutput: JSONValue? = nil,
-        spanOutput: String? = nil, mcpServer: String? = nil, raw: Bool, guardrails: [ConversationItem]? = nil,
-        verdict: JournaledGuardrails? = nil
-    ) {
-        self.guardrails = guardrails
-        self.verdict = verdict
-        self.callId = callId
-        self.name = name
-        self.output = output
-        self.error = error
-        self.modelOutput = modelOutput
-        self.spanOutput = spanOutput
-        self.mcpServer = mcpServer
-        self.raw = raw
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case callId = "call_id"
-        case name, output, error, raw, guardrails, verdict
-        case modelOutput = "model_output"
-        case spanOutput = "span_output"
-        case mcpServer = "mcp_server"
-    }
 }
 
 /// The verdict of a set of guardrails (an agent's output guardrails, or the sequential input
 /// guardrails of its first turn) as journaled: what the run took from them.
+@SnakeCaseCodingKeys
 public struct JournaledGuardrails: Codable, Sendable, Equatable {
     /// The journal record's call id: the guardrails' kind and the event id of their parent span
     /// (the turn for input guardrails, the agent for output guardrails), unique in the trace.
@@ -143,19 +117,11 @@ public struct JournaledGuardrails: Codable, Sendable, Equatable {
     }
 
     public var spanErrorInfo: SpanErrorInfo? { SpanErrorInfo(json: spanError) }
-
-    enum CodingKeys: String, CodingKey {
-        case usage, items
-        case failureType = "failure_type"
-        case failureMessage = "failure_message"
-        case outputInfo = "output_info"
-        case spanError = "span_error"
-        case nextEventId = "next_event_id"
-    }
 }
 
 /// A run's state right after a journaled model response: enough to go on from there on another
 /// worker (the response's tool calls, handoffs and final answer are derived from it again).
+@SnakeCaseCodingKeys
 public struct RunCheckpoint: Codable, Sendable {
     /// The journal format this bridge writes and reads.
     public static let format = 1
@@ -178,17 +144,6 @@ public struct RunCheckpoint: Codable, Sendable {
     /// The spans open at the checkpoint (task, agent, turn), filled in by the journal.
     public var openSpans: JSONValue
     public var at: Date
-
-    enum CodingKeys: String, CodingKey {
-        case history, transcript, usage, turn, agent, response, at
-        case toolCalls = "tool_calls"
-        case taskEventId = "task_event_id"
-        case agentEventId = "agent_event_id"
-        case turnEventId = "turn_event_id"
-        case nextEventId = "next_event_id"
-        case turnUsage = "turn_usage"
-        case openSpans = "open_spans"
-    }
 }
 
 extension RunCheckpoint {
@@ -216,6 +171,7 @@ extension RunCheckpoint {
 }
 
 /// Where a resumed run comes from (the `resume` span's data).
+@MemberwiseInit
 public struct ResumeInfo: Sendable {
     /// The worker that ran the interrupted stint (nil: unknown).
     public var previousWorker: String?
@@ -226,14 +182,6 @@ public struct ResumeInfo: Sendable {
     public var attempt: Int
     /// Why the previous stint ended, when known (its execution row's error).
     public var reason: String?
-
-    public init(previousWorker: String?, worker: String, lastStepAt: Date, attempt: Int, reason: String? = nil) {
-        self.previousWorker = previousWorker
-        self.worker = worker
-        self.lastStepAt = lastStepAt
-        self.attempt = attempt
-        self.reason = reason
-    }
 }
 
 /// The stable idempotency key of one tool call: the same for every attempt of the call (derived

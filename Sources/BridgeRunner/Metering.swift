@@ -71,17 +71,12 @@ public final class CostTally: Sendable {
 }
 
 /// Capacity granted for one model call (a fleet-wide rate and concurrency grant).
+@MemberwiseInit
 public struct GatePass: Sendable {
     public var model: String
     public var estimatedTokens: Int
     /// Opaque to the runner: what the gate needs to settle or release it.
-    public var token: JSONValue
-
-    public init(model: String, estimatedTokens: Int, token: JSONValue = .null) {
-        self.model = model
-        self.estimatedTokens = estimatedTokens
-        self.token = token
-    }
+    public var token: JSONValue = .null
 }
 
 /// What stands between a run and its model calls: fleet-wide limits, budgets and spend

@@ -14,15 +14,12 @@ import FoundationEssentials
 ///
 /// Ids (`call_…`, `fc_…`, `msg_…`) derive from the trace id, the turn and the item's position,
 /// and usage from the sizes of input and output, so the same request gives the same response.
+@MemberwiseInit
 public struct OfflineModel: ModelProvider {
     public var spanKind: ModelSpanKind { .generation }
     /// How long each call waits before answering (for tests and benchmarks that need runs
     /// slow enough to interrupt). Cancellation ends the wait with `CancellationError`.
-    public var latency: Duration
-
-    public init(latency: Duration = .zero) {
-        self.latency = latency
-    }
+    public var latency: Duration = .zero
 
     public func respond(_ request: ModelRequest) async throws -> ModelResponse {
         if latency > .zero { try await Task.sleep(for: latency) }

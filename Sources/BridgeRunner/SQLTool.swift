@@ -173,16 +173,11 @@ public struct SQLToolExecutor: ToolExecutor {
 
 /// Dispatches each tool call by implementation kind. Hosted tools are run by the model
 /// provider and never by bridge.
+@MemberwiseInit
 public struct CompositeToolExecutor: ToolExecutor {
     public var sql: (any ToolExecutor)?
     public var http: (any ToolExecutor)?
     public var command: (any ToolExecutor)?
-
-    public init(sql: (any ToolExecutor)? = nil, http: (any ToolExecutor)? = nil, command: (any ToolExecutor)? = nil) {
-        self.sql = sql
-        self.http = http
-        self.command = command
-    }
 
     public func execute(_ tool: ToolSpec, arguments: JSONValue, context: ToolContext) async throws -> String {
         let executor: (any ToolExecutor)?

@@ -36,13 +36,10 @@ public struct TestHTTPResponse: Sendable {
     public var end: StreamEnd = .complete
 
     /// One chunk of a streamed body, sent after `pause`.
+    @MemberwiseInit
     public struct Part: Sendable {
-        public var pause: Duration
+        public var pause: Duration = .zero
         public var bytes: [UInt8]
-        public init(pause: Duration = .zero, bytes: [UInt8]) {
-            self.pause = pause
-            self.bytes = bytes
-        }
     }
 
     /// How a streamed body ends: with the terminating chunk (`complete`), by closing the

@@ -55,20 +55,14 @@ public enum ConversationItem: Sendable, Hashable {
     }
 
     /// A call of a function tool (a bridge tool, a handoff, an MCP tool).
+    @MemberwiseInit
     public struct FunctionCall: Sendable, Hashable {
         public var callId: CallID
         public var name: String
         /// The arguments as the model wrote them (JSON text, not checked here).
         public var arguments: String
         /// The item's other fields (`id`, `status`, …), as they came.
-        public var extra: [String: JSONValue]
-
-        public init(callId: CallID, name: String, arguments: String, extra: [String: JSONValue] = [:]) {
-            self.callId = callId
-            self.name = name
-            self.arguments = arguments
-            self.extra = extra
-        }
+        public var extra: [String: JSONValue] = [:]
     }
 
     /// What the model reads back for a call: text, or content parts (MCP results).
@@ -87,6 +81,7 @@ public enum ConversationItem: Sendable, Hashable {
 
     /// `{"type":"guardrail_result","name","kind","triggered"}`, for a tool guardrail also
     /// `call_id`, `tool_name` and `behavior` (`allow`, `reject_content`, `raise_exception`, `error`).
+    @MemberwiseInit
     public struct GuardrailResult: Sendable, Hashable {
         /// What the guardrail checked: the run's input or final output, or a tool call's.
         public enum Kind: String, Sendable, Hashable {
@@ -108,23 +103,11 @@ public enum ConversationItem: Sendable, Hashable {
         public var callId: CallID?
         public var toolName: String?
         public var behavior: Behavior?
-        public var extra: [String: JSONValue]
-
-        public init(
-            name: String, kind: Kind, triggered: Bool, callId: CallID? = nil, toolName: String? = nil,
-            behavior: Behavior? = nil, extra: [String: JSONValue] = [:]
-        ) {
-            self.name = name
-            self.kind = kind
-            self.triggered = triggered
-            self.callId = callId
-            self.toolName = toolName
-            self.behavior = behavior
-            self.extra = extra
-        }
+        public var extra: [String: JSONValue] = [:]
     }
 
     /// `{"type":"approval_result","call_id","name","decision","request_id"}`.
+    @MemberwiseInit
     public struct ApprovalResult: Sendable, Hashable {
         public var callId: CallID
         /// The tool's name.
@@ -133,17 +116,7 @@ public enum ConversationItem: Sendable, Hashable {
         public var decision: String
         /// The approval request's key in the application's table.
         public var requestId: String
-        public var extra: [String: JSONValue]
-
-        public init(
-            callId: CallID, name: String, decision: String, requestId: String, extra: [String: JSONValue] = [:]
-        ) {
-            self.callId = callId
-            self.name = name
-            self.decision = decision
-            self.requestId = requestId
-            self.extra = extra
-        }
+        public var extra: [String: JSONValue] = [:]
     }
 }
 
@@ -250,37 +223,37 @@ extension ConversationItem {
             }
             return .object(o)
         case .functionCall(let c):
-            var o = c.extra
-            o["type"] = "function_call"
-            o["call_id"] = c.callId.json
-            o["name"] = .string(c.name)
-            o["arguments"] = .string(c.arguments)
-            return .object(o)
+            return object(
+                c.extra, "function_call",
+                ["call_id": c.callId.json, "name": .string(c.name), "arguments": .string(c.arguments)])
         case .functionCallOutput(let c):
-            var o = c.extra
-            o["type"] = "function_call_output"
-            o["call_id"] = c.callId.json
-            o["output"] = c.output
-            return .object(o)
+            return object(c.extra, "function_call_output", ["call_id": c.callId.json, "output": c.output])
         case .reasoning(let r):
-            var o = r.extra
-            o["type"] = "reasoning"
-            o["summary"] = .array(r.summary)
-            return .object(o)
+            return object(r.extra, "reasoning", ["summary": .array(r.summary)])
         case .guardrailResult(let g):
             return .object(g.fields)
         case .approvalResult(let a):
-            var o = a.extra
-            o["type"] = "approval_result"
-            o["call_id"] = a.callId.json
-            o["name"] = .string(a.name)
-            o["decision"] = .string(a.decision)
-            o["request_id"] = .string(a.requestId)
-            return .object(o)
+            return object(
+                a.extra, "approval_result",
+                [
+                    "call_id": a.callId.json, "name": .string(a.name), "decision": .string(a.decision),
+                    "request_id": .string(a.requestId),
+                ])
         case .other(let json):
             return json
         }
     }
+}
+
+/// An item of kind `type` as JSON: the fields it was read with that its kind does not model
+/// (`extra`), with `type` and the kind's own `fields` set over them.
+private func object(
+    _ extra: [String: JSONValue], _ type: JSONValue, _ fields: KeyValuePairs<String, JSONValue>
+) -> JSONValue {
+    var o = extra
+    o["type"] = type
+    for (key, value) in fields { o[key] = value }
+    return .object(o)
 }
 
 /// An item's fields besides `known` (the ones its kind models).

@@ -3,6 +3,7 @@ import BridgePostgres
 import Foundation
 
 /// One finished span in the Agents SDK's export format.
+@MemberwiseInit
 public struct SpanRecord: Sendable, Equatable {
     /// `span_` + 24 lowercase hex (as read: an imported id may be anything).
     public var id: SpanID
@@ -14,19 +15,6 @@ public struct SpanRecord: Sendable, Equatable {
     public var spanData: JSONValue
     /// `{"message": …, "data": …}` or nil (see `SpanError`).
     public var error: JSONValue?
-
-    public init(
-        id: SpanID, traceId: TraceID, parentId: SpanID?, startedAt: Date, endedAt: Date,
-        spanData: JSONValue, error: JSONValue?
-    ) {
-        self.id = id
-        self.traceId = traceId
-        self.parentId = parentId
-        self.startedAt = startedAt
-        self.endedAt = endedAt
-        self.spanData = spanData
-        self.error = error
-    }
 
     /// `{"object":"trace.span","id","trace_id","parent_id","started_at","ended_at","span_data","error"}`.
     public var exportJSON: JSONValue {
@@ -85,18 +73,12 @@ public struct SpanRecord: Sendable, Equatable {
 }
 
 /// A trace in the SDK's export format (no timestamps; metadata flat string-to-string).
+@MemberwiseInit
 public struct TraceRecord: Sendable, Equatable {
     public var id: TraceID
     public var workflowName: String
     public var groupId: String?
     public var metadata: [String: String]
-
-    public init(id: TraceID, workflowName: String, groupId: String?, metadata: [String: String]) {
-        self.id = id
-        self.workflowName = workflowName
-        self.groupId = groupId
-        self.metadata = metadata
-    }
 
     public var metadataJSON: JSONValue { .object(metadata.mapValues(JSONValue.string)) }
 

@@ -38,35 +38,21 @@ public enum SpanData: Sendable, Equatable {
     /// A span of a type bridge does not write (read back from elsewhere), kept as it is.
     case other([String: JSONValue])
 
+    @MemberwiseInit
     public struct Generation: Sendable, Equatable {
         public var input: [JSONValue]?
         public var output: [JSONValue]?
         public var model: String
         public var modelConfig: JSONValue
         public var usage: JSONValue?
-        public init(
-            input: [JSONValue]?, output: [JSONValue]? = nil, model: String, modelConfig: JSONValue,
-            usage: JSONValue? = nil
-        ) {
-            self.input = input
-            self.output = output
-            self.model = model
-            self.modelConfig = modelConfig
-            self.usage = usage
-        }
     }
 
+    @MemberwiseInit
     public struct Function: Sendable, Equatable {
         public var name: String
         public var input: String?
         public var output: String?
         public var mcpServer: String?
-        public init(name: String, input: String?, output: String? = nil, mcpServer: String? = nil) {
-            self.name = name
-            self.input = input
-            self.output = output
-            self.mcpServer = mcpServer
-        }
     }
 
     public struct Approval: Sendable, Equatable {
@@ -280,14 +266,10 @@ public enum SpanData: Sendable, Equatable {
 }
 
 /// A span's `error`: `{"message": …, "data": …}` with the SDK's wording and redaction.
+@MemberwiseInit
 public struct SpanError: Sendable, Equatable {
     public var message: String
     public var data: JSONValue?
-
-    public init(message: String, data: JSONValue? = nil) {
-        self.message = message
-        self.data = data
-    }
 
     /// The SDK's messages.
     public static let agentRun = "Error in agent run"

@@ -6,12 +6,9 @@ import FoundationEssentials
 
 /// bridge's own record of traces, spans and transcripts (`bridge.traces`, `bridge.spans`,
 /// `bridge.run_transcripts`). Every value is bound; writes are idempotent.
+@MemberwiseInit
 public struct Ledger: SpanSink {
     public let connection: PostgresConnection
-
-    public init(connection: PostgresConnection) {
-        self.connection = connection
-    }
 
     /// Inserts the trace, or refreshes its name, group and metadata if it exists; keeps the
     /// earliest `started_at`.

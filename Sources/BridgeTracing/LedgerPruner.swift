@@ -68,14 +68,10 @@ public struct PruneProgress: Sendable, Equatable {
 ///
 /// Every prune is recorded in `bridge.prunes` (cutoff and counts, updated with each batch):
 /// `bridge verify` reads the newest cutoff as the ledger's horizon.
+@MemberwiseInit
 public struct LedgerPruner: Sendable {
     public let connection: PostgresConnection
     public let options: PruneOptions
-
-    public init(connection: PostgresConnection, options: PruneOptions) {
-        self.connection = connection
-        self.options = options
-    }
 
     /// Runs the prune to the end, calling `progress` after every batch.
     public func run(progress: @Sendable (PruneProgress) -> Void = { _ in }) async throws -> PruneProgress {

@@ -223,20 +223,13 @@ public actor TraceRecorder: RunObserver {
     // MARK: - Pause and resume
 
     /// A span still open when a run paused (the task and agent spans), to be reopened on resume.
+    @SnakeCaseCodingKeys
     public struct OpenSpan: Codable, Sendable {
         public var eventId: EventID
         public var spanId: SpanID
         public var parentSpanId: SpanID?
         public var startedAt: Date
         public var data: JSONValue
-
-        enum CodingKeys: String, CodingKey {
-            case eventId = "event_id"
-            case spanId = "span_id"
-            case parentSpanId = "parent_span_id"
-            case startedAt = "started_at"
-            case data
-        }
     }
 
     /// The spans open right now (after a run paused: its task and agent spans).

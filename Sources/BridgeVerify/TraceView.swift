@@ -4,6 +4,7 @@ import BridgeTraceModel
 import FoundationEssentials
 
 /// One stored trace with its spans, as `bridge trace show` presents it.
+@MemberwiseInit
 public struct TraceDocument: Sendable, Equatable {
     public var trace: TraceRecord
     public var taskId: TaskKey?
@@ -11,19 +12,7 @@ public struct TraceDocument: Sendable, Equatable {
     public var endedAt: Date?
     public var spans: [SpanRecord]
     /// Other traces of the same task (earlier or later attempts), newest first.
-    public var otherAttempts: [TraceID]
-
-    public init(
-        trace: TraceRecord, taskId: TaskKey?, startedAt: Date?, endedAt: Date?, spans: [SpanRecord],
-        otherAttempts: [TraceID] = []
-    ) {
-        self.trace = trace
-        self.taskId = taskId
-        self.startedAt = startedAt
-        self.endedAt = endedAt
-        self.spans = spans
-        self.otherAttempts = otherAttempts
-    }
+    public var otherAttempts: [TraceID] = []
 
     /// Loads a trace by trace id, or the newest trace of a task by task id.
     public static func load(id: String, on c: PostgresConnection) async throws -> TraceDocument {

@@ -8,16 +8,11 @@ public enum CheckStatus: String, Sendable, Equatable, Codable {
 }
 
 /// One thing that is wrong, named by the task and trace it concerns.
+@MemberwiseInit
 public struct CheckExample: Sendable, Equatable {
     public var taskId: TaskKey?
     public var traceId: TraceID?
     public var message: String
-
-    public init(taskId: TaskKey?, traceId: TraceID?, message: String) {
-        self.taskId = taskId
-        self.traceId = traceId
-        self.message = message
-    }
 
     /// `task T, trace X: message` (parts that are unknown are left out).
     public var line: String {
@@ -37,20 +32,13 @@ public struct CheckExample: Sendable, Equatable {
 }
 
 /// Duration statistics of one tool's function spans (milliseconds).
+@MemberwiseInit
 public struct ToolTiming: Sendable, Equatable {
     public var tool: String
     public var count: Int
     public var p50: Double
     public var p95: Double
     public var max: Double
-
-    public init(tool: String, count: Int, p50: Double, p95: Double, max: Double) {
-        self.tool = tool
-        self.count = count
-        self.p50 = p50
-        self.p95 = p95
-        self.max = max
-    }
 
     var json: JSONValue {
         [
@@ -87,6 +75,7 @@ public struct ExporterDelivery: Sendable, Equatable {
 }
 
 /// The result of one check of the checklist.
+@MemberwiseInit
 public struct CheckResult: Sendable, Equatable {
     /// Stable id (`tools_traced`, …).
     public var id: String
@@ -95,33 +84,16 @@ public struct CheckResult: Sendable, Equatable {
     /// Why the check was skipped or failed, or a note on what it covered.
     public var reason: String?
     /// Items checked (tool calls, handoffs, spans, executions and traces, …).
-    public var checked: Int
-    public var failed: Int
+    public var checked: Int = 0
+    public var failed: Int = 0
     /// At most `VerifyOptions.maxExamples` failures.
-    public var examples: [CheckExample]
+    public var examples: [CheckExample] = []
     /// `tool_timing` only.
-    public var toolTimings: [ToolTiming]
+    public var toolTimings: [ToolTiming] = []
     /// `export_delivered` only.
-    public var exporters: [ExporterDelivery]
+    public var exporters: [ExporterDelivery] = []
     /// How long the check's SQL took (milliseconds).
-    public var elapsedMs: Double
-
-    public init(
-        id: String, title: String, status: CheckStatus, reason: String? = nil, checked: Int = 0, failed: Int = 0,
-        examples: [CheckExample] = [], toolTimings: [ToolTiming] = [], exporters: [ExporterDelivery] = [],
-        elapsedMs: Double = 0
-    ) {
-        self.id = id
-        self.title = title
-        self.status = status
-        self.reason = reason
-        self.checked = checked
-        self.failed = failed
-        self.examples = examples
-        self.toolTimings = toolTimings
-        self.exporters = exporters
-        self.elapsedMs = elapsedMs
-    }
+    public var elapsedMs: Double = 0
 
     /// A skipped check.
     public static func skipped(_ check: Check, _ reason: String) -> CheckResult {
@@ -170,17 +142,12 @@ public enum Check: String, Sendable, CaseIterable {
 }
 
 /// Everything `bridge verify` found.
+@MemberwiseInit
 public struct VerifyReport: Sendable, Equatable {
     public var scope: VerifyScope
     public var checks: [CheckResult]
     /// Wall time of all checks (milliseconds).
     public var elapsedMs: Double
-
-    public init(scope: VerifyScope, checks: [CheckResult], elapsedMs: Double) {
-        self.scope = scope
-        self.checks = checks
-        self.elapsedMs = elapsedMs
-    }
 
     /// True when no check failed (skipped checks do not fail the run).
     public var ok: Bool { !checks.contains { $0.status == .fail } }

@@ -40,6 +40,7 @@ public enum Since: Sendable, Equatable, CustomStringConvertible {
 ///   `since`, of the task `task` and of tasks in the workspace (group column) `workspace`.
 /// - Traces in scope: rows of `bridge.traces` that have ended, started within `since`, and
 ///   whose task and group match.
+@MemberwiseInit
 public struct VerifyScope: Sendable, Equatable {
     public var since: Since?
     public var task: TaskKey?
@@ -50,12 +51,6 @@ public struct VerifyScope: Sendable, Equatable {
     /// The ledger's horizon: the newest `bridge prune` cutoff (set by the verifier). Executions
     /// and traces older than it are not checked, since their spans may have been pruned.
     public var prunedBefore: Date?
-
-    public init(since: Since? = nil, task: TaskKey? = nil, workspace: String? = nil) {
-        self.since = since
-        self.task = task
-        self.workspace = workspace
-    }
 
     /// `everything`, or e.g. `last 24h, task 12, workspace w1`.
     public var description: String {

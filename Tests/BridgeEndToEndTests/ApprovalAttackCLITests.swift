@@ -29,6 +29,20 @@ struct ApprovalAttackCLITests {
 
     static var env: [String: String] { BridgeBinary.environment(["OPENAI_AGENTS_DISABLE_TRACING": "1"]) }
 
+    /// Runs `bridge args + common`; expects exit `status` and `message` in what it said: on
+    /// stdout when it succeeded, on stderr when not.
+    @discardableResult
+    static func decide(
+        _ args: [String], _ common: [String], exits status: Int32, saying message: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws -> TestProcess.Result {
+        let r = try await ApprovalCLITests.bridge(args + common, env)
+        let said = status == 0 ? r.stdout : r.stderr
+        #expect(r.status == status, "\(args): \(r.stdout)\(r.stderr)", sourceLocation: sourceLocation)
+        #expect(said.contains(message), "\(said)", sourceLocation: sourceLocation)
+        return r
+    }
+
     /// The request row's decision columns, as text.
     static func state(_ c: PostgresConnection, _ id: String) async throws -> String {
         let row = try await c.query(
@@ -46,9 +60,7 @@ struct ApprovalAttackCLITests {
             "UPDATE human_feedback_requests SET expires_at = now() - interval '1 minute' WHERE id = \(id)::uuid")
         let before = try await Self.state(c, id)
         for verb in ["approve", "reject"] {
-            let r = try await ApprovalCLITests.bridge([verb, id] + common, Self.env)
-            #expect(r.status == 1, "\(verb): \(r.stdout)\(r.stderr)")
-            #expect(r.stderr.contains("approval request \(id) has expired"), "\(r.stderr)")
+            let r = try await Self.decide([verb, id], common, exits: 1, saying: "approval request \(id) has expired")
             #expect(r.stdout.isEmpty)
         }
         #expect(try await Self.state(c, id) == before, "nothing decided")
@@ -75,25 +87,22 @@ struct ApprovalAttackCLITests {
         let before = try await Self.state(c, id)
         // Not a uuid at all: bad input, exit 2, with the key's type.
         for bad in ["not-a-uuid", "1; DROP TABLE tasks", String(id.dropLast())] {
-            let r = try await ApprovalCLITests.bridge(["approve", bad] + common, Self.env)
-            #expect(r.status == 2, "\(bad): \(r.stdout)\(r.stderr)")
-            #expect(
-                r.stderr.contains("'\(bad)' is not an approval request id: human_feedback_requests.id is uuid"),
-                "\(r.stderr)")
+            try await Self.decide(
+                ["approve", bad], common, exits: 2,
+                saying: "'\(bad)' is not an approval request id: human_feedback_requests.id is uuid")
         }
         // A well-formed uuid that is no request: exit 1.
-        let unknown = try await ApprovalCLITests.bridge(
-            ["approve", "00000000-0000-0000-0000-000000000000"] + common, Self.env)
-        #expect(
-            unknown.status == 1 && unknown.stderr.contains("is not a pending approval request"), "\(unknown.stderr)")
+        try await Self.decide(
+            ["approve", "00000000-0000-0000-0000-000000000000"], common, exits: 1,
+            saying: "is not a pending approval request")
         #expect(try await Self.state(c, id) == before)
         #expect(try await TestDatabase.count(url, "true", table: "tasks") > 0)
 
         // The upper-case form of the id is the same uuid; `reject` records itself as the decider.
         let upper = id.uppercased()
-        let r = try await ApprovalCLITests.bridge(["reject", upper, "--message", "No."] + common, Self.env)
-        #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("rejected \(upper); the paused run of task"), "\(r.stdout)")
+        try await Self.decide(
+            ["reject", upper, "--message", "No."], common, exits: 0, saying: "rejected \(upper); the paused run of task"
+        )
         let response = try await c.query("SELECT status, response FROM human_feedback_requests WHERE id = \(id)::uuid")
             .first
         #expect(response?["status"] == "rejected")
@@ -119,18 +128,13 @@ struct ApprovalAttackCLITests {
             INSERT INTO bridge.approval_waits (request_key, task_key, call_id, tool_name, arguments)
             SELECT \(second), task_key, call_id || '-2', tool_name, arguments FROM bridge.approval_waits WHERE request_key = \(first)
             """)
-        let one = try await ApprovalCLITests.bridge(["approve", first] + common, Self.env)
-        #expect(one.status == 0, "\(one.stderr)")
-        #expect(
-            one.stdout.contains(
-                "approved \(first); the run of task \(task) still waits for 1 other request: \(second)"),
-            "\(one.stdout)")
+        let one = try await Self.decide(
+            ["approve", first], common, exits: 0,
+            saying: "approved \(first); the run of task \(task) still waits for 1 other request: \(second)")
         #expect(!one.stdout.contains("resumes"))
-        let two = try await ApprovalCLITests.bridge(["approve", second] + common, Self.env)
-        #expect(two.status == 0, "\(two.stderr)")
-        #expect(
-            two.stdout.contains("approved \(second); the paused run of task \(task) resumes on the next `bridge exec`"),
-            "\(two.stdout)")
+        try await Self.decide(
+            ["approve", second], common, exits: 0,
+            saying: "approved \(second); the paused run of task \(task) resumes on the next `bridge exec`")
         let by = try await c.query(
             "SELECT response->>'by' AS by FROM human_feedback_requests WHERE id = \(first)::uuid"
         ).first?["by"]

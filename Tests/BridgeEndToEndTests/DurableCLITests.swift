@@ -82,6 +82,21 @@ enum DurableFixture {
             sourceLocation: sourceLocation)
     }
 
+    /// The condition (on `tasks`) of the runs worker `pid` holds past their first step: in
+    /// progress under its worker id, with a model response journaled.
+    static func heldPastFirstStep(by pid: Int32) -> String {
+        """
+        status = 'in_progress' AND bridge_worker_id LIKE '%:\(pid):%'
+        AND EXISTS (SELECT 1 FROM bridge.run_journals j WHERE j.task_key = tasks.id::text AND j.checkpoint IS NOT NULL)
+        """
+    }
+
+    /// Waits up to 120 s for `worker`, which finishes the queue, to end; expects exit 0.
+    static func expectFinishes(_ worker: BackgroundBridge, sourceLocation: SourceLocation = #_sourceLocation) async {
+        let end = await worker.wait(timeout: 120)
+        #expect(end?.status == 0, "\(worker.output.suffix(3000))", sourceLocation: sourceLocation)
+    }
+
     /// Runs a `slowWorker` and kills it (SIGKILL) once `runs` runs have journaled a model
     /// response; whether they did within 90 s.
     static func killAfterCheckpoints(_ url: String, _ mappings: String, runs: Int) async throws -> Bool {
@@ -108,36 +123,19 @@ struct DurableCLITests {
         }
         // A: SIGKILLed after four actions, while it holds runs past their first step.
         let a = try worker()
-        let aPid = a.pid
+        let aHolds = DurableFixture.heldPastFirstStep(by: a.pid)
         #expect(
             await a.kill(
-                when: {
-                    try poll.count("true", table: "durable_actions") >= 4
-                        && poll.count(
-                            """
-                            status = 'in_progress' AND bridge_worker_id LIKE '%:\(aPid):%'
-                            AND EXISTS (SELECT 1 FROM bridge.run_journals j WHERE j.task_key = tasks.id::text AND j.checkpoint IS NOT NULL)
-                            """) >= 1
-                }, timeout: .seconds(60)))
+                when: { try poll.count("true", table: "durable_actions") >= 4 && poll.count(aHolds) >= 1 },
+                timeout: .seconds(60)))
         // B: SIGTERMed while it holds runs between steps; it releases them at once.
         let b = try worker(["--drain-timeout", "1"])
-        let bPid = b.pid
-        #expect(
-            await b.send(
-                SIGTERM,
-                when: {
-                    try poll.count(
-                        """
-                        status = 'in_progress' AND bridge_worker_id LIKE '%:\(bPid):%'
-                        AND EXISTS (SELECT 1 FROM bridge.run_journals j WHERE j.task_key = tasks.id::text AND j.checkpoint IS NOT NULL)
-                        """) >= 1
-                }, timeout: .seconds(60)))
+        let bHolds = DurableFixture.heldPastFirstStep(by: b.pid)
+        #expect(await b.send(SIGTERM, when: { try poll.count(bHolds) >= 1 }, timeout: .seconds(60)))
         let rb = await b.wait(timeout: 30)
         #expect(rb?.status == 0, "\(b.output.suffix(2000))")
         // C finishes the queue (A's leases expire and are reaped first).
-        let c = try worker()
-        let rc = await c.wait(timeout: 120)
-        #expect(rc?.status == 0, "\(c.output.suffix(3000))")
+        await DurableFixture.expectFinishes(try worker())
 
         try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: tasks, spansPerTrace: 8)
         // Exactly one action per task: no writing SQL call ran twice.
@@ -195,9 +193,7 @@ struct DurableCLITests {
                     try poll.count("worker_id LIKE '%:\(bPid):%'", table: "bridge.run_journals") >= 1
                 }, timeout: .seconds(90)))
         // C finishes them.
-        let c = try worker()
-        let rc = await c.wait(timeout: 120)
-        #expect(rc?.status == 0, "\(c.output.suffix(3000))")
+        await DurableFixture.expectFinishes(try worker())
 
         try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: tasks, spansPerTrace: 8)
         #expect(try await TestDatabase.count(url, "true", table: "durable_actions") == tasks)
@@ -224,9 +220,7 @@ struct DurableCLITests {
         let a = try worker(lease: 1)
         #expect(
             await a.kill(when: { try poll.count(boundary, table: "bridge.run_journals") >= 1 }, timeout: .seconds(90)))
-        let b = try worker(lease: 10)
-        let rb = await b.wait(timeout: 120)
-        #expect(rb?.status == 0, "\(b.output.suffix(3000))")
+        await DurableFixture.expectFinishes(try worker(lease: 10))
         #expect(try await TestDatabase.count(url, "status = 'completed'", table: "tasks") == tasks)
         #expect(try await TestDatabase.count(url, "status = 'completed'", table: "task_executions") == tasks)
         #expect(try await TestDatabase.count(url, "error_type = 'LeaseExpired'", table: "task_executions") >= 1)

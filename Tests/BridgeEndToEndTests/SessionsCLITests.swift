@@ -25,11 +25,15 @@ struct SessionsCLITests {
         return dir
     }
 
-    /// `bridge exec` with the mappings in `dir`, its model calls going to `server`.
-    static func exec(_ url: String, _ dir: String, _ server: TestHTTPServer) async throws -> TestProcess.Result {
-        try await BridgeBinary.run(
-            ["exec", "--database-url", url, "--mappings", dir],
+    /// `bridge exec` on `url` with `mappings(sessions)`, its model calls answered by `model()`;
+    /// its result, and the stand-in (stopped), whose requests show what each run saw.
+    static func exec(_ url: String, sessions: String) async throws -> (TestProcess.Result, TestHTTPServer) {
+        let server = try model()
+        defer { server.stop() }
+        let r = try await BridgeBinary.run(
+            ["exec", "--database-url", url, "--mappings", try mappings(sessions)],
             environment: BridgeBinary.openAIEnvironment(server, key: "sk-test"))
+        return (r, server)
     }
 
     /// A migrated reference database without the seed, with one workspace.
@@ -119,10 +123,7 @@ struct SessionsCLITests {
         let url = try await Self.database()
         let conversation = try await Self.conversation(url)
         let ids = try await Self.tasks(url, 2, conversation: conversation)
-        let dir = try Self.mappings(Self.shippedSessions)
-        let server = try Self.model()
-        defer { server.stop() }
-        let r = try await Self.exec(url, dir, server)
+        let (r, server) = try await Self.exec(url, sessions: Self.shippedSessions)
         #expect(r.status == 0, "\(r.stderr)")
 
         // The first run sees the message the application's UI wrote; the second also the
@@ -159,20 +160,16 @@ struct SessionsCLITests {
         )
         #expect(order == "t")
         // Both traces name the conversation: group_id (gen_ai.conversation.id in OTLP) and metadata.
-        let traces = try await TestDatabase.psql(
-            url,
-            "SELECT count(*) FROM bridge.traces WHERE group_id = '\(conversation)' AND metadata->>'session_id' = '\(conversation)'"
-        )
-        #expect(traces == "2")
+        #expect(
+            try await TestDatabase.count(
+                url, "group_id = '\(conversation)' AND metadata->>'session_id' = '\(conversation)'",
+                table: "bridge.traces") == 2)
     }
 
     @Test func withoutATableTheSessionLivesInBridgesOwnTables() async throws {
         let url = try await Self.database()
         _ = try await Self.tasks(url, 2, conversation: "thread-a")
-        let dir = try Self.mappings(Self.bridgeSessions)
-        let server = try Self.model()
-        defer { server.stop() }
-        let r = try await Self.exec(url, dir, server)
+        let (r, server) = try await Self.exec(url, sessions: Self.bridgeSessions)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try Self.request(server, "Question 1").count == 1)
         let second = try Self.request(server, "Question 2")
@@ -217,10 +214,7 @@ struct SessionsCLITests {
         let url = try await Self.database()
         let plain = try await Self.tasks(url, 1, conversation: nil)
         let bad = try await Self.tasks(url, 1, conversation: "not-a-uuid", from: 2)
-        let dir = try Self.mappings(Self.shippedSessions)
-        let server = try Self.model()
-        defer { server.stop() }
-        let r = try await Self.exec(url, dir, server)
+        let (r, server) = try await Self.exec(url, sessions: Self.shippedSessions)
         #expect(r.status == 1, "\(r.stderr)")
         // No key: an ordinary run (no history, nothing appended, the workspace as group_id).
         #expect(try Self.request(server, "Question 1").count == 1)

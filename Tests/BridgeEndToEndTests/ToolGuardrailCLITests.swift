@@ -105,10 +105,15 @@ struct ToolGuardrailCLITests {
         }
     }
 
-    /// The probe, which the offline model calls with `k1`, guarded by one SQL guardrail
-    /// `probe_guard` in `section` (input_guardrails or output_guardrails).
-    static func k1Probe(_ section: String, query: String, onTrip: String, message: String? = nil) -> String {
-        probe(
+    /// Runs `bridge exec --offline` on a reference database with the probe, which the offline
+    /// model calls with `k1`, guarded by one SQL guardrail `probe_guard` in `section`
+    /// (input_guardrails or output_guardrails); expects exit `status`, then hands `body` the
+    /// database and the mappings.
+    static func execK1Probe(
+        _ section: String, query: String, onTrip: String, message: String? = nil, exits status: Int32,
+        sourceLocation: SourceLocation = #_sourceLocation, _ body: (_ url: String, _ dir: URL) async throws -> Void
+    ) async throws {
+        let tool = probe(
             examples: "[k1]",
             """
             \(section):
@@ -116,6 +121,11 @@ struct ToolGuardrailCLITests {
                 sql: {query: "\(query)"}
                 on_trip: \(onTrip)
             """ + (message.map { "\n    message: \"\($0)\"" } ?? ""))
+        try await HardeningCLITests.withTool(tool) { url, dir in
+            let run = try await HardeningCLITests.execOffline(url, dir)
+            #expect(run.status == status, "\(run.stderr)", sourceLocation: sourceLocation)
+            try await body(url, dir)
+        }
     }
 
     /// A guardrail that trips on the offline model's `k1`: `guardrail` rows of the ledger under
@@ -124,13 +134,10 @@ struct ToolGuardrailCLITests {
         "SELECT CAST(CAST(:arguments AS jsonb)->>'key' AS text) = 'k1' AS tripwire_triggered, 'k1 is blocked' AS output_info"
 
     @Test func execRejectsContentAndTheLedgerHasTheGuardrailSpansUnderTheCall() async throws {
-        try await HardeningCLITests.withTool(
-            Self.k1Probe(
-                "input_guardrails", query: Self.tripsOnK1, onTrip: "reject_content",
-                message: "k1 is not for task {{task.id}}.")
+        try await Self.execK1Probe(
+            "input_guardrails", query: Self.tripsOnK1, onTrip: "reject_content",
+            message: "k1 is not for task {{task.id}}.", exits: 0
         ) { url, dir in
-            let run = try await HardeningCLITests.execOffline(url, dir)
-            #expect(run.status == 0, "\(run.stderr)")
             let rows = try await TestDatabase.rows(
                 url,
                 """
@@ -150,14 +157,11 @@ struct ToolGuardrailCLITests {
     }
 
     @Test func execFailsTheTaskWithTheSDKsExceptionName() async throws {
-        try await HardeningCLITests.withTool(
-            Self.k1Probe(
-                "output_guardrails",
-                query: "SELECT CAST(:output AS text) LIKE '%k1%' AS tripwire_triggered, 'k1 leaked' AS output_info",
-                onTrip: "raise_exception")
-        ) { url, dir in
-            let run = try await HardeningCLITests.execOffline(url, dir)
-            #expect(run.status == 1, "a task failed: \(run.stderr)")
+        try await Self.execK1Probe(
+            "output_guardrails",
+            query: "SELECT CAST(:output AS text) LIKE '%k1%' AS tripwire_triggered, 'k1 leaked' AS output_info",
+            onTrip: "raise_exception", exits: 1
+        ) { url, _ in
             let failed = try await TestDatabase.rows(
                 url,
                 "SELECT error_type, error_message FROM task_executions WHERE error_type = 'ToolOutputGuardrailTripwireTriggered'"

@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgeHTTP
 import BridgeMigrate
 import BridgePostgres
 import BridgeTestSupport
@@ -21,4 +22,23 @@ final class Collected<Element: Sendable>: Sendable {
     private let storage = Mutex<[Element]>([])
     func append(_ value: Element) { storage.withLock { $0.append(value) } }
     var values: [Element] { storage.withLock { $0 } }
+}
+
+/// Runs `body` with a loopback stand-in answering with `handler` and an HTTP client to call it
+/// with; stops both when `body` returns or throws.
+func withStandIn<T>(
+    answering handler: @escaping TestHTTPServer.Handler, _ body: (TestHTTPServer, HTTPClient) async throws -> T
+) async throws -> T {
+    let server = try TestHTTPServer(handler: handler)
+    defer { server.stop() }
+    let client = HTTPClient()
+    defer { client.shutdown() }
+    return try await body(server, client)
+}
+
+/// `withStandIn` with every request answered with `response`.
+func withStandIn<T>(always response: TestHTTPResponse, _ body: (TestHTTPServer, HTTPClient) async throws -> T)
+    async throws -> T
+{
+    try await withStandIn(answering: { _ in response }, body)
 }

@@ -47,23 +47,12 @@ import Testing
         #expect(MCPToolOutput.functionParameters(open) == (open.inputSchema, false))
         let bare = MCPTool(name: "b", description: "", inputSchema: ["type": "object"])
         #expect(MCPToolOutput.functionParameters(bare).parameters == ["type": "object", "properties": [:]])
-        let closed: JSONValue = [
-            "type": "object",
-            "properties": [
-                "x": [
-                    "type": "object", "properties": ["y": ["type": "integer"]],
-                    "required": ["y"], "additionalProperties": false,
-                ]
-            ],
-            "required": ["x"], "additionalProperties": false,
-        ]
+        let closed = JSONValue.strictObject(["x": .strictObject(["y": ["type": "integer"]])])
         #expect(MCPToolOutput.functionParameters(MCPTool(name: "c", description: "", inputSchema: closed)).strict)
-        var nestedOpen = closed
-        if case .object(var o) = nestedOpen, case .object(var props)? = o["properties"] {
-            props["x"] = ["type": "object", "properties": ["y": ["type": "integer"]], "required": ["y"]]
-            o["properties"] = .object(props)
-            nestedOpen = .object(o)
-        }
+        // Closed at the top, open inside.
+        let nestedOpen = JSONValue.strictObject([
+            "x": ["type": "object", "properties": ["y": ["type": "integer"]], "required": ["y"]]
+        ])
         #expect(!MCPToolOutput.functionParameters(MCPTool(name: "d", description: "", inputSchema: nestedOpen)).strict)
     }
 }

@@ -79,32 +79,33 @@ func call(_ name: String, _ id: String, _ arguments: String = "{}") -> Conversat
     ["type": "function_call", "call_id": .string(id), "name": .string(name), "arguments": .string(arguments)]
 }
 
+extension JSONValue {
+    /// The JSON schema of an object in the form strict structured output needs: these
+    /// `properties`, every one required (in their order), and no others.
+    static func strictObject(_ properties: KeyValuePairs<String, JSONValue>) -> JSONValue {
+        [
+            "type": "object",
+            "properties": .object(Dictionary(uniqueKeysWithValues: properties.map { ($0.key, $0.value) })),
+            "required": .array(properties.map { .string($0.key) }), "additionalProperties": false,
+        ]
+    }
+}
+
 func say(_ text: String) -> ConversationItem {
     ["type": "message", "role": "assistant", "content": [["type": "output_text", "text": .string(text)]]]
 }
 
 enum Fixture {
-    static let rolesSchema: JSONValue = [
-        "type": "object",
-        "properties": [
-            "workspace_id": ["type": "string", "examples": ["ws-1"]],
-            "include_inactive": ["type": "boolean", "default": false],
-        ],
-        "required": ["workspace_id", "include_inactive"], "additionalProperties": false,
-    ]
-    static let subTaskSchema: JSONValue = [
-        "type": "object",
-        "properties": [
-            "name": ["type": "string"],
-            "priority": ["type": "string", "enum": ["high", "low"]],
-            "estimate": ["type": "integer"],
-        ],
-        "required": ["name", "priority", "estimate"], "additionalProperties": false,
-    ]
-    static let storeSchema: JSONValue = [
-        "type": "object", "properties": ["key": ["type": "string"], "value": ["type": "string"]],
-        "required": ["key", "value"], "additionalProperties": false,
-    ]
+    static let rolesSchema = JSONValue.strictObject([
+        "workspace_id": ["type": "string", "examples": ["ws-1"]],
+        "include_inactive": ["type": "boolean", "default": false],
+    ])
+    static let subTaskSchema = JSONValue.strictObject([
+        "name": ["type": "string"],
+        "priority": ["type": "string", "enum": ["high", "low"]],
+        "estimate": ["type": "integer"],
+    ])
+    static let storeSchema = JSONValue.strictObject(["key": ["type": "string"], "value": ["type": "string"]])
 
     static func sqlTool(_ name: String, _ schema: JSONValue) -> ToolSpec {
         ToolSpec(

@@ -9,21 +9,15 @@ import Testing
 // Structured outputs (`output_type`) and input/output guardrails, against the SDK's semantics.
 
 enum GuardFixture {
-    static let reportSchema: JSONValue = [
-        "type": "object",
-        "properties": [
-            "summary": ["type": "string"],
-            "sources": ["type": "array", "items": ["type": "string"]],
-            "confidence": ["type": ["number", "null"]],
-            "kind": ["type": "string", "enum": ["brief", "full"]],
-        ],
-        "required": ["summary", "sources", "confidence", "kind"], "additionalProperties": false,
-    ]
-    static let verdictSchema: JSONValue = [
-        "type": "object",
-        "properties": ["tripwire_triggered": ["type": "boolean"], "output_info": ["type": "string"]],
-        "required": ["tripwire_triggered", "output_info"], "additionalProperties": false,
-    ]
+    static let reportSchema = JSONValue.strictObject([
+        "summary": ["type": "string"],
+        "sources": ["type": "array", "items": ["type": "string"]],
+        "confidence": ["type": ["number", "null"]],
+        "kind": ["type": "string", "enum": ["brief", "full"]],
+    ])
+    static let verdictSchema = JSONValue.strictObject([
+        "tripwire_triggered": ["type": "boolean"], "output_info": ["type": "string"],
+    ])
 
     /// Researcher (structured ResearchReport) with an agent guardrail `checker` (Checker agent)
     /// as input or output guardrail, and a SQL guardrail `no_secrets`.
@@ -109,12 +103,7 @@ struct GuardrailSQL: ToolExecutor {
     @Test func anyOfRefsAndNullable() {
         let schema: JSONValue = [
             "type": "object",
-            "$defs": [
-                "Item": [
-                    "type": "object", "properties": ["n": ["type": "integer"]],
-                    "required": ["n"], "additionalProperties": false,
-                ]
-            ],
+            "$defs": ["Item": .strictObject(["n": ["type": "integer"]])],
             "properties": ["x": ["anyOf": [["$ref": "#/$defs/Item"], ["type": "null"]]]],
             "required": ["x"], "additionalProperties": false,
         ]

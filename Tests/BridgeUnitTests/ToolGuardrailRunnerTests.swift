@@ -27,10 +27,7 @@ enum ToolGuardFixture {
     static func spec(onTrip: ToolGuardrailBehavior) -> RunSpec {
         var lookup = ToolSpec(
             name: "lookup", description: "Looks up.",
-            parameters: [
-                "type": "object", "properties": ["id": ["type": "integer"]], "required": ["id"],
-                "additionalProperties": false,
-            ],
+            parameters: .strictObject(["id": ["type": "integer"]]),
             implementation: .sql(SQLToolSpec(sql: "SELECT 1")))
         lookup.inputGuardrails = [
             ToolGuardrailSpec(

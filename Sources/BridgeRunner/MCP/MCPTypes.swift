@@ -25,17 +25,12 @@ public struct MCPTool: Sendable, Equatable {
 }
 
 /// The result of `tools/call`.
+@MemberwiseInit
 public struct MCPCallResult: Sendable, Equatable {
     /// Content blocks: `{type: text|image|audio|resource|resource_link, …}`.
     public var content: [JSONValue]
     public var structuredContent: JSONValue?
-    public var isError: Bool
-
-    public init(content: [JSONValue], structuredContent: JSONValue? = nil, isError: Bool = false) {
-        self.content = content
-        self.structuredContent = structuredContent
-        self.isError = isError
-    }
+    public var isError: Bool = false
 }
 
 /// Why an MCP request failed.

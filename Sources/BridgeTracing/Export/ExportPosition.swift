@@ -1,19 +1,16 @@
+import BridgeCore
 import BridgePostgres
 
 /// A place in the ledger's export order: rows by (txid, id), where `txid` is the writing
 /// transaction (`bridge.spans.txid`, `bridge.traces.txid`, migration 0047) and `id` the row's
 /// primary key. Rows stored before migration 0047 have no txid and come first, in id order.
 /// A position is exclusive: the rows after it are still to be read.
+@MemberwiseInit
 public struct ExportPosition: Sendable, Equatable, CustomStringConvertible {
     /// The xid8 as text; nil while among the rows stored before migration 0047.
     public var txid: String?
     /// The last id read (`""`: before every row of `txid`).
     public var id: String
-
-    public init(txid: String?, id: String) {
-        self.txid = txid
-        self.id = id
-    }
 
     /// Before every row.
     public static let start = ExportPosition(txid: nil, id: "")
@@ -37,14 +34,10 @@ public struct ExportPosition: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// An exporter's positions in `bridge.traces` and `bridge.spans` (`bridge.export_positions`).
+@MemberwiseInit
 public struct ExportPositions: Sendable, Equatable {
-    public var trace: ExportPosition
-    public var span: ExportPosition
-
-    public init(trace: ExportPosition = .start, span: ExportPosition = .start) {
-        self.trace = trace
-        self.span = span
-    }
+    public var trace: ExportPosition = .start
+    public var span: ExportPosition = .start
 
     /// The stored positions of `exporter`; from the start when it has none yet.
     public static func load(exporter: String, connection: PostgresConnection) async throws -> ExportPositions {

@@ -35,14 +35,10 @@ public struct ExportSpan: Sendable, Equatable {
 
 /// What one request carries: trace objects first, then spans (children end, and are
 /// stored, before their parents).
+@MemberwiseInit
 public struct ExportBatch: Sendable, Equatable {
-    public var traces: [TraceRecord]
-    public var spans: [ExportSpan]
-
-    public init(traces: [TraceRecord] = [], spans: [ExportSpan] = []) {
-        self.traces = traces
-        self.spans = spans
-    }
+    public var traces: [TraceRecord] = []
+    public var spans: [ExportSpan] = []
 
     public var count: Int { traces.count + spans.count }
     public var isEmpty: Bool { traces.isEmpty && spans.isEmpty }

@@ -1,0 +1,85 @@
+import SwiftDiagnostics
+import SwiftSyntax
+import SwiftSyntaxMacros
+
+/// A macro that adds members to a struct from its settable stored properties (those an init
+/// sets and synthesized `Codable` codes); attached to anything but a struct, it is an error.
+protocol StoredPropertiesMacro: MemberMacro {
+    static func members(for properties: [StoredProperty], in context: some MacroExpansionContext) -> [DeclSyntax]
+}
+
+extension StoredPropertiesMacro {
+    static func expansion(
+        of node: AttributeSyntax,
+        providingMembersOf declaration: some DeclGroupSyntax,
+        conformingTo protocols: [TypeSyntax],
+        in context: some MacroExpansionContext
+    ) throws -> [DeclSyntax] {
+        guard declaration.is(StructDeclSyntax.self) else {
+            let macro = "@" + node.attributeName.trimmedDescription
+            context.diagnose(Diagnostic(node: node, message: BridgeMacroMessage.notAStruct(macro)))
+            return []
+        }
+        return members(for: StoredProperty.all(of: declaration).filter(\.isSettable), in: context)
+    }
+}
+
+/// One stored instance property of a type, as its declaration spells it: what both macros
+/// build from (a macro sees syntax, not the type checker's view).
+struct StoredProperty {
+    var name: String
+    /// The written type: on the binding, or on a later binding of `var a, b: Int`.
+    var type: TypeSyntax?
+    var initializer: ExprSyntax?
+    var isLet: Bool
+    var binding: PatternBindingSyntax
+
+    /// Whether the property is set by an init (and coded by synthesized `Codable`): a `let` with
+    /// an initial value is not.
+    var isSettable: Bool { !(isLet && initializer != nil) }
+
+    /// Every stored instance property of `declaration`, in declaration order. Computed, `static`,
+    /// `class` and `lazy` properties are skipped; `willSet`/`didSet` observers keep a property
+    /// stored.
+    static func all(of declaration: some DeclGroupSyntax) -> [StoredProperty] {
+        var found: [StoredProperty] = []
+        for member in declaration.memberBlock.members {
+            guard let variable = member.decl.as(VariableDeclSyntax.self), isInstanceStorage(variable) else {
+                continue
+            }
+            let isLet = variable.bindingSpecifier.tokenKind == .keyword(.let)
+            for binding in variable.bindings {
+                guard binding.accessorBlock == nil || hasOnlyObservers(binding.accessorBlock),
+                    let pattern = binding.pattern.as(IdentifierPatternSyntax.self)
+                else { continue }
+                found.append(
+                    StoredProperty(
+                        name: pattern.identifier.trimmed.text,
+                        type: binding.typeAnnotation?.type ?? typeOfLaterBinding(binding, in: variable),
+                        initializer: binding.initializer?.value, isLet: isLet, binding: binding))
+            }
+        }
+        return found
+    }
+
+    private static func isInstanceStorage(_ variable: VariableDeclSyntax) -> Bool {
+        !variable.modifiers.contains {
+            [.keyword(.static), .keyword(.class), .keyword(.lazy)].contains($0.name.tokenKind)
+        }
+    }
+
+    private static func hasOnlyObservers(_ block: AccessorBlockSyntax?) -> Bool {
+        guard case .accessors(let accessors) = block?.accessors else { return false }
+        return accessors.allSatisfy {
+            [.keyword(.willSet), .keyword(.didSet)].contains($0.accessorSpecifier.tokenKind)
+        }
+    }
+
+    private static func typeOfLaterBinding(_ binding: PatternBindingSyntax, in variable: VariableDeclSyntax)
+        -> TypeSyntax?
+    {
+        guard binding.initializer == nil else { return nil }
+        let later = variable.bindings.drop { $0.id != binding.id }.dropFirst()
+        return later.first { $0.typeAnnotation != nil }?.typeAnnotation?.type
+    }
+}
