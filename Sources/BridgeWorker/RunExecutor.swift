@@ -397,12 +397,19 @@ struct RunExecutor: Sendable {
         } else {
             also = journal?.finalStatements() ?? []
         }
-        let written = try await writeResult(
-            result, claim, spec: spec, outcome: outcome, executionKey: attempt.executionKey, also: also, on: c)
+        let written: Bool
+        do {
+            written = try await writeResult(
+                result, claim, spec: spec, outcome: outcome, executionKey: attempt.executionKey, also: also, on: c)
+        } catch let e as PostgresError where e.kind == .server {
+            // The server refused the finishing transaction: the spend it carried rolled back with
+            // it, and the calls were paid all the same.
+            await Self.sendRiders(journal, on: c, again: true)
+            throw e
+        }
         guard written else {
             // The finishing transaction rolled back, and the spend it carried with it.
-            journal?.riders.unsend()
-            await Self.sendRiders(journal, on: c)
+            await Self.sendRiders(journal, on: c, again: true)
             return .stale(taskKey: key, traceId: spec.traceId)
         }
         if let resumed = start.resumed {
@@ -449,7 +456,9 @@ struct RunExecutor: Sendable {
 
     /// Sends what `journal` still holds to ride on another statement (a model call's spend) in
     /// a statement of its own: the run makes no more writes. Best effort, like any spend record.
-    static func sendRiders(_ journal: DurableJournal?, on c: PostgresConnection) async {
+    /// With `again`, what the finishing transaction carried too (it rolled back).
+    static func sendRiders(_ journal: DurableJournal?, on c: PostgresConnection, again: Bool = false) async {
+        if again { journal?.riders.unsend() }
         guard let statement = journal?.riders.statement() else { return }
         _ = try? await c.query(statement)
     }

@@ -1,4 +1,5 @@
 import BridgeCore
+import BridgePostgres
 import BridgeTestSupport
 import Foundation
 import Testing
@@ -43,50 +44,89 @@ struct SpendLimitsTests {
         }
     }
 
-    static func spendMappings(_ extra: String = "") throws -> URL {
+    /// The shipped mappings with only gpt-4.1 priced (the Researcher's gpt-4.1-mini calls are
+    /// unknown); without `writesBack`, no `spent_column`: the spend rides on the runs' writes.
+    static func spendMappings(_ extra: String = "", writesBack: Bool = true) throws -> URL {
         try TestMappings.copy(
             prefix: "bridge-spend",
             editing: [
                 "spend.yaml": { text in
-                    // Only gpt-4.1 is priced here: the Researcher's gpt-4.1-mini calls are unknown.
-                    text.replacingOccurrences(
-                        of: "  gpt-4.1-mini: {input: 0.40, cached_input: 0.10, output: 1.60}\n", with: "")
+                    let priced =
+                        text.replacingOccurrences(
+                            of: "  gpt-4.1-mini: {input: 0.40, cached_input: 0.10, output: 1.60}\n", with: "")
                         + extra
+                    guard !writesBack else { return priced }
+                    return priced.split(separator: "\n", omittingEmptySubsequences: false)
+                        .filter { !$0.hasPrefix("  spent_column:") }.joined(separator: "\n")
                 }
             ])
+    }
+
+    /// A migrated reference database, `spendMappings(writesBack:)` and a `StormModel` (429 to
+    /// its first `storm` requests) for `bridge exec` to drain them with; `close` removes them.
+    struct Drain {
+        let url: String
+        let dir: URL
+        let model: StormModel
+        let server: TestHTTPServer
+
+        static func start(storm: Int, writesBack: Bool = true) async throws -> Drain {
+            let url = try await ExecCLITests.migratedReference()
+            let dir = try SpendLimitsTests.spendMappings(writesBack: writesBack)
+            let model = StormModel(storm: storm)
+            do {
+                return Drain(url: url, dir: dir, model: model, server: try TestHTTPServer { model.handle($0) })
+            } catch {
+                try? FileManager.default.removeItem(at: dir)
+                throw error
+            }
+        }
+
+        /// `bridge exec` with `extra` until nothing is left to do.
+        func exec(_ extra: [String] = []) async throws -> TestProcess.Result {
+            try await BridgeBinary.run(
+                ["exec", "--database-url", url, "--mappings", dir.path] + extra,
+                environment: BridgeBinary.openAIEnvironment(server, key: "sk-test-spend"))
+        }
+
+        func close() {
+            server.stop()
+            try? FileManager.default.removeItem(at: dir)
+        }
+    }
+
+    /// Each group's running total is the sum of its calls, however the rows were sent.
+    static func expectGroupTotalsAreTheirCalls(
+        _ c: PostgresConnection, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        let totals = try await c.simpleQuery(
+            """
+            SELECT (SELECT coalesce(sum(spent_usd), 0) FROM bridge.group_spend)::text AS spent,
+                   (SELECT coalesce(sum(cost_usd), 0) FROM bridge.model_calls)::text AS calls,
+                   (SELECT coalesce(sum(unpriced_calls), 0) FROM bridge.group_spend)::text AS unpriced,
+                   (SELECT count(*) FROM bridge.model_calls WHERE cost_usd IS NULL)::text AS unpriced_calls
+            """
+        ).first
+        #expect(
+            totals?["spent"] == totals?["calls"] && totals?["unpriced"] == totals?["unpriced_calls"],
+            "\(totals.map { "\($0)" } ?? "")", sourceLocation: sourceLocation)
     }
 
     /// With `spent_column` the spend is written at once (the total goes back to the app's row);
     /// without it, it rides on the durable run's next journal write or its finishing transaction.
     @Test(arguments: [true, false])
     func everyModelCallIsPricedAndA429StormUsesNoAttempts(writesBack: Bool) async throws {
-        let url = try await ExecCLITests.migratedReference()
-        let dir = try TestMappings.copy(
-            prefix: "bridge-spend",
-            editing: [
-                "spend.yaml": { text in
-                    let priced = text.replacingOccurrences(
-                        of: "  gpt-4.1-mini: {input: 0.40, cached_input: 0.10, output: 1.60}\n", with: "")
-                    guard !writesBack else { return priced }
-                    return priced.split(separator: "\n", omittingEmptySubsequences: false)
-                        .filter { !$0.hasPrefix("  spent_column:") }.joined(separator: "\n")
-                }
-            ])
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let model = StormModel(storm: 25)
-        let server = try TestHTTPServer { model.handle($0) }
-        defer { server.stop() }
+        let drain = try await Drain.start(storm: 25, writesBack: writesBack)
+        defer { drain.close() }
 
-        let check = try await BridgeBinary.run(["mappings", "check", "--static-only", "--mappings", dir.path])
+        let check = try await BridgeBinary.run(["mappings", "check", "--static-only", "--mappings", drain.dir.path])
         #expect(check.status == 0, "\(check.stderr)")
         #expect(check.stderr.contains("model 'gpt-4.1-mini'") && check.stderr.contains("no price"), "\(check.stderr)")
 
-        let r = try await BridgeBinary.run(
-            ["exec", "--database-url", url, "--mappings", dir.path, "--concurrency", "8"],
-            environment: BridgeBinary.openAIEnvironment(server, key: "sk-test-spend"))
+        let r = try await drain.exec(["--concurrency", "8"])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(model.refused == 25)
-        let c = try await TestDatabase.connect(url)
+        #expect(drain.model.refused == 25)
+        let c = try await TestDatabase.connect(drain.url)
         // No task failed, and the 429s used no attempt: every task ran exactly once.
         #expect(
             try await c.simpleQuery("SELECT count(*) AS n FROM tasks WHERE status IN ('pending', 'in_progress')")
@@ -110,19 +150,8 @@ struct SpendLimitsTests {
         #expect(calls.last?["model"] == "gpt-4.1-mini" && calls.last?["priced"] == "0")
         let served = try #require(
             Int(try await c.simpleQuery("SELECT count(*) AS n FROM bridge.model_calls").first?["n"] ?? ""))
-        #expect(served == model.served)
-        // Each group's running total is the sum of its calls, however the rows were sent.
-        let totals = try await c.simpleQuery(
-            """
-            SELECT (SELECT coalesce(sum(spent_usd), 0) FROM bridge.group_spend)::text AS spent,
-                   (SELECT coalesce(sum(cost_usd), 0) FROM bridge.model_calls)::text AS calls,
-                   (SELECT coalesce(sum(unpriced_calls), 0) FROM bridge.group_spend)::text AS unpriced,
-                   (SELECT count(*) FROM bridge.model_calls WHERE cost_usd IS NULL)::text AS unpriced_calls
-            """
-        ).first
-        #expect(
-            totals?["spent"] == totals?["calls"] && totals?["unpriced"] == totals?["unpriced_calls"],
-            "\(totals.map { "\($0)" } ?? "")")
+        #expect(served == drain.model.served)
+        try await Self.expectGroupTotalsAreTheirCalls(c)
         // The same cost is on every response span, and summed on the execution row.
         let spans = try await c.simpleQuery(
             """
@@ -148,26 +177,54 @@ struct SpendLimitsTests {
             ).first?["n"] == "0")
 
         // bridge cost reports the same figures.
-        let cost = try await BridgeBinary.run(["cost", "--database-url", url, "--by", "model", "--json"])
+        let cost = try await BridgeBinary.run(["cost", "--database-url", drain.url, "--by", "model", "--json"])
         #expect(cost.status == 0, "\(cost.stderr)")
         let report = try JSONValue.parse(cost.stdout)
         #expect(report["total"]?["calls"]?.intValue == served)
         #expect(report["rows"]?.arrayValue?.first { $0["key"] == "gpt-4.1-mini" }?["cost_usd"] == .null)
-        let byWorkspace = try await BridgeBinary.run(["cost", "--database-url", url, "--by", "workspace"])
+        let byWorkspace = try await BridgeBinary.run(["cost", "--database-url", drain.url, "--by", "workspace"])
         #expect(
             byWorkspace.status == 0 && byWorkspace.stdout.contains("WORKSPACE")
                 && byWorkspace.stdout.contains("unpriced"))
-        let bad = try await BridgeBinary.run(["cost", "--database-url", url, "--by", "planet"])
+        let bad = try await BridgeBinary.run(["cost", "--database-url", drain.url, "--by", "planet"])
         #expect(bad.status == 2)
     }
 
+    /// The server refuses a run's finishing transaction (a trigger on its execution row's
+    /// completion, once): the spend riding on that transaction rolled back with it, but the
+    /// calls were paid all the same, so it is still recorded, once; the task's retry records
+    /// only what it pays again.
+    @Test func spendRidingOnARefusedFinishIsStillRecordedOnce() async throws {
+        let drain = try await Drain.start(storm: 0, writesBack: false)
+        defer { drain.close() }
+        let c = try await TestDatabase.connect(drain.url)
+        _ = try await c.simpleQuery(
+            """
+            CREATE SEQUENCE refuse_finish;
+            CREATE FUNCTION refuse_finish() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF nextval('refuse_finish') = 1 THEN RAISE EXCEPTION 'finish refused'; END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_finish BEFORE UPDATE ON task_executions FOR EACH ROW
+                WHEN (NEW.status = 'completed') EXECUTE FUNCTION refuse_finish();
+            """)
+        let r = try await drain.exec()
+        #expect(r.status == 0, "\(r.stderr)")
+        // One finish was refused (its attempt failed, retriable), and its task ran again.
+        let refused = "status = 'failed_retriable' AND error_message LIKE '%finish refused%'"
+        #expect(try await TestDatabase.count(drain.url, refused, table: "task_executions") == 1)
+        #expect(try await TestDatabase.count(drain.url, "status IN ('pending', 'in_progress')") == 0)
+        // Every call the stand-in answered is recorded once, the refused attempt's last ones too.
+        #expect(try await TestDatabase.count(drain.url, "true", table: "bridge.model_calls") == drain.model.served)
+        try await Self.expectGroupTotalsAreTheirCalls(c)
+        await c.close()
+    }
+
     @Test func aSpentBudgetHoldsItsWorkspaceUntilRaised() async throws {
-        let url = try await ExecCLITests.migratedReference()
-        let dir = try Self.spendMappings()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let server = try TestHTTPServer { StormModel(storm: 0).handle($0) }
-        defer { server.stop() }
-        let c = try await TestDatabase.connect(url)
+        let drain = try await Drain.start(storm: 0)
+        defer { drain.close() }
+        let c = try await TestDatabase.connect(drain.url)
         // One workspace may spend almost nothing: its first priced call crosses the budget.
         let held = try #require(
             try await c.simpleQuery("SELECT id::text AS id FROM workspaces ORDER BY name LIMIT 1").first?["id"])
@@ -175,9 +232,7 @@ struct SpendLimitsTests {
         let failedBefore = try await c.simpleQuery(
             "SELECT count(*) AS n FROM tasks WHERE status = 'failed' AND workspace_id = '\(held)'"
         ).first?["n"]
-        let env = BridgeBinary.openAIEnvironment(server, key: "sk-test-spend")
-        let r = try await BridgeBinary.run(
-            ["exec", "--database-url", url, "--mappings", dir.path, "--concurrency", "1"], environment: env)
+        let r = try await drain.exec(["--concurrency", "1"])
         #expect(r.status == 0, "\(r.stderr)")
         let waiting = try await c.simpleQuery(
             """
@@ -203,8 +258,7 @@ struct SpendLimitsTests {
         // Raised: the held tasks run, with no restart of anything but a new drain.
         _ = try await c.simpleQuery(
             "UPDATE workspaces SET budget = budget || '{\"max_budget\": 100}' WHERE id = '\(held)'")
-        let again = try await BridgeBinary.run(
-            ["exec", "--database-url", url, "--mappings", dir.path], environment: env)
+        let again = try await drain.exec()
         #expect(again.status == 0, "\(again.stderr)")
         #expect(
             try await c.simpleQuery("SELECT count(*) AS n FROM tasks WHERE status IN ('pending', 'in_progress')")
