@@ -113,11 +113,10 @@ extension LoadState {
             blocked = f.strings(.blocked) ?? []
         }
         guard let name, let transport else { return nil }
-        return MCPServerMapping(
+        var server = MCPServerMapping(
             name: name, transport: transport, allowedTools: allowed, blockedTools: blocked,
-            cacheToolsList: m.boolOrDefault(.cacheToolsList),
-            timeoutMs: m.intOrDefault(.timeoutMs),
-            useStructuredContent: m.boolOrDefault(.useStructuredContent),
             origin: r.location(node, path))
+        m.read(into: &server)
+        return server
     }
 }

@@ -4,7 +4,7 @@ import BridgeTraceModel
 extension Keys {
     // MARK: agents
 
-    enum Agent: String, MappingKeySet {
+    enum Agent: String, ModelKeySet {
         case name, match, instructions, model
         case modelSettings = "model_settings"
         case modelAPI = "model_api"
@@ -17,31 +17,41 @@ extension Keys {
         case outputGuardrails = "output_guardrails"
         case mcpServers = "mcp_servers"
 
-        var declaration: MappingKey {
+        // The name is required (and the match defaults to it), so the placeholders here are no defaults.
+        static let defaults = AgentMapping(name: "", match: "")
+
+        var field: KeyField<AgentMapping> {
             switch self {
-            case .name: .init(.name, .required, "the agent's name (unique)")
-            case .match: .init(.name, defaultProse: "the agent's name", "the agent row value that selects this agent")
+            case .name: .key(.init(.name, .required, "the agent's name (unique)"))
+            case .match:
+                .key(.init(.name, defaultProse: "the agent's name", "the agent row value that selects this agent"))
             case .instructions:
-                .init(.template, defaultProse: "empty", "the system prompt, templated from the task and agent rows")
-            case .model: .init(.name, default: "gpt-4.1", "the model")
+                .key(
+                    .init(.template, defaultProse: "empty", "the system prompt, templated from the task and agent rows")
+                )
+            case .model: .name(\.model, "the model")
             case .modelSettings:
-                .init(.section(ModelSetting.self), "the SDK's ModelSettings and the APIs' request parameters")
+                .key(.init(.section(ModelSetting.self), "the SDK's ModelSettings and the APIs' request parameters"))
             case .modelAPI:
-                .init(.choice(ModelAPI.allCases.map(\.rawValue)), "the API the model is called through")
-            case .tools: .init(.names, "the tools it may call")
+                .key(.init(.choice(ModelAPI.allCases.map(\.rawValue)), "the API the model is called through"))
+            case .tools: .key(.init(.names, "the tools it may call"))
             case .handoffs:
-                .init(.either(.names, .entries(Handoff.self)), "the agents it may hand off to")
-            case .handoffDescription: .init(.string, "what another agent's handoff tool says about this one")
+                .key(.init(.either(.names, .entries(Handoff.self)), "the agents it may hand off to"))
+            case .handoffDescription: .key(.init(.string, "what another agent's handoff tool says about this one"))
+            // Left out, the field is nil and the run takes the bridge's default.
             case .maxTurns:
-                .init(.int(min: 1), default: "\(DatabaseToSDKBridge.defaultMaxTurns)", "turns before the run fails")
+                .key(
+                    .init(.int(min: 1), default: "\(DatabaseToSDKBridge.defaultMaxTurns)", "turns before the run fails")
+                )
             case .toolUseBehavior:
-                .init(
-                    .either(.choice(["run_llm_again", "stop_on_first_tool"]), .section(ToolUseBehavior.self)),
-                    default: "run_llm_again", "whether a tool's output ends the run")
-            case .outputType: .init(.section(OutputType.self), "a structured output")
-            case .inputGuardrails: .init(.names, "guardrails run on the input")
-            case .outputGuardrails: .init(.names, "guardrails run on the final output")
-            case .mcpServers: .init(.names, "the MCP servers whose tools it may call")
+                .key(
+                    .init(
+                        .either(.choice(["run_llm_again", "stop_on_first_tool"]), .section(ToolUseBehavior.self)),
+                        default: "run_llm_again", "whether a tool's output ends the run"))
+            case .outputType: .key(.init(.section(OutputType.self), "a structured output"))
+            case .inputGuardrails: .key(.init(.names, "guardrails run on the input"))
+            case .outputGuardrails: .key(.init(.names, "guardrails run on the final output"))
+            case .mcpServers: .key(.init(.names, "the MCP servers whose tools it may call"))
             }
         }
     }
@@ -264,16 +274,19 @@ extension Keys {
         }
     }
 
-    enum Guardrail: String, MappingKeySet {
+    enum Guardrail: String, ModelKeySet {
         case name, sql, agent
         case runInParallel = "run_in_parallel"
 
-        var declaration: MappingKey {
+        // The name and check are required, so the placeholders here are no defaults.
+        static let defaults = GuardrailMapping(name: "", implementation: .agent(""))
+
+        var field: KeyField<GuardrailMapping> {
             switch self {
-            case .name: .init(.name, .required, "the guardrail's name (unique)")
-            case .sql: Self.sqlCheck(over: ":input (or :output)")
-            case .agent: Self.agentCheck
-            case .runInParallel: .init(.bool, default: "true", "an input guardrail runs alongside the model")
+            case .name: .key(.init(.name, .required, "the guardrail's name (unique)"))
+            case .sql: .key(Self.sqlCheck(over: ":input (or :output)"))
+            case .agent: .key(Self.agentCheck)
+            case .runInParallel: .bool(\.runInParallel, "an input guardrail runs alongside the model")
             }
         }
     }

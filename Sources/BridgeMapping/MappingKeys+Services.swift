@@ -22,7 +22,7 @@ extension Keys {
             case .status: .key(.init(.section(ApprovalStatus.self), "its status column and values"))
             case .expiresAtColumn:
                 .name(\.expiresAtColumn, "receives the deadline; past it an undecided request is rejected")
-            case .expiresAfter: .key(.init(.duration, default: "24h", "how long a request waits for a decision"))
+            case .expiresAfter: .duration(\.expiresAfterSeconds, "how long a request waits for a decision")
             case .responseColumn: .name(\.responseColumn, "the reviewer's answer (json or text)")
             case .respondedAtColumn: .name(\.respondedAtColumn, "when it was decided")
             case .groupColumn: .name(\.groupColumn, "receives the task's group value")
@@ -65,7 +65,7 @@ extension Keys {
 
     // MARK: mcp_servers
 
-    enum MCPServer: String, MappingKeySet {
+    enum MCPServer: String, ModelKeySet {
         case name, stdio
         case streamableHTTP = "streamable_http"
         case toolFilter = "tool_filter"
@@ -73,20 +73,23 @@ extension Keys {
         case timeoutMs = "timeout_ms"
         case useStructuredContent = "use_structured_content"
 
-        var declaration: MappingKey {
+        // The name and transport are required, so the placeholders here are no defaults.
+        static let defaults = MCPServerMapping(name: "", transport: .streamableHTTP(url: "", headers: [:]))
+
+        var field: KeyField<MCPServerMapping> {
             let one = MappingKeyRequirement.when("exactly one of stdio, streamable_http")
             return switch self {
-            case .name: .init(.name, .required, "the server's name (^[a-zA-Z0-9_-]{1,64}$, unique)")
-            case .stdio: .init(.section(MCPStdio.self), one, "a child process speaking JSON-RPC on stdin/stdout")
-            case .streamableHTTP: .init(.section(MCPHTTP.self), one, "an MCP endpoint")
-            case .toolFilter: .init(.section(MCPToolFilter.self), "which of its tools agents see")
-            case .cacheToolsList: .init(.bool, default: "false", "read the tool list once per worker")
+            case .name: .key(.init(.name, .required, "the server's name (^[a-zA-Z0-9_-]{1,64}$, unique)"))
+            case .stdio: .key(.init(.section(MCPStdio.self), one, "a child process speaking JSON-RPC on stdin/stdout"))
+            case .streamableHTTP: .key(.init(.section(MCPHTTP.self), one, "an MCP endpoint"))
+            case .toolFilter: .key(.init(.section(MCPToolFilter.self), "which of its tools agents see"))
+            case .cacheToolsList: .bool(\.cacheToolsList, "read the tool list once per worker")
             case .timeoutMs:
-                .init(
-                    .int(min: 1, max: MCPServerMapping.maxTimeoutMs), default: "\(MCPServerMapping.defaultTimeoutMs)",
+                .int(
+                    \.timeoutMs, min: 1, max: MCPServerMapping.maxTimeoutMs,
                     "bound on starting it and on each request, in ms")
             case .useStructuredContent:
-                .init(.bool, default: "false", "give the model structuredContent when a result has it")
+                .bool(\.useStructuredContent, "give the model structuredContent when a result has it")
             }
         }
     }
@@ -181,46 +184,53 @@ extension Keys {
         var declaration: MappingKey { .init(.name, .required, "the task column whose values share claims fairly") }
     }
 
-    enum Budgets: String, MappingKeySet {
+    enum Budgets: String, ModelKeySet {
         case table, key, limit
         case spentColumn = "spent_column"
         case onExceeded = "on_exceeded"
 
-        var declaration: MappingKey {
+        // The table and limit are required, so the placeholders here are no defaults.
+        static let defaults = BudgetMapping(table: "", limit: "")
+
+        var field: KeyField<BudgetMapping> {
             switch self {
-            case .table: .init(.name, .required, "the table of budgets (one row per group)")
-            case .key: .init(.name, default: "id", "its key column, compared with source.group_column")
-            case .limit: .init(.sql, .required, "one SQL expression over its row: the budget in USD")
-            case .spentColumn: .init(.name, "receives the group's spend")
+            case .table: .key(.init(.name, .required, "the table of budgets (one row per group)"))
+            case .key: .name(\.key, "its key column, compared with source.group_column")
+            case .limit: .key(.init(.sql, .required, "one SQL expression over its row: the budget in USD"))
+            // Read by hand once the table and limit are known (a section without them reports those).
+            case .spentColumn: .key(.init(.name, "receives the group's spend"))
             case .onExceeded:
-                .init(
-                    .choice(BudgetMapping.OnExceeded.allCases.map(\.rawValue)), default: "hold",
-                    "what happens to a group's tasks over budget")
+                .key(
+                    .init(
+                        .choice(BudgetMapping.OnExceeded.allCases.map(\.rawValue)),
+                        default: Self.defaults.onExceeded.rawValue, "what happens to a group's tasks over budget"))
             }
         }
     }
 
     // MARK: sessions
 
-    enum Sessions: String, MappingKeySet {
+    enum Sessions: String, ModelKeySet {
         case key, table
         case sessionColumn = "session_column"
         case item, values, roles, limit
 
-        var declaration: MappingKey {
+        static let defaults = SessionsMapping(key: Template(""))
+
+        var field: KeyField<SessionsMapping> {
             let withTable = MappingKeyRequirement.when("with table")
             return switch self {
-            case .key: .init(.template, .required, "the session key, from the task row ({{task.…}}); empty: none")
-            case .table: .init(.name, defaultProse: "bridge's own tables", "the application's table of messages")
+            case .key: .key(.init(.template, .required, "the session key, from the task row ({{task.…}}); empty: none"))
+            case .table: .key(.init(.name, defaultProse: "bridge's own tables", "the application's table of messages"))
+            // Read by hand: only with table, and then required.
             case .sessionColumn:
-                .init(.name, withTable, default: "session_id", "the column holding the session key")
-            case .item: .init(.section(SessionItem.self), withTable, "item fields → the table's columns")
-            case .values: .init(.stringMap, "constant values for other columns (with table)")
-            case .roles: .init(.section(SessionRole.self), "bridge's roles → the role column's values (with table)")
-            case .limit:
-                .init(
-                    .int(min: 1, max: SessionsMapping.maxLimit), default: "\(SessionsMapping(key: Template("")).limit)",
-                    "items read before a run")
+                .key(
+                    .init(.name, withTable, default: Self.defaults.sessionColumn, "the column holding the session key"))
+            case .item: .key(.init(.section(SessionItem.self), withTable, "item fields → the table's columns"))
+            case .values: .key(.init(.stringMap, "constant values for other columns (with table)"))
+            case .roles:
+                .key(.init(.section(SessionRole.self), "bridge's roles → the role column's values (with table)"))
+            case .limit: .int(\.limit, min: 1, max: SessionsMapping.maxLimit, "items read before a run")
             }
         }
     }

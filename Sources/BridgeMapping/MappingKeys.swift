@@ -81,6 +81,11 @@ enum KeyField<Model> {
     static func bool(_ path: WritableKeyPath<Model, Bool>, _ summary: String) -> Self {
         .bound(BoundField(path: .bool(path), requirement: .optional, summary: summary))
     }
+
+    /// An optional duration, held in seconds, with the field's default.
+    static func duration(_ path: WritableKeyPath<Model, Double>, _ summary: String) -> Self {
+        .bound(BoundField(path: .duration(path), requirement: .optional, summary: summary))
+    }
 }
 
 /// A bound key's field, requirement and description.
@@ -90,6 +95,8 @@ struct BoundField<Model> {
         case optionalName(WritableKeyPath<Model, String?>)
         case int(WritableKeyPath<Model, Int>, min: Int?, max: Int?)
         case bool(WritableKeyPath<Model, Bool>)
+        /// Seconds.
+        case duration(WritableKeyPath<Model, Double>)
     }
     var path: Path
     var requirement: MappingKeyRequirement
@@ -100,6 +107,7 @@ struct BoundField<Model> {
         case .name, .optionalName: .name
         case .int(_, let min, let max): .int(min: min, max: max)
         case .bool: .bool
+        case .duration: .duration
         }
     }
 
@@ -110,6 +118,7 @@ struct BoundField<Model> {
         case .optionalName(let p): model[keyPath: p]
         case .int(let p, _, _): "\(model[keyPath: p])"
         case .bool(let p): "\(model[keyPath: p])"
+        case .duration(let p): MappingDuration.text(model[keyPath: p])
         }
     }
 }
@@ -168,7 +177,7 @@ indirect enum MappingKeyKind {
     case bool
     case int(min: Int? = nil, max: Int? = nil)
     case number(positive: Bool)
-    /// `90s`, `30m`, `24h`, `7d` or plain seconds.
+    /// `90s`, `30m`, `24h`, `7d` or plain seconds (see `MappingDuration`).
     case duration
     case choice([String])
     /// A list of non-empty strings.
@@ -184,6 +193,31 @@ indirect enum MappingKeyKind {
     /// A mapping of free names (`placeholder`, e.g. `<model>`) to mappings with the keys of `Section`.
     case named(String, any MappingKeySet.Type)
     case either(MappingKeyKind, MappingKeyKind)
+}
+
+/// The text of a `.duration` key: a number of seconds, minutes, hours or days (`90s`, `30m`,
+/// `24h`, `7d`), or plain seconds.
+enum MappingDuration {
+    /// The units, largest first.
+    static let units: [(suffix: Character, seconds: Double)] = [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)]
+
+    /// The seconds `text` stands for; nil unless it is a positive number, with a unit or without.
+    static func seconds(_ text: String) -> Double? {
+        let t = text.trimmingSpaces
+        if let u = t.last, let unit = units.first(where: { $0.suffix == u }), let n = Double(t.dropLast()), n > 0 {
+            return n * unit.seconds
+        }
+        if let n = Double(t), n > 0 { return n }
+        return nil
+    }
+
+    /// `seconds` in the largest unit that holds it whole (86400: `1d`), else as plain seconds.
+    static func text(_ seconds: Double) -> String {
+        for unit in units where seconds >= unit.seconds && seconds.truncatingRemainder(dividingBy: unit.seconds) == 0 {
+            return "\(Int(seconds / unit.seconds))\(unit.suffix)"
+        }
+        return "\(seconds)"
+    }
 }
 
 /// The table of every mapping key, rendered from the declarations (docs/mappings.md holds it

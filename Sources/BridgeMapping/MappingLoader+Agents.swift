@@ -37,15 +37,17 @@ extension LoadState {
         let behavior = parseToolUseBehavior(r, m)
         let outputType = m.node(.outputType).flatMap { parseOutputType(r, $0, m.path(.outputType)) }
         guard let name else { return nil }
-        return AgentMapping(
+        var agent = AgentMapping(
             name: name, match: m.name(.match) ?? name, instructions: instructions,
-            model: m.nameOrDefault(.model), modelSettings: settings, modelAPI: api,
+            modelSettings: settings, modelAPI: api,
             tools: m.strings(.tools) ?? [], handoffs: handoffs,
             handoffDescription: m.string(.handoffDescription), maxTurns: m.int(.maxTurns),
             toolUseBehavior: behavior, outputType: outputType,
             inputGuardrails: m.strings(.inputGuardrails) ?? [],
             outputGuardrails: m.strings(.outputGuardrails) ?? [],
             mcpServers: m.strings(.mcpServers) ?? [], origin: r.location(node, path))
+        m.read(into: &agent)
+        return agent
     }
 
     /// `handoffs: [<agent name> | {agent, description}]`.
@@ -121,9 +123,9 @@ extension LoadState {
         let name = m.name(.name)
         let implementation = parseGuardrailCheck(r, m, node, path, parameters: ["input", "output"])
         guard let name, let implementation else { return nil }
-        return GuardrailMapping(
-            name: name, implementation: implementation, runInParallel: m.boolOrDefault(.runInParallel),
-            origin: r.location(node, path))
+        var guardrail = GuardrailMapping(name: name, implementation: implementation, origin: r.location(node, path))
+        m.read(into: &guardrail)
+        return guardrail
     }
 
     /// A guardrail's check, agent-level or tool-level: exactly one of `sql: {query, timeout_ms}`

@@ -12,7 +12,7 @@ extension LoadState {
         }
         var s = SessionsMapping(key: key, table: m.name(.table))
         s.origin = origin
-        if let limit = m.int(.limit) { s.limit = limit }
+        m.read(into: &s)
         let appOnly = [Keys.Sessions.sessionColumn, .item, .values, .roles].filter { m.has($0) }
         guard s.table != nil else {
             for k in appOnly {

@@ -97,12 +97,12 @@ extension LoadState {
     static func parseBudgets(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> BudgetMapping? {
         guard let m = r.map(node, "budgets", Keys.Budgets.self) else { return nil }
         let table = m.name(.table)
-        let key = m.nameOrDefault(.key)
+        var budget = Keys.Budgets.defaults
+        m.read(into: &budget)
         let limit = m.name(.limit)
-        var onExceeded = BudgetMapping.OnExceeded.hold
         if let n = m.node(.onExceeded), let s = r.string(n, m.path(.onExceeded)) {
             if let v = BudgetMapping.OnExceeded(rawValue: s) {
-                onExceeded = v
+                budget.onExceeded = v
             } else {
                 r.issue(n, m.path(.onExceeded), "expected 'hold' or 'fail', got '\(s)'")
             }
@@ -113,9 +113,11 @@ extension LoadState {
                 "the limit must be one SQL expression; a second statement starts at column \(second.column - 7)")
         }
         guard let table, let limit else { return nil }
-        return BudgetMapping(
-            table: table, key: key, limit: limit, spentColumn: m.name(.spentColumn), onExceeded: onExceeded,
-            origin: origin)
+        budget.table = table
+        budget.limit = limit
+        budget.spentColumn = m.name(.spentColumn)
+        budget.origin = origin
+        return budget
     }
 }
 

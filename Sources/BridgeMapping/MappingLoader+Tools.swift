@@ -184,24 +184,8 @@ extension LoadState {
                 r.issue(st.node, st.path, "the pending, approved, rejected and expired values must all differ")
             }
         }
-        if let n = m.node(.expiresAfter), let text = r.string(n, m.path(.expiresAfter)) {
-            if let seconds = durationSeconds(text) {
-                a.expiresAfterSeconds = seconds
-            } else {
-                r.issue(n, m.path(.expiresAfter), "expected a duration such as 30m, 24h or 7d, got '\(text)'")
-            }
-        }
         if let c = m.stringMap(.columns, keys: ApprovalsMapping.contentNames) { a.columns = c }
         a.values = m.stringMap(.values) ?? [:]
         return a
-    }
-
-    /// `90s`, `30m`, `24h`, `7d`, or plain seconds.
-    static func durationSeconds(_ text: String) -> Double? {
-        let t = text.trimmingSpaces
-        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
-        if let u = t.last, let f = units[u], let n = Double(t.dropLast()), n > 0 { return n * f }
-        if let n = Double(t), n > 0 { return n }
-        return nil
     }
 }

@@ -65,7 +65,7 @@ public struct BudgetMapping: Sendable, Equatable {
     /// The table holding one budget per group (e.g. `workspaces`).
     public var table: String
     /// Its key column, equal to the task's `source.group_column`.
-    public var key: String
+    public var key: String = "id"
     /// A read-only SQL expression over the row giving the limit in USD (NULL: no limit).
     public var limit: String
     /// Where bridge writes back `{used: …}` (a jsonb column), when set.

@@ -310,6 +310,15 @@ struct MapReader<Key: MappingKeySet> {
         return value(key).flatMap { reader.int($0, path(key), min: min, max: max) }
     }
     func bool(_ key: Key) -> Bool? { value(key).flatMap { reader.bool($0, path(key)) } }
+    /// The seconds of the duration under `key` (see `MappingDuration`).
+    func duration(_ key: Key) -> Double? {
+        guard let n = value(key), let text = reader.string(n, path(key)) else { return nil }
+        guard let seconds = MappingDuration.seconds(text) else {
+            reader.issue(n, path(key), "expected a duration such as 30m, 24h or 7d, got '\(text)'")
+            return nil
+        }
+        return seconds
+    }
 
     /// The name under `key`, else the default its declaration gives.
     func nameOrDefault(_ key: Key) -> String { name(key) ?? key.declaredDefault }
@@ -349,6 +358,7 @@ extension MapReader where Key: ModelKeySet {
             case .optionalName(let p): model[keyPath: p] = name(key)
             case .int(let p, _, _): model[keyPath: p] = intOrDefault(key)
             case .bool(let p): model[keyPath: p] = boolOrDefault(key)
+            case .duration(let p): model[keyPath: p] = duration(key) ?? Key.defaults[keyPath: p]
             }
         }
     }
