@@ -430,10 +430,11 @@ public final class RiderQueue: Sendable {
 
     func ride(_ spend: ModelCallSpend) { state.withLock { $0.held.append(spend) } }
 
-    /// Empties the queue; with `keep`, what it held is kept for `unsend`.
+    /// Empties the queue; with `keep`, what it held is kept for `unsend`. Without, what the last
+    /// `sending` took is forgotten: its statement is over (committed, or unsent already).
     private func drain(keep: Bool = false) -> [ModelCallSpend] {
         state.withLock { state in
-            if keep { state.lastSent = state.held }
+            state.lastSent = keep ? state.held : []
             defer { state.held.removeAll() }
             return state.held
         }
@@ -442,8 +443,14 @@ public final class RiderQueue: Sendable {
     /// What is held (the caller sends it, e.g. as `ModelCallSpend.ctes`).
     func take() -> [ModelCallSpend] { drain() }
 
-    /// Holds again what the last `sending` took (its transaction rolled back).
-    func unsend() { state.withLock { $0.held = $0.lastSent + $0.held } }
+    /// Holds again what the last `sending` took (its transaction rolled back), once: a second
+    /// `unsend` holds nothing more, so no call is recorded twice.
+    func unsend() {
+        state.withLock { state in
+            state.held = state.lastSent + state.held
+            state.lastSent = []
+        }
+    }
 
     /// What is held, as the start of a statement (`WITH` and the CTE list), or nil when nothing
     /// is; kept for `unsend` until the next `sending`.

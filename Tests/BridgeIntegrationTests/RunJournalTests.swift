@@ -182,3 +182,35 @@ struct RunJournalTests {
         await c.close()
     }
 }
+
+/// The queue of a run's model-call spend, on its own (no database).
+struct RiderQueueTests {
+    static func spend(_ usd: Double) -> ModelCallSpend {
+        ModelCallSpend(
+            taskKey: TaskKey("1"), attempt: 1, group: "g", agent: "x", model: "m", inputTokens: 10, cachedTokens: 0,
+            outputTokens: 5, usd: usd)
+    }
+
+    /// What a rolled-back `sending` took is held again once: a second `unsend` (a second
+    /// `sendRiders(again: true)`) would otherwise record the same calls twice.
+    @Test func unsendHoldsWhatWasSentOnlyOnce() {
+        let riders = RiderQueue()
+        riders.ride(Self.spend(0.25))
+        #expect(riders.sending() != nil)
+        riders.unsend()
+        riders.unsend()
+        #expect(riders.take() == [Self.spend(0.25)])
+    }
+
+    /// Once the queue is drained again, the last `sending`'s statement is over (committed):
+    /// an `unsend` then holds nothing of it.
+    @Test func unsendAfterADrainHoldsNothing() {
+        let riders = RiderQueue()
+        riders.ride(Self.spend(0.25))
+        #expect(riders.sending() != nil)
+        riders.ride(Self.spend(0.5))
+        #expect(riders.take() == [Self.spend(0.5)])
+        riders.unsend()
+        #expect(riders.take().isEmpty)
+    }
+}
