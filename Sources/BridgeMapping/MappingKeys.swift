@@ -1,3 +1,5 @@
+import BridgeCore
+
 /// The vocabulary of the mapping files: every key of every section, declared once.
 ///
 /// Each section is an enum whose cases are its keys (the raw value is the YAML spelling, the
@@ -196,25 +198,30 @@ indirect enum MappingKeyKind {
 }
 
 /// The text of a `.duration` key: a number of seconds, minutes, hours or days (`90s`, `30m`,
-/// `24h`, `7d`), or plain seconds.
+/// `24h`, `7d`), or plain seconds. Bounded like `Duration(parsing:)`, whose units differ (a
+/// mapping's waits are counted in days, a command's timeouts in milliseconds).
 enum MappingDuration {
     /// The units, largest first.
     static let units: [(suffix: Character, seconds: Double)] = [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)]
 
-    /// The seconds `text` stands for; nil unless it is a positive number, with a unit or without.
+    /// The seconds `text` stands for; nil unless it is a positive, finite number, with a unit or
+    /// without, of at most `Duration.maximumSeconds` (`inf` or `1e300d` would load, and fail only
+    /// at the first use, after a model call was paid).
     static func seconds(_ text: String) -> Double? {
         let t = text.trimmingSpaces
-        if let u = t.last, let unit = units.first(where: { $0.suffix == u }), let n = Double(t.dropLast()), n > 0 {
-            return n * unit.seconds
+        var (number, factor) = (Substring(t), 1.0)
+        if let u = t.last, let unit = units.first(where: { $0.suffix == u }) {
+            (number, factor) = (t.dropLast(), unit.seconds)
         }
-        if let n = Double(t), n > 0 { return n }
-        return nil
+        guard let n = Double(number), n.isFinite, n > 0, n * factor <= Duration.maximumSeconds else { return nil }
+        return n * factor
     }
 
     /// `seconds` in the largest unit that holds it whole (86400: `1d`), else as plain seconds.
     static func text(_ seconds: Double) -> String {
         for unit in units where seconds >= unit.seconds && seconds.truncatingRemainder(dividingBy: unit.seconds) == 0 {
-            return "\(Int(seconds / unit.seconds))\(unit.suffix)"
+            // A count too large for an Int (never a loaded value) is written as plain seconds.
+            if let count = Int(exactly: seconds / unit.seconds) { return "\(count)\(unit.suffix)" }
         }
         return "\(seconds)"
     }

@@ -1,3 +1,4 @@
+import BridgeCore
 import Testing
 
 @testable import BridgeMapping
@@ -60,6 +61,15 @@ import Testing
             "approvals: {table: requests, expires_after: soon}",
             "m.yaml:7:45: approvals.expires_after: expected a duration such as 30m, 24h or 7d, got 'soon'"
         ),
+        // Not finite, or past `Duration.maximumSeconds`: refused at load, not at the first approval.
+        (
+            "approvals: {table: requests, expires_after: inf}",
+            "m.yaml:7:45: approvals.expires_after: expected a duration such as 30m, 24h or 7d, got 'inf'"
+        ),
+        (
+            "approvals: {table: requests, expires_after: 1e300d}",
+            "m.yaml:7:45: approvals.expires_after: expected a duration such as 30m, 24h or 7d, got '1e300d'"
+        ),
     ])
     func aBadValueIsAnIssueAtTheValue(section: String, issue: String) {
         let issues = MappingFixtures.issues([("m.yaml", MappingFixtures.base + "agents: [{name: A}]\n" + section)])
@@ -77,6 +87,13 @@ import Testing
             #expect(MappingDuration.seconds(MappingDuration.text(seconds)) == seconds)
         }
         #expect(MappingDuration.seconds("24h") == 86_400 && MappingDuration.seconds("soon") == nil)
+        #expect(MappingDuration.seconds("nan") == nil && MappingDuration.seconds("-inf") == nil)
+        // The bound is `Duration(parsing:)`'s, inclusive; past it nothing loads.
+        #expect(MappingDuration.seconds("\(Int(Duration.maximumSeconds))") == Duration.maximumSeconds)
+        #expect(MappingDuration.seconds("\(Int(Duration.maximumSeconds) + 1)s") == nil)
+        // A count too large for an Int is written as plain seconds instead of trapping.
+        let days = 86_400 * 0x1p70  // a whole number of days, 2^70 of them
+        #expect(MappingDuration.text(days) == "\(days)")
         #expect(
             Keys.Approvals.expiresAfter.declaredDefault == MappingDuration.text(ApprovalsMapping().expiresAfterSeconds))
     }
