@@ -4,7 +4,9 @@
 public struct MappedStatus<Texts>: Sendable, Hashable {
     let field: any KeyPath<Texts, String> & Sendable
 
-    init(_ field: any KeyPath<Texts, String> & Sendable) { self.field = field }
+    /// File-private: only the statuses below exist (`TaskStatus(\.column)` would write a
+    /// column name as a status).
+    fileprivate init(_ field: any KeyPath<Texts, String> & Sendable) { self.field = field }
 
     /// The configured text (what the status column holds).
     public func text(in texts: Texts) -> String { texts[keyPath: field] }
