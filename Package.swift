@@ -2,11 +2,12 @@
 // bridge: trace database-driven OpenAI-Agents-style runs, span for span.
 //
 // Layering, bottom to top; each target imports only targets below it:
+//   0. Compile time BridgeMacros: `@MemberwiseInit` and `@SnakeCaseCodingKeys` (swift-syntax),
+//                   run by the compiler, not linked into bridge; BridgeCore declares them
 //   1. C bindings   CBridgeLibPQ, CBridgeCurl (+ CBridgeCurlShim), CBridgeCrypto, CBridgeZlib,
 //                   CBridgeSpawn (child processes)
 //   2. Core         BridgeCore: errors, JSON, ids, durations, the thread executor, the
-//                   child-process runner (ChildProcess), the HTTP server (HTTPServer) and the
-//                   `@MemberwiseInit` macro (implemented in BridgeMacros, run by the compiler)
+//                   child-process runner (ChildProcess) and the HTTP server (HTTPServer)
 //   3. Clients      BridgePostgres (libpq: queries with binds, identifiers, advisory locks),
 //                   BridgeHTTP (libcurl: one engine thread, whole-exchange deadlines)
 //   4. Trace model  BridgeTraceModel: the SDK's span format, records and typed ids
@@ -38,6 +39,14 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-syntax", from: "603.0.0"),
     ],
     targets: [
+        // 0. Compile time: the macros' implementation (runs in the compiler)
+        .macro(
+            name: "BridgeMacros",
+            dependencies: [
+                .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
+                .product(name: "SwiftCompilerPlugin", package: "swift-syntax"),
+            ]
+        ),
         // 1. C bindings
         .systemLibrary(
             name: "CBridgeLibPQ",
@@ -62,14 +71,6 @@ let package = Package(
         // fork/exec under a supervisor (process group, subreaper, PR_SET_PDEATHSIG): no orphans
         .target(name: "CBridgeSpawn"),
         // 2. Clients
-        // Compile-time only: the `@MemberwiseInit` macro's implementation (runs in the compiler)
-        .macro(
-            name: "BridgeMacros",
-            dependencies: [
-                .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
-                .product(name: "SwiftCompilerPlugin", package: "swift-syntax"),
-            ]
-        ),
         // gzip for OTLP bodies (zlib)
         .systemLibrary(name: "CBridgeZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(

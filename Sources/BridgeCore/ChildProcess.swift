@@ -62,7 +62,7 @@ public final class ChildProcess: Sendable {
         /// Exactly the child's environment.
         public var environment: [String: String]
         /// The working directory; nil: bridge's.
-        public var directory: String?
+        public var directory: String? = nil
     }
 
     /// The child's stdin: these bytes, then end of file (written as the child reads them, and

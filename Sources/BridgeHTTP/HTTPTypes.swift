@@ -103,17 +103,17 @@ public struct HTTPRequest: Sendable {
     public var url: String
     public var headers: HTTPHeaders = [:]
     /// The request body, sent with a `Content-Length`. Nil sends none.
-    public var body: [UInt8]?
+    public var body: [UInt8]? = nil
     /// Connect and read timeouts; fields left nil use the client's.
-    public var timeout: HTTPClient.Timeout?
+    public var timeout: HTTPClient.Timeout? = nil
     /// When the whole exchange (queueing, connecting, sending, receiving) must be over.
-    public var deadline: ContinuousClock.Instant?
+    public var deadline: ContinuousClock.Instant? = nil
     /// The largest response body accepted; larger ones fail with `HTTPError.tooLarge`
     /// (streamed bodies too, counted as they arrive).
-    public var maxResponseBytes: Int?
+    public var maxResponseBytes: Int? = nil
     /// Where a body is delivered as it arrives (server-sent events), instead of being buffered;
     /// nil buffers it.
-    public var bodyStream: (any HTTPBodyStream)?
+    public var bodyStream: (any HTTPBodyStream)? = nil
 
     /// A POST of `json` (compact) with `Content-Type: application/json`.
     public static func postJSON(_ url: String, _ json: JSONValue, headers: HTTPHeaders = [:]) -> HTTPRequest {

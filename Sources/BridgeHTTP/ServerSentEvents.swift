@@ -5,9 +5,9 @@ import FoundationEssentials
 /// none, i.e. `message`), its `data:` lines joined with `\n`, and its `id:`.
 @MemberwiseInit
 public struct ServerSentEvent: Sendable, Equatable {
-    public var event: String?
+    public var event: String? = nil
     public var data: String
-    public var id: String?
+    public var id: String? = nil
 }
 
 /// An incremental, bounded parser of `text/event-stream` bodies, after the WHATWG HTML

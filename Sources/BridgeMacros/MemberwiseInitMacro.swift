@@ -4,41 +4,44 @@ import SwiftSyntaxMacros
 
 /// `@MemberwiseInit`: the `public init` that Swift synthesizes only as `internal`.
 ///
-/// One parameter per stored property, in declaration order, labelled with the property's name:
-/// - a `var` with an initial value takes that value as its default, and an optional property
-///   without one defaults to `nil` (the compiler's memberwise init does so for a `var` only);
-/// - a `let` with an initial value is not a parameter;
-/// - a function-typed property's parameter is `@escaping`.
+/// One parameter per stored property, in declaration order, labelled with the property's name.
+/// A parameter has a default only where the declaration writes one: a `var`'s initial value
+/// (write `= nil` for an optional that callers may leave out). A `let` with an initial value,
+/// and a property only the type's own module sets (`private`, `fileprivate`, `internal(set)`,
+/// `private(set)`) that has one, are not parameters. A function-typed property's parameter is
+/// `@escaping`.
 ///
-/// Every stored property needs a written type (a macro sees syntax, not inferred types); one
-/// without is an error at the property.
+/// What it cannot read right is an error, not a guess: a property without a written type (a
+/// macro sees syntax, not inferred types), a restricted property without an initial value, a
+/// property wrapper, members under `#if`.
 struct MemberwiseInitMacro: StoredPropertiesMacro {
     static func members(for properties: [StoredProperty], in context: some MacroExpansionContext) -> [DeclSyntax] {
-        var parameters: [String] = []
         var failed = false
+        var parameters: [String] = []
+        var assignments: [String] = []
         for property in properties {
-            guard let type = property.type else {
-                context.diagnose(Diagnostic(node: property.binding, message: BridgeMacroMessage.noType(property.name)))
-                failed = true
+            if property.isRestricted && property.initializer != nil { continue }
+            let problem: BridgeMacroMessage
+            if property.hasAttributes {
+                problem = .wrapped(property.name)
+            } else if property.isRestricted {
+                problem = .restricted(property.name)
+            } else if let type = property.type {
+                let value = property.initializer.map { " = \($0.trimmedDescription)" } ?? ""
+                parameters.append(
+                    "\(property.name): \(isFunction(type) ? "@escaping " : "")\(type.trimmedDescription)\(value)")
+                assignments.append("self.\(property.name) = \(property.name)")
                 continue
+            } else {
+                problem = .noType(property.name)
             }
-            var parameter = "\(property.name): \(isFunction(type) ? "@escaping " : "")\(type.trimmedDescription)"
-            if let value = property.initializer {
-                parameter += " = \(value.trimmedDescription)"
-            } else if isOptional(type) {
-                parameter += " = nil"
-            }
-            parameters.append(parameter)
+            context.diagnose(Diagnostic(node: property.binding, message: problem))
+            failed = true
         }
         if failed { return [] }
         let signature = parameters.isEmpty ? "()" : "(\n\(parameters.joined(separator: ",\n"))\n)"
-        let body = properties.map { "self.\($0.name) = \($0.name)" }.joined(separator: "\n")
+        let body = assignments.joined(separator: "\n")
         return ["public init\(raw: signature) {\n\(raw: body)\n}"]
-    }
-
-    private static func isOptional(_ type: TypeSyntax) -> Bool {
-        type.is(OptionalTypeSyntax.self) || type.is(ImplicitlyUnwrappedOptionalTypeSyntax.self)
-            || type.as(IdentifierTypeSyntax.self)?.name.text == "Optional"
     }
 
     /// A closure type, possibly with attributes (`@Sendable (X) -> Y`) or in parentheses; an

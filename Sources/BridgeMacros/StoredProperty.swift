@@ -20,6 +20,12 @@ extension StoredPropertiesMacro {
             context.diagnose(Diagnostic(node: node, message: BridgeMacroMessage.notAStruct(macro)))
             return []
         }
+        // Members under `#if` would be left out without a word: of the init, or of the stored format.
+        if let conditional = declaration.memberBlock.members.first(where: { $0.decl.is(IfConfigDeclSyntax.self) }) {
+            let macro = "@" + node.attributeName.trimmedDescription
+            context.diagnose(Diagnostic(node: conditional, message: BridgeMacroMessage.conditionalMembers(macro)))
+            return []
+        }
         return members(for: StoredProperty.all(of: declaration).filter(\.isSettable), in: context)
     }
 }
@@ -32,6 +38,11 @@ struct StoredProperty {
     var type: TypeSyntax?
     var initializer: ExprSyntax?
     var isLet: Bool
+    /// `private`, `fileprivate`, or a restricted setter (`private(set)`, `internal(set)`): the
+    /// type's own code sets it, not whoever builds the type.
+    var isRestricted: Bool
+    /// Whether it carries an attribute such as a property wrapper.
+    var hasAttributes: Bool
     var binding: PatternBindingSyntax
 
     /// Whether the property is set by an init (and coded by synthesized `Codable`): a `let` with
@@ -48,15 +59,19 @@ struct StoredProperty {
                 continue
             }
             let isLet = variable.bindingSpecifier.tokenKind == .keyword(.let)
+            let isRestricted = variable.modifiers.contains {
+                [.keyword(.private), .keyword(.fileprivate)].contains($0.name.tokenKind) || $0.detail != nil
+            }
             for binding in variable.bindings {
                 guard binding.accessorBlock == nil || hasOnlyObservers(binding.accessorBlock),
                     let pattern = binding.pattern.as(IdentifierPatternSyntax.self)
                 else { continue }
                 found.append(
                     StoredProperty(
-                        name: pattern.identifier.trimmed.text,
+                        name: pattern.identifier.identifier?.name ?? pattern.identifier.trimmed.text,
                         type: binding.typeAnnotation?.type ?? typeOfLaterBinding(binding, in: variable),
-                        initializer: binding.initializer?.value, isLet: isLet, binding: binding))
+                        initializer: binding.initializer?.value, isLet: isLet, isRestricted: isRestricted,
+                        hasAttributes: !variable.attributes.isEmpty, binding: binding))
             }
         }
         return found

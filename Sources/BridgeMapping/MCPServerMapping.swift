@@ -18,7 +18,7 @@ public struct MCPServerMapping: Sendable, Equatable {
     public var name: String
     public var transport: MCPTransportMapping
     /// Only these tools (nil: all).
-    public var allowedTools: [String]?
+    public var allowedTools: [String]? = nil
     /// Never these tools.
     public var blockedTools: [String] = []
     /// Read the tool list once per worker (the SDK's `cache_tools_list`, default false).

@@ -33,7 +33,7 @@ public struct RunSpec: Codable, Sendable, Equatable {
     public var guardrails: [String: GuardrailSpec] = [:]
     /// The task's session (`sessions`): its key and the items read before the run, which the
     /// run's input follows. Stored with the spec, so a resumed run sees the same history.
-    public var session: SessionSpec?
+    public var session: SessionSpec? = nil
 }
 
 /// A run's session: its key and the history prepended to the input (Responses API items).
@@ -170,10 +170,10 @@ public struct ToolSpec: Codable, Sendable, Equatable {
     /// Whether a call waits for a human decision.
     public var needsApproval: ApprovalRule = .never
     /// The SDK's `tool_input_guardrails`: checked in order before the tool runs (nil: none).
-    public var inputGuardrails: [ToolGuardrailSpec]?
+    public var inputGuardrails: [ToolGuardrailSpec]? = nil
     /// The SDK's `tool_output_guardrails`: checked in order on the output before the model
     /// sees it (nil: none).
-    public var outputGuardrails: [ToolGuardrailSpec]?
+    public var outputGuardrails: [ToolGuardrailSpec]? = nil
 
     /// True for function tools that bridge executes (sql, http, command).
     public var isFunctionTool: Bool {
@@ -181,7 +181,7 @@ public struct ToolSpec: Codable, Sendable, Equatable {
         return true
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case name, description, parameters, strict, implementation
         case needsApproval
         case inputGuardrails = "input_guardrails"

@@ -15,7 +15,7 @@ public struct SessionsMapping: Sendable, Equatable {
     /// Renders the session key from the task row (`{{task.…}}` references only).
     public var key: Template
     /// The application's table of messages; nil: bridge's own tables.
-    public var table: String?
+    public var table: String? = nil
     /// The column that holds the session key in `table`.
     public var sessionColumn: String = "session_id"
     /// Logical item fields → the table's columns (see `itemNames`).

@@ -28,7 +28,7 @@ public struct ModelPrice: Sendable, Equatable {
 public struct Pricing: Sendable, Equatable {
     public var models: [String: ModelPrice] = [:]
     /// Where the section was written (nil: no `pricing` section).
-    public var origin: MappingLocation?
+    public var origin: MappingLocation? = nil
 
     /// Whether costs are computed at all (a `pricing` section exists).
     public var isConfigured: Bool { origin != nil }
@@ -43,9 +43,9 @@ public struct Pricing: Sendable, Equatable {
 /// database. nil: not limited.
 @MemberwiseInit
 public struct ModelLimit: Sendable, Equatable {
-    public var requestsPerMinute: Double?
-    public var tokensPerMinute: Double?
-    public var concurrency: Int?
+    public var requestsPerMinute: Double? = nil
+    public var tokensPerMinute: Double? = nil
+    public var concurrency: Int? = nil
 }
 
 /// The `limits` section.

@@ -20,19 +20,19 @@ public struct PostgresError: BridgeError, Sendable, Equatable {
     /// The primary message (`PG_DIAG_MESSAGE_PRIMARY`, or libpq's message).
     public var message: String
     /// The five-character SQLSTATE, e.g. `55P03` for lock_not_available.
-    public var sqlState: String?
-    public var severity: String?
-    public var detail: String?
-    public var hint: String?
+    public var sqlState: String? = nil
+    public var severity: String? = nil
+    public var detail: String? = nil
+    public var hint: String? = nil
     /// 1-based character position of the error in the statement text, as the server reports it.
-    public var position: Int?
+    public var position: Int? = nil
     /// Schema, table, column and constraint names the server attached, when any.
-    public var schemaName: String?
-    public var tableName: String?
-    public var columnName: String?
-    public var constraintName: String?
+    public var schemaName: String? = nil
+    public var tableName: String? = nil
+    public var columnName: String? = nil
+    public var constraintName: String? = nil
     /// The statement text (values are always bound separately, so it holds no data).
-    public var statement: String?
+    public var statement: String? = nil
 
     /// Connection failures are configuration problems (exit 2); statement failures are work failures (exit 1).
     public var exitStatus: ExitStatus { kind == .server ? .failed : .badInput }

@@ -72,8 +72,8 @@ public struct PostgresRows: Sendable, Sequence {
 /// and, when the caller names it, the table.
 @MemberwiseInit
 public struct PostgresRowSource: Sendable, Equatable {
-    public var statement: String?
-    public var table: String?
+    public var statement: String? = nil
+    public var table: String? = nil
 }
 
 /// One row; columns are looked up by name.

@@ -132,9 +132,9 @@ public struct AgentRunner: Sendable {
     public let tools: any ToolExecutor
     public let observer: any RunObserver
     /// Where agents with `mcp_servers` find those servers' tools (nil: no MCP servers).
-    public let mcp: (any MCPToolSource)?
+    public var mcp: (any MCPToolSource)? = nil
     /// Where a durable run journals its steps (nil: the run is not durable, e.g. a preview).
-    public let journal: (any RunJournal)?
+    public var journal: (any RunJournal)? = nil
 
     /// The function tools an agent offers the model: its bridge function tools in declaration
     /// order, then one tool per handoff.

@@ -39,8 +39,8 @@ public struct ApprovalDecision: Sendable, Equatable {
     public var callId: CallID
     public var outcome: Outcome
     /// The reviewer's text for a rejection (the model receives it instead of the SDK's default).
-    public var message: String?
-    public var decidedBy: String?
+    public var message: String? = nil
+    public var decidedBy: String? = nil
     /// The approval request's key in the user's table.
     public var requestId: String
     public var toolName: String

@@ -96,19 +96,19 @@ public struct ModelResponse: Sendable {
     public var output: [ConversationItem]
     public var usage: Usage
     /// The Responses API response id (nil for chat-style and offline calls).
-    public var responseId: String?
+    public var responseId: String? = nil
     /// The model that answered.
     public var model: String
     /// What a `generation` span records as its output when that differs from `output`:
     /// the Chat Completions provider puts the raw assistant message here (as the SDK's chat
     /// path does), while `output` holds the same answer as Responses-API items for the runner.
     /// Nil: the span records `output`.
-    public var spanOutput: [JSONValue]?
+    public var spanOutput: [JSONValue]? = nil
     /// What the call cost (`MeteredModel` sets it from `pricing`; nil: not priced at all).
-    public var cost: ModelCost?
+    public var cost: ModelCost? = nil
     /// For a streamed call: from sending the request (its last attempt) to the first event
     /// carrying output. Nil when the call did not stream.
-    public var timeToFirstToken: Duration?
+    public var timeToFirstToken: Duration? = nil
 }
 
 /// The kind of span a model call becomes: `response` (Responses API) or `generation`
@@ -146,16 +146,16 @@ public struct ToolContext: Sendable {
     public var agentName: String
     /// Where an executor reports what it replaced to make its output text (invalid UTF-8);
     /// the runner flags it on the function span. One per tool call.
-    public var notes: ToolOutputNotes = ToolOutputNotes()
+    public internal(set) var notes: ToolOutputNotes = ToolOutputNotes()
     /// The call's id (empty outside a call).
-    public var callId: CallID = ""
+    public internal(set) var callId: CallID = ""
     /// The call's stable idempotency key (`IdempotencyKey`): the same on every attempt of the
     /// call. http tools send it as `Idempotency-Key`, command tools get it in
     /// `BRIDGE_IDEMPOTENCY_KEY`.
-    public var idempotencyKey: String = ""
+    public internal(set) var idempotencyKey: String = ""
     /// For a writing SQL tool of a durable run: what its transaction also runs (the lease check
     /// and the call's journal row), so the statement is done exactly once.
-    public var exactlyOnce: ExactlyOnceWrite?
+    public internal(set) var exactlyOnce: ExactlyOnceWrite? = nil
 }
 
 /// What an executor replaced in one tool call's output (see `TextSafety`).
@@ -278,8 +278,8 @@ public struct RunFailure: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var retriable: Bool
     /// How long the model asked to wait before trying again (HTTP `Retry-After`), if it did.
-    public var retryAfter: Duration?
+    public var retryAfter: Duration? = nil
     /// A tripped guardrail's `output_info`.
-    public var outputInfo: JSONValue?
+    public var outputInfo: JSONValue? = nil
     public var description: String { "\(type): \(message)" }
 }

@@ -57,21 +57,21 @@ public struct JournaledCall: Codable, Sendable, Equatable {
     /// model's text for MCP and failed calls.
     public var output: String
     /// An error to put on the function span (nil: the call succeeded).
-    public var error: JSONValue?
+    public var error: JSONValue? = nil
     /// MCP: what the model received (content parts) and what the span recorded.
-    public var modelOutput: JSONValue?
-    public var spanOutput: String?
-    public var mcpServer: String?
+    public var modelOutput: JSONValue? = nil
+    public var spanOutput: String? = nil
+    public var mcpServer: String? = nil
     /// Whether `output` is the executor's raw output (replayed through the same path as a live call).
     public var raw: Bool
     /// The call's tool guardrails' `guardrail_result` transcript items (nil: none ran). When one
     /// rejected the call, `output` is the rejection, replayed without running the tool.
-    public var guardrails: [ConversationItem]?
+    public var guardrails: [ConversationItem]? = nil
     /// Set on the record of an agent's guardrails step (its call id is
     /// `JournaledGuardrails.callId`): their verdict, replayed by a resumed run instead of running
     /// them again. A bridge that predates it ignores the key (the call id matches no tool call),
     /// so the format stays 1.
-    public var verdict: JournaledGuardrails?
+    public var verdict: JournaledGuardrails? = nil
 }
 
 /// The verdict of a set of guardrails (an agent's output guardrails, or the sequential input
@@ -147,8 +147,8 @@ public struct RunCheckpoint: Codable, Sendable {
 }
 
 extension RunCheckpoint {
-    /// The checkpoint as the JSON its `Codable` form decodes from (the same keys, `at` as
-    /// seconds since 2001 like `JSONEncoder`'s default), built without `JSONEncoder`: a
+    /// The checkpoint as the JSON its `Codable` form decodes from (the keys of its `CodingKeys`,
+    /// `at` as seconds since 2001 like `JSONEncoder`'s default), built without `JSONEncoder`: a
     /// checkpoint is written after every model response and carries the whole conversation,
     /// so this is on the hot path.
     public var journalJSON: JSONValue {
@@ -159,14 +159,14 @@ extension RunCheckpoint {
                 "cachedTokens": n(u.cachedTokens), "reasoningTokens": n(u.reasoningTokens),
             ]
         }
-        return [
-            "history": .array(history.map(\.json)), "transcript": .array(transcript.map(\.json)), "usage": coded(usage),
-            "turn": n(turn),
-            "tool_calls": n(toolCalls), "agent": .string(agent), "task_event_id": n(taskEventId),
-            "agent_event_id": n(agentEventId), "turn_event_id": n(turnEventId), "next_event_id": n(nextEventId),
-            "turn_usage": coded(turnUsage), "response": .array(response.map(\.json)), "open_spans": openSpans,
-            "at": .number(at.timeIntervalSinceReferenceDate),
+        let fields: [(CodingKeys, JSONValue)] = [
+            (.history, .array(history.map(\.json))), (.transcript, .array(transcript.map(\.json))),
+            (.usage, coded(usage)), (.turn, n(turn)), (.toolCalls, n(toolCalls)), (.agent, .string(agent)),
+            (.taskEventId, n(taskEventId)), (.agentEventId, n(agentEventId)), (.turnEventId, n(turnEventId)),
+            (.nextEventId, n(nextEventId)), (.turnUsage, coded(turnUsage)), (.response, .array(response.map(\.json))),
+            (.openSpans, openSpans), (.at, .number(at.timeIntervalSinceReferenceDate)),
         ]
+        return .object(Dictionary(uniqueKeysWithValues: fields.map { ($0.stringValue, $1) }))
     }
 }
 
@@ -181,7 +181,7 @@ public struct ResumeInfo: Sendable {
     /// The attempt (claim) number that resumes; it makes the resume span's id unique.
     public var attempt: Int
     /// Why the previous stint ended, when known (its execution row's error).
-    public var reason: String?
+    public var reason: String? = nil
 }
 
 /// The stable idempotency key of one tool call: the same for every attempt of the call (derived

@@ -175,9 +175,9 @@ public struct SQLToolExecutor: ToolExecutor {
 /// provider and never by bridge.
 @MemberwiseInit
 public struct CompositeToolExecutor: ToolExecutor {
-    public var sql: (any ToolExecutor)?
-    public var http: (any ToolExecutor)?
-    public var command: (any ToolExecutor)?
+    public var sql: (any ToolExecutor)? = nil
+    public var http: (any ToolExecutor)? = nil
+    public var command: (any ToolExecutor)? = nil
 
     public func execute(_ tool: ToolSpec, arguments: JSONValue, context: ToolContext) async throws -> String {
         let executor: (any ToolExecutor)?

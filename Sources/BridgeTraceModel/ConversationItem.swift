@@ -100,9 +100,9 @@ public enum ConversationItem: Sendable, Hashable {
         public var name: String
         public var kind: Kind
         public var triggered: Bool
-        public var callId: CallID?
-        public var toolName: String?
-        public var behavior: Behavior?
+        public var callId: CallID? = nil
+        public var toolName: String? = nil
+        public var behavior: Behavior? = nil
         public var extra: [String: JSONValue] = [:]
     }
 

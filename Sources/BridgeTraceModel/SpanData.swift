@@ -41,18 +41,18 @@ public enum SpanData: Sendable, Equatable {
     @MemberwiseInit
     public struct Generation: Sendable, Equatable {
         public var input: [JSONValue]?
-        public var output: [JSONValue]?
+        public var output: [JSONValue]? = nil
         public var model: String
         public var modelConfig: JSONValue
-        public var usage: JSONValue?
+        public var usage: JSONValue? = nil
     }
 
     @MemberwiseInit
     public struct Function: Sendable, Equatable {
         public var name: String
         public var input: String?
-        public var output: String?
-        public var mcpServer: String?
+        public var output: String? = nil
+        public var mcpServer: String? = nil
     }
 
     public struct Approval: Sendable, Equatable {
@@ -269,7 +269,7 @@ public enum SpanData: Sendable, Equatable {
 @MemberwiseInit
 public struct SpanError: Sendable, Equatable {
     public var message: String
-    public var data: JSONValue?
+    public var data: JSONValue? = nil
 
     /// The SDK's messages.
     public static let agentRun = "Error in agent run"

@@ -82,7 +82,7 @@ public struct CheckResult: Sendable, Equatable {
     public var title: String
     public var status: CheckStatus
     /// Why the check was skipped or failed, or a note on what it covered.
-    public var reason: String?
+    public var reason: String? = nil
     /// Items checked (tool calls, handoffs, spans, executions and traces, …).
     public var checked: Int = 0
     public var failed: Int = 0

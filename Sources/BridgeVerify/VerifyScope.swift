@@ -42,15 +42,15 @@ public enum Since: Sendable, Equatable, CustomStringConvertible {
 ///   whose task and group match.
 @MemberwiseInit
 public struct VerifyScope: Sendable, Equatable {
-    public var since: Since?
-    public var task: TaskKey?
-    public var workspace: String?
+    public var since: Since? = nil
+    public var task: TaskKey? = nil
+    public var workspace: String? = nil
     /// The absolute lower bound, resolved against the server's clock (set by the verifier);
     /// never older than `prunedBefore`.
-    public var sinceTimestamp: Date?
+    public internal(set) var sinceTimestamp: Date? = nil
     /// The ledger's horizon: the newest `bridge prune` cutoff (set by the verifier). Executions
     /// and traces older than it are not checked, since their spans may have been pruned.
-    public var prunedBefore: Date?
+    public internal(set) var prunedBefore: Date? = nil
 
     /// `everything`, or e.g. `last 24h, task 12, workspace w1`.
     public var description: String {

@@ -23,7 +23,8 @@ import Testing
             failureHandler: { Issue.record(Comment(rawValue: $0.message)) })
     }
 
-    /// Defaults as the compiler's memberwise init has them; closures escape unless optional.
+    /// A default only where the declaration writes one; closures escape unless optional; what
+    /// only the type sets is no parameter.
     @Test func everyStoredPropertyInOrderWithItsDefault() {
         expand(
             "MemberwiseInit",
@@ -32,6 +33,8 @@ import Testing
                 public var name: String
                 public var count: Int = 3
                 public var note: String?
+                public var tag: String? = nil
+                public private(set) var hits: Int = 0
                 public let kind: String = "fixed"
                 public let id: Int
                 public let parent: Int?
@@ -49,18 +52,20 @@ import Testing
                 public init(
                     name: String,
                     count: Int = 3,
-                    note: String? = nil,
+                    note: String?,
+                    tag: String? = nil,
                     id: Int,
-                    parent: Int? = nil,
+                    parent: Int?,
                     seen: Bool = false,
                     a: Int,
                     b: Int,
                     run: @escaping @Sendable (Int) -> Void,
-                    done: (() -> Void)? = nil
+                    done: (() -> Void)?
                 ) {
                     self.name = name
                     self.count = count
                     self.note = note
+                    self.tag = tag
                     self.id = id
                     self.parent = parent
                     self.seen = seen
@@ -72,11 +77,30 @@ import Testing
                 """)
     }
 
-    @Test func aPropertyWithoutAWrittenTypeIsAnError() {
+    @Test(arguments: [
+        ("    var traces = 0", "@MemberwiseInit needs the type of 'traces' written out"),
+        (
+            "    private(set) var traces: Int",
+            "@MemberwiseInit would let callers set 'traces', which only its type sets: give it an initial value"
+        ),
+        (
+            "    @Clamped var traces: Int",
+            "@MemberwiseInit does not read 'traces''s attributes (a property wrapper): write the init"
+        ),
+    ])
+    func whatItCannotReadIsAnError(_ property: String, _ message: String) {
+        let column = property.range(of: "var ")!.upperBound.utf16Offset(in: property) + 1
         expand(
-            "MemberwiseInit", "struct Counts {\n    var traces = 0\n}",
+            "MemberwiseInit", "struct Counts {\n\(property)\n}",
+            diagnostics: [DiagnosticSpec(message: message, line: 3, column: column)])
+    }
+
+    @Test(arguments: ["MemberwiseInit", "SnakeCaseCodingKeys"])
+    func membersUnderIfAreAnError(_ macro: String) {
+        expand(
+            macro, "struct Counts {\n    #if DEBUG\n    var traces: Int\n    #endif\n}",
             diagnostics: [
-                DiagnosticSpec(message: "@MemberwiseInit needs the type of 'traces' written out", line: 3, column: 9)
+                DiagnosticSpec(message: "@\(macro) does not read members under #if: write it out", line: 3, column: 5)
             ])
     }
 

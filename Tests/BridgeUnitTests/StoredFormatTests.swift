@@ -5,9 +5,10 @@ import Testing
 @testable import BridgeRunner
 @testable import BridgeTracing
 
-/// The JSON keys of what bridge stores (journals, checkpoints, paused runs) and prints (`--dry-run`
-/// run specs). `@SnakeCaseCodingKeys` derives them from property names, so a renamed property
-/// would silently rename a key that older rows still hold: these pins make it a failing test.
+/// The JSON keys of what bridge stores (journals, checkpoints, paused runs, run specs) and prints
+/// (`--dry-run`), for every type whose keys `@SnakeCaseCodingKeys` derives from property names
+/// (a renamed property would silently rename a key that older rows still hold: these pins make
+/// it a failing test), and for `ToolSpec`, whose keys are written out.
 @Suite struct StoredFormatTests {
     static func keys<K: CodingKey & CaseIterable>(_: K.Type) -> [String] { K.allCases.map(\.stringValue) }
 
@@ -51,6 +52,10 @@ import Testing
         (keys(HostedToolSpec.CodingKeys.self), "type vector_store_ids"),
         (keys(GuardrailSpec.CodingKeys.self), "name implementation run_in_parallel"),
         (keys(ToolGuardrailSpec.CodingKeys.self), "check on_trip"),
+        (
+            keys(ToolSpec.CodingKeys.self),
+            "name description parameters strict implementation needsApproval input_guardrails output_guardrails"
+        ),
     ])
     func runSpecKeysStay(_ keys: [String], _ expected: String) {
         #expect(keys == expected.split(separator: " ").map(String.init))

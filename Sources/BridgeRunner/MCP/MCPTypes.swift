@@ -29,7 +29,7 @@ public struct MCPTool: Sendable, Equatable {
 public struct MCPCallResult: Sendable, Equatable {
     /// Content blocks: `{type: text|image|audio|resource|resource_link, …}`.
     public var content: [JSONValue]
-    public var structuredContent: JSONValue?
+    public var structuredContent: JSONValue? = nil
     public var isError: Bool = false
 }
 
