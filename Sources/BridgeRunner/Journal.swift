@@ -159,14 +159,17 @@ extension RunCheckpoint {
                 "cachedTokens": n(u.cachedTokens), "reasoningTokens": n(u.reasoningTokens),
             ]
         }
-        let fields: [(CodingKeys, JSONValue)] = [
-            (.history, .array(history.map(\.json))), (.transcript, .array(transcript.map(\.json))),
-            (.usage, coded(usage)), (.turn, n(turn)), (.toolCalls, n(toolCalls)), (.agent, .string(agent)),
-            (.taskEventId, n(taskEventId)), (.agentEventId, n(agentEventId)), (.turnEventId, n(turnEventId)),
-            (.nextEventId, n(nextEventId)), (.turnUsage, coded(turnUsage)), (.response, .array(response.map(\.json))),
-            (.openSpans, openSpans), (.at, .number(at.timeIntervalSinceReferenceDate)),
-        ]
-        return .object(Dictionary(uniqueKeysWithValues: fields.map { ($0.stringValue, $1) }))
+        typealias K = CodingKeys
+        return .object([
+            K.history.stringValue: .array(history.map(\.json)),
+            K.transcript.stringValue: .array(transcript.map(\.json)),
+            K.usage.stringValue: coded(usage), K.turn.stringValue: n(turn), K.toolCalls.stringValue: n(toolCalls),
+            K.agent.stringValue: .string(agent), K.taskEventId.stringValue: n(taskEventId),
+            K.agentEventId.stringValue: n(agentEventId), K.turnEventId.stringValue: n(turnEventId),
+            K.nextEventId.stringValue: n(nextEventId), K.turnUsage.stringValue: coded(turnUsage),
+            K.response.stringValue: .array(response.map(\.json)), K.openSpans.stringValue: openSpans,
+            K.at.stringValue: .number(at.timeIntervalSinceReferenceDate),
+        ])
     }
 }
 
