@@ -31,12 +31,6 @@ import Testing
             keys(PausedRun.CodingKeys.self),
             "history transcript usage turn tool_calls agent task_event_id agent_event_id next_event_id pending deferred_handoffs paused_at"
         ),
-    ])
-    func storedKeysStay(_ keys: [String], _ expected: String) {
-        #expect(keys == expected.split(separator: " ").map(String.init))
-    }
-
-    @Test(arguments: [
         (
             keys(RunSpec.CodingKeys.self),
             "trace_id workflow_name group_id metadata starting_agent agents tools input max_turns trace_include_sensitive_data task_id attempt guardrails session"
@@ -57,7 +51,7 @@ import Testing
             "name description parameters strict implementation needsApproval input_guardrails output_guardrails"
         ),
     ])
-    func runSpecKeysStay(_ keys: [String], _ expected: String) {
+    func keysStay(_ keys: [String], _ expected: String) {
         #expect(keys == expected.split(separator: " ").map(String.init))
     }
 
