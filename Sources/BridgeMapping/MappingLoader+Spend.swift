@@ -97,8 +97,7 @@ extension LoadState {
     static func parseBudgets(_ r: YAMLReader, _ node: Node, _ origin: MappingLocation) -> BudgetMapping? {
         guard let m = r.map(node, "budgets", Keys.Budgets.self) else { return nil }
         let table = m.name(.table)
-        var budget = Keys.Budgets.defaults
-        m.read(into: &budget)
+        var budget = m.read()
         let limit = m.name(.limit)
         if let n = m.node(.onExceeded), let s = r.string(n, m.path(.onExceeded)) {
             if let v = BudgetMapping.OnExceeded(rawValue: s) {
