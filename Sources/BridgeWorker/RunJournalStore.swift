@@ -462,7 +462,7 @@ public final class RiderQueue: Sendable {
     /// What is held, as one statement of its own (nil when nothing is).
     func statement() -> PostgresQuery? {
         let held = drain()
-        return held.isEmpty ? nil : ModelCallSpend.with(held, then: "SELECT 1 AS ok")
+        return held.isEmpty ? nil : ModelCallSpend.alone(held)
     }
 }
 
@@ -609,7 +609,7 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
             // the calls were paid all the same: it goes in a statement of its own (best effort, like
             // any spend record; not held again, so spend the server refuses cannot block the steps).
             if error.kind == .server, !spend.isEmpty {
-                _ = try? await connection.query(ModelCallSpend.with(spend, then: "SELECT 1 AS ok"))
+                _ = try? await connection.query(ModelCallSpend.alone(spend))
             }
             throw error
         }
