@@ -188,6 +188,7 @@ struct SpendLimitsTests {
                 && byWorkspace.stdout.contains("unpriced"))
         let bad = try await BridgeBinary.run(["cost", "--database-url", drain.url, "--by", "planet"])
         #expect(bad.status == 2)
+        await c.close()
     }
 
     /// The server refuses a run's finishing transaction (a trigger on its execution row's
@@ -198,7 +199,6 @@ struct SpendLimitsTests {
         let drain = try await Drain.start(storm: 0, writesBack: false)
         defer { drain.close() }
         let c = try await TestDatabase.connect(drain.url)
-        defer { Task { await c.close() } }
         _ = try await c.simpleQuery(
             """
             CREATE SEQUENCE refuse_finish;
@@ -219,13 +219,13 @@ struct SpendLimitsTests {
         // Every call the stand-in answered is recorded once, the refused attempt's last ones too.
         #expect(try await TestDatabase.count(drain.url, "true", table: "bridge.model_calls") == drain.model.served)
         try await Self.expectGroupTotalsAreTheirCalls(c)
+        await c.close()
     }
 
     @Test func aSpentBudgetHoldsItsWorkspaceUntilRaised() async throws {
         let drain = try await Drain.start(storm: 0)
         defer { drain.close() }
         let c = try await TestDatabase.connect(drain.url)
-        defer { Task { await c.close() } }
         // One workspace may spend almost nothing: its first priced call crosses the budget.
         let held = try #require(
             try await c.simpleQuery("SELECT id::text AS id FROM workspaces ORDER BY name LIMIT 1").first?["id"])
@@ -264,6 +264,7 @@ struct SpendLimitsTests {
         #expect(
             try await c.simpleQuery("SELECT count(*) AS n FROM tasks WHERE status IN ('pending', 'in_progress')")
                 .first?["n"] == "0")
+        await c.close()
     }
 
     @Test func negativeOrNonNumericPricesAndLimitsAreRefusedWithTheirPosition() async throws {
