@@ -203,12 +203,13 @@ struct DurableCLITests {
         try await DurableFixture.expectResumedWithoutRepeats(url, mappings, resumes: tasks)
     }
 
-    /// Worker A is killed at `boundary` (a SQL condition on the journal) with `agents` as the
-    /// mappings' agents; worker B finishes the queue. Each task completes once in one trace,
-    /// its action done once, no function or handoff span doubled, and verify passes.
-    static func killAt(_ boundary: String, agents: String, tasks: Int = 2) async throws {
+    /// Worker A is killed at a `KillPoint`; worker B finishes the queue. Each task completes once
+    /// in one trace, its action done once, no function or handoff span doubled, and verify passes.
+    @Test(.timeLimit(.minutes(5)), arguments: killPoints)
+    func aKillInsideARunResumesFromItsJournal(_ point: KillPoint) async throws {
+        let tasks = 2
         let (url, mappings, _) = try await DurableFixture.setUp(tasks: tasks)
-        try agents.write(
+        try point.agents.write(
             to: URL(fileURLWithPath: mappings).appendingPathComponent("agents.yaml"), atomically: true,
             encoding: .utf8)
         let poll = PollingConnection(url)
@@ -219,7 +220,8 @@ struct DurableCLITests {
         }
         let a = try worker(lease: 1)
         #expect(
-            await a.kill(when: { try poll.count(boundary, table: "bridge.run_journals") >= 1 }, timeout: .seconds(90)))
+            await a.kill(
+                when: { try poll.count(point.boundary, table: "bridge.run_journals") >= 1 }, timeout: .seconds(90)))
         await DurableFixture.expectFinishes(try worker(lease: 10))
         #expect(try await TestDatabase.count(url, "status = 'completed'", table: "tasks") == tasks)
         #expect(try await TestDatabase.count(url, "status = 'completed'", table: "task_executions") == tasks)
@@ -231,13 +233,21 @@ struct DurableCLITests {
         try await DurableFixture.expectResumedWithoutRepeats(url, mappings, resumes: 1)
     }
 
-    /// A kill during a handoff: the handoff's model response is journaled and the next agent's
-    /// model call is in flight. The resumed run takes the handoff again from the journaled
-    /// response (same span id, stored once) and the action is not repeated.
-    @Test(.timeLimit(.minutes(5)))
-    func aKillDuringAHandoffResumesInTheNextAgent() async throws {
-        try await Self.killAt(
-            "checkpoint->>'turn' = '2' AND checkpoint->>'agent' = 'Project Manager'",
+    /// Where a run is killed: a SQL condition on its journal (`boundary`), with `agents` as the
+    /// mappings' agents.
+    struct KillPoint: Sendable, CustomTestStringConvertible {
+        var testDescription: String
+        var boundary: String
+        var agents: String
+    }
+
+    static let killPoints = [
+        // During a handoff: the handoff's model response is journaled and the next agent's model
+        // call is in flight. The resumed run takes the handoff again from the journaled response
+        // (same span id, stored once).
+        KillPoint(
+            testDescription: "during a handoff",
+            boundary: "checkpoint->>'turn' = '2' AND checkpoint->>'agent' = 'Project Manager'",
             agents: """
                 version: 1
                 agents:
@@ -252,16 +262,13 @@ struct DurableCLITests {
                     match: Specialist
                     instructions: Answer.
                     model: gpt-4.1
-                """)
-    }
-
-    /// A kill during an output guardrail (its agent's model call in flight, after the final
-    /// answer was journaled): the resumed run does not ask for the answer again, runs the
-    /// guardrail, and finishes; the action is not repeated.
-    @Test(.timeLimit(.minutes(5)))
-    func aKillDuringAGuardrailResumesAfterTheAnswer() async throws {
-        try await Self.killAt(
-            "checkpoint->>'turn' = '2'",
+                """),
+        // During an output guardrail (its agent's model call in flight, after the final answer was
+        // journaled): the resumed run does not ask for the answer again, runs the guardrail, and
+        // finishes.
+        KillPoint(
+            testDescription: "during an output guardrail",
+            boundary: "checkpoint->>'turn' = '2'",
             agents: """
                 version: 1
                 agents:
@@ -287,8 +294,8 @@ struct DurableCLITests {
                 guardrails:
                   - name: checker
                     agent: Checker
-                """)
-    }
+                """),
+    ]
 
     /// A journal this bridge cannot read (corrupt, or of another format): a clear error on the
     /// task, the journal dropped and the trace closed; the worker carries on with the others.
