@@ -76,6 +76,25 @@ import Testing
         #expect(issues.map(\.description).contains(issue), "\(issues)")
     }
 
+    /// A mapping's durations: `s`, `m`, `h` or `d`, or plain seconds; spaces and tabs around are
+    /// dropped; the bound is `Duration.maximumSeconds`, inclusive.
+    @Test(arguments: [
+        ("90s", 90.0), ("30m", 1_800), ("24h", 86_400), ("7d", 604_800), ("45", 45), ("0.5", 0.5),
+        (" 2h\t", 7_200), ("1.5h", 5_400), ("1e3s", 1_000), ("1e9", 1e9), ("1000000000s", 1e9),
+    ])
+    func durationsRead(text: String, seconds: Double) {
+        #expect(MappingDuration.seconds(text) == seconds)
+    }
+
+    /// What a mapping refuses although another duration parser takes it: zero, `w`, `ms`, `min`,
+    /// an upper-case unit, past the bound, not finite.
+    @Test(arguments: [
+        "", "s", "0", "0s", "-0", "-5m", "5w", "5ms", "2min", "5S", "5 m", "1000000001", "infd", "nan", "1e400",
+    ])
+    func durationsRefused(_ bad: String) {
+        #expect(MappingDuration.seconds(bad) == nil)
+    }
+
     /// A duration default is shown in the largest unit that holds it whole, and reads back as
     /// the same number of seconds.
     @Test func durationsRoundTripThroughTheirText() {
