@@ -57,6 +57,11 @@ import Testing
             "mcp_servers: [{name: s, streamable_http: {url: \"http://h/mcp\"}, timeout_ms: 0}]",
             "m.yaml:7:77: mcp_servers[0].timeout_ms: must be at least 1"
         ),
+        // Read with the section's other bound keys: reported even when the table is missing.
+        (
+            "budgets: {limit: budget_usd, spent_column: \"\"}",
+            "m.yaml:7:44: budgets.spent_column: must not be empty"
+        ),
         (
             "approvals: {table: requests, expires_after: soon}",
             "m.yaml:7:45: approvals.expires_after: expected a duration such as 30m, 24h or 7d, got 'soon'"

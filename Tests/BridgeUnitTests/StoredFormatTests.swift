@@ -1,3 +1,4 @@
+import BridgeCore
 import BridgePostgres
 import BridgeTraceModel
 import BridgeVerify
@@ -57,6 +58,30 @@ import Testing
     ])
     func keysStay(_ keys: [String], _ expected: String) {
         #expect(keys == expected.split(separator: " ").map(String.init))
+    }
+
+    /// An open span's hand-built checkpoint JSON: the text journals hold, and it decodes as its
+    /// `Codable` form (no parent is written as null, which that form reads as none).
+    @Test(arguments: [
+        (
+            SpanID("span_0123456789abcdef01234567") as SpanID?,
+            #"{"data":{"type":"agent"},"event_id":2,"parent_span_id":"span_0123456789abcdef01234567","#
+                + #""span_id":"span_89abcdef0123456701234567","started_at":786543200.5}"#
+        ),
+        (
+            nil,
+            #"{"data":{"type":"agent"},"event_id":2,"parent_span_id":null,"#
+                + #""span_id":"span_89abcdef0123456701234567","started_at":786543200.5}"#
+        ),
+    ])
+    func openSpansJournalJSON(parent: SpanID?, text: String) throws {
+        let span = TraceRecorder.OpenSpan(
+            eventId: 2, spanId: SpanID("span_89abcdef0123456701234567"), parentSpanId: parent,
+            startedAt: Date(timeIntervalSinceReferenceDate: 786_543_200.5), data: ["type": "agent"])
+        #expect(span.journalJSON.compact == text)
+        let decoded = try JSONDecoder().decode(TraceRecorder.OpenSpan.self, from: Data(text.utf8))
+        #expect(decoded.eventId == 2 && decoded.spanId == span.spanId && decoded.parentSpanId == parent)
+        #expect(decoded.startedAt == span.startedAt && decoded.data == span.data)
     }
 
     @Test(arguments: [
