@@ -24,13 +24,13 @@ import Testing
             "usage items failure_type failure_message output_info span_error next_event_id"
         ),
         (
-            keys(RunCheckpoint.CodingKeys.self),
-            "history transcript usage turn tool_calls agent task_event_id agent_event_id turn_event_id next_event_id turn_usage response open_spans at"
+            keys(RunPosition.CodingKeys.self) + keys(RunCheckpoint.CodingKeys.self),
+            "history transcript usage turn tool_calls agent task_event_id agent_event_id next_event_id turn_event_id turn_usage response open_spans at"
         ),
         (keys(TraceRecorder.OpenSpan.CodingKeys.self), "event_id span_id parent_span_id started_at data"),
         (keys(PendingApproval.CodingKeys.self), "call_id name arguments agent"),
         (
-            keys(PausedRun.CodingKeys.self),
+            keys(RunPosition.CodingKeys.self) + keys(PausedRun.CodingKeys.self),
             "history transcript usage turn tool_calls agent task_event_id agent_event_id next_event_id pending deferred_handoffs paused_at"
         ),
         (
@@ -88,9 +88,11 @@ import Testing
     /// What the previous release stored decodes, and is written back byte for byte.
     @Test func aPausedRunKeepsItsBytes() throws {
         let paused = try JSONDecoder().decode(PausedRun.self, from: Data(Self.pausedRun.utf8))
-        #expect(paused.agent == "Support" && paused.agentEventId == 2 && paused.taskEventId == 1)
-        #expect(paused.nextEventId == 5 && paused.turn == 2 && paused.toolCalls == 3 && paused.usage.requests == 2)
-        #expect(paused.history.count == 2 && paused.transcript.count == 1)
+        let position = paused.position
+        #expect(position.agent == "Support" && position.agentEventId == 2 && position.taskEventId == 1)
+        #expect(
+            position.nextEventId == 5 && position.turn == 2 && position.toolCalls == 3 && position.usage.requests == 2)
+        #expect(position.history.count == 2 && position.transcript.count == 1)
         #expect(paused.pending.map(\.callId) == ["c1"] && paused.deferredHandoffs.map(\.agent) == ["Billing"])
         #expect(paused.pausedAt == Date(timeIntervalSinceReferenceDate: 786_412_800.5))
         #expect(try Self.sortedJSON(paused) == Self.pausedRun)
@@ -101,10 +103,11 @@ import Testing
     /// Likewise for a checkpoint, through `journalJSON` (the hot path) and through `JSONEncoder`.
     @Test func aCheckpointKeepsItsBytes() throws {
         let checkpoint = try JSONDecoder().decode(RunCheckpoint.self, from: Data(Self.checkpoint.utf8))
-        #expect(checkpoint.agent == "Planner" && checkpoint.agentEventId == 2 && checkpoint.taskEventId == 1)
-        #expect(checkpoint.nextEventId == 9 && checkpoint.turn == 2 && checkpoint.toolCalls == 1)
-        #expect(checkpoint.usage.requests == 2 && checkpoint.turnUsage.requests == 1 && checkpoint.turnEventId == 7)
-        #expect(checkpoint.history.count == 2 && checkpoint.transcript.count == 1 && checkpoint.response.count == 1)
+        let position = checkpoint.position
+        #expect(position.agent == "Planner" && position.agentEventId == 2 && position.taskEventId == 1)
+        #expect(position.nextEventId == 9 && position.turn == 2 && position.toolCalls == 1)
+        #expect(position.usage.requests == 2 && checkpoint.turnUsage.requests == 1 && checkpoint.turnEventId == 7)
+        #expect(position.history.count == 2 && position.transcript.count == 1 && checkpoint.response.count == 1)
         #expect(checkpoint.at == Date(timeIntervalSinceReferenceDate: 786_412_800.5))
         #expect(checkpoint.journalJSON.compact == Self.checkpoint)
         #expect(try Self.sortedJSON(checkpoint) == Self.checkpoint)
