@@ -14,3 +14,10 @@ public macro MemberwiseInit() = #externalMacro(module: "BridgeMacros", type: "Me
 /// `BridgeMacros/SnakeCaseCodingKeysMacro.swift`.
 @attached(member, names: named(CodingKeys))
 public macro SnakeCaseCodingKeys() = #externalMacro(module: "BridgeMacros", type: "SnakeCaseCodingKeysMacro")
+
+/// Adds the `RawRepresentable` conformance (`rawValue`, `init?(rawValue:)`) of an enum written
+/// without `: String` whose raw values are its case names in snake case (`chatCompletions` is
+/// `"chat_completions"`); `Codable` then codes the raw value. A case with a raw value of its own
+/// or associated values is an error. See `BridgeMacros/SnakeCaseRawValuesMacro.swift`.
+@attached(extension, conformances: RawRepresentable, names: named(rawValue), named(init(rawValue:)))
+public macro SnakeCaseRawValues() = #externalMacro(module: "BridgeMacros", type: "SnakeCaseRawValuesMacro")

@@ -37,25 +37,24 @@ extension Duration {
         .microseconds(Int64((seconds * 1_000_000).rounded()))
     }
 
-    /// The one parser of durations that people type: a bare number of seconds (`60`, `0.25`) or a
-    /// number with a unit, `ms`, `s`, `m`/`min` or `h` (`500ms`, `3s`, `1min`). Nil for anything
-    /// else: negative values, and more than `maximumSeconds` (which a microsecond count could
-    /// not hold, and no timeout needs).
+    /// The durations of command-line flags: a bare number of seconds (`60`, `0.25`) or a number
+    /// with a unit, `ms`, `s`, `m`/`min` or `h` (`500ms`, `3s`, `1min`), in any case. Nil for
+    /// anything else: negative values, and more than `maximumSeconds` (which a microsecond count
+    /// could not hold, and no timeout needs).
     public init?(parsing text: String) {
-        let s = text.trimmingCharacters(in: .whitespaces).lowercased()
-        let units: [(String, Double)] = [("ms", 0.001), ("min", 60), ("s", 1), ("m", 60), ("h", 3600)]
-        var factor = 1.0
-        var number = Substring(s)
-        if let (suffix, f) = units.first(where: { s.hasSuffix($0.0) }) {
-            factor = f
-            number = number.dropLast(suffix.count)
+        guard let seconds = Self.flagSyntax.seconds(text.trimmingCharacters(in: .whitespaces).lowercased()) else {
+            return nil
         }
-        guard let v = Double(number), v.isFinite, v >= 0, v * factor <= Self.maximumSeconds else { return nil }
-        self = .seconds(fractional: v * factor)
+        self = .seconds(fractional: seconds)
     }
 
     /// The longest duration `Duration(parsing:)` accepts: 10^9 seconds, about 31 years.
     public static let maximumSeconds = 1e9
+
+    /// What `Duration(parsing:)` accepts, once trimmed and lower-cased.
+    static let flagSyntax = DurationSyntax(
+        units: [("ms", 0.001), ("s", 1), ("min", 60), ("m", 60), ("h", 3600)], bareSeconds: true, allowsZero: true,
+        maximumSeconds: maximumSeconds)
 
     /// `1.5s`: seconds with one decimal, for messages.
     public var secondsText: String { String(format: "%.1fs", inSeconds) }

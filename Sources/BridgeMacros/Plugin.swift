@@ -4,7 +4,9 @@ import SwiftSyntaxMacros
 
 @main
 struct BridgeMacrosPlugin: CompilerPlugin {
-    let providingMacros: [any Macro.Type] = [MemberwiseInitMacro.self, SnakeCaseCodingKeysMacro.self]
+    let providingMacros: [any Macro.Type] = [
+        MemberwiseInitMacro.self, SnakeCaseCodingKeysMacro.self, SnakeCaseRawValuesMacro.self,
+    ]
 }
 
 enum BridgeMacroMessage: DiagnosticMessage {
@@ -13,6 +15,12 @@ enum BridgeMacroMessage: DiagnosticMessage {
     case restricted(String)
     case wrapped(String)
     case conditionalMembers(String)
+    case notAnEnum(String)
+    case writtenRawType
+    case explicitRawValue(String)
+    case associatedValues(String)
+    case notCamelCase(String)
+    case sameRawValue(String, String, String)
 
     var message: String {
         switch self {
@@ -23,6 +31,16 @@ enum BridgeMacroMessage: DiagnosticMessage {
         case .wrapped(let name):
             "@MemberwiseInit does not read '\(name)''s attributes (a property wrapper): write the init"
         case .conditionalMembers(let macro): "\(macro) does not read members under #if: write it out"
+        case .notAnEnum(let macro): "\(macro) applies to an enum"
+        case .writtenRawType: "@SnakeCaseRawValues gives the raw values: leave out ': String'"
+        case .explicitRawValue(let name):
+            "@SnakeCaseRawValues spells every raw value: '\(name)' has its own, so write them all by hand"
+        case .associatedValues(let name):
+            "@SnakeCaseRawValues cannot give '\(name)', which has associated values, a raw value"
+        case .notCamelCase(let name):
+            "@SnakeCaseRawValues spells only names of ASCII letters and digits starting lowercase, not '\(name)'"
+        case .sameRawValue(let first, let second, let rawValue):
+            "@SnakeCaseRawValues would spell both '\(first)' and '\(second)' as '\(rawValue)'"
         }
     }
 
@@ -33,6 +51,12 @@ enum BridgeMacroMessage: DiagnosticMessage {
         case .restricted: MessageID(domain: "BridgeMacros", id: "restricted")
         case .wrapped: MessageID(domain: "BridgeMacros", id: "wrapped")
         case .conditionalMembers: MessageID(domain: "BridgeMacros", id: "conditionalMembers")
+        case .notAnEnum: MessageID(domain: "BridgeMacros", id: "notAnEnum")
+        case .writtenRawType: MessageID(domain: "BridgeMacros", id: "writtenRawType")
+        case .explicitRawValue: MessageID(domain: "BridgeMacros", id: "explicitRawValue")
+        case .associatedValues: MessageID(domain: "BridgeMacros", id: "associatedValues")
+        case .notCamelCase: MessageID(domain: "BridgeMacros", id: "notCamelCase")
+        case .sameRawValue: MessageID(domain: "BridgeMacros", id: "sameRawValue")
         }
     }
 

@@ -197,8 +197,7 @@ extension Keys {
             case .table: .key(.init(.name, .required, "the table of budgets (one row per group)"))
             case .key: .name(\.key, "its key column, compared with source.group_column")
             case .limit: .key(.init(.sql, .required, "one SQL expression over its row: the budget in USD"))
-            // Read by hand once the table and limit are known (a section without them reports those).
-            case .spentColumn: .key(.init(.name, "receives the group's spend"))
+            case .spentColumn: .name(\.spentColumn, "receives the group's spend")
             case .onExceeded:
                 .key(
                     .init(

@@ -201,25 +201,21 @@ indirect enum MappingKeyKind {
 /// `24h`, `7d`), or plain seconds. Bounded like `Duration(parsing:)`, whose units differ (a
 /// mapping's waits are counted in days, a command's timeouts in milliseconds).
 enum MappingDuration {
-    /// The units, largest first.
-    static let units: [(suffix: Character, seconds: Double)] = [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)]
+    /// The units (largest first), a bare number of seconds, never zero, at most
+    /// `Duration.maximumSeconds` (`inf` or `1e300d` would load, and fail only at the first use,
+    /// after a model call was paid).
+    static let syntax = DurationSyntax(
+        units: [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)], bareSeconds: true, allowsZero: false,
+        maximumSeconds: Duration.maximumSeconds)
 
-    /// The seconds `text` stands for; nil unless it is a positive, finite number, with a unit or
-    /// without, of at most `Duration.maximumSeconds` (`inf` or `1e300d` would load, and fail only
-    /// at the first use, after a model call was paid).
-    static func seconds(_ text: String) -> Double? {
-        let t = text.trimmingSpaces
-        var (number, factor) = (Substring(t), 1.0)
-        if let u = t.last, let unit = units.first(where: { $0.suffix == u }) {
-            (number, factor) = (t.dropLast(), unit.seconds)
-        }
-        guard let n = Double(number), n.isFinite, n > 0, n * factor <= Duration.maximumSeconds else { return nil }
-        return n * factor
-    }
+    /// The seconds `text` (spaces and tabs around it dropped) stands for; nil unless `syntax`
+    /// accepts it.
+    static func seconds(_ text: String) -> Double? { syntax.seconds(text.trimmingSpaces) }
 
     /// `seconds` in the largest unit that holds it whole (86400: `1d`), else as plain seconds.
     static func text(_ seconds: Double) -> String {
-        for unit in units where seconds >= unit.seconds && seconds.truncatingRemainder(dividingBy: unit.seconds) == 0 {
+        for unit in syntax.units
+        where seconds >= unit.seconds && seconds.truncatingRemainder(dividingBy: unit.seconds) == 0 {
             // A count too large for an Int (never a loaded value) is written as plain seconds.
             if let count = Int(exactly: seconds / unit.seconds) { return "\(count)\(unit.suffix)" }
         }

@@ -114,7 +114,6 @@ extension LoadState {
         guard let table, let limit else { return nil }
         budget.table = table
         budget.limit = limit
-        budget.spentColumn = m.name(.spentColumn)
         budget.origin = origin
         return budget
     }

@@ -95,8 +95,8 @@ final class YAMLReader {
     }
 
     /// The entries of a mapping with string keys, every key in `allowed` (unknown keys are
-    /// reported at the key, with the nearest allowed one or the whole list).
-    func entries(_ node: Node, _ path: String, allowed: [String]) -> [(key: String, keyNode: Node, value: Node)]? {
+    /// reported at the key, with the nearest allowed one or the whole list); nil allows any key.
+    func entries(_ node: Node, _ path: String, allowed: [String]?) -> [(key: String, keyNode: Node, value: Node)]? {
         record(node, path)
         guard case .mapping(let m) = node else {
             issue(node, path, "expected a mapping, got \(Self.kind(node))")
@@ -108,7 +108,7 @@ final class YAMLReader {
                 issue(k, path, "mapping keys must be strings")
                 continue
             }
-            if !allowed.contains(s.string) {
+            if let allowed, !allowed.contains(s.string) {
                 let childPath = Self.join(path, s.string)
                 var msg = "unknown key '\(s.string)'"
                 if let near = nearest(s.string, in: allowed) {
@@ -191,19 +191,13 @@ final class YAMLReader {
         return ok ? out : nil
     }
 
-    func stringMap(_ node: Node, _ path: String) -> [String: String]? {
-        record(node, path)
-        guard case .mapping(let m) = node else {
-            issue(node, path, "expected a mapping, got \(Self.kind(node))")
-            return nil
-        }
+    /// A mapping of strings, its keys among `keys` when given (unknown keys are reported at the
+    /// key, as in a section), else any.
+    func stringMap(_ node: Node, _ path: String, keys: [String]? = nil) -> [String: String]? {
+        guard let entries = entries(node, path, allowed: keys) else { return nil }
         var out: [String: String] = [:]
-        for (k, v) in m {
-            guard let key = k.scalar?.string else {
-                issue(k, path, "mapping keys must be strings")
-                continue
-            }
-            if let s = string(v, Self.join(path, key)) { out[key] = s }
+        for e in entries {
+            if let s = string(e.value, Self.join(path, e.key)) { out[e.key] = s }
         }
         return out
     }
@@ -328,16 +322,9 @@ struct MapReader<Key: MappingKeySet> {
         return int(key) ?? d
     }
     func strings(_ key: Key) -> [String]? { value(key).flatMap { reader.strings($0, path(key)) } }
-    func stringMap(_ key: Key) -> [String: String]? { value(key).flatMap { reader.stringMap($0, path(key)) } }
-    /// The string map under `key`, its keys among `keys` (unknown keys are reported at the key,
-    /// as in a section).
-    func stringMap(_ key: Key, keys: [String]) -> [String: String]? {
-        guard let n = value(key), let entries = reader.entries(n, path(key), allowed: keys) else { return nil }
-        var out: [String: String] = [:]
-        for e in entries {
-            if let s = reader.string(e.value, YAMLReader.join(path(key), e.key)) { out[e.key] = s }
-        }
-        return out
+    /// The string map under `key`, its keys among `keys` when given (see `YAMLReader.stringMap`).
+    func stringMap(_ key: Key, keys: [String]? = nil) -> [String: String]? {
+        value(key).flatMap { reader.stringMap($0, path(key), keys: keys) }
     }
     func template(_ key: Key, required req: Bool? = nil) -> Template? {
         value(key, required: req).flatMap { reader.template($0, path(key)) }

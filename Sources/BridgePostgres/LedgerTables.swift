@@ -1,14 +1,17 @@
+import BridgeCore
+
 /// bridge's own tables in the schema `bridge`, created by `bridge migrate`.
-public enum LedgerTable: String, Sendable, CaseIterable {
+@SnakeCaseRawValues
+public enum LedgerTable: Sendable, CaseIterable {
     case traces, spans, exporters, prunes
-    case runTranscripts = "run_transcripts"
-    case spanDeliveries = "span_deliveries"
-    case runStates = "run_states"
-    case approvalWaits = "approval_waits"
-    case runJournals = "run_journals"
-    case journalCalls = "journal_calls"
-    case agentSessions = "agent_sessions"
-    case agentMessages = "agent_messages"
+    case runTranscripts
+    case spanDeliveries
+    case runStates
+    case approvalWaits
+    case runJournals
+    case journalCalls
+    case agentSessions
+    case agentMessages
 
     /// `bridge.<name>`.
     public var qualifiedName: String { "bridge." + rawValue }

@@ -84,17 +84,19 @@ public enum ConversationItem: Sendable, Hashable {
     @MemberwiseInit
     public struct GuardrailResult: Sendable, Hashable {
         /// What the guardrail checked: the run's input or final output, or a tool call's.
-        public enum Kind: String, Sendable, Hashable {
+        @SnakeCaseRawValues
+        public enum Kind: Sendable, Hashable {
             case input, output
-            case toolInput = "tool_input"
-            case toolOutput = "tool_output"
+            case toolInput
+            case toolOutput
         }
 
         /// What a tool guardrail made of the call.
-        public enum Behavior: String, Sendable, Hashable {
+        @SnakeCaseRawValues
+        public enum Behavior: Sendable, Hashable {
             case allow, error
-            case rejectContent = "reject_content"
-            case raiseException = "raise_exception"
+            case rejectContent
+            case raiseException
         }
 
         public var name: String

@@ -4,11 +4,12 @@ import FoundationEssentials
 /// The SDK's span types: the `type` of a span's `span_data`. Readers switch on
 /// `SpanKind(rawValue:)` (or `SpanRecord.kind`); a type not listed here (a newer SDK's) reads as
 /// nil, and such spans are kept and shown as they are, never dropped.
-public enum SpanKind: String, Sendable, Hashable, CaseIterable {
+@SnakeCaseRawValues
+public enum SpanKind: Sendable, Hashable, CaseIterable {
     case agent, function, generation, response, handoff, guardrail, custom
-    case mcpTools = "mcp_tools"
+    case mcpTools
     case transcription, speech
-    case speechGroup = "speech_group"
+    case speechGroup
 }
 
 /// The SDK's `span_data` of every span bridge writes, typed: the one place that knows the JSON

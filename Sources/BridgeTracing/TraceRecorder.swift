@@ -230,6 +230,19 @@ public actor TraceRecorder: RunObserver {
         public var parentSpanId: SpanID?
         public var startedAt: Date
         public var data: JSONValue
+
+        /// The span as the JSON its `Codable` form decodes from (the keys of its `CodingKeys`,
+        /// `started_at` as seconds since 2001 like `JSONEncoder`'s default, no parent as null),
+        /// built without `JSONEncoder`: it goes into every checkpoint (see
+        /// `RunCheckpoint.journalJSON`).
+        public var journalJSON: JSONValue {
+            typealias K = CodingKeys
+            return .object([
+                K.eventId.stringValue: .number(JSONNumber(eventId)), K.spanId.stringValue: spanId.json,
+                K.parentSpanId.stringValue: parentSpanId?.json ?? .null,
+                K.startedAt.stringValue: .number(startedAt.timeIntervalSinceReferenceDate), K.data.stringValue: data,
+            ])
+        }
     }
 
     /// The spans open right now (after a run paused: its task and agent spans).

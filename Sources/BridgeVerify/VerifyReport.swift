@@ -114,16 +114,17 @@ public struct CheckResult: Sendable, Equatable {
 }
 
 /// The checks of the tracing validation checklist (and bridge's own), in report order.
-public enum Check: String, Sendable, CaseIterable {
-    case toolsTraced = "tools_traced"
-    case handoffsTraced = "handoffs_traced"
-    case toolIOCaptured = "tool_io_captured"
-    case traceIdsCorrelate = "trace_ids_correlate"
-    case exportDelivered = "export_delivered"
-    case toolTiming = "tool_timing"
-    case guardrailsApprovalsTraced = "guardrails_approvals_traced"
-    case runsWhole = "runs_whole"
-    case spendRecorded = "spend_recorded"
+@SnakeCaseRawValues
+public enum Check: Sendable, CaseIterable {
+    case toolsTraced
+    case handoffsTraced
+    case toolIOCaptured
+    case traceIdsCorrelate
+    case exportDelivered
+    case toolTiming
+    case guardrailsApprovalsTraced
+    case runsWhole
+    case spendRecorded
 
     /// The checklist's wording.
     public var title: String {

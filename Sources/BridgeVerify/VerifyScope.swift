@@ -12,9 +12,7 @@ public enum Since: Sendable, Equatable, CustomStringConvertible {
     /// Parses the flag's value; nil when it is neither form.
     public static func parse(_ text: String) -> Since? {
         let s = text.trimmingCharacters(in: .whitespaces)
-        if let unit = s.last, let factor = Self.units[unit], let n = Double(s.dropLast()), n >= 0, n.isFinite {
-            return n * factor <= maxDurationSeconds ? .duration(seconds: n * factor, text: s) : nil
-        }
+        if let seconds = syntax.seconds(s) { return .duration(seconds: seconds, text: s) }
         let full = s.count == 10 ? s + "T00:00:00Z" : s
         guard full.count >= 19, let date = PostgresTimestamp.parse(full) else { return nil }
         return .timestamp(date, text: s)
@@ -23,7 +21,10 @@ public enum Since: Sendable, Equatable, CustomStringConvertible {
     /// The longest duration accepted: 100 years (longer ones would reach past year 1).
     public static let maxDurationSeconds: Double = 100 * 365.25 * 86_400
 
-    private static let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800]
+    /// A duration's units; one is required (a bare number is neither form), and zero is allowed.
+    static let syntax = DurationSyntax(
+        units: [("s", 1), ("m", 60), ("h", 3600), ("d", 86_400), ("w", 604_800)], bareSeconds: false,
+        allowsZero: true, maximumSeconds: maxDurationSeconds)
 
     public var description: String {
         switch self {

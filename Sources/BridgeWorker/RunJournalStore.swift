@@ -644,14 +644,3 @@ final class DurableJournal: RunJournal, SpanSink, Sendable {
         state.withLock { held in held = Held(recorder: held.recorder) }
     }
 }
-
-extension TraceRecorder.OpenSpan {
-    /// The span as its `Codable` form decodes from (see `RunCheckpoint.journalJSON`).
-    var journalJSON: JSONValue {
-        [
-            "event_id": .number(JSONNumber(eventId)), "span_id": spanId.json,
-            "parent_span_id": parentSpanId?.json ?? .null,
-            "started_at": .number(startedAt.timeIntervalSinceReferenceDate), "data": data,
-        ]
-    }
-}

@@ -1,3 +1,5 @@
+import BridgeCore
+import Foundation
 import SwiftSyntaxMacroExpansion
 import SwiftSyntaxMacrosGenericTestSupport
 import Testing
@@ -8,6 +10,7 @@ import Testing
     let macros: [String: MacroSpec] = [
         "MemberwiseInit": MacroSpec(type: MemberwiseInitMacro.self),
         "SnakeCaseCodingKeys": MacroSpec(type: SnakeCaseCodingKeysMacro.self),
+        "SnakeCaseRawValues": MacroSpec(type: SnakeCaseRawValuesMacro.self, conformances: ["RawRepresentable"]),
     ]
 
     /// Expands `@attribute` on `type` and expects `type` with `added` as its last members, after a
@@ -130,5 +133,133 @@ import Testing
                     case modelAPI = "model_api"
                 }
                 """)
+    }
+
+    /// Expands `@SnakeCaseRawValues` on `type` and expects `type` followed by `added` (nothing
+    /// added: the type stays as it is).
+    func expandRawValues(_ type: String, adds added: String = "", diagnostics: [DiagnosticSpec] = []) {
+        assertMacroExpansion(
+            "@SnakeCaseRawValues\n" + type, expandedSource: added.isEmpty ? type : type + "\n\n" + added,
+            diagnostics: diagnostics, macroSpecs: macros,
+            failureHandler: { Issue.record(Comment(rawValue: $0.message)) })
+    }
+
+    /// Every case, in order, with its name in snake case (a run of capitals is one word); the
+    /// members are as visible as the enum.
+    @Test func snakeCaseRawValuesForEveryCase() {
+        expandRawValues(
+            """
+            public enum Check: Sendable, Codable {
+                case toolsTraced
+                case toolIOCaptured, spend
+                case `default`
+                var title: String { "t" }
+            }
+            """,
+            adds: """
+                extension Check: RawRepresentable {
+                    public var rawValue: String {
+                        switch self {
+                        case .toolsTraced:
+                            "tools_traced"
+                        case .toolIOCaptured:
+                            "tool_io_captured"
+                        case .spend:
+                            "spend"
+                        case .`default`:
+                            "default"
+                        }
+                    }
+
+                    public init?(rawValue: String) {
+                        switch rawValue {
+                        case "tools_traced":
+                            self = .toolsTraced
+                        case "tool_io_captured":
+                            self = .toolIOCaptured
+                        case "spend":
+                            self = .spend
+                        case "default":
+                            self = .`default`
+                        default:
+                            return nil
+                        }
+                    }
+                }
+                """)
+    }
+
+    @Test(arguments: [
+        (
+            "case fast = \"fast\"", 10,
+            "@SnakeCaseRawValues spells every raw value: 'fast' has its own, so write them all by hand"
+        ),
+        ("case call(String)", 10, "@SnakeCaseRawValues cannot give 'call', which has associated values, a raw value"),
+        (
+            "case tool_name", 10,
+            "@SnakeCaseRawValues spells only names of ASCII letters and digits starting lowercase, not 'tool_name'"
+        ),
+        (
+            "case Upper", 10,
+            "@SnakeCaseRawValues spells only names of ASCII letters and digits starting lowercase, not 'Upper'"
+        ),
+        (
+            "case naïve", 10,
+            "@SnakeCaseRawValues spells only names of ASCII letters and digits starting lowercase, not 'naïve'"
+        ),
+        ("case toolIO, toolIo", 18, "@SnakeCaseRawValues would spell both 'toolIO' and 'toolIo' as 'tool_io'"),
+    ])
+    func whatIsNotTheSnakeCaseOfItsNameIsAnError(_ line: String, _ column: Int, _ message: String) {
+        expandRawValues(
+            "enum Keys {\n    case table\n    \(line)\n}",
+            diagnostics: [DiagnosticSpec(message: message, line: 4, column: column)])
+    }
+
+    @Test(arguments: [
+        (
+            "enum Keys: String {\n    case table\n}", "@SnakeCaseRawValues gives the raw values: leave out ': String'",
+            2, 12
+        ),
+        ("struct Keys {}", "@SnakeCaseRawValues applies to an enum", 1, 1),
+        (
+            "enum Keys {\n    #if DEBUG\n    case table\n    #endif\n}",
+            "@SnakeCaseRawValues does not read members under #if: write it out", 3, 5
+        ),
+    ])
+    func whatItCannotReadIsNoEnumOfSnakeCaseNames(_ type: String, _ message: String, _ line: Int, _ column: Int) {
+        expandRawValues(type, diagnostics: [DiagnosticSpec(message: message, line: line, column: column)])
+    }
+
+    /// Expanded by the compiler: the conformance behaves as a `String`-backed enum's, nested
+    /// and through a protocol that refines `RawRepresentable`.
+    @Test func snakeCaseRawValuesCompiled() throws {
+        #expect(MacroFixture.Setting.allCases.map(\.rawValue) == ["top_p", "tool_io_captured", "seed"])
+        #expect(MacroFixture.Setting(rawValue: "top_p") == .topP)
+        #expect(MacroFixture.Setting(rawValue: "topP") == nil)
+        #expect(MacroFixture.Keyed.allNames == ["max_turns", "input"])
+        let json = try JSONEncoder().encode([MacroFixture.Setting.toolIOCaptured])
+        #expect(String(decoding: json, as: UTF8.self) == #"["tool_io_captured"]"#)
+        #expect(try JSONDecoder().decode([MacroFixture.Setting].self, from: json) == [.toolIOCaptured])
+        #expect(throws: DecodingError.self) {
+            try JSONDecoder().decode([MacroFixture.Setting].self, from: Data(#"["toolIOCaptured"]"#.utf8))
+        }
+    }
+}
+
+/// Enums the compiler expands `@SnakeCaseRawValues` on, for `snakeCaseRawValuesCompiled`.
+enum MacroFixture {
+    @SnakeCaseRawValues
+    enum Setting: Sendable, Hashable, CaseIterable, Codable {
+        case topP, toolIOCaptured
+        case seed
+    }
+
+    protocol Named: RawRepresentable, CaseIterable where RawValue == String {}
+
+    @SnakeCaseRawValues
+    enum Keyed: Named {
+        case maxTurns, input
+
+        static var allNames: [String] { allCases.map(\.rawValue) }
     }
 }

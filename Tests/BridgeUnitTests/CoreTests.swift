@@ -88,7 +88,18 @@ import Testing
         #expect(Duration(parsing: text) == expected)
     }
 
-    @Test(arguments: ["", "abc", "-1", "1x", "ms", "nan", "inf", "1e400", "1e13", "20000000h"])
+    /// Units in any case; the bound is `Duration.maximumSeconds`, inclusive.
+    @Test(arguments: [
+        ("5MS", Duration.milliseconds(5)), ("2MIN", .seconds(120)), ("\t3m ", .seconds(180)),
+        ("1000000000", .seconds(1_000_000_000)), ("1e9s", .seconds(1_000_000_000)), ("-0", .zero),
+    ])
+    func durationEdgesParse(text: String, expected: Duration) {
+        #expect(Duration(parsing: text) == expected)
+    }
+
+    @Test(arguments: [
+        "", "abc", "-1", "1x", "ms", "nan", "inf", "1e400", "1e13", "20000000h", "1d", "2w", "5 s", "1000000001",
+    ])
     func malformedDurationsDoNotParse(text: String) {
         #expect(Duration(parsing: text) == nil)
     }

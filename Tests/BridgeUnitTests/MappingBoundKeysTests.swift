@@ -57,6 +57,11 @@ import Testing
             "mcp_servers: [{name: s, streamable_http: {url: \"http://h/mcp\"}, timeout_ms: 0}]",
             "m.yaml:7:77: mcp_servers[0].timeout_ms: must be at least 1"
         ),
+        // Read with the section's other bound keys: reported even when the table is missing.
+        (
+            "budgets: {limit: budget_usd, spent_column: \"\"}",
+            "m.yaml:7:44: budgets.spent_column: must not be empty"
+        ),
         (
             "approvals: {table: requests, expires_after: soon}",
             "m.yaml:7:45: approvals.expires_after: expected a duration such as 30m, 24h or 7d, got 'soon'"
@@ -74,6 +79,25 @@ import Testing
     func aBadValueIsAnIssueAtTheValue(section: String, issue: String) {
         let issues = MappingFixtures.issues([("m.yaml", MappingFixtures.base + "agents: [{name: A}]\n" + section)])
         #expect(issues.map(\.description).contains(issue), "\(issues)")
+    }
+
+    /// A mapping's durations: `s`, `m`, `h` or `d`, or plain seconds; spaces and tabs around are
+    /// dropped; the bound is `Duration.maximumSeconds`, inclusive.
+    @Test(arguments: [
+        ("90s", 90.0), ("30m", 1_800), ("24h", 86_400), ("7d", 604_800), ("45", 45), ("0.5", 0.5),
+        (" 2h\t", 7_200), ("1.5h", 5_400), ("1e3s", 1_000), ("1e9", 1e9), ("1000000000s", 1e9),
+    ])
+    func durationsRead(text: String, seconds: Double) {
+        #expect(MappingDuration.seconds(text) == seconds)
+    }
+
+    /// What a mapping refuses although another duration parser takes it: zero, `w`, `ms`, `min`,
+    /// an upper-case unit, past the bound, not finite.
+    @Test(arguments: [
+        "", "s", "0", "0s", "-0", "-5m", "5w", "5ms", "2min", "5S", "5 m", "1000000001", "infd", "nan", "1e400",
+    ])
+    func durationsRefused(_ bad: String) {
+        #expect(MappingDuration.seconds(bad) == nil)
     }
 
     /// A duration default is shown in the largest unit that holds it whole, and reads back as

@@ -236,6 +236,32 @@ enum MappingFixtures {
         #expect(lines.contains("m/mcp.yaml:19:29: agents[0].mcp_servers[2]: MCP server 's2' is listed twice"))
     }
 
+    /// A string map's keys are free (`values`) or declared (`columns`); either way a value that
+    /// is not a string is reported, a block at its key, a flow collection at its bracket, and a
+    /// declared map's unknown key at the key.
+    @Test func stringMapsReportTheirValuesLikeSections() {
+        let text =
+            MappingFixtures.base + """
+                agents: [{name: A}]
+                approvals:
+                  table: requests
+                  values:
+                    request_type:
+                      nested: x
+                    priority: [1]
+                  columns:
+                    title:
+                      nested: x
+                    colour: c
+                """
+        let lines = MappingFixtures.issues([("m.yaml", text)]).map(\.description)
+        #expect(
+            lines.contains("m.yaml:10:5: approvals.values.request_type: expected a string, got a mapping"), "\(lines)")
+        #expect(lines.contains("m.yaml:12:15: approvals.values.priority: expected a string, got a list"), "\(lines)")
+        #expect(lines.contains("m.yaml:14:5: approvals.columns.title: expected a string, got a mapping"), "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("m.yaml:16:5: approvals.columns.colour: unknown key 'colour'") })
+    }
+
     @Test func duplicateToolAndSectionAcrossFiles() {
         let one =
             MappingFixtures.base + """

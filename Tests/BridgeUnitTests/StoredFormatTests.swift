@@ -1,4 +1,7 @@
 import BridgeCore
+import BridgePostgres
+import BridgeTraceModel
+import BridgeVerify
 import Foundation
 import Testing
 
@@ -114,6 +117,30 @@ import Testing
         #expect(try JSONValue.parse(JSONEncoder().encode(checkpoint)) == JSONValue.parse(Self.checkpoint))
     }
 
+    /// An open span's hand-built checkpoint JSON: the text journals hold, and it decodes as its
+    /// `Codable` form (no parent is written as null, which that form reads as none).
+    @Test(arguments: [
+        (
+            SpanID("span_0123456789abcdef01234567") as SpanID?,
+            #"{"data":{"type":"agent"},"event_id":2,"parent_span_id":"span_0123456789abcdef01234567","#
+                + #""span_id":"span_89abcdef0123456701234567","started_at":786543200.5}"#
+        ),
+        (
+            nil,
+            #"{"data":{"type":"agent"},"event_id":2,"parent_span_id":null,"#
+                + #""span_id":"span_89abcdef0123456701234567","started_at":786543200.5}"#
+        ),
+    ])
+    func openSpansJournalJSON(parent: SpanID?, text: String) throws {
+        let span = TraceRecorder.OpenSpan(
+            eventId: 2, spanId: SpanID("span_89abcdef0123456701234567"), parentSpanId: parent,
+            startedAt: Date(timeIntervalSinceReferenceDate: 786_543_200.5), data: ["type": "agent"])
+        #expect(span.journalJSON.compact == text)
+        let decoded = try JSONDecoder().decode(TraceRecorder.OpenSpan.self, from: Data(text.utf8))
+        #expect(decoded.eventId == 2 && decoded.spanId == span.spanId && decoded.parentSpanId == parent)
+        #expect(decoded.startedAt == span.startedAt && decoded.data == span.data)
+    }
+
     @Test(arguments: [
         ("callId", "call_id"), ("modelAPI", "model_api"), ("streamableHTTP", "streamable_http"),
         ("URLPath", "url_path"), ("vectorStoreIds", "vector_store_ids"), ("name", "name"),
@@ -121,5 +148,112 @@ import Testing
     ])
     func snakeCase(_ name: String, _ key: String) {
         #expect(SnakeCaseCodingKeysMacro.snakeCase(name) == key)
+    }
+
+    /// An enum's raw values in case order; a value `init?(rawValue:)` does not read back as its
+    /// case shows as such.
+    static func rawValues<E: RawRepresentable & Equatable>(_ cases: [E]) -> [String] where E.RawValue == String {
+        cases.map { E(rawValue: $0.rawValue) == $0 ? $0.rawValue : "\($0.rawValue)(does not read back)" }
+    }
+
+    static func rawValues<E: RawRepresentable & CaseIterable & Equatable>(_: E.Type) -> [String]
+    where E.RawValue == String {
+        rawValues(Array(E.allCases))
+    }
+
+    /// The raw values `@SnakeCaseRawValues` spells from case names: the mappings' YAML keys, the
+    /// ledger's table names, `verify`'s check names, span types, guardrail results and the
+    /// model API (a renamed case would silently rename a key, a table or an output value).
+    static let snakeCaseRawValues: [([String], String)] = [
+        (
+            rawValues(Keys.Agent.self),
+            "name match instructions model model_settings model_api tools handoffs handoff_description max_turns tool_use_behavior output_type input_guardrails output_guardrails mcp_servers"
+        ),
+        (rawValues(Keys.ToolUseBehavior.self), "stop_at_tool_names"),
+        (
+            rawValues(Keys.ModelSetting.self),
+            "temperature top_p frequency_penalty presence_penalty tool_choice parallel_tool_calls truncation max_tokens reasoning verbosity metadata store include_usage response_include top_logprobs extra_query extra_body extra_headers extra_args max_output_tokens previous_response_id service_tier user prompt_cache_key safety_identifier background max_tool_calls prompt text include conversation seed stop n logit_bias logprobs max_completion_tokens modalities prediction reasoning_effort web_search_options audio"
+        ),
+        (
+            rawValues(Keys.Tool.self),
+            "name description parameters strict sql http command hosted needs_approval input_guardrails output_guardrails"
+        ),
+        (rawValues(Keys.ToolSQL.self), "query writes timeout_ms max_rows max_bytes"),
+        (rawValues(Keys.ToolHTTP.self), "url headers timeout_ms max_bytes"),
+        (rawValues(Keys.ToolCommand.self), "argv timeout_ms max_bytes env"),
+        (rawValues(Keys.HostedTool.self), "type vector_store_ids"),
+        (rawValues(Keys.ToolGuardrail.self), "name sql agent on_trip message"),
+        (rawValues(Keys.Guardrail.self), "name sql agent run_in_parallel"),
+        (rawValues(Keys.GuardrailSQL.self), "query timeout_ms"),
+        (
+            rawValues(Keys.Top.self),
+            "version source results tracing handoffs_table backfill agents tools guardrails approvals mcp_servers pricing limits budgets sessions"
+        ),
+        (rawValues(Keys.Source.self), "table key status group_column priority created_at_column agent_selection input"),
+        (
+            rawValues(Keys.AgentSelection.self),
+            "table key task_column match_column fallback_column group_column default_agent"
+        ),
+        (rawValues(Keys.Results.self), "result_column completed_at_column trace_id_column executions"),
+        (rawValues(Keys.Executions.self), "table key task_column columns statuses"),
+        (
+            rawValues(Keys.ExecutionColumn.self),
+            "status trace_id started_at completed_at duration_seconds token_usage result error_message error_type agent_id workspace_id retry_count"
+        ),
+        (rawValues(Keys.ExecutionStatus.self), "started completed failed_retriable failed_terminal"),
+        (rawValues(Keys.Tracing.self), "workflow_name include_sensitive_data"),
+        (rawValues(Keys.HandoffsTable.self), "table source_column target_column description_column"),
+        (
+            rawValues(Keys.BackfillLogs.self),
+            "table key task_column type_column content_column created_at_column tool_call_types tool_call"
+        ),
+        (rawValues(Keys.BackfillToolCall.self), "name arguments output started_at duration_ms error"),
+        (
+            rawValues(Keys.Approvals.self),
+            "table key status expires_at_column expires_after response_column responded_at_column group_column columns values"
+        ),
+        (rawValues(Keys.ApprovalColumn.self), "title description proposed_actions context"),
+        (
+            rawValues(Keys.MCPServer.self),
+            "name stdio streamable_http tool_filter cache_tools_list timeout_ms use_structured_content"
+        ),
+        (rawValues(Keys.Price.self), "input cached_input output"),
+        (rawValues(Keys.ModelLimit.self), "requests_per_minute tokens_per_minute concurrency"),
+        (rawValues(Keys.Budgets.self), "table key limit spent_column on_exceeded"),
+        (rawValues(Keys.Sessions.self), "key table session_column item values roles limit"),
+        (rawValues(Keys.SessionItem.self), "role content created_at id data tools_used"),
+        (
+            rawValues(LedgerTable.self),
+            "traces spans exporters prunes run_transcripts span_deliveries run_states approval_waits run_journals journal_calls agent_sessions agent_messages"
+        ),
+        (
+            rawValues([ConversationItem.GuardrailResult.Kind.input, .output, .toolInput, .toolOutput]),
+            "input output tool_input tool_output"
+        ),
+        (
+            rawValues([ConversationItem.GuardrailResult.Behavior.allow, .error, .rejectContent, .raiseException]),
+            "allow error reject_content raise_exception"
+        ),
+        (rawValues(ModelAPI.self), "responses chat_completions"),
+        (
+            rawValues(SpanKind.self),
+            "agent function generation response handoff guardrail custom mcp_tools transcription speech speech_group"
+        ),
+        (
+            rawValues(BridgeVerify.Check.self),
+            "tools_traced handoffs_traced tool_io_captured trace_ids_correlate export_delivered tool_timing guardrails_approvals_traced runs_whole spend_recorded"
+        ),
+    ]
+
+    @Test(arguments: snakeCaseRawValues)
+    func rawValuesStay(_ values: [String], _ expected: String) {
+        #expect(values == expected.split(separator: " ").map(String.init))
+    }
+
+    /// `ModelAPI` is coded in run specs (`model_api`) by its raw value.
+    @Test func modelAPICodesItsRawValue() throws {
+        let json = try JSONEncoder().encode([ModelAPI.chatCompletions, .responses])
+        #expect(String(decoding: json, as: UTF8.self) == #"["chat_completions","responses"]"#)
+        #expect(try JSONDecoder().decode([ModelAPI].self, from: json) == [.chatCompletions, .responses])
     }
 }

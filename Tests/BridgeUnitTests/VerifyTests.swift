@@ -32,6 +32,23 @@ import Testing
     func sinceRefusesWhatIsNeitherADurationNorADate(_ bad: String) {
         #expect(Since.parse(bad) == nil)
     }
+
+    /// `--since`'s durations: a unit is required, `w` is one, zero is allowed, spaces around are
+    /// dropped from the text, and the bound is 100 years, inclusive.
+    @Test(arguments: [
+        ("2w", 1_209_600.0, "2w"), ("0s", 0, "0s"), ("1.5h", 5_400, "1.5h"), (" 24h\t", 86_400, "24h"),
+        ("1e3s", 1_000, "1e3s"), ("36525d", 3_155_760_000, "36525d"), ("3155760000s", 3_155_760_000, "3155760000s"),
+    ])
+    func sinceDurationEdges(text: String, seconds: Double, shown: String) {
+        #expect(Since.parse(text) == .duration(seconds: seconds, text: shown))
+    }
+
+    /// What `--since` refuses although another duration parser takes it: a bare number, `ms`,
+    /// `min`, an upper-case unit, past 100 years, not finite.
+    @Test(arguments: ["5", "500ms", "2min", "5S", "5 m", "36526d", "3155760001s", "infd", "nans", "1e400s"])
+    func sinceRefusesTheseDurations(_ bad: String) {
+        #expect(Since.parse(bad) == nil)
+    }
 }
 
 @Suite struct SpanFileTests {
