@@ -174,7 +174,7 @@ extension RunCheckpoint {
     /// the whole conversation, so this is on the hot path.
     public var journalJSON: JSONValue {
         typealias K = CodingKeys
-        var fields = position.journalFields
+        var fields = position.journalFields(room: CodingKeys.allCases.count)
         fields[K.turnEventId.stringValue] = .number(JSONNumber(turnEventId))
         fields[K.turnUsage.stringValue] = turnUsage.codableJSON
         fields[K.response.stringValue] = .array(response.map(\.json))

@@ -27,10 +27,11 @@ public struct RunPosition: Codable, Sendable {
 
 extension RunPosition {
     /// Its keys and values in a checkpoint's `journalJSON`: its `Codable` form, built without
-    /// `JSONEncoder` (the hot path).
-    var journalFields: [String: JSONValue] {
+    /// `JSONEncoder` (the hot path), with room for the holder's `room` keys (a dictionary
+    /// literal has room for its own entries only, and grows at the next).
+    func journalFields(room: Int) -> [String: JSONValue] {
         typealias K = CodingKeys
-        return [
+        let fields: KeyValuePairs<String, JSONValue> = [
             K.history.stringValue: .array(history.map(\.json)),
             K.transcript.stringValue: .array(transcript.map(\.json)),
             K.usage.stringValue: usage.codableJSON, K.turn.stringValue: .number(JSONNumber(turn)),
@@ -39,6 +40,9 @@ extension RunPosition {
             K.agentEventId.stringValue: .number(JSONNumber(agentEventId)),
             K.nextEventId.stringValue: .number(JSONNumber(nextEventId)),
         ]
+        var o = [String: JSONValue](minimumCapacity: fields.count + room)
+        for (k, v) in fields { o[k] = v }
+        return o
     }
 }
 
