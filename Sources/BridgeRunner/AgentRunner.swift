@@ -177,7 +177,7 @@ public struct AgentRunner: Sendable {
         _ spec: RunSpec, checkpoint: RunCheckpoint, info: ResumeInfo,
         taskRow: [String: JSONValue]
     ) async -> RunResult {
-        var run = RunState(spec: spec, taskRow: taskRow, runner: self, ids: EventCounter(start: checkpoint.nextEventId))
+        var run = RunState(spec: spec, taskRow: taskRow, runner: self)
         return await run.resume(checkpoint, info: info)
     }
 }
@@ -325,9 +325,8 @@ struct RunState {
         }
         if case .paused(let agentId, let pending, let deferred) = outcome {
             let paused = PausedRun(
-                history: history, transcript: transcript, usage: usage, turn: turn, toolCalls: toolCalls,
-                agent: agentName, taskEventId: taskId, agentEventId: agentId, nextEventId: ids.current,
-                pending: pending, deferredHandoffs: deferred, pausedAt: Date())
+                position: position(agent: agentName, agentId: agentId), pending: pending, deferredHandoffs: deferred,
+                pausedAt: Date())
             return RunResult(
                 status: .paused, finalOutput: nil, lastAgent: agentName, usage: usage, transcript: transcript,
                 error: nil, turns: turn, toolCalls: toolCalls, paused: paused)
@@ -693,9 +692,7 @@ struct RunState {
             && !output.contains { $0.functionCall != nil }
         guard let journal, !finishesHere else { return nil }
         let checkpoint = RunCheckpoint(
-            history: history, transcript: transcript, usage: usage, turn: turn,
-            toolCalls: toolCalls, agent: agent.name, taskEventId: taskEventId, agentEventId: agentId,
-            turnEventId: span.id, nextEventId: ids.current, turnUsage: span.usage,
+            position: position(agent: agent.name, agentId: agentId), turnEventId: span.id, turnUsage: span.usage,
             response: output, openSpans: .null, at: Date())
         do { try await journal.checkpoint(checkpoint) } catch { return .interrupted(Self.fenced(error)) }
         return nil

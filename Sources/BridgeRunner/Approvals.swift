@@ -14,22 +14,40 @@ public struct PendingApproval: Codable, Sendable, Equatable {
     public var agent: String
 }
 
-/// A run stopped at calls that need approval: its transcript so far, counters, pending calls and
-/// the ids of the task and agent spans that stay open until it resumes (the SDK's `RunState`).
-@SnakeCaseCodingKeys
-public struct PausedRun: Codable, Sendable {
-    public var history: [ConversationItem]
-    public var transcript: [ConversationItem]
-    public var usage: Usage
-    public var turn: Int
-    public var toolCalls: Int
-    public var agent: String
-    public var taskEventId: EventID
-    public var agentEventId: EventID
-    public var nextEventId: EventID
+/// A run stopped at calls that need approval: where it stands (its transcript so far, counters,
+/// and the ids of the task and agent spans that stay open until it resumes), and its pending
+/// calls (the SDK's `RunState`).
+public struct PausedRun: Sendable {
+    /// Where the run stands, at the agent that made the calls (its keys sit beside these).
+    public var position: RunPosition
     public var pending: [PendingApproval]
     public var deferredHandoffs: [PendingApproval]
     public var pausedAt: Date
+}
+
+extension PausedRun: Codable {
+    /// Its own keys; its position's are beside them in the same object.
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case pending
+        case deferredHandoffs = "deferred_handoffs"
+        case pausedAt = "paused_at"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        position = try RunPosition(from: decoder)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        pending = try c.decode([PendingApproval].self, forKey: .pending)
+        deferredHandoffs = try c.decode([PendingApproval].self, forKey: .deferredHandoffs)
+        pausedAt = try c.decode(Date.self, forKey: .pausedAt)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try position.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(pending, forKey: .pending)
+        try c.encode(deferredHandoffs, forKey: .deferredHandoffs)
+        try c.encode(pausedAt, forKey: .pausedAt)
+    }
 }
 
 /// A human's decision on one pending call.
@@ -65,7 +83,7 @@ extension AgentRunner {
         _ spec: RunSpec, paused: PausedRun, decisions: [ApprovalDecision],
         taskRow: [String: JSONValue]
     ) async -> RunResult {
-        var run = RunState(spec: spec, taskRow: taskRow, runner: self, ids: EventCounter(start: paused.nextEventId))
+        var run = RunState(spec: spec, taskRow: taskRow, runner: self)
         return await run.resume(paused, decisions: decisions)
     }
 }
@@ -101,13 +119,14 @@ extension RunState {
     }
 
     mutating func resume(_ paused: PausedRun, decisions: [ApprovalDecision]) async -> RunResult {
-        restore(paused)
-        let taskId = paused.taskEventId
-        let agentId = paused.agentEventId
-        guard let agent = spec.agents[paused.agent] else {
+        restore(paused.position)
+        let taskId = paused.position.taskEventId
+        let agentId = paused.position.agentEventId
+        guard let agent = spec.agents[paused.position.agent] else {
             let failure = RunFailure(
-                type: .userError, message: "Agent \(paused.agent) not found in the run spec", retriable: false)
-            return await finish(.failed(failure), agentName: paused.agent, taskId: taskId)
+                type: .userError, message: "Agent \(paused.position.agent) not found in the run spec",
+                retriable: false)
+            return await finish(.failed(failure), agentName: paused.position.agent, taskId: taskId)
         }
         let byCall = Dictionary(decisions.map { ($0.callId, $0) }, uniquingKeysWith: { a, _ in a })
         await recordWaits(paused, byCall, agentId: agentId)

@@ -70,43 +70,17 @@ extension RunState {
 
     /// Goes on from a journaled model response (see `AgentRunner.resume(_:checkpoint:info:taskRow:)`).
     mutating func resume(_ cp: RunCheckpoint, info: ResumeInfo) async -> RunResult {
-        restore(cp)
-        let taskId = cp.taskEventId
-        await emitResume(info, parent: taskId, from: "turn \(cp.turn) model response")
-        guard spec.agents[cp.agent] != nil else {
+        restore(cp.position)
+        let taskId = cp.position.taskEventId
+        await emitResume(info, parent: taskId, from: "turn \(cp.position.turn) model response")
+        guard spec.agents[cp.position.agent] != nil else {
             let failure = RunFailure(
-                type: .resumeError, message: "Agent \(cp.agent) not found in the run spec", retriable: false)
-            return await finish(.failed(failure), agentName: cp.agent, taskId: taskId)
+                type: .resumeError, message: "Agent \(cp.position.agent) not found in the run spec", retriable: false)
+            return await finish(.failed(failure), agentName: cp.position.agent, taskId: taskId)
         }
         let resumed = ResumedTurn(turnId: cp.turnEventId, turnUsage: cp.turnUsage, response: cp.response)
         let (outcome, last) = await runAgents(
-            from: cp.agent, parent: taskId, openAgentId: cp.agentEventId, resumeTurn: resumed)
+            from: cp.position.agent, parent: taskId, openAgentId: cp.position.agentEventId, resumeTurn: resumed)
         return await finish(outcome, agentName: last, taskId: taskId)
-    }
-}
-
-/// What a paused run (`PausedRun`) and a journaled checkpoint (`RunCheckpoint`) both hold of a
-/// run: the state a run that goes on from either takes back.
-protocol RunSnapshot {
-    var history: [ConversationItem] { get }
-    var transcript: [ConversationItem] { get }
-    var usage: Usage { get }
-    var turn: Int { get }
-    var toolCalls: Int { get }
-    var taskEventId: EventID { get }
-}
-
-extension PausedRun: RunSnapshot {}
-extension RunCheckpoint: RunSnapshot {}
-
-extension RunState {
-    /// Takes back the state of a run stopped at `snapshot`.
-    mutating func restore(_ snapshot: some RunSnapshot) {
-        history = snapshot.history
-        transcript = snapshot.transcript
-        usage = snapshot.usage
-        turn = snapshot.turn
-        toolCalls = snapshot.toolCalls
-        taskEventId = snapshot.taskEventId
     }
 }

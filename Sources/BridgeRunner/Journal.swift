@@ -121,23 +121,13 @@ public struct JournaledGuardrails: Codable, Sendable, Equatable {
 
 /// A run's state right after a journaled model response: enough to go on from there on another
 /// worker (the response's tool calls, handoffs and final answer are derived from it again).
-@SnakeCaseCodingKeys
-public struct RunCheckpoint: Codable, Sendable {
+public struct RunCheckpoint: Sendable {
     /// The journal format this bridge writes and reads.
     public static let format = 1
 
-    public var history: [ConversationItem]
-    public var transcript: [ConversationItem]
-    public var usage: Usage
-    public var turn: Int
-    public var toolCalls: Int
-    public var agent: String
-    public var taskEventId: EventID
-    public var agentEventId: EventID
+    /// Where the run stands, at the checkpoint's agent (its keys sit beside these).
+    public var position: RunPosition
     public var turnEventId: EventID
-    /// The counter after the model span's id: a resumed run allocates the same ids for the same
-    /// steps, so the spans it writes again have the same ids (and are not stored twice).
-    public var nextEventId: EventID
     public var turnUsage: Usage
     /// The model response of the turn (its output items).
     public var response: [ConversationItem]
@@ -146,30 +136,51 @@ public struct RunCheckpoint: Codable, Sendable {
     public var at: Date
 }
 
+extension RunCheckpoint: Codable {
+    /// Its own keys; its position's are beside them in the same object.
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case turnEventId = "turn_event_id"
+        case turnUsage = "turn_usage"
+        case response
+        case openSpans = "open_spans"
+        case at
+    }
+
+    public init(from decoder: any Decoder) throws {
+        position = try RunPosition(from: decoder)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        turnEventId = try c.decode(EventID.self, forKey: .turnEventId)
+        turnUsage = try c.decode(Usage.self, forKey: .turnUsage)
+        response = try c.decode([ConversationItem].self, forKey: .response)
+        openSpans = try c.decode(JSONValue.self, forKey: .openSpans)
+        at = try c.decode(Date.self, forKey: .at)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try position.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(turnEventId, forKey: .turnEventId)
+        try c.encode(turnUsage, forKey: .turnUsage)
+        try c.encode(response, forKey: .response)
+        try c.encode(openSpans, forKey: .openSpans)
+        try c.encode(at, forKey: .at)
+    }
+}
+
 extension RunCheckpoint {
-    /// The checkpoint as the JSON its `Codable` form decodes from (the keys of its `CodingKeys`,
-    /// `at` as seconds since 2001 like `JSONEncoder`'s default), built without `JSONEncoder`: a
-    /// checkpoint is written after every model response and carries the whole conversation,
-    /// so this is on the hot path.
+    /// The checkpoint as the JSON its `Codable` form decodes from (the keys of its and its
+    /// position's `CodingKeys`, `at` as seconds since 2001 like `JSONEncoder`'s default), built
+    /// without `JSONEncoder`: a checkpoint is written after every model response and carries
+    /// the whole conversation, so this is on the hot path.
     public var journalJSON: JSONValue {
-        func n(_ v: Int) -> JSONValue { .number(JSONNumber(v)) }
-        func coded(_ u: Usage) -> JSONValue {
-            [
-                "requests": n(u.requests), "inputTokens": n(u.inputTokens), "outputTokens": n(u.outputTokens),
-                "cachedTokens": n(u.cachedTokens), "reasoningTokens": n(u.reasoningTokens),
-            ]
-        }
         typealias K = CodingKeys
-        return .object([
-            K.history.stringValue: .array(history.map(\.json)),
-            K.transcript.stringValue: .array(transcript.map(\.json)),
-            K.usage.stringValue: coded(usage), K.turn.stringValue: n(turn), K.toolCalls.stringValue: n(toolCalls),
-            K.agent.stringValue: .string(agent), K.taskEventId.stringValue: n(taskEventId),
-            K.agentEventId.stringValue: n(agentEventId), K.turnEventId.stringValue: n(turnEventId),
-            K.nextEventId.stringValue: n(nextEventId), K.turnUsage.stringValue: coded(turnUsage),
-            K.response.stringValue: .array(response.map(\.json)), K.openSpans.stringValue: openSpans,
-            K.at.stringValue: .number(at.timeIntervalSinceReferenceDate),
-        ])
+        var fields = position.journalFields(room: CodingKeys.allCases.count)
+        fields[K.turnEventId.stringValue] = .number(JSONNumber(turnEventId))
+        fields[K.turnUsage.stringValue] = turnUsage.codableJSON
+        fields[K.response.stringValue] = .array(response.map(\.json))
+        fields[K.openSpans.stringValue] = openSpans
+        fields[K.at.stringValue] = .number(at.timeIntervalSinceReferenceDate)
+        return .object(fields)
     }
 }
 

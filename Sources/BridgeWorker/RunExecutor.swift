@@ -207,7 +207,8 @@ struct RunExecutor: Sendable {
             task: task, agentRows: agents, handoffEdges: edges, attempt: claim.attempt)
         let change =
             current.map {
-                ResumeCheck.changes(stored: stored, current: $0, agent: checkpoint?.agent ?? stored.startingAgent)
+                ResumeCheck.changes(
+                    stored: stored, current: $0, agent: checkpoint?.position.agent ?? stored.startingAgent)
             }
             ?? "the task's run spec can no longer be built"
         if let change {

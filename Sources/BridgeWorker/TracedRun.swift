@@ -100,8 +100,8 @@ struct TracedRun: Sendable {
         r.finalOutputJSON = r.finalOutputJSON.map { Redaction.scrub($0, secrets: secrets) }
         // A paused run's state is stored too (bridge.run_states) and resumes from what is stored.
         if var p = r.paused {
-            p.history = p.history.map { $0.mapJSON { Redaction.scrub($0, secrets: secrets) } }
-            p.transcript = p.transcript.map { $0.mapJSON { Redaction.scrub($0, secrets: secrets) } }
+            p.position.history = p.position.history.map { $0.mapJSON { Redaction.scrub($0, secrets: secrets) } }
+            p.position.transcript = p.position.transcript.map { $0.mapJSON { Redaction.scrub($0, secrets: secrets) } }
             r.paused = p
         }
         return r

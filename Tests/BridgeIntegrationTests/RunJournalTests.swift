@@ -50,9 +50,10 @@ struct RunJournalTests {
             try await journalA.callFinished(JournaledCall(callId: "call_2", name: "t", output: "late", raw: false))
         }
         let checkpoint = RunCheckpoint(
-            history: [], transcript: [], usage: Usage(), turn: 1, toolCalls: 0, agent: "x",
-            taskEventId: 1, agentEventId: 2, turnEventId: 3, nextEventId: 4, turnUsage: Usage(),
-            response: [], openSpans: [], at: Date())
+            position: RunPosition(
+                history: [], transcript: [], usage: Usage(), turn: 1, toolCalls: 0, agent: "x", taskEventId: 1,
+                agentEventId: 2, nextEventId: 4),
+            turnEventId: 3, turnUsage: Usage(), response: [], openSpans: [], at: Date())
         await #expect(throws: JournalFenced.self) { try await journalA.checkpoint(checkpoint) }
         // A writing SQL tool of A's: the lease check inside its transaction refuses the statement.
         try await c.query("CREATE TABLE stale_writes (n int)")
@@ -140,9 +141,10 @@ struct RunJournalTests {
         try await journal.callFinished(JournaledCall(callId: "call_r", name: "lookup", output: "[]", raw: false))
         #expect(try await journals.calls(on: c, traceId: spec(a.key).traceId).isEmpty)
         let checkpoint = RunCheckpoint(
-            history: [], transcript: [], usage: Usage(), turn: 1, toolCalls: 0, agent: "x",
-            taskEventId: 1, agentEventId: 2, turnEventId: 3, nextEventId: 4, turnUsage: Usage(),
-            response: [], openSpans: [], at: Date())
+            position: RunPosition(
+                history: [], transcript: [], usage: Usage(), turn: 1, toolCalls: 0, agent: "x", taskEventId: 1,
+                agentEventId: 2, nextEventId: 4),
+            turnEventId: 3, turnUsage: Usage(), response: [], openSpans: [], at: Date())
         try await journal.checkpoint(checkpoint)
         #expect(try await journals.calls(on: c, traceId: spec(a.key).traceId).map(\.callId) == ["call_r"])
         #expect(try await journals.head(on: c, taskKey: a.key)?.checkpoint != nil)

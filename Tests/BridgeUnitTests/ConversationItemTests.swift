@@ -122,10 +122,10 @@ extension ConversationItem {
              "open_spans":[],"at":786412800.5}
             """#
         let checkpoint = try JSONDecoder().decode(RunCheckpoint.self, from: Data(stored.utf8))
-        #expect(checkpoint.history.first == .input("Plan the launch."))
+        #expect(checkpoint.position.history.first == .input("Plan the launch."))
         let call = try #require(checkpoint.response.first?.functionCall)
         #expect(call.callId == "call_ab12" && call.name == "lookup" && call.arguments == #"{"topic":"example"}"#)
-        #expect(checkpoint.history.last?.type == "web_search_call")
+        #expect(checkpoint.position.history.last?.type == "web_search_call")
         let old = try JSONValue.parse(stored)
         let again = checkpoint.journalJSON
         for key in ["history", "transcript", "response"] { #expect(again[key] == old[key], "\(key)") }
@@ -143,7 +143,7 @@ extension ConversationItem {
              "deferred_handoffs":[],"paused_at":786412800}
             """#
         let paused = try JSONDecoder().decode(PausedRun.self, from: Data(stored.utf8))
-        #expect(paused.history.last?.functionCall?.name == "refund")
+        #expect(paused.position.history.last?.functionCall?.name == "refund")
         let encoded = try JSONValue.parse(JSONEncoder().encode(paused))
         let old = try JSONValue.parse(stored)
         #expect(encoded["history"] == old["history"] && encoded["transcript"] == old["transcript"])

@@ -117,7 +117,9 @@ struct RecordingMCP: MCPToolSource {
         }
         // The gap shows as a resume event under the task span, with its own (negative) id.
         let resumes = await log2.events.compactMap { e -> [String: JSONValue]? in
-            if case .resumed(let id, let parent, let data, _, _) = e, id == -2, parent == checkpoint.taskEventId {
+            if case .resumed(let id, let parent, let data, _, _) = e, id == -2,
+                parent == checkpoint.position.taskEventId
+            {
                 return data
             }
             return nil
@@ -216,21 +218,23 @@ struct RecordingMCP: MCPToolSource {
     /// run gets back exactly what was journaled.
     @Test func aCheckpointsJournalJSONDecodesAsItsCodableForm() throws {
         let at = Date(timeIntervalSinceReferenceDate: 786_543_210.123_456)
-        let checkpoint = RunCheckpoint(
+        let position = RunPosition(
             history: [["role": "user", "content": "hi \u{0}"], call("t", "call_1", "{\"a\":1}")],
             transcript: [["type": "guardrail_result", "name": "g", "triggered": false]],
             usage: Usage(requests: 2, inputTokens: 30, outputTokens: 4, cachedTokens: 1, reasoningTokens: 5), turn: 2,
-            toolCalls: 1, agent: "Project Manager", taskEventId: 1, agentEventId: 2, turnEventId: 7, nextEventId: 9,
-            turnUsage: Usage(requests: 1), response: [call("t", "call_1")],
+            toolCalls: 1, agent: "Project Manager", taskEventId: 1, agentEventId: 2, nextEventId: 9)
+        let checkpoint = RunCheckpoint(
+            position: position, turnEventId: 7, turnUsage: Usage(requests: 1), response: [call("t", "call_1")],
             openSpans: [["event_id": 1, "span_id": "span_x", "parent_span_id": .null, "started_at": 786_543_200.5]],
             at: at)
         let decoded = try JSONDecoder().decode(
             RunCheckpoint.self, from: Data(checkpoint.journalJSON.compact.utf8))
-        #expect(decoded.history == checkpoint.history && decoded.transcript == checkpoint.transcript)
-        #expect(decoded.usage == checkpoint.usage && decoded.turnUsage == checkpoint.turnUsage)
-        #expect(decoded.turn == 2 && decoded.toolCalls == 1 && decoded.agent == "Project Manager")
-        #expect(decoded.taskEventId == 1 && decoded.agentEventId == 2 && decoded.turnEventId == 7)
-        #expect(decoded.nextEventId == 9 && decoded.response == checkpoint.response)
+        let restored = decoded.position
+        #expect(restored.history == position.history && restored.transcript == position.transcript)
+        #expect(restored.usage == position.usage && decoded.turnUsage == checkpoint.turnUsage)
+        #expect(restored.turn == 2 && restored.toolCalls == 1 && restored.agent == "Project Manager")
+        #expect(restored.taskEventId == 1 && restored.agentEventId == 2 && decoded.turnEventId == 7)
+        #expect(restored.nextEventId == 9 && decoded.response == checkpoint.response)
         #expect(decoded.openSpans == checkpoint.openSpans)
         #expect(abs(decoded.at.timeIntervalSince(at)) < 1e-6)
         // And the same as what JSONEncoder writes, key for key.
@@ -270,7 +274,7 @@ struct RecordingMCP: MCPToolSource {
             .resume(spec, paused: paused, decisions: [decision], taskRow: [:])
         #expect(resumed.status == .completed)
         let checkpoint = try #require(journal.checkpoints.first)
-        #expect(paused.taskEventId != 0 && checkpoint.taskEventId == paused.taskEventId)
+        #expect(paused.position.taskEventId != 0 && checkpoint.position.taskEventId == paused.position.taskEventId)
     }
 }
 
