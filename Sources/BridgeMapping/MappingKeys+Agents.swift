@@ -58,7 +58,8 @@ extension Keys {
         }
     }
 
-    enum Handoff: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum Handoff: MappingKeySet {
         case agent, description
 
         var declaration: MappingKey {
@@ -78,7 +79,8 @@ extension Keys {
         }
     }
 
-    enum OutputType: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum OutputType: MappingKeySet {
         case name, schema, strict, columns
 
         var declaration: MappingKey {
@@ -256,7 +258,8 @@ extension Keys {
         }
     }
 
-    enum NeedsApproval: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum NeedsApproval: MappingKeySet {
         case sql
 
         var declaration: MappingKey {

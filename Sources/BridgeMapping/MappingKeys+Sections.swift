@@ -78,7 +78,8 @@ enum Keys {
         }
     }
 
-    enum Status: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum Status: ModelKeySet {
         case column, pending, running, completed, failed
 
         static let defaults = StatusMapping()
@@ -94,7 +95,8 @@ enum Keys {
         }
     }
 
-    enum Priority: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum Priority: MappingKeySet {
         case column, order
 
         var declaration: MappingKey {
@@ -257,7 +259,8 @@ enum Keys {
         }
     }
 
-    enum Backfill: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum Backfill: MappingKeySet {
         case logs
 
         var declaration: MappingKey {

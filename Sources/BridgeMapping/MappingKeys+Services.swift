@@ -35,7 +35,8 @@ extension Keys {
         }
     }
 
-    enum ApprovalStatus: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum ApprovalStatus: ModelKeySet {
         case column, pending, approved, rejected, expired
 
         static let defaults = ApprovalsMapping()
@@ -99,7 +100,8 @@ extension Keys {
         }
     }
 
-    enum MCPStdio: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum MCPStdio: MappingKeySet {
         case command, args, env, cwd
 
         var declaration: MappingKey {
@@ -112,7 +114,8 @@ extension Keys {
         }
     }
 
-    enum MCPHTTP: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum MCPHTTP: MappingKeySet {
         case url, headers
 
         var declaration: MappingKey {
@@ -123,7 +126,8 @@ extension Keys {
         }
     }
 
-    enum MCPToolFilter: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum MCPToolFilter: MappingKeySet {
         case allowed, blocked
 
         var declaration: MappingKey {
@@ -152,7 +156,8 @@ extension Keys {
         }
     }
 
-    enum Limits: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum Limits: MappingKeySet {
         case models, tools, fairness
 
         var declaration: MappingKey {
@@ -179,13 +184,15 @@ extension Keys {
         }
     }
 
-    enum ToolLimit: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum ToolLimit: MappingKeySet {
         case concurrency
 
         var declaration: MappingKey { .init(.int(min: 1, max: 100_000), .required, "calls at once, fleet-wide") }
     }
 
-    enum Fairness: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum Fairness: MappingKeySet {
         case group
 
         var declaration: MappingKey { .init(.name, .required, "the task column whose values share claims fairly") }
@@ -262,7 +269,8 @@ extension Keys {
         }
     }
 
-    enum SessionRole: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum SessionRole: MappingKeySet {
         case user, assistant, system, tool
 
         var declaration: MappingKey {
