@@ -1,21 +1,23 @@
+import BridgeCore
 import BridgeTraceModel
 
 // The keys of `agents` and `tools` entries and of `guardrails` (see `MappingKeySet`).
 extension Keys {
     // MARK: agents
 
-    enum Agent: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum Agent: ModelKeySet {
         case name, match, instructions, model
-        case modelSettings = "model_settings"
-        case modelAPI = "model_api"
+        case modelSettings
+        case modelAPI
         case tools, handoffs
-        case handoffDescription = "handoff_description"
-        case maxTurns = "max_turns"
-        case toolUseBehavior = "tool_use_behavior"
-        case outputType = "output_type"
-        case inputGuardrails = "input_guardrails"
-        case outputGuardrails = "output_guardrails"
-        case mcpServers = "mcp_servers"
+        case handoffDescription
+        case maxTurns
+        case toolUseBehavior
+        case outputType
+        case inputGuardrails
+        case outputGuardrails
+        case mcpServers
 
         // The name is required (and the match defaults to it), so the placeholders here are no defaults.
         static let defaults = AgentMapping(name: "", match: "")
@@ -56,7 +58,8 @@ extension Keys {
         }
     }
 
-    enum Handoff: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum Handoff: MappingKeySet {
         case agent, description
 
         var declaration: MappingKey {
@@ -67,15 +70,17 @@ extension Keys {
         }
     }
 
-    enum ToolUseBehavior: String, MappingKeySet {
-        case stopAtToolNames = "stop_at_tool_names"
+    @SnakeCaseRawValues
+    enum ToolUseBehavior: MappingKeySet {
+        case stopAtToolNames
 
         var declaration: MappingKey {
             .init(.names, .required, "the run ends with the output of the first of these tools it calls")
         }
     }
 
-    enum OutputType: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum OutputType: MappingKeySet {
         case name, schema, strict, columns
 
         var declaration: MappingKey {
@@ -91,42 +96,43 @@ extension Keys {
     /// The `model_settings` keys bridge accepts: the Agents SDK's `ModelSettings` fields and the
     /// request parameters of the Responses and Chat Completions APIs. Anything else a provider
     /// takes goes under `extra_args` (or `extra_body`).
-    enum ModelSetting: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum ModelSetting: MappingKeySet {
         // Agents SDK ModelSettings
         case temperature
-        case topP = "top_p"
-        case frequencyPenalty = "frequency_penalty"
-        case presencePenalty = "presence_penalty"
-        case toolChoice = "tool_choice"
-        case parallelToolCalls = "parallel_tool_calls"
+        case topP
+        case frequencyPenalty
+        case presencePenalty
+        case toolChoice
+        case parallelToolCalls
         case truncation
-        case maxTokens = "max_tokens"
+        case maxTokens
         case reasoning, verbosity, metadata, store
-        case includeUsage = "include_usage"
-        case responseInclude = "response_include"
-        case topLogprobs = "top_logprobs"
-        case extraQuery = "extra_query"
-        case extraBody = "extra_body"
-        case extraHeaders = "extra_headers"
-        case extraArgs = "extra_args"
+        case includeUsage
+        case responseInclude
+        case topLogprobs
+        case extraQuery
+        case extraBody
+        case extraHeaders
+        case extraArgs
         // Responses API
-        case maxOutputTokens = "max_output_tokens"
-        case previousResponseId = "previous_response_id"
-        case serviceTier = "service_tier"
+        case maxOutputTokens
+        case previousResponseId
+        case serviceTier
         case user
-        case promptCacheKey = "prompt_cache_key"
-        case safetyIdentifier = "safety_identifier"
+        case promptCacheKey
+        case safetyIdentifier
         case background
-        case maxToolCalls = "max_tool_calls"
+        case maxToolCalls
         case prompt, text, include, conversation
         // Chat Completions API
         case seed, stop, n
-        case logitBias = "logit_bias"
+        case logitBias
         case logprobs
-        case maxCompletionTokens = "max_completion_tokens"
+        case maxCompletionTokens
         case modalities, prediction
-        case reasoningEffort = "reasoning_effort"
-        case webSearchOptions = "web_search_options"
+        case reasoningEffort
+        case webSearchOptions
         case audio
 
         var declaration: MappingKey {
@@ -149,11 +155,12 @@ extension Keys {
 
     // MARK: tools
 
-    enum Tool: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum Tool: MappingKeySet {
         case name, description, parameters, strict, sql, http, command, hosted
-        case needsApproval = "needs_approval"
-        case inputGuardrails = "input_guardrails"
-        case outputGuardrails = "output_guardrails"
+        case needsApproval
+        case inputGuardrails
+        case outputGuardrails
 
         /// The implementations, of which a tool has exactly one.
         static let implementations: [Tool] = [.sql, .http, .command, .hosted]
@@ -180,11 +187,12 @@ extension Keys {
         }
     }
 
-    enum ToolSQL: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum ToolSQL: ModelKeySet {
         case query, writes
-        case timeoutMs = "timeout_ms"
-        case maxRows = "max_rows"
-        case maxBytes = "max_bytes"
+        case timeoutMs
+        case maxRows
+        case maxBytes
 
         static let defaults = SQLToolSpec(sql: "")
 
@@ -199,10 +207,11 @@ extension Keys {
         }
     }
 
-    enum ToolHTTP: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum ToolHTTP: ModelKeySet {
         case url, headers
-        case timeoutMs = "timeout_ms"
-        case maxBytes = "max_bytes"
+        case timeoutMs
+        case maxBytes
 
         static let defaults = HTTPToolSpec(url: "")
 
@@ -216,10 +225,11 @@ extension Keys {
         }
     }
 
-    enum ToolCommand: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum ToolCommand: ModelKeySet {
         case argv
-        case timeoutMs = "timeout_ms"
-        case maxBytes = "max_bytes"
+        case timeoutMs
+        case maxBytes
         case env
 
         static let defaults = CommandToolSpec(argv: [])
@@ -235,9 +245,10 @@ extension Keys {
         }
     }
 
-    enum HostedTool: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum HostedTool: MappingKeySet {
         case type
-        case vectorStoreIds = "vector_store_ids"
+        case vectorStoreIds
 
         var declaration: MappingKey {
             switch self {
@@ -247,7 +258,8 @@ extension Keys {
         }
     }
 
-    enum NeedsApproval: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum NeedsApproval: MappingKeySet {
         case sql
 
         var declaration: MappingKey {
@@ -255,9 +267,10 @@ extension Keys {
         }
     }
 
-    enum ToolGuardrail: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum ToolGuardrail: MappingKeySet {
         case name, sql, agent
-        case onTrip = "on_trip"
+        case onTrip
         case message
 
         var declaration: MappingKey {
@@ -274,9 +287,10 @@ extension Keys {
         }
     }
 
-    enum Guardrail: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum Guardrail: ModelKeySet {
         case name, sql, agent
-        case runInParallel = "run_in_parallel"
+        case runInParallel
 
         // The name and check are required, so the placeholders here are no defaults.
         static let defaults = GuardrailMapping(name: "", implementation: .agent(""))
@@ -291,9 +305,10 @@ extension Keys {
         }
     }
 
-    enum GuardrailSQL: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum GuardrailSQL: ModelKeySet {
         case query
-        case timeoutMs = "timeout_ms"
+        case timeoutMs
 
         static let defaults = SQLToolSpec.check("")
 

@@ -1,3 +1,5 @@
+import BridgeCore
+
 // The keys of every mapping section (see `MappingKeySet`): the top of a file, `source`,
 // `results`, `tracing`, `handoffs_table` and `backfill` here; agents and tools in
 // MappingKeys+Agents.swift, the other sections in MappingKeys+Services.swift. Case order is the
@@ -6,11 +8,12 @@
 /// Sections and their keys, one enum per YAML mapping.
 enum Keys {
     /// The top of a mapping file.
-    enum Top: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum Top: MappingKeySet {
         case version, source, results, tracing
-        case handoffsTable = "handoffs_table"
+        case handoffsTable
         case backfill, agents, tools, guardrails, approvals
-        case mcpServers = "mcp_servers"
+        case mcpServers
         case pricing, limits, budgets, sessions
 
         /// `agents`, `tools`, `guardrails` and `mcp_servers` are lists that merge across files;
@@ -48,12 +51,13 @@ enum Keys {
 
     // MARK: source
 
-    enum Source: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum Source: ModelKeySet {
         case table, key, status
-        case groupColumn = "group_column"
+        case groupColumn
         case priority
-        case createdAtColumn = "created_at_column"
-        case agentSelection = "agent_selection"
+        case createdAtColumn
+        case agentSelection
         case input
 
         static let defaults = SourceMapping(input: Template(""))
@@ -74,7 +78,8 @@ enum Keys {
         }
     }
 
-    enum Status: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum Status: ModelKeySet {
         case column, pending, running, completed, failed
 
         static let defaults = StatusMapping()
@@ -90,7 +95,8 @@ enum Keys {
         }
     }
 
-    enum Priority: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum Priority: MappingKeySet {
         case column, order
 
         var declaration: MappingKey {
@@ -101,13 +107,14 @@ enum Keys {
         }
     }
 
-    enum AgentSelection: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum AgentSelection: ModelKeySet {
         case table, key
-        case taskColumn = "task_column"
-        case matchColumn = "match_column"
-        case fallbackColumn = "fallback_column"
-        case groupColumn = "group_column"
-        case defaultAgent = "default_agent"
+        case taskColumn
+        case matchColumn
+        case fallbackColumn
+        case groupColumn
+        case defaultAgent
 
         static let defaults = AgentSelectionMapping()
 
@@ -126,10 +133,11 @@ enum Keys {
 
     // MARK: results
 
-    enum Results: String, ModelKeySet {
-        case resultColumn = "result_column"
-        case completedAtColumn = "completed_at_column"
-        case traceIdColumn = "trace_id_column"
+    @SnakeCaseRawValues
+    enum Results: ModelKeySet {
+        case resultColumn
+        case completedAtColumn
+        case traceIdColumn
         case executions
 
         static let defaults = ResultsMapping()
@@ -144,9 +152,10 @@ enum Keys {
         }
     }
 
-    enum Executions: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum Executions: ModelKeySet {
         case table, key
-        case taskColumn = "task_column"
+        case taskColumn
         case columns, statuses
 
         static let defaults = ExecutionsMapping()
@@ -162,19 +171,20 @@ enum Keys {
         }
     }
 
-    enum ExecutionColumn: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum ExecutionColumn: ModelKeySet {
         case status
-        case traceId = "trace_id"
-        case startedAt = "started_at"
-        case completedAt = "completed_at"
-        case durationSeconds = "duration_seconds"
-        case tokenUsage = "token_usage"
+        case traceId
+        case startedAt
+        case completedAt
+        case durationSeconds
+        case tokenUsage
         case result
-        case errorMessage = "error_message"
-        case errorType = "error_type"
-        case agentId = "agent_id"
-        case workspaceId = "workspace_id"
-        case retryCount = "retry_count"
+        case errorMessage
+        case errorType
+        case agentId
+        case workspaceId
+        case retryCount
 
         static let defaults = ExecutionColumns()
 
@@ -196,10 +206,11 @@ enum Keys {
         }
     }
 
-    enum ExecutionStatus: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum ExecutionStatus: ModelKeySet {
         case started, completed
-        case failedRetriable = "failed_retriable"
-        case failedTerminal = "failed_terminal"
+        case failedRetriable
+        case failedTerminal
 
         static let defaults = ExecutionStatuses.defaults
 
@@ -215,9 +226,10 @@ enum Keys {
 
     // MARK: tracing, handoffs_table, backfill
 
-    enum Tracing: String, ModelKeySet {
-        case workflowName = "workflow_name"
-        case includeSensitiveData = "include_sensitive_data"
+    @SnakeCaseRawValues
+    enum Tracing: ModelKeySet {
+        case workflowName
+        case includeSensitiveData
 
         static let defaults = TracingMapping()
 
@@ -230,11 +242,12 @@ enum Keys {
         }
     }
 
-    enum HandoffsTable: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum HandoffsTable: MappingKeySet {
         case table
-        case sourceColumn = "source_column"
-        case targetColumn = "target_column"
-        case descriptionColumn = "description_column"
+        case sourceColumn
+        case targetColumn
+        case descriptionColumn
 
         var declaration: MappingKey {
             switch self {
@@ -246,7 +259,8 @@ enum Keys {
         }
     }
 
-    enum Backfill: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum Backfill: MappingKeySet {
         case logs
 
         var declaration: MappingKey {
@@ -254,14 +268,15 @@ enum Keys {
         }
     }
 
-    enum BackfillLogs: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum BackfillLogs: ModelKeySet {
         case table, key
-        case taskColumn = "task_column"
-        case typeColumn = "type_column"
-        case contentColumn = "content_column"
-        case createdAtColumn = "created_at_column"
-        case toolCallTypes = "tool_call_types"
-        case toolCall = "tool_call"
+        case taskColumn
+        case typeColumn
+        case contentColumn
+        case createdAtColumn
+        case toolCallTypes
+        case toolCall
 
         static let defaults = BackfillLogsMapping()
 
@@ -288,10 +303,11 @@ enum Keys {
         }
     }
 
-    enum BackfillToolCall: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum BackfillToolCall: ModelKeySet {
         case name, arguments, output
-        case startedAt = "started_at"
-        case durationMs = "duration_ms"
+        case startedAt
+        case durationMs
         case error
 
         static let defaults = ToolCallKeys()

@@ -1,15 +1,18 @@
+import BridgeCore
+
 // The keys of `approvals`, `mcp_servers`, `pricing`, `limits`, `budgets` and `sessions` (see
 // `MappingKeySet`).
 extension Keys {
     // MARK: approvals
 
-    enum Approvals: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum Approvals: ModelKeySet {
         case table, key, status
-        case expiresAtColumn = "expires_at_column"
-        case expiresAfter = "expires_after"
-        case responseColumn = "response_column"
-        case respondedAtColumn = "responded_at_column"
-        case groupColumn = "group_column"
+        case expiresAtColumn
+        case expiresAfter
+        case responseColumn
+        case respondedAtColumn
+        case groupColumn
         case columns, values
 
         static let defaults = ApprovalsMapping()
@@ -32,7 +35,8 @@ extension Keys {
         }
     }
 
-    enum ApprovalStatus: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum ApprovalStatus: ModelKeySet {
         case column, pending, approved, rejected, expired
 
         static let defaults = ApprovalsMapping()
@@ -48,9 +52,10 @@ extension Keys {
         }
     }
 
-    enum ApprovalColumn: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum ApprovalColumn: MappingKeySet {
         case title, description
-        case proposedActions = "proposed_actions"
+        case proposedActions
         case context
 
         var declaration: MappingKey {
@@ -65,13 +70,14 @@ extension Keys {
 
     // MARK: mcp_servers
 
-    enum MCPServer: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum MCPServer: ModelKeySet {
         case name, stdio
-        case streamableHTTP = "streamable_http"
-        case toolFilter = "tool_filter"
-        case cacheToolsList = "cache_tools_list"
-        case timeoutMs = "timeout_ms"
-        case useStructuredContent = "use_structured_content"
+        case streamableHTTP
+        case toolFilter
+        case cacheToolsList
+        case timeoutMs
+        case useStructuredContent
 
         // The name and transport are required, so the placeholders here are no defaults.
         static let defaults = MCPServerMapping(name: "", transport: .streamableHTTP(url: "", headers: [:]))
@@ -94,7 +100,8 @@ extension Keys {
         }
     }
 
-    enum MCPStdio: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum MCPStdio: MappingKeySet {
         case command, args, env, cwd
 
         var declaration: MappingKey {
@@ -107,7 +114,8 @@ extension Keys {
         }
     }
 
-    enum MCPHTTP: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum MCPHTTP: MappingKeySet {
         case url, headers
 
         var declaration: MappingKey {
@@ -118,7 +126,8 @@ extension Keys {
         }
     }
 
-    enum MCPToolFilter: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum MCPToolFilter: MappingKeySet {
         case allowed, blocked
 
         var declaration: MappingKey {
@@ -131,9 +140,10 @@ extension Keys {
 
     // MARK: pricing, limits, budgets
 
-    enum Price: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum Price: MappingKeySet {
         case input
-        case cachedInput = "cached_input"
+        case cachedInput
         case output
 
         var declaration: MappingKey {
@@ -146,7 +156,8 @@ extension Keys {
         }
     }
 
-    enum Limits: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum Limits: MappingKeySet {
         case models, tools, fairness
 
         var declaration: MappingKey {
@@ -158,9 +169,10 @@ extension Keys {
         }
     }
 
-    enum ModelLimit: String, MappingKeySet {
-        case requestsPerMinute = "requests_per_minute"
-        case tokensPerMinute = "tokens_per_minute"
+    @SnakeCaseRawValues
+    enum ModelLimit: MappingKeySet {
+        case requestsPerMinute
+        case tokensPerMinute
         case concurrency
 
         var declaration: MappingKey {
@@ -172,22 +184,25 @@ extension Keys {
         }
     }
 
-    enum ToolLimit: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum ToolLimit: MappingKeySet {
         case concurrency
 
         var declaration: MappingKey { .init(.int(min: 1, max: 100_000), .required, "calls at once, fleet-wide") }
     }
 
-    enum Fairness: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum Fairness: MappingKeySet {
         case group
 
         var declaration: MappingKey { .init(.name, .required, "the task column whose values share claims fairly") }
     }
 
-    enum Budgets: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum Budgets: ModelKeySet {
         case table, key, limit
-        case spentColumn = "spent_column"
-        case onExceeded = "on_exceeded"
+        case spentColumn
+        case onExceeded
 
         // The table and limit are required, so the placeholders here are no defaults.
         static let defaults = BudgetMapping(table: "", limit: "")
@@ -209,9 +224,10 @@ extension Keys {
 
     // MARK: sessions
 
-    enum Sessions: String, ModelKeySet {
+    @SnakeCaseRawValues
+    enum Sessions: ModelKeySet {
         case key, table
-        case sessionColumn = "session_column"
+        case sessionColumn
         case item, values, roles, limit
 
         static let defaults = SessionsMapping(key: Template(""))
@@ -234,11 +250,12 @@ extension Keys {
         }
     }
 
-    enum SessionItem: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum SessionItem: MappingKeySet {
         case role, content
-        case createdAt = "created_at"
+        case createdAt
         case id, data
-        case toolsUsed = "tools_used"
+        case toolsUsed
 
         var declaration: MappingKey {
             switch self {
@@ -252,7 +269,8 @@ extension Keys {
         }
     }
 
-    enum SessionRole: String, MappingKeySet {
+    @SnakeCaseRawValues
+    enum SessionRole: MappingKeySet {
         case user, assistant, system, tool
 
         var declaration: MappingKey {
