@@ -24,6 +24,7 @@ enum BridgeMacroMessage: DiagnosticMessage {
     case flatNoType(String)
     case flatOptional(String)
     case flatWithoutCodingKeys
+    case codingKey
 
     var message: String {
         switch self {
@@ -49,6 +50,8 @@ enum BridgeMacroMessage: DiagnosticMessage {
         case .flatOptional(let name):
             "@CodedFlat cannot code '\(name)', an optional, flat: its keys would be absent with it"
         case .flatWithoutCodingKeys: "@CodedFlat means something only in a type with @SnakeCaseCodingKeys"
+        case .codingKey:
+            "@SnakeCaseRawValues cannot spell a CodingKey, whose keys are its case names: use @SnakeCaseCodingKeys"
         }
     }
 
@@ -68,6 +71,7 @@ enum BridgeMacroMessage: DiagnosticMessage {
         case .flatNoType: MessageID(domain: "BridgeMacros", id: "flatNoType")
         case .flatOptional: MessageID(domain: "BridgeMacros", id: "flatOptional")
         case .flatWithoutCodingKeys: MessageID(domain: "BridgeMacros", id: "flatWithoutCodingKeys")
+        case .codingKey: MessageID(domain: "BridgeMacros", id: "codingKey")
         }
     }
 

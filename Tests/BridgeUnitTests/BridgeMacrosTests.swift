@@ -309,6 +309,11 @@ import Testing
         ),
         ("struct Keys {}", "@SnakeCaseRawValues applies to an enum", 1, 1),
         (
+            "enum CodingKeys: CodingKey {\n    case turnEventId\n}",
+            "@SnakeCaseRawValues cannot spell a CodingKey, whose keys are its case names: use @SnakeCaseCodingKeys",
+            2, 18
+        ),
+        (
             "enum Keys {\n    #if DEBUG\n    case table\n    #endif\n}",
             "@SnakeCaseRawValues does not read members under #if: write it out", 3, 5
         ),
