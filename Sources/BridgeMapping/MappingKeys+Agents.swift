@@ -58,8 +58,7 @@ extension Keys {
         }
     }
 
-    @SnakeCaseRawValues
-    enum Handoff: MappingKeySet {
+    enum Handoff: String, MappingKeySet {
         case agent, description
 
         var declaration: MappingKey {
@@ -79,8 +78,7 @@ extension Keys {
         }
     }
 
-    @SnakeCaseRawValues
-    enum OutputType: MappingKeySet {
+    enum OutputType: String, MappingKeySet {
         case name, schema, strict, columns
 
         var declaration: MappingKey {
@@ -258,8 +256,7 @@ extension Keys {
         }
     }
 
-    @SnakeCaseRawValues
-    enum NeedsApproval: MappingKeySet {
+    enum NeedsApproval: String, MappingKeySet {
         case sql
 
         var declaration: MappingKey {

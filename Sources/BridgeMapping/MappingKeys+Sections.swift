@@ -78,8 +78,7 @@ enum Keys {
         }
     }
 
-    @SnakeCaseRawValues
-    enum Status: ModelKeySet {
+    enum Status: String, ModelKeySet {
         case column, pending, running, completed, failed
 
         static let defaults = StatusMapping()
@@ -95,8 +94,7 @@ enum Keys {
         }
     }
 
-    @SnakeCaseRawValues
-    enum Priority: MappingKeySet {
+    enum Priority: String, MappingKeySet {
         case column, order
 
         var declaration: MappingKey {
@@ -259,8 +257,7 @@ enum Keys {
         }
     }
 
-    @SnakeCaseRawValues
-    enum Backfill: MappingKeySet {
+    enum Backfill: String, MappingKeySet {
         case logs
 
         var declaration: MappingKey {

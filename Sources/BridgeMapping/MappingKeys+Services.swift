@@ -35,8 +35,7 @@ extension Keys {
         }
     }
 
-    @SnakeCaseRawValues
-    enum ApprovalStatus: ModelKeySet {
+    enum ApprovalStatus: String, ModelKeySet {
         case column, pending, approved, rejected, expired
 
         static let defaults = ApprovalsMapping()
@@ -100,8 +99,7 @@ extension Keys {
         }
     }
 
-    @SnakeCaseRawValues
-    enum MCPStdio: MappingKeySet {
+    enum MCPStdio: String, MappingKeySet {
         case command, args, env, cwd
 
         var declaration: MappingKey {
@@ -114,8 +112,7 @@ extension Keys {
         }
     }
 
-    @SnakeCaseRawValues
-    enum MCPHTTP: MappingKeySet {
+    enum MCPHTTP: String, MappingKeySet {
         case url, headers
 
         var declaration: MappingKey {
@@ -126,8 +123,7 @@ extension Keys {
         }
     }
 
-    @SnakeCaseRawValues
-    enum MCPToolFilter: MappingKeySet {
+    enum MCPToolFilter: String, MappingKeySet {
         case allowed, blocked
 
         var declaration: MappingKey {
@@ -156,8 +152,7 @@ extension Keys {
         }
     }
 
-    @SnakeCaseRawValues
-    enum Limits: MappingKeySet {
+    enum Limits: String, MappingKeySet {
         case models, tools, fairness
 
         var declaration: MappingKey {
@@ -184,15 +179,13 @@ extension Keys {
         }
     }
 
-    @SnakeCaseRawValues
-    enum ToolLimit: MappingKeySet {
+    enum ToolLimit: String, MappingKeySet {
         case concurrency
 
         var declaration: MappingKey { .init(.int(min: 1, max: 100_000), .required, "calls at once, fleet-wide") }
     }
 
-    @SnakeCaseRawValues
-    enum Fairness: MappingKeySet {
+    enum Fairness: String, MappingKeySet {
         case group
 
         var declaration: MappingKey { .init(.name, .required, "the task column whose values share claims fairly") }
@@ -269,8 +262,7 @@ extension Keys {
         }
     }
 
-    @SnakeCaseRawValues
-    enum SessionRole: MappingKeySet {
+    enum SessionRole: String, MappingKeySet {
         case user, assistant, system, tool
 
         var declaration: MappingKey {
