@@ -10,10 +10,16 @@
 public macro MemberwiseInit() = #externalMacro(module: "BridgeMacros", type: "MemberwiseInitMacro")
 
 /// Adds `enum CodingKeys` with one key per coded stored property, named in snake case
-/// (`callId` is `"call_id"`), for synthesized `Codable`. See
-/// `BridgeMacros/SnakeCaseCodingKeysMacro.swift`.
-@attached(member, names: named(CodingKeys))
+/// (`callId` is `"call_id"`), for synthesized `Codable`. With a `@CodedFlat` property it adds
+/// `init(from:)` and `encode(to:)` as well. See `BridgeMacros/SnakeCaseCodingKeysMacro.swift`.
+@attached(member, names: named(CodingKeys), named(init(from:)), named(encode(to:)))
 public macro SnakeCaseCodingKeys() = #externalMacro(module: "BridgeMacros", type: "SnakeCaseCodingKeysMacro")
+
+/// Marks a stored property of a `@SnakeCaseCodingKeys` type that is coded flat: its value's
+/// keys sit beside the type's own in one JSON object, not under a key of its own (a part that
+/// two stored types share). Adds nothing itself.
+@attached(peer)
+public macro CodedFlat() = #externalMacro(module: "BridgeMacros", type: "CodedFlatMacro")
 
 /// Adds the `RawRepresentable` conformance (`rawValue`, `init?(rawValue:)`) of an enum written
 /// without `: String` whose raw values are its case names in snake case (`chatCompletions` is

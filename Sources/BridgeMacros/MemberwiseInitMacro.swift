@@ -22,7 +22,7 @@ struct MemberwiseInitMacro: StoredPropertiesMacro {
         for property in properties {
             if property.isRestricted && property.initializer != nil { continue }
             let problem: BridgeMacroMessage
-            if property.hasAttributes {
+            if property.hasUnknownAttributes {
                 problem = .wrapped(property.name)
             } else if property.isRestricted {
                 problem = .restricted(property.name)

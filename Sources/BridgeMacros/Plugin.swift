@@ -5,7 +5,7 @@ import SwiftSyntaxMacros
 @main
 struct BridgeMacrosPlugin: CompilerPlugin {
     let providingMacros: [any Macro.Type] = [
-        MemberwiseInitMacro.self, SnakeCaseCodingKeysMacro.self, SnakeCaseRawValuesMacro.self,
+        MemberwiseInitMacro.self, SnakeCaseCodingKeysMacro.self, SnakeCaseRawValuesMacro.self, CodedFlatMacro.self,
     ]
 }
 
@@ -21,6 +21,10 @@ enum BridgeMacroMessage: DiagnosticMessage {
     case associatedValues(String)
     case notCamelCase(String)
     case sameRawValue(String, String, String)
+    case flatNoType(String)
+    case flatOptional(String)
+    case flatWithoutCodingKeys
+    case codingKey
 
     var message: String {
         switch self {
@@ -41,6 +45,13 @@ enum BridgeMacroMessage: DiagnosticMessage {
             "@SnakeCaseRawValues spells only names of ASCII letters and digits starting lowercase, not '\(name)'"
         case .sameRawValue(let first, let second, let rawValue):
             "@SnakeCaseRawValues would spell both '\(first)' and '\(second)' as '\(rawValue)'"
+        case .flatNoType(let name):
+            "@SnakeCaseCodingKeys with a @CodedFlat property decodes '\(name)' by its type: write it out"
+        case .flatOptional(let name):
+            "@CodedFlat cannot code '\(name)', an optional, flat: its keys would be absent with it"
+        case .flatWithoutCodingKeys: "@CodedFlat means something only in a type with @SnakeCaseCodingKeys"
+        case .codingKey:
+            "@SnakeCaseRawValues cannot spell a CodingKey, whose keys are its case names: use @SnakeCaseCodingKeys"
         }
     }
 
@@ -57,6 +68,10 @@ enum BridgeMacroMessage: DiagnosticMessage {
         case .associatedValues: MessageID(domain: "BridgeMacros", id: "associatedValues")
         case .notCamelCase: MessageID(domain: "BridgeMacros", id: "notCamelCase")
         case .sameRawValue: MessageID(domain: "BridgeMacros", id: "sameRawValue")
+        case .flatNoType: MessageID(domain: "BridgeMacros", id: "flatNoType")
+        case .flatOptional: MessageID(domain: "BridgeMacros", id: "flatOptional")
+        case .flatWithoutCodingKeys: MessageID(domain: "BridgeMacros", id: "flatWithoutCodingKeys")
+        case .codingKey: MessageID(domain: "BridgeMacros", id: "codingKey")
         }
     }
 

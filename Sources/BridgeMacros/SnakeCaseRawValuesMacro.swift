@@ -9,8 +9,8 @@ import SwiftSyntaxMacros
 ///
 /// What would not be the case name in snake case is an error, not a guess: a case with a raw
 /// value of its own or with associated values, a name that is not ASCII letters and digits
-/// starting with a lowercase letter, two names with one snake case, a written `: String`, and
-/// cases under `#if`. Such an enum keeps its hand-written raw values.
+/// starting with a lowercase letter, two names with one snake case, a written `: String`, a
+/// `CodingKey` enum (use `@SnakeCaseCodingKeys`), and cases under `#if`. Such an enum keeps its hand-written raw values.
 struct SnakeCaseRawValuesMacro: ExtensionMacro {
     static func expansion(
         of node: AttributeSyntax,
@@ -65,6 +65,13 @@ struct SnakeCaseRawValuesMacro: ExtensionMacro {
             $0.type.trimmedDescription == "String"
         }) {
             fail(inherited, .writtenRawType)
+        }
+        // A `CodingKey` enum's keys are its case names whatever `rawValue` says (Swift derives
+        // its `stringValue` from the names), so a stored format would silently change.
+        if let inherited = enumeration.inheritanceClause?.inheritedTypes.first(where: {
+            $0.type.trimmedDescription == "CodingKey"
+        }) {
+            fail(inherited, .codingKey)
         }
         var cases: [(name: String, rawValue: String)] = []
         var seen: [String: String] = [:]

@@ -41,13 +41,19 @@ struct StoredProperty {
     /// `private`, `fileprivate`, or a restricted setter (`private(set)`, `internal(set)`): the
     /// type's own code sets it, not whoever builds the type.
     var isRestricted: Bool
-    /// Whether it carries an attribute such as a property wrapper.
-    var hasAttributes: Bool
+    /// The names of its attributes (`CodedFlat`, or a property wrapper's).
+    var attributes: [String]
     var binding: PatternBindingSyntax
 
     /// Whether the property is set by an init (and coded by synthesized `Codable`): a `let` with
     /// an initial value is not.
     var isSettable: Bool { !(isLet && initializer != nil) }
+
+    /// Marked `@CodedFlat`: `@SnakeCaseCodingKeys` codes its value's keys beside the type's own.
+    var isCodedFlat: Bool { attributes.contains(CodedFlatMacro.name) }
+
+    /// Whether it carries an attribute the macros do not know, such as a property wrapper.
+    var hasUnknownAttributes: Bool { attributes.contains { $0 != CodedFlatMacro.name } }
 
     /// Every stored instance property of `declaration`, in declaration order. Computed, `static`,
     /// `class` and `lazy` properties are skipped; `willSet`/`didSet` observers keep a property
@@ -71,7 +77,9 @@ struct StoredProperty {
                         name: pattern.identifier.identifier?.name ?? pattern.identifier.trimmed.text,
                         type: binding.typeAnnotation?.type ?? typeOfLaterBinding(binding, in: variable),
                         initializer: binding.initializer?.value, isLet: isLet, isRestricted: isRestricted,
-                        hasAttributes: !variable.attributes.isEmpty, binding: binding))
+                        attributes: variable.attributes.compactMap {
+                            $0.as(AttributeSyntax.self)?.attributeName.trimmedDescription
+                        }, binding: binding))
             }
         }
         return found

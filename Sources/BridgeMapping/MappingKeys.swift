@@ -2,12 +2,13 @@ import BridgeCore
 
 /// The vocabulary of the mapping files: every key of every section, declared once.
 ///
-/// Each section is an enum whose cases are its keys (the raw value is the YAML spelling, the
-/// case name in snake case that `@SnakeCaseRawValues` spells; the case order is the order
-/// "expected one of" lists them). A key's `declaration` says what it holds, whether it must be
-/// given, its default and what it means. The loader reads a section through `MapReader<Section>`,
-/// so the unknown-key check and every lookup use these cases, and `MappingKeyTable` renders the
-/// same declarations as the key table of docs/mappings.md.
+/// Each section is an enum whose cases are its keys. The raw value is the YAML spelling, the case
+/// name in snake case: `@SnakeCaseRawValues` spells it in the sets that have a key of several
+/// words, and `StoredFormatTests` pins every set's keys. The case order is the order "expected
+/// one of" lists them. A key's `declaration` says what it holds, whether it must be given, its
+/// default and what it means. The loader reads a section through `MapReader<Section>`, so the
+/// unknown-key check and every lookup use these cases, and `MappingKeyTable` renders the same
+/// declarations as the key table of docs/mappings.md.
 protocol MappingKeySet: CaseIterable, Hashable, RawRepresentable where RawValue == String, AllCases == [Self] {
     var declaration: MappingKey { get }
 }

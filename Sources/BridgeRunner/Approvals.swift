@@ -17,37 +17,14 @@ public struct PendingApproval: Codable, Sendable, Equatable {
 /// A run stopped at calls that need approval: where it stands (its transcript so far, counters,
 /// and the ids of the task and agent spans that stay open until it resumes), and its pending
 /// calls (the SDK's `RunState`).
-public struct PausedRun: Sendable {
+@MemberwiseInit
+@SnakeCaseCodingKeys
+public struct PausedRun: Codable, Sendable {
     /// Where the run stands, at the agent that made the calls (its keys sit beside these).
-    public var position: RunPosition
+    @CodedFlat public var position: RunPosition
     public var pending: [PendingApproval]
     public var deferredHandoffs: [PendingApproval]
     public var pausedAt: Date
-}
-
-extension PausedRun: Codable {
-    /// Its own keys; its position's are beside them in the same object.
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case pending
-        case deferredHandoffs = "deferred_handoffs"
-        case pausedAt = "paused_at"
-    }
-
-    public init(from decoder: any Decoder) throws {
-        position = try RunPosition(from: decoder)
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        pending = try c.decode([PendingApproval].self, forKey: .pending)
-        deferredHandoffs = try c.decode([PendingApproval].self, forKey: .deferredHandoffs)
-        pausedAt = try c.decode(Date.self, forKey: .pausedAt)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        try position.encode(to: encoder)
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(pending, forKey: .pending)
-        try c.encode(deferredHandoffs, forKey: .deferredHandoffs)
-        try c.encode(pausedAt, forKey: .pausedAt)
-    }
 }
 
 /// A human's decision on one pending call.

@@ -121,12 +121,14 @@ public struct JournaledGuardrails: Codable, Sendable, Equatable {
 
 /// A run's state right after a journaled model response: enough to go on from there on another
 /// worker (the response's tool calls, handoffs and final answer are derived from it again).
-public struct RunCheckpoint: Sendable {
+@MemberwiseInit
+@SnakeCaseCodingKeys
+public struct RunCheckpoint: Codable, Sendable {
     /// The journal format this bridge writes and reads.
     public static let format = 1
 
     /// Where the run stands, at the checkpoint's agent (its keys sit beside these).
-    public var position: RunPosition
+    @CodedFlat public var position: RunPosition
     public var turnEventId: EventID
     public var turnUsage: Usage
     /// The model response of the turn (its output items).
@@ -134,37 +136,6 @@ public struct RunCheckpoint: Sendable {
     /// The spans open at the checkpoint (task, agent, turn), filled in by the journal.
     public var openSpans: JSONValue
     public var at: Date
-}
-
-extension RunCheckpoint: Codable {
-    /// Its own keys; its position's are beside them in the same object.
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case turnEventId = "turn_event_id"
-        case turnUsage = "turn_usage"
-        case response
-        case openSpans = "open_spans"
-        case at
-    }
-
-    public init(from decoder: any Decoder) throws {
-        position = try RunPosition(from: decoder)
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        turnEventId = try c.decode(EventID.self, forKey: .turnEventId)
-        turnUsage = try c.decode(Usage.self, forKey: .turnUsage)
-        response = try c.decode([ConversationItem].self, forKey: .response)
-        openSpans = try c.decode(JSONValue.self, forKey: .openSpans)
-        at = try c.decode(Date.self, forKey: .at)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        try position.encode(to: encoder)
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(turnEventId, forKey: .turnEventId)
-        try c.encode(turnUsage, forKey: .turnUsage)
-        try c.encode(response, forKey: .response)
-        try c.encode(openSpans, forKey: .openSpans)
-        try c.encode(at, forKey: .at)
-    }
 }
 
 extension RunCheckpoint {

@@ -18,7 +18,9 @@ import Testing
     func expand(_ attribute: String, _ type: String, adds added: String = "", diagnostics: [DiagnosticSpec] = []) {
         var expanded = type
         if !added.isEmpty {
-            let members = added.split(separator: "\n").map { "    " + $0 }
+            let members = added.split(separator: "\n", omittingEmptySubsequences: false).map {
+                $0.isEmpty ? "" : "    " + $0
+            }
             expanded = String(type.dropLast()) + "\n" + members.joined(separator: "\n") + "\n}"
         }
         assertMacroExpansion(
@@ -135,6 +137,91 @@ import Testing
                 """)
     }
 
+    /// A `@CodedFlat` property has no key: it codes itself through the same decoder and
+    /// encoder, before the type's own keys; optionals are coded only when present.
+    @Test func codedFlatPropertyIsCodedBesideTheKeys() {
+        expand(
+            "SnakeCaseCodingKeys",
+            """
+            public struct Paused: Codable {
+                @CodedFlat public var position: Position
+                public var pausedAt: Date
+                public var note: String?
+            }
+            """,
+            adds: """
+                enum CodingKeys: String, CodingKey, CaseIterable {
+                    case pausedAt = "paused_at"
+                    case note
+                }
+
+                public init(from decoder: any Decoder) throws {
+                    self.position = try Position(from: decoder)
+                    let c = try decoder.container(keyedBy: CodingKeys.self)
+                    self.pausedAt = try c.decode(Date.self, forKey: .pausedAt)
+                    self.note = try c.decodeIfPresent(String.self, forKey: .note)
+                }
+
+                public func encode(to encoder: any Encoder) throws {
+                    try position.encode(to: encoder)
+                    var c = encoder.container(keyedBy: CodingKeys.self)
+                    try c.encode(pausedAt, forKey: .pausedAt)
+                    try c.encodeIfPresent(note, forKey: .note)
+                }
+                """)
+    }
+
+    @Test(arguments: [
+        (
+            "@CodedFlat var position: Position?\n    var at: Date",
+            "@CodedFlat cannot code 'position', an optional, flat: its keys would be absent with it", 20
+        ),
+        (
+            "@CodedFlat var position: Position\n    var at = Date()",
+            "@SnakeCaseCodingKeys with a @CodedFlat property decodes 'at' by its type: write it out", 9
+        ),
+    ])
+    func codedFlatNeedsWhatItCodes(_ members: String, _ message: String, _ column: Int) {
+        let line = message.contains("'at'") ? 4 : 3
+        expand(
+            "SnakeCaseCodingKeys", "struct Paused: Codable {\n    \(members)\n}",
+            diagnostics: [DiagnosticSpec(message: message, line: line, column: column)])
+    }
+
+    /// Without `@SnakeCaseCodingKeys` the mark would mean nothing, and the value would be nested.
+    @Test func codedFlatOutsideSnakeCaseCodingKeysIsAnError() {
+        assertMacroExpansion(
+            "struct Paused: Codable {\n    @CodedFlat var position: Position\n}",
+            expandedSource: "struct Paused: Codable {\n    var position: Position\n}",
+            diagnostics: [
+                DiagnosticSpec(
+                    message: "@CodedFlat means something only in a type with @SnakeCaseCodingKeys", line: 2, column: 5)
+            ], macroSpecs: ["CodedFlat": MacroSpec(type: CodedFlatMacro.self)],
+            failureHandler: { Issue.record(Comment(rawValue: $0.message)) })
+    }
+
+    /// `@MemberwiseInit` takes a `@CodedFlat` property like any other (it is no property wrapper).
+    @Test func memberwiseInitTakesACodedFlatProperty() {
+        expand(
+            "MemberwiseInit", "struct Paused {\n    @CodedFlat var position: Position\n}",
+            adds: "public init(\n    position: Position\n) {\n    self.position = position\n}")
+    }
+
+    /// Compiled: the flat part's keys sit beside the type's own in one object, both ways.
+    @Test func codedFlatCompiled() throws {
+        let value = MacroFixture.Paused(position: .init(turnCount: 2, agentName: "a"), pausedAt: 7, note: nil)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let json = String(decoding: try encoder.encode(value), as: UTF8.self)
+        #expect(json == #"{"agent_name":"a","paused_at":7,"turn_count":2}"#)
+        let back = try JSONDecoder().decode(
+            MacroFixture.Paused.self, from: Data(#"{"turn_count":3,"agent_name":"b","paused_at":1,"note":"n"}"#.utf8))
+        #expect(back == MacroFixture.Paused(position: .init(turnCount: 3, agentName: "b"), pausedAt: 1, note: "n"))
+        #expect(throws: DecodingError.self) {
+            try JSONDecoder().decode(MacroFixture.Paused.self, from: Data(#"{"agent_name":"b","paused_at":1}"#.utf8))
+        }
+    }
+
     /// Expands `@SnakeCaseRawValues` on `type` and expects `type` followed by `added` (nothing
     /// added: the type stays as it is).
     func expandRawValues(_ type: String, adds added: String = "", diagnostics: [DiagnosticSpec] = []) {
@@ -222,6 +309,11 @@ import Testing
         ),
         ("struct Keys {}", "@SnakeCaseRawValues applies to an enum", 1, 1),
         (
+            "enum CodingKeys: CodingKey {\n    case turnEventId\n}",
+            "@SnakeCaseRawValues cannot spell a CodingKey, whose keys are its case names: use @SnakeCaseCodingKeys",
+            2, 18
+        ),
+        (
             "enum Keys {\n    #if DEBUG\n    case table\n    #endif\n}",
             "@SnakeCaseRawValues does not read members under #if: write it out", 3, 5
         ),
@@ -252,6 +344,21 @@ enum MacroFixture {
     enum Setting: Sendable, Hashable, CaseIterable, Codable {
         case topP, toolIOCaptured
         case seed
+    }
+
+    @MemberwiseInit
+    @SnakeCaseCodingKeys
+    struct Position: Codable, Equatable {
+        var turnCount: Int
+        var agentName: String
+    }
+
+    @MemberwiseInit
+    @SnakeCaseCodingKeys
+    struct Paused: Codable, Equatable {
+        @CodedFlat var position: Position
+        var pausedAt: Int
+        var note: String?
     }
 
     protocol Named: RawRepresentable, CaseIterable where RawValue == String {}
