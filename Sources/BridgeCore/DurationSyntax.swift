@@ -22,10 +22,25 @@ public struct DurationSyntax: Sendable {
         self.maximumSeconds = maximumSeconds
     }
 
-    /// The seconds `text` stands for; nil unless it is a finite number (at least zero, or above
-    /// it) with one of the units (or none, where allowed), of at most `maximumSeconds`. `text`
-    /// is taken as it is: callers trim it, and fold its case, as their input wants.
+    /// The seconds `text` stands for; nil unless it is a finite number (at least zero when
+    /// `allowsZero`, else above zero) with one of the units (or none, where allowed), of at most
+    /// `maximumSeconds`. `text` is taken as it is: callers trim it, and fold its case, as their
+    /// input wants.
     public func seconds(_ text: String) -> Double? {
+        guard let (n, factor) = split(text), allowsZero ? n >= 0 : n > 0, n * factor <= maximumSeconds else {
+            return nil
+        }
+        return n * factor
+    }
+
+    /// Whether `text` is written as a duration of this syntax, in bounds or not: a caller that
+    /// also takes another form (`--since` takes dates) must refuse such a text, not read it as
+    /// the other form.
+    public func isWritten(_ text: String) -> Bool { split(text) != nil }
+
+    /// The number and the seconds its unit stands for; nil unless `text` is a finite number with
+    /// one of the units, or without one where allowed.
+    private func split(_ text: String) -> (number: Double, factor: Double)? {
         var (number, factor) = (Substring(text), 1.0)
         let unit = units.filter { text.hasSuffix($0.suffix) }.max { $0.suffix.count < $1.suffix.count }
         if let unit {
@@ -33,9 +48,7 @@ public struct DurationSyntax: Sendable {
         } else if !bareSeconds {
             return nil
         }
-        guard let n = Double(number), n.isFinite, allowsZero ? n >= 0 : n > 0, n * factor <= maximumSeconds else {
-            return nil
-        }
-        return n * factor
+        guard let n = Double(number), n.isFinite else { return nil }
+        return (n, factor)
     }
 }

@@ -44,8 +44,11 @@ import Testing
     }
 
     /// What `--since` refuses although another duration parser takes it: a bare number, `ms`,
-    /// `min`, an upper-case unit, past 100 years, not finite.
-    @Test(arguments: ["5", "500ms", "2min", "5S", "5 m", "36526d", "3155760001s", "infd", "nans", "1e400s"])
+    /// `min`, an upper-case unit, past 100 years (also when long enough to be taken for a
+    /// timestamp), not finite.
+    @Test(arguments: [
+        "5", "500ms", "2min", "5S", "5 m", "36526d", "3155760001s", "9999999999999999999s", "infd", "nans", "1e400s",
+    ])
     func sinceRefusesTheseDurations(_ bad: String) {
         #expect(Since.parse(bad) == nil)
     }
