@@ -17,13 +17,17 @@ public macro SnakeCaseCodingKeys() = #externalMacro(module: "BridgeMacros", type
 
 /// Marks a stored property of a `@SnakeCaseCodingKeys` type that is coded flat: its value's
 /// keys sit beside the type's own in one JSON object, not under a key of its own (a part that
-/// two stored types share). Adds nothing itself.
+/// two stored types share). The macro cannot see the part's keys: one that is also the type's
+/// would be written twice, so a stored type pins its keys as unique (`StoredFormatTests`).
+/// Adds nothing itself.
 @attached(peer)
 public macro CodedFlat() = #externalMacro(module: "BridgeMacros", type: "CodedFlatMacro")
 
 /// Adds the `RawRepresentable` conformance (`rawValue`, `init?(rawValue:)`) of an enum written
 /// without `: String` whose raw values are its case names in snake case (`chatCompletions` is
 /// `"chat_completions"`); `Codable` then codes the raw value. A case with a raw value of its own
-/// or associated values is an error. See `BridgeMacros/SnakeCaseRawValuesMacro.swift`.
+/// or associated values, a name snake case would not spell exactly, cases under `#if` and a
+/// `CodingKey` enum (whose keys are its case names: use `@SnakeCaseCodingKeys`) are errors. See
+/// `BridgeMacros/SnakeCaseRawValuesMacro.swift`.
 @attached(extension, conformances: RawRepresentable, names: named(rawValue), named(init(rawValue:)))
 public macro SnakeCaseRawValues() = #externalMacro(module: "BridgeMacros", type: "SnakeCaseRawValuesMacro")

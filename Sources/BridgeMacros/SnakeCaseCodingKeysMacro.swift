@@ -55,13 +55,13 @@ struct SnakeCaseCodingKeysMacro: StoredPropertiesMacro {
                     failed = true
                 }
                 flatDecode.append("self.\(name) = try \(type.trimmedDescription)(from: decoder)")
-                flatEncode.append("try \(name).encode(to: encoder)")
+                flatEncode.append("try self.\(name).encode(to: encoder)")
             } else if let wrapped {
                 decode.append("self.\(name) = try c.decodeIfPresent(\(wrapped).self, forKey: .\(name))")
-                encode.append("try c.encodeIfPresent(\(name), forKey: .\(name))")
+                encode.append("try c.encodeIfPresent(self.\(name), forKey: .\(name))")
             } else {
                 decode.append("self.\(name) = try c.decode(\(type.trimmedDescription).self, forKey: .\(name))")
-                encode.append("try c.encode(\(name), forKey: .\(name))")
+                encode.append("try c.encode(self.\(name), forKey: .\(name))")
             }
         }
         if failed { return nil }
@@ -83,16 +83,19 @@ struct SnakeCaseCodingKeysMacro: StoredPropertiesMacro {
         ]
     }
 
-    /// `T` of `T?` or `Optional<T>`; nil for any other type.
+    /// `T` of `T?`, `T!`, `Optional<T>` or `Swift.Optional<T>`; nil for any other type (a
+    /// typealias of an optional is not seen as one: write the optional out).
     private static func optionalWrapped(_ type: TypeSyntax) -> String? {
         if let optional = type.as(OptionalTypeSyntax.self) { return optional.wrappedType.trimmedDescription }
-        if let generic = type.as(IdentifierTypeSyntax.self), generic.name.text == "Optional",
-            let argument = generic.genericArgumentClause?.arguments.first,
-            generic.genericArgumentClause?.arguments.count == 1
-        {
-            return argument.argument.trimmedDescription
+        if let unwrapped = type.as(ImplicitlyUnwrappedOptionalTypeSyntax.self) {
+            return unwrapped.wrappedType.trimmedDescription
         }
-        return nil
+        let arguments =
+            type.as(IdentifierTypeSyntax.self)?.genericArgumentClause?.arguments
+            ?? type.as(MemberTypeSyntax.self)?.genericArgumentClause?.arguments
+        guard unqualifiedName(type) == "Optional", let arguments, arguments.count == 1, let only = arguments.first
+        else { return nil }
+        return only.argument.trimmedDescription
     }
 
     /// `callId` → `call_id`; a run of capitals is one word (`modelAPI` → `model_api`,
@@ -130,7 +133,7 @@ struct CodedFlatMacro: PeerMacro {
     ) throws -> [DeclSyntax] {
         let type = context.lexicalContext.first?.asProtocol(WithAttributesSyntax.self)
         let hasCodingKeysMacro = type?.attributes.contains {
-            $0.as(AttributeSyntax.self)?.attributeName.trimmedDescription == "SnakeCaseCodingKeys"
+            $0.as(AttributeSyntax.self).map { unqualifiedName($0.attributeName) } == "SnakeCaseCodingKeys"
         }
         if hasCodingKeysMacro != true {
             context.diagnose(Diagnostic(node: node, message: BridgeMacroMessage.flatWithoutCodingKeys))

@@ -62,14 +62,14 @@ struct SnakeCaseRawValuesMacro: ExtensionMacro {
             failed = true
         }
         if let inherited = enumeration.inheritanceClause?.inheritedTypes.first(where: {
-            $0.type.trimmedDescription == "String"
+            unqualifiedName($0.type) == "String"
         }) {
             fail(inherited, .writtenRawType)
         }
         // A `CodingKey` enum's keys are its case names whatever `rawValue` says (Swift derives
         // its `stringValue` from the names), so a stored format would silently change.
         if let inherited = enumeration.inheritanceClause?.inheritedTypes.first(where: {
-            $0.type.trimmedDescription == "CodingKey"
+            unqualifiedName($0.type) == "CodingKey"
         }) {
             fail(inherited, .codingKey)
         }

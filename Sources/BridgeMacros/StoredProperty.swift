@@ -77,8 +77,9 @@ struct StoredProperty {
                         name: pattern.identifier.identifier?.name ?? pattern.identifier.trimmed.text,
                         type: binding.typeAnnotation?.type ?? typeOfLaterBinding(binding, in: variable),
                         initializer: binding.initializer?.value, isLet: isLet, isRestricted: isRestricted,
-                        attributes: variable.attributes.compactMap {
-                            $0.as(AttributeSyntax.self)?.attributeName.trimmedDescription
+                        attributes: variable.attributes.map {
+                            // An attribute under `#if` is one the macros cannot read.
+                            $0.as(AttributeSyntax.self).map { unqualifiedName($0.attributeName) } ?? "#if"
                         }, binding: binding))
             }
         }
@@ -105,4 +106,12 @@ struct StoredProperty {
         let later = variable.bindings.drop { $0.id != binding.id }.dropFirst()
         return later.first { $0.typeAnnotation != nil }?.typeAnnotation?.type
     }
+}
+
+/// A type's or attribute's name without its module (`BridgeCore.CodedFlat` is `CodedFlat`,
+/// `Swift.String` is `String`): how the macros recognise one however it is written.
+func unqualifiedName(_ type: TypeSyntax) -> String {
+    if let member = type.as(MemberTypeSyntax.self) { return member.name.text }
+    if let identifier = type.as(IdentifierTypeSyntax.self) { return identifier.name.text }
+    return type.trimmedDescription
 }

@@ -163,12 +163,58 @@ import Testing
                 }
 
                 public func encode(to encoder: any Encoder) throws {
-                    try position.encode(to: encoder)
+                    try self.position.encode(to: encoder)
                     var c = encoder.container(keyedBy: CodingKeys.self)
-                    try c.encode(pausedAt, forKey: .pausedAt)
-                    try c.encodeIfPresent(note, forKey: .note)
+                    try c.encode(self.pausedAt, forKey: .pausedAt)
+                    try c.encodeIfPresent(self.note, forKey: .note)
                 }
                 """)
+    }
+
+    /// However it is written, an optional is coded only when present, and the marks are
+    /// recognised with their module's name.
+    @Test func codedFlatReadsQualifiedNamesAndEveryOptional() {
+        expand(
+            "SnakeCaseCodingKeys",
+            """
+            struct Paused: Codable {
+                @BridgeCore.CodedFlat var position: Position
+                var a: Swift.Optional<Int>
+                var b: Int!
+            }
+            """,
+            adds: """
+                enum CodingKeys: String, CodingKey, CaseIterable {
+                    case a
+                    case b
+                }
+
+                public init(from decoder: any Decoder) throws {
+                    self.position = try Position(from: decoder)
+                    let c = try decoder.container(keyedBy: CodingKeys.self)
+                    self.a = try c.decodeIfPresent(Int.self, forKey: .a)
+                    self.b = try c.decodeIfPresent(Int.self, forKey: .b)
+                }
+
+                public func encode(to encoder: any Encoder) throws {
+                    try self.position.encode(to: encoder)
+                    var c = encoder.container(keyedBy: CodingKeys.self)
+                    try c.encodeIfPresent(self.a, forKey: .a)
+                    try c.encodeIfPresent(self.b, forKey: .b)
+                }
+                """)
+    }
+
+    /// An attribute under `#if` is one `@MemberwiseInit` cannot read.
+    @Test func anAttributeUnderIfIsAnError() {
+        expand(
+            "MemberwiseInit", "struct Paused {\n    #if DEBUG\n    @Traced\n    #endif\n    var position: Int\n}",
+            diagnostics: [
+                DiagnosticSpec(
+                    message:
+                        "@MemberwiseInit does not read 'position''s attributes (a property wrapper): write the init",
+                    line: 6, column: 9)
+            ])
     }
 
     @Test(arguments: [
@@ -308,6 +354,11 @@ import Testing
             2, 12
         ),
         ("struct Keys {}", "@SnakeCaseRawValues applies to an enum", 1, 1),
+        (
+            "enum Keys: Swift.String {\n    case table\n}",
+            "@SnakeCaseRawValues gives the raw values: leave out ': String'",
+            2, 12
+        ),
         (
             "enum CodingKeys: CodingKey {\n    case turnEventId\n}",
             "@SnakeCaseRawValues cannot spell a CodingKey, whose keys are its case names: use @SnakeCaseCodingKeys",

@@ -58,6 +58,9 @@ import Testing
     ])
     func keysStay(_ keys: [String], _ expected: String) {
         #expect(keys == expected.split(separator: " ").map(String.init))
+        // A `@CodedFlat` part's keys share one object with its holder's: one key for two
+        // fields would write one over the other.
+        #expect(Set(keys).count == keys.count)
     }
 
     /// A paused run (`bridge.run_states.state`) as this release and the one before it write it,
