@@ -2,9 +2,9 @@
 // bridge: trace database-driven OpenAI-Agents-style runs, span for span.
 //
 // Layering, bottom to top; each target imports only targets below it:
-//   0. Compile time BridgeMacros: `@MemberwiseInit`, `@SnakeCaseCodingKeys` and
-//                   `@SnakeCaseRawValues` (swift-syntax), run by the compiler, not linked into
-//                   bridge; BridgeCore declares them
+//   0. Compile time BridgeMacros: `@MemberwiseInit`, `@SnakeCaseCodingKeys` (with `@CodedFlat`)
+//                   and `@SnakeCaseRawValues` (swift-syntax), run by the compiler, not linked
+//                   into bridge; BridgeCore declares them
 //   1. C bindings   CBridgeLibPQ, CBridgeCurl (+ CBridgeCurlShim), CBridgeCrypto, CBridgeZlib,
 //                   CBridgeSpawn (child processes)
 //   2. Core         BridgeCore: errors, JSON, ids, durations, the thread executor, the

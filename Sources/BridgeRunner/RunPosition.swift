@@ -10,6 +10,7 @@ import FoundationEssentials
 /// Stored flat: its holders code it through their own encoder and decoder, so its keys sit
 /// beside theirs in one JSON object, as they did before it was a type of its own
 /// (`StoredFormatTests` pins the bytes).
+@MemberwiseInit
 @SnakeCaseCodingKeys
 public struct RunPosition: Codable, Sendable {
     public var history: [ConversationItem]
@@ -65,7 +66,9 @@ extension RunState {
             taskEventId: taskEventId, agentEventId: agentId, nextEventId: ids.current)
     }
 
-    /// Takes back where a stopped run stood (before the run allocates any id).
+    /// Takes back where a stopped run stood (before the run allocates any id): its conversation,
+    /// counters, task span and event ids. The agent and its span are the caller's to take up
+    /// (`position.agent`, `position.agentEventId`), as it goes on in that agent.
     mutating func restore(_ position: RunPosition) {
         history = position.history
         transcript = position.transcript
