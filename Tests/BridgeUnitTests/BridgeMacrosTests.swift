@@ -138,21 +138,26 @@ import Testing
     }
 
     /// A `@CodedFlat` property has no key: it codes itself through the same decoder and
-    /// encoder, before the type's own keys; optionals are coded only when present.
+    /// encoder, before the type's own keys. However they are written, optionals are coded only
+    /// when present, and the mark is known with its module's name.
     @Test func codedFlatPropertyIsCodedBesideTheKeys() {
         expand(
             "SnakeCaseCodingKeys",
             """
             public struct Paused: Codable {
-                @CodedFlat public var position: Position
+                @BridgeCore.CodedFlat public var position: Position
                 public var pausedAt: Date
                 public var note: String?
+                public var count: Swift.Optional<Int>
+                public var limit: Int!
             }
             """,
             adds: """
                 enum CodingKeys: String, CodingKey, CaseIterable {
                     case pausedAt = "paused_at"
                     case note
+                    case count
+                    case limit
                 }
 
                 public init(from decoder: any Decoder) throws {
@@ -160,6 +165,8 @@ import Testing
                     let c = try decoder.container(keyedBy: CodingKeys.self)
                     self.pausedAt = try c.decode(Date.self, forKey: .pausedAt)
                     self.note = try c.decodeIfPresent(String.self, forKey: .note)
+                    self.count = try c.decodeIfPresent(Int.self, forKey: .count)
+                    self.limit = try c.decodeIfPresent(Int.self, forKey: .limit)
                 }
 
                 public func encode(to encoder: any Encoder) throws {
@@ -167,40 +174,8 @@ import Testing
                     var c = encoder.container(keyedBy: CodingKeys.self)
                     try c.encode(self.pausedAt, forKey: .pausedAt)
                     try c.encodeIfPresent(self.note, forKey: .note)
-                }
-                """)
-    }
-
-    /// However it is written, an optional is coded only when present, and the marks are
-    /// recognised with their module's name.
-    @Test func codedFlatReadsQualifiedNamesAndEveryOptional() {
-        expand(
-            "SnakeCaseCodingKeys",
-            """
-            struct Paused: Codable {
-                @BridgeCore.CodedFlat var position: Position
-                var a: Swift.Optional<Int>
-                var b: Int!
-            }
-            """,
-            adds: """
-                enum CodingKeys: String, CodingKey, CaseIterable {
-                    case a
-                    case b
-                }
-
-                public init(from decoder: any Decoder) throws {
-                    self.position = try Position(from: decoder)
-                    let c = try decoder.container(keyedBy: CodingKeys.self)
-                    self.a = try c.decodeIfPresent(Int.self, forKey: .a)
-                    self.b = try c.decodeIfPresent(Int.self, forKey: .b)
-                }
-
-                public func encode(to encoder: any Encoder) throws {
-                    try self.position.encode(to: encoder)
-                    var c = encoder.container(keyedBy: CodingKeys.self)
-                    try c.encodeIfPresent(self.a, forKey: .a)
-                    try c.encodeIfPresent(self.b, forKey: .b)
+                    try c.encodeIfPresent(self.count, forKey: .count)
+                    try c.encodeIfPresent(self.limit, forKey: .limit)
                 }
                 """)
     }
