@@ -48,24 +48,29 @@ public enum PostgresTimestamp {
     }
 
     /// Parses the server's text output for timestamptz (`2026-11-26 09:03:44.123456+00`)
-    /// and ISO 8601 forms. Returns nil on anything else.
+    /// and ISO 8601 forms (`2026-11-26T09:03:44Z`, `+01:00`, `+0100`). Returns nil on anything
+    /// else: separators other than these, a field out of its range (month 13 is not next
+    /// January), or any text after the zone (` BC`), so a typed `--since` is refused rather than
+    /// read as some other instant.
     public static func parse(_ s: String) -> Date? {
         let u = Array(s.utf8)
-        func num(_ from: Int, _ len: Int) -> Int? {
+        func num(_ from: Int, _ len: Int, _ range: ClosedRange<Int>) -> Int? {
             guard from + len <= u.count else { return nil }
             var v = 0
             for i in from..<from + len {
                 guard u[i] >= 48, u[i] <= 57 else { return nil }
                 v = v * 10 + Int(u[i] - 48)
             }
-            return v
+            return range.contains(v) ? v : nil
         }
-        guard let y = num(0, 4), let mo = num(5, 2), let d = num(8, 2),
-            let h = num(11, 2), let mi = num(14, 2), let se = num(17, 2)
+        func at(_ i: Int, _ separators: String) -> Bool { i < u.count && separators.utf8.contains(u[i]) }
+        guard at(4, "-"), at(7, "-"), at(10, " T"), at(13, ":"), at(16, ":"),
+            let y = num(0, 4, 1...9999), let mo = num(5, 2, 1...12), let d = num(8, 2, 1...31),
+            let h = num(11, 2, 0...23), let mi = num(14, 2, 0...59), let se = num(17, 2, 0...59)
         else { return nil }
         var i = 19
         var frac = 0.0
-        if i < u.count, u[i] == UInt8(ascii: ".") {
+        if at(i, ".") {
             i += 1
             var scale = 0.1
             while i < u.count, u[i] >= 48, u[i] <= 57 {
@@ -75,19 +80,28 @@ public enum PostgresTimestamp {
             }
         }
         var offset = 0
-        if i < u.count {
-            if u[i] == UInt8(ascii: "Z") {
-                offset = 0
-            } else if u[i] == UInt8(ascii: "+") || u[i] == UInt8(ascii: "-") {
-                let sign = u[i] == UInt8(ascii: "+") ? 1 : -1
-                let oh = num(i + 1, 2) ?? 0
-                var om = 0
-                if i + 3 < u.count {
-                    om = u[i + 3] == UInt8(ascii: ":") ? (num(i + 4, 2) ?? 0) : (num(i + 3, 2) ?? 0)
+        if at(i, "Z") {
+            i += 1
+        } else if at(i, "+-") {
+            // `+hh`, `+hh:mm`, `+hhmm`, or the server's `+hh:mm:ss` for a zone's local mean time.
+            let sign = u[i] == UInt8(ascii: "+") ? 1 : -1
+            guard let hours = num(i + 1, 2, 0...15) else { return nil }
+            i += 3
+            var seconds = hours * 3600
+            if at(i, ":"), let minutes = num(i + 1, 2, 0...59) {
+                seconds += minutes * 60
+                i += 3
+                if at(i, ":"), let rest = num(i + 1, 2, 0...59) {
+                    seconds += rest
+                    i += 3
                 }
-                offset = sign * (oh * 3600 + om * 60)
+            } else if let minutes = num(i, 2, 0...59) {
+                seconds += minutes * 60
+                i += 2
             }
+            offset = sign * seconds
         }
+        guard i == u.count else { return nil }
         var tm = tm()
         tm.tm_year = Int32(y - 1900)
         tm.tm_mon = Int32(mo - 1)
@@ -96,6 +110,8 @@ public enum PostgresTimestamp {
         tm.tm_min = Int32(mi)
         tm.tm_sec = Int32(se)
         let epoch = timegm(&tm)
+        // timegm normalises the fields it was given: a day past the month's end (`02-31`) moved.
+        guard tm.tm_mday == Int32(d), tm.tm_mon == Int32(mo - 1) else { return nil }
         return Date(timeIntervalSince1970: Double(epoch - offset) + frac)
     }
 }

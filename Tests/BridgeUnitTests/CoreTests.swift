@@ -251,6 +251,28 @@ import Testing
         let e = try #require(PostgresTimestamp.parse("2026-11-26T10:03:44+01:00"))
         #expect(e.timeIntervalSince1970.rounded() == d.timeIntervalSince1970.rounded(.down))
     }
+
+    /// Every zone form the server or ISO 8601 writes, and none: the same instant.
+    @Test(arguments: [
+        "2026-11-26T09:03:44Z", "2026-11-26 09:03:44+00", "2026-11-26 09:03:44", "2026-11-26 10:33:44+01:30",
+        "2026-11-26 10:33:44+0130", "2026-11-26 07:33:44-01:30", "2026-11-26 09:04:12+00:00:28",
+    ])
+    func timestampZones(_ text: String) throws {
+        let date = try #require(PostgresTimestamp.parse(text))
+        #expect(PostgresTimestamp.format(date) == "2026-11-26T09:03:44.000000Z")
+    }
+
+    /// What is not one of those forms is refused, not read as another instant: wrong
+    /// separators, a field out of range, a day past the month's end, text after the zone, a bad
+    /// zone, and a run of digits (which `--since` would otherwise take for a date).
+    @Test(arguments: [
+        "2026x11x26T09:03:44Z", "2026-11-26_09:03:44", "2026-13-01 00:00:00", "2026-02-31 00:00:00",
+        "2026-11-26 24:00:00", "2026-11-26 09:60:00", "2026-11-26 09:03:44+00 BC", "2026-11-26 09:03:44Zulu",
+        "2026-11-26 09:03:44+1", "2026-11-26 09:03:44+01:", "9999999999999999999", "2026-11-26",
+    ])
+    func timestampsRefused(_ text: String) {
+        #expect(PostgresTimestamp.parse(text) == nil)
+    }
 }
 
 @Suite struct JSONQuoteTests {
