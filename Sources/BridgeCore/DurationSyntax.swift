@@ -38,8 +38,8 @@ public struct DurationSyntax: Sendable {
     /// the other form.
     public func isWritten(_ text: String) -> Bool { split(text) != nil }
 
-    /// The number and the seconds its unit stands for; nil unless `text` is a finite number with
-    /// one of the units, or without one where allowed.
+    /// The number and the seconds its unit stands for; nil unless `text` is a finite decimal
+    /// number with one of the units, or without one where allowed.
     private func split(_ text: String) -> (number: Double, factor: Double)? {
         var (number, factor) = (Substring(text), 1.0)
         let unit = units.filter { text.hasSuffix($0.suffix) }.max { $0.suffix.count < $1.suffix.count }
@@ -48,7 +48,10 @@ public struct DurationSyntax: Sendable {
         } else if !bareSeconds {
             return nil
         }
-        guard let n = Double(number), n.isFinite else { return nil }
+        // Decimal only: `Double` also reads hex (`0x1p4`, 16), which no one means as a duration.
+        guard number.allSatisfy({ "0123456789.eE+-".contains($0) }), let n = Double(number), n.isFinite else {
+            return nil
+        }
         return (n, factor)
     }
 }

@@ -99,6 +99,7 @@ import Testing
 
     @Test(arguments: [
         "", "abc", "-1", "1x", "ms", "nan", "inf", "1e400", "1e13", "20000000h", "1d", "2w", "5 s", "1000000001",
+        "0x10", "0x1p4m",
     ])
     func malformedDurationsDoNotParse(text: String) {
         #expect(Duration(parsing: text) == nil)

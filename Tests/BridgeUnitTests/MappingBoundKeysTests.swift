@@ -92,9 +92,10 @@ import Testing
     }
 
     /// What a mapping refuses although another duration parser takes it: zero, `w`, `ms`, `min`,
-    /// an upper-case unit, past the bound, not finite.
+    /// an upper-case unit, past the bound, not finite, hex.
     @Test(arguments: [
         "", "s", "0", "0s", "-0", "-5m", "5w", "5ms", "2min", "5S", "5 m", "1000000001", "infd", "nan", "1e400",
+        "0x1p4m",
     ])
     func durationsRefused(_ bad: String) {
         #expect(MappingDuration.seconds(bad) == nil)

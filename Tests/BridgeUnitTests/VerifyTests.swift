@@ -45,9 +45,10 @@ import Testing
 
     /// What `--since` refuses although another duration parser takes it: a bare number, `ms`,
     /// `min`, an upper-case unit, past 100 years (also when long enough to be taken for a
-    /// timestamp), not finite.
+    /// timestamp), not finite, hex.
     @Test(arguments: [
         "5", "500ms", "2min", "5S", "5 m", "36526d", "3155760001s", "9999999999999999999s", "infd", "nans", "1e400s",
+        "0x1p4m",
     ])
     func sinceRefusesTheseDurations(_ bad: String) {
         #expect(Since.parse(bad) == nil)
