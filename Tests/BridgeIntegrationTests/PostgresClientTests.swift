@@ -20,6 +20,23 @@ struct PostgresClientTests {
         await c.close()
     }
 
+    /// A database whose DateStyle is not ISO (`SQL, DMY` prints `26/11/2026 09:03:44.50 UTC`)
+    /// still gives its timestamps back: every connection asks for ISO output.
+    @Test func timestampsReadBackWhateverTheDatabasesDateStyle() async throws {
+        let url = try await TestDatabase.create()
+        try await TestDatabase.execute(
+            url,
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET DateStyle = %L', current_database(), 'SQL, DMY'); END $$"
+        )
+        let c = try await TestDatabase.connect(url)
+        let rows = try await c.query(
+            "SELECT timestamptz '2026-11-26 09:03:44.5+00' AS t, current_setting('DateStyle') AS style")
+        let row = try #require(rows.first)
+        #expect(row["style"] == "ISO, DMY")
+        #expect(row.date("t").map(PostgresTimestamp.format) == "2026-11-26T09:03:44.500000Z")
+        await c.close()
+    }
+
     /// A statement composed of fragments in one expression reaches the server with every
     /// value bound (the bug seen before lost them: "bind message supplies 0 parameters").
     @Test func composedQueryKeepsItsBinds() async throws {
