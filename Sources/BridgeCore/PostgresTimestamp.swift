@@ -47,10 +47,11 @@ public enum PostgresTimestamp {
         return (fields, micros)
     }
 
-    /// Parses the server's text output for timestamptz (`2026-11-26 09:03:44.123456+00`)
-    /// and ISO 8601 forms (`2026-11-26T09:03:44Z`, `+01:00`, `+0100`). Returns nil on anything
-    /// else: separators other than these, a field out of its range (month 13 is not next
-    /// January), or any text after the zone (` BC`), so a typed `--since` is refused rather than
+    /// Parses the server's text output for timestamptz in the ISO style, which every connection
+    /// asks for (`2026-11-26 09:03:44.123456+00`), and ISO 8601 forms (`2026-11-26T09:03:44Z`,
+    /// `+01:00`, `+0100`; `T` and `Z` upper case). Returns nil on anything else: separators other
+    /// than these, a field out of its range (month 13 is not next January), a point without
+    /// digits, or any text after the zone (` BC`), so a typed `--since` is refused rather than
     /// read as some other instant.
     public static func parse(_ s: String) -> Date? {
         let u = Array(s.utf8)
@@ -72,12 +73,14 @@ public enum PostgresTimestamp {
         var frac = 0.0
         if at(i, ".") {
             i += 1
+            let digits = i
             var scale = 0.1
             while i < u.count, u[i] >= 48, u[i] <= 57 {
                 frac += Double(u[i] - 48) * scale
                 scale /= 10
                 i += 1
             }
+            guard i > digits else { return nil }
         }
         var offset = 0
         if at(i, "Z") {

@@ -13,8 +13,8 @@ public enum Since: Sendable, Equatable, CustomStringConvertible {
     public static func parse(_ text: String) -> Since? {
         let s = text.trimmingCharacters(in: .whitespaces)
         if let seconds = syntax.seconds(s) { return .duration(seconds: seconds, text: s) }
-        // A duration out of bounds is refused, not read as a date (`PostgresTimestamp.parse`
-        // looks at digit positions only, so `9999999999999999999s` would be year 10008).
+        // A duration out of bounds is refused here, whatever the timestamp parse would make of
+        // its text.
         if syntax.isWritten(s) { return nil }
         let full = s.count == 10 ? s + "T00:00:00Z" : s
         guard full.count >= 19, let date = PostgresTimestamp.parse(full) else { return nil }
