@@ -323,11 +323,11 @@ struct ModelCallSpend: Sendable, Equatable {
         """
     }
 
-    /// `statement` (which must not start with its own WITH) with `calls`' spend as the
-    /// data-modifying CTEs in front of it; only `statement`'s binds are renumbered.
     /// `calls`' spend as a statement of its own.
     static func alone(_ calls: [ModelCallSpend]) -> PostgresQuery { with(calls, then: "SELECT 1 AS ok") }
 
+    /// `statement` (which must not start with its own WITH) with `calls`' spend as the
+    /// data-modifying CTEs in front of it; only `statement`'s binds are renumbered.
     static func with(_ calls: [ModelCallSpend], then statement: PostgresQuery) -> PostgresQuery {
         var out = ctes(calls, with: true)
         out.append(statement)
