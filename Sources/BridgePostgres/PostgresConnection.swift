@@ -86,14 +86,15 @@ public actor PostgresConnection {
         }
         serverVersion = Int(PQserverVersion(conn))
         backendPID = PQbackendPID(conn)
-        // Timestamps are read in the server's ISO output (`PostgresTimestamp.parse`); a database
-        // or role may default to another style (`SQL, DMY`), and PGDATESTYLE may ask for one.
-        // A pooler such as PgBouncer keeps DateStyle for the client across server connections.
-        if let style = PQparameterStatus(conn, "DateStyle"), !String(cString: style).hasPrefix("ISO") {
-            try set("DateStyle", "ISO")
-        }
         for (name, value) in config.sessionSettings {
             try set(name, value)
+        }
+        // Timestamps are read in the server's ISO output (`PostgresTimestamp.parse`); a database
+        // or role may default to another style (`SQL, DMY`), and PGDATESTYLE may ask for one.
+        // Last, so no session setting undoes it. A pooler such as PgBouncer keeps DateStyle for
+        // the client across server connections.
+        if let style = PQparameterStatus(conn, "DateStyle"), !String(cString: style).hasPrefix("ISO") {
+            try set("DateStyle", "ISO")
         }
     }
 
