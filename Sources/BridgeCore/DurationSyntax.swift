@@ -1,7 +1,9 @@
 /// How one kind of input writes a duration: a number followed by one of its units, or, where it
-/// allows, a bare number of seconds. The one parser of duration text; its callers differ only in
-/// what they name here: a command's time flags (`Duration(parsing:)`: `ms` to `h`), a mapping's
-/// waits (`s` to `d`, never zero) and `--since` (`s` to `w`, a unit required).
+/// allows, a bare number of seconds. The one parser of duration text people type; its callers
+/// differ only in what they name here: a command's time flags (`Duration(parsing:)`: `ms` to
+/// `h`), a mapping's waits (`s` to `d`, never zero) and `--since` (`s` to `w`, a unit required).
+/// The rate-limit reset headers servers send (`6m0s`, several units in one value) are read by
+/// `RateLimitReset.parse`.
 public struct DurationSyntax: Sendable {
     /// Each unit's suffix and the seconds it stands for. When several suffixes end the text
     /// (`s` and `ms` in `500ms`), the longest is the unit.
@@ -32,11 +34,6 @@ public struct DurationSyntax: Sendable {
         }
         return n * factor
     }
-
-    /// Whether `text` is written as a duration of this syntax, in bounds or not: a caller that
-    /// also takes another form (`--since` takes dates) must refuse such a text, not read it as
-    /// the other form.
-    public func isWritten(_ text: String) -> Bool { split(text) != nil }
 
     /// The number and the seconds its unit stands for; nil unless `text` is a finite decimal
     /// number with one of the units, or without one where allowed.

@@ -13,13 +13,15 @@ public enum Since: Sendable, Equatable, CustomStringConvertible {
     public static func parse(_ text: String) -> Since? {
         let s = text.trimmingCharacters(in: .whitespaces)
         if let seconds = syntax.seconds(s) { return .duration(seconds: seconds, text: s) }
-        // A duration out of bounds is refused here, whatever the timestamp parse would make of
-        // its text.
-        if syntax.isWritten(s) { return nil }
-        let full = s.count == 10 ? s + "T00:00:00Z" : s
-        guard full.count >= 19, let date = PostgresTimestamp.parse(full) else { return nil }
+        // What is not a duration in bounds is a timestamp or nothing (the parse refuses a
+        // duration's text, in bounds or not).
+        guard let date = PostgresTimestamp.parse(s.count == 10 ? s + "T00:00:00Z" : s) else { return nil }
         return .timestamp(date, text: s)
     }
+
+    /// What the flag takes, for its error message.
+    public static let expected =
+        "expected a duration of at most 100 years like 30m, 24h or 7d, or a timestamp like 2026-11-26T09:00:00Z"
 
     /// The longest duration accepted: 100 years (longer ones would reach past year 1).
     public static let maxDurationSeconds: Double = 100 * 365.25 * 86_400

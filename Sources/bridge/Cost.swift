@@ -39,9 +39,7 @@ extension Bridge {
             case .duration(let seconds, _)?: Date().addingTimeInterval(-seconds)
             case .timestamp(let date, _)?: date
             case nil:
-                throw ValidationError(
-                    "--since '\(since)': expected a duration like 30m, 24h or 7d, or a timestamp like 2026-11-26T09:00:00Z"
-                )
+                throw ValidationError("--since '\(since)': \(Since.expected)")
             }
         }
 

@@ -74,9 +74,7 @@ extension Bridge {
         func sinceValue() throws -> Since? {
             guard let since else { return nil }
             guard let value = Since.parse(since) else {
-                throw ValidationError(
-                    "--since '\(since)': expected a duration of at most 100 years like 30m, 24h or 7d, or a timestamp like 2026-11-26T09:00:00Z"
-                )
+                throw ValidationError("--since '\(since)': \(Since.expected)")
             }
             return value
         }
