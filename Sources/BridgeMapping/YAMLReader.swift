@@ -308,7 +308,8 @@ struct MapReader<Key: MappingKeySet> {
     func duration(_ key: Key) -> Double? {
         guard let n = value(key), let text = reader.string(n, path(key)) else { return nil }
         guard let seconds = MappingDuration.seconds(text) else {
-            reader.issue(n, path(key), "expected a duration such as 30m, 24h or 7d, got '\(text)'")
+            reader.issue(
+                n, path(key), "expected a duration above 0 and at most 1e9 s, such as 30m, 24h or 7d, got '\(text)'")
             return nil
         }
         return seconds

@@ -64,16 +64,16 @@ import Testing
         ),
         (
             "approvals: {table: requests, expires_after: soon}",
-            "m.yaml:7:45: approvals.expires_after: expected a duration such as 30m, 24h or 7d, got 'soon'"
+            "m.yaml:7:45: approvals.expires_after: expected a duration above 0 and at most 1e9 s, such as 30m, 24h or 7d, got 'soon'"
         ),
         // Not finite, or past `Duration.maximumSeconds`: refused at load, not at the first approval.
         (
             "approvals: {table: requests, expires_after: inf}",
-            "m.yaml:7:45: approvals.expires_after: expected a duration such as 30m, 24h or 7d, got 'inf'"
+            "m.yaml:7:45: approvals.expires_after: expected a duration above 0 and at most 1e9 s, such as 30m, 24h or 7d, got 'inf'"
         ),
         (
             "approvals: {table: requests, expires_after: 1e300d}",
-            "m.yaml:7:45: approvals.expires_after: expected a duration such as 30m, 24h or 7d, got '1e300d'"
+            "m.yaml:7:45: approvals.expires_after: expected a duration above 0 and at most 1e9 s, such as 30m, 24h or 7d, got '1e300d'"
         ),
     ])
     func aBadValueIsAnIssueAtTheValue(section: String, issue: String) {
