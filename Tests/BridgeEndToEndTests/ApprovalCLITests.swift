@@ -42,12 +42,21 @@ struct ApprovalCLITests {
         let task = try await Self.managerTask(c)
         let common = ["--database-url", url, "--mappings", BridgeBinary.mappings]
 
-        // A watching worker pauses the run, then every worker is killed.
+        // A watching worker pauses the run and exports what it wrote, then every worker is killed.
+        // The kill waits for the delivery rows: a kill between the receiver's answer and those
+        // rows sends the batch again (at least once, docs/export.md), which is not what this
+        // test is about, and would count as a span exported twice below.
         let worker = try BackgroundBridge(["exec", "--offline", "--watch", "--task", task] + common, environment: env)
+        let delivered = """
+            NOT EXISTS (SELECT 1 FROM bridge.traces t WHERE NOT EXISTS (SELECT 1 FROM bridge.trace_deliveries d
+                          WHERE d.exporter = 'openai' AND d.trace_id = t.trace_id))
+            AND NOT EXISTS (SELECT 1 FROM bridge.spans s WHERE NOT EXISTS (SELECT 1 FROM bridge.span_deliveries d
+                          WHERE d.exporter = 'openai' AND d.span_id = s.span_id))
+            """
         #expect(
             await worker.kill(
-                when: { try poll.count("id = '\(task)' AND bridge_waiting_since IS NOT NULL") == 1 },
-                timeout: .seconds(60)), "\(worker.output)")
+                when: { try poll.count("id = '\(task)' AND bridge_waiting_since IS NOT NULL AND \(delivered)") == 1 },
+                timeout: .seconds(120)), "\(worker.output)")
         let held = try await c.query("SELECT status, bridge_lease_token FROM tasks WHERE id = \(task)::uuid").first
         #expect(held?["status"] == "in_progress", "the user's status keeps a value its CHECK allows")
         #expect(held?["bridge_lease_token"] == nil, "a waiting task holds no lease")
@@ -81,8 +90,10 @@ struct ApprovalCLITests {
             notAKey.status == 2 && notAKey.stderr.contains("'not-a-uuid' is not an approval request id"),
             "\(notAKey.stderr)")
 
-        // A new worker resumes and finishes the run.
-        let resumed = try await Self.bridge(["exec", "--offline", "--task", task] + common, env)
+        // A new worker resumes and finishes the run. Its flush may take long on a loaded machine;
+        // one cut short by the timeout would leave a batch in flight to be sent again by export.
+        let resumed = try await Self.bridge(
+            ["exec", "--offline", "--task", task, "--flush-timeout", "120"] + common, env)
         #expect(resumed.status == 0, "\(resumed.stderr)")
         let row = try await c.query(
             """

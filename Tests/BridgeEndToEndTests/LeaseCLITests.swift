@@ -401,7 +401,8 @@ extension LeaseCLITests {
         let export = try await BridgeBinary.run(
             ["export", "--timeout", "60", "--database-url", url], environment: ingest.environment)
         #expect(export.status == 0, "\(export.stdout)\n\(export.stderr)")
-        let rest = try await BridgeBinary.run(args, environment: ingest.environment)
+        // Its flush gets room on a loaded machine: one cut short would leave spans undelivered.
+        let rest = try await BridgeBinary.run(args + ["--flush-timeout", "120"], environment: ingest.environment)
         #expect(rest.status == 0, "\(rest.stderr.suffix(2000))")
         try await LeaseFixture.expectAllCompletedExactlyOnce(url, tasks: 30)
         let ended = try await TestDatabase.count(url, "ended_at IS NOT NULL", table: "bridge.spans")
