@@ -58,7 +58,7 @@ struct ExecCLITests {
         let traceFile = TemporaryPath.unique("bridge-e2e", suffix: ".jsonl")
         let r = try await BridgeBinary.run([
             "exec", "--offline", "--database-url", url, "--mappings", BridgeBinary.mappings,
-            "--trace-file", traceFile,
+            "--trace-file", traceFile, "--flush-timeout", "120",
         ])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("bridge exec: completed"))

@@ -21,7 +21,7 @@ struct ExecutedDatabase {
             .appendingPathComponent("bridge-verify-\(UUID().uuidString).jsonl").path
         let exec = try await BridgeBinary.run([
             "exec", "--offline", "--quiet", "--database-url", url, "--mappings", BridgeBinary.mappings,
-            "--trace-file", traceFile,
+            "--trace-file", traceFile, "--flush-timeout", "120",
         ])
         #expect(exec.status == 0, "\(exec.stdout)\(exec.stderr)")
         return ExecutedDatabase(url: url, traceFile: traceFile)
