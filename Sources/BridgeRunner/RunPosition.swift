@@ -76,6 +76,9 @@ extension RunState {
         turn = position.turn
         toolCalls = position.toolCalls
         taskEventId = position.taskEventId
+        // An id drawn before this would differ from the one the stopped run gave the same step,
+        // so a replayed step's span would be stored and exported again under a new id.
+        assert(ids.current == 0, "restore(_:) runs before the run allocates any event id")
         ids.advance(to: position.nextEventId)
     }
 }
