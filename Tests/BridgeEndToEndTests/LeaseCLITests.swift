@@ -372,7 +372,7 @@ struct LeaseCLITests {
 }
 
 extension LeaseCLITests {
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(5)))
     func killedWhileIngestIsDownThenExportLosesNothing() async throws {
         let (url, mappings) = try await LeaseFixture.database(tasks: 30)
         let poll = PollingConnection(url)
