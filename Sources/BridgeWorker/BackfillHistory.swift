@@ -76,6 +76,17 @@ struct BackfillHistory: Sendable {
         return "\(alias: a).\(identifier: column) >= \(since)::timestamptz"
     }
 
+    /// `value` (a timestamptz) when bridge can read it back, else NULL. The user's history may
+    /// hold `infinity`, a BC date or a year past 9999, which the server prints in forms no
+    /// instant bridge stores can take; such a time is left out, as token usage that is not JSON
+    /// is, instead of one row stopping the backfill. (The session's TimeZone is UTC.)
+    static func readable(_ value: PostgresQuery) -> PostgresQuery {
+        """
+        CASE WHEN \(value) >= '0001-01-01 00:00:00+00'::timestamptz
+              AND \(value) < '10000-01-01 00:00:00+00'::timestamptz THEN \(value) END
+        """
+    }
+
     /// Tasks that match the backfill filter now.
     func countStatement(since: String?) -> PostgresQuery {
         var sql: PostgresQuery =
@@ -94,8 +105,8 @@ struct BackfillHistory: Sendable {
         if let cursor { pickedWhere += " AND t.\(key) > \(cursor)\(config.columnTypes.cast(s.table, s.key))" }
         if let since { pickedWhere += " AND \(sinceCondition(alias: "t", since))" }
         func text(_ column: String?) -> PostgresQuery { column.map { "t.\(identifier: $0)::text" } ?? "NULL::text" }
-        func time(_ column: String?) -> PostgresQuery {
-            column.map { "t.\(identifier: $0)::timestamptz" } ?? "NULL::timestamptz"
+        func time(_ column: String?, of a: String = "t") -> PostgresQuery {
+            column.map { Self.readable("\(alias: a).\(identifier: $0)::timestamptz") } ?? "NULL::timestamptz"
         }
         let sel = s.agentSelection
         let agentRef: PostgresQuery = sel?.taskColumn.map { "t.\(identifier: $0)" } ?? "NULL::text"
@@ -130,8 +141,8 @@ struct BackfillHistory: Sendable {
                  x.exec_key, x.x_started, x.x_completed, x.x_duration, x.x_usage, x.x_error, x.attempts
                 FROM picked p
                 LEFT JOIN LATERAL (
-                  SELECT e.\(identifier: e.key)::text AS exec_key, \(col(c.startedAt, "timestamptz")) AS x_started,
-                         \(col(c.completedAt, "timestamptz")) AS x_completed, \(col(c.durationSeconds, "double precision")) AS x_duration,
+                  SELECT e.\(identifier: e.key)::text AS exec_key, \(time(c.startedAt, of: "e")) AS x_started,
+                         \(time(c.completedAt, of: "e")) AS x_completed, \(col(c.durationSeconds, "double precision")) AS x_duration,
                          \(col(c.tokenUsage, "text")) AS x_usage, \(col(c.errorMessage, "text")) AS x_error,
                          count(*) OVER () AS attempts
                   FROM \(identifier: e.table) e WHERE e.\(identifier: e.taskColumn) = p.k
@@ -155,8 +166,13 @@ struct BackfillHistory: Sendable {
         let k = l.toolCall
         let types = config.columnTypes
         let content: PostgresQuery = "l.\(identifier: l.contentColumn)::jsonb"
-        let created: PostgresQuery = l.createdAtColumn.map { "l.\(identifier: $0)::timestamptz" } ?? "NULL::timestamptz"
+        let created: PostgresQuery =
+            l.createdAtColumn.map { Self.readable("l.\(identifier: $0)::timestamptz") } ?? "NULL::timestamptz"
         let startKey: PostgresQuery = "\(k.startedAt)"
+        let fromJSON: PostgresQuery = """
+            CASE WHEN (x.j ->> \(startKey)) ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}'
+                 THEN (x.j ->> \(startKey))::timestamptz END
+            """
         let durKey: PostgresQuery = "\(k.durationMs)"
         let typeMatch: PostgresQuery =
             "l.\(identifier: l.typeColumn) = ANY(\(l.toolCallTypes)\(types.arrayCast(l.table, l.typeColumn)))"
@@ -166,9 +182,7 @@ struct BackfillHistory: Sendable {
               SELECT l.\(identifier: l.taskColumn)::text AS task_key, l.\(identifier: l.key)::text AS log_key,
                      x.j ->> \(k.name) AS name, (x.j -> \(k.arguments))::text AS args,
                      x.j ->> \(k.output) AS output, x.j ->> \(k.error) AS error,
-                     coalesce(CASE WHEN (x.j ->> \(startKey)) ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}'
-                                   THEN (x.j ->> \(startKey))::timestamptz END,
-                              \(created)) AS started_at,
+                     coalesce(\(Self.readable(fromJSON)), \(created)) AS started_at,
                      CASE WHEN jsonb_typeof(x.j -> \(durKey)) = 'number' THEN (x.j ->> \(durKey))::double precision END AS duration_ms
               FROM \(identifier: l.table) l
               CROSS JOIN LATERAL (SELECT \(content) AS j) x

@@ -334,6 +334,53 @@ struct BackfillCLITests {
         #expect(past.stdout.contains("backfilled 24 tasks"), "\(past.stdout)")
     }
 
+    /// `infinity`, a BC date and a year past 9999 are valid timestamptz values the server prints
+    /// in forms bridge does not read: such a time is left out of the trace, and the rest of the
+    /// task is traced, instead of the backfill stopping on the row.
+    @Test func timesBridgeCannotReadAreLeftOut() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let c = try await TestDatabase.connect(url)
+        let task = try #require(
+            try await c.query(
+                """
+                SELECT t.id::text AS id FROM tasks t
+                WHERE t.status = 'completed' AND EXISTS (SELECT 1 FROM task_executions e WHERE e.task_id = t.id)
+                ORDER BY t.id LIMIT 1
+                """
+            ).first?["id"])
+        try await c.query("UPDATE tasks SET completed_at = 'infinity' WHERE id = \(task)::uuid")
+        try await c.query(
+            "UPDATE task_executions SET started_at = '0044-03-15 12:00:00+00 BC', completed_at = '12000-01-01' WHERE task_id = \(task)::uuid"
+        )
+        try await c.query(
+            """
+            INSERT INTO execution_logs (task_id, type, content, created_at)
+            VALUES (\(task)::uuid, 'tool_call', '{"tool": "lookup", "started_at": "0044-03-15 12:00 BC"}', '-infinity')
+            """)
+        let r = try await Self.backfill(url)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("backfilled 24 tasks"), "\(r.stdout)")
+        let trace = Self.expectedTraceId(task)
+        #expect(
+            try await c.query("SELECT openai_trace_id FROM tasks WHERE id = \(task)::uuid").first?["openai_trace_id"]
+                == trace)
+        #expect(
+            try await Self.count(
+                c,
+                """
+                SELECT count(*) AS n FROM bridge.spans WHERE trace_id = '\(trace)'
+                  AND span_data->>'type' = 'function' AND span_data->>'name' = 'lookup'
+                """) == 1, "the call whose times are unreadable is traced")
+        #expect(
+            try await Self.count(
+                c,
+                """
+                SELECT count(*) AS n FROM bridge.spans WHERE trace_id = '\(trace)'
+                  AND (started_at < '2000-01-01' OR ended_at > '3000-01-01')
+                """) == 0, "no unreadable time reached a span")
+        await c.close()
+    }
+
     @Test func rerunNeedsYesAndNeverOverwritesResults() async throws {
         let url = try await ExecCLITests.migratedReference()
         let c = try await TestDatabase.connect(url)
