@@ -70,19 +70,19 @@ import Testing
         "history":[{"content":"Refund order 7.","role":"user"},{"arguments":"{\"order\":7}","call_id":"c1","name":"refund","type":"function_call"}],\#
         "next_event_id":5,"paused_at":786412800.5,"pending":[{"agent":"Support","arguments":"{\"order\":7}","call_id":"c1","name":"refund"}],\#
         "task_event_id":1,"tool_calls":3,"transcript":[{"arguments":"{\"order\":7}","call_id":"c1","name":"refund","type":"function_call"}],\#
-        "turn":2,"usage":{"cachedTokens":1,"inputTokens":30,"outputTokens":4,"reasoningTokens":5,"requests":2}}
+        "turn":4,"usage":{"cachedTokens":6,"inputTokens":30,"outputTokens":7,"reasoningTokens":8,"requests":9}}
         """#
 
-    /// A checkpoint (`bridge.run_journal.checkpoint`) as `journalJSON` writes it, in this release
+    /// A checkpoint (`bridge.run_journals.checkpoint`) as `journalJSON` writes it, in this release
     /// and the one before it (`compact` sorts keys).
     static let checkpoint = #"""
-        {"agent":"Planner","agent_event_id":2,"at":786412800.5,\#
+        {"agent":"Planner","agent_event_id":3,"at":786412800.5,\#
         "history":[{"content":"Plan the launch.","role":"user"},{"arguments":"{\"topic\":\"example\"}","call_id":"call_ab12","name":"lookup","type":"function_call"}],\#
-        "next_event_id":9,"open_spans":[{"event_id":1,"parent_span_id":null,"span_id":"span_x","started_at":786412799.5}],\#
+        "next_event_id":9,"open_spans":[{"event_id":2,"parent_span_id":null,"span_id":"span_x","started_at":786412799.5}],\#
         "response":[{"arguments":"{\"topic\":\"example\"}","call_id":"call_ab12","name":"lookup","type":"function_call"}],\#
-        "task_event_id":1,"tool_calls":1,"transcript":[{"kind":"input","name":"polite","triggered":false,"type":"guardrail_result"}],\#
-        "turn":2,"turn_event_id":7,"turn_usage":{"cachedTokens":0,"inputTokens":10,"outputTokens":3,"reasoningTokens":0,"requests":1},\#
-        "usage":{"cachedTokens":1,"inputTokens":30,"outputTokens":4,"reasoningTokens":5,"requests":2}}
+        "task_event_id":2,"tool_calls":4,"transcript":[{"kind":"input","name":"polite","triggered":false,"type":"guardrail_result"}],\#
+        "turn":5,"turn_event_id":7,"turn_usage":{"cachedTokens":8,"inputTokens":100,"outputTokens":12,"reasoningTokens":10,"requests":1},\#
+        "usage":{"cachedTokens":11,"inputTokens":300,"outputTokens":40,"reasoningTokens":13,"requests":6}}
         """#
 
     static func sortedJSON(_ value: some Encodable) throws -> String {
@@ -97,7 +97,10 @@ import Testing
         let position = paused.position
         #expect(position.agent == "Support" && position.agentEventId == 2 && position.taskEventId == 1)
         #expect(
-            position.nextEventId == 5 && position.turn == 2 && position.toolCalls == 3 && position.usage.requests == 2)
+            position.nextEventId == 5 && position.turn == 4 && position.toolCalls == 3 && position.usage.requests == 9)
+        #expect(
+            position.usage.cachedTokens == 6 && position.usage.inputTokens == 30 && position.usage.outputTokens == 7
+                && position.usage.reasoningTokens == 8)
         #expect(position.history.count == 2 && position.transcript.count == 1)
         #expect(paused.pending.map(\.callId) == ["c1"] && paused.deferredHandoffs.map(\.agent) == ["Billing"])
         #expect(paused.pausedAt == Date(timeIntervalSinceReferenceDate: 786_412_800.5))
@@ -110,9 +113,15 @@ import Testing
     @Test func aCheckpointKeepsItsBytes() throws {
         let checkpoint = try JSONDecoder().decode(RunCheckpoint.self, from: Data(Self.checkpoint.utf8))
         let position = checkpoint.position
-        #expect(position.agent == "Planner" && position.agentEventId == 2 && position.taskEventId == 1)
-        #expect(position.nextEventId == 9 && position.turn == 2 && position.toolCalls == 1)
-        #expect(position.usage.requests == 2 && checkpoint.turnUsage.requests == 1 && checkpoint.turnEventId == 7)
+        #expect(position.agent == "Planner" && position.agentEventId == 3 && position.taskEventId == 2)
+        #expect(position.nextEventId == 9 && position.turn == 5 && position.toolCalls == 4)
+        #expect(position.usage.requests == 6 && checkpoint.turnUsage.requests == 1 && checkpoint.turnEventId == 7)
+        #expect(
+            position.usage.cachedTokens == 11 && position.usage.inputTokens == 300 && position.usage.outputTokens == 40
+                && position.usage.reasoningTokens == 13)
+        #expect(
+            checkpoint.turnUsage.cachedTokens == 8 && checkpoint.turnUsage.inputTokens == 100
+                && checkpoint.turnUsage.outputTokens == 12 && checkpoint.turnUsage.reasoningTokens == 10)
         #expect(position.history.count == 2 && position.transcript.count == 1 && checkpoint.response.count == 1)
         #expect(checkpoint.at == Date(timeIntervalSinceReferenceDate: 786_412_800.5))
         #expect(checkpoint.journalJSON.compact == Self.checkpoint)
