@@ -26,8 +26,9 @@ public macro CodedFlat() = #externalMacro(module: "BridgeMacros", type: "CodedFl
 /// Adds the `RawRepresentable` conformance (`rawValue`, `init?(rawValue:)`) of an enum written
 /// without `: String` whose raw values are its case names in snake case (`chatCompletions` is
 /// `"chat_completions"`); `Codable` then codes the raw value. A case with a raw value of its own
-/// or associated values, a name snake case would not spell exactly, cases under `#if` and a
-/// `CodingKey` enum (whose keys are its case names: use `@SnakeCaseCodingKeys`) are errors. See
+/// or associated values, a name snake case would not spell exactly, cases under `#if` and an
+/// enum declared `: CodingKey` (whose keys are its case names: use `@SnakeCaseCodingKeys`) are
+/// errors; a `CodingKey` conformance added elsewhere, which the macro cannot see, is not. See
 /// `BridgeMacros/SnakeCaseRawValuesMacro.swift`.
 @attached(extension, conformances: RawRepresentable, names: named(rawValue), named(init(rawValue:)))
 public macro SnakeCaseRawValues() = #externalMacro(module: "BridgeMacros", type: "SnakeCaseRawValuesMacro")

@@ -24,6 +24,9 @@ enum BridgeMacroMessage: DiagnosticMessage {
     case flatNoType(String)
     case flatOptional(String)
     case flatWithoutCodingKeys
+    case flatNotCoded
+    case codedWrapped(String)
+    case conditionalAttributes(String)
     case codingKey
 
     var message: String {
@@ -50,6 +53,12 @@ enum BridgeMacroMessage: DiagnosticMessage {
         case .flatOptional(let name):
             "@CodedFlat cannot code '\(name)', an optional, flat: its keys would be absent with it"
         case .flatWithoutCodingKeys: "@CodedFlat means something only in a type with @SnakeCaseCodingKeys"
+        case .flatNotCoded:
+            "@CodedFlat marks a stored instance property an init sets: this one is not coded at all"
+        case .codedWrapped(let name):
+            "@SnakeCaseCodingKeys with a @CodedFlat property writes Codable, and does not read '\(name)''s attributes (a property wrapper): write the Codable members by hand"
+        case .conditionalAttributes(let name):
+            "@SnakeCaseCodingKeys does not read '\(name)''s attributes under #if: write CodingKeys out"
         case .codingKey:
             "@SnakeCaseRawValues cannot spell a CodingKey, whose keys are its case names: use @SnakeCaseCodingKeys"
         }
@@ -71,6 +80,9 @@ enum BridgeMacroMessage: DiagnosticMessage {
         case .flatNoType: MessageID(domain: "BridgeMacros", id: "flatNoType")
         case .flatOptional: MessageID(domain: "BridgeMacros", id: "flatOptional")
         case .flatWithoutCodingKeys: MessageID(domain: "BridgeMacros", id: "flatWithoutCodingKeys")
+        case .flatNotCoded: MessageID(domain: "BridgeMacros", id: "flatNotCoded")
+        case .codedWrapped: MessageID(domain: "BridgeMacros", id: "codedWrapped")
+        case .conditionalAttributes: MessageID(domain: "BridgeMacros", id: "conditionalAttributes")
         case .codingKey: MessageID(domain: "BridgeMacros", id: "codingKey")
         }
     }

@@ -16,6 +16,13 @@ import SwiftSyntaxMacros
 /// also why such a type needs `@MemberwiseInit` for its memberwise init.
 struct SnakeCaseCodingKeysMacro: StoredPropertiesMacro {
     static func members(for properties: [StoredProperty], in context: some MacroExpansionContext) -> [DeclSyntax] {
+        // An attribute under `#if` may be `@CodedFlat`: the property would be keyed, and nested.
+        let unread = properties.filter { $0.attributes.contains(StoredProperty.conditionalAttribute) }
+        for property in unread {
+            context.diagnose(
+                Diagnostic(node: property.binding, message: BridgeMacroMessage.conditionalAttributes(property.name)))
+        }
+        if !unread.isEmpty { return [] }
         let keyed = properties.filter { !$0.isCodedFlat }
         let cases = keyed.map { property in
             let key = snakeCase(property.name)
@@ -48,6 +55,12 @@ struct SnakeCaseCodingKeysMacro: StoredPropertiesMacro {
                 continue
             }
             let name = property.name
+            // Synthesized `Codable` codes a property wrapper itself; this code would code its value.
+            if property.hasUnknownAttributes {
+                context.diagnose(Diagnostic(node: property.binding, message: BridgeMacroMessage.codedWrapped(name)))
+                failed = true
+                continue
+            }
             let wrapped = optionalWrapped(type)
             if property.isCodedFlat {
                 if wrapped != nil {
@@ -123,7 +136,8 @@ struct SnakeCaseCodingKeysMacro: StoredPropertiesMacro {
 
 /// `@CodedFlat`: marks a stored property that `@SnakeCaseCodingKeys` codes flat. It adds nothing
 /// itself; on a property of a type without `@SnakeCaseCodingKeys` it is an error (it would mean
-/// nothing there, and the value would be nested).
+/// nothing there, and the value would be nested), and so it is on anything the type's init does
+/// not set (a `let` with a value, a `static`, `lazy` or computed property: it is not coded at all).
 struct CodedFlatMacro: PeerMacro {
     static let name = "CodedFlat"
 
@@ -137,6 +151,10 @@ struct CodedFlatMacro: PeerMacro {
         }
         if hasCodingKeysMacro != true {
             context.diagnose(Diagnostic(node: node, message: BridgeMacroMessage.flatWithoutCodingKeys))
+        }
+        let stored = declaration.as(VariableDeclSyntax.self).map(StoredProperty.all(of:)) ?? []
+        if stored.isEmpty || !stored.allSatisfy(\.isSettable) {
+            context.diagnose(Diagnostic(node: node, message: BridgeMacroMessage.flatNotCoded))
         }
         return []
     }

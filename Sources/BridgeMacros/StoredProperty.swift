@@ -59,32 +59,39 @@ struct StoredProperty {
     /// `class` and `lazy` properties are skipped; `willSet`/`didSet` observers keep a property
     /// stored.
     static func all(of declaration: some DeclGroupSyntax) -> [StoredProperty] {
+        declaration.memberBlock.members.flatMap { member in
+            member.decl.as(VariableDeclSyntax.self).map(all(of:)) ?? []
+        }
+    }
+
+    /// The stored instance properties one declaration (`var a, b: Int`) declares; none for a
+    /// computed, `static`, `class` or `lazy` one.
+    static func all(of variable: VariableDeclSyntax) -> [StoredProperty] {
+        guard isInstanceStorage(variable) else { return [] }
         var found: [StoredProperty] = []
-        for member in declaration.memberBlock.members {
-            guard let variable = member.decl.as(VariableDeclSyntax.self), isInstanceStorage(variable) else {
-                continue
-            }
-            let isLet = variable.bindingSpecifier.tokenKind == .keyword(.let)
-            let isRestricted = variable.modifiers.contains {
-                [.keyword(.private), .keyword(.fileprivate)].contains($0.name.tokenKind) || $0.detail != nil
-            }
-            for binding in variable.bindings {
-                guard binding.accessorBlock == nil || hasOnlyObservers(binding.accessorBlock),
-                    let pattern = binding.pattern.as(IdentifierPatternSyntax.self)
-                else { continue }
-                found.append(
-                    StoredProperty(
-                        name: pattern.identifier.identifier?.name ?? pattern.identifier.trimmed.text,
-                        type: binding.typeAnnotation?.type ?? typeOfLaterBinding(binding, in: variable),
-                        initializer: binding.initializer?.value, isLet: isLet, isRestricted: isRestricted,
-                        attributes: variable.attributes.map {
-                            // An attribute under `#if` is one the macros cannot read.
-                            $0.as(AttributeSyntax.self).map { unqualifiedName($0.attributeName) } ?? "#if"
-                        }, binding: binding))
-            }
+        let isLet = variable.bindingSpecifier.tokenKind == .keyword(.let)
+        let isRestricted = variable.modifiers.contains {
+            [.keyword(.private), .keyword(.fileprivate)].contains($0.name.tokenKind) || $0.detail != nil
+        }
+        for binding in variable.bindings {
+            guard binding.accessorBlock == nil || hasOnlyObservers(binding.accessorBlock),
+                let pattern = binding.pattern.as(IdentifierPatternSyntax.self)
+            else { continue }
+            found.append(
+                StoredProperty(
+                    name: pattern.identifier.identifier?.name ?? pattern.identifier.trimmed.text,
+                    type: binding.typeAnnotation?.type ?? typeOfLaterBinding(binding, in: variable),
+                    initializer: binding.initializer?.value, isLet: isLet, isRestricted: isRestricted,
+                    attributes: variable.attributes.map {
+                        $0.as(AttributeSyntax.self).map { unqualifiedName($0.attributeName) }
+                            ?? conditionalAttribute
+                    }, binding: binding))
         }
         return found
     }
+
+    /// What `attributes` holds for attributes under `#if`, which the macros cannot read.
+    static let conditionalAttribute = "#if"
 
     private static func isInstanceStorage(_ variable: VariableDeclSyntax) -> Bool {
         !variable.modifiers.contains {

@@ -201,12 +201,59 @@ import Testing
             "@CodedFlat var position: Position\n    var at = Date()",
             "@SnakeCaseCodingKeys with a @CodedFlat property decodes 'at' by its type: write it out", 9
         ),
+        // Synthesized `Codable` would code the wrapper; the written code would code its value.
+        (
+            "@CodedFlat var position: Position\n    @Traced var at: Date",
+            "@SnakeCaseCodingKeys with a @CodedFlat property writes Codable, and does not read 'at''s attributes (a property wrapper): write the Codable members by hand",
+            17
+        ),
     ])
     func codedFlatNeedsWhatItCodes(_ members: String, _ message: String, _ column: Int) {
         let line = message.contains("'at'") ? 4 : 3
         expand(
             "SnakeCaseCodingKeys", "struct Paused: Codable {\n    \(members)\n}",
             diagnostics: [DiagnosticSpec(message: message, line: line, column: column)])
+    }
+
+    /// `@CodedFlat` under `#if` would leave the property keyed, and its part nested.
+    @Test func anAttributeUnderIfIsAnErrorForCodingKeys() {
+        expand(
+            "SnakeCaseCodingKeys",
+            "struct Paused: Codable {\n    #if DEBUG\n    @CodedFlat\n    #endif\n    var position: Position\n}",
+            diagnostics: [
+                DiagnosticSpec(
+                    message:
+                        "@SnakeCaseCodingKeys does not read 'position''s attributes under #if: write CodingKeys out",
+                    line: 6, column: 9)
+            ])
+    }
+
+    /// On what the init does not set, the mark would be ignored: the part would not be coded.
+    @Test(arguments: [
+        "@CodedFlat let position = Position()", "@CodedFlat static var position: Position",
+        "@CodedFlat var position: Position { Position() }", "@CodedFlat func position() {}",
+    ])
+    func codedFlatOnWhatIsNotCodedIsAnError(_ member: String) {
+        let plain = member.replacingOccurrences(of: "@CodedFlat ", with: "")
+        assertMacroExpansion(
+            "@SnakeCaseCodingKeys\nstruct Paused: Codable {\n    \(member)\n    var at: Date\n}",
+            expandedSource: """
+                struct Paused: Codable {
+                    \(plain)
+                    var at: Date
+
+                    enum CodingKeys: String, CodingKey, CaseIterable {
+                        case at
+                    }
+                }
+                """,
+            diagnostics: [
+                DiagnosticSpec(
+                    message: "@CodedFlat marks a stored instance property an init sets: this one is not coded at all",
+                    line: 3, column: 5)
+            ],
+            macroSpecs: macros.merging(["CodedFlat": MacroSpec(type: CodedFlatMacro.self)]) { a, _ in a },
+            failureHandler: { Issue.record(Comment(rawValue: $0.message)) })
     }
 
     /// Without `@SnakeCaseCodingKeys` the mark would mean nothing, and the value would be nested.
