@@ -92,8 +92,10 @@ public actor PostgresConnection {
         // Timestamps are read in the server's ISO output (`PostgresTimestamp.parse`); a database
         // or role may default to another style (`SQL, DMY`), and PGDATESTYLE may ask for one.
         // Last, so no session setting undoes it. A pooler such as PgBouncer keeps DateStyle for
-        // the client across server connections.
-        if let style = PQparameterStatus(conn, "DateStyle"), !String(cString: style).hasPrefix("ISO") {
+        // the client across server connections. A server (or proxy) that does not report the
+        // style is set too: unknown is not ISO.
+        let style = PQparameterStatus(conn, "DateStyle").map { String(cString: $0) }
+        if style?.hasPrefix("ISO") != true {
             try set("DateStyle", "ISO")
         }
     }
