@@ -52,7 +52,9 @@ public enum PostgresTimestamp {
     /// `+01:00`, `+0100`; `T` and `Z` upper case). Returns nil on anything else: separators other
     /// than these, a field out of its range (month 13 is not next January), a point without
     /// digits, or any text after the zone (` BC`), so a typed `--since` is refused rather than
-    /// read as some other instant.
+    /// read as some other instant. Without a zone the time is UTC. Only years 1–9999 in four
+    /// digits are read: the server's `infinity`, BC dates and longer years are nil too (backfill
+    /// reads the user's columns through `BackfillHistory.readable`, which leaves them out).
     public static func parse(_ s: String) -> Date? {
         let u = Array(s.utf8)
         func num(_ from: Int, _ len: Int, _ range: ClosedRange<Int>) -> Int? {
