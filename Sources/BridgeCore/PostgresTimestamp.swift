@@ -2,6 +2,20 @@ import Foundation
 
 /// Formatting and parsing of PostgreSQL `timestamptz` text.
 public enum PostgresTimestamp {
+    /// The instants `parse` reads and `format` writes: 0001-01-01 up to 10000-01-01 (not
+    /// included), UTC. (`BackfillHistory.readable` holds the user's columns to the same range.)
+    public static let range =
+        Date(timeIntervalSince1970: -62_135_596_800)..<Date(timeIntervalSince1970: 253_402_300_800)
+
+    /// `date` moved by `seconds`, or nil when `seconds` is not finite or the result is outside
+    /// `range`: a duration read from the user's history (`Infinity`, `1e300`) must not make an
+    /// instant `format` cannot write (it would trap, or write the wrong year).
+    public static func moved(_ date: Date, by seconds: Double) -> Date? {
+        guard seconds.isFinite else { return nil }
+        let moved = date.addingTimeInterval(seconds)
+        return range.contains(moved) ? moved : nil
+    }
+
     /// ISO 8601 with microseconds in UTC, e.g. `2026-11-26T09:03:44.123456Z`.
     public static func format(_ date: Date) -> String {
         let (tm, micros) = utcFields(date)

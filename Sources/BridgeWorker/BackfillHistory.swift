@@ -52,7 +52,11 @@ public struct HistoricalRun: Sendable, Equatable {
         public var startedAt: Date?
         public var durationMs: Double?
 
-        public var endedAt: Date? { startedAt.map { s in durationMs.map { s.addingTimeInterval($0 / 1000) } ?? s } }
+        /// The start moved by the duration; the start alone without a duration, or with one that
+        /// makes no instant bridge can store (`1e300`).
+        public var endedAt: Date? {
+            startedAt.map { s in durationMs.flatMap { PostgresTimestamp.moved(s, by: $0 / 1000) } ?? s }
+        }
     }
 }
 
@@ -79,7 +83,8 @@ struct BackfillHistory: Sendable {
     /// `value` (a timestamptz) when bridge can read it back, else NULL. The user's history may
     /// hold `infinity`, a BC date or a year past 9999, which the server prints in forms no
     /// instant bridge stores can take; such a time is left out, as token usage that is not JSON
-    /// is, instead of one row stopping the backfill. (The session's TimeZone is UTC.)
+    /// is, instead of one row stopping the backfill. The bounds are `PostgresTimestamp.range`;
+    /// the session's TimeZone is UTC, so what lies inside prints with a four-digit year.
     static func readable(_ value: PostgresQuery) -> PostgresQuery {
         """
         CASE WHEN \(value) >= '0001-01-01 00:00:00+00'::timestamptz

@@ -161,8 +161,9 @@ public struct BackfillTraceBuilder: Sendable {
     func scrub(_ v: JSONValue) -> JSONValue { Redaction.scrub(v, secrets: secrets) }
 }
 
-/// `date` moved by `seconds`; nil when either is unknown.
+/// `date` moved by `seconds`; nil when either is unknown or the result is no instant bridge
+/// can store (`PostgresTimestamp.moved`).
 private func offset(_ date: Date?, by seconds: Double?) -> Date? {
     guard let date, let seconds else { return nil }
-    return date.addingTimeInterval(seconds)
+    return PostgresTimestamp.moved(date, by: seconds)
 }

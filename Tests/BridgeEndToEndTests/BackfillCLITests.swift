@@ -335,8 +335,9 @@ struct BackfillCLITests {
     }
 
     /// `infinity`, a BC date and a year past 9999 are valid timestamptz values the server prints
-    /// in forms bridge does not read: such a time is left out of the trace, and the rest of the
-    /// task is traced, instead of the backfill stopping on the row.
+    /// in forms bridge does not read, and a duration of `Infinity` or `1e300` would carry a time out
+    /// of range: such a time is left out of the trace, and the rest of the task is traced,
+    /// instead of the backfill stopping (or trapping) on the row.
     @Test func timesBridgeCannotReadAreLeftOut() async throws {
         let url = try await ExecCLITests.migratedReference()
         let c = try await TestDatabase.connect(url)
@@ -350,12 +351,16 @@ struct BackfillCLITests {
             ).first?["id"])
         try await c.query("UPDATE tasks SET completed_at = 'infinity' WHERE id = \(task)::uuid")
         try await c.query(
-            "UPDATE task_executions SET started_at = '0044-03-15 12:00:00+00 BC', completed_at = '12000-01-01' WHERE task_id = \(task)::uuid"
-        )
+            """
+            UPDATE task_executions SET started_at = '0044-03-15 12:00:00+00 BC', completed_at = '12000-01-01',
+                execution_time_seconds = 'Infinity'
+            WHERE task_id = \(task)::uuid
+            """)
         try await c.query(
             """
             INSERT INTO execution_logs (task_id, type, content, created_at)
-            VALUES (\(task)::uuid, 'tool_call', '{"tool": "lookup", "started_at": "0044-03-15 12:00 BC"}', '-infinity')
+            VALUES (\(task)::uuid, 'tool_call', '{"tool": "lookup", "started_at": "0044-03-15 12:00 BC"}', '-infinity'),
+                   (\(task)::uuid, 'tool_call', '{"tool": "far", "started_at": "2026-01-01 10:00Z", "duration_ms": 1e300}', now())
             """)
         let r = try await Self.backfill(url)
         #expect(r.status == 0, "\(r.stderr)")
@@ -369,8 +374,8 @@ struct BackfillCLITests {
                 c,
                 """
                 SELECT count(*) AS n FROM bridge.spans WHERE trace_id = '\(trace)'
-                  AND span_data->>'type' = 'function' AND span_data->>'name' = 'lookup'
-                """) == 1, "the call whose times are unreadable is traced")
+                  AND span_data->>'type' = 'function' AND span_data->>'name' IN ('lookup', 'far')
+                """) == 2, "the calls whose times are unreadable or out of range are traced")
         #expect(
             try await Self.count(
                 c,
