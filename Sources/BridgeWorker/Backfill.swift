@@ -16,8 +16,8 @@ public struct BackfillOptions: Sendable {
     public var batchSize = 1_000
     /// Rebuild at most this many tasks (nil: all).
     public var limit: Int?
-    /// Only tasks finished at or after this time (a `timestamptz` literal, parsed by PostgreSQL).
-    public var since: String?
+    /// Only tasks finished at or after this instant.
+    public var since: Date?
     /// Pause between batches, to leave room for the application on a busy database. A run
     /// that pauses uses one connection.
     public var pauseMilliseconds = 0
@@ -130,7 +130,7 @@ public struct Backfiller: Sendable {
     }
 
     /// Reads a batch and builds its traces (inside the caller's transaction).
-    func build(on c: isolated PostgresConnection, cursor: TaskKey?, limit: Int, since: String?, lock: Bool) throws
+    func build(on c: isolated PostgresConnection, cursor: TaskKey?, limit: Int, since: Date?, lock: Bool) throws
         -> Batch
     {
         build(try history.read(on: c, cursor: cursor, limit: limit, since: since, lock: lock))
@@ -215,7 +215,7 @@ public struct Backfiller: Sendable {
 
     /// One batch in the caller's transaction: the next key range is read and locked, its traces
     /// built and written. Nil when the run is done.
-    func writeNextBatch(on c: isolated PostgresConnection, keyset: BackfillKeyset, since: String?)
+    func writeNextBatch(on c: isolated PostgresConnection, keyset: BackfillKeyset, since: Date?)
         throws -> (Batch, BackfillWriteCounts)?
     {
         guard

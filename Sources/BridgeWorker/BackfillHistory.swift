@@ -74,8 +74,9 @@ struct BackfillHistory: Sendable {
             "\(alias: a).\(identifier: trace) IS NULL AND \(alias: a).\(identifier: s.status.column) IN (\(s.status.completed), \(s.status.failed))"
     }
 
-    /// `--since`: on the task's completed_at column if mapped, else its created_at column.
-    func sinceCondition(alias a: String, _ since: String) -> PostgresQuery {
+    /// `--since`: on the task's completed_at column if mapped, else its created_at column. The
+    /// instant is bound as UTC text with its zone, so the session's TimeZone does not move it.
+    func sinceCondition(alias a: String, _ since: Date) -> PostgresQuery {
         let column = config.results.completedAtColumn ?? config.source.createdAtColumn ?? config.source.key
         return "\(alias: a).\(identifier: column) >= \(since)::timestamptz"
     }
@@ -93,7 +94,7 @@ struct BackfillHistory: Sendable {
     }
 
     /// Tasks that match the backfill filter now.
-    func countStatement(since: String?) -> PostgresQuery {
+    func countStatement(since: Date?) -> PostgresQuery {
         var sql: PostgresQuery =
             "SELECT count(*) AS n FROM \(identifier: config.source.table) t WHERE \(filter(alias: "t"))"
         if let since { sql += " AND \(sinceCondition(alias: "t", since))" }
@@ -103,7 +104,7 @@ struct BackfillHistory: Sendable {
     /// The batch: up to `limit` matching tasks after `cursor` in key order (locked
     /// `FOR NO KEY UPDATE SKIP LOCKED` when `lock`), with their agent row's match value and
     /// their latest execution row. One row per task, in key order.
-    func batchStatement(cursor: TaskKey?, limit: Int, since: String?, lock: Bool) -> PostgresQuery {
+    func batchStatement(cursor: TaskKey?, limit: Int, since: Date?, lock: Bool) -> PostgresQuery {
         let s = config.source
         let key = PostgresQuery.identifier(s.key)
         var pickedWhere = filter(alias: "t")
@@ -198,7 +199,7 @@ struct BackfillHistory: Sendable {
     }
 
     /// Reads one batch: the tasks, then (when the mappings name a log table) their tool calls.
-    func read(on c: isolated PostgresConnection, cursor: TaskKey?, limit: Int, since: String?, lock: Bool)
+    func read(on c: isolated PostgresConnection, cursor: TaskKey?, limit: Int, since: Date?, lock: Bool)
         throws -> [HistoricalRun]
     {
         let rows = try c.query(batchStatement(cursor: cursor, limit: limit, since: since, lock: lock))

@@ -99,7 +99,7 @@ public struct Rerunner: Sendable {
         }
     }
 
-    func select(_ conn: PostgresConnection, cursor: TaskKey?, limit: Int, since: String?) async throws -> [(
+    func select(_ conn: PostgresConnection, cursor: TaskKey?, limit: Int, since: Date?) async throws -> [(
         TaskKey, Row
     )] {
         let s = config.source

@@ -16,7 +16,7 @@ struct BackfillFlags: ParsableArguments {
 
     @Option(
         help: ArgumentHelp(
-            "With --backfill: only tasks finished at or after this time (e.g. 2026-01-01 or 2026-01-01T12:00:00Z).",
+            "With --backfill: only tasks finished at or after this time (e.g. 2026-01-01 or 2026-01-01T12:00:00Z; UTC without a zone).",
             valueName: "time"))
     var since: String?
 
@@ -38,15 +38,17 @@ struct BackfillFlags: ParsableArguments {
     @Flag(help: "Confirm --rerun.")
     var yes = false
 
-    static func isTimestamp(_ text: String) -> Bool {
-        if case .timestamp? = Since.parse(text) { return true }
-        return false
+    /// The instant `--since` names (a date or timestamp, UTC without a zone); nil for anything
+    /// else, durations included.
+    static func timestamp(_ text: String) -> Date? {
+        if case .timestamp(let date, _)? = Since.parse(text) { return date }
+        return nil
     }
 
     func validate() throws {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         guard pauseMs >= 0 else { throw ValidationError("--pause-ms must not be negative") }
-        if let since, !Self.isTimestamp(since) {
+        if let since, Self.timestamp(since) == nil {
             throw ValidationError(
                 "--since '\(since)': expected a date or timestamp like 2026-01-01 or 2026-01-01T12:00:00Z")
         }
@@ -74,7 +76,7 @@ extension Bridge.Exec {
         var options = BackfillOptions()
         options.batchSize = flags.batchSize
         options.limit = limit
-        options.since = flags.since
+        options.since = flags.since.flatMap(BackfillFlags.timestamp)
         options.pauseMilliseconds = flags.pauseMs
         if dryRun {
             let p = try await app.backfillPreview(options: options)

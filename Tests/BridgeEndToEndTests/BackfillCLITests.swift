@@ -386,6 +386,29 @@ struct BackfillCLITests {
         await c.close()
     }
 
+    /// `--since` is one instant, UTC without a zone, for the dry run and the rerun alike, whatever
+    /// the database's TimeZone: read there, this task's time would fall after the bound.
+    @Test func sinceIsTheSameInstantForTheDryRunAndTheRerun() async throws {
+        let url = try await ExecCLITests.migratedReference()
+        let c = try await TestDatabase.connect(url)
+        let db = try #require(try await c.query("SELECT current_database() AS d").first?["d"])
+        try await c.query(PostgresQuery(unsafeSQL: "ALTER DATABASE \"\(db)\" SET TimeZone = 'Etc/GMT-14'"))
+        try await c.query(
+            "UPDATE tasks SET completed_at = '2020-01-01 00:00:00+00' WHERE status IN ('completed', 'failed')")
+        try await c.query(
+            """
+            UPDATE tasks SET completed_at = '2025-12-31 20:00:00+00'
+            WHERE id = (SELECT id FROM tasks WHERE status = 'completed' ORDER BY id LIMIT 1)
+            """)
+        let since = ["--since", "2026-01-01T00:00:00", "--offline"]
+        let dry = try await Self.backfill(url, ["--dry-run"] + since)
+        #expect(dry.stdout.contains("would rebuild 0 task(s)"), "\(dry.stdout)")
+        let r = try await Self.backfill(url, ["--rerun", "--yes"] + since)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("re-ran 0 historical tasks"), "\(r.stdout)")
+        await c.close()
+    }
+
     @Test func rerunNeedsYesAndNeverOverwritesResults() async throws {
         let url = try await ExecCLITests.migratedReference()
         let c = try await TestDatabase.connect(url)
